@@ -1,0 +1,11 @@
+/**
+ * effect-workers: an Effect-native concurrency toolkit. Each module is a namespace: `WorkerQueue.make(...)`,
+ * `ResultCache.memory(...)`, and so on.
+ *
+ * @since 0.1.0
+ */
+
+/**
+ * @since 0.1.0
+ */
+export * as OptionError from "./OptionError.js"
