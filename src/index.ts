@@ -9,3 +9,13 @@
  * @since 0.1.0
  */
 export * as OptionError from "./OptionError.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as ResultCache from "./ResultCache.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as WorkerQueue from "./WorkerQueue.js"

@@ -1,0 +1,228 @@
+/**
+ * Result caches for WorkerQueue: an LRU memory cache with a time to live read from `Clock`, a cache over user
+ * functions, and a cache over `@effect/platform`'s `KeyValueStore` with `Schema` encoding.
+ */
+import * as KeyValueStore from "@effect/platform/KeyValueStore"
+import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as MutableHashMap from "effect/MutableHashMap"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import type { OptionError } from "../OptionError.js"
+import type * as ResultCache from "../ResultCache.js"
+import { checker } from "./options.js"
+
+const check = checker("ResultCache")
+
+/** @internal */
+export class ResultCacheError extends Schema.TaggedError<ResultCacheError>("effect-workers/ResultCacheError")(
+  "ResultCacheError",
+  {
+    reason: Schema.Literal("GetFailed", "SetFailed"),
+    key: Schema.String,
+    cause: Schema.optional(Schema.Defect)
+  }
+) {
+  override get message(): string {
+    const what = this.reason === "GetFailed" ? "reading" : "writing"
+    const cause = this.cause === undefined ? "" : `: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+    return `ResultCache: ${what} key ${this.key} failed${cause}`
+  }
+}
+
+/** @internal */
+export const describeKey = (key: unknown): string => {
+  if (typeof key === "string") return JSON.stringify(key)
+  if (typeof key === "number" || typeof key === "bigint" || typeof key === "boolean") return String(key)
+  try {
+    return JSON.stringify(key) ?? String(key)
+  } catch {
+    return String(key)
+  }
+}
+
+// --- memory -------------------------------------------------------------------------------------------------------
+
+interface Node<K, V> {
+  readonly key: K
+  value: V
+  expiresAt: number
+  prev: Node<K, V> | undefined
+  next: Node<K, V> | undefined
+}
+
+/**
+ * A map from key to node (keys compared with `Equal`) plus a doubly linked list in recency order: the head is the
+ * least recently used entry, evicted first. Every operation is O(1).
+ */
+class Lru<K, V> {
+  readonly map = MutableHashMap.empty<K, Node<K, V>>()
+  head: Node<K, V> | undefined = undefined
+  tail: Node<K, V> | undefined = undefined
+  size = 0
+  constructor(readonly capacity: number, readonly ttlMillis: number) {}
+
+  private unlink(node: Node<K, V>): void {
+    if (node.prev) node.prev.next = node.next
+    else this.head = node.next
+    if (node.next) node.next.prev = node.prev
+    else this.tail = node.prev
+    node.prev = node.next = undefined
+  }
+  private append(node: Node<K, V>): void {
+    node.prev = this.tail
+    if (this.tail) this.tail.next = node
+    else this.head = node
+    this.tail = node
+  }
+  private remove(node: Node<K, V>): void {
+    this.unlink(node)
+    MutableHashMap.remove(this.map, node.key)
+    this.size--
+  }
+
+  get(key: K, now: number): Option.Option<V> {
+    const found = MutableHashMap.get(this.map, key)
+    if (Option.isNone(found)) return Option.none()
+    const node = found.value
+    if (now >= node.expiresAt) {
+      this.remove(node)
+      return Option.none()
+    }
+    this.unlink(node)
+    this.append(node)
+    return Option.some(node.value)
+  }
+
+  set(key: K, value: V, now: number): void {
+    const expiresAt = now + this.ttlMillis
+    const found = MutableHashMap.get(this.map, key)
+    if (Option.isSome(found)) {
+      const node = found.value
+      node.value = value
+      node.expiresAt = expiresAt
+      this.unlink(node)
+      this.append(node)
+      return
+    }
+    const node: Node<K, V> = { key, value, expiresAt, prev: undefined, next: undefined }
+    MutableHashMap.set(this.map, key, node)
+    this.append(node)
+    this.size++
+    while (this.size > this.capacity && this.head) this.remove(this.head)
+  }
+}
+
+/** @internal */
+export const memory = <K, V>(
+  options: ResultCache.MemoryOptions = {}
+): Effect.Effect<ResultCache.ResultCache<K, V>, OptionError> =>
+  Effect.gen(function*() {
+    const capacity = yield* check.integerOrInfinity("capacity", options.capacity, Number.POSITIVE_INFINITY, 1)
+    const ttl = options.timeToLive === undefined
+      ? Duration.infinity
+      : yield* check.require(
+        "timeToLive",
+        options.timeToLive,
+        Option.exists(Duration.decodeUnknown(options.timeToLive), (d) => Duration.greaterThan(d, Duration.zero)),
+        "a positive duration"
+      ).pipe(Effect.map(Duration.decode))
+    const lru = new Lru<K, V>(capacity, Duration.isFinite(ttl) ? Duration.toMillis(ttl) : Number.POSITIVE_INFINITY)
+    // A cache with no expiry never needs the clock, which keeps its hot path free of it.
+    const now = Duration.isFinite(ttl) ? Clock.currentTimeMillis : Effect.succeed(0)
+    return {
+      get: (key: K) => Effect.map(now, (t) => lru.get(key, t)),
+      set: (key: K, value: V) => Effect.map(now, (t) => lru.set(key, value, t)),
+      size: Effect.sync(() => lru.size)
+    } satisfies ResultCache.ResultCache<K, V>
+  })
+
+// --- user functions -----------------------------------------------------------------------------------------------
+
+const fromUser = <A, R>(
+  run: () => Effect.Effect<A, unknown, R> | PromiseLike<A>,
+  onError: (cause: unknown) => ResultCacheError
+): Effect.Effect<A, ResultCacheError, R> =>
+  Effect.suspend(() => {
+    let result: Effect.Effect<A, unknown, R> | PromiseLike<A>
+    try {
+      result = run()
+    } catch (cause) {
+      return Effect.fail(onError(cause))
+    }
+    return Effect.isEffect(result)
+      ? Effect.mapError(result, onError)
+      : Effect.tryPromise({ try: () => Promise.resolve(result), catch: onError })
+  })
+
+/** @internal */
+export const make = <K, V, E = never, R = never>(
+  impl: ResultCache.MakeOptions<K, V, E, R>
+): Effect.Effect<ResultCache.ResultCache<K, V>, never, R> =>
+  Effect.map(Effect.context<R>(), (context) => ({
+    get: (key: K) =>
+      Effect.provide(
+        fromUser(() => impl.get(key), (cause) => new ResultCacheError({ reason: "GetFailed", key: describeKey(key), cause })),
+        context
+      ),
+    set: (key: K, value: V) =>
+      Effect.provide(
+        Effect.asVoid(
+          fromUser(
+            () => impl.set(key, value),
+            (cause) => new ResultCacheError({ reason: "SetFailed", key: describeKey(key), cause })
+          )
+        ),
+        context
+      )
+  }))
+
+// --- KeyValueStore ------------------------------------------------------------------------------------------------
+
+/** @internal */
+export const defaultKey = (key: unknown): string =>
+  typeof key === "string" ? key : typeof key === "bigint" ? `${key}n` : JSON.stringify(key) ?? String(key)
+
+/** @internal */
+export const keyValueStore = <K, V, I>(
+  options: ResultCache.KeyValueStoreOptions<K, V, I>
+): Effect.Effect<ResultCache.ResultCache<K, V>, never, KeyValueStore.KeyValueStore> =>
+  Effect.map(KeyValueStore.KeyValueStore, (store) => {
+    const prefix = options.prefix ?? ""
+    const keyOf = options.key ?? defaultKey
+    const codec = Schema.parseJson(options.schema)
+    const decode = Schema.decodeEither(codec)
+    const encode = Schema.encode(codec)
+    return {
+      get: (key: K) => {
+        const storeKey = prefix + keyOf(key)
+        return store.get(storeKey).pipe(
+          Effect.mapError((cause) => new ResultCacheError({ reason: "GetFailed", key: storeKey, cause })),
+          Effect.flatMap(Option.match({
+            onNone: () => Effect.succeed(Option.none<V>()),
+            onSome: (raw) => {
+              const decoded = decode(raw)
+              // An entry we cannot read (another version of the schema, a damaged file) is a miss: the worker
+              // recomputes it and the write replaces it.
+              return Either.isRight(decoded) ? Effect.succeed(Option.some(decoded.right)) : Effect.as(
+                Effect.logWarning(`ResultCache: cannot decode the entry at key ${storeKey}; treating it as a miss`).pipe(
+                  Effect.annotateLogs("error", ParseResult.TreeFormatter.formatErrorSync(decoded.left))
+                ),
+                Option.none<V>()
+              )
+            }
+          }))
+        )
+      },
+      set: (key: K, value: V) => {
+        const storeKey = prefix + keyOf(key)
+        return encode(value).pipe(
+          Effect.flatMap((raw) => store.set(storeKey, raw)),
+          Effect.mapError((cause) => new ResultCacheError({ reason: "SetFailed", key: storeKey, cause }))
+        )
+      }
+    } satisfies ResultCache.ResultCache<K, V>
+  })

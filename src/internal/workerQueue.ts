@@ -1,0 +1,312 @@
+/**
+ * The WorkerQueue machinery. An item's life: `require` looks it up in the in-flight map (equal items share one
+ * entry and one `Deferred`), then in the cache; on a miss the entry is admitted to the work queue, or waits in a
+ * FIFO waiting room while the queue holds `capacity` items. `concurrency` worker fibers take entries from the
+ * queue; each run writes the cache, then removes the entry, then settles the `Deferred` for every waiter.
+ */
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as Layer from "effect/Layer"
+import * as MutableHashMap from "effect/MutableHashMap"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import type { OptionError } from "../OptionError.js"
+import type * as ResultCache from "../ResultCache.js"
+import type * as WorkerQueue from "../WorkerQueue.js"
+import { checker } from "./options.js"
+import { describeKey } from "./resultCache.js"
+
+const check = checker("WorkerQueue")
+
+/** @internal */
+export class WorkerQueueError extends Schema.TaggedError<WorkerQueueError>("effect-workers/WorkerQueueError")(
+  "WorkerQueueError",
+  {
+    reason: Schema.Literal("Closed", "FinishTimeout"),
+    queue: Schema.String,
+    item: Schema.optional(Schema.String)
+  }
+) {
+  override get message(): string {
+    const item = this.item === undefined ? "" : ` (item ${this.item})`
+    return this.reason === "Closed"
+      ? `WorkerQueue ${this.queue} is closed${item}`
+      : `WorkerQueue ${this.queue} closed before the item finished within its finish timeout${item}`
+  }
+}
+
+interface Entry<I, A, E> {
+  readonly item: I
+  readonly deferred: Deferred.Deferred<A, E | WorkerQueueError>
+  /** "room": waiting for space in the work queue; "queued": in the queue or running; "done": settled. */
+  state: "room" | "queued" | "done"
+  /** Waiters counted while the entry is in the waiting room, so the last one to leave can withdraw it. */
+  waiters: number
+}
+
+/** An array used as a FIFO: `shift` moves a head index instead of copying, and compacts now and then. */
+class Fifo<A> {
+  private items: Array<A> = []
+  private head = 0
+  get length(): number {
+    return this.items.length - this.head
+  }
+  push(a: A): void {
+    this.items.push(a)
+  }
+  /** Only called when `length > 0`. */
+  shift(): A {
+    const a = this.items[this.head]!
+    this.items[this.head++] = undefined as A
+    if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.head = 0
+    }
+    return a
+  }
+  count(predicate: (a: A) => boolean): number {
+    let n = 0
+    for (let i = this.head; i < this.items.length; i++) if (predicate(this.items[i]!)) n++
+    return n
+  }
+}
+
+/** @internal */
+export class RegistryImpl implements WorkerQueue.Registry.Service {
+  readonly queues = new Set<WorkerQueue.WorkerQueue<never, unknown, unknown>>()
+  readonly register = (queue: WorkerQueue.WorkerQueue<never, unknown, unknown>) =>
+    Effect.sync(() => void this.queues.add(queue))
+  readonly unregister = (queue: WorkerQueue.WorkerQueue<never, unknown, unknown>) =>
+    Effect.sync(() => void this.queues.delete(queue))
+  readonly size = Effect.sync(() => this.queues.size)
+  readonly names = Effect.sync(() => Array.from(this.queues, (q) => q.name))
+  // A snapshot first: closing a queue unregisters it, which must not disturb the iteration (the original's
+  // `aclose_all` crashes with "set changed size during iteration").
+  readonly closeAll = Effect.suspend(() => {
+    const all = Array.from(this.queues)
+    this.queues.clear()
+    return Effect.forEach(all, (queue) => queue.close, { concurrency: "unbounded", discard: true })
+  })
+}
+
+/** @internal */
+export class Registry extends Context.Tag("effect-workers/WorkerQueue/Registry")<
+  Registry,
+  WorkerQueue.Registry.Service
+>() {}
+
+/** @internal */
+export const registryLayer: Layer.Layer<Registry> = Layer.scoped(
+  Registry,
+  Effect.acquireRelease(Effect.sync(() => new RegistryImpl()), (registry) => registry.closeAll)
+)
+
+/** @internal */
+export const make = <I, A, E = never, R = never>(
+  options: WorkerQueue.Options<I, A, E, R>
+): Effect.Effect<WorkerQueue.WorkerQueue<I, A, E>, OptionError, Scope.Scope | R> =>
+  Effect.gen(function*() {
+    const name = options.name ?? "WorkerQueue"
+    const concurrency = yield* check.integer("concurrency", options.concurrency, 3, 1)
+    const capacity = yield* check.integerOrInfinity("capacity", options.capacity, Number.POSITIVE_INFINITY, 1)
+    const finishTimeout = yield* check.duration("finishTimeout", options.finishTimeout, "3 seconds")
+    const context = yield* Effect.context<R>()
+    const registry = yield* Effect.serviceOption(Registry)
+    const cache = options.cache
+    const worker = options.worker
+
+    const inFlight = MutableHashMap.empty<I, Entry<I, A, E>>()
+    const work = yield* Queue.unbounded<Entry<I, A, E>>()
+    const room = new Fifo<Entry<I, A, E>>()
+    let queued = 0
+    let running = 0
+    let closed = false
+    let drained: Deferred.Deferred<void> | undefined
+    const stats = { hits: 0, misses: 0, deduplicated: 0, completed: 0, failed: 0, cacheErrors: 0 }
+
+    const error = (reason: WorkerQueueError["reason"], item?: I) =>
+      new WorkerQueueError({ reason, queue: name, ...(item === undefined ? {} : { item: describeKey(item) }) })
+
+    const settle = (entry: Entry<I, A, E>, exit: Exit.Exit<A, E | WorkerQueueError>) => {
+      if (entry.state === "done") return
+      entry.state = "done"
+      MutableHashMap.remove(inFlight, entry.item)
+      Deferred.unsafeDone(entry.deferred, exit)
+      if (drained !== undefined && MutableHashMap.size(inFlight) === 0) Deferred.unsafeDone(drained, Exit.void)
+    }
+
+    const admit = (entry: Entry<I, A, E>) => {
+      entry.state = "queued"
+      queued++
+      Queue.unsafeOffer(work, entry)
+    }
+
+    // Moves the oldest entries still wanted from the waiting room into the queue while it has space.
+    const admitFromRoom = () => {
+      while (queued < capacity && room.length > 0) {
+        const next = room.shift()
+        if (next.state === "room") admit(next)
+      }
+    }
+
+    const logCacheError = (cause: ResultCache.ResultCacheError) => {
+      stats.cacheErrors++
+      return Effect.logWarning(`WorkerQueue ${name}: ${cause.message}; going on without the cache`)
+    }
+
+    const runEntry = (entry: Entry<I, A, E>) =>
+      Effect.uninterruptibleMask((restore) => {
+        queued--
+        running++
+        admitFromRoom()
+        return restore(worker(entry.item)).pipe(
+          Effect.provide(context),
+          Effect.exit,
+          Effect.flatMap((exit): Effect.Effect<void> => {
+            running--
+            if (Exit.isSuccess(exit)) {
+              stats.completed++
+              // The cache is written before the entry goes, so no second run of the item can start in between.
+              const write = cache === undefined
+                ? Effect.void
+                : Effect.catchAll(cache.set(entry.item, exit.value), logCacheError)
+              return Effect.map(write, () => settle(entry, exit))
+            }
+            if (closed && Cause.isInterruptedOnly(exit.cause)) {
+              settle(entry, Exit.fail(error("FinishTimeout", entry.item)))
+            } else {
+              stats.failed++
+              settle(entry, exit)
+            }
+            return Effect.void
+          })
+        )
+      })
+
+    const workers = yield* Effect.forEach(
+      Array.from({ length: concurrency }),
+      () => Effect.forkDaemon(Effect.forever(Effect.flatMap(Queue.take(work), runEntry))),
+      { concurrency: "unbounded" }
+    )
+
+    // A waiter in the waiting room is counted, so that when the last one leaves the entry is withdrawn
+    // before it ever runs; once queued, a run goes on whoever still waits (its result is cached).
+    const awaitEntry = (
+      entry: Entry<I, A, E>,
+      restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>
+    ): Effect.Effect<A, E | WorkerQueueError> => {
+      if (entry.state !== "room") return restore(Deferred.await(entry.deferred))
+      entry.waiters++
+      return Effect.onInterrupt(restore(Deferred.await(entry.deferred)), () =>
+        Effect.sync(() => {
+          entry.waiters--
+          if (entry.waiters === 0 && entry.state === "room") {
+            entry.state = "done"
+            MutableHashMap.remove(inFlight, entry.item)
+            Deferred.unsafeDone(entry.deferred, Exit.interrupt(FiberId.none))
+          }
+        }))
+    }
+
+    const submit = (entry: Entry<I, A, E>) => {
+      stats.misses++
+      if (closed) {
+        settle(entry, Exit.fail(error("Closed", entry.item)))
+      } else if (queued < capacity) {
+        admit(entry)
+      } else {
+        room.push(entry)
+      }
+    }
+
+    const lookup = (item: I): Effect.Effect<Option.Option<A>> =>
+      cache === undefined
+        ? Effect.succeedNone
+        : Effect.catchAll(cache.get(item), (e) => Effect.as(logCacheError(e), Option.none<A>()))
+
+    const require = (item: I): Effect.Effect<A, E | WorkerQueueError> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.suspend(() => {
+          if (closed) return Effect.fail(error("Closed", item))
+          const found = MutableHashMap.get(inFlight, item)
+          if (Option.isSome(found)) {
+            stats.deduplicated++
+            return awaitEntry(found.value, restore)
+          }
+          const entry: Entry<I, A, E> = {
+            item,
+            deferred: Deferred.unsafeMake<A, E | WorkerQueueError>(FiberId.none),
+            state: "room",
+            waiters: 0
+          }
+          // The entry is in the map before the cache is read, so an equal item arriving during the read joins it.
+          MutableHashMap.set(inFlight, item, entry)
+          if (cache === undefined) {
+            submit(entry)
+            return awaitEntry(entry, restore)
+          }
+          return Effect.flatMap(lookup(item), (hit) => {
+            if (Option.isSome(hit)) {
+              stats.hits++
+              settle(entry, Exit.succeed(hit.value))
+              return Effect.succeed(hit.value)
+            }
+            submit(entry)
+            return awaitEntry(entry, restore)
+          })
+        })
+      )
+
+    let closing: Deferred.Deferred<void> | undefined
+    const shutdown = Effect.gen(function*() {
+      closed = true
+      // Items still waiting for room were never accepted: they fail as a `require` after close would.
+      while (room.length > 0) {
+        const entry = room.shift()
+        if (entry.state === "room") settle(entry, Exit.fail(error("Closed", entry.item)))
+      }
+      if (MutableHashMap.size(inFlight) > 0) {
+        drained = Deferred.unsafeMake<void>(FiberId.none)
+        yield* Effect.timeoutOption(Deferred.await(drained), finishTimeout)
+      }
+      // What is left ran out of time: its waiters fail now, then the workers are stopped.
+      for (const entry of MutableHashMap.values(inFlight)) settle(entry, Exit.fail(error("FinishTimeout", entry.item)))
+      yield* Fiber.interruptAll(workers)
+      yield* Queue.shutdown(work)
+      if (Option.isSome(registry)) yield* registry.value.unregister(queue)
+    })
+
+    const close: Effect.Effect<void> = Effect.suspend(() => {
+      if (closing === undefined) {
+        const latch = Deferred.unsafeMake<void>(FiberId.none)
+        closing = latch
+        return Effect.uninterruptible(Effect.ensuring(shutdown, Deferred.done(latch, Exit.void)))
+      }
+      return Deferred.await(closing)
+    })
+
+    const queue: WorkerQueue.WorkerQueue<I, A, E> = {
+      name,
+      require,
+      close,
+      isRunning: Effect.sync(() => !closed),
+      stats: Effect.sync(() => ({
+        ...stats,
+        inFlight: MutableHashMap.size(inFlight),
+        queued,
+        waiting: room.count((e) => e.state === "room"),
+        running
+      }))
+    }
+
+    yield* Effect.addFinalizer(() => close)
+    if (Option.isSome(registry)) yield* registry.value.register(queue)
+    return queue
+  })
