@@ -19,3 +19,13 @@ export * as ResultCache from "./ResultCache.js"
  * @since 0.1.0
  */
 export * as WorkerQueue from "./WorkerQueue.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as TreeQueue from "./TreeQueue.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as Progress from "./Progress.js"

@@ -1,0 +1,340 @@
+/**
+ * TreeQueue's engine. Each enqueued item becomes a node with a counter of unfinished work under it (its own
+ * `process` plus one per child); finishing a node decrements its parent's counter, so completion is O(1) per
+ * item and `afterChildren` runs exactly once, when the counter reaches zero, after every descendant's. Workers
+ * are fibers that wait on a `Deferred` when nothing is queued, so idle workers use no CPU.
+ */
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import type * as Scope from "effect/Scope"
+import type { OptionError } from "../OptionError.js"
+import { checker } from "./options.js"
+import { Progress, type Session } from "./progress.js"
+
+/** @internal */
+export interface ItemContext<E, R> {
+  readonly workerId: number
+  readonly enqueue: (...items: ReadonlyArray<Item<E, R>>) => Effect.Effect<void>
+  readonly setDescription: (text: string) => Effect.Effect<void>
+}
+
+/** @internal */
+export interface Item<E, R> {
+  readonly process: (ctx: ItemContext<E, R>) => Effect.Effect<void, E, R>
+  readonly afterChildren?: (() => Effect.Effect<void, E, R>) | undefined
+  readonly trackOverall?: boolean | undefined
+  readonly priority?: number | undefined
+  readonly kind?: string | undefined
+}
+
+/** @internal */
+export type Order = "fifo" | "lifo" | "priority"
+
+/** @internal */
+export interface RunOptions<E, R> {
+  readonly initial: Iterable<Item<E, R>>
+  readonly workers?: number | undefined
+  readonly order?: Order | undefined
+  readonly graceful?: boolean | undefined
+  readonly title?: string | undefined
+}
+
+/** @internal */
+export interface Summary {
+  readonly processed: number
+  readonly afterChildren: number
+  readonly byKind: Readonly<Record<string, number>>
+  readonly elapsed: Duration.Duration
+}
+
+interface Node<E, R> {
+  readonly item: Item<E, R>
+  readonly parent: Node<E, R> | undefined
+  readonly seq: number
+  readonly priority: number
+  /** Own `process` (until it ends) plus each child not yet finished. */
+  pending: number
+  /** Set when `process` ended: later `enqueue` calls on its context are refused. */
+  closed: boolean
+}
+
+/** Pending nodes in one of three orders; every operation O(1) or O(log n). */
+interface Frontier<E, R> {
+  readonly push: (node: Node<E, R>) => void
+  readonly take: () => Node<E, R> | undefined
+  readonly size: () => number
+}
+
+const fifo = <E, R>(): Frontier<E, R> => {
+  let items: Array<Node<E, R> | undefined> = []
+  let head = 0
+  return {
+    push: (node) => {
+      items.push(node)
+    },
+    take: () => {
+      if (head >= items.length) return undefined
+      const node = items[head]
+      items[head++] = undefined
+      if (head > 4096 && head * 2 > items.length) {
+        items = items.slice(head)
+        head = 0
+      }
+      return node
+    },
+    size: () => items.length - head
+  }
+}
+
+const lifo = <E, R>(): Frontier<E, R> => {
+  const items: Array<Node<E, R>> = []
+  return {
+    push: (node) => {
+      items.push(node)
+    },
+    take: () => items.pop(),
+    size: () => items.length
+  }
+}
+
+const before = <E, R>(a: Node<E, R>, b: Node<E, R>) =>
+  a.priority < b.priority || (a.priority === b.priority && a.seq < b.seq)
+
+/** A binary min-heap on (priority, arrival): lower priority first, ties in arrival order. */
+const heap = <E, R>(): Frontier<E, R> => {
+  const items: Array<Node<E, R>> = []
+  return {
+    push: (node) => {
+      items.push(node)
+      let i = items.length - 1
+      while (i > 0) {
+        const p = (i - 1) >> 1
+        if (!before(items[i]!, items[p]!)) break
+        const t = items[i]!
+        items[i] = items[p]!
+        items[p] = t
+        i = p
+      }
+    },
+    take: () => {
+      const top = items[0]
+      const last = items.pop()
+      if (top === undefined || last === undefined || items.length === 0) return top
+      items[0] = last
+      let i = 0
+      for (;;) {
+        const l = 2 * i + 1
+        const r = l + 1
+        let m = i
+        if (l < items.length && before(items[l]!, items[m]!)) m = l
+        if (r < items.length && before(items[r]!, items[m]!)) m = r
+        if (m === i) break
+        const t = items[i]!
+        items[i] = items[m]!
+        items[m] = t
+        i = m
+      }
+      return top
+    },
+    size: () => items.length
+  }
+}
+
+const kindOf = (item: object): string => {
+  const kind = (item as { readonly kind?: unknown }).kind
+  if (typeof kind === "string") return kind
+  const ctor = (item as { readonly constructor?: { readonly name?: unknown } }).constructor
+  return ctor !== undefined && ctor !== Object && typeof ctor.name === "string" && ctor.name !== ""
+    ? ctor.name
+    : "item"
+}
+
+/**
+ * Installs a one-shot SIGINT listener while a graceful stop drains, so a second Ctrl-C stops at once. Without
+ * it the default handler would kill the process before the display is restored.
+ */
+const onSecondSigint = (f: () => void): Effect.Effect<void, never, Scope.Scope> =>
+  typeof process === "undefined" || typeof process.once !== "function"
+    ? Effect.void
+    : Effect.acquireRelease(
+      Effect.sync(() => {
+        process.once("SIGINT", f)
+      }),
+      () =>
+        Effect.sync(() => {
+          process.off("SIGINT", f)
+        })
+    )
+
+/** @internal */
+export const run = <E, R>(
+  options: RunOptions<E, R>
+): Effect.Effect<Summary, E | OptionError, R | Progress> =>
+  Effect.gen(function*() {
+    const check = checker("TreeQueue")
+    const workers = yield* check.integer("workers", options.workers, 5, 1)
+    const order = yield* check.require(
+      "order",
+      options.order ?? "fifo",
+      options.order === undefined || options.order === "fifo" || options.order === "lifo" ||
+        options.order === "priority",
+      "one of \"fifo\", \"lifo\", \"priority\""
+    )
+    const graceful = yield* check.require(
+      "graceful",
+      options.graceful ?? true,
+      options.graceful === undefined || typeof options.graceful === "boolean",
+      "a boolean"
+    )
+    yield* check.require(
+      "initial",
+      options.initial,
+      options.initial != null && typeof (options.initial as Iterable<unknown>)[Symbol.iterator] === "function",
+      "an iterable of items"
+    )
+    const progress = yield* Progress
+    return yield* Effect.scoped(Effect.gen(function*() {
+      const session = yield* progress.session({ title: options.title ?? "TreeQueue", workers })
+      return yield* runWith(options.initial, workers, order, graceful, session)
+    }))
+  })
+
+const runWith = <E, R>(
+  initial: Iterable<Item<E, R>>,
+  workerCount: number,
+  order: Order,
+  graceful: boolean,
+  session: Session
+): Effect.Effect<Summary, E, R | Scope.Scope> =>
+  Effect.gen(function*() {
+    const frontier: Frontier<E, R> = order === "fifo" ? fifo() : order === "lifo" ? lifo() : heap()
+    const idle: Array<Deferred.Deferred<void>> = []
+    let seq = 0
+    let outstanding = 0 // nodes enqueued and not yet finished (afterChildren included)
+    let stopping = false
+    let processed = 0
+    let afterCount = 0
+    const byKind: Record<string, number> = {}
+
+    const wakeOne = () => {
+      const d = idle.pop()
+      if (d !== undefined) Deferred.unsafeDone(d, Exit.void)
+    }
+    const wakeAll = () => {
+      for (const d of idle.splice(0)) Deferred.unsafeDone(d, Exit.void)
+    }
+    // Reporting the queue size is a field write; doing it here keeps the high-water mark exact.
+    const reportSize = session.setQueueSize
+    const push = (item: Item<E, R>, parent: Node<E, R> | undefined): Effect.Effect<void> => {
+      const priority = typeof item.priority === "number" ? item.priority : 0
+      frontier.push({ item, parent, seq: seq++, priority, pending: 1, closed: false })
+      outstanding++
+      if (parent !== undefined) parent.pending++
+      wakeOne()
+      return item.trackOverall === true ? session.addTotal(1) : Effect.void
+    }
+
+    // Read `initial` exactly once.
+    for (const item of initial) yield* push(item, undefined)
+    yield* reportSize(frontier.size())
+    const start = yield* Clock.currentTimeMillis
+
+    /** Ends a node's own work or a child's; runs `afterChildren` up the chain as counters reach zero. */
+    const settle = (node: Node<E, R> | undefined, workerId: number): Effect.Effect<void, E, R> => {
+      if (node === undefined || --node.pending > 0) return Effect.void
+      const finish = Effect.suspend(() => {
+        outstanding--
+        if (outstanding === 0) wakeAll()
+        return settle(node.parent, workerId)
+      })
+      const after = node.item.afterChildren
+      if (after === undefined) return finish
+      return session.setWorker(workerId, `${kindOf(node.item)}: after children`).pipe(
+        Effect.zipRight(Effect.suspend(() => node.item.afterChildren!())),
+        Effect.zipRight(Effect.sync(() => {
+          afterCount++
+        })),
+        Effect.zipRight(finish)
+      )
+    }
+
+    const processNode = (node: Node<E, R>, workerId: number): Effect.Effect<void, E, R> => {
+      const item = node.item
+      const ctx: ItemContext<E, R> = {
+        workerId,
+        enqueue: (...children) =>
+          Effect.suspend(() => {
+            if (node.closed) {
+              return Effect.dieMessage(
+                "TreeQueue: enqueue called after the item's process ended; children must be enqueued from process"
+              )
+            }
+            let eff: Effect.Effect<void> = Effect.void
+            for (const child of children) {
+              const e = push(child, node)
+              if (e !== Effect.void) eff = Effect.zipRight(eff, e)
+            }
+            return Effect.zipRight(eff, reportSize(frontier.size()))
+          }),
+        setDescription: (text) => session.setWorker(workerId, text)
+      }
+      const kind = kindOf(item)
+      return session.setWorker(workerId, kind).pipe(
+        Effect.zipRight(Effect.suspend(() => item.process(ctx))),
+        Effect.zipRight(Effect.suspend(() => {
+          node.closed = true
+          processed++
+          byKind[kind] = (byKind[kind] ?? 0) + 1
+          const done = item.trackOverall === true ? session.addCompleted(1) : Effect.void
+          return Effect.zipRight(done, settle(node, workerId))
+        }))
+      )
+    }
+
+    const worker = (workerId: number): Effect.Effect<void, E, R> => {
+      const loop: Effect.Effect<void, E, R> = Effect.suspend(() => {
+        const node = stopping ? undefined : frontier.take()
+        if (node !== undefined) {
+          return reportSize(frontier.size()).pipe(
+            Effect.zipRight(processNode(node, workerId)),
+            Effect.zipRight(loop)
+          )
+        }
+        if (stopping || outstanding === 0) return Effect.void
+        const d = Deferred.unsafeMake<void>(FiberId.none)
+        idle.push(d)
+        return session.workerWaiting(workerId).pipe(
+          Effect.zipRight(Deferred.await(d)),
+          Effect.zipRight(loop)
+        )
+      })
+      return loop.pipe(Effect.ensuring(session.workerDone(workerId)))
+    }
+
+    const ids = Array.from({ length: workerCount }, (_, i) => i + 1)
+    // The workers run outside this fiber's interruption: a graceful stop lets them finish their item.
+    const pool = yield* Effect.forkScoped(
+      Effect.forEach(ids, worker, { concurrency: "unbounded", discard: true })
+    )
+    const stop = graceful
+      ? Effect.scoped(Effect.gen(function*() {
+        stopping = true
+        wakeAll()
+        yield* onSecondSigint(() => pool.unsafeInterruptAsFork(FiberId.none))
+        yield* Fiber.await(pool)
+      }))
+      : Fiber.interrupt(pool)
+    yield* Fiber.join(pool).pipe(Effect.onInterrupt(() => stop))
+    const end = yield* Clock.currentTimeMillis
+    return {
+      processed,
+      afterChildren: afterCount,
+      byKind: { ...byKind },
+      elapsed: Duration.millis(end - start)
+    }
+  })

@@ -1,0 +1,412 @@
+import { assert, describe, it } from "@effect/vitest"
+import { spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Random from "effect/Random"
+import * as Schema from "effect/Schema"
+import * as TestClock from "effect/TestClock"
+import * as Progress from "../src/Progress.js"
+import * as TreeQueue from "../src/TreeQueue.js"
+
+class Boom extends Schema.TaggedError<Boom>()("Boom", { at: Schema.String }) {}
+
+/** Simulated slowness without wall-clock time: the fiber yields `n` times, letting every other fiber run. */
+const slow = (n: number) => Effect.repeatN(Effect.yieldNow(), n)
+
+type Event = { readonly kind: "start" | "end" | "afterStart" | "afterEnd"; readonly id: string }
+
+/**
+ * A random tree: every node records when its process and afterChildren start and end, and spends a random
+ * number of yields in both, so callbacks of different depths interleave.
+ */
+const randomTree = (events: Array<Event>, depth: number, fanout: number) => {
+  const node = (id: string, level: number): TreeQueue.Item => ({
+    kind: "Node",
+    process: (ctx) =>
+      Effect.gen(function*() {
+        events.push({ kind: "start", id })
+        yield* slow(yield* Random.nextIntBetween(0, 20))
+        if (level < depth) {
+          const n = yield* Random.nextIntBetween(0, fanout + 1)
+          for (let i = 0; i < n; i++) {
+            yield* ctx.enqueue(node(`${id}.${i}`, level + 1))
+            yield* slow(yield* Random.nextIntBetween(0, 5))
+          }
+        }
+        events.push({ kind: "end", id })
+      }),
+    afterChildren: () =>
+      Effect.gen(function*() {
+        events.push({ kind: "afterStart", id })
+        yield* slow(yield* Random.nextIntBetween(0, 30))
+        events.push({ kind: "afterEnd", id })
+      })
+  })
+  return node
+}
+
+const isDescendant = (id: string, of: string) => id.startsWith(of + ".")
+
+const run = <E>(options: TreeQueue.run.Options<E, never>) =>
+  TreeQueue.run(options).pipe(Effect.provide(Progress.layerNone))
+
+describe("TreeQueue", () => {
+  it.effect("afterChildren runs exactly once per item, after its whole subtree, leaf first", () =>
+    Effect.gen(function*() {
+      for (const seed of [1, 2, 3, 4, 5]) {
+        const events: Array<Event> = []
+        const node = randomTree(events, 4, 4)
+        const summary = yield* run({ initial: [node("a", 0), node("b", 0)], workers: 4 }).pipe(
+          Effect.withRandom(Random.make(seed))
+        )
+        const ids = new Set(events.filter((e) => e.kind === "start").map((e) => e.id))
+        assert.strictEqual(summary.processed, ids.size)
+        assert.strictEqual(summary.afterChildren, ids.size)
+        for (const id of ids) {
+          const afters = events.flatMap((e, i) => (e.kind === "afterStart" && e.id === id ? [i] : []))
+          assert.strictEqual(afters.length, 1, `afterChildren of ${id} ran ${afters.length} times`)
+          const at = afters[0]!
+          events.forEach((e, i) => {
+            if (e.id === id && e.kind === "end") assert.isTrue(i < at, `${id}: afterChildren before its process ended`)
+            if (isDescendant(e.id, id)) {
+              assert.isTrue(i < at, `${id}: afterChildren started before ${e.kind} of descendant ${e.id}`)
+            }
+          })
+        }
+      }
+    }))
+
+  it.effect("afterChildren never overlaps a descendant's, even with slow callbacks (original ran a parent's twice and early)", () =>
+    Effect.gen(function*() {
+      for (const seed of [11, 12, 13]) {
+        const events: Array<Event> = []
+        const node = randomTree(events, 3, 5)
+        yield* run({ initial: [node("r", 0)], workers: 8, order: "lifo" }).pipe(Effect.withRandom(Random.make(seed)))
+        const active = new Set<string>()
+        for (const e of events) {
+          if (e.kind === "afterStart") {
+            for (const other of active) {
+              assert.isFalse(isDescendant(other, e.id), `${e.id}'s afterChildren overlapped ${other}'s`)
+              assert.isFalse(isDescendant(e.id, other), `${e.id}'s afterChildren overlapped ancestor ${other}'s`)
+            }
+            active.add(e.id)
+          } else if (e.kind === "afterEnd") {
+            active.delete(e.id)
+          }
+        }
+        const starts = events.filter((e) => e.kind === "afterStart").map((e) => e.id)
+        assert.strictEqual(new Set(starts).size, starts.length, "an afterChildren ran twice")
+      }
+    }))
+
+  it.effect("a parent whose children finish one by one runs afterChildren once, after the last child", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const child = (name: string, yields: number): TreeQueue.Item => ({
+        process: () => Effect.zipRight(slow(yields), Effect.sync(() => log.push(`process ${name}`))),
+        afterChildren: () => Effect.zipRight(slow(yields), Effect.sync(() => log.push(`after ${name}`)))
+      })
+      const parent: TreeQueue.Item = {
+        process: (ctx) => ctx.enqueue(child("fast", 0), child("slow", 50)),
+        afterChildren: () => Effect.sync(() => log.push("after parent"))
+      }
+      yield* run({ initial: [parent], workers: 2 })
+      assert.deepStrictEqual(log.filter((l) => l === "after parent"), ["after parent"])
+      assert.strictEqual(log[log.length - 1], "after parent")
+      assert.isTrue(log.indexOf("after slow") < log.indexOf("after parent"))
+    }))
+
+  it.effect("children are tracked by identity: two equal children both run and both count", () =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      class Leaf extends Data.Class<{ readonly name: string }> implements TreeQueue.Item {
+        process() {
+          return Effect.sync(() => {
+            seen.push(this.name)
+          })
+        }
+      }
+      let afterAt = -1
+      const root: TreeQueue.Item = {
+        process: (ctx) => {
+          const same = new Leaf({ name: "x" })
+          // Two Equal-equal leaves and the very same leaf twice: four children.
+          return ctx.enqueue(new Leaf({ name: "x" }), new Leaf({ name: "x" }), same, same)
+        },
+        afterChildren: () =>
+          Effect.sync(() => {
+            afterAt = seen.length
+          })
+      }
+      const summary = yield* run({ initial: [root], workers: 3 })
+      assert.deepStrictEqual(seen, ["x", "x", "x", "x"])
+      assert.strictEqual(afterAt, 4)
+      assert.strictEqual(summary.byKind["Leaf"], 4)
+      assert.strictEqual(summary.processed, 5)
+    }))
+
+  it.effect("bookkeeping is O(1) per item: a 100k-deep chain and a 100k-item wide tree finish in linear time", () =>
+    Effect.gen(function*() {
+      let after = 0
+      const chain = (depth: number): TreeQueue.Item => ({
+        process: (ctx) => (depth > 1 ? ctx.enqueue(chain(depth - 1)) : Effect.void),
+        afterChildren: () =>
+          Effect.sync(() => {
+            after++
+          })
+      })
+      const time = (n: number) =>
+        Effect.gen(function*() {
+          const t0 = performance.now()
+          const summary = yield* run({ initial: [chain(n)], workers: 8 })
+          assert.strictEqual(summary.processed, n)
+          return performance.now() - t0
+        })
+      yield* time(2_000) // warm-up
+      const small = yield* time(10_000)
+      const big = yield* time(100_000)
+      assert.strictEqual(after, 112_000)
+      // Linear: 10x the items costs about 10x; a rescan of ancestors would cost 100x.
+      assert.isBelow(big / small, 40, `10k: ${small.toFixed(0)} ms, 100k: ${big.toFixed(0)} ms`)
+      const wide = (level: number): TreeQueue.Item => ({
+        process: (ctx) =>
+          level < 5 ? ctx.enqueue(...Array.from({ length: 10 }, () => wide(level + 1))) : Effect.void
+      })
+      const summary = yield* run({ initial: [wide(0)], workers: 8 })
+      assert.strictEqual(summary.processed, 111_111)
+    }), 60_000)
+
+  it.effect("fifo runs breadth-first, lifo depth-first, priority lowest first with ties in arrival order", () =>
+    Effect.gen(function*() {
+      const orderOf = (order: TreeQueue.Order) =>
+        Effect.gen(function*() {
+          const seen: Array<string> = []
+          const item = (name: string, priority: number, children: ReadonlyArray<TreeQueue.Item>): TreeQueue.Item => ({
+            priority,
+            process: (ctx) =>
+              Effect.zipRight(Effect.sync(() => seen.push(name)), ctx.enqueue(...children))
+          })
+          const root = item("root", 0, [
+            item("a", 5, [item("a1", 1, []), item("a2", 9, [])]),
+            item("b", 3, []),
+            item("c", 3, [item("c1", 3, [])]),
+            item("d", 3, [])
+          ])
+          yield* run({ initial: [root], workers: 1, order })
+          return seen
+        })
+      assert.deepStrictEqual(yield* orderOf("fifo"), ["root", "a", "b", "c", "d", "a1", "a2", "c1"])
+      assert.deepStrictEqual(yield* orderOf("lifo"), ["root", "d", "c", "c1", "b", "a", "a2", "a1"])
+      // b, c, d tie at 3 and run in arrival order; c1 (3) arrives after d, a1 (1) jumps ahead of all.
+      assert.deepStrictEqual(yield* orderOf("priority"), ["root", "b", "c", "d", "c1", "a", "a1", "a2"])
+    }))
+
+  it.live("idle workers sleep: a run whose only item sleeps 1 s uses well under 0.1 s of CPU", () =>
+    Effect.gen(function*() {
+      const before = process.cpuUsage()
+      yield* run({ initial: [{ process: () => Effect.sleep("1 second") }], workers: 8 })
+      const used = process.cpuUsage(before)
+      const seconds = (used.user + used.system) / 1e6
+      assert.isBelow(seconds, 0.1, `used ${seconds.toFixed(3)} s of CPU`)
+    }))
+
+  it.effect("a failing process ends the run with its typed error and interrupts the other workers", () =>
+    Effect.gen(function*() {
+      let interrupted = 0
+      const sleeper: TreeQueue.Item<Boom> = {
+        process: () => Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => interrupted++)))
+      }
+      const failing: TreeQueue.Item<Boom> = {
+        process: () => Effect.zipRight(slow(5), Effect.fail(new Boom({ at: "leaf" })))
+      }
+      const error = yield* Effect.flip(run({ initial: [sleeper, sleeper, failing], workers: 3 }))
+      assert.instanceOf(error, Boom)
+      assert.strictEqual((error as Boom).at, "leaf")
+      assert.strictEqual(interrupted, 2)
+      // A next run works.
+      const summary = yield* run({ initial: [{ process: () => Effect.void }] })
+      assert.strictEqual(summary.processed, 1)
+    }))
+
+  it.scoped("a failing process restores the terminal display and a next run draws again", () =>
+    Effect.gen(function*() {
+      const writes: Array<string> = []
+      const output = { write: (s: string) => writes.push(s), isTTY: true, columns: 60, rows: 20 }
+      const layer = Progress.layerTerminal({ output })
+      const failing: TreeQueue.Item<Boom> = { process: () => Effect.fail(new Boom({ at: "root" })) }
+      const exit = yield* TreeQueue.run({ initial: [failing] }).pipe(Effect.provide(layer), Effect.exit)
+      assert.isTrue(Exit.isFailure(exit))
+      const text = writes.join("")
+      assert.include(text, "\x1b[?25l")
+      assert.isTrue(text.endsWith("\x1b[?25h"), "cursor shown again after the failure")
+      assert.include(text, "failed: ")
+      writes.length = 0
+      const summary = yield* TreeQueue.run({ initial: [{ process: () => Effect.void }] }).pipe(Effect.provide(layer))
+      assert.strictEqual(summary.processed, 1)
+      assert.include(writes.join(""), "done")
+    }))
+
+  it.effect("initial may be any iterable and is read exactly once", () =>
+    Effect.gen(function*() {
+      let reads = 0
+      function* items(): Generator<TreeQueue.Item> {
+        reads++
+        for (let i = 0; i < 3; i++) yield { process: () => Effect.void }
+      }
+      const summary = yield* run({ initial: items(), workers: 2 })
+      assert.strictEqual(summary.processed, 3)
+      assert.strictEqual(reads, 1)
+      const set = new Set<TreeQueue.Item>([{ process: () => Effect.void }, { process: () => Effect.void }])
+      assert.strictEqual((yield* run({ initial: set })).processed, 2)
+      assert.strictEqual((yield* run({ initial: [] })).processed, 0)
+    }))
+
+  it.effect("graceful interruption lets the running item and its afterChildren finish and starts nothing new", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const started = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const running: TreeQueue.Item = {
+        process: () =>
+          Effect.gen(function*() {
+            log.push("running start")
+            yield* Deferred.succeed(started, void 0)
+            yield* Deferred.await(release)
+            log.push("running end")
+          }),
+        afterChildren: () => Effect.sync(() => log.push("running after"))
+      }
+      const queued: TreeQueue.Item = { process: () => Effect.sync(() => log.push("queued ran")) }
+      const fiber = yield* run({ initial: [running, queued, queued], workers: 1 }).pipe(Effect.fork)
+      yield* Deferred.await(started)
+      const interrupting = yield* Fiber.interrupt(fiber).pipe(Effect.fork)
+      yield* slow(20)
+      assert.deepStrictEqual(log, ["running start"])
+      yield* Deferred.succeed(release, void 0)
+      const exit = yield* Fiber.join(interrupting)
+      assert.isTrue(Exit.isInterrupted(exit))
+      assert.deepStrictEqual(log, ["running start", "running end", "running after"])
+    }))
+
+  it.effect("graceful: false stops at once: the running item is interrupted, no afterChildren runs", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const started = yield* Deferred.make<void>()
+      const running: TreeQueue.Item = {
+        process: () =>
+          Effect.gen(function*() {
+            yield* Deferred.succeed(started, void 0)
+            yield* Effect.never
+          }).pipe(Effect.onInterrupt(() => Effect.sync(() => log.push("interrupted")))),
+        afterChildren: () => Effect.sync(() => log.push("after"))
+      }
+      const fiber = yield* run({ initial: [running], graceful: false }).pipe(Effect.fork)
+      yield* Deferred.await(started)
+      yield* Fiber.interrupt(fiber)
+      assert.deepStrictEqual(log, ["interrupted"])
+    }))
+
+  it.live("a real SIGINT to a child process stops gracefully; a second SIGINT stops at once", () =>
+    Effect.gen(function*() {
+      const fixture = fileURLToPath(new URL("./fixtures/treeQueue-sigint.ts", import.meta.url))
+      const runChild = (signals: number) =>
+        Effect.async<{ code: number | null; out: string }>((resume) => {
+          const child = spawn(process.execPath, ["--import", "tsx", fixture], {
+            stdio: ["ignore", "pipe", "pipe"],
+            env: { ...process.env, CI: "true" }
+          })
+          let out = ""
+          let sent = 0
+          child.stdout.on("data", (chunk: Buffer) => {
+            out += chunk.toString()
+            // Signal once the slow item is running (and, for the second signal, once the drain started).
+            if (sent === 0 && out.includes("slow: start")) {
+              sent++
+              child.kill("SIGINT")
+            } else if (sent === 1 && signals === 2 && out.includes("draining")) {
+              sent++
+              child.kill("SIGINT")
+            }
+          })
+          child.stderr.on("data", (chunk: Buffer) => {
+            out += chunk.toString()
+          })
+          const timer = setTimeout(() => child.kill("SIGKILL"), 20_000)
+          child.on("exit", (code) => {
+            clearTimeout(timer)
+            resume(Effect.succeed({ code, out }))
+          })
+          return Effect.sync(() => child.kill("SIGKILL"))
+        })
+      const [once, twice] = yield* Effect.all([runChild(1), runChild(2)], { concurrency: 2 })
+      assert.include(once.out, "slow: end", once.out)
+      assert.include(once.out, "slow: afterChildren", once.out)
+      assert.notInclude(once.out, "next: start", once.out)
+      assert.include(once.out, "interrupted", once.out)
+      assert.notInclude(once.out, "summary", once.out)
+      assert.strictEqual(once.code, 130, once.out)
+      assert.notInclude(twice.out, "slow: end", twice.out)
+      assert.notInclude(twice.out, "next: start", twice.out)
+      assert.include(twice.out, "slow: interrupted", twice.out)
+      assert.strictEqual(twice.code, 130, twice.out)
+    }), 30_000)
+
+  it.effect("enqueue after process ended is refused with a defect naming the rule", () =>
+    Effect.gen(function*() {
+      let saved: TreeQueue.ItemContext | undefined
+      const first: TreeQueue.Item = {
+        process: (ctx) =>
+          Effect.sync(() => {
+            saved = ctx
+          })
+      }
+      yield* run({ initial: [first], workers: 1 })
+      const exit = yield* Effect.exit(saved!.enqueue({ process: () => Effect.void }))
+      assert.isTrue(Exit.isFailure(exit))
+      assert.include(String(Exit.isFailure(exit) ? exit.cause : ""), "enqueue called after")
+    }))
+
+  it.effect("bad options fail with OptionError naming the field", () =>
+    Effect.gen(function*() {
+      const e1 = yield* Effect.flip(run<never>({ initial: [], workers: 0 }))
+      assert.include(e1.message, "TreeQueue: expected `workers` to be an integer from 1 and up, got `0`")
+      const e2 = yield* Effect.flip(run<never>({ initial: [], order: "random" as TreeQueue.Order }))
+      assert.include(e2.message, "`order`")
+    }))
+
+  it.effect("reports worker rows, queue high-water and overall counts to Progress", () =>
+    Effect.gen(function*() {
+      const leaf = (n: number): TreeQueue.Item => ({
+        trackOverall: true,
+        process: (ctx) => Effect.zipRight(ctx.setDescription(`leaf ${n}`), Effect.sleep("1 second"))
+      })
+      const root: TreeQueue.Item = {
+        kind: "Root",
+        process: (ctx) => ctx.enqueue(leaf(1), leaf(2), leaf(3), leaf(4))
+      }
+      const fiber = yield* TreeQueue.run({ initial: [root], workers: 2, title: "demo" }).pipe(Effect.fork)
+      yield* slow(50)
+      yield* TestClock.adjust("2 seconds")
+      const summary = yield* Fiber.join(fiber)
+      assert.deepStrictEqual(summary.byKind, { Root: 1, item: 4 })
+      const recording = yield* Progress.ProgressRecording
+      const snaps = yield* recording.snapshots
+      assert.isTrue(Option.isNone(snaps[0]!.total), "total unknown before the first tracked item")
+      assert.deepStrictEqual(snaps[0]!.workers.map((w) => w.description), ["waiting for work", "waiting for work"])
+      const descriptions = new Set(snaps.flatMap((s) => s.workers.map((w) => w.description)))
+      for (const d of ["Root", "leaf 1", "leaf 4", "waiting for work", "done"]) assert.isTrue(descriptions.has(d), d)
+      const last = snaps[snaps.length - 1]!
+      assert.strictEqual(last.state, "done")
+      assert.strictEqual(last.queueHighWater, 4)
+      assert.strictEqual(last.queueSize, 0)
+      assert.strictEqual(last.completed, 4)
+      assert.deepStrictEqual(last.total, Option.some(4))
+      assert.deepStrictEqual(last.workers.map((w) => w.description), ["done", "done"])
+      assert.strictEqual(last.rate, 2) // 4 items in 2 s of TestClock time
+    }).pipe(Effect.provide(Progress.layerTest)))
+})
