@@ -1,0 +1,229 @@
+import { assert, describe, it } from "@effect/vitest"
+import { execFileSync } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
+import * as Progress from "../src/Progress.js"
+
+const fakeTerminal = (columns = 60, rows = 20) => {
+  const writes: Array<string> = []
+  return { writes, output: { write: (s: string) => writes.push(s), isTTY: true, columns, rows } }
+}
+
+const HIDE = "\x1b[?25l"
+const SHOW = "\x1b[?25h"
+// eslint-disable-next-line no-control-regex
+const stripAnsi = (s: string) => s.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "").replace(/\r/g, "")
+
+describe("Progress", () => {
+  it.effect("test layer: total is unknown until the first tracked item; rate, elapsed and ETA follow the Clock", () =>
+    Effect.gen(function*() {
+      const progress = yield* Progress.Progress
+      const scope = yield* Scope.make()
+      const session = yield* progress.session({ title: "t", workers: ["a", "b"] }).pipe(Scope.extend(scope))
+      let snap = yield* session.snapshot
+      assert.isTrue(Option.isNone(snap.total))
+      assert.isTrue(Option.isNone(snap.eta))
+      assert.deepStrictEqual(snap.workers.map((w) => [w.id, w.description]), [["a", "waiting for work"], [
+        "b",
+        "waiting for work"
+      ]])
+      yield* session.addTotal(10)
+      yield* session.setWorker("a", "fetching /x")
+      yield* TestClock.adjust("2 seconds")
+      yield* session.addCompleted(4)
+      snap = yield* session.snapshot
+      assert.deepStrictEqual(snap.total, Option.some(10))
+      assert.strictEqual(snap.rate, 2)
+      assert.deepStrictEqual(snap.eta, Option.some(Duration.seconds(3)))
+      assert.strictEqual(Duration.toMillis(snap.elapsed), 2000)
+      assert.strictEqual(snap.workers[0]!.state, "busy")
+      assert.strictEqual(snap.workers[0]!.description, "fetching /x")
+      yield* session.setQueueSize(7)
+      yield* session.setQueueSize(2)
+      snap = yield* session.snapshot
+      assert.strictEqual(snap.queueSize, 2)
+      assert.strictEqual(snap.queueHighWater, 7)
+      yield* Scope.close(scope, Exit.void)
+      const recording = yield* Progress.ProgressRecording
+      const all = yield* recording.snapshots
+      const last = all[all.length - 1]!
+      assert.strictEqual(last.state, "done")
+      assert.deepStrictEqual(last.workers.map((w) => w.description), ["done", "done"])
+      // One snapshot on open and one per report, in order, plus the close.
+      assert.strictEqual(all.length, 1 + 5 + 1)
+    }).pipe(Effect.provide(Progress.layerTest)))
+
+  it.effect("a session records how it ended: failure message and interruption", () =>
+    Effect.gen(function*() {
+      const recording = yield* Progress.ProgressRecording
+      yield* Effect.scoped(Progress.session({ title: "f" })).pipe(
+        Effect.zipRight(Effect.scoped(Effect.zipRight(Progress.session(), Effect.fail(new Error("disk full"))))),
+        Effect.exit
+      )
+      assert.strictEqual((yield* recording.last)!.state, "failed")
+      assert.deepStrictEqual((yield* recording.last)!.error, Option.some("disk full"))
+      const fiber = yield* Effect.scoped(Effect.zipRight(Progress.session(), Effect.never)).pipe(Effect.fork)
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(fiber)
+      assert.strictEqual((yield* recording.last)!.state, "interrupted")
+    }).pipe(Effect.provide(Progress.layerTest)))
+
+  it.effect("terminal: frames are bounded by fps however many reports arrive", () =>
+    Effect.gen(function*() {
+      const { output, writes } = fakeTerminal()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const session = yield* Progress.session({ workers: 4 })
+        for (let step = 0; step < 10; step++) {
+          for (let i = 0; i < 1000; i++) yield* session.addCompleted(1)
+          yield* TestClock.adjust("100 millis")
+        }
+      })).pipe(Effect.provide(Progress.layerTerminal({ output, fps: 10 })))
+      const frames = writes.filter((w) => w.includes("Overall")).length
+      // One frame per 100 ms tick (plus the first and the final frame), not one per report.
+      assert.isAtMost(frames, 13)
+      assert.isAtLeast(frames, 10)
+    }))
+
+  it.effect("terminal: panels fit the terminal's width and height, with a line for the rows left out", () =>
+    Effect.gen(function*() {
+      const { output, writes } = fakeTerminal(40, 12)
+      yield* Effect.scoped(Effect.gen(function*() {
+        const session = yield* Progress.session({ workers: 30 })
+        yield* session.setWorker(1, "a very long description that cannot possibly fit in forty columns")
+        yield* TestClock.adjust("200 millis")
+      })).pipe(Effect.provide(Progress.layerTerminal({ output })))
+      const frame = writes[writes.length - 2] ?? ""
+      const lines = stripAnsi(frame).split("\n").filter((l) => l.length > 0)
+      assert.isAtMost(lines.length, 11)
+      for (const line of lines) assert.isAtMost([...line].length, 40, line)
+      assert.isTrue(lines.some((l) => /… and \d+ more/.test(l)), lines.join("\n"))
+    }))
+
+  it.effect("terminal: redraws in place and restores the cursor on success, failure and interruption", () =>
+    Effect.gen(function*() {
+      for (const ending of ["success", "failure", "interrupt"] as const) {
+        const { output, writes } = fakeTerminal()
+        const body = Effect.scoped(Effect.gen(function*() {
+          const session = yield* Progress.session({ workers: 2 })
+          yield* session.setWorker(1, "working")
+          yield* TestClock.adjust("300 millis")
+          if (ending === "failure") return yield* Effect.fail(new Error("boom"))
+          if (ending === "interrupt") return yield* Effect.interrupt
+        }))
+        yield* Effect.exit(body.pipe(Effect.provide(Progress.layerTerminal({ output }))))
+        const text = writes.join("")
+        assert.isTrue(text.startsWith(HIDE), ending)
+        assert.isTrue(text.endsWith(SHOW), `${ending}: cursor restored`)
+        // Later frames move the cursor up over the previous one instead of scrolling.
+        assert.include(text, "\x1b[", ending)
+        assert.isTrue(writes.slice(1).some((w) => w.includes(`${"\x1b"}[`) && /\[\d+A/.test(w)), ending)
+        const final = stripAnsi(writes[writes.length - 2]!)
+        assert.include(final, ending === "success" ? "done" : ending === "failure" ? "failed: boom" : "interrupted")
+      }
+    }))
+
+  it.effect("lines: one plain line per interval, and a final line, without escape codes", () =>
+    Effect.gen(function*() {
+      const writes: Array<string> = []
+      const output = { write: (s: string) => writes.push(s), isTTY: false }
+      yield* Effect.scoped(Effect.gen(function*() {
+        const session = yield* Progress.session({ title: "crawl", workers: 2 })
+        yield* session.addTotal(4)
+        yield* TestClock.adjust("1 second")
+        yield* session.addCompleted(2)
+        yield* TestClock.adjust("1 second")
+      })).pipe(Effect.provide(Progress.layerLines({ output, interval: "1 second" })))
+      assert.strictEqual(writes.length, 3)
+      assert.isFalse(writes.join("").includes("\x1b"))
+      assert.include(writes[1]!, "[crawl] 2/4 (50.0%)")
+      assert.include(writes[2]!, "done")
+    }))
+
+  it.effect("layer picks panels for a TTY and lines otherwise; layerNone writes nothing", () =>
+    Effect.gen(function*() {
+      const tty = fakeTerminal()
+      const pipe: Array<string> = []
+      const use = (layer: Layer.Layer<Progress.Progress, unknown>) =>
+        Effect.scoped(Effect.zipRight(Progress.session({ workers: 1 }), TestClock.adjust("3 seconds"))).pipe(
+          Effect.provide(layer),
+          Effect.orDie
+        )
+      const ci = process.env.CI
+      delete process.env.CI
+      try {
+        yield* use(Progress.layer({ output: tty.output }))
+      } finally {
+        if (ci !== undefined) process.env.CI = ci
+      }
+      yield* use(Progress.layer({ output: { write: (s: string) => pipe.push(s) } }))
+      assert.include(tty.writes.join(""), HIDE)
+      assert.isTrue(pipe.length > 0)
+      assert.isFalse(pipe.join("").includes("\x1b"))
+      yield* use(Progress.layerNone)
+    }))
+
+  it.effect("bad options fail with OptionError", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(Layer.build(Progress.layerTerminal({ fps: 0 })).pipe(Effect.scoped))
+      assert.include(error.message, "Progress: expected `fps`")
+    }))
+
+  it.live("live display in a real terminal (tmux): panels drawn in place, sized to the pane, cursor restored", () =>
+    Effect.gen(function*() {
+      const tmux = (() => {
+        try {
+          return execFileSync("which", ["tmux"]).toString().trim()
+        } catch {
+          return ""
+        }
+      })()
+      if (tmux === "") {
+        console.warn("tmux not installed: skipping the real-terminal check")
+        return
+      }
+      const fixture = fileURLToPath(new URL("./fixtures/treeQueue-display.ts", import.meta.url))
+      const socket = `efw-progress-${process.pid}`
+      const t = (...args: Array<string>) => execFileSync(tmux, ["-L", socket, ...args]).toString()
+      t(
+        "new-session",
+        "-d",
+        "-x",
+        "70",
+        "-y",
+        "30",
+        `env -u CI TERM=xterm-256color ${process.execPath} --import tsx ${fixture}; echo EXITED $?; sleep 60`
+      )
+      try {
+        let screen = ""
+        let sawRunning = false
+        let cursorHiddenWhileRunning = false
+        for (let i = 0; i < 200 && !screen.includes("EXITED"); i++) {
+          yield* Effect.sleep("100 millis")
+          screen = t("capture-pane", "-p", "-t", "0")
+          if (!sawRunning && screen.includes("fetching leaf")) {
+            sawRunning = true
+            cursorHiddenWhileRunning = t("display", "-p", "-t", "0", "#{cursor_flag}").trim() === "0"
+          }
+        }
+        assert.include(screen, "EXITED 0", screen)
+        assert.include(screen, "FINISHED 13", screen)
+        assert.isTrue(sawRunning, "a frame with a busy worker was on screen")
+        assert.isTrue(cursorHiddenWhileRunning, "cursor hidden while drawing")
+        // Drawn in place: exactly one copy of the panels remains, not one per frame.
+        assert.strictEqual(screen.split("╭─ Overall").length - 1, 1, screen)
+        assert.strictEqual(screen.split("display check · workers").length - 1, 1, screen)
+        assert.include(screen, "12/12 (100.0%)", screen)
+        for (const line of screen.split("\n")) assert.isAtMost([...line].length, 70)
+        assert.strictEqual(t("display", "-p", "-t", "0", "#{cursor_flag}").trim(), "1", "cursor shown after exit")
+      } finally {
+        t("kill-server")
+      }
+    }), 30_000)
+})
