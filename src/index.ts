@@ -29,3 +29,8 @@ export * as TreeQueue from "./TreeQueue.js"
  * @since 0.1.0
  */
 export * as Progress from "./Progress.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as RateLimiter from "./RateLimiter.js"

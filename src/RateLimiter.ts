@@ -1,0 +1,121 @@
+/**
+ * Rate limiters for task starts. A `RateLimiter` has one operation, `take`, which suspends until the caller may
+ * start; the `TaskEngine` calls it before every attempt with the worker id and task id. `slidingWindow` is exact
+ * (no span of length `interval` ever holds more than `limit` starts) and serves waiters first come, first served;
+ * `tokenBucket` and `fixedWindow` wrap `effect/RateLimiter`; `make` takes your own algorithm. All of them read
+ * time through `Clock`, so `TestClock` drives them in tests.
+ *
+ * @since 0.1.0
+ */
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as internal from "./internal/rateLimiter.js"
+import type { OptionError } from "./OptionError.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RateLimiter {
+  /**
+   * Suspends until one more start is allowed, then takes it. Interrupting a waiting caller gives up its place.
+   */
+  readonly take: (ticket?: RateLimiter.Ticket) => Effect.Effect<void>
+}
+
+/**
+ * @since 0.1.0
+ */
+export declare namespace RateLimiter {
+  /**
+   * Who is asking: the `TaskEngine` fills both fields; ad-hoc callers may leave them out.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  export interface Ticket {
+    readonly workerId?: number | undefined
+    readonly taskId?: string | undefined
+  }
+
+  /**
+   * At most `limit` starts (an integer from 1 and up) per `interval` (a positive duration).
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  export interface WindowOptions {
+    readonly limit: number
+    readonly interval: Duration.DurationInput
+  }
+}
+
+/**
+ * An exact sliding window: no span of time of length `interval` ever contains more than `limit` starts, waiters
+ * are served in arrival order, a permit is never held back while the window has room, and an interrupted waiter
+ * frees its place. A dispatcher fiber lives in the scope; closing the scope interrupts whoever still waits.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RateLimiter } from "effect-workers"
+ *
+ * const program = Effect.gen(function*() {
+ *   const limiter = yield* RateLimiter.slidingWindow({ limit: 5, interval: "1 second" })
+ *   for (let i = 0; i < 10; i++) {
+ *     yield* limiter.take()
+ *     yield* Effect.log(`call ${i}`) // at most 5 in any second
+ *   }
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program))
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const slidingWindow: (
+  options: RateLimiter.WindowOptions
+) => Effect.Effect<RateLimiter, OptionError, Scope.Scope> = internal.slidingWindow
+
+/**
+ * A token bucket from `effect/RateLimiter`: `limit` tokens, one refilled every `interval / limit`; allows bursts
+ * of up to `limit`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const tokenBucket: (
+  options: RateLimiter.WindowOptions
+) => Effect.Effect<RateLimiter, OptionError, Scope.Scope> = internal.tokenBucket
+
+/**
+ * A fixed window from `effect/RateLimiter`: `limit` permits per `interval`, all renewed at once when the window
+ * that began with the first take ends (so up to `2 × limit` may start within one `interval` across a boundary).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fixedWindow: (
+  options: RateLimiter.WindowOptions
+) => Effect.Effect<RateLimiter, OptionError, Scope.Scope> = internal.fixedWindow
+
+/**
+ * Your own algorithm: `acquire` is called for every `take` with the ticket (worker id and task id when the
+ * `TaskEngine` asks, an empty ticket otherwise) and should succeed when the caller may start.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (
+  acquire: (ticket: RateLimiter.Ticket) => Effect.Effect<void>
+) => Effect.Effect<RateLimiter, never, Scope.Scope> = internal.make
+
+/**
+ * No limit: `take` succeeds at once. The default of `TaskEngine`, and handy in tests.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const unlimited: RateLimiter = internal.unlimited

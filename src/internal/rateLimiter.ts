@@ -1,0 +1,162 @@
+/**
+ * The rate limiters behind `RateLimiter`: an exact sliding window with a first-come-first-served line of waiters,
+ * wrappers over `effect/RateLimiter` (token bucket, fixed window), a user-supplied algorithm and no limit at all.
+ */
+import type * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as EffectRateLimiter from "effect/RateLimiter"
+import * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import type { OptionError } from "../OptionError.js"
+import type * as RateLimiter from "../RateLimiter.js"
+import { checker } from "./options.js"
+
+const check = checker("RateLimiter")
+
+const noTicket: RateLimiter.RateLimiter.Ticket = {}
+
+/** @internal */
+export const unlimited: RateLimiter.RateLimiter = {
+  take: () => Effect.void
+}
+
+/** @internal */
+export const make = (
+  acquire: (ticket: RateLimiter.RateLimiter.Ticket) => Effect.Effect<void>
+): Effect.Effect<RateLimiter.RateLimiter, never, Scope.Scope> =>
+  Effect.succeed({ take: (ticket) => Effect.suspend(() => acquire(ticket ?? noTicket)) })
+
+const validate = (options: RateLimiter.RateLimiter.WindowOptions) =>
+  Effect.all({
+    limit: Effect.flatMap(
+      check.require("limit", options?.limit, typeof options?.limit === "number", "an integer from 1 and up"),
+      (limit) => check.integer("limit", limit, 1, 1)
+    ),
+    interval: Effect.flatMap(
+      check.duration("interval", options?.interval, Duration.zero),
+      (interval) => check.require("interval", options.interval, Duration.toMillis(interval) > 0, "a positive duration")
+        .pipe(Effect.as(interval))
+    )
+  })
+
+// The state of one waiter: waiting in line, granted a start, or gone (interrupted before its turn).
+const WAITING = 0
+const GRANTED = 1
+const GONE = 2
+
+interface Waiter {
+  state: number
+  readonly deferred: Deferred.Deferred<void>
+}
+
+/**
+ * Exact sliding window. The start times of the last `limit` permits sit in a ring buffer; a new start at `now` is
+ * allowed only when the oldest of them is at least `interval` old, so any span of length `interval` holds at most
+ * `limit` starts. Callers that find the window full (or others already waiting) join a queue that one dispatcher
+ * fiber serves in order, sleeping through `Clock` until the oldest start leaves the window.
+ *
+ * @internal
+ */
+export const slidingWindow = (
+  options: RateLimiter.RateLimiter.WindowOptions
+): Effect.Effect<RateLimiter.RateLimiter, OptionError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { interval, limit } = yield* validate(options)
+    const intervalMillis = Duration.toMillis(interval)
+    const starts = new Float64Array(limit).fill(Number.NEGATIVE_INFINITY)
+    let oldest = 0
+    // Waiters in line (including the one the dispatcher is serving) that are neither granted nor gone.
+    const waiting = new Set<Waiter>()
+    let closed = false
+    const line = yield* Queue.unbounded<Waiter>()
+
+    // Milliseconds until a start is allowed at `now` (0: allowed now).
+    const waitMillis = (now: number) => starts[oldest]! + intervalMillis - now
+    const record = (now: number) => {
+      starts[oldest] = now
+      oldest = oldest + 1 === limit ? 0 : oldest + 1
+    }
+
+    const grant = (clock: Clock.Clock, waiter: Waiter): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (waiter.state !== WAITING) return Effect.void
+        const wait = waitMillis(clock.unsafeCurrentTimeMillis())
+        if (wait > 0) {
+          // Timers may fire a little early against the clock: check again after waking.
+          return Effect.zipRight(Effect.sleep(wait), grant(clock, waiter))
+        }
+        waiter.state = GRANTED
+        waiting.delete(waiter)
+        record(clock.unsafeCurrentTimeMillis())
+        Deferred.unsafeDone(waiter.deferred, Effect.void)
+        return Effect.void
+      })
+
+    yield* Effect.clockWith((clock) => {
+      const serve: Effect.Effect<never> = Effect.flatMap(
+        Queue.take(line),
+        (waiter) => Effect.flatMap(grant(clock, waiter), () => serve)
+      )
+      return serve
+    }).pipe(Effect.interruptible, Effect.forkScoped)
+
+    // Settle everyone still in line when the scope closes: nobody waits on a limiter that is gone.
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => {
+        closed = true
+        for (const waiter of waiting) {
+          waiter.state = GONE
+          Deferred.unsafeDone(waiter.deferred, Effect.interrupt)
+        }
+        waiting.clear()
+        return Queue.shutdown(line)
+      })
+    )
+
+    // Only the wait is interruptible: the check, the place in line and the count of waiters change together.
+    const take = Effect.uninterruptibleMask((restore) =>
+      Effect.clockWith((clock) =>
+        Effect.withFiberRuntime<void>((fiber) => {
+          if (closed) return Effect.interrupt
+          if (waiting.size === 0) {
+            const now = clock.unsafeCurrentTimeMillis()
+            if (waitMillis(now) <= 0) {
+              record(now)
+              return Effect.void
+            }
+          }
+          const waiter: Waiter = { state: WAITING, deferred: Deferred.unsafeMake<void>(fiber.id()) }
+          waiting.add(waiter)
+          line.unsafeOffer(waiter)
+          return Effect.onInterrupt(restore(Deferred.await(waiter.deferred)), () =>
+            Effect.sync(() => {
+              // Interrupted before its turn: give up the place in line; a permit already granted stays spent.
+              if (waiter.state === WAITING) {
+                waiter.state = GONE
+                waiting.delete(waiter)
+              }
+            }))
+        })
+      )
+    )
+    return { take: () => take }
+  })
+
+const wrap = (
+  options: RateLimiter.RateLimiter.WindowOptions,
+  algorithm: "token-bucket" | "fixed-window"
+): Effect.Effect<RateLimiter.RateLimiter, OptionError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { interval, limit } = yield* validate(options)
+    const limiter = yield* EffectRateLimiter.make({ limit, interval, algorithm })
+    const take = limiter(Effect.void)
+    return { take: () => take }
+  })
+
+/** @internal */
+export const tokenBucket = (options: RateLimiter.RateLimiter.WindowOptions) => wrap(options, "token-bucket")
+
+/** @internal */
+export const fixedWindow = (options: RateLimiter.RateLimiter.WindowOptions) => wrap(options, "fixed-window")
