@@ -91,6 +91,24 @@ export interface Session {
   readonly addCompleted: (n?: number) => Effect.Effect<void>
   /** The session as a display would show it now. */
   readonly snapshot: Effect.Effect<Snapshot>
+  /**
+   * The same reports as synchronous calls, for an engine's hot loop (TreeQueue uses them). Every session made by
+   * this module's layers has it; your own `Progress` may leave it out, and engines then use the Effects.
+   */
+  readonly unsafe?: UnsafeSession | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface UnsafeSession {
+  readonly setWorker: (id: WorkerId, description: string) => void
+  readonly workerWaiting: (id: WorkerId) => void
+  readonly workerDone: (id: WorkerId) => void
+  readonly setQueueSize: (size: number) => void
+  readonly addTotal: (n: number) => void
+  readonly addCompleted: (n: number) => void
 }
 
 /**

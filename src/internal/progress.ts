@@ -59,6 +59,21 @@ export interface Session {
   readonly addTotal: (n?: number) => Effect.Effect<void>
   readonly addCompleted: (n?: number) => Effect.Effect<void>
   readonly snapshot: Effect.Effect<Snapshot>
+  /**
+   * The same reports as plain synchronous calls, for engines' hot loops. Present on every session made by this
+   * module's layers; a user's own `Progress` may leave it out, and engines then fall back to the Effects.
+   */
+  readonly unsafe?: UnsafeSession | undefined
+}
+
+/** @internal */
+export interface UnsafeSession {
+  readonly setWorker: (id: WorkerId, description: string) => void
+  readonly workerWaiting: (id: WorkerId) => void
+  readonly workerDone: (id: WorkerId) => void
+  readonly setQueueSize: (size: number) => void
+  readonly addTotal: (n: number) => void
+  readonly addCompleted: (n: number) => void
 }
 
 /** @internal */
@@ -193,47 +208,58 @@ export const makeSession = (
       })
   ).pipe(Effect.map((state): Session => sessionOf(state)))
 
-const sessionOf = (s: SessionState_): Session => ({
-  setWorker: (id, description) =>
-    Effect.sync(() => {
-      const row = s.row(id)
+const unsafeOf = (s: SessionState_): UnsafeSession => {
+  // Without a listener (every live display) a report is a field write and nothing else.
+  const changed = s.onChange === undefined ? () => {} : () => s.changed()
+  return {
+    setWorker: (id, description) => {
+      const row = s.rowIndex.get(id) ?? s.row(id)
       row.state = "busy"
       row.description = description
-      s.changed()
-    }),
-  workerWaiting: (id) =>
-    Effect.sync(() => {
+      changed()
+    },
+    workerWaiting: (id) => {
       const row = s.row(id)
       row.state = "waiting"
       row.description = WAITING
-      s.changed()
-    }),
-  workerDone: (id) =>
-    Effect.sync(() => {
+      changed()
+    },
+    workerDone: (id) => {
       const row = s.row(id)
       row.state = "done"
       row.description = DONE
-      s.changed()
-    }),
-  setQueueSize: (size) =>
-    Effect.sync(() => {
+      changed()
+    },
+    setQueueSize: (size) => {
       s.queueSize = size
       if (size > s.queueHighWater) s.queueHighWater = size
-      s.changed()
-    }),
-  addTotal: (n = 1) =>
-    Effect.sync(() => {
+      changed()
+    },
+    addTotal: (n) => {
       s.totalKnown = true
       s.total += n
-      s.changed()
-    }),
-  addCompleted: (n = 1) =>
-    Effect.sync(() => {
+      changed()
+    },
+    addCompleted: (n) => {
       s.completed += n
-      s.changed()
-    }),
-  snapshot: Effect.map(Clock.currentTimeMillis, (now) => s.snapshotAt(now))
-})
+      changed()
+    }
+  }
+}
+
+const sessionOf = (s: SessionState_): Session => {
+  const unsafe = unsafeOf(s)
+  return {
+    setWorker: (id, description) => Effect.sync(() => unsafe.setWorker(id, description)),
+    workerWaiting: (id) => Effect.sync(() => unsafe.workerWaiting(id)),
+    workerDone: (id) => Effect.sync(() => unsafe.workerDone(id)),
+    setQueueSize: (size) => Effect.sync(() => unsafe.setQueueSize(size)),
+    addTotal: (n = 1) => Effect.sync(() => unsafe.addTotal(n)),
+    addCompleted: (n = 1) => Effect.sync(() => unsafe.addCompleted(n)),
+    snapshot: Effect.map(Clock.currentTimeMillis, (now) => s.snapshotAt(now)),
+    unsafe
+  }
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // formatting

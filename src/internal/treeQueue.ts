@@ -14,7 +14,7 @@ import * as FiberId from "effect/FiberId"
 import type * as Scope from "effect/Scope"
 import type { OptionError } from "../OptionError.js"
 import { checker } from "./options.js"
-import { Progress, type Session } from "./progress.js"
+import { Progress, type Session, type UnsafeSession } from "./progress.js"
 
 /** @internal */
 export interface ItemContext<E, R> {
@@ -204,6 +204,34 @@ export const run = <E, R>(
     }))
   })
 
+/**
+ * Synchronous reporting for the hot loop: a session of this library's layers takes field writes directly; any
+ * other session's Effects are buffered and run by the loop between steps.
+ */
+interface Reporter {
+  readonly unsafe: UnsafeSession
+  readonly flush: <A, E, R>(next: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+}
+
+const reporterOf = (session: Session): Reporter => {
+  if (session.unsafe !== undefined) {
+    return { unsafe: session.unsafe, flush: (next) => next }
+  }
+  const buffer: Array<Effect.Effect<void>> = []
+  return {
+    unsafe: {
+      setWorker: (id, d) => buffer.push(session.setWorker(id, d)),
+      workerWaiting: (id) => buffer.push(session.workerWaiting(id)),
+      workerDone: (id) => buffer.push(session.workerDone(id)),
+      setQueueSize: (n) => buffer.push(session.setQueueSize(n)),
+      addTotal: (n) => buffer.push(session.addTotal(n)),
+      addCompleted: (n) => buffer.push(session.addCompleted(n))
+    },
+    flush: (next) =>
+      buffer.length === 0 ? next : Effect.zipRight(Effect.all(buffer.splice(0), { discard: true }), next)
+  }
+}
+
 const runWith = <E, R>(
   initial: Iterable<Item<E, R>>,
   workerCount: number,
@@ -213,107 +241,105 @@ const runWith = <E, R>(
 ): Effect.Effect<Summary, E, R | Scope.Scope> =>
   Effect.gen(function*() {
     const frontier: Frontier<E, R> = order === "fifo" ? fifo() : order === "lifo" ? lifo() : heap()
+    const reporter = reporterOf(session)
+    const report = reporter.unsafe
+    const flush = reporter.flush
     const idle: Array<Deferred.Deferred<void>> = []
     let seq = 0
     let outstanding = 0 // nodes enqueued and not yet finished (afterChildren included)
     let stopping = false
     let processed = 0
     let afterCount = 0
-    const byKind: Record<string, number> = {}
+    const byKind = new Map<string, number>()
 
-    const wakeOne = () => {
-      const d = idle.pop()
-      if (d !== undefined) Deferred.unsafeDone(d, Exit.void)
-    }
     const wakeAll = () => {
       for (const d of idle.splice(0)) Deferred.unsafeDone(d, Exit.void)
     }
-    // Reporting the queue size is a field write; doing it here keeps the high-water mark exact.
-    const reportSize = session.setQueueSize
-    const push = (item: Item<E, R>, parent: Node<E, R> | undefined): Effect.Effect<void> => {
+    const push = (item: Item<E, R>, parent: Node<E, R> | undefined): void => {
       const priority = typeof item.priority === "number" ? item.priority : 0
       frontier.push({ item, parent, seq: seq++, priority, pending: 1, closed: false })
       outstanding++
       if (parent !== undefined) parent.pending++
-      wakeOne()
-      return item.trackOverall === true ? session.addTotal(1) : Effect.void
+      const d = idle.pop()
+      if (d !== undefined) Deferred.unsafeDone(d, Exit.void)
+      if (item.trackOverall === true) report.addTotal(1)
     }
 
     // Read `initial` exactly once.
-    for (const item of initial) yield* push(item, undefined)
-    yield* reportSize(frontier.size())
+    for (const item of initial) push(item, undefined)
+    report.setQueueSize(frontier.size())
+    yield* flush(Effect.void)
     const start = yield* Clock.currentTimeMillis
 
-    /** Ends a node's own work or a child's; runs `afterChildren` up the chain as counters reach zero. */
-    const settle = (node: Node<E, R> | undefined, workerId: number): Effect.Effect<void, E, R> => {
-      if (node === undefined || --node.pending > 0) return Effect.void
-      const finish = Effect.suspend(() => {
-        outstanding--
-        if (outstanding === 0) wakeAll()
-        return settle(node.parent, workerId)
-      })
-      const after = node.item.afterChildren
-      if (after === undefined) return finish
-      return session.setWorker(workerId, `${kindOf(node.item)}: after children`).pipe(
-        Effect.zipRight(Effect.suspend(() => node.item.afterChildren!())),
-        Effect.zipRight(Effect.sync(() => {
-          afterCount++
-        })),
-        Effect.zipRight(finish)
-      )
-    }
-
-    const processNode = (node: Node<E, R>, workerId: number): Effect.Effect<void, E, R> => {
-      const item = node.item
-      const ctx: ItemContext<E, R> = {
-        workerId,
-        enqueue: (...children) =>
-          Effect.suspend(() => {
-            if (node.closed) {
-              return Effect.dieMessage(
-                "TreeQueue: enqueue called after the item's process ended; children must be enqueued from process"
-              )
-            }
-            let eff: Effect.Effect<void> = Effect.void
-            for (const child of children) {
-              const e = push(child, node)
-              if (e !== Effect.void) eff = Effect.zipRight(eff, e)
-            }
-            return Effect.zipRight(eff, reportSize(frontier.size()))
-          }),
-        setDescription: (text) => session.setWorker(workerId, text)
-      }
-      const kind = kindOf(item)
-      return session.setWorker(workerId, kind).pipe(
-        Effect.zipRight(Effect.suspend(() => item.process(ctx))),
-        Effect.zipRight(Effect.suspend(() => {
-          node.closed = true
-          processed++
-          byKind[kind] = (byKind[kind] ?? 0) + 1
-          const done = item.trackOverall === true ? session.addCompleted(1) : Effect.void
-          return Effect.zipRight(done, settle(node, workerId))
-        }))
-      )
-    }
-
-    const worker = (workerId: number): Effect.Effect<void, E, R> => {
-      const loop: Effect.Effect<void, E, R> = Effect.suspend(() => {
-        const node = stopping ? undefined : frontier.take()
-        if (node !== undefined) {
-          return reportSize(frontier.size()).pipe(
-            Effect.zipRight(processNode(node, workerId)),
-            Effect.zipRight(loop)
+    /**
+     * Ends one unit of a node's work (its own process, or a child's whole subtree) and walks up while counters
+     * reach zero. Synchronous until a node with `afterChildren`: that one runs as an Effect, then the walk goes on.
+     */
+    const settle = (from: Node<E, R> | undefined, workerId: number): Effect.Effect<void, E, R> => {
+      let node = from
+      while (node !== undefined) {
+        if (--node.pending > 0) return Effect.void
+        const after = node.item.afterChildren
+        if (after !== undefined) {
+          const done = node
+          report.setWorker(workerId, `${kindOf(done.item)}: after children`)
+          return flush(Effect.suspend(() => done.item.afterChildren!())).pipe(
+            Effect.zipRight(Effect.suspend(() => {
+              afterCount++
+              if (--outstanding === 0) wakeAll()
+              return settle(done.parent, workerId)
+            }))
           )
         }
-        if (stopping || outstanding === 0) return Effect.void
-        const d = Deferred.unsafeMake<void>(FiberId.none)
-        idle.push(d)
-        return session.workerWaiting(workerId).pipe(
-          Effect.zipRight(Deferred.await(d)),
-          Effect.zipRight(loop)
-        )
+        if (--outstanding === 0) wakeAll()
+        node = node.parent
+      }
+      return Effect.void
+    }
+
+    const refused = Effect.dieMessage(
+      "TreeQueue: enqueue called after the item's process ended; children must be enqueued from process"
+    )
+
+    const worker = (workerId: number): Effect.Effect<void, E, R> => {
+      const setDescription = (text: string) => Effect.sync(() => report.setWorker(workerId, text))
+      const loop: Effect.Effect<void, E, R> = Effect.suspend(() => {
+        const node = stopping ? undefined : frontier.take()
+        if (node === undefined) {
+          if (stopping || outstanding === 0) return flush(Effect.void)
+          const d = Deferred.unsafeMake<void>(FiberId.none)
+          idle.push(d)
+          report.workerWaiting(workerId)
+          return flush(Effect.zipRight(Deferred.await(d), loop))
+        }
+        const item = node.item
+        const kind = kindOf(item)
+        report.setQueueSize(frontier.size())
+        report.setWorker(workerId, kind)
+        const ctx: ItemContext<E, R> = {
+          workerId,
+          enqueue: (...children) =>
+            Effect.suspend(() => {
+              if (node.closed) return refused
+              for (let i = 0; i < children.length; i++) push(children[i]!, node)
+              report.setQueueSize(frontier.size())
+              return flush(Effect.void)
+            }),
+          setDescription
+        }
+        return flush(Effect.flatMap(item.process(ctx), () => {
+          node.closed = true
+          processed++
+          byKind.set(kind, (byKind.get(kind) ?? 0) + 1)
+          if (item.trackOverall === true) report.addCompleted(1)
+          const next = settle(node, workerId)
+          return next === Effect.void ? loop : Effect.zipRight(next, loop)
+        }))
       })
-      return loop.pipe(Effect.ensuring(session.workerDone(workerId)))
+      return loop.pipe(Effect.ensuring(Effect.suspend(() => {
+        report.workerDone(workerId)
+        return flush(Effect.void)
+      })))
     }
 
     const ids = Array.from({ length: workerCount }, (_, i) => i + 1)
@@ -334,7 +360,7 @@ const runWith = <E, R>(
     return {
       processed,
       afterChildren: afterCount,
-      byKind: { ...byKind },
+      byKind: Object.fromEntries(byKind),
       elapsed: Duration.millis(end - start)
     }
   })
