@@ -266,7 +266,6 @@ export const make = <I, A, E = never, R = never>(
 
     let closing: Deferred.Deferred<void> | undefined
     const shutdown = Effect.gen(function*() {
-      closed = true
       // Items still waiting for room were never accepted: they fail as a `require` after close would.
       while (room.length > 0) {
         const entry = room.shift()
@@ -283,11 +282,18 @@ export const make = <I, A, E = never, R = never>(
       if (Option.isSome(registry)) yield* registry.value.unregister(queue)
     })
 
+    // The shutdown runs in a fiber of its own, so a caller of `close` that is interrupted leaves it to finish,
+    // and every caller (the scope's finalizer among them) just awaits its end. New requires fail at once.
     const close: Effect.Effect<void> = Effect.suspend(() => {
       if (closing === undefined) {
+        closed = true
         const latch = Deferred.unsafeMake<void>(FiberId.none)
         closing = latch
-        return Effect.uninterruptible(Effect.ensuring(shutdown, Deferred.done(latch, Exit.void)))
+        return Effect.zipRight(
+          // Interruptible even when `close` runs in a finalizer, so that the finish timeout can cut its wait.
+          Effect.forkDaemon(Effect.interruptible(Effect.ensuring(shutdown, Deferred.done(latch, Exit.void)))),
+          Deferred.await(latch)
+        )
       }
       return Deferred.await(closing)
     })

@@ -1,0 +1,426 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as MutableHashMap from "effect/MutableHashMap"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import * as TestClock from "effect/TestClock"
+import { OptionError } from "../src/OptionError.js"
+import * as ResultCache from "../src/ResultCache.js"
+import * as WorkerQueue from "../src/WorkerQueue.js"
+
+class Boom extends Data.TaggedError("Boom")<{ readonly item: number }> {}
+
+/** A worker that counts its runs and, per item, waits for the test to release it. */
+const gatedWorker = <I>() => {
+  const gates = MutableHashMap.empty<I, Deferred.Deferred<void>>()
+  const runs: Array<I> = []
+  let running = 0
+  let maxRunning = 0
+  const gate = (item: I) => {
+    const found = MutableHashMap.get(gates, item)
+    if (Option.isSome(found)) return found.value
+    const d = Deferred.unsafeMake<void>(FiberId.none)
+    MutableHashMap.set(gates, item, d)
+    return d
+  }
+  return {
+    runs,
+    get maxRunning() {
+      return maxRunning
+    },
+    release: (item: I) => Deferred.succeed(gate(item), undefined),
+    worker: (item: I) =>
+      Effect.gen(function*() {
+        runs.push(item)
+        running++
+        maxRunning = Math.max(maxRunning, running)
+        yield* Deferred.await(gate(item)).pipe(Effect.ensuring(Effect.sync(() => running--)))
+        return `value:${String(item)}`
+      })
+  }
+}
+
+const waitFor = (condition: Effect.Effect<boolean>) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 1000; i++) {
+      if (yield* condition) return
+      yield* Effect.yieldNow()
+    }
+    throw new Error("condition never held")
+  })
+
+describe("WorkerQueue", () => {
+  describe("cache", () => {
+    it.scoped("a cache hit is any Option.some, even of 0, null or undefined (the original re-runs on None)", () =>
+      Effect.gen(function*() {
+        const cache = yield* ResultCache.memory<string, number | null | undefined>()
+        yield* cache.set("zero", 0)
+        yield* cache.set("null", null)
+        yield* cache.set("undefined", undefined)
+        let runs = 0
+        const queue = yield* WorkerQueue.make({
+          worker: (_: string) => Effect.sync(() => ++runs),
+          cache
+        })
+        expect(yield* queue.require("zero")).toBe(0)
+        expect(yield* queue.require("null")).toBe(null)
+        expect(yield* queue.require("undefined")).toBe(undefined)
+        expect(runs).toBe(0)
+        const stats = yield* queue.stats
+        expect(stats.hits).toBe(3)
+        expect(stats.misses).toBe(0)
+      }))
+
+    it.scoped("a miss runs the worker and the next require is a hit", () =>
+      Effect.gen(function*() {
+        let runs = 0
+        const queue = yield* WorkerQueue.make({
+          worker: (n: number) => Effect.sync(() => (runs++, n * 2)),
+          cache: yield* ResultCache.memory<number, number>()
+        })
+        expect(yield* queue.require(5)).toBe(10)
+        expect(yield* queue.require(5)).toBe(10)
+        expect(runs).toBe(1)
+        const stats = yield* queue.stats
+        expect([stats.misses, stats.hits, stats.completed]).toEqual([1, 1, 1])
+      }))
+
+    it.scoped("failures are not cached: the next require runs again", () =>
+      Effect.gen(function*() {
+        let runs = 0
+        const queue = yield* WorkerQueue.make({
+          worker: (n: number) => Effect.suspend(() => (++runs === 1 ? Effect.fail(new Boom({ item: n })) : Effect.succeed(n))),
+          cache: yield* ResultCache.memory<number, number>()
+        })
+        const first = yield* Effect.exit(queue.require(1))
+        expect(first).toEqual(Exit.fail(new Boom({ item: 1 })))
+        expect(yield* queue.require(1)).toBe(1)
+        expect(runs).toBe(2)
+        expect((yield* queue.stats).failed).toBe(1)
+      }))
+
+    it.scoped("the cache is written before the in-flight entry goes, so no second run starts in between", () =>
+      Effect.gen(function*() {
+        const store = new Map<number, number>()
+        const writing = yield* Deferred.make<void>()
+        const finishWrite = yield* Deferred.make<void>()
+        const cache = yield* ResultCache.make<number, number>({
+          get: (k) => Effect.sync(() => (store.has(k) ? Option.some(store.get(k)!) : Option.none())),
+          set: (k, v) =>
+            Deferred.succeed(writing, undefined).pipe(
+              Effect.zipRight(Deferred.await(finishWrite)),
+              Effect.tap(() => Effect.sync(() => store.set(k, v)))
+            )
+        })
+        let runs = 0
+        const queue = yield* WorkerQueue.make({ worker: (n: number) => Effect.sync(() => (runs++, n + 1)), cache })
+        const first = yield* Effect.fork(queue.require(1))
+        yield* Deferred.await(writing)
+        // The run is done and its cache write is under way: a require now must join, not start a new run.
+        const second = yield* Effect.fork(queue.require(1))
+        yield* waitFor(Effect.map(queue.stats, (s) => s.deduplicated === 1))
+        yield* Deferred.succeed(finishWrite, undefined)
+        expect(yield* Fiber.join(first)).toBe(2)
+        expect(yield* Fiber.join(second)).toBe(2)
+        expect(runs).toBe(1)
+      }))
+
+    it.scoped("a failing cache is logged and bypassed, never failing the work", () =>
+      Effect.gen(function*() {
+        const cache = yield* ResultCache.make<number, number>({
+          get: () => Promise.reject(new Error("cache down")),
+          set: () => {
+            throw new Error("cache down")
+          }
+        })
+        const queue = yield* WorkerQueue.make({ worker: (n: number) => Effect.succeed(n), cache })
+        expect(yield* queue.require(3)).toBe(3)
+        const stats = yield* queue.stats
+        expect(stats.cacheErrors).toBe(2)
+        expect(stats.inFlight).toBe(0)
+      }))
+  })
+
+  describe("de-duplication", () => {
+    it.scoped("equal items in flight share one run, and every waiter gets the same value", () =>
+      Effect.gen(function*() {
+        const w = gatedWorker<number>()
+        const queue = yield* WorkerQueue.make({ worker: w.worker })
+        const waiters = yield* Effect.forEach([1, 1, 1, 1], (n) => Effect.fork(queue.require(n)))
+        yield* waitFor(Effect.map(queue.stats, (s) => s.deduplicated === 3 && s.running === 1))
+        yield* w.release(1)
+        const values = yield* Effect.forEach(waiters, Fiber.join)
+        expect(values).toEqual(["value:1", "value:1", "value:1", "value:1"])
+        expect(w.runs).toEqual([1])
+      }))
+
+    it.scoped("items equal by Effect Equal/Hash (Data structs) share one run", () =>
+      Effect.gen(function*() {
+        const w = gatedWorker<{ readonly id: number }>()
+        const queue = yield* WorkerQueue.make({ worker: w.worker })
+        const a = yield* Effect.fork(queue.require(Data.struct({ id: 7 })))
+        const b = yield* Effect.fork(queue.require(Data.struct({ id: 7 })))
+        const c = yield* Effect.fork(queue.require(Data.struct({ id: 8 })))
+        yield* waitFor(Effect.map(queue.stats, (s) => s.running === 2))
+        yield* w.release(Data.struct({ id: 7 }))
+        yield* w.release(Data.struct({ id: 8 }))
+        yield* Fiber.join(a)
+        yield* Fiber.join(b)
+        yield* Fiber.join(c)
+        expect(w.runs.length).toBe(2)
+        expect((yield* queue.stats).deduplicated).toBe(1)
+      }))
+
+    it.scoped("every waiter gets the same failure, typed errors and defects alike", () =>
+      Effect.gen(function*() {
+        const gate = yield* Deferred.make<void>()
+        let runs = 0
+        const queue = yield* WorkerQueue.make({
+          worker: (n: number) =>
+            Effect.zipRight(
+              Effect.sync(() => runs++),
+              Effect.zipRight(Deferred.await(gate), n === 1 ? Effect.fail(new Boom({ item: n })) : Effect.die("kaput"))
+            )
+        })
+        const failures = yield* Effect.forEach([1, 1, 2, 2], (n) => Effect.fork(Effect.exit(queue.require(n))))
+        yield* waitFor(Effect.map(queue.stats, (s) => s.deduplicated === 2))
+        yield* Deferred.succeed(gate, undefined)
+        const exits = yield* Effect.forEach(failures, Fiber.join)
+        expect(exits[0]).toEqual(Exit.fail(new Boom({ item: 1 })))
+        expect(exits[1]).toEqual(exits[0])
+        expect(Exit.isFailure(exits[2]!) && Cause.isDie(exits[2].cause)).toBe(true)
+        expect(exits[3]).toEqual(exits[2])
+        expect(runs).toBe(2)
+        expect((yield* queue.stats).inFlight).toBe(0)
+      }))
+
+    it.scoped("an interrupted waiter does not cancel the run for the others", () =>
+      Effect.gen(function*() {
+        const w = gatedWorker<string>()
+        const queue = yield* WorkerQueue.make({ worker: w.worker })
+        const first = yield* Effect.fork(queue.require("x"))
+        const second = yield* Effect.fork(queue.require("x"))
+        yield* waitFor(Effect.map(queue.stats, (s) => s.deduplicated === 1 && s.running === 1))
+        yield* Fiber.interrupt(first)
+        yield* w.release("x")
+        expect(yield* Fiber.join(second)).toBe("value:x")
+        expect(w.runs).toEqual(["x"])
+      }))
+
+    it.scoped("the in-flight map is empty when idle, after successes and failures", () =>
+      Effect.gen(function*() {
+        const queue = yield* WorkerQueue.make({
+          worker: (n: number) => (n % 2 === 0 ? Effect.succeed(n) : Effect.fail(new Boom({ item: n }))),
+          concurrency: 4
+        })
+        yield* Effect.forEach(Array.from({ length: 100 }, (_, i) => i % 10), (n) => Effect.exit(queue.require(n)), {
+          concurrency: "unbounded"
+        })
+        const stats = yield* queue.stats
+        expect(stats.inFlight).toBe(0)
+        expect(stats.queued + stats.running + stats.waiting).toBe(0)
+      }))
+  })
+
+  describe("concurrency and capacity", () => {
+    it.scoped("at most `concurrency` runs at once, and a slow item never holds back the others (no batches)", () =>
+      Effect.gen(function*() {
+        const w = gatedWorker<number>()
+        const queue = yield* WorkerQueue.make({ worker: w.worker, concurrency: 2 })
+        const slow = yield* Effect.fork(queue.require(0))
+        const fast = yield* Effect.forEach([1, 2, 3, 4, 5], (n) => Effect.fork(queue.require(n)))
+        // Release the fast items one by one: each finishes while item 0 is still running.
+        for (const n of [1, 2, 3, 4, 5]) {
+          yield* waitFor(Effect.sync(() => w.runs.includes(n)))
+          yield* w.release(n)
+          expect(yield* Fiber.join(fast[n - 1]!)).toBe(`value:${n}`)
+        }
+        expect(slow.unsafePoll()).toBe(null)
+        yield* w.release(0)
+        yield* Fiber.join(slow)
+        expect(w.maxRunning).toBe(2)
+      }))
+
+    it.scoped("`capacity` bounds the queued items; more requires of new items wait for room, in order", () =>
+      Effect.gen(function*() {
+        const w = gatedWorker<number>()
+        const queue = yield* WorkerQueue.make({ worker: w.worker, concurrency: 1, capacity: 2 })
+        const fibers = yield* Effect.forEach([1, 2, 3, 4, 5], (n) => Effect.fork(queue.require(n)))
+        yield* waitFor(Effect.map(queue.stats, (s) => s.running === 1 && s.queued === 2 && s.waiting === 2))
+        for (const n of [1, 2, 3, 4, 5]) yield* w.release(n)
+        yield* Effect.forEach(fibers, Fiber.join)
+        expect(w.runs).toEqual([1, 2, 3, 4, 5])
+      }))
+
+    it.scoped("the last waiter leaving the waiting room withdraws its item before it runs", () =>
+      Effect.gen(function*() {
+        const w = gatedWorker<number>()
+        const queue = yield* WorkerQueue.make({ worker: w.worker, concurrency: 1, capacity: 1 })
+        const one = yield* Effect.fork(queue.require(1))
+        const two = yield* Effect.fork(queue.require(2))
+        const three = yield* Effect.fork(queue.require(3))
+        yield* waitFor(Effect.map(queue.stats, (s) => s.waiting === 1))
+        yield* Fiber.interrupt(three)
+        expect((yield* queue.stats).waiting).toBe(0)
+        yield* w.release(1)
+        yield* w.release(2)
+        yield* Fiber.join(one)
+        yield* Fiber.join(two)
+        expect(w.runs).toEqual([1, 2])
+        expect((yield* queue.stats).inFlight).toBe(0)
+      }))
+  })
+
+  describe("close", () => {
+    it.effect("running and queued items get `finishTimeout`, then fail with FinishTimeout; nothing hangs", () =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const queue = yield* WorkerQueue.make({
+          worker: (n: number) => Effect.as(Effect.sleep(`${n} seconds`), n),
+          concurrency: 1,
+          finishTimeout: "3 seconds",
+          name: "slow"
+        }).pipe(Scope.extend(scope))
+        const quick = yield* Effect.fork(queue.require(2))
+        const late = yield* Effect.fork(queue.require(10))
+        yield* waitFor(Effect.map(queue.stats, (s) => s.running === 1 && s.queued === 1))
+        const closing = yield* Effect.fork(queue.close)
+        yield* waitFor(Effect.map(TestClock.sleeps(), (sleeps) => sleeps.length === 2))
+        expect(yield* queue.isRunning).toBe(false)
+        yield* TestClock.adjust("2 seconds")
+        expect(yield* Fiber.join(quick)).toBe(2)
+        yield* TestClock.adjust("1 second")
+        const lateExit = yield* Fiber.await(late)
+        expect(lateExit).toEqual(
+          Exit.fail(new WorkerQueue.WorkerQueueError({ reason: "FinishTimeout", queue: "slow", item: "10" }))
+        )
+        yield* Fiber.join(closing)
+        expect((yield* queue.stats).inFlight).toBe(0)
+        yield* Scope.close(scope, Exit.void)
+      }))
+
+    it.effect("close returns as soon as the work is done, not after the whole finishTimeout", () =>
+      Effect.gen(function*() {
+        const queue = yield* WorkerQueue.make({
+          worker: (n: number) => Effect.as(Effect.sleep("1 second"), n),
+          finishTimeout: "1 minute"
+        }).pipe(Effect.provideService(Scope.Scope, yield* Scope.make()))
+        const waiter = yield* Effect.fork(queue.require(1))
+        yield* waitFor(Effect.map(queue.stats, (s) => s.running === 1))
+        const closing = yield* Effect.fork(queue.close)
+        yield* TestClock.adjust("1 second")
+        yield* Fiber.join(closing)
+        expect(yield* Fiber.join(waiter)).toBe(1)
+      }))
+
+    it.scoped("require after close fails with Closed at once", () =>
+      Effect.gen(function*() {
+        const queue = yield* WorkerQueue.make({ worker: (n: number) => Effect.succeed(n), name: "q" })
+        yield* queue.close
+        yield* queue.close
+        const exit = yield* Effect.exit(queue.require(1))
+        expect(exit).toEqual(Exit.fail(new WorkerQueue.WorkerQueueError({ reason: "Closed", queue: "q", item: "1" })))
+        expect(Exit.isFailure(exit) && Cause.pretty(exit.cause)).toContain("WorkerQueue q is closed")
+      }))
+
+    it.effect("closing the scope closes the queue: waiting-room items fail Closed, the rest FinishTimeout", () =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const queue = yield* WorkerQueue.make({
+          worker: (_: number) => Effect.never,
+          concurrency: 1,
+          capacity: 1,
+          finishTimeout: "1 second"
+        }).pipe(Scope.extend(scope))
+        const fibers = yield* Effect.forEach([1, 2, 3], (n) => Effect.fork(Effect.flip(queue.require(n))))
+        yield* waitFor(Effect.map(queue.stats, (s) => s.running === 1 && s.queued === 1 && s.waiting === 1))
+        const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        yield* waitFor(Effect.map(TestClock.sleeps(), (sleeps) => sleeps.length === 1))
+        yield* TestClock.adjust("1 second")
+        yield* Fiber.join(closing)
+        const reasons = yield* Effect.forEach(fibers, (f) => Effect.map(Fiber.join(f), (e) => e.reason))
+        expect(reasons).toEqual(["FinishTimeout", "FinishTimeout", "Closed"])
+      }))
+  })
+
+  describe("Registry", () => {
+    it.effect("queues register themselves; closeAll closes every live one, idle or busy, and empties it", () =>
+      Effect.gen(function*() {
+        const registry = yield* WorkerQueue.Registry
+        const scope = yield* Scope.make()
+        const idle = yield* WorkerQueue.make({ worker: (n: number) => Effect.succeed(n), name: "idle" }).pipe(
+          Scope.extend(scope)
+        )
+        const busy = yield* WorkerQueue.make({
+          worker: (_: number) => Effect.never,
+          name: "busy",
+          finishTimeout: 0
+        }).pipe(Scope.extend(scope))
+        const waiter = yield* Effect.fork(busy.require(1))
+        yield* waitFor(Effect.map(busy.stats, (s) => s.running === 1))
+        expect(yield* registry.names).toEqual(["idle", "busy"])
+        yield* registry.closeAll
+        expect(yield* registry.size).toBe(0)
+        expect(yield* idle.isRunning).toBe(false)
+        expect(yield* busy.isRunning).toBe(false)
+        expect((yield* Effect.flip(Fiber.join(waiter))).reason).toBe("FinishTimeout")
+        yield* Scope.close(scope, Exit.void)
+      }).pipe(Effect.provide(WorkerQueue.Registry.layer)))
+
+    it.effect("a queue closed on its own leaves the registry", () =>
+      Effect.gen(function*() {
+        const registry = yield* WorkerQueue.Registry
+        yield* Effect.scoped(WorkerQueue.make({ worker: (n: number) => Effect.succeed(n) }))
+        expect(yield* registry.size).toBe(0)
+      }).pipe(Effect.provide(WorkerQueue.Registry.layer)))
+  })
+
+  describe("options", () => {
+    const bad: Array<[string, Partial<WorkerQueue.Options<number, number>>, string]> = [
+      ["concurrency", { concurrency: 0 }, "got `0`"],
+      ["concurrency", { concurrency: -1 }, "got `-1`"],
+      ["concurrency", { concurrency: Number.NaN }, "got `NaN`"],
+      ["concurrency", { concurrency: 1.5 }, "got `1.5`"],
+      ["capacity", { capacity: 0 }, "got `0`"],
+      ["finishTimeout", { finishTimeout: -1 }, "got `-1`"],
+      ["finishTimeout", { finishTimeout: "-2 seconds" }, "got `\"-2 seconds\"`"]
+    ]
+    for (const [field, options, got] of bad) {
+      it.scoped(`rejects ${field} = ${JSON.stringify(options[field as keyof typeof options]) ?? "NaN"}`, () =>
+        Effect.gen(function*() {
+          const error = yield* Effect.flip(WorkerQueue.make({ worker: (n: number) => Effect.succeed(n), ...options }))
+          expect(error).toBeInstanceOf(OptionError)
+          expect(error.field).toBe(field)
+          expect(error.message).toContain(`\`${field}\``)
+          expect(error.message).toContain(got)
+        }))
+    }
+  })
+
+  describe("layers", () => {
+    class Doubler extends Context.Tag("test/Doubler")<Doubler, WorkerQueue.WorkerQueue<number, number>>() {}
+
+    it.effect("layerTest gives a queue with a memory cache and a registry", () =>
+      Effect.gen(function*() {
+        let runs = 0
+        const program = Effect.gen(function*() {
+          const q = yield* Doubler
+          yield* q.require(2)
+          yield* q.require(2)
+          return [(yield* q.stats).hits, yield* (yield* WorkerQueue.Registry).size] as const
+        })
+        const result = yield* program.pipe(
+          Effect.provide(WorkerQueue.layerTest(Doubler, { worker: (n: number) => Effect.sync(() => (runs++, n * 2)) }))
+        )
+        expect(result).toEqual([1, 1])
+        expect(runs).toBe(1)
+      }))
+  })
+})
