@@ -1,0 +1,138 @@
+import { KeyValueStore } from "@effect/platform"
+import { describe, expect, it } from "@effect/vitest"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as TestClock from "effect/TestClock"
+import { execFileSync } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { OptionError } from "../src/OptionError.js"
+import * as ResultCache from "../src/ResultCache.js"
+
+const captureLogs = () => {
+  const lines: Array<string> = []
+  const logger = Logger.make(({ message }) => {
+    lines.push(Array.isArray(message) ? message.join(" ") : String(message))
+  })
+  return { lines, layer: Logger.replace(Logger.defaultLogger, logger) }
+}
+
+describe("ResultCache", () => {
+  describe("memory", () => {
+    it.effect("evicts the least recently used entry beyond capacity", () =>
+      Effect.gen(function*() {
+        const cache = yield* ResultCache.memory<string, number>({ capacity: 2 })
+        yield* cache.set("a", 1)
+        yield* cache.set("b", 2)
+        yield* cache.get("a") // a is now more recent than b
+        yield* cache.set("c", 3)
+        expect(yield* cache.get("b")).toEqual(Option.none())
+        expect(yield* cache.get("a")).toEqual(Option.some(1))
+        expect(yield* cache.get("c")).toEqual(Option.some(3))
+        expect(yield* cache.size!).toBe(2)
+      }))
+
+    it.effect("entries expire after timeToLive, read from the Clock", () =>
+      Effect.gen(function*() {
+        const cache = yield* ResultCache.memory<string, number>({ timeToLive: "10 seconds" })
+        yield* cache.set("a", 1)
+        yield* TestClock.adjust("9999 millis")
+        expect(yield* cache.get("a")).toEqual(Option.some(1))
+        yield* TestClock.adjust("1 millis")
+        expect(yield* cache.get("a")).toEqual(Option.none())
+        expect(yield* cache.size!).toBe(0)
+      }))
+
+    it.effect("a write renews the time to live", () =>
+      Effect.gen(function*() {
+        const cache = yield* ResultCache.memory<string, number>({ timeToLive: "10 seconds" })
+        yield* cache.set("a", 1)
+        yield* TestClock.adjust("8 seconds")
+        yield* cache.set("a", 2)
+        yield* TestClock.adjust("8 seconds")
+        expect(yield* cache.get("a")).toEqual(Option.some(2))
+      }))
+
+    it.effect("keys are compared with Equal: equal Data structs are one entry", () =>
+      Effect.gen(function*() {
+        const cache = yield* ResultCache.memory<{ readonly id: number }, string>()
+        yield* cache.set(Data.struct({ id: 1 }), "one")
+        expect(yield* cache.get(Data.struct({ id: 1 }))).toEqual(Option.some("one"))
+        yield* cache.set(Data.struct({ id: 1 }), "uno")
+        expect(yield* cache.size!).toBe(1)
+      }))
+
+    it.effect("rejects a capacity below 1 and a timeToLive that is not positive, naming the field", () =>
+      Effect.gen(function*() {
+        const capacity = yield* Effect.flip(ResultCache.memory({ capacity: 0 }))
+        expect(capacity).toBeInstanceOf(OptionError)
+        expect(capacity.message).toBe("ResultCache: expected `capacity` to be an integer from 1 and up, or Infinity, got `0`")
+        const ttl = yield* Effect.flip(ResultCache.memory({ timeToLive: -5 }))
+        expect(ttl.field).toBe("timeToLive")
+        expect(ttl.message).toContain("got `-5`")
+      }))
+  })
+
+  describe("make", () => {
+    it.effect("wraps user functions returning Promises; their failures are typed ResultCacheErrors", () =>
+      Effect.gen(function*() {
+        const store = new Map<string, number>()
+        const cache = yield* ResultCache.make<string, number>({
+          get: async (k) => (k === "bad" ? Promise.reject(new Error("no route")) : Option.fromNullable(store.get(k))),
+          set: async (k, v) => void store.set(k, v)
+        })
+        yield* cache.set("x", 1)
+        expect(yield* cache.get("x")).toEqual(Option.some(1))
+        const error = yield* Effect.flip(cache.get("bad"))
+        expect(error._tag).toBe("ResultCacheError")
+        expect(error.reason).toBe("GetFailed")
+        expect(error.message).toBe("ResultCache: reading key \"bad\" failed: no route")
+      }))
+  })
+
+  describe("keyValueStore", () => {
+    it.effect("round-trips values through the Schema, under the prefix", () =>
+      Effect.gen(function*() {
+        const cache = yield* ResultCache.keyValueStore({ schema: Schema.Struct({ n: Schema.Number }), prefix: "p:" })
+        yield* cache.set(7, { n: 49 })
+        expect(yield* cache.get(7)).toEqual(Option.some({ n: 49 }))
+        const store = yield* KeyValueStore.KeyValueStore
+        expect(yield* store.get("p:7")).toEqual(Option.some("{\"n\":49}"))
+        expect(yield* cache.get(8)).toEqual(Option.none())
+      }).pipe(Effect.provide(KeyValueStore.layerMemory)))
+
+    it.effect("a value the schema cannot decode is a miss and a logged warning, not a crash", () => {
+      const logs = captureLogs()
+      return Effect.gen(function*() {
+        const store = yield* KeyValueStore.KeyValueStore
+        yield* store.set("k", "{\"n\":\"not a number\"}")
+        yield* store.set("j", "not json at all")
+        const cache = yield* ResultCache.keyValueStore({ schema: Schema.Struct({ n: Schema.Number }) })
+        expect(yield* cache.get("k")).toEqual(Option.none())
+        expect(yield* cache.get("j")).toEqual(Option.none())
+        expect(logs.lines.filter((l) => l.includes("cannot decode the entry at key"))).toHaveLength(2)
+      }).pipe(Effect.provide(KeyValueStore.layerMemory), Effect.provide(logs.layer))
+    })
+
+    it("with the file-system store, results survive a process restart (two real runs)", () => {
+      const dir = mkdtempSync(join(tmpdir(), "effect-workers-cache-"))
+      try {
+        const run = () =>
+          JSON.parse(
+            execFileSync(process.execPath, ["--import", "tsx", "test/fixtures/resultCache-persist.ts", dir], {
+              encoding: "utf8",
+              timeout: 30_000
+            }).trim()
+          )
+        expect(run()).toEqual({ runs: 3, values: [1, 4, 9, 4] })
+        expect(run()).toEqual({ runs: 0, values: [1, 4, 9, 4] })
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
+    })
+  })
+})
