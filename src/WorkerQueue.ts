@@ -31,6 +31,12 @@ export interface WorkerQueue<in I, out A, out E = never> {
    * is closed, and (`FinishTimeout`) when the queue closes before the item's run finished.
    */
   readonly require: (item: I) => Effect.Effect<A, E | WorkerQueueError>
+  /**
+   * The results of many items, in input order, waited for by one fiber: `Effect.all(items.map(require))` without
+   * a fiber per item, as DataLoader's `loadMany`. Every item is registered (and de-duplicated) before the first
+   * wait, so the workers see the whole batch at once. Fails with the first failure in input order.
+   */
+  readonly requireAll: (items: Iterable<I>) => Effect.Effect<Array<A>, E | WorkerQueueError>
   /** `true` until `close` starts. */
   readonly isRunning: Effect.Effect<boolean>
   /** Counters since the queue was made, and what is in it now. */

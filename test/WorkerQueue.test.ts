@@ -229,6 +229,31 @@ describe("WorkerQueue", () => {
       }))
   })
 
+  describe("requireAll", () => {
+    it.scoped("returns results in input order, de-duplicates within the batch and uses the cache", () =>
+      Effect.gen(function*() {
+        const runs: Array<number> = []
+        const queue = yield* WorkerQueue.make({
+          worker: (n: number) => Effect.as(Effect.sync(() => runs.push(n)), n * 10),
+          cache: yield* ResultCache.memory<number, number>(),
+          concurrency: 2
+        })
+        expect(yield* queue.requireAll([3, 1, 3, 2, 1])).toEqual([30, 10, 30, 20, 10])
+        expect(runs.sort()).toEqual([1, 2, 3])
+        expect(yield* queue.requireAll([2, 4])).toEqual([20, 40])
+        const stats = yield* queue.stats
+        expect([stats.misses, stats.deduplicated, stats.hits, stats.inFlight]).toEqual([4, 2, 1, 0])
+      }))
+
+    it.scoped("fails with the first failure in input order", () =>
+      Effect.gen(function*() {
+        const queue = yield* WorkerQueue.make({
+          worker: (n: number) => (n < 0 ? Effect.fail(new Boom({ item: n })) : Effect.succeed(n))
+        })
+        expect(yield* Effect.flip(queue.requireAll([1, -2, -3]))).toEqual(new Boom({ item: -2 }))
+      }))
+  })
+
   describe("concurrency and capacity", () => {
     it.scoped("at most `concurrency` runs at once, and a slow item never holds back the others (no batches)", () =>
       Effect.gen(function*() {

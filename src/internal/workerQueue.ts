@@ -231,37 +231,49 @@ export const make = <I, A, E = never, R = never>(
         ? Effect.succeedNone
         : Effect.catchAll(cache.get(item), (e) => Effect.as(logCacheError(e), Option.none<A>()))
 
+    // Registers interest in the item and returns the entry to await: the one in flight for an equal item, or a
+    // new one, settled at once on a cache hit, or submitted to the workers on a miss. Runs uninterruptibly.
+    const begin = (item: I): Effect.Effect<Entry<I, A, E>, WorkerQueueError> => {
+      if (closed) return Effect.fail(error("Closed", item))
+      const found = MutableHashMap.get(inFlight, item)
+      if (Option.isSome(found)) {
+        stats.deduplicated++
+        return Effect.succeed(found.value)
+      }
+      const entry: Entry<I, A, E> = {
+        item,
+        deferred: Deferred.unsafeMake<A, E | WorkerQueueError>(FiberId.none),
+        state: "room",
+        waiters: 0
+      }
+      // The entry is in the map before the cache is read, so an equal item arriving during the read joins it.
+      MutableHashMap.set(inFlight, item, entry)
+      if (cache === undefined) {
+        submit(entry)
+        return Effect.succeed(entry)
+      }
+      return Effect.map(lookup(item), (hit) => {
+        if (Option.isSome(hit)) {
+          stats.hits++
+          settle(entry, Exit.succeed(hit.value))
+        } else {
+          submit(entry)
+        }
+        return entry
+      })
+    }
+
     const require = (item: I): Effect.Effect<A, E | WorkerQueueError> =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.suspend(() => {
-          if (closed) return Effect.fail(error("Closed", item))
-          const found = MutableHashMap.get(inFlight, item)
-          if (Option.isSome(found)) {
-            stats.deduplicated++
-            return awaitEntry(found.value, restore)
-          }
-          const entry: Entry<I, A, E> = {
-            item,
-            deferred: Deferred.unsafeMake<A, E | WorkerQueueError>(FiberId.none),
-            state: "room",
-            waiters: 0
-          }
-          // The entry is in the map before the cache is read, so an equal item arriving during the read joins it.
-          MutableHashMap.set(inFlight, item, entry)
-          if (cache === undefined) {
-            submit(entry)
-            return awaitEntry(entry, restore)
-          }
-          return Effect.flatMap(lookup(item), (hit) => {
-            if (Option.isSome(hit)) {
-              stats.hits++
-              settle(entry, Exit.succeed(hit.value))
-              return Effect.succeed(hit.value)
-            }
-            submit(entry)
-            return awaitEntry(entry, restore)
-          })
-        })
+        Effect.flatMap(Effect.suspend(() => begin(item)), (entry) => awaitEntry(entry, restore))
+      )
+
+    const requireAll = (items: Iterable<I>): Effect.Effect<Array<A>, E | WorkerQueueError> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(
+          Effect.forEach(items, begin),
+          (entries) => Effect.forEach(entries, (entry) => awaitEntry(entry, restore))
+        )
       )
 
     let closing: Deferred.Deferred<void> | undefined
@@ -301,6 +313,7 @@ export const make = <I, A, E = never, R = never>(
     const queue: WorkerQueue.WorkerQueue<I, A, E> = {
       name,
       require,
+      requireAll,
       close,
       isRunning: Effect.sync(() => !closed),
       stats: Effect.sync(() => ({
