@@ -6,6 +6,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
@@ -409,4 +410,42 @@ describe("TreeQueue", () => {
       assert.deepStrictEqual(last.workers.map((w) => w.description), ["done", "done"])
       assert.strictEqual(last.rate, 2) // 4 items in 2 s of TestClock time
     }).pipe(Effect.provide(Progress.layerTest)))
+
+  it.effect("reports to a user's own Progress that has only the Effect methods", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const note = (text: string) => Effect.sync(() => void log.push(text))
+      const custom = Layer.succeed(Progress.Progress, {
+        session: () =>
+          Effect.succeed({
+            setWorker: (id, d) => note(`${id}:${d}`),
+            workerWaiting: (id) => note(`${id}:waiting`),
+            workerDone: (id) => note(`${id}:done`),
+            setQueueSize: (n) => note(`queue ${n}`),
+            addTotal: (n = 1) => note(`total +${n}`),
+            addCompleted: (n = 1) => note(`completed +${n}`),
+            snapshot: Effect.die("not used")
+          })
+      })
+      const leaf: TreeQueue.Item = { trackOverall: true, process: (ctx) => ctx.setDescription("leafing") }
+      const root: TreeQueue.Item = { kind: "Root", process: (ctx) => ctx.enqueue(leaf, leaf) }
+      yield* TreeQueue.run({ initial: [root], workers: 1 }).pipe(Effect.provide(custom))
+      assert.deepStrictEqual(log, [
+        "queue 1",
+        "queue 0",
+        "1:Root",
+        "total +1",
+        "total +1",
+        "queue 2",
+        "queue 1",
+        "1:item",
+        "1:leafing",
+        "completed +1",
+        "queue 0",
+        "1:item",
+        "1:leafing",
+        "completed +1",
+        "1:done"
+      ])
+    }))
 })

@@ -282,10 +282,13 @@ export const overallText = (snap: Snapshot): string => {
   const pct = Option.isSome(snap.total) && snap.total.value > 0
     ? ` (${(Math.min(1, snap.completed / snap.total.value) * 100).toFixed(1)}%)`
     : ""
-  const eta = Option.isSome(snap.eta) ? formatDuration(snap.eta.value) : "?"
+  // Once the session ended there is nothing left to estimate.
+  const eta = snap.state !== "running"
+    ? ""
+    : ` · ETA ${Option.isSome(snap.eta) ? formatDuration(snap.eta.value) : "?"}`
   return `${int(snap.completed)}/${total}${pct} · ${snap.rate.toFixed(1)}/s · elapsed ${
     formatDuration(snap.elapsed)
-  } · ETA ${eta}`
+  }${eta}`
 }
 
 const stateText = (snap: Snapshot): string =>
@@ -337,8 +340,10 @@ export const panelsOf = (snap: Snapshot, width: number, height: number): Array<s
   if (shown.length < rows.length) workerLines.push(`… and ${rows.length - shown.length} more`)
   if (workerLines.length === 0) workerLines.push("(no workers)")
   const frac = Option.isSome(snap.total) && snap.total.value > 0 ? snap.completed / snap.total.value : 0
-  const barWidth = Math.max(10, Math.min(40, w - 50))
-  const overall = Option.isSome(snap.total) ? `${bar(frac, barWidth)} ${overallText(snap)}` : overallText(snap)
+  const text = overallText(snap)
+  // The bar takes what the text leaves of the panel, up to 40 columns, and goes when under 10.
+  const barWidth = Math.min(40, w - 4 - text.length - 1)
+  const overall = Option.isSome(snap.total) && barWidth >= 10 ? `${bar(frac, barWidth)} ${text}` : text
   return [
     ...box(`${snap.title} · workers`, workerLines, w),
     ...box("Overall", [

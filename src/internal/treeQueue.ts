@@ -302,7 +302,11 @@ const runWith = <E, R>(
     )
 
     const worker = (workerId: number): Effect.Effect<void, E, R> => {
-      const setDescription = (text: string) => Effect.sync(() => report.setWorker(workerId, text))
+      const setDescription = (text: string) =>
+        Effect.suspend(() => {
+          report.setWorker(workerId, text)
+          return flush(Effect.void)
+        })
       const loop: Effect.Effect<void, E, R> = Effect.suspend(() => {
         const node = stopping ? undefined : frontier.take()
         if (node === undefined) {
