@@ -1,0 +1,364 @@
+/**
+ * A long-running job runner: a writer fills a bounded queue, readers in separate OS processes (or worker threads)
+ * take items from it, each running `concurrentTasksPerProcess` items at a time with a per-process context built
+ * once. Settings come from the environment, prefixed with the runner's name (`THUMBNAILS_NUM_PROCESSES=4`), and can
+ * be overridden in code. Processes are recycled after `maxJobsPerProcess` jobs without losing an item, a dead
+ * process is replaced and its in-flight items are reported, and SIGTERM / SIGINT stop the runner gracefully.
+ *
+ * A rebuild of the Python library QuasiQueue on Effect.
+ *
+ * @since 0.1.0
+ */
+import type * as ConfigError from "effect/ConfigError"
+import type * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
+import type * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import * as internal from "./internal/jobRunner/runner.js"
+import * as metrics from "./internal/jobRunner/metrics.js"
+import type { OptionError } from "./OptionError.js"
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export const TypeId: unique symbol = internal.TypeId
+
+/**
+ * @since 0.1.0
+ * @category type ids
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * The runner's settings after defaults, code and environment are applied. Names and defaults follow QuasiQueue.
+ *
+ * | setting | env suffix | default |
+ * |---|---|---|
+ * | `numProcesses` | `NUM_PROCESSES` | 2 |
+ * | `maxQueueSize` | `MAX_QUEUE_SIZE` | 300 |
+ * | `lookupBlockSize` | `LOOKUP_BLOCK_SIZE` | 10 |
+ * | `concurrentTasksPerProcess` | `CONCURRENT_TASKS_PER_PROCESS` | 4 |
+ * | `maxJobsPerProcess` (0 = never recycle) | `MAX_JOBS_PER_PROCESS` | 200 |
+ * | `preventRequeuingTime` (0 = off) | `PREVENT_REQUEUING_TIME` (seconds) | 300 s |
+ * | `emptyQueueSleepTime` | `EMPTY_QUEUE_SLEEP_TIME` (seconds) | 1 s |
+ * | `emptyQueueMaxSleepTime` (backoff cap) | `EMPTY_QUEUE_MAX_SLEEP_TIME` (seconds) | 30 s |
+ * | `fullQueueSleepTime` | `FULL_QUEUE_SLEEP_TIME` (seconds) | 5 s |
+ * | `queueInteractionTimeout` (accepted, unused) | `QUEUE_INTERACTION_TIMEOUT` (seconds) | 0.01 s |
+ * | `gracefulShutdownTimeout` | `GRACEFUL_SHUTDOWN_TIMEOUT` (seconds) | 30 s |
+ * | `metricsPort` (0 = off) | `METRICS_PORT` | 0 |
+ * | `workerMode` | `WORKER_MODE` | `"process"` |
+ * | `stopWhenEmpty` | `STOP_WHEN_EMPTY` | `false` |
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Settings {
+  readonly numProcesses: number
+  readonly maxQueueSize: number
+  readonly lookupBlockSize: number
+  readonly concurrentTasksPerProcess: number
+  readonly maxJobsPerProcess: number
+  readonly preventRequeuingTime: Duration.Duration
+  readonly emptyQueueSleepTime: Duration.Duration
+  readonly emptyQueueMaxSleepTime: Duration.Duration
+  readonly fullQueueSleepTime: Duration.Duration
+  readonly queueInteractionTimeout: Duration.Duration
+  readonly gracefulShutdownTimeout: Duration.Duration
+  readonly metricsPort: number
+  readonly workerMode: "process" | "thread"
+  readonly stopWhenEmpty: boolean
+}
+
+/**
+ * Settings given in code. Each field overrides the default; see {@link Settings} for meanings and defaults.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SettingsInput {
+  readonly numProcesses?: number | undefined
+  readonly maxQueueSize?: number | undefined
+  readonly lookupBlockSize?: number | undefined
+  readonly concurrentTasksPerProcess?: number | undefined
+  readonly maxJobsPerProcess?: number | undefined
+  readonly preventRequeuingTime?: Duration.DurationInput | undefined
+  readonly emptyQueueSleepTime?: Duration.DurationInput | undefined
+  readonly emptyQueueMaxSleepTime?: Duration.DurationInput | undefined
+  readonly fullQueueSleepTime?: Duration.DurationInput | undefined
+  readonly queueInteractionTimeout?: Duration.DurationInput | undefined
+  readonly gracefulShutdownTimeout?: Duration.DurationInput | undefined
+  readonly metricsPort?: number | undefined
+  readonly workerMode?: "process" | "thread" | undefined
+  readonly stopWhenEmpty?: boolean | undefined
+}
+
+/**
+ * What a writer may return: a `Stream`, an (async) iterable such as an (async) generator, or an `Effect` or a
+ * `Promise` of an iterable.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type WriterOutput<Item, R = never> =
+  | Stream.Stream<Item, unknown, R>
+  | AsyncIterable<Item>
+  | Iterable<Item>
+  | Effect.Effect<Iterable<Item>, unknown, R>
+  | PromiseLike<Iterable<Item>>
+
+/**
+ * A failed job, as reported to `onError`: the reader failed (threw, rejected or failed), its process died while
+ * the job ran, or the job was killed after `gracefulShutdownTimeout`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface JobFailure {
+  readonly reason: "ReaderFailed" | "ProcessDied" | "ShutdownTimeout"
+  readonly jobId: number
+  readonly item: unknown
+  readonly processId: number
+  readonly message: string
+}
+
+/**
+ * A runner definition. Build one with {@link make}; the module that defines it is loaded again in every reader
+ * process, so keep top-level side effects behind {@link runMain} (which does nothing in a reader process).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface JobRunner<Item, Ctx = never, WCtx = never> {
+  readonly [TypeId]: TypeId
+  readonly name: string
+  readonly module: string | undefined
+  readonly item: Schema.Schema<Item, unknown>
+  readonly key: (item: Item) => string
+  readonly writer: (desired: number, settings: Settings) => WriterOutput<Item, WCtx>
+  readonly reader: (item: Item, context: Context.Context<Ctx>, settings: Settings) => unknown
+  readonly context: Layer.Layer<Ctx, unknown> | undefined
+  readonly writerContext: Layer.Layer<WCtx, unknown> | undefined
+  readonly settings: SettingsInput
+  readonly onError: ((failure: JobFailure) => unknown) | undefined
+}
+
+/**
+ * @since 0.1.0
+ */
+export declare namespace JobRunner {
+  /**
+   * Any runner, whatever its item and context types.
+   *
+   * @since 0.1.0
+   */
+  export interface Any {
+    readonly [TypeId]: TypeId
+    readonly name: string
+    readonly module: string | undefined
+  }
+
+  /**
+   * @since 0.1.0
+   */
+  export interface Options<Item, I, Ctx, WCtx> {
+    /** The runner's name; upper-cased, it prefixes the env variables (`thumbnails` → `THUMBNAILS_NUM_PROCESSES`). */
+    readonly name: string
+    /** `import.meta.url` of the module that defines the runner, so reader processes can load it. */
+    readonly module?: string | undefined
+    /** How an item crosses the process boundary. Default: as is (structured clone). */
+    readonly item?: Schema.Schema<Item, I> | undefined
+    /** The prevent-requeue key of an item. Default: primitives by value, others by `JSON.stringify`. */
+    readonly key?: ((item: Item) => string) | undefined
+    /** Called when the queue is low, with how many items it would like (a hint). */
+    readonly writer: (desired: number, settings: Settings) => WriterOutput<Item, WCtx>
+    /**
+     * Runs one item in a reader process: sync, async, or an `Effect` (which gets the context provided).
+     * Its result is ignored; a throw, rejection or failure is reported and the process goes on.
+     */
+    readonly reader: (item: Item, context: Context.Context<NoInfer<Ctx>>, settings: Settings) => unknown
+    /** Built once in every reader process. */
+    readonly context?: Layer.Layer<Ctx, unknown> | undefined
+    /** Built once in the writer process and provided to the writer. */
+    readonly writerContext?: Layer.Layer<WCtx, unknown> | undefined
+    /** Settings in code; the environment overrides them, `run`'s overrides win over both. */
+    readonly settings?: SettingsInput | undefined
+    /** Called in the writer process for every failed job. */
+    readonly onError?: ((failure: JobFailure) => unknown) | undefined
+  }
+}
+
+/**
+ * Defines a runner.
+ *
+ * @example
+ * ```ts
+ * import { JobRunner } from "effect-workers"
+ *
+ * export const runner = JobRunner.make({
+ *   name: "thumbnails",
+ *   module: import.meta.url,
+ *   writer: async function*(desired) {
+ *     for (let i = 0; i < desired; i++) yield i
+ *   },
+ *   reader: (item: number) => console.log("processing", item)
+ * })
+ *
+ * JobRunner.runMain(runner)
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: <Item, I = Item, Ctx = never, WCtx = never>(
+  options: JobRunner.Options<Item, I, Ctx, WCtx>
+) => JobRunner<Item, Ctx, WCtx> = internal.make
+
+/**
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isJobRunner: (u: unknown) => u is JobRunner<unknown, unknown, unknown> = internal.isJobRunner
+
+/**
+ * Why a runner could not run.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class JobRunnerError extends internal.JobRunnerError {}
+
+/**
+ * Counts at the end of a run.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Summary {
+  readonly processed: number
+  readonly failed: number
+  readonly processesStarted: number
+  readonly restarts: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunOptions {
+  /** Overrides both the definition's settings and the environment. */
+  readonly settings?: SettingsInput | undefined
+}
+
+/**
+ * Resolves the settings: seed defaults, then the definition's, then the environment (`NAME_SETTING`), then
+ * `overrides`. A bad env value fails with a `ConfigError` naming the variable; a bad code value with `OptionError`.
+ *
+ * @since 0.1.0
+ * @category settings
+ */
+export const settings: (
+  runner: JobRunner.Any,
+  overrides?: SettingsInput | undefined
+) => Effect.Effect<Settings, ConfigError.ConfigError | OptionError> = internal.resolveSettings
+
+/**
+ * Runs the runner until it is interrupted (SIGTERM / SIGINT under `runMain`), or, with `stopWhenEmpty`, until the
+ * writer has nothing more and every item is done. Interruption is graceful: the writer stops, running items finish
+ * (up to `gracefulShutdownTimeout`, then the reader processes are killed), and the run ends as soon as they are done.
+ * Reader processes are spawned unless a {@link ReaderSpawner} (such as {@link layerInline}) is provided.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const run: <Item, Ctx, WCtx>(
+  runner: JobRunner<Item, Ctx, WCtx>,
+  options?: RunOptions | undefined
+) => Effect.Effect<Summary, JobRunnerError | ConfigError.ConfigError | OptionError> = internal.run
+
+/**
+ * Runs the runner as the program's main (with `NodeRuntime.runMain`: SIGTERM and SIGINT stop it gracefully, exit
+ * code 0 for a clean stop). Does nothing when the module is being loaded inside a reader process.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const runMain: <Item, Ctx, WCtx>(runner: JobRunner<Item, Ctx, WCtx>, options?: RunOptions | undefined) => void =
+  internal.runMain
+
+/**
+ * `true` inside a reader process or thread spawned by a runner.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const isReaderProcess: () => boolean = internal.isReaderProcess
+
+/**
+ * How reader processes are started. The default spawns OS processes (or worker threads with
+ * `workerMode: "thread"`); {@link layerInline} runs readers in the current process, for tests.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class ReaderSpawner extends internal.ReaderSpawner {}
+
+/**
+ * Runs every "reader process" inside the current process: the context layer is built once per simulated process,
+ * items still go through the item `Schema`, recycling and metrics behave as with real processes. For tests of a
+ * runner without spawning, and with `TestClock`.
+ *
+ * @since 0.1.0
+ * @category test layers
+ */
+export const layerInline: Layer.Layer<ReaderSpawner> = internal.layerInline
+
+/**
+ * Calls the writer once with `desired` and collects what it yields, in-process, with its `writerContext`.
+ *
+ * @since 0.1.0
+ * @category testing
+ */
+export const testWriter: <Item, Ctx, WCtx>(
+  runner: JobRunner<Item, Ctx, WCtx>,
+  desired: number,
+  settings?: SettingsInput | undefined
+) => Effect.Effect<Array<Item>, unknown> = internal.testWriter
+
+/**
+ * Runs the reader once on `item`, in-process, with the context built for the call; fails with the reader's failure
+ * message.
+ *
+ * @since 0.1.0
+ * @category testing
+ */
+export const testReader: <Item, Ctx, WCtx>(
+  runner: JobRunner<Item, Ctx, WCtx>,
+  item: Item,
+  settings?: SettingsInput | undefined
+) => Effect.Effect<void, JobRunnerError> = internal.testReader
+
+/**
+ * The runner's metrics, tagged `runner=<name>`: queue depth, in flight, processed, failed, processes, restarts.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const Metrics = metrics.Metrics
+
+/**
+ * Renders the current metrics in the Prometheus text format (what the `metricsPort` endpoint serves).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const prometheusText: Effect.Effect<string> = metrics.prometheusText
+
+/**
+ * @since 0.1.0
+ * @category internal
+ */
+export type _Scope = Scope.Scope

@@ -1,0 +1,95 @@
+/**
+ * The `effect-workers` command line: `effect-workers run ./jobs.ts [--processes N ...]` loads a module that defines
+ * a runner (with `JobRunner.make`) and runs it until SIGTERM / SIGINT. Flags override the environment, which
+ * overrides the settings in the module.
+ *
+ * @since 0.1.0
+ */
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Path from "node:path"
+import { pathToFileURL } from "node:url"
+import type * as Api from "../JobRunner.js"
+import { isJobRunner, markLoadedByCli, run } from "../internal/jobRunner/runner.js"
+
+const optionalInt = (name: string, description: string) =>
+  Options.integer(name).pipe(Options.withDescription(description), Options.optional)
+const optionalSeconds = (name: string, description: string) =>
+  Options.float(name).pipe(Options.withDescription(`${description} (seconds)`), Options.optional)
+
+const runCommand = Command.make(
+  "run",
+  {
+    module: Args.text({ name: "module" }).pipe(Args.withDescription("the module that defines the runner")),
+    name: Options.text("name").pipe(
+      Options.withDescription("which runner, when the module defines several"),
+      Options.optional
+    ),
+    processes: optionalInt("processes", "number of reader processes"),
+    concurrency: optionalInt("concurrency", "concurrent tasks per process"),
+    maxQueueSize: optionalInt("max-queue-size", "maximum queue size"),
+    lookupBlockSize: optionalInt("lookup-block-size", "items the writer is asked for per call"),
+    maxJobsPerProcess: optionalInt("max-jobs-per-process", "jobs before a process is replaced (0 = never)"),
+    gracefulShutdownTimeout: optionalSeconds("graceful-shutdown-timeout", "how long running items get at shutdown"),
+    metricsPort: optionalInt("metrics-port", "serve Prometheus metrics on 127.0.0.1:<port>"),
+    threads: Options.boolean("threads").pipe(Options.withDescription("run readers in worker threads")),
+    stopWhenEmpty: Options.boolean("stop-when-empty").pipe(
+      Options.withDescription("stop once the writer has nothing more and every item is done")
+    )
+  },
+  (args) =>
+    Effect.gen(function*() {
+      const file = Path.resolve(args.module)
+      const url = pathToFileURL(file).href
+      markLoadedByCli()
+      const mod = yield* Effect.promise(() => import(url) as Promise<Record<string, unknown>>)
+      const runners = Object.values(mod).filter(isJobRunner)
+      const unique = Array.from(new Set(runners))
+      const wanted = Option.getOrUndefined(args.name)
+      const runner = wanted === undefined ? unique[0] : unique.find((r) => r.name === wanted)
+      if (runner === undefined || (wanted === undefined && unique.length > 1)) {
+        return yield* Effect.dieMessage(
+          unique.length === 0
+            ? `${args.module} exports no JobRunner`
+            : `${args.module} exports ${unique.length} runners (${unique.map((r) => r.name).join(", ")}); pick one with --name`
+        )
+      }
+      const seconds = (o: Option.Option<number>) => Option.getOrUndefined(Option.map(o, (s) => s * 1000))
+      const settings: Api.SettingsInput = {
+        numProcesses: Option.getOrUndefined(args.processes),
+        concurrentTasksPerProcess: Option.getOrUndefined(args.concurrency),
+        maxQueueSize: Option.getOrUndefined(args.maxQueueSize),
+        lookupBlockSize: Option.getOrUndefined(args.lookupBlockSize),
+        maxJobsPerProcess: Option.getOrUndefined(args.maxJobsPerProcess),
+        gracefulShutdownTimeout: seconds(args.gracefulShutdownTimeout),
+        metricsPort: Option.getOrUndefined(args.metricsPort),
+        workerMode: args.threads ? "thread" : undefined,
+        stopWhenEmpty: args.stopWhenEmpty ? true : undefined
+      }
+      const summary = yield* run({ ...runner, module: runner.module ?? url }, { settings })
+      yield* Effect.logInfo(
+        `JobRunner ${runner.name}: ${summary.processed} processed, ${summary.failed} failed, ${summary.restarts} restarts`
+      )
+    })
+)
+
+/**
+ * @since 0.1.0
+ */
+export const command = Command.make("effect-workers").pipe(Command.withSubcommands([runCommand]))
+
+/**
+ * Runs the CLI with `argv` (as `process.argv`), under `NodeRuntime.runMain`.
+ *
+ * @since 0.1.0
+ */
+export const main = (argv: ReadonlyArray<string>): void =>
+  Command.run(command, { name: "effect-workers", version: "0.1.0" })(argv).pipe(
+    Effect.provide(NodeContext.layer),
+    NodeRuntime.runMain
+  )
