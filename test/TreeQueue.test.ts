@@ -1,5 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
@@ -11,6 +14,7 @@ import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
+import * as Site from "../examples/crawl/site.js"
 import * as Progress from "../src/Progress.js"
 import * as TreeQueue from "../src/TreeQueue.js"
 
@@ -448,4 +452,57 @@ describe("TreeQueue", () => {
         "1:done"
       ])
     }))
+})
+
+describe("crawl demo (examples/crawl)", () => {
+  it.live("Ctrl-C (a real SIGINT) then a rerun resumes and ends with the same totals as one whole crawl", () =>
+    Effect.gen(function*() {
+      const main = fileURLToPath(new URL("../examples/crawl/main.ts", import.meta.url))
+      const stateDir = mkdtempSync(join(tmpdir(), "crawl-test-"))
+      const args = ["--pages", "150", "--rate", "60", "--workers", "8", "--state-dir", stateDir]
+      const crawl = (interrupt: boolean) =>
+        Effect.async<{ code: number | null; out: string }>((resume) => {
+          const child = spawn(process.execPath, ["--import", "tsx", main, ...args], {
+            stdio: ["ignore", "pipe", "pipe"],
+            env: { ...process.env, CI: "true" }
+          })
+          let out = ""
+          let sent = false
+          const onData = (chunk: Buffer) => {
+            out += chunk.toString()
+            // The first periodic progress line means the crawl is under way: stop it there.
+            if (interrupt && !sent && out.includes("[crawl]")) {
+              sent = true
+              child.kill("SIGINT")
+            }
+          }
+          child.stdout.on("data", onData)
+          child.stderr.on("data", onData)
+          const timer = setTimeout(() => child.kill("SIGKILL"), 25_000)
+          child.on("exit", (code) => {
+            clearTimeout(timer)
+            resume(Effect.succeed({ code, out }))
+          })
+          return Effect.sync(() => child.kill("SIGKILL"))
+        })
+      try {
+        const first = yield* crawl(true)
+        assert.strictEqual(first.code, 130, first.out)
+        assert.include(first.out, "Run again to resume", first.out)
+        assert.notInclude(first.out, "Crawl complete", first.out)
+        const second = yield* crawl(false)
+        assert.strictEqual(second.code, 0, second.out)
+        assert.match(second.out, /Resuming: \d+ URLs already visited/, second.out)
+        // The generated site says what a whole crawl finds: every page (the link spine reaches all), every
+        // image some page shows, and one 404 per distinct missing link.
+        const site = Site.generate(150, 42)
+        const images = new Set([...site.pages.values()].flatMap((p) => p.images))
+        const missing = new Set([...site.pages.values()].flatMap((p) => p.links).filter((l) => !site.pages.has(l)))
+        assert.match(second.out, /pages\s+150\n/, second.out)
+        assert.match(second.out, new RegExp(`images\\s+${images.size} `), second.out)
+        assert.match(second.out, new RegExp(`failures\\s+${missing.size} × 404`), second.out)
+      } finally {
+        rmSync(stateDir, { recursive: true, force: true })
+      }
+    }), 60_000)
 })

@@ -155,19 +155,21 @@ const kindOf = (item: object): string => {
 }
 
 /**
- * Installs a one-shot SIGINT listener while a graceful stop drains, so a second Ctrl-C stops at once. Without
- * it the default handler would kill the process before the display is restored.
+ * Installs a one-shot SIGINT / SIGTERM listener while a graceful stop drains, so a second signal stops at once.
+ * Without it the default handler would kill the process before the display is restored.
  */
-const onSecondSigint = (f: () => void): Effect.Effect<void, never, Scope.Scope> =>
+const onSecondSignal = (f: () => void): Effect.Effect<void, never, Scope.Scope> =>
   typeof process === "undefined" || typeof process.once !== "function"
     ? Effect.void
     : Effect.acquireRelease(
       Effect.sync(() => {
         process.once("SIGINT", f)
+        process.once("SIGTERM", f)
       }),
       () =>
         Effect.sync(() => {
           process.off("SIGINT", f)
+          process.off("SIGTERM", f)
         })
     )
 
@@ -355,7 +357,7 @@ const runWith = <E, R>(
       ? Effect.scoped(Effect.gen(function*() {
         stopping = true
         wakeAll()
-        yield* onSecondSigint(() => pool.unsafeInterruptAsFork(FiberId.none))
+        yield* onSecondSignal(() => pool.unsafeInterruptAsFork(FiberId.none))
         yield* Fiber.await(pool)
       }))
       : Fiber.interrupt(pool)
