@@ -9,6 +9,7 @@
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
 import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeKeyValueStore from "@effect/platform-node/NodeKeyValueStore"
@@ -128,7 +129,14 @@ const crawl = Command.make(
 const cli = Command.run(crawl, { name: "crawl", version: "0.1.0" })
 
 NodeRuntime.runMain(
-  cli(process.argv).pipe(Effect.provide(NodeContext.layer)),
+  cli(process.argv).pipe(
+    // Bad flags and bad option values end with their message, not a stack trace.
+    // (@effect/cli has printed the validation message already.)
+    Effect.catchIf(ValidationError.isValidationError, () => Effect.sync(() => void (process.exitCode = 2))),
+    Effect.catchTag("OptionError", (error) =>
+      Console.error(error.message).pipe(Effect.zipRight(Effect.sync(() => void (process.exitCode = 2))))),
+    Effect.provide(NodeContext.layer)
+  ),
   {
     // Ctrl-C ends with the conventional 130; the interruption is reported above, not logged as an error.
     teardown: (exit, onExit) => onExit(Exit.isFailure(exit) ? (Cause.isInterruptedOnly(exit.cause) ? 130 : 1) : 0)
