@@ -34,3 +34,13 @@ export * as Progress from "./Progress.js"
  * @since 0.1.0
  */
 export * as RateLimiter from "./RateLimiter.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as TaskEngine from "./TaskEngine.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as TaskResult from "./TaskResult.js"
