@@ -175,7 +175,7 @@ describe("Progress", () => {
       assert.include(error.message, "Progress: expected `fps`")
     }))
 
-  it.live("live display in a real terminal (tmux): panels drawn in place, sized to the pane, cursor restored", () =>
+  it.live("live display in a real terminal (tmux): panels drawn in place, sized to the pane, cursor restored on exit and Ctrl-C", () =>
     Effect.gen(function*() {
       const tmux = (() => {
         try {
@@ -191,37 +191,47 @@ describe("Progress", () => {
       const fixture = fileURLToPath(new URL("./fixtures/treeQueue-display.ts", import.meta.url))
       const socket = `efw-progress-${process.pid}`
       const t = (...args: Array<string>) => execFileSync(tmux, ["-L", socket, ...args]).toString()
-      t(
-        "new-session",
-        "-d",
-        "-x",
-        "70",
-        "-y",
-        "30",
-        `env -u CI TERM=xterm-256color ${process.execPath} --import tsx ${fixture}; echo EXITED $?; sleep 60`
-      )
-      try {
-        let screen = ""
-        let sawRunning = false
-        let cursorHiddenWhileRunning = false
-        for (let i = 0; i < 200 && !screen.includes("EXITED"); i++) {
-          yield* Effect.sleep("100 millis")
-          screen = t("capture-pane", "-p", "-t", "0")
-          if (!sawRunning && screen.includes("fetching leaf")) {
-            sawRunning = true
-            cursorHiddenWhileRunning = t("display", "-p", "-t", "0", "#{cursor_flag}").trim() === "0"
+      const command = `env -u CI TERM=xterm-256color ${process.execPath} --import tsx ${fixture}; echo EXITED $?; sleep 60`
+      /** Runs the fixture in a 70×30 pane; `interrupt` presses Ctrl-C once a busy worker is on screen. */
+      const watch = (name: string, interrupt: boolean) =>
+        Effect.gen(function*() {
+          t("new-session", "-d", "-s", name, "-x", "70", "-y", "30", command)
+          let screen = ""
+          let sawRunning = false
+          let cursorHiddenWhileRunning = false
+          for (let i = 0; i < 200 && !screen.includes("EXITED"); i++) {
+            yield* Effect.sleep("100 millis")
+            screen = t("capture-pane", "-p", "-t", name)
+            if (!sawRunning && screen.includes("fetching leaf")) {
+              sawRunning = true
+              cursorHiddenWhileRunning = t("display", "-p", "-t", name, "#{cursor_flag}").trim() === "0"
+              if (interrupt) t("send-keys", "-t", name, "C-c")
+            }
           }
-        }
+          const cursorShown = t("display", "-p", "-t", name, "#{cursor_flag}").trim() === "1"
+          return { screen, sawRunning, cursorHiddenWhileRunning, cursorShown }
+        })
+      try {
+        const done = yield* watch("done", false)
+        const { screen } = done
         assert.include(screen, "EXITED 0", screen)
         assert.include(screen, "FINISHED 13", screen)
-        assert.isTrue(sawRunning, "a frame with a busy worker was on screen")
-        assert.isTrue(cursorHiddenWhileRunning, "cursor hidden while drawing")
+        assert.isTrue(done.sawRunning, "a frame with a busy worker was on screen")
+        assert.isTrue(done.cursorHiddenWhileRunning, "cursor hidden while drawing")
         // Drawn in place: exactly one copy of the panels remains, not one per frame.
         assert.strictEqual(screen.split("╭─ Overall").length - 1, 1, screen)
         assert.strictEqual(screen.split("display check · workers").length - 1, 1, screen)
         assert.include(screen, "12/12 (100.0%)", screen)
         for (const line of screen.split("\n")) assert.isAtMost([...line].length, 70)
-        assert.strictEqual(t("display", "-p", "-t", "0", "#{cursor_flag}").trim(), "1", "cursor shown after exit")
+        assert.isTrue(done.cursorShown, "cursor shown after exit")
+        // Ctrl-C in the real terminal: the final frame says so and the cursor comes back.
+        const stopped = yield* watch("stopped", true)
+        assert.isTrue(stopped.sawRunning, stopped.screen)
+        assert.include(stopped.screen, "interrupted", stopped.screen)
+        assert.notInclude(stopped.screen, "FINISHED", stopped.screen)
+        assert.include(stopped.screen, "EXITED", stopped.screen)
+        assert.strictEqual(stopped.screen.split("╭─ Overall").length - 1, 1, stopped.screen)
+        assert.isTrue(stopped.cursorShown, "cursor shown after Ctrl-C")
       } finally {
         t("kill-server")
       }
