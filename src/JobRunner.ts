@@ -15,7 +15,6 @@ import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/jobRunner/runner.js"
 import * as metrics from "./internal/jobRunner/metrics.js"
@@ -179,7 +178,7 @@ export declare namespace JobRunner {
      * Runs one item in a reader process: sync, async, or an `Effect` (which gets the context provided).
      * Its result is ignored; a throw, rejection or failure is reported and the process goes on.
      */
-    readonly reader: (item: Item, context: Context.Context<NoInfer<Ctx>>, settings: Settings) => unknown
+    readonly reader: (item: Item, context: Context.Context<Ctx>, settings: Settings) => unknown
     /** Built once in every reader process. */
     readonly context?: Layer.Layer<Ctx, unknown> | undefined
     /** Built once in the writer process and provided to the writer. */
@@ -356,9 +355,3 @@ export const Metrics = metrics.Metrics
  * @category metrics
  */
 export const prometheusText: Effect.Effect<string> = metrics.prometheusText
-
-/**
- * @since 0.1.0
- * @category internal
- */
-export type _Scope = Scope.Scope

@@ -44,3 +44,8 @@ export * as TaskEngine from "./TaskEngine.js"
  * @since 0.1.0
  */
 export * as TaskResult from "./TaskResult.js"
+
+/**
+ * @since 0.1.0
+ */
+export * as JobRunner from "./JobRunner.js"

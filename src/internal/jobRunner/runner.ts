@@ -367,13 +367,36 @@ const defaultSpawner = Effect.promise(() => import("./process.js")).pipe(Effect.
 // The runner
 // ---------------------------------------------------------------------------------------------------------------
 
+/**
+ * How many items the writer is asked for: `min(lookupBlockSize, floor(0.8 × maxQueueSize) − size)`, and at least 1,
+ * so a queue of 1 (where `floor(0.8)` is 0) is still filled.
+ *
+ * @internal
+ */
+export const desiredCount = (maxQueueSize: number, lookupBlockSize: number, size: number): number =>
+  Math.max(1, Math.min(lookupBlockSize, Math.floor(0.8 * maxQueueSize) - size))
+
+/**
+ * The writer is called only while the queue is under 30 % of its maximum.
+ *
+ * @internal
+ */
+export const needsRefill = (maxQueueSize: number, size: number): boolean => size < 0.3 * maxQueueSize
+
+/**
+ * Wakes every waiting fiber. `waitOr` registers the waiter in the calling fiber, synchronously, before racing it
+ * with the other wake-ups: a waiter registered inside a forked race arm could miss a notification sent before the
+ * arm starts.
+ */
 class Notifier {
   private waiters: Array<Deferred.Deferred<void>> = []
-  readonly wait: Effect.Effect<void> = Effect.suspend(() => {
-    const d = Deferred.unsafeMake<void>(FiberId.none)
-    this.waiters.push(d)
-    return Deferred.await(d)
-  })
+  waitOr(...others: ReadonlyArray<Effect.Effect<unknown>>): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const d = Deferred.unsafeMake<void>(FiberId.none)
+      this.waiters.push(d)
+      return Effect.asVoid(Effect.raceAll([Deferred.await(d), ...others]))
+    })
+  }
   notify(): void {
     if (this.waiters.length === 0) return
     const ws = this.waiters
@@ -472,7 +495,7 @@ export const run = <Item, Ctx, WCtx>(
         }
         while (queue.length >= max) {
           if (stopping) return false
-          yield* Effect.raceFirst(spaceAvailable.wait, Deferred.await(stop))
+          yield* spaceAvailable.waitOr(Deferred.await(stop))
         }
         if (stopping) return false
         queue.push({ id: nextJobId++, item })
@@ -509,29 +532,26 @@ export const run = <Item, Ctx, WCtx>(
       let backoff = base
       let emptyWhileIdle = false
       while (!stopping) {
-        if (queue.length >= threshold) {
+        if (!needsRefill(max, queue.length)) {
           // Woken early as soon as readers take the queue under the threshold.
-          yield* Effect.raceAll([
-            Effect.sleep(settings.fullQueueSleepTime),
-            belowThreshold.wait,
-            Deferred.await(stop)
-          ])
+          yield* belowThreshold.waitOr(Effect.sleep(settings.fullQueueSleepTime), Deferred.await(stop))
           continue
         }
-        const desired = Math.max(1, Math.min(settings.lookupBlockSize, Math.floor(0.8 * max) - queue.length))
+        const desired = desiredCount(max, settings.lookupBlockSize, queue.length)
         const queued = yield* pull(desired)
         if (queued > 0) {
           backoff = base
           emptyWhileIdle = false
           continue
         }
-        if (settings.stopWhenEmpty && queue.length === 0) {
-          if (emptyWhileIdle) {
+        if (settings.stopWhenEmpty) {
+          // Nothing more for now: wait until every queued item is done, then ask once more before stopping.
+          if (emptyWhileIdle && queue.length === 0 && inFlight === 0) {
             yield* Deferred.succeed(done, undefined)
             return
           }
-          while (inFlight > 0 || queue.length > 0) yield* idle.wait
-          emptyWhileIdle = inFlight === 0 && queue.length === 0
+          while (!stopping && (inFlight > 0 || queue.length > 0)) yield* idle.waitOr(Deferred.await(stop))
+          emptyWhileIdle = true
           continue
         }
         yield* Effect.raceFirst(Effect.sleep(backoff), Deferred.await(stop))
@@ -606,7 +626,7 @@ export const run = <Item, Ctx, WCtx>(
           while (!stopping && !died) {
             job = takeJob()
             if (job !== undefined) break
-            yield* Effect.raceAll([itemAvailable.wait, Deferred.await(stop), Deferred.await(diedSignal)])
+            yield* itemAvailable.waitOr(Deferred.await(stop), Deferred.await(diedSignal))
           }
           if (job === undefined) break
           taken++
@@ -677,7 +697,8 @@ export const run = <Item, Ctx, WCtx>(
         stopping = true
         yield* Deferred.succeed(stop, undefined)
         yield* Fiber.interrupt(writer)
-        const all = Fiber.awaitAll(slots)
+        // Finalizers run uninterruptibly; the wait must be interruptible for the timeouts to apply.
+        const all = Effect.interruptible(Fiber.awaitAll(slots))
         const finished = yield* Effect.timeout(all, settings.gracefulShutdownTimeout).pipe(Effect.option)
         if (Option.isNone(finished)) {
           shutdownTimedOut = true

@@ -1,0 +1,685 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Schema from "effect/Schema"
+import * as TestClock from "effect/TestClock"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import * as JobRunner from "../src/JobRunner.js"
+import { desiredCount, needsRefill } from "../src/internal/jobRunner/runner.js"
+import { OptionError } from "../src/OptionError.js"
+
+class Boom extends Data.TaggedError("Boom")<{ readonly item: number }> {}
+
+// ---------------------------------------------------------------------------------------------------------------
+// In-process (layerInline, TestClock)
+// ---------------------------------------------------------------------------------------------------------------
+
+const inline = <A, E>(self: Effect.Effect<A, E>) => Effect.provide(self, JobRunner.layerInline)
+
+/** Lets the runner's fibers settle under TestClock. */
+const settle = Effect.repeatN(Effect.yieldNow(), 50)
+
+describe("JobRunner settings", () => {
+  it.effect("reads settings from env variables prefixed with the runner's name, seed defaults otherwise", () =>
+    Effect.gen(function*() {
+      const runner = JobRunner.make({ name: "thumbnails", writer: () => [], reader: () => {} })
+      const settings = yield* JobRunner.settings(runner).pipe(
+        Effect.withConfigProvider(ConfigProvider.fromMap(
+          new Map([["THUMBNAILS_NUM_PROCESSES", "4"], ["THUMBNAILS_FULL_QUEUE_SLEEP_TIME", "0.5"]])
+        ))
+      )
+      expect(settings.numProcesses).toBe(4)
+      expect(settings.fullQueueSleepTime).toEqual(Effect.runSync(Effect.succeed(settings.fullQueueSleepTime)))
+      expect(settings.fullQueueSleepTime.value).toEqual({ _tag: "Millis", millis: 500 })
+      expect(settings.maxQueueSize).toBe(300)
+      expect(settings.lookupBlockSize).toBe(10)
+      expect(settings.concurrentTasksPerProcess).toBe(4)
+      expect(settings.maxJobsPerProcess).toBe(200)
+      expect(settings.preventRequeuingTime.value).toEqual({ _tag: "Millis", millis: 300_000 })
+      expect(settings.gracefulShutdownTimeout.value).toEqual({ _tag: "Millis", millis: 30_000 })
+    }))
+
+  it.effect("a bad env value fails with a ConfigError naming the variable", () =>
+    Effect.gen(function*() {
+      const runner = JobRunner.make({ name: "thumbnails", writer: () => [], reader: () => {} })
+      for (const [key, value] of [["THUMBNAILS_NUM_PROCESSES", "abc"], ["THUMBNAILS_MAX_QUEUE_SIZE", "0"]]) {
+        const error = yield* JobRunner.settings(runner).pipe(
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map([[key!, value!]]))),
+          Effect.flip
+        )
+        expect(error._tag).not.toBe("OptionError")
+        expect(String(error)).toContain(key)
+      }
+    }))
+
+  it.effect("code settings are overridden by env, and run's overrides win over env", () =>
+    Effect.gen(function*() {
+      const runner = JobRunner.make({
+        name: "myRunner",
+        settings: { numProcesses: 3, lookupBlockSize: 7 },
+        writer: () => [],
+        reader: () => {}
+      })
+      const provider = ConfigProvider.fromMap(new Map([["MY_RUNNER_NUM_PROCESSES", "5"]]))
+      const fromEnv = yield* JobRunner.settings(runner).pipe(Effect.withConfigProvider(provider))
+      expect([fromEnv.numProcesses, fromEnv.lookupBlockSize]).toEqual([5, 7])
+      const overridden = yield* JobRunner.settings(runner, { numProcesses: 6 }).pipe(
+        Effect.withConfigProvider(provider)
+      )
+      expect(overridden.numProcesses).toBe(6)
+      const bad = yield* JobRunner.settings(runner, { concurrentTasksPerProcess: 0 }).pipe(Effect.flip)
+      expect(bad).toBeInstanceOf(OptionError)
+      expect(bad.message).toContain("concurrentTasksPerProcess")
+    }))
+})
+
+describe("JobRunner refill rule (in-process)", () => {
+  it.prop(
+    "desired = min(lookupBlockSize, floor(0.8 × max) − size), at least 1 for any maxQueueSize >= 1",
+    { max: Schema.Int.pipe(Schema.between(1, 2000)), block: Schema.Int.pipe(Schema.between(1, 100)) },
+    ({ block, max }) => {
+      for (let size = 0; size < max; size++) {
+        if (!needsRefill(max, size)) continue
+        const desired = desiredCount(max, block, size)
+        expect(desired).toBe(Math.max(1, Math.min(block, Math.floor(0.8 * max) - size)))
+        expect(desired).toBeGreaterThanOrEqual(1)
+      }
+      expect(needsRefill(max, Math.ceil(0.3 * max))).toBe(false)
+    }
+  )
+
+  it.effect("the writer is asked for `desired` only while the queue is under 30 %", () =>
+    Effect.gen(function*() {
+      const desires: Array<number> = []
+      const gate = Deferred.unsafeMake<void>(FiberId.none)
+      let next = 0
+      const runner = JobRunner.make({
+        name: "refill",
+        writer: (desired) => {
+          desires.push(desired)
+          return Array.from({ length: desired }, () => next++)
+        },
+        reader: () => Deferred.await(gate),
+        settings: {
+          numProcesses: 1,
+          concurrentTasksPerProcess: 1,
+          maxQueueSize: 20,
+          lookupBlockSize: 10,
+          fullQueueSleepTime: "1 second",
+          preventRequeuingTime: 0
+        }
+      })
+      const fiber = yield* Effect.fork(inline(JobRunner.run(runner)))
+      yield* settle
+      // 0 queued: min(10, 16 - 0) = 10; one item goes to the reader, 9 stay: 9 >= 6 (30 %), no more calls.
+      yield* TestClock.adjust("10 seconds")
+      yield* settle
+      expect(desires).toEqual([10])
+      // Let the readers drain: as soon as the queue is under 6, the writer is called again.
+      yield* Deferred.succeed(gate, undefined)
+      yield* settle
+      expect(desires.length).toBeGreaterThan(1)
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.effect("a queue of size 1 is still filled (the original asks for floor(0.8) = 0)", () =>
+    Effect.gen(function*() {
+      const desires: Array<number> = []
+      let next = 0
+      const runner = JobRunner.make({
+        name: "one",
+        writer: (desired) => {
+          desires.push(desired)
+          return next < 3 ? [next++] : []
+        },
+        reader: () => {},
+        settings: { maxQueueSize: 1, numProcesses: 1, stopWhenEmpty: true }
+      })
+      const summary = yield* inline(JobRunner.run(runner))
+      expect(summary.processed).toBe(3)
+      expect(desires.every((d) => d === 1)).toBe(true)
+    }))
+
+  it.effect("an item that does not fit in a full queue waits for room: never dropped nor recorded as queued", () =>
+    Effect.gen(function*() {
+      const seen: Array<number> = []
+      let calls = 0
+      const runner = JobRunner.make({
+        name: "overflow",
+        // Ignores `desired` and yields far more than the queue holds.
+        writer: () => (calls++ === 0 ? [1, 2, 3, 4, 5, 6, 7, 8] : []),
+        reader: (item: number) => Effect.sync(() => seen.push(item)),
+        settings: { maxQueueSize: 2, numProcesses: 1, concurrentTasksPerProcess: 1, stopWhenEmpty: true }
+      })
+      const summary = yield* inline(JobRunner.run(runner))
+      expect(summary.processed).toBe(8)
+      expect(seen.sort()).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
+    }))
+})
+
+describe("JobRunner writer (in-process, TestClock)", () => {
+  it.effect("prevent-requeue window: an item seen within preventRequeuingTime is skipped, and queued again after", () =>
+    Effect.gen(function*() {
+      const processed: Array<string> = []
+      const runner = JobRunner.make({
+        name: "window",
+        writer: () => ["a", "b", "c"],
+        reader: (item: string) => Effect.sync(() => processed.push(item)),
+        settings: {
+          numProcesses: 1,
+          preventRequeuingTime: "10 seconds",
+          emptyQueueSleepTime: "1 second",
+          emptyQueueMaxSleepTime: "1 second"
+        }
+      })
+      const fiber = yield* Effect.fork(inline(JobRunner.run(runner)))
+      yield* settle
+      for (let i = 0; i < 9; i++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+      }
+      expect(processed.sort()).toEqual(["a", "b", "c"])
+      for (let i = 0; i < 3; i++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+      }
+      expect(processed.sort()).toEqual(["a", "a", "b", "b", "c", "c"])
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.effect("an empty writer backs off, doubling from emptyQueueSleepTime up to the cap, without busy looping", () =>
+    Effect.gen(function*() {
+      const calls: Array<number> = []
+      const runner = JobRunner.make({
+        name: "empty",
+        writer: () => Effect.map(Clock.currentTimeMillis, (now) => {
+          calls.push(now)
+          return []
+        }),
+        reader: () => {},
+        settings: { numProcesses: 1, emptyQueueSleepTime: "1 second", emptyQueueMaxSleepTime: "8 seconds" }
+      })
+      const fiber = yield* Effect.fork(inline(JobRunner.run(runner)))
+      yield* settle
+      for (let i = 0; i < 40; i++) {
+        yield* TestClock.adjust("1 second")
+        yield* settle
+      }
+      expect(calls).toEqual([0, 1000, 3000, 7000, 15000, 23000, 31000, 39000])
+      yield* Fiber.interrupt(fiber)
+    }))
+
+  it.effect("the writer may be a Stream, an async generator, an Effect or a Promise; it gets desired and settings", () =>
+    Effect.gen(function*() {
+      const makeRunner = (writer: (d: number, s: JobRunner.Settings) => JobRunner.WriterOutput<number>) =>
+        JobRunner.make({ name: "shapes", writer, reader: () => {}, settings: { lookupBlockSize: 3 } })
+      const asyncGen = makeRunner(async function*(d) {
+        for (let i = 0; i < d; i++) yield i
+      })
+      expect(yield* JobRunner.testWriter(asyncGen, 3)).toEqual([0, 1, 2])
+      const fromSettings = makeRunner((_, s) => [s.lookupBlockSize])
+      expect(yield* JobRunner.testWriter(fromSettings, 1)).toEqual([3])
+      const promise = makeRunner((d) => Promise.resolve([d, d]))
+      expect(yield* JobRunner.testWriter(promise, 2)).toEqual([2, 2])
+      const effect = makeRunner((d) => Effect.succeed([d]))
+      expect(yield* JobRunner.testWriter(effect, 5)).toEqual([5])
+    }))
+
+  it.effect("writerContext is built once and provided to the writer", () =>
+    Effect.gen(function*() {
+      class Source extends Context.Tag("Source")<Source, { readonly next: () => number }>() {}
+      let builds = 0
+      let n = 0
+      const runner = JobRunner.make({
+        name: "withContext",
+        writerContext: Layer.sync(Source, () => {
+          builds++
+          return { next: () => n++ }
+        }),
+        writer: (desired) => Effect.map(Source, (s) => (n < 6 ? Array.from({ length: desired }, s.next) : [])),
+        reader: () => {},
+        settings: { lookupBlockSize: 2, numProcesses: 1, stopWhenEmpty: true }
+      })
+      const summary = yield* inline(JobRunner.run(runner))
+      expect(summary.processed).toBe(6)
+      expect(builds).toBe(1)
+    }))
+})
+
+describe("JobRunner readers (in-process)", () => {
+  it.effect("a reader failure (throw, rejection, typed failure) is counted, reported to onError, and work goes on", () =>
+    Effect.gen(function*() {
+      const failures: Array<JobRunner.JobFailure> = []
+      const runner = JobRunner.make({
+        name: "failing",
+        writer: () => [1, 2, 3, 4, 5],
+        reader: (item: number) => {
+          if (item === 1) throw new Error("thrown")
+          if (item === 2) return Promise.reject(new Error("rejected"))
+          if (item === 3) return Effect.fail(new Boom({ item }))
+          return undefined
+        },
+        onError: (failure) => {
+          failures.push(failure)
+        },
+        settings: { numProcesses: 1, stopWhenEmpty: true }
+      })
+      const summary = yield* inline(JobRunner.run(runner))
+      expect(summary).toMatchObject({ processed: 2, failed: 3, processesStarted: 1 })
+      failures.sort((a, b) => (a.item as number) - (b.item as number))
+      expect(failures.map((f) => [f.item, f.reason, f.message])).toEqual([
+        [1, "ReaderFailed", "thrown"],
+        [2, "ReaderFailed", "rejected"],
+        [3, "ReaderFailed", "Boom {\"item\":3}"]
+      ])
+      expect(failures.map((f) => f.jobId)).toEqual([0, 1, 2])
+    }))
+
+  it.effect("recycling after maxJobsPerProcess builds a new context per process and completes every item", () =>
+    Effect.gen(function*() {
+      class Ctx extends Context.Tag("Ctx")<Ctx, { readonly id: number }>() {}
+      let builds = 0
+      const byContext = new Map<number, Array<number>>()
+      let next = 0
+      const runner = JobRunner.make({
+        name: "recycle",
+        context: Layer.sync(Ctx, () => ({ id: builds++ })),
+        writer: (desired) => (next < 10 ? Array.from({ length: Math.min(desired, 10 - next) }, () => next++) : []),
+        reader: (item: number, ctx: Context.Context<Ctx>) => {
+          const id = Context.get(ctx, Ctx).id
+          byContext.set(id, [...(byContext.get(id) ?? []), item])
+        },
+        settings: { numProcesses: 1, maxJobsPerProcess: 3, concurrentTasksPerProcess: 2, stopWhenEmpty: true }
+      })
+      const summary = yield* inline(JobRunner.run(runner))
+      expect(summary).toMatchObject({ processed: 10, failed: 0, processesStarted: 4, restarts: 3 })
+      expect(builds).toBe(4)
+      expect([...byContext.values()].map((items) => items.length)).toEqual([3, 3, 3, 1])
+      expect([...byContext.values()].flat().sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    }))
+
+  it.effect("concurrentTasksPerProcess is never exceeded in a process", () =>
+    Effect.gen(function*() {
+      let active = 0
+      let maxActive = 0
+      let next = 0
+      const runner = JobRunner.make({
+        name: "concurrency",
+        writer: (d) => (next < 30 ? Array.from({ length: d }, () => next++) : []),
+        reader: () =>
+          Effect.gen(function*() {
+            active++
+            maxActive = Math.max(maxActive, active)
+            yield* Effect.sleep("10 millis")
+            active--
+          }),
+        settings: { numProcesses: 1, concurrentTasksPerProcess: 3, stopWhenEmpty: true, maxJobsPerProcess: 0 }
+      })
+      const fiber = yield* Effect.fork(inline(JobRunner.run(runner)))
+      for (let i = 0; i < 40; i++) {
+        yield* settle
+        yield* TestClock.adjust("10 millis")
+      }
+      const summary = yield* Fiber.join(fiber)
+      expect(summary.processed).toBeGreaterThanOrEqual(30)
+      expect(maxActive).toBe(3)
+    }))
+
+  it.effect("metrics: processed, failed, processes and restarts, tagged with the runner's name, in Prometheus text", () =>
+    Effect.gen(function*() {
+      const runner = JobRunner.make({
+        name: "metered",
+        writer: (() => {
+          let done = false
+          return () => (done ? [] : ((done = true), [1, 2, 3]))
+        })(),
+        reader: (item: number) => (item === 2 ? Effect.fail("no") : Effect.void),
+        settings: { numProcesses: 1, maxJobsPerProcess: 2, stopWhenEmpty: true }
+      })
+      yield* inline(JobRunner.run(runner))
+      const processed = yield* Metric.value(Metric.tagged(JobRunner.Metrics.processed, "runner", "metered"))
+      const failed = yield* Metric.value(Metric.tagged(JobRunner.Metrics.failed, "runner", "metered"))
+      const restarts = yield* Metric.value(Metric.tagged(JobRunner.Metrics.restarts, "runner", "metered"))
+      expect([processed.count, failed.count, restarts.count]).toEqual([2, 1, 1])
+      const text = yield* JobRunner.prometheusText
+      expect(text).toContain("effect_workers_job_runner_processed_total{runner=\"metered\"} 2")
+      expect(text).toContain("# TYPE effect_workers_job_runner_queue_depth gauge")
+    }))
+
+  it.effect("testReader runs the reader in-process with its context and reports its failure", () =>
+    Effect.gen(function*() {
+      class Ctx extends Context.Tag("Ctx")<Ctx, { readonly bad: number }>() {}
+      const runner = JobRunner.make({
+        name: "unit",
+        item: Schema.Number,
+        context: Layer.succeed(Ctx, { bad: 13 }),
+        writer: () => [],
+        reader: (item: number, ctx: Context.Context<Ctx>) => {
+          if (item === Context.get(ctx, Ctx).bad) throw new Error(`unlucky ${item}`)
+        }
+      })
+      yield* JobRunner.testReader(runner, 1)
+      const error = yield* Effect.flip(JobRunner.testReader(runner, 13))
+      expect(error.message).toContain("unlucky 13")
+    }))
+
+  it.live("the metrics endpoint serves Prometheus text on 127.0.0.1", () =>
+    Effect.gen(function*() {
+      const port = 20000 + (process.pid % 20000)
+      const gate = yield* Deferred.make<void>()
+      const runner = JobRunner.make({
+        name: "served",
+        writer: () => [1],
+        reader: () => Deferred.await(gate),
+        settings: { numProcesses: 1, metricsPort: port, preventRequeuingTime: "1 hour" }
+      })
+      const fiber = yield* Effect.fork(inline(JobRunner.run(runner)))
+      const text = yield* Effect.tryPromise(() => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text())).pipe(
+        Effect.retry({ times: 50, schedule: undefined }),
+        Effect.timeout("5 seconds")
+      )
+      expect(text).toContain("effect_workers_job_runner_in_flight{runner=\"served\"}")
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.interrupt(fiber)
+    }))
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// Real processes and signals
+// ---------------------------------------------------------------------------------------------------------------
+
+const fixture = Path.resolve(__dirname, "fixtures/jobRunner-fixture.ts")
+const bin = Path.resolve(__dirname, "../src/node/bin.mjs")
+
+interface LogEvent {
+  readonly e: string
+  readonly pid: number
+  readonly item?: number
+  readonly active?: number
+  readonly reason?: string
+  readonly jobId?: number
+}
+
+interface Outcome {
+  readonly code: number | null
+  readonly events: Array<LogEvent>
+  readonly stderr: string
+  readonly runnerPid: number
+  /** Milliseconds between the signal and the exit. */
+  readonly afterSignal: number | undefined
+}
+
+const readLog = (file: string): Array<LogEvent> =>
+  Fs.existsSync(file)
+    ? Fs.readFileSync(file, "utf8").split("\n").filter((l) => l.length > 0).map((l) => JSON.parse(l) as LogEvent)
+    : []
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Runs the fixture runner in its own process. `when` is checked against the log as it grows; the first time it
+ * holds, `act` runs (send a signal, kill a reader).
+ */
+const runFixture = (options: {
+  readonly env: Record<string, string>
+  readonly args?: ReadonlyArray<string>
+  readonly when?: (events: Array<LogEvent>) => boolean
+  readonly act?: (runnerPid: number, events: Array<LogEvent>) => void
+  readonly timeoutMs?: number
+}) =>
+  Effect.async<Outcome>((resume) => {
+    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-"))
+    const log = Path.join(dir, "log.jsonl")
+    const argv = options.args ?? ["--import", "tsx", fixture]
+    const child = ChildProcess.spawn(process.execPath, argv as Array<string>, {
+      env: { ...process.env, FIXTURE_LOG: log, ...options.env },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stderr = ""
+    child.stdout!.on("data", (d) => (stderr += String(d)))
+    child.stderr!.on("data", (d) => (stderr += String(d)))
+    let actedAt: number | undefined
+    const poll = setInterval(() => {
+      if (actedAt !== undefined || options.when === undefined) return
+      const events = readLog(log)
+      if (options.when(events)) {
+        actedAt = performance.now()
+        options.act?.(child.pid!, events)
+      }
+    }, 25)
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 30_000)
+    child.on("exit", (code) => {
+      clearInterval(poll)
+      clearTimeout(timer)
+      const outcome: Outcome = {
+        code,
+        events: readLog(log),
+        stderr,
+        runnerPid: child.pid!,
+        afterSignal: actedAt === undefined ? undefined : performance.now() - actedAt
+      }
+      Fs.rmSync(dir, { recursive: true, force: true })
+      resume(Effect.succeed(outcome))
+    })
+    return Effect.sync(() => child.kill("SIGKILL"))
+  })
+
+const readerPids = (events: Array<LogEvent>, runnerPid: number) =>
+  [...new Set(events.filter((e) => e.e === "ctx" || e.e === "start").map((e) => e.pid))].filter((p) => p !== runnerPid)
+
+/** No reader process outlives the runner. */
+const expectNoOrphans = (outcome: Outcome) => {
+  const pids = readerPids(outcome.events, outcome.runnerPid)
+  expect(pids.length).toBeGreaterThan(0)
+  expect(pids.filter(isAlive)).toEqual([])
+  const children = ChildProcess.spawnSync("ps", ["-o", "pid=", "--ppid", String(outcome.runnerPid)]).stdout.toString()
+  expect(children.trim()).toBe("")
+}
+
+const ended = (events: Array<LogEvent>) => events.filter((e) => e.e === "end").map((e) => e.item!)
+const started = (events: Array<LogEvent>) => events.filter((e) => e.e === "start").map((e) => e.item!)
+const errors = (events: Array<LogEvent>) => events.filter((e) => e.e === "error")
+const range = (n: number) => Array.from({ length: n }, (_, i) => i)
+const sorted = (xs: Array<number>) => [...xs].sort((a, b) => a - b)
+
+describe("JobRunner with reader processes", { timeout: 60_000 }, () => {
+  it.live("readers run in separate processes, settings from env, concurrency per process never exceeded, context once per process", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFixture({
+        env: {
+          FIXTURE_ITEMS: "30",
+          FIXTURE_SLEEP_MS: "40",
+          FIXTURE_NUM_PROCESSES: "2",
+          FIXTURE_CONCURRENT_TASKS_PER_PROCESS: "3",
+          FIXTURE_MAX_JOBS_PER_PROCESS: "0",
+          FIXTURE_STOP_WHEN_EMPTY: "true"
+        }
+      })
+      expect(outcome.code).toBe(0)
+      expect(sorted(ended(outcome.events))).toEqual(range(30))
+      expect(sorted(started(outcome.events))).toEqual(range(30))
+      const pids = readerPids(outcome.events, outcome.runnerPid)
+      expect(pids.length).toBe(2)
+      const contexts = outcome.events.filter((e) => e.e === "ctx")
+      expect(contexts.map((e) => e.pid).sort()).toEqual([...pids].sort())
+      const maxActive = Math.max(...outcome.events.filter((e) => e.e === "start").map((e) => e.active!))
+      expect(maxActive).toBeLessThanOrEqual(3)
+      expect(maxActive).toBeGreaterThan(1)
+      expect(errors(outcome.events)).toEqual([])
+      expectNoOrphans(outcome)
+    }))
+
+  it.live("recycling after maxJobsPerProcess: every item completes, across the expected processes and context builds", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFixture({
+        env: {
+          FIXTURE_ITEMS: "12",
+          FIXTURE_SLEEP_MS: "30",
+          FIXTURE_NUM_PROCESSES: "2",
+          FIXTURE_CONCURRENT_TASKS_PER_PROCESS: "2",
+          FIXTURE_MAX_JOBS_PER_PROCESS: "4",
+          FIXTURE_STOP_WHEN_EMPTY: "true"
+        }
+      })
+      expect(outcome.code).toBe(0)
+      expect(sorted(ended(outcome.events))).toEqual(range(12))
+      const pids = readerPids(outcome.events, outcome.runnerPid)
+      // 12 items at most 4 per process: at least 3 processes, and each one took no more than 4.
+      expect(pids.length).toBeGreaterThanOrEqual(3)
+      for (const pid of pids) {
+        expect(outcome.events.filter((e) => e.e === "start" && e.pid === pid).length).toBeLessThanOrEqual(4)
+      }
+      expect(outcome.events.filter((e) => e.e === "ctx").length).toBe(pids.length)
+      expect(errors(outcome.events)).toEqual([])
+      expectNoOrphans(outcome)
+    }))
+
+  it.live("reader failures (throw, rejection, typed failure) and a reader that exits: reported with ids, the rest completes", () =>
+    Effect.gen(function*() {
+      const throwing = yield* runFixture({
+        env: {
+          FIXTURE_ITEMS: "10",
+          FIXTURE_MODE: "throw",
+          FIXTURE_NUM_PROCESSES: "1",
+          FIXTURE_STOP_WHEN_EMPTY: "true"
+        }
+      })
+      expect(throwing.code).toBe(0)
+      expect(errors(throwing.events).map((e) => [e.item, e.reason]).sort((a, b) => Number(a[0]) - Number(b[0]))).toEqual([
+        [3, "ReaderFailed"],
+        [5, "ReaderFailed"],
+        [7, "ReaderFailed"]
+      ])
+      // The process went on: one reader process did all ten.
+      expect(readerPids(throwing.events, throwing.runnerPid).length).toBe(1)
+      expect(sorted(started(throwing.events))).toEqual(range(10))
+
+      const exiting = yield* runFixture({
+        env: {
+          FIXTURE_ITEMS: "8",
+          FIXTURE_MODE: "exit",
+          FIXTURE_NUM_PROCESSES: "1",
+          FIXTURE_CONCURRENT_TASKS_PER_PROCESS: "1",
+          FIXTURE_STOP_WHEN_EMPTY: "true"
+        }
+      })
+      expect(exiting.code).toBe(0)
+      expect(errors(exiting.events).map((e) => [e.item, e.jobId, e.reason])).toEqual([[4, 4, "ProcessDied"]])
+      expect(sorted(ended(exiting.events))).toEqual([0, 1, 2, 3, 5, 6, 7])
+      expect(readerPids(exiting.events, exiting.runnerPid).length).toBe(2)
+      expectNoOrphans(exiting)
+    }))
+
+  it.live("a reader process killed with SIGKILL is replaced; its in-flight items are reported as failed with their ids", () =>
+    Effect.gen(function*() {
+      let victim = 0
+      const outcome = yield* runFixture({
+        env: {
+          FIXTURE_ITEMS: "8",
+          FIXTURE_SLEEP_MS: "400",
+          FIXTURE_NUM_PROCESSES: "1",
+          FIXTURE_CONCURRENT_TASKS_PER_PROCESS: "2",
+          FIXTURE_STOP_WHEN_EMPTY: "true"
+        },
+        when: (events) => started(events).length >= 2,
+        act: (_, events) => {
+          victim = events.find((e) => e.e === "start")!.pid
+          process.kill(victim, "SIGKILL")
+        }
+      })
+      expect(outcome.code).toBe(0)
+      const inFlight = outcome.events.filter((e) => e.e === "start" && e.pid === victim).map((e) => e.item!)
+        .filter((item) => !outcome.events.some((e) => e.e === "end" && e.item === item && e.pid === victim))
+      expect(inFlight.length).toBeGreaterThan(0)
+      const reported = errors(outcome.events)
+      expect(reported.every((e) => e.reason === "ProcessDied")).toBe(true)
+      expect(sorted(reported.map((e) => e.item!))).toEqual(sorted(inFlight))
+      expect(sorted(reported.map((e) => e.jobId!))).toEqual(sorted(inFlight))
+      // Everything else was done by the replacement process.
+      expect(sorted([...ended(outcome.events), ...inFlight])).toEqual(range(8))
+      expect(readerPids(outcome.events, outcome.runnerPid).length).toBe(2)
+      expectNoOrphans(outcome)
+    }))
+
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    it.live(`${signal}: the writer stops, running items finish, exit 0 as soon as they are done`, () =>
+      Effect.gen(function*() {
+        const outcome = yield* runFixture({
+          env: {
+            FIXTURE_ITEMS: "1000",
+            FIXTURE_SLEEP_MS: "700",
+            FIXTURE_NUM_PROCESSES: "1",
+            FIXTURE_CONCURRENT_TASKS_PER_PROCESS: "2",
+            FIXTURE_GRACEFUL_SHUTDOWN_TIMEOUT: "20"
+          },
+          when: (events) => started(events).length >= 2,
+          act: (pid) => process.kill(pid, signal)
+        })
+        expect(outcome.code).toBe(0)
+        // Every started item finished; nothing was killed or reported.
+        expect(sorted(ended(outcome.events))).toEqual(sorted(started(outcome.events)))
+        expect(errors(outcome.events)).toEqual([])
+        // At most the two running and the two started before the signal was seen; far from the 1000 written.
+        expect(started(outcome.events).length).toBeLessThanOrEqual(4)
+        // Exit as soon as the items are done, not after the 20 s grace period.
+        expect(outcome.afterSignal!).toBeLessThan(10_000)
+        expectNoOrphans(outcome)
+      }))
+  }
+
+  it.live("SIGTERM: after gracefulShutdownTimeout the remaining readers are killed and their items reported", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFixture({
+        env: {
+          FIXTURE_ITEMS: "100",
+          FIXTURE_SLEEP_MS: "60000",
+          FIXTURE_NUM_PROCESSES: "1",
+          FIXTURE_CONCURRENT_TASKS_PER_PROCESS: "2",
+          FIXTURE_GRACEFUL_SHUTDOWN_TIMEOUT: "1"
+        },
+        when: (events) => started(events).length >= 2,
+        act: (pid) => process.kill(pid, "SIGTERM")
+      })
+      expect(outcome.code).toBe(0)
+      expect(ended(outcome.events)).toEqual([])
+      expect(errors(outcome.events).map((e) => e.reason)).toEqual(["ShutdownTimeout", "ShutdownTimeout"])
+      expect(outcome.afterSignal!).toBeGreaterThanOrEqual(1000)
+      expect(outcome.afterSignal!).toBeLessThan(10_000)
+      expectNoOrphans(outcome)
+    }))
+
+  it.live("the CLI runs a runner module with flags; a bad env value fails at start naming the variable", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFixture({
+        env: { FIXTURE_ITEMS: "6" },
+        args: [bin, "run", fixture, "--processes", "1", "--concurrency", "2", "--stop-when-empty"]
+      })
+      expect(outcome.code).toBe(0)
+      expect(sorted(ended(outcome.events))).toEqual(range(6))
+      expect(readerPids(outcome.events, outcome.runnerPid).length).toBe(1)
+
+      const bad = yield* runFixture({ env: { FIXTURE_NUM_PROCESSES: "many", FIXTURE_ITEMS: "1" } })
+      expect(bad.code).toBe(1)
+      expect(bad.stderr).toContain("FIXTURE_NUM_PROCESSES")
+      expect(bad.events.filter((e) => e.e !== "write")).toEqual([])
+    }))
+})
+
