@@ -41,6 +41,11 @@ const validate = (options: RateLimiter.RateLimiter.WindowOptions) =>
     )
   })
 
+// Milliseconds with a fraction, from the clock's nanoseconds: the live clock's high-resolution (monotonic) time,
+// so that two readings never straddle a millisecond tick the way `Date.now()` readings do. A start recorded at
+// 530.9 and observed at 531.0 would otherwise shift a window by a whole millisecond.
+const nowMillis = (clock: Clock.Clock) => Number(clock.unsafeCurrentTimeNanos()) / 1_000_000
+
 // The state of one waiter: waiting in line, granted a start, or gone (interrupted before its turn).
 const WAITING = 0
 const GRANTED = 1
@@ -49,6 +54,9 @@ const GONE = 2
 interface Waiter {
   state: number
   readonly deferred: Deferred.Deferred<void>
+  // Where its start was recorded, and that entry's generation (to see whether it has been reused since).
+  index: number
+  generation: number
 }
 
 /**
@@ -74,22 +82,28 @@ export const slidingWindow = (
 
     // Milliseconds until a start is allowed at `now` (0: allowed now).
     const waitMillis = (now: number) => starts[oldest]! + intervalMillis - now
+    // Bumped on every write of an entry of `starts`.
+    const generations = new Float64Array(limit)
     const record = (now: number) => {
-      starts[oldest] = now
+      const index = oldest
+      starts[index] = now
+      generations[index]++
       oldest = oldest + 1 === limit ? 0 : oldest + 1
+      return index
     }
 
     const grant = (clock: Clock.Clock, waiter: Waiter): Effect.Effect<void> =>
       Effect.suspend(() => {
         if (waiter.state !== WAITING) return Effect.void
-        const wait = waitMillis(clock.unsafeCurrentTimeMillis())
+        const wait = waitMillis(nowMillis(clock))
         if (wait > 0) {
           // Timers may fire a little early against the clock: check again after waking.
           return Effect.zipRight(Effect.sleep(wait), grant(clock, waiter))
         }
         waiter.state = GRANTED
         waiting.delete(waiter)
-        record(clock.unsafeCurrentTimeMillis())
+        waiter.index = record(nowMillis(clock))
+        waiter.generation = generations[waiter.index]!
         Deferred.unsafeDone(waiter.deferred, Effect.void)
         return Effect.void
       })
@@ -121,13 +135,18 @@ export const slidingWindow = (
         Effect.withFiberRuntime<void>((fiber) => {
           if (closed) return Effect.interrupt
           if (waiting.size === 0) {
-            const now = clock.unsafeCurrentTimeMillis()
+            const now = nowMillis(clock)
             if (waitMillis(now) <= 0) {
               record(now)
               return Effect.void
             }
           }
-          const waiter: Waiter = { state: WAITING, deferred: Deferred.unsafeMake<void>(fiber.id()) }
+          const waiter: Waiter = {
+            state: WAITING,
+            deferred: Deferred.unsafeMake<void>(fiber.id()),
+            index: 0,
+            generation: 0
+          }
           waiting.add(waiter)
           line.unsafeOffer(waiter)
           return Effect.onInterrupt(restore(Deferred.await(waiter.deferred)), () =>
@@ -137,7 +156,13 @@ export const slidingWindow = (
                 waiter.state = GONE
                 waiting.delete(waiter)
               }
-            }))
+            })).pipe(Effect.zipRight(Effect.sync(() => {
+              // The caller starts when it resumes, which under a busy event loop can be a little after the grant:
+              // count the window from then, so the starts callers observe keep to the limit too.
+              if (generations[waiter.index] === waiter.generation) {
+                starts[waiter.index] = Math.max(starts[waiter.index]!, nowMillis(clock))
+              }
+            })))
         })
       )
     )
