@@ -1,0 +1,80 @@
+/**
+ * The Redis connection shared by the Redis backends: one ioredis client opened by a layer and closed by its scope,
+ * plus the typed error every Redis command failure becomes.
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import { Redis } from "ioredis"
+import type { RedisOptions } from "ioredis"
+import type * as RedisClientModule from "../../redis/RedisClient.js"
+
+/** @internal */
+export class RedisError extends Schema.TaggedError<RedisError>("effect-workers/redis/RedisError")("RedisError", {
+  reason: Schema.Literal("ConnectFailed", "CommandFailed"),
+  command: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message(): string {
+    const cause = this.cause === undefined ? "" : `: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+    return this.reason === "ConnectFailed"
+      ? `Redis: cannot connect${cause}`
+      : `Redis: command ${this.command} failed${cause}`
+  }
+}
+
+/** @internal */
+export class RedisClient extends Context.Tag("effect-workers/redis/RedisClient")<
+  RedisClient,
+  RedisClientModule.RedisClient.Service
+>() {}
+
+/** @internal */
+export const command = <A>(name: string, run: () => Promise<A>): Effect.Effect<A, RedisError> =>
+  Effect.tryPromise({ try: run, catch: (cause) => new RedisError({ reason: "CommandFailed", command: name, cause }) })
+
+const close = (client: Redis): Effect.Effect<void> =>
+  Effect.promise(() => client.quit().then(() => undefined, () => undefined)).pipe(
+    Effect.timeoutTo({ duration: "2 seconds", onTimeout: () => undefined, onSuccess: () => undefined }),
+    Effect.ensuring(Effect.sync(() => client.disconnect()))
+  )
+
+/**
+ * Opens a connection and waits for it (a `PING`), so an unreachable server fails the layer at once with
+ * `ConnectFailed` instead of queueing commands forever.
+ *
+ * @internal
+ */
+export const connect = (options: RedisClientModule.RedisClient.Options): Effect.Effect<Redis, RedisError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.suspend(() => {
+      const redisOptions: RedisOptions = { ...options.options, lazyConnect: true }
+      const client = options.url === undefined ? new Redis(redisOptions) : new Redis(options.url, redisOptions)
+      // Without a listener ioredis prints every reconnect error; failures reach callers as typed errors.
+      client.on("error", () => {})
+      return Effect.tryPromise({
+        try: () => client.connect().then(() => client.ping()),
+        catch: (cause) => new RedisError({ reason: "ConnectFailed", command: "PING", cause })
+      }).pipe(
+        Effect.onError(() => close(client)),
+        Effect.as(client)
+      )
+    }),
+    close
+  )
+
+/** @internal */
+export const make = (
+  options: RedisClientModule.RedisClient.Options = {}
+): Effect.Effect<RedisClientModule.RedisClient.Service, RedisError, Scope.Scope> =>
+  Effect.map(connect(options), (client) => ({
+    client,
+    options,
+    duplicate: connect(options)
+  }))
+
+/** @internal */
+export const layer = (options: RedisClientModule.RedisClient.Options = {}): Layer.Layer<RedisClient, RedisError> =>
+  Layer.scoped(RedisClient, make(options))
