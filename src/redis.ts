@@ -9,3 +9,5 @@
 export * as RedisClient from "./redis/RedisClient.js"
 /** @since 0.1.0 */
 export * as ResultCache from "./redis/ResultCache.js"
+/** @since 0.1.0 */
+export * as RateLimiter from "./redis/RateLimiter.js"
