@@ -11,3 +11,5 @@ export * as RedisClient from "./redis/RedisClient.js"
 export * as ResultCache from "./redis/ResultCache.js"
 /** @since 0.1.0 */
 export * as RateLimiter from "./redis/RateLimiter.js"
+/** @since 0.1.0 */
+export * as WorkerQueue from "./redis/WorkerQueue.js"

@@ -1,0 +1,186 @@
+/**
+ * Single-flight across processes for WorkerQueue. The in-process WorkerQueue already runs an item once per
+ * process; this wraps its worker so that the run is once per cluster: the worker first takes a Redis lock on the
+ * item (`SET NX PX`, in one script with a look at the result key), refreshes it while the run goes on, and on
+ * success writes the result and releases the lock in one script that also publishes a notification. A process
+ * that finds the lock taken waits for that notification, or for the lock to expire (its holder died), then looks
+ * again. A failure is not shared: it releases the lock and the waiters race for it, one of them runs the worker.
+ */
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import { randomUUID } from "node:crypto"
+import type { OptionError } from "../../OptionError.js"
+import type * as RedisWorkerQueue from "../../redis/WorkerQueue.js"
+import type * as ResultCache from "../../ResultCache.js"
+import * as WorkerQueue from "../../WorkerQueue.js"
+import { checker } from "../options.js"
+import { command, RedisClient, type RedisError } from "./client.js"
+
+const check = checker("RedisWorkerQueue")
+
+// KEYS: result, lock. ARGV: token, lock ttl (ms).
+// {2, value}: the result is there. {1, ""}: the lock is ours. {0, pttl}: someone else holds it.
+const acquireScript = `
+local v = redis.call('GET', KEYS[1])
+if v then return {2, v} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, ''} end
+return {0, redis.call('PTTL', KEYS[2])}
+`
+
+// KEYS: lock. ARGV: token, lock ttl (ms). 1 while the lock is still ours.
+const refreshScript = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+`
+
+// KEYS: result, lock. ARGV: token, value, result ttl (ms, 0 = none), channel, message.
+const completeScript = `
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[2])
+end
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+`
+
+// KEYS: lock. ARGV: token, channel, message.
+const releaseScript = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+`
+
+type Signal = "done" | "failed" | "expired"
+
+/** @internal */
+export const make = <I, A, E = never, R = never>(
+  options: RedisWorkerQueue.Options<I, A, E, R>
+): Effect.Effect<
+  WorkerQueue.WorkerQueue<I, A, E | RedisError>,
+  OptionError | RedisError,
+  RedisClient | Scope.Scope | R
+> =>
+  Effect.gen(function*() {
+    const lockTtl = yield* check.duration("lockTimeToLive", options.lockTimeToLive, "10 seconds")
+    const lockTtlMillis = Math.round(Duration.toMillis(lockTtl))
+    yield* check.require("lockTimeToLive", options.lockTimeToLive, lockTtlMillis >= 30, "a duration of 30 milliseconds or more")
+    const cache = yield* check.require(
+      "cache",
+      options.cache,
+      typeof options.cache?.storeKey === "function",
+      "a cache made by the Redis ResultCache.make"
+    )
+    const lockPrefix = options.lockPrefix ?? "effect-workers:lock:"
+    const channel = `${lockPrefix}:done`
+    const { client, duplicate } = yield* RedisClient
+
+    // One subscription per queue: every completion of any item of this prefix is announced on one channel, and
+    // the message names the item's key. Waiters register before they look at Redis, so none misses its message.
+    const waiters = new Map<string, Set<Deferred.Deferred<Signal>>>()
+    const subscriber = yield* duplicate
+    subscriber.on("message", (from: string, message: string) => {
+      if (from !== channel) return
+      const signal: Signal = message[0] === "+" ? "done" : "failed"
+      const set = waiters.get(message.slice(1))
+      if (set) for (const deferred of set) Deferred.unsafeDone(deferred, Exit.succeed(signal))
+    })
+    yield* command("SUBSCRIBE", () => subscriber.subscribe(channel))
+
+    const owner = randomUUID()
+    let counter = 0
+
+    const register = (storeKey: string) =>
+      Effect.acquireRelease(
+        Effect.map(Deferred.make<Signal>(), (deferred) => {
+          let set = waiters.get(storeKey)
+          if (!set) waiters.set(storeKey, set = new Set())
+          set.add(deferred)
+          return deferred
+        }),
+        (deferred) =>
+          Effect.sync(() => {
+            const set = waiters.get(storeKey)
+            if (set?.delete(deferred) && set.size === 0) waiters.delete(storeKey)
+          })
+      )
+
+    const runHolding = (item: I, storeKey: string, lockKey: string, token: string): Effect.Effect<A, E | RedisError, R> => {
+      const refresher = Effect.sleep(Duration.millis(Math.max(10, Math.floor(lockTtlMillis / 3)))).pipe(
+        Effect.zipRight(command("EVAL", () => client.eval(refreshScript, 1, lockKey, token, lockTtlMillis))),
+        Effect.tap((held) =>
+          held === 1 ? Effect.void : Effect.logWarning(`RedisWorkerQueue: lost the lock of ${storeKey} during its run`)
+        ),
+        Effect.catchAll((error) => Effect.logWarning("RedisWorkerQueue: refreshing a lock failed", error)),
+        Effect.forever
+      )
+      const release = command(
+        "EVAL",
+        () => client.eval(releaseScript, 1, lockKey, token, channel, `-${storeKey}`)
+      ).pipe(Effect.catchAll((error) => Effect.logWarning("RedisWorkerQueue: releasing a lock failed", error)))
+      const complete = (value: A) =>
+        cache.encode(storeKey, value).pipe(
+          Effect.flatMap((raw) =>
+            command("EVAL", () =>
+              client.eval(completeScript, 2, storeKey, lockKey, token, raw, cache.timeToLiveMillis, channel, `+${storeKey}`))
+          ),
+          Effect.catchAll((error) =>
+            Effect.zipRight(Effect.logWarning(`RedisWorkerQueue: storing the result of ${storeKey} failed`, error), release)
+          )
+        )
+      return Effect.scoped(Effect.zipRight(Effect.forkScoped(refresher), options.worker(item))).pipe(
+        Effect.onExit((exit) => Exit.isSuccess(exit) ? complete(exit.value) : release)
+      )
+    }
+
+    const worker = (item: I): Effect.Effect<A, E | RedisError, R> =>
+      Effect.suspend(() => {
+        const storeKey = cache.storeKey(item)
+        const lockKey = lockPrefix + storeKey
+        const token = `${owner}:${counter++}`
+        const attempt: Effect.Effect<A, E | RedisError, R> = Effect.scoped(Effect.gen(function*() {
+          const signal = yield* register(storeKey)
+          const [state, value] = (yield* command(
+            "EVAL",
+            () => client.eval(acquireScript, 2, storeKey, lockKey, token, lockTtlMillis)
+          )) as [number, string | number]
+          if (state === 2) {
+            const decoded = yield* cache.decode(storeKey, value as string)
+            if (Option.isSome(decoded)) return { _tag: "Done", value: decoded.value } as const
+            // Unreadable (another schema version): drop it and compute it again.
+            yield* Effect.ignore(cache.delete(item))
+            return { _tag: "Again" } as const
+          }
+          if (state === 1) return { _tag: "Run" } as const
+          // Held elsewhere: wait for its notification, or for the lock to expire if its holder died.
+          const wait = Math.min(lockTtlMillis, Math.max(1, (value as number) + 1))
+          yield* Deferred.await(signal).pipe(
+            Effect.timeoutTo({ duration: Duration.millis(wait), onTimeout: (): Signal => "expired", onSuccess: (s) => s })
+          )
+          return { _tag: "Again" } as const
+        })).pipe(
+          Effect.flatMap((next): Effect.Effect<A, E | RedisError, R> =>
+            next._tag === "Done" ? Effect.succeed(next.value) : next._tag === "Run"
+              ? runHolding(item, storeKey, lockKey, token)
+              : attempt
+          )
+        )
+        return attempt
+      })
+
+    const localCache: ResultCache.ResultCache<I, A> = {
+      get: cache.get,
+      // The worker stores the result itself, before it releases the lock.
+      set: () => Effect.void
+    }
+    const { cache: _cache, lockPrefix: _lockPrefix, lockTimeToLive: _lockTtl, ...queueOptions } = options
+    return yield* WorkerQueue.make<I, A, E | RedisError, R>({ ...queueOptions, worker, cache: localCache })
+  })
