@@ -26,6 +26,11 @@ import type { OptionError } from "./OptionError.js"
 export interface ResultCache<in out K, in out V> {
   readonly get: (key: K) => Effect.Effect<Option.Option<V>, ResultCacheError>
   readonly set: (key: K, value: V) => Effect.Effect<void, ResultCacheError>
+  /**
+   * A synchronous read, for stores that can answer at once (the memory cache): a WorkerQueue uses it to answer
+   * hits without a fiber step. Must agree with `get`.
+   */
+  readonly unsafeGet?: ((key: K) => Option.Option<V>) | undefined
   /** The number of entries, where the implementation knows it (the memory cache does). */
   readonly size?: Effect.Effect<number> | undefined
 }

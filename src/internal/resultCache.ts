@@ -3,7 +3,6 @@
  * functions, and a cache over `@effect/platform`'s `KeyValueStore` with `Schema` encoding.
  */
 import * as KeyValueStore from "@effect/platform/KeyValueStore"
-import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -131,11 +130,15 @@ export const memory = <K, V>(
         "a positive duration"
       ).pipe(Effect.map(Duration.decode))
     const lru = new Lru<K, V>(capacity, Duration.isFinite(ttl) ? Duration.toMillis(ttl) : Number.POSITIVE_INFINITY)
-    // A cache with no expiry never needs the clock, which keeps its hot path free of it.
-    const now = Duration.isFinite(ttl) ? Clock.currentTimeMillis : Effect.succeed(0)
+    // The clock is read synchronously, so the cache can answer without a fiber step; it is the Clock service in
+    // force at construction, so TestClock drives it. A cache with no expiry never reads it.
+    const clock = yield* Effect.clock
+    const now = Duration.isFinite(ttl) ? () => clock.unsafeCurrentTimeMillis() : () => 0
+    const unsafeGet = (key: K) => lru.get(key, now())
     return {
-      get: (key: K) => Effect.map(now, (t) => lru.get(key, t)),
-      set: (key: K, value: V) => Effect.map(now, (t) => lru.set(key, value, t)),
+      get: (key: K) => Effect.sync(() => unsafeGet(key)),
+      unsafeGet,
+      set: (key: K, value: V) => Effect.sync(() => lru.set(key, value, now())),
       size: Effect.sync(() => lru.size)
     } satisfies ResultCache.ResultCache<K, V>
   })

@@ -45,10 +45,15 @@ export class WorkerQueueError extends Schema.TaggedError<WorkerQueueError>("effe
 interface Entry<I, A, E> {
   readonly item: I
   readonly deferred: Deferred.Deferred<A, E | WorkerQueueError>
-  /** "room": waiting for space in the work queue; "queued": in the queue or running; "done": settled. */
-  state: "room" | "queued" | "done"
+  /**
+   * "lookup": its cache read is under way; "room": waiting for space in the work queue; "queued": in the queue
+   * or running; "done": settled.
+   */
+  state: "lookup" | "room" | "queued" | "done"
   /** Waiters counted while the entry is in the waiting room, so the last one to leave can withdraw it. */
   waiters: number
+  /** The outcome once settled, read synchronously by waiters that arrive after it. */
+  exit: Exit.Exit<A, E | WorkerQueueError> | undefined
 }
 
 /** An array used as a FIFO: `shift` moves a head index instead of copying, and compacts now and then. */
@@ -137,6 +142,7 @@ export const make = <I, A, E = never, R = never>(
     const settle = (entry: Entry<I, A, E>, exit: Exit.Exit<A, E | WorkerQueueError>) => {
       if (entry.state === "done") return
       entry.state = "done"
+      entry.exit = exit
       MutableHashMap.remove(inFlight, entry.item)
       Deferred.unsafeDone(entry.deferred, exit)
       if (drained !== undefined && MutableHashMap.size(inFlight) === 0) Deferred.unsafeDone(drained, Exit.void)
@@ -208,9 +214,7 @@ export const make = <I, A, E = never, R = never>(
         Effect.sync(() => {
           entry.waiters--
           if (entry.waiters === 0 && entry.state === "room") {
-            entry.state = "done"
-            MutableHashMap.remove(inFlight, entry.item)
-            Deferred.unsafeDone(entry.deferred, Exit.interrupt(FiberId.none))
+            settle(entry, Exit.interrupt(FiberId.none))
           }
         }))
     }
@@ -222,6 +226,7 @@ export const make = <I, A, E = never, R = never>(
       } else if (queued < capacity) {
         admit(entry)
       } else {
+        entry.state = "room"
         room.push(entry)
       }
     }
@@ -230,50 +235,104 @@ export const make = <I, A, E = never, R = never>(
       cache === undefined
         ? Effect.succeedNone
         : Effect.catchAll(cache.get(item), (e) => Effect.as(logCacheError(e), Option.none<A>()))
+    const unsafeGet = cache?.unsafeGet
 
-    // Registers interest in the item and returns the entry to await: the one in flight for an equal item, or a
-    // new one, settled at once on a cache hit, or submitted to the workers on a miss. Runs uninterruptibly.
-    const begin = (item: I): Effect.Effect<Entry<I, A, E>, WorkerQueueError> => {
-      if (closed) return Effect.fail(error("Closed", item))
+    const afterLookup = (entry: Entry<I, A, E>, hit: Option.Option<A>) => {
+      if (Option.isSome(hit)) {
+        stats.hits++
+        settle(entry, Exit.succeed(hit.value))
+      } else {
+        submit(entry)
+      }
+    }
+
+    // Registers interest in the item, synchronously, and returns the entry to await: the one in flight for an
+    // equal item, or a new one, settled at once on a hit in a synchronous cache, or submitted to the workers on a
+    // miss. With an asynchronous cache the new entry is left in state "lookup" and pushed to `lookups`: the caller
+    // reads the cache. The entry is in the map before that read, so an equal item arriving meanwhile joins it.
+    const begin = (item: I, lookups: Array<Entry<I, A, E>>): Entry<I, A, E> | WorkerQueueError => {
+      if (closed) return error("Closed", item)
       const found = MutableHashMap.get(inFlight, item)
       if (Option.isSome(found)) {
         stats.deduplicated++
-        return Effect.succeed(found.value)
+        return found.value
       }
       const entry: Entry<I, A, E> = {
         item,
         deferred: Deferred.unsafeMake<A, E | WorkerQueueError>(FiberId.none),
-        state: "room",
-        waiters: 0
+        state: "lookup",
+        waiters: 0,
+        exit: undefined
       }
-      // The entry is in the map before the cache is read, so an equal item arriving during the read joins it.
-      MutableHashMap.set(inFlight, item, entry)
       if (cache === undefined) {
+        MutableHashMap.set(inFlight, item, entry)
         submit(entry)
-        return Effect.succeed(entry)
-      }
-      return Effect.map(lookup(item), (hit) => {
+      } else if (unsafeGet !== undefined) {
+        const hit = unsafeGet(item)
         if (Option.isSome(hit)) {
           stats.hits++
-          settle(entry, Exit.succeed(hit.value))
+          entry.state = "done"
+          entry.exit = Exit.succeed(hit.value)
         } else {
+          MutableHashMap.set(inFlight, item, entry)
           submit(entry)
         }
-        return entry
-      })
+      } else {
+        MutableHashMap.set(inFlight, item, entry)
+        lookups.push(entry)
+      }
+      return entry
     }
+
+    const runLookups = (lookups: Array<Entry<I, A, E>>): Effect.Effect<void> =>
+      lookups.length === 0
+        ? Effect.void
+        : Effect.forEach(lookups, (entry) => Effect.map(lookup(entry.item), (hit) => afterLookup(entry, hit)), {
+          discard: true
+        })
 
     const require = (item: I): Effect.Effect<A, E | WorkerQueueError> =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(Effect.suspend(() => begin(item)), (entry) => awaitEntry(entry, restore))
+        Effect.suspend(() => {
+          const lookups: Array<Entry<I, A, E>> = []
+          const entry = begin(item, lookups)
+          if (entry instanceof WorkerQueueError) return Effect.fail(entry)
+          if (entry.exit !== undefined) return entry.exit
+          return lookups.length === 0
+            ? awaitEntry(entry, restore)
+            : Effect.zipRight(runLookups(lookups), awaitEntry(entry, restore))
+        })
       )
 
     const requireAll = (items: Iterable<I>): Effect.Effect<Array<A>, E | WorkerQueueError> =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(
-          Effect.forEach(items, begin),
-          (entries) => Effect.forEach(entries, (entry) => awaitEntry(entry, restore))
-        )
+        Effect.suspend(() => {
+          const lookups: Array<Entry<I, A, E>> = []
+          const entries: Array<Entry<I, A, E>> = []
+          for (const item of items) {
+            const entry = begin(item, lookups)
+            if (entry instanceof WorkerQueueError) return Effect.fail(entry)
+            entries.push(entry)
+          }
+          const collect = (): Effect.Effect<Array<A>, E | WorkerQueueError> => {
+            const values = new Array<A>(entries.length)
+            for (let i = 0; i < entries.length; i++) {
+              const exit = entries[i]!.exit!
+              if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
+              values[i] = exit.value
+            }
+            return Effect.succeed(values)
+          }
+          // One wait per distinct unsettled entry, then the results are read synchronously in input order.
+          const awaitPending = Effect.suspend(() => {
+            const pending = new Set<Entry<I, A, E>>()
+            for (const entry of entries) if (entry.exit === undefined) pending.add(entry)
+            return pending.size === 0
+              ? Effect.void
+              : Effect.forEach(pending, (entry) => Effect.exit(awaitEntry(entry, restore)), { discard: true })
+          })
+          return runLookups(lookups).pipe(Effect.zipRight(awaitPending), Effect.flatMap(collect))
+        })
       )
 
     let closing: Deferred.Deferred<void> | undefined
