@@ -27,6 +27,24 @@ const entryUrl = (): URL => {
   return new URL(`../../node/readerProcess${ext}`, self)
 }
 
+let tsxApi: string | undefined
+const tsxApiImport = (): string => {
+  if (tsxApi === undefined) tsxApi = new URL("./esm/api/index.mjs", tsxImport()).href
+  return tsxApi
+}
+
+// Worker threads do not honour `--import` in their execArgv, so a TypeScript entry is started from a small
+// bootstrap that registers tsx in the thread first.
+const threadWorker = (entry: URL, needsTsx: boolean, options: WorkerThreads.WorkerOptions) =>
+  needsTsx
+    ? new WorkerThreads.Worker(
+      `import(${JSON.stringify(tsxApiImport())}).then((m) => { m.register(); return import(${
+        JSON.stringify(entry.href)
+      }) })`,
+      { ...options, eval: true }
+    )
+    : new WorkerThreads.Worker(entry, options)
+
 let tsxLoader: string | undefined
 const tsxImport = (): string => {
   if (tsxLoader === undefined) tsxLoader = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href
@@ -52,7 +70,7 @@ const spawn = ({ runner, settings, slot }: SpawnRequest) =>
 
     const layer = NodeWorker.layer(() => {
       const c = settings.workerMode === "thread"
-        ? new WorkerThreads.Worker(entry, { argv: [init], execArgv, env: { ...process.env, [READER_ENV]: "1" } })
+        ? threadWorker(entry, needsTsx, { argv: [init], env: { ...process.env, [READER_ENV]: "1" } })
         : ChildProcess.fork(fileURLToPath(entry), [init], {
           execArgv,
           env: { ...process.env, [READER_ENV]: "1" },

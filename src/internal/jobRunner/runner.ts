@@ -462,8 +462,26 @@ export const run = <Item, Ctx, WCtx>(
     const handles = new Set<ReaderHandle>()
     const seen = new Map<string, number>()
 
-    const setDepth = Effect.suspend(() => Metric.set(m.queueDepth, queue.length))
-    const setInFlight = Effect.suspend(() => Metric.set(m.inFlight, inFlight))
+    let liveProcesses = 0
+    // Metrics are published from the counters above every 250 ms and at the end, not per item: a tagged metric
+    // update costs about as much as a trivial job.
+    let flushed = { processed: 0, failed: 0, restarts: 0 }
+    const flushMetrics = Effect.suspend(() => {
+      const delta = {
+        processed: processed - flushed.processed,
+        failed: failed - flushed.failed,
+        restarts: restarts - flushed.restarts
+      }
+      flushed = { processed, failed, restarts }
+      return Effect.all([
+        Metric.set(m.queueDepth, queue.length),
+        Metric.set(m.inFlight, inFlight),
+        Metric.set(m.processes, liveProcesses),
+        Metric.incrementBy(m.processed, delta.processed),
+        Metric.incrementBy(m.failed, delta.failed),
+        Metric.incrementBy(m.restarts, delta.restarts)
+      ], { discard: true })
+    })
 
     const takeJob = (): Job | undefined => {
       const job = queue.shift()
@@ -505,7 +523,6 @@ export const run = <Item, Ctx, WCtx>(
           seen.set(key, now)
         }
         itemAvailable.notify()
-        yield* setDepth
         return true
       })
 
@@ -564,7 +581,6 @@ export const run = <Item, Ctx, WCtx>(
     const report = (failure: Api.JobFailure) =>
       Effect.gen(function*() {
         failed++
-        yield* Metric.increment(m.failed)
         yield* Effect.logWarning(
           `JobRunner ${runner.name}: job ${failure.jobId} failed (${failure.reason}) in process ${failure.processId}: ${failure.message}`
         )
@@ -585,9 +601,8 @@ export const run = <Item, Ctx, WCtx>(
       handle.run({ id: job.id, item: job.item }).pipe(
         Effect.matchCauseEffect({
           onSuccess: () =>
-            Effect.suspend(() => {
+            Effect.sync(() => {
               processed++
-              return Metric.increment(m.processed)
             }),
           onFailure: (cause) => {
             const error = Cause.failureOption(cause)
@@ -632,14 +647,13 @@ export const run = <Item, Ctx, WCtx>(
           taken++
           inFlight++
           const current = job
-          yield* Effect.all([setDepth, setInFlight])
           yield* FiberSet.run(
             running,
             runJob(handle, current, markDied).pipe(
               Effect.ensuring(Effect.suspend(() => {
                 inFlight--
                 if (inFlight === 0) idle.notify()
-                return Effect.zipRight(permits.release(1), setInFlight)
+                return permits.release(1)
               }))
             )
           )
@@ -670,20 +684,21 @@ export const run = <Item, Ctx, WCtx>(
           handles.add(handle)
           if (processesStarted >= settings.numProcesses) {
             restarts++
-            yield* Metric.increment(m.restarts)
           }
           processesStarted++
-          yield* Metric.increment(m.processes)
+          liveProcesses++
           yield* feed(handle).pipe(
             Effect.ensuring(Effect.suspend(() => {
               handles.delete(handle)
-              return Effect.zipRight(Scope.close(scope, Exit.void), Metric.incrementBy(m.processes, -1))
+              liveProcesses--
+              return Scope.close(scope, Exit.void)
             }))
           )
         }
       })
 
-    yield* Effect.all([setDepth, setInFlight, Metric.set(m.processes, 0)])
+    yield* flushMetrics
+    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep("250 millis"), flushMetrics)))
     const slots = yield* Effect.forEach(
       Array.from({ length: settings.numProcesses }, (_, i) => i),
       (i) => Effect.forkScoped(slot(i))
@@ -710,6 +725,7 @@ export const run = <Item, Ctx, WCtx>(
           yield* Effect.forEach(handles, (h) => h.kill, { discard: true })
           yield* Effect.timeout(all, Duration.seconds(5)).pipe(Effect.ignore)
         }
+        yield* flushMetrics
       })
     )
 
