@@ -13,3 +13,5 @@ export * as ResultCache from "./redis/ResultCache.js"
 export * as RateLimiter from "./redis/RateLimiter.js"
 /** @since 0.1.0 */
 export * as WorkerQueue from "./redis/WorkerQueue.js"
+/** @since 0.1.0 */
+export * as DurableQueue from "./redis/DurableQueue.js"

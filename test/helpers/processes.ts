@@ -60,9 +60,9 @@ export const spawnFixture = (fixture: string, args: ReadonlyArray<string>): Chil
     process: child,
     lines,
     stderr,
-    waitFor: (match, timeoutMs = 20_000) =>
+    waitFor: (match, timeoutMs = 45_000) =>
       waitUntil(() => lines.find(match) ?? (exit !== undefined ? undefined : undefined), "a line", timeoutMs),
-    exited: (timeoutMs = 20_000) => waitUntil(() => exit, "its exit", timeoutMs),
+    exited: (timeoutMs = 45_000) => waitUntil(() => exit, "its exit", timeoutMs),
     kill: (signal = "SIGKILL") => {
       if (exit === undefined) child.kill(signal)
     }

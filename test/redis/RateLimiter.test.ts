@@ -128,7 +128,7 @@ describe.skipIf(!up)("redis RateLimiter", () => {
         try {
           await Promise.all(children.map((c) => c.waitFor((l) => l === "ready")))
           await raw.set(`${logKey}:go`, "1")
-          const codes = await Promise.all(children.map((c) => c.exited(20_000)))
+          const codes = await Promise.all(children.map((c) => c.exited(45_000)))
           expect(codes).toEqual([0, 0, 0, 0])
           const counts = children.map((c) => Number(c.lines.find((l) => l.startsWith("done "))!.slice(5)))
           const times = (await raw.lrange(logKey, 0, -1)).map(Number).sort((a, b) => a - b)
@@ -143,5 +143,5 @@ describe.skipIf(!up)("redis RateLimiter", () => {
           for (const c of children) c.kill()
         }
       })
-    ), 40_000)
+    ), 90_000)
 })

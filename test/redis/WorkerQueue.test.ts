@@ -118,7 +118,7 @@ describe.skipIf(!up)("redis WorkerQueue (single-flight across processes)", () =>
         try {
           await Promise.all(children.map((c) => c.waitFor((l) => l === "ready")))
           await raw.set(`${prefix}go`, "1")
-          expect(await Promise.all(children.map((c) => c.exited(30_000)))).toEqual([0, 0, 0, 0])
+          expect(await Promise.all(children.map((c) => c.exited(45_000)))).toEqual([0, 0, 0, 0])
           // Every require got the right answer…
           expect(children.map((c) => c.lines.find((l) => l.startsWith("done ")))).toEqual(Array(4).fill("done 0"))
           // …and each of the 100 items ran once in the whole cluster.
@@ -127,7 +127,7 @@ describe.skipIf(!up)("redis WorkerQueue (single-flight across processes)", () =>
           for (const c of children) c.kill()
         }
       })
-    ), 50_000)
+    ), 90_000)
 
   it.live("takeover: the lock holder is killed with SIGKILL; a waiting process finishes the item after the lock expires", () =>
     withPrefix((prefix, raw) =>
@@ -155,5 +155,5 @@ describe.skipIf(!up)("redis WorkerQueue (single-flight across processes)", () =>
           waiter.kill()
         }
       })
-    ), 40_000)
+    ), 60_000)
 })

@@ -1,0 +1,145 @@
+/**
+ * A durable job queue on Redis over `@effect/experimental`'s `PersistedQueue` Redis store: offers by id without
+ * duplicates, at-least-once delivery under a lease the taker refreshes while its job runs, an acknowledgement only
+ * after the handler succeeded, and after `maxAttempts` failures a dead-letter record with the last error.
+ *
+ * The queue logic is `PersistedQueue`'s; the Redis store under it is ours (see persistedQueueStore.ts for what is
+ * wrong with the one `@effect/experimental` ships). The last attempt's failure is caught here, recorded in the
+ * dead-letter list with the decoded value, and the job acknowledged.
+ */
+import * as PersistedQueue from "@effect/experimental/PersistedQueue"
+import * as Cause from "effect/Cause"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import type { OptionError } from "../../OptionError.js"
+import type * as DurableQueue from "../../redis/DurableQueue.js"
+import { checker } from "../options.js"
+import { command, RedisClient } from "./client.js"
+import { make as makeStore } from "./persistedQueueStore.js"
+
+const check = checker("RedisDurableQueue")
+
+/** @internal */
+export class DurableQueueError extends Schema.TaggedError<DurableQueueError>("effect-workers/redis/DurableQueueError")(
+  "DurableQueueError",
+  {
+    reason: Schema.Literal("StoreFailed", "EncodeFailed"),
+    queue: Schema.String,
+    cause: Schema.optional(Schema.Defect)
+  }
+) {
+  override get message(): string {
+    const cause = this.cause === undefined ? "" : `: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+    return `DurableQueue ${this.queue}: ${this.reason === "StoreFailed" ? "the Redis store failed" : "cannot encode a job"}${cause}`
+  }
+}
+
+// A handler failure on its way through the store (which must see a failure to requeue the job).
+class HandlerFailed extends Data.TaggedError("HandlerFailed")<{ readonly cause: Cause.Cause<unknown> }> {}
+
+/** @internal */
+export const make = <A, I>(
+  options: DurableQueue.Options<A, I>
+): Effect.Effect<DurableQueue.DurableQueue<A>, OptionError, RedisClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const name = yield* check.require("name", options.name, typeof options.name === "string" && options.name.length > 0, "a non-empty string")
+    const maxAttempts = yield* check.integer("maxAttempts", options.maxAttempts, 3, 1)
+    const lease = yield* check.duration("leaseDuration", options.leaseDuration, "30 seconds")
+    const leaseMillis = Duration.toMillis(lease)
+    yield* check.require("leaseDuration", options.leaseDuration, leaseMillis >= 30, "a duration of 30 milliseconds or more")
+    const pollInterval = yield* check.duration("pollInterval", options.pollInterval, "100 millis")
+    const prefix = options.prefix ?? "effect-workers:queue:"
+    const deadKey = `${prefix}${name}:dead`
+    const { client } = yield* RedisClient
+
+    const store = yield* makeStore(client, {
+      prefix,
+      leaseMillis: Math.round(leaseMillis),
+      pollMillis: Math.max(1, Math.round(Duration.toMillis(pollInterval)))
+    })
+    const factory = yield* Effect.provideService(
+      PersistedQueue.makeFactory,
+      PersistedQueue.PersistedQueueStore,
+      PersistedQueue.PersistedQueueStore.of(store)
+    )
+    const queue = yield* factory.make({ name, schema: options.schema })
+    const encode = Schema.encode(options.schema)
+    const decodeDead = Schema.decodeUnknown(Schema.Struct({
+      id: Schema.String,
+      value: options.schema,
+      attempts: Schema.Number,
+      lastError: Schema.String
+    }))
+    const storeFailed = (cause: unknown) => new DurableQueueError({ reason: "StoreFailed", queue: name, cause })
+
+    const deadLetter = (id: string, value: A, attempts: number, cause: Cause.Cause<unknown>) =>
+      encode(value).pipe(
+        Effect.orDie,
+        Effect.flatMap((encoded) =>
+          command("RPUSH", () =>
+            client.rpush(deadKey, JSON.stringify({ id, value: encoded, attempts, lastError: Cause.pretty(cause) })))
+        ),
+        Effect.mapError(storeFailed)
+      )
+
+    const take = <X, E, R>(
+      handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>
+    ): Effect.Effect<Exit.Exit<X, E>, DurableQueueError, R> =>
+      queue.take((value, meta) => {
+        const attempt = meta.attempts + 1
+        const job: DurableQueue.Job = { id: meta.id, attempt }
+        return handler(value, job).pipe(
+          Effect.map((x) => Exit.succeed(x) as Exit.Exit<X, E>),
+          Effect.catchAllCause((cause): Effect.Effect<Exit.Exit<X, E>, HandlerFailed | DurableQueueError> =>
+            Cause.isInterruptedOnly(cause)
+              ? Effect.failCause(cause as Cause.Cause<never>)
+              : attempt >= maxAttempts
+              // The last attempt: record it and acknowledge the job, so it leaves the queue.
+              ? Effect.as(deadLetter(meta.id, value, attempt, cause), Exit.failCause(cause))
+              : Effect.fail(new HandlerFailed({ cause }))
+          )
+        )
+      }, { maxAttempts: Number.MAX_SAFE_INTEGER }).pipe(
+        Effect.catchAll((error): Effect.Effect<Exit.Exit<X, E>, DurableQueueError> =>
+          error instanceof HandlerFailed
+            ? Effect.succeed(Exit.failCause(error.cause as Cause.Cause<E>))
+            : error instanceof DurableQueueError
+            ? Effect.fail(error)
+            : Effect.fail(storeFailed(error))
+        )
+      )
+
+    return {
+      name,
+      offer: (value, offerOptions) =>
+        queue.offer(value, { id: offerOptions?.id }).pipe(
+          Effect.mapError((cause) =>
+            cause._tag === "ParseError"
+              ? new DurableQueueError({ reason: "EncodeFailed", queue: name, cause })
+              : storeFailed(cause)
+          )
+        ),
+      take,
+      run: (handler, runOptions) => {
+        const concurrency = Math.max(1, runOptions?.concurrency ?? 1)
+        const loop = take(handler).pipe(
+          Effect.catchAll((error) =>
+            Effect.zipRight(Effect.logWarning("DurableQueue: taking a job failed; retrying", error), Effect.sleep("500 millis"))
+          ),
+          Effect.forever
+        )
+        return Effect.all(Array.from({ length: concurrency }, () => loop), { concurrency: "unbounded", discard: true })
+          .pipe(Effect.zipRight(Effect.never))
+      },
+      deadLetters: command("LRANGE", () => client.lrange(deadKey, 0, -1)).pipe(
+        Effect.mapError(storeFailed),
+        Effect.flatMap((raws) =>
+          Effect.forEach(raws, (raw) => decodeDead(JSON.parse(raw)).pipe(Effect.mapError(storeFailed)))
+        )
+      )
+    } satisfies DurableQueue.DurableQueue<A>
+  })

@@ -1,0 +1,165 @@
+/**
+ * A `PersistedQueueStore` (the storage port of `@effect/experimental`'s `PersistedQueue`) on Redis, written
+ * because the store that ships with `@effect/experimental` 0.61 loses and duplicates jobs:
+ * - its `resetQueue` script walks `HGETALL`'s flat reply with `pairs`, so every pass pushes each pending job's id
+ *   and payload back onto the queue whatever its lock — the job runs twice, and the bare id then breaks the next
+ *   `take` script (a `cjson.decode` error after `LPOP`, which Redis does not roll back: that batch is lost);
+ * - its `failed` script declares two keys but uses three, so a job out of attempts stays pending forever;
+ * - offers without an id go to the head of the list (LIFO), those with one to the tail.
+ * Keys of queue `name` under `prefix`: `name` (list of payloads), `name:ids` (ids offered), `name:pending`
+ * (hash id → payload of leased jobs), `name:lock:<id>` (the lease), `name:failed` (list).
+ */
+import * as PersistedQueue from "@effect/experimental/PersistedQueue"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Scope from "effect/Scope"
+import type { Redis } from "ioredis"
+import { randomUUID } from "node:crypto"
+
+// KEYS: queue, ids. ARGV: id, payload, custom (1/0).
+const offerScript = `
+if ARGV[3] == '1' and redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[2])
+return 1
+`
+
+// KEYS: queue, pending. ARGV: lock prefix, worker, lease (ms). The payload taken, or nil.
+const takeScript = `
+local payload = redis.call('LPOP', KEYS[1])
+if not payload then return nil end
+local id = cjson.decode(payload).id
+redis.call('SET', ARGV[1] .. id, ARGV[2], 'PX', ARGV[3])
+redis.call('HSET', KEYS[2], id, payload)
+return payload
+`
+
+// KEYS: pending, lock, target list (queue to requeue, failed list, or none). ARGV: id, payload.
+const settleScript = `
+redis.call('DEL', KEYS[2])
+redis.call('HDEL', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[2]) end
+return 1
+`
+
+// KEYS: queue, pending. ARGV: lock prefix. Puts back every leased job whose lease expired (its taker died).
+const resetScript = `
+local entries = redis.call('HGETALL', KEYS[2])
+local n = 0
+for i = 1, #entries, 2 do
+  local id = entries[i]
+  if redis.call('EXISTS', ARGV[1] .. id) == 0 then
+    redis.call('RPUSH', KEYS[1], entries[i + 1])
+    redis.call('HDEL', KEYS[2], id)
+    n = n + 1
+  end
+end
+return n
+`
+
+interface Element {
+  readonly id: string
+  readonly element: unknown
+  readonly attempts: number
+  readonly lastFailure?: string
+}
+
+/** @internal */
+export interface StoreOptions {
+  readonly prefix: string
+  readonly leaseMillis: number
+  readonly pollMillis: number
+}
+
+const storeError = (message: string) => (cause: unknown) => new PersistedQueue.PersistedQueueError({ message, cause })
+
+/** @internal */
+export const make = (
+  redis: Redis,
+  options: StoreOptions
+): Effect.Effect<PersistedQueue.PersistedQueueStore["Type"], never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { leaseMillis, pollMillis, prefix } = options
+    const worker = randomUUID()
+    const keys = (name: string) => ({
+      queue: `${prefix}${name}`,
+      ids: `${prefix}${name}:ids`,
+      pending: `${prefix}${name}:pending`,
+      lockPrefix: `${prefix}${name}:lock:`,
+      failed: `${prefix}${name}:failed`
+    })
+    const everyThird = `${Math.max(10, Math.floor(leaseMillis / 3))} millis` as const
+
+    // Leases of the jobs this process runs, refreshed together every third of the lease.
+    const active = new Set<string>()
+    yield* Effect.promise(async () => {
+      if (active.size === 0) return
+      const pipeline = redis.pipeline()
+      for (const lock of active) pipeline.pexpire(lock, leaseMillis)
+      await pipeline.exec()
+    }).pipe(
+      Effect.catchAllCause(() => Effect.void),
+      Effect.zipRight(Effect.sleep(everyThird)),
+      Effect.forever,
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+    // Queues this process takes from: their expired leases are put back as often.
+    const watched = new Set<string>()
+    yield* Effect.tryPromise(() =>
+      Promise.all(Array.from(watched, (name) => {
+        const k = keys(name)
+        return redis.eval(resetScript, 2, k.queue, k.pending, k.lockPrefix)
+      }))
+    ).pipe(
+      Effect.catchAllCause(() => Effect.void),
+      Effect.zipRight(Effect.sleep(everyThird)),
+      Effect.forever,
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+
+    const settle = (name: string, element: Element, target: "queue" | "failed" | "none", payload: string) => {
+      const k = keys(name)
+      const lock = k.lockPrefix + element.id
+      active.delete(lock)
+      return Effect.tryPromise({
+        try: () =>
+          redis.eval(settleScript, 3, k.pending, lock, target === "failed" ? k.failed : k.queue, element.id, target === "none" ? "" : payload),
+        catch: storeError("Failed to settle a job")
+      }).pipe(Effect.catchAll((error) => Effect.logWarning("DurableQueue: settling a job failed; its lease will expire", error)))
+    }
+
+    return PersistedQueue.PersistedQueueStore.of({
+      offer: ({ element, id, isCustomId, name }) => {
+        const k = keys(name)
+        return Effect.tryPromise({
+          try: () => redis.eval(offerScript, 2, k.queue, k.ids, id, JSON.stringify({ id, element, attempts: 0 }), isCustomId ? "1" : "0"),
+          catch: storeError("Failed to offer a job")
+        }).pipe(Effect.asVoid)
+      },
+      take: ({ maxAttempts, name }) =>
+        Effect.uninterruptibleMask((restore) => {
+          watched.add(name)
+          const k = keys(name)
+          const poll: Effect.Effect<string, PersistedQueue.PersistedQueueError> = Effect.tryPromise({
+            try: () => redis.eval(takeScript, 2, k.queue, k.pending, k.lockPrefix, worker, leaseMillis) as Promise<string | null>,
+            catch: storeError("Failed to take a job")
+          }).pipe(Effect.flatMap((payload) => payload === null ? Effect.zipRight(Effect.sleep(pollMillis), poll) : Effect.succeed(payload)))
+          return restore(poll).pipe(
+            Effect.map((payload) => JSON.parse(payload) as Element),
+            Effect.tap((element) => {
+              active.add(k.lockPrefix + element.id)
+              return Effect.addFinalizer(Exit.match({
+                onSuccess: () => settle(name, element, "none", ""),
+                onFailure: (cause) => {
+                  if (Cause.isInterruptedOnly(cause)) return settle(name, element, "queue", JSON.stringify(element))
+                  const next = { ...element, attempts: element.attempts + 1, lastFailure: Cause.pretty(cause) }
+                  return settle(name, element, next.attempts >= maxAttempts ? "failed" : "queue", JSON.stringify(next))
+                }
+              }))
+            })
+          )
+        })
+    })
+  })
