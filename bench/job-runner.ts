@@ -1,0 +1,190 @@
+/**
+ * JobRunner benchmark, one run, side by side:
+ *
+ * 1. CPU-bound work (iterated SHA-256): 2 reader processes against the same work inline in one process.
+ *    Reported end to end (spawning included) and in steady state (from the first finished item to the last).
+ * 2. Trivial tasks per second: JobRunner with 2 reader processes and with 2 worker threads, against piscina and
+ *    tinypool with 2 threads, steady state (pools warmed up; runner measured after its first 10 % of items).
+ *
+ * This module is also the runner module the reader processes load, so the benchmark itself only runs outside a
+ * reader process.
+ *
+ *   npx tsx bench/job-runner.ts [--cpu-items 80] [--rounds 20000] [--trivial 40000]
+ */
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
+import { createHash } from "node:crypto"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { Piscina } from "piscina"
+import Tinypool from "tinypool"
+import * as JobRunner from "../src/JobRunner.js"
+
+const arg = (name: string, fallback: number) => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback
+}
+const CPU_ITEMS = arg("cpu-items", 80)
+const ROUNDS = arg("rounds", 20_000)
+const TRIVIAL = arg("trivial", 40_000)
+
+const hash = (payload: string, rounds: number): string => {
+  let digest = payload
+  for (let i = 0; i < rounds; i++) digest = createHash("sha256").update(digest).digest("hex")
+  return digest
+}
+
+// Items: [kind, n]. "cpu" hashes, "trivial" does nothing. Both runners are defined here for the reader processes.
+const counter = (total: number) => {
+  let next = 0
+  return (desired: number) => {
+    const n = Math.min(desired, total - next)
+    const out = Array.from({ length: Math.max(0, n) }, () => next++)
+    return out
+  }
+}
+
+let cpuWriter = counter(0)
+export const cpuRunner = JobRunner.make({
+  name: "benchCpu",
+  module: import.meta.url,
+  writer: (desired) => cpuWriter(desired),
+  reader: (n: number) => {
+    hash(`payload-${n}`, Number(process.env.BENCH_ROUNDS ?? ROUNDS))
+  },
+  settings: {
+    numProcesses: 2,
+    concurrentTasksPerProcess: 1,
+    maxJobsPerProcess: 0,
+    preventRequeuingTime: 0,
+    stopWhenEmpty: true
+  }
+})
+
+let trivialWriter = counter(0)
+export const trivialRunner = JobRunner.make({
+  name: "benchTrivial",
+  module: import.meta.url,
+  writer: (desired) => trivialWriter(desired),
+  reader: (n: number) => n + 1,
+  settings: {
+    numProcesses: 2,
+    concurrentTasksPerProcess: 64,
+    maxQueueSize: 4000,
+    lookupBlockSize: 2000,
+    maxJobsPerProcess: 0,
+    preventRequeuingTime: 0,
+    stopWhenEmpty: true
+  }
+})
+
+/** Runs a runner and times it end to end, and from `fromItem` processed items to the end. */
+const timed = <Item, Ctx, WCtx>(
+  runner: JobRunner.JobRunner<Item, Ctx, WCtx>,
+  total: number,
+  fromItem: number,
+  settings?: JobRunner.SettingsInput
+) =>
+  Effect.gen(function*() {
+    const processed = Metric.tagged(JobRunner.Metrics.processed, "runner", runner.name)
+    const before = (yield* Metric.value(processed)).count
+    let markAt = 0
+    const watcher = yield* Effect.fork(Effect.gen(function*() {
+      while (true) {
+        const count = (yield* Metric.value(processed)).count - before
+        if (count >= fromItem) {
+          markAt = performance.now()
+          return
+        }
+        yield* Effect.sleep("2 millis")
+      }
+    }))
+    const start = performance.now()
+    const summary = yield* JobRunner.run(runner, { settings })
+    const end = performance.now()
+    yield* Fiber.interrupt(watcher)
+    if (summary.processed !== total) throw new Error(`${runner.name}: processed ${summary.processed} of ${total}`)
+    return { endToEnd: end - start, steady: end - markAt, steadyItems: total - fromItem }
+  })
+
+const pools = async (workerFile: string) => {
+  const piscina = new Piscina({ filename: workerFile, minThreads: 2, maxThreads: 2 })
+  const tinypool = new Tinypool({ filename: workerFile, minThreads: 2, maxThreads: 2 })
+  const measure = async (run: (n: number) => Promise<unknown>) => {
+    await Promise.all(Array.from({ length: 2000 }, (_, i) => run(i)))
+    const start = performance.now()
+    await Promise.all(Array.from({ length: TRIVIAL }, (_, i) => run(i)))
+    return TRIVIAL / ((performance.now() - start) / 1000)
+  }
+  const piscinaRate = await measure((n) => piscina.run(n))
+  const tinypoolRate = await measure((n) => tinypool.run(n))
+  await piscina.destroy()
+  await tinypool.destroy()
+  return { piscinaRate, tinypoolRate }
+}
+
+const main = Effect.gen(function*() {
+  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "job-runner-bench-"))
+  const workerFile = Path.join(dir, "worker.mjs")
+  Fs.writeFileSync(workerFile, "export default (n) => n + 1\n")
+  const lines: Array<string> = []
+  const out = (line: string) => {
+    lines.push(line)
+    console.log(line)
+  }
+  out(`JobRunner benchmark — ${new Date().toISOString().slice(0, 10)}, node ${process.version}, nproc ${Os.availableParallelism()}`)
+  out("")
+
+  // 1. CPU-bound
+  const inlineStart = performance.now()
+  for (let i = 0; i < CPU_ITEMS; i++) hash(`payload-${i}`, ROUNDS)
+  const inline = performance.now() - inlineStart
+  cpuWriter = counter(CPU_ITEMS)
+  const cpu = yield* timed(cpuRunner, CPU_ITEMS, 2, { })
+  const inlinePerItem = inline / CPU_ITEMS
+  const steadyPerItem = cpu.steady / cpu.steadyItems
+  out(`CPU-bound: ${CPU_ITEMS} items × ${ROUNDS} SHA-256 rounds`)
+  out("")
+  out("| | time | per item | speed-up vs inline |")
+  out("|---|---|---|---|")
+  out(`| inline, one process | ${(inline / 1000).toFixed(2)} s | ${inlinePerItem.toFixed(1)} ms | 1.00× |`)
+  out(
+    `| JobRunner, 2 reader processes, end to end (spawning included) | ${(cpu.endToEnd / 1000).toFixed(2)} s | ${
+      (cpu.endToEnd / CPU_ITEMS).toFixed(1)
+    } ms | ${(inline / cpu.endToEnd).toFixed(2)}× |`
+  )
+  out(
+    `| JobRunner, 2 reader processes, steady state | ${(cpu.steady / 1000).toFixed(2)} s for ${cpu.steadyItems} | ${
+      steadyPerItem.toFixed(1)
+    } ms | ${(inlinePerItem / steadyPerItem).toFixed(2)}× |`
+  )
+  out("")
+
+  // 2. Trivial tasks
+  const { piscinaRate, tinypoolRate } = yield* Effect.promise(() => pools(workerFile))
+  const from = Math.floor(TRIVIAL / 10)
+  trivialWriter = counter(TRIVIAL)
+  const procs = yield* timed(trivialRunner, TRIVIAL, from)
+  trivialWriter = counter(TRIVIAL)
+  const threads = yield* timed(trivialRunner, TRIVIAL, from, { workerMode: "thread" })
+  const procRate = procs.steadyItems / (procs.steady / 1000)
+  const threadRate = threads.steadyItems / (threads.steady / 1000)
+  out(`Trivial tasks (n => n + 1), ${TRIVIAL} tasks, 2 workers each, steady state`)
+  out("")
+  out("| | tasks/s | vs piscina |")
+  out("|---|---|---|")
+  out(`| piscina ${"5"} (2 threads) | ${piscinaRate.toFixed(0)} | 1.00× |`)
+  out(`| tinypool (2 threads) | ${tinypoolRate.toFixed(0)} | ${(tinypoolRate / piscinaRate).toFixed(2)}× |`)
+  out(`| JobRunner, 2 reader processes | ${procRate.toFixed(0)} | ${(procRate / piscinaRate).toFixed(2)}× |`)
+  out(`| JobRunner, 2 worker threads | ${threadRate.toFixed(0)} | ${(threadRate / piscinaRate).toFixed(2)}× |`)
+  Fs.rmSync(dir, { recursive: true, force: true })
+})
+
+if (!JobRunner.isReaderProcess()) {
+  Effect.runPromise(main).then(() => process.exit(0), (e) => {
+    console.error(e)
+    process.exit(1)
+  })
+}
