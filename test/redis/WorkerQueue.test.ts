@@ -28,16 +28,16 @@ const withPrefix = <A, E, R>(f: (prefix: string, raw: Redis) => Effect.Effect<A,
   )
 
 // A queue on a connection of its own, as another process would have.
-const queueOn = <A, E>(
+const queueOn = <A, I, E>(
   prefix: string,
   worker: (n: number) => Effect.Effect<A, E>,
-  schema: Schema.Schema<A, any>
+  schema: Schema.Schema<A, I>
 ) =>
   Effect.gen(function*() {
     const context = yield* Layer.build(RedisClient.layer())
     return yield* Effect.provide(
       Effect.gen(function*() {
-        const cache = yield* RedisResultCache.make<number, A, any>({ schema, prefix: `${prefix}r:` })
+        const cache = yield* RedisResultCache.make<number, A, I>({ schema, prefix: `${prefix}r:` })
         return yield* RedisWorkerQueue.make({ cache, worker, lockTimeToLive: "1 second", lockPrefix: `${prefix}lock:` })
       }),
       context
