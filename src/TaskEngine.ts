@@ -138,7 +138,7 @@ export declare namespace TaskEngine {
     readonly inputCapacity?: number | undefined
     /**
      * Results of the manual flow not yet taken; when full, workers pause. Also sets how far `applyToEach` reads
-     * ahead (`workers + resultCapacity` tasks). Default: `Infinity` (read-ahead `workers + max(3 × workers, 1024)`).
+     * ahead (`workers + resultCapacity` tasks). Default: `Infinity` (read-ahead `workers + max(8 × workers, 4096)`).
      */
     readonly resultCapacity?: number | undefined
     /** How long `awaitEnd` / `results` wait for a first task before failing with `StartTimeout`. Default: forever. */

@@ -15,6 +15,7 @@ import * as FiberId from "effect/FiberId"
 import * as FiberSet from "effect/FiberSet"
 import type * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Mailbox from "effect/Mailbox"
 import type * as Context from "effect/Context"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
@@ -65,10 +66,7 @@ interface WorkerSlot<I> {
   current: Task<I> | undefined
 }
 
-// Ends of an `applyToEach` result queue and of a manual round.
-class EachEnd {
-  constructor(readonly cause: Cause.Cause<unknown> | undefined) {}
-}
+// The end of a manual round, in the result buffer.
 class RoundEnd {
   constructor(readonly round: Round) {}
 }
@@ -334,7 +332,7 @@ export const make = <I, A, E, R>(
     // ---- applyToEach --------------------------------------------------------------------------------------------
 
     // Tasks of one `applyToEach` submitted but not yet pulled by its consumer: the backpressure on its inputs.
-    const window = workers + (resultCapacity === Infinity ? Math.max(3 * workers, 1024) : resultCapacity)
+    const window = workers + (resultCapacity === Infinity ? Math.max(8 * workers, 4096) : resultCapacity)
     const batchSize = Math.max(1, Math.floor(window / 2))
 
     const applyToEach = <E2, R2>(
@@ -342,17 +340,18 @@ export const make = <I, A, E, R>(
     ): Stream.Stream<Result<I, A, E>, E2, R2> =>
       Stream.unwrapScoped(Effect.gen(function*() {
         const permits = yield* Effect.makeSemaphore(window)
-        const out = yield* Queue.unbounded<Result<I, A, E> | EachEnd>()
+        // Results wait in a Mailbox (array-backed, and it carries the end or the input's failure).
+        const out = yield* Mailbox.make<Result<I, A, E>, E2>()
         let inflight = 0
         let inputsDone = false
         const call: Call<I, A, E> = {
           cancelled: false,
           deliver: (task, exit) => {
             out.unsafeOffer(new TaskResultImpl(task.id, task.input, task.attempt, exit))
-            if (--inflight === 0 && inputsDone) out.unsafeOffer(new EachEnd(undefined))
+            if (--inflight === 0 && inputsDone) out.unsafeDone(Exit.void)
             return undefined
           },
-          settle: () => void out.unsafeOffer(new EachEnd(Cause.interrupt(FiberId.none)))
+          settle: () => void out.unsafeDone(Exit.interrupt(FiberId.none))
         }
         const owner = call as Call<I, never, never>
         if (closing) return yield* Effect.interrupt
@@ -404,35 +403,34 @@ export const make = <I, A, E, R>(
             Effect.sync(() => {
               if (Exit.isSuccess(exit)) {
                 inputsDone = true
-                if (inflight === 0) out.unsafeOffer(new EachEnd(undefined))
+                if (inflight === 0) out.unsafeDone(Exit.void)
               } else {
                 // Also when interrupted: the engine may be closing, and the consumer must not wait for more.
-                out.unsafeOffer(new EachEnd(exit.cause))
+                out.unsafeDone(exit)
               }
             })
           ),
           Effect.forkScoped
         )
 
-        let ended = false
-        let failure: Cause.Cause<unknown> | undefined
-        const pull: Effect.Effect<Array<Result<I, A, E>>, Option.Option<E2>> = Effect.suspend(() => {
-          if (failure !== undefined) return Effect.failCause(Cause.map(failure as Cause.Cause<E2>, Option.some))
-          if (ended) return Effect.fail(Option.none())
-          return Effect.flatMap(Queue.takeBetween(out, 1, 4096), (chunk) => {
-            const results: Array<Result<I, A, E>> = []
-            for (const item of chunk) {
-              if (item instanceof EachEnd) {
-                if (item.cause === undefined) ended = true
-                else failure = item.cause
-              } else {
-                results.push(item)
-              }
-            }
-            return results.length === 0 ? pull : Effect.as(permits.release(results.length), results)
-          })
-        })
-        return Stream.repeatEffectChunkOption(Effect.map(pull, (results) => chunkOf(results)))
+        const release = (chunk: Chunk.Chunk<Result<I, A, E>>) =>
+          chunk.length === 0 ? Effect.succeed(chunk) : Effect.as(permits.release(chunk.length), chunk)
+        // After the end, `takeAll` gives an empty chunk marked done (or fails with the input's error).
+        const takeAll = Effect.mapError(out.takeAll, Option.some)
+        const pull: Effect.Effect<Chunk.Chunk<Result<I, A, E>>, Option.Option<E2>> = Effect.flatMap(
+          takeAll,
+          ([first, done]) => {
+            if (done || first.length >= 64) return first.length === 0 ? Effect.fail(Option.none()) : release(first)
+            // Woken by the first result: let the workers run a turn and take what else came in, so fast tasks
+            // flow downstream in chunks rather than one pull per result.
+            return Effect.flatMap(Effect.yieldNow(), () => {
+              const waiting = Option.getOrElse(out.unsafeSize(), () => 0)
+              if (waiting <= 0) return release(first)
+              return Effect.flatMap(takeAll, ([rest]) => release(Chunk.appendAll(first, rest)))
+            })
+          }
+        )
+        return Stream.repeatEffectChunkOption(pull)
       }))
 
     // ---- manual flow --------------------------------------------------------------------------------------------
@@ -554,8 +552,6 @@ export const make = <I, A, E, R>(
     }
     return engine
   })
-
-const chunkOf = <A>(array: Array<A>) => Chunk.unsafeFromArray(array)
 
 /** @internal */
 export const layer = <Id, I, A, E, R>(
