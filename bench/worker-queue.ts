@@ -14,7 +14,11 @@ import * as Cache from "effect/Cache"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Scope from "effect/Scope"
 import DataLoader from "dataloader"
 import PQueue from "p-queue"
 import * as os from "node:os"
@@ -53,6 +57,21 @@ const check = (sum: number) => {
   if (sum !== expected) throw new Error(`wrong sum ${sum}, expected ${expected}`)
 }
 const sumOf = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0)
+
+// Plain TypeScript: one runtime holds the queue; every require is its own runPromise, as DataLoader's load.
+const oursPromise = async () => {
+  const runtime = ManagedRuntime.make(Layer.empty)
+  const scope = await runtime.runPromise(Scope.make())
+  const queue = await runtime.runPromise(
+    Effect.flatMap(ResultCache.memory<number, number>(), (cache) =>
+      WorkerQueue.make({ worker: (k: number) => Effect.succeed(k * 2), cache, concurrency: 16 })).pipe(
+        Scope.extend(scope)
+      )
+  )
+  check(sumOf(await Promise.all(keys.map((k) => runtime.runPromise(queue.require(k))))))
+  await runtime.runPromise(Scope.close(scope, Exit.void))
+  await runtime.dispose()
+}
 
 const ours = (mode: "require" | "requireAll") =>
   Effect.runPromise(
@@ -101,8 +120,9 @@ const effectCache = () =>
   )
 
 const contenders: Array<[string, () => Promise<void>]> = [
-  ["WorkerQueue.require (fiber per call)", () => ours("require")],
   ["WorkerQueue.requireAll (one fiber)", () => ours("requireAll")],
+  ["WorkerQueue.require, runPromise per call", oursPromise],
+  ["WorkerQueue.require, Effect.forEach unbounded", () => ours("require")],
   ["DataLoader (batch: false)", dataLoader],
   ["Map of promises", mapOfPromises],
   ["Effect Cache + Effect.forEach", effectCache]
@@ -139,11 +159,11 @@ const heapUsed = () => {
   return process.memoryUsage().heapUsed
 }
 
-const oursWaiting = (mode: "requireAll" | "require") =>
+const oursWaiting = (mode: "requireAll" | "require", waiting: number) =>
   Effect.runPromise(
     Effect.gen(function*() {
       const gate = yield* Deferred.make<void>()
-      const items = Array.from({ length: WAITING }, (_, i) => i)
+      const items = Array.from({ length: waiting }, (_, i) => i)
       const queue = yield* WorkerQueue.make({
         worker: (k: number) => Effect.as(Deferred.await(gate), k),
         concurrency: 1,
@@ -153,8 +173,8 @@ const oursWaiting = (mode: "requireAll" | "require") =>
       const fiber = mode === "requireAll"
         ? yield* Effect.fork(Effect.asVoid(queue.requireAll(items)))
         : yield* Effect.fork(Effect.forEach(items, queue.require, { concurrency: "unbounded", discard: true }))
-      while ((yield* queue.stats).inFlight < WAITING) yield* Effect.sleep("10 millis")
-      const bytes = (heapUsed() - before) / WAITING
+      while ((yield* queue.stats).inFlight < waiting) yield* Effect.sleep("10 millis")
+      const bytes = (heapUsed() - before) / waiting
       yield* Deferred.succeed(gate, undefined)
       yield* Fiber.join(fiber)
       return bytes
@@ -181,8 +201,10 @@ const memory = async () => {
   console.log(`\nheap bytes per waiting item, ${WAITING / 1e6}M requires queued behind one blocked worker`)
   console.log("| implementation | bytes / waiting item |")
   console.log("|---|---:|")
-  console.log(`| WorkerQueue.requireAll (one caller) | ${(await oursWaiting("requireAll")).toFixed(0)} |`)
-  console.log(`| WorkerQueue.require (a fiber per caller) | ${(await oursWaiting("require")).toFixed(0)} |`)
+  console.log(`| WorkerQueue.requireAll (one caller) | ${(await oursWaiting("requireAll", WAITING)).toFixed(0)} |`)
+  // A fiber per caller is the caller's cost more than the queue's; 1M fibers take minutes, so 100k here.
+  const perFiber = await oursWaiting("require", WAITING / 10)
+  console.log(`| WorkerQueue.require, a fiber per caller (${WAITING / 10_000}k callers) | ${perFiber.toFixed(0)} |`)
   console.log(`| p-queue add() | ${(await pQueueWaiting()).toFixed(0)} |`)
 }
 

@@ -44,7 +44,11 @@ export class WorkerQueueError extends Schema.TaggedError<WorkerQueueError>("effe
 
 interface Entry<I, A, E> {
   readonly item: I
-  readonly deferred: Deferred.Deferred<A, E | WorkerQueueError>
+  /**
+   * What waiters await, made when the first one has to wait: an entry that settles before anyone waits (a batch
+   * registered by `requireAll` is awaited one entry at a time) never needs one.
+   */
+  deferred: Deferred.Deferred<A, E | WorkerQueueError> | undefined
   /**
    * "lookup": its cache read is under way; "room": waiting for space in the work queue; "queued": in the queue
    * or running; "done": settled.
@@ -144,7 +148,7 @@ export const make = <I, A, E = never, R = never>(
       entry.state = "done"
       entry.exit = exit
       MutableHashMap.remove(inFlight, entry.item)
-      Deferred.unsafeDone(entry.deferred, exit)
+      if (entry.deferred !== undefined) Deferred.unsafeDone(entry.deferred, exit)
       if (drained !== undefined && MutableHashMap.size(inFlight) === 0) Deferred.unsafeDone(drained, Exit.void)
     }
 
@@ -208,14 +212,14 @@ export const make = <I, A, E = never, R = never>(
       entry: Entry<I, A, E>,
       restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>
     ): Effect.Effect<A, E | WorkerQueueError> => {
+      if (entry.exit !== undefined) return entry.exit
+      if (entry.deferred === undefined) entry.deferred = Deferred.unsafeMake(FiberId.none)
       if (entry.state !== "room") return restore(Deferred.await(entry.deferred))
       entry.waiters++
       return Effect.onInterrupt(restore(Deferred.await(entry.deferred)), () =>
         Effect.sync(() => {
           entry.waiters--
-          if (entry.waiters === 0 && entry.state === "room") {
-            settle(entry, Exit.interrupt(FiberId.none))
-          }
+          if (entry.waiters === 0 && entry.state === "room") settle(entry, Exit.interrupt(FiberId.none))
         }))
     }
 
@@ -246,10 +250,11 @@ export const make = <I, A, E = never, R = never>(
       }
     }
 
-    // Registers interest in the item, synchronously, and returns the entry to await: the one in flight for an
-    // equal item, or a new one, settled at once on a hit in a synchronous cache, or submitted to the workers on a
-    // miss. With an asynchronous cache the new entry is left in state "lookup" and pushed to `lookups`: the caller
-    // reads the cache. The entry is in the map before that read, so an equal item arriving meanwhile joins it.
+    // Registers interest in the item, synchronously, and returns what to await: the entry in flight for an
+    // equal item, or a new one submitted to the workers on a miss, or (on a hit in a synchronous cache) a settled
+    // outcome that never enters the map. With an asynchronous cache the new entry is left in state "lookup" and
+    // pushed to `lookups`: the caller reads the cache. The entry is in the map before that read, so an equal item
+    // arriving meanwhile joins it.
     const begin = (item: I, lookups: Array<Entry<I, A, E>>): Entry<I, A, E> | WorkerQueueError => {
       if (closed) return error("Closed", item)
       const found = MutableHashMap.get(inFlight, item)
@@ -257,30 +262,17 @@ export const make = <I, A, E = never, R = never>(
         stats.deduplicated++
         return found.value
       }
-      const entry: Entry<I, A, E> = {
-        item,
-        deferred: Deferred.unsafeMake<A, E | WorkerQueueError>(FiberId.none),
-        state: "lookup",
-        waiters: 0,
-        exit: undefined
-      }
-      if (cache === undefined) {
-        MutableHashMap.set(inFlight, item, entry)
-        submit(entry)
-      } else if (unsafeGet !== undefined) {
+      if (unsafeGet !== undefined) {
         const hit = unsafeGet(item)
         if (Option.isSome(hit)) {
           stats.hits++
-          entry.state = "done"
-          entry.exit = Exit.succeed(hit.value)
-        } else {
-          MutableHashMap.set(inFlight, item, entry)
-          submit(entry)
+          return { item, deferred: undefined, state: "done", waiters: 0, exit: Exit.succeed(hit.value) }
         }
-      } else {
-        MutableHashMap.set(inFlight, item, entry)
-        lookups.push(entry)
       }
+      const entry: Entry<I, A, E> = { item, deferred: undefined, state: "lookup", waiters: 0, exit: undefined }
+      MutableHashMap.set(inFlight, item, entry)
+      if (cache === undefined || unsafeGet !== undefined) submit(entry)
+      else lookups.push(entry)
       return entry
     }
 
@@ -297,7 +289,6 @@ export const make = <I, A, E = never, R = never>(
           const lookups: Array<Entry<I, A, E>> = []
           const entry = begin(item, lookups)
           if (entry instanceof WorkerQueueError) return Effect.fail(entry)
-          if (entry.exit !== undefined) return entry.exit
           return lookups.length === 0
             ? awaitEntry(entry, restore)
             : Effect.zipRight(runLookups(lookups), awaitEntry(entry, restore))
@@ -323,14 +314,15 @@ export const make = <I, A, E = never, R = never>(
             }
             return Effect.succeed(values)
           }
-          // One wait per distinct unsettled entry, then the results are read synchronously in input order.
-          const awaitPending = Effect.suspend(() => {
-            const pending = new Set<Entry<I, A, E>>()
-            for (const entry of entries) if (entry.exit === undefined) pending.add(entry)
-            return pending.size === 0
-              ? Effect.void
-              : Effect.forEach(pending, (entry) => Effect.exit(awaitEntry(entry, restore)), { discard: true })
-          })
+          // Waits for the first unsettled entry, then looks for the next: one wait per entry still pending when
+          // its turn comes, not one Effect step per item. Failures are read afterwards, in input order.
+          const awaitFrom = (start: number): Effect.Effect<void> => {
+            let i = start
+            while (i < entries.length && entries[i]!.exit !== undefined) i++
+            if (i === entries.length) return Effect.void
+            return Effect.flatMap(Effect.exit(awaitEntry(entries[i]!, restore)), () => awaitFrom(i + 1))
+          }
+          const awaitPending = Effect.suspend(() => awaitFrom(0))
           return runLookups(lookups).pipe(Effect.zipRight(awaitPending), Effect.flatMap(collect))
         })
       )
