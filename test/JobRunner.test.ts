@@ -1,4 +1,4 @@
-import { describe, expect, it } from "@effect/vitest"
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
@@ -401,6 +401,38 @@ describe("JobRunner readers (in-process)", () => {
 
 const fixture = Path.resolve(__dirname, "fixtures/jobRunner-fixture.ts")
 const bin = Path.resolve(__dirname, "../src/node/bin.mjs")
+const root = Path.resolve(__dirname, "..")
+
+/**
+ * The fixture and the reader entry compiled to JavaScript once (esbuild, shared chunks): it is what a production
+ * build looks like, and a process starts in a fraction of the time tsx needs. The CLI test runs the TypeScript
+ * sources through tsx instead.
+ */
+let built: { readonly fixture: string; readonly entry: string; readonly dir: string } | undefined
+beforeAll(async () => {
+  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-build-"))
+  const esbuild = await import("esbuild")
+  await esbuild.build({
+    entryPoints: [fixture, Path.join(root, "src/node/readerProcess.ts")],
+    outdir: dir,
+    outbase: root,
+    bundle: true,
+    splitting: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    outExtension: { ".js": ".mjs" },
+    logLevel: "error"
+  })
+  built = {
+    dir,
+    fixture: Path.join(dir, "test/fixtures/jobRunner-fixture.mjs"),
+    entry: Path.join(dir, "src/node/readerProcess.mjs")
+  }
+}, 60_000)
+afterAll(() => {
+  if (built !== undefined) Fs.rmSync(built.dir, { recursive: true, force: true })
+})
 
 interface LogEvent {
   readonly e: string
@@ -448,9 +480,14 @@ const runFixture = (options: {
   Effect.async<Outcome>((resume) => {
     const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-"))
     const log = Path.join(dir, "log.jsonl")
-    const argv = options.args ?? ["--import", "tsx", fixture]
+    const argv = options.args ?? [built!.fixture]
     const child = ChildProcess.spawn(process.execPath, argv as Array<string>, {
-      env: { ...process.env, FIXTURE_LOG: log, ...options.env },
+      env: {
+        ...process.env,
+        FIXTURE_LOG: log,
+        ...(options.args === undefined ? { EFFECT_WORKERS_JOB_RUNNER_ENTRY: built!.entry } : {}),
+        ...options.env
+      },
       stdio: ["ignore", "pipe", "pipe"]
     })
     let stderr = ""

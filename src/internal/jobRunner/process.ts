@@ -21,7 +21,18 @@ import * as Schema from "effect/Schema"
 
 const isTs = (path: string) => /\.[cm]?tsx?$/.test(path)
 
+/**
+ * Overrides where the reader entry is, for bundled deployments where relative paths no longer hold.
+ *
+ * @internal
+ */
+export const ENTRY_ENV = "EFFECT_WORKERS_JOB_RUNNER_ENTRY"
+
 const entryUrl = (): URL => {
+  const override = process.env[ENTRY_ENV]
+  if (override !== undefined && override.length > 0) {
+    return override.startsWith("file:") ? new URL(override) : pathToFileURL(override)
+  }
   const self = import.meta.url
   const ext = isTs(fileURLToPath(self)) ? ".ts" : ".js"
   return new URL(`../../node/readerProcess${ext}`, self)
