@@ -78,3 +78,20 @@ export const make = (
 /** @internal */
 export const layer = (options: RedisClientModule.RedisClient.Options = {}): Layer.Layer<RedisClient, RedisError> =>
   Layer.scoped(RedisClient, make(options))
+
+/**
+ * A Lua script as a command of `client` (ioredis `defineCommand`: `EVALSHA`, falling back to `EVAL` once), so
+ * the script's text is not sent with every call.
+ *
+ * @internal
+ */
+export const defineScript = (
+  client: Redis,
+  name: string,
+  lua: string,
+  numberOfKeys: number
+): (...args: Array<string | number>) => Promise<unknown> => {
+  const commands = client as unknown as Record<string, ((...args: Array<string | number>) => Promise<unknown>) | undefined>
+  if (commands[name] === undefined) client.defineCommand(name, { lua, numberOfKeys })
+  return (...args) => commands[name]!(...args)
+}

@@ -18,7 +18,7 @@ import type * as Scope from "effect/Scope"
 import type { OptionError } from "../../OptionError.js"
 import type * as DurableQueue from "../../redis/DurableQueue.js"
 import { checker } from "../options.js"
-import { command, RedisClient } from "./client.js"
+import { command, connect, RedisClient } from "./client.js"
 import { make as makeStore } from "./persistedQueueStore.js"
 
 const check = checker("RedisDurableQueue")
@@ -54,9 +54,15 @@ export const make = <A, I>(
     const pollInterval = yield* check.duration("pollInterval", options.pollInterval, "100 millis")
     const prefix = options.prefix ?? "effect-workers:queue:"
     const deadKey = `${prefix}${name}:dead`
-    const { client } = yield* RedisClient
+    const { client, options: clientOptions } = yield* RedisClient
+    // A connection of its own with auto-pipelining: the takes and acknowledgements of concurrent takers issued in
+    // one tick travel in one round trip.
+    const storeClient = yield* connect({
+      ...clientOptions,
+      options: { ...clientOptions.options, enableAutoPipelining: true }
+    }).pipe(Effect.orDie)
 
-    const store = yield* makeStore(client, {
+    const store = yield* makeStore(storeClient, {
       prefix,
       leaseMillis: Math.round(leaseMillis),
       pollMillis: Math.max(1, Math.round(Duration.toMillis(pollInterval)))

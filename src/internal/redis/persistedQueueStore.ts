@@ -16,6 +16,7 @@ import * as Exit from "effect/Exit"
 import type * as Scope from "effect/Scope"
 import type { Redis } from "ioredis"
 import { randomUUID } from "node:crypto"
+import { defineScript } from "./client.js"
 
 // KEYS: queue, ids. ARGV: id, payload, custom (1/0).
 const offerScript = `
@@ -73,6 +74,7 @@ export interface StoreOptions {
 
 const storeError = (message: string) => (cause: unknown) => new PersistedQueue.PersistedQueueError({ message, cause })
 
+
 /** @internal */
 export const make = (
   redis: Redis,
@@ -88,6 +90,10 @@ export const make = (
       lockPrefix: `${prefix}${name}:lock:`,
       failed: `${prefix}${name}:failed`
     })
+    const offerCmd = defineScript(redis, "ewDurableOffer", offerScript, 2)
+    const takeCmd = defineScript(redis, "ewDurableTake", takeScript, 2)
+    const settleCmd = defineScript(redis, "ewDurableSettle", settleScript, 3)
+    const resetCmd = defineScript(redis, "ewDurableReset", resetScript, 2)
     const everyThird = `${Math.max(10, Math.floor(leaseMillis / 3))} millis` as const
 
     // Leases of the jobs this process runs, refreshed together every third of the lease.
@@ -109,7 +115,7 @@ export const make = (
     yield* Effect.tryPromise(() =>
       Promise.all(Array.from(watched, (name) => {
         const k = keys(name)
-        return redis.eval(resetScript, 2, k.queue, k.pending, k.lockPrefix)
+        return resetCmd(k.queue, k.pending, k.lockPrefix)
       }))
     ).pipe(
       Effect.catchAllCause(() => Effect.void),
@@ -119,22 +125,29 @@ export const make = (
       Effect.forkScoped
     )
 
-    const settle = (name: string, element: Element, target: "queue" | "failed" | "none", payload: string) => {
-      const k = keys(name)
-      const lock = k.lockPrefix + element.id
-      active.delete(lock)
-      return Effect.tryPromise({
-        try: () =>
-          redis.eval(settleScript, 3, k.pending, lock, target === "failed" ? k.failed : k.queue, element.id, target === "none" ? "" : payload),
-        catch: storeError("Failed to settle a job")
-      }).pipe(Effect.catchAll((error) => Effect.logWarning("DurableQueue: settling a job failed; its lease will expire", error)))
-    }
+    // Settling (acknowledge, requeue, dead-letter) is sent without waiting for the reply, so a taker goes on to its
+    // next job at once and the settle shares a round trip with the next take. The replies still pending when the
+    // scope closes are awaited. A settle lost in a crash only means the lease expires and the job runs again.
+    const settling = new Set<Promise<unknown>>()
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(() => Promise.allSettled(settling)).pipe(Effect.timeout("5 seconds"), Effect.ignore)
+    )
+    const settle = (name: string, element: Element, target: "queue" | "failed" | "none", payload: string) =>
+      Effect.sync(() => {
+        const k = keys(name)
+        const lock = k.lockPrefix + element.id
+        active.delete(lock)
+        const reply = settleCmd(k.pending, lock, target === "failed" ? k.failed : k.queue, element.id, target === "none" ? "" : payload)
+          .catch((cause) => Effect.runFork(Effect.logWarning("DurableQueue: settling a job failed; its lease will expire", cause)))
+          .finally(() => settling.delete(reply))
+        settling.add(reply)
+      })
 
     return PersistedQueue.PersistedQueueStore.of({
       offer: ({ element, id, isCustomId, name }) => {
         const k = keys(name)
         return Effect.tryPromise({
-          try: () => redis.eval(offerScript, 2, k.queue, k.ids, id, JSON.stringify({ id, element, attempts: 0 }), isCustomId ? "1" : "0"),
+          try: () => offerCmd(k.queue, k.ids, id, JSON.stringify({ id, element, attempts: 0 }), isCustomId ? "1" : "0"),
           catch: storeError("Failed to offer a job")
         }).pipe(Effect.asVoid)
       },
@@ -143,7 +156,7 @@ export const make = (
           watched.add(name)
           const k = keys(name)
           const poll: Effect.Effect<string, PersistedQueue.PersistedQueueError> = Effect.tryPromise({
-            try: () => redis.eval(takeScript, 2, k.queue, k.pending, k.lockPrefix, worker, leaseMillis) as Promise<string | null>,
+            try: () => takeCmd(k.queue, k.pending, k.lockPrefix, worker, leaseMillis) as Promise<string | null>,
             catch: storeError("Failed to take a job")
           }).pipe(Effect.flatMap((payload) => payload === null ? Effect.zipRight(Effect.sleep(pollMillis), poll) : Effect.succeed(payload)))
           return restore(poll).pipe(

@@ -15,7 +15,7 @@ import type { OptionError } from "../../OptionError.js"
 import type * as RateLimiter from "../../RateLimiter.js"
 import type * as RedisRateLimiter from "../../redis/RateLimiter.js"
 import { checker } from "../options.js"
-import { command, RedisClient } from "./client.js"
+import { command, defineScript, RedisClient } from "./client.js"
 
 const check = checker("RedisRateLimiter")
 
@@ -67,6 +67,7 @@ export const slidingWindow = (
     const { interval, key, limit } = yield* validate(options)
     const intervalMicros = Math.round(Duration.toMillis(interval) * 1000)
     const { client } = yield* RedisClient
+    const script = defineScript(client, "ewSlidingWindow", slidingWindowScript, 1)
     const owner = randomUUID()
     let counter = 0
     // One fiber of this process talks to Redis at a time: waiters of one process are served in order, and a full
@@ -74,7 +75,7 @@ export const slidingWindow = (
     const line = yield* Effect.makeSemaphore(1)
     const attempt = (member: string) =>
       command("EVAL", () =>
-        client.eval(slidingWindowScript, 1, key, limit, intervalMicros, member) as Promise<[number, number]>
+        script(key, limit, intervalMicros, member) as Promise<[number, number]>
       ).pipe(Effect.retry(retryForever), Effect.orDie)
 
     const takeTimed = (_ticket?: RateLimiter.RateLimiter.Ticket): Effect.Effect<number> =>
@@ -147,8 +148,9 @@ export const fixedWindow = (
     const { interval, key, limit } = yield* validate(options)
     const intervalMillis = Math.max(1, Math.round(Duration.toMillis(interval)))
     const { client } = yield* RedisClient
+    const script = defineScript(client, "ewFixedWindow", fixedWindowScript, 1)
     const attempt = command("EVAL", () =>
-      client.eval(fixedWindowScript, 1, key, limit, intervalMillis) as Promise<[number, number]>
+      script(key, limit, intervalMillis) as Promise<[number, number]>
     ).pipe(Effect.retry(retryForever), Effect.orDie)
     const loop: Effect.Effect<void> = Effect.flatMap(attempt, ([granted, wait]) =>
       granted === 1 ? Effect.void : Effect.zipRight(Effect.sleep(Duration.millis(Math.max(1, wait))), loop))

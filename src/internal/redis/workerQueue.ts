@@ -18,7 +18,7 @@ import type * as RedisWorkerQueue from "../../redis/WorkerQueue.js"
 import type * as ResultCache from "../../ResultCache.js"
 import * as WorkerQueue from "../../WorkerQueue.js"
 import { checker } from "../options.js"
-import { command, RedisClient, type RedisError } from "./client.js"
+import { command, defineScript, RedisClient, type RedisError } from "./client.js"
 
 const check = checker("RedisWorkerQueue")
 
@@ -95,6 +95,10 @@ export const make = <I, A, E = never, R = never>(
     })
     yield* command("SUBSCRIBE", () => subscriber.subscribe(channel))
 
+    const acquireCmd = defineScript(client, "ewSingleFlightAcquire", acquireScript, 2)
+    const refreshCmd = defineScript(client, "ewSingleFlightRefresh", refreshScript, 1)
+    const completeCmd = defineScript(client, "ewSingleFlightComplete", completeScript, 2)
+    const releaseCmd = defineScript(client, "ewSingleFlightRelease", releaseScript, 1)
     const owner = randomUUID()
     let counter = 0
 
@@ -115,7 +119,7 @@ export const make = <I, A, E = never, R = never>(
 
     const runHolding = (item: I, storeKey: string, lockKey: string, token: string): Effect.Effect<A, E | RedisError, R> => {
       const refresher = Effect.sleep(Duration.millis(Math.max(10, Math.floor(lockTtlMillis / 3)))).pipe(
-        Effect.zipRight(command("EVAL", () => client.eval(refreshScript, 1, lockKey, token, lockTtlMillis))),
+        Effect.zipRight(command("EVAL", () => refreshCmd(lockKey, token, lockTtlMillis))),
         Effect.tap((held) =>
           held === 1 ? Effect.void : Effect.logWarning(`RedisWorkerQueue: lost the lock of ${storeKey} during its run`)
         ),
@@ -124,13 +128,13 @@ export const make = <I, A, E = never, R = never>(
       )
       const release = command(
         "EVAL",
-        () => client.eval(releaseScript, 1, lockKey, token, channel, `-${storeKey}`)
+        () => releaseCmd(lockKey, token, channel, `-${storeKey}`)
       ).pipe(Effect.catchAll((error) => Effect.logWarning("RedisWorkerQueue: releasing a lock failed", error)))
       const complete = (value: A) =>
         cache.encode(storeKey, value).pipe(
           Effect.flatMap((raw) =>
             command("EVAL", () =>
-              client.eval(completeScript, 2, storeKey, lockKey, token, raw, cache.timeToLiveMillis, channel, `+${storeKey}`))
+              completeCmd(storeKey, lockKey, token, raw, cache.timeToLiveMillis, channel, `+${storeKey}`))
           ),
           Effect.catchAll((error) =>
             Effect.zipRight(Effect.logWarning(`RedisWorkerQueue: storing the result of ${storeKey} failed`, error), release)
@@ -150,7 +154,7 @@ export const make = <I, A, E = never, R = never>(
           const signal = yield* register(storeKey)
           const [state, value] = (yield* command(
             "EVAL",
-            () => client.eval(acquireScript, 2, storeKey, lockKey, token, lockTtlMillis)
+            () => acquireCmd(storeKey, lockKey, token, lockTtlMillis)
           )) as [number, string | number]
           if (state === 2) {
             const decoded = yield* cache.decode(storeKey, value as string)
