@@ -13,6 +13,7 @@ import * as PersistedQueue from "@effect/experimental/PersistedQueue"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import type { Redis } from "ioredis"
 import { randomUUID } from "node:crypto"
@@ -25,14 +26,16 @@ redis.call('RPUSH', KEYS[1], ARGV[2])
 return 1
 `
 
-// KEYS: queue, pending. ARGV: lock prefix, worker, lease (ms). The payload taken, or nil.
+// KEYS: queue, pending. ARGV: lock prefix, worker, lease (ms), most jobs. The payloads taken (leased).
 const takeScript = `
-local payload = redis.call('LPOP', KEYS[1])
-if not payload then return nil end
-local id = cjson.decode(payload).id
-redis.call('SET', ARGV[1] .. id, ARGV[2], 'PX', ARGV[3])
-redis.call('HSET', KEYS[2], id, payload)
-return payload
+local payloads = redis.call('LPOP', KEYS[1], ARGV[4])
+if not payloads then return {} end
+for _, payload in ipairs(payloads) do
+  local id = cjson.decode(payload).id
+  redis.call('SET', ARGV[1] .. id, ARGV[2], 'PX', ARGV[3])
+  redis.call('HSET', KEYS[2], id, payload)
+end
+return payloads
 `
 
 // KEYS: pending, lock, target list (queue to requeue, failed list, or none). ARGV: id, payload.
@@ -143,6 +146,56 @@ export const make = (
         settling.add(reply)
       })
 
+    // One fetcher per queue name takes as many jobs as there are takers waiting, in one script call, and hands
+    // them out; jobs fetched but not yet handed out are leased and refreshed like running ones, and put back when
+    // the scope closes.
+    interface Feed {
+      demand: number
+      readonly jobs: Queue.Queue<Element>
+      readonly wake: Effect.Latch
+    }
+    const scope = yield* Effect.scope
+    const feeds = new Map<string, Feed>()
+    const feedOf = (name: string): Effect.Effect<Feed> =>
+      Effect.suspend(() => {
+        const existing = feeds.get(name)
+        if (existing) return Effect.succeed(existing)
+        const feed: Feed = { demand: 0, jobs: Effect.runSync(Queue.unbounded<Element>()), wake: Effect.unsafeMakeLatch(false) }
+        feeds.set(name, feed)
+        watched.add(name)
+        const k = keys(name)
+        const fetch = Effect.gen(function*() {
+          while (true) {
+            feed.wake.unsafeClose()
+            const want = feed.demand - (yield* Queue.size(feed.jobs))
+            if (want <= 0) {
+              yield* feed.wake.await
+              continue
+            }
+            const payloads = yield* Effect.tryPromise(() =>
+              takeCmd(k.queue, k.pending, k.lockPrefix, worker, leaseMillis, Math.min(want, 64)) as Promise<Array<string>>
+            ).pipe(Effect.catchAll((error) =>
+              Effect.as(Effect.logWarning("DurableQueue: taking jobs failed; retrying", error), [] as Array<string>)
+            ))
+            if (payloads.length === 0) {
+              yield* Effect.sleep(pollMillis)
+              continue
+            }
+            const elements = payloads.map((payload) => JSON.parse(payload) as Element)
+            for (const element of elements) active.add(k.lockPrefix + element.id)
+            yield* Queue.offerAll(feed.jobs, elements)
+          }
+        })
+        const putBack = Effect.flatMap(Queue.takeAll(feed.jobs), (left) =>
+          Effect.forEach(left, (element) => settle(name, element, "queue", JSON.stringify(element)), { discard: true }))
+        return fetch.pipe(
+          Effect.interruptible,
+          Effect.onExit(() => putBack),
+          Effect.forkIn(scope),
+          Effect.as(feed)
+        )
+      })
+
     return PersistedQueue.PersistedQueueStore.of({
       offer: ({ element, id, isCustomId, name }) => {
         const k = keys(name)
@@ -152,27 +205,24 @@ export const make = (
         }).pipe(Effect.asVoid)
       },
       take: ({ maxAttempts, name }) =>
-        Effect.uninterruptibleMask((restore) => {
-          watched.add(name)
-          const k = keys(name)
-          const poll: Effect.Effect<string, PersistedQueue.PersistedQueueError> = Effect.tryPromise({
-            try: () => takeCmd(k.queue, k.pending, k.lockPrefix, worker, leaseMillis) as Promise<string | null>,
-            catch: storeError("Failed to take a job")
-          }).pipe(Effect.flatMap((payload) => payload === null ? Effect.zipRight(Effect.sleep(pollMillis), poll) : Effect.succeed(payload)))
-          return restore(poll).pipe(
-            Effect.map((payload) => JSON.parse(payload) as Element),
-            Effect.tap((element) => {
-              active.add(k.lockPrefix + element.id)
-              return Effect.addFinalizer(Exit.match({
-                onSuccess: () => settle(name, element, "none", ""),
-                onFailure: (cause) => {
-                  if (Cause.isInterruptedOnly(cause)) return settle(name, element, "queue", JSON.stringify(element))
-                  const next = { ...element, attempts: element.attempts + 1, lastFailure: Cause.pretty(cause) }
-                  return settle(name, element, next.attempts >= maxAttempts ? "failed" : "queue", JSON.stringify(next))
-                }
-              }))
-            })
-          )
-        })
+        Effect.uninterruptibleMask((restore) =>
+          Effect.flatMap(feedOf(name), (feed) => {
+            feed.demand++
+            feed.wake.unsafeOpen()
+            return restore(Queue.take(feed.jobs)).pipe(
+              Effect.ensuring(Effect.sync(() => feed.demand--)),
+              Effect.tap((element) => {
+                return Effect.addFinalizer(Exit.match({
+                  onSuccess: () => settle(name, element, "none", ""),
+                  onFailure: (cause) => {
+                    if (Cause.isInterruptedOnly(cause)) return settle(name, element, "queue", JSON.stringify(element))
+                    const next = { ...element, attempts: element.attempts + 1, lastFailure: Cause.pretty(cause) }
+                    return settle(name, element, next.attempts >= maxAttempts ? "failed" : "queue", JSON.stringify(next))
+                  }
+                }))
+              })
+            )
+          })
+        )
     })
   })
