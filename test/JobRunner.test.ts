@@ -9,6 +9,7 @@ import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import * as ChildProcess from "node:child_process"
@@ -18,6 +19,7 @@ import * as Path from "node:path"
 import * as JobRunner from "../src/JobRunner.js"
 import { desiredCount, needsRefill } from "../src/internal/jobRunner/runner.js"
 import { OptionError } from "../src/OptionError.js"
+import * as Progress from "../src/Progress.js"
 
 class Boom extends Data.TaggedError("Boom")<{ readonly item: number }> {}
 
@@ -356,6 +358,26 @@ describe("JobRunner readers (in-process)", () => {
       expect(text).toContain("effect_workers_job_runner_processed_total{runner=\"metered\"} 2")
       expect(text).toContain("# TYPE effect_workers_job_runner_queue_depth gauge")
     }))
+
+  it.effect("reports to Progress when one is provided: queue, total, completed, one row per process", () =>
+    Effect.gen(function*() {
+      const runner = JobRunner.make({
+        name: "shown",
+        writer: (() => {
+          let done = false
+          return () => (done ? [] : ((done = true), [1, 2, 3, 4]))
+        })(),
+        reader: () => {},
+        settings: { numProcesses: 2, stopWhenEmpty: true }
+      })
+      yield* inline(JobRunner.run(runner))
+      const recording = yield* Progress.ProgressRecording
+      const last = (yield* recording.last)!
+      expect(last.title).toBe("JobRunner shown")
+      expect(last.completed).toBe(4)
+      expect(last.total).toEqual(Option.some(4))
+      expect(last.workers.length).toBe(2)
+    }).pipe(Effect.provide(Progress.layerTest)))
 
   it.effect("testReader runs the reader in-process with its context and reports its failure", () =>
     Effect.gen(function*() {

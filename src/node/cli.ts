@@ -15,6 +15,7 @@ import * as Option from "effect/Option"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
 import type * as Api from "../JobRunner.js"
+import * as Progress from "../Progress.js"
 import { isJobRunner, markLoadedByCli, run } from "../internal/jobRunner/runner.js"
 
 const optionalInt = (name: string, description: string) =>
@@ -38,6 +39,9 @@ const runCommand = Command.make(
     gracefulShutdownTimeout: optionalSeconds("graceful-shutdown-timeout", "how long running items get at shutdown"),
     metricsPort: optionalInt("metrics-port", "serve Prometheus metrics on 127.0.0.1:<port>"),
     threads: Options.boolean("threads").pipe(Options.withDescription("run readers in worker threads")),
+    progress: Options.boolean("progress").pipe(
+      Options.withDescription("show progress: panels in a terminal, plain lines otherwise")
+    ),
     stopWhenEmpty: Options.boolean("stop-when-empty").pipe(
       Options.withDescription("stop once the writer has nothing more and every item is done")
     )
@@ -71,7 +75,8 @@ const runCommand = Command.make(
         workerMode: args.threads ? "thread" : undefined,
         stopWhenEmpty: args.stopWhenEmpty ? true : undefined
       }
-      const summary = yield* run({ ...runner, module: runner.module ?? url }, { settings })
+      const running = run({ ...runner, module: runner.module ?? url }, { settings })
+      const summary = yield* (args.progress ? Effect.provide(running, Progress.layer()) : running)
       yield* Effect.logInfo(
         `JobRunner ${runner.name}: ${summary.processed} processed, ${summary.failed} failed, ${summary.restarts} restarts`
       )

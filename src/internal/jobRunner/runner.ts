@@ -26,6 +26,7 @@ import * as Stream from "effect/Stream"
 import type * as Api from "../../JobRunner.js"
 import type { OptionError } from "../../OptionError.js"
 import { checker } from "../options.js"
+import { Progress } from "../progress.js"
 import { Metrics } from "./metrics.js"
 import { encodeSettings, ReaderError } from "./protocol.js"
 
@@ -463,6 +464,31 @@ export const run = <Item, Ctx, WCtx>(
     const seen = new Map<string, number>()
 
     let liveProcesses = 0
+    let queuedTotal = 0
+    // What each process slot is doing, for the Progress display.
+    const slotRows: Array<{ processId: number; running: number; taken: number } | undefined> = []
+    const progress = yield* Effect.serviceOption(Progress)
+    const session = Option.isSome(progress)
+      ? yield* progress.value.session({ title: `JobRunner ${runner.name}`, workers: settings.numProcesses })
+      : undefined
+    let reported = { total: 0, completed: 0 }
+    const reportProgress = Effect.suspend(() => {
+      if (session === undefined) return Effect.void
+      const total = queuedTotal - reported.total
+      const completed = processed + failed - reported.completed
+      reported = { total: queuedTotal, completed: processed + failed }
+      return Effect.all([
+        session.setQueueSize(queue.length),
+        total > 0 ? session.addTotal(total) : Effect.void,
+        completed > 0 ? session.addCompleted(completed) : Effect.void,
+        Effect.forEach(slotRows.slice(0, settings.numProcesses), (row, i) =>
+          row === undefined || row.running === 0
+            ? session.workerWaiting(i + 1)
+            : session.setWorker(i + 1, `process ${row.processId}: ${row.running} running, ${row.taken} taken`), {
+          discard: true
+        })
+      ], { discard: true })
+    })
     // Metrics are published from the counters above every 250 ms and at the end, not per item: a tagged metric
     // update costs about as much as a trivial job.
     let flushed = { processed: 0, failed: 0, restarts: 0 }
@@ -479,7 +505,8 @@ export const run = <Item, Ctx, WCtx>(
         Metric.set(m.processes, liveProcesses),
         Metric.incrementBy(m.processed, delta.processed),
         Metric.incrementBy(m.failed, delta.failed),
-        Metric.incrementBy(m.restarts, delta.restarts)
+        Metric.incrementBy(m.restarts, delta.restarts),
+        reportProgress
       ], { discard: true })
     })
 
@@ -517,6 +544,7 @@ export const run = <Item, Ctx, WCtx>(
         }
         if (stopping) return false
         queue.push({ id: nextJobId++, item })
+        queuedTotal++
         if (windowMillis > 0) {
           const now = yield* Clock.currentTimeMillis
           seen.delete(key)
@@ -623,8 +651,11 @@ export const run = <Item, Ctx, WCtx>(
 
     // Feeds one process until it has taken maxJobsPerProcess jobs, dies, or the runner stops; then waits for the
     // jobs it is running.
-    const feed = (handle: ReaderHandle) =>
+    const feed = (handle: ReaderHandle, index: number) =>
       Effect.scoped(Effect.gen(function*() {
+        const row = { processId: handle.processId, running: 0, taken: 0 }
+        slotRows[index] = row
+        yield* Effect.addFinalizer(() => Effect.sync(() => { slotRows[index] = undefined }))
         const permits = yield* Effect.makeSemaphore(settings.concurrentTasksPerProcess)
         const running = yield* FiberSet.make<void, never>()
         let died = false
@@ -646,11 +677,14 @@ export const run = <Item, Ctx, WCtx>(
           if (job === undefined) break
           taken++
           inFlight++
+          row.running++
+          row.taken++
           const current = job
           yield* FiberSet.run(
             running,
             runJob(handle, current, markDied).pipe(
               Effect.ensuring(Effect.suspend(() => {
+                row.running--
                 inFlight--
                 if (inFlight === 0) idle.notify()
                 return permits.release(1)
@@ -687,7 +721,7 @@ export const run = <Item, Ctx, WCtx>(
           }
           processesStarted++
           liveProcesses++
-          yield* feed(handle).pipe(
+          yield* feed(handle, index).pipe(
             Effect.ensuring(Effect.suspend(() => {
               handles.delete(handle)
               liveProcesses--
