@@ -370,6 +370,20 @@ describe("TaskEngine", () => {
         assert.deepStrictEqual(values(results), [1])
       }))
 
+    it.scoped("startTimeout: the results stream fails the same way", () =>
+      Effect.gen(function*() {
+        const engine = yield* TaskEngine.make({
+          handler: (n: number) => Effect.succeed(n),
+          workers: 1,
+          startTimeout: "2 seconds"
+        })
+        const consumer = yield* Effect.fork(Stream.runCollect(engine.results))
+        yield* TestClock.adjust("2 seconds")
+        const error = yield* Effect.flip(Fiber.join(consumer))
+        assert.strictEqual(error.reason, "StartTimeout")
+        assert.include(error.message, "No task was added within 2s")
+      }))
+
     it.scoped("startTimeout: a task added in time lets awaitEnd go on", () =>
       Effect.gen(function*() {
         const engine = yield* TaskEngine.make({
