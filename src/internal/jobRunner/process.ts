@@ -125,26 +125,28 @@ const spawn = ({ runner, settings, slot }: SpawnRequest) =>
       ? child.threadId
       : child.pid ?? -1
     const encodeItem = Schema.encodeUnknown(runner.item)
-    const died = Effect.flatMap(Deferred.await(exited), (code) => Effect.fail(new ProcessDied({ detail: `the reader process ${processId} exited with code ${code}` })))
-
     return {
       processId,
       run: (job) =>
         encodeItem(job.item).pipe(
           Effect.mapError((e) => new ProcessDied({ detail: `the item could not be encoded: ${e.message}` })),
           Effect.flatMap((item) =>
-            Effect.raceFirst(
-              worker.executeEffect(new RunJob({ id: job.id, item })).pipe(
-                Effect.catchAllCause((cause): Effect.Effect<never, ReaderError | ProcessDied> => {
-                  const failure = Cause.failureOption(cause)
-                  if (failure._tag === "Some" && failure.value._tag === "ReaderError") return Effect.fail(failure.value)
-                  return Effect.zipRight(
-                    Effect.sleep(0),
-                    Effect.fail(new ProcessDied({ detail: `the reader process ${processId} failed: ${Cause.pretty(cause)}` }))
-                  )
-                })
-              ),
-              died
+            // When the process exits, the Worker fails every request in flight; no race per job is needed.
+            worker.executeEffect(new RunJob({ id: job.id, item })).pipe(
+              Effect.catchAllCause((cause): Effect.Effect<never, ReaderError | ProcessDied> => {
+                const failure = Cause.failureOption(cause)
+                if (failure._tag === "Some" && failure.value._tag === "ReaderError") return Effect.fail(failure.value)
+                return Effect.flatMap(
+                  Deferred.poll(exited),
+                  (exit) =>
+                    exit._tag === "Some"
+                      ? Effect.flatMap(exit.value, (code) =>
+                        Effect.fail(new ProcessDied({ detail: `the reader process ${processId} exited with code ${code}` })))
+                      : Effect.fail(
+                        new ProcessDied({ detail: `the reader process ${processId} failed: ${Cause.pretty(cause)}` })
+                      )
+                )
+              })
             )
           )
         ),
