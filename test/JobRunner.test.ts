@@ -725,6 +725,22 @@ describe("JobRunner with reader processes", { timeout: 60_000 }, () => {
       expectNoOrphans(outcome)
     }))
 
+  it.live("the writer process killed with SIGKILL: its reader processes exit on their own, no orphan", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFixture({
+        env: { FIXTURE_ITEMS: "1000", FIXTURE_SLEEP_MS: "500", FIXTURE_NUM_PROCESSES: "2" },
+        when: (events) => new Set(events.filter((e) => e.e === "start").map((e) => e.pid)).size >= 2,
+        act: (pid) => process.kill(pid, "SIGKILL")
+      })
+      expect(outcome.code).toBe(null)
+      const pids = readerPids(outcome.events, outcome.runnerPid)
+      expect(pids.length).toBe(2)
+      // Orphans are re-parented and keep running; ours notice the closed IPC channel and exit.
+      const deadline = performance.now() + 5_000
+      while (pids.some(isAlive) && performance.now() < deadline) yield* Effect.sleep("50 millis")
+      expect(pids.filter(isAlive)).toEqual([])
+    }))
+
   it.live("the CLI runs a runner module with flags; a bad env value fails at start naming the variable", () =>
     Effect.gen(function*() {
       const outcome = yield* runFixture({
