@@ -11,6 +11,7 @@
  */
 import * as PersistedQueue from "@effect/experimental/PersistedQueue"
 import * as Cause from "effect/Cause"
+import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
@@ -61,7 +62,8 @@ end
 return n
 `
 
-interface Element {
+/** @internal */
+export interface Element {
   readonly id: string
   readonly element: unknown
   readonly attempts: number
@@ -75,6 +77,17 @@ export interface StoreOptions {
   readonly pollMillis: number
 }
 
+/**
+ * The `PersistedQueueStore` port, plus the two steps `DurableQueue` drives directly: the next leased job of a queue
+ * and its settlement.
+ *
+ * @internal
+ */
+export interface Store extends Context.Tag.Service<PersistedQueue.PersistedQueueStore> {
+  readonly next: (name: string) => Effect.Effect<Element>
+  readonly settle: (name: string, element: Element, target: "queue" | "failed" | "none", payload: string) => Effect.Effect<void>
+}
+
 const storeError = (message: string) => (cause: unknown) => new PersistedQueue.PersistedQueueError({ message, cause })
 
 
@@ -82,7 +95,7 @@ const storeError = (message: string) => (cause: unknown) => new PersistedQueue.P
 export const make = (
   redis: Redis,
   options: StoreOptions
-): Effect.Effect<PersistedQueue.PersistedQueueStore["Type"], never, Scope.Scope> =>
+): Effect.Effect<Store, never, Scope.Scope> =>
   Effect.gen(function*() {
     const { leaseMillis, pollMillis, prefix } = options
     const worker = randomUUID()
@@ -196,7 +209,18 @@ export const make = (
         )
       })
 
-    return PersistedQueue.PersistedQueueStore.of({
+    const next = (name: string): Effect.Effect<Element> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(feedOf(name), (feed) => {
+          feed.demand++
+          feed.wake.unsafeOpen()
+          return restore(Queue.take(feed.jobs)).pipe(Effect.ensuring(Effect.sync(() => feed.demand--)))
+        })
+      )
+
+    return {
+      next,
+      settle,
       offer: ({ element, id, isCustomId, name }) => {
         const k = keys(name)
         return Effect.tryPromise({
@@ -206,23 +230,18 @@ export const make = (
       },
       take: ({ maxAttempts, name }) =>
         Effect.uninterruptibleMask((restore) =>
-          Effect.flatMap(feedOf(name), (feed) => {
-            feed.demand++
-            feed.wake.unsafeOpen()
-            return restore(Queue.take(feed.jobs)).pipe(
-              Effect.ensuring(Effect.sync(() => feed.demand--)),
-              Effect.tap((element) => {
-                return Effect.addFinalizer(Exit.match({
-                  onSuccess: () => settle(name, element, "none", ""),
-                  onFailure: (cause) => {
-                    if (Cause.isInterruptedOnly(cause)) return settle(name, element, "queue", JSON.stringify(element))
-                    const next = { ...element, attempts: element.attempts + 1, lastFailure: Cause.pretty(cause) }
-                    return settle(name, element, next.attempts >= maxAttempts ? "failed" : "queue", JSON.stringify(next))
-                  }
-                }))
-              })
+          restore(next(name)).pipe(
+            Effect.tap((element) =>
+              Effect.addFinalizer(Exit.match({
+                onSuccess: () => settle(name, element, "none", ""),
+                onFailure: (cause) => {
+                  if (Cause.isInterruptedOnly(cause)) return settle(name, element, "queue", JSON.stringify(element))
+                  const failed = { ...element, attempts: element.attempts + 1, lastFailure: Cause.pretty(cause) }
+                  return settle(name, element, failed.attempts >= maxAttempts ? "failed" : "queue", JSON.stringify(failed))
+                }
+              }))
             )
-          })
+          )
         )
-    })
+    } satisfies Store
   })
