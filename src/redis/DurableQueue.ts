@@ -1,6 +1,6 @@
 /**
- * A durable job queue on Redis, `@effect/experimental`'s `PersistedQueue` over a Redis store of ours (the one
- * shipped with `@effect/experimental` 0.61 duplicates and loses jobs whenever a lease check runs), for sources that must
+ * A durable job queue on Redis, on a store of ours implementing `@effect/experimental`'s `PersistedQueueStore`
+ * (the one shipped with `@effect/experimental` 0.61 duplicates and loses jobs whenever a lease check runs), for sources that must
  * outlive a process and be shared by several: offer by id (an id offered twice is queued once), at-least-once
  * delivery, a lease refreshed while a job runs (a killed taker's jobs come back once it expires), an
  * acknowledgement only after the handler succeeded, and after `maxAttempts` failures a dead-letter record with
