@@ -148,6 +148,34 @@ describe("WorkerQueue", () => {
       }))
   })
 
+  describe("robustness", () => {
+    it.scoped("a worker that throws instead of returning an Effect fails its run, and the queue goes on", () =>
+      Effect.gen(function*() {
+        const queue = yield* WorkerQueue.make({
+          worker: (n: number) => {
+            if (n === 0) throw new Error("sync throw")
+            return Effect.succeed(n)
+          },
+          concurrency: 1
+        })
+        const exit = yield* Effect.exit(queue.require(0))
+        expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+        expect(yield* queue.requireAll([1, 2, 3])).toEqual([1, 2, 3])
+      }))
+
+    it.scoped("a cache that dies on write is logged and bypassed; the waiter still gets the value", () =>
+      Effect.gen(function*() {
+        const cache: ResultCache.ResultCache<number, number> = {
+          get: () => Effect.succeedNone,
+          set: () => Effect.die(new Error("cache exploded"))
+        }
+        const queue = yield* WorkerQueue.make({ worker: (n: number) => Effect.succeed(n * 3), cache, concurrency: 1 })
+        expect(yield* queue.require(2)).toBe(6)
+        expect(yield* queue.require(3)).toBe(9)
+        expect((yield* queue.stats).cacheErrors).toBe(2)
+      }))
+  })
+
   describe("de-duplication", () => {
     it.scoped("equal items in flight share one run, and every waiter gets the same value", () =>
       Effect.gen(function*() {

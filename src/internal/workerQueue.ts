@@ -166,9 +166,12 @@ export const make = <I, A, E = never, R = never>(
       }
     }
 
-    const logCacheError = (cause: ResultCache.ResultCacheError) => {
+    // A cache that fails, or even dies, never fails the work nor stops a worker: it is logged and bypassed.
+    const logCacheFailure = (cause: Cause.Cause<ResultCache.ResultCacheError>) => {
       stats.cacheErrors++
-      return Effect.logWarning(`WorkerQueue ${name}: ${cause.message}; going on without the cache`)
+      const failure = Cause.failureOption(cause)
+      const message = Option.isSome(failure) ? failure.value.message : Cause.pretty(cause)
+      return Effect.logWarning(`WorkerQueue ${name}: ${message}; going on without the cache`)
     }
 
     const runEntry = (entry: Entry<I, A, E>) =>
@@ -176,7 +179,8 @@ export const make = <I, A, E = never, R = never>(
         queued--
         running++
         admitFromRoom()
-        return restore(worker(entry.item)).pipe(
+        // `suspend`: a worker that throws instead of returning an Effect fails this run, not the worker fiber.
+        return restore(Effect.suspend(() => worker(entry.item))).pipe(
           Effect.provide(context),
           Effect.exit,
           Effect.flatMap((exit): Effect.Effect<void> => {
@@ -186,7 +190,7 @@ export const make = <I, A, E = never, R = never>(
               // The cache is written before the entry goes, so no second run of the item can start in between.
               const write = cache === undefined
                 ? Effect.void
-                : Effect.catchAll(cache.set(entry.item, exit.value), logCacheError)
+                : Effect.catchAllCause(cache.set(entry.item, exit.value), logCacheFailure)
               return Effect.map(write, () => settle(entry, exit))
             }
             if (closed && Cause.isInterruptedOnly(exit.cause)) {
@@ -206,15 +210,16 @@ export const make = <I, A, E = never, R = never>(
       { concurrency: "unbounded" }
     )
 
-    // A waiter in the waiting room is counted, so that when the last one leaves the entry is withdrawn
-    // before it ever runs; once queued, a run goes on whoever still waits (its result is cached).
+    // A waiter of an entry not yet queued is counted, so that when the last one leaves a waiting-room entry it
+    // is withdrawn before it ever runs; once queued, a run goes on whoever still waits (its result is cached).
     const awaitEntry = (
       entry: Entry<I, A, E>,
       restore: <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>
     ): Effect.Effect<A, E | WorkerQueueError> => {
       if (entry.exit !== undefined) return entry.exit
       if (entry.deferred === undefined) entry.deferred = Deferred.unsafeMake(FiberId.none)
-      if (entry.state !== "room") return restore(Deferred.await(entry.deferred))
+      // Waiters that arrive during the cache read are counted too: the entry may move to the waiting room next.
+      if (entry.state === "queued") return restore(Deferred.await(entry.deferred))
       entry.waiters++
       return Effect.onInterrupt(restore(Deferred.await(entry.deferred)), () =>
         Effect.sync(() => {
@@ -238,7 +243,7 @@ export const make = <I, A, E = never, R = never>(
     const lookup = (item: I): Effect.Effect<Option.Option<A>> =>
       cache === undefined
         ? Effect.succeedNone
-        : Effect.catchAll(cache.get(item), (e) => Effect.as(logCacheError(e), Option.none<A>()))
+        : Effect.catchAllCause(cache.get(item), (cause) => Effect.as(logCacheFailure(cause), Option.none<A>()))
     const unsafeGet = cache?.unsafeGet
 
     const afterLookup = (entry: Entry<I, A, E>, hit: Option.Option<A>) => {
