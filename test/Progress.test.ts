@@ -195,7 +195,8 @@ describe("Progress", () => {
       /** Runs the fixture in a 70×30 pane; `interrupt` presses Ctrl-C once a busy worker is on screen. */
       const watch = (name: string, interrupt: boolean) =>
         Effect.gen(function*() {
-          t("new-session", "-d", "-s", name, "-x", "70", "-y", "30", command)
+          // remain-on-exit: should the pane's shell end early, its last screen can still be read and shown.
+          t("new-session", "-d", "-s", name, "-x", "70", "-y", "30", command, ";", "set-option", "-t", name, "remain-on-exit", "on")
           let screen = ""
           let sawRunning = false
           let cursorHiddenWhileRunning = false
