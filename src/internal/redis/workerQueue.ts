@@ -40,16 +40,20 @@ end
 return 0
 `
 
-// KEYS: result, lock. ARGV: token, value, result ttl (ms, 0 = none), channel, message.
+// KEYS: result, lock. ARGV: token, value, result ttl (ms, 0 = none), channel, message. 1 if the lock was still ours.
 const completeScript = `
 if tonumber(ARGV[3]) > 0 then
   redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 else
   redis.call('SET', KEYS[1], ARGV[2])
 end
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+local held = 0
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+  held = 1
+end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
-return 1
+return held
 `
 
 // KEYS: lock. ARGV: token, channel, message.
@@ -135,6 +139,11 @@ export const make = <I, A, E = never, R = never>(
           Effect.flatMap((raw) =>
             command("EVAL", () =>
               completeCmd(storeKey, lockKey, token, raw, cache.timeToLiveMillis, channel, `+${storeKey}`))
+          ),
+          Effect.tap((held) =>
+            held === 1 ? Effect.void : Effect.logWarning(
+              `RedisWorkerQueue: the lock of ${storeKey} expired before its run finished (a stall longer than lockTimeToLive); another process may have run it too`
+            )
           ),
           Effect.catchAll((error) =>
             Effect.zipRight(Effect.logWarning(`RedisWorkerQueue: storing the result of ${storeKey} failed`, error), release)
