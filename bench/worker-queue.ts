@@ -8,7 +8,7 @@
  * 2. Memory: heap bytes per waiting item with 1M requires queued behind one blocked worker, beside p-queue.
  * 3. The in-flight map size after the run (must be 0).
  *
- *   node --expose-gc --import tsx bench/worker-queue.ts [--rounds 7]
+ *   node --expose-gc --import tsx bench/worker-queue.ts [--rounds 7] [--timing] [--waiting 1000000]
  */
 import * as Cache from "effect/Cache"
 import * as Deferred from "effect/Deferred"
@@ -16,8 +16,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as Layer from "effect/Layer"
-import * as ManagedRuntime from "effect/ManagedRuntime"
 import * as Scope from "effect/Scope"
 import DataLoader from "dataloader"
 import PQueue from "p-queue"
@@ -30,6 +28,7 @@ const arg = (name: string, fallback: number) => {
   return i >= 0 ? Number(process.argv[i + 1]) : fallback
 }
 const ROUNDS = arg("rounds", 7)
+const ONLY_TIMING = process.argv.includes("--timing")
 const REQUIRES = 200_000
 const KEYS = 10_000
 const WAITING = arg("waiting", 1_000_000)
@@ -58,19 +57,20 @@ const check = (sum: number) => {
 }
 const sumOf = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0)
 
-// Plain TypeScript: one runtime holds the queue; every require is its own runPromise, as DataLoader's load.
-const oursPromise = async () => {
-  const runtime = ManagedRuntime.make(Layer.empty)
-  const scope = await runtime.runPromise(Scope.make())
-  const queue = await runtime.runPromise(
+// Plain TypeScript: the queue lives in a scope held open by the program; each caller gets a Promise, either from
+// `unsafeRequire` (no fiber) or from `Effect.runPromise(queue.require(k))` (a fiber per call).
+const oursPromise = async (mode: "unsafeRequire" | "runPromise") => {
+  const scope = Effect.runSync(Scope.make())
+  const queue = await Effect.runPromise(
     Effect.flatMap(ResultCache.memory<number, number>(), (cache) =>
       WorkerQueue.make({ worker: (k: number) => Effect.succeed(k * 2), cache, concurrency: 16 })).pipe(
         Scope.extend(scope)
       )
   )
-  check(sumOf(await Promise.all(keys.map((k) => runtime.runPromise(queue.require(k))))))
-  await runtime.runPromise(Scope.close(scope, Exit.void))
-  await runtime.dispose()
+  const load = mode === "unsafeRequire" ? queue.unsafeRequire : (k: number) => Effect.runPromise(queue.require(k))
+  check(sumOf(await Promise.all(keys.map(load))))
+  lastInFlight = Effect.runSync(queue.stats).inFlight
+  await Effect.runPromise(Scope.close(scope, Exit.void))
 }
 
 const ours = (mode: "require" | "requireAll") =>
@@ -124,9 +124,10 @@ const effectCache = () =>
 // Cache as much as by us), so they are timed once; the others are timed over ROUNDS interleaved rounds.
 const contenders: Array<[string, () => Promise<void>, "rounds" | "once"]> = [
   ["WorkerQueue.requireAll (one fiber)", () => ours("requireAll"), "rounds"],
-  ["WorkerQueue.require, runPromise per call", oursPromise, "rounds"],
+  ["WorkerQueue.unsafeRequire (a Promise per call)", () => oursPromise("unsafeRequire"), "rounds"],
   ["DataLoader (batch: false)", dataLoader, "rounds"],
   ["Map of promises", mapOfPromises, "rounds"],
+  ["WorkerQueue.require, Effect.runPromise per call", () => oursPromise("runPromise"), "once"],
   ["WorkerQueue.require, Effect.forEach unbounded", () => ours("require"), "once"],
   ["Effect Cache + Effect.forEach unbounded", effectCache, "once"]
 ]
@@ -215,4 +216,4 @@ const memory = async () => {
 
 console.log(`# WorkerQueue benchmark — ${os.cpus()[0]?.model ?? "cpu"} × ${os.cpus().length}, node ${process.version}`)
 await timing()
-await memory()
+if (!ONLY_TIMING) await memory()

@@ -37,6 +37,12 @@ export interface WorkerQueue<in I, out A, out E = never> {
    * wait, so the workers see the whole batch at once. Fails with the first failure in input order.
    */
   readonly requireAll: (items: Iterable<I>) => Effect.Effect<Array<A>, E | WorkerQueueError>
+  /**
+   * `require` for plain TypeScript: a Promise of the item's result, with no fiber per call (as fast as
+   * DataLoader's `load`). It rejects with the typed failure (`E` or `WorkerQueueError`), or with the defect.
+   * A Promise cannot be interrupted: its wait lasts until the item settles, at the latest when the queue closes.
+   */
+  readonly unsafeRequire: (item: I) => Promise<A>
   /** `true` until `close` starts. */
   readonly isRunning: Effect.Effect<boolean>
   /** Counters since the queue was made, and what is in it now. */

@@ -282,6 +282,40 @@ describe("WorkerQueue", () => {
       }))
   })
 
+  describe("unsafeRequire (Promise API)", () => {
+    it.scoped("shares runs and cache with require, resolves with the value, rejects with the typed failure", () =>
+      Effect.gen(function*() {
+        const w = gatedWorker<number>()
+        const queue = yield* WorkerQueue.make({ worker: w.worker, cache: yield* ResultCache.memory<number, string>() })
+        const a = queue.unsafeRequire(1)
+        const b = queue.unsafeRequire(1)
+        const c = yield* Effect.fork(queue.require(1))
+        yield* waitFor(Effect.map(queue.stats, (s) => s.deduplicated === 2 && s.running === 1))
+        yield* w.release(1)
+        expect(yield* Effect.promise(() => Promise.all([a, b]))).toEqual(["value:1", "value:1"])
+        expect(yield* Fiber.join(c)).toBe("value:1")
+        expect(yield* Effect.promise(() => queue.unsafeRequire(1))).toBe("value:1") // a cache hit
+        expect(w.runs).toEqual([1])
+        const failing = yield* WorkerQueue.make({ worker: (n: number) => Effect.fail(new Boom({ item: n })) })
+        const rejected = yield* Effect.promise(() => failing.unsafeRequire(5).then(() => "resolved", (e) => e))
+        expect(rejected).toEqual(new Boom({ item: 5 }))
+      }))
+
+    it.effect("a Promise waiter settles when the queue closes: FinishTimeout for its item, Closed after", () =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const queue = yield* WorkerQueue.make({ worker: (_: number) => Effect.never, finishTimeout: 0, name: "p" }).pipe(
+          Scope.extend(scope)
+        )
+        const pending = queue.unsafeRequire(1).then(() => "resolved", (e: WorkerQueue.WorkerQueueError) => e.reason)
+        yield* waitFor(Effect.map(queue.stats, (s) => s.running === 1))
+        yield* Scope.close(scope, Exit.void)
+        expect(yield* Effect.promise(() => pending)).toBe("FinishTimeout")
+        const after = yield* Effect.promise(() => queue.unsafeRequire(2).then(() => "resolved", (e) => e.reason))
+        expect(after).toBe("Closed")
+      }))
+  })
+
   describe("concurrency and capacity", () => {
     it.scoped("at most `concurrency` runs at once, and a slow item never holds back the others (no batches)", () =>
       Effect.gen(function*() {

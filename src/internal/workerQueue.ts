@@ -58,7 +58,12 @@ interface Entry<I, A, E> {
   waiters: number
   /** The outcome once settled, read synchronously by waiters that arrive after it. */
   exit: Exit.Exit<A, E | WorkerQueueError> | undefined
+  /** Promise waiters from `unsafeRequire`: plain callbacks, no fiber each. */
+  listeners?: Array<(exit: Exit.Exit<A, E | WorkerQueueError>) => void> | undefined
 }
+
+const settledPromise = <A, E>(exit: Exit.Exit<A, E>): Promise<A> =>
+  Exit.isSuccess(exit) ? Promise.resolve(exit.value) : Promise.reject(Cause.squash(exit.cause))
 
 /** An array used as a FIFO: `shift` moves a head index instead of copying, and compacts now and then. */
 class Fifo<A> {
@@ -149,6 +154,7 @@ export const make = <I, A, E = never, R = never>(
       entry.exit = exit
       MutableHashMap.remove(inFlight, entry.item)
       if (entry.deferred !== undefined) Deferred.unsafeDone(entry.deferred, exit)
+      if (entry.listeners !== undefined) for (const listener of entry.listeners) listener(exit)
       if (drained !== undefined && MutableHashMap.size(inFlight) === 0) Deferred.unsafeDone(drained, Exit.void)
     }
 
@@ -332,6 +338,23 @@ export const make = <I, A, E = never, R = never>(
         })
       )
 
+    // The Promise twin of `require` for plain TypeScript: the same synchronous registration, then a callback on
+    // the entry instead of a fiber per caller. A Promise cannot be interrupted, so its waiter is never withdrawn.
+    const unsafeRequire = (item: I): Promise<A> => {
+      const lookups: Array<Entry<I, A, E>> = []
+      const entry = begin(item, lookups)
+      if (entry instanceof WorkerQueueError) return Promise.reject(entry)
+      if (entry.exit !== undefined) return settledPromise(entry.exit)
+      if (entry.state !== "queued") entry.waiters++
+      if (lookups.length > 0) Effect.runFork(runLookups(lookups))
+      return new Promise<A>((resolve, reject) => {
+        const listener = (exit: Exit.Exit<A, E | WorkerQueueError>) =>
+          Exit.isSuccess(exit) ? resolve(exit.value) : reject(Cause.squash(exit.cause))
+        if (entry.listeners === undefined) entry.listeners = [listener]
+        else entry.listeners.push(listener)
+      })
+    }
+
     let closing: Deferred.Deferred<void> | undefined
     const shutdown = Effect.gen(function*() {
       // Items still waiting for room were never accepted: they fail as a `require` after close would.
@@ -370,6 +393,7 @@ export const make = <I, A, E = never, R = never>(
       name,
       require,
       requireAll,
+      unsafeRequire,
       close,
       isRunning: Effect.sync(() => !closed),
       stats: Effect.sync(() => ({
