@@ -34,10 +34,18 @@ export interface DurableQueue<in out A> {
   readonly take: <X, E, R>(
     handler: (value: A, job: Job) => Effect.Effect<X, E, R>
   ) => Effect.Effect<Exit.Exit<X, E>, DurableQueueError, R>
-  /** Runs `handler` on jobs forever, `concurrency` at a time (default 1); store failures are logged and retried. */
+  /**
+   * Runs `handler` on jobs forever, `concurrency` at a time (default 1); store failures are logged and retried.
+   * Interrupting it (a scope closing, SIGTERM under `NodeRuntime.runMain`) takes no new job and lets the running
+   * ones finish and be acknowledged, for at most `shutdownTimeout` (default 30 seconds); a job still running then
+   * is interrupted and put back.
+   */
   readonly run: <X, E, R>(
     handler: (value: A, job: Job) => Effect.Effect<X, E, R>,
-    options?: { readonly concurrency?: number | undefined }
+    options?: {
+      readonly concurrency?: number | undefined
+      readonly shutdownTimeout?: Duration.DurationInput | undefined
+    }
   ) => Effect.Effect<never, never, R>
   /** The jobs that failed `maxAttempts` times, oldest first. */
   readonly deadLetters: Effect.Effect<ReadonlyArray<DeadLetter<A>>, DurableQueueError>
