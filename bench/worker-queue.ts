@@ -137,11 +137,15 @@ const gc = () => (globalThis as { gc?: () => void }).gc?.()
 
 const timing = async () => {
   const times = new Map<string, Array<number>>(contenders.map(([n]) => [n, []]))
+  const cpu = new Map<string, Array<number>>(contenders.map(([n]) => [n, []]))
   const measure = async (name: string, run: () => Promise<void>) => {
     gc()
     const t0 = process.hrtime.bigint()
+    const c0 = process.cpuUsage()
     await run()
+    const c = process.cpuUsage(c0)
     times.get(name)!.push(Number(process.hrtime.bigint() - t0) / REQUIRES)
+    cpu.get(name)!.push(((c.user + c.system) * 1000) / REQUIRES)
   }
   for (const [, run, how] of contenders) if (how === "rounds") await run() // warm-up
   for (let r = 0; r < ROUNDS; r++) {
@@ -149,12 +153,18 @@ const timing = async () => {
   }
   for (const [name, run, how] of contenders) if (how === "once") await measure(name, run)
   const base = median(times.get("DataLoader (batch: false)")!)
+  const cpuBase = median(cpu.get("DataLoader (batch: false)")!)
   console.log(`\n${REQUIRES / 1000}k requires over ${KEYS / 1000}k keys, median of ${ROUNDS} rounds (or 1 where marked)`)
-  console.log("| implementation | ns / require | vs DataLoader |")
-  console.log("|---|---:|---:|")
+  console.log("| implementation | wall ns / require | vs DataLoader | CPU ns / require | vs DataLoader |")
+  console.log("|---|---:|---:|---:|---:|")
   for (const [name, xs] of times) {
     const m = median(xs)
-    console.log(`| ${name}${xs.length === 1 ? " (1 round)" : ""} | ${m.toFixed(0)} | ${(m / base).toFixed(2)}× |`)
+    const c = median(cpu.get(name)!)
+    console.log(
+      `| ${name}${xs.length === 1 ? " (1 round)" : ""} | ${m.toFixed(0)} | ${(m / base).toFixed(2)}× | ${
+        c.toFixed(0)
+      } | ${(c / cpuBase).toFixed(2)}× |`
+    )
   }
   console.log(`\nin-flight map size after the last run: ${lastInFlight}`)
 }

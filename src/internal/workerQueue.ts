@@ -58,8 +58,9 @@ interface Entry<I, A, E> {
   waiters: number
   /** The outcome once settled, read synchronously by waiters that arrive after it. */
   exit: Exit.Exit<A, E | WorkerQueueError> | undefined
-  /** Promise waiters from `unsafeRequire`: plain callbacks, no fiber each. */
-  listeners?: Array<(exit: Exit.Exit<A, E | WorkerQueueError>) => void> | undefined
+  /** The one Promise every `unsafeRequire` caller of the entry gets (no fiber each), and how to settle it. */
+  promise?: Promise<A> | undefined
+  settlePromise?: ((exit: Exit.Exit<A, E | WorkerQueueError>) => void) | undefined
 }
 
 const settledPromise = <A, E>(exit: Exit.Exit<A, E>): Promise<A> =>
@@ -154,7 +155,7 @@ export const make = <I, A, E = never, R = never>(
       entry.exit = exit
       MutableHashMap.remove(inFlight, entry.item)
       if (entry.deferred !== undefined) Deferred.unsafeDone(entry.deferred, exit)
-      if (entry.listeners !== undefined) for (const listener of entry.listeners) listener(exit)
+      if (entry.settlePromise !== undefined) entry.settlePromise(exit)
       if (drained !== undefined && MutableHashMap.size(inFlight) === 0) Deferred.unsafeDone(drained, Exit.void)
     }
 
@@ -338,21 +339,22 @@ export const make = <I, A, E = never, R = never>(
         })
       )
 
-    // The Promise twin of `require` for plain TypeScript: the same synchronous registration, then a callback on
-    // the entry instead of a fiber per caller. A Promise cannot be interrupted, so its waiter is never withdrawn.
+    // The Promise twin of `require` for plain TypeScript: the same synchronous registration, then one Promise per
+    // entry shared by all its callers (as DataLoader shares one per key), instead of a fiber per caller. A Promise
+    // cannot be interrupted, so its waiter is never withdrawn.
     const unsafeRequire = (item: I): Promise<A> => {
       const lookups: Array<Entry<I, A, E>> = []
       const entry = begin(item, lookups)
       if (entry instanceof WorkerQueueError) return Promise.reject(entry)
       if (entry.exit !== undefined) return settledPromise(entry.exit)
-      if (entry.state !== "queued") entry.waiters++
+      if (entry.promise === undefined) {
+        if (entry.state !== "queued") entry.waiters++
+        entry.promise = new Promise<A>((resolve, reject) => {
+          entry.settlePromise = (exit) => Exit.isSuccess(exit) ? resolve(exit.value) : reject(Cause.squash(exit.cause))
+        })
+      }
       if (lookups.length > 0) Effect.runFork(runLookups(lookups))
-      return new Promise<A>((resolve, reject) => {
-        const listener = (exit: Exit.Exit<A, E | WorkerQueueError>) =>
-          Exit.isSuccess(exit) ? resolve(exit.value) : reject(Cause.squash(exit.cause))
-        if (entry.listeners === undefined) entry.listeners = [listener]
-        else entry.listeners.push(listener)
-      })
+      return entry.promise
     }
 
     let closing: Deferred.Deferred<void> | undefined
