@@ -61,7 +61,7 @@ export const spawnFixture = (fixture: string, args: ReadonlyArray<string>): Chil
     lines,
     stderr,
     waitFor: (match, timeoutMs = 45_000) =>
-      waitUntil(() => lines.find(match) ?? (exit !== undefined ? undefined : undefined), "a line", timeoutMs),
+      waitUntil(() => lines.find(match), "a line", timeoutMs),
     exited: (timeoutMs = 45_000) => waitUntil(() => exit, "its exit", timeoutMs),
     kill: (signal = "SIGKILL") => {
       if (exit === undefined) child.kill(signal)
