@@ -267,7 +267,10 @@ export const make = <I, A, E = never, R = never>(
     // outcome that never enters the map. With an asynchronous cache the new entry is left in state "lookup" and
     // pushed to `lookups`: the caller reads the cache. The entry is in the map before that read, so an equal item
     // arriving meanwhile joins it.
-    const begin = (item: I, lookups: Array<Entry<I, A, E>>): Entry<I, A, E> | WorkerQueueError => {
+    const begin = (
+      item: I,
+      lookups: Array<Entry<I, A, E>>
+    ): Entry<I, A, E> | Exit.Exit<A> | WorkerQueueError => {
       if (closed) return error("Closed", item)
       const found = MutableHashMap.get(inFlight, item)
       if (Option.isSome(found)) {
@@ -278,7 +281,7 @@ export const make = <I, A, E = never, R = never>(
         const hit = unsafeGet(item)
         if (Option.isSome(hit)) {
           stats.hits++
-          return { item, deferred: undefined, state: "done", waiters: 0, exit: Exit.succeed(hit.value) }
+          return Exit.succeed(hit.value)
         }
       }
       const entry: Entry<I, A, E> = { item, deferred: undefined, state: "lookup", waiters: 0, exit: undefined }
@@ -301,6 +304,7 @@ export const make = <I, A, E = never, R = never>(
           const lookups: Array<Entry<I, A, E>> = []
           const entry = begin(item, lookups)
           if (entry instanceof WorkerQueueError) return Effect.fail(entry)
+          if (Exit.isExit(entry)) return entry
           return lookups.length === 0
             ? awaitEntry(entry, restore)
             : Effect.zipRight(runLookups(lookups), awaitEntry(entry, restore))
@@ -311,16 +315,18 @@ export const make = <I, A, E = never, R = never>(
       Effect.uninterruptibleMask((restore) =>
         Effect.suspend(() => {
           const lookups: Array<Entry<I, A, E>> = []
-          const entries: Array<Entry<I, A, E>> = []
+          // A settled outcome (a cache hit) or the entry to wait for, per item in input order.
+          const entries: Array<Entry<I, A, E> | Exit.Exit<A>> = []
           for (const item of items) {
             const entry = begin(item, lookups)
             if (entry instanceof WorkerQueueError) return Effect.fail(entry)
             entries.push(entry)
           }
+          const exitOf = (entry: Entry<I, A, E> | Exit.Exit<A>) => (Exit.isExit(entry) ? entry : entry.exit)
           const collect = (): Effect.Effect<Array<A>, E | WorkerQueueError> => {
             const values = new Array<A>(entries.length)
             for (let i = 0; i < entries.length; i++) {
-              const exit = entries[i]!.exit!
+              const exit = exitOf(entries[i]!)!
               if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
               values[i] = exit.value
             }
@@ -330,9 +336,10 @@ export const make = <I, A, E = never, R = never>(
           // its turn comes, not one Effect step per item. Failures are read afterwards, in input order.
           const awaitFrom = (start: number): Effect.Effect<void> => {
             let i = start
-            while (i < entries.length && entries[i]!.exit !== undefined) i++
+            while (i < entries.length && exitOf(entries[i]!) !== undefined) i++
             if (i === entries.length) return Effect.void
-            return Effect.flatMap(Effect.exit(awaitEntry(entries[i]!, restore)), () => awaitFrom(i + 1))
+            const entry = entries[i] as Entry<I, A, E>
+            return Effect.flatMap(Effect.exit(awaitEntry(entry, restore)), () => awaitFrom(i + 1))
           }
           const awaitPending = Effect.suspend(() => awaitFrom(0))
           return runLookups(lookups).pipe(Effect.zipRight(awaitPending), Effect.flatMap(collect))
@@ -346,7 +353,7 @@ export const make = <I, A, E = never, R = never>(
       const lookups: Array<Entry<I, A, E>> = []
       const entry = begin(item, lookups)
       if (entry instanceof WorkerQueueError) return Promise.reject(entry)
-      if (entry.exit !== undefined) return settledPromise(entry.exit)
+      if (Exit.isExit(entry)) return settledPromise(entry)
       if (entry.promise === undefined) {
         if (entry.state !== "queued") entry.waiters++
         entry.promise = new Promise<A>((resolve, reject) => {
