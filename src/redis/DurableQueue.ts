@@ -37,8 +37,9 @@ export interface DurableQueue<in out A> {
   /**
    * Runs `handler` on jobs forever, `concurrency` at a time (default 1); store failures are logged and retried.
    * Interrupting it (a scope closing, SIGTERM under `NodeRuntime.runMain`) takes no new job and lets the running
-   * ones finish and be acknowledged, for at most `shutdownTimeout` (default 30 seconds); a job still running then
-   * is interrupted and put back.
+   * ones finish and be acknowledged, waiting at most `shutdownTimeout` (default 30 seconds); a job still running
+   * then is left to its lease and comes back once this process is gone. Handlers run by `run` are not
+   * interruptible: bound them with `Effect.timeout` where they may hang.
    */
   readonly run: <X, E, R>(
     handler: (value: A, job: Job) => Effect.Effect<X, E, R>,

@@ -11,10 +11,8 @@ import * as PersistedQueue from "@effect/experimental/PersistedQueue"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Deferred from "effect/Deferred"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as FiberId from "effect/FiberId"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type { OptionError } from "../../OptionError.js"
@@ -90,11 +88,11 @@ export const make = <A, I>(
     // The hot path drives the store directly (next leased job, run, settle) instead of through PersistedQueue's
     // `take`, whose per-job Scope and finalizer capped throughput at about 3k jobs/s on this machine even over its
     // in-memory store. The semantics are the same: settle after the handler, requeue on failure or interruption.
-    // `grace`: when `stopping` completes, a running handler still gets `millis` to finish before it is interrupted;
-    // interrupting the taker itself waits for that (used by `run`, so a shutdown lets running jobs finish).
+    // `graceful` (used by `run`): interrupting the taker does not interrupt a running handler, so a shutdown lets
+    // running jobs finish and be acknowledged; only the wait for a job is interruptible.
     const take = <X, E, R>(
       handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>,
-      grace?: { readonly stopping: Deferred.Deferred<void>; readonly millis: number }
+      graceful = false
     ): Effect.Effect<Exit.Exit<X, E>, DurableQueueError, R> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(restore(store.next(name)), (element) => {
@@ -102,13 +100,7 @@ export const make = <A, I>(
           const job: DurableQueue.Job = { id: element.id, attempt }
           const run = Effect.flatMap(Effect.orDie(decodeJob(element.element)), (value) =>
             Effect.map(handler(value, job), (x) => ({ value, x })))
-          const guarded = grace === undefined ? Effect.exit(restore(run)) : Effect.raceFirst(
-            Effect.exit(restore(run)),
-            Effect.interruptible(Deferred.await(grace.stopping).pipe(
-              Effect.zipRight(Effect.sleep(grace.millis)),
-              Effect.zipRight(Effect.sync(() => Exit.interrupt(FiberId.none)))
-            ))
-          )
+          const guarded = graceful ? Effect.exit(run) : Effect.exit(restore(run))
           return Effect.flatMap(guarded, (exit): Effect.Effect<Exit.Exit<X, E>> => {
             if (Exit.isSuccess(exit)) return Effect.as(store.settle(name, element, "none", ""), Exit.succeed(exit.value.x))
             const cause = exit.cause
@@ -144,9 +136,8 @@ export const make = <A, I>(
         Effect.uninterruptibleMask((restore) =>
           Effect.gen(function*() {
             const concurrency = Math.max(1, runOptions?.concurrency ?? 1)
-            const millis = Duration.toMillis(Duration.decode(runOptions?.shutdownTimeout ?? "30 seconds"))
-            const stopping = yield* Deferred.make<void>()
-            const loop = take(handler, { stopping, millis }).pipe(
+            const shutdownTimeout = Duration.decode(runOptions?.shutdownTimeout ?? "30 seconds")
+            const loop = take(handler, true).pipe(
               Effect.catchAll((error) =>
                 Effect.zipRight(Effect.logWarning("DurableQueue: taking a job failed; retrying", error), Effect.sleep("500 millis"))
               ),
@@ -156,7 +147,9 @@ export const make = <A, I>(
             const fibers = yield* Effect.forEach(Array.from({ length: concurrency }), () => Effect.fork(loop))
             return yield* restore(Fiber.joinAll(fibers)).pipe(
               Effect.zipRight(Effect.never),
-              Effect.onInterrupt(() => Effect.zipRight(Deferred.succeed(stopping, undefined), Fiber.interruptAll(fibers)))
+              // Takers waiting for a job stop at once; running jobs finish. A job still running after
+              // `shutdownTimeout` is left to its lease (it comes back once the process is gone).
+              Effect.onInterrupt(() => Effect.ignore(Effect.timeout(Fiber.interruptAll(fibers), shutdownTimeout)))
             )
           })
         ),
