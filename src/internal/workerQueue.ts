@@ -188,7 +188,6 @@ export const make = <I, A, E = never, R = never>(
         admitFromRoom()
         // `suspend`: a worker that throws instead of returning an Effect fails this run, not the worker fiber.
         return restore(Effect.suspend(() => worker(entry.item))).pipe(
-          Effect.provide(context),
           Effect.exit,
           Effect.flatMap((exit): Effect.Effect<void> => {
             running--
@@ -213,7 +212,8 @@ export const make = <I, A, E = never, R = never>(
 
     const workers = yield* Effect.forEach(
       Array.from({ length: concurrency }),
-      () => Effect.forkDaemon(Effect.forever(Effect.flatMap(Queue.take(work), runEntry))),
+      // The worker's context is provided once to each loop, not on every run.
+      () => Effect.forkDaemon(Effect.provide(Effect.forever(Effect.flatMap(Queue.take(work), runEntry)), context)),
       { concurrency: "unbounded" }
     )
 
