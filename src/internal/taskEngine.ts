@@ -83,6 +83,99 @@ interface Round {
   readonly done: Deferred.Deferred<void>
 }
 
+/**
+ * The input queue: an array with a moving head, the workers waiting for a task, and (when bounded) the offers
+ * waiting for room. Workers poll it synchronously between tasks, so a task costs no Effect step to dequeue.
+ */
+class TaskQueue<T> {
+  private items: Array<T | undefined> = []
+  private head = 0
+  private readonly takers: Array<(effect: Effect.Effect<T>) => void> = []
+  private readonly putters: Array<{ readonly values: ReadonlyArray<T>; next: number; resume: (e: Effect.Effect<void>) => void }> = []
+  private shut = false
+  constructor(private readonly capacity: number) {}
+
+  get size(): number {
+    let size = this.items.length - this.head
+    for (const putter of this.putters) size += putter.values.length - putter.next
+    return size
+  }
+
+  /** The next task, or undefined when none is queued. */
+  poll(): T | undefined {
+    if (this.head === this.items.length) return undefined
+    const item = this.items[this.head]!
+    this.items[this.head++] = undefined
+    if (this.head === this.items.length) {
+      this.items = []
+      this.head = 0
+    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.head = 0
+    }
+    if (this.putters.length > 0) this.fill()
+    return item
+  }
+
+  // Moves waiting offers into the room there is, oldest first.
+  private fill() {
+    while (this.putters.length > 0 && this.items.length - this.head < this.capacity) {
+      const putter = this.putters[0]!
+      while (putter.next < putter.values.length && this.items.length - this.head < this.capacity) {
+        this.items.push(putter.values[putter.next++])
+      }
+      if (putter.next < putter.values.length) return
+      this.putters.shift()
+      putter.resume(Effect.void)
+    }
+  }
+
+  readonly take: Effect.Effect<T> = Effect.suspend(() => {
+    if (this.shut) return Effect.interrupt
+    const item = this.poll()
+    if (item !== undefined) return Effect.succeed(item)
+    return Effect.async<T>((resume) => {
+      this.takers.push(resume)
+      return Effect.sync(() => {
+        const i = this.takers.indexOf(resume)
+        if (i >= 0) this.takers.splice(i, 1)
+      })
+    })
+  })
+
+  offerAll(values: ReadonlyArray<T>): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.shut) return Effect.interrupt
+      let next = 0
+      // Waiting workers first (the queue is empty when any waits), then the room there is.
+      while (next < values.length && this.takers.length > 0) this.takers.shift()!(Effect.succeed(values[next++]!))
+      if (this.putters.length === 0) {
+        while (next < values.length && this.items.length - this.head < this.capacity) this.items.push(values[next++])
+      }
+      if (next === values.length) return Effect.void
+      const putter = { values, next, resume: (_: Effect.Effect<void>) => {} }
+      return Effect.async<void>((resume) => {
+        putter.resume = resume
+        this.putters.push(putter)
+        // Never queued beyond what was placed: the rest is dropped.
+        return Effect.sync(() => {
+          const i = this.putters.indexOf(putter)
+          if (i >= 0) this.putters.splice(i, 1)
+        })
+      })
+    })
+  }
+
+  shutdown(): void {
+    if (this.shut) return
+    this.shut = true
+    this.items = []
+    this.head = 0
+    for (const taker of this.takers.splice(0)) taker(Effect.interrupt)
+    for (const putter of this.putters.splice(0)) putter.resume(Effect.interrupt)
+  }
+}
+
 /** @internal */
 export const make = <I, A, E, R>(
   options: TaskEngine.TaskEngine.Options<I, A, E, R>
@@ -106,7 +199,7 @@ export const make = <I, A, E, R>(
     const limited = limiter !== RateLimiterInternal.unlimited
     const handler = options.handler as (input: I, task: TaskEngine.TaskEngine.TaskInfo) => Effect.Effect<A, E>
 
-    const input = yield* (inputCapacity === Infinity ? Queue.unbounded<Task<I>>() : Queue.bounded<Task<I>>(inputCapacity))
+    const input = new TaskQueue<Task<I>>(inputCapacity)
     const buffer = yield* Queue.unbounded<Result<I, A, E> | RoundEnd>()
     const slots = resultCapacity === Infinity ? undefined : yield* Effect.makeSemaphore(resultCapacity)
     const fibers = yield* FiberSet.make()
@@ -180,7 +273,7 @@ export const make = <I, A, E, R>(
           fibers,
           Effect.interruptible(
             Effect.sleep(delay).pipe(
-              Effect.zipRight(Queue.offer(input, task)),
+              Effect.zipRight(input.offerAll([task])),
               Effect.ensuring(Effect.sync(() => stats.waitingRetry--))
             )
           )
@@ -189,6 +282,8 @@ export const make = <I, A, E, R>(
 
     // ---- workers ------------------------------------------------------------------------------------------------
 
+    // Tasks a worker settles in a row without an Effect step before it yields to other fibers.
+    const burstMax = 256
     const limiterTake = (task: Task<I>) => limiter.take({ workerId: task.workerId, taskId: task.id })
     const deadline = Option.getOrUndefined(taskTimeout)
     const runHandler = (task: Task<I>): Effect.Effect<A, Failure<E>> => {
@@ -225,14 +320,14 @@ export const make = <I, A, E, R>(
           if (exit._tag === "Success") stats.succeeded++
           else stats.failed++
           const delivering = (task.call as Call<I, A, E>).deliver(task, exit)
-          return delivering === undefined ? loop : Effect.zipRight(delivering, loop)
+          return delivering === undefined ? next() : Effect.zipRight(delivering, loop)
         }
 
         const onSuccess = (value: A): Effect.Effect<never> => {
           const task = slot.current!
           slot.current = undefined
           stats.busy--
-          return task.call.cancelled ? loop : deliver(task, Exit.succeed(value))
+          return task.call.cancelled ? next() : deliver(task, Exit.succeed(value))
         }
 
         const onFailure = (cause: Cause.Cause<Failure<E>>): Effect.Effect<never> => {
@@ -251,15 +346,52 @@ export const make = <I, A, E, R>(
         }
         const settled = { onSuccess, onFailure }
 
-        const attempt = (task: Task<I>): Effect.Effect<never> => {
+        // Starts an attempt. A handler that returned a success outright (as `Effect.succeed` does: an `Exit`) is
+        // settled here with no Effect step, and `undefined` says the worker may go on to its next task at once.
+        const start = (task: Task<I>): Effect.Effect<never> | undefined => {
           task.attempt++
           task.workerId = workerId
           slot.current = task
           stats.busy++
-          return Effect.matchCauseEffect(runHandler(task), settled)
+          const run = runHandler(task)
+          if (Exit.isExit(run) && run._tag === "Success") {
+            slot.current = undefined
+            stats.busy--
+            stats.succeeded++
+            const delivering = (task.call as Call<I, A, E>).deliver(task, run as Exit.Exit<A, Failure<E>>)
+            return delivering === undefined ? undefined : Effect.zipRight(delivering, loop)
+          }
+          return Effect.matchCauseEffect(run, settled)
         }
 
-        loop = Effect.flatMap(Queue.take(input), (task) => task.call.cancelled ? loop : attempt(task))
+        const attempt = (task: Task<I>): Effect.Effect<never> => start(task) ?? next()
+
+        // The next task not cancelled, polled at once; only an empty queue costs a wait. Tasks settled at once run
+        // in a burst, and the worker yields after `burstMax` of them, as it would after that many Effect steps.
+        let burst = 0
+        const next = (): Effect.Effect<never> => {
+          for (;;) {
+            if (++burst > burstMax) {
+              burst = 0
+              return yieldThenLoop
+            }
+            const task = input.poll()
+            if (task === undefined) {
+              burst = 0
+              return waitTake
+            }
+            if (!task.call.cancelled) {
+              const step = start(task)
+              if (step !== undefined) {
+                burst = 0
+                return step
+              }
+            }
+          }
+        }
+        const waitTake = Effect.flatMap(input.take, (task) => task.call.cancelled ? next() : attempt(task))
+        loop = Effect.suspend(next)
+        const yieldThenLoop = Effect.zipRight(Effect.yieldNow(), loop)
         return Effect.onExit(loop, () =>
           Effect.sync(() => {
             // Interrupted inside an attempt (cancel or shutdown): that attempt is no longer running.
@@ -289,7 +421,8 @@ export const make = <I, A, E, R>(
         active.clear()
         Deferred.unsafeDone(round.started, Effect.interrupt)
         Deferred.unsafeDone(round.done, Effect.interrupt)
-        return Effect.zipRight(Queue.shutdown(input), Queue.shutdown(buffer))
+        input.shutdown()
+        return Queue.shutdown(buffer)
       })
     )
 
@@ -318,7 +451,7 @@ export const make = <I, A, E, R>(
         for (let i = 0; i < total; i++) tasks[i] = new Task(String(++nextId), array[i]!, i, owner)
         active.add(call)
         // Workers run from `make` on, so offering into a bounded queue only waits for them: no deadlock.
-        return Effect.zipRight(Queue.offerAll(input, tasks), Deferred.await(finished)).pipe(
+        return Effect.zipRight(input.offerAll(tasks), Deferred.await(finished)).pipe(
           Effect.onExit((exit) =>
             Effect.withFiberRuntime<void>((fiber) => {
               active.delete(call)
@@ -369,7 +502,7 @@ export const make = <I, A, E, R>(
             const tasks = new Array<Task<I>>(batch.length)
             for (let i = 0; i < batch.length; i++) tasks[i] = new Task(String(++nextId), batch[i]!, 0, owner)
             inflight += batch.length
-            return Queue.offerAll(input, tasks)
+            return input.offerAll(tasks)
           })
         const feed: Effect.Effect<void, E2, R2> = Stream.StreamTypeId in inputs
           ? Stream.runForEachChunk(inputs as Stream.Stream<I, E2, R2>, (chunk) =>
@@ -472,7 +605,7 @@ export const make = <I, A, E, R>(
         const r = round
         const task = new Task(addOptions?.id ?? String(++nextId), value, 0, currentCall as Call<I, never, never>)
         if (r.added++ === 0) Deferred.unsafeDone(r.started, Effect.void)
-        return Queue.offer(input, task).pipe(
+        return input.offerAll([task]).pipe(
           Effect.onInterrupt(() =>
             Effect.sync(() => {
               // Never queued: it must not keep its round from ending.
@@ -540,10 +673,10 @@ export const make = <I, A, E, R>(
       end,
       awaitEnd,
       results,
-      stats: Effect.map(Queue.size(input), (queued) => ({
+      stats: Effect.sync(() => ({
         workers,
         busy: stats.busy,
-        queued: Math.max(0, queued),
+        queued: input.size,
         waitingRetry: stats.waitingRetry,
         succeeded: stats.succeeded,
         failed: stats.failed,
