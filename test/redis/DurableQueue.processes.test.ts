@@ -5,26 +5,17 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import { Redis } from "ioredis"
-import { randomUUID } from "node:crypto"
+import type { Redis } from "ioredis"
 import * as DurableQueue from "../../src/redis/DurableQueue.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
 import { spawnFixture } from "../helpers/processes.js"
 import { redis, requireService } from "../helpers/services.js"
+import { withRedisPrefix } from "../helpers/redis.js"
 
 const up = await requireService(redis)
 
 const withPrefix = <A, E, R>(f: (prefix: string, raw: Redis) => Effect.Effect<A, E, R>) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => ({ prefix: `test:dq:${randomUUID()}:`, raw: new Redis() })),
-    ({ prefix, raw }) => f(prefix, raw),
-    ({ prefix, raw }) =>
-      Effect.promise(async () => {
-        const keys = await raw.keys(`${prefix}*`)
-        if (keys.length > 0) await raw.del(...keys)
-        await raw.quit()
-      })
-  )
+  withRedisPrefix("dq", f)
 
 const queueOf = (prefix: string, maxAttempts = 3) =>
   DurableQueue.make({ name: "jobs", prefix, schema: Schema.Number, maxAttempts, pollInterval: "10 millis", leaseDuration: "2 seconds" })

@@ -3,27 +3,18 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { Redis } from "ioredis"
-import { randomUUID } from "node:crypto"
+import type { Redis } from "ioredis"
 import { OptionError } from "../../src/OptionError.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
 import * as RedisRateLimiter from "../../src/redis/RateLimiter.js"
 import { spawnFixture } from "../helpers/processes.js"
 import { redis, requireService } from "../helpers/services.js"
+import { withRedisPrefix } from "../helpers/redis.js"
 
 const up = await requireService(redis)
 
 const withKey = <A, E, R>(f: (key: string, raw: Redis) => Effect.Effect<A, E, R>) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => ({ key: `test:rl:${randomUUID()}`, raw: new Redis() })),
-    ({ key, raw }) => f(key, raw),
-    ({ key, raw }) =>
-      Effect.promise(async () => {
-        const keys = await raw.keys(`${key}*`)
-        if (keys.length > 0) await raw.del(...keys)
-        await raw.quit()
-      })
-  )
+  withRedisPrefix("rl", f)
 
 /** The largest number of starts in any half-open span [t, t + interval) of the sorted times. */
 const maxInWindow = (sorted: ReadonlyArray<number>, intervalMicros: number) => {

@@ -3,13 +3,13 @@ import * as Effect from "effect/Effect"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { Redis } from "ioredis"
-import { randomUUID } from "node:crypto"
+import type { Redis } from "ioredis"
 import { OptionError } from "../../src/OptionError.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
 import * as RedisResultCache from "../../src/redis/ResultCache.js"
 import * as WorkerQueue from "../../src/WorkerQueue.js"
 import { redis, requireService } from "../helpers/services.js"
+import { withRedisPrefix } from "../helpers/redis.js"
 
 const up = await requireService(redis)
 
@@ -23,16 +23,7 @@ const captureLogs = () => {
 
 // Each test works under its own prefix and deletes every key under it afterwards.
 const withPrefix = <A, E, R>(f: (prefix: string, raw: Redis) => Effect.Effect<A, E, R>) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => ({ prefix: `test:rc:${randomUUID()}:`, raw: new Redis({ lazyConnect: false }) })),
-    ({ prefix, raw }) => f(prefix, raw),
-    ({ prefix, raw }) =>
-      Effect.promise(async () => {
-        const keys = await raw.keys(`${prefix}*`)
-        if (keys.length > 0) await raw.del(...keys)
-        await raw.quit()
-      })
-  ).pipe(Effect.provide(RedisClient.layer()))
+  withRedisPrefix("rc", f).pipe(Effect.provide(RedisClient.layer()))
 
 describe.skipIf(!up)("redis ResultCache", () => {
   it.live("get after set returns the value; an absent key is a miss", () =>

@@ -4,28 +4,19 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import { Redis } from "ioredis"
-import { randomUUID } from "node:crypto"
+import type { Redis } from "ioredis"
 import { OptionError } from "../../src/OptionError.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
 import * as RedisResultCache from "../../src/redis/ResultCache.js"
 import * as RedisWorkerQueue from "../../src/redis/WorkerQueue.js"
 import { spawnFixture } from "../helpers/processes.js"
 import { redis, requireService } from "../helpers/services.js"
+import { withRedisPrefix } from "../helpers/redis.js"
 
 const up = await requireService(redis)
 
 const withPrefix = <A, E, R>(f: (prefix: string, raw: Redis) => Effect.Effect<A, E, R>) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => ({ prefix: `test:wq:${randomUUID()}:`, raw: new Redis() })),
-    ({ prefix, raw }) => f(prefix, raw),
-    ({ prefix, raw }) =>
-      Effect.promise(async () => {
-        const keys = await raw.keys(`${prefix}*`)
-        if (keys.length > 0) await raw.del(...keys)
-        await raw.quit()
-      })
-  )
+  withRedisPrefix("wq", f)
 
 // A queue on a connection of its own, as another process would have.
 const queueOn = <A, I, E>(
