@@ -11,7 +11,6 @@
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
-import type * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type { OptionError } from "./OptionError.js"
 import * as internal from "./internal/progress.js"
@@ -56,19 +55,7 @@ export type SessionState = internal.SessionState
  * @since 0.1.0
  * @category models
  */
-export interface Snapshot {
-  readonly title: string
-  readonly state: SessionState
-  readonly error: Option.Option<string>
-  readonly workers: ReadonlyArray<WorkerRow>
-  readonly queueSize: number
-  readonly queueHighWater: number
-  readonly completed: number
-  readonly total: Option.Option<number>
-  readonly elapsed: Duration.Duration
-  readonly rate: number
-  readonly eta: Option.Option<Duration.Duration>
-}
+export interface Snapshot extends internal.Snapshot {}
 
 /**
  * The reporting side of one run. Every method is a field write: cheap enough to call once per item.
@@ -76,40 +63,13 @@ export interface Snapshot {
  * @since 0.1.0
  * @category models
  */
-export interface Session {
-  /** Marks the worker busy with this description (adds its row if new). */
-  readonly setWorker: (id: WorkerId, description: string) => Effect.Effect<void>
-  /** Shows "waiting for work". */
-  readonly workerWaiting: (id: WorkerId) => Effect.Effect<void>
-  /** Shows "done". */
-  readonly workerDone: (id: WorkerId) => Effect.Effect<void>
-  /** Current queue size; the high-water mark follows it. */
-  readonly setQueueSize: (size: number) => Effect.Effect<void>
-  /** Adds to the overall total (default 1); the total becomes known on the first call. */
-  readonly addTotal: (n?: number) => Effect.Effect<void>
-  /** Adds to the overall completed count (default 1). */
-  readonly addCompleted: (n?: number) => Effect.Effect<void>
-  /** The session as a display would show it now. */
-  readonly snapshot: Effect.Effect<Snapshot>
-  /**
-   * The same reports as synchronous calls, for an engine's hot loop (TreeQueue uses them). Every session made by
-   * this module's layers has it; your own `Progress` may leave it out, and engines then use the Effects.
-   */
-  readonly unsafe?: UnsafeSession | undefined
-}
+export interface Session extends internal.Session {}
 
 /**
  * @since 0.1.0
  * @category models
  */
-export interface UnsafeSession {
-  readonly setWorker: (id: WorkerId, description: string) => void
-  readonly workerWaiting: (id: WorkerId) => void
-  readonly workerDone: (id: WorkerId) => void
-  readonly setQueueSize: (size: number) => void
-  readonly addTotal: (n: number) => void
-  readonly addCompleted: (n: number) => void
-}
+export interface UnsafeSession extends internal.UnsafeSession {}
 
 /**
  * @since 0.1.0

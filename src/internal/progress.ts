@@ -52,16 +52,23 @@ export interface SessionOptions {
 
 /** @internal */
 export interface Session {
+  /** Marks the worker busy with this description (adds its row if new). */
   readonly setWorker: (id: WorkerId, description: string) => Effect.Effect<void>
+  /** Shows "waiting for work". */
   readonly workerWaiting: (id: WorkerId) => Effect.Effect<void>
+  /** Shows "done". */
   readonly workerDone: (id: WorkerId) => Effect.Effect<void>
+  /** Current queue size; the high-water mark follows it. */
   readonly setQueueSize: (size: number) => Effect.Effect<void>
+  /** Adds to the overall total (default 1); the total becomes known on the first call. */
   readonly addTotal: (n?: number) => Effect.Effect<void>
+  /** Adds to the overall completed count (default 1). */
   readonly addCompleted: (n?: number) => Effect.Effect<void>
+  /** The session as a display would show it now. */
   readonly snapshot: Effect.Effect<Snapshot>
   /**
-   * The same reports as plain synchronous calls, for engines' hot loops. Present on every session made by this
-   * module's layers; a user's own `Progress` may leave it out, and engines then fall back to the Effects.
+   * The same reports as synchronous calls, for an engine's hot loop (TreeQueue uses them). Every session made by
+   * this module's layers has it; your own `Progress` may leave it out, and engines then use the Effects.
    */
   readonly unsafe?: UnsafeSession | undefined
 }
