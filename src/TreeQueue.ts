@@ -8,7 +8,6 @@
  *
  * @since 0.1.0
  */
-import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type { OptionError } from "./OptionError.js"
 import type { Progress } from "./Progress.js"
@@ -72,13 +71,7 @@ export declare namespace run {
    * @since 0.1.0
    * @category models
    */
-  export interface Options<E, R> {
-    readonly initial: Iterable<Item<E, R>>
-    readonly workers?: number | undefined
-    readonly order?: Order | undefined
-    readonly graceful?: boolean | undefined
-    readonly title?: string | undefined
-  }
+  export interface Options<E, R> extends internal.RunOptions<E, R> {}
 }
 
 /**
@@ -87,12 +80,7 @@ export declare namespace run {
  * @since 0.1.0
  * @category models
  */
-export interface Summary {
-  readonly processed: number
-  readonly afterChildren: number
-  readonly byKind: Readonly<Record<string, number>>
-  readonly elapsed: Duration.Duration
-}
+export interface Summary extends internal.Summary {}
 
 /**
  * Runs the tree to completion and returns a `Summary`. Fails with the first `process` / `afterChildren` failure
