@@ -12,31 +12,16 @@ import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type { OptionError } from "../../OptionError.js"
 import type * as DurableQueue from "../../redis/DurableQueue.js"
+import { DurableQueueError, makeRun } from "../durableQueue.js"
 import { checker } from "../options.js"
 import { command, connect, RedisClient } from "./client.js"
 import { make as makeStore } from "./persistedQueueStore.js"
 
 const check = checker("RedisDurableQueue")
-
-/** @internal */
-export class DurableQueueError extends Schema.TaggedError<DurableQueueError>("effect-workers/redis/DurableQueueError")(
-  "DurableQueueError",
-  {
-    reason: Schema.Literal("StoreFailed", "EncodeFailed"),
-    queue: Schema.String,
-    cause: Schema.optional(Schema.Defect)
-  }
-) {
-  override get message(): string {
-    const cause = this.cause === undefined ? "" : `: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
-    return `DurableQueue ${this.queue}: ${this.reason === "StoreFailed" ? "the Redis store failed" : "cannot encode a job"}${cause}`
-  }
-}
 
 /** @internal */
 export const make = <A, I>(
@@ -76,7 +61,7 @@ export const make = <A, I>(
       attempts: Schema.Number,
       lastError: Schema.String
     }))
-    const storeFailed = (cause: unknown) => new DurableQueueError({ reason: "StoreFailed", queue: name, cause })
+    const storeFailed = (cause: unknown) => new DurableQueueError({ reason: "StoreFailed", backend: "redis", queue: name, cause })
 
     const deadLetterRaw = (id: string, encoded: unknown, attempts: number, cause: Cause.Cause<unknown>) =>
       command("RPUSH", () =>
@@ -127,32 +112,12 @@ export const make = <A, I>(
         queue.offer(value, { id: offerOptions?.id }).pipe(
           Effect.mapError((cause) =>
             cause._tag === "ParseError"
-              ? new DurableQueueError({ reason: "EncodeFailed", queue: name, cause })
+              ? new DurableQueueError({ reason: "EncodeFailed", backend: "redis", queue: name, cause })
               : storeFailed(cause)
           )
         ),
       take,
-      run: (handler, runOptions) =>
-        Effect.uninterruptibleMask((restore) =>
-          Effect.gen(function*() {
-            const concurrency = Math.max(1, runOptions?.concurrency ?? 1)
-            const shutdownTimeout = Duration.decode(runOptions?.shutdownTimeout ?? "30 seconds")
-            const loop = take(handler, true).pipe(
-              Effect.catchAll((error) =>
-                Effect.zipRight(Effect.logWarning("DurableQueue: taking a job failed; retrying", error), Effect.sleep("500 millis"))
-              ),
-              Effect.forever,
-              Effect.interruptible
-            )
-            const fibers = yield* Effect.forEach(Array.from({ length: concurrency }), () => Effect.fork(loop))
-            return yield* restore(Fiber.joinAll(fibers)).pipe(
-              Effect.zipRight(Effect.never),
-              // Takers waiting for a job stop at once; running jobs finish. A job still running after
-              // `shutdownTimeout` is left to its lease (it comes back once the process is gone).
-              Effect.onInterrupt(() => Effect.ignore(Effect.timeout(Fiber.interruptAll(fibers), shutdownTimeout)))
-            )
-          })
-        ),
+      run: makeRun(take),
       deadLetters: command("LRANGE", () => client.lrange(deadKey, 0, -1)).pipe(
         Effect.mapError(storeFailed),
         Effect.flatMap((raws) =>
