@@ -17,6 +17,7 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/taskEngine.js"
 import * as internalError from "./internal/taskEngineError.js"
+import type { DurableQueue } from "./DurableQueue.js"
 import type { OptionError } from "./OptionError.js"
 import type { RateLimiter } from "./RateLimiter.js"
 import type { TaskResult } from "./TaskResult.js"
@@ -53,6 +54,26 @@ export interface TaskEngine<in out I, out A, out E = never> {
    * its tasks (queued ones are dropped, running ones interrupted); the engine stays usable.
    */
   readonly applyToAll: (inputs: Iterable<I>) => Effect.Effect<Array<TaskResult<I, A, E | TaskEngineError>>>
+  /**
+   * Runs one input (with `options.id` as its task id if given) and returns its result. Interrupting the call
+   * stops the task.
+   */
+  readonly apply: (
+    input: I,
+    options?: { readonly id?: string | undefined }
+  ) => Effect.Effect<TaskResult<I, A, E | TaskEngineError>>
+  /**
+   * Runs the engine on a `DurableQueue` (Redis, PostgreSQL, SQLite or memory) until interrupted: each job becomes
+   * a task whose id is the job's id, with the engine's retries, rate limiter and timeout; the job is acknowledged
+   * when its task succeeds. A task that fails for good (after the engine's retries) is one failed attempt of the
+   * job: the queue puts it back, and after its `maxAttempts` it becomes a dead letter with the last error.
+   * Interruption is graceful: no new job is taken and running ones finish and are acknowledged (see
+   * `DurableQueue.run`). Close the engine's scope after this fiber, not before, or running jobs are put back.
+   */
+  readonly runDurable: (
+    queue: DurableQueue<I>,
+    options?: TaskEngine.DurableOptions | undefined
+  ) => Effect.Effect<never, OptionError>
   /**
    * Runs every input and emits results as they finish. Inputs (an `Iterable` or a `Stream`) are read only as fast
    * as results are consumed; ending the stream early stops the remaining tasks.
@@ -145,6 +166,25 @@ export declare namespace TaskEngine {
     readonly startTimeout?: Duration.DurationInput | undefined
     /** Longest one attempt may run; then it fails with `TaskTimeout` (retryable). Default: no limit. */
     readonly taskTimeout?: Duration.DurationInput | undefined
+    /**
+     * The title of the engine's `Progress` session. The engine reports to `Progress` (tasks known and done, queue
+     * size, what each worker runs) whenever a `Progress` service is in its context. Default: "TaskEngine".
+     */
+    readonly title?: string | undefined
+  }
+
+  /**
+   * @since 0.1.0
+   * @category models
+   */
+  export interface DurableOptions {
+    /**
+     * Jobs leased beyond those running, so a worker finding its next job never waits for the store. Default:
+     * `workers`. Leased jobs keep their lease refreshed while they wait.
+     */
+    readonly prefetch?: number | undefined
+    /** How long a shutdown waits for running jobs before leaving them to their lease. Default: 30 seconds. */
+    readonly shutdownTimeout?: Duration.DurationInput | undefined
   }
 
   /**
@@ -239,3 +279,31 @@ export const applyToEach: <I, A, E, R, E2 = never, R2 = never>(
   handler: (input: I, task: TaskEngine.TaskInfo) => Effect.Effect<A, E, R>,
   options: Omit<TaskEngine.Options<I, A, E, R>, "handler">
 ) => Stream.Stream<TaskResult<I, A, E | TaskEngineError>, OptionError | E2, R | R2> = internal.applyToEach
+
+/**
+ * Runs a throwaway engine on a `DurableQueue` until interrupted (see `TaskEngine.runDurable`): jobs become tasks
+ * with the engine's retries, rate limiter and timeout, and are acknowledged when they succeed.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { DurableQueue, TaskEngine } from "effect-workers"
+ *
+ * const program = Effect.gen(function*() {
+ *   const queue = yield* DurableQueue.memory({ name: "emails", schema: Schema.String })
+ *   yield* queue.offer("a@example.com", { id: "welcome:42" })
+ *   yield* TaskEngine.runDurable(queue, (to) => Effect.log(`sending to ${to}`), { workers: 4 }).pipe(
+ *     Effect.timeout("1 second"),
+ *     Effect.ignore
+ *   )
+ * }).pipe(Effect.scoped)
+ * ```
+ *
+ * @since 0.1.0
+ * @category conveniences
+ */
+export const runDurable: <I, A, E, R>(
+  queue: DurableQueue<I>,
+  handler: (input: I, task: TaskEngine.TaskInfo) => Effect.Effect<A, E, R>,
+  options: Omit<TaskEngine.Options<I, A, E, R>, "handler"> & TaskEngine.DurableOptions
+) => Effect.Effect<never, OptionError, R> = internal.runDurable

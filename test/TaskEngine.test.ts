@@ -13,6 +13,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import { OptionError } from "../src/OptionError.js"
+import * as Progress from "../src/Progress.js"
 import * as RateLimiter from "../src/RateLimiter.js"
 import * as TaskEngine from "../src/TaskEngine.js"
 import * as TaskResult from "../src/TaskResult.js"
@@ -617,4 +618,75 @@ describe("TaskEngine", () => {
         assert.deepStrictEqual(values(results), [3, 6])
       }))
   })
+})
+
+describe("TaskEngine.apply and Progress", () => {
+  it.effect("apply runs one input under the engine's retries and returns its result with the given id", () =>
+    Effect.gen(function*() {
+      let calls = 0
+      const engine = yield* TaskEngine.make({
+        handler: (n: number, task) =>
+          Effect.suspend(() => {
+            calls++
+            return task.attempt < 2 ? Effect.fail(new Boom(n)) : Effect.succeed(n * 10)
+          }),
+        workers: 2,
+        retry: { times: 2 }
+      })
+      const result = yield* engine.apply(4, { id: "job-4" })
+      assert.strictEqual(result.id, "job-4")
+      assert.strictEqual(result.attempts, 2)
+      assert.deepStrictEqual(Exit.isSuccess(result.exit) ? result.exit.value : undefined, 40)
+      assert.strictEqual(calls, 2)
+      const generated = yield* engine.apply(1)
+      assert.isTrue(generated.id.length > 0 && generated.id !== "job-4")
+    }).pipe(Effect.scoped))
+
+  it.effect("interrupting apply stops its task and leaves the engine usable", () =>
+    Effect.gen(function*() {
+      let interrupted = 0
+      const engine = yield* TaskEngine.make({
+        handler: (n: number) =>
+          n === 0 ? Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => interrupted++))) : Effect.succeed(n),
+        workers: 1
+      })
+      const fiber = yield* Effect.fork(engine.apply(0))
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.interrupt(fiber)
+      assert.strictEqual(interrupted, 1)
+      const after = yield* engine.apply(7)
+      assert.deepStrictEqual(Exit.isSuccess(after.exit) ? after.exit.value : undefined, 7)
+    }).pipe(Effect.scoped))
+
+  it.effect("reports to Progress when one is provided: total, completed, queue size and what each worker runs", () =>
+    Effect.gen(function*() {
+      const recording = yield* Progress.ProgressRecording
+      yield* Effect.scoped(Effect.gen(function*() {
+        const engine = yield* TaskEngine.make({
+          handler: (n: number) => Effect.as(Effect.sleep(Duration.seconds(n)), n),
+          workers: 2,
+          title: "thumbnails"
+        })
+        const fiber = yield* Effect.fork(engine.applyToAll([1, 1, 5, 5, 5]))
+        yield* TestClock.adjust("1500 millis")
+        const mid = (yield* recording.last)!
+        assert.strictEqual(mid.title, "thumbnails")
+        assert.deepStrictEqual(mid.total, Option.some(5))
+        assert.strictEqual(mid.completed, 2)
+        assert.strictEqual(mid.queueSize, 1)
+        assert.deepStrictEqual(mid.workers.map((w) => w.description).sort(), ["task 3", "task 4"])
+        yield* TestClock.adjust("10 seconds")
+        yield* Fiber.join(fiber)
+      }))
+      const last = (yield* recording.last)!
+      assert.strictEqual(last.state, "done")
+      assert.strictEqual(last.completed, 5)
+      assert.deepStrictEqual(last.total, Option.some(5))
+    }).pipe(Effect.provide(Progress.layerTest)))
+
+  it.effect("without a Progress service, nothing is reported and nothing is required", () =>
+    Effect.gen(function*() {
+      const results = yield* TaskEngine.applyToAll([1, 2], (n) => Effect.succeed(n), { workers: 1, title: "x" })
+      assert.deepStrictEqual(values(results), [1, 2])
+    }))
 })

@@ -27,9 +27,11 @@ import type { OptionError } from "../OptionError.js"
 import * as RateLimiterInternal from "./rateLimiter.js"
 import type * as RateLimiter from "../RateLimiter.js"
 import type * as TaskEngine from "../TaskEngine.js"
+import type * as DurableQueue from "../DurableQueue.js"
 import { TaskEngineError } from "./taskEngineError.js"
 import type * as TaskResult from "../TaskResult.js"
 import { checker } from "./options.js"
+import { Progress } from "./progress.js"
 import { TaskResultImpl } from "./taskEngineResult.js"
 
 const check = checker("TaskEngine")
@@ -413,6 +415,33 @@ export const make = <I, A, E, R>(
 
     for (let i = 0; i < workers; i++) yield* spawn(i)
 
+    // Progress, when a `Progress` service is provided: sampled every 100 ms (and once at the end) from the
+    // counters the workers keep anyway, so the hot path pays nothing for it.
+    const progress = yield* Effect.serviceOption(Progress)
+    if (Option.isSome(progress)) {
+      const session = yield* progress.value.session({ title: options.title ?? "TaskEngine", workers })
+      let reported = { total: 0, completed: 0 }
+      const report = Effect.suspend(() => {
+        const completed = stats.succeeded + stats.failed
+        const total = Math.max(reported.total, completed + stats.busy + stats.waitingRetry + input.size)
+        const delta = { total: total - reported.total, completed: completed - reported.completed }
+        reported = { total, completed }
+        return Effect.all([
+          session.setQueueSize(input.size),
+          delta.total > 0 ? session.addTotal(delta.total) : Effect.void,
+          delta.completed > 0 ? session.addCompleted(delta.completed) : Effect.void,
+          Effect.forEach(workerSlots, (slot, i) => {
+            const task = slot?.current
+            return task === undefined
+              ? session.workerWaiting(i + 1)
+              : session.setWorker(i + 1, `task ${task.id}${task.attempt > 1 ? ` (attempt ${task.attempt})` : ""}`)
+          }, { discard: true })
+        ], { discard: true })
+      })
+      yield* Effect.addFinalizer(() => report)
+      yield* report.pipe(Effect.zipRight(Effect.sleep("100 millis")), Effect.forever, Effect.interruptible, Effect.forkScoped)
+    }
+
     // Runs before the FiberSet's finalizer (added earlier): no worker is replaced, and every caller settles.
     yield* Effect.addFinalizer(() =>
       Effect.suspend(() => {
@@ -459,6 +488,48 @@ export const make = <I, A, E, R>(
               return Effect.void
             })
           )
+        )
+      })
+
+    // One input, one result: a call owning a single task.
+    const apply = (value: I, applyOptions?: { readonly id?: string | undefined }): Effect.Effect<Result<I, A, E>> =>
+      Effect.suspend(() => {
+        if (closing) return Effect.interrupt
+        const finished = Deferred.unsafeMake<Result<I, A, E>>(FiberId.none)
+        const call: Call<I, A, E> = {
+          cancelled: false,
+          deliver: (task, exit) => {
+            Deferred.unsafeDone(finished, Exit.succeed(new TaskResultImpl(task.id, task.input, task.attempt, exit)))
+            return undefined
+          },
+          settle: () => Deferred.unsafeDone(finished, Effect.interrupt)
+        }
+        const task = new Task(applyOptions?.id ?? String(++nextId), value, 0, call as Call<I, never, never>)
+        active.add(call)
+        return Effect.zipRight(input.offerAll([task]), Deferred.await(finished)).pipe(
+          Effect.onExit((exit) =>
+            Effect.withFiberRuntime<void>((fiber) => {
+              active.delete(call)
+              if (Exit.isFailure(exit)) cancel(call, fiber.id())
+              return Effect.void
+            })
+          )
+        )
+      })
+
+    // Jobs of a durable queue: leased by `queue.run`, run as tasks (with the engine's retries, rate limit and
+    // timeout), acknowledged when the task succeeded, handed back to the queue (its attempts, its dead letters)
+    // when it failed.
+    const runDurable = (
+      queue: DurableQueue.DurableQueue<I>,
+      durableOptions?: TaskEngine.TaskEngine.DurableOptions
+    ): Effect.Effect<never, OptionError> =>
+      Effect.gen(function*() {
+        const prefetch = yield* check.integer("prefetch", durableOptions?.prefetch, workers, 0)
+        const shutdownTimeout = yield* check.duration("shutdownTimeout", durableOptions?.shutdownTimeout, "30 seconds")
+        return yield* queue.run(
+          (value, job) => Effect.flatMap(apply(value, { id: job.id }), (result) => result.exit),
+          { concurrency: workers + prefetch, shutdownTimeout }
         )
       })
 
@@ -667,7 +738,9 @@ export const make = <I, A, E, R>(
     ))
 
     const engine: TaskEngine.TaskEngine<I, A, E> = {
+      apply,
       applyToAll,
+      runDurable,
       applyToEach,
       add,
       end,
@@ -707,3 +780,11 @@ export const applyToEach = <I, A, E, R, E2 = never, R2 = never>(
   options: Omit<TaskEngine.TaskEngine.Options<I, A, E, R>, "handler">
 ): Stream.Stream<Result<I, A, E>, OptionError | E2, R | R2> =>
   Stream.unwrapScoped(Effect.map(make({ ...options, handler }), (engine) => engine.applyToEach(inputs)))
+
+/** @internal */
+export const runDurable = <I, A, E, R>(
+  queue: DurableQueue.DurableQueue<I>,
+  handler: (input: I, task: TaskEngine.TaskEngine.TaskInfo) => Effect.Effect<A, E, R>,
+  options: Omit<TaskEngine.TaskEngine.Options<I, A, E, R>, "handler"> & TaskEngine.TaskEngine.DurableOptions
+): Effect.Effect<never, OptionError, R> =>
+  Effect.scoped(Effect.flatMap(make({ ...options, handler }), (engine) => engine.runDurable(queue, options)))
