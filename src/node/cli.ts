@@ -12,6 +12,7 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import { createRequire } from "node:module"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
 import type * as Api from "../JobRunner.js"
@@ -88,13 +89,17 @@ const runCommand = Command.make(
  */
 export const command = Command.make("effect-workers").pipe(Command.withSubcommands([runCommand]))
 
+// src/node/cli.ts and dist/node/cli.js both sit two levels below the package root.
+const packageVersion = (): string =>
+  (createRequire(import.meta.url)("../../package.json") as { readonly version: string }).version
+
 /**
  * Runs the CLI with `argv` (as `process.argv`), under `NodeRuntime.runMain`.
  *
  * @since 0.1.0
  */
 export const main = (argv: ReadonlyArray<string>): void =>
-  Command.run(command, { name: "effect-workers", version: "0.1.0" })(argv).pipe(
+  Command.run(command, { name: "effect-workers", version: packageVersion() })(argv).pipe(
     Effect.provide(NodeContext.layer),
     NodeRuntime.runMain
   )

@@ -1,0 +1,275 @@
+/**
+ * The package as a plain Node.js user gets it. A copy of the repository's package sources is packed with
+ * `npm pack` (whose `prepack` runs the build), the tarball is unpacked into a temporary project as
+ * node_modules/effect-workers, and the project is used from `node` without any TypeScript loader: the compiled
+ * entry points, the JobRunner reader entry (a real reader process) and the `effect-workers` executable, and the
+ * emitted declarations through `tsc`. The project's node_modules links the repository's dependencies except tsx,
+ * so nothing in it could load TypeScript. (`npm install <tarball>` would need the registry for the dependencies.)
+ */
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import { spawnSync } from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+
+const root = Path.resolve(__dirname, "..")
+const hasSql = Fs.existsSync(Path.join(root, "src/sql.ts"))
+// A parent `tsx` or `vitest` must not lend its loader to the children.
+const env = { ...process.env, NODE_OPTIONS: "" }
+
+interface Ran {
+  readonly status: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+const run = (command: string, args: ReadonlyArray<string>, cwd: string, timeoutMs: number, extraEnv = {}): Ran => {
+  const r = spawnSync(command, args, {
+    cwd,
+    env: { ...env, ...extraEnv },
+    encoding: "utf8",
+    timeout: timeoutMs,
+    killSignal: "SIGKILL"
+  })
+  if (r.error !== undefined) throw r.error
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+const ok = (r: Ran, what: string): Ran => {
+  if (r.status !== 0) throw new Error(`${what} exited with ${r.status}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`)
+  return r
+}
+
+let tmp = ""
+let consumer = ""
+let packed: Array<string> = []
+
+beforeAll(() => {
+  tmp = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-workers-pack-"))
+  // What a clone holds, tests and benchmarks included, so that leaving them out is the `files` field's doing.
+  const stage = Path.join(tmp, "stage")
+  Fs.mkdirSync(stage)
+  for (const entry of ["package.json", "README.md", "LICENSE", "tsconfig.json", "tsconfig.build.json"]) {
+    if (Fs.existsSync(Path.join(root, entry))) Fs.copyFileSync(Path.join(root, entry), Path.join(stage, entry))
+  }
+  for (const dir of ["src", "scripts", "test", "bench", "examples"]) {
+    Fs.cpSync(Path.join(root, dir), Path.join(stage, dir), { recursive: true })
+  }
+  Fs.symlinkSync(Path.join(root, "node_modules"), Path.join(stage, "node_modules"), "dir")
+  ok(run("npm", ["pack", "--pack-destination", tmp, "--no-fund"], stage, 150_000), "npm pack")
+  const tarball = Fs.readdirSync(tmp).find((f) => f.endsWith(".tgz"))
+  if (tarball === undefined) throw new Error("npm pack wrote no tarball")
+  packed = ok(run("tar", ["-tzf", Path.join(tmp, tarball)], tmp, 30_000), "tar -t").stdout.split("\n")
+    .filter((l) => l.length > 0)
+    .map((l) => l.replace(/^package\//, ""))
+
+  consumer = Path.join(tmp, "consumer")
+  const modules = Path.join(consumer, "node_modules")
+  Fs.mkdirSync(modules, { recursive: true })
+  for (const name of Fs.readdirSync(Path.join(root, "node_modules"))) {
+    if (name.startsWith(".") || name === "tsx" || name === "effect-workers") continue
+    Fs.symlinkSync(Path.join(root, "node_modules", name), Path.join(modules, name), "dir")
+  }
+  ok(run("tar", ["-xzf", Path.join(tmp, tarball), "-C", tmp], tmp, 30_000), "tar -x")
+  Fs.renameSync(Path.join(tmp, "package"), Path.join(modules, "effect-workers"))
+  Fs.writeFileSync(
+    Path.join(consumer, "package.json"),
+    JSON.stringify({ name: "consumer", private: true, type: "module", dependencies: { "effect-workers": "0.1.0" } })
+  )
+  for (const [file, text] of Object.entries(consumerFiles)) Fs.writeFileSync(Path.join(consumer, file), text)
+}, 200_000)
+
+afterAll(() => {
+  if (tmp !== "") Fs.rmSync(tmp, { recursive: true, force: true })
+})
+
+describe("packaging", () => {
+  it("the tarball holds the compiled modules, their declarations and sources, and no tests or benchmarks", () => {
+    for (const file of ["package.json", "README.md", "dist/index.js", "dist/index.d.ts", "dist/index.d.ts.map"]) {
+      expect(packed).toContain(file)
+    }
+    for (const file of ["dist/redis.js", "dist/redis.d.ts", "dist/node/bin.mjs", "dist/node/readerProcess.js"]) {
+      expect(packed).toContain(file)
+    }
+    if (hasSql) expect(packed).toContain("dist/sql.js")
+    // Declaration maps point into src/, so go-to-definition lands in the TypeScript source.
+    expect(packed).toContain("src/index.ts")
+    const stray = packed.filter((f) => !/^(dist|src)\//.test(f) && !/^(package\.json|README\.md|LICENSE)$/.test(f))
+    expect(stray).toEqual([])
+    expect(packed.filter((f) => f.endsWith(".ts") && f.startsWith("dist/") && !f.endsWith(".d.ts"))).toEqual([])
+  })
+
+  it.live("plain node imports effect-workers, its backends and runs WorkerQueue and TaskEngine", () =>
+    Effect.sync(() => {
+      const out = ok(run(process.execPath, ["main.mjs"], consumer, 30_000, { CHECK_SQL: hasSql ? "1" : "" }), "main")
+      const result = JSON.parse(out.stdout.trim().split("\n").at(-1) ?? "null")
+      expect(result.values).toEqual([2, 2, 4])
+      expect(result.squares).toEqual([1, 4, 9])
+      expect(result.redis).toContain("RedisClient")
+      expect(result.redis).toContain("ResultCache")
+      if (hasSql) expect(result.sql.length).toBeGreaterThan(0)
+      expect(result.internal).toBe("ERR_PACKAGE_PATH_NOT_EXPORTED")
+      expect(result.tsx).toBe("ERR_MODULE_NOT_FOUND")
+    }), 40_000)
+
+  it.live("a JobRunner in a compiled .mjs module runs its reader process from dist, without tsx", () =>
+    Effect.sync(() => {
+      const log = Path.join(tmp, "jobs-main.log")
+      ok(run(process.execPath, ["jobs.mjs"], consumer, 45_000, { JOBS_LOG: log }), "node jobs.mjs")
+      expectFiveReadsInOneReader(log)
+    }), 60_000)
+
+  it.live("the effect-workers executable from the package runs the same module", () =>
+    Effect.sync(() => {
+      const log = Path.join(tmp, "jobs-cli.log")
+      const bin = Path.join(consumer, "node_modules/effect-workers", readBin())
+      const out = ok(
+        run(process.execPath, [bin, "run", "jobs.mjs", "--processes", "1", "--stop-when-empty"], consumer, 45_000, {
+          JOBS_LOG: log
+        }),
+        "effect-workers run"
+      )
+      expect(out.stdout + out.stderr).toContain("JobRunner packaged: 5 processed, 0 failed")
+      expectFiveReadsInOneReader(log)
+      const version = ok(run(process.execPath, [bin, "--version"], consumer, 30_000), "effect-workers --version")
+      expect(version.stdout.trim()).toBe(JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8")).version)
+    }), 60_000)
+
+  it.live("a TypeScript consumer type-checks against the emitted declarations", () =>
+    Effect.sync(() => {
+      const tsc = Path.join(root, "node_modules/typescript/bin/tsc")
+      ok(run(process.execPath, [tsc, "-p", "tsconfig.json"], consumer, 90_000), "tsc")
+    }), 100_000)
+
+  it("development resolves without a build: tests, examples and benchmarks import src/ by relative path", () => {
+    // A self-reference ("effect-workers") would resolve to dist/: absent on a fresh clone, stale after an edit.
+    const offenders: Array<string> = []
+    const scan = (dir: string) => {
+      for (const entry of Fs.readdirSync(dir, { withFileTypes: true })) {
+        const file = Path.join(dir, entry.name)
+        if (entry.isDirectory()) scan(file)
+        else if (/\.[cm]?[jt]sx?$/.test(entry.name) && file !== __filename) {
+          if (/(?:from\s*|import\s*\(\s*)["']effect-workers(?:\/[^"']*)?["']/.test(Fs.readFileSync(file, "utf8"))) {
+            offenders.push(Path.relative(root, file))
+          }
+        }
+      }
+    }
+    for (const dir of ["test", "examples", "bench", "scripts"]) scan(Path.join(root, dir))
+    expect(offenders).toEqual([])
+  })
+})
+
+const readBin = (): string =>
+  JSON.parse(Fs.readFileSync(Path.join(consumer, "node_modules/effect-workers/package.json"), "utf8")).bin[
+    "effect-workers"
+  ]
+
+const expectFiveReadsInOneReader = (log: string) => {
+  const events = Fs.readFileSync(log, "utf8").split("\n").filter((l) => l.length > 0)
+    .map((l) => JSON.parse(l) as { e: string; pid: number; item?: number })
+  const writer = events.filter((e) => e.e === "writer").map((e) => e.pid)
+  const reads = events.filter((e) => e.e === "read")
+  expect(reads.map((e) => e.item).sort()).toEqual([1, 2, 3, 4, 5])
+  expect(new Set(reads.map((e) => e.pid)).size).toBe(1)
+  expect(writer.length).toBeGreaterThan(0)
+  expect(writer).not.toContain(reads[0]?.pid)
+}
+
+const consumerFiles: Record<string, string> = {
+  "main.mjs": `
+import { Effect, Option } from "effect"
+import { TaskEngine, TaskResult, WorkerQueue } from "effect-workers"
+import * as Redis from "effect-workers/redis"
+
+const sql = process.env.CHECK_SQL === "1" ? await import("effect-workers/sql") : undefined
+const code = (specifier) => import(specifier).then(() => "resolved", (e) => e.code)
+
+const program = Effect.gen(function*() {
+  const queue = yield* WorkerQueue.make({ worker: (n) => Effect.succeed(n * 2), concurrency: 2 })
+  const values = yield* Effect.all([queue.require(1), queue.require(1), queue.require(2)], { concurrency: 3 })
+  const results = yield* TaskEngine.applyToAll([1, 2, 3], (n) => Effect.succeed(n * n), { workers: 2 })
+  return { values, squares: results.map((r) => Option.getOrNull(TaskResult.getSuccess(r))) }
+})
+
+const out = await Effect.runPromise(Effect.scoped(program))
+console.log(JSON.stringify({
+  ...out,
+  redis: Object.keys(Redis),
+  sql: sql === undefined ? null : Object.keys(sql),
+  internal: await code("effect-workers/internal/options"),
+  tsx: await code("tsx")
+}))
+`,
+  "jobs.mjs": `
+import { Effect, Schema } from "effect"
+import { appendFileSync } from "node:fs"
+import { JobRunner } from "effect-workers"
+
+const log = (event) => appendFileSync(process.env.JOBS_LOG, JSON.stringify({ ...event, pid: process.pid }) + "\\n")
+let written = false
+
+export const runner = JobRunner.make({
+  name: "packaged",
+  module: import.meta.url,
+  item: Schema.Number,
+  settings: {
+    numProcesses: 1,
+    stopWhenEmpty: true,
+    emptyQueueSleepTime: "20 millis",
+    emptyQueueMaxSleepTime: "50 millis",
+    gracefulShutdownTimeout: "5 seconds"
+  },
+  writer: () => {
+    log({ e: "writer" })
+    if (written) return []
+    written = true
+    return [1, 2, 3, 4, 5]
+  },
+  reader: (item) => Effect.sync(() => log({ e: "read", item }))
+})
+
+JobRunner.runMain(runner)
+`,
+  "check.ts": `
+import { Effect, Option } from "effect"
+import { JobRunner, TaskEngine, TaskResult, WorkerQueue } from "effect-workers"
+import { RedisClient } from "effect-workers/redis"
+
+export const program = Effect.gen(function*() {
+  const queue = yield* WorkerQueue.make({ worker: (n: number) => Effect.succeed(String(n)) })
+  const value: string = yield* queue.require(1)
+  // @ts-expect-error the queue's items are numbers
+  yield* queue.require("1")
+  const results = yield* TaskEngine.applyToAll([1, 2], (n: number) => Effect.succeed(n * 2), { workers: 2 })
+  const first: Option.Option<number> = TaskResult.getSuccess(results[0]!)
+  return { value, first }
+})
+
+export const runner = JobRunner.make({
+  name: "typed",
+  module: import.meta.url,
+  writer: () => [1, 2, 3],
+  reader: (item: number) => Effect.log(item)
+})
+
+export const client: typeof RedisClient = RedisClient
+
+// @ts-expect-error internal modules are not part of the package's exports
+export const hidden = import("effect-workers/internal/options")
+`,
+  "tsconfig.json": JSON.stringify({
+    compilerOptions: {
+      target: "ES2022",
+      module: "NodeNext",
+      moduleResolution: "NodeNext",
+      strict: true,
+      exactOptionalPropertyTypes: true,
+      noEmit: true,
+      skipLibCheck: false,
+      types: ["node"]
+    },
+    files: ["check.ts"]
+  })
+}
