@@ -1,0 +1,359 @@
+/**
+ * The SQL store of `DurableQueue` (PostgreSQL and SQLite), written because the `SqlPersistedQueue` store that
+ * ships with `@effect/sql` 0.52.1 (the `PersistedQueueStore` of `@effect/experimental`'s `PersistedQueue`)
+ * loses leases and jobs; checked against PostgreSQL 15 and SQLite 3.53 (better-sqlite3):
+ * - its leases are never refreshed: `refreshLocks` returns at once while the `elementIds` set is empty, and
+ *   nothing ever adds to that set (only `delete` is called), so a job running longer than `lockExpiration`
+ *   (2 minutes by default) is handed to a second taker while the first still runs it;
+ * - the unique index is on `id` alone, not `(queue_name, id)`: offering id "x" to queue "b" after queue "a" got an
+ *   "x" is silently dropped (`ON CONFLICT (id) DO NOTHING`), and queue "b" never sees the job;
+ * - `id VARCHAR(36)` on PostgreSQL and MySQL: a custom id longer than 36 characters fails the offer;
+ * - `acquired_at TIMESTAMP` (without time zone) is compared with `NOW()`: processes whose sessions use different
+ *   `TimeZone` settings see each other's leases as expired (or live) for hours;
+ * - the SQLite take is `UPDATE … RETURNING … ORDER BY … LIMIT`, which needs SQLite compiled with
+ *   `SQLITE_ENABLE_UPDATE_DELETE_LIMIT` (better-sqlite3 is; most other builds are not), and `CURRENT_TIMESTAMP`
+ *   has one-second resolution, so a lease is only whole seconds and may last a second longer than asked;
+ * - a job out of attempts stays a pending row (`completed = false`, `attempts >= maxAttempts`) that only the
+ *   taker's `maxAttempts` keeps from running again; there is no dead-letter state to list;
+ * - `PersistedQueue.take` opens a `Scope` per job and runs one `UPDATE` per acknowledgement.
+ *
+ * This store keeps one row per job in `tableName` (created if missing, shared by queues through `queue_name`):
+ * `state` 0 pending, 1 acknowledged, 2 dead; `visible_at` (milliseconds, the database's clock) is when a pending
+ * job may be taken: its offer time, or the end of its lease while leased. Taking a job sets `visible_at` to now
+ * plus the lease and `acquired_by` to this store's id, so a killed taker's jobs come back when the lease ends with
+ * no sweeper; the lease of every job held here is pushed forward every third of the lease. Offers of concurrent
+ * callers are inserted in one statement; takes fetch as many jobs as there are takers waiting, in one statement
+ * (`FOR UPDATE SKIP LOCKED` on PostgreSQL); acknowledgements and put-backs are written in batches by one fiber.
+ * Rows of acknowledged jobs are kept, so an id offered again later is still not queued twice.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import { randomUUID } from "node:crypto"
+
+/** A leased job. @internal */
+export interface Element {
+  /** The row's primary key (a string on PostgreSQL, where it is a BIGINT). */
+  readonly sequence: string | number
+  readonly id: string
+  /** The job, encoded by the queue's schema. */
+  readonly element: unknown
+  /** Attempts made before this one. */
+  readonly attempts: number
+}
+
+/** @internal */
+export interface DeadRow {
+  readonly id: string
+  readonly element: unknown
+  readonly attempts: number
+  readonly lastError: string
+}
+
+/** @internal */
+export interface StoreOptions {
+  readonly name: string
+  readonly tableName: string
+  readonly leaseMillis: number
+  readonly pollMillis: number
+}
+
+/** How a job is settled. "ack": done; "back": put back untouched; "retry": failed, queued again; "dead". @internal */
+export type Settlement =
+  | { readonly _tag: "ack" }
+  | { readonly _tag: "back" }
+  | { readonly _tag: "retry"; readonly lastError: string }
+  | { readonly _tag: "dead"; readonly lastError: string }
+
+/** @internal */
+export interface Store {
+  readonly dialect: "pg" | "sqlite"
+  readonly offer: (id: string, encoded: unknown) => Effect.Effect<void, SqlError>
+  /** The next leased job; waits (polling) while there is none. */
+  readonly next: Effect.Effect<Element>
+  /**
+   * Queues the settlement of a job; the returned effect waits until it is written (or failed to be written). A
+   * settlement that is not awaited is still written, at the latest when the store's scope closes.
+   */
+  readonly settle: (element: Element, settlement: Settlement) => Effect.Effect<Effect.Effect<void, SqlError>>
+  readonly deadLetters: Effect.Effect<ReadonlyArray<DeadRow>, SqlError>
+}
+
+const tableNamePattern = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/
+
+/** Whether `tableName` is an identifier, optionally schema-qualified. @internal */
+export const isTableName = (tableName: string): boolean => tableNamePattern.test(tableName)
+
+interface Waiting<A> {
+  readonly item: A
+  readonly done: Deferred.Deferred<void, SqlError>
+}
+
+const BATCH = 256
+
+/** @internal */
+export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlClient.SqlClient | Scope.Scope> =>
+  Effect.gen(function*() {
+    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
+    const { leaseMillis, name, pollMillis, tableName } = options
+    const dialect = sql.onDialectOrElse({ pg: () => "pg" as const, sqlite: () => "sqlite" as const, orElse: () => "other" as const })
+    if (dialect === "other") {
+      return yield* Effect.dieMessage("effect-workers/sql DurableQueue supports PostgreSQL and SQLite only")
+    }
+    const table = sql(tableName)
+    const base = tableName.replace(/\./g, "_")
+    const indexName = (suffix: string) => sql(`${base}_${suffix}`)
+    const worker = randomUUID()
+    // The database's clock in milliseconds since the epoch, so the leases of processes on several machines agree.
+    const now = dialect === "pg"
+      ? sql.literal("(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT")
+      : sql.literal("CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)")
+    const lease = sql.literal(String(Math.max(1, Math.round(leaseMillis))))
+
+    const ddl = dialect === "pg"
+      ? Effect.gen(function*() {
+        // Several processes starting at once would race on CREATE TABLE IF NOT EXISTS (a unique violation in
+        // pg_type): one at a time, under a transaction-scoped advisory lock.
+        yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workers:${tableName}`}))`
+        yield* sql`CREATE TABLE IF NOT EXISTS ${table} (
+          sequence BIGSERIAL PRIMARY KEY,
+          queue_name TEXT NOT NULL,
+          id TEXT NOT NULL,
+          element TEXT NOT NULL,
+          state SMALLINT NOT NULL DEFAULT 0,
+          attempts INTEGER NOT NULL DEFAULT 0,
+          visible_at BIGINT NOT NULL,
+          acquired_by TEXT NULL,
+          last_failure TEXT NULL,
+          created_at BIGINT NOT NULL,
+          updated_at BIGINT NOT NULL,
+          UNIQUE (queue_name, id)
+        )`
+        yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("ready")} ON ${table} (queue_name, visible_at, sequence) WHERE state = 0`
+        yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("dead")} ON ${table} (queue_name, updated_at, sequence) WHERE state = 2`
+      }).pipe(sql.withTransaction)
+      : Effect.gen(function*() {
+        yield* sql`CREATE TABLE IF NOT EXISTS ${table} (
+          sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+          queue_name TEXT NOT NULL,
+          id TEXT NOT NULL,
+          element TEXT NOT NULL,
+          state INTEGER NOT NULL DEFAULT 0,
+          attempts INTEGER NOT NULL DEFAULT 0,
+          visible_at INTEGER NOT NULL,
+          acquired_by TEXT NULL,
+          last_failure TEXT NULL,
+          created_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL,
+          UNIQUE (queue_name, id)
+        )`
+        yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("ready")} ON ${table} (queue_name, visible_at, sequence) WHERE state = 0`
+        yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("dead")} ON ${table} (queue_name, updated_at, sequence) WHERE state = 2`
+      })
+    yield* ddl
+
+    const inList = (sequences: ReadonlyArray<string | number>) => sql.in(sequences)
+    const lockClause = dialect === "pg" ? sql.literal("FOR UPDATE SKIP LOCKED") : sql.literal("")
+
+    // Leased jobs held by this store (fetched or running), by sequence; their leases are refreshed together.
+    const active = new Map<string, string | number>()
+    const keyOf = (sequence: string | number) => String(sequence)
+
+    yield* Effect.suspend(() => {
+      const sequences = Array.from(active.values())
+      if (sequences.length === 0) return Effect.void
+      return Effect.forEach(chunks(sequences, BATCH), (chunk) =>
+        sql`UPDATE ${table} SET visible_at = ${now} + ${lease}
+          WHERE sequence IN ${inList(chunk)} AND acquired_by = ${worker} AND state = 0`, { discard: true })
+    }).pipe(
+      Effect.catchAllCause((cause) => Effect.logWarning("DurableQueue: refreshing leases failed", cause)),
+      Effect.zipRight(Effect.sleep(Math.max(10, Math.floor(leaseMillis / 3)))),
+      Effect.forever,
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+
+    // Offers of concurrent callers go out in one INSERT.
+    const offers = yield* Queue.unbounded<Waiting<{ readonly id: string; readonly element: string }>>()
+    const insert = (batch: ReadonlyArray<{ readonly id: string; readonly element: string }>) => {
+      const rows = sql.csv(batch.map(({ element, id }) => sql`(${name}, ${id}, ${element}, ${now}, ${now}, ${now})`))
+      return sql`INSERT INTO ${table} (queue_name, id, element, visible_at, created_at, updated_at)
+        VALUES ${rows} ON CONFLICT (queue_name, id) DO NOTHING`
+    }
+    yield* drain(offers, (batch) => insert(batch.map((w) => w.item)))
+
+    // Settlements: acknowledgements and put-backs of a batch each in one UPDATE, failures one by one.
+    const settlements = yield* Queue.unbounded<Waiting<{ readonly element: Element; readonly settlement: Settlement }>>()
+    const write = (batch: ReadonlyArray<{ readonly element: Element; readonly settlement: Settlement }>) =>
+      Effect.gen(function*() {
+        const acks: Array<string | number> = []
+        const backs: Array<string | number> = []
+        for (const { element, settlement } of batch) {
+          switch (settlement._tag) {
+            case "ack":
+              acks.push(element.sequence)
+              break
+            case "back":
+              backs.push(element.sequence)
+              break
+            case "retry":
+              yield* sql`UPDATE ${table} SET state = 0, attempts = ${element.attempts + 1}, last_failure = ${settlement.lastError},
+                acquired_by = NULL, visible_at = ${now}, updated_at = ${now}
+                WHERE sequence = ${element.sequence} AND acquired_by = ${worker} AND state = 0`
+              break
+            case "dead":
+              yield* sql`UPDATE ${table} SET state = 2, attempts = ${element.attempts + 1}, last_failure = ${settlement.lastError},
+                acquired_by = NULL, updated_at = ${now}
+                WHERE sequence = ${element.sequence} AND acquired_by = ${worker} AND state = 0`
+              break
+          }
+        }
+        if (acks.length > 0) {
+          yield* sql`UPDATE ${table} SET state = 1, attempts = attempts + 1, acquired_by = NULL, updated_at = ${now}
+            WHERE sequence IN ${inList(acks)} AND acquired_by = ${worker} AND state = 0`
+        }
+        if (backs.length > 0) {
+          yield* sql`UPDATE ${table} SET acquired_by = NULL, visible_at = ${now}
+            WHERE sequence IN ${inList(backs)} AND acquired_by = ${worker} AND state = 0`
+        }
+      })
+    yield* drain(settlements, (batch) => write(batch.map((w) => w.item)), leaseMillis)
+
+    const settle = (element: Element, settlement: Settlement) =>
+      Effect.map(Deferred.make<void, SqlError>(), (done) => {
+        active.delete(keyOf(element.sequence))
+        settlements.unsafeOffer({ item: { element, settlement }, done })
+        return Deferred.await(done)
+      })
+
+    // Jobs are fetched for the takers waiting, as many as there are, in one statement; jobs fetched but not yet
+    // handed out are leased and refreshed like running ones, and put back when the scope closes.
+    let demand = 0
+    const jobs = yield* Queue.unbounded<Element>()
+    const wake = yield* Effect.makeLatch(false)
+    const offered = yield* Effect.makeLatch(false)
+    const take = (size: number) =>
+      sql<{ sequence: string | number; id: string; element: string; attempts: number }>`
+        UPDATE ${table} SET visible_at = ${now} + ${lease}, acquired_by = ${worker}
+        WHERE sequence IN (
+          SELECT sequence FROM ${table}
+          WHERE queue_name = ${name} AND state = 0 AND visible_at <= ${now}
+          ORDER BY visible_at, sequence
+          LIMIT ${sql.literal(String(size))} ${lockClause}
+        )
+        RETURNING sequence, id, element, attempts`
+    const fetch = Effect.gen(function*() {
+      while (true) {
+        yield* wake.close
+        const want = demand - (yield* Queue.size(jobs))
+        if (want <= 0) {
+          yield* wake.await
+          continue
+        }
+        yield* offered.close
+        const rows = yield* take(Math.min(want, BATCH)).pipe(
+          Effect.catchAllCause((cause) =>
+            Effect.as(
+              Effect.zipRight(Effect.logWarning("DurableQueue: taking jobs failed; retrying", cause), Effect.sleep(Math.max(pollMillis, 200))),
+              []
+            )
+          )
+        )
+        if (rows.length === 0) {
+          yield* Effect.raceFirst(Effect.sleep(pollMillis), offered.await)
+          continue
+        }
+        const elements = rows
+          .map((row): Element => ({ sequence: row.sequence, id: row.id, element: JSON.parse(row.element), attempts: Number(row.attempts) }))
+          .sort((a, b) => Number(a.sequence) - Number(b.sequence))
+        for (const element of elements) active.set(keyOf(element.sequence), element.sequence)
+        yield* Queue.offerAll(jobs, elements)
+      }
+    })
+    yield* fetch.pipe(
+      Effect.interruptible,
+      Effect.onExit(() =>
+        Effect.flatMap(Queue.takeAll(jobs), (left) => Effect.forEach(left, (element) => settle(element, { _tag: "back" }), { discard: true }))
+      ),
+      Effect.forkScoped
+    )
+
+    const next: Effect.Effect<Element> = Effect.uninterruptibleMask((restore) =>
+      Effect.suspend(() => {
+        demand++
+        wake.unsafeOpen()
+        return restore(Queue.take(jobs)).pipe(Effect.ensuring(Effect.sync(() => demand--)))
+      })
+    )
+
+    return {
+      dialect,
+      offer: (id, encoded) =>
+        Effect.flatMap(Deferred.make<void, SqlError>(), (done) => {
+          offers.unsafeOffer({ item: { id, element: JSON.stringify(encoded) }, done })
+          offered.unsafeOpen()
+          return Deferred.await(done)
+        }),
+      next,
+      settle,
+      deadLetters: sql<{ id: string; element: string; attempts: number; last_failure: string | null }>`
+        SELECT id, element, attempts, last_failure FROM ${table}
+        WHERE queue_name = ${name} AND state = 2 ORDER BY updated_at, sequence`.pipe(
+        Effect.map((rows) =>
+          rows.map((row) => ({
+            id: row.id,
+            element: JSON.parse(row.element),
+            attempts: Number(row.attempts),
+            lastError: row.last_failure ?? ""
+          }))
+        )
+      )
+    } satisfies Store
+  })
+
+const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
+  const out: Array<ReadonlyArray<A>> = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
+/**
+ * A fiber that writes what `queue` receives in batches of up to `BATCH` items, one batch at a time, and settles
+ * each item's `done`. A failed batch is retried (the database may be restarting) for up to `retryMillis`, then its
+ * items fail. When the scope closes, what is still queued is written before the fiber ends.
+ */
+const drain = <A>(
+  queue: Queue.Queue<Waiting<A>>,
+  write: (batch: ReadonlyArray<Waiting<A>>) => Effect.Effect<unknown, SqlError>,
+  retryMillis = 0
+): Effect.Effect<void, never, Scope.Scope> => {
+  const retried = retryMillis > 0
+    ? (batch: ReadonlyArray<Waiting<A>>) =>
+      write(batch).pipe(Effect.retry({
+        schedule: Schedule.spaced("200 millis").pipe(Schedule.upTo(retryMillis))
+      }))
+    : write
+  // Only the wait is interruptible: a batch taken from the queue is always written and its waiters settled.
+  const once = Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(restore(Queue.takeBetween(queue, 1, BATCH)), (chunk) => {
+      const batch = Array.from(chunk)
+      return Effect.flatMap(Effect.exit(retried(batch)), (exit) =>
+        Effect.forEach(batch, (w) => Deferred.done(w.done, Exit.asVoid(exit)), { discard: true }))
+    })
+  )
+  const flushRest = Effect.gen(function*() {
+    while ((yield* Queue.size(queue)) > 0) yield* once
+  })
+  return once.pipe(
+    Effect.forever,
+    Effect.interruptible,
+    Effect.onInterrupt(() => flushRest.pipe(Effect.timeout("5 seconds"), Effect.ignore)),
+    Effect.forkScoped,
+    Effect.asVoid
+  )
+}

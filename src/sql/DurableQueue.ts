@@ -1,0 +1,91 @@
+/**
+ * A `DurableQueue` (see `effect-workers/DurableQueue` for the contract) on PostgreSQL or SQLite through
+ * `@effect/sql`'s `SqlClient` (`@effect/sql-pg`, `@effect/sql-sqlite-node`): offer by id (an id offered twice is
+ * queued once), at-least-once delivery, a lease refreshed while a job runs (a killed taker's jobs come back once it
+ * expires), an acknowledgement only after the handler succeeded, and after `maxAttempts` failures a dead-letter
+ * row with the last error. One table (`tableName`, created if missing) holds every queue's jobs; acknowledged
+ * rows are kept (that is how an id is never queued twice) — delete old ones yourself
+ * (`DELETE FROM effect_workers_queue WHERE state = 1 AND updated_at < …`, milliseconds since the epoch).
+ *
+ * It runs on a store of ours, not `@effect/sql`'s `SqlPersistedQueue`, whose leases are never refreshed and whose
+ * ids collide across queues (the details are in the store's source header). Leases are read from the database's
+ * clock, so processes on several machines agree on them. When processes of one queue use different
+ * `maxAttempts`, the taker running a job's last attempt by its own count dead-letters it.
+ *
+ * @since 0.1.0
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import type * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
+import * as Shared from "../DurableQueue.js"
+import * as internal from "../internal/sql/durableQueue.js"
+import type { OptionError } from "../OptionError.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type DurableQueue<A> = Shared.DurableQueue<A>
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Job = Shared.Job
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type DeadLetter<A> = Shared.DeadLetter<A>
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options<A, I> extends Shared.Options<A, I> {
+  /**
+   * The table of jobs, shared by every queue on it (an SQL identifier, optionally schema-qualified: "jobs",
+   * "app.jobs"). Created if missing. Default: "effect_workers_queue".
+   */
+  readonly tableName?: string | undefined
+}
+
+/**
+ * The error of every backend (`reason` "StoreFailed" or "EncodeFailed", `backend` "sql" here).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const DurableQueueError: typeof Shared.DurableQueueError = Shared.DurableQueueError
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type DurableQueueError = Shared.DurableQueueError
+
+/**
+ * A durable queue on the `SqlClient` in context (PostgreSQL or SQLite). Creating its table can fail with a
+ * `DurableQueueError` ("StoreFailed"); bad options fail with `OptionError`.
+ *
+ * @example
+ * ```ts
+ * import { SqliteClient } from "@effect/sql-sqlite-node"
+ * import { Effect, Schema } from "effect"
+ * import { DurableQueue } from "effect-workers/sql"
+ *
+ * const program = Effect.gen(function*() {
+ *   const emails = yield* DurableQueue.make({ name: "emails", schema: Schema.Struct({ to: Schema.String }) })
+ *   yield* emails.offer({ to: "a@example.com" }, { id: "welcome:42" })
+ *   yield* Effect.forkScoped(emails.run(({ to }) => Effect.log(`sending to ${to}`), { concurrency: 16 }))
+ * }).pipe(Effect.scoped, Effect.provide(SqliteClient.layer({ filename: "jobs.db" })))
+ * // PostgreSQL: PgClient.layer({ url: Redacted.make("postgres://…") }) from "@effect/sql-pg"
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: <A, I>(
+  options: Options<A, I>
+) => Effect.Effect<DurableQueue<A>, OptionError | DurableQueueError, SqlClient.SqlClient | Scope.Scope> = internal.make
