@@ -48,6 +48,11 @@ export interface DurableQueue<in out A> {
   ) => Effect.Effect<never, never, R>
   /** The jobs that failed `maxAttempts` times, oldest first. */
   readonly deadLetters: Effect.Effect<ReadonlyArray<DeadLetter<A>>, DurableQueueError>
+  /**
+   * Jobs not yet done: waiting in the queue plus leased to a taker (running, or fetched ahead), in every process.
+   * Acknowledged jobs and dead letters are not counted. `JobRunner`'s `stopWhenEmpty` stops on 0.
+   */
+  readonly size: Effect.Effect<number, DurableQueueError>
 }
 
 /**

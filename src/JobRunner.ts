@@ -15,9 +15,11 @@ import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/jobRunner/runner.js"
 import * as metrics from "./internal/jobRunner/metrics.js"
+import type { DurableQueue } from "./DurableQueue.js"
 import type { OptionError } from "./OptionError.js"
 
 /**
@@ -137,7 +139,10 @@ export interface JobRunner<Item, Ctx = never, WCtx = never> {
   readonly module: string | undefined
   readonly item: Schema.Schema<Item, unknown>
   readonly key: (item: Item) => string
-  readonly writer: (desired: number, settings: Settings) => WriterOutput<Item, WCtx>
+  readonly writer: ((desired: number, settings: Settings) => WriterOutput<Item, WCtx>) | undefined
+  readonly source:
+    | ((settings: Settings) => Effect.Effect<DurableQueue<Item>, unknown, WCtx | Scope.Scope>)
+    | undefined
   readonly reader: (item: Item, context: Context.Context<Ctx>, settings: Settings) => unknown
   readonly context: Layer.Layer<Ctx, unknown> | undefined
   readonly writerContext: Layer.Layer<WCtx, unknown> | undefined
@@ -172,8 +177,23 @@ export declare namespace JobRunner {
     readonly item?: Schema.Schema<Item, I> | undefined
     /** The prevent-requeue key of an item. Default: primitives by value, others by `JSON.stringify`. */
     readonly key?: ((item: Item) => string) | undefined
-    /** Called when the queue is low, with how many items it would like (a hint). */
-    readonly writer: (desired: number, settings: Settings) => WriterOutput<Item, WCtx>
+    /**
+     * Called when the queue is low, with how many items it would like (a hint). Give either a `writer` or a
+     * `source`.
+     */
+    readonly writer?: ((desired: number, settings: Settings) => WriterOutput<Item, WCtx>) | undefined
+    /**
+     * Instead of a writer: a `DurableQueue` (Redis, PostgreSQL, SQLite) built in the writer process, with the
+     * `writerContext` provided (put the `RedisClient` or `SqlClient` layer there). Every reader slot holds a
+     * leased job, plus a prefetch of `min(lookupBlockSize, maxQueueSize)`; a job is acknowledged once its reader
+     * succeeded, and a failed one (reader failure, process death) is handed back to the queue as a failed
+     * attempt: retried, then a dead letter after the queue's `maxAttempts`. On shutdown, leased jobs not yet
+     * started go back untried. With `stopWhenEmpty`, the runner stops when it holds no job and the queue's `size`
+     * is 0 (checked every `emptyQueueSleepTime`). Several runners (on several machines) can share one queue.
+     */
+    readonly source?:
+      | ((settings: Settings) => Effect.Effect<DurableQueue<Item>, unknown, WCtx | Scope.Scope>)
+      | undefined
     /**
      * Runs one item in a reader process: sync, async, or an `Effect` (which gets the context provided).
      * Its result is ignored; a throw, rejection or failure is reported and the process goes on.

@@ -118,6 +118,12 @@ export const make = <A, I>(
         ),
       take,
       run: makeRun(take),
+      size: command("LLEN+HLEN", () =>
+        client.multi().llen(`${prefix}${name}`).hlen(`${prefix}${name}:pending`).exec()
+      ).pipe(
+        Effect.mapError(storeFailed),
+        Effect.map((replies) => (replies ?? []).reduce((sum, [, n]) => sum + Number(n ?? 0), 0))
+      ),
       deadLetters: command("LRANGE", () => client.lrange(deadKey, 0, -1)).pipe(
         Effect.mapError(storeFailed),
         Effect.flatMap((raws) =>

@@ -1,0 +1,118 @@
+/**
+ * JobRunner with a DurableQueue as its source (Redis here; every backend shares the contract): jobs are acked
+ * after their reader succeeded, failures go back to the queue and then to its dead letters, and a stop puts the
+ * jobs not yet started back untried, so a second runner finishes them with nothing lost and nothing redone.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type { Redis } from "ioredis"
+import * as JobRunner from "../src/JobRunner.js"
+import { OptionError } from "../src/OptionError.js"
+import * as DurableQueue from "../src/redis/DurableQueue.js"
+import * as RedisClient from "../src/redis/RedisClient.js"
+import { spawnFixture } from "./helpers/processes.js"
+import { withRedisPrefix } from "./helpers/redis.js"
+import { redis, requireService } from "./helpers/services.js"
+
+const up = await requireService(redis)
+
+const queueOf = (prefix: string, maxAttempts = 3) =>
+  DurableQueue.make({ name: "jobs", prefix, schema: Schema.Number, maxAttempts, pollInterval: "10 millis", leaseDuration: "3 seconds" })
+
+const offerAll = (prefix: string, n: number) =>
+  Effect.gen(function*() {
+    const queue = yield* queueOf(prefix)
+    for (let i = 0; i < n; i++) yield* queue.offer(i, { id: `job-${i}` })
+    return queue
+  })
+
+const completions = (raw: Redis, prefix: string) =>
+  Effect.promise(() => raw.hgetall(`${prefix}done`)).pipe(
+    Effect.map((h) => new Map(Object.entries(h).map(([k, v]) => [Number(k), Number(v)])))
+  )
+
+const nothingLeft = <A>(queue: DurableQueue.DurableQueue<A>) =>
+  queue.take(() => Effect.void).pipe(Effect.timeout("300 millis"), Effect.option, Effect.map(Option.isNone))
+
+describe.skipIf(!up)("JobRunner with a DurableQueue source", { timeout: 60_000 }, () => {
+  it.live("in-process: successes acked once, reader failures retried by the queue then dead-lettered", () =>
+    withRedisPrefix("jr-durable", (prefix) =>
+      Effect.gen(function*() {
+        const queue = yield* Effect.scoped(offerAll(prefix, 50))
+        const runs = new Map<number, number>()
+        const runner = JobRunner.make({
+          name: "durableInline",
+          source: () => queueOf(prefix, 2),
+          writerContext: RedisClient.layer(),
+          reader: (item: number) => {
+            runs.set(item, (runs.get(item) ?? 0) + 1)
+            if (item % 10 === 0) throw new Error(`no good: ${item}`)
+          },
+          settings: { numProcesses: 2, concurrentTasksPerProcess: 3, stopWhenEmpty: true, emptyQueueSleepTime: "100 millis" }
+        })
+        const summary = yield* JobRunner.run(runner).pipe(Effect.provide(JobRunner.layerInline))
+        expect(summary).toMatchObject({ processed: 45, failed: 10 })
+        for (let i = 0; i < 50; i++) expect(runs.get(i)).toBe(i % 10 === 0 ? 2 : 1)
+        const dead = yield* Effect.scoped(Effect.flatMap(queueOf(prefix), (q) => q.deadLetters))
+        expect(dead.map((d) => d.value).sort((a, b) => a - b)).toEqual([0, 10, 20, 30, 40])
+        expect(dead.every((d) => d.attempts === 2 && d.lastError.includes("no good"))).toBe(true)
+        expect(yield* Effect.scoped(Effect.flatMap(queueOf(prefix), nothingLeft))).toBe(true)
+        void queue
+      }).pipe(Effect.provide(RedisClient.layer()))
+    ))
+
+  it.live("a runner with both a writer and a source (or neither) fails with an OptionError naming `writer`", () =>
+    Effect.gen(function*() {
+      const neither = JobRunner.make({ name: "neither", reader: () => undefined })
+      const error = yield* Effect.flip(JobRunner.run(neither).pipe(Effect.provide(JobRunner.layerInline)))
+      expect(error).toBeInstanceOf(OptionError)
+      expect(error.message).toContain("writer")
+    }))
+
+  it.live("reader processes: every job completed once and acked; SIGTERM puts unstarted jobs back, a second runner finishes them, nothing redone", () =>
+    withRedisPrefix("jr-durable-proc", (prefix, raw) =>
+      Effect.gen(function*() {
+        yield* Effect.scoped(offerAll(prefix, 300))
+        const env = {
+          FIXTURE_PREFIX: prefix,
+          FIXTURE_SLEEP_MS: "15",
+          DURABLE_NUM_PROCESSES: "2",
+          DURABLE_CONCURRENT_TASKS_PER_PROCESS: "4",
+          DURABLE_MAX_JOBS_PER_PROCESS: "40"
+        }
+        Object.assign(process.env, env)
+        const first = spawnFixture("test/fixtures/jobRunner-durable.ts", [])
+        try {
+          yield* Effect.promise(() => first.waitFor((l) => l === "started"))
+          // Let it get going, then stop it mid-run.
+          for (;;) {
+            const done = yield* completions(raw, prefix)
+            if (done.size >= 60) break
+            yield* Effect.sleep("20 millis")
+          }
+          first.kill("SIGTERM")
+          expect(yield* Effect.promise(() => first.exited())).toBe(0)
+        } finally {
+          first.kill()
+        }
+        const afterFirst = yield* completions(raw, prefix)
+        expect(afterFirst.size).toBeLessThan(300)
+        process.env.DURABLE_STOP_WHEN_EMPTY = "true"
+        const second = spawnFixture("test/fixtures/jobRunner-durable.ts", [])
+        try {
+          expect(yield* Effect.promise(() => second.exited())).toBe(0)
+        } finally {
+          second.kill()
+          delete process.env.DURABLE_STOP_WHEN_EMPTY
+          for (const key of Object.keys(env)) delete process.env[key]
+        }
+        const done = yield* completions(raw, prefix)
+        // Nothing lost, nothing redone: every job completed exactly once across the two runners.
+        expect(done.size).toBe(300)
+        expect([...done.values()].every((n) => n === 1)).toBe(true)
+        expect(yield* Effect.scoped(Effect.flatMap(queueOf(prefix), nothingLeft))).toBe(true)
+      }).pipe(Effect.provide(RedisClient.layer()))
+    ))
+})
