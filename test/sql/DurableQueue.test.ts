@@ -40,10 +40,12 @@ for (const [backend, up] of backends) {
           const queue = yield* queueOf(table)
           expect(yield* queue.offer(1, { id: "job-1" })).toBe("job-1")
           expect(yield* queue.offer(1, { id: "job-1" })).toBe("job-1")
+          expect(yield* queue.size).toBe(1)
           const seen: Array<string> = []
           yield* queue.take((n, job) => Effect.sync(() => seen.push(`${job.id}=${n}`)))
           expect(seen).toEqual(["job-1=1"])
           expect(yield* nothingWithin(queue.take(() => Effect.void))).toBe(true)
+          expect(yield* queue.size).toBe(0)
           // Acknowledged: offering the id again queues nothing.
           yield* queue.offer(1, { id: "job-1" })
           expect(yield* nothingWithin(queue.take(() => Effect.void))).toBe(true)
@@ -96,7 +98,7 @@ for (const [backend, up] of backends) {
           const handler = (n: number, job: DurableQueue.Job) =>
             job.attempt === 1
               ? Effect.fail(`attempt ${job.attempt} failed`)
-              : Effect.map(rowsOf(table), (rows) => {
+              : Effect.map(Effect.orDie(rowsOf(table)), (rows) => {
                 seenRow = rows
                 return n * 2
               })
@@ -117,6 +119,7 @@ for (const [backend, up] of backends) {
           const queue = yield* queueOf(table, 2)
           const first = yield* queue.offer(5)
           const second = yield* queue.offer(6)
+          expect(yield* queue.size).toBe(2)
           const handler = (n: number, job: DurableQueue.Job) => Effect.fail(`boom-${n}-${job.attempt}`)
           expect(yield* queue.take(handler)).toEqual(Exit.fail("boom-5-1"))
           expect(yield* queue.take(handler)).toEqual(Exit.fail("boom-6-1"))
@@ -130,6 +133,8 @@ for (const [backend, up] of backends) {
           ])
           expect(dead[0]!.lastError).toContain("boom-5-2")
           expect(dead[1]!.lastError).toContain("boom-6-2")
+          // Dead letters are not pending.
+          expect(yield* queue.size).toBe(0)
         })
       ))
 

@@ -86,6 +86,7 @@ export const make = <A, I>(
         ),
       take,
       run: makeRun(take),
+      size: Effect.mapError(store.size, storeFailed),
       deadLetters: store.deadLetters.pipe(
         Effect.mapError(storeFailed),
         Effect.flatMap((rows) =>

@@ -82,6 +82,8 @@ export interface Store {
    */
   readonly settle: (element: Element, settlement: Settlement) => Effect.Effect<Effect.Effect<void, SqlError>>
   readonly deadLetters: Effect.Effect<ReadonlyArray<DeadRow>, SqlError>
+  /** Pending jobs (waiting or leased) of the queue, in every process. */
+  readonly size: Effect.Effect<number, SqlError>
 }
 
 const tableNamePattern = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/
@@ -301,6 +303,10 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
         }),
       next,
       settle,
+      size: Effect.map(
+        sql<{ n: number | string }>`SELECT COUNT(*) AS n FROM ${table} WHERE queue_name = ${name} AND state = 0`,
+        (rows) => Number(rows[0]?.n ?? 0)
+      ),
       deadLetters: sql<{ id: string; element: string; attempts: number; last_failure: string | null }>`
         SELECT id, element, attempts, last_failure FROM ${table}
         WHERE queue_name = ${name} AND state = 2 ORDER BY updated_at, sequence`.pipe(
