@@ -363,6 +363,46 @@ describe("WorkerQueue", () => {
         expect(w.runs).toEqual([1, 2])
         expect((yield* queue.stats).inFlight).toBe(0)
       }))
+    it.scoped("waiters that join during an async cache read count too: when the last leaves the room, the item is withdrawn", () =>
+      Effect.gen(function*() {
+        const reading = yield* Deferred.make<void>()
+        const finishRead = yield* Deferred.make<void>()
+        const cache = yield* ResultCache.make<number, string>({
+          // Item 3's read hangs until released, then misses; the others miss at once.
+          get: (k) =>
+            k === 3
+              ? Deferred.succeed(reading, undefined).pipe(
+                Effect.zipRight(Deferred.await(finishRead)),
+                Effect.as(Option.none())
+              )
+              : Effect.succeedNone,
+          set: () => Effect.void
+        })
+        const w = gatedWorker<number>()
+        const queue = yield* WorkerQueue.make({ worker: w.worker, concurrency: 1, capacity: 1, cache })
+        const one = yield* Effect.fork(queue.require(1))
+        const two = yield* Effect.fork(queue.require(2))
+        yield* waitFor(Effect.map(queue.stats, (s) => s.running === 1 && s.queued === 1))
+        // Two waiters for 3 while its cache read is under way: the second joins the entry in "lookup".
+        const threeA = yield* Effect.fork(queue.require(3))
+        yield* Deferred.await(reading)
+        const threeB = yield* Effect.fork(queue.require(3))
+        yield* waitFor(Effect.map(queue.stats, (s) => s.deduplicated === 1))
+        yield* Deferred.succeed(finishRead, undefined)
+        yield* waitFor(Effect.map(queue.stats, (s) => s.waiting === 1))
+        // One leaves: the other still wants it, so it stays in the room.
+        yield* Fiber.interrupt(threeA)
+        expect((yield* queue.stats).waiting).toBe(1)
+        // The last leaves: withdrawn before it ever runs.
+        yield* Fiber.interrupt(threeB)
+        expect((yield* queue.stats).waiting).toBe(0)
+        yield* w.release(1)
+        yield* w.release(2)
+        yield* Fiber.join(one)
+        yield* Fiber.join(two)
+        expect(w.runs).toEqual([1, 2])
+        expect((yield* queue.stats).inFlight).toBe(0)
+      }))
   })
 
   describe("close", () => {
