@@ -63,7 +63,7 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 `
 
-type Signal = "done" | "failed" | "expired"
+type Signal = "done" | "failed" | "expired" | "reconnected"
 
 /** @internal */
 export const make = <I, A, E = never, R = never>(
@@ -98,6 +98,14 @@ export const make = <I, A, E = never, R = never>(
       if (set) for (const deferred of set) Deferred.unsafeDone(deferred, Exit.succeed(signal))
     })
     yield* command("SUBSCRIBE", () => subscriber.subscribe(channel))
+    // A notification published while the subscriber is away (Redis restarting, a dropped connection) is lost, and
+    // its waiters would sleep until their lock wait ran out. So once the subscriber is back (ioredis subscribes it
+    // again; this SUBSCRIBE is answered after that one), every waiter looks again.
+    subscriber.on("ready", () => {
+      subscriber.subscribe(channel).then(() => {
+        for (const set of waiters.values()) for (const deferred of set) Deferred.unsafeDone(deferred, Exit.succeed("reconnected"))
+      }, () => {})
+    })
 
     const acquireCmd = defineScript(client, "ewSingleFlightAcquire", acquireScript, 2)
     const refreshCmd = defineScript(client, "ewSingleFlightRefresh", refreshScript, 1)
