@@ -90,12 +90,16 @@ const timed = <Item, Ctx, WCtx>(
   Effect.gen(function*() {
     const processed = Metric.tagged(JobRunner.Metrics.processed, "runner", runner.name)
     const before = (yield* Metric.value(processed)).count
+    // The processed counter is published every 250 ms: the mark is taken at the first publication past
+    // `fromItem`, with the count published then (not `fromItem`), so the steady rate is not inflated.
     let markAt = 0
+    let markCount = 0
     const watcher = yield* Effect.fork(Effect.gen(function*() {
       while (true) {
         const count = (yield* Metric.value(processed)).count - before
         if (count >= fromItem) {
           markAt = performance.now()
+          markCount = count
           return
         }
         yield* Effect.sleep("2 millis")
@@ -106,7 +110,8 @@ const timed = <Item, Ctx, WCtx>(
     const end = performance.now()
     yield* Fiber.interrupt(watcher)
     if (summary.processed !== total) throw new Error(`${runner.name}: processed ${summary.processed} of ${total}`)
-    return { endToEnd: end - start, steady: end - markAt, steadyItems: total - fromItem }
+    if (markAt === 0 || markCount >= total) throw new Error(`${runner.name}: too few items to measure a steady state`)
+    return { endToEnd: end - start, steady: end - markAt, steadyItems: total - markCount }
   })
 
 const pools = async (workerFile: string) => {

@@ -24,6 +24,7 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type * as Api from "../../JobRunner.js"
+import type * as DurableQueue from "../../DurableQueue.js"
 import type { OptionError } from "../../OptionError.js"
 import { checker } from "../options.js"
 import { Progress } from "../progress.js"
@@ -61,6 +62,7 @@ export const make = <Item, I, Ctx, WCtx>(
   item: (options.item ?? Schema.Unknown) as unknown as Schema.Schema<Item, unknown>,
   key: (options.key ?? defaultKey) as (item: Item) => string,
   writer: options.writer,
+  source: options.source,
   reader: options.reader,
   context: options.context,
   writerContext: options.writerContext,
@@ -223,7 +225,8 @@ export const resolveSettings = (
 const isPromiseLike = (u: unknown): u is PromiseLike<unknown> =>
   typeof u === "object" && u !== null && "then" in u && typeof (u as { then: unknown }).then === "function"
 
-const failureDetail = (cause: Cause.Cause<unknown>): string => {
+/** @internal */
+export const failureDetail = (cause: Cause.Cause<unknown>): string => {
   let squashed = Cause.squash(cause)
   if (Cause.isUnknownException(squashed) && squashed.cause !== undefined) squashed = squashed.cause
   if (typeof squashed === "string") return squashed
@@ -293,9 +296,16 @@ const toStream = (out: Api.WriterOutput<unknown, unknown>): Stream.Stream<unknow
 export class ProcessDied extends Data.TaggedError("ProcessDied")<{ readonly detail: string }> {}
 
 /** @internal */
+export type JobDone = (job: Job, failure: ReaderError | ProcessDied | undefined) => void
+
+/** @internal */
 export interface ReaderHandle {
   readonly processId: number
-  readonly run: (job: { readonly id: number; readonly item: unknown }) => Effect.Effect<void, ReaderError | ProcessDied>
+  /**
+   * Hands a job to the process. `done` is called once with its outcome (`undefined`: success), possibly at once;
+   * `false` (and no `done`) means the process is already gone and did not take the job.
+   */
+  readonly submit: (job: Job, done: JobDone) => boolean
   /** Completes when the process ends on its own (died). */
   readonly exited: Effect.Effect<void>
   /** Kills the process at once. */
@@ -329,13 +339,22 @@ export const layerInline: Layer.Layer<ReaderSpawner> = Layer.succeed(ReaderSpawn
       )
       const encodeItem = Schema.encodeUnknown(runner.item)
       const processId = -++inlineIds
+      const runFork = yield* FiberSet.runtime(yield* FiberSet.make<void, ReaderError>())<never>()
       return {
         processId,
-        run: (job) =>
-          encodeItem(job.item).pipe(
-            Effect.mapError((e) => new ReaderError({ reason: "Decode", detail: e.message })),
-            Effect.flatMap((encoded) => runReader(runner, context as Context.Context<unknown>, settings, encoded))
-          ),
+        submit: (job, done) => {
+          runFork(
+            encodeItem(job.item).pipe(
+              Effect.mapError((e) => new ReaderError({ reason: "Decode", detail: e.message })),
+              Effect.flatMap((encoded) => runReader(runner, context as Context.Context<unknown>, settings, encoded))
+            )
+          ).addObserver((exit) => {
+            if (Exit.isSuccess(exit)) return done(job, undefined)
+            const error = Cause.failureOption(exit.cause)
+            done(job, Option.isSome(error) ? error.value : new ProcessDied({ detail: Cause.pretty(exit.cause) }))
+          })
+          return true
+        },
         exited: Effect.never,
         kill: Effect.void
       } satisfies ReaderHandle
@@ -398,6 +417,13 @@ class Notifier {
       return Effect.asVoid(Effect.raceAll([Deferred.await(d), ...others]))
     })
   }
+  get wait(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const d = Deferred.unsafeMake<void>(FiberId.none)
+      this.waiters.push(d)
+      return Deferred.await(d)
+    })
+  }
   notify(): void {
     if (this.waiters.length === 0) return
     const ws = this.waiters
@@ -406,9 +432,12 @@ class Notifier {
   }
 }
 
-interface Job {
+/** @internal */
+export interface Job {
   readonly id: number
   readonly item: unknown
+  /** With a durable source: settles the job's lease (undefined: success; a failure; "back": put it back untried). */
+  readonly settle?: ((outcome: Api.JobFailure | undefined | "back") => void) | undefined
 }
 
 /** @internal */
@@ -419,6 +448,13 @@ export const run = <Item, Ctx, WCtx>(
   Effect.scoped(Effect.gen(function*() {
     const runner = runnerIn as unknown as AnyRunner
     const settings = yield* resolveSettings(runner, options?.settings)
+    const writerFn = runner.writer ?? (() => [])
+    yield* checker("JobRunner").require(
+      "writer",
+      runner.writer,
+      (runner.writer === undefined) !== (runner.source === undefined),
+      "a function, or a `source` instead (one of the two)"
+    )
     const spawner = yield* Effect.serviceOption(ReaderSpawner).pipe(
       Effect.flatMap(Option.match({ onNone: () => defaultSpawner, onSome: Effect.succeed }))
     )
@@ -558,7 +594,7 @@ export const run = <Item, Ctx, WCtx>(
       Effect.gen(function*() {
         if (windowMillis > 0) prune(yield* Clock.currentTimeMillis)
         let queued = 0
-        const out = yield* Effect.try(() => runner.writer(desired, settings))
+        const out = yield* Effect.try(() => writerFn(desired, settings))
         yield* (toStream(out).pipe(
           Stream.runForEach((item) => Effect.map(offer(item), (ok) => { if (ok) queued++ })),
           Effect.provide(writerContext as Context.Context<unknown>)
@@ -604,11 +640,69 @@ export const run = <Item, Ctx, WCtx>(
       }
     })
 
+    // ---- durable source -------------------------------------------------------------------------------------
+
+    // Instead of a writer: jobs leased from a DurableQueue (built in this process with the writer context), each
+    // held by a taker of `queue.run` until a reader has run it, then acknowledged (success) or handed back to the
+    // queue as a failed attempt. Takers: every reader slot plus a prefetch of min(lookupBlockSize, maxQueueSize).
+    const sourceLoop = (source: NonNullable<AnyRunner["source"]>) =>
+      Effect.gen(function*() {
+        const durable = yield* (Effect.suspend(() => source(settings)).pipe(
+          Effect.provide(writerContext as Context.Context<unknown>)
+        ) as Effect.Effect<DurableQueue.DurableQueue<unknown>, unknown, Scope.Scope>).pipe(
+          Effect.catchAllCause((cause) =>
+            Effect.fail(
+              new JobRunnerError({ reason: "WriterContextFailed", runner: runner.name, detail: failureDetail(cause) })
+            )
+          )
+        )
+        let waiting = 0
+        const takers = settings.numProcesses * settings.concurrentTasksPerProcess +
+          Math.min(settings.lookupBlockSize, max)
+        const handler = (item: unknown) =>
+          Effect.async<void, JobRunnerError>((resume) => {
+            if (stopping) return resume(Effect.interrupt)
+            waiting++
+            queue.push({
+              id: nextJobId++,
+              item,
+              settle: (outcome) => {
+                waiting--
+                if (waiting === 0) idle.notify()
+                resume(
+                  outcome === undefined
+                    ? Effect.void
+                    : outcome === "back"
+                    ? Effect.interrupt
+                    : Effect.fail(new JobRunnerError({ reason: "ReaderFailed", runner: runner.name, detail: outcome.reason === "ReaderFailed" ? outcome.message : `${outcome.reason}: ${outcome.message}` }))
+                )
+              }
+            })
+            queuedTotal++
+            itemAvailable.notify()
+          })
+        const loop = durable.run(handler, { concurrency: takers, shutdownTimeout: settings.gracefulShutdownTimeout })
+        if (!settings.stopWhenEmpty) return loop
+        // Stops once this runner holds no job and the queue reports none waiting or leased anywhere (a failed
+        // attempt being handed back is still leased until it is queued again, so nothing slips between the two).
+        const watch = Effect.gen(function*() {
+          for (;;) {
+            yield* Effect.sleep(settings.emptyQueueSleepTime)
+            if (waiting > 0 || inFlight > 0 || queue.length > 0) continue
+            const size = yield* durable.size.pipe(
+              Effect.catchAll((error) => Effect.as(Effect.logWarning("JobRunner: reading the queue size failed", error), -1))
+            )
+            if (size === 0) break
+          }
+          yield* Deferred.succeed(done, undefined)
+        })
+        return Effect.raceFirst(loop, watch)
+      })
+
     // ---- readers ------------------------------------------------------------------------------------------
 
     const report = (failure: Api.JobFailure) =>
       Effect.gen(function*() {
-        failed++
         yield* Effect.logWarning(
           `JobRunner ${runner.name}: job ${failure.jobId} failed (${failure.reason}) in process ${failure.processId}: ${failure.message}`
         )
@@ -625,39 +719,17 @@ export const run = <Item, Ctx, WCtx>(
         }
       })
 
-    const runJob = (handle: ReaderHandle, job: Job, onDied: () => void) =>
-      handle.run({ id: job.id, item: job.item }).pipe(
-        Effect.matchCauseEffect({
-          onSuccess: () =>
-            Effect.sync(() => {
-              processed++
-            }),
-          onFailure: (cause) => {
-            const error = Cause.failureOption(cause)
-            const died = Option.isSome(error) && error.value._tag === "ProcessDied" || Option.isNone(error)
-            if (died) onDied()
-            return report({
-              reason: died ? (shutdownTimedOut ? "ShutdownTimeout" : "ProcessDied") : "ReaderFailed",
-              jobId: job.id,
-              item: job.item,
-              processId: handle.processId,
-              message: Option.isSome(error)
-                ? error.value._tag === "ProcessDied" ? error.value.detail : error.value.message
-                : Cause.pretty(cause)
-            })
-          }
-        })
-      )
-
     // Feeds one process until it has taken maxJobsPerProcess jobs, dies, or the runner stops; then waits for the
-    // jobs it is running.
+    // jobs it is running. Jobs are handed over synchronously, as many as the process has free slots, and settle
+    // through a callback: no fiber per job (a failure's report gets one).
     const feed = (handle: ReaderHandle, index: number) =>
       Effect.scoped(Effect.gen(function*() {
         const row = { processId: handle.processId, running: 0, taken: 0 }
         slotRows[index] = row
         yield* Effect.addFinalizer(() => Effect.sync(() => { slotRows[index] = undefined }))
-        const permits = yield* Effect.makeSemaphore(settings.concurrentTasksPerProcess)
-        const running = yield* FiberSet.make<void, never>()
+        const reports = yield* FiberSet.make<void, never>()
+        const runReport = yield* FiberSet.runtime(reports)<never>()
+        const slotFree = new Notifier()
         let died = false
         const diedSignal = yield* Deferred.make<void>()
         const markDied = () => {
@@ -665,34 +737,61 @@ export const run = <Item, Ctx, WCtx>(
           Deferred.unsafeDone(diedSignal, Exit.void)
         }
         yield* Effect.forkScoped(Effect.andThen(handle.exited, Effect.sync(markDied)))
-        let taken = 0
-        while (settings.maxJobsPerProcess === 0 || taken < settings.maxJobsPerProcess) {
-          yield* permits.take(1)
-          let job: Job | undefined
-          while (!stopping && !died) {
-            job = takeJob()
-            if (job !== undefined) break
-            yield* itemAvailable.waitOr(Deferred.await(stop), Deferred.await(diedSignal))
+        const settle: JobDone = (job, error) => {
+          row.running--
+          inFlight--
+          if (error === undefined) {
+            processed++
+            job.settle?.(undefined)
+          } else {
+            failed++
+            const processDied = error._tag === "ProcessDied"
+            if (processDied) markDied()
+            const failure: Api.JobFailure = {
+              reason: processDied ? (shutdownTimedOut ? "ShutdownTimeout" : "ProcessDied") : "ReaderFailed",
+              jobId: job.id,
+              item: job.item,
+              processId: handle.processId,
+              message: processDied ? error.detail : error.message
+            }
+            runReport(Effect.zipRight(report(failure), Effect.sync(() => job.settle?.(failure))))
           }
-          if (job === undefined) break
-          taken++
-          inFlight++
-          row.running++
-          row.taken++
-          const current = job
-          yield* FiberSet.run(
-            running,
-            runJob(handle, current, markDied).pipe(
-              Effect.ensuring(Effect.suspend(() => {
-                row.running--
-                inFlight--
-                if (inFlight === 0) idle.notify()
-                return permits.release(1)
-              }))
-            )
-          )
+          if (inFlight === 0) idle.notify()
+          slotFree.notify()
         }
-        yield* FiberSet.awaitEmpty(running)
+        const limit = settings.concurrentTasksPerProcess
+        const maxJobs = settings.maxJobsPerProcess
+        let taken = 0
+        while (!stopping && !died && (maxJobs === 0 || taken < maxJobs)) {
+          if (row.running >= limit) {
+            yield* slotFree.wait
+            continue
+          }
+          if (queue.length === 0) {
+            yield* itemAvailable.waitOr(Deferred.await(stop), Deferred.await(diedSignal))
+            continue
+          }
+          while (row.running < limit && (maxJobs === 0 || taken < maxJobs) && !died) {
+            const job = takeJob()
+            if (job === undefined) break
+            taken++
+            inFlight++
+            row.running++
+            row.taken++
+            if (!handle.submit(job, settle)) {
+              // The process is gone and did not take it: the job goes back to the head of the queue.
+              taken--
+              inFlight--
+              row.running--
+              row.taken--
+              queue.unshift(job)
+              itemAvailable.notify()
+              markDied()
+            }
+          }
+        }
+        while (row.running > 0) yield* slotFree.wait
+        yield* FiberSet.awaitEmpty(reports)
         return died
       }))
 
@@ -737,7 +836,7 @@ export const run = <Item, Ctx, WCtx>(
       Array.from({ length: settings.numProcesses }, (_, i) => i),
       (i) => Effect.forkScoped(slot(i))
     )
-    const writer = yield* Effect.forkScoped(writerLoop)
+    const writer = yield* Effect.forkScoped(runner.source === undefined ? writerLoop : yield* sourceLoop(runner.source))
 
     // Added after the fibers above, so it runs before the scope interrupts them: stop the writer, let the
     // running items finish, and kill what is left after the grace period.
@@ -745,6 +844,8 @@ export const run = <Item, Ctx, WCtx>(
       Effect.gen(function*() {
         stopping = true
         yield* Deferred.succeed(stop, undefined)
+        // Jobs of a durable source not yet given to a reader go back to their queue untried.
+        for (const job of queue.splice(0)) job.settle?.("back")
         yield* Fiber.interrupt(writer)
         // Finalizers run uninterruptibly; the wait must be interruptible for the timeouts to apply.
         const all = Effect.interruptible(Fiber.awaitAll(slots))
@@ -787,6 +888,7 @@ export const testWriter = <Item, Ctx, WCtx>(
   Effect.scoped(Effect.gen(function*() {
     const settings = yield* resolveSettings(runner, overrides)
     const ctx = yield* Layer.build((runner.writerContext ?? Layer.empty) as Layer.Layer<unknown, unknown>)
+    if (runner.writer === undefined) return []
     const out = runner.writer(desired, settings) as Api.WriterOutput<unknown, unknown>
     const items = yield* (Stream.runCollect(toStream(out)).pipe(
       Effect.provide(ctx as Context.Context<unknown>)
