@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { spawnSync } from "node:child_process"
+import { spawn } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
@@ -24,19 +24,26 @@ interface Ran {
   readonly stderr: string
 }
 
-const run = (command: string, args: ReadonlyArray<string>, cwd: string, timeoutMs: number, extraEnv = {}): Ran => {
-  const r = spawnSync(command, args, {
-    cwd,
-    env: { ...env, ...extraEnv },
-    encoding: "utf8",
-    timeout: timeoutMs,
-    killSignal: "SIGKILL"
+// Asynchronous, so the vitest worker keeps answering its parent while a child runs.
+const run = (command: string, args: ReadonlyArray<string>, cwd: string, timeoutMs: number, extraEnv = {}) =>
+  new Promise<Ran>((resolve, reject) => {
+    const child = spawn(command, args, {
+      cwd,
+      env: { ...env, ...extraEnv },
+      timeout: timeoutMs,
+      killSignal: "SIGKILL",
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk))
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk))
+    child.on("error", reject)
+    child.on("close", (status) => resolve({ status, stdout, stderr }))
   })
-  if (r.error !== undefined) throw r.error
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr }
-}
 
-const ok = (r: Ran, what: string): Ran => {
+const ok = async (ran: Promise<Ran>, what: string): Promise<Ran> => {
+  const r = await ran
   if (r.status !== 0) throw new Error(`${what} exited with ${r.status}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`)
   return r
 }
@@ -45,7 +52,7 @@ let tmp = ""
 let consumer = ""
 let packed: Array<string> = []
 
-beforeAll(() => {
+beforeAll(async () => {
   tmp = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-workers-pack-"))
   // What a clone holds, tests and benchmarks included, so that leaving them out is the `files` field's doing.
   const stage = Path.join(tmp, "stage")
@@ -57,10 +64,10 @@ beforeAll(() => {
     Fs.cpSync(Path.join(root, dir), Path.join(stage, dir), { recursive: true })
   }
   Fs.symlinkSync(Path.join(root, "node_modules"), Path.join(stage, "node_modules"), "dir")
-  ok(run("npm", ["pack", "--pack-destination", tmp, "--no-fund"], stage, 150_000), "npm pack")
+  await ok(run("npm", ["pack", "--pack-destination", tmp, "--no-fund"], stage, 150_000), "npm pack")
   const tarball = Fs.readdirSync(tmp).find((f) => f.endsWith(".tgz"))
   if (tarball === undefined) throw new Error("npm pack wrote no tarball")
-  packed = ok(run("tar", ["-tzf", Path.join(tmp, tarball)], tmp, 30_000), "tar -t").stdout.split("\n")
+  packed = (await ok(run("tar", ["-tzf", Path.join(tmp, tarball)], tmp, 30_000), "tar -t")).stdout.split("\n")
     .filter((l) => l.length > 0)
     .map((l) => l.replace(/^package\//, ""))
 
@@ -71,7 +78,7 @@ beforeAll(() => {
     if (name.startsWith(".") || name === "tsx" || name === "effect-workers") continue
     Fs.symlinkSync(Path.join(root, "node_modules", name), Path.join(modules, name), "dir")
   }
-  ok(run("tar", ["-xzf", Path.join(tmp, tarball), "-C", tmp], tmp, 30_000), "tar -x")
+  await ok(run("tar", ["-xzf", Path.join(tmp, tarball), "-C", tmp], tmp, 30_000), "tar -x")
   Fs.renameSync(Path.join(tmp, "package"), Path.join(modules, "effect-workers"))
   Fs.writeFileSync(
     Path.join(consumer, "package.json"),
@@ -101,8 +108,8 @@ describe("packaging", () => {
   })
 
   it.live("plain node imports effect-workers, its backends and runs WorkerQueue and TaskEngine", () =>
-    Effect.sync(() => {
-      const out = ok(run(process.execPath, ["main.mjs"], consumer, 30_000, { CHECK_SQL: hasSql ? "1" : "" }), "main")
+    Effect.promise(async () => {
+      const out = await ok(run(process.execPath, ["main.mjs"], consumer, 30_000, { CHECK_SQL: hasSql ? "1" : "" }), "main")
       const result = JSON.parse(out.stdout.trim().split("\n").at(-1) ?? "null")
       expect(result.values).toEqual([2, 2, 4])
       expect(result.squares).toEqual([1, 4, 9])
@@ -114,17 +121,17 @@ describe("packaging", () => {
     }), 40_000)
 
   it.live("a JobRunner in a compiled .mjs module runs its reader process from dist, without tsx", () =>
-    Effect.sync(() => {
+    Effect.promise(async () => {
       const log = Path.join(tmp, "jobs-main.log")
-      ok(run(process.execPath, ["jobs.mjs"], consumer, 45_000, { JOBS_LOG: log }), "node jobs.mjs")
+      await ok(run(process.execPath, ["jobs.mjs"], consumer, 45_000, { JOBS_LOG: log }), "node jobs.mjs")
       expectFiveReadsInOneReader(log)
     }), 60_000)
 
   it.live("the effect-workers executable from the package runs the same module", () =>
-    Effect.sync(() => {
+    Effect.promise(async () => {
       const log = Path.join(tmp, "jobs-cli.log")
       const bin = Path.join(consumer, "node_modules/effect-workers", readBin())
-      const out = ok(
+      const out = await ok(
         run(process.execPath, [bin, "run", "jobs.mjs", "--processes", "1", "--stop-when-empty"], consumer, 45_000, {
           JOBS_LOG: log
         }),
@@ -132,14 +139,14 @@ describe("packaging", () => {
       )
       expect(out.stdout + out.stderr).toContain("JobRunner packaged: 5 processed, 0 failed")
       expectFiveReadsInOneReader(log)
-      const version = ok(run(process.execPath, [bin, "--version"], consumer, 30_000), "effect-workers --version")
+      const version = await ok(run(process.execPath, [bin, "--version"], consumer, 30_000), "effect-workers --version")
       expect(version.stdout.trim()).toBe(JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8")).version)
     }), 60_000)
 
   it.live("a TypeScript consumer type-checks against the emitted declarations", () =>
-    Effect.sync(() => {
+    Effect.promise(async () => {
       const tsc = Path.join(root, "node_modules/typescript/bin/tsc")
-      ok(run(process.execPath, [tsc, "-p", "tsconfig.json"], consumer, 90_000), "tsc")
+      await ok(run(process.execPath, [tsc, "-p", "tsconfig.json"], consumer, 90_000), "tsc")
     }), 100_000)
 
   it("development resolves without a build: tests, examples and benchmarks import src/ by relative path", () => {
