@@ -83,7 +83,8 @@ export interface TaskEngine<in out I, out A, out E = never> {
   ) => Stream.Stream<TaskResult<I, A, E | TaskEngineError>, E2, R2>
   /**
    * Manual flow: queues one input (suspending while the input buffer is full) and returns its id. The id is
-   * `options.id` if given, or one made by the engine, unique within it.
+   * `options.id` if given, or one made by the engine, unique within it. Ids made by the engine are decimal
+   * numbers ("1", "2", …): give your own ids another form ("user:42") so the two never meet.
    */
   readonly add: (input: I, options?: { readonly id?: string | undefined }) => Effect.Effect<string>
   /**
