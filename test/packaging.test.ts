@@ -64,7 +64,9 @@ beforeAll(async () => {
     Fs.cpSync(Path.join(root, dir), Path.join(stage, dir), { recursive: true })
   }
   Fs.symlinkSync(Path.join(root, "node_modules"), Path.join(stage, "node_modules"), "dir")
-  await ok(run("npm", ["pack", "--pack-destination", tmp, "--no-fund"], stage, 150_000), "npm pack")
+  // prepack builds dist/ (even where the user's npm config says ignore-scripts).
+  const pack = ["pack", "--pack-destination", tmp, "--ignore-scripts=false", "--no-fund"]
+  await ok(run("npm", pack, stage, 150_000), "npm pack")
   const tarball = Fs.readdirSync(tmp).find((f) => f.endsWith(".tgz"))
   if (tarball === undefined) throw new Error("npm pack wrote no tarball")
   packed = (await ok(run("tar", ["-tzf", Path.join(tmp, tarball)], tmp, 30_000), "tar -t")).stdout.split("\n")
