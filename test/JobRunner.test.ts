@@ -459,6 +459,8 @@ afterAll(() => {
 interface LogEvent {
   readonly e: string
   readonly pid: number
+  /** The worker thread's id (0 in a process's main thread). */
+  readonly tid: number
   readonly item?: number
   readonly active?: number
   readonly reason?: string
@@ -758,3 +760,118 @@ describe("JobRunner with reader processes", { timeout: 60_000 }, () => {
     }))
 })
 
+
+describe("JobRunner with worker threads (workerMode: thread)", { timeout: 60_000 }, () => {
+  const thread = { FIXTURE_WORKER_MODE: "thread" }
+  /** The reader threads seen in the log: all inside the runner's own process. */
+  const readerThreads = (outcome: Outcome) => {
+    const events = outcome.events.filter((e) => e.e === "ctx" || e.e === "start")
+    expect(events.every((e) => e.pid === outcome.runnerPid && e.tid > 0)).toBe(true)
+    return [...new Set(events.map((e) => e.tid))]
+  }
+  const noChildProcess = (outcome: Outcome) => {
+    const children = ChildProcess.spawnSync("ps", ["-o", "pid=", "--ppid", String(outcome.runnerPid)]).stdout.toString()
+    expect(children.trim()).toBe("")
+  }
+
+  it.live("items all processed in threads of the runner's process, context once per thread, concurrency per thread never exceeded", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFixture({
+        env: {
+          ...thread,
+          FIXTURE_ITEMS: "30",
+          FIXTURE_SLEEP_MS: "40",
+          FIXTURE_NUM_PROCESSES: "2",
+          FIXTURE_CONCURRENT_TASKS_PER_PROCESS: "3",
+          FIXTURE_MAX_JOBS_PER_PROCESS: "0",
+          FIXTURE_STOP_WHEN_EMPTY: "true"
+        }
+      })
+      expect(outcome.code).toBe(0)
+      expect(sorted(ended(outcome.events))).toEqual(range(30))
+      expect(sorted(started(outcome.events))).toEqual(range(30))
+      const threads = readerThreads(outcome)
+      expect(threads.length).toBe(2)
+      expect(outcome.events.filter((e) => e.e === "ctx").map((e) => e.tid).sort()).toEqual([...threads].sort())
+      const maxActive = Math.max(...outcome.events.filter((e) => e.e === "start").map((e) => e.active!))
+      expect(maxActive).toBeLessThanOrEqual(3)
+      expect(maxActive).toBeGreaterThan(1)
+      expect(errors(outcome.events)).toEqual([])
+      noChildProcess(outcome)
+    }))
+
+  it.live("recycling after maxJobsPerProcess replaces the thread: every item completes, one context per thread", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFixture({
+        env: {
+          ...thread,
+          FIXTURE_ITEMS: "12",
+          FIXTURE_SLEEP_MS: "30",
+          FIXTURE_NUM_PROCESSES: "2",
+          FIXTURE_CONCURRENT_TASKS_PER_PROCESS: "2",
+          FIXTURE_MAX_JOBS_PER_PROCESS: "4",
+          FIXTURE_STOP_WHEN_EMPTY: "true"
+        }
+      })
+      expect(outcome.code).toBe(0)
+      expect(sorted(ended(outcome.events))).toEqual(range(12))
+      const threads = readerThreads(outcome)
+      expect(threads.length).toBeGreaterThanOrEqual(3)
+      for (const tid of threads) {
+        expect(outcome.events.filter((e) => e.e === "start" && e.tid === tid).length).toBeLessThanOrEqual(4)
+      }
+      expect(outcome.events.filter((e) => e.e === "ctx").length).toBe(threads.length)
+      expect(errors(outcome.events)).toEqual([])
+    }))
+
+  it.live("a reader that throws, rejects or fails is reported with its id and the thread goes on; a thread that exits is replaced", () =>
+    Effect.gen(function*() {
+      const throwing = yield* runFixture({
+        env: { ...thread, FIXTURE_ITEMS: "10", FIXTURE_MODE: "throw", FIXTURE_NUM_PROCESSES: "1", FIXTURE_STOP_WHEN_EMPTY: "true" }
+      })
+      expect(throwing.code).toBe(0)
+      expect(errors(throwing.events).map((e) => [e.item, e.jobId, e.reason]).sort((a, b) => Number(a[0]) - Number(b[0])))
+        .toEqual([[3, 3, "ReaderFailed"], [5, 5, "ReaderFailed"], [7, 7, "ReaderFailed"]])
+      expect(readerThreads(throwing).length).toBe(1)
+      expect(sorted(started(throwing.events))).toEqual(range(10))
+
+      // process.exit in a worker thread ends the thread only: its job is lost with its id, the runner goes on.
+      const exiting = yield* runFixture({
+        env: {
+          ...thread,
+          FIXTURE_ITEMS: "8",
+          FIXTURE_MODE: "exit",
+          FIXTURE_NUM_PROCESSES: "1",
+          FIXTURE_CONCURRENT_TASKS_PER_PROCESS: "1",
+          FIXTURE_STOP_WHEN_EMPTY: "true"
+        }
+      })
+      expect(exiting.code).toBe(0)
+      expect(errors(exiting.events).map((e) => [e.item, e.jobId, e.reason])).toEqual([[4, 4, "ProcessDied"]])
+      expect(sorted(ended(exiting.events))).toEqual([0, 1, 2, 3, 5, 6, 7])
+      expect(readerThreads(exiting).length).toBe(2)
+    }))
+
+  it.live("SIGTERM: the writer stops, running items finish in their threads, exit 0 as soon as they are done", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFixture({
+        env: {
+          ...thread,
+          FIXTURE_ITEMS: "1000",
+          FIXTURE_SLEEP_MS: "700",
+          FIXTURE_NUM_PROCESSES: "1",
+          FIXTURE_CONCURRENT_TASKS_PER_PROCESS: "2",
+          FIXTURE_GRACEFUL_SHUTDOWN_TIMEOUT: "20"
+        },
+        when: (events) => started(events).length >= 2,
+        act: (pid) => process.kill(pid, "SIGTERM")
+      })
+      expect(outcome.code).toBe(0)
+      expect(started(outcome.events).length).toBeGreaterThanOrEqual(2)
+      expect(sorted(ended(outcome.events))).toEqual(sorted(started(outcome.events)))
+      expect(errors(outcome.events)).toEqual([])
+      expect(started(outcome.events).length).toBeLessThanOrEqual(4)
+      expect(outcome.afterSignal!).toBeLessThan(10_000)
+      noChildProcess(outcome)
+    }))
+})
