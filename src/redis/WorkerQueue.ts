@@ -33,8 +33,9 @@ export interface Options<in out I, in out A, in out E = never, out R = never>
   readonly cache: RedisResultCache<I, A>
   /**
    * How long a lock outlives its holder: a process that dies mid-run holds its items this long. The holder
-   * refreshes it every third of it; a holder stalled for longer loses it, and the item may run again elsewhere.
-   * At least 30 milliseconds. Default: 10 seconds.
+   * refreshes it every third of it. A holder stalled for longer (event loop blocked, process paused) finds its lock
+   * lapsed: if no other process took the item meanwhile, it takes the lock again and nothing runs twice; if one
+   * did, the item runs in both and the holder logs "lost the lock". At least 30 milliseconds. Default: 10 seconds.
    */
   readonly lockTimeToLive?: Duration.DurationInput | undefined
   /** Put before the cache key to make the lock key, and names the notification channel. Default: "effect-workers:lock:". */

@@ -1,4 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -22,14 +24,15 @@ const withPrefix = <A, E, R>(f: (prefix: string, raw: Redis) => Effect.Effect<A,
 const queueOn = <A, I, E>(
   prefix: string,
   worker: (n: number) => Effect.Effect<A, E>,
-  schema: Schema.Schema<A, I>
+  schema: Schema.Schema<A, I>,
+  { connectionName, lockTimeToLive = "1 second" }: { lockTimeToLive?: Duration.DurationInput; connectionName?: string } = {}
 ) =>
   Effect.gen(function*() {
-    const context = yield* Layer.build(RedisClient.layer())
+    const context = yield* Layer.build(RedisClient.layer(connectionName === undefined ? {} : { options: { connectionName } }))
     return yield* Effect.provide(
       Effect.gen(function*() {
         const cache = yield* RedisResultCache.make<number, A, I>({ schema, prefix: `${prefix}r:` })
-        return yield* RedisWorkerQueue.make({ cache, worker, lockTimeToLive: "1 second", lockPrefix: `${prefix}lock:` })
+        return yield* RedisWorkerQueue.make({ cache, worker, lockTimeToLive, lockPrefix: `${prefix}lock:` })
       }),
       context
     )
@@ -74,6 +77,44 @@ describe.skipIf(!up)("redis WorkerQueue (single-flight across processes)", () =>
         expect(yield* Fiber.join(first)).toEqual(Exit.fail("boom"))
         expect(second).toEqual(Exit.succeed(2))
         expect(runs).toBe(2)
+      }).pipe(Effect.scoped)
+    ))
+
+  it.live("a holder stalled longer than lockTimeToLive takes its lapsed lock again: a process asking later waits for its run instead of running it twice", () =>
+    withPrefix((prefix, raw) =>
+      Effect.gen(function*() {
+        let runs = 0
+        const running = yield* Deferred.make<void>()
+        const finish = yield* Deferred.make<void>()
+        const worker = (n: number) =>
+          Effect.suspend(() =>
+            ++runs > 1 ? Effect.succeed(n * 2) : Deferred.succeed(running, undefined).pipe(
+              // The stall: this process's event loop is blocked for 3 times the lock's time to live.
+              Effect.zipRight(Effect.sync(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 900))),
+              Effect.zipRight(Deferred.await(finish)),
+              Effect.as(n * 2)
+            )
+          )
+        const name = `b${Math.random().toString(36).slice(2)}`
+        const a = yield* queueOn(prefix, worker, Schema.Number, { lockTimeToLive: "300 millis" })
+        const b = yield* queueOn(prefix, worker, Schema.Number, { lockTimeToLive: "300 millis", connectionName: name })
+        const lockKey = `${prefix}lock:${prefix}r:7`
+        const holder = yield* Effect.fork(a.require(7))
+        yield* Deferred.await(running)
+        // The lock lapsed during the stall; the holder's next refresh takes it again.
+        for (let i = 0; i < 500 && (yield* Effect.promise(() => raw.exists(lockKey))) === 0; i++) yield* Effect.sleep("5 millis")
+        expect(yield* Effect.promise(() => raw.exists(lockKey))).toBe(1)
+        const waiter = yield* Effect.fork(b.require(7))
+        // b has looked once its connection ran the lock script.
+        const looked = Effect.promise(() => raw.client("LIST") as Promise<string>).pipe(
+          Effect.map((list) => list.split("\n").some((line) => line.includes(` name=${name} `) && / cmd=eval(sha)? /.test(line)))
+        )
+        for (let i = 0; i < 1_000 && !(yield* looked); i++) yield* Effect.sleep("5 millis")
+        expect(yield* looked).toBe(true)
+        yield* Deferred.succeed(finish, undefined)
+        expect(yield* Fiber.join(holder)).toBe(14)
+        expect(yield* Fiber.join(waiter)).toBe(14)
+        expect(runs).toBe(1)
       }).pipe(Effect.scoped)
     ))
 

@@ -31,11 +31,17 @@ if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {1, ''} 
 return {0, redis.call('PTTL', KEYS[2])}
 `
 
-// KEYS: lock. ARGV: token, lock ttl (ms). 1 while the lock is still ours.
+// KEYS: lock. ARGV: token, lock ttl (ms). 1: still ours, extended. 2: it had lapsed (the holder stalled for longer
+// than the ttl, or Redis lost it in a restart) and nobody took it: ours again. 0: another process holds it now.
 const refreshScript = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
 end
 return 0
 `
@@ -130,14 +136,23 @@ export const make = <I, A, E = never, R = never>(
       )
 
     const runHolding = (item: I, storeKey: string, lockKey: string, token: string): Effect.Effect<A, E | RedisError, R> => {
-      const refresher = Effect.sleep(Duration.millis(Math.max(10, Math.floor(lockTtlMillis / 3)))).pipe(
-        Effect.zipRight(command("EVAL", () => refreshCmd(lockKey, token, lockTtlMillis))),
-        Effect.tap((held) =>
-          held === 1 ? Effect.void : Effect.logWarning(`RedisWorkerQueue: lost the lock of ${storeKey} during its run`)
-        ),
-        Effect.catchAll((error) => Effect.logWarning("RedisWorkerQueue: refreshing a lock failed", error)),
-        Effect.forever
-      )
+      // Extends the lock every third of its time to live while the worker runs. A lock that lapsed while nobody
+      // wanted the item is taken again, so a stall costs a second run only if another process asked meanwhile.
+      const refresher = Effect.gen(function*() {
+        while (true) {
+          yield* Effect.sleep(Duration.millis(Math.max(10, Math.floor(lockTtlMillis / 3))))
+          const state = yield* command("EVAL", () => refreshCmd(lockKey, token, lockTtlMillis)).pipe(
+            Effect.catchAll((error) => Effect.as(Effect.logWarning("RedisWorkerQueue: refreshing a lock failed", error), 1))
+          )
+          if (state === 2) {
+            yield* Effect.logWarning(`RedisWorkerQueue: the lock of ${storeKey} lapsed during its run; nobody had taken it, taken again`)
+          } else if (state === 0) {
+            return yield* Effect.logWarning(
+              `RedisWorkerQueue: lost the lock of ${storeKey} during its run (a stall longer than lockTimeToLive); another process runs it too`
+            )
+          }
+        }
+      })
       const release = command(
         "EVAL",
         () => releaseCmd(lockKey, token, channel, `-${storeKey}`)
