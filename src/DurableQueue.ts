@@ -13,7 +13,10 @@ import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import type * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as internal from "./internal/durableQueue.js"
+import * as memoryInternal from "./internal/memoryDurableQueue.js"
+import type { OptionError } from "./OptionError.js"
 
 /**
  * @since 0.1.0
@@ -105,3 +108,27 @@ export const DurableQueueError: typeof internal.DurableQueueError = internal.Dur
  * @category errors
  */
 export interface DurableQueueError extends internal.DurableQueueError {}
+
+/**
+ * The contract in one process, with no store, for tests of code that takes a `DurableQueue`: offer by id, attempts,
+ * dead letters, interruption and `run`'s graceful shutdown behave as on Redis or SQL (`backend` "memory" in
+ * errors). There is no lease (an in-process taker cannot die without settling its job) and nothing outlives the
+ * scope.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Schema } from "effect"
+ * import { DurableQueue } from "effect-workers"
+ *
+ * const program = Effect.gen(function*() {
+ *   const queue = yield* DurableQueue.memory({ name: "emails", schema: Schema.String, maxAttempts: 2 })
+ *   yield* queue.offer("a@example.com", { id: "welcome:42" })
+ *   yield* queue.take((to) => Effect.log(`sending to ${to}`))
+ * }).pipe(Effect.scoped)
+ * ```
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const memory: <A, I>(options: Options<A, I>) => Effect.Effect<DurableQueue<A>, OptionError, Scope.Scope> =
+  memoryInternal.make

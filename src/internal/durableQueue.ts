@@ -52,12 +52,15 @@ export const makeRun = <A>(take: Take<A>): DurableQueue.DurableQueue<A>["run"] =
         Effect.forever,
         Effect.interruptible
       )
-      const fibers = yield* Effect.forEach(Array.from({ length: concurrency }), () => Effect.fork(loop))
+      // Daemons, not children: a fiber waits for its children's interruption when it ends, so a handler still
+      // running (uninterruptibly) after `shutdownTimeout` would otherwise hold `run` forever.
+      const fibers = yield* Effect.forEach(Array.from({ length: concurrency }), () => Effect.forkDaemon(loop))
       return yield* restore(Fiber.joinAll(fibers)).pipe(
         Effect.zipRight(Effect.never),
         // Takers waiting for a job stop at once; running jobs finish. A job still running after
         // `shutdownTimeout` is left to its lease (it comes back once the process is gone).
-        Effect.onInterrupt(() => Effect.ignore(Effect.timeout(Fiber.interruptAll(fibers), shutdownTimeout)))
+        // (The wait is made interruptible: a finalizer runs uninterruptibly, where the timeout could not cut it.)
+        Effect.onExit(() => Effect.ignore(Effect.timeout(Effect.interruptible(Fiber.interruptAll(fibers)), shutdownTimeout)))
       )
     })
   )

@@ -1,0 +1,162 @@
+/**
+ * `DurableQueue.memory`: the contract in one process (offer by id, attempts, dead letters, interruption) and
+ * `run`'s graceful shutdown, timed by TestClock.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as TestClock from "effect/TestClock"
+import * as DurableQueue from "../src/DurableQueue.js"
+import { OptionError } from "../src/OptionError.js"
+
+const queueOf = (maxAttempts = 3) => DurableQueue.memory({ name: "jobs", schema: Schema.Number, maxAttempts })
+
+/** Lets forked fibers run until `done` holds (bounded). */
+const settle = (done: () => boolean) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 1_000 && !done(); i++) yield* Effect.yieldNow()
+    expect(done()).toBe(true)
+  })
+
+describe("DurableQueue.memory", () => {
+  it.scoped("offer by id: the same id offered twice is delivered once; size counts pending jobs", () =>
+    Effect.gen(function*() {
+      const queue = yield* queueOf()
+      expect(yield* queue.offer(1, { id: "job-1" })).toBe("job-1")
+      yield* queue.offer(1, { id: "job-1" })
+      const other = yield* queue.offer(2)
+      expect(other).toMatch(/^[0-9a-f-]{36}$/)
+      expect(yield* queue.size).toBe(2)
+      const seen: Array<string> = []
+      yield* queue.take((n, job) => Effect.sync(() => seen.push(`${job.id}=${n}`)))
+      yield* queue.take((n, job) => Effect.sync(() => seen.push(`${job.id}=${n}`)))
+      expect(seen).toEqual(["job-1=1", `${other}=2`])
+      expect(yield* queue.size).toBe(0)
+      yield* queue.offer(1, { id: "job-1" })
+      expect(yield* queue.size).toBe(0)
+    }))
+
+  it.scoped("at-least-once: a failed attempt puts the job back, counted; success acknowledges it", () =>
+    Effect.gen(function*() {
+      const queue = yield* queueOf()
+      yield* queue.offer(7)
+      const handler = (n: number, job: DurableQueue.Job) =>
+        job.attempt === 1 ? Effect.fail(`attempt ${job.attempt} failed`) : Effect.succeed(n * 2)
+      expect(yield* queue.take(handler)).toEqual(Exit.fail("attempt 1 failed"))
+      expect(yield* queue.size).toBe(1)
+      expect(yield* queue.take(handler)).toEqual(Exit.succeed(14))
+      expect(yield* queue.size).toBe(0)
+      expect(yield* queue.deadLetters).toEqual([])
+    }))
+
+  it.scoped("after maxAttempts failures the job goes to the dead letters with its last error, oldest first", () =>
+    Effect.gen(function*() {
+      const queue = yield* queueOf(2)
+      const a = yield* queue.offer(5)
+      const b = yield* queue.offer(6)
+      const handler = (n: number, job: DurableQueue.Job) => Effect.fail(`boom-${n}-${job.attempt}`)
+      for (let i = 0; i < 4; i++) yield* queue.take(handler)
+      const dead = yield* queue.deadLetters
+      expect(dead.map(({ attempts, id, value }) => ({ id, value, attempts }))).toEqual([
+        { id: a, value: 5, attempts: 2 },
+        { id: b, value: 6, attempts: 2 }
+      ])
+      expect(dead[0]!.lastError).toContain("boom-5-2")
+      expect(yield* queue.size).toBe(0)
+    }))
+
+  it.scoped("an interrupted handler puts its job back without counting an attempt", () =>
+    Effect.gen(function*() {
+      const queue = yield* queueOf(1)
+      yield* queue.offer(3)
+      let started = false
+      const fiber = yield* Effect.fork(queue.take(() => Effect.zipRight(Effect.sync(() => (started = true)), Effect.never)))
+      yield* settle(() => started)
+      expect(yield* queue.size).toBe(1)
+      yield* Fiber.interrupt(fiber)
+      expect(yield* queue.take((n, job) => Effect.succeed([n, job.attempt]))).toEqual(Exit.succeed([3, 1]))
+    }))
+
+  it.scoped("a job that cannot be encoded fails the offer with EncodeFailed", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Int })
+      const error = yield* Effect.flip(queue.offer(1.5))
+      expect(error.reason).toBe("EncodeFailed")
+      expect(error.backend).toBe("memory")
+      expect(yield* queue.size).toBe(0)
+    }))
+
+  it.scoped("run: 100 jobs over 8 takers, each done once", () =>
+    Effect.gen(function*() {
+      const queue = yield* queueOf()
+      yield* Effect.forEach(Array.from({ length: 100 }, (_, i) => i), (i) => queue.offer(i), { discard: true })
+      const done = new Map<number, number>()
+      yield* Effect.forkScoped(queue.run((n) => Effect.sync(() => done.set(n, (done.get(n) ?? 0) + 1)), { concurrency: 8 }))
+      yield* settle(() => done.size === 100)
+      expect([...done.values()].every((n) => n === 1)).toBe(true)
+      expect(yield* queue.size).toBe(0)
+    }))
+
+  it.scoped("run: interrupted, it takes nothing new and lets the running job finish and be acknowledged (TestClock)", () =>
+    Effect.gen(function*() {
+      const queue = yield* queueOf()
+      yield* queue.offer(1)
+      yield* queue.offer(2)
+      const started: Array<number> = []
+      const finished: Array<number> = []
+      const runner = yield* Effect.fork(queue.run((n) =>
+        Effect.zipRight(Effect.sync(() => started.push(n)), Effect.zipRight(Effect.sleep("10 seconds"), Effect.sync(() => finished.push(n))))
+      ))
+      yield* settle(() => started.length === 1)
+      const stopping = yield* Effect.fork(Fiber.interrupt(runner))
+      yield* TestClock.adjust("9 seconds")
+      expect(Option.isNone(yield* Fiber.poll(stopping))).toBe(true)
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(stopping)
+      expect(started).toEqual([1])
+      expect(finished).toEqual([1])
+      // Job 2 was never taken; job 1 was acknowledged.
+      expect(yield* queue.size).toBe(1)
+      expect(yield* queue.take((n) => Effect.succeed(n))).toEqual(Exit.succeed(2))
+    }))
+
+  it.scoped("run: a job still running after shutdownTimeout is abandoned and the shutdown completes (TestClock)", () =>
+    Effect.gen(function*() {
+      const queue = yield* queueOf()
+      yield* queue.offer(1)
+      let started = false
+      const runner = yield* Effect.fork(queue.run(() => Effect.zipRight(Effect.sync(() => (started = true)), Effect.never), {
+        shutdownTimeout: "5 seconds"
+      }))
+      yield* settle(() => started)
+      const stopping = yield* Effect.fork(Fiber.interrupt(runner))
+      yield* TestClock.adjust("4 seconds")
+      expect(Option.isNone(yield* Fiber.poll(stopping))).toBe(true)
+      yield* TestClock.adjust("1 second")
+      yield* settle(() => Effect.runSync(Fiber.poll(stopping)).pipe(Option.isSome))
+    }))
+
+  it.effect("closing the scope stops a waiting taker instead of leaving it hanging", () =>
+    Effect.gen(function*() {
+      let waiting: Fiber.RuntimeFiber<Exit.Exit<void, never>, DurableQueue.DurableQueueError> | undefined
+      yield* Effect.scoped(Effect.gen(function*() {
+        const queue = yield* queueOf()
+        waiting = yield* Effect.fork(queue.take(() => Effect.void))
+        yield* Effect.yieldNow()
+      }))
+      const exit = yield* Fiber.await(waiting!)
+      expect(Exit.isInterrupted(exit)).toBe(true)
+    }))
+
+  it.effect("bad options fail with OptionError naming the field", () =>
+    Effect.gen(function*() {
+      for (const [options, field] of [[{ maxAttempts: 0 }, "maxAttempts"], [{ leaseDuration: -1 }, "leaseDuration"], [{ name: "" }, "name"]] as const) {
+        const error = yield* Effect.flip(Effect.scoped(DurableQueue.memory({ name: "q", schema: Schema.Number, ...options })))
+        expect(error).toBeInstanceOf(OptionError)
+        expect(error.message).toContain(field)
+      }
+    }))
+})
