@@ -4,7 +4,7 @@ import globals from "globals"
 import tseslint from "typescript-eslint"
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "coverage/", ".tmp/", "dist/"] },
+  { ignores: ["node_modules/", "coverage/", ".tmp/", ".tmp*/", "dist/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
