@@ -422,6 +422,7 @@ describe("JobRunner readers (in-process)", () => {
 // ---------------------------------------------------------------------------------------------------------------
 
 const fixture = Path.resolve(__dirname, "fixtures/jobRunner-fixture.ts")
+const schemaFixture = Path.resolve(__dirname, "fixtures/jobRunner-schema-fixture.ts")
 const bin = Path.resolve(__dirname, "../src/node/bin.mjs")
 const root = Path.resolve(__dirname, "..")
 
@@ -430,12 +431,14 @@ const root = Path.resolve(__dirname, "..")
  * build looks like, and a process starts in a fraction of the time tsx needs. The CLI test runs the TypeScript
  * sources through tsx instead.
  */
-let built: { readonly fixture: string; readonly entry: string; readonly dir: string } | undefined
+let built:
+  | { readonly fixture: string; readonly schemaFixture: string; readonly entry: string; readonly dir: string }
+  | undefined
 beforeAll(async () => {
   const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-build-"))
   const esbuild = await import("esbuild")
   await esbuild.build({
-    entryPoints: [fixture, Path.join(root, "src/node/readerProcess.ts")],
+    entryPoints: [fixture, schemaFixture, Path.join(root, "src/node/readerProcess.ts")],
     outdir: dir,
     outbase: root,
     bundle: true,
@@ -449,6 +452,7 @@ beforeAll(async () => {
   built = {
     dir,
     fixture: Path.join(dir, "test/fixtures/jobRunner-fixture.mjs"),
+    schemaFixture: Path.join(dir, "test/fixtures/jobRunner-schema-fixture.mjs"),
     entry: Path.join(dir, "src/node/readerProcess.mjs")
   }
 }, 60_000)
@@ -497,6 +501,8 @@ const isAlive = (pid: number) => {
 const runFixture = (options: {
   readonly env: Record<string, string>
   readonly args?: ReadonlyArray<string>
+  /** The compiled runner module to run (default: the main fixture). */
+  readonly module?: "fixture" | "schemaFixture"
   readonly when?: (events: Array<LogEvent>) => boolean
   readonly act?: (runnerPid: number, events: Array<LogEvent>) => void
   readonly timeoutMs?: number
@@ -504,7 +510,7 @@ const runFixture = (options: {
   Effect.async<Outcome>((resume) => {
     const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-"))
     const log = Path.join(dir, "log.jsonl")
-    const argv = options.args ?? [built!.fixture]
+    const argv = options.args ?? [built![options.module ?? "fixture"]]
     const child = ChildProcess.spawn(process.execPath, argv as Array<string>, {
       env: {
         ...process.env,
@@ -874,4 +880,34 @@ describe("JobRunner with worker threads (workerMode: thread)", { timeout: 60_000
       expect(outcome.afterSignal!).toBeLessThan(10_000)
       noChildProcess(outcome)
     }))
+})
+
+describe("JobRunner items cross the boundary through the item Schema", { timeout: 60_000 }, () => {
+  for (const [mode, schema] of [["process", "sync"], ["thread", "sync"], ["process", "async"]] as const) {
+    it.live(`${mode}, ${schema} Schema: the reader gets Schema class instances; a decode failure in the reader and an encode failure in the writer are reported with their ids`, () =>
+      Effect.gen(function*() {
+        const outcome = yield* runFixture({
+          module: "schemaFixture",
+          env: { FIXTURE_ITEMS: "16", SCHEMA_FIXTURE_WORKER_MODE: mode, FIXTURE_ASYNC: schema === "async" ? "1" : "0" }
+        })
+        expect(outcome.code).toBe(0)
+        const items = outcome.events.filter((e) => e.e === "item") as Array<
+          LogEvent & { readonly isTask: boolean; readonly due: number | null; readonly label: string }
+        >
+        expect(sorted(items.map((e) => e.item!))).toEqual([...range(13), 15])
+        for (const e of items) {
+          expect(e.isTask).toBe(true)
+          expect(e.due).toBe(e.item! * 86_400_000)
+          expect(e.label).toBe(`task ${e.item} due ${new Date(e.item! * 86_400_000).toISOString()}`)
+          expect(mode === "thread" ? e.pid === outcome.runnerPid && e.tid > 0 : e.pid !== outcome.runnerPid).toBe(true)
+        }
+        const failures = (errors(outcome.events) as Array<LogEvent & { readonly message: string }>)
+          .sort((a, b) => a.item! - b.item!)
+        expect(failures.map((e) => [e.item, e.jobId, e.reason])).toEqual([[13, 13, "ReaderFailed"], [14, 14, "ReaderFailed"]])
+        expect(failures[0]!.message).toContain("could not be decoded")
+        expect(failures[0]!.message).toContain("13 is refused by readers")
+        expect(failures[1]!.message).toContain("could not be encoded")
+        expect(failures[1]!.message).toContain("14 is refused everywhere")
+      }))
+  }
 })

@@ -12,6 +12,7 @@
  * that dies fails exactly its in-flight jobs with `ProcessDied`, closing asks the reader to release its context
  * and exit (killed after 5 s), and the reader exits on its own if the writer disappears.
  */
+import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -21,7 +22,7 @@ import * as ChildProcess from "node:child_process"
 import { createRequire } from "node:module"
 import { fileURLToPath, pathToFileURL } from "node:url"
 import * as WorkerThreads from "node:worker_threads"
-import { CLOSE, encodeSettings, type FromReader, READY, ReaderError, RUN } from "./protocol.js"
+import { CLOSE, encodeSettings, type FromReader, needsAsync, READY, ReaderError, RUN } from "./protocol.js"
 import type { Job, JobDone, ReaderHandle, SpawnRequest } from "./runner.js"
 import { JobRunnerError, ProcessDied, READER_ENV } from "./runner.js"
 
@@ -199,7 +200,7 @@ const spawn = ({ runner, settings, slot }: SpawnRequest) =>
           enqueue(job.id, encoded.right)
           return true
         }
-        if (encoded.left.issue._tag !== "Forbidden") {
+        if (!needsAsync(encoded.left.issue)) {
           done(job, notEncoded(encoded.left.message))
           return true
         }
@@ -209,7 +210,12 @@ const spawn = ({ runner, settings, slot }: SpawnRequest) =>
           onExit: (exit) => {
             if (!pending.has(job.id)) return
             if (exit._tag === "Success") enqueue(job.id, exit.value)
-            else settle(job.id, notEncoded(String(Exit.isFailure(exit) ? exit.cause : "")))
+            else {
+              settle(
+                job.id,
+                notEncoded(Cause.isFailType(exit.cause) ? exit.cause.error.message : Cause.pretty(exit.cause))
+              )
+            }
           }
         })
         return true

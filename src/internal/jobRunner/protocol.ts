@@ -15,6 +15,7 @@ import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import type * as ParseResult from "effect/ParseResult"
 import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import type * as Api from "../../JobRunner.js"
@@ -100,6 +101,27 @@ export const RESULTS = 1
 // Reader side
 // ---------------------------------------------------------------------------------------------------------------
 
+/**
+ * Whether a synchronous parse failed only because the Schema is asynchronous somewhere (a `Forbidden` issue,
+ * possibly nested): then the Effect parser is needed.
+ *
+ * @internal
+ */
+export const needsAsync = (issue: ParseResult.ParseIssue): boolean => {
+  switch (issue._tag) {
+    case "Forbidden":
+      return true
+    case "Pointer":
+    case "Refinement":
+    case "Transformation":
+      return needsAsync(issue.issue)
+    case "Composite":
+      return Array.isArray(issue.issues) ? issue.issues.some(needsAsync) : needsAsync(issue.issues as ParseResult.ParseIssue)
+    default:
+      return false
+  }
+}
+
 const isPromiseLike = (u: unknown): u is PromiseLike<unknown> =>
   typeof u === "object" && u !== null && "then" in u && typeof (u as { then: unknown }).then === "function"
 
@@ -164,7 +186,7 @@ export const makeJobStarter = (
   return (id, encoded) => {
     const decoded = decodeSync(encoded)
     if (Either.isRight(decoded)) return runItem(id, decoded.right)
-    if (decoded.left.issue._tag !== "Forbidden") return settle(id, "Decode", decoded.left.message)
+    if (!needsAsync(decoded.left.issue)) return settle(id, "Decode", decoded.left.message)
     // An asynchronous item Schema.
     runFork(decode(encoded)).addObserver((exit) =>
       exit._tag === "Success"
