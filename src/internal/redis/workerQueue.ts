@@ -5,12 +5,16 @@
  * success writes the result and releases the lock in one script that also publishes a notification. A process
  * that finds the lock taken waits for that notification, or for the lock to expire (its holder died), then looks
  * again. A failure is not shared: it releases the lock and the waiters race for it, one of them runs the worker.
+ * Redis going away is survived: a result that cannot be stored is stored in the background once Redis answers; a
+ * lock that lapsed is taken again by its holder if nobody took it; waiters look again once their subscription is
+ * back (a notification published meanwhile is lost).
  */
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { randomUUID } from "node:crypto"
 import type { OptionError } from "../../OptionError.js"
@@ -119,6 +123,11 @@ export const make = <I, A, E = never, R = never>(
     const releaseCmd = defineScript(client, "ewSingleFlightRelease", releaseScript, 1)
     const owner = randomUUID()
     let counter = 0
+    const scope = yield* Effect.scope
+    const storeRetry = Schedule.exponential("50 millis").pipe(
+      Schedule.union(Schedule.spaced("1 second")),
+      Schedule.upTo(lockTtl)
+    )
 
     const register = (storeKey: string) =>
       Effect.acquireRelease(
@@ -158,20 +167,34 @@ export const make = <I, A, E = never, R = never>(
         () => releaseCmd(lockKey, token, channel, `-${storeKey}`)
       ).pipe(Effect.catchAll((error) => Effect.logWarning("RedisWorkerQueue: releasing a lock failed", error)))
       const complete = (value: A) =>
-        cache.encode(storeKey, value).pipe(
-          Effect.flatMap((raw) =>
-            command("EVAL", () =>
-              completeCmd(storeKey, lockKey, token, raw, cache.timeToLiveMillis, channel, `+${storeKey}`))
-          ),
-          Effect.tap((held) =>
-            held === 1 ? Effect.void : Effect.logWarning(
-              `RedisWorkerQueue: the lock of ${storeKey} expired before its run finished (a stall longer than lockTimeToLive); another process may have run it too`
-            )
-          ),
-          Effect.catchAll((error) =>
-            Effect.zipRight(Effect.logWarning(`RedisWorkerQueue: storing the result of ${storeKey} failed`, error), release)
-          )
-        )
+        Effect.matchEffect(cache.encode(storeKey, value), {
+          onFailure: (error) =>
+            Effect.zipRight(Effect.logWarning(`RedisWorkerQueue: storing the result of ${storeKey} failed`, error), release),
+          onSuccess: (raw) => {
+            const store = command("EVAL", () =>
+              completeCmd(storeKey, lockKey, token, raw, cache.timeToLiveMillis, channel, `+${storeKey}`)).pipe(
+                Effect.tap((held) =>
+                  held === 1 ? Effect.void : Effect.logWarning(
+                    `RedisWorkerQueue: the lock of ${storeKey} expired before its run finished (a stall longer than lockTimeToLive); another process may have run it too`
+                  )
+                )
+              )
+            // Redis away (restarting, unreachable): the caller has its value at once, and the result is stored in
+            // the background as soon as Redis answers, for as long as the lock would have lived, so the processes
+            // waiting for it get it instead of running the item again once the lock expires.
+            return Effect.catchAll(store, (error) =>
+              Effect.logWarning(`RedisWorkerQueue: storing the result of ${storeKey} failed; retrying`, error).pipe(
+                Effect.zipRight(
+                  store.pipe(
+                    Effect.retry({ schedule: storeRetry }),
+                    Effect.catchAll(() => release),
+                    Effect.forkIn(scope)
+                  )
+                ),
+                Effect.asVoid
+              ))
+          }
+        })
       return Effect.scoped(Effect.zipRight(Effect.forkScoped(refresher), options.worker(item))).pipe(
         Effect.onExit((exit) => Exit.isSuccess(exit) ? complete(exit.value) : release)
       )
