@@ -615,6 +615,8 @@ describe("JobRunner with reader processes", { timeout: 60_000 }, () => {
         expect(outcome.events.filter((e) => e.e === "start" && e.pid === pid).length).toBeLessThanOrEqual(4)
       }
       expect(outcome.events.filter((e) => e.e === "ctx").length).toBe(pids.length)
+      // Each process was closed gracefully: its context was released.
+      expect(sorted(outcome.events.filter((e) => e.e === "release").map((e) => e.pid))).toEqual(sorted(pids))
       expect(errors(outcome.events)).toEqual([])
       expectNoOrphans(outcome)
     }))
@@ -708,6 +710,8 @@ describe("JobRunner with reader processes", { timeout: 60_000 }, () => {
         expect(started(outcome.events).length).toBeLessThanOrEqual(4)
         // Exit as soon as the items are done, not after the 20 s grace period.
         expect(outcome.afterSignal!).toBeLessThan(10_000)
+        // The reader process was closed, not killed: its context was released.
+        expect(outcome.events.filter((e) => e.e === "release").length).toBe(1)
         expectNoOrphans(outcome)
       }))
   }
@@ -827,6 +831,7 @@ describe("JobRunner with worker threads (workerMode: thread)", { timeout: 60_000
         expect(outcome.events.filter((e) => e.e === "start" && e.tid === tid).length).toBeLessThanOrEqual(4)
       }
       expect(outcome.events.filter((e) => e.e === "ctx").length).toBe(threads.length)
+      expect(sorted(outcome.events.filter((e) => e.e === "release").map((e) => e.tid))).toEqual(sorted(threads))
       expect(errors(outcome.events)).toEqual([])
     }))
 
@@ -878,6 +883,7 @@ describe("JobRunner with worker threads (workerMode: thread)", { timeout: 60_000
       expect(errors(outcome.events)).toEqual([])
       expect(started(outcome.events).length).toBeLessThanOrEqual(4)
       expect(outcome.afterSignal!).toBeLessThan(10_000)
+      expect(outcome.events.filter((e) => e.e === "release").length).toBe(1)
       noChildProcess(outcome)
     }))
 })
@@ -908,6 +914,8 @@ describe("JobRunner items cross the boundary through the item Schema", { timeout
         expect(failures[0]!.message).toContain("13 is refused by readers")
         expect(failures[1]!.message).toContain("could not be encoded")
         expect(failures[1]!.message).toContain("14 is refused everywhere")
+        // Neither failure cost the reader its process: one did every item.
+        expect(new Set(items.map((e) => `${e.pid}/${e.tid}`)).size).toBe(1)
       }))
   }
 })
