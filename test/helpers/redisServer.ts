@@ -1,6 +1,6 @@
 /**
  * A throwaway redis-server for restart tests: its own free port and temporary directory, append-only file on
- * (fsync on every write, so a stop loses nothing), stopped and removed with the scope. The shared Redis on 6379 is
+ * (fsync on every write, so a stop loses nothing) unless asked otherwise, stopped and removed with the scope. The shared Redis on 6379 is
  * never touched. `stop` and `start` restart it on the same port and files.
  */
 import * as Effect from "effect/Effect"
@@ -67,15 +67,20 @@ const exited = (child: ChildProcess) =>
     child.kill("SIGTERM")
   })
 
-/** A private redis-server, running; stopped and its directory removed when the scope closes. */
-export const redisServer: Effect.Effect<RedisServer, never, Scope.Scope> = Effect.gen(function*() {
+/**
+ * A private redis-server, running; stopped and its directory removed when the scope closes. With `persistent`
+ * false it keeps nothing on disk: a restart comes back empty, as a cache-only Redis does.
+ */
+export const redisServer = (
+  { persistent = true }: { readonly persistent?: boolean } = {}
+): Effect.Effect<RedisServer, never, Scope.Scope> => Effect.gen(function*() {
   const port = yield* Effect.promise(freePort)
   const dir = mkdtempSync(join(tmpdir(), "ew-redis-"))
   let child: ChildProcess | undefined
   const start = Effect.promise(() => {
     const server = spawn("redis-server", [
-      "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--appendonly", "yes", "--appendfsync", "always",
-      "--save", ""
+      "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "",
+      ...(persistent ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"])
     ], { stdio: "ignore" })
     child = server
     return accepting(port, server, 10_000)
