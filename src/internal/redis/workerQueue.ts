@@ -175,7 +175,7 @@ export const make = <I, A, E = never, R = never>(
               completeCmd(storeKey, lockKey, token, raw, cache.timeToLiveMillis, channel, `+${storeKey}`)).pipe(
                 Effect.tap((held) =>
                   held === 1 ? Effect.void : Effect.logWarning(
-                    `RedisWorkerQueue: the lock of ${storeKey} expired before its run finished (a stall longer than lockTimeToLive); another process may have run it too`
+                    `RedisWorkerQueue: the lock of ${storeKey} was no longer ours when its result was stored (a stall longer than lockTimeToLive, or Redis away); another process may have run it too`
                   )
                 )
               )
