@@ -1,0 +1,134 @@
+/**
+ * The SQL durable queue on PostgreSQL (127.0.0.1:5432, database `test`) against pg-boss, one process run,
+ * contenders side by side in interleaved rounds, medians; each on its own table or schema, dropped afterwards.
+ *
+ * "add": N jobs offered one by one, 16 at a time (ours: `DurableQueue.offer`; pg-boss: `send`). "process": the N
+ * jobs drained with a no-op handler at concurrency 16 (ours: `run` with `concurrency: 16`). pg-boss has no
+ * concurrency option in v10: a worker fetches `batchSize` jobs, runs the handler on the batch, and then waits out
+ * the rest of its polling interval (0.5 s at the least) before it fetches again, even when jobs are waiting. So it
+ * runs twice: "16 in flight" (one worker, `batchSize` 16, the batch's jobs run concurrently: what concurrency 16 is)
+ * on fewer jobs, as it is slow, and "256 in flight" (16 workers of `batchSize` 16), its best here.
+ *
+ *   npx tsx bench/distributed-sql.ts [--jobs 10000] [--rounds 3]
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { PgClient } from "@effect/sql-pg"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import { randomUUID } from "node:crypto"
+import * as os from "node:os"
+import PgBoss from "pg-boss"
+import * as DurableQueue from "../src/sql/DurableQueue.js"
+
+const arg = (name: string, fallback: number) => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback
+}
+const JOBS = arg("jobs", 10_000)
+const ROUNDS = arg("rounds", 3)
+const SLOW_JOBS = Math.min(JOBS, 320)
+const CONCURRENCY = 16
+const connection = { host: "127.0.0.1", port: 5432, database: "test", user: "postgres" }
+const Client = PgClient.layer({ host: connection.host, port: connection.port, database: connection.database, username: connection.user })
+
+const median = (xs: ReadonlyArray<number>) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.floor(s.length / 2)]!
+}
+
+/** Runs `task` for 0..count-1, at most `limit` at a time. */
+const pool = async (count: number, limit: number, task: (i: number) => Promise<unknown>) => {
+  let next = 0
+  await Promise.all(Array.from({ length: limit }, async () => {
+    while (next < count) await task(next++)
+  }))
+}
+
+interface Round {
+  readonly add: number
+  readonly process: number
+}
+
+const pgBoss = async (jobs: number, workers: number, batchSize: number): Promise<Round> => {
+  const schema = `bench_pgboss_${randomUUID().replace(/-/g, "").slice(0, 12)}`
+  const boss = new PgBoss({ ...connection, schema, supervise: false, schedule: false, max: 10 })
+  boss.on("error", (error) => console.error("pg-boss:", error))
+  await boss.start()
+  try {
+    const name = "jobs"
+    await boss.createQueue(name)
+    let t = performance.now()
+    await pool(jobs, CONCURRENCY, (n) => boss.send(name, { n }))
+    const add = jobs / ((performance.now() - t) / 1000)
+    let done = 0
+    let finish!: () => void
+    const finished = new Promise<void>((resolve) => (finish = resolve))
+    t = performance.now()
+    for (let w = 0; w < workers; w++) {
+      await boss.work<{ n: number }>(name, { batchSize, pollingIntervalSeconds: 0.5 }, async (batch) => {
+        await Promise.all(batch.map(async () => {
+          if (++done === jobs) finish()
+        }))
+      })
+    }
+    await finished
+    const processed = jobs / ((performance.now() - t) / 1000)
+    await boss.offWork(name)
+    return { add, process: processed }
+  } finally {
+    await boss.stop({ graceful: false, wait: true }).catch(() => undefined)
+    await Effect.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`).pipe(Effect.provide(Client)))
+  }
+}
+
+const ours = (): Promise<Round> => {
+  const tableName = `bench_dq_${randomUUID().replace(/-/g, "").slice(0, 12)}`
+  return Effect.gen(function*() {
+    const queue = yield* DurableQueue.make({ name: "jobs", tableName, schema: Schema.Struct({ n: Schema.Number }), pollInterval: "5 millis" })
+    let t = performance.now()
+    yield* Effect.forEach(Array.from({ length: JOBS }, (_, n) => n), (n) => queue.offer({ n }), { concurrency: CONCURRENCY, discard: true })
+    const add = JOBS / ((performance.now() - t) / 1000)
+    let done = 0
+    let finish!: () => void
+    const finished = new Promise<void>((resolve) => (finish = resolve))
+    t = performance.now()
+    yield* Effect.forkScoped(queue.run(() =>
+      Effect.sync(() => {
+        if (++done === JOBS) finish()
+      }), { concurrency: CONCURRENCY }))
+    yield* Effect.promise(() => finished)
+    return { add, process: JOBS / ((performance.now() - t) / 1000) }
+  }).pipe(
+    Effect.scoped,
+    Effect.ensuring(Effect.ignore(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`))),
+    Effect.provide(Client),
+    Effect.runPromise
+  )
+}
+
+const main = async () => {
+  const fmt = (x: number) => Math.round(x).toLocaleString("en-US")
+  console.log(`SQL durable queue on PostgreSQL: ${JOBS.toLocaleString("en-US")} jobs (pg-boss at 16 in flight: ${SLOW_JOBS}), concurrency ${CONCURRENCY}, median of ${ROUNDS} rounds`)
+  console.log(`node ${process.version}, ${os.cpus().length} CPUs (nproc), ${new Date().toISOString().slice(0, 10)}, load ${os.loadavg()[0]!.toFixed(1)}`)
+  const rounds: Record<"ours" | "boss16" | "boss256", Array<Round>> = { ours: [], boss16: [], boss256: [] }
+  for (let r = 0; r < ROUNDS; r++) {
+    rounds.boss256.push(await pgBoss(JOBS, 16, 16))
+    rounds.ours.push(await ours())
+    rounds.boss16.push(await pgBoss(SLOW_JOBS, 1, 16))
+  }
+  const row = (xs: Array<Round>) => ({ add: median(xs.map((x) => x.add)), proc: median(xs.map((x) => x.process)) })
+  const o = row(rounds.ours)
+  const b16 = row(rounds.boss16)
+  const b256 = row(rounds.boss256)
+  console.log(`\n| queue | add jobs/s | process jobs/s | ours vs it: add | ours vs it: process |`)
+  console.log("|---|---:|---:|---:|---:|")
+  console.log(`| ours: DurableQueue (PostgreSQL), concurrency 16 | ${fmt(o.add)} | ${fmt(o.proc)} | | |`)
+  console.log(`| pg-boss 10, 1 worker × batchSize 16 (16 in flight) | ${fmt(b16.add)} | ${fmt(b16.proc)} | ${(o.add / b16.add).toFixed(2)}x | ${(o.proc / b16.proc).toFixed(2)}x |`)
+  console.log(`| pg-boss 10, 16 workers × batchSize 16 (256 in flight) | ${fmt(b256.add)} | ${fmt(b256.proc)} | ${(o.add / b256.add).toFixed(2)}x | ${(o.proc / b256.proc).toFixed(2)}x |`)
+  console.log(`\nload average after: ${os.loadavg().map((x) => x.toFixed(2)).join(", ")}`)
+}
+
+main().then(() => process.exit(0), (error) => {
+  console.error(error)
+  process.exit(1)
+})
