@@ -77,7 +77,8 @@ describe.skipIf(!hasRedisServer)("redis restart", () => {
         const jobs = 300
         yield* Effect.forEach(Array.from({ length: jobs }, (_, i) => i), (i) => queue.offer(i, { id: `j${i}` }), { discard: true })
         const done = new Set<number>()
-        yield* Effect.forkScoped(queue.run((n) => Effect.zipRight(Effect.sleep("5 millis"), Effect.sync(() => done.add(n))), { concurrency: 8 }))
+        let completions = 0
+        yield* Effect.forkScoped(queue.run((n) => Effect.zipRight(Effect.sleep("5 millis"), Effect.sync(() => (completions++, done.add(n)))), { concurrency: 8 }))
         yield* until(Effect.sync(() => done.size >= 50), "50 jobs done")
         // Restart: stop (the append-only file is flushed on every write), start again on the same port and files.
         yield* server.stop
@@ -87,6 +88,10 @@ describe.skipIf(!hasRedisServer)("redis restart", () => {
         yield* until(Effect.sync(() => done.size >= jobs), "every job done")
         expect(during).toBeLessThan(jobs)
         expect(done.size).toBe(jobs)
+        // At least once: a job finished during the outage could not be acknowledged (with commands failing fast,
+        // its acknowledgement is dropped) and runs again after its lease; those are at most the 8 running and the
+        // few fetched ahead for them.
+        expect(completions - jobs).toBeLessThanOrEqual(16)
       }).pipe(Effect.provide(RedisClient.layer({ url: server.url, options: failFast })))
     ), 60_000)
 
