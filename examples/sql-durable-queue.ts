@@ -23,7 +23,7 @@ const Resize = Schema.Struct({ image: Schema.String, width: Schema.Number })
 
 const dir = mkdtempSync(join(tmpdir(), "sql-durable-queue-"))
 const url = process.env.DATABASE_URL
-const Database = url === undefined
+const Database: Layer.Layer<SqlClient.SqlClient, unknown> = url === undefined
   ? SqliteClient.layer({ filename: join(dir, "jobs.db") })
   : PgClient.layer({ url: Redacted.make(url) })
 const tableName = `example_jobs_${process.pid}`
