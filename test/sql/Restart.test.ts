@@ -1,0 +1,115 @@
+/**
+ * A PostgreSQL restart during a run, on a throwaway server of our own (initdb into a temp directory, its own
+ * loopback port, started and stopped with pg_ctl) so the machine's PostgreSQL is never touched: the DurableQueue
+ * runner reconnects and goes on, and nothing is lost. Skipped loudly when initdb is not installed (it fails under
+ * CI=true only if initdb exists but the test cannot run).
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import { execFile, execFileSync } from "node:child_process"
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { promisify } from "node:util"
+import * as DurableQueue from "../../src/sql/DurableQueue.js"
+import { clientLayer } from "../fixtures/sql-client.js"
+
+const run = promisify(execFile)
+
+const bin = (() => {
+  const root = "/usr/lib/postgresql"
+  if (!existsSync(root)) return undefined
+  const versions = readdirSync(root).sort((a, b) => Number(b) - Number(a))
+  const found = versions.map((v) => join(root, v, "bin")).find((dir) => existsSync(join(dir, "initdb")) && existsSync(join(dir, "pg_ctl")))
+  return found
+})()
+
+// initdb refuses to run as root: as root, the server's commands run as the `postgres` user.
+const owner = (() => {
+  if (process.getuid?.() !== 0) return { ok: true as const, uid: undefined, gid: undefined }
+  try {
+    const uid = Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" }).trim())
+    const gid = Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }).trim())
+    execFileSync("runuser", ["--help"], { stdio: "ignore" })
+    return { ok: true as const, uid, gid }
+  } catch {
+    return { ok: false as const, uid: undefined, gid: undefined }
+  }
+})()
+
+const canRun = bin !== undefined && owner.ok
+if (!canRun) {
+  const message = bin === undefined
+    ? "initdb/pg_ctl are not installed (looked under /usr/lib/postgresql/*/bin): the PostgreSQL restart test cannot run"
+    : "running as root without a `postgres` user or runuser: the PostgreSQL restart test cannot run initdb"
+  if (process.env.CI === "true" && bin !== undefined) throw new Error(message)
+  console.warn(`\n!!! ${message}: SKIPPING it${bin !== undefined ? " (it fails under CI=true)" : ""}\n`)
+}
+
+const pgCommand = (command: string, args: ReadonlyArray<string>, timeout = 30_000) => {
+  const path = join(bin!, command)
+  return owner.uid === undefined
+    ? run(path, args, { timeout })
+    : run("runuser", ["-u", "postgres", "--", path, ...args], { timeout })
+}
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))))
+    })
+  })
+
+describe.skipIf(!canRun)("PostgreSQL restart (a throwaway server)", () => {
+  it.live("DurableQueue: PostgreSQL restarts mid-run; the runner reconnects and every job is done, none lost", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "ew-pg-"))
+      const data = join(dir, "data")
+      if (owner.uid !== undefined) chownSync(dir, owner.uid, owner.gid!)
+      const port = yield* Effect.promise(freePort)
+      const start = () =>
+        pgCommand("pg_ctl", [
+          "-D", data, "-l", join(dir, "server.log"), "-w", "-t", "30",
+          "-o", `-p ${port} -c listen_addresses=127.0.0.1 -k ${dir} -c fsync=off`,
+          "start"
+        ])
+      const stop = (mode: "fast" | "immediate") => pgCommand("pg_ctl", ["-D", data, "-m", mode, "-w", "-t", "30", "stop"])
+      yield* Effect.addFinalizer(() =>
+        Effect.promise(() => stop("immediate").catch(() => undefined)).pipe(
+          Effect.ensuring(Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+        )
+      )
+      yield* Effect.promise(() => pgCommand("initdb", ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"], 60_000))
+      yield* Effect.promise(start)
+      yield* Effect.promise(() =>
+        pgCommand("psql", ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", "-c", "CREATE DATABASE test"])
+      )
+
+      yield* Effect.gen(function*() {
+        const queue = yield* DurableQueue.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis", leaseDuration: "1 second" })
+        const jobs = 400
+        yield* Effect.forEach(Array.from({ length: jobs }, (_, i) => i), (i) => queue.offer(i, { id: `j${i}` }), { concurrency: 16, discard: true })
+        const done = new Set<number>()
+        yield* Effect.forkScoped(queue.run((n) => Effect.zipRight(Effect.sleep("10 millis"), Effect.sync(() => done.add(n))), { concurrency: 8 }))
+        for (let i = 0; i < 3_000 && done.size < 50; i++) yield* Effect.sleep("5 millis")
+        // Restart: a fast shutdown (connections are cut, the data is checkpointed), down for a moment, then up on
+        // the same port and directory.
+        yield* Effect.promise(() => stop("fast"))
+        const during = done.size
+        yield* Effect.sleep("500 millis")
+        yield* Effect.promise(start)
+        const restarted = done.size
+        for (let i = 0; i < 3_000 && done.size < jobs; i++) yield* Effect.sleep("10 millis")
+        expect(during).toBeLessThan(jobs)
+        expect(restarted).toBeLessThan(jobs)
+        expect(done.size).toBe(jobs)
+        for (let i = 0; i < 500 && (yield* Effect.orDie(queue.size)) > 0; i++) yield* Effect.sleep("10 millis")
+        expect(yield* queue.size).toBe(0)
+      }).pipe(Effect.scoped, Effect.provide(clientLayer("pg", String(port))))
+    }).pipe(Effect.scoped), 90_000)
+})
