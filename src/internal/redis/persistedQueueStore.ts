@@ -148,14 +148,22 @@ export const make = (
     yield* Effect.addFinalizer(() =>
       Effect.promise(() => Promise.allSettled(settling)).pipe(Effect.timeout("5 seconds"), Effect.ignore)
     )
+    // A settle that fails (Redis away) is retried every 200 ms for as long as a lease lasts, and the job's lease
+    // is refreshed meanwhile, so a job finished during an outage is acknowledged once Redis is back instead of
+    // running again; after that long the lease is let go (the job comes back, at-least-once).
     const settle = (name: string, element: Element, target: "queue" | "failed" | "none", payload: string) =>
       Effect.sync(() => {
         const k = keys(name)
         const lock = k.lockPrefix + element.id
-        active.delete(lock)
-        const reply = settleCmd(k.pending, lock, target === "failed" ? k.failed : k.queue, element.id, target === "none" ? "" : payload)
-          .catch((cause) => Effect.runFork(Effect.logWarning("DurableQueue: settling a job failed; its lease will expire", cause)))
-          .finally(() => settling.delete(reply))
+        const since = Date.now()
+        const send = (): Promise<void> =>
+          settleCmd(k.pending, lock, target === "failed" ? k.failed : k.queue, element.id, target === "none" ? "" : payload)
+            .then(() => void active.delete(lock), (cause) => {
+              if (Date.now() - since < leaseMillis) return new Promise<void>((resolve) => setTimeout(resolve, 200)).then(send)
+              active.delete(lock)
+              Effect.runFork(Effect.logWarning("DurableQueue: settling a job failed; its lease will expire", cause))
+            })
+        const reply = send().finally(() => settling.delete(reply))
         settling.add(reply)
       })
 
