@@ -9,6 +9,7 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import * as SharedDurableQueue from "../src/DurableQueue.js"
 import { OptionError } from "../src/OptionError.js"
 import * as DurableQueue from "../src/redis/DurableQueue.js"
 import * as RedisClient from "../src/redis/RedisClient.js"
@@ -117,4 +118,29 @@ describe.skipIf(!up)("TaskEngine.runDurable (Redis DurableQueue)", () => {
         expect(error.message).toContain("prefetch")
       }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
     ))
+})
+
+describe("TaskEngine.runDurable (DurableQueue.memory)", () => {
+  it.live("every job runs once, acks empty the queue, a lasting failure becomes a dead letter", () =>
+    Effect.gen(function*() {
+      const queue = yield* SharedDurableQueue.memory({ name: "emails", schema: Schema.String, maxAttempts: 2 })
+      yield* queue.offer("a@example.com", { id: "welcome:1" })
+      yield* queue.offer("a@example.com", { id: "welcome:1" })
+      yield* queue.offer("b@example.com", { id: "welcome:2" })
+      yield* queue.offer("bounce@example.com", { id: "welcome:3" })
+      const sent: Array<string> = []
+      const fiber = yield* Effect.fork(TaskEngine.runDurable(
+        queue,
+        (to) => to.startsWith("bounce") ? Effect.fail(new Flaky({ n: 3 })) : Effect.sync(() => void sent.push(to)),
+        { workers: 2 }
+      ))
+      yield* until(() => sent.length === 2)
+      yield* Effect.gen(function*() {
+        while ((yield* queue.size) > 0) yield* Effect.sleep("10 millis")
+      }).pipe(Effect.timeout("10 seconds"))
+      yield* Fiber.interrupt(fiber)
+      expect(sent.sort()).toEqual(["a@example.com", "b@example.com"])
+      const dead = yield* queue.deadLetters
+      expect(dead.map((d) => [d.id, d.attempts])).toEqual([["welcome:3", 2]])
+    }).pipe(Effect.scoped))
 })
