@@ -9,9 +9,14 @@
  * runs twice: "16 in flight" (one worker, `batchSize` 16, the batch's jobs run concurrently: what concurrency 16 is)
  * on fewer jobs, as it is slow, and "256 in flight" (16 workers of `batchSize` 16), its best here.
  *
+ * For reference, `PersistedQueue` over `@effect/sql`'s own `SqlPersistedQueue` store (16 takers), which we do not
+ * use (its leases are never refreshed; see src/internal/sql/store.ts).
+ *
  *   npx tsx bench/distributed-sql.ts [--jobs 10000] [--rounds 3]
  */
+import * as PersistedQueue from "@effect/experimental/PersistedQueue"
 import * as SqlClient from "@effect/sql/SqlClient"
+import * as SqlPersistedQueue from "@effect/sql/SqlPersistedQueue"
 import { PgClient } from "@effect/sql-pg"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
@@ -106,25 +111,58 @@ const ours = (): Promise<Round> => {
   )
 }
 
+// For reference: `@effect/sql`'s own store under `PersistedQueue` (what we do not use; see src/internal/sql/store.ts).
+const upstream = (): Promise<Round> => {
+  const tableName = `bench_up_${randomUUID().replace(/-/g, "").slice(0, 12)}`
+  return Effect.gen(function*() {
+    const store = yield* SqlPersistedQueue.make({ tableName, pollInterval: "5 millis" })
+    const factory = yield* Effect.provideService(PersistedQueue.makeFactory, PersistedQueue.PersistedQueueStore, store)
+    const queue = yield* factory.make({ name: "jobs", schema: Schema.Struct({ n: Schema.Number }) })
+    let t = performance.now()
+    yield* Effect.forEach(Array.from({ length: JOBS }, (_, n) => n), (n) => queue.offer({ n }), { concurrency: CONCURRENCY, discard: true })
+    const add = JOBS / ((performance.now() - t) / 1000)
+    let done = 0
+    let finish!: () => void
+    const finished = new Promise<void>((resolve) => (finish = resolve))
+    t = performance.now()
+    const taker = queue.take(() =>
+      Effect.sync(() => {
+        if (++done === JOBS) finish()
+      })
+    ).pipe(Effect.forever)
+    for (let i = 0; i < CONCURRENCY; i++) yield* Effect.forkScoped(taker)
+    yield* Effect.promise(() => finished)
+    return { add, process: JOBS / ((performance.now() - t) / 1000) }
+  }).pipe(
+    Effect.scoped,
+    Effect.ensuring(Effect.ignore(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`))),
+    Effect.provide(Client),
+    Effect.runPromise
+  )
+}
+
 const main = async () => {
   const fmt = (x: number) => Math.round(x).toLocaleString("en-US")
   console.log(`SQL durable queue on PostgreSQL: ${JOBS.toLocaleString("en-US")} jobs (pg-boss at 16 in flight: ${SLOW_JOBS}), concurrency ${CONCURRENCY}, median of ${ROUNDS} rounds`)
   console.log(`node ${process.version}, ${os.cpus().length} CPUs (nproc), ${new Date().toISOString().slice(0, 10)}, load ${os.loadavg()[0]!.toFixed(1)}`)
-  const rounds: Record<"ours" | "boss16" | "boss256", Array<Round>> = { ours: [], boss16: [], boss256: [] }
+  const rounds: Record<"ours" | "upstream" | "boss16" | "boss256", Array<Round>> = { ours: [], upstream: [], boss16: [], boss256: [] }
   for (let r = 0; r < ROUNDS; r++) {
     rounds.boss256.push(await pgBoss(JOBS, 16, 16))
     rounds.ours.push(await ours())
     rounds.boss16.push(await pgBoss(SLOW_JOBS, 1, 16))
+    rounds.upstream.push(await upstream())
   }
   const row = (xs: Array<Round>) => ({ add: median(xs.map((x) => x.add)), proc: median(xs.map((x) => x.process)) })
   const o = row(rounds.ours)
   const b16 = row(rounds.boss16)
   const b256 = row(rounds.boss256)
+  const up = row(rounds.upstream)
   console.log(`\n| queue | add jobs/s | process jobs/s | ours vs it: add | ours vs it: process |`)
   console.log("|---|---:|---:|---:|---:|")
   console.log(`| ours: DurableQueue (PostgreSQL), concurrency 16 | ${fmt(o.add)} | ${fmt(o.proc)} | | |`)
   console.log(`| pg-boss 10, 1 worker × batchSize 16 (16 in flight) | ${fmt(b16.add)} | ${fmt(b16.proc)} | ${(o.add / b16.add).toFixed(2)}x | ${(o.proc / b16.proc).toFixed(2)}x |`)
   console.log(`| pg-boss 10, 16 workers × batchSize 16 (256 in flight) | ${fmt(b256.add)} | ${fmt(b256.proc)} | ${(o.add / b256.add).toFixed(2)}x | ${(o.proc / b256.proc).toFixed(2)}x |`)
+  console.log(`| for reference: PersistedQueue on @effect/sql's SqlPersistedQueue store | ${fmt(up.add)} | ${fmt(up.proc)} | ${(o.add / up.add).toFixed(2)}x | ${(o.proc / up.proc).toFixed(2)}x |`)
   console.log(`\nload average after: ${os.loadavg().map((x) => x.toFixed(2)).join(", ")}`)
 }
 

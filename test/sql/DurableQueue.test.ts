@@ -52,15 +52,37 @@ for (const [backend, up] of backends) {
         })
       ))
 
-    it.live("ids longer than 36 characters work (upstream VARCHAR(36))", () =>
+    it.live("ids longer than 36 characters work, up to 10,000 (upstream VARCHAR(36); a B-tree entry holds ~2.7 kB)", () =>
       withQueueTable((table) =>
         Effect.gen(function*() {
           const queue = yield* queueOf(table)
           const id = `order:${"x".repeat(200)}`
+          const huge = `order:${"y".repeat(10_000)}`
           expect(yield* queue.offer(4, { id })).toBe(id)
+          expect(yield* queue.offer(5, { id: huge })).toBe(huge)
+          yield* queue.offer(5, { id: huge })
+          // Long ids differing only at the end are different jobs.
+          yield* queue.offer(6, { id: `${huge}z` })
+          expect(yield* queue.size).toBe(3)
           expect(yield* queue.take((n, job) => Effect.succeed([n, job.id]))).toEqual(Exit.succeed([4, id]))
+          expect(yield* queue.take((n, job) => Effect.succeed([n, job.id]))).toEqual(Exit.succeed([5, huge]))
+          expect(yield* queue.take((n, job) => Effect.succeed([n, job.id]))).toEqual(Exit.succeed([6, `${huge}z`]))
         })
       ))
+
+    if (backend === "pg") {
+      it.live("an offer the database rejects fails alone, not the offers batched with it", () =>
+        withQueueTable((table) =>
+          Effect.gen(function*() {
+            const queue = yield* queueOf(table)
+            const ids = Array.from({ length: 20 }, (_, i) => (i === 7 ? "bad\u0000id" : `ok-${i}`))
+            const exits = yield* Effect.forEach(ids, (id, i) => Effect.exit(queue.offer(i, { id })), { concurrency: "unbounded" })
+            expect(exits.filter(Exit.isFailure).length).toBe(1)
+            expect(Exit.isFailure(exits[7]!)).toBe(true)
+            expect(yield* queue.size).toBe(19)
+          })
+        ))
+    }
 
     it.live("the same id in two queues on one table is two jobs (upstream unique index on id alone)", () =>
       withQueueTable((table) =>

@@ -11,13 +11,14 @@
  * - `acquired_at TIMESTAMP` (without time zone) is compared with `NOW()`: processes whose sessions use different
  *   `TimeZone` settings see each other's leases as expired (or live) for hours;
  * - the SQLite take is `UPDATE … RETURNING … ORDER BY … LIMIT`, which needs SQLite compiled with
- *   `SQLITE_ENABLE_UPDATE_DELETE_LIMIT` (better-sqlite3 is; most other builds are not), and `CURRENT_TIMESTAMP`
+ *   `SQLITE_ENABLE_UPDATE_DELETE_LIMIT` (better-sqlite3 is; SQLite's default build is not), and `CURRENT_TIMESTAMP`
  *   has one-second resolution, so a lease is only whole seconds and may last a second longer than asked;
  * - a job out of attempts stays a pending row (`completed = false`, `attempts >= maxAttempts`) that only the
  *   taker's `maxAttempts` keeps from running again; there is no dead-letter state to list;
  * - `PersistedQueue.take` opens a `Scope` per job and runs one `UPDATE` per acknowledgement.
  *
- * This store keeps one row per job in `tableName` (created if missing, shared by queues through `queue_name`):
+ * This store keeps one row per job in `tableName` (created if missing, shared by queues through `queue_name`,
+ * unique on `(queue_name, id_key)` where `id_key` is the id, or the SHA-256 of an id over 128 characters):
  * `state` 0 pending, 1 acknowledged, 2 dead; `visible_at` (milliseconds, the database's clock) is when a pending
  * job may be taken: its offer time, or the end of its lease while leased. Taking a job sets `visible_at` to now
  * plus the lease and `acquired_by` to this store's id, so a killed taker's jobs come back when the lease ends with
@@ -34,7 +35,7 @@ import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
-import { randomUUID } from "node:crypto"
+import { createHash, randomUUID } from "node:crypto"
 
 /** A leased job. @internal */
 export interface Element {
@@ -98,6 +99,12 @@ interface Waiting<A> {
 
 const BATCH = 256
 
+/**
+ * The unique key of an id: the id itself, or for an id longer than 128 characters its SHA-256 (a PostgreSQL
+ * B-tree entry holds at most about 2,700 bytes, so a long id could not be indexed as it is).
+ */
+const idKey = (id: string): string => id.length <= 128 ? id : `sha256:${createHash("sha256").update(id).digest("hex")}`
+
 /** @internal */
 export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlClient.SqlClient | Scope.Scope> =>
   Effect.gen(function*() {
@@ -126,6 +133,7 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
           sequence BIGSERIAL PRIMARY KEY,
           queue_name TEXT NOT NULL,
           id TEXT NOT NULL,
+          id_key TEXT NOT NULL,
           element TEXT NOT NULL,
           state SMALLINT NOT NULL DEFAULT 0,
           attempts INTEGER NOT NULL DEFAULT 0,
@@ -134,7 +142,7 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
           last_failure TEXT NULL,
           created_at BIGINT NOT NULL,
           updated_at BIGINT NOT NULL,
-          UNIQUE (queue_name, id)
+          UNIQUE (queue_name, id_key)
         )`
         yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("ready")} ON ${table} (queue_name, visible_at, sequence) WHERE state = 0`
         yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("dead")} ON ${table} (queue_name, updated_at, sequence) WHERE state = 2`
@@ -144,6 +152,7 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
           sequence INTEGER PRIMARY KEY AUTOINCREMENT,
           queue_name TEXT NOT NULL,
           id TEXT NOT NULL,
+          id_key TEXT NOT NULL,
           element TEXT NOT NULL,
           state INTEGER NOT NULL DEFAULT 0,
           attempts INTEGER NOT NULL DEFAULT 0,
@@ -152,7 +161,7 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
           last_failure TEXT NULL,
           created_at INTEGER NOT NULL,
           updated_at INTEGER NOT NULL,
-          UNIQUE (queue_name, id)
+          UNIQUE (queue_name, id_key)
         )`
         yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("ready")} ON ${table} (queue_name, visible_at, sequence) WHERE state = 0`
         yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("dead")} ON ${table} (queue_name, updated_at, sequence) WHERE state = 2`
@@ -181,13 +190,19 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
     )
 
     // Offers of concurrent callers go out in one INSERT.
+    // A batch that fails (a PostgreSQL text cannot hold a NUL character, say) is written again row by row, so one
+    // bad offer does not fail the others.
     const offers = yield* Queue.unbounded<Waiting<{ readonly id: string; readonly element: string }>>()
-    const insert = (batch: ReadonlyArray<{ readonly id: string; readonly element: string }>) => {
-      const rows = sql.csv(batch.map(({ element, id }) => sql`(${name}, ${id}, ${element}, ${now}, ${now}, ${now})`))
-      return sql`INSERT INTO ${table} (queue_name, id, element, visible_at, created_at, updated_at)
-        VALUES ${rows} ON CONFLICT (queue_name, id) DO NOTHING`
+    const insert = (batch: ReadonlyArray<Waiting<{ readonly id: string; readonly element: string }>>) => {
+      const rows = sql.csv(batch.map(({ item: { element, id } }) => sql`(${name}, ${id}, ${idKey(id)}, ${element}, ${now}, ${now}, ${now})`))
+      return sql`INSERT INTO ${table} (queue_name, id, id_key, element, visible_at, created_at, updated_at)
+        VALUES ${rows} ON CONFLICT (queue_name, id_key) DO NOTHING`
     }
-    yield* drain(offers, (batch) => insert(batch.map((w) => w.item)))
+    yield* drain(offers, (batch) =>
+      Effect.flatMap(Effect.exit(insert(batch)), (exit) =>
+        Exit.isFailure(exit) && batch.length > 1
+          ? Effect.forEach(batch, (one) => Effect.flatMap(Effect.exit(insert([one])), (exit) => Deferred.done(one.done, Exit.asVoid(exit))), { discard: true })
+          : settleAll(batch, exit)))
 
     // Settlements: acknowledgements and put-backs of a batch each in one UPDATE, failures one by one.
     const settlements = yield* Queue.unbounded<Waiting<{ readonly element: Element; readonly settlement: Settlement }>>()
@@ -224,7 +239,14 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
             WHERE sequence IN ${inList(backs)} AND acquired_by = ${worker} AND state = 0`
         }
       })
-    yield* drain(settlements, (batch) => write(batch.map((w) => w.item)), leaseMillis)
+    yield* drain(settlements, (batch) =>
+      Effect.flatMap(
+        Effect.exit(write(batch.map((w) => w.item)).pipe(
+          // The database may be restarting: retried for up to a lease (after which the lease is lost anyway).
+          Effect.retry({ schedule: Schedule.spaced("200 millis").pipe(Schedule.upTo(leaseMillis)) })
+        )),
+        (exit) => settleAll(batch, exit)
+      ))
 
     const settle = (element: Element, settlement: Settlement) =>
       Effect.map(Deferred.make<void, SqlError>(), (done) => {
@@ -328,29 +350,20 @@ const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A
   return out
 }
 
+const settleAll = <A>(batch: ReadonlyArray<Waiting<A>>, exit: Exit.Exit<unknown, SqlError>) =>
+  Effect.forEach(batch, (w) => Deferred.done(w.done, Exit.asVoid(exit)), { discard: true })
+
 /**
- * A fiber that writes what `queue` receives in batches of up to `BATCH` items, one batch at a time, and settles
- * each item's `done`. A failed batch is retried (the database may be restarting) for up to `retryMillis`, then its
- * items fail. When the scope closes, what is still queued is written before the fiber ends.
+ * A fiber that hands what `queue` receives to `write` in batches of up to `BATCH` items, one batch at a time;
+ * `write` settles each item's `done`. When the scope closes, what is still queued is written before the fiber ends.
  */
 const drain = <A>(
   queue: Queue.Queue<Waiting<A>>,
-  write: (batch: ReadonlyArray<Waiting<A>>) => Effect.Effect<unknown, SqlError>,
-  retryMillis = 0
+  write: (batch: ReadonlyArray<Waiting<A>>) => Effect.Effect<void>
 ): Effect.Effect<void, never, Scope.Scope> => {
-  const retried = retryMillis > 0
-    ? (batch: ReadonlyArray<Waiting<A>>) =>
-      write(batch).pipe(Effect.retry({
-        schedule: Schedule.spaced("200 millis").pipe(Schedule.upTo(retryMillis))
-      }))
-    : write
   // Only the wait is interruptible: a batch taken from the queue is always written and its waiters settled.
   const once = Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(restore(Queue.takeBetween(queue, 1, BATCH)), (chunk) => {
-      const batch = Array.from(chunk)
-      return Effect.flatMap(Effect.exit(retried(batch)), (exit) =>
-        Effect.forEach(batch, (w) => Deferred.done(w.done, Exit.asVoid(exit)), { discard: true }))
-    })
+    Effect.flatMap(restore(Queue.takeBetween(queue, 1, BATCH)), (chunk) => write(Array.from(chunk)))
   )
   const flushRest = Effect.gen(function*() {
     while ((yield* Queue.size(queue)) > 0) yield* once
