@@ -119,8 +119,9 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
     const indexName = (suffix: string) => sql(`${base}_${suffix}`)
     const worker = randomUUID()
     // The database's clock in milliseconds since the epoch, so the leases of processes on several machines agree.
+    // (`now()`, the statement's time on PostgreSQL, is stable within a statement, so the take can use its index.)
     const now = dialect === "pg"
-      ? sql.literal("(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT")
+      ? sql.literal("(EXTRACT(EPOCH FROM now()) * 1000)::BIGINT")
       : sql.literal("CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)")
     const lease = sql.literal(String(Math.max(1, Math.round(leaseMillis))))
 
@@ -293,7 +294,7 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
           continue
         }
         const elements = rows
-          .map((row): Element => ({ sequence: row.sequence, id: row.id, element: JSON.parse(row.element), attempts: Number(row.attempts) }))
+          .map((row): Element => ({ sequence: row.sequence, id: row.id, element: parse(row.element), attempts: Number(row.attempts) }))
           .sort((a, b) => Number(a.sequence) - Number(b.sequence))
         for (const element of elements) active.set(keyOf(element.sequence), element.sequence)
         yield* Queue.offerAll(jobs, elements)
@@ -320,8 +321,8 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
       offer: (id, encoded) =>
         Effect.flatMap(Deferred.make<void, SqlError>(), (done) => {
           offers.unsafeOffer({ item: { id, element: JSON.stringify(encoded) }, done })
-          offered.unsafeOpen()
-          return Deferred.await(done)
+          // Once the row is in, a fetcher of this process waiting out its poll interval looks again at once.
+          return Effect.zipLeft(Deferred.await(done), offered.open)
         }),
       next,
       settle,
@@ -335,7 +336,7 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
         Effect.map((rows) =>
           rows.map((row) => ({
             id: row.id,
-            element: JSON.parse(row.element),
+            element: parse(row.element),
             attempts: Number(row.attempts),
             lastError: row.last_failure ?? ""
           }))
@@ -348,6 +349,15 @@ const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A
   const out: Array<ReadonlyArray<A>> = []
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
   return out
+}
+
+/** A stored job that is not JSON (edited by hand) is handed on as its text: decoding fails, which counts an attempt. */
+const parse = (text: string): unknown => {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return text
+  }
 }
 
 const settleAll = <A>(batch: ReadonlyArray<Waiting<A>>, exit: Exit.Exit<unknown, SqlError>) =>
