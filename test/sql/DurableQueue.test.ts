@@ -197,12 +197,13 @@ for (const [backend, up] of backends) {
     it.live("a job running through several leases is neither handed out again nor lost (upstream never refreshes leases)", () =>
       withQueueTable((table) =>
         Effect.gen(function*() {
-          const make = DurableQueue.make({ name: "jobs", tableName: table, schema: Schema.Number, pollInterval: "10 millis", leaseDuration: "300 millis" })
+          // Leases of 600 ms (refreshed every 200 ms) against jobs of 2 s: the margin survives a loaded machine.
+          const make = DurableQueue.make({ name: "jobs", tableName: table, schema: Schema.Number, pollInterval: "10 millis", leaseDuration: "600 millis" })
           const a = yield* make
           const b = yield* make
           yield* Effect.forEach([1, 2, 3], (n) => a.offer(n, { id: `j${n}` }), { discard: true })
           const runs: Array<number> = []
-          const handler = (n: number) => Effect.zipRight(Effect.sync(() => runs.push(n)), Effect.sleep("1200 millis"))
+          const handler = (n: number) => Effect.zipRight(Effect.sync(() => runs.push(n)), Effect.sleep("2 seconds"))
           yield* Effect.forkScoped(a.run(handler, { concurrency: 2 }))
           yield* Effect.forkScoped(b.run(handler, { concurrency: 2 }))
           const acked = Effect.map(rowsOf(table), (rows) => rows.filter((r) => r.state === 1).length)
@@ -226,15 +227,15 @@ for (const [backend, up] of backends) {
     it.live("a taker killed with SIGKILL: its job comes back after the lease and another taker finishes it", () =>
       withQueueTable((table, target) =>
         Effect.gen(function*() {
-          const queue = yield* DurableQueue.make({ name: "jobs", tableName: table, schema: Schema.Number, pollInterval: "20 millis", leaseDuration: "600 millis" })
+          const queue = yield* DurableQueue.make({ name: "jobs", tableName: table, schema: Schema.Number, pollInterval: "20 millis", leaseDuration: "1 second" })
           const child = spawnFixture("test/fixtures/sql-durableQueue.ts", [backend, target ?? "-", table, "jobs"])
           yield* Effect.addFinalizer(() => Effect.sync(() => child.kill()))
           yield* Effect.promise(() => child.waitFor((l) => l === "ready"))
           const id = yield* queue.offer(9)
           yield* Effect.promise(() => child.waitFor((l) => l.startsWith("took ")))
           expect(child.lines).toContain(`took ${id}`)
-          // Alive, the child keeps its lease: nothing for us through several leases.
-          expect(yield* Effect.timeout(queue.take(() => Effect.void), "1500 millis").pipe(Effect.option, Effect.map(Option.isNone))).toBe(true)
+          // Alive, the child keeps its lease (1 s, refreshed every third): nothing for us through 2.5 leases.
+          expect(yield* Effect.timeout(queue.take(() => Effect.void), "2500 millis").pipe(Effect.option, Effect.map(Option.isNone))).toBe(true)
           child.kill("SIGKILL")
           expect(yield* Effect.promise(() => child.exited())).toBe("SIGKILL")
           const exit = yield* queue.take((n, job) => Effect.succeed([n, job.id, job.attempt])).pipe(Effect.timeout("10 seconds"))
