@@ -9,7 +9,7 @@
  * runs twice: "16 in flight" (one worker, `batchSize` 16, the batch's jobs run concurrently: what concurrency 16 is)
  * on fewer jobs, as it is slow, and "256 in flight" (16 workers of `batchSize` 16), its best here.
  *
- * For reference, `PersistedQueue` over `@effect/sql`'s own `SqlPersistedQueue` store (16 takers), which we do not
+ * For reference, ours on SQLite (a temp file; no peer), and `PersistedQueue` over `@effect/sql`'s own `SqlPersistedQueue` store (16 takers), which we do not
  * use (its leases are never refreshed; see src/internal/sql/store.ts).
  *
  *   npx tsx bench/distributed-sql.ts [--jobs 10000] [--rounds 3]
@@ -18,10 +18,14 @@ import * as PersistedQueue from "@effect/experimental/PersistedQueue"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqlPersistedQueue from "@effect/sql/SqlPersistedQueue"
 import { PgClient } from "@effect/sql-pg"
+import { SqliteClient } from "@effect/sql-sqlite-node"
 import * as Effect from "effect/Effect"
+import type * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { randomUUID } from "node:crypto"
+import { mkdtempSync, rmSync } from "node:fs"
 import * as os from "node:os"
+import { join } from "node:path"
 import PgBoss from "pg-boss"
 import * as DurableQueue from "../src/sql/DurableQueue.js"
 
@@ -86,8 +90,10 @@ const pgBoss = async (jobs: number, workers: number, batchSize: number): Promise
   }
 }
 
-const ours = (): Promise<Round> => {
+const ours = (backend: "pg" | "sqlite" = "pg"): Promise<Round> => {
   const tableName = `bench_dq_${randomUUID().replace(/-/g, "").slice(0, 12)}`
+  const dir = backend === "sqlite" ? mkdtempSync(join(os.tmpdir(), "bench-dq-")) : undefined
+  const layer: Layer.Layer<SqlClient.SqlClient, unknown> = dir === undefined ? Client : SqliteClient.layer({ filename: join(dir, "queue.db") })
   return Effect.gen(function*() {
     const queue = yield* DurableQueue.make({ name: "jobs", tableName, schema: Schema.Struct({ n: Schema.Number }), pollInterval: "5 millis" })
     let t = performance.now()
@@ -106,7 +112,8 @@ const ours = (): Promise<Round> => {
   }).pipe(
     Effect.scoped,
     Effect.ensuring(Effect.ignore(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`))),
-    Effect.provide(Client),
+    Effect.provide(layer),
+    Effect.ensuring(Effect.sync(() => dir !== undefined && rmSync(dir, { recursive: true, force: true }))),
     Effect.runPromise
   )
 }
@@ -145,24 +152,33 @@ const main = async () => {
   const fmt = (x: number) => Math.round(x).toLocaleString("en-US")
   console.log(`SQL durable queue on PostgreSQL: ${JOBS.toLocaleString("en-US")} jobs (pg-boss at 16 in flight: ${SLOW_JOBS}), concurrency ${CONCURRENCY}, median of ${ROUNDS} rounds`)
   console.log(`node ${process.version}, ${os.cpus().length} CPUs (nproc), ${new Date().toISOString().slice(0, 10)}, load ${os.loadavg()[0]!.toFixed(1)}`)
-  const rounds: Record<"ours" | "upstream" | "boss16" | "boss256", Array<Round>> = { ours: [], upstream: [], boss16: [], boss256: [] }
+  const rounds: Record<"ours" | "sqlite" | "upstream" | "boss16" | "boss256", Array<Round>> = {
+    ours: [],
+    sqlite: [],
+    upstream: [],
+    boss16: [],
+    boss256: []
+  }
   for (let r = 0; r < ROUNDS; r++) {
     rounds.boss256.push(await pgBoss(JOBS, 16, 16))
     rounds.ours.push(await ours())
     rounds.boss16.push(await pgBoss(SLOW_JOBS, 1, 16))
     rounds.upstream.push(await upstream())
+    rounds.sqlite.push(await ours("sqlite"))
   }
   const row = (xs: Array<Round>) => ({ add: median(xs.map((x) => x.add)), proc: median(xs.map((x) => x.process)) })
   const o = row(rounds.ours)
   const b16 = row(rounds.boss16)
   const b256 = row(rounds.boss256)
   const up = row(rounds.upstream)
+  const lite = row(rounds.sqlite)
   console.log(`\n| queue | add jobs/s | process jobs/s | ours vs it: add | ours vs it: process |`)
   console.log("|---|---:|---:|---:|---:|")
   console.log(`| ours: DurableQueue (PostgreSQL), concurrency 16 | ${fmt(o.add)} | ${fmt(o.proc)} | | |`)
   console.log(`| pg-boss 10, 1 worker × batchSize 16 (16 in flight) | ${fmt(b16.add)} | ${fmt(b16.proc)} | ${(o.add / b16.add).toFixed(2)}x | ${(o.proc / b16.proc).toFixed(2)}x |`)
   console.log(`| pg-boss 10, 16 workers × batchSize 16 (256 in flight) | ${fmt(b256.add)} | ${fmt(b256.proc)} | ${(o.add / b256.add).toFixed(2)}x | ${(o.proc / b256.proc).toFixed(2)}x |`)
   console.log(`| for reference: PersistedQueue on @effect/sql's SqlPersistedQueue store | ${fmt(up.add)} | ${fmt(up.proc)} | ${(o.add / up.add).toFixed(2)}x | ${(o.proc / up.proc).toFixed(2)}x |`)
+  console.log(`| for reference: ours on SQLite (a temp file, embedded), concurrency 16 | ${fmt(lite.add)} | ${fmt(lite.proc)} | | |`)
   console.log(`\nload average after: ${os.loadavg().map((x) => x.toFixed(2)).join(", ")}`)
 }
 
