@@ -6,11 +6,13 @@
  * The writer talks to a reader over the raw channel (the child's IPC channel with `advanced` serialization, or the
  * thread's port) with the batched messages of `protocol.ts`, not through `@effect/platform`'s `Worker`: a job is
  * an entry in a map and a slot in the next outgoing message, and settles through a callback when its result comes
- * back. With `Worker.makeSerialized` each job was one Schema-serialized request each way and a fiber on each side;
- * trivial jobs ran at about 5 000 per second (0.38× piscina with 2 threads), now at more than piscina's rate (see
- * bench/RESULTS.md). What the Worker gave is kept: the process is ready only once its context is built, a process
- * that dies fails exactly its in-flight jobs with `ProcessDied`, closing asks the reader to release its context
- * and exit (killed after 5 s), and the reader exits on its own if the writer disappears.
+ * back. With `Worker.makeSerialized` each job was one Schema-serialized request each way and a fiber on each side:
+ * trivial jobs (bench/job-runner.ts, 2 readers) ran at 0.27× piscina's rate in processes and 0.21× in threads
+ * (6 400 and 5 000 per second); with this protocol at 3.3–3.9× and 3.9–4.1× (100 000–130 000 per second), on
+ * the same machine (see bench/RESULTS.md). What the Worker gave is kept: the process is ready only once its
+ * context is built, a process that dies fails exactly its in-flight jobs with `ProcessDied`, closing asks the
+ * reader to release its context and exit (killed after 5 s), and the reader exits on its own if the writer
+ * disappears.
  */
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"

@@ -7,8 +7,8 @@
  * and detail.
  *
  * This replaces `@effect/platform`'s `Worker` / `WorkerRunner`, which sent one Schema-serialized request per job
- * and ran a fiber per job on each side: that capped trivial jobs at about 5 000 per second (0.38× piscina); see
- * `process.ts`.
+ * and ran a fiber per job on each side: that capped trivial jobs at about 5 000 per second (0.2–0.4× piscina);
+ * batched, they run at several times piscina's rate (see `process.ts`).
  */
 import * as Cause from "effect/Cause"
 import type * as Context from "effect/Context"
