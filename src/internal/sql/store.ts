@@ -172,7 +172,9 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
     const inList = (sequences: ReadonlyArray<string | number>) => sql.in(sequences)
     const lockClause = dialect === "pg" ? sql.literal("FOR UPDATE SKIP LOCKED") : sql.literal("")
 
-    // Leased jobs held by this store (fetched or running), by sequence; their leases are refreshed together.
+    // Leased jobs held by this store (fetched, running, or settled but not yet written), by sequence; their leases
+    // are refreshed together. A job stays here until its settlement is written, so an acknowledgement delayed by an
+    // outage keeps the job's lease, and the job is not run again elsewhere meanwhile.
     const active = new Map<string, string | number>()
     const keyOf = (sequence: string | number) => String(sequence)
 
@@ -240,18 +242,23 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
             WHERE sequence IN ${inList(backs)} AND acquired_by = ${worker} AND state = 0`
         }
       })
+    // The database may be restarting: a batch is retried for a lease or 10 seconds, whichever is longer. Written
+    // after its lease lapsed and another taker took the job, a settlement changes nothing (the `acquired_by` guard).
+    const retryMillis = Math.max(leaseMillis, 10_000)
     yield* drain(settlements, (batch) =>
       Effect.flatMap(
         Effect.exit(write(batch.map((w) => w.item)).pipe(
-          // The database may be restarting: retried for up to a lease (after which the lease is lost anyway).
-          Effect.retry({ schedule: Schedule.spaced("200 millis").pipe(Schedule.upTo(leaseMillis)) })
+          Effect.retry({ schedule: Schedule.spaced("200 millis").pipe(Schedule.upTo(retryMillis)) })
         )),
-        (exit) => settleAll(batch, exit)
+        (exit) =>
+          Effect.zipRight(
+            Effect.sync(() => batch.forEach((w) => active.delete(keyOf(w.item.element.sequence)))),
+            settleAll(batch, exit)
+          )
       ))
 
     const settle = (element: Element, settlement: Settlement) =>
       Effect.map(Deferred.make<void, SqlError>(), (done) => {
-        active.delete(keyOf(element.sequence))
         settlements.unsafeOffer({ item: { element, settlement }, done })
         return Deferred.await(done)
       })
