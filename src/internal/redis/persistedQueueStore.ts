@@ -193,18 +193,24 @@ export const make = (
               yield* feed.wake.await
               continue
             }
-            const payloads = yield* Effect.tryPromise(() =>
-              takeCmd(k.queue, k.pending, k.lockPrefix, worker, leaseMillis, Math.min(want, 64)) as Promise<Array<string>>
-            ).pipe(Effect.catchAll((error) =>
-              Effect.as(Effect.logWarning("DurableQueue: taking jobs failed; retrying", error), [] as Array<string>)
-            ))
-            if (payloads.length === 0) {
-              yield* Effect.sleep(pollMillis)
-              continue
-            }
-            const elements = payloads.map((payload) => JSON.parse(payload) as Element)
-            for (const element of elements) active.add(k.lockPrefix + element.id)
-            yield* Queue.offerAll(feed.jobs, elements)
+            // Uninterruptible from the call to the hand-over: jobs leased by a take already sent must reach
+            // `feed.jobs`, where the put-back on shutdown finds them (cut in between, they would stay leased
+            // to this process until their lease ran out).
+            const taken = yield* Effect.uninterruptible(
+              Effect.tryPromise(() =>
+                takeCmd(k.queue, k.pending, k.lockPrefix, worker, leaseMillis, Math.min(want, 64)) as Promise<Array<string>>
+              ).pipe(
+                Effect.catchAll((error) =>
+                  Effect.as(Effect.logWarning("DurableQueue: taking jobs failed; retrying", error), [] as Array<string>)
+                ),
+                Effect.flatMap((payloads) => {
+                  const elements = payloads.map((payload) => JSON.parse(payload) as Element)
+                  for (const element of elements) active.add(k.lockPrefix + element.id)
+                  return Effect.as(Queue.offerAll(feed.jobs, elements), elements.length)
+                })
+              )
+            )
+            if (taken === 0) yield* Effect.sleep(pollMillis)
           }
         })
         const putBack = Effect.flatMap(Queue.takeAll(feed.jobs), (left) =>
