@@ -7,9 +7,10 @@ import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
-import { connect, createServer } from "node:net"
+import { connect } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { freePort } from "./net.js"
 
 /** Whether `redis-server` is installed; when not, restart suites are skipped loudly, and fail under `CI=true`. */
 export const hasRedisServer: boolean = (() => {
@@ -33,16 +34,6 @@ export interface RedisServer {
   /** Starts it again on the same port and directory, and waits until it accepts connections. */
   readonly start: Effect.Effect<void>
 }
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port")))
-    })
-  })
 
 const accepting = (port: number, child: ChildProcess, timeoutMs: number) =>
   new Promise<void>((resolve, reject) => {

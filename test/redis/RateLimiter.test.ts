@@ -10,22 +10,12 @@ import * as RedisRateLimiter from "../../src/redis/RateLimiter.js"
 import { spawnFixture } from "../helpers/processes.js"
 import { redis, requireService } from "../helpers/services.js"
 import { withRedisPrefix } from "../helpers/redis.js"
+import { maxInWindow } from "../helpers/windows.js"
 
 const up = await requireService(redis)
 
 const withKey = <A, E, R>(f: (key: string, raw: Redis) => Effect.Effect<A, E, R>) =>
   withRedisPrefix("rl", f)
-
-/** The largest number of starts in any half-open span [t, t + interval) of the sorted times. */
-const maxInWindow = (sorted: ReadonlyArray<number>, intervalMicros: number) => {
-  let max = 0
-  let j = 0
-  for (let i = 0; i < sorted.length; i++) {
-    while (sorted[i]! - sorted[j]! >= intervalMicros) j++
-    max = Math.max(max, i - j + 1)
-  }
-  return max
-}
 
 // A second connection stands for a second process: a limiter made on it shares nothing in memory with the first.
 const otherProcess = <A, E, R>(effect: Effect.Effect<A, E, R>) =>

@@ -21,6 +21,7 @@ import * as RedisRateLimiter from "../../src/redis/RateLimiter.js"
 import * as RedisResultCache from "../../src/redis/ResultCache.js"
 import * as RedisWorkerQueue from "../../src/redis/WorkerQueue.js"
 import { hasRedisServer, redisServer, type RedisServer } from "../helpers/redisServer.js"
+import { maxInWindow } from "../helpers/windows.js"
 
 // Two ways to meet an outage: ioredis's own (commands wait in its offline queue for up to 20 reconnection attempts),
 // and failing fast (a command fails after one attempt), where the Redis backends see errors.
@@ -48,17 +49,6 @@ const classify = (exit: Exit.Exit<number, unknown>, expected: number): string =>
   if (failure._tag === "Some" && failure.value === "hang") return "hang"
   if (failure._tag === "Some" && failure.value instanceof RedisClient.RedisError) return "RedisError"
   return "other"
-}
-
-/** The largest number of starts in any half-open span [t, t + interval) of the sorted times. */
-const maxInWindow = (sorted: ReadonlyArray<number>, intervalMicros: number) => {
-  let max = 0
-  let j = 0
-  for (let i = 0; i < sorted.length; i++) {
-    while (sorted[i]! - sorted[j]! >= intervalMicros) j++
-    max = Math.max(max, i - j + 1)
-  }
-  return max
 }
 
 const withServer = <A, E>(f: (server: RedisServer) => Effect.Effect<A, E, Scope.Scope>, persistent = true) =>

@@ -9,12 +9,12 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { execFile, execFileSync } from "node:child_process"
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
 import * as DurableQueue from "../../src/sql/DurableQueue.js"
 import { clientLayer } from "../fixtures/sql-client.js"
+import { freePort } from "../helpers/net.js"
 
 const run = promisify(execFile)
 
@@ -54,16 +54,6 @@ const pgCommand = (command: string, args: ReadonlyArray<string>, timeout = 30_00
     ? run(path, args, { timeout })
     : run("runuser", ["-u", "postgres", "--", path, ...args], { timeout })
 }
-
-const freePort = () =>
-  new Promise<number>((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))))
-    })
-  })
 
 describe.skipIf(!canRun)("PostgreSQL restart (a throwaway server)", () => {
   it.live("DurableQueue: PostgreSQL restarts mid-run; the runner reconnects and every job is done, none lost", () =>
