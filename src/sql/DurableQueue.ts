@@ -9,7 +9,9 @@
  *
  * It runs on a store of ours, not `@effect/sql`'s `SqlPersistedQueue`, whose leases are never refreshed and whose
  * ids collide across queues (the details are in the store's source header). Leases are read from the database's
- * clock, so processes on several machines agree on them. When processes of one queue use different
+ * clock, so processes on several machines agree on them. On PostgreSQL an offer wakes the idle takers of every
+ * process at once (LISTEN/NOTIFY, one notification per batch of offers; see `notify`); on SQLite, those of its own
+ * process, others poll. When processes of one queue use different
  * `maxAttempts`, the taker running a job's last attempt by its own count dead-letters it.
  *
  * @since 0.1.0
@@ -45,10 +47,25 @@ export type DeadLetter<A> = Shared.DeadLetter<A>
  */
 export interface Options<A, I> extends Shared.Options<A, I> {
   /**
+   * How often an idle taker looks for jobs. Default: 1 second on PostgreSQL with `notify` (offers wake takers at
+   * once; polling is the safety net), 100 milliseconds otherwise.
+   */
+  readonly pollInterval?: Shared.Options<A, I>["pollInterval"]
+  /**
    * The table of jobs, shared by every queue on it (an SQL identifier, optionally schema-qualified: "jobs",
    * "app.jobs"). Created if missing. Default: "effect_workers_queue".
    */
   readonly tableName?: string | undefined
+  /**
+   * PostgreSQL: an offer (and a job retried or put back) sends a notification (`NOTIFY`, one per batch of offers)
+   * that every process taking from the queue `LISTEN`s to, so an idle taker anywhere starts at once instead of at
+   * its next poll; polling stays as the safety net, and `pollInterval` then defaults to 1 second. Each process
+   * checks every 5 seconds that its listening connection still hears (it is re-established after a database
+   * restart). Set `false` where `LISTEN` cannot work (a pooler in transaction mode): takers then poll every
+   * `pollInterval`, 100 milliseconds by default. Ignored on SQLite (one machine; an offer wakes the takers of its
+   * own process, and other processes poll). Default: true.
+   */
+  readonly notify?: boolean | undefined
 }
 
 /**

@@ -3,13 +3,16 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { OptionError } from "../../src/OptionError.js"
 import * as DurableQueue from "../../src/sql/DurableQueue.js"
+import { channelOf, probeChannelOf } from "../../src/internal/sql/store.js"
 import { type Backend, clientLayer, withTable } from "../fixtures/sql-client.js"
 import { spawnFixture } from "../helpers/processes.js"
 import { postgres, requireService } from "../helpers/services.js"
@@ -253,7 +256,8 @@ describe("sql DurableQueue options", () => {
         [{ leaseDuration: "10 millis" }, "leaseDuration"],
         [{ pollInterval: -1 }, "pollInterval"],
         [{ tableName: "jobs; DROP TABLE x" }, "tableName"],
-        [{ name: "" }, "name"]
+        [{ name: "" }, "name"],
+        [{ notify: "yes" as unknown as boolean }, "notify"]
       ] as const
       for (const [options, field] of bad) {
         const error = yield* Effect.flip(DurableQueue.make({ name: "q", schema: Schema.Number, ...options }))
@@ -261,4 +265,88 @@ describe("sql DurableQueue options", () => {
         expect(error.message).toContain(field)
       }
     }).pipe(Effect.scoped, Effect.provide(clientLayer("sqlite", ":memory:"))))
+})
+
+describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: LISTEN/NOTIFY across processes", () => {
+  // Two stores on two PgClients (two pools, two LISTEN connections), as two processes would have them.
+  const twoClients = (table: string, name: string, notify = true) =>
+    Effect.gen(function*() {
+      const contextA = yield* Layer.build(clientLayer("pg"))
+      const contextB = yield* Layer.build(clientLayer("pg"))
+      const options = { name, tableName: table, schema: Schema.Number, pollInterval: "1 minute", notify } as const
+      const a = yield* Effect.provide(DurableQueue.make(options), contextA)
+      const b = yield* Effect.provide(DurableQueue.make(options), contextB)
+      return { a, b }
+    })
+
+  // How long from an offer through `a` until a taker waiting on `b` (it looked and found nothing) has the job.
+  const latency = (a: DurableQueue.DurableQueue<number>, b: DurableQueue.DurableQueue<number>, n: number, within: Duration.DurationInput) =>
+    Effect.gen(function*() {
+      let started = 0
+      const waiting = yield* Effect.fork(b.take((got) => Effect.sync(() => (started = performance.now(), got))))
+      // b's fetcher looks once (finding nothing) and waits out its minute; were the offer in before that look, this
+      // test could only pass more easily, not fail.
+      yield* Effect.sleep("300 millis")
+      const offered = performance.now()
+      yield* a.offer(n)
+      const exit = yield* Fiber.join(waiting).pipe(Effect.timeout(within), Effect.option)
+      if (Option.isNone(exit)) yield* Fiber.interrupt(waiting)
+      return { exit, millis: started - offered }
+    })
+
+  it.live("an offer through another client wakes a taker polling once a minute at once (a NOTIFY per batch)", () =>
+    withTable("pg", "ln", (table) =>
+      Effect.gen(function*() {
+        const { a, b } = yield* twoClients(table, "jobs")
+        const times: Array<number> = []
+        for (let i = 0; i < 5; i++) {
+          const { exit, millis } = yield* latency(a, b, i, "2 seconds")
+          expect(exit).toEqual(Option.some(Exit.succeed(i)))
+          times.push(millis)
+        }
+        console.log(`LISTEN/NOTIFY: offer through client A -> handler start on client B: ${times.map((t) => t.toFixed(1)).join(", ")} ms`)
+      }).pipe(Effect.scoped)), 30_000)
+
+  it.live("with notify: false, the same taker waits for its poll (the test above fails without the NOTIFY)", () =>
+    withTable("pg", "ln", (table) =>
+      Effect.gen(function*() {
+        const { a, b } = yield* twoClients(table, "jobs", false)
+        const { exit } = yield* latency(a, b, 1, "2 seconds")
+        expect(exit).toEqual(Option.none())
+      }).pipe(Effect.scoped)), 30_000)
+
+  it.live("queue names that need quoting, or hashing (over 63 bytes), get working channels", () =>
+    withTable("pg", "ln", (table) =>
+      Effect.gen(function*() {
+        const quoted = `Jobs "x"; DROP TABLE y; --'`
+        const long = `${"ü".repeat(40)} queue`
+        expect(channelOf(table, quoted)).toBe(`ew:${table}:${quoted}`)
+        expect(Buffer.byteLength(channelOf(table, long))).toBeLessThanOrEqual(63)
+        expect(channelOf(table, long)).toMatch(/^ew:[0-9a-f]{48}$/)
+        expect(channelOf(table, `${long}2`)).not.toBe(channelOf(table, long))
+        expect(Buffer.byteLength(probeChannelOf("s".repeat(63) + ".t", "0123456789abcdef-0123"))).toBeLessThanOrEqual(63)
+        for (const name of [quoted, long]) {
+          const { a, b } = yield* twoClients(table, name)
+          const { exit } = yield* latency(a, b, 3, "2 seconds")
+          expect(exit).toEqual(Option.some(Exit.succeed(3)))
+        }
+      }).pipe(Effect.scoped)), 30_000)
+
+  it.live("a LISTEN connection cut (as by a restart) is noticed and listened again; the missed offer is taken then", () =>
+    withTable("pg", "ln", (table) =>
+      Effect.gen(function*() {
+        const { a, b } = yield* twoClients(table, "jobs")
+        const sql = yield* SqlClient.SqlClient
+        // Both clients' LISTEN connections (their last statement was a LISTEN on this table's channels).
+        const cut = sql<{ pid: number }>`SELECT pg_terminate_backend(pid), pid FROM pg_stat_activity
+          WHERE pid <> pg_backend_pid() AND (query LIKE ${`LISTEN "ew:${table}:%`} OR query LIKE ${`LISTEN "ew!${table}!%`})`
+        expect((yield* cut).length).toBe(2)
+        // Offered while b hears nothing: b notices within a probe (5 s) and its timeout (2 s), listens again and looks.
+        const missed = yield* latency(a, b, 1, "15 seconds")
+        expect(missed.exit).toEqual(Option.some(Exit.succeed(1)))
+        // Listening again, b is woken at once.
+        const { exit, millis } = yield* latency(a, b, 2, "2 seconds")
+        expect(exit).toEqual(Option.some(Exit.succeed(2)))
+        console.log(`LISTEN cut: the offer made meanwhile was taken after ${missed.millis.toFixed(0)} ms; then ${millis.toFixed(1)} ms`)
+      }).pipe(Effect.scoped)), 40_000)
 })

@@ -9,6 +9,7 @@ import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { randomUUID } from "node:crypto"
@@ -30,7 +31,9 @@ export const make = <A, I>(
     const lease = yield* check.duration("leaseDuration", options.leaseDuration, "30 seconds")
     const leaseMillis = Duration.toMillis(lease)
     yield* check.require("leaseDuration", options.leaseDuration, leaseMillis >= 100, "a duration of 100 milliseconds or more")
-    const pollInterval = yield* check.duration("pollInterval", options.pollInterval, "100 millis")
+    // Without a value, the store picks: 1 second on PostgreSQL with notifications, 100 milliseconds otherwise.
+    const pollInterval = yield* check.optionalDuration("pollInterval", options.pollInterval)
+    const notify = yield* check.require("notify", options.notify, options.notify === undefined || typeof options.notify === "boolean", "a boolean")
     const tableName = options.tableName ?? "effect_workers_queue"
     yield* check.require("tableName", options.tableName, typeof tableName === "string" && isTableName(tableName), "an SQL identifier, optionally schema-qualified (letters, digits, _)")
     const storeFailed = (cause: unknown) => new DurableQueueError({ reason: "StoreFailed", backend: "sql", queue: name, cause })
@@ -39,7 +42,8 @@ export const make = <A, I>(
       name,
       tableName,
       leaseMillis: Math.round(leaseMillis),
-      pollMillis: Math.max(1, Math.round(Duration.toMillis(pollInterval)))
+      pollMillis: Option.isSome(pollInterval) ? Math.max(1, Math.round(Duration.toMillis(pollInterval.value))) : undefined,
+      notify: notify ?? true
     }).pipe(Effect.mapError(storeFailed))
 
     const encode = Schema.encode(options.schema)

@@ -26,15 +26,24 @@
  * callers are inserted in one statement; takes fetch as many jobs as there are takers waiting, in one statement
  * (`FOR UPDATE SKIP LOCKED` on PostgreSQL); acknowledgements and put-backs are written in batches by one fiber.
  * Rows of acknowledged jobs are kept, so an id offered again later is still not queued twice.
+ *
+ * On PostgreSQL (with `@effect/sql-pg`, whose client has `listen`), each batch of offers sends one notification in
+ * the INSERT statement itself (`pg_notify` in a CTE, only when a row went in), as do retries and put-backs; every
+ * store LISTENs on the queue's channel and wakes its fetcher, so idle takers of all processes look at once, and the
+ * default poll interval is then 1 second (the safety net: notifications lost while a LISTEN connection is down).
+ * SQLite has no notifications: an offer wakes the takers of its own process; others poll (100 ms by default).
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { createHash, randomUUID } from "node:crypto"
 
 /** A leased job. @internal */
@@ -61,7 +70,10 @@ export interface StoreOptions {
   readonly name: string
   readonly tableName: string
   readonly leaseMillis: number
-  readonly pollMillis: number
+  /** How often an idle taker looks; by default 1 second with PostgreSQL notifications, 100 milliseconds without. */
+  readonly pollMillis: number | undefined
+  /** Whether offers notify other processes on PostgreSQL (LISTEN/NOTIFY). Default: true. For measurements. */
+  readonly notify?: boolean | undefined
 }
 
 /** How a job is settled. "ack": done; "back": put back untouched; "retry": failed, queued again; "dead". @internal */
@@ -105,15 +117,53 @@ const BATCH = 256
  */
 const idKey = (id: string): string => id.length <= 128 ? id : `sha256:${createHash("sha256").update(id).digest("hex")}`
 
+/** The default poll interval with PostgreSQL notifications (polling is then only the safety net), and without. */
+const POLL_NOTIFIED = 1_000
+const POLL_DEFAULT = 100
+/** How often a store checks, with a notification to itself, that its LISTEN connection still hears; how long it waits. */
+const PROBE_MILLIS = 5_000
+const PROBE_TIMEOUT = 2_000
+
+/**
+ * The notification channel of a queue: `ew:<table>:<queue>` when that fits a PostgreSQL identifier (63 bytes, no
+ * NUL), else `ew:` and 48 hex digits of the SHA-256 of both (a table name has no ":", so the forms cannot collide).
+ * @internal
+ */
+export const channelOf = (tableName: string, name: string): string => {
+  const plain = `ew:${tableName}:${name}`
+  return Buffer.byteLength(plain, "utf8") <= 63 && !plain.includes("\u0000")
+    ? plain
+    : `ew:${createHash("sha256").update(`${tableName}\u0000${name}`).digest("hex").slice(0, 48)}`
+}
+
+/** A store's own channel, to check that it still hears: `ew!<table>!<16 hex digits of the store's id>`. @internal */
+export const probeChannelOf = (tableName: string, worker: string): string => {
+  const id = worker.replace(/-/g, "").slice(0, 16)
+  return tableName.length <= 42 ? `ew!${tableName}!${id}` : `ew!${id}`
+}
+
+/** `@effect/sql-pg`'s `PgClient` (the `SqlClient` it provides is the same object); not imported, it is optional. */
+interface Listener {
+  readonly listen: (channel: string) => Stream.Stream<string, SqlError>
+}
+const listenerOf = (client: SqlClient.SqlClient): Listener | undefined =>
+  "listen" in client && typeof client.listen === "function" ? client as unknown as Listener : undefined
+
 /** @internal */
 export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlClient.SqlClient | Scope.Scope> =>
   Effect.gen(function*() {
-    const sql = (yield* SqlClient.SqlClient).withoutTransforms()
-    const { leaseMillis, name, pollMillis, tableName } = options
+    const client = yield* SqlClient.SqlClient
+    const sql = client.withoutTransforms()
+    const { leaseMillis, name, tableName } = options
     const dialect = sql.onDialectOrElse({ pg: () => "pg" as const, sqlite: () => "sqlite" as const, orElse: () => "other" as const })
     if (dialect === "other") {
       return yield* Effect.dieMessage("effect-workers/sql DurableQueue supports PostgreSQL and SQLite only")
     }
+    // PostgreSQL: an offer (or a job put back or retried) notifies `channel`, and every store of the queue LISTENs
+    // on it, so idle takers of every process look at once; polling stays as the safety net.
+    const listener = dialect === "pg" && options.notify !== false ? listenerOf(client) : undefined
+    const channel = channelOf(tableName, name)
+    const pollMillis = options.pollMillis ?? (listener !== undefined ? POLL_NOTIFIED : POLL_DEFAULT)
     const table = sql(tableName)
     const base = tableName.replace(/\./g, "_")
     const indexName = (suffix: string) => sql(`${base}_${suffix}`)
@@ -177,6 +227,9 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
     // outage keeps the job's lease, and the job is not run again elsewhere meanwhile.
     const active = new Map<string, string | number>()
     const keyOf = (sequence: string | number) => String(sequence)
+    // Opened when jobs may have become ready (an offer here, a notification): a fetcher waiting out its poll
+    // interval looks again at once.
+    const offered = yield* Effect.makeLatch(false)
 
     yield* Effect.suspend(() => {
       const sequences = Array.from(active.values())
@@ -198,8 +251,15 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
     const offers = yield* Queue.unbounded<Waiting<{ readonly id: string; readonly element: string }>>()
     const insert = (batch: ReadonlyArray<Waiting<{ readonly id: string; readonly element: string }>>) => {
       const rows = sql.csv(batch.map(({ item: { element, id } }) => sql`(${name}, ${id}, ${idKey(id)}, ${element}, ${now}, ${now}, ${now})`))
-      return sql`INSERT INTO ${table} (queue_name, id, id_key, element, visible_at, created_at, updated_at)
-        VALUES ${rows} ON CONFLICT (queue_name, id_key) DO NOTHING`
+      // With notifications, one NOTIFY per batch (in the same statement, so no round trip more), and only when a row
+      // went in; it is delivered when the statement commits.
+      return listener !== undefined
+        ? sql`WITH inserted AS (
+            INSERT INTO ${table} (queue_name, id, id_key, element, visible_at, created_at, updated_at)
+            VALUES ${rows} ON CONFLICT (queue_name, id_key) DO NOTHING RETURNING 1
+          ) SELECT pg_notify(${channel}, 'o') FROM (SELECT 1 FROM inserted LIMIT 1) AS one`
+        : sql`INSERT INTO ${table} (queue_name, id, id_key, element, visible_at, created_at, updated_at)
+          VALUES ${rows} ON CONFLICT (queue_name, id_key) DO NOTHING`
     }
     yield* drain(offers, (batch) =>
       Effect.flatMap(Effect.exit(insert(batch)), (exit) =>
@@ -213,6 +273,7 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
       Effect.gen(function*() {
         const acks: Array<string | number> = []
         const backs: Array<string | number> = []
+        let retries = 0
         for (const { element, settlement } of batch) {
           switch (settlement._tag) {
             case "ack":
@@ -222,6 +283,7 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
               backs.push(element.sequence)
               break
             case "retry":
+              retries++
               yield* sql`UPDATE ${table} SET state = 0, attempts = ${element.attempts + 1}, last_failure = ${settlement.lastError},
                 acquired_by = NULL, visible_at = ${now}, updated_at = ${now}
                 WHERE sequence = ${element.sequence} AND acquired_by = ${worker} AND state = 0`
@@ -240,6 +302,11 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
         if (backs.length > 0) {
           yield* sql`UPDATE ${table} SET acquired_by = NULL, visible_at = ${now}
             WHERE sequence IN ${inList(backs)} AND acquired_by = ${worker} AND state = 0`
+        }
+        // Jobs queued again: takers here, and with notifications in every process, look at once.
+        if (retries + backs.length > 0) {
+          if (listener !== undefined) yield* sql`SELECT pg_notify(${channel}, 'o')`
+          else yield* offered.open
         }
       })
     // The database may be restarting: a batch is retried for a lease or 10 seconds, whichever is longer. Written
@@ -268,7 +335,6 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
     let demand = 0
     const jobs = yield* Queue.unbounded<Element>()
     const wake = yield* Effect.makeLatch(false)
-    const offered = yield* Effect.makeLatch(false)
     const take = (size: number) =>
       sql<{ sequence: string | number; id: string; element: string; attempts: number }>`
         UPDATE ${table} SET visible_at = ${now} + ${lease}, acquired_by = ${worker}
@@ -323,6 +389,8 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
       })
     )
 
+    if (listener !== undefined) yield* listen(listener, channel, probeChannelOf(tableName, worker), offered, sql)
+
     return {
       dialect,
       offer: (id, encoded) =>
@@ -350,6 +418,73 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
         )
       )
     } satisfies Store
+  })
+
+/**
+ * Listens on `channel` and opens `offered` on each notification. `@effect/sql-pg`'s LISTEN connection is not
+ * re-established when it drops (a database restart, a terminated backend): its stream just goes quiet. So the
+ * store notifies a channel of its own (`probeChannel`) every `PROBE_MILLIS` and, when that is not heard back within
+ * `PROBE_TIMEOUT` while the notification itself went through, it listens anew and looks for jobs once
+ * (notifications sent meanwhile were lost). Returns once the first probe was heard, or after 2 seconds at most
+ * (then it keeps trying in the background; polling covers the gap).
+ */
+const listen = (
+  listener: Listener,
+  channel: string,
+  probeChannel: string,
+  offered: Effect.Latch,
+  sql: SqlClient.SqlClient
+): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const heard = yield* Effect.makeLatch(false)
+    const ready = yield* Deferred.make<void>()
+    const session = Stream.merge(listener.listen(channel), listener.listen(probeChannel)).pipe(
+      Stream.runForEach((payload) => payload === "p" ? heard.open : offered.open)
+    )
+    const probe = (timeout: number) =>
+      Effect.gen(function*() {
+        yield* heard.close
+        const sent = yield* Effect.exit(sql`SELECT pg_notify(${probeChannel}, 'p')`)
+        if (Exit.isFailure(sent)) return "unsent" as const
+        return Option.isSome(yield* Effect.timeout(heard.await, timeout).pipe(Effect.option)) ? "heard" as const : "lost" as const
+      })
+    const supervise = Effect.gen(function*() {
+      while (true) {
+        const fiber = yield* Effect.fork(session)
+        let confirmed = false
+        let failed = false
+        for (let tries = 0; ; tries++) {
+          // Until the LISTEN is confirmed, probe every 100 ms (for 5 s at most), then every PROBE_MILLIS.
+          const result = yield* probe(confirmed ? PROBE_TIMEOUT : 100)
+          const ended = yield* Fiber.poll(fiber)
+          if (Option.isSome(ended)) {
+            failed = true
+            yield* Effect.logWarning("DurableQueue: listening for offers failed; listening again", Exit.isFailure(ended.value) ? ended.value.cause : "ended")
+            break
+          }
+          if (result === "heard") {
+            if (!confirmed) {
+              confirmed = true
+              yield* Deferred.succeed(ready, undefined)
+              // Offers notified before this LISTEN took effect were not heard.
+              yield* offered.open
+            }
+            yield* Effect.sleep(PROBE_MILLIS)
+          } else if (result === "lost" && (confirmed || tries >= 50)) {
+            yield* Effect.logWarning("DurableQueue: the LISTEN connection stopped hearing notifications; listening again")
+            break
+          } else if (result === "unsent") {
+            // The database is away: the connection that listens may be gone too; it is checked once it is back.
+            yield* Effect.sleep(confirmed ? PROBE_MILLIS : 200)
+          }
+        }
+        // The LISTEN connection is shared by the streams of one client, and replaced once none holds it.
+        yield* Fiber.interrupt(fiber).pipe(Effect.timeout("2 seconds"), Effect.ignore)
+        if (failed) yield* Effect.sleep("1 second")
+      }
+    })
+    yield* supervise.pipe(Effect.interruptible, Effect.forkScoped)
+    yield* Deferred.await(ready).pipe(Effect.timeout("2 seconds"), Effect.ignore)
   })
 
 const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
