@@ -96,25 +96,35 @@ const timed = <Item, Ctx, WCtx>(
     // `fromItem`, with the count published then (not `fromItem`), so the steady rate is not inflated.
     let markAt = 0
     let markCount = 0
+    let markCpu = process.cpuUsage()
     const watcher = yield* Effect.fork(Effect.gen(function*() {
       while (true) {
         const count = (yield* Metric.value(processed)).count - before
         if (count >= fromItem) {
           markAt = performance.now()
           markCount = count
+          markCpu = process.cpuUsage()
           return
         }
         yield* Effect.sleep("2 millis")
       }
     }))
     const start = performance.now()
+    const cpuStart = process.cpuUsage()
     const summary = yield* JobRunner.run(runner, { settings })
+    const cpu = process.cpuUsage(cpuStart)
     const end = performance.now()
+    // CPU time of this (the writer's) process; with worker threads it includes the readers' threads.
+    const cpuMicros = cpu.user + cpu.system
+    const steadyCpu = process.cpuUsage(markCpu)
+    const steadyCpuMicros = steadyCpu.user + steadyCpu.system
     yield* Fiber.interrupt(watcher)
     if (summary.processed !== total) throw new Error(`${runner.name}: processed ${summary.processed} of ${total}`)
     // Too few items for a publication before the end: the steady state is the whole run.
-    if (markAt === 0 || markCount >= total) return { endToEnd: end - start, steady: end - start, steadyItems: total }
-    return { endToEnd: end - start, steady: end - markAt, steadyItems: total - markCount }
+    if (markAt === 0 || markCount >= total) {
+      return { endToEnd: end - start, steady: end - start, steadyItems: total, cpuMicros, steadyCpuMicros: cpuMicros }
+    }
+    return { endToEnd: end - start, steady: end - markAt, steadyItems: total - markCount, cpuMicros, steadyCpuMicros }
   })
 
 // Each pool with its default of one task at a time per thread (the target's baseline), and with as many in flight
@@ -210,6 +220,12 @@ const main = Effect.gen(function*() {
     `| JobRunner, 2 worker threads | ${threadRate.toFixed(0)} | ${(threadRate / piscinaRate).toFixed(2)}× | ${
       endToEnd(threads)
     } tasks/s |`
+  )
+  out("")
+  out(
+    `Writer process CPU (2 reader processes): whole run ${(procs.cpuMicros / 1000).toFixed(0)} ms, ${
+      (procs.cpuMicros / TRIVIAL).toFixed(2)
+    } µs per task; steady state ${(procs.steadyCpuMicros / procs.steadyItems).toFixed(2)} µs per task`
   )
   Fs.rmSync(dir, { recursive: true, force: true })
 })

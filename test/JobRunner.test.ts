@@ -11,13 +11,14 @@ import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as JobRunner from "../src/JobRunner.js"
-import { desiredCount, needsRefill } from "../src/internal/jobRunner/runner.js"
+import { desiredCount, needsRefill, type ReaderHandle } from "../src/internal/jobRunner/runner.js"
 import { OptionError } from "../src/OptionError.js"
 import * as Progress from "../src/Progress.js"
 
@@ -238,6 +239,68 @@ describe("JobRunner writer (in-process, TestClock)", () => {
       expect(yield* JobRunner.testWriter(effect, 5)).toEqual([5])
     }))
 
+  it.effect("a sync array or generator writer (the synchronous fast path) queues exactly what the same items as a Stream queue: window and full queue", () =>
+    Effect.gen(function*() {
+      // Duplicates within a batch, more items than the queue holds, items seen in an earlier batch, a batch
+      // wholly inside the window (nothing queued: the writer is asked once more when idle), then a new item.
+      const batches: ReadonlyArray<ReadonlyArray<string>> = [
+        ["a", "b", "a", "c", "d", "e", "b", "f"],
+        ["a", "g", "c", "h"],
+        ["a", "b"],
+        ["i", "i"]
+      ]
+      const shapes = {
+        array: (batch: ReadonlyArray<string>) => [...batch],
+        generator: function*(batch: ReadonlyArray<string>) {
+          yield* batch
+        },
+        stream: (batch: ReadonlyArray<string>) => Stream.fromIterable(batch)
+      }
+      const results: Record<string, unknown> = {}
+      for (const [shape, toOutput] of Object.entries(shapes)) {
+        const processed: Array<string> = []
+        const desires: Array<number> = []
+        const keyed: Array<string> = []
+        let call = 0
+        const runner = JobRunner.make({
+          name: `fastPath-${shape}`,
+          key: (item: string) => {
+            keyed.push(item)
+            return item
+          },
+          writer: (desired) => {
+            desires.push(desired)
+            return toOutput(batches[call++] ?? [])
+          },
+          reader: (item: string) => Effect.andThen(Deferred.await(gate), Effect.sync(() => processed.push(item))),
+          settings: {
+            numProcesses: 1,
+            concurrentTasksPerProcess: 1,
+            maxQueueSize: 2,
+            preventRequeuingTime: "10 seconds",
+            stopWhenEmpty: true
+          }
+        })
+        const gate = Deferred.unsafeMake<void>(FiberId.none)
+        const fiber = yield* Effect.fork(inline(JobRunner.run(runner)))
+        // With the reader held: one item in flight, the queue full at 2, the writer waiting for room.
+        yield* settle
+        yield* TestClock.adjust("250 millis")
+        yield* settle
+        const gauge = (metric: typeof JobRunner.Metrics.queueDepth) =>
+          Effect.map(Metric.value(Metric.tagged(metric, "runner", runner.name)), (state) => state.value)
+        const held = [yield* gauge(JobRunner.Metrics.queueDepth), yield* gauge(JobRunner.Metrics.inFlight), processed.length]
+        yield* Deferred.succeed(gate, undefined)
+        const summary = yield* Fiber.join(fiber)
+        expect(held).toEqual([2, 1, 0])
+        results[shape] = { processed, summary, keyed, desires }
+        expect(processed).toEqual(["a", "b", "c", "d", "e", "f", "g", "h", "i"])
+        expect(keyed).toEqual(batches.flat())
+      }
+      expect(results["array"]).toEqual(results["stream"])
+      expect(results["generator"]).toEqual(results["stream"])
+    }))
+
   it.effect("writerContext is built once and provided to the writer", () =>
     Effect.gen(function*() {
       class Source extends Context.Tag("Source")<Source, { readonly next: () => number }>() {}
@@ -309,6 +372,42 @@ describe("JobRunner readers (in-process)", () => {
       expect(builds).toBe(4)
       expect([...byContext.values()].map((items) => items.length)).toEqual([3, 3, 3, 1])
       expect([...byContext.values()].flat().sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    }))
+
+  it.effect("a job the process refuses (submit returns false: it died before the feed noticed) goes back to the head of the queue and runs in the replacement", () =>
+    Effect.gen(function*() {
+      const ran: Array<[number, number]> = []
+      let spawned = 0
+      // layerInline's handles, the first of which refuses its third job as a process that has just died would.
+      const refusing = Layer.effect(
+        JobRunner.ReaderSpawner,
+        Effect.map(JobRunner.ReaderSpawner, (inner) => ({
+          spawn: (request: Parameters<typeof inner.spawn>[0]) =>
+            Effect.map(inner.spawn(request), (handle): ReaderHandle => {
+              const nth = spawned++
+              let submits = 0
+              return {
+                ...handle,
+                submit: (job, done) => {
+                  if (nth === 0 && ++submits === 3) return false
+                  ran.push([nth, job.item as number])
+                  return handle.submit(job, done)
+                }
+              }
+            })
+        }))
+      ).pipe(Layer.provide(JobRunner.layerInline))
+      let calls = 0
+      const runner = JobRunner.make({
+        name: "refused",
+        writer: () => (calls++ === 0 ? [1, 2, 3, 4, 5, 6] : []),
+        reader: () => {},
+        settings: { numProcesses: 1, concurrentTasksPerProcess: 1, maxJobsPerProcess: 0, stopWhenEmpty: true }
+      })
+      const summary = yield* Effect.provide(JobRunner.run(runner), refusing)
+      expect(summary).toEqual({ processed: 6, failed: 0, processesStarted: 2, restarts: 1 })
+      // Item 3 was refused by the first handle; it is the replacement's first job, ahead of 4, 5 and 6.
+      expect(ran).toEqual([[0, 1], [0, 2], [1, 3], [1, 4], [1, 5], [1, 6]])
     }))
 
   it.effect("concurrentTasksPerProcess is never exceeded in a process", () =>

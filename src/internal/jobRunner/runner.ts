@@ -590,11 +590,61 @@ export const run = <Item, Ctx, WCtx>(
         return true
       })
 
+    // The writer's usual output, an array or another sync iterable, is offered without an Effect per item while the
+    // queue has room; the Clock (the fiber's, so TestClock drives it) is read once per batch, as no fiber can run
+    // between two items. An item that finds the queue full goes through `offer`, which waits for room, and the
+    // rest of the batch carries on here. Streams, async iterables, Effects and Promises take the Stream path.
+    const clock = yield* Effect.clock
+
+    const offerBatch = (iterator: Iterator<unknown>): Effect.Effect<number> => {
+      let queued = 0
+      const loop = (): Effect.Effect<number> => {
+        const now = windowMillis > 0 ? clock.unsafeCurrentTimeMillis() : 0
+        for (;;) {
+          if (stopping) return Effect.succeed(queued)
+          const next = iterator.next()
+          if (next.done === true) return Effect.succeed(queued)
+          const item: unknown = next.value
+          if (queue.length >= max) {
+            return Effect.flatMap(offer(item), (ok) => {
+              if (ok) queued++
+              return loop()
+            })
+          }
+          const key = runner.key(item)
+          if (windowMillis > 0) {
+            const at = seen.get(key)
+            if (at !== undefined && now - at < windowMillis) continue
+          }
+          queue.push({ id: nextJobId++, item })
+          queuedTotal++
+          queued++
+          if (windowMillis > 0) {
+            seen.delete(key)
+            seen.set(key, now)
+          }
+          itemAvailable.notify()
+        }
+      }
+      return Effect.suspend(loop)
+    }
+
+    const syncIterator = (out: unknown): Iterator<unknown> | undefined => {
+      if (Array.isArray(out)) return out[Symbol.iterator]()
+      if (
+        typeof out !== "object" || out === null || Stream.StreamTypeId in out || Effect.isEffect(out) ||
+        isPromiseLike(out) || Symbol.asyncIterator in out || !(Symbol.iterator in out)
+      ) return undefined
+      return (out as Iterable<unknown>)[Symbol.iterator]()
+    }
+
     const pull = (desired: number): Effect.Effect<number> =>
       Effect.gen(function*() {
         if (windowMillis > 0) prune(yield* Clock.currentTimeMillis)
-        let queued = 0
         const out = yield* Effect.try(() => writerFn(desired, settings))
+        const iterator = syncIterator(out)
+        if (iterator !== undefined) return yield* offerBatch(iterator)
+        let queued = 0
         yield* (toStream(out).pipe(
           Stream.runForEach((item) => Effect.map(offer(item), (ok) => { if (ok) queued++ })),
           Effect.provide(writerContext as Context.Context<unknown>)
