@@ -136,12 +136,6 @@ export const channelOf = (tableName: string, name: string): string => {
     : `ew:${createHash("sha256").update(`${tableName}\u0000${name}`).digest("hex").slice(0, 48)}`
 }
 
-/** A store's own channel, to check that it still hears: `ew!<table>!<16 hex digits of the store's id>`. @internal */
-export const probeChannelOf = (tableName: string, worker: string): string => {
-  const id = worker.replace(/-/g, "").slice(0, 16)
-  return tableName.length <= 42 ? `ew!${tableName}!${id}` : `ew!${id}`
-}
-
 /** `@effect/sql-pg`'s `PgClient` (the `SqlClient` it provides is the same object); not imported, it is optional. */
 interface Listener {
   readonly listen: (channel: string) => Stream.Stream<string, SqlError>
@@ -345,6 +339,10 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
           LIMIT ${sql.literal(String(size))} ${lockClause}
         )
         RETURNING sequence, id, element, attempts`
+    // A store LISTENs from its first take on (a store that only offers never does: `@effect/sql-pg` shares one
+    // LISTEN connection per client, and a stream's end UNLISTENs the channel for every stream of the client); the
+    // first take waits for the LISTEN to be confirmed (2 seconds at most), so an offer made anywhere after it is heard.
+    let listening = listener === undefined
     const fetch = Effect.gen(function*() {
       while (true) {
         yield* wake.close
@@ -352,6 +350,10 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
         if (want <= 0) {
           yield* wake.await
           continue
+        }
+        if (!listening) {
+          listening = true
+          yield* listen(listener!, channel, worker.replace(/-/g, "").slice(0, 16), offered, sql)
         }
         yield* offered.close
         const rows = yield* take(Math.min(want, BATCH)).pipe(
@@ -389,8 +391,6 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
       })
     )
 
-    if (listener !== undefined) yield* listen(listener, channel, probeChannelOf(tableName, worker), offered, sql)
-
     return {
       dialect,
       offer: (id, encoded) =>
@@ -421,9 +421,10 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
   })
 
 /**
- * Listens on `channel` and opens `offered` on each notification. `@effect/sql-pg`'s LISTEN connection is not
- * re-established when it drops (a database restart, a terminated backend): its stream just goes quiet. So the
- * store notifies a channel of its own (`probeChannel`) every `PROBE_MILLIS` and, when that is not heard back within
+ * Listens on `channel` and opens `offered` on each offer notification ("o"). `@effect/sql-pg`'s LISTEN connection
+ * is not re-established when it drops (a database restart, a terminated backend): its stream just goes quiet; and
+ * any stream of the client ending UNLISTENs the channel for all. So the store sends the channel a probe of its own
+ * (`p:<id>`, ignored by the other stores) every `PROBE_MILLIS` and, when that is not heard back within
  * `PROBE_TIMEOUT` while the notification itself went through, it listens anew and looks for jobs once
  * (notifications sent meanwhile were lost). Returns once the first probe was heard, or after 2 seconds at most
  * (then it keeps trying in the background; polling covers the gap).
@@ -431,20 +432,21 @@ export const make = (options: StoreOptions): Effect.Effect<Store, SqlError, SqlC
 const listen = (
   listener: Listener,
   channel: string,
-  probeChannel: string,
+  id: string,
   offered: Effect.Latch,
   sql: SqlClient.SqlClient
 ): Effect.Effect<void, never, Scope.Scope> =>
   Effect.gen(function*() {
+    const probePayload = `p:${id}`
     const heard = yield* Effect.makeLatch(false)
     const ready = yield* Deferred.make<void>()
-    const session = Stream.merge(listener.listen(channel), listener.listen(probeChannel)).pipe(
-      Stream.runForEach((payload) => payload === "p" ? heard.open : offered.open)
+    const session = listener.listen(channel).pipe(
+      Stream.runForEach((payload) => payload === "o" ? offered.open : payload === probePayload ? heard.open : Effect.void)
     )
     const probe = (timeout: number) =>
       Effect.gen(function*() {
         yield* heard.close
-        const sent = yield* Effect.exit(sql`SELECT pg_notify(${probeChannel}, 'p')`)
+        const sent = yield* Effect.exit(sql`SELECT pg_notify(${channel}, ${probePayload})`)
         if (Exit.isFailure(sent)) return "unsent" as const
         return Option.isSome(yield* Effect.timeout(heard.await, timeout).pipe(Effect.option)) ? "heard" as const : "lost" as const
       })
@@ -474,8 +476,9 @@ const listen = (
             yield* Effect.logWarning("DurableQueue: the LISTEN connection stopped hearing notifications; listening again")
             break
           } else if (result === "unsent") {
-            // The database is away: the connection that listens may be gone too; it is checked once it is back.
-            yield* Effect.sleep(confirmed ? PROBE_MILLIS : 200)
+            // The database is away: the connection that listens may be gone too (a restart); it is checked as soon
+            // as the database is back.
+            yield* Effect.sleep(500)
           }
         }
         // The LISTEN connection is shared by the streams of one client, and replaced once none holds it.
