@@ -57,13 +57,15 @@ export interface Options<A, I> extends Shared.Options<A, I> {
    */
   readonly tableName?: string | undefined
   /**
-   * PostgreSQL: an offer (and a job retried or put back) sends a notification (`NOTIFY`, one per batch of offers)
-   * that every process taking from the queue `LISTEN`s to, so an idle taker anywhere starts at once instead of at
-   * its next poll; polling stays as the safety net, and `pollInterval` then defaults to 1 second. Each process
-   * checks every 5 seconds that its listening connection still hears (it is re-established after a database
-   * restart). Set `false` where `LISTEN` cannot work (a pooler in transaction mode): takers then poll every
-   * `pollInterval`, 100 milliseconds by default. Ignored on SQLite (one machine; an offer wakes the takers of its
-   * own process, and other processes poll). Default: true.
+   * PostgreSQL: an offer (and a job retried or put back) sends a notification (`NOTIFY`, one per batch of offers,
+   * in the INSERT statement) to a channel of the table and queue, which every process taking from the queue
+   * `LISTEN`s to (from its first take on, through `@effect/sql-pg`'s listening connection), so an idle taker
+   * anywhere starts at once instead of at its next poll; polling stays as the safety net, and `pollInterval` then
+   * defaults to 1 second. A taker checks every 5 seconds, with a notification to itself, that it still hears, and
+   * listens anew when not (after a database restart: offers made before it noticed wait for a poll at most). Set
+   * `false` where `LISTEN` cannot work (a pooler in transaction mode): takers then poll every `pollInterval`,
+   * 100 milliseconds by default. Ignored on SQLite (one machine; an offer wakes the takers of its own process, and
+   * other processes poll). Default: true.
    */
   readonly notify?: boolean | undefined
 }

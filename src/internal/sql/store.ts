@@ -29,8 +29,9 @@
  *
  * On PostgreSQL (with `@effect/sql-pg`, whose client has `listen`), each batch of offers sends one notification in
  * the INSERT statement itself (`pg_notify` in a CTE, only when a row went in), as do retries and put-backs; every
- * store LISTENs on the queue's channel and wakes its fetcher, so idle takers of all processes look at once, and the
- * default poll interval is then 1 second (the safety net: notifications lost while a LISTEN connection is down).
+ * store that takes LISTENs on the queue's channel (`channelOf`) and wakes its fetcher, so idle takers of all
+ * processes look at once, and the default poll interval is then 1 second (the safety net: notifications lost while
+ * a LISTEN connection is down; see `listen` for how that is noticed).
  * SQLite has no notifications: an offer wakes the takers of its own process; others poll (100 ms by default).
  */
 import * as SqlClient from "@effect/sql/SqlClient"
