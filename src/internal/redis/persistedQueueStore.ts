@@ -39,11 +39,34 @@ end
 return payloads
 `
 
-// KEYS: pending, lock, target list (queue to requeue, failed list, or none). ARGV: id, payload.
+// KEYS: pending, lock, target list (queue to requeue, failed list, or none). ARGV: id, payload, worker.
+// Idempotent and safe when late: nothing happens if another taker holds the job's lock now (our lease lapsed and
+// the job went to someone else), and the payload is pushed only if the job was still pending (a retried settle
+// whose first try did run pushes nothing twice).
 const settleScript = `
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[3] then return 0 end
 redis.call('DEL', KEYS[2])
-redis.call('HDEL', KEYS[1], ARGV[1])
-if ARGV[2] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[2]) end
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 and ARGV[2] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[2]) end
+return 1
+`
+
+// KEYS: pending, queue, failed list. ARGV: lock prefix, worker, then (id, target, payload) triples, target "n"
+// (none), "q" (queue) or "f" (failed). The settlements of one event-loop turn in one call, each as `settleScript`.
+const settleManyScript = `
+for i = 3, #ARGV, 3 do
+  local id = ARGV[i]
+  local lock = ARGV[1] .. id
+  local holder = redis.call('GET', lock)
+  if not holder or holder == ARGV[2] then
+    redis.call('DEL', lock)
+    if redis.call('HDEL', KEYS[1], id) == 1 then
+      local target = ARGV[i + 1]
+      if target == 'q' then redis.call('RPUSH', KEYS[2], ARGV[i + 2])
+      elseif target == 'f' then redis.call('RPUSH', KEYS[3], ARGV[i + 2]) end
+    end
+  end
+end
 return 1
 `
 
@@ -109,6 +132,7 @@ export const make = (
     const offerCmd = defineScript(redis, "ewDurableOffer", offerScript, 2)
     const takeCmd = defineScript(redis, "ewDurableTake", takeScript, 2)
     const settleCmd = defineScript(redis, "ewDurableSettle", settleScript, 3)
+    const settleManyCmd = defineScript(redis, "ewDurableSettleMany", settleManyScript, 3)
     const resetCmd = defineScript(redis, "ewDurableReset", resetScript, 2)
     const everyThird = `${Math.max(10, Math.floor(leaseMillis / 3))} millis` as const
 
@@ -142,29 +166,75 @@ export const make = (
     )
 
     // Settling (acknowledge, requeue, dead-letter) is sent without waiting for the reply, so a taker goes on to its
-    // next job at once and the settle shares a round trip with the next take. The replies still pending when the
-    // scope closes are awaited. A settle lost in a crash only means the lease expires and the job runs again.
+    // next job at once; the settlements of one event-loop turn go in one script call per queue. The replies still
+    // pending when the scope closes are awaited. A settle lost in a crash only means the lease expires and the job
+    // runs again.
+    interface Settlement {
+      readonly id: string
+      readonly target: "queue" | "failed" | "none"
+      readonly payload: string
+      readonly since: number
+    }
     const settling = new Set<Promise<unknown>>()
+    const batches = new Map<string, Array<Settlement>>()
+    let flushScheduled = false
+    const track = (reply: Promise<unknown>) => {
+      const tracked = reply.finally(() => settling.delete(tracked))
+      settling.add(tracked)
+    }
+    // A settle that fails (Redis away) is retried on its own every 200 ms for as long as a lease lasts, and the
+    // job's lease is refreshed meanwhile, so a job finished during an outage is acknowledged once Redis is back
+    // instead of running again; after that long the lease is let go (the job comes back, at-least-once).
+    const retryOne = (name: string, settlement: Settlement): Promise<void> => {
+      const k = keys(name)
+      const lock = k.lockPrefix + settlement.id
+      const { id, payload, since, target } = settlement
+      active.add(lock)
+      const send = (): Promise<void> =>
+        settleCmd(k.pending, lock, target === "failed" ? k.failed : k.queue, id, target === "none" ? "" : payload, worker)
+          .then(() => void active.delete(lock), (cause) => {
+            if (Date.now() - since < leaseMillis) return new Promise<void>((resolve) => setTimeout(resolve, 200)).then(send)
+            active.delete(lock)
+            Effect.runFork(Effect.logWarning("DurableQueue: settling a job failed; its lease will expire", cause))
+          })
+      return new Promise<void>((resolve) => setTimeout(resolve, 200)).then(send)
+    }
+    const flushSettles = () => {
+      flushScheduled = false
+      for (const [name, settlements] of batches) {
+        batches.delete(name)
+        const k = keys(name)
+        const args: Array<string> = [k.lockPrefix, worker]
+        for (const { id, payload, target } of settlements) {
+          args.push(id, target === "none" ? "n" : target === "queue" ? "q" : "f", target === "none" ? "" : payload)
+        }
+        track(
+          settleManyCmd(k.pending, k.queue, k.failed, ...args).then(
+            undefined,
+            () => Promise.all(settlements.map((settlement) => retryOne(name, settlement)))
+          )
+        )
+      }
+    }
     yield* Effect.addFinalizer(() =>
-      Effect.promise(() => Promise.allSettled(settling)).pipe(Effect.timeout("5 seconds"), Effect.ignore)
+      Effect.suspend(() => {
+        flushSettles()
+        return Effect.promise(() => Promise.allSettled(settling))
+      }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
     )
-    // A settle that fails (Redis away) is retried every 200 ms for as long as a lease lasts, and the job's lease
-    // is refreshed meanwhile, so a job finished during an outage is acknowledged once Redis is back instead of
-    // running again; after that long the lease is let go (the job comes back, at-least-once).
     const settle = (name: string, element: Element, target: "queue" | "failed" | "none", payload: string) =>
       Effect.sync(() => {
-        const k = keys(name)
-        const lock = k.lockPrefix + element.id
-        const since = Date.now()
-        const send = (): Promise<void> =>
-          settleCmd(k.pending, lock, target === "failed" ? k.failed : k.queue, element.id, target === "none" ? "" : payload)
-            .then(() => void active.delete(lock), (cause) => {
-              if (Date.now() - since < leaseMillis) return new Promise<void>((resolve) => setTimeout(resolve, 200)).then(send)
-              active.delete(lock)
-              Effect.runFork(Effect.logWarning("DurableQueue: settling a job failed; its lease will expire", cause))
-            })
-        const reply = send().finally(() => settling.delete(reply))
-        settling.add(reply)
+        active.delete(keys(name).lockPrefix + element.id)
+        let batch = batches.get(name)
+        if (batch === undefined) {
+          batch = []
+          batches.set(name, batch)
+        }
+        batch.push({ id: element.id, target, payload, since: Date.now() })
+        if (!flushScheduled) {
+          flushScheduled = true
+          setImmediate(flushSettles)
+        }
       })
 
     // One fetcher per queue name takes as many jobs as there are takers waiting, in one script call, and hands
