@@ -139,4 +139,31 @@ describe.skipIf(!up)("redis DurableQueue (PersistedQueue over our Redis store)",
         expect(exit).toEqual(Exit.succeed([9, id]))
       }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
     ), 60_000)
+
+  it.live("a late settlement leaves alone a job another taker holds now: no ack, no requeue, its lock kept", () =>
+    withPrefix((prefix, raw) =>
+      Effect.gen(function*() {
+        const queue = yield* queueOf(prefix)
+        yield* queue.offer(1, { id: "stale-ok" })
+        yield* queue.offer(2, { id: "stale-fail" })
+        yield* queue.offer(3, { id: "marker" })
+        // While each handler runs, its lease "lapses" and another taker (another process) takes the job: its lock
+        // now holds someone else's token.
+        const stolen = (id: string) => Effect.promise(() => raw.set(`${prefix}jobs:lock:${id}`, "another-worker", "PX", 60_000))
+        yield* queue.take((_n, job) => stolen(job.id))
+        yield* queue.take((_n, job) => Effect.zipRight(stolen(job.id), Effect.fail("boom")))
+        // A job settled after those, on the same connection: once it is acknowledged, so were they (or not).
+        yield* queue.take(() => Effect.void)
+        for (let i = 0; i < 200 && (yield* Effect.promise(() => raw.hexists(`${prefix}jobs:pending`, "marker"))) === 1; i++) {
+          yield* Effect.sleep("10 millis")
+        }
+        expect(yield* Effect.promise(() => raw.hexists(`${prefix}jobs:pending`, "marker"))).toBe(0)
+        for (const id of ["stale-ok", "stale-fail"]) {
+          expect(yield* Effect.promise(() => raw.hexists(`${prefix}jobs:pending`, id))).toBe(1)
+          expect(yield* Effect.promise(() => raw.get(`${prefix}jobs:lock:${id}`))).toBe("another-worker")
+        }
+        // The failed one was not put back in the queue either: the other taker owns it.
+        expect(yield* Effect.promise(() => raw.llen(`${prefix}jobs`))).toBe(0)
+      }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
+    ))
 })
