@@ -256,7 +256,7 @@ const main = async () => {
   const pct = (xs: ReadonlyArray<number>, p: number) => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!
   const lat = (xs: ReadonlyArray<number>) => `median ${pct(xs, 0.5).toFixed(1)} ms, p90 ${pct(xs, 0.9).toFixed(1)} ms, max ${Math.max(...xs).toFixed(1)} ms`
   console.log(`\nwake-up latency, offer on client A -> handler start on client B (idle), ${SAMPLES} offers:`)
-  console.log(`- notify (default, pollInterval 1 s): ${lat(notified)}`)
+  console.log(`- notify (default, pollInterval 100 ms): ${lat(notified)}`)
   console.log(`- notify: false (pollInterval 100 ms): ${lat(polled)}`)
   console.log(`\nload average after: ${os.loadavg().map((x) => x.toFixed(2)).join(", ")}`)
 }

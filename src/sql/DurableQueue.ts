@@ -47,8 +47,9 @@ export type DeadLetter<A> = Shared.DeadLetter<A>
  */
 export interface Options<A, I> extends Shared.Options<A, I> {
   /**
-   * How often an idle taker looks for jobs. Default: 1 second on PostgreSQL with `notify` (offers wake takers at
-   * once; polling is the safety net), 100 milliseconds otherwise.
+   * How often an idle taker looks for jobs. Default: 100 milliseconds. (On PostgreSQL with `notify`, offers wake
+   * takers at once and polling is the safety net; a longer poll made processing slower in bench/distributed-sql.ts,
+   * 0.81× at 1 second, because a taker that found nothing waits out the poll whenever no notification comes.)
    */
   readonly pollInterval?: Shared.Options<A, I>["pollInterval"]
   /**
@@ -60,11 +61,9 @@ export interface Options<A, I> extends Shared.Options<A, I> {
    * PostgreSQL: an offer (and a job retried or put back) sends a notification (`NOTIFY`, one per batch of offers,
    * in the INSERT statement) to a channel of the table and queue, which every process taking from the queue
    * `LISTEN`s to (from its first take on, through `@effect/sql-pg`'s listening connection), so an idle taker
-   * anywhere starts at once instead of at its next poll; polling stays as the safety net, and `pollInterval` then
-   * defaults to 1 second. A taker checks every 5 seconds, with a notification to itself, that it still hears, and
+   * anywhere starts at once instead of at its next poll; polling stays as the safety net. A taker checks every 5 seconds, with a notification to itself, that it still hears, and
    * listens anew when not (after a database restart: offers made before it noticed wait for a poll at most). Set
-   * `false` where `LISTEN` cannot work (a pooler in transaction mode): takers then poll every `pollInterval`,
-   * 100 milliseconds by default. Ignored on SQLite (one machine; an offer wakes the takers of its own process, and
+   * `false` where `LISTEN` cannot work (a pooler in transaction mode): takers then only poll. Ignored on SQLite (one machine; an offer wakes the takers of its own process, and
    * other processes poll). Default: true.
    */
   readonly notify?: boolean | undefined

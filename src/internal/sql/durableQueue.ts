@@ -31,7 +31,7 @@ export const make = <A, I>(
     const lease = yield* check.duration("leaseDuration", options.leaseDuration, "30 seconds")
     const leaseMillis = Duration.toMillis(lease)
     yield* check.require("leaseDuration", options.leaseDuration, leaseMillis >= 100, "a duration of 100 milliseconds or more")
-    // Without a value, the store picks: 1 second on PostgreSQL with notifications, 100 milliseconds otherwise.
+    // Without a value, the store picks (100 milliseconds).
     const pollInterval = yield* check.optionalDuration("pollInterval", options.pollInterval)
     const notify = yield* check.require("notify", options.notify, options.notify === undefined || typeof options.notify === "boolean", "a boolean")
     const tableName = options.tableName ?? "effect_workers_queue"
