@@ -35,11 +35,8 @@ import * as os from "node:os"
 import { join } from "node:path"
 import PgBoss from "pg-boss"
 import * as DurableQueue from "../src/sql/DurableQueue.js"
+import { arg, median, pool, type Round } from "./_shared.js"
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback
-}
 const JOBS = arg("jobs", 10_000)
 const ROUNDS = arg("rounds", 3)
 const SAMPLES = arg("samples", 40)
@@ -48,23 +45,8 @@ const CONCURRENCY = 16
 const connection = { host: "127.0.0.1", port: 5432, database: "test", user: "postgres" }
 const Client = PgClient.layer({ host: connection.host, port: connection.port, database: connection.database, username: connection.user })
 
-const median = (xs: ReadonlyArray<number>) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]!
-}
 
-/** Runs `task` for 0..count-1, at most `limit` at a time. */
-const pool = async (count: number, limit: number, task: (i: number) => Promise<unknown>) => {
-  let next = 0
-  await Promise.all(Array.from({ length: limit }, async () => {
-    while (next < count) await task(next++)
-  }))
-}
 
-interface Round {
-  readonly add: number
-  readonly process: number
-}
 
 const pgBoss = async (jobs: number, workers: number, batchSize: number): Promise<Round> => {
   const schema = `bench_pgboss_${randomUUID().replace(/-/g, "").slice(0, 12)}`

@@ -22,20 +22,13 @@ import * as DurableQueue from "../src/redis/DurableQueue.js"
 import * as RedisClient from "../src/redis/RedisClient.js"
 import * as RedisResultCache from "../src/redis/ResultCache.js"
 import * as RedisWorkerQueue from "../src/redis/WorkerQueue.js"
+import { arg, median, pool, type Round } from "./_shared.js"
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback
-}
 const JOBS = arg("jobs", 10_000)
 const ROUNDS = arg("rounds", 3)
 const CONCURRENCY = 16
 const connection = { host: "127.0.0.1", port: 6379 }
 
-const median = (xs: ReadonlyArray<number>) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]!
-}
 const cleanup = async (raw: Redis, pattern: string) => {
   let cursor = "0"
   do {
@@ -45,18 +38,7 @@ const cleanup = async (raw: Redis, pattern: string) => {
   } while (cursor !== "0")
 }
 
-/** Runs `tasks` at most `limit` at a time. */
-const pool = async (count: number, limit: number, task: (i: number) => Promise<unknown>) => {
-  let next = 0
-  await Promise.all(Array.from({ length: limit }, async () => {
-    while (next < count) await task(next++)
-  }))
-}
 
-interface Round {
-  readonly add: number
-  readonly process: number
-}
 
 const bullmq = async (raw: Redis): Promise<Round> => {
   const name = `bench-bull-${randomUUID()}`

@@ -23,11 +23,8 @@ import * as Path from "node:path"
 import { Piscina } from "piscina"
 import Tinypool from "tinypool"
 import * as JobRunner from "../src/JobRunner.js"
+import { arg } from "./_shared.js"
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback
-}
 const CPU_ITEMS = arg("cpu-items", 80)
 const ROUNDS = arg("rounds", 20_000)
 const TRIVIAL = arg("trivial", 100_000)

@@ -13,11 +13,8 @@ import * as os from "node:os"
 import type { OptionError } from "../src/OptionError.js"
 import * as Progress from "../src/Progress.js"
 import * as TreeQueue from "../src/TreeQueue.js"
+import { arg, median } from "./_shared.js"
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback
-}
 const ITEMS = arg("items", 100_000)
 const ROUNDS = arg("rounds", 11)
 const FANOUT = 10
@@ -82,10 +79,6 @@ const time = async (f: () => Promise<void>) => {
   const t0 = performance.now()
   await f()
   return performance.now() - t0
-}
-const median = (xs: Array<number>) => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]!
 }
 
 const main = async () => {

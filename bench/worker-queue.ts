@@ -22,11 +22,8 @@ import PQueue from "p-queue"
 import * as os from "node:os"
 import * as ResultCache from "../src/ResultCache.js"
 import * as WorkerQueue from "../src/WorkerQueue.js"
+import { arg, median } from "./_shared.js"
 
-const arg = (name: string, fallback: number) => {
-  const i = process.argv.indexOf(`--${name}`)
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback
-}
 const ROUNDS = arg("rounds", 7)
 const ONLY_TIMING = process.argv.includes("--timing")
 const REQUIRES = 200_000
@@ -132,7 +129,6 @@ const contenders: Array<[string, () => Promise<void>, "rounds" | "once"]> = [
   ["Effect Cache + Effect.forEach unbounded", effectCache, "once"]
 ]
 
-const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 const gc = () => (globalThis as { gc?: () => void }).gc?.()
 
 const timing = async () => {
