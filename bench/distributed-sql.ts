@@ -35,7 +35,7 @@ import * as os from "node:os"
 import { join } from "node:path"
 import PgBoss from "pg-boss"
 import * as DurableQueue from "../src/sql/DurableQueue.js"
-import { arg, median, pool, type Round } from "./_shared.js"
+import { arg, median, pool, queueRound, type Round } from "./_shared.js"
 
 const JOBS = arg("jobs", 10_000)
 const ROUNDS = arg("rounds", 3)
@@ -86,19 +86,8 @@ const ours = (backend: "pg" | "sqlite" = "pg", notify = true): Promise<Round> =>
   const layer: Layer.Layer<SqlClient.SqlClient, unknown> = dir === undefined ? Client : SqliteClient.layer({ filename: join(dir, "queue.db") })
   return Effect.gen(function*() {
     const queue = yield* DurableQueue.make({ name: "jobs", tableName, schema: Schema.Struct({ n: Schema.Number }), pollInterval: "5 millis", notify })
-    let t = performance.now()
-    yield* Effect.forEach(Array.from({ length: JOBS }, (_, n) => n), (n) => queue.offer({ n }), { concurrency: CONCURRENCY, discard: true })
-    const add = JOBS / ((performance.now() - t) / 1000)
-    let done = 0
-    let finish!: () => void
-    const finished = new Promise<void>((resolve) => (finish = resolve))
-    t = performance.now()
-    yield* Effect.forkScoped(queue.run(() =>
-      Effect.sync(() => {
-        if (++done === JOBS) finish()
-      }), { concurrency: CONCURRENCY }))
-    yield* Effect.promise(() => finished)
-    return { add, process: JOBS / ((performance.now() - t) / 1000) }
+    return yield* queueRound(JOBS, CONCURRENCY, queue.offer, (handler) =>
+      Effect.forkScoped(queue.run(handler, { concurrency: CONCURRENCY })))
   }).pipe(
     Effect.scoped,
     Effect.ensuring(Effect.ignore(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`))),
@@ -168,21 +157,8 @@ const upstream = (): Promise<Round> => {
     const store = yield* SqlPersistedQueue.make({ tableName, pollInterval: "5 millis" })
     const factory = yield* Effect.provideService(PersistedQueue.makeFactory, PersistedQueue.PersistedQueueStore, store)
     const queue = yield* factory.make({ name: "jobs", schema: Schema.Struct({ n: Schema.Number }) })
-    let t = performance.now()
-    yield* Effect.forEach(Array.from({ length: JOBS }, (_, n) => n), (n) => queue.offer({ n }), { concurrency: CONCURRENCY, discard: true })
-    const add = JOBS / ((performance.now() - t) / 1000)
-    let done = 0
-    let finish!: () => void
-    const finished = new Promise<void>((resolve) => (finish = resolve))
-    t = performance.now()
-    const taker = queue.take(() =>
-      Effect.sync(() => {
-        if (++done === JOBS) finish()
-      })
-    ).pipe(Effect.forever)
-    for (let i = 0; i < CONCURRENCY; i++) yield* Effect.forkScoped(taker)
-    yield* Effect.promise(() => finished)
-    return { add, process: JOBS / ((performance.now() - t) / 1000) }
+    return yield* queueRound(JOBS, CONCURRENCY, (value) => queue.offer(value), (handler) =>
+      Effect.forEach(Array.from({ length: CONCURRENCY }), () => Effect.forkScoped(Effect.forever(queue.take(handler)))))
   }).pipe(
     Effect.scoped,
     Effect.ensuring(Effect.ignore(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`))),

@@ -22,7 +22,7 @@ import * as DurableQueue from "../src/redis/DurableQueue.js"
 import * as RedisClient from "../src/redis/RedisClient.js"
 import * as RedisResultCache from "../src/redis/ResultCache.js"
 import * as RedisWorkerQueue from "../src/redis/WorkerQueue.js"
-import { arg, median, pool, type Round } from "./_shared.js"
+import { arg, median, pool, queueRound, type Round } from "./_shared.js"
 
 const JOBS = arg("jobs", 10_000)
 const ROUNDS = arg("rounds", 3)
@@ -69,18 +69,8 @@ const ours = (raw: Redis): Promise<Round> => {
   const prefix = `bench-dq-${randomUUID()}:`
   return Effect.gen(function*() {
     const queue = yield* DurableQueue.make({ name: "jobs", prefix, schema: Schema.Struct({ n: Schema.Number }), pollInterval: "5 millis" })
-    let t = performance.now()
-    yield* Effect.forEach(Array.from({ length: JOBS }, (_, n) => n), (n) => queue.offer({ n }), { concurrency: CONCURRENCY, discard: true })
-    const add = JOBS / ((performance.now() - t) / 1000)
-    let done = 0
-    let finish!: () => void
-    const finished = new Promise<void>((resolve) => (finish = resolve))
-    t = performance.now()
-    yield* Effect.forkScoped(queue.run(() => Effect.sync(() => {
-      if (++done === JOBS) finish()
-    }), { concurrency: CONCURRENCY }))
-    yield* Effect.promise(() => finished)
-    return { add, process: JOBS / ((performance.now() - t) / 1000) }
+    return yield* queueRound(JOBS, CONCURRENCY, queue.offer, (handler) =>
+      Effect.forkScoped(queue.run(handler, { concurrency: CONCURRENCY })))
   }).pipe(
     Effect.scoped,
     Effect.provide(RedisClient.layer()),
