@@ -12,6 +12,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { OptionError } from "../src/OptionError.js"
 import * as ResultCache from "../src/ResultCache.js"
+import { fixtureCommand } from "./helpers/compiled.js"
 
 const captureLogs = () => {
   const lines: Array<string> = []
@@ -120,12 +121,14 @@ describe("ResultCache", () => {
 
     it("with the file-system store, results survive a process restart (two real runs)", () => {
       const dir = mkdtempSync(join(tmpdir(), "effect-workers-cache-"))
+      const persist = fixtureCommand("test/fixtures/resultCache-persist.ts")
       try {
         const run = () =>
           JSON.parse(
-            execFileSync(process.execPath, ["--import", "tsx", "test/fixtures/resultCache-persist.ts", dir], {
+            execFileSync(persist.command, [...persist.args, dir], {
               encoding: "utf8",
-              timeout: 30_000
+              timeout: 30_000,
+              env: { ...process.env, ...persist.env }
             }).trim()
           )
         expect(run()).toEqual({ runs: 3, values: [1, 4, 9, 4] })

@@ -3,21 +3,27 @@ import { execFileSync, spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { fixtureCommand } from "./helpers/compiled.js"
 
 // The examples are documentation a newcomer runs first: each must run to its end and say what it promises.
 describe("examples", () => {
   it("worker-queue-promise: 301 asks over 30 numbers reach the server 30 times", () => {
-    const out = execFileSync(process.execPath, ["--import", "tsx", "examples/worker-queue-promise.ts"], {
+    const example = fixtureCommand("examples/worker-queue-promise.ts")
+    const out = execFileSync(example.command, example.args, {
       encoding: "utf8",
-      timeout: 60_000
+      timeout: 60_000,
+      env: { ...process.env, ...example.env }
     })
     expect(out).toContain("server hits: 30")
     expect(out).toContain("stats: 30 runs")
   })
 
-  it("durable-jobs: a JobRunner fed by a SQLite durable queue does every job once and dead-letters the broken one", () => {
+  // The one test of the tsx path (every other child process runs compiled, see test/helpers/fixtures.ts): the
+  // README runs the examples with tsx, and this one forks reader processes that get the tsx loader too.
+  it("durable-jobs (through tsx): a JobRunner fed by a SQLite durable queue does every job once and dead-letters the broken one", () => {
     const db = Path.join(Os.tmpdir(), `effect-workers-durable-jobs-${process.pid}.sqlite`)
-    const run = spawnSync(process.execPath, ["--import", "tsx", "examples/durable-jobs/main.ts"], {
+    const example = fixtureCommand("examples/durable-jobs/main.ts", [], "tsx")
+    const run = spawnSync(example.command, example.args, {
       encoding: "utf8",
       timeout: 90_000,
       env: { ...process.env, JOBS: "40", DURABLE_JOBS_DB: db }

@@ -1,8 +1,11 @@
 /**
- * Child processes for the cross-process tests: spawn a fixture under tsx, read its stdout lines, wait for a line
- * or its exit with a deadline, and kill whatever is left in `finally`.
+ * Child processes for the cross-process tests: spawn a fixture (compiled once per run by the global setup, started
+ * with plain `node`; see test/helpers/fixtures.ts), read its stdout lines, wait for a line or its exit with a
+ * deadline, and kill whatever is left in `finally`.
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import { fixtureCommand } from "./compiled.js"
+import type { Loader } from "./fixtures.js"
 
 export interface Child {
   readonly process: ChildProcess
@@ -15,10 +18,19 @@ export interface Child {
   readonly kill: (signal?: NodeJS.Signals) => void
 }
 
-export const spawnFixture = (fixture: string, args: ReadonlyArray<string>): Child => {
-  const child = spawn(process.execPath, ["--import", "tsx", fixture, ...args], {
+/**
+ * Starts `fixture` (a `.ts` path under test/fixtures or examples) with `args`: its compiled form under `node`, or
+ * through tsx with `loader: "tsx"`.
+ */
+export const spawnFixture = (
+  fixture: string,
+  args: ReadonlyArray<string>,
+  options: { readonly loader?: Loader | undefined; readonly env?: Record<string, string> | undefined } = {}
+): Child => {
+  const command = fixtureCommand(fixture, args, options.loader)
+  const child = spawn(command.command, command.args, {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env }
+    env: { ...process.env, ...command.env, ...options.env }
   })
   const lines: Array<string> = []
   const stderr: Array<string> = []
