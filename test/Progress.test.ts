@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
-import { fileURLToPath } from "node:url"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -10,6 +12,7 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as Progress from "../src/Progress.js"
+import { fixtureCommand } from "./helpers/compiled.js"
 
 const fakeTerminal = (columns = 60, rows = 20) => {
   const writes: Array<string> = []
@@ -188,13 +191,20 @@ describe("Progress", () => {
         console.warn("tmux not installed: skipping the real-terminal check")
         return
       }
-      const fixture = fileURLToPath(new URL("./fixtures/treeQueue-display.ts", import.meta.url))
       const socket = `efw-progress-${process.pid}`
       const t = (...args: Array<string>) => execFileSync(tmux, ["-L", socket, ...args]).toString()
-      const command = `env -u CI TERM=xterm-256color ${process.execPath} --import tsx ${fixture}; echo EXITED $?; sleep 60`
-      /** Runs the fixture in a 70×30 pane; `interrupt` presses Ctrl-C once a busy worker is on screen. */
+      const gates = mkdtempSync(join(tmpdir(), "efw-progress-"))
+      /**
+       * Runs the fixture in a 70×30 pane; its leaves hold until their gate file exists. Once a busy worker is on
+       * screen, `interrupt` presses Ctrl-C (the run is certainly still going: the gate is shut), otherwise the gate
+       * opens and the run finishes.
+       */
       const watch = (name: string, interrupt: boolean) =>
         Effect.gen(function*() {
+          const gate = join(gates, name)
+          const fixture = fixtureCommand("test/fixtures/treeQueue-display.ts", [gate])
+          const env = Object.entries(fixture.env).map(([k, v]) => `${k}=${v}`).join(" ")
+          const command = `env -u CI TERM=xterm-256color ${env} ${fixture.command} ${fixture.args.join(" ")}; echo EXITED $?; sleep 60`
           // remain-on-exit: should the pane's shell end early, its last screen can still be read and shown.
           t("new-session", "-d", "-s", name, "-x", "70", "-y", "30", command, ";", "set-option", "-t", name, "remain-on-exit", "on")
           let screen = ""
@@ -207,6 +217,7 @@ describe("Progress", () => {
               sawRunning = true
               cursorHiddenWhileRunning = t("display", "-p", "-t", name, "#{cursor_flag}").trim() === "0"
               if (interrupt) t("send-keys", "-t", name, "C-c")
+              else writeFileSync(gate, "")
             }
           }
           const cursorShown = t("display", "-p", "-t", name, "#{cursor_flag}").trim() === "1"
@@ -235,6 +246,7 @@ describe("Progress", () => {
         assert.isTrue(stopped.cursorShown, "cursor shown after Ctrl-C")
       } finally {
         t("kill-server")
+        rmSync(gates, { recursive: true, force: true })
       }
     }), 30_000)
 })

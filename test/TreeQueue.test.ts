@@ -3,7 +3,6 @@ import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -17,6 +16,7 @@ import * as TestClock from "effect/TestClock"
 import * as Site from "../examples/crawl/site.js"
 import * as Progress from "../src/Progress.js"
 import * as TreeQueue from "../src/TreeQueue.js"
+import { fixtureCommand } from "./helpers/compiled.js"
 
 class Boom extends Schema.TaggedError<Boom>()("Boom", { at: Schema.String }) {}
 
@@ -318,12 +318,12 @@ describe("TreeQueue", () => {
 
   it.live("a real SIGINT to a child process stops gracefully; a second SIGINT stops at once", () =>
     Effect.gen(function*() {
-      const fixture = fileURLToPath(new URL("./fixtures/treeQueue-sigint.ts", import.meta.url))
       const runChild = (signals: number) =>
         Effect.async<{ code: number | null; out: string }>((resume) => {
-          const child = spawn(process.execPath, ["--import", "tsx", fixture], {
+          const fixture = fixtureCommand("test/fixtures/treeQueue-sigint.ts", [signals === 1 ? "once" : "twice"])
+          const child = spawn(fixture.command, fixture.args, {
             stdio: ["ignore", "pipe", "pipe"],
-            env: { ...process.env, CI: "true" }
+            env: { ...process.env, ...fixture.env, CI: "true" }
           })
           let out = ""
           let sent = 0
@@ -457,14 +457,15 @@ describe("TreeQueue", () => {
 describe("crawl demo (examples/crawl)", () => {
   it.live("Ctrl-C (a real SIGINT) then a rerun resumes and ends with the same totals as one whole crawl", () =>
     Effect.gen(function*() {
-      const main = fileURLToPath(new URL("../examples/crawl/main.ts", import.meta.url))
+
       const stateDir = mkdtempSync(join(tmpdir(), "crawl-test-"))
       const args = ["--pages", "150", "--rate", "60", "--workers", "8", "--state-dir", stateDir]
       const crawl = (interrupt: boolean) =>
         Effect.async<{ code: number | null; out: string }>((resume) => {
-          const child = spawn(process.execPath, ["--import", "tsx", main, ...args], {
+          const main = fixtureCommand("examples/crawl/main.ts", args)
+          const child = spawn(main.command, main.args, {
             stdio: ["ignore", "pipe", "pipe"],
-            env: { ...process.env, CI: "true" }
+            env: { ...process.env, ...main.env, CI: "true" }
           })
           let out = ""
           let sent = false
