@@ -15,6 +15,7 @@ import * as Schema from "effect/Schema"
 import type { Redis } from "ioredis"
 import * as DurableQueue from "../../src/redis/DurableQueue.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
+import { CEILING_MS, Phases, pollUntil, scaled, STARTUP_MS } from "../helpers/phases.js"
 import { spawnFixture } from "../helpers/processes.js"
 import { withRedisPrefix } from "../helpers/redis.js"
 import { redis, requireService } from "../helpers/services.js"
@@ -66,29 +67,53 @@ describe.skipIf(!up)("redis DurableQueue across processes", () => {
     it.live(`3 runner processes share 10,000 jobs, one gets ${signal} mid-run: every job acknowledged once, none lost${signal === "SIGTERM" ? ", none redone" : ", its jobs back after their lease"}`, () =>
       withPrefix((prefix, raw) =>
         Effect.gen(function*() {
+          // Deadlines come from the phases measured here (test/helpers/phases.ts), not from fixed guesses.
+          const phases = new Phases()
           const queue = yield* DurableQueue.make({ name: "jobs", prefix, schema: Schema.Number })
           yield* Effect.forEach(Array.from({ length: jobs }, (_, i) => i), (i) => queue.offer(i, { id: `j${i}` }), {
             concurrency: 64,
             discard: true
           })
+          const offers = phases.mark("offers")
           const runners = Array.from({ length: 3 }, () => spawnFixture("test/fixtures/redis-durableRunner.ts", [prefix, String(leaseMs)]))
           yield* Effect.addFinalizer(() => Effect.sync(() => runners.forEach((r) => r.kill())))
           const victim = runners[0]!
           const doneCount = Effect.promise(() => raw.hlen(`${prefix}done`))
-          const token = (yield* Effect.promise(() => victim.waitFor((l) => l.startsWith("worker ")))).slice(7)
-          while ((yield* doneCount) < jobs / 5) yield* Effect.sleep("5 millis")
+          yield* Effect.promise(() => Promise.all(runners.map((r) => r.waitFor((l) => l === "ready", STARTUP_MS))))
+          const up = phases.mark("runners up")
+          const token = (yield* Effect.promise(() => victim.waitFor((l) => l.startsWith("worker "), STARTUP_MS))).slice(7)
+          // A job costs a few Redis round trips, as an offer does; processes starting show how busy the machine is.
+          yield* pollUntil(
+            Effect.map(doneCount, (n) => n >= jobs / 5),
+            `the first ${jobs / 5} jobs`,
+            scaled({ measuredMs: offers + up, measuredWork: 1, work: 1, factor: 10, floorMs: 15_000 }),
+            phases,
+            "5 millis"
+          )
+          const toStop = phases.mark("first fifth")
 
           victim.kill(signal)
-          expect(yield* Effect.promise(() => victim.exited())).toBe(signal === "SIGKILL" ? "SIGKILL" : 0)
+          // Stopping drains at most 8 running 2 ms jobs: far less than starting took.
+          expect(yield* Effect.promise(() => victim.exited(scaled({ measuredMs: up, measuredWork: 1, work: 1, floorMs: 10_000 })))).toBe(
+            signal === "SIGKILL" ? "SIGKILL" : 0
+          )
           // What the victim still held as it died: a killed runner leaves its leases; a terminated one settled all.
           const left = yield* leasesOf(raw, prefix, token)
           if (signal === "SIGKILL") expect(left.length).toBeGreaterThan(0)
           else expect(left).toEqual([])
 
-          for (let i = 0; i < 4_000 && (yield* doneCount) < jobs; i++) yield* Effect.sleep("10 millis")
+          // The rest at the measured rate, with two runners instead of three, after the victim's leases ran out.
+          yield* pollUntil(
+            Effect.map(doneCount, (n) => n >= jobs),
+            `the other ${jobs - jobs / 5} jobs`,
+            scaled({ measuredMs: toStop * 1.5, measuredWork: jobs / 5, work: jobs - jobs / 5, extraMs: leaseMs }),
+            phases
+          )
+          phases.mark("the rest")
           expect(yield* doneCount).toBe(jobs)
           const pendingCount = Effect.promise(() => raw.hlen(`${prefix}jobs:pending`))
-          for (let i = 0; i < 200 && (yield* pendingCount) > 0; i++) yield* Effect.sleep("10 millis")
+          yield* pollUntil(Effect.map(pendingCount, (n) => n === 0), "the last acknowledgements", scaled({ measuredMs: up, measuredWork: 1, work: 1 }), phases)
+          console.log(`redis ${signal}: ${phases}`)
           // Nothing lost: nothing queued, nothing leased, nothing dead-lettered.
           expect(yield* pendingCount).toBe(0)
           expect(yield* Effect.promise(() => raw.llen(`${prefix}jobs`))).toBe(0)
@@ -119,6 +144,6 @@ describe.skipIf(!up)("redis DurableQueue across processes", () => {
           expect(twice.every((id) => leftIds.has(id))).toBe(true)
           if (signal === "SIGTERM") expect(twice).toEqual([])
         }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
-      ), 60_000)
+      ), CEILING_MS)
   }
 })
