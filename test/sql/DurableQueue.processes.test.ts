@@ -13,6 +13,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as DurableQueue from "../../src/sql/DurableQueue.js"
 import { withTable } from "../fixtures/sql-client.js"
+import { CEILING_MS, Phases, pollUntil, scaled, STARTUP_MS } from "../helpers/phases.js"
 import { spawnFixture } from "../helpers/processes.js"
 import { postgres, requireService } from "../helpers/services.js"
 
@@ -33,7 +34,8 @@ describe.skipIf(!up)("sql DurableQueue across processes (PostgreSQL)", () => {
           yield* Effect.addFinalizer(() =>
             Effect.ignore(sql`DROP TABLE IF EXISTS ${acks}; DROP FUNCTION IF EXISTS ${sql(`${prefix}_ack`)}() CASCADE`.unprepared)
           )
-          const t0 = Date.now()
+          // Deadlines come from the phases measured here (test/helpers/phases.ts), not from fixed guesses.
+          const phases = new Phases()
           const queue = yield* DurableQueue.make({ name: "jobs", tableName: table, schema: Schema.Number, pollInterval: "20 millis", leaseDuration: "3 seconds" })
           yield* sql`CREATE TABLE ${acks} (id TEXT NOT NULL, app TEXT NOT NULL)`
           yield* sql.unsafe(`CREATE FUNCTION ${prefix}_ack() RETURNS trigger AS $$
@@ -46,18 +48,25 @@ describe.skipIf(!up)("sql DurableQueue across processes (PostgreSQL)", () => {
             discard: true
           })
           expect(yield* queue.size).toBe(JOBS)
-          const tOffered = Date.now()
+          const offers = phases.mark("offers")
 
           const runners = Array.from({ length: 3 }, () => spawnFixture("test/fixtures/sql-durableRunner.ts", [table, dir]))
           yield* Effect.addFinalizer(() => Effect.sync(() => runners.forEach((r) => r.kill())))
-          yield* Effect.promise(() => Promise.all(runners.map((r) => r.waitFor((l) => l === "ready"))))
+          yield* Effect.promise(() => Promise.all(runners.map((r) => r.waitFor((l) => l === "ready", STARTUP_MS))))
+          const up = phases.mark("runners up")
           // Each runner's log: "started <id>" and "done <id>" lines, by pid.
           const logs = () =>
             new Map(readdirSync(dir).map((file) => [Number(file.split(".")[0]), readFileSync(join(dir, file), "utf8").split("\n").filter((l) => l.length > 0)]))
           const doneCount = () => [...logs().values()].reduce((n, lines) => n + lines.filter((l) => l.startsWith("done ")).length, 0)
           const count = (t: typeof acks) => Effect.map(sql<{ n: string }>`SELECT COUNT(*) AS n FROM ${t}`, (rows) => Number(rows[0]!.n))
-          const tReady = Date.now()
-          for (let i = 0; i < 1_500 && doneCount() < 1_500; i++) yield* Effect.sleep("20 millis")
+          // A job costs a few round trips, as an offer does; processes starting show how busy the machine is.
+          yield* pollUntil(
+            Effect.sync(() => doneCount() >= 1_500),
+            "the first 1,500 jobs",
+            scaled({ measuredMs: offers + up, measuredWork: 1, work: 1, factor: 10, floorMs: 15_000 }),
+            phases,
+            "20 millis"
+          )
           const victim = runners[0]!
           // Strike while the victim is running jobs (more started than done in its log), so the kill interrupts
           // some: with 2 ms jobs that is nearly always, but a loaded machine can catch it between fetches.
@@ -67,12 +76,21 @@ describe.skipIf(!up)("sql DurableQueue across processes (PostgreSQL)", () => {
           }
           for (let i = 0; i < 500 && !running(); i++) yield* Effect.sleep("1 millis")
           victim.kill(signal)
-          expect(yield* Effect.promise(() => victim.exited())).toBe(signal === "SIGKILL" ? "SIGKILL" : 0)
+          const toStop = phases.mark("to the stop")
+          // Stopping drains at most 8 running 2 ms jobs: far less than starting took.
+          expect(yield* Effect.promise(() => victim.exited(scaled({ measuredMs: up, measuredWork: 1, work: 1, floorMs: 10_000 })))).toBe(
+            signal === "SIGKILL" ? "SIGKILL" : 0
+          )
           const atStop = yield* count(acks)
-          const tStop = Date.now()
-          for (let i = 0; i < 4_500 && (yield* count(acks)) < JOBS; i++) yield* Effect.sleep("10 millis")
+          // The rest at the measured rate, with two runners instead of three, after the victim's leases ran out.
+          yield* pollUntil(
+            Effect.map(count(acks), (n) => n >= JOBS),
+            "the remaining jobs",
+            scaled({ measuredMs: toStop * 1.5, measuredWork: Math.max(1, atStop), work: JOBS - atStop, factor: 2, extraMs: 3_000 }),
+            phases
+          )
+          phases.mark("the rest")
 
-          const tEnd = Date.now()
           // Every job acknowledged exactly once, and nothing pending or leased.
           const ackRows = yield* sql<{ id: string; app: string }>`SELECT id, app FROM ${acks}`
           expect(atStop).toBeLessThan(JOBS)
@@ -95,7 +113,7 @@ describe.skipIf(!up)("sql DurableQueue across processes (PostgreSQL)", () => {
           const interrupted = [...victimStarted].filter((id) => !victimDone.has(id))
           const ackedBy = new Map(ackRows.map((r) => [r.id, r.app]))
           const cameBack = [...victimStarted].filter((id) => ackedBy.get(id) !== `runner-${victimPid}`)
-          console.log(`${signal}: offers ${tOffered - t0} ms, runners up ${tReady - tOffered} ms, to the stop ${tStop - tReady} ms, the rest ${tEnd - tStop} ms`)
+          console.log(`${signal}: ${phases}`)
           console.log(`${signal}: victim started ${victimStarted.size} jobs, ${interrupted.length} of them interrupted; ${cameBack.length} came back to another runner; ${redone} done twice`)
           expect(victimStarted.size).toBeGreaterThan(0)
           if (signal === "SIGTERM") {
@@ -113,6 +131,6 @@ describe.skipIf(!up)("sql DurableQueue across processes (PostgreSQL)", () => {
             expect(redone).toBeLessThanOrEqual(32)
           }
         }).pipe(Effect.scoped)
-      ), 90_000)
+      ), CEILING_MS)
   }
 })
