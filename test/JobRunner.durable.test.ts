@@ -12,6 +12,7 @@ import * as JobRunner from "../src/JobRunner.js"
 import { OptionError } from "../src/OptionError.js"
 import * as DurableQueue from "../src/redis/DurableQueue.js"
 import * as RedisClient from "../src/redis/RedisClient.js"
+import { CEILING_MS, Phases, pollUntil, scaled, STARTUP_MS } from "./helpers/phases.js"
 import { spawnFixture } from "./helpers/processes.js"
 import { withRedisPrefix } from "./helpers/redis.js"
 import { redis, requireService } from "./helpers/services.js"
@@ -82,37 +83,52 @@ describe.skipIf(!up)("JobRunner with a DurableQueue source", { timeout: 60_000 }
           DURABLE_CONCURRENT_TASKS_PER_PROCESS: "4",
           DURABLE_MAX_JOBS_PER_PROCESS: "40"
         }
-        Object.assign(process.env, env)
-        const first = spawnFixture("test/fixtures/jobRunner-durable.ts", [])
+        // Deadlines come from the phases measured here (test/helpers/phases.ts), not from fixed guesses.
+        const phases = new Phases()
+        const first = spawnFixture("test/fixtures/jobRunner-durable.ts", [], { env })
+        let firstUp: number
+        let firstJobs: number
         try {
-          yield* Effect.promise(() => first.waitFor((l) => l === "started"))
-          // Let it get going, then stop it mid-run.
-          for (;;) {
-            const done = yield* completions(raw, prefix)
-            if (done.size >= 60) break
-            yield* Effect.sleep("20 millis")
-          }
+          yield* Effect.promise(() => first.waitFor((l) => l === "started", STARTUP_MS))
+          firstUp = phases.mark("first runner up")
+          // Let it get going (its reader processes start now), then stop it mid-run.
+          yield* pollUntil(
+            Effect.map(completions(raw, prefix), (done) => done.size >= 60),
+            "the first 60 jobs",
+            scaled({ measuredMs: firstUp, measuredWork: 1, work: 1, factor: 10, floorMs: 15_000 }),
+            phases,
+            "20 millis"
+          )
+          firstJobs = phases.mark("first 60 jobs")
           first.kill("SIGTERM")
-          expect(yield* Effect.promise(() => first.exited())).toBe(0)
+          // A stop drains the running jobs (15 ms each) and closes the readers: less than starting took.
+          expect(yield* Effect.promise(() => first.exited(scaled({ measuredMs: firstUp, measuredWork: 1, work: 1, factor: 4, floorMs: 10_000 })))).toBe(0)
         } finally {
           first.kill()
         }
+        const stopped = phases.mark("first runner stopped")
         const afterFirst = yield* completions(raw, prefix)
         expect(afterFirst.size).toBeLessThan(300)
-        process.env.DURABLE_STOP_WHEN_EMPTY = "true"
-        const second = spawnFixture("test/fixtures/jobRunner-durable.ts", [])
+        const second = spawnFixture("test/fixtures/jobRunner-durable.ts", [], { env: { ...env, DURABLE_STOP_WHEN_EMPTY: "true" } })
         try {
-          expect(yield* Effect.promise(() => second.exited())).toBe(0)
+          // Starting as the first did, then the rest at the first runner's rate (its readers starting counted in).
+          const budget = scaled({
+            measuredMs: firstJobs + stopped,
+            measuredWork: afterFirst.size,
+            work: 300 - afterFirst.size,
+            extraMs: 4 * firstUp
+          })
+          expect(yield* Effect.promise(() => second.exited(budget))).toBe(0)
         } finally {
           second.kill()
-          delete process.env.DURABLE_STOP_WHEN_EMPTY
-          for (const key of Object.keys(env)) delete process.env[key]
         }
+        phases.mark("second runner")
+        console.log(`JobRunner durable SIGTERM: ${phases}`)
         const done = yield* completions(raw, prefix)
         // Nothing lost, nothing redone: every job completed exactly once across the two runners.
         expect(done.size).toBe(300)
         expect([...done.values()].every((n) => n === 1)).toBe(true)
         expect(yield* Effect.scoped(Effect.flatMap(queueOf(prefix), nothingLeft))).toBe(true)
       }).pipe(Effect.provide(RedisClient.layer()))
-    ))
+    ), CEILING_MS)
 })
