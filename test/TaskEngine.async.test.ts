@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
@@ -71,6 +72,14 @@ describe("TaskEngine: async handlers (issue 13)", () => {
       assert.deepStrictEqual(values(all), [3, 6])
       const each = yield* Stream.runCollect(TaskEngine.applyToEach([4], async (n: number) => n * 3, { workers: 1 }))
       assert.deepStrictEqual(values(Array.from(each)), [12])
+      class Tripler extends Context.Tag("test/Tripler")<
+        Tripler,
+        TaskEngine.TaskEngine<number, number, Cause.UnknownException>
+      >() {}
+      const viaLayer = yield* Effect.flatMap(Tripler, (engine) => engine.applyToAll([5])).pipe(
+        Effect.provide(TaskEngine.layer(Tripler, { handler: async (n: number) => n * 3, workers: 1 }))
+      )
+      assert.deepStrictEqual(values(viaLayer), [15])
     }))
 })
 

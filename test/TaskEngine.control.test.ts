@@ -333,3 +333,26 @@ describe("TaskEngine: options", () => {
       assert.deepStrictEqual((yield* engine.apply(7)).exit, Exit.succeed(7))
     }))
 })
+
+describe("TaskEngine: a user's retry predicate or schedule that throws", () => {
+  it.scoped("ends that task with the throw as a defect; the worker lives and serves the next task", () =>
+    Effect.gen(function*() {
+      const engine = yield* TaskEngine.make({
+        handler: (n: number) => n < 0 ? Effect.fail("bad") : Effect.succeed(n),
+        workers: 1,
+        retry: {
+          times: 3,
+          while: () => {
+            throw new Error("predicate bug")
+          }
+        }
+      })
+      const [bad, good] = yield* engine.applyToAll([-1, 1])
+      assert.strictEqual(bad!.attempts, 1)
+      const cause = (bad!.exit as Exit.Failure<number, unknown>).cause
+      assert.deepStrictEqual(Cause.failureOption(cause), Option.some("bad"))
+      assert.include(Cause.pretty(cause), "predicate bug")
+      assert.deepStrictEqual(good!.exit, Exit.succeed(1))
+      assert.deepStrictEqual((yield* engine.apply(2)).exit, Exit.succeed(2))
+    }))
+})
