@@ -110,7 +110,7 @@ describe("RateLimiter.make: async acquire (issue 13)", () => {
       const failure = failureOf(result.exit)
       assert.isTrue(TaskEngine.isTaskEngineError(failure))
       assert.strictEqual((failure as TaskEngine.TaskEngineError).reason, "RateLimiter")
-      assert.include((failure as TaskEngine.TaskEngineError).message, "before task")
+      assert.include((failure as TaskEngine.TaskEngineError).message, "before task 1: quota service down")
     }).pipe(Effect.scoped))
 
   it.effect("a synchronous acquire (returning nothing) lets the caller go; a non-function is an OptionError", () =>

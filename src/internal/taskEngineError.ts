@@ -4,6 +4,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Schema from "effect/Schema"
+import { errorDetail } from "./causeDetail.js"
 
 /** @internal */
 export class TaskEngineError extends Schema.TaggedError<TaskEngineError>("effect-workers/TaskEngineError")(
@@ -23,7 +24,7 @@ export class TaskEngineError extends Schema.TaggedError<TaskEngineError>("effect
       case "StartTimeout":
         return `No task was added within ${timeout}`
       case "RateLimiter":
-        return `The rate limiter failed before task ${this.taskId ?? "?"}: ${String(this.cause)}`
+        return `The rate limiter failed before task ${this.taskId ?? "?"}: ${errorDetail(this.cause)}`
     }
   }
 }
