@@ -49,8 +49,7 @@ export const applyToAll = <I, A, E>(
     if (core.closing) return Effect.interrupt
     if (total === 0) return Effect.succeed([])
     const call = new AllCall<I, A, E>(total)
-    const tasks: Array<Task<I>> = new Array(total)
-    for (let i = 0; i < total; i++) tasks[i] = core.task(array[i]!, i, call, settings)
+    const tasks = core.tasks(array, call, settings, true)
     // Workers run from `make` on, so offering into a bounded queue only waits for them: no deadlock.
     return core.track(call, Effect.zipRight(core.input.offerAll(tasks), Deferred.await(call.finished)))
   })
@@ -166,10 +165,8 @@ export const applyToEach = <I, A, E, E2, R2>(
     yield* Effect.addFinalizer(() => Effect.withFiberRuntime<void>((fiber) => Effect.sync(() => core.cancel(call, fiber.id()))))
     const submit = (batch: ReadonlyArray<I>): Effect.Effect<void> =>
       Effect.suspend(() => {
-        const tasks = new Array<Task<I>>(batch.length)
-        for (let i = 0; i < batch.length; i++) tasks[i] = core.task(batch[i]!, 0, call, settings)
         call.inflight += batch.length
-        return core.input.offerAll(tasks)
+        return core.input.offerAll(core.tasks(batch, call, settings, false))
       })
     yield* feed(inputs, batchSize, permits, submit).pipe(
       Effect.onExit((exit) => Effect.sync(() => call.inputsEnded(exit))),

@@ -66,6 +66,18 @@ export class EngineCore<I, A, E> {
     return new Task(id ?? String(++this.nextId), input, index, call as unknown as AnyCall<I>, settings.priority, timeout)
   }
 
+  /** Tasks of `call` for a batch of inputs, `index` their place in it (the loop of `applyToAll`/`applyToEach`). */
+  tasks(inputs: ReadonlyArray<I>, call: Call<I, A, E>, settings: TaskSettings, indexed: boolean): Array<Task<I>> {
+    const timeout = settings.timeout === null ? this.taskTimeout : settings.timeout
+    const owner = call as unknown as AnyCall<I>
+    const priority = settings.priority
+    const tasks = new Array<Task<I>>(inputs.length)
+    for (let i = 0; i < inputs.length; i++) {
+      tasks[i] = new Task(String(++this.nextId), inputs[i] as I, indexed ? i : 0, owner, priority, timeout)
+    }
+    return tasks
+  }
+
   /** A rate-limit permit for one attempt; a failing limiter fails the attempt with a typed `RateLimiter` error. */
   limiterTake(task: Task<I>): Effect.Effect<void, TaskEngineError> {
     return Effect.mapError(
