@@ -11,7 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import type * as FiberId from "effect/FiberId"
-import { fromPromiseLike, isPromiseLike } from "../promise.js"
+import { fromUserResult } from "../promise.js"
 import { TaskEngineError } from "../taskEngineError.js"
 import type { EngineCore } from "./engine.js"
 import type { Call, Failure, Task } from "./task.js"
@@ -97,12 +97,7 @@ export class Worker<I, A, E> {
   private run(task: Task<I>): Effect.Effect<A, Failure<E>> {
     let run: Effect.Effect<A, Failure<E>>
     try {
-      const out: unknown = this.core.handler(task.input, task)
-      run = Effect.isEffect(out)
-        ? out as Effect.Effect<A, E>
-        : isPromiseLike(out)
-        ? fromPromiseLike(out) as Effect.Effect<A, never>
-        : Effect.succeed(out as A)
+      run = fromUserResult(this.core.handler(task.input, task)) as Effect.Effect<A, E>
     } catch (defect) {
       run = Effect.die(defect)
     }
