@@ -323,6 +323,24 @@ export declare namespace TaskEngine {
  * Effect.runPromise(Effect.scoped(program))
  * ```
  *
+ * The handler may also be an `async` function (second signature): a rejected Promise is the task's typed failure
+ * `Cause.UnknownException`, and the engine's error type says so.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TaskEngine } from "effect-workers"
+ *
+ * const program = Effect.gen(function*() {
+ *   // TaskEngine<string, number, Cause.UnknownException>
+ *   const engine = yield* TaskEngine.make({
+ *     handler: async (url: string) => (await fetch(url)).status,
+ *     workers: 4
+ *   })
+ *   return yield* engine.applyToAll(["http://127.0.0.1:8080/health"])
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
