@@ -328,6 +328,13 @@ describe("TaskEngine: options", () => {
         assert.strictEqual(error.field, field)
         assert.deepStrictEqual(error.value, value)
       }
+      // Inputs that are not iterable (plain JavaScript): the call dies with an OptionError naming them.
+      for (const call of [engine.applyToAll(null as never), Stream.runDrain(engine.applyToEach(42 as never))]) {
+        const exit = yield* Effect.exit(call)
+        const defect = Exit.isFailure(exit) ? Option.getOrUndefined(Cause.dieOption(exit.cause)) : undefined
+        assert.instanceOf(defect, OptionError)
+        assert.strictEqual((defect as OptionError).field, "inputs")
+      }
       // Nothing was queued by the refused calls, and the engine still works.
       assert.strictEqual((yield* engine.stats).queued, 0)
       assert.deepStrictEqual((yield* engine.apply(7)).exit, Exit.succeed(7))

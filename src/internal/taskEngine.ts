@@ -20,7 +20,7 @@ import { deltaReporter } from "./progressSampler.js"
 import { unlimited } from "./rateLimiter.js"
 import * as calls from "./taskEngine/calls.js"
 import { EngineCore } from "./taskEngine/engine.js"
-import { batchSettings, check, checkCount, engineSettings, taskSettings } from "./taskEngine/options.js"
+import { batchSettings, check, checkCount, checkIterable, engineSettings, taskSettings } from "./taskEngine/options.js"
 import { TaskQueue } from "./taskEngine/queue.js"
 import { makeBuffer, Rounds } from "./taskEngine/rounds.js"
 import type { Result, Task } from "./taskEngine/task.js"
@@ -104,10 +104,17 @@ export const make = <I, A, E, R>(
     const engine: TaskEngine.TaskEngine<I, A, E> = {
       apply: apply as TaskEngine.TaskEngine<I, A, E>["apply"],
       applyToAll: ((inputs: Iterable<I>, options?: TaskEngine.TaskEngine.BatchOptions) =>
-        Effect.flatMap(batchSettings(options), (settings) =>
-          calls.applyToAll(core, inputs, settings))) as TaskEngine.TaskEngine<I, A, E>["applyToAll"],
+        checkIterable(inputs).pipe(
+          Effect.zipRight(batchSettings(options)),
+          Effect.flatMap((settings) => calls.applyToAll(core, inputs, settings))
+        )) as TaskEngine.TaskEngine<I, A, E>["applyToAll"],
       applyToEach: <E2, R2>(inputs: Iterable<I> | Stream.Stream<I, E2, R2>, options?: TaskEngine.TaskEngine.BatchOptions) =>
-        Stream.unwrap(Effect.map(batchSettings(options), (settings) => calls.applyToEach(core, inputs, settings, window))),
+        Stream.unwrap(
+          checkIterable(Array.isArray(inputs) || Stream.StreamTypeId in Object(inputs) ? [] : inputs).pipe(
+            Effect.zipRight(batchSettings(options)),
+            Effect.map((settings) => calls.applyToEach(core, inputs, settings, window))
+          )
+        ),
       runDurable,
       add: ((input: I, options?: TaskEngine.TaskEngine.TaskOptions) =>
         Effect.flatMap(taskSettings(options), ({ id, settings }) =>

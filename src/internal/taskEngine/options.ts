@@ -7,7 +7,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import type { OptionError } from "../../OptionError.js"
+import { OptionError } from "../../OptionError.js"
 import type * as RateLimiter from "../../RateLimiter.js"
 import type * as TaskEngine from "../../TaskEngine.js"
 import { checker } from "../options.js"
@@ -128,3 +128,15 @@ export const batchSettings = (
 /** @internal */
 export const checkCount = (field: string, n: number, min: number): Effect.Effect<number, OptionError> =>
   check.integer(field, n, Number.NaN, min)
+
+/**
+ * A call's inputs that are not iterable (`applyToAll(null)` from plain JavaScript): the call dies with an
+ * `OptionError` naming them (its error channel holds only option errors given with options), instead of a bare
+ * "TypeError: object null is not iterable".
+ *
+ * @internal
+ */
+export const checkIterable = (inputs: unknown): Effect.Effect<void> =>
+  typeof inputs === "string" || (typeof inputs === "object" && inputs !== null && Symbol.iterator in inputs)
+    ? Effect.void
+    : Effect.die(new OptionError({ module: "TaskEngine", field: "inputs", value: inputs, expected: "an Iterable or a Stream" }))
