@@ -221,7 +221,7 @@ export declare namespace TaskEngine {
      * returning a Promise) is accepted by the constructors' second signature: see `AsyncOptions`.
      */
     readonly handler: (input: I, task: TaskInfo) => Effect.Effect<A, E, R>
-    /** Number of workers (tasks running at once): an integer from 1 and up. */
+    /** Number of workers (tasks running at once): an integer from 1 to 1,000,000. Change it later with `setWorkers`. */
     readonly workers: number
     /**
      * Retries of typed failures (defects and interruptions are final). Default: none. A task waiting out its
@@ -233,7 +233,10 @@ export declare namespace TaskEngine {
      * (a custom limiter's `acquire` may), the attempt fails with `TaskEngineError` reason `RateLimiter` (retryable).
      */
     readonly rateLimiter?: RateLimiter<unknown> | undefined
-    /** Tasks queued and not yet taken by a worker; `add` suspends when full. Default: `Infinity`. */
+    /**
+     * Tasks queued and not yet taken by a worker; `add` suspends when full (tasks of a cancelled call never hold
+     * room). Default: `Infinity`.
+     */
     readonly inputCapacity?: number | undefined
     /**
      * Results of the manual flow not yet taken; when full, workers pause. Also sets how far `applyToEach` reads
