@@ -10,6 +10,7 @@
  *
  *   npx tsx bench/task-engine.ts            (about 2 minutes)
  *   npx tsx bench/task-engine.ts --quick    (fewer rounds, 3 s of rate limiting)
+ *   npx tsx bench/task-engine.ts --quick --no-rate   (throughput only: for before/after runs taken in turns)
  */
 import Bottleneck from "bottleneck"
 import * as Effect from "effect/Effect"
@@ -24,6 +25,7 @@ import * as RateLimiter from "../src/RateLimiter.js"
 import * as TaskEngine from "../src/TaskEngine.js"
 
 const quick = process.argv.includes("--quick")
+const noRate = process.argv.includes("--no-rate")
 // A full collection before each timed run, so no contestant pays for the garbage of the one before.
 setFlagsFromString("--expose-gc")
 const gc = runInNewContext("gc") as () => void
@@ -283,6 +285,7 @@ out("| concurrency | applyToAll / Effect.forEach | p-queue / applyToAll | fastq 
 out("|---|---:|---:|---:|---:|")
 for (const line of ratios) out(line)
 
+if (noRate) process.exit(0)
 out()
 out(`## Rate limiting: ${CALLERS.toLocaleString("en")} callers, ${SECONDS} s at ${LIMIT} per second, real clock`)
 out()

@@ -7,6 +7,7 @@
  *
  * @since 0.1.0
  */
+import type * as Cause from "effect/Cause"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -17,11 +18,12 @@ import type { OptionError } from "./OptionError.js"
  * @since 0.1.0
  * @category models
  */
-export interface RateLimiter {
+export interface RateLimiter<out E = never> {
   /**
    * Suspends until one more start is allowed, then takes it. Interrupting a waiting caller gives up its place.
+   * The built-in limiters never fail (`E = never`); one made by `make` fails as its `acquire` does.
    */
-  readonly take: (ticket?: RateLimiter.Ticket) => Effect.Effect<void>
+  readonly take: (ticket?: RateLimiter.Ticket) => Effect.Effect<void, E>
 }
 
 /**
@@ -103,14 +105,39 @@ export const fixedWindow: (
 
 /**
  * Your own algorithm: `acquire` is called for every `take` with the ticket (worker id and task id when the
- * `TaskEngine` asks, an empty ticket otherwise) and should succeed when the caller may start.
+ * `TaskEngine` asks, an empty ticket otherwise) and should succeed when the caller may start. It may return an
+ * Effect (its failure is the limiter's, typed `E`), a Promise (an `async` function: it resolves when the caller
+ * may start, and a rejection is a typed `Cause.UnknownException` whose `cause` is the rejection reason) or nothing
+ * (a synchronous check: go at once; a throw is a defect). A `TaskEngine` turns a limiter failure into the attempt's
+ * failure, `TaskEngineError` with reason `RateLimiter`. A non-function `acquire` is an `OptionError`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { RateLimiter } from "effect-workers"
+ *
+ * // A Promise-based quota service (a stand-in here) decides when each call may start.
+ * const quota = { wait: async (_taskId: string | undefined) => {} }
+ *
+ * const program = Effect.gen(function*() {
+ *   const limiter = yield* RateLimiter.make(async (ticket) => quota.wait(ticket.taskId))
+ *   yield* limiter.take() // fails with Cause.UnknownException if quota.wait rejects
+ * })
+ *
+ * Effect.runPromise(Effect.scoped(program))
+ * ```
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make: (
-  acquire: (ticket: RateLimiter.Ticket) => Effect.Effect<void>
-) => Effect.Effect<RateLimiter, never, Scope.Scope> = internal.make
+export const make: {
+  <E = never>(
+    acquire: (ticket: RateLimiter.Ticket) => Effect.Effect<void, E>
+  ): Effect.Effect<RateLimiter<E>, OptionError, Scope.Scope>
+  (
+    acquire: (ticket: RateLimiter.Ticket) => PromiseLike<unknown> | void
+  ): Effect.Effect<RateLimiter<Cause.UnknownException>, OptionError, Scope.Scope>
+} = internal.make
 
 /**
  * No limit: `take` succeeds at once. The default of `TaskEngine`, and handy in tests.

@@ -8,6 +8,7 @@
  *
  * @since 0.1.0
  */
+import type * as Cause from "effect/Cause"
 import type * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
@@ -51,17 +52,25 @@ export const isTaskEngineError = (u: unknown): u is TaskEngineError => u instanc
 export interface TaskEngine<in out I, out A, out E = never> {
   /**
    * Runs every input and returns all results in input order, once all have finished. Interrupting the call stops
-   * its tasks (queued ones are dropped, running ones interrupted); the engine stays usable.
+   * its tasks: queued ones leave the queue at once (they stop counting in `stats.queued` and free their room in a
+   * bounded `inputCapacity`), running ones are interrupted; the engine stays usable. `options` (a priority and a
+   * timeout for every task of the batch) are validated: a bad one fails the call with an `OptionError`.
    */
-  readonly applyToAll: (inputs: Iterable<I>) => Effect.Effect<Array<TaskResult<I, A, E | TaskEngineError>>>
+  readonly applyToAll: {
+    (inputs: Iterable<I>): Effect.Effect<Array<TaskResult<I, A, E | TaskEngineError>>>
+    (
+      inputs: Iterable<I>,
+      options: TaskEngine.BatchOptions
+    ): Effect.Effect<Array<TaskResult<I, A, E | TaskEngineError>>, OptionError>
+  }
   /**
-   * Runs one input (with `options.id` as its task id if given) and returns its result. Interrupting the call
-   * stops the task.
+   * Runs one input and returns its result; `options` give its id, priority and timeout (validated: a bad one is
+   * an `OptionError`). Interrupting the call stops the task (a queued task leaves the queue at once).
    */
-  readonly apply: (
-    input: I,
-    options?: { readonly id?: string | undefined }
-  ) => Effect.Effect<TaskResult<I, A, E | TaskEngineError>>
+  readonly apply: {
+    (input: I): Effect.Effect<TaskResult<I, A, E | TaskEngineError>>
+    (input: I, options: TaskEngine.TaskOptions): Effect.Effect<TaskResult<I, A, E | TaskEngineError>, OptionError>
+  }
   /**
    * Runs the engine on a `DurableQueue` (Redis, PostgreSQL, SQLite or memory) until interrupted: each job becomes
    * a task whose id is the job's id, with the engine's retries, rate limiter and timeout; the job is acknowledged
@@ -76,17 +85,27 @@ export interface TaskEngine<in out I, out A, out E = never> {
   ) => Effect.Effect<never, OptionError>
   /**
    * Runs every input and emits results as they finish. Inputs (an `Iterable` or a `Stream`) are read only as fast
-   * as results are consumed; ending the stream early stops the remaining tasks.
+   * as results are consumed; ending the stream early stops the remaining tasks. With `options`, a bad option fails
+   * the stream with an `OptionError`.
    */
-  readonly applyToEach: <E2 = never, R2 = never>(
-    inputs: Iterable<I> | Stream.Stream<I, E2, R2>
-  ) => Stream.Stream<TaskResult<I, A, E | TaskEngineError>, E2, R2>
+  readonly applyToEach: {
+    <E2 = never, R2 = never>(
+      inputs: Iterable<I> | Stream.Stream<I, E2, R2>
+    ): Stream.Stream<TaskResult<I, A, E | TaskEngineError>, E2, R2>
+    <E2 = never, R2 = never>(
+      inputs: Iterable<I> | Stream.Stream<I, E2, R2>,
+      options: TaskEngine.BatchOptions
+    ): Stream.Stream<TaskResult<I, A, E | TaskEngineError>, E2 | OptionError, R2>
+  }
   /**
    * Manual flow: queues one input (suspending while the input buffer is full) and returns its id. The id is
    * `options.id` if given, or one made by the engine, unique within it. Ids made by the engine are decimal
    * numbers ("1", "2", …): give your own ids another form ("user:42") so the two never meet.
    */
-  readonly add: (input: I, options?: { readonly id?: string | undefined }) => Effect.Effect<string>
+  readonly add: {
+    (input: I): Effect.Effect<string>
+    (input: I, options: TaskEngine.TaskOptions): Effect.Effect<string, OptionError>
+  }
   /**
    * Manual flow: results of added tasks in completion order. Ends when the current round ends (after `end` /
    * `awaitEnd`, once its tasks have finished). Fails with `StartTimeout` as `awaitEnd` does.
@@ -100,6 +119,29 @@ export interface TaskEngine<in out I, out A, out E = never> {
    * round has had no task for that long; the engine stays usable.
    */
   readonly awaitEnd: Effect.Effect<Array<TaskResult<I, A, E | TaskEngineError>>, TaskEngineError>
+  /**
+   * Workers start no new task until `resume` (running ones finish; calls may still queue tasks). As p-queue's
+   * `pause`.
+   */
+  readonly pause: Effect.Effect<void>
+  /** Undoes `pause`: waiting workers take queued tasks at once. */
+  readonly resume: Effect.Effect<void>
+  /**
+   * Changes the number of workers at run time (an integer from 1 to 1,000,000, else an `OptionError`): new ones
+   * start at once; when it goes down, the workers above it finish their current task and stop. As p-queue's
+   * `concurrency` setter.
+   */
+  readonly setWorkers: (workers: number) => Effect.Effect<void, OptionError>
+  /**
+   * Waits until nothing is queued, running or waiting for a retry (p-queue's `onIdle`); at once if so already.
+   * Interrupted when the engine closes.
+   */
+  readonly awaitIdle: Effect.Effect<void>
+  /**
+   * Waits until fewer than `size` tasks are queued (p-queue's `onSizeLessThan`; `awaitSizeBelow(1)` is
+   * `onEmpty`). `size` is an integer from 1 and up, else an `OptionError`.
+   */
+  readonly awaitSizeBelow: (size: number) => Effect.Effect<void, OptionError>
   /** Counts, read at the moment. */
   readonly stats: Effect.Effect<TaskEngine.Stats>
 }
@@ -141,22 +183,60 @@ export declare namespace TaskEngine {
   }
 
   /**
+   * Options of one batch (`applyToAll`, `applyToEach`), for each of its tasks.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  export interface BatchOptions {
+    /**
+     * Higher runs first; equal priorities run in the order they were queued (p-queue's `priority`). A finite
+     * number; default 0. Offers waiting for room in a full bounded queue keep their arrival order.
+     */
+    readonly priority?: number | undefined
+    /**
+     * Longest one attempt may run, instead of the engine's `taskTimeout`; `Infinity` lifts the engine's limit.
+     */
+    readonly timeout?: Duration.DurationInput | undefined
+  }
+
+  /**
+   * Options of one task (`apply`, `add`).
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  export interface TaskOptions extends BatchOptions {
+    /** The task's id (a string); default: one made by the engine. */
+    readonly id?: string | undefined
+  }
+
+  /**
    * @since 0.1.0
    * @category models
    */
   export interface Options<I, A, E, R> {
-    /** Runs one attempt of one task. Its failures and defects become the task's `exit`. */
+    /**
+     * Runs one attempt of one task. Its failures and defects become the task's `exit`. An `async` function (or one
+     * returning a Promise) is accepted by the constructors' second signature: see `AsyncOptions`.
+     */
     readonly handler: (input: I, task: TaskInfo) => Effect.Effect<A, E, R>
-    /** Number of workers (tasks running at once): an integer from 1 and up. */
+    /** Number of workers (tasks running at once): an integer from 1 to 1,000,000. Change it later with `setWorkers`. */
     readonly workers: number
     /**
      * Retries of typed failures (defects and interruptions are final). Default: none. A task waiting out its
      * backoff holds no worker; every attempt takes a rate-limit permit.
      */
     readonly retry?: RetryOptions<E> | undefined
-    /** Consulted before every attempt, with the worker and task ids. Default: `RateLimiter.unlimited`. */
-    readonly rateLimiter?: RateLimiter | undefined
-    /** Tasks queued and not yet taken by a worker; `add` suspends when full. Default: `Infinity`. */
+    /**
+     * Consulted before every attempt, with the worker and task ids. Default: `RateLimiter.unlimited`. If it fails
+     * (a custom limiter's `acquire` may), the attempt fails with `TaskEngineError` reason `RateLimiter` (retryable).
+     */
+    readonly rateLimiter?: RateLimiter<unknown> | undefined
+    /**
+     * Tasks queued and not yet taken by a worker; `add` suspends when full (tasks of a cancelled call never hold
+     * room). Default: `Infinity`.
+     */
     readonly inputCapacity?: number | undefined
     /**
      * Results of the manual flow not yet taken; when full, workers pause. Also sets how far `applyToEach` reads
@@ -172,6 +252,19 @@ export declare namespace TaskEngine {
      * size, what each worker runs) whenever a `Progress` service is in its context. Default: "TaskEngine".
      */
     readonly title?: string | undefined
+  }
+
+  /**
+   * The options of an engine whose handler is a plain function: an `async` function (or one returning a
+   * Promise), or a synchronous one returning its value. A rejected Promise is the task's typed failure
+   * `Cause.UnknownException` (the rejection reason is its `cause`), retryable like any typed failure; a
+   * synchronous throw is a defect, as everywhere in Effect.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  export interface AsyncOptions<I, A> extends Omit<Options<I, A, Cause.UnknownException, never>, "handler"> {
+    readonly handler: (input: I, task: TaskInfo) => PromiseLike<A> | A
   }
 
   /**
@@ -205,6 +298,8 @@ export declare namespace TaskEngine {
     readonly failed: number
     /** Retries started. */
     readonly retried: number
+    /** Whether `pause` holds the workers. */
+    readonly paused: boolean
   }
 }
 
@@ -231,12 +326,37 @@ export declare namespace TaskEngine {
  * Effect.runPromise(Effect.scoped(program))
  * ```
  *
+ * The handler may also be an `async` function (second signature): a rejected Promise is the task's typed failure
+ * `Cause.UnknownException`, and the engine's error type says so.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { TaskEngine } from "effect-workers"
+ *
+ * const program = Effect.gen(function*() {
+ *   // TaskEngine<string, number, Cause.UnknownException>
+ *   const engine = yield* TaskEngine.make({
+ *     handler: async (url: string) => (await fetch(url)).status,
+ *     workers: 4
+ *   })
+ *   return yield* engine.applyToAll(["http://127.0.0.1:8080/health"])
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
-export const make: <I, A, E = never, R = never>(
-  options: TaskEngine.Options<I, A, E, R>
-) => Effect.Effect<TaskEngine<I, A, E>, OptionError, Scope.Scope | R> = internal.make
+export const make: {
+  <I, A, E = never, R = never>(
+    options: TaskEngine.Options<I, A, E, R>
+  ): Effect.Effect<TaskEngine<I, A, E>, OptionError, Scope.Scope | R>
+  <I, A>(options: TaskEngine.AsyncOptions<I, A>): Effect.Effect<
+    TaskEngine<I, A, Cause.UnknownException>,
+    OptionError,
+    Scope.Scope
+  >
+} = internal.make as never
 
 /**
  * A layer providing an engine under `tag`.
@@ -244,10 +364,16 @@ export const make: <I, A, E = never, R = never>(
  * @since 0.1.0
  * @category layers
  */
-export const layer: <Id, I, A, E, R>(
-  tag: Context.Tag<Id, TaskEngine<I, A, E>>,
-  options: TaskEngine.Options<I, A, E, R>
-) => Layer.Layer<Id, OptionError, R> = internal.layer
+export const layer: {
+  <Id, I, A, E, R>(
+    tag: Context.Tag<Id, TaskEngine<I, A, E>>,
+    options: TaskEngine.Options<I, A, E, R>
+  ): Layer.Layer<Id, OptionError, R>
+  <Id, I, A>(
+    tag: Context.Tag<Id, TaskEngine<I, A, Cause.UnknownException>>,
+    options: TaskEngine.AsyncOptions<I, A>
+  ): Layer.Layer<Id, OptionError>
+} = internal.layer as never
 
 /**
  * One batch with a throwaway engine: all results in input order.
@@ -263,11 +389,18 @@ export const layer: <Id, I, A, E, R>(
  * @since 0.1.0
  * @category conveniences
  */
-export const applyToAll: <I, A, E, R>(
-  inputs: Iterable<I>,
-  handler: (input: I, task: TaskEngine.TaskInfo) => Effect.Effect<A, E, R>,
-  options: Omit<TaskEngine.Options<I, A, E, R>, "handler">
-) => Effect.Effect<Array<TaskResult<I, A, E | TaskEngineError>>, OptionError, R> = internal.applyToAll
+export const applyToAll: {
+  <I, A, E, R>(
+    inputs: Iterable<I>,
+    handler: (input: I, task: TaskEngine.TaskInfo) => Effect.Effect<A, E, R>,
+    options: Omit<TaskEngine.Options<I, A, E, R>, "handler">
+  ): Effect.Effect<Array<TaskResult<I, A, E | TaskEngineError>>, OptionError, R>
+  <I, A>(
+    inputs: Iterable<I>,
+    handler: TaskEngine.AsyncOptions<I, A>["handler"],
+    options: Omit<TaskEngine.AsyncOptions<I, A>, "handler">
+  ): Effect.Effect<Array<TaskResult<I, A, Cause.UnknownException | TaskEngineError>>, OptionError>
+} = internal.applyToAll as never
 
 /**
  * One stream of results in completion order with a throwaway engine, which lives as long as the stream.
@@ -275,11 +408,18 @@ export const applyToAll: <I, A, E, R>(
  * @since 0.1.0
  * @category conveniences
  */
-export const applyToEach: <I, A, E, R, E2 = never, R2 = never>(
-  inputs: Iterable<I> | Stream.Stream<I, E2, R2>,
-  handler: (input: I, task: TaskEngine.TaskInfo) => Effect.Effect<A, E, R>,
-  options: Omit<TaskEngine.Options<I, A, E, R>, "handler">
-) => Stream.Stream<TaskResult<I, A, E | TaskEngineError>, OptionError | E2, R | R2> = internal.applyToEach
+export const applyToEach: {
+  <I, A, E, R, E2 = never, R2 = never>(
+    inputs: Iterable<I> | Stream.Stream<I, E2, R2>,
+    handler: (input: I, task: TaskEngine.TaskInfo) => Effect.Effect<A, E, R>,
+    options: Omit<TaskEngine.Options<I, A, E, R>, "handler">
+  ): Stream.Stream<TaskResult<I, A, E | TaskEngineError>, OptionError | E2, R | R2>
+  <I, A, E2 = never, R2 = never>(
+    inputs: Iterable<I> | Stream.Stream<I, E2, R2>,
+    handler: TaskEngine.AsyncOptions<I, A>["handler"],
+    options: Omit<TaskEngine.AsyncOptions<I, A>, "handler">
+  ): Stream.Stream<TaskResult<I, A, Cause.UnknownException | TaskEngineError>, OptionError | E2, R2>
+} = internal.applyToEach as never
 
 /**
  * Runs a throwaway engine on a `DurableQueue` until interrupted (see `TaskEngine.runDurable`): jobs become tasks
@@ -303,8 +443,15 @@ export const applyToEach: <I, A, E, R, E2 = never, R2 = never>(
  * @since 0.1.0
  * @category conveniences
  */
-export const runDurable: <I, A, E, R>(
-  queue: DurableQueue<I>,
-  handler: (input: I, task: TaskEngine.TaskInfo) => Effect.Effect<A, E, R>,
-  options: Omit<TaskEngine.Options<I, A, E, R>, "handler"> & TaskEngine.DurableOptions
-) => Effect.Effect<never, OptionError, R> = internal.runDurable
+export const runDurable: {
+  <I, A, E, R>(
+    queue: DurableQueue<I>,
+    handler: (input: I, task: TaskEngine.TaskInfo) => Effect.Effect<A, E, R>,
+    options: Omit<TaskEngine.Options<I, A, E, R>, "handler"> & TaskEngine.DurableOptions
+  ): Effect.Effect<never, OptionError, R>
+  <I, A>(
+    queue: DurableQueue<I>,
+    handler: TaskEngine.AsyncOptions<I, A>["handler"],
+    options: Omit<TaskEngine.AsyncOptions<I, A>, "handler"> & TaskEngine.DurableOptions
+  ): Effect.Effect<never, OptionError>
+} = internal.runDurable as never

@@ -35,6 +35,27 @@ describe("RateLimiter", () => {
         assert.strictEqual(error.field, "limit")
         assert.include(error.message, "RateLimiter: expected `limit`")
       }))
+
+    it.effect("huge limits, a string limit, unknown keys and a missing options object are OptionErrors", () =>
+      Effect.gen(function*() {
+        const cases: Array<[string, unknown, unknown]> = [
+          ["limit", 1e12, { limit: 1e12, interval: "1 second" }],
+          ["limit", 2 ** 53, { limit: 2 ** 53, interval: "1 second" }],
+          ["limit", "10", { limit: "10", interval: "1 second" }],
+          ["limt", 10, { limt: 10, interval: "1 second" }],
+          ["options", undefined, undefined]
+        ]
+        for (const [field, value, options] of cases) {
+          for (const make of [RateLimiter.slidingWindow, RateLimiter.tokenBucket, RateLimiter.fixedWindow]) {
+            const error = yield* fail(make(options as RateLimiter.RateLimiter.WindowOptions))
+            assert.instanceOf(error, OptionError)
+            assert.strictEqual(error.field, field)
+            assert.strictEqual(error.value, value)
+          }
+        }
+        const typo = yield* fail(RateLimiter.slidingWindow({ limt: 10, interval: "1 second" } as never))
+        assert.include(typo.message, "did you mean `limit`")
+      }))
   })
 
   describe("slidingWindow", () => {

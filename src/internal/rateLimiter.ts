@@ -2,6 +2,7 @@
  * The rate limiters behind `RateLimiter`: an exact sliding window with a first-come-first-served line of waiters,
  * wrappers over `effect/RateLimiter` (token bucket, fixed window), a user-supplied algorithm and no limit at all.
  */
+import type * as Cause from "effect/Cause"
 import type * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -12,6 +13,7 @@ import type * as Scope from "effect/Scope"
 import type { OptionError } from "../OptionError.js"
 import type * as RateLimiter from "../RateLimiter.js"
 import { checker } from "./options.js"
+import { fromUserResult } from "./promise.js"
 
 const check = checker("RateLimiter")
 
@@ -23,22 +25,40 @@ export const unlimited: RateLimiter.RateLimiter = {
 }
 
 /** @internal */
-export const make = (
-  acquire: (ticket: RateLimiter.RateLimiter.Ticket) => Effect.Effect<void>
-): Effect.Effect<RateLimiter.RateLimiter, never, Scope.Scope> =>
-  Effect.succeed({ take: (ticket) => Effect.suspend(() => acquire(ticket ?? noTicket)) })
+export const isRateLimiter = (u: unknown): u is RateLimiter.RateLimiter<unknown> =>
+  typeof u === "object" && u !== null && typeof (u as { take?: unknown }).take === "function"
+
+/** @internal */
+export const make: {
+  <E = never>(
+    acquire: (ticket: RateLimiter.RateLimiter.Ticket) => Effect.Effect<void, E>
+  ): Effect.Effect<RateLimiter.RateLimiter<E>, OptionError, Scope.Scope>
+  (
+    acquire: (ticket: RateLimiter.RateLimiter.Ticket) => PromiseLike<unknown> | void
+  ): Effect.Effect<RateLimiter.RateLimiter<Cause.UnknownException>, OptionError, Scope.Scope>
+} = (
+  acquire: (ticket: RateLimiter.RateLimiter.Ticket) => unknown
+): Effect.Effect<RateLimiter.RateLimiter<never>, OptionError, Scope.Scope> =>
+  Effect.as(
+    check.require("acquire", acquire, typeof acquire === "function", "a function"),
+    {
+      // An Effect as returned, a Promise (an `async` acquire) with its rejection as an `UnknownException`, a plain
+      // return (a synchronous acquire) as "go": the same rule as TaskEngine handlers.
+      take: (ticket) =>
+        Effect.suspend(() => fromUserResult(acquire(ticket ?? noTicket)) as Effect.Effect<void, never>)
+    }
+  )
 
 const validate = (options: RateLimiter.RateLimiter.WindowOptions) =>
-  Effect.all({
-    limit: Effect.flatMap(
-      check.require("limit", options?.limit, typeof options?.limit === "number", "an integer from 1 and up"),
-      (limit) => check.integer("limit", limit, 1, 1)
-    ),
-    interval: Effect.flatMap(
-      check.duration("interval", options?.interval, Duration.zero),
-      (interval) => check.require("interval", options.interval, Duration.toMillis(interval) > 0, "a positive duration")
-        .pipe(Effect.as(interval))
-    )
+  Effect.gen(function*() {
+    yield* check.require("options", options, typeof options === "object" && options !== null, "an object")
+    // A typo (`limt`) would otherwise be silently a missing field.
+    yield* check.knownKeys(options, ["limit", "interval"])
+    const limit = yield* check.require("limit", options.limit, typeof options.limit === "number", "an integer from 1 and up")
+      .pipe(Effect.flatMap((limit) => check.integer("limit", limit, 1, 1)))
+    const interval = yield* check.duration("interval", options.interval, Duration.zero)
+    yield* check.require("interval", options.interval, Duration.toMillis(interval) > 0, "a positive duration")
+    return { limit, interval }
   })
 
 // Milliseconds with a fraction, from the clock's nanoseconds: the live clock's high-resolution (monotonic) time,

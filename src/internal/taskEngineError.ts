@@ -4,19 +4,27 @@
  */
 import * as Duration from "effect/Duration"
 import * as Schema from "effect/Schema"
+import { errorDetail } from "./causeDetail.js"
 
 /** @internal */
 export class TaskEngineError extends Schema.TaggedError<TaskEngineError>("effect-workers/TaskEngineError")(
   "TaskEngineError",
   {
-    reason: Schema.Literal("TaskTimeout", "StartTimeout"),
-    timeout: Schema.DurationFromSelf,
-    taskId: Schema.optional(Schema.String)
+    reason: Schema.Literal("TaskTimeout", "StartTimeout", "RateLimiter"),
+    timeout: Schema.optional(Schema.DurationFromSelf),
+    taskId: Schema.optional(Schema.String),
+    cause: Schema.optional(Schema.Defect)
   }
 ) {
   override get message(): string {
-    return this.reason === "TaskTimeout"
-      ? `Task ${this.taskId ?? "?"} did not finish within ${Duration.format(this.timeout)}`
-      : `No task was added within ${Duration.format(this.timeout)}`
+    const timeout = this.timeout === undefined ? "?" : Duration.format(this.timeout)
+    switch (this.reason) {
+      case "TaskTimeout":
+        return `Task ${this.taskId ?? "?"} did not finish within ${timeout}`
+      case "StartTimeout":
+        return `No task was added within ${timeout}`
+      case "RateLimiter":
+        return `The rate limiter failed before task ${this.taskId ?? "?"}: ${errorDetail(this.cause)}`
+    }
   }
 }
