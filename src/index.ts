@@ -46,11 +46,6 @@ export * as TaskEngine from "./TaskEngine.js"
 export * as TaskResult from "./TaskResult.js"
 
 /**
- * @since 0.1.0
- */
-export * as JobRunner from "./JobRunner.js"
-
-/**
  * A durable job queue shared by processes and machines (Redis, PostgreSQL, SQLite or memory): offer by id,
  * at-least-once delivery under a lease, acknowledgement after success, dead letters after `maxAttempts`.
  *
