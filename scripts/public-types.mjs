@@ -33,10 +33,9 @@ const program = ts.createProgram(publicFiles, {
 })
 const checker = program.getTypeChecker()
 // Without Effect's declarations every Effect type is `any` and the walk finds nothing: refuse to pass that way.
-const unresolved = program.getSemanticDiagnostics().filter((d) => d.code === 2307)
-if (unresolved.length > 0) {
-  for (const d of unresolved.slice(0, 5)) console.log(ts.flattenDiagnosticMessageText(d.messageText, "\n"))
-  console.log(`public-types: ${unresolved.length} import(s) unresolved from ${pkgDir}; run it where the package is installed`)
+const effect = ts.resolveModuleName("effect/Effect", publicFiles[0], program.getCompilerOptions(), ts.sys)
+if (effect.resolvedModule === undefined) {
+  console.log(`public-types: "effect" does not resolve from ${pkgDir}; run it where the package is installed`)
   process.exit(2)
 }
 const inDir = (decl, dir) => Path.resolve(decl.getSourceFile().fileName).startsWith(dir + Path.sep)

@@ -104,6 +104,12 @@ export interface Options<A, I> {
 export { DurableQueueError }
 
 /**
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isDurableQueueError = (u: unknown): u is DurableQueueError => u instanceof DurableQueueError
+
+/**
  * The contract in one process, with no store, for tests of code that takes a `DurableQueue`: offer by id, attempts,
  * dead letters, interruption and `run`'s graceful shutdown behave as on Redis or SQL (`backend` "memory" in
  * errors). There is no lease (an in-process taker cannot die without settling its job) and nothing outlives the

@@ -252,6 +252,12 @@ export const isJobRunner: (u: unknown) => u is JobRunner<unknown, unknown, unkno
 export { JobRunnerError }
 
 /**
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isJobRunnerError = (u: unknown): u is JobRunnerError => u instanceof JobRunnerError
+
+/**
  * Counts at the end of a run.
  *
  * @since 0.1.0

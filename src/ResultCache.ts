@@ -46,6 +46,12 @@ export { ResultCacheError }
 
 /**
  * @since 0.1.0
+ * @category refinements
+ */
+export const isResultCacheError = (u: unknown): u is ResultCacheError => u instanceof ResultCacheError
+
+/**
+ * @since 0.1.0
  * @category models
  */
 export interface MemoryOptions {

@@ -59,6 +59,12 @@ export declare namespace RedisClient {
 export { RedisError }
 
 /**
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isRedisError = (u: unknown): u is RedisError => u instanceof RedisError
+
+/**
  * Connects (and checks the connection with a `PING`); the scope's end closes it.
  *
  * @since 0.1.0
