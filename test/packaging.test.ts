@@ -190,7 +190,10 @@ describe("packaging", () => {
     Effect.promise(async () => {
       const project = Path.join(tmp, "installed")
       Fs.mkdirSync(project)
-      Fs.writeFileSync(Path.join(project, "package.json"), JSON.stringify({ name: "installed", private: true, type: "module" }))
+      Fs.writeFileSync(
+        Path.join(project, "package.json"),
+        JSON.stringify({ name: "installed", private: true, type: "module" })
+      )
       const npm = (args: ReadonlyArray<string>) =>
         run("npm", [...args, "--prefer-offline", "--no-audit", "--no-fund"], project, 180_000)
       const effect3 = await npm(["install", "effect@3"])
@@ -211,7 +214,8 @@ describe("packaging", () => {
         Path.join(project, "package.json"),
         JSON.stringify({ name: "effect4", private: true, dependencies: { effect: "^4.0.0" } })
       )
-      const out = await run("npm", ["install", "--dry-run", "--prefer-offline", "--no-audit", "--no-fund", tarballPath], project, 180_000)
+      const install = ["install", "--dry-run", "--prefer-offline", "--no-audit", "--no-fund", tarballPath]
+      const out = await run("npm", install, project, 180_000)
       if (offline(out)) return
       expect(out.status).not.toBe(0)
       expect(out.stderr).toContain("ERESOLVE")
@@ -396,7 +400,9 @@ import * as Redis from "effect-workers/redis"
 
 export const engine = TaskEngine.make({ handler: (n: number) => Effect.succeed(n * 2), workers: 2 })
 export const ended = Effect.flatMap(engine, (e) => e.awaitEnd)
-export const failed = Effect.fail(new TaskEngine.TaskEngineError({ reason: "StartTimeout", timeout: Duration.seconds(1) }))
+export const failed = Effect.fail(
+  new TaskEngine.TaskEngineError({ reason: "StartTimeout", timeout: Duration.seconds(1) })
+)
 export const queue = WorkerQueue.make({ worker: (n: number) => Effect.succeed(n) })
 export const required = Effect.flatMap(queue, (q) => q.require(1))
 export const registry = Effect.flatMap(WorkerQueue.Registry, (r) => r.closeAll)
@@ -414,7 +420,9 @@ export const session = Progress.session({ title: "t" })
 export const progressLayer = Layer.merge(Progress.layerTest, Progress.layerNone)
 export const tree = TreeQueue.run({ initial: [{ process: () => Effect.void }], order: "lifo" })
 export const redisLayer = Redis.RedisClient.layer({})
-export const redisCache = Redis.ResultCache.make({ schema: (null as unknown as import("effect").Schema.Schema<number>) })
+export const redisCache = Redis.ResultCache.make({
+  schema: (null as unknown as import("effect").Schema.Schema<number>)
+})
 `,
   "tsconfig.json": JSON.stringify({
     compilerOptions: {
