@@ -14,7 +14,7 @@ import type * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import * as internal from "./internal/durableQueue.js"
+import { DurableQueueError } from "./internal/durableQueue.js"
 import * as memoryInternal from "./internal/memoryDurableQueue.js"
 import type { OptionError } from "./OptionError.js"
 
@@ -101,13 +101,13 @@ export interface Options<A, I> {
  * @since 0.1.0
  * @category errors
  */
-export const DurableQueueError: typeof internal.DurableQueueError = internal.DurableQueueError
+export { DurableQueueError }
 
 /**
  * @since 0.1.0
- * @category errors
+ * @category refinements
  */
-export interface DurableQueueError extends internal.DurableQueueError {}
+export const isDurableQueueError = (u: unknown): u is DurableQueueError => u instanceof DurableQueueError
 
 /**
  * The contract in one process, with no store, for tests of code that takes a `DurableQueue`: offer by id, attempts,

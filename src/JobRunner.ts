@@ -18,6 +18,7 @@ import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/jobRunner/runner.js"
+import { JobRunnerError, ReaderSpawner } from "./internal/jobRunner/runner.js"
 import * as metrics from "./internal/jobRunner/metrics.js"
 import type { DurableQueue } from "./DurableQueue.js"
 import type { OptionError } from "./OptionError.js"
@@ -215,7 +216,7 @@ export declare namespace JobRunner {
  *
  * @example
  * ```ts
- * import { JobRunner } from "effect-workers"
+ * import * as JobRunner from "effect-workers/JobRunner"
  *
  * export const runner = JobRunner.make({
  *   name: "thumbnails",
@@ -248,7 +249,13 @@ export const isJobRunner: (u: unknown) => u is JobRunner<unknown, unknown, unkno
  * @since 0.1.0
  * @category errors
  */
-export class JobRunnerError extends internal.JobRunnerError {}
+export { JobRunnerError }
+
+/**
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isJobRunnerError = (u: unknown): u is JobRunnerError => u instanceof JobRunnerError
 
 /**
  * Counts at the end of a run.
@@ -323,7 +330,22 @@ export const isReaderProcess: () => boolean = internal.isReaderProcess
  * @since 0.1.0
  * @category services
  */
-export class ReaderSpawner extends internal.ReaderSpawner {}
+export { ReaderSpawner }
+
+/**
+ * What a `ReaderSpawner` works with: the request for one reader process, the handle it returns, the jobs it is
+ * handed and how each one ends (`ReaderError` from the reader, `ProcessDied` when its process died).
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export type { Job, JobDone, ProcessDied, ReaderHandle, SpawnRequest } from "./internal/jobRunner/runner.js"
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type { ReaderError } from "./internal/jobRunner/protocol.js"
 
 /**
  * Runs every "reader process" inside the current process: the context layer is built once per simulated process,

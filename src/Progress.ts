@@ -15,6 +15,10 @@ import type * as Scope from "effect/Scope"
 import type { OptionError } from "./OptionError.js"
 import * as internal from "./internal/progress.js"
 import * as display from "./internal/progressDisplay.js"
+import type { Output } from "./internal/progressDisplay.js"
+import { ProgressRecording } from "./internal/progressDisplay.js"
+import type { Session, SessionOptions, Snapshot } from "./internal/progress.js"
+import { Progress } from "./internal/progress.js"
 
 /**
  * A worker's id as shown in its row: TreeQueue numbers its workers from 1; other engines may use strings
@@ -23,13 +27,13 @@ import * as display from "./internal/progressDisplay.js"
  * @since 0.1.0
  * @category models
  */
-export type WorkerId = internal.WorkerId
+export type { WorkerId } from "./internal/progress.js"
 
 /**
  * @since 0.1.0
  * @category models
  */
-export type WorkerState = internal.WorkerState
+export type { WorkerState } from "./internal/progress.js"
 
 /**
  * One worker row: `description` is the text the worker set while `busy`, "waiting for work" while `waiting`, and
@@ -38,7 +42,7 @@ export type WorkerState = internal.WorkerState
  * @since 0.1.0
  * @category models
  */
-export interface WorkerRow extends internal.WorkerRow {}
+export type { WorkerRow } from "./internal/progress.js"
 
 /**
  * `running` until the session's scope closes, then `done`, `failed` (with `error`) or `interrupted`.
@@ -46,7 +50,7 @@ export interface WorkerRow extends internal.WorkerRow {}
  * @since 0.1.0
  * @category models
  */
-export type SessionState = internal.SessionState
+export type { SessionState } from "./internal/progress.js"
 
 /**
  * What a display shows at one instant. `total` is none until the first tracked item is counted; `rate` is
@@ -55,7 +59,7 @@ export type SessionState = internal.SessionState
  * @since 0.1.0
  * @category models
  */
-export interface Snapshot extends internal.Snapshot {}
+export type { Snapshot } from "./internal/progress.js"
 
 /**
  * The reporting side of one run. Every method is a field write: cheap enough to call once per item.
@@ -63,31 +67,30 @@ export interface Snapshot extends internal.Snapshot {}
  * @since 0.1.0
  * @category models
  */
-export interface Session extends internal.Session {}
+export type { Session } from "./internal/progress.js"
 
 /**
  * @since 0.1.0
  * @category models
  */
-export interface UnsafeSession extends internal.UnsafeSession {}
+export type { UnsafeSession } from "./internal/progress.js"
 
 /**
+ * `title` heads the panels (default "Progress"); `workers` lists the worker rows up front, as a count (ids
+ * 1..n) or as ids, all "waiting for work".
+ *
  * @since 0.1.0
  * @category models
  */
-export declare namespace Session {
-  /**
-   * `title` heads the panels (default "Progress"); `workers` lists the worker rows up front, as a count (ids
-   * 1..n) or as ids, all "waiting for work".
-   *
-   * @since 0.1.0
-   * @category models
-   */
-  export interface Options {
-    readonly title?: string | undefined
-    readonly workers?: number | ReadonlyArray<WorkerId> | undefined
-  }
-}
+export type { SessionOptions } from "./internal/progress.js"
+
+/**
+ * What the `Progress` service does.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type { ProgressService } from "./internal/progress.js"
 
 /**
  * The service: `session(options)` opens a session for the life of the current scope; closing the scope records
@@ -97,13 +100,7 @@ export declare namespace Session {
  * @since 0.1.0
  * @category services
  */
-export const Progress: typeof internal.Progress = internal.Progress
-
-/**
- * @since 0.1.0
- * @category services
- */
-export type Progress = internal.Progress
+export { Progress }
 
 /**
  * Where displays write: `process.stdout` by default; any object with `write` (and, for the terminal panels,
@@ -112,7 +109,7 @@ export type Progress = internal.Progress
  * @since 0.1.0
  * @category models
  */
-export interface Output extends display.Output {}
+export type { Output }
 
 /**
  * Live terminal panels: a workers panel and an overall panel with a bar, redrawn in place at most `fps` times a
@@ -161,13 +158,15 @@ export const layer: (options?: { readonly output?: Output | undefined }) => Laye
  * @since 0.1.0
  * @category testing
  */
-export const ProgressRecording: typeof display.ProgressRecording = display.ProgressRecording
+export { ProgressRecording }
 
 /**
+ * What `ProgressRecording` gives a test.
+ *
  * @since 0.1.0
  * @category testing
  */
-export type ProgressRecording = display.ProgressRecording
+export type { RecordingService } from "./internal/progressDisplay.js"
 
 /**
  * Records a `Snapshot` after every report (and when a session opens and closes), readable through
@@ -219,6 +218,6 @@ export const formatPanels: (snapshot: Snapshot, width: number, height: number) =
  * @category constructors
  */
 export const session = (
-  options?: Session.Options
+  options?: SessionOptions
 ): Effect.Effect<Session, never, Progress | Scope.Scope> =>
   Effect.flatMap(internal.Progress, (progress) => progress.session(options))

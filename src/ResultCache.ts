@@ -14,6 +14,7 @@ import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type * as Schema from "effect/Schema"
 import * as internal from "./internal/resultCache.js"
+import { ResultCacheError } from "./internal/resultCache.js"
 import type { OptionError } from "./OptionError.js"
 
 /**
@@ -41,13 +42,13 @@ export interface ResultCache<in out K, in out V> {
  * @since 0.1.0
  * @category errors
  */
-export const ResultCacheError: typeof internal.ResultCacheError = internal.ResultCacheError
+export { ResultCacheError }
 
 /**
  * @since 0.1.0
- * @category errors
+ * @category refinements
  */
-export interface ResultCacheError extends internal.ResultCacheError {}
+export const isResultCacheError = (u: unknown): u is ResultCacheError => u instanceof ResultCacheError
 
 /**
  * @since 0.1.0

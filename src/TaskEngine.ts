@@ -18,6 +18,7 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as internal from "./internal/taskEngine.js"
 import * as internalError from "./internal/taskEngineError.js"
+import { TaskEngineError } from "./internal/taskEngineError.js"
 import type { DurableQueue } from "./DurableQueue.js"
 import type { OptionError } from "./OptionError.js"
 import type { RateLimiter } from "./RateLimiter.js"
@@ -31,13 +32,7 @@ import type { TaskResult } from "./TaskResult.js"
  * @since 0.1.0
  * @category errors
  */
-export const TaskEngineError: typeof internalError.TaskEngineError = internalError.TaskEngineError
-
-/**
- * @since 0.1.0
- * @category errors
- */
-export type TaskEngineError = internalError.TaskEngineError
+export { TaskEngineError }
 
 /**
  * @since 0.1.0

@@ -12,6 +12,7 @@ import type * as Effect from "effect/Effect"
 import type { OptionError } from "./OptionError.js"
 import type { Progress } from "./Progress.js"
 import * as internal from "./internal/treeQueue.js"
+import type { Order } from "./internal/treeQueue.js"
 
 /**
  * What `process` receives: its worker's id (from 1), `enqueue` to add children of this item (only while
@@ -53,7 +54,7 @@ export interface Item<E = never, R = never> {
  * @since 0.1.0
  * @category models
  */
-export type Order = internal.Order
+export type { Order } from "./internal/treeQueue.js"
 
 /**
  * @since 0.1.0
@@ -71,7 +72,13 @@ export declare namespace run {
    * @since 0.1.0
    * @category models
    */
-  export interface Options<E, R> extends internal.RunOptions<E, R> {}
+  export interface Options<E, R> {
+    readonly initial: Iterable<Item<E, R>>
+    readonly workers?: number | undefined
+    readonly order?: Order | undefined
+    readonly graceful?: boolean | undefined
+    readonly title?: string | undefined
+  }
 }
 
 /**

@@ -8,12 +8,13 @@
  *
  * @since 0.1.0
  */
-import type * as Context from "effect/Context"
+import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/workerQueue.js"
+import { WorkerQueueError } from "./internal/workerQueue.js"
 import type { OptionError } from "./OptionError.js"
 import type { ResultCache } from "./ResultCache.js"
 import * as ResultCacheModule from "./ResultCache.js"
@@ -106,13 +107,7 @@ export interface Options<in out I, in out A, in out E = never, out R = never> {
  * @since 0.1.0
  * @category errors
  */
-export const WorkerQueueError: typeof internal.WorkerQueueError = internal.WorkerQueueError
-
-/**
- * @since 0.1.0
- * @category errors
- */
-export interface WorkerQueueError extends internal.WorkerQueueError {}
+export { WorkerQueueError }
 
 /**
  * @since 0.1.0
@@ -207,7 +202,10 @@ export const layerTest = <Id, I, A, E = never, R = never>(
  * @since 0.1.0
  * @category registry
  */
-export class Registry extends internal.Registry {
+// Its own class over the internal tag's key (the same service at run time), so that `yield* Registry` requires
+// this public `Registry`: a subclass of the internal tag would carry the internal class as its identifier, which a
+// consumer's declarations could only name by an internal path.
+export class Registry extends Context.Tag(internal.Registry.key)<Registry, Registry.Service>() {
   /**
    * A fresh registry; closing the layer's scope closes every queue still registered.
    *

@@ -1,6 +1,7 @@
 /**
  * effect-workers: an Effect-native concurrency toolkit. Each module is a namespace: `WorkerQueue.make(...)`,
- * `ResultCache.memory(...)`, and so on.
+ * `ResultCache.memory(...)`, and so on. This entry reaches no Node builtin, so it bundles for browsers and edge
+ * runtimes; JobRunner, which starts OS processes, has its own Node-only entry, `effect-workers/JobRunner`.
  *
  * @since 0.1.0
  */
@@ -44,11 +45,6 @@ export * as TaskEngine from "./TaskEngine.js"
  * @since 0.1.0
  */
 export * as TaskResult from "./TaskResult.js"
-
-/**
- * @since 0.1.0
- */
-export * as JobRunner from "./JobRunner.js"
 
 /**
  * A durable job queue shared by processes and machines (Redis, PostgreSQL, SQLite or memory): offer by id,

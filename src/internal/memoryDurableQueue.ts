@@ -10,7 +10,6 @@ import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import { randomUUID } from "node:crypto"
 import type * as DurableQueue from "../DurableQueue.js"
 import type { OptionError } from "../OptionError.js"
 import { DurableQueueError, makeRun } from "./durableQueue.js"
@@ -73,7 +72,7 @@ export const make = <A, I>(
         encode(value).pipe(
           Effect.mapError((cause) => new DurableQueueError({ reason: "EncodeFailed", backend: "memory", queue: name, cause })),
           Effect.flatMap((encoded) => {
-            const id = offerOptions?.id ?? randomUUID()
+            const id = offerOptions?.id ?? globalThis.crypto.randomUUID()
             if (ids.has(id)) return Effect.succeed(id)
             ids.add(id)
             return Effect.as(Queue.offer(ready, { id, encoded, attempts: 0 }), id)

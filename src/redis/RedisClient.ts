@@ -4,11 +4,13 @@
  *
  * @since 0.1.0
  */
+import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { Redis, RedisOptions } from "ioredis"
 import * as internal from "../internal/redis/client.js"
+import { RedisError } from "../internal/redis/client.js"
 
 /**
  * The service: the connected client, the options it was made from, and a way to open one more connection with
@@ -17,7 +19,9 @@ import * as internal from "../internal/redis/client.js"
  * @since 0.1.0
  * @category tags
  */
-export class RedisClient extends internal.RedisClient {}
+// Its own class over the internal tag's key (the same service at run time): a subclass of the internal tag would
+// carry the internal class as its identifier, which a consumer's declarations could only name by an internal path.
+export class RedisClient extends Context.Tag(internal.RedisClient.key)<RedisClient, RedisClient.Service>() {}
 
 /**
  * @since 0.1.0
@@ -52,13 +56,13 @@ export declare namespace RedisClient {
  * @since 0.1.0
  * @category errors
  */
-export const RedisError: typeof internal.RedisError = internal.RedisError
+export { RedisError }
 
 /**
  * @since 0.1.0
- * @category errors
+ * @category refinements
  */
-export interface RedisError extends internal.RedisError {}
+export const isRedisError = (u: unknown): u is RedisError => u instanceof RedisError
 
 /**
  * Connects (and checks the connection with a `PING`); the scope's end closes it.

@@ -53,7 +53,11 @@ export interface Options<in out I, in out A, in out E = never, out R = never>
  * import { RedisClient, ResultCache, WorkerQueue } from "effect-workers/redis"
  *
  * const program = Effect.gen(function*() {
- *   const cache = yield* ResultCache.make({ schema: Schema.String, prefix: "pages:", timeToLive: "1 day" })
+ *   const cache = yield* ResultCache.make<string, string, string>({
+ *     schema: Schema.String,
+ *     prefix: "pages:",
+ *     timeToLive: "1 day"
+ *   })
  *   const pages = yield* WorkerQueue.make({
  *     worker: (url: string) => Effect.promise(() => fetch(url).then((r) => r.text())),
  *     cache,

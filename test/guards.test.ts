@@ -1,0 +1,41 @@
+/**
+ * Every error class has an `isXError` guard in its public module, true for its own errors only.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as DurableQueue from "../src/DurableQueue.js"
+import * as JobRunner from "../src/JobRunner.js"
+import * as OptionError from "../src/OptionError.js"
+import * as RedisClient from "../src/redis/RedisClient.js"
+import * as ResultCache from "../src/ResultCache.js"
+import * as TaskEngine from "../src/TaskEngine.js"
+import * as WorkerQueue from "../src/WorkerQueue.js"
+
+const errors = {
+  DurableQueueError: new DurableQueue.DurableQueueError({ reason: "StoreFailed", backend: "memory", queue: "q" }),
+  JobRunnerError: new JobRunner.JobRunnerError({ reason: "SpawnFailed", runner: "r", detail: "d" }),
+  RedisError: new RedisClient.RedisError({ reason: "CommandFailed", command: "GET" }),
+  ResultCacheError: new ResultCache.ResultCacheError({ reason: "GetFailed", key: "k" }),
+  TaskEngineError: new TaskEngine.TaskEngineError({ reason: "StartTimeout", timeout: Duration.seconds(1) }),
+  WorkerQueueError: new WorkerQueue.WorkerQueueError({ reason: "Closed", queue: "q" })
+}
+
+const guards: Record<keyof typeof errors, (u: unknown) => boolean> = {
+  DurableQueueError: DurableQueue.isDurableQueueError,
+  JobRunnerError: JobRunner.isJobRunnerError,
+  RedisError: RedisClient.isRedisError,
+  ResultCacheError: ResultCache.isResultCacheError,
+  TaskEngineError: TaskEngine.isTaskEngineError,
+  WorkerQueueError: WorkerQueue.isWorkerQueueError
+}
+
+describe("error guards", () => {
+  it("each isXError recognises its own error and no other", () => {
+    for (const [name, guard] of Object.entries(guards)) {
+      const hits = Object.entries(errors).filter(([, e]) => guard(e)).map(([n]) => n)
+      expect(hits, name).toEqual([name])
+      expect(guard({ _tag: name }), name).toBe(false)
+      expect(guard(new OptionError.OptionError({ module: "M", field: "f", expected: "e", value: 0 })), name).toBe(false)
+    }
+  })
+})
