@@ -376,6 +376,134 @@ describe("WorkerQueue", () => {
       }))
   })
 
+  describe("DataLoader parity: clear, clearAll, prime, key, requireAllExit (issue #12)", () => {
+    it.scoped("clear forgets a cached result: the next require runs the worker again", () =>
+      Effect.gen(function*() {
+        let runs = 0
+        const queue = yield* WorkerQueue.make({
+          worker: (n: number) => Effect.sync(() => n * 10 + ++runs),
+          cache: yield* ResultCache.memory<number, number>()
+        })
+        expect(yield* queue.require(1)).toBe(11)
+        expect(yield* queue.require(1)).toBe(11)
+        yield* queue.clear(1)
+        expect(yield* queue.require(1)).toBe(12)
+        yield* queue.require(2)
+        yield* queue.clearAll
+        expect(yield* queue.requireAll([1, 2])).toEqual([14, 25])
+      }))
+
+    it.scoped("clear during a run detaches it: its waiters get its result, it writes no cache, the next require runs anew", () =>
+      Effect.gen(function*() {
+        const gate = yield* Deferred.make<void>()
+        let runs = 0
+        const cache = yield* ResultCache.memory<string, number>()
+        const queue = yield* WorkerQueue.make({
+          worker: (_: string) =>
+            Effect.sync(() => ++runs).pipe(Effect.tap((n) => (n === 1 ? Deferred.await(gate) : Effect.void))),
+          cache
+        })
+        const old = yield* Effect.fork(queue.require("k"))
+        yield* waitFor(Effect.map(queue.stats, (s) => s.running === 1))
+        yield* queue.clear("k")
+        expect(yield* queue.require("k")).toBe(2) // a new run, not a join of the detached one
+        yield* Deferred.succeed(gate, undefined)
+        expect(yield* Fiber.join(old)).toBe(1)
+        expect(yield* cache.get("k")).toEqual(Option.some(2)) // the detached run did not overwrite it
+        expect((yield* queue.stats).inFlight).toBe(0)
+      }))
+
+    it.effect("close settles detached runs too: nothing hangs", () =>
+      Effect.gen(function*() {
+        const scope = yield* Scope.make()
+        const queue = yield* WorkerQueue.make({ worker: (_: number) => Effect.never, finishTimeout: "1 second" }).pipe(
+          Scope.extend(scope)
+        )
+        const waiter = yield* Effect.fork(queue.require(1))
+        yield* waitFor(Effect.map(queue.stats, (s) => s.running === 1))
+        yield* queue.clear(1)
+        const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        yield* TestClock.adjust("1 second")
+        yield* Fiber.join(closing)
+        const error = yield* Effect.flip(Fiber.join(waiter))
+        expect(error).toBeInstanceOf(WorkerQueue.WorkerQueueError)
+        expect((error as WorkerQueue.WorkerQueueError).reason).toBe("FinishTimeout")
+      }))
+
+    it.scoped("prime fills the cache without a run, and leaves a key already cached or in flight as it is", () =>
+      Effect.gen(function*() {
+        const w = gatedWorker<number>()
+        const queue = yield* WorkerQueue.make({ worker: w.worker, cache: yield* ResultCache.memory<number, string>() })
+        yield* queue.prime(1, "primed")
+        yield* queue.prime(1, "again")
+        expect(yield* queue.require(1)).toBe("primed")
+        const running = yield* Effect.fork(queue.require(2))
+        yield* waitFor(Effect.map(queue.stats, (s) => s.running === 1))
+        yield* queue.prime(2, "too late")
+        yield* w.release(2)
+        expect(yield* Fiber.join(running)).toBe("value:2")
+        expect(yield* queue.require(2)).toBe("value:2")
+        expect(w.runs).toEqual([2])
+        // Without a cache there is nothing to prime: the worker still runs.
+        const bare = yield* WorkerQueue.make({ worker: (n: number) => Effect.succeed(n) })
+        yield* bare.prime(5, 50)
+        expect(yield* bare.require(5)).toBe(5)
+      }))
+
+    it.scoped("key maps items to one cache and in-flight key (cacheKeyFn): the first item's run serves all", () =>
+      Effect.gen(function*() {
+        interface User {
+          readonly id: number
+          readonly requestedBy: string
+        }
+        const runs: Array<string> = []
+        const cache = yield* ResultCache.memory<number, string>()
+        const queue = yield* WorkerQueue.make({
+          worker: (u: User) => Effect.sync(() => (runs.push(u.requestedBy), `user ${u.id}`)),
+          key: (u: User) => u.id,
+          cache
+        })
+        const values = yield* queue.requireAll([{ id: 1, requestedBy: "a" }, { id: 1, requestedBy: "b" }, {
+          id: 2,
+          requestedBy: "c"
+        }])
+        expect(values).toEqual(["user 1", "user 1", "user 2"])
+        expect(runs).toEqual(["a", "c"])
+        expect(yield* cache.get(1)).toEqual(Option.some("user 1"))
+        yield* queue.clear({ id: 1, requestedBy: "anyone" })
+        expect(yield* cache.get(1)).toEqual(Option.none())
+        // A key function that throws fails that require with a defect; the queue goes on.
+        const throwing = yield* WorkerQueue.make({
+          worker: (n: number) => Effect.succeed(n),
+          key: (n: number) => {
+            if (n < 0) throw new Error("bad key")
+            return n
+          }
+        })
+        const exit = yield* Effect.exit(throwing.require(-1))
+        expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
+        const outcomes = yield* throwing.requireAllExit([1, -1, 2])
+        expect(outcomes.map(Exit.isSuccess)).toEqual([true, false, true])
+      }))
+
+    it.scoped("requireAllExit gives each item's outcome in input order instead of failing on the first (loadMany)", () =>
+      Effect.gen(function*() {
+        const queue = yield* WorkerQueue.make({
+          worker: (n: number) => (n < 0 ? Effect.fail(new Boom({ item: n })) : Effect.succeed(n * 2))
+        })
+        const outcomes = yield* queue.requireAllExit([1, -2, 3, -2])
+        expect(outcomes).toEqual([
+          Exit.succeed(2),
+          Exit.fail(new Boom({ item: -2 })),
+          Exit.succeed(6),
+          Exit.fail(new Boom({ item: -2 }))
+        ])
+        yield* queue.close
+        const closed = yield* queue.requireAllExit([1])
+        expect(Exit.isFailure(closed[0]!)).toBe(true)
+      }))
+  })
+
   describe("unsafeRequire (Promise API)", () => {
     it.scoped("shares runs and cache with require, resolves with the value, rejects with the typed failure", () =>
       Effect.gen(function*() {
