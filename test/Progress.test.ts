@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { execFileSync } from "node:child_process"
 import { fileURLToPath } from "node:url"
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -9,6 +10,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
+import type { OptionError } from "../src/OptionError.js"
 import * as Progress from "../src/Progress.js"
 
 const fakeTerminal = (columns = 60, rows = 20) => {
@@ -173,6 +175,15 @@ describe("Progress", () => {
     Effect.gen(function*() {
       const error = yield* Effect.flip(Layer.build(Progress.layerTerminal({ fps: 0 })).pipe(Effect.scoped))
       assert.include(error.message, "Progress: expected `fps`")
+      const build = (layer: Layer.Layer<Progress.Progress, OptionError>) => Effect.flip(Layer.build(layer).pipe(Effect.scoped))
+      assert.strictEqual((yield* build(Progress.layerTerminal({ fps: 1e12 }))).field, "fps")
+      assert.include((yield* build(Progress.layerTerminal({ fsp: 5 } as { fps?: number }))).message, "did you mean `fps`?")
+      assert.include((yield* build(Progress.layerLines({ intervall: "1 second" } as { interval?: Duration.DurationInput }))).message, "did you mean `interval`?")
+      assert.strictEqual((yield* build(Progress.layer({ output: { write: 5 } as unknown as Progress.Output }))).field, "output")
+      assert.strictEqual((yield* build(Progress.layerLines({ output: "stdout" as unknown as Progress.Output }))).field, "output")
+      // A session's worker count has no error channel: a huge one is a defect carrying the OptionError.
+      const exit = yield* Effect.exit(Progress.session({ workers: 1e12 }).pipe(Effect.scoped, Effect.provide(Progress.layerNone)))
+      assert.isTrue(Exit.isFailure(exit) && String(Cause.squash(exit.cause)).includes("`workers`"))
     }))
 
   it.live("live display in a real terminal (tmux): panels drawn in place, sized to the pane, cursor restored on exit and Ctrl-C", () =>

@@ -74,6 +74,10 @@ describe("ResultCache", () => {
         const ttl = yield* Effect.flip(ResultCache.memory({ timeToLive: -5 }))
         expect(ttl.field).toBe("timeToLive")
         expect(ttl.message).toContain("got `-5`")
+        const huge = yield* Effect.flip(ResultCache.memory({ capacity: 2 ** 53 }))
+        expect(huge.field).toBe("capacity")
+        const typo = yield* Effect.flip(ResultCache.memory({ timeToLve: "1 hour" } as ResultCache.MemoryOptions))
+        expect(typo.message).toContain("did you mean `timeToLive`?")
       }))
   })
 

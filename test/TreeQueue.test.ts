@@ -15,6 +15,7 @@ import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import * as Site from "../examples/crawl/site.js"
+import { OptionError } from "../src/OptionError.js"
 import * as Progress from "../src/Progress.js"
 import * as TreeQueue from "../src/TreeQueue.js"
 
@@ -379,10 +380,51 @@ describe("TreeQueue", () => {
   it.effect("bad options fail with OptionError naming the field", () =>
     Effect.gen(function*() {
       const e1 = yield* Effect.flip(run<never>({ initial: [], workers: 0 }))
-      assert.include(e1.message, "TreeQueue: expected `workers` to be an integer from 1 and up, got `0`")
+      assert.include(e1.message, "TreeQueue: expected `workers` to be an integer from 1 to 1000000, got `0`")
+      // Huge counts crashed with "Invalid array length" (a row and a fiber per worker).
+      for (const workers of [1e12, 2 ** 53]) {
+        const huge = yield* Effect.flip(run<never>({ initial: [], workers }))
+        assert.strictEqual((huge as OptionError).field, "workers")
+      }
+      const typo = yield* Effect.flip(run<never>({ initial: [], wrokers: 4 } as TreeQueue.run.Options<never, never>))
+      assert.include(typo.message, "did you mean `workers`?")
       const e2 = yield* Effect.flip(run<never>({ initial: [], order: "random" as TreeQueue.Order }))
       assert.include(e2.message, "`order`")
     }))
+
+  it.effect("a root without process, or with priority NaN, is an OptionError naming the item; nothing runs", () =>
+    Effect.gen(function*() {
+      const ran: Array<string> = []
+      const good: TreeQueue.Item = { kind: "good", process: () => Effect.sync(() => void ran.push("good")) }
+      const noProcess = { kind: "Page", url: "/broken" } as unknown as TreeQueue.Item
+      const e1 = yield* Effect.flip(run({ initial: [good, noProcess] }))
+      assert.instanceOf(e1, OptionError)
+      assert.strictEqual((e1 as OptionError).field, "item.process")
+      assert.include(e1.message, "/broken")
+      const notFunction = { kind: "Page", url: "/x", process: "fetch" } as unknown as TreeQueue.Item
+      assert.strictEqual(((yield* Effect.flip(run({ initial: [notFunction] }))) as OptionError).field, "item.process")
+      const nan: TreeQueue.Item = { kind: "Img", priority: Number.NaN, process: () => Effect.void }
+      const e2 = yield* Effect.flip(run({ initial: [nan], order: "priority" }))
+      assert.strictEqual((e2 as OptionError).field, "item.priority")
+      assert.include(e2.message, "Img")
+      const e3 = yield* Effect.flip(run({ initial: [null as unknown as TreeQueue.Item] }))
+      assert.strictEqual((e3 as OptionError).field, "item")
+      assert.deepStrictEqual(ran, [])
+    }))
+
+  it.effect("a child without process ends the run with an OptionError naming it, not a raw TypeError", () =>
+    Effect.gen(function*() {
+      const parent: TreeQueue.Item = {
+        kind: "Parent",
+        process: (ctx) => ctx.enqueue({ kind: "Child", id: 7 } as unknown as TreeQueue.Item)
+      }
+      const error = yield* Effect.flip(TreeQueue.run({ initial: [parent] }))
+      assert.instanceOf(error, OptionError)
+      assert.strictEqual((error as OptionError).field, "item.process")
+      assert.include(error.message, "\"id\":7")
+      const last = yield* Effect.flatMap(Progress.ProgressRecording, (r) => r.last)
+      assert.strictEqual(last?.state, "failed")
+    }).pipe(Effect.provide(Progress.layerTest)))
 
   it.effect("reports worker rows, queue high-water and overall counts to Progress", () =>
     Effect.gen(function*() {

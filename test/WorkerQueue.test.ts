@@ -782,6 +782,14 @@ describe("WorkerQueue", () => {
       ["concurrency", { concurrency: Number.NaN }, "got `NaN`"],
       ["concurrency", { concurrency: 1.5 }, "got `1.5`"],
       ["capacity", { capacity: 0 }, "got `0`"],
+      // Huge counts crashed with "Invalid array length" (one worker fiber each).
+      ["concurrency", { concurrency: 1e12 }, "got `1000000000000`"],
+      ["concurrency", { concurrency: 2 ** 53 }, "got `9007199254740992`"],
+      ["capacity", { capacity: 2 ** 53 }, "got `9007199254740992`"],
+      ["concurrency", { concurrency: "8" as unknown as number }, "got `\"8\"`"],
+      ["concurency", { concurency: 8 } as Partial<WorkerQueue.Options<number, number>>, "did you mean `concurrency`?"],
+      ["name", { name: 5 as unknown as string }, "got `5`"],
+      ["key", { key: "id" as unknown as (n: number) => number }, "got `\"id\"`"],
       ["finishTimeout", { finishTimeout: -1 }, "got `-1`"],
       ["finishTimeout", { finishTimeout: "-2 seconds" }, "got `\"-2 seconds\"`"]
     ]

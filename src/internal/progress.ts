@@ -11,6 +11,8 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Cause from "effect/Cause"
 import * as CauseM from "effect/Cause"
+import { OptionError } from "../OptionError.js"
+import { MAX_COUNT } from "./options.js"
 
 /** @internal */
 export type WorkerId = number | string
@@ -91,6 +93,16 @@ export interface ProgressService {
 /** @internal */
 export class Progress extends Context.Tag("effect-workers/Progress")<Progress, ProgressService>() {}
 
+/**
+ * A session's worker count: `session` has no error channel (engines and users' own `Progress` services open
+ * sessions), so a count that would crash the row allocation (`1e12`: "Invalid array length") or mean nothing
+ * (`NaN`) is a defect carrying the `OptionError` that names it.
+ */
+const workerCount = (n: number): number => {
+  if (Number.isInteger(n) && n >= 0 && n <= MAX_COUNT) return n
+  throw new OptionError({ module: "Progress", field: "workers", value: n, expected: `an integer from 0 to ${MAX_COUNT}` })
+}
+
 /** @internal */
 export const WAITING = "waiting for work"
 /** @internal */
@@ -126,7 +138,7 @@ export class SessionState_ {
     readonly onChange: ((self: SessionState_) => void) | undefined
   ) {
     const ids: ReadonlyArray<WorkerId> = typeof workers === "number"
-      ? Array.from({ length: workers }, (_, i) => i + 1)
+      ? Array.from({ length: workerCount(workers) }, (_, i) => i + 1)
       : workers ?? []
     for (const id of ids) this.row(id)
   }

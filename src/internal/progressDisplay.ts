@@ -25,6 +25,14 @@ const stdout = (): Output =>
     ? process.stdout
     : { write: (text: string) => console.log(text.replace(/\n$/, "")) }
 
+const check = checker("Progress")
+
+/** The output checked once: a `write` that is not a function used to crash the drawing fiber at its first frame. */
+const outputOf = (output: Output | undefined): Effect.Effect<Output, OptionError> =>
+  output === undefined
+    ? Effect.sync(stdout)
+    : check.require("output", output, typeof output === "object" && typeof output?.write === "function", "an object with a write method")
+
 /** @internal */
 export const ESC = {
   hideCursor: "\x1b[?25l",
@@ -43,9 +51,9 @@ export interface TerminalOptions {
 /** @internal */
 export const makeTerminal = (options?: TerminalOptions): Effect.Effect<ProgressService, OptionError, Scope.Scope> =>
   Effect.gen(function*() {
-    const check = checker("Progress")
-    const fps = yield* check.integer("fps", options?.fps, 10, 1)
-    const out = options?.output ?? stdout()
+    yield* check.knownKeys(options, ["output", "fps"])
+    const fps = yield* check.integer("fps", options?.fps, 10, 1, 1000)
+    const out = yield* outputOf(options?.output)
     const sessions = new Set<SessionState_>()
     let drawn = 0 // lines of the current frame, to move back over
     let cursorHidden = false
@@ -116,8 +124,9 @@ export interface LinesOptions {
 /** @internal */
 export const makeLines = (options?: LinesOptions): Effect.Effect<ProgressService, OptionError, Scope.Scope> =>
   Effect.gen(function*() {
-    const interval = yield* checker("Progress").duration("interval", options?.interval, "2 seconds")
-    const out = options?.output ?? stdout()
+    yield* check.knownKeys(options, ["output", "interval"])
+    const interval = yield* check.duration("interval", options?.interval, "2 seconds")
+    const out = yield* outputOf(options?.output)
     const sessions = new Set<SessionState_>()
     yield* Effect.clockWith((clock) =>
       Effect.sleep(interval).pipe(
@@ -201,7 +210,10 @@ export const isInteractive = (out: Output): boolean =>
 
 /** @internal */
 export const layer = (options?: { readonly output?: Output | undefined }): Layer.Layer<Progress, OptionError> =>
-  Layer.unwrapEffect(Effect.sync(() => {
-    const out = options?.output ?? stdout()
-    return isInteractive(out) ? layerTerminal({ output: out }) : layerLines({ output: out })
-  }))
+  Layer.unwrapEffect(
+    Effect.zipRight(
+      check.knownKeys(options, ["output"]),
+      Effect.map(outputOf(options?.output), (out) =>
+        isInteractive(out) ? layerTerminal({ output: out }) : layerLines({ output: out }))
+    )
+  )

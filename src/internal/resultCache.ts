@@ -131,6 +131,7 @@ export const memory = <K, V>(
   options: ResultCache.MemoryOptions = {}
 ): Effect.Effect<ResultCache.ResultCache<K, V>, OptionError> =>
   Effect.gen(function*() {
+    yield* check.knownKeys(options, ["capacity", "timeToLive"])
     const capacity = yield* check.integerOrInfinity("capacity", options.capacity, Number.POSITIVE_INFINITY, 1)
     const ttl = options.timeToLive === undefined
       ? Duration.infinity
