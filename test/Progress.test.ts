@@ -202,16 +202,19 @@ describe("Progress", () => {
       const fixture = fileURLToPath(new URL("./fixtures/treeQueue-display.ts", import.meta.url))
       const socket = `efw-progress-${process.pid}`
       const t = (...args: Array<string>) => execFileSync(tmux, ["-L", socket, ...args]).toString()
-      const command = `env -u CI TERM=xterm-256color ${process.execPath} --import tsx ${fixture}; echo EXITED $?; sleep 60`
+      const command = (mode: string) =>
+        // The shell traps SIGINT (a trap, unlike an ignore, is not inherited), so that a child killed by Ctrl-C
+        // does not take the shell with it and its status is printed.
+        `trap 'true' INT; env -u CI TERM=xterm-256color ${process.execPath} --import tsx ${fixture} ${mode}; echo EXITED $?; sleep 60`
       /** Runs the fixture in a 70×30 pane; `interrupt` presses Ctrl-C once a busy worker is on screen. */
-      const watch = (name: string, interrupt: boolean) =>
+      const watch = (name: string, interrupt: boolean, mode = "runMain") =>
         Effect.gen(function*() {
           // remain-on-exit: should the pane's shell end early, its last screen can still be read and shown.
-          t("new-session", "-d", "-s", name, "-x", "70", "-y", "30", command, ";", "set-option", "-t", name, "remain-on-exit", "on")
+          t("new-session", "-d", "-s", name, "-x", "70", "-y", "30", command(mode), ";", "set-option", "-t", name, "remain-on-exit", "on")
           let screen = ""
           let sawRunning = false
           let cursorHiddenWhileRunning = false
-          for (let i = 0; i < 200 && !screen.includes("EXITED"); i++) {
+          for (let i = 0; i < 600 && !screen.includes("EXITED") && !screen.includes("Pane is dead"); i++) {
             yield* Effect.sleep("100 millis")
             screen = t("capture-pane", "-p", "-t", name)
             if (!sawRunning && screen.includes("fetching leaf")) {
@@ -244,8 +247,18 @@ describe("Progress", () => {
         assert.include(stopped.screen, "EXITED", stopped.screen)
         assert.strictEqual(stopped.screen.split("╭─ Overall").length - 1, 1, stopped.screen)
         assert.isTrue(stopped.cursorShown, "cursor shown after Ctrl-C")
+        // A graceful Ctrl-C under runMain's default teardown ends with 130, as a shell expects (it was 0).
+        assert.include(stopped.screen, "EXITED 130", stopped.screen)
+        // A plain runPromise program has no handler: Ctrl-C kills it, and the cursor still comes back (it stayed
+        // hidden: Node runs no exit listener when a signal kills the process).
+        const killed = yield* watch("killed", true, "plain")
+        assert.isTrue(killed.sawRunning, killed.screen)
+        assert.isTrue(killed.cursorHiddenWhileRunning, "cursor hidden while drawing")
+        assert.include(killed.screen, "EXITED 130", killed.screen)
+        assert.notInclude(killed.screen, "FINISHED", killed.screen)
+        assert.isTrue(killed.cursorShown, "cursor shown after Ctrl-C killed a plain program")
       } finally {
         t("kill-server")
       }
-    }), 30_000)
+    }), 240_000)
 })

@@ -15,6 +15,7 @@ import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import * as Site from "../examples/crawl/site.js"
+import { spawnFixture } from "./helpers/processes.js"
 import { OptionError } from "../src/OptionError.js"
 import * as Progress from "../src/Progress.js"
 import * as TreeQueue from "../src/TreeQueue.js"
@@ -317,50 +318,44 @@ describe("TreeQueue", () => {
       assert.deepStrictEqual(log, ["interrupted"])
     }))
 
-  it.live("a real SIGINT to a child process stops gracefully; a second SIGINT stops at once", () =>
+  it.live("a real SIGINT stops gracefully (panels say stopping), a second stops at once; exit 130 under runMain's default teardown and from runPromise", () =>
     Effect.gen(function*() {
       const fixture = fileURLToPath(new URL("./fixtures/treeQueue-sigint.ts", import.meta.url))
-      const runChild = (signals: number) =>
-        Effect.async<{ code: number | null; out: string }>((resume) => {
-          const child = spawn(process.execPath, ["--import", "tsx", fixture], {
-            stdio: ["ignore", "pipe", "pipe"],
-            env: { ...process.env, CI: "true" }
-          })
-          let out = ""
-          let sent = 0
-          child.stdout.on("data", (chunk: Buffer) => {
-            out += chunk.toString()
-            // Signal once the slow item is running (and, for the second signal, once the drain started).
-            if (sent === 0 && out.includes("slow: start")) {
-              sent++
-              child.kill("SIGINT")
-            } else if (sent === 1 && signals === 2 && out.includes("draining")) {
-              sent++
-              child.kill("SIGINT")
-            }
-          })
-          child.stderr.on("data", (chunk: Buffer) => {
-            out += chunk.toString()
-          })
-          const timer = setTimeout(() => child.kill("SIGKILL"), 20_000)
-          child.on("exit", (code) => {
-            clearTimeout(timer)
-            resume(Effect.succeed({ code, out }))
-          })
-          return Effect.sync(() => child.kill("SIGKILL"))
+      const STOPPING = "stopping: 1 running — Ctrl-C again to force"
+      const runChild = (mode: "runMain" | "promise", signals: 1 | 2) =>
+        Effect.promise(async () => {
+          const child = spawnFixture(fixture, [mode])
+          try {
+            await child.waitFor((l) => l === "slow: start", 90_000)
+            child.kill("SIGINT")
+            // A progress line that shows the drain proves the first signal was taken; then the second.
+            await child.waitFor((l) => l.includes(STOPPING), 90_000)
+            if (signals === 2) child.kill("SIGINT")
+            const code = await child.exited(90_000)
+            return { code, out: child.lines.join("\n") + child.stderr.join("") }
+          } finally {
+            child.kill()
+          }
         })
-      const [once, twice] = yield* Effect.all([runChild(1), runChild(2)], { concurrency: 2 })
-      assert.include(once.out, "slow: end", once.out)
-      assert.include(once.out, "slow: afterChildren", once.out)
-      assert.notInclude(once.out, "next: start", once.out)
-      assert.include(once.out, "interrupted", once.out)
-      assert.notInclude(once.out, "summary", once.out)
-      assert.strictEqual(once.code, 130, once.out)
-      assert.notInclude(twice.out, "slow: end", twice.out)
-      assert.notInclude(twice.out, "next: start", twice.out)
-      assert.include(twice.out, "slow: interrupted", twice.out)
-      assert.strictEqual(twice.code, 130, twice.out)
-    }), 30_000)
+      const results = yield* Effect.all(
+        [runChild("runMain", 1), runChild("runMain", 2), runChild("promise", 1), runChild("promise", 2)],
+        { concurrency: 2 }
+      )
+      for (const [i, { code, out }] of results.entries()) {
+        assert.strictEqual(code, 130, out)
+        assert.notInclude(out, "next: start", out)
+        assert.notInclude(out, "summary", out)
+        if (i % 2 === 0) {
+          // One signal: the running item and its afterChildren finish, nothing new starts.
+          assert.include(out, "slow: end", out)
+          assert.include(out, "slow: afterChildren", out)
+        } else {
+          assert.notInclude(out, "slow: end", out)
+          assert.include(out, "slow: interrupted", out)
+        }
+        assert.include(out, i < 2 ? "interrupted" : "promise rejected", out)
+      }
+    }), 300_000)
 
   it.effect("enqueue after process ended is refused with a defect naming the rule", () =>
     Effect.gen(function*() {

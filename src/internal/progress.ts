@@ -28,7 +28,7 @@ export interface WorkerRow {
 }
 
 /** @internal */
-export type SessionState = "running" | "done" | "failed" | "interrupted"
+export type SessionState = "running" | "stopping" | "done" | "failed" | "interrupted"
 
 /** @internal */
 export interface Snapshot {
@@ -66,6 +66,11 @@ export interface Session {
   readonly addTotal: (n?: number) => Effect.Effect<void>
   /** Adds to the overall completed count (default 1). */
   readonly addCompleted: (n?: number) => Effect.Effect<void>
+  /**
+   * The engine stops gracefully: it finishes what runs and starts nothing new. The display shows
+   * `stopping: N running — Ctrl-C again to force`. Optional, so that your own `Progress` may leave it out.
+   */
+  readonly setStopping?: Effect.Effect<void> | undefined
   /** The session as a display would show it now. */
   readonly snapshot: Effect.Effect<Snapshot>
   /**
@@ -83,6 +88,7 @@ export interface UnsafeSession {
   readonly setQueueSize: (size: number) => void
   readonly addTotal: (n: number) => void
   readonly addCompleted: (n: number) => void
+  readonly setStopping?: (() => void) | undefined
 }
 
 /** @internal */
@@ -262,6 +268,10 @@ const unsafeOf = (s: SessionState_): UnsafeSession => {
     addCompleted: (n) => {
       s.completed += n
       changed()
+    },
+    setStopping: () => {
+      if (s.state === "running") s.state = "stopping"
+      changed()
     }
   }
 }
@@ -275,6 +285,7 @@ const sessionOf = (s: SessionState_): Session => {
     setQueueSize: (size) => Effect.sync(() => unsafe.setQueueSize(size)),
     addTotal: (n = 1) => Effect.sync(() => unsafe.addTotal(n)),
     addCompleted: (n = 1) => Effect.sync(() => unsafe.addCompleted(n)),
+    setStopping: Effect.sync(() => unsafe.setStopping!()),
     snapshot: Effect.map(Clock.currentTimeMillis, (now) => s.snapshotAt(now)),
     unsafe
   }
@@ -310,9 +321,13 @@ export const overallText = (snap: Snapshot): string => {
   }${eta}`
 }
 
+const busyCount = (snap: Snapshot): number => snap.workers.filter((w) => w.state === "busy").length
+
 const stateText = (snap: Snapshot): string =>
   snap.state === "running"
     ? ""
+    : snap.state === "stopping"
+    ? ` · stopping: ${busyCount(snap)} running — Ctrl-C again to force`
     : snap.state === "done"
     ? " · done"
     : snap.state === "interrupted"
@@ -321,7 +336,7 @@ const stateText = (snap: Snapshot): string =>
 
 /** One line per session, for logs and pipes. @internal */
 export const lineOf = (snap: Snapshot): string => {
-  const busy = snap.workers.filter((w) => w.state === "busy").length
+  const busy = busyCount(snap)
   return `[${snap.title}] ${overallText(snap)} · queue ${int(snap.queueSize)} (max ${
     int(snap.queueHighWater)
   }) · ${busy}/${snap.workers.length} busy${stateText(snap)}`

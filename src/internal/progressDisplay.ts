@@ -9,6 +9,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { OptionError } from "../OptionError.js"
 import { checker } from "./options.js"
+import * as signals from "./signals.js"
 import type { ProgressService, Snapshot } from "./progress.js"
 import { lineOf, makeSession, panelsOf, Progress, type SessionState_ } from "./progress.js"
 
@@ -78,11 +79,14 @@ export const makeTerminal = (options?: TerminalOptions): Effect.Effect<ProgressS
       out.write(frame)
       drawn = Math.min(lines.length, height)
     }
-    // A process that exits without running finalizers still gets its cursor back.
+    // A process that exits without running finalizers still gets its cursor back, and so does one that a signal
+    // is about to kill (Node runs no `exit` listener then).
     const onExit = () => restore()
     if (typeof process !== "undefined" && typeof process.once === "function") process.once("exit", onExit)
+    const unsubscribe = signals.subscribe({ beforeDeath: restore })
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
+        unsubscribe()
         restore()
         if (typeof process !== "undefined" && typeof process.off === "function") process.off("exit", onExit)
       })

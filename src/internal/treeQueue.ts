@@ -15,6 +15,7 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { OptionError } from "../OptionError.js"
 import { checker } from "./options.js"
+import * as signals from "./signals.js"
 import { Progress, type Session, type UnsafeSession } from "./progress.js"
 
 /** @internal */
@@ -181,23 +182,37 @@ const kindOf = (item: object): string => {
 }
 
 /**
- * Installs a one-shot SIGINT / SIGTERM listener while a graceful stop drains, so a second signal stops at once.
- * Without it the default handler would kill the process before the display is restored.
+ * Watches SIGINT / SIGTERM for the life of the run (see `signals.ts`, which never changes what a signal does to a
+ * program that does not handle it): records the first, so that a run it stopped ends the process with 130 / 143
+ * rather than 0, and once the graceful drain has begun, a second one stops at once (`force`).
  */
-const onSecondSignal = (f: () => void): Effect.Effect<void, never, Scope.Scope> =>
-  typeof process === "undefined" || typeof process.once !== "function"
-    ? Effect.void
-    : Effect.acquireRelease(
-      Effect.sync(() => {
-        process.once("SIGINT", f)
-        process.once("SIGTERM", f)
-      }),
-      () =>
-        Effect.sync(() => {
-          process.off("SIGINT", f)
-          process.off("SIGTERM", f)
-        })
-    )
+class SignalWatch {
+  signal: signals.Signal | undefined = undefined
+  private force: (() => void) | undefined = undefined
+
+  onDrain(force: () => void): void {
+    this.force = force
+  }
+
+  readonly watch: Effect.Effect<void, never, Scope.Scope> = Effect.acquireRelease(
+    Effect.sync(() =>
+      signals.subscribe({
+        onSignal: (signal) => {
+          this.signal ??= signal
+          if (this.force === undefined) return false
+          this.force()
+          return true
+        }
+      })
+    ),
+    (unsubscribe) => Effect.sync(unsubscribe)
+  )
+
+  /** A run that a signal stopped (it ended interrupted after one) makes the process exit with its status. */
+  readonly afterInterrupt = Effect.sync(() => {
+    if (this.signal !== undefined) signals.exitWithSignalStatus(this.signal)
+  })
+}
 
 /** @internal */
 export const run = <E, R>(
@@ -267,7 +282,10 @@ const reporterOf = (session: Session): Reporter => {
       workerDone: (id) => buffer.push(session.workerDone(id)),
       setQueueSize: (n) => buffer.push(session.setQueueSize(n)),
       addTotal: (n) => buffer.push(session.addTotal(n)),
-      addCompleted: (n) => buffer.push(session.addCompleted(n))
+      addCompleted: (n) => buffer.push(session.addCompleted(n)),
+      setStopping: () => {
+        if (session.setStopping !== undefined) buffer.push(session.setStopping)
+      }
     },
     flush: (next) =>
       buffer.length === 0 ? next : Effect.zipRight(Effect.all(buffer.splice(0), { discard: true }), next)
@@ -397,15 +415,18 @@ const runWith = <E, R>(
     const pool = yield* Effect.forkScoped(
       Effect.forEach(ids, worker, { concurrency: "unbounded", discard: true })
     )
+    const signalWatch = new SignalWatch()
+    yield* signalWatch.watch
     const stop = graceful
-      ? Effect.scoped(Effect.gen(function*() {
+      ? Effect.suspend(() => {
         stopping = true
         wakeAll()
-        yield* onSecondSignal(() => pool.unsafeInterruptAsFork(FiberId.none))
-        yield* Fiber.await(pool)
-      }))
+        report.setStopping?.()
+        signalWatch.onDrain(() => pool.unsafeInterruptAsFork(FiberId.none))
+        return flush(Fiber.await(pool))
+      })
       : Fiber.interrupt(pool)
-    yield* Fiber.join(pool).pipe(Effect.onInterrupt(() => stop))
+    yield* Fiber.join(pool).pipe(Effect.onInterrupt(() => Effect.zipRight(stop, signalWatch.afterInterrupt)))
     const end = yield* Clock.currentTimeMillis
     return {
       processed,
