@@ -77,6 +77,9 @@ interface Entry<K, I, A, E> {
   settlePromise?: ((exit: Outcome<A, E>) => void) | undefined
 }
 
+const exitOf = <K, I, A, E>(e: Entry<K, I, A, E> | Outcome<A, E>): Outcome<A, E> | undefined =>
+  Exit.isExit(e) ? e : e.exit
+
 const rejectionOf = (cause: Cause.Cause<unknown>): unknown => Cause.squash(cause)
 
 const settledPromise = <A, E>(exit: Exit.Exit<A, E>): Promise<A> =>
@@ -382,7 +385,7 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
    * still pending when its turn comes, not one Effect step per item. The batch is one waiter of each entry that
    * could still be withdrawn, and leaves them all when it ends or is interrupted.
    */
-  private batch(items: Iterable<I>, restore: Restore): Effect.Effect<Array<Outcome<A, E>>> {
+  private batch(items: Iterable<I>, restore: Restore): Effect.Effect<Array<Entry<K, I, A, E> | Outcome<A, E>>> {
     const lookups: Array<Entry<K, I, A, E>> = []
     const entries: Array<Entry<K, I, A, E> | Outcome<A, E>> = []
     const held: Array<Entry<K, I, A, E>> = []
@@ -392,7 +395,6 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
       entries.push(entry)
     }
     this.startLookups(lookups)
-    const exitOf = (e: Entry<K, I, A, E> | Outcome<A, E>) => (Exit.isExit(e) ? e : e.exit)
     const awaitFrom = (start: number): Effect.Effect<void> => {
       let i = start
       while (i < entries.length && exitOf(entries[i]!) !== undefined) i++
@@ -400,24 +402,31 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
       const entry = entries[i] as Entry<K, I, A, E>
       return Effect.flatMap(Effect.exit(restore(Deferred.await(this.deferredOf(entry)))), () => awaitFrom(i + 1))
     }
-    const outcomes = Effect.suspend(() => awaitFrom(0)).pipe(Effect.map(() => entries.map((e) => exitOf(e)!)))
-    if (held.length === 0) return outcomes
-    return Effect.ensuring(outcomes, Effect.sync(() => held.forEach((entry) => this.leave(entry))))
+    const settled = Effect.as(Effect.suspend(() => awaitFrom(0)), entries)
+    if (held.length === 0) return settled
+    return Effect.ensuring(settled, Effect.sync(() => held.forEach((entry) => this.leave(entry))))
   }
 
   readonly requireAllExit = (items: Iterable<I>): Effect.Effect<Array<Outcome<A, E>>> =>
-    Effect.uninterruptibleMask((restore) => Effect.suspend(() => this.batch(items, restore)))
+    Effect.uninterruptibleMask((restore) =>
+      Effect.suspend(() => Effect.map(this.batch(items, restore), (entries) => entries.map((e) => exitOf(e)!)))
+    )
 
   readonly requireAll = (items: Iterable<I>): Effect.Effect<Array<A>, E | WorkerQueueError> =>
-    Effect.flatMap(this.requireAllExit(items), (exits) => {
-      const values = new Array<A>(exits.length)
-      for (let i = 0; i < exits.length; i++) {
-        const exit = exits[i]!
-        if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
-        values[i] = exit.value
-      }
-      return Effect.succeed(values)
-    })
+    Effect.uninterruptibleMask((restore) =>
+      Effect.suspend(() =>
+        Effect.flatMap(this.batch(items, restore), (entries) => {
+          // Read in input order, so the failure reported is the first one.
+          const values = new Array<A>(entries.length)
+          for (let i = 0; i < entries.length; i++) {
+            const exit = exitOf(entries[i]!)!
+            if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
+            values[i] = exit.value
+          }
+          return Effect.succeed(values)
+        })
+      )
+    )
 
   // The Promise twin of `require` for plain TypeScript: the same synchronous registration, then one Promise per
   // entry shared by all its callers (as DataLoader shares one per key), instead of a fiber per caller. A Promise
