@@ -171,6 +171,19 @@ describe("Progress", () => {
       yield* use(Progress.layerNone)
     }))
 
+  it.effect("a graceful stop shows `stopping: N running — Ctrl-C again to force` in panels and lines", () =>
+    Effect.gen(function*() {
+      const session = yield* Progress.session({ title: "crawl", workers: 3 })
+      yield* session.setWorker(1, "GET /a")
+      yield* session.setWorker(2, "GET /b")
+      yield* session.setStopping!
+      const snap = yield* session.snapshot
+      assert.strictEqual(snap.state, "stopping")
+      const text = "stopping: 2 running — Ctrl-C again to force"
+      assert.isTrue(Progress.formatPanels(snap, 80, 20).some((line) => line.includes(text)))
+      assert.include(Progress.formatLine(snap), text)
+    }).pipe(Effect.scoped, Effect.provide(Progress.layerNone)))
+
   it.effect("bad options fail with OptionError", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(Layer.build(Progress.layerTerminal({ fps: 0 })).pipe(Effect.scoped))
@@ -202,15 +215,17 @@ describe("Progress", () => {
       const fixture = fileURLToPath(new URL("./fixtures/treeQueue-display.ts", import.meta.url))
       const socket = `efw-progress-${process.pid}`
       const t = (...args: Array<string>) => execFileSync(tmux, ["-L", socket, ...args]).toString()
-      const command = (mode: string) =>
+      const command = (mode: string, interrupt: boolean) =>
         // The shell traps SIGINT (a trap, unlike an ignore, is not inherited), so that a child killed by Ctrl-C
         // does not take the shell with it and its status is printed.
-        `trap 'true' INT; env -u CI TERM=xterm-256color ${process.execPath} --import tsx ${fixture} ${mode}; echo EXITED $?; sleep 60`
+        `trap 'true' INT; env -u CI TERM=xterm-256color ${process.execPath} --import tsx ${fixture} ${mode} ${
+          interrupt ? 3000 : 150
+        }; echo EXITED $?; sleep 60`
       /** Runs the fixture in a 70×30 pane; `interrupt` presses Ctrl-C once a busy worker is on screen. */
       const watch = (name: string, interrupt: boolean, mode = "runMain") =>
         Effect.gen(function*() {
           // remain-on-exit: should the pane's shell end early, its last screen can still be read and shown.
-          t("new-session", "-d", "-s", name, "-x", "70", "-y", "30", command(mode), ";", "set-option", "-t", name, "remain-on-exit", "on")
+          t("new-session", "-d", "-s", name, "-x", "70", "-y", "30", command(mode, interrupt), ";", "set-option", "-t", name, "remain-on-exit", "on")
           let screen = ""
           let sawRunning = false
           let cursorHiddenWhileRunning = false
