@@ -66,8 +66,6 @@ interface Entry<K, I, A, E> {
   state: "lookup" | "room" | "queued" | "done"
   /** Waiters counted while the entry is in "lookup" or "room", so the last one to leave can withdraw it. */
   waiters: number
-  /** Set by `clear`: out of the in-flight map, and its result is not written to the cache. */
-  detached: boolean
   /** Its place in the waiting room, while in "room". */
   roomNode: RoomNode<Entry<K, I, A, E>> | undefined
   /** The outcome once settled, read synchronously by waiters that arrive after it. */
@@ -207,8 +205,8 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
     }
     entry.state = "done"
     entry.exit = exit
-    if (entry.detached) this.detached.delete(entry)
-    else MutableHashMap.remove(this.inFlight, entry.key)
+    if (!this.isDetached(entry)) MutableHashMap.remove(this.inFlight, entry.key)
+    else this.detached.delete(entry)
     if (entry.deferred !== undefined) Deferred.unsafeDone(entry.deferred, exit)
     if (entry.settlePromise !== undefined) entry.settlePromise(exit)
     if (this.drained !== undefined && this.pending() === 0) Deferred.unsafeDone(this.drained, Exit.void)
@@ -262,7 +260,7 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
           if (Exit.isSuccess(exit)) {
             this.counters.completed++
             // The cache is written before the entry goes, so no second run of the item can start in between.
-            if (entry.detached || this.settings.cache === undefined) {
+            if (this.settings.cache === undefined || this.isDetached(entry)) {
               this.settle(entry, exit)
               return Effect.void
             }
@@ -338,7 +336,6 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
       deferred: undefined,
       state: "lookup",
       waiters: 0,
-      detached: false,
       roomNode: undefined,
       exit: undefined
     }
@@ -447,8 +444,13 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
 
   private detach(entry: Entry<K, I, A, E>): void {
     MutableHashMap.remove(this.inFlight, entry.key)
-    entry.detached = true
     this.detached.add(entry)
+  }
+
+  /** Set by `clear`: out of the in-flight map, and its result is not written to the cache. A set, not a field of
+   * every entry: 8 bytes less per waiting item (1M queued items are the measured case). */
+  private isDetached(entry: Entry<K, I, A, E>): boolean {
+    return this.detached.size > 0 && this.detached.has(entry)
   }
 
   readonly clear = (item: I): Effect.Effect<void, ResultCache.ResultCacheError> =>
