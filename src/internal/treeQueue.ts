@@ -14,6 +14,7 @@ import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { OptionError } from "../OptionError.js"
+import { optionalString } from "./optionString.js"
 import { checker } from "./options.js"
 import * as signals from "./signals.js"
 import { Progress, type Session, type UnsafeSession } from "./progress.js"
@@ -240,12 +241,7 @@ export const run = <E, R>(
       options.initial != null && typeof (options.initial as Iterable<unknown>)[Symbol.iterator] === "function",
       "an iterable of items"
     )
-    const title = yield* check.require(
-      "title",
-      options.title ?? "TreeQueue",
-      options.title === undefined || typeof options.title === "string",
-      "a string"
-    )
+    const title = yield* optionalString(check, "title", options.title, "TreeQueue")
     // Read `initial` exactly once, and check every root before anything runs.
     const roots = Array.from(options.initial)
     for (const item of roots) {

@@ -22,6 +22,7 @@ import type * as Scope from "effect/Scope"
 import type { OptionError } from "../OptionError.js"
 import type * as ResultCache from "../ResultCache.js"
 import type * as WorkerQueue from "../WorkerQueue.js"
+import { optionalString } from "./optionString.js"
 import { checker } from "./options.js"
 import * as resultCache from "./resultCache.js"
 import { CacheGuard, callWorker, Room, type RoomNode } from "./workerQueueParts.js"
@@ -142,12 +143,7 @@ const settingsOf = <I, A, E, R, K>(
       options.key === undefined || typeof options.key === "function",
       "a function from item to key"
     )
-    const name = yield* check.require(
-      "name",
-      options.name ?? "WorkerQueue",
-      options.name === undefined || typeof options.name === "string",
-      "a string"
-    )
+    const name = yield* optionalString(check, "name", options.name, "WorkerQueue")
     return {
       name,
       worker: worker as Settings<I, A, E, R, K>["worker"],
