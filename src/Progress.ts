@@ -45,7 +45,8 @@ export type { WorkerState } from "./internal/progress.js"
 export type { WorkerRow } from "./internal/progress.js"
 
 /**
- * `running` until the session's scope closes, then `done`, `failed` (with `error`) or `interrupted`.
+ * `running` until the session's scope closes, then `done`, `failed` (with `error`) or `interrupted`; `stopping`
+ * between an engine's graceful stop (Ctrl-C) and the end, shown as `stopping: N running — Ctrl-C again to force`.
  *
  * @since 0.1.0
  * @category models
@@ -114,7 +115,8 @@ export type { Output }
 /**
  * Live terminal panels: a workers panel and an overall panel with a bar, redrawn in place at most `fps` times a
  * second (default 10), cut to the terminal's `columns` and `rows` read at each frame. The cursor is hidden while
- * drawing and shown again when the last session ends, when the layer's scope closes, and on process exit.
+ * drawing and shown again when the last session ends, when the layer's scope closes, on process exit, and when
+ * SIGINT / SIGTERM is about to kill a program that does not handle it (a plain `runPromise` program on Ctrl-C).
  *
  * @since 0.1.0
  * @category layers

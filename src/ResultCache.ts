@@ -34,10 +34,15 @@ export interface ResultCache<in out K, in out V> {
   readonly unsafeGet?: ((key: K) => Option.Option<V>) | undefined
   /** The number of entries, where the implementation knows it (the memory cache does). */
   readonly size?: Effect.Effect<number> | undefined
+  /** Removes the key's entry, where the store can (the memory and `KeyValueStore` caches can). */
+  readonly clear?: ((key: K) => Effect.Effect<void, ResultCacheError>) | undefined
+  /** Removes every entry, where the store can. */
+  readonly clearAll?: Effect.Effect<void, ResultCacheError> | undefined
 }
 
 /**
- * A read or a write of the backing store failed. `key` is the key as the store sees it.
+ * A read, a write or a removal of the backing store failed (`GetFailed`, `SetFailed`, `ClearFailed`: also when
+ * the cache cannot remove entries at all). `key` is the key as the store sees it (`*` for every key).
  *
  * @since 0.1.0
  * @category errors
@@ -69,6 +74,10 @@ export interface MakeOptions<K, V, E = never, R = never> {
   /** Returns `Option.some(value)` for a hit, `Option.none()` for a miss; an Effect or a Promise. */
   readonly get: (key: K) => Effect.Effect<Option.Option<V>, E, R> | PromiseLike<Option.Option<V>>
   readonly set: (key: K, value: V) => Effect.Effect<unknown, E, R> | PromiseLike<unknown>
+  /** Removes one entry; without it `clear` fails with `ResultCacheError` (`ClearFailed`). */
+  readonly clear?: ((key: K) => Effect.Effect<unknown, E, R> | PromiseLike<unknown>) | undefined
+  /** Removes every entry; without it `clearAll` fails with `ResultCacheError` (`ClearFailed`). */
+  readonly clearAll?: (() => Effect.Effect<unknown, E, R> | PromiseLike<unknown>) | undefined
 }
 
 /**
@@ -158,3 +167,29 @@ export const layerKeyValueStore = <Id, K, V, I>(
   tag: Context.Tag<Id, ResultCache<K, V>>,
   options: KeyValueStoreOptions<K, V, I>
 ): Layer.Layer<Id, never, KeyValueStore.KeyValueStore> => Layer.effect(tag, internal.keyValueStore(options))
+
+/**
+ * Removes the key's entry (DataLoader's `clear`). A cache without `clear` fails with `ResultCacheError`
+ * (`ClearFailed`), as does one whose `clear` throws.
+ *
+ * @since 0.1.0
+ * @category operations
+ */
+export const clear: <K, V>(cache: ResultCache<K, V>, key: K) => Effect.Effect<void, ResultCacheError> = internal.clear
+
+/**
+ * Removes every entry (DataLoader's `clearAll`); `ResultCacheError` (`ClearFailed`) where the cache cannot.
+ *
+ * @since 0.1.0
+ * @category operations
+ */
+export const clearAll: <K, V>(cache: ResultCache<K, V>) => Effect.Effect<void, ResultCacheError> = internal.clearAll
+
+/**
+ * Writes the value unless the key already has one (DataLoader's `prime`): `clear` first to replace a value.
+ *
+ * @since 0.1.0
+ * @category operations
+ */
+export const prime: <K, V>(cache: ResultCache<K, V>, key: K, value: V) => Effect.Effect<void, ResultCacheError> =
+  internal.prime

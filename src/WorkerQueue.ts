@@ -8,15 +8,17 @@
  *
  * @since 0.1.0
  */
+import type * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/workerQueue.js"
 import { WorkerQueueError } from "./internal/workerQueue.js"
 import type { OptionError } from "./OptionError.js"
-import type { ResultCache } from "./ResultCache.js"
+import type { ResultCache, ResultCacheError } from "./ResultCache.js"
 import * as ResultCacheModule from "./ResultCache.js"
 
 /**
@@ -34,16 +36,35 @@ export interface WorkerQueue<in I, out A, out E = never> {
   readonly require: (item: I) => Effect.Effect<A, E | WorkerQueueError>
   /**
    * The results of many items, in input order, waited for by one fiber: `Effect.all(items.map(require))` without
-   * a fiber per item, as DataLoader's `loadMany`. Every item is registered (and de-duplicated) before the first
-   * wait, so the workers see the whole batch at once. Fails with the first failure in input order.
+   * a fiber per item. Every item is registered (and de-duplicated) before the first wait, so the workers see the
+   * whole batch at once. Fails with the first failure in input order; `requireAllExit` gives every outcome.
    */
   readonly requireAll: (items: Iterable<I>) => Effect.Effect<Array<A>, E | WorkerQueueError>
+  /**
+   * `requireAll` that never fails: each item's outcome as an `Exit`, in input order, as DataLoader's `loadMany`
+   * gives a value or an `Error` per key. Interrupting it leaves every item it was the last waiter of.
+   */
+  readonly requireAllExit: (items: Iterable<I>) => Effect.Effect<Array<Exit.Exit<A, E | WorkerQueueError>>>
   /**
    * `require` for plain TypeScript: a Promise of the item's result, with no fiber per call (as fast as
    * DataLoader's `load`). It rejects with the typed failure (`E` or `WorkerQueueError`), or with the defect.
    * A Promise cannot be interrupted: its wait lasts until the item settles, at the latest when the queue closes.
    */
   readonly unsafeRequire: (item: I) => Promise<A>
+  /**
+   * Forgets the item's result (DataLoader's `clear`): removes it from the cache and detaches a run in flight for
+   * it, whose waiters still get its result but which no longer writes the cache nor answers new requires: the next
+   * `require` runs the worker again. Fails with `ResultCacheError` when the cache cannot delete (it has no `clear`).
+   */
+  readonly clear: (item: I) => Effect.Effect<void, ResultCacheError>
+  /** `clear` for every item: empties the cache (`ResultCacheError` when it cannot) and detaches every run. */
+  readonly clearAll: Effect.Effect<void, ResultCacheError>
+  /**
+   * Puts a result in the cache without running the worker (DataLoader's `prime`). As there, an item already in
+   * the cache or in flight is left as it is: `clear` it first to replace it. Without a cache, does nothing.
+   */
+  // A method, so that `A` stays covariant (a queue of `number` results is a queue of `unknown` results).
+  prime(item: I, value: A): Effect.Effect<void, ResultCacheError>
   /** `true` until `close` starts. */
   readonly isRunning: Effect.Effect<boolean>
   /** Counters since the queue was made, and what is in it now. */
@@ -85,12 +106,23 @@ export interface Stats {
  * @since 0.1.0
  * @category models
  */
-export interface Options<in out I, in out A, in out E = never, out R = never> {
-  /** Computes an item's result. Its failures reach every waiter of the item and are not cached. */
+export interface Options<in out I, in out A, in out E = never, out R = never, in out K = I> {
+  /**
+   * Computes an item's result: an Effect, or a Promise (see `PromiseOptions`). Its failures reach every waiter
+   * of the item and are not cached.
+   */
   readonly worker: (item: I) => Effect.Effect<A, E, R>
-  /** Where results are kept; any `Option.some` is a hit. Default: no cache (only in-flight de-duplication). */
-  readonly cache?: ResultCache<I, A> | undefined
-  /** Most worker runs at once, an integer from 1. Default: 3. */
+  /**
+   * Where results are kept, under the item's key; any `Option.some` is a hit. Default: no cache (only in-flight
+   * de-duplication). A cache that fails, throws or lacks a method is logged and bypassed, never failing the work.
+   */
+  readonly cache?: ResultCache<K, A> | undefined
+  /**
+   * The item's key in the cache and in the in-flight map, as DataLoader's `cacheKeyFn`: items with equal keys
+   * share one run (the first item's). Keys compare with Effect `Equal`/`Hash`. Default: the item itself.
+   */
+  readonly key?: ((item: I) => K) | undefined
+  /** Most worker runs at once, an integer from 1 to 1,000,000. Default: 3. */
   readonly concurrency?: number | undefined
   /** Most items waiting for a worker; more requires of new items wait for room. Default: unbounded. */
   readonly capacity?: number | undefined
@@ -98,6 +130,17 @@ export interface Options<in out I, in out A, in out E = never, out R = never> {
   readonly finishTimeout?: Duration.DurationInput | undefined
   /** Shown in errors, logs and the registry. Default: "WorkerQueue". */
   readonly name?: string | undefined
+}
+
+/**
+ * The options of a queue whose worker returns a Promise (an `async` function): a rejection reaches the waiters as
+ * a typed `Cause.UnknownException` (its `cause` is what was rejected), so the queue's error type is that.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PromiseOptions<in out I, in out A, in out K = I> extends Omit<Options<I, A, never, never, K>, "worker"> {
+  readonly worker: (item: I) => PromiseLike<A>
 }
 
 /**
@@ -116,7 +159,9 @@ export { WorkerQueueError }
 export const isWorkerQueueError = (u: unknown): u is WorkerQueueError => u instanceof internal.WorkerQueueError
 
 /**
- * Makes a queue whose life is the current scope: closing the scope closes the queue.
+ * Makes a queue whose life is the current scope: closing the scope closes the queue. The worker returns an
+ * Effect, or a Promise: with an `async` worker a rejection is a typed `Cause.UnknownException` (see
+ * `PromiseOptions`). Bad options (a missing worker, `concurrency: 1e12`, a misspelt key) fail with `OptionError`.
  *
  * @example
  * ```ts
@@ -133,14 +178,22 @@ export const isWorkerQueueError = (u: unknown): u is WorkerQueueError => u insta
  *   const c = yield* queue.require(5) // from the cache
  *   return a + b + c
  * }).pipe(Effect.scoped)
+ *
+ * // An async worker: its rejections are Cause.UnknownException failures.
+ * const pages = WorkerQueue.make({ worker: async (url: string) => (await fetch(url)).text() })
  * ```
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make: <I, A, E = never, R = never>(
-  options: Options<I, A, E, R>
-) => Effect.Effect<WorkerQueue<I, A, E>, OptionError, Scope.Scope | R> = internal.make
+export const make: {
+  <I, A, E = never, R = never, K = I>(
+    options: Options<I, A, E, R, K>
+  ): Effect.Effect<WorkerQueue<I, A, E>, OptionError, Scope.Scope | R>
+  <I, A, K = I>(
+    options: PromiseOptions<I, A, K>
+  ): Effect.Effect<WorkerQueue<I, A, Cause.UnknownException>, OptionError, Scope.Scope>
+} = internal.make
 
 /**
  * A layer providing a queue under your own tag; the queue closes when the layer's scope does.
@@ -159,10 +212,20 @@ export const make: <I, A, E = never, R = never>(
  * @since 0.1.0
  * @category layers
  */
-export const layer = <Id, I, A, E = never, R = never>(
+export function layer<Id, I, A, E = never, R = never, K = I>(
   tag: Context.Tag<Id, WorkerQueue<I, A, E>>,
-  options: Options<I, A, E, R>
-): Layer.Layer<Id, OptionError, R> => Layer.scoped(tag, internal.make(options))
+  options: Options<I, A, E, R, K>
+): Layer.Layer<Id, OptionError, R>
+export function layer<Id, I, A, K = I>(
+  tag: Context.Tag<Id, WorkerQueue<I, A, Cause.UnknownException>>,
+  options: PromiseOptions<I, A, K>
+): Layer.Layer<Id, OptionError>
+export function layer<Id, I, A, E, R, K>(
+  tag: Context.Tag<Id, WorkerQueue<I, A, E>>,
+  options: Options<I, A, E, R, K> | PromiseOptions<I, A, K>
+): Layer.Layer<Id, OptionError, R> {
+  return Layer.scoped(tag, internal.make(options))
+}
 
 /**
  * For tests: `layer` with a fresh in-memory cache when `options.cache` is not given, plus a fresh `Registry`
@@ -171,16 +234,25 @@ export const layer = <Id, I, A, E = never, R = never>(
  * @since 0.1.0
  * @category layers
  */
-export const layerTest = <Id, I, A, E = never, R = never>(
+export function layerTest<Id, I, A, E = never, R = never, K = I>(
   tag: Context.Tag<Id, WorkerQueue<I, A, E>>,
-  options: Options<I, A, E, R>
-): Layer.Layer<Id | Registry, OptionError, R> =>
-  Layer.scoped(
+  options: Options<I, A, E, R, K>
+): Layer.Layer<Id | Registry, OptionError, R>
+export function layerTest<Id, I, A, K = I>(
+  tag: Context.Tag<Id, WorkerQueue<I, A, Cause.UnknownException>>,
+  options: PromiseOptions<I, A, K>
+): Layer.Layer<Id | Registry, OptionError>
+export function layerTest<Id, I, A, E, R, K>(
+  tag: Context.Tag<Id, WorkerQueue<I, A, E>>,
+  options: Options<I, A, E, R, K> | PromiseOptions<I, A, K>
+): Layer.Layer<Id | Registry, OptionError, R> {
+  return Layer.scoped(
     tag,
     options.cache !== undefined
-      ? internal.make(options)
-      : Effect.flatMap(ResultCacheModule.memory<I, A>(), (cache) => internal.make({ ...options, cache }))
+      ? internal.make<I, A, E, R, K>(options)
+      : Effect.flatMap(ResultCacheModule.memory<K, A>(), (cache) => internal.make<I, A, E, R, K>({ ...options, cache }))
   ).pipe(Layer.provideMerge(Registry.layer))
+}
 
 /**
  * Where it is in the context, every queue made registers itself and leaves on close; `closeAll` closes every

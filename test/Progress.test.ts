@@ -3,6 +3,7 @@ import { execFileSync } from "node:child_process"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -11,6 +12,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
+import type { OptionError } from "../src/OptionError.js"
 import * as Progress from "../src/Progress.js"
 import { fixtureCommand } from "./helpers/compiled.js"
 
@@ -172,10 +174,32 @@ describe("Progress", () => {
       yield* use(Progress.layerNone)
     }))
 
+  it.effect("a graceful stop shows `stopping: N running — Ctrl-C again to force` in panels and lines", () =>
+    Effect.gen(function*() {
+      const session = yield* Progress.session({ title: "crawl", workers: 3 })
+      yield* session.setWorker(1, "GET /a")
+      yield* session.setWorker(2, "GET /b")
+      yield* session.setStopping!
+      const snap = yield* session.snapshot
+      assert.strictEqual(snap.state, "stopping")
+      const text = "stopping: 2 running — Ctrl-C again to force"
+      assert.isTrue(Progress.formatPanels(snap, 80, 20).some((line) => line.includes(text)))
+      assert.include(Progress.formatLine(snap), text)
+    }).pipe(Effect.scoped, Effect.provide(Progress.layerNone)))
+
   it.effect("bad options fail with OptionError", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(Layer.build(Progress.layerTerminal({ fps: 0 })).pipe(Effect.scoped))
       assert.include(error.message, "Progress: expected `fps`")
+      const build = (layer: Layer.Layer<Progress.Progress, OptionError>) => Effect.flip(Layer.build(layer).pipe(Effect.scoped))
+      assert.strictEqual((yield* build(Progress.layerTerminal({ fps: 1e12 }))).field, "fps")
+      assert.include((yield* build(Progress.layerTerminal({ fsp: 5 } as { fps?: number }))).message, "did you mean `fps`?")
+      assert.include((yield* build(Progress.layerLines({ intervall: "1 second" } as { interval?: Duration.DurationInput }))).message, "did you mean `interval`?")
+      assert.strictEqual((yield* build(Progress.layer({ output: { write: 5 } as unknown as Progress.Output }))).field, "output")
+      assert.strictEqual((yield* build(Progress.layerLines({ output: "stdout" as unknown as Progress.Output }))).field, "output")
+      // A session's worker count has no error channel: a huge one is a defect carrying the OptionError.
+      const exit = yield* Effect.exit(Progress.session({ workers: 1e12 }).pipe(Effect.scoped, Effect.provide(Progress.layerNone)))
+      assert.isTrue(Exit.isFailure(exit) && String(Cause.squash(exit.cause)).includes("`workers`"))
     }))
 
   it.live("live display in a real terminal (tmux): panels drawn in place, sized to the pane, cursor restored on exit and Ctrl-C", () =>
@@ -199,18 +223,22 @@ describe("Progress", () => {
        * screen, `interrupt` presses Ctrl-C (the run is certainly still going: the gate is shut), otherwise the gate
        * opens and the run finishes.
        */
-      const watch = (name: string, interrupt: boolean) =>
+      const watch = (name: string, interrupt: boolean, mode = "runMain") =>
         Effect.gen(function*() {
           const gate = join(gates, name)
-          const fixture = fixtureCommand("test/fixtures/treeQueue-display.ts", [gate])
+          const fixture = fixtureCommand("test/fixtures/treeQueue-display.ts", [mode, gate])
           const env = Object.entries(fixture.env).map(([k, v]) => `${k}=${v}`).join(" ")
-          const command = `env -u CI TERM=xterm-256color ${env} ${fixture.command} ${fixture.args.join(" ")}; echo EXITED $?; sleep 60`
+          // The shell traps SIGINT (a trap, unlike an ignore, is not inherited), so that a child killed by Ctrl-C
+          // does not take the shell with it and its status is printed.
+          const command = `trap 'true' INT; env -u CI TERM=xterm-256color ${env} ${fixture.command} ${
+            fixture.args.join(" ")
+          }; echo EXITED $?; sleep 60`
           // remain-on-exit: should the pane's shell end early, its last screen can still be read and shown.
           t("new-session", "-d", "-s", name, "-x", "70", "-y", "30", command, ";", "set-option", "-t", name, "remain-on-exit", "on")
           let screen = ""
           let sawRunning = false
           let cursorHiddenWhileRunning = false
-          for (let i = 0; i < 200 && !screen.includes("EXITED"); i++) {
+          for (let i = 0; i < 600 && !screen.includes("EXITED") && !screen.includes("Pane is dead"); i++) {
             yield* Effect.sleep("100 millis")
             screen = t("capture-pane", "-p", "-t", name)
             if (!sawRunning && screen.includes("fetching leaf")) {
@@ -244,9 +272,19 @@ describe("Progress", () => {
         assert.include(stopped.screen, "EXITED", stopped.screen)
         assert.strictEqual(stopped.screen.split("╭─ Overall").length - 1, 1, stopped.screen)
         assert.isTrue(stopped.cursorShown, "cursor shown after Ctrl-C")
+        // A graceful Ctrl-C under runMain's default teardown ends with 130, as a shell expects (it was 0).
+        assert.include(stopped.screen, "EXITED 130", stopped.screen)
+        // A plain runPromise program has no handler: Ctrl-C kills it, and the cursor still comes back (it stayed
+        // hidden: Node runs no exit listener when a signal kills the process).
+        const killed = yield* watch("killed", true, "plain")
+        assert.isTrue(killed.sawRunning, killed.screen)
+        assert.isTrue(killed.cursorHiddenWhileRunning, "cursor hidden while drawing")
+        assert.include(killed.screen, "EXITED 130", killed.screen)
+        assert.notInclude(killed.screen, "FINISHED", killed.screen)
+        assert.isTrue(killed.cursorShown, "cursor shown after Ctrl-C killed a plain program")
       } finally {
         t("kill-server")
         rmSync(gates, { recursive: true, force: true })
       }
-    }), 30_000)
+    }), 240_000)
 })

@@ -75,6 +75,10 @@ describe("ResultCache", () => {
         const ttl = yield* Effect.flip(ResultCache.memory({ timeToLive: -5 }))
         expect(ttl.field).toBe("timeToLive")
         expect(ttl.message).toContain("got `-5`")
+        const huge = yield* Effect.flip(ResultCache.memory({ capacity: 2 ** 53 }))
+        expect(huge.field).toBe("capacity")
+        const typo = yield* Effect.flip(ResultCache.memory({ timeToLve: "1 hour" } as ResultCache.MemoryOptions))
+        expect(typo.message).toContain("did you mean `timeToLive`?")
       }))
   })
 
@@ -93,6 +97,67 @@ describe("ResultCache", () => {
         expect(error.reason).toBe("GetFailed")
         expect(error.message).toBe("ResultCache: reading key \"bad\" failed: no route")
       }))
+  })
+
+  describe("clear, clearAll, prime (DataLoader parity)", () => {
+    it.effect("memory: clear removes one key, clearAll every key, prime writes only a missing key", () =>
+      Effect.gen(function*() {
+        const cache = yield* ResultCache.memory<string, number>({ capacity: 10 })
+        yield* ResultCache.prime(cache, "a", 1)
+        yield* ResultCache.prime(cache, "a", 2) // already there: unchanged
+        yield* cache.set("b", 3)
+        expect(yield* cache.get("a")).toEqual(Option.some(1))
+        yield* ResultCache.clear(cache, "a")
+        expect(yield* cache.get("a")).toEqual(Option.none())
+        expect(yield* cache.get("b")).toEqual(Option.some(3))
+        yield* ResultCache.prime(cache, "a", 2)
+        expect(yield* cache.get("a")).toEqual(Option.some(2))
+        yield* ResultCache.clearAll(cache)
+        expect(yield* cache.size!).toBe(0)
+        expect(yield* cache.get("b")).toEqual(Option.none())
+        // The LRU still works after clearAll (its list was reset, not left dangling).
+        yield* cache.set("c", 4)
+        expect(yield* cache.get("c")).toEqual(Option.some(4))
+      }))
+
+    it.effect("make: the user's clear/clearAll run; a cache without them, or one that throws, fails with ClearFailed", () =>
+      Effect.gen(function*() {
+        const store = new Map<string, number>([["x", 1], ["y", 2]])
+        const withClear = yield* ResultCache.make<string, number>({
+          get: (k) => Promise.resolve(Option.fromNullable(store.get(k))),
+          set: (k, v) => Promise.resolve(void store.set(k, v)),
+          clear: (k) => Promise.resolve(store.delete(k)),
+          clearAll: () => Promise.resolve(store.clear())
+        })
+        yield* ResultCache.clear(withClear, "x")
+        expect([...store.keys()]).toEqual(["y"])
+        yield* ResultCache.clearAll(withClear)
+        expect(store.size).toBe(0)
+        const without = yield* ResultCache.make<string, number>({ get: () => Effect.succeedNone, set: () => Effect.void })
+        const e1 = yield* Effect.flip(ResultCache.clear(without, "x"))
+        expect([e1.reason, e1.key]).toEqual(["ClearFailed", "\"x\""])
+        const e2 = yield* Effect.flip(ResultCache.clearAll(without))
+        expect(e2.reason).toBe("ClearFailed")
+        const throwing = { get: () => Effect.succeedNone, set: () => Effect.void, clear: () => { throw new Error("no") } }
+        const e3 = yield* Effect.flip(ResultCache.clear(throwing as ResultCache.ResultCache<string, number>, "x"))
+        expect(e3.message).toContain("clearing key \"x\" failed: no")
+      }))
+
+    it.effect("keyValueStore: clear removes the prefixed key; clearAll only where the cache owns the store", () =>
+      Effect.gen(function*() {
+        const kv = yield* KeyValueStore.KeyValueStore
+        const prefixed = yield* ResultCache.keyValueStore({ schema: Schema.Number, prefix: "p:" })
+        yield* prefixed.set("a", 1)
+        yield* kv.set("other", "keep")
+        yield* ResultCache.clear(prefixed, "a")
+        expect(yield* kv.get("p:a")).toEqual(Option.none())
+        expect((yield* Effect.flip(ResultCache.clearAll(prefixed))).reason).toBe("ClearFailed")
+        expect(yield* kv.get("other")).toEqual(Option.some("keep"))
+        const whole = yield* ResultCache.keyValueStore({ schema: Schema.Number })
+        yield* whole.set("b", 2)
+        yield* ResultCache.clearAll(whole)
+        expect(yield* kv.size).toBe(0)
+      }).pipe(Effect.provide(KeyValueStore.layerMemory)))
   })
 
   describe("keyValueStore", () => {

@@ -14,6 +14,8 @@ import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import * as Site from "../examples/crawl/site.js"
+import { spawnFixture } from "./helpers/processes.js"
+import { OptionError } from "../src/OptionError.js"
 import * as Progress from "../src/Progress.js"
 import * as TreeQueue from "../src/TreeQueue.js"
 import { fixtureCommand } from "./helpers/compiled.js"
@@ -316,50 +318,44 @@ describe("TreeQueue", () => {
       assert.deepStrictEqual(log, ["interrupted"])
     }))
 
-  it.live("a real SIGINT to a child process stops gracefully; a second SIGINT stops at once", () =>
+  it.live("a real SIGINT stops gracefully (panels say stopping), a second stops at once; exit 130 under runMain's default teardown and from runPromise", () =>
     Effect.gen(function*() {
-      const runChild = (signals: number) =>
-        Effect.async<{ code: number | null; out: string }>((resume) => {
-          const fixture = fixtureCommand("test/fixtures/treeQueue-sigint.ts", [signals === 1 ? "once" : "twice"])
-          const child = spawn(fixture.command, fixture.args, {
-            stdio: ["ignore", "pipe", "pipe"],
-            env: { ...process.env, ...fixture.env, CI: "true" }
-          })
-          let out = ""
-          let sent = 0
-          child.stdout.on("data", (chunk: Buffer) => {
-            out += chunk.toString()
-            // Signal once the slow item is running (and, for the second signal, once the drain started).
-            if (sent === 0 && out.includes("slow: start")) {
-              sent++
-              child.kill("SIGINT")
-            } else if (sent === 1 && signals === 2 && out.includes("draining")) {
-              sent++
-              child.kill("SIGINT")
-            }
-          })
-          child.stderr.on("data", (chunk: Buffer) => {
-            out += chunk.toString()
-          })
-          const timer = setTimeout(() => child.kill("SIGKILL"), 20_000)
-          child.on("exit", (code) => {
-            clearTimeout(timer)
-            resume(Effect.succeed({ code, out }))
-          })
-          return Effect.sync(() => child.kill("SIGKILL"))
+      const fixture = "test/fixtures/treeQueue-sigint.ts"
+      const STOPPING = "stopping: 1 running — Ctrl-C again to force"
+      const runChild = (mode: "runMain" | "promise", signals: 1 | 2) =>
+        Effect.promise(async () => {
+          const child = spawnFixture(fixture, [mode, signals === 1 ? "once" : "twice"])
+          try {
+            await child.waitFor((l) => l === "slow: start", 90_000)
+            child.kill("SIGINT")
+            // A progress line that shows the drain proves the first signal was taken; then the second.
+            await child.waitFor((l) => l.includes(STOPPING), 90_000)
+            if (signals === 2) child.kill("SIGINT")
+            const code = await child.exited(90_000)
+            return { code, out: child.lines.join("\n") + child.stderr.join("") }
+          } finally {
+            child.kill()
+          }
         })
-      const [once, twice] = yield* Effect.all([runChild(1), runChild(2)], { concurrency: 2 })
-      assert.include(once.out, "slow: end", once.out)
-      assert.include(once.out, "slow: afterChildren", once.out)
-      assert.notInclude(once.out, "next: start", once.out)
-      assert.include(once.out, "interrupted", once.out)
-      assert.notInclude(once.out, "summary", once.out)
-      assert.strictEqual(once.code, 130, once.out)
-      assert.notInclude(twice.out, "slow: end", twice.out)
-      assert.notInclude(twice.out, "next: start", twice.out)
-      assert.include(twice.out, "slow: interrupted", twice.out)
-      assert.strictEqual(twice.code, 130, twice.out)
-    }), 30_000)
+      const results = yield* Effect.all(
+        [runChild("runMain", 1), runChild("runMain", 2), runChild("promise", 1), runChild("promise", 2)],
+        { concurrency: 2 }
+      )
+      for (const [i, { code, out }] of results.entries()) {
+        assert.strictEqual(code, 130, out)
+        assert.notInclude(out, "next: start", out)
+        assert.notInclude(out, "summary", out)
+        if (i % 2 === 0) {
+          // One signal: the running item and its afterChildren finish, nothing new starts.
+          assert.include(out, "slow: end", out)
+          assert.include(out, "slow: afterChildren", out)
+        } else {
+          assert.notInclude(out, "slow: end", out)
+          assert.include(out, "slow: interrupted", out)
+        }
+        assert.include(out, i < 2 ? "interrupted" : "promise rejected", out)
+      }
+    }), 300_000)
 
   it.effect("enqueue after process ended is refused with a defect naming the rule", () =>
     Effect.gen(function*() {
@@ -379,10 +375,51 @@ describe("TreeQueue", () => {
   it.effect("bad options fail with OptionError naming the field", () =>
     Effect.gen(function*() {
       const e1 = yield* Effect.flip(run<never>({ initial: [], workers: 0 }))
-      assert.include(e1.message, "TreeQueue: expected `workers` to be an integer from 1 and up, got `0`")
+      assert.include(e1.message, "TreeQueue: expected `workers` to be an integer from 1 to 1000000, got `0`")
+      // Huge counts crashed with "Invalid array length" (a row and a fiber per worker).
+      for (const workers of [1e12, 2 ** 53]) {
+        const huge = yield* Effect.flip(run<never>({ initial: [], workers }))
+        assert.strictEqual((huge as OptionError).field, "workers")
+      }
+      const typo = yield* Effect.flip(run<never>({ initial: [], wrokers: 4 } as TreeQueue.run.Options<never, never>))
+      assert.include(typo.message, "did you mean `workers`?")
       const e2 = yield* Effect.flip(run<never>({ initial: [], order: "random" as TreeQueue.Order }))
       assert.include(e2.message, "`order`")
     }))
+
+  it.effect("a root without process, or with priority NaN, is an OptionError naming the item; nothing runs", () =>
+    Effect.gen(function*() {
+      const ran: Array<string> = []
+      const good: TreeQueue.Item = { kind: "good", process: () => Effect.sync(() => void ran.push("good")) }
+      const noProcess = { kind: "Page", url: "/broken" } as unknown as TreeQueue.Item
+      const e1 = yield* Effect.flip(run({ initial: [good, noProcess] }))
+      assert.instanceOf(e1, OptionError)
+      assert.strictEqual((e1 as OptionError).field, "item.process")
+      assert.include(e1.message, "/broken")
+      const notFunction = { kind: "Page", url: "/x", process: "fetch" } as unknown as TreeQueue.Item
+      assert.strictEqual(((yield* Effect.flip(run({ initial: [notFunction] }))) as OptionError).field, "item.process")
+      const nan: TreeQueue.Item = { kind: "Img", priority: Number.NaN, process: () => Effect.void }
+      const e2 = yield* Effect.flip(run({ initial: [nan], order: "priority" }))
+      assert.strictEqual((e2 as OptionError).field, "item.priority")
+      assert.include(e2.message, "Img")
+      const e3 = yield* Effect.flip(run({ initial: [null as unknown as TreeQueue.Item] }))
+      assert.strictEqual((e3 as OptionError).field, "item")
+      assert.deepStrictEqual(ran, [])
+    }))
+
+  it.effect("a child without process ends the run with an OptionError naming it, not a raw TypeError", () =>
+    Effect.gen(function*() {
+      const parent: TreeQueue.Item = {
+        kind: "Parent",
+        process: (ctx) => ctx.enqueue({ kind: "Child", id: 7 } as unknown as TreeQueue.Item)
+      }
+      const error = yield* Effect.flip(TreeQueue.run({ initial: [parent] }))
+      assert.instanceOf(error, OptionError)
+      assert.strictEqual((error as OptionError).field, "item.process")
+      assert.include(error.message, "\"id\":7")
+      const last = yield* Effect.flatMap(Progress.ProgressRecording, (r) => r.last)
+      assert.strictEqual(last?.state, "failed")
+    }).pipe(Effect.provide(Progress.layerTest)))
 
   it.effect("reports worker rows, queue high-water and overall counts to Progress", () =>
     Effect.gen(function*() {

@@ -5,7 +5,10 @@
  * retries and backoff on 503. Ctrl-C stops gracefully (a second Ctrl-C at once); the visited set and the
  * frontier are kept on disk, so running it again resumes where it stopped.
  *
- *   npx tsx examples/crawl/main.ts [--workers 16] [--rate 400] [--order lifo] [--pages 2000] [--fresh]
+ *   node --import tsx examples/crawl/main.ts [--workers 16] [--rate 400] [--order lifo] [--pages 2000] [--fresh]
+ *
+ * (`node --import tsx`, not the `tsx` CLI: the CLI relays Ctrl-C to its child, sends it again 30 ms later — a
+ * second Ctrl-C, which forces the stop — and then kills the child, so the graceful stop never gets to finish.)
  */
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"

@@ -11,6 +11,8 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Cause from "effect/Cause"
 import * as CauseM from "effect/Cause"
+import { OptionError } from "../OptionError.js"
+import { MAX_COUNT } from "./options.js"
 
 /** @internal */
 export type WorkerId = number | string
@@ -26,7 +28,7 @@ export interface WorkerRow {
 }
 
 /** @internal */
-export type SessionState = "running" | "done" | "failed" | "interrupted"
+export type SessionState = "running" | "stopping" | "done" | "failed" | "interrupted"
 
 /** @internal */
 export interface Snapshot {
@@ -64,6 +66,11 @@ export interface Session {
   readonly addTotal: (n?: number) => Effect.Effect<void>
   /** Adds to the overall completed count (default 1). */
   readonly addCompleted: (n?: number) => Effect.Effect<void>
+  /**
+   * The engine stops gracefully: it finishes what runs and starts nothing new. The display shows
+   * `stopping: N running — Ctrl-C again to force`. Optional, so that your own `Progress` may leave it out.
+   */
+  readonly setStopping?: Effect.Effect<void> | undefined
   /** The session as a display would show it now. */
   readonly snapshot: Effect.Effect<Snapshot>
   /**
@@ -81,6 +88,7 @@ export interface UnsafeSession {
   readonly setQueueSize: (size: number) => void
   readonly addTotal: (n: number) => void
   readonly addCompleted: (n: number) => void
+  readonly setStopping?: (() => void) | undefined
 }
 
 /** @internal */
@@ -90,6 +98,16 @@ export interface ProgressService {
 
 /** @internal */
 export class Progress extends Context.Tag("effect-workers/Progress")<Progress, ProgressService>() {}
+
+/**
+ * A session's worker count: `session` has no error channel (engines and users' own `Progress` services open
+ * sessions), so a count that would crash the row allocation (`1e12`: "Invalid array length") or mean nothing
+ * (`NaN`) is a defect carrying the `OptionError` that names it.
+ */
+const workerCount = (n: number): number => {
+  if (Number.isInteger(n) && n >= 0 && n <= MAX_COUNT) return n
+  throw new OptionError({ module: "Progress", field: "workers", value: n, expected: `an integer from 0 to ${MAX_COUNT}` })
+}
 
 /** @internal */
 export const WAITING = "waiting for work"
@@ -126,7 +144,7 @@ export class SessionState_ {
     readonly onChange: ((self: SessionState_) => void) | undefined
   ) {
     const ids: ReadonlyArray<WorkerId> = typeof workers === "number"
-      ? Array.from({ length: workers }, (_, i) => i + 1)
+      ? Array.from({ length: workerCount(workers) }, (_, i) => i + 1)
       : workers ?? []
     for (const id of ids) this.row(id)
   }
@@ -250,6 +268,10 @@ const unsafeOf = (s: SessionState_): UnsafeSession => {
     addCompleted: (n) => {
       s.completed += n
       changed()
+    },
+    setStopping: () => {
+      if (s.state === "running") s.state = "stopping"
+      changed()
     }
   }
 }
@@ -263,6 +285,7 @@ const sessionOf = (s: SessionState_): Session => {
     setQueueSize: (size) => Effect.sync(() => unsafe.setQueueSize(size)),
     addTotal: (n = 1) => Effect.sync(() => unsafe.addTotal(n)),
     addCompleted: (n = 1) => Effect.sync(() => unsafe.addCompleted(n)),
+    setStopping: Effect.sync(() => unsafe.setStopping!()),
     snapshot: Effect.map(Clock.currentTimeMillis, (now) => s.snapshotAt(now)),
     unsafe
   }
@@ -298,9 +321,13 @@ export const overallText = (snap: Snapshot): string => {
   }${eta}`
 }
 
+const busyCount = (snap: Snapshot): number => snap.workers.filter((w) => w.state === "busy").length
+
 const stateText = (snap: Snapshot): string =>
   snap.state === "running"
     ? ""
+    : snap.state === "stopping"
+    ? ` · stopping: ${busyCount(snap)} running — Ctrl-C again to force`
     : snap.state === "done"
     ? " · done"
     : snap.state === "interrupted"
@@ -309,7 +336,7 @@ const stateText = (snap: Snapshot): string =>
 
 /** One line per session, for logs and pipes. @internal */
 export const lineOf = (snap: Snapshot): string => {
-  const busy = snap.workers.filter((w) => w.state === "busy").length
+  const busy = busyCount(snap)
   return `[${snap.title}] ${overallText(snap)} · queue ${int(snap.queueSize)} (max ${
     int(snap.queueHighWater)
   }) · ${busy}/${snap.workers.length} busy${stateText(snap)}`

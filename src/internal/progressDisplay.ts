@@ -9,6 +9,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { OptionError } from "../OptionError.js"
 import { checker } from "./options.js"
+import * as signals from "./signals.js"
 import type { ProgressService, Snapshot } from "./progress.js"
 import { lineOf, makeSession, panelsOf, Progress, type SessionState_ } from "./progress.js"
 
@@ -24,6 +25,14 @@ const stdout = (): Output =>
   typeof process !== "undefined" && process.stdout !== undefined
     ? process.stdout
     : { write: (text: string) => console.log(text.replace(/\n$/, "")) }
+
+const check = checker("Progress")
+
+/** The output checked once: a `write` that is not a function used to crash the drawing fiber at its first frame. */
+const outputOf = (output: Output | undefined): Effect.Effect<Output, OptionError> =>
+  output === undefined
+    ? Effect.sync(stdout)
+    : check.require("output", output, typeof output === "object" && typeof output?.write === "function", "an object with a write method")
 
 /** @internal */
 export const ESC = {
@@ -43,9 +52,9 @@ export interface TerminalOptions {
 /** @internal */
 export const makeTerminal = (options?: TerminalOptions): Effect.Effect<ProgressService, OptionError, Scope.Scope> =>
   Effect.gen(function*() {
-    const check = checker("Progress")
-    const fps = yield* check.integer("fps", options?.fps, 10, 1)
-    const out = options?.output ?? stdout()
+    yield* check.knownKeys(options, ["output", "fps"])
+    const fps = yield* check.integer("fps", options?.fps, 10, 1, 1000)
+    const out = yield* outputOf(options?.output)
     const sessions = new Set<SessionState_>()
     let drawn = 0 // lines of the current frame, to move back over
     let cursorHidden = false
@@ -70,11 +79,14 @@ export const makeTerminal = (options?: TerminalOptions): Effect.Effect<ProgressS
       out.write(frame)
       drawn = Math.min(lines.length, height)
     }
-    // A process that exits without running finalizers still gets its cursor back.
+    // A process that exits without running finalizers still gets its cursor back, and so does one that a signal
+    // is about to kill (Node runs no `exit` listener then).
     const onExit = () => restore()
     if (typeof process !== "undefined" && typeof process.once === "function") process.once("exit", onExit)
+    const unsubscribe = signals.subscribe({ beforeDeath: restore })
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
+        unsubscribe()
         restore()
         if (typeof process !== "undefined" && typeof process.off === "function") process.off("exit", onExit)
       })
@@ -116,8 +128,9 @@ export interface LinesOptions {
 /** @internal */
 export const makeLines = (options?: LinesOptions): Effect.Effect<ProgressService, OptionError, Scope.Scope> =>
   Effect.gen(function*() {
-    const interval = yield* checker("Progress").duration("interval", options?.interval, "2 seconds")
-    const out = options?.output ?? stdout()
+    yield* check.knownKeys(options, ["output", "interval"])
+    const interval = yield* check.duration("interval", options?.interval, "2 seconds")
+    const out = yield* outputOf(options?.output)
     const sessions = new Set<SessionState_>()
     yield* Effect.clockWith((clock) =>
       Effect.sleep(interval).pipe(
@@ -201,7 +214,10 @@ export const isInteractive = (out: Output): boolean =>
 
 /** @internal */
 export const layer = (options?: { readonly output?: Output | undefined }): Layer.Layer<Progress, OptionError> =>
-  Layer.unwrapEffect(Effect.sync(() => {
-    const out = options?.output ?? stdout()
-    return isInteractive(out) ? layerTerminal({ output: out }) : layerLines({ output: out })
-  }))
+  Layer.unwrapEffect(
+    Effect.zipRight(
+      check.knownKeys(options, ["output"]),
+      Effect.map(outputOf(options?.output), (out) =>
+        isInteractive(out) ? layerTerminal({ output: out }) : layerLines({ output: out }))
+    )
+  )

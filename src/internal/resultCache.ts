@@ -20,13 +20,13 @@ const check = checker("ResultCache")
 export class ResultCacheError extends Schema.TaggedError<ResultCacheError>("effect-workers/ResultCacheError")(
   "ResultCacheError",
   {
-    reason: Schema.Literal("GetFailed", "SetFailed"),
+    reason: Schema.Literal("GetFailed", "SetFailed", "ClearFailed"),
     key: Schema.String,
     cause: Schema.optional(Schema.Defect)
   }
 ) {
   override get message(): string {
-    const what = this.reason === "GetFailed" ? "reading" : "writing"
+    const what = this.reason === "GetFailed" ? "reading" : this.reason === "SetFailed" ? "writing" : "clearing"
     const cause = this.cause === undefined ? "" : `: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
     return `ResultCache: ${what} key ${this.key} failed${cause}`
   }
@@ -96,6 +96,17 @@ class Lru<K, V> {
     return Option.some(node.value)
   }
 
+  delete(key: K): void {
+    const found = MutableHashMap.get(this.map, key)
+    if (Option.isSome(found)) this.remove(found.value)
+  }
+
+  clear(): void {
+    MutableHashMap.clear(this.map)
+    this.head = this.tail = undefined
+    this.size = 0
+  }
+
   set(key: K, value: V, now: number): void {
     const expiresAt = now + this.ttlMillis
     const found = MutableHashMap.get(this.map, key)
@@ -120,6 +131,7 @@ export const memory = <K, V>(
   options: ResultCache.MemoryOptions = {}
 ): Effect.Effect<ResultCache.ResultCache<K, V>, OptionError> =>
   Effect.gen(function*() {
+    yield* check.knownKeys(options, ["capacity", "timeToLive"])
     const capacity = yield* check.integerOrInfinity("capacity", options.capacity, Number.POSITIVE_INFINITY, 1)
     const ttl = options.timeToLive === undefined
       ? Duration.infinity
@@ -139,7 +151,9 @@ export const memory = <K, V>(
       get: (key: K) => Effect.sync(() => unsafeGet(key)),
       unsafeGet,
       set: (key: K, value: V) => Effect.sync(() => lru.set(key, value, now())),
-      size: Effect.sync(() => lru.size)
+      size: Effect.sync(() => lru.size),
+      clear: (key: K) => Effect.sync(() => lru.delete(key)),
+      clearAll: Effect.sync(() => lru.clear())
     } satisfies ResultCache.ResultCache<K, V>
   })
 
@@ -165,23 +179,57 @@ const fromUser = <A, R>(
 export const make = <K, V, E = never, R = never>(
   impl: ResultCache.MakeOptions<K, V, E, R>
 ): Effect.Effect<ResultCache.ResultCache<K, V>, never, R> =>
-  Effect.map(Effect.context<R>(), (context) => ({
-    get: (key: K) =>
-      Effect.provide(
-        fromUser(() => impl.get(key), (cause) => new ResultCacheError({ reason: "GetFailed", key: describeKey(key), cause })),
-        context
-      ),
-    set: (key: K, value: V) =>
-      Effect.provide(
-        Effect.asVoid(
-          fromUser(
-            () => impl.set(key, value),
-            (cause) => new ResultCacheError({ reason: "SetFailed", key: describeKey(key), cause })
-          )
-        ),
-        context
-      )
-  }))
+  Effect.map(Effect.context<R>(), (context) => {
+    const failed = (reason: ResultCacheError["reason"], key: string) => (cause: unknown) =>
+      new ResultCacheError({ reason, key, cause })
+    const userClear = impl.clear
+    const userClearAll = impl.clearAll
+    return {
+      get: (key: K) =>
+        Effect.provide(fromUser(() => impl.get(key), failed("GetFailed", describeKey(key))), context),
+      set: (key: K, value: V) =>
+        Effect.provide(Effect.asVoid(fromUser(() => impl.set(key, value), failed("SetFailed", describeKey(key)))), context),
+      clear: userClear === undefined ? undefined : (key: K) =>
+        Effect.provide(Effect.asVoid(fromUser(() => userClear(key), failed("ClearFailed", describeKey(key)))), context),
+      clearAll: userClearAll === undefined
+        ? undefined
+        : Effect.provide(Effect.asVoid(fromUser(() => userClearAll(), failed("ClearFailed", "*"))), context)
+    }
+  })
+
+/**
+ * Runs one of a cache's operations so that a synchronous throw, a defect or a missing method is a typed
+ * `ResultCacheError` rather than a crash of the caller.
+ */
+const guarded = <A>(
+  run: (() => Effect.Effect<A, ResultCacheError>) | undefined,
+  reason: ResultCacheError["reason"],
+  key: string
+): Effect.Effect<A, ResultCacheError> =>
+  run === undefined
+    ? Effect.fail(new ResultCacheError({ reason, key, cause: new Error("this cache cannot remove entries") }))
+    : Effect.suspend(run).pipe(
+      Effect.catchAllDefect((cause) => Effect.fail(new ResultCacheError({ reason, key, cause })))
+    )
+
+/** @internal */
+export const clear = <K, V>(cache: ResultCache.ResultCache<K, V>, key: K): Effect.Effect<void, ResultCacheError> =>
+  guarded(typeof cache.clear === "function" ? () => cache.clear!(key) : undefined, "ClearFailed", describeKey(key))
+
+/** @internal */
+export const clearAll = <K, V>(cache: ResultCache.ResultCache<K, V>): Effect.Effect<void, ResultCacheError> =>
+  guarded(Effect.isEffect(cache.clearAll) ? () => cache.clearAll! : undefined, "ClearFailed", "*")
+
+/** @internal */
+export const prime = <K, V>(
+  cache: ResultCache.ResultCache<K, V>,
+  key: K,
+  value: V
+): Effect.Effect<void, ResultCacheError> =>
+  Effect.flatMap(
+    guarded(() => cache.get(key), "GetFailed", describeKey(key)),
+    (found) => Option.isOption(found) && Option.isSome(found) ? Effect.void : guarded(() => cache.set(key, value), "SetFailed", describeKey(key))
+  )
 
 // --- KeyValueStore ------------------------------------------------------------------------------------------------
 
@@ -226,6 +274,18 @@ export const keyValueStore = <K, V, I>(
           Effect.flatMap((raw) => store.set(storeKey, raw)),
           Effect.mapError((cause) => new ResultCacheError({ reason: "SetFailed", key: storeKey, cause }))
         )
-      }
+      },
+      clear: (key: K) => {
+        const storeKey = prefix + keyOf(key)
+        return Effect.mapError(
+          store.remove(storeKey),
+          (cause) => new ResultCacheError({ reason: "ClearFailed", key: storeKey, cause })
+        )
+      },
+      // A store has no listing by prefix: clearing it all would remove other caches' entries, so only a cache
+      // that has the store to itself (no prefix) can.
+      clearAll: prefix === ""
+        ? Effect.mapError(store.clear, (cause) => new ResultCacheError({ reason: "ClearFailed", key: "*", cause }))
+        : undefined
     } satisfies ResultCache.ResultCache<K, V>
   })

@@ -11,9 +11,12 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import type { OptionError } from "../OptionError.js"
+import { OptionError } from "../OptionError.js"
+import { optionalString } from "./optionString.js"
 import { checker } from "./options.js"
+import * as signals from "./signals.js"
 import { Progress, type Session, type UnsafeSession } from "./progress.js"
 
 /** @internal */
@@ -145,6 +148,31 @@ const heap = <E, R>(): Frontier<E, R> => {
   }
 }
 
+const check = checker("TreeQueue")
+
+/**
+ * An item's own fields checked where it enters the queue (a root, or a child through `enqueue`): without this a
+ * missing `process` ended the run as a raw "process is not a function" TypeError, and `priority: NaN` silently
+ * broke the heap's order. The error names the item by its fields.
+ */
+const invalidItem = (item: unknown): OptionError | undefined => {
+  const fail = (field: string, expected: string) =>
+    new OptionError({ module: "TreeQueue", field: `item.${field}`, value: item, expected })
+  if (item === null || typeof item !== "object") {
+    return new OptionError({ module: "TreeQueue", field: "item", value: item, expected: "an object with a process method" })
+  }
+  const { priority, process } = item as Partial<Item<unknown, unknown>>
+  if (typeof process !== "function") return fail("process", "a function")
+  if (priority !== undefined && !(typeof priority === "number" && !Number.isNaN(priority))) {
+    return fail("priority", "a number (not NaN)")
+  }
+  return undefined
+}
+
+/** A bad child is a defect carrying the `OptionError` (enqueue has no error channel); `run` turns it back. */
+const isItemError = (defect: unknown): defect is OptionError =>
+  defect instanceof OptionError && defect.module === "TreeQueue" && defect.field.startsWith("item")
+
 const kindOf = (item: object): string => {
   const kind = (item as { readonly kind?: unknown }).kind
   if (typeof kind === "string") return kind
@@ -155,30 +183,44 @@ const kindOf = (item: object): string => {
 }
 
 /**
- * Installs a one-shot SIGINT / SIGTERM listener while a graceful stop drains, so a second signal stops at once.
- * Without it the default handler would kill the process before the display is restored.
+ * Watches SIGINT / SIGTERM for the life of the run (see `signals.ts`, which never changes what a signal does to a
+ * program that does not handle it): records the first, so that a run it stopped ends the process with 130 / 143
+ * rather than 0, and once the graceful drain has begun, a second one stops at once (`force`).
  */
-const onSecondSignal = (f: () => void): Effect.Effect<void, never, Scope.Scope> =>
-  typeof process === "undefined" || typeof process.once !== "function"
-    ? Effect.void
-    : Effect.acquireRelease(
-      Effect.sync(() => {
-        process.once("SIGINT", f)
-        process.once("SIGTERM", f)
-      }),
-      () =>
-        Effect.sync(() => {
-          process.off("SIGINT", f)
-          process.off("SIGTERM", f)
-        })
-    )
+class SignalWatch {
+  signal: signals.Signal | undefined = undefined
+  private force: (() => void) | undefined = undefined
+
+  onDrain(force: () => void): void {
+    this.force = force
+  }
+
+  readonly watch: Effect.Effect<void, never, Scope.Scope> = Effect.acquireRelease(
+    Effect.sync(() =>
+      signals.subscribe({
+        onSignal: (signal) => {
+          this.signal ??= signal
+          if (this.force === undefined) return false
+          this.force()
+          return true
+        }
+      })
+    ),
+    (unsubscribe) => Effect.sync(unsubscribe)
+  )
+
+  /** A run that a signal stopped (it ended interrupted after one) makes the process exit with its status. */
+  readonly afterInterrupt = Effect.sync(() => {
+    if (this.signal !== undefined) signals.exitWithSignalStatus(this.signal)
+  })
+}
 
 /** @internal */
 export const run = <E, R>(
   options: RunOptions<E, R>
 ): Effect.Effect<Summary, E | OptionError, R | Progress> =>
   Effect.gen(function*() {
-    const check = checker("TreeQueue")
+    yield* check.knownKeys(options, ["initial", "workers", "order", "graceful", "title"])
     const workers = yield* check.integer("workers", options.workers, 5, 1)
     const order = yield* check.require(
       "order",
@@ -199,11 +241,20 @@ export const run = <E, R>(
       options.initial != null && typeof (options.initial as Iterable<unknown>)[Symbol.iterator] === "function",
       "an iterable of items"
     )
+    const title = yield* optionalString(check, "title", options.title, "TreeQueue")
+    // Read `initial` exactly once, and check every root before anything runs.
+    const roots = Array.from(options.initial)
+    for (const item of roots) {
+      const error = invalidItem(item)
+      if (error !== undefined) return yield* Effect.fail(error)
+    }
     const progress = yield* Progress
     return yield* Effect.scoped(Effect.gen(function*() {
-      const session = yield* progress.session({ title: options.title ?? "TreeQueue", workers })
-      return yield* runWith(options.initial, workers, order, graceful, session)
-    }))
+      const session = yield* progress.session({ title, workers })
+      return yield* runWith(roots, workers, order, graceful, session)
+    })).pipe(
+      Effect.catchSomeDefect((defect) => isItemError(defect) ? Option.some(Effect.fail(defect)) : Option.none())
+    )
   })
 
 /**
@@ -227,7 +278,10 @@ const reporterOf = (session: Session): Reporter => {
       workerDone: (id) => buffer.push(session.workerDone(id)),
       setQueueSize: (n) => buffer.push(session.setQueueSize(n)),
       addTotal: (n) => buffer.push(session.addTotal(n)),
-      addCompleted: (n) => buffer.push(session.addCompleted(n))
+      addCompleted: (n) => buffer.push(session.addCompleted(n)),
+      setStopping: () => {
+        if (session.setStopping !== undefined) buffer.push(session.setStopping)
+      }
     },
     flush: (next) =>
       buffer.length === 0 ? next : Effect.zipRight(Effect.all(buffer.splice(0), { discard: true }), next)
@@ -235,7 +289,7 @@ const reporterOf = (session: Session): Reporter => {
 }
 
 const runWith = <E, R>(
-  initial: Iterable<Item<E, R>>,
+  initial: ReadonlyArray<Item<E, R>>,
   workerCount: number,
   order: Order,
   graceful: boolean,
@@ -258,7 +312,7 @@ const runWith = <E, R>(
       for (const d of idle.splice(0)) Deferred.unsafeDone(d, Exit.void)
     }
     const push = (item: Item<E, R>, parent: Node<E, R> | undefined): void => {
-      const priority = typeof item.priority === "number" ? item.priority : 0
+      const priority = item.priority ?? 0
       frontier.push({ item, parent, seq: seq++, priority, pending: 1, closed: false })
       outstanding++
       if (parent !== undefined) parent.pending++
@@ -267,7 +321,6 @@ const runWith = <E, R>(
       if (item.trackOverall === true) report.addTotal(1)
     }
 
-    // Read `initial` exactly once.
     for (const item of initial) push(item, undefined)
     report.setQueueSize(frontier.size())
     yield* flush(Effect.void)
@@ -327,6 +380,11 @@ const runWith = <E, R>(
           enqueue: (...children) =>
             Effect.suspend(() => {
               if (node.closed) return refused
+              // All checked before any is queued, so a bad batch adds nothing.
+              for (let i = 0; i < children.length; i++) {
+                const error = invalidItem(children[i])
+                if (error !== undefined) return Effect.die(error)
+              }
               for (let i = 0; i < children.length; i++) push(children[i]!, node)
               report.setQueueSize(frontier.size())
               return flush(Effect.void)
@@ -353,15 +411,18 @@ const runWith = <E, R>(
     const pool = yield* Effect.forkScoped(
       Effect.forEach(ids, worker, { concurrency: "unbounded", discard: true })
     )
+    const signalWatch = new SignalWatch()
+    yield* signalWatch.watch
     const stop = graceful
-      ? Effect.scoped(Effect.gen(function*() {
+      ? Effect.suspend(() => {
         stopping = true
         wakeAll()
-        yield* onSecondSignal(() => pool.unsafeInterruptAsFork(FiberId.none))
-        yield* Fiber.await(pool)
-      }))
+        report.setStopping?.()
+        signalWatch.onDrain(() => pool.unsafeInterruptAsFork(FiberId.none))
+        return flush(Fiber.await(pool))
+      })
       : Fiber.interrupt(pool)
-    yield* Fiber.join(pool).pipe(Effect.onInterrupt(() => stop))
+    yield* Fiber.join(pool).pipe(Effect.onInterrupt(() => Effect.zipRight(stop, signalWatch.afterInterrupt)))
     const end = yield* Clock.currentTimeMillis
     return {
       processed,
