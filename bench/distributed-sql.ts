@@ -17,7 +17,7 @@
  * and without (default 100 ms), `--samples` offers each, spaced by 50-250 ms at random.
  *
  * For reference, ours on SQLite (a temp file; no peer), and `PersistedQueue` over `@effect/sql`'s own `SqlPersistedQueue` store (16 takers), which we do not
- * use (its leases are never refreshed; see src/internal/sql/store.ts).
+ * use (its leases are never refreshed; see src/internal/durableQueue/sqlStore.ts).
  *
  *   npx tsx bench/distributed-sql.ts [--jobs 10000] [--rounds 3]
  */
@@ -150,7 +150,7 @@ const wakeLatency = (notify: boolean): Promise<Array<number>> => {
   )
 }
 
-// For reference: `@effect/sql`'s own store under `PersistedQueue` (what we do not use; see src/internal/sql/store.ts).
+// For reference: `@effect/sql`'s own store under `PersistedQueue` (what we do not use; see src/internal/durableQueue/sqlStore.ts).
 const upstream = (): Promise<Round> => {
   const tableName = `bench_up_${randomUUID().replace(/-/g, "").slice(0, 12)}`
   return Effect.gen(function*() {

@@ -11,7 +11,7 @@
 import type * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Shared from "../DurableQueue.js"
-import * as internal from "../internal/redis/durableQueue.js"
+import * as internal from "../internal/durableQueue/redisStore.js"
 import type { OptionError } from "../OptionError.js"
 import type { RedisClient } from "./RedisClient.js"
 
