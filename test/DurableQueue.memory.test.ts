@@ -1,6 +1,6 @@
 /**
- * `DurableQueue.memory`: the contract in one process (offer by id, attempts, dead letters, interruption) and
- * `run`'s graceful shutdown, timed by TestClock.
+ * `DurableQueue.memory`: the contract in one process (offer by id, attempts, dead letters, interruption), `run`'s
+ * graceful shutdown and the lease, timed by TestClock. (The contract suite runs the same cases on every store.)
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -10,6 +10,9 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import * as DurableQueue from "../src/DurableQueue.js"
+import * as core from "../src/internal/durableQueue/core.js"
+import { MemoryStore } from "../src/internal/durableQueue/memoryStore.js"
+import { queueSettings } from "../src/internal/durableQueue/options.js"
 import { OptionError } from "../src/OptionError.js"
 
 const queueOf = (maxAttempts = 3) => DurableQueue.memory({ name: "jobs", schema: Schema.Number, maxAttempts })
@@ -160,5 +163,29 @@ describe("DurableQueue.memory", () => {
         expect(error).toBeInstanceOf(OptionError)
         expect(error.message).toContain(field)
       }
+    }))
+
+  it.scoped("the lease is read through Clock: a job whose runner died comes back when TestClock passes its lease, that attempt counted", () =>
+    Effect.gen(function*() {
+      const options = { name: "jobs", schema: Schema.Number, leaseDuration: "10 seconds", pollInterval: "1 second" } as const
+      const settings = yield* queueSettings(options)
+      const store = new MemoryStore(settings.leaseMillis)
+      const queue = yield* core.make(store, settings, options.schema)
+      yield* queue.offer(4, { id: "a" })
+      // A runner leases it and dies: no refresh, no settlement.
+      expect((yield* store.lease(1)).map((job) => [job.id, job.attempts])).toEqual([["a", 1]])
+      const taker = yield* Effect.fork(queue.take((n, job) => Effect.succeed([n, job.attempt])))
+      yield* TestClock.adjust("9 seconds")
+      expect(Option.isNone(yield* Fiber.poll(taker))).toBe(true)
+      yield* TestClock.adjust("2 seconds")
+      expect(yield* Fiber.join(taker)).toEqual(Exit.succeed([4, 2]))
+    }))
+
+  it.scoped("refuses what a real store would: a function inside a Schema.Unknown value is EncodeFailed, not undefined later", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Unknown })
+      const error = yield* Effect.flip(queue.offer({ run: () => 1 }, { id: "f" }))
+      expect(error).toMatchObject({ reason: "EncodeFailed", id: "f", backend: "memory" })
+      expect(error.message).toContain("is a function")
     }))
 })

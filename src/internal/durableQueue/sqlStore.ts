@@ -86,6 +86,55 @@ const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A
   return out
 }
 
+/** The jobs table and its two partial indexes (ready jobs by visibility, dead letters by time), if missing. */
+const createTable = (sql: SqlClient.SqlClient, dialect: "pg" | "sqlite", tableName: string): Effect.Effect<void, SqlError> => {
+  const table = sql(tableName)
+  const base = tableName.replace(/\./g, "_")
+  const indexName = (suffix: string) => sql(`${base}_${suffix}`)
+  return dialect === "pg"
+    ? Effect.gen(function*() {
+      // Several processes starting at once would race on CREATE TABLE IF NOT EXISTS (a unique violation in
+      // pg_type): one at a time, under a transaction-scoped advisory lock.
+      yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workers:${tableName}`}))`
+      yield* sql`CREATE TABLE IF NOT EXISTS ${table} (
+        sequence BIGSERIAL PRIMARY KEY,
+        queue_name TEXT NOT NULL,
+        id TEXT NOT NULL,
+        id_key TEXT NOT NULL,
+        element TEXT NOT NULL,
+        state SMALLINT NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        visible_at BIGINT NOT NULL,
+        acquired_by TEXT NULL,
+        last_failure TEXT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        UNIQUE (queue_name, id_key)
+      )`
+      yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("ready")} ON ${table} (queue_name, visible_at, sequence) WHERE state = 0`
+      yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("dead")} ON ${table} (queue_name, updated_at, sequence) WHERE state = 2`
+    }).pipe(sql.withTransaction)
+    : Effect.gen(function*() {
+      yield* sql`CREATE TABLE IF NOT EXISTS ${table} (
+        sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+        queue_name TEXT NOT NULL,
+        id TEXT NOT NULL,
+        id_key TEXT NOT NULL,
+        element TEXT NOT NULL,
+        state INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        visible_at INTEGER NOT NULL,
+        acquired_by TEXT NULL,
+        last_failure TEXT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (queue_name, id_key)
+      )`
+      yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("ready")} ON ${table} (queue_name, visible_at, sequence) WHERE state = 0`
+      yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("dead")} ON ${table} (queue_name, updated_at, sequence) WHERE state = 2`
+    })
+}
+
 /** @internal */
 export const makeStore = (
   settings: QueueSettings,
@@ -103,8 +152,6 @@ export const makeStore = (
     const listener = dialect === "pg" && options.notify ? listenerOf(client) : undefined
     const channel = channelOf(tableName, name)
     const table = sql(tableName)
-    const base = tableName.replace(/\./g, "_")
-    const indexName = (suffix: string) => sql(`${base}_${suffix}`)
     const worker = globalThis.crypto.randomUUID()
     // The database's clock in milliseconds since the epoch, so the leases of processes on several machines agree.
     // (`now()`, the statement's time on PostgreSQL, is stable within a statement, so the lease can use its index.)
@@ -113,49 +160,7 @@ export const makeStore = (
       : sql.literal("CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)")
     const lease = sql.literal(String(leaseMillis))
 
-    const ddl = dialect === "pg"
-      ? Effect.gen(function*() {
-        // Several processes starting at once would race on CREATE TABLE IF NOT EXISTS (a unique violation in
-        // pg_type): one at a time, under a transaction-scoped advisory lock.
-        yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workers:${tableName}`}))`
-        yield* sql`CREATE TABLE IF NOT EXISTS ${table} (
-          sequence BIGSERIAL PRIMARY KEY,
-          queue_name TEXT NOT NULL,
-          id TEXT NOT NULL,
-          id_key TEXT NOT NULL,
-          element TEXT NOT NULL,
-          state SMALLINT NOT NULL DEFAULT 0,
-          attempts INTEGER NOT NULL DEFAULT 0,
-          visible_at BIGINT NOT NULL,
-          acquired_by TEXT NULL,
-          last_failure TEXT NULL,
-          created_at BIGINT NOT NULL,
-          updated_at BIGINT NOT NULL,
-          UNIQUE (queue_name, id_key)
-        )`
-        yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("ready")} ON ${table} (queue_name, visible_at, sequence) WHERE state = 0`
-        yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("dead")} ON ${table} (queue_name, updated_at, sequence) WHERE state = 2`
-      }).pipe(sql.withTransaction)
-      : Effect.gen(function*() {
-        yield* sql`CREATE TABLE IF NOT EXISTS ${table} (
-          sequence INTEGER PRIMARY KEY AUTOINCREMENT,
-          queue_name TEXT NOT NULL,
-          id TEXT NOT NULL,
-          id_key TEXT NOT NULL,
-          element TEXT NOT NULL,
-          state INTEGER NOT NULL DEFAULT 0,
-          attempts INTEGER NOT NULL DEFAULT 0,
-          visible_at INTEGER NOT NULL,
-          acquired_by TEXT NULL,
-          last_failure TEXT NULL,
-          created_at INTEGER NOT NULL,
-          updated_at INTEGER NOT NULL,
-          UNIQUE (queue_name, id_key)
-        )`
-        yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("ready")} ON ${table} (queue_name, visible_at, sequence) WHERE state = 0`
-        yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("dead")} ON ${table} (queue_name, updated_at, sequence) WHERE state = 2`
-      })
-    yield* ddl
+    yield* createTable(sql, dialect, tableName)
 
     const inList = (sequences: ReadonlyArray<unknown>) => sql.in(sequences as ReadonlyArray<string | number>)
     const lockClause = dialect === "pg" ? sql.literal("FOR UPDATE SKIP LOCKED") : sql.literal("")
