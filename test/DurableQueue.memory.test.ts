@@ -1,6 +1,7 @@
 /**
- * `DurableQueue.memory`: the contract in one process (offer by id, attempts, dead letters, interruption), `run`'s
- * graceful shutdown and the lease, timed by TestClock. (The contract suite runs the same cases on every store.)
+ * `DurableQueue.memory` where TestClock is the point: `run`'s graceful shutdown, the lease, a waiting taker at
+ * scope close; and its encoding. The contract (offer by id, attempts, dead letters, interruption, …) runs on the
+ * memory store with every other store in test/DurableQueue.contract.test.ts.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -25,86 +26,6 @@ const settle = (done: () => boolean) =>
   })
 
 describe("DurableQueue.memory", () => {
-  it.scoped("offer by id: the same id offered twice is delivered once; size counts pending jobs", () =>
-    Effect.gen(function*() {
-      const queue = yield* queueOf()
-      expect(yield* queue.offer(1, { id: "job-1" })).toBe("job-1")
-      yield* queue.offer(1, { id: "job-1" })
-      const other = yield* queue.offer(2)
-      expect(other).toMatch(/^[0-9a-f-]{36}$/)
-      expect(yield* queue.size).toBe(2)
-      const seen: Array<string> = []
-      yield* queue.take((n, job) => Effect.sync(() => seen.push(`${job.id}=${n}`)))
-      yield* queue.take((n, job) => Effect.sync(() => seen.push(`${job.id}=${n}`)))
-      expect(seen).toEqual(["job-1=1", `${other}=2`])
-      expect(yield* queue.size).toBe(0)
-      yield* queue.offer(1, { id: "job-1" })
-      expect(yield* queue.size).toBe(0)
-    }))
-
-  it.scoped("at-least-once: a failed attempt puts the job back, counted; success acknowledges it", () =>
-    Effect.gen(function*() {
-      const queue = yield* queueOf()
-      yield* queue.offer(7)
-      const handler = (n: number, job: DurableQueue.Job) =>
-        job.attempt === 1 ? Effect.fail(`attempt ${job.attempt} failed`) : Effect.succeed(n * 2)
-      expect(yield* queue.take(handler)).toEqual(Exit.fail("attempt 1 failed"))
-      expect(yield* queue.size).toBe(1)
-      expect(yield* queue.take(handler)).toEqual(Exit.succeed(14))
-      expect(yield* queue.size).toBe(0)
-      expect(yield* queue.deadLetters).toEqual([])
-    }))
-
-  it.scoped("after maxAttempts failures the job goes to the dead letters with its last error, oldest first", () =>
-    Effect.gen(function*() {
-      const queue = yield* queueOf(2)
-      const a = yield* queue.offer(5)
-      const b = yield* queue.offer(6)
-      const handler = (n: number, job: DurableQueue.Job) => Effect.fail(`boom-${n}-${job.attempt}`)
-      for (let i = 0; i < 4; i++) yield* queue.take(handler)
-      const dead = yield* queue.deadLetters
-      expect(dead.map(({ attempts, id, value }) => ({ id, value, attempts }))).toEqual([
-        { id: a, value: 5, attempts: 2 },
-        { id: b, value: 6, attempts: 2 }
-      ])
-      expect(dead[0]!.lastError).toContain("boom-5-2")
-      expect(yield* queue.size).toBe(0)
-    }))
-
-  it.scoped("an interrupted handler puts its job back without counting an attempt", () =>
-    Effect.gen(function*() {
-      const queue = yield* queueOf(1)
-      yield* queue.offer(3)
-      let started = false
-      const fiber = yield* Effect.fork(queue.take(() => Effect.zipRight(Effect.sync(() => (started = true)), Effect.never)))
-      yield* settle(() => started)
-      expect(yield* queue.size).toBe(1)
-      yield* Fiber.interrupt(fiber)
-      expect(yield* queue.take((n, job) => Effect.succeed([n, job.attempt]))).toEqual(Exit.succeed([3, 1]))
-    }))
-
-  it.scoped("a job that cannot be encoded fails the offer with EncodeFailed", () =>
-    Effect.gen(function*() {
-      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Int })
-      const error = yield* Effect.flip(queue.offer(1.5))
-      expect(error._tag === "DurableQueueError" && error.reason).toBe("EncodeFailed")
-      expect(error._tag === "DurableQueueError" && error.backend).toBe("memory")
-      expect(yield* queue.size).toBe(0)
-    }))
-
-  it.scoped("run: 100 jobs over 8 takers, each done once", () =>
-    Effect.gen(function*() {
-      const queue = yield* queueOf()
-      yield* Effect.forEach(Array.from({ length: 100 }, (_, i) => i), (i) => queue.offer(i), { discard: true })
-      const done = new Map<number, number>()
-      yield* Effect.forkScoped(queue.run((n) => Effect.sync(() => done.set(n, (done.get(n) ?? 0) + 1)), { concurrency: 8 }))
-      yield* settle(() => done.size === 100)
-      expect([...done.values()].every((n) => n === 1)).toBe(true)
-      // `run` does not wait for its acknowledgements to be written: they follow.
-      for (let i = 0; i < 100 && (yield* queue.size) > 0; i++) yield* Effect.yieldNow()
-      expect(yield* queue.size).toBe(0)
-    }))
-
   it.scoped("run: interrupted, it takes nothing new and lets the running job finish and be acknowledged (TestClock)", () =>
     Effect.gen(function*() {
       const queue = yield* queueOf()

@@ -91,48 +91,34 @@ const createTable = (sql: SqlClient.SqlClient, dialect: "pg" | "sqlite", tableNa
   const table = sql(tableName)
   const base = tableName.replace(/\./g, "_")
   const indexName = (suffix: string) => sql(`${base}_${suffix}`)
+  // One statement for both dialects; only the column types differ.
+  const [serial, small, big] = dialect === "pg"
+    ? ["BIGSERIAL PRIMARY KEY", "SMALLINT", "BIGINT"]
+    : ["INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER", "INTEGER"]
+  const create = Effect.gen(function*() {
+    yield* sql`CREATE TABLE IF NOT EXISTS ${table} (
+      sequence ${sql.literal(serial)},
+      queue_name TEXT NOT NULL,
+      id TEXT NOT NULL,
+      id_key TEXT NOT NULL,
+      element TEXT NOT NULL,
+      state ${sql.literal(small)} NOT NULL DEFAULT 0,
+      attempts INTEGER NOT NULL DEFAULT 0,
+      visible_at ${sql.literal(big)} NOT NULL,
+      acquired_by TEXT NULL,
+      last_failure TEXT NULL,
+      created_at ${sql.literal(big)} NOT NULL,
+      updated_at ${sql.literal(big)} NOT NULL,
+      UNIQUE (queue_name, id_key)
+    )`
+    yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("ready")} ON ${table} (queue_name, visible_at, sequence) WHERE state = 0`
+    yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("dead")} ON ${table} (queue_name, updated_at, sequence) WHERE state = 2`
+  })
+  // Several processes starting at once would race on PostgreSQL's CREATE TABLE IF NOT EXISTS (a unique violation
+  // in pg_type): one at a time, under a transaction-scoped advisory lock.
   return dialect === "pg"
-    ? Effect.gen(function*() {
-      // Several processes starting at once would race on CREATE TABLE IF NOT EXISTS (a unique violation in
-      // pg_type): one at a time, under a transaction-scoped advisory lock.
-      yield* sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workers:${tableName}`}))`
-      yield* sql`CREATE TABLE IF NOT EXISTS ${table} (
-        sequence BIGSERIAL PRIMARY KEY,
-        queue_name TEXT NOT NULL,
-        id TEXT NOT NULL,
-        id_key TEXT NOT NULL,
-        element TEXT NOT NULL,
-        state SMALLINT NOT NULL DEFAULT 0,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        visible_at BIGINT NOT NULL,
-        acquired_by TEXT NULL,
-        last_failure TEXT NULL,
-        created_at BIGINT NOT NULL,
-        updated_at BIGINT NOT NULL,
-        UNIQUE (queue_name, id_key)
-      )`
-      yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("ready")} ON ${table} (queue_name, visible_at, sequence) WHERE state = 0`
-      yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("dead")} ON ${table} (queue_name, updated_at, sequence) WHERE state = 2`
-    }).pipe(sql.withTransaction)
-    : Effect.gen(function*() {
-      yield* sql`CREATE TABLE IF NOT EXISTS ${table} (
-        sequence INTEGER PRIMARY KEY AUTOINCREMENT,
-        queue_name TEXT NOT NULL,
-        id TEXT NOT NULL,
-        id_key TEXT NOT NULL,
-        element TEXT NOT NULL,
-        state INTEGER NOT NULL DEFAULT 0,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        visible_at INTEGER NOT NULL,
-        acquired_by TEXT NULL,
-        last_failure TEXT NULL,
-        created_at INTEGER NOT NULL,
-        updated_at INTEGER NOT NULL,
-        UNIQUE (queue_name, id_key)
-      )`
-      yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("ready")} ON ${table} (queue_name, visible_at, sequence) WHERE state = 0`
-      yield* sql`CREATE INDEX IF NOT EXISTS ${indexName("dead")} ON ${table} (queue_name, updated_at, sequence) WHERE state = 2`
-    })
+    ? Effect.zipRight(sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workers:${tableName}`}))`, create).pipe(sql.withTransaction)
+    : create
 }
 
 /** @internal */
