@@ -83,7 +83,7 @@ describe.skipIf(!up)("redis DurableQueue across processes", () => {
           if (signal === "SIGKILL") expect(left.length).toBeGreaterThan(0)
           else expect(left).toEqual([])
 
-          for (let i = 0; i < 4_000 && (yield* doneCount) < jobs; i++) yield* Effect.sleep("10 millis")
+          for (let i = 0; i < 15_000 && (yield* doneCount) < jobs; i++) yield* Effect.sleep("10 millis")
           expect(yield* doneCount).toBe(jobs)
           const k = keysOf(prefix, "jobs")
           const pendingCount = Effect.promise(() => raw.zcard(k.leased))
@@ -118,6 +118,6 @@ describe.skipIf(!up)("redis DurableQueue across processes", () => {
           expect(twice.every((id) => leftIds.has(id))).toBe(true)
           if (signal === "SIGTERM") expect(twice).toEqual([])
         }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
-      ), 60_000)
+      ), 240_000) // At load 20 on this 2-core machine a runner took 16 s to start under tsx; 60 s timed out there.
   }
 })
