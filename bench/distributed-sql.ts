@@ -16,8 +16,10 @@
  * until the handler starts on a second one whose taker is idle, with notifications (default `pollInterval`, 1 s)
  * and without (default 100 ms), `--samples` offers each, spaced by 50-250 ms at random.
  *
+ * graphile-worker 0.16 runs as a peer too ("graphile-worker"): `addJob` one by one, then `run` at concurrency 16.
+ *
  * For reference, ours on SQLite (a temp file; no peer), and `PersistedQueue` over `@effect/sql`'s own `SqlPersistedQueue` store (16 takers), which we do not
- * use (its leases are never refreshed; see src/internal/sql/store.ts).
+ * use (its leases are never refreshed; see src/internal/durableQueue/sqlStore.ts).
  *
  *   npx tsx bench/distributed-sql.ts [--jobs 10000] [--rounds 3]
  */
@@ -35,6 +37,7 @@ import * as os from "node:os"
 import { join } from "node:path"
 import PgBoss from "pg-boss"
 import * as DurableQueue from "../src/sql/DurableQueue.js"
+import { Logger, makeWorkerUtils, run as runGraphile } from "graphile-worker"
 import { arg, median, pool, queueRound, type Round } from "./_shared.js"
 
 const JOBS = arg("jobs", 10_000)
@@ -77,6 +80,44 @@ const pgBoss = async (jobs: number, workers: number, batchSize: number): Promise
   } finally {
     await boss.stop({ graceful: false, wait: true }).catch(() => undefined)
     await Effect.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`).pipe(Effect.provide(Client)))
+  }
+}
+
+/**
+ * graphile-worker 0.16 (the fastest known PostgreSQL queue): `addJob` one by one, 16 at a time; then `run` with
+ * concurrency 16, its 100 ms default poll (it LISTENs for new jobs too), a pool of 17 connections (it warns below
+ * its concurrency) and a silent logger (its default prints a line per job), in its own schema, dropped afterwards.
+ */
+const silent = new Logger(() => () => {})
+const graphile = async (jobs: number): Promise<Round> => {
+  const schema = `bench_graphile_${randomUUID().replace(/-/g, "").slice(0, 12)}`
+  const connectionString = `postgres://${connection.user}@${connection.host}:${connection.port}/${connection.database}`
+  const utils = await makeWorkerUtils({ connectionString, schema, logger: silent })
+  try {
+    await utils.migrate()
+    let t = performance.now()
+    await pool(jobs, CONCURRENCY, (n) => utils.addJob("job", { n }))
+    const add = jobs / ((performance.now() - t) / 1000)
+    let done = 0
+    let finish!: () => void
+    const finished = new Promise<void>((resolve) => (finish = resolve))
+    t = performance.now()
+    const runner = await runGraphile({
+      connectionString,
+      schema,
+      concurrency: CONCURRENCY,
+      maxPoolSize: CONCURRENCY + 1,
+      logger: silent,
+      noHandleSignals: true,
+      taskList: { job: async () => { if (++done === jobs) finish() } }
+    })
+    await finished
+    const processed = jobs / ((performance.now() - t) / 1000)
+    await runner.stop()
+    return { add, process: processed }
+  } finally {
+    await utils.withPgClient((client) => client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)).catch(() => undefined)
+    await utils.release()
   }
 }
 
@@ -150,7 +191,7 @@ const wakeLatency = (notify: boolean): Promise<Array<number>> => {
   )
 }
 
-// For reference: `@effect/sql`'s own store under `PersistedQueue` (what we do not use; see src/internal/sql/store.ts).
+// For reference: `@effect/sql`'s own store under `PersistedQueue` (what we do not use; see src/internal/durableQueue/sqlStore.ts).
 const upstream = (): Promise<Round> => {
   const tableName = `bench_up_${randomUUID().replace(/-/g, "").slice(0, 12)}`
   return Effect.gen(function*() {
@@ -171,8 +212,9 @@ const main = async () => {
   const fmt = (x: number) => Math.round(x).toLocaleString("en-US")
   console.log(`SQL durable queue on PostgreSQL: ${JOBS.toLocaleString("en-US")} jobs (pg-boss at 16 in flight: ${SLOW_JOBS}), concurrency ${CONCURRENCY}, median of ${ROUNDS} rounds`)
   console.log(`node ${process.version}, ${os.cpus().length} CPUs (nproc), ${new Date().toISOString().slice(0, 10)}, load ${os.loadavg()[0]!.toFixed(1)}`)
-  const rounds: Record<"ours" | "quiet" | "two" | "twoQuiet" | "sqlite" | "upstream" | "boss16" | "boss256", Array<Round>> = {
+  const rounds: Record<"ours" | "quiet" | "two" | "twoQuiet" | "sqlite" | "upstream" | "boss16" | "boss256" | "graphile", Array<Round>> = {
     ours: [],
+    graphile: [],
     quiet: [],
     two: [],
     twoQuiet: [],
@@ -184,6 +226,7 @@ const main = async () => {
   for (let r = 0; r < ROUNDS; r++) {
     rounds.boss256.push(await pgBoss(JOBS, 16, 16))
     rounds.ours.push(await ours())
+    rounds.graphile.push(await graphile(JOBS))
     rounds.quiet.push(await ours("pg", false))
     rounds.two.push({ add: 0, process: await twoClients(true) })
     rounds.twoQuiet.push({ add: 0, process: await twoClients(false) })
@@ -198,12 +241,14 @@ const main = async () => {
   const b256 = row(rounds.boss256)
   const up = row(rounds.upstream)
   const lite = row(rounds.sqlite)
+  const gw = row(rounds.graphile)
   console.log(`\n| queue | add jobs/s | process jobs/s | ours vs it: add | ours vs it: process |`)
   console.log("|---|---:|---:|---:|---:|")
   console.log(`| ours: DurableQueue (PostgreSQL), concurrency 16 | ${fmt(o.add)} | ${fmt(o.proc)} | | |`)
   console.log(`| ours, notify: false (no NOTIFY per batch of offers) | ${fmt(q.add)} | ${fmt(q.proc)} | ${(o.add / q.add).toFixed(2)}x | ${(o.proc / q.proc).toFixed(2)}x |`)
   console.log(`| pg-boss 10, 1 worker × batchSize 16 (16 in flight) | ${fmt(b16.add)} | ${fmt(b16.proc)} | ${(o.add / b16.add).toFixed(2)}x | ${(o.proc / b16.proc).toFixed(2)}x |`)
   console.log(`| pg-boss 10, 16 workers × batchSize 16 (256 in flight) | ${fmt(b256.add)} | ${fmt(b256.proc)} | ${(o.add / b256.add).toFixed(2)}x | ${(o.proc / b256.proc).toFixed(2)}x |`)
+  console.log(`| graphile-worker 0.16, concurrency 16 | ${fmt(gw.add)} | ${fmt(gw.proc)} | ${(o.add / gw.add).toFixed(2)}x | ${(o.proc / gw.proc).toFixed(2)}x |`)
   console.log(`| for reference: PersistedQueue on @effect/sql's SqlPersistedQueue store | ${fmt(up.add)} | ${fmt(up.proc)} | ${(o.add / up.add).toFixed(2)}x | ${(o.proc / up.proc).toFixed(2)}x |`)
   console.log(`| for reference: ours on SQLite (a temp file, embedded), concurrency 16 | ${fmt(lite.add)} | ${fmt(lite.proc)} | | |`)
   const two = row(rounds.two).proc

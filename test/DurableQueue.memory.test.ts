@@ -1,6 +1,7 @@
 /**
- * `DurableQueue.memory`: the contract in one process (offer by id, attempts, dead letters, interruption) and
- * `run`'s graceful shutdown, timed by TestClock.
+ * `DurableQueue.memory` where TestClock is the point: `run`'s graceful shutdown, the lease, a waiting taker at
+ * scope close; and its encoding. The contract (offer by id, attempts, dead letters, interruption, …) runs on the
+ * memory store with every other store in test/DurableQueue.contract.test.ts.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -10,6 +11,9 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import * as DurableQueue from "../src/DurableQueue.js"
+import * as core from "../src/internal/durableQueue/core.js"
+import { MemoryStore } from "../src/internal/durableQueue/memoryStore.js"
+import { queueSettings } from "../src/internal/durableQueue/options.js"
 import { OptionError } from "../src/OptionError.js"
 
 const queueOf = (maxAttempts = 3) => DurableQueue.memory({ name: "jobs", schema: Schema.Number, maxAttempts })
@@ -22,84 +26,6 @@ const settle = (done: () => boolean) =>
   })
 
 describe("DurableQueue.memory", () => {
-  it.scoped("offer by id: the same id offered twice is delivered once; size counts pending jobs", () =>
-    Effect.gen(function*() {
-      const queue = yield* queueOf()
-      expect(yield* queue.offer(1, { id: "job-1" })).toBe("job-1")
-      yield* queue.offer(1, { id: "job-1" })
-      const other = yield* queue.offer(2)
-      expect(other).toMatch(/^[0-9a-f-]{36}$/)
-      expect(yield* queue.size).toBe(2)
-      const seen: Array<string> = []
-      yield* queue.take((n, job) => Effect.sync(() => seen.push(`${job.id}=${n}`)))
-      yield* queue.take((n, job) => Effect.sync(() => seen.push(`${job.id}=${n}`)))
-      expect(seen).toEqual(["job-1=1", `${other}=2`])
-      expect(yield* queue.size).toBe(0)
-      yield* queue.offer(1, { id: "job-1" })
-      expect(yield* queue.size).toBe(0)
-    }))
-
-  it.scoped("at-least-once: a failed attempt puts the job back, counted; success acknowledges it", () =>
-    Effect.gen(function*() {
-      const queue = yield* queueOf()
-      yield* queue.offer(7)
-      const handler = (n: number, job: DurableQueue.Job) =>
-        job.attempt === 1 ? Effect.fail(`attempt ${job.attempt} failed`) : Effect.succeed(n * 2)
-      expect(yield* queue.take(handler)).toEqual(Exit.fail("attempt 1 failed"))
-      expect(yield* queue.size).toBe(1)
-      expect(yield* queue.take(handler)).toEqual(Exit.succeed(14))
-      expect(yield* queue.size).toBe(0)
-      expect(yield* queue.deadLetters).toEqual([])
-    }))
-
-  it.scoped("after maxAttempts failures the job goes to the dead letters with its last error, oldest first", () =>
-    Effect.gen(function*() {
-      const queue = yield* queueOf(2)
-      const a = yield* queue.offer(5)
-      const b = yield* queue.offer(6)
-      const handler = (n: number, job: DurableQueue.Job) => Effect.fail(`boom-${n}-${job.attempt}`)
-      for (let i = 0; i < 4; i++) yield* queue.take(handler)
-      const dead = yield* queue.deadLetters
-      expect(dead.map(({ attempts, id, value }) => ({ id, value, attempts }))).toEqual([
-        { id: a, value: 5, attempts: 2 },
-        { id: b, value: 6, attempts: 2 }
-      ])
-      expect(dead[0]!.lastError).toContain("boom-5-2")
-      expect(yield* queue.size).toBe(0)
-    }))
-
-  it.scoped("an interrupted handler puts its job back without counting an attempt", () =>
-    Effect.gen(function*() {
-      const queue = yield* queueOf(1)
-      yield* queue.offer(3)
-      let started = false
-      const fiber = yield* Effect.fork(queue.take(() => Effect.zipRight(Effect.sync(() => (started = true)), Effect.never)))
-      yield* settle(() => started)
-      expect(yield* queue.size).toBe(1)
-      yield* Fiber.interrupt(fiber)
-      expect(yield* queue.take((n, job) => Effect.succeed([n, job.attempt]))).toEqual(Exit.succeed([3, 1]))
-    }))
-
-  it.scoped("a job that cannot be encoded fails the offer with EncodeFailed", () =>
-    Effect.gen(function*() {
-      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Int })
-      const error = yield* Effect.flip(queue.offer(1.5))
-      expect(error.reason).toBe("EncodeFailed")
-      expect(error.backend).toBe("memory")
-      expect(yield* queue.size).toBe(0)
-    }))
-
-  it.scoped("run: 100 jobs over 8 takers, each done once", () =>
-    Effect.gen(function*() {
-      const queue = yield* queueOf()
-      yield* Effect.forEach(Array.from({ length: 100 }, (_, i) => i), (i) => queue.offer(i), { discard: true })
-      const done = new Map<number, number>()
-      yield* Effect.forkScoped(queue.run((n) => Effect.sync(() => done.set(n, (done.get(n) ?? 0) + 1)), { concurrency: 8 }))
-      yield* settle(() => done.size === 100)
-      expect([...done.values()].every((n) => n === 1)).toBe(true)
-      expect(yield* queue.size).toBe(0)
-    }))
-
   it.scoped("run: interrupted, it takes nothing new and lets the running job finish and be acknowledged (TestClock)", () =>
     Effect.gen(function*() {
       const queue = yield* queueOf()
@@ -158,5 +84,29 @@ describe("DurableQueue.memory", () => {
         expect(error).toBeInstanceOf(OptionError)
         expect(error.message).toContain(field)
       }
+    }))
+
+  it.scoped("the lease is read through Clock: a job whose runner died comes back when TestClock passes its lease, that attempt counted", () =>
+    Effect.gen(function*() {
+      const options = { name: "jobs", schema: Schema.Number, leaseDuration: "10 seconds", pollInterval: "1 second" } as const
+      const settings = yield* queueSettings(options)
+      const store = new MemoryStore(settings.leaseMillis)
+      const queue = yield* core.make(store, settings, options.schema)
+      yield* queue.offer(4, { id: "a" })
+      // A runner leases it and dies: no refresh, no settlement.
+      expect((yield* store.lease(1)).map((job) => [job.id, job.attempts])).toEqual([["a", 1]])
+      const taker = yield* Effect.fork(queue.take((n, job) => Effect.succeed([n, job.attempt])))
+      yield* TestClock.adjust("9 seconds")
+      expect(Option.isNone(yield* Fiber.poll(taker))).toBe(true)
+      yield* TestClock.adjust("2 seconds")
+      expect(yield* Fiber.join(taker)).toEqual(Exit.succeed([4, 2]))
+    }))
+
+  it.scoped("refuses what a real store would: a function inside a Schema.Unknown value is EncodeFailed, not undefined later", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Unknown })
+      const error = yield* Effect.flip(queue.offer({ run: () => 1 }, { id: "f" }))
+      expect(error).toMatchObject({ reason: "EncodeFailed", id: "f", backend: "memory" })
+      expect(error.message).toContain("is a function")
     }))
 })

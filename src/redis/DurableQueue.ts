@@ -1,17 +1,17 @@
 /**
- * A `DurableQueue` (see `effect-workers/DurableQueue` for the contract) on Redis, on a store of ours implementing `@effect/experimental`'s `PersistedQueueStore`
- * (the one shipped with `@effect/experimental` 0.61 duplicates and loses jobs whenever a lease check runs), for sources that must
- * outlive a process and be shared by several: offer by id (an id offered twice is queued once), at-least-once
- * delivery, a lease refreshed while a job runs (a killed taker's jobs come back once it expires), an
- * acknowledgement only after the handler succeeded, and after `maxAttempts` failures a dead-letter record with
- * the last error.
+ * A `DurableQueue` (see `effect-workers/DurableQueue` for the contract) on Redis: the shared core over a store of
+ * Lua scripts that move opaque strings (src/internal/durableQueue/redisStore.ts), for sources that must outlive a
+ * process and be shared by several: offer by id (an id offered twice is queued once), at-least-once delivery, a
+ * lease refreshed while a job runs (a killed taker's jobs come back once it expires, that attempt counted), an
+ * acknowledgement only after the handler succeeded, and after `maxAttempts` failed attempts a dead letter with the
+ * last error. Keys are `<prefix>{<escaped name>}:<suffix>`, so no two queue names collide.
  *
  * @since 0.1.0
  */
 import type * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Shared from "../DurableQueue.js"
-import * as internal from "../internal/redis/durableQueue.js"
+import * as internal from "../internal/durableQueue/redisStore.js"
 import type { OptionError } from "../OptionError.js"
 import type { RedisClient } from "./RedisClient.js"
 
@@ -38,7 +38,7 @@ export type DeadLetter<A> = Shared.DeadLetter<A>
  * @category models
  */
 export interface Options<A, I> extends Shared.Options<A, I> {
-  /** Put before every Redis key. Default: "effect-workers:queue:". */
+  /** Put before every Redis key (`<prefix>{<escaped name>}:<suffix>`). Default: "effect-workers:queue:". */
   readonly prefix?: string | undefined
 }
 

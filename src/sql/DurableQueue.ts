@@ -20,7 +20,7 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import type * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as Shared from "../DurableQueue.js"
-import * as internal from "../internal/sql/durableQueue.js"
+import * as internal from "../internal/durableQueue/sqlStore.js"
 import type { OptionError } from "../OptionError.js"
 
 /**

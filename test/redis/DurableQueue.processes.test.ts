@@ -13,6 +13,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type { Redis } from "ioredis"
+import { keysOf } from "../../src/internal/durableQueue/redisStore.js"
 import * as DurableQueue from "../../src/redis/DurableQueue.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
 import { CEILING_MS, Phases, pollUntil, scaled, STARTUP_MS } from "../helpers/phases.js"
@@ -36,17 +37,14 @@ interface Lease {
   readonly expiredAfter: number
 }
 
-/** The jobs leased under `token` now, with a lower bound of when each lease runs out. */
+/** The jobs leased under `token` now, with when each lease runs out (the leased set's score: Redis's clock, this machine's). */
 const leasesOf = (raw: Redis, prefix: string, token: string) =>
   Effect.promise(async (): Promise<Array<Lease>> => {
-    const ids = await raw.hkeys(`${prefix}jobs:pending`)
-    const before = Date.now()
-    const pipeline = raw.pipeline()
-    for (const id of ids) pipeline.get(`${prefix}jobs:lock:${id}`).pttl(`${prefix}jobs:lock:${id}`)
-    const replies = (await pipeline.exec())!.map(([, value]) => value)
-    return ids.flatMap((id, i) =>
-      replies[2 * i] === token ? [{ id, expiredAfter: before + Number(replies[2 * i + 1]) }] : []
-    )
+    const k = keysOf(prefix, "jobs")
+    const owners = await raw.hgetall(k.owners)
+    const ids = Object.keys(owners).filter((id) => owners[id] === token)
+    const scores = ids.length === 0 ? [] : await raw.zmscore(k.leased, ...ids)
+    return ids.flatMap((id, i) => scores[i] === null ? [] : [{ id, expiredAfter: Number(scores[i]) }])
   })
 
 /** Every completion in the runners' log: job id → [pid, time][]. */
@@ -111,13 +109,14 @@ describe.skipIf(!up)("redis DurableQueue across processes", () => {
           )
           phases.mark("the rest")
           expect(yield* doneCount).toBe(jobs)
-          const pendingCount = Effect.promise(() => raw.hlen(`${prefix}jobs:pending`))
+          const k = keysOf(prefix, "jobs")
+          const pendingCount = Effect.promise(() => raw.zcard(k.leased))
           yield* pollUntil(Effect.map(pendingCount, (n) => n === 0), "the last acknowledgements", scaled({ measuredMs: up, measuredWork: 1, work: 1 }), phases)
           console.log(`redis ${signal}: ${phases}`)
           // Nothing lost: nothing queued, nothing leased, nothing dead-lettered.
           expect(yield* pendingCount).toBe(0)
-          expect(yield* Effect.promise(() => raw.llen(`${prefix}jobs`))).toBe(0)
-          expect(yield* Effect.promise(() => raw.llen(`${prefix}jobs:dead`))).toBe(0)
+          expect(yield* Effect.promise(() => raw.llen(k.waiting))).toBe(0)
+          expect(yield* Effect.promise(() => raw.llen(k.dead))).toBe(0)
 
           const byId = yield* completions(raw, prefix)
           const victimPid = victim.process.pid!

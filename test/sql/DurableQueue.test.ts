@@ -1,5 +1,7 @@
 /**
- * The SQL DurableQueue's contract, on the machine's PostgreSQL and on a SQLite file: each test on its own table.
+ * What only the SQL store of `DurableQueue` has (long ids, one table shared by queues, offer order, PostgreSQL
+ * LISTEN/NOTIFY, its own options), on the machine's PostgreSQL and on a SQLite file, each test on its own table.
+ * The contract every store keeps is in test/DurableQueue.contract.test.ts.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -12,9 +14,8 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { OptionError } from "../../src/OptionError.js"
 import * as DurableQueue from "../../src/sql/DurableQueue.js"
-import { channelOf } from "../../src/internal/sql/store.js"
+import { channelOf } from "../../src/internal/durableQueue/sqlListen.js"
 import { type Backend, clientLayer, withTable } from "../fixtures/sql-client.js"
-import { spawnFixture } from "../helpers/processes.js"
 import { postgres, requireService } from "../helpers/services.js"
 
 const pgUp = await requireService(postgres)
@@ -22,38 +23,12 @@ const pgUp = await requireService(postgres)
 const queueOf = (tableName: string, maxAttempts = 3, name = "jobs") =>
   DurableQueue.make({ name, tableName, schema: Schema.Number, maxAttempts, pollInterval: "10 millis", leaseDuration: "2 seconds" })
 
-const nothingWithin = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.timeout(effect, "300 millis").pipe(Effect.option, Effect.map(Option.isNone))
-
-const rowsOf = (table: string) =>
-  Effect.flatMap(SqlClient.SqlClient, (sql) =>
-    sql<{ id: string; state: number; attempts: number; acquired_by: string | null }>`
-      SELECT id, state, attempts, acquired_by FROM ${sql(table)} ORDER BY sequence`)
-
 const backends: ReadonlyArray<readonly [Backend, boolean]> = [["pg", pgUp], ["sqlite", true]]
 
 for (const [backend, up] of backends) {
   describe.skipIf(!up)(`sql DurableQueue on ${backend === "pg" ? "PostgreSQL" : "SQLite"}`, () => {
     const withQueueTable = <A, E, R>(f: (table: string, target: string | undefined) => Effect.Effect<A, E, R>) =>
       withTable(backend, "dq", (table, target) => Effect.scoped(f(table, target)))
-
-    it.live("offer by id: the same id offered twice is delivered once", () =>
-      withQueueTable((table) =>
-        Effect.gen(function*() {
-          const queue = yield* queueOf(table)
-          expect(yield* queue.offer(1, { id: "job-1" })).toBe("job-1")
-          expect(yield* queue.offer(1, { id: "job-1" })).toBe("job-1")
-          expect(yield* queue.size).toBe(1)
-          const seen: Array<string> = []
-          yield* queue.take((n, job) => Effect.sync(() => seen.push(`${job.id}=${n}`)))
-          expect(seen).toEqual(["job-1=1"])
-          expect(yield* nothingWithin(queue.take(() => Effect.void))).toBe(true)
-          expect(yield* queue.size).toBe(0)
-          // Acknowledged: offering the id again queues nothing.
-          yield* queue.offer(1, { id: "job-1" })
-          expect(yield* nothingWithin(queue.take(() => Effect.void))).toBe(true)
-        })
-      ))
 
     it.live("ids longer than 36 characters work, up to 10,000 (upstream VARCHAR(36); a B-tree entry holds ~2.7 kB)", () =>
       withQueueTable((table) =>
@@ -74,7 +49,7 @@ for (const [backend, up] of backends) {
       ))
 
     if (backend === "pg") {
-      it.live("an offer the database rejects fails alone, not the offers batched with it", () =>
+      it.live("an offer refused (an id PostgreSQL text cannot hold) fails alone, not the offers batched with it", () =>
         withQueueTable((table) =>
           Effect.gen(function*() {
             const queue = yield* queueOf(table)
@@ -114,138 +89,6 @@ for (const [backend, up] of backends) {
         })
       ))
 
-    it.live("at-least-once: a failed attempt puts the job back; it is acknowledged only after a success", () =>
-      withQueueTable((table) =>
-        Effect.gen(function*() {
-          const queue = yield* queueOf(table)
-          const id = yield* queue.offer(7)
-          let seenRow: ReadonlyArray<{ state: number; acquired_by: string | null }> = []
-          const handler = (n: number, job: DurableQueue.Job) =>
-            job.attempt === 1
-              ? Effect.fail(`attempt ${job.attempt} failed`)
-              : Effect.map(Effect.orDie(rowsOf(table)), (rows) => {
-                seenRow = rows
-                return n * 2
-              })
-          expect(yield* queue.take(handler)).toEqual(Exit.fail("attempt 1 failed"))
-          expect(yield* queue.take(handler)).toEqual(Exit.succeed(14))
-          // While the handler ran, the job was leased, not acknowledged.
-          expect(seenRow.map((r) => r.state)).toEqual([0])
-          expect(seenRow[0]!.acquired_by).not.toBeNull()
-          expect((yield* rowsOf(table)).map(({ attempts, id, state }) => ({ id, state, attempts }))).toEqual([{ id, state: 1, attempts: 2 }])
-          expect(yield* nothingWithin(queue.take(handler))).toBe(true)
-          expect(yield* queue.deadLetters).toEqual([])
-        })
-      ))
-
-    it.live("after maxAttempts failures the job goes to the dead letters with its last error, oldest first", () =>
-      withQueueTable((table) =>
-        Effect.gen(function*() {
-          const queue = yield* queueOf(table, 2)
-          const first = yield* queue.offer(5)
-          const second = yield* queue.offer(6)
-          expect(yield* queue.size).toBe(2)
-          const handler = (n: number, job: DurableQueue.Job) => Effect.fail(`boom-${n}-${job.attempt}`)
-          expect(yield* queue.take(handler)).toEqual(Exit.fail("boom-5-1"))
-          expect(yield* queue.take(handler)).toEqual(Exit.fail("boom-6-1"))
-          expect(yield* queue.take(handler)).toEqual(Exit.fail("boom-5-2"))
-          expect(yield* queue.take(handler)).toEqual(Exit.fail("boom-6-2"))
-          expect(yield* nothingWithin(queue.take(handler))).toBe(true)
-          const dead = yield* queue.deadLetters
-          expect(dead.map(({ attempts, id, value }) => ({ id, value, attempts }))).toEqual([
-            { id: first, value: 5, attempts: 2 },
-            { id: second, value: 6, attempts: 2 }
-          ])
-          expect(dead[0]!.lastError).toContain("boom-5-2")
-          expect(dead[1]!.lastError).toContain("boom-6-2")
-          // Dead letters are not pending.
-          expect(yield* queue.size).toBe(0)
-        })
-      ))
-
-    it.live("an interrupted handler puts its job back without counting an attempt", () =>
-      withQueueTable((table) =>
-        Effect.gen(function*() {
-          const queue = yield* queueOf(table, 1)
-          yield* queue.offer(3)
-          let started = false
-          const fiber = yield* Effect.fork(queue.take(() => Effect.zipRight(Effect.sync(() => (started = true)), Effect.never)))
-          for (let i = 0; i < 500 && !started; i++) yield* Effect.sleep("5 millis")
-          expect(started).toBe(true)
-          yield* Fiber.interrupt(fiber)
-          expect(yield* queue.take((n, job) => Effect.succeed([n, job.attempt])).pipe(Effect.timeout("5 seconds"))).toEqual(Exit.succeed([3, 1]))
-          expect(yield* queue.deadLetters).toEqual([])
-        })
-      ))
-
-    it.live("run: 300 jobs over 8 takers in two queue instances (two stores), each acknowledged once", () =>
-      withQueueTable((table) =>
-        Effect.gen(function*() {
-          const a = yield* queueOf(table)
-          const b = yield* queueOf(table)
-          yield* Effect.forEach(Array.from({ length: 300 }, (_, i) => i), (i) => a.offer(i, { id: `j${i}` }), { concurrency: 16, discard: true })
-          const done = new Map<number, number>()
-          const handler = (n: number) => Effect.sync(() => done.set(n, (done.get(n) ?? 0) + 1))
-          yield* Effect.forkScoped(a.run(handler, { concurrency: 4 }))
-          yield* Effect.forkScoped(b.run(handler, { concurrency: 4 }))
-          const acked = Effect.map(rowsOf(table), (rows) => rows.filter((r) => r.state === 1).length)
-          for (let i = 0; i < 1_000 && (yield* acked) < 300; i++) yield* Effect.sleep("10 millis")
-          expect(done.size).toBe(300)
-          expect([...done.values()].every((n) => n === 1)).toBe(true)
-          const rows = yield* rowsOf(table)
-          expect(rows.every((r) => r.state === 1 && r.attempts === 1 && r.acquired_by === null)).toBe(true)
-        })
-      ))
-
-    it.live("a job running through several leases is neither handed out again nor lost (upstream never refreshes leases)", () =>
-      withQueueTable((table) =>
-        Effect.gen(function*() {
-          // Leases of 1.5 s (refreshed every 500 ms) against jobs of 4 s: the margin survives a loaded machine
-          // (with 600 ms leases a full-suite run under load saw every job run twice, refreshes held up > 400 ms).
-          const make = DurableQueue.make({ name: "jobs", tableName: table, schema: Schema.Number, pollInterval: "10 millis", leaseDuration: "1500 millis" })
-          const a = yield* make
-          const b = yield* make
-          yield* Effect.forEach([1, 2, 3], (n) => a.offer(n, { id: `j${n}` }), { discard: true })
-          const runs: Array<number> = []
-          const handler = (n: number) => Effect.zipRight(Effect.sync(() => runs.push(n)), Effect.sleep("4 seconds"))
-          yield* Effect.forkScoped(a.run(handler, { concurrency: 2 }))
-          yield* Effect.forkScoped(b.run(handler, { concurrency: 2 }))
-          const acked = Effect.map(rowsOf(table), (rows) => rows.filter((r) => r.state === 1).length)
-          for (let i = 0; i < 1_000 && (yield* acked) < 3; i++) yield* Effect.sleep("10 millis")
-          expect(yield* acked).toBe(3)
-          expect(runs.sort()).toEqual([1, 2, 3])
-        })
-      ), 30_000)
-
-    it.live("a job that cannot be encoded fails the offer with EncodeFailed", () =>
-      withQueueTable((table) =>
-        Effect.gen(function*() {
-          const queue = yield* DurableQueue.make({ name: "jobs", tableName: table, schema: Schema.Int })
-          const error = yield* Effect.flip(queue.offer(1.5))
-          expect(error).toBeInstanceOf(DurableQueue.DurableQueueError)
-          expect(error.reason).toBe("EncodeFailed")
-          expect(error.backend).toBe("sql")
-        })
-      ))
-
-    it.live("a taker killed with SIGKILL: its job comes back after the lease and another taker finishes it", () =>
-      withQueueTable((table, target) =>
-        Effect.gen(function*() {
-          const queue = yield* DurableQueue.make({ name: "jobs", tableName: table, schema: Schema.Number, pollInterval: "20 millis", leaseDuration: "1 second" })
-          const child = spawnFixture("test/fixtures/sql-durableQueue.ts", [backend, target ?? "-", table, "jobs"])
-          yield* Effect.addFinalizer(() => Effect.sync(() => child.kill()))
-          yield* Effect.promise(() => child.waitFor((l) => l === "ready"))
-          const id = yield* queue.offer(9)
-          yield* Effect.promise(() => child.waitFor((l) => l.startsWith("took ")))
-          expect(child.lines).toContain(`took ${id}`)
-          // Alive, the child keeps its lease (1 s, refreshed every third): nothing for us through 2.5 leases.
-          expect(yield* Effect.timeout(queue.take(() => Effect.void), "2500 millis").pipe(Effect.option, Effect.map(Option.isNone))).toBe(true)
-          child.kill("SIGKILL")
-          expect(yield* Effect.promise(() => child.exited())).toBe("SIGKILL")
-          const exit = yield* queue.take((n, job) => Effect.succeed([n, job.id, job.attempt])).pipe(Effect.timeout("10 seconds"))
-          expect(exit).toEqual(Exit.succeed([9, id, 1]))
-        })
-      ), 60_000)
   })
 }
 

@@ -1,6 +1,6 @@
 /**
  * Why `effect-workers/sql` does not run on `@effect/sql`'s `SqlPersistedQueue` store: minimal reproductions of its
- * bugs on the machine's PostgreSQL, for the upstream report (see src/internal/sql/store.ts). Each asserts the bug
+ * bugs on the machine's PostgreSQL, for the upstream report (see src/internal/durableQueue/sqlStore.ts). Each asserts the bug
  * as it is in @effect/sql 0.52.1; when one fails, upstream fixed it and the store's header should say so.
  */
 import * as PersistedQueue from "@effect/experimental/PersistedQueue"

@@ -1,0 +1,117 @@
+/**
+ * Jobs as every store sees them: JSON text written here, in JavaScript, from the item Schema's encoded form. A
+ * value that JSON would silently change is refused instead (a function or `undefined` dropped, `NaN` turned into
+ * `null`, a `Date` or `Map` flattened by `toJSON`), as is one that cannot be written at all (a `BigInt`, a cycle)
+ * or is nested deeper than `MAX_DEPTH`: the offer fails with `EncodeFailed` naming the id, and the job is never
+ * stored, so no store can take other jobs down with it. Lone UTF-16 surrogates in strings are fine: `JSON.stringify`
+ * escapes them (`"\ud83d"`), so the text is well-formed and the string comes back as it was.
+ */
+import * as Effect from "effect/Effect"
+import type * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+
+/**
+ * Nesting deeper than this is refused: Redis's cjson stopped at 1000 (our Lua no longer parses jobs, but a
+ * JavaScript stack overflows in `JSON.stringify` by 5,000 levels on Node 20).
+ *
+ * @internal
+ */
+export const MAX_DEPTH = 1000
+
+/** Why `value` is not plain JSON, or undefined when it is. Iterative: deep values do not overflow the stack. @internal */
+export const notJson = (value: unknown): string | undefined => {
+  const stack: Array<readonly [unknown, number, string]> = [[value, 0, "the value"]]
+  const seen = new Set<object>()
+  while (stack.length > 0) {
+    const [current, depth, path] = stack.pop()!
+    if (depth > MAX_DEPTH) return `it is nested deeper than ${MAX_DEPTH} levels`
+    if (current === null || typeof current === "string" || typeof current === "boolean") continue
+    if (typeof current === "number") {
+      if (Number.isFinite(current)) continue
+      return `${path} is ${current} (JSON has no such number)`
+    }
+    if (typeof current !== "object") return `${path} is a ${typeof current} (not JSON)`
+    if (seen.has(current)) return `${path} is a cycle or shared reference`
+    seen.add(current)
+    if (Array.isArray(current)) {
+      for (let i = 0; i < current.length; i++) {
+        if (current[i] === undefined) return `${path}[${i}] is undefined (JSON writes null)`
+        stack.push([current[i], depth + 1, `${path}[${i}]`])
+      }
+      continue
+    }
+    const proto = Object.getPrototypeOf(current)
+    if (proto !== Object.prototype && proto !== null) {
+      return `${path} is a ${(current as object).constructor?.name ?? "non-plain object"} (JSON keeps only plain objects)`
+    }
+    for (const [key, field] of Object.entries(current)) {
+      // An `undefined` field is an absent key, as an optional field is encoded: JSON drops it and decoding agrees.
+      if (field !== undefined) stack.push([field, depth + 1, `${path}.${key}`])
+    }
+  }
+  return undefined
+}
+
+/**
+ * Whether JSON text nests deeper than `MAX_DEPTH` (brackets outside strings). Checked before `JSON.parse`, whose
+ * stack overflow on text nested 5,000 deep (written by hand, or by an older version) killed the fiber decoding it.
+ */
+const tooDeep = (text: string): boolean => {
+  let depth = 0
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (inString) {
+      if (c === 92) i++ // backslash: skip the escaped character
+      else if (c === 34) inString = false
+    } else if (c === 34) inString = true
+    else if (c === 91 || c === 123) {
+      if (++depth > MAX_DEPTH) return true
+    } else if (c === 93 || c === 125) depth--
+  }
+  return false
+}
+
+/** @internal */
+export interface Codec<A> {
+  readonly encode: (value: A) => Effect.Effect<string, ParseResult.ParseError | Error>
+  readonly decode: (payload: string) => Effect.Effect<A, ParseResult.ParseError | Error>
+}
+
+/** @internal */
+export const codec = <A, I>(schema: Schema.Schema<A, I>): Codec<A> => {
+  const encode = Schema.encode(schema)
+  const decode = Schema.decodeUnknown(schema)
+  return {
+    encode: (value) =>
+      Effect.flatMap(encode(value), (encoded) => {
+        const why = notJson(encoded)
+        if (why !== undefined) return Effect.fail(new Error(`its encoded form is not plain JSON: ${why}`))
+        return Effect.try({ try: () => JSON.stringify(encoded), catch: (cause) => cause instanceof Error ? cause : new Error(String(cause)) })
+      }),
+    decode: (payload) => {
+      if (payload.length > MAX_DEPTH && tooDeep(payload)) {
+        return Effect.fail(new Error(`its stored text is nested deeper than ${MAX_DEPTH} levels`))
+      }
+      return Effect.flatMap(
+        Effect.try({ try: (): unknown => JSON.parse(payload), catch: () => new Error(`its stored text is not JSON: ${payload.slice(0, 80)}`) }),
+        decode
+      )
+    }
+  }
+}
+
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/**
+ * Why `id` cannot be a job id, or undefined when it can: a non-empty string with no NUL (PostgreSQL text cannot
+ * hold one) and no lone UTF-16 surrogate (Redis and PostgreSQL store UTF-8: it would come back as U+FFFD, another id).
+ *
+ * @internal
+ */
+export const badId = (id: unknown): string | undefined =>
+  typeof id !== "string" || id.length === 0
+    ? "a non-empty string"
+    : id.includes("\u0000") || loneSurrogate.test(id)
+    ? "a string without NUL characters or lone UTF-16 surrogates"
+    : undefined
