@@ -2,7 +2,7 @@
  * An array used as a first-in-first-out queue: `shift` moves a head index instead of copying the array, and the
  * array is compacted once the consumed head is at least 1,024 slots and half of it, so a long-lived queue costs
  * O(1) amortised per item and never holds more than twice its live items. Shared by the task engine's input queue
- * (and meant for WorkerQueue's waiting room and TreeQueue's FIFO frontier, which keep copies of it today).
+ * and TreeQueue's FIFO frontier.
  */
 
 /** @internal */

@@ -18,6 +18,7 @@ import { optionalString } from "./optionString.js"
 import { checker } from "./options.js"
 import * as signals from "./signals.js"
 import { Progress, type Session, type UnsafeSession } from "./progress.js"
+import { Fifo } from "./fifo.js"
 
 /** @internal */
 export interface ItemContext<E, R> {
@@ -74,23 +75,11 @@ interface Frontier<E, R> {
 }
 
 const fifo = <E, R>(): Frontier<E, R> => {
-  let items: Array<Node<E, R> | undefined> = []
-  let head = 0
+  const items = new Fifo<Node<E, R>>()
   return {
-    push: (node) => {
-      items.push(node)
-    },
-    take: () => {
-      if (head >= items.length) return undefined
-      const node = items[head]
-      items[head++] = undefined
-      if (head > 4096 && head * 2 > items.length) {
-        items = items.slice(head)
-        head = 0
-      }
-      return node
-    },
-    size: () => items.length - head
+    push: (node) => items.push(node),
+    take: () => items.shift(),
+    size: () => items.length
   }
 }
 
