@@ -113,13 +113,15 @@ export type WriterOutput<Item, R = never> =
 
 /**
  * A failed job, as reported to `onError`: the reader failed (threw, rejected or failed), its process died while
- * the job ran, or the job was killed after `gracefulShutdownTimeout`.
+ * the job ran, the job was killed after `gracefulShutdownTimeout`, or the item could not be sent to a reader
+ * (`Unsendable`: structured clone cannot carry it, e.g. it holds a function or a Symbol; give the runner an item
+ * `Schema`).
  *
  * @since 0.1.0
  * @category models
  */
 export interface JobFailure {
-  readonly reason: "ReaderFailed" | "ProcessDied" | "ShutdownTimeout"
+  readonly reason: "ReaderFailed" | "ProcessDied" | "ShutdownTimeout" | "Unsendable"
   readonly jobId: number
   readonly item: unknown
   readonly processId: number
@@ -243,12 +245,19 @@ export const make: <Item, I = Item, Ctx = never, WCtx = never>(
 export const isJobRunner: (u: unknown) => u is JobRunner<unknown, unknown, unknown> = internal.isJobRunner
 
 /**
- * Why a runner could not run.
+ * Why a runner could not run. The class the runner itself throws, so `instanceof JobRunner.JobRunnerError` holds
+ * for every error it makes.
  *
  * @since 0.1.0
  * @category errors
  */
-export class JobRunnerError extends internal.JobRunnerError {}
+export const JobRunnerError: typeof internal.JobRunnerError = internal.JobRunnerError
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type JobRunnerError = internal.JobRunnerError
 
 /**
  * Counts at the end of a run.

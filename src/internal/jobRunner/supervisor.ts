@@ -1,0 +1,245 @@
+/**
+ * One supervisor per run: a fiber per process slot starts a reader process, feeds it jobs from the queue, and
+ * replaces it when it has taken `maxJobsPerProcess` jobs (the replacement starts as soon as the old process stops
+ * taking jobs, while it finishes the ones it runs) or when it dies. Shutdown stops the writer, lets running jobs
+ * finish for `gracefulShutdownTimeout`, then kills what is left.
+ */
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import type * as Api from "../../JobRunner.js"
+import { type AnyRunner, isPromiseLike, type JobRunnerError } from "./definition.js"
+import { type JobQueue, Notifier } from "./jobQueue.js"
+import type { JobDone, ReaderHandle, ReaderSpawner } from "./spawner.js"
+import type { RunStats, SlotRow } from "./stats.js"
+
+/** @internal */
+export interface SupervisorDeps {
+  readonly runner: AnyRunner
+  readonly settings: Api.Settings
+  readonly queue: JobQueue
+  readonly stats: RunStats
+  readonly spawner: ReaderSpawner["Type"]
+}
+
+/**
+ * The hand-over to one process: jobs are given synchronously, as many as it has free slots, and settle through a
+ * callback, with no fiber per job (a failure's report gets one).
+ */
+class ProcessFeed {
+  readonly row: SlotRow
+  readonly slotFree = new Notifier()
+  readonly diedSignal = Deferred.unsafeMake<void>(FiberId.none)
+  died = false
+  taken = 0
+
+  constructor(
+    private readonly handle: ReaderHandle,
+    private readonly deps: SupervisorDeps,
+    private readonly runReport: (failure: Api.JobFailure, settle: () => void) => void
+  ) {
+    this.row = { processId: handle.processId, running: 0, taken: 0 }
+  }
+
+  markDied(): void {
+    this.died = true
+    Deferred.unsafeDone(this.diedSignal, Exit.void)
+  }
+
+  /** Whether the process may take more jobs (recycled after `maxJobsPerProcess`). */
+  get open(): boolean {
+    const max = this.deps.settings.maxJobsPerProcess
+    return !this.deps.queue.stopping && !this.died && (max === 0 || this.taken < max)
+  }
+
+  readonly settle: JobDone = (job, error) => {
+    const { queue, stats } = this.deps
+    this.row.running--
+    queue.inFlight--
+    if (error === undefined) {
+      stats.processed++
+      job.settle?.(undefined)
+    } else {
+      stats.failed++
+      const processDied = error._tag === "ProcessDied"
+      if (processDied) this.markDied()
+      const failure: Api.JobFailure = {
+        reason: processDied
+          ? (stats.shutdownTimedOut ? "ShutdownTimeout" : "ProcessDied")
+          : error.reason === "Unsendable"
+          ? "Unsendable"
+          : "ReaderFailed",
+        jobId: job.id,
+        item: job.item,
+        processId: this.handle.processId,
+        message: processDied ? error.detail : error.message
+      }
+      this.runReport(failure, () => job.settle?.(failure))
+    }
+    if (queue.inFlight === 0) queue.idle.notify()
+    this.slotFree.notify()
+  }
+
+  /** Hands over as many queued jobs as the process has free slots. */
+  fill(): void {
+    const { queue, settings } = this.deps
+    while (this.row.running < settings.concurrentTasksPerProcess && this.open) {
+      const job = queue.take()
+      if (job === undefined) return
+      this.taken++
+      queue.inFlight++
+      this.row.running++
+      this.row.taken++
+      if (!this.handle.submit(job, this.settle)) {
+        // The process is gone and did not take it: the job goes back to the head of the queue.
+        this.taken--
+        queue.inFlight--
+        this.row.running--
+        this.row.taken--
+        queue.putBack(job)
+        this.markDied()
+      }
+    }
+  }
+}
+
+/** @internal */
+export class Supervisor {
+  readonly handles = new Set<ReaderHandle>()
+
+  constructor(private readonly deps: SupervisorDeps) {}
+
+  private report(failure: Api.JobFailure): Effect.Effect<void> {
+    const { runner } = this.deps
+    return Effect.gen(function*() {
+      yield* Effect.logWarning(
+        `JobRunner ${runner.name}: job ${failure.jobId} failed (${failure.reason}) in process ${failure.processId}: ${failure.message}`
+      )
+      const onError = runner.onError
+      if (onError === undefined) return
+      yield* Effect.suspend(() => {
+        const out = onError(failure)
+        return Effect.isEffect(out)
+          ? (out as Effect.Effect<unknown, unknown>)
+          : isPromiseLike(out)
+          ? Effect.tryPromise(() => out)
+          : Effect.void
+      }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("JobRunner onError failed", cause)))
+    })
+  }
+
+  /**
+   * Feeds one process until it stops taking jobs (recycled, died, or the run stops) — then `retiring` completes,
+   * so the slot starts a replacement — and waits for the jobs it is running.
+   */
+  private feed(handle: ReaderHandle, index: number, retiring: Deferred.Deferred<void>): Effect.Effect<void> {
+    const { queue, stats } = this.deps
+    return Effect.scoped(Effect.gen(this, function*() {
+      const reports = yield* FiberSet.make<void, never>()
+      const runFork = yield* FiberSet.runtime(reports)<never>()
+      const feed = new ProcessFeed(handle, this.deps, (failure, settle) => {
+        runFork(Effect.zipRight(this.report(failure), Effect.sync(settle)))
+      })
+      stats.slotRows[index] = feed.row
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          if (stats.slotRows[index] === feed.row) stats.slotRows[index] = undefined
+        })
+      )
+      yield* Effect.forkScoped(Effect.andThen(handle.exited, Effect.sync(() => feed.markDied())))
+      while (feed.open) {
+        if (feed.row.running >= this.deps.settings.concurrentTasksPerProcess) {
+          yield* feed.slotFree.waitOr(Deferred.await(feed.diedSignal))
+        } else if (queue.length === 0) {
+          yield* queue.itemAvailable.waitOr(Deferred.await(queue.stop), Deferred.await(feed.diedSignal))
+        } else {
+          feed.fill()
+        }
+      }
+      yield* Deferred.succeed(retiring, undefined)
+      while (feed.row.running > 0) yield* feed.slotFree.wait
+      yield* FiberSet.awaitEmpty(reports)
+    }))
+  }
+
+  /** Spawns a process, or gives up when the run stops first (a slow context build must not hold a shutdown). */
+  private spawn(index: number, scope: Scope.Scope) {
+    const { queue, runner, settings, spawner } = this.deps
+    return spawner.spawn({ runner, settings, slot: index }).pipe(
+      Scope.extend(scope),
+      Effect.map(Option.some),
+      Effect.raceFirst(Effect.as(Deferred.await(queue.stop), Option.none())),
+      Effect.either
+    )
+  }
+
+  /** One process slot: start, feed, replace, until the run stops; then wait for the processes still draining. */
+  slot(index: number): Effect.Effect<void, JobRunnerError> {
+    const { queue, stats } = this.deps
+    return Effect.gen(this, function*() {
+      let failures = 0
+      const draining: Array<Fiber.RuntimeFiber<void>> = []
+      while (!queue.stopping) {
+        const scope = yield* Scope.make()
+        const spawned = yield* this.spawn(index, scope)
+        if (spawned._tag === "Left" || Option.isNone(spawned.right)) {
+          yield* Scope.close(scope, Exit.void)
+          if (spawned._tag === "Right") break
+          if (stats.processesStarted === 0) return yield* spawned.left
+          failures++
+          yield* Effect.logWarning(spawned.left.message)
+          yield* Effect.raceFirst(Effect.sleep(Duration.seconds(Math.min(30, 2 ** failures))), Deferred.await(queue.stop))
+          continue
+        }
+        failures = 0
+        const handle = spawned.right.value
+        this.handles.add(handle)
+        stats.processStarted()
+        const retiring = yield* Deferred.make<void>()
+        draining.push(
+          yield* Effect.fork(this.feed(handle, index, retiring).pipe(
+            Effect.ensuring(Effect.suspend(() => {
+              this.handles.delete(handle)
+              stats.liveProcesses--
+              return Scope.close(scope, Exit.void)
+            }))
+          ))
+        )
+        yield* Deferred.await(retiring)
+      }
+      yield* Fiber.awaitAll(draining)
+    })
+  }
+
+  /**
+   * Stops the run: the writer stops, jobs not handed out go back (to a durable source, untried), running jobs get
+   * the grace period, then the processes are killed and their jobs reported.
+   */
+  shutdown(slots: ReadonlyArray<Fiber.RuntimeFiber<void, JobRunnerError>>, writer: Fiber.RuntimeFiber<unknown, unknown>) {
+    const { queue, runner, settings, stats } = this.deps
+    return Effect.gen(this, function*() {
+      for (const job of queue.stopNow()) job.settle?.("back")
+      yield* Fiber.interrupt(writer)
+      // Finalizers run uninterruptibly; the wait must be interruptible for the timeouts to apply.
+      const all = Effect.interruptible(Fiber.awaitAll(slots))
+      const finished = yield* Effect.timeout(all, settings.gracefulShutdownTimeout).pipe(Effect.option)
+      if (Option.isNone(finished)) {
+        stats.shutdownTimedOut = true
+        yield* Effect.logWarning(
+          `JobRunner ${runner.name}: ${queue.inFlight} job(s) still running after ${
+            Duration.format(settings.gracefulShutdownTimeout)
+          }; killing the reader processes`
+        )
+        yield* Effect.forEach(this.handles, (h) => h.kill, { discard: true })
+        yield* Effect.timeout(all, Duration.seconds(5)).pipe(Effect.ignore)
+      }
+      yield* stats.flush
+    })
+  }
+}
