@@ -234,12 +234,19 @@ const isAlive = (pid: number) => {
   }
 }
 
-/** Runs the faults fixture; `act` runs once when `when` first holds on the log. */
+/**
+ * Runs the faults fixture; `act` runs once when `when` first holds on the log, then `then` once when its output
+ * contains `thenOn`.
+ */
 const runFaults = (env: Record<string, string>, options: {
   readonly when?: (events: Array<Event>) => boolean
   readonly act?: (runnerPid: number, events: Array<Event>) => void
+  readonly thenOn?: string
+  readonly then?: (runnerPid: number) => void
 } = {}) =>
-  Effect.async<{ code: number | null; events: Array<Event>; output: string; runnerPid: number }>((resume) => {
+  Effect.async<
+    { code: number | null; signal: string | null; events: Array<Event>; output: string; runnerPid: number; afterAct: number | undefined }
+  >((resume) => {
     const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-faults-"))
     const log = Path.join(dir, "log.jsonl")
     const child = ChildProcess.spawn(process.execPath, [built!.faults], {
@@ -249,22 +256,31 @@ const runFaults = (env: Record<string, string>, options: {
     let output = ""
     child.stdout!.on("data", (d) => (output += String(d)))
     child.stderr!.on("data", (d) => (output += String(d)))
-    let acted = false
+    let actedAt: number | undefined
+    let thenDone = false
     const poll = setInterval(() => {
-      if (acted || options.when === undefined) return
+      if (actedAt !== undefined) {
+        if (!thenDone && options.thenOn !== undefined && output.includes(options.thenOn)) {
+          thenDone = true
+          options.then?.(child.pid!)
+        }
+        return
+      }
+      if (options.when === undefined) return
       const events = readLog(log)
       if (options.when(events)) {
-        acted = true
+        actedAt = performance.now()
         options.act?.(child.pid!, events)
       }
     }, 25)
     const timer = setTimeout(() => child.kill("SIGKILL"), 40_000)
-    child.on("exit", (code) => {
+    child.on("exit", (code, signal) => {
       clearInterval(poll)
       clearTimeout(timer)
       const events = readLog(log)
       Fs.rmSync(dir, { recursive: true, force: true })
-      resume(Effect.succeed({ code, events, output, runnerPid: child.pid! }))
+      const afterAct = actedAt === undefined ? undefined : performance.now() - actedAt
+      resume(Effect.succeed({ code, signal, events, output, runnerPid: child.pid!, afterAct }))
     })
     return Effect.sync(() => child.kill("SIGKILL"))
   })
@@ -330,5 +346,67 @@ describe("JobRunner faults in real processes and threads", { timeout: 60_000 }, 
       const left = readers.filter(isAlive)
       for (const pid of left) process.kill(pid, "SIGKILL")
       expect(left).toEqual([])
+    }))
+
+  it.live("SIGTERM while a reader is still building its context: exit at once, not after the grace", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFaults(
+        { ...base, FAULT: "slowContext", FAULTS_STOP_WHEN_EMPTY: "false", FAULTS_GRACEFUL_SHUTDOWN_TIMEOUT: "20" },
+        { when: (events) => events.some((e) => e.e === "building"), act: (pid) => process.kill(pid, "SIGTERM") }
+      )
+      expect(outcome.code).toBe(0)
+      // The grace is 20 s; the old supervisor waited it out (and 5 s more) with nothing running.
+      expect(outcome.afterAct!).toBeLessThan(10_000)
+      const readers = [...new Set(outcome.events.filter((e) => e.e === "building").map((e) => e.pid))]
+      expect(readers.filter(isAlive)).toEqual([])
+    }))
+
+  it.live("first SIGTERM says what is running and the grace, and the summary at the end", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFaults(
+        {
+          ...base,
+          FAULT: "sleep",
+          FIXTURE_SLEEP_MS: "1500",
+          FIXTURE_ITEMS: "100",
+          FAULTS_STOP_WHEN_EMPTY: "false",
+          FAULTS_CONCURRENT_TASKS_PER_PROCESS: "2",
+          FAULTS_GRACEFUL_SHUTDOWN_TIMEOUT: "20"
+        },
+        {
+          when: (events) => events.filter((e) => e.e === "start").length >= 2,
+          act: (pid) => process.kill(pid, "SIGTERM")
+        }
+      )
+      expect(outcome.code).toBe(0)
+      expect(outcome.output).toContain("SIGTERM: stopping: 2 running, grace 20 s; signal again to force")
+      expect(outcome.output).toContain("stopped: 2 processed, 0 failed")
+    }))
+
+  it.live("a second SIGTERM kills the readers, reports what it abandons, and exits 130", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFaults(
+        {
+          ...base,
+          FAULT: "sleep",
+          FIXTURE_ITEMS: "100",
+          FAULTS_STOP_WHEN_EMPTY: "false",
+          FAULTS_CONCURRENT_TASKS_PER_PROCESS: "2",
+          FAULTS_GRACEFUL_SHUTDOWN_TIMEOUT: "20"
+        },
+        {
+          when: (events) => events.filter((e) => e.e === "start").length >= 2,
+          act: (pid) => process.kill(pid, "SIGTERM"),
+          thenOn: "signal again to force",
+          then: (pid) => process.kill(pid, "SIGTERM")
+        }
+      )
+      // Before: the second signal killed the writer silently (no exit code, readers left to the watchdog).
+      expect(outcome.code).toBe(130)
+      expect(outcome.output).toMatch(/SIGTERM again: forced stop; abandoning 2 running job\(s\) \(process \d+: 2\)/)
+      const readers = [...new Set(outcome.events.filter((e) => e.e === "start").map((e) => e.pid))]
+      const deadline = performance.now() + 5_000
+      while (readers.some(isAlive) && performance.now() < deadline) yield* Effect.sleep("50 millis")
+      expect(readers.filter(isAlive)).toEqual([])
     }))
 })

@@ -76,7 +76,7 @@ const runCommand = Command.make(
         workerMode: args.threads ? "thread" : undefined,
         stopWhenEmpty: args.stopWhenEmpty ? true : undefined
       }
-      const running = run({ ...runner, module: runner.module ?? url }, { settings })
+      const running = run({ ...runner, module: runner.module ?? url }, { settings }, {})
       const summary = yield* (args.progress ? Effect.provide(running, Progress.layer()) : running)
       yield* Effect.logInfo(
         `JobRunner ${runner.name}: ${summary.processed} processed, ${summary.failed} failed, ${summary.restarts} restarts`

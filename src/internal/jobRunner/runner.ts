@@ -23,6 +23,7 @@ import { JobQueue, MAX_WINDOW_KEYS, RequeueWindow } from "./jobQueue.js"
 import { CLOSE, ReaderError, RESULTS, RUN, START_FAILED } from "./protocol.js"
 import { startReaderHost } from "./readerHost.js"
 import { resolveSettings } from "./settings.js"
+import { reportSignals, type RunControl } from "./signals.js"
 import { sourceLoop } from "./source.js"
 import { ReaderSpawner } from "./spawner.js"
 import { RunStats } from "./stats.js"
@@ -64,7 +65,8 @@ const buildWriterContext = (runner: AnyRunner) =>
 /** @internal */
 export const run = <Item, Ctx, WCtx>(
   runnerIn: Api.JobRunner<Item, Ctx, WCtx>,
-  options?: Api.RunOptions | undefined
+  options?: Api.RunOptions | undefined,
+  control?: RunControl | undefined
 ): Effect.Effect<Api.Summary, JobRunnerError | ConfigError.ConfigError | OptionError> =>
   Effect.scoped(Effect.gen(function*() {
     const runner = runnerIn as unknown as AnyRunner
@@ -102,8 +104,15 @@ export const run = <Item, Ctx, WCtx>(
       ? new Writer({ runner, settings, queue, window: requeueWindow(runner, settings), writerContext, clock: yield* Effect.clock, done }).loop
       : yield* sourceLoop({ runner, source: runner.source, settings, queue, writerContext, done })
     const writer = yield* Effect.forkScoped(feeder)
+    if (control !== undefined) {
+      control.status = () => ({ inFlight: queue.inFlight, perProcess: supervisor.running(), queued: queue.length })
+      control.forceKill = () => supervisor.killAllNow()
+      yield* reportSignals(runner.name, settings.gracefulShutdownTimeout, control)
+    }
     // Added after the fibers above, so it runs before the scope interrupts them.
-    yield* Effect.addFinalizer(() => supervisor.shutdown(slots, writer))
+    yield* Effect.addFinalizer(() =>
+      Effect.andThen(supervisor.shutdown(slots, writer), Effect.sync(() => control?.stopped?.(stats.summary())))
+    )
     yield* Effect.raceFirst(Deferred.await(done), Effect.andThen(Effect.all(slots.map(Effect.fromFiber)), Effect.void))
     return stats.summary()
   }))
@@ -124,7 +133,7 @@ export const runMain = <Item, Ctx, WCtx>(
 ): void => {
   if (isReaderProcess() || loadedByCli()) return
   void import("@effect/platform-node/NodeRuntime").then(({ runMain }) =>
-    runMain(Effect.asVoid(run(runner, options)))
+    runMain(Effect.asVoid(run(runner, options, {})))
   )
 }
 

@@ -115,6 +115,16 @@ export class Supervisor {
 
   constructor(private readonly deps: SupervisorDeps) {}
 
+  /** Jobs running per live process. */
+  running(): Array<readonly [number, number]> {
+    return this.deps.stats.slotRows.flatMap((row) => (row === undefined ? [] : [[row.processId, row.running] as const]))
+  }
+
+  /** Kills every reader process now, outside any fiber (a forced stop, just before the process exits). */
+  killAllNow(): void {
+    for (const handle of this.handles) Effect.runFork(handle.kill)
+  }
+
   private report(failure: Api.JobFailure): Effect.Effect<void> {
     const { runner } = this.deps
     return Effect.gen(function*() {
