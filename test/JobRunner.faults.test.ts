@@ -141,6 +141,38 @@ describe("JobRunner: one reader path (layerInline)", () => {
       expect(summary).toEqual({ processed: 4, failed: 0, processesStarted: 3, restarts: 2 })
     }))
 
+  it.effect("jobTimeout: a job running longer fails with JobTimeout and an Effect reader is interrupted (TestClock)", () =>
+    Effect.gen(function*() {
+      const failures: Array<JobRunner.JobFailure> = []
+      let interrupted = 0
+      const runner = JobRunner.make({
+        name: "timeoutInline",
+        writer: (() => {
+          let done = false
+          return () => (done ? [] : ((done = true), [1, 2, 3]))
+        })(),
+        reader: (item: number) =>
+          item === 1 ? Effect.onInterrupt(Effect.never, () => Effect.sync(() => interrupted++)) : Effect.sleep("1 second"),
+        onError: (failure) => {
+          failures.push(failure)
+        },
+        settings: { numProcesses: 1, concurrentTasksPerProcess: 2, jobTimeout: "5 seconds", stopWhenEmpty: true }
+      })
+      const run = yield* Effect.fork(inline(JobRunner.run(runner)))
+      for (let i = 0; i < 8; i++) {
+        yield* settle
+        yield* TestClock.adjust("1 second")
+      }
+      yield* settle
+      // Without a job timeout the hung reader held its slot forever and stopWhenEmpty never ended.
+      const summary = yield* Fiber.poll(run)
+      expect(Option.isSome(summary)).toBe(true)
+      expect(yield* Fiber.join(run)).toMatchObject({ processed: 2, failed: 1 })
+      expect(failures.map((f) => [f.item, f.reason])).toEqual([[1, "JobTimeout"]])
+      expect(failures[0]!.message).toContain("still running after 5s")
+      expect(interrupted).toBe(1)
+    }))
+
   it.effect("JobRunner.JobRunnerError is the class of the errors the runner makes", () =>
     Effect.gen(function*() {
       const runner = JobRunner.make({ name: "noModule", writer: () => [1], reader: () => {} })
@@ -346,6 +378,23 @@ describe("JobRunner faults in real processes and threads", { timeout: 60_000 }, 
       const left = readers.filter(isAlive)
       for (const pid of left) process.kill(pid, "SIGKILL")
       expect(left).toEqual([])
+    }))
+
+  it.live("jobTimeout (env JOB_TIMEOUT): a reader stuck in a synchronous loop fails with JobTimeout and its process is killed and replaced", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFaults({
+        ...base,
+        FAULT: "spinOne",
+        FIXTURE_ITEMS: "6",
+        FAULTS_CONCURRENT_TASKS_PER_PROCESS: "1",
+        FAULTS_JOB_TIMEOUT: "1"
+      })
+      expect(outcome.code).toBe(0)
+      expect(errorsOf(outcome.events).map((e) => [e.item, e.reason])).toEqual([[2, "JobTimeout"]])
+      expect(endedOf(outcome.events).sort()).toEqual([0, 1, 3, 4, 5])
+      const readers = [...new Set(outcome.events.filter((e) => e.e === "start").map((e) => e.pid))]
+      expect(readers.length).toBe(2)
+      expect(readers.filter(isAlive)).toEqual([])
     }))
 
   it.live("SIGTERM while a reader is still building its context: exit at once, not after the grace", () =>

@@ -16,7 +16,7 @@ import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { type AnyRunner, ProcessDied } from "./definition.js"
-import { CLOSE, isFromReader, needsAsync, READY, ReaderError, RESULTS, RUN, START_FAILED, type ToReader } from "./protocol.js"
+import { CANCEL, CLOSE, isFromReader, needsAsync, READY, ReaderError, RESULTS, RUN, START_FAILED, type ToReader } from "./protocol.js"
 import type { Job, JobDone, ReaderHandle } from "./spawner.js"
 
 interface Pending {
@@ -83,6 +83,19 @@ export class ReaderChannel {
     return true
   }
 
+  /** As `ReaderHandle.cancel`. */
+  cancel(jobId: number): boolean {
+    if (!this.pending.delete(jobId)) return false
+    if (!this.dead) {
+      try {
+        this.post([CANCEL, jobId])
+      } catch {
+        // The channel is closing; the process is going away anyway.
+      }
+    }
+    return true
+  }
+
   /** A message from the reader. */
   receive(message: unknown): void {
     if (!isFromReader(message)) return this.ignore(message)
@@ -133,7 +146,13 @@ export class ReaderChannel {
 
   /** The handle the supervisor uses. */
   handle(processId: number, kill: Effect.Effect<void>): ReaderHandle {
-    return { processId, submit: (job, done) => this.submit(job, done), exited: this.exited, kill }
+    return {
+      processId,
+      submit: (job, done) => this.submit(job, done),
+      cancel: (jobId) => this.cancel(jobId),
+      exited: this.exited,
+      kill
+    }
   }
 
   private enqueue(id: number, encoded: unknown): void {

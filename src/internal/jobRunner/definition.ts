@@ -78,6 +78,9 @@ export class JobRunnerError extends Schema.TaggedError<JobRunnerError>("effect-w
 /** A reader process (or thread, or inline reader) ended while it held the job. @internal */
 export class ProcessDied extends Data.TaggedError("ProcessDied")<{ readonly detail: string }> {}
 
+/** The job ran longer than `jobTimeout`. @internal */
+export class JobTimedOut extends Data.TaggedError("JobTimedOut")<{ readonly detail: string }> {}
+
 /** @internal */
 export const isPromiseLike = (u: unknown): u is PromiseLike<unknown> =>
   typeof u === "object" && u !== null && "then" in u && typeof (u as { then: unknown }).then === "function"

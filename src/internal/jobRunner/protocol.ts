@@ -27,6 +27,7 @@ export const SettingsSchema = Schema.Struct({
   fullQueueSleepTime: Schema.DurationFromMillis,
   queueInteractionTimeout: Schema.DurationFromMillis,
   gracefulShutdownTimeout: Schema.DurationFromMillis,
+  jobTimeout: Schema.DurationFromMillis,
   metricsPort: Schema.Number,
   workerMode: Schema.Literal("process", "thread"),
   stopWhenEmpty: Schema.Boolean
@@ -79,10 +80,12 @@ export type ToReader = ReadonlyArray<unknown>
 export const RUN = 0
 /** @internal */
 export const CLOSE = 1
+/** `[CANCEL, id]`: the job timed out; an `Effect` reader running it is interrupted. @internal */
+export const CANCEL = 2
 
 /** @internal */
 export const isToReader = (message: unknown): message is ToReader =>
-  Array.isArray(message) && (message[0] === RUN || message[0] === CLOSE)
+  Array.isArray(message) && (message[0] === RUN || message[0] === CLOSE || message[0] === CANCEL)
 
 /**
  * Reader → writer: `[READY]` once the context is built (or `[START_FAILED, detail]`), then

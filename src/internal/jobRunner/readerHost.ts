@@ -22,6 +22,7 @@ import * as Scope from "effect/Scope"
 import type * as Api from "../../JobRunner.js"
 import { type AnyRunner, failureDetail, isPromiseLike } from "./definition.js"
 import {
+  CANCEL,
   CLOSE,
   type Failure,
   type FromReader,
@@ -62,7 +63,7 @@ const makeJobStarter = (
   context: Context.Context<unknown>,
   settings: Api.Settings,
   runtime: Runtime.Runtime<unknown>,
-  running: Set<Fiber.RuntimeFiber<unknown, unknown>>,
+  running: Map<number, Fiber.RuntimeFiber<unknown, unknown>>,
   settle: Settle
 ): (id: number, encoded: unknown) => void => {
   const decodeSync = Schema.decodeUnknownEither(runner.item)
@@ -72,9 +73,9 @@ const makeJobStarter = (
 
   const runEffect = (id: number, effect: Effect.Effect<unknown, unknown>) => {
     const fiber = runFork(effect)
-    running.add(fiber)
+    running.set(id, fiber)
     fiber.addObserver((exit) => {
-      running.delete(fiber)
+      running.delete(id)
       if (exit._tag === "Success") settle(id)
       else if (Cause.isInterruptedOnly(exit.cause)) settle(id, "Failed", "interrupted")
       else failed(id, exit.cause)
@@ -164,7 +165,7 @@ export const startReaderHost = (
       runtimeFlags: outer.runtimeFlags,
       fiberRefs: outer.fiberRefs
     })
-    const running = new Set<Fiber.RuntimeFiber<unknown, unknown>>()
+    const running = new Map<number, Fiber.RuntimeFiber<unknown, unknown>>()
     const results = new ResultBatch(transport)
     const start = makeJobStarter(runner, context, settings, runtime, running, results.add)
     let closing = false
@@ -176,6 +177,10 @@ export const startReaderHost = (
     const receive = (message: unknown) => {
       if (!isToReader(message) || closing) return
       if (message[0] === CLOSE) return release(0)
+      if (message[0] === CANCEL) {
+        const fiber = running.get(message[1] as number)
+        return fiber?.unsafeInterruptAsFork(fiber.id())
+      }
       results.inBatch = true
       try {
         for (let i = 1; i < message.length; i += 2) start(message[i] as number, message[i + 1])
@@ -185,7 +190,7 @@ export const startReaderHost = (
       results.flush()
     }
     const kill = () => {
-      for (const fiber of running) fiber.unsafeInterruptAsFork(fiber.id())
+      for (const fiber of running.values()) fiber.unsafeInterruptAsFork(fiber.id())
       release(137)
     }
     transport.send([READY])

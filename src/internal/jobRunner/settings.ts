@@ -29,6 +29,7 @@ export const seedDefaults: Api.Settings = {
   fullQueueSleepTime: Duration.seconds(5),
   queueInteractionTimeout: Duration.millis(10),
   gracefulShutdownTimeout: Duration.seconds(30),
+  jobTimeout: Duration.zero,
   metricsPort: 0,
   workerMode: "process",
   stopWhenEmpty: false
@@ -67,6 +68,7 @@ const validateInput = (input: Api.SettingsInput, base: Api.Settings): Effect.Eff
       input.gracefulShutdownTimeout,
       base.gracefulShutdownTimeout
     ),
+    jobTimeout: c.duration("jobTimeout", input.jobTimeout, base.jobTimeout),
     metricsPort: c.integer("metricsPort", input.metricsPort, base.metricsPort, 0).pipe(
       Effect.flatMap((p) => c.require("metricsPort", p, p <= 65535, "a port from 0 (off) to 65535"))
     ),
@@ -113,6 +115,7 @@ const envConfig = (prefix: string, base: Api.Settings): Config.Config<Api.Settin
     fullQueueSleepTime: seconds("FULL_QUEUE_SLEEP_TIME", base.fullQueueSleepTime),
     queueInteractionTimeout: seconds("QUEUE_INTERACTION_TIMEOUT", base.queueInteractionTimeout),
     gracefulShutdownTimeout: seconds("GRACEFUL_SHUTDOWN_TIMEOUT", base.gracefulShutdownTimeout),
+    jobTimeout: seconds("JOB_TIMEOUT", base.jobTimeout),
     metricsPort: Config.integer(v("METRICS_PORT")).pipe(
       Config.validate({
         message: "Expected a port from 0 (off) to 65535",

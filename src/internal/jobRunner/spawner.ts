@@ -8,7 +8,7 @@ import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type * as Api from "../../JobRunner.js"
-import type { AnyRunner, JobRunnerError, ProcessDied } from "./definition.js"
+import type { AnyRunner, JobRunnerError, JobTimedOut, ProcessDied } from "./definition.js"
 import type { ReaderError } from "./protocol.js"
 
 /** @internal */
@@ -20,7 +20,7 @@ export interface Job {
 }
 
 /** How a job ended: `undefined` for success. @internal */
-export type JobDone = (job: Job, failure: ReaderError | ProcessDied | undefined) => void
+export type JobDone = (job: Job, failure: ReaderError | ProcessDied | JobTimedOut | undefined) => void
 
 /** @internal */
 export interface ReaderHandle {
@@ -30,6 +30,11 @@ export interface ReaderHandle {
    * `false` (and no `done`) means the process is already gone and did not take the job.
    */
   readonly submit: (job: Job, done: JobDone) => boolean
+  /**
+   * Gives up on a job the process holds (it timed out): its result, if it ever comes, is ignored, and an `Effect`
+   * reader running it is interrupted. `false` when the job was no longer held.
+   */
+  readonly cancel: (jobId: number) => boolean
   /** Completes when the process has ended (on its own, or killed). */
   readonly exited: Effect.Effect<void>
   /** Kills the process at once: its jobs fail with `ProcessDied`, and `exited` completes. */

@@ -4,6 +4,7 @@
  * taking jobs, while it finishes the ones it runs) or when it dies. Shutdown stops the writer, lets running jobs
  * finish for `gracefulShutdownTimeout`, then kills what is left.
  */
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -14,10 +15,22 @@ import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import type * as Api from "../../JobRunner.js"
-import { type AnyRunner, isPromiseLike, type JobRunnerError } from "./definition.js"
+import { type AnyRunner, isPromiseLike, type JobRunnerError, JobTimedOut, type ProcessDied } from "./definition.js"
 import { type JobQueue, Notifier } from "./jobQueue.js"
-import type { JobDone, ReaderHandle, ReaderSpawner } from "./spawner.js"
+import type { ReaderError } from "./protocol.js"
+import type { Job, JobDone, ReaderHandle, ReaderSpawner } from "./spawner.js"
 import type { RunStats, SlotRow } from "./stats.js"
+
+const reasonOf = (error: ReaderError | ProcessDied | JobTimedOut, shutdownTimedOut: boolean): Api.JobFailure["reason"] => {
+  switch (error._tag) {
+    case "ProcessDied":
+      return shutdownTimedOut ? "ShutdownTimeout" : "ProcessDied"
+    case "JobTimedOut":
+      return "JobTimeout"
+    case "ReaderError":
+      return error.reason === "Unsendable" ? "Unsendable" : "ReaderFailed"
+  }
+}
 
 /** @internal */
 export interface SupervisorDeps {
@@ -37,7 +50,14 @@ class ProcessFeed {
   readonly slotFree = new Notifier()
   readonly diedSignal = Deferred.unsafeMake<void>(FiberId.none)
   died = false
+  /** A job of this process timed out: it takes no more, and is replaced. */
+  timedOut = false
   taken = 0
+  /** With `jobTimeout`: when each running job was handed over, in that order. */
+  readonly startedAt: Map<Job, number> | undefined
+  readonly jobStarted = new Notifier()
+  /** Completed when the process must stop taking jobs before `open` is checked again (a timeout). */
+  readonly retire = Deferred.unsafeMake<void>(FiberId.none)
 
   constructor(
     private readonly handle: ReaderHandle,
@@ -45,6 +65,7 @@ class ProcessFeed {
     private readonly runReport: (failure: Api.JobFailure, settle: () => void) => void
   ) {
     this.row = { processId: handle.processId, running: 0, taken: 0 }
+    this.startedAt = Duration.toMillis(deps.settings.jobTimeout) > 0 ? new Map() : undefined
   }
 
   markDied(): void {
@@ -55,30 +76,26 @@ class ProcessFeed {
   /** Whether the process may take more jobs (recycled after `maxJobsPerProcess`). */
   get open(): boolean {
     const max = this.deps.settings.maxJobsPerProcess
-    return !this.deps.queue.stopping && !this.died && (max === 0 || this.taken < max)
+    return !this.deps.queue.stopping && !this.died && !this.timedOut && (max === 0 || this.taken < max)
   }
 
   readonly settle: JobDone = (job, error) => {
     const { queue, stats } = this.deps
     this.row.running--
     queue.inFlight--
+    if (this.startedAt !== undefined) this.startedAt.delete(job)
     if (error === undefined) {
       stats.processed++
       job.settle?.(undefined)
     } else {
       stats.failed++
-      const processDied = error._tag === "ProcessDied"
-      if (processDied) this.markDied()
+      if (error._tag === "ProcessDied") this.markDied()
       const failure: Api.JobFailure = {
-        reason: processDied
-          ? (stats.shutdownTimedOut ? "ShutdownTimeout" : "ProcessDied")
-          : error.reason === "Unsendable"
-          ? "Unsendable"
-          : "ReaderFailed",
+        reason: reasonOf(error, stats.shutdownTimedOut),
         jobId: job.id,
         item: job.item,
         processId: this.handle.processId,
-        message: processDied ? error.detail : error.message
+        message: error._tag === "ReaderError" ? error.message : error.detail
       }
       this.runReport(failure, () => job.settle?.(failure))
     }
@@ -86,8 +103,39 @@ class ProcessFeed {
     this.slotFree.notify()
   }
 
+  /**
+   * With `jobTimeout`: fails every job that has run for longer, and retires the process (replaced at once; closed
+   * once its other jobs end, killed if it cannot close). Jobs are kept in start order, so the first is the oldest:
+   * the sweep sleeps until its deadline, not on a fixed tick.
+   */
+  get sweep(): Effect.Effect<void> {
+    const startedAt = this.startedAt!
+    const timeout = Duration.toMillis(this.deps.settings.jobTimeout)
+    return Effect.gen(this, function*() {
+      for (;;) {
+        const oldest = startedAt.entries().next()
+        if (oldest.done === true) {
+          yield* this.jobStarted.waitOr(Deferred.await(this.diedSignal))
+          if (this.died) return
+          continue
+        }
+        const now = yield* Clock.currentTimeMillis
+        const [job, at] = oldest.value
+        if (now - at < timeout) {
+          yield* Effect.sleep(Duration.millis(at + timeout - now))
+          continue
+        }
+        startedAt.delete(job)
+        if (!this.handle.cancel(job.id)) continue
+        this.timedOut = true
+        Deferred.unsafeDone(this.retire, Exit.void)
+        this.settle(job, new JobTimedOut({ detail: `still running after ${Duration.format(this.deps.settings.jobTimeout)}` }))
+      }
+    })
+  }
+
   /** Hands over as many queued jobs as the process has free slots. */
-  fill(): void {
+  fill(now: number): void {
     const { queue, settings } = this.deps
     while (this.row.running < settings.concurrentTasksPerProcess && this.open) {
       const job = queue.take()
@@ -104,6 +152,9 @@ class ProcessFeed {
         this.row.taken--
         queue.putBack(job)
         this.markDied()
+      } else if (this.startedAt !== undefined) {
+        this.startedAt.set(job, now)
+        this.jobStarted.notify()
       }
     }
   }
@@ -163,13 +214,18 @@ export class Supervisor {
         })
       )
       yield* Effect.forkScoped(Effect.andThen(handle.exited, Effect.sync(() => feed.markDied())))
+      if (feed.startedAt !== undefined) yield* Effect.forkScoped(feed.sweep)
       while (feed.open) {
         if (feed.row.running >= this.deps.settings.concurrentTasksPerProcess) {
-          yield* feed.slotFree.waitOr(Deferred.await(feed.diedSignal))
+          yield* feed.slotFree.waitOr(Deferred.await(feed.diedSignal), Deferred.await(feed.retire))
         } else if (queue.length === 0) {
-          yield* queue.itemAvailable.waitOr(Deferred.await(queue.stop), Deferred.await(feed.diedSignal))
+          yield* queue.itemAvailable.waitOr(
+            Deferred.await(queue.stop),
+            Deferred.await(feed.diedSignal),
+            Deferred.await(feed.retire)
+          )
         } else {
-          feed.fill()
+          feed.fill(feed.startedAt === undefined ? 0 : yield* Clock.currentTimeMillis)
         }
       }
       yield* Deferred.succeed(retiring, undefined)
