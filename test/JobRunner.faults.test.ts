@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import * as ChildProcess from "node:child_process"
@@ -135,9 +136,16 @@ describe("JobRunner: one reader path (layerInline)", () => {
       // Item 2, the first process's last job, is still running, yet the second process is up, ran 3 and 4, and was
       // replaced in turn (without the overlap: 1 build, items 3 and 4 waiting for item 2).
       const whileBlocked = builds
+      yield* TestClock.adjust("250 millis")
+      yield* settle
+      const metric = (m: typeof JobRunner.Metrics.processes) => Metric.value(Metric.tagged(m, "runner", "overlap"))
+      // The draining process and its replacement's replacement are both live; two replacements counted.
+      const gauge = (yield* metric(JobRunner.Metrics.processes)).value
+      const restarts = (yield* Metric.value(Metric.tagged(JobRunner.Metrics.restarts, "runner", "overlap"))).count
       yield* Deferred.succeed(gate, undefined)
       const summary = yield* Fiber.join(run)
       expect(whileBlocked).toBe(3)
+      expect([gauge, restarts]).toEqual([2, 2])
       expect(summary).toEqual({ processed: 4, failed: 0, processesStarted: 3, restarts: 2 })
     }))
 
