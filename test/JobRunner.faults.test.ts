@@ -18,6 +18,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { pathToFileURL } from "node:url"
 import * as JobRunner from "../src/JobRunner.js"
 import { RequeueWindow } from "../src/internal/jobRunner/jobQueue.js"
 import { OptionError } from "../src/OptionError.js"
@@ -466,4 +467,59 @@ describe("JobRunner faults in real processes and threads", { timeout: 60_000 }, 
       while (readers.some(isAlive) && performance.now() < deadline) yield* Effect.sleep("50 millis")
       expect(readers.filter(isAlive)).toEqual([])
     }))
+})
+
+/** Runs node with `args`; resolves with its exit code and output. */
+const runNode = (args: ReadonlyArray<string>, env: Record<string, string>) =>
+  Effect.async<{ code: number | null; output: string; events: Array<Event> }>((resume) => {
+    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-node-"))
+    const log = Path.join(dir, "log.jsonl")
+    const child = ChildProcess.spawn(process.execPath, args as Array<string>, {
+      env: { ...process.env, FIXTURE_LOG: log, ...env },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let output = ""
+    child.stdout!.on("data", (d) => (output += String(d)))
+    child.stderr!.on("data", (d) => (output += String(d)))
+    const timer = setTimeout(() => child.kill("SIGKILL"), 40_000)
+    child.on("exit", (code) => {
+      clearTimeout(timer)
+      const events = readLog(log)
+      Fs.rmSync(dir, { recursive: true, force: true })
+      resume(Effect.succeed({ code, output, events }))
+    })
+    return Effect.sync(() => child.kill("SIGKILL"))
+  })
+
+describe("JobRunner runMain and the CLI", { timeout: 60_000 }, () => {
+  it.live("runMain does nothing when its module is imported by another module (a test importing jobs.ts)", () =>
+    Effect.gen(function*() {
+      const url = pathToFileURL(built!.faults).href
+      const outcome = yield* runNode(
+        ["--input-type=module", "-e", `await import(${JSON.stringify(url)}); console.log("imported")`],
+        { ...base, FIXTURE_ITEMS: "2", EFFECT_WORKERS_JOB_RUNNER_ENTRY: built!.entry }
+      )
+      expect(outcome.code).toBe(0)
+      expect(outcome.output).toContain("imported")
+      // Before: the import started the runner, which spawned a reader and ran both items.
+      expect(outcome.events).toEqual([])
+    }))
+
+  it.live("the CLI names the flag in a bad flag's error, reports a missing module once, and shows why a context failed", () =>
+    Effect.gen(function*() {
+      const bin = Path.join(root, "src/node/bin.mjs")
+      const flag = yield* runNode([bin, "run", faults, "--processes", "0"], {})
+      expect(flag.code).toBe(1)
+      expect(flag.output).toContain("--processes: expected an integer from 1")
+      expect(flag.output).not.toContain("numProcesses")
+
+      const missing = yield* runNode([bin, "run", "./no-such-jobs.ts"], {})
+      expect(missing.code).toBe(1)
+      expect(missing.output.match(/no-such-jobs/g)?.length).toBe(2)
+      expect(missing.output.split("\n").filter((l) => l.length > 0)).toHaveLength(1)
+
+      const context = yield* runNode([bin, "run", faults, "--processes", "1"], { FAULT: "badContext" })
+      expect(context.code).toBe(1)
+      expect(context.output).toContain("the context could not be built: the database is unreachable")
+    }), 150_000)
 })

@@ -126,15 +126,41 @@ const requeueWindow = (runner: AnyRunner, settings: Api.Settings) =>
     ))
   })
 
+/**
+ * Whether the runner's module is the program's entry point (`node jobs.js`, `tsx jobs.ts`): a test that imports
+ * the module, or another module that imports it for its runner, must not start real processes. Without `module`
+ * the runner cannot tell, and runs as before.
+ */
+const isEntryPoint = async (module: string | undefined): Promise<boolean> => {
+  if (module === undefined || !module.startsWith("file:")) return true
+  const main = process.argv[1]
+  if (main === undefined) return false
+  const [{ realpathSync }, { fileURLToPath }, Path] = await Promise.all([
+    import("node:fs"),
+    import("node:url"),
+    import("node:path")
+  ])
+  const real = (path: string) => {
+    try {
+      return realpathSync(path)
+    } catch {
+      return Path.resolve(path)
+    }
+  }
+  return real(fileURLToPath(module)) === real(main)
+}
+
 /** @internal */
 export const runMain = <Item, Ctx, WCtx>(
   runner: Api.JobRunner<Item, Ctx, WCtx>,
   options?: Api.RunOptions | undefined
 ): void => {
   if (isReaderProcess() || loadedByCli()) return
-  void import("@effect/platform-node/NodeRuntime").then(({ runMain }) =>
+  void isEntryPoint(runner.module).then(async (entry) => {
+    if (!entry) return
+    const { runMain } = await import("@effect/platform-node/NodeRuntime")
     runMain(Effect.asVoid(run(runner, options, {})))
-  )
+  })
 }
 
 /** @internal */

@@ -37,7 +37,8 @@ export const seedDefaults: Api.Settings = {
 
 const known = Object.keys(seedDefaults)
 
-const validateInput = (input: Api.SettingsInput, base: Api.Settings): Effect.Effect<Api.Settings, OptionError> => {
+/** @internal */
+export const validateInput = (input: Api.SettingsInput, base: Api.Settings): Effect.Effect<Api.Settings, OptionError> => {
   const c = checker("JobRunner")
   return Effect.zipRight(c.knownKeys(input, known, "settings"), Effect.all({
     numProcesses: c.integer("numProcesses", input.numProcesses, base.numProcesses, 1),
