@@ -481,7 +481,7 @@ const runNode = (args: ReadonlyArray<string>, env: Record<string, string>) =>
     let output = ""
     child.stdout!.on("data", (d) => (output += String(d)))
     child.stderr!.on("data", (d) => (output += String(d)))
-    const timer = setTimeout(() => child.kill("SIGKILL"), 40_000)
+    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000)
     child.on("exit", (code) => {
       clearTimeout(timer)
       const events = readLog(log)
@@ -521,5 +521,5 @@ describe("JobRunner runMain and the CLI", { timeout: 60_000 }, () => {
       const context = yield* runNode([bin, "run", faults, "--processes", "1"], { FAULT: "badContext" })
       expect(context.code).toBe(1)
       expect(context.output).toContain("the context could not be built: the database is unreachable")
-    }), 150_000)
+    }), 400_000)
 })
