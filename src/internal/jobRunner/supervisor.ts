@@ -62,6 +62,8 @@ class ProcessFeed {
   constructor(
     private readonly handle: ReaderHandle,
     private readonly deps: SupervisorDeps,
+    /** Completed once the process has taken half its `maxJobsPerProcess`: time to spawn its replacement. */
+    private readonly halfway: Deferred.Deferred<void>,
     private readonly runReport: (failure: Api.JobFailure, settle: () => void) => void
   ) {
     this.row = { processId: handle.processId, running: 0, taken: 0 }
@@ -141,6 +143,9 @@ class ProcessFeed {
       const job = queue.take()
       if (job === undefined) return
       this.taken++
+      if (settings.maxJobsPerProcess > 0 && this.taken * 2 >= settings.maxJobsPerProcess) {
+        Deferred.unsafeDone(this.halfway, Exit.void)
+      }
       queue.inFlight++
       this.row.running++
       this.row.taken++
@@ -199,12 +204,17 @@ export class Supervisor {
    * Feeds one process until it stops taking jobs (recycled, died, or the run stops) — then `retiring` completes,
    * so the slot starts a replacement — and waits for the jobs it is running.
    */
-  private feed(handle: ReaderHandle, index: number, retiring: Deferred.Deferred<void>): Effect.Effect<void> {
+  private feed(
+    handle: ReaderHandle,
+    index: number,
+    retiring: Deferred.Deferred<void>,
+    halfway: Deferred.Deferred<void>
+  ): Effect.Effect<void> {
     const { queue, stats } = this.deps
     return Effect.scoped(Effect.gen(this, function*() {
       const reports = yield* FiberSet.make<void, never>()
       const runFork = yield* FiberSet.runtime(reports)<never>()
-      const feed = new ProcessFeed(handle, this.deps, (failure, settle) => {
+      const feed = new ProcessFeed(handle, this.deps, halfway, (failure, settle) => {
         runFork(Effect.zipRight(this.report(failure), Effect.sync(settle)))
       })
       stats.slotRows[index] = feed.row
@@ -228,6 +238,7 @@ export class Supervisor {
           feed.fill(feed.startedAt === undefined ? 0 : yield* Clock.currentTimeMillis)
         }
       }
+      yield* Deferred.succeed(halfway, undefined)
       yield* Deferred.succeed(retiring, undefined)
       while (feed.row.running > 0) yield* feed.slotFree.wait
       yield* FiberSet.awaitEmpty(reports)
@@ -245,15 +256,30 @@ export class Supervisor {
     )
   }
 
-  /** One process slot: start, feed, replace, until the run stops; then wait for the processes still draining. */
+  /** Spawns into a fresh scope (closed if the spawn is interrupted, or by the caller if it gives up). */
+  private spawnInto(index: number) {
+    return Effect.gen(this, function*() {
+      const scope = yield* Scope.make()
+      const result = yield* this.spawn(index, scope).pipe(Effect.onInterrupt(() => Scope.close(scope, Exit.void)))
+      return { scope, result }
+    })
+  }
+
+  /**
+   * One process slot: start, feed, replace, until the run stops; then wait for the processes still draining. The
+   * replacement of a recycled process is spawned once it has taken half its `maxJobsPerProcess`, so it is ready
+   * when the old one retires: a start (tsx, context) takes seconds, while 200 trivial jobs take milliseconds
+   * (4,000 such jobs with recycling took 44 s against 11 s without, each replacement booting while its slot idled).
+   */
   slot(index: number): Effect.Effect<void, JobRunnerError> {
     const { queue, stats } = this.deps
     return Effect.gen(this, function*() {
       let failures = 0
       const draining: Array<Fiber.RuntimeFiber<void>> = []
+      let ahead: Fiber.RuntimeFiber<Effect.Effect.Success<ReturnType<Supervisor["spawnInto"]>>> | undefined
       while (!queue.stopping) {
-        const scope = yield* Scope.make()
-        const spawned = yield* this.spawn(index, scope)
+        const { result: spawned, scope } = ahead !== undefined ? yield* Fiber.join(ahead) : yield* this.spawnInto(index)
+        ahead = undefined
         if (spawned._tag === "Left" || Option.isNone(spawned.right)) {
           yield* Scope.close(scope, Exit.void)
           if (spawned._tag === "Right") break
@@ -263,13 +289,18 @@ export class Supervisor {
           yield* Effect.raceFirst(Effect.sleep(Duration.seconds(Math.min(30, 2 ** failures))), Deferred.await(queue.stop))
           continue
         }
+        if (queue.stopping) {
+          yield* Scope.close(scope, Exit.void)
+          break
+        }
         failures = 0
         const handle = spawned.right.value
         this.handles.add(handle)
         stats.processStarted()
         const retiring = yield* Deferred.make<void>()
+        const halfway = yield* Deferred.make<void>()
         draining.push(
-          yield* Effect.fork(this.feed(handle, index, retiring).pipe(
+          yield* Effect.fork(this.feed(handle, index, retiring, halfway).pipe(
             Effect.ensuring(Effect.suspend(() => {
               this.handles.delete(handle)
               stats.liveProcesses--
@@ -277,7 +308,14 @@ export class Supervisor {
             }))
           ))
         )
+        yield* Deferred.await(halfway)
+        if (!queue.stopping) ahead = yield* Effect.fork(this.spawnInto(index))
         yield* Deferred.await(retiring)
+      }
+      if (ahead !== undefined) {
+        // Spawned ahead but not needed: the run stopped.
+        const { scope } = yield* Fiber.join(ahead)
+        yield* Scope.close(scope, Exit.void)
       }
       yield* Fiber.awaitAll(draining)
     })
