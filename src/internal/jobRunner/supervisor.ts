@@ -56,8 +56,6 @@ class ProcessFeed {
   /** With `jobTimeout`: when each running job was handed over, in that order. */
   readonly startedAt: Map<Job, number> | undefined
   readonly jobStarted = new Notifier()
-  /** Completed when the process must stop taking jobs before `open` is checked again (a timeout). */
-  readonly retire = Deferred.unsafeMake<void>(FiberId.none)
 
   constructor(
     private readonly handle: ReaderHandle,
@@ -73,6 +71,7 @@ class ProcessFeed {
   markDied(): void {
     this.died = true
     Deferred.unsafeDone(this.diedSignal, Exit.void)
+    this.slotFree.notify()
   }
 
   /** Whether the process may take more jobs (recycled after `maxJobsPerProcess`). */
@@ -130,8 +129,10 @@ class ProcessFeed {
         startedAt.delete(job)
         if (!this.handle.cancel(job.id)) continue
         this.timedOut = true
-        Deferred.unsafeDone(this.retire, Exit.void)
         this.settle(job, new JobTimedOut({ detail: `still running after ${Duration.format(this.deps.settings.jobTimeout)}` }))
+        // The feed may be waiting for an item: wake it to see the process is closed (a rare, spurious wake-up
+        // for the other feeds).
+        this.deps.queue.itemAvailable.notify()
       }
     })
   }
@@ -227,13 +228,11 @@ export class Supervisor {
       if (feed.startedAt !== undefined) yield* Effect.forkScoped(feed.sweep)
       while (feed.open) {
         if (feed.row.running >= this.deps.settings.concurrentTasksPerProcess) {
-          yield* feed.slotFree.waitOr(Deferred.await(feed.diedSignal), Deferred.await(feed.retire))
+          // A plain wait, no race: it is the hot path (once per results message), and a race forks a fiber per
+          // arm. Whatever closes the process (death, a timeout) notifies `slotFree` too.
+          yield* feed.slotFree.wait
         } else if (queue.length === 0) {
-          yield* queue.itemAvailable.waitOr(
-            Deferred.await(queue.stop),
-            Deferred.await(feed.diedSignal),
-            Deferred.await(feed.retire)
-          )
+          yield* queue.itemAvailable.waitOr(Deferred.await(queue.stop), Deferred.await(feed.diedSignal))
         } else {
           feed.fill(feed.startedAt === undefined ? 0 : yield* Clock.currentTimeMillis)
         }
