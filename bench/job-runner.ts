@@ -7,6 +7,9 @@
  *    tinypool with 2 threads, steady state (pools warmed up; the runner measured from the first publication of its
  *    processed counter past 10 % of the items, with the count published then). The runner's end-to-end rate
  *    (spawning the readers through tsx included) is printed too.
+ * 3. The same at the seed's default settings (maxQueueSize 300, lookupBlockSize 10, 4 tasks per process), what
+ *    users run; recycling (4 000 trivial jobs with the default maxJobsPerProcess 200 against no recycling, end to
+ *    end); and start-up (start → first job done, against piscina's new pool → first task done).
  *
  * This module is also the runner module the reader processes load, so the benchmark itself only runs outside a
  * reader process.
@@ -22,7 +25,9 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { Piscina } from "piscina"
 import Tinypool from "tinypool"
+import * as Layer from "effect/Layer"
 import * as JobRunner from "../src/JobRunner.js"
+import { processSpawner } from "../src/internal/jobRunner/process.js"
 import { arg } from "./_shared.js"
 
 const CPU_ITEMS = arg("cpu-items", 80)
@@ -78,6 +83,52 @@ export const trivialRunner = JobRunner.make({
     stopWhenEmpty: true
   }
 })
+
+let defaultsWriter = counter(0)
+export const defaultsRunner = JobRunner.make({
+  name: "benchDefaults",
+  module: import.meta.url,
+  writer: (desired) => defaultsWriter(desired),
+  reader: (n: number) => n + 1,
+  // The seed's defaults but for the end: the run stops when the writer is empty.
+  settings: { stopWhenEmpty: true }
+})
+
+/**
+ * The process spawner, noting when the first job is done: the start-up figure (the metrics are published every
+ * 250 ms, too coarse for it).
+ */
+const firstDone = { at: 0 }
+const timingSpawner = Layer.succeed(JobRunner.ReaderSpawner, {
+  spawn: (request) =>
+    Effect.map(processSpawner.spawn(request), (handle) => ({
+      ...handle,
+      submit: (job, done) =>
+        handle.submit(job, (j, failure) => {
+          if (firstDone.at === 0) firstDone.at = performance.now()
+          done(j, failure)
+        })
+    }))
+})
+
+/** Start → first job done, for the runner (2 reader processes) and piscina (new pool → first task). */
+const startUp = (workerFile: string) =>
+  Effect.gen(function*() {
+    firstDone.at = 0
+    defaultsWriter = counter(1)
+    const start = performance.now()
+    yield* JobRunner.run(defaultsRunner, { settings: { maxJobsPerProcess: 0 } }).pipe(Effect.provide(timingSpawner))
+    const runner = firstDone.at - start
+    const piscina = yield* Effect.promise(async () => {
+      const t0 = performance.now()
+      const pool = new Piscina({ filename: workerFile, minThreads: 2, maxThreads: 2 })
+      await pool.run(1)
+      const t = performance.now() - t0
+      await pool.destroy()
+      return t
+    })
+    return { runner, piscina }
+  })
 
 /** Runs a runner and times it end to end, and from `fromItem` processed items to the end. */
 const timed = <Item, Ctx, WCtx>(
@@ -223,6 +274,36 @@ const main = Effect.gen(function*() {
     `Writer process CPU (2 reader processes): whole run ${(procs.cpuMicros / 1000).toFixed(0)} ms, ${
       (procs.cpuMicros / TRIVIAL).toFixed(2)
     } µs per task; steady state ${(procs.steadyCpuMicros / procs.steadyItems).toFixed(2)} µs per task`
+  )
+
+  // 3. Seed defaults, recycling, start-up
+  defaultsWriter = counter(TRIVIAL)
+  const defaults = yield* timed(defaultsRunner, TRIVIAL, from, { maxJobsPerProcess: 0 })
+  const defaultsRate = defaults.steadyItems / (defaults.steady / 1000)
+  const RECYCLE = 4000
+  defaultsWriter = counter(RECYCLE)
+  const noRecycling = yield* timed(defaultsRunner, RECYCLE, RECYCLE, { maxJobsPerProcess: 0 })
+  defaultsWriter = counter(RECYCLE)
+  const recycling = yield* timed(defaultsRunner, RECYCLE, RECYCLE)
+  const startups: Array<{ runner: number; piscina: number }> = []
+  for (let i = 0; i < 3; i++) startups.push(yield* startUp(workerFile))
+  const mid = <A>(xs: Array<A>, f: (a: A) => number) => xs.map(f).sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+  const startRunner = mid(startups, (s) => s.runner)
+  const startPiscina = mid(startups, (s) => s.piscina)
+  out("Seed defaults (maxQueueSize 300, lookupBlockSize 10, 4 tasks per process), 2 reader processes")
+  out("")
+  out("| | figure | vs piscina / baseline |")
+  out("|---|---|---|")
+  out(`| trivial tasks, steady state, no recycling | ${defaultsRate.toFixed(0)}/s | ${(defaultsRate / piscinaRate).toFixed(2)}× piscina |`)
+  out(
+    `| ${RECYCLE} trivial tasks, end to end: maxJobsPerProcess 200 / no recycling | ${(recycling.endToEnd / 1000).toFixed(2)} s / ${
+      (noRecycling.endToEnd / 1000).toFixed(2)
+    } s | ${(recycling.endToEnd / noRecycling.endToEnd).toFixed(2)}× |`
+  )
+  out(
+    `| start → first job done (median of 3): JobRunner / piscina | ${startRunner.toFixed(0)} ms / ${startPiscina.toFixed(0)} ms | ${
+      (startRunner / startPiscina).toFixed(2)
+    }× |`
   )
   Fs.rmSync(dir, { recursive: true, force: true })
 })

@@ -51,6 +51,7 @@ export type TypeId = typeof TypeId
  * | `fullQueueSleepTime` | `FULL_QUEUE_SLEEP_TIME` (seconds) | 5 s |
  * | `queueInteractionTimeout` (accepted, unused) | `QUEUE_INTERACTION_TIMEOUT` (seconds) | 0.01 s |
  * | `gracefulShutdownTimeout` | `GRACEFUL_SHUTDOWN_TIMEOUT` (seconds) | 30 s |
+ * | `jobTimeout` (0 = none) | `JOB_TIMEOUT` (seconds) | 0 |
  * | `metricsPort` (0 = off) | `METRICS_PORT` | 0 |
  * | `workerMode` | `WORKER_MODE` | `"process"` |
  * | `stopWhenEmpty` | `STOP_WHEN_EMPTY` | `false` |
@@ -70,6 +71,12 @@ export interface Settings {
   readonly fullQueueSleepTime: Duration.Duration
   readonly queueInteractionTimeout: Duration.Duration
   readonly gracefulShutdownTimeout: Duration.Duration
+  /**
+   * A job running longer fails with `JobTimeout`; an `Effect` reader is interrupted, and its process is replaced
+   * (the replacement starts at once; the old one closes when its other jobs end, killed after 5 s if it cannot,
+   * as a reader stuck in a synchronous loop). 0: no limit.
+   */
+  readonly jobTimeout: Duration.Duration
   readonly metricsPort: number
   readonly workerMode: "process" | "thread"
   readonly stopWhenEmpty: boolean
@@ -93,6 +100,7 @@ export interface SettingsInput {
   readonly fullQueueSleepTime?: Duration.DurationInput | undefined
   readonly queueInteractionTimeout?: Duration.DurationInput | undefined
   readonly gracefulShutdownTimeout?: Duration.DurationInput | undefined
+  readonly jobTimeout?: Duration.DurationInput | undefined
   readonly metricsPort?: number | undefined
   readonly workerMode?: "process" | "thread" | undefined
   readonly stopWhenEmpty?: boolean | undefined
@@ -114,13 +122,15 @@ export type WriterOutput<Item, R = never> =
 
 /**
  * A failed job, as reported to `onError`: the reader failed (threw, rejected or failed), its process died while
- * the job ran, or the job was killed after `gracefulShutdownTimeout`.
+ * the job ran, the job was killed after `gracefulShutdownTimeout`, it ran longer than `jobTimeout`, or the item could not be sent to a reader
+ * (`Unsendable`: structured clone cannot carry it, e.g. it holds a function or a Symbol; give the runner an item
+ * `Schema`).
  *
  * @since 0.1.0
  * @category models
  */
 export interface JobFailure {
-  readonly reason: "ReaderFailed" | "ProcessDied" | "ShutdownTimeout"
+  readonly reason: "ReaderFailed" | "ProcessDied" | "ShutdownTimeout" | "Unsendable" | "JobTimeout"
   readonly jobId: number
   readonly item: unknown
   readonly processId: number
@@ -244,7 +254,8 @@ export const make: <Item, I = Item, Ctx = never, WCtx = never>(
 export const isJobRunner: (u: unknown) => u is JobRunner<unknown, unknown, unknown> = internal.isJobRunner
 
 /**
- * Why a runner could not run.
+ * Why a runner could not run. The class the runner itself throws, so `instanceof JobRunner.JobRunnerError` holds
+ * for every error it makes.
  *
  * @since 0.1.0
  * @category errors
@@ -339,7 +350,13 @@ export { ReaderSpawner }
  * @since 0.1.0
  * @category services
  */
-export type { Job, JobDone, ProcessDied, ReaderHandle, SpawnRequest } from "./internal/jobRunner/runner.js"
+export type { Job, JobDone, ReaderHandle, SpawnRequest } from "./internal/jobRunner/spawner.js"
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type { JobTimedOut, ProcessDied } from "./internal/jobRunner/definition.js"
 
 /**
  * @since 0.1.0

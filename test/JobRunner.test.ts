@@ -18,7 +18,8 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import * as JobRunner from "../src/JobRunner.js"
-import { desiredCount, needsRefill, type ReaderHandle } from "../src/internal/jobRunner/runner.js"
+import { desiredCount, needsRefill } from "../src/internal/jobRunner/jobQueue.js"
+import type { ReaderHandle } from "../src/internal/jobRunner/spawner.js"
 import { OptionError } from "../src/OptionError.js"
 import * as Progress from "../src/Progress.js"
 
@@ -714,8 +715,11 @@ describe("JobRunner with reader processes", { timeout: 60_000 }, () => {
         expect(outcome.events.filter((e) => e.e === "start" && e.pid === pid).length).toBeLessThanOrEqual(4)
       }
       expect(outcome.events.filter((e) => e.e === "ctx").length).toBe(pids.length)
-      // Each process was closed gracefully: its context was released.
-      expect(sorted(outcome.events.filter((e) => e.e === "release").map((e) => e.pid))).toEqual(sorted(pids))
+      // Each process that ran jobs was closed gracefully: its context was released. (A replacement starts while
+      // the process it replaces drains, so the last one may still be starting when the run ends: it is killed.)
+      const ranJobs = sorted([...new Set(outcome.events.filter((e) => e.e === "start").map((e) => e.pid))])
+      const released = outcome.events.filter((e) => e.e === "release").map((e) => e.pid)
+      expect(ranJobs.filter((pid) => !released.includes(pid))).toEqual([])
       expect(errors(outcome.events)).toEqual([])
       expectNoOrphans(outcome)
     }))
@@ -856,7 +860,9 @@ describe("JobRunner with reader processes", { timeout: 60_000 }, () => {
     Effect.gen(function*() {
       const outcome = yield* runFixture({
         env: { FIXTURE_ITEMS: "6" },
-        args: [bin, "run", fixture, "--processes", "1", "--concurrency", "2", "--stop-when-empty"]
+        args: [bin, "run", fixture, "--processes", "1", "--concurrency", "2", "--stop-when-empty"],
+        // The CLI starts from the TypeScript sources through tsx: 18 s at load 20 on 2 cores.
+        timeoutMs: 120_000
       })
       expect(outcome.code).toBe(0)
       expect(sorted(ended(outcome.events))).toEqual(range(6))
@@ -866,7 +872,7 @@ describe("JobRunner with reader processes", { timeout: 60_000 }, () => {
       expect(bad.code).toBe(1)
       expect(bad.stderr).toContain("FIXTURE_NUM_PROCESSES")
       expect(bad.events.filter((e) => e.e !== "write")).toEqual([])
-    }))
+    }), 300_000)
 })
 
 
@@ -930,7 +936,9 @@ describe("JobRunner with worker threads (workerMode: thread)", { timeout: 60_000
         expect(outcome.events.filter((e) => e.e === "start" && e.tid === tid).length).toBeLessThanOrEqual(4)
       }
       expect(outcome.events.filter((e) => e.e === "ctx").length).toBe(threads.length)
-      expect(sorted(outcome.events.filter((e) => e.e === "release").map((e) => e.tid))).toEqual(sorted(threads))
+      const ranJobs = [...new Set(outcome.events.filter((e) => e.e === "start").map((e) => e.tid))]
+      const released = outcome.events.filter((e) => e.e === "release").map((e) => e.tid)
+      expect(ranJobs.filter((tid) => !released.includes(tid))).toEqual([])
       expect(errors(outcome.events)).toEqual([])
     }))
 

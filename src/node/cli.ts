@@ -12,12 +12,14 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Fs from "node:fs"
 import { createRequire } from "node:module"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
 import type * as Api from "../JobRunner.js"
 import * as Progress from "../Progress.js"
 import { isJobRunner, markLoadedByCli, run } from "../internal/jobRunner/runner.js"
+import { seedDefaults, validateInput } from "../internal/jobRunner/settings.js"
 
 const optionalInt = (name: string, description: string) =>
   Options.integer(name).pipe(Options.withDescription(description), Options.optional)
@@ -50,15 +52,19 @@ const runCommand = Command.make(
   (args) =>
     Effect.gen(function*() {
       const file = Path.resolve(args.module)
+      if (!Fs.existsSync(file)) return yield* Effect.fail(`no such module: ${args.module} (${file})`)
       const url = pathToFileURL(file).href
       markLoadedByCli()
-      const mod = yield* Effect.promise(() => import(url) as Promise<Record<string, unknown>>)
+      const mod = yield* Effect.tryPromise({
+        try: () => import(url) as Promise<Record<string, unknown>>,
+        catch: (e) => `${args.module} could not be loaded: ${e instanceof Error ? e.message : String(e)}`
+      })
       const runners = Object.values(mod).filter(isJobRunner)
       const unique = Array.from(new Set(runners))
       const wanted = Option.getOrUndefined(args.name)
       const runner = wanted === undefined ? unique[0] : unique.find((r) => r.name === wanted)
       if (runner === undefined || (wanted === undefined && unique.length > 1)) {
-        return yield* Effect.dieMessage(
+        return yield* Effect.fail(
           unique.length === 0
             ? `${args.module} exports no JobRunner`
             : `${args.module} exports ${unique.length} runners (${unique.map((r) => r.name).join(", ")}); pick one with --name`
@@ -76,13 +82,35 @@ const runCommand = Command.make(
         workerMode: args.threads ? "thread" : undefined,
         stopWhenEmpty: args.stopWhenEmpty ? true : undefined
       }
-      const running = run({ ...runner, module: runner.module ?? url }, { settings })
+      // Flags are checked on their own first, so an error names the flag (`--processes`), not the setting.
+      yield* validateInput(settings, seedDefaults).pipe(
+        Effect.mapError((e) => `--${flagOf[e.field] ?? e.field}: expected ${e.expected}, got ${String(e.value)}`)
+      )
+      const running = run({ ...runner, module: runner.module ?? url }, { settings }, {})
       const summary = yield* (args.progress ? Effect.provide(running, Progress.layer()) : running)
       yield* Effect.logInfo(
         `JobRunner ${runner.name}: ${summary.processed} processed, ${summary.failed} failed, ${summary.restarts} restarts`
       )
-    })
+    }).pipe(
+      // One line, no stack trace, exit code 1: what went wrong is the user's module, flags or settings.
+      Effect.catchAll((error) =>
+        Effect.sync(() => {
+          process.stderr.write(`effect-workers run: ${typeof error === "string" ? error : error.message}\n`)
+          process.exitCode = 1
+        })
+      )
+    )
 )
+
+const flagOf: Record<string, string> = {
+  numProcesses: "processes",
+  concurrentTasksPerProcess: "concurrency",
+  maxQueueSize: "max-queue-size",
+  lookupBlockSize: "lookup-block-size",
+  maxJobsPerProcess: "max-jobs-per-process",
+  gracefulShutdownTimeout: "graceful-shutdown-timeout",
+  metricsPort: "metrics-port"
+}
 
 /**
  * @since 0.1.0

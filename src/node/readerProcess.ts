@@ -1,50 +1,53 @@
 /**
- * The entry point of a reader process (or worker thread). It loads the runner's module, builds the per-process
- * context once, says it is ready, then runs the batches of jobs the writer sends (see
- * `internal/jobRunner/protocol.ts`) and sends back, in one message per tick, the results finished in that tick. A
- * synchronous reader runs with no Effect step; only a reader that returns an `Effect` gets a fiber. The writer side
- * bounds how many jobs a process holds (`concurrentTasksPerProcess`).
+ * The entry point of a reader process (or worker thread). It loads the runner's module and runs the reader host
+ * (`internal/jobRunner/readerHost.ts`, the same code `layerInline` runs) over the IPC channel or the thread's port.
  *
  * SIGINT and SIGTERM are ignored here: the writer process decides when readers stop (a Ctrl-C reaches the whole
- * process group, and the running items must finish). When the writer asks it to close, the reader releases its
- * context and exits; if the writer process disappears, the reader exits at once, so no orphan is left.
+ * process group, and the running items must finish). A reader process dies with its writer whatever it is doing:
+ * a closed IPC channel ends it at once when its event loop is free, and a watchdog thread, which runs even while a
+ * reader blocks the main thread in a synchronous loop, kills it within ~250 ms of its parent's disappearance
+ * (the parent pid changes when the process is re-parented). A process that exits (a reader calling
+ * `process.exit`, an uncaught exception) first sends the results it finished, so only unfinished jobs are lost.
  *
  * @since 0.1.0
  */
 import * as Cause from "effect/Cause"
-import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import * as Layer from "effect/Layer"
-import * as Scope from "effect/Scope"
 import * as WorkerThreads from "node:worker_threads"
 import type * as Api from "../JobRunner.js"
-import {
-  CLOSE,
-  decodeSettings,
-  type Failure,
-  type FromReader,
-  makeJobStarter,
-  READY,
-  RESULTS,
-  type ToReader
-} from "../internal/jobRunner/protocol.js"
-import { failureDetail, isJobRunner } from "../internal/jobRunner/runner.js"
+import { isJobRunner } from "../internal/jobRunner/definition.js"
+import { decodeSettings, type FromReader, START_FAILED } from "../internal/jobRunner/protocol.js"
+import { startReaderHost } from "../internal/jobRunner/readerHost.js"
 
 interface Init {
   readonly module: string
   readonly name: string
   readonly settings: unknown
   readonly slot: number
+  readonly parentPid?: number
 }
 
 const init = JSON.parse(process.argv[2] ?? "{}") as Init
 const port = WorkerThreads.parentPort
 
+/** How often the watchdog looks at the parent pid: a killed writer's readers are gone within this (plus start). */
+const WATCHDOG_MS = 250
+
+const watchdog = (parentPid: number) => {
+  const source = `
+    const { workerData } = require("node:worker_threads")
+    const check = () => { if (process.ppid !== workerData) process.kill(process.pid, "SIGKILL") }
+    check()
+    setInterval(check, ${WATCHDOG_MS})
+  `
+  new WorkerThreads.Worker(source, { eval: true, workerData: parentPid }).unref()
+}
+
 if (WorkerThreads.isMainThread) {
   process.on("SIGINT", () => {})
   process.on("SIGTERM", () => {})
   process.on("disconnect", () => process.exit(0))
+  watchdog(init.parentPid ?? process.ppid)
 }
 
 const send: (message: FromReader) => void = port !== null
@@ -62,54 +65,26 @@ const findRunner = (mod: Record<string, unknown>): Api.JobRunner<unknown, unknow
 }
 
 const main = Effect.gen(function*() {
-  const mod = yield* Effect.promise(() => import(init.module) as Promise<Record<string, unknown>>)
+  const mod = yield* Effect.tryPromise(() => import(init.module) as Promise<Record<string, unknown>>)
   const runner = findRunner(mod)
   if (runner === undefined) {
-    return yield* Effect.dieMessage(`no JobRunner named ${init.name} is exported by ${init.module}`)
+    return yield* Effect.fail(new Error(`no JobRunner named ${init.name} is exported by ${init.module}`))
   }
   const settings = decodeSettings(init.settings) as Api.Settings
-  const scope = yield* Scope.make()
-  const context = yield* Layer.buildWithScope(runner.context ?? Layer.empty, scope)
-
-  let ok: Array<number> = []
-  let failures: Array<Failure> = []
-  let scheduled = false
-  let inBatch = false
-  const flush = () => {
-    scheduled = false
-    if (ok.length === 0 && failures.length === 0) return
-    send([RESULTS, ok, failures])
-    ok = []
-    failures = []
-  }
-  const start = makeJobStarter(runner, context as Context.Context<unknown>, settings, failureDetail, (id, reason, detail) => {
-    if (reason === undefined) ok.push(id)
-    else failures.push([id, reason, detail ?? ""])
-    // Results of a batch are sent when the batch has been started; later ones once per tick.
-    if (!inBatch && !scheduled) {
-      scheduled = true
-      setImmediate(flush)
-    }
+  const host = yield* startReaderHost(runner, settings, {
+    send,
+    later: setImmediate,
+    exit: (code) => process.exit(code)
   })
-
-  ;(port ?? process).on("message", (message: ToReader) => {
-    if (message[0] === CLOSE) {
-      Effect.runPromise(Scope.close(scope, Exit.void)).finally(() => process.exit(0))
-      return
-    }
-    inBatch = true
-    try {
-      for (let i = 1; i < message.length; i += 2) start(message[i] as number, message[i + 1])
-    } finally {
-      inBatch = false
-    }
-    flush()
-  })
-  send([READY])
+  if (host === undefined) return
+  ;(port ?? process).on("message", host.receive)
+  process.on("exit", host.flush)
 })
 
 Effect.runFork(main).addObserver((exit) => {
   if (exit._tag === "Failure" && !Cause.isInterruptedOnly(exit.cause)) {
+    const squashed = Cause.squash(exit.cause)
+    send([START_FAILED, squashed instanceof Error ? squashed.message : Cause.pretty(exit.cause)])
     process.stderr.write(`reader process ${process.pid} failed:\n${Cause.pretty(exit.cause)}\n`)
     process.exit(1)
   }

@@ -1,7 +1,7 @@
 /**
- * What crosses the boundary between the writer process and a reader process or thread, and how a reader runs the
- * jobs it receives. Messages are plain arrays sent over the raw channel (a child's IPC channel with `advanced`
- * serialization, or a worker thread's port: structured clone both ways) and carry batches: every job handed to a
+ * What crosses the boundary between the writer process and a reader process or thread (the reader's side is
+ * `readerHost.ts`, the writer's `channel.ts`). Messages are plain arrays sent over the raw channel (a child's IPC
+ * channel with `advanced` serialization, or a worker thread's port: structured clone both ways) and carry batches: every job handed to a
  * process in the same tick goes in one message, and every result finished in the same tick comes back in one.
  * Items cross in their encoded form (the runner's item `Schema`); a failure comes back as a `ReaderError`'s reason
  * and detail.
@@ -10,15 +10,9 @@
  * and ran a fiber per job on each side: that capped trivial jobs at about 5 000 per second (0.2–0.4× piscina);
  * batched, they run at several times piscina's rate (see `process.ts`).
  */
-import * as Cause from "effect/Cause"
-import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
-import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import type * as ParseResult from "effect/ParseResult"
-import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
-import type * as Api from "../../JobRunner.js"
 
 /** @internal */
 export const SettingsSchema = Schema.Struct({
@@ -33,6 +27,7 @@ export const SettingsSchema = Schema.Struct({
   fullQueueSleepTime: Schema.DurationFromMillis,
   queueInteractionTimeout: Schema.DurationFromMillis,
   gracefulShutdownTimeout: Schema.DurationFromMillis,
+  jobTimeout: Schema.DurationFromMillis,
   metricsPort: Schema.Number,
   workerMode: Schema.Literal("process", "thread"),
   stopWhenEmpty: Schema.Boolean
@@ -45,12 +40,19 @@ export type SettingsData = typeof SettingsSchema.Type
 export class ReaderError extends Schema.TaggedError<ReaderError>("effect-workers/JobRunner/ReaderError")(
   "ReaderError",
   {
-    reason: Schema.Literal("Failed", "Decode"),
+    reason: Schema.Literal("Failed", "Decode", "Unsendable"),
     detail: Schema.String
   }
 ) {
   override get message(): string {
-    return this.reason === "Decode" ? `the item could not be decoded: ${this.detail}` : this.detail
+    switch (this.reason) {
+      case "Decode":
+        return `the item could not be decoded: ${this.detail}`
+      case "Unsendable":
+        return `the item could not be sent to the reader (give the runner an item Schema): ${this.detail}`
+      case "Failed":
+        return this.detail
+    }
   }
 }
 
@@ -78,28 +80,50 @@ export type ToReader = ReadonlyArray<unknown>
 export const RUN = 0
 /** @internal */
 export const CLOSE = 1
+/** `[CANCEL, id]`: the job timed out; an `Effect` reader running it is interrupted. @internal */
+export const CANCEL = 2
+
+/** @internal */
+export const isToReader = (message: unknown): message is ToReader =>
+  Array.isArray(message) && (message[0] === RUN || message[0] === CLOSE || message[0] === CANCEL)
 
 /**
- * Reader → writer: `[READY]` once the context is built, then `[RESULTS, okIds, failures]` where a failure is
- * `[id, reason, detail]`.
+ * Reader → writer: `[READY]` once the context is built (or `[START_FAILED, detail]`), then
+ * `[RESULTS, okIds, failures]` where a failure is `[id, reason, detail]`. The tags are strings no user message is
+ * likely to start with: user code in a reader may `process.send` / `parentPort.postMessage` on the same channel,
+ * and such a message is ignored (and logged) rather than read as ours.
  *
  * @internal
  */
 export type FromReader =
   | readonly [typeof READY]
+  | readonly [typeof START_FAILED, string]
   | readonly [typeof RESULTS, ReadonlyArray<number>, ReadonlyArray<Failure>]
 
 /** @internal */
 export type Failure = readonly [id: number, reason: ReaderError["reason"], detail: string]
 
 /** @internal */
-export const READY = 0
+export const READY = "effect-workers/JobRunner/ready"
 /** @internal */
-export const RESULTS = 1
+export const START_FAILED = "effect-workers/JobRunner/startFailed"
+/** @internal */
+export const RESULTS = "effect-workers/JobRunner/results"
 
-// ---------------------------------------------------------------------------------------------------------------
-// Reader side
-// ---------------------------------------------------------------------------------------------------------------
+/** @internal */
+export const isFromReader = (message: unknown): message is FromReader => {
+  if (!Array.isArray(message)) return false
+  switch (message[0]) {
+    case READY:
+      return true
+    case START_FAILED:
+      return typeof message[1] === "string"
+    case RESULTS:
+      return Array.isArray(message[1]) && Array.isArray(message[2])
+    default:
+      return false
+  }
+}
 
 /**
  * Whether a synchronous parse failed only because the Schema is asynchronous somewhere (a `Forbidden` issue,
@@ -119,79 +143,5 @@ export const needsAsync = (issue: ParseResult.ParseIssue): boolean => {
       return Array.isArray(issue.issues) ? issue.issues.some(needsAsync) : needsAsync(issue.issues as ParseResult.ParseIssue)
     default:
       return false
-  }
-}
-
-const isPromiseLike = (u: unknown): u is PromiseLike<unknown> =>
-  typeof u === "object" && u !== null && "then" in u && typeof (u as { then: unknown }).then === "function"
-
-/**
- * How a job ended: `undefined` for success, else the failure's reason and detail.
- *
- * @internal
- */
-export type Settle = (id: number, reason?: ReaderError["reason"], detail?: string) => void
-
-/**
- * Returns a function that runs one job on its encoded item and calls `settle` once with the outcome, as
- * `runReader` does (every way a reader can fail — throw, rejection, typed failure, defect — becomes a failure with
- * the same detail), but without an Effect step for what is synchronous: the item is decoded synchronously (an
- * asynchronous `Schema` falls back to the Effect decoder), a plain function's result settles at once, a Promise
- * when it settles, and only a reader that returns an `Effect` gets a fiber.
- *
- * @internal
- */
-export const makeJobStarter = (
-  runner: Api.JobRunner<unknown, unknown, unknown>,
-  context: Context.Context<unknown>,
-  settings: Api.Settings,
-  failureDetail: (cause: Cause.Cause<unknown>) => string,
-  settle: Settle
-): (id: number, encoded: unknown) => void => {
-  const decodeSync = Schema.decodeUnknownEither(runner.item)
-  const decode = Schema.decodeUnknown(runner.item)
-  const runtime = Runtime.make({
-    context,
-    runtimeFlags: Runtime.defaultRuntime.runtimeFlags,
-    fiberRefs: Runtime.defaultRuntime.fiberRefs
-  })
-  const runFork = Runtime.runFork(runtime)
-  const failed = (id: number, cause: Cause.Cause<unknown>) => settle(id, "Failed", failureDetail(cause))
-
-  const runItem = (id: number, item: unknown) => {
-    let out: unknown
-    try {
-      out = runner.reader(item, context, settings)
-    } catch (e) {
-      return failed(id, Cause.die(e))
-    }
-    if (Effect.isEffect(out)) {
-      const fiber = runFork(out as Effect.Effect<unknown, unknown>)
-      fiber.addObserver((exit) =>
-        exit._tag === "Success"
-          ? settle(id)
-          : Cause.isInterruptedOnly(exit.cause)
-          ? settle(id, "Failed", "interrupted")
-          : failed(id, exit.cause)
-      )
-      return
-    }
-    if (isPromiseLike(out)) {
-      out.then(() => settle(id), (e) => failed(id, Cause.fail(new Cause.UnknownException(e))))
-      return
-    }
-    settle(id)
-  }
-
-  return (id, encoded) => {
-    const decoded = decodeSync(encoded)
-    if (Either.isRight(decoded)) return runItem(id, decoded.right)
-    if (!needsAsync(decoded.left.issue)) return settle(id, "Decode", decoded.left.message)
-    // An asynchronous item Schema.
-    runFork(decode(encoded)).addObserver((exit) =>
-      exit._tag === "Success"
-        ? runItem(id, exit.value)
-        : settle(id, "Decode", Cause.isFailType(exit.cause) ? exit.cause.error.message : Cause.pretty(exit.cause))
-    )
   }
 }

@@ -1,0 +1,102 @@
+/**
+ * A runner's definition and what every other part shares: the type id, `make`, the public error, the death of a
+ * reader process, and the rendering of a failure's cause as one line. It imports no other part of the runner, so
+ * the spawners, the reader host and the supervisor can all depend on it without a cycle.
+ */
+import * as Cause from "effect/Cause"
+import * as Data from "effect/Data"
+import * as Schema from "effect/Schema"
+import type * as Api from "../../JobRunner.js"
+
+/** @internal */
+export const TypeId: Api.TypeId = Symbol.for("effect-workers/JobRunner") as Api.TypeId
+
+/** @internal */
+export type AnyRunner = Api.JobRunner<unknown, unknown, unknown>
+
+/** Set in the environment of every reader process or thread. @internal */
+export const READER_ENV = "EFFECT_WORKERS_JOB_RUNNER_READER"
+
+const defaultKey = (item: unknown): string => {
+  switch (typeof item) {
+    case "string":
+      return `s:${item}`
+    case "number":
+    case "bigint":
+    case "boolean":
+      return `${typeof item}:${String(item)}`
+    default:
+      return `j:${JSON.stringify(item)}`
+  }
+}
+
+/** @internal */
+export const make = <Item, I, Ctx, WCtx>(
+  options: Api.JobRunner.Options<Item, I, Ctx, WCtx>
+): Api.JobRunner<Item, Ctx, WCtx> => ({
+  [TypeId]: TypeId,
+  name: options.name,
+  module: options.module,
+  item: (options.item ?? Schema.Unknown) as unknown as Schema.Schema<Item, unknown>,
+  key: (options.key ?? defaultKey) as (item: Item) => string,
+  writer: options.writer,
+  source: options.source,
+  reader: options.reader,
+  context: options.context,
+  writerContext: options.writerContext,
+  settings: options.settings ?? {},
+  onError: options.onError
+})
+
+/** @internal */
+export const isJobRunner = (u: unknown): u is Api.JobRunner<unknown, unknown, unknown> =>
+  typeof u === "object" && u !== null && TypeId in u
+
+/** @internal */
+export class JobRunnerError extends Schema.TaggedError<JobRunnerError>("effect-workers/JobRunner/JobRunnerError")(
+  "JobRunnerError",
+  {
+    reason: Schema.Literal("SpawnFailed", "ModuleUnknown", "ReaderFailed", "WriterContextFailed"),
+    runner: Schema.String,
+    detail: Schema.String
+  }
+) {
+  override get message(): string {
+    switch (this.reason) {
+      case "SpawnFailed":
+        return `JobRunner ${this.runner}: a reader process could not start: ${this.detail}`
+      case "ModuleUnknown":
+        return `JobRunner ${this.runner}: reader processes need the runner's module; ${this.detail}`
+      case "WriterContextFailed":
+        return `JobRunner ${this.runner}: the writer context could not be built: ${this.detail}`
+      case "ReaderFailed":
+        return `JobRunner ${this.runner}: the reader failed: ${this.detail}`
+    }
+  }
+}
+
+/** A reader process (or thread, or inline reader) ended while it held the job. @internal */
+export class ProcessDied extends Data.TaggedError("ProcessDied")<{ readonly detail: string }> {}
+
+/** The job ran longer than `jobTimeout`. @internal */
+export class JobTimedOut extends Data.TaggedError("JobTimedOut")<{ readonly detail: string }> {}
+
+/** @internal */
+export const isPromiseLike = (u: unknown): u is PromiseLike<unknown> =>
+  typeof u === "object" && u !== null && "then" in u && typeof (u as { then: unknown }).then === "function"
+
+/** One line for a failure: the error's message, a tagged error's fields, or the cause's first line. @internal */
+export const failureDetail = (cause: Cause.Cause<unknown>): string => {
+  let squashed = Cause.squash(cause)
+  if (Cause.isUnknownException(squashed) && squashed.cause !== undefined) squashed = squashed.cause
+  if (typeof squashed === "string") return squashed
+  if (typeof squashed === "object" && squashed !== null && "message" in squashed) {
+    const message = String((squashed as { message: unknown }).message)
+    if (message.length > 0) return message
+  }
+  if (typeof squashed === "object" && squashed !== null && "_tag" in squashed) {
+    const { _tag, ...rest } = squashed as Record<string, unknown>
+    return `${String(_tag)} ${JSON.stringify(rest)}`
+  }
+  return Cause.pretty(cause).split("\n")[0] ?? "unknown failure"
+}

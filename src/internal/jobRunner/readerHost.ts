@@ -1,0 +1,198 @@
+/**
+ * The one place readers run, whatever carries the messages: a reader process, a worker thread, or `layerInline`
+ * in the writer's own process. The host builds the per-process context once, says it is ready (or why it could
+ * not start), runs the batches of jobs it receives and sends back, in one message per burst, the results finished
+ * in that burst. A synchronous reader runs with no Effect step; only a reader that returns an `Effect` gets a fiber,
+ * run with the host's runtime (so `TestClock` drives inline readers) and the context provided.
+ *
+ * A transport supplies `send`, `later` (when to send results finished outside a batch: `setImmediate` in a
+ * process, so a tick's results share one message; a microtask inline, as `TestClock` tests drive microtasks only)
+ * and `exit`.
+ */
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import type * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Runtime from "effect/Runtime"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import type * as Api from "../../JobRunner.js"
+import { type AnyRunner, failureDetail, isPromiseLike } from "./definition.js"
+import {
+  CANCEL,
+  CLOSE,
+  type Failure,
+  type FromReader,
+  isToReader,
+  needsAsync,
+  READY,
+  type ReaderError,
+  RESULTS,
+  START_FAILED
+} from "./protocol.js"
+
+/** @internal */
+export interface ReaderTransport {
+  readonly send: (message: FromReader) => void
+  readonly later: (flush: () => void) => void
+  /** The reader is done (closed: 0; could not start: 1). */
+  readonly exit: (code: number) => void
+}
+
+/** @internal */
+export interface ReaderHost {
+  /** A message from the writer; anything that is not ours is ignored. */
+  readonly receive: (message: unknown) => void
+  /** Sends the results finished so far now: a process that is exiting reports them before it goes. */
+  readonly flush: () => void
+  /** Interrupts the running `Effect` readers and releases the context (an inline "kill"). */
+  readonly kill: () => void
+}
+
+type Settle = (id: number, reason?: ReaderError["reason"], detail?: string) => void
+
+/**
+ * Returns a function that runs one job on its encoded item and calls `settle` once with the outcome: every way a
+ * reader can fail (throw, rejection, typed failure, defect, interruption) becomes a failure with its detail.
+ */
+const makeJobStarter = (
+  runner: AnyRunner,
+  context: Context.Context<unknown>,
+  settings: Api.Settings,
+  runtime: Runtime.Runtime<unknown>,
+  running: Map<number, Fiber.RuntimeFiber<unknown, unknown>>,
+  settle: Settle
+): (id: number, encoded: unknown) => void => {
+  const decodeSync = Schema.decodeUnknownEither(runner.item)
+  const decode = Schema.decodeUnknown(runner.item)
+  const runFork = Runtime.runFork(runtime)
+  const failed = (id: number, cause: Cause.Cause<unknown>) => settle(id, "Failed", failureDetail(cause))
+
+  const runEffect = (id: number, effect: Effect.Effect<unknown, unknown>) => {
+    const fiber = runFork(effect)
+    running.set(id, fiber)
+    fiber.addObserver((exit) => {
+      running.delete(id)
+      if (exit._tag === "Success") settle(id)
+      else if (Cause.isInterruptedOnly(exit.cause)) settle(id, "Failed", "interrupted")
+      else failed(id, exit.cause)
+    })
+  }
+
+  const runItem = (id: number, item: unknown) => {
+    let out: unknown
+    try {
+      out = runner.reader(item, context, settings)
+    } catch (e) {
+      return failed(id, Cause.die(e))
+    }
+    if (Effect.isEffect(out)) return runEffect(id, out as Effect.Effect<unknown, unknown>)
+    if (isPromiseLike(out)) {
+      out.then(() => settle(id), (e) => failed(id, Cause.fail(new Cause.UnknownException(e))))
+      return
+    }
+    settle(id)
+  }
+
+  return (id, encoded) => {
+    const decoded = decodeSync(encoded)
+    if (Either.isRight(decoded)) return runItem(id, decoded.right)
+    if (!needsAsync(decoded.left.issue)) return settle(id, "Decode", decoded.left.message)
+    // An asynchronous item Schema.
+    runFork(decode(encoded)).addObserver((exit) =>
+      exit._tag === "Success"
+        ? runItem(id, exit.value)
+        : settle(id, "Decode", Cause.isFailType(exit.cause) ? exit.cause.error.message : Cause.pretty(exit.cause))
+    )
+  }
+}
+
+/** Collects results and sends them in one message per burst. */
+class ResultBatch {
+  private ok: Array<number> = []
+  private failures: Array<Failure> = []
+  private scheduled = false
+  /** Inside a batch from the writer: its results leave together when the batch has been started. */
+  inBatch = false
+
+  constructor(private readonly transport: ReaderTransport) {}
+
+  readonly add: Settle = (id, reason, detail) => {
+    if (reason === undefined) this.ok.push(id)
+    else this.failures.push([id, reason, detail ?? ""])
+    if (!this.inBatch && !this.scheduled) {
+      this.scheduled = true
+      this.transport.later(this.flush)
+    }
+  }
+
+  readonly flush = (): void => {
+    this.scheduled = false
+    if (this.ok.length === 0 && this.failures.length === 0) return
+    const message = [RESULTS, this.ok, this.failures] as const
+    this.ok = []
+    this.failures = []
+    this.transport.send(message)
+  }
+}
+
+/**
+ * Builds the context and starts the host; on failure, reports why to the writer and exits with code 1.
+ *
+ * @internal
+ */
+export const startReaderHost = (
+  runner: AnyRunner,
+  settings: Api.Settings,
+  transport: ReaderTransport
+): Effect.Effect<ReaderHost | undefined> =>
+  Effect.gen(function*() {
+    const scope = yield* Scope.make()
+    const built = yield* Layer.buildWithScope(runner.context ?? Layer.empty, scope).pipe(Effect.exit)
+    if (Exit.isFailure(built)) {
+      yield* Scope.close(scope, Exit.void)
+      transport.send([START_FAILED, `the context could not be built: ${failureDetail(built.cause)}`])
+      transport.exit(1)
+      return undefined
+    }
+    const context = built.value as Context.Context<unknown>
+    const outer = yield* Effect.runtime<never>()
+    const runtime = Runtime.make({
+      context: Context.merge(outer.context as Context.Context<unknown>, context),
+      runtimeFlags: outer.runtimeFlags,
+      fiberRefs: outer.fiberRefs
+    })
+    const running = new Map<number, Fiber.RuntimeFiber<unknown, unknown>>()
+    const results = new ResultBatch(transport)
+    const start = makeJobStarter(runner, context, settings, runtime, running, results.add)
+    let closing = false
+    const release = (code: number) => {
+      if (closing) return
+      closing = true
+      Runtime.runFork(runtime)(Scope.close(scope, Exit.void)).addObserver(() => transport.exit(code))
+    }
+    const receive = (message: unknown) => {
+      if (!isToReader(message) || closing) return
+      if (message[0] === CLOSE) return release(0)
+      if (message[0] === CANCEL) {
+        const fiber = running.get(message[1] as number)
+        return fiber?.unsafeInterruptAsFork(fiber.id())
+      }
+      results.inBatch = true
+      try {
+        for (let i = 1; i < message.length; i += 2) start(message[i] as number, message[i + 1])
+      } finally {
+        results.inBatch = false
+      }
+      results.flush()
+    }
+    const kill = () => {
+      for (const fiber of running.values()) fiber.unsafeInterruptAsFork(fiber.id())
+      release(137)
+    }
+    transport.send([READY])
+    return { receive, flush: results.flush, kill }
+  })

@@ -1,0 +1,348 @@
+/**
+ * One supervisor per run: a fiber per process slot starts a reader process, feeds it jobs from the queue, and
+ * replaces it when it has taken `maxJobsPerProcess` jobs (the replacement starts as soon as the old process stops
+ * taking jobs, while it finishes the ones it runs) or when it dies. Shutdown stops the writer, lets running jobs
+ * finish for `gracefulShutdownTimeout`, then kills what is left.
+ */
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as FiberSet from "effect/FiberSet"
+import * as Option from "effect/Option"
+import * as Scope from "effect/Scope"
+import type * as Api from "../../JobRunner.js"
+import { type AnyRunner, isPromiseLike, type JobRunnerError, JobTimedOut, type ProcessDied } from "./definition.js"
+import { type JobQueue, Notifier } from "./jobQueue.js"
+import type { ReaderError } from "./protocol.js"
+import type { Job, JobDone, ReaderHandle, ReaderSpawner } from "./spawner.js"
+import type { RunStats, SlotRow } from "./stats.js"
+
+const reasonOf = (error: ReaderError | ProcessDied | JobTimedOut, shutdownTimedOut: boolean): Api.JobFailure["reason"] => {
+  switch (error._tag) {
+    case "ProcessDied":
+      return shutdownTimedOut ? "ShutdownTimeout" : "ProcessDied"
+    case "JobTimedOut":
+      return "JobTimeout"
+    case "ReaderError":
+      return error.reason === "Unsendable" ? "Unsendable" : "ReaderFailed"
+  }
+}
+
+/** @internal */
+export interface SupervisorDeps {
+  readonly runner: AnyRunner
+  readonly settings: Api.Settings
+  readonly queue: JobQueue
+  readonly stats: RunStats
+  readonly spawner: ReaderSpawner["Type"]
+}
+
+/**
+ * The hand-over to one process: jobs are given synchronously, as many as it has free slots, and settle through a
+ * callback, with no fiber per job (a failure's report gets one).
+ */
+class ProcessFeed {
+  readonly row: SlotRow
+  readonly slotFree = new Notifier()
+  readonly diedSignal = Deferred.unsafeMake<void>(FiberId.none)
+  died = false
+  /** A job of this process timed out: it takes no more, and is replaced. */
+  timedOut = false
+  taken = 0
+  /** With `jobTimeout`: when each running job was handed over, in that order. */
+  readonly startedAt: Map<Job, number> | undefined
+  readonly jobStarted = new Notifier()
+
+  constructor(
+    private readonly handle: ReaderHandle,
+    private readonly deps: SupervisorDeps,
+    /** Completed once the process has taken half its `maxJobsPerProcess`: time to spawn its replacement. */
+    private readonly halfway: Deferred.Deferred<void>,
+    private readonly runReport: (failure: Api.JobFailure, settle: () => void) => void
+  ) {
+    this.row = { processId: handle.processId, running: 0, taken: 0 }
+    this.startedAt = Duration.toMillis(deps.settings.jobTimeout) > 0 ? new Map() : undefined
+  }
+
+  markDied(): void {
+    this.died = true
+    Deferred.unsafeDone(this.diedSignal, Exit.void)
+    this.slotFree.notify()
+  }
+
+  /** Whether the process may take more jobs (recycled after `maxJobsPerProcess`). */
+  get open(): boolean {
+    const max = this.deps.settings.maxJobsPerProcess
+    return !this.deps.queue.stopping && !this.died && !this.timedOut && (max === 0 || this.taken < max)
+  }
+
+  readonly settle: JobDone = (job, error) => {
+    const { queue, stats } = this.deps
+    this.row.running--
+    queue.inFlight--
+    if (this.startedAt !== undefined) this.startedAt.delete(job)
+    if (error === undefined) {
+      stats.processed++
+      job.settle?.(undefined)
+    } else {
+      stats.failed++
+      if (error._tag === "ProcessDied") this.markDied()
+      const failure: Api.JobFailure = {
+        reason: reasonOf(error, stats.shutdownTimedOut),
+        jobId: job.id,
+        item: job.item,
+        processId: this.handle.processId,
+        message: error._tag === "ReaderError" ? error.message : error.detail
+      }
+      this.runReport(failure, () => job.settle?.(failure))
+    }
+    if (queue.inFlight === 0) queue.idle.notify()
+    this.slotFree.notify()
+  }
+
+  /**
+   * With `jobTimeout`: fails every job that has run for longer, and retires the process (replaced at once; closed
+   * once its other jobs end, killed if it cannot close). Jobs are kept in start order, so the first is the oldest:
+   * the sweep sleeps until its deadline, not on a fixed tick.
+   */
+  get sweep(): Effect.Effect<void> {
+    const startedAt = this.startedAt!
+    const timeout = Duration.toMillis(this.deps.settings.jobTimeout)
+    return Effect.gen(this, function*() {
+      for (;;) {
+        const oldest = startedAt.entries().next()
+        if (oldest.done === true) {
+          yield* this.jobStarted.waitOr(Deferred.await(this.diedSignal))
+          if (this.died) return
+          continue
+        }
+        const now = yield* Clock.currentTimeMillis
+        const [job, at] = oldest.value
+        if (now - at < timeout) {
+          yield* Effect.sleep(Duration.millis(at + timeout - now))
+          continue
+        }
+        startedAt.delete(job)
+        if (!this.handle.cancel(job.id)) continue
+        this.timedOut = true
+        this.settle(job, new JobTimedOut({ detail: `still running after ${Duration.format(this.deps.settings.jobTimeout)}` }))
+        // The feed may be waiting for an item: wake it to see the process is closed (a rare, spurious wake-up
+        // for the other feeds).
+        this.deps.queue.itemAvailable.notify()
+      }
+    })
+  }
+
+  /** Hands over as many queued jobs as the process has free slots. */
+  fill(now: number): void {
+    const { queue, settings } = this.deps
+    while (this.row.running < settings.concurrentTasksPerProcess && this.open) {
+      const job = queue.take()
+      if (job === undefined) return
+      this.taken++
+      if (settings.maxJobsPerProcess > 0 && this.taken * 2 >= settings.maxJobsPerProcess) {
+        Deferred.unsafeDone(this.halfway, Exit.void)
+      }
+      queue.inFlight++
+      this.row.running++
+      this.row.taken++
+      if (!this.handle.submit(job, this.settle)) {
+        // The process is gone and did not take it: the job goes back to the head of the queue.
+        this.taken--
+        queue.inFlight--
+        this.row.running--
+        this.row.taken--
+        queue.putBack(job)
+        this.markDied()
+      } else if (this.startedAt !== undefined) {
+        this.startedAt.set(job, now)
+        this.jobStarted.notify()
+      }
+    }
+  }
+}
+
+/** @internal */
+export class Supervisor {
+  readonly handles = new Set<ReaderHandle>()
+
+  constructor(private readonly deps: SupervisorDeps) {}
+
+  /** Jobs running per live process. */
+  running(): Array<readonly [number, number]> {
+    return this.deps.stats.slotRows.flatMap((row) => (row === undefined ? [] : [[row.processId, row.running] as const]))
+  }
+
+  /** Kills every reader process now, outside any fiber (a forced stop, just before the process exits). */
+  killAllNow(): void {
+    for (const handle of this.handles) Effect.runFork(handle.kill)
+  }
+
+  private report(failure: Api.JobFailure): Effect.Effect<void> {
+    const { runner } = this.deps
+    return Effect.gen(function*() {
+      yield* Effect.logWarning(
+        `JobRunner ${runner.name}: job ${failure.jobId} failed (${failure.reason}) in process ${failure.processId}: ${failure.message}`
+      )
+      const onError = runner.onError
+      if (onError === undefined) return
+      yield* Effect.suspend(() => {
+        const out = onError(failure)
+        return Effect.isEffect(out)
+          ? (out as Effect.Effect<unknown, unknown>)
+          : isPromiseLike(out)
+          ? Effect.tryPromise(() => out)
+          : Effect.void
+      }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("JobRunner onError failed", cause)))
+    })
+  }
+
+  /**
+   * Feeds one process until it stops taking jobs (recycled, died, or the run stops) — then `retiring` completes,
+   * so the slot starts a replacement — and waits for the jobs it is running.
+   */
+  private feed(
+    handle: ReaderHandle,
+    index: number,
+    retiring: Deferred.Deferred<void>,
+    halfway: Deferred.Deferred<void>
+  ): Effect.Effect<void> {
+    const { queue, stats } = this.deps
+    return Effect.scoped(Effect.gen(this, function*() {
+      const reports = yield* FiberSet.make<void, never>()
+      const runFork = yield* FiberSet.runtime(reports)<never>()
+      const feed = new ProcessFeed(handle, this.deps, halfway, (failure, settle) => {
+        runFork(Effect.zipRight(this.report(failure), Effect.sync(settle)))
+      })
+      stats.slotRows[index] = feed.row
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          if (stats.slotRows[index] === feed.row) stats.slotRows[index] = undefined
+        })
+      )
+      yield* Effect.forkScoped(Effect.andThen(handle.exited, Effect.sync(() => feed.markDied())))
+      if (feed.startedAt !== undefined) yield* Effect.forkScoped(feed.sweep)
+      while (feed.open) {
+        if (feed.row.running >= this.deps.settings.concurrentTasksPerProcess) {
+          // A plain wait, no race: it is the hot path (once per results message), and a race forks a fiber per
+          // arm. Whatever closes the process (death, a timeout) notifies `slotFree` too.
+          yield* feed.slotFree.wait
+        } else if (queue.length === 0) {
+          yield* queue.itemAvailable.waitOr(Deferred.await(queue.stop), Deferred.await(feed.diedSignal))
+        } else {
+          feed.fill(feed.startedAt === undefined ? 0 : yield* Clock.currentTimeMillis)
+        }
+      }
+      yield* Deferred.succeed(halfway, undefined)
+      yield* Deferred.succeed(retiring, undefined)
+      while (feed.row.running > 0) yield* feed.slotFree.wait
+      yield* FiberSet.awaitEmpty(reports)
+    }))
+  }
+
+  /** Spawns a process, or gives up when the run stops first (a slow context build must not hold a shutdown). */
+  private spawn(index: number, scope: Scope.Scope) {
+    const { queue, runner, settings, spawner } = this.deps
+    return spawner.spawn({ runner, settings, slot: index }).pipe(
+      Scope.extend(scope),
+      Effect.map(Option.some),
+      Effect.raceFirst(Effect.as(Deferred.await(queue.stop), Option.none())),
+      Effect.either
+    )
+  }
+
+  /** Spawns into a fresh scope (closed if the spawn is interrupted, or by the caller if it gives up). */
+  private spawnInto(index: number) {
+    return Effect.gen(this, function*() {
+      const scope = yield* Scope.make()
+      const result = yield* this.spawn(index, scope).pipe(Effect.onInterrupt(() => Scope.close(scope, Exit.void)))
+      return { scope, result }
+    })
+  }
+
+  /**
+   * One process slot: start, feed, replace, until the run stops; then wait for the processes still draining. The
+   * replacement of a recycled process is spawned once it has taken half its `maxJobsPerProcess`, so it is ready
+   * when the old one retires: a start (tsx, context) takes seconds, while 200 trivial jobs take milliseconds
+   * (4,000 such jobs with recycling took 44 s against 11 s without, each replacement booting while its slot idled).
+   */
+  slot(index: number): Effect.Effect<void, JobRunnerError> {
+    const { queue, stats } = this.deps
+    return Effect.gen(this, function*() {
+      let failures = 0
+      const draining: Array<Fiber.RuntimeFiber<void>> = []
+      let ahead: Fiber.RuntimeFiber<Effect.Effect.Success<ReturnType<Supervisor["spawnInto"]>>> | undefined
+      while (!queue.stopping) {
+        const { result: spawned, scope } = ahead !== undefined ? yield* Fiber.join(ahead) : yield* this.spawnInto(index)
+        ahead = undefined
+        if (spawned._tag === "Left" || Option.isNone(spawned.right)) {
+          yield* Scope.close(scope, Exit.void)
+          if (spawned._tag === "Right") break
+          if (stats.processesStarted === 0) return yield* spawned.left
+          failures++
+          yield* Effect.logWarning(spawned.left.message)
+          yield* Effect.raceFirst(Effect.sleep(Duration.seconds(Math.min(30, 2 ** failures))), Deferred.await(queue.stop))
+          continue
+        }
+        if (queue.stopping) {
+          yield* Scope.close(scope, Exit.void)
+          break
+        }
+        failures = 0
+        const handle = spawned.right.value
+        this.handles.add(handle)
+        stats.processStarted()
+        const retiring = yield* Deferred.make<void>()
+        const halfway = yield* Deferred.make<void>()
+        draining.push(
+          yield* Effect.fork(this.feed(handle, index, retiring, halfway).pipe(
+            Effect.ensuring(Effect.suspend(() => {
+              this.handles.delete(handle)
+              stats.liveProcesses--
+              return Scope.close(scope, Exit.void)
+            }))
+          ))
+        )
+        yield* Deferred.await(halfway)
+        if (!queue.stopping) ahead = yield* Effect.fork(this.spawnInto(index))
+        yield* Deferred.await(retiring)
+      }
+      if (ahead !== undefined) {
+        // Spawned ahead but not needed: the run stopped.
+        const { scope } = yield* Fiber.join(ahead)
+        yield* Scope.close(scope, Exit.void)
+      }
+      yield* Fiber.awaitAll(draining)
+    })
+  }
+
+  /**
+   * Stops the run: the writer stops, jobs not handed out go back (to a durable source, untried), running jobs get
+   * the grace period, then the processes are killed and their jobs reported.
+   */
+  shutdown(slots: ReadonlyArray<Fiber.RuntimeFiber<void, JobRunnerError>>, writer: Fiber.RuntimeFiber<unknown, unknown>) {
+    const { queue, runner, settings, stats } = this.deps
+    return Effect.gen(this, function*() {
+      for (const job of queue.stopNow()) job.settle?.("back")
+      yield* Fiber.interrupt(writer)
+      // Finalizers run uninterruptibly; the wait must be interruptible for the timeouts to apply.
+      const all = Effect.interruptible(Fiber.awaitAll(slots))
+      const finished = yield* Effect.timeout(all, settings.gracefulShutdownTimeout).pipe(Effect.option)
+      if (Option.isNone(finished)) {
+        stats.shutdownTimedOut = true
+        yield* Effect.logWarning(
+          `JobRunner ${runner.name}: ${queue.inFlight} job(s) still running after ${
+            Duration.format(settings.gracefulShutdownTimeout)
+          }; killing the reader processes`
+        )
+        yield* Effect.forEach(this.handles, (h) => h.kill, { discard: true })
+        yield* Effect.timeout(all, Duration.seconds(5)).pipe(Effect.ignore)
+      }
+      yield* stats.flush
+    })
+  }
+}

@@ -1,0 +1,523 @@
+/**
+ * JobRunner under faults (issue 17): one reader path for processes, threads and layerInline; items structured
+ * clone cannot carry; foreign messages on the channel; a reader that dies after finishing jobs in its last tick;
+ * readers that outlive a SIGKILLed writer; stops during a context build; recycling that overlaps the replacement's
+ * start-up; the bounded prevent-requeue window. In-process parts run under TestClock; the rest in real processes.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as TestClock from "effect/TestClock"
+import * as ChildProcess from "node:child_process"
+import * as Fs from "node:fs"
+import * as Os from "node:os"
+import * as Path from "node:path"
+import { pathToFileURL } from "node:url"
+import * as JobRunner from "../src/JobRunner.js"
+import { RequeueWindow } from "../src/internal/jobRunner/jobQueue.js"
+import { OptionError } from "../src/OptionError.js"
+
+const inline = <A, E>(self: Effect.Effect<A, E>) => Effect.provide(self, JobRunner.layerInline)
+const settle = Effect.repeatN(Effect.yieldNow(), 50)
+
+describe("JobRunner: one reader path (layerInline)", () => {
+  it.effect("kill interrupts a stuck inline reader and its exit completes: a stop ends after the grace, under TestClock", () =>
+    Effect.gen(function*() {
+      const failures: Array<JobRunner.JobFailure> = []
+      let interrupted = 0
+      const runner = JobRunner.make({
+        name: "stuckInline",
+        writer: () => [1, 2],
+        reader: () => Effect.onInterrupt(Effect.never, () => Effect.sync(() => interrupted++)),
+        onError: (failure) => {
+          failures.push(failure)
+        },
+        settings: { numProcesses: 1, concurrentTasksPerProcess: 2, gracefulShutdownTimeout: "1 second", preventRequeuingTime: 0 }
+      })
+      const run = yield* Effect.fork(inline(JobRunner.run(runner)))
+      yield* settle
+      const stopping = yield* Effect.fork(Fiber.interrupt(run))
+      yield* settle
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      // Ended after the grace alone (the old inline kill did nothing and its exit never completed: +5 s, hung).
+      expect(Option.isSome(yield* Fiber.poll(stopping))).toBe(true)
+      expect(interrupted).toBe(2)
+      expect(failures.map((f) => f.reason)).toEqual(["ShutdownTimeout", "ShutdownTimeout"])
+    }))
+
+  it.effect("a reader that interrupts itself is ReaderFailed with no restart, as in a process", () =>
+    Effect.gen(function*() {
+      const failures: Array<JobRunner.JobFailure> = []
+      const runner = JobRunner.make({
+        name: "selfInterrupt",
+        writer: (() => {
+          let done = false
+          return () => (done ? [] : ((done = true), [1, 2, 3]))
+        })(),
+        reader: (item: number) => (item === 2 ? Effect.interrupt : Effect.void),
+        onError: (failure) => {
+          failures.push(failure)
+        },
+        settings: { numProcesses: 1, stopWhenEmpty: true }
+      })
+      const summary = yield* inline(JobRunner.run(runner))
+      expect(summary).toEqual({ processed: 2, failed: 1, processesStarted: 1, restarts: 0 })
+      expect(failures.map((f) => [f.item, f.reason, f.message])).toEqual([[2, "ReaderFailed", "interrupted"]])
+    }))
+
+  it.effect("an item structured clone cannot carry (a function, a Symbol) fails alone as Unsendable; the run goes on", () =>
+    Effect.gen(function*() {
+      const failures: Array<JobRunner.JobFailure> = []
+      const seen: Array<unknown> = []
+      const fn = () => 1
+      const symbol = Symbol("s")
+      const runner = JobRunner.make<unknown>({
+        name: "unclonableInline",
+        key: (item) => String(typeof item === "symbol" ? "symbol" : item),
+        writer: (() => {
+          let done = false
+          return () => (done ? [] : ((done = true), [1, fn, 2, symbol, 3]))
+        })(),
+        reader: (item) => {
+          seen.push(item)
+        },
+        onError: (failure) => {
+          failures.push(failure)
+        },
+        settings: { numProcesses: 1, concurrentTasksPerProcess: 8, stopWhenEmpty: true }
+      })
+      const summary = yield* inline(JobRunner.run(runner))
+      expect(summary).toMatchObject({ processed: 3, failed: 2, restarts: 0 })
+      expect(seen).toEqual([1, 2, 3])
+      expect(failures.map((f) => [f.item, f.reason])).toEqual([[fn, "Unsendable"], [symbol, "Unsendable"]])
+      expect(failures[0]!.message).toContain("could not be sent")
+    }))
+
+  it.effect("a stop while a reader's context is still being built ends at once, not after the grace", () =>
+    Effect.gen(function*() {
+      class Slow extends Context.Tag("Slow")<Slow, number>() {}
+      const runner = JobRunner.make({
+        name: "slowContext",
+        context: Layer.effect(Slow, Effect.never),
+        writer: () => [1],
+        reader: () => {},
+        settings: { numProcesses: 2, gracefulShutdownTimeout: "30 seconds" }
+      })
+      const run = yield* Effect.fork(inline(JobRunner.run(runner)))
+      yield* settle
+      const stopping = yield* Effect.fork(Fiber.interrupt(run))
+      yield* settle
+      expect(Option.isSome(yield* Fiber.poll(stopping))).toBe(true)
+    }))
+
+  it.effect("recycling: the replacement is started while the old process still runs its last job", () =>
+    Effect.gen(function*() {
+      class Ctx extends Context.Tag("Ctx")<Ctx, number>() {}
+      let builds = 0
+      const gate = Deferred.unsafeMake<void>(FiberId.none)
+      const runner = JobRunner.make({
+        name: "overlap",
+        context: Layer.sync(Ctx, () => ++builds),
+        writer: (() => {
+          let done = false
+          return () => (done ? [] : ((done = true), [1, 2, 3, 4]))
+        })(),
+        reader: (item: number) => (item === 2 ? Deferred.await(gate) : Effect.void),
+        settings: { numProcesses: 1, concurrentTasksPerProcess: 1, maxJobsPerProcess: 2, stopWhenEmpty: true }
+      })
+      const run = yield* Effect.fork(inline(JobRunner.run(runner)))
+      yield* settle
+      // Item 2, the first process's last job, is still running, yet the second process is up, ran 3 and 4, and was
+      // replaced in turn (without the overlap: 1 build, items 3 and 4 waiting for item 2).
+      const whileBlocked = builds
+      yield* TestClock.adjust("250 millis")
+      yield* settle
+      const metric = (m: typeof JobRunner.Metrics.processes) => Metric.value(Metric.tagged(m, "runner", "overlap"))
+      // The draining process and its replacement's replacement are both live; two replacements counted.
+      const gauge = (yield* metric(JobRunner.Metrics.processes)).value
+      const restarts = (yield* Metric.value(Metric.tagged(JobRunner.Metrics.restarts, "runner", "overlap"))).count
+      yield* Deferred.succeed(gate, undefined)
+      const summary = yield* Fiber.join(run)
+      expect(whileBlocked).toBe(3)
+      expect([gauge, restarts]).toEqual([2, 2])
+      expect(summary).toEqual({ processed: 4, failed: 0, processesStarted: 3, restarts: 2 })
+    }))
+
+  it.effect("jobTimeout: a job running longer fails with JobTimeout and an Effect reader is interrupted (TestClock)", () =>
+    Effect.gen(function*() {
+      const failures: Array<JobRunner.JobFailure> = []
+      let interrupted = 0
+      const runner = JobRunner.make({
+        name: "timeoutInline",
+        writer: (() => {
+          let done = false
+          return () => (done ? [] : ((done = true), [1, 2, 3]))
+        })(),
+        reader: (item: number) =>
+          item === 1 ? Effect.onInterrupt(Effect.never, () => Effect.sync(() => interrupted++)) : Effect.sleep("1 second"),
+        onError: (failure) => {
+          failures.push(failure)
+        },
+        settings: { numProcesses: 1, concurrentTasksPerProcess: 2, jobTimeout: "5 seconds", stopWhenEmpty: true }
+      })
+      const run = yield* Effect.fork(inline(JobRunner.run(runner)))
+      for (let i = 0; i < 8; i++) {
+        yield* settle
+        yield* TestClock.adjust("1 second")
+      }
+      yield* settle
+      // Without a job timeout the hung reader held its slot forever and stopWhenEmpty never ended.
+      const summary = yield* Fiber.poll(run)
+      expect(Option.isSome(summary)).toBe(true)
+      expect(yield* Fiber.join(run)).toMatchObject({ processed: 2, failed: 1 })
+      expect(failures.map((f) => [f.item, f.reason])).toEqual([[1, "JobTimeout"]])
+      expect(failures[0]!.message).toContain("still running after 5s")
+      expect(interrupted).toBe(1)
+    }))
+
+  it.effect("JobRunner.JobRunnerError is the class of the errors the runner makes", () =>
+    Effect.gen(function*() {
+      const runner = JobRunner.make({ name: "noModule", writer: () => [1], reader: () => {} })
+      const error = yield* Effect.flip(JobRunner.run(runner, { settings: { numProcesses: 1 } }))
+      expect(error).toBeInstanceOf(JobRunner.JobRunnerError)
+      expect(error._tag).toBe("JobRunnerError")
+    }))
+
+  it.effect("a misspelt setting and an absurd count are OptionErrors naming the field", () =>
+    Effect.gen(function*() {
+      const typo = JobRunner.make({
+        name: "typo",
+        writer: () => [],
+        reader: () => {},
+        settings: { numProceses: 4 } as JobRunner.SettingsInput
+      })
+      const error = yield* Effect.flip(JobRunner.settings(typo))
+      expect(error).toBeInstanceOf(OptionError)
+      expect(error.message).toContain("numProcesses")
+      const plain = JobRunner.make({ name: "huge", writer: () => [], reader: () => {} })
+      const huge = yield* Effect.flip(JobRunner.settings(plain, { numProcesses: 1e12 }))
+      expect(huge).toBeInstanceOf(OptionError)
+      expect(huge.message).toContain("numProcesses")
+    }))
+})
+
+describe("JobRunner prevent-requeue window", () => {
+  it("is bounded: past the cap the oldest key goes, and the cap is reported once", () => {
+    const caps: Array<number> = []
+    const window = new RequeueWindow(1000, 3, (max) => caps.push(max))
+    for (const [key, at] of [["a", 0], ["b", 1], ["c", 2], ["d", 3], ["e", 4]] as const) window.record(key, at)
+    expect(window.size).toBe(3)
+    expect([window.has("a", 5), window.has("b", 5), window.has("c", 5), window.has("e", 5)]).toEqual([false, false, true, true])
+    expect(caps).toEqual([3])
+  })
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// Real processes
+// ---------------------------------------------------------------------------------------------------------------
+
+const root = Path.resolve(__dirname, "..")
+const faults = Path.resolve(__dirname, "fixtures/jobRunner-faults.ts")
+let built: { readonly dir: string; readonly faults: string; readonly entry: string } | undefined
+beforeAll(async () => {
+  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-faults-build-"))
+  const esbuild = await import("esbuild")
+  await esbuild.build({
+    entryPoints: [faults, Path.join(root, "src/node/readerProcess.ts")],
+    outdir: dir,
+    outbase: root,
+    bundle: true,
+    splitting: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    outExtension: { ".js": ".mjs" },
+    logLevel: "error"
+  })
+  built = {
+    dir,
+    faults: Path.join(dir, "test/fixtures/jobRunner-faults.mjs"),
+    entry: Path.join(dir, "src/node/readerProcess.mjs")
+  }
+}, 60_000)
+afterAll(() => {
+  if (built !== undefined) Fs.rmSync(built.dir, { recursive: true, force: true })
+})
+
+interface Event {
+  readonly e: string
+  readonly pid: number
+  readonly item?: number | string
+  readonly reason?: string
+  readonly message?: string
+}
+
+const readLog = (file: string): Array<Event> =>
+  Fs.existsSync(file)
+    ? Fs.readFileSync(file, "utf8").split("\n").filter((l) => l.length > 0).map((l) => JSON.parse(l) as Event)
+    : []
+
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Runs the faults fixture; `act` runs once when `when` first holds on the log, then `then` once when its output
+ * contains `thenOn`.
+ */
+const runFaults = (env: Record<string, string>, options: {
+  readonly when?: (events: Array<Event>) => boolean
+  readonly act?: (runnerPid: number, events: Array<Event>) => void
+  readonly thenOn?: string
+  readonly then?: (runnerPid: number) => void
+} = {}) =>
+  Effect.async<
+    { code: number | null; signal: string | null; events: Array<Event>; output: string; runnerPid: number; afterAct: number | undefined }
+  >((resume) => {
+    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-faults-"))
+    const log = Path.join(dir, "log.jsonl")
+    const child = ChildProcess.spawn(process.execPath, [built!.faults], {
+      env: { ...process.env, FIXTURE_LOG: log, EFFECT_WORKERS_JOB_RUNNER_ENTRY: built!.entry, ...env },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let output = ""
+    child.stdout!.on("data", (d) => (output += String(d)))
+    child.stderr!.on("data", (d) => (output += String(d)))
+    let actedAt: number | undefined
+    let thenDone = false
+    const poll = setInterval(() => {
+      if (actedAt !== undefined) {
+        if (!thenDone && options.thenOn !== undefined && output.includes(options.thenOn)) {
+          thenDone = true
+          options.then?.(child.pid!)
+        }
+        return
+      }
+      if (options.when === undefined) return
+      const events = readLog(log)
+      if (options.when(events)) {
+        actedAt = performance.now()
+        options.act?.(child.pid!, events)
+      }
+    }, 25)
+    const timer = setTimeout(() => child.kill("SIGKILL"), 40_000)
+    child.on("exit", (code, signal) => {
+      clearInterval(poll)
+      clearTimeout(timer)
+      const events = readLog(log)
+      Fs.rmSync(dir, { recursive: true, force: true })
+      const afterAct = actedAt === undefined ? undefined : performance.now() - actedAt
+      resume(Effect.succeed({ code, signal, events, output, runnerPid: child.pid!, afterAct }))
+    })
+    return Effect.sync(() => child.kill("SIGKILL"))
+  })
+
+const base = { FAULT_NUM_PROCESSES: "1", FAULTS_NUM_PROCESSES: "1", FAULTS_STOP_WHEN_EMPTY: "true" }
+const errorsOf = (events: Array<Event>) => events.filter((e) => e.e === "error")
+const endedOf = (events: Array<Event>) => events.filter((e) => e.e === "end").map((e) => e.item)
+
+describe("JobRunner faults in real processes and threads", { timeout: 60_000 }, () => {
+  for (const mode of ["process", "thread"] as const) {
+    it.live(`${mode}: a function or a Symbol among the items fails alone (Unsendable); the writer does not crash`, () =>
+      Effect.gen(function*() {
+        const outcome = yield* runFaults({ ...base, FAULT: "unclonable", FIXTURE_ITEMS: "8", FAULTS_WORKER_MODE: mode })
+        expect(outcome.code).toBe(0)
+        expect(errorsOf(outcome.events).map((e) => e.reason)).toEqual(["Unsendable", "Unsendable"])
+        expect(endedOf(outcome.events).sort()).toEqual([0, 1, 2, 4, 6, 7])
+      }))
+
+    it.live(`${mode}: messages of the reader's own on the channel are ignored and logged`, () =>
+      Effect.gen(function*() {
+        const outcome = yield* runFaults({ ...base, FAULT: "foreign", FIXTURE_ITEMS: "6", FAULTS_WORKER_MODE: mode })
+        expect(outcome.code).toBe(0)
+        expect(errorsOf(outcome.events)).toEqual([])
+        expect(endedOf(outcome.events).sort()).toEqual([0, 1, 2, 3, 4, 5])
+        expect(outcome.output).toContain("that is not the runner's")
+      }))
+  }
+
+  it.live("a reader process that exits reports the jobs it finished in its last tick: only the unfinished is ProcessDied", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFaults({
+        ...base,
+        FAULT: "lastTick",
+        FIXTURE_ITEMS: "8",
+        FAULTS_CONCURRENT_TASKS_PER_PROCESS: "8"
+      })
+      expect(outcome.code).toBe(0)
+      const errors = errorsOf(outcome.events)
+      const ended = endedOf(outcome.events)
+      // Items 0–3 ran in the same batch as 4, just before it exited the process (5–7 never started).
+      expect(ended).toEqual(expect.arrayContaining([0, 1, 2, 3]))
+      expect(errors.map((e) => e.item)).toContain(4)
+      expect(errors.every((e) => e.reason === "ProcessDied")).toBe(true)
+      for (const e of errors) expect(ended).not.toContain(e.item)
+      expect([...ended, ...errors.map((e) => e.item)].sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7])
+    }))
+
+  it.live("the writer SIGKILLed while its readers spin in a synchronous loop: the readers die too", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFaults(
+        { FAULT: "spin", FIXTURE_ITEMS: "100", FAULTS_NUM_PROCESSES: "2" },
+        {
+          when: (events) => new Set(events.filter((e) => e.e === "start").map((e) => e.pid)).size >= 2,
+          act: (pid) => process.kill(pid, "SIGKILL")
+        }
+      )
+      expect(outcome.code).toBe(null)
+      const readers = [...new Set(outcome.events.filter((e) => e.e === "start").map((e) => e.pid))]
+      expect(readers.length).toBe(2)
+      // The watchdog checks every 250 ms; 10 s is room for a loaded machine, not a sleep standing in for an event.
+      const deadline = performance.now() + 10_000
+      while (readers.some(isAlive) && performance.now() < deadline) yield* Effect.sleep("50 millis")
+      const left = readers.filter(isAlive)
+      for (const pid of left) process.kill(pid, "SIGKILL")
+      expect(left).toEqual([])
+    }))
+
+  it.live("jobTimeout (env JOB_TIMEOUT): a reader stuck in a synchronous loop fails with JobTimeout and its process is killed and replaced", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFaults({
+        ...base,
+        FAULT: "spinOne",
+        FIXTURE_ITEMS: "6",
+        FAULTS_CONCURRENT_TASKS_PER_PROCESS: "1",
+        FAULTS_JOB_TIMEOUT: "1"
+      })
+      expect(outcome.code).toBe(0)
+      expect(errorsOf(outcome.events).map((e) => [e.item, e.reason])).toEqual([[2, "JobTimeout"]])
+      expect(endedOf(outcome.events).sort()).toEqual([0, 1, 3, 4, 5])
+      const readers = [...new Set(outcome.events.filter((e) => e.e === "start").map((e) => e.pid))]
+      expect(readers.length).toBe(2)
+      expect(readers.filter(isAlive)).toEqual([])
+    }))
+
+  it.live("SIGTERM while a reader is still building its context: exit at once, not after the grace", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFaults(
+        { ...base, FAULT: "slowContext", FAULTS_STOP_WHEN_EMPTY: "false", FAULTS_GRACEFUL_SHUTDOWN_TIMEOUT: "20" },
+        { when: (events) => events.some((e) => e.e === "building"), act: (pid) => process.kill(pid, "SIGTERM") }
+      )
+      expect(outcome.code).toBe(0)
+      // The grace is 20 s; the old supervisor waited it out (and 5 s more) with nothing running.
+      expect(outcome.afterAct!).toBeLessThan(10_000)
+      const readers = [...new Set(outcome.events.filter((e) => e.e === "building").map((e) => e.pid))]
+      expect(readers.filter(isAlive)).toEqual([])
+    }))
+
+  it.live("first SIGTERM says what is running and the grace, and the summary at the end", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFaults(
+        {
+          ...base,
+          FAULT: "sleep",
+          FIXTURE_SLEEP_MS: "1500",
+          FIXTURE_ITEMS: "100",
+          FAULTS_STOP_WHEN_EMPTY: "false",
+          FAULTS_CONCURRENT_TASKS_PER_PROCESS: "2",
+          FAULTS_GRACEFUL_SHUTDOWN_TIMEOUT: "20"
+        },
+        {
+          when: (events) => events.filter((e) => e.e === "start").length >= 2,
+          act: (pid) => process.kill(pid, "SIGTERM")
+        }
+      )
+      expect(outcome.code).toBe(0)
+      expect(outcome.output).toContain("SIGTERM: stopping: 2 running, grace 20 s; signal again to force")
+      expect(outcome.output).toContain("stopped: 2 processed, 0 failed")
+    }))
+
+  it.live("a second SIGTERM kills the readers, reports what it abandons, and exits 130", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFaults(
+        {
+          ...base,
+          FAULT: "sleep",
+          FIXTURE_ITEMS: "100",
+          FAULTS_STOP_WHEN_EMPTY: "false",
+          FAULTS_CONCURRENT_TASKS_PER_PROCESS: "2",
+          FAULTS_GRACEFUL_SHUTDOWN_TIMEOUT: "20"
+        },
+        {
+          when: (events) => events.filter((e) => e.e === "start").length >= 2,
+          act: (pid) => process.kill(pid, "SIGTERM"),
+          thenOn: "signal again to force",
+          then: (pid) => process.kill(pid, "SIGTERM")
+        }
+      )
+      // Before: the second signal killed the writer silently (no exit code, readers left to the watchdog).
+      expect(outcome.code).toBe(130)
+      expect(outcome.output).toMatch(/SIGTERM again: forced stop; abandoning 2 running job\(s\) \(process \d+: 2\)/)
+      const readers = [...new Set(outcome.events.filter((e) => e.e === "start").map((e) => e.pid))]
+      const deadline = performance.now() + 5_000
+      while (readers.some(isAlive) && performance.now() < deadline) yield* Effect.sleep("50 millis")
+      expect(readers.filter(isAlive)).toEqual([])
+    }))
+})
+
+/** Runs node with `args`; resolves with its exit code and output. */
+const runNode = (args: ReadonlyArray<string>, env: Record<string, string>) =>
+  Effect.async<{ code: number | null; output: string; events: Array<Event> }>((resume) => {
+    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-node-"))
+    const log = Path.join(dir, "log.jsonl")
+    const child = ChildProcess.spawn(process.execPath, args as Array<string>, {
+      env: { ...process.env, FIXTURE_LOG: log, ...env },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let output = ""
+    child.stdout!.on("data", (d) => (output += String(d)))
+    child.stderr!.on("data", (d) => (output += String(d)))
+    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000)
+    child.on("exit", (code) => {
+      clearTimeout(timer)
+      const events = readLog(log)
+      Fs.rmSync(dir, { recursive: true, force: true })
+      resume(Effect.succeed({ code, output, events }))
+    })
+    return Effect.sync(() => child.kill("SIGKILL"))
+  })
+
+describe("JobRunner runMain and the CLI", { timeout: 60_000 }, () => {
+  it.live("runMain does nothing when its module is imported by another module (a test importing jobs.ts)", () =>
+    Effect.gen(function*() {
+      const url = pathToFileURL(built!.faults).href
+      const outcome = yield* runNode(
+        ["--input-type=module", "-e", `await import(${JSON.stringify(url)}); console.log("imported")`],
+        { ...base, FIXTURE_ITEMS: "2", EFFECT_WORKERS_JOB_RUNNER_ENTRY: built!.entry }
+      )
+      expect(outcome.code).toBe(0)
+      expect(outcome.output).toContain("imported")
+      // Before: the import started the runner, which spawned a reader and ran both items.
+      expect(outcome.events).toEqual([])
+    }))
+
+  it.live("the CLI names the flag in a bad flag's error, reports a missing module once, and shows why a context failed", () =>
+    Effect.gen(function*() {
+      const bin = Path.join(root, "src/node/bin.mjs")
+      const flag = yield* runNode([bin, "run", faults, "--processes", "0"], {})
+      expect(flag.code).toBe(1)
+      expect(flag.output).toContain("--processes: expected an integer from 1")
+      expect(flag.output).not.toContain("numProcesses")
+
+      const missing = yield* runNode([bin, "run", "./no-such-jobs.ts"], {})
+      expect(missing.code).toBe(1)
+      expect(missing.output.match(/no-such-jobs/g)?.length).toBe(2)
+      expect(missing.output.split("\n").filter((l) => l.length > 0)).toHaveLength(1)
+
+      const context = yield* runNode([bin, "run", faults, "--processes", "1"], { FAULT: "badContext" })
+      expect(context.code).toBe(1)
+      expect(context.output).toContain("the context could not be built: the database is unreachable")
+    }), 400_000)
+})
