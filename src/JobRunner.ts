@@ -359,6 +359,14 @@ export type { Job, JobDone, ReaderHandle, SpawnRequest } from "./internal/jobRun
 export type { JobTimedOut, ProcessDied } from "./internal/jobRunner/definition.js"
 
 /**
+ * A runner of any item, context and error types, as a `ReaderSpawner` receives it in a `SpawnRequest`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type { AnyRunner } from "./internal/jobRunner/definition.js"
+
+/**
  * @since 0.1.0
  * @category errors
  */
