@@ -4,7 +4,7 @@
  * readers that outlive a SIGKILLed writer; stops during a context build; recycling that overlaps the replacement's
  * start-up; the bounded prevent-requeue window. In-process parts run under TestClock; the rest in real processes.
  */
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -18,6 +18,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { compiledFixture } from "./helpers/compiled.js"
 import { pathToFileURL } from "node:url"
 import * as JobRunner from "../src/JobRunner.js"
 import { RequeueWindow } from "../src/internal/jobRunner/jobQueue.js"
@@ -225,31 +226,11 @@ describe("JobRunner prevent-requeue window", () => {
 
 const root = Path.resolve(__dirname, "..")
 const faults = Path.resolve(__dirname, "fixtures/jobRunner-faults.ts")
-let built: { readonly dir: string; readonly faults: string; readonly entry: string } | undefined
-beforeAll(async () => {
-  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-faults-build-"))
-  const esbuild = await import("esbuild")
-  await esbuild.build({
-    entryPoints: [faults, Path.join(root, "src/node/readerProcess.ts")],
-    outdir: dir,
-    outbase: root,
-    bundle: true,
-    splitting: true,
-    format: "esm",
-    platform: "node",
-    target: "node20",
-    outExtension: { ".js": ".mjs" },
-    logLevel: "error"
-  })
-  built = {
-    dir,
-    faults: Path.join(dir, "test/fixtures/jobRunner-faults.mjs"),
-    entry: Path.join(dir, "src/node/readerProcess.mjs")
-  }
-}, 60_000)
-afterAll(() => {
-  if (built !== undefined) Fs.rmSync(built.dir, { recursive: true, force: true })
-})
+// Compiled once per run by the global setup (test/helpers/fixtures.ts), with the reader entry beside them.
+const built = {
+  faults: compiledFixture("test/fixtures/jobRunner-faults.ts"),
+  entry: compiledFixture("src/node/readerProcess.ts")
+}
 
 interface Event {
   readonly e: string
@@ -288,8 +269,8 @@ const runFaults = (env: Record<string, string>, options: {
   >((resume) => {
     const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-faults-"))
     const log = Path.join(dir, "log.jsonl")
-    const child = ChildProcess.spawn(process.execPath, [built!.faults], {
-      env: { ...process.env, FIXTURE_LOG: log, EFFECT_WORKERS_JOB_RUNNER_ENTRY: built!.entry, ...env },
+    const child = ChildProcess.spawn(process.execPath, [built.faults], {
+      env: { ...process.env, FIXTURE_LOG: log, EFFECT_WORKERS_JOB_RUNNER_ENTRY: built.entry, ...env },
       stdio: ["ignore", "pipe", "pipe"]
     })
     let output = ""
@@ -492,10 +473,10 @@ const runNode = (args: ReadonlyArray<string>, env: Record<string, string>) =>
 describe("JobRunner runMain and the CLI", { timeout: 60_000 }, () => {
   it.live("runMain does nothing when its module is imported by another module (a test importing jobs.ts)", () =>
     Effect.gen(function*() {
-      const url = pathToFileURL(built!.faults).href
+      const url = pathToFileURL(built.faults).href
       const outcome = yield* runNode(
         ["--input-type=module", "-e", `await import(${JSON.stringify(url)}); console.log("imported")`],
-        { ...base, FIXTURE_ITEMS: "2", EFFECT_WORKERS_JOB_RUNNER_ENTRY: built!.entry }
+        { ...base, FIXTURE_ITEMS: "2", EFFECT_WORKERS_JOB_RUNNER_ENTRY: built.entry }
       )
       expect(outcome.code).toBe(0)
       expect(outcome.output).toContain("imported")

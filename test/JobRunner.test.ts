@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
@@ -17,6 +17,7 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { compiledFixture } from "./helpers/compiled.js"
 import * as JobRunner from "../src/JobRunner.js"
 import { desiredCount, needsRefill } from "../src/internal/jobRunner/jobQueue.js"
 import type { ReaderHandle } from "../src/internal/jobRunner/spawner.js"
@@ -522,43 +523,18 @@ describe("JobRunner readers (in-process)", () => {
 // ---------------------------------------------------------------------------------------------------------------
 
 const fixture = Path.resolve(__dirname, "fixtures/jobRunner-fixture.ts")
-const schemaFixture = Path.resolve(__dirname, "fixtures/jobRunner-schema-fixture.ts")
 const bin = Path.resolve(__dirname, "../src/node/bin.mjs")
-const root = Path.resolve(__dirname, "..")
 
 /**
- * The fixture and the reader entry compiled to JavaScript once (esbuild, shared chunks): it is what a production
- * build looks like, and a process starts in a fraction of the time tsx needs. The CLI test runs the TypeScript
- * sources through tsx instead.
+ * The fixtures and the reader entry as compiled once per run by the global setup (test/helpers/fixtures.ts): what
+ * a production build looks like, and a process starts in a fraction of the time tsx needs. The CLI test runs the
+ * TypeScript sources through tsx instead.
  */
-let built:
-  | { readonly fixture: string; readonly schemaFixture: string; readonly entry: string; readonly dir: string }
-  | undefined
-beforeAll(async () => {
-  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-build-"))
-  const esbuild = await import("esbuild")
-  await esbuild.build({
-    entryPoints: [fixture, schemaFixture, Path.join(root, "src/node/readerProcess.ts")],
-    outdir: dir,
-    outbase: root,
-    bundle: true,
-    splitting: true,
-    format: "esm",
-    platform: "node",
-    target: "node20",
-    outExtension: { ".js": ".mjs" },
-    logLevel: "error"
-  })
-  built = {
-    dir,
-    fixture: Path.join(dir, "test/fixtures/jobRunner-fixture.mjs"),
-    schemaFixture: Path.join(dir, "test/fixtures/jobRunner-schema-fixture.mjs"),
-    entry: Path.join(dir, "src/node/readerProcess.mjs")
-  }
-}, 60_000)
-afterAll(() => {
-  if (built !== undefined) Fs.rmSync(built.dir, { recursive: true, force: true })
-})
+const built = {
+  fixture: compiledFixture("test/fixtures/jobRunner-fixture.ts"),
+  schemaFixture: compiledFixture("test/fixtures/jobRunner-schema-fixture.ts"),
+  entry: compiledFixture("src/node/readerProcess.ts")
+}
 
 interface LogEvent {
   readonly e: string
@@ -610,12 +586,12 @@ const runFixture = (options: {
   Effect.async<Outcome>((resume) => {
     const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-"))
     const log = Path.join(dir, "log.jsonl")
-    const argv = options.args ?? [built![options.module ?? "fixture"]]
+    const argv = options.args ?? [built[options.module ?? "fixture"]]
     const child = ChildProcess.spawn(process.execPath, argv as Array<string>, {
       env: {
         ...process.env,
         FIXTURE_LOG: log,
-        ...(options.args === undefined ? { EFFECT_WORKERS_JOB_RUNNER_ENTRY: built!.entry } : {}),
+        ...(options.args === undefined ? { EFFECT_WORKERS_JOB_RUNNER_ENTRY: built.entry } : {}),
         ...options.env
       },
       stdio: ["ignore", "pipe", "pipe"]

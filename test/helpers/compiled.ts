@@ -4,7 +4,7 @@
  * import vitest's runtime.
  */
 import { inject } from "vitest"
-import { type Command, commandIn, type Loader } from "./fixtures.js"
+import { type Command, commandIn, compiledPath, type Loader } from "./fixtures.js"
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -24,3 +24,6 @@ export const fixtureCommand = (source: string, args: ReadonlyArray<string> = [],
   }
   return commandIn(dir, source, args, loader)
 }
+
+/** Where the global setup compiled `source` (a `.ts` path relative to the repository root or absolute). */
+export const compiledFixture = (source: string): string => compiledPath(inject("compiledFixturesDir"), source)
