@@ -6,7 +6,7 @@
  *
  * This module only defines the runner; it is loaded by the runner process and again by every reader process.
  *
- *   npx tsx examples/durable-jobs/main.ts     # offers the jobs, runs until the queue is empty
+ *   node --import tsx examples/durable-jobs/main.ts     # offers the jobs, runs until the queue is empty
  */
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Schema from "effect/Schema"

@@ -3,8 +3,8 @@
  * queued once), runs the `thumbnails` runner until the queue is empty, and prints the summary and the dead
  * letters.
  *
- *   npx tsx examples/durable-jobs/main.ts
- *   JOBS=2000 THUMBNAILS_NUM_PROCESSES=4 npx tsx examples/durable-jobs/main.ts
+ *   node --import tsx examples/durable-jobs/main.ts
+ *   JOBS=2000 THUMBNAILS_NUM_PROCESSES=4 node --import tsx examples/durable-jobs/main.ts
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Effect from "effect/Effect"

@@ -3,7 +3,7 @@
  * once), reader processes do CPU work (an iterated SHA-256 of the payload) and mark their job done. This module
  * only defines the runner; it is loaded by the writer process and again by every reader process.
  *
- *   npx tsx examples/jobs/main.ts                        # creates the database, runs until every job is done
+ *   node --import tsx examples/jobs/main.ts                        # creates the database, runs until every job is done
  *   npx effect-workers run examples/jobs/jobs.ts         # the same runner under the CLI (the database must exist)
  *
  * Settings come from env variables prefixed with the runner's name: HASH_JOBS_NUM_PROCESSES=4, …

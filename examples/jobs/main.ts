@@ -2,8 +2,8 @@
  * Creates a SQLite database with pending jobs, runs the `hashJobs` runner until every job is done (the
  * `stopWhenEmpty` setting), and prints what each reader process did.
  *
- *   npx tsx examples/jobs/main.ts              # 200 jobs
- *   JOBS=1000 HASH_JOBS_NUM_PROCESSES=4 npx tsx examples/jobs/main.ts
+ *   node --import tsx examples/jobs/main.ts              # 200 jobs
+ *   JOBS=1000 HASH_JOBS_NUM_PROCESSES=4 node --import tsx examples/jobs/main.ts
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as SqlClient from "@effect/sql/SqlClient"
