@@ -136,7 +136,10 @@ Fs.symlinkSync(Path.join(root, "node_modules"), Path.join(out, "node_modules"), 
 Fs.writeFileSync(Path.join(out, "tsconfig.json"), JSON.stringify({ compilerOptions, include: ["**/*.ts"] }))
 
 const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc")
+// Run in `out`: tsc prints paths relative to its working directory, and they are resolved against `out` below (from
+// the project root they only resolved by chance, when the root and the temp folder were equally deep).
 const ran = spawnSync(process.execPath, [tsc, "-p", Path.join(out, "tsconfig.json"), "--pretty", "false"], {
+  cwd: out,
   encoding: "utf8",
   maxBuffer: 64 * 1024 * 1024
 })
