@@ -53,6 +53,7 @@ export type TypeId = typeof TypeId
  * | `gracefulShutdownTimeout` | `GRACEFUL_SHUTDOWN_TIMEOUT` (seconds) | 30 s |
  * | `jobTimeout` (0 = none) | `JOB_TIMEOUT` (seconds) | 0 |
  * | `metricsPort` (0 = off) | `METRICS_PORT` | 0 |
+ * | `metricsHost` (the address the endpoint binds) | `METRICS_HOST` | `"127.0.0.1"` |
  * | `workerMode` | `WORKER_MODE` | `"process"` |
  * | `stopWhenEmpty` | `STOP_WHEN_EMPTY` | `false` |
  *
@@ -78,6 +79,11 @@ export interface Settings {
    */
   readonly jobTimeout: Duration.Duration
   readonly metricsPort: number
+  /**
+   * The address the metrics endpoint binds: loopback by default; `"0.0.0.0"` (or the container's address) so that a
+   * Prometheus outside the container can scrape it.
+   */
+  readonly metricsHost: string
   readonly workerMode: "process" | "thread"
   readonly stopWhenEmpty: boolean
 }
@@ -102,6 +108,7 @@ export interface SettingsInput {
   readonly gracefulShutdownTimeout?: Duration.DurationInput | undefined
   readonly jobTimeout?: Duration.DurationInput | undefined
   readonly metricsPort?: number | undefined
+  readonly metricsHost?: string | undefined
   readonly workerMode?: "process" | "thread" | undefined
   readonly stopWhenEmpty?: boolean | undefined
 }

@@ -516,6 +516,37 @@ describe("JobRunner readers (in-process)", () => {
       yield* Deferred.succeed(gate, undefined)
       yield* Fiber.interrupt(fiber)
     }))
+
+  it.live("metricsHost chooses the address the endpoint binds; a host that is not a non-empty string is an OptionError", () =>
+    Effect.gen(function*() {
+      // 127.0.0.2 is loopback on Linux too: bound there, the endpoint answers on it and not on 127.0.0.1.
+      const port = 20000 + ((process.pid + 7) % 20000)
+      const gate = yield* Deferred.make<void>()
+      const runner = JobRunner.make({
+        name: "hosted",
+        writer: () => [1],
+        reader: () => Deferred.await(gate),
+        settings: { numProcesses: 1, metricsPort: port, metricsHost: "127.0.0.2", preventRequeuingTime: "1 hour" }
+      })
+      const fiber = yield* Effect.fork(inline(JobRunner.run(runner)))
+      const text = yield* Effect.tryPromise(() => fetch(`http://127.0.0.2:${port}/metrics`).then((r) => r.text())).pipe(
+        Effect.retry({ times: 50, schedule: undefined }),
+        Effect.timeout("5 seconds")
+      )
+      expect(text).toContain("effect_workers_job_runner_in_flight{runner=\"hosted\"}")
+      const other = yield* Effect.either(Effect.tryPromise(() => fetch(`http://127.0.0.1:${port}/metrics`)))
+      expect(other._tag).toBe("Left")
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.interrupt(fiber)
+      for (const bad of [5, "", "  "]) {
+        const error = yield* Effect.flip(
+          JobRunner.run(JobRunner.make({ name: "badHost", writer: () => [], reader: () => {} }), {
+            settings: { metricsHost: bad as string }
+          })
+        )
+        expect(error.message).toContain("metricsHost")
+      }
+    }))
 })
 
 // ---------------------------------------------------------------------------------------------------------------

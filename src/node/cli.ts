@@ -40,7 +40,11 @@ const runCommand = Command.make(
     lookupBlockSize: optionalInt("lookup-block-size", "items the writer is asked for per call"),
     maxJobsPerProcess: optionalInt("max-jobs-per-process", "jobs before a process is replaced (0 = never)"),
     gracefulShutdownTimeout: optionalSeconds("graceful-shutdown-timeout", "how long running items get at shutdown"),
-    metricsPort: optionalInt("metrics-port", "serve Prometheus metrics on 127.0.0.1:<port>"),
+    metricsPort: optionalInt("metrics-port", "serve Prometheus metrics on <metrics-host>:<port>"),
+    metricsHost: Options.text("metrics-host").pipe(
+      Options.withDescription("the address the metrics endpoint binds (default 127.0.0.1; 0.0.0.0 for all)"),
+      Options.optional
+    ),
     threads: Options.boolean("threads").pipe(Options.withDescription("run readers in worker threads")),
     progress: Options.boolean("progress").pipe(
       Options.withDescription("show progress: panels in a terminal, plain lines otherwise")
@@ -79,6 +83,7 @@ const runCommand = Command.make(
         maxJobsPerProcess: Option.getOrUndefined(args.maxJobsPerProcess),
         gracefulShutdownTimeout: seconds(args.gracefulShutdownTimeout),
         metricsPort: Option.getOrUndefined(args.metricsPort),
+        metricsHost: Option.getOrUndefined(args.metricsHost),
         workerMode: args.threads ? "thread" : undefined,
         stopWhenEmpty: args.stopWhenEmpty ? true : undefined
       }
@@ -109,7 +114,8 @@ const flagOf: Record<string, string> = {
   lookupBlockSize: "lookup-block-size",
   maxJobsPerProcess: "max-jobs-per-process",
   gracefulShutdownTimeout: "graceful-shutdown-timeout",
-  metricsPort: "metrics-port"
+  metricsPort: "metrics-port",
+  metricsHost: "metrics-host"
 }
 
 /**

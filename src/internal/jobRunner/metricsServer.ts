@@ -1,13 +1,13 @@
 /**
- * The optional Prometheus text endpoint: `GET /metrics` (any path, in fact) on 127.0.0.1:`metricsPort`, closed with
- * the runner's scope.
+ * The optional Prometheus text endpoint: `GET /metrics` (any path, in fact) on `metricsHost`:`metricsPort`
+ * (127.0.0.1 unless the user opens it), closed with the runner's scope.
  */
 import * as Effect from "effect/Effect"
 import * as Http from "node:http"
 import { prometheusText } from "./metrics.js"
 
 /** @internal */
-export const serve = (port: number) =>
+export const serve = (port: number, host: string) =>
   Effect.acquireRelease(
     Effect.async<Http.Server, Error>((resume) => {
       const server = Http.createServer((_req, res) => {
@@ -20,7 +20,7 @@ export const serve = (port: number) =>
         })
       })
       server.once("error", (e) => resume(Effect.fail(e)))
-      server.listen(port, "127.0.0.1", () => resume(Effect.succeed(server)))
+      server.listen(port, host, () => resume(Effect.succeed(server)))
     }).pipe(Effect.orDie),
     (server) =>
       Effect.async<void>((resume) => {

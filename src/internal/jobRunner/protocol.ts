@@ -29,6 +29,7 @@ export const SettingsSchema = Schema.Struct({
   gracefulShutdownTimeout: Schema.DurationFromMillis,
   jobTimeout: Schema.DurationFromMillis,
   metricsPort: Schema.Number,
+  metricsHost: Schema.String,
   workerMode: Schema.Literal("process", "thread"),
   stopWhenEmpty: Schema.Boolean
 })

@@ -83,7 +83,7 @@ export const run = <Item, Ctx, WCtx>(
     const writerContext = (yield* buildWriterContext(runner)) as Context.Context<unknown>
     if (settings.metricsPort > 0) {
       const server = yield* Effect.promise(() => import("./metricsServer.js"))
-      yield* server.serve(settings.metricsPort)
+      yield* server.serve(settings.metricsPort, settings.metricsHost)
     }
     const queue = new JobQueue(settings.maxQueueSize)
     const progress = yield* Effect.serviceOption(Progress)

@@ -31,6 +31,7 @@ export const seedDefaults: Api.Settings = {
   gracefulShutdownTimeout: Duration.seconds(30),
   jobTimeout: Duration.zero,
   metricsPort: 0,
+  metricsHost: "127.0.0.1",
   workerMode: "process",
   stopWhenEmpty: false
 }
@@ -72,6 +73,12 @@ export const validateInput = (input: Api.SettingsInput, base: Api.Settings): Eff
     jobTimeout: c.duration("jobTimeout", input.jobTimeout, base.jobTimeout),
     metricsPort: c.integer("metricsPort", input.metricsPort, base.metricsPort, 0).pipe(
       Effect.flatMap((p) => c.require("metricsPort", p, p <= 65535, "a port from 0 (off) to 65535"))
+    ),
+    metricsHost: c.require(
+      "metricsHost",
+      input.metricsHost ?? base.metricsHost,
+      input.metricsHost === undefined || (typeof input.metricsHost === "string" && input.metricsHost.trim() !== ""),
+      "a host name or address (a non-empty string)"
     ),
     workerMode: c.require(
       "workerMode",
@@ -124,6 +131,7 @@ const envConfig = (prefix: string, base: Api.Settings): Config.Config<Api.Settin
       }),
       Config.withDefault(base.metricsPort)
     ),
+    metricsHost: Config.nonEmptyString(v("METRICS_HOST")).pipe(Config.withDefault(base.metricsHost)),
     workerMode: Config.literal("process", "thread")(v("WORKER_MODE")).pipe(Config.withDefault(base.workerMode)),
     stopWhenEmpty: Config.boolean(v("STOP_WHEN_EMPTY")).pipe(Config.withDefault(base.stopWhenEmpty))
   })
