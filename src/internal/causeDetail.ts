@@ -1,7 +1,7 @@
 /**
  * One line saying what went wrong, for messages: the error's message, with an `UnknownException` (a rejected
  * Promise, a throw caught by `Effect.try`) unwrapped to the reason it carries, or a tagged error's tag and fields.
- * The JobRunner has the same logic (`failureDetail` in jobRunner/runner.ts, for a whole `Cause`) and can move here.
+ * JobRunner's `failureDetail` is `errorDetail` of the squashed cause.
  */
 import * as Cause from "effect/Cause"
 

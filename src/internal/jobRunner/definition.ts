@@ -7,6 +7,7 @@ import * as Cause from "effect/Cause"
 import * as Data from "effect/Data"
 import * as Schema from "effect/Schema"
 import type * as Api from "../../JobRunner.js"
+import { errorDetail } from "../causeDetail.js"
 
 /** @internal */
 export const TypeId: Api.TypeId = Symbol.for("effect-workers/JobRunner") as Api.TypeId
@@ -82,21 +83,7 @@ export class ProcessDied extends Data.TaggedError("ProcessDied")<{ readonly deta
 export class JobTimedOut extends Data.TaggedError("JobTimedOut")<{ readonly detail: string }> {}
 
 /** @internal */
-export const isPromiseLike = (u: unknown): u is PromiseLike<unknown> =>
-  typeof u === "object" && u !== null && "then" in u && typeof (u as { then: unknown }).then === "function"
+export { isPromiseLike } from "../promise.js"
 
-/** One line for a failure: the error's message, a tagged error's fields, or the cause's first line. @internal */
-export const failureDetail = (cause: Cause.Cause<unknown>): string => {
-  let squashed = Cause.squash(cause)
-  if (Cause.isUnknownException(squashed) && squashed.cause !== undefined) squashed = squashed.cause
-  if (typeof squashed === "string") return squashed
-  if (typeof squashed === "object" && squashed !== null && "message" in squashed) {
-    const message = String((squashed as { message: unknown }).message)
-    if (message.length > 0) return message
-  }
-  if (typeof squashed === "object" && squashed !== null && "_tag" in squashed) {
-    const { _tag, ...rest } = squashed as Record<string, unknown>
-    return `${String(_tag)} ${JSON.stringify(rest)}`
-  }
-  return Cause.pretty(cause).split("\n")[0] ?? "unknown failure"
-}
+/** One line for a failure: `errorDetail` (src/internal/causeDetail.ts) of the squashed cause. @internal */
+export const failureDetail = (cause: Cause.Cause<unknown>): string => errorDetail(Cause.squash(cause))
