@@ -19,6 +19,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { compiledFixture } from "./helpers/compiled.js"
+import { isAlive, readJsonLines } from "./helpers/processes.js"
 import { pathToFileURL } from "node:url"
 import * as JobRunner from "../src/JobRunner.js"
 import { RequeueWindow } from "../src/internal/jobRunner/jobQueue.js"
@@ -240,19 +241,7 @@ interface Event {
   readonly message?: string
 }
 
-const readLog = (file: string): Array<Event> =>
-  Fs.existsSync(file)
-    ? Fs.readFileSync(file, "utf8").split("\n").filter((l) => l.length > 0).map((l) => JSON.parse(l) as Event)
-    : []
-
-const isAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
+const readLog = (file: string): Array<Event> => readJsonLines<Event>(file)
 
 /**
  * Runs the faults fixture; `act` runs once when `when` first holds on the log, then `then` once when its output

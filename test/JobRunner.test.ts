@@ -18,6 +18,7 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { compiledFixture } from "./helpers/compiled.js"
+import { isAlive, readJsonLines } from "./helpers/processes.js"
 import * as JobRunner from "../src/JobRunner.js"
 import { desiredCount, needsRefill } from "../src/internal/jobRunner/jobQueue.js"
 import type { ReaderHandle } from "../src/internal/jobRunner/spawner.js"
@@ -587,19 +588,7 @@ interface Outcome {
   readonly afterSignal: number | undefined
 }
 
-const readLog = (file: string): Array<LogEvent> =>
-  Fs.existsSync(file)
-    ? Fs.readFileSync(file, "utf8").split("\n").filter((l) => l.length > 0).map((l) => JSON.parse(l) as LogEvent)
-    : []
-
-const isAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
+const readLog = (file: string): Array<LogEvent> => readJsonLines<LogEvent>(file)
 
 /**
  * Runs the fixture runner in its own process. `when` is checked against the log as it grows; the first time it

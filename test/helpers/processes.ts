@@ -4,6 +4,7 @@
  * deadline, and kill whatever is left in `finally`.
  */
 import { type ChildProcess, spawn } from "node:child_process"
+import * as Fs from "node:fs"
 import { fixtureCommand } from "./compiled.js"
 import type { Loader } from "./fixtures.js"
 
@@ -78,5 +79,21 @@ export const spawnFixture = (
     kill: (signal = "SIGKILL") => {
       if (exit === undefined) child.kill(signal)
     }
+  }
+}
+
+/** The JSON lines a fixture appended to `file` (none when it wrote nothing yet). */
+export const readJsonLines = <A>(file: string): Array<A> =>
+  Fs.existsSync(file)
+    ? Fs.readFileSync(file, "utf8").split("\n").filter((l) => l.length > 0).map((l) => JSON.parse(l) as A)
+    : []
+
+/** Whether a process with this pid exists (signal 0 checks without sending anything). */
+export const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
   }
 }
