@@ -1,6 +1,6 @@
 /**
  * The SQL durable queue across real processes (issue 6's proof): three runner processes share one PostgreSQL
- * queue of 10,000 jobs; one is killed (SIGKILL) or terminated (SIGTERM) mid-run. Starts and completions are
+ * queue of 4,000 jobs; one is killed (SIGKILL) or terminated (SIGTERM) mid-run. Starts and completions are
  * logged by each runner in a file of its own, acknowledgements by a trigger on the queue table (every row that
  * goes from pending to acknowledged, with the acknowledging process's connection name).
  */
@@ -19,7 +19,10 @@ import { postgres, requireService } from "../helpers/services.js"
 
 const up = await requireService(postgres)
 
-const JOBS = 10_000
+// 4,000, not the 10,000 of the first version: the guarantees are about the jobs the victim held when it stopped
+// (its running ones plus its prefetch), which 4,000 jobs give as surely; offering and draining 10,000 took 27 s
+// of the SIGKILL test's 34 s at load 16 (the phases it logs). The victim is stopped after 15 % are done, as after 1,500 of 10,000 before.
+const JOBS = 4_000
 
 describe.skipIf(!up)("sql DurableQueue across processes (PostgreSQL)", () => {
   for (const signal of ["SIGKILL", "SIGTERM"] as const) {
@@ -61,8 +64,8 @@ describe.skipIf(!up)("sql DurableQueue across processes (PostgreSQL)", () => {
           const count = (t: typeof acks) => Effect.map(sql<{ n: string }>`SELECT COUNT(*) AS n FROM ${t}`, (rows) => Number(rows[0]!.n))
           // A job costs a few round trips, as an offer does; processes starting show how busy the machine is.
           yield* pollUntil(
-            Effect.sync(() => doneCount() >= 1_500),
-            "the first 1,500 jobs",
+            Effect.sync(() => doneCount() >= JOBS * 0.15),
+            `the first ${JOBS * 0.15} jobs`,
             scaled({ measuredMs: offers + up, measuredWork: 1, work: 1, factor: 10, floorMs: 15_000 }),
             phases,
             "20 millis"

@@ -1,0 +1,66 @@
+// `npm test`: the type check (tsc --noEmit), the lint (eslint) and the test suite (vitest run) at once, and a
+// failure of any of them fails the run. They ran one after another before: 20 s of tsc and eslint, then vitest,
+// whose forks spend much of their time waiting (leases, child processes starting), so the two cores had room.
+// vitest's output streams as it comes; tsc's and eslint's are printed at the end, after vitest's summary, with
+// their times. Arguments go to vitest (`npm test -- test/WorkerQueue.test.ts`); `--no-static` skips tsc and eslint.
+import { spawn } from "node:child_process"
+import { createRequire } from "node:module"
+import * as Path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = Path.resolve(fileURLToPath(import.meta.url), "../..")
+const require = createRequire(import.meta.url)
+const args = process.argv.slice(2)
+const withStatic = !args.includes("--no-static")
+const vitestArgs = args.filter((a) => a !== "--no-static")
+
+const children = new Set()
+
+/** Runs `node <script> ...args`; resolves with its exit code, its output (when captured) and its time. */
+const run = (name, script, scriptArgs, capture) =>
+  new Promise((resolve) => {
+    const started = performance.now()
+    const child = spawn(process.execPath, [script, ...scriptArgs], {
+      cwd: root,
+      stdio: capture ? ["ignore", "pipe", "pipe"] : "inherit"
+    })
+    children.add(child)
+    let output = ""
+    if (capture) {
+      child.stdout.setEncoding("utf8").on("data", (chunk) => (output += chunk))
+      child.stderr.setEncoding("utf8").on("data", (chunk) => (output += chunk))
+    }
+    const done = (code) => {
+      children.delete(child)
+      resolve({ name, code, output, seconds: (performance.now() - started) / 1000 })
+    }
+    child.on("error", (error) => {
+      output += String(error)
+      done(1)
+    })
+    child.on("close", (code, signal) => done(code ?? (signal === null ? 1 : 128)))
+  })
+
+// Ctrl-C reaches every child through the terminal's process group; a SIGTERM sent to this process alone is passed on.
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.on(signal, () => {
+    for (const child of children) child.kill(signal)
+  })
+}
+
+const checks = withStatic
+  ? [
+    run("typecheck (tsc --noEmit)", require.resolve("typescript/bin/tsc"), ["--noEmit"], true),
+    run("lint (eslint .)", Path.join(Path.dirname(require.resolve("eslint/package.json")), "bin/eslint.js"), ["."], true)
+  ]
+  : []
+const vitest = run("vitest run", Path.join(Path.dirname(require.resolve("vitest/package.json")), "vitest.mjs"), ["run", ...vitestArgs], false)
+
+const results = [await vitest, ...(await Promise.all(checks))]
+for (const { name, code, output, seconds } of results.slice(1)) {
+  console.log(`\n${code === 0 ? "✓" : "✗"} ${name}: ${code === 0 ? "passed" : `failed (exit ${code})`} in ${seconds.toFixed(1)} s`)
+  if (code !== 0 || output.trim().length > 0) console.log(output.trimEnd())
+}
+const failed = results.filter((r) => r.code !== 0)
+console.log(`\nnpm test: ${failed.length === 0 ? "passed" : `failed: ${failed.map((r) => r.name).join(", ")}`} (vitest ${results[0].seconds.toFixed(1)} s)`)
+process.exit(failed.length === 0 ? 0 : 1)
