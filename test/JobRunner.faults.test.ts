@@ -210,6 +210,115 @@ describe("JobRunner: one reader path (layerInline)", () => {
     }))
 })
 
+describe("JobRunner context as a plain value (layerInline)", () => {
+  const twoItems = () => {
+    let done = false
+    return () => (done ? [] : ((done = true), [1, 2, 3, 4]))
+  }
+  const settings = { numProcesses: 2, concurrentTasksPerProcess: 1, stopWhenEmpty: true } as const
+
+  it.effect("a sync function: built once per process, the reader receives its value", () =>
+    Effect.gen(function*() {
+      let builds = 0
+      const seen: Array<number> = []
+      const runner = JobRunner.make({
+        name: "plainSync",
+        context: () => ({ build: ++builds }),
+        writer: twoItems(),
+        // `context` is typed { build: number }: no Context.get.
+        reader: (item: number, context) => {
+          seen.push(context.build)
+        },
+        settings
+      })
+      const summary = yield* inline(JobRunner.run(runner))
+      expect(summary).toMatchObject({ processed: 4, failed: 0 })
+      expect(builds).toBe(2)
+      expect(new Set(seen)).toEqual(new Set([1, 2]))
+    }))
+
+  it.effect("an async function and a scoped Effect: the value reaches the reader, the Effect's finalizer runs at close", () =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      const asyncRunner = JobRunner.make({
+        name: "plainAsync",
+        context: async () => ({ url: await Promise.resolve("postgres://x") }),
+        writer: twoItems(),
+        reader: (_: number, context) => {
+          seen.push(context.url)
+        },
+        settings
+      })
+      yield* inline(JobRunner.run(asyncRunner))
+      expect(seen).toEqual(Array(4).fill("postgres://x"))
+
+      let released = 0
+      const ports: Array<number> = []
+      const scopedRunner = JobRunner.make({
+        name: "plainEffect",
+        context: Effect.acquireRelease(Effect.succeed({ port: 5432 }), () => Effect.sync(() => released++)),
+        writer: twoItems(),
+        // Annotated: TypeScript does not infer through the generic call inside the options object.
+        reader: (_: number, context: { readonly port: number }) => Effect.sync(() => ports.push(context.port)),
+        settings
+      })
+      yield* inline(JobRunner.run(scopedRunner))
+      expect(ports).toEqual([5432, 5432, 5432, 5432])
+      expect(released).toBe(2)
+    }))
+
+  it.effect("a context that throws, rejects or fails is a ContextFailed JobRunnerError with its message", () =>
+    Effect.gen(function*() {
+      class Db extends Context.Tag("Db")<Db, number>() {}
+      const contexts = {
+        throws: () => {
+          throw new Error("boom: no token")
+        },
+        rejects: () => Promise.reject(new Error("boom: refused")),
+        layer: Layer.effect(Db, Effect.fail(new Error("boom: layer")))
+      }
+      for (const [name, context] of Object.entries(contexts)) {
+        const runner = JobRunner.make({
+          name,
+          context: context as () => number,
+          writer: twoItems(),
+          reader: () => {},
+          settings
+        })
+        const error = yield* Effect.flip(inline(JobRunner.run(runner)))
+        expect(error).toBeInstanceOf(JobRunner.JobRunnerError)
+        expect(error).toMatchObject({ reason: "ContextFailed" })
+        expect(error.message).toMatch(new RegExp(`^JobRunner ${name}: the reader's context failed: .*boom`))
+        const once = yield* Effect.flip(JobRunner.testReader(runner, 1))
+        expect(once).toMatchObject({ reason: "ContextFailed" })
+      }
+    }))
+
+  it.effect("a context that is neither a Layer, an Effect nor a function (from JavaScript) is an OptionError naming it", () =>
+    Effect.gen(function*() {
+      const runner = JobRunner.make({ name: "badKind", context: 42 as unknown as () => number, writer: () => [], reader: () => {} })
+      const error = yield* Effect.flip(inline(JobRunner.run(runner)))
+      expect(error).toBeInstanceOf(OptionError)
+      expect(error.message).toContain("context")
+      expect(error.message).toContain("42")
+    }))
+
+  it.effect("testReader hands the plain value to the reader", () =>
+    Effect.gen(function*() {
+      const runner = JobRunner.make({
+        name: "plainTest",
+        context: () => ({ limit: 3 }),
+        writer: () => [],
+        reader: (item: number, context) => {
+          if (item > context.limit) throw new Error(`${item} is over ${context.limit}`)
+        }
+      })
+      yield* JobRunner.testReader(runner, 2)
+      const error = yield* Effect.flip(JobRunner.testReader(runner, 5))
+      expect(error.message).toContain("5 is over 3")
+    }))
+})
+
 describe("JobRunner prevent-requeue window", () => {
   it("is bounded: past the cap the oldest key goes, and the cap is reported once", () => {
     const caps: Array<number> = []
@@ -488,6 +597,32 @@ describe("JobRunner runMain and the CLI", { timeout: 60_000 }, () => {
 
       const context = yield* runNode([bin, "run", faults, "--processes", "1"], { FAULT: "badContext" })
       expect(context.code).toBe(1)
-      expect(context.output).toContain("the context could not be built: the database is unreachable")
+      expect(context.output).toContain("the reader's context failed: the database is unreachable")
+      expect(context.output).not.toContain("while starting")
     }), 400_000)
+})
+
+describe("JobRunner context as a plain async function, in reader processes", { timeout: 60_000 }, () => {
+  const plain = compiledFixture("test/fixtures/jobRunner-plainContext.ts")
+  const env = { EFFECT_WORKERS_JOB_RUNNER_ENTRY: built.entry }
+
+  it.live("each reader process receives the value its own call returned", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runNode([plain], { ...env, PLAIN_NUM_PROCESSES: "2" })
+      expect(outcome.code).toBe(0)
+      const ends = outcome.events as Array<Event & { db: string }>
+      expect(ends.map((e) => e.item).sort()).toEqual([0, 1, 2, 3, 4, 5])
+      for (const e of ends) expect(e.db).toBe(`db of ${e.pid}`)
+    }))
+
+  it.live("a context function that throws or rejects fails the run with its message, not \"exited with code 1\"", () =>
+    Effect.gen(function*() {
+      for (const [mode, message] of [["throw", "the token file is missing"], ["reject", "the database said no"]] as const) {
+        const outcome = yield* runNode([plain], { ...env, PLAIN_NUM_PROCESSES: "1", CONTEXT: mode })
+        expect(outcome.code).toBe(1)
+        expect(outcome.output).toContain(`JobRunner plain: the reader's context failed: ${message}`)
+        expect(outcome.output).not.toContain("while starting")
+        expect(outcome.events).toEqual([])
+      }
+    }))
 })

@@ -15,8 +15,20 @@ import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { type AnyRunner, ProcessDied } from "./definition.js"
-import { CANCEL, CLOSE, isFromReader, needsAsync, READY, ReaderError, RESULTS, RUN, START_FAILED, type ToReader } from "./protocol.js"
+import { type AnyRunner, JobRunnerError, ProcessDied } from "./definition.js"
+import {
+  CANCEL,
+  CLOSE,
+  CONTEXT_FAILED,
+  isFromReader,
+  needsAsync,
+  READY,
+  ReaderError,
+  RESULTS,
+  RUN,
+  START_FAILED,
+  type ToReader
+} from "./protocol.js"
 import type { Job, JobDone, ReaderHandle } from "./spawner.js"
 
 interface Pending {
@@ -37,13 +49,13 @@ export class ReaderChannel {
   private scheduled = false
   private dead = false
   private foreign = 0
-  private readonly started = Deferred.unsafeMake<void, string>(FiberId.none)
+  private readonly started = Deferred.unsafeMake<void, JobRunnerError>(FiberId.none)
   private readonly ended = Deferred.unsafeMake<void>(FiberId.none)
   private readonly encodeSync: (item: unknown) => Either.Either<unknown, { readonly message: string; readonly issue: never }>
   private readonly encode: (item: unknown) => Effect.Effect<unknown, { readonly message: string }>
 
   constructor(
-    runner: AnyRunner,
+    private readonly runner: AnyRunner,
     /** "reader process 1234", "reader thread 3", "inline reader -1": for messages. */
     readonly label: string,
     private readonly post: (message: ToReader) => void
@@ -56,8 +68,11 @@ export class ReaderChannel {
     return this.dead
   }
 
-  /** Completes once the reader said it is ready; fails with why it could not start. */
-  get ready(): Effect.Effect<void, string> {
+  /**
+   * Completes once the reader said it is ready; fails with why it could not start: `ContextFailed` when the
+   * reader's context threw, rejected or failed, `SpawnFailed` otherwise.
+   */
+  get ready(): Effect.Effect<void, JobRunnerError> {
     return Deferred.await(this.started)
   }
 
@@ -103,7 +118,10 @@ export class ReaderChannel {
       case READY:
         return Deferred.unsafeDone(this.started, Exit.void)
       case START_FAILED:
-        return Deferred.unsafeDone(this.started, Exit.fail(message[1]))
+        return Deferred.unsafeDone(
+          this.started,
+          Exit.fail(this.startError(message[2] === CONTEXT_FAILED ? "ContextFailed" : "SpawnFailed", message[1]))
+        )
       case RESULTS: {
         const ok = message[1]
         for (let i = 0; i < ok.length; i++) this.settle(ok[i]!, undefined)
@@ -116,7 +134,7 @@ export class ReaderChannel {
   gone(how: string): void {
     if (this.dead) return
     this.dead = true
-    Deferred.unsafeDone(this.started, Exit.fail(`${how} while starting`))
+    Deferred.unsafeDone(this.started, Exit.fail(this.startError("SpawnFailed", `${how} while starting`)))
     const error = new ProcessDied({ detail: `the ${this.label} ${how}` })
     const lost = [...this.pending.values()]
     this.pending.clear()
@@ -153,6 +171,10 @@ export class ReaderChannel {
       exited: this.exited,
       kill
     }
+  }
+
+  private startError(reason: "SpawnFailed" | "ContextFailed", detail: string): JobRunnerError {
+    return new JobRunnerError({ reason, runner: this.runner.name, detail })
   }
 
   private enqueue(id: number, encoded: unknown): void {

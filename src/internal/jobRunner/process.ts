@@ -127,9 +127,7 @@ const spawn = (request: SpawnRequest) =>
     }
     const { channel, kill, processId } = start(request, runner.module)
     yield* Effect.addFinalizer(() => channel.close(kill))
-    yield* channel.ready.pipe(
-      Effect.mapError((detail) => new JobRunnerError({ reason: "SpawnFailed", runner: runner.name, detail }))
-    )
+    yield* channel.ready
     return channel.handle(processId, kill)
   })
 

@@ -89,7 +89,8 @@ export const isToReader = (message: unknown): message is ToReader =>
   Array.isArray(message) && (message[0] === RUN || message[0] === CLOSE || message[0] === CANCEL)
 
 /**
- * Reader → writer: `[READY]` once the context is built (or `[START_FAILED, detail]`), then
+ * Reader → writer: `[READY]` once the context is built (or `[START_FAILED, detail, "context"]` when the reader's
+ * context failed, `[START_FAILED, detail]` for any other reason it could not start), then
  * `[RESULTS, okIds, failures]` where a failure is `[id, reason, detail]`. The tags are strings no user message is
  * likely to start with: user code in a reader may `process.send` / `parentPort.postMessage` on the same channel,
  * and such a message is ignored (and logged) rather than read as ours.
@@ -98,7 +99,7 @@ export const isToReader = (message: unknown): message is ToReader =>
  */
 export type FromReader =
   | readonly [typeof READY]
-  | readonly [typeof START_FAILED, string]
+  | readonly [typeof START_FAILED, string, typeof CONTEXT_FAILED?]
   | readonly [typeof RESULTS, ReadonlyArray<number>, ReadonlyArray<Failure>]
 
 /** @internal */
@@ -110,6 +111,8 @@ export const READY = "effect-workers/JobRunner/ready"
 export const START_FAILED = "effect-workers/JobRunner/startFailed"
 /** @internal */
 export const RESULTS = "effect-workers/JobRunner/results"
+/** The third element of a `START_FAILED` whose cause is the reader's context. @internal */
+export const CONTEXT_FAILED = "context"
 
 /** @internal */
 export const isFromReader = (message: unknown): message is FromReader => {
@@ -118,7 +121,7 @@ export const isFromReader = (message: unknown): message is FromReader => {
     case READY:
       return true
     case START_FAILED:
-      return typeof message[1] === "string"
+      return typeof message[1] === "string" && (message.length === 2 || message[2] === CONTEXT_FAILED)
     case RESULTS:
       return Array.isArray(message[1]) && Array.isArray(message[2])
     default:

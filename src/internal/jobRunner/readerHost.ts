@@ -24,6 +24,7 @@ import { type AnyRunner, failureDetail, isPromiseLike } from "./definition.js"
 import {
   CANCEL,
   CLOSE,
+  CONTEXT_FAILED,
   type Failure,
   type FromReader,
   isToReader,
@@ -139,8 +140,49 @@ class ResultBatch {
   }
 }
 
+/** The reader's context, built once per process: what the reader receives, and the services `Effect` readers get. */
+interface BuiltContext {
+  readonly value: unknown
+  readonly services: Context.Context<unknown>
+}
+
+const noServices = Context.empty() as Context.Context<unknown>
+
+const asValue = (value: unknown): BuiltContext => ({ value, services: noServices })
+
 /**
- * Builds the context and starts the host; on failure, reports why to the writer and exits with code 1.
+ * Builds `runner.context`: a `Layer` (the reader receives the `Context`, which `Effect` readers get provided), a
+ * scoped `Effect`, or a plain function (sync or async; one that returns an `Effect` has it run) whose value the
+ * reader receives as is. A throw or a rejection is the failure itself, not a defect, so its message reaches the
+ * writer. Anything else (JavaScript callers have no types to stop them) fails, naming what was given.
+ *
+ * @internal
+ */
+export const buildContext = (runner: AnyRunner, scope: Scope.Scope): Effect.Effect<BuiltContext, unknown> => {
+  const input: unknown = runner.context
+  if (input === undefined) return Effect.succeed({ value: noServices, services: noServices })
+  if (Layer.isLayer(input)) {
+    return Effect.map(Layer.buildWithScope(input as Layer.Layer<unknown, unknown>, scope), (ctx) => ({ value: ctx, services: ctx }))
+  }
+  const scoped = (effect: Effect.Effect<unknown, unknown, Scope.Scope>) => Effect.map(Scope.extend(effect, scope), asValue)
+  if (Effect.isEffect(input)) return scoped(input as Effect.Effect<unknown, unknown, Scope.Scope>)
+  if (typeof input !== "function") {
+    return Effect.fail(new TypeError(`context must be a Layer, an Effect or a function, not ${describeValue(input)}`))
+  }
+  return Effect.flatMap(Effect.try({ try: () => (input as () => unknown)(), catch: (e) => e }), (out) =>
+    Effect.isEffect(out)
+      ? scoped(out as Effect.Effect<unknown, unknown, Scope.Scope>)
+      : isPromiseLike(out)
+      ? Effect.map(Effect.tryPromise({ try: () => Promise.resolve(out), catch: (e) => e }), asValue)
+      : Effect.succeed(asValue(out)))
+}
+
+const describeValue = (u: unknown): string =>
+  u === null ? "null" : typeof u === "object" ? `an object (${Object.keys(u).slice(0, 5).join(", ") || "no keys"})` : `${typeof u} ${String(u)}`
+
+/**
+ * Builds the context and starts the host; on failure, reports why to the writer (as a context failure, which the
+ * writer reports as `ContextFailed`) and exits with code 1.
  *
  * @internal
  */
@@ -151,17 +193,17 @@ export const startReaderHost = (
 ): Effect.Effect<ReaderHost | undefined> =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
-    const built = yield* Layer.buildWithScope(runner.context ?? Layer.empty, scope).pipe(Effect.exit)
+    const built = yield* buildContext(runner, scope).pipe(Effect.exit)
     if (Exit.isFailure(built)) {
       yield* Scope.close(scope, Exit.void)
-      transport.send([START_FAILED, `the context could not be built: ${failureDetail(built.cause)}`])
+      transport.send([START_FAILED, failureDetail(built.cause), CONTEXT_FAILED])
       transport.exit(1)
       return undefined
     }
-    const context = built.value as Context.Context<unknown>
+    const context = built.value.value as Context.Context<unknown>
     const outer = yield* Effect.runtime<never>()
     const runtime = Runtime.make({
-      context: Context.merge(outer.context as Context.Context<unknown>, context),
+      context: Context.merge(outer.context as Context.Context<unknown>, built.value.services),
       runtimeFlags: outer.runtimeFlags,
       fiberRefs: outer.fiberRefs
     })
