@@ -5,6 +5,7 @@
  * start-up; the bounded prevent-requeue window. In-process parts run under TestClock; the rest in real processes.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -623,6 +624,59 @@ describe("JobRunner context as a plain async function, in reader processes", { t
         expect(outcome.output).toContain(`JobRunner plain: the reader's context failed: ${message}`)
         expect(outcome.output).not.toContain("while starting")
         expect(outcome.events).toEqual([])
+      }
+    }))
+})
+
+describe("JobRunner readers start from compiled JavaScript when it exists", { timeout: 120_000 }, () => {
+  // A `.ts` runner module placed beside the compiled fixture: loading it would fail at once, so a run that
+  // processes every item proves the reader loaded the compiled sibling instead (and without tsx).
+  const compiled = compiledFixture("test/fixtures/jobRunner-plainContext.ts")
+  const tsModule = compiled.replace(/\.mjs$/, ".ts")
+  let runs = 0
+  const runWith = (moduleUrl: string) =>
+    Effect.gen(function*() {
+      // A fresh instance of the module each time (its writer's cursor is module state).
+      const mod = yield* Effect.promise(() => import(`${pathToFileURL(compiled).href}?run=${++runs}`) as Promise<{ runner: JobRunner.JobRunner<number, never, never, { db: string }> }>)
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-compiled-"))
+      const log = Path.join(dir, "log.jsonl")
+      const saved = { ...process.env }
+      process.env.FIXTURE_LOG = log
+      process.env.EFFECT_WORKERS_JOB_RUNNER_ENTRY = built.entry
+      const exit = yield* JobRunner.run({ ...mod.runner, module: moduleUrl }, { settings: { numProcesses: 1 } }).pipe(
+        Effect.exit,
+        Effect.ensuring(Effect.sync(() => {
+          for (const key of ["FIXTURE_LOG", "EFFECT_WORKERS_JOB_RUNNER_ENTRY"]) {
+            if (saved[key] === undefined) delete process.env[key]
+            else process.env[key] = saved[key]
+          }
+        }))
+      )
+      const events = readJsonLines<Event & { tsx: boolean }>(log)
+      Fs.rmSync(dir, { recursive: true, force: true })
+      return { exit, events }
+    })
+
+  it.live("a .ts runner module with an up-to-date compiled sibling is loaded as the sibling, without tsx; a stale one is not", () =>
+    Effect.gen(function*() {
+      Fs.writeFileSync(tsModule, "throw new Error(\"the .ts module was loaded\")\n")
+      try {
+        const old = new Date(Date.now() - 60_000)
+        Fs.utimesSync(tsModule, old, old)
+        const fresh = yield* runWith(pathToFileURL(tsModule).href)
+        expect(fresh.exit._tag).toBe("Success")
+        expect(fresh.events.map((e) => e.item).sort()).toEqual([0, 1, 2, 3, 4, 5])
+        expect(fresh.events.every((e) => !e.tsx)).toBe(true)
+
+        // The .ts edited after the build: the build is stale, so the .ts is loaded, through tsx (the tsx path).
+        const now = new Date(Date.now() + 60_000)
+        Fs.utimesSync(tsModule, now, now)
+        const stale = yield* runWith(pathToFileURL(tsModule).href)
+        expect(stale.exit._tag).toBe("Failure")
+        expect(String(stale.exit._tag === "Failure" ? Cause.squash(stale.exit.cause) : "")).toContain("the .ts module was loaded")
+        expect(stale.events).toEqual([])
+      } finally {
+        Fs.rmSync(tsModule, { force: true })
       }
     }))
 })
