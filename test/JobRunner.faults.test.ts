@@ -103,6 +103,49 @@ describe("JobRunner: one reader path (layerInline)", () => {
       expect(failures[0]!.message).toContain("could not be sent")
     }))
 
+  it.effect("prefetch: a fast reader's process holds more jobs than its slots, and never runs more than its slots", () =>
+    Effect.gen(function*() {
+      let active = 0
+      let maxActive = 0
+      let held = 0
+      let maxHeld = 0
+      // The inline spawner, counting the jobs each process holds (handed over, not yet done).
+      const counting = Layer.effect(
+        JobRunner.ReaderSpawner,
+        Effect.map(Effect.provide(JobRunner.ReaderSpawner, JobRunner.layerInline), (inner) => ({
+          spawn: (request) =>
+            Effect.map(inner.spawn(request), (handle) => ({
+              ...handle,
+              submit: (job, done, onStart) => {
+                maxHeld = Math.max(maxHeld, ++held)
+                return handle.submit(job, (j, failure) => {
+                  held--
+                  done(j, failure)
+                }, onStart)
+              }
+            }))
+        }))
+      )
+      let next = 0
+      const runner = JobRunner.make({
+        name: "prefetch",
+        writer: (desired) => Array.from({ length: Math.max(0, Math.min(desired, 2000 - next)) }, () => next++),
+        reader: async () => {
+          maxActive = Math.max(maxActive, ++active)
+          await Promise.resolve()
+          active--
+        },
+        settings: { numProcesses: 1, concurrentTasksPerProcess: 4, stopWhenEmpty: true, preventRequeuingTime: 0 }
+      })
+      const summary = yield* JobRunner.run(runner).pipe(Effect.provide(counting))
+      expect(summary).toMatchObject({ processed: 2000, failed: 0 })
+      // Without the prefetch a process held at most its 4 slots' worth: one round trip per 4 jobs.
+      expect(maxHeld).toBeGreaterThan(4)
+      expect(maxHeld).toBeLessThanOrEqual(4 + Math.floor(0.3 * 300))
+      // The reader host runs 4 at a time, whatever the process holds.
+      expect(maxActive).toBe(4)
+    }))
+
   it.effect("a stop while a reader's context is still being built ends at once, not after the grace", () =>
     Effect.gen(function*() {
       class Slow extends Context.Tag("Slow")<Slow, number>() {}
@@ -447,6 +490,24 @@ describe("JobRunner faults in real processes and threads", { timeout: 60_000 }, 
       expect([...ended, ...errors.map((e) => e.item)].sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7])
     }))
 
+  it.live("prefetch: a process that dies holding jobs it had not started hands them to its replacement, unfailed", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFaults({
+        ...base,
+        FAULT: "exitLate",
+        FIXTURE_ITEMS: "80",
+        FIXTURE_EXIT_ITEM: "30",
+        FAULTS_CONCURRENT_TASKS_PER_PROCESS: "1"
+      })
+      expect(outcome.code).toBe(0)
+      // Only the job that exited the process failed; the jobs sent after it, waiting in its backlog, ran elsewhere
+      // (before the reader reported its starts, they all failed with ProcessDied).
+      expect(errorsOf(outcome.events).map((e) => [e.item, e.reason])).toEqual([[30, "ProcessDied"]])
+      const ended = endedOf(outcome.events)
+      expect(new Set(ended).size).toBe(ended.length)
+      expect(ended.sort((a, b) => Number(a) - Number(b))).toEqual(Array.from({ length: 80 }, (_, i) => i).filter((i) => i !== 30))
+    }))
+
   it.live("the writer SIGKILLed while its readers spin in a synchronous loop: the readers die too", () =>
     Effect.gen(function*() {
       const outcome = yield* runFaults(
@@ -661,7 +722,9 @@ describe("JobRunner readers start from compiled JavaScript when it exists", { ti
     Effect.gen(function*() {
       Fs.writeFileSync(tsModule, "throw new Error(\"the .ts module was loaded\")\n")
       try {
-        const old = new Date(Date.now() - 60_000)
+        // Times relative to the build's, which the global setup made at the start of the run.
+        const built = Fs.statSync(compiled).mtimeMs
+        const old = new Date(built - 60_000)
         Fs.utimesSync(tsModule, old, old)
         const fresh = yield* runWith(pathToFileURL(tsModule).href)
         expect(fresh.exit._tag).toBe("Success")
@@ -669,7 +732,7 @@ describe("JobRunner readers start from compiled JavaScript when it exists", { ti
         expect(fresh.events.every((e) => !e.tsx)).toBe(true)
 
         // The .ts edited after the build: the build is stale, so the .ts is loaded, through tsx (the tsx path).
-        const now = new Date(Date.now() + 60_000)
+        const now = new Date(built + 60_000)
         Fs.utimesSync(tsModule, now, now)
         const stale = yield* runWith(pathToFileURL(tsModule).href)
         expect(stale.exit._tag).toBe("Failure")

@@ -78,8 +78,11 @@ export class JobRunnerError extends Schema.TaggedError<JobRunnerError>("effect-w
   }
 }
 
-/** A reader process (or thread, or inline reader) ended while it held the job. @internal */
-export class ProcessDied extends Data.TaggedError("ProcessDied")<{ readonly detail: string }> {}
+/**
+ * A reader process (or thread, or inline reader) ended while it held the job; `unstarted`: the job was still
+ * waiting in the reader's backlog, so it never ran and goes to another process. @internal
+ */
+export class ProcessDied extends Data.TaggedError("ProcessDied")<{ readonly detail: string; readonly unstarted?: boolean }> {}
 
 /** The job ran longer than `jobTimeout`. @internal */
 export class JobTimedOut extends Data.TaggedError("JobTimedOut")<{ readonly detail: string }> {}

@@ -20,7 +20,7 @@ const spawnInline = ({ runner, settings }: SpawnRequest) =>
       const copy: unknown = structuredClone(message)
       // Posts happen only once the handle is returned, after `host` is set.
       queueMicrotask(() => host?.receive(copy))
-    })
+    }, settings.concurrentTasksPerProcess)
     const host = yield* startReaderHost(runner, settings, {
       send: (message) => queueMicrotask(() => channel.receive(message)),
       later: queueMicrotask,

@@ -119,9 +119,10 @@ const start = ({ runner, settings, slot }: SpawnRequest, runnerModule: string) =
     parentPid: process.pid
   })
   const env = { ...process.env, [READER_ENV]: "1" }
+  const slots = settings.concurrentTasksPerProcess
   if (settings.workerMode === "thread") {
     const child = threadWorker(entry, needsTsx, { argv: [init], env })
-    const channel = new ReaderChannel(runner, `reader thread ${child.threadId}`, (m) => child.postMessage(m))
+    const channel = new ReaderChannel(runner, `reader thread ${child.threadId}`, (m) => child.postMessage(m), slots)
     child.on("message", (m) => channel.receive(m))
     child.on("exit", (code) => channel.gone(`exited with code ${code}`))
     // An uncaught exception in the thread; it exits next. A child process prints its own to the inherited stderr.
@@ -140,7 +141,7 @@ const start = ({ runner, settings, slot }: SpawnRequest, runnerModule: string) =
   const processId = child.pid ?? -1
   const channel = new ReaderChannel(runner, `reader process ${processId}`, (m) => {
     if (child.connected) child.send(m)
-  })
+  }, slots)
   child.on("message", (m) => channel.receive(m))
   // A child process is gone once its IPC channel is closed too ("close", not "exit"), so no result it sent before
   // dying is mistaken for a loss.

@@ -91,7 +91,9 @@ export const isToReader = (message: unknown): message is ToReader =>
 /**
  * Reader → writer: `[READY]` once the context is built (or `[START_FAILED, detail, "context"]` when the reader's
  * context failed, `[START_FAILED, detail]` for any other reason it could not start), then
- * `[RESULTS, okIds, failures]` where a failure is `[id, reason, detail]`. The tags are strings no user message is
+ * `[RESULTS, okIds, failures, startedIds]` where a failure is `[id, reason, detail]` and `startedIds` are the jobs
+ * started since the last message (a reader runs `concurrentTasksPerProcess` at once and keeps the rest of what it
+ * was sent waiting; a job that started and ended in the same burst is in both). The tags are strings no user message is
  * likely to start with: user code in a reader may `process.send` / `parentPort.postMessage` on the same channel,
  * and such a message is ignored (and logged) rather than read as ours.
  *
@@ -100,7 +102,7 @@ export const isToReader = (message: unknown): message is ToReader =>
 export type FromReader =
   | readonly [typeof READY]
   | readonly [typeof START_FAILED, string, typeof CONTEXT_FAILED?]
-  | readonly [typeof RESULTS, ReadonlyArray<number>, ReadonlyArray<Failure>]
+  | readonly [typeof RESULTS, ReadonlyArray<number>, ReadonlyArray<Failure>, ReadonlyArray<number>]
 
 /** @internal */
 export type Failure = readonly [id: number, reason: ReaderError["reason"], detail: string]
@@ -123,7 +125,7 @@ export const isFromReader = (message: unknown): message is FromReader => {
     case START_FAILED:
       return typeof message[1] === "string" && (message.length === 2 || message[2] === CONTEXT_FAILED)
     case RESULTS:
-      return Array.isArray(message[1]) && Array.isArray(message[2])
+      return Array.isArray(message[1]) && Array.isArray(message[2]) && Array.isArray(message[3])
     default:
       return false
   }

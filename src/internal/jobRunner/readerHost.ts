@@ -111,10 +111,11 @@ const makeJobStarter = (
   }
 }
 
-/** Collects results and sends them in one message per burst. */
+/** Collects starts and results and sends them in one message per burst. */
 class ResultBatch {
   private ok: Array<number> = []
   private failures: Array<Failure> = []
+  private started: Array<number> = []
   private scheduled = false
   /** Inside a batch from the writer: its results leave together when the batch has been started. */
   inBatch = false
@@ -124,6 +125,15 @@ class ResultBatch {
   readonly add: Settle = (id, reason, detail) => {
     if (reason === undefined) this.ok.push(id)
     else this.failures.push([id, reason, detail ?? ""])
+    this.schedule()
+  }
+
+  readonly start = (id: number): void => {
+    this.started.push(id)
+    this.schedule()
+  }
+
+  private schedule(): void {
     if (!this.inBatch && !this.scheduled) {
       this.scheduled = true
       this.transport.later(this.flush)
@@ -132,11 +142,67 @@ class ResultBatch {
 
   readonly flush = (): void => {
     this.scheduled = false
-    if (this.ok.length === 0 && this.failures.length === 0) return
-    const message = [RESULTS, this.ok, this.failures] as const
+    if (this.ok.length === 0 && this.failures.length === 0 && this.started.length === 0) return
+    const message = [RESULTS, this.ok, this.failures, this.started] as const
     this.ok = []
     this.failures = []
+    this.started = []
     this.transport.send(message)
+  }
+}
+
+/**
+ * The jobs a process holds: at most `concurrentTasksPerProcess` run at once; the rest of what the writer sent (its
+ * prefetch, so that a round trip carries more than one slot's worth of trivial jobs) wait here in arrival order.
+ * Every start is reported, so the writer knows which jobs a dead process had begun (lost) and which it had not
+ * (handed to another process), and times `jobTimeout` from the start.
+ */
+class Backlog {
+  private ids: Array<number> = []
+  private items: Array<unknown> = []
+  private head = 0
+  private active = 0
+  private pumping = false
+
+  constructor(
+    private readonly limit: number,
+    private readonly startJob: (id: number, encoded: unknown) => void,
+    private readonly onStart: (id: number) => void
+  ) {}
+
+  push(id: number, encoded: unknown): void {
+    this.ids.push(id)
+    this.items.push(encoded)
+  }
+
+  /** A job ended: its slot goes to the next waiting job. */
+  readonly ended = (): void => {
+    this.active--
+    this.pump()
+  }
+
+  /** Starts waiting jobs while slots are free. A synchronous reader settles inside `startJob`: the loop goes on. */
+  pump(): void {
+    if (this.pumping) return
+    this.pumping = true
+    try {
+      while (this.active < this.limit && this.head < this.ids.length) {
+        const id = this.ids[this.head]!
+        const encoded = this.items[this.head]
+        this.items[this.head] = undefined
+        this.head++
+        this.active++
+        this.onStart(id)
+        this.startJob(id, encoded)
+      }
+    } finally {
+      this.pumping = false
+    }
+    if (this.head === this.ids.length) {
+      this.ids = []
+      this.items = []
+      this.head = 0
+    }
   }
 }
 
@@ -209,7 +275,12 @@ export const startReaderHost = (
     })
     const running = new Map<number, Fiber.RuntimeFiber<unknown, unknown>>()
     const results = new ResultBatch(transport)
-    const start = makeJobStarter(runner, context, settings, runtime, running, results.add)
+    let backlog: Backlog | undefined = undefined
+    const start = makeJobStarter(runner, context, settings, runtime, running, (id, reason, detail) => {
+      results.add(id, reason, detail)
+      backlog!.ended()
+    })
+    backlog = new Backlog(Math.max(1, settings.concurrentTasksPerProcess), start, results.start)
     let closing = false
     const release = (code: number) => {
       if (closing) return
@@ -225,7 +296,8 @@ export const startReaderHost = (
       }
       results.inBatch = true
       try {
-        for (let i = 1; i < message.length; i += 2) start(message[i] as number, message[i + 1])
+        for (let i = 1; i < message.length; i += 2) backlog.push(message[i] as number, message[i + 1])
+        backlog.pump()
       } finally {
         results.inBatch = false
       }
