@@ -70,8 +70,9 @@ export const durationMillis = (d: Duration.Duration): number => Duration.toMilli
 // ---------------------------------------------------------------------------------------------------------------
 
 /**
- * Writer → reader. `Run` is flat: `[RUN, id0, item0, id1, item1, …]` (items encoded). `Close` asks the reader to
- * release its context and exit; it is sent only once the process runs nothing.
+ * Writer → reader. `Run` is flat: `[RUN, id0, item0, id1, item1, …]` (items encoded); it may carry more jobs than
+ * the reader has slots (the prefetch, see supervisor.ts), which the reader starts in order as slots free up.
+ * `Close` asks the reader to release its context and exit; it is sent only once the process runs nothing.
  *
  * @internal
  */
