@@ -3,96 +3,68 @@
  *
  * 1. CPU-bound work (iterated SHA-256): 2 reader processes against the same work inline in one process.
  *    Reported end to end (spawning included) and in steady state (from the first finished item to the last).
- * 2. Trivial tasks per second: JobRunner with 2 reader processes and with 2 worker threads, against piscina and
- *    tinypool with 2 threads, steady state (pools warmed up; the runner measured from the first publication of its
- *    processed counter past 10 % of the items, with the count published then). The runner's end-to-end rate
- *    (spawning the readers through tsx included) is printed too.
- * 3. The same at the seed's default settings (maxQueueSize 300, lookupBlockSize 10, 4 tasks per process), what
- *    users run; recycling (4 000 trivial jobs with the default maxJobsPerProcess 200 against no recycling, end to
- *    end); and start-up (start → first job done, against piscina's new pool → first task done).
+ * 2. Trivial tasks per second: JobRunner with 2 reader processes and with 2 worker threads (tuned: queue
+ *    4000/2000, 64 per process), against piscina and tinypool with 2 threads, steady state.
+ * 3. The seed's default settings (maxQueueSize 300, lookupBlockSize 10, 4 tasks per process), what users run,
+ *    interleaved with piscina (piscina, JobRunner, piscina, JobRunner, …: each ratio against the piscina runs
+ *    beside it); recycling (4 000 trivial jobs with the default maxJobsPerProcess 200 against none); start-up
+ *    (start → first job done against piscina's new pool → first task, interleaved), with its phases.
  *
- * This module is also the runner module the reader processes load, so the benchmark itself only runs outside a
- * reader process.
+ * Readers start from compiled JavaScript, as a user's build does: the runners live in bench/_job-runner-readers.ts,
+ * which this file compiles with esbuild (with the reader entry) into .tmp/ once per run. One start-up row runs the
+ * TypeScript through tsx instead, for comparison.
  *
- *   npx tsx bench/job-runner.ts [--cpu-items 80] [--rounds 20000] [--trivial 100000]
+ *   npx tsx bench/job-runner.ts [--cpu-items 80] [--rounds 20000] [--trivial 100000] [--rounds-interleaved 3]
  */
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
-import { createHash } from "node:crypto"
+import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import { Piscina } from "piscina"
 import Tinypool from "tinypool"
-import * as Layer from "effect/Layer"
 import * as JobRunner from "../src/JobRunner.js"
-import { processSpawner } from "../src/internal/jobRunner/process.js"
-import { arg } from "./_shared.js"
+import { ENTRY_ENV, processSpawner } from "../src/internal/jobRunner/process.js"
+import { arg, median } from "./_shared.js"
+import * as Readers from "./_job-runner-readers.js"
+import { counter, hash, writers } from "./_job-runner-readers.js"
 
 const CPU_ITEMS = arg("cpu-items", 80)
 const ROUNDS = arg("rounds", 20_000)
 const TRIVIAL = arg("trivial", 100_000)
+const INTERLEAVED = arg("rounds-interleaved", 3)
 
-const hash = (payload: string, rounds: number): string => {
-  let digest = payload
-  for (let i = 0; i < rounds; i++) digest = createHash("sha256").update(digest).digest("hex")
-  return digest
-}
+const root = Path.resolve(fileURLToPath(new URL("..", import.meta.url)))
 
-// Items: [kind, n]. "cpu" hashes, "trivial" does nothing. Both runners are defined here for the reader processes.
-const counter = (total: number) => {
-  let next = 0
-  return (desired: number) => {
-    const n = Math.min(desired, total - next)
-    const out = Array.from({ length: Math.max(0, n) }, () => next++)
-    return out
+/** Compiles the runners module and the reader entry; returns the compiled module's URL and entry path. */
+const compileReaders = async (dir: string) => {
+  const esbuild = await import("esbuild")
+  await esbuild.build({
+    absWorkingDir: root,
+    entryPoints: ["bench/_job-runner-readers.ts", "src/node/readerProcess.ts"],
+    outdir: dir,
+    outbase: ".",
+    bundle: true,
+    splitting: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    outExtension: { ".js": ".mjs" },
+    logLevel: "error"
+  })
+  return {
+    module: pathToFileURL(Path.join(dir, "bench/_job-runner-readers.mjs")).href,
+    entry: Path.join(dir, "src/node/readerProcess.mjs")
   }
 }
 
-let cpuWriter = counter(0)
-export const cpuRunner = JobRunner.make({
-  name: "benchCpu",
-  module: import.meta.url,
-  writer: (desired) => cpuWriter(desired),
-  reader: (n: number) => {
-    hash(`payload-${n}`, Number(process.env.BENCH_ROUNDS ?? ROUNDS))
-  },
-  settings: {
-    numProcesses: 2,
-    concurrentTasksPerProcess: 1,
-    maxJobsPerProcess: 0,
-    preventRequeuingTime: 0,
-    stopWhenEmpty: true
-  }
-})
-
-let trivialWriter = counter(0)
-export const trivialRunner = JobRunner.make({
-  name: "benchTrivial",
-  module: import.meta.url,
-  writer: (desired) => trivialWriter(desired),
-  reader: (n: number) => n + 1,
-  settings: {
-    numProcesses: 2,
-    concurrentTasksPerProcess: 64,
-    maxQueueSize: 4000,
-    lookupBlockSize: 2000,
-    maxJobsPerProcess: 0,
-    preventRequeuingTime: 0,
-    stopWhenEmpty: true
-  }
-})
-
-let defaultsWriter = counter(0)
-export const defaultsRunner = JobRunner.make({
-  name: "benchDefaults",
-  module: import.meta.url,
-  writer: (desired) => defaultsWriter(desired),
-  reader: (n: number) => n + 1,
-  // The seed's defaults but for the end: the run stops when the writer is empty.
-  settings: { stopWhenEmpty: true }
-})
+/** The runners with their readers loaded from `module` (compiled), or as they are (tsx). */
+let compiledModule = ""
+const compiled = <R extends JobRunner.JobRunner.Any>(runner: R): R => ({ ...runner, module: compiledModule })
 
 /**
  * The process spawner, noting when the first job is done: the start-up figure (the metrics are published every
@@ -103,31 +75,46 @@ const timingSpawner = Layer.succeed(JobRunner.ReaderSpawner, {
   spawn: (request) =>
     Effect.map(processSpawner.spawn(request), (handle) => ({
       ...handle,
-      submit: (job, done) =>
+      submit: (job, done, onStart) =>
         handle.submit(job, (j, failure) => {
           if (firstDone.at === 0) firstDone.at = performance.now()
           done(j, failure)
-        })
+        }, onStart)
     }))
 })
 
-/** Start → first job done, for the runner (2 reader processes) and piscina (new pool → first task). */
-const startUp = (workerFile: string) =>
+/** Start → first job done (2 reader processes), from compiled readers or through tsx. */
+const startUp = (mode: "compiled" | "tsx", entry: string) =>
   Effect.gen(function*() {
     firstDone.at = 0
-    defaultsWriter = counter(1)
+    writers.defaults = counter(1)
+    if (mode === "tsx") delete process.env[ENTRY_ENV]
+    const runner = mode === "compiled" ? compiled(Readers.defaultsRunner) : Readers.defaultsRunner
     const start = performance.now()
-    yield* JobRunner.run(defaultsRunner, { settings: { maxJobsPerProcess: 0 } }).pipe(Effect.provide(timingSpawner))
-    const runner = firstDone.at - start
-    const piscina = yield* Effect.promise(async () => {
-      const t0 = performance.now()
-      const pool = new Piscina({ filename: workerFile, minThreads: 2, maxThreads: 2 })
-      await pool.run(1)
-      const t = performance.now() - t0
-      await pool.destroy()
-      return t
-    })
-    return { runner, piscina }
+    yield* JobRunner.run(runner, { settings: { maxJobsPerProcess: 0 } }).pipe(
+      Effect.provide(timingSpawner),
+      Effect.ensuring(Effect.sync(() => (process.env[ENTRY_ENV] = entry)))
+    )
+    return firstDone.at - start
+  })
+
+/** Piscina's start-up: new pool → first task done. */
+const piscinaStartUp = (workerFile: string) =>
+  Effect.promise(async () => {
+    const t0 = performance.now()
+    const pool = new Piscina({ filename: workerFile, minThreads: 2, maxThreads: 2 })
+    await pool.run(1)
+    const t = performance.now() - t0
+    await pool.destroy()
+    return t
+  })
+
+/** Spawn → exit of `node args`: the phases of a reader's start. */
+const nodeRun = (args: ReadonlyArray<string>) =>
+  Effect.async<number>((resume) => {
+    const t0 = performance.now()
+    ChildProcess.spawn(process.execPath, args as Array<string>, { stdio: "ignore" }).on("exit", () =>
+      resume(Effect.succeed(performance.now() - t0)))
   })
 
 /** Runs a runner and times it end to end, and from `fromItem` processed items to the end. */
@@ -194,24 +181,38 @@ const pools = async (workerFile: string, perThread: number) => {
   return { piscinaRate, tinypoolRate }
 }
 
+/** Piscina's steady rate, 1 task per thread, over `n` tasks (after 2 000 to warm up). */
+const piscinaRate = (workerFile: string, n: number) =>
+  Effect.promise(async () => {
+    const pool = new Piscina({ filename: workerFile, minThreads: 2, maxThreads: 2 })
+    await Promise.all(Array.from({ length: 2000 }, (_, i) => pool.run(i)))
+    const start = performance.now()
+    await Promise.all(Array.from({ length: n }, (_, i) => pool.run(i)))
+    const rate = n / ((performance.now() - start) / 1000)
+    await pool.destroy()
+    return rate
+  })
+
 const main = Effect.gen(function*() {
-  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "job-runner-bench-"))
+  const dir = Fs.mkdtempSync(Path.join(root, ".tmp", "job-runner-bench-"))
   const workerFile = Path.join(dir, "worker.mjs")
   Fs.writeFileSync(workerFile, "export default (n) => n + 1\n")
-  const lines: Array<string> = []
-  const out = (line: string) => {
-    lines.push(line)
-    console.log(line)
-  }
-  out(`JobRunner benchmark — ${new Date().toISOString().slice(0, 10)}, node ${process.version}, nproc ${Os.availableParallelism()}`)
+  const built = yield* Effect.promise(() => compileReaders(dir))
+  compiledModule = built.module
+  process.env[ENTRY_ENV] = built.entry
+  // Reader processes read the rounds from here (their own argv is not the benchmark's).
+  process.env.BENCH_ROUNDS = String(ROUNDS)
+  const out = (line: string) => console.log(line)
+  const load = () => Os.loadavg().map((l) => l.toFixed(1)).join(" ")
+  out(`JobRunner benchmark — ${new Date().toISOString().slice(0, 16)}Z, node ${process.version}, nproc ${Os.availableParallelism()}, load ${load()}`)
   out("")
 
   // 1. CPU-bound
   const inlineStart = performance.now()
   for (let i = 0; i < CPU_ITEMS; i++) hash(`payload-${i}`, ROUNDS)
   const inline = performance.now() - inlineStart
-  cpuWriter = counter(CPU_ITEMS)
-  const cpu = yield* timed(cpuRunner, CPU_ITEMS, 2, { })
+  writers.cpu = counter(CPU_ITEMS)
+  const cpu = yield* timed(compiled(Readers.cpuRunner), CPU_ITEMS, 2, {})
   const inlinePerItem = inline / CPU_ITEMS
   const steadyPerItem = cpu.steady / cpu.steadyItems
   out(`CPU-bound: ${CPU_ITEMS} items × ${ROUNDS} SHA-256 rounds`)
@@ -231,80 +232,90 @@ const main = Effect.gen(function*() {
   )
   out("")
 
-  // 2. Trivial tasks
-  const { piscinaRate, tinypoolRate } = yield* Effect.promise(() => pools(workerFile, 1))
-  const wide = yield* Effect.promise(() => pools(workerFile, trivialRunner.settings.concurrentTasksPerProcess ?? 1))
+  // 2. Trivial tasks, tuned
+  const { piscinaRate: piscina1, tinypoolRate } = yield* Effect.promise(() => pools(workerFile, 1))
+  const wide = yield* Effect.promise(() => pools(workerFile, Readers.trivialRunner.settings.concurrentTasksPerProcess ?? 1))
   const from = Math.floor(TRIVIAL / 10)
-  trivialWriter = counter(TRIVIAL)
-  const procs = yield* timed(trivialRunner, TRIVIAL, from)
-  trivialWriter = counter(TRIVIAL)
-  const threads = yield* timed(trivialRunner, TRIVIAL, from, { workerMode: "thread" })
+  writers.trivial = counter(TRIVIAL)
+  const procs = yield* timed(compiled(Readers.trivialRunner), TRIVIAL, from)
+  writers.trivial = counter(TRIVIAL)
+  const threads = yield* timed(compiled(Readers.trivialRunner), TRIVIAL, from, { workerMode: "thread" })
   const procRate = procs.steadyItems / (procs.steady / 1000)
   const threadRate = threads.steadyItems / (threads.steady / 1000)
   const endToEnd = (r: { readonly endToEnd: number }) => (TRIVIAL / (r.endToEnd / 1000)).toFixed(0)
-  out(`Trivial tasks (n => n + 1), ${TRIVIAL} tasks, 2 workers each, steady state`)
+  const perThread = Readers.trivialRunner.settings.concurrentTasksPerProcess
+  out(`Trivial tasks (n => n + 1), ${TRIVIAL} tasks, 2 workers each, steady state; JobRunner tuned (queue 4000/2000, ${perThread} per process)`)
   out("")
   out("| | tasks/s | vs piscina | end to end, spawning included |")
   out("|---|---|---|---|")
-  out(`| piscina ${"5"} (2 threads) | ${piscinaRate.toFixed(0)} | 1.00× | |`)
-  out(`| tinypool (2 threads) | ${tinypoolRate.toFixed(0)} | ${(tinypoolRate / piscinaRate).toFixed(2)}× | |`)
-  const perThread = trivialRunner.settings.concurrentTasksPerProcess
-  out(
-    `| piscina (2 threads, ${perThread} tasks per thread) | ${wide.piscinaRate.toFixed(0)} | ${
-      (wide.piscinaRate / piscinaRate).toFixed(2)
-    }× | |`
-  )
-  out(
-    `| tinypool (2 threads, ${perThread} tasks per thread) | ${wide.tinypoolRate.toFixed(0)} | ${
-      (wide.tinypoolRate / piscinaRate).toFixed(2)
-    }× | |`
-  )
-  out(
-    `| JobRunner, 2 reader processes | ${procRate.toFixed(0)} | ${(procRate / piscinaRate).toFixed(2)}× | ${
-      endToEnd(procs)
-    } tasks/s |`
-  )
-  out(
-    `| JobRunner, 2 worker threads | ${threadRate.toFixed(0)} | ${(threadRate / piscinaRate).toFixed(2)}× | ${
-      endToEnd(threads)
-    } tasks/s |`
-  )
+  out(`| piscina (2 threads) | ${piscina1.toFixed(0)} | 1.00× | |`)
+  out(`| tinypool (2 threads) | ${tinypoolRate.toFixed(0)} | ${(tinypoolRate / piscina1).toFixed(2)}× | |`)
+  out(`| piscina (2 threads, ${perThread} tasks per thread) | ${wide.piscinaRate.toFixed(0)} | ${(wide.piscinaRate / piscina1).toFixed(2)}× | |`)
+  out(`| tinypool (2 threads, ${perThread} tasks per thread) | ${wide.tinypoolRate.toFixed(0)} | ${(wide.tinypoolRate / piscina1).toFixed(2)}× | |`)
+  out(`| JobRunner, 2 reader processes | ${procRate.toFixed(0)} | ${(procRate / piscina1).toFixed(2)}× | ${endToEnd(procs)} tasks/s |`)
+  out(`| JobRunner, 2 worker threads | ${threadRate.toFixed(0)} | ${(threadRate / piscina1).toFixed(2)}× | ${endToEnd(threads)} tasks/s |`)
   out("")
   out(
     `Writer process CPU (2 reader processes): whole run ${(procs.cpuMicros / 1000).toFixed(0)} ms, ${
       (procs.cpuMicros / TRIVIAL).toFixed(2)
     } µs per task; steady state ${(procs.steadyCpuMicros / procs.steadyItems).toFixed(2)} µs per task`
   )
-
-  // 3. Seed defaults, recycling, start-up
-  defaultsWriter = counter(TRIVIAL)
-  const defaults = yield* timed(defaultsRunner, TRIVIAL, from, { maxJobsPerProcess: 0 })
-  const defaultsRate = defaults.steadyItems / (defaults.steady / 1000)
-  const RECYCLE = 4000
-  defaultsWriter = counter(RECYCLE)
-  const noRecycling = yield* timed(defaultsRunner, RECYCLE, RECYCLE, { maxJobsPerProcess: 0 })
-  defaultsWriter = counter(RECYCLE)
-  const recycling = yield* timed(defaultsRunner, RECYCLE, RECYCLE)
-  const startups: Array<{ runner: number; piscina: number }> = []
-  for (let i = 0; i < 3; i++) startups.push(yield* startUp(workerFile))
-  const mid = <A>(xs: Array<A>, f: (a: A) => number) => xs.map(f).sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
-  const startRunner = mid(startups, (s) => s.runner)
-  const startPiscina = mid(startups, (s) => s.piscina)
-  out("Seed defaults (maxQueueSize 300, lookupBlockSize 10, 4 tasks per process), 2 reader processes")
   out("")
-  out("| | figure | vs piscina / baseline |")
-  out("|---|---|---|")
-  out(`| trivial tasks, steady state, no recycling | ${defaultsRate.toFixed(0)}/s | ${(defaultsRate / piscinaRate).toFixed(2)}× piscina |`)
+
+  // 3. Seed defaults interleaved with piscina; recycling; start-up
+  out(`Seed defaults (maxQueueSize 300, lookupBlockSize 10, 4 tasks per process), 2 reader processes; load ${load()}`)
+  out("")
+  out("| round | piscina before | JobRunner defaults, steady | piscina after | ratio |")
+  out("|---|---|---|---|---|")
+  const ratios: Array<number> = []
+  let before = yield* piscinaRate(workerFile, TRIVIAL)
+  for (let round = 1; round <= INTERLEAVED; round++) {
+    writers.defaults = counter(TRIVIAL)
+    const run = yield* timed(compiled(Readers.defaultsRunner), TRIVIAL, from, { maxJobsPerProcess: 0 })
+    const rate = run.steadyItems / (run.steady / 1000)
+    const after = yield* piscinaRate(workerFile, TRIVIAL)
+    const ratio = rate / ((before + after) / 2)
+    ratios.push(ratio)
+    out(`| ${round} | ${before.toFixed(0)}/s | ${rate.toFixed(0)}/s | ${after.toFixed(0)}/s | ${ratio.toFixed(2)}× |`)
+    before = after
+  }
+  out(`| median | | | | **${median(ratios).toFixed(2)}×** |`)
+  out("")
+
+  const RECYCLE = 4000
+  writers.defaults = counter(RECYCLE)
+  const noRecycling = yield* timed(compiled(Readers.defaultsRunner), RECYCLE, RECYCLE, { maxJobsPerProcess: 0 })
+  writers.defaults = counter(RECYCLE)
+  const recycling = yield* timed(compiled(Readers.defaultsRunner), RECYCLE, RECYCLE)
   out(
-    `| ${RECYCLE} trivial tasks, end to end: maxJobsPerProcess 200 / no recycling | ${(recycling.endToEnd / 1000).toFixed(2)} s / ${
+    `Recycling: ${RECYCLE} trivial tasks end to end, maxJobsPerProcess 200 / none: ${(recycling.endToEnd / 1000).toFixed(2)} s / ${
       (noRecycling.endToEnd / 1000).toFixed(2)
-    } s | ${(recycling.endToEnd / noRecycling.endToEnd).toFixed(2)}× |`
+    } s = **${(recycling.endToEnd / noRecycling.endToEnd).toFixed(2)}×**; load ${load()}`
   )
-  out(
-    `| start → first job done (median of 3): JobRunner / piscina | ${startRunner.toFixed(0)} ms / ${startPiscina.toFixed(0)} ms | ${
-      (startRunner / startPiscina).toFixed(2)
-    }× |`
-  )
+  out("")
+
+  out("Start → first job done, interleaved with piscina's new pool → first task")
+  out("")
+  out("| round | piscina | JobRunner, compiled readers | ratio | JobRunner through tsx | ratio |")
+  out("|---|---|---|---|---|---|")
+  const startRatios: Array<number> = []
+  for (let round = 1; round <= INTERLEAVED; round++) {
+    const p = yield* piscinaStartUp(workerFile)
+    const c = yield* startUp("compiled", built.entry)
+    const t = yield* startUp("tsx", built.entry)
+    startRatios.push(c / p)
+    out(`| ${round} | ${p.toFixed(0)} ms | ${c.toFixed(0)} ms | ${(c / p).toFixed(2)}× | ${t.toFixed(0)} ms | ${(t / p).toFixed(2)}× |`)
+  }
+  out(`| median | | | **${median(startRatios).toFixed(2)}×** | | |`)
+  out("")
+  // Where a compiled reader's start goes: a bare node process, then loading the runner module (effect and the
+  // runner's code), against the whole start → first job.
+  const bare = yield* Effect.forEach([1, 2, 3], () => nodeRun(["-e", "0"]))
+  const imported = yield* Effect.forEach([1, 2, 3], () =>
+    nodeRun(["--input-type=module", "-e", `await import(${JSON.stringify(built.module)})`]))
+  out(`Start-up phases (median of 3): node spawn → exit ${median(bare).toFixed(0)} ms; spawn + import of the compiled runner module → exit ${
+    median(imported).toFixed(0)
+  } ms; load ${load()}`)
   Fs.rmSync(dir, { recursive: true, force: true })
 })
 

@@ -151,7 +151,7 @@ export interface JobFailure {
  * @since 0.1.0
  * @category models
  */
-export interface JobRunner<Item, Ctx = never, WCtx = never> {
+export interface JobRunner<Item, Ctx = never, WCtx = never, C = Context.Context<Ctx>> {
   readonly [TypeId]: TypeId
   readonly name: string
   readonly module: string | undefined
@@ -161,12 +161,22 @@ export interface JobRunner<Item, Ctx = never, WCtx = never> {
   readonly source:
     | ((settings: Settings) => Effect.Effect<DurableQueue<Item>, unknown, WCtx | Scope.Scope>)
     | undefined
-  readonly reader: (item: Item, context: Context.Context<Ctx>, settings: Settings) => unknown
-  readonly context: Layer.Layer<Ctx, unknown> | undefined
+  readonly reader: (item: Item, context: C, settings: Settings) => unknown
+  readonly context: Layer.Layer<Ctx, unknown> | ContextFunction<C> | Effect.Effect<C, unknown, Scope.Scope> | undefined
   readonly writerContext: Layer.Layer<WCtx, unknown> | undefined
   readonly settings: SettingsInput
   readonly onError: ((failure: JobFailure) => unknown) | undefined
 }
+
+/**
+ * A reader context given as a plain function, as QuasiQueue takes it: called once in every reader process, it
+ * returns the context (or a Promise of it), which the reader receives as is. A throw or a rejection fails the
+ * process's start with `JobRunnerError` reason `"ContextFailed"` ("context failed: …").
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ContextFunction<C> = () => C | PromiseLike<C>
 
 /**
  * @since 0.1.0
@@ -217,7 +227,11 @@ export declare namespace JobRunner {
      * Its result is ignored; a throw, rejection or failure is reported and the process goes on.
      */
     readonly reader: (item: Item, context: Context.Context<Ctx>, settings: Settings) => unknown
-    /** Built once in every reader process. */
+    /**
+     * Built once in every reader process; the reader receives the built `Context`, and a reader that returns an
+     * `Effect` gets it provided. For a plain value instead, see {@link JobRunner.PlainOptions}. A failure fails
+     * the process's start with `JobRunnerError` reason `"ContextFailed"`.
+     */
     readonly context?: Layer.Layer<Ctx, unknown> | undefined
     /** Built once in the writer process and provided to the writer. */
     readonly writerContext?: Layer.Layer<WCtx, unknown> | undefined
@@ -225,6 +239,19 @@ export declare namespace JobRunner {
     readonly settings?: SettingsInput | undefined
     /** Called in the writer process for every failed job. */
     readonly onError?: ((failure: JobFailure) => unknown) | undefined
+  }
+
+  /**
+   * Options whose reader context is a plain value: built once in every reader process by a function (sync or
+   * async, as QuasiQueue's `context()`) or by a scoped `Effect` (its finalizers run when the process closes), and
+   * handed to the reader as is.
+   *
+   * @since 0.1.0
+   */
+  export interface PlainOptions<Item, I, C, WCtx> extends Omit<Options<Item, I, never, WCtx>, "context" | "reader"> {
+    readonly context: ContextFunction<C> | Effect.Effect<C, unknown, Scope.Scope>
+    /** Runs one item in a reader process, with the value `context` built. */
+    readonly reader: (item: Item, context: C, settings: Settings) => unknown
   }
 }
 
@@ -250,15 +277,16 @@ export declare namespace JobRunner {
  * @since 0.1.0
  * @category constructors
  */
-export const make: <Item, I = Item, Ctx = never, WCtx = never>(
-  options: JobRunner.Options<Item, I, Ctx, WCtx>
-) => JobRunner<Item, Ctx, WCtx> = internal.make
+export const make: {
+  <Item, I = Item, Ctx = never, WCtx = never>(options: JobRunner.Options<Item, I, Ctx, WCtx>): JobRunner<Item, Ctx, WCtx>
+  <Item, C, I = Item, WCtx = never>(options: JobRunner.PlainOptions<Item, I, C, WCtx>): JobRunner<Item, never, WCtx, C>
+} = internal.make
 
 /**
  * @since 0.1.0
  * @category refinements
  */
-export const isJobRunner: (u: unknown) => u is JobRunner<unknown, unknown, unknown> = internal.isJobRunner
+export const isJobRunner: (u: unknown) => u is JobRunner<unknown, unknown, unknown, unknown> = internal.isJobRunner
 
 /**
  * Why a runner could not run. The class the runner itself throws, so `instanceof JobRunner.JobRunnerError` holds
@@ -318,8 +346,8 @@ export const settings: (
  * @since 0.1.0
  * @category running
  */
-export const run: <Item, Ctx, WCtx>(
-  runner: JobRunner<Item, Ctx, WCtx>,
+export const run: <Item, Ctx, WCtx, C>(
+  runner: JobRunner<Item, Ctx, WCtx, C>,
   options?: RunOptions | undefined
 ) => Effect.Effect<Summary, JobRunnerError | ConfigError.ConfigError | OptionError> = internal.run
 
@@ -330,7 +358,7 @@ export const run: <Item, Ctx, WCtx>(
  * @since 0.1.0
  * @category running
  */
-export const runMain: <Item, Ctx, WCtx>(runner: JobRunner<Item, Ctx, WCtx>, options?: RunOptions | undefined) => void =
+export const runMain: <Item, Ctx, WCtx, C>(runner: JobRunner<Item, Ctx, WCtx, C>, options?: RunOptions | undefined) => void =
   internal.runMain
 
 /**
@@ -395,8 +423,8 @@ export const layerInline: Layer.Layer<ReaderSpawner> = internal.layerInline
  * @since 0.1.0
  * @category testing
  */
-export const testWriter: <Item, Ctx, WCtx>(
-  runner: JobRunner<Item, Ctx, WCtx>,
+export const testWriter: <Item, Ctx, WCtx, C>(
+  runner: JobRunner<Item, Ctx, WCtx, C>,
   desired: number,
   settings?: SettingsInput | undefined
 ) => Effect.Effect<Array<Item>, unknown> = internal.testWriter
@@ -408,8 +436,8 @@ export const testWriter: <Item, Ctx, WCtx>(
  * @since 0.1.0
  * @category testing
  */
-export const testReader: <Item, Ctx, WCtx>(
-  runner: JobRunner<Item, Ctx, WCtx>,
+export const testReader: <Item, Ctx, WCtx, C>(
+  runner: JobRunner<Item, Ctx, WCtx, C>,
   item: Item,
   settings?: SettingsInput | undefined
 ) => Effect.Effect<void, JobRunnerError> = internal.testReader

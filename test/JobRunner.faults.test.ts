@@ -5,6 +5,7 @@
  * start-up; the bounded prevent-requeue window. In-process parts run under TestClock; the rest in real processes.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -100,6 +101,49 @@ describe("JobRunner: one reader path (layerInline)", () => {
       expect(seen).toEqual([1, 2, 3])
       expect(failures.map((f) => [f.item, f.reason])).toEqual([[fn, "Unsendable"], [symbol, "Unsendable"]])
       expect(failures[0]!.message).toContain("could not be sent")
+    }))
+
+  it.effect("prefetch: a fast reader's process holds more jobs than its slots, and never runs more than its slots", () =>
+    Effect.gen(function*() {
+      let active = 0
+      let maxActive = 0
+      let held = 0
+      let maxHeld = 0
+      // The inline spawner, counting the jobs each process holds (handed over, not yet done).
+      const counting = Layer.effect(
+        JobRunner.ReaderSpawner,
+        Effect.map(Effect.provide(JobRunner.ReaderSpawner, JobRunner.layerInline), (inner) => ({
+          spawn: (request) =>
+            Effect.map(inner.spawn(request), (handle) => ({
+              ...handle,
+              submit: (job, done, onStart) => {
+                maxHeld = Math.max(maxHeld, ++held)
+                return handle.submit(job, (j, failure) => {
+                  held--
+                  done(j, failure)
+                }, onStart)
+              }
+            }))
+        }))
+      )
+      let next = 0
+      const runner = JobRunner.make({
+        name: "prefetch",
+        writer: (desired) => Array.from({ length: Math.max(0, Math.min(desired, 2000 - next)) }, () => next++),
+        reader: async () => {
+          maxActive = Math.max(maxActive, ++active)
+          await Promise.resolve()
+          active--
+        },
+        settings: { numProcesses: 1, concurrentTasksPerProcess: 4, stopWhenEmpty: true, preventRequeuingTime: 0 }
+      })
+      const summary = yield* JobRunner.run(runner).pipe(Effect.provide(counting))
+      expect(summary).toMatchObject({ processed: 2000, failed: 0 })
+      // Without the prefetch a process held at most its 4 slots' worth: one round trip per 4 jobs.
+      expect(maxHeld).toBeGreaterThan(4)
+      expect(maxHeld).toBeLessThanOrEqual(4 + Math.floor(0.3 * 300))
+      // The reader host runs 4 at a time, whatever the process holds.
+      expect(maxActive).toBe(4)
     }))
 
   it.effect("a stop while a reader's context is still being built ends at once, not after the grace", () =>
@@ -207,6 +251,115 @@ describe("JobRunner: one reader path (layerInline)", () => {
       const huge = yield* Effect.flip(JobRunner.settings(plain, { numProcesses: 1e12 }))
       expect(huge).toBeInstanceOf(OptionError)
       expect(huge.message).toContain("numProcesses")
+    }))
+})
+
+describe("JobRunner context as a plain value (layerInline)", () => {
+  const twoItems = () => {
+    let done = false
+    return () => (done ? [] : ((done = true), [1, 2, 3, 4]))
+  }
+  const settings = { numProcesses: 2, concurrentTasksPerProcess: 1, stopWhenEmpty: true } as const
+
+  it.effect("a sync function: built once per process, the reader receives its value", () =>
+    Effect.gen(function*() {
+      let builds = 0
+      const seen: Array<number> = []
+      const runner = JobRunner.make({
+        name: "plainSync",
+        context: () => ({ build: ++builds }),
+        writer: twoItems(),
+        // `context` is typed { build: number }: no Context.get.
+        reader: (item: number, context) => {
+          seen.push(context.build)
+        },
+        settings
+      })
+      const summary = yield* inline(JobRunner.run(runner))
+      expect(summary).toMatchObject({ processed: 4, failed: 0 })
+      expect(builds).toBe(2)
+      expect(new Set(seen)).toEqual(new Set([1, 2]))
+    }))
+
+  it.effect("an async function and a scoped Effect: the value reaches the reader, the Effect's finalizer runs at close", () =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      const asyncRunner = JobRunner.make({
+        name: "plainAsync",
+        context: async () => ({ url: await Promise.resolve("postgres://x") }),
+        writer: twoItems(),
+        reader: (_: number, context) => {
+          seen.push(context.url)
+        },
+        settings
+      })
+      yield* inline(JobRunner.run(asyncRunner))
+      expect(seen).toEqual(Array(4).fill("postgres://x"))
+
+      let released = 0
+      const ports: Array<number> = []
+      const scopedRunner = JobRunner.make({
+        name: "plainEffect",
+        context: Effect.acquireRelease(Effect.succeed({ port: 5432 }), () => Effect.sync(() => released++)),
+        writer: twoItems(),
+        // Annotated: TypeScript does not infer through the generic call inside the options object.
+        reader: (_: number, context: { readonly port: number }) => Effect.sync(() => ports.push(context.port)),
+        settings
+      })
+      yield* inline(JobRunner.run(scopedRunner))
+      expect(ports).toEqual([5432, 5432, 5432, 5432])
+      expect(released).toBe(2)
+    }))
+
+  it.effect("a context that throws, rejects or fails is a ContextFailed JobRunnerError with its message", () =>
+    Effect.gen(function*() {
+      class Db extends Context.Tag("Db")<Db, number>() {}
+      const contexts = {
+        throws: () => {
+          throw new Error("boom: no token")
+        },
+        rejects: () => Promise.reject(new Error("boom: refused")),
+        layer: Layer.effect(Db, Effect.fail(new Error("boom: layer")))
+      }
+      for (const [name, context] of Object.entries(contexts)) {
+        const runner = JobRunner.make({
+          name,
+          context: context as () => number,
+          writer: twoItems(),
+          reader: () => {},
+          settings
+        })
+        const error = yield* Effect.flip(inline(JobRunner.run(runner)))
+        expect(error).toBeInstanceOf(JobRunner.JobRunnerError)
+        expect(error).toMatchObject({ reason: "ContextFailed" })
+        expect(error.message).toMatch(new RegExp(`^JobRunner ${name}: the reader's context failed: .*boom`))
+        const once = yield* Effect.flip(JobRunner.testReader(runner, 1))
+        expect(once).toMatchObject({ reason: "ContextFailed" })
+      }
+    }))
+
+  it.effect("a context that is neither a Layer, an Effect nor a function (from JavaScript) is an OptionError naming it", () =>
+    Effect.gen(function*() {
+      const runner = JobRunner.make({ name: "badKind", context: 42 as unknown as () => number, writer: () => [], reader: () => {} })
+      const error = yield* Effect.flip(inline(JobRunner.run(runner)))
+      expect(error).toBeInstanceOf(OptionError)
+      expect(error.message).toContain("context")
+      expect(error.message).toContain("42")
+    }))
+
+  it.effect("testReader hands the plain value to the reader", () =>
+    Effect.gen(function*() {
+      const runner = JobRunner.make({
+        name: "plainTest",
+        context: () => ({ limit: 3 }),
+        writer: () => [],
+        reader: (item: number, context) => {
+          if (item > context.limit) throw new Error(`${item} is over ${context.limit}`)
+        }
+      })
+      yield* JobRunner.testReader(runner, 2)
+      const error = yield* Effect.flip(JobRunner.testReader(runner, 5))
+      expect(error.message).toContain("5 is over 3")
     }))
 })
 
@@ -335,6 +488,24 @@ describe("JobRunner faults in real processes and threads", { timeout: 60_000 }, 
       expect(errors.every((e) => e.reason === "ProcessDied")).toBe(true)
       for (const e of errors) expect(ended).not.toContain(e.item)
       expect([...ended, ...errors.map((e) => e.item)].sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7])
+    }))
+
+  it.live("prefetch: a process that dies holding jobs it had not started hands them to its replacement, unfailed", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runFaults({
+        ...base,
+        FAULT: "exitLate",
+        FIXTURE_ITEMS: "80",
+        FIXTURE_EXIT_ITEM: "30",
+        FAULTS_CONCURRENT_TASKS_PER_PROCESS: "1"
+      })
+      expect(outcome.code).toBe(0)
+      // Only the job that exited the process failed; the jobs sent after it, waiting in its backlog, ran elsewhere
+      // (before the reader reported its starts, they all failed with ProcessDied).
+      expect(errorsOf(outcome.events).map((e) => [e.item, e.reason])).toEqual([[30, "ProcessDied"]])
+      const ended = endedOf(outcome.events)
+      expect(new Set(ended).size).toBe(ended.length)
+      expect(ended.sort((a, b) => Number(a) - Number(b))).toEqual(Array.from({ length: 80 }, (_, i) => i).filter((i) => i !== 30))
     }))
 
   it.live("the writer SIGKILLed while its readers spin in a synchronous loop: the readers die too", () =>
@@ -488,6 +659,87 @@ describe("JobRunner runMain and the CLI", { timeout: 60_000 }, () => {
 
       const context = yield* runNode([bin, "run", faults, "--processes", "1"], { FAULT: "badContext" })
       expect(context.code).toBe(1)
-      expect(context.output).toContain("the context could not be built: the database is unreachable")
+      expect(context.output).toContain("the reader's context failed: the database is unreachable")
+      expect(context.output).not.toContain("while starting")
     }), 400_000)
+})
+
+describe("JobRunner context as a plain async function, in reader processes", { timeout: 60_000 }, () => {
+  const plain = compiledFixture("test/fixtures/jobRunner-plainContext.ts")
+  const env = { EFFECT_WORKERS_JOB_RUNNER_ENTRY: built.entry }
+
+  it.live("each reader process receives the value its own call returned", () =>
+    Effect.gen(function*() {
+      const outcome = yield* runNode([plain], { ...env, PLAIN_NUM_PROCESSES: "2" })
+      expect(outcome.code).toBe(0)
+      const ends = outcome.events as Array<Event & { db: string }>
+      expect(ends.map((e) => e.item).sort()).toEqual([0, 1, 2, 3, 4, 5])
+      for (const e of ends) expect(e.db).toBe(`db of ${e.pid}`)
+    }))
+
+  it.live("a context function that throws or rejects fails the run with its message, not \"exited with code 1\"", () =>
+    Effect.gen(function*() {
+      for (const [mode, message] of [["throw", "the token file is missing"], ["reject", "the database said no"]] as const) {
+        const outcome = yield* runNode([plain], { ...env, PLAIN_NUM_PROCESSES: "1", CONTEXT: mode })
+        expect(outcome.code).toBe(1)
+        expect(outcome.output).toContain(`JobRunner plain: the reader's context failed: ${message}`)
+        expect(outcome.output).not.toContain("while starting")
+        expect(outcome.events).toEqual([])
+      }
+    }))
+})
+
+describe("JobRunner readers start from compiled JavaScript when it exists", { timeout: 120_000 }, () => {
+  // A `.ts` runner module placed beside the compiled fixture: loading it would fail at once, so a run that
+  // processes every item proves the reader loaded the compiled sibling instead (and without tsx).
+  const compiled = compiledFixture("test/fixtures/jobRunner-plainContext.ts")
+  const tsModule = compiled.replace(/\.mjs$/, ".ts")
+  let runs = 0
+  const runWith = (moduleUrl: string) =>
+    Effect.gen(function*() {
+      // A fresh instance of the module each time (its writer's cursor is module state).
+      const mod = yield* Effect.promise(() => import(`${pathToFileURL(compiled).href}?run=${++runs}`) as Promise<{ runner: JobRunner.JobRunner<number, never, never, { db: string }> }>)
+      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-compiled-"))
+      const log = Path.join(dir, "log.jsonl")
+      const saved = { ...process.env }
+      process.env.FIXTURE_LOG = log
+      process.env.EFFECT_WORKERS_JOB_RUNNER_ENTRY = built.entry
+      const exit = yield* JobRunner.run({ ...mod.runner, module: moduleUrl }, { settings: { numProcesses: 1 } }).pipe(
+        Effect.exit,
+        Effect.ensuring(Effect.sync(() => {
+          for (const key of ["FIXTURE_LOG", "EFFECT_WORKERS_JOB_RUNNER_ENTRY"]) {
+            if (saved[key] === undefined) delete process.env[key]
+            else process.env[key] = saved[key]
+          }
+        }))
+      )
+      const events = readJsonLines<Event & { tsx: boolean }>(log)
+      Fs.rmSync(dir, { recursive: true, force: true })
+      return { exit, events }
+    })
+
+  it.live("a .ts runner module with an up-to-date compiled sibling is loaded as the sibling, without tsx; a stale one is not", () =>
+    Effect.gen(function*() {
+      Fs.writeFileSync(tsModule, "throw new Error(\"the .ts module was loaded\")\n")
+      try {
+        // Times relative to the build's, which the global setup made at the start of the run.
+        const built = Fs.statSync(compiled).mtimeMs
+        const old = new Date(built - 60_000)
+        Fs.utimesSync(tsModule, old, old)
+        const fresh = yield* runWith(pathToFileURL(tsModule).href)
+        expect(fresh.exit._tag).toBe("Success")
+        expect(fresh.events.map((e) => e.item).sort()).toEqual([0, 1, 2, 3, 4, 5])
+        expect(fresh.events.every((e) => !e.tsx)).toBe(true)
+
+        // The .ts edited after the build: the build is stale, so the .ts is loaded, through tsx (the tsx path).
+        const now = new Date(built + 60_000)
+        Fs.utimesSync(tsModule, now, now)
+        const stale = yield* runWith(pathToFileURL(tsModule).href)
+        expect(stale.exit._tag).toBe("Failure")
+        expect(String(stale.exit._tag === "Failure" ? Cause.squash(stale.exit.cause) : "")).toContain("the .ts module was loaded")
+        expect(stale.events).toEqual([])
+      } finally {
+        Fs.rmSync(tsModule, { force: true })
+      }
+    }))
 })

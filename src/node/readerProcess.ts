@@ -15,7 +15,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as WorkerThreads from "node:worker_threads"
 import type * as Api from "../JobRunner.js"
-import { isJobRunner } from "../internal/jobRunner/definition.js"
+import { type AnyRunner, isJobRunner } from "../internal/jobRunner/definition.js"
 import { decodeSettings, type FromReader, START_FAILED } from "../internal/jobRunner/protocol.js"
 import { startReaderHost } from "../internal/jobRunner/readerHost.js"
 
@@ -56,7 +56,7 @@ const send: (message: FromReader) => void = port !== null
     if (process.connected) process.send!(message)
   }
 
-const findRunner = (mod: Record<string, unknown>): Api.JobRunner<unknown, unknown, unknown> | undefined => {
+const findRunner = (mod: Record<string, unknown>): AnyRunner | undefined => {
   for (const value of Object.values(mod)) {
     if (isJobRunner(value) && value.name === init.name) return value
   }
@@ -65,7 +65,11 @@ const findRunner = (mod: Record<string, unknown>): Api.JobRunner<unknown, unknow
 }
 
 const main = Effect.gen(function*() {
-  const mod = yield* Effect.tryPromise(() => import(init.module) as Promise<Record<string, unknown>>)
+  // The import's own error (a syntax error, a missing package) is the reason shown, not UnknownException's.
+  const mod = yield* Effect.tryPromise({
+    try: () => import(init.module) as Promise<Record<string, unknown>>,
+    catch: (e) => e
+  })
   const runner = findRunner(mod)
   if (runner === undefined) {
     return yield* Effect.fail(new Error(`no JobRunner named ${init.name} is exported by ${init.module}`))

@@ -15,13 +15,28 @@ import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { type AnyRunner, ProcessDied } from "./definition.js"
-import { CANCEL, CLOSE, isFromReader, needsAsync, READY, ReaderError, RESULTS, RUN, START_FAILED, type ToReader } from "./protocol.js"
+import { type AnyRunner, JobRunnerError, ProcessDied } from "./definition.js"
+import {
+  CANCEL,
+  CLOSE,
+  CONTEXT_FAILED,
+  isFromReader,
+  needsAsync,
+  READY,
+  ReaderError,
+  RESULTS,
+  RUN,
+  START_FAILED,
+  type ToReader
+} from "./protocol.js"
 import type { Job, JobDone, ReaderHandle } from "./spawner.js"
 
 interface Pending {
   readonly job: Job
   readonly done: JobDone
+  readonly onStart: ((job: Job) => void) | undefined
+  /** The reader reported it started the job (until then it waits in the reader's backlog). */
+  started: boolean
 }
 
 /** Foreign messages logged per reader before going quiet (a chatty library would flood the log). */
@@ -37,16 +52,18 @@ export class ReaderChannel {
   private scheduled = false
   private dead = false
   private foreign = 0
-  private readonly started = Deferred.unsafeMake<void, string>(FiberId.none)
+  private readonly started = Deferred.unsafeMake<void, JobRunnerError>(FiberId.none)
   private readonly ended = Deferred.unsafeMake<void>(FiberId.none)
   private readonly encodeSync: (item: unknown) => Either.Either<unknown, { readonly message: string; readonly issue: never }>
   private readonly encode: (item: unknown) => Effect.Effect<unknown, { readonly message: string }>
 
   constructor(
-    runner: AnyRunner,
+    private readonly runner: AnyRunner,
     /** "reader process 1234", "reader thread 3", "inline reader -1": for messages. */
     readonly label: string,
-    private readonly post: (message: ToReader) => void
+    private readonly post: (message: ToReader) => void,
+    /** The reader's `concurrentTasksPerProcess`: how many of the jobs it holds it runs at once. */
+    private readonly slots: number
   ) {
     this.encodeSync = Schema.encodeUnknownEither(runner.item) as never
     this.encode = Schema.encodeUnknown(runner.item)
@@ -56,8 +73,11 @@ export class ReaderChannel {
     return this.dead
   }
 
-  /** Completes once the reader said it is ready; fails with why it could not start. */
-  get ready(): Effect.Effect<void, string> {
+  /**
+   * Completes once the reader said it is ready; fails with why it could not start: `ContextFailed` when the
+   * reader's context threw, rejected or failed, `SpawnFailed` otherwise.
+   */
+  get ready(): Effect.Effect<void, JobRunnerError> {
     return Deferred.await(this.started)
   }
 
@@ -66,11 +86,11 @@ export class ReaderChannel {
   }
 
   /** As `ReaderHandle.submit`. */
-  submit(job: Job, done: JobDone): boolean {
+  submit(job: Job, done: JobDone, onStart?: (job: Job) => void): boolean {
     if (this.dead) return false
     const encoded = this.encodeSync(job.item)
     if (Either.isRight(encoded)) {
-      this.pending.set(job.id, { job, done })
+      this.pending.set(job.id, { job, done, onStart, started: false })
       this.enqueue(job.id, encoded.right)
       return true
     }
@@ -78,7 +98,7 @@ export class ReaderChannel {
       done(job, notEncoded(encoded.left.message))
       return true
     }
-    this.pending.set(job.id, { job, done })
+    this.pending.set(job.id, { job, done, onStart, started: false })
     this.encodeAsync(job)
     return true
   }
@@ -103,24 +123,40 @@ export class ReaderChannel {
       case READY:
         return Deferred.unsafeDone(this.started, Exit.void)
       case START_FAILED:
-        return Deferred.unsafeDone(this.started, Exit.fail(message[1]))
+        return Deferred.unsafeDone(
+          this.started,
+          Exit.fail(this.startError(message[2] === CONTEXT_FAILED ? "ContextFailed" : "SpawnFailed", message[1]))
+        )
       case RESULTS: {
+        const started = message[3]
+        for (let i = 0; i < started.length; i++) {
+          const entry = this.pending.get(started[i]!)
+          if (entry === undefined) continue
+          entry.started = true
+          entry.onStart?.(entry.job)
+        }
         const ok = message[1]
         for (let i = 0; i < ok.length; i++) this.settle(ok[i]!, undefined)
         for (const [id, reason, detail] of message[2]) this.settle(id, new ReaderError({ reason, detail }))
+        this.markHeadStarted()
       }
     }
   }
 
-  /** The reader is gone (`how`: "exited with code 1", "was killed by SIGKILL"): exactly the jobs it holds fail. */
+  /**
+   * The reader is gone (`how`: "exited with code 1", "was killed by SIGKILL"): exactly the jobs it had started
+   * fail; the ones still waiting in its backlog come back `unstarted`, for another process to run.
+   */
   gone(how: string): void {
     if (this.dead) return
     this.dead = true
-    Deferred.unsafeDone(this.started, Exit.fail(`${how} while starting`))
-    const error = new ProcessDied({ detail: `the ${this.label} ${how}` })
+    Deferred.unsafeDone(this.started, Exit.fail(this.startError("SpawnFailed", `${how} while starting`)))
+    const detail = `the ${this.label} ${how}`
+    const died = new ProcessDied({ detail })
+    const notRun = new ProcessDied({ detail, unstarted: true })
     const lost = [...this.pending.values()]
     this.pending.clear()
-    for (const { done, job } of lost) done(job, error)
+    for (const { done, job, started } of lost) done(job, started ? died : notRun)
     Deferred.unsafeDone(this.ended, Exit.void)
   }
 
@@ -148,11 +184,30 @@ export class ReaderChannel {
   handle(processId: number, kill: Effect.Effect<void>): ReaderHandle {
     return {
       processId,
-      submit: (job, done) => this.submit(job, done),
+      submit: (job, done, onStart) => this.submit(job, done, onStart),
       cancel: (jobId) => this.cancel(jobId),
       exited: this.exited,
       kill
     }
+  }
+
+  /**
+   * The reader starts jobs in the order they were sent, `slots` at a time, so the first `slots` jobs it holds have
+   * started even before it says so: a reader stuck in a synchronous loop never sends the start of the job that
+   * loops, and that job must still time out and count as lost. `pending` keeps the send order. Once per message.
+   */
+  private markHeadStarted(): void {
+    let n = 0
+    for (const entry of this.pending.values()) {
+      if (n++ >= this.slots) return
+      if (entry.started) continue
+      entry.started = true
+      entry.onStart?.(entry.job)
+    }
+  }
+
+  private startError(reason: "SpawnFailed" | "ContextFailed", detail: string): JobRunnerError {
+    return new JobRunnerError({ reason, runner: this.runner.name, detail })
   }
 
   private enqueue(id: number, encoded: unknown): void {
@@ -174,6 +229,7 @@ export class ReaderChannel {
     } catch {
       this.postOneByOne(message)
     }
+    this.markHeadStarted()
   }
 
   // Structured clone refused the batch: send each job alone, so only the ones it cannot carry fail.

@@ -13,7 +13,7 @@ import { errorDetail } from "../causeDetail.js"
 export const TypeId: Api.TypeId = Symbol.for("effect-workers/JobRunner") as Api.TypeId
 
 /** @internal */
-export type AnyRunner = Api.JobRunner<unknown, unknown, unknown>
+export type AnyRunner = Api.JobRunner<unknown, unknown, unknown, unknown>
 
 /** Set in the environment of every reader process or thread. @internal */
 export const READER_ENV = "EFFECT_WORKERS_JOB_RUNNER_READER"
@@ -32,9 +32,9 @@ const defaultKey = (item: unknown): string => {
 }
 
 /** @internal */
-export const make = <Item, I, Ctx, WCtx>(
-  options: Api.JobRunner.Options<Item, I, Ctx, WCtx>
-): Api.JobRunner<Item, Ctx, WCtx> => ({
+export const make = <Item, I, Ctx, WCtx, C>(
+  options: Api.JobRunner.Options<Item, I, Ctx, WCtx> | Api.JobRunner.PlainOptions<Item, I, C, WCtx>
+): Api.JobRunner<Item, Ctx, WCtx, C> => ({
   [TypeId]: TypeId,
   name: options.name,
   module: options.module,
@@ -42,22 +42,22 @@ export const make = <Item, I, Ctx, WCtx>(
   key: (options.key ?? defaultKey) as (item: Item) => string,
   writer: options.writer,
   source: options.source,
-  reader: options.reader,
-  context: options.context,
+  reader: options.reader as Api.JobRunner<Item, Ctx, WCtx, C>["reader"],
+  context: options.context as Api.JobRunner<Item, Ctx, WCtx, C>["context"],
   writerContext: options.writerContext,
   settings: options.settings ?? {},
   onError: options.onError
 })
 
 /** @internal */
-export const isJobRunner = (u: unknown): u is Api.JobRunner<unknown, unknown, unknown> =>
+export const isJobRunner = (u: unknown): u is AnyRunner =>
   typeof u === "object" && u !== null && TypeId in u
 
 /** @internal */
 export class JobRunnerError extends Schema.TaggedError<JobRunnerError>("effect-workers/JobRunner/JobRunnerError")(
   "JobRunnerError",
   {
-    reason: Schema.Literal("SpawnFailed", "ModuleUnknown", "ReaderFailed", "WriterContextFailed"),
+    reason: Schema.Literal("SpawnFailed", "ContextFailed", "ModuleUnknown", "ReaderFailed", "WriterContextFailed"),
     runner: Schema.String,
     detail: Schema.String
   }
@@ -66,6 +66,8 @@ export class JobRunnerError extends Schema.TaggedError<JobRunnerError>("effect-w
     switch (this.reason) {
       case "SpawnFailed":
         return `JobRunner ${this.runner}: a reader process could not start: ${this.detail}`
+      case "ContextFailed":
+        return `JobRunner ${this.runner}: the reader's context failed: ${this.detail}`
       case "ModuleUnknown":
         return `JobRunner ${this.runner}: reader processes need the runner's module; ${this.detail}`
       case "WriterContextFailed":
@@ -76,8 +78,11 @@ export class JobRunnerError extends Schema.TaggedError<JobRunnerError>("effect-w
   }
 }
 
-/** A reader process (or thread, or inline reader) ended while it held the job. @internal */
-export class ProcessDied extends Data.TaggedError("ProcessDied")<{ readonly detail: string }> {}
+/**
+ * A reader process (or thread, or inline reader) ended while it held the job; `unstarted`: the job was still
+ * waiting in the reader's backlog, so it never ran and goes to another process. @internal
+ */
+export class ProcessDied extends Data.TaggedError("ProcessDied")<{ readonly detail: string; readonly unstarted?: boolean }> {}
 
 /** The job ran longer than `jobTimeout`. @internal */
 export class JobTimedOut extends Data.TaggedError("JobTimedOut")<{ readonly detail: string }> {}

@@ -7,7 +7,6 @@
  */
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { JobRunnerError } from "./definition.js"
 import { ReaderChannel } from "./channel.js"
 import { startReaderHost } from "./readerHost.js"
 import { ReaderSpawner, type SpawnRequest } from "./spawner.js"
@@ -21,7 +20,7 @@ const spawnInline = ({ runner, settings }: SpawnRequest) =>
       const copy: unknown = structuredClone(message)
       // Posts happen only once the handle is returned, after `host` is set.
       queueMicrotask(() => host?.receive(copy))
-    })
+    }, settings.concurrentTasksPerProcess)
     const host = yield* startReaderHost(runner, settings, {
       send: (message) => queueMicrotask(() => channel.receive(message)),
       later: queueMicrotask,
@@ -34,9 +33,7 @@ const spawnInline = ({ runner, settings }: SpawnRequest) =>
       host?.kill()
     })
     yield* Effect.addFinalizer(() => channel.close(kill))
-    yield* channel.ready.pipe(
-      Effect.mapError((detail) => new JobRunnerError({ reason: "SpawnFailed", runner: runner.name, detail }))
-    )
+    yield* channel.ready
     return channel.handle(processId, kill)
   })
 

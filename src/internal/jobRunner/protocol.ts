@@ -70,8 +70,9 @@ export const durationMillis = (d: Duration.Duration): number => Duration.toMilli
 // ---------------------------------------------------------------------------------------------------------------
 
 /**
- * Writer → reader. `Run` is flat: `[RUN, id0, item0, id1, item1, …]` (items encoded). `Close` asks the reader to
- * release its context and exit; it is sent only once the process runs nothing.
+ * Writer → reader. `Run` is flat: `[RUN, id0, item0, id1, item1, …]` (items encoded); it may carry more jobs than
+ * the reader has slots (the prefetch, see supervisor.ts), which the reader starts in order as slots free up.
+ * `Close` asks the reader to release its context and exit; it is sent only once the process runs nothing.
  *
  * @internal
  */
@@ -89,8 +90,11 @@ export const isToReader = (message: unknown): message is ToReader =>
   Array.isArray(message) && (message[0] === RUN || message[0] === CLOSE || message[0] === CANCEL)
 
 /**
- * Reader → writer: `[READY]` once the context is built (or `[START_FAILED, detail]`), then
- * `[RESULTS, okIds, failures]` where a failure is `[id, reason, detail]`. The tags are strings no user message is
+ * Reader → writer: `[READY]` once the context is built (or `[START_FAILED, detail, "context"]` when the reader's
+ * context failed, `[START_FAILED, detail]` for any other reason it could not start), then
+ * `[RESULTS, okIds, failures, startedIds]` where a failure is `[id, reason, detail]` and `startedIds` are the jobs
+ * started since the last message (a reader runs `concurrentTasksPerProcess` at once and keeps the rest of what it
+ * was sent waiting; a job that started and ended in the same burst is in both). The tags are strings no user message is
  * likely to start with: user code in a reader may `process.send` / `parentPort.postMessage` on the same channel,
  * and such a message is ignored (and logged) rather than read as ours.
  *
@@ -98,8 +102,8 @@ export const isToReader = (message: unknown): message is ToReader =>
  */
 export type FromReader =
   | readonly [typeof READY]
-  | readonly [typeof START_FAILED, string]
-  | readonly [typeof RESULTS, ReadonlyArray<number>, ReadonlyArray<Failure>]
+  | readonly [typeof START_FAILED, string, typeof CONTEXT_FAILED?]
+  | readonly [typeof RESULTS, ReadonlyArray<number>, ReadonlyArray<Failure>, ReadonlyArray<number>]
 
 /** @internal */
 export type Failure = readonly [id: number, reason: ReaderError["reason"], detail: string]
@@ -110,6 +114,8 @@ export const READY = "effect-workers/JobRunner/ready"
 export const START_FAILED = "effect-workers/JobRunner/startFailed"
 /** @internal */
 export const RESULTS = "effect-workers/JobRunner/results"
+/** The third element of a `START_FAILED` whose cause is the reader's context. @internal */
+export const CONTEXT_FAILED = "context"
 
 /** @internal */
 export const isFromReader = (message: unknown): message is FromReader => {
@@ -118,9 +124,9 @@ export const isFromReader = (message: unknown): message is FromReader => {
     case READY:
       return true
     case START_FAILED:
-      return typeof message[1] === "string"
+      return typeof message[1] === "string" && (message.length === 2 || message[2] === CONTEXT_FAILED)
     case RESULTS:
-      return Array.isArray(message[1]) && Array.isArray(message[2])
+      return Array.isArray(message[1]) && Array.isArray(message[2]) && Array.isArray(message[3])
     default:
       return false
   }

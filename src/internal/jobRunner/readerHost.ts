@@ -24,6 +24,7 @@ import { type AnyRunner, failureDetail, isPromiseLike } from "./definition.js"
 import {
   CANCEL,
   CLOSE,
+  CONTEXT_FAILED,
   type Failure,
   type FromReader,
   isToReader,
@@ -110,10 +111,11 @@ const makeJobStarter = (
   }
 }
 
-/** Collects results and sends them in one message per burst. */
+/** Collects starts and results and sends them in one message per burst. */
 class ResultBatch {
   private ok: Array<number> = []
   private failures: Array<Failure> = []
+  private started: Array<number> = []
   private scheduled = false
   /** Inside a batch from the writer: its results leave together when the batch has been started. */
   inBatch = false
@@ -123,6 +125,15 @@ class ResultBatch {
   readonly add: Settle = (id, reason, detail) => {
     if (reason === undefined) this.ok.push(id)
     else this.failures.push([id, reason, detail ?? ""])
+    this.schedule()
+  }
+
+  readonly start = (id: number): void => {
+    this.started.push(id)
+    this.schedule()
+  }
+
+  private schedule(): void {
     if (!this.inBatch && !this.scheduled) {
       this.scheduled = true
       this.transport.later(this.flush)
@@ -131,16 +142,113 @@ class ResultBatch {
 
   readonly flush = (): void => {
     this.scheduled = false
-    if (this.ok.length === 0 && this.failures.length === 0) return
-    const message = [RESULTS, this.ok, this.failures] as const
+    if (this.ok.length === 0 && this.failures.length === 0 && this.started.length === 0) return
+    const message = [RESULTS, this.ok, this.failures, this.started] as const
     this.ok = []
     this.failures = []
+    this.started = []
     this.transport.send(message)
   }
 }
 
 /**
- * Builds the context and starts the host; on failure, reports why to the writer and exits with code 1.
+ * The jobs a process holds: at most `concurrentTasksPerProcess` run at once; the rest of what the writer sent (its
+ * prefetch, so that a round trip carries more than one slot's worth of trivial jobs) wait here in arrival order.
+ * Every start is reported, so the writer knows which jobs a dead process had begun (lost) and which it had not
+ * (handed to another process), and times `jobTimeout` from the start.
+ */
+class Backlog {
+  private ids: Array<number> = []
+  private items: Array<unknown> = []
+  private head = 0
+  private active = 0
+  private pumping = false
+
+  constructor(
+    private readonly limit: number,
+    private readonly startJob: (id: number, encoded: unknown) => void,
+    private readonly onStart: (id: number) => void
+  ) {}
+
+  push(id: number, encoded: unknown): void {
+    this.ids.push(id)
+    this.items.push(encoded)
+  }
+
+  /** A job ended: its slot goes to the next waiting job. */
+  readonly ended = (): void => {
+    this.active--
+    this.pump()
+  }
+
+  /** Starts waiting jobs while slots are free. A synchronous reader settles inside `startJob`: the loop goes on. */
+  pump(): void {
+    if (this.pumping) return
+    this.pumping = true
+    try {
+      while (this.active < this.limit && this.head < this.ids.length) {
+        const id = this.ids[this.head]!
+        const encoded = this.items[this.head]
+        this.items[this.head] = undefined
+        this.head++
+        this.active++
+        this.onStart(id)
+        this.startJob(id, encoded)
+      }
+    } finally {
+      this.pumping = false
+    }
+    if (this.head === this.ids.length) {
+      this.ids = []
+      this.items = []
+      this.head = 0
+    }
+  }
+}
+
+/** The reader's context, built once per process: what the reader receives, and the services `Effect` readers get. */
+interface BuiltContext {
+  readonly value: unknown
+  readonly services: Context.Context<unknown>
+}
+
+const noServices = Context.empty() as Context.Context<unknown>
+
+const asValue = (value: unknown): BuiltContext => ({ value, services: noServices })
+
+/**
+ * Builds `runner.context`: a `Layer` (the reader receives the `Context`, which `Effect` readers get provided), a
+ * scoped `Effect`, or a plain function (sync or async; one that returns an `Effect` has it run) whose value the
+ * reader receives as is. A throw or a rejection is the failure itself, not a defect, so its message reaches the
+ * writer. Anything else (JavaScript callers have no types to stop them) fails, naming what was given.
+ *
+ * @internal
+ */
+export const buildContext = (runner: AnyRunner, scope: Scope.Scope): Effect.Effect<BuiltContext, unknown> => {
+  const input: unknown = runner.context
+  if (input === undefined) return Effect.succeed({ value: noServices, services: noServices })
+  if (Layer.isLayer(input)) {
+    return Effect.map(Layer.buildWithScope(input as Layer.Layer<unknown, unknown>, scope), (ctx) => ({ value: ctx, services: ctx }))
+  }
+  const scoped = (effect: Effect.Effect<unknown, unknown, Scope.Scope>) => Effect.map(Scope.extend(effect, scope), asValue)
+  if (Effect.isEffect(input)) return scoped(input as Effect.Effect<unknown, unknown, Scope.Scope>)
+  if (typeof input !== "function") {
+    return Effect.fail(new TypeError(`context must be a Layer, an Effect or a function, not ${describeValue(input)}`))
+  }
+  return Effect.flatMap(Effect.try({ try: () => (input as () => unknown)(), catch: (e) => e }), (out) =>
+    Effect.isEffect(out)
+      ? scoped(out as Effect.Effect<unknown, unknown, Scope.Scope>)
+      : isPromiseLike(out)
+      ? Effect.map(Effect.tryPromise({ try: () => Promise.resolve(out), catch: (e) => e }), asValue)
+      : Effect.succeed(asValue(out)))
+}
+
+const describeValue = (u: unknown): string =>
+  u === null ? "null" : typeof u === "object" ? `an object (${Object.keys(u).slice(0, 5).join(", ") || "no keys"})` : `${typeof u} ${String(u)}`
+
+/**
+ * Builds the context and starts the host; on failure, reports why to the writer (as a context failure, which the
+ * writer reports as `ContextFailed`) and exits with code 1.
  *
  * @internal
  */
@@ -151,23 +259,28 @@ export const startReaderHost = (
 ): Effect.Effect<ReaderHost | undefined> =>
   Effect.gen(function*() {
     const scope = yield* Scope.make()
-    const built = yield* Layer.buildWithScope(runner.context ?? Layer.empty, scope).pipe(Effect.exit)
+    const built = yield* buildContext(runner, scope).pipe(Effect.exit)
     if (Exit.isFailure(built)) {
       yield* Scope.close(scope, Exit.void)
-      transport.send([START_FAILED, `the context could not be built: ${failureDetail(built.cause)}`])
+      transport.send([START_FAILED, failureDetail(built.cause), CONTEXT_FAILED])
       transport.exit(1)
       return undefined
     }
-    const context = built.value as Context.Context<unknown>
+    const context = built.value.value as Context.Context<unknown>
     const outer = yield* Effect.runtime<never>()
     const runtime = Runtime.make({
-      context: Context.merge(outer.context as Context.Context<unknown>, context),
+      context: Context.merge(outer.context as Context.Context<unknown>, built.value.services),
       runtimeFlags: outer.runtimeFlags,
       fiberRefs: outer.fiberRefs
     })
     const running = new Map<number, Fiber.RuntimeFiber<unknown, unknown>>()
     const results = new ResultBatch(transport)
-    const start = makeJobStarter(runner, context, settings, runtime, running, results.add)
+    let backlog: Backlog | undefined = undefined
+    const start = makeJobStarter(runner, context, settings, runtime, running, (id, reason, detail) => {
+      results.add(id, reason, detail)
+      backlog!.ended()
+    })
+    backlog = new Backlog(Math.max(1, settings.concurrentTasksPerProcess), start, results.start)
     let closing = false
     const release = (code: number) => {
       if (closing) return
@@ -183,7 +296,8 @@ export const startReaderHost = (
       }
       results.inBatch = true
       try {
-        for (let i = 1; i < message.length; i += 2) start(message[i] as number, message[i + 1])
+        for (let i = 1; i < message.length; i += 2) backlog.push(message[i] as number, message[i + 1])
+        backlog.pump()
       } finally {
         results.inBatch = false
       }

@@ -20,7 +20,7 @@ import { checker } from "../options.js"
 import { Progress } from "../progress.js"
 import { type AnyRunner, failureDetail, JobRunnerError, READER_ENV } from "./definition.js"
 import { JobQueue, MAX_WINDOW_KEYS, RequeueWindow } from "./jobQueue.js"
-import { CLOSE, ReaderError, RESULTS, RUN, START_FAILED } from "./protocol.js"
+import { CLOSE, CONTEXT_FAILED, ReaderError, RESULTS, RUN, START_FAILED } from "./protocol.js"
 import { startReaderHost } from "./readerHost.js"
 import { resolveSettings } from "./settings.js"
 import { reportSignals, type RunControl } from "./signals.js"
@@ -63,8 +63,8 @@ const buildWriterContext = (runner: AnyRunner) =>
   )
 
 /** @internal */
-export const run = <Item, Ctx, WCtx>(
-  runnerIn: Api.JobRunner<Item, Ctx, WCtx>,
+export const run = <Item, Ctx, WCtx, C>(
+  runnerIn: Api.JobRunner<Item, Ctx, WCtx, C>,
   options?: Api.RunOptions | undefined,
   control?: RunControl | undefined
 ): Effect.Effect<Api.Summary, JobRunnerError | ConfigError.ConfigError | OptionError> =>
@@ -76,6 +76,13 @@ export const run = <Item, Ctx, WCtx>(
       runner.writer,
       (runner.writer === undefined) !== (runner.source === undefined),
       "a function, or a `source` instead (one of the two)"
+    )
+    yield* checker("JobRunner").require(
+      "context",
+      runner.context,
+      runner.context === undefined || Layer.isLayer(runner.context) || Effect.isEffect(runner.context) ||
+        typeof runner.context === "function",
+      "a Layer, an Effect, or a function returning the context (or a Promise of it)"
     )
     const spawner = yield* Effect.serviceOption(ReaderSpawner).pipe(
       Effect.flatMap(Option.match({ onNone: () => defaultSpawner, onSome: Effect.succeed }))
@@ -151,8 +158,8 @@ const isEntryPoint = async (module: string | undefined): Promise<boolean> => {
 }
 
 /** @internal */
-export const runMain = <Item, Ctx, WCtx>(
-  runner: Api.JobRunner<Item, Ctx, WCtx>,
+export const runMain = <Item, Ctx, WCtx, C>(
+  runner: Api.JobRunner<Item, Ctx, WCtx, C>,
   options?: Api.RunOptions | undefined
 ): void => {
   if (isReaderProcess() || loadedByCli()) return
@@ -164,8 +171,8 @@ export const runMain = <Item, Ctx, WCtx>(
 }
 
 /** @internal */
-export const testWriter = <Item, Ctx, WCtx>(
-  runner: Api.JobRunner<Item, Ctx, WCtx>,
+export const testWriter = <Item, Ctx, WCtx, C>(
+  runner: Api.JobRunner<Item, Ctx, WCtx, C>,
   desired: number,
   overrides?: Api.SettingsInput | undefined
 ): Effect.Effect<Array<Item>, unknown> =>
@@ -185,8 +192,8 @@ export const testWriter = <Item, Ctx, WCtx>(
  *
  * @internal
  */
-export const testReader = <Item, Ctx, WCtx>(
-  runnerIn: Api.JobRunner<Item, Ctx, WCtx>,
+export const testReader = <Item, Ctx, WCtx, C>(
+  runnerIn: Api.JobRunner<Item, Ctx, WCtx, C>,
   item: Item,
   overrides?: Api.SettingsInput | undefined
 ): Effect.Effect<void, JobRunnerError> =>
@@ -195,10 +202,13 @@ export const testReader = <Item, Ctx, WCtx>(
     const fail = (detail: string) => new JobRunnerError({ reason: "ReaderFailed", runner: runner.name, detail })
     const settings = yield* resolveSettings(runner, overrides).pipe(Effect.mapError((e) => fail(e.message)))
     const encoded = yield* Schema.encodeUnknown(runner.item)(item).pipe(Effect.mapError((e) => fail(e.message)))
-    const outcome = yield* Deferred.make<string | undefined, string>()
+    const outcome = yield* Deferred.make<string | undefined, JobRunnerError>()
     const host = yield* startReaderHost(runner, settings, {
       send: (message) => {
-        if (message[0] === START_FAILED) Deferred.unsafeDone(outcome, Exit.fail(message[1]))
+        if (message[0] === START_FAILED) {
+          const reason = message[2] === CONTEXT_FAILED ? "ContextFailed" : "SpawnFailed"
+          Deferred.unsafeDone(outcome, Exit.fail(new JobRunnerError({ reason, runner: runner.name, detail: message[1] })))
+        }
         if (message[0] !== RESULTS) return
         const failure = message[2][0]
         Deferred.unsafeDone(
@@ -211,7 +221,6 @@ export const testReader = <Item, Ctx, WCtx>(
     })
     if (host !== undefined) host.receive([RUN, 0, encoded])
     const detail = yield* Deferred.await(outcome).pipe(
-      Effect.mapError(fail),
       Effect.ensuring(Effect.sync(() => host?.receive([CLOSE])))
     )
     if (detail !== undefined) return yield* fail(detail)

@@ -27,9 +27,11 @@ export interface ReaderHandle {
   readonly processId: number
   /**
    * Hands a job to the process. `done` is called once with its outcome (`undefined`: success), possibly at once;
-   * `false` (and no `done`) means the process is already gone and did not take the job.
+   * `false` (and no `done`) means the process is already gone and did not take the job. A process may hold more
+   * jobs than it runs at once: `onStart` is called when it reports the job started (a job whose process died
+   * before that ends with `ProcessDied` and `unstarted: true`).
    */
-  readonly submit: (job: Job, done: JobDone) => boolean
+  readonly submit: (job: Job, done: JobDone, onStart?: ((job: Job) => void) | undefined) => boolean
   /**
    * Gives up on a job the process holds (it timed out): its result, if it ever comes, is ignored, and an `Effect`
    * reader running it is interrupted. `false` when the job was no longer held.

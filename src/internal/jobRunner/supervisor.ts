@@ -42,8 +42,23 @@ export interface SupervisorDeps {
 }
 
 /**
- * The hand-over to one process: jobs are given synchronously, as many as it has free slots, and settle through a
- * callback, with no fiber per job (a failure's report gets one).
+/**
+ * A burst of results counts as fast when it came back within this many ms of the previous hand-over: trivial jobs
+ * do (a round trip takes 0.1-5 ms here, loaded), while jobs of 40 ms all ending in the same timer tick do not, and
+ * must not pile up in the first process that is ready while the others start.
+ */
+const FAST_BURST_MS = 10
+
+/**
+ * The hand-over to one process: jobs are given synchronously and settle through a callback, with no fiber per job
+ * (a failure's report gets one). A process holds its `concurrentTasksPerProcess` running jobs plus a prefetch that
+ * waits in its backlog (readerHost.ts), sized to the reader: it doubles while the process returns as many results
+ * in one burst as it has slots (jobs that finish within a round trip: without it, at the seed's defaults each round
+ * trip carried at most 4 trivial jobs, 0.5-1.9x piscina) and come back fast, and halves otherwise (slow jobs,
+ * where a backlog would only keep work from an idle process). It is capped at `0.3 × maxQueueSize / numProcesses` (45 at
+ * the defaults), what the writer keeps queued, so the processes share the queue rather than one draining it; and
+ * it is 0 with `jobTimeout`. A process killed (SIGKILL) with prefetched jobs: those it had not reported started
+ * beyond its first `concurrentTasksPerProcess` go to another process, and may run twice if it had begun them.
  */
 class ProcessFeed {
   readonly row: SlotRow
@@ -53,7 +68,13 @@ class ProcessFeed {
   /** A job of this process timed out: it takes no more, and is replaced. */
   timedOut = false
   taken = 0
-  /** With `jobTimeout`: when each running job was handed over, in that order. */
+  /** Jobs settled since the feed last handed jobs over: one results message's worth. */
+  private burst = 0
+  /** When jobs were last handed over: the run's Clock, so that under TestClock inline runs prefetch deterministically. */
+  private filledAt = 0
+  private prefetch = 0
+  private readonly prefetchCap: number
+  /** With `jobTimeout`: when each running job started (reported by the reader), in that order. */
   readonly startedAt: Map<Job, number> | undefined
   readonly jobStarted = new Notifier()
 
@@ -62,10 +83,36 @@ class ProcessFeed {
     private readonly deps: SupervisorDeps,
     /** Completed once the process has taken half its `maxJobsPerProcess`: time to spawn its replacement. */
     private readonly halfway: Deferred.Deferred<void>,
-    private readonly runReport: (failure: Api.JobFailure, settle: () => void) => void
+    private readonly runReport: (failure: Api.JobFailure, settle: () => void) => void,
+    private readonly clock: Clock.Clock
   ) {
     this.row = { processId: handle.processId, running: 0, taken: 0 }
     this.startedAt = Duration.toMillis(deps.settings.jobTimeout) > 0 ? new Map() : undefined
+    // No prefetch with `jobTimeout`: a reader stuck in a synchronous loop sends nothing more, not even the results
+    // of the jobs before the stuck one in the same batch, so the writer could not tell which job to time out.
+    const { maxQueueSize, numProcesses } = deps.settings
+    this.prefetchCap = this.startedAt === undefined ? Math.floor((0.3 * maxQueueSize) / numProcesses) : 0
+  }
+
+  /**
+   * How many jobs the process may hold: its slots and the prefetch, resized from the last burst and how long after
+   * the previous hand-over it came back.
+   */
+  holdLimit(): number {
+    const slots = this.deps.settings.concurrentTasksPerProcess
+    if (this.burst > 0) {
+      const now = this.clock.unsafeCurrentTimeMillis()
+      const fast = this.burst >= slots && now - this.filledAt < FAST_BURST_MS
+      this.prefetch = fast ? Math.min(this.prefetchCap, Math.max(2 * this.burst, this.prefetch)) : Math.floor(this.prefetch / 2)
+      this.burst = 0
+    }
+    return slots + this.prefetch
+  }
+
+  private readonly started = (job: Job): void => {
+    if (this.startedAt === undefined) return
+    this.startedAt.set(job, this.clock.unsafeCurrentTimeMillis())
+    this.jobStarted.notify()
   }
 
   markDied(): void {
@@ -84,8 +131,15 @@ class ProcessFeed {
     const { queue, stats } = this.deps
     this.row.running--
     queue.inFlight--
+    this.burst++
     if (this.startedAt !== undefined) this.startedAt.delete(job)
-    if (error === undefined) {
+    if (error?._tag === "ProcessDied" && error.unstarted === true) {
+      // It never ran: another process runs it (or, stopping, a durable source gets it back untried).
+      this.markDied()
+      this.row.taken--
+      if (queue.stopping) job.settle?.("back")
+      else queue.putBack(job)
+    } else if (error === undefined) {
       stats.processed++
       job.settle?.(undefined)
     } else {
@@ -137,10 +191,12 @@ class ProcessFeed {
     })
   }
 
-  /** Hands over as many queued jobs as the process has free slots. */
-  fill(now: number): void {
+  /** Hands over queued jobs up to what the process may hold. */
+  fill(): void {
     const { queue, settings } = this.deps
-    while (this.row.running < settings.concurrentTasksPerProcess && this.open) {
+    const limit = this.holdLimit()
+    this.filledAt = this.clock.unsafeCurrentTimeMillis()
+    while (this.row.running < limit && this.open) {
       const job = queue.take()
       if (job === undefined) return
       this.taken++
@@ -150,7 +206,7 @@ class ProcessFeed {
       queue.inFlight++
       this.row.running++
       this.row.taken++
-      if (!this.handle.submit(job, this.settle)) {
+      if (!this.handle.submit(job, this.settle, this.started)) {
         // The process is gone and did not take it: the job goes back to the head of the queue.
         this.taken--
         queue.inFlight--
@@ -158,9 +214,6 @@ class ProcessFeed {
         this.row.taken--
         queue.putBack(job)
         this.markDied()
-      } else if (this.startedAt !== undefined) {
-        this.startedAt.set(job, now)
-        this.jobStarted.notify()
       }
     }
   }
@@ -217,7 +270,7 @@ export class Supervisor {
       const runFork = yield* FiberSet.runtime(reports)<never>()
       const feed = new ProcessFeed(handle, this.deps, halfway, (failure, settle) => {
         runFork(Effect.zipRight(this.report(failure), Effect.sync(settle)))
-      })
+      }, yield* Effect.clock)
       stats.slotRows[index] = feed.row
       yield* Effect.addFinalizer(() =>
         Effect.sync(() => {
@@ -227,19 +280,21 @@ export class Supervisor {
       yield* Effect.forkScoped(Effect.andThen(handle.exited, Effect.sync(() => feed.markDied())))
       if (feed.startedAt !== undefined) yield* Effect.forkScoped(feed.sweep)
       while (feed.open) {
-        if (feed.row.running >= this.deps.settings.concurrentTasksPerProcess) {
+        if (feed.row.running >= feed.holdLimit()) {
           // A plain wait, no race: it is the hot path (once per results message), and a race forks a fiber per
           // arm. Whatever closes the process (death, a timeout) notifies `slotFree` too.
           yield* feed.slotFree.wait
         } else if (queue.length === 0) {
           yield* queue.itemAvailable.waitOr(Deferred.await(queue.stop), Deferred.await(feed.diedSignal))
         } else {
-          feed.fill(feed.startedAt === undefined ? 0 : yield* Clock.currentTimeMillis)
+          feed.fill()
         }
       }
       yield* Deferred.succeed(halfway, undefined)
       yield* Deferred.succeed(retiring, undefined)
-      while (feed.row.running > 0) yield* feed.slotFree.wait
+      // A process retired for a timed-out job waits for its started jobs only: the ones in its backlog come back
+      // unstarted when it closes (or is killed, stuck in a synchronous loop), and another process runs them.
+      while (feed.row.running > 0 && !(feed.timedOut && feed.startedAt!.size === 0)) yield* feed.slotFree.wait
       yield* FiberSet.awaitEmpty(reports)
     }))
   }
