@@ -18,6 +18,7 @@ import type * as Exit from "effect/Exit"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { DurableQueueError } from "./internal/durableQueue/error.js"
+import * as internalError from "./internal/durableQueue/error.js"
 import * as memoryInternal from "./internal/durableQueue/memoryStore.js"
 import type { OptionError } from "./OptionError.js"
 import { DurableQueueMetrics } from "./internal/durableQueue/telemetry.js"
@@ -147,7 +148,7 @@ export { DurableQueueError }
  * @since 0.1.0
  * @category refinements
  */
-export const isDurableQueueError = (u: unknown): u is DurableQueueError => u instanceof DurableQueueError
+export const isDurableQueueError = (u: unknown): u is DurableQueueError => internalError.isDurableQueueError(u)
 
 /**
  * The same core as Redis and SQL over a store in memory, for tests of code that takes a `DurableQueue`: the same

@@ -17,6 +17,7 @@ import type * as Layer from "effect/Layer"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
+import type { ReaderError } from "./internal/jobRunner/protocol.js"
 import * as internal from "./internal/jobRunner/runner.js"
 import { JobRunnerError, ReaderSpawner } from "./internal/jobRunner/runner.js"
 import * as metrics from "./internal/jobRunner/metrics.js"
@@ -273,7 +274,15 @@ export { JobRunnerError }
  * @since 0.1.0
  * @category refinements
  */
-export const isJobRunnerError = (u: unknown): u is JobRunnerError => u instanceof JobRunnerError
+export const isJobRunnerError = (u: unknown): u is JobRunnerError => internal.isJobRunnerError(u)
+
+/**
+ * Whether `u` is a `ReaderError` (a reader's failure, as a job's result reports it).
+ *
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isReaderError = (u: unknown): u is ReaderError => internal.isReaderError(u)
 
 /**
  * Counts at the end of a run.

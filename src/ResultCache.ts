@@ -54,7 +54,7 @@ export { ResultCacheError }
  * @since 0.1.0
  * @category refinements
  */
-export const isResultCacheError = (u: unknown): u is ResultCacheError => u instanceof ResultCacheError
+export const isResultCacheError = (u: unknown): u is ResultCacheError => internal.isResultCacheError(u)
 
 /**
  * @since 0.1.0

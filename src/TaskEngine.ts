@@ -39,7 +39,7 @@ export { TaskEngineError }
  * @since 0.1.0
  * @category refinements
  */
-export const isTaskEngineError = (u: unknown): u is TaskEngineError => u instanceof internalError.TaskEngineError
+export const isTaskEngineError = (u: unknown): u is TaskEngineError => internalError.isTaskEngineError(u)
 
 /**
  * @since 0.1.0

@@ -157,7 +157,7 @@ export { WorkerQueueError }
  * @since 0.1.0
  * @category refinements
  */
-export const isWorkerQueueError = (u: unknown): u is WorkerQueueError => u instanceof internal.WorkerQueueError
+export const isWorkerQueueError = (u: unknown): u is WorkerQueueError => internal.isWorkerQueueError(u)
 
 /**
  * Makes a queue whose life is the current scope: closing the scope closes the queue. The worker returns an

@@ -30,13 +30,14 @@ import { WorkerQueueMetrics as Metrics } from "./metrics.js"
 import * as resultCache from "./resultCache.js"
 import { bump, labels, linkTo, observeNanos, setGauge } from "./telemetry.js"
 import { CacheGuard, callWorker, Room, type RoomNode } from "./workerQueueParts.js"
+import { typeIdGuard } from "./errorTypeId.js"
 
 const check = checker("WorkerQueue")
 
 const KNOWN_OPTIONS = ["worker", "cache", "key", "concurrency", "capacity", "finishTimeout", "name"]
 
 /** @internal */
-export class WorkerQueueError extends Schema.TaggedError<WorkerQueueError>("effect-workers/WorkerQueueError")(
+export class WorkerQueueError extends Schema.TaggedError<WorkerQueueError>("effect-workers/WorkerQueue/WorkerQueueError")(
   "WorkerQueueError",
   {
     reason: Schema.Literal("Closed", "FinishTimeout"),
@@ -51,6 +52,9 @@ export class WorkerQueueError extends Schema.TaggedError<WorkerQueueError>("effe
       : `WorkerQueue ${this.queue} closed before the item finished within its finish timeout${item}`
   }
 }
+
+/** TypeId-based: see errorTypeId.ts. @internal */
+export const isWorkerQueueError = typeIdGuard(WorkerQueueError, "effect-workers/WorkerQueue/WorkerQueueError")
 
 type Outcome<A, E> = Exit.Exit<A, E | WorkerQueueError>
 
