@@ -322,7 +322,7 @@ export const settings: (
  * Runs the runner until it is interrupted (SIGTERM / SIGINT under `runMain`), or, with `stopWhenEmpty`, until the
  * writer has nothing more and every item is done. Interruption is graceful: the writer stops, running items finish
  * (up to `gracefulShutdownTimeout`, then the reader processes are killed), and the run ends as soon as they are done.
- * Reader processes are spawned unless a {@link ReaderSpawner} (such as {@link layerInline}) is provided.
+ * Reader processes are spawned unless a {@link ReaderSpawner} (such as {@link layerTest}) is provided.
  *
  * @since 0.1.0
  * @category running
@@ -352,7 +352,7 @@ export const isReaderProcess: () => boolean = internal.isReaderProcess
 
 /**
  * How reader processes are started. The default spawns OS processes (or worker threads with
- * `workerMode: "thread"`); {@link layerInline} runs readers in the current process, for tests.
+ * `workerMode: "thread"`); {@link layerTest} runs readers in the current process, for tests.
  *
  * @since 0.1.0
  * @category services
@@ -394,7 +394,16 @@ export type { ReaderError } from "./internal/jobRunner/protocol.js"
  * runner without spawning, and with `TestClock`.
  *
  * @since 0.1.0
- * @category test layers
+ * @category testing
+ */
+export const layerTest: Layer.Layer<ReaderSpawner> = internal.layerInline
+
+/**
+ * The former name of `layerTest`.
+ *
+ * @deprecated Use `JobRunner.layerTest`: every module's test layer is named `layerTest`.
+ * @since 0.1.0
+ * @category testing
  */
 export const layerInline: Layer.Layer<ReaderSpawner> = internal.layerInline
 

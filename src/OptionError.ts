@@ -12,12 +12,15 @@ import { typeIdGuard } from "./internal/errorTypeId.js"
  * @since 0.1.0
  * @category errors
  */
-export class OptionError extends Schema.TaggedError<OptionError>("effect-workers/OptionError/OptionError")("OptionError", {
-  module: Schema.String,
-  field: Schema.String,
-  expected: Schema.String,
-  value: Schema.Unknown
-}) {
+export class OptionError extends Schema.TaggedError<OptionError>("effect-workers/OptionError/OptionError")(
+  "OptionError",
+  {
+    module: Schema.String,
+    field: Schema.String,
+    expected: Schema.String,
+    value: Schema.Unknown
+  }
+) {
   /**
    * @since 0.1.0
    */

@@ -308,8 +308,9 @@ export declare namespace Registry {
 }
 
 /**
- * The module's Effect `Metric`s, labelled `queue=<name>`: hits, misses, de-duplicated requires, keys in flight, completed and failed runs, and the run-time histogram. Names follow `effect_workers_<module>_<what>` (README, "Tracing and
- * metrics"); read them with `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with
+ * The module's Effect `Metric`s, labelled `queue=<name>`: hits, misses, de-duplicated requires, keys in flight,
+ * completed and failed runs, and the run-time histogram. Names follow `effect_workers_<module>_<what>` (README,
+ * "Tracing and metrics"); read them with `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with
  * `@effect/opentelemetry`.
  *
  * @since 0.1.0

@@ -1,6 +1,6 @@
 /**
- * TypeId-based guards for the library's errors. Each error class carries `Symbol.for("effect-workers/<Module>/<Error>")`
- * on its prototype, the same string as its Schema identifier, and its guard looks for that symbol: unlike
+ * TypeId-based guards for the library's errors. Each error class carries
+ * `Symbol.for("effect-workers/<Module>/<Error>")` on its prototype, the same string as its Schema identifier, and its guard looks for that symbol: unlike
  * `instanceof` it also recognises an error made by another copy of effect-workers in the same program (two versions
  * installed side by side), and `instanceof` keeps working as before.
  */

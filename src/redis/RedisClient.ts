@@ -18,7 +18,7 @@ import { RedisError } from "../internal/redis/client.js"
  * the same settings (pub/sub needs a connection of its own).
  *
  * @since 0.1.0
- * @category tags
+ * @category services
  */
 // Its own class over the internal tag's key (the same service at run time): a subclass of the internal tag would
 // carry the internal class as its identifier, which a consumer's declarations could only name by an internal path.

@@ -82,7 +82,10 @@ const tracedStore = (store: Store, name: string, tags: ReturnType<typeof labels>
     )
 })
 
-const tracedQueue = <A>(queue: DurableQueue.DurableQueue<A>, tags: ReturnType<typeof labels>): DurableQueue.DurableQueue<A> => {
+const tracedQueue = <A>(
+  queue: DurableQueue.DurableQueue<A>,
+  tags: ReturnType<typeof labels>
+): DurableQueue.DurableQueue<A> => {
   const attributes = { "effect_workers.queue": queue.name }
   // One span per job a handler runs, a child of the caller of `take` or `run` (its taker fibers inherit it).
   const traced = <X, E, R>(handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>) =>
@@ -121,5 +124,6 @@ export const withTelemetry = (
   Scope.Scope
 > => {
   const tags = labels("queue", settings.name)
-  return Effect.map(make(tracedStore(store, settings.name, tags), settings, schema), (queue) => tracedQueue(queue, tags))
+  const traced = make(tracedStore(store, settings.name, tags), settings, schema)
+  return Effect.map(traced, (queue) => tracedQueue(queue, tags))
 }
