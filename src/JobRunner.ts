@@ -322,7 +322,7 @@ export const settings: (
  * Runs the runner until it is interrupted (SIGTERM / SIGINT under `runMain`), or, with `stopWhenEmpty`, until the
  * writer has nothing more and every item is done. Interruption is graceful: the writer stops, running items finish
  * (up to `gracefulShutdownTimeout`, then the reader processes are killed), and the run ends as soon as they are done.
- * Reader processes are spawned unless a {@link ReaderSpawner} (such as {@link layerTest}) is provided.
+ * Reader processes are spawned unless a `ReaderSpawner` (such as {@link layerTest}) is provided.
  *
  * @since 0.1.0
  * @category running

@@ -77,6 +77,7 @@ const tracedStore = (store: Store, name: string, tags: ReturnType<typeof labels>
     Effect.tap(store.settle(batch), () => count(batch, tags)).pipe(
       Effect.withSpan("DurableQueue.settle", {
         root: true,
+        captureStackTrace: false,
         attributes: { "effect_workers.queue": name, "effect_workers.jobs": batch.length }
       })
     )
@@ -92,6 +93,7 @@ const tracedQueue = <A>(
   (value: A, job: DurableQueue.Job) =>
     Effect.withSpan(Effect.suspend(() => handler(value, job)), "DurableQueue.take", {
       kind: "consumer",
+      captureStackTrace: false,
       attributes: { ...attributes, "effect_workers.job_id": job.id, "effect_workers.attempt": job.attempt }
     })
   return {
@@ -99,7 +101,7 @@ const tracedQueue = <A>(
     offer: (value, options) =>
       queue.offer(value, options).pipe(
         Effect.tap(() => bump(Metrics.offered, tags)),
-        Effect.withSpan("DurableQueue.offer", { kind: "producer", attributes })
+        Effect.withSpan("DurableQueue.offer", { kind: "producer", attributes, captureStackTrace: false })
       ),
     take: (handler) => queue.take(traced(handler)),
     run: (handler, options) => queue.run(traced(handler), options)
