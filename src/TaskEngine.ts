@@ -23,6 +23,7 @@ import type { DurableQueue } from "./DurableQueue.js"
 import type { OptionError } from "./OptionError.js"
 import type { RateLimiter } from "./RateLimiter.js"
 import type { TaskResult } from "./TaskResult.js"
+import { TaskEngineMetrics } from "./internal/metrics.js"
 
 /**
  * A typed failure of the engine: `TaskTimeout` (one attempt ran longer than `taskTimeout`; it lands in the task's
@@ -38,7 +39,7 @@ export { TaskEngineError }
  * @since 0.1.0
  * @category refinements
  */
-export const isTaskEngineError = (u: unknown): u is TaskEngineError => u instanceof internalError.TaskEngineError
+export const isTaskEngineError = (u: unknown): u is TaskEngineError => internalError.isTaskEngineError(u)
 
 /**
  * @since 0.1.0
@@ -150,6 +151,7 @@ export declare namespace TaskEngine {
    *
    * @since 0.1.0
    * @category models
+   * @deprecated Use `TaskEngine.TaskInfo`: Options and Stats types live at the top of their module.
    */
   export interface TaskInfo {
     readonly id: string
@@ -162,6 +164,7 @@ export declare namespace TaskEngine {
   /**
    * @since 0.1.0
    * @category models
+   * @deprecated Use `TaskEngine.RetryOptions`: Options and Stats types live at the top of their module.
    */
   export interface RetryOptions<E> {
     /**
@@ -182,6 +185,7 @@ export declare namespace TaskEngine {
    *
    * @since 0.1.0
    * @category models
+   * @deprecated Use `TaskEngine.BatchOptions`: Options and Stats types live at the top of their module.
    */
   export interface BatchOptions {
     /**
@@ -200,6 +204,7 @@ export declare namespace TaskEngine {
    *
    * @since 0.1.0
    * @category models
+   * @deprecated Use `TaskEngine.TaskOptions`: Options and Stats types live at the top of their module.
    */
   export interface TaskOptions extends BatchOptions {
     /** The task's id (a string); default: one made by the engine. */
@@ -209,6 +214,7 @@ export declare namespace TaskEngine {
   /**
    * @since 0.1.0
    * @category models
+   * @deprecated Use `TaskEngine.Options`: Options and Stats types live at the top of their module.
    */
   export interface Options<I, A, E, R> {
     /**
@@ -257,6 +263,7 @@ export declare namespace TaskEngine {
    *
    * @since 0.1.0
    * @category models
+   * @deprecated Use `TaskEngine.AsyncOptions`: Options and Stats types live at the top of their module.
    */
   export interface AsyncOptions<I, A> extends Omit<Options<I, A, Cause.UnknownException, never>, "handler"> {
     readonly handler: (input: I, task: TaskInfo) => PromiseLike<A> | A
@@ -265,6 +272,7 @@ export declare namespace TaskEngine {
   /**
    * @since 0.1.0
    * @category models
+   * @deprecated Use `TaskEngine.DurableOptions`: Options and Stats types live at the top of their module.
    */
   export interface DurableOptions {
     /**
@@ -279,6 +287,7 @@ export declare namespace TaskEngine {
   /**
    * @since 0.1.0
    * @category models
+   * @deprecated Use `TaskEngine.Stats`: Options and Stats types live at the top of their module.
    */
   export interface Stats {
     readonly workers: number
@@ -297,6 +306,70 @@ export declare namespace TaskEngine {
     readonly paused: boolean
   }
 }
+
+/**
+ * See the `TaskEngine.TaskEngine.TaskInfo` it names (the namespaced name is deprecated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TaskInfo = TaskEngine.TaskInfo
+
+/**
+ * See the `TaskEngine.TaskEngine.RetryOptions` it names (the namespaced name is deprecated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RetryOptions<E> = TaskEngine.RetryOptions<E>
+
+/**
+ * See the `TaskEngine.TaskEngine.BatchOptions` it names (the namespaced name is deprecated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type BatchOptions = TaskEngine.BatchOptions
+
+/**
+ * See the `TaskEngine.TaskEngine.TaskOptions` it names (the namespaced name is deprecated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TaskOptions = TaskEngine.TaskOptions
+
+/**
+ * See the `TaskEngine.TaskEngine.Options` it names (the namespaced name is deprecated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Options<I, A, E, R> = TaskEngine.Options<I, A, E, R>
+
+/**
+ * See the `TaskEngine.TaskEngine.AsyncOptions` it names (the namespaced name is deprecated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type AsyncOptions<I, A> = TaskEngine.AsyncOptions<I, A>
+
+/**
+ * See the `TaskEngine.TaskEngine.DurableOptions` it names (the namespaced name is deprecated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DurableOptions = TaskEngine.DurableOptions
+
+/**
+ * See the `TaskEngine.TaskEngine.Stats` it names (the namespaced name is deprecated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Stats = TaskEngine.Stats
 
 /**
  * Starts an engine whose workers live until the scope closes. Closing the scope interrupts running tasks and
@@ -450,3 +523,14 @@ export const runDurable: {
     options: Omit<TaskEngine.AsyncOptions<I, A>, "handler"> & TaskEngine.DurableOptions
   ): Effect.Effect<never, OptionError>
 } = internal.runDurable as never
+
+/**
+ * The module's Effect `Metric`s, labelled `engine=<title>`: queued and running gauges, completed, failed, retries,
+ * rate-limit waits, and the attempt-time histogram. Names follow `effect_workers_<module>_<what>` (README, "Tracing
+ * and metrics"); read them with `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with
+ * `@effect/opentelemetry`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const Metrics = TaskEngineMetrics

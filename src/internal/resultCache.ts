@@ -12,12 +12,15 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type { OptionError } from "../OptionError.js"
 import type * as ResultCache from "../ResultCache.js"
+import { ResultCacheMetrics as Metrics } from "./metrics.js"
 import { checker } from "./options.js"
+import { bump, labels } from "./telemetry.js"
+import { typeIdGuard } from "./errorTypeId.js"
 
 const check = checker("ResultCache")
 
 /** @internal */
-export class ResultCacheError extends Schema.TaggedError<ResultCacheError>("effect-workers/ResultCacheError")(
+export class ResultCacheError extends Schema.TaggedError<ResultCacheError>("effect-workers/ResultCache/ResultCacheError")(
   "ResultCacheError",
   {
     reason: Schema.Literal("GetFailed", "SetFailed", "ClearFailed"),
@@ -31,6 +34,9 @@ export class ResultCacheError extends Schema.TaggedError<ResultCacheError>("effe
     return `ResultCache: ${what} key ${this.key} failed${cause}`
   }
 }
+
+/** TypeId-based: see errorTypeId.ts. @internal */
+export const isResultCacheError = typeIdGuard(ResultCacheError, "effect-workers/ResultCache/ResultCacheError")
 
 /** @internal */
 export const describeKey = (key: unknown): string => {
@@ -146,7 +152,8 @@ export const memory = <K, V>(
     // force at construction, so TestClock drives it. A cache with no expiry never reads it.
     const clock = yield* Effect.clock
     const now = Duration.isFinite(ttl) ? () => clock.unsafeCurrentTimeMillis() : () => 0
-    const unsafeGet = (key: K) => lru.get(key, now())
+    const count = countReads("memory")
+    const unsafeGet = (key: K) => count(lru.get(key, now()))
     return {
       get: (key: K) => Effect.sync(() => unsafeGet(key)),
       unsafeGet,
@@ -156,6 +163,19 @@ export const memory = <K, V>(
       clearAll: Effect.sync(() => lru.clear())
     } satisfies ResultCache.ResultCache<K, V>
   })
+
+/**
+ * Counts a cache's reads as hits and misses (label `cache`: its kind) and returns what was read; a read that
+ * failed counts as neither.
+ * @internal
+ */
+export const countReads = (kind: string) => {
+  const tags = labels("cache", kind)
+  return <V>(found: Option.Option<V>): Option.Option<V> => {
+    bump(Option.isSome(found) ? Metrics.hits : Metrics.misses, tags)
+    return found
+  }
+}
 
 // --- user functions -----------------------------------------------------------------------------------------------
 
@@ -184,9 +204,13 @@ export const make = <K, V, E = never, R = never>(
       new ResultCacheError({ reason, key, cause })
     const userClear = impl.clear
     const userClearAll = impl.clearAll
+    const count = countReads("custom")
     return {
       get: (key: K) =>
-        Effect.provide(fromUser(() => impl.get(key), failed("GetFailed", describeKey(key))), context),
+        Effect.provide(
+          Effect.map(fromUser(() => impl.get(key), failed("GetFailed", describeKey(key))), count),
+          context
+        ),
       set: (key: K, value: V) =>
         Effect.provide(Effect.asVoid(fromUser(() => impl.set(key, value), failed("SetFailed", describeKey(key)))), context),
       clear: userClear === undefined ? undefined : (key: K) =>
@@ -247,6 +271,7 @@ export const keyValueStore = <K, V, I>(
     const codec = Schema.parseJson(options.schema)
     const decode = Schema.decodeEither(codec)
     const encode = Schema.encode(codec)
+    const count = countReads("key_value_store")
     return {
       get: (key: K) => {
         const storeKey = prefix + keyOf(key)
@@ -265,7 +290,8 @@ export const keyValueStore = <K, V, I>(
                 Option.none<V>()
               )
             }
-          }))
+          })),
+          Effect.map(count)
         )
       },
       set: (key: K, value: V) => {

@@ -25,6 +25,7 @@ import { type Codec, codec as makeCodec } from "./encoding.js"
 import { DurableQueueError } from "./error.js"
 import { offerId, type QueueSettings, runSettings } from "./options.js"
 import type { LeasedJob, Settle, Settlement, Store } from "./store.js"
+import { withTelemetry } from "./telemetry.js"
 
 /** Settlements written per store call. */
 const SETTLE_BATCH = 256
@@ -194,8 +195,7 @@ const runnerDied = (job: LeasedJob, settings: QueueSettings): Settlement => ({
     `(its ${settings.leaseMillis} ms lease expired; the process was killed, crashed or ran out of memory)`
 })
 
-/** @internal */
-export const make = <A, I>(
+const makeCore = <A, I>(
   store: Store,
   settings: QueueSettings,
   schema: Schema.Schema<A, I>
@@ -346,3 +346,6 @@ export const make = <A, I>(
       purge: Effect.mapError(store.purge, failed)
     } satisfies DurableQueue.DurableQueue<A>
   })
+
+/** @internal */
+export const make = withTelemetry(makeCore)

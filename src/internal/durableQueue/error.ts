@@ -3,9 +3,10 @@
  * encoded (named by id, with why).
  */
 import * as Schema from "effect/Schema"
+import { typeIdGuard } from "../errorTypeId.js"
 
 /** @internal */
-export class DurableQueueError extends Schema.TaggedError<DurableQueueError>("effect-workers/DurableQueueError")(
+export class DurableQueueError extends Schema.TaggedError<DurableQueueError>("effect-workers/DurableQueue/DurableQueueError")(
   "DurableQueueError",
   {
     reason: Schema.Literal("StoreFailed", "EncodeFailed"),
@@ -25,3 +26,6 @@ export class DurableQueueError extends Schema.TaggedError<DurableQueueError>("ef
     }${cause}`
   }
 }
+
+/** TypeId-based: see errorTypeId.ts. @internal */
+export const isDurableQueueError = typeIdGuard(DurableQueueError, "effect-workers/DurableQueue/DurableQueueError")
