@@ -23,7 +23,9 @@ import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../../DurableQueue.js"
 import { type Codec, codec as makeCodec } from "./encoding.js"
 import { DurableQueueError } from "./error.js"
+import { emitSettled, type EventPort, inProcessPort, makeEmitter } from "./events.js"
 import { offerId, type QueueSettings, runSettings } from "./options.js"
+import { members as eventMembers } from "./schedule.js"
 import type { LeasedJob, Settle, Settlement, Store } from "./store.js"
 
 /** Settlements written per store call. */
@@ -198,7 +200,8 @@ const runnerDied = (job: LeasedJob, settings: QueueSettings): Settlement => ({
 export const make = <A, I>(
   store: Store,
   settings: QueueSettings,
-  schema: Schema.Schema<A, I>
+  schema: Schema.Schema<A, I>,
+  port: EventPort = inProcessPort(store)
 ): Effect.Effect<DurableQueue.DurableQueue<A>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const { maxAttempts, name } = settings
@@ -207,6 +210,7 @@ export const make = <A, I>(
     const held = new Held(store, settings.leaseMillis)
     const feed = new Feed(store, held, settings.pollMillis)
     const settler = new Settler(store, held, failed, feed.offered.open)
+    const emitter = yield* makeEmitter(port.bus, name)
     // Forked in this order so that the scope, closing in reverse, stops the fetcher (which puts back what it
     // fetched) before the settler writes its last batches, and refreshes leases until then.
     yield* Effect.forkScoped(Effect.interruptible(held.refreshLoop()))
@@ -239,11 +243,13 @@ export const make = <A, I>(
     ): Effect.Effect<Exit.Exit<X, E>, DurableQueueError, R> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(restore(nextRunnable), (job) => {
+          emitter.emit("Started", job.id, job.attempts)
           let settled = false
           const run = Effect.flatMap(Effect.orDie(codec.decode(job.payload)), (value) => handler(value, { id: job.id, attempt: job.attempts }))
           return Effect.flatMap(Effect.exit(graceful ? run : restore(run)), (exit) => {
             settled = true
             const settlement = classify(exit, job, maxAttempts)
+            emitSettled(emitter, job, settlement)
             const result: Effect.Effect<Exit.Exit<X, E>> = settlement._tag === "Release"
               ? Effect.failCause((exit as Exit.Failure<X, E>).cause as Cause.Cause<never>)
               : Effect.succeed(exit)
@@ -298,6 +304,7 @@ export const make = <A, I>(
           Effect.mapError((cause) => new DurableQueueError({ reason: "EncodeFailed", backend: store.backend, queue: name, id, cause }))
         )
         yield* Effect.mapError(store.offer([{ id, payload, custom }]), failed)
+        emitter.emit("Offered", id)
         yield* feed.offered.open
         return id
       })
@@ -343,6 +350,7 @@ export const make = <A, I>(
       requeue: (id) =>
         Effect.flatMap(offerId(id), (checked) =>
           Effect.tap(Effect.mapError(store.requeue(checked), failed), (found) => found ? feed.offered.open : Effect.void)),
-      purge: Effect.mapError(store.purge, failed)
+      purge: Effect.mapError(store.purge, failed),
+      ...eventMembers(port, store.backend, name, failed, offer)
     } satisfies DurableQueue.DurableQueue<A>
   })
