@@ -44,7 +44,7 @@ class Held {
   /** Every third of the lease, so two refreshes can be lost or late before a live runner's lease lapses. */
   refreshLoop(): Effect.Effect<never> {
     return Effect.suspend(() =>
-      this.jobs.size === 0 ? Effect.void : this.store.refresh(Array.from(this.jobs.values()))
+      this.jobs.size === 0 ? Effect.void : Effect.asVoid(this.store.refresh(Array.from(this.jobs.values())))
     ).pipe(
       Effect.catchAllCause((cause) => Effect.logWarning("DurableQueue: refreshing leases failed", cause)),
       Effect.zipRight(Effect.sleep(Math.max(10, Math.floor(this.leaseMillis / 3)))),
@@ -181,12 +181,12 @@ class Feed {
 
 /** What a finished attempt makes of its job. */
 const classify = (exit: Exit.Exit<unknown, unknown>, job: LeasedJob, maxAttempts: number): Settlement => {
-  if (Exit.isSuccess(exit)) return { _tag: "Ack" }
+  if (Exit.isSuccess(exit)) return { _tag: "Ack", result: undefined, resultTtlMillis: 0 }
   if (Cause.isInterruptedOnly(exit.cause)) return { _tag: "Release", attempts: job.attempts - 1 }
   const lastError = Cause.pretty(exit.cause)
   return job.attempts >= maxAttempts
     ? { _tag: "Dead", attempts: job.attempts, lastError }
-    : { _tag: "Retry", attempts: job.attempts, lastError }
+    : { _tag: "Retry", attempts: job.attempts, lastError, delayMillis: 0 }
 }
 
 const runnerDied = (job: LeasedJob, settings: QueueSettings): Settlement => ({
@@ -303,7 +303,7 @@ export const make = <A, I>(
         const payload = yield* codec.encode(value).pipe(
           Effect.mapError((cause) => new DurableQueueError({ reason: "EncodeFailed", backend: store.backend, queue: name, id, cause }))
         )
-        yield* Effect.mapError(store.offer([{ id, payload, custom }]), failed)
+        yield* Effect.mapError(store.offer([{ id, payload, custom, delayMillis: 0, priority: 0, options: undefined }]), failed)
         emitter.emit("Offered", id)
         yield* feed.offered.open
         return id

@@ -10,7 +10,7 @@ import type * as DurableQueue from "../../DurableQueue.js"
 import type { OptionError } from "../../OptionError.js"
 import * as core from "./core.js"
 import { queueSettings } from "./options.js"
-import type { LeasedJob, OfferedJob, Settle, Store, StoredDeadLetter } from "./store.js"
+import type { LeasedJob, OfferedJob, Settle, Store, StoredCounts, StoredDeadLetter, StoredStatus } from "./store.js"
 
 interface Row {
   readonly id: string
@@ -62,18 +62,19 @@ export class MemoryStore implements Store {
         row.deadline = now + this.leaseMillis
         row.lease = ++this.leases
         this.leased.set(row.id, row)
-        out.push({ id: row.id, payload: row.payload, attempts: row.attempts, handle: row.lease })
+        out.push({ id: row.id, payload: row.payload, attempts: row.attempts, handle: row.lease, options: undefined })
       }
       return out
     })
   }
 
-  refresh(jobs: ReadonlyArray<LeasedJob>): Effect.Effect<void> {
+  refresh(jobs: ReadonlyArray<LeasedJob>): Effect.Effect<ReadonlyArray<string>> {
     return Effect.map(Clock.currentTimeMillis, (now) => {
       for (const job of jobs) {
         const row = this.held(job)
         if (row !== undefined) row.deadline = now + this.leaseMillis
       }
+      return []
     })
   }
 
@@ -83,7 +84,7 @@ export class MemoryStore implements Store {
         const row = this.held(job)
         if (row === undefined) continue
         this.leased.delete(row.id)
-        if (settlement._tag === "Ack") continue
+        if (settlement._tag === "Ack" || settlement._tag === "Cancelled") continue
         row.attempts = settlement.attempts
         if (settlement._tag !== "Release") row.lastError = settlement.lastError
         if (settlement._tag === "Dead") this.dead.set(row.id, row)
@@ -115,6 +116,22 @@ export class MemoryStore implements Store {
     this.dead.clear()
     return n
   })
+
+  // #11 port stubs, implemented in the next commits
+  cancel(): Effect.Effect<"cancelled" | "asked" | "none"> {
+    return Effect.dieMessage("cancel: not implemented yet")
+  }
+  progress(): Effect.Effect<void> {
+    return Effect.dieMessage("progress: not implemented yet")
+  }
+  status(): Effect.Effect<StoredStatus | undefined> {
+    return Effect.dieMessage("status: not implemented yet")
+  }
+  setPaused(): Effect.Effect<void> {
+    return Effect.dieMessage("setPaused: not implemented yet")
+  }
+  readonly counts: Effect.Effect<StoredCounts> = Effect.dieMessage("counts: not implemented yet")
+  readonly requeueAll: Effect.Effect<number> = Effect.dieMessage("requeueAll: not implemented yet")
 
   private held(job: LeasedJob): Row | undefined {
     const row = this.leased.get(job.id)
