@@ -12,6 +12,7 @@
  *
  * @since 0.1.0
  */
+import type * as Cron from "effect/Cron"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
@@ -19,6 +20,7 @@ import type * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
 import * as backoffInternal from "./internal/durableQueue/backoff.js"
 import { DurableQueueError } from "./internal/durableQueue/error.js"
 import * as memoryInternal from "./internal/durableQueue/memoryStore.js"
@@ -115,6 +117,33 @@ export interface DurableQueue<in out A> {
   readonly counts: Effect.Effect<Counts, DurableQueueError>
   /** Queues every dead letter again, attempts reset to 0; returns how many. */
   readonly requeueAll: Effect.Effect<number, DurableQueueError>
+  /**
+   * What happens to this queue's jobs, in every process (Redis pub/sub, PostgreSQL LISTEN/NOTIFY, in-process for
+   * memory and SQLite), from subscription on; at most once: an event lost on the way is not sent again. Events
+   * never slow or fail the queue (they are published in batches, fire-and-forget); a subscriber more than 10,000
+   * events behind loses the oldest, with a logged count. "Offered" is sent for every offer, also of an id the store
+   * already knew.
+   */
+  readonly events: Stream.Stream<JobEvent, DurableQueueError>
+  /**
+   * Offers `value` at each occurrence of `spec` (a cron expression, read in UTC unless `timeZone`; a `Cron`; or
+   * `{ every }`, occurrence k at k × every since the epoch) while the scope lives, with the job id
+   * `schedule:<id>:<occurrence as ISO string>`: run it in every process and each occurrence is still stored once,
+   * and none is missed while one of them lives. A `Schedule` is refused (its occurrences count from when its
+   * process started, so processes would not agree); a bad `id`, cron expression or `every` fails with `OptionError`
+   * naming it. Calling it clears an earlier `unschedule` of `id`.
+   */
+  readonly schedule: (
+    id: string,
+    spec: ScheduleSpec,
+    value: A,
+    options?: ScheduleOptions
+  ) => Effect.Effect<void, DurableQueueError | OptionError, Scope.Scope>
+  /**
+   * Stops schedule `id` in every process (a mark the store keeps): each stops before its next occurrence, and
+   * their `schedule` scopes may stay open. An occurrence being offered as the mark is written may still go out.
+   */
+  readonly unschedule: (id: string) => Effect.Effect<void, DurableQueueError | OptionError>
 }
 
 /**
@@ -246,6 +275,41 @@ export interface Counts {
   readonly running: number
   readonly dead: number
   readonly paused: boolean
+}
+
+/**
+ * An event of a job: `at` is the wall time (ms since the epoch) in the process that sent it; `attempt` on
+ * Started, Failed, Retried, Dead, Completed; `error` (the failure, rendered) on Failed, Retried and Dead; `progress`
+ * (the reported JSON value) on Progress.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface JobEvent {
+  readonly _tag: "Offered" | "Started" | "Progress" | "Completed" | "Failed" | "Retried" | "Dead" | "Cancelled"
+  readonly id: string
+  readonly at: number
+  readonly attempt?: number | undefined
+  readonly error?: string | undefined
+  readonly progress?: unknown
+}
+
+/**
+ * When a schedule offers: a cron expression (5 fields, or 6 with seconds first), a `Cron`, or a fixed interval
+ * anchored at the epoch.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ScheduleSpec = string | Cron.Cron | { readonly every: Duration.DurationInput }
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ScheduleOptions {
+  /** The time zone of a cron expression given as a string (an IANA name such as "Europe/Paris"). Default: UTC. */
+  readonly timeZone?: string | undefined
 }
 
 /**

@@ -28,7 +28,9 @@ import type * as DurableQueue from "../../DurableQueue.js"
 import { retryDelay } from "./backoff.js"
 import { type Codec, codec as makeCodec, notJson } from "./encoding.js"
 import { DurableQueueError } from "./error.js"
+import { type Emitter, emitSettled, type EventPort, inProcessPort, makeEmitter } from "./events.js"
 import { jobSettings, type JobSettings, offerId, offerSettings, type QueueSettings, runSettings, takeSettings } from "./options.js"
+import { members as eventMembers } from "./schedule.js"
 import type { LeasedJob, Settle, Settlement, Store, StoredStatus } from "./store.js"
 
 /** Settlements written per store call. */
@@ -222,6 +224,7 @@ interface Parts<A> {
   readonly settler: Settler
   readonly running: Running
   readonly failed: (cause: unknown, id?: string) => DurableQueueError
+  readonly emitter: Emitter
 }
 
 /**
@@ -292,7 +295,9 @@ const recordProgress = <A>(parts: Parts<A>, job: LeasedJob, value: unknown): Eff
     const json = JSON.stringify(value)
     const bytes = utf8Length(json)
     if (bytes > MAX_PROGRESS_BYTES) return Effect.fail(rejected(`its JSON is ${bytes} bytes, more than ${MAX_PROGRESS_BYTES}`))
-    return Effect.mapError(parts.store.progress(job, json), (cause) => parts.failed(cause, job.id))
+    return Effect.mapError(parts.store.progress(job, json), (cause) => parts.failed(cause, job.id)).pipe(
+      Effect.tap(() => parts.emitter.emit("Progress", job.id, job.attempts, { progress: value }))
+    )
   })
 
 /** The handler's body: the job decoded, run, bounded by its timeout (the offer's, else the queue's). */
@@ -343,6 +348,7 @@ const attempt = <A, X, E, R>(
   let settled = false
   let fiber: Fiber.RuntimeFiber<X, E> | undefined
   return Effect.gen(function*() {
+    parts.emitter.emit("Started", job.id, job.attempts)
     fiber = yield* Effect.forkDaemon(Effect.interruptible(body(parts, job, perJob, handler)))
     running.start(job.id, fiber)
     const handling = fiber
@@ -350,6 +356,7 @@ const attempt = <A, X, E, R>(
       ? yield* Fiber.await(handling)
       : yield* Effect.flatMap(Effect.exit(restore(Fiber.await(handling))), (awaited) => Exit.isSuccess(awaited) ? Effect.succeed(awaited.value) : Fiber.interrupt(handling))
     const settlement = yield* complete(parts, job, perJob, exit, running.end(job.id), result)
+    emitSettled(parts.emitter, job, settlement)
     settled = true
     const outcome: Effect.Effect<Exit.Exit<X, E>> = settlement._tag === "Release"
       ? Effect.failCause((exit as Exit.Failure<X, E>).cause as Cause.Cause<never>)
@@ -367,7 +374,9 @@ const attempt = <A, X, E, R>(
       settled ? Effect.void : Effect.sync(() => {
         fiber?.unsafeInterruptAsFork(FiberId.none)
         const cancelled = running.end(job.id)
-        settler.submit(job, classify(Exit.isSuccess(exit) ? Exit.die("settled by no one") : exit, job, parts.settings.maxAttempts, cancelled))
+        const settlement = classify(Exit.isSuccess(exit) ? Exit.die("settled by no one") : exit, job, parts.settings.maxAttempts, cancelled)
+        emitSettled(parts.emitter, job, settlement)
+        settler.submit(job, settlement)
       })
     )
   )
@@ -385,10 +394,13 @@ const makeTake = <A>(parts: Parts<A>) => {
   const nextRunnable: Effect.Effect<LeasedJob> = Effect.flatMap(Effect.suspend(() => parts.feed.next()), (job) => {
     if (running.asked.delete(job.id)) {
       settler.submit(job, { _tag: "Cancelled", attempts: job.attempts - 1 })
+      parts.emitter.emit("Cancelled", job.id, job.attempts - 1)
       return nextRunnable
     }
     if (job.attempts <= settings.maxAttempts) return Effect.succeed(job)
-    settler.submit(job, runnerDied(job, settings))
+    const died = runnerDied(job, settings)
+    emitSettled(parts.emitter, job, died)
+    settler.submit(job, died)
     return nextRunnable
   })
   return <X, E, R>(
@@ -440,6 +452,7 @@ const makeOffer = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["offer"] =>
       Effect.mapError((cause) => new DurableQueueError({ reason: "EncodeFailed", backend: parts.store.backend, queue: parts.settings.name, id, cause }))
     )
     yield* Effect.mapError(parts.store.offer([{ id, payload, custom, delayMillis, priority, options }]), parts.failed)
+    parts.emitter.emit("Offered", id)
     yield* parts.feed.offered.open
     return id
   })
@@ -505,6 +518,8 @@ const makeAdmin = <A>(parts: Parts<A>) => {
     Effect.map(byId(id, (checked) => store.cancel(checked)), (outcome) => {
       // Held here: its handler is interrupted now rather than at the next refresh.
       if (outcome === "asked" && held.jobs.has(id)) running.ask([id])
+      // A running job's "Cancelled" is sent where it is settled; a waiting or delayed one's is sent here.
+      if (outcome === "cancelled") parts.emitter.emit("Cancelled", id)
       return outcome !== "none"
     })
   const size = Effect.mapError(store.size, failed)
@@ -549,7 +564,8 @@ const startParts = <A>({ feed, held, settler }: Parts<A>): Effect.Effect<void, n
 export const make = <A, I>(
   store: Store,
   settings: QueueSettings,
-  schema: Schema.Schema<A, I>
+  schema: Schema.Schema<A, I>,
+  port: EventPort = inProcessPort(store)
 ): Effect.Effect<DurableQueue.DurableQueue<A>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const failed = (cause: unknown, id?: string) =>
@@ -558,13 +574,16 @@ export const make = <A, I>(
     const held = new Held(store, settings.leaseMillis, (ids) => running.ask(ids))
     const feed = new Feed(store, held, settings.pollMillis)
     const settler = new Settler(store, held, failed, feed.offered.open)
-    const parts: Parts<A> = { store, settings, codec: makeCodec(schema), held, feed, settler, running, failed }
+    // Forked before the other parts: the scope, closing in reverse, stops it last, after the final settlements.
+    const emitter = yield* makeEmitter(port.bus, settings.name)
+    const parts: Parts<A> = { store, settings, codec: makeCodec(schema), held, feed, settler, running, failed, emitter }
     yield* startParts(parts)
+    const offer = makeOffer(parts)
     const take = makeTake(parts)
     const report = deadLetterReport(parts)
     return {
       name: settings.name,
-      offer: makeOffer(parts),
+      offer,
       take: (<X, E, R>(handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>, options?: unknown) =>
         options === undefined
           ? take(handler, false, undefined)
@@ -580,6 +599,7 @@ export const make = <A, I>(
           letters
         )),
       undecodableDeadLetters: Effect.map(report, (r) => r.undecodable),
-      ...makeAdmin(parts)
+      ...makeAdmin(parts),
+      ...eventMembers(port, store.backend, settings.name, failed, offer)
     } satisfies DurableQueue.DurableQueue<A>
   })

@@ -20,6 +20,7 @@ import { OptionError } from "../../OptionError.js"
 import type * as RedisDurableQueue from "../../redis/DurableQueue.js"
 import { connect, defineScript, RedisClient } from "../redis/client.js"
 import * as core from "./core.js"
+import { redisPort } from "./redisEvents.js"
 import { type QueueSettings, queueSettings } from "./options.js"
 import * as scripts from "./redisScripts.js"
 import type { LeasedJob, OfferedJob, Settle, Settlement, Store } from "./store.js"
@@ -129,5 +130,5 @@ export const make = <A, I>(
     // A connection of its own with auto-pipelining: the leases and settlements of concurrent takers issued in one
     // tick travel in one round trip.
     const redis = yield* connect({ ...clientOptions, options: { ...clientOptions.options, enableAutoPipelining: true } }).pipe(Effect.orDie)
-    return yield* core.make(makeStore(redis, prefix, settings), settings, options.schema)
+    return yield* core.make(makeStore(redis, prefix, settings), settings, options.schema, redisPort(redis, clientOptions, `${prefix}{${escapeName(settings.name)}}:`, settings.name))
   })

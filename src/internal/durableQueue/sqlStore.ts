@@ -48,6 +48,7 @@ import { checker } from "../options.js"
 import * as core from "./core.js"
 import { DurableQueueError } from "./error.js"
 import { type QueueSettings, queueSettings } from "./options.js"
+import { sqlPort } from "./sqlEvents.js"
 import { channelOf, listen, listenerOf } from "./sqlListen.js"
 import type { LeasedJob, OfferedJob, Settle, Store, StoredDeadLetter } from "./store.js"
 
@@ -327,5 +328,5 @@ export const make = <A, I>(
     const store = yield* makeStore(settings, { tableName, notify: notify ?? true }).pipe(
       Effect.mapError((cause) => new DurableQueueError({ reason: "StoreFailed", backend: "sql", queue: settings.name, cause }))
     )
-    return yield* core.make(store, settings, options.schema)
+    return yield* core.make(store, settings, options.schema, yield* sqlPort(settings.name, tableName, notify ?? true))
   })
