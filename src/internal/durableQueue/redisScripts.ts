@@ -1,126 +1,385 @@
 /**
- * The Lua scripts of the Redis store, one per atomic operation. They move opaque strings (ids, JSON payloads, error
- * texts) and never parse a job: cjson refused what JavaScript writes (lone surrogates, nesting over 1000) and, as
- * Redis does not roll a script back, a job it choked on took its whole popped batch with it.
+ * The Lua scripts of the Redis store, one per atomic operation. They move opaque strings (ids, JSON payloads,
+ * options, progress, results, error texts) and never parse one: cjson refused what JavaScript writes (lone
+ * surrogates, nesting over 1000) and, as Redis does not roll a script back, a job it choked on took its whole
+ * popped batch with it.
  *
- * Keys of one queue (see `keysOf`): waiting (list of ids, oldest first), payloads (hash id → JSON), attempts (hash
- * id → count), errors (hash id → last error), owners (hash id → token of the store holding its lease), leased
- * (sorted set id → lease deadline in ms, Redis's clock), dead (list of ids, oldest first), ids (set of custom ids
- * ever offered, so one is queued once). Times come from `TIME`, so runners on several machines agree on leases.
+ * Keys of one queue (`<prefix>{<escaped name>}:<suffix>`, see `keysOf`; one hash tag, so one Cluster slot):
+ * - waiting: sorted set of ready jobs. Score = -priority (an integer, exact in a double), member = `seq` as 16 hex
+ *   digits followed by the id: Redis orders equal scores by member bytes, so ties go in sequence (offer) order. A
+ *   score `priority × 2^32 + seq` would run out of sequence numbers after 2^32 offers (5 days at 10,000/s); the
+ *   member has all 53 bits. ZPOPMIN takes the head in O(log n).
+ * - seq: counter giving each entry into waiting/delayed (and each death) its place.
+ * - queued: hash id → its waiting member, for every waiting or delayed job (cancel and status find it by id).
+ * - delayed: sorted set id → ready time (ms, Redis's clock); moved to waiting by the lease script once due.
+ * - leased: sorted set id → lease deadline (ms); owners: hash id → token of the store holding its lease.
+ * - payloads, attempts, errors, priorities (only ≠ 0), options, progress, results: hashes id → text.
+ * - cancelling: set of leased ids whose cancellation was asked; cancelled: set of cancelled ids (kept, like dead).
+ * - dead: sorted set id → `seq` at its death (oldest first); done: sorted set id → end of its done record (ms).
+ * - ids: set of custom ids ever offered (so one is queued once, also after its done record expired); paused: "1".
+ *
+ * Layout change of issue #11 (pre-1.0): waiting and dead were lists; a queue written by an older version fails
+ * with WRONGTYPE instead of losing its jobs silently: drain it first, or delete its keys.
+ *
+ * Times come from `TIME`, so runners on several machines agree on leases, delays and time to live.
  */
 
-const now = `local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`
+/** Every key suffix of a queue; a script names the ones it uses, and gets Lua locals of those names. */
+export const keyNames = [
+  "waiting",
+  "seq",
+  "queued",
+  "delayed",
+  "leased",
+  "owners",
+  "payloads",
+  "attempts",
+  "errors",
+  "priorities",
+  "options",
+  "progress",
+  "results",
+  "cancelling",
+  "cancelled",
+  "dead",
+  "done",
+  "ids",
+  "paused"
+] as const
 
-/** KEYS: waiting, payloads, ids. ARGV: (id, payload, custom "1"/"0") triples. */
-export const offer = `
-for i = 1, #ARGV, 3 do
-  local id = ARGV[i]
-  if (ARGV[i + 2] ~= '1' or redis.call('SADD', KEYS[3], id) == 1) and redis.call('HSETNX', KEYS[2], id, ARGV[i + 1]) == 1 then
-    redis.call('RPUSH', KEYS[1], id)
-  end
-end
-return 1
-`
+export type KeyName = typeof keyNames[number]
+
+export interface Script {
+  readonly keys: ReadonlyArray<KeyName>
+  readonly lua: string
+}
+
+/** Binds KEYS[1..n] to locals named after the keys, then the body. */
+const script = (keys: ReadonlyArray<KeyName>, ...body: ReadonlyArray<string>): Script => ({
+  keys,
+  lua: [`local ${keys.join(", ")} = ${keys.map((_, i) => `KEYS[${i + 1}]`).join(", ")}`, ...body].join("\n")
+})
+
+const clock = `local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end`
 
 /**
- * KEYS: waiting, leased, owners, attempts, payloads. ARGV: token, lease (ms), most jobs. Puts back (up to 1000)
- * jobs whose lease ran out, then leases up to `most`, counting an attempt on each. Returns (id, payload, attempts)
- * triples.
+ * Puts `id` in waiting (delay 0) or delayed, behind every job of its priority offered before. Needs seq, queued,
+ * waiting, delayed. `0 - priority`, not `-priority`: Lua's -0 would be written "-0".
  */
-export const lease = `
-${now}
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1000)
-for _, id in ipairs(expired) do
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('HDEL', KEYS[3], id)
-  redis.call('RPUSH', KEYS[1], id)
+const enqueue = `local function enqueue(id, delay, now, priority)
+  local member = string.format('%016x', redis.call('INCR', seq)) .. id
+  redis.call('HSET', queued, id, member)
+  if delay > 0 then
+    redis.call('ZADD', delayed, now + delay, id)
+  else
+    redis.call('ZADD', waiting, 0 - priority, member)
+  end
 end
-local ids = redis.call('LPOP', KEYS[1], ARGV[3])
-if not ids then return {} end
+local function priorityOf(id)
+  return tonumber(redis.call('HGET', priorities, id) or '0')
+end`
+
+/** A job becomes a cancelled record: attempts, error and progress kept for `status`, the rest dropped. */
+const cancelRecord = `local function cancelRecord(id)
+  redis.call('SADD', cancelled, id)
+  redis.call('HDEL', payloads, id)
+  redis.call('HDEL', priorities, id)
+  redis.call('HDEL', options, id)
+end`
+
+/**
+ * ARGV: (id, payload, custom "1"/"0", delay ms, priority, options or "") sextuples. Known ids are skipped: a custom
+ * one by `ids` (forever), a generated one by its payload. Options are JSON text, never "", so "" means none.
+ */
+export const offer = script(
+  ["waiting", "seq", "queued", "delayed", "payloads", "priorities", "options", "ids"],
+  clock,
+  enqueue,
+  `local now
+for i = 1, #ARGV, 6 do
+  local id = ARGV[i]
+  if (ARGV[i + 2] ~= '1' or redis.call('SADD', ids, id) == 1) and redis.call('HSETNX', payloads, id, ARGV[i + 1]) == 1 then
+    local delay, priority = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+    if priority ~= 0 then redis.call('HSET', priorities, id, priority) end
+    if ARGV[i + 5] ~= '' then redis.call('HSET', options, id, ARGV[i + 5]) end
+    if delay > 0 and not now then now = clock() end
+    enqueue(id, delay, now, priority)
+  end
+end
+return 1`
+)
+
+/**
+ * ARGV: token, lease (ms), most jobs. First, up to 1,000 jobs whose lease ran out (their runner died) are queued
+ * again, or settled cancelled when their cancellation was asked; up to 1,000 delayed jobs now due are moved to
+ * waiting (ready-time order; a backlog larger than that moves over the next calls, each bounded to ~1 ms). Then,
+ * unless paused, leases up to `most`, counting an attempt on each. Returns (id, payload, attempts, options or nil)
+ * quadruples.
+ */
+export const lease = script(
+  ["waiting", "seq", "queued", "delayed", "leased", "owners", "payloads", "attempts", "priorities", "options", "cancelling", "cancelled", "paused"],
+  clock,
+  enqueue,
+  cancelRecord,
+  `local now = clock()
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', leased, '-inf', now, 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', leased, id)
+  redis.call('HDEL', owners, id)
+  if redis.call('SREM', cancelling, id) == 1 then cancelRecord(id) else enqueue(id, 0, now, priorityOf(id)) end
+end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', delayed, id)
+  local member = redis.call('HGET', queued, id)
+  if member then redis.call('ZADD', waiting, 0 - priorityOf(id), member) end
+end
+if redis.call('EXISTS', paused) == 1 then return {} end
+local popped = redis.call('ZPOPMIN', waiting, ARGV[3])
 local deadline = now + tonumber(ARGV[2])
 local out = {}
-for _, id in ipairs(ids) do
-  local payload = redis.call('HGET', KEYS[5], id)
+for i = 1, #popped, 2 do
+  local id = string.sub(popped[i], 17)
+  redis.call('HDEL', queued, id)
+  local payload = redis.call('HGET', payloads, id)
   if payload then
-    local n = redis.call('HINCRBY', KEYS[4], id, 1)
-    redis.call('ZADD', KEYS[2], deadline, id)
-    redis.call('HSET', KEYS[3], id, ARGV[1])
+    local n = redis.call('HINCRBY', attempts, id, 1)
+    redis.call('ZADD', leased, deadline, id)
+    redis.call('HSET', owners, id, ARGV[1])
     out[#out + 1] = id
     out[#out + 1] = payload
     out[#out + 1] = n
+    out[#out + 1] = redis.call('HGET', options, id)
   end
 end
-return out
-`
+return out`
+)
 
-/** KEYS: leased, owners. ARGV: token, lease (ms), ids. Extends the leases this token holds. */
-export const refresh = `
-${now}
-local deadline = now + tonumber(ARGV[2])
+/** ARGV: token, lease (ms), ids. Extends the leases this token holds; returns those of them asked to cancel. */
+export const refresh = script(
+  ["leased", "owners", "cancelling"],
+  clock,
+  `local deadline = clock() + tonumber(ARGV[2])
+local asked = {}
 for i = 3, #ARGV do
-  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then redis.call('ZADD', KEYS[1], 'XX', deadline, ARGV[i]) end
+  local id = ARGV[i]
+  if redis.call('HGET', owners, id) == ARGV[1] then
+    redis.call('ZADD', leased, 'XX', deadline, id)
+    if redis.call('SISMEMBER', cancelling, id) == 1 then asked[#asked + 1] = id end
+  end
 end
-return 1
-`
+return asked`
+)
 
 /**
- * KEYS: waiting, leased, owners, attempts, payloads, errors, dead. ARGV: token, then (id, kind, attempts, error)
- * quadruples; kind "a" ack, "b" back (release), "r" retry, "d" dead. Only jobs this token holds are touched, so a
- * late settlement (the lease lapsed, another runner has the job) or a repeated one changes nothing.
+ * ARGV: token, then (id, kind, attempts, text, number) quintuples. Kinds: "a" ack (number: time to live of the
+ * done record, ms), "A" ack with the result in text, "b" back (release), "r" retry (text: error; number: delay
+ * ms), "d" dead (text: error), "c" cancelled. Only jobs this token holds are touched, so a late settlement (the
+ * lease lapsed, another runner has the job) or a repeated one changes nothing. A job asked to cancel is not
+ * queued again whatever its settlement says. Then drops up to 1,000 done records whose time passed (no sweeper).
  */
-export const settle = `
-for i = 2, #ARGV, 4 do
-  local id = ARGV[i]
-  if redis.call('HGET', KEYS[3], id) == ARGV[1] then
-    redis.call('ZREM', KEYS[2], id)
-    redis.call('HDEL', KEYS[3], id)
-    local kind = ARGV[i + 1]
-    if kind == 'a' then
-      redis.call('HDEL', KEYS[5], id)
-      redis.call('HDEL', KEYS[4], id)
-      redis.call('HDEL', KEYS[6], id)
+export const settle = script(
+  [
+    "waiting", "seq", "queued", "delayed", "leased", "owners", "payloads", "attempts", "errors", "priorities",
+    "options", "progress", "results", "cancelling", "cancelled", "dead", "done"
+  ],
+  clock,
+  enqueue,
+  cancelRecord,
+  `local now = clock()
+for i = 2, #ARGV, 5 do
+  local id, kind = ARGV[i], ARGV[i + 1]
+  if redis.call('HGET', owners, id) == ARGV[1] then
+    redis.call('ZREM', leased, id)
+    redis.call('HDEL', owners, id)
+    if redis.call('SREM', cancelling, id) == 1 and (kind == 'b' or kind == 'r') then kind = 'c' end
+    if kind == 'a' or kind == 'A' then
+      local ttl = tonumber(ARGV[i + 4])
+      redis.call('HDEL', payloads, id)
+      redis.call('HDEL', errors, id)
+      redis.call('HDEL', priorities, id)
+      redis.call('HDEL', options, id)
+      if ttl > 0 then
+        redis.call('ZADD', done, now + ttl, id)
+        if kind == 'A' then redis.call('HSET', results, id, ARGV[i + 3]) end
+      else
+        redis.call('HDEL', attempts, id)
+        redis.call('HDEL', progress, id)
+      end
     else
-      redis.call('HSET', KEYS[4], id, ARGV[i + 2])
-      if kind ~= 'b' then redis.call('HSET', KEYS[6], id, ARGV[i + 3]) end
-      if kind == 'd' then redis.call('RPUSH', KEYS[7], id) else redis.call('RPUSH', KEYS[1], id) end
+      redis.call('HSET', attempts, id, ARGV[i + 2])
+      if kind == 'c' then
+        cancelRecord(id)
+      else
+        if kind ~= 'b' then redis.call('HSET', errors, id, ARGV[i + 3]) end
+        if kind == 'd' then
+          redis.call('ZADD', dead, redis.call('INCR', seq), id)
+        else
+          enqueue(id, kind == 'r' and tonumber(ARGV[i + 4]) or 0, now, priorityOf(id))
+        end
+      end
     end
   end
 end
-return 1
-`
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', done, '-inf', now, 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', done, id)
+  redis.call('HDEL', results, id)
+  redis.call('HDEL', attempts, id)
+  redis.call('HDEL', progress, id)
+end
+return 1`
+)
 
-/** KEYS: dead, payloads, attempts, errors. Returns (id, payload, attempts, error) quadruples, oldest first. */
-export const deadLetters = `
-local ids = redis.call('LRANGE', KEYS[1], 0, -1)
-local out = {}
-for _, id in ipairs(ids) do
+/**
+ * ARGV: id. waiting or delayed: a cancelled record now ("cancelled"); leased: cancellation asked, reported by
+ * `refresh` and applied by `settle` or, once its runner died, by `lease` ("asked"); otherwise "none".
+ */
+export const cancel = script(
+  ["waiting", "queued", "delayed", "leased", "payloads", "priorities", "options", "cancelling", "cancelled"],
+  cancelRecord,
+  `local id = ARGV[1]
+local member = redis.call('HGET', queued, id)
+if member then
+  redis.call('ZREM', waiting, member)
+  redis.call('ZREM', delayed, id)
+  redis.call('HDEL', queued, id)
+  cancelRecord(id)
+  return 'cancelled'
+end
+if redis.call('ZSCORE', leased, id) then
+  redis.call('SADD', cancelling, id)
+  return 'asked'
+end
+return 'none'`
+)
+
+/** ARGV: token, id, progress. Stored only while this token holds the job. */
+export const progress = script(
+  ["owners", "progress"],
+  `if redis.call('HGET', owners, ARGV[2]) == ARGV[1] then redis.call('HSET', progress, ARGV[2], ARGV[3]) end
+return 1`
+)
+
+/**
+ * ARGV: id. Returns (state, attempts, progress, error, result), nil entries for none, or nil when nothing is known.
+ * A delayed job past its time is "waiting" (the next lease moves it); a done record past its time is unknown.
+ */
+export const status = script(
+  ["queued", "delayed", "leased", "attempts", "errors", "progress", "results", "cancelled", "dead", "done"],
+  clock,
+  `local id = ARGV[1]
+local state
+if redis.call('ZSCORE', leased, id) then
+  state = 'running'
+elseif redis.call('HEXISTS', queued, id) == 1 then
+  local at = redis.call('ZSCORE', delayed, id)
+  state = (at and tonumber(at) > clock()) and 'delayed' or 'waiting'
+elseif redis.call('ZSCORE', dead, id) then
+  state = 'dead'
+elseif redis.call('SISMEMBER', cancelled, id) == 1 then
+  state = 'cancelled'
+else
+  local ends = redis.call('ZSCORE', done, id)
+  if not ends or tonumber(ends) <= clock() then return false end
+  state = 'done'
+end
+return {
+  state,
+  redis.call('HGET', attempts, id) or '0',
+  redis.call('HGET', progress, id),
+  redis.call('HGET', errors, id),
+  state == 'done' and redis.call('HGET', results, id)
+}`
+)
+
+/** Returns waiting (delayed jobs past their time included), delayed, running, dead, paused (1/0). */
+export const counts = script(
+  ["waiting", "delayed", "leased", "dead", "paused"],
+  clock,
+  `local due = redis.call('ZCOUNT', delayed, '-inf', clock())
+return {
+  redis.call('ZCARD', waiting) + due,
+  redis.call('ZCARD', delayed) - due,
+  redis.call('ZCARD', leased),
+  redis.call('ZCARD', dead),
+  redis.call('EXISTS', paused)
+}`
+)
+
+/** Returns (id, payload, attempts, error) quadruples, oldest first. */
+export const deadLetters = script(
+  ["dead", "payloads", "attempts", "errors"],
+  `local out = {}
+for _, id in ipairs(redis.call('ZRANGE', dead, 0, -1)) do
   out[#out + 1] = id
-  out[#out + 1] = redis.call('HGET', KEYS[2], id) or ''
-  out[#out + 1] = redis.call('HGET', KEYS[3], id) or '0'
-  out[#out + 1] = redis.call('HGET', KEYS[4], id) or ''
+  out[#out + 1] = redis.call('HGET', payloads, id) or ''
+  out[#out + 1] = redis.call('HGET', attempts, id) or '0'
+  out[#out + 1] = redis.call('HGET', errors, id) or ''
 end
-return out
-`
+return out`
+)
 
-/** KEYS: dead, waiting, attempts, errors. ARGV: id. Queues a dead letter again, no attempts counted. */
-export const requeue = `
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
-redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[1])
-redis.call('RPUSH', KEYS[2], ARGV[1])
-return 1
-`
+/** Queues dead letter `id` again with its priority, attempts, error and progress cleared. Needs requeue's keys. */
+const revive = `local function revive(id)
+  redis.call('ZREM', dead, id)
+  redis.call('HDEL', attempts, id)
+  redis.call('HDEL', errors, id)
+  redis.call('HDEL', progress, id)
+  enqueue(id, 0, 0, priorityOf(id))
+end`
 
-/** KEYS: dead, payloads, attempts, errors, ids. Deletes every dead letter and forgets its id; returns how many. */
-export const purge = `
-local ids = redis.call('LRANGE', KEYS[1], 0, -1)
-for _, id in ipairs(ids) do
-  redis.call('HDEL', KEYS[2], id)
-  redis.call('HDEL', KEYS[3], id)
-  redis.call('HDEL', KEYS[4], id)
-  redis.call('SREM', KEYS[5], id)
+const requeueKeys: ReadonlyArray<KeyName> = ["waiting", "seq", "queued", "delayed", "dead", "attempts", "errors", "progress", "priorities"]
+
+/** ARGV: id. Queues a dead letter again, no attempts counted; 0 when there is no such dead letter. */
+export const requeue = script(
+  requeueKeys,
+  enqueue,
+  revive,
+  `if not redis.call('ZSCORE', dead, ARGV[1]) then return 0 end
+revive(ARGV[1])
+return 1`
+)
+
+/**
+ * ARGV: bound ("" at first). Queues again up to 1,000 dead letters that died no later than `bound` (at first the
+ * newest now), oldest first, so that the store's calls, each blocking Redis ~1 ms, end even while jobs keep dying
+ * (a job dying again is not requeued twice). Returns (how many, bound).
+ */
+export const requeueAll = script(
+  requeueKeys,
+  enqueue,
+  revive,
+  `local bound = ARGV[1]
+if bound == '' then
+  local newest = redis.call('ZRANGE', dead, -1, -1, 'WITHSCORES')
+  if #newest == 0 then return {0, ''} end
+  bound = newest[2]
 end
-redis.call('DEL', KEYS[1])
-return #ids
-`
+local ids = redis.call('ZRANGEBYSCORE', dead, '-inf', bound, 'LIMIT', 0, 1000)
+for _, id in ipairs(ids) do revive(id) end
+return {#ids, bound}`
+)
+
+/** Deletes every dead letter and forgets its id; returns how many. */
+export const purge = script(
+  ["dead", "payloads", "attempts", "errors", "priorities", "options", "progress", "ids"],
+  `local letters = redis.call('ZRANGE', dead, 0, -1)
+for _, id in ipairs(letters) do
+  redis.call('HDEL', payloads, id)
+  redis.call('HDEL', attempts, id)
+  redis.call('HDEL', errors, id)
+  redis.call('HDEL', priorities, id)
+  redis.call('HDEL', options, id)
+  redis.call('HDEL', progress, id)
+  redis.call('SREM', ids, id)
+end
+redis.call('DEL', dead)
+return #letters`
+)
+
+/** Waiting, delayed and leased jobs. */
+export const size = script(
+  ["waiting", "delayed", "leased"],
+  `return redis.call('ZCARD', waiting) + redis.call('ZCARD', delayed) + redis.call('ZCARD', leased)`
+)
