@@ -287,6 +287,16 @@ for (const [backend, up] of backends) {
         })
       ))
 
+    it.live("a schema-qualified table name works (SQLite names the schema on the index, PostgreSQL on the table)", () =>
+      withQueueTable((table) =>
+        Effect.gen(function*() {
+          const store = yield* storeOf(`${backend === "pg" ? "public" : "main"}.${table}`)
+          yield* store.offer([job("a", { delayMillis: 60_000 }), job("b")])
+          expect((yield* store.lease(5)).map((j) => j.id)).toEqual(["b"])
+          expect(yield* store.counts).toEqual({ waiting: 0, delayed: 1, running: 1, dead: 0, paused: false })
+        })
+      ))
+
     it.live("per-job options are returned at lease untouched; a released job keeps them", () =>
       withQueueTable((table) =>
         Effect.gen(function*() {

@@ -103,18 +103,21 @@ const addColumns = (sql: SqlClient.SqlClient, dialect: Dialect, tableName: strin
  * results by expiry (`results`). The first version's `ready` index (queue_name, visible_at, sequence) over every
  * pending row is dropped: the two partial indexes replace it, and each index costs every write.
  */
-const createIndexes = (sql: SqlClient.SqlClient, tableName: string) => {
-  const table = sql(tableName)
-  // An index lives in its table's schema; its name is unqualified when created, qualified when dropped.
+const createIndexes = (sql: SqlClient.SqlClient, dialect: Dialect, tableName: string) => {
+  // An index lives in its table's schema. PostgreSQL names the schema on the table (`CREATE INDEX i ON s.t`),
+  // SQLite on the index (`CREATE INDEX s.i ON t`: its `ON s.t` is a syntax error); both on the index when dropping.
   const dot = tableName.indexOf(".")
+  const schema = dot < 0 ? undefined : tableName.slice(0, dot)
   const base = tableName.replace(/\./g, "_")
-  const indexName = (suffix: string) => sql(`${base}_${suffix}`)
-  const qualified = (suffix: string) => sql(dot < 0 ? `${base}_${suffix}` : `${tableName.slice(0, dot)}.${base}_${suffix}`)
+  const qualified = (suffix: string) => sql(schema === undefined ? `${base}_${suffix}` : `${schema}.${base}_${suffix}`)
+  const [name, table] = dialect === "pg"
+    ? [(suffix: string) => sql(`${base}_${suffix}`), sql(tableName)]
+    : [qualified, sql(tableName.slice(dot + 1))]
   return Effect.all([
-    sql`CREATE INDEX IF NOT EXISTS ${indexName("pending")} ON ${table} (queue_name, priority DESC, sequence) WHERE state = 0 AND timed = 0`,
-    sql`CREATE INDEX IF NOT EXISTS ${indexName("timed")} ON ${table} (queue_name, visible_at) WHERE state = 0 AND timed = 1`,
-    sql`CREATE INDEX IF NOT EXISTS ${indexName("dead")} ON ${table} (queue_name, updated_at, sequence) WHERE state = 2`,
-    sql`CREATE INDEX IF NOT EXISTS ${indexName("results")} ON ${table} (queue_name, result_expires_at) WHERE result_expires_at IS NOT NULL`,
+    sql`CREATE INDEX IF NOT EXISTS ${name("pending")} ON ${table} (queue_name, priority DESC, sequence) WHERE state = 0 AND timed = 0`,
+    sql`CREATE INDEX IF NOT EXISTS ${name("timed")} ON ${table} (queue_name, visible_at) WHERE state = 0 AND timed = 1`,
+    sql`CREATE INDEX IF NOT EXISTS ${name("dead")} ON ${table} (queue_name, updated_at, sequence) WHERE state = 2`,
+    sql`CREATE INDEX IF NOT EXISTS ${name("results")} ON ${table} (queue_name, result_expires_at) WHERE result_expires_at IS NOT NULL`,
     sql`DROP INDEX IF EXISTS ${qualified("ready")}`
   ], { discard: true })
 }
@@ -130,7 +133,7 @@ export const prepareTable = (sql: SqlClient.SqlClient, dialect: Dialect, tableNa
   const all = Effect.gen(function*() {
     yield* createFirstForm(sql, dialect, tableName)
     yield* addColumns(sql, dialect, tableName)
-    yield* createIndexes(sql, tableName)
+    yield* createIndexes(sql, dialect, tableName)
     yield* sql`CREATE TABLE IF NOT EXISTS ${sql(pausedTableOf(tableName))} (queue_name TEXT PRIMARY KEY)`
   })
   return dialect === "pg"

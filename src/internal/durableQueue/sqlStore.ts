@@ -17,21 +17,25 @@
  *   taker's `maxAttempts` keeps from running again; there is no dead-letter state to list;
  * - `PersistedQueue.take` opens a `Scope` per job and runs one `UPDATE` per acknowledgement.
  *
- * This store keeps one row per job in `tableName` (created if missing, shared by queues through `queue_name`,
- * unique on `(queue_name, id_key)` where `id_key` is the id, or the SHA-256 of an id over 128 characters):
- * `state` 0 pending, 1 acknowledged, 2 dead; `visible_at` (milliseconds, the database's clock) is when a pending
- * job may be taken: its offer time, or the end of its lease while leased. Taking a job sets `visible_at` to now
- * plus the lease, `acquired_by` to this store's id and counts an attempt, so a killed taker's jobs come back when
- * the lease ends with no sweeper. Offers of concurrent
- * callers are inserted in one statement; a lease is one statement (`FOR UPDATE SKIP LOCKED` on PostgreSQL); the
- * acknowledgements and put-backs of a settlement batch one statement each.
- * Rows of acknowledged jobs are kept, so an id offered again later is still not queued twice.
+ * This store keeps one row per job in `tableName` (created if missing, migrated from earlier versions: see
+ * sqlSchema.ts for the columns; shared by queues through `queue_name`, unique on `(queue_name, id_key)` where
+ * `id_key` is the id, or the SHA-256 of an id over 128 characters): `state` 0 pending, 1 done, 2 dead,
+ * 3 cancelled; `visible_at` (milliseconds, the database's clock) is when a pending job may be taken: its offer
+ * time, its run time when delayed, or the end of its lease while leased; `timed` says whether that time is still to
+ * come (delayed or leased) or the job is ready. Taking a job sets `visible_at` to now plus the lease, `timed`,
+ * `acquired_by` to this store's id and counts an attempt, so a killed taker's jobs come back when the lease ends
+ * with no sweeper. Offers of concurrent callers are inserted in one statement; a lease is one statement on
+ * PostgreSQL (`FOR UPDATE SKIP LOCKED`), two on SQLite; the acknowledgements and put-backs of a settlement batch
+ * one statement each. Rows of acknowledged jobs are kept (with their result until it expires), so an id offered
+ * again later is still not queued twice. A paused queue has a row in `<tableName>_paused`, which the lease reads.
  *
  * On PostgreSQL (with `@effect/sql-pg`, whose client has `listen`), each batch of offers sends one notification in
  * the INSERT statement itself (`pg_notify` in a CTE, only when a row went in), as do retries and put-backs; every
  * store that takes LISTENs on the queue's channel (`channelOf`) and wakes its fetcher, so idle takers of all
  * processes look at once; polling (100 ms by default) stays as the safety net (notifications lost while a LISTEN
  * connection is down; see `listen` for how that is noticed).
+ * Resuming a paused queue notifies too. A delayed job (or a retry after a backoff) sends nothing when its time
+ * comes: takers find it at their next poll (the core may wake its own takers at that time).
  * SQLite has no notifications: an offer wakes the takers of its own process; others poll (100 ms by default).
  */
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -110,7 +114,7 @@ export interface Ctx {
   readonly channel: string
 }
 
-const fragments = ({ sql, tableName }: Ctx, dialect: Dialect) => ({
+const fragments = ({ dialect, sql, tableName }: Ctx) => ({
   table: sql(tableName),
   paused: sql(pausedTableOf(tableName)),
   // The database's clock in milliseconds since the epoch, so the leases of processes on several machines agree.
@@ -141,7 +145,7 @@ export interface LeaseRow {
  */
 export const leaseStatement = (ctx: Ctx, leaseMillis: number) => {
   const { name, sql, worker } = ctx
-  const { now, paused, table } = fragments(ctx, ctx.dialect)
+  const { now, paused, table } = fragments(ctx)
   const lease = sql.literal(String(leaseMillis))
   const notPaused = sql`NOT EXISTS (SELECT 1 FROM ${paused} WHERE queue_name = ${name})`
   // The rows not taken: ready from now on, or cancelled when their cancellation was asked.
@@ -221,7 +225,7 @@ const byLeaseOrder = (rows: ReadonlyArray<LeaseRow>): ReadonlyArray<LeasedJob> =
 const makeOffer = (ctx: Ctx): Effect.Effect<Store["offer"], never, Scope.Scope> =>
   Effect.gen(function*() {
     const { channel, name, sql } = ctx
-    const { now, table } = fragments(ctx, ctx.dialect)
+    const { now, table } = fragments(ctx)
     const offers = yield* Queue.unbounded<Waiting<OfferedJob>>()
     const insert = (batch: ReadonlyArray<Waiting<OfferedJob>>) => {
       // A delayed job is a timed row: not leased before its time.
@@ -259,7 +263,7 @@ const makeOffer = (ctx: Ctx): Effect.Effect<Store["offer"], never, Scope.Scope> 
  */
 const makeSettle = (ctx: Ctx): Store["settle"] => {
   const { sql, worker } = ctx
-  const { now, table } = fragments(ctx, ctx.dialect)
+  const { now, table } = fragments(ctx)
   const held = sql`acquired_by = ${worker} AND state = 0`
   const unlessCancelled = sql.literal("CASE WHEN cancel_requested = 1 THEN 3 ELSE 0 END")
   const ack = (handles: ReadonlyArray<unknown>) =>
@@ -312,7 +316,7 @@ type Fragment = ReturnType<SqlClient.SqlClient["literal"]>
 /** Drops results whose time to live passed, at most once a minute per store (none are read after expiry anyway). */
 const sweeper = (ctx: Ctx): Effect.Effect<void, SqlError> => {
   const { name, sql } = ctx
-  const { now, table } = fragments(ctx, ctx.dialect)
+  const { now, table } = fragments(ctx)
   let last = 0
   return Effect.suspend(() => {
     if (Date.now() - last < RESULT_SWEEP_MILLIS) return Effect.void
@@ -350,7 +354,7 @@ const stateOf = (row: StatusRow): StoredState => {
 /** Reading a queue: status by id, counts, size, dead letters. */
 const makeReads = (ctx: Ctx) => {
   const { name, sql } = ctx
-  const { now, paused, table } = fragments(ctx, ctx.dialect)
+  const { now, paused, table } = fragments(ctx)
   const status = (id: string): Effect.Effect<StoredStatus | undefined, SqlError> =>
     Effect.map(
       sql<StatusRow>`SELECT state, attempts, progress, last_failure,
@@ -375,11 +379,12 @@ const makeReads = (ctx: Ctx) => {
   const counts: Effect.Effect<StoredCounts, SqlError> = Effect.map(
     sql<{ waiting: number | string | null; delayed: number | string | null; running: number | string | null; dead: number | string; paused: number | string }>`
       SELECT
-        (SELECT SUM(CASE WHEN visible_at <= ${now} THEN 1 ELSE 0 END) FROM (${pending}) AS p) AS waiting,
-        (SELECT SUM(CASE WHEN visible_at > ${now} AND acquired_by IS NULL THEN 1 ELSE 0 END) FROM (${pending}) AS p) AS delayed,
-        (SELECT SUM(CASE WHEN visible_at > ${now} AND acquired_by IS NOT NULL THEN 1 ELSE 0 END) FROM (${pending}) AS p) AS running,
+        SUM(CASE WHEN visible_at <= ${now} THEN 1 ELSE 0 END) AS waiting,
+        SUM(CASE WHEN visible_at > ${now} AND acquired_by IS NULL THEN 1 ELSE 0 END) AS delayed,
+        SUM(CASE WHEN visible_at > ${now} AND acquired_by IS NOT NULL THEN 1 ELSE 0 END) AS running,
         (SELECT COUNT(*) FROM ${table} WHERE queue_name = ${name} AND state = 2) AS dead,
-        (SELECT COUNT(*) FROM ${paused} WHERE queue_name = ${name}) AS paused`,
+        (SELECT COUNT(*) FROM ${paused} WHERE queue_name = ${name}) AS paused
+      FROM (${pending}) AS p`,
     (rows) => {
       const row = rows[0]!
       return {
@@ -408,7 +413,7 @@ const makeReads = (ctx: Ctx) => {
 /** Acting on a queue or a job by id: cancel, progress, pause, dead letters queued again or purged. */
 const makeControls = (ctx: Ctx) => {
   const { name, sql, worker } = ctx
-  const { now, paused, table } = fragments(ctx, ctx.dialect)
+  const { now, paused, table } = fragments(ctx)
   // A pending job is running while its lease lasts: then only asked (the holder learns at its next refresh).
   const running = sql`acquired_by IS NOT NULL AND visible_at > ${now}`
   const cancel = (id: string) =>
@@ -430,7 +435,7 @@ const makeControls = (ctx: Ctx) => {
       ? sql`INSERT INTO ${paused} (queue_name) VALUES (${name}) ON CONFLICT (queue_name) DO NOTHING`.pipe(Effect.asVoid)
       : Effect.zipRight(sql`DELETE FROM ${paused} WHERE queue_name = ${name}`, ctx.requeued)
   const fresh = sql`state = 0, timed = 0, attempts = 0, last_failure = NULL, acquired_by = NULL, cancel_requested = 0,
-    progress = NULL, visible_at = ${now}, updated_at = ${now}`
+    visible_at = ${now}, updated_at = ${now}`
   const requeue = (id: string) =>
     Effect.tap(
       Effect.map(
@@ -463,7 +468,7 @@ const makeControls = (ctx: Ctx) => {
  */
 const makeRefresh = (ctx: Ctx, leaseMillis: number): Store["refresh"] => {
   const { sql, worker } = ctx
-  const { now, table } = fragments(ctx, ctx.dialect)
+  const { now, table } = fragments(ctx)
   const lease = sql.literal(String(leaseMillis))
   return (jobs) =>
     Effect.map(
