@@ -25,6 +25,7 @@ import * as backoffInternal from "./internal/durableQueue/backoff.js"
 import { DurableQueueError } from "./internal/durableQueue/error.js"
 import * as memoryInternal from "./internal/durableQueue/memoryStore.js"
 import type { OptionError } from "./OptionError.js"
+import { DurableQueueMetrics } from "./internal/durableQueue/telemetry.js"
 
 /**
  * @since 0.1.0
@@ -428,3 +429,13 @@ export const isDurableQueueError = (u: unknown): u is DurableQueueError => u ins
  */
 export const memory: <A, I>(options: Options<A, I>) => Effect.Effect<DurableQueue<A>, OptionError, Scope.Scope> =
   memoryInternal.make
+
+/**
+ * The module's Effect `Metric`s, labelled `queue=<name>`: offered, acked, retried, dead, released and lease-expired jobs. Names follow `effect_workers_<module>_<what>` (README, "Tracing and
+ * metrics"); read them with `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with
+ * `@effect/opentelemetry`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const Metrics = DurableQueueMetrics

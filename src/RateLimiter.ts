@@ -13,6 +13,7 @@ import type * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/rateLimiter.js"
 import type { OptionError } from "./OptionError.js"
+import { RateLimiterMetrics } from "./internal/metrics.js"
 
 /**
  * @since 0.1.0
@@ -146,3 +147,13 @@ export const make: {
  * @category constructors
  */
 export const unlimited: RateLimiter = internal.unlimited
+
+/**
+ * The module's Effect `Metric`s, labelled `limiter=<kind>` (`sliding_window`, `token_bucket`, `fixed_window`, `custom`): takes that waited for a permit. Names follow `effect_workers_<module>_<what>` (README, "Tracing and
+ * metrics"); read them with `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with
+ * `@effect/opentelemetry`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const Metrics = RateLimiterMetrics

@@ -16,6 +16,7 @@ import type * as Schema from "effect/Schema"
 import * as internal from "./internal/resultCache.js"
 import { ResultCacheError } from "./internal/resultCache.js"
 import type { OptionError } from "./OptionError.js"
+import { ResultCacheMetrics } from "./internal/metrics.js"
 
 /**
  * A result cache. Failures of the backing store are typed `ResultCacheError`s; a WorkerQueue logs them and goes on
@@ -193,3 +194,13 @@ export const clearAll: <K, V>(cache: ResultCache<K, V>) => Effect.Effect<void, R
  */
 export const prime: <K, V>(cache: ResultCache<K, V>, key: K, value: V) => Effect.Effect<void, ResultCacheError> =
   internal.prime
+
+/**
+ * The module's Effect `Metric`s, labelled `cache=<kind>` (`memory`, `custom`, `key_value_store`, `redis`): reads that hit and that missed. Names follow `effect_workers_<module>_<what>` (README, "Tracing and
+ * metrics"); read them with `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with
+ * `@effect/opentelemetry`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const Metrics = ResultCacheMetrics

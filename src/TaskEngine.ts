@@ -23,6 +23,7 @@ import type { DurableQueue } from "./DurableQueue.js"
 import type { OptionError } from "./OptionError.js"
 import type { RateLimiter } from "./RateLimiter.js"
 import type { TaskResult } from "./TaskResult.js"
+import { TaskEngineMetrics } from "./internal/metrics.js"
 
 /**
  * A typed failure of the engine: `TaskTimeout` (one attempt ran longer than `taskTimeout`; it lands in the task's
@@ -450,3 +451,13 @@ export const runDurable: {
     options: Omit<TaskEngine.AsyncOptions<I, A>, "handler"> & TaskEngine.DurableOptions
   ): Effect.Effect<never, OptionError>
 } = internal.runDurable as never
+
+/**
+ * The module's Effect `Metric`s, labelled `engine=<title>`: queued and running gauges, completed, failed, retries, rate-limit waits, and the attempt-time histogram. Names follow `effect_workers_<module>_<what>` (README, "Tracing and
+ * metrics"); read them with `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with
+ * `@effect/opentelemetry`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const Metrics = TaskEngineMetrics

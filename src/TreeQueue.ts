@@ -13,6 +13,7 @@ import type { OptionError } from "./OptionError.js"
 import type { Progress } from "./Progress.js"
 import * as internal from "./internal/treeQueue.js"
 import type { Order } from "./internal/treeQueue.js"
+import { TreeQueueMetrics } from "./internal/metrics.js"
 
 /**
  * What `process` receives: its worker's id (from 1), `enqueue` to add children of this item (only while
@@ -125,3 +126,13 @@ export interface Summary extends internal.Summary {}
 export const run: <E = never, R = never>(
   options: run.Options<E, R>
 ) => Effect.Effect<Summary, E | OptionError, R | Progress> = internal.run
+
+/**
+ * The module's Effect `Metric`s, labelled `tree=<title>`: items done, items failed, and the item-time histogram. Names follow `effect_workers_<module>_<what>` (README, "Tracing and
+ * metrics"); read them with `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with
+ * `@effect/opentelemetry`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const Metrics = TreeQueueMetrics

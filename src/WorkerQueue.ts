@@ -20,6 +20,7 @@ import { WorkerQueueError } from "./internal/workerQueue.js"
 import type { OptionError } from "./OptionError.js"
 import type { ResultCache, ResultCacheError } from "./ResultCache.js"
 import * as ResultCacheModule from "./ResultCache.js"
+import { WorkerQueueMetrics } from "./internal/metrics.js"
 
 /**
  * @since 0.1.0
@@ -305,3 +306,13 @@ export declare namespace Registry {
     readonly names: Effect.Effect<ReadonlyArray<string>>
   }
 }
+
+/**
+ * The module's Effect `Metric`s, labelled `queue=<name>`: hits, misses, de-duplicated requires, keys in flight, completed and failed runs, and the run-time histogram. Names follow `effect_workers_<module>_<what>` (README, "Tracing and
+ * metrics"); read them with `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with
+ * `@effect/opentelemetry`.
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export const Metrics = WorkerQueueMetrics

@@ -13,7 +13,9 @@ import type * as Scope from "effect/Scope"
 import type { OptionError } from "../OptionError.js"
 import type * as RateLimiter from "../RateLimiter.js"
 import { checker } from "./options.js"
+import { RateLimiterMetrics as Metrics } from "./metrics.js"
 import { fromUserResult } from "./promise.js"
+import { bump, countingWaits, labels } from "./telemetry.js"
 
 const check = checker("RateLimiter")
 
@@ -38,16 +40,22 @@ export const make: {
   ): Effect.Effect<RateLimiter.RateLimiter<Cause.UnknownException>, OptionError, Scope.Scope>
 } = (
   acquire: (ticket: RateLimiter.RateLimiter.Ticket) => unknown
-): Effect.Effect<RateLimiter.RateLimiter<never>, OptionError, Scope.Scope> =>
-  Effect.as(
+): Effect.Effect<RateLimiter.RateLimiter<never>, OptionError, Scope.Scope> => {
+  const tags = labels("limiter", "custom")
+  return Effect.as(
     check.require("acquire", acquire, typeof acquire === "function", "a function"),
     {
       // An Effect as returned, a Promise (an `async` acquire) with its rejection as an `UnknownException`, a plain
       // return (a synchronous acquire) as "go": the same rule as TaskEngine handlers.
       take: (ticket) =>
-        Effect.suspend(() => fromUserResult(acquire(ticket ?? noTicket)) as Effect.Effect<void, never>)
+        countingWaits(
+          Effect.suspend(() => fromUserResult(acquire(ticket ?? noTicket)) as Effect.Effect<void, never>),
+          Metrics.waits,
+          tags
+        )
     }
   )
+}
 
 const validate = (options: RateLimiter.RateLimiter.WindowOptions) =>
   Effect.gen(function*() {
@@ -99,6 +107,7 @@ export const slidingWindow = (
     const waiting = new Set<Waiter>()
     let closed = false
     const line = yield* Queue.unbounded<Waiter>()
+    const tags = labels("limiter", "sliding_window")
 
     // Milliseconds until a start is allowed at `now` (0: allowed now).
     const waitMillis = (now: number) => starts[oldest]! + intervalMillis - now
@@ -169,6 +178,7 @@ export const slidingWindow = (
           }
           waiting.add(waiter)
           line.unsafeOffer(waiter)
+          bump(Metrics.waits, tags)
           return Effect.onInterrupt(restore(Deferred.await(waiter.deferred)), () =>
             Effect.sync(() => {
               // Interrupted before its turn: give up the place in line; a permit already granted stays spent.
@@ -196,7 +206,7 @@ const wrap = (
   Effect.gen(function*() {
     const { interval, limit } = yield* validate(options)
     const limiter = yield* EffectRateLimiter.make({ limit, interval, algorithm })
-    const take = limiter(Effect.void)
+    const take = countingWaits(limiter(Effect.void), Metrics.waits, labels("limiter", algorithm.replace("-", "_")))
     return { take: () => take }
   })
 

@@ -12,7 +12,9 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type { OptionError } from "../OptionError.js"
 import type * as ResultCache from "../ResultCache.js"
+import { ResultCacheMetrics as Metrics } from "./metrics.js"
 import { checker } from "./options.js"
+import { bump, labels } from "./telemetry.js"
 
 const check = checker("ResultCache")
 
@@ -146,7 +148,8 @@ export const memory = <K, V>(
     // force at construction, so TestClock drives it. A cache with no expiry never reads it.
     const clock = yield* Effect.clock
     const now = Duration.isFinite(ttl) ? () => clock.unsafeCurrentTimeMillis() : () => 0
-    const unsafeGet = (key: K) => lru.get(key, now())
+    const count = countReads("memory")
+    const unsafeGet = (key: K) => count(lru.get(key, now()))
     return {
       get: (key: K) => Effect.sync(() => unsafeGet(key)),
       unsafeGet,
@@ -156,6 +159,19 @@ export const memory = <K, V>(
       clearAll: Effect.sync(() => lru.clear())
     } satisfies ResultCache.ResultCache<K, V>
   })
+
+/**
+ * Counts a cache's reads as hits and misses (label `cache`: its kind) and returns what was read; a read that
+ * failed counts as neither.
+ * @internal
+ */
+export const countReads = (kind: string) => {
+  const tags = labels("cache", kind)
+  return <V>(found: Option.Option<V>): Option.Option<V> => {
+    bump(Option.isSome(found) ? Metrics.hits : Metrics.misses, tags)
+    return found
+  }
+}
 
 // --- user functions -----------------------------------------------------------------------------------------------
 
@@ -184,9 +200,13 @@ export const make = <K, V, E = never, R = never>(
       new ResultCacheError({ reason, key, cause })
     const userClear = impl.clear
     const userClearAll = impl.clearAll
+    const count = countReads("custom")
     return {
       get: (key: K) =>
-        Effect.provide(fromUser(() => impl.get(key), failed("GetFailed", describeKey(key))), context),
+        Effect.provide(
+          Effect.map(fromUser(() => impl.get(key), failed("GetFailed", describeKey(key))), count),
+          context
+        ),
       set: (key: K, value: V) =>
         Effect.provide(Effect.asVoid(fromUser(() => impl.set(key, value), failed("SetFailed", describeKey(key)))), context),
       clear: userClear === undefined ? undefined : (key: K) =>
@@ -247,6 +267,7 @@ export const keyValueStore = <K, V, I>(
     const codec = Schema.parseJson(options.schema)
     const decode = Schema.decodeEither(codec)
     const encode = Schema.encode(codec)
+    const count = countReads("key_value_store")
     return {
       get: (key: K) => {
         const storeKey = prefix + keyOf(key)
@@ -265,7 +286,8 @@ export const keyValueStore = <K, V, I>(
                 Option.none<V>()
               )
             }
-          }))
+          })),
+          Effect.map(count)
         )
       },
       set: (key: K, value: V) => {

@@ -46,7 +46,8 @@ export const make = <I, A, E, R>(
       settings.taskTimeout,
       fibers,
       (effect) => fork(effect),
-      workers
+      workers,
+      settings.title
     )
     const clock = yield* Effect.clock
     const rounds = new Rounds<I, A, E>(

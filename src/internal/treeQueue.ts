@@ -4,6 +4,7 @@
  * item and `afterChildren` runs exactly once, when the counter reaches zero, after every descendant's. Workers
  * are fibers that wait on a `Deferred` when nothing is queued, so idle workers use no CPU.
  */
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -13,12 +14,15 @@ import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import { OptionError } from "../OptionError.js"
 import { optionalString } from "./optionString.js"
 import { checker } from "./options.js"
 import * as signals from "./signals.js"
 import { Progress, type Session, type UnsafeSession } from "./progress.js"
 import { Fifo } from "./fifo.js"
+import { TreeQueueMetrics as Metrics } from "./metrics.js"
+import { bump, labels, observeNanos } from "./telemetry.js"
 
 /** @internal */
 export interface ItemContext<E, R> {
@@ -65,6 +69,8 @@ interface Node<E, R> {
   pending: number
   /** Set when `process` ended: later `enqueue` calls on its context are refused. */
   closed: boolean
+  /** Its `TreeQueue.item` span once it runs: the parent of its children's spans. */
+  span?: Tracer.Span | undefined
 }
 
 /** Pending nodes in one of three orders; every operation O(1) or O(log n). */
@@ -240,7 +246,7 @@ export const run = <E, R>(
     const progress = yield* Progress
     return yield* Effect.scoped(Effect.gen(function*() {
       const session = yield* progress.session({ title, workers })
-      return yield* runWith(roots, workers, order, graceful, session)
+      return yield* runWith(roots, workers, order, graceful, session, title)
     })).pipe(
       Effect.catchSomeDefect((defect) => isItemError(defect) ? Option.some(Effect.fail(defect)) : Option.none())
     )
@@ -282,9 +288,12 @@ const runWith = <E, R>(
   workerCount: number,
   order: Order,
   graceful: boolean,
-  session: Session
+  session: Session,
+  title: string
 ): Effect.Effect<Summary, E, R | Scope.Scope> =>
   Effect.gen(function*() {
+    const tags = labels("tree", title)
+    const clock = yield* Effect.clock
     const frontier: Frontier<E, R> = order === "fifo" ? fifo() : order === "lifo" ? lifo() : heap()
     const reporter = reporterOf(session)
     const report = reporter.unsafe
@@ -341,6 +350,34 @@ const runWith = <E, R>(
       return Effect.void
     }
 
+    /**
+     * One item's `process` in its `TreeQueue.item` span: a child of the item that enqueued it, and for the
+     * initial items of the caller's span (the workers inherit it), counted and timed.
+     */
+    const traced = (
+      node: Node<E, R>,
+      kind: string,
+      workerId: number,
+      process: Effect.Effect<void, E, R>
+    ): Effect.Effect<void, E, R> => {
+      const attributes = { "effect_workers.tree": title, "effect_workers.kind": kind, "effect_workers.worker": workerId }
+      return Effect.useSpan("TreeQueue.item", { parent: node.parent?.span, attributes }, (span) => {
+        node.span = span
+        const started = clock.unsafeCurrentTimeNanos()
+        return Effect.withParentSpan(process, span).pipe(
+          Effect.onExit((exit) =>
+            Effect.sync(() => {
+              observeNanos(Metrics.itemDuration, tags, started, clock.unsafeCurrentTimeNanos())
+              if (Exit.isSuccess(exit)) bump(Metrics.itemsDone, tags)
+              else if (!Cause.isInterruptedOnly(exit.cause)) bump(Metrics.itemsFailed, tags)
+              // Only children still to run need it as their parent; a leaf lets it go at once.
+              if (node.pending <= 1) node.span = undefined
+            })
+          )
+        )
+      })
+    }
+
     const refused = Effect.dieMessage(
       "TreeQueue: enqueue called after the item's process ended; children must be enqueued from process"
     )
@@ -380,7 +417,7 @@ const runWith = <E, R>(
             }),
           setDescription
         }
-        return flush(Effect.flatMap(item.process(ctx), () => {
+        return flush(Effect.flatMap(traced(node, kind, workerId, item.process(ctx)), () => {
           node.closed = true
           processed++
           byKind.set(kind, (byKind.get(kind) ?? 0) + 1)

@@ -5,6 +5,7 @@
  * entries from the queue; each run writes the cache, then removes the entry, then settles it for every waiter.
  */
 import * as Cause from "effect/Cause"
+import type * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
@@ -19,12 +20,15 @@ import * as Queue from "effect/Queue"
 import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import type { OptionError } from "../OptionError.js"
 import type * as ResultCache from "../ResultCache.js"
 import type * as WorkerQueue from "../WorkerQueue.js"
 import { optionalString } from "./optionString.js"
 import { checker } from "./options.js"
+import { WorkerQueueMetrics as Metrics } from "./metrics.js"
 import * as resultCache from "./resultCache.js"
+import { bump, labels, linkTo, observeNanos, setGauge } from "./telemetry.js"
 import { CacheGuard, callWorker, Room, type RoomNode } from "./workerQueueParts.js"
 
 const check = checker("WorkerQueue")
@@ -49,6 +53,16 @@ export class WorkerQueueError extends Schema.TaggedError<WorkerQueueError>("effe
 }
 
 type Outcome<A, E> = Exit.Exit<A, E | WorkerQueueError>
+
+/**
+ * An entry's spans: the span of the require that made it (the run's parent), the run's span once it started, and
+ * the spans of de-duplicated waiters that arrived before it, which get their link to the run when it starts.
+ */
+interface EntryTrace {
+  readonly parent: Tracer.Span | undefined
+  run: Tracer.Span | undefined
+  waiters: Array<Tracer.Span> | undefined
+}
 type Restore = <X, Y, Z>(effect: Effect.Effect<X, Y, Z>) => Effect.Effect<X, Y, Z>
 
 interface Entry<K, I, A, E> {
@@ -74,6 +88,8 @@ interface Entry<K, I, A, E> {
   /** The one Promise every `unsafeRequire` caller of the entry gets (no fiber each), and how to settle it. */
   promise?: Promise<A> | undefined
   settlePromise?: ((exit: Outcome<A, E>) => void) | undefined
+  /** Set only when a require with a span touched it (an `unsafeRequire` has none), so untraced entries stay small. */
+  trace?: EntryTrace | undefined
 }
 
 const exitOf = <K, I, A, E>(e: Entry<K, I, A, E> | Outcome<A, E>): Outcome<A, E> | undefined =>
@@ -163,6 +179,9 @@ const settingsOf = <I, A, E, R, K>(
 export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I, A, E> {
   readonly name: string
   readonly counters = { hits: 0, misses: 0, deduplicated: 0, completed: 0, failed: 0, cacheErrors: 0 }
+  /** The `queue` label of this queue's metrics, made once (see telemetry.ts). */
+  private readonly tags: ReturnType<typeof labels>
+  private readonly spanAttributes: Record<string, unknown>
   private readonly cache: CacheGuard<K, A>
   private readonly inFlight = MutableHashMap.empty<K, Entry<K, I, A, E>>()
   /** Entries `clear` took out of the map that have not settled yet: close still waits for and settles them. */
@@ -179,9 +198,12 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
     readonly settings: Settings<I, A, E, R, K>,
     private readonly work: Queue.Queue<Entry<K, I, A, E>>,
     private readonly runtime: Runtime.Runtime<never>,
-    private readonly registry: Option.Option<WorkerQueue.Registry.Service>
+    private readonly registry: Option.Option<WorkerQueue.Registry.Service>,
+    private readonly clock: Clock.Clock
   ) {
     this.name = settings.name
+    this.tags = labels("queue", settings.name)
+    this.spanAttributes = { "effect_workers.queue": settings.name }
     this.cache = new CacheGuard(settings.cache, settings.name, this.counters, runtime)
   }
 
@@ -205,6 +227,7 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
     else this.detached.delete(entry)
     if (entry.deferred !== undefined) Deferred.unsafeDone(entry.deferred, exit)
     if (entry.settlePromise !== undefined) entry.settlePromise(exit)
+    setGauge(Metrics.inFlight, this.tags, this.pending())
     if (this.drained !== undefined && this.pending() === 0) Deferred.unsafeDone(this.drained, Exit.void)
   }
 
@@ -226,6 +249,8 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
 
   private submit(entry: Entry<K, I, A, E>): void {
     this.counters.misses++
+    bump(Metrics.misses, this.tags)
+    entry.trace?.parent?.attribute("effect_workers.cache", "miss")
     if (this.closed) {
       this.settle(entry, Exit.fail(this.error("Closed", entry.item)))
     } else if (this.queued < this.settings.capacity) {
@@ -247,14 +272,15 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
       this.queued--
       this.running++
       this.admitFromRoom()
-      // With a Promise worker `E` is `UnknownException` (the public `make` says so), hence the cast.
-      const run = callWorker(this.settings.worker, entry.item, this.name) as Effect.Effect<A, E, R>
-      return restore(run).pipe(
+      const start = this.clock.unsafeCurrentTimeNanos()
+      return restore(this.traced(entry)).pipe(
         Effect.exit,
         Effect.flatMap((exit): Effect.Effect<void> => {
           this.running--
+          observeNanos(Metrics.runDuration, this.tags, start, this.clock.unsafeCurrentTimeNanos())
           if (Exit.isSuccess(exit)) {
             this.counters.completed++
+            bump(Metrics.completed, this.tags)
             // The cache is written before the entry goes, so no second run of the item can start in between.
             if (this.settings.cache === undefined || this.isDetached(entry)) {
               this.settle(entry, exit)
@@ -266,6 +292,7 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
             this.settle(entry, Exit.fail(this.error("FinishTimeout", entry.item)))
           } else {
             this.counters.failed++
+            bump(Metrics.failed, this.tags)
             this.settle(entry, exit)
           }
           return Effect.void
@@ -273,10 +300,50 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
       )
     })
 
+  /**
+   * The worker call in its `WorkerQueue.run` span: a child of the require that made the entry (not of the span
+   * current when the queue was made, which the worker fiber inherited), linked from every de-duplicated waiter.
+   */
+  private traced(entry: Entry<K, I, A, E>): Effect.Effect<A, E, R> {
+    // With a Promise worker `E` is `UnknownException` (the public `make` says so), hence the cast.
+    const run = callWorker(this.settings.worker, entry.item, this.name) as Effect.Effect<A, E, R>
+    const parent = entry.trace?.parent
+    return Effect.useSpan(
+      "WorkerQueue.run",
+      { parent, root: parent === undefined, attributes: { "effect_workers.queue": this.name } },
+      (span) => {
+        const trace = entry.trace
+        if (trace !== undefined) {
+          trace.run = span
+          trace.waiters?.forEach((waiter) => waiter.addLinks([linkTo(span)]))
+          trace.waiters = undefined
+        }
+        return Effect.withParentSpan(run, span)
+      }
+    )
+  }
+
+  private hit(span: Tracer.Span | undefined): void {
+    this.counters.hits++
+    bump(Metrics.hits, this.tags)
+    span?.attribute("effect_workers.cache", "hit")
+  }
+
+  /** A require that joins an entry in flight: counted, and its span linked to the entry's run. */
+  private join(entry: Entry<K, I, A, E>, span: Tracer.Span | undefined): void {
+    this.counters.deduplicated++
+    bump(Metrics.deduplicated, this.tags)
+    if (span === undefined) return
+    span.attribute("effect_workers.cache", "deduplicated")
+    const trace = entry.trace ??= { parent: undefined, run: undefined, waiters: undefined }
+    if (trace.run !== undefined) span.addLinks([linkTo(trace.run)])
+    else (trace.waiters ??= []).push(span)
+  }
+
   private afterLookup(entry: Entry<K, I, A, E>, hit: Option.Option<A>): void {
     if (entry.state !== "lookup") return // settled meanwhile (the queue closed and gave up on it)
     if (Option.isSome(hit)) {
-      this.counters.hits++
+      this.hit(entry.trace?.parent)
       this.settle(entry, Exit.succeed(hit.value))
     } else if (entry.waiters === 0) {
       // Everyone left during the read: nobody wants a run.
@@ -306,7 +373,11 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
    * and is pushed to `lookups`, which the caller starts; it is in the map before that read, so an equal item
    * arriving meanwhile joins it.
    */
-  private begin(item: I, lookups: Array<Entry<K, I, A, E>>): Entry<K, I, A, E> | Outcome<A, E> {
+  private begin(
+    item: I,
+    lookups: Array<Entry<K, I, A, E>>,
+    span: Tracer.Span | undefined
+  ): Entry<K, I, A, E> | Outcome<A, E> {
     if (this.closed) return Exit.fail(this.error("Closed", item))
     let key: K
     try {
@@ -316,13 +387,13 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
     }
     const found = MutableHashMap.get(this.inFlight, key)
     if (Option.isSome(found)) {
-      this.counters.deduplicated++
+      this.join(found.value, span)
       return found.value
     }
     if (this.cache.hasSyncRead) {
       const hit = this.cache.unsafeGet(key)
       if (Option.isSome(hit)) {
-        this.counters.hits++
+        this.hit(span)
         return Exit.succeed(hit.value)
       }
     }
@@ -335,7 +406,9 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
       roomNode: undefined,
       exit: undefined
     }
+    if (span !== undefined) entry.trace = { parent: span, run: undefined, waiters: undefined }
     MutableHashMap.set(this.inFlight, key, entry)
+    setGauge(Metrics.inFlight, this.tags, this.pending())
     if (this.settings.cache === undefined || this.cache.hasSyncRead) this.submit(entry)
     else lookups.push(entry)
     return entry
@@ -361,32 +434,39 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
     return Effect.onInterrupt(wait, () => Effect.sync(() => this.leave(entry)))
   }
 
+  // The span's parent is the caller's current span: `useSpan` reads it from the calling fiber.
   readonly require = (item: I): Effect.Effect<A, E | WorkerQueueError> =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.suspend(() => {
-        const lookups: Array<Entry<K, I, A, E>> = []
-        const entry = this.begin(item, lookups)
-        if (Exit.isExit(entry)) return entry
-        const wait = this.awaitEntry(entry, restore)
-        this.startLookups(lookups)
-        return wait
-      })
-    )
+    Effect.useSpan("WorkerQueue.require", { attributes: this.spanAttributes }, (span) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.suspend(() => {
+          const lookups: Array<Entry<K, I, A, E>> = []
+          const entry = this.begin(item, lookups, span)
+          if (Exit.isExit(entry)) return entry
+          const wait = this.awaitEntry(entry, restore)
+          this.startLookups(lookups)
+          return wait
+        })
+      ))
 
   /**
    * Registers a batch, then waits for the first unsettled entry, then looks for the next: one wait per entry
    * still pending when its turn comes, not one Effect step per item. The batch is one waiter of each entry that
    * could still be withdrawn, and leaves them all when it ends or is interrupted.
    */
-  private batch(items: Iterable<I>, restore: Restore): Effect.Effect<Array<Entry<K, I, A, E> | Outcome<A, E>>> {
+  private batch(
+    items: Iterable<I>,
+    restore: Restore,
+    span: Tracer.Span
+  ): Effect.Effect<Array<Entry<K, I, A, E> | Outcome<A, E>>> {
     const lookups: Array<Entry<K, I, A, E>> = []
     const entries: Array<Entry<K, I, A, E> | Outcome<A, E>> = []
     const held: Array<Entry<K, I, A, E>> = []
     for (const item of items) {
-      const entry = this.begin(item, lookups)
+      const entry = this.begin(item, lookups, span)
       if (!Exit.isExit(entry) && this.hold(entry)) held.push(entry)
       entries.push(entry)
     }
+    span.attribute("effect_workers.items", entries.length)
     this.startLookups(lookups)
     const awaitFrom = (start: number): Effect.Effect<void> => {
       let i = start
@@ -400,15 +480,21 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
     return Effect.ensuring(settled, Effect.sync(() => held.forEach((entry) => this.leave(entry))))
   }
 
+  // One span for the batch, the parent of the runs its items start (a span per item would cost more than the
+  // item on a memory-cache hit).
   readonly requireAllExit = (items: Iterable<I>): Effect.Effect<Array<Outcome<A, E>>> =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.suspend(() => Effect.map(this.batch(items, restore), (entries) => entries.map((e) => exitOf(e)!)))
-    )
+    Effect.useSpan("WorkerQueue.requireAll", { attributes: this.spanAttributes }, (span) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.suspend(() =>
+          Effect.map(this.batch(items, restore, span), (entries) => entries.map((e) => exitOf(e)!))
+        )
+      ))
 
   readonly requireAll = (items: Iterable<I>): Effect.Effect<Array<A>, E | WorkerQueueError> =>
+    Effect.useSpan("WorkerQueue.requireAll", { attributes: this.spanAttributes }, (span) =>
     Effect.uninterruptibleMask((restore) =>
       Effect.suspend(() =>
-        Effect.flatMap(this.batch(items, restore), (entries) => {
+        Effect.flatMap(this.batch(items, restore, span), (entries) => {
           // Read in input order, so the failure reported is the first one.
           const values = new Array<A>(entries.length)
           for (let i = 0; i < entries.length; i++) {
@@ -419,14 +505,14 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
           return Effect.succeed(values)
         })
       )
-    )
+    ))
 
   // The Promise twin of `require` for plain TypeScript: the same synchronous registration, then one Promise per
   // entry shared by all its callers (as DataLoader shares one per key), instead of a fiber per caller. A Promise
   // cannot be interrupted, so its waiter never leaves.
   readonly unsafeRequire = (item: I): Promise<A> => {
     const lookups: Array<Entry<K, I, A, E>> = []
-    const entry = this.begin(item, lookups)
+    const entry = this.begin(item, lookups, undefined)
     if (Exit.isExit(entry)) return settledPromise(entry)
     if (entry.promise === undefined) {
       this.hold(entry)
@@ -531,7 +617,9 @@ export const make = <I, A, E = never, R = never, K = I>(
     const runtime = yield* Effect.runtime<never>()
     const registry = yield* Effect.serviceOption(Registry)
     const work = yield* Queue.unbounded<Entry<K, I, A, E>>()
-    const impl = new WorkerQueueImpl<I, A, E, R, K>(settings, work, runtime, registry)
+    // The clock in force at construction times the runs (TestClock drives it), read with no Effect step.
+    const clock = yield* Effect.clock
+    const impl = new WorkerQueueImpl<I, A, E, R, K>(settings, work, runtime, registry, clock)
     // The worker's context is provided once to each loop, not on every run.
     const loop = Effect.provide(Effect.forever(Effect.flatMap(Queue.take(work), impl.runEntry)), context)
     impl.workers = yield* Effect.forEach(Array.from({ length: settings.concurrency }), () => Effect.forkDaemon(loop))

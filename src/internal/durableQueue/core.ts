@@ -32,6 +32,7 @@ import { type Emitter, emitSettled, type EventPort, inProcessPort, makeEmitter }
 import { jobSettings, type JobSettings, offerId, offerSettings, type QueueSettings, runSettings, takeSettings } from "./options.js"
 import { members as eventMembers } from "./schedule.js"
 import type { LeasedJob, Settle, Settlement, Store, StoredStatus } from "./store.js"
+import { withTelemetry } from "./telemetry.js"
 
 /** Settlements written per store call. */
 const SETTLE_BATCH = 256
@@ -560,12 +561,11 @@ const startParts = <A>({ feed, held, settler }: Parts<A>): Effect.Effect<void, n
     )
   })
 
-/** @internal */
-export const make = <A, I>(
+const makeCore = <A, I>(
   store: Store,
   settings: QueueSettings,
   schema: Schema.Schema<A, I>,
-  port: EventPort = inProcessPort(store)
+  port: EventPort
 ): Effect.Effect<DurableQueue.DurableQueue<A>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const failed = (cause: unknown, id?: string) =>
@@ -603,3 +603,15 @@ export const make = <A, I>(
       ...eventMembers(port, store.backend, settings.name, failed, offer)
     } satisfies DurableQueue.DurableQueue<A>
   })
+
+/**
+ * The queue over `store`, with telemetry. `port` defaults to the in-process one of `store` itself (memory): keyed
+ * by the undecorated store, so that every queue made on one memory store shares its events.
+ * @internal
+ */
+export const make = <A, I>(
+  store: Store,
+  settings: QueueSettings,
+  schema: Schema.Schema<A, I>,
+  port: EventPort = inProcessPort(store)
+): Effect.Effect<DurableQueue.DurableQueue<A>, never, Scope.Scope> => withTelemetry(makeCore)(store, settings, schema, port)

@@ -11,7 +11,7 @@ import * as Schema from "effect/Schema"
 import type { OptionError } from "../../OptionError.js"
 import type * as RedisResultCache from "../../redis/ResultCache.js"
 import { checker } from "../options.js"
-import { defaultKey, ResultCacheError } from "../resultCache.js"
+import { countReads, defaultKey, ResultCacheError } from "../resultCache.js"
 import { RedisClient } from "./client.js"
 
 const check = checker("RedisResultCache")
@@ -34,6 +34,7 @@ export const make = <K, V, I>(
     const decodeEither = Schema.decodeEither(codec)
     const encode = Schema.encode(codec)
     const storeKey = (key: K) => prefix + keyOf(key)
+    const count = countReads("redis")
 
     const decode = (key: string, raw: string): Effect.Effect<Option.Option<V>> => {
       const decoded = decodeEither(raw)
@@ -59,7 +60,10 @@ export const make = <K, V, I>(
         return Effect.tryPromise({
           try: () => client.get(k),
           catch: (cause) => new ResultCacheError({ reason: "GetFailed", key: k, cause })
-        }).pipe(Effect.flatMap((raw) => raw === null ? Effect.succeed(Option.none<V>()) : decode(k, raw)))
+        }).pipe(
+          Effect.flatMap((raw) => raw === null ? Effect.succeed(Option.none<V>()) : decode(k, raw)),
+          Effect.map(count)
+        )
       },
       set: (key: K, value: V) => {
         const k = storeKey(key)

@@ -11,6 +11,7 @@ import * as FiberId from "effect/FiberId"
 import * as Mailbox from "effect/Mailbox"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import type * as Tracer from "effect/Tracer"
 import { TaskResultImpl } from "../taskEngineResult.js"
 import type { EngineCore, TaskSettings } from "./engine.js"
 import type { Call, Failure, Result, Task } from "./task.js"
@@ -18,10 +19,15 @@ import type { Call, Failure, Result, Task } from "./task.js"
 const resultOf = <I, A, E>(task: Task<I>, exit: Exit.Exit<A, Failure<E>>): Result<I, A, E> =>
   new TaskResultImpl(task.id, task.input, task.attempt, exit)
 
+/** Offers tasks, then sets the engine's queued gauge (an offer into a full queue waits for room first). */
+const offered = <I, A, E>(core: EngineCore<I, A, E>, tasks: ReadonlyArray<Task<I>>): Effect.Effect<void> =>
+  Effect.zipRight(core.input.offerAll(tasks), Effect.sync(() => core.gauges()))
+
 /** Collects a batch's results in input order. */
 class AllCall<I, A, E> implements Call<I, A, E> {
   cancelled = false
   queued = 0
+  span: Tracer.AnySpan | undefined = undefined
   readonly finished = Deferred.unsafeMake<Array<Result<I, A, E>>>(FiberId.none)
   private readonly results: Array<Result<I, A, E>>
   constructor(private remaining: number) {
@@ -43,21 +49,23 @@ export const applyToAll = <I, A, E>(
   inputs: Iterable<I>,
   settings: TaskSettings
 ): Effect.Effect<Array<Result<I, A, E>>> =>
-  Effect.suspend(() => {
+  Effect.withFiberRuntime((fiber) => {
     const array = Array.isArray(inputs) ? inputs as ReadonlyArray<I> : Array.from(inputs)
     const total = array.length
     if (core.closing) return Effect.interrupt
     if (total === 0) return Effect.succeed([])
     const call = new AllCall<I, A, E>(total)
+    call.span = fiber.currentSpan
     const tasks = core.tasks(array, call, settings, true)
     // Workers run from `make` on, so offering into a bounded queue only waits for them: no deadlock.
-    return core.track(call, Effect.zipRight(core.input.offerAll(tasks), Deferred.await(call.finished)))
+    return core.track(call, Effect.zipRight(offered(core, tasks), Deferred.await(call.finished)))
   })
 
 /** One input, one result. */
 class OneCall<I, A, E> implements Call<I, A, E> {
   cancelled = false
   queued = 0
+  span: Tracer.AnySpan | undefined = undefined
   readonly finished = Deferred.unsafeMake<Result<I, A, E>>(FiberId.none)
   deliver(task: Task<I>, exit: Exit.Exit<A, Failure<E>>): undefined {
     Deferred.unsafeDone(this.finished, Exit.succeed(resultOf(task, exit)))
@@ -75,16 +83,18 @@ export const apply = <I, A, E>(
   settings: TaskSettings,
   id: string | undefined
 ): Effect.Effect<Result<I, A, E>> =>
-  Effect.suspend(() => {
+  Effect.withFiberRuntime((fiber) => {
     const call = new OneCall<I, A, E>()
+    call.span = fiber.currentSpan
     const task = core.task(input, 0, call, settings, id)
-    return core.track(call, Effect.zipRight(core.input.offerAll([task]), Deferred.await(call.finished)))
+    return core.track(call, Effect.zipRight(offered(core, [task]), Deferred.await(call.finished)))
   })
 
 /** Results of one `applyToEach`, waiting in a Mailbox (array-backed; it carries the end or the input's failure). */
 class EachCall<I, A, E, E2> implements Call<I, A, E> {
   cancelled = false
   queued = 0
+  span: Tracer.AnySpan | undefined = undefined
   inflight = 0
   inputsDone = false
   constructor(readonly out: Mailbox.Mailbox<Result<I, A, E>, E2>) {}
@@ -160,13 +170,14 @@ export const applyToEach = <I, A, E, E2, R2>(
     const batchSize = Math.max(1, Math.floor(window / 2))
     const permits = yield* Effect.makeSemaphore(window)
     const call = new EachCall<I, A, E, E2>(yield* Mailbox.make<Result<I, A, E>, E2>())
+    call.span = yield* Effect.withFiberRuntime<Tracer.AnySpan | undefined>((fiber) => Effect.succeed(fiber.currentSpan))
     if (core.closing) return yield* Effect.interrupt
     core.active.add(call)
     yield* Effect.addFinalizer(() => Effect.withFiberRuntime<void>((fiber) => Effect.sync(() => core.cancel(call, fiber.id()))))
     const submit = (batch: ReadonlyArray<I>): Effect.Effect<void> =>
       Effect.suspend(() => {
         call.inflight += batch.length
-        return core.input.offerAll(core.tasks(batch, call, settings, false))
+        return offered(core, core.tasks(batch, call, settings, false))
       })
     yield* feed(inputs, batchSize, permits, submit).pipe(
       Effect.onExit((exit) => Effect.sync(() => call.inputsEnded(exit))),

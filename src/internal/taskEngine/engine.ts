@@ -10,7 +10,9 @@ import * as FiberId from "effect/FiberId"
 import * as FiberSet from "effect/FiberSet"
 import type * as RateLimiter from "../../RateLimiter.js"
 import type * as TaskEngine from "../../TaskEngine.js"
+import { TaskEngineMetrics as Metrics } from "../metrics.js"
 import { TaskEngineError } from "../taskEngineError.js"
+import { countingWaits, labels, setGauge } from "../telemetry.js"
 import type { TaskQueue } from "./queue.js"
 import type { RetryPolicy } from "./retry.js"
 import { type AnyCall, type Call, Task } from "./task.js"
@@ -42,6 +44,8 @@ export class EngineCore<I, A, E> {
   watchers = 0
   private waits: Array<Wait> = []
   private nextId = 0
+  /** The `engine` label of its metrics (made once: see telemetry.ts) and its spans' attribute. */
+  readonly tags: ReturnType<typeof labels>
 
   constructor(
     readonly input: TaskQueue<Task<I>>,
@@ -54,8 +58,10 @@ export class EngineCore<I, A, E> {
     readonly fibers: FiberSet.FiberSet<unknown, unknown>,
     /** Forks into `fibers` with the engine's context (the handler's requirements), from any fiber. */
     readonly fork: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>,
-    workers: number
+    workers: number,
+    readonly title: string
   ) {
+    this.tags = labels("engine", title)
     this.limited = limiter !== unlimited
     this.pool = new WorkerPool(this, workers)
   }
@@ -81,9 +87,15 @@ export class EngineCore<I, A, E> {
   /** A rate-limit permit for one attempt; a failing limiter fails the attempt with a typed `RateLimiter` error. */
   limiterTake(task: Task<I>): Effect.Effect<void, TaskEngineError> {
     return Effect.mapError(
-      this.limiter.take({ workerId: task.workerId, taskId: task.id }),
+      countingWaits(this.limiter.take({ workerId: task.workerId, taskId: task.id }), Metrics.rateLimitWaits, this.tags),
       (cause) => new TaskEngineError({ reason: "RateLimiter", taskId: task.id, cause })
     )
+  }
+
+  /** The queued and running gauges, set where they change: an attempt starts or ends, tasks are offered. */
+  gauges(): void {
+    setGauge(Metrics.queued, this.tags, this.input.size)
+    setGauge(Metrics.running, this.tags, this.counters.busy)
   }
 
   /** Stops a call: its queued tasks leave the queue at once, and the workers running its tasks are interrupted. */

@@ -5,6 +5,7 @@
  */
 import type * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
+import type * as Tracer from "effect/Tracer"
 import type * as TaskEngine from "../../TaskEngine.js"
 import type * as TaskResult from "../../TaskResult.js"
 import type { TaskEngineError } from "../taskEngineError.js"
@@ -28,6 +29,8 @@ export interface Call<I, A, E> {
   readonly deliver: (task: Task<I>, exit: Exit.Exit<A, Failure<E>>) => Effect.Effect<void> | undefined
   /** The engine is closing: settle the caller (interrupted). */
   readonly settle: () => void
+  /** The caller's span when it made the call: the parent of its tasks' `TaskEngine.task` spans. */
+  span?: Tracer.AnySpan | undefined
 }
 
 /** A call as tasks hold it: the engine knows its result types, the task does not need to. @internal */

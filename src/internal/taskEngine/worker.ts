@@ -11,8 +11,11 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import type * as FiberId from "effect/FiberId"
+import type * as Tracer from "effect/Tracer"
+import { TaskEngineMetrics as Metrics } from "../metrics.js"
 import { fromUserResult } from "../promise.js"
 import { TaskEngineError } from "../taskEngineError.js"
+import { bump, observeNanos, SpanMaker } from "../telemetry.js"
 import type { EngineCore } from "./engine.js"
 import type { Call, Failure, Task } from "./task.js"
 
@@ -23,6 +26,10 @@ const burstMax = 256
 export class Worker<I, A, E> {
   current: Task<I> | undefined = undefined
   private burst = 0
+  /** The current attempt's `TaskEngine.task` span (undefined with tracing off) and its start by the clock. */
+  private span: Tracer.Span | undefined = undefined
+  private started = 0n
+  private readonly spans: SpanMaker
   readonly loop: Effect.Effect<void> = Effect.suspend(() => this.next())
   private readonly yieldThenLoop = Effect.zipRight(Effect.yieldNow(), this.loop)
   private readonly waitTake: Effect.Effect<void>
@@ -36,6 +43,7 @@ export class Worker<I, A, E> {
     readonly fiber: Fiber.RuntimeFiber<unknown, unknown>,
     private readonly core: EngineCore<I, A, E>
   ) {
+    this.spans = new SpanMaker(fiber)
     this.waitTake = Effect.flatMap(core.input.take, (task) =>
       task === undefined || task.call.cancelled ? this.next() : this.attempt(task))
     this.settled = { onSuccess: (value) => this.onSuccess(value), onFailure: (cause) => this.onFailure(cause) }
@@ -81,11 +89,20 @@ export class Worker<I, A, E> {
     task.workerId = this.id
     this.current = task
     core.counters.busy++
+    this.started = this.spans.now()
+    this.span = this.spans.open("TaskEngine.task", task.call.span, {
+      "effect_workers.engine": core.title,
+      "effect_workers.task_id": task.id,
+      "effect_workers.attempt": task.attempt
+    })
+    core.gauges()
     const run = core.limited ? Effect.zipRight(core.limiterTake(task), Effect.suspend(() => this.run(task))) : this.run(task)
     if (Exit.isExit(run) && run._tag === "Success") {
       this.current = undefined
       core.counters.busy--
       core.counters.succeeded++
+      bump(Metrics.completed, core.tags)
+      this.endAttempt(run)
       const delivering = (task.call as Call<I, A, E>).deliver(task, run as Exit.Exit<A, Failure<E>>)
       return delivering === undefined ? undefined : Effect.zipRight(delivering, this.loop)
     }
@@ -101,6 +118,8 @@ export class Worker<I, A, E> {
     } catch (defect) {
       run = Effect.die(defect)
     }
+    // The handler's own spans are children of the attempt's; a settled result (an Exit) has none to parent.
+    if (this.span !== undefined && !Exit.isExit(run)) run = Effect.withParentSpan(run, this.span)
     const timeout = task.timeout
     return timeout === undefined ? run : Effect.timeoutFail(run, {
       duration: timeout,
@@ -109,33 +128,52 @@ export class Worker<I, A, E> {
   }
 
   private deliver(task: Task<I>, exit: Exit.Exit<A, Failure<E>>): Effect.Effect<void> {
-    if (exit._tag === "Success") this.core.counters.succeeded++
-    else this.core.counters.failed++
+    if (exit._tag === "Success") {
+      this.core.counters.succeeded++
+      bump(Metrics.completed, this.core.tags)
+    } else {
+      this.core.counters.failed++
+      bump(Metrics.failed, this.core.tags)
+    }
     const delivering = (task.call as Call<I, A, E>).deliver(task, exit)
     return delivering === undefined ? this.next() : Effect.zipRight(delivering, this.loop)
   }
 
-  private release(): Task<I> {
+  /** Ends the attempt's span and records its time; the gauges move with it. */
+  endAttempt(exit: Exit.Exit<unknown, unknown>): void {
+    const end = this.spans.now()
+    if (this.span !== undefined) {
+      this.spans.close(this.span, exit)
+      this.span = undefined
+    }
+    observeNanos(Metrics.taskDuration, this.core.tags, this.started, end)
+    this.core.gauges()
+  }
+
+  private release(exit: Exit.Exit<unknown, unknown>): Task<I> {
     const task = this.current!
     this.current = undefined
     this.core.counters.busy--
+    this.endAttempt(exit)
     return task
   }
 
   private onSuccess(value: A): Effect.Effect<void> {
-    const task = this.release()
-    return task.call.cancelled ? this.next() : this.deliver(task, Exit.succeed(value))
+    const exit = Exit.succeed(value)
+    const task = this.release(exit)
+    return task.call.cancelled ? this.next() : this.deliver(task, exit)
   }
 
   private onFailure(cause: Cause.Cause<Failure<E>>): Effect.Effect<void> {
-    const task = this.release()
-    if (task.call.cancelled) return this.loop
     const exit = Exit.failCause(cause)
+    const task = this.release(exit)
+    if (task.call.cancelled) return this.loop
     const delay = this.core.retry.delay(task, exit)
     if (delay === undefined) return this.deliver(task, exit)
     return Effect.flatMap(delay, (next) => {
       if (typeof next !== "number") return this.deliver(task, next)
       this.core.counters.retried++
+      bump(Metrics.retries, this.core.tags)
       return next === 0 ? this.attempt(task) : Effect.zipRight(this.core.retryLater(task, next), this.loop)
     })
   }
@@ -172,6 +210,7 @@ export class WorkerPool<I, A, E> {
           if (worker.current !== undefined) {
             worker.current = undefined
             this.core.counters.busy--
+            worker.endAttempt(Exit.interrupt(worker.fiber.id()))
           }
           if (this.slots[id] === worker) this.slots[id] = undefined
           if (id < this.target) this.spawn(id)

@@ -1,0 +1,137 @@
+/**
+ * DurableQueue's spans and metrics, kept out of `core.ts` (which owns the queue's rules) by decorating both sides
+ * of it: the `Store` it writes to (settlements are counted where they are written, once the store took them) and
+ * the queue it returns (offer and per-job spans). Naming: README, "Tracing and metrics".
+ */
+import * as Effect from "effect/Effect"
+import type * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import type * as DurableQueue from "../../DurableQueue.js"
+import { bump, counter, labels } from "../telemetry.js"
+import type { EventPort } from "./events.js"
+import type { QueueSettings } from "./options.js"
+import type { Settle, Store } from "./store.js"
+
+/** Label `queue`: the queue's `name`. @internal */
+export const DurableQueueMetrics = {
+  offered: counter("effect_workers_durable_queue_offered_total", "jobs offered (an id already known counts too)"),
+  acked: counter("effect_workers_durable_queue_acked_total", "jobs acknowledged after a successful attempt"),
+  retried: counter("effect_workers_durable_queue_retried_total", "failed attempts put back for another try"),
+  dead: counter("effect_workers_durable_queue_dead_total", "jobs moved to the dead letters"),
+  released: counter(
+    "effect_workers_durable_queue_released_total",
+    "jobs put back uncounted (interrupted, or fetched and not run at shutdown)"
+  ),
+  leaseExpired: counter(
+    "effect_workers_durable_queue_lease_expired_total",
+    "jobs whose runner died on their last attempt (its lease expired unsettled), found and dead-lettered"
+  )
+} as const
+
+const Metrics = DurableQueueMetrics
+
+/** Counts a batch the store has taken; `core.ts` dead-letters a runner's lost last attempt with one attempt less. */
+const count = (batch: ReadonlyArray<Settle>, tags: ReturnType<typeof labels>): void => {
+  for (const { job, settlement } of batch) {
+    switch (settlement._tag) {
+      case "Ack":
+        bump(Metrics.acked, tags)
+        break
+      case "Retry":
+        bump(Metrics.retried, tags)
+        break
+      case "Release":
+        bump(Metrics.released, tags)
+        break
+      case "Dead":
+        bump(Metrics.dead, tags)
+        if (settlement.attempts < job.attempts) bump(Metrics.leaseExpired, tags)
+        break
+    }
+  }
+}
+
+// Delegates member by member (a store is a class instance: a spread would lose its methods); a member added to
+// `Store` fails to compile here until it is delegated.
+const tracedStore = (store: Store, name: string, tags: ReturnType<typeof labels>): Store => ({
+  backend: store.backend,
+  maxBatch: store.maxBatch,
+  wakeSpacingMillis: store.wakeSpacingMillis,
+  offer: (jobs) => store.offer(jobs),
+  lease: (max) => store.lease(max),
+  get ready() {
+    return store.ready
+  },
+  refresh: (jobs) => store.refresh(jobs),
+  get size() {
+    return store.size
+  },
+  get deadLetters() {
+    return store.deadLetters
+  },
+  requeue: (id) => store.requeue(id),
+  get purge() {
+    return store.purge
+  },
+  cancel: (id) => store.cancel(id),
+  progress: (job, json) => store.progress(job, json),
+  status: (id) => store.status(id),
+  setPaused: (paused) => store.setPaused(paused),
+  get counts() {
+    return store.counts
+  },
+  get requeueAll() {
+    return store.requeueAll
+  },
+  // The settler's fiber was forked when the queue was made: its batches are root spans, not children of that.
+  settle: (batch) =>
+    Effect.tap(store.settle(batch), () => count(batch, tags)).pipe(
+      Effect.withSpan("DurableQueue.settle", {
+        root: true,
+        attributes: { "effect_workers.queue": name, "effect_workers.jobs": batch.length }
+      })
+    )
+})
+
+const tracedQueue = <A>(queue: DurableQueue.DurableQueue<A>, tags: ReturnType<typeof labels>): DurableQueue.DurableQueue<A> => {
+  const attributes = { "effect_workers.queue": queue.name }
+  // One span per job a handler runs, a child of the caller of `take` or `run` (its taker fibers inherit it).
+  const traced = <X, E, R>(handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>) =>
+  (value: A, job: DurableQueue.Job) =>
+    Effect.withSpan(Effect.suspend(() => handler(value, job)), "DurableQueue.take", {
+      kind: "consumer",
+      attributes: { ...attributes, "effect_workers.job_id": job.id, "effect_workers.attempt": job.attempt }
+    })
+  return {
+    ...queue,
+    offer: (value, options) =>
+      queue.offer(value, options).pipe(
+        Effect.tap(() => bump(Metrics.offered, tags)),
+        Effect.withSpan("DurableQueue.offer", { kind: "producer", attributes })
+      ),
+    take: ((handler: (value: A, job: DurableQueue.Job) => Effect.Effect<unknown, unknown, unknown>, options?: DurableQueue.TakeOptions<unknown, unknown>) =>
+      options === undefined ? queue.take(traced(handler)) : queue.take(traced(handler), options)) as DurableQueue.DurableQueue<A>["take"],
+    run: (handler, options) => queue.run(traced(handler), options)
+  }
+}
+
+/**
+ * The core's `make` with telemetry around it: the core gets a counting store, its caller a queue whose offers and
+ * jobs have spans.
+ * @internal
+ */
+export const withTelemetry = (
+  make: <A, I>(store: Store, settings: QueueSettings, schema: Schema.Schema<A, I>, port: EventPort) => Effect.Effect<
+    DurableQueue.DurableQueue<A>,
+    never,
+    Scope.Scope
+  >
+) =>
+<A, I>(store: Store, settings: QueueSettings, schema: Schema.Schema<A, I>, port: EventPort): Effect.Effect<
+  DurableQueue.DurableQueue<A>,
+  never,
+  Scope.Scope
+> => {
+  const tags = labels("queue", settings.name)
+  return Effect.map(make(tracedStore(store, settings.name, tags), settings, schema, port), (queue) => tracedQueue(queue, tags))
+}
