@@ -126,11 +126,11 @@ export const APP_JS = `"use strict";
     }, armed.has(key) ? "Click again to " + text.toLowerCase() : text);
   };
 
-  const queueCard = (q, actions) => {
+  const queueCard = (q, actions, at) => {
     const c = q.counts;
     const count = (name) => el("div", { class: "count", "data-count": name }, el("b", {}, c ? fmt(c[name]) : "–"), el("span", {}, name));
     const key = q.key;
-    return el("div", { class: "card", "data-queue": q.name },
+    return el("div", { class: "card", "data-queue": q.name, "data-at": at },
       el("h2", {}, "DurableQueue ", el("span", { class: "name" }, q.name),
         c ? el("span", { class: "badge " + (c.paused ? "paused" : "on"), "data-paused": String(c.paused) }, c.paused ? "paused" : "running") : null),
       q.error ? el("div", { class: "error" }, "store: " + q.error) : null,
@@ -187,7 +187,7 @@ export const APP_JS = `"use strict";
     document.getElementById("title").textContent = s.title;
     document.title = s.title;
     const actions = s.actions && !s.readOnly;
-    document.getElementById("queues").replaceChildren(...s.queues.map((q) => queueCard(q, actions)));
+    document.getElementById("queues").replaceChildren(...s.queues.map((q) => queueCard(q, actions, s.at)));
     document.getElementById("runners").replaceChildren(...s.runners.map(runnerCard));
     document.getElementById("modules").replaceChildren(...(s.modules.length > 0 ? [moduleTable(s.modules)] : []));
   };

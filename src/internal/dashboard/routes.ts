@@ -6,11 +6,9 @@
 import * as HttpRouter from "@effect/platform/HttpRouter"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
 import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
@@ -138,6 +136,36 @@ const runAction = (queue: Dashboard.WatchedQueue, body: ActionBody): Effect.Effe
   }
 }
 
+/** What is read of a body sent without a length before the connection is dropped rather than drained. */
+const DRAIN_BYTES = 1024 * 1024
+
+/**
+ * The body as text, or undefined when it is larger than `MAX_BODY_BYTES`. A body sent without a length is drained
+ * (up to `DRAIN_BYTES`) rather than cut, so the client gets its 413 instead of a reset connection.
+ */
+const readBody = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<string | undefined, unknown> =>
+  Effect.suspend(() => {
+    const chunks: Array<Uint8Array> = []
+    let total = 0
+    return request.stream.pipe(
+      Stream.takeWhile(() => total <= DRAIN_BYTES),
+      Stream.runForEach((chunk) => Effect.sync(() => {
+        total += chunk.length
+        if (total <= MAX_BODY_BYTES) chunks.push(chunk)
+      })),
+      Effect.map(() => {
+        if (total > MAX_BODY_BYTES) return undefined
+        const bytes = new Uint8Array(total)
+        let at = 0
+        for (const chunk of chunks) {
+          bytes.set(chunk, at)
+          at += chunk.length
+        }
+        return new TextDecoder().decode(bytes)
+      })
+    )
+  })
+
 const action = (settings: RouteSettings) =>
   Effect.gen(function*() {
     if (settings.readOnly) return problem(403, "this dashboard is read-only")
@@ -149,8 +177,9 @@ const action = (settings: RouteSettings) =>
     if (!(yield* allowed(settings, request, "action"))) return problem(403, "not authorized to act on this dashboard")
     const length = Number(request.headers["content-length"] ?? "0")
     if (length > MAX_BODY_BYTES) return problem(413, `the body is ${length} bytes, more than ${MAX_BODY_BYTES}`)
-    const text = yield* Effect.either(HttpIncomingMessage.withMaxBodySize(request.text, Option.some(MAX_BODY_BYTES)))
-    if (text._tag === "Left") return problem(413, `the body could not be read within ${MAX_BODY_BYTES} bytes`)
+    const text = yield* Effect.either(readBody(request))
+    if (text._tag === "Left") return problem(400, "the body could not be read")
+    if (text.right === undefined) return problem(413, `the body is more than ${MAX_BODY_BYTES} bytes`)
     const body = parseAction(text.right)
     if (typeof body === "string") return problem(400, body)
     const watch = settings.sampler.watches.find((w) => w.key === body.queue)

@@ -263,10 +263,10 @@ export class Sampler {
     this.wake.unsafeOpen()
   }
 
-  private get sample(): Effect.Effect<string> {
+  /** Reads everything and makes the snapshot; the stores only when `stores` (a browser watches, or one asked). */
+  private sample(stores: boolean): Effect.Effect<string> {
     return Effect.gen(this, function*() {
-      const watched = this.clients > 0
-      if (watched) yield* Effect.forEach(this.watches, (w) => w.read, { concurrency: "unbounded", discard: true })
+      if (stores) yield* Effect.forEach(this.watches, (w) => w.read, { concurrency: "unbounded", discard: true })
       const now = Date.now()
       const runners = Array.from(liveRuns, (stats) => {
         let watch = this.runs.get(stats)
@@ -295,7 +295,7 @@ export class Sampler {
     return Effect.suspend(() =>
       this.latest !== undefined && Date.now() - this.sampledAt < this.settings.intervalMillis && this.watches.every((w) => !w.dirty)
         ? Effect.succeed(this.latest)
-        : this.sample
+        : this.sample(true)
     )
   }
 
@@ -318,8 +318,9 @@ export class Sampler {
       const loop = Effect.gen(this, function*() {
         yield* Effect.raceFirst(this.wake.await, Effect.sleep(Duration.millis(this.settings.intervalMillis)))
         this.wake.unsafeClose()
-        const snapshot = yield* this.sample
-        if (this.clients > 0) yield* PubSub.publish(this.hub, snapshot)
+        const watched = this.clients > 0
+        const snapshot = yield* this.sample(watched)
+        if (watched) yield* PubSub.publish(this.hub, snapshot)
         yield* Effect.sleep(Duration.millis(MIN_SPACING_MILLIS))
       })
       yield* Effect.forkScoped(Effect.forever(loop))
