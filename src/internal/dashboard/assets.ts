@@ -34,8 +34,8 @@ header { display: flex; gap: 12px; align-items: center; padding: 12px 20px; back
 h1 { font-size: 18px; margin: 0; }
 h2 { font-size: 16px; margin: 0 0 8px; display: flex; gap: 8px; align-items: center; }
 h3 { font-size: 13px; margin: 12px 0 4px; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
-main { padding: 16px 20px; display: grid; gap: 16px; }
-section { display: grid; gap: 16px; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); }
+main { padding: 16px 20px; display: grid; gap: 16px; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); align-items: start; }
+section { display: contents; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 14px 16px; overflow: hidden; }
 .badge { font-size: 12px; padding: 2px 8px; border-radius: 10px; background: var(--line); color: var(--muted); }
 .badge.on { background: #e5f4ea; color: var(--ok); }
@@ -146,14 +146,14 @@ export const APP_JS = `"use strict";
       el("h3", {}, "dead letters"),
       q.dead && q.dead.length > 0
         ? el("table", { class: "dead" }, el("tr", {}, el("th", {}, "id"), el("th", { style: undefined }, "attempts"), el("th", {}, "last error"), actions ? el("th", {}, "") : null),
-          q.dead.map((d) => el("tr", { "data-job": d.id }, el("td", { title: d.id }, d.id), el("td", {}, d.attempts), el("td", { class: "wrap error" }, d.lastError),
+          q.dead.slice(0, 10).map((d) => el("tr", { "data-job": d.id }, el("td", { title: d.id }, d.id), el("td", {}, d.attempts), el("td", { class: "wrap error" }, d.lastError),
             actions ? el("td", {}, button("Retry", { queue: key, action: "retry", id: d.id }, "retry " + d.id)) : null)))
         : el("div", { class: "muted" }, q.dead ? "none" : "not read yet"),
-      c && q.dead && c.dead > q.dead.length ? el("div", { class: "muted" }, "showing " + q.dead.length + " of " + fmt(c.dead)) : null,
+      c && q.dead && c.dead > Math.min(10, q.dead.length) ? el("div", { class: "muted" }, "showing " + Math.min(10, q.dead.length) + " of " + fmt(c.dead)) : null,
       el("h3", {}, "recent jobs (seen in events since the dashboard started)"),
       q.jobs.length > 0
         ? el("table", { class: "jobs" }, el("tr", {}, el("th", {}, "id"), el("th", {}, "state"), el("th", {}, "attempt"), el("th", {}, "progress"), el("th", {}, "last error"), actions ? el("th", {}, "") : null),
-          q.jobs.map((j) => el("tr", { "data-job": j.id, "data-state": j.state }, el("td", { title: j.id }, j.id), el("td", {}, j.state), el("td", {}, j.attempt ?? ""),
+          q.jobs.slice(0, 15).map((j) => el("tr", { "data-job": j.id, "data-state": j.state }, el("td", { title: j.id }, j.id), el("td", {}, j.state), el("td", {}, j.attempt ?? ""),
             el("td", { title: j.progress || "" }, j.progress || ""), el("td", { class: "error", title: j.error || "" }, j.error || ""),
             actions ? el("td", {}, j.state === "waiting" || j.state === "running" || j.state === "retrying" ? button("Cancel", { queue: key, action: "cancel", id: j.id }, "cancel " + j.id) : null) : null)))
         : el("div", { class: "muted" }, "none yet"));
