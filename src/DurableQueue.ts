@@ -130,7 +130,10 @@ export interface OfferOptions {
    * Not leased before this long from now (the store's clock), at most 10 years. Not together with `runAt`.
    */
   readonly delay?: Duration.DurationInput | undefined
-  /** Not leased before this time: a `Date` or epoch milliseconds, at most 10 years ahead; a past time is now. */
+  /**
+   * Not leased before this time: a `Date` or epoch milliseconds (read against `Clock`), within 10 years of now
+   * (further back is likely epoch seconds); a past time is now. Not together with `delay`.
+   */
   readonly runAt?: Date | number | undefined
   /** An integer from -1,000,000 to 1,000,000, default 0: higher first, equal ones in offer order. */
   readonly priority?: number | undefined
