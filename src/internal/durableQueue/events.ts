@@ -197,15 +197,19 @@ export const subscribe = (bus: EventBus, backend: string, queue: string, capacit
       malformed = 0
     })
     yield* bus.subscribe.pipe(
-      Stream.runForEach((text) => {
-        const event = decodeEvent(text)
-        if (event === undefined) malformed++
-        else {
-          const size = buffer.unsafeSize()
-          if (size._tag === "Some" && size.value >= capacity) dropped++
+      // A chunk at a time (a Redis message or NOTIFY payload carries a batch): one buffer offer per batch.
+      Stream.runForEachChunk((texts) => {
+        const events: Array<DurableQueue.JobEvent> = []
+        for (const text of texts) {
+          const event = decodeEvent(text)
+          if (event === undefined) malformed++
+          else events.push(event)
         }
-        // `offer`, not `unsafeOffer`: only `offer` applies the sliding strategy (`unsafeOffer` drops the newest).
-        const offered = event === undefined ? Effect.void : buffer.offer(event)
+        const size = buffer.unsafeSize()
+        const room = capacity - (size._tag === "Some" ? size.value : 0)
+        if (events.length > room) dropped += events.length - Math.max(0, room)
+        // `offerAll`, not `unsafeOffer`: only the effect applies the sliding strategy (`unsafeOffer` drops the newest).
+        const offered = events.length === 0 ? Effect.void : buffer.offerAll(events)
         return dropped + malformed > 0 ? Effect.zipRight(offered, report) : offered
       }),
       Effect.catchAllCause((cause) => Deferred.fail(failed, new DurableQueueError({ reason: "StoreFailed", backend, queue, cause }))),
