@@ -7,6 +7,9 @@
  * taker's jobs come back once the lease expires), an attempt counted when a job is leased (so a job that kills its
  * process dead-letters after `maxAttempts` too), an acknowledgement only after the handler succeeded, and after
  * `maxAttempts` failed attempts a dead letter with the last error, which `requeue` queues again and `purge` deletes.
+ * Since 0.2.0 (issue #11): backoff between attempts (a retry waits in the store, holding no taker), delayed jobs,
+ * priorities, attempt timeouts, `cancel`, progress and `status` by id, results by id with a time to live, `pause`,
+ * `drain`, `counts` and `requeueAll`, on every store.
  *
  * `TaskEngine.fromDurableQueue` and `JobRunner`'s `source` option run their work from one.
  *
