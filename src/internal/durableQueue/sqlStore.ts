@@ -219,9 +219,12 @@ const makeOffer = (ctx: Ctx): Effect.Effect<Store["offer"], never, Scope.Scope> 
     const { now, table } = fragments(ctx)
     const offers = yield* Queue.unbounded<Waiting<OfferedJob>>()
     const insert = (batch: ReadonlyArray<Waiting<OfferedJob>>) => {
-      // A delayed job is a timed row: not leased before its time.
+      // A delayed job is a timed row: not leased before its time. The defaults (no delay, priority 0, no options)
+      // go as SQL text, not parameters: a row of the first version's 4 parameters costs no more to bind.
+      const zero = sql.literal("0")
       const rows = sql.csv(batch.map(({ item: { delayMillis, id, options, payload, priority } }) =>
-        sql`(${name}, ${id}, ${idKey(id)}, ${payload}, ${now} + ${delayMillis}, ${delayMillis > 0 ? 1 : 0}, ${priority}, ${options ?? null}, ${now}, ${now})`
+        sql`(${name}, ${id}, ${idKey(id)}, ${payload}, ${delayMillis > 0 ? sql`${now} + ${delayMillis}` : now},
+          ${delayMillis > 0 ? sql.literal("1") : zero}, ${priority === 0 ? zero : priority}, ${options ?? sql.literal("NULL")}, ${now}, ${now})`
       ))
       const columns = sql.literal("(queue_name, id, id_key, element, visible_at, timed, priority, options, created_at, updated_at)")
       // With notifications, one NOTIFY per batch (in the same statement, so no round trip more), and only when a row
