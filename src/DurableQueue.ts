@@ -135,7 +135,8 @@ export interface DurableQueue<in out A> {
    * `schedule:<id>:<occurrence as ISO string>`: run it in every process and each occurrence is still stored once,
    * and none is missed while one of them lives. A `Schedule` is refused (its occurrences count from when its
    * process started, so processes would not agree); a bad `id`, cron expression or `every` fails with `OptionError`
-   * naming it. Calling it clears an earlier `unschedule` of `id`.
+   * naming it. Calling it clears an earlier `unschedule` of `id`. `options` gives the occurrences a `priority`,
+   * `timeout` and `backoff` (checked at this call).
    */
   readonly schedule: (
     id: string,
@@ -180,7 +181,7 @@ export type ScheduleSpec = string | Cron.Cron | { readonly every: Duration.Durat
  * @since 0.1.0
  * @category models
  */
-export interface ScheduleOptions {
+export interface ScheduleOptions extends Pick<OfferOptions, "priority" | "timeout" | "backoff"> {
   /** The time zone of a cron expression given as a string (an IANA name such as "Europe/Paris"). Default: UTC. */
   readonly timeZone?: string | undefined
 }

@@ -166,6 +166,19 @@ describe("DurableQueue schedules on memory (TestClock)", () => {
         expect(ids).toContain("schedule:even-minutes:1970-01-01T00:02:00.000Z")
       })))
 
+  it.effect("an occurrence is offered with the schedule's priority, timeout and backoff", () =>
+    withStore("memory", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* slowClock(env, "prio")
+        yield* queue.offer(0, { id: "plain" })
+        yield* queue.schedule("urgent", { every: "1 minute" }, 1, { priority: 10, timeout: "5 seconds" })
+        yield* TestClock.adjust("1 minute")
+        const order: Array<string> = []
+        yield* queue.take((_, job) => Effect.sync(() => order.push(job.id)))
+        yield* queue.take((_, job) => Effect.sync(() => order.push(job.id)))
+        expect(order).toEqual(["schedule:urgent:1970-01-01T00:01:00.000Z", "plain"])
+      })))
+
   it.effect("bad id, cron expression, every or a Schedule: OptionError naming it; unschedule checks its id", () =>
     withStore("memory", (env) =>
       Effect.gen(function*() {
@@ -185,6 +198,8 @@ describe("DurableQueue schedules on memory (TestClock)", () => {
         expect(yield* fieldOf(queue.schedule("x", { every: "1 second" }, 1, { timeZone: 3 as never }))).toBe("timeZone")
         expect(yield* fieldOf(queue.schedule("x", { every: "1 second" }, 1, { timezone: "UTC" } as never))).toBe("schedule options.timezone")
         expect(yield* fieldOf(queue.unschedule("a\u0000b"))).toBe("id")
+        expect(yield* fieldOf(queue.schedule("x", { every: "1 second" }, 1, { priority: 1.5 }))).toBe("priority")
+        expect(yield* fieldOf(queue.schedule("x".repeat(257), { every: "1 second" }, 1))).toBe("id")
       })))
 })
 
