@@ -63,7 +63,7 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
         // the whole popped batch lost.
         const deep = `${"[".repeat(5_000)}1${"]".repeat(5_000)}`
         yield* Effect.promise(() =>
-          raw.multi().hset(k.payloads, "deep", deep, "junk", "{not json").hset(k.queued, "deep", `${"0".repeat(15)}adeep`, "junk", `${"0".repeat(15)}bjunk`)
+          raw.multi().hset(k.payloads, "deep", deep, "junk", "{not json").hset(k.members, "deep", `${"0".repeat(15)}adeep`, "junk", `${"0".repeat(15)}bjunk`)
             .zadd(k.waiting, 0, `${"0".repeat(15)}adeep`, 0, `${"0".repeat(15)}bjunk`).exec()
         )
         yield* Effect.forEach([4, 5], (n) => queue.offer(n, { id: `n${n}` }), { discard: true })

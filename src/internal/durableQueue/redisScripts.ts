@@ -5,18 +5,24 @@
  * popped batch with it.
  *
  * Keys of one queue (`<prefix>{<escaped name>}:<suffix>`, see `keysOf`; one hash tag, so one Cluster slot):
- * - waiting: sorted set of ready jobs. Score = -priority (an integer, exact in a double), member = `seq` as 16 hex
- *   digits followed by the id: Redis orders equal scores by member bytes, so ties go in sequence (offer) order. A
- *   score `priority × 2^32 + seq` would run out of sequence numbers after 2^32 offers (5 days at 10,000/s); the
- *   member has all 53 bits. ZPOPMIN takes the head in O(log n).
- * - seq: counter giving each entry into waiting/delayed (and each death) its place.
- * - queued: hash id → its waiting member, for every waiting or delayed job (cancel and status find it by id).
+ * - waiting: sorted set of ready jobs. Score = -priority (an integer, exact in a double), member = a sequence
+ *   number as 16 hex digits followed by the id: Redis orders equal scores by member bytes, so ties go in offer
+ *   order. A score `priority × 2^32 + seq` would run out of sequence numbers after 2^32 offers (5 days at
+ *   10,000/s); the member has all 53 bits. ZPOPMIN takes the head in O(log n).
+ * - seq: the counter of those sequence numbers (one per offer, one per death).
+ * - members: hash id → its waiting member, made at offer and kept while the job lives (waiting, delayed, leased,
+ *   dead), so a job released, retried, reclaimed or requeued keeps its place among its priority (offer order, as
+ *   the memory and SQL stores), and cancel and status find it by id.
  * - delayed: sorted set id → ready time (ms, Redis's clock); moved to waiting by the lease script once due.
  * - leased: sorted set id → lease deadline (ms); owners: hash id → token of the store holding its lease.
- * - payloads, attempts, errors, priorities (only ≠ 0), options, progress, results: hashes id → text.
+ * - payloads, attempts, errors, priorities (only ≠ 0), options, progress: hashes id → text.
+ * - results: hash id → result; expiry: sorted set id → when its result goes (ms), dropped by later settlements.
  * - cancelling: set of leased ids whose cancellation was asked; cancelled: set of cancelled ids (kept, like dead).
- * - dead: sorted set id → `seq` at its death (oldest first); done: sorted set id → end of its done record (ms).
- * - ids: set of custom ids ever offered (so one is queued once, also after its done record expired); paused: "1".
+ * - dead: sorted set id → sequence number at its death (oldest first).
+ * - ids: set of custom ids ever offered (so one is queued once); paused: "1" while paused.
+ * A done job keeps its attempts, progress and last error, and nothing else: "done" is a job with attempts in no
+ * other state, so the record costs one hash field (the memory and SQL stores keep done jobs too; only its result
+ * expires).
  *
  * Layout change of issue #11 (pre-1.0): waiting and dead were lists; a queue written by an older version fails
  * with WRONGTYPE instead of losing its jobs silently: drain it first, or delete its keys.
@@ -28,7 +34,7 @@
 export const keyNames = [
   "waiting",
   "seq",
-  "queued",
+  "members",
   "delayed",
   "leased",
   "owners",
@@ -39,10 +45,10 @@ export const keyNames = [
   "options",
   "progress",
   "results",
+  "expiry",
   "cancelling",
   "cancelled",
   "dead",
-  "done",
   "ids",
   "paused"
 ] as const
@@ -66,25 +72,24 @@ const clock = `local function clock()
 end`
 
 /**
- * Puts `id` in waiting (delay 0) or delayed, behind every job of its priority offered before. Needs seq, queued,
- * waiting, delayed. `0 - priority`, not `-priority`: Lua's -0 would be written "-0".
+ * Puts `id` (offered before: it has its member) in waiting (delay 0) or delayed. Needs members, waiting, delayed,
+ * priorities. `0 - priority`, not `-priority`: Lua's -0 would be written "-0".
  */
-const enqueue = `local function enqueue(id, delay, now, priority)
-  local member = string.format('%016x', redis.call('INCR', seq)) .. id
-  redis.call('HSET', queued, id, member)
+const enqueue = `local function priorityOf(id)
+  return tonumber(redis.call('HGET', priorities, id) or '0')
+end
+local function enqueue(id, delay, now)
   if delay > 0 then
     redis.call('ZADD', delayed, now + delay, id)
   else
-    redis.call('ZADD', waiting, 0 - priority, member)
+    redis.call('ZADD', waiting, 0 - priorityOf(id), redis.call('HGET', members, id))
   end
-end
-local function priorityOf(id)
-  return tonumber(redis.call('HGET', priorities, id) or '0')
 end`
 
 /** A job becomes a cancelled record: attempts, error and progress kept for `status`, the rest dropped. */
 const cancelRecord = `local function cancelRecord(id)
   redis.call('SADD', cancelled, id)
+  redis.call('HDEL', members, id)
   redis.call('HDEL', payloads, id)
   redis.call('HDEL', priorities, id)
   redis.call('HDEL', options, id)
@@ -95,18 +100,23 @@ end`
  * one by `ids` (forever), a generated one by its payload. Options are JSON text, never "", so "" means none.
  */
 export const offer = script(
-  ["waiting", "seq", "queued", "delayed", "payloads", "priorities", "options", "ids"],
+  ["waiting", "seq", "members", "delayed", "payloads", "priorities", "options", "ids"],
   clock,
-  enqueue,
   `local now
 for i = 1, #ARGV, 6 do
   local id = ARGV[i]
   if (ARGV[i + 2] ~= '1' or redis.call('SADD', ids, id) == 1) and redis.call('HSETNX', payloads, id, ARGV[i + 1]) == 1 then
     local delay, priority = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+    local member = string.format('%016x', redis.call('INCR', seq)) .. id
+    redis.call('HSET', members, id, member)
     if priority ~= 0 then redis.call('HSET', priorities, id, priority) end
     if ARGV[i + 5] ~= '' then redis.call('HSET', options, id, ARGV[i + 5]) end
-    if delay > 0 and not now then now = clock() end
-    enqueue(id, delay, now, priority)
+    if delay > 0 then
+      now = now or clock()
+      redis.call('ZADD', delayed, now + delay, id)
+    else
+      redis.call('ZADD', waiting, 0 - priority, member)
+    end
   end
 end
 return 1`
@@ -120,7 +130,7 @@ return 1`
  * quadruples.
  */
 export const lease = script(
-  ["waiting", "seq", "queued", "delayed", "leased", "owners", "payloads", "attempts", "priorities", "options", "cancelling", "cancelled", "paused"],
+  ["waiting", "members", "delayed", "leased", "owners", "payloads", "attempts", "priorities", "options", "cancelling", "cancelled", "paused"],
   clock,
   enqueue,
   cancelRecord,
@@ -128,12 +138,11 @@ export const lease = script(
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', leased, '-inf', now, 'LIMIT', 0, 1000)) do
   redis.call('ZREM', leased, id)
   redis.call('HDEL', owners, id)
-  if redis.call('SREM', cancelling, id) == 1 then cancelRecord(id) else enqueue(id, 0, now, priorityOf(id)) end
+  if redis.call('SREM', cancelling, id) == 1 then cancelRecord(id) else enqueue(id, 0, now) end
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)) do
   redis.call('ZREM', delayed, id)
-  local member = redis.call('HGET', queued, id)
-  if member then redis.call('ZADD', waiting, 0 - priorityOf(id), member) end
+  enqueue(id, 0, now)
 end
 if redis.call('EXISTS', paused) == 1 then return {} end
 local popped = redis.call('ZPOPMIN', waiting, ARGV[3])
@@ -141,7 +150,6 @@ local deadline = now + tonumber(ARGV[2])
 local out = {}
 for i = 1, #popped, 2 do
   local id = string.sub(popped[i], 17)
-  redis.call('HDEL', queued, id)
   local payload = redis.call('HGET', payloads, id)
   if payload then
     local n = redis.call('HINCRBY', attempts, id, 1)
@@ -173,16 +181,17 @@ return asked`
 )
 
 /**
- * ARGV: token, then (id, kind, attempts, text, number) quintuples. Kinds: "a" ack (number: time to live of the
- * done record, ms), "A" ack with the result in text, "b" back (release), "r" retry (text: error; number: delay
- * ms), "d" dead (text: error), "c" cancelled. Only jobs this token holds are touched, so a late settlement (the
- * lease lapsed, another runner has the job) or a repeated one changes nothing. A job asked to cancel is not
- * queued again whatever its settlement says. Then drops up to 1,000 done records whose time passed (no sweeper).
+ * ARGV: token, then (id, kind, attempts, text, number) quintuples. Kinds: "a" ack, "A" ack with the result in
+ * text, kept for number ms, "b" back (release), "r" retry (text: error; number: delay ms), "d" dead (text:
+ * error), "c" cancelled. Only jobs this token holds are touched, so a late settlement (the lease lapsed, another
+ * runner has the job) or a repeated one changes nothing. A job asked to cancel is not queued again whatever its
+ * settlement says. Then drops up to 1,000 results whose time passed (no sweeper: each settlement batch adds at
+ * most 256).
  */
 export const settle = script(
   [
-    "waiting", "seq", "queued", "delayed", "leased", "owners", "payloads", "attempts", "errors", "priorities",
-    "options", "progress", "results", "cancelling", "cancelled", "dead", "done"
+    "waiting", "seq", "members", "delayed", "leased", "owners", "payloads", "attempts", "errors", "priorities",
+    "options", "results", "expiry", "cancelling", "cancelled", "dead"
   ],
   clock,
   enqueue,
@@ -195,17 +204,14 @@ for i = 2, #ARGV, 5 do
     redis.call('HDEL', owners, id)
     if redis.call('SREM', cancelling, id) == 1 and (kind == 'b' or kind == 'r') then kind = 'c' end
     if kind == 'a' or kind == 'A' then
-      local ttl = tonumber(ARGV[i + 4])
+      redis.call('HDEL', members, id)
       redis.call('HDEL', payloads, id)
-      redis.call('HDEL', errors, id)
       redis.call('HDEL', priorities, id)
       redis.call('HDEL', options, id)
-      if ttl > 0 then
-        redis.call('ZADD', done, now + ttl, id)
-        if kind == 'A' then redis.call('HSET', results, id, ARGV[i + 3]) end
-      else
-        redis.call('HDEL', attempts, id)
-        redis.call('HDEL', progress, id)
+      local ttl = tonumber(ARGV[i + 4])
+      if kind == 'A' and ttl > 0 then
+        redis.call('HSET', results, id, ARGV[i + 3])
+        redis.call('ZADD', expiry, now + ttl, id)
       end
     else
       redis.call('HSET', attempts, id, ARGV[i + 2])
@@ -216,17 +222,15 @@ for i = 2, #ARGV, 5 do
         if kind == 'd' then
           redis.call('ZADD', dead, redis.call('INCR', seq), id)
         else
-          enqueue(id, kind == 'r' and tonumber(ARGV[i + 4]) or 0, now, priorityOf(id))
+          enqueue(id, kind == 'r' and tonumber(ARGV[i + 4]) or 0, now)
         end
       end
     end
   end
 end
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', done, '-inf', now, 'LIMIT', 0, 1000)) do
-  redis.call('ZREM', done, id)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, 1000)) do
+  redis.call('ZREM', expiry, id)
   redis.call('HDEL', results, id)
-  redis.call('HDEL', attempts, id)
-  redis.call('HDEL', progress, id)
 end
 return 1`
 )
@@ -236,14 +240,11 @@ return 1`
  * `refresh` and applied by `settle` or, once its runner died, by `lease` ("asked"); otherwise "none".
  */
 export const cancel = script(
-  ["waiting", "queued", "delayed", "leased", "payloads", "priorities", "options", "cancelling", "cancelled"],
+  ["waiting", "members", "delayed", "leased", "payloads", "priorities", "options", "cancelling", "cancelled"],
   cancelRecord,
   `local id = ARGV[1]
-local member = redis.call('HGET', queued, id)
-if member then
-  redis.call('ZREM', waiting, member)
-  redis.call('ZREM', delayed, id)
-  redis.call('HDEL', queued, id)
+local member = redis.call('HGET', members, id)
+if member and (redis.call('ZREM', delayed, id) == 1 or redis.call('ZREM', waiting, member) == 1) then
   cancelRecord(id)
   return 'cancelled'
 end
@@ -263,33 +264,41 @@ return 1`
 
 /**
  * ARGV: id. Returns (state, attempts, progress, error, result), nil entries for none, or nil when nothing is known.
- * A delayed job past its time is "waiting" (the next lease moves it); a done record past its time is unknown.
+ * A delayed job past its time is "waiting" (the next lease moves it). "done": attempts counted, no other state.
  */
 export const status = script(
-  ["queued", "delayed", "leased", "attempts", "errors", "progress", "results", "cancelled", "dead", "done"],
+  ["waiting", "members", "delayed", "leased", "attempts", "errors", "progress", "results", "expiry", "cancelled", "dead"],
   clock,
   `local id = ARGV[1]
+local member = redis.call('HGET', members, id)
+local at = redis.call('ZSCORE', delayed, id)
 local state
 if redis.call('ZSCORE', leased, id) then
   state = 'running'
-elseif redis.call('HEXISTS', queued, id) == 1 then
-  local at = redis.call('ZSCORE', delayed, id)
-  state = (at and tonumber(at) > clock()) and 'delayed' or 'waiting'
+elseif member and redis.call('ZSCORE', waiting, member) then
+  state = 'waiting'
+elseif at then
+  state = tonumber(at) > clock() and 'delayed' or 'waiting'
 elseif redis.call('ZSCORE', dead, id) then
   state = 'dead'
 elseif redis.call('SISMEMBER', cancelled, id) == 1 then
   state = 'cancelled'
-else
-  local ends = redis.call('ZSCORE', done, id)
-  if not ends or tonumber(ends) <= clock() then return false end
+elseif redis.call('HEXISTS', attempts, id) == 1 then
   state = 'done'
+else
+  return false
+end
+local result = false
+if state == 'done' then
+  local ends = redis.call('ZSCORE', expiry, id)
+  if ends and tonumber(ends) > clock() then result = redis.call('HGET', results, id) end
 end
 return {
   state,
   redis.call('HGET', attempts, id) or '0',
   redis.call('HGET', progress, id),
   redis.call('HGET', errors, id),
-  state == 'done' and redis.call('HGET', results, id)
+  result
 }`
 )
 
@@ -320,16 +329,16 @@ end
 return out`
 )
 
-/** Queues dead letter `id` again with its priority, attempts, error and progress cleared. Needs requeue's keys. */
+/** Queues dead letter `id` again in its place, its attempts, error and progress cleared. Needs requeue's keys. */
 const revive = `local function revive(id)
   redis.call('ZREM', dead, id)
   redis.call('HDEL', attempts, id)
   redis.call('HDEL', errors, id)
   redis.call('HDEL', progress, id)
-  enqueue(id, 0, 0, priorityOf(id))
+  enqueue(id, 0, 0)
 end`
 
-const requeueKeys: ReadonlyArray<KeyName> = ["waiting", "seq", "queued", "delayed", "dead", "attempts", "errors", "progress", "priorities"]
+const requeueKeys: ReadonlyArray<KeyName> = ["waiting", "members", "delayed", "dead", "attempts", "errors", "progress", "priorities"]
 
 /** ARGV: id. Queues a dead letter again, no attempts counted; 0 when there is no such dead letter. */
 export const requeue = script(
@@ -363,9 +372,10 @@ return {#ids, bound}`
 
 /** Deletes every dead letter and forgets its id; returns how many. */
 export const purge = script(
-  ["dead", "payloads", "attempts", "errors", "priorities", "options", "progress", "ids"],
+  ["dead", "members", "payloads", "attempts", "errors", "priorities", "options", "progress", "ids"],
   `local letters = redis.call('ZRANGE', dead, 0, -1)
 for _, id in ipairs(letters) do
+  redis.call('HDEL', members, id)
   redis.call('HDEL', payloads, id)
   redis.call('HDEL', attempts, id)
   redis.call('HDEL', errors, id)
