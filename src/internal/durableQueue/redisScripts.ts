@@ -96,21 +96,27 @@ const cancelRecord = `local function cancelRecord(id)
 end`
 
 /**
- * ARGV: (id, payload, custom "1"/"0", delay ms, priority, options or "") sextuples. Known ids are skipped: a custom
- * one by `ids` (forever), a generated one by its payload. Options are JSON text, never "", so "" means none.
+ * ARGV: (id, payload, spec) triples. `spec` is "" for the common job (generated id, ready now, priority 0, no
+ * options), else "<custom 1/0> <delay ms> <priority> <options or nothing>" (this store's own framing, never user
+ * JSON: options is the rest, taken whole): three arguments a job instead of six cost a pipelined offer ~10%
+ * (bench 20,000 offers). Known ids are skipped: a custom one by `ids` (forever), a generated one by its payload.
  */
 export const offer = script(
   ["waiting", "seq", "members", "delayed", "payloads", "priorities", "options", "ids"],
   clock,
   `local now
-for i = 1, #ARGV, 6 do
-  local id = ARGV[i]
-  if (ARGV[i + 2] ~= '1' or redis.call('SADD', ids, id) == 1) and redis.call('HSETNX', payloads, id, ARGV[i + 1]) == 1 then
-    local delay, priority = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+for i = 1, #ARGV, 3 do
+  local id, spec = ARGV[i], ARGV[i + 2]
+  local custom, delay, priority, extra = '0', 0, 0, ''
+  if spec ~= '' then
+    custom, delay, priority, extra = string.match(spec, '^([01]) (%d+) (%-?%d+) (.*)$')
+    delay, priority = tonumber(delay), tonumber(priority)
+  end
+  if (custom ~= '1' or redis.call('SADD', ids, id) == 1) and redis.call('HSETNX', payloads, id, ARGV[i + 1]) == 1 then
     local member = string.format('%016x', redis.call('INCR', seq)) .. id
     redis.call('HSET', members, id, member)
     if priority ~= 0 then redis.call('HSET', priorities, id, priority) end
-    if ARGV[i + 5] ~= '' then redis.call('HSET', options, id, ARGV[i + 5]) end
+    if extra ~= '' then redis.call('HSET', options, id, extra) end
     if delay > 0 then
       now = now or clock()
       redis.call('ZADD', delayed, now + delay, id)
@@ -147,6 +153,8 @@ end
 if redis.call('EXISTS', paused) == 1 then return {} end
 local popped = redis.call('ZPOPMIN', waiting, ARGV[3])
 local deadline = now + tonumber(ARGV[2])
+-- Read once per call, not per job: most queues have no per-job options (one command less per job leased).
+local withOptions = redis.call('HLEN', options) > 0
 local out = {}
 for i = 1, #popped, 2 do
   local id = string.sub(popped[i], 17)
@@ -158,7 +166,7 @@ for i = 1, #popped, 2 do
     out[#out + 1] = id
     out[#out + 1] = payload
     out[#out + 1] = n
-    out[#out + 1] = redis.call('HGET', options, id)
+    out[#out + 1] = withOptions and redis.call('HGET', options, id)
   end
 end
 return out`
@@ -197,17 +205,22 @@ export const settle = script(
   enqueue,
   cancelRecord,
   `local now = clock()
+-- Read once per call, not per job: in the common case (nothing asked to cancel, no priorities, no per-job
+-- options) each acknowledgement is 5 commands instead of 8. Nothing in this script adds to these keys.
+local anyAsked = redis.call('SCARD', cancelling) > 0
+local anyPriority = redis.call('HLEN', priorities) > 0
+local anyOptions = redis.call('HLEN', options) > 0
 for i = 2, #ARGV, 5 do
   local id, kind = ARGV[i], ARGV[i + 1]
   if redis.call('HGET', owners, id) == ARGV[1] then
     redis.call('ZREM', leased, id)
     redis.call('HDEL', owners, id)
-    if redis.call('SREM', cancelling, id) == 1 and (kind == 'b' or kind == 'r') then kind = 'c' end
+    if anyAsked and redis.call('SREM', cancelling, id) == 1 and (kind == 'b' or kind == 'r') then kind = 'c' end
     if kind == 'a' or kind == 'A' then
       redis.call('HDEL', members, id)
       redis.call('HDEL', payloads, id)
-      redis.call('HDEL', priorities, id)
-      redis.call('HDEL', options, id)
+      if anyPriority then redis.call('HDEL', priorities, id) end
+      if anyOptions then redis.call('HDEL', options, id) end
       local ttl = tonumber(ARGV[i + 4])
       if kind == 'A' and ttl > 0 then
         redis.call('HSET', results, id, ARGV[i + 3])
