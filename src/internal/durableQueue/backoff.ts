@@ -27,7 +27,7 @@ export const MAX_DELAY_MILLIS = 10 * 365 * 24 * 60 * 60 * 1000
  */
 const millisOf = (input: Duration.DurationInput): number => {
   if (typeof input === "number") return Number.isFinite(input) ? Math.round(input) : input
-  if (typeof input === "string" && input.trim().startsWith("-")) return -millisOf(input.trim().slice(1))
+  if (typeof input === "string" && input.trim().startsWith("-")) return -millisOf(input.trim().slice(1) as Duration.DurationInput)
   const decoded = Duration.decodeUnknown(input)
   return decoded._tag === "Some" ? Math.round(Duration.toMillis(decoded.value)) : Number.NaN
 }

@@ -228,12 +228,14 @@ interface Parts<A> {
  * What a finished attempt makes of its job, before its backoff or result are worked out (`complete`). A job
  * whose cancellation was asked is not retried, whatever its handler did but succeed.
  */
-const classify = (exit: Exit.Exit<unknown, unknown>, job: LeasedJob, maxAttempts: number, cancelled: boolean): Settlement => {
-  if (Exit.isSuccess(exit)) return { _tag: "Ack", result: undefined, resultTtlMillis: 0 }
+const classify = (exit: Exit.Exit<unknown, unknown>, job: LeasedJob, settings: QueueSettings, cancelled: boolean): Settlement => {
+  // The time to live goes with every acknowledgement: a store may keep the done record (status "done") only
+  // that long (Redis does), result or not.
+  if (Exit.isSuccess(exit)) return { _tag: "Ack", result: undefined, resultTtlMillis: settings.resultTtlMillis }
   if (cancelled) return { _tag: "Cancelled", attempts: job.attempts }
   if (Cause.isInterruptedOnly(exit.cause)) return { _tag: "Release", attempts: job.attempts - 1 }
   const lastError = Cause.pretty(exit.cause)
-  return job.attempts >= maxAttempts
+  return job.attempts >= settings.maxAttempts
     ? { _tag: "Dead", attempts: job.attempts, lastError }
     : { _tag: "Retry", attempts: job.attempts, lastError, delayMillis: 0 }
 }
@@ -251,7 +253,7 @@ const complete = <A>(
   cancelled: boolean,
   result: Codec<unknown> | undefined
 ): Effect.Effect<Settlement> => {
-  const settlement = classify(exit, job, parts.settings.maxAttempts, cancelled)
+  const settlement = classify(exit, job, parts.settings, cancelled)
   if (settlement._tag === "Retry" && Exit.isFailure(exit)) {
     return Effect.map(retryDelay(perJob.backoff ?? parts.settings.backoff, job.attempts, Cause.squash(exit.cause)), (delayMillis): Settlement =>
       delayMillis === undefined
@@ -367,7 +369,7 @@ const attempt = <A, X, E, R>(
       settled ? Effect.void : Effect.sync(() => {
         fiber?.unsafeInterruptAsFork(FiberId.none)
         const cancelled = running.end(job.id)
-        settler.submit(job, classify(Exit.isSuccess(exit) ? Exit.die("settled by no one") : exit, job, parts.settings.maxAttempts, cancelled))
+        settler.submit(job, classify(Exit.isSuccess(exit) ? Exit.die("settled by no one") : exit, job, parts.settings, cancelled))
       })
     )
   )
