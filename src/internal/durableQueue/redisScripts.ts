@@ -16,13 +16,13 @@
  * - delayed: sorted set id → ready time (ms, Redis's clock); moved to waiting by the lease script once due.
  * - leased: sorted set id → lease deadline (ms); owners: hash id → token of the store holding its lease.
  * - payloads, attempts, errors, priorities (only ≠ 0), options, progress: hashes id → text.
- * - results: hash id → result; expiry: sorted set id → when its result goes (ms), dropped by later settlements.
+ * - results: hash id → result; expiry: sorted set id → when its done record goes (ms), dropped by settlements.
  * - cancelling: set of leased ids whose cancellation was asked; cancelled: set of cancelled ids (kept, like dead).
  * - dead: sorted set id → sequence number at its death (oldest first).
  * - ids: set of custom ids ever offered (so one is queued once); paused: "1" while paused.
- * A done job keeps its attempts, progress and last error, and nothing else: "done" is a job with attempts in no
- * other state, so the record costs one hash field (the memory and SQL stores keep done jobs too; only its result
- * expires).
+ * A done job keeps its attempts, progress, last error and result (if any) until the queue's resultTimeToLive
+ * passes, then only its custom id stays (in `ids`): Redis holds everything in memory, so done records of
+ * generated ids must not pile up forever (the SQL stores keep their rows).
  *
  * Layout change of issue #11 (pre-1.0): waiting and dead were lists; a queue written by an older version fails
  * with WRONGTYPE instead of losing its jobs silently: drain it first, or delete its keys.
@@ -189,22 +189,28 @@ return asked`
 )
 
 /**
- * ARGV: token, then (id, kind, attempts, text, number) quintuples. Kinds: "a" ack, "A" ack with the result in
- * text, kept for number ms, "b" back (release), "r" retry (text: error; number: delay ms), "d" dead (text:
- * error), "c" cancelled. Only jobs this token holds are touched, so a late settlement (the lease lapsed, another
- * runner has the job) or a repeated one changes nothing. A job asked to cancel is not queued again whatever its
- * settlement says. Then drops up to 1,000 results whose time passed (no sweeper: each settlement batch adds at
- * most 256).
+ * ARGV: token, then (id, kind, attempts, text, number) quintuples. Kinds: "a" ack and "A" ack with the result in
+ * text (number: how long its done record is kept, ms; 0: not at all), "b" back (release), "r" retry (text:
+ * error; number: delay ms), "d" dead (text: error), "c" cancelled. Only jobs this token holds are touched, so a
+ * late settlement (the lease lapsed, another runner has the job) or a repeated one changes nothing. A job asked to
+ * cancel is not queued again whatever its settlement says. Then drops up to 1,000 done records whose time passed
+ * (no sweeper: each settlement batch adds at most 256, so they cannot pile up while jobs are acknowledged).
  */
 export const settle = script(
   [
     "waiting", "seq", "members", "delayed", "leased", "owners", "payloads", "attempts", "errors", "priorities",
-    "options", "results", "expiry", "cancelling", "cancelled", "dead"
+    "options", "progress", "results", "expiry", "cancelling", "cancelled", "dead"
   ],
   clock,
   enqueue,
   cancelRecord,
-  `local now = clock()
+  `local function forget(id)
+  redis.call('HDEL', results, id)
+  redis.call('HDEL', attempts, id)
+  redis.call('HDEL', progress, id)
+  redis.call('HDEL', errors, id)
+end
+local now = clock()
 -- Read once per call, not per job: in the common case (nothing asked to cancel, no priorities, no per-job
 -- options) each acknowledgement is 5 commands instead of 8. Nothing in this script adds to these keys.
 local anyAsked = redis.call('SCARD', cancelling) > 0
@@ -222,9 +228,11 @@ for i = 2, #ARGV, 5 do
       if anyPriority then redis.call('HDEL', priorities, id) end
       if anyOptions then redis.call('HDEL', options, id) end
       local ttl = tonumber(ARGV[i + 4])
-      if kind == 'A' and ttl > 0 then
-        redis.call('HSET', results, id, ARGV[i + 3])
+      if ttl > 0 then
         redis.call('ZADD', expiry, now + ttl, id)
+        if kind == 'A' then redis.call('HSET', results, id, ARGV[i + 3]) end
+      else
+        forget(id)
       end
     else
       redis.call('HSET', attempts, id, ARGV[i + 2])
@@ -243,7 +251,7 @@ for i = 2, #ARGV, 5 do
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, 1000)) do
   redis.call('ZREM', expiry, id)
-  redis.call('HDEL', results, id)
+  forget(id)
 end
 return 1`
 )
@@ -277,7 +285,7 @@ return 1`
 
 /**
  * ARGV: id. Returns (state, attempts, progress, error, result), nil entries for none, or nil when nothing is known.
- * A delayed job past its time is "waiting" (the next lease moves it). "done": attempts counted, no other state.
+ * A delayed job past its time is "waiting" (the next lease moves it); a done record past its time is unknown.
  */
 export const status = script(
   ["waiting", "members", "delayed", "leased", "attempts", "errors", "progress", "results", "expiry", "cancelled", "dead"],
@@ -296,22 +304,17 @@ elseif redis.call('ZSCORE', dead, id) then
   state = 'dead'
 elseif redis.call('SISMEMBER', cancelled, id) == 1 then
   state = 'cancelled'
-elseif redis.call('HEXISTS', attempts, id) == 1 then
-  state = 'done'
 else
-  return false
-end
-local result = false
-if state == 'done' then
   local ends = redis.call('ZSCORE', expiry, id)
-  if ends and tonumber(ends) > clock() then result = redis.call('HGET', results, id) end
+  if not ends or tonumber(ends) <= clock() then return false end
+  state = 'done'
 end
 return {
   state,
   redis.call('HGET', attempts, id) or '0',
   redis.call('HGET', progress, id),
   redis.call('HGET', errors, id),
-  result
+  state == 'done' and redis.call('HGET', results, id)
 }`
 )
 
