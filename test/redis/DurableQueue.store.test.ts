@@ -110,8 +110,10 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
   it.live("cancel: waiting and delayed become cancelled; leased is asked, refresh reports it, its release settles it cancelled", () =>
     withStores(5_000, (store, other) =>
       Effect.gen(function*() {
-        yield* store.offer([job("run"), job("wait"), job("later", { delayMillis: 60_000 })])
+        yield* store.offer([job("run", { priority: 9 }), job("wait"), job("later", { delayMillis: 60_000 }), job("pri", { priority: -2 })])
         const [running] = yield* store.lease(1)
+        expect((yield* store.status("pri"))?.state).toBe("waiting")
+        expect(yield* store.cancel("pri")).toBe("cancelled")
         expect(yield* store.cancel("wait")).toBe("cancelled")
         expect(yield* store.cancel("later")).toBe("cancelled")
         expect(yield* store.cancel("wait")).toBe("none")
@@ -125,8 +127,9 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         expect((yield* store.status("wait"))?.state).toBe("cancelled")
         expect(yield* store.counts).toEqual({ waiting: 0, delayed: 0, running: 0, dead: 0, paused: false })
         // Their ids stay known: offered again, nothing is queued.
-        yield* store.offer([job("run"), job("wait"), job("later")])
+        yield* store.offer([job("run"), job("wait"), job("later"), job("pri")])
         expect(yield* store.size).toBe(0)
+        expect(yield* store.lease(64)).toEqual([])
       })))
 
   it.live("a leased job asked to cancel whose runner died is settled cancelled by the next lease, never handed out again", () =>
