@@ -56,7 +56,7 @@ export interface DurableQueue<in out A> {
     <X, E, R>(handler: (value: A, job: Job) => Effect.Effect<X, E, R>): Effect.Effect<Exit.Exit<X, E>, DurableQueueError, R>
     <X, E, R, XI = X>(
       handler: (value: A, job: Job) => Effect.Effect<X, E, R>,
-      options: TakeOptions<X, XI>
+      options: TakeOptions<X, XI> | undefined
     ): Effect.Effect<Exit.Exit<X, E>, DurableQueueError | OptionError, R>
   }
   /**

@@ -193,8 +193,11 @@ class Feed {
 class Running {
   readonly fibers = new Map<string, Fiber.RuntimeFiber<unknown, unknown>>()
   readonly asked = new Set<string>()
+  constructor(readonly held: Map<string, LeasedJob>) {}
 
   ask(ids: ReadonlyArray<string>): void {
+    // A refresh also reports a job settled here but not yet written; once written (no longer held) its id goes.
+    for (const id of this.asked) if (!this.held.has(id)) this.asked.delete(id)
     for (const id of ids) {
       this.asked.add(id)
       this.fibers.get(id)?.unsafeInterruptAsFork(FiberId.none)
@@ -572,8 +575,8 @@ export const make = <A, I>(
   Effect.gen(function*() {
     const failed = (cause: unknown, id?: string) =>
       new DurableQueueError({ reason: "StoreFailed", backend: store.backend, queue: settings.name, cause, ...(id === undefined ? {} : { id }) })
-    const running = new Running()
-    const held = new Held(store, settings.leaseMillis, (ids) => running.ask(ids))
+    const held: Held = new Held(store, settings.leaseMillis, (ids) => running.ask(ids))
+    const running = new Running(held.jobs)
     const feed = new Feed(store, held, settings.pollMillis)
     const settler = new Settler(store, held, failed, feed.offered.open)
     // Forked before the other parts: the scope, closing in reverse, stops it last, after the final settlements.
