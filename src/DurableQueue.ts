@@ -7,6 +7,9 @@
  * taker's jobs come back once the lease expires), an attempt counted when a job is leased (so a job that kills its
  * process dead-letters after `maxAttempts` too), an acknowledgement only after the handler succeeded, and after
  * `maxAttempts` failed attempts a dead letter with the last error, which `requeue` queues again and `purge` deletes.
+ * Since 0.2.0 (issue #11): backoff between attempts (a retry waits in the store, holding no taker), delayed jobs,
+ * priorities, attempt timeouts, `cancel`, progress and `status` by id, results by id with a time to live, `pause`,
+ * `drain`, `counts` and `requeueAll`, on every store.
  *
  * `TaskEngine.fromDurableQueue` and `JobRunner`'s `source` option run their work from one.
  *
@@ -54,7 +57,7 @@ export interface DurableQueue<in out A> {
     <X, E, R>(handler: (value: A, job: Job) => Effect.Effect<X, E, R>): Effect.Effect<Exit.Exit<X, E>, DurableQueueError, R>
     <X, E, R, XI = X>(
       handler: (value: A, job: Job) => Effect.Effect<X, E, R>,
-      options: TakeOptions<X, XI>
+      options: TakeOptions<X, XI> | undefined
     ): Effect.Effect<Exit.Exit<X, E>, DurableQueueError | OptionError, R>
   }
   /**
@@ -95,7 +98,8 @@ export interface DurableQueue<in out A> {
   readonly cancel: (id: string) => Effect.Effect<boolean, DurableQueueError | OptionError>
   /**
    * What the store knows of job `id`, from any process: its state, attempts, last progress and last error; none
-   * when it was never offered (or its dead letter was purged).
+   * when it was never offered, its dead letter was purged, or it was done longer ago than `resultTimeToLive`
+   * (Redis drops done records then; SQL and memory keep them). A done id is never queued again either way.
    */
   readonly status: (id: string) => Effect.Effect<Option.Option<JobStatus>, DurableQueueError | OptionError>
   /**
@@ -132,7 +136,8 @@ export interface DurableQueue<in out A> {
    * `schedule:<id>:<occurrence as ISO string>`: run it in every process and each occurrence is still stored once,
    * and none is missed while one of them lives. A `Schedule` is refused (its occurrences count from when its
    * process started, so processes would not agree); a bad `id`, cron expression or `every` fails with `OptionError`
-   * naming it. Calling it clears an earlier `unschedule` of `id`.
+   * naming it. Calling it clears an earlier `unschedule` of `id`. `options` gives the occurrences a `priority`,
+   * `timeout` and `backoff` (checked at this call).
    */
   readonly schedule: (
     id: string,
@@ -148,6 +153,41 @@ export interface DurableQueue<in out A> {
 }
 
 /**
+ * An event of a job: `at` is the wall time (ms since the epoch) in the process that sent it; `attempt` on
+ * Started, Failed, Retried, Dead, Completed; `error` (the failure, rendered) on Failed, Retried and Dead; `progress`
+ * (the reported JSON value) on Progress.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface JobEvent {
+  readonly _tag: "Offered" | "Started" | "Progress" | "Completed" | "Failed" | "Retried" | "Dead" | "Cancelled"
+  readonly id: string
+  readonly at: number
+  readonly attempt?: number | undefined
+  readonly error?: string | undefined
+  readonly progress?: unknown
+}
+
+/**
+ * When a schedule offers: a cron expression (5 fields, or 6 with seconds first), a `Cron`, or a fixed interval
+ * anchored at the epoch.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ScheduleSpec = string | Cron.Cron | { readonly every: Duration.DurationInput }
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ScheduleOptions extends Pick<OfferOptions, "priority" | "timeout" | "backoff"> {
+  /** The time zone of a cron expression given as a string (an IANA name such as "Europe/Paris"). Default: UTC. */
+  readonly timeZone?: string | undefined
+}
+
+/**
  * The options of one `offer`. Every bad value fails the offer with `OptionError` naming the field and the value.
  *
  * @since 0.2.0
@@ -160,7 +200,10 @@ export interface OfferOptions {
    * Not leased before this long from now (the store's clock), at most 10 years. Not together with `runAt`.
    */
   readonly delay?: Duration.DurationInput | undefined
-  /** Not leased before this time: a `Date` or epoch milliseconds, at most 10 years ahead; a past time is now. */
+  /**
+   * Not leased before this time: a `Date` or epoch milliseconds (read against `Clock`), within 10 years of now
+   * (further back is likely epoch seconds); a past time is now. Not together with `delay`.
+   */
   readonly runAt?: Date | number | undefined
   /** An integer from -1,000,000 to 1,000,000, default 0: higher first, equal ones in offer order. */
   readonly priority?: number | undefined
@@ -279,41 +322,6 @@ export interface Counts {
 }
 
 /**
- * An event of a job: `at` is the wall time (ms since the epoch) in the process that sent it; `attempt` on
- * Started, Failed, Retried, Dead, Completed; `error` (the failure, rendered) on Failed, Retried and Dead; `progress`
- * (the reported JSON value) on Progress.
- *
- * @since 0.1.0
- * @category models
- */
-export interface JobEvent {
-  readonly _tag: "Offered" | "Started" | "Progress" | "Completed" | "Failed" | "Retried" | "Dead" | "Cancelled"
-  readonly id: string
-  readonly at: number
-  readonly attempt?: number | undefined
-  readonly error?: string | undefined
-  readonly progress?: unknown
-}
-
-/**
- * When a schedule offers: a cron expression (5 fields, or 6 with seconds first), a `Cron`, or a fixed interval
- * anchored at the epoch.
- *
- * @since 0.1.0
- * @category models
- */
-export type ScheduleSpec = string | Cron.Cron | { readonly every: Duration.DurationInput }
-
-/**
- * @since 0.1.0
- * @category models
- */
-export interface ScheduleOptions {
-  /** The time zone of a cron expression given as a string (an IANA name such as "Europe/Paris"). Default: UTC. */
-  readonly timeZone?: string | undefined
-}
-
-/**
  * @since 0.1.0
  * @category models
  */
@@ -390,7 +398,10 @@ export interface Options<A, I> {
    * Default: none. (Since 0.2.0.)
    */
   readonly timeout?: Duration.DurationInput | undefined
-  /** How long a result stored with `{ result: schema }` stays readable by `result(id)`. Default: 1 day. (Since 0.2.0.) */
+  /**
+   * How long a result stored with `{ result: schema }` stays readable by `result(id)`, and the least time a done
+   * job's `status` stays readable. Default: 1 day. (Since 0.2.0.)
+   */
   readonly resultTimeToLive?: Duration.DurationInput | undefined
 }
 

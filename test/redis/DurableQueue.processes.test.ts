@@ -118,7 +118,7 @@ describe.skipIf(!up)("redis DurableQueue across processes", () => {
           console.log(`redis ${signal}: ${phases}`)
           // Nothing lost: nothing queued, nothing leased, nothing dead-lettered.
           expect(yield* pendingCount).toBe(0)
-          expect(yield* Effect.promise(() => raw.zcard(k.waiting))).toBe(0)
+          expect(yield* Effect.promise(() => raw.llen(k.waiting))).toBe(0)
           expect(yield* Effect.promise(() => raw.zcard(k.dead))).toBe(0)
 
           const byId = yield* completions(raw, prefix)

@@ -52,16 +52,17 @@ const ids = (jobs: ReadonlyArray<LeasedJob>) => jobs.map((j) => j.id)
 const settleOne = (store: Store, leased: LeasedJob, settlement: Settlement) => store.settle([{ job: leased, settlement }])
 
 describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
-  it.live("priority: higher first, ties in offer order, kept through release, retry and requeue", () =>
+  it.live("priority: higher first, ties in offer order; a prioritized job put back keeps its place, one of priority 0 goes last", () =>
     withStores(5_000, (store) =>
       Effect.gen(function*() {
         yield* store.offer([job("low", { priority: -5 }), job("a0"), job("hi1", { priority: 1_000_000 }), job("a1")])
         yield* store.offer([job("hi2", { priority: 1_000_000 }), job("min", { priority: -1_000_000 }), job("a2")])
         const first = yield* store.lease(3)
         expect(ids(first)).toEqual(["hi1", "hi2", "a0"])
-        // hi1 released, hi2 retried: both go behind their own priority's queue, still ahead of priority 0.
-        yield* settleOne(store, first[0]!, { _tag: "Release", attempts: 0 })
-        yield* settleOne(store, first[1]!, { _tag: "Retry", attempts: 1, lastError: "e", delayMillis: 0 })
+        // hi2 released, then hi1 retried: back in their offer-order place (a sorted set by sequence). a0 dead and
+        // requeued: behind a1 and a2 (priority 0 is a list, as before #11 and as BullMQ's wait list).
+        yield* settleOne(store, first[1]!, { _tag: "Release", attempts: 0 })
+        yield* settleOne(store, first[0]!, { _tag: "Retry", attempts: 1, lastError: "e", delayMillis: 0 })
         yield* settleOne(store, first[2]!, { _tag: "Dead", attempts: 1, lastError: "e" })
         expect(yield* store.requeue("a0")).toBe(true)
         expect(ids(yield* store.lease(64))).toEqual(["hi1", "hi2", "a1", "a2", "a0", "low", "min"])
@@ -83,7 +84,7 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         expect(yield* Effect.promise(() => raw.zcard(k.delayed))).toBe(1_000)
         const leased = yield* store.lease(64)
         expect(yield* Effect.promise(() => raw.zcard(k.delayed))).toBe(0)
-        expect(yield* Effect.promise(() => raw.zcard(k.waiting))).toBe(1_000 - 64)
+        expect(yield* Effect.promise(async () => (await raw.llen(k.waiting)) + (await raw.zcard(k.prioritized)))).toBe(1_000 - 64)
         const six = all.filter((_, i) => i % 7 === 6).map((j) => j.id)
         expect(ids(leased)).toEqual(six.slice(0, 64))
         let rest: Array<string> = []
@@ -109,8 +110,10 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
   it.live("cancel: waiting and delayed become cancelled; leased is asked, refresh reports it, its release settles it cancelled", () =>
     withStores(5_000, (store, other) =>
       Effect.gen(function*() {
-        yield* store.offer([job("run"), job("wait"), job("later", { delayMillis: 60_000 })])
+        yield* store.offer([job("run", { priority: 9 }), job("wait"), job("later", { delayMillis: 60_000 }), job("pri", { priority: -2 })])
         const [running] = yield* store.lease(1)
+        expect((yield* store.status("pri"))?.state).toBe("waiting")
+        expect(yield* store.cancel("pri")).toBe("cancelled")
         expect(yield* store.cancel("wait")).toBe("cancelled")
         expect(yield* store.cancel("later")).toBe("cancelled")
         expect(yield* store.cancel("wait")).toBe("none")
@@ -124,8 +127,9 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         expect((yield* store.status("wait"))?.state).toBe("cancelled")
         expect(yield* store.counts).toEqual({ waiting: 0, delayed: 0, running: 0, dead: 0, paused: false })
         // Their ids stay known: offered again, nothing is queued.
-        yield* store.offer([job("run"), job("wait"), job("later")])
+        yield* store.offer([job("run"), job("wait"), job("later"), job("pri")])
         expect(yield* store.size).toBe(0)
+        expect(yield* store.lease(64)).toEqual([])
       })))
 
   it.live("a leased job asked to cancel whose runner died is settled cancelled by the next lease, never handed out again", () =>
@@ -146,29 +150,39 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         expect(yield* live.size).toBe(1)
       })))
 
-  it.live("done records: status says done with the result until resultTtlMillis passes, then unknown; the custom id stays known", () =>
+  it.live("done records: status says done (attempts, progress, last error, result) until resultTtlMillis, then unknown; the custom id stays known", () =>
     withStores(5_000, (store, _other, raw, prefix) =>
       Effect.gen(function*() {
         const k = keysOf(prefix, "jobs")
         yield* store.offer([job("x"), job("y"), job("z")])
         const [x, y, z] = yield* store.lease(3)
         yield* store.progress(x!, "{\"pct\":50}")
+        yield* settleOne(store, z!, { _tag: "Retry", attempts: 1, lastError: "flaky", delayMillis: 0 })
         yield* settleOne(store, x!, { _tag: "Ack", result: "{\"v\":1}", resultTtlMillis: 300 })
-        yield* settleOne(store, y!, { _tag: "Ack", result: undefined, resultTtlMillis: 60_000 })
-        yield* settleOne(store, z!, { _tag: "Ack", result: "{}", resultTtlMillis: 0 })
-        expect(yield* store.status("x")).toEqual({ state: "done", attempts: 1, progress: "{\"pct\":50}", lastError: undefined, result: "{\"v\":1}" })
-        expect(yield* store.status("y")).toEqual({ state: "done", attempts: 1, progress: undefined, lastError: undefined, result: undefined })
-        expect(yield* store.status("z")).toBe(undefined)
+        yield* settleOne(store, y!, { _tag: "Ack", result: "{}", resultTtlMillis: 0 })
+        const [z2] = yield* store.lease(1)
+        yield* settleOne(store, z2!, { _tag: "Ack", result: undefined, resultTtlMillis: 60_000 })
+        const done = { state: "done", progress: undefined, lastError: undefined, result: undefined }
+        expect(yield* store.status("x")).toEqual({ ...done, attempts: 1, progress: "{\"pct\":50}", result: "{\"v\":1}" })
+        expect(yield* store.status("y")).toBe(undefined)
+        expect(yield* store.status("z")).toEqual({ ...done, attempts: 2, lastError: "flaky" })
         yield* eventually(Effect.map(store.status("x"), (s) => s === undefined))
-        // Dropped from Redis by the next settlement (no sweeper), the record that still lives kept.
+        // Dropped from Redis by the next settlement (no sweeper); the record still in its time kept.
+        expect(yield* Effect.promise(() => raw.hexists(k.results, "x"))).toBe(1)
         yield* store.offer([job("w")])
         const [w] = yield* store.lease(1)
-        yield* settleOne(store, w!, { _tag: "Ack", result: undefined, resultTtlMillis: 60_000 })
-        expect(yield* Effect.promise(() => raw.hexists(k.results, "x"))).toBe(0)
-        expect(yield* Effect.promise(() => raw.hexists(k.attempts, "x"))).toBe(0)
-        expect(yield* Effect.promise(() => raw.zrange(k.done, 0, -1))).toEqual(["y", "w"])
-        yield* store.offer([job("x"), job("z")])
+        yield* settleOne(store, w!, { _tag: "Ack", result: "2", resultTtlMillis: 60_000 })
+        for (const key of [k.results, k.attempts, k.progress]) {
+          expect(yield* Effect.promise(() => raw.hexists(key, "x"))).toBe(0)
+        }
+        expect(yield* Effect.promise(() => raw.zrange(k.expiry, 0, -1))).toEqual(["z", "w"])
+        // Of a done job only small fields stay: no payload, member, priority or options.
+        for (const key of [k.payloads, k.members, k.priorities, k.options]) {
+          expect(yield* Effect.promise(() => raw.hlen(key))).toBe(0)
+        }
+        yield* store.offer([job("x"), job("y")])
         expect(yield* store.size).toBe(0)
+        expect(yield* store.status("never")).toBe(undefined)
       })))
 
   it.live("progress is stored only by the holder; pause stops leasing for every store, resume lets it go on", () =>

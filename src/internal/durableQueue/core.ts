@@ -194,8 +194,11 @@ class Feed {
 class Running {
   readonly fibers = new Map<string, Fiber.RuntimeFiber<unknown, unknown>>()
   readonly asked = new Set<string>()
+  constructor(readonly held: Map<string, LeasedJob>) {}
 
   ask(ids: ReadonlyArray<string>): void {
+    // A refresh also reports a job settled here but not yet written; once written (no longer held) its id goes.
+    for (const id of this.asked) if (!this.held.has(id)) this.asked.delete(id)
     for (const id of ids) {
       this.asked.add(id)
       this.fibers.get(id)?.unsafeInterruptAsFork(FiberId.none)
@@ -232,12 +235,14 @@ interface Parts<A> {
  * What a finished attempt makes of its job, before its backoff or result are worked out (`complete`). A job
  * whose cancellation was asked is not retried, whatever its handler did but succeed.
  */
-const classify = (exit: Exit.Exit<unknown, unknown>, job: LeasedJob, maxAttempts: number, cancelled: boolean): Settlement => {
-  if (Exit.isSuccess(exit)) return { _tag: "Ack", result: undefined, resultTtlMillis: 0 }
+const classify = (exit: Exit.Exit<unknown, unknown>, job: LeasedJob, settings: QueueSettings, cancelled: boolean): Settlement => {
+  // The time to live goes with every acknowledgement: a store may keep the done record (status "done") only
+  // that long (Redis does), result or not.
+  if (Exit.isSuccess(exit)) return { _tag: "Ack", result: undefined, resultTtlMillis: settings.resultTtlMillis }
   if (cancelled) return { _tag: "Cancelled", attempts: job.attempts }
   if (Cause.isInterruptedOnly(exit.cause)) return { _tag: "Release", attempts: job.attempts - 1 }
   const lastError = Cause.pretty(exit.cause)
-  return job.attempts >= maxAttempts
+  return job.attempts >= settings.maxAttempts
     ? { _tag: "Dead", attempts: job.attempts, lastError }
     : { _tag: "Retry", attempts: job.attempts, lastError, delayMillis: 0 }
 }
@@ -255,7 +260,7 @@ const complete = <A>(
   cancelled: boolean,
   result: Codec<unknown> | undefined
 ): Effect.Effect<Settlement> => {
-  const settlement = classify(exit, job, parts.settings.maxAttempts, cancelled)
+  const settlement = classify(exit, job, parts.settings, cancelled)
   if (settlement._tag === "Retry" && Exit.isFailure(exit)) {
     return Effect.map(retryDelay(perJob.backoff ?? parts.settings.backoff, job.attempts, Cause.squash(exit.cause)), (delayMillis): Settlement =>
       delayMillis === undefined
@@ -375,7 +380,7 @@ const attempt = <A, X, E, R>(
       settled ? Effect.void : Effect.sync(() => {
         fiber?.unsafeInterruptAsFork(FiberId.none)
         const cancelled = running.end(job.id)
-        const settlement = classify(Exit.isSuccess(exit) ? Exit.die("settled by no one") : exit, job, parts.settings.maxAttempts, cancelled)
+        const settlement = classify(Exit.isSuccess(exit) ? Exit.die("settled by no one") : exit, job, parts.settings, cancelled)
         emitSettled(parts.emitter, job, settlement)
         settler.submit(job, settlement)
       })
@@ -570,8 +575,8 @@ const makeCore = <A, I>(
   Effect.gen(function*() {
     const failed = (cause: unknown, id?: string) =>
       new DurableQueueError({ reason: "StoreFailed", backend: store.backend, queue: settings.name, cause, ...(id === undefined ? {} : { id }) })
-    const running = new Running()
-    const held = new Held(store, settings.leaseMillis, (ids) => running.ask(ids))
+    const held: Held = new Held(store, settings.leaseMillis, (ids) => running.ask(ids))
+    const running = new Running(held.jobs)
     const feed = new Feed(store, held, settings.pollMillis)
     const settler = new Settler(store, held, failed, feed.offered.open)
     // Forked before the other parts: the scope, closing in reverse, stops it last, after the final settlements.

@@ -163,18 +163,16 @@ export interface OfferSettings {
 const OFFER_KEYS = ["id", "delay", "runAt", "priority", "timeout", "backoff"]
 
 /**
- * Epoch milliseconds below this (March 1973) are refused as `runAt`: such a number is almost surely seconds
- * (`Date.now() / 1000` is 1.7e9), which would otherwise run the job at once.
+ * A `runAt` as a delay from now (`Clock`), 0 when it passed. It must lie within 10 years of now either way: more
+ * than that in the past is almost surely epoch seconds (`Date.now() / 1000` is 1.7e9 ms: 1970), which would
+ * otherwise run the job at once.
  */
-const MIN_RUN_AT = 1e11
-
-/** A `runAt` as a delay from now (`Clock`), 0 when it passed. */
 const runAtDelay = (runAt: unknown): Effect.Effect<number, OptionError> =>
   Effect.flatMap(Clock.currentTimeMillis, (now) => {
     const at = runAt instanceof Date ? runAt.getTime() : runAt
-    const ok = typeof at === "number" && Number.isInteger(at) && at >= MIN_RUN_AT && at - now <= MAX_DELAY_MILLIS
+    const ok = typeof at === "number" && Number.isInteger(at) && Math.abs(at - now) <= MAX_DELAY_MILLIS
     return Effect.as(
-      check.require("runAt", runAt, ok, "a valid Date or epoch milliseconds (an integer from 1e11: smaller is seconds), at most 10 years ahead"),
+      check.require("runAt", runAt, ok, "a valid Date or epoch milliseconds within 10 years of now (not seconds)"),
       Math.max(0, (at as number) - now)
     )
   })

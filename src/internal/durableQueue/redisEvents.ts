@@ -11,7 +11,7 @@ import * as Stream from "effect/Stream"
 import type { Redis } from "ioredis"
 import type * as RedisClientModule from "../../redis/RedisClient.js"
 import { connect } from "../redis/client.js"
-import type { EventPort } from "./events.js"
+import { type EventPort, REMOTE_SPACING_MILLIS } from "./events.js"
 
 /** @internal */
 export const redisPort = (
@@ -37,7 +37,9 @@ export const redisPort = (
             if (from === channel) void emit.chunk(chunkOf(message.split("\n")))
           })
           yield* Effect.tryPromise(() => subscriber.subscribe(channel))
-        }), "unbounded") // drained at once into `subscribe`'s bounded buffer (events.ts)
+          // "unbounded": drained at once into `subscribe`'s bounded buffer (events.ts).
+        }), "unbounded"),
+      spacingMillis: REMOTE_SPACING_MILLIS
     },
     marks: {
       mark: (id) => Effect.tryPromise(() => redis.sadd(unscheduled, id)),

@@ -78,6 +78,15 @@ const parseStatus = (reply: unknown): StoredStatus | undefined => {
   return { state, attempts: Number(reply[1]), progress: text(reply[2]), lastError: text(reply[3]), result: text(reply[4]) }
 }
 
+/** The third argument of a job in the offer script: "" for the common job, else its fields (see the script). */
+const offerSpec = (job: OfferedJob): string => {
+  const delay = millis(job.delayMillis)
+  const rank = priority(job.priority)
+  return !job.custom && delay === 0 && rank === 0 && job.options === undefined
+    ? ""
+    : `${job.custom ? 1 : 0} ${delay} ${rank} ${job.options ?? ""}`
+}
+
 /** @internal */
 export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings): Store => {
   const k = keysOf(prefix, settings.name)
@@ -113,10 +122,7 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
     maxBatch: MAX_BATCH,
     wakeSpacingMillis: 0,
     ready: Effect.never,
-    offer: (jobs: ReadonlyArray<OfferedJob>) =>
-      Effect.asVoid(offer(
-        ...jobs.flatMap((job) => [job.id, job.payload, job.custom ? "1" : "0", millis(job.delayMillis), priority(job.priority), job.options ?? ""])
-      )),
+    offer: (jobs: ReadonlyArray<OfferedJob>) => Effect.asVoid(offer(...jobs.flatMap((job) => [job.id, job.payload, offerSpec(job)]))),
     lease: (max) =>
       Effect.map(lease(token, settings.leaseMillis, max), (reply) => {
         const flat = reply as Array<string | number | null>

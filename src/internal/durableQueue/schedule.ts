@@ -19,6 +19,7 @@ import type * as DurableQueue from "../../DurableQueue.js"
 import { checker } from "../options.js"
 import type { OptionError } from "../../OptionError.js"
 import { badId } from "./encoding.js"
+import { offerSettings } from "./options.js"
 import type { DurableQueueError } from "./error.js"
 import { type EventPort, type ScheduleMarks, subscribe } from "./events.js"
 
@@ -78,7 +79,7 @@ export const scheduleId = (id: unknown): Effect.Effect<string, OptionError> => {
  * @internal
  */
 export const schedule = <A>(
-  offer: (value: A, id: string) => Effect.Effect<unknown, DurableQueueError | OptionError>,
+  offer: (value: A, options: DurableQueue.OfferOptions) => Effect.Effect<unknown, DurableQueueError | OptionError>,
   marks: ScheduleMarks,
   failed: (cause: unknown) => DurableQueueError,
   id: string,
@@ -88,9 +89,13 @@ export const schedule = <A>(
 ): Effect.Effect<void, DurableQueueError | OptionError, Scope.Scope> =>
   Effect.gen(function*() {
     const checked = yield* scheduleId(id)
-    yield* check.knownKeys(options, ["timeZone"], "schedule options")
+    yield* check.knownKeys(options, ["timeZone", "priority", "timeout", "backoff"], "schedule options")
     const timeZone = yield* check.require("timeZone", options?.timeZone, options?.timeZone === undefined || typeof options.timeZone === "string", "a time zone name")
     const next = yield* occurrences(spec, timeZone)
+    // The occurrences' offer options, checked now (an OptionError at `schedule`, not at the first occurrence).
+    const { priority, timeout, backoff } = options ?? {}
+    const perJob: DurableQueue.OfferOptions = { priority, timeout, backoff }
+    yield* offerSettings(perJob)
     yield* Effect.mapError(marks.clear(checked), failed)
     const loop = Effect.gen(function*() {
       let at = next(yield* Clock.currentTimeMillis)
@@ -102,7 +107,7 @@ export const schedule = <A>(
           Effect.orElseSucceed(() => false)
         )
         if (stopped) return
-        yield* offer(value, occurrenceId(checked, at)).pipe(
+        yield* offer(value, { ...perJob, id: occurrenceId(checked, at) }).pipe(
           Effect.retry(Schedule.spaced("200 millis").pipe(Schedule.upTo(OFFER_RETRY_MILLIS))),
           Effect.catchAll((error) => Effect.logWarning(`DurableQueue: schedule ${checked}: offering ${occurrenceId(checked, at)} failed; left to the other processes`, error))
         )
@@ -118,9 +123,9 @@ export const members = <A>(
   backend: string,
   name: string,
   failed: (cause: unknown) => DurableQueueError,
-  offer: (value: A, options: { readonly id: string }) => Effect.Effect<unknown, DurableQueueError | OptionError>
+  offer: (value: A, options: DurableQueue.OfferOptions) => Effect.Effect<unknown, DurableQueueError | OptionError>
 ): Pick<DurableQueue.DurableQueue<A>, "events" | "schedule" | "unschedule"> => ({
   events: subscribe(port.bus, backend, name),
-  schedule: (id, spec, value, options) => schedule((v: A, jobId) => offer(v, { id: jobId }), port.marks, failed, id, spec, value, options),
+  schedule: (id, spec, value, options) => schedule(offer, port.marks, failed, id, spec, value, options),
   unschedule: (id) => Effect.flatMap(scheduleId(id), (checked) => Effect.mapError(port.marks.mark(checked), failed))
 })

@@ -13,7 +13,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
-import { type EventPort, inProcessPort, type ScheduleMarks, sharedSubscription } from "./events.js"
+import { type EventPort, inProcessPort, REMOTE_SPACING_MILLIS, type ScheduleMarks, sharedSubscription } from "./events.js"
 import { channelOf, listenerOf } from "./sqlListen.js"
 
 /** PostgreSQL refuses a NOTIFY payload of 8,000 bytes or more; the rest is margin. */
@@ -70,7 +70,8 @@ export const sqlPort = (name: string, tableName: string, notify: boolean): Effec
           Effect.forEach(payloads(events), (payload) => sql`SELECT pg_notify(${channel}, ${payload})`, { discard: true }).pipe(
             Effect.catchAll((error) => Effect.logWarning(`DurableQueue ${name}: publishing ${events.length} job event(s) failed; they are lost`, error))
           ),
-        subscribe: sharedSubscription(client, channel, Stream.flatMap(listener.listen(channel), (payload) => Stream.fromIterable(payload.split("\n"))))
+        subscribe: sharedSubscription(client, channel, Stream.flatMap(listener.listen(channel), (payload) => Stream.fromIterable(payload.split("\n")))),
+        spacingMillis: REMOTE_SPACING_MILLIS
       },
       marks
     }
