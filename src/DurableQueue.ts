@@ -7,6 +7,9 @@
  * taker's jobs come back once the lease expires), an attempt counted when a job is leased (so a job that kills its
  * process dead-letters after `maxAttempts` too), an acknowledgement only after the handler succeeded, and after
  * `maxAttempts` failed attempts a dead letter with the last error, which `requeue` queues again and `purge` deletes.
+ * Since 0.2.0 (issue #11): backoff between attempts (a retry waits in the store, holding no taker), delayed jobs,
+ * priorities, attempt timeouts, `cancel`, progress and `status` by id, results by id with a time to live, `pause`,
+ * `drain`, `counts` and `requeueAll`, on every store.
  *
  * `TaskEngine.fromDurableQueue` and `JobRunner`'s `source` option run their work from one.
  *
@@ -51,7 +54,7 @@ export interface DurableQueue<in out A> {
     <X, E, R>(handler: (value: A, job: Job) => Effect.Effect<X, E, R>): Effect.Effect<Exit.Exit<X, E>, DurableQueueError, R>
     <X, E, R, XI = X>(
       handler: (value: A, job: Job) => Effect.Effect<X, E, R>,
-      options: TakeOptions<X, XI>
+      options: TakeOptions<X, XI> | undefined
     ): Effect.Effect<Exit.Exit<X, E>, DurableQueueError | OptionError, R>
   }
   /**
@@ -92,7 +95,8 @@ export interface DurableQueue<in out A> {
   readonly cancel: (id: string) => Effect.Effect<boolean, DurableQueueError | OptionError>
   /**
    * What the store knows of job `id`, from any process: its state, attempts, last progress and last error; none
-   * when it was never offered (or its dead letter was purged).
+   * when it was never offered, its dead letter was purged, or it was done longer ago than `resultTimeToLive`
+   * (Redis drops done records then; SQL and memory keep them). A done id is never queued again either way.
    */
   readonly status: (id: string) => Effect.Effect<Option.Option<JobStatus>, DurableQueueError | OptionError>
   /**
@@ -328,7 +332,10 @@ export interface Options<A, I> {
    * Default: none. (Since 0.2.0.)
    */
   readonly timeout?: Duration.DurationInput | undefined
-  /** How long a result stored with `{ result: schema }` stays readable by `result(id)`. Default: 1 day. (Since 0.2.0.) */
+  /**
+   * How long a result stored with `{ result: schema }` stays readable by `result(id)`, and the least time a done
+   * job's `status` stays readable. Default: 1 day. (Since 0.2.0.)
+   */
   readonly resultTimeToLive?: Duration.DurationInput | undefined
 }
 

@@ -147,6 +147,33 @@ describe("DurableQueue.memory", () => {
       expect((yield* queue.deadLetters).map((letter) => letter.attempts)).toEqual([4])
     }))
 
+  it.scoped("a retry waiting out its backoff holds no worker: run with concurrency 1 runs the next job meanwhile (TestClock)", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Number, backoff: DurableQueue.Backoff.fixed("1 hour"), pollInterval: "1 minute" })
+      yield* queue.offer(1, { id: "flaky" })
+      yield* queue.offer(2, { id: "next" })
+      const runs: Array<string> = []
+      yield* Effect.forkScoped(queue.run((n, job) => {
+        runs.push(`${n}@${job.attempt}`)
+        return n === 1 && job.attempt === 1 ? Effect.fail("down") : Effect.void
+      }))
+      yield* settle(() => runs.length === 2)
+      expect(runs).toEqual(["1@1", "2@1"])
+      // `run` writes its settlements behind the handlers: let the writer catch up.
+      for (let i = 0; i < 1_000 && (yield* queue.counts).running > 0; i++) yield* Effect.yieldNow()
+      expect(yield* queue.counts).toEqual({ waiting: 0, delayed: 1, running: 0, dead: 0, paused: false })
+      yield* TestClock.adjust("1 hour")
+      yield* settle(() => runs.length === 3)
+      expect(runs[2]).toBe("1@2")
+    }))
+
+  it.effect("a Backoff built from nothing (plain JavaScript) is an OptionError naming its field, not a TypeError", () =>
+    Effect.gen(function*() {
+      const bad = DurableQueue.Backoff.exponential(undefined as unknown as { base: "1 second" })
+      const error = yield* Effect.flip(Effect.scoped(DurableQueue.memory({ name: "q", schema: Schema.Number, backoff: bad })))
+      expect(error).toMatchObject({ _tag: "OptionError", field: "backoff.baseMillis" })
+    }))
+
   it.scoped("exponential backoff is capped at its max (TestClock)", () =>
     Effect.gen(function*() {
       const backoff = DurableQueue.Backoff.exponential({ base: "1 second", factor: 10, max: "3 seconds", jitter: false })

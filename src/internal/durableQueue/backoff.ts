@@ -36,13 +36,17 @@ const millisOf = (input: Duration.DurationInput): number => {
 export const constructors: typeof DurableQueue.Backoff = {
   none: { _tag: "None" },
   fixed: (delay) => ({ _tag: "Fixed", millis: millisOf(delay) }),
-  exponential: (options) => ({
-    _tag: "Exponential",
-    baseMillis: millisOf(options.base),
-    factor: options.factor ?? 2,
-    maxMillis: millisOf(options.max ?? "5 minutes"),
-    jitter: options.jitter ?? true
-  })
+  exponential: (options) => {
+    // A plain-JavaScript caller may pass nothing: the check where it is used then names `backoff.baseMillis`.
+    const { base, factor, jitter, max } = options ?? {} as Partial<typeof options>
+    return {
+      _tag: "Exponential",
+      baseMillis: base === undefined ? Number.NaN : millisOf(base),
+      factor: factor ?? 2,
+      maxMillis: millisOf(max ?? "5 minutes"),
+      jitter: jitter ?? true
+    }
+  }
 }
 
 /** The default queue backoff: from 1 second, ×2, at most 5 minutes, jittered. @internal */

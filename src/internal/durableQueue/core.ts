@@ -191,8 +191,11 @@ class Feed {
 class Running {
   readonly fibers = new Map<string, Fiber.RuntimeFiber<unknown, unknown>>()
   readonly asked = new Set<string>()
+  constructor(readonly held: Map<string, LeasedJob>) {}
 
   ask(ids: ReadonlyArray<string>): void {
+    // A refresh also reports a job settled here but not yet written; once written (no longer held) its id goes.
+    for (const id of this.asked) if (!this.held.has(id)) this.asked.delete(id)
     for (const id of ids) {
       this.asked.add(id)
       this.fibers.get(id)?.unsafeInterruptAsFork(FiberId.none)
@@ -228,12 +231,14 @@ interface Parts<A> {
  * What a finished attempt makes of its job, before its backoff or result are worked out (`complete`). A job
  * whose cancellation was asked is not retried, whatever its handler did but succeed.
  */
-const classify = (exit: Exit.Exit<unknown, unknown>, job: LeasedJob, maxAttempts: number, cancelled: boolean): Settlement => {
-  if (Exit.isSuccess(exit)) return { _tag: "Ack", result: undefined, resultTtlMillis: 0 }
+const classify = (exit: Exit.Exit<unknown, unknown>, job: LeasedJob, settings: QueueSettings, cancelled: boolean): Settlement => {
+  // The time to live goes with every acknowledgement: a store may keep the done record (status "done") only
+  // that long (Redis does), result or not.
+  if (Exit.isSuccess(exit)) return { _tag: "Ack", result: undefined, resultTtlMillis: settings.resultTtlMillis }
   if (cancelled) return { _tag: "Cancelled", attempts: job.attempts }
   if (Cause.isInterruptedOnly(exit.cause)) return { _tag: "Release", attempts: job.attempts - 1 }
   const lastError = Cause.pretty(exit.cause)
-  return job.attempts >= maxAttempts
+  return job.attempts >= settings.maxAttempts
     ? { _tag: "Dead", attempts: job.attempts, lastError }
     : { _tag: "Retry", attempts: job.attempts, lastError, delayMillis: 0 }
 }
@@ -251,7 +256,7 @@ const complete = <A>(
   cancelled: boolean,
   result: Codec<unknown> | undefined
 ): Effect.Effect<Settlement> => {
-  const settlement = classify(exit, job, parts.settings.maxAttempts, cancelled)
+  const settlement = classify(exit, job, parts.settings, cancelled)
   if (settlement._tag === "Retry" && Exit.isFailure(exit)) {
     return Effect.map(retryDelay(perJob.backoff ?? parts.settings.backoff, job.attempts, Cause.squash(exit.cause)), (delayMillis): Settlement =>
       delayMillis === undefined
@@ -281,6 +286,7 @@ const runnerDied = (job: LeasedJob, settings: QueueSettings): Settlement => ({
 /** Progress larger than this is refused: it is stored with the job and read by every `status`. */
 const MAX_PROGRESS_BYTES = 64 * 1024
 
+/** UTF-8 bytes, counted only when they could exceed the limit (n UTF-16 code units are at most 3n bytes). */
 const utf8Length = (text: string): number => text.length * 3 <= MAX_PROGRESS_BYTES ? text.length : new TextEncoder().encode(text).length
 
 const recordProgress = <A>(parts: Parts<A>, job: LeasedJob, value: unknown): Effect.Effect<void, DurableQueueError> =>
@@ -367,7 +373,7 @@ const attempt = <A, X, E, R>(
       settled ? Effect.void : Effect.sync(() => {
         fiber?.unsafeInterruptAsFork(FiberId.none)
         const cancelled = running.end(job.id)
-        settler.submit(job, classify(Exit.isSuccess(exit) ? Exit.die("settled by no one") : exit, job, parts.settings.maxAttempts, cancelled))
+        settler.submit(job, classify(Exit.isSuccess(exit) ? Exit.die("settled by no one") : exit, job, parts.settings, cancelled))
       })
     )
   )
@@ -554,8 +560,8 @@ export const make = <A, I>(
   Effect.gen(function*() {
     const failed = (cause: unknown, id?: string) =>
       new DurableQueueError({ reason: "StoreFailed", backend: store.backend, queue: settings.name, cause, ...(id === undefined ? {} : { id }) })
-    const running = new Running()
-    const held = new Held(store, settings.leaseMillis, (ids) => running.ask(ids))
+    const held: Held = new Held(store, settings.leaseMillis, (ids) => running.ask(ids))
+    const running = new Running(held.jobs)
     const feed = new Feed(store, held, settings.pollMillis)
     const settler = new Settler(store, held, failed, feed.offered.open)
     const parts: Parts<A> = { store, settings, codec: makeCodec(schema), held, feed, settler, running, failed }
