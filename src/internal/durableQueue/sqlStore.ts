@@ -59,8 +59,15 @@ import type { LeasedJob, OfferedJob, Settle, Store, StoredCounts, StoredDeadLett
 
 const tableNamePattern = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/
 
-/** Whether `tableName` is an identifier, optionally schema-qualified. @internal */
-export const isTableName = (tableName: string): boolean => tableNamePattern.test(tableName)
+/**
+ * The longest table name: the names made from it (`<schema>_<table>_results`, 8 characters more; `<table>_paused`)
+ * must fit PostgreSQL's 63-byte identifiers, which it truncates silently: at 60 characters `_results` and the first
+ * version's `_ready` would both become `<name>_re`, and a 63-character `<table>_paused` the jobs table itself.
+ */
+const MAX_TABLE_NAME = 48
+
+/** Whether `tableName` is an identifier, optionally schema-qualified, of at most 48 characters. @internal */
+export const isTableName = (tableName: string): boolean => tableName.length <= MAX_TABLE_NAME && tableNamePattern.test(tableName)
 
 /** Rows per statement (offers, leases, refreshes). */
 const BATCH = 256
@@ -584,7 +591,7 @@ export const make = <A, I>(
     const settings = yield* queueSettings(options)
     const notify = yield* check.require("notify", options.notify, options.notify === undefined || typeof options.notify === "boolean", "a boolean")
     const tableName = options.tableName ?? "effect_workers_queue"
-    yield* check.require("tableName", options.tableName, typeof tableName === "string" && isTableName(tableName), "an SQL identifier, optionally schema-qualified (letters, digits, _)")
+    yield* check.require("tableName", options.tableName, typeof tableName === "string" && isTableName(tableName), `an SQL identifier, optionally schema-qualified (letters, digits, _), of at most ${MAX_TABLE_NAME} characters`)
     const store = yield* makeStore(settings, { tableName, notify: notify ?? true }).pipe(
       Effect.mapError((cause) => new DurableQueueError({ reason: "StoreFailed", backend: "sql", queue: settings.name, cause }))
     )
