@@ -15,9 +15,11 @@
  *
  * @since 0.1.0
  */
+import type * as Context from "effect/Context"
 import type * as Cron from "effect/Cron"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import type * as Exit from "effect/Exit"
 import type * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
@@ -26,6 +28,7 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as backoffInternal from "./internal/durableQueue/backoff.js"
 import { DurableQueueError } from "./internal/durableQueue/error.js"
+import * as internalError from "./internal/durableQueue/error.js"
 import * as memoryInternal from "./internal/durableQueue/memoryStore.js"
 import type { OptionError } from "./OptionError.js"
 import { DurableQueueMetrics } from "./internal/durableQueue/telemetry.js"
@@ -415,7 +418,7 @@ export { DurableQueueError }
  * @since 0.1.0
  * @category refinements
  */
-export const isDurableQueueError = (u: unknown): u is DurableQueueError => u instanceof DurableQueueError
+export const isDurableQueueError = (u: unknown): u is DurableQueueError => internalError.isDurableQueueError(u)
 
 /**
  * The same core as Redis and SQL over a store in memory, for tests of code that takes a `DurableQueue`: the same
@@ -442,11 +445,23 @@ export const memory: <A, I>(options: Options<A, I>) => Effect.Effect<DurableQueu
   memoryInternal.make
 
 /**
- * The module's Effect `Metric`s, labelled `queue=<name>`: offered, acked, retried, dead, released and lease-expired jobs. Names follow `effect_workers_<module>_<what>` (README, "Tracing and
- * metrics"); read them with `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with
- * `@effect/opentelemetry`.
+ * The module's Effect `Metric`s, labelled `queue=<name>`: offered, acked, retried, dead, released and lease-expired
+ * jobs. Names follow `effect_workers_<module>_<what>` (README, "Tracing and metrics"); read them with
+ * `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with `@effect/opentelemetry`.
  *
  * @since 0.1.0
  * @category metrics
  */
 export const Metrics = DurableQueueMetrics
+
+/**
+ * A layer providing an in-memory queue (see `memory`) under your own tag; the Redis and SQL queues have the same
+ * interface, so tests can swap this one in.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = <Id, A, I>(
+  tag: Context.Tag<Id, DurableQueue<A>>,
+  options: Options<A, I>
+): Layer.Layer<Id, OptionError> => Layer.scoped(tag, memory(options))

@@ -17,6 +17,7 @@ import type * as Layer from "effect/Layer"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
+import type { ReaderError } from "./internal/jobRunner/protocol.js"
 import * as internal from "./internal/jobRunner/runner.js"
 import { JobRunnerError, ReaderSpawner } from "./internal/jobRunner/runner.js"
 import * as metrics from "./internal/jobRunner/metrics.js"
@@ -273,7 +274,15 @@ export { JobRunnerError }
  * @since 0.1.0
  * @category refinements
  */
-export const isJobRunnerError = (u: unknown): u is JobRunnerError => u instanceof JobRunnerError
+export const isJobRunnerError = (u: unknown): u is JobRunnerError => internal.isJobRunnerError(u)
+
+/**
+ * Whether `u` is a `ReaderError` (a reader's failure, as a job's result reports it).
+ *
+ * @since 0.1.0
+ * @category refinements
+ */
+export const isReaderError = (u: unknown): u is ReaderError => internal.isReaderError(u)
 
 /**
  * Counts at the end of a run.
@@ -313,7 +322,7 @@ export const settings: (
  * Runs the runner until it is interrupted (SIGTERM / SIGINT under `runMain`), or, with `stopWhenEmpty`, until the
  * writer has nothing more and every item is done. Interruption is graceful: the writer stops, running items finish
  * (up to `gracefulShutdownTimeout`, then the reader processes are killed), and the run ends as soon as they are done.
- * Reader processes are spawned unless a {@link ReaderSpawner} (such as {@link layerInline}) is provided.
+ * Reader processes are spawned unless a `ReaderSpawner` (such as {@link layerTest}) is provided.
  *
  * @since 0.1.0
  * @category running
@@ -343,7 +352,7 @@ export const isReaderProcess: () => boolean = internal.isReaderProcess
 
 /**
  * How reader processes are started. The default spawns OS processes (or worker threads with
- * `workerMode: "thread"`); {@link layerInline} runs readers in the current process, for tests.
+ * `workerMode: "thread"`); {@link layerTest} runs readers in the current process, for tests.
  *
  * @since 0.1.0
  * @category services
@@ -385,7 +394,16 @@ export type { ReaderError } from "./internal/jobRunner/protocol.js"
  * runner without spawning, and with `TestClock`.
  *
  * @since 0.1.0
- * @category test layers
+ * @category testing
+ */
+export const layerTest: Layer.Layer<ReaderSpawner> = internal.layerInline
+
+/**
+ * The former name of `layerTest`.
+ *
+ * @deprecated Use `JobRunner.layerTest`: every module's test layer is named `layerTest`.
+ * @since 0.1.0
+ * @category testing
  */
 export const layerInline: Layer.Layer<ReaderSpawner> = internal.layerInline
 

@@ -6,17 +6,21 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
+import { typeIdGuard } from "./internal/errorTypeId.js"
 
 /**
  * @since 0.1.0
  * @category errors
  */
-export class OptionError extends Schema.TaggedError<OptionError>("effect-workers/OptionError")("OptionError", {
-  module: Schema.String,
-  field: Schema.String,
-  expected: Schema.String,
-  value: Schema.Unknown
-}) {
+export class OptionError extends Schema.TaggedError<OptionError>("effect-workers/OptionError/OptionError")(
+  "OptionError",
+  {
+    module: Schema.String,
+    field: Schema.String,
+    expected: Schema.String,
+    value: Schema.Unknown
+  }
+) {
   /**
    * @since 0.1.0
    */
@@ -25,11 +29,14 @@ export class OptionError extends Schema.TaggedError<OptionError>("effect-workers
   }
 }
 
+// TypeId-based: see internal/errorTypeId.ts.
+const hasTypeId = typeIdGuard(OptionError, "effect-workers/OptionError/OptionError")
+
 /**
  * @since 0.1.0
  * @category refinements
  */
-export const isOptionError = (u: unknown): u is OptionError => u instanceof OptionError
+export const isOptionError = (u: unknown): u is OptionError => hasTypeId(u)
 
 const formatValue = (value: unknown): string => {
   if (typeof value === "string") return JSON.stringify(value)

@@ -9,7 +9,9 @@
  */
 import type * as Cause from "effect/Cause"
 import type * as Duration from "effect/Duration"
+import type * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/rateLimiter.js"
 import type { OptionError } from "./OptionError.js"
@@ -36,6 +38,7 @@ export declare namespace RateLimiter {
    *
    * @since 0.1.0
    * @category models
+   * @deprecated Use `RateLimiter.Ticket`: Options and Stats types live at the top of their module.
    */
   export interface Ticket {
     readonly workerId?: number | undefined
@@ -47,12 +50,29 @@ export declare namespace RateLimiter {
    *
    * @since 0.1.0
    * @category models
+   * @deprecated Use `RateLimiter.WindowOptions`: Options and Stats types live at the top of their module.
    */
   export interface WindowOptions {
     readonly limit: number
     readonly interval: Duration.DurationInput
   }
 }
+
+/**
+ * See `RateLimiter.RateLimiter.Ticket` (the namespaced name is deprecated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Ticket = RateLimiter.Ticket
+
+/**
+ * See `RateLimiter.RateLimiter.WindowOptions` (the namespaced name is deprecated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type WindowOptions = RateLimiter.WindowOptions
 
 /**
  * An exact sliding window: no span of time of length `interval` ever contains more than `limit` starts, waiters
@@ -149,7 +169,8 @@ export const make: {
 export const unlimited: RateLimiter = internal.unlimited
 
 /**
- * The module's Effect `Metric`s, labelled `limiter=<kind>` (`sliding_window`, `token_bucket`, `fixed_window`, `custom`): takes that waited for a permit. Names follow `effect_workers_<module>_<what>` (README, "Tracing and
+ * The module's Effect `Metric`s, labelled `limiter=<kind>` (`sliding_window`, `token_bucket`, `fixed_window`,
+ * `custom`): takes that waited for a permit. Names follow `effect_workers_<module>_<what>` (README, "Tracing and
  * metrics"); read them with `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with
  * `@effect/opentelemetry`.
  *
@@ -157,3 +178,15 @@ export const unlimited: RateLimiter = internal.unlimited
  * @category metrics
  */
 export const Metrics = RateLimiterMetrics
+
+/**
+ * A layer providing a sliding-window limiter (see `slidingWindow`) under your own tag, for sharing one limit
+ * between the parts of a program; closed with the layer's scope.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = <Id>(
+  tag: Context.Tag<Id, RateLimiter>,
+  options: RateLimiter.WindowOptions
+): Layer.Layer<Id, OptionError> => Layer.scoped(tag, internal.slidingWindow(options))

@@ -54,7 +54,7 @@ export { ResultCacheError }
  * @since 0.1.0
  * @category refinements
  */
-export const isResultCacheError = (u: unknown): u is ResultCacheError => u instanceof ResultCacheError
+export const isResultCacheError = (u: unknown): u is ResultCacheError => internal.isResultCacheError(u)
 
 /**
  * @since 0.1.0
@@ -196,9 +196,9 @@ export const prime: <K, V>(cache: ResultCache<K, V>, key: K, value: V) => Effect
   internal.prime
 
 /**
- * The module's Effect `Metric`s, labelled `cache=<kind>` (`memory`, `custom`, `key_value_store`, `redis`): reads that hit and that missed. Names follow `effect_workers_<module>_<what>` (README, "Tracing and
- * metrics"); read them with `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with
- * `@effect/opentelemetry`.
+ * The module's Effect `Metric`s, labelled `cache=<kind>` (`memory`, `custom`, `key_value_store`, `redis`): reads
+ * that hit and that missed. Names follow `effect_workers_<module>_<what>` (README, "Tracing and metrics"); read them
+ * with `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with `@effect/opentelemetry`.
  *
  * @since 0.1.0
  * @category metrics

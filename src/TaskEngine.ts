@@ -39,7 +39,7 @@ export { TaskEngineError }
  * @since 0.1.0
  * @category refinements
  */
-export const isTaskEngineError = (u: unknown): u is TaskEngineError => u instanceof internalError.TaskEngineError
+export const isTaskEngineError = (u: unknown): u is TaskEngineError => internalError.isTaskEngineError(u)
 
 /**
  * @since 0.1.0
@@ -151,6 +151,7 @@ export declare namespace TaskEngine {
    *
    * @since 0.1.0
    * @category models
+   * @deprecated Use `TaskEngine.TaskInfo`: Options and Stats types live at the top of their module.
    */
   export interface TaskInfo {
     readonly id: string
@@ -170,6 +171,7 @@ export declare namespace TaskEngine {
   /**
    * @since 0.1.0
    * @category models
+   * @deprecated Use `TaskEngine.RetryOptions`: Options and Stats types live at the top of their module.
    */
   export interface RetryOptions<E> {
     /**
@@ -190,6 +192,7 @@ export declare namespace TaskEngine {
    *
    * @since 0.1.0
    * @category models
+   * @deprecated Use `TaskEngine.BatchOptions`: Options and Stats types live at the top of their module.
    */
   export interface BatchOptions {
     /**
@@ -208,6 +211,7 @@ export declare namespace TaskEngine {
    *
    * @since 0.1.0
    * @category models
+   * @deprecated Use `TaskEngine.TaskOptions`: Options and Stats types live at the top of their module.
    */
   export interface TaskOptions extends BatchOptions {
     /** The task's id (a string); default: one made by the engine. */
@@ -217,6 +221,7 @@ export declare namespace TaskEngine {
   /**
    * @since 0.1.0
    * @category models
+   * @deprecated Use `TaskEngine.Options`: Options and Stats types live at the top of their module.
    */
   export interface Options<I, A, E, R> {
     /**
@@ -265,6 +270,7 @@ export declare namespace TaskEngine {
    *
    * @since 0.1.0
    * @category models
+   * @deprecated Use `TaskEngine.AsyncOptions`: Options and Stats types live at the top of their module.
    */
   export interface AsyncOptions<I, A> extends Omit<Options<I, A, Cause.UnknownException, never>, "handler"> {
     readonly handler: (input: I, task: TaskInfo) => PromiseLike<A> | A
@@ -273,6 +279,7 @@ export declare namespace TaskEngine {
   /**
    * @since 0.1.0
    * @category models
+   * @deprecated Use `TaskEngine.DurableOptions`: Options and Stats types live at the top of their module.
    */
   export interface DurableOptions {
     /**
@@ -287,6 +294,7 @@ export declare namespace TaskEngine {
   /**
    * @since 0.1.0
    * @category models
+   * @deprecated Use `TaskEngine.Stats`: Options and Stats types live at the top of their module.
    */
   export interface Stats {
     readonly workers: number
@@ -305,6 +313,70 @@ export declare namespace TaskEngine {
     readonly paused: boolean
   }
 }
+
+/**
+ * See the `TaskEngine.TaskEngine.TaskInfo` it names (the namespaced name is deprecated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TaskInfo = TaskEngine.TaskInfo
+
+/**
+ * See the `TaskEngine.TaskEngine.RetryOptions` it names (the namespaced name is deprecated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RetryOptions<E> = TaskEngine.RetryOptions<E>
+
+/**
+ * See the `TaskEngine.TaskEngine.BatchOptions` it names (the namespaced name is deprecated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type BatchOptions = TaskEngine.BatchOptions
+
+/**
+ * See the `TaskEngine.TaskEngine.TaskOptions` it names (the namespaced name is deprecated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TaskOptions = TaskEngine.TaskOptions
+
+/**
+ * See the `TaskEngine.TaskEngine.Options` it names (the namespaced name is deprecated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Options<I, A, E, R> = TaskEngine.Options<I, A, E, R>
+
+/**
+ * See the `TaskEngine.TaskEngine.AsyncOptions` it names (the namespaced name is deprecated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type AsyncOptions<I, A> = TaskEngine.AsyncOptions<I, A>
+
+/**
+ * See the `TaskEngine.TaskEngine.DurableOptions` it names (the namespaced name is deprecated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DurableOptions = TaskEngine.DurableOptions
+
+/**
+ * See the `TaskEngine.TaskEngine.Stats` it names (the namespaced name is deprecated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Stats = TaskEngine.Stats
 
 /**
  * Starts an engine whose workers live until the scope closes. Closing the scope interrupts running tasks and
@@ -460,8 +532,9 @@ export const runDurable: {
 } = internal.runDurable as never
 
 /**
- * The module's Effect `Metric`s, labelled `engine=<title>`: queued and running gauges, completed, failed, retries, rate-limit waits, and the attempt-time histogram. Names follow `effect_workers_<module>_<what>` (README, "Tracing and
- * metrics"); read them with `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with
+ * The module's Effect `Metric`s, labelled `engine=<title>`: queued and running gauges, completed, failed, retries,
+ * rate-limit waits, and the attempt-time histogram. Names follow `effect_workers_<module>_<what>` (README, "Tracing
+ * and metrics"); read them with `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with
  * `@effect/opentelemetry`.
  *
  * @since 0.1.0

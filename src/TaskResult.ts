@@ -12,13 +12,13 @@ import * as internal from "./internal/taskEngineResult.js"
 
 /**
  * @since 0.1.0
- * @category symbols
+ * @category type ids
  */
 export const TypeId: unique symbol = internal.TypeId as TypeId
 
 /**
  * @since 0.1.0
- * @category symbols
+ * @category type ids
  */
 export type TypeId = typeof TypeId
 

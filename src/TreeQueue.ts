@@ -72,6 +72,7 @@ export declare namespace run {
    *
    * @since 0.1.0
    * @category models
+   * @deprecated Use `TreeQueue.Options`: Options and Stats types live at the top of their module.
    */
   export interface Options<E, R> {
     readonly initial: Iterable<Item<E, R>>
@@ -81,6 +82,14 @@ export declare namespace run {
     readonly title?: string | undefined
   }
 }
+
+/**
+ * The options of `run` (`run.Options`, deprecated, is the same type).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Options<E = never, R = never> = run.Options<E, R>
 
 /**
  * What a finished run did: items processed, `afterChildren` calls, items processed per kind, and elapsed time.
@@ -128,9 +137,9 @@ export const run: <E = never, R = never>(
 ) => Effect.Effect<Summary, E | OptionError, R | Progress> = internal.run
 
 /**
- * The module's Effect `Metric`s, labelled `tree=<title>`: items done, items failed, and the item-time histogram. Names follow `effect_workers_<module>_<what>` (README, "Tracing and
- * metrics"); read them with `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with
- * `@effect/opentelemetry`.
+ * The module's Effect `Metric`s, labelled `tree=<title>`: items done, items failed, and the item-time histogram.
+ * Names follow `effect_workers_<module>_<what>` (README, "Tracing and metrics"); read them with
+ * `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with `@effect/opentelemetry`.
  *
  * @since 0.1.0
  * @category metrics

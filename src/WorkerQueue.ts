@@ -157,7 +157,7 @@ export { WorkerQueueError }
  * @since 0.1.0
  * @category refinements
  */
-export const isWorkerQueueError = (u: unknown): u is WorkerQueueError => u instanceof internal.WorkerQueueError
+export const isWorkerQueueError = (u: unknown): u is WorkerQueueError => internal.isWorkerQueueError(u)
 
 /**
  * Makes a queue whose life is the current scope: closing the scope closes the queue. The worker returns an
@@ -308,8 +308,9 @@ export declare namespace Registry {
 }
 
 /**
- * The module's Effect `Metric`s, labelled `queue=<name>`: hits, misses, de-duplicated requires, keys in flight, completed and failed runs, and the run-time histogram. Names follow `effect_workers_<module>_<what>` (README, "Tracing and
- * metrics"); read them with `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with
+ * The module's Effect `Metric`s, labelled `queue=<name>`: hits, misses, de-duplicated requires, keys in flight,
+ * completed and failed runs, and the run-time histogram. Names follow `effect_workers_<module>_<what>` (README,
+ * "Tracing and metrics"); read them with `Metric.value(Metric.tagged(Metrics.x, label, value))` or export them with
  * `@effect/opentelemetry`.
  *
  * @since 0.1.0

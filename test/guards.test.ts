@@ -3,6 +3,8 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
+import * as Schema from "effect/Schema"
+import { ReaderError } from "../src/internal/jobRunner/protocol.js"
 import * as DurableQueue from "../src/DurableQueue.js"
 import * as JobRunner from "../src/JobRunner.js"
 import * as OptionError from "../src/OptionError.js"
@@ -17,7 +19,20 @@ const errors = {
   RedisError: new RedisClient.RedisError({ reason: "CommandFailed", command: "GET" }),
   ResultCacheError: new ResultCache.ResultCacheError({ reason: "GetFailed", key: "k" }),
   TaskEngineError: new TaskEngine.TaskEngineError({ reason: "StartTimeout", timeout: Duration.seconds(1) }),
-  WorkerQueueError: new WorkerQueue.WorkerQueueError({ reason: "Closed", queue: "q" })
+  WorkerQueueError: new WorkerQueue.WorkerQueueError({ reason: "Closed", queue: "q" }),
+  OptionError: new OptionError.OptionError({ module: "M", field: "f", expected: "e", value: 0 }),
+  ReaderError: new ReaderError({ reason: "Failed", detail: "d" })
+}
+
+const modules: Record<keyof typeof errors, string> = {
+  DurableQueueError: "DurableQueue",
+  JobRunnerError: "JobRunner",
+  RedisError: "RedisClient",
+  ResultCacheError: "ResultCache",
+  TaskEngineError: "TaskEngine",
+  WorkerQueueError: "WorkerQueue",
+  OptionError: "OptionError",
+  ReaderError: "JobRunner"
 }
 
 const guards: Record<keyof typeof errors, (u: unknown) => boolean> = {
@@ -26,7 +41,9 @@ const guards: Record<keyof typeof errors, (u: unknown) => boolean> = {
   RedisError: RedisClient.isRedisError,
   ResultCacheError: ResultCache.isResultCacheError,
   TaskEngineError: TaskEngine.isTaskEngineError,
-  WorkerQueueError: WorkerQueue.isWorkerQueueError
+  WorkerQueueError: WorkerQueue.isWorkerQueueError,
+  OptionError: OptionError.isOptionError,
+  ReaderError: JobRunner.isReaderError
 }
 
 describe("error guards", () => {
@@ -35,7 +52,18 @@ describe("error guards", () => {
       const hits = Object.entries(errors).filter(([, e]) => guard(e)).map(([n]) => n)
       expect(hits, name).toEqual([name])
       expect(guard({ _tag: name }), name).toBe(false)
-      expect(guard(new OptionError.OptionError({ module: "M", field: "f", expected: "e", value: 0 })), name).toBe(false)
+    }
+  })
+
+  it("each error's identifier is effect-workers/<Module>/<Error>, and the guard finds that TypeId, not the class", () => {
+    for (const [name, error] of Object.entries(errors) as Array<[keyof typeof errors, object]>) {
+      const id = `effect-workers/${modules[name]}/${name}`
+      // A Schema class prints as "(<id> (Encoded side) <-> <id>)".
+      expect(Schema.isSchema(error.constructor) && String(error.constructor), name).toContain(`<-> ${id})`)
+      // An error from another copy of the library: another class, the same global symbol.
+      const twin = Object.create({ [Symbol.for(id)]: Symbol.for(id) })
+      expect(guards[name](twin), name).toBe(true)
+      expect(error instanceof (error.constructor as new() => object), name).toBe(true)
     }
   })
 })

@@ -36,7 +36,10 @@ export const TaskEngineMetrics = {
     "effect_workers_task_engine_rate_limit_waits_total",
     "attempts that waited for a rate-limit permit"
   ),
-  taskDuration: seconds("effect_workers_task_engine_task_duration_seconds", "time of one attempt, its permit wait included")
+  taskDuration: seconds(
+    "effect_workers_task_engine_task_duration_seconds",
+    "time of one attempt, its permit wait included"
+  )
 } as const
 
 /** Label `limiter`: the limiter's kind (`interval`, `window`, `token_bucket`, …). @internal */

@@ -15,11 +15,12 @@ import type * as ResultCache from "../ResultCache.js"
 import { ResultCacheMetrics as Metrics } from "./metrics.js"
 import { checker } from "./options.js"
 import { bump, labels } from "./telemetry.js"
+import { typeIdGuard } from "./errorTypeId.js"
 
 const check = checker("ResultCache")
 
 /** @internal */
-export class ResultCacheError extends Schema.TaggedError<ResultCacheError>("effect-workers/ResultCacheError")(
+export class ResultCacheError extends Schema.TaggedError<ResultCacheError>("effect-workers/ResultCache/ResultCacheError")(
   "ResultCacheError",
   {
     reason: Schema.Literal("GetFailed", "SetFailed", "ClearFailed"),
@@ -33,6 +34,9 @@ export class ResultCacheError extends Schema.TaggedError<ResultCacheError>("effe
     return `ResultCache: ${what} key ${this.key} failed${cause}`
   }
 }
+
+/** TypeId-based: see errorTypeId.ts. @internal */
+export const isResultCacheError = typeIdGuard(ResultCacheError, "effect-workers/ResultCache/ResultCacheError")
 
 /** @internal */
 export const describeKey = (key: unknown): string => {

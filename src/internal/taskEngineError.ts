@@ -5,9 +5,10 @@
 import * as Duration from "effect/Duration"
 import * as Schema from "effect/Schema"
 import { errorDetail } from "./causeDetail.js"
+import { typeIdGuard } from "./errorTypeId.js"
 
 /** @internal */
-export class TaskEngineError extends Schema.TaggedError<TaskEngineError>("effect-workers/TaskEngineError")(
+export class TaskEngineError extends Schema.TaggedError<TaskEngineError>("effect-workers/TaskEngine/TaskEngineError")(
   "TaskEngineError",
   {
     reason: Schema.Literal("TaskTimeout", "StartTimeout", "RateLimiter"),
@@ -28,3 +29,6 @@ export class TaskEngineError extends Schema.TaggedError<TaskEngineError>("effect
     }
   }
 }
+
+/** TypeId-based: see errorTypeId.ts. @internal */
+export const isTaskEngineError = typeIdGuard(TaskEngineError, "effect-workers/TaskEngine/TaskEngineError")

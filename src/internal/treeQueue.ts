@@ -361,7 +361,9 @@ const runWith = <E, R>(
       process: Effect.Effect<void, E, R>
     ): Effect.Effect<void, E, R> => {
       const attributes = { "effect_workers.tree": title, "effect_workers.kind": kind, "effect_workers.worker": workerId }
-      return Effect.useSpan("TreeQueue.item", { parent: node.parent?.span, attributes }, (span) => {
+      // No stack trace per span: `new Error()` per item is a large part of a small item's cost.
+      const options = { parent: node.parent?.span, attributes, captureStackTrace: false }
+      return Effect.useSpan("TreeQueue.item", options, (span) => {
         node.span = span
         const started = clock.unsafeCurrentTimeNanos()
         return Effect.withParentSpan(process, span).pipe(

@@ -30,13 +30,14 @@ import { WorkerQueueMetrics as Metrics } from "./metrics.js"
 import * as resultCache from "./resultCache.js"
 import { bump, labels, linkTo, observeNanos, setGauge } from "./telemetry.js"
 import { CacheGuard, callWorker, Room, type RoomNode } from "./workerQueueParts.js"
+import { typeIdGuard } from "./errorTypeId.js"
 
 const check = checker("WorkerQueue")
 
 const KNOWN_OPTIONS = ["worker", "cache", "key", "concurrency", "capacity", "finishTimeout", "name"]
 
 /** @internal */
-export class WorkerQueueError extends Schema.TaggedError<WorkerQueueError>("effect-workers/WorkerQueueError")(
+export class WorkerQueueError extends Schema.TaggedError<WorkerQueueError>("effect-workers/WorkerQueue/WorkerQueueError")(
   "WorkerQueueError",
   {
     reason: Schema.Literal("Closed", "FinishTimeout"),
@@ -51,6 +52,9 @@ export class WorkerQueueError extends Schema.TaggedError<WorkerQueueError>("effe
       : `WorkerQueue ${this.queue} closed before the item finished within its finish timeout${item}`
   }
 }
+
+/** TypeId-based: see errorTypeId.ts. @internal */
+export const isWorkerQueueError = typeIdGuard(WorkerQueueError, "effect-workers/WorkerQueue/WorkerQueueError")
 
 type Outcome<A, E> = Exit.Exit<A, E | WorkerQueueError>
 
@@ -182,6 +186,8 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
   /** The `queue` label of this queue's metrics, made once (see telemetry.ts). */
   private readonly tags: ReturnType<typeof labels>
   private readonly spanAttributes: Record<string, unknown>
+  // No stack trace per span: `new Error()` on every require cost more than the require itself.
+  private readonly spanOptions: { readonly attributes: Record<string, unknown>; readonly captureStackTrace: false }
   private readonly cache: CacheGuard<K, A>
   private readonly inFlight = MutableHashMap.empty<K, Entry<K, I, A, E>>()
   /** Entries `clear` took out of the map that have not settled yet: close still waits for and settles them. */
@@ -204,6 +210,7 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
     this.name = settings.name
     this.tags = labels("queue", settings.name)
     this.spanAttributes = { "effect_workers.queue": settings.name }
+    this.spanOptions = { attributes: this.spanAttributes, captureStackTrace: false }
     this.cache = new CacheGuard(settings.cache, settings.name, this.counters, runtime)
   }
 
@@ -310,7 +317,7 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
     const parent = entry.trace?.parent
     return Effect.useSpan(
       "WorkerQueue.run",
-      { parent, root: parent === undefined, attributes: { "effect_workers.queue": this.name } },
+      { parent, root: parent === undefined, attributes: this.spanAttributes, captureStackTrace: false },
       (span) => {
         const trace = entry.trace
         if (trace !== undefined) {
@@ -436,7 +443,7 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
 
   // The span's parent is the caller's current span: `useSpan` reads it from the calling fiber.
   readonly require = (item: I): Effect.Effect<A, E | WorkerQueueError> =>
-    Effect.useSpan("WorkerQueue.require", { attributes: this.spanAttributes }, (span) =>
+    Effect.useSpan("WorkerQueue.require", this.spanOptions, (span) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.suspend(() => {
           const lookups: Array<Entry<K, I, A, E>> = []
@@ -483,7 +490,7 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
   // One span for the batch, the parent of the runs its items start (a span per item would cost more than the
   // item on a memory-cache hit).
   readonly requireAllExit = (items: Iterable<I>): Effect.Effect<Array<Outcome<A, E>>> =>
-    Effect.useSpan("WorkerQueue.requireAll", { attributes: this.spanAttributes }, (span) =>
+    Effect.useSpan("WorkerQueue.requireAll", this.spanOptions, (span) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.suspend(() =>
           Effect.map(this.batch(items, restore, span), (entries) => entries.map((e) => exitOf(e)!))
@@ -491,7 +498,7 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
       ))
 
   readonly requireAll = (items: Iterable<I>): Effect.Effect<Array<A>, E | WorkerQueueError> =>
-    Effect.useSpan("WorkerQueue.requireAll", { attributes: this.spanAttributes }, (span) =>
+    Effect.useSpan("WorkerQueue.requireAll", this.spanOptions, (span) =>
     Effect.uninterruptibleMask((restore) =>
       Effect.suspend(() =>
         Effect.flatMap(this.batch(items, restore, span), (entries) => {

@@ -10,6 +10,7 @@ import type * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { Redis, RedisOptions } from "ioredis"
 import * as internal from "../internal/redis/client.js"
+import * as internalClient from "../internal/redis/client.js"
 import { RedisError } from "../internal/redis/client.js"
 
 /**
@@ -17,7 +18,7 @@ import { RedisError } from "../internal/redis/client.js"
  * the same settings (pub/sub needs a connection of its own).
  *
  * @since 0.1.0
- * @category tags
+ * @category services
  */
 // Its own class over the internal tag's key (the same service at run time): a subclass of the internal tag would
 // carry the internal class as its identifier, which a consumer's declarations could only name by an internal path.
@@ -62,7 +63,7 @@ export { RedisError }
  * @since 0.1.0
  * @category refinements
  */
-export const isRedisError = (u: unknown): u is RedisError => u instanceof RedisError
+export const isRedisError = (u: unknown): u is RedisError => internalClient.isRedisError(u)
 
 /**
  * Connects (and checks the connection with a `PING`); the scope's end closes it.

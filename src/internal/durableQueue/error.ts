@@ -4,9 +4,10 @@
  * result that does not decode.
  */
 import * as Schema from "effect/Schema"
+import { typeIdGuard } from "../errorTypeId.js"
 
 /** @internal */
-export class DurableQueueError extends Schema.TaggedError<DurableQueueError>("effect-workers/DurableQueueError")(
+export class DurableQueueError extends Schema.TaggedError<DurableQueueError>("effect-workers/DurableQueue/DurableQueueError")(
   "DurableQueueError",
   {
     reason: Schema.Literal("StoreFailed", "EncodeFailed", "TimedOut", "ProgressRejected", "DecodeFailed"),
@@ -43,3 +44,6 @@ const what = (error: DurableQueueError, job: string): string => {
       return `cannot decode the result of ${job}`
   }
 }
+
+/** TypeId-based: see errorTypeId.ts. @internal */
+export const isDurableQueueError = typeIdGuard(DurableQueueError, "effect-workers/DurableQueue/DurableQueueError")

@@ -88,18 +88,23 @@ const tracedStore = (store: Store, name: string, tags: ReturnType<typeof labels>
     Effect.tap(store.settle(batch), () => count(batch, tags)).pipe(
       Effect.withSpan("DurableQueue.settle", {
         root: true,
+        captureStackTrace: false,
         attributes: { "effect_workers.queue": name, "effect_workers.jobs": batch.length }
       })
     )
 })
 
-const tracedQueue = <A>(queue: DurableQueue.DurableQueue<A>, tags: ReturnType<typeof labels>): DurableQueue.DurableQueue<A> => {
+const tracedQueue = <A>(
+  queue: DurableQueue.DurableQueue<A>,
+  tags: ReturnType<typeof labels>
+): DurableQueue.DurableQueue<A> => {
   const attributes = { "effect_workers.queue": queue.name }
   // One span per job a handler runs, a child of the caller of `take` or `run` (its taker fibers inherit it).
   const traced = <X, E, R>(handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>) =>
   (value: A, job: DurableQueue.Job) =>
     Effect.withSpan(Effect.suspend(() => handler(value, job)), "DurableQueue.take", {
       kind: "consumer",
+      captureStackTrace: false,
       attributes: { ...attributes, "effect_workers.job_id": job.id, "effect_workers.attempt": job.attempt }
     })
   return {
@@ -107,7 +112,7 @@ const tracedQueue = <A>(queue: DurableQueue.DurableQueue<A>, tags: ReturnType<ty
     offer: (value, options) =>
       queue.offer(value, options).pipe(
         Effect.tap(() => bump(Metrics.offered, tags)),
-        Effect.withSpan("DurableQueue.offer", { kind: "producer", attributes })
+        Effect.withSpan("DurableQueue.offer", { kind: "producer", attributes, captureStackTrace: false })
       ),
     take: ((handler: (value: A, job: DurableQueue.Job) => Effect.Effect<unknown, unknown, unknown>, options?: DurableQueue.TakeOptions<unknown, unknown>) =>
       options === undefined ? queue.take(traced(handler)) : queue.take(traced(handler), options)) as DurableQueue.DurableQueue<A>["take"],
@@ -133,5 +138,6 @@ export const withTelemetry = (
   Scope.Scope
 > => {
   const tags = labels("queue", settings.name)
-  return Effect.map(make(tracedStore(store, settings.name, tags), settings, schema, port), (queue) => tracedQueue(queue, tags))
+  const traced = make(tracedStore(store, settings.name, tags), settings, schema, port)
+  return Effect.map(traced, (queue) => tracedQueue(queue, tags))
 }

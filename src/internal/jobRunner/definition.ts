@@ -8,6 +8,7 @@ import * as Data from "effect/Data"
 import * as Schema from "effect/Schema"
 import type * as Api from "../../JobRunner.js"
 import { errorDetail } from "../causeDetail.js"
+import { typeIdGuard } from "../errorTypeId.js"
 
 /** @internal */
 export const TypeId: Api.TypeId = Symbol.for("effect-workers/JobRunner") as Api.TypeId
@@ -75,6 +76,9 @@ export class JobRunnerError extends Schema.TaggedError<JobRunnerError>("effect-w
     }
   }
 }
+
+/** TypeId-based: see errorTypeId.ts. @internal */
+export const isJobRunnerError = typeIdGuard(JobRunnerError, "effect-workers/JobRunner/JobRunnerError")
 
 /** A reader process (or thread, or inline reader) ended while it held the job. @internal */
 export class ProcessDied extends Data.TaggedError("ProcessDied")<{ readonly detail: string }> {}

@@ -13,6 +13,7 @@
 import * as Duration from "effect/Duration"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import { typeIdGuard } from "../errorTypeId.js"
 
 /** @internal */
 export const SettingsSchema = Schema.Struct({
@@ -56,6 +57,9 @@ export class ReaderError extends Schema.TaggedError<ReaderError>("effect-workers
     }
   }
 }
+
+/** TypeId-based: see errorTypeId.ts. @internal */
+export const isReaderError = typeIdGuard(ReaderError, "effect-workers/JobRunner/ReaderError")
 
 /** @internal */
 export const encodeSettings = Schema.encodeSync(SettingsSchema)

@@ -10,9 +10,10 @@ import type * as Scope from "effect/Scope"
 import { Redis } from "ioredis"
 import type { RedisOptions } from "ioredis"
 import type * as RedisClientModule from "../../redis/RedisClient.js"
+import { typeIdGuard } from "../errorTypeId.js"
 
 /** @internal */
-export class RedisError extends Schema.TaggedError<RedisError>("effect-workers/redis/RedisError")("RedisError", {
+export class RedisError extends Schema.TaggedError<RedisError>("effect-workers/RedisClient/RedisError")("RedisError", {
   reason: Schema.Literal("ConnectFailed", "CommandFailed"),
   command: Schema.String,
   cause: Schema.optional(Schema.Defect)
@@ -24,6 +25,9 @@ export class RedisError extends Schema.TaggedError<RedisError>("effect-workers/r
       : `Redis: command ${this.command} failed${cause}`
   }
 }
+
+/** TypeId-based: see errorTypeId.ts. @internal */
+export const isRedisError = typeIdGuard(RedisError, "effect-workers/RedisClient/RedisError")
 
 /** @internal */
 export class RedisClient extends Context.Tag("effect-workers/redis/RedisClient")<
