@@ -22,7 +22,7 @@ import * as signals from "./signals.js"
 import { Progress, type Session, type UnsafeSession } from "./progress.js"
 import { Fifo } from "./fifo.js"
 import { TreeQueueMetrics as Metrics } from "./metrics.js"
-import { bump, labels, observeNanos } from "./telemetry.js"
+import { bump, labels, observeNanos, SpanMaker } from "./telemetry.js"
 
 /** @internal */
 export interface ItemContext<E, R> {
@@ -293,7 +293,6 @@ const runWith = <E, R>(
 ): Effect.Effect<Summary, E, R | Scope.Scope> =>
   Effect.gen(function*() {
     const tags = labels("tree", title)
-    const clock = yield* Effect.clock
     const frontier: Frontier<E, R> = order === "fifo" ? fifo() : order === "lifo" ? lifo() : heap()
     const reporter = reporterOf(session)
     const report = reporter.unsafe
@@ -350,33 +349,35 @@ const runWith = <E, R>(
       return Effect.void
     }
 
-    /**
-     * One item's `process` in its `TreeQueue.item` span: a child of the item that enqueued it, and for the
-     * initial items of the caller's span (the workers inherit it), counted and timed.
-     */
+    // Spans are opened synchronously from the run's fiber (its tracer and clock): `Effect.useSpan` per item cost
+    // several times an empty item. The initial items' parent is the caller's span.
+    const spans = yield* Effect.withFiberRuntime<SpanMaker>((fiber) => Effect.succeed(new SpanMaker(fiber)))
+    const callerSpan = yield* Effect.withFiberRuntime<Tracer.AnySpan | undefined>((fiber) =>
+      Effect.succeed(fiber.currentSpan)
+    )
+
+    /** One item's `process` in its `TreeQueue.item` span (a child of the item that enqueued it), counted and timed. */
     const traced = (
       node: Node<E, R>,
       kind: string,
       workerId: number,
       process: Effect.Effect<void, E, R>
     ): Effect.Effect<void, E, R> => {
-      const attributes = { "effect_workers.tree": title, "effect_workers.kind": kind, "effect_workers.worker": workerId }
-      // No stack trace per span: `new Error()` per item is a large part of a small item's cost.
-      const options = { parent: node.parent?.span, attributes, captureStackTrace: false }
-      return Effect.useSpan("TreeQueue.item", options, (span) => {
-        node.span = span
-        const started = clock.unsafeCurrentTimeNanos()
-        return Effect.withParentSpan(process, span).pipe(
-          Effect.onExit((exit) =>
-            Effect.sync(() => {
-              observeNanos(Metrics.itemDuration, tags, started, clock.unsafeCurrentTimeNanos())
-              if (Exit.isSuccess(exit)) bump(Metrics.itemsDone, tags)
-              else if (!Cause.isInterruptedOnly(exit.cause)) bump(Metrics.itemsFailed, tags)
-              // Only children still to run need it as their parent; a leaf lets it go at once.
-              if (node.pending <= 1) node.span = undefined
-            })
-          )
-        )
+      const span = spans.open("TreeQueue.item", node.parent === undefined ? callerSpan : node.parent.span, {
+        "effect_workers.tree": title,
+        "effect_workers.kind": kind,
+        "effect_workers.worker": workerId
+      })
+      node.span = span
+      const started = spans.now()
+      return Effect.onExit(span === undefined ? process : Effect.withParentSpan(process, span), (exit) => {
+        observeNanos(Metrics.itemDuration, tags, started, spans.now())
+        if (Exit.isSuccess(exit)) bump(Metrics.itemsDone, tags)
+        else if (!Cause.isInterruptedOnly(exit.cause)) bump(Metrics.itemsFailed, tags)
+        spans.close(span, exit)
+        // Only children still to run need it as their parent; a leaf lets it go at once.
+        if (node.pending <= 1) node.span = undefined
+        return Effect.void
       })
     }
 

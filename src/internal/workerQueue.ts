@@ -5,7 +5,6 @@
  * entries from the queue; each run writes the cache, then removes the entry, then settles it for every waiter.
  */
 import * as Cause from "effect/Cause"
-import type * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
@@ -28,7 +27,7 @@ import { optionalString } from "./optionString.js"
 import { checker } from "./options.js"
 import { WorkerQueueMetrics as Metrics } from "./metrics.js"
 import * as resultCache from "./resultCache.js"
-import { bump, labels, linkTo, observeNanos, setGauge } from "./telemetry.js"
+import { bump, labels, linkTo, observeNanos, setGauge, SpanMaker } from "./telemetry.js"
 import { CacheGuard, callWorker, Room, type RoomNode } from "./workerQueueParts.js"
 import { typeIdGuard } from "./errorTypeId.js"
 
@@ -205,7 +204,7 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
     private readonly work: Queue.Queue<Entry<K, I, A, E>>,
     private readonly runtime: Runtime.Runtime<never>,
     private readonly registry: Option.Option<WorkerQueue.Registry.Service>,
-    private readonly clock: Clock.Clock
+    private readonly spans: SpanMaker
   ) {
     this.name = settings.name
     this.tags = labels("queue", settings.name)
@@ -279,12 +278,16 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
       this.queued--
       this.running++
       this.admitFromRoom()
-      const start = this.clock.unsafeCurrentTimeNanos()
-      return restore(this.traced(entry)).pipe(
+      const start = this.spans.now()
+      const span = this.runSpan(entry)
+      // With a Promise worker `E` is `UnknownException` (the public `make` says so), hence the cast.
+      const run = callWorker(this.settings.worker, entry.item, this.name) as Effect.Effect<A, E, R>
+      return restore(span === undefined ? run : Effect.withParentSpan(run, span)).pipe(
         Effect.exit,
         Effect.flatMap((exit): Effect.Effect<void> => {
           this.running--
-          observeNanos(Metrics.runDuration, this.tags, start, this.clock.unsafeCurrentTimeNanos())
+          observeNanos(Metrics.runDuration, this.tags, start, this.spans.now())
+          this.spans.close(span, exit)
           if (Exit.isSuccess(exit)) {
             this.counters.completed++
             bump(Metrics.completed, this.tags)
@@ -308,26 +311,19 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
     })
 
   /**
-   * The worker call in its `WorkerQueue.run` span: a child of the require that made the entry (not of the span
+   * The `WorkerQueue.run` span of the worker call: a child of the require that made the entry (not of the span
    * current when the queue was made, which the worker fiber inherited), linked from every de-duplicated waiter.
    */
-  private traced(entry: Entry<K, I, A, E>): Effect.Effect<A, E, R> {
-    // With a Promise worker `E` is `UnknownException` (the public `make` says so), hence the cast.
-    const run = callWorker(this.settings.worker, entry.item, this.name) as Effect.Effect<A, E, R>
-    const parent = entry.trace?.parent
-    return Effect.useSpan(
-      "WorkerQueue.run",
-      { parent, root: parent === undefined, attributes: this.spanAttributes, captureStackTrace: false },
-      (span) => {
-        const trace = entry.trace
-        if (trace !== undefined) {
-          trace.run = span
-          trace.waiters?.forEach((waiter) => waiter.addLinks([linkTo(span)]))
-          trace.waiters = undefined
-        }
-        return Effect.withParentSpan(run, span)
-      }
-    )
+  private runSpan(entry: Entry<K, I, A, E>): Tracer.Span | undefined {
+    // Opened synchronously (SpanMaker): `Effect.useSpan` per run cost more than an empty run.
+    const trace = entry.trace
+    const span = this.spans.open("WorkerQueue.run", trace?.parent, this.spanAttributes)
+    if (trace !== undefined && span !== undefined) {
+      trace.run = span
+      trace.waiters?.forEach((waiter) => waiter.addLinks([linkTo(span)]))
+      trace.waiters = undefined
+    }
+    return span
   }
 
   private hit(span: Tracer.Span | undefined): void {
@@ -624,9 +620,10 @@ export const make = <I, A, E = never, R = never, K = I>(
     const runtime = yield* Effect.runtime<never>()
     const registry = yield* Effect.serviceOption(Registry)
     const work = yield* Queue.unbounded<Entry<K, I, A, E>>()
-    // The clock in force at construction times the runs (TestClock drives it), read with no Effect step.
-    const clock = yield* Effect.clock
-    const impl = new WorkerQueueImpl<I, A, E, R, K>(settings, work, runtime, registry, clock)
+    // The tracer and clock in force at construction open the runs' spans and time them (TestClock drives it),
+    // with no Effect step.
+    const spans = yield* Effect.withFiberRuntime<SpanMaker>((fiber) => Effect.succeed(new SpanMaker(fiber)))
+    const impl = new WorkerQueueImpl<I, A, E, R, K>(settings, work, runtime, registry, spans)
     // The worker's context is provided once to each loop, not on every run.
     const loop = Effect.provide(Effect.forever(Effect.flatMap(Queue.take(work), impl.runEntry)), context)
     impl.workers = yield* Effect.forEach(Array.from({ length: settings.concurrency }), () => Effect.forkDaemon(loop))
