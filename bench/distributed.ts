@@ -10,7 +10,10 @@
  *
  * PostgreSQL (ours vs pg-boss) is not measured: there is no SQL-backed runner yet.
  *
- *   npx tsx bench/distributed.ts [--jobs 10000] [--rounds 3]
+ *   npx tsx bench/distributed.ts [--jobs 10000] [--rounds 3] [--dashboard]
+ *
+ * `--dashboard`: instead, ours alone against ours with a dashboard attached and one SSE client connected
+ * (interleaved rounds), to show the dashboard costs the queue nothing measurable.
  */
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
@@ -22,6 +25,7 @@ import * as DurableQueue from "../src/redis/DurableQueue.js"
 import * as RedisClient from "../src/redis/RedisClient.js"
 import * as RedisResultCache from "../src/redis/ResultCache.js"
 import * as RedisWorkerQueue from "../src/redis/WorkerQueue.js"
+import { attachDashboard } from "./_dashboard.js"
 import { arg, median, pool, queueRound, type Round } from "./_shared.js"
 
 const JOBS = arg("jobs", 10_000)
@@ -65,10 +69,11 @@ const bullmq = async (raw: Redis): Promise<Round> => {
   }
 }
 
-const ours = (raw: Redis): Promise<Round> => {
+const ours = (raw: Redis, dashboard = false): Promise<Round> => {
   const prefix = `bench-dq-${randomUUID()}:`
   return Effect.gen(function*() {
     const queue = yield* DurableQueue.make({ name: "jobs", prefix, schema: Schema.Struct({ n: Schema.Number }), pollInterval: "5 millis" })
+    if (dashboard) yield* attachDashboard(queue)
     return yield* queueRound(JOBS, CONCURRENCY, queue.offer, (handler) =>
       Effect.forkScoped(queue.run(handler, { concurrency: CONCURRENCY })))
   }).pipe(
@@ -99,9 +104,32 @@ const singleFlight = (raw: Redis) => {
   )
 }
 
+/** `--dashboard`: ours without and with a dashboard and one SSE client, interleaved. */
+const dashboardRows = async (raw: Redis, fmt: (x: number) => string) => {
+  const rounds: Record<"alone" | "watched", Array<Round>> = { alone: [], watched: [] }
+  for (let r = 0; r < ROUNDS; r++) {
+    rounds.alone.push(await ours(raw))
+    rounds.watched.push(await ours(raw, true))
+  }
+  console.log("\n| DurableQueue (Redis) | add jobs/s | process jobs/s | rounds (process) |")
+  console.log("|---|---:|---:|---|")
+  for (const [label, xs] of [["alone", rounds.alone], ["dashboard + 1 SSE client", rounds.watched]] as const) {
+    console.log(`| ${label} | ${fmt(median(xs.map((x) => x.add)))} | ${fmt(median(xs.map((x) => x.process)))} | ${xs.map((x) => fmt(x.process)).join(", ")} |`)
+  }
+  const ratio = median(rounds.watched.map((x) => x.process)) / median(rounds.alone.map((x) => x.process))
+  console.log(`\nwith dashboard / alone: process ${ratio.toFixed(2)}x`)
+}
+
 const main = async () => {
   const raw = new Redis(connection)
   const fmt = (x: number) => Math.round(x).toLocaleString("en-US")
+  if (process.argv.includes("--dashboard")) {
+    console.log(`Dashboard cost: ${JOBS.toLocaleString("en-US")} jobs, concurrency ${CONCURRENCY}, median of ${ROUNDS} interleaved rounds`)
+    console.log(`node ${process.version}, ${os.cpus().length} CPUs (nproc), load ${os.loadavg()[0]!.toFixed(1)}`)
+    await dashboardRows(raw, fmt)
+    await raw.quit()
+    return
+  }
   console.log(`Distributed benchmark: ${JOBS.toLocaleString("en-US")} jobs, concurrency ${CONCURRENCY}, median of ${ROUNDS} rounds`)
   console.log(`node ${process.version}, ${os.cpus().length} CPUs (nproc), ${new Date().toISOString().slice(0, 10)}, load ${os.loadavg()[0]!.toFixed(1)}`)
   const rounds: Record<"bullmq" | "ours", Array<Round>> = { bullmq: [], ours: [] }

@@ -159,6 +159,13 @@ export declare namespace TaskEngine {
     readonly attempt: number
     /** The worker running it, `0` to `workers - 1`. */
     readonly workerId: number
+    /**
+     * Reports the task's progress (a small JSON value). Under `runDurable` it is the job's progress: readable by
+     * id from any process with the queue's `status`, and a "Progress" event; a value that is not plain JSON, or a
+     * store that is away, is logged and never fails the task (progress is advice, not the work). Elsewhere it does
+     * nothing. (Since 0.2.0.)
+     */
+    readonly progress: (value: unknown) => Effect.Effect<void>
   }
 
   /**

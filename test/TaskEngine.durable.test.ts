@@ -9,6 +9,7 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import * as SharedDurableQueue from "../src/DurableQueue.js"
 import { OptionError } from "../src/OptionError.js"
 import * as DurableQueue from "../src/redis/DurableQueue.js"
@@ -142,5 +143,66 @@ describe("TaskEngine.runDurable (DurableQueue.memory)", () => {
       expect(sent.sort()).toEqual(["a@example.com", "b@example.com"])
       const dead = yield* queue.deadLetters
       expect(dead.map((d) => [d.id, d.attempts])).toEqual([["welcome:3", 2]])
+    }).pipe(Effect.scoped))
+})
+
+describe("TaskEngine.runDurable passes the job's progress, timeout and cancel through (DurableQueue.memory)", () => {
+  const stateOf = (queue: SharedDurableQueue.DurableQueue<string>, id: string) =>
+    Effect.map(queue.status(id), Option.map((status) => ({ state: status.state, attempts: status.attempts, progress: status.progress })))
+
+  it.live("task.progress is the job's progress (status by id, a Progress event); cancel interrupts the running task, never retried", () =>
+    Effect.gen(function*() {
+      const queue = yield* SharedDurableQueue.memory({ name: "pass", schema: Schema.String, maxAttempts: 3, pollInterval: "10 millis" })
+      const events: Array<string> = []
+      yield* Effect.forkScoped(Stream.runForEach(queue.events, (e) => Effect.sync(() => events.push(`${e._tag}:${e.id}`))))
+      const release = yield* Deferred.make<void>()
+      let runs = 0
+      let interrupted = 0
+      yield* Effect.forkScoped(TaskEngine.runDurable(
+        queue,
+        (name, task) =>
+          Effect.gen(function*() {
+            runs++
+            yield* task.progress({ step: name, percent: 50 })
+            if (name === "stuck") return yield* Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => interrupted++)))
+            yield* Deferred.await(release)
+            yield* task.progress({ step: name, percent: 100 })
+          }),
+        { workers: 2 }
+      ))
+      yield* queue.offer("report", { id: "report" })
+      yield* queue.offer("stuck", { id: "stuck" })
+      yield* until(() => runs === 2)
+      yield* Effect.gen(function*() {
+        while (Option.getOrUndefined(yield* stateOf(queue, "report"))?.progress === undefined) yield* Effect.sleep("10 millis")
+      }).pipe(Effect.timeout("10 seconds"))
+      expect(yield* stateOf(queue, "report")).toEqual(Option.some({ state: "running", attempts: 1, progress: { step: "report", percent: 50 } }))
+      expect(yield* queue.cancel("stuck")).toBe(true)
+      yield* until(() => interrupted === 1)
+      yield* Deferred.succeed(release, undefined)
+      yield* queue.drain.pipe(Effect.timeout("10 seconds"))
+      expect(yield* stateOf(queue, "report")).toEqual(Option.some({ state: "done", attempts: 1, progress: { step: "report", percent: 100 } }))
+      expect(Option.map(yield* stateOf(queue, "stuck"), (s) => s.state)).toEqual(Option.some("cancelled"))
+      expect(runs).toBe(2)
+      yield* until(() => events.includes("Cancelled:stuck"))
+      // (Its "Offered" may precede the subscription, which starts with the forked stream.)
+      expect(events.filter((e) => e.endsWith(":report") && !e.startsWith("Offered"))).toEqual(["Started:report", "Progress:report", "Progress:report", "Completed:report"])
+    }).pipe(Effect.scoped))
+
+  it.live("the job's timeout interrupts the task: a failed attempt naming the timeout, dead after maxAttempts", () =>
+    Effect.gen(function*() {
+      const queue = yield* SharedDurableQueue.memory({ name: "slow", schema: Schema.String, maxAttempts: 1, pollInterval: "10 millis" })
+      let interrupted = 0
+      yield* Effect.forkScoped(TaskEngine.runDurable(
+        queue,
+        () => Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => interrupted++))),
+        { workers: 1 }
+      ))
+      yield* queue.offer("slow", { id: "slow", timeout: "100 millis" })
+      yield* until(() => interrupted === 1)
+      yield* queue.drain.pipe(Effect.timeout("10 seconds"))
+      const [dead] = yield* queue.deadLetters
+      expect(dead?.id).toBe("slow")
+      expect(dead?.lastError).toContain("100")
     }).pipe(Effect.scoped))
 })

@@ -6,6 +6,10 @@
  * frontier are kept on disk, so running it again resumes where it stopped.
  *
  *   node --import tsx examples/crawl/main.ts [--workers 16] [--rate 400] [--order lifo] [--pages 2000] [--fresh]
+ *     [--dashboard [--dashboard-port 0]]
+ *
+ * `--dashboard` (`npm start -- --dashboard`) also serves the live web dashboard (`effect-workers/dashboard`) on
+ * 127.0.0.1, prints its URL, and keeps it open after the crawl until Ctrl-C.
  *
  * (`node --import tsx`, not the `tsx` CLI: the CLI relays Ctrl-C to its child, sends it again 30 ms later — a
  * second Ctrl-C, which forces the stop — and then kills the child, so the graceful stop never gets to finish.)
@@ -22,8 +26,11 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 import * as os from "node:os"
 import * as nodePath from "node:path"
+import * as DashboardNode from "../../src/DashboardNode.js"
+import * as DurableQueue from "../../src/DurableQueue.js"
 import * as Progress from "../../src/Progress.js"
 import * as TreeQueue from "../../src/TreeQueue.js"
 import * as Crawler from "./crawler.js"
@@ -47,9 +54,42 @@ const stateDir = Options.directory("state-dir").pipe(
   Options.withDefault(nodePath.join(os.tmpdir(), "effect-workers-crawl"))
 )
 
+const dashboard = Options.boolean("dashboard").pipe(
+  Options.withDescription("serve the live web dashboard on 127.0.0.1 (kept open after the crawl until Ctrl-C)")
+)
+const dashboardPort = Options.integer("dashboard-port").pipe(
+  Options.withDescription("the dashboard's port (0: a free one)"),
+  Options.withDefault(0)
+)
+
+/**
+ * With the dashboard, a DurableQueue to look at: every URL that did not answer 200 becomes a "review" job (its path
+ * as id); reviewing a 404 whose path has a 7 fails for good (a dead letter to retry or purge from the dashboard),
+ * others pass.
+ */
+const reviewQueue = (state: CrawlState.CrawlState) =>
+  Effect.gen(function*() {
+    const queue = yield* DurableQueue.memory({ name: "failed-urls", schema: Schema.Number, maxAttempts: 2, backoff: DurableQueue.Backoff.fixed("200 millis") })
+    const offered = new Set<string>()
+    const offerNew = Effect.suspend(() =>
+      Effect.forEach(
+        Array.from(state.visited).filter(([path, visit]) => visit.status !== 200 && !offered.has(path)),
+        ([path, visit]) => Effect.tap(queue.offer(visit.status, { id: path }), () => offered.add(path)),
+        { discard: true }
+      )
+    )
+    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.orDie(offerNew), Effect.sleep("250 millis"))))
+    yield* Effect.forkScoped(queue.run((status, job) =>
+      Effect.zipRight(
+        Effect.zipRight(job.progress({ status }), Effect.sleep("150 millis")),
+        status === 404 && job.id.includes("7") ? Effect.fail(`HTTP 404: nothing to review at ${job.id}`) : Effect.void
+      ), { concurrency: 2 }))
+    return queue
+  })
+
 const crawl = Command.make(
   "crawl",
-  { workers, rate, order, pages, seed, fresh, stateDir },
+  { workers, rate, order, pages, seed, fresh, stateDir, dashboard, dashboardPort },
   (args) =>
     Effect.gen(function*() {
       const site = Site.generate(args.pages, args.seed)
@@ -71,6 +111,11 @@ const crawl = Command.make(
       yield* Console.log(
         `Crawling ${server.base} (${args.pages} pages) with ${args.workers} workers, ${args.rate} req/s, ${args.order} order; state in ${args.stateDir}`
       )
+      // Bound to 127.0.0.1 (the default): only this machine reaches it, so its actions may be open.
+      const served = args.dashboard
+        ? yield* DashboardNode.serve({ port: args.dashboardPort, title: "crawl demo", openActions: true, queues: [yield* reviewQueue(state)] })
+        : undefined
+      if (served !== undefined) yield* Console.log(`Dashboard: ${served.url}`)
       const initial = [...state.frontier].map(([path, p]) => crawler.itemFor(path, p.kind, p.depth))
       const summary = yield* TreeQueue.run({
         initial,
@@ -119,6 +164,10 @@ const crawl = Command.make(
           }`
         ].join("\n")
       )
+      if (served !== undefined) {
+        yield* Console.log(`\nThe dashboard stays open on ${served.url} until Ctrl-C.`)
+        yield* Effect.never
+      }
     }).pipe(
       Effect.scoped,
       Effect.provide(Layer.mergeAll(

@@ -95,9 +95,16 @@ export const make = <I, A, E, R>(
         yield* check.knownKeys(durableOptions, ["prefetch", "shutdownTimeout"])
         const prefetch = yield* check.integer("prefetch", durableOptions?.prefetch, workers, 0)
         const shutdownTimeout = yield* check.duration("shutdownTimeout", durableOptions?.shutdownTimeout, "30 seconds")
+        // The job's progress is the task's; the job's timeout and cancel interrupt this handler, and with it the
+        // call, which cancels the task (a running attempt is interrupted, a queued one dropped).
+        const progressOf = (job: DurableQueue.Job) => (value: unknown) =>
+          job.progress(value).pipe(Effect.catchAll((error) => Effect.logWarning(`TaskEngine.runDurable: progress of job ${job.id} not recorded`, error)))
         return yield* queue.run(
           (value, job) =>
-            Effect.flatMap(calls.apply(core, value, { priority: 0, timeout: null }, job.id), (result) => result.exit),
+            Effect.flatMap(
+              calls.apply(core, value, { priority: 0, timeout: null }, job.id, (task) => task.progress = progressOf(job)),
+              (result) => result.exit
+            ),
           { concurrency: core.pool.target + prefetch, shutdownTimeout }
         )
       })

@@ -3,15 +3,23 @@
  * `@effect/sql`'s `SqlClient` (`@effect/sql-pg`, `@effect/sql-sqlite-node`): offer by id (an id offered twice is
  * queued once), at-least-once delivery, a lease refreshed while a job runs (a killed taker's jobs come back once it
  * expires), an acknowledgement only after the handler succeeded, and after `maxAttempts` failures a dead-letter
- * row with the last error. One table (`tableName`, created if missing) holds every queue's jobs; acknowledged
- * rows are kept (that is how an id is never queued twice) — delete old ones yourself
- * (`DELETE FROM effect_workers_queue WHERE state = 1 AND updated_at < …`, milliseconds since the epoch).
+ * row with the last error. One table (`tableName`, created if missing) holds every queue's jobs; done and
+ * cancelled rows are kept (that is how an id is never queued twice; a result is kept on its done row until its time
+ * to live ends) — delete old ones yourself (`DELETE FROM effect_workers_queue WHERE state IN (1, 3) AND
+ * updated_at < …`, milliseconds since the epoch; state 1 is done, 3 cancelled). A second table,
+ * `<tableName>_paused`, holds a row per paused queue.
+ *
+ * A table made by an earlier version is migrated when a queue starts (columns added, one index replaced by two:
+ * on PostgreSQL under an advisory lock, in a transaction that blocks writes to the table while the two indexes
+ * build). Upgrade every process of a table together: an earlier version still running ignores
+ * delays, priorities and pauses, and leases without an index.
  *
  * It runs on a store of ours, not `@effect/sql`'s `SqlPersistedQueue`, whose leases are never refreshed and whose
  * ids collide across queues (the details are in the store's source header). Leases are read from the database's
  * clock, so processes on several machines agree on them. On PostgreSQL an offer wakes the idle takers of every
  * process at once (LISTEN/NOTIFY, one notification per batch of offers; see `notify`); on SQLite, those of its own
- * process, others poll. When processes of one queue use different
+ * process, others poll. A delayed job (or a retry after its backoff) is taken at a taker's next poll once its time
+ * has come (`pollInterval`, 100 ms by default, is how late it may start). When processes of one queue use different
  * `maxAttempts`, the taker running a job's last attempt by its own count dead-letters it.
  *
  * @since 0.1.0
@@ -54,7 +62,8 @@ export interface Options<A, I> extends Shared.Options<A, I> {
   readonly pollInterval?: Shared.Options<A, I>["pollInterval"]
   /**
    * The table of jobs, shared by every queue on it (an SQL identifier, optionally schema-qualified: "jobs",
-   * "app.jobs"). Created if missing. Default: "effect_workers_queue".
+   * "app.jobs"), at most 48 characters (the names of its indexes and of `<tableName>_paused` must fit PostgreSQL's
+   * 63-byte identifiers). Created if missing; a table of an earlier version is migrated. Default: "effect_workers_queue".
    */
   readonly tableName?: string | undefined
   /**

@@ -119,7 +119,7 @@ describe.skipIf(!up)("redis DurableQueue across processes", () => {
           // Nothing lost: nothing queued, nothing leased, nothing dead-lettered.
           expect(yield* pendingCount).toBe(0)
           expect(yield* Effect.promise(() => raw.llen(k.waiting))).toBe(0)
-          expect(yield* Effect.promise(() => raw.llen(k.dead))).toBe(0)
+          expect(yield* Effect.promise(() => raw.zcard(k.dead))).toBe(0)
 
           const byId = yield* completions(raw, prefix)
           const victimPid = victim.process.pid!

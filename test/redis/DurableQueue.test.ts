@@ -7,9 +7,11 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Schema from "effect/Schema"
 import type { Redis } from "ioredis"
-import { escapeName, keysOf } from "../../src/internal/durableQueue/redisStore.js"
+import { queueSettings } from "../../src/internal/durableQueue/options.js"
+import { escapeName, keysOf, makeStore } from "../../src/internal/durableQueue/redisStore.js"
 import * as DurableQueue from "../../src/redis/DurableQueue.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
+import { spawnFixture } from "../helpers/processes.js"
 import { withRedisPrefix } from "../helpers/redis.js"
 import { redis, requireService } from "../helpers/services.js"
 
@@ -95,6 +97,32 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
         expect(yield* Effect.promise(() => raw.llen(k.waiting))).toBe(0)
       }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
     ))
+
+  it.live("a job cancelled while leased by a runner killed with SIGKILL is settled cancelled after its lease, never run again", () =>
+    withPrefix((prefix, raw) =>
+      Effect.gen(function*() {
+        const options = { name: "jobs", prefix, schema: Schema.Number, pollInterval: "20 millis", leaseDuration: "1 second" } as const
+        const queue = yield* DurableQueue.make(options)
+        const child = spawnFixture("test/fixtures/durable-contract.ts", ["redis", prefix, "-", "hang", "jobs", "1000", "3"])
+        yield* Effect.addFinalizer(() => Effect.sync(() => child.kill()))
+        yield* Effect.promise(() => child.waitFor((l) => l === "ready"))
+        yield* queue.offer(1, { id: "c" })
+        yield* Effect.promise(() => child.waitFor((l) => l === "took c"))
+        child.kill("SIGKILL")
+        expect(yield* Effect.promise(() => child.exited())).toBe("SIGKILL")
+        // Asked after the kill: the runner that holds it can never learn it; only its lapsed lease tells.
+        const store = makeStore(raw, prefix, yield* queueSettings(options))
+        expect(yield* store.cancel("c")).toBe("asked")
+        yield* queue.offer(2, { id: "after" })
+        const ran: Array<string> = []
+        yield* Effect.forkScoped(queue.run((_n, job) => Effect.sync(() => ran.push(job.id)), { concurrency: 2 }))
+        yield* eventually(Effect.map(store.status("c"), (status) => status?.state === "cancelled"))
+        yield* eventually(Effect.sync(() => ran.length === 1))
+        expect(ran).toEqual(["after"])
+        expect(yield* store.counts).toEqual({ waiting: 0, delayed: 0, running: 0, dead: 0, paused: false })
+        expect(yield* Effect.promise(() => raw.hget(keysOf(prefix, "jobs").attempts, "c"))).toBe("1")
+      }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
+    ), 60_000)
 
   it.live("a prefix that is not a string fails with OptionError", () =>
     Effect.gen(function*() {

@@ -20,80 +20,132 @@ import { OptionError } from "../../OptionError.js"
 import type * as RedisDurableQueue from "../../redis/DurableQueue.js"
 import { connect, defineScript, RedisClient } from "../redis/client.js"
 import * as core from "./core.js"
+import { redisPort } from "./redisEvents.js"
 import { type QueueSettings, queueSettings } from "./options.js"
 import * as scripts from "./redisScripts.js"
-import type { LeasedJob, OfferedJob, Settle, Settlement, Store } from "./store.js"
+import type { KeyName } from "./redisScripts.js"
+import type { LeasedJob, OfferedJob, Settle, Settlement, Store, StoredState, StoredStatus } from "./store.js"
 
 /** The escaped name segment: no `}`, `:` or `%` but its own escapes, so distinct names give distinct keys. @internal */
 export const escapeName = (name: string): string =>
   name.replace(/[^A-Za-z0-9_.-]/g, (c) => `%${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
 
-/** The keys of queue `name` under `prefix`. @internal */
-export const keysOf = (prefix: string, name: string) => {
+/** The keys of queue `name` under `prefix` (the layout is described in redisScripts.ts). @internal */
+export const keysOf = (prefix: string, name: string): { readonly [K in KeyName]: string } => {
   const base = `${prefix}{${escapeName(name)}}:`
-  return {
-    waiting: `${base}waiting`,
-    payloads: `${base}payloads`,
-    attempts: `${base}attempts`,
-    errors: `${base}errors`,
-    owners: `${base}owners`,
-    leased: `${base}leased`,
-    dead: `${base}dead`,
-    ids: `${base}ids`
-  } as const
+  return Object.fromEntries(scripts.keyNames.map((key) => [key, `${base}${key}`])) as { readonly [K in KeyName]: string }
 }
 
 /** Jobs leased per script call: enough to fill 64 takers at once, small enough to keep one call under ~1 ms. */
 const MAX_BATCH = 64
 
-const kindOf = (settlement: Settlement): string =>
-  settlement._tag === "Ack" ? "a" : settlement._tag === "Release" ? "b" : settlement._tag === "Retry" ? "r" : "d"
+/** Per settlement: kind, attempts, text, number (see the settle script). */
+const settleArgs = (settlement: Settlement): [string, number, string, number] => {
+  switch (settlement._tag) {
+    case "Ack":
+      return settlement.result === undefined
+        ? ["a", 0, "", millis(settlement.resultTtlMillis)]
+        : ["A", 0, settlement.result, millis(settlement.resultTtlMillis)]
+    case "Release":
+      return ["b", settlement.attempts, "", 0]
+    case "Retry":
+      return ["r", settlement.attempts, settlement.lastError, millis(settlement.delayMillis)]
+    case "Dead":
+      return ["d", settlement.attempts, settlement.lastError, 0]
+    case "Cancelled":
+      return ["c", settlement.attempts, "", 0]
+  }
+}
+
+/**
+ * A whole number of milliseconds from 0 to 10^15 (31,000 years; Infinity is that): what the scripts add to Redis's
+ * clock, exactly (under 2^53). The core validated it; this only keeps a NaN from reaching Lua, where it would stop
+ * a script half-way (Redis does not roll one back).
+ */
+const millis = (n: number): number => Number.isNaN(n) ? 0 : Math.min(1e15, Math.max(0, Math.ceil(n)))
+
+/** An integer priority (the core validated its range), for the same reason. */
+const priority = (n: number): number => Number.isFinite(n) ? Math.trunc(n) : 0
+
+const text = (reply: unknown): string | undefined => reply === null || reply === undefined ? undefined : String(reply)
+
+const states: ReadonlyArray<StoredState> = ["waiting", "delayed", "running", "done", "dead", "cancelled"]
+
+const parseStatus = (reply: unknown): StoredStatus | undefined => {
+  if (!Array.isArray(reply)) return undefined
+  const state = String(reply[0]) as StoredState
+  if (!states.includes(state)) throw new Error(`DurableQueue: unknown state ${state} in Redis`)
+  return { state, attempts: Number(reply[1]), progress: text(reply[2]), lastError: text(reply[3]), result: text(reply[4]) }
+}
+
+/** The third argument of a job in the offer script: "" for the common job, else its fields (see the script). */
+const offerSpec = (job: OfferedJob): string => {
+  const delay = millis(job.delayMillis)
+  const rank = priority(job.priority)
+  return !job.custom && delay === 0 && rank === 0 && job.options === undefined
+    ? ""
+    : `${job.custom ? 1 : 0} ${delay} ${rank} ${job.options ?? ""}`
+}
 
 /** @internal */
 export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings): Store => {
   const k = keysOf(prefix, settings.name)
   const token = globalThis.crypto.randomUUID()
-  const call = (name: string, lua: string, keys: ReadonlyArray<string>) => {
+  const call = (name: string, { keys, lua }: scripts.Script) => {
     const command = defineScript(redis, name, lua, keys.length)
-    return (...args: Array<string | number>) => Effect.tryPromise(() => command(...keys, ...args))
+    const keyArgs = keys.map((key) => k[key])
+    return (...args: Array<string | number>) => Effect.tryPromise(() => command(...keyArgs, ...args))
   }
-  const offer = call("ewDqOffer", scripts.offer, [k.waiting, k.payloads, k.ids])
-  const lease = call("ewDqLease", scripts.lease, [k.waiting, k.leased, k.owners, k.attempts, k.payloads])
-  const refresh = call("ewDqRefresh", scripts.refresh, [k.leased, k.owners])
-  const settle = call("ewDqSettle", scripts.settle, [k.waiting, k.leased, k.owners, k.attempts, k.payloads, k.errors, k.dead])
-  const deadLetters = call("ewDqDeadLetters", scripts.deadLetters, [k.dead, k.payloads, k.attempts, k.errors])
-  const requeue = call("ewDqRequeue", scripts.requeue, [k.dead, k.waiting, k.attempts, k.errors])
-  const purge = call("ewDqPurge", scripts.purge, [k.dead, k.payloads, k.attempts, k.errors, k.ids])
+  const offer = call("ewDqOffer", scripts.offer)
+  const lease = call("ewDqLease", scripts.lease)
+  const refresh = call("ewDqRefresh", scripts.refresh)
+  const settle = call("ewDqSettle", scripts.settle)
+  const cancel = call("ewDqCancel", scripts.cancel)
+  const progress = call("ewDqProgress", scripts.progress)
+  const status = call("ewDqStatus", scripts.status)
+  const counts = call("ewDqCounts", scripts.counts)
+  const size = call("ewDqSize", scripts.size)
+  const deadLetters = call("ewDqDeadLetters", scripts.deadLetters)
+  const requeue = call("ewDqRequeue", scripts.requeue)
+  const requeueAll = call("ewDqRequeueAll", scripts.requeueAll)
+  const purge = call("ewDqPurge", scripts.purge)
+
+  // Each call requeues up to 1,000 (one short script); the bound, fixed by the first, lets the loop end.
+  const requeueAllFrom = (bound: string, total: number): Effect.Effect<number, unknown> =>
+    Effect.flatMap(requeueAll(bound), (reply) => {
+      const [n, next] = reply as [number, string]
+      return n < 1_000 ? Effect.succeed(total + n) : requeueAllFrom(String(next), total + n)
+    })
+
   return {
     backend: "redis",
     maxBatch: MAX_BATCH,
     wakeSpacingMillis: 0,
     ready: Effect.never,
-    offer: (jobs: ReadonlyArray<OfferedJob>) => Effect.asVoid(offer(...jobs.flatMap((job) => [job.id, job.payload, job.custom ? "1" : "0"]))),
+    offer: (jobs: ReadonlyArray<OfferedJob>) => Effect.asVoid(offer(...jobs.flatMap((job) => [job.id, job.payload, offerSpec(job)]))),
     lease: (max) =>
       Effect.map(lease(token, settings.leaseMillis, max), (reply) => {
-        const flat = reply as Array<string | number>
+        const flat = reply as Array<string | number | null>
         const out: Array<LeasedJob> = []
-        for (let i = 0; i < flat.length; i += 3) {
-          out.push({ id: String(flat[i]), payload: String(flat[i + 1]), attempts: Number(flat[i + 2]), handle: null })
+        for (let i = 0; i < flat.length; i += 4) {
+          out.push({ id: String(flat[i]), payload: String(flat[i + 1]), attempts: Number(flat[i + 2]), handle: null, options: text(flat[i + 3]) })
         }
         return out
       }),
-    refresh: (jobs: ReadonlyArray<LeasedJob>) => Effect.asVoid(refresh(token, settings.leaseMillis, ...jobs.map((job) => job.id))),
+    refresh: (jobs: ReadonlyArray<LeasedJob>) =>
+      Effect.map(refresh(token, settings.leaseMillis, ...jobs.map((job) => job.id)), (reply) => (reply as Array<string>).map(String)),
     settle: (batch: ReadonlyArray<Settle>) =>
-      Effect.asVoid(settle(
-        token,
-        ...batch.flatMap(({ job, settlement }) => [
-          job.id,
-          kindOf(settlement),
-          settlement._tag === "Ack" ? 0 : settlement.attempts,
-          settlement._tag === "Retry" || settlement._tag === "Dead" ? settlement.lastError : ""
-        ])
-      )),
-    size: Effect.map(
-      Effect.tryPromise(() => redis.multi().llen(k.waiting).zcard(k.leased).exec()),
-      (replies) => (replies ?? []).reduce((sum, [, n]) => sum + Number(n ?? 0), 0)
-    ),
+      Effect.asVoid(settle(token, ...batch.flatMap(({ job, settlement }) => [job.id, ...settleArgs(settlement)]))),
+    cancel: (id) => Effect.map(cancel(id), (reply) => String(reply) as "cancelled" | "asked" | "none"),
+    progress: (job, json) => Effect.asVoid(progress(token, job.id, json)),
+    status: (id) => Effect.flatMap(status(id), (reply) => Effect.try(() => parseStatus(reply))),
+    setPaused: (paused) => Effect.asVoid(Effect.tryPromise((): Promise<unknown> => paused ? redis.set(k.paused, "1") : redis.del(k.paused))),
+    counts: Effect.map(counts(), (reply) => {
+      const [waiting, delayed, running, dead, paused] = (reply as Array<number>).map(Number) as [number, number, number, number, number]
+      return { waiting, delayed, running, dead, paused: paused === 1 }
+    }),
+    requeueAll: requeueAllFrom("", 0),
+    size: Effect.map(size(), Number),
     deadLetters: Effect.map(deadLetters(), (reply) => {
       const flat = reply as Array<string>
       const out = []
@@ -121,5 +173,5 @@ export const make = <A, I>(
     // A connection of its own with auto-pipelining: the leases and settlements of concurrent takers issued in one
     // tick travel in one round trip.
     const redis = yield* connect({ ...clientOptions, options: { ...clientOptions.options, enableAutoPipelining: true } }).pipe(Effect.orDie)
-    return yield* core.make(makeStore(redis, prefix, settings), settings, options.schema)
+    return yield* core.make(makeStore(redis, prefix, settings), settings, options.schema, redisPort(redis, clientOptions, `${prefix}{${escapeName(settings.name)}}:`, settings.name))
   })

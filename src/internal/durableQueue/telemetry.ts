@@ -8,6 +8,7 @@ import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../../DurableQueue.js"
 import { bump, counter, labels } from "../telemetry.js"
+import type { EventPort } from "./events.js"
 import type { QueueSettings } from "./options.js"
 import type { Settle, Store } from "./store.js"
 
@@ -72,6 +73,16 @@ const tracedStore = (store: Store, name: string, tags: ReturnType<typeof labels>
   get purge() {
     return store.purge
   },
+  cancel: (id) => store.cancel(id),
+  progress: (job, json) => store.progress(job, json),
+  status: (id) => store.status(id),
+  setPaused: (paused) => store.setPaused(paused),
+  get counts() {
+    return store.counts
+  },
+  get requeueAll() {
+    return store.requeueAll
+  },
   // The settler's fiber was forked when the queue was made: its batches are root spans, not children of that.
   settle: (batch) =>
     Effect.tap(store.settle(batch), () => count(batch, tags)).pipe(
@@ -103,7 +114,8 @@ const tracedQueue = <A>(
         Effect.tap(() => bump(Metrics.offered, tags)),
         Effect.withSpan("DurableQueue.offer", { kind: "producer", attributes, captureStackTrace: false })
       ),
-    take: (handler) => queue.take(traced(handler)),
+    take: ((handler: (value: A, job: DurableQueue.Job) => Effect.Effect<unknown, unknown, unknown>, options?: DurableQueue.TakeOptions<unknown, unknown>) =>
+      options === undefined ? queue.take(traced(handler)) : queue.take(traced(handler), options)) as DurableQueue.DurableQueue<A>["take"],
     run: (handler, options) => queue.run(traced(handler), options)
   }
 }
@@ -114,18 +126,18 @@ const tracedQueue = <A>(
  * @internal
  */
 export const withTelemetry = (
-  make: <A, I>(store: Store, settings: QueueSettings, schema: Schema.Schema<A, I>) => Effect.Effect<
+  make: <A, I>(store: Store, settings: QueueSettings, schema: Schema.Schema<A, I>, port: EventPort) => Effect.Effect<
     DurableQueue.DurableQueue<A>,
     never,
     Scope.Scope
   >
 ) =>
-<A, I>(store: Store, settings: QueueSettings, schema: Schema.Schema<A, I>): Effect.Effect<
+<A, I>(store: Store, settings: QueueSettings, schema: Schema.Schema<A, I>, port: EventPort): Effect.Effect<
   DurableQueue.DurableQueue<A>,
   never,
   Scope.Scope
 > => {
   const tags = labels("queue", settings.name)
-  const traced = make(tracedStore(store, settings.name, tags), settings, schema)
+  const traced = make(tracedStore(store, settings.name, tags), settings, schema, port)
   return Effect.map(traced, (queue) => tracedQueue(queue, tags))
 }

@@ -26,7 +26,7 @@ import { resolveSettings } from "./settings.js"
 import { reportSignals, type RunControl } from "./signals.js"
 import { sourceLoop } from "./source.js"
 import { ReaderSpawner } from "./spawner.js"
-import { RunStats } from "./stats.js"
+import { liveRuns, RunStats } from "./stats.js"
 import { Supervisor } from "./supervisor.js"
 import { toStream, Writer } from "./writer.js"
 
@@ -99,6 +99,7 @@ export const run = <Item, Ctx, WCtx, C>(
       ? yield* progress.value.session({ title: `JobRunner ${runner.name}`, workers: settings.numProcesses })
       : undefined
     const stats = new RunStats(runner.name, settings.numProcesses, queue, session)
+    yield* Effect.acquireRelease(Effect.sync(() => liveRuns.add(stats)), () => Effect.sync(() => liveRuns.delete(stats)))
     const done = yield* Deferred.make<void>()
     const supervisor = new Supervisor({ runner, settings, queue, stats, spawner })
 
@@ -109,8 +110,9 @@ export const run = <Item, Ctx, WCtx, C>(
       (i) => Effect.forkScoped(supervisor.slot(i))
     )
     const feeder = runner.source === undefined
-      ? new Writer({ runner, settings, queue, window: requeueWindow(runner, settings), writerContext, clock: yield* Effect.clock, done }).loop
+      ? new Writer({ runner, settings, queue, window: requeueWindow(runner, settings), writerContext, clock: yield* Effect.clock, done, stats }).loop
       : yield* sourceLoop({ runner, source: runner.source, settings, queue, writerContext, done })
+    if (runner.source !== undefined) stats.writerState = "source"
     const writer = yield* Effect.forkScoped(feeder)
     if (control !== undefined) {
       control.status = () => ({ inFlight: queue.inFlight, perProcess: supervisor.running(), queued: queue.length })

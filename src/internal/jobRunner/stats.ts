@@ -18,8 +18,25 @@ export interface SlotRow {
   taken: number
 }
 
+/**
+ * What the writer loop is doing, for the dashboard: "asking" (the writer was called), "full" (the queue is above
+ * its refill threshold), "idle" (the writer had nothing; backing off), "draining" (stopWhenEmpty: waiting for
+ * queued jobs to finish), "source" (a durable source feeds the run), "stopped".
+ * @internal
+ */
+export type WriterState = "starting" | "asking" | "full" | "idle" | "draining" | "source" | "stopped"
+
+/**
+ * The runs alive in this process, read by the dashboard (`effect-workers/dashboard`): a run adds itself when it
+ * starts and leaves when it ends. Reading is plain field access, so a dashboard costs a run nothing.
+ * @internal
+ */
+export const liveRuns: Set<RunStats> = new Set()
+
 /** @internal */
 export class RunStats {
+  writerState: WriterState = "starting"
+  readonly startedAt = Date.now()
   processed = 0
   failed = 0
   processesStarted = 0
@@ -33,9 +50,9 @@ export class RunStats {
     Record<"processed" | "failed" | "restarts", Metric.Metric.Counter<number>>
 
   constructor(
-    runnerName: string,
-    private readonly numProcesses: number,
-    private readonly queue: JobQueue,
+    readonly runnerName: string,
+    readonly numProcesses: number,
+    readonly queue: JobQueue,
     private readonly session: Session | undefined
   ) {
     this.m = {

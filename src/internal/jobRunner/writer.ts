@@ -14,6 +14,7 @@ import * as Stream from "effect/Stream"
 import type * as Api from "../../JobRunner.js"
 import { type AnyRunner, isPromiseLike } from "./definition.js"
 import { desiredCount, type JobQueue, needsRefill, type RequeueWindow } from "./jobQueue.js"
+import type { WriterState } from "./stats.js"
 
 /** @internal */
 export const toStream = (out: Api.WriterOutput<unknown, unknown>): Stream.Stream<unknown, unknown, unknown> => {
@@ -49,6 +50,8 @@ export interface WriterDeps {
   readonly clock: Clock.Clock
   /** Completed when, with `stopWhenEmpty`, everything is done. */
   readonly done: Deferred.Deferred<void>
+  /** Where the loop says what it is doing (the dashboard reads it). */
+  readonly stats?: { writerState: WriterState } | undefined
 }
 
 /** @internal */
@@ -130,16 +133,21 @@ export class Writer {
   /** Runs until the run stops (or, with `stopWhenEmpty`, everything is done). */
   get loop(): Effect.Effect<void> {
     const { done, queue, settings } = this.deps
+    const state = (now: WriterState) => {
+      if (this.deps.stats !== undefined) this.deps.stats.writerState = now
+    }
     return Effect.gen(this, function*() {
       const base = settings.emptyQueueSleepTime
       let backoff = base
       let emptyWhileIdle = false
       while (!queue.stopping) {
         if (!needsRefill(queue.max, queue.length)) {
+          state("full")
           // Woken early as soon as readers take the queue under the threshold.
           yield* queue.belowThreshold.waitOr(Effect.sleep(settings.fullQueueSleepTime), Deferred.await(queue.stop))
           continue
         }
+        state("asking")
         const queued = yield* this.pull(desiredCount(queue.max, settings.lookupBlockSize, queue.length))
         if (queued > 0) {
           backoff = base
@@ -149,18 +157,22 @@ export class Writer {
         if (settings.stopWhenEmpty) {
           // Nothing more for now: wait until every queued item is done, then ask once more before stopping.
           if (emptyWhileIdle && queue.length === 0 && queue.inFlight === 0) {
+            state("stopped")
             yield* Deferred.succeed(done, undefined)
             return
           }
+          state("draining")
           while (!queue.stopping && (queue.inFlight > 0 || queue.length > 0)) {
             yield* queue.idle.waitOr(Deferred.await(queue.stop))
           }
           emptyWhileIdle = true
           continue
         }
+        state("idle")
         yield* Effect.raceFirst(Effect.sleep(backoff), Deferred.await(queue.stop))
         backoff = Duration.min(Duration.times(backoff, 2), Duration.max(settings.emptyQueueMaxSleepTime, base))
       }
+      state("stopped")
     })
   }
 }

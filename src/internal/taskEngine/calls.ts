@@ -81,12 +81,15 @@ export const apply = <I, A, E>(
   core: EngineCore<I, A, E>,
   input: I,
   settings: TaskSettings,
-  id: string | undefined
+  id: string | undefined,
+  /** Sets up the task before it is queued (`runDurable`: the job's progress). */
+  prepare?: (task: Task<I>) => void
 ): Effect.Effect<Result<I, A, E>> =>
   Effect.withFiberRuntime((fiber) => {
     const call = new OneCall<I, A, E>()
     call.span = fiber.currentSpan
     const task = core.task(input, 0, call, settings, id)
+    prepare?.(task)
     return core.track(call, Effect.zipRight(offered(core, [task]), Deferred.await(call.finished)))
   })
 

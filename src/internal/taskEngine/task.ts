@@ -3,7 +3,7 @@
  * that owns it and receives its result (an `applyToAll`, an `apply`, an `applyToEach` or a round of the manual
  * flow).
  */
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import type * as Tracer from "effect/Tracer"
 import type * as TaskEngine from "../../TaskEngine.js"
@@ -36,11 +36,15 @@ export interface Call<I, A, E> {
 /** A call as tasks hold it: the engine knows its result types, the task does not need to. @internal */
 export type AnyCall<I> = Call<I, never, never>
 
+const noProgress = (): Effect.Effect<void> => Effect.void
+
 /** @internal */
 export class Task<I> implements TaskEngine.TaskEngine.TaskInfo {
   attempt = 0
   workerId = -1
   scheduleState: unknown = undefined
+  /** Set by `runDurable` to the job's progress; nothing elsewhere. */
+  progress: (value: unknown) => Effect.Effect<void> = noProgress
   constructor(
     readonly id: string,
     readonly input: I,

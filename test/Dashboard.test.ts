@@ -1,0 +1,107 @@
+/**
+ * The dashboard without a browser: one sampler whatever the number of browsers (store reads counted), the
+ * JobRunner and module panels in the snapshot, options checked.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Schema from "effect/Schema"
+import * as DashboardNode from "../src/DashboardNode.js"
+import * as Dashboard from "../src/Dashboard.js"
+import * as DurableQueue from "../src/DurableQueue.js"
+import * as JobRunner from "../src/JobRunner.js"
+import * as WorkerQueue from "../src/WorkerQueue.js"
+
+interface Snapshot {
+  readonly at: number
+  readonly runners: ReadonlyArray<{ readonly name: string; readonly writer: string; readonly processed: number; readonly slots: number }>
+  readonly modules: ReadonlyArray<{ readonly module: string; readonly name: string; readonly values: Record<string, number> }>
+}
+
+/** Opens `n` live streams and resolves once each has its first snapshot; `close` ends them. */
+const connect = async (url: string, n: number) => {
+  const abort = new AbortController()
+  await Promise.all(Array.from({ length: n }, async () => {
+    const response = await fetch(`${url}events`, { signal: abort.signal })
+    const reader = response.body!.getReader()
+    await reader.read()
+    void (async () => {
+      try {
+        while (!(await reader.read()).done);
+      } catch {
+        // aborted
+      }
+    })()
+  }))
+  return { close: () => abort.abort() }
+}
+
+describe("Dashboard", () => {
+  it.live("one sampler: ten browsers read the store as often as one does", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({ name: "counted", schema: Schema.Number })
+      let reads = 0
+      const counted = { ...queue, counts: Effect.tap(queue.counts, () => Effect.sync(() => void reads++)) }
+      const { dashboard, url } = yield* DashboardNode.serve({ queues: [counted], interval: "100 millis" })
+      const measure = (browsers: number) =>
+        Effect.promise(async () => {
+          const clients = await connect(url, browsers)
+          const before = reads
+          const started = Date.now()
+          // Ten sampling intervals, measured by the clock; the sampler runs on its own.
+          while (Date.now() - started < 1_000) await new Promise((resolve) => setTimeout(resolve, 50))
+          const n = reads - before
+          clients.close()
+          return n
+        })
+      const one = yield* measure(1)
+      const ten = yield* measure(10)
+      expect(yield* dashboard.clients).toBeLessThanOrEqual(10)
+      // About 5 to 10 reads a second (100 ms interval plus 200 ms spacing at most); never one per browser.
+      expect(one).toBeGreaterThan(0)
+      expect(ten).toBeLessThan(one * 3 + 3)
+    }).pipe(Effect.scoped))
+
+  it.live("JobRunner runs of the process and modules with metrics appear in the snapshot", () =>
+    Effect.gen(function*() {
+      const runner = JobRunner.make({
+        name: "panel-runner",
+        item: Schema.Number,
+        writer: () => [1, 2, 3],
+        reader: () => Effect.void,
+        settings: { numProcesses: 2, maxQueueSize: 10, stopWhenEmpty: false, emptyQueueSleepTime: "50 millis" }
+      })
+      const fiber = yield* Effect.fork(JobRunner.run(runner).pipe(Effect.provide(JobRunner.layerInline)))
+      const cache = yield* WorkerQueue.make({ name: "panel-cache", worker: (n: number) => Effect.succeed(n * 2) })
+      yield* cache.require(1)
+      const { url } = yield* DashboardNode.serve({})
+      const read = Effect.promise(async () => (await (await fetch(`${url}api/state`)).json()) as Snapshot)
+      let state = yield* read
+      for (let i = 0; i < 100 && !state.runners.some((r) => r.name === "panel-runner" && r.processed >= 3); i++) {
+        yield* Effect.sleep("50 millis")
+        state = yield* read
+      }
+      const run = state.runners.find((r) => r.name === "panel-runner")
+      expect(run).toMatchObject({ slots: 2 })
+      expect(run!.processed).toBeGreaterThanOrEqual(3)
+      expect(["asking", "full", "idle"]).toContain(run!.writer)
+      const module = state.modules.find((m) => m.module === "WorkerQueue" && m.name === "panel-cache")
+      expect(module?.values.misses_total).toBeGreaterThanOrEqual(1)
+      expect(module?.values.completed_total).toBeGreaterThanOrEqual(1)
+      yield* Fiber.interrupt(fiber)
+      // Gone from the next snapshot (the latest is served for up to one interval).
+      for (let i = 0; i < 60 && state.runners.some((r) => r.name === "panel-runner"); i++) {
+        yield* Effect.sleep("50 millis")
+        state = yield* read
+      }
+      expect(state.runners.some((r) => r.name === "panel-runner")).toBe(false)
+    }).pipe(Effect.scoped))
+
+  it.effect("bad options are OptionErrors naming the field", () =>
+    Effect.gen(function*() {
+      const interval = yield* Effect.flip(Dashboard.make({ interval: "1 millis" }))
+      expect(interval.message).toContain("interval")
+      const port = yield* Effect.flip(DashboardNode.serve({ port: 70_000 }))
+      expect(port.message).toContain("port")
+    }).pipe(Effect.scoped))
+})
