@@ -234,7 +234,7 @@ describe("telemetry (issue 13)", () => {
     const rec = recording()
     return Effect.gen(function*() {
       const name = unique("dq")
-      const queue = yield* DurableQueue.memory({ name, schema: Schema.Number, maxAttempts: 2 })
+      const queue = yield* DurableQueue.memory({ name, schema: Schema.Number, maxAttempts: 2, backoff: DurableQueue.Backoff.none })
       yield* Effect.withSpan(queue.offer(1), "producer")
       yield* Effect.withSpan(queue.offer(2), "producer")
       yield* Effect.withSpan(queue.take((n) => Effect.succeed(n)), "consumer")
