@@ -2,7 +2,8 @@
  * A long-running job runner: a writer fills a bounded queue, readers in separate OS processes (or worker threads)
  * take items from it, each running `concurrentTasksPerProcess` items at a time with a per-process context built
  * once. Settings come from the environment, prefixed with the runner's name (`THUMBNAILS_NUM_PROCESSES=4`), and can
- * be overridden in code. Processes are recycled after `maxJobsPerProcess` jobs without losing an item, a dead
+ * be overridden in code. Processes are recycled after `maxJobsPerProcess` jobs (once their replacement is ready,
+ * at most `maxJobsPerProcess` jobs later) without losing an item, a dead
  * process is replaced and its in-flight items are reported, and SIGTERM / SIGINT stop the runner gracefully.
  *
  * A rebuild of the Python library QuasiQueue on Effect.
@@ -44,7 +45,7 @@ export type TypeId = typeof TypeId
  * | `maxQueueSize` | `MAX_QUEUE_SIZE` | 300 |
  * | `lookupBlockSize` | `LOOKUP_BLOCK_SIZE` | 10 |
  * | `concurrentTasksPerProcess` | `CONCURRENT_TASKS_PER_PROCESS` | 4 |
- * | `maxJobsPerProcess` (0 = never recycle) | `MAX_JOBS_PER_PROCESS` | 200 |
+ * | `maxJobsPerProcess` (0 = never recycle; see `Settings`) | `MAX_JOBS_PER_PROCESS` | 200 |
  * | `preventRequeuingTime` (0 = off) | `PREVENT_REQUEUING_TIME` (seconds) | 300 s |
  * | `emptyQueueSleepTime` | `EMPTY_QUEUE_SLEEP_TIME` (seconds) | 1 s |
  * | `emptyQueueMaxSleepTime` (backoff cap) | `EMPTY_QUEUE_MAX_SLEEP_TIME` (seconds) | 30 s |
@@ -65,6 +66,10 @@ export interface Settings {
   readonly maxQueueSize: number
   readonly lookupBlockSize: number
   readonly concurrentTasksPerProcess: number
+  /**
+   * A process retires after `maxJobsPerProcess` jobs once its replacement is ready; until then it keeps working, at
+   * most `maxJobsPerProcess` jobs more (then it retires even if the replacement never starts). 0 = never recycle.
+   */
   readonly maxJobsPerProcess: number
   readonly preventRequeuingTime: Duration.Duration
   readonly emptyQueueSleepTime: Duration.Duration
