@@ -7,6 +7,9 @@
  * taker's jobs come back once the lease expires), an attempt counted when a job is leased (so a job that kills its
  * process dead-letters after `maxAttempts` too), an acknowledgement only after the handler succeeded, and after
  * `maxAttempts` failed attempts a dead letter with the last error, which `requeue` queues again and `purge` deletes.
+ * Since 0.2.0 (issue #11): backoff between attempts (a retry waits in the store, holding no taker), delayed jobs,
+ * priorities, attempt timeouts, `cancel`, progress and `status` by id, results by id with a time to live, `pause`,
+ * `drain`, `counts` and `requeueAll`, on every store.
  *
  * `TaskEngine.fromDurableQueue` and `JobRunner`'s `source` option run their work from one.
  *
@@ -15,8 +18,11 @@
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
+import type * as Option from "effect/Option"
+import type * as Schedule from "effect/Schedule"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as backoffInternal from "./internal/durableQueue/backoff.js"
 import { DurableQueueError } from "./internal/durableQueue/error.js"
 import * as memoryInternal from "./internal/durableQueue/memoryStore.js"
 import type { OptionError } from "./OptionError.js"
@@ -32,32 +38,36 @@ export interface DurableQueue<in out A> {
    * running, done or dead), nothing is queued again. A value whose encoded form is not plain JSON (a function,
    * `undefined` in an array, `NaN`, a `BigInt`, a cycle, a `Date` or class instance, nesting deeper than 1000)
    * fails with `DurableQueueError` "EncodeFailed" naming the id; an `id` that is not a non-empty string (or holds a
-   * NUL or a lone UTF-16 surrogate) with `OptionError`.
+   * NUL or a lone UTF-16 surrogate) with `OptionError`, as does any bad option of `OfferOptions` (naming it).
    */
-  readonly offer: (value: A, options?: { readonly id?: string | undefined }) => Effect.Effect<string, DurableQueueError | OptionError>
+  readonly offer: (value: A, options?: OfferOptions) => Effect.Effect<string, DurableQueueError | OptionError>
   /**
    * Waits for a job, runs `handler` under a lease, and acknowledges the job when it succeeded. A failure before
-   * the last attempt puts the job back; on the last it goes to the dead letters. The handler's outcome is
-   * returned as an `Exit`; only a failing store fails the effect. Interrupting the handler puts the job back
-   * without counting an attempt.
+   * the last attempt puts the job back, not leased again before its backoff has passed (the queue's `backoff`,
+   * or the offer's); on the last it goes to the dead letters. The handler's outcome is returned as an `Exit`;
+   * only a failing store fails the effect. Interrupting `take` puts the job back without counting an attempt.
+   * A job cancelled while it runs (`cancel`) has its handler interrupted: the `Exit` is interrupted and the job
+   * is not retried. With `result`, the handler's value is stored, encoded with that schema, for `result(id)`
+   * (a `result` that is not a Schema, or an unknown option, fails with `OptionError`).
    */
-  readonly take: <X, E, R>(
-    handler: (value: A, job: Job) => Effect.Effect<X, E, R>
-  ) => Effect.Effect<Exit.Exit<X, E>, DurableQueueError, R>
+  readonly take: {
+    <X, E, R>(handler: (value: A, job: Job) => Effect.Effect<X, E, R>): Effect.Effect<Exit.Exit<X, E>, DurableQueueError, R>
+    <X, E, R, XI = X>(
+      handler: (value: A, job: Job) => Effect.Effect<X, E, R>,
+      options: TakeOptions<X, XI> | undefined
+    ): Effect.Effect<Exit.Exit<X, E>, DurableQueueError | OptionError, R>
+  }
   /**
    * Runs `handler` on jobs forever, `concurrency` at a time (default 1); store failures are logged and retried.
    * Interrupting it (a scope closing, SIGTERM under `NodeRuntime.runMain`) takes no new job and lets the running
    * ones finish and be acknowledged, waiting at most `shutdownTimeout` (default 30 seconds); a job still running
-   * then is left to its lease and comes back once this process is gone. Handlers run by `run` are not
-   * interruptible: bound them with `Effect.timeout` where they may hang. A `concurrency` that is not an integer
-   * from 1 to 1,000,000 (`NaN`, `"8"`) or a bad `shutdownTimeout` fails at once with `OptionError`.
+   * then is left to its lease and comes back once this process is gone. A shutdown does not interrupt handlers;
+   * the queue's or the offer's `timeout` and `cancel` do. A `concurrency` that is not an integer from 1 to
+   * 1,000,000 (`NaN`, `"8"`) or a bad `shutdownTimeout` fails at once with `OptionError`.
    */
-  readonly run: <X, E, R>(
+  readonly run: <X, E, R, XI = X>(
     handler: (value: A, job: Job) => Effect.Effect<X, E, R>,
-    options?: {
-      readonly concurrency?: number | undefined
-      readonly shutdownTimeout?: Duration.DurationInput | undefined
-    }
+    options?: RunOptions<X, XI>
   ) => Effect.Effect<never, OptionError, R>
   /**
    * The jobs that failed `maxAttempts` times (or whose runner died running their last attempt), oldest first. Dead
@@ -76,6 +86,173 @@ export interface DurableQueue<in out A> {
    * Acknowledged jobs and dead letters are not counted. `JobRunner`'s `stopWhenEmpty` stops on 0.
    */
   readonly size: Effect.Effect<number, DurableQueueError>
+  /**
+   * Cancels job `id`: waiting or delayed, it is removed (state "cancelled"; its id stays known, so it is not
+   * offered again); running, its handler is interrupted and the job is not retried. A runner in another process
+   * learns it at its next lease refresh (a third of `leaseDuration` at most). `false` when no such job is waiting,
+   * delayed or running (unknown, done, dead or already cancelled). A bad `id` fails with `OptionError`.
+   */
+  readonly cancel: (id: string) => Effect.Effect<boolean, DurableQueueError | OptionError>
+  /**
+   * What the store knows of job `id`, from any process: its state, attempts, last progress and last error; none
+   * when it was never offered, its dead letter was purged, or it was done longer ago than `resultTimeToLive`
+   * (Redis drops done records then; SQL and memory keep them). A done id is never queued again either way.
+   */
+  readonly status: (id: string) => Effect.Effect<Option.Option<JobStatus>, DurableQueueError | OptionError>
+  /**
+   * The value the handler of job `id` succeeded with, decoded by `schema`, while its `resultTimeToLive` lasts.
+   * Stored only when `take` or `run` were given `{ result: schema }`; none before the job is done. A stored
+   * result that does not decode fails with `DurableQueueError` "DecodeFailed" naming the job.
+   */
+  readonly result: <X, XI>(id: string, schema: Schema.Schema<X, XI>) => Effect.Effect<Option.Option<X>, DurableQueueError | OptionError>
+  /** Pauses the queue for every runner on the store: no job is leased until `resume`; running jobs finish. */
+  readonly pause: Effect.Effect<void, DurableQueueError>
+  /** Resumes a paused queue; idle takers look for jobs at once. */
+  readonly resume: Effect.Effect<void, DurableQueueError>
+  readonly isPaused: Effect.Effect<boolean, DurableQueueError>
+  /**
+   * Waits until no job is waiting, delayed or running (polling every `pollInterval`); never completes while a
+   * paused queue holds jobs.
+   */
+  readonly drain: Effect.Effect<void, DurableQueueError>
+  /** Jobs by state, in every process, and whether the queue is paused. */
+  readonly counts: Effect.Effect<Counts, DurableQueueError>
+  /** Queues every dead letter again, attempts reset to 0; returns how many. */
+  readonly requeueAll: Effect.Effect<number, DurableQueueError>
+}
+
+/**
+ * The options of one `offer`. Every bad value fails the offer with `OptionError` naming the field and the value.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface OfferOptions {
+  /** The job's id (default: a random UUID): an id already offered is not queued again. */
+  readonly id?: string | undefined
+  /**
+   * Not leased before this long from now (the store's clock), at most 10 years. Not together with `runAt`.
+   */
+  readonly delay?: Duration.DurationInput | undefined
+  /**
+   * Not leased before this time: a `Date` or epoch milliseconds (read against `Clock`), within 10 years of now
+   * (further back is likely epoch seconds); a past time is now. Not together with `delay`.
+   */
+  readonly runAt?: Date | number | undefined
+  /** An integer from -1,000,000 to 1,000,000, default 0: higher first, equal ones in offer order. */
+  readonly priority?: number | undefined
+  /** This job's attempt timeout, overriding the queue's `timeout`. */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** This job's backoff between attempts, overriding the queue's (data, since another process may run it). */
+  readonly backoff?: Backoff | undefined
+}
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export interface TakeOptions<X, XI> {
+  /** Stores the handler's value, encoded with this schema, for `result(id)` (for the queue's `resultTimeToLive`). */
+  readonly result?: Schema.Schema<X, XI> | undefined
+}
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export interface RunOptions<X, XI> extends TakeOptions<X, XI> {
+  /** Jobs run at once, an integer from 1 to 1,000,000. Default: 1. */
+  readonly concurrency?: number | undefined
+  /** How long an interrupted `run` waits for running jobs to finish. Default: 30 seconds. */
+  readonly shutdownTimeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * The delay before a failed job's next attempt, as data: it is stored with the job when given to `offer`,
+ * because the process that runs the retry may not be the one that offered it. Build it with `Backoff.none`,
+ * `Backoff.fixed` or `Backoff.exponential`.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type Backoff =
+  | { readonly _tag: "None" }
+  | { readonly _tag: "Fixed"; readonly millis: number }
+  | {
+    readonly _tag: "Exponential"
+    /** The delay after the first failed attempt. */
+    readonly baseMillis: number
+    /** Each further delay is the previous one times this. */
+    readonly factor: number
+    /** No delay is longer. */
+    readonly maxMillis: number
+    /** Each delay is multiplied by a random factor from 0.8 to 1.2 (as `Schedule.jittered`), then capped. */
+    readonly jitter: boolean
+  }
+
+/**
+ * Constructors of `Backoff`. Their values are checked where they are used (`offer`, the queue's options): a bad
+ * one (`NaN`, negative, a factor under 1) is an `OptionError` naming `backoff` and the field.
+ *
+ * @example
+ * ```ts
+ * import { DurableQueue } from "effect-workers"
+ *
+ * // After attempt n fails: 500 ms × 3^(n-1), at most 1 minute, jittered.
+ * const backoff = DurableQueue.Backoff.exponential({ base: "500 millis", factor: 3, max: "1 minute" })
+ * ```
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const Backoff: {
+  /** Retries at once. */
+  readonly none: Backoff
+  /** The same delay after every failed attempt. */
+  readonly fixed: (delay: Duration.DurationInput) => Backoff
+  /** `base` × `factor`^(n-1) after the n-th failed attempt (factor default 2), at most `max` (default 5 minutes), jittered unless `jitter: false`. */
+  readonly exponential: (options: {
+    readonly base: Duration.DurationInput
+    readonly factor?: number | undefined
+    readonly max?: Duration.DurationInput | undefined
+    readonly jitter?: boolean | undefined
+  }) => Backoff
+} = backoffInternal.constructors
+
+/**
+ * The state of a job: "waiting" (ready to be leased), "delayed" (not before its time: a `delay`, `runAt` or a
+ * retry's backoff), "running" (leased), "done", "dead" (a dead letter) or "cancelled".
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type JobState = "waiting" | "delayed" | "running" | "done" | "dead" | "cancelled"
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export interface JobStatus {
+  readonly id: string
+  readonly state: JobState
+  /** Attempts counted so far (an attempt is counted when the job is leased). */
+  readonly attempts: number
+  /** The last value given to `Job.progress`, as JSON gives it back; undefined when none. */
+  readonly progress: unknown
+  /** The last failed attempt's error, where there was one. */
+  readonly lastError: string | undefined
+}
+
+/**
+ * @since 0.2.0
+ * @category models
+ */
+export interface Counts {
+  readonly waiting: number
+  readonly delayed: number
+  readonly running: number
+  readonly dead: number
+  readonly paused: boolean
 }
 
 /**
@@ -86,6 +263,12 @@ export interface Job {
   readonly id: string
   /** 1 for the first attempt; counted when the job is leased, so an attempt whose runner died counts. */
   readonly attempt: number
+  /**
+   * Records the job's progress, readable by id from any process (`status`) while it runs and after. The value
+   * must be plain JSON (no `BigInt`, cycle, function, `NaN`, `Date`…) of at most 64 KiB encoded, else it fails
+   * with `DurableQueueError` "ProgressRejected" naming the job. (Since 0.2.0.)
+   */
+  readonly progress: (value: unknown) => Effect.Effect<void, DurableQueueError>
 }
 
 /**
@@ -132,8 +315,28 @@ export interface Options<A, I> {
    * 100 milliseconds. Default: 30 seconds.
    */
   readonly leaseDuration?: Duration.DurationInput | undefined
-  /** How often an idle taker looks for jobs. Default: 100 millis. */
+  /** How often an idle taker looks for jobs (and how late a delayed job may start). Default: 100 millis. */
   readonly pollInterval?: Duration.DurationInput | undefined
+  /**
+   * The delay before a failed job's next attempt (an offer's `backoff` overrides it): `Backoff` data, or any
+   * `Schedule`, stepped once per failed attempt with the failure as input (the n-th failure waits the n-th
+   * delay; a schedule that ends dead-letters the job at once). The job waits in the store as a delayed job,
+   * holding no taker and no lease. Default: exponential from 1 second, ×2, at most 5 minutes, jittered.
+   * (Since 0.2.0.)
+   */
+  readonly backoff?: Backoff | Schedule.Schedule<unknown, unknown> | undefined
+  /**
+   * How long one attempt may run (an offer's `timeout` overrides it): past it the handler is interrupted and the
+   * attempt fails with `DurableQueueError` "TimedOut" naming the job, the attempt and the timeout (retried or
+   * dead-lettered as any failure). At most 2^31 - 1 milliseconds (about 24.8 days, the longest JavaScript timer).
+   * Default: none. (Since 0.2.0.)
+   */
+  readonly timeout?: Duration.DurationInput | undefined
+  /**
+   * How long a result stored with `{ result: schema }` stays readable by `result(id)`, and the least time a done
+   * job's `status` stays readable. Default: 1 day. (Since 0.2.0.)
+   */
+  readonly resultTimeToLive?: Duration.DurationInput | undefined
 }
 
 /**

@@ -7,12 +7,17 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../src/DurableQueue.js"
+import { Backoff } from "../src/DurableQueue.js"
 import { queueSettings } from "../src/internal/durableQueue/options.js"
 import type { LeasedJob } from "../src/internal/durableQueue/store.js"
 import { OptionError } from "../src/OptionError.js"
@@ -24,8 +29,9 @@ const redisUp = await requireService(redis)
 const pgUp = await requireService(postgres)
 const stores: ReadonlyArray<readonly [StoreKind, boolean]> = [["memory", true], ["redis", redisUp], ["pg", pgUp], ["sqlite", true]]
 
+/** No backoff: these cases are about attempts and order (backoff has its own cases, where jitter cannot reorder). */
 const numbers = (env: Env, maxAttempts = 3, name = "jobs") =>
-  env.make({ name, schema: Schema.Number, maxAttempts, pollInterval: "10 millis", leaseDuration: "2 seconds" })
+  env.make({ name, schema: Schema.Number, maxAttempts, pollInterval: "10 millis", leaseDuration: "2 seconds", backoff: Backoff.none })
 
 /** Polls `check` every 10 ms until it holds (at most `tries` times), then asserts it. */
 const eventually = <E, R>(check: Effect.Effect<boolean, E, R>, tries = 1_000) =>
@@ -292,6 +298,325 @@ for (const [kind, up] of stores) {
         expect({ id: dead!.id, attempts: dead!.attempts }).toEqual({ id: "poison", attempts: 2 })
         expect(dead!.lastError).toContain("runner died")
         expect(yield* queue.size).toBe(0)
+      }))
+
+    // ---- issue #11: the features of a complete job queue. Real stores get short real delays (hundreds of ms);
+    // bounds are checked from below against this process's clock (the store's may differ by a few ms: 50 ms slack).
+
+    test("backoff: a failed attempt waits out its backoff as a delayed job holding no lease; an offer's backoff overrides the queue's", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis", backoff: Backoff.fixed("400 millis") })
+        const slow = yield* queue.offer(1, { id: "slow" })
+        const failFirst = (n: number, job: DurableQueue.Job) => job.attempt === 1 ? Effect.fail(`no ${n}`) : Effect.succeed(n)
+        expect(yield* queue.take(failFirst)).toEqual(Exit.fail("no 1"))
+        const failedAt = yield* Clock.currentTimeMillis
+        expect(Option.getOrThrow(yield* queue.status(slow))).toMatchObject({ state: "delayed", attempts: 1 })
+        expect(yield* queue.counts).toEqual({ waiting: 0, delayed: 1, running: 0, dead: 0, paused: false })
+        // Offered after it, retried at once (its own backoff): taken while the other still waits.
+        yield* queue.offer(2, { id: "fast", backoff: Backoff.none })
+        expect(yield* queue.take(failFirst)).toEqual(Exit.fail("no 2"))
+        expect(yield* queue.take((n, job) => Effect.succeed([n, job.attempt]))).toEqual(Exit.succeed([2, 2]))
+        expect(yield* queue.take((n, job) => Effect.succeed([n, job.attempt]))).toEqual(Exit.succeed([1, 2]))
+        expect((yield* Clock.currentTimeMillis) - failedAt).toBeGreaterThanOrEqual(350)
+      }))
+
+    test("backoff: exponential data grows per attempt and dead-letters after maxAttempts", (env) =>
+      Effect.gen(function*() {
+        const backoff = Backoff.exponential({ base: "100 millis", factor: 3, jitter: false })
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis", maxAttempts: 3, backoff })
+        yield* queue.offer(1, { id: "x" })
+        const times: Array<number> = []
+        for (let i = 0; i < 3; i++) {
+          yield* queue.take(() => Effect.zipRight(Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => times.push(t))), Effect.fail("boom")))
+        }
+        // 100 ms, then 300 ms.
+        expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(50)
+        expect(times[2]! - times[1]!).toBeGreaterThanOrEqual(250)
+        expect((yield* queue.deadLetters).map((letter) => [letter.id, letter.attempts])).toEqual([["x", 3]])
+        expect(Option.getOrThrow(yield* queue.status("x"))).toMatchObject({ state: "dead", attempts: 3 })
+        expect(Option.getOrThrow(yield* queue.status("x")).lastError).toContain("boom")
+      }))
+
+    test("delayed jobs (delay, runAt) are not leased before their time; a runAt in the past is ready now", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* numbers(env)
+        const start = yield* Clock.currentTimeMillis
+        yield* queue.offer(1, { id: "later", delay: "500 millis" })
+        yield* queue.offer(2, { id: "at", runAt: new Date(start + 300) })
+        yield* queue.offer(3, { id: "past", runAt: start - 60_000 })
+        yield* queue.offer(4, { id: "now" })
+        expect(Option.getOrThrow(yield* queue.status("later")).state).toBe("delayed")
+        expect(Option.getOrThrow(yield* queue.status("past")).state).toBe("waiting")
+        expect(yield* queue.counts).toMatchObject({ waiting: 2, delayed: 2 })
+        const order: Array<readonly [number, number]> = []
+        for (let i = 0; i < 4; i++) {
+          yield* queue.take((n) => Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => order.push([n, t - start]))))
+        }
+        expect(order.map(([n]) => n)).toEqual([3, 4, 2, 1])
+        expect(order[2]![1]).toBeGreaterThanOrEqual(250)
+        expect(order[3]![1]).toBeGreaterThanOrEqual(450)
+      }))
+
+    test("priorities: higher first, equal ones in offer order", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* numbers(env)
+        const offers: ReadonlyArray<readonly [number, number | undefined]> = [[1, 0], [2, 5], [3, 5], [4, -1], [5, undefined], [6, 1_000_000], [7, -1_000_000]]
+        for (const [n, priority] of offers) yield* queue.offer(n, { id: `p${n}`, priority })
+        const order: Array<number> = []
+        for (let i = 0; i < offers.length; i++) yield* queue.take((n) => Effect.sync(() => order.push(n)))
+        expect(order).toEqual([6, 2, 3, 1, 5, 4, 7])
+      }))
+
+    test("timeout: past it the handler is interrupted and the attempt fails naming job, attempt and timeout; an offer's overrides the queue's", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis", maxAttempts: 2, timeout: "10 seconds", backoff: Backoff.none })
+        yield* queue.offer(1, { id: "hangs", timeout: "200 millis" })
+        let interrupted = 0
+        const hang = () => Effect.onInterrupt(Effect.never, () => Effect.sync(() => interrupted++))
+        const exit = yield* queue.take(hang)
+        const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+        expect(error).toMatchObject({ reason: "TimedOut", id: "hangs", attempt: 1, timeoutMillis: 200 })
+        expect(String((error as Error).message)).toContain("job \"hangs\" attempt 1 timed out after 200 ms")
+        expect(interrupted).toBe(1)
+        // Under run (whose shutdown never interrupts handlers) the timeout still does; the last attempt dead-letters.
+        yield* Effect.forkScoped(queue.run(hang))
+        yield* eventually(Effect.map(queue.deadLetters, (dead) => dead.length === 1))
+        expect(interrupted).toBe(2)
+        expect((yield* queue.deadLetters)[0]!.lastError).toContain("attempt 2 timed out after 200 ms")
+      }))
+
+    test("cancel: a waiting or delayed job is removed for good; unknown, done or cancelled ids give false", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* numbers(env)
+        yield* queue.offer(1, { id: "a" })
+        yield* queue.offer(2, { id: "b", delay: "1 hour" })
+        yield* queue.offer(3, { id: "c" })
+        expect(yield* queue.cancel("a")).toBe(true)
+        expect(yield* queue.cancel("b")).toBe(true)
+        expect(yield* queue.cancel("a")).toBe(false)
+        expect(yield* queue.cancel("nope")).toBe(false)
+        expect(Option.getOrThrow(yield* queue.status("a")).state).toBe("cancelled")
+        expect(Option.getOrThrow(yield* queue.status("b")).state).toBe("cancelled")
+        expect(yield* queue.size).toBe(1)
+        // Its id stays known: offered again, it is not queued.
+        yield* queue.offer(1, { id: "a" })
+        expect(yield* queue.take((n) => Effect.succeed(n))).toEqual(Exit.succeed(3))
+        expect(yield* queue.cancel("c")).toBe(false)
+        expect(yield* queue.size).toBe(0)
+      }))
+
+    test("cancel: a running job's handler is interrupted (take's Exit is interrupted, run's handler too), not retried", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* numbers(env)
+        yield* queue.offer(1, { id: "t" })
+        let started = 0
+        const hang = () => Effect.zipRight(Effect.sync(() => started++), Effect.never)
+        const taker = yield* Effect.fork(queue.take(hang))
+        yield* eventually(Effect.sync(() => started === 1))
+        expect(Option.getOrThrow(yield* queue.status("t")).state).toBe("running")
+        expect(yield* queue.cancel("t")).toBe(true)
+        const exit = yield* Fiber.join(taker).pipe(Effect.timeout("5 seconds"))
+        expect(Exit.isInterrupted(exit)).toBe(true)
+        expect(Option.getOrThrow(yield* queue.status("t"))).toMatchObject({ state: "cancelled", attempts: 1 })
+        // Under run's graceful mode, from another queue instance (the runner learns at its lease refresh).
+        const runner = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis", leaseDuration: "600 millis" })
+        yield* queue.offer(2, { id: "r" })
+        yield* Effect.forkScoped(runner.run(hang))
+        yield* eventually(Effect.sync(() => started === 2))
+        expect(yield* queue.cancel("r")).toBe(true)
+        yield* eventually(Effect.map(queue.status("r"), (status) => Option.getOrThrow(status).state === "cancelled"))
+        expect(yield* queue.size).toBe(0)
+        expect(started).toBe(2)
+      }))
+
+    test("cancel: a job whose runner died is settled cancelled when its lease ends, never run again", (env) =>
+      Effect.gen(function*() {
+        const options = { name: "jobs", schema: Schema.Number, leaseDuration: "150 millis", pollInterval: "10 millis" } as const
+        const queue = yield* env.make(options)
+        yield* queue.offer(1, { id: "orphan" })
+        yield* leaseAndDie(env, yield* queueSettings(options), "orphan")
+        expect(yield* queue.cancel("orphan")).toBe(true)
+        yield* queue.offer(2, { id: "next" })
+        const ran: Array<string> = []
+        yield* Effect.forkScoped(queue.run((_n, job) => Effect.sync(() => ran.push(job.id))))
+        yield* eventually(Effect.map(queue.status("orphan"), (status) => Option.getOrThrow(status).state === "cancelled"))
+        yield* eventually(Effect.sync(() => ran.length === 1))
+        expect(ran).toEqual(["next"])
+        yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      }))
+
+    test("progress and status: readable by id from another instance while running, kept once done; unknown ids are none", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* numbers(env)
+        const reader = yield* numbers(env)
+        yield* queue.offer(1, { id: "p" })
+        expect(Option.getOrThrow(yield* reader.status("p"))).toEqual({ id: "p", state: "waiting", attempts: 0, progress: undefined, lastError: undefined })
+        const release = yield* Deferred.make<void>()
+        const taker = yield* Effect.fork(queue.take((_n, job) =>
+          Effect.zipRight(job.progress({ done: 1, of: 2, note: "half \u00e9" }), Deferred.await(release))
+        ))
+        yield* eventually(Effect.map(reader.status("p"), (status) => Option.getOrThrow(status).progress !== undefined))
+        expect(Option.getOrThrow(yield* reader.status("p"))).toEqual({
+          id: "p",
+          state: "running",
+          attempts: 1,
+          progress: { done: 1, of: 2, note: "half \u00e9" },
+          lastError: undefined
+        })
+        yield* Deferred.succeed(release, undefined)
+        expect(Exit.isSuccess(yield* Fiber.join(taker))).toBe(true)
+        expect(Option.getOrThrow(yield* reader.status("p"))).toMatchObject({ state: "done", attempts: 1 })
+        expect(Option.isNone(yield* reader.status("never-offered"))).toBe(true)
+      }))
+
+    test("results by id: stored with { result: schema } (take and run), none without, gone after resultTimeToLive", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis", resultTimeToLive: "1 second" })
+        const Doubled = Schema.Struct({ doubled: Schema.NumberFromString })
+        yield* queue.offer(21, { id: "kept" })
+        yield* queue.offer(5, { id: "plain" })
+        expect(Option.isNone(yield* queue.result("kept", Doubled))).toBe(true)
+        yield* queue.take((n) => Effect.succeed({ doubled: n * 2 }), { result: Doubled })
+        yield* queue.take((n) => Effect.succeed({ doubled: n * 2 }))
+        const doneAt = yield* Clock.currentTimeMillis
+        expect(yield* queue.result("kept", Doubled)).toEqual(Option.some({ doubled: 42 }))
+        expect(Option.isNone(yield* queue.result("plain", Doubled))).toBe(true)
+        expect(Option.isNone(yield* queue.result("unknown", Doubled))).toBe(true)
+        // Stored encoded ({"doubled":"42"}): another schema that does not fit fails naming the job.
+        const error = yield* Effect.flip(queue.result("kept", Schema.Number))
+        expect(error).toMatchObject({ reason: "DecodeFailed", id: "kept" })
+        yield* queue.offer(4, { id: "by-run" })
+        yield* Effect.forkScoped(queue.run((n) => Effect.succeed({ doubled: n * 2 }), { result: Doubled }))
+        yield* eventually(Effect.map(queue.result("by-run", Doubled), Option.isSome))
+        expect(yield* queue.result("by-run", Doubled)).toEqual(Option.some({ doubled: 8 }))
+        yield* eventually(Effect.map(Clock.currentTimeMillis, (now) => now - doneAt > 1_100))
+        expect(Option.isNone(yield* queue.result("kept", Doubled))).toBe(true)
+        // Its done record may go with it (Redis) or stay (SQL, memory): either way it is not offered again.
+        yield* queue.offer(1, { id: "kept" })
+        expect(yield* queue.size).toBe(0)
+      }))
+
+    test("pause and resume hold every instance; running jobs finish; counts say paused", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* numbers(env)
+        const other = yield* numbers(env)
+        yield* queue.offer(1, { id: "a" })
+        yield* queue.pause
+        expect(yield* other.isPaused).toBe(true)
+        expect(yield* other.counts).toEqual({ waiting: 1, delayed: 0, running: 0, dead: 0, paused: true })
+        const taker = yield* Effect.fork(other.take((n) => Effect.succeed(n)))
+        yield* Effect.sleep("300 millis")
+        expect(Option.isNone(yield* Fiber.poll(taker))).toBe(true)
+        yield* other.resume
+        expect(yield* Fiber.join(taker).pipe(Effect.timeout("5 seconds"))).toEqual(Exit.succeed(1))
+        expect(yield* queue.isPaused).toBe(false)
+      }))
+
+    test("drain waits until nothing waits, is delayed or runs; counts and requeueAll", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* numbers(env, 1)
+        yield* queue.offer(1, { id: "d1" })
+        yield* queue.offer(2, { id: "d2" })
+        yield* queue.take(() => Effect.fail("no"))
+        yield* queue.take(() => Effect.fail("no"))
+        yield* queue.offer(3, { id: "w", delay: "300 millis" })
+        expect(yield* queue.counts).toEqual({ waiting: 0, delayed: 1, running: 0, dead: 2, paused: false })
+        expect(yield* queue.requeueAll).toBe(2)
+        expect(yield* queue.requeueAll).toBe(0)
+        expect(yield* queue.counts).toMatchObject({ waiting: 2, dead: 0 })
+        const done: Array<readonly [number, number]> = []
+        yield* Effect.forkScoped(queue.run((n, job) => Effect.zipRight(Effect.sleep("20 millis"), Effect.sync(() => done.push([n, job.attempt]))), { concurrency: 2 }))
+        yield* queue.drain.pipe(Effect.timeout("10 seconds"))
+        expect(done.sort()).toEqual([[1, 1], [2, 1], [3, 1]])
+        expect(yield* queue.counts).toEqual({ waiting: 0, delayed: 0, running: 0, dead: 0, paused: false })
+      }))
+
+    test("hostile options of offer, take, run and the queue are OptionErrors naming the field and value", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* numbers(env)
+        const offers: ReadonlyArray<readonly [Record<string, unknown>, string]> = [
+          [{ delay: Number.NaN }, "delay"],
+          [{ delay: "5" }, "delay"],
+          [{ delay: {} }, "delay"],
+          [{ delay: -1 }, "delay"],
+          [{ delay: 1e12 }, "delay"],
+          [{ delay: 10, runAt: Date.now() }, "runAt"],
+          [{ runAt: new Date(Number.NaN) }, "runAt"],
+          [{ runAt: "tomorrow" }, "runAt"],
+          [{ runAt: 1_700_000_000 }, "runAt"],
+          [{ runAt: Date.now() + 1e12 }, "runAt"],
+          [{ priority: 1.5 }, "priority"],
+          [{ priority: "5" }, "priority"],
+          [{ priority: 1e12 }, "priority"],
+          [{ priority: Number.NaN }, "priority"],
+          [{ priorty: 5 }, "offer options.priorty"],
+          [{ timeout: 0 }, "timeout"],
+          [{ timeout: 1e12 }, "timeout"],
+          [{ timeout: "soon" }, "timeout"],
+          [{ backoff: {} }, "backoff"],
+          [{ backoff: Backoff.fixed(Number.NaN) }, "backoff.millis"],
+          [{ backoff: Backoff.fixed("-5 seconds") }, "backoff.millis"],
+          [{ backoff: Backoff.exponential({ base: "1 second", factor: 0.5 }) }, "backoff.factor"],
+          [{ backoff: { _tag: "Fixed", millis: 5, extra: 1 } }, "backoff.extra"],
+          [{ backoff: Schedule.spaced("1 second") }, "backoff"]
+        ]
+        for (const [options, field] of offers) {
+          const error = yield* Effect.flip(queue.offer(1, options as DurableQueue.OfferOptions))
+          expect(error, field).toBeInstanceOf(OptionError)
+          expect((error as OptionError).field).toBe(field)
+        }
+        const priorityError = yield* Effect.flip(queue.offer(1, { priorty: 5 } as DurableQueue.OfferOptions))
+        expect(priorityError.message).toContain("did you mean `priority`")
+        expect(yield* queue.size).toBe(0)
+        for (const id of [42, "", "a\u0000b"]) {
+          const ops: ReadonlyArray<(i: string) => Effect.Effect<unknown, DurableQueue.DurableQueueError | OptionError>> = [
+            queue.cancel,
+            queue.status,
+            (i) => queue.result(i, Schema.Number)
+          ]
+          for (const op of ops) {
+            const error = yield* Effect.flip(op(id as unknown as string))
+            expect(error).toBeInstanceOf(OptionError)
+            expect((error as OptionError).field).toBe("id")
+          }
+        }
+        expect(yield* Effect.flip(queue.take(() => Effect.void, { result: {} as Schema.Schema<void> }))).toMatchObject({ _tag: "OptionError", field: "result" })
+        expect((yield* Effect.flip(queue.run(() => Effect.void, { result: 5 as unknown as Schema.Schema<void> }))).field).toBe("result")
+        const queueCases: ReadonlyArray<readonly [Record<string, unknown>, string]> = [
+          [{ backoff: { _tag: "Sometimes" } }, "backoff"],
+          [{ backoff: Backoff.exponential({ base: "1 second", max: Number.NaN }) }, "backoff.maxMillis"],
+          [{ timeout: Number.NaN }, "timeout"],
+          [{ timeout: 2 ** 31 }, "timeout"],
+          [{ resultTimeToLive: "5" }, "resultTimeToLive"],
+          [{ resultTimeToLive: -1 }, "resultTimeToLive"]
+        ]
+        for (const [options, field] of queueCases) {
+          const error = yield* Effect.flip(Effect.scoped(env.make({ name: "q", schema: Schema.Number, ...options } as DurableQueue.Options<number, number>)))
+          expect(error).toBeInstanceOf(OptionError)
+          expect((error as OptionError).field).toBe(field)
+        }
+      }))
+
+    test("progress JSON cannot hold (BigInt, cycles, functions, over 64 KiB) fails with ProgressRejected naming the job", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* numbers(env)
+        yield* queue.offer(1, { id: "prog" })
+        const cyclic: Record<string, unknown> = {}
+        cyclic.self = cyclic
+        const bad: ReadonlyArray<unknown> = [1n, cyclic, () => 1, { f: () => 1 }, Number.NaN, undefined, new Date(0), "x".repeat(64 * 1024)]
+        const exit = yield* queue.take((_n, job) =>
+          Effect.gen(function*() {
+            const errors = yield* Effect.forEach(bad, (value) => Effect.flip(job.progress(value)))
+            yield* job.progress({ ok: "é".repeat(30_000) })
+            return errors
+          })
+        )
+        const errors = Exit.isSuccess(exit) ? exit.value : []
+        expect(errors).toHaveLength(bad.length)
+        for (const error of errors) expect(error).toMatchObject({ reason: "ProgressRejected", id: "prog" })
+        expect(errors[0]!.message).toContain("bigint")
+        expect(errors[7]!.message).toContain("more than 65536")
+        expect(Option.getOrThrow(yield* queue.status("prog")).progress).toEqual({ ok: "é".repeat(30_000) })
       }))
 
     if (kind === "memory") {

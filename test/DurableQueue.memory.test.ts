@@ -4,10 +4,13 @@
  * memory store with every other store in test/DurableQueue.contract.test.ts.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import * as DurableQueue from "../src/DurableQueue.js"
@@ -108,5 +111,158 @@ describe("DurableQueue.memory", () => {
       const error = yield* Effect.flip(queue.offer({ run: () => 1 }, { id: "f" }))
       expect(error).toMatchObject({ reason: "EncodeFailed", id: "f", backend: "memory" })
       expect(error.message).toContain("is a function")
+    }))
+  // ---- issue #11 where time is the point (TestClock); the same features run on every store in the contract suite.
+
+  /** Forks a taker and returns when (TestClock, in steps of `step` ms) it got a job, at most `limit` ms later. */
+  const takenAfter = <X>(queue: DurableQueue.DurableQueue<number>, handler: (n: number, job: DurableQueue.Job) => Effect.Effect<X, unknown>, limit: number, step = 20) =>
+    Effect.gen(function*() {
+      let startedAt: number | undefined
+      const start = yield* Clock.currentTimeMillis
+      const taker = yield* Effect.fork(queue.take((n, job) => Effect.zipRight(Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => (startedAt = t))), handler(n, job))))
+      for (let elapsed = 0; elapsed <= limit && startedAt === undefined; elapsed += step) {
+        yield* TestClock.adjust(step)
+        for (let i = 0; i < 5; i++) yield* Effect.yieldNow()
+      }
+      expect(startedAt).toBeDefined()
+      yield* Fiber.join(taker)
+      return startedAt! - start
+    })
+
+  it.scoped("default backoff: exponential from 1 s, x2, jittered (0.8-1.2); the waiting retry is a delayed job, no lease (TestClock)", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Number, maxAttempts: 4, pollInterval: "20 millis" })
+      yield* queue.offer(1, { id: "flaky" })
+      yield* queue.take(() => Effect.fail("first"))
+      expect(yield* queue.counts).toEqual({ waiting: 0, delayed: 1, running: 0, dead: 0, paused: false })
+      const second = yield* takenAfter(queue, () => Effect.fail("second"), 3_000)
+      expect(second).toBeGreaterThanOrEqual(800)
+      expect(second).toBeLessThanOrEqual(1_240)
+      const third = yield* takenAfter(queue, () => Effect.fail("third"), 5_000)
+      expect(third).toBeGreaterThanOrEqual(1_600)
+      expect(third).toBeLessThanOrEqual(2_440)
+      const fourth = yield* takenAfter(queue, () => Effect.fail("fourth"), 10_000, 50)
+      expect(fourth).toBeGreaterThanOrEqual(3_200)
+      expect(fourth).toBeLessThanOrEqual(4_900)
+      expect((yield* queue.deadLetters).map((letter) => letter.attempts)).toEqual([4])
+    }))
+
+  it.scoped("a retry waiting out its backoff holds no worker: run with concurrency 1 runs the next job meanwhile (TestClock)", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Number, backoff: DurableQueue.Backoff.fixed("1 hour"), pollInterval: "1 minute" })
+      yield* queue.offer(1, { id: "flaky" })
+      yield* queue.offer(2, { id: "next" })
+      const runs: Array<string> = []
+      yield* Effect.forkScoped(queue.run((n, job) => {
+        runs.push(`${n}@${job.attempt}`)
+        return n === 1 && job.attempt === 1 ? Effect.fail("down") : Effect.void
+      }))
+      yield* settle(() => runs.length === 2)
+      expect(runs).toEqual(["1@1", "2@1"])
+      // `run` writes its settlements behind the handlers: let the writer catch up.
+      for (let i = 0; i < 1_000 && (yield* queue.counts).running > 0; i++) yield* Effect.yieldNow()
+      expect(yield* queue.counts).toEqual({ waiting: 0, delayed: 1, running: 0, dead: 0, paused: false })
+      yield* TestClock.adjust("1 hour")
+      yield* settle(() => runs.length === 3)
+      expect(runs[2]).toBe("1@2")
+    }))
+
+  it.effect("a Backoff built from nothing (plain JavaScript) is an OptionError naming its field, not a TypeError", () =>
+    Effect.gen(function*() {
+      const bad = DurableQueue.Backoff.exponential(undefined as unknown as { base: "1 second" })
+      const error = yield* Effect.flip(Effect.scoped(DurableQueue.memory({ name: "q", schema: Schema.Number, backoff: bad })))
+      expect(error).toMatchObject({ _tag: "OptionError", field: "backoff.baseMillis" })
+    }))
+
+  it.scoped("exponential backoff is capped at its max (TestClock)", () =>
+    Effect.gen(function*() {
+      const backoff = DurableQueue.Backoff.exponential({ base: "1 second", factor: 10, max: "3 seconds", jitter: false })
+      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Number, maxAttempts: 5, pollInterval: "20 millis", backoff })
+      yield* queue.offer(1)
+      yield* queue.take(() => Effect.fail("1"))
+      // 1 s, then 10 s capped to 3 s, twice (within a poll and a test step of 20 ms).
+      for (const [attempt, delay] of [[2, 1_000], [3, 3_000], [4, 3_000]] as const) {
+        const after = yield* takenAfter(queue, () => Effect.fail(`${attempt}`), 5_000)
+        expect(after).toBeGreaterThanOrEqual(delay)
+        expect(after).toBeLessThanOrEqual(delay + 40)
+      }
+    }))
+
+  it.scoped("a queue's Schedule backoff: stepped once per failed attempt with the failure; when it ends the job is dead at once (TestClock)", () =>
+    Effect.gen(function*() {
+      const inputs: Array<unknown> = []
+      const backoff = Schedule.spaced("5 seconds").pipe(
+        Schedule.intersect(Schedule.recurs(1)),
+        Schedule.tapInput((input) => Effect.sync(() => inputs.push(input)))
+      )
+      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Number, maxAttempts: 10, pollInterval: "50 millis", backoff })
+      yield* queue.offer(1, { id: "s" })
+      yield* queue.take(() => Effect.fail("boom-1"))
+      const after = yield* takenAfter(queue, () => Effect.fail("boom-2"), 10_000, 50)
+      expect(after).toBeGreaterThanOrEqual(5_000)
+      expect(after).toBeLessThanOrEqual(5_100)
+      const [dead] = yield* queue.deadLetters
+      expect({ id: dead?.id, attempts: dead?.attempts }).toEqual({ id: "s", attempts: 2 })
+      expect(dead!.lastError).toContain("backoff schedule ended after 2 attempts")
+      expect(inputs).toContain("boom-1")
+    }))
+
+  it.scoped("delay and runAt: not leased a moment before their time (TestClock)", () =>
+    Effect.gen(function*() {
+      // Polling every 10 minutes, leases of an hour: TestClock runs every sleep on its way through 2 hours.
+      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Number, pollInterval: "10 minutes", leaseDuration: "1 hour" })
+      const now = yield* Clock.currentTimeMillis
+      yield* queue.offer(1, { delay: "1 hour" })
+      yield* queue.offer(2, { runAt: new Date(now + 7_200_000) })
+      const taker = yield* Effect.fork(queue.take((n) => Effect.succeed(n)))
+      yield* TestClock.adjust("59 minutes")
+      expect(Option.isNone(yield* Fiber.poll(taker))).toBe(true)
+      yield* TestClock.adjust("1 minute")
+      expect(yield* Fiber.join(taker)).toEqual(Exit.succeed(1))
+      expect(yield* queue.counts).toMatchObject({ waiting: 0, delayed: 1 })
+      yield* TestClock.adjust("1 hour")
+      expect(yield* queue.counts).toMatchObject({ waiting: 1, delayed: 0 })
+    }))
+
+  it.scoped("timeout: an attempt past it is interrupted at that moment and fails, then retried after its backoff (TestClock)", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Number, timeout: "10 seconds", backoff: DurableQueue.Backoff.fixed("1 minute") })
+      yield* queue.offer(1, { id: "slow" })
+      const taker = yield* Effect.fork(queue.take(() => Effect.sleep("1 hour")))
+      yield* TestClock.adjust("9 seconds")
+      expect(Option.isNone(yield* Fiber.poll(taker))).toBe(true)
+      yield* TestClock.adjust("1 second")
+      const exit = yield* Fiber.join(taker)
+      expect(Exit.isFailure(exit) && Cause.squash(exit.cause)).toMatchObject({ reason: "TimedOut", id: "slow", attempt: 1, timeoutMillis: 10_000 })
+      expect(Option.getOrThrow(yield* queue.status("slow"))).toMatchObject({ state: "delayed", attempts: 1 })
+      expect(Option.getOrThrow(yield* queue.status("slow")).lastError).toContain("timed out after 10000 ms")
+    }))
+
+  it.scoped("run's graceful shutdown does not interrupt a handler; cancel does, at once in the process running it", () =>
+    Effect.gen(function*() {
+      const queue = yield* queueOf()
+      yield* queue.offer(1, { id: "c" })
+      let started = false
+      let interrupted = false
+      yield* Effect.forkScoped(queue.run(() => Effect.onInterrupt(Effect.zipRight(Effect.sync(() => (started = true)), Effect.never), () => Effect.sync(() => (interrupted = true)))))
+      yield* settle(() => started)
+      expect(yield* queue.cancel("c")).toBe(true)
+      yield* settle(() => interrupted)
+      for (let i = 0; i < 100; i++) yield* Effect.yieldNow()
+      expect(Option.getOrThrow(yield* queue.status("c"))).toMatchObject({ state: "cancelled", attempts: 1 })
+      expect(yield* queue.size).toBe(0)
+    }))
+
+  it.scoped("results live for resultTimeToLive (default 1 day) and are then gone; the job stays done (TestClock)", () =>
+    Effect.gen(function*() {
+      // Polling hourly, leases of an hour: TestClock runs every sleep on its way through a day.
+      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Number, pollInterval: "1 hour", leaseDuration: "1 hour" })
+      yield* queue.offer(2, { id: "r" })
+      yield* queue.take((n) => Effect.succeed(n * 10), { result: Schema.Number })
+      yield* TestClock.adjust("23 hours")
+      expect(yield* queue.result("r", Schema.Number)).toEqual(Option.some(20))
+      yield* TestClock.adjust("1 hour")
+      expect(Option.isNone(yield* queue.result("r", Schema.Number))).toBe(true)
+      expect(Option.getOrThrow(yield* queue.status("r")).state).toBe("done")
     }))
 })

@@ -6,7 +6,9 @@
  *
  * Parts, each a small class: `Held` (the jobs leased here, refreshed together), `Settler` (settlements written in
  * batches by one fiber, retried while the store is away), `Feed` (one fetcher leasing as many jobs as takers wait
- * for). `make` wires them into the public queue.
+ * for), `Running` (handler fibers by job id, for `cancel`). Over them: `attempt` (one job run, timed out, settled
+ * with its backoff or result), `makeTake`, `makeOffer`, `makeAdmin` (cancel, status, results, pause, counts…);
+ * `make` wires them into the public queue.
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -16,15 +18,18 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../../DurableQueue.js"
-import { type Codec, codec as makeCodec } from "./encoding.js"
+import { retryDelay } from "./backoff.js"
+import { type Codec, codec as makeCodec, notJson } from "./encoding.js"
 import { DurableQueueError } from "./error.js"
-import { offerId, type QueueSettings, runSettings } from "./options.js"
-import type { LeasedJob, Settle, Settlement, Store } from "./store.js"
+import { jobSettings, type JobSettings, offerId, offerSettings, type QueueSettings, runSettings, takeSettings } from "./options.js"
+import type { LeasedJob, Settle, Settlement, Store, StoredStatus } from "./store.js"
 
 /** Settlements written per store call. */
 const SETTLE_BATCH = 256
@@ -32,7 +37,12 @@ const SETTLE_BATCH = 256
 /** The jobs leased by this core (fetched, running, or settled but not yet written); their leases are refreshed together. */
 class Held {
   readonly jobs = new Map<string, LeasedJob>()
-  constructor(readonly store: Store, readonly leaseMillis: number) {}
+  constructor(
+    readonly store: Store,
+    readonly leaseMillis: number,
+    /** Told the ids among them whose cancellation was asked (the refresh reports them). */
+    readonly asked: (ids: ReadonlyArray<string>) => void = () => {}
+  ) {}
   add(jobs: ReadonlyArray<LeasedJob>): void {
     for (const job of jobs) this.jobs.set(job.id, job)
   }
@@ -42,7 +52,7 @@ class Held {
   /** Every third of the lease, so two refreshes can be lost or late before a live runner's lease lapses. */
   refreshLoop(): Effect.Effect<never> {
     return Effect.suspend(() =>
-      this.jobs.size === 0 ? Effect.void : this.store.refresh(Array.from(this.jobs.values()))
+      this.jobs.size === 0 ? Effect.void : Effect.map(this.store.refresh(Array.from(this.jobs.values())), this.asked)
     ).pipe(
       Effect.catchAllCause((cause) => Effect.logWarning("DurableQueue: refreshing leases failed", cause)),
       Effect.zipRight(Effect.sleep(Math.max(10, Math.floor(this.leaseMillis / 3)))),
@@ -177,14 +187,93 @@ class Feed {
   }
 }
 
-/** What a finished attempt makes of its job. */
-const classify = (exit: Exit.Exit<unknown, unknown>, job: LeasedJob, maxAttempts: number): Settlement => {
-  if (Exit.isSuccess(exit)) return { _tag: "Ack" }
+/** Handlers running in this core by job id, and the ids whose cancellation was asked: `ask` interrupts them. */
+class Running {
+  readonly fibers = new Map<string, Fiber.RuntimeFiber<unknown, unknown>>()
+  readonly asked = new Set<string>()
+  constructor(readonly held: Map<string, LeasedJob>) {}
+
+  ask(ids: ReadonlyArray<string>): void {
+    // A refresh also reports a job settled here but not yet written; once written (no longer held) its id goes.
+    for (const id of this.asked) if (!this.held.has(id)) this.asked.delete(id)
+    for (const id of ids) {
+      this.asked.add(id)
+      this.fibers.get(id)?.unsafeInterruptAsFork(FiberId.none)
+    }
+  }
+
+  start(id: string, fiber: Fiber.RuntimeFiber<unknown, unknown>): void {
+    this.fibers.set(id, fiber)
+    // Asked between the lease and now (a refresh of the fetched job, or a local cancel).
+    if (this.asked.has(id)) fiber.unsafeInterruptAsFork(FiberId.none)
+  }
+
+  /** Whether its cancellation was asked. */
+  end(id: string): boolean {
+    this.fibers.delete(id)
+    return this.asked.delete(id)
+  }
+}
+
+/** The parts of one queue, shared by its operations. */
+interface Parts<A> {
+  readonly store: Store
+  readonly settings: QueueSettings
+  readonly codec: Codec<A>
+  readonly held: Held
+  readonly feed: Feed
+  readonly settler: Settler
+  readonly running: Running
+  readonly failed: (cause: unknown, id?: string) => DurableQueueError
+}
+
+/**
+ * What a finished attempt makes of its job, before its backoff or result are worked out (`complete`). A job
+ * whose cancellation was asked is not retried, whatever its handler did but succeed.
+ */
+const classify = (exit: Exit.Exit<unknown, unknown>, job: LeasedJob, settings: QueueSettings, cancelled: boolean): Settlement => {
+  // The time to live goes with every acknowledgement: a store may keep the done record (status "done") only
+  // that long (Redis does), result or not.
+  if (Exit.isSuccess(exit)) return { _tag: "Ack", result: undefined, resultTtlMillis: settings.resultTtlMillis }
+  if (cancelled) return { _tag: "Cancelled", attempts: job.attempts }
   if (Cause.isInterruptedOnly(exit.cause)) return { _tag: "Release", attempts: job.attempts - 1 }
   const lastError = Cause.pretty(exit.cause)
-  return job.attempts >= maxAttempts
+  return job.attempts >= settings.maxAttempts
     ? { _tag: "Dead", attempts: job.attempts, lastError }
-    : { _tag: "Retry", attempts: job.attempts, lastError }
+    : { _tag: "Retry", attempts: job.attempts, lastError, delayMillis: 0 }
+}
+
+/**
+ * The settlement of a finished attempt: a retry waits out its backoff in the store (as a delayed job, holding no
+ * taker and no lease), or goes to the dead letters when a queue's backoff Schedule ended; a success keeps its
+ * result when asked to.
+ */
+const complete = <A>(
+  parts: Parts<A>,
+  job: LeasedJob,
+  perJob: JobSettings,
+  exit: Exit.Exit<unknown, unknown>,
+  cancelled: boolean,
+  result: Codec<unknown> | undefined
+): Effect.Effect<Settlement> => {
+  const settlement = classify(exit, job, parts.settings, cancelled)
+  if (settlement._tag === "Retry" && Exit.isFailure(exit)) {
+    return Effect.map(retryDelay(perJob.backoff ?? parts.settings.backoff, job.attempts, Cause.squash(exit.cause)), (delayMillis): Settlement =>
+      delayMillis === undefined
+        ? { _tag: "Dead", attempts: job.attempts, lastError: `${settlement.lastError}\n(the queue's backoff schedule ended after ${job.attempts} attempts)` }
+        : { ...settlement, delayMillis })
+  }
+  if (settlement._tag !== "Ack" || result === undefined || !Exit.isSuccess(exit)) return Effect.succeed(settlement)
+  // The work is done: a result that cannot be encoded is lost (logged), the job is not run again for it.
+  return result.encode(exit.value).pipe(
+    Effect.map((json): Settlement => ({ _tag: "Ack", result: json, resultTtlMillis: parts.settings.resultTtlMillis })),
+    Effect.catchAll((error) =>
+      Effect.as(
+        Effect.logWarning(`DurableQueue ${parts.settings.name}: the result of job ${JSON.stringify(job.id)} cannot be encoded; not stored`, error),
+        settlement
+      )
+    )
+  )
 }
 
 const runnerDied = (job: LeasedJob, settings: QueueSettings): Settlement => ({
@@ -194,19 +283,257 @@ const runnerDied = (job: LeasedJob, settings: QueueSettings): Settlement => ({
     `(its ${settings.leaseMillis} ms lease expired; the process was killed, crashed or ran out of memory)`
 })
 
-/** @internal */
-export const make = <A, I>(
-  store: Store,
-  settings: QueueSettings,
-  schema: Schema.Schema<A, I>
-): Effect.Effect<DurableQueue.DurableQueue<A>, never, Scope.Scope> =>
+/** Progress larger than this is refused: it is stored with the job and read by every `status`. */
+const MAX_PROGRESS_BYTES = 64 * 1024
+
+/** UTF-8 bytes, counted only when they could exceed the limit (n UTF-16 code units are at most 3n bytes). */
+const utf8Length = (text: string): number => text.length * 3 <= MAX_PROGRESS_BYTES ? text.length : new TextEncoder().encode(text).length
+
+const recordProgress = <A>(parts: Parts<A>, job: LeasedJob, value: unknown): Effect.Effect<void, DurableQueueError> =>
+  Effect.suspend(() => {
+    const rejected = (why: string) =>
+      new DurableQueueError({ reason: "ProgressRejected", backend: parts.store.backend, queue: parts.settings.name, id: job.id, cause: new Error(why) })
+    const why = notJson(value)
+    if (why !== undefined) return Effect.fail(rejected(`it is not plain JSON: ${why}`))
+    const json = JSON.stringify(value)
+    const bytes = utf8Length(json)
+    if (bytes > MAX_PROGRESS_BYTES) return Effect.fail(rejected(`its JSON is ${bytes} bytes, more than ${MAX_PROGRESS_BYTES}`))
+    return Effect.mapError(parts.store.progress(job, json), (cause) => parts.failed(cause, job.id))
+  })
+
+/** The handler's body: the job decoded, run, bounded by its timeout (the offer's, else the queue's). */
+const body = <A, X, E, R>(
+  parts: Parts<A>,
+  job: LeasedJob,
+  perJob: JobSettings,
+  handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>
+): Effect.Effect<X, E, R> => {
+  const handle: DurableQueue.Job = { id: job.id, attempt: job.attempts, progress: (value) => recordProgress(parts, job, value) }
+  const run = Effect.flatMap(Effect.orDie(parts.codec.decode(job.payload)), (value) => handler(value, handle))
+  const timeoutMillis = perJob.timeoutMillis ?? parts.settings.timeoutMillis
+  if (timeoutMillis === undefined) return run
+  return Effect.timeoutFailCause(run, {
+    duration: timeoutMillis,
+    onTimeout: () =>
+      Cause.die(
+        new DurableQueueError({
+          reason: "TimedOut",
+          backend: parts.store.backend,
+          queue: parts.settings.name,
+          id: job.id,
+          attempt: job.attempts,
+          timeoutMillis
+        })
+      )
+  })
+}
+
+type Restore = <X, E, R>(effect: Effect.Effect<X, E, R>) => Effect.Effect<X, E, R>
+
+/**
+ * One attempt of `job`, its handler on a fiber of its own (interruptible: a timeout or `cancel` stops it even
+ * under `run`'s graceful mode), then settled. `restore` (take): interrupting the caller interrupts the handler
+ * and puts the job back; none (run, graceful): the caller's interruption waits for the handler. The fiber is a
+ * daemon: a child would be interrupted with its parent (Effect signals children at once, even while the parent
+ * is uninterruptible), which is what graceful mode must not do.
+ */
+const attempt = <A, X, E, R>(
+  parts: Parts<A>,
+  job: LeasedJob,
+  handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>,
+  restore: Restore | undefined,
+  result: Codec<unknown> | undefined
+): Effect.Effect<Exit.Exit<X, E>, DurableQueueError, R> => {
+  const { running, settler } = parts
+  const perJob = jobSettings(job.options)
+  let settled = false
+  let fiber: Fiber.RuntimeFiber<X, E> | undefined
+  return Effect.gen(function*() {
+    fiber = yield* Effect.forkDaemon(Effect.interruptible(body(parts, job, perJob, handler)))
+    running.start(job.id, fiber)
+    const handling = fiber
+    const exit = restore === undefined
+      ? yield* Fiber.await(handling)
+      : yield* Effect.flatMap(Effect.exit(restore(Fiber.await(handling))), (awaited) => Exit.isSuccess(awaited) ? Effect.succeed(awaited.value) : Fiber.interrupt(handling))
+    const settlement = yield* complete(parts, job, perJob, exit, running.end(job.id), result)
+    settled = true
+    const outcome: Effect.Effect<Exit.Exit<X, E>> = settlement._tag === "Release"
+      ? Effect.failCause((exit as Exit.Failure<X, E>).cause as Cause.Cause<never>)
+      : Effect.succeed(exit)
+    if (restore === undefined) {
+      settler.submit(job, settlement)
+      return yield* outcome
+    }
+    return yield* Effect.zipRight(settler.submitAndWait(job, settlement), outcome)
+  }).pipe(
+    // Whatever ends this fiber between the lease and the settlement (a defect outside the handler, such as a
+    // stack overflow) still settles the job, as a failed attempt: held unsettled, its lease would be refreshed
+    // for as long as this process lives.
+    Effect.onExit((exit) =>
+      settled ? Effect.void : Effect.sync(() => {
+        fiber?.unsafeInterruptAsFork(FiberId.none)
+        const cancelled = running.end(job.id)
+        settler.submit(job, classify(Exit.isSuccess(exit) ? Exit.die("settled by no one") : exit, job, parts.settings, cancelled))
+      })
+    )
+  )
+}
+
+/**
+ * `take(handler, graceful, result)`. `graceful` (used by `run`): interrupting the taker does not interrupt a
+ * running handler, so a shutdown lets running jobs finish and be acknowledged; `run` does not wait for its
+ * settlements to be written, `take` does.
+ */
+const makeTake = <A>(parts: Parts<A>) => {
+  const { running, settings, settler } = parts
+  // A job leased with more attempts than allowed was leased before by a runner that never settled it (it died):
+  // it goes to the dead letters here, and the taker waits for the next. One cancelled while fetched is not run.
+  const nextRunnable: Effect.Effect<LeasedJob> = Effect.flatMap(Effect.suspend(() => parts.feed.next()), (job) => {
+    if (running.asked.delete(job.id)) {
+      settler.submit(job, { _tag: "Cancelled", attempts: job.attempts - 1 })
+      return nextRunnable
+    }
+    if (job.attempts <= settings.maxAttempts) return Effect.succeed(job)
+    settler.submit(job, runnerDied(job, settings))
+    return nextRunnable
+  })
+  return <X, E, R>(
+    handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>,
+    graceful: boolean,
+    result: Codec<unknown> | undefined
+  ): Effect.Effect<Exit.Exit<X, E>, DurableQueueError, R> =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(restore(nextRunnable), (job) => attempt(parts, job, handler, graceful ? undefined : restore, result))
+    )
+}
+
+type Take<A> = ReturnType<typeof makeTake<A>>
+
+const makeRun = <A>(take: Take<A>): DurableQueue.DurableQueue<A>["run"] => (handler, runOptions) =>
+  Effect.flatMap(runSettings(runOptions), ({ concurrency, result, shutdownTimeout }) =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function*() {
+        const codec = result === undefined ? undefined : makeCodec(result)
+        // A taker outlives any failure or defect (it logs and goes on); only interruption stops it.
+        const loop = take(handler, true, codec).pipe(
+          Effect.catchAllCause((cause) =>
+            Cause.isInterruptedOnly(cause)
+              ? Effect.failCause(cause as Cause.Cause<never>)
+              : Effect.zipRight(Effect.logWarning("DurableQueue: taking a job failed; retrying", cause), Effect.sleep("500 millis"))
+          ),
+          Effect.forever,
+          Effect.interruptible
+        )
+        // Daemons, not children: a fiber waits for its children's interruption when it ends, so a handler still
+        // running (uninterruptibly) after `shutdownTimeout` would otherwise hold `run` forever.
+        const fibers = yield* Effect.forEach(Array.from({ length: concurrency }), () => Effect.forkDaemon(loop))
+        return yield* restore(Fiber.joinAll(fibers)).pipe(
+          Effect.zipRight(Effect.never),
+          // Takers waiting for a job stop at once; running jobs finish. A job still running after
+          // `shutdownTimeout` is left to its lease (it comes back once the process is gone). The wait is made
+          // interruptible: a finalizer runs uninterruptibly, where the timeout could not cut it.
+          Effect.onExit(() =>
+            Effect.ignore(Effect.timeout(Effect.interruptible(Fiber.interruptAll(fibers)), Duration.toMillis(shutdownTimeout)))
+          )
+        )
+      })
+    ))
+
+const makeOffer = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["offer"] => (value, offerOptions) =>
   Effect.gen(function*() {
-    const { maxAttempts, name } = settings
-    const codec: Codec<A> = makeCodec(schema)
-    const failed = (cause: unknown) => new DurableQueueError({ reason: "StoreFailed", backend: store.backend, queue: name, cause })
-    const held = new Held(store, settings.leaseMillis)
-    const feed = new Feed(store, held, settings.pollMillis)
-    const settler = new Settler(store, held, failed, feed.offered.open)
+    const { custom, delayMillis, id, options, priority } = yield* offerSettings(offerOptions)
+    const payload = yield* parts.codec.encode(value).pipe(
+      Effect.mapError((cause) => new DurableQueueError({ reason: "EncodeFailed", backend: parts.store.backend, queue: parts.settings.name, id, cause }))
+    )
+    yield* Effect.mapError(parts.store.offer([{ id, payload, custom, delayMillis, priority, options }]), parts.failed)
+    yield* parts.feed.offered.open
+    return id
+  })
+
+const deadLetterReport = <A>({ codec, failed, store }: Parts<A>) =>
+  Effect.flatMap(Effect.mapError(store.deadLetters, failed), (stored) =>
+    Effect.map(
+      Effect.forEach(stored, (letter) =>
+        Effect.either(Effect.map(codec.decode(letter.payload), (value): DurableQueue.DeadLetter<A> => ({
+          id: letter.id,
+          value,
+          attempts: letter.attempts,
+          lastError: letter.lastError
+        })))),
+      (decoded) => {
+        const letters: Array<DurableQueue.DeadLetter<A>> = []
+        const undecodable: Array<DurableQueue.UndecodableDeadLetter> = []
+        decoded.forEach((either, i) => {
+          if (Either.isRight(either)) letters.push(either.right)
+          else {
+            const { attempts, id, lastError, payload } = stored[i]!
+            undecodable.push({ id, payload, attempts, lastError, error: either.left.message })
+          }
+        })
+        return { letters, undecodable }
+      }
+    ))
+
+/** Stored progress (JSON we wrote) back to a value; the text itself should it no longer parse. */
+const parseProgress = (json: string | undefined): unknown => {
+  if (json === undefined) return undefined
+  try {
+    return JSON.parse(json)
+  } catch {
+    return json
+  }
+}
+
+/** The operations on jobs by id and on the queue as a whole. */
+const makeAdmin = <A>(parts: Parts<A>) => {
+  const { failed, feed, held, running, settings, store } = parts
+  const byId = <X>(id: string, f: (id: string) => Effect.Effect<X, unknown>) =>
+    Effect.flatMap(offerId(id), (checked) => Effect.mapError(f(checked), (cause) => failed(cause, checked)))
+  const stored = (id: string) => byId(id, (checked) => store.status(checked))
+  const status = (id: string) =>
+    Effect.map(stored(id), (found: StoredStatus | undefined) =>
+      Option.map(Option.fromNullable(found), ({ attempts, lastError, progress, state }): DurableQueue.JobStatus => ({
+        id,
+        state,
+        attempts,
+        progress: parseProgress(progress),
+        lastError
+      })))
+  const result = <X, XI>(id: string, schema: Schema.Schema<X, XI>) =>
+    Effect.flatMap(stored(id), (found) => {
+      if (found?.state !== "done" || found.result === undefined) return Effect.succeedNone
+      return makeCodec(schema).decode(found.result).pipe(
+        Effect.mapError((cause) => new DurableQueueError({ reason: "DecodeFailed", backend: store.backend, queue: settings.name, id, cause })),
+        Effect.map(Option.some)
+      )
+    })
+  const cancel = (id: string) =>
+    Effect.map(byId(id, (checked) => store.cancel(checked)), (outcome) => {
+      // Held here: its handler is interrupted now rather than at the next refresh.
+      if (outcome === "asked" && held.jobs.has(id)) running.ask([id])
+      return outcome !== "none"
+    })
+  const size = Effect.mapError(store.size, failed)
+  const counts = Effect.mapError(store.counts, failed)
+  return {
+    size,
+    cancel,
+    status,
+    result,
+    counts,
+    pause: Effect.mapError(store.setPaused(true), failed),
+    resume: Effect.zipRight(Effect.mapError(store.setPaused(false), failed), feed.offered.open),
+    isPaused: Effect.map(counts, (c) => c.paused),
+    drain: Effect.asVoid(Effect.repeat(size, { until: (n) => n === 0, schedule: Schedule.spaced(settings.pollMillis) })),
+    requeueAll: Effect.tap(Effect.mapError(store.requeueAll, failed), (n) => n > 0 ? feed.offered.open : Effect.void),
+    requeue: (id: string) => Effect.tap(byId(id, (checked) => store.requeue(checked)), (found) => found ? feed.offered.open : Effect.void),
+    purge: Effect.mapError(store.purge, failed)
+  }
+}
+
+/** Starts the parts' fibers in `scope`, in an order that makes shutdown lose nothing. */
+const startParts = <A>({ feed, held, settler }: Parts<A>): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.gen(function*() {
     // Forked in this order so that the scope, closing in reverse, stops the fetcher (which puts back what it
     // fetched) before the settler writes its last batches, and refreshes leases until then.
     yield* Effect.forkScoped(Effect.interruptible(held.refreshLoop()))
@@ -222,127 +549,43 @@ export const make = <A, I>(
       ),
       Effect.forkScoped
     )
+  })
 
-    // A job leased with more attempts than allowed was leased before by a runner that never settled it (it died):
-    // it goes to the dead letters here, and the taker waits for the next.
-    const nextRunnable: Effect.Effect<LeasedJob> = Effect.flatMap(Effect.suspend(() => feed.next()), (job) => {
-      if (job.attempts <= maxAttempts) return Effect.succeed(job)
-      settler.submit(job, runnerDied(job, settings))
-      return nextRunnable
-    })
-
-    // `graceful` (used by `run`): interrupting the taker does not interrupt a running handler, so a shutdown lets
-    // running jobs finish and be acknowledged; `run` does not wait for its settlements to be written, `take` does.
-    const take = <X, E, R>(
-      handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>,
-      graceful: boolean
-    ): Effect.Effect<Exit.Exit<X, E>, DurableQueueError, R> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(restore(nextRunnable), (job) => {
-          let settled = false
-          const run = Effect.flatMap(Effect.orDie(codec.decode(job.payload)), (value) => handler(value, { id: job.id, attempt: job.attempts }))
-          return Effect.flatMap(Effect.exit(graceful ? run : restore(run)), (exit) => {
-            settled = true
-            const settlement = classify(exit, job, maxAttempts)
-            const result: Effect.Effect<Exit.Exit<X, E>> = settlement._tag === "Release"
-              ? Effect.failCause((exit as Exit.Failure<X, E>).cause as Cause.Cause<never>)
-              : Effect.succeed(exit)
-            if (graceful) {
-              settler.submit(job, settlement)
-              return result
-            }
-            return Effect.zipRight(settler.submitAndWait(job, settlement), result)
-          }).pipe(
-            // Whatever ends this fiber between the lease and the settlement (a defect outside the handler, such as a
-            // stack overflow) still settles the job, as a failed attempt: held unsettled, its lease would be
-            // refreshed for as long as this process lives.
-            Effect.onExit((exit) => settled ? Effect.void : Effect.sync(() => settler.submit(job, classify(Exit.isSuccess(exit) ? Exit.die("settled by no one") : exit, job, maxAttempts))))
-          )
-        })
-      )
-
-    const run: DurableQueue.DurableQueue<A>["run"] = (handler, runOptions) =>
-      Effect.flatMap(runSettings(runOptions), ({ concurrency, shutdownTimeout }) =>
-        Effect.uninterruptibleMask((restore) =>
-          Effect.gen(function*() {
-            // A taker outlives any failure or defect (it logs and goes on); only interruption stops it.
-            const loop = take(handler, true).pipe(
-              Effect.catchAllCause((cause) =>
-                Cause.isInterruptedOnly(cause)
-                  ? Effect.failCause(cause as Cause.Cause<never>)
-                  : Effect.zipRight(Effect.logWarning("DurableQueue: taking a job failed; retrying", cause), Effect.sleep("500 millis"))
-              ),
-              Effect.forever,
-              Effect.interruptible
-            )
-            // Daemons, not children: a fiber waits for its children's interruption when it ends, so a handler still
-            // running (uninterruptibly) after `shutdownTimeout` would otherwise hold `run` forever.
-            const fibers = yield* Effect.forEach(Array.from({ length: concurrency }), () => Effect.forkDaemon(loop))
-            return yield* restore(Fiber.joinAll(fibers)).pipe(
-              Effect.zipRight(Effect.never),
-              // Takers waiting for a job stop at once; running jobs finish. A job still running after
-              // `shutdownTimeout` is left to its lease (it comes back once the process is gone). The wait is made
-              // interruptible: a finalizer runs uninterruptibly, where the timeout could not cut it.
-              Effect.onExit(() =>
-                Effect.ignore(Effect.timeout(Effect.interruptible(Fiber.interruptAll(fibers)), Duration.toMillis(shutdownTimeout)))
-              )
-            )
-          })
-        ))
-
-    const offer: DurableQueue.DurableQueue<A>["offer"] = (value, offerOptions) =>
-      Effect.gen(function*() {
-        const custom = offerOptions?.id !== undefined
-        const id = custom ? yield* offerId(offerOptions!.id) : globalThis.crypto.randomUUID()
-        const payload = yield* codec.encode(value).pipe(
-          Effect.mapError((cause) => new DurableQueueError({ reason: "EncodeFailed", backend: store.backend, queue: name, id, cause }))
-        )
-        yield* Effect.mapError(store.offer([{ id, payload, custom }]), failed)
-        yield* feed.offered.open
-        return id
-      })
-
-    const deadLetterReport = Effect.flatMap(Effect.mapError(store.deadLetters, failed), (stored) =>
-      Effect.map(
-        Effect.forEach(stored, (letter) =>
-          Effect.either(Effect.map(codec.decode(letter.payload), (value): DurableQueue.DeadLetter<A> => ({
-            id: letter.id,
-            value,
-            attempts: letter.attempts,
-            lastError: letter.lastError
-          })))),
-        (decoded) => {
-          const letters: Array<DurableQueue.DeadLetter<A>> = []
-          const undecodable: Array<DurableQueue.UndecodableDeadLetter> = []
-          decoded.forEach((either, i) => {
-            if (Either.isRight(either)) letters.push(either.right)
-            else {
-              const { attempts, id, lastError, payload } = stored[i]!
-              undecodable.push({ id, payload, attempts, lastError, error: either.left.message })
-            }
-          })
-          return { letters, undecodable }
-        }
-      ))
-
+/** @internal */
+export const make = <A, I>(
+  store: Store,
+  settings: QueueSettings,
+  schema: Schema.Schema<A, I>
+): Effect.Effect<DurableQueue.DurableQueue<A>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const failed = (cause: unknown, id?: string) =>
+      new DurableQueueError({ reason: "StoreFailed", backend: store.backend, queue: settings.name, cause, ...(id === undefined ? {} : { id }) })
+    const held: Held = new Held(store, settings.leaseMillis, (ids) => running.ask(ids))
+    const running = new Running(held.jobs)
+    const feed = new Feed(store, held, settings.pollMillis)
+    const settler = new Settler(store, held, failed, feed.offered.open)
+    const parts: Parts<A> = { store, settings, codec: makeCodec(schema), held, feed, settler, running, failed }
+    yield* startParts(parts)
+    const take = makeTake(parts)
+    const report = deadLetterReport(parts)
     return {
-      name,
-      offer,
-      take: (handler) => take(handler, false),
-      run,
-      size: Effect.mapError(store.size, failed),
-      deadLetters: Effect.flatMap(deadLetterReport, ({ letters, undecodable }) =>
+      name: settings.name,
+      offer: makeOffer(parts),
+      take: (<X, E, R>(handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>, options?: unknown) =>
+        options === undefined
+          ? take(handler, false, undefined)
+          : Effect.flatMap(takeSettings(options), (result) => take(handler, false, result === undefined ? undefined : makeCodec(result)))
+      ) as DurableQueue.DurableQueue<A>["take"],
+      run: makeRun(take),
+      deadLetters: Effect.flatMap(report, ({ letters, undecodable }) =>
         undecodable.length === 0 ? Effect.succeed(letters) : Effect.as(
           Effect.logWarning(
-            `DurableQueue ${name}: ${undecodable.length} dead letter(s) do not decode with today's schema (see undecodableDeadLetters): ` +
+            `DurableQueue ${settings.name}: ${undecodable.length} dead letter(s) do not decode with today's schema (see undecodableDeadLetters): ` +
               undecodable.slice(0, 10).map((letter) => `${letter.id}: ${letter.error}`).join("; ")
           ),
           letters
         )),
-      undecodableDeadLetters: Effect.map(deadLetterReport, (report) => report.undecodable),
-      requeue: (id) =>
-        Effect.flatMap(offerId(id), (checked) =>
-          Effect.tap(Effect.mapError(store.requeue(checked), failed), (found) => found ? feed.offered.open : Effect.void)),
-      purge: Effect.mapError(store.purge, failed)
+      undecodableDeadLetters: Effect.map(report, (r) => r.undecodable),
+      ...makeAdmin(parts)
     } satisfies DurableQueue.DurableQueue<A>
   })

@@ -1,6 +1,7 @@
 /**
- * The error of every `DurableQueue` store: a store that failed (its cause attached), or a job that cannot be
- * encoded (named by id, with why).
+ * The error of every `DurableQueue` store: a store that failed (its cause attached), a job that cannot be encoded
+ * (named by id, with why), an attempt that ran past its timeout, progress that cannot be stored, or a stored
+ * result that does not decode.
  */
 import * as Schema from "effect/Schema"
 
@@ -8,20 +9,37 @@ import * as Schema from "effect/Schema"
 export class DurableQueueError extends Schema.TaggedError<DurableQueueError>("effect-workers/DurableQueueError")(
   "DurableQueueError",
   {
-    reason: Schema.Literal("StoreFailed", "EncodeFailed"),
+    reason: Schema.Literal("StoreFailed", "EncodeFailed", "TimedOut", "ProgressRejected", "DecodeFailed"),
     /** Which store: "redis", "sql" or "memory". */
     backend: Schema.String,
     queue: Schema.String,
     /** The job concerned, where there is one. */
     id: Schema.optional(Schema.String),
+    /** "TimedOut": the attempt that ran past its timeout. */
+    attempt: Schema.optional(Schema.Number),
+    /** "TimedOut": the timeout, in milliseconds. */
+    timeoutMillis: Schema.optional(Schema.Number),
     cause: Schema.optional(Schema.Defect)
   }
 ) {
   override get message(): string {
     const cause = this.cause === undefined ? "" : `: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
     const job = this.id === undefined ? "a job" : `job ${JSON.stringify(this.id)}`
-    return `DurableQueue ${this.queue}: ${
-      this.reason === "StoreFailed" ? `the ${this.backend} store failed` : `cannot encode ${job}`
-    }${cause}`
+    return `DurableQueue ${this.queue}: ${what(this, job)}${cause}`
+  }
+}
+
+const what = (error: DurableQueueError, job: string): string => {
+  switch (error.reason) {
+    case "StoreFailed":
+      return `the ${error.backend} store failed${error.id === undefined ? "" : ` (${job})`}`
+    case "EncodeFailed":
+      return `cannot encode ${job}`
+    case "TimedOut":
+      return `${job} attempt ${error.attempt} timed out after ${error.timeoutMillis} ms`
+    case "ProgressRejected":
+      return `cannot record the progress of ${job}`
+    case "DecodeFailed":
+      return `cannot decode the result of ${job}`
   }
 }

@@ -2,11 +2,15 @@
  * The options of every `DurableQueue`, validated once for every store: each bad value is an `OptionError` naming
  * the field and the value (a plain-JavaScript caller passes `NaN` from `Number(process.env.X)`, `"abc"`, `{}`).
  */
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
 import type * as DurableQueue from "../../DurableQueue.js"
 import type { OptionError } from "../../OptionError.js"
 import { checker } from "../options.js"
+import { defaultBackoff, MAX_DELAY_MILLIS, type Policy } from "./backoff.js"
 import { badId } from "./encoding.js"
 
 const check = checker("DurableQueue")
@@ -17,12 +21,25 @@ const check = checker("DurableQueue")
  */
 const MIN_LEASE_MILLIS = 100
 
+/** The longest attempt timeout: Effect's timers treat longer ones as infinite (2^31 - 1 ms, setTimeout's limit). */
+const MAX_TIMEOUT_MILLIS = 2 ** 31 - 1
+
+/** Priorities from -1,000,000 to 1,000,000: room for any scheme, and exact in every store's integer column. */
+const MAX_PRIORITY = 1_000_000
+
+/** The largest exponential factor: 1000 reaches the 10-year cap in 5 attempts; more is a typo. */
+const MAX_FACTOR = 1000
+
 /** @internal */
 export interface QueueSettings {
   readonly name: string
   readonly maxAttempts: number
   readonly leaseMillis: number
   readonly pollMillis: number
+  readonly backoff: Policy
+  /** The queue's attempt timeout; undefined: none. */
+  readonly timeoutMillis: number | undefined
+  readonly resultTtlMillis: number
 }
 
 /** @internal */
@@ -35,28 +52,170 @@ export const queueSettings = <A, I>(options: DurableQueue.Options<A, I>): Effect
     const leaseMillis = Math.round(Duration.toMillis(lease))
     yield* check.require("leaseDuration", options.leaseDuration, leaseMillis >= MIN_LEASE_MILLIS, `a duration of ${MIN_LEASE_MILLIS} milliseconds or more`)
     const poll = yield* check.duration("pollInterval", options.pollInterval, "100 millis")
-    return { name, maxAttempts, leaseMillis, pollMillis: Math.max(1, Math.round(Duration.toMillis(poll))) }
+    const backoff = options.backoff !== undefined && Schedule.isSchedule(options.backoff)
+      ? options.backoff as Schedule.Schedule<unknown, unknown>
+      : yield* backoffData("backoff", options.backoff ?? defaultBackoff)
+    const timeoutMillis = yield* timeout("timeout", options.timeout)
+    const resultTtlMillis = yield* millis("resultTimeToLive", options.resultTimeToLive ?? "1 day", 0, MAX_DELAY_MILLIS)
+    return {
+      name,
+      maxAttempts,
+      leaseMillis,
+      pollMillis: Math.max(1, Math.round(Duration.toMillis(poll))),
+      backoff,
+      timeoutMillis,
+      resultTtlMillis
+    }
+  })
+
+/** A duration in whole milliseconds from `min` to `max`. */
+const millis = (field: string, value: Duration.DurationInput, min: number, max: number): Effect.Effect<number, OptionError> =>
+  Effect.flatMap(check.duration(field, value, 0), (duration) => {
+    const ms = Math.round(Duration.toMillis(duration))
+    return check.require(field, ms, ms >= min && ms <= max, `a duration from ${min} to ${max} milliseconds`)
+  })
+
+const timeout = (field: string, value: Duration.DurationInput | undefined): Effect.Effect<number | undefined, OptionError> =>
+  value === undefined ? Effect.succeed(undefined) : millis(field, value, 1, MAX_TIMEOUT_MILLIS)
+
+const BACKOFF_KEYS: Record<DurableQueue.Backoff["_tag"], ReadonlyArray<string>> = {
+  None: ["_tag"],
+  Fixed: ["_tag", "millis"],
+  Exponential: ["_tag", "baseMillis", "factor", "maxMillis", "jitter"]
+}
+
+const delayMillis = (field: string, value: unknown) =>
+  check.require(field, value, typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= MAX_DELAY_MILLIS, `an integer from 0 to ${MAX_DELAY_MILLIS} (milliseconds)`)
+
+/** `Backoff` data as built by `Backoff.*`, or as a plain-JavaScript caller wrote it. @internal */
+export const backoffData = (field: string, value: unknown): Effect.Effect<DurableQueue.Backoff, OptionError> =>
+  Effect.gen(function*() {
+    const tag = (value as { _tag?: unknown } | null)?._tag
+    const known = typeof value === "object" && value !== null && typeof tag === "string" && Object.hasOwn(BACKOFF_KEYS, tag)
+    yield* check.require(field, value, known, "a Backoff (Backoff.none, Backoff.fixed or Backoff.exponential) or, queue-wide, a Schedule")
+    const backoff = value as DurableQueue.Backoff
+    yield* check.knownKeys(backoff, BACKOFF_KEYS[backoff._tag], field)
+    if (backoff._tag === "Fixed") yield* delayMillis(`${field}.millis`, backoff.millis)
+    if (backoff._tag === "Exponential") {
+      yield* delayMillis(`${field}.baseMillis`, backoff.baseMillis)
+      yield* delayMillis(`${field}.maxMillis`, backoff.maxMillis)
+      const factor = backoff.factor
+      yield* check.require(`${field}.factor`, factor, typeof factor === "number" && factor >= 1 && factor <= MAX_FACTOR, `a number from 1 to ${MAX_FACTOR}`)
+      yield* check.require(`${field}.jitter`, backoff.jitter, typeof backoff.jitter === "boolean", "a boolean")
+    }
+    return backoff
   })
 
 /** @internal */
 export interface RunSettings {
   readonly concurrency: number
   readonly shutdownTimeout: Duration.Duration
+  readonly result: Schema.Schema<unknown, unknown> | undefined
 }
+
+/** A `result` option: a Schema or nothing. */
+const resultSchema = (value: unknown): Effect.Effect<Schema.Schema<unknown, unknown> | undefined, OptionError> =>
+  value === undefined
+    ? Effect.succeed(undefined)
+    : check.require("result", value as Schema.Schema<unknown, unknown>, Schema.isSchema(value), "a Schema")
+
+/** @internal */
+export const takeSettings = (options: unknown): Effect.Effect<Schema.Schema<unknown, unknown> | undefined, OptionError> =>
+  Effect.zipRight(check.knownKeys(options, ["result"], "take options"), resultSchema((options as { result?: unknown } | undefined)?.result))
 
 /** @internal */
 export const runSettings = (
-  options: { readonly concurrency?: number | undefined; readonly shutdownTimeout?: Duration.DurationInput | undefined } | undefined
+  options: {
+    readonly concurrency?: number | undefined
+    readonly shutdownTimeout?: Duration.DurationInput | undefined
+    readonly result?: unknown
+  } | undefined
 ): Effect.Effect<RunSettings, OptionError> =>
   Effect.gen(function*() {
-    yield* check.knownKeys(options, ["concurrency", "shutdownTimeout"], "run options")
+    yield* check.knownKeys(options, ["concurrency", "shutdownTimeout", "result"], "run options")
     const concurrency = yield* check.integer("concurrency", options?.concurrency, 1, 1)
     const shutdownTimeout = yield* check.duration("shutdownTimeout", options?.shutdownTimeout, "30 seconds")
-    return { concurrency, shutdownTimeout }
+    const result = yield* resultSchema(options?.result)
+    return { concurrency, shutdownTimeout, result }
   })
 
 /** The id of an offer, checked. @internal */
 export const offerId = (id: unknown): Effect.Effect<string, OptionError> => {
   const why = badId(id)
   return why === undefined ? Effect.succeed(id as string) : check.require("id", id as string, false, why)
+}
+
+/** The per-job settings the core stores with a job (`OfferedJob.options`, JSON) and reads back at lease. @internal */
+export interface JobSettings {
+  readonly timeoutMillis?: number
+  readonly backoff?: DurableQueue.Backoff
+}
+
+/** An offer, checked and resolved: what the store is given, but the payload. @internal */
+export interface OfferSettings {
+  readonly id: string
+  readonly custom: boolean
+  readonly delayMillis: number
+  readonly priority: number
+  readonly options: string | undefined
+}
+
+const OFFER_KEYS = ["id", "delay", "runAt", "priority", "timeout", "backoff"]
+
+/**
+ * A `runAt` as a delay from now (`Clock`), 0 when it passed. It must lie within 10 years of now either way: more
+ * than that in the past is almost surely epoch seconds (`Date.now() / 1000` is 1.7e9 ms: 1970), which would
+ * otherwise run the job at once.
+ */
+const runAtDelay = (runAt: unknown): Effect.Effect<number, OptionError> =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    const at = runAt instanceof Date ? runAt.getTime() : runAt
+    const ok = typeof at === "number" && Number.isInteger(at) && Math.abs(at - now) <= MAX_DELAY_MILLIS
+    return Effect.as(
+      check.require("runAt", runAt, ok, "a valid Date or epoch milliseconds within 10 years of now (not seconds)"),
+      Math.max(0, (at as number) - now)
+    )
+  })
+
+/** @internal */
+export const offerSettings = (options: DurableQueue.OfferOptions | undefined): Effect.Effect<OfferSettings, OptionError> => {
+  if (options === undefined) return Effect.succeed({ id: globalThis.crypto.randomUUID(), custom: false, delayMillis: 0, priority: 0, options: undefined })
+  return Effect.gen(function*() {
+    yield* check.knownKeys(options, OFFER_KEYS, "offer options")
+    const custom = options.id !== undefined
+    const id = custom ? yield* offerId(options.id) : globalThis.crypto.randomUUID()
+    if (options.delay !== undefined && options.runAt !== undefined) {
+      yield* check.require("runAt", options.runAt, false, "absent when `delay` is given (one or the other)")
+    }
+    const delayMillis = options.runAt !== undefined
+      ? yield* runAtDelay(options.runAt)
+      : options.delay !== undefined
+      ? yield* millis("delay", options.delay, 0, MAX_DELAY_MILLIS)
+      : 0
+    const priority = yield* check.integer("priority", options.priority, 0, -MAX_PRIORITY, MAX_PRIORITY)
+    const timeoutMillis = yield* timeout("timeout", options.timeout)
+    const backoff = options.backoff === undefined ? undefined : yield* backoffData("backoff", options.backoff)
+    const settings: JobSettings = {
+      ...(timeoutMillis === undefined ? {} : { timeoutMillis }),
+      ...(backoff === undefined ? {} : { backoff })
+    }
+    return {
+      id,
+      custom,
+      delayMillis,
+      priority,
+      options: timeoutMillis === undefined && backoff === undefined ? undefined : JSON.stringify(settings)
+    }
+  })
+}
+
+/** The per-job settings of a leased job; none when absent or unreadable (the queue's then apply). @internal */
+export const jobSettings = (options: string | undefined): JobSettings => {
+  if (options === undefined) return {}
+  try {
+    const parsed: unknown = JSON.parse(options)
+    return typeof parsed === "object" && parsed !== null ? parsed as JobSettings : {}
+  } catch {
+    return {}
+  }
 }

@@ -75,11 +75,11 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
         const flat = reply as Array<string | number>
         const out: Array<LeasedJob> = []
         for (let i = 0; i < flat.length; i += 3) {
-          out.push({ id: String(flat[i]), payload: String(flat[i + 1]), attempts: Number(flat[i + 2]), handle: null })
+          out.push({ id: String(flat[i]), payload: String(flat[i + 1]), attempts: Number(flat[i + 2]), handle: null, options: undefined })
         }
         return out
       }),
-    refresh: (jobs: ReadonlyArray<LeasedJob>) => Effect.asVoid(refresh(token, settings.leaseMillis, ...jobs.map((job) => job.id))),
+    refresh: (jobs: ReadonlyArray<LeasedJob>) => Effect.as(refresh(token, settings.leaseMillis, ...jobs.map((job) => job.id)), []),
     settle: (batch: ReadonlyArray<Settle>) =>
       Effect.asVoid(settle(
         token,
@@ -103,7 +103,15 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
       return out
     }),
     requeue: (id) => Effect.map(requeue(id), (n) => Number(n) === 1),
-    purge: Effect.map(purge(), Number)
+    purge: Effect.map(purge(), Number),
+    // --- port of issue #11, not implemented on this branch (dq-redis implements it) ---
+    cancel: () => Effect.dieMessage("cancel: not implemented on this branch"),
+    progress: () => Effect.dieMessage("progress: not implemented on this branch"),
+    status: () => Effect.dieMessage("status: not implemented on this branch"),
+    setPaused: () => Effect.dieMessage("setPaused: not implemented on this branch"),
+    counts: Effect.dieMessage("counts: not implemented on this branch"),
+    requeueAll: Effect.dieMessage("requeueAll: not implemented on this branch")
+    // --- end of #11 port stubs ---
   }
 }
 

@@ -193,6 +193,8 @@ export const makeStore = (
         const releases: Array<unknown> = []
         let requeues = 0
         for (const { job, settlement } of batch) {
+          // #11 port stub (dq-sql implements it)
+          if (settlement._tag === "Cancelled") return yield* Effect.dieMessage("settle Cancelled: not implemented on this branch")
           if (settlement._tag === "Ack") acks.push(job.handle)
           else if (settlement._tag === "Release") releases.push(job.handle)
           else yield* fail(job.handle, settlement._tag === "Dead" ? 2 : 0, settlement.attempts, settlement.lastError)
@@ -241,13 +243,13 @@ export const makeStore = (
           Effect.zipRight(startListening, notified.close),
           Effect.map(leaseRows(max), (rows) =>
             rows
-              .map((row): LeasedJob => ({ id: row.id, payload: row.element, attempts: Number(row.attempts), handle: row.sequence }))
+              .map((row): LeasedJob => ({ id: row.id, payload: row.element, attempts: Number(row.attempts), handle: row.sequence, options: undefined }))
               .sort((a, b) => Number(a.handle) - Number(b.handle)))
         ),
       refresh: (jobs) =>
         Effect.forEach(chunks(jobs.map((job) => job.handle), BATCH), (chunk) =>
           sql`UPDATE ${table} SET visible_at = ${now} + ${lease}
-            WHERE sequence IN ${inList(chunk)} AND acquired_by = ${worker} AND state = 0`, { discard: true }),
+            WHERE sequence IN ${inList(chunk)} AND acquired_by = ${worker} AND state = 0`, { discard: true }).pipe(Effect.as([])),
       settle,
       size: Effect.map(
         sql<{ n: number | string }>`SELECT COUNT(*) AS n FROM ${table} WHERE queue_name = ${name} AND state = 0`,
@@ -269,7 +271,15 @@ export const makeStore = (
       purge: Effect.map(
         sql<{ id: string }>`DELETE FROM ${table} WHERE queue_name = ${name} AND state = 2 RETURNING id`,
         (rows) => rows.length
-      )
+      ),
+      // --- port of issue #11, not implemented on this branch (dq-sql implements it) ---
+      cancel: () => Effect.dieMessage("cancel: not implemented on this branch"),
+      progress: () => Effect.dieMessage("progress: not implemented on this branch"),
+      status: () => Effect.dieMessage("status: not implemented on this branch"),
+      setPaused: () => Effect.dieMessage("setPaused: not implemented on this branch"),
+      counts: Effect.dieMessage("counts: not implemented on this branch"),
+      requeueAll: Effect.dieMessage("requeueAll: not implemented on this branch")
+      // --- end of #11 port stubs ---
     }
     return store
   })

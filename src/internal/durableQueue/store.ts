@@ -7,9 +7,9 @@
  * Leases belong to one core (one `DurableQueue` instance): the store identifies its holder however it likes (a
  * token made at construction) and ignores a refresh or settlement of a job leased to someone else now.
  *
- * Made to grow (issues "complete job queue" and "durable throughput"): a run-at time or a priority is one more
- * field on `OfferedJob` and on `Settlement`'s "Retry", a bulk offer is `offer` with many jobs (already a batch),
- * and larger lease batches are `lease(max)` with a larger `max`.
+ * Times are RELATIVE (`delayMillis`, `resultTtlMillis`): each store reads its own clock (Redis `TIME`, the
+ * database's `now()`, `Clock` in memory), so processes whose clocks disagree still agree on a job's time; the core
+ * turns an absolute `runAt` into a delay with `Clock.currentTimeMillis`.
  */
 import type * as Effect from "effect/Effect"
 
@@ -20,6 +20,12 @@ export interface OfferedJob {
   readonly payload: string
   /** False for ids the core generated (random UUIDs, unique by construction): a store may skip remembering them. */
   readonly custom: boolean
+  /** Not leased before the store's now + delayMillis (0: ready now). */
+  readonly delayMillis: number
+  /** Higher first; ties in offer order. */
+  readonly priority: number
+  /** Per-job settings the core wrote (JSON text: timeout, backoff), returned at lease untouched; undefined: none. */
+  readonly options: string | undefined
 }
 
 /** A job leased to this core. @internal */
@@ -33,22 +39,27 @@ export interface LeasedJob {
   readonly attempts: number
   /** The store's own handle (a row number); the core hands it back untouched. */
   readonly handle: unknown
+  /** `OfferedJob.options` as offered. */
+  readonly options: string | undefined
 }
 
 /**
  * What becomes of a leased job; `attempts` is what the store writes (the core decides it).
- * - Ack: done, gone (its id stays known, so it is not queued again);
+ * - Ack: done (its id stays known, so it is not queued again; status "done", attempts kept); `result` (JSON text)
+ *   is kept for `resultTtlMillis` when defined;
  * - Release: queued again untouched (interrupted, or fetched and never run: `attempts` is one less than leased);
- * - Retry: queued again after a failed attempt, with its error;
- * - Dead: moved to the dead letters with its error.
+ * - Retry: queued again after a failed attempt, with its error, not leased before `delayMillis` from now (backoff);
+ * - Dead: moved to the dead letters with its error;
+ * - Cancelled: its cancellation was asked while it ran; state "cancelled" (id stays known), not retried.
  *
  * @internal
  */
 export type Settlement =
-  | { readonly _tag: "Ack" }
+  | { readonly _tag: "Ack"; readonly result: string | undefined; readonly resultTtlMillis: number }
   | { readonly _tag: "Release"; readonly attempts: number }
-  | { readonly _tag: "Retry"; readonly attempts: number; readonly lastError: string }
+  | { readonly _tag: "Retry"; readonly attempts: number; readonly lastError: string; readonly delayMillis: number }
   | { readonly _tag: "Dead"; readonly attempts: number; readonly lastError: string }
+  | { readonly _tag: "Cancelled"; readonly attempts: number }
 
 /** @internal */
 export interface Settle {
@@ -62,6 +73,29 @@ export interface StoredDeadLetter {
   readonly payload: string
   readonly attempts: number
   readonly lastError: string
+}
+
+/** @internal */
+export type StoredState = "waiting" | "delayed" | "running" | "done" | "dead" | "cancelled"
+
+/** What a store knows of one job. @internal */
+export interface StoredStatus {
+  readonly state: StoredState
+  readonly attempts: number
+  /** The last progress reported (JSON text), if any. */
+  readonly progress: string | undefined
+  readonly lastError: string | undefined
+  /** The stored result (JSON text) while its time to live lasts. */
+  readonly result: string | undefined
+}
+
+/** @internal */
+export interface StoredCounts {
+  readonly waiting: number
+  readonly delayed: number
+  readonly running: number
+  readonly dead: number
+  readonly paused: boolean
 }
 
 /**
@@ -80,20 +114,24 @@ export interface Store {
    * single offers a fetcher then takes several per statement instead of one (20 ms on SQL). 0: none.
    */
   readonly wakeSpacingMillis: number
-  /** Keeps the jobs, skipping ids already known (waiting, leased, done or dead). */
+  /**
+   * Keeps the jobs, skipping ids already known (waiting, delayed, leased, done, dead or cancelled); a delayed job is
+   * not leased before its time.
+   */
   readonly offer: (jobs: ReadonlyArray<OfferedJob>) => Effect.Effect<void, unknown>
   /**
-   * Leases up to `max` ready jobs, oldest first, for `leaseMillis`, counting an attempt on each. Jobs whose lease
-   * expired are ready again (their runner died). Never waits for jobs to come.
+   * Leases up to `max` ready jobs (delay passed), highest priority first, then offer order, for `leaseMillis`,
+   * counting an attempt on each; nothing while paused. Jobs whose lease expired are ready again (their runner
+   * died); one whose cancellation was asked is settled "cancelled" instead of handed out. Never waits for jobs.
    */
   readonly lease: (max: number) => Effect.Effect<ReadonlyArray<LeasedJob>, unknown>
   /** Completes when jobs may have been offered elsewhere (a notification); `Effect.never` for stores without. */
   readonly ready: Effect.Effect<void>
-  /** Extends the leases of these jobs, where this core still holds them. */
-  readonly refresh: (jobs: ReadonlyArray<LeasedJob>) => Effect.Effect<void, unknown>
+  /** Extends these leases where this core holds them; returns the ids among them whose cancellation was asked. */
+  readonly refresh: (jobs: ReadonlyArray<LeasedJob>) => Effect.Effect<ReadonlyArray<string>, unknown>
   /** Applies settlements, each only where this core still holds the job; idempotent (a retried batch is harmless). */
   readonly settle: (batch: ReadonlyArray<Settle>) => Effect.Effect<void, unknown>
-  /** Jobs waiting or leased. */
+  /** Jobs not yet done: waiting, delayed or leased. */
   readonly size: Effect.Effect<number, unknown>
   /** Dead letters, oldest first. */
   readonly deadLetters: Effect.Effect<ReadonlyArray<StoredDeadLetter>, unknown>
@@ -101,4 +139,19 @@ export interface Store {
   readonly requeue: (id: string) => Effect.Effect<boolean, unknown>
   /** Deletes every dead letter; returns how many there were. */
   readonly purge: Effect.Effect<number, unknown>
+  /**
+   * waiting/delayed: now "cancelled" (its id stays known). leased: cancellation asked (`refresh` reports it; a
+   * later `lease` of it, after its runner died, settles it "cancelled" instead of handing it out). "none": no such
+   * job waiting, delayed or leased.
+   */
+  readonly cancel: (id: string) => Effect.Effect<"cancelled" | "asked" | "none", unknown>
+  /** Stores progress (JSON text) of a job this core holds; ignored otherwise. */
+  readonly progress: (job: LeasedJob, json: string) => Effect.Effect<void, unknown>
+  /** What is known of `id`; undefined when nothing (never offered, purged, or its done record expired). */
+  readonly status: (id: string) => Effect.Effect<StoredStatus | undefined, unknown>
+  /** Pauses or resumes the queue for every core on the store; resuming wakes takers (notification / wake-up). */
+  readonly setPaused: (paused: boolean) => Effect.Effect<void, unknown>
+  readonly counts: Effect.Effect<StoredCounts, unknown>
+  /** Queues every dead letter again, attempts reset; returns how many. */
+  readonly requeueAll: Effect.Effect<number, unknown>
 }
