@@ -142,11 +142,34 @@ export type WriterOutput<Item, R = never> =
  * @category models
  */
 export interface JobFailure {
-  readonly reason: "ReaderFailed" | "ProcessDied" | "ShutdownTimeout" | "Unsendable" | "JobTimeout"
+  /**
+   * `"Cancelled"`: with a durable source, the DurableQueue job was cancelled (`cancel(id)`) or timed out (its
+   * `timeout`) while a reader held it; an `Effect` reader is interrupted, a sync or async one runs on but its
+   * outcome is ignored.
+   */
+  readonly reason: "ReaderFailed" | "ProcessDied" | "ShutdownTimeout" | "Unsendable" | "JobTimeout" | "Cancelled"
   readonly jobId: number
   readonly item: unknown
   readonly processId: number
   readonly message: string
+}
+
+/**
+ * What a reader gets about its job, as its fourth argument.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ReaderJob {
+  /** The job's id in this run (`JobFailure.jobId`). */
+  readonly id: number
+  /**
+   * Reports the job's progress. With a durable `source` it is recorded as the DurableQueue job's progress
+   * (`Job.progress`: plain JSON of at most 64 KiB, readable with `status(id)`; a value it refuses is logged in the
+   * writer); without one it is ignored. Fire and forget: values reported in the same tick are sent as one, the
+   * last; a value structured clone cannot carry is dropped with a warning on stderr.
+   */
+  readonly progress: (value: unknown) => void
 }
 
 /**
@@ -166,7 +189,7 @@ export interface JobRunner<Item, Ctx = never, WCtx = never, C = Context.Context<
   readonly source:
     | ((settings: Settings) => Effect.Effect<DurableQueue<Item>, unknown, WCtx | Scope.Scope>)
     | undefined
-  readonly reader: (item: Item, context: C, settings: Settings) => unknown
+  readonly reader: (item: Item, context: C, settings: Settings, job: ReaderJob) => unknown
   readonly context: Layer.Layer<Ctx, unknown> | ContextFunction<C> | Effect.Effect<C, unknown, Scope.Scope> | undefined
   readonly writerContext: Layer.Layer<WCtx, unknown> | undefined
   readonly settings: SettingsInput
@@ -229,9 +252,10 @@ export declare namespace JobRunner {
       | undefined
     /**
      * Runs one item in a reader process: sync, async, or an `Effect` (which gets the context provided).
-     * Its result is ignored; a throw, rejection or failure is reported and the process goes on.
+     * Its result is ignored; a throw, rejection or failure is reported and the process goes on. `job` carries
+     * the job's id and a `progress` function (see {@link ReaderJob}).
      */
-    readonly reader: (item: Item, context: Context.Context<Ctx>, settings: Settings) => unknown
+    readonly reader: (item: Item, context: Context.Context<Ctx>, settings: Settings, job: ReaderJob) => unknown
     /**
      * Built once in every reader process; the reader receives the built `Context`, and a reader that returns an
      * `Effect` gets it provided. For a plain value instead, see {@link JobRunner.PlainOptions}. A failure fails
@@ -256,7 +280,7 @@ export declare namespace JobRunner {
   export interface PlainOptions<Item, I, C, WCtx> extends Omit<Options<Item, I, never, WCtx>, "context" | "reader"> {
     readonly context: ContextFunction<C> | Effect.Effect<C, unknown, Scope.Scope>
     /** Runs one item in a reader process, with the value `context` built. */
-    readonly reader: (item: Item, context: C, settings: Settings) => unknown
+    readonly reader: (item: Item, context: C, settings: Settings, job: ReaderJob) => unknown
   }
 }
 
@@ -396,7 +420,7 @@ export type { Job, JobDone, ReaderHandle, SpawnRequest } from "./internal/jobRun
  * @since 0.1.0
  * @category errors
  */
-export type { JobTimedOut, ProcessDied } from "./internal/jobRunner/definition.js"
+export type { JobCancelled, JobTimedOut, ProcessDied } from "./internal/jobRunner/definition.js"
 
 /**
  * A runner of any item, context and error types, as a `ReaderSpawner` receives it in a `SpawnRequest`.

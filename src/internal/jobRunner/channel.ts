@@ -22,6 +22,7 @@ import {
   CONTEXT_FAILED,
   isFromReader,
   needsAsync,
+  PROTOCOL_VERSION,
   READY,
   ReaderError,
   RESULTS,
@@ -121,13 +122,23 @@ export class ReaderChannel {
     if (!isFromReader(message)) return this.ignore(message)
     switch (message[0]) {
       case READY:
-        return Deferred.unsafeDone(this.started, Exit.void)
+        return Deferred.unsafeDone(
+          this.started,
+          message[1] === PROTOCOL_VERSION ? Exit.void : Exit.fail(this.startError(
+            "SpawnFailed",
+            `the reader speaks protocol version ${message[1] ?? 1}, this writer ${PROTOCOL_VERSION} (a stale build of the reader entry?)`
+          ))
+        )
       case START_FAILED:
         return Deferred.unsafeDone(
           this.started,
           Exit.fail(this.startError(message[2] === CONTEXT_FAILED ? "ContextFailed" : "SpawnFailed", message[1]))
         )
       case RESULTS: {
+        const progress = message[4]
+        if (progress !== undefined) {
+          for (const [id, value] of progress) this.pending.get(id)?.job.progress?.(value)
+        }
         const started = message[3]
         for (let i = 0; i < started.length; i++) {
           const entry = this.pending.get(started[i]!)

@@ -8,7 +8,7 @@ import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type * as Api from "../../JobRunner.js"
-import type { AnyRunner, JobRunnerError, JobTimedOut, ProcessDied } from "./definition.js"
+import type { AnyRunner, JobCancelled, JobRunnerError, JobTimedOut, ProcessDied } from "./definition.js"
 import type { ReaderError } from "./protocol.js"
 
 /** @internal */
@@ -17,10 +17,12 @@ export interface Job {
   readonly item: unknown
   /** With a durable source: settles the job's lease (undefined: success; a failure; "back": put it back untried). */
   readonly settle?: ((outcome: Api.JobFailure | undefined | "back") => void) | undefined
+  /** With a durable source: records the progress its reader reported (`ReaderJob.progress`). */
+  readonly progress?: ((value: unknown) => void) | undefined
 }
 
 /** How a job ended: `undefined` for success. @internal */
-export type JobDone = (job: Job, failure: ReaderError | ProcessDied | JobTimedOut | undefined) => void
+export type JobDone = (job: Job, failure: ReaderError | ProcessDied | JobTimedOut | JobCancelled | undefined) => void
 
 /** @internal */
 export interface ReaderHandle {

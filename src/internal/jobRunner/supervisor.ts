@@ -16,14 +16,26 @@ import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import type * as Api from "../../JobRunner.js"
-import { type AnyRunner, isPromiseLike, type JobRunnerError, JobTimedOut, type ProcessDied } from "./definition.js"
+import {
+  type AnyRunner,
+  isPromiseLike,
+  JobCancelled,
+  type JobRunnerError,
+  JobTimedOut,
+  type ProcessDied
+} from "./definition.js"
 import { type JobQueue, Notifier } from "./jobQueue.js"
 import type { ReaderError } from "./protocol.js"
 import type { Job, JobDone, ReaderHandle, ReaderSpawner } from "./spawner.js"
 import type { RunStats, SlotRow } from "./stats.js"
 
-const reasonOf = (error: ReaderError | ProcessDied | JobTimedOut, shutdownTimedOut: boolean): Api.JobFailure["reason"] => {
+const reasonOf = (
+  error: ReaderError | ProcessDied | JobTimedOut | JobCancelled,
+  shutdownTimedOut: boolean
+): Api.JobFailure["reason"] => {
   switch (error._tag) {
+    case "JobCancelled":
+      return "Cancelled"
     case "ProcessDied":
       return shutdownTimedOut ? "ShutdownTimeout" : "ProcessDied"
     case "JobTimedOut":
@@ -155,6 +167,7 @@ class ProcessFeed {
     queue.inFlight--
     this.burst++
     if (this.startedAt !== undefined) this.startedAt.delete(job)
+    if (job.settle !== undefined) queue.holders.delete(job)
     if (error?._tag === "ProcessDied" && error.unstarted === true) {
       // It never ran: another process runs it (or, stopping, a durable source gets it back untried).
       this.markDied()
@@ -213,6 +226,17 @@ class ProcessFeed {
     })
   }
 
+  /**
+   * Gives up a durable job its DurableQueue cancelled (or timed out): the reader is told (an `Effect` reader is
+   * interrupted, a job still in its backlog dropped) and the job settles `Cancelled`, its slot free. A sync or
+   * async reader cannot be stopped and runs on, its outcome ignored; one stuck in a synchronous loop holds its
+   * slot in the process until `jobTimeout` (if set) times out the jobs sent after it and replaces the process.
+   */
+  readonly abort = (job: Job): void => {
+    if (!this.handle.cancel(job.id)) return
+    this.settle(job, new JobCancelled({ detail: "cancelled or timed out in its DurableQueue" }))
+  }
+
   /** Hands over queued jobs up to what the process may hold. */
   fill(): void {
     const { queue, settings } = this.deps
@@ -228,12 +252,14 @@ class ProcessFeed {
       queue.inFlight++
       this.row.running++
       this.row.taken++
+      if (job.settle !== undefined) queue.holders.set(job, this)
       if (!this.handle.submit(job, this.settle, this.started)) {
         // The process is gone and did not take it: the job goes back to the head of the queue.
         this.taken--
         queue.inFlight--
         this.row.running--
         this.row.taken--
+        if (job.settle !== undefined) queue.holders.delete(job)
         queue.putBack(job)
         this.markDied()
       }
