@@ -16,6 +16,10 @@ import { pathToFileURL } from "node:url"
 import { compiledFixture } from "./helpers/compiled.js"
 import { readJsonLines } from "./helpers/processes.js"
 import * as DurableQueue from "../src/DurableQueue.js"
+import { ReaderChannel } from "../src/internal/jobRunner/channel.js"
+import { CANCEL, PROTOCOL_VERSION, READY, RESULTS, RUN } from "../src/internal/jobRunner/protocol.js"
+import { startReaderHost } from "../src/internal/jobRunner/readerHost.js"
+import { resolveSettings } from "../src/internal/jobRunner/settings.js"
 import * as JobRunner from "../src/JobRunner.js"
 
 const inline = <A, E>(self: Effect.Effect<A, E>) => Effect.provide(self, JobRunner.layerInline)
@@ -171,5 +175,53 @@ describe("JobRunner with a DurableQueue source: cancel and timeout in a real rea
       const timedOut = yield* stateOf(queue, "hang-timeout")
       expect(timedOut?.state).toBe("dead")
       expect(timedOut?.lastError).toContain("timed out")
+    }))
+})
+
+describe("JobRunner reader protocol, version 2", () => {
+  it.effect("a reader that speaks another protocol version fails its start with SpawnFailed naming both", () =>
+    Effect.gen(function*() {
+      const runner = JobRunner.make({ name: "versioned", writer: () => [], reader: () => undefined }) as never
+      for (const ready of [[READY], [READY, 1], [READY, "2"]]) {
+        const channel = new ReaderChannel(runner, "reader process 1", () => {}, 1)
+        channel.receive(ready)
+        const error = yield* Effect.flip(channel.ready)
+        expect(error.reason).toBe("SpawnFailed")
+        expect(error.message).toContain(`this writer ${PROTOCOL_VERSION}`)
+      }
+      const current = new ReaderChannel(runner, "reader process 2", () => {}, 1)
+      current.receive([READY, PROTOCOL_VERSION])
+      yield* current.ready
+    }))
+
+  it.live("CANCEL drops a job still waiting in the reader's backlog: it never starts; the running one is interrupted", () =>
+    Effect.gen(function*() {
+      const started: Array<string> = []
+      const runner = JobRunner.make({
+        name: "backlog",
+        item: Schema.String,
+        writer: () => [],
+        reader: (item: string): Effect.Effect<void> => {
+          started.push(item)
+          return item === "first" ? Effect.never : Effect.void
+        }
+      })
+      const sent: Array<ReadonlyArray<unknown>> = []
+      const settings = yield* resolveSettings(runner as never, { concurrentTasksPerProcess: 1 })
+      const host = (yield* startReaderHost(runner as never, settings, {
+        send: (message) => sent.push(message),
+        later: queueMicrotask,
+        exit: () => {}
+      }))!
+      // One slot: "first" runs (forever), "second" and "third" wait in the backlog.
+      host.receive([RUN, 0, "first", 1, "second", 2, "third"])
+      host.receive([CANCEL, 1])
+      host.receive([CANCEL, 0])
+      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      expect(started).toEqual(["first", "third"])
+      const results = sent.filter((m) => m[0] === RESULTS)
+      expect(results.flatMap((m) => m[3] as Array<number>)).toEqual([0, 2])
+      expect(results.flatMap((m) => m[2] as Array<ReadonlyArray<unknown>>).map((f) => [f[0], f[2]])).toEqual([[0, "interrupted"]])
+      expect(results.flatMap((m) => m[1] as Array<number>)).toEqual([2])
     }))
 })
