@@ -14,7 +14,7 @@ import * as Os from "node:os"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
 import { compiledFixture } from "./helpers/compiled.js"
-import { readJsonLines } from "./helpers/processes.js"
+import { isAlive, readJsonLines } from "./helpers/processes.js"
 import * as DurableQueue from "../src/DurableQueue.js"
 import { ReaderChannel } from "../src/internal/jobRunner/channel.js"
 import { CANCEL, PROTOCOL_VERSION, READY, RESULTS, RUN } from "../src/internal/jobRunner/protocol.js"
@@ -125,23 +125,65 @@ describe("JobRunner with a DurableQueue source: the job's progress, cancel and t
     }))
 })
 
+/** Reader processes load the compiled fixture and log to a fresh file (env inherited); restored afterwards. */
+const readerEnv = Effect.gen(function*() {
+  const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-durable-job-"))
+  const logFile = Path.join(dir, "log.jsonl")
+  const before = { entry: process.env.EFFECT_WORKERS_JOB_RUNNER_ENTRY, log: process.env.FIXTURE_LOG }
+  process.env.EFFECT_WORKERS_JOB_RUNNER_ENTRY = compiledFixture("src/node/readerProcess.ts")
+  process.env.FIXTURE_LOG = logFile
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      for (const [key, value] of [["EFFECT_WORKERS_JOB_RUNNER_ENTRY", before.entry], ["FIXTURE_LOG", before.log]] as const) {
+        if (value === undefined) delete process.env[key]
+        else process.env[key] = value
+      }
+      Fs.rmSync(dir, { recursive: true, force: true })
+    })
+  )
+  return logFile
+})
+
+type ReaderEvent = { e: string; item: string; pid: number }
+
 describe("JobRunner with a DurableQueue source: cancel and timeout in a real reader process", { timeout: 60_000 }, () => {
+  it.scopedLive("a cancelled job stuck in a synchronous loop keeps its slot until jobTimeout replaces its process; the next job runs elsewhere", () =>
+    Effect.gen(function*() {
+      const logFile = yield* readerEnv
+      const queue = yield* DurableQueue.memory({ name: "spin", schema: Schema.String, maxAttempts: 1 })
+      yield* queue.offer("spin", { id: "spin" })
+      const failures: Array<JobRunner.JobFailure> = []
+      const runner = JobRunner.make({
+        name: "durableReader",
+        module: pathToFileURL(compiledFixture("test/fixtures/jobRunner-durableReader.ts")).href,
+        item: Schema.String,
+        source: () => Effect.succeed(queue),
+        reader: () => undefined,
+        onError: (failure) => {
+          failures.push(failure)
+        },
+        settings: { ...settings, concurrentTasksPerProcess: 1, maxJobsPerProcess: 0, jobTimeout: "2 seconds" }
+      })
+      const run = yield* Effect.fork(JobRunner.run(runner))
+      yield* until(Effect.sync(() => Fs.existsSync(logFile) && readJsonLines<ReaderEvent>(logFile).some((e) => e.item === "spin")))
+      expect(yield* queue.cancel("spin")).toBe(true)
+      // Offered once "spin" holds the process's only slot: it must not be handed to that process.
+      yield* queue.offer("a", { id: "a" })
+      const summary = yield* run.await.pipe(Effect.flatten)
+      const starts = readJsonLines<ReaderEvent>(logFile).filter((e) => e.e === "start")
+      const spinPid = starts.find((e) => e.item === "spin")!.pid
+      expect(starts.map((e) => e.item)).toEqual(["spin", "a"])
+      expect(starts[1]!.pid).not.toBe(spinPid)
+      expect(isAlive(spinPid)).toBe(false)
+      expect(failures.map((f) => [f.item, f.reason])).toEqual([["spin", "Cancelled"]])
+      expect(summary).toMatchObject({ processed: 1, failed: 1 })
+      expect((yield* stateOf(queue, "spin"))?.state).toBe("cancelled")
+      expect((yield* stateOf(queue, "a"))?.state).toBe("done")
+    }))
+
   it.scopedLive("progress recorded from the reader process; cancel and a timeout interrupt the reader there; the rest done once", () =>
     Effect.gen(function*() {
-      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-durable-job-"))
-      const logFile = Path.join(dir, "log.jsonl")
-      const before = { entry: process.env.EFFECT_WORKERS_JOB_RUNNER_ENTRY, log: process.env.FIXTURE_LOG }
-      process.env.EFFECT_WORKERS_JOB_RUNNER_ENTRY = compiledFixture("src/node/readerProcess.ts")
-      process.env.FIXTURE_LOG = logFile
-      yield* Effect.addFinalizer(() =>
-        Effect.sync(() => {
-          for (const [key, value] of [["EFFECT_WORKERS_JOB_RUNNER_ENTRY", before.entry], ["FIXTURE_LOG", before.log]] as const) {
-            if (value === undefined) delete process.env[key]
-            else process.env[key] = value
-          }
-          Fs.rmSync(dir, { recursive: true, force: true })
-        })
-      )
+      const logFile = yield* readerEnv
       const queue = yield* DurableQueue.memory({ name: "process", schema: Schema.String, maxAttempts: 1 })
       for (const id of ["a", "b", "c", "hang-cancel"]) yield* queue.offer(id, { id })
       yield* queue.offer("hang-timeout", { id: "hang-timeout", timeout: "2 seconds" })
@@ -162,7 +204,7 @@ describe("JobRunner with a DurableQueue source: cancel and timeout in a real rea
       yield* until(Effect.map(stateOf(queue, "hang-cancel"), (s) => s?.progress !== undefined))
       expect(yield* queue.cancel("hang-cancel")).toBe(true)
       const summary = yield* run.await.pipe(Effect.flatten)
-      const events = readJsonLines<{ e: string; item: string; pid: number }>(logFile)
+      const events = readJsonLines<ReaderEvent>(logFile)
       expect(events.filter((e) => e.e === "interrupted").map((e) => e.item).sort()).toEqual(["hang-cancel", "hang-timeout"])
       expect(events.every((e) => e.pid !== process.pid)).toBe(true)
       expect(events.filter((e) => e.e === "start").map((e) => e.item).sort()).toEqual(["a", "b", "c", "hang-cancel", "hang-timeout"])

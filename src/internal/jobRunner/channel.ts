@@ -117,6 +117,16 @@ export class ReaderChannel {
     return true
   }
 
+  /** As `ReaderHandle.interrupt`. */
+  interrupt(jobId: number): void {
+    if (this.dead || !this.pending.has(jobId)) return
+    try {
+      this.post([CANCEL, jobId])
+    } catch {
+      // The channel is closing; the process is going away anyway.
+    }
+  }
+
   /** A message from the reader. */
   receive(message: unknown): void {
     if (!isFromReader(message)) return this.ignore(message)
@@ -197,6 +207,7 @@ export class ReaderChannel {
       processId,
       submit: (job, done, onStart) => this.submit(job, done, onStart),
       cancel: (jobId) => this.cancel(jobId),
+      interrupt: (jobId) => this.interrupt(jobId),
       exited: this.exited,
       kill
     }

@@ -39,6 +39,12 @@ export interface ReaderHandle {
    * reader running it is interrupted. `false` when the job was no longer held.
    */
   readonly cancel: (jobId: number) => boolean
+  /**
+   * Asks the process to interrupt a job it runs (its durable job was cancelled), keeping it held: its outcome
+   * still comes back through `done` once the reader stops (an `Effect` reader is interrupted; a sync or async one
+   * cannot be). Optional: without it such a job is given up with `cancel`.
+   */
+  readonly interrupt?: ((jobId: number) => void) | undefined
   /** Completes when the process has ended (on its own, or killed). */
   readonly exited: Effect.Effect<void>
   /** Kills the process at once: its jobs fail with `ProcessDied`, and `exited` completes. */

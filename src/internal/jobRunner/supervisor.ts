@@ -133,7 +133,13 @@ class ProcessFeed {
     return slots + this.prefetch
   }
 
+  /** Durable jobs the reader has started (reported, or among the first `concurrentTasksPerProcess` it holds). */
+  private readonly began = new Set<Job>()
+  /** Durable jobs given up (cancelled in their queue) while their reader runs them: their outcome is already settled. */
+  private readonly aborted = new Set<Job>()
+
   private readonly started = (job: Job): void => {
+    if (job.settle !== undefined) this.began.add(job)
     if (this.startedAt === undefined) return
     this.startedAt.set(job, this.clock.unsafeCurrentTimeMillis())
     this.jobStarted.notify()
@@ -167,8 +173,14 @@ class ProcessFeed {
     queue.inFlight--
     this.burst++
     if (this.startedAt !== undefined) this.startedAt.delete(job)
-    if (job.settle !== undefined) queue.holders.delete(job)
-    if (error?._tag === "ProcessDied" && error.unstarted === true) {
+    if (job.settle !== undefined) {
+      queue.holders.delete(job)
+      this.began.delete(job)
+    }
+    if (this.aborted.delete(job)) {
+      // Cancelled while running, reported then; only its slot was still held (see `abort`).
+      if (error?._tag === "ProcessDied") this.markDied()
+    } else if (error?._tag === "ProcessDied" && error.unstarted === true) {
       // It never ran: another process runs it (or, stopping, a durable source gets it back untried).
       this.markDied()
       this.row.taken--
@@ -178,16 +190,8 @@ class ProcessFeed {
       stats.processed++
       job.settle?.(undefined)
     } else {
-      stats.failed++
       if (error._tag === "ProcessDied") this.markDied()
-      const failure: Api.JobFailure = {
-        reason: reasonOf(error, stats.shutdownTimedOut),
-        jobId: job.id,
-        item: job.item,
-        processId: this.handle.processId,
-        message: error._tag === "ReaderError" ? error.message : error.detail
-      }
-      this.runReport(failure, () => job.settle?.(failure))
+      this.fail(job, error)
     }
     if (queue.inFlight === 0) queue.idle.notify()
     this.slotFree.notify()
@@ -233,8 +237,33 @@ class ProcessFeed {
    * slot in the process until `jobTimeout` (if set) times out the jobs sent after it and replaces the process.
    */
   readonly abort = (job: Job): void => {
-    if (!this.handle.cancel(job.id)) return
-    this.settle(job, new JobCancelled({ detail: "cancelled or timed out in its DurableQueue" }))
+    const error = new JobCancelled({ detail: "cancelled or timed out in its DurableQueue" })
+    if (!this.began.has(job) || this.handle.interrupt === undefined) {
+      // Not started (it waits in the reader's backlog, which drops it), or a spawner that cannot interrupt.
+      if (this.handle.cancel(job.id)) this.settle(job, error)
+      return
+    }
+    // Running: the durable job settles now, but the slot stays held until the reader reports the job's end (an
+    // interrupted `Effect` reader at once; a sync or async one when it finishes). A synchronous loop never
+    // reports: with `jobTimeout` the sweep still times it out and replaces the process, as for any stuck job.
+    this.deps.queue.holders.delete(job)
+    this.aborted.add(job)
+    this.handle.interrupt(job.id)
+    this.fail(job, error)
+  }
+
+  /** Counts and reports a failed job, then settles it (a durable job's lease) once `onError` has run. */
+  private fail(job: Job, error: ReaderError | ProcessDied | JobTimedOut | JobCancelled): void {
+    const { stats } = this.deps
+    stats.failed++
+    const failure: Api.JobFailure = {
+      reason: reasonOf(error, stats.shutdownTimedOut),
+      jobId: job.id,
+      item: job.item,
+      processId: this.handle.processId,
+      message: error._tag === "ReaderError" ? error.message : error.detail
+    }
+    this.runReport(failure, () => job.settle?.(failure))
   }
 
   /** Hands over queued jobs up to what the process may hold. */
