@@ -185,7 +185,7 @@ describe("JobRunner with a DurableQueue source: cancel and timeout in a real rea
     Effect.gen(function*() {
       const logFile = yield* readerEnv
       const queue = yield* DurableQueue.memory({ name: "process", schema: Schema.String, maxAttempts: 1 })
-      for (const id of ["a", "b", "c", "hang-cancel"]) yield* queue.offer(id, { id })
+      for (const id of ["a", "b", "c", "unsendable", "hang-cancel"]) yield* queue.offer(id, { id })
       yield* queue.offer("hang-timeout", { id: "hang-timeout", timeout: "2 seconds" })
       const failures: Array<JobRunner.JobFailure> = []
       // The reader is the compiled fixture's (found by name in the module); the writer side is defined here.
@@ -198,7 +198,7 @@ describe("JobRunner with a DurableQueue source: cancel and timeout in a real rea
         onError: (failure) => {
           failures.push(failure)
         },
-        settings: { ...settings, concurrentTasksPerProcess: 5, maxJobsPerProcess: 0 }
+        settings: { ...settings, concurrentTasksPerProcess: 6, maxJobsPerProcess: 0 }
       })
       const run = yield* Effect.fork(JobRunner.run(runner))
       yield* until(Effect.map(stateOf(queue, "hang-cancel"), (s) => s?.progress !== undefined))
@@ -207,8 +207,17 @@ describe("JobRunner with a DurableQueue source: cancel and timeout in a real rea
       const events = readJsonLines<ReaderEvent>(logFile)
       expect(events.filter((e) => e.e === "interrupted").map((e) => e.item).sort()).toEqual(["hang-cancel", "hang-timeout"])
       expect(events.every((e) => e.pid !== process.pid)).toBe(true)
-      expect(events.filter((e) => e.e === "start").map((e) => e.item).sort()).toEqual(["a", "b", "c", "hang-cancel", "hang-timeout"])
-      expect(summary).toMatchObject({ processed: 3, failed: 2 })
+      expect(events.filter((e) => e.e === "start").map((e) => e.item).sort()).toEqual([
+        "a",
+        "b",
+        "c",
+        "hang-cancel",
+        "hang-timeout",
+        "unsendable"
+      ])
+      expect(summary).toMatchObject({ processed: 4, failed: 2 })
+      // Its progress could not cross (a function): dropped, the job done all the same.
+      expect(yield* stateOf(queue, "unsendable")).toMatchObject({ state: "done", progress: undefined })
       expect(failures.map((f) => f.reason)).toEqual(["Cancelled", "Cancelled"])
       for (const id of ["a", "b", "c"]) {
         expect(yield* stateOf(queue, id)).toMatchObject({ state: "done", progress: { item: id, step: 1 } })

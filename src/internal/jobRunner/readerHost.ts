@@ -165,10 +165,19 @@ class ResultBatch {
     if (progress.length === 0) return this.transport.send(message)
     try {
       this.transport.send([...message, progress])
-    } catch (error) {
-      // A progress value structured clone cannot carry (a function, a Symbol) must not cost the results with it.
-      this.transport.send(message)
-      process.stderr.write(`JobRunner: a job's progress could not be sent and was dropped: ${String(error)}\n`)
+    } catch {
+      // A progress value structured clone cannot carry (a function, a Symbol) must cost neither the results nor
+      // the other jobs' progress: only the values that do not clone are dropped.
+      const sendable = progress.filter(([id, value]) => {
+        try {
+          structuredClone(value)
+          return true
+        } catch (error) {
+          process.stderr.write(`JobRunner: job ${id}'s progress could not be sent and was dropped: ${String(error)}\n`)
+          return false
+        }
+      })
+      this.transport.send(sendable.length > 0 ? [...message, sendable] : message)
     }
   }
 }
