@@ -37,6 +37,8 @@ const CPU_ITEMS = arg("cpu-items", 80)
 const ROUNDS = arg("rounds", 20_000)
 const TRIVIAL = arg("trivial", 100_000)
 const INTERLEAVED = arg("rounds-interleaved", 3)
+/** `--only-recycling 1`: just the recycling row, `--rounds-interleaved` times (none, recycling, none, …). */
+const ONLY_RECYCLING = arg("only-recycling", 0) === 1
 
 const root = Path.resolve(fileURLToPath(new URL("..", import.meta.url)))
 
@@ -193,6 +195,21 @@ const piscinaRate = (workerFile: string, n: number) =>
     return rate
   })
 
+/** 4,000 trivial jobs end to end with the default maxJobsPerProcess (200) against none, one after the other. */
+const recyclingRow = (out: (line: string) => void, load: () => string) =>
+  Effect.gen(function*() {
+    const RECYCLE = 4000
+    writers.defaults = counter(RECYCLE)
+    const noRecycling = yield* timed(compiled(Readers.defaultsRunner), RECYCLE, RECYCLE, { maxJobsPerProcess: 0 })
+    writers.defaults = counter(RECYCLE)
+    const recycling = yield* timed(compiled(Readers.defaultsRunner), RECYCLE, RECYCLE)
+    out(
+      `Recycling: ${RECYCLE} trivial tasks end to end, maxJobsPerProcess 200 / none: ${(recycling.endToEnd / 1000).toFixed(2)} s / ${
+        (noRecycling.endToEnd / 1000).toFixed(2)
+      } s = **${(recycling.endToEnd / noRecycling.endToEnd).toFixed(2)}×**; load ${load()}`
+    )
+  })
+
 const main = Effect.gen(function*() {
   const dir = Fs.mkdtempSync(Path.join(root, ".tmp", "job-runner-bench-"))
   const workerFile = Path.join(dir, "worker.mjs")
@@ -206,6 +223,12 @@ const main = Effect.gen(function*() {
   const load = () => Os.loadavg().map((l) => l.toFixed(1)).join(" ")
   out(`JobRunner benchmark — ${new Date().toISOString().slice(0, 16)}Z, node ${process.version}, nproc ${Os.availableParallelism()}, load ${load()}`)
   out("")
+
+  if (ONLY_RECYCLING) {
+    for (let round = 1; round <= INTERLEAVED; round++) yield* recyclingRow(out, load)
+    Fs.rmSync(dir, { recursive: true, force: true })
+    return
+  }
 
   // 1. CPU-bound
   const inlineStart = performance.now()
@@ -282,16 +305,7 @@ const main = Effect.gen(function*() {
   out(`| median | | | | **${median(ratios).toFixed(2)}×** |`)
   out("")
 
-  const RECYCLE = 4000
-  writers.defaults = counter(RECYCLE)
-  const noRecycling = yield* timed(compiled(Readers.defaultsRunner), RECYCLE, RECYCLE, { maxJobsPerProcess: 0 })
-  writers.defaults = counter(RECYCLE)
-  const recycling = yield* timed(compiled(Readers.defaultsRunner), RECYCLE, RECYCLE)
-  out(
-    `Recycling: ${RECYCLE} trivial tasks end to end, maxJobsPerProcess 200 / none: ${(recycling.endToEnd / 1000).toFixed(2)} s / ${
-      (noRecycling.endToEnd / 1000).toFixed(2)
-    } s = **${(recycling.endToEnd / noRecycling.endToEnd).toFixed(2)}×**; load ${load()}`
-  )
+  yield* recyclingRow(out, load)
   out("")
 
   out("Start → first job done, interleaved with piscina's new pool → first task")

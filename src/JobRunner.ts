@@ -2,7 +2,8 @@
  * A long-running job runner: a writer fills a bounded queue, readers in separate OS processes (or worker threads)
  * take items from it, each running `concurrentTasksPerProcess` items at a time with a per-process context built
  * once. Settings come from the environment, prefixed with the runner's name (`THUMBNAILS_NUM_PROCESSES=4`), and can
- * be overridden in code. Processes are recycled after `maxJobsPerProcess` jobs without losing an item, a dead
+ * be overridden in code. Processes are recycled after `maxJobsPerProcess` jobs (once their replacement is ready,
+ * at most `maxJobsPerProcess` jobs later) without losing an item, a dead
  * process is replaced and its in-flight items are reported, and SIGTERM / SIGINT stop the runner gracefully.
  *
  * A rebuild of the Python library QuasiQueue on Effect.
@@ -45,7 +46,7 @@ export type TypeId = typeof TypeId
  * | `maxQueueSize` | `MAX_QUEUE_SIZE` | 300 |
  * | `lookupBlockSize` | `LOOKUP_BLOCK_SIZE` | 10 |
  * | `concurrentTasksPerProcess` | `CONCURRENT_TASKS_PER_PROCESS` | 4 |
- * | `maxJobsPerProcess` (0 = never recycle) | `MAX_JOBS_PER_PROCESS` | 200 |
+ * | `maxJobsPerProcess` (0 = never recycle; see `Settings`) | `MAX_JOBS_PER_PROCESS` | 200 |
  * | `preventRequeuingTime` (0 = off) | `PREVENT_REQUEUING_TIME` (seconds) | 300 s |
  * | `emptyQueueSleepTime` | `EMPTY_QUEUE_SLEEP_TIME` (seconds) | 1 s |
  * | `emptyQueueMaxSleepTime` (backoff cap) | `EMPTY_QUEUE_MAX_SLEEP_TIME` (seconds) | 30 s |
@@ -66,6 +67,10 @@ export interface Settings {
   readonly maxQueueSize: number
   readonly lookupBlockSize: number
   readonly concurrentTasksPerProcess: number
+  /**
+   * A process retires after `maxJobsPerProcess` jobs once its replacement is ready; until then it keeps working, at
+   * most `maxJobsPerProcess` jobs more (then it retires even if the replacement never starts). 0 = never recycle.
+   */
   readonly maxJobsPerProcess: number
   readonly preventRequeuingTime: Duration.Duration
   readonly emptyQueueSleepTime: Duration.Duration
@@ -138,11 +143,34 @@ export type WriterOutput<Item, R = never> =
  * @category models
  */
 export interface JobFailure {
-  readonly reason: "ReaderFailed" | "ProcessDied" | "ShutdownTimeout" | "Unsendable" | "JobTimeout"
+  /**
+   * `"Cancelled"`: with a durable source, the DurableQueue job was cancelled (`cancel(id)`) or timed out (its
+   * `timeout`) while a reader held it; an `Effect` reader is interrupted, a sync or async one runs on but its
+   * outcome is ignored.
+   */
+  readonly reason: "ReaderFailed" | "ProcessDied" | "ShutdownTimeout" | "Unsendable" | "JobTimeout" | "Cancelled"
   readonly jobId: number
   readonly item: unknown
   readonly processId: number
   readonly message: string
+}
+
+/**
+ * What a reader gets about its job, as its fourth argument.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ReaderJob {
+  /** The job's id in this run (`JobFailure.jobId`). */
+  readonly id: number
+  /**
+   * Reports the job's progress. With a durable `source` it is recorded as the DurableQueue job's progress
+   * (`Job.progress`: plain JSON of at most 64 KiB, readable with `status(id)`; a value it refuses is logged in the
+   * writer); without one it is ignored. Fire and forget: values reported in the same tick are sent as one, the
+   * last; a value structured clone cannot carry is dropped with a warning on stderr.
+   */
+  readonly progress: (value: unknown) => void
 }
 
 /**
@@ -162,7 +190,7 @@ export interface JobRunner<Item, Ctx = never, WCtx = never, C = Context.Context<
   readonly source:
     | ((settings: Settings) => Effect.Effect<DurableQueue<Item>, unknown, WCtx | Scope.Scope>)
     | undefined
-  readonly reader: (item: Item, context: C, settings: Settings) => unknown
+  readonly reader: (item: Item, context: C, settings: Settings, job: ReaderJob) => unknown
   readonly context: Layer.Layer<Ctx, unknown> | ContextFunction<C> | Effect.Effect<C, unknown, Scope.Scope> | undefined
   readonly writerContext: Layer.Layer<WCtx, unknown> | undefined
   readonly settings: SettingsInput
@@ -225,9 +253,10 @@ export declare namespace JobRunner {
       | undefined
     /**
      * Runs one item in a reader process: sync, async, or an `Effect` (which gets the context provided).
-     * Its result is ignored; a throw, rejection or failure is reported and the process goes on.
+     * Its result is ignored; a throw, rejection or failure is reported and the process goes on. `job` carries
+     * the job's id and a `progress` function (see {@link ReaderJob}).
      */
-    readonly reader: (item: Item, context: Context.Context<Ctx>, settings: Settings) => unknown
+    readonly reader: (item: Item, context: Context.Context<Ctx>, settings: Settings, job: ReaderJob) => unknown
     /**
      * Built once in every reader process; the reader receives the built `Context`, and a reader that returns an
      * `Effect` gets it provided. For a plain value instead, see {@link JobRunner.PlainOptions}. A failure fails
@@ -252,7 +281,7 @@ export declare namespace JobRunner {
   export interface PlainOptions<Item, I, C, WCtx> extends Omit<Options<Item, I, never, WCtx>, "context" | "reader"> {
     readonly context: ContextFunction<C> | Effect.Effect<C, unknown, Scope.Scope>
     /** Runs one item in a reader process, with the value `context` built. */
-    readonly reader: (item: Item, context: C, settings: Settings) => unknown
+    readonly reader: (item: Item, context: C, settings: Settings, job: ReaderJob) => unknown
   }
 }
 
@@ -400,7 +429,7 @@ export type { Job, JobDone, ReaderHandle, SpawnRequest } from "./internal/jobRun
  * @since 0.1.0
  * @category errors
  */
-export type { JobTimedOut, ProcessDied } from "./internal/jobRunner/definition.js"
+export type { JobCancelled, JobTimedOut, ProcessDied } from "./internal/jobRunner/definition.js"
 
 /**
  * A runner of any item, context and error types, as a `ReaderSpawner` receives it in a `SpawnRequest`.

@@ -168,6 +168,7 @@ describe("JobRunner: one reader path (layerInline)", () => {
       class Ctx extends Context.Tag("Ctx")<Ctx, number>() {}
       let builds = 0
       const gate = Deferred.unsafeMake<void>(FiberId.none)
+      const first = Deferred.unsafeMake<void>(FiberId.none)
       const runner = JobRunner.make({
         name: "overlap",
         context: Layer.sync(Ctx, () => ++builds),
@@ -175,10 +176,15 @@ describe("JobRunner: one reader path (layerInline)", () => {
           let done = false
           return () => (done ? [] : ((done = true), [1, 2, 3, 4]))
         })(),
-        reader: (item: number) => (item === 2 ? Deferred.await(gate) : Effect.void),
+        reader: (item: number) => (item === 1 ? Deferred.await(first) : item === 2 ? Deferred.await(gate) : Effect.void),
         settings: { numProcesses: 1, concurrentTasksPerProcess: 1, maxJobsPerProcess: 2, stopWhenEmpty: true }
       })
       const run = yield* Effect.fork(inline(JobRunner.run(runner)))
+      yield* settle
+      // Item 1 held the first process until its replacement was ready (spawned at half its 2 jobs): past its 2 it
+      // takes no more (with the replacement still starting it would take up to 2 more).
+      expect(builds).toBe(2)
+      yield* Deferred.succeed(first, undefined)
       yield* settle
       // Item 2, the first process's last job, is still running, yet the second process is up, ran 3 and 4, and was
       // replaced in turn (without the overlap: 1 build, items 3 and 4 waiting for item 2).

@@ -38,7 +38,10 @@ const runCommand = Command.make(
     concurrency: optionalInt("concurrency", "concurrent tasks per process"),
     maxQueueSize: optionalInt("max-queue-size", "maximum queue size"),
     lookupBlockSize: optionalInt("lookup-block-size", "items the writer is asked for per call"),
-    maxJobsPerProcess: optionalInt("max-jobs-per-process", "jobs before a process is replaced (0 = never)"),
+    maxJobsPerProcess: optionalInt(
+      "max-jobs-per-process",
+      "jobs before a process retires once its replacement is ready, at most as many more until then (0 = never)"
+    ),
     gracefulShutdownTimeout: optionalSeconds("graceful-shutdown-timeout", "how long running items get at shutdown"),
     metricsPort: optionalInt("metrics-port", "serve Prometheus metrics on <metrics-host>:<port>"),
     metricsHost: Options.text("metrics-host").pipe(

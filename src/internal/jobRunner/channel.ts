@@ -22,6 +22,7 @@ import {
   CONTEXT_FAILED,
   isFromReader,
   needsAsync,
+  PROTOCOL_VERSION,
   READY,
   ReaderError,
   RESULTS,
@@ -116,18 +117,38 @@ export class ReaderChannel {
     return true
   }
 
+  /** As `ReaderHandle.interrupt`. */
+  interrupt(jobId: number): void {
+    if (this.dead || !this.pending.has(jobId)) return
+    try {
+      this.post([CANCEL, jobId])
+    } catch {
+      // The channel is closing; the process is going away anyway.
+    }
+  }
+
   /** A message from the reader. */
   receive(message: unknown): void {
     if (!isFromReader(message)) return this.ignore(message)
     switch (message[0]) {
       case READY:
-        return Deferred.unsafeDone(this.started, Exit.void)
+        return Deferred.unsafeDone(
+          this.started,
+          message[1] === PROTOCOL_VERSION ? Exit.void : Exit.fail(this.startError(
+            "SpawnFailed",
+            `the reader speaks protocol version ${message[1] ?? 1}, this writer ${PROTOCOL_VERSION} (a stale build of the reader entry?)`
+          ))
+        )
       case START_FAILED:
         return Deferred.unsafeDone(
           this.started,
           Exit.fail(this.startError(message[2] === CONTEXT_FAILED ? "ContextFailed" : "SpawnFailed", message[1]))
         )
       case RESULTS: {
+        const progress = message[4]
+        if (progress !== undefined) {
+          for (const [id, value] of progress) this.pending.get(id)?.job.progress?.(value)
+        }
         const started = message[3]
         for (let i = 0; i < started.length; i++) {
           const entry = this.pending.get(started[i]!)
@@ -186,6 +207,7 @@ export class ReaderChannel {
       processId,
       submit: (job, done, onStart) => this.submit(job, done, onStart),
       cancel: (jobId) => this.cancel(jobId),
+      interrupt: (jobId) => this.interrupt(jobId),
       exited: this.exited,
       kill
     }

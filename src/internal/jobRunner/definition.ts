@@ -91,6 +91,9 @@ export class ProcessDied extends Data.TaggedError("ProcessDied")<{ readonly deta
 /** The job ran longer than `jobTimeout`. @internal */
 export class JobTimedOut extends Data.TaggedError("JobTimedOut")<{ readonly detail: string }> {}
 
+/** A durable source's job was cancelled or timed out in its DurableQueue while a reader held it. @internal */
+export class JobCancelled extends Data.TaggedError("JobCancelled")<{ readonly detail: string }> {}
+
 /** @internal */
 export { isPromiseLike } from "../promise.js"
 

@@ -89,10 +89,34 @@ export class JobQueue {
     return this.jobs.length >= this.max
   }
 
-  push(item: unknown, settle?: Job["settle"]): void {
-    this.jobs.push(settle === undefined ? { id: this.nextJobId++, item } : { id: this.nextJobId++, item, settle })
+  /**
+   * With a durable source: the process feed holding each of its jobs, so that a job cancelled in its DurableQueue
+   * (`cancel`, a timeout) can be taken back from the process (see `cancel`).
+   */
+  readonly holders = new Map<Job, { readonly abort: (job: Job) => void }>()
+
+  push(item: unknown, settle?: Job["settle"], progress?: Job["progress"]): Job {
+    const job: Job = settle === undefined ? { id: this.nextJobId++, item } : { id: this.nextJobId++, item, settle, progress }
+    this.jobs.push(job)
     this.queuedTotal++
     this.itemAvailable.notify()
+    return job
+  }
+
+  /**
+   * A durable job cancelled or timed out in its queue: still queued, it is removed and settled "back" (it never
+   * ran); handed to a process, that process gives it up (an `Effect` reader is interrupted) and it settles as
+   * `Cancelled`. Settled already: nothing. O(queue length) for a queued one, which only cancellations pay.
+   */
+  cancel(job: Job): void {
+    const at = this.jobs.indexOf(job)
+    if (at >= 0) {
+      this.jobs.splice(at, 1)
+      this.spaceAvailable.notify()
+      job.settle?.("back")
+      return
+    }
+    this.holders.get(job)?.abort(job)
   }
 
   take(): Job | undefined {

@@ -74,6 +74,18 @@ export const durationMillis = (d: Duration.Duration): number => Duration.toMilli
 // ---------------------------------------------------------------------------------------------------------------
 
 /**
+ * The protocol's version, in the reader's `READY`: a writer refuses a reader that speaks another (a stale build of
+ * the reader entry beside a newer writer) with `SpawnFailed`, instead of misreading its messages.
+ *
+ * - 1: `[READY]`; `RESULTS` with 4 elements.
+ * - 2: `[READY, 2]`; `RESULTS` may carry a 5th, the jobs' progress (`ReaderJob.progress`); `CANCEL` also drops a
+ *   job still waiting in the reader's backlog (a durable job cancelled or timed out).
+ *
+ * @internal
+ */
+export const PROTOCOL_VERSION = 2
+
+/**
  * Writer → reader. `Run` is flat: `[RUN, id0, item0, id1, item1, …]` (items encoded); it may carry more jobs than
  * the reader has slots (the prefetch, see supervisor.ts), which the reader starts in order as slots free up.
  * `Close` asks the reader to release its context and exit; it is sent only once the process runs nothing.
@@ -86,7 +98,11 @@ export type ToReader = ReadonlyArray<unknown>
 export const RUN = 0
 /** @internal */
 export const CLOSE = 1
-/** `[CANCEL, id]`: the job timed out; an `Effect` reader running it is interrupted. @internal */
+/**
+ * `[CANCEL, id]`: the writer gave up on the job (`jobTimeout`, or its durable job was cancelled or timed out): an
+ * `Effect` reader running it is interrupted, and a job still waiting in the backlog is dropped unstarted.
+ * @internal
+ */
 export const CANCEL = 2
 
 /** @internal */
@@ -94,20 +110,30 @@ export const isToReader = (message: unknown): message is ToReader =>
   Array.isArray(message) && (message[0] === RUN || message[0] === CLOSE || message[0] === CANCEL)
 
 /**
- * Reader → writer: `[READY]` once the context is built (or `[START_FAILED, detail, "context"]` when the reader's
+ * Reader → writer: `[READY, PROTOCOL_VERSION]` once the context is built (or `[START_FAILED, detail, "context"]` when the reader's
  * context failed, `[START_FAILED, detail]` for any other reason it could not start), then
  * `[RESULTS, okIds, failures, startedIds]` where a failure is `[id, reason, detail]` and `startedIds` are the jobs
  * started since the last message (a reader runs `concurrentTasksPerProcess` at once and keeps the rest of what it
- * was sent waiting; a job that started and ended in the same burst is in both). The tags are strings no user message is
+ * was sent waiting; a job that started and ended in the same burst is in both), and, when any was reported, a 5th
+element `progress`: `[id, value]` pairs, the last value per job in the burst, before its result. The tags are strings no user message is
  * likely to start with: user code in a reader may `process.send` / `parentPort.postMessage` on the same channel,
  * and such a message is ignored (and logged) rather than read as ours.
  *
  * @internal
  */
 export type FromReader =
-  | readonly [typeof READY]
+  | readonly [typeof READY, number?]
   | readonly [typeof START_FAILED, string, typeof CONTEXT_FAILED?]
-  | readonly [typeof RESULTS, ReadonlyArray<number>, ReadonlyArray<Failure>, ReadonlyArray<number>]
+  | readonly [
+    typeof RESULTS,
+    ReadonlyArray<number>,
+    ReadonlyArray<Failure>,
+    ReadonlyArray<number>,
+    ReadonlyArray<JobProgress>?
+  ]
+
+/** @internal */
+export type JobProgress = readonly [id: number, value: unknown]
 
 /** @internal */
 export type Failure = readonly [id: number, reason: ReaderError["reason"], detail: string]
@@ -130,7 +156,8 @@ export const isFromReader = (message: unknown): message is FromReader => {
     case START_FAILED:
       return typeof message[1] === "string" && (message.length === 2 || message[2] === CONTEXT_FAILED)
     case RESULTS:
-      return Array.isArray(message[1]) && Array.isArray(message[2]) && Array.isArray(message[3])
+      return Array.isArray(message[1]) && Array.isArray(message[2]) && Array.isArray(message[3]) &&
+        (message.length === 4 || Array.isArray(message[4]))
     default:
       return false
   }

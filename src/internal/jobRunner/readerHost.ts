@@ -28,7 +28,9 @@ import {
   type Failure,
   type FromReader,
   isToReader,
+  type JobProgress,
   needsAsync,
+  PROTOCOL_VERSION,
   READY,
   type ReaderError,
   RESULTS,
@@ -65,7 +67,8 @@ const makeJobStarter = (
   settings: Api.Settings,
   runtime: Runtime.Runtime<unknown>,
   running: Map<number, Fiber.RuntimeFiber<unknown, unknown>>,
-  settle: Settle
+  settle: Settle,
+  progress: (id: number, value: unknown) => void
 ): (id: number, encoded: unknown) => void => {
   const decodeSync = Schema.decodeUnknownEither(runner.item)
   const decode = Schema.decodeUnknown(runner.item)
@@ -85,8 +88,9 @@ const makeJobStarter = (
 
   const runItem = (id: number, item: unknown) => {
     let out: unknown
+    const job: Api.ReaderJob = { id, progress: (value) => progress(id, value) }
     try {
-      out = runner.reader(item, context, settings)
+      out = runner.reader(item, context, settings, job)
     } catch (e) {
       return failed(id, Cause.die(e))
     }
@@ -116,6 +120,8 @@ class ResultBatch {
   private ok: Array<number> = []
   private failures: Array<Failure> = []
   private started: Array<number> = []
+  /** The last progress reported per job since the last message; sent before the results. */
+  private progressed = new Map<number, unknown>()
   private scheduled = false
   /** Inside a batch from the writer: its results leave together when the batch has been started. */
   inBatch = false
@@ -133,6 +139,11 @@ class ResultBatch {
     this.schedule()
   }
 
+  readonly progress = (id: number, value: unknown): void => {
+    this.progressed.set(id, value)
+    this.schedule()
+  }
+
   private schedule(): void {
     if (!this.inBatch && !this.scheduled) {
       this.scheduled = true
@@ -142,12 +153,32 @@ class ResultBatch {
 
   readonly flush = (): void => {
     this.scheduled = false
-    if (this.ok.length === 0 && this.failures.length === 0 && this.started.length === 0) return
+    if (this.ok.length === 0 && this.failures.length === 0 && this.started.length === 0 && this.progressed.size === 0) {
+      return
+    }
     const message = [RESULTS, this.ok, this.failures, this.started] as const
+    const progress: Array<JobProgress> = [...this.progressed]
     this.ok = []
     this.failures = []
     this.started = []
-    this.transport.send(message)
+    this.progressed = new Map()
+    if (progress.length === 0) return this.transport.send(message)
+    try {
+      this.transport.send([...message, progress])
+    } catch {
+      // A progress value structured clone cannot carry (a function, a Symbol) must cost neither the results nor
+      // the other jobs' progress: only the values that do not clone are dropped.
+      const sendable = progress.filter(([id, value]) => {
+        try {
+          structuredClone(value)
+          return true
+        } catch (error) {
+          process.stderr.write(`JobRunner: job ${id}'s progress could not be sent and was dropped: ${String(error)}\n`)
+          return false
+        }
+      })
+      this.transport.send(sendable.length > 0 ? [...message, sendable] : message)
+    }
   }
 }
 
@@ -175,6 +206,12 @@ class Backlog {
     this.items.push(encoded)
   }
 
+  /** Drops a job still waiting (its durable job was cancelled): it never starts, and nothing is reported. */
+  drop(id: number): void {
+    const at = this.ids.indexOf(id, this.head)
+    if (at >= 0) this.ids[at] = -1
+  }
+
   /** A job ended: its slot goes to the next waiting job. */
   readonly ended = (): void => {
     this.active--
@@ -191,6 +228,7 @@ class Backlog {
         const encoded = this.items[this.head]
         this.items[this.head] = undefined
         this.head++
+        if (id < 0) continue
         this.active++
         this.onStart(id)
         this.startJob(id, encoded)
@@ -279,7 +317,7 @@ export const startReaderHost = (
     const start = makeJobStarter(runner, context, settings, runtime, running, (id, reason, detail) => {
       results.add(id, reason, detail)
       backlog!.ended()
-    })
+    }, results.progress)
     backlog = new Backlog(Math.max(1, settings.concurrentTasksPerProcess), start, results.start)
     let closing = false
     const release = (code: number) => {
@@ -292,7 +330,8 @@ export const startReaderHost = (
       if (message[0] === CLOSE) return release(0)
       if (message[0] === CANCEL) {
         const fiber = running.get(message[1] as number)
-        return fiber?.unsafeInterruptAsFork(fiber.id())
+        if (fiber !== undefined) return fiber.unsafeInterruptAsFork(fiber.id())
+        return backlog.drop(message[1] as number)
       }
       results.inBatch = true
       try {
@@ -307,6 +346,6 @@ export const startReaderHost = (
       for (const fiber of running.values()) fiber.unsafeInterruptAsFork(fiber.id())
       release(137)
     }
-    transport.send([READY])
+    transport.send([READY, PROTOCOL_VERSION])
     return { receive, flush: results.flush, kill }
   })

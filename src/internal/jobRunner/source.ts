@@ -2,11 +2,14 @@
  * A durable source instead of a writer: jobs leased from a `DurableQueue` (built in the writer process with the
  * writer context) through its public `run`, each held by a taker until a reader has run it, then acknowledged
  * (success) or handed back to the queue as a failed attempt. Takers: every reader slot plus a prefetch of
- * `min(lookupBlockSize, maxQueueSize)`.
+ * `min(lookupBlockSize, maxQueueSize)`. The DurableQueue job passes through: a reader's `ReaderJob.progress` is
+ * recorded as the job's progress, and a job cancelled (`cancel(id)`) or timed out (the queue's or the offer's
+ * `timeout`) interrupts the handler here, which takes the job back from the run (see `JobQueue.cancel`).
  */
 import type * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import type * as Api from "../../JobRunner.js"
 import type * as DurableQueue from "../../DurableQueue.js"
@@ -43,11 +46,12 @@ export const sourceLoop = (
     let held = 0
     const takers = settings.numProcesses * settings.concurrentTasksPerProcess +
       Math.min(settings.lookupBlockSize, queue.max)
-    const handler = (item: unknown) =>
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const handler = (item: unknown, durableJob: DurableQueue.Job) =>
       Effect.async<void, JobRunnerError>((resume) => {
         if (queue.stopping) return resume(Effect.interrupt)
         held++
-        queue.push(item, (outcome) => {
+        const job = queue.push(item, (outcome) => {
           held--
           if (held === 0) queue.idle.notify()
           resume(
@@ -57,7 +61,15 @@ export const sourceLoop = (
               ? Effect.interrupt
               : Effect.fail(new JobRunnerError({ reason: "ReaderFailed", runner: runner.name, detail: failureDetailOf(outcome) }))
           )
+        }, (value) => {
+          // Progress the store refuses (not JSON, over 64 KiB) is the reader's mistake, not the job's failure.
+          runFork(durableJob.progress(value).pipe(
+            Effect.catchAllCause((cause) => Effect.logWarning(`JobRunner ${runner.name}: job ${durableJob.id}'s progress was not recorded`, cause))
+          ))
         })
+        // The DurableQueue interrupts the handler when the job is cancelled or times out: the job leaves the
+        // queue, or the process holding it gives it up (an `Effect` reader is interrupted).
+        return Effect.sync(() => queue.cancel(job))
       })
     const loop = durable.run(handler, { concurrency: takers, shutdownTimeout: settings.gracefulShutdownTimeout })
     if (!settings.stopWhenEmpty) return loop

@@ -8,7 +8,7 @@ import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type * as Api from "../../JobRunner.js"
-import type { AnyRunner, JobRunnerError, JobTimedOut, ProcessDied } from "./definition.js"
+import type { AnyRunner, JobCancelled, JobRunnerError, JobTimedOut, ProcessDied } from "./definition.js"
 import type { ReaderError } from "./protocol.js"
 
 /** @internal */
@@ -17,10 +17,12 @@ export interface Job {
   readonly item: unknown
   /** With a durable source: settles the job's lease (undefined: success; a failure; "back": put it back untried). */
   readonly settle?: ((outcome: Api.JobFailure | undefined | "back") => void) | undefined
+  /** With a durable source: records the progress its reader reported (`ReaderJob.progress`). */
+  readonly progress?: ((value: unknown) => void) | undefined
 }
 
 /** How a job ended: `undefined` for success. @internal */
-export type JobDone = (job: Job, failure: ReaderError | ProcessDied | JobTimedOut | undefined) => void
+export type JobDone = (job: Job, failure: ReaderError | ProcessDied | JobTimedOut | JobCancelled | undefined) => void
 
 /** @internal */
 export interface ReaderHandle {
@@ -37,6 +39,12 @@ export interface ReaderHandle {
    * reader running it is interrupted. `false` when the job was no longer held.
    */
   readonly cancel: (jobId: number) => boolean
+  /**
+   * Asks the process to interrupt a job it runs (its durable job was cancelled), keeping it held: its outcome
+   * still comes back through `done` once the reader stops (an `Effect` reader is interrupted; a sync or async one
+   * cannot be). Optional: without it such a job is given up with `cancel`.
+   */
+  readonly interrupt?: ((jobId: number) => void) | undefined
   /** Completes when the process has ended (on its own, or killed). */
   readonly exited: Effect.Effect<void>
   /** Kills the process at once: its jobs fail with `ProcessDied`, and `exited` completes. */

@@ -1,7 +1,8 @@
 /**
  * One supervisor per run: a fiber per process slot starts a reader process, feeds it jobs from the queue, and
- * replaces it when it has taken `maxJobsPerProcess` jobs (the replacement starts as soon as the old process stops
- * taking jobs, while it finishes the ones it runs) or when it dies. Shutdown stops the writer, lets running jobs
+ * replaces it when it has taken `maxJobsPerProcess` jobs and its replacement is ready (or `RECYCLE_OVERRUN` ×
+ * `maxJobsPerProcess` more, whatever the replacement does; the old process finishes the jobs it runs while the
+ * replacement takes over) or when it dies. Shutdown stops the writer, lets running jobs
  * finish for `gracefulShutdownTimeout`, then kills what is left.
  */
 import * as Clock from "effect/Clock"
@@ -15,14 +16,26 @@ import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import type * as Api from "../../JobRunner.js"
-import { type AnyRunner, isPromiseLike, type JobRunnerError, JobTimedOut, type ProcessDied } from "./definition.js"
+import {
+  type AnyRunner,
+  isPromiseLike,
+  JobCancelled,
+  type JobRunnerError,
+  JobTimedOut,
+  type ProcessDied
+} from "./definition.js"
 import { type JobQueue, Notifier } from "./jobQueue.js"
 import type { ReaderError } from "./protocol.js"
 import type { Job, JobDone, ReaderHandle, ReaderSpawner } from "./spawner.js"
 import type { RunStats, SlotRow } from "./stats.js"
 
-const reasonOf = (error: ReaderError | ProcessDied | JobTimedOut, shutdownTimedOut: boolean): Api.JobFailure["reason"] => {
+const reasonOf = (
+  error: ReaderError | ProcessDied | JobTimedOut | JobCancelled,
+  shutdownTimedOut: boolean
+): Api.JobFailure["reason"] => {
   switch (error._tag) {
+    case "JobCancelled":
+      return "Cancelled"
     case "ProcessDied":
       return shutdownTimedOut ? "ShutdownTimeout" : "ProcessDied"
     case "JobTimedOut":
@@ -42,6 +55,14 @@ export interface SupervisorDeps {
 }
 
 /**
+ * How far past `maxJobsPerProcess` a process keeps taking jobs while its replacement is not ready yet, as a multiple
+ * of `maxJobsPerProcess`: at most 1 × more (200 at the default), so a leaking process holds at most twice what the
+ * setting allows when its replacement never becomes ready (a context that fails, a start slower than the jobs),
+ * and is then recycled anyway. Without an overrun, each slot idled for a whole start (1-2.4 s compiled, 11-13 s
+ * through tsx at load 16-20) once per 200 trivial jobs (a few ms of work): recycling was 7-12x slower than none.
+ */
+export const RECYCLE_OVERRUN = 1
+
 /**
  * A burst of results counts as fast when it came back within this many ms of the previous hand-over: trivial jobs
  * do (a round trip takes 0.1-5 ms here, loaded), while jobs of 40 ms all ending in the same timer tick do not, and
@@ -78,6 +99,9 @@ class ProcessFeed {
   readonly startedAt: Map<Job, number> | undefined
   readonly jobStarted = new Notifier()
 
+  /** Its replacement has started (sent its ready message): past `maxJobsPerProcess`, the process takes no more. */
+  replacementReady = false
+
   constructor(
     private readonly handle: ReaderHandle,
     private readonly deps: SupervisorDeps,
@@ -109,7 +133,13 @@ class ProcessFeed {
     return slots + this.prefetch
   }
 
+  /** Durable jobs the reader has started (reported, or among the first `concurrentTasksPerProcess` it holds). */
+  private readonly began = new Set<Job>()
+  /** Durable jobs given up (cancelled in their queue) while their reader runs them: their outcome is already settled. */
+  private readonly aborted = new Set<Job>()
+
   private readonly started = (job: Job): void => {
+    if (job.settle !== undefined) this.began.add(job)
     if (this.startedAt === undefined) return
     this.startedAt.set(job, this.clock.unsafeCurrentTimeMillis())
     this.jobStarted.notify()
@@ -121,10 +151,20 @@ class ProcessFeed {
     this.slotFree.notify()
   }
 
-  /** Whether the process may take more jobs (recycled after `maxJobsPerProcess`). */
+  /**
+   * Whether the process may take more jobs: it retires after `maxJobsPerProcess` once its replacement is ready, and
+   * after `(1 + RECYCLE_OVERRUN) × maxJobsPerProcess` whatever its replacement does.
+   */
   get open(): boolean {
     const max = this.deps.settings.maxJobsPerProcess
-    return !this.deps.queue.stopping && !this.died && !this.timedOut && (max === 0 || this.taken < max)
+    return !this.deps.queue.stopping && !this.died && !this.timedOut &&
+      (max === 0 || this.taken < (this.replacementReady ? max : (1 + RECYCLE_OVERRUN) * max))
+  }
+
+  /** The replacement is ready: wake the feed, so that a process past `maxJobsPerProcess` retires now. */
+  markReplacementReady(): void {
+    this.replacementReady = true
+    this.slotFree.notify()
   }
 
   readonly settle: JobDone = (job, error) => {
@@ -133,7 +173,14 @@ class ProcessFeed {
     queue.inFlight--
     this.burst++
     if (this.startedAt !== undefined) this.startedAt.delete(job)
-    if (error?._tag === "ProcessDied" && error.unstarted === true) {
+    if (job.settle !== undefined) {
+      queue.holders.delete(job)
+      this.began.delete(job)
+    }
+    if (this.aborted.delete(job)) {
+      // Cancelled while running, reported then; only its slot was still held (see `abort`).
+      if (error?._tag === "ProcessDied") this.markDied()
+    } else if (error?._tag === "ProcessDied" && error.unstarted === true) {
       // It never ran: another process runs it (or, stopping, a durable source gets it back untried).
       this.markDied()
       this.row.taken--
@@ -143,16 +190,8 @@ class ProcessFeed {
       stats.processed++
       job.settle?.(undefined)
     } else {
-      stats.failed++
       if (error._tag === "ProcessDied") this.markDied()
-      const failure: Api.JobFailure = {
-        reason: reasonOf(error, stats.shutdownTimedOut),
-        jobId: job.id,
-        item: job.item,
-        processId: this.handle.processId,
-        message: error._tag === "ReaderError" ? error.message : error.detail
-      }
-      this.runReport(failure, () => job.settle?.(failure))
+      this.fail(job, error)
     }
     if (queue.inFlight === 0) queue.idle.notify()
     this.slotFree.notify()
@@ -191,6 +230,42 @@ class ProcessFeed {
     })
   }
 
+  /**
+   * Gives up a durable job its DurableQueue cancelled (or timed out): the reader is told (an `Effect` reader is
+   * interrupted, a job still in its backlog dropped) and the job settles `Cancelled`, its slot free. A sync or
+   * async reader cannot be stopped and runs on, its outcome ignored; one stuck in a synchronous loop holds its
+   * slot in the process until `jobTimeout` (if set) times out the jobs sent after it and replaces the process.
+   */
+  readonly abort = (job: Job): void => {
+    const error = new JobCancelled({ detail: "cancelled or timed out in its DurableQueue" })
+    if (!this.began.has(job) || this.handle.interrupt === undefined) {
+      // Not started (it waits in the reader's backlog, which drops it), or a spawner that cannot interrupt.
+      if (this.handle.cancel(job.id)) this.settle(job, error)
+      return
+    }
+    // Running: the durable job settles now, but the slot stays held until the reader reports the job's end (an
+    // interrupted `Effect` reader at once; a sync or async one when it finishes). A synchronous loop never
+    // reports: with `jobTimeout` the sweep still times it out and replaces the process, as for any stuck job.
+    this.deps.queue.holders.delete(job)
+    this.aborted.add(job)
+    this.handle.interrupt(job.id)
+    this.fail(job, error)
+  }
+
+  /** Counts and reports a failed job, then settles it (a durable job's lease) once `onError` has run. */
+  private fail(job: Job, error: ReaderError | ProcessDied | JobTimedOut | JobCancelled): void {
+    const { stats } = this.deps
+    stats.failed++
+    const failure: Api.JobFailure = {
+      reason: reasonOf(error, stats.shutdownTimedOut),
+      jobId: job.id,
+      item: job.item,
+      processId: this.handle.processId,
+      message: error._tag === "ReaderError" ? error.message : error.detail
+    }
+    this.runReport(failure, () => job.settle?.(failure))
+  }
+
   /** Hands over queued jobs up to what the process may hold. */
   fill(): void {
     const { queue, settings } = this.deps
@@ -206,12 +281,14 @@ class ProcessFeed {
       queue.inFlight++
       this.row.running++
       this.row.taken++
+      if (job.settle !== undefined) queue.holders.set(job, this)
       if (!this.handle.submit(job, this.settle, this.started)) {
         // The process is gone and did not take it: the job goes back to the head of the queue.
         this.taken--
         queue.inFlight--
         this.row.running--
         this.row.taken--
+        if (job.settle !== undefined) queue.holders.delete(job)
         queue.putBack(job)
         this.markDied()
       }
@@ -262,7 +339,8 @@ export class Supervisor {
     handle: ReaderHandle,
     index: number,
     retiring: Deferred.Deferred<void>,
-    halfway: Deferred.Deferred<void>
+    halfway: Deferred.Deferred<void>,
+    replacementReady: Deferred.Deferred<void>
   ): Effect.Effect<void> {
     const { queue, stats } = this.deps
     return Effect.scoped(Effect.gen(this, function*() {
@@ -279,13 +357,23 @@ export class Supervisor {
       )
       yield* Effect.forkScoped(Effect.andThen(handle.exited, Effect.sync(() => feed.markDied())))
       if (feed.startedAt !== undefined) yield* Effect.forkScoped(feed.sweep)
+      if (this.deps.settings.maxJobsPerProcess > 0) {
+        yield* Effect.forkScoped(Effect.andThen(Deferred.await(replacementReady), Effect.sync(() => feed.markReplacementReady())))
+      }
       while (feed.open) {
         if (feed.row.running >= feed.holdLimit()) {
           // A plain wait, no race: it is the hot path (once per results message), and a race forks a fiber per
           // arm. Whatever closes the process (death, a timeout) notifies `slotFree` too.
           yield* feed.slotFree.wait
         } else if (queue.length === 0) {
-          yield* queue.itemAvailable.waitOr(Deferred.await(queue.stop), Deferred.await(feed.diedSignal))
+          // Past `maxJobsPerProcess`, the replacement's readiness closes the process too (before it, it must not
+          // wake the wait: it would return at once, every time).
+          const past = this.deps.settings.maxJobsPerProcess > 0 && feed.taken >= this.deps.settings.maxJobsPerProcess
+          yield* queue.itemAvailable.waitOr(
+            Deferred.await(queue.stop),
+            Deferred.await(feed.diedSignal),
+            ...(past ? [Deferred.await(replacementReady)] : [])
+          )
         } else {
           feed.fill()
         }
@@ -321,9 +409,11 @@ export class Supervisor {
 
   /**
    * One process slot: start, feed, replace, until the run stops; then wait for the processes still draining. The
-   * replacement of a recycled process is spawned once it has taken half its `maxJobsPerProcess`, so it is ready
-   * when the old one retires: a start (tsx, context) takes seconds, while 200 trivial jobs take milliseconds
-   * (4,000 such jobs with recycling took 44 s against 11 s without, each replacement booting while its slot idled).
+   * replacement of a recycled process is spawned once it has taken half its `maxJobsPerProcess`, and the old one
+   * keeps taking jobs past `maxJobsPerProcess` until the replacement is ready (at most `RECYCLE_OVERRUN` ×
+   * `maxJobsPerProcess` more): a start (node, the module, the context) takes 1-2.4 s compiled, while 200 trivial
+   * jobs take milliseconds (4,000 such jobs with recycling took 44 s against 11 s without, each replacement
+   * booting while its slot idled).
    */
   slot(index: number): Effect.Effect<void, JobRunnerError> {
     const { queue, stats } = this.deps
@@ -353,8 +443,9 @@ export class Supervisor {
         stats.processStarted()
         const retiring = yield* Deferred.make<void>()
         const halfway = yield* Deferred.make<void>()
+        const replacementReady = yield* Deferred.make<void>()
         draining.push(
-          yield* Effect.fork(this.feed(handle, index, retiring, halfway).pipe(
+          yield* Effect.fork(this.feed(handle, index, retiring, halfway, replacementReady).pipe(
             Effect.ensuring(Effect.suspend(() => {
               this.handles.delete(handle)
               stats.liveProcesses--
@@ -363,7 +454,10 @@ export class Supervisor {
           ))
         )
         yield* Deferred.await(halfway)
-        if (!queue.stopping) ahead = yield* Effect.fork(this.spawnInto(index))
+        if (!queue.stopping) {
+          ahead = yield* Effect.fork(Effect.tap(this.spawnInto(index), ({ result }) =>
+            result._tag === "Right" && Option.isSome(result.right) ? Deferred.succeed(replacementReady, undefined) : Effect.void))
+        }
         yield* Deferred.await(retiring)
       }
       if (ahead !== undefined) {
