@@ -289,6 +289,7 @@ const runnerDied = (job: LeasedJob, settings: QueueSettings): Settlement => ({
 /** Progress larger than this is refused: it is stored with the job and read by every `status`. */
 const MAX_PROGRESS_BYTES = 64 * 1024
 
+/** UTF-8 bytes, counted only when they could exceed the limit (n UTF-16 code units are at most 3n bytes). */
 const utf8Length = (text: string): number => text.length * 3 <= MAX_PROGRESS_BYTES ? text.length : new TextEncoder().encode(text).length
 
 const recordProgress = <A>(parts: Parts<A>, job: LeasedJob, value: unknown): Effect.Effect<void, DurableQueueError> =>
