@@ -62,7 +62,8 @@ export interface Options<A, I> extends Shared.Options<A, I> {
   readonly pollInterval?: Shared.Options<A, I>["pollInterval"]
   /**
    * The table of jobs, shared by every queue on it (an SQL identifier, optionally schema-qualified: "jobs",
-   * "app.jobs"). Created if missing. Default: "effect_workers_queue".
+   * "app.jobs"), at most 48 characters (the names of its indexes and of `<tableName>_paused` must fit PostgreSQL's
+   * 63-byte identifiers). Created if missing; a table of an earlier version is migrated. Default: "effect_workers_queue".
    */
   readonly tableName?: string | undefined
   /**

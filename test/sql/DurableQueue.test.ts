@@ -100,6 +100,8 @@ describe("sql DurableQueue options", () => {
         [{ leaseDuration: "10 millis" }, "leaseDuration"],
         [{ pollInterval: -1 }, "pollInterval"],
         [{ tableName: "jobs; DROP TABLE x" }, "tableName"],
+        // 49 characters: the index and table names made from it would pass PostgreSQL's 63 bytes.
+        [{ tableName: `app.${"j".repeat(45)}` }, "tableName"],
         [{ name: "" }, "name"],
         [{ notify: "yes" as unknown as boolean }, "notify"]
       ] as const

@@ -9,7 +9,9 @@
  *   delayed, the end of its lease while leased;
  * - `timed` (added by #11): 1 when `visible_at` is a time to wait for (a delayed job, or a lease), 0 when the job is
  *   ready. It splits pending rows over two partial indexes, so a lease reads the ready rows in priority order
- *   without stepping over delayed ones, and finds the rows whose time came by a range on `visible_at`;
+ *   without stepping over delayed ones (with one index over all pending rows in priority order, a lease of 10
+ *   examined 5,030 rows when 5,000 delayed rows came first; 20 with two: test/sql/DurableQueue.store.test.ts), and
+ *   the rows whose time came are found by a range on `visible_at` and made ready (`timed` = 0);
  * - `priority`, `options` (the core's per-job settings, JSON), `cancel_requested` (1: cancellation of a running job
  *   asked), `progress` (JSON), `result` and `result_expires_at` (ms) on a done row (added by #11).
  *
