@@ -36,6 +36,18 @@ export interface DurableQueue<in out A> {
    */
   readonly offer: (value: A, options?: { readonly id?: string | undefined }) => Effect.Effect<string, DurableQueueError | OptionError>
   /**
+   * Queues many jobs in one round trip to the store (one script call on Redis, one multi-row `INSERT … ON CONFLICT`
+   * on PostgreSQL, one transaction on SQLite) and returns their ids, one per entry in entry order (random UUIDs
+   * where no `id` is given), as BullMQ's `addBulk`. Ids are de-duplicated as `offer` does, within the batch too: of
+   * entries sharing an id, the first is queued and the others are not (their id is still returned), and an id
+   * already offered is not queued again. All or nothing before the store: every id and value is checked and
+   * encoded first, so one hostile entry (an id that is not a non-empty string: `OptionError`; a value whose
+   * encoded form is not plain JSON: `DurableQueueError` "EncodeFailed" naming its id) fails the call and NOTHING
+   * of the batch is written. An empty array writes nothing. `entries` that is not an array, or an entry that is
+   * not an object, fails with `OptionError`.
+   */
+  readonly offerAll: (entries: ReadonlyArray<OfferEntry<A>>) => Effect.Effect<ReadonlyArray<string>, DurableQueueError | OptionError>
+  /**
    * Waits for a job, runs `handler` under a lease, and acknowledges the job when it succeeded. A failure before
    * the last attempt puts the job back; on the last it goes to the dead letters. The handler's outcome is
    * returned as an `Exit`; only a failing store fails the effect. Interrupting the handler puts the job back
@@ -76,6 +88,17 @@ export interface DurableQueue<in out A> {
    * Acknowledged jobs and dead letters are not counted. `JobRunner`'s `stopWhenEmpty` stops on 0.
    */
   readonly size: Effect.Effect<number, DurableQueueError>
+}
+
+/**
+ * One job of `offerAll`: its value and, optionally, its id (as `offer`'s options).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface OfferEntry<A> {
+  readonly value: A
+  readonly id?: string | undefined
 }
 
 /**

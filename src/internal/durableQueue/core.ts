@@ -23,8 +23,8 @@ import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../../DurableQueue.js"
 import { type Codec, codec as makeCodec } from "./encoding.js"
 import { DurableQueueError } from "./error.js"
-import { offerId, type QueueSettings, runSettings } from "./options.js"
-import type { LeasedJob, Settle, Settlement, Store } from "./store.js"
+import { offerEntries, offerId, type QueueSettings, runSettings } from "./options.js"
+import type { LeasedJob, OfferedJob, Settle, Settlement, Store } from "./store.js"
 
 /** Settlements written per store call. */
 const SETTLE_BATCH = 256
@@ -302,6 +302,32 @@ export const make = <A, I>(
         return id
       })
 
+    const offerAll: DurableQueue.DurableQueue<A>["offerAll"] = (entries) =>
+      Effect.gen(function*() {
+        const checked = yield* offerEntries(entries)
+        const ids: Array<string> = []
+        const jobs: Array<OfferedJob> = []
+        const seen = new Set<string>()
+        // Everything is encoded before the store is called, so a hostile entry fails the call with nothing written.
+        for (const entry of checked) {
+          const custom = entry.id !== undefined
+          const id = custom ? entry.id! : globalThis.crypto.randomUUID()
+          const payload = yield* codec.encode(entry.value as A).pipe(
+            Effect.mapError((cause) => new DurableQueueError({ reason: "EncodeFailed", backend: store.backend, queue: name, id, cause }))
+          )
+          ids.push(id)
+          if (!seen.has(id)) {
+            seen.add(id)
+            jobs.push({ id, payload, custom })
+          }
+        }
+        if (jobs.length > 0) {
+          yield* Effect.mapError(store.offer(jobs), failed)
+          yield* feed.offered.open
+        }
+        return ids
+      })
+
     const deadLetterReport = Effect.flatMap(Effect.mapError(store.deadLetters, failed), (stored) =>
       Effect.map(
         Effect.forEach(stored, (letter) =>
@@ -328,6 +354,7 @@ export const make = <A, I>(
     return {
       name,
       offer,
+      offerAll,
       take: (handler) => take(handler, false),
       run,
       size: Effect.mapError(store.size, failed),

@@ -60,3 +60,23 @@ export const offerId = (id: unknown): Effect.Effect<string, OptionError> => {
   const why = badId(id)
   return why === undefined ? Effect.succeed(id as string) : check.require("id", id as string, false, why)
 }
+
+/**
+ * The entries of `offerAll`, checked before anything is encoded or written: an array of objects whose `id`, where
+ * given, is a valid id (a plain-JavaScript caller passes `null`, a string, or entries of numbers). @internal
+ */
+export const offerEntries = (
+  entries: unknown
+): Effect.Effect<ReadonlyArray<{ readonly id: string | undefined; readonly value: unknown }>, OptionError> =>
+  Effect.gen(function*() {
+    yield* check.require("entries", entries, Array.isArray(entries), "an array of { value, id? } objects")
+    const out: Array<{ readonly id: string | undefined; readonly value: unknown }> = []
+    for (const [i, entry] of (entries as ReadonlyArray<unknown>).entries()) {
+      yield* check.require(`entries[${i}]`, entry, typeof entry === "object" && entry !== null, "an object { value, id? }")
+      const { id, value } = entry as { readonly id?: unknown; readonly value: unknown }
+      const why = id === undefined ? undefined : badId(id)
+      if (why !== undefined) yield* check.require(`entries[${i}].id`, id, false, why)
+      out.push({ id: id as string | undefined, value })
+    }
+    return out
+  })
