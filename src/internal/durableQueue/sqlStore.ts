@@ -60,6 +60,12 @@ export const isTableName = (tableName: string): boolean => tableNamePattern.test
 const BATCH = 256
 
 /**
+ * Rows per INSERT of a bulk offer: 4 bound parameters a row, under SQLite's 32,766 and PostgreSQL's 65,535
+ * parameters per statement.
+ */
+const OFFER_ROWS = 5_000
+
+/**
  * The unique key of an id: the id itself, or for an id longer than 128 characters its SHA-256 (a PostgreSQL
  * B-tree entry holds at most about 2,700 bytes, so a long id could not be indexed as it is).
  */
@@ -157,8 +163,8 @@ export const makeStore = (
     // Offers of concurrent callers go out in one INSERT. A batch that fails is written again row by row, so one
     // bad offer does not fail the others. (The core checked every id before: a non-string id once killed this fiber.)
     const offers = yield* Queue.unbounded<Waiting<OfferedJob>>()
-    const insert = (batch: ReadonlyArray<Waiting<OfferedJob>>) => {
-      const rows = sql.csv(batch.map(({ item: { id, payload } }) => sql`(${name}, ${id}, ${idKey(id)}, ${payload}, ${now}, ${now}, ${now})`))
+    const insert = (batch: ReadonlyArray<OfferedJob>) => {
+      const rows = sql.csv(batch.map(({ id, payload }) => sql`(${name}, ${id}, ${idKey(id)}, ${payload}, ${now}, ${now}, ${now})`))
       // With notifications, one NOTIFY per batch (in the same statement, so no round trip more), and only when a row
       // went in; it is delivered when the statement commits.
       return listener !== undefined
@@ -169,9 +175,9 @@ export const makeStore = (
         : sql`INSERT INTO ${table} (queue_name, id, id_key, element, visible_at, created_at, updated_at)
           VALUES ${rows} ON CONFLICT (queue_name, id_key) DO NOTHING`
     }
-    const writeOne = (one: Waiting<OfferedJob>) => Effect.flatMap(Effect.exit(insert([one])), (exit) => Deferred.done(one.done, Exit.asVoid(exit)))
+    const writeOne = (one: Waiting<OfferedJob>) => Effect.flatMap(Effect.exit(insert([one.item])), (exit) => Deferred.done(one.done, Exit.asVoid(exit)))
     yield* drain(offers, (batch) =>
-      Effect.flatMap(Effect.exit(insert(batch)), (exit) =>
+      Effect.flatMap(Effect.exit(insert(batch.map((w) => w.item))), (exit) =>
         Exit.isFailure(exit) && batch.length > 1
           ? Effect.forEach(batch, writeOne, { discard: true })
           : Effect.forEach(batch, (w) => Deferred.done(w.done, Exit.asVoid(exit)), { discard: true })))
@@ -230,8 +236,14 @@ export const makeStore = (
       maxBatch: BATCH,
       wakeSpacingMillis: WAKE_SPACING,
       ready: notified.await,
+      // A batch of one caller (`offerAll`) is one statement (chunks in one transaction past `OFFER_ROWS`): all or
+      // nothing. Single offers of concurrent callers are coalesced by the `offers` fiber instead.
       offer: (jobs) =>
-        Effect.forEach(jobs, (item) =>
+        jobs.length > 1
+          ? jobs.length <= OFFER_ROWS
+            ? Effect.asVoid(insert(jobs))
+            : sql.withTransaction(Effect.forEach(chunks(jobs, OFFER_ROWS), insert, { discard: true }))
+          : Effect.forEach(jobs, (item) =>
           Effect.flatMap(Deferred.make<void, unknown>(), (done) => {
             offers.unsafeOffer({ item, done })
             return Deferred.await(done)
