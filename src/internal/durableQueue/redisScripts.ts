@@ -12,14 +12,20 @@
 const now = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`
 
-/** KEYS: waiting, payloads, ids. ARGV: (id, payload, custom "1"/"0") triples. */
+/**
+ * KEYS: waiting, payloads, ids, wake (a pub/sub channel). ARGV: (id, payload, custom "1"/"0") triples. Publishes
+ * one wake-up when it queued a job.
+ */
 export const offer = `
+local queued = 0
 for i = 1, #ARGV, 3 do
   local id = ARGV[i]
   if (ARGV[i + 2] ~= '1' or redis.call('SADD', KEYS[3], id) == 1) and redis.call('HSETNX', KEYS[2], id, ARGV[i + 1]) == 1 then
     redis.call('RPUSH', KEYS[1], id)
+    queued = 1
   end
 end
+if queued == 1 then redis.call('PUBLISH', KEYS[4], '1') end
 return 1
 `
 

@@ -22,6 +22,7 @@ import { connect, defineScript, RedisClient } from "../redis/client.js"
 import * as core from "./core.js"
 import { type QueueSettings, queueSettings } from "./options.js"
 import * as scripts from "./redisScripts.js"
+import * as RedisWake from "./redisWake.js"
 import type { LeasedJob, OfferedJob, Settle, Settlement, Store } from "./store.js"
 
 /** The escaped name segment: no `}`, `:` or `%` but its own escapes, so distinct names give distinct keys. @internal */
@@ -39,7 +40,9 @@ export const keysOf = (prefix: string, name: string) => {
     owners: `${base}owners`,
     leased: `${base}leased`,
     dead: `${base}dead`,
-    ids: `${base}ids`
+    ids: `${base}ids`,
+    /** A pub/sub channel, not a key: one message per offer call that queued a job (redisWake.ts). */
+    wake: `${base}wake`
   } as const
 }
 
@@ -57,7 +60,7 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
     const command = defineScript(redis, name, lua, keys.length)
     return (...args: Array<string | number>) => Effect.tryPromise(() => command(...keys, ...args))
   }
-  const offer = call("ewDqOffer", scripts.offer, [k.waiting, k.payloads, k.ids])
+  const offer = call("ewDqOffer", scripts.offer, [k.waiting, k.payloads, k.ids, k.wake])
   const lease = call("ewDqLease", scripts.lease, [k.waiting, k.leased, k.owners, k.attempts, k.payloads])
   const refresh = call("ewDqRefresh", scripts.refresh, [k.leased, k.owners])
   const settle = call("ewDqSettle", scripts.settle, [k.waiting, k.leased, k.owners, k.attempts, k.payloads, k.errors, k.dead])
@@ -121,5 +124,7 @@ export const make = <A, I>(
     // A connection of its own with auto-pipelining: the leases and settlements of concurrent takers issued in one
     // tick travel in one round trip.
     const redis = yield* connect({ ...clientOptions, options: { ...clientOptions.options, enableAutoPipelining: true } }).pipe(Effect.orDie)
-    return yield* core.make(makeStore(redis, prefix, settings), settings, options.schema)
+    const store = makeStore(redis, prefix, settings)
+    const wake = yield* RedisWake.make(clientOptions, keysOf(prefix, settings.name).wake)
+    return yield* core.make({ ...store, ready: wake.ready, lease: (max) => Effect.zipRight(wake.arm, store.lease(max)) }, settings, options.schema)
   })
