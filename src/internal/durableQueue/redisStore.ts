@@ -46,8 +46,8 @@ export const keysOf = (prefix: string, name: string) => {
   } as const
 }
 
-/** Jobs leased per script call: enough to fill 64 takers at once, small enough to keep one call under ~1 ms. */
-const MAX_BATCH = 64
+/** Jobs leased per script call: a run leases up to 4 × its concurrency ahead (core.ts); 256 keeps one call near 1 ms. */
+const MAX_BATCH = 256
 
 const kindOf = (settlement: Settlement): string =>
   settlement._tag === "Ack" ? "a" : settlement._tag === "Release" ? "b" : settlement._tag === "Retry" ? "r" : "d"
