@@ -1,7 +1,7 @@
 /**
  * The consumer alone, for `node --cpu-prof` (issue #16): fills a queue with `--jobs` jobs (offerAll, outside the
  * profile's interesting part), then drains it with `run` at `--concurrency` and a no-op handler, default settings,
- * and prints jobs/s and CPU µs per job of the drain. `--store redis|sqlite|pg`. With `--profile <file>`, the
+ * (or `--ms` of waiting) and prints jobs/s and CPU µs per job of the drain. `--store redis|sqlite|pg`. With `--profile <file>`, the
  * drain alone is profiled (the inspector's CPU profiler, as `node --cpu-prof`, started after the fill) into <file>.
  *
  *   npx tsx bench/_profile.ts --store redis --jobs 50000 --profile /tmp/redis.cpuprofile
@@ -25,6 +25,8 @@ import { arg, batches, counter, timed, until } from "./_shared.js"
 
 const JOBS = arg("jobs", 50_000)
 const CONCURRENCY = arg("concurrency", 16)
+/** The handler's work: `--ms` milliseconds of waiting (default none). */
+const MS = arg("ms", 0)
 const store = process.argv[process.argv.indexOf("--store") + 1] ?? "redis"
 const schema = Schema.Struct({ n: Schema.Number })
 
@@ -43,7 +45,7 @@ const program = Effect.gen(function*() {
   }
   const sample = yield* Effect.promise(() =>
     timed(JOBS, async () => {
-      Effect.runFork(queue.run(() => Effect.sync(handled.hit), { concurrency: CONCURRENCY }))
+      Effect.runFork(queue.run(() => MS === 0 ? Effect.sync(handled.hit) : Effect.zipRight(Effect.sleep(MS), Effect.sync(handled.hit)), { concurrency: CONCURRENCY }))
       await handled.all
       await until(async () => (await Effect.runPromise(queue.size)) === 0)
     }))

@@ -64,6 +64,17 @@ for (const [kind, up] of stores) {
         expect(yield* queue.size).toBe(0)
       }))
 
+    test("values and ids come back byte for byte (quotes, backslashes, NUL and lone surrogates in strings, long ids)", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Unknown, pollInterval: "10 millis" })
+        const values: ReadonlyArray<unknown> = ["a \"quoted\" \\ back", "lone \ud83d surrogate", "\u0000 nul", { nested: [1, "two", null, true] }, 1.5, "\ud83d\ude00"]
+        const ids = values.map((_, i) => i === 0 ? "x".repeat(300) : `id "${i}" \\ \ud83d\ude00`)
+        expect(yield* queue.offerAll(values.map((value, i) => ({ value, id: ids[i]! })))).toEqual(ids)
+        const back: Array<readonly [string, unknown]> = []
+        for (let i = 0; i < values.length; i++) yield* queue.take((value, job) => Effect.sync(() => back.push([job.id, value])))
+        expect(back).toEqual(values.map((value, i) => [ids[i], value]))
+      }))
+
     test("a hostile value fails the call with EncodeFailed naming its id, and nothing of the batch is written", (env) =>
       Effect.gen(function*() {
         const queue = yield* env.make({ name: "jobs", schema: Schema.Unknown, pollInterval: "10 millis" })

@@ -102,10 +102,24 @@ class Settler {
     )
   }
 
+  /**
+   * A batch smaller than a quarter of `SETTLE_BATCH` with no `take` waiting on it lingers `settleLingerMillis` for
+   * more (SQL: 1 ms handlers on SQLite settled a job or two per commit, 584 jobs/s against the floor's 7,369).
+   */
+  private collect(chunk: ReadonlyArray<Pending>): Effect.Effect<ReadonlyArray<Pending>> {
+    const linger = this.store.settleLingerMillis ?? 0
+    if (linger <= 0 || chunk.length >= SETTLE_BATCH / 4 || chunk.some((pending) => pending.done !== undefined)) return Effect.succeed(chunk)
+    return Effect.zipRight(
+      Effect.sleep(linger),
+      Effect.map(Queue.takeUpTo(this.queue, SETTLE_BATCH - chunk.length), (more) => [...chunk, ...more])
+    )
+  }
+
   /** Only the wait is interruptible: a batch taken is written. On interruption what is queued is written first. */
   loop(): Effect.Effect<never> {
     return Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(restore(Queue.takeBetween(this.queue, 1, SETTLE_BATCH)), (chunk) => this.write(Array.from(chunk)))
+      Effect.flatMap(restore(Queue.takeBetween(this.queue, 1, SETTLE_BATCH)), (chunk) =>
+        Effect.flatMap(this.collect(Array.from(chunk)), (batch) => this.write(batch)))
     ).pipe(
     Effect.forever,
     Effect.onInterrupt(() =>

@@ -80,6 +80,11 @@ export interface Store {
    * single offers a fetcher then takes several per statement instead of one (20 ms on SQL). 0: none.
    */
   readonly wakeSpacingMillis: number
+  /**
+   * How long (ms) a small batch of settlements waits for more before it is written: where each write is a commit
+   * (SQL), settlements trickling in from handlers that take a while would otherwise cost a commit each. Default 0.
+   */
+  readonly settleLingerMillis?: number | undefined
   /** Keeps the jobs, skipping ids already known (waiting, leased, done or dead). */
   readonly offer: (jobs: ReadonlyArray<OfferedJob>) => Effect.Effect<void, unknown>
   /**
