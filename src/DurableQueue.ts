@@ -155,7 +155,11 @@ export interface Options<A, I> {
    * 100 milliseconds. Default: 30 seconds.
    */
   readonly leaseDuration?: Duration.DurationInput | undefined
-  /** How often an idle taker looks for jobs. Default: 100 millis. */
+  /**
+   * How often an idle taker looks for jobs. Default: 100 millis. (On Redis, and on PostgreSQL with notifications,
+   * an offer from any process wakes idle takers at once; the poll is the safety net.) A `run` leases up to four
+   * times its concurrency ahead of its takers (fewer round trips per job); those jobs go back when it stops.
+   */
   readonly pollInterval?: Duration.DurationInput | undefined
 }
 
