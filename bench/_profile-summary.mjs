@@ -1,4 +1,4 @@
-// Summarises a .cpuprofile: self time by function (top 25) and by category (GC, Effect runtime, ioredis, sql, ...).
+// Summarises a .cpuprofile (the inspector's own "dispatch" counted as idle): self time by function (top 25) and by category (GC, Effect runtime, ioredis, sql, ...).
 import { readFileSync } from "node:fs"
 const profile = JSON.parse(readFileSync(process.argv[2], "utf8"))
 const byId = new Map(profile.nodes.map((n) => [n.id, n]))
@@ -8,10 +8,10 @@ const self = new Map()
 const cats = new Map()
 let total = 0
 const category = (url, name) =>
-  name === "(garbage collector)" ? "garbage collection" : name === "(idle)" ? "idle" : name === "(program)" ? "program (native)"
+  name === "(garbage collector)" ? "garbage collection" : name === "(idle)" || name === "dispatch" || url.includes("inspector") ? "idle" : name === "(program)" ? "program (native)"
   : url.includes("node_modules/effect/") ? "effect runtime" : url.includes("ioredis") || url.includes("redis-parser") || url.includes("denque") ? "ioredis"
   : url.includes("@effect/sql") || url.includes("better-sqlite3") || url.includes("/pg") || url.includes("postgres") ? "sql driver"
-  : url.includes("/src/") ? "effect-workers src" : url.startsWith("node:") || url === "" ? "node internals" : "other"
+  : url.includes("/src/") ? "effect-workers src" : url === "" ? "native (socket writes, SQLite statements)" : url.startsWith("node:") ? "node internals" : "other"
 for (const [id, us] of dt) {
   const n = byId.get(id)
   const { functionName, url, lineNumber } = n.callFrame

@@ -203,17 +203,23 @@ class Feed {
     })
   }
 
+  /** A job from the buffer without waiting (a `poll`, so nothing is counted as demand), else `wait`. */
   next(): Effect.Effect<LeasedJob> {
-    return Effect.uninterruptibleMask((restore) =>
-      Effect.suspend(() => {
-        this.demand++
-        // The fetcher is woken only when it has something to do (not once per job handed out of a full buffer).
-        const buffered = this.buffered()
-        if (buffered < this.demand || buffered <= this.takers) this.wake.unsafeOpen()
-        return restore(Queue.take(this.jobs)).pipe(Effect.ensuring(Effect.sync(() => this.demand--)))
-      })
-    )
+    return Effect.flatMap(Queue.poll(this.jobs), (polled) => {
+      if (Option.isNone(polled)) return this.wait
+      // The fetcher is woken only when it has something to do (not once per job handed out of a full buffer).
+      if (this.buffered() < this.takers) this.wake.unsafeOpen()
+      return Effect.succeed(polled.value)
+    })
   }
+
+  private readonly wait: Effect.Effect<LeasedJob> = Effect.uninterruptibleMask((restore) =>
+    Effect.suspend(() => {
+      this.demand++
+      this.wake.unsafeOpen()
+      return restore(Queue.take(this.jobs)).pipe(Effect.ensuring(Effect.sync(() => this.demand--)))
+    })
+  )
 
   /** What was fetched and not handed out, to be put back (the last `run` stopped, or the scope closes). */
   takeBuffered(): Effect.Effect<ReadonlyArray<LeasedJob>> {
