@@ -244,6 +244,42 @@ const runnerDied = (job: LeasedJob, settings: QueueSettings): Settlement => ({
     `(its ${settings.leaseMillis} ms lease expired; the process was killed, crashed or ran out of memory)`
 })
 
+/**
+ * `offerAll`: every entry checked and encoded before the store is called, so a hostile entry fails the call with
+ * nothing written; of entries sharing an id the first is queued (every entry's id is returned); one store call.
+ */
+const offerBatch = <A>(
+  codec: Codec<A>,
+  store: Store,
+  name: string,
+  failed: (cause: unknown) => DurableQueueError,
+  offered: Effect.Effect<void>
+): DurableQueue.DurableQueue<A>["offerAll"] =>
+(entries) =>
+  Effect.gen(function*() {
+    const checked = yield* offerEntries(entries)
+    const ids: Array<string> = []
+    const jobs: Array<OfferedJob> = []
+    const seen = new Set<string>()
+    for (const entry of checked) {
+      const custom = entry.id !== undefined
+      const id = custom ? entry.id! : globalThis.crypto.randomUUID()
+      const payload = yield* codec.encode(entry.value as A).pipe(
+        Effect.mapError((cause) => new DurableQueueError({ reason: "EncodeFailed", backend: store.backend, queue: name, id, cause }))
+      )
+      ids.push(id)
+      if (!seen.has(id)) {
+        seen.add(id)
+        jobs.push({ id, payload, custom })
+      }
+    }
+    if (jobs.length > 0) {
+      yield* Effect.mapError(store.offer(jobs), failed)
+      yield* offered
+    }
+    return ids
+  })
+
 /** @internal */
 export const make = <A, I>(
   store: Store,
@@ -353,31 +389,7 @@ export const make = <A, I>(
         return id
       })
 
-    const offerAll: DurableQueue.DurableQueue<A>["offerAll"] = (entries) =>
-      Effect.gen(function*() {
-        const checked = yield* offerEntries(entries)
-        const ids: Array<string> = []
-        const jobs: Array<OfferedJob> = []
-        const seen = new Set<string>()
-        // Everything is encoded before the store is called, so a hostile entry fails the call with nothing written.
-        for (const entry of checked) {
-          const custom = entry.id !== undefined
-          const id = custom ? entry.id! : globalThis.crypto.randomUUID()
-          const payload = yield* codec.encode(entry.value as A).pipe(
-            Effect.mapError((cause) => new DurableQueueError({ reason: "EncodeFailed", backend: store.backend, queue: name, id, cause }))
-          )
-          ids.push(id)
-          if (!seen.has(id)) {
-            seen.add(id)
-            jobs.push({ id, payload, custom })
-          }
-        }
-        if (jobs.length > 0) {
-          yield* Effect.mapError(store.offer(jobs), failed)
-          yield* feed.offered.open
-        }
-        return ids
-      })
+    const offerAll = offerBatch(codec, store, name, failed, feed.offered.open)
 
     const deadLetterReport = Effect.flatMap(Effect.mapError(store.deadLetters, failed), (stored) =>
       Effect.map(
