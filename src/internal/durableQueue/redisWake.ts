@@ -12,6 +12,9 @@ import * as Scope from "effect/Scope"
 import type * as RedisClientModule from "../../redis/RedisClient.js"
 import { connect } from "../redis/client.js"
 
+/** How long after a failed subscription the next lease tries again. */
+const RETRY_MILLIS = 30_000
+
 /** @internal */
 export interface Wake {
   /** Completes when a message came since the last `arm`. */
@@ -22,7 +25,7 @@ export interface Wake {
 
 /**
  * A subscription made at the first lease, not at construction: a queue instance that only offers never holds a
- * second connection. A failed subscription is logged and tried again at the next lease; polling covers the gap.
+ * second connection. A failed subscription is logged and tried again 30 s later, at a lease; polling covers the gap.
  *
  * @internal
  */
@@ -31,6 +34,9 @@ export const make = (options: RedisClientModule.RedisClient.Options, channel: st
     const scope = yield* Effect.scope
     const notified = yield* Effect.makeLatch(false)
     let subscribed = false
+    // After a failure, the next try waits: where SUBSCRIBE is refused (an ACL, a proxy without pub/sub) every lease
+    // would otherwise pay a connection attempt (up to 2 s) and log a warning.
+    let nextTry = 0
     const subscribe = connect(options).pipe(
       Effect.flatMap((subscriber) =>
         Effect.tryPromise(async () => {
@@ -44,11 +50,14 @@ export const make = (options: RedisClientModule.RedisClient.Options, channel: st
         })
       ),
       Effect.timeout("2 seconds"),
-      Effect.catchAllCause((cause) => Effect.logWarning("DurableQueue: subscribing to Redis wake-ups failed; polling meanwhile", cause)),
+      Effect.catchAllCause((cause) => {
+        nextTry = Date.now() + RETRY_MILLIS
+        return Effect.logWarning(`DurableQueue: subscribing to Redis wake-ups failed; polling, trying again in ${RETRY_MILLIS / 1000} s`, cause)
+      }),
       Scope.extend(scope)
     )
     return {
       ready: notified.await,
-      arm: Effect.zipRight(Effect.suspend(() => subscribed ? Effect.void : subscribe), notified.close)
+      arm: Effect.zipRight(Effect.suspend(() => subscribed || Date.now() < nextTry ? Effect.void : subscribe), notified.close)
     }
   })
