@@ -60,8 +60,8 @@ export const isTableName = (tableName: string): boolean => tableNamePattern.test
 const BATCH = 256
 
 /**
- * Rows per INSERT of a bulk offer: 4 bound parameters a row, under SQLite's 32,766 and PostgreSQL's 65,535
- * parameters per statement.
+ * Rows per INSERT of a bulk offer (its rows travel as one JSON parameter): larger batches are cut into statements of
+ * this many in one transaction, so no single JSON text or statement grows without bound.
  */
 const OFFER_ROWS = 5_000
 
