@@ -64,6 +64,15 @@ for (const [kind, up] of stores) {
         expect(yield* queue.size).toBe(0)
       }))
 
+    test("12,000 entries (three statements in one transaction on SQL) are all queued; a repeated id at the end once", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+        const entries = Array.from({ length: 12_000 }, (_, n) => ({ value: n, id: `j${n}` }))
+        const ids = yield* queue.offerAll([...entries, { value: -1, id: "j1" }])
+        expect(ids.length).toBe(12_001)
+        expect(yield* queue.size).toBe(12_000)
+      }))
+
     test("values and ids come back byte for byte (quotes, backslashes, NUL and lone surrogates in strings, long ids)", (env) =>
       Effect.gen(function*() {
         const queue = yield* env.make({ name: "jobs", schema: Schema.Unknown, pollInterval: "10 millis" })
