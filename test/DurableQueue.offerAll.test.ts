@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../src/DurableQueue.js"
@@ -97,6 +98,47 @@ for (const [kind, up] of stores) {
         // The ids of the refused batch were never stored: they can be offered now.
         expect(yield* queue.offerAll([{ value: 1, id: "before" }, { value: 2, id: "after" }])).toEqual(["before", "after"])
         expect(yield* queue.size).toBe(2)
+      }))
+
+    test("per-entry options: a delayed entry and a priority entry in one batch", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+        const ids = yield* queue.offerAll([
+          { value: 1, id: "plain" },
+          { value: 2, id: "later", delay: "2 seconds" },
+          { value: 3, id: "urgent", priority: 5 },
+          { value: 4, id: "timed", timeout: "5 seconds", backoff: { _tag: "Fixed", millis: 10 } }
+        ])
+        expect(ids).toEqual(["plain", "later", "urgent", "timed"])
+        expect(yield* queue.counts).toEqual({ waiting: 3, delayed: 1, running: 0, dead: 0, paused: false })
+        expect(Option.map(yield* queue.status("later"), (status) => status.state)).toEqual(Option.some("delayed"))
+        // The priority entry first, then offer order; the delayed one only once its time came.
+        const started = Date.now()
+        expect(yield* drainAll(queue, 3)).toEqual(["urgent=3", "plain=1", "timed=4"])
+        expect(yield* drainAll(queue, 1)).toEqual(["later=2"])
+        expect(Date.now() - started).toBeGreaterThanOrEqual(1_000)
+      }))
+
+    test("a bad per-entry option fails with OptionError naming entries[i].<option>, and nothing is written", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+        const cases: ReadonlyArray<readonly [unknown, string]> = [
+          [{ value: 2, delay: -5 }, "entries[1].delay"],
+          [{ value: 2, delay: "soon" }, "entries[1].delay"],
+          [{ value: 2, delay: "20 years" }, "entries[1].delay"],
+          [{ value: 2, delay: 10, runAt: Date.now() }, "entries[1].runAt"],
+          [{ value: 2, runAt: Date.now() / 1000 }, "entries[1].runAt"],
+          [{ value: 2, priority: 1.5 }, "entries[1].priority"],
+          [{ value: 2, timeout: 0 }, "entries[1].timeout"],
+          [{ value: 2, backoff: { _tag: "Fixed", millis: -1 } }, "entries[1].backoff.millis"],
+          [{ value: 2, prority: 3 }, "entries[1].prority"]
+        ]
+        for (const [entry, field] of cases) {
+          const error = yield* Effect.flip(queue.offerAll([{ value: 1, id: "ok" }, entry] as ReadonlyArray<DurableQueue.OfferEntry<number>>))
+          expect(error).toBeInstanceOf(OptionError)
+          expect((error as OptionError).field).toBe(field)
+        }
+        expect(yield* queue.size).toBe(0)
       }))
 
     test("hostile entries fail with OptionError naming the entry, and nothing is written", (env) =>
