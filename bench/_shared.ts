@@ -4,6 +4,7 @@
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import * as os from "node:os"
 
 /** `--name value` from the command line as a number, or `fallback`. */
 export const arg = (name: string, fallback: number): number => {
@@ -11,21 +12,155 @@ export const arg = (name: string, fallback: number): number => {
   return i >= 0 ? Number(process.argv[i + 1]) : fallback
 }
 
+/** Whether `--name` is on the command line. */
+export const flag = (name: string): boolean => process.argv.includes(`--${name}`)
+
 /** The middle value (the upper one of an even count). */
 export const median = (xs: ReadonlyArray<number>): number => {
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.floor(s.length / 2)]!
 }
 
+/** The `p` quantile (0..1) of `xs`, nearest rank. */
+export const percentile = (xs: ReadonlyArray<number>, p: number): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(s.length * p) - 1))]!
+}
+
 /** Runs `task` for 0..count-1, at most `limit` at a time. */
 export const pool = async (count: number, limit: number, task: (i: number) => Promise<unknown>): Promise<void> => {
   let next = 0
-  await Promise.all(Array.from({ length: limit }, async () => {
+  await Promise.all(Array.from({ length: Math.min(limit, count) }, async () => {
     while (next < count) await task(next++)
   }))
 }
 
-/** One round of a queue benchmark: jobs per second adding, and processing. */
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** Polls `check` every `everyMs` until it holds. */
+export const until = async (check: () => Promise<boolean>, everyMs = 2): Promise<void> => {
+  while (!(await check())) await sleep(everyMs)
+}
+
+/** `[0, size)`, `[size, 2 size)`, …: the batches of `count` items. */
+export const batches = (count: number, size: number): Array<Array<number>> => {
+  const out: Array<Array<number>> = []
+  for (let i = 0; i < count; i += size) out.push(Array.from({ length: Math.min(size, count - i) }, (_, k) => i + k))
+  return out
+}
+
+/** Resolves `all` on the `jobs`-th `hit`. */
+export const counter = (jobs: number) => {
+  let done = 0
+  let resolve!: () => void
+  const all = new Promise<void>((r) => (resolve = r))
+  return { hit: () => { if (++done === jobs) resolve() }, all, get done() { return done } }
+}
+
+/** One timed measurement: jobs per second and this process's CPU (user + system) per job, in microseconds. */
+export interface Sample {
+  readonly rate: number
+  readonly cpu: number
+}
+
+/**
+ * Times `body`, which must resolve once the last job is ACKNOWLEDGED (not merely handled): jobs/s and CPU µs per
+ * job of this whole process (everything it runs in the window: client, driver, peer library, bench glue).
+ */
+export const timed = async (jobs: number, body: () => Promise<unknown>): Promise<Sample> => {
+  const cpu = process.cpuUsage()
+  const t = performance.now()
+  await body()
+  const seconds = (performance.now() - t) / 1000
+  const used = process.cpuUsage(cpu)
+  return { rate: jobs / seconds, cpu: (used.user + used.system) / jobs }
+}
+
+/** A contender in a scenario: set-up and tear-down happen inside `run`, outside its timed window. */
+export interface Contender {
+  readonly name: string
+  readonly run: () => Promise<Sample>
+}
+
+export interface Scenario {
+  readonly label: string
+  readonly contenders: ReadonlyArray<Contender>
+}
+
+const fmt = (x: number) => Math.round(x).toLocaleString("en-US")
+
+/**
+ * Runs every scenario `rounds` times, the contenders of a scenario interleaved and their order rotated each round
+ * (so none always runs first, on a cold cache or after a peer's garbage). The first contender is the reference
+ * ("ours"): its ratio to each other one is taken WITHIN a round (same load) and the median of those is printed
+ * with the spread, so a load spike moves one round's pair, not the ratio. Prints one markdown table.
+ */
+export const compare = async (scenarios: ReadonlyArray<Scenario>, rounds: number): Promise<void> => {
+  const samples = scenarios.map((s) => s.contenders.map(() => [] as Array<Sample>))
+  for (let r = 0; r < rounds; r++) {
+    for (const [i, scenario] of scenarios.entries()) {
+      const n = scenario.contenders.length
+      for (let k = 0; k < n; k++) {
+        const c = (k + r) % n
+        samples[i]![c]!.push(await scenario.contenders[c]!.run())
+      }
+    }
+    process.stderr.write(`round ${r + 1}/${rounds} done, load ${os.loadavg()[0]!.toFixed(1)}\n`)
+  }
+  console.log("\n| scenario | contender | jobs/s | CPU µs/job | ours ÷ it, jobs/s (min–max over rounds) | ours ÷ it, CPU/job |")
+  console.log("|---|---|---:|---:|---:|---:|")
+  for (const [i, scenario] of scenarios.entries()) {
+    const ours = samples[i]![0]!
+    for (const [c, contender] of scenario.contenders.entries()) {
+      const xs = samples[i]![c]!
+      const rate = median(xs.map((x) => x.rate))
+      const cpu = median(xs.map((x) => x.cpu))
+      const ratios = xs.map((x, r) => ours[r]!.rate / x.rate)
+      const cell = c === 0 ? "" : `${median(ratios).toFixed(2)}× (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`
+      const cpuCell = c === 0 ? "" : `${(median(ours.map((x) => x.cpu)) / cpu).toFixed(2)}×`
+      console.log(`| ${c === 0 ? scenario.label : ""} | ${contender.name} | ${fmt(rate)} | ${cpu.toFixed(1)} | ${cell} | ${cpuCell} |`)
+    }
+  }
+}
+
+/** Latency figures of one contender: offer → handler start, ms. */
+export const latencyLine = (name: string, xs: ReadonlyArray<number>) =>
+  `| ${name} | ${percentile(xs, 0.5).toFixed(1)} | ${percentile(xs, 0.99).toFixed(1)} | ${Math.max(...xs).toFixed(1)} | ${xs.length} |`
+
+/**
+ * Offers `samples` jobs at `perSecond` (one every 1/perSecond s) through `offer(i, sentAt)`; the contender's handler
+ * calls `started(i)`. Returns offer → start in ms for each (same process, `performance.now()`).
+ */
+export const latencyRun = async (
+  samples: number,
+  perSecond: number,
+  offer: (i: number) => Promise<unknown>,
+  register: (started: (i: number) => void) => void
+): Promise<Array<number>> => {
+  const sent = new Array<number>(samples)
+  const out = new Array<number>(samples)
+  const seen = counter(samples)
+  register((i) => {
+    out[i] = performance.now() - sent[i]!
+    seen.hit()
+  })
+  const start = performance.now()
+  for (let i = 0; i < samples; i++) {
+    const due = start + (i * 1000) / perSecond
+    const wait = due - performance.now()
+    if (wait > 0) await sleep(wait)
+    sent[i] = performance.now()
+    void offer(i)
+  }
+  await Promise.race([seen.all, sleep(10_000)])
+  return out.filter((x) => x !== undefined)
+}
+
+/** The machine line printed at the top of each benchmark. */
+export const machine = () =>
+  `node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? "?"}), ${new Date().toISOString()}, load ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}`
+
+/** One round of a queue benchmark: jobs per second adding, and processing (bench/events.ts). */
 export interface Round {
   readonly add: number
   readonly process: number
@@ -34,7 +169,7 @@ export interface Round {
 /**
  * One add-then-drain round of a queue benchmark: offers `jobs` values `{ n }`, `concurrency` at a time, then starts
  * `consume` (given the handler that counts a job done; forked in the caller's scope) and waits until every job is
- * done. Returns jobs per second for each phase.
+ * done. Returns jobs per second for each phase. (bench/events.ts; the distributed benchmarks have their own rounds.)
  */
 export const queueRound = <E, R>(
   jobs: number,

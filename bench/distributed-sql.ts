@@ -1,134 +1,107 @@
 /**
- * The SQL durable queue on PostgreSQL (127.0.0.1:5432, database `test`) against pg-boss, one process run,
- * contenders side by side in interleaved rounds, medians; each on its own table or schema, dropped afterwards.
+ * Durable queues on PostgreSQL (127.0.0.1:5432, database `test`) and SQLite: ours against pg-boss, graphile-worker
+ * and a FLOOR per engine, side by side in one process run, contenders interleaved (order rotated each round),
+ * ratios taken within a round, medians printed. Each contender on its own table or schema, dropped afterwards.
  *
- * "add": N jobs offered one by one, 16 at a time (ours: `DurableQueue.offer`; pg-boss: `send`). "process": the N
- * jobs drained with a no-op handler at concurrency 16 (ours: `run` with `concurrency: 16`). pg-boss has no
- * concurrency option in v10: a worker fetches `batchSize` jobs, runs the handler on the batch, and then waits out
- * the rest of its polling interval (0.5 s at the least) before it fetches again, even when jobs are waiting. So it
- * runs twice: "16 in flight" (one worker, `batchSize` 16, the batch's jobs run concurrently: what concurrency 16 is)
- * on fewer jobs, as it is slow, and "256 in flight" (16 workers of `batchSize` 16), its best here.
+ * Fair play (issue #16): ours at DEFAULT settings (100 ms poll, notifications on); the queue filled outside the
+ * timed window by each contender's own fastest path; the clock stopped when the last job is ACKNOWLEDGED (ours:
+ * `size` 0; pg-boss: no job of the queue below state "completed"; graphile-worker: its jobs table empty, as it
+ * deletes a job on success; the floor: its last DELETE), each polled every 2 ms once the last handler ran; CPU
+ * per job (`process.cpuUsage`, this whole process) beside jobs/s. Peers at their documented best:
+ * - pg-boss 10: no concurrency option; a worker fetches `batchSize` jobs, runs the handler on the batch, then
+ *   waits out its polling interval (0.5 s at the least) when the fetch was not full. Best here: 10 workers ×
+ *   batchSize 200 (up to 2,000 jobs in flight: MORE than the others' 16 or 64), `pollingIntervalSeconds` 0.5;
+ *   bulk: `insert` (one multi-row statement per call);
+ * - graphile-worker 0.16: `run` at the same concurrency on a pool built before the window (migrated there too);
+ *   "batched" is its batch jobs (a job whose payload is an array of 500 items, handed to the task at once:
+ *   one lease and one completion per 500 items; the items share one attempt, so it is a different contract;
+ *   counted per item); bulk: its `add_jobs` SQL function (what `addJobs` calls in later versions).
  *
- * "ours, notify: false": ours without PostgreSQL notifications (`notify: false`), to show what the NOTIFY sent with
- * each batch of offers costs. "two clients": the N jobs offered through one PgClient (16 at a time) while a second
- * one (as another process would) runs them at concurrency 16, both at default poll intervals: jobs/s from the first
- * offer to the last job done, with and without notifications. "wake-up latency": an offer through one PgClient (as another process would have it)
- * until the handler starts on a second one whose taker is idle, with notifications (default `pollInterval`, 1 s)
- * and without (default 100 ms), `--samples` offers each, spaced by 50-250 ms at random.
+ * FLOOR: a hand-written minimal at-least-once queue on the same engine: lease =
+ * `UPDATE … SET locked_until = now() + 30 s WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT 100) RETURNING`,
+ * ack = `DELETE … WHERE id = ANY(…)` of the batch, two loops on `pg` directly; SQLite the same with better-sqlite3
+ * (`json_each` for the id list). No retries, no dead letters, no id de-duplication, no notification.
  *
- * graphile-worker 0.16 runs as a peer too ("graphile-worker"): `addJob` one by one, then `run` at concurrency 16.
- *
- * For reference, ours on SQLite (a temp file; no peer), and `PersistedQueue` over `@effect/sql`'s own `SqlPersistedQueue` store (16 takers), which we do not
- * use (its leases are never refreshed; see src/internal/durableQueue/sqlStore.ts).
- *
- *   npx tsx bench/distributed-sql.ts [--jobs 10000] [--rounds 3]
+ *   npx tsx bench/distributed-sql.ts [--quick] [--jobs 20000] [--rounds 5] [--samples 200] [--skip-latency]
  */
-import * as PersistedQueue from "@effect/experimental/PersistedQueue"
-import * as SqlClient from "@effect/sql/SqlClient"
-import * as SqlPersistedQueue from "@effect/sql/SqlPersistedQueue"
 import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
+import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
+import { Logger, makeWorkerUtils, run as runGraphile } from "graphile-worker"
 import { randomUUID } from "node:crypto"
+import { createRequire } from "node:module"
 import { mkdtempSync, rmSync } from "node:fs"
 import * as os from "node:os"
 import { join } from "node:path"
+import pg from "pg"
 import PgBoss from "pg-boss"
 import * as DurableQueue from "../src/sql/DurableQueue.js"
-import { Logger, makeWorkerUtils, run as runGraphile } from "graphile-worker"
-import { arg, median, pool, queueRound, type Round } from "./_shared.js"
+import {
+  arg,
+  batches,
+  compare,
+  type Contender,
+  counter,
+  flag,
+  latencyLine,
+  latencyRun,
+  machine,
+  pool,
+  type Scenario,
+  sleep,
+  timed,
+  until
+} from "./_shared.js"
 
-const JOBS = arg("jobs", 10_000)
-const ROUNDS = arg("rounds", 3)
-const SAMPLES = arg("samples", 40)
-const SLOW_JOBS = Math.min(JOBS, 320)
-const CONCURRENCY = 16
+const QUICK = flag("quick")
+const JOBS = arg("jobs", QUICK ? 5_000 : 20_000)
+const ROUNDS = arg("rounds", QUICK ? 3 : 5)
+const SAMPLES = arg("samples", QUICK ? 60 : 200)
+const BULK = 1_000
+const GRAPHILE_BATCH = 500
 const connection = { host: "127.0.0.1", port: 5432, database: "test", user: "postgres" }
-const Client = PgClient.layer({ host: connection.host, port: connection.port, database: connection.database, username: connection.user })
-
-
-
-
-const pgBoss = async (jobs: number, workers: number, batchSize: number): Promise<Round> => {
-  const schema = `bench_pgboss_${randomUUID().replace(/-/g, "").slice(0, 12)}`
-  const boss = new PgBoss({ ...connection, schema, supervise: false, schedule: false, max: 10 })
-  boss.on("error", (error) => console.error("pg-boss:", error))
-  await boss.start()
-  try {
-    const name = "jobs"
-    await boss.createQueue(name)
-    let t = performance.now()
-    await pool(jobs, CONCURRENCY, (n) => boss.send(name, { n }))
-    const add = jobs / ((performance.now() - t) / 1000)
-    let done = 0
-    let finish!: () => void
-    const finished = new Promise<void>((resolve) => (finish = resolve))
-    t = performance.now()
-    for (let w = 0; w < workers; w++) {
-      await boss.work<{ n: number }>(name, { batchSize, pollingIntervalSeconds: 0.5 }, async (batch) => {
-        await Promise.all(batch.map(async () => {
-          if (++done === jobs) finish()
-        }))
-      })
-    }
-    await finished
-    const processed = jobs / ((performance.now() - t) / 1000)
-    await boss.offWork(name)
-    return { add, process: processed }
-  } finally {
-    await boss.stop({ graceful: false, wait: true }).catch(() => undefined)
-    await Effect.runPromise(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`).pipe(Effect.provide(Client)))
-  }
-}
-
-/**
- * graphile-worker 0.16 (the fastest known PostgreSQL queue): `addJob` one by one, 16 at a time; then `run` with
- * concurrency 16, its 100 ms default poll (it LISTENs for new jobs too), a pool of 17 connections (it warns below
- * its concurrency) and a silent logger (its default prints a line per job), in its own schema, dropped afterwards.
- */
+const connectionString = `postgres://${connection.user}@${connection.host}:${connection.port}/${connection.database}`
+const PgLayer = PgClient.layer({ host: connection.host, port: connection.port, database: connection.database, username: connection.user })
+const schema = Schema.Struct({ n: Schema.Number })
+const unique = (prefix: string) => `${prefix}_${randomUUID().replace(/-/g, "").slice(0, 12)}`
+const work = (ms: number): Promise<void> | undefined => ms === 0 ? undefined : sleep(ms)
 const silent = new Logger(() => () => {})
-const graphile = async (jobs: number): Promise<Round> => {
-  const schema = `bench_graphile_${randomUUID().replace(/-/g, "").slice(0, 12)}`
-  const connectionString = `postgres://${connection.user}@${connection.host}:${connection.port}/${connection.database}`
-  const utils = await makeWorkerUtils({ connectionString, schema, logger: silent })
-  try {
-    await utils.migrate()
-    let t = performance.now()
-    await pool(jobs, CONCURRENCY, (n) => utils.addJob("job", { n }))
-    const add = jobs / ((performance.now() - t) / 1000)
-    let done = 0
-    let finish!: () => void
-    const finished = new Promise<void>((resolve) => (finish = resolve))
-    t = performance.now()
-    const runner = await runGraphile({
-      connectionString,
-      schema,
-      concurrency: CONCURRENCY,
-      maxPoolSize: CONCURRENCY + 1,
-      logger: silent,
-      noHandleSignals: true,
-      taskList: { job: async () => { if (++done === jobs) finish() } }
-    })
-    await finished
-    const processed = jobs / ((performance.now() - t) / 1000)
-    await runner.stop()
-    return { add, process: processed }
-  } finally {
-    await utils.withPgClient((client) => client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)).catch(() => undefined)
-    await utils.release()
-  }
-}
 
-const ours = (backend: "pg" | "sqlite" = "pg", notify = true): Promise<Round> => {
-  const tableName = `bench_dq_${randomUUID().replace(/-/g, "").slice(0, 12)}`
+/** better-sqlite3 (what `@effect/sql-sqlite-node` runs on; it ships no types): the little the floor uses. */
+interface Statement {
+  run: (...args: Array<unknown>) => unknown
+  all: (...args: Array<unknown>) => Array<unknown>
+}
+interface SqliteDatabase {
+  pragma: (text: string) => unknown
+  exec: (text: string) => unknown
+  prepare: (text: string) => Statement
+  transaction: <A extends Array<unknown>>(body: (...args: A) => void) => (...args: A) => void
+  close: () => void
+}
+const Database = createRequire(import.meta.url)("better-sqlite3") as new(file: string) => SqliteDatabase
+
+// ---------------------------------------------------------------- ours
+
+type Backend = "pg" | "sqlite"
+type Ours = DurableQueue.DurableQueue<{ readonly n: number }>
+
+/** Runs `body` with fresh queues (default settings) on a unique table, dropped afterwards. */
+const withOurs = <X>(backend: Backend, body: (queue: Ours, other: Ours) => Promise<X>): Promise<X> => {
+  const tableName = unique("bench_dq")
   const dir = backend === "sqlite" ? mkdtempSync(join(os.tmpdir(), "bench-dq-")) : undefined
-  const layer: Layer.Layer<SqlClient.SqlClient, unknown> = dir === undefined ? Client : SqliteClient.layer({ filename: join(dir, "queue.db") })
+  const layer: Layer.Layer<SqlClient.SqlClient, unknown> = dir === undefined ? PgLayer : SqliteClient.layer({ filename: join(dir, "queue.db") })
   return Effect.gen(function*() {
-    const queue = yield* DurableQueue.make({ name: "jobs", tableName, schema: Schema.Struct({ n: Schema.Number }), pollInterval: "5 millis", notify })
-    return yield* queueRound(JOBS, CONCURRENCY, queue.offer, (handler) =>
-      Effect.forkScoped(queue.run(handler, { concurrency: CONCURRENCY })))
+    const queue = yield* DurableQueue.make({ name: "jobs", tableName, schema })
+    // A second queue on a client of its own, as another process would have it (used by the latency run).
+    const other = backend === "pg"
+      ? yield* DurableQueue.make({ name: "jobs", tableName, schema }).pipe(Effect.provide(yield* Layer.build(PgLayer)))
+      : queue
+    return yield* Effect.promise(() => body(queue, other))
   }).pipe(
     Effect.scoped,
     Effect.ensuring(Effect.ignore(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`))),
@@ -138,129 +111,350 @@ const ours = (backend: "pg" | "sqlite" = "pg", notify = true): Promise<Round> =>
   )
 }
 
-/** Jobs/s end to end: offered through client A while client B runs them; default poll intervals. */
-const twoClients = (notify: boolean): Promise<number> => {
-  const tableName = `bench_two_${randomUUID().replace(/-/g, "").slice(0, 12)}`
-  return Effect.gen(function*() {
-    const make = DurableQueue.make({ name: "jobs", tableName, schema: Schema.Struct({ n: Schema.Number }), notify })
-    const a = yield* make.pipe(Effect.provide(yield* Layer.build(Client)))
-    const b = yield* make.pipe(Effect.provide(yield* Layer.build(Client)))
-    let done = 0
-    let finish!: () => void
-    const finished = new Promise<void>((resolve) => (finish = resolve))
-    yield* Effect.forkScoped(b.run(() =>
-      Effect.sync(() => {
-        if (++done === JOBS) finish()
-      }), { concurrency: CONCURRENCY }))
-    yield* Effect.sleep("200 millis")
-    const t = performance.now()
-    yield* Effect.forEach(Array.from({ length: JOBS }, (_, n) => n), (n) => a.offer({ n }), { concurrency: CONCURRENCY, discard: true })
-    yield* Effect.promise(() => finished)
-    return JOBS / ((performance.now() - t) / 1000)
-  }).pipe(
-    Effect.scoped,
-    Effect.ensuring(Effect.ignore(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`))),
-    Effect.provide(Client),
-    Effect.runPromise
-  )
+const offerAllOf = (queue: Ours, ns: ReadonlyArray<number>) => Effect.runPromise(queue.offerAll(ns.map((n) => ({ value: { n } }))))
+
+const oursProcess = (backend: Backend, jobs: number, concurrency: number, ms: number): Contender => ({
+  name: `ours, concurrency ${concurrency} (default settings)`,
+  run: () =>
+    withOurs(backend, async (queue) => {
+      for (const batch of batches(jobs, BULK)) await offerAllOf(queue, batch)
+      const handled = counter(jobs)
+      const handler = ms === 0 ? () => Effect.sync(handled.hit) : () => Effect.zipRight(Effect.sleep(ms), Effect.sync(handled.hit))
+      let fiber: Fiber.RuntimeFiber<never, unknown> | undefined
+      const sample = await timed(jobs, async () => {
+        fiber = Effect.runFork(queue.run(handler, { concurrency }))
+        await handled.all
+        await until(async () => (await Effect.runPromise(queue.size)) === 0)
+      })
+      await Effect.runPromise(Fiber.interrupt(fiber!))
+      return sample
+    })
+})
+
+const oursBulk = (backend: Backend, jobs: number): Contender => ({
+  name: `ours offerAll (${BULK} a call, 4 in flight)`,
+  run: () => withOurs(backend, (queue) => {
+    const all = batches(jobs, BULK)
+    return timed(jobs, () => pool(all.length, backend === "pg" ? 4 : 1, (b) => offerAllOf(queue, all[b]!)))
+  })
+})
+
+const oursSingle = (jobs: number): Contender => ({
+  name: "ours offer, 16 in flight",
+  // As an Effect program offers: 16 fibers in one `Effect.forEach` (not a `runPromise` per offer, a fiber each).
+  run: () =>
+    withOurs("pg", (queue) =>
+      timed(jobs, () => Effect.runPromise(Effect.forEach(Array.from({ length: jobs }, (_, n) => n), (n) => queue.offer({ n }), { concurrency: 16, discard: true }))))
+})
+
+// ---------------------------------------------------------------- pg-boss
+
+const withBoss = async <X>(body: (boss: PgBoss, pending: () => Promise<number>) => Promise<X>): Promise<X> => {
+  const schemaName = unique("bench_pgboss")
+  const boss = new PgBoss({ ...connection, schema: schemaName, supervise: false, schedule: false, max: 12 })
+  boss.on("error", (error) => console.error("pg-boss:", error))
+  await boss.start()
+  await boss.createQueue("jobs")
+  const pending = async () => {
+    const rows = await boss.getDb().executeSql(`SELECT count(*)::int AS n FROM ${schemaName}.job WHERE name = 'jobs' AND state < 'completed'`, []) as { rows: Array<{ n: number }> }
+    return rows.rows[0]!.n
+  }
+  try {
+    return await body(boss, pending)
+  } finally {
+    await boss.stop({ graceful: false, wait: true }).catch(() => undefined)
+    const client = new pg.Client(connection)
+    await client.connect()
+    await client.query(`DROP SCHEMA IF EXISTS ${schemaName} CASCADE`).catch(() => undefined)
+    await client.end()
+  }
 }
 
-/** Milliseconds from an offer through one client to the start of its handler on another, whose taker is idle. */
-const wakeLatency = (notify: boolean): Promise<Array<number>> => {
-  const tableName = `bench_lat_${randomUUID().replace(/-/g, "").slice(0, 12)}`
-  return Effect.gen(function*() {
-    const make = DurableQueue.make({ name: "jobs", tableName, schema: Schema.Number, notify })
-    const a = yield* make.pipe(Effect.provide(yield* Layer.build(Client)))
-    const b = yield* make.pipe(Effect.provide(yield* Layer.build(Client)))
-    const started = new Map<number, number>()
-    yield* Effect.forkScoped(b.run((n) => Effect.sync(() => started.set(n, performance.now())), { concurrency: 1 }))
-    const times: Array<number> = []
-    for (let i = 0; i < SAMPLES; i++) {
-      yield* Effect.sleep(50 + Math.random() * 200)
-      const t = performance.now()
-      yield* a.offer(i)
-      while (!started.has(i)) yield* Effect.sleep(1)
-      times.push(started.get(i)! - t)
+const bossInsert = (boss: PgBoss, ns: ReadonlyArray<number>) => boss.insert(ns.map((n) => ({ name: "jobs", data: { n } })))
+
+const bossProcess = (jobs: number, ms: number): Contender => ({
+  name: "pg-boss 10, 10 workers × batchSize 200, poll 0.5 s",
+  run: () =>
+    withBoss(async (boss, pending) => {
+      for (const batch of batches(jobs, BULK)) await bossInsert(boss, batch)
+      const handled = counter(jobs)
+      return timed(jobs, async () => {
+        for (let w = 0; w < 10; w++) {
+          await boss.work<{ n: number }>("jobs", { batchSize: 200, pollingIntervalSeconds: 0.5 }, (batch) =>
+            Promise.all(batch.map(async () => {
+              await work(ms)
+              handled.hit()
+            })))
+        }
+        await handled.all
+        await until(async () => (await pending()) === 0)
+        await boss.offWork("jobs")
+      })
+    })
+})
+
+const bossBulk = (jobs: number): Contender => ({
+  name: `pg-boss 10 insert (${BULK} a call, 4 in flight)`,
+  run: () => withBoss((boss) => {
+    const all = batches(jobs, BULK)
+    return timed(jobs, () => pool(all.length, 4, (b) => bossInsert(boss, all[b]!)))
+  })
+})
+
+const bossSingle = (jobs: number): Contender => ({
+  name: "pg-boss 10 send, 16 in flight",
+  run: () => withBoss((boss) => timed(jobs, () => pool(jobs, 16, (n) => boss.send("jobs", { n }))))
+})
+
+// ---------------------------------------------------------------- graphile-worker
+
+const withGraphile = async <X>(body: (pgPool: pg.Pool, schemaName: string) => Promise<X>): Promise<X> => {
+  const schemaName = unique("bench_graphile")
+  const pgPool = new pg.Pool({ ...connection, max: 66 })
+  const utils = await makeWorkerUtils({ pgPool, schema: schemaName, logger: silent })
+  try {
+    await utils.migrate()
+    return await body(pgPool, schemaName)
+  } finally {
+    await pgPool.query(`DROP SCHEMA IF EXISTS ${schemaName} CASCADE`).catch(() => undefined)
+    await utils.release()
+    await pgPool.end()
+  }
+}
+
+/** graphile-worker's bulk path: its `add_jobs` function, one statement for the batch. */
+const graphileAdd = (pgPool: pg.Pool, schemaName: string, payloads: ReadonlyArray<unknown>) =>
+  pgPool.query(
+    `SELECT count(*) FROM ${schemaName}.add_jobs(ARRAY(
+       SELECT ROW('job', p, NULL, NULL, NULL, NULL, NULL, NULL)::${schemaName}.job_spec FROM json_array_elements($1::json) AS p))`,
+    [JSON.stringify(payloads)]
+  )
+
+const graphileProcess = (jobs: number, concurrency: number, ms: number, batched: boolean): Contender => ({
+  name: batched
+    ? `graphile-worker 0.16 batch jobs (${GRAPHILE_BATCH} items a job), concurrency ${concurrency}`
+    : `graphile-worker 0.16, concurrency ${concurrency} (${jobs.toLocaleString("en-US")} jobs)`,
+  run: () =>
+    withGraphile(async (pgPool, schemaName) => {
+      for (const batch of batches(jobs, batched ? BULK * GRAPHILE_BATCH : BULK)) {
+        const payloads = batched ? batches(batch.length, GRAPHILE_BATCH).map((items) => items.map((n) => ({ n }))) : batch.map((n) => ({ n }))
+        await graphileAdd(pgPool, schemaName, payloads)
+      }
+      const handled = counter(jobs)
+      const task = async (payload: unknown) => {
+        const items = Array.isArray(payload) ? payload : [payload]
+        await Promise.all(items.map(async () => {
+          await work(ms)
+          handled.hit()
+        }))
+      }
+      let runner: Awaited<ReturnType<typeof runGraphile>> | undefined
+      const sample = await timed(jobs, async () => {
+        runner = await runGraphile({ pgPool, schema: schemaName, concurrency, logger: silent, noHandleSignals: true, taskList: { job: task } })
+        await handled.all
+        await until(async () => (await pgPool.query(`SELECT count(*)::int AS n FROM ${schemaName}._private_jobs`)).rows[0].n === 0)
+      })
+      await runner!.stop()
+      return sample
+    })
+})
+
+const graphileBulk = (jobs: number): Contender => ({
+  name: `graphile-worker 0.16 add_jobs (${BULK} a call, 4 in flight)`,
+  run: () => withGraphile((pgPool, schemaName) => {
+    const all = batches(jobs, BULK)
+    return timed(jobs, () => pool(all.length, 4, (b) => graphileAdd(pgPool, schemaName, all[b]!.map((n) => ({ n })))))
+  })
+})
+
+const graphileSingle = (jobs: number): Contender => ({
+  name: "graphile-worker 0.16 addJob, 16 in flight",
+  run: () => withGraphile(async (pgPool, schemaName) => {
+    const utils = await makeWorkerUtils({ pgPool, schema: schemaName, logger: silent })
+    try {
+      return await timed(jobs, () => pool(jobs, 16, (n) => utils.addJob("job", { n })))
+    } finally {
+      await utils.release()
     }
-    return times
-  }).pipe(
-    Effect.scoped,
-    Effect.ensuring(Effect.ignore(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`))),
-    Effect.provide(Client),
-    Effect.runPromise
-  )
+  })
+})
+
+// ---------------------------------------------------------------- floors
+
+interface FloorEngine {
+  readonly fill: (ns: ReadonlyArray<number>) => Promise<unknown>
+  readonly lease: () => Promise<Array<{ id: number | string; payload: string }>>
+  readonly ack: (ids: ReadonlyArray<number | string>) => Promise<unknown>
 }
 
-// For reference: `@effect/sql`'s own store under `PersistedQueue` (what we do not use; see src/internal/durableQueue/sqlStore.ts).
-const upstream = (): Promise<Round> => {
-  const tableName = `bench_up_${randomUUID().replace(/-/g, "").slice(0, 12)}`
-  return Effect.gen(function*() {
-    const store = yield* SqlPersistedQueue.make({ tableName, pollInterval: "5 millis" })
-    const factory = yield* Effect.provideService(PersistedQueue.makeFactory, PersistedQueue.PersistedQueueStore, store)
-    const queue = yield* factory.make({ name: "jobs", schema: Schema.Struct({ n: Schema.Number }) })
-    return yield* queueRound(JOBS, CONCURRENCY, (value) => queue.offer(value), (handler) =>
-      Effect.forEach(Array.from({ length: CONCURRENCY }), () => Effect.forkScoped(Effect.forever(queue.take(handler)))))
-  }).pipe(
-    Effect.scoped,
-    Effect.ensuring(Effect.ignore(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`))),
-    Effect.provide(Client),
-    Effect.runPromise
-  )
+const withPgFloor = async <X>(body: (engine: FloorEngine) => Promise<X>): Promise<X> => {
+  const table = unique("bench_floor")
+  const pgPool = new pg.Pool({ ...connection, max: 6 })
+  await pgPool.query(`CREATE TABLE ${table} (id BIGSERIAL PRIMARY KEY, payload TEXT NOT NULL, locked_until TIMESTAMPTZ NOT NULL DEFAULT '-infinity')`)
+  try {
+    return await body({
+      fill: (ns) => pgPool.query(`INSERT INTO ${table} (payload) SELECT unnest($1::text[])`, [ns.map((n) => JSON.stringify({ n }))]),
+      lease: async () =>
+        (await pgPool.query(
+          `UPDATE ${table} SET locked_until = now() + interval '30 seconds' WHERE id IN (
+             SELECT id FROM ${table} WHERE locked_until < now() ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED
+           ) RETURNING id, payload`
+        )).rows,
+      ack: (ids) => pgPool.query(`DELETE FROM ${table} WHERE id = ANY($1::bigint[])`, [ids])
+    })
+  } finally {
+    await pgPool.query(`DROP TABLE IF EXISTS ${table}`).catch(() => undefined)
+    await pgPool.end()
+  }
 }
+
+const withSqliteFloor = async <X>(body: (engine: FloorEngine) => Promise<X>): Promise<X> => {
+  const dir = mkdtempSync(join(os.tmpdir(), "bench-floor-"))
+  const db = new Database(join(dir, "floor.db"))
+  db.pragma("journal_mode = WAL")
+  db.exec("CREATE TABLE floor (id INTEGER PRIMARY KEY, payload TEXT NOT NULL, locked_until INTEGER NOT NULL DEFAULT 0)")
+  const insert = db.prepare("INSERT INTO floor (payload) VALUES (?)")
+  const fill = db.transaction((ns: ReadonlyArray<number>) => {
+    for (const n of ns) insert.run(JSON.stringify({ n }))
+  })
+  const lease = db.prepare(`UPDATE floor SET locked_until = ? WHERE id IN (
+    SELECT id FROM floor WHERE locked_until < ? ORDER BY id LIMIT 100) RETURNING id, payload`)
+  const ack = db.prepare("DELETE FROM floor WHERE id IN (SELECT value FROM json_each(?))")
+  try {
+    return await body({
+      fill: async (ns) => fill(ns),
+      lease: async () => {
+        const now = Date.now()
+        return lease.all(now + 30_000, now) as Array<{ id: number; payload: string }>
+      },
+      ack: async (ids) => ack.run(JSON.stringify(ids))
+    })
+  } finally {
+    db.close()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+const floorProcess = (withFloor: typeof withPgFloor, jobs: number, concurrency: number, ms: number): Contender => ({
+  name: `FLOOR (lease 100 + ack 100, 2 loops × ${concurrency / 2})`,
+  run: () =>
+    withFloor(async (engine) => {
+      for (const batch of batches(jobs, BULK)) await engine.fill(batch)
+      let handled = 0
+      const loop = async () => {
+        while (true) {
+          const rows = await engine.lease()
+          if (rows.length === 0) return
+          await pool(rows.length, concurrency / 2, async (i) => {
+            JSON.parse(rows[i]!.payload)
+            await work(ms)
+            handled++
+          })
+          await engine.ack(rows.map((row) => row.id))
+        }
+      }
+      const sample = await timed(jobs, () => Promise.all([loop(), loop()]))
+      if (handled !== jobs) throw new Error(`floor handled ${handled} of ${jobs}`)
+      return sample
+    })
+})
+
+const floorBulk = (withFloor: typeof withPgFloor, jobs: number, inFlight: number): Contender => ({
+  name: `FLOOR (one INSERT of ${BULK}${inFlight > 1 ? `, ${inFlight} in flight` : ", in a transaction"})`,
+  run: () => withFloor((engine) => {
+    const all = batches(jobs, BULK)
+    return timed(jobs, () => pool(all.length, inFlight, (b) => engine.fill(all[b]!)))
+  })
+})
+
+// ---------------------------------------------------------------- latency
+
+const oursLatency = () =>
+  withOurs("pg", async (consumer, producer) => {
+    let started: (i: number) => void = () => {}
+    const fiber = Effect.runFork(consumer.run(({ n }) => Effect.sync(() => started(n)), { concurrency: 16 }))
+    await sleep(500)
+    const out = await latencyRun(SAMPLES, 50, (n) => Effect.runPromise(producer.offer({ n })), (f) => (started = f))
+    await Effect.runPromise(Fiber.interrupt(fiber))
+    return out
+  })
+
+const bossLatency = () =>
+  withBoss(async (boss) => {
+    let started: (i: number) => void = () => {}
+    await boss.work<{ n: number }>("jobs", { batchSize: 16, pollingIntervalSeconds: 0.5 }, (batch) =>
+      Promise.all(batch.map(async (job) => started(job.data.n))))
+    await sleep(500)
+    return latencyRun(SAMPLES, 50, (n) => boss.send("jobs", { n }), (f) => (started = f))
+  })
+
+const graphileLatency = () =>
+  withGraphile(async (pgPool, schemaName) => {
+    let started: (i: number) => void = () => {}
+    const runner = await runGraphile({
+      pgPool,
+      schema: schemaName,
+      concurrency: 16,
+      logger: silent,
+      noHandleSignals: true,
+      taskList: { job: async (payload) => started((payload as { n: number }).n) }
+    })
+    const utils = await makeWorkerUtils({ connectionString, schema: schemaName, logger: silent })
+    await sleep(500)
+    try {
+      return await latencyRun(SAMPLES, 50, (n) => utils.addJob("job", { n }), (f) => (started = f))
+    } finally {
+      await utils.release()
+      await runner.stop()
+    }
+  })
 
 const main = async () => {
   const fmt = (x: number) => Math.round(x).toLocaleString("en-US")
-  console.log(`SQL durable queue on PostgreSQL: ${JOBS.toLocaleString("en-US")} jobs (pg-boss at 16 in flight: ${SLOW_JOBS}), concurrency ${CONCURRENCY}, median of ${ROUNDS} rounds`)
-  console.log(`node ${process.version}, ${os.cpus().length} CPUs (nproc), ${new Date().toISOString().slice(0, 10)}, load ${os.loadavg()[0]!.toFixed(1)}`)
-  const rounds: Record<"ours" | "quiet" | "two" | "twoQuiet" | "sqlite" | "upstream" | "boss16" | "boss256" | "graphile", Array<Round>> = {
-    ours: [],
-    graphile: [],
-    quiet: [],
-    two: [],
-    twoQuiet: [],
-    sqlite: [],
-    upstream: [],
-    boss16: [],
-    boss256: []
+  console.log(`SQL durable queues: ${fmt(JOBS)} jobs per measurement, ${ROUNDS} rounds interleaved${QUICK ? " (--quick)" : ""}`)
+  console.log(machine())
+  const scenarios: Array<Scenario> = []
+  for (const [concurrency, ms] of [[16, 0], [64, 0], [16, 1], [64, 1]] as const) {
+    const jobs = ms === 0 ? JOBS : Math.ceil(JOBS / 2)
+    scenarios.push({
+      label: `PostgreSQL process, ${ms === 0 ? "no-op" : `${ms} ms`} handler, concurrency ${concurrency}${ms === 0 ? "" : ` (${fmt(jobs)} jobs)`}`,
+      contenders: [
+        oursProcess("pg", jobs, concurrency, ms),
+        graphileProcess(jobs, concurrency, ms, true),
+        // Slow here (one round trip to take and one to complete each job): fewer jobs, so a round stays short.
+        graphileProcess(Math.min(jobs, QUICK ? 1_000 : 4_000), concurrency, ms, false),
+        bossProcess(jobs, ms),
+        floorProcess(withPgFloor, jobs, concurrency, ms)
+      ]
+    })
   }
-  for (let r = 0; r < ROUNDS; r++) {
-    rounds.boss256.push(await pgBoss(JOBS, 16, 16))
-    rounds.ours.push(await ours())
-    rounds.graphile.push(await graphile(JOBS))
-    rounds.quiet.push(await ours("pg", false))
-    rounds.two.push({ add: 0, process: await twoClients(true) })
-    rounds.twoQuiet.push({ add: 0, process: await twoClients(false) })
-    rounds.boss16.push(await pgBoss(SLOW_JOBS, 1, 16))
-    rounds.upstream.push(await upstream())
-    rounds.sqlite.push(await ours("sqlite"))
+  scenarios.push({
+    label: "PostgreSQL bulk offer",
+    contenders: [oursBulk("pg", JOBS), graphileBulk(JOBS), bossBulk(JOBS), floorBulk(withPgFloor, JOBS, 4)]
+  })
+  const single = Math.ceil(JOBS / 4)
+  scenarios.push({
+    label: `PostgreSQL offer one by one (${fmt(single)} jobs)`,
+    contenders: [oursSingle(single), graphileSingle(single), bossSingle(single)]
+  })
+  for (const [concurrency, ms] of [[16, 0], [16, 1]] as const) {
+    const jobs = ms === 0 ? JOBS : Math.ceil(JOBS / 2)
+    scenarios.push({
+      label: `SQLite process, ${ms === 0 ? "no-op" : `${ms} ms`} handler, concurrency ${concurrency}`,
+      contenders: [oursProcess("sqlite", jobs, concurrency, ms), floorProcess(withSqliteFloor, jobs, concurrency, ms)]
+    })
   }
-  const row = (xs: Array<Round>) => ({ add: median(xs.map((x) => x.add)), proc: median(xs.map((x) => x.process)) })
-  const o = row(rounds.ours)
-  const q = row(rounds.quiet)
-  const b16 = row(rounds.boss16)
-  const b256 = row(rounds.boss256)
-  const up = row(rounds.upstream)
-  const lite = row(rounds.sqlite)
-  const gw = row(rounds.graphile)
-  console.log(`\n| queue | add jobs/s | process jobs/s | ours vs it: add | ours vs it: process |`)
-  console.log("|---|---:|---:|---:|---:|")
-  console.log(`| ours: DurableQueue (PostgreSQL), concurrency 16 | ${fmt(o.add)} | ${fmt(o.proc)} | | |`)
-  console.log(`| ours, notify: false (no NOTIFY per batch of offers) | ${fmt(q.add)} | ${fmt(q.proc)} | ${(o.add / q.add).toFixed(2)}x | ${(o.proc / q.proc).toFixed(2)}x |`)
-  console.log(`| pg-boss 10, 1 worker × batchSize 16 (16 in flight) | ${fmt(b16.add)} | ${fmt(b16.proc)} | ${(o.add / b16.add).toFixed(2)}x | ${(o.proc / b16.proc).toFixed(2)}x |`)
-  console.log(`| pg-boss 10, 16 workers × batchSize 16 (256 in flight) | ${fmt(b256.add)} | ${fmt(b256.proc)} | ${(o.add / b256.add).toFixed(2)}x | ${(o.proc / b256.proc).toFixed(2)}x |`)
-  console.log(`| graphile-worker 0.16, concurrency 16 | ${fmt(gw.add)} | ${fmt(gw.proc)} | ${(o.add / gw.add).toFixed(2)}x | ${(o.proc / gw.proc).toFixed(2)}x |`)
-  console.log(`| for reference: PersistedQueue on @effect/sql's SqlPersistedQueue store | ${fmt(up.add)} | ${fmt(up.proc)} | ${(o.add / up.add).toFixed(2)}x | ${(o.proc / up.proc).toFixed(2)}x |`)
-  console.log(`| for reference: ours on SQLite (a temp file, embedded), concurrency 16 | ${fmt(lite.add)} | ${fmt(lite.proc)} | | |`)
-  const two = row(rounds.two).proc
-  const twoQuiet = row(rounds.twoQuiet).proc
-  console.log(`\ntwo clients (offered through A while B runs them, end to end): notify ${fmt(two)} jobs/s, notify: false ${fmt(twoQuiet)} jobs/s (${(two / twoQuiet).toFixed(2)}x)`)
-  const notified = await wakeLatency(true)
-  const polled = await wakeLatency(false)
-  const pct = (xs: ReadonlyArray<number>, p: number) => [...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!
-  const lat = (xs: ReadonlyArray<number>) => `median ${pct(xs, 0.5).toFixed(1)} ms, p90 ${pct(xs, 0.9).toFixed(1)} ms, max ${Math.max(...xs).toFixed(1)} ms`
-  console.log(`\nwake-up latency, offer on client A -> handler start on client B (idle), ${SAMPLES} offers:`)
-  console.log(`- notify (default, pollInterval 100 ms): ${lat(notified)}`)
-  console.log(`- notify: false (pollInterval 100 ms): ${lat(polled)}`)
+  scenarios.push({ label: "SQLite bulk offer", contenders: [oursBulk("sqlite", JOBS), floorBulk(withSqliteFloor, JOBS, 1)] })
+  await compare(scenarios, ROUNDS)
+
+  if (!flag("skip-latency")) {
+    console.log(`\nLatency on PostgreSQL, offer (another client) → handler start, ${SAMPLES} offers at 50 jobs/s, idle consumers at default settings:\n`)
+    console.log("| consumer | p50 ms | p99 ms | max ms | samples |")
+    console.log("|---|---:|---:|---:|---:|")
+    console.log(latencyLine("ours (DurableQueue, PostgreSQL, notify)", await oursLatency()))
+    console.log(latencyLine("pg-boss 10 (poll 0.5 s, its minimum)", await bossLatency()))
+    console.log(latencyLine("graphile-worker 0.16 (LISTEN)", await graphileLatency()))
+  }
   console.log(`\nload average after: ${os.loadavg().map((x) => x.toFixed(2)).join(", ")}`)
 }
 

@@ -48,6 +48,20 @@ export interface DurableQueue<in out A> {
    */
   readonly offer: (value: A, options?: OfferOptions) => Effect.Effect<string, DurableQueueError | OptionError>
   /**
+   * Queues many jobs in one round trip to the store (one script call on Redis, one multi-row `INSERT … ON CONFLICT`
+   * on PostgreSQL, one transaction on SQLite) and returns their ids, one per entry in entry order (random UUIDs
+   * where no `id` is given), as BullMQ's `addBulk`. Ids are de-duplicated as `offer` does, within the batch too: of
+   * entries sharing an id, the first is queued and the others are not (their id is still returned), and an id
+   * already offered is not queued again. Each entry may carry `offer`'s options (a delay, a priority, a timeout, a
+   * backoff). All or nothing before the store: every entry's options and value are checked and encoded first, so
+   * one hostile entry (a bad id or option: `OptionError` naming it, as `entries[2].delay`; a value whose encoded
+   * form is not plain JSON: `DurableQueueError` "EncodeFailed" naming its id) fails the call and NOTHING of the
+   * batch is written. An empty array writes nothing. `entries` that is not an array, or an entry that is not an
+   * object, fails with `OptionError`. An "Offered" event is sent for each job handed to the store (as events never
+   * slow the queue, a batch of more than 10,000 overflows the event buffer: its oldest "Offered" are dropped, logged).
+   */
+  readonly offerAll: (entries: ReadonlyArray<OfferEntry<A>>) => Effect.Effect<ReadonlyArray<string>, DurableQueueError | OptionError>
+  /**
    * Waits for a job, runs `handler` under a lease, and acknowledges the job when it succeeded. A failure before
    * the last attempt puts the job back, not leased again before its backoff has passed (the queue's `backoff`,
    * or the offer's); on the last it goes to the dead letters. The handler's outcome is returned as an `Exit`;
@@ -325,6 +339,17 @@ export interface Counts {
 }
 
 /**
+ * One job of `offerAll`: its value and `offer`'s options for it (`id`, `delay` or `runAt`, `priority`, `timeout`,
+ * `backoff`), checked as `offer` checks them; an error names the entry (`entries[3].delay`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface OfferEntry<A> extends OfferOptions {
+  readonly value: A
+}
+
+/**
  * @since 0.1.0
  * @category models
  */
@@ -384,7 +409,13 @@ export interface Options<A, I> {
    * 100 milliseconds. Default: 30 seconds.
    */
   readonly leaseDuration?: Duration.DurationInput | undefined
-  /** How often an idle taker looks for jobs (and how late a delayed job may start). Default: 100 millis. */
+  /**
+   * How often an idle taker looks for jobs (and how late a delayed job may start). Default: 100 millis. (On Redis,
+   * and on PostgreSQL with notifications, an offer, retry, requeue or resume from any process wakes idle takers at
+   * once; the poll is the safety net, and what finds a delayed job whose time came.) A `run` leases up to four times
+   * its concurrency ahead of its takers (fewer round trips per job); those jobs go back when it stops or when this
+   * instance pauses the queue.
+   */
   readonly pollInterval?: Duration.DurationInput | undefined
   /**
    * The delay before a failed job's next attempt (an offer's `backoff` overrides it): `Backoff` data, or any

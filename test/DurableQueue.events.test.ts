@@ -103,6 +103,18 @@ for (const [kind, up] of stores) {
         expect(typeof dead.at).toBe("number")
       }))
 
+    test("events: offerAll sends Offered for each job it queues (a duplicate id in the batch once)", (env) =>
+      Effect.gen(function*() {
+        const watcher = yield* numbers(env, "ev-all")
+        const worker = yield* numbers(env, "ev-all")
+        const seen = yield* collect(watcher, worker)
+        yield* worker.offerAll([{ value: 1, id: "all-a" }, { value: 2, id: "all-b", delay: "1 minute" }, { value: 3, id: "all-a" }])
+        yield* eventually(Effect.sync(() => seen.filter((event) => event.id.startsWith("all-")).length >= 2))
+        yield* Effect.sleep("100 millis")
+        expect(lifeOf(seen, "all-a")).toEqual(["Offered"])
+        expect(lifeOf(seen, "all-b")).toEqual(["Offered"])
+      }))
+
     test("unschedule in one instance stops the schedule another instance runs (a mark the store keeps)", (env) =>
       Effect.gen(function*() {
         const a = yield* numbers(env, "unsched")

@@ -4,7 +4,9 @@
  * process and be shared by several: offer by id (an id offered twice is queued once), at-least-once delivery, a
  * lease refreshed while a job runs (a killed taker's jobs come back once it expires, that attempt counted), an
  * acknowledgement only after the handler succeeded, and after `maxAttempts` failed attempts a dead letter with the
- * last error. Keys are `<prefix>{<escaped name>}:<suffix>`, so no two queue names collide.
+ * last error. Keys are `<prefix>{<escaped name>}:<suffix>`, so no two queue names collide. An offer from any process
+ * wakes idle takers at once (a message on the queue's pub/sub channel `<prefix>{<escaped name>}:wake`, heard by a
+ * second connection each taking instance opens at its first lease); `pollInterval` is only the safety net.
  *
  * @since 0.1.0
  */

@@ -140,9 +140,9 @@ export const runSettings = (
   })
 
 /** The id of an offer, checked. @internal */
-export const offerId = (id: unknown): Effect.Effect<string, OptionError> => {
+export const offerId = (id: unknown, field = "id"): Effect.Effect<string, OptionError> => {
   const why = badId(id)
-  return why === undefined ? Effect.succeed(id as string) : check.require("id", id as string, false, why)
+  return why === undefined ? Effect.succeed(id as string) : check.require(field, id as string, false, why)
 }
 
 /** The per-job settings the core stores with a job (`OfferedJob.options`, JSON) and reads back at lease. @internal */
@@ -162,39 +162,55 @@ export interface OfferSettings {
 
 const OFFER_KEYS = ["id", "delay", "runAt", "priority", "timeout", "backoff"]
 
+/** The keys of an `offerAll` entry: its value and `offer`'s options. */
+const ENTRY_KEYS = ["value", ...OFFER_KEYS]
+
 /**
  * A `runAt` as a delay from now (`Clock`), 0 when it passed. It must lie within 10 years of now either way: more
  * than that in the past is almost surely epoch seconds (`Date.now() / 1000` is 1.7e9 ms: 1970), which would
  * otherwise run the job at once.
  */
-const runAtDelay = (runAt: unknown): Effect.Effect<number, OptionError> =>
+const runAtDelay = (field: string, runAt: unknown): Effect.Effect<number, OptionError> =>
   Effect.flatMap(Clock.currentTimeMillis, (now) => {
     const at = runAt instanceof Date ? runAt.getTime() : runAt
     const ok = typeof at === "number" && Number.isInteger(at) && Math.abs(at - now) <= MAX_DELAY_MILLIS
     return Effect.as(
-      check.require("runAt", runAt, ok, "a valid Date or epoch milliseconds within 10 years of now (not seconds)"),
+      check.require(field, runAt, ok, "a valid Date or epoch milliseconds within 10 years of now (not seconds)"),
       Math.max(0, (at as number) - now)
     )
   })
 
 /** @internal */
-export const offerSettings = (options: DurableQueue.OfferOptions | undefined): Effect.Effect<OfferSettings, OptionError> => {
-  if (options === undefined) return Effect.succeed({ id: globalThis.crypto.randomUUID(), custom: false, delayMillis: 0, priority: 0, options: undefined })
-  return Effect.gen(function*() {
-    yield* check.knownKeys(options, OFFER_KEYS, "offer options")
+export const offerSettings = (options: DurableQueue.OfferOptions | undefined): Effect.Effect<OfferSettings, OptionError> =>
+  options === undefined
+    ? Effect.succeed({ id: globalThis.crypto.randomUUID(), custom: false, delayMillis: 0, priority: 0, options: undefined })
+    : resolveOffer(options, "", OFFER_KEYS, "offer options")
+
+/**
+ * The options of one offer, checked and resolved: `offer`'s (`at` "") and each `offerAll` entry's (`at`
+ * "entries[i].", so an error names `entries[i].delay`) go through this one function.
+ */
+const resolveOffer = (
+  options: DurableQueue.OfferOptions,
+  at: string,
+  known: ReadonlyArray<string>,
+  path: string
+): Effect.Effect<OfferSettings, OptionError> =>
+  Effect.gen(function*() {
+    yield* check.knownKeys(options, known, path)
     const custom = options.id !== undefined
-    const id = custom ? yield* offerId(options.id) : globalThis.crypto.randomUUID()
+    const id = custom ? yield* offerId(options.id, `${at}id`) : globalThis.crypto.randomUUID()
     if (options.delay !== undefined && options.runAt !== undefined) {
-      yield* check.require("runAt", options.runAt, false, "absent when `delay` is given (one or the other)")
+      yield* check.require(`${at}runAt`, options.runAt, false, "absent when `delay` is given (one or the other)")
     }
     const delayMillis = options.runAt !== undefined
-      ? yield* runAtDelay(options.runAt)
+      ? yield* runAtDelay(`${at}runAt`, options.runAt)
       : options.delay !== undefined
-      ? yield* millis("delay", options.delay, 0, MAX_DELAY_MILLIS)
+      ? yield* millis(`${at}delay`, options.delay, 0, MAX_DELAY_MILLIS)
       : 0
-    const priority = yield* check.integer("priority", options.priority, 0, -MAX_PRIORITY, MAX_PRIORITY)
-    const timeoutMillis = yield* timeout("timeout", options.timeout)
-    const backoff = options.backoff === undefined ? undefined : yield* backoffData("backoff", options.backoff)
+    const priority = yield* check.integer(`${at}priority`, options.priority, 0, -MAX_PRIORITY, MAX_PRIORITY)
+    const timeoutMillis = yield* timeout(`${at}timeout`, options.timeout)
+    const backoff = options.backoff === undefined ? undefined : yield* backoffData(`${at}backoff`, options.backoff)
     const settings: JobSettings = {
       ...(timeoutMillis === undefined ? {} : { timeoutMillis }),
       ...(backoff === undefined ? {} : { backoff })
@@ -207,7 +223,25 @@ export const offerSettings = (options: DurableQueue.OfferOptions | undefined): E
       options: timeoutMillis === undefined && backoff === undefined ? undefined : JSON.stringify(settings)
     }
   })
-}
+
+/**
+ * The entries of `offerAll`, checked before anything is encoded or written: an array of objects, each with its
+ * value and `offer`'s options, checked as `offer` checks them (a plain-JavaScript caller passes `null`, a string,
+ * entries of numbers). @internal
+ */
+export const offerEntries = (
+  entries: unknown
+): Effect.Effect<ReadonlyArray<{ readonly value: unknown; readonly settings: OfferSettings }>, OptionError> =>
+  Effect.gen(function*() {
+    yield* check.require("entries", entries, Array.isArray(entries), "an array of { value, id?, delay?, … } objects")
+    const out: Array<{ readonly value: unknown; readonly settings: OfferSettings }> = []
+    for (const [i, entry] of (entries as ReadonlyArray<unknown>).entries()) {
+      yield* check.require(`entries[${i}]`, entry, typeof entry === "object" && entry !== null, "an object { value, id?, delay?, … }")
+      const settings = yield* resolveOffer(entry as DurableQueue.OfferOptions, `entries[${i}].`, ENTRY_KEYS, `entries[${i}]`)
+      out.push({ value: (entry as { readonly value: unknown }).value, settings })
+    }
+    return out
+  })
 
 /** The per-job settings of a leased job; none when absent or unreadable (the queue's then apply). @internal */
 export const jobSettings = (options: string | undefined): JobSettings => {

@@ -22,6 +22,10 @@
  * - cancelling: set of leased ids whose cancellation was asked; cancelled: set of cancelled ids (kept, like dead).
  * - dead: sorted set id → sequence number at its death (oldest first).
  * - ids: set of custom ids ever offered (so one is queued once); paused: "1" while paused.
+ * - wake: a pub/sub channel, not a key (named here so scripts get it like one; same hash tag): one message per
+ *   script call that made a job ready now (offer, release, retry without delay, requeue, resume), heard by idle
+ *   takers of every process (redisWake.ts). A delayed job becoming ready publishes nothing: it is moved by the lease
+ *   script, which only a taker's poll runs, so the poll (`pollInterval`) is what finds it.
  * A done job keeps its attempts, progress, last error and result (if any) until the queue's resultTimeToLive
  * passes, then only its custom id stays (in `ids`): Redis holds everything in memory, so done records of
  * generated ids must not pile up forever (the SQL stores keep their rows).
@@ -55,7 +59,8 @@ export const keyNames = [
   "cancelled",
   "dead",
   "ids",
-  "paused"
+  "paused",
+  "wake"
 ] as const
 
 export type KeyName = typeof keyNames[number]
@@ -77,8 +82,9 @@ const clock = `local function clock()
 end`
 
 /**
- * Puts `id` (offered before) back in waiting or prioritized (delay 0), or in delayed. Needs waiting, prioritized,
- * members, delayed, priorities. `0 - priority`, not `-priority`: Lua's -0 would be written "-0".
+ * Puts `id` (offered before) back in waiting or prioritized (delay 0), or in delayed; true when it is ready now (the
+ * caller then publishes on wake). Needs waiting, prioritized, members, delayed, priorities. `0 - priority`, not
+ * `-priority`: Lua's -0 would be written "-0".
  */
 const enqueue = `local function priorityOf(id)
   return tonumber(redis.call('HGET', priorities, id) or '0')
@@ -86,14 +92,15 @@ end
 local function enqueue(id, delay, now)
   if delay > 0 then
     redis.call('ZADD', delayed, now + delay, id)
-  else
-    local priority = priorityOf(id)
-    if priority == 0 then
-      redis.call('RPUSH', waiting, id)
-    else
-      redis.call('ZADD', prioritized, 0 - priority, redis.call('HGET', members, id))
-    end
+    return false
   end
+  local priority = priorityOf(id)
+  if priority == 0 then
+    redis.call('RPUSH', waiting, id)
+  else
+    redis.call('ZADD', prioritized, 0 - priority, redis.call('HGET', members, id))
+  end
+  return true
 end`
 
 /** A job becomes a cancelled record: attempts, error and progress kept for `status`, the rest dropped. */
@@ -110,11 +117,13 @@ end`
  * options), else "<custom 1/0> <delay ms> <priority> <options or nothing>" (this store's own framing, never user
  * JSON: options is the rest, taken whole): three arguments a job instead of six cost a pipelined offer ~10%
  * (bench 20,000 offers). Known ids are skipped: a custom one by `ids` (forever), a generated one by its payload.
+ * Publishes one wake-up when it queued a job ready now (a delayed one is found by the takers' poll once due).
  */
 export const offer = script(
-  ["waiting", "prioritized", "seq", "members", "delayed", "payloads", "priorities", "options", "ids"],
+  ["waiting", "prioritized", "seq", "members", "delayed", "payloads", "priorities", "options", "ids", "wake"],
   clock,
   `local now
+local queued = false
 for i = 1, #ARGV, 3 do
   local id, spec = ARGV[i], ARGV[i + 2]
   local custom, delay, priority, extra = '0', 0, 0, ''
@@ -135,11 +144,14 @@ for i = 1, #ARGV, 3 do
       redis.call('ZADD', delayed, now + delay, id)
     elseif member then
       redis.call('ZADD', prioritized, 0 - priority, member)
+      queued = true
     else
       redis.call('RPUSH', waiting, id)
+      queued = true
     end
   end
 end
+if queued then redis.call('PUBLISH', wake, '1') end
 return 1`
 )
 
@@ -229,7 +241,7 @@ return asked`
 export const settle = script(
   [
     "waiting", "prioritized", "seq", "members", "delayed", "leased", "owners", "payloads", "attempts", "errors",
-    "priorities", "options", "progress", "results", "expiry", "cancelling", "cancelled", "dead"
+    "priorities", "options", "progress", "results", "expiry", "cancelling", "cancelled", "dead", "wake"
   ],
   clock,
   enqueue,
@@ -241,6 +253,7 @@ export const settle = script(
   redis.call('HDEL', errors, id)
 end
 local now = clock()
+local ready = false
 -- Read once per call, not per job: in the common case (nothing asked to cancel, no priorities, no per-job
 -- options) each acknowledgement is 5 commands instead of 8. Nothing in this script adds to these keys.
 local anyAsked = redis.call('SCARD', cancelling) > 0
@@ -275,7 +288,7 @@ for i = 2, #ARGV, 5 do
         if kind == 'd' then
           redis.call('ZADD', dead, redis.call('INCR', seq), id)
         else
-          enqueue(id, kind == 'r' and tonumber(ARGV[i + 4]) or 0, now)
+          if enqueue(id, kind == 'r' and tonumber(ARGV[i + 4]) or 0, now) then ready = true end
         end
       end
     end
@@ -285,6 +298,9 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0,
   redis.call('ZREM', expiry, id)
   forget(id)
 end
+-- A job released or retried without delay wakes idle takers of every process; one retried with a delay is found
+-- by their poll once due.
+if ready then redis.call('PUBLISH', wake, '1') end
 return 1`
 )
 
@@ -391,22 +407,25 @@ const revive = `local function revive(id)
   enqueue(id, 0, 0)
 end`
 
-const requeueKeys: ReadonlyArray<KeyName> = ["waiting", "prioritized", "members", "delayed", "dead", "attempts", "errors", "progress", "priorities"]
+const requeueKeys: ReadonlyArray<KeyName> = [
+  "waiting", "prioritized", "members", "delayed", "dead", "attempts", "errors", "progress", "priorities", "wake"
+]
 
-/** ARGV: id. Queues a dead letter again, no attempts counted; 0 when there is no such dead letter. */
+/** ARGV: id. Queues a dead letter again, no attempts counted (waking idle takers); 0 when there is no such dead letter. */
 export const requeue = script(
   requeueKeys,
   enqueue,
   revive,
   `if not redis.call('ZSCORE', dead, ARGV[1]) then return 0 end
 revive(ARGV[1])
+redis.call('PUBLISH', wake, '1')
 return 1`
 )
 
 /**
  * ARGV: bound ("" at first). Queues again up to 1,000 dead letters that died no later than `bound` (at first the
  * newest now), oldest first, so that the store's calls, each blocking Redis ~1 ms, end even while jobs keep dying
- * (a job dying again is not requeued twice). Returns (how many, bound).
+ * (a job dying again is not requeued twice). Publishes a wake-up when it queued any. Returns (how many, bound).
  */
 export const requeueAll = script(
   requeueKeys,
@@ -420,6 +439,7 @@ if bound == '' then
 end
 local ids = redis.call('ZRANGEBYSCORE', dead, '-inf', bound, 'LIMIT', 0, 1000)
 for _, id in ipairs(ids) do revive(id) end
+if #ids > 0 then redis.call('PUBLISH', wake, '1') end
 return {#ids, bound}`
 )
 

@@ -24,6 +24,7 @@ import { redisPort } from "./redisEvents.js"
 import { type QueueSettings, queueSettings } from "./options.js"
 import * as scripts from "./redisScripts.js"
 import type { KeyName } from "./redisScripts.js"
+import * as RedisWake from "./redisWake.js"
 import type { LeasedJob, OfferedJob, Settle, Settlement, Store, StoredState, StoredStatus } from "./store.js"
 
 /** The escaped name segment: no `}`, `:` or `%` but its own escapes, so distinct names give distinct keys. @internal */
@@ -36,8 +37,8 @@ export const keysOf = (prefix: string, name: string): { readonly [K in KeyName]:
   return Object.fromEntries(scripts.keyNames.map((key) => [key, `${base}${key}`])) as { readonly [K in KeyName]: string }
 }
 
-/** Jobs leased per script call: enough to fill 64 takers at once, small enough to keep one call under ~1 ms. */
-const MAX_BATCH = 64
+/** Jobs leased per script call: a run leases up to 4 × its concurrency ahead (core.ts); 256 keeps one call near 1 ms. */
+const MAX_BATCH = 256
 
 /** Per settlement: kind, attempts, text, number (see the settle script). */
 const settleArgs = (settlement: Settlement): [string, number, string, number] => {
@@ -139,7 +140,9 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
     cancel: (id) => Effect.map(cancel(id), (reply) => String(reply) as "cancelled" | "asked" | "none"),
     progress: (job, json) => Effect.asVoid(progress(token, job.id, json)),
     status: (id) => Effect.flatMap(status(id), (reply) => Effect.try(() => parseStatus(reply))),
-    setPaused: (paused) => Effect.asVoid(Effect.tryPromise((): Promise<unknown> => paused ? redis.set(k.paused, "1") : redis.del(k.paused))),
+    // Resuming wakes idle takers of every process (the jobs they skipped while paused are ready).
+    setPaused: (paused) =>
+      Effect.asVoid(Effect.tryPromise((): Promise<unknown> => paused ? redis.set(k.paused, "1") : redis.multi().del(k.paused).publish(k.wake, "1").exec())),
     counts: Effect.map(counts(), (reply) => {
       const [waiting, delayed, running, dead, paused] = (reply as Array<number>).map(Number) as [number, number, number, number, number]
       return { waiting, delayed, running, dead, paused: paused === 1 }
@@ -173,5 +176,12 @@ export const make = <A, I>(
     // A connection of its own with auto-pipelining: the leases and settlements of concurrent takers issued in one
     // tick travel in one round trip.
     const redis = yield* connect({ ...clientOptions, options: { ...clientOptions.options, enableAutoPipelining: true } }).pipe(Effect.orDie)
-    return yield* core.make(makeStore(redis, prefix, settings), settings, options.schema, redisPort(redis, clientOptions, `${prefix}{${escapeName(settings.name)}}:`, settings.name))
+    const store = makeStore(redis, prefix, settings)
+    const wake = yield* RedisWake.make(clientOptions, keysOf(prefix, settings.name).wake)
+    return yield* core.make(
+      { ...store, ready: wake.ready, lease: (max) => Effect.zipRight(wake.arm, store.lease(max)) },
+      settings,
+      options.schema,
+      redisPort(redis, clientOptions, `${prefix}{${escapeName(settings.name)}}:`, settings.name)
+    )
   })

@@ -115,8 +115,13 @@ export interface Store {
    */
   readonly wakeSpacingMillis: number
   /**
+   * How long (ms) a small batch of settlements waits for more before it is written: where each write is a commit
+   * (SQL), settlements trickling in from handlers that take a while would otherwise cost a commit each. Default 0.
+   */
+  readonly settleLingerMillis?: number | undefined
+  /**
    * Keeps the jobs, skipping ids already known (waiting, delayed, leased, done, dead or cancelled); a delayed job is
-   * not leased before its time.
+   * not leased before its time. Several jobs (`offerAll`) are written all or nothing.
    */
   readonly offer: (jobs: ReadonlyArray<OfferedJob>) => Effect.Effect<void, unknown>
   /**

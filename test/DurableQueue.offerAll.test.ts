@@ -1,0 +1,166 @@
+/**
+ * `DurableQueue.offerAll` on every store (memory, Redis, PostgreSQL, SQLite): ids in entry order, de-duplicated
+ * within the batch and against the store, and all or nothing before the store (a hostile entry writes nothing).
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import type * as DurableQueue from "../src/DurableQueue.js"
+import { OptionError } from "../src/OptionError.js"
+import { type Env, type StoreKind, withStore } from "./helpers/durableStores.js"
+import { postgres, redis, requireService } from "./helpers/services.js"
+
+const redisUp = await requireService(redis)
+const pgUp = await requireService(postgres)
+const stores: ReadonlyArray<readonly [StoreKind, boolean]> = [["memory", true], ["redis", redisUp], ["pg", pgUp], ["sqlite", true]]
+
+/** Takes every job there is (each `take` waits, so `count` must be what the queue holds). */
+const drainAll = <A>(queue: DurableQueue.DurableQueue<A>, count: number) =>
+  Effect.gen(function*() {
+    const seen: Array<string> = []
+    for (let i = 0; i < count; i++) {
+      yield* queue.take((value, job) => Effect.sync(() => seen.push(`${job.id}=${JSON.stringify(value)}`))).pipe(Effect.timeout("10 seconds"))
+    }
+    return seen
+  })
+
+for (const [kind, up] of stores) {
+  describe.skipIf(!up)(`DurableQueue.offerAll on ${kind}`, () => {
+    const test = (name: string, body: (env: Env) => Effect.Effect<void, unknown, Scope.Scope>) =>
+      it.live(name, () => withStore(kind, body), 30_000)
+
+    test("returns one id per entry in order; a duplicate id in the batch and an id already known are queued once", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+        yield* queue.offer(0, { id: "known" })
+        const ids = yield* queue.offerAll([
+          { value: 1, id: "a" },
+          { value: 2 },
+          { value: 3, id: "a" },
+          { value: 4, id: "known" },
+          { value: 5, id: "b" }
+        ])
+        expect(ids.length).toBe(5)
+        expect([ids[0], ids[2], ids[3], ids[4]]).toEqual(["a", "a", "known", "b"])
+        expect(ids[1]).toMatch(/^[0-9a-f-]{36}$/)
+        // known (0), a (1, the first of the two), the generated one (2), b (5): offer order kept.
+        expect(yield* queue.size).toBe(4)
+        expect(yield* drainAll(queue, 4)).toEqual(["known=0", "a=1", `${ids[1]}=2`, "b=5"])
+        expect(yield* queue.size).toBe(0)
+        expect(yield* queue.offerAll([])).toEqual([])
+      }))
+
+    test("1,000 entries in one call are all queued and run once", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+        const ids = yield* queue.offerAll(Array.from({ length: 1_000 }, (_, n) => ({ value: n, id: `j${n}` })))
+        expect(ids).toEqual(Array.from({ length: 1_000 }, (_, n) => `j${n}`))
+        expect(yield* queue.size).toBe(1_000)
+        const done = new Set<number>()
+        yield* Effect.forkScoped(queue.run((n) => Effect.sync(() => done.add(n)), { concurrency: 16 }))
+        for (let i = 0; i < 2_000 && ((yield* queue.size) > 0 || done.size < 1_000); i++) yield* Effect.sleep("10 millis")
+        expect(done.size).toBe(1_000)
+        expect(yield* queue.size).toBe(0)
+      }))
+
+    test("12,000 entries (three statements in one transaction on SQL) are all queued; a repeated id at the end once", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+        const entries = Array.from({ length: 12_000 }, (_, n) => ({ value: n, id: `j${n}` }))
+        const ids = yield* queue.offerAll([...entries, { value: -1, id: "j1" }])
+        expect(ids.length).toBe(12_001)
+        expect(yield* queue.size).toBe(12_000)
+      }))
+
+    test("values and ids come back byte for byte (quotes, backslashes, NUL and lone surrogates in strings, long ids)", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Unknown, pollInterval: "10 millis" })
+        const values: ReadonlyArray<unknown> = ["a \"quoted\" \\ back", "lone \ud83d surrogate", "\u0000 nul", { nested: [1, "two", null, true] }, 1.5, "\ud83d\ude00"]
+        const ids = values.map((_, i) => i === 0 ? "x".repeat(300) : `id "${i}" \\ \ud83d\ude00`)
+        expect(yield* queue.offerAll(values.map((value, i) => ({ value, id: ids[i]! })))).toEqual(ids)
+        const back: Array<readonly [string, unknown]> = []
+        for (let i = 0; i < values.length; i++) yield* queue.take((value, job) => Effect.sync(() => back.push([job.id, value])))
+        expect(back).toEqual(values.map((value, i) => [ids[i], value]))
+      }))
+
+    test("a hostile value fails the call with EncodeFailed naming its id, and nothing of the batch is written", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Unknown, pollInterval: "10 millis" })
+        const cyclic: Record<string, unknown> = {}
+        cyclic.self = cyclic
+        for (const bad of [() => 1, 1n, cyclic, Number.NaN, new Date(0), [undefined]]) {
+          const error = yield* Effect.flip(queue.offerAll([{ value: 1, id: "before" }, { value: bad, id: "hostile" }, { value: 2, id: "after" }]))
+          expect(error).toMatchObject({ _tag: "DurableQueueError", reason: "EncodeFailed", id: "hostile" })
+          expect(yield* queue.size).toBe(0)
+        }
+        // The ids of the refused batch were never stored: they can be offered now.
+        expect(yield* queue.offerAll([{ value: 1, id: "before" }, { value: 2, id: "after" }])).toEqual(["before", "after"])
+        expect(yield* queue.size).toBe(2)
+      }))
+
+    test("per-entry options: a delayed entry and a priority entry in one batch", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+        const ids = yield* queue.offerAll([
+          { value: 1, id: "plain" },
+          { value: 2, id: "later", delay: "2 seconds" },
+          { value: 3, id: "urgent", priority: 5 },
+          { value: 4, id: "timed", timeout: "5 seconds", backoff: { _tag: "Fixed", millis: 10 } }
+        ])
+        expect(ids).toEqual(["plain", "later", "urgent", "timed"])
+        expect(yield* queue.counts).toEqual({ waiting: 3, delayed: 1, running: 0, dead: 0, paused: false })
+        expect(Option.map(yield* queue.status("later"), (status) => status.state)).toEqual(Option.some("delayed"))
+        // The priority entry first, then offer order; the delayed one only once its time came.
+        const started = Date.now()
+        expect(yield* drainAll(queue, 3)).toEqual(["urgent=3", "plain=1", "timed=4"])
+        expect(yield* drainAll(queue, 1)).toEqual(["later=2"])
+        expect(Date.now() - started).toBeGreaterThanOrEqual(1_000)
+      }))
+
+    test("a bad per-entry option fails with OptionError naming entries[i].<option>, and nothing is written", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+        const cases: ReadonlyArray<readonly [unknown, string]> = [
+          [{ value: 2, delay: -5 }, "entries[1].delay"],
+          [{ value: 2, delay: "soon" }, "entries[1].delay"],
+          [{ value: 2, delay: "20 years" }, "entries[1].delay"],
+          [{ value: 2, delay: 10, runAt: Date.now() }, "entries[1].runAt"],
+          [{ value: 2, runAt: Date.now() / 1000 }, "entries[1].runAt"],
+          [{ value: 2, priority: 1.5 }, "entries[1].priority"],
+          [{ value: 2, timeout: 0 }, "entries[1].timeout"],
+          [{ value: 2, backoff: { _tag: "Fixed", millis: -1 } }, "entries[1].backoff.millis"],
+          [{ value: 2, prority: 3 }, "entries[1].prority"]
+        ]
+        for (const [entry, field] of cases) {
+          const error = yield* Effect.flip(queue.offerAll([{ value: 1, id: "ok" }, entry] as ReadonlyArray<DurableQueue.OfferEntry<number>>))
+          expect(error).toBeInstanceOf(OptionError)
+          expect((error as OptionError).field).toBe(field)
+        }
+        expect(yield* queue.size).toBe(0)
+      }))
+
+    test("hostile entries fail with OptionError naming the entry, and nothing is written", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+        const cases: ReadonlyArray<readonly [unknown, string]> = [
+          [null, "entries"],
+          ["abc", "entries"],
+          [{ value: 1 }, "entries"],
+          [[{ value: 1, id: "ok" }, 42], "entries[1]"],
+          [[{ value: 1, id: "ok" }, null], "entries[1]"],
+          [[{ value: 1, id: "ok" }, { value: 2, id: 7 }], "entries[1].id"],
+          [[{ value: 1, id: "ok" }, { value: 2, id: "" }], "entries[1].id"],
+          [[{ value: 1, id: "ok" }, { value: 2, id: "a\u0000b" }], "entries[1].id"],
+          [[{ value: 1, id: "ok" }, { value: 2, id: "x\ud83d" }], "entries[1].id"]
+        ]
+        for (const [entries, field] of cases) {
+          const error = yield* Effect.flip(queue.offerAll(entries as ReadonlyArray<DurableQueue.OfferEntry<number>>))
+          expect(error).toBeInstanceOf(OptionError)
+          expect((error as OptionError).field).toBe(field)
+        }
+        expect(yield* queue.size).toBe(0)
+      }))
+  })
+}
