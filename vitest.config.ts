@@ -46,7 +46,7 @@ export default defineConfig({
     globalSetup: ["test/globalSetup.ts"],
     // The machine has two cores; more forks only fight for them.
     pool: "forks",
-    poolOptions: { forks: { maxForks: 2, minForks: 1 } },
+    poolOptions: { forks: { maxForks: Number(process.env.EW_FORKS ?? 2), minForks: 1 } },
     testTimeout: 30_000,
     hookTimeout: 30_000,
     sequence: { concurrent: false, sequencer: SlowFirst },
