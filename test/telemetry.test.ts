@@ -230,6 +230,50 @@ describe("telemetry (issue 13)", () => {
     }).pipe(Effect.provide(Layer.merge(rec.layer, Progress.layerNone)))
   })
 
+  // Spans cost more than trivial work (README, "Tracing and metrics"): with Effect's built-in tracer, which nobody
+  // reads, no module opens one. Told apart by the span current inside the user's function: a module span when
+  // opened (as with the recording tracer), else the caller's ("the caller") or none (a worker forked at make).
+  const currentSpanName = Effect.map(
+    Effect.option(Effect.currentSpan),
+    Option.match({ onNone: () => "(none)", onSome: (span) => span.name })
+  )
+  const seenInside = Effect.gen(function*() {
+    const seen: Array<string> = []
+    const see = Effect.tap(currentSpanName, (name) => Effect.sync(() => seen.push(name)))
+    const queue = yield* WorkerQueue.make({ name: unique("wq"), worker: (n: number) => Effect.as(see, n) })
+    yield* Effect.withSpan(queue.require(1), "the caller")
+    yield* Effect.withSpan(queue.requireAll([2]), "the caller")
+    const engine = yield* TaskEngine.make({ title: unique("engine"), workers: 1, handler: (n: number) => Effect.as(see, n) })
+    yield* Effect.withSpan(engine.applyToAll([1]), "the caller")
+    yield* Effect.withSpan(TreeQueue.run({ initial: [{ process: () => see }], title: unique("tree") }), "the caller")
+    const durable = yield* DurableQueue.memory({ name: unique("dq"), schema: Schema.Number })
+    yield* durable.offer(1)
+    yield* Effect.withSpan(durable.take(() => see), "the caller")
+    return seen
+  }).pipe(Effect.provide(Progress.layerNone))
+
+  it.scoped("no module span with Effect's built-in tracer; the same run with a tracer installed has them", () => {
+    const rec = recording()
+    return Effect.gen(function*() {
+      assert.deepStrictEqual(yield* seenInside, ["(none)", "(none)", "(none)", "the caller", "the caller"])
+      assert.deepStrictEqual(
+        yield* Effect.provide(seenInside, rec.layer),
+        ["WorkerQueue.run", "WorkerQueue.run", "TaskEngine.task", "TreeQueue.item", "DurableQueue.take"]
+      )
+      assert.deepStrictEqual(
+        ["WorkerQueue.require", "WorkerQueue.requireAll", "DurableQueue.offer"].map((name) => rec.named(name).length),
+        [1, 1, 1]
+      )
+      // Tracing turned off hides the recording tracer too (the caller's span is then Effect's no-op span).
+      const before = rec.spans.length
+      assert.deepStrictEqual(
+        yield* seenInside.pipe(Effect.withTracerEnabled(false), Effect.provide(rec.layer)),
+        ["(none)", "(none)", "(none)", "the caller", "the caller"]
+      )
+      assert.strictEqual(rec.spans.length, before)
+    })
+  })
+
   it.scoped("DurableQueue: offer, take and settle spans; acked, retried and dead counters", () => {
     const rec = recording()
     return Effect.gen(function*() {

@@ -7,7 +7,7 @@ import * as Effect from "effect/Effect"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../../DurableQueue.js"
-import { bump, counter, labels } from "../telemetry.js"
+import { bump, counter, labels, withSpanWhenTraced } from "../telemetry.js"
 import type { QueueSettings } from "./options.js"
 import type { Settle, Store } from "./store.js"
 
@@ -75,7 +75,7 @@ const tracedStore = (store: Store, name: string, tags: ReturnType<typeof labels>
   // The settler's fiber was forked when the queue was made: its batches are root spans, not children of that.
   settle: (batch) =>
     Effect.tap(store.settle(batch), () => count(batch, tags)).pipe(
-      Effect.withSpan("DurableQueue.settle", {
+      withSpanWhenTraced("DurableQueue.settle", {
         root: true,
         captureStackTrace: false,
         attributes: { "effect_workers.queue": name, "effect_workers.jobs": batch.length }
@@ -91,17 +91,17 @@ const tracedQueue = <A>(
   // One span per job a handler runs, a child of the caller of `take` or `run` (its taker fibers inherit it).
   const traced = <X, E, R>(handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>) =>
   (value: A, job: DurableQueue.Job) =>
-    Effect.withSpan(Effect.suspend(() => handler(value, job)), "DurableQueue.take", {
+    Effect.suspend(() => handler(value, job)).pipe(withSpanWhenTraced("DurableQueue.take", {
       kind: "consumer",
       captureStackTrace: false,
       attributes: { ...attributes, "effect_workers.job_id": job.id, "effect_workers.attempt": job.attempt }
-    })
+    }))
   return {
     ...queue,
     offer: (value, options) =>
       queue.offer(value, options).pipe(
         Effect.tap(() => bump(Metrics.offered, tags)),
-        Effect.withSpan("DurableQueue.offer", { kind: "producer", attributes, captureStackTrace: false })
+        withSpanWhenTraced("DurableQueue.offer", { kind: "producer", attributes, captureStackTrace: false })
       ),
     take: (handler) => queue.take(traced(handler)),
     run: (handler, options) => queue.run(traced(handler), options)
