@@ -274,6 +274,29 @@ describe("telemetry (issue 13)", () => {
     })
   })
 
+  it.scoped("TreeQueue without a tracer: items done, failed and timed all the same (no span to hang them on)", () =>
+    Effect.gen(function*() {
+      const title = unique("tree")
+      const leaf = { process: () => Effect.void }
+      const failing = { process: () => Effect.fail("broken" as const), afterChildren: () => Effect.fail("not this") }
+      yield* TreeQueue.run({ initial: [{ process: (ctx) => ctx.enqueue(leaf, leaf) }], title, workers: 2 })
+      assert.strictEqual(yield* metricValue("effect_workers_tree_queue_items_done_total", "tree", title), 3)
+      assert.strictEqual(yield* metricValue("effect_workers_tree_queue_item_duration_seconds", "tree", title), 3)
+      assert.deepStrictEqual(yield* Effect.flip(TreeQueue.run({ initial: [failing], title })), "broken")
+      assert.strictEqual(yield* metricValue("effect_workers_tree_queue_items_failed_total", "tree", title), 1)
+      assert.strictEqual(yield* metricValue("effect_workers_tree_queue_item_duration_seconds", "tree", title), 4)
+      // A failing afterChildren is not an item's process failing.
+      const after = { process: () => Effect.void, afterChildren: () => Effect.fail("after" as const) }
+      assert.deepStrictEqual(yield* Effect.flip(TreeQueue.run({ initial: [after], title })), "after")
+      assert.deepStrictEqual(
+        [
+          yield* metricValue("effect_workers_tree_queue_items_done_total", "tree", title),
+          yield* metricValue("effect_workers_tree_queue_items_failed_total", "tree", title)
+        ],
+        [4, 1]
+      )
+    }).pipe(Effect.provide(Progress.layerNone)))
+
   it.scoped("DurableQueue: offer, take and settle spans; acked, retried and dead counters", () => {
     const rec = recording()
     return Effect.gen(function*() {
