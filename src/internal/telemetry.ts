@@ -61,6 +61,7 @@ export const observeNanos = (
 /**
  * Effect's built-in tracer, the one in its default services: its spans go nowhere but `Effect.currentSpan`.
  * Compared by identity (a tracer installed by `Effect.withTracer` or an OpenTelemetry layer is another object).
+ * A program with a second copy of `effect` has another built-in tracer: it gets spans, the safe side.
  */
 const builtInTracer: Tracer.Tracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
 
@@ -68,7 +69,9 @@ const builtInTracer: Tracer.Tracer = Context.get(DefaultServices.liveServices, T
  * Whether a module opens spans on this fiber: tracing on (`FiberRef.currentTracerEnabled`) and a tracer someone
  * can read (not Effect's built-in one). Spans cost more than trivial work (with every span on, measured at load
  * 15: `applyToAll` of 100k tasks 1.3-2x slower, `requireAll` of 100k keys ~2x, a 111k-item TreeQueue 3-6x), so
- * without a tracer installed they are not made at all. Metrics are always on: they cost a property read and an add.
+ * without a tracer installed they are not made at all. Metrics are always on; on empty work they are what is left
+ * (bench/RESULTS.md, "Telemetry cost": `applyToAll` 1.1-1.3x, TreeQueue 1.2-1.6x, mostly clock readings and
+ * the duration histogram per task or item).
  * @internal
  */
 export const tracing = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
