@@ -50,13 +50,13 @@ export const setGauge = (
   value: number
 ): void => metric.unsafeUpdate(value, tags)
 
-/** Records a duration from two `SpanMaker.seconds` readings. @internal */
-export const observeSeconds = (
+/** Records a duration in seconds from two `Clock` readings in nanoseconds. @internal */
+export const observeNanos = (
   metric: Metric.Metric.Histogram<number>,
   tags: ReadonlyArray<MetricLabel.MetricLabel>,
-  start: number,
-  end: number
-): void => metric.unsafeUpdate(end - start, tags)
+  startNanos: bigint,
+  endNanos: bigint
+): void => metric.unsafeUpdate(Number(endNanos - startNanos) / 1e9, tags)
 
 /**
  * Effect's built-in tracer, the one in its default services: its spans go nowhere but `Effect.currentSpan`.
@@ -64,9 +64,6 @@ export const observeSeconds = (
  * A program with a second copy of `effect` has another built-in tracer: it gets spans, the safe side.
  */
 const builtInTracer: Tracer.Tracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
-
-/** Effect's live clock, told apart from a `TestClock` (or a user's) the same way. */
-const liveClock: Clock.Clock = Context.get(DefaultServices.liveServices, Clock.Clock)
 
 /**
  * Whether a module opens spans on this fiber: tracing on (`FiberRef.currentTracerEnabled`) and a tracer someone
@@ -110,27 +107,16 @@ export const withSpanWhenTraced = (name: string, options: Tracer.SpanOptions) =>
 export class SpanMaker {
   private readonly tracer: Tracer.Tracer
   private readonly clock: Clock.Clock
-  private readonly live: boolean
   readonly enabled: boolean
 
   constructor(fiber: Fiber.RuntimeFiber<unknown, unknown>) {
     this.tracer = fiber.currentTracer
     this.clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
-    this.live = this.clock === liveClock
     this.enabled = tracing(fiber)
   }
 
   now(): bigint {
     return this.clock.unsafeCurrentTimeNanos()
-  }
-
-  /**
-   * A reading for durations only, in seconds: `performance.now()` under the live clock, the fiber's clock (a
-   * `TestClock`) otherwise. Two bigint nanosecond readings per task made 100k empty `applyToAll` tasks 1.54-1.73x
-   * base's time; without them 1.19-1.23x (same process, alternated).
-   */
-  seconds(): number {
-    return this.live ? performance.now() / 1000 : Number(this.clock.unsafeCurrentTimeNanos()) / 1e9
   }
 
   /** A span, or `undefined` when tracing is off; `parent` undefined makes a root span. */

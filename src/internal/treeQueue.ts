@@ -22,7 +22,7 @@ import * as signals from "./signals.js"
 import { Progress, type Session, type UnsafeSession } from "./progress.js"
 import { Fifo } from "./fifo.js"
 import { TreeQueueMetrics as Metrics } from "./metrics.js"
-import { bump, labels, observeSeconds, SpanMaker } from "./telemetry.js"
+import { bump, labels, observeNanos, SpanMaker } from "./telemetry.js"
 
 /** @internal */
 export interface ItemContext<E, R> {
@@ -332,8 +332,8 @@ class ItemTelemetry<E, R> {
   }
 
   /** An item's duration, and done or failed (`cause` undefined: done; interrupted only: neither). */
-  ended(started: number, cause: Cause.Cause<unknown> | undefined): void {
-    observeSeconds(Metrics.itemDuration, this.tags, started, this.spans.seconds())
+  ended(started: bigint, cause: Cause.Cause<unknown> | undefined): void {
+    observeNanos(Metrics.itemDuration, this.tags, started, this.spans.now())
     if (cause === undefined) bump(Metrics.itemsDone, this.tags)
     else if (!Cause.isInterruptedOnly(cause)) bump(Metrics.itemsFailed, this.tags)
   }
@@ -343,7 +343,7 @@ class ItemTelemetry<E, R> {
    * only when `spans.enabled` (a tracer is installed: telemetry.ts `tracing`).
    */
   traced(node: Node<E, R>, kind: string, workerId: number, process: Effect.Effect<void, E, R>): Effect.Effect<void, E, R> {
-    const started = this.spans.seconds()
+    const started = this.spans.now()
     const span = this.spans.open("TreeQueue.item", node.parent === undefined ? this.callerSpan : node.parent.span, {
       "effect_workers.tree": this.title,
       "effect_workers.kind": kind,
@@ -434,7 +434,7 @@ const runWith = <E, R>(
 
     const worker = (workerId: number): Effect.Effect<void, E, R> => {
       // When the item in `process` started, by the clock, while it runs without a span (else undefined).
-      let started: number | undefined = undefined
+      let started: bigint | undefined = undefined
       const setDescription = (text: string) =>
         Effect.suspend(() => {
           report.setWorker(workerId, text)
@@ -473,7 +473,7 @@ const runWith = <E, R>(
         // needs anyway, and a failure is counted once by the worker (`onError` below). A frame of their own per
         // item (`onExit`, or even one `matchCauseEffect` in place of this `flatMap`) made a 111k-item run of empty
         // items 1.7-2.2x base's time.
-        started = telemetry.spans.seconds()
+        started = telemetry.spans.now()
         return flush(Effect.flatMap(processing, done))
       })
       // The item in `process` when the worker failed (not in `afterChildren`), without a span to count it.

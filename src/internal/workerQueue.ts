@@ -27,7 +27,7 @@ import { optionalString } from "./optionString.js"
 import { checker } from "./options.js"
 import { WorkerQueueMetrics as Metrics } from "./metrics.js"
 import * as resultCache from "./resultCache.js"
-import { bump, labels, linkTo, observeSeconds, setGauge, SpanMaker, useSpanWhenTraced } from "./telemetry.js"
+import { bump, labels, linkTo, observeNanos, setGauge, SpanMaker, useSpanWhenTraced } from "./telemetry.js"
 import { CacheGuard, callWorker, Room, type RoomNode } from "./workerQueueParts.js"
 import { typeIdGuard } from "./errorTypeId.js"
 
@@ -278,7 +278,7 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
       this.queued--
       this.running++
       this.admitFromRoom()
-      const start = this.spans.seconds()
+      const start = this.spans.now()
       const span = this.runSpan(entry)
       // With a Promise worker `E` is `UnknownException` (the public `make` says so), hence the cast.
       const run = callWorker(this.settings.worker, entry.item, this.name) as Effect.Effect<A, E, R>
@@ -286,7 +286,7 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
         Effect.exit,
         Effect.flatMap((exit): Effect.Effect<void> => {
           this.running--
-          observeSeconds(Metrics.runDuration, this.tags, start, this.spans.seconds())
+          observeNanos(Metrics.runDuration, this.tags, start, this.spans.now())
           this.spans.close(span, exit)
           if (Exit.isSuccess(exit)) {
             this.counters.completed++

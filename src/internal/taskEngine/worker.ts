@@ -15,7 +15,7 @@ import type * as Tracer from "effect/Tracer"
 import { TaskEngineMetrics as Metrics } from "../metrics.js"
 import { fromUserResult } from "../promise.js"
 import { TaskEngineError } from "../taskEngineError.js"
-import { bump, observeSeconds, SpanMaker } from "../telemetry.js"
+import { bump, observeNanos, SpanMaker } from "../telemetry.js"
 import type { EngineCore } from "./engine.js"
 import type { Call, Failure, Task } from "./task.js"
 
@@ -28,7 +28,7 @@ export class Worker<I, A, E> {
   private burst = 0
   /** The current attempt's `TaskEngine.task` span (undefined with tracing off) and its start by the clock. */
   private span: Tracer.Span | undefined = undefined
-  private started = 0
+  private started = 0n
   private readonly spans: SpanMaker
   readonly loop: Effect.Effect<void> = Effect.suspend(() => this.next())
   private readonly yieldThenLoop = Effect.zipRight(Effect.yieldNow(), this.loop)
@@ -89,7 +89,7 @@ export class Worker<I, A, E> {
     task.workerId = this.id
     this.current = task
     core.counters.busy++
-    this.started = this.spans.seconds()
+    this.started = this.spans.now()
     // Without a tracer (telemetry.ts `tracing`) not even the attributes are made: this runs once per task.
     this.span = this.spans.enabled ?
       this.spans.open("TaskEngine.task", task.call.span, {
@@ -144,12 +144,12 @@ export class Worker<I, A, E> {
 
   /** Ends the attempt's span and records its time; the gauges move with it. */
   endAttempt(exit: Exit.Exit<unknown, unknown>): void {
-    const end = this.spans.seconds()
+    const end = this.spans.now()
     if (this.span !== undefined) {
       this.spans.close(this.span, exit)
       this.span = undefined
     }
-    observeSeconds(Metrics.taskDuration, this.core.tags, this.started, end)
+    observeNanos(Metrics.taskDuration, this.core.tags, this.started, end)
     this.core.gauges()
   }
 
