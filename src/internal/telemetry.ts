@@ -70,7 +70,7 @@ const builtInTracer: Tracer.Tracer = Context.get(DefaultServices.liveServices, T
  * can read (not Effect's built-in one). Spans cost more than trivial work (with every span on, measured at load
  * 15: `applyToAll` of 100k tasks 1.3-2x slower, `requireAll` of 100k keys ~2x, a 111k-item TreeQueue 3-6x), so
  * without a tracer installed they are not made at all. Metrics are always on; on empty work they are what is left
- * (bench/RESULTS.md, "Telemetry cost": `applyToAll` 1.1-1.3x, TreeQueue 1.2-1.6x: the two clock readings,
+ * (bench/RESULTS.md, "Telemetry cost": `applyToAll` 1.1-1.4x, TreeQueue 1.2-1.6x: the two clock readings,
  * the duration histogram, counters and gauges updated per task or item).
  * @internal
  */
