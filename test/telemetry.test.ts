@@ -230,6 +230,73 @@ describe("telemetry (issue 13)", () => {
     }).pipe(Effect.provide(Layer.merge(rec.layer, Progress.layerNone)))
   })
 
+  // Spans cost more than trivial work (README, "Tracing and metrics"): with Effect's built-in tracer, which nobody
+  // reads, no module opens one. Told apart by the span current inside the user's function: a module span when
+  // opened (as with the recording tracer), else the caller's ("the caller") or none (a worker forked at make).
+  const currentSpanName = Effect.map(
+    Effect.option(Effect.currentSpan),
+    Option.match({ onNone: () => "(none)", onSome: (span) => span.name })
+  )
+  const seenInside = Effect.gen(function*() {
+    const seen: Array<string> = []
+    const see = Effect.tap(currentSpanName, (name) => Effect.sync(() => seen.push(name)))
+    const queue = yield* WorkerQueue.make({ name: unique("wq"), worker: (n: number) => Effect.as(see, n) })
+    yield* Effect.withSpan(queue.require(1), "the caller")
+    yield* Effect.withSpan(queue.requireAll([2]), "the caller")
+    const engine = yield* TaskEngine.make({ title: unique("engine"), workers: 1, handler: (n: number) => Effect.as(see, n) })
+    yield* Effect.withSpan(engine.applyToAll([1]), "the caller")
+    yield* Effect.withSpan(TreeQueue.run({ initial: [{ process: () => see }], title: unique("tree") }), "the caller")
+    const durable = yield* DurableQueue.memory({ name: unique("dq"), schema: Schema.Number })
+    yield* durable.offer(1)
+    yield* Effect.withSpan(durable.take(() => see), "the caller")
+    return seen
+  }).pipe(Effect.provide(Progress.layerNone))
+
+  it.scoped("no module span with Effect's built-in tracer; the same run with a tracer installed has them", () => {
+    const rec = recording()
+    return Effect.gen(function*() {
+      assert.deepStrictEqual(yield* seenInside, ["(none)", "(none)", "(none)", "the caller", "the caller"])
+      assert.deepStrictEqual(
+        yield* Effect.provide(seenInside, rec.layer),
+        ["WorkerQueue.run", "WorkerQueue.run", "TaskEngine.task", "TreeQueue.item", "DurableQueue.take"]
+      )
+      assert.deepStrictEqual(
+        ["WorkerQueue.require", "WorkerQueue.requireAll", "DurableQueue.offer"].map((name) => rec.named(name).length),
+        [1, 1, 1]
+      )
+      // Tracing turned off hides the recording tracer too (the caller's span is then Effect's no-op span).
+      const before = rec.spans.length
+      assert.deepStrictEqual(
+        yield* seenInside.pipe(Effect.withTracerEnabled(false), Effect.provide(rec.layer)),
+        ["(none)", "(none)", "(none)", "the caller", "the caller"]
+      )
+      assert.strictEqual(rec.spans.length, before)
+    })
+  })
+
+  it.scoped("TreeQueue without a tracer: items done, failed and timed all the same (no span to hang them on)", () =>
+    Effect.gen(function*() {
+      const title = unique("tree")
+      const leaf = { process: () => Effect.void }
+      const failing = { process: () => Effect.fail("broken" as const), afterChildren: () => Effect.fail("not this") }
+      yield* TreeQueue.run({ initial: [{ process: (ctx) => ctx.enqueue(leaf, leaf) }], title, workers: 2 })
+      assert.strictEqual(yield* metricValue("effect_workers_tree_queue_items_done_total", "tree", title), 3)
+      assert.strictEqual(yield* metricValue("effect_workers_tree_queue_item_duration_seconds", "tree", title), 3)
+      assert.deepStrictEqual(yield* Effect.flip(TreeQueue.run({ initial: [failing], title })), "broken")
+      assert.strictEqual(yield* metricValue("effect_workers_tree_queue_items_failed_total", "tree", title), 1)
+      assert.strictEqual(yield* metricValue("effect_workers_tree_queue_item_duration_seconds", "tree", title), 4)
+      // A failing afterChildren is not an item's process failing.
+      const after = { process: () => Effect.void, afterChildren: () => Effect.fail("after" as const) }
+      assert.deepStrictEqual(yield* Effect.flip(TreeQueue.run({ initial: [after], title })), "after")
+      assert.deepStrictEqual(
+        [
+          yield* metricValue("effect_workers_tree_queue_items_done_total", "tree", title),
+          yield* metricValue("effect_workers_tree_queue_items_failed_total", "tree", title)
+        ],
+        [4, 1]
+      )
+    }).pipe(Effect.provide(Progress.layerNone)))
+
   it.scoped("DurableQueue: offer, take and settle spans; acked, retried and dead counters", () => {
     const rec = recording()
     return Effect.gen(function*() {

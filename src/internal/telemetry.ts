@@ -8,6 +8,7 @@
  */
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
+import * as DefaultServices from "effect/DefaultServices"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
@@ -16,7 +17,7 @@ import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
 import * as MetricLabel from "effect/MetricLabel"
 import * as Option from "effect/Option"
-import type * as Tracer from "effect/Tracer"
+import * as Tracer from "effect/Tracer"
 
 /** Seconds, 1 ms to about 65 s in 17 doubling buckets: latencies of in-process work and of remote stores alike. */
 const secondsBoundaries = MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 17 })
@@ -58,10 +59,49 @@ export const observeNanos = (
 ): void => metric.unsafeUpdate(Number(endNanos - startNanos) / 1e9, tags)
 
 /**
+ * Effect's built-in tracer, the one in its default services: its spans go nowhere but `Effect.currentSpan`.
+ * Compared by identity (a tracer installed by `Effect.withTracer` or an OpenTelemetry layer is another object).
+ * A program with a second copy of `effect` has another built-in tracer: it gets spans, the safe side.
+ */
+const builtInTracer: Tracer.Tracer = Context.get(DefaultServices.liveServices, Tracer.Tracer)
+
+/**
+ * Whether a module opens spans on this fiber: tracing on (`FiberRef.currentTracerEnabled`) and a tracer someone
+ * can read (not Effect's built-in one). Spans cost more than trivial work (with every span on, measured at load
+ * 15: `applyToAll` of 100k tasks 1.3-2x slower, `requireAll` of 100k keys ~2x, a 111k-item TreeQueue 3-6x), so
+ * without a tracer installed they are not made at all. Metrics are always on; on empty work they are what is left
+ * (bench/RESULTS.md, "Telemetry cost": `applyToAll` 1.1-1.4x, TreeQueue 1.2-1.6x: the two clock readings,
+ * the duration histogram, counters and gauges updated per task or item).
+ * @internal
+ */
+export const tracing = (fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean =>
+  fiber.currentTracer !== builtInTracer && fiber.getFiberRef(FiberRef.currentTracerEnabled)
+
+/**
+ * `Effect.useSpan` when the fiber is {@link tracing}, else `f(undefined)`: the call site handles the no-span case
+ * (its attributes and links are skipped) and its effects' parent stays the caller's span.
+ * @internal
+ */
+export const useSpanWhenTraced = <A, E, R>(
+  name: string,
+  options: Tracer.SpanOptions,
+  f: (span: Tracer.Span | undefined) => Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> =>
+  Effect.withFiberRuntime((fiber) => tracing(fiber) ? Effect.useSpan(name, options, f) : f(undefined))
+
+/**
+ * `Effect.withSpan` when the fiber is {@link tracing}, else `self` as it is.
+ * @internal
+ */
+export const withSpanWhenTraced = (name: string, options: Tracer.SpanOptions) =>
+<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.withFiberRuntime((fiber) => tracing(fiber) ? Effect.withSpan(self, name, options) : self)
+
+/**
  * A span opened synchronously from a fiber, for the hot paths that run a user function without an Effect step of
  * their own (a TaskEngine worker settles a handler that returned `Effect.succeed` inline). It uses the fiber's
- * tracer and clock as `Effect.withSpan` would, and a no-op span when tracing is off
- * (`Effect.withTracerEnabled(false)`), so turning tracing off also turns off its cost.
+ * tracer and clock as `Effect.withSpan` would, and no span unless the fiber is {@link tracing} (tracing on and a
+ * tracer other than Effect's built-in one), so no reader means no cost.
  * @internal
  */
 export class SpanMaker {
@@ -72,7 +112,7 @@ export class SpanMaker {
   constructor(fiber: Fiber.RuntimeFiber<unknown, unknown>) {
     this.tracer = fiber.currentTracer
     this.clock = Context.get(fiber.currentDefaultServices, Clock.Clock)
-    this.enabled = fiber.getFiberRef(FiberRef.currentTracerEnabled)
+    this.enabled = tracing(fiber)
   }
 
   now(): bigint {

@@ -27,7 +27,7 @@ import { optionalString } from "./optionString.js"
 import { checker } from "./options.js"
 import { WorkerQueueMetrics as Metrics } from "./metrics.js"
 import * as resultCache from "./resultCache.js"
-import { bump, labels, linkTo, observeNanos, setGauge, SpanMaker } from "./telemetry.js"
+import { bump, labels, linkTo, observeNanos, setGauge, SpanMaker, useSpanWhenTraced } from "./telemetry.js"
 import { CacheGuard, callWorker, Room, type RoomNode } from "./workerQueueParts.js"
 import { typeIdGuard } from "./errorTypeId.js"
 
@@ -437,9 +437,10 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
     return Effect.onInterrupt(wait, () => Effect.sync(() => this.leave(entry)))
   }
 
-  // The span's parent is the caller's current span: `useSpan` reads it from the calling fiber.
+  // The span's parent is the caller's current span: `useSpan` reads it from the calling fiber. No span (and no
+  // cost) unless a tracer is installed (`useSpanWhenTraced`).
   readonly require = (item: I): Effect.Effect<A, E | WorkerQueueError> =>
-    Effect.useSpan("WorkerQueue.require", this.spanOptions, (span) =>
+    useSpanWhenTraced("WorkerQueue.require", this.spanOptions, (span) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.suspend(() => {
           const lookups: Array<Entry<K, I, A, E>> = []
@@ -459,7 +460,7 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
   private batch(
     items: Iterable<I>,
     restore: Restore,
-    span: Tracer.Span
+    span: Tracer.Span | undefined
   ): Effect.Effect<Array<Entry<K, I, A, E> | Outcome<A, E>>> {
     const lookups: Array<Entry<K, I, A, E>> = []
     const entries: Array<Entry<K, I, A, E> | Outcome<A, E>> = []
@@ -469,7 +470,7 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
       if (!Exit.isExit(entry) && this.hold(entry)) held.push(entry)
       entries.push(entry)
     }
-    span.attribute("effect_workers.items", entries.length)
+    span?.attribute("effect_workers.items", entries.length)
     this.startLookups(lookups)
     const awaitFrom = (start: number): Effect.Effect<void> => {
       let i = start
@@ -486,7 +487,7 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
   // One span for the batch, the parent of the runs its items start (a span per item would cost more than the
   // item on a memory-cache hit).
   readonly requireAllExit = (items: Iterable<I>): Effect.Effect<Array<Outcome<A, E>>> =>
-    Effect.useSpan("WorkerQueue.requireAll", this.spanOptions, (span) =>
+    useSpanWhenTraced("WorkerQueue.requireAll", this.spanOptions, (span) =>
       Effect.uninterruptibleMask((restore) =>
         Effect.suspend(() =>
           Effect.map(this.batch(items, restore, span), (entries) => entries.map((e) => exitOf(e)!))
@@ -494,7 +495,7 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
       ))
 
   readonly requireAll = (items: Iterable<I>): Effect.Effect<Array<A>, E | WorkerQueueError> =>
-    Effect.useSpan("WorkerQueue.requireAll", this.spanOptions, (span) =>
+    useSpanWhenTraced("WorkerQueue.requireAll", this.spanOptions, (span) =>
     Effect.uninterruptibleMask((restore) =>
       Effect.suspend(() =>
         Effect.flatMap(this.batch(items, restore, span), (entries) => {

@@ -7,7 +7,7 @@ import * as Effect from "effect/Effect"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../../DurableQueue.js"
-import { bump, counter, labels } from "../telemetry.js"
+import { bump, counter, labels, withSpanWhenTraced } from "../telemetry.js"
 import type { EventPort } from "./events.js"
 import type { QueueSettings } from "./options.js"
 import type { Settle, Store } from "./store.js"
@@ -51,12 +51,14 @@ const count = (batch: ReadonlyArray<Settle>, tags: ReturnType<typeof labels>): v
   }
 }
 
-// Delegates member by member (a store is a class instance: a spread would lose its methods); a member added to
-// `Store` fails to compile here until it is delegated.
+// Delegates member by member (a store is a class instance: a spread would lose its methods); a required member
+// added to `Store` fails to compile here until it is delegated, an optional one (settleLingerMillis) does not: keep
+// them in mind.
 const tracedStore = (store: Store, name: string, tags: ReturnType<typeof labels>): Store => ({
   backend: store.backend,
   maxBatch: store.maxBatch,
   wakeSpacingMillis: store.wakeSpacingMillis,
+  settleLingerMillis: store.settleLingerMillis,
   offer: (jobs) => store.offer(jobs),
   lease: (max) => store.lease(max),
   get ready() {
@@ -86,7 +88,7 @@ const tracedStore = (store: Store, name: string, tags: ReturnType<typeof labels>
   // The settler's fiber was forked when the queue was made: its batches are root spans, not children of that.
   settle: (batch) =>
     Effect.tap(store.settle(batch), () => count(batch, tags)).pipe(
-      Effect.withSpan("DurableQueue.settle", {
+      withSpanWhenTraced("DurableQueue.settle", {
         root: true,
         captureStackTrace: false,
         attributes: { "effect_workers.queue": name, "effect_workers.jobs": batch.length }
@@ -102,17 +104,26 @@ const tracedQueue = <A>(
   // One span per job a handler runs, a child of the caller of `take` or `run` (its taker fibers inherit it).
   const traced = <X, E, R>(handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>) =>
   (value: A, job: DurableQueue.Job) =>
-    Effect.withSpan(Effect.suspend(() => handler(value, job)), "DurableQueue.take", {
+    Effect.suspend(() => handler(value, job)).pipe(withSpanWhenTraced("DurableQueue.take", {
       kind: "consumer",
       captureStackTrace: false,
       attributes: { ...attributes, "effect_workers.job_id": job.id, "effect_workers.attempt": job.attempt }
-    })
+    }))
   return {
     ...queue,
     offer: (value, options) =>
       queue.offer(value, options).pipe(
         Effect.tap(() => bump(Metrics.offered, tags)),
-        Effect.withSpan("DurableQueue.offer", { kind: "producer", attributes, captureStackTrace: false })
+        withSpanWhenTraced("DurableQueue.offer", { kind: "producer", attributes, captureStackTrace: false })
+      ),
+    offerAll: (entries) =>
+      queue.offerAll(entries).pipe(
+        Effect.tap((ids) => bump(Metrics.offered, tags, ids.length)),
+        withSpanWhenTraced("DurableQueue.offerAll", {
+          kind: "producer",
+          attributes: { ...attributes, "effect_workers.jobs": entries.length },
+          captureStackTrace: false
+        })
       ),
     take: ((handler: (value: A, job: DurableQueue.Job) => Effect.Effect<unknown, unknown, unknown>, options?: DurableQueue.TakeOptions<unknown, unknown>) =>
       options === undefined ? queue.take(traced(handler)) : queue.take(traced(handler), options)) as DurableQueue.DurableQueue<A>["take"],

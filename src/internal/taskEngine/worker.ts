@@ -90,11 +90,14 @@ export class Worker<I, A, E> {
     this.current = task
     core.counters.busy++
     this.started = this.spans.now()
-    this.span = this.spans.open("TaskEngine.task", task.call.span, {
-      "effect_workers.engine": core.title,
-      "effect_workers.task_id": task.id,
-      "effect_workers.attempt": task.attempt
-    })
+    // Without a tracer (telemetry.ts `tracing`) not even the attributes are made: this runs once per task.
+    this.span = this.spans.enabled ?
+      this.spans.open("TaskEngine.task", task.call.span, {
+        "effect_workers.engine": core.title,
+        "effect_workers.task_id": task.id,
+        "effect_workers.attempt": task.attempt
+      }) :
+      undefined
     core.gauges()
     const run = core.limited ? Effect.zipRight(core.limiterTake(task), Effect.suspend(() => this.run(task))) : this.run(task)
     if (Exit.isExit(run) && run._tag === "Success") {
