@@ -1,5 +1,5 @@
-import { BaseSequencer, type TestSpecification } from "vitest/node"
 import { defineConfig } from "vitest/config"
+import { BaseSequencer, type TestSpecification } from "vitest/node"
 
 /**
  * Files that take longest go first, so the two forks end together. Vitest orders by the durations it cached in an

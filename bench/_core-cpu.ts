@@ -24,7 +24,8 @@ const round = Effect.gen(function*() {
       fiber = Effect.runFork(queue.run(() => Effect.sync(handled.hit), { concurrency: CONCURRENCY }))
       await handled.all
       await until(async () => (await Effect.runPromise(queue.size)) === 0)
-    }))
+    })
+  )
   yield* Fiber.interrupt(fiber!)
   return sample
 }).pipe(Effect.scoped)
@@ -32,6 +33,10 @@ const round = Effect.gen(function*() {
 const main = async () => {
   const samples = []
   for (let r = 0; r < ROUNDS; r++) samples.push(await Effect.runPromise(round))
-  console.log(`memory core: ${Math.round(median(samples.map((s) => s.rate)))} jobs/s, ${median(samples.map((s) => s.cpu)).toFixed(1)} µs CPU per job`)
+  console.log(
+    `memory core: ${Math.round(median(samples.map((s) => s.rate)))} jobs/s, ${
+      median(samples.map((s) => s.cpu)).toFixed(1)
+    } µs CPU per job`
+  )
 }
 void main()

@@ -33,7 +33,11 @@ const schema = Schema.Struct({ n: Schema.Number })
 const program = Effect.gen(function*() {
   const queue = store === "redis"
     ? yield* RedisDurableQueue.make({ name: "jobs", prefix: `profile-${randomUUID()}:`, schema })
-    : yield* SqlDurableQueue.make({ name: "jobs", tableName: `profile_${randomUUID().replace(/-/g, "").slice(0, 12)}`, schema })
+    : yield* SqlDurableQueue.make({
+      name: "jobs",
+      tableName: `profile_${randomUUID().replace(/-/g, "").slice(0, 12)}`,
+      schema
+    })
   for (const batch of batches(JOBS, 1_000)) yield* queue.offerAll(batch.map((n) => ({ value: { n } })))
   const handled = counter(JOBS)
   const profileTo = process.argv.includes("--profile") ? process.argv[process.argv.indexOf("--profile") + 1] : undefined
@@ -45,22 +49,34 @@ const program = Effect.gen(function*() {
   }
   const sample = yield* Effect.promise(() =>
     timed(JOBS, async () => {
-      Effect.runFork(queue.run(() => MS === 0 ? Effect.sync(handled.hit) : Effect.zipRight(Effect.sleep(MS), Effect.sync(handled.hit)), { concurrency: CONCURRENCY }))
+      Effect.runFork(queue.run(() =>
+        MS === 0 ? Effect.sync(handled.hit) : Effect.zipRight(Effect.sleep(MS), Effect.sync(handled.hit)), {
+        concurrency: CONCURRENCY
+      }))
       await handled.all
-      await until(async () => (await Effect.runPromise(queue.size)) === 0)
-    }))
+      await until(async () =>
+        (await Effect.runPromise(queue.size)) === 0
+      )
+    })
+  )
   if (profileTo !== undefined) {
     const { profile } = yield* Effect.promise(() => session.post("Profiler.stop"))
     writeFileSync(profileTo, JSON.stringify(profile))
   }
-  console.log(`${store}: ${Math.round(sample.rate)} jobs/s, ${sample.cpu.toFixed(1)} µs CPU per job, load ${os.loadavg()[0]!.toFixed(1)}`)
+  console.log(
+    `${store}: ${Math.round(sample.rate)} jobs/s, ${sample.cpu.toFixed(1)} µs CPU per job, load ${
+      os.loadavg()[0]!.toFixed(1)
+    }`
+  )
 })
 
 const layer: Layer.Layer<SqlClient.SqlClient | RedisClient.RedisClient, unknown> = store === "redis"
   ? RedisClient.layer() as unknown as Layer.Layer<SqlClient.SqlClient | RedisClient.RedisClient, unknown>
   : (store === "pg"
     ? PgClient.layer({ host: "127.0.0.1", port: 5432, database: "test", username: "postgres" })
-    : SqliteClient.layer({ filename: join(mkdtempSync(join(os.tmpdir(), "profile-")), "q.db") })) as unknown as Layer.Layer<SqlClient.SqlClient | RedisClient.RedisClient, unknown>
+    : SqliteClient.layer({
+      filename: join(mkdtempSync(join(os.tmpdir(), "profile-")), "q.db")
+    })) as unknown as Layer.Layer<SqlClient.SqlClient | RedisClient.RedisClient, unknown>
 
 Effect.runPromise(program.pipe(Effect.scoped, Effect.provide(layer))).then(() => process.exit(0), (error) => {
   console.error(error)

@@ -54,7 +54,15 @@ export const counter = (jobs: number) => {
   let done = 0
   let resolve!: () => void
   const all = new Promise<void>((r) => (resolve = r))
-  return { hit: () => { if (++done === jobs) resolve() }, all, get done() { return done } }
+  return {
+    hit: () => {
+      if (++done === jobs) resolve()
+    },
+    all,
+    get done() {
+      return done
+    }
+  }
 }
 
 /** One timed measurement: jobs per second and this process's CPU (user + system) per job, in microseconds. */
@@ -107,7 +115,9 @@ export const compare = async (scenarios: ReadonlyArray<Scenario>, rounds: number
     }
     process.stderr.write(`round ${r + 1}/${rounds} done, load ${os.loadavg()[0]!.toFixed(1)}\n`)
   }
-  console.log("\n| scenario | contender | jobs/s | CPU µs/job | ours ÷ it, jobs/s (min–max over rounds) | ours ÷ it, CPU/job |")
+  console.log(
+    "\n| scenario | contender | jobs/s | CPU µs/job | ours ÷ it, jobs/s (min–max over rounds) | ours ÷ it, CPU/job |"
+  )
   console.log("|---|---|---:|---:|---:|---:|")
   for (const [i, scenario] of scenarios.entries()) {
     const ours = samples[i]![0]!
@@ -116,16 +126,24 @@ export const compare = async (scenarios: ReadonlyArray<Scenario>, rounds: number
       const rate = median(xs.map((x) => x.rate))
       const cpu = median(xs.map((x) => x.cpu))
       const ratios = xs.map((x, r) => ours[r]!.rate / x.rate)
-      const cell = c === 0 ? "" : `${median(ratios).toFixed(2)}× (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`
+      const cell = c === 0
+        ? ""
+        : `${median(ratios).toFixed(2)}× (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})`
       const cpuCell = c === 0 ? "" : `${(median(ours.map((x) => x.cpu)) / cpu).toFixed(2)}×`
-      console.log(`| ${c === 0 ? scenario.label : ""} | ${contender.name} | ${fmt(rate)} | ${cpu.toFixed(1)} | ${cell} | ${cpuCell} |`)
+      console.log(
+        `| ${c === 0 ? scenario.label : ""} | ${contender.name} | ${fmt(rate)} | ${
+          cpu.toFixed(1)
+        } | ${cell} | ${cpuCell} |`
+      )
     }
   }
 }
 
 /** Latency figures of one contender: offer → handler start, ms. */
 export const latencyLine = (name: string, xs: ReadonlyArray<number>) =>
-  `| ${name} | ${percentile(xs, 0.5).toFixed(1)} | ${percentile(xs, 0.99).toFixed(1)} | ${Math.max(...xs).toFixed(1)} | ${xs.length} |`
+  `| ${name} | ${percentile(xs, 0.5).toFixed(1)} | ${percentile(xs, 0.99).toFixed(1)} | ${
+    Math.max(...xs).toFixed(1)
+  } | ${xs.length} |`
 
 /**
  * Offers `samples` jobs at `perSecond` (one every 1/perSecond s) through `offer(i, sentAt)`; the contender's handler
@@ -158,7 +176,9 @@ export const latencyRun = async (
 
 /** The machine line printed at the top of each benchmark. */
 export const machine = () =>
-  `node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? "?"}), ${new Date().toISOString()}, load ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}`
+  `node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? "?"}), ${
+    new Date().toISOString()
+  }, load ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}`
 
 /** One round of a queue benchmark: jobs per second adding, and processing (bench/events.ts). */
 export interface Round {
@@ -179,7 +199,10 @@ export const queueRound = <E, R>(
 ): Effect.Effect<Round, E, R | Scope.Scope> =>
   Effect.gen(function*() {
     let t = performance.now()
-    yield* Effect.forEach(Array.from({ length: jobs }, (_, n) => n), (n) => offer({ n }), { concurrency, discard: true })
+    yield* Effect.forEach(Array.from({ length: jobs }, (_, n) => n), (n) => offer({ n }), {
+      concurrency,
+      discard: true
+    })
     const add = jobs / ((performance.now() - t) / 1000)
     let done = 0
     const finished = yield* Deferred.make<void>()

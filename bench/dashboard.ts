@@ -34,8 +34,12 @@ const ours = (raw: Redis, dashboard: boolean): Promise<Round> => {
   return Effect.gen(function*() {
     const queue = yield* DurableQueue.make({ name: "jobs", prefix, schema: Schema.Struct({ n: Schema.Number }) })
     if (dashboard) yield* attachDashboard(queue)
-    return yield* queueRound(JOBS, CONCURRENCY, queue.offer, (handler) =>
-      Effect.forkScoped(queue.run(handler, { concurrency: CONCURRENCY })))
+    return yield* queueRound(
+      JOBS,
+      CONCURRENCY,
+      queue.offer,
+      (handler) => Effect.forkScoped(queue.run(handler, { concurrency: CONCURRENCY }))
+    )
   }).pipe(
     Effect.scoped,
     Effect.provide(RedisClient.layer()),
@@ -47,7 +51,11 @@ const ours = (raw: Redis, dashboard: boolean): Promise<Round> => {
 const main = async () => {
   const raw = new Redis({ host: "127.0.0.1", port: 6379 })
   const fmt = (x: number) => Math.round(x).toLocaleString("en-US")
-  console.log(`Dashboard cost: ${JOBS.toLocaleString("en-US")} jobs, concurrency ${CONCURRENCY}, median of ${ROUNDS} interleaved rounds`)
+  console.log(
+    `Dashboard cost: ${
+      JOBS.toLocaleString("en-US")
+    } jobs, concurrency ${CONCURRENCY}, median of ${ROUNDS} interleaved rounds`
+  )
   console.log(`node ${process.version}, ${os.cpus().length} CPUs (nproc), load ${os.loadavg()[0]!.toFixed(1)}`)
   const rounds: Record<"alone" | "watched", Array<Round>> = { alone: [], watched: [] }
   for (let r = 0; r < ROUNDS; r++) {
@@ -57,7 +65,11 @@ const main = async () => {
   console.log("\n| DurableQueue (Redis) | add jobs/s | process jobs/s | rounds (process) |")
   console.log("|---|---:|---:|---|")
   for (const [label, xs] of [["alone", rounds.alone], ["dashboard + 1 SSE client", rounds.watched]] as const) {
-    console.log(`| ${label} | ${fmt(median(xs.map((x) => x.add)))} | ${fmt(median(xs.map((x) => x.process)))} | ${xs.map((x) => fmt(x.process)).join(", ")} |`)
+    console.log(
+      `| ${label} | ${fmt(median(xs.map((x) => x.add)))} | ${fmt(median(xs.map((x) => x.process)))} | ${
+        xs.map((x) => fmt(x.process)).join(", ")
+      } |`
+    )
   }
   const ratio = median(rounds.watched.map((x) => x.process)) / median(rounds.alone.map((x) => x.process))
   console.log(`\nwith dashboard / alone: process ${ratio.toFixed(2)}x`)

@@ -33,8 +33,8 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { Logger, makeWorkerUtils, run as runGraphile } from "graphile-worker"
 import { randomUUID } from "node:crypto"
-import { createRequire } from "node:module"
 import { mkdtempSync, rmSync } from "node:fs"
+import { createRequire } from "node:module"
 import * as os from "node:os"
 import { join } from "node:path"
 import pg from "pg"
@@ -65,7 +65,12 @@ const BULK = 1_000
 const GRAPHILE_BATCH = 500
 const connection = { host: "127.0.0.1", port: 5432, database: "test", user: "postgres" }
 const connectionString = `postgres://${connection.user}@${connection.host}:${connection.port}/${connection.database}`
-const PgLayer = PgClient.layer({ host: connection.host, port: connection.port, database: connection.database, username: connection.user })
+const PgLayer = PgClient.layer({
+  host: connection.host,
+  port: connection.port,
+  database: connection.database,
+  username: connection.user
+})
 const schema = Schema.Struct({ n: Schema.Number })
 const unique = (prefix: string) => `${prefix}_${randomUUID().replace(/-/g, "").slice(0, 12)}`
 const work = (ms: number): Promise<void> | undefined => ms === 0 ? undefined : sleep(ms)
@@ -94,7 +99,9 @@ type Ours = DurableQueue.DurableQueue<{ readonly n: number }>
 const withOurs = <X>(backend: Backend, body: (queue: Ours, other: Ours) => Promise<X>): Promise<X> => {
   const tableName = unique("bench_dq")
   const dir = backend === "sqlite" ? mkdtempSync(join(os.tmpdir(), "bench-dq-")) : undefined
-  const layer: Layer.Layer<SqlClient.SqlClient, unknown> = dir === undefined ? PgLayer : SqliteClient.layer({ filename: join(dir, "queue.db") })
+  const layer: Layer.Layer<SqlClient.SqlClient, unknown> = dir === undefined
+    ? PgLayer
+    : SqliteClient.layer({ filename: join(dir, "queue.db") })
   return Effect.gen(function*() {
     const queue = yield* DurableQueue.make({ name: "jobs", tableName, schema })
     // A second queue on a client of its own, as another process would have it (used by the latency run).
@@ -104,14 +111,17 @@ const withOurs = <X>(backend: Backend, body: (queue: Ours, other: Ours) => Promi
     return yield* Effect.promise(() => body(queue, other))
   }).pipe(
     Effect.scoped,
-    Effect.ensuring(Effect.ignore(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`))),
+    Effect.ensuring(
+      Effect.ignore(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`))
+    ),
     Effect.provide(layer),
     Effect.ensuring(Effect.sync(() => dir !== undefined && rmSync(dir, { recursive: true, force: true }))),
     Effect.runPromise
   )
 }
 
-const offerAllOf = (queue: Ours, ns: ReadonlyArray<number>) => Effect.runPromise(queue.offerAll(ns.map((n) => ({ value: { n } }))))
+const offerAllOf = (queue: Ours, ns: ReadonlyArray<number>) =>
+  Effect.runPromise(queue.offerAll(ns.map((n) => ({ value: { n } }))))
 
 const oursProcess = (backend: Backend, jobs: number, concurrency: number, ms: number): Contender => ({
   name: `ours, concurrency ${concurrency} (default settings)`,
@@ -119,7 +129,9 @@ const oursProcess = (backend: Backend, jobs: number, concurrency: number, ms: nu
     withOurs(backend, async (queue) => {
       for (const batch of batches(jobs, BULK)) await offerAllOf(queue, batch)
       const handled = counter(jobs)
-      const handler = ms === 0 ? () => Effect.sync(handled.hit) : () => Effect.zipRight(Effect.sleep(ms), Effect.sync(handled.hit))
+      const handler = ms === 0
+        ? () => Effect.sync(handled.hit)
+        : () => Effect.zipRight(Effect.sleep(ms), Effect.sync(handled.hit))
       let fiber: Fiber.RuntimeFiber<never, unknown> | undefined
       const sample = await timed(jobs, async () => {
         fiber = Effect.runFork(queue.run(handler, { concurrency }))
@@ -133,18 +145,27 @@ const oursProcess = (backend: Backend, jobs: number, concurrency: number, ms: nu
 
 const oursBulk = (backend: Backend, jobs: number): Contender => ({
   name: `ours offerAll (${BULK} a call, 4 in flight)`,
-  run: () => withOurs(backend, (queue) => {
-    const all = batches(jobs, BULK)
-    return timed(jobs, () => pool(all.length, backend === "pg" ? 4 : 1, (b) => offerAllOf(queue, all[b]!)))
-  })
+  run: () =>
+    withOurs(backend, (queue) => {
+      const all = batches(jobs, BULK)
+      return timed(jobs, () => pool(all.length, backend === "pg" ? 4 : 1, (b) => offerAllOf(queue, all[b]!)))
+    })
 })
 
 const oursSingle = (jobs: number): Contender => ({
   name: "ours offer, 16 in flight",
   // As an Effect program offers: 16 fibers in one `Effect.forEach` (not a `runPromise` per offer, a fiber each).
   run: () =>
-    withOurs("pg", (queue) =>
-      timed(jobs, () => Effect.runPromise(Effect.forEach(Array.from({ length: jobs }, (_, n) => n), (n) => queue.offer({ n }), { concurrency: 16, discard: true }))))
+    withOurs(
+      "pg",
+      (queue) =>
+        timed(jobs, () =>
+          Effect.runPromise(Effect.forEach(
+            Array.from({ length: jobs }, (_, n) => n),
+            (n) => queue.offer({ n }),
+            { concurrency: 16, discard: true }
+          )))
+    )
 })
 
 // ---------------------------------------------------------------- pg-boss
@@ -156,7 +177,10 @@ const withBoss = async <X>(body: (boss: PgBoss, pending: () => Promise<number>) 
   await boss.start()
   await boss.createQueue("jobs")
   const pending = async () => {
-    const rows = await boss.getDb().executeSql(`SELECT count(*)::int AS n FROM ${schemaName}.job WHERE name = 'jobs' AND state < 'completed'`, []) as { rows: Array<{ n: number }> }
+    const rows = await boss.getDb().executeSql(
+      `SELECT count(*)::int AS n FROM ${schemaName}.job WHERE name = 'jobs' AND state < 'completed'`,
+      []
+    ) as { rows: Array<{ n: number }> }
     return rows.rows[0]!.n
   }
   try {
@@ -170,7 +194,8 @@ const withBoss = async <X>(body: (boss: PgBoss, pending: () => Promise<number>) 
   }
 }
 
-const bossInsert = (boss: PgBoss, ns: ReadonlyArray<number>) => boss.insert(ns.map((n) => ({ name: "jobs", data: { n } })))
+const bossInsert = (boss: PgBoss, ns: ReadonlyArray<number>) =>
+  boss.insert(ns.map((n) => ({ name: "jobs", data: { n } })))
 
 const bossProcess = (jobs: number, ms: number): Contender => ({
   name: "pg-boss 10, 10 workers × batchSize 200, poll 0.5 s",
@@ -187,7 +212,9 @@ const bossProcess = (jobs: number, ms: number): Contender => ({
             })))
         }
         await handled.all
-        await until(async () => (await pending()) === 0)
+        await until(async () =>
+          (await pending()) === 0
+        )
         await boss.offWork("jobs")
       })
     })
@@ -195,10 +222,11 @@ const bossProcess = (jobs: number, ms: number): Contender => ({
 
 const bossBulk = (jobs: number): Contender => ({
   name: `pg-boss 10 insert (${BULK} a call, 4 in flight)`,
-  run: () => withBoss((boss) => {
-    const all = batches(jobs, BULK)
-    return timed(jobs, () => pool(all.length, 4, (b) => bossInsert(boss, all[b]!)))
-  })
+  run: () =>
+    withBoss((boss) => {
+      const all = batches(jobs, BULK)
+      return timed(jobs, () => pool(all.length, 4, (b) => bossInsert(boss, all[b]!)))
+    })
 })
 
 const bossSingle = (jobs: number): Contender => ({
@@ -237,7 +265,9 @@ const graphileProcess = (jobs: number, concurrency: number, ms: number, batched:
   run: () =>
     withGraphile(async (pgPool, schemaName) => {
       for (const batch of batches(jobs, batched ? BULK * GRAPHILE_BATCH : BULK)) {
-        const payloads = batched ? batches(batch.length, GRAPHILE_BATCH).map((items) => items.map((n) => ({ n }))) : batch.map((n) => ({ n }))
+        const payloads = batched
+          ? batches(batch.length, GRAPHILE_BATCH).map((items) => items.map((n) => ({ n })))
+          : batch.map((n) => ({ n }))
         await graphileAdd(pgPool, schemaName, payloads)
       }
       const handled = counter(jobs)
@@ -250,9 +280,18 @@ const graphileProcess = (jobs: number, concurrency: number, ms: number, batched:
       }
       let runner: Awaited<ReturnType<typeof runGraphile>> | undefined
       const sample = await timed(jobs, async () => {
-        runner = await runGraphile({ pgPool, schema: schemaName, concurrency, logger: silent, noHandleSignals: true, taskList: { job: task } })
+        runner = await runGraphile({
+          pgPool,
+          schema: schemaName,
+          concurrency,
+          logger: silent,
+          noHandleSignals: true,
+          taskList: { job: task }
+        })
         await handled.all
-        await until(async () => (await pgPool.query(`SELECT count(*)::int AS n FROM ${schemaName}._private_jobs`)).rows[0].n === 0)
+        await until(async () =>
+          (await pgPool.query(`SELECT count(*)::int AS n FROM ${schemaName}._private_jobs`)).rows[0].n === 0
+        )
       })
       await runner!.stop()
       return sample
@@ -261,22 +300,24 @@ const graphileProcess = (jobs: number, concurrency: number, ms: number, batched:
 
 const graphileBulk = (jobs: number): Contender => ({
   name: `graphile-worker 0.16 add_jobs (${BULK} a call, 4 in flight)`,
-  run: () => withGraphile((pgPool, schemaName) => {
-    const all = batches(jobs, BULK)
-    return timed(jobs, () => pool(all.length, 4, (b) => graphileAdd(pgPool, schemaName, all[b]!.map((n) => ({ n })))))
-  })
+  run: () =>
+    withGraphile((pgPool, schemaName) => {
+      const all = batches(jobs, BULK)
+      return timed(jobs, () => pool(all.length, 4, (b) => graphileAdd(pgPool, schemaName, all[b]!.map((n) => ({ n })))))
+    })
 })
 
 const graphileSingle = (jobs: number): Contender => ({
   name: "graphile-worker 0.16 addJob, 16 in flight",
-  run: () => withGraphile(async (pgPool, schemaName) => {
-    const utils = await makeWorkerUtils({ pgPool, schema: schemaName, logger: silent })
-    try {
-      return await timed(jobs, () => pool(jobs, 16, (n) => utils.addJob("job", { n })))
-    } finally {
-      await utils.release()
-    }
-  })
+  run: () =>
+    withGraphile(async (pgPool, schemaName) => {
+      const utils = await makeWorkerUtils({ pgPool, schema: schemaName, logger: silent })
+      try {
+        return await timed(jobs, () => pool(jobs, 16, (n) => utils.addJob("job", { n })))
+      } finally {
+        await utils.release()
+      }
+    })
 })
 
 // ---------------------------------------------------------------- floors
@@ -290,10 +331,15 @@ interface FloorEngine {
 const withPgFloor = async <X>(body: (engine: FloorEngine) => Promise<X>): Promise<X> => {
   const table = unique("bench_floor")
   const pgPool = new pg.Pool({ ...connection, max: 6 })
-  await pgPool.query(`CREATE TABLE ${table} (id BIGSERIAL PRIMARY KEY, payload TEXT NOT NULL, locked_until TIMESTAMPTZ NOT NULL DEFAULT '-infinity')`)
+  await pgPool.query(
+    `CREATE TABLE ${table} (id BIGSERIAL PRIMARY KEY, payload TEXT NOT NULL, locked_until TIMESTAMPTZ NOT NULL DEFAULT '-infinity')`
+  )
   try {
     return await body({
-      fill: (ns) => pgPool.query(`INSERT INTO ${table} (payload) SELECT unnest($1::text[])`, [ns.map((n) => JSON.stringify({ n }))]),
+      fill: (ns) =>
+        pgPool.query(`INSERT INTO ${table} (payload) SELECT unnest($1::text[])`, [
+          ns.map((n) => JSON.stringify({ n }))
+        ]),
       lease: async () =>
         (await pgPool.query(
           `UPDATE ${table} SET locked_until = now() + interval '30 seconds' WHERE id IN (
@@ -361,10 +407,11 @@ const floorProcess = (withFloor: typeof withPgFloor, jobs: number, concurrency: 
 
 const floorBulk = (withFloor: typeof withPgFloor, jobs: number, inFlight: number): Contender => ({
   name: `FLOOR (one INSERT of ${BULK}${inFlight > 1 ? `, ${inFlight} in flight` : ", in a transaction"})`,
-  run: () => withFloor((engine) => {
-    const all = batches(jobs, BULK)
-    return timed(jobs, () => pool(all.length, inFlight, (b) => engine.fill(all[b]!)))
-  })
+  run: () =>
+    withFloor((engine) => {
+      const all = batches(jobs, BULK)
+      return timed(jobs, () => pool(all.length, inFlight, (b) => engine.fill(all[b]!)))
+    })
 })
 
 // ---------------------------------------------------------------- latency
@@ -383,7 +430,9 @@ const bossLatency = () =>
   withBoss(async (boss) => {
     let started: (i: number) => void = () => {}
     await boss.work<{ n: number }>("jobs", { batchSize: 16, pollingIntervalSeconds: 0.5 }, (batch) =>
-      Promise.all(batch.map(async (job) => started(job.data.n))))
+      Promise.all(batch.map(async (job) =>
+        started(job.data.n)
+      )))
     await sleep(500)
     return latencyRun(SAMPLES, 50, (n) => boss.send("jobs", { n }), (f) => (started = f))
   })
@@ -411,13 +460,17 @@ const graphileLatency = () =>
 
 const main = async () => {
   const fmt = (x: number) => Math.round(x).toLocaleString("en-US")
-  console.log(`SQL durable queues: ${fmt(JOBS)} jobs per measurement, ${ROUNDS} rounds interleaved${QUICK ? " (--quick)" : ""}`)
+  console.log(
+    `SQL durable queues: ${fmt(JOBS)} jobs per measurement, ${ROUNDS} rounds interleaved${QUICK ? " (--quick)" : ""}`
+  )
   console.log(machine())
   const scenarios: Array<Scenario> = []
   for (const [concurrency, ms] of [[16, 0], [64, 0], [16, 1], [64, 1]] as const) {
     const jobs = ms === 0 ? JOBS : Math.ceil(JOBS / 2)
     scenarios.push({
-      label: `PostgreSQL process, ${ms === 0 ? "no-op" : `${ms} ms`} handler, concurrency ${concurrency}${ms === 0 ? "" : ` (${fmt(jobs)} jobs)`}`,
+      label: `PostgreSQL process, ${ms === 0 ? "no-op" : `${ms} ms`} handler, concurrency ${concurrency}${
+        ms === 0 ? "" : ` (${fmt(jobs)} jobs)`
+      }`,
       contenders: [
         oursProcess("pg", jobs, concurrency, ms),
         graphileProcess(jobs, concurrency, ms, true),
@@ -444,11 +497,16 @@ const main = async () => {
       contenders: [oursProcess("sqlite", jobs, concurrency, ms), floorProcess(withSqliteFloor, jobs, concurrency, ms)]
     })
   }
-  scenarios.push({ label: "SQLite bulk offer", contenders: [oursBulk("sqlite", JOBS), floorBulk(withSqliteFloor, JOBS, 1)] })
+  scenarios.push({
+    label: "SQLite bulk offer",
+    contenders: [oursBulk("sqlite", JOBS), floorBulk(withSqliteFloor, JOBS, 1)]
+  })
   await compare(scenarios, ROUNDS)
 
   if (!flag("skip-latency")) {
-    console.log(`\nLatency on PostgreSQL, offer (another client) → handler start, ${SAMPLES} offers at 50 jobs/s, idle consumers at default settings:\n`)
+    console.log(
+      `\nLatency on PostgreSQL, offer (another client) → handler start, ${SAMPLES} offers at 50 jobs/s, idle consumers at default settings:\n`
+    )
     console.log("| consumer | p50 ms | p99 ms | max ms | samples |")
     console.log("|---|---:|---:|---:|---:|")
     console.log(latencyLine("ours (DurableQueue, PostgreSQL, notify)", await oursLatency()))

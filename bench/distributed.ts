@@ -79,10 +79,14 @@ const bullProcess = (raw: Redis, jobs: number, concurrency: number, ms: number):
     const queue = new BullQueue(name, { connection })
     try {
       for (const batch of batches(jobs, BULK)) {
-        await queue.addBulk(batch.map((n) => ({ name: "job", data: { n }, opts: { removeOnComplete: true, removeOnFail: true } })))
+        await queue.addBulk(
+          batch.map((n) => ({ name: "job", data: { n }, opts: { removeOnComplete: true, removeOnFail: true } }))
+        )
       }
       const acked = counter(jobs)
-      const worker = new BullWorker(name, async () => { await work(ms) }, {
+      const worker = new BullWorker(name, async () => {
+        await work(ms)
+      }, {
         connection: { ...connection, maxRetriesPerRequest: null },
         concurrency,
         autorun: false
@@ -111,8 +115,15 @@ const bullBulk = (raw: Redis, jobs: number): Contender => ({
     await queue.waitUntilReady()
     try {
       const all = batches(jobs, BULK)
-      return await timed(jobs, () =>
-        pool(all.length, 4, (b) => queue.addBulk(all[b]!.map((n) => ({ name: "job", data: { n }, opts: { removeOnComplete: true } })))))
+      return await timed(
+        jobs,
+        () =>
+          pool(
+            all.length,
+            4,
+            (b) => queue.addBulk(all[b]!.map((n) => ({ name: "job", data: { n }, opts: { removeOnComplete: true } })))
+          )
+      )
     } finally {
       await queue.obliterate({ force: true }).catch(() => undefined)
       await queue.close()
@@ -140,7 +151,10 @@ const bullSingle = (raw: Redis, jobs: number): Contender => ({
 // ---------------------------------------------------------------- ours
 
 /** Runs `body` with a fresh queue (default settings) under a unique prefix, deleted afterwards. */
-const withOurs = <X>(raw: Redis, body: (queue: DurableQueue.DurableQueue<{ readonly n: number }>) => Promise<X>): Promise<X> => {
+const withOurs = <X>(
+  raw: Redis,
+  body: (queue: DurableQueue.DurableQueue<{ readonly n: number }>) => Promise<X>
+): Promise<X> => {
   const prefix = `bench-dq-${randomUUID()}:`
   return Effect.gen(function*() {
     const queue = yield* DurableQueue.make({ name: "jobs", prefix, schema })
@@ -189,8 +203,16 @@ const oursSingle = (raw: Redis, jobs: number): Contender => ({
   name: "ours offer, 16 in flight",
   // As an Effect program offers: 16 fibers in one `Effect.forEach` (not a `runPromise` per offer, a fiber each).
   run: () =>
-    withOurs(raw, (queue) =>
-      timed(jobs, () => Effect.runPromise(Effect.forEach(Array.from({ length: jobs }, (_, n) => n), (n) => queue.offer({ n }), { concurrency: 16, discard: true }))))
+    withOurs(
+      raw,
+      (queue) =>
+        timed(jobs, () =>
+          Effect.runPromise(Effect.forEach(
+            Array.from({ length: jobs }, (_, n) => n),
+            (n) => queue.offer({ n }),
+            { concurrency: 16, discard: true }
+          )))
+    )
 })
 
 // ---------------------------------------------------------------- floor
@@ -270,7 +292,8 @@ const oursLatency = (raw: Redis): Promise<Array<number>> => {
     yield* Effect.forkScoped(consumer.run(({ n }) => Effect.sync(() => started(n)), { concurrency: 16 }))
     yield* Effect.sleep("500 millis")
     return yield* Effect.promise(() =>
-      latencyRun(SAMPLES, 50, (n) => Effect.runPromise(producer.offer({ n })), (f) => (started = f)))
+      latencyRun(SAMPLES, 50, (n) => Effect.runPromise(producer.offer({ n })), (f) => (started = f))
+    )
   }).pipe(
     Effect.scoped,
     Effect.provide(RedisClient.layer()),
@@ -291,7 +314,12 @@ const bullLatency = async (raw: Redis): Promise<Array<number>> => {
     await worker.waitUntilReady()
     await queue.waitUntilReady()
     await sleep(500)
-    return await latencyRun(SAMPLES, 50, (n) => queue.add("job", { n }, { removeOnComplete: true }), (f) => (started = f))
+    return await latencyRun(
+      SAMPLES,
+      50,
+      (n) => queue.add("job", { n }, { removeOnComplete: true }),
+      (f) => (started = f)
+    )
   } finally {
     await worker.close()
     await queue.obliterate({ force: true }).catch(() => undefined)
@@ -306,7 +334,12 @@ const singleFlight = (raw: Redis) => {
   const prefix = `bench-wq-${randomUUID()}:`
   return Effect.gen(function*() {
     const cache = yield* RedisResultCache.make<number, number, number>({ schema: Schema.Number, prefix: `${prefix}r:` })
-    const queue = yield* RedisWorkerQueue.make({ cache, concurrency: 16, lockPrefix: `${prefix}lock:`, worker: (n: number) => Effect.succeed(n * 2) })
+    const queue = yield* RedisWorkerQueue.make({
+      cache,
+      concurrency: 16,
+      lockPrefix: `${prefix}lock:`,
+      worker: (n: number) => Effect.succeed(n * 2)
+    })
     const items = Array.from({ length: JOBS }, (_, n) => n)
     let t = performance.now()
     yield* Effect.forEach(items, (n) => queue.require(n), { concurrency: 64, discard: true })
@@ -325,23 +358,36 @@ const singleFlight = (raw: Redis) => {
 const main = async () => {
   const raw = new Redis(connection)
   const fmt = (x: number) => Math.round(x).toLocaleString("en-US")
-  console.log(`Redis durable queues: ${fmt(JOBS)} jobs per measurement, ${ROUNDS} rounds interleaved${QUICK ? " (--quick)" : ""}`)
+  console.log(
+    `Redis durable queues: ${fmt(JOBS)} jobs per measurement, ${ROUNDS} rounds interleaved${QUICK ? " (--quick)" : ""}`
+  )
   console.log(machine())
   const scenarios: Array<Scenario> = []
   for (const [concurrency, ms] of [[16, 0], [64, 0], [16, 1], [64, 1]] as const) {
     const jobs = ms === 0 ? JOBS : Math.ceil(JOBS / 2)
     scenarios.push({
-      label: `process, ${ms === 0 ? "no-op" : `${ms} ms`} handler, concurrency ${concurrency}${ms === 0 ? "" : ` (${fmt(jobs)} jobs)`}`,
-      contenders: [oursProcess(raw, jobs, concurrency, ms), bullProcess(raw, jobs, concurrency, ms), floorProcess(jobs, concurrency, ms)]
+      label: `process, ${ms === 0 ? "no-op" : `${ms} ms`} handler, concurrency ${concurrency}${
+        ms === 0 ? "" : ` (${fmt(jobs)} jobs)`
+      }`,
+      contenders: [
+        oursProcess(raw, jobs, concurrency, ms),
+        bullProcess(raw, jobs, concurrency, ms),
+        floorProcess(jobs, concurrency, ms)
+      ]
     })
   }
   scenarios.push({ label: "bulk offer", contenders: [oursBulk(raw, JOBS), bullBulk(raw, JOBS), floorBulk(JOBS)] })
   const single = Math.ceil(JOBS / 4)
-  scenarios.push({ label: `offer one by one (${fmt(single)} jobs)`, contenders: [oursSingle(raw, single), bullSingle(raw, single)] })
+  scenarios.push({
+    label: `offer one by one (${fmt(single)} jobs)`,
+    contenders: [oursSingle(raw, single), bullSingle(raw, single)]
+  })
   await compare(scenarios, ROUNDS)
 
   if (!flag("skip-latency")) {
-    console.log(`\nLatency, offer (another connection) → handler start, ${SAMPLES} offers at 50 jobs/s, idle consumers at default settings:\n`)
+    console.log(
+      `\nLatency, offer (another connection) → handler start, ${SAMPLES} offers at 50 jobs/s, idle consumers at default settings:\n`
+    )
     console.log("| consumer | p50 ms | p99 ms | max ms | samples |")
     console.log("|---|---:|---:|---:|---:|")
     console.log(latencyLine("ours (DurableQueue on Redis)", await oursLatency(raw)))
@@ -350,7 +396,11 @@ const main = async () => {
   if (!QUICK) {
     const sf = await singleFlight(raw)
     console.log(`\nRedisWorkerQueue (cross-process single-flight), ${fmt(JOBS)} distinct keys, 16 workers:`)
-    console.log(`  first requires (lock + run + result + notify): ${fmt(sf.misses)} requires/s; again (Redis hits): ${fmt(sf.hits)} requires/s`)
+    console.log(
+      `  first requires (lock + run + result + notify): ${fmt(sf.misses)} requires/s; again (Redis hits): ${
+        fmt(sf.hits)
+      } requires/s`
+    )
   }
   console.log(`\nload average after: ${os.loadavg().map((x) => x.toFixed(2)).join(", ")}`)
   await raw.quit()

@@ -40,12 +40,17 @@ const VARIANTS: ReadonlyArray<Variant> = ["no events", "events", "events + subsc
 const silent: EventPort = { bus: { publish: () => Effect.void, subscribe: Stream.never }, marks: inProcessMarks() }
 
 /** One round on `queue`; with a subscriber, it listens (a probe heard) before the round starts. */
-const round = (queue: DurableQueue.DurableQueue<{ readonly n: number }>, subscribe: boolean): Effect.Effect<Round & { received: number }, unknown, Scope.Scope> =>
+const round = (
+  queue: DurableQueue.DurableQueue<{ readonly n: number }>,
+  subscribe: boolean
+): Effect.Effect<Round & { received: number }, unknown, Scope.Scope> =>
   Effect.gen(function*() {
     let received = 0
     let heard = false
     if (subscribe) {
-      yield* Effect.forkScoped(Stream.runForEach(queue.events, (event) => Effect.sync(() => event.id === "probe" ? heard = true : received++)))
+      yield* Effect.forkScoped(
+        Stream.runForEach(queue.events, (event) => Effect.sync(() => event.id === "probe" ? heard = true : received++))
+      )
       while (!heard) {
         yield* queue.offer({ n: -1 }, { id: "probe" })
         yield* Effect.sleep("20 millis")
@@ -53,9 +58,12 @@ const round = (queue: DurableQueue.DurableQueue<{ readonly n: number }>, subscri
       yield* queue.take(() => Effect.void)
       received = 0
     }
-    const result = yield* queueRound(JOBS, CONCURRENCY, queue.offer, (handler) => Effect.forkScoped(queue.run(handler, { concurrency: CONCURRENCY })))
+    const result = yield* queueRound(JOBS, CONCURRENCY, queue.offer, (handler) =>
+      Effect.forkScoped(queue.run(handler, { concurrency: CONCURRENCY })))
     // Events of the last jobs may still be on their way: wait for them (at most 2 s).
-    for (let i = 0; subscribe && i < 200 && received < 3 * JOBS; i++) yield* Effect.sleep("10 millis")
+    for (let i = 0; subscribe && i < 200 && received < 3 * JOBS; i++) {
+      yield* Effect.sleep("10 millis")
+    }
     return { ...result, received }
   })
 
@@ -67,15 +75,23 @@ const onRedis = (variant: Variant) => {
     const port = variant === "no events" ? silent : redisPort(redis, {}, `${prefix}{${escapeName("jobs")}}:`, "jobs")
     const queue = yield* core.make(makeRedisStore(redis, prefix, settings), settings, schema, port)
     return yield* round(queue, variant === "events + subscriber")
-  }).pipe(Effect.scoped, Effect.ensuring(Effect.promise(async () => {
-    const raw = new Redis()
-    const keys = await raw.keys(`${prefix}*`)
-    if (keys.length > 0) await raw.del(...keys)
-    await raw.quit()
-  })))
+  }).pipe(
+    Effect.scoped,
+    Effect.ensuring(Effect.promise(async () => {
+      const raw = new Redis()
+      const keys = await raw.keys(`${prefix}*`)
+      if (keys.length > 0) await raw.del(...keys)
+      await raw.quit()
+    }))
+  )
 }
 
-const pg = PgClient.layer({ host: "127.0.0.1", port: 5432, database: "test", username: process.env.PGUSER ?? "postgres" })
+const pg = PgClient.layer({
+  host: "127.0.0.1",
+  port: 5432,
+  database: "test",
+  username: process.env.PGUSER ?? "postgres"
+})
 
 const onPg = (variant: Variant) => {
   const tableName = `bench_ev_${randomUUID().replace(/-/g, "").slice(0, 12)}`
@@ -87,28 +103,46 @@ const onPg = (variant: Variant) => {
     return yield* round(queue, variant === "events + subscriber")
   }).pipe(
     Effect.scoped,
-    Effect.ensuring(Effect.ignore(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`))),
+    Effect.ensuring(
+      Effect.ignore(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`))
+    ),
     Effect.provide(Layer.orDie(pg))
   )
 }
 
 const main = Effect.gen(function*() {
   const fmt = (x: number) => Math.round(x).toLocaleString("en-US")
-  console.log(`Job events benchmark: ${JOBS.toLocaleString("en-US")} jobs, concurrency ${CONCURRENCY}, median of ${ROUNDS} interleaved rounds`)
-  console.log(`node ${process.version}, ${os.cpus().length} CPUs (nproc), ${new Date().toISOString().slice(0, 10)}, load ${os.loadavg()[0]!.toFixed(1)}`)
+  console.log(
+    `Job events benchmark: ${
+      JOBS.toLocaleString("en-US")
+    } jobs, concurrency ${CONCURRENCY}, median of ${ROUNDS} interleaved rounds`
+  )
+  console.log(
+    `node ${process.version}, ${os.cpus().length} CPUs (nproc), ${new Date().toISOString().slice(0, 10)}, load ${
+      os.loadavg()[0]!.toFixed(1)
+    }`
+  )
   for (const [backend, run] of [["Redis", onRedis], ["PostgreSQL", onPg]] as const) {
     const rounds = new Map<Variant, Array<Round & { received: number }>>(VARIANTS.map((v) => [v, []]))
     for (let r = 0; r < ROUNDS; r++) for (const variant of VARIANTS) rounds.get(variant)!.push(yield* run(variant))
     const base = median(rounds.get("no events")!.map((x) => x.process))
     const baseAdd = median(rounds.get("no events")!.map((x) => x.add))
-    console.log(`\n${backend}\n| variant | add jobs/s | process jobs/s | add vs none | process vs none | events received |`)
+    console.log(
+      `\n${backend}\n| variant | add jobs/s | process jobs/s | add vs none | process vs none | events received |`
+    )
     console.log("|---|---:|---:|---:|---:|---:|")
     for (const variant of VARIANTS) {
       const xs = rounds.get(variant)!
       const add = median(xs.map((x) => x.add))
       const proc = median(xs.map((x) => x.process))
-      const received = variant === "events + subscriber" ? `${fmt(median(xs.map((x) => x.received)))} of ${fmt(3 * JOBS)}` : ""
-      console.log(`| ${variant} | ${fmt(add)} | ${fmt(proc)} | ${(add / baseAdd).toFixed(2)}x | ${(proc / base).toFixed(2)}x | ${received} |`)
+      const received = variant === "events + subscriber"
+        ? `${fmt(median(xs.map((x) => x.received)))} of ${fmt(3 * JOBS)}`
+        : ""
+      console.log(
+        `| ${variant} | ${fmt(add)} | ${fmt(proc)} | ${(add / baseAdd).toFixed(2)}x | ${
+          (proc / base).toFixed(2)
+        }x | ${received} |`
+      )
     }
   }
 })

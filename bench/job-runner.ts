@@ -27,11 +27,11 @@ import * as Path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
 import { Piscina } from "piscina"
 import Tinypool from "tinypool"
-import * as JobRunner from "../src/JobRunner.js"
 import { ENTRY_ENV, processSpawner } from "../src/internal/jobRunner/process.js"
-import { arg, median } from "./_shared.js"
+import * as JobRunner from "../src/JobRunner.js"
 import * as Readers from "./_job-runner-readers.js"
 import { counter, hash, writers } from "./_job-runner-readers.js"
+import { arg, median } from "./_shared.js"
 
 const CPU_ITEMS = arg("cpu-items", 80)
 const ROUNDS = arg("rounds", 20_000)
@@ -204,9 +204,11 @@ const recyclingRow = (out: (line: string) => void, load: () => string) =>
     writers.defaults = counter(RECYCLE)
     const recycling = yield* timed(compiled(Readers.defaultsRunner), RECYCLE, RECYCLE)
     out(
-      `Recycling: ${RECYCLE} trivial tasks end to end, maxJobsPerProcess 200 / none: ${(recycling.endToEnd / 1000).toFixed(2)} s / ${
-        (noRecycling.endToEnd / 1000).toFixed(2)
-      } s = **${(recycling.endToEnd / noRecycling.endToEnd).toFixed(2)}×**; load ${load()}`
+      `Recycling: ${RECYCLE} trivial tasks end to end, maxJobsPerProcess 200 / none: ${
+        (recycling.endToEnd / 1000).toFixed(2)
+      } s / ${(noRecycling.endToEnd / 1000).toFixed(2)} s = **${
+        (recycling.endToEnd / noRecycling.endToEnd).toFixed(2)
+      }×**; load ${load()}`
     )
   })
 
@@ -221,7 +223,11 @@ const main = Effect.gen(function*() {
   process.env.BENCH_ROUNDS = String(ROUNDS)
   const out = (line: string) => console.log(line)
   const load = () => Os.loadavg().map((l) => l.toFixed(1)).join(" ")
-  out(`JobRunner benchmark — ${new Date().toISOString().slice(0, 16)}Z, node ${process.version}, nproc ${Os.availableParallelism()}, load ${load()}`)
+  out(
+    `JobRunner benchmark — ${
+      new Date().toISOString().slice(0, 16)
+    }Z, node ${process.version}, nproc ${Os.availableParallelism()}, load ${load()}`
+  )
   out("")
 
   if (ONLY_RECYCLING) {
@@ -257,7 +263,9 @@ const main = Effect.gen(function*() {
 
   // 2. Trivial tasks, tuned
   const { piscinaRate: piscina1, tinypoolRate } = yield* Effect.promise(() => pools(workerFile, 1))
-  const wide = yield* Effect.promise(() => pools(workerFile, Readers.trivialRunner.settings.concurrentTasksPerProcess ?? 1))
+  const wide = yield* Effect.promise(() =>
+    pools(workerFile, Readers.trivialRunner.settings.concurrentTasksPerProcess ?? 1)
+  )
   const from = Math.floor(TRIVIAL / 10)
   writers.trivial = counter(TRIVIAL)
   const procs = yield* timed(compiled(Readers.trivialRunner), TRIVIAL, from)
@@ -267,16 +275,34 @@ const main = Effect.gen(function*() {
   const threadRate = threads.steadyItems / (threads.steady / 1000)
   const endToEnd = (r: { readonly endToEnd: number }) => (TRIVIAL / (r.endToEnd / 1000)).toFixed(0)
   const perThread = Readers.trivialRunner.settings.concurrentTasksPerProcess
-  out(`Trivial tasks (n => n + 1), ${TRIVIAL} tasks, 2 workers each, steady state; JobRunner tuned (queue 4000/2000, ${perThread} per process)`)
+  out(
+    `Trivial tasks (n => n + 1), ${TRIVIAL} tasks, 2 workers each, steady state; JobRunner tuned (queue 4000/2000, ${perThread} per process)`
+  )
   out("")
   out("| | tasks/s | vs piscina | end to end, spawning included |")
   out("|---|---|---|---|")
   out(`| piscina (2 threads) | ${piscina1.toFixed(0)} | 1.00× | |`)
   out(`| tinypool (2 threads) | ${tinypoolRate.toFixed(0)} | ${(tinypoolRate / piscina1).toFixed(2)}× | |`)
-  out(`| piscina (2 threads, ${perThread} tasks per thread) | ${wide.piscinaRate.toFixed(0)} | ${(wide.piscinaRate / piscina1).toFixed(2)}× | |`)
-  out(`| tinypool (2 threads, ${perThread} tasks per thread) | ${wide.tinypoolRate.toFixed(0)} | ${(wide.tinypoolRate / piscina1).toFixed(2)}× | |`)
-  out(`| JobRunner, 2 reader processes | ${procRate.toFixed(0)} | ${(procRate / piscina1).toFixed(2)}× | ${endToEnd(procs)} tasks/s |`)
-  out(`| JobRunner, 2 worker threads | ${threadRate.toFixed(0)} | ${(threadRate / piscina1).toFixed(2)}× | ${endToEnd(threads)} tasks/s |`)
+  out(
+    `| piscina (2 threads, ${perThread} tasks per thread) | ${wide.piscinaRate.toFixed(0)} | ${
+      (wide.piscinaRate / piscina1).toFixed(2)
+    }× | |`
+  )
+  out(
+    `| tinypool (2 threads, ${perThread} tasks per thread) | ${wide.tinypoolRate.toFixed(0)} | ${
+      (wide.tinypoolRate / piscina1).toFixed(2)
+    }× | |`
+  )
+  out(
+    `| JobRunner, 2 reader processes | ${procRate.toFixed(0)} | ${(procRate / piscina1).toFixed(2)}× | ${
+      endToEnd(procs)
+    } tasks/s |`
+  )
+  out(
+    `| JobRunner, 2 worker threads | ${threadRate.toFixed(0)} | ${(threadRate / piscina1).toFixed(2)}× | ${
+      endToEnd(threads)
+    } tasks/s |`
+  )
   out("")
   out(
     `Writer process CPU (2 reader processes): whole run ${(procs.cpuMicros / 1000).toFixed(0)} ms, ${
@@ -318,18 +344,26 @@ const main = Effect.gen(function*() {
     const c = yield* startUp("compiled", built.entry)
     const t = yield* startUp("tsx", built.entry)
     startRatios.push(c / p)
-    out(`| ${round} | ${p.toFixed(0)} ms | ${c.toFixed(0)} ms | ${(c / p).toFixed(2)}× | ${t.toFixed(0)} ms | ${(t / p).toFixed(2)}× |`)
+    out(
+      `| ${round} | ${p.toFixed(0)} ms | ${c.toFixed(0)} ms | ${(c / p).toFixed(2)}× | ${t.toFixed(0)} ms | ${
+        (t / p).toFixed(2)
+      }× |`
+    )
   }
   out(`| median | | | **${median(startRatios).toFixed(2)}×** | | |`)
   out("")
   // Where a compiled reader's start goes: a bare node process, then loading the runner module (effect and the
   // runner's code), against the whole start → first job.
   const bare = yield* Effect.forEach([1, 2, 3], () => nodeRun(["-e", "0"]))
-  const imported = yield* Effect.forEach([1, 2, 3], () =>
-    nodeRun(["--input-type=module", "-e", `await import(${JSON.stringify(built.module)})`]))
-  out(`Start-up phases (median of 3): node spawn → exit ${median(bare).toFixed(0)} ms; spawn + import of the compiled runner module → exit ${
-    median(imported).toFixed(0)
-  } ms; load ${load()}`)
+  const imported = yield* Effect.forEach(
+    [1, 2, 3],
+    () => nodeRun(["--input-type=module", "-e", `await import(${JSON.stringify(built.module)})`])
+  )
+  out(
+    `Start-up phases (median of 3): node spawn → exit ${
+      median(bare).toFixed(0)
+    } ms; spawn + import of the compiled runner module → exit ${median(imported).toFixed(0)} ms; load ${load()}`
+  )
   Fs.rmSync(dir, { recursive: true, force: true })
 })
 

@@ -16,11 +16,11 @@ import Bottleneck from "bottleneck"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import fastq from "fastq"
-import pLimit from "p-limit"
-import PQueue from "p-queue"
 import { cpus, loadavg } from "node:os"
 import { setFlagsFromString } from "node:v8"
 import { runInNewContext } from "node:vm"
+import pLimit from "p-limit"
+import PQueue from "p-queue"
 import * as RateLimiter from "../src/RateLimiter.js"
 import * as TaskEngine from "../src/TaskEngine.js"
 
@@ -47,7 +47,9 @@ const contestants: ReadonlyArray<Contestant> = [
     "TaskEngine.applyToAll",
     (c) =>
       Effect.runPromise(
-        Effect.scoped(Effect.flatMap(TaskEngine.make({ handler: effectHandler, workers: c }), (e) => e.applyToAll(inputs)))
+        Effect.scoped(
+          Effect.flatMap(TaskEngine.make({ handler: effectHandler, workers: c }), (e) => e.applyToAll(inputs))
+        )
       ),
     1
   ],
@@ -268,7 +270,11 @@ for (const concurrency of [16, 256]) {
   out("| contestant | wall time | vs applyToAll | CPU time | vs applyToAll |")
   out("|---|---:|---:|---:|---:|")
   for (const [name, t] of medians) {
-    out(`| ${name} | ${fmt(t.wall)} | ${(t.wall / all.wall).toFixed(2)}× | ${fmt(t.cpu)} | ${(t.cpu / all.cpu).toFixed(2)}× |`)
+    out(
+      `| ${name} | ${fmt(t.wall)} | ${(t.wall / all.wall).toFixed(2)}× | ${fmt(t.cpu)} | ${
+        (t.cpu / all.cpu).toFixed(2)
+      }× |`
+    )
   }
   const ratio = (a: Timing, b: Timing, digits: number) =>
     `${(a.wall / b.wall).toFixed(digits)}× / ${(a.cpu / b.cpu).toFixed(digits)}×`
@@ -281,7 +287,9 @@ for (const concurrency of [16, 256]) {
 out()
 out("### Targets (wall / CPU)")
 out()
-out("| concurrency | applyToAll / Effect.forEach | p-queue / applyToAll | fastq / applyToAll | applyToEach / applyToAll |")
+out(
+  "| concurrency | applyToAll / Effect.forEach | p-queue / applyToAll | fastq / applyToAll | applyToEach / applyToAll |"
+)
 out("|---|---:|---:|---:|---:|")
 for (const line of ratios) out(line)
 

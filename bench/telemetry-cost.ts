@@ -102,14 +102,25 @@ const main = async (baseDir: string) => {
       }
     }
   }
-  console.log(`# Telemetry cost — ${new Date().toISOString().slice(0, 16)} UTC, nproc ${os.cpus().length}, node ${process.version}, load ${os.loadavg()[0]!.toFixed(1)} at end, median of ${ROUNDS}`)
+  console.log(
+    `# Telemetry cost — ${
+      new Date().toISOString().slice(0, 16)
+    } UTC, nproc ${os.cpus().length}, node ${process.version}, load ${
+      os.loadavg()[0]!.toFixed(1)
+    } at end, median of ${ROUNDS}`
+  )
   console.log("| workload | base ms | no tracer ms | vs base | tracer ms | vs base |")
   console.log("|---|---:|---:|---:|---:|---:|")
   for (const [work] of workloads) {
     const [b, n, t] = ["base", "no tracer", "tracer"].map((v) => median(times.get(`${work}|${v}`)!))
-    console.log(`| ${work} | ${b!.toFixed(0)} | ${n!.toFixed(0)} | ${(n! / b!).toFixed(2)}× | ${t!.toFixed(0)} | ${(t! / b!).toFixed(2)}× |`)
+    console.log(
+      `| ${work} | ${b!.toFixed(0)} | ${n!.toFixed(0)} | ${(n! / b!).toFixed(2)}× | ${t!.toFixed(0)} | ${
+        (t! / b!).toFixed(2)
+      }× |`
+    )
   }
 }
 
-if (baseDir === undefined) console.log("telemetry-cost: skipped, needs --base <checkout of the library before telemetry>")
-else await main(baseDir)
+if (baseDir === undefined) {
+  console.log("telemetry-cost: skipped, needs --base <checkout of the library before telemetry>")
+} else await main(baseDir)

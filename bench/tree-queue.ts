@@ -8,8 +8,8 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
-import PQueue from "p-queue"
 import * as os from "node:os"
+import PQueue from "p-queue"
 import type { OptionError } from "../src/OptionError.js"
 import * as Progress from "../src/Progress.js"
 import * as TreeQueue from "../src/TreeQueue.js"

@@ -10,6 +10,7 @@
  *
  *   node --expose-gc --import tsx bench/worker-queue.ts [--rounds 7] [--timing] [--waiting 1000000]
  */
+import DataLoader from "dataloader"
 import * as Cache from "effect/Cache"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -17,9 +18,8 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
-import DataLoader from "dataloader"
-import PQueue from "p-queue"
 import * as os from "node:os"
+import PQueue from "p-queue"
 import * as ResultCache from "../src/ResultCache.js"
 import * as WorkerQueue from "../src/WorkerQueue.js"
 import { arg, median } from "./_shared.js"
@@ -59,10 +59,12 @@ const sumOf = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 
 const oursPromise = async (mode: "unsafeRequire" | "runPromise") => {
   const scope = Effect.runSync(Scope.make())
   const queue = await Effect.runPromise(
-    Effect.flatMap(ResultCache.memory<number, number>(), (cache) =>
-      WorkerQueue.make({ worker: (k: number) => Effect.succeed(k * 2), cache, concurrency: 16 })).pipe(
-        Scope.extend(scope)
-      )
+    Effect.flatMap(
+      ResultCache.memory<number, number>(),
+      (cache) => WorkerQueue.make({ worker: (k: number) => Effect.succeed(k * 2), cache, concurrency: 16 })
+    ).pipe(
+      Scope.extend(scope)
+    )
   )
   const load = mode === "unsafeRequire" ? queue.unsafeRequire : (k: number) => Effect.runPromise(queue.require(k))
   check(sumOf(await Promise.all(keys.map(load))))
@@ -150,7 +152,9 @@ const timing = async () => {
   for (const [name, run, how] of contenders) if (how === "once") await measure(name, run)
   const base = median(times.get("DataLoader (batch: false)")!)
   const cpuBase = median(cpu.get("DataLoader (batch: false)")!)
-  console.log(`\n${REQUIRES / 1000}k requires over ${KEYS / 1000}k keys, median of ${ROUNDS} rounds (or 1 where marked)`)
+  console.log(
+    `\n${REQUIRES / 1000}k requires over ${KEYS / 1000}k keys, median of ${ROUNDS} rounds (or 1 where marked)`
+  )
   console.log("| implementation | wall ns / require | vs DataLoader | CPU ns / require | vs DataLoader |")
   console.log("|---|---:|---:|---:|---:|")
   for (const [name, xs] of times) {

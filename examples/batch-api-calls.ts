@@ -5,14 +5,14 @@
  *
  *   npx tsx examples/batch-api-calls.ts
  */
-import { createServer } from "node:http"
-import type { AddressInfo } from "node:net"
 import * as Clock from "effect/Clock"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
+import { createServer } from "node:http"
+import type { AddressInfo } from "node:net"
 import * as RateLimiter from "../src/RateLimiter.js"
 import * as TaskEngine from "../src/TaskEngine.js"
 import * as TaskResult from "../src/TaskResult.js"

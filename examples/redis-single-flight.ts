@@ -16,7 +16,11 @@ let runs = 0
 
 // What one process would do: its own connection, cache, limiter and queue, all sharing Redis state.
 const onePeer = Effect.gen(function*() {
-  const cache = yield* ResultCache.make<number, number, number>({ schema: Schema.Number, prefix, timeToLive: "1 minute" })
+  const cache = yield* ResultCache.make<number, number, number>({
+    schema: Schema.Number,
+    prefix,
+    timeToLive: "1 minute"
+  })
   const limiter = yield* RateLimiter.slidingWindow({ key: `${prefix}limit`, limit: 10, interval: "1 second" })
   const squares = yield* WorkerQueue.make({
     cache,

@@ -7,9 +7,9 @@
  *   npx tsx examples/sql-durable-queue.ts
  *   DATABASE_URL=postgres://postgres@127.0.0.1:5432/test npx tsx examples/sql-durable-queue.ts   # on PostgreSQL
  */
-import * as SqlClient from "@effect/sql/SqlClient"
 import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
+import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
@@ -31,7 +31,9 @@ const tableName = `example_jobs_${process.pid}`
 const program = Effect.gen(function*() {
   const options = { name: "resize", tableName, schema: Resize, maxAttempts: 3, pollInterval: "20 millis" } as const
   const producer = yield* DurableQueue.make(options)
-  for (let i = 1; i <= 100; i++) yield* producer.offer({ image: `photo-${i}.jpg`, width: 640 }, { id: `resize:photo-${i}` })
+  for (let i = 1; i <= 100; i++) {
+    yield* producer.offer({ image: `photo-${i}.jpg`, width: 640 }, { id: `resize:photo-${i}` })
+  }
   yield* producer.offer({ image: "photo-1.jpg", width: 640 }, { id: "resize:photo-1" }) // same id: not queued again
   console.log(`offered 101 jobs, ${yield* producer.size} pending (one id was offered twice)`)
 
@@ -43,7 +45,9 @@ const program = Effect.gen(function*() {
         retried.push(meta.id)
         return yield* Effect.fail(`${job.image}: the image server timed out`)
       }
-      if (job.image === "photo-42.jpg") return yield* Effect.fail(`${job.image}: not a JPEG file (attempt ${meta.attempt})`)
+      if (job.image === "photo-42.jpg") {
+        return yield* Effect.fail(`${job.image}: not a JPEG file (attempt ${meta.attempt})`)
+      }
       yield* Effect.sleep("5 millis") // the resizing
       done.set(meta.id, worker)
     })
@@ -55,8 +59,15 @@ const program = Effect.gen(function*() {
   const started = Date.now()
   while ((yield* producer.size) > 0) yield* Effect.sleep("50 millis")
 
-  const byWorker = [...done.values()].reduce<Record<string, number>>((acc, w) => ({ ...acc, [w]: (acc[w] ?? 0) + 1 }), {})
-  console.log(`done: ${done.size} jobs in ${Date.now() - started} ms (${Object.entries(byWorker).map(([w, n]) => `${w} ${n}`).join(", ")})`)
+  const byWorker = [...done.values()].reduce<Record<string, number>>(
+    (acc, w) => ({ ...acc, [w]: (acc[w] ?? 0) + 1 }),
+    {}
+  )
+  console.log(
+    `done: ${done.size} jobs in ${Date.now() - started} ms (${
+      Object.entries(byWorker).map(([w, n]) => `${w} ${n}`).join(", ")
+    })`
+  )
   console.log(`retried after a failure: ${retried.join(", ")}`)
   for (const dead of yield* producer.deadLetters) {
     console.log(`dead letter: ${dead.id} after ${dead.attempts} attempts, last error: ${dead.lastError.split("\n")[0]}`)
@@ -64,7 +75,9 @@ const program = Effect.gen(function*() {
 }).pipe(
   Effect.scoped,
   // The example's table goes once the queues are closed (a real queue keeps it: it is the queue).
-  Effect.ensuring(Effect.ignore(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`))),
+  Effect.ensuring(
+    Effect.ignore(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`))
+  ),
   Effect.provide(Layer.orDie(Database)),
   Effect.ensuring(Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
 )

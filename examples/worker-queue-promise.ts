@@ -39,7 +39,8 @@ const SquaresLive = Layer.scoped(
       concurrency: 8,
       worker: (n: number) =>
         Effect.tryPromise({
-          try: (signal) => fetch(`${base}/square/${n}`, { signal }).then((r) => r.json() as Promise<{ square: number }>),
+          try: (signal) =>
+            fetch(`${base}/square/${n}`, { signal }).then((r) => r.json() as Promise<{ square: number }>),
           catch: (cause) => new FetchError(`fetching ${n} failed: ${String(cause)}`)
         }).pipe(Effect.map((body) => body.square))
     })

@@ -131,8 +131,15 @@ const compilerOptions = {
     // Subpaths the package's exports map names one by one (`effect-workers/dashboard` is dist/Dashboard.js).
     ...Object.fromEntries(
       Object.entries(JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8")).exports)
-        .filter(([key, target]) => key !== "." && !key.includes("*") && typeof target?.default === "string" && target.default.startsWith("./dist/"))
-        .map(([key, target]) => [`effect-workers/${key.slice(2)}`, [target.default.slice(2).replace(/^dist\//, "src/").replace(/\.js$/, ".ts")]])
+        .filter(([key, target]) =>
+          key !== "." && !key.includes("*") && typeof target?.default === "string" &&
+          target.default.startsWith("./dist/")
+        )
+        .map((
+          [key, target]
+        ) => [`effect-workers/${key.slice(2)}`, [
+          target.default.slice(2).replace(/^dist\//, "src/").replace(/\.js$/, ".ts")
+        ]])
     ),
     "effect-workers/*": ["src/*.ts"]
   }

@@ -3,8 +3,8 @@
 // reaches does not serve them (npm/cli#4828), and npm 11's `npm ci` then refuses the lockfile as out of sync.
 // This adds their entries (from the registry where it has them, else a placeholder whose os/cpu/libc, read off
 // the package name, tells npm ci to skip it on this machine). Locked versions are never changed.
-import fs from "node:fs"
 import { execFileSync } from "node:child_process"
+import fs from "node:fs"
 const lock = JSON.parse(fs.readFileSync("package-lock.json", "utf8"))
 const pkgs = lock.packages
 const missing = new Map()
@@ -14,7 +14,10 @@ for (const [loc, entry] of Object.entries(pkgs)) {
     let base = loc, found = false
     while (true) {
       const candidate = (base ? base + "/" : "") + "node_modules/" + name
-      if (pkgs[candidate]) { found = true; break }
+      if (pkgs[candidate]) {
+        found = true
+        break
+      }
       const i = base.lastIndexOf("/node_modules/")
       if (base === "") break
       base = i >= 0 ? base.slice(0, i) : ""
@@ -25,11 +28,29 @@ for (const [loc, entry] of Object.entries(pkgs)) {
 console.log("missing", missing.size)
 for (const [name, { spec, dev }] of missing) {
   let out
-  try { out = execFileSync("npm", ["view", `${name}@${spec}`, "version", "os", "cpu", "libc", "dist.integrity", "license", "engines", "--json"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }) } catch {
+  try {
+    out = execFileSync("npm", [
+      "view",
+      `${name}@${spec}`,
+      "version",
+      "os",
+      "cpu",
+      "libc",
+      "dist.integrity",
+      "license",
+      "engines",
+      "--json"
+    ], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
+  } catch {
     // Not served by the registry this machine reaches (it carries this platform's native packages only). A
     // placeholder with the platform read off the name lets npm ci see the package is not for this machine.
-    const m = /-(android|darwin|freebsd|linux|openbsd|openharmony|win32)-(arm64|arm|x64|ia32|loong64|ppc64|riscv64|s390x)(?:-(gnu|musl|gnueabihf|musleabihf|msvc|eabi))?$/.exec(name)
-    if (!m) { console.log("cannot place", name, spec); continue }
+    const m =
+      /-(android|darwin|freebsd|linux|openbsd|openharmony|win32)-(arm64|arm|x64|ia32|loong64|ppc64|riscv64|s390x)(?:-(gnu|musl|gnueabihf|musleabihf|msvc|eabi))?$/
+        .exec(name)
+    if (!m) {
+      console.log("cannot place", name, spec)
+      continue
+    }
     const entry = { version: spec, cpu: [m[2]] }
     if (dev) entry.dev = true
     if (m[3] && m[3].startsWith("gnu")) entry.libc = ["glibc"]

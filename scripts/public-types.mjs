@@ -63,9 +63,11 @@ const visit = (type, via, depth) => {
     }
   }
   for (const t of type.aliasTypeArguments ?? []) visit(t, via, depth + 1)
-  if (type.isUnionOrIntersection()) for (const t of type.types) visit(t, via, depth + 1)
+  if (type.isUnionOrIntersection()) { for (const t of type.types) visit(t, via, depth + 1) }
   if (!(type.flags & ts.TypeFlags.Object)) return
-  if (type.objectFlags & ts.ObjectFlags.Reference) for (const t of checker.getTypeArguments(type)) visit(t, via, depth + 1)
+  if (type.objectFlags & ts.ObjectFlags.Reference) {
+    for (const t of checker.getTypeArguments(type)) visit(t, via, depth + 1)
+  }
   const decl = type.symbol?.declarations?.[0]
   const anonymous = type.symbol !== undefined &&
     (type.symbol.flags & (ts.SymbolFlags.TypeLiteral | ts.SymbolFlags.Function | ts.SymbolFlags.Method)) !== 0
@@ -110,13 +112,19 @@ for (const file of publicFiles) {
 // of Effect, @effect/platform and ioredis as well took about half of that test's time (25 s of 53 s at load 3-5)
 // and found nothing of ours. Every file under dist/ is checked, internal ones included.
 const ourFiles = program.getSourceFiles().filter((source) => Path.resolve(source.fileName).startsWith(dist + Path.sep))
-const problems = ourFiles.flatMap((source) => [...program.getSyntacticDiagnostics(source), ...program.getSemanticDiagnostics(source)])
+const problems = ourFiles.flatMap((
+  source
+) => [...program.getSyntacticDiagnostics(source), ...program.getSemanticDiagnostics(source)])
 for (const d of problems) {
-  const where = d.file ? `${Path.relative(pkgDir, d.file.fileName)}:${d.file.getLineAndCharacterOfPosition(d.start ?? 0).line + 1}` : "?"
+  const where = d.file
+    ? `${Path.relative(pkgDir, d.file.fileName)}:${d.file.getLineAndCharacterOfPosition(d.start ?? 0).line + 1}`
+    : "?"
   console.log(`${where}: TS${d.code} ${ts.flattenDiagnosticMessageText(d.messageText, "\n")}`)
 }
 if (problems.length > 0) {
-  console.log(`${problems.length} error(s) in the package's own declaration files (as skipLibCheck: false reports them)`)
+  console.log(
+    `${problems.length} error(s) in the package's own declaration files (as skipLibCheck: false reports them)`
+  )
   process.exit(1)
 }
 

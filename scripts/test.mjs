@@ -1,8 +1,9 @@
-// `npm test`: the type check (tsc --noEmit), the lint (eslint) and the test suite (vitest run) at once, and a
-// failure of any of them fails the run. They ran one after another before: 20 s of tsc and eslint, then vitest,
-// whose forks spend much of their time waiting (leases, child processes starting), so the two cores had room.
-// vitest's output streams as it comes; tsc's and eslint's are printed at the end, after vitest's summary, with
-// their times. Arguments go to vitest (`npm test -- test/WorkerQueue.test.ts`); `--no-static` skips tsc and eslint.
+// `npm test`: the type check (tsc --noEmit), the lint (eslint), the format check (dprint) and the test suite
+// (vitest run) at once; a failure of any of them fails the run. They ran one after another before: 20 s of tsc
+// and eslint, then vitest, whose forks spend much of their time waiting (leases, child processes starting), so
+// the two cores had room. vitest's output streams as it comes; the others' is printed at the end, after vitest's
+// summary, with their times. Arguments go to vitest (`npm test -- test/WorkerQueue.test.ts`); `--no-static` runs
+// vitest alone.
 import { spawn } from "node:child_process"
 import { createRequire } from "node:module"
 import * as Path from "node:path"
@@ -51,16 +52,36 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
 const checks = withStatic
   ? [
     run("typecheck (tsc --noEmit)", require.resolve("typescript/bin/tsc"), ["--noEmit"], true),
-    run("lint (eslint .)", Path.join(Path.dirname(require.resolve("eslint/package.json")), "bin/eslint.js"), ["."], true)
+    run(
+      "lint (eslint .)",
+      Path.join(Path.dirname(require.resolve("eslint/package.json")), "bin/eslint.js"),
+      ["."],
+      true
+    ),
+    run(
+      "format (dprint check)",
+      Path.join(Path.dirname(require.resolve("dprint/package.json")), "bin.cjs"),
+      ["check"],
+      true
+    )
   ]
   : []
-const vitest = run("vitest run", Path.join(Path.dirname(require.resolve("vitest/package.json")), "vitest.mjs"), ["run", ...vitestArgs], false)
+const vitest = run("vitest run", Path.join(Path.dirname(require.resolve("vitest/package.json")), "vitest.mjs"), [
+  "run",
+  ...vitestArgs
+], false)
 
 const results = [await vitest, ...(await Promise.all(checks))]
 for (const { name, code, output, seconds } of results.slice(1)) {
-  console.log(`\n${code === 0 ? "✓" : "✗"} ${name}: ${code === 0 ? "passed" : `failed (exit ${code})`} in ${seconds.toFixed(1)} s`)
+  console.log(
+    `\n${code === 0 ? "✓" : "✗"} ${name}: ${code === 0 ? "passed" : `failed (exit ${code})`} in ${seconds.toFixed(1)} s`
+  )
   if (code !== 0 || output.trim().length > 0) console.log(output.trimEnd())
 }
 const failed = results.filter((r) => r.code !== 0)
-console.log(`\nnpm test: ${failed.length === 0 ? "passed" : `failed: ${failed.map((r) => r.name).join(", ")}`} (vitest ${results[0].seconds.toFixed(1)} s)`)
+console.log(
+  `\nnpm test: ${failed.length === 0 ? "passed" : `failed: ${failed.map((r) => r.name).join(", ")}`} (vitest ${
+    results[0].seconds.toFixed(1)
+  } s)`
+)
 process.exit(failed.length === 0 ? 0 : 1)

@@ -19,10 +19,10 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import type * as DurableQueue from "./DurableQueue.js"
 import { router as makeRouter } from "./internal/dashboard/routes.js"
 import { Sampler } from "./internal/dashboard/sampler.js"
 import { checker } from "./internal/options.js"
-import type * as DurableQueue from "./DurableQueue.js"
 import type { OptionError } from "./OptionError.js"
 
 /**
@@ -32,8 +32,19 @@ import type { OptionError } from "./OptionError.js"
  * @category models
  */
 export type WatchedQueue = {
-  readonly [K in "name" | "counts" | "deadLetters" | "cancel" | "pause" | "resume" | "requeue" | "requeueAll" | "purge" | "events"]:
-    DurableQueue.DurableQueue<unknown>[K]
+  readonly [
+    K in
+      | "name"
+      | "counts"
+      | "deadLetters"
+      | "cancel"
+      | "pause"
+      | "resume"
+      | "requeue"
+      | "requeueAll"
+      | "purge"
+      | "events"
+  ]: DurableQueue.DurableQueue<unknown>[K]
 }
 
 /**
@@ -60,7 +71,10 @@ export interface Options {
    * Called with "view" for the page, snapshot and stream, "action" for actions. Giving it opens the actions.
    */
   readonly authorize?:
-    | ((request: HttpServerRequest.HttpServerRequest, access: Access) => boolean | PromiseLike<boolean> | Effect.Effect<boolean>)
+    | ((
+      request: HttpServerRequest.HttpServerRequest,
+      access: Access
+    ) => boolean | PromiseLike<boolean> | Effect.Effect<boolean>)
     | undefined
   /**
    * Opens the actions without an `authorize` hook: anyone who reaches the dashboard can pause queues and purge dead
@@ -122,14 +136,34 @@ export const make = (options: Options = {}): Effect.Effect<Dashboard, OptionErro
     const queues = options.queues ?? []
     yield* check.require("queues", options.queues, Array.isArray(queues), "an array of DurableQueues")
     for (const queue of queues) {
-      yield* check.require("queues", queue, typeof queue === "object" && queue !== null && typeof queue.name === "string", "DurableQueues")
+      yield* check.require(
+        "queues",
+        queue,
+        typeof queue === "object" && queue !== null && typeof queue.name === "string",
+        "DurableQueues"
+      )
     }
     const title = options.title ?? "effect-workers dashboard"
-    yield* check.require("title", options.title, typeof title === "string" && title.length <= 200, "a string of at most 200 characters")
+    yield* check.require(
+      "title",
+      options.title,
+      typeof title === "string" && title.length <= 200,
+      "a string of at most 200 characters"
+    )
     const interval = Duration.decodeUnknown(options.interval ?? "1 second")
     const intervalMillis = interval._tag === "Some" ? Duration.toMillis(interval.value) : Number.NaN
-    yield* check.require("interval", options.interval, intervalMillis >= 50 && intervalMillis <= 3_600_000, "a duration from 50 ms to 1 hour")
-    yield* check.require("authorize", options.authorize, options.authorize === undefined || typeof options.authorize === "function", "a function")
+    yield* check.require(
+      "interval",
+      options.interval,
+      intervalMillis >= 50 && intervalMillis <= 3_600_000,
+      "a duration from 50 ms to 1 hour"
+    )
+    yield* check.require(
+      "authorize",
+      options.authorize,
+      options.authorize === undefined || typeof options.authorize === "function",
+      "a function"
+    )
     const readOnly = options.readOnly === true
     const actions = !readOnly && (options.authorize !== undefined || options.openActions === true)
     const sampler = new Sampler(queues, {
@@ -146,7 +180,11 @@ export const make = (options: Options = {}): Effect.Effect<Dashboard, OptionErro
     const router = makeRouter({ sampler, readOnly, actions, authorize: options.authorize, closed })
     return {
       router,
-      app: Effect.catchTag(yield* HttpRouter.toHttpApp(router), "RouteNotFound", () => HttpServerResponse.unsafeJson({ error: "no such dashboard route" }, { status: 404 })),
+      app: Effect.catchTag(
+        yield* HttpRouter.toHttpApp(router),
+        "RouteNotFound",
+        () => HttpServerResponse.unsafeJson({ error: "no such dashboard route" }, { status: 404 })
+      ),
       clients: Effect.sync(() => sampler.clients),
       actions
     }

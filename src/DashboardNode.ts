@@ -5,9 +5,9 @@
  *
  * @since 0.2.0
  */
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as HttpServer from "@effect/platform/HttpServer"
 import type * as HttpServerError from "@effect/platform/HttpServerError"
-import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
@@ -70,13 +70,25 @@ const procMemory = (pid: number): number | undefined => {
  * @since 0.2.0
  * @category constructors
  */
-export const serve = (options: ServeOptions = {}): Effect.Effect<Served, OptionError | HttpServerError.ServeError, Scope.Scope> =>
+export const serve = (
+  options: ServeOptions = {}
+): Effect.Effect<Served, OptionError | HttpServerError.ServeError, Scope.Scope> =>
   Effect.gen(function*() {
     const check = checker("Dashboard")
     const host = options.host ?? "127.0.0.1"
     const port = options.port ?? 0
-    yield* check.require("host", options.host, typeof host === "string" && host.trim().length > 0, "a host name or address")
-    yield* check.require("port", options.port, Number.isInteger(port) && port >= 0 && port <= 65535, "an integer from 0 to 65535")
+    yield* check.require(
+      "host",
+      options.host,
+      typeof host === "string" && host.trim().length > 0,
+      "a host name or address"
+    )
+    yield* check.require(
+      "port",
+      options.port,
+      Number.isInteger(port) && port >= 0 && port <= 65535,
+      "an integer from 0 to 65535"
+    )
     const server = Http.createServer()
     // Before the dashboard, so that its scope closes after the dashboard's: the live streams end first, then the
     // server, which would otherwise wait for them.

@@ -19,8 +19,8 @@ import type * as Context from "effect/Context"
 import type * as Cron from "effect/Cron"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import type * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type * as Schedule from "effect/Schedule"
 import type * as Schema from "effect/Schema"
@@ -30,8 +30,8 @@ import * as backoffInternal from "./internal/durableQueue/backoff.js"
 import { DurableQueueError } from "./internal/durableQueue/error.js"
 import * as internalError from "./internal/durableQueue/error.js"
 import * as memoryInternal from "./internal/durableQueue/memoryStore.js"
-import type { OptionError } from "./OptionError.js"
 import { DurableQueueMetrics } from "./internal/durableQueue/telemetry.js"
+import type { OptionError } from "./OptionError.js"
 
 /**
  * @since 0.1.0
@@ -60,7 +60,9 @@ export interface DurableQueue<in out A> {
    * object, fails with `OptionError`. An "Offered" event is sent for each job handed to the store (as events never
    * slow the queue, a batch of more than 10,000 overflows the event buffer: its oldest "Offered" are dropped, logged).
    */
-  readonly offerAll: (entries: ReadonlyArray<OfferEntry<A>>) => Effect.Effect<ReadonlyArray<string>, DurableQueueError | OptionError>
+  readonly offerAll: (
+    entries: ReadonlyArray<OfferEntry<A>>
+  ) => Effect.Effect<ReadonlyArray<string>, DurableQueueError | OptionError>
   /**
    * Waits for a job, runs `handler` under a lease, and acknowledges the job when it succeeded. A failure before
    * the last attempt puts the job back, not leased again before its backoff has passed (the queue's `backoff`,
@@ -71,7 +73,9 @@ export interface DurableQueue<in out A> {
    * (a `result` that is not a Schema, or an unknown option, fails with `OptionError`).
    */
   readonly take: {
-    <X, E, R>(handler: (value: A, job: Job) => Effect.Effect<X, E, R>): Effect.Effect<Exit.Exit<X, E>, DurableQueueError, R>
+    <X, E, R>(
+      handler: (value: A, job: Job) => Effect.Effect<X, E, R>
+    ): Effect.Effect<Exit.Exit<X, E>, DurableQueueError, R>
     <X, E, R, XI = X>(
       handler: (value: A, job: Job) => Effect.Effect<X, E, R>,
       options: TakeOptions<X, XI> | undefined
@@ -124,7 +128,10 @@ export interface DurableQueue<in out A> {
    * Stored only when `take` or `run` were given `{ result: schema }`; none before the job is done. A stored
    * result that does not decode fails with `DurableQueueError` "DecodeFailed" naming the job.
    */
-  readonly result: <X, XI>(id: string, schema: Schema.Schema<X, XI>) => Effect.Effect<Option.Option<X>, DurableQueueError | OptionError>
+  readonly result: <X, XI>(
+    id: string,
+    schema: Schema.Schema<X, XI>
+  ) => Effect.Effect<Option.Option<X>, DurableQueueError | OptionError>
   /** Pauses the queue for every runner on the store: no job is leased until `resume`; running jobs finish. */
   readonly pause: Effect.Effect<void, DurableQueueError>
   /** Resumes a paused queue; idle takers look for jobs at once. */

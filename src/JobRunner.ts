@@ -18,11 +18,11 @@ import type * as Layer from "effect/Layer"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
+import type { DurableQueue } from "./DurableQueue.js"
+import * as metrics from "./internal/jobRunner/metrics.js"
 import type { ReaderError } from "./internal/jobRunner/protocol.js"
 import * as internal from "./internal/jobRunner/runner.js"
 import { JobRunnerError, ReaderSpawner } from "./internal/jobRunner/runner.js"
-import * as metrics from "./internal/jobRunner/metrics.js"
-import type { DurableQueue } from "./DurableQueue.js"
 import type { OptionError } from "./OptionError.js"
 
 /**
@@ -308,7 +308,9 @@ export declare namespace JobRunner {
  * @category constructors
  */
 export const make: {
-  <Item, I = Item, Ctx = never, WCtx = never>(options: JobRunner.Options<Item, I, Ctx, WCtx>): JobRunner<Item, Ctx, WCtx>
+  <Item, I = Item, Ctx = never, WCtx = never>(
+    options: JobRunner.Options<Item, I, Ctx, WCtx>
+  ): JobRunner<Item, Ctx, WCtx>
   <Item, C, I = Item, WCtx = never>(options: JobRunner.PlainOptions<Item, I, C, WCtx>): JobRunner<Item, never, WCtx, C>
 } = internal.make
 
@@ -396,8 +398,10 @@ export const run: <Item, Ctx, WCtx, C>(
  * @since 0.1.0
  * @category running
  */
-export const runMain: <Item, Ctx, WCtx, C>(runner: JobRunner<Item, Ctx, WCtx, C>, options?: RunOptions | undefined) => void =
-  internal.runMain
+export const runMain: <Item, Ctx, WCtx, C>(
+  runner: JobRunner<Item, Ctx, WCtx, C>,
+  options?: RunOptions | undefined
+) => void = internal.runMain
 
 /**
  * `true` inside a reader process or thread spawned by a runner.

@@ -12,13 +12,13 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import type { OptionError } from "./OptionError.js"
 import * as internal from "./internal/progress.js"
+import type { Session, SessionOptions, Snapshot } from "./internal/progress.js"
+import { Progress } from "./internal/progress.js"
 import * as display from "./internal/progressDisplay.js"
 import type { Output } from "./internal/progressDisplay.js"
 import { ProgressRecording } from "./internal/progressDisplay.js"
-import type { Session, SessionOptions, Snapshot } from "./internal/progress.js"
-import { Progress } from "./internal/progress.js"
+import type { OptionError } from "./OptionError.js"
 
 /**
  * A worker's id as shown in its row: TreeQueue numbers its workers from 1; other engines may use strings

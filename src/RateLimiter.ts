@@ -8,14 +8,14 @@
  * @since 0.1.0
  */
 import type * as Cause from "effect/Cause"
-import type * as Duration from "effect/Duration"
 import type * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
+import { RateLimiterMetrics } from "./internal/metrics.js"
 import * as internal from "./internal/rateLimiter.js"
 import type { OptionError } from "./OptionError.js"
-import { RateLimiterMetrics } from "./internal/metrics.js"
 
 /**
  * @since 0.1.0

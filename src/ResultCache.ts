@@ -13,10 +13,10 @@ import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type * as Schema from "effect/Schema"
+import { ResultCacheMetrics } from "./internal/metrics.js"
 import * as internal from "./internal/resultCache.js"
 import { ResultCacheError } from "./internal/resultCache.js"
 import type { OptionError } from "./OptionError.js"
-import { ResultCacheMetrics } from "./internal/metrics.js"
 
 /**
  * A result cache. Failures of the backing store are typed `ResultCacheError`s; a WorkerQueue logs them and goes on
@@ -112,8 +112,7 @@ export interface KeyValueStoreOptions<K, V, I> {
  * @since 0.1.0
  * @category constructors
  */
-export const memory: <K, V>(options?: MemoryOptions) => Effect.Effect<ResultCache<K, V>, OptionError> =
-  internal.memory
+export const memory: <K, V>(options?: MemoryOptions) => Effect.Effect<ResultCache<K, V>, OptionError> = internal.memory
 
 /**
  * A cache over your own `get` and `set`, which may return Effects or Promises. Their failures, thrown or

@@ -16,14 +16,14 @@ import type * as Layer from "effect/Layer"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
+import type { DurableQueue } from "./DurableQueue.js"
+import { TaskEngineMetrics } from "./internal/metrics.js"
 import * as internal from "./internal/taskEngine.js"
 import * as internalError from "./internal/taskEngineError.js"
 import { TaskEngineError } from "./internal/taskEngineError.js"
-import type { DurableQueue } from "./DurableQueue.js"
 import type { OptionError } from "./OptionError.js"
 import type { RateLimiter } from "./RateLimiter.js"
 import type { TaskResult } from "./TaskResult.js"
-import { TaskEngineMetrics } from "./internal/metrics.js"
 
 /**
  * A typed failure of the engine: `TaskTimeout` (one attempt ran longer than `taskTimeout`; it lands in the task's

@@ -9,11 +9,11 @@
  * @since 0.1.0
  */
 import type * as Effect from "effect/Effect"
-import type { OptionError } from "./OptionError.js"
-import type { Progress } from "./Progress.js"
+import { TreeQueueMetrics } from "./internal/metrics.js"
 import * as internal from "./internal/treeQueue.js"
 import type { Order } from "./internal/treeQueue.js"
-import { TreeQueueMetrics } from "./internal/metrics.js"
+import type { OptionError } from "./OptionError.js"
+import type { Progress } from "./Progress.js"
 
 /**
  * What `process` receives: its worker's id (from 1), `enqueue` to add children of this item (only while

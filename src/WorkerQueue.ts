@@ -15,12 +15,12 @@ import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
+import { WorkerQueueMetrics } from "./internal/metrics.js"
 import * as internal from "./internal/workerQueue.js"
 import { WorkerQueueError } from "./internal/workerQueue.js"
 import type { OptionError } from "./OptionError.js"
 import type { ResultCache, ResultCacheError } from "./ResultCache.js"
 import * as ResultCacheModule from "./ResultCache.js"
-import { WorkerQueueMetrics } from "./internal/metrics.js"
 
 /**
  * @since 0.1.0
@@ -140,7 +140,9 @@ export interface Options<in out I, in out A, in out E = never, out R = never, in
  * @since 0.1.0
  * @category models
  */
-export interface PromiseOptions<in out I, in out A, in out K = I> extends Omit<Options<I, A, never, never, K>, "worker"> {
+export interface PromiseOptions<in out I, in out A, in out K = I>
+  extends Omit<Options<I, A, never, never, K>, "worker">
+{
   readonly worker: (item: I) => PromiseLike<A>
 }
 

@@ -29,7 +29,9 @@ const hasChromium = existsSync(CHROMIUM)
 if (!hasChromium) {
   const message = `${CHROMIUM} is missing (apt-get install -y chromium)`
   if (process.env.CI === "true") throw new Error(`${message}: the dashboard's browser tests cannot run under CI=true`)
-  console.warn(`\n!!!!!!!!\n!!! ${message}: SKIPPING the dashboard's browser tests (they fail under CI=true)\n!!!!!!!!\n`)
+  console.warn(
+    `\n!!!!!!!!\n!!! ${message}: SKIPPING the dashboard's browser tests (they fail under CI=true)\n!!!!!!!!\n`
+  )
 }
 const up = hasChromium && (await requireService(redis)) && (await requireService(postgres))
 
@@ -68,7 +70,12 @@ afterAll(async () => {
 const layers = Layer.mergeAll(RedisClient.layer(), clientLayer("pg"))
 
 /** Runs `f` with a scope for the queues and the dashboard, closed (and the Redis keys / table dropped) after. */
-const withScope = async (f: (run: <A, E>(effect: Effect.Effect<A, E, Scope.Scope | RedisClient.RedisClient | SqlClient.SqlClient>) => Promise<A>, ids: { prefix: string; table: string }) => Promise<void>) => {
+const withScope = async (
+  f: (
+    run: <A, E>(effect: Effect.Effect<A, E, Scope.Scope | RedisClient.RedisClient | SqlClient.SqlClient>) => Promise<A>,
+    ids: { prefix: string; table: string }
+  ) => Promise<void>
+) => {
   const scope = Effect.runSync(Scope.make())
   const runtime = await Effect.runPromise(Layer.toRuntime(layers).pipe(Scope.extend(scope)))
   const run = <A, E>(effect: Effect.Effect<A, E, Scope.Scope | RedisClient.RedisClient | SqlClient.SqlClient>) =>
@@ -78,23 +85,29 @@ const withScope = async (f: (run: <A, E>(effect: Effect.Effect<A, E, Scope.Scope
     await f(run, ids)
   } finally {
     await Effect.runPromise(Scope.close(scope, Exit.void))
-    await Effect.runPromise(Effect.gen(function*() {
-      yield* Effect.promise(async () => {
-        const raw = new Redis()
-        const keys = await raw.keys(`${ids.prefix}*`)
-        if (keys.length > 0) await raw.del(...keys)
-        await raw.quit()
-      })
-      const sql = yield* SqlClient.SqlClient
-      yield* Effect.ignore(sql`DROP TABLE IF EXISTS ${sql(ids.table)}, ${sql(`${ids.table}_paused`)}, ${sql(`${ids.table}_marks`)}`)
-    }).pipe(Effect.scoped, Effect.provide(layers), Effect.ignore))
+    await Effect.runPromise(
+      Effect.gen(function*() {
+        yield* Effect.promise(async () => {
+          const raw = new Redis()
+          const keys = await raw.keys(`${ids.prefix}*`)
+          if (keys.length > 0) await raw.del(...keys)
+          await raw.quit()
+        })
+        const sql = yield* SqlClient.SqlClient
+        yield* Effect.ignore(
+          sql`DROP TABLE IF EXISTS ${sql(ids.table)}, ${sql(`${ids.table}_paused`)}, ${sql(`${ids.table}_marks`)}`
+        )
+      }).pipe(Effect.scoped, Effect.provide(layers), Effect.ignore)
+    )
   }
 }
 
 const settings = { schema: Schema.String, pollInterval: "20 millis", leaseDuration: "2 seconds" } as const
 
-const redisQueue = (prefix: string, name: string, maxAttempts = 3) => RedisDurableQueue.make({ ...settings, name, prefix, maxAttempts })
-const pgQueue = (tableName: string, name: string, maxAttempts = 3) => SqlDurableQueue.make({ ...settings, name, tableName, maxAttempts })
+const redisQueue = (prefix: string, name: string, maxAttempts = 3) =>
+  RedisDurableQueue.make({ ...settings, name, prefix, maxAttempts })
+const pgQueue = (tableName: string, name: string, maxAttempts = 3) =>
+  SqlDurableQueue.make({ ...settings, name, tableName, maxAttempts })
 
 /** The number shown for `state` in the card of queue `name`. */
 const count = (page: Page, name: string, state: string) =>
@@ -113,7 +126,9 @@ const open = async (url: string) => {
 }
 
 const offerAll = (queue: DurableQueueApi.DurableQueue<string>, n: number, label: string) =>
-  Effect.forEach(Array.from({ length: n }, (_, i) => `${label}-${i}`), (id) => queue.offer(id, { id }), { discard: true })
+  Effect.forEach(Array.from({ length: n }, (_, i) => `${label}-${i}`), (id) => queue.offer(id, { id }), {
+    discard: true
+  })
 
 describe.skipIf(!up)("Dashboard in chromium", () => {
   it("shows the counts of queues on Redis and PostgreSQL and updates them as jobs finish, without reloading", async () => {
@@ -121,7 +136,9 @@ describe.skipIf(!up)("Dashboard in chromium", () => {
       const onRedis = await run(redisQueue(prefix, "on-redis"))
       const onPg = await run(pgQueue(table, "on-pg"))
       await run(Effect.all([offerAll(onRedis, 12, "r"), offerAll(onPg, 9, "p")]))
-      const { url } = await run(DashboardNode.serve({ queues: [onRedis, onPg], interval: "200 millis", readOnly: true }))
+      const { url } = await run(
+        DashboardNode.serve({ queues: [onRedis, onPg], interval: "200 millis", readOnly: true })
+      )
       const { page } = await open(url)
       await expect.poll(() => count(page, "on-redis", "waiting").textContent(), WAIT).toBe("12")
       await expect.poll(() => count(page, "on-pg", "waiting").textContent(), WAIT).toBe("9")
@@ -151,7 +168,8 @@ describe.skipIf(!up)("Dashboard in chromium", () => {
       // Two more snapshots after the page saw the five waiting: the runner polls every 20 ms, so a lease would
       // have shown by then.
       const seen = Date.now()
-      await expect.poll(async () => Number(await page.locator("[data-queue]").first().getAttribute("data-at")), WAIT).toBeGreaterThan(seen + 400)
+      await expect.poll(async () => Number(await page.locator("[data-queue]").first().getAttribute("data-at")), WAIT)
+        .toBeGreaterThan(seen + 400)
       expect(started).toBe(0)
       expect(await count(page, "pausable", "waiting").textContent()).toBe("5")
       await page.locator(`[data-queue="pausable"] button[data-action="resume"]`).click(WAIT)
@@ -165,7 +183,11 @@ describe.skipIf(!up)("Dashboard in chromium", () => {
       const queue = await run(pgQueue(table, "letters", 1))
       const hostile = `<img src=x onerror=alert(1)>`
       let attempts = 0
-      await run(Effect.forkScoped(queue.run(() => ++attempts === 1 ? Effect.fail(`first try fails <script>alert(2)</script>`) : Effect.void)))
+      await run(
+        Effect.forkScoped(
+          queue.run(() => ++attempts === 1 ? Effect.fail(`first try fails <script>alert(2)</script>`) : Effect.void)
+        )
+      )
       const { url } = await run(DashboardNode.serve({ queues: [queue], interval: "200 millis", openActions: true }))
       const { dialogs, page } = await open(url)
       await run(queue.offer("x", { id: hostile }))
@@ -188,9 +210,17 @@ describe.skipIf(!up)("Dashboard in chromium", () => {
       const queue = await run(redisQueue(prefix, "watched", 1))
       await run(Effect.forkScoped(queue.run(() => Effect.fail("always"))))
       await run(offerAll(queue, 2, "bad"))
-      const readOnly = await run(DashboardNode.serve({ queues: [queue], interval: "200 millis", readOnly: true, openActions: true }))
+      const readOnly = await run(
+        DashboardNode.serve({ queues: [queue], interval: "200 millis", readOnly: true, openActions: true })
+      )
       const closed = await run(DashboardNode.serve({ queues: [queue], interval: "200 millis" }))
-      const hooked = await run(DashboardNode.serve({ queues: [queue], interval: "200 millis", authorize: (request, access) => access === "view" || request.headers["x-user"] === "admin" }))
+      const hooked = await run(
+        DashboardNode.serve({
+          queues: [queue],
+          interval: "200 millis",
+          authorize: (request, access) => access === "view" || request.headers["x-user"] === "admin"
+        })
+      )
       for (const { url } of [readOnly, closed]) {
         const { page } = await open(url)
         await expect.poll(() => count(page, "watched", "dead").textContent(), WAIT).toBe("2")
@@ -209,7 +239,11 @@ describe.skipIf(!up)("Dashboard in chromium", () => {
         await page.close()
       }
       const post = (headers: Record<string, string>) =>
-        fetch(`${hooked.url}api/action`, { method: "POST", headers: { "x-dashboard-action": "1", ...headers }, body: JSON.stringify({ queue: "0", action: "pause" }) })
+        fetch(`${hooked.url}api/action`, {
+          method: "POST",
+          headers: { "x-dashboard-action": "1", ...headers },
+          body: JSON.stringify({ queue: "0", action: "pause" })
+        })
       expect((await post({})).status).toBe(403)
       expect((await post({ "x-user": "admin" })).status).toBe(200)
       expect(await run(queue.isPaused)).toBe(true)
@@ -220,16 +254,34 @@ describe.skipIf(!up)("Dashboard in chromium", () => {
     await withScope(async (run, { prefix }) => {
       const queue = await run(redisQueue(prefix, "target"))
       const { url } = await run(DashboardNode.serve({ queues: [queue], openActions: true }))
-      const post = async (body: string | Uint8Array, headers: Record<string, string> = { "x-dashboard-action": "1" }) => {
+      const post = async (
+        body: string | Uint8Array,
+        headers: Record<string, string> = { "x-dashboard-action": "1" }
+      ) => {
         const response = await fetch(`${url}api/action`, { method: "POST", headers, body })
         return [response.status, ((await response.json()) as { readonly error?: string }).error ?? ""] as const
       }
-      expect(await post(JSON.stringify({ queue: "0", action: "pause" }), {})).toEqual([403, expect.stringContaining("x-dashboard-action")])
-      expect(await post(JSON.stringify({ queue: "7", action: "pause" }))).toEqual([404, expect.stringContaining("no queue")])
+      expect(await post(JSON.stringify({ queue: "0", action: "pause" }), {})).toEqual([
+        403,
+        expect.stringContaining("x-dashboard-action")
+      ])
+      expect(await post(JSON.stringify({ queue: "7", action: "pause" }))).toEqual([
+        404,
+        expect.stringContaining("no queue")
+      ])
       expect(await post("{not json")).toEqual([400, "the body is not JSON"])
-      expect(await post(JSON.stringify({ queue: "0", action: "explode" }))).toEqual([400, expect.stringContaining("`action` must be one of")])
-      expect(await post(JSON.stringify({ queue: "0", action: "cancel", id: "" }))).toEqual([400, expect.stringContaining("`id`")])
-      expect(await post(JSON.stringify({ queue: "0", action: "retry", id: "nope" }))).toEqual([404, expect.stringContaining("no dead letter")])
+      expect(await post(JSON.stringify({ queue: "0", action: "explode" }))).toEqual([
+        400,
+        expect.stringContaining("`action` must be one of")
+      ])
+      expect(await post(JSON.stringify({ queue: "0", action: "cancel", id: "" }))).toEqual([
+        400,
+        expect.stringContaining("`id`")
+      ])
+      expect(await post(JSON.stringify({ queue: "0", action: "retry", id: "nope" }))).toEqual([
+        404,
+        expect.stringContaining("no dead letter")
+      ])
       expect(await post(new Uint8Array(200_000).fill(97))).toEqual([413, expect.stringContaining("more than 16384")])
       const page = await fetch(url)
       expect(page.status).toBe(200)

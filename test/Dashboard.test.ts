@@ -6,16 +6,20 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Schema from "effect/Schema"
-import * as DashboardNode from "../src/DashboardNode.js"
 import * as Dashboard from "../src/Dashboard.js"
+import * as DashboardNode from "../src/DashboardNode.js"
 import * as DurableQueue from "../src/DurableQueue.js"
 import * as JobRunner from "../src/JobRunner.js"
 import * as WorkerQueue from "../src/WorkerQueue.js"
 
 interface Snapshot {
   readonly at: number
-  readonly runners: ReadonlyArray<{ readonly name: string; readonly writer: string; readonly processed: number; readonly slots: number }>
-  readonly modules: ReadonlyArray<{ readonly module: string; readonly name: string; readonly values: Record<string, number> }>
+  readonly runners: ReadonlyArray<
+    { readonly name: string; readonly writer: string; readonly processed: number; readonly slots: number }
+  >
+  readonly modules: ReadonlyArray<
+    { readonly module: string; readonly name: string; readonly values: Record<string, number> }
+  >
 }
 
 /** Opens `n` live streams and resolves once each has its first snapshot; `close` ends them. */

@@ -27,11 +27,21 @@ import { postgres, redis, requireService } from "./helpers/services.js"
 
 const redisUp = await requireService(redis)
 const pgUp = await requireService(postgres)
-const stores: ReadonlyArray<readonly [StoreKind, boolean]> = [["memory", true], ["redis", redisUp], ["pg", pgUp], ["sqlite", true]]
+const stores: ReadonlyArray<readonly [StoreKind, boolean]> = [["memory", true], ["redis", redisUp], ["pg", pgUp], [
+  "sqlite",
+  true
+]]
 
 /** No backoff: these cases are about attempts and order (backoff has its own cases, where jitter cannot reorder). */
 const numbers = (env: Env, maxAttempts = 3, name = "jobs") =>
-  env.make({ name, schema: Schema.Number, maxAttempts, pollInterval: "10 millis", leaseDuration: "2 seconds", backoff: Backoff.none })
+  env.make({
+    name,
+    schema: Schema.Number,
+    maxAttempts,
+    pollInterval: "10 millis",
+    leaseDuration: "2 seconds",
+    backoff: Backoff.none
+  })
 
 /** Polls `check` every 10 ms until it holds (at most `tries` times), then asserts it. */
 const eventually = <E, R>(check: Effect.Effect<boolean, E, R>, tries = 1_000) =>
@@ -83,7 +93,8 @@ for (const [kind, up] of stores) {
       Effect.gen(function*() {
         const queue = yield* numbers(env)
         yield* queue.offer(7)
-        const handler = (n: number, job: DurableQueue.Job) => job.attempt === 1 ? Effect.fail(`attempt ${job.attempt} failed`) : Effect.succeed(n * 2)
+        const handler = (n: number, job: DurableQueue.Job) =>
+          job.attempt === 1 ? Effect.fail(`attempt ${job.attempt} failed`) : Effect.succeed(n * 2)
         expect(yield* queue.take(handler)).toEqual(Exit.fail("attempt 1 failed"))
         expect(yield* queue.size).toBe(1)
         expect(yield* queue.take(handler)).toEqual(Exit.succeed(14))
@@ -97,7 +108,11 @@ for (const [kind, up] of stores) {
         const a = yield* queue.offer(5)
         const b = yield* queue.offer(6)
         const handler = (n: number, job: DurableQueue.Job) =>
-          n === 6 ? (() => { throw new Error(`thrown-${job.attempt}`) })() : Effect.fail(`boom-${n}-${job.attempt}`)
+          n === 6
+            ? (() => {
+              throw new Error(`thrown-${job.attempt}`)
+            })()
+            : Effect.fail(`boom-${n}-${job.attempt}`)
         for (let i = 0; i < 4; i++) yield* queue.take(handler)
         const dead = yield* queue.deadLetters
         expect(dead.map(({ attempts, id, value }) => ({ id, value, attempts }))).toEqual([
@@ -114,18 +129,24 @@ for (const [kind, up] of stores) {
         const queue = yield* numbers(env, 1)
         yield* queue.offer(3)
         let started = false
-        const fiber = yield* Effect.fork(queue.take(() => Effect.zipRight(Effect.sync(() => (started = true)), Effect.never)))
+        const fiber = yield* Effect.fork(
+          queue.take(() => Effect.zipRight(Effect.sync(() => (started = true)), Effect.never))
+        )
         yield* eventually(Effect.sync(() => started))
         expect(yield* queue.size).toBe(1)
         yield* Fiber.interrupt(fiber)
-        expect(yield* queue.take((n, job) => Effect.succeed([n, job.attempt])).pipe(Effect.timeout("10 seconds"))).toEqual(Exit.succeed([3, 1]))
+        expect(yield* queue.take((n, job) => Effect.succeed([n, job.attempt])).pipe(Effect.timeout("10 seconds")))
+          .toEqual(Exit.succeed([3, 1]))
       }))
 
     test("run: 200 jobs over two queue instances of 4 takers each, each done once, all acknowledged", (env) =>
       Effect.gen(function*() {
         const a = yield* numbers(env)
         const b = yield* numbers(env)
-        yield* Effect.forEach(Array.from({ length: 200 }, (_, i) => i), (i) => a.offer(i, { id: `j${i}` }), { discard: true, concurrency: 16 })
+        yield* Effect.forEach(Array.from({ length: 200 }, (_, i) => i), (i) => a.offer(i, { id: `j${i}` }), {
+          discard: true,
+          concurrency: 16
+        })
         const done = new Map<number, number>()
         const handler = (n: number) => Effect.sync(() => done.set(n, (done.get(n) ?? 0) + 1))
         yield* Effect.forkScoped(a.run(handler, { concurrency: 4 }))
@@ -138,7 +159,12 @@ for (const [kind, up] of stores) {
       Effect.gen(function*() {
         // A 600 ms lease refreshed every 200 ms: it lapses only if this process stalls 400 ms (a load of 18 on this
         // 2-core machine stalled a 150 ms one), and a 2-second job outlives three of them.
-        const make = env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis", leaseDuration: "600 millis" })
+        const make = env.make({
+          name: "jobs",
+          schema: Schema.Number,
+          pollInterval: "10 millis",
+          leaseDuration: "600 millis"
+        })
         const a = yield* make
         const b = yield* make
         yield* Effect.forEach([1, 2, 3], (n) => a.offer(n, { id: `j${n}` }), { discard: true })
@@ -164,7 +190,11 @@ for (const [kind, up] of stores) {
           [{ name: 42 }, "name"]
         ]
         for (const [options, field] of cases) {
-          const error = yield* Effect.flip(Effect.scoped(env.make({ name: "q", schema: Schema.Number, ...options } as DurableQueue.Options<number, number>)))
+          const error = yield* Effect.flip(
+            Effect.scoped(
+              env.make({ name: "q", schema: Schema.Number, ...options } as DurableQueue.Options<number, number>)
+            )
+          )
           expect(error).toBeInstanceOf(OptionError)
           expect((error as OptionError).field).toBe(field)
         }
@@ -183,7 +213,9 @@ for (const [kind, up] of stores) {
           [{ concurency: 8 }, "run options.concurency"]
         ]
         for (const [options, field] of bad) {
-          const error = yield* Effect.flip(queue.run(() => Effect.void, options as { concurrency: number })).pipe(Effect.timeout("5 seconds"))
+          const error = yield* Effect.flip(queue.run(() => Effect.void, options as { concurrency: number })).pipe(
+            Effect.timeout("5 seconds")
+          )
           expect(error).toBeInstanceOf(OptionError)
           expect(error.field).toBe(field)
         }
@@ -209,10 +241,30 @@ for (const [kind, up] of stores) {
         cyclic.self = cyclic
         let deep: unknown = 1
         for (let i = 0; i < 1_001; i++) deep = [deep]
-        const bad: ReadonlyArray<unknown> = [() => 1, { f: () => 1 }, 1n, cyclic, Number.NaN, new Date(0), [undefined], deep, Symbol("s")]
-        const good: ReadonlyArray<unknown> = ["lone \ud83d surrogate", { nested: [1, "two", null, true] }, "\u0000 nul", 1.5]
-        const offers = [...bad.map((value, i) => [`bad-${i}`, value] as const), ...good.map((value, i) => [`good-${i}`, value] as const)]
-        const exits = yield* Effect.forEach(offers, ([id, value]) => Effect.exit(queue.offer(value, { id })), { concurrency: "unbounded" })
+        const bad: ReadonlyArray<unknown> = [
+          () => 1,
+          { f: () => 1 },
+          1n,
+          cyclic,
+          Number.NaN,
+          new Date(0),
+          [undefined],
+          deep,
+          Symbol("s")
+        ]
+        const good: ReadonlyArray<unknown> = [
+          "lone \ud83d surrogate",
+          { nested: [1, "two", null, true] },
+          "\u0000 nul",
+          1.5
+        ]
+        const offers = [
+          ...bad.map((value, i) => [`bad-${i}`, value] as const),
+          ...good.map((value, i) => [`good-${i}`, value] as const)
+        ]
+        const exits = yield* Effect.forEach(offers, ([id, value]) => Effect.exit(queue.offer(value, { id })), {
+          concurrency: "unbounded"
+        })
         exits.forEach((exit, i) => {
           const [id] = offers[i]!
           if (id.startsWith("good")) return expect(exit).toEqual(Exit.succeed(id))
@@ -226,7 +278,11 @@ for (const [kind, up] of stores) {
 
     test("a batch holding a job that no longer decodes: the others run; it dead-letters after maxAttempts, reported not fatal", (env) =>
       Effect.gen(function*() {
-        const old = yield* env.make({ name: "jobs", schema: Schema.Struct({ v: Schema.Number }), pollInterval: "10 millis" })
+        const old = yield* env.make({
+          name: "jobs",
+          schema: Schema.Struct({ v: Schema.Number }),
+          pollInterval: "10 millis"
+        })
         yield* old.offer({ v: 1 }, { id: "old" })
         const queue = yield* numbers(env, 2)
         yield* Effect.forEach([1, 2, 3], (n) => queue.offer(n, { id: `n${n}` }), { discard: true })
@@ -236,7 +292,11 @@ for (const [kind, up] of stores) {
         expect(done.sort()).toEqual([1, 2, 3])
         expect(yield* queue.deadLetters).toEqual([])
         const undecodable = yield* queue.undecodableDeadLetters
-        expect(undecodable.map(({ attempts, id, payload }) => ({ id, payload, attempts }))).toEqual([{ id: "old", payload: "{\"v\":1}", attempts: 2 }])
+        expect(undecodable.map(({ attempts, id, payload }) => ({ id, payload, attempts }))).toEqual([{
+          id: "old",
+          payload: "{\"v\":1}",
+          attempts: 2
+        }])
         expect(undecodable[0]!.error).toContain("Expected number")
         // The old schema still reads it, and can requeue it.
         expect((yield* old.deadLetters).map((letter) => letter.value)).toEqual([{ v: 1 }])
@@ -254,7 +314,9 @@ for (const [kind, up] of stores) {
         expect(yield* queue.requeue("a")).toBe(false)
         expect(yield* queue.requeue("nope")).toBe(false)
         expect(yield* Effect.flip(queue.requeue(7 as unknown as string))).toBeInstanceOf(OptionError)
-        expect(yield* queue.take((n, job) => Effect.succeed([n, job.id, job.attempt]))).toEqual(Exit.succeed([1, "a", 1]))
+        expect(yield* queue.take((n, job) => Effect.succeed([n, job.id, job.attempt]))).toEqual(
+          Exit.succeed([1, "a", 1])
+        )
         expect(yield* queue.purge).toBe(1)
         expect(yield* queue.deadLetters).toEqual([])
         expect(yield* queue.purge).toBe(0)
@@ -281,7 +343,13 @@ for (const [kind, up] of stores) {
 
     test("a job whose runner died (leased, never settled) counts that attempt; after maxAttempts it is a dead letter saying so", (env) =>
       Effect.gen(function*() {
-        const options = { name: "jobs", schema: Schema.Number, maxAttempts: 2, leaseDuration: "150 millis", pollInterval: "10 millis" } as const
+        const options = {
+          name: "jobs",
+          schema: Schema.Number,
+          maxAttempts: 2,
+          leaseDuration: "150 millis",
+          pollInterval: "10 millis"
+        } as const
         const settings = yield* queueSettings(options)
         const queue = yield* env.make(options)
         yield* queue.offer(9, { id: "poison" })
@@ -305,9 +373,15 @@ for (const [kind, up] of stores) {
 
     test("backoff: a failed attempt waits out its backoff as a delayed job holding no lease; an offer's backoff overrides the queue's", (env) =>
       Effect.gen(function*() {
-        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis", backoff: Backoff.fixed("400 millis") })
+        const queue = yield* env.make({
+          name: "jobs",
+          schema: Schema.Number,
+          pollInterval: "10 millis",
+          backoff: Backoff.fixed("400 millis")
+        })
         const slow = yield* queue.offer(1, { id: "slow" })
-        const failFirst = (n: number, job: DurableQueue.Job) => job.attempt === 1 ? Effect.fail(`no ${n}`) : Effect.succeed(n)
+        const failFirst = (n: number, job: DurableQueue.Job) =>
+          job.attempt === 1 ? Effect.fail(`no ${n}`) : Effect.succeed(n)
         expect(yield* queue.take(failFirst)).toEqual(Exit.fail("no 1"))
         const failedAt = yield* Clock.currentTimeMillis
         expect(Option.getOrThrow(yield* queue.status(slow))).toMatchObject({ state: "delayed", attempts: 1 })
@@ -323,11 +397,22 @@ for (const [kind, up] of stores) {
     test("backoff: exponential data grows per attempt and dead-letters after maxAttempts", (env) =>
       Effect.gen(function*() {
         const backoff = Backoff.exponential({ base: "100 millis", factor: 3, jitter: false })
-        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis", maxAttempts: 3, backoff })
+        const queue = yield* env.make({
+          name: "jobs",
+          schema: Schema.Number,
+          pollInterval: "10 millis",
+          maxAttempts: 3,
+          backoff
+        })
         yield* queue.offer(1, { id: "x" })
         const times: Array<number> = []
         for (let i = 0; i < 3; i++) {
-          yield* queue.take(() => Effect.zipRight(Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => times.push(t))), Effect.fail("boom")))
+          yield* queue.take(() =>
+            Effect.zipRight(
+              Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => times.push(t))),
+              Effect.fail("boom")
+            )
+          )
         }
         // 100 ms, then 300 ms.
         expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(50)
@@ -350,7 +435,9 @@ for (const [kind, up] of stores) {
         expect(yield* queue.counts).toMatchObject({ waiting: 2, delayed: 2 })
         const order: Array<readonly [number, number]> = []
         for (let i = 0; i < 4; i++) {
-          yield* queue.take((n) => Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => order.push([n, t - start]))))
+          yield* queue.take((n) =>
+            Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => order.push([n, t - start])))
+          )
         }
         expect(order.map(([n]) => n)).toEqual([3, 4, 2, 1])
         expect(order[2]![1]).toBeGreaterThanOrEqual(250)
@@ -360,7 +447,15 @@ for (const [kind, up] of stores) {
     test("priorities: higher first, equal ones in offer order", (env) =>
       Effect.gen(function*() {
         const queue = yield* numbers(env)
-        const offers: ReadonlyArray<readonly [number, number | undefined]> = [[1, 0], [2, 5], [3, 5], [4, -1], [5, undefined], [6, 1_000_000], [7, -1_000_000]]
+        const offers: ReadonlyArray<readonly [number, number | undefined]> = [
+          [1, 0],
+          [2, 5],
+          [3, 5],
+          [4, -1],
+          [5, undefined],
+          [6, 1_000_000],
+          [7, -1_000_000]
+        ]
         for (const [n, priority] of offers) yield* queue.offer(n, { id: `p${n}`, priority })
         const order: Array<number> = []
         for (let i = 0; i < offers.length; i++) yield* queue.take((n) => Effect.sync(() => order.push(n)))
@@ -369,7 +464,14 @@ for (const [kind, up] of stores) {
 
     test("timeout: past it the handler is interrupted and the attempt fails naming job, attempt and timeout; an offer's overrides the queue's", (env) =>
       Effect.gen(function*() {
-        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis", maxAttempts: 2, timeout: "10 seconds", backoff: Backoff.none })
+        const queue = yield* env.make({
+          name: "jobs",
+          schema: Schema.Number,
+          pollInterval: "10 millis",
+          maxAttempts: 2,
+          timeout: "10 seconds",
+          backoff: Backoff.none
+        })
         yield* queue.offer(1, { id: "hangs", timeout: "200 millis" })
         let interrupted = 0
         const hang = () => Effect.onInterrupt(Effect.never, () => Effect.sync(() => interrupted++))
@@ -419,7 +521,12 @@ for (const [kind, up] of stores) {
         expect(Exit.isInterrupted(exit)).toBe(true)
         expect(Option.getOrThrow(yield* queue.status("t"))).toMatchObject({ state: "cancelled", attempts: 1 })
         // Under run's graceful mode, from another queue instance (the runner learns at its lease refresh).
-        const runner = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis", leaseDuration: "600 millis" })
+        const runner = yield* env.make({
+          name: "jobs",
+          schema: Schema.Number,
+          pollInterval: "10 millis",
+          leaseDuration: "600 millis"
+        })
         yield* queue.offer(2, { id: "r" })
         yield* Effect.forkScoped(runner.run(hang))
         yield* eventually(Effect.sync(() => started === 2))
@@ -431,7 +538,12 @@ for (const [kind, up] of stores) {
 
     test("cancel: a job whose runner died is settled cancelled when its lease ends, never run again", (env) =>
       Effect.gen(function*() {
-        const options = { name: "jobs", schema: Schema.Number, leaseDuration: "150 millis", pollInterval: "10 millis" } as const
+        const options = {
+          name: "jobs",
+          schema: Schema.Number,
+          leaseDuration: "150 millis",
+          pollInterval: "10 millis"
+        } as const
         const queue = yield* env.make(options)
         yield* queue.offer(1, { id: "orphan" })
         yield* leaseAndDie(env, yield* queueSettings(options), "orphan")
@@ -439,7 +551,9 @@ for (const [kind, up] of stores) {
         yield* queue.offer(2, { id: "next" })
         const ran: Array<string> = []
         yield* Effect.forkScoped(queue.run((_n, job) => Effect.sync(() => ran.push(job.id))))
-        yield* eventually(Effect.map(queue.status("orphan"), (status) => Option.getOrThrow(status).state === "cancelled"))
+        yield* eventually(
+          Effect.map(queue.status("orphan"), (status) => Option.getOrThrow(status).state === "cancelled")
+        )
         yield* eventually(Effect.sync(() => ran.length === 1))
         expect(ran).toEqual(["next"])
         yield* eventually(Effect.map(queue.size, (n) => n === 0))
@@ -450,11 +564,19 @@ for (const [kind, up] of stores) {
         const queue = yield* numbers(env)
         const reader = yield* numbers(env)
         yield* queue.offer(1, { id: "p" })
-        expect(Option.getOrThrow(yield* reader.status("p"))).toEqual({ id: "p", state: "waiting", attempts: 0, progress: undefined, lastError: undefined })
+        expect(Option.getOrThrow(yield* reader.status("p"))).toEqual({
+          id: "p",
+          state: "waiting",
+          attempts: 0,
+          progress: undefined,
+          lastError: undefined
+        })
         const release = yield* Deferred.make<void>()
-        const taker = yield* Effect.fork(queue.take((_n, job) =>
-          Effect.zipRight(job.progress({ done: 1, of: 2, note: "half \u00e9" }), Deferred.await(release))
-        ))
+        const taker = yield* Effect.fork(
+          queue.take((_n, job) =>
+            Effect.zipRight(job.progress({ done: 1, of: 2, note: "half \u00e9" }), Deferred.await(release))
+          )
+        )
         yield* eventually(Effect.map(reader.status("p"), (status) => Option.getOrThrow(status).progress !== undefined))
         expect(Option.getOrThrow(yield* reader.status("p"))).toEqual({
           id: "p",
@@ -471,7 +593,12 @@ for (const [kind, up] of stores) {
 
     test("results by id: stored with { result: schema } (take and run), none without, gone after resultTimeToLive", (env) =>
       Effect.gen(function*() {
-        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis", resultTimeToLive: "1 second" })
+        const queue = yield* env.make({
+          name: "jobs",
+          schema: Schema.Number,
+          pollInterval: "10 millis",
+          resultTimeToLive: "1 second"
+        })
         const Doubled = Schema.Struct({ doubled: Schema.NumberFromString })
         yield* queue.offer(21, { id: "kept" })
         yield* queue.offer(5, { id: "plain" })
@@ -525,7 +652,10 @@ for (const [kind, up] of stores) {
         expect(yield* queue.requeueAll).toBe(0)
         expect(yield* queue.counts).toMatchObject({ waiting: 2, dead: 0 })
         const done: Array<readonly [number, number]> = []
-        yield* Effect.forkScoped(queue.run((n, job) => Effect.zipRight(Effect.sleep("20 millis"), Effect.sync(() => done.push([n, job.attempt]))), { concurrency: 2 }))
+        yield* Effect.forkScoped(queue.run((n, job) =>
+          Effect.zipRight(Effect.sleep("20 millis"), Effect.sync(() => done.push([n, job.attempt]))), {
+          concurrency: 2
+        }))
         yield* queue.drain.pipe(Effect.timeout("10 seconds"))
         expect(done.sort()).toEqual([[1, 1], [2, 1], [3, 1]])
         expect(yield* queue.counts).toEqual({ waiting: 0, delayed: 0, running: 0, dead: 0, paused: false })
@@ -569,7 +699,9 @@ for (const [kind, up] of stores) {
         expect(priorityError.message).toContain("did you mean `priority`")
         expect(yield* queue.size).toBe(0)
         for (const id of [42, "", "a\u0000b"]) {
-          const ops: ReadonlyArray<(i: string) => Effect.Effect<unknown, DurableQueue.DurableQueueError | OptionError>> = [
+          const ops: ReadonlyArray<
+            (i: string) => Effect.Effect<unknown, DurableQueue.DurableQueueError | OptionError>
+          > = [
             queue.cancel,
             queue.status,
             (i) => queue.result(i, Schema.Number)
@@ -580,8 +712,13 @@ for (const [kind, up] of stores) {
             expect((error as OptionError).field).toBe("id")
           }
         }
-        expect(yield* Effect.flip(queue.take(() => Effect.void, { result: {} as Schema.Schema<void> }))).toMatchObject({ _tag: "OptionError", field: "result" })
-        expect((yield* Effect.flip(queue.run(() => Effect.void, { result: 5 as unknown as Schema.Schema<void> }))).field).toBe("result")
+        expect(yield* Effect.flip(queue.take(() => Effect.void, { result: {} as Schema.Schema<void> }))).toMatchObject({
+          _tag: "OptionError",
+          field: "result"
+        })
+        expect(
+          (yield* Effect.flip(queue.run(() => Effect.void, { result: 5 as unknown as Schema.Schema<void> }))).field
+        ).toBe("result")
         const queueCases: ReadonlyArray<readonly [Record<string, unknown>, string]> = [
           [{ backoff: { _tag: "Sometimes" } }, "backoff"],
           [{ backoff: Backoff.exponential({ base: "1 second", max: Number.NaN }) }, "backoff.maxMillis"],
@@ -591,7 +728,11 @@ for (const [kind, up] of stores) {
           [{ resultTimeToLive: -1 }, "resultTimeToLive"]
         ]
         for (const [options, field] of queueCases) {
-          const error = yield* Effect.flip(Effect.scoped(env.make({ name: "q", schema: Schema.Number, ...options } as DurableQueue.Options<number, number>)))
+          const error = yield* Effect.flip(
+            Effect.scoped(
+              env.make({ name: "q", schema: Schema.Number, ...options } as DurableQueue.Options<number, number>)
+            )
+          )
           expect(error).toBeInstanceOf(OptionError)
           expect((error as OptionError).field).toBe(field)
         }
@@ -603,7 +744,16 @@ for (const [kind, up] of stores) {
         yield* queue.offer(1, { id: "prog" })
         const cyclic: Record<string, unknown> = {}
         cyclic.self = cyclic
-        const bad: ReadonlyArray<unknown> = [1n, cyclic, () => 1, { f: () => 1 }, Number.NaN, undefined, new Date(0), "x".repeat(64 * 1024)]
+        const bad: ReadonlyArray<unknown> = [
+          1n,
+          cyclic,
+          () => 1,
+          { f: () => 1 },
+          Number.NaN,
+          undefined,
+          new Date(0),
+          "x".repeat(64 * 1024)
+        ]
         const exit = yield* queue.take((_n, job) =>
           Effect.gen(function*() {
             const errors = yield* Effect.forEach(bad, (value) => Effect.flip(job.progress(value)))
@@ -625,54 +775,89 @@ for (const [kind, up] of stores) {
       return
     }
 
-    test("a taker killed with SIGKILL: its job comes back after the lease, its attempt counted, and another taker finishes it", (env) =>
-      Effect.gen(function*() {
-        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "20 millis", leaseDuration: "1 second" })
-        const child = spawnFixture("test/fixtures/durable-contract.ts", [...env.fixtureArgs!, "hang", "jobs", "1000", "3"])
-        yield* Effect.addFinalizer(() => Effect.sync(() => child.kill()))
-        yield* Effect.promise(() => child.waitFor((l) => l === "ready"))
-        const id = yield* queue.offer(9)
-        yield* Effect.promise(() => child.waitFor((l) => l === `took ${id}`))
-        child.kill("SIGKILL")
-        expect(yield* Effect.promise(() => child.exited())).toBe("SIGKILL")
-        const exit = yield* queue.take((n, job) => Effect.succeed([n, job.id, job.attempt])).pipe(Effect.timeout("15 seconds"))
-        expect(exit).toEqual(Exit.succeed([9, id, 2]))
-      }), 60_000)
-
-    test("a crash-poison job (process.exit in its handler) dead-letters after maxAttempts while every other job is done", (env) =>
-      Effect.gen(function*() {
-        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "20 millis", leaseDuration: "1 second", maxAttempts: 2 })
-        yield* Effect.forEach(Array.from({ length: 40 }, (_, i) => i), (i) => queue.offer(i, { id: `j${i}` }), { discard: true })
-        yield* queue.offer(-1, { id: "poison" })
-        const done = new Set<string>()
-        let poisonRuns = 0
-        let spawned = 0
-        // One runner at a time; each one the poison kills is replaced, as a supervisor would.
-        while (done.size < 40 || (yield* queue.deadLetters).length === 0) {
-          expect(spawned++).toBeLessThan(6)
-          const child = spawnFixture("test/fixtures/durable-contract.ts", [...env.fixtureArgs!, "poison", "jobs", "1000", "2"])
+    test(
+      "a taker killed with SIGKILL: its job comes back after the lease, its attempt counted, and another taker finishes it",
+      (env) =>
+        Effect.gen(function*() {
+          const queue = yield* env.make({
+            name: "jobs",
+            schema: Schema.Number,
+            pollInterval: "20 millis",
+            leaseDuration: "1 second"
+          })
+          const child = spawnFixture("test/fixtures/durable-contract.ts", [
+            ...env.fixtureArgs!,
+            "hang",
+            "jobs",
+            "1000",
+            "3"
+          ])
           yield* Effect.addFinalizer(() => Effect.sync(() => child.kill()))
-          let exited = false
-          child.exited(120_000).then(() => (exited = true), () => {})
-          // Until it dies (the poison) or all is done: every other job done and the poison a dead letter.
-          for (let i = 0; i < 6_000 && !exited; i++) {
-            const finished = done.size + child.lines.filter((l) => l.startsWith("done ")).length >= 40 &&
-              (yield* queue.deadLetters).length === 1
-            if (finished) child.kill("SIGTERM")
-            yield* Effect.sleep("20 millis")
+          yield* Effect.promise(() => child.waitFor((l) => l === "ready"))
+          const id = yield* queue.offer(9)
+          yield* Effect.promise(() => child.waitFor((l) => l === `took ${id}`))
+          child.kill("SIGKILL")
+          expect(yield* Effect.promise(() => child.exited())).toBe("SIGKILL")
+          const exit = yield* queue.take((n, job) => Effect.succeed([n, job.id, job.attempt])).pipe(
+            Effect.timeout("15 seconds")
+          )
+          expect(exit).toEqual(Exit.succeed([9, id, 2]))
+        }),
+      60_000
+    )
+
+    test(
+      "a crash-poison job (process.exit in its handler) dead-letters after maxAttempts while every other job is done",
+      (env) =>
+        Effect.gen(function*() {
+          const queue = yield* env.make({
+            name: "jobs",
+            schema: Schema.Number,
+            pollInterval: "20 millis",
+            leaseDuration: "1 second",
+            maxAttempts: 2
+          })
+          yield* Effect.forEach(Array.from({ length: 40 }, (_, i) => i), (i) => queue.offer(i, { id: `j${i}` }), {
+            discard: true
+          })
+          yield* queue.offer(-1, { id: "poison" })
+          const done = new Set<string>()
+          let poisonRuns = 0
+          let spawned = 0
+          // One runner at a time; each one the poison kills is replaced, as a supervisor would.
+          while (done.size < 40 || (yield* queue.deadLetters).length === 0) {
+            expect(spawned++).toBeLessThan(6)
+            const child = spawnFixture("test/fixtures/durable-contract.ts", [
+              ...env.fixtureArgs!,
+              "poison",
+              "jobs",
+              "1000",
+              "2"
+            ])
+            yield* Effect.addFinalizer(() => Effect.sync(() => child.kill()))
+            let exited = false
+            child.exited(120_000).then(() => (exited = true), () => {})
+            // Until it dies (the poison) or all is done: every other job done and the poison a dead letter.
+            for (let i = 0; i < 6_000 && !exited; i++) {
+              const finished = done.size + child.lines.filter((l) => l.startsWith("done ")).length >= 40 &&
+                (yield* queue.deadLetters).length === 1
+              if (finished) child.kill("SIGTERM")
+              yield* Effect.sleep("20 millis")
+            }
+            yield* Effect.promise(() => child.exited())
+            for (const line of child.lines) {
+              if (line.startsWith("done ")) done.add(line.slice(5))
+              if (line.startsWith("poison ")) poisonRuns++
+            }
           }
-          yield* Effect.promise(() => child.exited())
-          for (const line of child.lines) {
-            if (line.startsWith("done ")) done.add(line.slice(5))
-            if (line.startsWith("poison ")) poisonRuns++
-          }
-        }
-        expect(done.size).toBe(40)
-        expect(poisonRuns).toBe(2)
-        const dead = yield* queue.deadLetters
-        expect(dead.map((letter) => [letter.id, letter.attempts])).toEqual([["poison", 2]])
-        expect(dead[0]!.lastError).toContain("runner died")
-        yield* eventually(Effect.map(queue.size, (n) => n === 0))
-      }), 120_000)
+          expect(done.size).toBe(40)
+          expect(poisonRuns).toBe(2)
+          const dead = yield* queue.deadLetters
+          expect(dead.map((letter) => [letter.id, letter.attempts])).toEqual([["poison", 2]])
+          expect(dead[0]!.lastError).toContain("runner died")
+          yield* eventually(Effect.map(queue.size, (n) => n === 0))
+        }),
+      120_000
+    )
   })
 }

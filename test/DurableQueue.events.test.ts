@@ -23,7 +23,10 @@ import { postgres, redis, requireService } from "./helpers/services.js"
 
 const redisUp = await requireService(redis)
 const pgUp = await requireService(postgres)
-const stores: ReadonlyArray<readonly [StoreKind, boolean]> = [["memory", true], ["redis", redisUp], ["pg", pgUp], ["sqlite", true]]
+const stores: ReadonlyArray<readonly [StoreKind, boolean]> = [["memory", true], ["redis", redisUp], ["pg", pgUp], [
+  "sqlite",
+  true
+]]
 
 const numbers = (env: Env, name: string, maxAttempts = 2) =>
   env.make({ name, schema: Schema.Number, maxAttempts, pollInterval: "10 millis", leaseDuration: "2 seconds" })
@@ -63,10 +66,16 @@ const collect = (queue: DurableQueue.DurableQueue<number>, offerer: DurableQueue
   })
 
 const lifeOf = (seen: ReadonlyArray<DurableQueue.JobEvent>, id: string) =>
-  seen.filter((event) => event.id === id).map((event) => `${event._tag}${event.attempt === undefined ? "" : `:${event.attempt}`}`)
+  seen.filter((event) => event.id === id).map((event) =>
+    `${event._tag}${event.attempt === undefined ? "" : `:${event.attempt}`}`
+  )
 
 /** Takes jobs until `id` was run once more; probes succeed, `id` runs `handler`. */
-const runJob = (queue: DurableQueue.DurableQueue<number>, id: string, handler: (attempt: number) => Effect.Effect<void, string>) =>
+const runJob = (
+  queue: DurableQueue.DurableQueue<number>,
+  id: string,
+  handler: (attempt: number) => Effect.Effect<void, string>
+) =>
   Effect.gen(function*() {
     while (true) {
       let ran = false
@@ -96,8 +105,23 @@ for (const [kind, up] of stores) {
         yield* runJob(worker, "doomed", () => Effect.fail("always"))
         yield* runJob(worker, "doomed", () => Effect.fail("always"))
         yield* eventually(Effect.sync(() => lifeOf(seen, "doomed").length === 7))
-        expect(lifeOf(seen, "flaky")).toEqual(["Offered", "Started:1", "Failed:1", "Retried:1", "Started:2", "Completed:2"])
-        expect(lifeOf(seen, "doomed")).toEqual(["Offered", "Started:1", "Failed:1", "Retried:1", "Started:2", "Failed:2", "Dead:2"])
+        expect(lifeOf(seen, "flaky")).toEqual([
+          "Offered",
+          "Started:1",
+          "Failed:1",
+          "Retried:1",
+          "Started:2",
+          "Completed:2"
+        ])
+        expect(lifeOf(seen, "doomed")).toEqual([
+          "Offered",
+          "Started:1",
+          "Failed:1",
+          "Retried:1",
+          "Started:2",
+          "Failed:2",
+          "Dead:2"
+        ])
         const dead = seen.find((event) => event._tag === "Dead")!
         expect(dead.error).toContain("always")
         expect(typeof dead.at).toBe("number")
@@ -108,7 +132,10 @@ for (const [kind, up] of stores) {
         const watcher = yield* numbers(env, "ev-all")
         const worker = yield* numbers(env, "ev-all")
         const seen = yield* collect(watcher, worker)
-        yield* worker.offerAll([{ value: 1, id: "all-a" }, { value: 2, id: "all-b", delay: "1 minute" }, { value: 3, id: "all-a" }])
+        yield* worker.offerAll([{ value: 1, id: "all-a" }, { value: 2, id: "all-b", delay: "1 minute" }, {
+          value: 3,
+          id: "all-a"
+        }])
         yield* eventually(Effect.sync(() => seen.filter((event) => event.id.startsWith("all-")).length >= 2))
         yield* Effect.sleep("100 millis")
         expect(lifeOf(seen, "all-a")).toEqual(["Offered"])
@@ -120,14 +147,22 @@ for (const [kind, up] of stores) {
         const a = yield* numbers(env, "unsched")
         const b = yield* numbers(env, "unsched")
         const seen = yield* collect(b, b)
-        const offered = (prefix: string) => Effect.sync(() => new Set(seen.filter((e) => e._tag === "Offered" && e.id.startsWith(prefix)).map((e) => e.id)).size)
+        const offered = (prefix: string) =>
+          Effect.sync(() =>
+            new Set(seen.filter((e) => e._tag === "Offered" && e.id.startsWith(prefix)).map((e) => e.id)).size
+          )
         yield* a.schedule("tick", { every: "100 millis" }, 1)
         yield* eventually(Effect.map(offered("schedule:tick:"), (n) => n >= 2))
         yield* b.unschedule("tick")
         // A scheduler checks the mark after its occurrence's time, so an occurrence checked before the mark was
         // written is older than this; none after it may be offered.
         const marked = Date.now()
-        const after = (prefix: string) => Effect.sync(() => seen.filter((e) => e._tag === "Offered" && e.id.startsWith(prefix) && Date.parse(e.id.slice(prefix.length)) >= marked).length)
+        const after = (prefix: string) =>
+          Effect.sync(() =>
+            seen.filter((e) =>
+              e._tag === "Offered" && e.id.startsWith(prefix) && Date.parse(e.id.slice(prefix.length)) >= marked
+            ).length
+          )
         // A second schedule is the clock: three of its occurrences after the mark (300 ms), and no "tick" among them.
         yield* a.schedule("clock", { every: "100 millis" }, 2)
         yield* eventually(Effect.map(after("schedule:clock:"), (n) => n >= 3))
@@ -151,8 +186,12 @@ describe("DurableQueue schedules on memory (TestClock)", () => {
         for (let minute = 1; minute <= 10; minute++) yield* TestClock.adjust("1 minute")
         expect(yield* queues[0]!.size).toBe(10)
         const ids: Array<string> = []
-        for (let i = 0; i < 10; i++) yield* queues[1]!.take((value, job) => Effect.sync(() => ids.push(`${job.id}=${value}`)))
-        expect(ids).toEqual(Array.from({ length: 10 }, (_, k) => `schedule:report:${new Date((k + 1) * 60_000).toISOString()}=7`))
+        for (let i = 0; i < 10; i++) {
+          yield* queues[1]!.take((value, job) => Effect.sync(() => ids.push(`${job.id}=${value}`)))
+        }
+        expect(ids).toEqual(
+          Array.from({ length: 10 }, (_, k) => `schedule:report:${new Date((k + 1) * 60_000).toISOString()}=7`)
+        )
         // Each of the 3 offered every occurrence; the store kept one.
         yield* Effect.yieldNow()
         expect(seen.filter((event) => event._tag === "Offered").length).toBe(30)
@@ -208,7 +247,9 @@ describe("DurableQueue schedules on memory (TestClock)", () => {
         expect(yield* fieldOf(queue.schedule("x", { every: Number.NaN }, 1))).toBe("every")
         expect(yield* fieldOf(queue.schedule("x", Schedule.spaced("1 second") as never, 1))).toBe("spec")
         expect(yield* fieldOf(queue.schedule("x", { every: "1 second" }, 1, { timeZone: 3 as never }))).toBe("timeZone")
-        expect(yield* fieldOf(queue.schedule("x", { every: "1 second" }, 1, { timezone: "UTC" } as never))).toBe("schedule options.timezone")
+        expect(yield* fieldOf(queue.schedule("x", { every: "1 second" }, 1, { timezone: "UTC" } as never))).toBe(
+          "schedule options.timezone"
+        )
         expect(yield* fieldOf(queue.unschedule("a\u0000b"))).toBe("id")
         expect(yield* fieldOf(queue.schedule("x", { every: "1 second" }, 1, { priority: 1.5 }))).toBe("priority")
         expect(yield* fieldOf(queue.schedule("x".repeat(257), { every: "1 second" }, 1))).toBe("id")
@@ -223,7 +264,10 @@ describe("events: bounded when the bus or a subscriber is slow", () => {
       const batches: Array<ReadonlyArray<string>> = []
       const bus: EventBus = {
         publish: (events) =>
-          Effect.zipRight(Deferred.succeed(first, undefined), batches.length === 0 ? Deferred.await(unblock) : Effect.void).pipe(
+          Effect.zipRight(
+            Deferred.succeed(first, undefined),
+            batches.length === 0 ? Deferred.await(unblock) : Effect.void
+          ).pipe(
             Effect.zipRight(Effect.sync(() => batches.push(events)))
           ),
         subscribe: Stream.empty
@@ -250,14 +294,18 @@ describe("events: bounded when the bus or a subscriber is slow", () => {
         publish: () => Effect.void,
         subscribe: Stream.make(event("first")).pipe(
           Stream.concat(Stream.execute(Deferred.await(gate))),
-          Stream.concat(Stream.fromIterable([...Array.from({ length: 100 }, (_, i) => event(`e${i}`)), "not json", event("end")])),
+          Stream.concat(
+            Stream.fromIterable([...Array.from({ length: 100 }, (_, i) => event(`e${i}`)), "not json", event("end")])
+          ),
           Stream.concat(Stream.execute(Deferred.succeed(fed, undefined)))
         )
       }
       const got: Array<string> = []
       yield* subscribe(bus, "memory", "q", 10).pipe(
         Stream.tap((e) => Effect.sync(() => got.push(e.id))),
-        Stream.tap((e) => e.id === "first" ? Effect.zipRight(Deferred.succeed(gate, undefined), Deferred.await(fed)) : Effect.void),
+        Stream.tap((e) =>
+          e.id === "first" ? Effect.zipRight(Deferred.succeed(gate, undefined), Deferred.await(fed)) : Effect.void
+        ),
         Stream.takeUntil((e) => e.id === "end"),
         Stream.runDrain
       )

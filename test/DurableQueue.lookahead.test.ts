@@ -15,7 +15,10 @@ import { postgres, redis, requireService } from "./helpers/services.js"
 
 const redisUp = await requireService(redis)
 const pgUp = await requireService(postgres)
-const stores: ReadonlyArray<readonly [StoreKind, boolean]> = [["memory", true], ["redis", redisUp], ["pg", pgUp], ["sqlite", true]]
+const stores: ReadonlyArray<readonly [StoreKind, boolean]> = [["memory", true], ["redis", redisUp], ["pg", pgUp], [
+  "sqlite",
+  true
+]]
 
 for (const [kind, up] of stores) {
   describe.skipIf(!up)(`DurableQueue lookahead on ${kind}`, () => {
@@ -30,16 +33,25 @@ for (const [kind, up] of stores) {
         yield* a.offerAll(Array.from({ length: 20 }, (_, n) => ({ value: n, id: `j${n}` })))
         let first = -1
         // One taker stuck on its first job (until shutdownTimeout gives it up): the rest it leased ahead are idle.
-        const running = yield* Effect.fork(a.run((n) => Effect.zipRight(Effect.sync(() => (first = n)), Effect.never), { concurrency: 1, shutdownTimeout: "50 millis" }))
+        const running = yield* Effect.fork(
+          a.run((n) => Effect.zipRight(Effect.sync(() => (first = n)), Effect.never), {
+            concurrency: 1,
+            shutdownTimeout: "50 millis"
+          })
+        )
         while (first < 0) yield* Effect.sleep("10 millis")
         yield* Fiber.interrupt(running)
         const seen: Array<string> = []
         for (let i = 0; i < 19; i++) {
-          const exit = yield* b.take((n, job) => Effect.sync(() => seen.push(`${n}@${job.attempt}`))).pipe(Effect.timeout("10 seconds"))
+          const exit = yield* b.take((n, job) => Effect.sync(() => seen.push(`${n}@${job.attempt}`))).pipe(
+            Effect.timeout("10 seconds")
+          )
           expect(Exit.isSuccess(exit)).toBe(true)
         }
         // Every job but the stuck one, each on its first attempt (put back uncounted).
-        expect(seen.map((s) => Number(s.split("@")[0])).sort((x, y) => x - y)).toEqual(Array.from({ length: 20 }, (_, n) => n).filter((n) => n !== first))
+        expect(seen.map((s) => Number(s.split("@")[0])).sort((x, y) => x - y)).toEqual(
+          Array.from({ length: 20 }, (_, n) => n).filter((n) => n !== first)
+        )
         expect(seen.every((s) => s.endsWith("@1"))).toBe(true)
       }))
   })

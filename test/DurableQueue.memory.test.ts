@@ -36,9 +36,14 @@ describe("DurableQueue.memory", () => {
       yield* queue.offer(2)
       const started: Array<number> = []
       const finished: Array<number> = []
-      const runner = yield* Effect.fork(queue.run((n) =>
-        Effect.zipRight(Effect.sync(() => started.push(n)), Effect.zipRight(Effect.sleep("10 seconds"), Effect.sync(() => finished.push(n))))
-      ))
+      const runner = yield* Effect.fork(
+        queue.run((n) =>
+          Effect.zipRight(
+            Effect.sync(() => started.push(n)),
+            Effect.zipRight(Effect.sleep("10 seconds"), Effect.sync(() => finished.push(n)))
+          )
+        )
+      )
       yield* settle(() => started.length === 1)
       const stopping = yield* Effect.fork(Fiber.interrupt(runner))
       yield* TestClock.adjust("9 seconds")
@@ -57,9 +62,11 @@ describe("DurableQueue.memory", () => {
       const queue = yield* queueOf()
       yield* queue.offer(1)
       let started = false
-      const runner = yield* Effect.fork(queue.run(() => Effect.zipRight(Effect.sync(() => (started = true)), Effect.never), {
-        shutdownTimeout: "5 seconds"
-      }))
+      const runner = yield* Effect.fork(
+        queue.run(() => Effect.zipRight(Effect.sync(() => (started = true)), Effect.never), {
+          shutdownTimeout: "5 seconds"
+        })
+      )
       yield* settle(() => started)
       const stopping = yield* Effect.fork(Fiber.interrupt(runner))
       yield* TestClock.adjust("4 seconds")
@@ -82,8 +89,14 @@ describe("DurableQueue.memory", () => {
 
   it.effect("bad options fail with OptionError naming the field", () =>
     Effect.gen(function*() {
-      for (const [options, field] of [[{ maxAttempts: 0 }, "maxAttempts"], [{ leaseDuration: -1 }, "leaseDuration"], [{ name: "" }, "name"]] as const) {
-        const error = yield* Effect.flip(Effect.scoped(DurableQueue.memory({ name: "q", schema: Schema.Number, ...options })))
+      for (
+        const [options, field] of [[{ maxAttempts: 0 }, "maxAttempts"], [{ leaseDuration: -1 }, "leaseDuration"], [{
+          name: ""
+        }, "name"]] as const
+      ) {
+        const error = yield* Effect.flip(
+          Effect.scoped(DurableQueue.memory({ name: "q", schema: Schema.Number, ...options }))
+        )
         expect(error).toBeInstanceOf(OptionError)
         expect(error.message).toContain(field)
       }
@@ -91,7 +104,12 @@ describe("DurableQueue.memory", () => {
 
   it.scoped("the lease is read through Clock: a job whose runner died comes back when TestClock passes its lease, that attempt counted", () =>
     Effect.gen(function*() {
-      const options = { name: "jobs", schema: Schema.Number, leaseDuration: "10 seconds", pollInterval: "1 second" } as const
+      const options = {
+        name: "jobs",
+        schema: Schema.Number,
+        leaseDuration: "10 seconds",
+        pollInterval: "1 second"
+      } as const
       const settings = yield* queueSettings(options)
       const store = new MemoryStore(settings.leaseMillis)
       const queue = yield* core.make(store, settings, options.schema)
@@ -115,14 +133,26 @@ describe("DurableQueue.memory", () => {
   // ---- issue #11 where time is the point (TestClock); the same features run on every store in the contract suite.
 
   /** Forks a taker and returns when (TestClock, in steps of `step` ms) it got a job, at most `limit` ms later. */
-  const takenAfter = <X>(queue: DurableQueue.DurableQueue<number>, handler: (n: number, job: DurableQueue.Job) => Effect.Effect<X, unknown>, limit: number, step = 20) =>
+  const takenAfter = <X>(
+    queue: DurableQueue.DurableQueue<number>,
+    handler: (n: number, job: DurableQueue.Job) => Effect.Effect<X, unknown>,
+    limit: number,
+    step = 20
+  ) =>
     Effect.gen(function*() {
       let startedAt: number | undefined
       const start = yield* Clock.currentTimeMillis
-      const taker = yield* Effect.fork(queue.take((n, job) => Effect.zipRight(Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => (startedAt = t))), handler(n, job))))
+      const taker = yield* Effect.fork(queue.take((n, job) =>
+        Effect.zipRight(
+          Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => (startedAt = t))),
+          handler(n, job)
+        )
+      ))
       for (let elapsed = 0; elapsed <= limit && startedAt === undefined; elapsed += step) {
         yield* TestClock.adjust(step)
-        for (let i = 0; i < 5; i++) yield* Effect.yieldNow()
+        for (let i = 0; i < 5; i++) {
+          yield* Effect.yieldNow()
+        }
       }
       expect(startedAt).toBeDefined()
       yield* Fiber.join(taker)
@@ -131,7 +161,12 @@ describe("DurableQueue.memory", () => {
 
   it.scoped("default backoff: exponential from 1 s, x2, jittered (0.8-1.2); the waiting retry is a delayed job, no lease (TestClock)", () =>
     Effect.gen(function*() {
-      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Number, maxAttempts: 4, pollInterval: "20 millis" })
+      const queue = yield* DurableQueue.memory({
+        name: "jobs",
+        schema: Schema.Number,
+        maxAttempts: 4,
+        pollInterval: "20 millis"
+      })
       yield* queue.offer(1, { id: "flaky" })
       yield* queue.take(() => Effect.fail("first"))
       expect(yield* queue.counts).toEqual({ waiting: 0, delayed: 1, running: 0, dead: 0, paused: false })
@@ -149,7 +184,12 @@ describe("DurableQueue.memory", () => {
 
   it.scoped("a retry waiting out its backoff holds no worker: run with concurrency 1 runs the next job meanwhile (TestClock)", () =>
     Effect.gen(function*() {
-      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Number, backoff: DurableQueue.Backoff.fixed("1 hour"), pollInterval: "1 minute" })
+      const queue = yield* DurableQueue.memory({
+        name: "jobs",
+        schema: Schema.Number,
+        backoff: DurableQueue.Backoff.fixed("1 hour"),
+        pollInterval: "1 minute"
+      })
       yield* queue.offer(1, { id: "flaky" })
       yield* queue.offer(2, { id: "next" })
       const runs: Array<string> = []
@@ -170,14 +210,27 @@ describe("DurableQueue.memory", () => {
   it.effect("a Backoff built from nothing (plain JavaScript) is an OptionError naming its field, not a TypeError", () =>
     Effect.gen(function*() {
       const bad = DurableQueue.Backoff.exponential(undefined as unknown as { base: "1 second" })
-      const error = yield* Effect.flip(Effect.scoped(DurableQueue.memory({ name: "q", schema: Schema.Number, backoff: bad })))
+      const error = yield* Effect.flip(
+        Effect.scoped(DurableQueue.memory({ name: "q", schema: Schema.Number, backoff: bad }))
+      )
       expect(error).toMatchObject({ _tag: "OptionError", field: "backoff.baseMillis" })
     }))
 
   it.scoped("exponential backoff is capped at its max (TestClock)", () =>
     Effect.gen(function*() {
-      const backoff = DurableQueue.Backoff.exponential({ base: "1 second", factor: 10, max: "3 seconds", jitter: false })
-      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Number, maxAttempts: 5, pollInterval: "20 millis", backoff })
+      const backoff = DurableQueue.Backoff.exponential({
+        base: "1 second",
+        factor: 10,
+        max: "3 seconds",
+        jitter: false
+      })
+      const queue = yield* DurableQueue.memory({
+        name: "jobs",
+        schema: Schema.Number,
+        maxAttempts: 5,
+        pollInterval: "20 millis",
+        backoff
+      })
       yield* queue.offer(1)
       yield* queue.take(() => Effect.fail("1"))
       // 1 s, then 10 s capped to 3 s, twice (within a poll and a test step of 20 ms).
@@ -195,7 +248,13 @@ describe("DurableQueue.memory", () => {
         Schedule.intersect(Schedule.recurs(1)),
         Schedule.tapInput((input) => Effect.sync(() => inputs.push(input)))
       )
-      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Number, maxAttempts: 10, pollInterval: "50 millis", backoff })
+      const queue = yield* DurableQueue.memory({
+        name: "jobs",
+        schema: Schema.Number,
+        maxAttempts: 10,
+        pollInterval: "50 millis",
+        backoff
+      })
       yield* queue.offer(1, { id: "s" })
       yield* queue.take(() => Effect.fail("boom-1"))
       const after = yield* takenAfter(queue, () => Effect.fail("boom-2"), 10_000, 50)
@@ -210,7 +269,12 @@ describe("DurableQueue.memory", () => {
   it.scoped("delay and runAt: not leased a moment before their time (TestClock)", () =>
     Effect.gen(function*() {
       // Polling every 10 minutes, leases of an hour: TestClock runs every sleep on its way through 2 hours.
-      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Number, pollInterval: "10 minutes", leaseDuration: "1 hour" })
+      const queue = yield* DurableQueue.memory({
+        name: "jobs",
+        schema: Schema.Number,
+        pollInterval: "10 minutes",
+        leaseDuration: "1 hour"
+      })
       const now = yield* Clock.currentTimeMillis
       yield* queue.offer(1, { delay: "1 hour" })
       yield* queue.offer(2, { runAt: new Date(now + 7_200_000) })
@@ -226,14 +290,24 @@ describe("DurableQueue.memory", () => {
 
   it.scoped("timeout: an attempt past it is interrupted at that moment and fails, then retried after its backoff (TestClock)", () =>
     Effect.gen(function*() {
-      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Number, timeout: "10 seconds", backoff: DurableQueue.Backoff.fixed("1 minute") })
+      const queue = yield* DurableQueue.memory({
+        name: "jobs",
+        schema: Schema.Number,
+        timeout: "10 seconds",
+        backoff: DurableQueue.Backoff.fixed("1 minute")
+      })
       yield* queue.offer(1, { id: "slow" })
       const taker = yield* Effect.fork(queue.take(() => Effect.sleep("1 hour")))
       yield* TestClock.adjust("9 seconds")
       expect(Option.isNone(yield* Fiber.poll(taker))).toBe(true)
       yield* TestClock.adjust("1 second")
       const exit = yield* Fiber.join(taker)
-      expect(Exit.isFailure(exit) && Cause.squash(exit.cause)).toMatchObject({ reason: "TimedOut", id: "slow", attempt: 1, timeoutMillis: 10_000 })
+      expect(Exit.isFailure(exit) && Cause.squash(exit.cause)).toMatchObject({
+        reason: "TimedOut",
+        id: "slow",
+        attempt: 1,
+        timeoutMillis: 10_000
+      })
       expect(Option.getOrThrow(yield* queue.status("slow"))).toMatchObject({ state: "delayed", attempts: 1 })
       expect(Option.getOrThrow(yield* queue.status("slow")).lastError).toContain("timed out after 10000 ms")
     }))
@@ -244,7 +318,14 @@ describe("DurableQueue.memory", () => {
       yield* queue.offer(1, { id: "c" })
       let started = false
       let interrupted = false
-      yield* Effect.forkScoped(queue.run(() => Effect.onInterrupt(Effect.zipRight(Effect.sync(() => (started = true)), Effect.never), () => Effect.sync(() => (interrupted = true)))))
+      yield* Effect.forkScoped(
+        queue.run(() =>
+          Effect.onInterrupt(
+            Effect.zipRight(Effect.sync(() => (started = true)), Effect.never),
+            () => Effect.sync(() => (interrupted = true))
+          )
+        )
+      )
       yield* settle(() => started)
       expect(yield* queue.cancel("c")).toBe(true)
       yield* settle(() => interrupted)
@@ -256,7 +337,12 @@ describe("DurableQueue.memory", () => {
   it.scoped("results live for resultTimeToLive (default 1 day) and are then gone; the job stays done (TestClock)", () =>
     Effect.gen(function*() {
       // Polling hourly, leases of an hour: TestClock runs every sleep on its way through a day.
-      const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Number, pollInterval: "1 hour", leaseDuration: "1 hour" })
+      const queue = yield* DurableQueue.memory({
+        name: "jobs",
+        schema: Schema.Number,
+        pollInterval: "1 hour",
+        leaseDuration: "1 hour"
+      })
       yield* queue.offer(2, { id: "r" })
       yield* queue.take((n) => Effect.succeed(n * 10), { result: Schema.Number })
       yield* TestClock.adjust("23 hours")

@@ -14,14 +14,19 @@ import { postgres, redis, requireService } from "./helpers/services.js"
 
 const redisUp = await requireService(redis)
 const pgUp = await requireService(postgres)
-const stores: ReadonlyArray<readonly [StoreKind, boolean]> = [["memory", true], ["redis", redisUp], ["pg", pgUp], ["sqlite", true]]
+const stores: ReadonlyArray<readonly [StoreKind, boolean]> = [["memory", true], ["redis", redisUp], ["pg", pgUp], [
+  "sqlite",
+  true
+]]
 
 /** Takes every job there is (each `take` waits, so `count` must be what the queue holds). */
 const drainAll = <A>(queue: DurableQueue.DurableQueue<A>, count: number) =>
   Effect.gen(function*() {
     const seen: Array<string> = []
     for (let i = 0; i < count; i++) {
-      yield* queue.take((value, job) => Effect.sync(() => seen.push(`${job.id}=${JSON.stringify(value)}`))).pipe(Effect.timeout("10 seconds"))
+      yield* queue.take((value, job) => Effect.sync(() => seen.push(`${job.id}=${JSON.stringify(value)}`))).pipe(
+        Effect.timeout("10 seconds")
+      )
     }
     return seen
   })
@@ -60,7 +65,9 @@ for (const [kind, up] of stores) {
         expect(yield* queue.size).toBe(1_000)
         const done = new Set<number>()
         yield* Effect.forkScoped(queue.run((n) => Effect.sync(() => done.add(n)), { concurrency: 16 }))
-        for (let i = 0; i < 2_000 && ((yield* queue.size) > 0 || done.size < 1_000); i++) yield* Effect.sleep("10 millis")
+        for (let i = 0; i < 2_000 && ((yield* queue.size) > 0 || done.size < 1_000); i++) {
+          yield* Effect.sleep("10 millis")
+        }
         expect(done.size).toBe(1_000)
         expect(yield* queue.size).toBe(0)
       }))
@@ -77,11 +84,20 @@ for (const [kind, up] of stores) {
     test("values and ids come back byte for byte (quotes, backslashes, NUL and lone surrogates in strings, long ids)", (env) =>
       Effect.gen(function*() {
         const queue = yield* env.make({ name: "jobs", schema: Schema.Unknown, pollInterval: "10 millis" })
-        const values: ReadonlyArray<unknown> = ["a \"quoted\" \\ back", "lone \ud83d surrogate", "\u0000 nul", { nested: [1, "two", null, true] }, 1.5, "\ud83d\ude00"]
+        const values: ReadonlyArray<unknown> = [
+          "a \"quoted\" \\ back",
+          "lone \ud83d surrogate",
+          "\u0000 nul",
+          { nested: [1, "two", null, true] },
+          1.5,
+          "\ud83d\ude00"
+        ]
         const ids = values.map((_, i) => i === 0 ? "x".repeat(300) : `id "${i}" \\ \ud83d\ude00`)
         expect(yield* queue.offerAll(values.map((value, i) => ({ value, id: ids[i]! })))).toEqual(ids)
         const back: Array<readonly [string, unknown]> = []
-        for (let i = 0; i < values.length; i++) yield* queue.take((value, job) => Effect.sync(() => back.push([job.id, value])))
+        for (let i = 0; i < values.length; i++) {
+          yield* queue.take((value, job) => Effect.sync(() => back.push([job.id, value])))
+        }
         expect(back).toEqual(values.map((value, i) => [ids[i], value]))
       }))
 
@@ -91,12 +107,17 @@ for (const [kind, up] of stores) {
         const cyclic: Record<string, unknown> = {}
         cyclic.self = cyclic
         for (const bad of [() => 1, 1n, cyclic, Number.NaN, new Date(0), [undefined]]) {
-          const error = yield* Effect.flip(queue.offerAll([{ value: 1, id: "before" }, { value: bad, id: "hostile" }, { value: 2, id: "after" }]))
+          const error = yield* Effect.flip(
+            queue.offerAll([{ value: 1, id: "before" }, { value: bad, id: "hostile" }, { value: 2, id: "after" }])
+          )
           expect(error).toMatchObject({ _tag: "DurableQueueError", reason: "EncodeFailed", id: "hostile" })
           expect(yield* queue.size).toBe(0)
         }
         // The ids of the refused batch were never stored: they can be offered now.
-        expect(yield* queue.offerAll([{ value: 1, id: "before" }, { value: 2, id: "after" }])).toEqual(["before", "after"])
+        expect(yield* queue.offerAll([{ value: 1, id: "before" }, { value: 2, id: "after" }])).toEqual([
+          "before",
+          "after"
+        ])
         expect(yield* queue.size).toBe(2)
       }))
 
@@ -134,7 +155,9 @@ for (const [kind, up] of stores) {
           [{ value: 2, prority: 3 }, "entries[1].prority"]
         ]
         for (const [entry, field] of cases) {
-          const error = yield* Effect.flip(queue.offerAll([{ value: 1, id: "ok" }, entry] as ReadonlyArray<DurableQueue.OfferEntry<number>>))
+          const error = yield* Effect.flip(
+            queue.offerAll([{ value: 1, id: "ok" }, entry] as ReadonlyArray<DurableQueue.OfferEntry<number>>)
+          )
           expect(error).toBeInstanceOf(OptionError)
           expect((error as OptionError).field).toBe(field)
         }

@@ -20,7 +20,14 @@ import { redis, requireService } from "./helpers/services.js"
 const up = await requireService(redis)
 
 const queueOf = (prefix: string, maxAttempts = 3) =>
-  DurableQueue.make({ name: "jobs", prefix, schema: Schema.Number, maxAttempts, pollInterval: "10 millis", leaseDuration: "3 seconds" })
+  DurableQueue.make({
+    name: "jobs",
+    prefix,
+    schema: Schema.Number,
+    maxAttempts,
+    pollInterval: "10 millis",
+    leaseDuration: "3 seconds"
+  })
 
 const offerAll = (prefix: string, n: number) =>
   Effect.gen(function*() {
@@ -53,7 +60,12 @@ describe.skipIf(!up)("JobRunner with a DurableQueue source", { timeout: 400_000 
             runs.set(item, (runs.get(item) ?? 0) + 1)
             if (item % 10 === 0) throw new Error(`no good: ${item}`)
           },
-          settings: { numProcesses: 2, concurrentTasksPerProcess: 3, stopWhenEmpty: true, emptyQueueSleepTime: "100 millis" }
+          settings: {
+            numProcesses: 2,
+            concurrentTasksPerProcess: 3,
+            stopWhenEmpty: true,
+            emptyQueueSleepTime: "100 millis"
+          }
         })
         const summary = yield* JobRunner.run(runner).pipe(Effect.provide(JobRunner.layerInline))
         expect(summary).toMatchObject({ processed: 45, failed: 10 })
@@ -63,8 +75,7 @@ describe.skipIf(!up)("JobRunner with a DurableQueue source", { timeout: 400_000 
         expect(dead.every((d) => d.attempts === 2 && d.lastError.includes("no good"))).toBe(true)
         expect(yield* Effect.scoped(Effect.flatMap(queueOf(prefix), nothingLeft))).toBe(true)
         void queue
-      }).pipe(Effect.provide(RedisClient.layer()))
-    ))
+      }).pipe(Effect.provide(RedisClient.layer()))))
 
   it.live("a runner with both a writer and a source (or neither) fails with an OptionError naming `writer`", () =>
     Effect.gen(function*() {
@@ -74,63 +85,72 @@ describe.skipIf(!up)("JobRunner with a DurableQueue source", { timeout: 400_000 
       expect(error.message).toContain("writer")
     }))
 
-  it.live("reader processes: every job completed once and acked; SIGTERM puts unstarted jobs back, a second runner finishes them, nothing redone", () =>
-    withRedisPrefix("jr-durable-proc", (prefix, raw) =>
-      Effect.gen(function*() {
-        yield* Effect.scoped(offerAll(prefix, 300))
-        const env = {
-          FIXTURE_PREFIX: prefix,
-          FIXTURE_SLEEP_MS: "15",
-          DURABLE_NUM_PROCESSES: "2",
-          DURABLE_CONCURRENT_TASKS_PER_PROCESS: "4",
-          DURABLE_MAX_JOBS_PER_PROCESS: "40"
-        }
-        // Deadlines come from the phases measured here (test/helpers/phases.ts), not from fixed guesses.
-        const phases = new Phases()
-        const first = spawnFixture("test/fixtures/jobRunner-durable.ts", [], { env })
-        let firstUp: number
-        let firstJobs: number
-        try {
-          yield* Effect.promise(() => first.waitFor((l) => l === "started", STARTUP_MS))
-          firstUp = phases.mark("first runner up")
-          // Let it get going (its reader processes start now), then stop it mid-run.
-          yield* pollUntil(
-            Effect.map(completions(raw, prefix), (done) => done.size >= 60),
-            "the first 60 jobs",
-            scaled({ measuredMs: firstUp, measuredWork: 1, work: 1, factor: 10, floorMs: 15_000 }),
-            phases,
-            "20 millis"
-          )
-          firstJobs = phases.mark("first 60 jobs")
-          first.kill("SIGTERM")
-          // A stop drains the running jobs (15 ms each) and closes the readers: less than starting took.
-          expect(yield* Effect.promise(() => first.exited(scaled({ measuredMs: firstUp, measuredWork: 1, work: 1, factor: 4, floorMs: 10_000 })))).toBe(0)
-        } finally {
-          first.kill()
-        }
-        const stopped = phases.mark("first runner stopped")
-        const afterFirst = yield* completions(raw, prefix)
-        expect(afterFirst.size).toBeLessThan(300)
-        const second = spawnFixture("test/fixtures/jobRunner-durable.ts", [], { env: { ...env, DURABLE_STOP_WHEN_EMPTY: "true" } })
-        try {
-          // Starting as the first did, then the rest at the first runner's rate (its readers starting counted in).
-          const budget = scaled({
-            measuredMs: firstJobs + stopped,
-            measuredWork: afterFirst.size,
-            work: 300 - afterFirst.size,
-            extraMs: 4 * firstUp
+  it.live(
+    "reader processes: every job completed once and acked; SIGTERM puts unstarted jobs back, a second runner finishes them, nothing redone",
+    () =>
+      withRedisPrefix("jr-durable-proc", (prefix, raw) =>
+        Effect.gen(function*() {
+          yield* Effect.scoped(offerAll(prefix, 300))
+          const env = {
+            FIXTURE_PREFIX: prefix,
+            FIXTURE_SLEEP_MS: "15",
+            DURABLE_NUM_PROCESSES: "2",
+            DURABLE_CONCURRENT_TASKS_PER_PROCESS: "4",
+            DURABLE_MAX_JOBS_PER_PROCESS: "40"
+          }
+          // Deadlines come from the phases measured here (test/helpers/phases.ts), not from fixed guesses.
+          const phases = new Phases()
+          const first = spawnFixture("test/fixtures/jobRunner-durable.ts", [], { env })
+          let firstUp: number
+          let firstJobs: number
+          try {
+            yield* Effect.promise(() => first.waitFor((l) => l === "started", STARTUP_MS))
+            firstUp = phases.mark("first runner up")
+            // Let it get going (its reader processes start now), then stop it mid-run.
+            yield* pollUntil(
+              Effect.map(completions(raw, prefix), (done) => done.size >= 60),
+              "the first 60 jobs",
+              scaled({ measuredMs: firstUp, measuredWork: 1, work: 1, factor: 10, floorMs: 15_000 }),
+              phases,
+              "20 millis"
+            )
+            firstJobs = phases.mark("first 60 jobs")
+            first.kill("SIGTERM")
+            // A stop drains the running jobs (15 ms each) and closes the readers: less than starting took.
+            expect(
+              yield* Effect.promise(() =>
+                first.exited(scaled({ measuredMs: firstUp, measuredWork: 1, work: 1, factor: 4, floorMs: 10_000 }))
+              )
+            ).toBe(0)
+          } finally {
+            first.kill()
+          }
+          const stopped = phases.mark("first runner stopped")
+          const afterFirst = yield* completions(raw, prefix)
+          expect(afterFirst.size).toBeLessThan(300)
+          const second = spawnFixture("test/fixtures/jobRunner-durable.ts", [], {
+            env: { ...env, DURABLE_STOP_WHEN_EMPTY: "true" }
           })
-          expect(yield* Effect.promise(() => second.exited(budget))).toBe(0)
-        } finally {
-          second.kill()
-        }
-        phases.mark("second runner")
-        console.log(`JobRunner durable SIGTERM: ${phases}`)
-        const done = yield* completions(raw, prefix)
-        // Nothing lost, nothing redone: every job completed exactly once across the two runners.
-        expect(done.size).toBe(300)
-        expect([...done.values()].every((n) => n === 1)).toBe(true)
-        expect(yield* Effect.scoped(Effect.flatMap(queueOf(prefix), nothingLeft))).toBe(true)
-      }).pipe(Effect.provide(RedisClient.layer()))
-    ), CEILING_MS)
+          try {
+            // Starting as the first did, then the rest at the first runner's rate (its readers starting counted in).
+            const budget = scaled({
+              measuredMs: firstJobs + stopped,
+              measuredWork: afterFirst.size,
+              work: 300 - afterFirst.size,
+              extraMs: 4 * firstUp
+            })
+            expect(yield* Effect.promise(() => second.exited(budget))).toBe(0)
+          } finally {
+            second.kill()
+          }
+          phases.mark("second runner")
+          console.log(`JobRunner durable SIGTERM: ${phases}`)
+          const done = yield* completions(raw, prefix)
+          // Nothing lost, nothing redone: every job completed exactly once across the two runners.
+          expect(done.size).toBe(300)
+          expect([...done.values()].every((n) => n === 1)).toBe(true)
+          expect(yield* Effect.scoped(Effect.flatMap(queueOf(prefix), nothingLeft))).toBe(true)
+        }).pipe(Effect.provide(RedisClient.layer()))),
+    CEILING_MS
+  )
 })

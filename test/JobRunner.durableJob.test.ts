@@ -13,14 +13,14 @@ import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
-import { compiledFixture } from "./helpers/compiled.js"
-import { isAlive, readJsonLines } from "./helpers/processes.js"
 import * as DurableQueue from "../src/DurableQueue.js"
 import { ReaderChannel } from "../src/internal/jobRunner/channel.js"
 import { CANCEL, PROTOCOL_VERSION, READY, RESULTS, RUN } from "../src/internal/jobRunner/protocol.js"
 import { startReaderHost } from "../src/internal/jobRunner/readerHost.js"
 import { resolveSettings } from "../src/internal/jobRunner/settings.js"
 import * as JobRunner from "../src/JobRunner.js"
+import { compiledFixture } from "./helpers/compiled.js"
+import { isAlive, readJsonLines } from "./helpers/processes.js"
 
 const inline = <A, E>(self: Effect.Effect<A, E>) => Effect.provide(self, JobRunner.layerInline)
 
@@ -31,9 +31,16 @@ const until = <E>(check: Effect.Effect<boolean, E>) =>
 const stateOf = <A>(queue: DurableQueue.DurableQueue<A>, id: string) =>
   Effect.map(queue.status(id), (s) => Option.getOrUndefined(s))
 
-const settings = { numProcesses: 1, concurrentTasksPerProcess: 4, stopWhenEmpty: true, emptyQueueSleepTime: "50 millis" } as const
+const settings = {
+  numProcesses: 1,
+  concurrentTasksPerProcess: 4,
+  stopWhenEmpty: true,
+  emptyQueueSleepTime: "50 millis"
+} as const
 
-describe("JobRunner with a DurableQueue source: the job's progress, cancel and timeout (layerInline)", { timeout: 30_000 }, () => {
+describe("JobRunner with a DurableQueue source: the job's progress, cancel and timeout (layerInline)", {
+  timeout: 30_000
+}, () => {
   it.scopedLive("a reader's progress is the durable job's progress, sync and Effect readers alike; a value the queue refuses is logged, the job still succeeds", () =>
     Effect.gen(function*() {
       const queue = yield* DurableQueue.memory({ name: "progress", schema: Schema.Number })
@@ -69,7 +76,9 @@ describe("JobRunner with a DurableQueue source: the job's progress, cancel and t
         source: () => Effect.succeed(queue),
         reader: (item: string, _ctx, _settings, job) => {
           job.progress("started")
-          return item === "hang" ? Effect.onInterrupt(Effect.never, () => Deferred.succeed(interrupted, item)) : Effect.void
+          return item === "hang"
+            ? Effect.onInterrupt(Effect.never, () => Deferred.succeed(interrupted, item))
+            : Effect.void
         },
         onError: (failure) => {
           failures.push(failure)
@@ -134,7 +143,9 @@ const readerEnv = Effect.gen(function*() {
   process.env.FIXTURE_LOG = logFile
   yield* Effect.addFinalizer(() =>
     Effect.sync(() => {
-      for (const [key, value] of [["EFFECT_WORKERS_JOB_RUNNER_ENTRY", before.entry], ["FIXTURE_LOG", before.log]] as const) {
+      for (
+        const [key, value] of [["EFFECT_WORKERS_JOB_RUNNER_ENTRY", before.entry], ["FIXTURE_LOG", before.log]] as const
+      ) {
         if (value === undefined) delete process.env[key]
         else process.env[key] = value
       }
@@ -146,88 +157,99 @@ const readerEnv = Effect.gen(function*() {
 
 type ReaderEvent = { e: string; item: string; pid: number }
 
-describe("JobRunner with a DurableQueue source: cancel and timeout in a real reader process", { timeout: 60_000 }, () => {
-  it.scopedLive("a cancelled job stuck in a synchronous loop keeps its slot until jobTimeout replaces its process; the next job runs elsewhere", () =>
-    Effect.gen(function*() {
-      const logFile = yield* readerEnv
-      const queue = yield* DurableQueue.memory({ name: "spin", schema: Schema.String, maxAttempts: 1 })
-      yield* queue.offer("spin", { id: "spin" })
-      const failures: Array<JobRunner.JobFailure> = []
-      const runner = JobRunner.make({
-        name: "durableReader",
-        module: pathToFileURL(compiledFixture("test/fixtures/jobRunner-durableReader.ts")).href,
-        item: Schema.String,
-        source: () => Effect.succeed(queue),
-        reader: () => undefined,
-        onError: (failure) => {
-          failures.push(failure)
-        },
-        settings: { ...settings, concurrentTasksPerProcess: 1, maxJobsPerProcess: 0, jobTimeout: "2 seconds" }
-      })
-      const run = yield* Effect.fork(JobRunner.run(runner))
-      yield* until(Effect.sync(() => Fs.existsSync(logFile) && readJsonLines<ReaderEvent>(logFile).some((e) => e.item === "spin")))
-      expect(yield* queue.cancel("spin")).toBe(true)
-      // Offered once "spin" holds the process's only slot: it must not be handed to that process.
-      yield* queue.offer("a", { id: "a" })
-      const summary = yield* run.await.pipe(Effect.flatten)
-      const starts = readJsonLines<ReaderEvent>(logFile).filter((e) => e.e === "start")
-      const spinPid = starts.find((e) => e.item === "spin")!.pid
-      expect(starts.map((e) => e.item)).toEqual(["spin", "a"])
-      expect(starts[1]!.pid).not.toBe(spinPid)
-      expect(isAlive(spinPid)).toBe(false)
-      expect(failures.map((f) => [f.item, f.reason])).toEqual([["spin", "Cancelled"]])
-      expect(summary).toMatchObject({ processed: 1, failed: 1 })
-      expect((yield* stateOf(queue, "spin"))?.state).toBe("cancelled")
-      expect((yield* stateOf(queue, "a"))?.state).toBe("done")
-    }))
+describe(
+  "JobRunner with a DurableQueue source: cancel and timeout in a real reader process",
+  { timeout: 60_000 },
+  () => {
+    it.scopedLive("a cancelled job stuck in a synchronous loop keeps its slot until jobTimeout replaces its process; the next job runs elsewhere", () =>
+      Effect.gen(function*() {
+        const logFile = yield* readerEnv
+        const queue = yield* DurableQueue.memory({ name: "spin", schema: Schema.String, maxAttempts: 1 })
+        yield* queue.offer("spin", { id: "spin" })
+        const failures: Array<JobRunner.JobFailure> = []
+        const runner = JobRunner.make({
+          name: "durableReader",
+          module: pathToFileURL(compiledFixture("test/fixtures/jobRunner-durableReader.ts")).href,
+          item: Schema.String,
+          source: () => Effect.succeed(queue),
+          reader: () => undefined,
+          onError: (failure) => {
+            failures.push(failure)
+          },
+          settings: { ...settings, concurrentTasksPerProcess: 1, maxJobsPerProcess: 0, jobTimeout: "2 seconds" }
+        })
+        const run = yield* Effect.fork(JobRunner.run(runner))
+        yield* until(
+          Effect.sync(() =>
+            Fs.existsSync(logFile) && readJsonLines<ReaderEvent>(logFile).some((e) => e.item === "spin")
+          )
+        )
+        expect(yield* queue.cancel("spin")).toBe(true)
+        // Offered once "spin" holds the process's only slot: it must not be handed to that process.
+        yield* queue.offer("a", { id: "a" })
+        const summary = yield* run.await.pipe(Effect.flatten)
+        const starts = readJsonLines<ReaderEvent>(logFile).filter((e) => e.e === "start")
+        const spinPid = starts.find((e) => e.item === "spin")!.pid
+        expect(starts.map((e) => e.item)).toEqual(["spin", "a"])
+        expect(starts[1]!.pid).not.toBe(spinPid)
+        expect(isAlive(spinPid)).toBe(false)
+        expect(failures.map((f) => [f.item, f.reason])).toEqual([["spin", "Cancelled"]])
+        expect(summary).toMatchObject({ processed: 1, failed: 1 })
+        expect((yield* stateOf(queue, "spin"))?.state).toBe("cancelled")
+        expect((yield* stateOf(queue, "a"))?.state).toBe("done")
+      }))
 
-  it.scopedLive("progress recorded from the reader process; cancel and a timeout interrupt the reader there; the rest done once", () =>
-    Effect.gen(function*() {
-      const logFile = yield* readerEnv
-      const queue = yield* DurableQueue.memory({ name: "process", schema: Schema.String, maxAttempts: 1 })
-      for (const id of ["a", "b", "c", "unsendable", "hang-cancel"]) yield* queue.offer(id, { id })
-      yield* queue.offer("hang-timeout", { id: "hang-timeout", timeout: "2 seconds" })
-      const failures: Array<JobRunner.JobFailure> = []
-      // The reader is the compiled fixture's (found by name in the module); the writer side is defined here.
-      const runner = JobRunner.make({
-        name: "durableReader",
-        module: pathToFileURL(compiledFixture("test/fixtures/jobRunner-durableReader.ts")).href,
-        item: Schema.String,
-        source: () => Effect.succeed(queue),
-        reader: () => undefined,
-        onError: (failure) => {
-          failures.push(failure)
-        },
-        settings: { ...settings, concurrentTasksPerProcess: 6, maxJobsPerProcess: 0 }
-      })
-      const run = yield* Effect.fork(JobRunner.run(runner))
-      yield* until(Effect.map(stateOf(queue, "hang-cancel"), (s) => s?.progress !== undefined))
-      expect(yield* queue.cancel("hang-cancel")).toBe(true)
-      const summary = yield* run.await.pipe(Effect.flatten)
-      const events = readJsonLines<ReaderEvent>(logFile)
-      expect(events.filter((e) => e.e === "interrupted").map((e) => e.item).sort()).toEqual(["hang-cancel", "hang-timeout"])
-      expect(events.every((e) => e.pid !== process.pid)).toBe(true)
-      expect(events.filter((e) => e.e === "start").map((e) => e.item).sort()).toEqual([
-        "a",
-        "b",
-        "c",
-        "hang-cancel",
-        "hang-timeout",
-        "unsendable"
-      ])
-      expect(summary).toMatchObject({ processed: 4, failed: 2 })
-      // Its progress could not cross (a function): dropped, the job done all the same.
-      expect(yield* stateOf(queue, "unsendable")).toMatchObject({ state: "done", progress: undefined })
-      expect(failures.map((f) => f.reason)).toEqual(["Cancelled", "Cancelled"])
-      for (const id of ["a", "b", "c"]) {
-        expect(yield* stateOf(queue, id)).toMatchObject({ state: "done", progress: { item: id, step: 1 } })
-      }
-      expect((yield* stateOf(queue, "hang-cancel"))?.state).toBe("cancelled")
-      const timedOut = yield* stateOf(queue, "hang-timeout")
-      expect(timedOut?.state).toBe("dead")
-      expect(timedOut?.lastError).toContain("timed out")
-    }))
-})
+    it.scopedLive("progress recorded from the reader process; cancel and a timeout interrupt the reader there; the rest done once", () =>
+      Effect.gen(function*() {
+        const logFile = yield* readerEnv
+        const queue = yield* DurableQueue.memory({ name: "process", schema: Schema.String, maxAttempts: 1 })
+        for (const id of ["a", "b", "c", "unsendable", "hang-cancel"]) yield* queue.offer(id, { id })
+        yield* queue.offer("hang-timeout", { id: "hang-timeout", timeout: "2 seconds" })
+        const failures: Array<JobRunner.JobFailure> = []
+        // The reader is the compiled fixture's (found by name in the module); the writer side is defined here.
+        const runner = JobRunner.make({
+          name: "durableReader",
+          module: pathToFileURL(compiledFixture("test/fixtures/jobRunner-durableReader.ts")).href,
+          item: Schema.String,
+          source: () => Effect.succeed(queue),
+          reader: () => undefined,
+          onError: (failure) => {
+            failures.push(failure)
+          },
+          settings: { ...settings, concurrentTasksPerProcess: 6, maxJobsPerProcess: 0 }
+        })
+        const run = yield* Effect.fork(JobRunner.run(runner))
+        yield* until(Effect.map(stateOf(queue, "hang-cancel"), (s) => s?.progress !== undefined))
+        expect(yield* queue.cancel("hang-cancel")).toBe(true)
+        const summary = yield* run.await.pipe(Effect.flatten)
+        const events = readJsonLines<ReaderEvent>(logFile)
+        expect(events.filter((e) => e.e === "interrupted").map((e) => e.item).sort()).toEqual([
+          "hang-cancel",
+          "hang-timeout"
+        ])
+        expect(events.every((e) => e.pid !== process.pid)).toBe(true)
+        expect(events.filter((e) => e.e === "start").map((e) => e.item).sort()).toEqual([
+          "a",
+          "b",
+          "c",
+          "hang-cancel",
+          "hang-timeout",
+          "unsendable"
+        ])
+        expect(summary).toMatchObject({ processed: 4, failed: 2 })
+        // Its progress could not cross (a function): dropped, the job done all the same.
+        expect(yield* stateOf(queue, "unsendable")).toMatchObject({ state: "done", progress: undefined })
+        expect(failures.map((f) => f.reason)).toEqual(["Cancelled", "Cancelled"])
+        for (const id of ["a", "b", "c"]) {
+          expect(yield* stateOf(queue, id)).toMatchObject({ state: "done", progress: { item: id, step: 1 } })
+        }
+        expect((yield* stateOf(queue, "hang-cancel"))?.state).toBe("cancelled")
+        const timedOut = yield* stateOf(queue, "hang-timeout")
+        expect(timedOut?.state).toBe("dead")
+        expect(timedOut?.lastError).toContain("timed out")
+      }))
+  }
+)
 
 describe("JobRunner reader protocol, version 2", () => {
   it.effect("a reader that speaks another protocol version fails its start with SpawnFailed naming both", () =>
@@ -272,7 +294,10 @@ describe("JobRunner reader protocol, version 2", () => {
       expect(started).toEqual(["first", "third"])
       const results = sent.filter((m) => m[0] === RESULTS)
       expect(results.flatMap((m) => m[3] as Array<number>)).toEqual([0, 2])
-      expect(results.flatMap((m) => m[2] as Array<ReadonlyArray<unknown>>).map((f) => [f[0], f[2]])).toEqual([[0, "interrupted"]])
+      expect(results.flatMap((m) => m[2] as Array<ReadonlyArray<unknown>>).map((f) => [f[0], f[2]])).toEqual([[
+        0,
+        "interrupted"
+      ]])
       expect(results.flatMap((m) => m[1] as Array<number>)).toEqual([2])
     }))
 })

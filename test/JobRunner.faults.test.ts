@@ -19,12 +19,12 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
+import { pathToFileURL } from "node:url"
+import { RequeueWindow } from "../src/internal/jobRunner/jobQueue.js"
+import * as JobRunner from "../src/JobRunner.js"
+import { OptionError } from "../src/OptionError.js"
 import { compiledFixture } from "./helpers/compiled.js"
 import { isAlive, readJsonLines } from "./helpers/processes.js"
-import { pathToFileURL } from "node:url"
-import * as JobRunner from "../src/JobRunner.js"
-import { RequeueWindow } from "../src/internal/jobRunner/jobQueue.js"
-import { OptionError } from "../src/OptionError.js"
 
 const inline = <A, E>(self: Effect.Effect<A, E>) => Effect.provide(self, JobRunner.layerInline)
 const settle = Effect.repeatN(Effect.yieldNow(), 50)
@@ -41,7 +41,12 @@ describe("JobRunner: one reader path (layerInline)", () => {
         onError: (failure) => {
           failures.push(failure)
         },
-        settings: { numProcesses: 1, concurrentTasksPerProcess: 2, gracefulShutdownTimeout: "1 second", preventRequeuingTime: 0 }
+        settings: {
+          numProcesses: 1,
+          concurrentTasksPerProcess: 2,
+          gracefulShutdownTimeout: "1 second",
+          preventRequeuingTime: 0
+        }
       })
       const run = yield* Effect.fork(inline(JobRunner.run(runner)))
       yield* settle
@@ -176,7 +181,9 @@ describe("JobRunner: one reader path (layerInline)", () => {
           let done = false
           return () => (done ? [] : ((done = true), [1, 2, 3, 4]))
         })(),
-        reader: (item: number) => (item === 1 ? Deferred.await(first) : item === 2 ? Deferred.await(gate) : Effect.void),
+        reader: (
+          item: number
+        ) => (item === 1 ? Deferred.await(first) : item === 2 ? Deferred.await(gate) : Effect.void),
         settings: { numProcesses: 1, concurrentTasksPerProcess: 1, maxJobsPerProcess: 2, stopWhenEmpty: true }
       })
       const run = yield* Effect.fork(inline(JobRunner.run(runner)))
@@ -213,7 +220,9 @@ describe("JobRunner: one reader path (layerInline)", () => {
           return () => (done ? [] : ((done = true), [1, 2, 3]))
         })(),
         reader: (item: number) =>
-          item === 1 ? Effect.onInterrupt(Effect.never, () => Effect.sync(() => interrupted++)) : Effect.sleep("1 second"),
+          item === 1
+            ? Effect.onInterrupt(Effect.never, () => Effect.sync(() => interrupted++))
+            : Effect.sleep("1 second"),
         onError: (failure) => {
           failures.push(failure)
         },
@@ -346,7 +355,12 @@ describe("JobRunner context as a plain value (layerInline)", () => {
 
   it.effect("a context that is neither a Layer, an Effect nor a function (from JavaScript) is an OptionError naming it", () =>
     Effect.gen(function*() {
-      const runner = JobRunner.make({ name: "badKind", context: 42 as unknown as () => number, writer: () => [], reader: () => {} })
+      const runner = JobRunner.make({
+        name: "badKind",
+        context: 42 as unknown as () => number,
+        writer: () => [],
+        reader: () => {}
+      })
       const error = yield* Effect.flip(inline(JobRunner.run(runner)))
       expect(error).toBeInstanceOf(OptionError)
       expect(error.message).toContain("context")
@@ -375,7 +389,12 @@ describe("JobRunner prevent-requeue window", () => {
     const window = new RequeueWindow(1000, 3, (max) => caps.push(max))
     for (const [key, at] of [["a", 0], ["b", 1], ["c", 2], ["d", 3], ["e", 4]] as const) window.record(key, at)
     expect(window.size).toBe(3)
-    expect([window.has("a", 5), window.has("b", 5), window.has("c", 5), window.has("e", 5)]).toEqual([false, false, true, true])
+    expect([window.has("a", 5), window.has("b", 5), window.has("c", 5), window.has("e", 5)]).toEqual([
+      false,
+      false,
+      true,
+      true
+    ])
     expect(caps).toEqual([3])
   })
 })
@@ -413,7 +432,14 @@ const runFaults = (env: Record<string, string>, options: {
   readonly then?: (runnerPid: number) => void
 } = {}) =>
   Effect.async<
-    { code: number | null; signal: string | null; events: Array<Event>; output: string; runnerPid: number; afterAct: number | undefined }
+    {
+      code: number | null
+      signal: string | null
+      events: Array<Event>
+      output: string
+      runnerPid: number
+      afterAct: number | undefined
+    }
   >((resume) => {
     const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-faults-"))
     const log = Path.join(dir, "log.jsonl")
@@ -511,7 +537,9 @@ describe("JobRunner faults in real processes and threads", { timeout: 60_000 }, 
       expect(errorsOf(outcome.events).map((e) => [e.item, e.reason])).toEqual([[30, "ProcessDied"]])
       const ended = endedOf(outcome.events)
       expect(new Set(ended).size).toBe(ended.length)
-      expect(ended.sort((a, b) => Number(a) - Number(b))).toEqual(Array.from({ length: 80 }, (_, i) => i).filter((i) => i !== 30))
+      expect(ended.sort((a, b) => Number(a) - Number(b))).toEqual(
+        Array.from({ length: 80 }, (_, i) => i).filter((i) => i !== 30)
+      )
     }))
 
   it.live("the writer SIGKILLed while its readers spin in a synchronous loop: the readers die too", () =>
@@ -650,24 +678,28 @@ describe("JobRunner runMain and the CLI", { timeout: 60_000 }, () => {
       expect(outcome.events).toEqual([])
     }))
 
-  it.live("the CLI names the flag in a bad flag's error, reports a missing module once, and shows why a context failed", () =>
-    Effect.gen(function*() {
-      const bin = Path.join(root, "src/node/bin.mjs")
-      const flag = yield* runNode([bin, "run", faults, "--processes", "0"], {})
-      expect(flag.code).toBe(1)
-      expect(flag.output).toContain("--processes: expected an integer from 1")
-      expect(flag.output).not.toContain("numProcesses")
+  it.live(
+    "the CLI names the flag in a bad flag's error, reports a missing module once, and shows why a context failed",
+    () =>
+      Effect.gen(function*() {
+        const bin = Path.join(root, "src/node/bin.mjs")
+        const flag = yield* runNode([bin, "run", faults, "--processes", "0"], {})
+        expect(flag.code).toBe(1)
+        expect(flag.output).toContain("--processes: expected an integer from 1")
+        expect(flag.output).not.toContain("numProcesses")
 
-      const missing = yield* runNode([bin, "run", "./no-such-jobs.ts"], {})
-      expect(missing.code).toBe(1)
-      expect(missing.output.match(/no-such-jobs/g)?.length).toBe(2)
-      expect(missing.output.split("\n").filter((l) => l.length > 0)).toHaveLength(1)
+        const missing = yield* runNode([bin, "run", "./no-such-jobs.ts"], {})
+        expect(missing.code).toBe(1)
+        expect(missing.output.match(/no-such-jobs/g)?.length).toBe(2)
+        expect(missing.output.split("\n").filter((l) => l.length > 0)).toHaveLength(1)
 
-      const context = yield* runNode([bin, "run", faults, "--processes", "1"], { FAULT: "badContext" })
-      expect(context.code).toBe(1)
-      expect(context.output).toContain("the reader's context failed: the database is unreachable")
-      expect(context.output).not.toContain("while starting")
-    }), 400_000)
+        const context = yield* runNode([bin, "run", faults, "--processes", "1"], { FAULT: "badContext" })
+        expect(context.code).toBe(1)
+        expect(context.output).toContain("the reader's context failed: the database is unreachable")
+        expect(context.output).not.toContain("while starting")
+      }),
+    400_000
+  )
 })
 
 describe("JobRunner context as a plain async function, in reader processes", { timeout: 60_000 }, () => {
@@ -685,7 +717,9 @@ describe("JobRunner context as a plain async function, in reader processes", { t
 
   it.live("a context function that throws or rejects fails the run with its message, not \"exited with code 1\"", () =>
     Effect.gen(function*() {
-      for (const [mode, message] of [["throw", "the token file is missing"], ["reject", "the database said no"]] as const) {
+      for (
+        const [mode, message] of [["throw", "the token file is missing"], ["reject", "the database said no"]] as const
+      ) {
         const outcome = yield* runNode([plain], { ...env, PLAIN_NUM_PROCESSES: "1", CONTEXT: mode })
         expect(outcome.code).toBe(1)
         expect(outcome.output).toContain(`JobRunner plain: the reader's context failed: ${message}`)
@@ -704,7 +738,11 @@ describe("JobRunner readers start from compiled JavaScript when it exists", { ti
   const runWith = (moduleUrl: string) =>
     Effect.gen(function*() {
       // A fresh instance of the module each time (its writer's cursor is module state).
-      const mod = yield* Effect.promise(() => import(`${pathToFileURL(compiled).href}?run=${++runs}`) as Promise<{ runner: JobRunner.JobRunner<number, never, never, { db: string }> }>)
+      const mod = yield* Effect.promise(() =>
+        import(`${pathToFileURL(compiled).href}?run=${++runs}`) as Promise<
+          { runner: JobRunner.JobRunner<number, never, never, { db: string }> }
+        >
+      )
       const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "jobrunner-compiled-"))
       const log = Path.join(dir, "log.jsonl")
       const saved = { ...process.env }
@@ -742,7 +780,9 @@ describe("JobRunner readers start from compiled JavaScript when it exists", { ti
         Fs.utimesSync(tsModule, now, now)
         const stale = yield* runWith(pathToFileURL(tsModule).href)
         expect(stale.exit._tag).toBe("Failure")
-        expect(String(stale.exit._tag === "Failure" ? Cause.squash(stale.exit.cause) : "")).toContain("the .ts module was loaded")
+        expect(String(stale.exit._tag === "Failure" ? Cause.squash(stale.exit.cause) : "")).toContain(
+          "the .ts module was loaded"
+        )
         expect(stale.events).toEqual([])
       } finally {
         Fs.rmSync(tsModule, { force: true })

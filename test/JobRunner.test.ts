@@ -17,13 +17,13 @@ import * as ChildProcess from "node:child_process"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import { compiledFixture } from "./helpers/compiled.js"
-import { isAlive, readJsonLines } from "./helpers/processes.js"
-import * as JobRunner from "../src/JobRunner.js"
 import { desiredCount, needsRefill } from "../src/internal/jobRunner/jobQueue.js"
 import type { ReaderHandle } from "../src/internal/jobRunner/spawner.js"
+import * as JobRunner from "../src/JobRunner.js"
 import { OptionError } from "../src/OptionError.js"
 import * as Progress from "../src/Progress.js"
+import { compiledFixture } from "./helpers/compiled.js"
+import { isAlive, readJsonLines } from "./helpers/processes.js"
 
 class Boom extends Data.TaggedError("Boom")<{ readonly item: number }> {}
 
@@ -209,10 +209,11 @@ describe("JobRunner writer (in-process, TestClock)", () => {
       const calls: Array<number> = []
       const runner = JobRunner.make({
         name: "empty",
-        writer: () => Effect.map(Clock.currentTimeMillis, (now) => {
-          calls.push(now)
-          return []
-        }),
+        writer: () =>
+          Effect.map(Clock.currentTimeMillis, (now) => {
+            calls.push(now)
+            return []
+          }),
         reader: () => {},
         settings: { numProcesses: 1, emptyQueueSleepTime: "1 second", emptyQueueMaxSleepTime: "8 seconds" }
       })
@@ -292,7 +293,11 @@ describe("JobRunner writer (in-process, TestClock)", () => {
         yield* settle
         const gauge = (metric: typeof JobRunner.Metrics.queueDepth) =>
           Effect.map(Metric.value(Metric.tagged(metric, "runner", runner.name)), (state) => state.value)
-        const held = [yield* gauge(JobRunner.Metrics.queueDepth), yield* gauge(JobRunner.Metrics.inFlight), processed.length]
+        const held = [
+          yield* gauge(JobRunner.Metrics.queueDepth),
+          yield* gauge(JobRunner.Metrics.inFlight),
+          processed.length
+        ]
         yield* Deferred.succeed(gate, undefined)
         const summary = yield* Fiber.join(fiber)
         expect(held).toEqual([2, 1, 0])
@@ -803,11 +808,12 @@ describe("JobRunner with reader processes", { timeout: 60_000 }, () => {
         }
       })
       expect(throwing.code).toBe(0)
-      expect(errors(throwing.events).map((e) => [e.item, e.reason]).sort((a, b) => Number(a[0]) - Number(b[0]))).toEqual([
-        [3, "ReaderFailed"],
-        [5, "ReaderFailed"],
-        [7, "ReaderFailed"]
-      ])
+      expect(errors(throwing.events).map((e) => [e.item, e.reason]).sort((a, b) => Number(a[0]) - Number(b[0])))
+        .toEqual([
+          [3, "ReaderFailed"],
+          [5, "ReaderFailed"],
+          [7, "ReaderFailed"]
+        ])
       // The process went on: one reader process did all ten.
       expect(readerPids(throwing.events, throwing.runnerPid).length).toBe(1)
       expect(sorted(started(throwing.events))).toEqual(range(10))
@@ -924,25 +930,28 @@ describe("JobRunner with reader processes", { timeout: 60_000 }, () => {
       expect(pids.filter(isAlive)).toEqual([])
     }))
 
-  it.live("the CLI runs a runner module with flags; a bad env value fails at start naming the variable", () =>
-    Effect.gen(function*() {
-      const outcome = yield* runFixture({
-        env: { FIXTURE_ITEMS: "6" },
-        args: [bin, "run", fixture, "--processes", "1", "--concurrency", "2", "--stop-when-empty"],
-        // The CLI starts from the TypeScript sources through tsx: 18 s at load 20 on 2 cores.
-        timeoutMs: 120_000
-      })
-      expect(outcome.code).toBe(0)
-      expect(sorted(ended(outcome.events))).toEqual(range(6))
-      expect(readerPids(outcome.events, outcome.runnerPid).length).toBe(1)
+  it.live(
+    "the CLI runs a runner module with flags; a bad env value fails at start naming the variable",
+    () =>
+      Effect.gen(function*() {
+        const outcome = yield* runFixture({
+          env: { FIXTURE_ITEMS: "6" },
+          args: [bin, "run", fixture, "--processes", "1", "--concurrency", "2", "--stop-when-empty"],
+          // The CLI starts from the TypeScript sources through tsx: 18 s at load 20 on 2 cores.
+          timeoutMs: 120_000
+        })
+        expect(outcome.code).toBe(0)
+        expect(sorted(ended(outcome.events))).toEqual(range(6))
+        expect(readerPids(outcome.events, outcome.runnerPid).length).toBe(1)
 
-      const bad = yield* runFixture({ env: { FIXTURE_NUM_PROCESSES: "many", FIXTURE_ITEMS: "1" } })
-      expect(bad.code).toBe(1)
-      expect(bad.stderr).toContain("FIXTURE_NUM_PROCESSES")
-      expect(bad.events.filter((e) => e.e !== "write")).toEqual([])
-    }), 300_000)
+        const bad = yield* runFixture({ env: { FIXTURE_NUM_PROCESSES: "many", FIXTURE_ITEMS: "1" } })
+        expect(bad.code).toBe(1)
+        expect(bad.stderr).toContain("FIXTURE_NUM_PROCESSES")
+        expect(bad.events.filter((e) => e.e !== "write")).toEqual([])
+      }),
+    300_000
+  )
 })
-
 
 describe("JobRunner with worker threads (workerMode: thread)", { timeout: 60_000 }, () => {
   const thread = { FIXTURE_WORKER_MODE: "thread" }
@@ -1015,10 +1024,18 @@ describe("JobRunner with worker threads (workerMode: thread)", { timeout: 60_000
   it.live("a reader that throws, rejects or fails is reported with its id and the thread goes on; a thread that exits is replaced", () =>
     Effect.gen(function*() {
       const throwing = yield* runFixture({
-        env: { ...thread, FIXTURE_ITEMS: "10", FIXTURE_MODE: "throw", FIXTURE_NUM_PROCESSES: "1", FIXTURE_STOP_WHEN_EMPTY: "true" }
+        env: {
+          ...thread,
+          FIXTURE_ITEMS: "10",
+          FIXTURE_MODE: "throw",
+          FIXTURE_NUM_PROCESSES: "1",
+          FIXTURE_STOP_WHEN_EMPTY: "true"
+        }
       })
       expect(throwing.code).toBe(0)
-      expect(errors(throwing.events).map((e) => [e.item, e.jobId, e.reason]).sort((a, b) => Number(a[0]) - Number(b[0])))
+      expect(
+        errors(throwing.events).map((e) => [e.item, e.jobId, e.reason]).sort((a, b) => Number(a[0]) - Number(b[0]))
+      )
         .toEqual([[3, 3, "ReaderFailed"], [5, 5, "ReaderFailed"], [7, 7, "ReaderFailed"]])
       expect(readerThreads(throwing).length).toBe(1)
       expect(sorted(started(throwing.events))).toEqual(range(10))
@@ -1086,7 +1103,11 @@ describe("JobRunner items cross the boundary through the item Schema", { timeout
         }
         const failures = (errors(outcome.events) as Array<LogEvent & { readonly message: string }>)
           .sort((a, b) => a.item! - b.item!)
-        expect(failures.map((e) => [e.item, e.jobId, e.reason])).toEqual([[13, 13, "ReaderFailed"], [14, 14, "ReaderFailed"]])
+        expect(failures.map((e) => [e.item, e.jobId, e.reason])).toEqual([[13, 13, "ReaderFailed"], [
+          14,
+          14,
+          "ReaderFailed"
+        ]])
         expect(failures[0]!.message).toContain("could not be decoded")
         expect(failures[0]!.message).toContain("13 is refused by readers")
         expect(failures[1]!.message).toContain("could not be encoded")

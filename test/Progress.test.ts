@@ -1,8 +1,4 @@
 import { assert, describe, it } from "@effect/vitest"
-import { execFileSync } from "node:child_process"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -12,6 +8,10 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
+import { execFileSync } from "node:child_process"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import type { OptionError } from "../src/OptionError.js"
 import * as Progress from "../src/Progress.js"
 import { fixtureCommand } from "./helpers/compiled.js"
@@ -191,100 +191,135 @@ describe("Progress", () => {
     Effect.gen(function*() {
       const error = yield* Effect.flip(Layer.build(Progress.layerTerminal({ fps: 0 })).pipe(Effect.scoped))
       assert.include(error.message, "Progress: expected `fps`")
-      const build = (layer: Layer.Layer<Progress.Progress, OptionError>) => Effect.flip(Layer.build(layer).pipe(Effect.scoped))
+      const build = (layer: Layer.Layer<Progress.Progress, OptionError>) =>
+        Effect.flip(Layer.build(layer).pipe(Effect.scoped))
       assert.strictEqual((yield* build(Progress.layerTerminal({ fps: 1e12 }))).field, "fps")
-      assert.include((yield* build(Progress.layerTerminal({ fsp: 5 } as { fps?: number }))).message, "did you mean `fps`?")
-      assert.include((yield* build(Progress.layerLines({ intervall: "1 second" } as { interval?: Duration.DurationInput }))).message, "did you mean `interval`?")
-      assert.strictEqual((yield* build(Progress.layer({ output: { write: 5 } as unknown as Progress.Output }))).field, "output")
-      assert.strictEqual((yield* build(Progress.layerLines({ output: "stdout" as unknown as Progress.Output }))).field, "output")
+      assert.include(
+        (yield* build(Progress.layerTerminal({ fsp: 5 } as { fps?: number }))).message,
+        "did you mean `fps`?"
+      )
+      assert.include(
+        (yield* build(Progress.layerLines({ intervall: "1 second" } as { interval?: Duration.DurationInput }))).message,
+        "did you mean `interval`?"
+      )
+      assert.strictEqual(
+        (yield* build(Progress.layer({ output: { write: 5 } as unknown as Progress.Output }))).field,
+        "output"
+      )
+      assert.strictEqual(
+        (yield* build(Progress.layerLines({ output: "stdout" as unknown as Progress.Output }))).field,
+        "output"
+      )
       // A session's worker count has no error channel: a huge one is a defect carrying the OptionError.
-      const exit = yield* Effect.exit(Progress.session({ workers: 1e12 }).pipe(Effect.scoped, Effect.provide(Progress.layerNone)))
+      const exit = yield* Effect.exit(
+        Progress.session({ workers: 1e12 }).pipe(Effect.scoped, Effect.provide(Progress.layerNone))
+      )
       assert.isTrue(Exit.isFailure(exit) && String(Cause.squash(exit.cause)).includes("`workers`"))
     }))
 
-  it.live("live display in a real terminal (tmux): panels drawn in place, sized to the pane, cursor restored on exit and Ctrl-C", () =>
-    Effect.gen(function*() {
-      const tmux = (() => {
-        try {
-          return execFileSync("which", ["tmux"]).toString().trim()
-        } catch {
-          return ""
-        }
-      })()
-      if (tmux === "") {
-        console.warn("tmux not installed: skipping the real-terminal check")
-        return
-      }
-      const socket = `efw-progress-${process.pid}`
-      const t = (...args: Array<string>) => execFileSync(tmux, ["-L", socket, ...args]).toString()
-      const gates = mkdtempSync(join(tmpdir(), "efw-progress-"))
-      /**
-       * Runs the fixture in a 70×30 pane; its leaves hold until their gate file exists. Once a busy worker is on
-       * screen, `interrupt` presses Ctrl-C (the run is certainly still going: the gate is shut), otherwise the gate
-       * opens and the run finishes.
-       */
-      const watch = (name: string, interrupt: boolean, mode = "runMain") =>
-        Effect.gen(function*() {
-          const gate = join(gates, name)
-          const fixture = fixtureCommand("test/fixtures/treeQueue-display.ts", [mode, gate])
-          const env = Object.entries(fixture.env).map(([k, v]) => `${k}=${v}`).join(" ")
-          // The shell traps SIGINT (a trap, unlike an ignore, is not inherited), so that a child killed by Ctrl-C
-          // does not take the shell with it and its status is printed.
-          const command = `trap 'true' INT; env -u CI TERM=xterm-256color ${env} ${fixture.command} ${
-            fixture.args.join(" ")
-          }; echo EXITED $?; sleep 60`
-          // remain-on-exit: should the pane's shell end early, its last screen can still be read and shown.
-          t("new-session", "-d", "-s", name, "-x", "70", "-y", "30", command, ";", "set-option", "-t", name, "remain-on-exit", "on")
-          let screen = ""
-          let sawRunning = false
-          let cursorHiddenWhileRunning = false
-          for (let i = 0; i < 600 && !screen.includes("EXITED") && !screen.includes("Pane is dead"); i++) {
-            yield* Effect.sleep("100 millis")
-            screen = t("capture-pane", "-p", "-t", name)
-            if (!sawRunning && screen.includes("fetching leaf")) {
-              sawRunning = true
-              cursorHiddenWhileRunning = t("display", "-p", "-t", name, "#{cursor_flag}").trim() === "0"
-              if (interrupt) t("send-keys", "-t", name, "C-c")
-              else writeFileSync(gate, "")
-            }
+  it.live(
+    "live display in a real terminal (tmux): panels drawn in place, sized to the pane, cursor restored on exit and Ctrl-C",
+    () =>
+      Effect.gen(function*() {
+        const tmux = (() => {
+          try {
+            return execFileSync("which", ["tmux"]).toString().trim()
+          } catch {
+            return ""
           }
-          const cursorShown = t("display", "-p", "-t", name, "#{cursor_flag}").trim() === "1"
-          return { screen, sawRunning, cursorHiddenWhileRunning, cursorShown }
-        })
-      try {
-        const done = yield* watch("done", false)
-        const { screen } = done
-        assert.include(screen, "EXITED 0", screen)
-        assert.include(screen, "FINISHED 13", screen)
-        assert.isTrue(done.sawRunning, "a frame with a busy worker was on screen")
-        assert.isTrue(done.cursorHiddenWhileRunning, "cursor hidden while drawing")
-        // Drawn in place: exactly one copy of the panels remains, not one per frame.
-        assert.strictEqual(screen.split("╭─ Overall").length - 1, 1, screen)
-        assert.strictEqual(screen.split("display check · workers").length - 1, 1, screen)
-        assert.include(screen, "12/12 (100.0%)", screen)
-        for (const line of screen.split("\n")) assert.isAtMost([...line].length, 70)
-        assert.isTrue(done.cursorShown, "cursor shown after exit")
-        // Ctrl-C in the real terminal: the final frame says so and the cursor comes back.
-        const stopped = yield* watch("stopped", true)
-        assert.isTrue(stopped.sawRunning, stopped.screen)
-        assert.include(stopped.screen, "interrupted", stopped.screen)
-        assert.notInclude(stopped.screen, "FINISHED", stopped.screen)
-        assert.include(stopped.screen, "EXITED", stopped.screen)
-        assert.strictEqual(stopped.screen.split("╭─ Overall").length - 1, 1, stopped.screen)
-        assert.isTrue(stopped.cursorShown, "cursor shown after Ctrl-C")
-        // A graceful Ctrl-C under runMain's default teardown ends with 130, as a shell expects (it was 0).
-        assert.include(stopped.screen, "EXITED 130", stopped.screen)
-        // A plain runPromise program has no handler: Ctrl-C kills it, and the cursor still comes back (it stayed
-        // hidden: Node runs no exit listener when a signal kills the process).
-        const killed = yield* watch("killed", true, "plain")
-        assert.isTrue(killed.sawRunning, killed.screen)
-        assert.isTrue(killed.cursorHiddenWhileRunning, "cursor hidden while drawing")
-        assert.include(killed.screen, "EXITED 130", killed.screen)
-        assert.notInclude(killed.screen, "FINISHED", killed.screen)
-        assert.isTrue(killed.cursorShown, "cursor shown after Ctrl-C killed a plain program")
-      } finally {
-        t("kill-server")
-        rmSync(gates, { recursive: true, force: true })
-      }
-    }), 240_000)
+        })()
+        if (tmux === "") {
+          console.warn("tmux not installed: skipping the real-terminal check")
+          return
+        }
+        const socket = `efw-progress-${process.pid}`
+        const t = (...args: Array<string>) => execFileSync(tmux, ["-L", socket, ...args]).toString()
+        const gates = mkdtempSync(join(tmpdir(), "efw-progress-"))
+        /**
+         * Runs the fixture in a 70×30 pane; its leaves hold until their gate file exists. Once a busy worker is on
+         * screen, `interrupt` presses Ctrl-C (the run is certainly still going: the gate is shut), otherwise the gate
+         * opens and the run finishes.
+         */
+        const watch = (name: string, interrupt: boolean, mode = "runMain") =>
+          Effect.gen(function*() {
+            const gate = join(gates, name)
+            const fixture = fixtureCommand("test/fixtures/treeQueue-display.ts", [mode, gate])
+            const env = Object.entries(fixture.env).map(([k, v]) => `${k}=${v}`).join(" ")
+            // The shell traps SIGINT (a trap, unlike an ignore, is not inherited), so that a child killed by Ctrl-C
+            // does not take the shell with it and its status is printed.
+            const command = `trap 'true' INT; env -u CI TERM=xterm-256color ${env} ${fixture.command} ${
+              fixture.args.join(" ")
+            }; echo EXITED $?; sleep 60`
+            // remain-on-exit: should the pane's shell end early, its last screen can still be read and shown.
+            t(
+              "new-session",
+              "-d",
+              "-s",
+              name,
+              "-x",
+              "70",
+              "-y",
+              "30",
+              command,
+              ";",
+              "set-option",
+              "-t",
+              name,
+              "remain-on-exit",
+              "on"
+            )
+            let screen = ""
+            let sawRunning = false
+            let cursorHiddenWhileRunning = false
+            for (let i = 0; i < 600 && !screen.includes("EXITED") && !screen.includes("Pane is dead"); i++) {
+              yield* Effect.sleep("100 millis")
+              screen = t("capture-pane", "-p", "-t", name)
+              if (!sawRunning && screen.includes("fetching leaf")) {
+                sawRunning = true
+                cursorHiddenWhileRunning = t("display", "-p", "-t", name, "#{cursor_flag}").trim() === "0"
+                if (interrupt) t("send-keys", "-t", name, "C-c")
+                else writeFileSync(gate, "")
+              }
+            }
+            const cursorShown = t("display", "-p", "-t", name, "#{cursor_flag}").trim() === "1"
+            return { screen, sawRunning, cursorHiddenWhileRunning, cursorShown }
+          })
+        try {
+          const done = yield* watch("done", false)
+          const { screen } = done
+          assert.include(screen, "EXITED 0", screen)
+          assert.include(screen, "FINISHED 13", screen)
+          assert.isTrue(done.sawRunning, "a frame with a busy worker was on screen")
+          assert.isTrue(done.cursorHiddenWhileRunning, "cursor hidden while drawing")
+          // Drawn in place: exactly one copy of the panels remains, not one per frame.
+          assert.strictEqual(screen.split("╭─ Overall").length - 1, 1, screen)
+          assert.strictEqual(screen.split("display check · workers").length - 1, 1, screen)
+          assert.include(screen, "12/12 (100.0%)", screen)
+          for (const line of screen.split("\n")) assert.isAtMost([...line].length, 70)
+          assert.isTrue(done.cursorShown, "cursor shown after exit")
+          // Ctrl-C in the real terminal: the final frame says so and the cursor comes back.
+          const stopped = yield* watch("stopped", true)
+          assert.isTrue(stopped.sawRunning, stopped.screen)
+          assert.include(stopped.screen, "interrupted", stopped.screen)
+          assert.notInclude(stopped.screen, "FINISHED", stopped.screen)
+          assert.include(stopped.screen, "EXITED", stopped.screen)
+          assert.strictEqual(stopped.screen.split("╭─ Overall").length - 1, 1, stopped.screen)
+          assert.isTrue(stopped.cursorShown, "cursor shown after Ctrl-C")
+          // A graceful Ctrl-C under runMain's default teardown ends with 130, as a shell expects (it was 0).
+          assert.include(stopped.screen, "EXITED 130", stopped.screen)
+          // A plain runPromise program has no handler: Ctrl-C kills it, and the cursor still comes back (it stayed
+          // hidden: Node runs no exit listener when a signal kills the process).
+          const killed = yield* watch("killed", true, "plain")
+          assert.isTrue(killed.sawRunning, killed.screen)
+          assert.isTrue(killed.cursorHiddenWhileRunning, "cursor hidden while drawing")
+          assert.include(killed.screen, "EXITED 130", killed.screen)
+          assert.notInclude(killed.screen, "FINISHED", killed.screen)
+          assert.isTrue(killed.cursorShown, "cursor shown after Ctrl-C killed a plain program")
+        } finally {
+          t("kill-server")
+          rmSync(gates, { recursive: true, force: true })
+        }
+      }),
+    240_000
+  )
 })

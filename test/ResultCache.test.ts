@@ -71,7 +71,9 @@ describe("ResultCache", () => {
       Effect.gen(function*() {
         const capacity = yield* Effect.flip(ResultCache.memory({ capacity: 0 }))
         expect(capacity).toBeInstanceOf(OptionError)
-        expect(capacity.message).toBe("ResultCache: expected `capacity` to be an integer from 1 and up, or Infinity, got `0`")
+        expect(capacity.message).toBe(
+          "ResultCache: expected `capacity` to be an integer from 1 and up, or Infinity, got `0`"
+        )
         const ttl = yield* Effect.flip(ResultCache.memory({ timeToLive: -5 }))
         expect(ttl.field).toBe("timeToLive")
         expect(ttl.message).toContain("got `-5`")
@@ -133,12 +135,21 @@ describe("ResultCache", () => {
         expect([...store.keys()]).toEqual(["y"])
         yield* ResultCache.clearAll(withClear)
         expect(store.size).toBe(0)
-        const without = yield* ResultCache.make<string, number>({ get: () => Effect.succeedNone, set: () => Effect.void })
+        const without = yield* ResultCache.make<string, number>({
+          get: () => Effect.succeedNone,
+          set: () => Effect.void
+        })
         const e1 = yield* Effect.flip(ResultCache.clear(without, "x"))
         expect([e1.reason, e1.key]).toEqual(["ClearFailed", "\"x\""])
         const e2 = yield* Effect.flip(ResultCache.clearAll(without))
         expect(e2.reason).toBe("ClearFailed")
-        const throwing = { get: () => Effect.succeedNone, set: () => Effect.void, clear: () => { throw new Error("no") } }
+        const throwing = {
+          get: () => Effect.succeedNone,
+          set: () => Effect.void,
+          clear: () => {
+            throw new Error("no")
+          }
+        }
         const e3 = yield* Effect.flip(ResultCache.clear(throwing as ResultCache.ResultCache<string, number>, "x"))
         expect(e3.message).toContain("clearing key \"x\" failed: no")
       }))

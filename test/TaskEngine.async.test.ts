@@ -91,7 +91,11 @@ describe("RateLimiter.make: async acquire (issue 13)", () => {
         await new Promise((resolve) => setTimeout(resolve, 1))
         tickets.push(ticket)
       })
-      const engine = yield* TaskEngine.make({ handler: (n: number) => Effect.succeed(n), workers: 1, rateLimiter: limiter })
+      const engine = yield* TaskEngine.make({
+        handler: (n: number) => Effect.succeed(n),
+        workers: 1,
+        rateLimiter: limiter
+      })
       assert.deepStrictEqual(values(yield* engine.applyToAll([1, 2])), [1, 2])
       assert.deepStrictEqual(tickets.map((t) => t.workerId), [0, 0])
       assert.strictEqual(tickets.length, 2)
@@ -105,7 +109,11 @@ describe("RateLimiter.make: async acquire (issue 13)", () => {
       })
       const error = yield* Effect.flip(limiter.take())
       assert.isTrue(Cause.isUnknownException(error))
-      const engine = yield* TaskEngine.make({ handler: (n: number) => Effect.succeed(n), workers: 1, rateLimiter: limiter })
+      const engine = yield* TaskEngine.make({
+        handler: (n: number) => Effect.succeed(n),
+        workers: 1,
+        rateLimiter: limiter
+      })
       const result = yield* engine.apply(1)
       const failure = failureOf(result.exit)
       assert.isTrue(TaskEngine.isTaskEngineError(failure))

@@ -295,7 +295,12 @@ describe("TaskEngine: options", () => {
         ["title", 5, { title: 5 }]
       ]
       for (const [field, value, bad] of cases) {
-        const options = { handler, workers: 2, ...bad } as unknown as TaskEngine.TaskEngine.Options<number, number, never, never>
+        const options = { handler, workers: 2, ...bad } as unknown as TaskEngine.TaskEngine.Options<
+          number,
+          number,
+          never,
+          never
+        >
         const error = yield* Effect.flip(Effect.scoped(TaskEngine.make(options)))
         assert.instanceOf(error, OptionError, field)
         assert.strictEqual(error.field, field)

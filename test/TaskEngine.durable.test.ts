@@ -23,7 +23,14 @@ const up = await requireService(redis)
 class Flaky extends Schema.TaggedError<Flaky>()("Flaky", { n: Schema.Number }) {}
 
 const queueOf = (prefix: string) =>
-  DurableQueue.make({ name: "tasks", prefix, schema: Schema.Number, maxAttempts: 2, pollInterval: "10 millis", leaseDuration: "2 seconds" })
+  DurableQueue.make({
+    name: "tasks",
+    prefix,
+    schema: Schema.Number,
+    maxAttempts: 2,
+    pollInterval: "10 millis",
+    leaseDuration: "2 seconds"
+  })
 
 // Polls a condition every 10 ms, for at most 10 seconds.
 const until = (condition: () => boolean) =>
@@ -73,8 +80,7 @@ describe.skipIf(!up)("TaskEngine.runDurable (Redis DurableQueue)", () => {
         // Nothing is left: every other job was acknowledged.
         const left = yield* queue.take(() => Effect.void).pipe(Effect.timeout("300 millis"), Effect.option)
         expect(Option.isNone(left)).toBe(true)
-      }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
-    ))
+      }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))))
 
   it.live("interruption is graceful: running jobs finish and are acknowledged, nothing is redone", () =>
     withRedisPrefix("te-durable-stop", (prefix) =>
@@ -106,8 +112,7 @@ describe.skipIf(!up)("TaskEngine.runDurable (Redis DurableQueue)", () => {
         const left = yield* queue.take(() => Effect.void).pipe(Effect.timeout("300 millis"), Effect.option)
         expect(Option.isNone(left)).toBe(true)
         expect(runs).toBe(3)
-      }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
-    ))
+      }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))))
 
   it.live("a bad prefetch is an OptionError naming the field", () =>
     withRedisPrefix("te-durable-opt", (prefix) =>
@@ -117,8 +122,7 @@ describe.skipIf(!up)("TaskEngine.runDurable (Redis DurableQueue)", () => {
         const error = yield* Effect.flip(engine.runDurable(queue, { prefetch: -1 }))
         expect(error).toBeInstanceOf(OptionError)
         expect(error.message).toContain("prefetch")
-      }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
-    ))
+      }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))))
 })
 
 describe("TaskEngine.runDurable (DurableQueue.memory)", () => {
@@ -148,13 +152,23 @@ describe("TaskEngine.runDurable (DurableQueue.memory)", () => {
 
 describe("TaskEngine.runDurable passes the job's progress, timeout and cancel through (DurableQueue.memory)", () => {
   const stateOf = (queue: SharedDurableQueue.DurableQueue<string>, id: string) =>
-    Effect.map(queue.status(id), Option.map((status) => ({ state: status.state, attempts: status.attempts, progress: status.progress })))
+    Effect.map(
+      queue.status(id),
+      Option.map((status) => ({ state: status.state, attempts: status.attempts, progress: status.progress }))
+    )
 
   it.live("task.progress is the job's progress (status by id, a Progress event); cancel interrupts the running task, never retried", () =>
     Effect.gen(function*() {
-      const queue = yield* SharedDurableQueue.memory({ name: "pass", schema: Schema.String, maxAttempts: 3, pollInterval: "10 millis" })
+      const queue = yield* SharedDurableQueue.memory({
+        name: "pass",
+        schema: Schema.String,
+        maxAttempts: 3,
+        pollInterval: "10 millis"
+      })
       const events: Array<string> = []
-      yield* Effect.forkScoped(Stream.runForEach(queue.events, (e) => Effect.sync(() => events.push(`${e._tag}:${e.id}`))))
+      yield* Effect.forkScoped(
+        Stream.runForEach(queue.events, (e) => Effect.sync(() => events.push(`${e._tag}:${e.id}`)))
+      )
       const release = yield* Deferred.make<void>()
       let runs = 0
       let interrupted = 0
@@ -164,7 +178,9 @@ describe("TaskEngine.runDurable passes the job's progress, timeout and cancel th
           Effect.gen(function*() {
             runs++
             yield* task.progress({ step: name, percent: 50 })
-            if (name === "stuck") return yield* Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => interrupted++)))
+            if (name === "stuck") {
+              return yield* Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => interrupted++)))
+            }
             yield* Deferred.await(release)
             yield* task.progress({ step: name, percent: 100 })
           }),
@@ -174,24 +190,40 @@ describe("TaskEngine.runDurable passes the job's progress, timeout and cancel th
       yield* queue.offer("stuck", { id: "stuck" })
       yield* until(() => runs === 2)
       yield* Effect.gen(function*() {
-        while (Option.getOrUndefined(yield* stateOf(queue, "report"))?.progress === undefined) yield* Effect.sleep("10 millis")
+        while (Option.getOrUndefined(yield* stateOf(queue, "report"))?.progress === undefined) {
+          yield* Effect.sleep("10 millis")
+        }
       }).pipe(Effect.timeout("10 seconds"))
-      expect(yield* stateOf(queue, "report")).toEqual(Option.some({ state: "running", attempts: 1, progress: { step: "report", percent: 50 } }))
+      expect(yield* stateOf(queue, "report")).toEqual(
+        Option.some({ state: "running", attempts: 1, progress: { step: "report", percent: 50 } })
+      )
       expect(yield* queue.cancel("stuck")).toBe(true)
       yield* until(() => interrupted === 1)
       yield* Deferred.succeed(release, undefined)
       yield* queue.drain.pipe(Effect.timeout("10 seconds"))
-      expect(yield* stateOf(queue, "report")).toEqual(Option.some({ state: "done", attempts: 1, progress: { step: "report", percent: 100 } }))
+      expect(yield* stateOf(queue, "report")).toEqual(
+        Option.some({ state: "done", attempts: 1, progress: { step: "report", percent: 100 } })
+      )
       expect(Option.map(yield* stateOf(queue, "stuck"), (s) => s.state)).toEqual(Option.some("cancelled"))
       expect(runs).toBe(2)
       yield* until(() => events.includes("Cancelled:stuck"))
       // (Its "Offered" may precede the subscription, which starts with the forked stream.)
-      expect(events.filter((e) => e.endsWith(":report") && !e.startsWith("Offered"))).toEqual(["Started:report", "Progress:report", "Progress:report", "Completed:report"])
+      expect(events.filter((e) => e.endsWith(":report") && !e.startsWith("Offered"))).toEqual([
+        "Started:report",
+        "Progress:report",
+        "Progress:report",
+        "Completed:report"
+      ])
     }).pipe(Effect.scoped))
 
   it.live("the job's timeout interrupts the task: a failed attempt naming the timeout, dead after maxAttempts", () =>
     Effect.gen(function*() {
-      const queue = yield* SharedDurableQueue.memory({ name: "slow", schema: Schema.String, maxAttempts: 1, pollInterval: "10 millis" })
+      const queue = yield* SharedDurableQueue.memory({
+        name: "slow",
+        schema: Schema.String,
+        maxAttempts: 1,
+        pollInterval: "10 millis"
+      })
       let interrupted = 0
       yield* Effect.forkScoped(TaskEngine.runDurable(
         queue,

@@ -599,7 +599,9 @@ describe("TaskEngine", () => {
       Effect.gen(function*() {
         const all = yield* TaskEngine.applyToAll([1, 2, 3], (n) => Effect.succeed(n * 2), { workers: 2 })
         assert.deepStrictEqual(values(all), [2, 4, 6])
-        const each = yield* Stream.runCollect(TaskEngine.applyToEach([1, 2, 3], (n) => Effect.succeed(n), { workers: 1 }))
+        const each = yield* Stream.runCollect(
+          TaskEngine.applyToEach([1, 2, 3], (n) => Effect.succeed(n), { workers: 1 })
+        )
         assert.deepStrictEqual(values(Chunk.toReadonlyArray(each)), [1, 2, 3])
       }))
 

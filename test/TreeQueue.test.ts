@@ -1,8 +1,4 @@
 import { assert, describe, it } from "@effect/vitest"
-import { spawn } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import * as Data from "effect/Data"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -13,12 +9,16 @@ import * as Option from "effect/Option"
 import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
+import { spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import * as Site from "../examples/crawl/site.js"
-import { spawnFixture } from "./helpers/processes.js"
 import { OptionError } from "../src/OptionError.js"
 import * as Progress from "../src/Progress.js"
 import * as TreeQueue from "../src/TreeQueue.js"
 import { fixtureCommand } from "./helpers/compiled.js"
+import { spawnFixture } from "./helpers/processes.js"
 
 class Boom extends Schema.TaggedError<Boom>()("Boom", { at: Schema.String }) {}
 
@@ -157,36 +157,39 @@ describe("TreeQueue", () => {
       assert.strictEqual(summary.processed, 5)
     }))
 
-  it.effect("bookkeeping is O(1) per item: a 100k-deep chain and a 100k-item wide tree finish in linear time", () =>
-    Effect.gen(function*() {
-      let after = 0
-      const chain = (depth: number): TreeQueue.Item => ({
-        process: (ctx) => (depth > 1 ? ctx.enqueue(chain(depth - 1)) : Effect.void),
-        afterChildren: () =>
-          Effect.sync(() => {
-            after++
-          })
-      })
-      const time = (n: number) =>
-        Effect.gen(function*() {
-          const t0 = performance.now()
-          const summary = yield* run({ initial: [chain(n)], workers: 8 })
-          assert.strictEqual(summary.processed, n)
-          return performance.now() - t0
+  it.effect(
+    "bookkeeping is O(1) per item: a 100k-deep chain and a 100k-item wide tree finish in linear time",
+    () =>
+      Effect.gen(function*() {
+        let after = 0
+        const chain = (depth: number): TreeQueue.Item => ({
+          process: (ctx) => (depth > 1 ? ctx.enqueue(chain(depth - 1)) : Effect.void),
+          afterChildren: () =>
+            Effect.sync(() => {
+              after++
+            })
         })
-      yield* time(2_000) // warm-up
-      const small = yield* time(10_000)
-      const big = yield* time(100_000)
-      assert.strictEqual(after, 112_000)
-      // Linear: 10x the items costs about 10x; a rescan of ancestors would cost 100x.
-      assert.isBelow(big / small, 40, `10k: ${small.toFixed(0)} ms, 100k: ${big.toFixed(0)} ms`)
-      const wide = (level: number): TreeQueue.Item => ({
-        process: (ctx) =>
-          level < 5 ? ctx.enqueue(...Array.from({ length: 10 }, () => wide(level + 1))) : Effect.void
-      })
-      const summary = yield* run({ initial: [wide(0)], workers: 8 })
-      assert.strictEqual(summary.processed, 111_111)
-    }), 60_000)
+        const time = (n: number) =>
+          Effect.gen(function*() {
+            const t0 = performance.now()
+            const summary = yield* run({ initial: [chain(n)], workers: 8 })
+            assert.strictEqual(summary.processed, n)
+            return performance.now() - t0
+          })
+        yield* time(2_000) // warm-up
+        const small = yield* time(10_000)
+        const big = yield* time(100_000)
+        assert.strictEqual(after, 112_000)
+        // Linear: 10x the items costs about 10x; a rescan of ancestors would cost 100x.
+        assert.isBelow(big / small, 40, `10k: ${small.toFixed(0)} ms, 100k: ${big.toFixed(0)} ms`)
+        const wide = (level: number): TreeQueue.Item => ({
+          process: (ctx) => level < 5 ? ctx.enqueue(...Array.from({ length: 10 }, () => wide(level + 1))) : Effect.void
+        })
+        const summary = yield* run({ initial: [wide(0)], workers: 8 })
+        assert.strictEqual(summary.processed, 111_111)
+      }),
+    60_000
+  )
 
   it.effect("fifo runs breadth-first, lifo depth-first, priority lowest first with ties in arrival order", () =>
     Effect.gen(function*() {
@@ -195,8 +198,7 @@ describe("TreeQueue", () => {
           const seen: Array<string> = []
           const item = (name: string, priority: number, children: ReadonlyArray<TreeQueue.Item>): TreeQueue.Item => ({
             priority,
-            process: (ctx) =>
-              Effect.zipRight(Effect.sync(() => seen.push(name)), ctx.enqueue(...children))
+            process: (ctx) => Effect.zipRight(Effect.sync(() => seen.push(name)), ctx.enqueue(...children))
           })
           const root = item("root", 0, [
             item("a", 5, [item("a1", 1, []), item("a2", 9, [])]),
@@ -318,44 +320,48 @@ describe("TreeQueue", () => {
       assert.deepStrictEqual(log, ["interrupted"])
     }))
 
-  it.live("a real SIGINT stops gracefully (panels say stopping), a second stops at once; exit 130 under runMain's default teardown and from runPromise", () =>
-    Effect.gen(function*() {
-      const fixture = "test/fixtures/treeQueue-sigint.ts"
-      const STOPPING = "stopping: 1 running — Ctrl-C again to force"
-      const runChild = (mode: "runMain" | "promise", signals: 1 | 2) =>
-        Effect.promise(async () => {
-          const child = spawnFixture(fixture, [mode, signals === 1 ? "once" : "twice"])
-          try {
-            await child.waitFor((l) => l === "slow: start", 90_000)
-            child.kill("SIGINT")
-            // A progress line that shows the drain proves the first signal was taken; then the second.
-            await child.waitFor((l) => l.includes(STOPPING), 90_000)
-            if (signals === 2) child.kill("SIGINT")
-            const code = await child.exited(90_000)
-            return { code, out: child.lines.join("\n") + child.stderr.join("") }
-          } finally {
-            child.kill()
+  it.live(
+    "a real SIGINT stops gracefully (panels say stopping), a second stops at once; exit 130 under runMain's default teardown and from runPromise",
+    () =>
+      Effect.gen(function*() {
+        const fixture = "test/fixtures/treeQueue-sigint.ts"
+        const STOPPING = "stopping: 1 running — Ctrl-C again to force"
+        const runChild = (mode: "runMain" | "promise", signals: 1 | 2) =>
+          Effect.promise(async () => {
+            const child = spawnFixture(fixture, [mode, signals === 1 ? "once" : "twice"])
+            try {
+              await child.waitFor((l) => l === "slow: start", 90_000)
+              child.kill("SIGINT")
+              // A progress line that shows the drain proves the first signal was taken; then the second.
+              await child.waitFor((l) => l.includes(STOPPING), 90_000)
+              if (signals === 2) child.kill("SIGINT")
+              const code = await child.exited(90_000)
+              return { code, out: child.lines.join("\n") + child.stderr.join("") }
+            } finally {
+              child.kill()
+            }
+          })
+        const results = yield* Effect.all(
+          [runChild("runMain", 1), runChild("runMain", 2), runChild("promise", 1), runChild("promise", 2)],
+          { concurrency: 2 }
+        )
+        for (const [i, { code, out }] of results.entries()) {
+          assert.strictEqual(code, 130, out)
+          assert.notInclude(out, "next: start", out)
+          assert.notInclude(out, "summary", out)
+          if (i % 2 === 0) {
+            // One signal: the running item and its afterChildren finish, nothing new starts.
+            assert.include(out, "slow: end", out)
+            assert.include(out, "slow: afterChildren", out)
+          } else {
+            assert.notInclude(out, "slow: end", out)
+            assert.include(out, "slow: interrupted", out)
           }
-        })
-      const results = yield* Effect.all(
-        [runChild("runMain", 1), runChild("runMain", 2), runChild("promise", 1), runChild("promise", 2)],
-        { concurrency: 2 }
-      )
-      for (const [i, { code, out }] of results.entries()) {
-        assert.strictEqual(code, 130, out)
-        assert.notInclude(out, "next: start", out)
-        assert.notInclude(out, "summary", out)
-        if (i % 2 === 0) {
-          // One signal: the running item and its afterChildren finish, nothing new starts.
-          assert.include(out, "slow: end", out)
-          assert.include(out, "slow: afterChildren", out)
-        } else {
-          assert.notInclude(out, "slow: end", out)
-          assert.include(out, "slow: interrupted", out)
+          assert.include(out, i < 2 ? "interrupted" : "promise rejected", out)
         }
-        assert.include(out, i < 2 ? "interrupted" : "promise rejected", out)
-      }
-    }), 300_000)
+      }),
+    300_000
+  )
 
   it.effect("enqueue after process ended is refused with a defect naming the rule", () =>
     Effect.gen(function*() {
@@ -492,55 +498,58 @@ describe("TreeQueue", () => {
 })
 
 describe("crawl demo (examples/crawl)", () => {
-  it.live("Ctrl-C (a real SIGINT) then a rerun resumes and ends with the same totals as one whole crawl", () =>
-    Effect.gen(function*() {
-
-      const stateDir = mkdtempSync(join(tmpdir(), "crawl-test-"))
-      const args = ["--pages", "150", "--rate", "60", "--workers", "8", "--state-dir", stateDir]
-      const crawl = (interrupt: boolean) =>
-        Effect.async<{ code: number | null; out: string }>((resume) => {
-          const main = fixtureCommand("examples/crawl/main.ts", args)
-          const child = spawn(main.command, main.args, {
-            stdio: ["ignore", "pipe", "pipe"],
-            env: { ...process.env, ...main.env, CI: "true" }
-          })
-          let out = ""
-          let sent = false
-          const onData = (chunk: Buffer) => {
-            out += chunk.toString()
-            // The first periodic progress line means the crawl is under way: stop it there.
-            if (interrupt && !sent && out.includes("[crawl]")) {
-              sent = true
-              child.kill("SIGINT")
+  it.live(
+    "Ctrl-C (a real SIGINT) then a rerun resumes and ends with the same totals as one whole crawl",
+    () =>
+      Effect.gen(function*() {
+        const stateDir = mkdtempSync(join(tmpdir(), "crawl-test-"))
+        const args = ["--pages", "150", "--rate", "60", "--workers", "8", "--state-dir", stateDir]
+        const crawl = (interrupt: boolean) =>
+          Effect.async<{ code: number | null; out: string }>((resume) => {
+            const main = fixtureCommand("examples/crawl/main.ts", args)
+            const child = spawn(main.command, main.args, {
+              stdio: ["ignore", "pipe", "pipe"],
+              env: { ...process.env, ...main.env, CI: "true" }
+            })
+            let out = ""
+            let sent = false
+            const onData = (chunk: Buffer) => {
+              out += chunk.toString()
+              // The first periodic progress line means the crawl is under way: stop it there.
+              if (interrupt && !sent && out.includes("[crawl]")) {
+                sent = true
+                child.kill("SIGINT")
+              }
             }
-          }
-          child.stdout.on("data", onData)
-          child.stderr.on("data", onData)
-          const timer = setTimeout(() => child.kill("SIGKILL"), 25_000)
-          child.on("exit", (code) => {
-            clearTimeout(timer)
-            resume(Effect.succeed({ code, out }))
+            child.stdout.on("data", onData)
+            child.stderr.on("data", onData)
+            const timer = setTimeout(() => child.kill("SIGKILL"), 25_000)
+            child.on("exit", (code) => {
+              clearTimeout(timer)
+              resume(Effect.succeed({ code, out }))
+            })
+            return Effect.sync(() => child.kill("SIGKILL"))
           })
-          return Effect.sync(() => child.kill("SIGKILL"))
-        })
-      try {
-        const first = yield* crawl(true)
-        assert.strictEqual(first.code, 130, first.out)
-        assert.include(first.out, "Run again to resume", first.out)
-        assert.notInclude(first.out, "Crawl complete", first.out)
-        const second = yield* crawl(false)
-        assert.strictEqual(second.code, 0, second.out)
-        assert.match(second.out, /Resuming: \d+ URLs already visited/, second.out)
-        // The generated site says what a whole crawl finds: every page (the link spine reaches all), every
-        // image some page shows, and one 404 per distinct missing link.
-        const site = Site.generate(150, 42)
-        const images = new Set([...site.pages.values()].flatMap((p) => p.images))
-        const missing = new Set([...site.pages.values()].flatMap((p) => p.links).filter((l) => !site.pages.has(l)))
-        assert.match(second.out, /pages\s+150\n/, second.out)
-        assert.match(second.out, new RegExp(`images\\s+${images.size} `), second.out)
-        assert.match(second.out, new RegExp(`failures\\s+${missing.size} × 404`), second.out)
-      } finally {
-        rmSync(stateDir, { recursive: true, force: true })
-      }
-    }), 60_000)
+        try {
+          const first = yield* crawl(true)
+          assert.strictEqual(first.code, 130, first.out)
+          assert.include(first.out, "Run again to resume", first.out)
+          assert.notInclude(first.out, "Crawl complete", first.out)
+          const second = yield* crawl(false)
+          assert.strictEqual(second.code, 0, second.out)
+          assert.match(second.out, /Resuming: \d+ URLs already visited/, second.out)
+          // The generated site says what a whole crawl finds: every page (the link spine reaches all), every
+          // image some page shows, and one 404 per distinct missing link.
+          const site = Site.generate(150, 42)
+          const images = new Set([...site.pages.values()].flatMap((p) => p.images))
+          const missing = new Set([...site.pages.values()].flatMap((p) => p.links).filter((l) => !site.pages.has(l)))
+          assert.match(second.out, /pages\s+150\n/, second.out)
+          assert.match(second.out, new RegExp(`images\\s+${images.size} `), second.out)
+          assert.match(second.out, new RegExp(`failures\\s+${missing.size} × 404`), second.out)
+        } finally {
+          rmSync(stateDir, { recursive: true, force: true })
+        }
+      }),
+    60_000
+  )
 })

@@ -97,7 +97,8 @@ describe("WorkerQueue", () => {
       Effect.gen(function*() {
         let runs = 0
         const queue = yield* WorkerQueue.make({
-          worker: (n: number) => Effect.suspend(() => (++runs === 1 ? Effect.fail(new Boom({ item: n })) : Effect.succeed(n))),
+          worker: (n: number) =>
+            Effect.suspend(() => (++runs === 1 ? Effect.fail(new Boom({ item: n })) : Effect.succeed(n))),
           cache: yield* ResultCache.memory<number, number>()
         })
         const first = yield* Effect.exit(queue.require(1))
@@ -197,8 +198,10 @@ describe("WorkerQueue", () => {
         }
       })],
       ["get and set are missing", () => ({}) as ResultCache.ResultCache<number, number>],
-      ["get is not a function, set returns a Promise", () =>
-        ({ get: 5, set: () => Promise.resolve() }) as unknown as ResultCache.ResultCache<number, number>],
+      [
+        "get is not a function, set returns a Promise",
+        () => ({ get: 5, set: () => Promise.resolve() }) as unknown as ResultCache.ResultCache<number, number>
+      ],
       ["unsafeGet throws synchronously", () => ({
         get: () => Effect.succeedNone,
         unsafeGet: () => {
@@ -211,7 +214,11 @@ describe("WorkerQueue", () => {
       it.scoped(`${name}: logged, bypassed; the worker fiber lives on and unsafeRequire settles`, () => {
         const log = logs()
         return Effect.gen(function*() {
-          const queue = yield* WorkerQueue.make({ worker: (n: number) => Effect.succeed(n * 2), cache: cache(), concurrency: 1 })
+          const queue = yield* WorkerQueue.make({
+            worker: (n: number) => Effect.succeed(n * 2),
+            cache: cache(),
+            concurrency: 1
+          })
           expect(yield* queue.require(1)).toBe(2)
           // One worker: had the cache killed its fiber, these would hang.
           expect(yield* queue.requireAll([2, 3])).toEqual([4, 6])
@@ -228,7 +235,10 @@ describe("WorkerQueue", () => {
     it.scoped("a waiter can leave while the cache read hangs; the others still get the result", () =>
       Effect.gen(function*() {
         const read = yield* Deferred.make<Option.Option<number>>()
-        const cache: ResultCache.ResultCache<number, number> = { get: () => Deferred.await(read), set: () => Effect.void }
+        const cache: ResultCache.ResultCache<number, number> = {
+          get: () => Deferred.await(read),
+          set: () => Effect.void
+        }
         const queue = yield* WorkerQueue.make({ worker: (n: number) => Effect.succeed(n + 1), cache })
         const leaver = yield* Effect.fork(queue.require(1))
         const stayer = yield* Effect.fork(queue.require(1))
@@ -266,7 +276,9 @@ describe("WorkerQueue", () => {
         })
         const exit = yield* Effect.exit(queue.require(7))
         expect(Exit.isFailure(exit) && Cause.isDie(exit.cause)).toBe(true)
-        expect(Cause.pretty((exit as Exit.Failure<number, never>).cause)).toContain("neither an Effect nor a Promise for item 7")
+        expect(Cause.pretty((exit as Exit.Failure<number, never>).cause)).toContain(
+          "neither an Effect nor a Promise for item 7"
+        )
       }))
   })
 
@@ -526,9 +538,10 @@ describe("WorkerQueue", () => {
     it.effect("a Promise waiter settles when the queue closes: FinishTimeout for its item, Closed after", () =>
       Effect.gen(function*() {
         const scope = yield* Scope.make()
-        const queue = yield* WorkerQueue.make({ worker: (_: number) => Effect.never, finishTimeout: 0, name: "p" }).pipe(
-          Scope.extend(scope)
-        )
+        const queue = yield* WorkerQueue.make({ worker: (_: number) => Effect.never, finishTimeout: 0, name: "p" })
+          .pipe(
+            Scope.extend(scope)
+          )
         const pending = queue.unsafeRequire(1).then(() => "resolved", (e: WorkerQueue.WorkerQueueError) => e.reason)
         yield* waitFor(Effect.map(queue.stats, (s) => s.running === 1))
         yield* Scope.close(scope, Exit.void)

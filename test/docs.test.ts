@@ -33,46 +33,51 @@ describe("docs", () => {
       expect(status, out).toBe(0)
     }), 240_000)
 
-  it.live("a broken block fails with the file and line of the error; a preamble declares a fragment's names", () =>
-    Effect.gen(function*() {
-      const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-workers-docs-test-"))
-      const doc = Path.join(dir, "DOC.md")
-      Fs.writeFileSync(
-        doc,
-        [
-          "# A doc", //                                                    1
-          "", //                                                           2
-          "<!-- docs-preamble", //                                         3
-          "declare const fetchPage: (url: string) => number", //           4
-          "-->", //                                                        5
-          "```ts", //                                                      6
-          "const size: number = fetchPage(\"/\")", //                       7: fine, thanks to the preamble
-          "```", //                                                        8
-          "", //                                                           9
-          "```ts", //                                                      10
-          "const a: number = 1", //                                        11
-          "const b: string = a", //                                        12: the error
-          "```", //                                                        13
-          "", //                                                           14
-          "<!-- docs-check: skip pseudo-code -->", //                      15
-          "```ts", //                                                      16
-          "this is not TypeScript", //                                     17
-          "```" //                                                         18
-        ].join("\n")
-      )
-      const source = Path.join(dir, "Module.ts")
-      Fs.writeFileSync(
-        source,
-        ["/**", " * @example", " * ```ts", " * const n: number = \"one\"", " * ```", " */", "export const x = 1"].join("\n")
-      )
-      const { out, status } = yield* checkDocs([doc, source]).pipe(
-        Effect.ensuring(Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
-      )
-      expect(status).toBe(1)
-      const errors = out.split("\n").filter((line) => line.includes("error TS"))
-      expect(errors).toHaveLength(2)
-      expect(errors[0]).toMatch(/DOC\.md:12:7: error TS2322/)
-      expect(errors[1]).toMatch(/Module\.ts:4:10: error TS2322/)
-      expect(out).toContain("2 error(s) in 3 example block(s) of 2 file(s)")
-    }), 120_000)
+  it.live(
+    "a broken block fails with the file and line of the error; a preamble declares a fragment's names",
+    () =>
+      Effect.gen(function*() {
+        const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-workers-docs-test-"))
+        const doc = Path.join(dir, "DOC.md")
+        Fs.writeFileSync(
+          doc,
+          [
+            "# A doc", //                                                    1
+            "", //                                                           2
+            "<!-- docs-preamble", //                                         3
+            "declare const fetchPage: (url: string) => number", //           4
+            "-->", //                                                        5
+            "```ts", //                                                      6
+            "const size: number = fetchPage(\"/\")", //                       7: fine, thanks to the preamble
+            "```", //                                                        8
+            "", //                                                           9
+            "```ts", //                                                      10
+            "const a: number = 1", //                                        11
+            "const b: string = a", //                                        12: the error
+            "```", //                                                        13
+            "", //                                                           14
+            "<!-- docs-check: skip pseudo-code -->", //                      15
+            "```ts", //                                                      16
+            "this is not TypeScript", //                                     17
+            "```" //                                                         18
+          ].join("\n")
+        )
+        const source = Path.join(dir, "Module.ts")
+        Fs.writeFileSync(
+          source,
+          ["/**", " * @example", " * ```ts", " * const n: number = \"one\"", " * ```", " */", "export const x = 1"]
+            .join("\n")
+        )
+        const { out, status } = yield* checkDocs([doc, source]).pipe(
+          Effect.ensuring(Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+        )
+        expect(status).toBe(1)
+        const errors = out.split("\n").filter((line) => line.includes("error TS"))
+        expect(errors).toHaveLength(2)
+        expect(errors[0]).toMatch(/DOC\.md:12:7: error TS2322/)
+        expect(errors[1]).toMatch(/Module\.ts:4:10: error TS2322/)
+        expect(out).toContain("2 error(s) in 3 example block(s) of 2 file(s)")
+      }),
+    120_000
+  )
 })

@@ -44,7 +44,9 @@ const run = (command: string, args: ReadonlyArray<string>, cwd: string, timeoutM
 
 const ok = async (ran: Promise<Ran>, what: string): Promise<Ran> => {
   const r = await ran
-  if (r.status !== 0) throw new Error(`${what} exited with ${r.status}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`)
+  if (r.status !== 0) {
+    throw new Error(`${what} exited with ${r.status}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`)
+  }
   return r
 }
 
@@ -111,25 +113,36 @@ describe("packaging", () => {
     expect(packed.filter((f) => f.endsWith(".ts") && f.startsWith("dist/") && !f.endsWith(".d.ts"))).toEqual([])
   })
 
-  it.live("plain node imports effect-workers, its backends and runs WorkerQueue and TaskEngine", () =>
-    Effect.promise(async () => {
-      const out = await ok(run(process.execPath, ["main.mjs"], consumer, 30_000, { CHECK_SQL: hasSql ? "1" : "" }), "main")
-      const result = JSON.parse(out.stdout.trim().split("\n").at(-1) ?? "null")
-      expect(result.values).toEqual([2, 2, 4])
-      expect(result.squares).toEqual([1, 4, 9])
-      expect(result.redis).toContain("RedisClient")
-      expect(result.redis).toContain("ResultCache")
-      if (hasSql) expect(result.sql.length).toBeGreaterThan(0)
-      expect(result.internal).toBe("ERR_PACKAGE_PATH_NOT_EXPORTED")
-      expect(result.tsx).toBe("ERR_MODULE_NOT_FOUND")
-    }), 40_000)
+  it.live(
+    "plain node imports effect-workers, its backends and runs WorkerQueue and TaskEngine",
+    () =>
+      Effect.promise(async () => {
+        const out = await ok(
+          run(process.execPath, ["main.mjs"], consumer, 30_000, { CHECK_SQL: hasSql ? "1" : "" }),
+          "main"
+        )
+        const result = JSON.parse(out.stdout.trim().split("\n").at(-1) ?? "null")
+        expect(result.values).toEqual([2, 2, 4])
+        expect(result.squares).toEqual([1, 4, 9])
+        expect(result.redis).toContain("RedisClient")
+        expect(result.redis).toContain("ResultCache")
+        if (hasSql) expect(result.sql.length).toBeGreaterThan(0)
+        expect(result.internal).toBe("ERR_PACKAGE_PATH_NOT_EXPORTED")
+        expect(result.tsx).toBe("ERR_MODULE_NOT_FOUND")
+      }),
+    40_000
+  )
 
-  it.live("a JobRunner in a compiled .mjs module runs its reader process from dist, without tsx", () =>
-    Effect.promise(async () => {
-      const log = Path.join(tmp, "jobs-main.log")
-      await ok(run(process.execPath, ["jobs.mjs"], consumer, 45_000, { JOBS_LOG: log }), "node jobs.mjs")
-      expectFiveReadsInOneReader(log)
-    }), 60_000)
+  it.live(
+    "a JobRunner in a compiled .mjs module runs its reader process from dist, without tsx",
+    () =>
+      Effect.promise(async () => {
+        const log = Path.join(tmp, "jobs-main.log")
+        await ok(run(process.execPath, ["jobs.mjs"], consumer, 45_000, { JOBS_LOG: log }), "node jobs.mjs")
+        expectFiveReadsInOneReader(log)
+      }),
+    60_000
+  )
 
   it.live("the effect-workers executable from the package runs the same module", () =>
     Effect.promise(async () => {
@@ -147,83 +160,107 @@ describe("packaging", () => {
       expect(version.stdout.trim()).toBe(JSON.parse(Fs.readFileSync(Path.join(root, "package.json"), "utf8")).version)
     }), 60_000)
 
-  it.live("a TypeScript consumer type-checks against the emitted declarations, and its own declarations name no internal path", () =>
-    Effect.promise(async () => {
-      // declaration: true, as a library built on ours compiles. A type that TypeScript can only name through its
-      // internal file is written as import("effect-workers/internal/…"), which the exports map blocks: the
-      // library's users get TS2307, or a silent `any` under skipLibCheck. (skipLibCheck is on here: what
-      // `skipLibCheck: false` would report in our declaration files, scripts/public-types.mjs checks in the next
-      // test, file by file, without type-checking all of Effect's declarations as well, which was half this file's time.)
-      const tsc = Path.join(root, "node_modules/typescript/bin/tsc")
-      await ok(run(process.execPath, [tsc, "-p", "tsconfig.json"], consumer, 280_000), "tsc")
-      const emitted = Fs.readFileSync(Path.join(consumer, "types/declarations.d.ts"), "utf8")
-      for (const name of ["TaskEngineError", "WorkerQueueError", "ResultCacheError", "DurableQueueError", "Snapshot"]) {
-        expect(emitted).toContain(name)
-      }
-      expect(emitted.split("\n").filter((line) => line.includes("effect-workers/internal"))).toEqual([])
-      expect(Fs.readFileSync(Path.join(consumer, "types/check.d.ts"), "utf8")).not.toContain("effect-workers/internal")
-    }), 300_000)
+  it.live(
+    "a TypeScript consumer type-checks against the emitted declarations, and its own declarations name no internal path",
+    () =>
+      Effect.promise(async () => {
+        // declaration: true, as a library built on ours compiles. A type that TypeScript can only name through its
+        // internal file is written as import("effect-workers/internal/…"), which the exports map blocks: the
+        // library's users get TS2307, or a silent `any` under skipLibCheck. (skipLibCheck is on here: what
+        // `skipLibCheck: false` would report in our declaration files, scripts/public-types.mjs checks in the next
+        // test, file by file, without type-checking all of Effect's declarations as well, which was half this file's time.)
+        const tsc = Path.join(root, "node_modules/typescript/bin/tsc")
+        await ok(run(process.execPath, [tsc, "-p", "tsconfig.json"], consumer, 280_000), "tsc")
+        const emitted = Fs.readFileSync(Path.join(consumer, "types/declarations.d.ts"), "utf8")
+        for (
+          const name of ["TaskEngineError", "WorkerQueueError", "ResultCacheError", "DurableQueueError", "Snapshot"]
+        ) {
+          expect(emitted).toContain(name)
+        }
+        expect(emitted.split("\n").filter((line) => line.includes("effect-workers/internal"))).toEqual([])
+        expect(Fs.readFileSync(Path.join(consumer, "types/check.d.ts"), "utf8")).not.toContain(
+          "effect-workers/internal"
+        )
+      }),
+    300_000
+  )
 
-  it.live("our declaration files type-check as under skipLibCheck: false, and every type reachable from a public entry point is exported by a public module (scripts/public-types.mjs)", () =>
-    Effect.promise(async () => {
-      const out = await run(
-        process.execPath,
-        [Path.join(root, "scripts/public-types.mjs"), Path.join(consumer, "node_modules/effect-workers")],
-        consumer,
-        280_000
-      )
-      expect(out.stdout).toMatch(/\d+ declaration files type-check/)
-      expect(out.stdout).toContain("none reaches an internal-only type")
-      expect(out.status).toBe(0)
-    }), 300_000)
+  it.live(
+    "our declaration files type-check as under skipLibCheck: false, and every type reachable from a public entry point is exported by a public module (scripts/public-types.mjs)",
+    () =>
+      Effect.promise(async () => {
+        const out = await run(
+          process.execPath,
+          [Path.join(root, "scripts/public-types.mjs"), Path.join(consumer, "node_modules/effect-workers")],
+          consumer,
+          280_000
+        )
+        expect(out.stdout).toMatch(/\d+ declaration files type-check/)
+        expect(out.stdout).toContain("none reaches an internal-only type")
+        expect(out.status).toBe(0)
+      }),
+    300_000
+  )
 
-  it.live("the root entry bundles for the browser (esbuild --platform=browser) and the bundle runs", () =>
-    Effect.promise(async () => {
-      // No Node builtin may be reachable from "effect-workers": esbuild refuses node:* imports for the browser.
-      const esbuild = Path.join(consumer, "node_modules/esbuild/bin/esbuild")
-      const args = ["browser.mjs", "--bundle", "--platform=browser", "--format=esm", "--outfile=out/browser.js"]
-      await ok(run(esbuild, args, consumer, 60_000), "esbuild --platform=browser")
-      const bundle = Fs.readFileSync(Path.join(consumer, "out/browser.js"), "utf8")
-      expect(bundle).not.toMatch(/child_process|worker_threads|node:/)
-      const out = await ok(run(process.execPath, ["out/browser.js"], consumer, 30_000), "node out/browser.js")
-      expect(JSON.parse(out.stdout.trim())).toEqual({ value: 42, offered: true, hit: 1 })
-    }), 90_000)
+  it.live(
+    "the root entry bundles for the browser (esbuild --platform=browser) and the bundle runs",
+    () =>
+      Effect.promise(async () => {
+        // No Node builtin may be reachable from "effect-workers": esbuild refuses node:* imports for the browser.
+        const esbuild = Path.join(consumer, "node_modules/esbuild/bin/esbuild")
+        const args = ["browser.mjs", "--bundle", "--platform=browser", "--format=esm", "--outfile=out/browser.js"]
+        await ok(run(esbuild, args, consumer, 60_000), "esbuild --platform=browser")
+        const bundle = Fs.readFileSync(Path.join(consumer, "out/browser.js"), "utf8")
+        expect(bundle).not.toMatch(/child_process|worker_threads|node:/)
+        const out = await ok(run(process.execPath, ["out/browser.js"], consumer, 30_000), "node out/browser.js")
+        expect(JSON.parse(out.stdout.trim())).toEqual({ value: 42, offered: true, hit: 1 })
+      }),
+    90_000
+  )
 
-  it.live("npm install of the tarball after effect@3: one copy of effect, and the README's JavaScript example runs", () =>
-    Effect.promise(async () => {
-      const project = Path.join(tmp, "installed")
-      Fs.mkdirSync(project)
-      Fs.writeFileSync(
-        Path.join(project, "package.json"),
-        JSON.stringify({ name: "installed", private: true, type: "module" })
-      )
-      const npm = (args: ReadonlyArray<string>) =>
-        run("npm", [...args, "--prefer-offline", "--no-audit", "--no-fund"], project, 180_000)
-      const effect3 = await npm(["install", "effect@3"])
-      if (offline(effect3)) return
-      expect(effect3.status, effect3.stderr).toBe(0)
-      await ok(npm(["install", tarballPath]), "npm install <tarball>")
-      expect(copiesOfEffect(Path.join(project, "node_modules"))).toEqual(["node_modules/effect"])
-      Fs.writeFileSync(Path.join(project, "main.mjs"), readmeBlock("js", "// main.mjs"))
-      const out = await ok(run(process.execPath, ["main.mjs"], project, 30_000), "node main.mjs (README)")
-      expect(out.stdout).toContain("[ 'Success', 'Success', 'Success' ]")
-    }), 400_000)
+  it.live(
+    "npm install of the tarball after effect@3: one copy of effect, and the README's JavaScript example runs",
+    () =>
+      Effect.promise(async () => {
+        const project = Path.join(tmp, "installed")
+        Fs.mkdirSync(project)
+        Fs.writeFileSync(
+          Path.join(project, "package.json"),
+          JSON.stringify({ name: "installed", private: true, type: "module" })
+        )
+        const npm = (args: ReadonlyArray<string>) =>
+          run("npm", [...args, "--prefer-offline", "--no-audit", "--no-fund"], project, 180_000)
+        const effect3 = await npm(["install", "effect@3"])
+        if (offline(effect3)) return
+        expect(effect3.status, effect3.stderr).toBe(0)
+        await ok(npm(["install", tarballPath]), "npm install <tarball>")
+        expect(copiesOfEffect(Path.join(project, "node_modules"))).toEqual(["node_modules/effect"])
+        Fs.writeFileSync(Path.join(project, "main.mjs"), readmeBlock("js", "// main.mjs"))
+        const out = await ok(run(process.execPath, ["main.mjs"], project, 30_000), "node main.mjs (README)")
+        expect(out.stdout).toContain("[ 'Success', 'Success', 'Success' ]")
+      }),
+    400_000
+  )
 
-  it.live("a project on Effect 4 gets an npm peer conflict naming effect 3, not a nested copy", () =>
-    Effect.promise(async () => {
-      const project = Path.join(tmp, "effect4")
-      Fs.mkdirSync(project)
-      Fs.writeFileSync(
-        Path.join(project, "package.json"),
-        JSON.stringify({ name: "effect4", private: true, dependencies: { effect: "^4.0.0" } })
-      )
-      const install = ["install", "--dry-run", "--prefer-offline", "--no-audit", "--no-fund", tarballPath]
-      const out = await run("npm", install, project, 180_000)
-      if (offline(out)) return
-      expect(out.status).not.toBe(0)
-      expect(out.stderr).toContain("ERESOLVE")
-      expect(out.stderr).toMatch(/peer effect@"\^3\.\d+\.\d+" from effect-workers/)
-    }), 200_000)
+  it.live(
+    "a project on Effect 4 gets an npm peer conflict naming effect 3, not a nested copy",
+    () =>
+      Effect.promise(async () => {
+        const project = Path.join(tmp, "effect4")
+        Fs.mkdirSync(project)
+        Fs.writeFileSync(
+          Path.join(project, "package.json"),
+          JSON.stringify({ name: "effect4", private: true, dependencies: { effect: "^4.0.0" } })
+        )
+        const install = ["install", "--dry-run", "--prefer-offline", "--no-audit", "--no-fund", tarballPath]
+        const out = await run("npm", install, project, 180_000)
+        if (offline(out)) return
+        expect(out.status).not.toBe(0)
+        expect(out.stderr).toContain("ERESOLVE")
+        expect(out.stderr).toMatch(/peer effect@"\^3\.\d+\.\d+" from effect-workers/)
+      }),
+    200_000
+  )
 
   it("development resolves without a build: tests, examples and benchmarks import src/ by relative path", () => {
     // A self-reference ("effect-workers") would resolve to dist/: absent on a fresh clone, stale after an edit.

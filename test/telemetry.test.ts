@@ -118,7 +118,11 @@ describe("telemetry (issue 13)", () => {
 
       const requires = rec.named("WorkerQueue.require")
       assert.deepStrictEqual(requires.map(rec.parentName), ["caller A", "caller B", "caller C"])
-      assert.deepStrictEqual(requires.map((s) => s.attributes.get("effect_workers.cache")), ["miss", "deduplicated", "hit"])
+      assert.deepStrictEqual(requires.map((s) => s.attributes.get("effect_workers.cache")), [
+        "miss",
+        "deduplicated",
+        "hit"
+      ])
       const [run] = rec.named("WorkerQueue.run")
       assert.strictEqual(rec.named("WorkerQueue.run").length, 1)
       assert.strictEqual(Option.getOrThrow(run!.parent), requires[0])
@@ -161,7 +165,10 @@ describe("telemetry (issue 13)", () => {
       yield* cache.get("x")
       yield* cache.get("x")
       assert.strictEqual(yield* metricValue("effect_workers_result_cache_hits_total", "cache", kind), (hits ?? 0) + 2)
-      assert.strictEqual(yield* metricValue("effect_workers_result_cache_misses_total", "cache", kind), (misses ?? 0) + 1)
+      assert.strictEqual(
+        yield* metricValue("effect_workers_result_cache_misses_total", "cache", kind),
+        (misses ?? 0) + 1
+      )
     }))
 
   it.scoped("TaskEngine: a TaskEngine.task span per attempt under the caller's span; completed, failed, retries", () => {
@@ -175,7 +182,13 @@ describe("telemetry (issue 13)", () => {
         retry: { times: 1 },
         handler: (n: number) =>
           Effect.withSpan(
-            Effect.suspend(() => n === 1 && ++calls === 1 ? Effect.fail("once" as const) : n === 2 ? Effect.fail("always" as const) : Effect.succeed(n)),
+            Effect.suspend(() =>
+              n === 1 && ++calls === 1
+                ? Effect.fail("once" as const)
+                : n === 2
+                ? Effect.fail("always" as const)
+                : Effect.succeed(n)
+            ),
             "handler"
           )
       })
@@ -185,13 +198,19 @@ describe("telemetry (issue 13)", () => {
       assert.strictEqual(tasks.length, 5) // 1 + 2 + 2 attempts
       assert.isTrue(tasks.every((s) => rec.parentName(s) === "the call" && s.status._tag === "Ended"))
       assert.deepStrictEqual(
-        tasks.map((s) => `${s.attributes.get("effect_workers.task_id")}#${s.attributes.get("effect_workers.attempt")}`).sort(),
+        tasks.map((s) => `${s.attributes.get("effect_workers.task_id")}#${s.attributes.get("effect_workers.attempt")}`)
+          .sort(),
         ["1#1", "2#1", "2#2", "3#1", "3#2"]
       )
       assert.isTrue(rec.named("handler").every((s) => rec.parentName(s) === "TaskEngine.task"))
       const m = (what: string) => metricValue(`effect_workers_task_engine_${what}`, "engine", title)
       assert.deepStrictEqual(
-        [yield* m("completed_total"), yield* m("failed_total"), yield* m("retries_total"), yield* m("task_duration_seconds")],
+        [
+          yield* m("completed_total"),
+          yield* m("failed_total"),
+          yield* m("retries_total"),
+          yield* m("task_duration_seconds")
+        ],
         [2, 1, 2, 5]
       )
       assert.deepStrictEqual([yield* m("queued"), yield* m("running")], [0, 0])
@@ -203,11 +222,19 @@ describe("telemetry (issue 13)", () => {
       const title = unique("limited")
       const before = (yield* metricValue("effect_workers_rate_limiter_waits_total", "limiter", "sliding_window")) ?? 0
       const rateLimiter = yield* RateLimiter.slidingWindow({ limit: 1, interval: "1 second" })
-      const engine = yield* TaskEngine.make({ title, workers: 3, rateLimiter, handler: (n: number) => Effect.succeed(n) })
+      const engine = yield* TaskEngine.make({
+        title,
+        workers: 3,
+        rateLimiter,
+        handler: (n: number) => Effect.succeed(n)
+      })
       const fiber = yield* Effect.fork(engine.applyToAll([1, 2, 3]))
       yield* TestClock.adjust("3 seconds")
       yield* Fiber.join(fiber)
-      assert.strictEqual(yield* metricValue("effect_workers_rate_limiter_waits_total", "limiter", "sliding_window"), before + 2)
+      assert.strictEqual(
+        yield* metricValue("effect_workers_rate_limiter_waits_total", "limiter", "sliding_window"),
+        before + 2
+      )
       assert.strictEqual(yield* metricValue("effect_workers_task_engine_rate_limit_waits_total", "engine", title), 2)
     }))
 
@@ -243,7 +270,11 @@ describe("telemetry (issue 13)", () => {
     const queue = yield* WorkerQueue.make({ name: unique("wq"), worker: (n: number) => Effect.as(see, n) })
     yield* Effect.withSpan(queue.require(1), "the caller")
     yield* Effect.withSpan(queue.requireAll([2]), "the caller")
-    const engine = yield* TaskEngine.make({ title: unique("engine"), workers: 1, handler: (n: number) => Effect.as(see, n) })
+    const engine = yield* TaskEngine.make({
+      title: unique("engine"),
+      workers: 1,
+      handler: (n: number) => Effect.as(see, n)
+    })
     yield* Effect.withSpan(engine.applyToAll([1]), "the caller")
     yield* Effect.withSpan(TreeQueue.run({ initial: [{ process: () => see }], title: unique("tree") }), "the caller")
     const durable = yield* DurableQueue.memory({ name: unique("dq"), schema: Schema.Number })
@@ -301,7 +332,12 @@ describe("telemetry (issue 13)", () => {
     const rec = recording()
     return Effect.gen(function*() {
       const name = unique("dq")
-      const queue = yield* DurableQueue.memory({ name, schema: Schema.Number, maxAttempts: 2, backoff: DurableQueue.Backoff.none })
+      const queue = yield* DurableQueue.memory({
+        name,
+        schema: Schema.Number,
+        maxAttempts: 2,
+        backoff: DurableQueue.Backoff.none
+      })
       yield* Effect.withSpan(queue.offer(1), "producer")
       yield* Effect.withSpan(queue.offer(2), "producer")
       yield* Effect.withSpan(queue.take((n) => Effect.succeed(n)), "consumer")

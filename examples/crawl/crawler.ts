@@ -129,7 +129,8 @@ export const make = (state: CrawlState, options: CrawlOptions) =>
         ),
       // An image is done once fetched; a page only once its links are in the frontier (see `Page`), so a
       // crawl stopped in between fetches it again rather than losing what it links to.
-      set: (key, fetched) => Effect.sync(() => fetched.kind === "image" && state.complete(splitKey(key)[1], visitOf(fetched)))
+      set: (key, fetched) =>
+        Effect.sync(() => fetched.kind === "image" && state.complete(splitKey(key)[1], visitOf(fetched)))
     })
     const fetcher = yield* WorkerQueue.make({
       worker: fetchUrl,

@@ -17,10 +17,10 @@
 import * as Command from "@effect/cli/Command"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
-import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeKeyValueStore from "@effect/platform-node/NodeKeyValueStore"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
@@ -41,13 +41,22 @@ const workers = Options.integer("workers").pipe(
   Options.withDescription("concurrent fetches (TreeQueue workers)"),
   Options.withDefault(16)
 )
-const rate = Options.integer("rate").pipe(Options.withDescription("requests per second at most"), Options.withDefault(400))
+const rate = Options.integer("rate").pipe(
+  Options.withDescription("requests per second at most"),
+  Options.withDefault(400)
+)
 const order = Options.choice("order", ["fifo", "lifo", "priority"]).pipe(
   Options.withDescription("fifo: breadth-first, lifo: depth-first, priority: images first, then by depth"),
   Options.withDefault("lifo" as const)
 )
-const pages = Options.integer("pages").pipe(Options.withDescription("pages in the generated site"), Options.withDefault(2000))
-const seed = Options.integer("seed").pipe(Options.withDescription("seed of the generated site"), Options.withDefault(42))
+const pages = Options.integer("pages").pipe(
+  Options.withDescription("pages in the generated site"),
+  Options.withDefault(2000)
+)
+const seed = Options.integer("seed").pipe(
+  Options.withDescription("seed of the generated site"),
+  Options.withDefault(42)
+)
 const fresh = Options.boolean("fresh").pipe(Options.withDescription("ignore the saved state and start over"))
 const stateDir = Options.directory("state-dir").pipe(
   Options.withDescription("where the visited set and frontier are kept"),
@@ -69,7 +78,12 @@ const dashboardPort = Options.integer("dashboard-port").pipe(
  */
 const reviewQueue = (state: CrawlState.CrawlState) =>
   Effect.gen(function*() {
-    const queue = yield* DurableQueue.memory({ name: "failed-urls", schema: Schema.Number, maxAttempts: 2, backoff: DurableQueue.Backoff.fixed("200 millis") })
+    const queue = yield* DurableQueue.memory({
+      name: "failed-urls",
+      schema: Schema.Number,
+      maxAttempts: 2,
+      backoff: DurableQueue.Backoff.fixed("200 millis")
+    })
     const offered = new Set<string>()
     const offerNew = Effect.suspend(() =>
       Effect.forEach(
@@ -113,7 +127,12 @@ const crawl = Command.make(
       )
       // Bound to 127.0.0.1 (the default): only this machine reaches it, so its actions may be open.
       const served = args.dashboard
-        ? yield* DashboardNode.serve({ port: args.dashboardPort, title: "crawl demo", openActions: true, queues: [yield* reviewQueue(state)] })
+        ? yield* DashboardNode.serve({
+          port: args.dashboardPort,
+          title: "crawl demo",
+          openActions: true,
+          queues: [yield* reviewQueue(state)]
+        })
         : undefined
       if (served !== undefined) yield* Console.log(`Dashboard: ${served.url}`)
       const initial = [...state.frontier].map(([path, p]) => crawler.itemFor(path, p.kind, p.depth))
@@ -185,8 +204,10 @@ NodeRuntime.runMain(
     // Bad flags and bad option values end with their message, not a stack trace.
     // (@effect/cli has printed the validation message already.)
     Effect.catchIf(ValidationError.isValidationError, () => Effect.sync(() => void (process.exitCode = 2))),
-    Effect.catchTag("OptionError", (error) =>
-      Console.error(error.message).pipe(Effect.zipRight(Effect.sync(() => void (process.exitCode = 2))))),
+    Effect.catchTag(
+      "OptionError",
+      (error) => Console.error(error.message).pipe(Effect.zipRight(Effect.sync(() => void (process.exitCode = 2))))
+    ),
     Effect.provide(NodeContext.layer)
   ),
   {

@@ -20,10 +20,11 @@ import * as Stream from "effect/Stream"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as Path from "node:path"
-import * as DurableQueue from "../../src/sql/DurableQueue.js"
 import { Backoff } from "../../src/DurableQueue.js"
+import * as DurableQueue from "../../src/sql/DurableQueue.js"
 
-const databaseFile = process.env.DURABLE_ADVANCED_DB ?? Path.join(Os.tmpdir(), `effect-workers-durable-advanced-${process.pid}.sqlite`)
+const databaseFile = process.env.DURABLE_ADVANCED_DB ??
+  Path.join(Os.tmpdir(), `effect-workers-durable-advanced-${process.pid}.sqlite`)
 
 const Report = Schema.Struct({ kind: Schema.Literal("flaky", "delayed", "tick") })
 
@@ -39,8 +40,12 @@ const program = Effect.gen(function*() {
 
   // Every event of every job, as it happens (another process on this database would see its own; on PostgreSQL
   // or Redis, every process sees all).
-  yield* Effect.forkScoped(Stream.runForEach(queue.events, (event) =>
-    Effect.logInfo(`event ${event._tag} ${event.id}${event.attempt === undefined ? "" : ` attempt ${event.attempt}`}`)))
+  yield* Effect.forkScoped(
+    Stream.runForEach(queue.events, (event) =>
+      Effect.logInfo(
+        `event ${event._tag} ${event.id}${event.attempt === undefined ? "" : ` attempt ${event.attempt}`}`
+      ))
+  )
 
   const flakyDone = yield* Deferred.make<void>()
   const delayedDone = yield* Deferred.make<number>()
@@ -68,12 +73,18 @@ const program = Effect.gen(function*() {
   const waited = yield* Deferred.await(delayedDone)
   yield* Deferred.await(ticks)
   const gaps = startedAt.slice(1).map((t, i) => t - startedAt[i]!)
-  yield* Effect.logInfo(`flaky done on attempt 3; attempts started ${gaps.join(" and ")} ms apart (backoff 200 and 400)`)
+  yield* Effect.logInfo(
+    `flaky done on attempt 3; attempts started ${gaps.join(" and ")} ms apart (backoff 200 and 400)`
+  )
   yield* Effect.logInfo(`delayed started ${waited} ms after its offer (asked 1500)`)
   yield* Effect.logInfo(`ticks run: ${tickCount}`)
   const status = yield* queue.status("flaky")
   if (Option.isSome(status)) {
-    yield* Effect.logInfo(`status of flaky: ${status.value.state} after ${status.value.attempts} attempts, progress ${JSON.stringify(status.value.progress)}`)
+    yield* Effect.logInfo(
+      `status of flaky: ${status.value.state} after ${status.value.attempts} attempts, progress ${
+        JSON.stringify(status.value.progress)
+      }`
+    )
   }
 }).pipe(
   Effect.scoped,

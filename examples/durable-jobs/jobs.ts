@@ -25,7 +25,12 @@ export const Thumbnail = Schema.Struct({ file: Schema.String, size: Schema.Numbe
 export type Thumbnail = typeof Thumbnail.Type
 
 /** The queue, the same for whoever offers jobs and whoever runs them. */
-export const thumbnails = DurableQueue.make({ name: "thumbnails", schema: Thumbnail, maxAttempts: 2, pollInterval: "50 millis" })
+export const thumbnails = DurableQueue.make({
+  name: "thumbnails",
+  schema: Thumbnail,
+  maxAttempts: 2,
+  pollInterval: "50 millis"
+})
 
 export const runner = JobRunner.make({
   name: "thumbnails",

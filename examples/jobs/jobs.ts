@@ -8,8 +8,8 @@
  *
  * Settings come from env variables prefixed with the runner's name: HASH_JOBS_NUM_PROCESSES=4, …
  */
-import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as SqlClient from "@effect/sql/SqlClient"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"

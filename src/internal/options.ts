@@ -46,7 +46,11 @@ export interface Checker {
    * (`concurency` → "a known option (did you mean `concurrency`?)"). A typo is otherwise silently a default.
    * A non-object `options` (other than `undefined`) fails too.
    */
-  readonly knownKeys: (options: unknown, known: ReadonlyArray<string>, path?: string) => Effect.Effect<void, OptionError>
+  readonly knownKeys: (
+    options: unknown,
+    known: ReadonlyArray<string>,
+    path?: string
+  ) => Effect.Effect<void, OptionError>
 }
 
 /**
@@ -100,7 +104,13 @@ export const checker = (module: string): Checker => {
     return typeof n === "number" &&
         ((Number.isInteger(n) && n >= min && n <= top) || n === Number.POSITIVE_INFINITY)
       ? Effect.succeed(n)
-      : fail(field, n, max === undefined ? `an integer from ${min} and up, or Infinity` : `an integer from ${min} to ${max}, or Infinity`)
+      : fail(
+        field,
+        n,
+        max === undefined
+          ? `an integer from ${min} and up, or Infinity`
+          : `an integer from ${min} to ${max}, or Infinity`
+      )
   }
   const knownKeys: Checker["knownKeys"] = (options, known, path) => {
     if (options === undefined) return Effect.void
@@ -109,9 +119,13 @@ export const checker = (module: string): Checker => {
       if (!known.includes(key)) {
         const guess = nearest(key, known)
         const field = path === undefined ? key : `${path}.${key}`
-        return fail(field, (options as Record<string, unknown>)[key], guess === undefined
-          ? `a known option (one of ${known.map((k) => `\`${k}\``).join(", ")})`
-          : `a known option (did you mean \`${guess}\`?)`)
+        return fail(
+          field,
+          (options as Record<string, unknown>)[key],
+          guess === undefined
+            ? `a known option (one of ${known.map((k) => `\`${k}\``).join(", ")})`
+            : `a known option (did you mean \`${guess}\`?)`
+        )
       }
     }
     return Effect.void

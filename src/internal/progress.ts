@@ -2,6 +2,8 @@
  * The state behind every `Progress` layer: a session holds worker rows, queue size with its high-water mark and
  * overall counters in plain mutable fields, so reporting costs a field write; displays read it at their own pace.
  */
+import type * as Cause from "effect/Cause"
+import * as CauseM from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -9,8 +11,6 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import type * as Cause from "effect/Cause"
-import * as CauseM from "effect/Cause"
 import { OptionError } from "../OptionError.js"
 import { MAX_COUNT } from "./options.js"
 
@@ -106,7 +106,12 @@ export class Progress extends Context.Tag("effect-workers/Progress")<Progress, P
  */
 const workerCount = (n: number): number => {
   if (Number.isInteger(n) && n >= 0 && n <= MAX_COUNT) return n
-  throw new OptionError({ module: "Progress", field: "workers", value: n, expected: `an integer from 0 to ${MAX_COUNT}` })
+  throw new OptionError({
+    module: "Progress",
+    field: "workers",
+    value: n,
+    expected: `an integer from 0 to ${MAX_COUNT}`
+  })
 }
 
 /** @internal */

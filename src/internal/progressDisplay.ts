@@ -9,9 +9,9 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import type { OptionError } from "../OptionError.js"
 import { checker } from "./options.js"
-import * as signals from "./signals.js"
 import type { ProgressService, Snapshot } from "./progress.js"
 import { lineOf, makeSession, panelsOf, Progress, type SessionState_ } from "./progress.js"
+import * as signals from "./signals.js"
 
 /** @internal */
 export interface Output {
@@ -32,7 +32,12 @@ const check = checker("Progress")
 const outputOf = (output: Output | undefined): Effect.Effect<Output, OptionError> =>
   output === undefined
     ? Effect.sync(stdout)
-    : check.require("output", output, typeof output === "object" && typeof output?.write === "function", "an object with a write method")
+    : check.require(
+      "output",
+      output,
+      typeof output === "object" && typeof output?.write === "function",
+      "an object with a write method"
+    )
 
 /** @internal */
 export const ESC = {
@@ -66,7 +71,7 @@ export const makeTerminal = (options?: TerminalOptions): Effect.Effect<ProgressS
     }
     const draw = (now: number) => {
       if (sessions.size === 0 && drawn === 0) return
-      const width = Math.max(24, (out.columns ?? 80))
+      const width = Math.max(24, out.columns ?? 80)
       const height = Math.max(8, (out.rows ?? 24) - 1)
       const per = Math.max(8, Math.floor(height / Math.max(1, sessions.size)))
       const lines: Array<string> = []
@@ -217,7 +222,9 @@ export const layer = (options?: { readonly output?: Output | undefined }): Layer
   Layer.unwrapEffect(
     Effect.zipRight(
       check.knownKeys(options, ["output"]),
-      Effect.map(outputOf(options?.output), (out) =>
-        isInteractive(out) ? layerTerminal({ output: out }) : layerLines({ output: out }))
+      Effect.map(
+        outputOf(options?.output),
+        (out) => isInteractive(out) ? layerTerminal({ output: out }) : layerLines({ output: out })
+      )
     )
   )

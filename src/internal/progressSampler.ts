@@ -29,9 +29,13 @@ export const deltaReporter = (session: Session, sample: () => ProgressSample): E
       session.setQueueSize(now.queueSize),
       delta.total > 0 ? session.addTotal(delta.total) : Effect.void,
       delta.completed > 0 ? session.addCompleted(delta.completed) : Effect.void,
-      Effect.forEach(now.rows, (row, i) => row === undefined ? session.workerWaiting(i + 1) : session.setWorker(i + 1, row), {
-        discard: true
-      })
+      Effect.forEach(
+        now.rows,
+        (row, i) => row === undefined ? session.workerWaiting(i + 1) : session.setWorker(i + 1, row),
+        {
+          discard: true
+        }
+      )
     ], { discard: true })
   })
 }

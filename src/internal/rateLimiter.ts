@@ -7,13 +7,13 @@ import type * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as EffectRateLimiter from "effect/RateLimiter"
 import * as Queue from "effect/Queue"
+import * as EffectRateLimiter from "effect/RateLimiter"
 import type * as Scope from "effect/Scope"
 import type { OptionError } from "../OptionError.js"
 import type * as RateLimiter from "../RateLimiter.js"
-import { checker } from "./options.js"
 import { RateLimiterMetrics as Metrics } from "./metrics.js"
+import { checker } from "./options.js"
 import { fromUserResult } from "./promise.js"
 import { bump, countingWaits, labels } from "./telemetry.js"
 
@@ -62,7 +62,12 @@ const validate = (options: RateLimiter.RateLimiter.WindowOptions) =>
     yield* check.require("options", options, typeof options === "object" && options !== null, "an object")
     // A typo (`limt`) would otherwise be silently a missing field.
     yield* check.knownKeys(options, ["limit", "interval"])
-    const limit = yield* check.require("limit", options.limit, typeof options.limit === "number", "an integer from 1 and up")
+    const limit = yield* check.require(
+      "limit",
+      options.limit,
+      typeof options.limit === "number",
+      "an integer from 1 and up"
+    )
       .pipe(Effect.flatMap((limit) => check.integer("limit", limit, 1, 1)))
     const interval = yield* check.duration("interval", options.interval, Duration.zero)
     yield* check.require("interval", options.interval, Duration.toMillis(interval) > 0, "a positive duration")

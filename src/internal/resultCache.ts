@@ -12,25 +12,29 @@ import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type { OptionError } from "../OptionError.js"
 import type * as ResultCache from "../ResultCache.js"
+import { typeIdGuard } from "./errorTypeId.js"
 import { ResultCacheMetrics as Metrics } from "./metrics.js"
 import { checker } from "./options.js"
 import { bump, labels } from "./telemetry.js"
-import { typeIdGuard } from "./errorTypeId.js"
 
 const check = checker("ResultCache")
 
 /** @internal */
-export class ResultCacheError extends Schema.TaggedError<ResultCacheError>("effect-workers/ResultCache/ResultCacheError")(
-  "ResultCacheError",
-  {
-    reason: Schema.Literal("GetFailed", "SetFailed", "ClearFailed"),
-    key: Schema.String,
-    cause: Schema.optional(Schema.Defect)
-  }
-) {
+export class ResultCacheError
+  extends Schema.TaggedError<ResultCacheError>("effect-workers/ResultCache/ResultCacheError")(
+    "ResultCacheError",
+    {
+      reason: Schema.Literal("GetFailed", "SetFailed", "ClearFailed"),
+      key: Schema.String,
+      cause: Schema.optional(Schema.Defect)
+    }
+  )
+{
   override get message(): string {
     const what = this.reason === "GetFailed" ? "reading" : this.reason === "SetFailed" ? "writing" : "clearing"
-    const cause = this.cause === undefined ? "" : `: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+    const cause = this.cause === undefined
+      ? ""
+      : `: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
     return `ResultCache: ${what} key ${this.key} failed${cause}`
   }
 }
@@ -212,9 +216,17 @@ export const make = <K, V, E = never, R = never>(
           context
         ),
       set: (key: K, value: V) =>
-        Effect.provide(Effect.asVoid(fromUser(() => impl.set(key, value), failed("SetFailed", describeKey(key)))), context),
-      clear: userClear === undefined ? undefined : (key: K) =>
-        Effect.provide(Effect.asVoid(fromUser(() => userClear(key), failed("ClearFailed", describeKey(key)))), context),
+        Effect.provide(
+          Effect.asVoid(fromUser(() => impl.set(key, value), failed("SetFailed", describeKey(key)))),
+          context
+        ),
+      clear: userClear === undefined ?
+        undefined :
+        (key: K) =>
+          Effect.provide(
+            Effect.asVoid(fromUser(() => userClear(key), failed("ClearFailed", describeKey(key)))),
+            context
+          ),
       clearAll: userClearAll === undefined
         ? undefined
         : Effect.provide(Effect.asVoid(fromUser(() => userClearAll(), failed("ClearFailed", "*"))), context)
@@ -252,7 +264,10 @@ export const prime = <K, V>(
 ): Effect.Effect<void, ResultCacheError> =>
   Effect.flatMap(
     guarded(() => cache.get(key), "GetFailed", describeKey(key)),
-    (found) => Option.isOption(found) && Option.isSome(found) ? Effect.void : guarded(() => cache.set(key, value), "SetFailed", describeKey(key))
+    (found) =>
+      Option.isOption(found) && Option.isSome(found)
+        ? Effect.void
+        : guarded(() => cache.set(key, value), "SetFailed", describeKey(key))
   )
 
 // --- KeyValueStore ------------------------------------------------------------------------------------------------
@@ -284,9 +299,10 @@ export const keyValueStore = <K, V, I>(
               // An entry we cannot read (another version of the schema, a damaged file) is a miss: the worker
               // recomputes it and the write replaces it.
               return Either.isRight(decoded) ? Effect.succeed(Option.some(decoded.right)) : Effect.as(
-                Effect.logWarning(`ResultCache: cannot decode the entry at key ${storeKey}; treating it as a miss`).pipe(
-                  Effect.annotateLogs("error", ParseResult.TreeFormatter.formatErrorSync(decoded.left))
-                ),
+                Effect.logWarning(`ResultCache: cannot decode the entry at key ${storeKey}; treating it as a miss`)
+                  .pipe(
+                    Effect.annotateLogs("error", ParseResult.TreeFormatter.formatErrorSync(decoded.left))
+                  ),
                 Option.none<V>()
               )
             }

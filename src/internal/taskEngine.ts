@@ -5,16 +5,16 @@
  * the shared state with its one `shutdown` (`engine.ts`). This file validates options, wires the parts, reports to
  * `Progress` and binds the public methods.
  */
+import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
-import type * as Context from "effect/Context"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import type * as DurableQueue from "../DurableQueue.js"
 import type { OptionError } from "../OptionError.js"
 import type * as TaskEngine from "../TaskEngine.js"
-import type * as DurableQueue from "../DurableQueue.js"
 import { Progress } from "./progress.js"
 import { deltaReporter } from "./progressSampler.js"
 import { unlimited } from "./rateLimiter.js"
@@ -72,7 +72,12 @@ export const make = <I, A, E, R>(
         queueSize: core.input.size,
         rows: core.pool.rows()
       }))
-      yield* finalReport.pipe(Effect.zipRight(Effect.sleep("100 millis")), Effect.forever, Effect.interruptible, Effect.forkScoped)
+      yield* finalReport.pipe(
+        Effect.zipRight(Effect.sleep("100 millis")),
+        Effect.forever,
+        Effect.interruptible,
+        Effect.forkScoped
+      )
     }
 
     // The one shutdown (see `EngineCore.shutdown`), then the last progress report.
@@ -98,11 +103,21 @@ export const make = <I, A, E, R>(
         // The job's progress is the task's; the job's timeout and cancel interrupt this handler, and with it the
         // call, which cancels the task (a running attempt is interrupted, a queued one dropped).
         const progressOf = (job: DurableQueue.Job) => (value: unknown) =>
-          job.progress(value).pipe(Effect.catchAll((error) => Effect.logWarning(`TaskEngine.runDurable: progress of job ${job.id} not recorded`, error)))
+          job.progress(value).pipe(
+            Effect.catchAll((error) =>
+              Effect.logWarning(`TaskEngine.runDurable: progress of job ${job.id} not recorded`, error)
+            )
+          )
         return yield* queue.run(
           (value, job) =>
             Effect.flatMap(
-              calls.apply(core, value, { priority: 0, timeout: null }, job.id, (task) => task.progress = progressOf(job)),
+              calls.apply(
+                core,
+                value,
+                { priority: 0, timeout: null },
+                job.id,
+                (task) => task.progress = progressOf(job)
+              ),
               (result) => result.exit
             ),
           { concurrency: core.pool.target + prefetch, shutdownTimeout }
@@ -116,7 +131,10 @@ export const make = <I, A, E, R>(
           Effect.zipRight(batchSettings(options)),
           Effect.flatMap((settings) => calls.applyToAll(core, inputs, settings))
         )) as TaskEngine.TaskEngine<I, A, E>["applyToAll"],
-      applyToEach: <E2, R2>(inputs: Iterable<I> | Stream.Stream<I, E2, R2>, options?: TaskEngine.TaskEngine.BatchOptions) =>
+      applyToEach: <E2, R2>(
+        inputs: Iterable<I> | Stream.Stream<I, E2, R2>,
+        options?: TaskEngine.TaskEngine.BatchOptions
+      ) =>
         Stream.unwrap(
           checkIterable(Array.isArray(inputs) || Stream.StreamTypeId in Object(inputs) ? [] : inputs).pipe(
             Effect.zipRight(batchSettings(options)),
@@ -125,8 +143,10 @@ export const make = <I, A, E, R>(
         ),
       runDurable,
       add: ((input: I, options?: TaskEngine.TaskEngine.TaskOptions) =>
-        Effect.flatMap(taskSettings(options), ({ id, settings }) =>
-          rounds.add(input, settings, id))) as TaskEngine.TaskEngine<I, A, E>["add"],
+        Effect.flatMap(
+          taskSettings(options),
+          ({ id, settings }) => rounds.add(input, settings, id)
+        )) as TaskEngine.TaskEngine<I, A, E>["add"],
       end: rounds.end,
       awaitEnd: rounds.awaitEnd,
       results: rounds.results,
@@ -178,6 +198,7 @@ export const runDurable = <I, A, E, R>(
     // The durable options go to `runDurable`, the rest to the engine (whose unknown-key check would refuse them).
     const { prefetch, shutdownTimeout, ...engineOptions } = options
     return Effect.scoped(
-      Effect.flatMap(make({ ...engineOptions, handler }), (engine) => engine.runDurable(queue, { prefetch, shutdownTimeout }))
+      Effect.flatMap(make({ ...engineOptions, handler }), (engine) =>
+        engine.runDurable(queue, { prefetch, shutdownTimeout }))
     )
   })

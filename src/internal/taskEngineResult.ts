@@ -36,9 +36,8 @@ export class TaskResultImpl<I, A, E> implements TaskResult.TaskResult<I, A, E> {
   [NodeInspectSymbol]() {
     return this.toJSON()
   }
-}
+} // On the prototype: one object per result is all the hot path allocates.
 
-// On the prototype: one object per result is all the hot path allocates.
 ;(TaskResultImpl.prototype as { [TypeId]: TaskResult.TypeId })[TypeId] = TypeId
 
 /** @internal */

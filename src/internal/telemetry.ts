@@ -93,9 +93,9 @@ export const useSpanWhenTraced = <A, E, R>(
  * `Effect.withSpan` when the fiber is {@link tracing}, else `self` as it is.
  * @internal
  */
-export const withSpanWhenTraced = (name: string, options: Tracer.SpanOptions) =>
-<A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.withFiberRuntime((fiber) => tracing(fiber) ? Effect.withSpan(self, name, options) : self)
+export const withSpanWhenTraced =
+  (name: string, options: Tracer.SpanOptions) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.withFiberRuntime((fiber) => tracing(fiber) ? Effect.withSpan(self, name, options) : self)
 
 /**
  * A span opened synchronously from a fiber, for the hot paths that run a user function without an Effect step of

@@ -16,12 +16,12 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Tracer from "effect/Tracer"
 import { OptionError } from "../OptionError.js"
-import { optionalString } from "./optionString.js"
-import { checker } from "./options.js"
-import * as signals from "./signals.js"
-import { Progress, type Session, type UnsafeSession } from "./progress.js"
 import { Fifo } from "./fifo.js"
 import { TreeQueueMetrics as Metrics } from "./metrics.js"
+import { checker } from "./options.js"
+import { optionalString } from "./optionString.js"
+import { Progress, type Session, type UnsafeSession } from "./progress.js"
+import * as signals from "./signals.js"
 import { bump, labels, observeNanos, SpanMaker } from "./telemetry.js"
 
 /** @internal */
@@ -154,7 +154,12 @@ const invalidItem = (item: unknown): OptionError | undefined => {
   const fail = (field: string, expected: string) =>
     new OptionError({ module: "TreeQueue", field: `item.${field}`, value: item, expected })
   if (item === null || typeof item !== "object") {
-    return new OptionError({ module: "TreeQueue", field: "item", value: item, expected: "an object with a process method" })
+    return new OptionError({
+      module: "TreeQueue",
+      field: "item",
+      value: item,
+      expected: "an object with a process method"
+    })
   }
   const { priority, process } = item as Partial<Item<unknown, unknown>>
   if (typeof process !== "function") return fail("process", "a function")
@@ -278,8 +283,7 @@ const reporterOf = (session: Session): Reporter => {
         if (session.setStopping !== undefined) buffer.push(session.setStopping)
       }
     },
-    flush: (next) =>
-      buffer.length === 0 ? next : Effect.zipRight(Effect.all(buffer.splice(0), { discard: true }), next)
+    flush: (next) => buffer.length === 0 ? next : Effect.zipRight(Effect.all(buffer.splice(0), { discard: true }), next)
   }
 }
 
@@ -342,7 +346,12 @@ class ItemTelemetry<E, R> {
    * One item's `process` in its `TreeQueue.item` span (a child of the item that enqueued it), counted and timed;
    * only when `spans.enabled` (a tracer is installed: telemetry.ts `tracing`).
    */
-  traced(node: Node<E, R>, kind: string, workerId: number, process: Effect.Effect<void, E, R>): Effect.Effect<void, E, R> {
+  traced(
+    node: Node<E, R>,
+    kind: string,
+    workerId: number,
+    process: Effect.Effect<void, E, R>
+  ): Effect.Effect<void, E, R> {
     const started = this.spans.now()
     const span = this.spans.open("TreeQueue.item", node.parent === undefined ? this.callerSpan : node.parent.span, {
       "effect_workers.tree": this.title,

@@ -23,27 +23,29 @@ import type * as Tracer from "effect/Tracer"
 import type { OptionError } from "../OptionError.js"
 import type * as ResultCache from "../ResultCache.js"
 import type * as WorkerQueue from "../WorkerQueue.js"
-import { optionalString } from "./optionString.js"
-import { checker } from "./options.js"
+import { typeIdGuard } from "./errorTypeId.js"
 import { WorkerQueueMetrics as Metrics } from "./metrics.js"
+import { checker } from "./options.js"
+import { optionalString } from "./optionString.js"
 import * as resultCache from "./resultCache.js"
 import { bump, labels, linkTo, observeNanos, setGauge, SpanMaker, useSpanWhenTraced } from "./telemetry.js"
 import { CacheGuard, callWorker, Room, type RoomNode } from "./workerQueueParts.js"
-import { typeIdGuard } from "./errorTypeId.js"
 
 const check = checker("WorkerQueue")
 
 const KNOWN_OPTIONS = ["worker", "cache", "key", "concurrency", "capacity", "finishTimeout", "name"]
 
 /** @internal */
-export class WorkerQueueError extends Schema.TaggedError<WorkerQueueError>("effect-workers/WorkerQueue/WorkerQueueError")(
-  "WorkerQueueError",
-  {
-    reason: Schema.Literal("Closed", "FinishTimeout"),
-    queue: Schema.String,
-    item: Schema.optional(Schema.String)
-  }
-) {
+export class WorkerQueueError
+  extends Schema.TaggedError<WorkerQueueError>("effect-workers/WorkerQueue/WorkerQueueError")(
+    "WorkerQueueError",
+    {
+      reason: Schema.Literal("Closed", "FinishTimeout"),
+      queue: Schema.String,
+      item: Schema.optional(Schema.String)
+    }
+  )
+{
   override get message(): string {
     const item = this.item === undefined ? "" : ` (item ${this.item})`
     return this.reason === "Closed"
@@ -440,17 +442,21 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
   // The span's parent is the caller's current span: `useSpan` reads it from the calling fiber. No span (and no
   // cost) unless a tracer is installed (`useSpanWhenTraced`).
   readonly require = (item: I): Effect.Effect<A, E | WorkerQueueError> =>
-    useSpanWhenTraced("WorkerQueue.require", this.spanOptions, (span) =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.suspend(() => {
-          const lookups: Array<Entry<K, I, A, E>> = []
-          const entry = this.begin(item, lookups, span)
-          if (Exit.isExit(entry)) return entry
-          const wait = this.awaitEntry(entry, restore)
-          this.startLookups(lookups)
-          return wait
-        })
-      ))
+    useSpanWhenTraced(
+      "WorkerQueue.require",
+      this.spanOptions,
+      (span) =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.suspend(() => {
+            const lookups: Array<Entry<K, I, A, E>> = []
+            const entry = this.begin(item, lookups, span)
+            if (Exit.isExit(entry)) return entry
+            const wait = this.awaitEntry(entry, restore)
+            this.startLookups(lookups)
+            return wait
+          })
+        )
+    )
 
   /**
    * Registers a batch, then waits for the first unsettled entry, then looks for the next: one wait per entry
@@ -487,29 +493,37 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
   // One span for the batch, the parent of the runs its items start (a span per item would cost more than the
   // item on a memory-cache hit).
   readonly requireAllExit = (items: Iterable<I>): Effect.Effect<Array<Outcome<A, E>>> =>
-    useSpanWhenTraced("WorkerQueue.requireAll", this.spanOptions, (span) =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.suspend(() =>
-          Effect.map(this.batch(items, restore, span), (entries) => entries.map((e) => exitOf(e)!))
+    useSpanWhenTraced(
+      "WorkerQueue.requireAll",
+      this.spanOptions,
+      (span) =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.suspend(() =>
+            Effect.map(this.batch(items, restore, span), (entries) => entries.map((e) => exitOf(e)!))
+          )
         )
-      ))
+    )
 
   readonly requireAll = (items: Iterable<I>): Effect.Effect<Array<A>, E | WorkerQueueError> =>
-    useSpanWhenTraced("WorkerQueue.requireAll", this.spanOptions, (span) =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.suspend(() =>
-        Effect.flatMap(this.batch(items, restore, span), (entries) => {
-          // Read in input order, so the failure reported is the first one.
-          const values = new Array<A>(entries.length)
-          for (let i = 0; i < entries.length; i++) {
-            const exit = exitOf(entries[i]!)!
-            if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
-            values[i] = exit.value
-          }
-          return Effect.succeed(values)
-        })
-      )
-    ))
+    useSpanWhenTraced(
+      "WorkerQueue.requireAll",
+      this.spanOptions,
+      (span) =>
+        Effect.uninterruptibleMask((restore) =>
+          Effect.suspend(() =>
+            Effect.flatMap(this.batch(items, restore, span), (entries) => {
+              // Read in input order, so the failure reported is the first one.
+              const values = new Array<A>(entries.length)
+              for (let i = 0; i < entries.length; i++) {
+                const exit = exitOf(entries[i]!)!
+                if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
+                values[i] = exit.value
+              }
+              return Effect.succeed(values)
+            })
+          )
+        )
+    )
 
   // The Promise twin of `require` for plain TypeScript: the same synchronous registration, then one Promise per
   // entry shared by all its callers (as DataLoader shares one per key), instead of a fiber per caller. A Promise

@@ -16,10 +16,10 @@ import * as Fs from "node:fs"
 import { createRequire } from "node:module"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
-import type * as Api from "../JobRunner.js"
-import * as Progress from "../Progress.js"
 import { isJobRunner, markLoadedByCli, run } from "../internal/jobRunner/runner.js"
 import { seedDefaults, validateInput } from "../internal/jobRunner/settings.js"
+import type * as Api from "../JobRunner.js"
+import * as Progress from "../Progress.js"
 
 const optionalInt = (name: string, description: string) =>
   Options.integer(name).pipe(Options.withDescription(description), Options.optional)
@@ -74,7 +74,9 @@ const runCommand = Command.make(
         return yield* Effect.fail(
           unique.length === 0
             ? `${args.module} exports no JobRunner`
-            : `${args.module} exports ${unique.length} runners (${unique.map((r) => r.name).join(", ")}); pick one with --name`
+            : `${args.module} exports ${unique.length} runners (${
+              unique.map((r) => r.name).join(", ")
+            }); pick one with --name`
         )
       }
       const seconds = (o: Option.Option<number>) => Option.getOrUndefined(Option.map(o, (s) => s * 1000))

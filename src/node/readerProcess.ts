@@ -14,10 +14,10 @@
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as WorkerThreads from "node:worker_threads"
-import type * as Api from "../JobRunner.js"
 import { type AnyRunner, isJobRunner } from "../internal/jobRunner/definition.js"
 import { decodeSettings, type FromReader, START_FAILED } from "../internal/jobRunner/protocol.js"
 import { startReaderHost } from "../internal/jobRunner/readerHost.js"
+import type * as Api from "../JobRunner.js"
 
 interface Init {
   readonly module: string

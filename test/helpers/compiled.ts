@@ -17,7 +17,11 @@ declare module "vitest" {
  * The command that starts `source` (a `.ts` file under test/fixtures or examples, relative to the repository root
  * or absolute) with `args`: its compiled `.mjs` under plain `node` by default, or through tsx.
  */
-export const fixtureCommand = (source: string, args: ReadonlyArray<string> = [], loader: Loader = "compiled"): Command => {
+export const fixtureCommand = (
+  source: string,
+  args: ReadonlyArray<string> = [],
+  loader: Loader = "compiled"
+): Command => {
   const dir = inject("compiledFixturesDir")
   if (loader === "compiled" && (dir === undefined || dir.length === 0)) {
     throw new Error("no compiled fixtures: vitest.config.ts must list test/globalSetup.ts as globalSetup")

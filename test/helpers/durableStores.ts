@@ -28,7 +28,9 @@ export type StoreKind = "memory" | "redis" | "pg" | "sqlite"
 
 export interface Env {
   readonly kind: StoreKind
-  readonly make: <A, I>(options: DurableQueue.Options<A, I>) => Effect.Effect<DurableQueue.DurableQueue<A>, OptionError | DurableQueue.DurableQueueError, Scope.Scope>
+  readonly make: <A, I>(
+    options: DurableQueue.Options<A, I>
+  ) => Effect.Effect<DurableQueue.DurableQueue<A>, OptionError | DurableQueue.DurableQueueError, Scope.Scope>
   readonly rawStore: (settings: QueueSettings) => Effect.Effect<Store, unknown, Scope.Scope>
   /** The argv that points test/fixtures/durable-contract.ts at this namespace (none for memory: no process shares it). */
   readonly fixtureArgs: ReadonlyArray<string> | undefined
@@ -43,14 +45,21 @@ export const envOf = (
 ): Env => ({
   kind,
   make: <A, I>(options: DurableQueue.Options<A, I>) => {
-    const made: Effect.Effect<DurableQueue.DurableQueue<A>, OptionError | DurableQueue.DurableQueueError, Scope.Scope | RedisClient.RedisClient | SqlClient.SqlClient> =
-      kind === "redis" ? RedisStore.make({ ...options, prefix: target }) : SqlStore.make({ ...options, tableName: target })
+    const made: Effect.Effect<
+      DurableQueue.DurableQueue<A>,
+      OptionError | DurableQueue.DurableQueueError,
+      Scope.Scope | RedisClient.RedisClient | SqlClient.SqlClient
+    > = kind === "redis"
+      ? RedisStore.make({ ...options, prefix: target })
+      : SqlStore.make({ ...options, tableName: target })
     return Effect.provide(made, clients as Context.Context<RedisClient.RedisClient | SqlClient.SqlClient>)
   },
   rawStore: (settings) =>
     kind === "redis"
       ? Effect.map(connect({}), (redis) => RedisStore.makeStore(redis, target, settings))
-      : SqlStore.makeStore(settings, { tableName: target, notify: true }).pipe(Effect.provide(clients as Context.Context<SqlClient.SqlClient>)),
+      : SqlStore.makeStore(settings, { tableName: target, notify: true }).pipe(
+        Effect.provide(clients as Context.Context<SqlClient.SqlClient>)
+      ),
   fixtureArgs: kind === "sqlite" ? [kind, target, file!] : [kind, target, "-"]
 })
 
@@ -63,28 +72,45 @@ const memoryEnv = (): Env => {
   }
   return {
     kind: "memory",
-    make: (options) => Effect.flatMap(queueSettings(options), (settings) => core.make(storeOf(settings), settings, options.schema)),
+    make: (options) =>
+      Effect.flatMap(queueSettings(options), (settings) => core.make(storeOf(settings), settings, options.schema)),
     rawStore: (settings) => Effect.succeed(storeOf(settings)),
     fixtureArgs: undefined
   }
 }
 
 /** Runs `f` in a fresh namespace of `kind`, everything it made closed and removed afterwards. */
-export const withStore = <A, E>(kind: StoreKind, f: (env: Env) => Effect.Effect<A, E, Scope.Scope>): Effect.Effect<A, unknown> => {
+export const withStore = <A, E>(
+  kind: StoreKind,
+  f: (env: Env) => Effect.Effect<A, E, Scope.Scope>
+): Effect.Effect<A, unknown> => {
   if (kind === "memory") return Effect.scoped(f(memoryEnv()))
   if (kind === "redis") {
-    return withRedisPrefix("dqc", (prefix) =>
-      Effect.scoped(Effect.flatMap(Layer.build(RedisClient.layer()), (clients) => f(envOf("redis", prefix, clients)))))
+    return withRedisPrefix(
+      "dqc",
+      (prefix) =>
+        Effect.scoped(Effect.flatMap(Layer.build(RedisClient.layer()), (clients) => f(envOf("redis", prefix, clients))))
+    )
   }
-  return withTable(kind as Backend, "dqc", (table, file) =>
-    Effect.scoped(Effect.flatMap(Layer.build(clientLayer(kind as Backend, file)), (clients) => f(envOf(kind, table, clients, file)))))
+  return withTable(
+    kind as Backend,
+    "dqc",
+    (table, file) =>
+      Effect.scoped(
+        Effect.flatMap(
+          Layer.build(clientLayer(kind as Backend, file)),
+          (clients) => f(envOf(kind, table, clients, file))
+        )
+      )
+  )
 }
 
 /** The client context of a fixture process: argv as `Env.fixtureArgs`. */
 export const fixtureEnv = (argv: ReadonlyArray<string>): Effect.Effect<Env, unknown, Scope.Scope> => {
   const [kind, target, file] = argv as [Exclude<StoreKind, "memory">, string, string]
   const layer = kind === "redis" ? RedisClient.layer() : clientLayer(kind, kind === "sqlite" ? file : undefined)
-  return Effect.map(Layer.build(layer as Layer.Layer<unknown, unknown>), (clients) => envOf(kind, target, clients as Context.Context<never>, file))
+  return Effect.map(
+    Layer.build(layer as Layer.Layer<unknown, unknown>),
+    (clients) => envOf(kind, target, clients as Context.Context<never>, file)
+  )
 }
-
-

@@ -69,7 +69,10 @@ export const buildFixtures = async (dir: string): Promise<number> => {
     // A native addon cannot be bundled; it resolves from the repository's node_modules at run time.
     external: ["better-sqlite3"],
     // Bundled CommonJS packages (ioredis, pg) call `require` for Node's built-ins.
-    banner: { js: "import { createRequire as __fixtureRequire } from \"node:module\"; const require = __fixtureRequire(import.meta.url);" },
+    banner: {
+      js:
+        "import { createRequire as __fixtureRequire } from \"node:module\"; const require = __fixtureRequire(import.meta.url);"
+    },
     logLevel: "error"
   })
   return performance.now() - started
@@ -89,14 +92,21 @@ export type Loader = "compiled" | "tsx"
  * The command that starts `source` with `args` from the compiled fixtures in `dir`, or with `"tsx"` the
  * TypeScript through the loader (one test keeps that path covered).
  */
-export const commandIn = (dir: string, source: string, args: ReadonlyArray<string>, loader: Loader = "compiled"): Command => {
+export const commandIn = (
+  dir: string,
+  source: string,
+  args: ReadonlyArray<string>,
+  loader: Loader = "compiled"
+): Command => {
   if (loader === "tsx") {
     return { command: process.execPath, args: ["--import", "tsx", Path.resolve(root, source), ...args], env: {} }
   }
   const file = compiledPath(dir, source)
   if (!Fs.existsSync(file)) {
     throw new Error(
-      `${relative(source)} is not among the compiled fixtures in ${dir}: fixtureSources() in test/helpers/fixtures.ts compiles test/fixtures/*.ts and examples/**/*.ts`
+      `${
+        relative(source)
+      } is not among the compiled fixtures in ${dir}: fixtureSources() in test/helpers/fixtures.ts compiles test/fixtures/*.ts and examples/**/*.ts`
     )
   }
   return { command: process.execPath, args: [file, ...args], env: { [ENTRY_ENV]: compiledPath(dir, readerEntry) } }

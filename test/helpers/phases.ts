@@ -53,7 +53,8 @@ export const scaled = (options: {
 }): number =>
   Math.max(
     options.floorMs ?? 5_000,
-    (options.measuredMs / Math.max(1, options.measuredWork)) * options.work * (options.factor ?? 4) + (options.extraMs ?? 0)
+    (options.measuredMs / Math.max(1, options.measuredWork)) * options.work * (options.factor ?? 4) +
+      (options.extraMs ?? 0)
   )
 
 /**
@@ -72,7 +73,11 @@ export const pollUntil = <E, R>(
     while (!(yield* check)) {
       if (performance.now() > deadline) {
         return yield* Effect.die(
-          new Error(`${what}: not within its budget of ${Math.round(budgetMs)} ms${phases === undefined ? "" : ` (measured: ${phases})`}`)
+          new Error(
+            `${what}: not within its budget of ${Math.round(budgetMs)} ms${
+              phases === undefined ? "" : ` (measured: ${phases})`
+            }`
+          )
         )
       }
       yield* Effect.sleep(interval)

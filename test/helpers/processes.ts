@@ -64,7 +64,9 @@ export const spawnFixture = (
       }
       const timer = setTimeout(() => {
         listeners.delete(listener)
-        reject(new Error(`${fixture}: timed out waiting for ${what}; stdout: ${lines.join("|")}; stderr: ${stderr.join("")}`))
+        reject(
+          new Error(`${fixture}: timed out waiting for ${what}; stdout: ${lines.join("|")}; stderr: ${stderr.join("")}`)
+        )
       }, timeoutMs)
       listeners.add(listener)
       listener()
@@ -73,8 +75,7 @@ export const spawnFixture = (
     process: child,
     lines,
     stderr,
-    waitFor: (match, timeoutMs = 45_000) =>
-      waitUntil(() => lines.find(match), "a line", timeoutMs),
+    waitFor: (match, timeoutMs = 45_000) => waitUntil(() => lines.find(match), "a line", timeoutMs),
     exited: (timeoutMs = 45_000) => waitUntil(() => exit, "its exit", timeoutMs),
     kill: (signal = "SIGKILL") => {
       if (exit === undefined) child.kill(signal)

@@ -64,20 +64,28 @@ const exited = (child: ChildProcess) =>
  */
 export const redisServer = (
   { persistent = true }: { readonly persistent?: boolean } = {}
-): Effect.Effect<RedisServer, never, Scope.Scope> => Effect.gen(function*() {
-  const port = yield* Effect.promise(freePort)
-  const dir = mkdtempSync(join(tmpdir(), "ew-redis-"))
-  let child: ChildProcess | undefined
-  const start = Effect.promise(() => {
-    const server = spawn("redis-server", [
-      "--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "",
-      ...(persistent ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"])
-    ], { stdio: "ignore" })
-    child = server
-    return accepting(port, server, 10_000)
+): Effect.Effect<RedisServer, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const port = yield* Effect.promise(freePort)
+    const dir = mkdtempSync(join(tmpdir(), "ew-redis-"))
+    let child: ChildProcess | undefined
+    const start = Effect.promise(() => {
+      const server = spawn("redis-server", [
+        "--port",
+        String(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        dir,
+        "--save",
+        "",
+        ...(persistent ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"])
+      ], { stdio: "ignore" })
+      child = server
+      return accepting(port, server, 10_000)
+    })
+    const stop = Effect.promise(() => child === undefined ? Promise.resolve() : exited(child))
+    yield* Effect.acquireRelease(start, () =>
+      stop.pipe(Effect.ensuring(Effect.sync(() => rmSync(dir, { recursive: true, force: true })))))
+    return { port, url: `redis://127.0.0.1:${port}`, stop, start }
   })
-  const stop = Effect.promise(() => child === undefined ? Promise.resolve() : exited(child))
-  yield* Effect.acquireRelease(start, () =>
-    stop.pipe(Effect.ensuring(Effect.sync(() => rmSync(dir, { recursive: true, force: true })))))
-  return { port, url: `redis://127.0.0.1:${port}`, stop, start }
-})

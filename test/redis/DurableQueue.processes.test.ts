@@ -23,8 +23,7 @@ import { redis, requireService } from "../helpers/services.js"
 
 const up = await requireService(redis)
 
-const withPrefix = <A, E, R>(f: (prefix: string, raw: Redis) => Effect.Effect<A, E, R>) =>
-  withRedisPrefix("dq", f)
+const withPrefix = <A, E, R>(f: (prefix: string, raw: Redis) => Effect.Effect<A, E, R>) => withRedisPrefix("dq", f)
 
 // 4,000, not the 10,000 of the first version: every guarantee below is about the jobs the victim held when it
 // stopped (at most its 8 running plus its prefetch), which 4,000 jobs give as surely; offering and draining
@@ -65,87 +64,108 @@ const completions = (raw: Redis, prefix: string) =>
 
 describe.skipIf(!up)("redis DurableQueue across processes", () => {
   for (const signal of ["SIGKILL", "SIGTERM"] as const) {
-    it.live(`3 runner processes share ${jobs.toLocaleString("en-US")} jobs, one gets ${signal} mid-run: every job acknowledged once, none lost${signal === "SIGTERM" ? ", none redone" : ", its jobs back after their lease"}`, () =>
-      withPrefix((prefix, raw) =>
-        Effect.gen(function*() {
-          // Deadlines come from the phases measured here (test/helpers/phases.ts), not from fixed guesses.
-          const phases = new Phases()
-          const queue = yield* DurableQueue.make({ name: "jobs", prefix, schema: Schema.Number })
-          yield* Effect.forEach(Array.from({ length: jobs }, (_, i) => i), (i) => queue.offer(i, { id: `j${i}` }), {
-            concurrency: 64,
-            discard: true
-          })
-          const offers = phases.mark("offers")
-          const runners = Array.from({ length: 3 }, () => spawnFixture("test/fixtures/redis-durableRunner.ts", [prefix, String(leaseMs)]))
-          yield* Effect.addFinalizer(() => Effect.sync(() => runners.forEach((r) => r.kill())))
-          const victim = runners[0]!
-          const doneCount = Effect.promise(() => raw.hlen(`${prefix}done`))
-          yield* Effect.promise(() => Promise.all(runners.map((r) => r.waitFor((l) => l === "ready", STARTUP_MS))))
-          const up = phases.mark("runners up")
-          const token = (yield* Effect.promise(() => victim.waitFor((l) => l.startsWith("worker "), STARTUP_MS))).slice(7)
-          // A job costs a few Redis round trips, as an offer does; processes starting show how busy the machine is.
-          yield* pollUntil(
-            Effect.map(doneCount, (n) => n >= jobs / 5),
-            `the first ${jobs / 5} jobs`,
-            scaled({ measuredMs: offers + up, measuredWork: 1, work: 1, factor: 10, floorMs: 15_000 }),
-            phases,
-            "5 millis"
-          )
-          const toStop = phases.mark("first fifth")
+    it.live(
+      `3 runner processes share ${
+        jobs.toLocaleString("en-US")
+      } jobs, one gets ${signal} mid-run: every job acknowledged once, none lost${
+        signal === "SIGTERM" ? ", none redone" : ", its jobs back after their lease"
+      }`,
+      () =>
+        withPrefix((prefix, raw) =>
+          Effect.gen(function*() {
+            // Deadlines come from the phases measured here (test/helpers/phases.ts), not from fixed guesses.
+            const phases = new Phases()
+            const queue = yield* DurableQueue.make({ name: "jobs", prefix, schema: Schema.Number })
+            yield* Effect.forEach(Array.from({ length: jobs }, (_, i) => i), (i) => queue.offer(i, { id: `j${i}` }), {
+              concurrency: 64,
+              discard: true
+            })
+            const offers = phases.mark("offers")
+            const runners = Array.from(
+              { length: 3 },
+              () => spawnFixture("test/fixtures/redis-durableRunner.ts", [prefix, String(leaseMs)])
+            )
+            yield* Effect.addFinalizer(() => Effect.sync(() => runners.forEach((r) => r.kill())))
+            const victim = runners[0]!
+            const doneCount = Effect.promise(() => raw.hlen(`${prefix}done`))
+            yield* Effect.promise(() => Promise.all(runners.map((r) => r.waitFor((l) => l === "ready", STARTUP_MS))))
+            const up = phases.mark("runners up")
+            const token = (yield* Effect.promise(() => victim.waitFor((l) => l.startsWith("worker "), STARTUP_MS)))
+              .slice(7)
+            // A job costs a few Redis round trips, as an offer does; processes starting show how busy the machine is.
+            yield* pollUntil(
+              Effect.map(doneCount, (n) => n >= jobs / 5),
+              `the first ${jobs / 5} jobs`,
+              scaled({ measuredMs: offers + up, measuredWork: 1, work: 1, factor: 10, floorMs: 15_000 }),
+              phases,
+              "5 millis"
+            )
+            const toStop = phases.mark("first fifth")
 
-          victim.kill(signal)
-          // Stopping drains at most 8 running 2 ms jobs: far less than starting took.
-          expect(yield* Effect.promise(() => victim.exited(scaled({ measuredMs: up, measuredWork: 1, work: 1, floorMs: 10_000 })))).toBe(
-            signal === "SIGKILL" ? "SIGKILL" : 0
-          )
-          // What the victim still held as it died: a killed runner leaves its leases; a terminated one settled all.
-          const left = yield* leasesOf(raw, prefix, token)
-          if (signal === "SIGKILL") expect(left.length).toBeGreaterThan(0)
-          else expect(left).toEqual([])
+            victim.kill(signal)
+            // Stopping drains at most 8 running 2 ms jobs: far less than starting took.
+            expect(
+              yield* Effect.promise(() =>
+                victim.exited(scaled({ measuredMs: up, measuredWork: 1, work: 1, floorMs: 10_000 }))
+              )
+            ).toBe(
+              signal === "SIGKILL" ? "SIGKILL" : 0
+            )
+            // What the victim still held as it died: a killed runner leaves its leases; a terminated one settled all.
+            const left = yield* leasesOf(raw, prefix, token)
+            if (signal === "SIGKILL") expect(left.length).toBeGreaterThan(0)
+            else expect(left).toEqual([])
 
-          // The rest at the measured rate, with two runners instead of three, after the victim's leases ran out.
-          yield* pollUntil(
-            Effect.map(doneCount, (n) => n >= jobs),
-            `the other ${jobs - jobs / 5} jobs`,
-            scaled({ measuredMs: toStop * 1.5, measuredWork: jobs / 5, work: jobs - jobs / 5, extraMs: leaseMs }),
-            phases
-          )
-          phases.mark("the rest")
-          expect(yield* doneCount).toBe(jobs)
-          const k = keysOf(prefix, "jobs")
-          const pendingCount = Effect.promise(() => raw.zcard(k.leased))
-          yield* pollUntil(Effect.map(pendingCount, (n) => n === 0), "the last acknowledgements", scaled({ measuredMs: up, measuredWork: 1, work: 1 }), phases)
-          console.log(`redis ${signal}: ${phases}`)
-          // Nothing lost: nothing queued, nothing leased, nothing dead-lettered.
-          expect(yield* pendingCount).toBe(0)
-          expect(yield* Effect.promise(() => raw.llen(k.waiting))).toBe(0)
-          expect(yield* Effect.promise(() => raw.zcard(k.dead))).toBe(0)
+            // The rest at the measured rate, with two runners instead of three, after the victim's leases ran out.
+            yield* pollUntil(
+              Effect.map(doneCount, (n) => n >= jobs),
+              `the other ${jobs - jobs / 5} jobs`,
+              scaled({ measuredMs: toStop * 1.5, measuredWork: jobs / 5, work: jobs - jobs / 5, extraMs: leaseMs }),
+              phases
+            )
+            phases.mark("the rest")
+            expect(yield* doneCount).toBe(jobs)
+            const k = keysOf(prefix, "jobs")
+            const pendingCount = Effect.promise(() => raw.zcard(k.leased))
+            yield* pollUntil(
+              Effect.map(pendingCount, (n) => n === 0),
+              "the last acknowledgements",
+              scaled({ measuredMs: up, measuredWork: 1, work: 1 }),
+              phases
+            )
+            console.log(`redis ${signal}: ${phases}`)
+            // Nothing lost: nothing queued, nothing leased, nothing dead-lettered.
+            expect(yield* pendingCount).toBe(0)
+            expect(yield* Effect.promise(() => raw.llen(k.waiting))).toBe(0)
+            expect(yield* Effect.promise(() => raw.zcard(k.dead))).toBe(0)
 
-          const byId = yield* completions(raw, prefix)
-          const victimPid = victim.process.pid!
-          const leftIds = new Set(left.map((l) => l.id))
-          const wrong: Array<string> = []
-          for (let i = 0; i < jobs; i++) {
-            const id = `j${i}`
-            const list = byId.get(id) ?? []
-            const bySurvivors = list.filter(([pid]) => pid !== victimPid).length
-            const byVictim = list.length - bySurvivors
-            // Acknowledgements: each survivor completion, and a victim completion unless the victim still held the
-            // job when it died (then its acknowledgement never happened).
-            const acks = bySurvivors + (byVictim > 0 && !leftIds.has(id) ? 1 : 0)
-            if (list.length === 0 || acks !== 1) wrong.push(`${id}: ${JSON.stringify(list)}`)
-          }
-          expect(wrong).toEqual([])
-          // The victim's leased jobs came back after their lease, and only those were done twice.
-          for (const { expiredAfter, id } of left) {
-            const again = byId.get(id)!.filter(([pid]) => pid !== victimPid)
-            expect(again.length).toBe(1)
-            expect(again[0]![1]).toBeGreaterThan(expiredAfter)
-          }
-          const twice = [...byId].filter(([, list]) => list.length > 1).map(([id]) => id)
-          expect(twice.every((id) => leftIds.has(id))).toBe(true)
-          if (signal === "SIGTERM") expect(twice).toEqual([])
-        }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
-      ), CEILING_MS)
+            const byId = yield* completions(raw, prefix)
+            const victimPid = victim.process.pid!
+            const leftIds = new Set(left.map((l) => l.id))
+            const wrong: Array<string> = []
+            for (let i = 0; i < jobs; i++) {
+              const id = `j${i}`
+              const list = byId.get(id) ?? []
+              const bySurvivors = list.filter(([pid]) => pid !== victimPid).length
+              const byVictim = list.length - bySurvivors
+              // Acknowledgements: each survivor completion, and a victim completion unless the victim still held the
+              // job when it died (then its acknowledgement never happened).
+              const acks = bySurvivors + (byVictim > 0 && !leftIds.has(id) ? 1 : 0)
+              if (list.length === 0 || acks !== 1) wrong.push(`${id}: ${JSON.stringify(list)}`)
+            }
+            expect(wrong).toEqual([])
+            // The victim's leased jobs came back after their lease, and only those were done twice.
+            for (const { expiredAfter, id } of left) {
+              const again = byId.get(id)!.filter(([pid]) => pid !== victimPid)
+              expect(again.length).toBe(1)
+              expect(again[0]![1]).toBeGreaterThan(expiredAfter)
+            }
+            const twice = [...byId].filter(([, list]) => list.length > 1).map(([id]) => id)
+            expect(twice.every((id) => leftIds.has(id))).toBe(true)
+            if (signal === "SIGTERM") expect(twice).toEqual([])
+          }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
+        ),
+      CEILING_MS
+    )
   }
 })

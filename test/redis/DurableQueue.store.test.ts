@@ -34,7 +34,12 @@ const withStores = <A, E>(
   withRedisPrefix("dqs", (prefix, raw) =>
     Effect.gen(function*() {
       const settings = (lease: number) => queueSettings({ name: "jobs", schema: Schema.Number, leaseDuration: lease })
-      return yield* f(makeStore(raw, prefix, yield* settings(leaseMillis)), makeStore(raw, prefix, yield* settings(5_000)), raw, prefix)
+      return yield* f(
+        makeStore(raw, prefix, yield* settings(leaseMillis)),
+        makeStore(raw, prefix, yield* settings(5_000)),
+        raw,
+        prefix
+      )
     }))
 
 /** Polls `check` every 10 ms until it holds (at most 10 s), then asserts it. */
@@ -49,7 +54,8 @@ const eventually = <E>(check: Effect.Effect<boolean, E>) =>
   })
 
 const ids = (jobs: ReadonlyArray<LeasedJob>) => jobs.map((j) => j.id)
-const settleOne = (store: Store, leased: LeasedJob, settlement: Settlement) => store.settle([{ job: leased, settlement }])
+const settleOne = (store: Store, leased: LeasedJob, settlement: Settlement) =>
+  store.settle([{ job: leased, settlement }])
 
 describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
   it.live("priority: higher first, ties in offer order; a prioritized job put back keeps its place, one of priority 0 goes last", () =>
@@ -84,11 +90,15 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         expect(yield* Effect.promise(() => raw.zcard(k.delayed))).toBe(1_000)
         const leased = yield* store.lease(64)
         expect(yield* Effect.promise(() => raw.zcard(k.delayed))).toBe(0)
-        expect(yield* Effect.promise(async () => (await raw.llen(k.waiting)) + (await raw.zcard(k.prioritized)))).toBe(1_000 - 64)
+        expect(yield* Effect.promise(async () => (await raw.llen(k.waiting)) + (await raw.zcard(k.prioritized)))).toBe(
+          1_000 - 64
+        )
         const six = all.filter((_, i) => i % 7 === 6).map((j) => j.id)
         expect(ids(leased)).toEqual(six.slice(0, 64))
         let rest: Array<string> = []
-        for (let got = yield* store.lease(64); got.length > 0; got = yield* store.lease(64)) rest = rest.concat(ids(got))
+        for (let got = yield* store.lease(64); got.length > 0; got = yield* store.lease(64)) {
+          rest = rest.concat(ids(got))
+        }
         expect(new Set([...ids(leased), ...rest]).size).toBe(1_000)
       })))
 
@@ -100,7 +110,13 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         expect(leased).toMatchObject({ id: "r", attempts: 1, options: "{\"timeout\":5}" })
         yield* settleOne(store, leased!, { _tag: "Retry", attempts: 1, lastError: "flaky", delayMillis: 300 })
         expect(yield* Effect.promise(() => raw.zcard(keysOf(prefix, "jobs").leased))).toBe(0)
-        expect(yield* store.status("r")).toEqual({ state: "delayed", attempts: 1, progress: undefined, lastError: "flaky", result: undefined })
+        expect(yield* store.status("r")).toEqual({
+          state: "delayed",
+          attempts: 1,
+          progress: undefined,
+          lastError: "flaky",
+          result: undefined
+        })
         expect(yield* store.lease(1)).toEqual([])
         let again: ReadonlyArray<LeasedJob> = []
         yield* eventually(Effect.map(store.lease(1), (got) => (again = got).length === 1))
@@ -110,7 +126,12 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
   it.live("cancel: waiting and delayed become cancelled; leased is asked, refresh reports it, its release settles it cancelled", () =>
     withStores(5_000, (store, other) =>
       Effect.gen(function*() {
-        yield* store.offer([job("run", { priority: 9 }), job("wait"), job("later", { delayMillis: 60_000 }), job("pri", { priority: -2 })])
+        yield* store.offer([
+          job("run", { priority: 9 }),
+          job("wait"),
+          job("later", { delayMillis: 60_000 }),
+          job("pri", { priority: -2 })
+        ])
         const [running] = yield* store.lease(1)
         expect((yield* store.status("pri"))?.state).toBe("waiting")
         expect(yield* store.cancel("pri")).toBe("cancelled")
@@ -146,7 +167,13 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
           return (yield* live.status("c"))?.state === "cancelled"
         }))
         expect(seen).toEqual(["next"])
-        expect(yield* live.status("c")).toEqual({ state: "cancelled", attempts: 1, progress: undefined, lastError: undefined, result: undefined })
+        expect(yield* live.status("c")).toEqual({
+          state: "cancelled",
+          attempts: 1,
+          progress: undefined,
+          lastError: undefined,
+          result: undefined
+        })
         expect(yield* live.size).toBe(1)
       })))
 
@@ -163,7 +190,12 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         const [z2] = yield* store.lease(1)
         yield* settleOne(store, z2!, { _tag: "Ack", result: undefined, resultTtlMillis: 60_000 })
         const done = { state: "done", progress: undefined, lastError: undefined, result: undefined }
-        expect(yield* store.status("x")).toEqual({ ...done, attempts: 1, progress: "{\"pct\":50}", result: "{\"v\":1}" })
+        expect(yield* store.status("x")).toEqual({
+          ...done,
+          attempts: 1,
+          progress: "{\"pct\":50}",
+          result: "{\"v\":1}"
+        })
         expect(yield* store.status("y")).toBe(undefined)
         expect(yield* store.status("z")).toEqual({ ...done, attempts: 2, lastError: "flaky" })
         yield* eventually(Effect.map(store.status("x"), (s) => s === undefined))
@@ -208,13 +240,21 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         const all = Array.from({ length: 2_500 }, (_, i) => job(`j${i}`, { priority: i === 2_499 ? 9 : 0 }))
         for (let i = 0; i < all.length; i += 500) yield* store.offer(all.slice(i, i + 500))
         for (let got = yield* store.lease(64); got.length > 0; got = yield* store.lease(64)) {
-          yield* store.settle(got.map((leased) => ({ job: leased, settlement: { _tag: "Dead", attempts: 1, lastError: "no" } })))
+          yield* store.settle(
+            got.map((leased) => ({ job: leased, settlement: { _tag: "Dead", attempts: 1, lastError: "no" } }))
+          )
         }
         expect((yield* store.counts).dead).toBe(2_500)
         expect(yield* store.requeueAll).toBe(2_500)
         expect(yield* store.requeueAll).toBe(0)
         expect(yield* store.counts).toMatchObject({ waiting: 2_500, dead: 0 })
-        expect(yield* store.status("j7")).toEqual({ state: "waiting", attempts: 0, progress: undefined, lastError: undefined, result: undefined })
+        expect(yield* store.status("j7")).toEqual({
+          state: "waiting",
+          attempts: 0,
+          progress: undefined,
+          lastError: undefined,
+          result: undefined
+        })
         const [first] = yield* store.lease(1)
         expect(first).toMatchObject({ id: "j2499", attempts: 1 })
       })))

@@ -17,11 +17,17 @@ import { redis, requireService } from "../helpers/services.js"
 
 const up = await requireService(redis)
 
-const withPrefix = <A, E, R>(f: (prefix: string, raw: Redis) => Effect.Effect<A, E, R>) =>
-  withRedisPrefix("dq", f)
+const withPrefix = <A, E, R>(f: (prefix: string, raw: Redis) => Effect.Effect<A, E, R>) => withRedisPrefix("dq", f)
 
 const queueOf = (prefix: string, maxAttempts = 3) =>
-  DurableQueue.make({ name: "jobs", prefix, schema: Schema.Number, maxAttempts, pollInterval: "10 millis", leaseDuration: "2 seconds" })
+  DurableQueue.make({
+    name: "jobs",
+    prefix,
+    schema: Schema.Number,
+    maxAttempts,
+    pollInterval: "10 millis",
+    leaseDuration: "2 seconds"
+  })
 
 /** Polls `check` every 10 ms until it holds (at most 10 s), then asserts it. */
 const eventually = <E, R>(check: Effect.Effect<boolean, E, R>) =>
@@ -62,7 +68,9 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
         // Written beside them as another client (or an old version) might: the old take script died on these with
         // the whole popped batch lost.
         const deep = `${"[".repeat(5_000)}1${"]".repeat(5_000)}`
-        yield* Effect.promise(() => raw.multi().hset(k.payloads, "deep", deep, "junk", "{not json").rpush(k.waiting, "deep", "junk").exec())
+        yield* Effect.promise(() =>
+          raw.multi().hset(k.payloads, "deep", deep, "junk", "{not json").rpush(k.waiting, "deep", "junk").exec()
+        )
         yield* Effect.forEach([4, 5], (n) => queue.offer(n, { id: `n${n}` }), { discard: true })
         const done: Array<number> = []
         yield* Effect.forkScoped(queue.run((n) => Effect.sync(() => done.push(n)), { concurrency: 8 }))
@@ -98,35 +106,55 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
       }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
     ))
 
-  it.live("a job cancelled while leased by a runner killed with SIGKILL is settled cancelled after its lease, never run again", () =>
-    withPrefix((prefix, raw) =>
-      Effect.gen(function*() {
-        const options = { name: "jobs", prefix, schema: Schema.Number, pollInterval: "20 millis", leaseDuration: "1 second" } as const
-        const queue = yield* DurableQueue.make(options)
-        const child = spawnFixture("test/fixtures/durable-contract.ts", ["redis", prefix, "-", "hang", "jobs", "1000", "3"])
-        yield* Effect.addFinalizer(() => Effect.sync(() => child.kill()))
-        yield* Effect.promise(() => child.waitFor((l) => l === "ready"))
-        yield* queue.offer(1, { id: "c" })
-        yield* Effect.promise(() => child.waitFor((l) => l === "took c"))
-        child.kill("SIGKILL")
-        expect(yield* Effect.promise(() => child.exited())).toBe("SIGKILL")
-        // Asked after the kill: the runner that holds it can never learn it; only its lapsed lease tells.
-        const store = makeStore(raw, prefix, yield* queueSettings(options))
-        expect(yield* store.cancel("c")).toBe("asked")
-        yield* queue.offer(2, { id: "after" })
-        const ran: Array<string> = []
-        yield* Effect.forkScoped(queue.run((_n, job) => Effect.sync(() => ran.push(job.id)), { concurrency: 2 }))
-        yield* eventually(Effect.map(store.status("c"), (status) => status?.state === "cancelled"))
-        yield* eventually(Effect.sync(() => ran.length === 1))
-        expect(ran).toEqual(["after"])
-        expect(yield* store.counts).toEqual({ waiting: 0, delayed: 0, running: 0, dead: 0, paused: false })
-        expect(yield* Effect.promise(() => raw.hget(keysOf(prefix, "jobs").attempts, "c"))).toBe("1")
-      }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
-    ), 60_000)
+  it.live(
+    "a job cancelled while leased by a runner killed with SIGKILL is settled cancelled after its lease, never run again",
+    () =>
+      withPrefix((prefix, raw) =>
+        Effect.gen(function*() {
+          const options = {
+            name: "jobs",
+            prefix,
+            schema: Schema.Number,
+            pollInterval: "20 millis",
+            leaseDuration: "1 second"
+          } as const
+          const queue = yield* DurableQueue.make(options)
+          const child = spawnFixture("test/fixtures/durable-contract.ts", [
+            "redis",
+            prefix,
+            "-",
+            "hang",
+            "jobs",
+            "1000",
+            "3"
+          ])
+          yield* Effect.addFinalizer(() => Effect.sync(() => child.kill()))
+          yield* Effect.promise(() => child.waitFor((l) => l === "ready"))
+          yield* queue.offer(1, { id: "c" })
+          yield* Effect.promise(() => child.waitFor((l) => l === "took c"))
+          child.kill("SIGKILL")
+          expect(yield* Effect.promise(() => child.exited())).toBe("SIGKILL")
+          // Asked after the kill: the runner that holds it can never learn it; only its lapsed lease tells.
+          const store = makeStore(raw, prefix, yield* queueSettings(options))
+          expect(yield* store.cancel("c")).toBe("asked")
+          yield* queue.offer(2, { id: "after" })
+          const ran: Array<string> = []
+          yield* Effect.forkScoped(queue.run((_n, job) => Effect.sync(() => ran.push(job.id)), { concurrency: 2 }))
+          yield* eventually(Effect.map(store.status("c"), (status) => status?.state === "cancelled"))
+          yield* eventually(Effect.sync(() => ran.length === 1))
+          expect(ran).toEqual(["after"])
+          expect(yield* store.counts).toEqual({ waiting: 0, delayed: 0, running: 0, dead: 0, paused: false })
+          expect(yield* Effect.promise(() => raw.hget(keysOf(prefix, "jobs").attempts, "c"))).toBe("1")
+        }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
+      ),
+    60_000
+  )
 
   it.live("a prefix that is not a string fails with OptionError", () =>
     Effect.gen(function*() {
-      const error = yield* Effect.flip(DurableQueue.make({ name: "q", schema: Schema.Number, prefix: 7 as unknown as string }))
+      const error = yield* Effect.flip(
+        DurableQueue.make({ name: "q", schema: Schema.Number, prefix: 7 as unknown as string })
+      )
       expect(error.message).toContain("prefix")
     }).pipe(Effect.scoped, Effect.provide(RedisClient.layer())))
 })

@@ -19,59 +19,84 @@ import { redis, requireService } from "../helpers/services.js"
 
 const up = await requireService(redis)
 
-const queueOf = (prefix: string) => DurableQueue.make({ name: "jobs", prefix, schema: Schema.Number, pollInterval: "10 seconds" })
+const queueOf = (prefix: string) =>
+  DurableQueue.make({ name: "jobs", prefix, schema: Schema.Number, pollInterval: "10 seconds" })
 
 describe.skipIf(!up)("redis DurableQueue wake-ups", () => {
-  it.live("an offer from another connection wakes an idle taker well before its 10 s poll", () =>
-    withRedisPrefix("dqwake", (prefix, raw) =>
-      Effect.gen(function*() {
-        const taker = yield* queueOf(prefix)
-        const offerer = yield* queueOf(prefix)
-        // A first job, offered and taken here: the taker has leased (and so subscribed) before it goes idle.
-        yield* taker.offer(1)
-        expect(yield* taker.take((n) => Effect.succeed(n))).toEqual(Exit.succeed(1))
-        const waiting = yield* Effect.fork(taker.take((n) => Effect.succeed(n)))
-        // The taker's instance subscribed: its wake channel has a subscriber (the offerer's has not taken, so none).
-        const [, subscribers] = (yield* Effect.promise(() => raw.pubsub("NUMSUB", `${prefix}{jobs}:wake`))) as [string, number]
-        expect(Number(subscribers)).toBe(1)
-        yield* offerer.offer(2)
-        const got = yield* Fiber.join(waiting).pipe(Effect.timeout("5 seconds"), Effect.option)
-        expect(got).toEqual(Option.some(Exit.succeed(2)))
-      }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))), 30_000)
+  it.live(
+    "an offer from another connection wakes an idle taker well before its 10 s poll",
+    () =>
+      withRedisPrefix("dqwake", (prefix, raw) =>
+        Effect.gen(function*() {
+          const taker = yield* queueOf(prefix)
+          const offerer = yield* queueOf(prefix)
+          // A first job, offered and taken here: the taker has leased (and so subscribed) before it goes idle.
+          yield* taker.offer(1)
+          expect(yield* taker.take((n) => Effect.succeed(n))).toEqual(Exit.succeed(1))
+          const waiting = yield* Effect.fork(taker.take((n) => Effect.succeed(n)))
+          // The taker's instance subscribed: its wake channel has a subscriber (the offerer's has not taken, so none).
+          const [, subscribers] = (yield* Effect.promise(() => raw.pubsub("NUMSUB", `${prefix}{jobs}:wake`))) as [
+            string,
+            number
+          ]
+          expect(Number(subscribers)).toBe(1)
+          yield* offerer.offer(2)
+          const got = yield* Fiber.join(waiting).pipe(Effect.timeout("5 seconds"), Effect.option)
+          expect(got).toEqual(Option.some(Exit.succeed(2)))
+        }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))),
+    30_000
+  )
 
-  it.live("a resume, a retry without delay and a requeue from another instance each wake an idle taker", () =>
-    withRedisPrefix("dqwake2", (prefix) =>
-      Effect.gen(function*() {
-        const make = () =>
-          DurableQueue.make({ name: "jobs", prefix, schema: Schema.Number, pollInterval: "10 seconds", maxAttempts: 2, backoff: Backoff.none })
-        const taker = yield* make()
-        const other = yield* make()
-        yield* taker.offer(0)
-        expect(yield* taker.take((n) => Effect.succeed(n))).toEqual(Exit.succeed(0))
-        const within = <X>(fiber: Fiber.Fiber<X, unknown>) => Fiber.join(fiber).pipe(Effect.timeout("5 seconds"), Effect.option)
-        // Resume: the job offered while paused was not leased; the taker waits out its poll unless woken.
-        yield* other.pause
-        yield* other.offer(1, { id: "paused" })
-        const first = yield* Effect.fork(taker.take((n) => Effect.succeed(n)))
-        yield* Effect.sleep("200 millis")
-        yield* other.resume
-        expect(yield* within(first)).toEqual(Option.some(Exit.succeed(1)))
-        // A retry without delay: the other instance's attempt fails while the taker waits; the job is ready at once.
-        yield* other.offer(3, { id: "retried" })
-        const started = yield* Deferred.make<void>()
-        const failing = yield* Effect.fork(other.take(() => Effect.zipRight(Deferred.succeed(started, undefined), Effect.zipRight(Effect.sleep("500 millis"), Effect.fail("once")))))
-        yield* Deferred.await(started)
-        const second = yield* Effect.fork(taker.take((n, job) => Effect.succeed(`${job.id}:${job.attempt}:${n}`)))
-        yield* Fiber.join(failing)
-        expect(yield* within(second)).toEqual(Option.some(Exit.succeed("retried:2:3")))
-        // A requeue: a dead letter queued again.
-        yield* other.offer(4, { id: "doomed" })
-        yield* other.take(() => Effect.fail("1"))
-        yield* other.take(() => Effect.fail("2"))
-        expect((yield* other.deadLetters).map((letter) => letter.id)).toEqual(["doomed"])
-        const third = yield* Effect.fork(taker.take((n) => Effect.succeed(n)))
-        yield* Effect.sleep("200 millis")
-        expect(yield* other.requeue("doomed")).toBe(true)
-        expect(yield* within(third)).toEqual(Option.some(Exit.succeed(4)))
-      }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))), 60_000)
+  it.live(
+    "a resume, a retry without delay and a requeue from another instance each wake an idle taker",
+    () =>
+      withRedisPrefix("dqwake2", (prefix) =>
+        Effect.gen(function*() {
+          const make = () =>
+            DurableQueue.make({
+              name: "jobs",
+              prefix,
+              schema: Schema.Number,
+              pollInterval: "10 seconds",
+              maxAttempts: 2,
+              backoff: Backoff.none
+            })
+          const taker = yield* make()
+          const other = yield* make()
+          yield* taker.offer(0)
+          expect(yield* taker.take((n) => Effect.succeed(n))).toEqual(Exit.succeed(0))
+          const within = <X>(fiber: Fiber.Fiber<X, unknown>) =>
+            Fiber.join(fiber).pipe(Effect.timeout("5 seconds"), Effect.option)
+          // Resume: the job offered while paused was not leased; the taker waits out its poll unless woken.
+          yield* other.pause
+          yield* other.offer(1, { id: "paused" })
+          const first = yield* Effect.fork(taker.take((n) => Effect.succeed(n)))
+          yield* Effect.sleep("200 millis")
+          yield* other.resume
+          expect(yield* within(first)).toEqual(Option.some(Exit.succeed(1)))
+          // A retry without delay: the other instance's attempt fails while the taker waits; the job is ready at once.
+          yield* other.offer(3, { id: "retried" })
+          const started = yield* Deferred.make<void>()
+          const failing = yield* Effect.fork(other.take(() =>
+            Effect.zipRight(
+              Deferred.succeed(started, undefined),
+              Effect.zipRight(Effect.sleep("500 millis"), Effect.fail("once"))
+            )
+          ))
+          yield* Deferred.await(started)
+          const second = yield* Effect.fork(taker.take((n, job) => Effect.succeed(`${job.id}:${job.attempt}:${n}`)))
+          yield* Fiber.join(failing)
+          expect(yield* within(second)).toEqual(Option.some(Exit.succeed("retried:2:3")))
+          // A requeue: a dead letter queued again.
+          yield* other.offer(4, { id: "doomed" })
+          yield* other.take(() => Effect.fail("1"))
+          yield* other.take(() => Effect.fail("2"))
+          expect((yield* other.deadLetters).map((letter) => letter.id)).toEqual(["doomed"])
+          const third = yield* Effect.fork(taker.take((n) => Effect.succeed(n)))
+          yield* Effect.sleep("200 millis")
+          expect(yield* other.requeue("doomed")).toBe(true)
+          expect(yield* within(third)).toEqual(Option.some(Exit.succeed(4)))
+        }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))),
+    60_000
+  )
 })

@@ -5,17 +5,16 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type { Redis } from "ioredis"
 import { OptionError } from "../../src/OptionError.js"
-import * as RedisClient from "../../src/redis/RedisClient.js"
 import * as RedisRateLimiter from "../../src/redis/RateLimiter.js"
+import * as RedisClient from "../../src/redis/RedisClient.js"
 import { spawnFixture } from "../helpers/processes.js"
-import { redis, requireService } from "../helpers/services.js"
 import { withRedisPrefix } from "../helpers/redis.js"
+import { redis, requireService } from "../helpers/services.js"
 import { maxInWindow } from "../helpers/windows.js"
 
 const up = await requireService(redis)
 
-const withKey = <A, E, R>(f: (key: string, raw: Redis) => Effect.Effect<A, E, R>) =>
-  withRedisPrefix("rl", f)
+const withKey = <A, E, R>(f: (key: string, raw: Redis) => Effect.Effect<A, E, R>) => withRedisPrefix("rl", f)
 
 // A second connection stands for a second process: a limiter made on it shares nothing in memory with the first.
 const otherProcess = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -71,7 +70,12 @@ describe.skipIf(!up)("redis RateLimiter", () => {
       }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
     ))
 
-  for (const [name, make] of [["tokenBucket", RedisRateLimiter.tokenBucket], ["fixedWindow", RedisRateLimiter.fixedWindow]] as const) {
+  for (
+    const [name, make] of [["tokenBucket", RedisRateLimiter.tokenBucket], [
+      "fixedWindow",
+      RedisRateLimiter.fixedWindow
+    ]] as const
+  ) {
     it.live(`${name}: two limiters on separate connections share one limit`, () =>
       withKey((key) =>
         Effect.gen(function*() {
@@ -96,33 +100,44 @@ describe.skipIf(!up)("redis RateLimiter", () => {
       expect(key.message).toContain("`key`")
     }).pipe(Effect.scoped, Effect.provide(RedisClient.layer())))
 
-  it.live("4 processes at full speed against one sliding window: zero windows over the limit", () =>
-    withKey((key, raw) =>
-      Effect.promise(async () => {
-        const limit = 20
-        const intervalMs = 1_000
-        const logKey = `${key}:log`
-        const children = Array.from(
-          { length: 4 },
-          () => spawnFixture("test/fixtures/redis-rateLimiter.ts", [key, String(limit), String(intervalMs), "3000", logKey])
-        )
-        try {
-          await Promise.all(children.map((c) => c.waitFor((l) => l === "ready")))
-          await raw.set(`${logKey}:go`, "1")
-          const codes = await Promise.all(children.map((c) => c.exited(45_000)))
-          expect(codes).toEqual([0, 0, 0, 0])
-          const counts = children.map((c) => Number(c.lines.find((l) => l.startsWith("done "))!.slice(5)))
-          const times = (await raw.lrange(logKey, 0, -1)).map(Number).sort((a, b) => a - b)
-          expect(times.length).toBe(counts.reduce((a, b) => a + b, 0))
-          // Full speed: over ~3 s the limit was reached in every window (3 full windows and a partial one).
-          expect(times.length).toBeGreaterThanOrEqual(3 * limit)
-          expect(times.length).toBeLessThanOrEqual(4 * limit)
-          // Every process got starts: the limit is shared, not per process.
-          expect(counts.every((n) => n > 0)).toBe(true)
-          expect(maxInWindow(times, intervalMs * 1000)).toBe(limit)
-        } finally {
-          for (const c of children) c.kill()
-        }
-      })
-    ), 90_000)
+  it.live(
+    "4 processes at full speed against one sliding window: zero windows over the limit",
+    () =>
+      withKey((key, raw) =>
+        Effect.promise(async () => {
+          const limit = 20
+          const intervalMs = 1_000
+          const logKey = `${key}:log`
+          const children = Array.from(
+            { length: 4 },
+            () =>
+              spawnFixture("test/fixtures/redis-rateLimiter.ts", [
+                key,
+                String(limit),
+                String(intervalMs),
+                "3000",
+                logKey
+              ])
+          )
+          try {
+            await Promise.all(children.map((c) => c.waitFor((l) => l === "ready")))
+            await raw.set(`${logKey}:go`, "1")
+            const codes = await Promise.all(children.map((c) => c.exited(45_000)))
+            expect(codes).toEqual([0, 0, 0, 0])
+            const counts = children.map((c) => Number(c.lines.find((l) => l.startsWith("done "))!.slice(5)))
+            const times = (await raw.lrange(logKey, 0, -1)).map(Number).sort((a, b) => a - b)
+            expect(times.length).toBe(counts.reduce((a, b) => a + b, 0))
+            // Full speed: over ~3 s the limit was reached in every window (3 full windows and a partial one).
+            expect(times.length).toBeGreaterThanOrEqual(3 * limit)
+            expect(times.length).toBeLessThanOrEqual(4 * limit)
+            // Every process got starts: the limit is shared, not per process.
+            expect(counts.every((n) => n > 0)).toBe(true)
+            expect(maxInWindow(times, intervalMs * 1000)).toBe(limit)
+          } finally {
+            for (const c of children) c.kill()
+          }
+        })
+      ),
+    90_000
+  )
 })

@@ -8,8 +8,8 @@ import { OptionError } from "../../src/OptionError.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
 import * as RedisResultCache from "../../src/redis/ResultCache.js"
 import * as WorkerQueue from "../../src/WorkerQueue.js"
-import { redis, requireService } from "../helpers/services.js"
 import { withRedisPrefix } from "../helpers/redis.js"
+import { redis, requireService } from "../helpers/services.js"
 
 const up = await requireService(redis)
 
@@ -133,7 +133,12 @@ describe.skipIf(!up)("redis ResultCache", () => {
   it.live("an unreachable server fails the layer with RedisError ConnectFailed", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(
-        Effect.scoped(RedisClient.make({ url: "redis://127.0.0.1:1", options: { maxRetriesPerRequest: 0, retryStrategy: () => null } }))
+        Effect.scoped(
+          RedisClient.make({
+            url: "redis://127.0.0.1:1",
+            options: { maxRetriesPerRequest: 0, retryStrategy: () => null }
+          })
+        )
       )
       expect(error._tag).toBe("RedisError")
       expect(error.reason).toBe("ConnectFailed")

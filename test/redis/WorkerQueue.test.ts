@@ -12,23 +12,27 @@ import * as RedisClient from "../../src/redis/RedisClient.js"
 import * as RedisResultCache from "../../src/redis/ResultCache.js"
 import * as RedisWorkerQueue from "../../src/redis/WorkerQueue.js"
 import { spawnFixture } from "../helpers/processes.js"
-import { redis, requireService } from "../helpers/services.js"
 import { withRedisPrefix } from "../helpers/redis.js"
+import { redis, requireService } from "../helpers/services.js"
 
 const up = await requireService(redis)
 
-const withPrefix = <A, E, R>(f: (prefix: string, raw: Redis) => Effect.Effect<A, E, R>) =>
-  withRedisPrefix("wq", f)
+const withPrefix = <A, E, R>(f: (prefix: string, raw: Redis) => Effect.Effect<A, E, R>) => withRedisPrefix("wq", f)
 
 // A queue on a connection of its own, as another process would have.
 const queueOn = <A, I, E>(
   prefix: string,
   worker: (n: number) => Effect.Effect<A, E>,
   schema: Schema.Schema<A, I>,
-  { connectionName, lockTimeToLive = "1 second" }: { lockTimeToLive?: Duration.DurationInput; connectionName?: string } = {}
+  { connectionName, lockTimeToLive = "1 second" }: {
+    lockTimeToLive?: Duration.DurationInput
+    connectionName?: string
+  } = {}
 ) =>
   Effect.gen(function*() {
-    const context = yield* Layer.build(RedisClient.layer(connectionName === undefined ? {} : { options: { connectionName } }))
+    const context = yield* Layer.build(
+      RedisClient.layer(connectionName === undefined ? {} : { options: { connectionName } })
+    )
     return yield* Effect.provide(
       Effect.gen(function*() {
         const cache = yield* RedisResultCache.make<number, A, I>({ schema, prefix: `${prefix}r:` })
@@ -43,7 +47,8 @@ describe.skipIf(!up)("redis WorkerQueue (single-flight across processes)", () =>
     withPrefix((prefix, raw) =>
       Effect.gen(function*() {
         let runs = 0
-        const worker = (n: number) => Effect.sync(() => runs++).pipe(Effect.zipRight(Effect.sleep("100 millis")), Effect.as(n * 2))
+        const worker = (n: number) =>
+          Effect.sync(() => runs++).pipe(Effect.zipRight(Effect.sleep("100 millis")), Effect.as(n * 2))
         const a = yield* queueOn(prefix, worker, Schema.Number)
         const b = yield* queueOn(prefix, worker, Schema.Number)
         const results = yield* Effect.all([a.require(21), b.require(21), a.require(21), b.require(21)], {
@@ -102,12 +107,16 @@ describe.skipIf(!up)("redis WorkerQueue (single-flight across processes)", () =>
         const holder = yield* Effect.fork(a.require(7))
         yield* Deferred.await(running)
         // The lock lapsed during the stall; the holder's next refresh takes it again.
-        for (let i = 0; i < 500 && (yield* Effect.promise(() => raw.exists(lockKey))) === 0; i++) yield* Effect.sleep("5 millis")
+        for (let i = 0; i < 500 && (yield* Effect.promise(() => raw.exists(lockKey))) === 0; i++) {
+          yield* Effect.sleep("5 millis")
+        }
         expect(yield* Effect.promise(() => raw.exists(lockKey))).toBe(1)
         const waiter = yield* Effect.fork(b.require(7))
         // b has looked once its connection ran the lock script.
         const looked = Effect.promise(() => raw.client("LIST") as Promise<string>).pipe(
-          Effect.map((list) => list.split("\n").some((line) => line.includes(` name=${name} `) && / cmd=eval(sha)? /.test(line)))
+          Effect.map((list) =>
+            list.split("\n").some((line) => line.includes(` name=${name} `) && / cmd=eval(sha)? /.test(line))
+          )
         )
         for (let i = 0; i < 1_000 && !(yield* looked); i++) yield* Effect.sleep("5 millis")
         expect(yield* looked).toBe(true)
@@ -140,52 +149,60 @@ describe.skipIf(!up)("redis WorkerQueue (single-flight across processes)", () =>
       expect(error.message).toContain("lockTimeToLive")
     }).pipe(Effect.scoped, Effect.provide(RedisClient.layer())))
 
-  it.live("4 processes × 1,000 requires over 100 keys: exactly 100 worker runs in the cluster", () =>
-    withPrefix((prefix, raw) =>
-      Effect.promise(async () => {
-        const children = Array.from(
-          { length: 4 },
-          () => spawnFixture("test/fixtures/redis-workerQueue.ts", ["many", prefix, "100", "1000"])
-        )
-        try {
-          await Promise.all(children.map((c) => c.waitFor((l) => l === "ready")))
-          await raw.set(`${prefix}go`, "1")
-          expect(await Promise.all(children.map((c) => c.exited(45_000)))).toEqual([0, 0, 0, 0])
-          // Every require got the right answer…
-          expect(children.map((c) => c.lines.find((l) => l.startsWith("done ")))).toEqual(Array(4).fill("done 0"))
-          // …and each of the 100 items ran once in the whole cluster.
-          expect(Number(await raw.get(`${prefix}runs`))).toBe(100)
-        } finally {
-          for (const c of children) c.kill()
-        }
-      })
-    ), 90_000)
+  it.live(
+    "4 processes × 1,000 requires over 100 keys: exactly 100 worker runs in the cluster",
+    () =>
+      withPrefix((prefix, raw) =>
+        Effect.promise(async () => {
+          const children = Array.from(
+            { length: 4 },
+            () => spawnFixture("test/fixtures/redis-workerQueue.ts", ["many", prefix, "100", "1000"])
+          )
+          try {
+            await Promise.all(children.map((c) => c.waitFor((l) => l === "ready")))
+            await raw.set(`${prefix}go`, "1")
+            expect(await Promise.all(children.map((c) => c.exited(45_000)))).toEqual([0, 0, 0, 0])
+            // Every require got the right answer…
+            expect(children.map((c) => c.lines.find((l) => l.startsWith("done ")))).toEqual(Array(4).fill("done 0"))
+            // …and each of the 100 items ran once in the whole cluster.
+            expect(Number(await raw.get(`${prefix}runs`))).toBe(100)
+          } finally {
+            for (const c of children) c.kill()
+          }
+        })
+      ),
+    90_000
+  )
 
-  it.live("takeover: the lock holder is killed with SIGKILL; a waiting process finishes the item after the lock expires", () =>
-    withPrefix((prefix, raw) =>
-      Effect.promise(async () => {
-        const holder = spawnFixture("test/fixtures/redis-workerQueue.ts", ["hold", prefix, "A", "7", "60000"])
-        const waiter = spawnFixture("test/fixtures/redis-workerQueue.ts", ["hold", prefix, "B", "7", "10"])
-        try {
-          await Promise.all([holder.waitFor((l) => l === "ready"), waiter.waitFor((l) => l === "ready")])
-          await raw.set(`${prefix}go:A`, "1")
-          await holder.waitFor((l) => l === "running")
-          await raw.set(`${prefix}go:B`, "1")
-          // While the holder lives it refreshes its 1 s lock: after 2.5 s the waiter still has not run the item.
-          await new Promise((resolve) => setTimeout(resolve, 2_500))
-          expect(waiter.lines).toEqual(["ready"])
-          expect(Number(await raw.get(`${prefix}runs`))).toBe(1)
-          holder.kill("SIGKILL")
-          expect(await holder.exited()).toBe("SIGKILL")
-          await waiter.waitFor((l) => l.startsWith("result "), 10_000)
-          expect(waiter.lines).toEqual(["ready", "running", "result 14"])
-          expect(Number(await raw.get(`${prefix}runs`))).toBe(2)
-          expect(await raw.get(`${prefix}r:7`)).toBe("14")
-          expect(await waiter.exited()).toBe(0)
-        } finally {
-          holder.kill()
-          waiter.kill()
-        }
-      })
-    ), 60_000)
+  it.live(
+    "takeover: the lock holder is killed with SIGKILL; a waiting process finishes the item after the lock expires",
+    () =>
+      withPrefix((prefix, raw) =>
+        Effect.promise(async () => {
+          const holder = spawnFixture("test/fixtures/redis-workerQueue.ts", ["hold", prefix, "A", "7", "60000"])
+          const waiter = spawnFixture("test/fixtures/redis-workerQueue.ts", ["hold", prefix, "B", "7", "10"])
+          try {
+            await Promise.all([holder.waitFor((l) => l === "ready"), waiter.waitFor((l) => l === "ready")])
+            await raw.set(`${prefix}go:A`, "1")
+            await holder.waitFor((l) => l === "running")
+            await raw.set(`${prefix}go:B`, "1")
+            // While the holder lives it refreshes its 1 s lock: after 2.5 s the waiter still has not run the item.
+            await new Promise((resolve) => setTimeout(resolve, 2_500))
+            expect(waiter.lines).toEqual(["ready"])
+            expect(Number(await raw.get(`${prefix}runs`))).toBe(1)
+            holder.kill("SIGKILL")
+            expect(await holder.exited()).toBe("SIGKILL")
+            await waiter.waitFor((l) => l.startsWith("result "), 10_000)
+            expect(waiter.lines).toEqual(["ready", "running", "result 14"])
+            expect(Number(await raw.get(`${prefix}runs`))).toBe(2)
+            expect(await raw.get(`${prefix}r:7`)).toBe("14")
+            expect(await waiter.exited()).toBe(0)
+          } finally {
+            holder.kill()
+            waiter.kill()
+          }
+        })
+      ),
+    60_000
+  )
 })

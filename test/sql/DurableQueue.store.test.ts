@@ -6,8 +6,8 @@
  * (127.0.0.1:5432) and SQLite files; each test on its own table. The contract every store keeps, through the
  * public API, is in test/DurableQueue.contract.test.ts.
  */
-import { describe, expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, it } from "@effect/vitest"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -60,18 +60,28 @@ for (const [backend, up] of backends) {
       withQueueTable((table) =>
         Effect.gen(function*() {
           const sql = yield* SqlClient.SqlClient
-          const [serial, big] = backend === "pg" ? ["BIGSERIAL PRIMARY KEY", "BIGINT"] : ["INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"]
+          const [serial, big] = backend === "pg"
+            ? ["BIGSERIAL PRIMARY KEY", "BIGINT"]
+            : ["INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"]
           // The schema and rows as the first version wrote them (its createTable, verbatim but for the types).
           yield* sql`CREATE TABLE ${sql(table)} (
             sequence ${sql.literal(serial)}, queue_name TEXT NOT NULL, id TEXT NOT NULL, id_key TEXT NOT NULL,
             element TEXT NOT NULL, state SMALLINT NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,
             visible_at ${sql.literal(big)} NOT NULL, acquired_by TEXT NULL, last_failure TEXT NULL,
-            created_at ${sql.literal(big)} NOT NULL, updated_at ${sql.literal(big)} NOT NULL, UNIQUE (queue_name, id_key))`
-          yield* sql`CREATE INDEX ${sql(`${table}_ready`)} ON ${sql(table)} (queue_name, visible_at, sequence) WHERE state = 0`
+            created_at ${sql.literal(big)} NOT NULL, updated_at ${
+            sql.literal(big)
+          } NOT NULL, UNIQUE (queue_name, id_key))`
+          yield* sql`CREATE INDEX ${sql(`${table}_ready`)} ON ${
+            sql(table)
+          } (queue_name, visible_at, sequence) WHERE state = 0`
           const now = Date.now()
           const row = (id: string, state: number, visibleAt: number, acquiredBy: string | null, attempts = 0) =>
-            sql`INSERT INTO ${sql(table)} (queue_name, id, id_key, element, state, attempts, visible_at, acquired_by, last_failure, created_at, updated_at)
-              VALUES ('jobs', ${id}, ${id}, ${JSON.stringify(id)}, ${state}, ${attempts}, ${visibleAt}, ${acquiredBy}, ${state === 2 ? "boom" : null}, ${now}, ${now})`
+            sql`INSERT INTO ${
+              sql(table)
+            } (queue_name, id, id_key, element, state, attempts, visible_at, acquired_by, last_failure, created_at, updated_at)
+              VALUES ('jobs', ${id}, ${id}, ${
+              JSON.stringify(id)
+            }, ${state}, ${attempts}, ${visibleAt}, ${acquiredBy}, ${state === 2 ? "boom" : null}, ${now}, ${now})`
           yield* row("waiting", 0, now - 1_000, null)
           // Leased by a live runner of the old version for another minute.
           yield* row("running", 0, now + 60_000, "old-runner", 1)
@@ -81,11 +91,21 @@ for (const [backend, up] of backends) {
           const store = yield* storeOf(table)
           // Twice: a second process starting finds the table migrated.
           const again = yield* storeOf(table)
-          expect((yield* store.lease(10)).map((j) => [j.id, j.attempts, j.options])).toEqual([["waiting", 1, undefined]])
+          expect((yield* store.lease(10)).map((j) => [j.id, j.attempts, j.options])).toEqual([[
+            "waiting",
+            1,
+            undefined
+          ]])
           expect(yield* again.lease(10)).toEqual([])
           expect(yield* stateOf(store, "running")).toBe("running")
           expect(yield* stateOf(store, "done")).toBe("done")
-          expect(yield* store.status("dead")).toEqual({ state: "dead", attempts: 3, progress: undefined, lastError: "boom", result: undefined })
+          expect(yield* store.status("dead")).toEqual({
+            state: "dead",
+            attempts: 3,
+            progress: undefined,
+            lastError: "boom",
+            result: undefined
+          })
           expect(yield* store.counts).toEqual({ waiting: 0, delayed: 0, running: 2, dead: 1, paused: false })
           // The old runner's job can be cancelled like any running one.
           expect(yield* store.cancel("running")).toBe("asked")
@@ -95,7 +115,9 @@ for (const [backend, up] of backends) {
             : yield* sql<{ name: string }>`SELECT name FROM pragma_index_list(${table})`
           const names = indexes.map((i) => i.name)
           expect(names).not.toContain(`${table}_ready`)
-          expect(names).toEqual(expect.arrayContaining([`${table}_pending`, `${table}_timed`, `${table}_dead`, `${table}_results`]))
+          expect(names).toEqual(
+            expect.arrayContaining([`${table}_pending`, `${table}_timed`, `${table}_dead`, `${table}_results`])
+          )
         })
       ))
 
@@ -106,9 +128,14 @@ for (const [backend, up] of backends) {
           // A 30 s lease: with the default 2 s one, "high" (leased below) came back when its lease ran out, just as
           // "later" became ready, and was leased again in its place (seen once at load 5).
           const store = yield* storeOf(table, "jobs", "30 seconds")
-          yield* store.offer([job("later", { delayMillis: 2_000, priority: 5 }), job("low"), job("high", { priority: 3 }), job("low2")])
+          yield* store.offer([
+            job("later", { delayMillis: 2_000, priority: 5 }),
+            job("low"),
+            job("high", { priority: 3 }),
+            job("low2")
+          ])
           expect(yield* stateOf(store, "later")).toBe("delayed")
-          expect((yield* store.counts)).toMatchObject({ waiting: 3, delayed: 1 })
+          expect(yield* store.counts).toMatchObject({ waiting: 3, delayed: 1 })
           expect((yield* store.lease(1)).map((j) => j.id)).toEqual(["high"])
           // After its delay, the delayed job (priority 5) comes before the ready ones (priority 0).
           yield* eventually(Effect.map(stateOf(store, "later"), (state) => state === "waiting"))
@@ -117,72 +144,90 @@ for (const [backend, up] of backends) {
         })
       ))
 
-    it.live("5,000 delayed rows of higher priority do not slow a lease: it examines the rows it takes", () =>
-      withQueueTable((table) =>
-        Effect.gen(function*() {
-          const sql = yield* SqlClient.SqlClient
-          const store = yield* storeOf(table)
-          // Offered first and at a higher priority: a lease reading pending rows in lease order would meet them all.
-          for (let i = 0; i < 5_000; i += 500) {
-            yield* store.offer(Array.from({ length: 500 }, (_, k) => job(`d${i + k}`, { delayMillis: 3_600_000, priority: 9 })))
-          }
-          yield* store.offer(Array.from({ length: 20 }, (_, k) => job(`r${k}`)))
-          const { before, take } = leaseStatement({
-            sql,
-            dialect: backend,
-            name: "jobs",
-            tableName: table,
-            worker: "explain",
-            notifying: false,
-            channel: "",
-            requeued: Effect.void
-          }, 1_000)(10)
-          if (backend === "pg") {
-            // Before and after ANALYZE (a fresh table, and what autovacuum does), each statement in a transaction
-            // rolled back: EXPLAIN ANALYZE runs the UPDATE.
-            for (const analyzed of [false, true]) {
-              if (analyzed) yield* sql`ANALYZE ${sql(table)}`
-              const plans: Array<unknown> = []
+    it.live(
+      "5,000 delayed rows of higher priority do not slow a lease: it examines the rows it takes",
+      () =>
+        withQueueTable((table) =>
+          Effect.gen(function*() {
+            const sql = yield* SqlClient.SqlClient
+            const store = yield* storeOf(table)
+            // Offered first and at a higher priority: a lease reading pending rows in lease order would meet them all.
+            for (let i = 0; i < 5_000; i += 500) {
+              yield* store.offer(
+                Array.from({ length: 500 }, (_, k) => job(`d${i + k}`, { delayMillis: 3_600_000, priority: 9 }))
+              )
+            }
+            yield* store.offer(Array.from({ length: 20 }, (_, k) => job(`r${k}`)))
+            const { before, take } = leaseStatement({
+              sql,
+              dialect: backend,
+              name: "jobs",
+              tableName: table,
+              worker: "explain",
+              notifying: false,
+              channel: "",
+              requeued: Effect.void
+            }, 1_000)(10)
+            if (backend === "pg") {
+              // Before and after ANALYZE (a fresh table, and what autovacuum does), each statement in a transaction
+              // rolled back: EXPLAIN ANALYZE runs the UPDATE.
+              for (const analyzed of [false, true]) {
+                if (analyzed) yield* sql`ANALYZE ${sql(table)}`
+                const plans: Array<unknown> = []
+                for (const statement of [...before, take]) {
+                  const [text, params] = statement.compile()
+                  yield* sql.unsafe<{ "QUERY PLAN": unknown }>(
+                    `EXPLAIN (ANALYZE, FORMAT JSON) ${text}`,
+                    params as Array<unknown>
+                  ).pipe(
+                    Effect.flatMap((rows) => {
+                      plans.push(rows[0]!["QUERY PLAN"])
+                      return Effect.fail("rolled back")
+                    }),
+                    sql.withTransaction,
+                    Effect.flip
+                  )
+                }
+                expect(plans.length).toBe(2)
+                const examined = plans.reduce((sum: number, plan) => sum + rowsExamined(plan, table), 0)
+                console.log(
+                  `lease of 10 with 5,000 delayed rows${
+                    analyzed ? ", analyzed" : ""
+                  }: ${examined} rows of ${table} examined`
+                )
+                expect(examined).toBeGreaterThanOrEqual(10)
+                expect(examined).toBeLessThan(40)
+              }
+            } else {
+              // SQLite reports no row counts (better-sqlite3 has no sqlite3_stmt_status): the plan must read both
+              // statements' rows by index ranges (a SCAN of the table, or a range without `queue_name`, would read the
+              // delayed rows), and the index the lease reads in lease order must hold the 20 ready rows only.
+              const inPending = yield* sql.unsafe<{ n: number }>(
+                `SELECT COUNT(*) AS n FROM ${table} INDEXED BY ${table}_pending WHERE queue_name = 'jobs' AND state = 0 AND timed = 0`
+              )
+              expect(inPending[0]!.n).toBe(20)
+              const plans: Array<string> = []
               for (const statement of [...before, take]) {
                 const [text, params] = statement.compile()
-                yield* sql.unsafe<{ "QUERY PLAN": unknown }>(`EXPLAIN (ANALYZE, FORMAT JSON) ${text}`, params as Array<unknown>).pipe(
-                  Effect.flatMap((rows) => {
-                    plans.push(rows[0]!["QUERY PLAN"])
-                    return Effect.fail("rolled back")
-                  }),
-                  sql.withTransaction,
-                  Effect.flip
+                const rows = yield* sql.unsafe<{ detail: string }>(
+                  `EXPLAIN QUERY PLAN ${text}`,
+                  params as Array<unknown>
                 )
+                plans.push(...rows.map((r) => r.detail))
               }
-              expect(plans.length).toBe(2)
-              const examined = plans.reduce((sum: number, plan) => sum + rowsExamined(plan, table), 0)
-              console.log(`lease of 10 with 5,000 delayed rows${analyzed ? ", analyzed" : ""}: ${examined} rows of ${table} examined`)
-              expect(examined).toBeGreaterThanOrEqual(10)
-              expect(examined).toBeLessThan(40)
+              expect(plans.filter((p) => /^SCAN /.test(p) && p.includes(table))).toEqual([])
+              expect(plans).toEqual(expect.arrayContaining([
+                expect.stringMatching(new RegExp(`USING (COVERING )?INDEX ${table}_pending \\(queue_name=\\?\\)`)),
+                expect.stringMatching(
+                  new RegExp(`USING (COVERING )?INDEX ${table}_timed \\(queue_name=\\? AND visible_at<\\?\\)`)
+                )
+              ]))
             }
-          } else {
-            // SQLite reports no row counts (better-sqlite3 has no sqlite3_stmt_status): the plan must read both
-            // statements' rows by index ranges (a SCAN of the table, or a range without `queue_name`, would read the
-            // delayed rows), and the index the lease reads in lease order must hold the 20 ready rows only.
-            const inPending = yield* sql.unsafe<{ n: number }>(
-              `SELECT COUNT(*) AS n FROM ${table} INDEXED BY ${table}_pending WHERE queue_name = 'jobs' AND state = 0 AND timed = 0`
-            )
-            expect(inPending[0]!.n).toBe(20)
-            const plans: Array<string> = []
-            for (const statement of [...before, take]) {
-              const [text, params] = statement.compile()
-              const rows = yield* sql.unsafe<{ detail: string }>(`EXPLAIN QUERY PLAN ${text}`, params as Array<unknown>)
-              plans.push(...rows.map((r) => r.detail))
-            }
-            expect(plans.filter((p) => /^SCAN /.test(p) && p.includes(table))).toEqual([])
-            expect(plans).toEqual(expect.arrayContaining([
-              expect.stringMatching(new RegExp(`USING (COVERING )?INDEX ${table}_pending \\(queue_name=\\?\\)`)),
-              expect.stringMatching(new RegExp(`USING (COVERING )?INDEX ${table}_timed \\(queue_name=\\? AND visible_at<\\?\\)`))
-            ]))
-          }
-          expect((yield* store.lease(10)).map((j) => j.id)).toEqual(Array.from({ length: 10 }, (_, k) => `r${k}`))
-        })
-      ), 60_000)
+            expect((yield* store.lease(10)).map((j) => j.id)).toEqual(Array.from({ length: 10 }, (_, k) => `r${k}`))
+          })
+        ),
+      60_000
+    )
 
     it.live("ids over 128 characters (kept under their SHA-256): status, cancel and progress find them", () =>
       withQueueTable((table) =>
@@ -222,17 +267,25 @@ for (const [backend, up] of backends) {
           // "a": its holder settles it cancelled. "b": its holder dies; the next lease after its lease ends settles it.
           yield* store.settle([{ job: held[0]!, settlement: { _tag: "Cancelled", attempts: 1 } }])
           expect(yield* store.status("a")).toMatchObject({ state: "cancelled", attempts: 1 })
-          yield* eventually(Effect.map(other.lease(5), (jobs) => jobs.length === 0).pipe(
-            Effect.zipRight(stateOf(other, "b")),
-            Effect.map((state) => state === "cancelled")
-          ))
+          yield* eventually(
+            Effect.map(other.lease(5), (jobs) => jobs.length === 0).pipe(
+              Effect.zipRight(stateOf(other, "b")),
+              Effect.map((state) => state === "cancelled")
+            )
+          )
           // A late retry by the dead holder does not bring it back, nor does a retry of an asked job.
-          yield* store.settle([{ job: held[1]!, settlement: { _tag: "Retry", attempts: 1, lastError: "late", delayMillis: 0 } }])
+          yield* store.settle([{
+            job: held[1]!,
+            settlement: { _tag: "Retry", attempts: 1, lastError: "late", delayMillis: 0 }
+          }])
           expect(yield* stateOf(store, "b")).toBe("cancelled")
           yield* store.offer([job("d")])
           const [d] = yield* store.lease(1)
           expect(yield* store.cancel("d")).toBe("asked")
-          yield* store.settle([{ job: d!, settlement: { _tag: "Retry", attempts: 1, lastError: "boom", delayMillis: 0 } }])
+          yield* store.settle([{
+            job: d!,
+            settlement: { _tag: "Retry", attempts: 1, lastError: "boom", delayMillis: 0 }
+          }])
           expect(yield* stateOf(store, "d")).toBe("cancelled")
           expect(yield* store.counts).toEqual({ waiting: 0, delayed: 0, running: 0, dead: 0, paused: false })
         })
@@ -252,7 +305,13 @@ for (const [backend, up] of backends) {
             { job: a!, settlement: { _tag: "Ack", result: `{"ok":true}`, resultTtlMillis: 1_000 } },
             { job: b!, settlement: { _tag: "Ack", result: `"kept"`, resultTtlMillis: 60_000 } }
           ])
-          expect(yield* store.status("a")).toEqual({ state: "done", attempts: 1, progress: "1", lastError: undefined, result: `{"ok":true}` })
+          expect(yield* store.status("a")).toEqual({
+            state: "done",
+            attempts: 1,
+            progress: "1",
+            lastError: undefined,
+            result: `{"ok":true}`
+          })
           yield* eventually(Effect.map(store.status("a"), (s) => s?.state === "done" && s.result === undefined))
           expect((yield* store.status("b"))?.result).toBe(`"kept"`)
           // The id is still known: offered again, it is not queued.
@@ -319,24 +378,28 @@ for (const [backend, up] of backends) {
 }
 
 describe.skipIf(!pgUp)("sql DurableQueue store on PostgreSQL: notifications", () => {
-  it.live("resuming a queue and a retry wake the takers of another client (NOTIFY)", () =>
-    withTable("pg", "dqs", (table) =>
-      Effect.gen(function*() {
-        const a = yield* storeOf(table).pipe(Effect.provide(yield* Layer.build(clientLayer("pg"))))
-        const b = yield* storeOf(table).pipe(Effect.provide(yield* Layer.build(clientLayer("pg"))))
-        // b's first lease starts its LISTEN (and waits until it hears).
-        expect(yield* b.lease(1)).toEqual([])
-        yield* a.setPaused(true)
-        yield* a.setPaused(false)
-        yield* b.ready.pipe(Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => "resume was not heard" }))
-        // The offer's notification is heard before b looks again, so it cannot stand in for the retry's below.
-        yield* a.offer([job("j")])
-        yield* b.ready.pipe(Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => "offer was not heard" }))
-        const [held] = yield* a.lease(1)
-        expect(yield* b.lease(1)).toEqual([])
-        yield* a.settle([{ job: held!, settlement: { _tag: "Retry", attempts: 1, lastError: "x", delayMillis: 0 } }])
-        yield* b.ready.pipe(Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => "retry was not heard" }))
-      }).pipe(Effect.scoped)), 30_000)
+  it.live(
+    "resuming a queue and a retry wake the takers of another client (NOTIFY)",
+    () =>
+      withTable("pg", "dqs", (table) =>
+        Effect.gen(function*() {
+          const a = yield* storeOf(table).pipe(Effect.provide(yield* Layer.build(clientLayer("pg"))))
+          const b = yield* storeOf(table).pipe(Effect.provide(yield* Layer.build(clientLayer("pg"))))
+          // b's first lease starts its LISTEN (and waits until it hears).
+          expect(yield* b.lease(1)).toEqual([])
+          yield* a.setPaused(true)
+          yield* a.setPaused(false)
+          yield* b.ready.pipe(Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => "resume was not heard" }))
+          // The offer's notification is heard before b looks again, so it cannot stand in for the retry's below.
+          yield* a.offer([job("j")])
+          yield* b.ready.pipe(Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => "offer was not heard" }))
+          const [held] = yield* a.lease(1)
+          expect(yield* b.lease(1)).toEqual([])
+          yield* a.settle([{ job: held!, settlement: { _tag: "Retry", attempts: 1, lastError: "x", delayMillis: 0 } }])
+          yield* b.ready.pipe(Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => "retry was not heard" }))
+        }).pipe(Effect.scoped)),
+    30_000
+  )
 })
 
 /** Rows of `table` read by the scan nodes of a PostgreSQL JSON plan (returned, plus removed by a filter), all loops. */

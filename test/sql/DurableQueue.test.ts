@@ -3,8 +3,8 @@
  * LISTEN/NOTIFY, its own options), on the machine's PostgreSQL and on a SQLite file, each test on its own table.
  * The contract every store keeps is in test/DurableQueue.contract.test.ts.
  */
-import { describe, expect, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
+import { describe, expect, it } from "@effect/vitest"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -12,16 +12,23 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import { channelOf } from "../../src/internal/durableQueue/sqlListen.js"
 import { OptionError } from "../../src/OptionError.js"
 import * as DurableQueue from "../../src/sql/DurableQueue.js"
-import { channelOf } from "../../src/internal/durableQueue/sqlListen.js"
 import { type Backend, clientLayer, withTable } from "../fixtures/sql-client.js"
 import { postgres, requireService } from "../helpers/services.js"
 
 const pgUp = await requireService(postgres)
 
 const queueOf = (tableName: string, maxAttempts = 3, name = "jobs") =>
-  DurableQueue.make({ name, tableName, schema: Schema.Number, maxAttempts, pollInterval: "10 millis", leaseDuration: "2 seconds" })
+  DurableQueue.make({
+    name,
+    tableName,
+    schema: Schema.Number,
+    maxAttempts,
+    pollInterval: "10 millis",
+    leaseDuration: "2 seconds"
+  })
 
 const backends: ReadonlyArray<readonly [Backend, boolean]> = [["pg", pgUp], ["sqlite", true]]
 
@@ -54,7 +61,9 @@ for (const [backend, up] of backends) {
           Effect.gen(function*() {
             const queue = yield* queueOf(table)
             const ids = Array.from({ length: 20 }, (_, i) => (i === 7 ? "bad\u0000id" : `ok-${i}`))
-            const exits = yield* Effect.forEach(ids, (id, i) => Effect.exit(queue.offer(i, { id })), { concurrency: "unbounded" })
+            const exits = yield* Effect.forEach(ids, (id, i) => Effect.exit(queue.offer(i, { id })), {
+              concurrency: "unbounded"
+            })
             expect(exits.filter(Exit.isFailure).length).toBe(1)
             expect(Exit.isFailure(exits[7]!)).toBe(true)
             expect(yield* queue.size).toBe(19)
@@ -77,7 +86,12 @@ for (const [backend, up] of backends) {
     it.live("jobs come out in offer order, and an offer wakes a waiting taker before the poll interval", () =>
       withQueueTable((table) =>
         Effect.gen(function*() {
-          const queue = yield* DurableQueue.make({ name: "jobs", tableName: table, schema: Schema.Number, pollInterval: "1 minute" })
+          const queue = yield* DurableQueue.make({
+            name: "jobs",
+            tableName: table,
+            schema: Schema.Number,
+            pollInterval: "1 minute"
+          })
           const waiting = yield* Effect.fork(queue.take((n) => Effect.succeed(n)))
           yield* Effect.sleep("50 millis")
           yield* queue.offer(0)
@@ -88,7 +102,6 @@ for (const [backend, up] of backends) {
           expect(order).toEqual([1, 2, 3, 4, 5])
         })
       ))
-
   })
 }
 
@@ -126,7 +139,12 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: LISTEN/NOTIFY across pro
     })
 
   // How long from an offer through `a` until a taker waiting on `b` (it looked and found nothing) has the job.
-  const latency = (a: DurableQueue.DurableQueue<number>, b: DurableQueue.DurableQueue<number>, n: number, within: Duration.DurationInput) =>
+  const latency = (
+    a: DurableQueue.DurableQueue<number>,
+    b: DurableQueue.DurableQueue<number>,
+    n: number,
+    within: Duration.DurationInput
+  ) =>
     Effect.gen(function*() {
       let started = 0
       const waiting = yield* Effect.fork(b.take((got) => Effect.sync(() => (started = performance.now(), got))))
@@ -140,71 +158,101 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: LISTEN/NOTIFY across pro
       return { exit, millis: started - offered }
     })
 
-  it.live("an offer through another client wakes a taker polling once a minute at once (a NOTIFY per batch)", () =>
-    withTable("pg", "ln", (table) =>
-      Effect.gen(function*() {
-        const { a, b } = yield* twoClients(table, "jobs")
-        const times: Array<number> = []
-        for (let i = 0; i < 5; i++) {
-          const { exit, millis } = yield* latency(a, b, i, "2 seconds")
-          expect(exit).toEqual(Option.some(Exit.succeed(i)))
-          times.push(millis)
-        }
-        console.log(`LISTEN/NOTIFY: offer through client A -> handler start on client B: ${times.map((t) => t.toFixed(1)).join(", ")} ms`)
-      }).pipe(Effect.scoped)), 30_000)
+  it.live(
+    "an offer through another client wakes a taker polling once a minute at once (a NOTIFY per batch)",
+    () =>
+      withTable("pg", "ln", (table) =>
+        Effect.gen(function*() {
+          const { a, b } = yield* twoClients(table, "jobs")
+          const times: Array<number> = []
+          for (let i = 0; i < 5; i++) {
+            const { exit, millis } = yield* latency(a, b, i, "2 seconds")
+            expect(exit).toEqual(Option.some(Exit.succeed(i)))
+            times.push(millis)
+          }
+          console.log(
+            `LISTEN/NOTIFY: offer through client A -> handler start on client B: ${
+              times.map((t) => t.toFixed(1)).join(", ")
+            } ms`
+          )
+        }).pipe(Effect.scoped)),
+    30_000
+  )
 
-  it.live("a store that only offers, on the taker's client, does not LISTEN: closing it leaves the taker hearing", () =>
-    withTable("pg", "ln", (table) =>
-      Effect.gen(function*() {
-        const { a, b, contextB, options } = yield* twoClients(table, "jobs")
-        yield* latency(a, b, 0, "2 seconds")
-        // Were it listening, its end would UNLISTEN the channel on the connection b's store shares.
-        yield* Effect.scoped(Effect.flatMap(DurableQueue.make(options), (c) => c.offer(1))).pipe(Effect.provide(contextB))
-        expect(yield* b.take((n) => Effect.succeed(n)).pipe(Effect.timeout("2 seconds"))).toEqual(Exit.succeed(1))
-        const { exit } = yield* latency(a, b, 2, "2 seconds")
-        expect(exit).toEqual(Option.some(Exit.succeed(2)))
-      }).pipe(Effect.scoped)), 30_000)
+  it.live(
+    "a store that only offers, on the taker's client, does not LISTEN: closing it leaves the taker hearing",
+    () =>
+      withTable("pg", "ln", (table) =>
+        Effect.gen(function*() {
+          const { a, b, contextB, options } = yield* twoClients(table, "jobs")
+          yield* latency(a, b, 0, "2 seconds")
+          // Were it listening, its end would UNLISTEN the channel on the connection b's store shares.
+          yield* Effect.scoped(Effect.flatMap(DurableQueue.make(options), (c) => c.offer(1))).pipe(
+            Effect.provide(contextB)
+          )
+          expect(yield* b.take((n) => Effect.succeed(n)).pipe(Effect.timeout("2 seconds"))).toEqual(Exit.succeed(1))
+          const { exit } = yield* latency(a, b, 2, "2 seconds")
+          expect(exit).toEqual(Option.some(Exit.succeed(2)))
+        }).pipe(Effect.scoped)),
+    30_000
+  )
 
-  it.live("with notify: false, the same taker waits for its poll (the test above fails without the NOTIFY)", () =>
-    withTable("pg", "ln", (table) =>
-      Effect.gen(function*() {
-        const { a, b } = yield* twoClients(table, "jobs", false)
-        const { exit } = yield* latency(a, b, 1, "2 seconds")
-        expect(exit).toEqual(Option.none())
-      }).pipe(Effect.scoped)), 30_000)
+  it.live(
+    "with notify: false, the same taker waits for its poll (the test above fails without the NOTIFY)",
+    () =>
+      withTable("pg", "ln", (table) =>
+        Effect.gen(function*() {
+          const { a, b } = yield* twoClients(table, "jobs", false)
+          const { exit } = yield* latency(a, b, 1, "2 seconds")
+          expect(exit).toEqual(Option.none())
+        }).pipe(Effect.scoped)),
+    30_000
+  )
 
-  it.live("queue names that need quoting, or hashing (over 63 bytes), get working channels", () =>
-    withTable("pg", "ln", (table) =>
-      Effect.gen(function*() {
-        const quoted = `Jobs "x"; DROP TABLE y; --'`
-        const long = `${"ü".repeat(40)} queue`
-        expect(channelOf(table, quoted)).toBe(`ew:${table}:${quoted}`)
-        expect(Buffer.byteLength(channelOf(table, long))).toBeLessThanOrEqual(63)
-        expect(channelOf(table, long)).toMatch(/^ew:[0-9a-f]{48}$/)
-        expect(channelOf(table, `${long}2`)).not.toBe(channelOf(table, long))
-        for (const name of [quoted, long]) {
-          const { a, b } = yield* twoClients(table, name)
-          const { exit } = yield* latency(a, b, 3, "2 seconds")
-          expect(exit).toEqual(Option.some(Exit.succeed(3)))
-        }
-      }).pipe(Effect.scoped)), 30_000)
+  it.live(
+    "queue names that need quoting, or hashing (over 63 bytes), get working channels",
+    () =>
+      withTable("pg", "ln", (table) =>
+        Effect.gen(function*() {
+          const quoted = `Jobs "x"; DROP TABLE y; --'`
+          const long = `${"ü".repeat(40)} queue`
+          expect(channelOf(table, quoted)).toBe(`ew:${table}:${quoted}`)
+          expect(Buffer.byteLength(channelOf(table, long))).toBeLessThanOrEqual(63)
+          expect(channelOf(table, long)).toMatch(/^ew:[0-9a-f]{48}$/)
+          expect(channelOf(table, `${long}2`)).not.toBe(channelOf(table, long))
+          for (const name of [quoted, long]) {
+            const { a, b } = yield* twoClients(table, name)
+            const { exit } = yield* latency(a, b, 3, "2 seconds")
+            expect(exit).toEqual(Option.some(Exit.succeed(3)))
+          }
+        }).pipe(Effect.scoped)),
+    30_000
+  )
 
-  it.live("a LISTEN connection cut (as by a restart) is noticed and listened again; the missed offer is taken then", () =>
-    withTable("pg", "ln", (table) =>
-      Effect.gen(function*() {
-        const { a, b } = yield* twoClients(table, "jobs")
-        const sql = yield* SqlClient.SqlClient
-        // b's LISTEN connection (a's store only offered: it never listened); its last statement was its LISTEN.
-        yield* latency(a, b, 0, "2 seconds")
-        const cut = sql<{ pid: number }>`SELECT pg_terminate_backend(pid), pid FROM pg_stat_activity
+  it.live(
+    "a LISTEN connection cut (as by a restart) is noticed and listened again; the missed offer is taken then",
+    () =>
+      withTable("pg", "ln", (table) =>
+        Effect.gen(function*() {
+          const { a, b } = yield* twoClients(table, "jobs")
+          const sql = yield* SqlClient.SqlClient
+          // b's LISTEN connection (a's store only offered: it never listened); its last statement was its LISTEN.
+          yield* latency(a, b, 0, "2 seconds")
+          const cut = sql<{ pid: number }>`SELECT pg_terminate_backend(pid), pid FROM pg_stat_activity
           WHERE pid <> pg_backend_pid() AND query = ${`LISTEN "ew:${table}:jobs"`}`
-        expect((yield* cut).length).toBe(1)
-        // Offered while b hears nothing: b notices within a probe (5 s) and its timeout (2 s), listens again and looks.
-        const missed = yield* latency(a, b, 1, "15 seconds")
-        expect(missed.exit).toEqual(Option.some(Exit.succeed(1)))
-        // Listening again, b is woken at once.
-        const { exit, millis } = yield* latency(a, b, 2, "2 seconds")
-        expect(exit).toEqual(Option.some(Exit.succeed(2)))
-        console.log(`LISTEN cut: the offer made meanwhile was taken after ${missed.millis.toFixed(0)} ms; then ${millis.toFixed(1)} ms`)
-      }).pipe(Effect.scoped)), 40_000)
+          expect((yield* cut).length).toBe(1)
+          // Offered while b hears nothing: b notices within a probe (5 s) and its timeout (2 s), listens again and looks.
+          const missed = yield* latency(a, b, 1, "15 seconds")
+          expect(missed.exit).toEqual(Option.some(Exit.succeed(1)))
+          // Listening again, b is woken at once.
+          const { exit, millis } = yield* latency(a, b, 2, "2 seconds")
+          expect(exit).toEqual(Option.some(Exit.succeed(2)))
+          console.log(
+            `LISTEN cut: the offer made meanwhile was taken after ${missed.millis.toFixed(0)} ms; then ${
+              millis.toFixed(1)
+            } ms`
+          )
+        }).pipe(Effect.scoped)),
+    40_000
+  )
 })

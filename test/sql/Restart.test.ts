@@ -22,7 +22,9 @@ const bin = (() => {
   const root = "/usr/lib/postgresql"
   if (!existsSync(root)) return undefined
   const versions = readdirSync(root).sort((a, b) => Number(b) - Number(a))
-  const found = versions.map((v) => join(root, v, "bin")).find((dir) => existsSync(join(dir, "initdb")) && existsSync(join(dir, "pg_ctl")))
+  const found = versions.map((v) => join(root, v, "bin")).find((dir) =>
+    existsSync(join(dir, "initdb")) && existsSync(join(dir, "pg_ctl"))
+  )
   return found
 })()
 
@@ -56,57 +58,97 @@ const pgCommand = (command: string, args: ReadonlyArray<string>, timeout = 30_00
 }
 
 describe.skipIf(!canRun)("PostgreSQL restart (a throwaway server)", () => {
-  it.live("DurableQueue: PostgreSQL restarts mid-run; the runner reconnects and every job is done, none lost", () =>
-    Effect.gen(function*() {
-      const dir = mkdtempSync(join(tmpdir(), "ew-pg-"))
-      const data = join(dir, "data")
-      if (owner.uid !== undefined) chownSync(dir, owner.uid, owner.gid!)
-      const port = yield* Effect.promise(freePort)
-      const start = () =>
-        pgCommand("pg_ctl", [
-          "-D", data, "-l", join(dir, "server.log"), "-w", "-t", "30",
-          "-o", `-p ${port} -c listen_addresses=127.0.0.1 -k ${dir} -c fsync=off`,
-          "start"
-        ])
-      const stop = (mode: "fast" | "immediate") => pgCommand("pg_ctl", ["-D", data, "-m", mode, "-w", "-t", "30", "stop"])
-      yield* Effect.addFinalizer(() =>
-        Effect.promise(() => stop("immediate").catch(() => undefined)).pipe(
-          Effect.ensuring(Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+  it.live(
+    "DurableQueue: PostgreSQL restarts mid-run; the runner reconnects and every job is done, none lost",
+    () =>
+      Effect.gen(function*() {
+        const dir = mkdtempSync(join(tmpdir(), "ew-pg-"))
+        const data = join(dir, "data")
+        if (owner.uid !== undefined) chownSync(dir, owner.uid, owner.gid!)
+        const port = yield* Effect.promise(freePort)
+        const start = () =>
+          pgCommand("pg_ctl", [
+            "-D",
+            data,
+            "-l",
+            join(dir, "server.log"),
+            "-w",
+            "-t",
+            "30",
+            "-o",
+            `-p ${port} -c listen_addresses=127.0.0.1 -k ${dir} -c fsync=off`,
+            "start"
+          ])
+        const stop = (mode: "fast" | "immediate") =>
+          pgCommand("pg_ctl", ["-D", data, "-m", mode, "-w", "-t", "30", "stop"])
+        yield* Effect.addFinalizer(() =>
+          Effect.promise(() => stop("immediate").catch(() => undefined)).pipe(
+            Effect.ensuring(Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+          )
         )
-      )
-      yield* Effect.promise(() => pgCommand("initdb", ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"], 60_000))
-      yield* Effect.promise(start)
-      yield* Effect.promise(() =>
-        pgCommand("psql", ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", "postgres", "-c", "CREATE DATABASE test"])
-      )
-
-      yield* Effect.gen(function*() {
-        const queue = yield* DurableQueue.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis", leaseDuration: "1 second" })
-        const jobs = 400
-        yield* Effect.forEach(Array.from({ length: jobs }, (_, i) => i), (i) => queue.offer(i, { id: `j${i}` }), { concurrency: 16, discard: true })
-        const done = new Set<number>()
-        let completions = 0
-        yield* Effect.forkScoped(queue.run((n) => Effect.zipRight(Effect.sleep("10 millis"), Effect.sync(() => (completions++, done.add(n)))), { concurrency: 8 }))
-        for (let i = 0; i < 3_000 && done.size < 50; i++) yield* Effect.sleep("5 millis")
-        // Restart: a fast shutdown (connections are cut, the data is checkpointed), down for a moment, then up on
-        // the same port and directory.
-        yield* Effect.promise(() => stop("fast"))
-        const during = done.size
-        yield* Effect.sleep("500 millis")
+        yield* Effect.promise(() =>
+          pgCommand("initdb", ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"], 60_000)
+        )
         yield* Effect.promise(start)
-        const restarted = done.size
-        for (let i = 0; i < 3_000 && done.size < jobs; i++) yield* Effect.sleep("10 millis")
-        expect(during).toBeLessThan(jobs)
-        expect(restarted).toBeLessThan(jobs)
-        expect(done.size).toBe(jobs)
-        for (let i = 0; i < 500 && (yield* Effect.orDie(queue.size)) > 0; i++) yield* Effect.sleep("10 millis")
-        expect(yield* queue.size).toBe(0)
-        // Acknowledgements that failed during the outage are retried and the jobs' leases kept: a job is run again
-        // only when its lease lapsed during the outage before its acknowledgement got through (at most the 8 running
-        // and 8 fetched at the stop).
-        const redone = completions - jobs
-        console.log(`PostgreSQL restart: ${redone} of ${jobs} jobs run twice`)
-        expect(redone).toBeLessThanOrEqual(16)
-      }).pipe(Effect.scoped, Effect.provide(clientLayer("pg", String(port))))
-    }).pipe(Effect.scoped), 90_000)
+        yield* Effect.promise(() =>
+          pgCommand("psql", [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            String(port),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            "CREATE DATABASE test"
+          ])
+        )
+
+        yield* Effect.gen(function*() {
+          const queue = yield* DurableQueue.make({
+            name: "jobs",
+            schema: Schema.Number,
+            pollInterval: "10 millis",
+            leaseDuration: "1 second"
+          })
+          const jobs = 400
+          yield* Effect.forEach(Array.from({ length: jobs }, (_, i) => i), (i) => queue.offer(i, { id: `j${i}` }), {
+            concurrency: 16,
+            discard: true
+          })
+          const done = new Set<number>()
+          let completions = 0
+          yield* Effect.forkScoped(
+            queue.run(
+              (n) => Effect.zipRight(Effect.sleep("10 millis"), Effect.sync(() => (completions++, done.add(n)))),
+              {
+                concurrency: 8
+              }
+            )
+          )
+          for (let i = 0; i < 3_000 && done.size < 50; i++) yield* Effect.sleep("5 millis")
+          // Restart: a fast shutdown (connections are cut, the data is checkpointed), down for a moment, then up on
+          // the same port and directory.
+          yield* Effect.promise(() => stop("fast"))
+          const during = done.size
+          yield* Effect.sleep("500 millis")
+          yield* Effect.promise(start)
+          const restarted = done.size
+          for (let i = 0; i < 3_000 && done.size < jobs; i++) yield* Effect.sleep("10 millis")
+          expect(during).toBeLessThan(jobs)
+          expect(restarted).toBeLessThan(jobs)
+          expect(done.size).toBe(jobs)
+          for (let i = 0; i < 500 && (yield* Effect.orDie(queue.size)) > 0; i++) yield* Effect.sleep("10 millis")
+          expect(yield* queue.size).toBe(0)
+          // Acknowledgements that failed during the outage are retried and the jobs' leases kept: a job is run again
+          // only when its lease lapsed during the outage before its acknowledgement got through (at most the 8 running
+          // and 8 fetched at the stop).
+          const redone = completions - jobs
+          console.log(`PostgreSQL restart: ${redone} of ${jobs} jobs run twice`)
+          expect(redone).toBeLessThanOrEqual(16)
+        }).pipe(Effect.scoped, Effect.provide(clientLayer("pg", String(port))))
+      }).pipe(Effect.scoped),
+    90_000
+  )
 })

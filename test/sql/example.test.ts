@@ -16,6 +16,8 @@ describe("examples/sql-durable-queue.ts", () => {
       expect(out).toContain("offered 101 jobs, 100 pending")
       expect(out).toMatch(/done: 99 jobs in \d+ ms \(worker-a \d+, worker-b \d+\)/)
       expect(out).toContain("retried after a failure: resize:photo-13")
-      expect(out).toContain("dead letter: resize:photo-42 after 3 attempts, last error: Error: photo-42.jpg: not a JPEG file (attempt 3)")
+      expect(out).toContain(
+        "dead letter: resize:photo-42 after 3 attempts, last error: Error: photo-42.jpg: not a JPEG file (attempt 3)"
+      )
     }).pipe(Effect.scoped), 40_000)
 })

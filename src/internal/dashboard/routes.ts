@@ -35,7 +35,8 @@ const SECURITY_HEADERS = {
   "cache-control": "no-store"
 }
 
-const problem = (status: number, error: string) => HttpServerResponse.unsafeJson({ error }, { status, headers: SECURITY_HEADERS })
+const problem = (status: number, error: string) =>
+  HttpServerResponse.unsafeJson({ error }, { status, headers: SECURITY_HEADERS })
 
 /** @internal */
 export interface RouteSettings {
@@ -57,19 +58,30 @@ const allowed = (settings: RouteSettings, request: HttpServerRequest.HttpServerR
     return answer
   }).pipe(
     Effect.map((answer) => answer === true),
-    Effect.catchAllCause((cause) => Effect.as(Effect.logWarning("Dashboard: the authorize hook failed; access refused", cause), false))
+    Effect.catchAllCause((cause) =>
+      Effect.as(Effect.logWarning("Dashboard: the authorize hook failed; access refused", cause), false)
+    )
   )
 }
 
 const guarded = (settings: RouteSettings, response: Effect.Effect<HttpServerResponse.HttpServerResponse>) =>
-  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
-    Effect.flatMap(allowed(settings, request, "view"), (ok) => ok ? response : Effect.succeed(problem(403, "not authorized to view this dashboard"))))
+  Effect.flatMap(
+    HttpServerRequest.HttpServerRequest,
+    (request) =>
+      Effect.flatMap(
+        allowed(settings, request, "view"),
+        (ok) => ok ? response : Effect.succeed(problem(403, "not authorized to view this dashboard"))
+      )
+  )
 
-const asset = (body: string, contentType: string) => HttpServerResponse.text(body, { contentType, headers: SECURITY_HEADERS })
+const asset = (body: string, contentType: string) =>
+  HttpServerResponse.text(body, { contentType, headers: SECURITY_HEADERS })
 
 const events = (settings: RouteSettings): Effect.Effect<HttpServerResponse.HttpServerResponse> => {
   const { sampler } = settings
-  if (sampler.clients >= MAX_CLIENTS) return Effect.succeed(problem(503, `too many dashboard browsers (at most ${MAX_CLIENTS})`))
+  if (sampler.clients >= MAX_CLIENTS) {
+    return Effect.succeed(problem(503, `too many dashboard browsers (at most ${MAX_CLIENTS})`))
+  }
   const encoder = new TextEncoder()
   const body = Stream.unwrapScoped(Effect.gen(function*() {
     const subscription = yield* PubSub.subscribe(sampler.hub)
@@ -111,13 +123,20 @@ const parseAction = (text: string): ActionBody | string => {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return "the body is not a JSON object"
   const { action, id, queue } = raw as Record<string, unknown>
   if (typeof queue !== "string") return "`queue` must be a string (a queue key from the snapshot)"
-  if (typeof action !== "string" || !ACTIONS.has(action)) return `\`action\` must be one of ${Array.from(ACTIONS).join(", ")}`
-  if ((action === "retry" || action === "cancel") && typeof id !== "string") return `\`id\` (a string) is required by ${action}`
+  if (typeof action !== "string" || !ACTIONS.has(action)) {
+    return `\`action\` must be one of ${Array.from(ACTIONS).join(", ")}`
+  }
+  if ((action === "retry" || action === "cancel") && typeof id !== "string") {
+    return `\`id\` (a string) is required by ${action}`
+  }
   if (id !== undefined && typeof id !== "string") return "`id` must be a string"
   return { queue, action: action as ActionBody["action"], id: id as string | undefined }
 }
 
-const runAction = (queue: Dashboard.WatchedQueue, body: ActionBody): Effect.Effect<HttpServerResponse.HttpServerResponse, unknown> => {
+const runAction = (
+  queue: Dashboard.WatchedQueue,
+  body: ActionBody
+): Effect.Effect<HttpServerResponse.HttpServerResponse, unknown> => {
   const ok = (result: unknown) => HttpServerResponse.unsafeJson({ ok: true, result }, { headers: SECURITY_HEADERS })
   switch (body.action) {
     case "pause":
@@ -129,10 +148,26 @@ const runAction = (queue: Dashboard.WatchedQueue, body: ActionBody): Effect.Effe
     case "purge":
       return Effect.map(queue.purge, ok)
     case "retry":
-      return Effect.map(queue.requeue(body.id!), (found) => found ? ok(true) : problem(404, `no dead letter with id ${JSON.stringify(body.id)} in queue ${JSON.stringify(queue.name)}`))
+      return Effect.map(
+        queue.requeue(body.id!),
+        (found) =>
+          found
+            ? ok(true)
+            : problem(404, `no dead letter with id ${JSON.stringify(body.id)} in queue ${JSON.stringify(queue.name)}`)
+      )
     case "cancel":
-      return Effect.map(queue.cancel(body.id!), (found) =>
-        found ? ok(true) : problem(404, `no waiting, delayed or running job with id ${JSON.stringify(body.id)} in queue ${JSON.stringify(queue.name)}`))
+      return Effect.map(
+        queue.cancel(body.id!),
+        (found) =>
+          found
+            ? ok(true)
+            : problem(
+              404,
+              `no waiting, delayed or running job with id ${JSON.stringify(body.id)} in queue ${
+                JSON.stringify(queue.name)
+              }`
+            )
+      )
   }
 }
 
@@ -149,10 +184,12 @@ const readBody = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<s
     let total = 0
     return request.stream.pipe(
       Stream.takeWhile(() => total <= DRAIN_BYTES),
-      Stream.runForEach((chunk) => Effect.sync(() => {
-        total += chunk.length
-        if (total <= MAX_BODY_BYTES) chunks.push(chunk)
-      })),
+      Stream.runForEach((chunk) =>
+        Effect.sync(() => {
+          total += chunk.length
+          if (total <= MAX_BODY_BYTES) chunks.push(chunk)
+        })
+      ),
       Effect.map(() => {
         if (total > MAX_BODY_BYTES) return undefined
         const bytes = new Uint8Array(total)
@@ -169,12 +206,18 @@ const readBody = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<s
 const action = (settings: RouteSettings) =>
   Effect.gen(function*() {
     if (settings.readOnly) return problem(403, "this dashboard is read-only")
-    if (!settings.actions) return problem(403, "actions are closed: the dashboard was given no `authorize` hook (or `openActions: true`)")
+    if (!settings.actions) {
+      return problem(403, "actions are closed: the dashboard was given no `authorize` hook (or `openActions: true`)")
+    }
     const request = yield* HttpServerRequest.HttpServerRequest
     // A header a cross-site form or image cannot send: another site's page cannot act through a browser that
     // can reach the dashboard.
-    if (request.headers["x-dashboard-action"] !== "1") return problem(403, "actions need the header x-dashboard-action: 1")
-    if (!(yield* allowed(settings, request, "action"))) return problem(403, "not authorized to act on this dashboard")
+    if (request.headers["x-dashboard-action"] !== "1") {
+      return problem(403, "actions need the header x-dashboard-action: 1")
+    }
+    if (!(yield* allowed(settings, request, "action"))) {
+      return problem(403, "not authorized to act on this dashboard")
+    }
     const length = Number(request.headers["content-length"] ?? "0")
     if (length > MAX_BODY_BYTES) return problem(413, `the body is ${length} bytes, more than ${MAX_BODY_BYTES}`)
     const text = yield* Effect.either(readBody(request))
@@ -198,7 +241,12 @@ const action = (settings: RouteSettings) =>
   }).pipe(
     // Whatever else goes wrong is the dashboard's fault: logged, answered 500, the server unharmed.
     Effect.catchAllCause((cause) =>
-      Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : Effect.as(Effect.logError("Dashboard: an action failed", cause), problem(500, "the action failed; see the server's log"))
+      Cause.isInterruptedOnly(cause)
+        ? Effect.failCause(cause)
+        : Effect.as(
+          Effect.logError("Dashboard: an action failed", cause),
+          problem(500, "the action failed; see the server's log")
+        )
     )
   )
 
@@ -210,7 +258,13 @@ export const router = (settings: RouteSettings): HttpRouter.HttpRouter =>
     HttpRouter.get("/app.css", guarded(settings, Effect.succeed(asset(APP_CSS, "text/css; charset=utf-8")))),
     HttpRouter.get(
       "/api/state",
-      guarded(settings, Effect.map(settings.sampler.current, (json) => HttpServerResponse.text(json, { contentType: "application/json", headers: SECURITY_HEADERS })))
+      guarded(
+        settings,
+        Effect.map(
+          settings.sampler.current,
+          (json) => HttpServerResponse.text(json, { contentType: "application/json", headers: SECURITY_HEADERS })
+        )
+      )
     ),
     HttpRouter.get("/events", guarded(settings, Effect.suspend(() => events(settings)))),
     HttpRouter.post("/api/action", action(settings))

@@ -50,7 +50,9 @@ class Series {
   read(now: number): Array<number> {
     this.advance(now)
     const out: Array<number> = []
-    for (let s = this.second - WINDOW + 1; s <= this.second; s++) out.push(this.values[((s % WINDOW) + WINDOW) % WINDOW]!)
+    for (let s = this.second - WINDOW + 1; s <= this.second; s++) {
+      out.push(this.values[((s % WINDOW) + WINDOW) % WINDOW]!)
+    }
     return out
   }
 }
@@ -120,7 +122,8 @@ class QueueWatch {
       Dead: "dead",
       Cancelled: "cancelled"
     }
-    const row = this.jobs.get(event.id) ?? { id: event.id, state: "", attempt: undefined, progress: undefined, error: undefined, at: now }
+    const row = this.jobs.get(event.id) ??
+      { id: event.id, state: "", attempt: undefined, progress: undefined, error: undefined, at: now }
     row.state = states[event._tag]
     row.at = now
     if (event.attempt !== undefined) row.attempt = event.attempt
@@ -135,18 +138,30 @@ class QueueWatch {
   /** Reads the store: counts, and the dead letters when their number changed. */
   get read(): Effect.Effect<void> {
     return Effect.gen(this, function*() {
-      const counts = yield* Effect.timeoutFail(this.queue.counts, { duration: READ_TIMEOUT, onTimeout: () => new Error(`no answer within ${READ_TIMEOUT}`) })
+      const counts = yield* Effect.timeoutFail(this.queue.counts, {
+        duration: READ_TIMEOUT,
+        onTimeout: () => new Error(`no answer within ${READ_TIMEOUT}`)
+      })
       this.counts = counts
       this.error = undefined
       this.dirty = false
       if (counts.dead === this.deadRead) return
-      const letters = yield* Effect.timeoutFail(this.queue.deadLetters, { duration: READ_TIMEOUT, onTimeout: () => new Error(`no answer within ${READ_TIMEOUT}`) })
-      this.dead = letters.slice(0, MAX_DEAD).map(({ attempts, id, lastError }) => ({ id, attempts, lastError: truncate(lastError, 500) }))
+      const letters = yield* Effect.timeoutFail(this.queue.deadLetters, {
+        duration: READ_TIMEOUT,
+        onTimeout: () => new Error(`no answer within ${READ_TIMEOUT}`)
+      })
+      this.dead = letters.slice(0, MAX_DEAD).map(({ attempts, id, lastError }) => ({
+        id,
+        attempts,
+        lastError: truncate(lastError, 500)
+      }))
       this.deadRead = counts.dead
-    }).pipe(Effect.catchAllCause((cause) => Effect.sync(() => {
-      const error = Cause.squash(cause)
-      this.error = truncate(error instanceof Error ? error.message : String(error), 300)
-    })))
+    }).pipe(Effect.catchAllCause((cause) =>
+      Effect.sync(() => {
+        const error = Cause.squash(cause)
+        this.error = truncate(error instanceof Error ? error.message : String(error), 300)
+      })
+    ))
   }
 
   view(now: number) {
@@ -178,7 +193,12 @@ interface RunWatch {
   readonly failedSeries: Series
 }
 
-const runView = (stats: RunStats, watch: RunWatch, now: number, memory: ((pid: number) => number | undefined) | undefined) => {
+const runView = (
+  stats: RunStats,
+  watch: RunWatch,
+  now: number,
+  memory: ((pid: number) => number | undefined) | undefined
+) => {
   watch.processedSeries.add(now, Math.max(0, stats.processed - watch.processed))
   watch.failedSeries.add(now, Math.max(0, stats.failed - watch.failed))
   watch.processed = stats.processed
@@ -197,7 +217,9 @@ const runView = (stats: RunStats, watch: RunWatch, now: number, memory: ((pid: n
     perMinute: { processed: sum(chart), failed: sum(watch.failedSeries.read(now)) },
     chart,
     processes: stats.slotRows.flatMap((row) =>
-      row === undefined ? [] : [{ pid: row.processId, running: row.running, taken: row.taken, memory: memory?.(row.processId) ?? null }]
+      row === undefined
+        ? []
+        : [{ pid: row.processId, running: row.running, taken: row.taken, memory: memory?.(row.processId) ?? null }]
     )
   }
 }
@@ -271,7 +293,15 @@ export class Sampler {
       const runners = Array.from(liveRuns, (stats) => {
         let watch = this.runs.get(stats)
         if (watch === undefined) {
-          this.runs.set(stats, watch = { processed: stats.processed, failed: stats.failed, processedSeries: new Series(), failedSeries: new Series() })
+          this.runs.set(
+            stats,
+            watch = {
+              processed: stats.processed,
+              failed: stats.failed,
+              processedSeries: new Series(),
+              failedSeries: new Series()
+            }
+          )
         }
         return runView(stats, watch, now, this.settings.processMemory)
       })
@@ -293,7 +323,8 @@ export class Sampler {
   /** The latest snapshot, sampled now when it is older than the interval or lacks the stores' counts. */
   get current(): Effect.Effect<string> {
     return Effect.suspend(() =>
-      this.latest !== undefined && Date.now() - this.sampledAt < this.settings.intervalMillis && this.watches.every((w) => !w.dirty)
+      this.latest !== undefined && Date.now() - this.sampledAt < this.settings.intervalMillis &&
+        this.watches.every((w) => !w.dirty)
         ? Effect.succeed(this.latest)
         : this.sample(true)
     )
@@ -306,10 +337,12 @@ export class Sampler {
         // A store that refuses the subscription (Redis down) is tried again every second; events lost meanwhile
         // only make the rates low, the counts are read from the store.
         yield* watch.queue.events.pipe(
-          Stream.runForEach((event) => Effect.sync(() => {
-            watch.onEvent(event)
-            if (this.clients > 0) this.wake.unsafeOpen()
-          })),
+          Stream.runForEach((event) =>
+            Effect.sync(() => {
+              watch.onEvent(event)
+              if (this.clients > 0) this.wake.unsafeOpen()
+            })
+          ),
           Effect.retry(Schedule.spaced("1 second")),
           Effect.ignore,
           Effect.forkScoped

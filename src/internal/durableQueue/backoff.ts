@@ -27,7 +27,9 @@ export const MAX_DELAY_MILLIS = 10 * 365 * 24 * 60 * 60 * 1000
  */
 const millisOf = (input: Duration.DurationInput): number => {
   if (typeof input === "number") return Number.isFinite(input) ? Math.round(input) : input
-  if (typeof input === "string" && input.trim().startsWith("-")) return -millisOf(input.trim().slice(1) as Duration.DurationInput)
+  if (typeof input === "string" && input.trim().startsWith("-")) {
+    return -millisOf(input.trim().slice(1) as Duration.DurationInput)
+  }
   const decoded = Duration.decodeUnknown(input)
   return decoded._tag === "Some" ? Math.round(Duration.toMillis(decoded.value)) : Number.NaN
 }
@@ -68,7 +70,10 @@ const dataDelay = (backoff: DurableQueue.Backoff, failures: number): Effect.Effe
     case "Exponential": {
       const raw = Math.min(backoff.maxMillis, backoff.baseMillis * Math.pow(backoff.factor, failures - 1))
       if (!backoff.jitter) return Effect.succeed(Math.round(raw))
-      return Effect.map(Random.nextRange(JITTER_MIN, JITTER_MAX), (r) => Math.round(Math.min(backoff.maxMillis, raw * r)))
+      return Effect.map(
+        Random.nextRange(JITTER_MIN, JITTER_MAX),
+        (r) => Math.round(Math.min(backoff.maxMillis, raw * r))
+      )
     }
   }
 }

@@ -28,8 +28,18 @@ import type * as DurableQueue from "../../DurableQueue.js"
 import { retryDelay } from "./backoff.js"
 import { type Codec, codec as makeCodec, notJson } from "./encoding.js"
 import { DurableQueueError } from "./error.js"
-import { type Emitter, emitSettled, type EventPort, inProcessPort, makeEmitter } from "./events.js"
-import { jobSettings, type JobSettings, offerEntries, offerId, type OfferSettings, offerSettings, type QueueSettings, runSettings, takeSettings } from "./options.js"
+import { emitSettled, type Emitter, type EventPort, inProcessPort, makeEmitter } from "./events.js"
+import {
+  type JobSettings,
+  jobSettings,
+  offerEntries,
+  offerId,
+  type OfferSettings,
+  offerSettings,
+  type QueueSettings,
+  runSettings,
+  takeSettings
+} from "./options.js"
 import { members as eventMembers } from "./schedule.js"
 import type { LeasedJob, OfferedJob, Settle, Settlement, Store, StoredStatus } from "./store.js"
 import { withTelemetry } from "./telemetry.js"
@@ -100,7 +110,9 @@ class Settler {
     return this.store.settle(batch).pipe(
       Effect.retry(Schedule.spaced("200 millis").pipe(Schedule.upTo(retryMillis))),
       Effect.mapError(this.failed),
-      Effect.tapError((error) => Effect.logWarning("DurableQueue: settling jobs failed; their leases will lapse", error)),
+      Effect.tapError((error) =>
+        Effect.logWarning("DurableQueue: settling jobs failed; their leases will lapse", error)
+      ),
       Effect.exit,
       Effect.flatMap((exit) => {
         let requeued = false
@@ -120,7 +132,9 @@ class Settler {
    */
   private collect(chunk: ReadonlyArray<Pending>): Effect.Effect<ReadonlyArray<Pending>> {
     const linger = this.store.settleLingerMillis ?? 0
-    if (linger <= 0 || chunk.length >= SETTLE_BATCH / 4 || chunk.some((pending) => pending.done !== undefined)) return Effect.succeed(chunk)
+    if (linger <= 0 || chunk.length >= SETTLE_BATCH / 4 || chunk.some((pending) => pending.done !== undefined)) {
+      return Effect.succeed(chunk)
+    }
     return Effect.zipRight(
       Effect.sleep(linger),
       Effect.map(Queue.takeUpTo(this.queue, SETTLE_BATCH - chunk.length), (more) => [...chunk, ...more])
@@ -130,17 +144,19 @@ class Settler {
   /** Only the wait is interruptible: a batch taken is written. On interruption what is queued is written first. */
   loop(): Effect.Effect<never> {
     return Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(restore(Queue.takeBetween(this.queue, 1, SETTLE_BATCH)), (chunk) =>
-        Effect.flatMap(this.collect(Array.from(chunk)), (batch) => this.write(batch)))
+      Effect.flatMap(
+        restore(Queue.takeBetween(this.queue, 1, SETTLE_BATCH)),
+        (chunk) => Effect.flatMap(this.collect(Array.from(chunk)), (batch) => this.write(batch))
+      )
     ).pipe(
-    Effect.forever,
-    Effect.onInterrupt(() =>
-      Effect.gen(this, function*() {
-        while ((yield* Queue.size(this.queue)) > 0) {
-          yield* this.write(Array.from(yield* Queue.takeUpTo(this.queue, SETTLE_BATCH)))
-        }
-      }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
-    )
+      Effect.forever,
+      Effect.onInterrupt(() =>
+        Effect.gen(this, function*() {
+          while ((yield* Queue.size(this.queue)) > 0) {
+            yield* this.write(Array.from(yield* Queue.takeUpTo(this.queue, SETTLE_BATCH)))
+          }
+        }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
+      )
     )
   }
 }
@@ -172,11 +188,14 @@ class Feed {
   /** Uninterruptible from the call to the hand-over: jobs the store leased must reach `jobs`, where the put-back finds them. */
   private fetch(want: number): Effect.Effect<Either.Either<ReadonlyArray<LeasedJob>, unknown>> {
     return Effect.uninterruptible(
-      Effect.flatMap(Effect.either(this.store.lease(Math.min(want, this.store.maxBatch))), (leased): Effect.Effect<Either.Either<ReadonlyArray<LeasedJob>, unknown>> => {
-        if (Either.isLeft(leased)) return Effect.succeed(leased)
-        this.held.add(leased.right)
-        return Effect.as(Queue.offerAll(this.jobs, leased.right), leased)
-      })
+      Effect.flatMap(
+        Effect.either(this.store.lease(Math.min(want, this.store.maxBatch))),
+        (leased): Effect.Effect<Either.Either<ReadonlyArray<LeasedJob>, unknown>> => {
+          if (Either.isLeft(leased)) return Effect.succeed(leased)
+          this.held.add(leased.right)
+          return Effect.as(Queue.offerAll(this.jobs, leased.right), leased)
+        }
+      )
     )
   }
 
@@ -193,25 +212,25 @@ class Feed {
 
   loop(): Effect.Effect<never> {
     return Effect.gen(this, function*() {
-    while (true) {
-      this.wake.unsafeClose()
-      const want = this.wanted()
-      if (want <= 0) {
-        yield* this.wake.await
-        continue
+      while (true) {
+        this.wake.unsafeClose()
+        const want = this.wanted()
+        if (want <= 0) {
+          yield* this.wake.await
+          continue
+        }
+        this.offered.unsafeClose()
+        const leased = yield* this.fetch(want)
+        if (Either.isLeft(leased)) {
+          yield* Effect.logWarning("DurableQueue: leasing jobs failed; retrying", leased.left)
+          yield* Effect.sleep(Math.max(this.pollMillis, 200))
+        } else if (leased.right.length === 0) {
+          const empty = yield* Clock.currentTimeMillis
+          yield* Effect.raceFirst(Effect.sleep(this.pollMillis), Effect.raceFirst(this.offered.await, this.store.ready))
+          const early = empty + this.store.wakeSpacingMillis - (yield* Clock.currentTimeMillis)
+          if (early > 0) yield* Effect.sleep(early)
+        }
       }
-      this.offered.unsafeClose()
-      const leased = yield* this.fetch(want)
-      if (Either.isLeft(leased)) {
-        yield* Effect.logWarning("DurableQueue: leasing jobs failed; retrying", leased.left)
-        yield* Effect.sleep(Math.max(this.pollMillis, 200))
-      } else if (leased.right.length === 0) {
-        const empty = yield* Clock.currentTimeMillis
-        yield* Effect.raceFirst(Effect.sleep(this.pollMillis), Effect.raceFirst(this.offered.await, this.store.ready))
-        const early = empty + this.store.wakeSpacingMillis - (yield* Clock.currentTimeMillis)
-        if (early > 0) yield* Effect.sleep(early)
-      }
-    }
     })
   }
 
@@ -284,7 +303,12 @@ interface Parts<A> {
  * What a finished attempt makes of its job, before its backoff or result are worked out (`complete`). A job
  * whose cancellation was asked is not retried, whatever its handler did but succeed.
  */
-const classify = (exit: Exit.Exit<unknown, unknown>, job: LeasedJob, settings: QueueSettings, cancelled: boolean): Settlement => {
+const classify = (
+  exit: Exit.Exit<unknown, unknown>,
+  job: LeasedJob,
+  settings: QueueSettings,
+  cancelled: boolean
+): Settlement => {
   // The time to live goes with every acknowledgement: a store may keep the done record (status "done") only
   // that long (Redis does), result or not.
   if (Exit.isSuccess(exit)) return { _tag: "Ack", result: undefined, resultTtlMillis: settings.resultTtlMillis }
@@ -311,10 +335,17 @@ const complete = <A>(
 ): Effect.Effect<Settlement> => {
   const settlement = classify(exit, job, parts.settings, cancelled)
   if (settlement._tag === "Retry" && Exit.isFailure(exit)) {
-    return Effect.map(retryDelay(perJob.backoff ?? parts.settings.backoff, job.attempts, Cause.squash(exit.cause)), (delayMillis): Settlement =>
-      delayMillis === undefined
-        ? { _tag: "Dead", attempts: job.attempts, lastError: `${settlement.lastError}\n(the queue's backoff schedule ended after ${job.attempts} attempts)` }
-        : { ...settlement, delayMillis })
+    return Effect.map(
+      retryDelay(perJob.backoff ?? parts.settings.backoff, job.attempts, Cause.squash(exit.cause)),
+      (delayMillis): Settlement =>
+        delayMillis === undefined
+          ? {
+            _tag: "Dead",
+            attempts: job.attempts,
+            lastError: `${settlement.lastError}\n(the queue's backoff schedule ended after ${job.attempts} attempts)`
+          }
+          : { ...settlement, delayMillis }
+    )
   }
   if (settlement._tag !== "Ack" || result === undefined || !Exit.isSuccess(exit)) return Effect.succeed(settlement)
   // The work is done: a result that cannot be encoded is lost (logged), the job is not run again for it.
@@ -322,7 +353,12 @@ const complete = <A>(
     Effect.map((json): Settlement => ({ _tag: "Ack", result: json, resultTtlMillis: parts.settings.resultTtlMillis })),
     Effect.catchAll((error) =>
       Effect.as(
-        Effect.logWarning(`DurableQueue ${parts.settings.name}: the result of job ${JSON.stringify(job.id)} cannot be encoded; not stored`, error),
+        Effect.logWarning(
+          `DurableQueue ${parts.settings.name}: the result of job ${
+            JSON.stringify(job.id)
+          } cannot be encoded; not stored`,
+          error
+        ),
         settlement
       )
     )
@@ -332,7 +368,8 @@ const complete = <A>(
 const runnerDied = (job: LeasedJob, settings: QueueSettings): Settlement => ({
   _tag: "Dead",
   attempts: job.attempts - 1,
-  lastError: `its runner died while running it: attempt ${job.attempts - 1} of ${settings.maxAttempts} was never settled ` +
+  lastError:
+    `its runner died while running it: attempt ${job.attempts - 1} of ${settings.maxAttempts} was never settled ` +
     `(its ${settings.leaseMillis} ms lease expired; the process was killed, crashed or ran out of memory)`
 })
 
@@ -340,17 +377,26 @@ const runnerDied = (job: LeasedJob, settings: QueueSettings): Settlement => ({
 const MAX_PROGRESS_BYTES = 64 * 1024
 
 /** UTF-8 bytes, counted only when they could exceed the limit (n UTF-16 code units are at most 3n bytes). */
-const utf8Length = (text: string): number => text.length * 3 <= MAX_PROGRESS_BYTES ? text.length : new TextEncoder().encode(text).length
+const utf8Length = (text: string): number =>
+  text.length * 3 <= MAX_PROGRESS_BYTES ? text.length : new TextEncoder().encode(text).length
 
 const recordProgress = <A>(parts: Parts<A>, job: LeasedJob, value: unknown): Effect.Effect<void, DurableQueueError> =>
   Effect.suspend(() => {
     const rejected = (why: string) =>
-      new DurableQueueError({ reason: "ProgressRejected", backend: parts.store.backend, queue: parts.settings.name, id: job.id, cause: new Error(why) })
+      new DurableQueueError({
+        reason: "ProgressRejected",
+        backend: parts.store.backend,
+        queue: parts.settings.name,
+        id: job.id,
+        cause: new Error(why)
+      })
     const why = notJson(value)
     if (why !== undefined) return Effect.fail(rejected(`it is not plain JSON: ${why}`))
     const json = JSON.stringify(value)
     const bytes = utf8Length(json)
-    if (bytes > MAX_PROGRESS_BYTES) return Effect.fail(rejected(`its JSON is ${bytes} bytes, more than ${MAX_PROGRESS_BYTES}`))
+    if (bytes > MAX_PROGRESS_BYTES) {
+      return Effect.fail(rejected(`its JSON is ${bytes} bytes, more than ${MAX_PROGRESS_BYTES}`))
+    }
     return Effect.mapError(parts.store.progress(job, json), (cause) => parts.failed(cause, job.id)).pipe(
       Effect.tap(() => parts.emitter.emit("Progress", job.id, job.attempts, { progress: value }))
     )
@@ -363,7 +409,11 @@ const body = <A, X, E, R>(
   perJob: JobSettings,
   handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>
 ): Effect.Effect<X, E, R> => {
-  const handle: DurableQueue.Job = { id: job.id, attempt: job.attempts, progress: (value) => recordProgress(parts, job, value) }
+  const handle: DurableQueue.Job = {
+    id: job.id,
+    attempt: job.attempts,
+    progress: (value) => recordProgress(parts, job, value)
+  }
   const run = Effect.flatMap(Effect.orDie(parts.codec.decode(job.payload)), (value) => handler(value, handle))
   const timeoutMillis = perJob.timeoutMillis ?? parts.settings.timeoutMillis
   if (timeoutMillis === undefined) return run
@@ -410,7 +460,10 @@ const attempt = <A, X, E, R>(
     const handling = fiber
     const exit = restore === undefined
       ? yield* Fiber.await(handling)
-      : yield* Effect.flatMap(Effect.exit(restore(Fiber.await(handling))), (awaited) => Exit.isSuccess(awaited) ? Effect.succeed(awaited.value) : Fiber.interrupt(handling))
+      : yield* Effect.flatMap(
+        Effect.exit(restore(Fiber.await(handling))),
+        (awaited) => Exit.isSuccess(awaited) ? Effect.succeed(awaited.value) : Fiber.interrupt(handling)
+      )
     const settlement = yield* complete(parts, job, perJob, exit, running.end(job.id), result)
     emitSettled(parts.emitter, job, settlement)
     settled = true
@@ -430,7 +483,12 @@ const attempt = <A, X, E, R>(
       settled ? Effect.void : Effect.sync(() => {
         fiber?.unsafeInterruptAsFork(FiberId.none)
         const cancelled = running.end(job.id)
-        const settlement = classify(Exit.isSuccess(exit) ? Exit.die("settled by no one") : exit, job, parts.settings, cancelled)
+        const settlement = classify(
+          Exit.isSuccess(exit) ? Exit.die("settled by no one") : exit,
+          job,
+          parts.settings,
+          cancelled
+        )
         emitSettled(parts.emitter, job, settlement)
         settler.submit(job, settlement)
       })
@@ -465,7 +523,10 @@ const makeTake = <A>(parts: Parts<A>) => {
     result: Codec<unknown> | undefined
   ): Effect.Effect<Exit.Exit<X, E>, DurableQueueError, R> =>
     Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(restore(nextRunnable), (job) => attempt(parts, job, handler, graceful ? undefined : restore, result))
+      Effect.flatMap(
+        restore(nextRunnable),
+        (job) => attempt(parts, job, handler, graceful ? undefined : restore, result)
+      )
     )
 }
 
@@ -478,44 +539,65 @@ const putBack = <A>({ feed, settler }: Parts<A>): Effect.Effect<void> =>
   })
 
 const makeRun = <A>(parts: Parts<A>, take: Take<A>): DurableQueue.DurableQueue<A>["run"] => (handler, runOptions) =>
-  Effect.flatMap(runSettings(runOptions), ({ concurrency, result, shutdownTimeout }) =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.gen(function*() {
-        const codec = result === undefined ? undefined : makeCodec(result)
-        // A taker outlives any failure or defect (it logs and goes on); only interruption stops it.
-        const loop = take(handler, true, codec).pipe(
-          Effect.catchAllCause((cause) =>
-            Cause.isInterruptedOnly(cause)
-              ? Effect.failCause(cause as Cause.Cause<never>)
-              : Effect.zipRight(Effect.logWarning("DurableQueue: taking a job failed; retrying", cause), Effect.sleep("500 millis"))
-          ),
-          Effect.forever,
-          Effect.interruptible
-        )
-        // Daemons, not children: a fiber waits for its children's interruption when it ends, so a handler still
-        // running (uninterruptibly) after `shutdownTimeout` would otherwise hold `run` forever.
-        parts.feed.takers += concurrency
-        const fibers = yield* Effect.forEach(Array.from({ length: concurrency }), () => Effect.forkDaemon(loop))
-        return yield* restore(Fiber.joinAll(fibers)).pipe(
-          Effect.zipRight(Effect.never),
-          // Takers waiting for a job stop at once; running jobs finish. A job still running after
-          // `shutdownTimeout` is left to its lease (it comes back once the process is gone). The wait is made
-          // interruptible: a finalizer runs uninterruptibly, where the timeout could not cut it.
-          Effect.onExit(() =>
-            Effect.ignore(Effect.timeout(Effect.interruptible(Fiber.interruptAll(fibers)), Duration.toMillis(shutdownTimeout)))
-          ),
-          // Jobs leased ahead for these takers go back once no run is left to take them.
-          Effect.ensuring(Effect.suspend(() => (parts.feed.takers -= concurrency) === 0 ? putBack(parts) : Effect.void))
-        )
-      })
-    ))
+  Effect.flatMap(
+    runSettings(runOptions),
+    ({ concurrency, result, shutdownTimeout }) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function*() {
+          const codec = result === undefined ? undefined : makeCodec(result)
+          // A taker outlives any failure or defect (it logs and goes on); only interruption stops it.
+          const loop = take(handler, true, codec).pipe(
+            Effect.catchAllCause((cause) =>
+              Cause.isInterruptedOnly(cause)
+                ? Effect.failCause(cause as Cause.Cause<never>)
+                : Effect.zipRight(
+                  Effect.logWarning("DurableQueue: taking a job failed; retrying", cause),
+                  Effect.sleep("500 millis")
+                )
+            ),
+            Effect.forever,
+            Effect.interruptible
+          )
+          // Daemons, not children: a fiber waits for its children's interruption when it ends, so a handler still
+          // running (uninterruptibly) after `shutdownTimeout` would otherwise hold `run` forever.
+          parts.feed.takers += concurrency
+          const fibers = yield* Effect.forEach(Array.from({ length: concurrency }), () => Effect.forkDaemon(loop))
+          return yield* restore(Fiber.joinAll(fibers)).pipe(
+            Effect.zipRight(Effect.never),
+            // Takers waiting for a job stop at once; running jobs finish. A job still running after
+            // `shutdownTimeout` is left to its lease (it comes back once the process is gone). The wait is made
+            // interruptible: a finalizer runs uninterruptibly, where the timeout could not cut it.
+            Effect.onExit(() =>
+              Effect.ignore(
+                Effect.timeout(Effect.interruptible(Fiber.interruptAll(fibers)), Duration.toMillis(shutdownTimeout))
+              )
+            ),
+            // Jobs leased ahead for these takers go back once no run is left to take them.
+            Effect.ensuring(
+              Effect.suspend(() => (parts.feed.takers -= concurrency) === 0 ? putBack(parts) : Effect.void)
+            )
+          )
+        })
+      )
+  )
 
 /** One offer's job for the store: its options resolved (options.ts `offerSettings`/`offerEntries`), its value encoded. */
-const offeredJob = <A>(parts: Parts<A>, value: A, settings: OfferSettings): Effect.Effect<OfferedJob, DurableQueueError> =>
+const offeredJob = <A>(
+  parts: Parts<A>,
+  value: A,
+  settings: OfferSettings
+): Effect.Effect<OfferedJob, DurableQueueError> =>
   Effect.map(
     Effect.mapError(
       parts.codec.encode(value),
-      (cause) => new DurableQueueError({ reason: "EncodeFailed", backend: parts.store.backend, queue: parts.settings.name, id: settings.id, cause })
+      (cause) =>
+        new DurableQueueError({
+          reason: "EncodeFailed",
+          backend: parts.store.backend,
+          queue: parts.settings.name,
+          id: settings.id,
+          cause
+        })
     ),
     (payload) => ({ ...settings, payload })
   )
@@ -531,8 +613,10 @@ const handOver = <A>(parts: Parts<A>, jobs: ReadonlyArray<OfferedJob>): Effect.E
   )
 
 const makeOffer = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["offer"] => (value, offerOptions) =>
-  Effect.flatMap(offerSettings(offerOptions), (settings) =>
-    Effect.flatMap(offeredJob(parts, value, settings), (job) => Effect.as(handOver(parts, [job]), job.id)))
+  Effect.flatMap(
+    offerSettings(offerOptions),
+    (settings) => Effect.flatMap(offeredJob(parts, value, settings), (job) => Effect.as(handOver(parts, [job]), job.id))
+  )
 
 /**
  * `offerAll`: every entry checked (as `offer` checks its options) and encoded before the store is called, so a
@@ -571,8 +655,9 @@ const deadLetterReport = <A>({ codec, failed, store }: Parts<A>) =>
         const letters: Array<DurableQueue.DeadLetter<A>> = []
         const undecodable: Array<DurableQueue.UndecodableDeadLetter> = []
         decoded.forEach((either, i) => {
-          if (Either.isRight(either)) letters.push(either.right)
-          else {
+          if (Either.isRight(either)) {
+            letters.push(either.right)
+          } else {
             const { attempts, id, lastError, payload } = stored[i]!
             undecodable.push({ id, payload, attempts, lastError, error: either.left.message })
           }
@@ -598,19 +683,24 @@ const makeAdmin = <A>(parts: Parts<A>) => {
     Effect.flatMap(offerId(id), (checked) => Effect.mapError(f(checked), (cause) => failed(cause, checked)))
   const stored = (id: string) => byId(id, (checked) => store.status(checked))
   const status = (id: string) =>
-    Effect.map(stored(id), (found: StoredStatus | undefined) =>
-      Option.map(Option.fromNullable(found), ({ attempts, lastError, progress, state }): DurableQueue.JobStatus => ({
-        id,
-        state,
-        attempts,
-        progress: parseProgress(progress),
-        lastError
-      })))
+    Effect.map(
+      stored(id),
+      (found: StoredStatus | undefined) =>
+        Option.map(Option.fromNullable(found), ({ attempts, lastError, progress, state }): DurableQueue.JobStatus => ({
+          id,
+          state,
+          attempts,
+          progress: parseProgress(progress),
+          lastError
+        }))
+    )
   const result = <X, XI>(id: string, schema: Schema.Schema<X, XI>) =>
     Effect.flatMap(stored(id), (found) => {
       if (found?.state !== "done" || found.result === undefined) return Effect.succeedNone
       return makeCodec(schema).decode(found.result).pipe(
-        Effect.mapError((cause) => new DurableQueueError({ reason: "DecodeFailed", backend: store.backend, queue: settings.name, id, cause })),
+        Effect.mapError((cause) =>
+          new DurableQueueError({ reason: "DecodeFailed", backend: store.backend, queue: settings.name, id, cause })
+        ),
         Effect.map(Option.some)
       )
     })
@@ -634,9 +724,12 @@ const makeAdmin = <A>(parts: Parts<A>) => {
     pause: Effect.zipRight(Effect.mapError(store.setPaused(true), failed), putBack(parts)),
     resume: Effect.zipRight(Effect.mapError(store.setPaused(false), failed), feed.offered.open),
     isPaused: Effect.map(counts, (c) => c.paused),
-    drain: Effect.asVoid(Effect.repeat(size, { until: (n) => n === 0, schedule: Schedule.spaced(settings.pollMillis) })),
+    drain: Effect.asVoid(
+      Effect.repeat(size, { until: (n) => n === 0, schedule: Schedule.spaced(settings.pollMillis) })
+    ),
     requeueAll: Effect.tap(Effect.mapError(store.requeueAll, failed), (n) => n > 0 ? feed.offered.open : Effect.void),
-    requeue: (id: string) => Effect.tap(byId(id, (checked) => store.requeue(checked)), (found) => found ? feed.offered.open : Effect.void),
+    requeue: (id: string) =>
+      Effect.tap(byId(id, (checked) => store.requeue(checked)), (found) => found ? feed.offered.open : Effect.void),
     purge: Effect.mapError(store.purge, failed)
   }
 }
@@ -665,7 +758,13 @@ const makeCore = <A, I>(
 ): Effect.Effect<DurableQueue.DurableQueue<A>, never, Scope.Scope> =>
   Effect.gen(function*() {
     const failed = (cause: unknown, id?: string) =>
-      new DurableQueueError({ reason: "StoreFailed", backend: store.backend, queue: settings.name, cause, ...(id === undefined ? {} : { id }) })
+      new DurableQueueError({
+        reason: "StoreFailed",
+        backend: store.backend,
+        queue: settings.name,
+        cause,
+        ...(id === undefined ? {} : { id })
+      })
     const held: Held = new Held(store, settings.leaseMillis, (ids) => running.ask(ids))
     const running = new Running(held.jobs)
     const feed = new Feed(store, held, settings.pollMillis)
@@ -684,18 +783,23 @@ const makeCore = <A, I>(
       take: (<X, E, R>(handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>, options?: unknown) =>
         options === undefined
           ? take(handler, false, undefined)
-          : Effect.flatMap(takeSettings(options), (result) => take(handler, false, result === undefined ? undefined : makeCodec(result)))
-      ) as DurableQueue.DurableQueue<A>["take"],
+          : Effect.flatMap(
+            takeSettings(options),
+            (result) => take(handler, false, result === undefined ? undefined : makeCodec(result))
+          )) as DurableQueue.DurableQueue<A>["take"],
       run: makeRun(parts, take),
       deadLetters: Effect.flatMap(report, ({ letters, undecodable }) =>
         undecodable.length === 0 ? Effect.succeed(letters) : Effect.as(
           Effect.logWarning(
             `DurableQueue ${settings.name}: ${undecodable.length} dead letter(s) do not decode with today's schema (see undecodableDeadLetters): ` +
-              undecodable.slice(0, 10).map((letter) => `${letter.id}: ${letter.error}`).join("; ")
+              undecodable.slice(0, 10).map((letter) =>
+                `${letter.id}: ${letter.error}`
+              ).join("; ")
           ),
           letters
         )),
-      undecodableDeadLetters: Effect.map(report, (r) => r.undecodable),
+      undecodableDeadLetters: Effect.map(report, (r) =>
+        r.undecodable),
       ...makeAdmin(parts),
       ...eventMembers(port, store.backend, settings.name, failed, offer)
     } satisfies DurableQueue.DurableQueue<A>
@@ -711,4 +815,5 @@ export const make = <A, I>(
   settings: QueueSettings,
   schema: Schema.Schema<A, I>,
   port: EventPort = inProcessPort(store)
-): Effect.Effect<DurableQueue.DurableQueue<A>, never, Scope.Scope> => withTelemetry(makeCore)(store, settings, schema, port)
+): Effect.Effect<DurableQueue.DurableQueue<A>, never, Scope.Scope> =>
+  withTelemetry(makeCore)(store, settings, schema, port)

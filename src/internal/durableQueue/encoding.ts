@@ -43,7 +43,9 @@ export const notJson = (value: unknown): string | undefined => {
     }
     const proto = Object.getPrototypeOf(current)
     if (proto !== Object.prototype && proto !== null) {
-      return `${path} is a ${(current as object).constructor?.name ?? "non-plain object"} (JSON keeps only plain objects)`
+      return `${path} is a ${
+        (current as object).constructor?.name ?? "non-plain object"
+      } (JSON keeps only plain objects)`
     }
     for (const [key, field] of Object.entries(current)) {
       // An `undefined` field is an absent key, as an optional field is encoded: JSON drops it and decoding agrees.
@@ -90,7 +92,10 @@ export const codec = <A, I>(schema: Schema.Schema<A, I>): Codec<A> => {
   const stringify = (encoded: unknown): Effect.Effect<string, Error> => {
     const why = notJson(encoded)
     if (why !== undefined) return Effect.fail(new Error(`its encoded form is not plain JSON: ${why}`))
-    return Effect.try({ try: () => JSON.stringify(encoded), catch: (cause) => cause instanceof Error ? cause : new Error(String(cause)) })
+    return Effect.try({
+      try: () => JSON.stringify(encoded),
+      catch: (cause) => cause instanceof Error ? cause : new Error(String(cause))
+    })
   }
   return {
     encode: (value) => {

@@ -7,24 +7,28 @@ import * as Schema from "effect/Schema"
 import { typeIdGuard } from "../errorTypeId.js"
 
 /** @internal */
-export class DurableQueueError extends Schema.TaggedError<DurableQueueError>("effect-workers/DurableQueue/DurableQueueError")(
-  "DurableQueueError",
-  {
-    reason: Schema.Literal("StoreFailed", "EncodeFailed", "TimedOut", "ProgressRejected", "DecodeFailed"),
-    /** Which store: "redis", "sql" or "memory". */
-    backend: Schema.String,
-    queue: Schema.String,
-    /** The job concerned, where there is one. */
-    id: Schema.optional(Schema.String),
-    /** "TimedOut": the attempt that ran past its timeout. */
-    attempt: Schema.optional(Schema.Number),
-    /** "TimedOut": the timeout, in milliseconds. */
-    timeoutMillis: Schema.optional(Schema.Number),
-    cause: Schema.optional(Schema.Defect)
-  }
-) {
+export class DurableQueueError
+  extends Schema.TaggedError<DurableQueueError>("effect-workers/DurableQueue/DurableQueueError")(
+    "DurableQueueError",
+    {
+      reason: Schema.Literal("StoreFailed", "EncodeFailed", "TimedOut", "ProgressRejected", "DecodeFailed"),
+      /** Which store: "redis", "sql" or "memory". */
+      backend: Schema.String,
+      queue: Schema.String,
+      /** The job concerned, where there is one. */
+      id: Schema.optional(Schema.String),
+      /** "TimedOut": the attempt that ran past its timeout. */
+      attempt: Schema.optional(Schema.Number),
+      /** "TimedOut": the timeout, in milliseconds. */
+      timeoutMillis: Schema.optional(Schema.Number),
+      cause: Schema.optional(Schema.Defect)
+    }
+  )
+{
   override get message(): string {
-    const cause = this.cause === undefined ? "" : `: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+    const cause = this.cause === undefined
+      ? ""
+      : `: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
     const job = this.id === undefined ? "a job" : `job ${JSON.stringify(this.id)}`
     return `DurableQueue ${this.queue}: ${what(this, job)}${cause}`
   }

@@ -102,7 +102,16 @@ export const inProcessPort = (owner: object, key = ""): EventPort => {
 }
 
 type Tag = DurableQueue.JobEvent["_tag"]
-const TAGS: ReadonlySet<string> = new Set<Tag>(["Offered", "Started", "Progress", "Completed", "Failed", "Retried", "Dead", "Cancelled"])
+const TAGS: ReadonlySet<string> = new Set<Tag>([
+  "Offered",
+  "Started",
+  "Progress",
+  "Completed",
+  "Failed",
+  "Retried",
+  "Dead",
+  "Cancelled"
+])
 
 /**
  * Reads an event published by any process (hostile input: a channel anyone on the store can write to); undefined
@@ -121,7 +130,14 @@ export const decodeEvent = (text: string): DurableQueue.JobEvent | undefined => 
   if (typeof _tag !== "string" || !TAGS.has(_tag) || typeof id !== "string" || typeof at !== "number") return undefined
   if (attempt !== undefined && typeof attempt !== "number") return undefined
   if (error !== undefined && typeof error !== "string") return undefined
-  return { _tag: _tag as Tag, id, at, attempt: attempt as number | undefined, error: error as string | undefined, progress }
+  return {
+    _tag: _tag as Tag,
+    id,
+    at,
+    attempt: attempt as number | undefined,
+    error: error as string | undefined,
+    progress
+  }
 }
 
 /**
@@ -134,9 +150,21 @@ export class Emitter {
   private readonly wake = Effect.unsafeMakeLatch(false)
   constructor(readonly bus: EventBus, readonly queue: string) {}
 
-  emit(tag: Tag, id: string, attempt?: number, extra?: { readonly error?: string | undefined; readonly progress?: unknown }): void {
+  emit(
+    tag: Tag,
+    id: string,
+    attempt?: number,
+    extra?: { readonly error?: string | undefined; readonly progress?: unknown }
+  ): void {
     // Date.now, not Clock: events carry wall time for people reading them; the core's decisions never read it.
-    const event: DurableQueue.JobEvent = { _tag: tag, id, at: Date.now(), attempt, error: extra?.error, progress: extra?.progress }
+    const event: DurableQueue.JobEvent = {
+      _tag: tag,
+      id,
+      at: Date.now(),
+      attempt,
+      error: extra?.error,
+      progress: extra?.progress
+    }
     if (this.pending.length >= MAX_PENDING) {
       this.pending.shift()
       this.dropped++
@@ -154,11 +182,15 @@ export class Emitter {
         const batch = this.pending
         this.pending = []
         if (this.dropped > 0) {
-          yield* Effect.logWarning(`DurableQueue ${this.queue}: ${this.dropped} job event(s) dropped: the event bus fell ${MAX_PENDING} behind`)
+          yield* Effect.logWarning(
+            `DurableQueue ${this.queue}: ${this.dropped} job event(s) dropped: the event bus fell ${MAX_PENDING} behind`
+          )
           this.dropped = 0
         }
         if (batch.length > 0) yield* this.bus.publish(batch)
-        if (this.bus.spacingMillis !== undefined && this.bus.spacingMillis > 0) yield* Effect.sleep(this.bus.spacingMillis)
+        if (this.bus.spacingMillis !== undefined && this.bus.spacingMillis > 0) {
+          yield* Effect.sleep(this.bus.spacingMillis)
+        }
       }
     })
   }
@@ -178,7 +210,12 @@ export const makeEmitter = (bus: EventBus, queue: string): Effect.Effect<Emitter
  * stream with `DurableQueueError` "StoreFailed".
  * @internal
  */
-export const subscribe = (bus: EventBus, backend: string, queue: string, capacity = SUBSCRIBER_BUFFER): Stream.Stream<DurableQueue.JobEvent, DurableQueueError> =>
+export const subscribe = (
+  bus: EventBus,
+  backend: string,
+  queue: string,
+  capacity = SUBSCRIBER_BUFFER
+): Stream.Stream<DurableQueue.JobEvent, DurableQueueError> =>
   Stream.unwrapScoped(Effect.gen(function*() {
     const buffer = yield* Queue.sliding<DurableQueue.JobEvent>(capacity)
     const failed = yield* Deferred.make<never, DurableQueueError>()
@@ -190,8 +227,12 @@ export const subscribe = (bus: EventBus, backend: string, queue: string, capacit
       if ((dropped === 0 && malformed === 0) || now - reported < DROP_REPORT_MILLIS) return
       reported = now
       yield* Effect.logWarning(
-        `DurableQueue ${queue}: events subscriber ${dropped > 0 ? `fell ${capacity} behind and lost the ${dropped} oldest event(s)` : ""}` +
-          `${dropped > 0 && malformed > 0 ? "; " : ""}${malformed > 0 ? `skipped ${malformed} message(s) that are not job events` : ""}`
+        `DurableQueue ${queue}: events subscriber ${
+          dropped > 0 ? `fell ${capacity} behind and lost the ${dropped} oldest event(s)` : ""
+        }` +
+          `${dropped > 0 && malformed > 0 ? "; " : ""}${
+            malformed > 0 ? `skipped ${malformed} message(s) that are not job events` : ""
+          }`
       )
       dropped = 0
       malformed = 0
@@ -212,7 +253,9 @@ export const subscribe = (bus: EventBus, backend: string, queue: string, capacit
         const offered = events.length === 0 ? Effect.void : buffer.offerAll(events)
         return dropped + malformed > 0 ? Effect.zipRight(offered, report) : offered
       }),
-      Effect.catchAllCause((cause) => Deferred.fail(failed, new DurableQueueError({ reason: "StoreFailed", backend, queue, cause }))),
+      Effect.catchAllCause((cause) =>
+        Deferred.fail(failed, new DurableQueueError({ reason: "StoreFailed", backend, queue, cause }))
+      ),
       Effect.forkScoped
     )
     return Stream.fromQueue(buffer).pipe(Stream.interruptWhen(Deferred.await(failed)))
@@ -233,7 +276,9 @@ export const emitSettled = (
     case "Retry":
     case "Dead":
       emitter.emit("Failed", job.id, job.attempts, { error: settlement.lastError })
-      return emitter.emit(settlement._tag === "Retry" ? "Retried" : "Dead", job.id, job.attempts, { error: settlement.lastError })
+      return emitter.emit(settlement._tag === "Retry" ? "Retried" : "Dead", job.id, job.attempts, {
+        error: settlement.lastError
+      })
     case "Cancelled":
       return emitter.emit("Cancelled", job.id, job.attempts)
   }
@@ -252,7 +297,11 @@ const shared = new WeakMap<object, Map<string, Shared>>()
  * ended with the last: PostgreSQL's LISTEN is per connection, and `@effect/sql-pg` UNLISTENs a channel for the
  * whole client when any one stream of it ends. @internal
  */
-export const sharedSubscription = (owner: object, key: string, source: Stream.Stream<string, unknown>): Stream.Stream<string, unknown> =>
+export const sharedSubscription = (
+  owner: object,
+  key: string,
+  source: Stream.Stream<string, unknown>
+): Stream.Stream<string, unknown> =>
   Stream.unwrapScoped(Effect.gen(function*() {
     const entry = yield* Effect.acquireRelease(
       Effect.sync(() => {
@@ -260,10 +309,17 @@ export const sharedSubscription = (owner: object, key: string, source: Stream.St
         if (byKey === undefined) shared.set(owner, byKey = new Map())
         let entry = byKey.get(key)
         if (entry === undefined) {
-          const made: Shared = { hub: Effect.runSync(PubSub.unbounded<string>()), failed: Deferred.unsafeMake(FiberId.none), refs: 0, fiber: undefined }
+          const made: Shared = {
+            hub: Effect.runSync(PubSub.unbounded<string>()),
+            failed: Deferred.unsafeMake(FiberId.none),
+            refs: 0,
+            fiber: undefined
+          }
           made.fiber = Effect.runFork(source.pipe(
             Stream.runForEach((text) => PubSub.publish(made.hub, text)),
-            Effect.catchAllCause((cause) => Effect.zipRight(Effect.sync(() => byKey!.delete(key)), Deferred.failCause(made.failed, cause))),
+            Effect.catchAllCause((cause) =>
+              Effect.zipRight(Effect.sync(() => byKey!.delete(key)), Deferred.failCause(made.failed, cause))
+            ),
             Effect.asVoid
           ))
           byKey.set(key, entry = made)

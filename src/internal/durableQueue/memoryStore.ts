@@ -172,7 +172,10 @@ export class MemoryStore implements Store {
   readonly size: Effect.Effect<number> = Effect.sync(() => this.queued.size + this.leased.size)
 
   readonly deadLetters: Effect.Effect<ReadonlyArray<StoredDeadLetter>> = Effect.sync(() =>
-    Array.from(this.dead.values(), ({ attempts, id, lastError, payload }) => ({ id, payload, attempts, lastError: lastError ?? "" }))
+    Array.from(
+      this.dead.values(),
+      ({ attempts, id, lastError, payload }) => ({ id, payload, attempts, lastError: lastError ?? "" })
+    )
   )
 
   requeue(id: string): Effect.Effect<boolean> {
@@ -240,7 +243,13 @@ export class MemoryStore implements Store {
   readonly counts: Effect.Effect<StoredCounts> = Effect.map(Clock.currentTimeMillis, (now) => {
     let delayed = 0
     for (const row of this.queued.values()) if (row.readyAt > now) delayed++
-    return { waiting: this.queued.size - delayed, delayed, running: this.leased.size, dead: this.dead.size, paused: this.paused }
+    return {
+      waiting: this.queued.size - delayed,
+      delayed,
+      running: this.leased.size,
+      dead: this.dead.size,
+      paused: this.paused
+    }
   })
 
   readonly requeueAll: Effect.Effect<number> = Effect.map(Clock.currentTimeMillis, (now) => {
@@ -269,4 +278,7 @@ export class MemoryStore implements Store {
 export const make = <A, I>(
   options: DurableQueue.Options<A, I>
 ): Effect.Effect<DurableQueue.DurableQueue<A>, OptionError, Scope.Scope> =>
-  Effect.flatMap(queueSettings(options), (settings) => core.make(new MemoryStore(settings.leaseMillis), settings, options.schema))
+  Effect.flatMap(
+    queueSettings(options),
+    (settings) => core.make(new MemoryStore(settings.leaseMillis), settings, options.schema)
+  )

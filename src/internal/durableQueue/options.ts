@@ -45,12 +45,27 @@ export interface QueueSettings {
 /** @internal */
 export const queueSettings = <A, I>(options: DurableQueue.Options<A, I>): Effect.Effect<QueueSettings, OptionError> =>
   Effect.gen(function*() {
-    const name = yield* check.require("name", options.name, badId(options.name) === undefined, "a non-empty string without NUL characters or lone UTF-16 surrogates")
-    yield* check.require("schema", options.schema, typeof options.schema === "object" || typeof options.schema === "function", "a Schema")
+    const name = yield* check.require(
+      "name",
+      options.name,
+      badId(options.name) === undefined,
+      "a non-empty string without NUL characters or lone UTF-16 surrogates"
+    )
+    yield* check.require(
+      "schema",
+      options.schema,
+      typeof options.schema === "object" || typeof options.schema === "function",
+      "a Schema"
+    )
     const maxAttempts = yield* check.integer("maxAttempts", options.maxAttempts, 3, 1)
     const lease = yield* check.duration("leaseDuration", options.leaseDuration, "30 seconds")
     const leaseMillis = Math.round(Duration.toMillis(lease))
-    yield* check.require("leaseDuration", options.leaseDuration, leaseMillis >= MIN_LEASE_MILLIS, `a duration of ${MIN_LEASE_MILLIS} milliseconds or more`)
+    yield* check.require(
+      "leaseDuration",
+      options.leaseDuration,
+      leaseMillis >= MIN_LEASE_MILLIS,
+      `a duration of ${MIN_LEASE_MILLIS} milliseconds or more`
+    )
     const poll = yield* check.duration("pollInterval", options.pollInterval, "100 millis")
     const backoff = options.backoff !== undefined && Schedule.isSchedule(options.backoff)
       ? options.backoff as Schedule.Schedule<unknown, unknown>
@@ -69,13 +84,21 @@ export const queueSettings = <A, I>(options: DurableQueue.Options<A, I>): Effect
   })
 
 /** A duration in whole milliseconds from `min` to `max`. */
-const millis = (field: string, value: Duration.DurationInput, min: number, max: number): Effect.Effect<number, OptionError> =>
+const millis = (
+  field: string,
+  value: Duration.DurationInput,
+  min: number,
+  max: number
+): Effect.Effect<number, OptionError> =>
   Effect.flatMap(check.duration(field, value, 0), (duration) => {
     const ms = Math.round(Duration.toMillis(duration))
     return check.require(field, ms, ms >= min && ms <= max, `a duration from ${min} to ${max} milliseconds`)
   })
 
-const timeout = (field: string, value: Duration.DurationInput | undefined): Effect.Effect<number | undefined, OptionError> =>
+const timeout = (
+  field: string,
+  value: Duration.DurationInput | undefined
+): Effect.Effect<number | undefined, OptionError> =>
   value === undefined ? Effect.succeed(undefined) : millis(field, value, 1, MAX_TIMEOUT_MILLIS)
 
 const BACKOFF_KEYS: Record<DurableQueue.Backoff["_tag"], ReadonlyArray<string>> = {
@@ -85,14 +108,25 @@ const BACKOFF_KEYS: Record<DurableQueue.Backoff["_tag"], ReadonlyArray<string>> 
 }
 
 const delayMillis = (field: string, value: unknown) =>
-  check.require(field, value, typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= MAX_DELAY_MILLIS, `an integer from 0 to ${MAX_DELAY_MILLIS} (milliseconds)`)
+  check.require(
+    field,
+    value,
+    typeof value === "number" && Number.isInteger(value) && value >= 0 && value <= MAX_DELAY_MILLIS,
+    `an integer from 0 to ${MAX_DELAY_MILLIS} (milliseconds)`
+  )
 
 /** `Backoff` data as built by `Backoff.*`, or as a plain-JavaScript caller wrote it. @internal */
 export const backoffData = (field: string, value: unknown): Effect.Effect<DurableQueue.Backoff, OptionError> =>
   Effect.gen(function*() {
     const tag = (value as { _tag?: unknown } | null)?._tag
-    const known = typeof value === "object" && value !== null && typeof tag === "string" && Object.hasOwn(BACKOFF_KEYS, tag)
-    yield* check.require(field, value, known, "a Backoff (Backoff.none, Backoff.fixed or Backoff.exponential) or, queue-wide, a Schedule")
+    const known = typeof value === "object" && value !== null && typeof tag === "string" &&
+      Object.hasOwn(BACKOFF_KEYS, tag)
+    yield* check.require(
+      field,
+      value,
+      known,
+      "a Backoff (Backoff.none, Backoff.fixed or Backoff.exponential) or, queue-wide, a Schedule"
+    )
     const backoff = value as DurableQueue.Backoff
     yield* check.knownKeys(backoff, BACKOFF_KEYS[backoff._tag], field)
     if (backoff._tag === "Fixed") yield* delayMillis(`${field}.millis`, backoff.millis)
@@ -100,7 +134,12 @@ export const backoffData = (field: string, value: unknown): Effect.Effect<Durabl
       yield* delayMillis(`${field}.baseMillis`, backoff.baseMillis)
       yield* delayMillis(`${field}.maxMillis`, backoff.maxMillis)
       const factor = backoff.factor
-      yield* check.require(`${field}.factor`, factor, typeof factor === "number" && factor >= 1 && factor <= MAX_FACTOR, `a number from 1 to ${MAX_FACTOR}`)
+      yield* check.require(
+        `${field}.factor`,
+        factor,
+        typeof factor === "number" && factor >= 1 && factor <= MAX_FACTOR,
+        `a number from 1 to ${MAX_FACTOR}`
+      )
       yield* check.require(`${field}.jitter`, backoff.jitter, typeof backoff.jitter === "boolean", "a boolean")
     }
     return backoff
@@ -120,8 +159,13 @@ const resultSchema = (value: unknown): Effect.Effect<Schema.Schema<unknown, unkn
     : check.require("result", value as Schema.Schema<unknown, unknown>, Schema.isSchema(value), "a Schema")
 
 /** @internal */
-export const takeSettings = (options: unknown): Effect.Effect<Schema.Schema<unknown, unknown> | undefined, OptionError> =>
-  Effect.zipRight(check.knownKeys(options, ["result"], "take options"), resultSchema((options as { result?: unknown } | undefined)?.result))
+export const takeSettings = (
+  options: unknown
+): Effect.Effect<Schema.Schema<unknown, unknown> | undefined, OptionError> =>
+  Effect.zipRight(
+    check.knownKeys(options, ["result"], "take options"),
+    resultSchema((options as { result?: unknown } | undefined)?.result)
+  )
 
 /** @internal */
 export const runSettings = (
@@ -181,9 +225,17 @@ const runAtDelay = (field: string, runAt: unknown): Effect.Effect<number, Option
   })
 
 /** @internal */
-export const offerSettings = (options: DurableQueue.OfferOptions | undefined): Effect.Effect<OfferSettings, OptionError> =>
+export const offerSettings = (
+  options: DurableQueue.OfferOptions | undefined
+): Effect.Effect<OfferSettings, OptionError> =>
   options === undefined
-    ? Effect.succeed({ id: globalThis.crypto.randomUUID(), custom: false, delayMillis: 0, priority: 0, options: undefined })
+    ? Effect.succeed({
+      id: globalThis.crypto.randomUUID(),
+      custom: false,
+      delayMillis: 0,
+      priority: 0,
+      options: undefined
+    })
     : resolveOffer(options, "", OFFER_KEYS, "offer options")
 
 /**
@@ -236,8 +288,18 @@ export const offerEntries = (
     yield* check.require("entries", entries, Array.isArray(entries), "an array of { value, id?, delay?, … } objects")
     const out: Array<{ readonly value: unknown; readonly settings: OfferSettings }> = []
     for (const [i, entry] of (entries as ReadonlyArray<unknown>).entries()) {
-      yield* check.require(`entries[${i}]`, entry, typeof entry === "object" && entry !== null, "an object { value, id?, delay?, … }")
-      const settings = yield* resolveOffer(entry as DurableQueue.OfferOptions, `entries[${i}].`, ENTRY_KEYS, `entries[${i}]`)
+      yield* check.require(
+        `entries[${i}]`,
+        entry,
+        typeof entry === "object" && entry !== null,
+        "an object { value, id?, delay?, … }"
+      )
+      const settings = yield* resolveOffer(
+        entry as DurableQueue.OfferOptions,
+        `entries[${i}].`,
+        ENTRY_KEYS,
+        `entries[${i}]`
+      )
       out.push({ value: (entry as { readonly value: unknown }).value, settings })
     }
     return out

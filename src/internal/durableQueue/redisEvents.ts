@@ -27,7 +27,12 @@ export const redisPort = (
     bus: {
       publish: (events) =>
         Effect.tryPromise(() => redis.publish(channel, events.join("\n"))).pipe(
-          Effect.catchAll((error) => Effect.logWarning(`DurableQueue ${name}: publishing ${events.length} job event(s) failed; they are lost`, error)),
+          Effect.catchAll((error) =>
+            Effect.logWarning(
+              `DurableQueue ${name}: publishing ${events.length} job event(s) failed; they are lost`,
+              error
+            )
+          ),
           Effect.asVoid
         ),
       subscribe: Stream.asyncScoped<string, unknown>((emit) =>

@@ -164,8 +164,19 @@ return 1`
  */
 export const lease = script(
   [
-    "waiting", "prioritized", "members", "delayed", "leased", "owners", "payloads", "attempts", "priorities", "options",
-    "cancelling", "cancelled", "paused"
+    "waiting",
+    "prioritized",
+    "members",
+    "delayed",
+    "leased",
+    "owners",
+    "payloads",
+    "attempts",
+    "priorities",
+    "options",
+    "cancelling",
+    "cancelled",
+    "paused"
   ],
   clock,
   enqueue,
@@ -240,8 +251,25 @@ return asked`
  */
 export const settle = script(
   [
-    "waiting", "prioritized", "seq", "members", "delayed", "leased", "owners", "payloads", "attempts", "errors",
-    "priorities", "options", "progress", "results", "expiry", "cancelling", "cancelled", "dead", "wake"
+    "waiting",
+    "prioritized",
+    "seq",
+    "members",
+    "delayed",
+    "leased",
+    "owners",
+    "payloads",
+    "attempts",
+    "errors",
+    "priorities",
+    "options",
+    "progress",
+    "results",
+    "expiry",
+    "cancelling",
+    "cancelled",
+    "dead",
+    "wake"
   ],
   clock,
   enqueue,
@@ -309,7 +337,19 @@ return 1`
  * `refresh` and applied by `settle` or, once its runner died, by `lease` ("asked"); otherwise "none".
  */
 export const cancel = script(
-  ["waiting", "prioritized", "members", "delayed", "leased", "payloads", "priorities", "options", "cancelling", "cancelled", "dead"],
+  [
+    "waiting",
+    "prioritized",
+    "members",
+    "delayed",
+    "leased",
+    "payloads",
+    "priorities",
+    "options",
+    "cancelling",
+    "cancelled",
+    "dead"
+  ],
   cancelRecord,
   `local id = ARGV[1]
 if redis.call('ZSCORE', leased, id) then
@@ -408,7 +448,16 @@ const revive = `local function revive(id)
 end`
 
 const requeueKeys: ReadonlyArray<KeyName> = [
-  "waiting", "prioritized", "members", "delayed", "dead", "attempts", "errors", "progress", "priorities", "wake"
+  "waiting",
+  "prioritized",
+  "members",
+  "delayed",
+  "dead",
+  "attempts",
+  "errors",
+  "progress",
+  "priorities",
+  "wake"
 ]
 
 /** ARGV: id. Queues a dead letter again, no attempts counted (waking idle takers); 0 when there is no such dead letter. */

@@ -20,8 +20,8 @@ import { OptionError } from "../../OptionError.js"
 import type * as RedisDurableQueue from "../../redis/DurableQueue.js"
 import { connect, defineScript, RedisClient } from "../redis/client.js"
 import * as core from "./core.js"
-import { redisPort } from "./redisEvents.js"
 import { type QueueSettings, queueSettings } from "./options.js"
+import { redisPort } from "./redisEvents.js"
 import * as scripts from "./redisScripts.js"
 import type { KeyName } from "./redisScripts.js"
 import * as RedisWake from "./redisWake.js"
@@ -34,7 +34,9 @@ export const escapeName = (name: string): string =>
 /** The keys of queue `name` under `prefix` (the layout is described in redisScripts.ts). @internal */
 export const keysOf = (prefix: string, name: string): { readonly [K in KeyName]: string } => {
   const base = `${prefix}{${escapeName(name)}}:`
-  return Object.fromEntries(scripts.keyNames.map((key) => [key, `${base}${key}`])) as { readonly [K in KeyName]: string }
+  return Object.fromEntries(scripts.keyNames.map((key) => [key, `${base}${key}`])) as {
+    readonly [K in KeyName]: string
+  }
 }
 
 /** Jobs leased per script call: a run leases up to 4 × its concurrency ahead (core.ts); 256 keeps one call near 1 ms. */
@@ -76,7 +78,13 @@ const parseStatus = (reply: unknown): StoredStatus | undefined => {
   if (!Array.isArray(reply)) return undefined
   const state = String(reply[0]) as StoredState
   if (!states.includes(state)) throw new Error(`DurableQueue: unknown state ${state} in Redis`)
-  return { state, attempts: Number(reply[1]), progress: text(reply[2]), lastError: text(reply[3]), result: text(reply[4]) }
+  return {
+    state,
+    attempts: Number(reply[1]),
+    progress: text(reply[2]),
+    lastError: text(reply[3]),
+    result: text(reply[4])
+  }
 }
 
 /** The third argument of a job in the offer script: "" for the common job, else its fields (see the script). */
@@ -123,18 +131,28 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
     maxBatch: MAX_BATCH,
     wakeSpacingMillis: 0,
     ready: Effect.never,
-    offer: (jobs: ReadonlyArray<OfferedJob>) => Effect.asVoid(offer(...jobs.flatMap((job) => [job.id, job.payload, offerSpec(job)]))),
+    offer: (jobs: ReadonlyArray<OfferedJob>) =>
+      Effect.asVoid(offer(...jobs.flatMap((job) => [job.id, job.payload, offerSpec(job)]))),
     lease: (max) =>
       Effect.map(lease(token, settings.leaseMillis, max), (reply) => {
         const flat = reply as Array<string | number | null>
         const out: Array<LeasedJob> = []
         for (let i = 0; i < flat.length; i += 4) {
-          out.push({ id: String(flat[i]), payload: String(flat[i + 1]), attempts: Number(flat[i + 2]), handle: null, options: text(flat[i + 3]) })
+          out.push({
+            id: String(flat[i]),
+            payload: String(flat[i + 1]),
+            attempts: Number(flat[i + 2]),
+            handle: null,
+            options: text(flat[i + 3])
+          })
         }
         return out
       }),
     refresh: (jobs: ReadonlyArray<LeasedJob>) =>
-      Effect.map(refresh(token, settings.leaseMillis, ...jobs.map((job) => job.id)), (reply) => (reply as Array<string>).map(String)),
+      Effect.map(
+        refresh(token, settings.leaseMillis, ...jobs.map((job) => job.id)),
+        (reply) => (reply as Array<string>).map(String)
+      ),
     settle: (batch: ReadonlyArray<Settle>) =>
       Effect.asVoid(settle(token, ...batch.flatMap(({ job, settlement }) => [job.id, ...settleArgs(settlement)]))),
     cancel: (id) => Effect.map(cancel(id), (reply) => String(reply) as "cancelled" | "asked" | "none"),
@@ -142,9 +160,19 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
     status: (id) => Effect.flatMap(status(id), (reply) => Effect.try(() => parseStatus(reply))),
     // Resuming wakes idle takers of every process (the jobs they skipped while paused are ready).
     setPaused: (paused) =>
-      Effect.asVoid(Effect.tryPromise((): Promise<unknown> => paused ? redis.set(k.paused, "1") : redis.multi().del(k.paused).publish(k.wake, "1").exec())),
+      Effect.asVoid(
+        Effect.tryPromise((): Promise<unknown> =>
+          paused ? redis.set(k.paused, "1") : redis.multi().del(k.paused).publish(k.wake, "1").exec()
+        )
+      ),
     counts: Effect.map(counts(), (reply) => {
-      const [waiting, delayed, running, dead, paused] = (reply as Array<number>).map(Number) as [number, number, number, number, number]
+      const [waiting, delayed, running, dead, paused] = (reply as Array<number>).map(Number) as [
+        number,
+        number,
+        number,
+        number,
+        number
+      ]
       return { waiting, delayed, running, dead, paused: paused === 1 }
     }),
     requeueAll: requeueAllFrom("", 0),
@@ -175,7 +203,10 @@ export const make = <A, I>(
     const { options: clientOptions } = yield* RedisClient
     // A connection of its own with auto-pipelining: the leases and settlements of concurrent takers issued in one
     // tick travel in one round trip.
-    const redis = yield* connect({ ...clientOptions, options: { ...clientOptions.options, enableAutoPipelining: true } }).pipe(Effect.orDie)
+    const redis = yield* connect({
+      ...clientOptions,
+      options: { ...clientOptions.options, enableAutoPipelining: true }
+    }).pipe(Effect.orDie)
     const store = makeStore(redis, prefix, settings)
     const wake = yield* RedisWake.make(clientOptions, keysOf(prefix, settings.name).wake)
     return yield* core.make(

@@ -29,7 +29,10 @@ export interface Wake {
  *
  * @internal
  */
-export const make = (options: RedisClientModule.RedisClient.Options, channel: string): Effect.Effect<Wake, never, Scope.Scope> =>
+export const make = (
+  options: RedisClientModule.RedisClient.Options,
+  channel: string
+): Effect.Effect<Wake, never, Scope.Scope> =>
   Effect.gen(function*() {
     const scope = yield* Effect.scope
     const notified = yield* Effect.makeLatch(false)
@@ -52,12 +55,18 @@ export const make = (options: RedisClientModule.RedisClient.Options, channel: st
       Effect.timeout("2 seconds"),
       Effect.catchAllCause((cause) => {
         nextTry = Date.now() + RETRY_MILLIS
-        return Effect.logWarning(`DurableQueue: subscribing to Redis wake-ups failed; polling, trying again in ${RETRY_MILLIS / 1000} s`, cause)
+        return Effect.logWarning(
+          `DurableQueue: subscribing to Redis wake-ups failed; polling, trying again in ${RETRY_MILLIS / 1000} s`,
+          cause
+        )
       }),
       Scope.extend(scope)
     )
     return {
       ready: notified.await,
-      arm: Effect.zipRight(Effect.suspend(() => subscribed || Date.now() < nextTry ? Effect.void : subscribe), notified.close)
+      arm: Effect.zipRight(
+        Effect.suspend(() => subscribed || Date.now() < nextTry ? Effect.void : subscribe),
+        notified.close
+      )
     }
   })

@@ -16,12 +16,12 @@ import * as Either from "effect/Either"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../../DurableQueue.js"
-import { checker } from "../options.js"
 import type { OptionError } from "../../OptionError.js"
+import { checker } from "../options.js"
 import { badId } from "./encoding.js"
-import { offerSettings } from "./options.js"
 import type { DurableQueueError } from "./error.js"
 import { type EventPort, type ScheduleMarks, subscribe } from "./events.js"
+import { offerSettings } from "./options.js"
 
 const check = checker("DurableQueue")
 
@@ -35,27 +35,45 @@ const OFFER_RETRY_MILLIS = 10_000
 type Next = (after: number) => number
 
 /** The occurrences of a spec; every bad spec an `OptionError` naming what is wrong. @internal */
-export const occurrences = (spec: DurableQueue.ScheduleSpec, timeZone: string | undefined): Effect.Effect<Next, OptionError> => {
+export const occurrences = (
+  spec: DurableQueue.ScheduleSpec,
+  timeZone: string | undefined
+): Effect.Effect<Next, OptionError> => {
   if (typeof spec === "string") {
     const parsed = Cron.parse(spec, timeZone ?? "UTC")
     return Either.isLeft(parsed)
-      ? check.require("spec", spec, false, `a cron expression (5 fields, or 6 with seconds first): ${parsed.left.message}`) as Effect.Effect<never, OptionError>
+      ? check.require(
+        "spec",
+        spec,
+        false,
+        `a cron expression (5 fields, or 6 with seconds first): ${parsed.left.message}`
+      ) as Effect.Effect<never, OptionError>
       : Effect.succeed(cronNext(parsed.right))
   }
   if (Cron.isCron(spec)) return Effect.succeed(cronNext(spec))
   if (Schedule.isSchedule(spec)) {
-    return check.require("spec", spec, false,
-      "a cron expression, a Cron or { every } (a Schedule runs from when its process started, so processes would not agree on its occurrences)") as Effect.Effect<never, OptionError>
+    return check.require(
+      "spec",
+      spec,
+      false,
+      "a cron expression, a Cron or { every } (a Schedule runs from when its process started, so processes would not agree on its occurrences)"
+    ) as Effect.Effect<never, OptionError>
   }
   if (typeof spec !== "object" || spec === null || !("every" in spec)) {
-    return check.require("spec", spec, false, "a cron expression, a Cron or { every: Duration }") as Effect.Effect<never, OptionError>
+    return check.require("spec", spec, false, "a cron expression, a Cron or { every: Duration }") as Effect.Effect<
+      never,
+      OptionError
+    >
   }
   return Effect.flatMap(check.duration("every", spec.every, 0), (every) => {
     const millis = Duration.toMillis(every)
     // Occurrence ids carry milliseconds: a shorter interval would give two occurrences one id.
     return Number.isFinite(millis) && millis >= 1 && Number.isInteger(millis)
       ? Effect.succeed<Next>((after) => (Math.floor(after / millis) + 1) * millis)
-      : check.require("every", spec.every, false, "a whole number of milliseconds, at least 1") as Effect.Effect<never, OptionError>
+      : check.require("every", spec.every, false, "a whole number of milliseconds, at least 1") as Effect.Effect<
+        never,
+        OptionError
+      >
   })
 }
 
@@ -90,7 +108,12 @@ export const schedule = <A>(
   Effect.gen(function*() {
     const checked = yield* scheduleId(id)
     yield* check.knownKeys(options, ["timeZone", "priority", "timeout", "backoff"], "schedule options")
-    const timeZone = yield* check.require("timeZone", options?.timeZone, options?.timeZone === undefined || typeof options.timeZone === "string", "a time zone name")
+    const timeZone = yield* check.require(
+      "timeZone",
+      options?.timeZone,
+      options?.timeZone === undefined || typeof options.timeZone === "string",
+      "a time zone name"
+    )
     const next = yield* occurrences(spec, timeZone)
     // The occurrences' offer options, checked now (an OptionError at `schedule`, not at the first occurrence).
     const { priority, timeout, backoff } = options ?? {}
@@ -109,7 +132,14 @@ export const schedule = <A>(
         if (stopped) return
         yield* offer(value, { ...perJob, id: occurrenceId(checked, at) }).pipe(
           Effect.retry(Schedule.spaced("200 millis").pipe(Schedule.upTo(OFFER_RETRY_MILLIS))),
-          Effect.catchAll((error) => Effect.logWarning(`DurableQueue: schedule ${checked}: offering ${occurrenceId(checked, at)} failed; left to the other processes`, error))
+          Effect.catchAll((error) =>
+            Effect.logWarning(
+              `DurableQueue: schedule ${checked}: offering ${
+                occurrenceId(checked, at)
+              } failed; left to the other processes`,
+              error
+            )
+          )
         )
         at = next(at)
       }

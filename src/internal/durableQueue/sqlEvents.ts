@@ -13,7 +13,13 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
-import { type EventPort, inProcessPort, REMOTE_SPACING_MILLIS, type ScheduleMarks, sharedSubscription } from "./events.js"
+import {
+  type EventPort,
+  inProcessPort,
+  REMOTE_SPACING_MILLIS,
+  type ScheduleMarks,
+  sharedSubscription
+} from "./events.js"
 import { channelOf, listenerOf } from "./sqlListen.js"
 
 /** PostgreSQL refuses a NOTIFY payload of 8,000 bytes or more; the rest is margin. */
@@ -47,19 +53,35 @@ export const payloads = (events: ReadonlyArray<string>): Array<string> => {
 }
 
 /** @internal */
-export const sqlPort = (name: string, tableName: string, notify: boolean): Effect.Effect<EventPort, never, SqlClient.SqlClient> =>
+export const sqlPort = (
+  name: string,
+  tableName: string,
+  notify: boolean
+): Effect.Effect<EventPort, never, SqlClient.SqlClient> =>
   Effect.map(SqlClient.SqlClient, (client) => {
     // Created once per port; a failure (the database away) is tried again at the next use, not remembered.
     let exists = false
-    const created = Effect.suspend(() => exists ? Effect.void : Effect.tap(createMarks(client, tableName), () => exists = true))
+    const created = Effect.suspend(() =>
+      exists ? Effect.void : Effect.tap(createMarks(client, tableName), () => exists = true)
+    )
     const sql = client.withoutTransforms()
     const pg = sql.onDialectOrElse({ pg: () => true, orElse: () => false })
     const table = sql(`${tableName}_marks`)
     const marks: ScheduleMarks = {
-      mark: (id) => Effect.zipRight(created, sql`INSERT INTO ${table} (queue_name, id) VALUES (${name}, ${id}) ON CONFLICT DO NOTHING`),
+      mark: (id) =>
+        Effect.zipRight(
+          created,
+          sql`INSERT INTO ${table} (queue_name, id) VALUES (${name}, ${id}) ON CONFLICT DO NOTHING`
+        ),
       clear: (id) => Effect.zipRight(created, sql`DELETE FROM ${table} WHERE queue_name = ${name} AND id = ${id}`),
       isMarked: (id) =>
-        Effect.zipRight(created, Effect.map(sql`SELECT 1 AS one FROM ${table} WHERE queue_name = ${name} AND id = ${id}`, (rows) => rows.length > 0))
+        Effect.zipRight(
+          created,
+          Effect.map(
+            sql`SELECT 1 AS one FROM ${table} WHERE queue_name = ${name} AND id = ${id}`,
+            (rows) => rows.length > 0
+          )
+        )
     }
     const listener = pg && notify ? listenerOf(client) : undefined
     if (listener === undefined) return { bus: inProcessPort(client, `${tableName}\u0000${name}`).bus, marks }
@@ -67,10 +89,21 @@ export const sqlPort = (name: string, tableName: string, notify: boolean): Effec
     return {
       bus: {
         publish: (events) =>
-          Effect.forEach(payloads(events), (payload) => sql`SELECT pg_notify(${channel}, ${payload})`, { discard: true }).pipe(
-            Effect.catchAll((error) => Effect.logWarning(`DurableQueue ${name}: publishing ${events.length} job event(s) failed; they are lost`, error))
+          Effect.forEach(payloads(events), (payload) => sql`SELECT pg_notify(${channel}, ${payload})`, {
+            discard: true
+          }).pipe(
+            Effect.catchAll((error) =>
+              Effect.logWarning(
+                `DurableQueue ${name}: publishing ${events.length} job event(s) failed; they are lost`,
+                error
+              )
+            )
           ),
-        subscribe: sharedSubscription(client, channel, Stream.flatMap(listener.listen(channel), (payload) => Stream.fromIterable(payload.split("\n")))),
+        subscribe: sharedSubscription(
+          client,
+          channel,
+          Stream.flatMap(listener.listen(channel), (payload) => Stream.fromIterable(payload.split("\n")))
+        ),
         spacingMillis: REMOTE_SPACING_MILLIS
       },
       marks
@@ -83,9 +116,14 @@ export const sqlPort = (name: string, tableName: string, notify: boolean): Effec
  */
 const createMarks = (client: SqlClient.SqlClient, tableName: string) => {
   const sql = client.withoutTransforms()
-  const create = sql`CREATE TABLE IF NOT EXISTS ${sql(`${tableName}_marks`)} (queue_name TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (queue_name, id))`
+  const create = sql`CREATE TABLE IF NOT EXISTS ${
+    sql(`${tableName}_marks`)
+  } (queue_name TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (queue_name, id))`
   return sql.onDialectOrElse({
-    pg: () => Effect.zipRight(sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workers:${tableName}_marks`}))`, create).pipe(sql.withTransaction),
+    pg: () =>
+      Effect.zipRight(sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workers:${tableName}_marks`}))`, create).pipe(
+        sql.withTransaction
+      ),
     orElse: () => create
   })
 }

@@ -61,27 +61,34 @@ export const listen = (
     const heard = yield* Effect.makeLatch(false)
     const ready = yield* Deferred.make<void>()
     const session = listener.listen(channel).pipe(
-      Stream.runForEach((payload) => payload === "o" ? offered.open : payload === probePayload ? heard.open : Effect.void)
+      Stream.runForEach((payload) =>
+        payload === "o" ? offered.open : payload === probePayload ? heard.open : Effect.void
+      )
     )
     const probe = (timeout: number) =>
       Effect.gen(function*() {
         yield* heard.close
         const sent = yield* Effect.exit(sql`SELECT pg_notify(${channel}, ${probePayload})`)
         if (Exit.isFailure(sent)) return "unsent" as const
-        return Option.isSome(yield* Effect.timeout(heard.await, timeout).pipe(Effect.option)) ? "heard" as const : "lost" as const
+        return Option.isSome(yield* Effect.timeout(heard.await, timeout).pipe(Effect.option))
+          ? "heard" as const
+          : "lost" as const
       })
     const supervise = Effect.gen(function*() {
       while (true) {
         const fiber = yield* Effect.fork(session)
         let confirmed = false
         let failed = false
-        for (let tries = 0; ; tries++) {
+        for (let tries = 0;; tries++) {
           // Until the LISTEN is confirmed, probe every 100 ms (for 5 s at most), then every PROBE_MILLIS.
           const result = yield* probe(confirmed ? PROBE_TIMEOUT : 100)
           const ended = yield* Fiber.poll(fiber)
           if (Option.isSome(ended)) {
             failed = true
-            yield* Effect.logWarning("DurableQueue: listening for offers failed; listening again", Exit.isFailure(ended.value) ? ended.value.cause : "ended")
+            yield* Effect.logWarning(
+              "DurableQueue: listening for offers failed; listening again",
+              Exit.isFailure(ended.value) ? ended.value.cause : "ended"
+            )
             break
           }
           if (result === "heard") {
@@ -93,7 +100,9 @@ export const listen = (
             }
             yield* Effect.sleep(PROBE_MILLIS)
           } else if (result === "lost" && (confirmed || tries >= 50)) {
-            yield* Effect.logWarning("DurableQueue: the LISTEN connection stopped hearing notifications; listening again")
+            yield* Effect.logWarning(
+              "DurableQueue: the LISTEN connection stopped hearing notifications; listening again"
+            )
             break
           } else if (result === "unsent") {
             // The database is away: the connection that listens may be gone too (a restart); it is checked as soon
@@ -109,4 +118,3 @@ export const listen = (
     yield* supervise.pipe(Effect.interruptible, Effect.forkScoped)
     yield* Deferred.await(ready).pipe(Effect.timeout("2 seconds"), Effect.ignore)
   })
-

@@ -68,7 +68,11 @@ const createFirstForm = (sql: SqlClient.SqlClient, dialect: Dialect, tableName: 
 }
 
 /** The column names the table has now. */
-const columnsOf = (sql: SqlClient.SqlClient, dialect: Dialect, tableName: string): Effect.Effect<Set<string>, SqlError> => {
+const columnsOf = (
+  sql: SqlClient.SqlClient,
+  dialect: Dialect,
+  tableName: string
+): Effect.Effect<Set<string>, SqlError> => {
   const [schema, table] = tableName.includes(".") ? tableName.split(".") as [string, string] : ["main", tableName]
   const rows = dialect === "pg"
     ? sql<{ name: string }>`SELECT attname AS name FROM pg_attribute
@@ -90,7 +94,9 @@ const addColumns = (sql: SqlClient.SqlClient, dialect: Dialect, tableName: strin
         ? sql`ALTER TABLE ${sql(tableName)} ADD COLUMN IF NOT EXISTS ${sql(name)} ${sql.literal(pgType)}`
         : sql`ALTER TABLE ${sql(tableName)} ADD COLUMN ${sql(name)} ${sql.literal(sqliteType)}`
       yield* added.pipe(
-        Effect.catchAll((error) => Effect.flatMap(columnsOf(sql, dialect, tableName), (now) => now.has(name) ? Effect.void : Effect.fail(error)))
+        Effect.catchAll((error) =>
+          Effect.flatMap(columnsOf(sql, dialect, tableName), (now) => now.has(name) ? Effect.void : Effect.fail(error))
+        )
       )
     }
     // Rows leased by an earlier version wait for their lease like any timed row (only once: when `timed` is new).
@@ -116,10 +122,14 @@ const createIndexes = (sql: SqlClient.SqlClient, dialect: Dialect, tableName: st
     ? [(suffix: string) => sql(`${base}_${suffix}`), sql(tableName)]
     : [qualified, sql(tableName.slice(dot + 1))]
   return Effect.all([
-    sql`CREATE INDEX IF NOT EXISTS ${name("pending")} ON ${table} (queue_name, priority DESC, sequence) WHERE state = 0 AND timed = 0`,
+    sql`CREATE INDEX IF NOT EXISTS ${
+      name("pending")
+    } ON ${table} (queue_name, priority DESC, sequence) WHERE state = 0 AND timed = 0`,
     sql`CREATE INDEX IF NOT EXISTS ${name("timed")} ON ${table} (queue_name, visible_at) WHERE state = 0 AND timed = 1`,
     sql`CREATE INDEX IF NOT EXISTS ${name("dead")} ON ${table} (queue_name, updated_at, sequence) WHERE state = 2`,
-    sql`CREATE INDEX IF NOT EXISTS ${name("results")} ON ${table} (queue_name, result_expires_at) WHERE result_expires_at IS NOT NULL`,
+    sql`CREATE INDEX IF NOT EXISTS ${
+      name("results")
+    } ON ${table} (queue_name, result_expires_at) WHERE result_expires_at IS NOT NULL`,
     sql`DROP INDEX IF EXISTS ${qualified("ready")}`
   ], { discard: true })
 }
@@ -131,7 +141,11 @@ const createIndexes = (sql: SqlClient.SqlClient, dialect: Dialect, tableName: st
  *
  * @internal
  */
-export const prepareTable = (sql: SqlClient.SqlClient, dialect: Dialect, tableName: string): Effect.Effect<void, SqlError> => {
+export const prepareTable = (
+  sql: SqlClient.SqlClient,
+  dialect: Dialect,
+  tableName: string
+): Effect.Effect<void, SqlError> => {
   const all = Effect.gen(function*() {
     yield* createFirstForm(sql, dialect, tableName)
     yield* addColumns(sql, dialect, tableName)
@@ -139,6 +153,8 @@ export const prepareTable = (sql: SqlClient.SqlClient, dialect: Dialect, tableNa
     yield* sql`CREATE TABLE IF NOT EXISTS ${sql(pausedTableOf(tableName))} (queue_name TEXT PRIMARY KEY)`
   })
   return dialect === "pg"
-    ? Effect.zipRight(sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workers:${tableName}`}))`, all).pipe(sql.withTransaction)
+    ? Effect.zipRight(sql`SELECT pg_advisory_xact_lock(hashtext(${`effect-workers:${tableName}`}))`, all).pipe(
+      sql.withTransaction
+    )
     : all
 }

@@ -56,7 +56,16 @@ import { type QueueSettings, queueSettings } from "./options.js"
 import { sqlPort } from "./sqlEvents.js"
 import { channelOf, listen, listenerOf } from "./sqlListen.js"
 import { type Dialect, nowSql, pausedTableOf, prepareTable } from "./sqlSchema.js"
-import type { LeasedJob, OfferedJob, Settle, Store, StoredCounts, StoredDeadLetter, StoredState, StoredStatus } from "./store.js"
+import type {
+  LeasedJob,
+  OfferedJob,
+  Settle,
+  Store,
+  StoredCounts,
+  StoredDeadLetter,
+  StoredState,
+  StoredStatus
+} from "./store.js"
 
 const tableNamePattern = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/
 
@@ -68,7 +77,8 @@ const tableNamePattern = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/
 const MAX_TABLE_NAME = 48
 
 /** Whether `tableName` is an identifier, optionally schema-qualified, of at most 48 characters. @internal */
-export const isTableName = (tableName: string): boolean => tableName.length <= MAX_TABLE_NAME && tableNamePattern.test(tableName)
+export const isTableName = (tableName: string): boolean =>
+  tableName.length <= MAX_TABLE_NAME && tableNamePattern.test(tableName)
 
 /** Rows per statement (offers, leases, refreshes). */
 const BATCH = 256
@@ -148,7 +158,8 @@ const fragments = ({ dialect, sql, tableName }: Ctx) => ({
   now: sql.literal(nowSql(dialect))
 })
 
-const inList = (sql: SqlClient.SqlClient, sequences: ReadonlyArray<unknown>) => sql.in(sequences as ReadonlyArray<string | number>)
+const inList = (sql: SqlClient.SqlClient, sequences: ReadonlyArray<unknown>) =>
+  sql.in(sequences as ReadonlyArray<string | number>)
 
 /** @internal */
 export interface LeaseRow {
@@ -241,8 +252,12 @@ const makeOffer = (ctx: Ctx): Effect.Effect<Store["offer"], never, Scope.Scope> 
     // 0, no options) go as SQL text, not parameters: a row of the first version's 4 parameters costs no more to bind.
     const zero = sql.literal("0")
     const valuesRow = ({ delayMillis, id, options, payload, priority }: OfferedJob) =>
-      sql`VALUES (${name}, ${id}, ${idKey(id)}, ${payload}, ${delayMillis > 0 ? sql`${now} + ${Math.ceil(delayMillis)}` : now},
-        ${delayMillis > 0 ? sql.literal("1") : zero}, ${priority === 0 ? zero : priority}, ${options ?? sql.literal("NULL")}, ${now}, ${now})`
+      sql`VALUES (${name}, ${id}, ${idKey(id)}, ${payload}, ${
+        delayMillis > 0 ? sql`${now} + ${Math.ceil(delayMillis)}` : now
+      },
+        ${delayMillis > 0 ? sql.literal("1") : zero}, ${priority === 0 ? zero : priority}, ${
+        options ?? sql.literal("NULL")
+      }, ${now}, ${now})`
     // Several rows go as ONE parameter, a JSON array of [id, id_key, payload, delay, priority, options] the database
     // unpacks in order: a VALUES list of 1,000 rows (4,000 parameters) took 300–400 ms a statement on PostgreSQL
     // here, 14x graphile-worker's add_jobs. (`WHERE true`: SQLite parses an upsert after a bare SELECT as a join's ON.)
@@ -265,7 +280,9 @@ const makeOffer = (ctx: Ctx): Effect.Effect<Store["offer"], never, Scope.Scope> 
               json_extract(value, '$[4]'), json_extract(value, '$[5]'), ${now}, ${now}
             FROM json_each(${json}) WHERE true ORDER BY key`
     }
-    const columns = sql.literal("(queue_name, id, id_key, element, visible_at, timed, priority, options, created_at, updated_at)")
+    const columns = sql.literal(
+      "(queue_name, id, id_key, element, visible_at, timed, priority, options, created_at, updated_at)"
+    )
     const insert = (batch: ReadonlyArray<OfferedJob>) => {
       const rows = rowsOf(batch)
       // With notifications, one NOTIFY per batch (in the same statement, so no round trip more), and only when a row
@@ -281,12 +298,16 @@ const makeOffer = (ctx: Ctx): Effect.Effect<Store["offer"], never, Scope.Scope> 
     // Offers of concurrent callers go out in one INSERT. A batch that fails is written again row by row, so one
     // bad offer does not fail the others. (The core checked every id before: a non-string id once killed this fiber.)
     const offers = yield* Queue.unbounded<Waiting<OfferedJob>>()
-    const writeOne = (one: Waiting<OfferedJob>) => Effect.flatMap(Effect.exit(insert([one.item])), (exit) => Deferred.done(one.done, Exit.asVoid(exit)))
+    const writeOne = (one: Waiting<OfferedJob>) =>
+      Effect.flatMap(Effect.exit(insert([one.item])), (exit) => Deferred.done(one.done, Exit.asVoid(exit)))
     yield* drain(offers, (batch) =>
-      Effect.flatMap(Effect.exit(insert(batch.map((w) => w.item))), (exit) =>
-        Exit.isFailure(exit) && batch.length > 1
-          ? Effect.forEach(batch, writeOne, { discard: true })
-          : Effect.forEach(batch, (w) => Deferred.done(w.done, Exit.asVoid(exit)), { discard: true })))
+      Effect.flatMap(
+        Effect.exit(insert(batch.map((w) => w.item))),
+        (exit) =>
+          Exit.isFailure(exit) && batch.length > 1
+            ? Effect.forEach(batch, writeOne, { discard: true })
+            : Effect.forEach(batch, (w) => Deferred.done(w.done, Exit.asVoid(exit)), { discard: true })
+      ))
     // A batch of one caller (`offerAll`) is one statement (chunks in one transaction past `OFFER_ROWS`): all or
     // nothing. Single offers of concurrent callers are coalesced by the `offers` fiber instead.
     return (jobs) =>
@@ -314,9 +335,14 @@ const makeSettle = (ctx: Ctx): Store["settle"] => {
     sql`UPDATE ${table} SET state = 1, acquired_by = NULL, updated_at = ${now}
       WHERE sequence IN ${inList(sql, handles)} AND ${held}`
   // An acknowledgement with a result keeps it on the done row until it expires.
-  const ackWithResults = (acks: ReadonlyArray<{ readonly handle: unknown; readonly result: string; readonly ttl: number }>) =>
-    sql`WITH v (seq, result, ttl) AS (VALUES ${sql.csv(acks.map(({ handle, result, ttl }) =>
-      sql`(CAST(${handle as string | number} AS BIGINT), CAST(${result} AS TEXT), CAST(${ttl} AS BIGINT))`))})
+  const ackWithResults = (
+    acks: ReadonlyArray<{ readonly handle: unknown; readonly result: string; readonly ttl: number }>
+  ) =>
+    sql`WITH v (seq, result, ttl) AS (VALUES ${
+      sql.csv(acks.map(({ handle, result, ttl }) =>
+        sql`(CAST(${handle as string | number} AS BIGINT), CAST(${result} AS TEXT), CAST(${ttl} AS BIGINT))`
+      ))
+    })
       UPDATE ${table} SET state = 1, acquired_by = NULL, updated_at = ${now},
         result = v.result, result_expires_at = ${now} + v.ttl
       FROM v WHERE sequence = v.seq AND ${held}`
@@ -343,11 +369,16 @@ const makeSettle = (ctx: Ctx): Store["settle"] => {
         else if (settlement._tag === "Retry") {
           yield* fail(job.handle, unlessCancelled, settlement.attempts, settlement.lastError, settlement.delayMillis)
           requeues++
-        } else if (settlement._tag === "Dead") yield* fail(job.handle, sql.literal("2"), settlement.attempts, settlement.lastError, 0)
-        else yield* fail(job.handle, sql.literal("3"), settlement.attempts, null, 0)
+        } else if (settlement._tag === "Dead") {
+          yield* fail(job.handle, sql.literal("2"), settlement.attempts, settlement.lastError, 0)
+        } else yield* fail(job.handle, sql.literal("3"), settlement.attempts, null, 0)
       }
-      if (acks.length > 0) yield* ack(acks)
-      if (withResults.length > 0) yield* Effect.zipRight(ackWithResults(withResults), sweepResults)
+      if (acks.length > 0) {
+        yield* ack(acks)
+      }
+      if (withResults.length > 0) {
+        yield* Effect.zipRight(ackWithResults(withResults), sweepResults)
+      }
       if (releases.length > 0) yield* release(releases)
       // Jobs queued again: with notifications, takers in every process look at once (one statement per batch). A
       // retry with a delay notifies too, though it is not ready yet: takers find it by polling once its time came.
@@ -418,10 +449,19 @@ const makeReads = (ctx: Ctx) => {
       }
     )
   // Pending rows by the two partial indexes (each branch names its index's predicate), so done rows are not read.
-  const pending = sql`SELECT visible_at, acquired_by FROM ${table} WHERE queue_name = ${name} AND state = 0 AND timed = 0
+  const pending =
+    sql`SELECT visible_at, acquired_by FROM ${table} WHERE queue_name = ${name} AND state = 0 AND timed = 0
     UNION ALL SELECT visible_at, acquired_by FROM ${table} WHERE queue_name = ${name} AND state = 0 AND timed = 1`
   const counts: Effect.Effect<StoredCounts, SqlError> = Effect.map(
-    sql<{ waiting: number | string | null; delayed: number | string | null; running: number | string | null; dead: number | string; paused: number | string }>`
+    sql<
+      {
+        waiting: number | string | null
+        delayed: number | string | null
+        running: number | string | null
+        dead: number | string
+        paused: number | string
+      }
+    >`
       SELECT
         SUM(CASE WHEN visible_at <= ${now} THEN 1 ELSE 0 END) AS waiting,
         SUM(CASE WHEN visible_at > ${now} AND acquired_by IS NULL THEN 1 ELSE 0 END) AS delayed,
@@ -449,7 +489,12 @@ const makeReads = (ctx: Ctx) => {
       SELECT id, element, attempts, last_failure FROM ${table}
       WHERE queue_name = ${name} AND state = 2 ORDER BY updated_at, sequence`,
     (rows) =>
-      rows.map((row): StoredDeadLetter => ({ id: row.id, payload: row.element, attempts: Number(row.attempts), lastError: row.last_failure ?? "" }))
+      rows.map((row): StoredDeadLetter => ({
+        id: row.id,
+        payload: row.element,
+        attempts: Number(row.attempts),
+        lastError: row.last_failure ?? ""
+      }))
   )
   return { status, counts, size, deadLetters }
 }
@@ -469,7 +514,8 @@ const makeControls = (ctx: Ctx) => {
           acquired_by = CASE WHEN ${running} THEN acquired_by ELSE NULL END,
           updated_at = ${now}
         WHERE queue_name = ${name} AND id_key = ${idKey(id)} AND state = 0 RETURNING state`,
-      (rows) => rows.length === 0 ? "none" as const : Number(rows[0]!.state) === 3 ? "cancelled" as const : "asked" as const
+      (rows) =>
+        rows.length === 0 ? "none" as const : Number(rows[0]!.state) === 3 ? "cancelled" as const : "asked" as const
     )
   const progress = (job: LeasedJob, json: string) =>
     sql`UPDATE ${table} SET progress = ${json}
@@ -483,7 +529,9 @@ const makeControls = (ctx: Ctx) => {
   const requeue = (id: string) =>
     Effect.tap(
       Effect.map(
-        sql<{ id: string }>`UPDATE ${table} SET ${fresh} WHERE queue_name = ${name} AND id_key = ${idKey(id)} AND state = 2 RETURNING id`,
+        sql<{ id: string }>`UPDATE ${table} SET ${fresh} WHERE queue_name = ${name} AND id_key = ${
+          idKey(id)
+        } AND state = 2 RETURNING id`,
         (rows) => rows.length > 0
       ),
       (found) => found ? ctx.requeued : Effect.void
@@ -492,11 +540,16 @@ const makeControls = (ctx: Ctx) => {
   const requeueAll = Effect.tap(
     ctx.dialect === "pg"
       ? Effect.map(
-        sql<{ n: number | string }>`WITH requeued AS (UPDATE ${table} SET ${fresh} WHERE queue_name = ${name} AND state = 2 RETURNING 1)
+        sql<
+          { n: number | string }
+        >`WITH requeued AS (UPDATE ${table} SET ${fresh} WHERE queue_name = ${name} AND state = 2 RETURNING 1)
           SELECT COUNT(*) AS n FROM requeued`,
         (rows) => Number(rows[0]?.n ?? 0)
       )
-      : Effect.map(sql`UPDATE ${table} SET ${fresh} WHERE queue_name = ${name} AND state = 2 RETURNING 1`, (rows) => rows.length),
+      : Effect.map(
+        sql`UPDATE ${table} SET ${fresh} WHERE queue_name = ${name} AND state = 2 RETURNING 1`,
+        (rows) => rows.length
+      ),
     (n) => n > 0 ? ctx.requeued : Effect.void
   )
   const purge = Effect.map(
@@ -517,11 +570,20 @@ const makeRefresh = (ctx: Ctx, leaseMillis: number): Store["refresh"] => {
   return (jobs) =>
     Effect.map(
       Effect.forEach(chunks(jobs, BATCH), (chunk) =>
-        sql<{ sequence: number | string; cancel_requested: number | string }>`UPDATE ${table} SET visible_at = ${now} + ${lease}, timed = 1
-          WHERE sequence IN ${inList(sql, chunk.map((job) => job.handle))} AND acquired_by = ${worker} AND state = 0
+        sql<
+          { sequence: number | string; cancel_requested: number | string }
+        >`UPDATE ${table} SET visible_at = ${now} + ${lease}, timed = 1
+          WHERE sequence IN ${
+          inList(
+            sql,
+            chunk.map((job) => job.handle)
+          )
+        } AND acquired_by = ${worker} AND state = 0
           RETURNING sequence, cancel_requested`),
       (results) => {
-        const asked = new Set(results.flat().filter((row) => Number(row.cancel_requested) === 1).map((row) => String(row.sequence)))
+        const asked = new Set(
+          results.flat().filter((row) => Number(row.cancel_requested) === 1).map((row) => String(row.sequence))
+        )
         return asked.size === 0 ? [] : jobs.filter((job) => asked.has(String(job.handle))).map((job) => job.id)
       }
     )
@@ -537,7 +599,11 @@ export const makeStore = (
     const sql = client.withoutTransforms()
     const { leaseMillis, name } = settings
     const { tableName } = options
-    const dialect = sql.onDialectOrElse({ pg: () => "pg" as const, sqlite: () => "sqlite" as const, orElse: () => "other" as const })
+    const dialect = sql.onDialectOrElse({
+      pg: () => "pg" as const,
+      sqlite: () => "sqlite" as const,
+      orElse: () => "other" as const
+    })
     if (dialect === "other") {
       return yield* Effect.dieMessage("effect-workers/sql DurableQueue supports PostgreSQL and SQLite only")
     }
@@ -581,10 +647,16 @@ export const makeStore = (
       ready: notified.await,
       offer,
       lease: (max) =>
-        Effect.zipRight(Effect.zipRight(startListening, notified.close), Effect.suspend(() => {
-          const { before, take } = leaseRows(max)
-          return Effect.zipRight(Effect.forEach(before, (statement) => statement, { discard: true }), Effect.map(take, byLeaseOrder))
-        })),
+        Effect.zipRight(
+          Effect.zipRight(startListening, notified.close),
+          Effect.suspend(() => {
+            const { before, take } = leaseRows(max)
+            return Effect.zipRight(
+              Effect.forEach(before, (statement) => statement, { discard: true }),
+              Effect.map(take, byLeaseOrder)
+            )
+          })
+        ),
       refresh: makeRefresh(ctx, leaseMillis),
       settle: makeSettle(ctx),
       ...makeReads(ctx),
@@ -630,11 +702,23 @@ export const make = <A, I>(
 ): Effect.Effect<SqlDurableQueue.DurableQueue<A>, OptionError | DurableQueueError, SqlClient.SqlClient | Scope.Scope> =>
   Effect.gen(function*() {
     const settings = yield* queueSettings(options)
-    const notify = yield* check.require("notify", options.notify, options.notify === undefined || typeof options.notify === "boolean", "a boolean")
+    const notify = yield* check.require(
+      "notify",
+      options.notify,
+      options.notify === undefined || typeof options.notify === "boolean",
+      "a boolean"
+    )
     const tableName = options.tableName ?? "effect_workers_queue"
-    yield* check.require("tableName", options.tableName, typeof tableName === "string" && isTableName(tableName), `an SQL identifier, optionally schema-qualified (letters, digits, _), of at most ${MAX_TABLE_NAME} characters`)
+    yield* check.require(
+      "tableName",
+      options.tableName,
+      typeof tableName === "string" && isTableName(tableName),
+      `an SQL identifier, optionally schema-qualified (letters, digits, _), of at most ${MAX_TABLE_NAME} characters`
+    )
     const store = yield* makeStore(settings, { tableName, notify: notify ?? true }).pipe(
-      Effect.mapError((cause) => new DurableQueueError({ reason: "StoreFailed", backend: "sql", queue: settings.name, cause }))
+      Effect.mapError((cause) =>
+        new DurableQueueError({ reason: "StoreFailed", backend: "sql", queue: settings.name, cause })
+      )
     )
     return yield* core.make(store, settings, options.schema, yield* sqlPort(settings.name, tableName, notify ?? true))
   })

@@ -102,13 +102,14 @@ const tracedQueue = <A>(
 ): DurableQueue.DurableQueue<A> => {
   const attributes = { "effect_workers.queue": queue.name }
   // One span per job a handler runs, a child of the caller of `take` or `run` (its taker fibers inherit it).
-  const traced = <X, E, R>(handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>) =>
-  (value: A, job: DurableQueue.Job) =>
-    Effect.suspend(() => handler(value, job)).pipe(withSpanWhenTraced("DurableQueue.take", {
-      kind: "consumer",
-      captureStackTrace: false,
-      attributes: { ...attributes, "effect_workers.job_id": job.id, "effect_workers.attempt": job.attempt }
-    }))
+  const traced =
+    <X, E, R>(handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>) =>
+    (value: A, job: DurableQueue.Job) =>
+      Effect.suspend(() => handler(value, job)).pipe(withSpanWhenTraced("DurableQueue.take", {
+        kind: "consumer",
+        captureStackTrace: false,
+        attributes: { ...attributes, "effect_workers.job_id": job.id, "effect_workers.attempt": job.attempt }
+      }))
   return {
     ...queue,
     offer: (value, options) =>
@@ -125,8 +126,13 @@ const tracedQueue = <A>(
           captureStackTrace: false
         })
       ),
-    take: ((handler: (value: A, job: DurableQueue.Job) => Effect.Effect<unknown, unknown, unknown>, options?: DurableQueue.TakeOptions<unknown, unknown>) =>
-      options === undefined ? queue.take(traced(handler)) : queue.take(traced(handler), options)) as DurableQueue.DurableQueue<A>["take"],
+    take: ((
+      handler: (value: A, job: DurableQueue.Job) => Effect.Effect<unknown, unknown, unknown>,
+      options?: DurableQueue.TakeOptions<unknown, unknown>
+    ) =>
+      options === undefined
+        ? queue.take(traced(handler))
+        : queue.take(traced(handler), options)) as DurableQueue.DurableQueue<A>["take"],
     run: (handler, options) => queue.run(traced(handler), options)
   }
 }

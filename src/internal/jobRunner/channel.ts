@@ -23,8 +23,8 @@ import {
   isFromReader,
   needsAsync,
   PROTOCOL_VERSION,
-  READY,
   ReaderError,
+  READY,
   RESULTS,
   RUN,
   START_FAILED,
@@ -43,8 +43,7 @@ interface Pending {
 /** Foreign messages logged per reader before going quiet (a chatty library would flood the log). */
 const FOREIGN_LOGGED = 10
 
-const describe = (error: unknown): string =>
-  error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+const describe = (error: unknown): string => error instanceof Error ? `${error.name}: ${error.message}` : String(error)
 
 /** @internal */
 export class ReaderChannel {
@@ -55,7 +54,9 @@ export class ReaderChannel {
   private foreign = 0
   private readonly started = Deferred.unsafeMake<void, JobRunnerError>(FiberId.none)
   private readonly ended = Deferred.unsafeMake<void>(FiberId.none)
-  private readonly encodeSync: (item: unknown) => Either.Either<unknown, { readonly message: string; readonly issue: never }>
+  private readonly encodeSync: (
+    item: unknown
+  ) => Either.Either<unknown, { readonly message: string; readonly issue: never }>
   private readonly encode: (item: unknown) => Effect.Effect<unknown, { readonly message: string }>
 
   constructor(
@@ -136,7 +137,9 @@ export class ReaderChannel {
           this.started,
           message[1] === PROTOCOL_VERSION ? Exit.void : Exit.fail(this.startError(
             "SpawnFailed",
-            `the reader speaks protocol version ${message[1] ?? 1}, this writer ${PROTOCOL_VERSION} (a stale build of the reader entry?)`
+            `the reader speaks protocol version ${
+              message[1] ?? 1
+            }, this writer ${PROTOCOL_VERSION} (a stale build of the reader entry?)`
           ))
         )
       case START_FAILED:
@@ -298,7 +301,11 @@ export class ReaderChannel {
       shown = String(message)
     }
     const more = this.foreign === FOREIGN_LOGGED ? " (further ones are not logged)" : ""
-    Effect.runFork(Effect.logWarning(`JobRunner: ignored a message on the ${this.label}'s channel that is not the runner's: ${shown}${more}`))
+    Effect.runFork(
+      Effect.logWarning(
+        `JobRunner: ignored a message on the ${this.label}'s channel that is not the runner's: ${shown}${more}`
+      )
+    )
   }
 }
 

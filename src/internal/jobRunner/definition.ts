@@ -51,8 +51,7 @@ export const make = <Item, I, Ctx, WCtx, C>(
 })
 
 /** @internal */
-export const isJobRunner = (u: unknown): u is AnyRunner =>
-  typeof u === "object" && u !== null && TypeId in u
+export const isJobRunner = (u: unknown): u is AnyRunner => typeof u === "object" && u !== null && TypeId in u
 
 /** @internal */
 export class JobRunnerError extends Schema.TaggedError<JobRunnerError>("effect-workers/JobRunner/JobRunnerError")(
@@ -86,7 +85,9 @@ export const isJobRunnerError = typeIdGuard(JobRunnerError, "effect-workers/JobR
  * A reader process (or thread, or inline reader) ended while it held the job; `unstarted`: the job was still
  * waiting in the reader's backlog, so it never ran and goes to another process. @internal
  */
-export class ProcessDied extends Data.TaggedError("ProcessDied")<{ readonly detail: string; readonly unstarted?: boolean }> {}
+export class ProcessDied
+  extends Data.TaggedError("ProcessDied")<{ readonly detail: string; readonly unstarted?: boolean }>
+{}
 
 /** The job ran longer than `jobTimeout`. @internal */
 export class JobTimedOut extends Data.TaggedError("JobTimedOut")<{ readonly detail: string }> {}

@@ -96,7 +96,9 @@ export class JobQueue {
   readonly holders = new Map<Job, { readonly abort: (job: Job) => void }>()
 
   push(item: unknown, settle?: Job["settle"], progress?: Job["progress"]): Job {
-    const job: Job = settle === undefined ? { id: this.nextJobId++, item } : { id: this.nextJobId++, item, settle, progress }
+    const job: Job = settle === undefined
+      ? { id: this.nextJobId++, item }
+      : { id: this.nextJobId++, item, settle, progress }
     this.jobs.push(job)
     this.queuedTotal++
     this.itemAvailable.notify()

@@ -145,8 +145,10 @@ const start = ({ runner, settings, slot }: SpawnRequest, runnerModule: string) =
   child.on("message", (m) => channel.receive(m))
   // A child process is gone once its IPC channel is closed too ("close", not "exit"), so no result it sent before
   // dying is mistaken for a loss.
-  child.on("close", (code, signal) =>
-    channel.gone(signal !== null ? `was killed by ${signal}` : `exited with code ${code}`))
+  child.on(
+    "close",
+    (code, signal) => channel.gone(signal !== null ? `was killed by ${signal}` : `exited with code ${code}`)
+  )
   // Spawning failed (there is no process, hence no "close"), or a message could not be sent.
   child.on("error", (error) => {
     if (child.pid === undefined) channel.gone(`could not start (${String(error)})`)

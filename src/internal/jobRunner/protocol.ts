@@ -178,7 +178,9 @@ export const needsAsync = (issue: ParseResult.ParseIssue): boolean => {
     case "Transformation":
       return needsAsync(issue.issue)
     case "Composite":
-      return Array.isArray(issue.issues) ? issue.issues.some(needsAsync) : needsAsync(issue.issues as ParseResult.ParseIssue)
+      return Array.isArray(issue.issues)
+        ? issue.issues.some(needsAsync)
+        : needsAsync(issue.issues as ParseResult.ParseIssue)
     default:
       return false
   }

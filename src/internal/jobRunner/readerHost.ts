@@ -31,8 +31,8 @@ import {
   type JobProgress,
   needsAsync,
   PROTOCOL_VERSION,
-  READY,
   type ReaderError,
+  READY,
   RESULTS,
   START_FAILED
 } from "./protocol.js"
@@ -266,23 +266,34 @@ export const buildContext = (runner: AnyRunner, scope: Scope.Scope): Effect.Effe
   const input: unknown = runner.context
   if (input === undefined) return Effect.succeed({ value: noServices, services: noServices })
   if (Layer.isLayer(input)) {
-    return Effect.map(Layer.buildWithScope(input as Layer.Layer<unknown, unknown>, scope), (ctx) => ({ value: ctx, services: ctx }))
+    return Effect.map(
+      Layer.buildWithScope(input as Layer.Layer<unknown, unknown>, scope),
+      (ctx) => ({ value: ctx, services: ctx })
+    )
   }
-  const scoped = (effect: Effect.Effect<unknown, unknown, Scope.Scope>) => Effect.map(Scope.extend(effect, scope), asValue)
+  const scoped = (effect: Effect.Effect<unknown, unknown, Scope.Scope>) =>
+    Effect.map(Scope.extend(effect, scope), asValue)
   if (Effect.isEffect(input)) return scoped(input as Effect.Effect<unknown, unknown, Scope.Scope>)
   if (typeof input !== "function") {
     return Effect.fail(new TypeError(`context must be a Layer, an Effect or a function, not ${describeValue(input)}`))
   }
-  return Effect.flatMap(Effect.try({ try: () => (input as () => unknown)(), catch: (e) => e }), (out) =>
-    Effect.isEffect(out)
-      ? scoped(out as Effect.Effect<unknown, unknown, Scope.Scope>)
-      : isPromiseLike(out)
-      ? Effect.map(Effect.tryPromise({ try: () => Promise.resolve(out), catch: (e) => e }), asValue)
-      : Effect.succeed(asValue(out)))
+  return Effect.flatMap(
+    Effect.try({ try: () => (input as () => unknown)(), catch: (e) => e }),
+    (out) =>
+      Effect.isEffect(out)
+        ? scoped(out as Effect.Effect<unknown, unknown, Scope.Scope>)
+        : isPromiseLike(out)
+        ? Effect.map(Effect.tryPromise({ try: () => Promise.resolve(out), catch: (e) => e }), asValue)
+        : Effect.succeed(asValue(out))
+  )
 }
 
 const describeValue = (u: unknown): string =>
-  u === null ? "null" : typeof u === "object" ? `an object (${Object.keys(u).slice(0, 5).join(", ") || "no keys"})` : `${typeof u} ${String(u)}`
+  u === null
+    ? "null"
+    : typeof u === "object"
+    ? `an object (${Object.keys(u).slice(0, 5).join(", ") || "no keys"})`
+    : `${typeof u} ${String(u)}`
 
 /**
  * Builds the context and starts the host; on failure, reports why to the writer (as a context failure, which the

@@ -31,8 +31,8 @@ import { Supervisor } from "./supervisor.js"
 import { toStream, Writer } from "./writer.js"
 
 export { isJobRunner, isJobRunnerError, JobRunnerError, make, TypeId } from "./definition.js"
-export { isReaderError } from "./protocol.js"
 export { layerInline } from "./inline.js"
+export { isReaderError } from "./protocol.js"
 export { resolveSettings } from "./settings.js"
 export { ReaderSpawner } from "./spawner.js"
 
@@ -59,7 +59,9 @@ const defaultSpawner = Effect.promise(() => import("./process.js")).pipe(Effect.
 const buildWriterContext = (runner: AnyRunner) =>
   Layer.build(runner.writerContext ?? Layer.empty).pipe(
     Effect.catchAllCause((cause) =>
-      Effect.fail(new JobRunnerError({ reason: "WriterContextFailed", runner: runner.name, detail: failureDetail(cause) }))
+      Effect.fail(
+        new JobRunnerError({ reason: "WriterContextFailed", runner: runner.name, detail: failureDetail(cause) })
+      )
     )
   )
 
@@ -99,7 +101,10 @@ export const run = <Item, Ctx, WCtx, C>(
       ? yield* progress.value.session({ title: `JobRunner ${runner.name}`, workers: settings.numProcesses })
       : undefined
     const stats = new RunStats(runner.name, settings.numProcesses, queue, session)
-    yield* Effect.acquireRelease(Effect.sync(() => liveRuns.add(stats)), () => Effect.sync(() => liveRuns.delete(stats)))
+    yield* Effect.acquireRelease(
+      Effect.sync(() => liveRuns.add(stats)),
+      () => Effect.sync(() => liveRuns.delete(stats))
+    )
     const done = yield* Deferred.make<void>()
     const supervisor = new Supervisor({ runner, settings, queue, stats, spawner })
 
@@ -110,7 +115,16 @@ export const run = <Item, Ctx, WCtx, C>(
       (i) => Effect.forkScoped(supervisor.slot(i))
     )
     const feeder = runner.source === undefined
-      ? new Writer({ runner, settings, queue, window: requeueWindow(runner, settings), writerContext, clock: yield* Effect.clock, done, stats }).loop
+      ? new Writer({
+        runner,
+        settings,
+        queue,
+        window: requeueWindow(runner, settings),
+        writerContext,
+        clock: yield* Effect.clock,
+        done,
+        stats
+      }).loop
       : yield* sourceLoop({ runner, source: runner.source, settings, queue, writerContext, done })
     if (runner.source !== undefined) stats.writerState = "source"
     const writer = yield* Effect.forkScoped(feeder)
@@ -210,13 +224,18 @@ export const testReader = <Item, Ctx, WCtx, C>(
       send: (message) => {
         if (message[0] === START_FAILED) {
           const reason = message[2] === CONTEXT_FAILED ? "ContextFailed" : "SpawnFailed"
-          Deferred.unsafeDone(outcome, Exit.fail(new JobRunnerError({ reason, runner: runner.name, detail: message[1] })))
+          Deferred.unsafeDone(
+            outcome,
+            Exit.fail(new JobRunnerError({ reason, runner: runner.name, detail: message[1] }))
+          )
         }
         if (message[0] !== RESULTS) return
         const failure = message[2][0]
         Deferred.unsafeDone(
           outcome,
-          Exit.succeed(failure === undefined ? undefined : new ReaderError({ reason: failure[1], detail: failure[2] }).message)
+          Exit.succeed(
+            failure === undefined ? undefined : new ReaderError({ reason: failure[1], detail: failure[2] }).message
+          )
         )
       },
       later: queueMicrotask,

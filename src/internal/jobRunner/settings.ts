@@ -39,60 +39,66 @@ export const seedDefaults: Api.Settings = {
 const known = Object.keys(seedDefaults)
 
 /** @internal */
-export const validateInput = (input: Api.SettingsInput, base: Api.Settings): Effect.Effect<Api.Settings, OptionError> => {
+export const validateInput = (
+  input: Api.SettingsInput,
+  base: Api.Settings
+): Effect.Effect<Api.Settings, OptionError> => {
   const c = checker("JobRunner")
-  return Effect.zipRight(c.knownKeys(input, known, "settings"), Effect.all({
-    numProcesses: c.integer("numProcesses", input.numProcesses, base.numProcesses, 1),
-    maxQueueSize: c.integer("maxQueueSize", input.maxQueueSize, base.maxQueueSize, 1),
-    lookupBlockSize: c.integer("lookupBlockSize", input.lookupBlockSize, base.lookupBlockSize, 1),
-    concurrentTasksPerProcess: c.integer(
-      "concurrentTasksPerProcess",
-      input.concurrentTasksPerProcess,
-      base.concurrentTasksPerProcess,
-      1
-    ),
-    maxJobsPerProcess: c.integer("maxJobsPerProcess", input.maxJobsPerProcess, base.maxJobsPerProcess, 0),
-    preventRequeuingTime: c.duration("preventRequeuingTime", input.preventRequeuingTime, base.preventRequeuingTime),
-    emptyQueueSleepTime: c.duration("emptyQueueSleepTime", input.emptyQueueSleepTime, base.emptyQueueSleepTime),
-    emptyQueueMaxSleepTime: c.duration(
-      "emptyQueueMaxSleepTime",
-      input.emptyQueueMaxSleepTime,
-      base.emptyQueueMaxSleepTime
-    ),
-    fullQueueSleepTime: c.duration("fullQueueSleepTime", input.fullQueueSleepTime, base.fullQueueSleepTime),
-    queueInteractionTimeout: c.duration(
-      "queueInteractionTimeout",
-      input.queueInteractionTimeout,
-      base.queueInteractionTimeout
-    ),
-    gracefulShutdownTimeout: c.duration(
-      "gracefulShutdownTimeout",
-      input.gracefulShutdownTimeout,
-      base.gracefulShutdownTimeout
-    ),
-    jobTimeout: c.duration("jobTimeout", input.jobTimeout, base.jobTimeout),
-    metricsPort: c.integer("metricsPort", input.metricsPort, base.metricsPort, 0).pipe(
-      Effect.flatMap((p) => c.require("metricsPort", p, p <= 65535, "a port from 0 (off) to 65535"))
-    ),
-    metricsHost: c.require(
-      "metricsHost",
-      input.metricsHost ?? base.metricsHost,
-      input.metricsHost === undefined || (typeof input.metricsHost === "string" && input.metricsHost.trim() !== ""),
-      "a host name or address (a non-empty string)"
-    ),
-    workerMode: c.require(
-      "workerMode",
-      input.workerMode ?? base.workerMode,
-      input.workerMode === undefined || input.workerMode === "process" || input.workerMode === "thread",
-      "\"process\" or \"thread\""
-    ),
-    stopWhenEmpty: c.require(
-      "stopWhenEmpty",
-      input.stopWhenEmpty ?? base.stopWhenEmpty,
-      input.stopWhenEmpty === undefined || typeof input.stopWhenEmpty === "boolean",
-      "a boolean"
-    )
-  }))
+  return Effect.zipRight(
+    c.knownKeys(input, known, "settings"),
+    Effect.all({
+      numProcesses: c.integer("numProcesses", input.numProcesses, base.numProcesses, 1),
+      maxQueueSize: c.integer("maxQueueSize", input.maxQueueSize, base.maxQueueSize, 1),
+      lookupBlockSize: c.integer("lookupBlockSize", input.lookupBlockSize, base.lookupBlockSize, 1),
+      concurrentTasksPerProcess: c.integer(
+        "concurrentTasksPerProcess",
+        input.concurrentTasksPerProcess,
+        base.concurrentTasksPerProcess,
+        1
+      ),
+      maxJobsPerProcess: c.integer("maxJobsPerProcess", input.maxJobsPerProcess, base.maxJobsPerProcess, 0),
+      preventRequeuingTime: c.duration("preventRequeuingTime", input.preventRequeuingTime, base.preventRequeuingTime),
+      emptyQueueSleepTime: c.duration("emptyQueueSleepTime", input.emptyQueueSleepTime, base.emptyQueueSleepTime),
+      emptyQueueMaxSleepTime: c.duration(
+        "emptyQueueMaxSleepTime",
+        input.emptyQueueMaxSleepTime,
+        base.emptyQueueMaxSleepTime
+      ),
+      fullQueueSleepTime: c.duration("fullQueueSleepTime", input.fullQueueSleepTime, base.fullQueueSleepTime),
+      queueInteractionTimeout: c.duration(
+        "queueInteractionTimeout",
+        input.queueInteractionTimeout,
+        base.queueInteractionTimeout
+      ),
+      gracefulShutdownTimeout: c.duration(
+        "gracefulShutdownTimeout",
+        input.gracefulShutdownTimeout,
+        base.gracefulShutdownTimeout
+      ),
+      jobTimeout: c.duration("jobTimeout", input.jobTimeout, base.jobTimeout),
+      metricsPort: c.integer("metricsPort", input.metricsPort, base.metricsPort, 0).pipe(
+        Effect.flatMap((p) => c.require("metricsPort", p, p <= 65535, "a port from 0 (off) to 65535"))
+      ),
+      metricsHost: c.require(
+        "metricsHost",
+        input.metricsHost ?? base.metricsHost,
+        input.metricsHost === undefined || (typeof input.metricsHost === "string" && input.metricsHost.trim() !== ""),
+        "a host name or address (a non-empty string)"
+      ),
+      workerMode: c.require(
+        "workerMode",
+        input.workerMode ?? base.workerMode,
+        input.workerMode === undefined || input.workerMode === "process" || input.workerMode === "thread",
+        "\"process\" or \"thread\""
+      ),
+      stopWhenEmpty: c.require(
+        "stopWhenEmpty",
+        input.stopWhenEmpty ?? base.stopWhenEmpty,
+        input.stopWhenEmpty === undefined || typeof input.stopWhenEmpty === "boolean",
+        "a boolean"
+      )
+    })
+  )
 }
 
 const envConfig = (prefix: string, base: Api.Settings): Config.Config<Api.Settings> => {

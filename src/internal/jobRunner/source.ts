@@ -11,8 +11,8 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
-import type * as Api from "../../JobRunner.js"
 import type * as DurableQueue from "../../DurableQueue.js"
+import type * as Api from "../../JobRunner.js"
 import { type AnyRunner, failureDetail, JobRunnerError } from "./definition.js"
 import type { JobQueue } from "./jobQueue.js"
 
@@ -59,13 +59,19 @@ export const sourceLoop = (
               ? Effect.void
               : outcome === "back"
               ? Effect.interrupt
-              : Effect.fail(new JobRunnerError({ reason: "ReaderFailed", runner: runner.name, detail: failureDetailOf(outcome) }))
+              : Effect.fail(
+                new JobRunnerError({ reason: "ReaderFailed", runner: runner.name, detail: failureDetailOf(outcome) })
+              )
           )
         }, (value) => {
           // Progress the store refuses (not JSON, over 64 KiB) is the reader's mistake, not the job's failure.
-          runFork(durableJob.progress(value).pipe(
-            Effect.catchAllCause((cause) => Effect.logWarning(`JobRunner ${runner.name}: job ${durableJob.id}'s progress was not recorded`, cause))
-          ))
+          runFork(
+            durableJob.progress(value).pipe(
+              Effect.catchAllCause((cause) =>
+                Effect.logWarning(`JobRunner ${runner.name}: job ${durableJob.id}'s progress was not recorded`, cause)
+              )
+            )
+          )
         })
         // The DurableQueue interrupts the handler when the job is cancelled or times out: the job leaves the
         // queue, or the process holding it gives it up (an `Effect` reader is interrupted).
@@ -80,7 +86,9 @@ export const sourceLoop = (
         yield* Effect.sleep(settings.emptyQueueSleepTime)
         if (held > 0 || queue.inFlight > 0 || queue.length > 0) continue
         const size = yield* durable.size.pipe(
-          Effect.catchAll((error) => Effect.as(Effect.logWarning("JobRunner: reading the queue size failed", error), -1))
+          Effect.catchAll((error) =>
+            Effect.as(Effect.logWarning("JobRunner: reading the queue size failed", error), -1)
+          )
         )
         if (size === 0) break
       }

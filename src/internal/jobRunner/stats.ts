@@ -46,8 +46,9 @@ export class RunStats {
   readonly slotRows: Array<SlotRow | undefined> = []
   private flushed = { processed: 0, failed: 0, restarts: 0 }
   private reported = { total: 0, completed: 0 }
-  private readonly m: Record<"queueDepth" | "inFlight" | "processes", Metric.Metric.Gauge<number>> &
-    Record<"processed" | "failed" | "restarts", Metric.Metric.Counter<number>>
+  private readonly m:
+    & Record<"queueDepth" | "inFlight" | "processes", Metric.Metric.Gauge<number>>
+    & Record<"processed" | "failed" | "restarts", Metric.Metric.Counter<number>>
 
   constructor(
     readonly runnerName: string,

@@ -127,7 +127,9 @@ class ProcessFeed {
     if (this.burst > 0) {
       const now = this.clock.unsafeCurrentTimeMillis()
       const fast = this.burst >= slots && now - this.filledAt < FAST_BURST_MS
-      this.prefetch = fast ? Math.min(this.prefetchCap, Math.max(2 * this.burst, this.prefetch)) : Math.floor(this.prefetch / 2)
+      this.prefetch = fast
+        ? Math.min(this.prefetchCap, Math.max(2 * this.burst, this.prefetch))
+        : Math.floor(this.prefetch / 2)
       this.burst = 0
     }
     return slots + this.prefetch
@@ -222,7 +224,10 @@ class ProcessFeed {
         startedAt.delete(job)
         if (!this.handle.cancel(job.id)) continue
         this.timedOut = true
-        this.settle(job, new JobTimedOut({ detail: `still running after ${Duration.format(this.deps.settings.jobTimeout)}` }))
+        this.settle(
+          job,
+          new JobTimedOut({ detail: `still running after ${Duration.format(this.deps.settings.jobTimeout)}` })
+        )
         // The feed may be waiting for an item: wake it to see the process is closed (a rare, spurious wake-up
         // for the other feeds).
         this.deps.queue.itemAvailable.notify()
@@ -358,7 +363,9 @@ export class Supervisor {
       yield* Effect.forkScoped(Effect.andThen(handle.exited, Effect.sync(() => feed.markDied())))
       if (feed.startedAt !== undefined) yield* Effect.forkScoped(feed.sweep)
       if (this.deps.settings.maxJobsPerProcess > 0) {
-        yield* Effect.forkScoped(Effect.andThen(Deferred.await(replacementReady), Effect.sync(() => feed.markReplacementReady())))
+        yield* Effect.forkScoped(
+          Effect.andThen(Deferred.await(replacementReady), Effect.sync(() => feed.markReplacementReady()))
+        )
       }
       while (feed.open) {
         if (feed.row.running >= feed.holdLimit()) {
@@ -430,7 +437,10 @@ export class Supervisor {
           if (stats.processesStarted === 0) return yield* spawned.left
           failures++
           yield* Effect.logWarning(spawned.left.message)
-          yield* Effect.raceFirst(Effect.sleep(Duration.seconds(Math.min(30, 2 ** failures))), Deferred.await(queue.stop))
+          yield* Effect.raceFirst(
+            Effect.sleep(Duration.seconds(Math.min(30, 2 ** failures))),
+            Deferred.await(queue.stop)
+          )
           continue
         }
         if (queue.stopping) {
@@ -445,18 +455,24 @@ export class Supervisor {
         const halfway = yield* Deferred.make<void>()
         const replacementReady = yield* Deferred.make<void>()
         draining.push(
-          yield* Effect.fork(this.feed(handle, index, retiring, halfway, replacementReady).pipe(
-            Effect.ensuring(Effect.suspend(() => {
-              this.handles.delete(handle)
-              stats.liveProcesses--
-              return Scope.close(scope, Exit.void)
-            }))
-          ))
+          yield* Effect.fork(
+            this.feed(handle, index, retiring, halfway, replacementReady).pipe(
+              Effect.ensuring(Effect.suspend(() => {
+                this.handles.delete(handle)
+                stats.liveProcesses--
+                return Scope.close(scope, Exit.void)
+              }))
+            )
+          )
         )
         yield* Deferred.await(halfway)
         if (!queue.stopping) {
-          ahead = yield* Effect.fork(Effect.tap(this.spawnInto(index), ({ result }) =>
-            result._tag === "Right" && Option.isSome(result.right) ? Deferred.succeed(replacementReady, undefined) : Effect.void))
+          ahead = yield* Effect.fork(
+            Effect.tap(this.spawnInto(index), ({ result }) =>
+              result._tag === "Right" && Option.isSome(result.right)
+                ? Deferred.succeed(replacementReady, undefined)
+                : Effect.void)
+          )
         }
         yield* Deferred.await(retiring)
       }
@@ -473,7 +489,10 @@ export class Supervisor {
    * Stops the run: the writer stops, jobs not handed out go back (to a durable source, untried), running jobs get
    * the grace period, then the processes are killed and their jobs reported.
    */
-  shutdown(slots: ReadonlyArray<Fiber.RuntimeFiber<void, JobRunnerError>>, writer: Fiber.RuntimeFiber<unknown, unknown>) {
+  shutdown(
+    slots: ReadonlyArray<Fiber.RuntimeFiber<void, JobRunnerError>>,
+    writer: Fiber.RuntimeFiber<unknown, unknown>
+  ) {
     const { queue, runner, settings, stats } = this.deps
     return Effect.gen(this, function*() {
       for (const job of queue.stopNow()) job.settle?.("back")

@@ -23,7 +23,9 @@ export const toStream = (out: Api.WriterOutput<unknown, unknown>): Stream.Stream
     return Stream.unwrap(Effect.map(out as Effect.Effect<Iterable<unknown>, unknown, unknown>, Stream.fromIterable))
   }
   if (isPromiseLike(out)) {
-    return Stream.unwrap(Effect.map(Effect.tryPromise(() => out as PromiseLike<Iterable<unknown>>), Stream.fromIterable))
+    return Stream.unwrap(
+      Effect.map(Effect.tryPromise(() => out as PromiseLike<Iterable<unknown>>), Stream.fromIterable)
+    )
   }
   if (Symbol.asyncIterator in (out as object)) {
     return Stream.fromAsyncIterable(out as AsyncIterable<unknown>, (e) => e)
@@ -118,7 +120,11 @@ export class Writer {
       if (iterator !== undefined) return this.offerBatch(iterator)
       let queued = 0
       return (toStream(out).pipe(
-        Stream.runForEach((item) => Effect.map(this.offer(item), (ok) => { if (ok) queued++ })),
+        Stream.runForEach((item) =>
+          Effect.map(this.offer(item), (ok) => {
+            if (ok) queued++
+          })
+        ),
         Effect.provide(writerContext)
       ) as Effect.Effect<void, unknown>).pipe(Effect.map(() => queued))
     }).pipe(

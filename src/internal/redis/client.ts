@@ -19,7 +19,9 @@ export class RedisError extends Schema.TaggedError<RedisError>("effect-workers/R
   cause: Schema.optional(Schema.Defect)
 }) {
   override get message(): string {
-    const cause = this.cause === undefined ? "" : `: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+    const cause = this.cause === undefined
+      ? ""
+      : `: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
     return this.reason === "ConnectFailed"
       ? `Redis: cannot connect${cause}`
       : `Redis: command ${this.command} failed${cause}`
@@ -51,7 +53,9 @@ const close = (client: Redis): Effect.Effect<void> =>
  *
  * @internal
  */
-export const connect = (options: RedisClientModule.RedisClient.Options): Effect.Effect<Redis, RedisError, Scope.Scope> =>
+export const connect = (
+  options: RedisClientModule.RedisClient.Options
+): Effect.Effect<Redis, RedisError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.suspend(() => {
       const redisOptions: RedisOptions = { ...options.options, lazyConnect: true }
@@ -95,7 +99,10 @@ export const defineScript = (
   lua: string,
   numberOfKeys: number
 ): (...args: Array<string | number>) => Promise<unknown> => {
-  const commands = client as unknown as Record<string, ((...args: Array<string | number>) => Promise<unknown>) | undefined>
+  const commands = client as unknown as Record<
+    string,
+    ((...args: Array<string | number>) => Promise<unknown>) | undefined
+  >
   if (commands[name] === undefined) client.defineCommand(name, { lua, numberOfKeys })
   return (...args) => commands[name]!(...args)
 }

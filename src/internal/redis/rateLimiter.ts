@@ -39,7 +39,12 @@ return {0, tonumber(oldest[2]) + interval - now}
 
 const validate = (options: RedisRateLimiter.Options) =>
   Effect.all({
-    key: check.require("key", options?.key, typeof options?.key === "string" && options.key.length > 0, "a non-empty string"),
+    key: check.require(
+      "key",
+      options?.key,
+      typeof options?.key === "string" && options.key.length > 0,
+      "a non-empty string"
+    ),
     limit: Effect.flatMap(
       check.require("limit", options?.limit, typeof options?.limit === "number", "an integer from 1 and up"),
       (limit) => check.integer("limit", limit, 1, 1)
@@ -47,7 +52,12 @@ const validate = (options: RedisRateLimiter.Options) =>
     interval: Effect.flatMap(
       check.duration("interval", options?.interval, Duration.zero),
       (interval) =>
-        check.require("interval", options.interval, Duration.toMillis(interval) >= 1, "a duration of 1 millisecond or more")
+        check.require(
+          "interval",
+          options.interval,
+          Duration.toMillis(interval) >= 1,
+          "a duration of 1 millisecond or more"
+        )
           .pipe(Effect.as(interval))
     )
   })
@@ -74,9 +84,10 @@ export const slidingWindow = (
     // window costs one script call per retry, not one per waiter.
     const line = yield* Effect.makeSemaphore(1)
     const attempt = (member: string) =>
-      command("EVAL", () =>
-        script(key, limit, intervalMicros, member) as Promise<[number, number]>
-      ).pipe(Effect.retry(retryForever), Effect.orDie)
+      command("EVAL", () => script(key, limit, intervalMicros, member) as Promise<[number, number]>).pipe(
+        Effect.retry(retryForever),
+        Effect.orDie
+      )
 
     const takeTimed = (_ticket?: RateLimiter.RateLimiter.Ticket): Effect.Effect<number> =>
       line.withPermits(1)(Effect.suspend(() => {
@@ -116,7 +127,11 @@ export const tokenBucket = (
       ExperimentalRateLimiter.RateLimiterStore,
       ExperimentalRateLimiter.RateLimiterStore.of(store)
     )
-    const sleep = yield* Effect.provideService(ExperimentalRateLimiter.makeSleep, ExperimentalRateLimiter.RateLimiter, limiter)
+    const sleep = yield* Effect.provideService(
+      ExperimentalRateLimiter.makeSleep,
+      ExperimentalRateLimiter.RateLimiter,
+      limiter
+    )
     const take = (_ticket?: RateLimiter.RateLimiter.Ticket): Effect.Effect<void> =>
       sleep({ key, limit, window: interval, algorithm: "token-bucket" }).pipe(
         Effect.retry(retryForever),
@@ -149,10 +164,14 @@ export const fixedWindow = (
     const intervalMillis = Math.max(1, Math.round(Duration.toMillis(interval)))
     const { client } = yield* RedisClient
     const script = defineScript(client, "ewFixedWindow", fixedWindowScript, 1)
-    const attempt = command("EVAL", () =>
-      script(key, limit, intervalMillis) as Promise<[number, number]>
-    ).pipe(Effect.retry(retryForever), Effect.orDie)
+    const attempt = command("EVAL", () => script(key, limit, intervalMillis) as Promise<[number, number]>).pipe(
+      Effect.retry(retryForever),
+      Effect.orDie
+    )
     const loop: Effect.Effect<void> = Effect.flatMap(attempt, ([granted, wait]) =>
       granted === 1 ? Effect.void : Effect.zipRight(Effect.sleep(Duration.millis(Math.max(1, wait))), loop))
-    return { take: () => loop } satisfies RateLimiter.RateLimiter
+    return {
+      take: () =>
+        loop
+    } satisfies RateLimiter.RateLimiter
   })

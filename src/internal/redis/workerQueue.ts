@@ -86,7 +86,12 @@ export const make = <I, A, E = never, R = never>(
   Effect.gen(function*() {
     const lockTtl = yield* check.duration("lockTimeToLive", options.lockTimeToLive, "10 seconds")
     const lockTtlMillis = Math.round(Duration.toMillis(lockTtl))
-    yield* check.require("lockTimeToLive", options.lockTimeToLive, lockTtlMillis >= 30, "a duration of 30 milliseconds or more")
+    yield* check.require(
+      "lockTimeToLive",
+      options.lockTimeToLive,
+      lockTtlMillis >= 30,
+      "a duration of 30 milliseconds or more"
+    )
     const cache = yield* check.require(
       "cache",
       options.cache,
@@ -105,7 +110,7 @@ export const make = <I, A, E = never, R = never>(
       if (from !== channel) return
       const signal: Signal = message[0] === "+" ? "done" : "failed"
       const set = waiters.get(message.slice(1))
-      if (set) for (const deferred of set) Deferred.unsafeDone(deferred, Exit.succeed(signal))
+      if (set) { for (const deferred of set) Deferred.unsafeDone(deferred, Exit.succeed(signal)) }
     })
     yield* command("SUBSCRIBE", () => subscriber.subscribe(channel))
     // A notification published while the subscriber is away (Redis restarting, a dropped connection) is lost, and
@@ -113,7 +118,9 @@ export const make = <I, A, E = never, R = never>(
     // again; this SUBSCRIBE is answered after that one), every waiter looks again.
     subscriber.on("ready", () => {
       subscriber.subscribe(channel).then(() => {
-        for (const set of waiters.values()) for (const deferred of set) Deferred.unsafeDone(deferred, Exit.succeed("reconnected"))
+        for (const set of waiters.values()) {
+          for (const deferred of set) Deferred.unsafeDone(deferred, Exit.succeed("reconnected"))
+        }
       }, () => {})
     })
 
@@ -144,17 +151,26 @@ export const make = <I, A, E = never, R = never>(
           })
       )
 
-    const runHolding = (item: I, storeKey: string, lockKey: string, token: string): Effect.Effect<A, E | RedisError, R> => {
+    const runHolding = (
+      item: I,
+      storeKey: string,
+      lockKey: string,
+      token: string
+    ): Effect.Effect<A, E | RedisError, R> => {
       // Extends the lock every third of its time to live while the worker runs. A lock that lapsed while nobody
       // wanted the item is taken again, so a stall costs a second run only if another process asked meanwhile.
       const refresher = Effect.gen(function*() {
         while (true) {
           yield* Effect.sleep(Duration.millis(Math.max(10, Math.floor(lockTtlMillis / 3))))
           const state = yield* command("EVAL", () => refreshCmd(lockKey, token, lockTtlMillis)).pipe(
-            Effect.catchAll((error) => Effect.as(Effect.logWarning("RedisWorkerQueue: refreshing a lock failed", error), 1))
+            Effect.catchAll((error) =>
+              Effect.as(Effect.logWarning("RedisWorkerQueue: refreshing a lock failed", error), 1)
+            )
           )
           if (state === 2) {
-            yield* Effect.logWarning(`RedisWorkerQueue: the lock of ${storeKey} lapsed during its run; nobody had taken it, taken again`)
+            yield* Effect.logWarning(
+              `RedisWorkerQueue: the lock of ${storeKey} lapsed during its run; nobody had taken it, taken again`
+            )
           } else if (state === 0) {
             return yield* Effect.logWarning(
               `RedisWorkerQueue: lost the lock of ${storeKey} during its run (a stall longer than lockTimeToLive); another process runs it too`
@@ -169,16 +185,21 @@ export const make = <I, A, E = never, R = never>(
       const complete = (value: A) =>
         Effect.matchEffect(cache.encode(storeKey, value), {
           onFailure: (error) =>
-            Effect.zipRight(Effect.logWarning(`RedisWorkerQueue: storing the result of ${storeKey} failed`, error), release),
+            Effect.zipRight(
+              Effect.logWarning(`RedisWorkerQueue: storing the result of ${storeKey} failed`, error),
+              release
+            ),
           onSuccess: (raw) => {
-            const store = command("EVAL", () =>
-              completeCmd(storeKey, lockKey, token, raw, cache.timeToLiveMillis, channel, `+${storeKey}`)).pipe(
-                Effect.tap((held) =>
-                  held === 1 ? Effect.void : Effect.logWarning(
-                    `RedisWorkerQueue: the lock of ${storeKey} was no longer ours when its result was stored (a stall longer than lockTimeToLive, or Redis away); another process may have run it too`
-                  )
+            const store = command(
+              "EVAL",
+              () => completeCmd(storeKey, lockKey, token, raw, cache.timeToLiveMillis, channel, `+${storeKey}`)
+            ).pipe(
+              Effect.tap((held) =>
+                held === 1 ? Effect.void : Effect.logWarning(
+                  `RedisWorkerQueue: the lock of ${storeKey} was no longer ours when its result was stored (a stall longer than lockTimeToLive, or Redis away); another process may have run it too`
                 )
               )
+            )
             // Redis away (restarting, unreachable): the caller has its value at once, and the result is stored in
             // the background as soon as Redis answers, for as long as the lock would have lived, so the processes
             // waiting for it get it instead of running the item again once the lock expires.
@@ -196,7 +217,9 @@ export const make = <I, A, E = never, R = never>(
           }
         })
       return Effect.scoped(Effect.zipRight(Effect.forkScoped(refresher), options.worker(item))).pipe(
-        Effect.onExit((exit) => Exit.isSuccess(exit) ? complete(exit.value) : release)
+        Effect.onExit((exit) =>
+          Exit.isSuccess(exit) ? complete(exit.value) : release
+        )
       )
     }
 
@@ -222,7 +245,11 @@ export const make = <I, A, E = never, R = never>(
           // Held elsewhere: wait for its notification, or for the lock to expire if its holder died.
           const wait = Math.min(lockTtlMillis, Math.max(1, (value as number) + 1))
           yield* Deferred.await(signal).pipe(
-            Effect.timeoutTo({ duration: Duration.millis(wait), onTimeout: (): Signal => "expired", onSuccess: (s) => s })
+            Effect.timeoutTo({
+              duration: Duration.millis(wait),
+              onTimeout: (): Signal => "expired",
+              onSuccess: (s) => s
+            })
           )
           return { _tag: "Again" } as const
         })).pipe(

@@ -176,7 +176,9 @@ export const applyToEach = <I, A, E, E2, R2>(
     call.span = yield* Effect.withFiberRuntime<Tracer.AnySpan | undefined>((fiber) => Effect.succeed(fiber.currentSpan))
     if (core.closing) return yield* Effect.interrupt
     core.active.add(call)
-    yield* Effect.addFinalizer(() => Effect.withFiberRuntime<void>((fiber) => Effect.sync(() => core.cancel(call, fiber.id()))))
+    yield* Effect.addFinalizer(() =>
+      Effect.withFiberRuntime<void>((fiber) => Effect.sync(() => core.cancel(call, fiber.id())))
+    )
     const submit = (batch: ReadonlyArray<I>): Effect.Effect<void> =>
       Effect.suspend(() => {
         call.inflight += batch.length

@@ -69,7 +69,14 @@ export class EngineCore<I, A, E> {
   /** A task of `call`; its id is `id`, or one made by the engine ("1", "2", …). */
   task(input: I, index: number, call: Call<I, A, E>, settings: TaskSettings, id?: string): Task<I> {
     const timeout = settings.timeout === null ? this.taskTimeout : settings.timeout
-    return new Task(id ?? String(++this.nextId), input, index, call as unknown as AnyCall<I>, settings.priority, timeout)
+    return new Task(
+      id ?? String(++this.nextId),
+      input,
+      index,
+      call as unknown as AnyCall<I>,
+      settings.priority,
+      timeout
+    )
   }
 
   /** Tasks of `call` for a batch of inputs, `index` their place in it (the loop of `applyToAll`/`applyToEach`). */

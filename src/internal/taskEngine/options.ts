@@ -51,7 +51,12 @@ export const engineSettings = <E>(
     // Also fails on a missing or non-object `options`.
     yield* check.require("options", options, typeof options === "object" && options !== null, "an object")
     yield* check.knownKeys(options, engineKeys)
-    const handler = yield* check.require("handler", options.handler, typeof options.handler === "function", "a function")
+    const handler = yield* check.require(
+      "handler",
+      options.handler,
+      typeof options.handler === "function",
+      "a function"
+    )
     const workers = yield* check.integer("workers", options.workers, Number.NaN, 1)
     const inputCapacity = yield* check.integerOrInfinity("inputCapacity", options.inputCapacity, Infinity, 1)
     const resultCapacity = yield* check.integerOrInfinity("resultCapacity", options.resultCapacity, Infinity, 1)
@@ -95,7 +100,12 @@ const settings = (
   Effect.gen(function*() {
     yield* check.knownKeys(options, known)
     const priority = options.priority ?? 0
-    yield* check.require("priority", priority, typeof priority === "number" && Number.isFinite(priority), "a finite number")
+    yield* check.require(
+      "priority",
+      priority,
+      typeof priority === "number" && Number.isFinite(priority),
+      "a finite number"
+    )
     const timeout = options.timeout
     if (timeout === undefined) return { priority, timeout: null }
     // `Infinity` (or `Duration.infinity`) lifts the engine's `taskTimeout` for this task.
@@ -114,7 +124,12 @@ export const taskSettings = (
   if (options === undefined) return Effect.succeed({ settings: defaultSettings, id: undefined })
   return Effect.gen(function*() {
     const result = yield* settings(options, taskKeys)
-    const id = yield* check.require("id", options.id, options.id === undefined || typeof options.id === "string", "a string")
+    const id = yield* check.require(
+      "id",
+      options.id,
+      options.id === undefined || typeof options.id === "string",
+      "a string"
+    )
     return { settings: result, id }
   })
 }
@@ -139,4 +154,6 @@ export const checkCount = (field: string, n: number, min: number): Effect.Effect
 export const checkIterable = (inputs: unknown): Effect.Effect<void> =>
   typeof inputs === "string" || (typeof inputs === "object" && inputs !== null && Symbol.iterator in inputs)
     ? Effect.void
-    : Effect.die(new OptionError({ module: "TaskEngine", field: "inputs", value: inputs, expected: "an Iterable or a Stream" }))
+    : Effect.die(
+      new OptionError({ module: "TaskEngine", field: "inputs", value: inputs, expected: "an Iterable or a Stream" })
+    )

@@ -34,11 +34,21 @@ export class RetryPolicy<E> {
     return Effect.gen(function*() {
       yield* check.knownKeys(retry, retryKeys, "retry")
       const optionalFunction = (field: "while" | "until") =>
-        check.require(`retry.${field}`, retry[field], retry[field] === undefined || typeof retry[field] === "function", "a function")
+        check.require(
+          `retry.${field}`,
+          retry[field],
+          retry[field] === undefined || typeof retry[field] === "function",
+          "a function"
+        )
       yield* optionalFunction("while")
       yield* optionalFunction("until")
       const schedule = retry.schedule
-      yield* check.require("retry.schedule", schedule, schedule === undefined || Schedule.isSchedule(schedule), "a Schedule")
+      yield* check.require(
+        "retry.schedule",
+        schedule,
+        schedule === undefined || Schedule.isSchedule(schedule),
+        "a Schedule"
+      )
       const times = yield* check.integerOrInfinity("retry.times", retry.times, schedule === undefined ? 3 : Infinity, 0)
       return new RetryPolicy<E>(times, retry.while, retry.until, schedule)
     })
@@ -59,7 +69,10 @@ export class RetryPolicy<E> {
     const error = exit.cause.error
     try {
       // "Do not retry" wins: `until` stops even where `while` would go on.
-      if ((this.retryUntil !== undefined && this.retryUntil(error)) || (this.retryWhile !== undefined && !this.retryWhile(error))) {
+      if (
+        (this.retryUntil !== undefined && this.retryUntil(error)) ||
+        (this.retryWhile !== undefined && !this.retryWhile(error))
+      ) {
         return undefined
       }
     } catch (defect) {
@@ -69,7 +82,11 @@ export class RetryPolicy<E> {
     if (schedule === undefined) return Effect.succeed(0)
     return Effect.clockWith((clock) =>
       Effect.suspend(() =>
-        schedule.step(clock.unsafeCurrentTimeMillis(), error, task.attempt === 1 ? schedule.initial : task.scheduleState)
+        schedule.step(
+          clock.unsafeCurrentTimeMillis(),
+          error,
+          task.attempt === 1 ? schedule.initial : task.scheduleState
+        )
       ).pipe(
         Effect.map(([state, , decision]): number | Exit.Exit<A, Failure<E>> => {
           if (ScheduleDecision.isDone(decision)) return exit

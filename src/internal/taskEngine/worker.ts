@@ -44,8 +44,10 @@ export class Worker<I, A, E> {
     private readonly core: EngineCore<I, A, E>
   ) {
     this.spans = new SpanMaker(fiber)
-    this.waitTake = Effect.flatMap(core.input.take, (task) =>
-      task === undefined || task.call.cancelled ? this.next() : this.attempt(task))
+    this.waitTake = Effect.flatMap(
+      core.input.take,
+      (task) => task === undefined || task.call.cancelled ? this.next() : this.attempt(task)
+    )
     this.settled = { onSuccess: (value) => this.onSuccess(value), onFailure: (cause) => this.onFailure(cause) }
   }
 
@@ -99,7 +101,9 @@ export class Worker<I, A, E> {
       }) :
       undefined
     core.gauges()
-    const run = core.limited ? Effect.zipRight(core.limiterTake(task), Effect.suspend(() => this.run(task))) : this.run(task)
+    const run = core.limited
+      ? Effect.zipRight(core.limiterTake(task), Effect.suspend(() => this.run(task)))
+      : this.run(task)
     if (Exit.isExit(run) && run._tag === "Success") {
       this.current = undefined
       core.counters.busy--
@@ -126,7 +130,8 @@ export class Worker<I, A, E> {
     const timeout = task.timeout
     return timeout === undefined ? run : Effect.timeoutFail(run, {
       duration: timeout,
-      onTimeout: () => new TaskEngineError({ reason: "TaskTimeout", taskId: task.id, timeout: Duration.millis(timeout) })
+      onTimeout: () =>
+        new TaskEngineError({ reason: "TaskTimeout", taskId: task.id, timeout: Duration.millis(timeout) })
     })
   }
 
@@ -246,7 +251,9 @@ export class WorkerPool<I, A, E> {
     const rows: Array<string | undefined> = []
     for (let id = 0; id < this.target; id++) {
       const task = this.slots[id]?.current
-      rows.push(task === undefined ? undefined : `task ${task.id}${task.attempt > 1 ? ` (attempt ${task.attempt})` : ""}`)
+      rows.push(
+        task === undefined ? undefined : `task ${task.id}${task.attempt > 1 ? ` (attempt ${task.attempt})` : ""}`
+      )
     }
     return rows
   }
