@@ -120,11 +120,9 @@ const tracedQueue = <A>(
     offerAll: (entries) =>
       queue.offerAll(entries).pipe(
         Effect.tap((ids) => bump(Metrics.offered, tags, ids.length)),
-        withSpanWhenTraced("DurableQueue.offerAll", {
-          kind: "producer",
-          attributes: { ...attributes, "effect_workers.jobs": entries.length },
-          captureStackTrace: false
-        })
+        // No attribute read from `entries` here: it may be anything a JavaScript caller passed (null), and the core
+        // is what checks it.
+        withSpanWhenTraced("DurableQueue.offerAll", { kind: "producer", attributes, captureStackTrace: false })
       ),
     take: ((
       handler: (value: A, job: DurableQueue.Job) => Effect.Effect<unknown, unknown, unknown>,
