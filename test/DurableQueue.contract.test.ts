@@ -144,7 +144,7 @@ for (const [kind, up] of stores) {
     // out; not the lease-ahead, not the settlement linger: each was switched off and it still hung). Reproduce with
     // `for i in $(seq 8); do CI=true npx vitest run test/DurableQueue.contract.test.ts -t "run: 200 jobs"; done`
     // after removing this skip. Fixing it comes first in the next session (see the issue note).
-    const knownHang = kind === "pg" ? it.skip : it.live
+    const knownHang = it.live.skipIf(kind === "pg")
     knownHang(
       "run: 200 jobs over two queue instances of 4 takers each, each done once, all acknowledged",
       () =>
