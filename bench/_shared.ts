@@ -4,6 +4,7 @@
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import type { Redis } from "ioredis"
 import * as os from "node:os"
 
 /** `--name value` from the command line as a number, or `fallback`. */
@@ -211,3 +212,13 @@ export const queueRound = <E, R>(
     yield* Deferred.await(finished)
     return { add, process: jobs / ((performance.now() - t) / 1000) }
   })
+
+/** Deletes every Redis key matching `pattern` (SCAN in pages of 1,000): a round's keys, once it is measured. */
+export const cleanup = async (raw: Redis, pattern: string): Promise<void> => {
+  let cursor = "0"
+  do {
+    const [next, keys] = await raw.scan(cursor, "MATCH", pattern, "COUNT", 1000)
+    cursor = next
+    if (keys.length > 0) await raw.del(...keys)
+  } while (cursor !== "0")
+}

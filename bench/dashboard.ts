@@ -14,20 +14,11 @@ import * as os from "node:os"
 import * as DurableQueue from "../src/redis/DurableQueue.js"
 import * as RedisClient from "../src/redis/RedisClient.js"
 import { attachDashboard } from "./_dashboard.js"
-import { arg, median, queueRound, type Round } from "./_shared.js"
+import { arg, cleanup, median, queueRound, type Round } from "./_shared.js"
 
 const JOBS = arg("jobs", 10_000)
 const ROUNDS = arg("rounds", 5)
 const CONCURRENCY = 16
-
-const cleanup = async (raw: Redis, pattern: string) => {
-  let cursor = "0"
-  do {
-    const [next, keys] = await raw.scan(cursor, "MATCH", pattern, "COUNT", 1000)
-    cursor = next
-    if (keys.length > 0) await raw.del(...keys)
-  } while (cursor !== "0")
-}
 
 const ours = (raw: Redis, dashboard: boolean): Promise<Round> => {
   const prefix = `bench-dash-${randomUUID()}:`

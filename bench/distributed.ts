@@ -36,6 +36,7 @@ import * as RedisWorkerQueue from "../src/redis/WorkerQueue.js"
 import {
   arg,
   batches,
+  cleanup,
   compare,
   type Contender,
   counter,
@@ -57,15 +58,6 @@ const SAMPLES = arg("samples", QUICK ? 60 : 200)
 const BULK = 1_000
 const connection = { host: "127.0.0.1", port: 6379 }
 const schema = Schema.Struct({ n: Schema.Number })
-
-const cleanup = async (raw: Redis, pattern: string) => {
-  let cursor = "0"
-  do {
-    const [next, keys] = await raw.scan(cursor, "MATCH", pattern, "COUNT", 1000)
-    cursor = next
-    if (keys.length > 0) await raw.del(...keys)
-  } while (cursor !== "0")
-}
 
 /** The handler's work: none, or `ms` of waiting (an I/O call). */
 const work = (ms: number): Promise<void> | undefined => ms === 0 ? undefined : sleep(ms)
