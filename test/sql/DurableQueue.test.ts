@@ -12,6 +12,8 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { channelOf } from "../../src/internal/durableQueue/sqlListen.js"
 import { OptionError } from "../../src/OptionError.js"
 import * as DurableQueue from "../../src/sql/DurableQueue.js"
@@ -225,6 +227,52 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: LISTEN/NOTIFY across pro
             const { exit } = yield* latency(a, b, 3, "2 seconds")
             expect(exit).toEqual(Option.some(Exit.succeed(3)))
           }
+        }).pipe(Effect.scoped)),
+    30_000
+  )
+
+  // The client with a LISTEN that never hears (a LISTEN connection that cannot be had, or a slow one): its stores'
+  // probes go out and are never heard back, so the first lease never sees its LISTEN confirmed. `listening` opens
+  // once a store listens, that is, during its first lease.
+  const deaf = (client: SqlClient.SqlClient, listening: Effect.Latch): SqlClient.SqlClient =>
+    new Proxy(client, {
+      get: (target, key) =>
+        key === "listen"
+          ? () => Stream.unwrap(Effect.as(listening.open, Stream.never))
+          : Reflect.get(target, key, target)
+    })
+  const deafQueue = (table: string, listening: Effect.Latch) =>
+    Effect.flatMap(SqlClient.SqlClient, (sql) =>
+      Effect.provideService(
+        DurableQueue.make({ name: "jobs", tableName: table, schema: Schema.Number, pollInterval: "10 millis" }),
+        SqlClient.SqlClient,
+        deaf(sql, listening)
+      ))
+
+  it.live(
+    "a LISTEN never confirmed holds the first lease 2 s at most, and closing a queue while it waits ends (it hung)",
+    () =>
+      withTable("pg", "ln", (table) =>
+        Effect.gen(function*() {
+          // The core leases uninterruptibly; the store's 2-second bound on the wait for its LISTEN did not apply there.
+          const listening = yield* Effect.makeLatch(false)
+          const ran = yield* Effect.makeLatch(false)
+          const queue = yield* deafQueue(table, listening)
+          yield* queue.offer(1)
+          const running = yield* Effect.fork(queue.run(() => ran.open))
+          expect(yield* ran.await.pipe(Effect.timeout("10 seconds"), Effect.option)).toEqual(Option.some(undefined))
+          yield* Fiber.interrupt(running)
+          // The scope closing during the first lease stops the LISTEN's supervisor (forked last, closed first): the
+          // lease must not wait for a confirmation that can no longer come. Before the fix this close never ended.
+          const heard = yield* Effect.makeLatch(false)
+          const scope = yield* Scope.make()
+          const other = yield* deafQueue(table, heard).pipe(Scope.extend(scope))
+          yield* Effect.forkIn(other.run(() => Effect.void), scope)
+          yield* heard.await
+          const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+          expect(yield* Fiber.await(closing).pipe(Effect.timeout("10 seconds"), Effect.option)).toEqual(
+            Option.some(Exit.void)
+          )
         }).pipe(Effect.scoped)),
     30_000
   )

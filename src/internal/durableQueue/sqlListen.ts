@@ -115,6 +115,14 @@ export const listen = (
         if (failed) yield* Effect.sleep("1 second")
       }
     })
-    yield* supervise.pipe(Effect.interruptible, Effect.forkScoped)
-    yield* Deferred.await(ready).pipe(Effect.timeout("2 seconds"), Effect.ignore)
+    yield* supervise.pipe(
+      // A lease waiting for the first confirmation is let go when listening stops (its scope closes).
+      Effect.ensuring(Deferred.succeed(ready, undefined)),
+      Effect.interruptible,
+      Effect.forkScoped
+    )
+    // The caller is the first lease, which the core runs uninterruptibly (core.ts `Feed.fetch`), and there a timeout
+    // cannot interrupt what it bounds: without `interruptible` this waited until the LISTEN was confirmed, however
+    // long, and forever once the scope closed first (the supervisor, forked after the fetcher, stops before it).
+    yield* Deferred.await(ready).pipe(Effect.interruptible, Effect.timeout("2 seconds"), Effect.ignore)
   })
