@@ -222,3 +222,69 @@ export const cleanup = async (raw: Redis, pattern: string): Promise<void> => {
     if (keys.length > 0) await raw.del(...keys)
   } while (cursor !== "0")
 }
+
+/** The delay of delayed job `i` of `count` (issue #11's lateness rows): spread over 200–1,000 ms, in scrambled order. */
+export const delayOf = (i: number, count: number): number =>
+  200 + Math.round(((i * 23) % count) * 800 / Math.max(1, count - 1))
+
+/**
+ * Lateness of delayed jobs: offers `count` jobs at `perSecond`, job i due `delayOf(i)` ms after it is sent
+ * (`offer(i, delayMs)`); the contender's handler calls `started(i)`. Returns handler start − due time in ms for each
+ * (same process, `performance.now()`; the due time counted from before the offer call, so an offer's own time
+ * counts as lateness, for every contender alike). Negative: started early.
+ */
+export const latenessRun = async (
+  count: number,
+  perSecond: number,
+  offer: (i: number, delayMs: number) => Promise<unknown>,
+  register: (started: (i: number) => void) => void
+): Promise<Array<number>> => {
+  const due = new Array<number>(count)
+  const out = new Array<number>(count)
+  const seen = counter(count)
+  register((i) => {
+    if (out[i] !== undefined) return
+    out[i] = performance.now() - due[i]!
+    seen.hit()
+  })
+  const start = performance.now()
+  for (let i = 0; i < count; i++) {
+    const wait = start + (i * 1000) / perSecond - performance.now()
+    if (wait > 0) await sleep(wait)
+    const delay = delayOf(i, count)
+    due[i] = performance.now() + delay
+    void offer(i, delay)
+  }
+  await Promise.race([seen.all, sleep(15_000)])
+  return out.filter((x) => x !== undefined)
+}
+
+/**
+ * Runs each contender's `lateness` `rounds` times, interleaved (order rotated each round), and prints one markdown
+ * row per contender over all its samples: p50, p99, max and min lateness (ms), samples, and the p99 of each round.
+ */
+export const compareLateness = async (
+  contenders: ReadonlyArray<{ readonly name: string; readonly run: () => Promise<Array<number>> }>,
+  rounds: number
+): Promise<void> => {
+  const samples = contenders.map(() => [] as Array<Array<number>>)
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < contenders.length; k++) {
+      const c = (k + r) % contenders.length
+      samples[c]!.push(await contenders[c]!.run())
+    }
+    process.stderr.write(`lateness round ${r + 1}/${rounds} done, load ${os.loadavg()[0]!.toFixed(1)}\n`)
+  }
+  console.log("| consumer (setting) | p50 ms | p99 ms | max ms | min ms | samples | p99 per round |")
+  console.log("|---|---:|---:|---:|---:|---:|---|")
+  for (const [c, contender] of contenders.entries()) {
+    const all = samples[c]!.flat()
+    console.log(
+      `| ${contender.name} | ${percentile(all, 0.5).toFixed(1)} | ${percentile(all, 0.99).toFixed(1)} | ${
+        Math.max(...all).toFixed(1)
+      } | ${Math.min(...all).toFixed(1)} | ${all.length} | ${
+        samples[c]!.map((xs) => percentile(xs, 0.99).toFixed(0)).join(", ")
+      } |`
+    )
+  }
+}
