@@ -330,7 +330,7 @@ const bullLatency = async (raw: Redis): Promise<Array<number>> => {
 // ---------------------------------------------------------------- lateness of delayed jobs (issue #11)
 
 /** Ours: consumer and producer are two instances (connections of their own), as two processes would have them. */
-const oursLateness = (raw: Redis): Promise<Array<number>> => {
+const oursLateness = (raw: Redis): ReturnType<typeof latenessRun> => {
   const prefix = `bench-late-${randomUUID()}:`
   return Effect.gen(function*() {
     const consumer = yield* DurableQueue.make({ name: "jobs", prefix, schema })
@@ -355,7 +355,7 @@ const oursLateness = (raw: Redis): Promise<Array<number>> => {
 }
 
 /** BullMQ: `add` with `delay`; its worker at default settings (it blocks on its marker until the next delayed job). */
-const bullLateness = async (raw: Redis): Promise<Array<number>> => {
+const bullLateness = async (raw: Redis): ReturnType<typeof latenessRun> => {
   const name = `bench-bull-late-${randomUUID()}`
   const queue = new BullQueue(name, { connection })
   let started: (i: number) => void = () => {}
