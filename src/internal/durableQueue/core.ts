@@ -232,13 +232,13 @@ class Feed {
           // lateness, issue #11).
           if (leased.right.length > 0) this.overdue = false
           const empty = yield* Clock.currentTimeMillis
-          const woken = yield* Effect.raceFirst(
-            Effect.as(Effect.flatMap(this.untilDue(), Effect.sleep), false),
-            Effect.as(Effect.raceFirst(this.offered.await, this.store.ready), true)
+          const atDueTime = yield* Effect.raceFirst(
+            Effect.flatMap(this.untilDue(), (ms) => Effect.as(Effect.sleep(ms), ms < this.pollMillis)),
+            Effect.as(Effect.raceFirst(this.offered.await, this.store.ready), false)
           )
-          // Spacing applies to wake-ups by offers (see `wakeSpacingMillis`), not to a delayed job's due time.
+          // The spacing (see `wakeSpacingMillis`) holds for wake-ups by offers and polls, not at a job's due time.
           const early = empty + this.store.wakeSpacingMillis - (yield* Clock.currentTimeMillis)
-          if (woken && early > 0) yield* Effect.sleep(early)
+          if (!atDueTime && early > 0) yield* Effect.sleep(early)
         } else {
           this.overdue = false
         }
