@@ -222,3 +222,77 @@ export const cleanup = async (raw: Redis, pattern: string): Promise<void> => {
     if (keys.length > 0) await raw.del(...keys)
   } while (cursor !== "0")
 }
+
+/** The delay of delayed job `i` of `count` (issue #11's lateness rows): spread over 200–1,000 ms, in scrambled order. */
+export const delayOf = (i: number, count: number): number =>
+  200 + Math.round(((i * 23) % count) * 800 / Math.max(1, count - 1))
+
+/**
+ * Lateness of delayed jobs: offers `count` jobs at `perSecond`, job i due `delayOf(i)` ms after it is sent
+ * (`offer(i, delayMs)`); the contender's handler calls `started(i)`. Returns handler start − due time in ms for each
+ * (same process, `performance.now()`; the due time counted from before the offer call, so an offer's own time
+ * counts as lateness, for every contender alike). Negative: started early. Also each offer call's time (ms).
+ */
+export const latenessRun = async (
+  count: number,
+  perSecond: number,
+  offer: (i: number, delayMs: number) => Promise<unknown>,
+  register: (started: (i: number) => void) => void
+): Promise<{ readonly lateness: Array<number>; readonly offers: Array<number> }> => {
+  const due = new Array<number>(count)
+  const out = new Array<number>(count)
+  const offers: Array<number> = []
+  const seen = counter(count)
+  register((i) => {
+    if (out[i] !== undefined) return
+    out[i] = performance.now() - due[i]!
+    seen.hit()
+  })
+  const start = performance.now()
+  for (let i = 0; i < count; i++) {
+    const wait = start + (i * 1000) / perSecond - performance.now()
+    if (wait > 0) await sleep(wait)
+    const delay = delayOf(i, count)
+    const sent = performance.now()
+    due[i] = sent + delay
+    void offer(i, delay).then(() => offers.push(performance.now() - sent))
+  }
+  await Promise.race([seen.all, sleep(15_000)])
+  return { lateness: out.filter((x) => x !== undefined), offers }
+}
+
+/**
+ * Runs each contender's `lateness` `rounds` times, interleaved (order rotated each round), and prints one markdown
+ * row per contender over all its samples: p50, p99, max and min lateness (ms), samples, the p99 of each round, and
+ * the median offer call (ours counts it in its lateness: a delay is added to the store's clock when the job is written).
+ */
+export const compareLateness = async (
+  contenders: ReadonlyArray<{ readonly name: string; readonly run: () => ReturnType<typeof latenessRun> }>,
+  rounds: number
+): Promise<void> => {
+  const samples = contenders.map(() => [] as Array<Array<number>>)
+  const offers = contenders.map(() => [] as Array<number>)
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < contenders.length; k++) {
+      const c = (k + r) % contenders.length
+      const run = await contenders[c]!.run()
+      samples[c]!.push(run.lateness)
+      offers[c]!.push(...run.offers)
+    }
+    process.stderr.write(`lateness round ${r + 1}/${rounds} done, load ${os.loadavg()[0]!.toFixed(1)}\n`)
+  }
+  console.log(
+    "| consumer (setting) | p50 ms | p99 ms | max ms | min ms | samples | p99 per round | offer call p50 ms |"
+  )
+  console.log("|---|---:|---:|---:|---:|---:|---|---:|")
+  for (const [c, contender] of contenders.entries()) {
+    const all = samples[c]!.flat()
+    console.log(
+      `| ${contender.name} | ${percentile(all, 0.5).toFixed(1)} | ${percentile(all, 0.99).toFixed(1)} | ${
+        Math.max(...all).toFixed(1)
+      } | ${Math.min(...all).toFixed(1)} | ${all.length} | ${
+        samples[c]!.map((xs) => percentile(xs, 0.99).toFixed(0)).join(", ")
+      } | ${percentile(offers[c]!, 0.5).toFixed(1)} |`
+    )
+  }
+}

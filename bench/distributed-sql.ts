@@ -22,7 +22,11 @@
  * ack = `DELETE … WHERE id = ANY(…)` of the batch, two loops on `pg` directly; SQLite the same with better-sqlite3
  * (`json_each` for the id list). No retries, no dead letters, no id de-duplication, no notification.
  *
+ * Lateness (issue #11): delayed jobs offered at 50 jobs/s, each due 200–1,000 ms later; handler start − due time,
+ * p50/p99, ours vs pg-boss `startAfter` and graphile-worker `runAt` (at its default poll and at ours), interleaved.
+ *
  *   npx tsx bench/distributed-sql.ts [--quick] [--jobs 20000] [--rounds 5] [--samples 200] [--skip-latency]
+ *     [--only-latency] [--late-jobs 60] [--late-rounds 3]
  */
 import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
@@ -44,11 +48,13 @@ import {
   arg,
   batches,
   compare,
+  compareLateness,
   type Contender,
   counter,
   flag,
   latencyLine,
   latencyRun,
+  latenessRun,
   machine,
   pool,
   type Scenario,
@@ -61,6 +67,9 @@ const QUICK = flag("quick")
 const JOBS = arg("jobs", QUICK ? 5_000 : 20_000)
 const ROUNDS = arg("rounds", QUICK ? 3 : 5)
 const SAMPLES = arg("samples", QUICK ? 60 : 200)
+const LATE_JOBS = arg("late-jobs", 60)
+const LATE_ROUNDS = arg("late-rounds", QUICK ? 2 : 3)
+const ONLY_LATENCY = flag("only-latency")
 const BULK = 1_000
 const GRAPHILE_BATCH = 500
 const connection = { host: "127.0.0.1", port: 5432, database: "test", user: "postgres" }
@@ -458,6 +467,69 @@ const graphileLatency = () =>
     }
   })
 
+// ---------------------------------------------------------------- lateness of delayed jobs (issue #11)
+
+/** Ours: consumer and producer on clients of their own (as two processes), default settings (100 ms poll, notify). */
+const oursLateness = () =>
+  withOurs("pg", async (consumer, producer) => {
+    let started: (i: number) => void = () => {}
+    const fiber = Effect.runFork(consumer.run(({ n }) => Effect.sync(() => started(n)), { concurrency: 16 }))
+    await sleep(500)
+    const out = await latenessRun(
+      LATE_JOBS,
+      50,
+      (n, delay) => Effect.runPromise(producer.offer({ n }, { delay })),
+      (f) => (started = f)
+    )
+    await Effect.runPromise(Fiber.interrupt(fiber))
+    return out
+  })
+
+/** pg-boss: `send` with `startAfter` (a Date); its workers poll every 0.5 s (its minimum) for due jobs. */
+const bossLateness = () =>
+  withBoss(async (boss) => {
+    let started: (i: number) => void = () => {}
+    await boss.work<{ n: number }>("jobs", { batchSize: 16, pollingIntervalSeconds: 0.5 }, (batch) =>
+      Promise.all(batch.map(async (job) =>
+        started(job.data.n)
+      )))
+    await sleep(500)
+    return latenessRun(
+      LATE_JOBS,
+      50,
+      (n, delay) => boss.send("jobs", { n }, { startAfter: new Date(Date.now() + delay) }),
+      (f) => (started = f)
+    )
+  })
+
+/** graphile-worker: `addJob` with `runAt`; a future job is found by its poll (`pollInterval`), not by LISTEN. */
+const graphileLateness = (pollInterval: number) => () =>
+  withGraphile(async (pgPool, schemaName) => {
+    let started: (i: number) => void = () => {}
+    const runner = await runGraphile({
+      pgPool,
+      schema: schemaName,
+      concurrency: 16,
+      pollInterval,
+      logger: silent,
+      noHandleSignals: true,
+      taskList: { job: async (payload) => started((payload as { n: number }).n) }
+    })
+    const utils = await makeWorkerUtils({ connectionString, schema: schemaName, logger: silent })
+    await sleep(500)
+    try {
+      return await latenessRun(
+        LATE_JOBS,
+        50,
+        (n, delay) => utils.addJob("job", { n }, { runAt: new Date(Date.now() + delay) }),
+        (f) => (started = f)
+      )
+    } finally {
+      await utils.release()
+      await runner.stop()
+    }
+  })
+
 const main = async () => {
   const fmt = (x: number) => Math.round(x).toLocaleString("en-US")
   console.log(
@@ -501,7 +573,7 @@ const main = async () => {
     label: "SQLite bulk offer",
     contenders: [oursBulk("sqlite", JOBS), floorBulk(withSqliteFloor, JOBS, 1)]
   })
-  await compare(scenarios, ROUNDS)
+  if (!ONLY_LATENCY) await compare(scenarios, ROUNDS)
 
   if (!flag("skip-latency")) {
     console.log(
@@ -512,6 +584,15 @@ const main = async () => {
     console.log(latencyLine("ours (DurableQueue, PostgreSQL, notify)", await oursLatency()))
     console.log(latencyLine("pg-boss 10 (poll 0.5 s, its minimum)", await bossLatency()))
     console.log(latencyLine("graphile-worker 0.16 (LISTEN)", await graphileLatency()))
+    console.log(
+      `\nLateness of delayed jobs on PostgreSQL, handler start − due time: ${LATE_JOBS} jobs offered at 50 jobs/s (another client), each due 200–1,000 ms after it is sent (spread, scrambled), ${LATE_ROUNDS} rounds interleaved, idle consumers, concurrency 16:\n`
+    )
+    await compareLateness([
+      { name: "ours (DurableQueue, PostgreSQL; poll 100 ms, default; wakes at the next due time)", run: oursLateness },
+      { name: "pg-boss 10 `startAfter` (poll 0.5 s, its minimum)", run: bossLateness },
+      { name: "graphile-worker 0.16 `runAt` (pollInterval 2 s, its default)", run: graphileLateness(2_000) },
+      { name: "graphile-worker 0.16 `runAt` (pollInterval 100 ms, as our poll)", run: graphileLateness(100) }
+    ], LATE_ROUNDS)
   }
   console.log(`\nload average after: ${os.loadavg().map((x) => x.toFixed(2)).join(", ")}`)
 }

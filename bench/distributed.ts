@@ -18,9 +18,11 @@
  * letters, no ids de-duplicated, no lease refresh: what the engine costs, not a product.
  *
  * Latency: offers at 50 jobs/s through another connection, offer → handler start, p50/p99, each consumer idle
- * at its default settings.
+ * at its default settings. Lateness (issue #11): delayed jobs offered at 50 jobs/s, each due 200–1,000 ms later;
+ * handler start − due time, p50/p99, ours vs BullMQ's `delay`, interleaved rounds.
  *
  *   npx tsx bench/distributed.ts [--quick] [--jobs 20000] [--rounds 5] [--samples 200] [--skip-latency]
+ *     [--only-latency] [--late-jobs 60] [--late-rounds 3]
  */
 import { Queue as BullQueue, Worker as BullWorker } from "bullmq"
 import * as Effect from "effect/Effect"
@@ -38,11 +40,13 @@ import {
   batches,
   cleanup,
   compare,
+  compareLateness,
   type Contender,
   counter,
   flag,
   latencyLine,
   latencyRun,
+  latenessRun,
   machine,
   pool,
   type Scenario,
@@ -55,6 +59,9 @@ const QUICK = flag("quick")
 const JOBS = arg("jobs", QUICK ? 5_000 : 20_000)
 const ROUNDS = arg("rounds", QUICK ? 3 : 5)
 const SAMPLES = arg("samples", QUICK ? 60 : 200)
+const LATE_JOBS = arg("late-jobs", 60)
+const LATE_ROUNDS = arg("late-rounds", QUICK ? 2 : 3)
+const ONLY_LATENCY = flag("only-latency")
 const BULK = 1_000
 const connection = { host: "127.0.0.1", port: 6379 }
 const schema = Schema.Struct({ n: Schema.Number })
@@ -320,6 +327,60 @@ const bullLatency = async (raw: Redis): Promise<Array<number>> => {
   }
 }
 
+// ---------------------------------------------------------------- lateness of delayed jobs (issue #11)
+
+/** Ours: consumer and producer are two instances (connections of their own), as two processes would have them. */
+const oursLateness = (raw: Redis): ReturnType<typeof latenessRun> => {
+  const prefix = `bench-late-${randomUUID()}:`
+  return Effect.gen(function*() {
+    const consumer = yield* DurableQueue.make({ name: "jobs", prefix, schema })
+    const producer = yield* DurableQueue.make({ name: "jobs", prefix, schema })
+    let started: (i: number) => void = () => {}
+    yield* Effect.forkScoped(consumer.run(({ n }) => Effect.sync(() => started(n)), { concurrency: 16 }))
+    yield* Effect.sleep("500 millis")
+    return yield* Effect.promise(() =>
+      latenessRun(
+        LATE_JOBS,
+        50,
+        (n, delay) => Effect.runPromise(producer.offer({ n }, { delay })),
+        (f) => (started = f)
+      )
+    )
+  }).pipe(
+    Effect.scoped,
+    Effect.provide(RedisClient.layer()),
+    Effect.ensuring(Effect.promise(() => cleanup(raw, `${prefix}*`))),
+    Effect.runPromise
+  )
+}
+
+/** BullMQ: `add` with `delay`; its worker at default settings (it blocks on its marker until the next delayed job). */
+const bullLateness = async (raw: Redis): ReturnType<typeof latenessRun> => {
+  const name = `bench-bull-late-${randomUUID()}`
+  const queue = new BullQueue(name, { connection })
+  let started: (i: number) => void = () => {}
+  const worker = new BullWorker(name, async (job) => started(job.data.n), {
+    connection: { ...connection, maxRetriesPerRequest: null },
+    concurrency: 16
+  })
+  try {
+    await worker.waitUntilReady()
+    await queue.waitUntilReady()
+    await sleep(500)
+    return await latenessRun(
+      LATE_JOBS,
+      50,
+      (n, delay) => queue.add("job", { n }, { delay, removeOnComplete: true }),
+      (f) => (started = f)
+    )
+  } finally {
+    await worker.close()
+    await queue.obliterate({ force: true }).catch(() => undefined)
+    await queue.close()
+    await cleanup(raw, `bull:${name}*`)
+  }
+}
+
 // ---------------------------------------------------------------- single-flight (ours only; not in --quick)
 
 const singleFlight = (raw: Redis) => {
@@ -374,7 +435,7 @@ const main = async () => {
     label: `offer one by one (${fmt(single)} jobs)`,
     contenders: [oursSingle(raw, single), bullSingle(raw, single)]
   })
-  await compare(scenarios, ROUNDS)
+  if (!ONLY_LATENCY) await compare(scenarios, ROUNDS)
 
   if (!flag("skip-latency")) {
     console.log(
@@ -384,8 +445,21 @@ const main = async () => {
     console.log("|---|---:|---:|---:|---:|")
     console.log(latencyLine("ours (DurableQueue on Redis)", await oursLatency(raw)))
     console.log(latencyLine("BullMQ 6", await bullLatency(raw)))
+    console.log(
+      `\nLateness of delayed jobs, handler start − due time: ${LATE_JOBS} jobs offered at 50 jobs/s (another connection), each due 200–1,000 ms after it is sent (spread, scrambled), ${LATE_ROUNDS} rounds interleaved, idle consumers at default settings, concurrency 16:\n`
+    )
+    await compareLateness([
+      {
+        name: "ours (DurableQueue on Redis; poll 100 ms, default; wakes at the next due time)",
+        run: () => oursLateness(raw)
+      },
+      {
+        name: "BullMQ 6 `delay` (default worker: blocks on its marker until the next delayed job)",
+        run: () => bullLateness(raw)
+      }
+    ], LATE_ROUNDS)
   }
-  if (!QUICK) {
+  if (!QUICK && !ONLY_LATENCY) {
     const sf = await singleFlight(raw)
     console.log(`\nRedisWorkerQueue (cross-process single-flight), ${fmt(JOBS)} distinct keys, 16 workers:`)
     console.log(

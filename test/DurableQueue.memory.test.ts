@@ -17,6 +17,7 @@ import * as DurableQueue from "../src/DurableQueue.js"
 import * as core from "../src/internal/durableQueue/core.js"
 import { MemoryStore } from "../src/internal/durableQueue/memoryStore.js"
 import { queueSettings } from "../src/internal/durableQueue/options.js"
+import type { Store } from "../src/internal/durableQueue/store.js"
 import { OptionError } from "../src/OptionError.js"
 
 const queueOf = (maxAttempts = 3) => DurableQueue.memory({ name: "jobs", schema: Schema.Number, maxAttempts })
@@ -350,5 +351,99 @@ describe("DurableQueue.memory", () => {
       yield* TestClock.adjust("1 hour")
       expect(Option.isNone(yield* queue.result("r", Schema.Number))).toBe(true)
       expect(Option.getOrThrow(yield* queue.status("r")).state).toBe("done")
+    }))
+
+  /** A memory store whose leases are counted and whose `nextDueMillis` can be replaced (a store that fails it, …). */
+  const countingStore = (leaseMillis: number) => {
+    const store = new MemoryStore(leaseMillis)
+    const probe = { leases: 0, nextDue: undefined as Store["nextDueMillis"] | undefined }
+    const counted = new Proxy(store, {
+      get: (target, key) => {
+        if (key === "lease") {
+          return (max: number) => Effect.zipRight(Effect.sync(() => probe.leases++), target.lease(max))
+        }
+        if (key === "nextDueMillis") return probe.nextDue ?? target.nextDueMillis
+        const value: unknown = Reflect.get(target, key, target)
+        return typeof value === "function" ? value.bind(target) : value
+      }
+    })
+    return { store: counted as Store, probe }
+  }
+
+  /** Lets forked fibers run (bounded); TestClock does not move. */
+  const yieldMany = Effect.gen(function*() {
+    for (let i = 0; i < 30; i++) yield* Effect.yieldNow()
+  })
+
+  it.scoped("a delayed job or a retry starts at its due time, not at the next poll; far-off, paused and failing due times do not spin (TestClock)", () =>
+    Effect.gen(function*() {
+      const options = {
+        name: "jobs",
+        schema: Schema.Number,
+        pollInterval: "5 seconds",
+        leaseDuration: "1 hour"
+      } as const
+      const settings = yield* queueSettings({ ...options, backoff: DurableQueue.Backoff.fixed("300 millis") })
+      const { probe, store } = countingStore(settings.leaseMillis)
+      const queue = yield* core.make(store, settings, options.schema)
+      const started: Array<readonly [number, number, number]> = []
+      const taker = (fail: boolean) =>
+        Effect.fork(queue.take((n, job) =>
+          Effect.flatMap(Clock.currentTimeMillis, (t) => {
+            started.push([n, job.attempt, t])
+            return fail && job.attempt === 1 ? Effect.fail("flaky") : Effect.void
+          })
+        ))
+      const t0 = yield* Clock.currentTimeMillis
+      yield* queue.offer(1, { delay: "300 millis" })
+      yield* taker(false)
+      yield* yieldMany
+      yield* TestClock.adjust("299 millis")
+      yield* yieldMany
+      expect(started).toEqual([])
+      yield* TestClock.adjust("1 millis")
+      yield* settle(() => started.length === 1)
+      expect(started).toEqual([[1, 1, t0 + 300]])
+
+      // A retry waiting out its 300 ms backoff (made due by this core's settlement) starts at its time too.
+      yield* queue.offer(2)
+      const retried = yield* taker(true)
+      yield* settle(() => started.length === 2)
+      yield* Fiber.join(retried)
+      yield* taker(false)
+      yield* yieldMany
+      yield* TestClock.adjust("300 millis")
+      yield* settle(() => started.length === 3)
+      expect(started[2]).toEqual([2, 2, started[1]![2] + 300])
+
+      // A job an hour off, a paused queue with a job due meanwhile, a store whose due time fails or keeps saying
+      // "now" while it leases nothing: a taker waiting 20 s leases at most about once per 5 s poll.
+      const idle = (label: string) =>
+        Effect.gen(function*() {
+          const before = probe.leases
+          yield* TestClock.adjust("20 seconds")
+          yield* yieldMany
+          expect([label, probe.leases - before <= 6]).toEqual([label, true])
+        })
+      yield* queue.offer(3, { id: "far", delay: "1 hour" })
+      const waiting = yield* taker(false)
+      yield* yieldMany
+      yield* idle("far off")
+      yield* queue.pause
+      yield* queue.offer(4, { id: "paused", delay: "100 millis" })
+      yield* idle("paused")
+      probe.nextDue = Effect.fail("down")
+      yield* idle("failing")
+      probe.nextDue = Effect.succeed(0)
+      yield* idle("always due")
+      probe.nextDue = Effect.succeed(Number.NaN)
+      yield* idle("NaN")
+      expect(started.length).toBe(3)
+      // Resumed, with the due time failing: the poll still finds the job.
+      probe.nextDue = Effect.fail("down")
+      yield* queue.resume
+      yield* settle(() => started.length === 4)
+      expect(started[3]![0]).toBe(4)
+      yield* Fiber.interrupt(waiting)
     }))
 })

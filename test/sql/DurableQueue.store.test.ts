@@ -14,7 +14,7 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { queueSettings } from "../../src/internal/durableQueue/options.js"
-import { leaseStatement, makeStore } from "../../src/internal/durableQueue/sqlStore.js"
+import { leaseStatement, makeStore, nextDueStatement } from "../../src/internal/durableQueue/sqlStore.js"
 import type { OfferedJob, Store } from "../../src/internal/durableQueue/store.js"
 import { type Backend, clientLayer, withTable } from "../fixtures/sql-client.js"
 import { postgres, requireService } from "../helpers/services.js"
@@ -158,7 +158,7 @@ for (const [backend, up] of backends) {
               )
             }
             yield* store.offer(Array.from({ length: 20 }, (_, k) => job(`r${k}`)))
-            const { before, take } = leaseStatement({
+            const ctx = {
               sql,
               dialect: backend,
               name: "jobs",
@@ -167,7 +167,10 @@ for (const [backend, up] of backends) {
               notifying: false,
               channel: "",
               requeued: Effect.void
-            }, 1_000)(10)
+            }
+            const { before, take } = leaseStatement(ctx, 1_000)(10)
+            // The next due time (read after each empty lease) is one entry of the `timed` index, not a scan.
+            const nextDue = nextDueStatement(ctx)
             if (backend === "pg") {
               // Before and after ANALYZE (a fresh table, and what autovacuum does), each statement in a transaction
               // rolled back: EXPLAIN ANALYZE runs the UPDATE.
@@ -197,6 +200,12 @@ for (const [backend, up] of backends) {
                 )
                 expect(examined).toBeGreaterThanOrEqual(10)
                 expect(examined).toBeLessThan(40)
+                const [text, params] = nextDue.compile()
+                const [due] = yield* sql.unsafe<{ "QUERY PLAN": unknown }>(
+                  `EXPLAIN (ANALYZE, FORMAT JSON) ${text}`,
+                  params as Array<unknown>
+                )
+                expect(rowsExamined(due!["QUERY PLAN"], table)).toBeLessThanOrEqual(2)
               }
             } else {
               // SQLite reports no row counts (better-sqlite3 has no sqlite3_stmt_status): the plan must read both
@@ -207,7 +216,7 @@ for (const [backend, up] of backends) {
               )
               expect(inPending[0]!.n).toBe(20)
               const plans: Array<string> = []
-              for (const statement of [...before, take]) {
+              for (const statement of [...before, take, nextDue]) {
                 const [text, params] = statement.compile()
                 const rows = yield* sql.unsafe<{ detail: string }>(
                   `EXPLAIN QUERY PLAN ${text}`,
@@ -215,15 +224,23 @@ for (const [backend, up] of backends) {
                 )
                 plans.push(...rows.map((r) => r.detail))
               }
-              expect(plans.filter((p) => /^SCAN /.test(p) && p.includes(table))).toEqual([])
+              expect(plans.filter((p) => /^SCAN /.test(p) && p.includes(table) || p.includes("TEMP B-TREE"))).toEqual(
+                []
+              )
               expect(plans).toEqual(expect.arrayContaining([
                 expect.stringMatching(new RegExp(`USING (COVERING )?INDEX ${table}_pending \\(queue_name=\\?\\)`)),
                 expect.stringMatching(
                   new RegExp(`USING (COVERING )?INDEX ${table}_timed \\(queue_name=\\? AND visible_at<\\?\\)`)
-                )
+                ),
+                // The next due time: the first entry of the same index, in its order (no TEMP B-TREE).
+                expect.stringMatching(new RegExp(`USING (COVERING )?INDEX ${table}_timed \\(queue_name=\\?\\)$`))
               ]))
             }
             expect((yield* store.lease(10)).map((j) => j.id)).toEqual(Array.from({ length: 10 }, (_, k) => `r${k}`))
+            // Not in an hour: the ten rows just leased for 2 s come first (a lease that lapses makes its job ready).
+            const due = yield* store.nextDueMillis
+            expect(due).toBeGreaterThan(1_000)
+            expect(due).toBeLessThanOrEqual(2_000)
           })
         ),
       60_000

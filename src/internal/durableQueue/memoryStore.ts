@@ -262,6 +262,14 @@ export class MemoryStore implements Store {
     return n
   })
 
+  /** A scan of the queued and leased rows: this store is for tests, and `lease` scans them too. */
+  readonly nextDueMillis: Effect.Effect<number | undefined> = Effect.map(Clock.currentTimeMillis, (now) => {
+    let next = Infinity
+    for (const row of this.queued.values()) if (row.readyAt > now && row.readyAt < next) next = row.readyAt
+    for (const row of this.leased.values()) if (row.deadline < next) next = row.deadline
+    return next === Infinity ? undefined : next - now
+  })
+
   private held(job: LeasedJob): Row | undefined {
     const row = this.leased.get(job.id)
     return row !== undefined && row.lease === job.handle ? row : undefined

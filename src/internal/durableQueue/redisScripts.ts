@@ -23,9 +23,9 @@
  * - dead: sorted set id → sequence number at its death (oldest first).
  * - ids: set of custom ids ever offered (so one is queued once); paused: "1" while paused.
  * - wake: a pub/sub channel, not a key (named here so scripts get it like one; same hash tag): one message per
- *   script call that made a job ready now (offer, release, retry without delay, requeue, resume), heard by idle
- *   takers of every process (redisWake.ts). A delayed job becoming ready publishes nothing: it is moved by the lease
- *   script, which only a taker's poll runs, so the poll (`pollInterval`) is what finds it.
+ *   script call that queued a job, ready now or delayed (offer, release, retry, requeue, resume), heard by idle
+ *   takers of every process (redisWake.ts). A delayed job becoming due publishes nothing: idle takers read its due
+ *   time (`nextDue`, the lowest score of delayed) after each empty lease and lease again then.
  * A done job keeps its attempts, progress, last error and result (if any) until the queue's resultTimeToLive
  * passes, then only its custom id stays (in `ids`): Redis holds everything in memory, so done records of
  * generated ids must not pile up forever (the SQL stores keep their rows).
@@ -117,7 +117,7 @@ end`
  * options), else "<custom 1/0> <delay ms> <priority> <options or nothing>" (this store's own framing, never user
  * JSON: options is the rest, taken whole): three arguments a job instead of six cost a pipelined offer ~10%
  * (bench 20,000 offers). Known ids are skipped: a custom one by `ids` (forever), a generated one by its payload.
- * Publishes one wake-up when it queued a job ready now (a delayed one is found by the takers' poll once due).
+ * Publishes one wake-up when it queued a job, ready now or delayed (idle takers then read when it is due).
  */
 export const offer = script(
   ["waiting", "prioritized", "seq", "members", "delayed", "payloads", "priorities", "options", "ids", "wake"],
@@ -151,7 +151,8 @@ for i = 1, #ARGV, 3 do
     end
   end
 end
-if queued then redis.call('PUBLISH', wake, '1') end
+-- A delayed job wakes them too (now is set): they read its due time and wake then, not at their next poll.
+if queued or now then redis.call('PUBLISH', wake, '1') end
 return 1`
 )
 
@@ -316,7 +317,8 @@ for i = 2, #ARGV, 5 do
         if kind == 'd' then
           redis.call('ZADD', dead, redis.call('INCR', seq), id)
         else
-          if enqueue(id, kind == 'r' and tonumber(ARGV[i + 4]) or 0, now) then ready = true end
+          enqueue(id, kind == 'r' and tonumber(ARGV[i + 4]) or 0, now)
+          ready = true
         end
       end
     end
@@ -326,8 +328,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0,
   redis.call('ZREM', expiry, id)
   forget(id)
 end
--- A job released or retried without delay wakes idle takers of every process; one retried with a delay is found
--- by their poll once due.
+-- A job released or retried wakes idle takers of every process (one retried with a delay: they read when it is due).
 if ready then redis.call('PUBLISH', wake, '1') end
 return 1`
 )
@@ -514,4 +515,20 @@ return #letters`
 export const size = script(
   ["waiting", "prioritized", "delayed", "leased"],
   `return redis.call('LLEN', waiting) + redis.call('ZCARD', prioritized) + redis.call('ZCARD', delayed) + redis.call('ZCARD', leased)`
+)
+
+/**
+ * Milliseconds from Redis's clock until the next timed job comes due (the lowest score of delayed, or of leased: a
+ * lease that lapses), or nil when there is none: two O(log n) reads.
+ */
+export const nextDue = script(
+  ["delayed", "leased"],
+  clock,
+  `local at = false
+for _, key in ipairs({ delayed, leased }) do
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if #first > 0 and (not at or tonumber(first[2]) < at) then at = tonumber(first[2]) end
+end
+if not at then return false end
+return at - clock()`
 )

@@ -118,6 +118,7 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
   const requeue = call("ewDqRequeue", scripts.requeue)
   const requeueAll = call("ewDqRequeueAll", scripts.requeueAll)
   const purge = call("ewDqPurge", scripts.purge)
+  const nextDue = call("ewDqNextDue", scripts.nextDue)
 
   // Each call requeues up to 1,000 (one short script); the bound, fixed by the first, lets the loop end.
   const requeueAllFrom = (bound: string, total: number): Effect.Effect<number, unknown> =>
@@ -186,7 +187,8 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
       return out
     }),
     requeue: (id) => Effect.map(requeue(id), (n) => Number(n) === 1),
-    purge: Effect.map(purge(), Number)
+    purge: Effect.map(purge(), Number),
+    nextDueMillis: Effect.map(nextDue(), (reply) => reply === null ? undefined : Number(reply))
   }
 }
 

@@ -35,7 +35,7 @@
  * processes look at once; polling (100 ms by default) stays as the safety net (notifications lost while a LISTEN
  * connection is down; see `listen` for how that is noticed).
  * Resuming a paused queue notifies too. A delayed job (or a retry after a backoff) sends nothing when its time
- * comes: takers find it at their next poll (the core may wake its own takers at that time).
+ * comes: idle takers read its due time after each empty lease (`nextDueMillis`, the `timed` index) and lease then.
  * SQLite has no notifications: an offer wakes the takers of its own process; others poll (100 ms by default).
  */
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -186,7 +186,7 @@ export interface LeaseRow {
  *
  * @internal
  */
-export const leaseStatement = (ctx: Ctx, leaseMillis: number) => {
+export const leaseStatement = (ctx: Ctx, leaseMillis: number, due: DueHint = { at: Infinity }) => {
   const { name, sql, worker } = ctx
   const { now, paused, table } = fragments(ctx)
   const lease = sql.literal(String(leaseMillis))
@@ -202,8 +202,12 @@ export const leaseStatement = (ctx: Ctx, leaseMillis: number) => {
   let promoted = 0
   return (size: number): LeaseStatements => {
     const at = Date.now()
-    const before = at - promoted >= PROMOTE_MILLIS ? [promote] : []
-    if (before.length > 0) promoted = at
+    // A row known to be due (`nextDueMillis` said when) is promoted at once: a delayed job starts on time.
+    const before = at - promoted >= PROMOTE_MILLIS || at >= due.at ? [promote] : []
+    if (before.length > 0) {
+      promoted = at
+      due.at = Infinity
+    }
     return {
       before,
       take: sql<LeaseRow>`UPDATE ${table}
@@ -218,6 +222,38 @@ export const leaseStatement = (ctx: Ctx, leaseMillis: number) => {
     }
   }
 }
+
+/**
+ * When (ms, this process's clock) a timed row read by `nextDueMillis` comes due: the lease then promotes at once
+ * instead of waiting out PROMOTE_MILLIS. @internal
+ */
+export interface DueHint {
+  at: number
+}
+
+/**
+ * The time until the first timed row (delayed, or leased: a lease that lapses) comes due, by the database's clock:
+ * one entry of the `timed` index (`ORDER BY visible_at LIMIT 1` on its leading columns; the tests EXPLAIN it).
+ * @internal
+ */
+export const nextDueStatement = (ctx: Ctx) => {
+  const { name, sql } = ctx
+  const { now, table } = fragments(ctx)
+  return sql<{ due: number | string }>`SELECT visible_at - ${now} AS due FROM ${table}
+    WHERE queue_name = ${name} AND state = 0 AND timed = 1 ORDER BY visible_at LIMIT 1`
+}
+
+/** `nextDueStatement`, recorded in `due`, so the lease at that time promotes the row. */
+const makeNextDue = (ctx: Ctx, due: DueHint): Store["nextDueMillis"] =>
+  Effect.map(
+    nextDueStatement(ctx),
+    (rows) => {
+      if (rows.length === 0) return undefined
+      const ms = Number(rows[0]!.due)
+      due.at = Math.min(due.at, Date.now() + ms)
+      return ms
+    }
+  )
 
 /** @internal */
 export interface LeaseStatements {
@@ -626,7 +662,8 @@ export const makeStore = (
       requeued: listener !== undefined ? Effect.asVoid(sql`SELECT pg_notify(${channel}, 'o')`) : Effect.void
     }
     const offer = yield* makeOffer(ctx)
-    const leaseRows = leaseStatement(ctx, leaseMillis)
+    const due: DueHint = { at: Infinity }
+    const leaseRows = leaseStatement(ctx, leaseMillis, due)
 
     // A store LISTENs from its first lease on (a store that only offers never does: `@effect/sql-pg` shares one
     // LISTEN connection per client, and a stream's end UNLISTENs the channel for every stream of the client); the
@@ -660,7 +697,8 @@ export const makeStore = (
       refresh: makeRefresh(ctx, leaseMillis),
       settle: makeSettle(ctx),
       ...makeReads(ctx),
-      ...makeControls(ctx)
+      ...makeControls(ctx),
+      nextDueMillis: makeNextDue(ctx, due)
     }
     return store
   })

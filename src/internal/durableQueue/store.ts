@@ -159,4 +159,12 @@ export interface Store {
   readonly counts: Effect.Effect<StoredCounts, unknown>
   /** Queues every dead letter again, attempts reset; returns how many. */
   readonly requeueAll: Effect.Effect<number, unknown>
+  /**
+   * How long (ms, relative, by the store's own clock) until the next timed job comes due: a delayed job (a `delay`,
+   * a `runAt`, a retry waiting out its backoff) or a lease that lapses (its runner died); undefined when none. 0 or
+   * less: one is due and `lease` has not made it ready yet (the next lease will). Read by the core after a lease
+   * that found nothing, to wake at that time instead of at its next poll; must not scan (an index, a sorted set's
+   * lowest score).
+   */
+  readonly nextDueMillis: Effect.Effect<number | undefined, unknown>
 }

@@ -85,6 +85,9 @@ const tracedStore = (store: Store, name: string, tags: ReturnType<typeof labels>
   get requeueAll() {
     return store.requeueAll
   },
+  get nextDueMillis() {
+    return store.nextDueMillis
+  },
   // The settler's fiber was forked when the queue was made: its batches are root spans, not children of that.
   settle: (batch) =>
     Effect.tap(store.settle(batch), () => count(batch, tags)).pipe(
