@@ -285,6 +285,15 @@ const makeOffer = (ctx: Ctx): Effect.Effect<Store["offer"], never, Scope.Scope> 
     )
     const insert = (batch: ReadonlyArray<OfferedJob>) => {
       const rows = rowsOf(batch)
+      // Ids the core generated (random UUIDs) are new by construction: no ON CONFLICT, whose speculative insertion
+      // (an index probe and a token per row) made the store's offer of 1,000 rows 1.13-1.31x slower on PostgreSQL
+      // (bench/_sql-offer-shapes.ts, load 12-18). Were one known anyway, the INSERT fails: an error, not a lost job.
+      if (batch.every((job) => !job.custom)) {
+        // Every row goes in: the notification needs no RETURNING to know it.
+        return ctx.notifying
+          ? sql`WITH inserted AS (INSERT INTO ${table} ${columns} ${rows}) SELECT pg_notify(${channel}, 'o')`
+          : sql`INSERT INTO ${table} ${columns} ${rows}`
+      }
       // With notifications, one NOTIFY per batch (in the same statement, so no round trip more), and only when a row
       // went in; it is delivered when the statement commits.
       return ctx.notifying
