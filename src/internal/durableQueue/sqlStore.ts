@@ -116,7 +116,11 @@ const idKey = (id: string): string => id.length <= 128 ? id : `sha256:${createHa
 /** How long a small batch of settlements waits for more: each write is a commit (see core.ts `Settler`). */
 const SETTLE_LINGER = 5
 
-/** The shortest time between a lease that found nothing and the next, when woken by an offer. */
+/**
+ * The shortest time from the start of a lease that found fewer jobs than asked to the next, when woken by an offer:
+ * under a stream of single offers, one lease statement (a commit) per 20 ms rather than per job; offers further
+ * apart than that (50 a second) start with no wait.
+ */
 const WAKE_SPACING = 20
 
 /** @internal */
