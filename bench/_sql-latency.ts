@@ -17,6 +17,16 @@ import { channelOf } from "../src/internal/durableQueue/sqlListen.js"
 import * as DurableQueue from "../src/sql/DurableQueue.js"
 import { arg, machine, median, percentile, sleep } from "./_shared.js"
 
+// Lease statements sent by this process (node-postgres `Client.query` calls taking jobs): per offer, what a trickle
+// costs the database.
+let leases = 0
+const query = pg.Client.prototype.query
+pg.Client.prototype.query = function(this: pg.Client, ...args: Array<unknown>) {
+  const text = typeof args[0] === "string" ? args[0] : ""
+  if (/^UPDATE \S+\s+SET timed = 1, visible_at/.test(text)) leases++
+  return (query as (...a: Array<unknown>) => unknown).apply(this, args)
+} as typeof query
+
 const SAMPLES = arg("samples", 200)
 const RATE = arg("rate", 50)
 const connection = { host: "127.0.0.1", port: 5432, database: "test", user: "postgres" }
@@ -43,6 +53,7 @@ const main = Effect.gen(function*() {
     consumer.run(({ n }) => Effect.sync(() => (started[n] = performance.now())), { concurrency: 16 })
   )
   yield* Effect.sleep(500)
+  leases = 0
   const t0 = performance.now()
   for (let i = 0; i < SAMPLES; i++) {
     const wait = t0 + (i * 1000) / RATE - performance.now()
@@ -52,6 +63,7 @@ const main = Effect.gen(function*() {
     void Effect.runPromise(producer.offer({ n })).then(() => (inserted[n] = performance.now()))
   }
   yield* Effect.sleep(1_000)
+  const leased = leases
   yield* Fiber.interrupt(fiber)
   yield* Effect.promise(() => listener.end())
   // Notification i is the first heard after offer i was sent (offers are 1000/RATE ms apart, one INSERT each).
@@ -70,7 +82,7 @@ const main = Effect.gen(function*() {
     phases.start.push(started[i]! - heard[h]!)
     phases.total.push(started[i]! - sent[i]!)
   }
-  console.log(machine())
+  console.log(`${machine()}\nlease statements: ${leased} for ${SAMPLES} offers`)
   for (const [name, xs] of Object.entries(phases)) {
     console.log(
       `${name.padEnd(8)} p50 ${median(xs).toFixed(1)} ms  p90 ${percentile(xs, 0.9).toFixed(1)}  p99 ${
