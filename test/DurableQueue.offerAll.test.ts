@@ -101,6 +101,50 @@ for (const [kind, up] of stores) {
         expect(back).toEqual(values.map((value, i) => [ids[i], value]))
       }))
 
+    // Generated ids are new by construction: on SQL such a batch is a plain INSERT (no ON CONFLICT), a batch holding
+    // a custom id the de-duplicating one; both kinds, hostile text and 0 rows here.
+    test("generated ids: hostile and huge values come back byte for byte; custom ids beside them skip done and dead jobs", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({
+          name: "jobs",
+          schema: Schema.Unknown,
+          pollInterval: "10 millis",
+          maxAttempts: 1
+        })
+        yield* queue.offerAll([{ value: "done", id: "done" }, { value: "dead", id: "dead" }])
+        yield* queue.take((value) => value === "done" ? Effect.void : Effect.fail("no"))
+        yield* queue.take((value) => value === "done" ? Effect.void : Effect.fail("no"))
+        expect((yield* queue.deadLetters).map((letter) => letter.id)).toEqual(["dead"])
+        const hostile: ReadonlyArray<unknown> = [
+          "\u0000 nul \\u0000 escaped",
+          "lone \ud83d and \udc00 surrogates",
+          "{\"a\",NULL,\"b\"} ' \" \\ ,{}",
+          "",
+          "NULL",
+          "x".repeat(200_000)
+        ]
+        const generated = yield* queue.offerAll(hostile.map((value) => ({ value })))
+        const mixed = yield* queue.offerAll([
+          { value: "again" },
+          { value: "x", id: "done" },
+          { value: "y", id: "dead" },
+          { value: "new", id: "new" },
+          { value: "new twice", id: "new" }
+        ])
+        expect(yield* queue.offerAll([])).toEqual([])
+        expect(new Set([...generated, mixed[0]!]).size).toBe(hostile.length + 1)
+        expect(yield* queue.size).toBe(hostile.length + 2)
+        const back = new Map<string, unknown>()
+        for (let i = 0; i < hostile.length + 2; i++) {
+          yield* queue.take((value, job) => Effect.sync(() => back.set(job.id, value)))
+        }
+        expect(back).toEqual(
+          new Map([...generated.map((id, i) => [id, hostile[i]] as const), [mixed[0]!, "again"], ["new", "new"]])
+        )
+        expect(Option.map(yield* queue.status("done"), (status) => status.state)).toEqual(Option.some("done"))
+        expect((yield* queue.deadLetters).map((letter) => [letter.id, letter.value])).toEqual([["dead", "dead"]])
+      }))
+
     test("a hostile value fails the call with EncodeFailed naming its id, and nothing of the batch is written", (env) =>
       Effect.gen(function*() {
         const queue = yield* env.make({ name: "jobs", schema: Schema.Unknown, pollInterval: "10 millis" })

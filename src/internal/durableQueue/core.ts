@@ -191,7 +191,7 @@ class Feed {
   private fetch(want: number): Effect.Effect<Either.Either<ReadonlyArray<LeasedJob>, unknown>> {
     return Effect.uninterruptible(
       Effect.flatMap(
-        Effect.either(this.store.lease(Math.min(want, this.store.maxBatch))),
+        Effect.either(this.store.lease(want)),
         (leased): Effect.Effect<Either.Either<ReadonlyArray<LeasedJob>, unknown>> => {
           if (Either.isLeft(leased)) return Effect.succeed(leased)
           this.held.add(leased.right)
@@ -222,22 +222,27 @@ class Feed {
           continue
         }
         this.offered.unsafeClose()
-        const leased = yield* this.fetch(want)
+        const asked = Math.min(want, this.store.maxBatch)
+        const started = yield* Clock.currentTimeMillis
+        const leased = yield* this.fetch(asked)
         if (Either.isLeft(leased)) {
           yield* Effect.logWarning("DurableQueue: leasing jobs failed; retrying", leased.left)
           yield* Effect.sleep(Math.max(this.pollMillis, 200))
-        } else if (leased.right.length < Math.min(want, this.store.maxBatch)) {
-          // Fewer than asked: the store ran dry, so it waits now instead of leasing again at once to find nothing
-          // (a lease saved per job under a trickle; on PostgreSQL at load 17 each was 10-40 ms of a delayed job's
-          // lateness, issue #11).
+        } else if (leased.right.length < asked) {
+          // Fewer than asked: the ready jobs ran out, so wait for news (an offer, a notification, the poll, the next
+          // delayed job's due time) as after an empty lease, instead of leasing again at once. A trickle of offers
+          // (50 a second on PostgreSQL) met a lease already in flight, which could not see the new job: it waited
+          // for that lease's end and one more (offer → start p50 63 ms at load 14; a delayed job's lateness 10-40 ms
+          // per such lease at load 17; bench/RESULTS.md, issues 11 and 16).
           if (leased.right.length > 0) this.overdue = false
-          const empty = yield* Clock.currentTimeMillis
           const atDueTime = yield* Effect.raceFirst(
             Effect.flatMap(this.untilDue(), (ms) => Effect.as(Effect.sleep(ms), ms < this.pollMillis)),
             Effect.as(Effect.raceFirst(this.offered.await, this.store.ready), false)
           )
-          // The spacing (see `wakeSpacingMillis`) holds for wake-ups by offers and polls, not at a job's due time.
-          const early = empty + this.store.wakeSpacingMillis - (yield* Clock.currentTimeMillis)
+          // `wakeSpacingMillis` counts from this lease's START: at most one lease per spacing under a stream of
+          // single offers, with no wait when offers come further apart than that. It holds for wake-ups by offers
+          // and polls, not at a job's due time.
+          const early = started + this.store.wakeSpacingMillis - (yield* Clock.currentTimeMillis)
           if (!atDueTime && early > 0) yield* Effect.sleep(early)
         } else {
           this.overdue = false

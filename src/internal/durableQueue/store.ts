@@ -110,8 +110,9 @@ export interface Store {
   /** The most jobs one `lease` call may ask for. */
   readonly maxBatch: number
   /**
-   * The shortest time (ms) between a lease that found nothing and the next, when woken early: under a stream of
-   * single offers a fetcher then takes several per statement instead of one (20 ms on SQL). 0: none.
+   * The shortest time (ms) from the start of a lease that found fewer jobs than asked to the next, when woken
+   * early: under a stream of single offers a fetcher then takes several per statement instead of one (20 ms on
+   * SQL). 0: none.
    */
   readonly wakeSpacingMillis: number
   /**
