@@ -5,7 +5,9 @@
  * of other clients on the same server are told apart by this queue's prefix, scripts being atomic) and the bytes
  * this process wrote to and read from Redis (every socket's counters).
  *
- *   npx tsx bench/_redis-commands.ts [--jobs 2000] [--concurrency 16]
+ *   npx tsx bench/_redis-commands.ts [--jobs 2000] [--concurrency 16] [--ttl <ms>]
+ *
+ * `--ttl`: the queue's resultTimeToLive (default 1 day); a short one counts the commands that drop done records.
  *
  * MONITOR slows Redis down: read the counts, not the time.
  */
@@ -21,6 +23,7 @@ import { arg, cleanup, counter, sleep, until } from "./_shared.js"
 
 const JOBS = arg("jobs", 2_000)
 const CONCURRENCY = arg("concurrency", 16)
+const TTL = arg("ttl", 86_400_000)
 const prefix = `cmds-${randomUUID()}:`
 
 // Every socket this process opens, for its byte counters.
@@ -30,6 +33,13 @@ net.Socket.prototype.connect = function(this: net.Socket, ...args: Array<unknown
   sockets.push(this)
   return (connect as (...a: Array<unknown>) => net.Socket).apply(this, args)
 } as typeof connect
+// Socket writes (a syscall each, waking Redis on this 2-core machine), of every socket but MONITOR's.
+let writes = 0
+const write = net.Socket.prototype.write
+net.Socket.prototype.write = function(this: net.Socket, ...args: Array<unknown>) {
+  if (this !== monitorSocket) writes++
+  return (write as (...a: Array<unknown>) => boolean).apply(this, args)
+} as typeof write
 const bytes = () =>
   sockets.filter((s) => s !== monitorSocket).reduce(
     (acc, s) => ({ out: acc.out + s.bytesWritten, in: acc.in + s.bytesRead }),
@@ -60,20 +70,29 @@ const report = (phase: string, jobs: number, before: { out: number; in: number }
   console.log(
     `${phase}: ${(total / jobs).toFixed(2)} commands/job (${scripts} calls), ${
       ((after.out - before.out) / jobs).toFixed(0)
-    } bytes/job sent, ${((after.in - before.in) / jobs).toFixed(0)} bytes/job received`
+    } bytes/job sent, ${((after.in - before.in) / jobs).toFixed(0)} bytes/job received, ${
+      (writes / jobs).toFixed(3)
+    } socket writes/job`
   )
   for (const [name, n] of [...counts].sort((a, b) => b[1] - a[1])) {
     console.log(`  ${name.padEnd(24)} ${(n / jobs).toFixed(3)}`)
   }
   counts.clear()
   scripts = 0
+  writes = 0
 }
 
 const program = Effect.gen(function*() {
   const monitor = yield* Effect.promise(watch)
-  const queue = yield* RedisDurableQueue.make({ name: "jobs", prefix, schema: Schema.Struct({ n: Schema.Number }) })
+  const queue = yield* RedisDurableQueue.make({
+    name: "jobs",
+    prefix,
+    schema: Schema.Struct({ n: Schema.Number }),
+    resultTimeToLive: TTL
+  })
   yield* Effect.promise(() => sleep(200))
   counts.clear()
+  writes = 0
   let before = bytes()
   for (let i = 0; i < JOBS; i += 1_000) {
     yield* queue.offerAll(Array.from({ length: Math.min(1_000, JOBS - i) }, (_, k) => ({ value: { n: i + k } })))
