@@ -396,16 +396,16 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         expect(yield* store.size).toBe(0)
       })))
 
-  it.live("batches larger than one Lua unpack holds (~8,000 values): 5,000 jobs offered in one call and settled in one", () =>
+  it.live("batches larger than one Lua unpack holds (~8,000 values): 4,100 jobs offered in one call and settled in one", () =>
     withStores(5_000, (store, _other, raw, prefix) =>
       Effect.gen(function*() {
         const k = keysOf(prefix, "jobs")
-        const all = Array.from({ length: 5_000 }, (_, i) => job(`j${i}`, { custom: i % 2 === 0 }))
+        const all = Array.from({ length: 4_100 }, (_, i) => job(`j${i}`, { custom: i % 2 === 0 }))
         yield* store.offer([...all, job("j0", { payload: "\"again\"" })])
-        expect(yield* store.size).toBe(5_000)
+        expect(yield* store.size).toBe(4_100)
         const leased: Array<LeasedJob> = []
         for (let got = yield* store.lease(256); got.length > 0; got = yield* store.lease(256)) leased.push(...got)
-        expect(leased.length).toBe(5_000)
+        expect(leased.length).toBe(4_100)
         expect(leased[0]).toMatchObject({ id: "j0", payload: "\"j0\"", attempts: 1 })
         yield* store.settle(
           leased.map((j) => ({
@@ -414,8 +414,8 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
           }))
         )
         expect(yield* store.counts).toMatchObject({ waiting: 0, running: 0 })
-        expect(yield* Effect.promise(() => raw.zcard(k.expiry))).toBe(5_000)
-        expect(yield* Effect.promise(() => raw.hlen(k.results))).toBe(5_000)
-        expect(yield* store.status("j4999")).toMatchObject({ state: "done", attempts: 1, result: "5" })
+        expect(yield* Effect.promise(() => raw.zcard(k.expiry))).toBe(4_100)
+        expect(yield* Effect.promise(() => raw.hlen(k.results))).toBe(4_100)
+        expect(yield* store.status("j4099")).toMatchObject({ state: "done", attempts: 1, result: "5" })
       })))
 })
