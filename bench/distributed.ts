@@ -21,8 +21,12 @@
  * at its default settings. Lateness (issue #11): delayed jobs offered at 50 jobs/s, each due 200–1,000 ms later;
  * handler start − due time, p50/p99, ours vs BullMQ's `delay`, interleaved rounds.
  *
+ * `--baseline <dir>`: another checkout of this repository (its own node_modules), whose DurableQueue runs as one
+ * more contender of the processing and bulk-offer scenarios: a change measured against the code before it in one
+ * run (same load), e.g. `git worktree add /tmp/base main && cp -r node_modules /tmp/base/`.
+ *
  *   npx tsx bench/distributed.ts [--quick] [--jobs 20000] [--rounds 5] [--samples 200] [--skip-latency]
- *     [--only-latency] [--late-jobs 60] [--late-rounds 3]
+ *     [--only-latency] [--late-jobs 60] [--late-rounds 3] [--baseline <dir>] [--only-ours]
  */
 import { Queue as BullQueue, Worker as BullWorker } from "bullmq"
 import * as Effect from "effect/Effect"
@@ -49,6 +53,7 @@ import {
   latenessRun,
   machine,
   pool,
+  type Sample,
   type Scenario,
   sleep,
   timed,
@@ -186,6 +191,76 @@ const oursProcess = (raw: Redis, jobs: number, concurrency: number, ms: number):
       })
       await Effect.runPromise(Fiber.interrupt(fiber!))
       return sample
+    })
+})
+
+/** The baseline checkout's modules (`--baseline`), loaded from it: its own Effect, its own DurableQueue. */
+interface Baseline {
+  readonly dir: string
+  readonly Effect: typeof Effect
+  readonly Fiber: typeof Fiber
+  readonly DurableQueue: typeof DurableQueue
+  readonly RedisClient: typeof RedisClient
+}
+
+const loadBaseline = async (dir: string): Promise<Baseline> => ({
+  dir,
+  Effect: await import(`${dir}/node_modules/effect/dist/esm/Effect.js`),
+  Fiber: await import(`${dir}/node_modules/effect/dist/esm/Fiber.js`),
+  DurableQueue: await import(`${dir}/src/redis/DurableQueue.ts`),
+  RedisClient: await import(`${dir}/src/redis/RedisClient.ts`)
+})
+
+/** `oursProcess` and `oursBulk` with the baseline's code. */
+const baselineRun = (
+  base: Baseline,
+  raw: Redis,
+  jobs: number,
+  body: (queue: DurableQueue.DurableQueue<{ readonly n: number }>) => Promise<Sample>
+): Promise<Sample> => {
+  const E = base.Effect
+  const prefix = `bench-dq-${randomUUID()}:`
+  return E.gen(function*() {
+    const queue = yield* base.DurableQueue.make({ name: "jobs", prefix, schema })
+    return yield* E.promise(() => body(queue))
+  }).pipe(
+    E.scoped,
+    E.provide(base.RedisClient.layer()),
+    E.ensuring(E.promise(() => cleanup(raw, `${prefix}*`))),
+    E.runPromise
+  )
+}
+
+const baselineProcess = (base: Baseline, raw: Redis, jobs: number, concurrency: number, ms: number): Contender => ({
+  name: `baseline (${base.dir}), concurrency ${concurrency}`,
+  run: () =>
+    baselineRun(base, raw, jobs, async (queue) => {
+      const E = base.Effect
+      for (const batch of batches(jobs, BULK)) await E.runPromise(queue.offerAll(batch.map((n) => ({ value: { n } }))))
+      const handled = counter(jobs)
+      const handler = ms === 0
+        ? () => E.sync(handled.hit)
+        : () => E.zipRight(E.sleep(ms), E.sync(handled.hit))
+      let fiber: Fiber.RuntimeFiber<never, unknown> | undefined
+      const sample = await timed(jobs, async () => {
+        fiber = E.runFork(queue.run(handler, { concurrency }))
+        await handled.all
+        await until(async () => (await E.runPromise(queue.size)) === 0)
+      })
+      await E.runPromise(base.Fiber.interrupt(fiber!))
+      return sample
+    })
+})
+
+const baselineBulk = (base: Baseline, raw: Redis, jobs: number): Contender => ({
+  name: `baseline (${base.dir}) offerAll`,
+  run: () =>
+    baselineRun(base, raw, jobs, (queue) => {
+      const all = batches(jobs, BULK)
+      return timed(
+        jobs,
+        () => pool(all.length, 4, (b) => base.Effect.runPromise(queue.offerAll(all[b]!.map((n) => ({ value: { n } })))))
+      )
     })
 })
 
@@ -416,6 +491,10 @@ const main = async () => {
   )
   console.log(machine())
   const scenarios: Array<Scenario> = []
+  const baseDir = process.argv.includes("--baseline") ? process.argv[process.argv.indexOf("--baseline") + 1] : undefined
+  const base = baseDir === undefined ? undefined : await loadBaseline(baseDir)
+  // --only-ours: ours and the baseline alone (the peers' ratios need them in the same run).
+  const peers = (...contenders: Array<Contender>) => flag("only-ours") ? [] : contenders
   for (const [concurrency, ms] of [[16, 0], [64, 0], [16, 1], [64, 1]] as const) {
     const jobs = ms === 0 ? JOBS : Math.ceil(JOBS / 2)
     scenarios.push({
@@ -424,17 +503,26 @@ const main = async () => {
       }`,
       contenders: [
         oursProcess(raw, jobs, concurrency, ms),
-        bullProcess(raw, jobs, concurrency, ms),
-        floorProcess(jobs, concurrency, ms)
+        ...peers(bullProcess(raw, jobs, concurrency, ms), floorProcess(jobs, concurrency, ms)),
+        ...(base === undefined ? [] : [baselineProcess(base, raw, jobs, concurrency, ms)])
       ]
     })
   }
-  scenarios.push({ label: "bulk offer", contenders: [oursBulk(raw, JOBS), bullBulk(raw, JOBS), floorBulk(JOBS)] })
-  const single = Math.ceil(JOBS / 4)
   scenarios.push({
-    label: `offer one by one (${fmt(single)} jobs)`,
-    contenders: [oursSingle(raw, single), bullSingle(raw, single)]
+    label: "bulk offer",
+    contenders: [
+      oursBulk(raw, JOBS),
+      ...peers(bullBulk(raw, JOBS), floorBulk(JOBS)),
+      ...(base === undefined ? [] : [baselineBulk(base, raw, JOBS)])
+    ]
   })
+  const single = Math.ceil(JOBS / 4)
+  if (!flag("only-ours")) {
+    scenarios.push({
+      label: `offer one by one (${fmt(single)} jobs)`,
+      contenders: [oursSingle(raw, single), bullSingle(raw, single)]
+    })
+  }
   if (!ONLY_LATENCY) await compare(scenarios, ROUNDS)
 
   if (!flag("skip-latency")) {

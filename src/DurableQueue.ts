@@ -119,8 +119,9 @@ export interface DurableQueue<in out A> {
   readonly cancel: (id: string) => Effect.Effect<boolean, DurableQueueError | OptionError>
   /**
    * What the store knows of job `id`, from any process: its state, attempts, last progress and last error; none
-   * when it was never offered, its dead letter was purged, or it was done longer ago than `resultTimeToLive`
-   * (Redis drops done records then; SQL and memory keep them). A done id is never queued again either way.
+   * when it was never offered, its dead letter was purged, or it was done or cancelled longer ago than
+   * `resultTimeToLive` (Redis drops those records then; SQL and memory keep them). A done id is never queued again
+   * either way.
    */
   readonly status: (id: string) => Effect.Effect<Option.Option<JobStatus>, DurableQueueError | OptionError>
   /**
@@ -441,7 +442,7 @@ export interface Options<A, I> {
   readonly timeout?: Duration.DurationInput | undefined
   /**
    * How long a result stored with `{ result: schema }` stays readable by `result(id)`, and the least time a done
-   * job's `status` stays readable. Default: 1 day. (Since 0.2.0.)
+   * or cancelled job's `status` stays readable. Default: 1 day. (Since 0.2.0.)
    */
   readonly resultTimeToLive?: Duration.DurationInput | undefined
 }

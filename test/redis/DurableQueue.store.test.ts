@@ -1,7 +1,8 @@
 /**
  * The Redis store of `DurableQueue` driven directly through its port (no core), where its own scripts carry the
  * risk of issue #11: priority order as a sorted-set member order, delayed jobs moved by the lease script in bulk,
- * cancel of a leased job whose runner died, done records that expire on Redis's clock, chunked requeueAll. The
+ * cancel of a leased job whose runner died, done and cancelled records that expire on Redis's clock, chunked requeueAll,
+ * and the batch scripts' nasty cases (ids twice in a batch, a former holder's settlement, jobs cancelled mid-lease). The
  * same features through the public API, on every store, are in test/DurableQueue.contract.test.ts.
  */
 import { describe, expect, it } from "@effect/vitest"
@@ -257,5 +258,164 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         })
         const [first] = yield* store.lease(1)
         expect(first).toMatchObject({ id: "j2499", attempts: 1 })
+      })))
+
+  // Issue #16: the scripts read and write a whole batch with one command per key (HMGET owners, HSET attempts...),
+  // so what a per-job loop got for free (a second settlement of one id finds the owner gone) must hold by design.
+  it.live("settle: a former holder's settlement after its lease moved is ignored; an id twice in a batch is settled once, by its first settlement", () =>
+    withStores(150, (former, current) =>
+      Effect.gen(function*() {
+        yield* former.offer([job("x"), job("y"), job("z")])
+        const old = yield* former.lease(3)
+        expect(ids(old)).toEqual(["x", "y", "z"])
+        // The former holder's lease (150 ms) lapses unrefreshed: the current store leases them again.
+        const now: Array<LeasedJob> = []
+        yield* eventually(Effect.map(current.lease(64), (got) => now.push(...got) === 3))
+        expect(now.map((j) => [j.id, j.attempts])).toEqual([["x", 2], ["y", 2], ["z", 2]])
+        yield* former.settle(old.map((j) => ({ job: j, settlement: { _tag: "Dead", attempts: 1, lastError: "late" } })))
+        expect(yield* current.counts).toMatchObject({ running: 3, dead: 0 })
+        const [x, y, z] = now
+        yield* current.settle([
+          { job: y!, settlement: { _tag: "Retry", attempts: 2, lastError: "first", delayMillis: 0 } },
+          { job: x!, settlement: { _tag: "Ack", result: "\"x1\"", resultTtlMillis: 60_000 } },
+          { job: y!, settlement: { _tag: "Ack", result: "\"y2\"", resultTtlMillis: 60_000 } },
+          { job: x!, settlement: { _tag: "Dead", attempts: 2, lastError: "second" } },
+          { job: z!, settlement: { _tag: "Release", attempts: 1 } }
+        ])
+        expect(yield* current.status("x")).toMatchObject({ state: "done", attempts: 2, result: "\"x1\"" })
+        expect(yield* current.status("y")).toMatchObject({ state: "waiting", attempts: 2, lastError: "first" })
+        expect(yield* current.status("z")).toMatchObject({ state: "waiting", attempts: 1 })
+        expect(yield* current.counts).toMatchObject({ waiting: 2, running: 0, dead: 0 })
+        // Each queued once: a double enqueue would lease y or z twice.
+        expect(ids(yield* current.lease(64))).toEqual(["y", "z"])
+      })))
+
+  it.live("offer: an id twice in one batch is kept once, with its first payload; custom and generated ids, known ones skipped", () =>
+    withStores(5_000, (store) =>
+      Effect.gen(function*() {
+        yield* store.offer([job("known")])
+        yield* store.offer([
+          job("d", { payload: "\"first\"" }),
+          job("g", { custom: false, payload: "\"g1\"" }),
+          job("d", { payload: "\"second\"", priority: 5 }),
+          job("known", { payload: "\"again\"" }),
+          job("g", { custom: false, payload: "\"g2\"" }),
+          job("p", { priority: 3, payload: "\"p\"" }),
+          job("p", { payload: "\"p2\"" })
+        ])
+        expect(yield* store.size).toBe(4)
+        const got = yield* store.lease(64)
+        expect(got.map((j) => [j.id, j.payload, j.attempts])).toEqual([
+          ["p", "\"p\"", 1],
+          ["known", "\"known\"", 1],
+          ["d", "\"first\"", 1],
+          ["g", "\"g1\"", 1]
+        ])
+      })))
+
+  it.live("a batch settling jobs cancelled mid-lease: retried and released ones become cancelled, acknowledged ones done, the rest untouched", () =>
+    withStores(5_000, (store, other) =>
+      Effect.gen(function*() {
+        yield* store.offer([job("theirs")])
+        const [theirs] = yield* other.lease(1)
+        yield* store.offer([job("r"), job("a"), job("b"), job("keep")])
+        const [r, a, b, keep] = yield* store.lease(4)
+        for (const id of ["theirs", "r", "a", "b"]) expect(yield* store.cancel(id)).toBe("asked")
+        expect(yield* store.refresh([r!, a!, b!, keep!])).toEqual(["r", "a", "b"])
+        // "theirs" (held by the other store) comes first, so this batch's held jobs are not its first entries.
+        yield* store.settle([
+          { job: theirs!, settlement: { _tag: "Ack", result: undefined, resultTtlMillis: 60_000 } },
+          { job: keep!, settlement: { _tag: "Release", attempts: 0 } },
+          { job: r!, settlement: { _tag: "Retry", attempts: 1, lastError: "boom", delayMillis: 0 } },
+          { job: a!, settlement: { _tag: "Ack", result: undefined, resultTtlMillis: 60_000 } },
+          { job: b!, settlement: { _tag: "Release", attempts: 0 } }
+        ])
+        expect((yield* store.status("theirs"))?.state).toBe("running")
+        expect(yield* store.status("r")).toMatchObject({ state: "cancelled", attempts: 1 })
+        expect((yield* store.status("a"))?.state).toBe("done")
+        expect((yield* store.status("b"))?.state).toBe("cancelled")
+        expect(yield* store.status("keep")).toMatchObject({ state: "waiting", attempts: 0 })
+        expect(ids(yield* store.lease(64))).toEqual(["keep"])
+        // Still asked: the other store's release of it settles it cancelled.
+        expect(yield* other.refresh([theirs!])).toEqual(["theirs"])
+        yield* other.settle([{ job: theirs!, settlement: { _tag: "Release", attempts: 0 } }])
+        expect((yield* store.status("theirs"))?.state).toBe("cancelled")
+      })))
+
+  it.live("cancelled records live as long as done ones (resultTimeToLive), then are unknown and dropped; their custom ids stay known", () =>
+    withRedisPrefix("dqs", (prefix, raw) =>
+      Effect.gen(function*() {
+        const k = keysOf(prefix, "jobs")
+        const settings = (resultTimeToLive: number) =>
+          queueSettings({ name: "jobs", schema: Schema.Number, leaseDuration: 150, resultTimeToLive })
+        const ttl = 3_600_000
+        const store = makeStore(raw, prefix, yield* settings(ttl))
+        const none = makeStore(raw, prefix, yield* settings(0))
+        const redisNow = Effect.promise(async () => {
+          const [s, us] = await raw.time()
+          return Number(s) * 1000 + Math.floor(Number(us) / 1000)
+        })
+        yield* store.offer([job("waiting"), job("held"), job("dies"), job("next"), job("gone")])
+        const before = yield* redisNow
+        expect(yield* store.cancel("waiting")).toBe("cancelled")
+        const [held, dies] = yield* store.lease(2)
+        expect(yield* store.cancel("held")).toBe("asked")
+        expect(yield* store.cancel("dies")).toBe("asked")
+        yield* store.settle([{ job: held!, settlement: { _tag: "Cancelled", attempts: 1 } }])
+        // "dies" is never settled: its lease (150 ms) lapses and a later lease settles it cancelled (paused, so
+        // that lease hands out nothing else).
+        yield* store.setPaused(true)
+        yield* eventually(
+          Effect.zipRight(store.lease(64), Effect.map(store.status("dies"), (s) => s?.state === "cancelled"))
+        )
+        const after = yield* redisNow
+        expect(dies!.id).toBe("dies")
+        // Each of the three ways to a cancelled record (cancel, settlement, a lapsed lease) gives it the time to live
+        // of a done record, from the moment it was cancelled on Redis's clock (no wait: its end is read).
+        for (const id of ["waiting", "held", "dies"]) {
+          expect((yield* store.status(id))?.state).toBe("cancelled")
+          const ends = Number(yield* Effect.promise(() => raw.zscore(k.expiry, id)))
+          expect(ends).toBeGreaterThanOrEqual(before + ttl)
+          expect(ends).toBeLessThanOrEqual(after + ttl)
+        }
+        // A time to live of 0 keeps no record at all (as for a done job).
+        expect(yield* none.cancel("gone")).toBe("cancelled")
+        expect(yield* none.status("gone")).toBe(undefined)
+        // Their time passed (moved into the past rather than waited for): unknown at once, dropped from Redis by
+        // the next cancel or settlement (no sweeper).
+        yield* Effect.promise(() => raw.zadd(k.expiry, 1, "waiting", 1, "held", 1, "dies"))
+        for (const id of ["waiting", "held", "dies"]) expect(yield* store.status(id)).toBe(undefined)
+        expect(yield* Effect.promise(() => raw.smembers(k.cancelled))).toHaveLength(3)
+        expect((yield* Effect.promise(() => raw.hkeys(k.attempts))).sort()).toEqual(["dies", "held"])
+        expect(yield* store.cancel("next")).toBe("cancelled")
+        expect(yield* Effect.promise(() => raw.smembers(k.cancelled))).toEqual(["next"])
+        expect(yield* Effect.promise(() => raw.zrange(k.expiry, 0, -1))).toEqual(["next"])
+        expect(yield* Effect.promise(() => raw.hkeys(k.attempts))).toEqual([])
+        expect(yield* Effect.promise(() => raw.hlen(k.payloads))).toBe(0)
+        yield* store.offer([job("waiting"), job("held"), job("dies"), job("gone")])
+        expect(yield* store.size).toBe(0)
+      })))
+
+  it.live("batches larger than one Lua unpack holds (~8,000 values): 4,100 jobs offered in one call and settled in one", () =>
+    withStores(5_000, (store, _other, raw, prefix) =>
+      Effect.gen(function*() {
+        const k = keysOf(prefix, "jobs")
+        const all = Array.from({ length: 4_100 }, (_, i) => job(`j${i}`, { custom: i % 2 === 0 }))
+        yield* store.offer([...all, job("j0", { payload: "\"again\"" })])
+        expect(yield* store.size).toBe(4_100)
+        const leased: Array<LeasedJob> = []
+        for (let got = yield* store.lease(256); got.length > 0; got = yield* store.lease(256)) leased.push(...got)
+        expect(leased.length).toBe(4_100)
+        expect(leased[0]).toMatchObject({ id: "j0", payload: "\"j0\"", attempts: 1 })
+        yield* store.settle(
+          leased.map((j) => ({
+            job: j,
+            settlement: { _tag: "Ack", result: `${j.id.length}`, resultTtlMillis: 60_000 }
+          }))
+        )
+        expect(yield* store.counts).toMatchObject({ waiting: 0, running: 0 })
+        expect(yield* Effect.promise(() => raw.zcard(k.expiry))).toBe(4_100)
+        expect(yield* Effect.promise(() => raw.hlen(k.results))).toBe(4_100)
+        expect(yield* store.status("j4099")).toMatchObject({ state: "done", attempts: 1, result: "5" })
       })))
 })

@@ -25,7 +25,7 @@ import { redisPort } from "./redisEvents.js"
 import * as scripts from "./redisScripts.js"
 import type { KeyName } from "./redisScripts.js"
 import * as RedisWake from "./redisWake.js"
-import type { LeasedJob, OfferedJob, Settle, Settlement, Store, StoredState, StoredStatus } from "./store.js"
+import type { LeasedJob, OfferedJob, Settle, Store, StoredState, StoredStatus } from "./store.js"
 
 /** The escaped name segment: no `}`, `:` or `%` but its own escapes, so distinct names give distinct keys. @internal */
 export const escapeName = (name: string): string =>
@@ -42,23 +42,37 @@ export const keysOf = (prefix: string, name: string): { readonly [K in KeyName]:
 /** Jobs leased per script call: a run leases up to 4 × its concurrency ahead (core.ts); 256 keeps one call near 1 ms. */
 const MAX_BATCH = 256
 
-/** Per settlement: kind, attempts, text, number (see the settle script). */
-const settleArgs = (settlement: Settlement): [string, number, string, number] => {
+/**
+ * Appends one settlement's arguments to `args` (see the settle script): id, spec "<kind> <attempts> <number>", and
+ * a text for the kinds with one. Two arguments per acknowledgement instead of five: ioredis frames and measures
+ * each argument, and an acknowledgement is what nearly every job ends with.
+ */
+const pushSettle = (args: Array<string>, { job, settlement }: Settle): void => {
   switch (settlement._tag) {
     case "Ack":
-      return settlement.result === undefined
-        ? ["a", 0, "", millis(settlement.resultTtlMillis)]
-        : ["A", 0, settlement.result, millis(settlement.resultTtlMillis)]
+      if (settlement.result === undefined) {
+        args.push(job.id, `a 0 ${millis(settlement.resultTtlMillis)}`)
+      } else {
+        args.push(job.id, `A 0 ${millis(settlement.resultTtlMillis)}`, settlement.result)
+      }
+      return
     case "Release":
-      return ["b", settlement.attempts, "", 0]
+      args.push(job.id, `b ${count(settlement.attempts)} 0`)
+      return
     case "Retry":
-      return ["r", settlement.attempts, settlement.lastError, millis(settlement.delayMillis)]
+      args.push(job.id, `r ${count(settlement.attempts)} ${millis(settlement.delayMillis)}`, settlement.lastError)
+      return
     case "Dead":
-      return ["d", settlement.attempts, settlement.lastError, 0]
+      args.push(job.id, `d ${count(settlement.attempts)} 0`, settlement.lastError)
+      return
     case "Cancelled":
-      return ["c", settlement.attempts, "", 0]
+      args.push(job.id, `c ${count(settlement.attempts)} 0`)
+      return
   }
 }
+
+/** Attempts as the settle script's spec holds them (digits only): the core counts them, this keeps a NaN out. */
+const count = (n: number): number => Number.isFinite(n) ? Math.max(0, Math.trunc(n)) : 0
 
 /**
  * A whole number of milliseconds from 0 to 10^15 (31,000 years; Infinity is that): what the scripts add to Redis's
@@ -100,6 +114,8 @@ const offerSpec = (job: OfferedJob): string => {
 export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings): Store => {
   const k = keysOf(prefix, settings.name)
   const token = globalThis.crypto.randomUUID()
+  // How long a cancelled job's record is kept: as a done one's (the queue's resultTimeToLive).
+  const recordTtl = millis(settings.resultTtlMillis)
   const call = (name: string, { keys, lua }: scripts.Script) => {
     const command = defineScript(redis, name, lua, keys.length)
     const keyArgs = keys.map((key) => k[key])
@@ -135,7 +151,7 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
     offer: (jobs: ReadonlyArray<OfferedJob>) =>
       Effect.asVoid(offer(...jobs.flatMap((job) => [job.id, job.payload, offerSpec(job)]))),
     lease: (max) =>
-      Effect.map(lease(token, settings.leaseMillis, max), (reply) => {
+      Effect.map(lease(token, settings.leaseMillis, max, recordTtl), (reply) => {
         const flat = reply as Array<string | number | null>
         const out: Array<LeasedJob> = []
         for (let i = 0; i < flat.length; i += 4) {
@@ -154,9 +170,12 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
         refresh(token, settings.leaseMillis, ...jobs.map((job) => job.id)),
         (reply) => (reply as Array<string>).map(String)
       ),
-    settle: (batch: ReadonlyArray<Settle>) =>
-      Effect.asVoid(settle(token, ...batch.flatMap(({ job, settlement }) => [job.id, ...settleArgs(settlement)]))),
-    cancel: (id) => Effect.map(cancel(id), (reply) => String(reply) as "cancelled" | "asked" | "none"),
+    settle: (batch: ReadonlyArray<Settle>) => {
+      const args: Array<string> = [token, String(recordTtl)]
+      for (const item of batch) pushSettle(args, item)
+      return Effect.asVoid(settle(...args))
+    },
+    cancel: (id) => Effect.map(cancel(id, recordTtl), (reply) => String(reply) as "cancelled" | "asked" | "none"),
     progress: (job, json) => Effect.asVoid(progress(token, job.id, json)),
     status: (id) => Effect.flatMap(status(id), (reply) => Effect.try(() => parseStatus(reply))),
     // Resuming wakes idle takers of every process (the jobs they skipped while paused are ready).
