@@ -22,6 +22,9 @@
  * - cancelling: set of leased ids whose cancellation was asked; cancelled: set of cancelled ids (kept, like dead).
  * - dead: sorted set id → sequence number at its death (oldest first).
  * - ids: set of custom ids ever offered (so one is queued once); paused: "1" while paused.
+ * - since: hash id → when the job entered its state (ms): written at offer, when queued again or delayed, at death
+ *   and at cancellation (not at lease nor acknowledgement: a write per job more on the hot path), for the ages of
+ *   `jobs` and `counts`; dropped with the done record (`forget`) or the dead letter (`purge`).
  * - wake: a pub/sub channel, not a key (named here so scripts get it like one; same hash tag): one message per
  *   script call that made a job ready now (offer, release, retry without delay, requeue, resume), heard by idle
  *   takers of every process (redisWake.ts). A delayed job becoming ready publishes nothing: it is moved by the lease
@@ -60,7 +63,8 @@ export const keyNames = [
   "dead",
   "ids",
   "paused",
-  "wake"
+  "wake",
+  "since"
 ] as const
 
 export type KeyName = typeof keyNames[number]
@@ -83,13 +87,14 @@ end`
 
 /**
  * Puts `id` (offered before) back in waiting or prioritized (delay 0), or in delayed; true when it is ready now (the
- * caller then publishes on wake). Needs waiting, prioritized, members, delayed, priorities. `0 - priority`, not
+ * caller then publishes on wake). Needs waiting, prioritized, members, delayed, priorities, since. `0 - priority`, not
  * `-priority`: Lua's -0 would be written "-0".
  */
 const enqueue = `local function priorityOf(id)
   return tonumber(redis.call('HGET', priorities, id) or '0')
 end
 local function enqueue(id, delay, now)
+  redis.call('HSET', since, id, now)
   if delay > 0 then
     redis.call('ZADD', delayed, now + delay, id)
     return false
@@ -104,8 +109,9 @@ local function enqueue(id, delay, now)
 end`
 
 /** A job becomes a cancelled record: attempts, error and progress kept for `status`, the rest dropped. */
-const cancelRecord = `local function cancelRecord(id)
+const cancelRecord = `local function cancelRecord(id, now)
   redis.call('SADD', cancelled, id)
+  redis.call('HSET', since, id, now)
   redis.call('HDEL', members, id)
   redis.call('HDEL', payloads, id)
   redis.call('HDEL', priorities, id)
@@ -120,7 +126,7 @@ end`
  * Publishes one wake-up when it queued a job ready now (a delayed one is found by the takers' poll once due).
  */
 export const offer = script(
-  ["waiting", "prioritized", "seq", "members", "delayed", "payloads", "priorities", "options", "ids", "wake"],
+  ["waiting", "prioritized", "seq", "members", "delayed", "payloads", "priorities", "options", "ids", "wake", "since"],
   clock,
   `local now
 local queued = false
@@ -139,8 +145,9 @@ for i = 1, #ARGV, 3 do
       redis.call('HSET', members, id, member)
     end
     if extra ~= '' then redis.call('HSET', options, id, extra) end
+    now = now or clock()
+    redis.call('HSET', since, id, now)
     if delay > 0 then
-      now = now or clock()
       redis.call('ZADD', delayed, now + delay, id)
     elseif member then
       redis.call('ZADD', prioritized, 0 - priority, member)
@@ -176,7 +183,8 @@ export const lease = script(
     "options",
     "cancelling",
     "cancelled",
-    "paused"
+    "paused",
+    "since"
   ],
   clock,
   enqueue,
@@ -185,7 +193,7 @@ export const lease = script(
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', leased, '-inf', now, 'LIMIT', 0, 1000)) do
   redis.call('ZREM', leased, id)
   redis.call('HDEL', owners, id)
-  if redis.call('SREM', cancelling, id) == 1 then cancelRecord(id) else enqueue(id, 0, now) end
+  if redis.call('SREM', cancelling, id) == 1 then cancelRecord(id, now) else enqueue(id, 0, now) end
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 1000)) do
   redis.call('ZREM', delayed, id)
@@ -269,12 +277,14 @@ export const settle = script(
     "cancelling",
     "cancelled",
     "dead",
-    "wake"
+    "wake",
+    "since"
   ],
   clock,
   enqueue,
   cancelRecord,
   `local function forget(id)
+  redis.call('HDEL', since, id)
   redis.call('HDEL', results, id)
   redis.call('HDEL', attempts, id)
   redis.call('HDEL', progress, id)
@@ -310,11 +320,12 @@ for i = 2, #ARGV, 5 do
     else
       redis.call('HSET', attempts, id, ARGV[i + 2])
       if kind == 'c' then
-        cancelRecord(id)
+        cancelRecord(id, now)
       else
         if kind ~= 'b' then redis.call('HSET', errors, id, ARGV[i + 3]) end
         if kind == 'd' then
           redis.call('ZADD', dead, redis.call('INCR', seq), id)
+          redis.call('HSET', since, id, now)
         else
           if enqueue(id, kind == 'r' and tonumber(ARGV[i + 4]) or 0, now) then ready = true end
         end
@@ -348,8 +359,10 @@ export const cancel = script(
     "options",
     "cancelling",
     "cancelled",
-    "dead"
+    "dead",
+    "since"
   ],
+  clock,
   cancelRecord,
   `local id = ARGV[1]
 if redis.call('ZSCORE', leased, id) then
@@ -363,7 +376,7 @@ if redis.call('ZREM', delayed, id) == 1
   or (member and redis.call('ZREM', prioritized, member) == 1)
   or (not member and redis.call('HEXISTS', payloads, id) == 1 and not redis.call('ZSCORE', dead, id)
     and redis.call('LREM', waiting, 1, id) == 1) then
-  cancelRecord(id)
+  cancelRecord(id, clock())
   return 'cancelled'
 end
 return 'none'`
@@ -411,18 +424,127 @@ return {
 }`
 )
 
-/** Returns waiting (delayed jobs past their time included), delayed, running, dead, paused (1/0). */
+/**
+ * Returns waiting (delayed jobs past their time included), delayed, running, dead, paused (1/0), done records kept,
+ * and the oldest waiting job's age (ms; -1 when none waits) among the next of each kind: the head of waiting, the
+ * highest and lowest priority, the first delayed job due (a few commands, whatever the queue's size).
+ */
 export const counts = script(
-  ["waiting", "prioritized", "delayed", "leased", "dead", "paused"],
+  ["waiting", "prioritized", "delayed", "leased", "dead", "paused", "expiry", "since"],
   clock,
-  `local due = redis.call('ZCOUNT', delayed, '-inf', clock())
+  `local now = clock()
+local due = redis.call('ZCOUNT', delayed, '-inf', now)
+local oldest = nil
+local function older(at)
+  if at and (not oldest or tonumber(at) < oldest) then oldest = tonumber(at) end
+end
+local head = redis.call('LINDEX', waiting, 0)
+if head then older(redis.call('HGET', since, head)) end
+for _, member in ipairs(redis.call('ZRANGE', prioritized, 0, 0)) do older(redis.call('HGET', since, string.sub(member, 17))) end
+for _, member in ipairs(redis.call('ZRANGE', prioritized, -1, -1)) do older(redis.call('HGET', since, string.sub(member, 17))) end
+local first = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
+if first[2] then older(first[2]) end
 return {
   redis.call('LLEN', waiting) + redis.call('ZCARD', prioritized) + due,
   redis.call('ZCARD', delayed) - due,
   redis.call('ZCARD', leased),
   redis.call('ZCARD', dead),
-  redis.call('EXISTS', paused)
+  redis.call('EXISTS', paused),
+  redis.call('ZCOUNT', expiry, '(' .. now, '+inf'),
+  oldest and math.max(0, now - oldest) or -1
 }`
+)
+
+/**
+ * ARGV: state, limit, offset. Returns (id, payload, attempts, progress, error, age ms) sextuples, false for none,
+ * of up to `limit` jobs in `state` after `offset` (see `Store.jobs` for the orders): each a range of one key by
+ * rank or score (ZCOUNT, LLEN place the offset among waiting's parts), so a call walks at most offset + limit
+ * entries. Cancelled is a set: SSCAN from the start, in hash order.
+ */
+export const jobs = script(
+  [
+    "waiting",
+    "prioritized",
+    "delayed",
+    "leased",
+    "payloads",
+    "attempts",
+    "errors",
+    "progress",
+    "expiry",
+    "cancelled",
+    "dead",
+    "since"
+  ],
+  clock,
+  `local state, limit, skip = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = clock()
+local ids, ages = {}, {}
+local function add(id, age)
+  ids[#ids + 1] = id
+  ages[#ids] = age
+end
+-- The part of one ordered key from the current offset: skips what the part holds, else takes what is left.
+local function part(n, read)
+  if #ids >= limit then return end
+  if skip >= n then
+    skip = skip - n
+    return
+  end
+  read(skip, limit - #ids)
+  skip = 0
+end
+local function members(list)
+  for _, member in ipairs(list) do add(string.sub(member, 17), nil) end
+end
+if state == 'waiting' then
+  part(redis.call('ZCOUNT', prioritized, '-inf', '(0'), function(from, n)
+    members(redis.call('ZRANGEBYSCORE', prioritized, '-inf', '(0', 'LIMIT', from, n))
+  end)
+  part(redis.call('LLEN', waiting), function(from, n)
+    for _, id in ipairs(redis.call('LRANGE', waiting, from, from + n - 1)) do add(id, nil) end
+  end)
+  part(redis.call('ZCOUNT', prioritized, '(0', '+inf'), function(from, n)
+    members(redis.call('ZRANGEBYSCORE', prioritized, '(0', '+inf', 'LIMIT', from, n))
+  end)
+  part(redis.call('ZCOUNT', delayed, '-inf', now), function(from, n)
+    local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'WITHSCORES', 'LIMIT', from, n)
+    for i = 1, #due, 2 do add(due[i], now - tonumber(due[i + 1])) end
+  end)
+elseif state == 'delayed' then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', delayed, '(' .. now, '+inf', 'LIMIT', skip, limit)) do add(id, nil) end
+elseif state == 'running' then
+  for _, id in ipairs(redis.call('ZRANGE', leased, skip, skip + limit - 1)) do add(id, false) end
+elseif state == 'done' then
+  for _, id in ipairs(redis.call('ZREVRANGEBYSCORE', expiry, '+inf', '(' .. now, 'LIMIT', skip, limit)) do add(id, false) end
+elseif state == 'dead' then
+  for _, id in ipairs(redis.call('ZREVRANGE', dead, skip, skip + limit - 1)) do add(id, nil) end
+elseif state == 'cancelled' then
+  local cursor, seen = '0', 0
+  repeat
+    local reply = redis.call('SSCAN', cancelled, cursor, 'COUNT', limit + skip)
+    cursor = reply[1]
+    for _, id in ipairs(reply[2]) do
+      seen = seen + 1
+      if seen > skip and #ids < limit then add(id, nil) end
+    end
+  until cursor == '0' or #ids >= limit
+end
+local out = {}
+for i, id in ipairs(ids) do
+  local age = ages[i]
+  if age == nil then
+    local at = redis.call('HGET', since, id)
+    age = at and math.max(0, now - tonumber(at)) or false
+  end
+  out[#out + 1] = id
+  out[#out + 1] = state ~= 'done' and state ~= 'cancelled' and redis.call('HGET', payloads, id)
+  out[#out + 1] = redis.call('HGET', attempts, id) or '0'
+  out[#out + 1] = redis.call('HGET', progress, id)
+  out[#out + 1] = redis.call('HGET', errors, id)
+  out[#out + 1] = age
+end
+return out`
 )
 
 /** Returns (id, payload, attempts, error) quadruples, oldest first. */
@@ -444,7 +566,7 @@ const revive = `local function revive(id)
   redis.call('HDEL', attempts, id)
   redis.call('HDEL', errors, id)
   redis.call('HDEL', progress, id)
-  enqueue(id, 0, 0)
+  enqueue(id, 0, clock())
 end`
 
 const requeueKeys: ReadonlyArray<KeyName> = [
@@ -457,12 +579,14 @@ const requeueKeys: ReadonlyArray<KeyName> = [
   "errors",
   "progress",
   "priorities",
-  "wake"
+  "wake",
+  "since"
 ]
 
 /** ARGV: id. Queues a dead letter again, no attempts counted (waking idle takers); 0 when there is no such dead letter. */
 export const requeue = script(
   requeueKeys,
+  clock,
   enqueue,
   revive,
   `if not redis.call('ZSCORE', dead, ARGV[1]) then return 0 end
@@ -478,6 +602,7 @@ return 1`
  */
 export const requeueAll = script(
   requeueKeys,
+  clock,
   enqueue,
   revive,
   `local bound = ARGV[1]
@@ -494,7 +619,7 @@ return {#ids, bound}`
 
 /** Deletes every dead letter and forgets its id; returns how many. */
 export const purge = script(
-  ["dead", "members", "payloads", "attempts", "errors", "priorities", "options", "progress", "ids"],
+  ["dead", "members", "payloads", "attempts", "errors", "priorities", "options", "progress", "ids", "since"],
   `local letters = redis.call('ZRANGE', dead, 0, -1)
 for _, id in ipairs(letters) do
   redis.call('HDEL', members, id)
@@ -504,6 +629,7 @@ for _, id in ipairs(letters) do
   redis.call('HDEL', priorities, id)
   redis.call('HDEL', options, id)
   redis.call('HDEL', progress, id)
+  redis.call('HDEL', since, id)
   redis.call('SREM', ids, id)
 end
 redis.call('DEL', dead)
