@@ -44,6 +44,7 @@ export type WatchedQueue = {
       | "requeueAll"
       | "purge"
       | "events"
+      | "jobs"
   ]: DurableQueue.DurableQueue<unknown>[K]
 }
 
