@@ -1,36 +1,68 @@
 /**
- * What a dashboard costs the queue it watches (issue #15): ours on one Redis (127.0.0.1:6379) alone, against ours
- * with a dashboard attached and one Server-Sent Events client connected for the whole round (bench/_dashboard.ts),
- * rounds interleaved, medians and the ratio printed. Not part of `npm run bench`'s peer comparisons: the peers are
- * in bench/distributed.ts.
+ * What a dashboard costs the queue it watches (issue #15): ours alone, against ours with a dashboard attached and
+ * one Server-Sent Events client connected for the whole round (bench/_dashboard.ts; the dashboard reads the counts
+ * and the first page of each state's jobs at each sample), and against ours listed far harder than a dashboard does
+ * (`jobs` of all six states every 50 ms: 120 listings a second). On PostgreSQL (`--pg`) also ours without the
+ * `settled` index the listing and the done count read (dropped after the queue made it), to price the index at
+ * each acknowledgement. Rounds interleaved, medians and ratios printed. Not part of `npm run bench`'s peer
+ * comparisons: the peers are in bench/distributed.ts.
  *
- *   npx tsx bench/dashboard.ts [--jobs 10000] [--rounds 5]
+ *   npx tsx bench/dashboard.ts [--pg] [--jobs 10000] [--rounds 5]
  */
+import { PgClient } from "@effect/sql-pg"
+import * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import { Redis } from "ioredis"
 import { randomUUID } from "node:crypto"
 import * as os from "node:os"
-import * as DurableQueue from "../src/redis/DurableQueue.js"
+import type * as Api from "../src/DurableQueue.js"
+import * as RedisDurableQueue from "../src/redis/DurableQueue.js"
 import * as RedisClient from "../src/redis/RedisClient.js"
+import * as SqlDurableQueue from "../src/sql/DurableQueue.js"
 import { attachDashboard } from "./_dashboard.js"
-import { arg, cleanup, median, queueRound, type Round } from "./_shared.js"
+import { arg, cleanup, flag, median, queueRound, type Round } from "./_shared.js"
 
+const PG = flag("pg")
 const JOBS = arg("jobs", 10_000)
 const ROUNDS = arg("rounds", 5)
 const CONCURRENCY = 16
+const schema = Schema.Struct({ n: Schema.Number })
+const STATES: ReadonlyArray<Api.JobState> = ["waiting", "delayed", "running", "done", "dead", "cancelled"]
 
-const ours = (raw: Redis, dashboard: boolean): Promise<Round> => {
-  const prefix = `bench-dash-${randomUUID()}:`
-  return Effect.gen(function*() {
-    const queue = yield* DurableQueue.make({ name: "jobs", prefix, schema: Schema.Struct({ n: Schema.Number }) })
-    if (dashboard) yield* attachDashboard(queue)
+type Variant = "alone" | "watched" | "listing" | "no settled index"
+
+const PgLayer = PgClient.layer({ host: "127.0.0.1", port: 5432, database: "test", username: "postgres" })
+
+/** Lists all six states, 20 jobs each, every 50 ms while the scope lives. */
+const listHard = <A>(queue: Api.DurableQueue<A>) =>
+  Effect.forkScoped(Effect.forever(Effect.zipRight(
+    Effect.forEach(STATES, (state) => queue.jobs(state, { limit: 20 }), { discard: true }),
+    Effect.sleep("50 millis")
+  )))
+
+const round = (
+  queue: Api.DurableQueue<{ readonly n: number }>,
+  variant: Variant
+): Effect.Effect<Round, unknown, Scope.Scope> =>
+  Effect.gen(function*() {
+    if (variant === "watched") yield* attachDashboard(queue)
+    if (variant === "listing") yield* listHard(queue)
     return yield* queueRound(
       JOBS,
       CONCURRENCY,
       queue.offer,
       (handler) => Effect.forkScoped(queue.run(handler, { concurrency: CONCURRENCY }))
     )
+  })
+
+const onRedis = (raw: Redis, variant: Variant): Promise<Round> => {
+  const prefix = `bench-dash-${randomUUID()}:`
+  return Effect.gen(function*() {
+    const queue = yield* RedisDurableQueue.make({ name: "jobs", prefix, schema })
+    return yield* round(queue, variant)
   }).pipe(
     Effect.scoped,
     Effect.provide(RedisClient.layer()),
@@ -39,31 +71,59 @@ const ours = (raw: Redis, dashboard: boolean): Promise<Round> => {
   )
 }
 
+const onPg = (variant: Variant): Promise<Round> => {
+  const table = `bench_dash_${randomUUID().replace(/-/g, "").slice(0, 12)}`
+  return Effect.gen(function*() {
+    const sql = yield* SqlClient.SqlClient
+    const measured = Effect.gen(function*() {
+      const queue = yield* SqlDurableQueue.make({ name: "jobs", tableName: table, schema })
+      if (variant === "no settled index") yield* sql`DROP INDEX ${sql(`${table}_settled`)}`
+      return yield* round(queue, variant)
+    }).pipe(Effect.scoped)
+    return yield* Effect.ensuring(
+      measured,
+      Effect.ignore(sql`DROP TABLE IF EXISTS ${sql(table)}, ${sql(`${table}_paused`)}`)
+    )
+  }).pipe(Effect.provide(Layer.orDie(PgLayer)), Effect.runPromise)
+}
+
 const main = async () => {
   const raw = new Redis({ host: "127.0.0.1", port: 6379 })
   const fmt = (x: number) => Math.round(x).toLocaleString("en-US")
+  const variants: ReadonlyArray<Variant> = PG
+    ? ["alone", "watched", "listing", "no settled index"]
+    : ["alone", "watched", "listing"]
   console.log(
-    `Dashboard cost: ${
+    `Dashboard cost on ${PG ? "PostgreSQL" : "Redis"}: ${
       JOBS.toLocaleString("en-US")
     } jobs, concurrency ${CONCURRENCY}, median of ${ROUNDS} interleaved rounds`
   )
   console.log(`node ${process.version}, ${os.cpus().length} CPUs (nproc), load ${os.loadavg()[0]!.toFixed(1)}`)
-  const rounds: Record<"alone" | "watched", Array<Round>> = { alone: [], watched: [] }
+  const rounds = new Map<Variant, Array<Round>>(variants.map((v) => [v, []]))
   for (let r = 0; r < ROUNDS; r++) {
-    rounds.alone.push(await ours(raw, false))
-    rounds.watched.push(await ours(raw, true))
+    for (const variant of variants) rounds.get(variant)!.push(await (PG ? onPg(variant) : onRedis(raw, variant)))
   }
-  console.log("\n| DurableQueue (Redis) | add jobs/s | process jobs/s | rounds (process) |")
+  const labels: Record<Variant, string> = {
+    alone: "alone",
+    watched: "dashboard + 1 SSE client",
+    listing: "jobs() of 6 states every 50 ms",
+    "no settled index": "alone, without the settled index"
+  }
+  console.log(`\n| DurableQueue (${PG ? "PostgreSQL" : "Redis"}) | add jobs/s | process jobs/s | rounds (process) |`)
   console.log("|---|---:|---:|---|")
-  for (const [label, xs] of [["alone", rounds.alone], ["dashboard + 1 SSE client", rounds.watched]] as const) {
+  for (const [variant, xs] of rounds) {
     console.log(
-      `| ${label} | ${fmt(median(xs.map((x) => x.add)))} | ${fmt(median(xs.map((x) => x.process)))} | ${
+      `| ${labels[variant]} | ${fmt(median(xs.map((x) => x.add)))} | ${fmt(median(xs.map((x) => x.process)))} | ${
         xs.map((x) => fmt(x.process)).join(", ")
       } |`
     )
   }
-  const ratio = median(rounds.watched.map((x) => x.process)) / median(rounds.alone.map((x) => x.process))
-  console.log(`\nwith dashboard / alone: process ${ratio.toFixed(2)}x`)
+  const base = median(rounds.get("alone")!.map((x) => x.process))
+  for (const variant of variants.slice(1)) {
+    const ratio = median(rounds.get(variant)!.map((x) => x.process)) / base
+    console.log(`${labels[variant]} / alone: process ${ratio.toFixed(2)}x`)
+  }
+  console.log(`load at the end ${os.loadavg()[0]!.toFixed(1)}`)
   await raw.quit()
 }
 

@@ -44,6 +44,7 @@ export type WatchedQueue = {
       | "requeueAll"
       | "purge"
       | "events"
+      | "jobs"
   ]: DurableQueue.DurableQueue<unknown>[K]
 }
 
@@ -81,7 +82,10 @@ export interface Options {
    * letters. For a dashboard bound to 127.0.0.1 on your own machine. Default: false (actions closed: 403).
    */
   readonly openActions?: boolean | undefined
-  /** How often the stores' counts are read while a browser watches (and JobRunners sampled). Default: 1 second. */
+  /**
+   * How often the stores' counts and the first page of each state's jobs are read while a browser watches (and
+   * JobRunners sampled); sooner after a job event, at most every 200 ms. Default: 1 second.
+   */
   readonly interval?: Duration.DurationInput | undefined
   /** Shows WorkerQueue, TaskEngine, RateLimiter, ResultCache and TreeQueue instances from Effect metrics. Default: true. */
   readonly modules?: boolean | undefined

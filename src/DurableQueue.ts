@@ -175,6 +175,60 @@ export interface DurableQueue<in out A> {
    * their `schedule` scopes may stay open. An occurrence being offered as the mark is written may still go out.
    */
   readonly unschedule: (id: string) => Effect.Effect<void, DurableQueueError | OptionError>
+  /**
+   * The jobs in `state`, from any process: up to `limit` (default 100, at most 1,000) after skipping `offset` (at
+   * most 100,000), each with its attempts, last progress, last error, age in its state and value. Each call reads
+   * a bounded range of the store (an index or key range), never the whole queue. Order: waiting in the order they
+   * will run (then delayed jobs whose time came), delayed by due time, running by lease deadline, done, dead and
+   * cancelled newest first (Redis lists cancelled jobs in no particular order). What the store does not keep is
+   * not listed: Redis drops a done record after `resultTimeToLive` (SQL and memory keep done jobs). A `state` that is
+   * not a `JobState`, or a `limit` / `offset` that is not an integer in range (`NaN`, `-1`, `1e12`, `"10"`), fails
+   * with `OptionError` naming it. (Since 0.3.0.)
+   */
+  readonly jobs: (
+    state: JobState,
+    options?: JobsOptions
+  ) => Effect.Effect<ReadonlyArray<JobSummary<A>>, DurableQueueError | OptionError>
+}
+
+/**
+ * @since 0.3.0
+ * @category models
+ */
+export interface JobsOptions {
+  /** The most jobs listed, an integer from 1 to 1,000. Default: 100. */
+  readonly limit?: number | undefined
+  /** Jobs skipped first, an integer from 0 to 100,000 (a store walks them). Default: 0. */
+  readonly offset?: number | undefined
+}
+
+/**
+ * One job of `jobs`.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface JobSummary<A> {
+  readonly id: string
+  readonly state: JobState
+  /** Attempts counted so far. */
+  readonly attempts: number
+  /** The last value given to `Job.progress`, as JSON gives it back; undefined when none. */
+  readonly progress: unknown
+  readonly lastError: string | undefined
+  /**
+   * How long ago (ms, the store's clock, so processes agree) the job entered its state: waiting since it became
+   * ready, delayed since it was offered or retried, done, dead or cancelled since then. Undefined where the store
+   * does not keep it: running jobs (no store writes a lease's start), done jobs on Redis.
+   */
+  readonly ageMillis: number | undefined
+  /**
+   * The job's value, decoded: waiting, delayed, running and dead jobs; none for done and cancelled jobs (Redis drops
+   * their value, so no store lists it) and for a value that no longer decodes with the schema (see `payload`).
+   */
+  readonly value: Option.Option<A>
+  /** The job as stored (JSON text): waiting, delayed, running and dead jobs. */
+  readonly payload: string | undefined
 }
 
 /**
@@ -344,6 +398,17 @@ export interface Counts {
   readonly running: number
   readonly dead: number
   readonly paused: boolean
+  /**
+   * Done jobs the store keeps (since 0.3.0): memory and SQL keep them all (SQL counts at most 100,000: done rows are
+   * kept forever, and counting more would read them all), Redis for `resultTimeToLive`.
+   */
+  readonly done: number
+  /**
+   * How long (ms, the store's clock) the oldest waiting job has waited since it became ready; undefined when none
+   * waits (since 0.3.0). On Redis, the oldest of the next job of each kind (priority 0, the highest and lowest
+   * priority, the first delayed job whose time came).
+   */
+  readonly oldestWaitingMillis: number | undefined
 }
 
 /**

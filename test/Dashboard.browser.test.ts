@@ -113,6 +113,10 @@ const pgQueue = (tableName: string, name: string, maxAttempts = 3) =>
 const count = (page: Page, name: string, state: string) =>
   page.locator(`[data-queue="${name}"] [data-count="${state}"] b`)
 
+/** The rows of the job table of queue `name` while it shows `state`. */
+const listed = (page: Page, name: string, state: string) =>
+  page.locator(`[data-queue="${name}"] tr[data-listed="${state}"]`)
+
 const open = async (url: string) => {
   const page = await context.newPage()
   const dialogs: Array<string> = []
@@ -142,6 +146,10 @@ describe.skipIf(!up)("Dashboard in chromium", () => {
       const { page } = await open(url)
       await expect.poll(() => count(page, "on-redis", "waiting").textContent(), WAIT).toBe("12")
       await expect.poll(() => count(page, "on-pg", "waiting").textContent(), WAIT).toBe("9")
+      // The job table (waiting by default) lists them in the order they will run, with the oldest one's age.
+      await expect.poll(() => listed(page, "on-pg", "waiting").count(), WAIT).toBe(9)
+      expect(await listed(page, "on-redis", "waiting").first().locator("td").first().textContent()).toBe("r-0")
+      await expect.poll(() => count(page, "on-redis", "oldest").textContent(), WAIT).toMatch(/^\d+(\.\d)? s$/)
       // Jobs finish one at a time: the page follows without a reload.
       await run(Effect.forkScoped(onRedis.run(() => Effect.sleep("20 millis"))))
       await run(Effect.forkScoped(onPg.run(() => Effect.sleep("20 millis"))))
@@ -150,6 +158,11 @@ describe.skipIf(!up)("Dashboard in chromium", () => {
       await expect.poll(() => count(page, "on-redis", "done").textContent(), WAIT).toBe("12")
       await expect.poll(() => count(page, "on-pg", "done").textContent(), WAIT).toBe("9")
       expect(await page.locator(`[data-queue="on-redis"] tr[data-state="done"]`).count()).toBe(12)
+      await expect.poll(() => count(page, "on-pg", "oldest").textContent(), WAIT).toBe("–")
+      // The done tab lists what the store keeps.
+      await page.locator(`[data-queue="on-pg"] a[data-tab="done"]`).click(WAIT)
+      await expect.poll(() => listed(page, "on-pg", "done").count(), WAIT).toBe(9)
+      expect(await listed(page, "on-pg", "waiting").count()).toBe(0)
     })
   })
 
@@ -172,9 +185,14 @@ describe.skipIf(!up)("Dashboard in chromium", () => {
         .toBeGreaterThan(seen + 400)
       expect(started).toBe(0)
       expect(await count(page, "pausable", "waiting").textContent()).toBe("5")
+      // Cancel from the job table: one fewer to run.
+      await listed(page, "pausable", "waiting").filter({ hasText: "held-2" }).locator(`button[data-action="cancel"]`)
+        .click(WAIT)
+      await expect.poll(() => count(page, "pausable", "waiting").textContent(), WAIT).toBe("4")
       await page.locator(`[data-queue="pausable"] button[data-action="resume"]`).click(WAIT)
       await expect.poll(() => count(page, "pausable", "waiting").textContent(), WAIT).toBe("0")
-      await expect.poll(() => started, WAIT).toBe(5)
+      await expect.poll(() => started, WAIT).toBe(4)
+      expect(Option.map(await run(queue.status("held-2")), (s) => s.state)).toEqual(Option.some("cancelled"))
     })
   })
 

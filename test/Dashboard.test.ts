@@ -45,21 +45,30 @@ describe("Dashboard", () => {
     Effect.gen(function*() {
       const queue = yield* DurableQueue.memory({ name: "counted", schema: Schema.Number })
       let reads = 0
-      const counted = { ...queue, counts: Effect.tap(queue.counts, () => Effect.sync(() => void reads++)) }
+      let listings = 0
+      const counted = {
+        ...queue,
+        counts: Effect.tap(queue.counts, () => Effect.sync(() => void reads++)),
+        jobs: (state: DurableQueue.JobState, options?: DurableQueue.JobsOptions) =>
+          Effect.tap(queue.jobs(state, options), () => Effect.sync(() => void listings++))
+      }
       const { dashboard, url } = yield* DashboardNode.serve({ queues: [counted], interval: "100 millis" })
       const measure = (browsers: number) =>
         Effect.promise(async () => {
           const clients = await connect(url, browsers)
-          const before = reads
+          const before = [reads, listings] as const
           const started = Date.now()
           // Ten sampling intervals, measured by the clock; the sampler runs on its own.
           while (Date.now() - started < 1_000) await new Promise((resolve) => setTimeout(resolve, 50))
-          const n = reads - before
+          const n = [reads - before[0], listings - before[1]] as const
           clients.close()
           return n
         })
-      const one = yield* measure(1)
-      const ten = yield* measure(10)
+      const [one, listedOne] = yield* measure(1)
+      const [ten, listedTen] = yield* measure(10)
+      // The job listings too (an empty queue: only "cancelled", which has no count, is read each sample).
+      expect(listedOne).toBeGreaterThan(0)
+      expect(listedTen).toBeLessThan(listedOne * 3 + 3)
       expect(yield* dashboard.clients).toBeLessThanOrEqual(10)
       // About 5 to 10 reads a second (100 ms interval plus 200 ms spacing at most); never one per browser.
       expect(one).toBeGreaterThan(0)
@@ -99,6 +108,49 @@ describe("Dashboard", () => {
         state = yield* read
       }
       expect(state.runners.some((r) => r.name === "panel-runner")).toBe(false)
+    }).pipe(Effect.scoped))
+
+  it.live("the snapshot lists each state's jobs (a waiting job, then done) with the oldest waiting job's age", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({ name: "listed", schema: Schema.Number, maxAttempts: 1 })
+      interface Listed {
+        readonly queues: ReadonlyArray<{
+          readonly counts: DurableQueue.Counts
+          readonly lists: Partial<
+            Record<
+              DurableQueue.JobState,
+              ReadonlyArray<{ readonly id: string; readonly age: number | null; readonly error?: string }>
+            >
+          >
+        }>
+      }
+      const { url } = yield* DashboardNode.serve({ queues: [queue], interval: "50 millis" })
+      const read = Effect.promise(async () => ((await (await fetch(`${url}api/state`)).json()) as Listed).queues[0]!)
+      const until = (ok: (q: Listed["queues"][number]) => boolean) =>
+        Effect.gen(function*() {
+          let q = yield* read
+          for (let i = 0; i < 200 && !ok(q); i++) {
+            yield* Effect.sleep("25 millis")
+            q = yield* read
+          }
+          expect(ok(q)).toBe(true)
+          return q
+        })
+      yield* queue.offer(1, { id: "first" })
+      yield* queue.offer(2, { id: "poison" })
+      const waiting = yield* until((q) => q.lists.waiting?.length === 2)
+      expect(waiting.lists.waiting!.map((job) => job.id)).toEqual(["first", "poison"])
+      expect(waiting.counts.oldestWaitingMillis).toBeGreaterThanOrEqual(0)
+      expect(waiting.lists.waiting![0]!.age).toBeGreaterThanOrEqual(0)
+      yield* queue.take(() => Effect.void)
+      yield* queue.take(() => Effect.fail("poisoned"))
+      const after = yield* until((q) => q.lists.done?.length === 1 && q.lists.dead?.length === 1)
+      expect(after.lists.done!.map((job) => job.id)).toEqual(["first"])
+      expect(after.lists.dead![0]!.error).toContain("poisoned")
+      expect(after.lists.waiting).toEqual([])
+      expect(after.counts).toMatchObject({ waiting: 0, done: 1, dead: 1 })
+      // None waits: the snapshot (JSON) has no age, and the page shows "–".
+      expect(after.counts.oldestWaitingMillis).toBeUndefined()
     }).pipe(Effect.scoped))
 
   it.effect("bad options are OptionErrors naming the field", () =>

@@ -388,7 +388,7 @@ for (const [kind, up] of stores) {
         expect(yield* queue.take(failFirst)).toEqual(Exit.fail("no 1"))
         const failedAt = yield* Clock.currentTimeMillis
         expect(Option.getOrThrow(yield* queue.status(slow))).toMatchObject({ state: "delayed", attempts: 1 })
-        expect(yield* queue.counts).toEqual({ waiting: 0, delayed: 1, running: 0, dead: 0, paused: false })
+        expect(yield* queue.counts).toMatchObject({ waiting: 0, delayed: 1, running: 0, dead: 0, paused: false })
         // Offered after it, retried at once (its own backoff): taken while the other still waits.
         yield* queue.offer(2, { id: "fast", backoff: Backoff.none })
         expect(yield* queue.take(failFirst)).toEqual(Exit.fail("no 2"))
@@ -716,7 +716,7 @@ for (const [kind, up] of stores) {
         yield* queue.offer(1, { id: "a" })
         yield* queue.pause
         expect(yield* other.isPaused).toBe(true)
-        expect(yield* other.counts).toEqual({ waiting: 1, delayed: 0, running: 0, dead: 0, paused: true })
+        expect(yield* other.counts).toMatchObject({ waiting: 1, delayed: 0, running: 0, dead: 0, paused: true })
         const taker = yield* Effect.fork(other.take((n) => Effect.succeed(n)))
         yield* Effect.sleep("300 millis")
         expect(Option.isNone(yield* Fiber.poll(taker))).toBe(true)
@@ -733,7 +733,7 @@ for (const [kind, up] of stores) {
         yield* queue.take(() => Effect.fail("no"))
         yield* queue.take(() => Effect.fail("no"))
         yield* queue.offer(3, { id: "w", delay: "300 millis" })
-        expect(yield* queue.counts).toEqual({ waiting: 0, delayed: 1, running: 0, dead: 2, paused: false })
+        expect(yield* queue.counts).toMatchObject({ waiting: 0, delayed: 1, running: 0, dead: 2, paused: false })
         expect(yield* queue.requeueAll).toBe(2)
         expect(yield* queue.requeueAll).toBe(0)
         expect(yield* queue.counts).toMatchObject({ waiting: 2, dead: 0 })
@@ -744,7 +744,95 @@ for (const [kind, up] of stores) {
         }))
         yield* queue.drain.pipe(Effect.timeout("10 seconds"))
         expect(done.sort()).toEqual([[1, 1], [2, 1], [3, 1]])
-        expect(yield* queue.counts).toEqual({ waiting: 0, delayed: 0, running: 0, dead: 0, paused: false })
+        expect(yield* queue.counts).toEqual({
+          waiting: 0,
+          delayed: 0,
+          running: 0,
+          dead: 0,
+          paused: false,
+          done: 3,
+          oldestWaitingMillis: undefined
+        })
+      }))
+
+    test("jobs lists each state (id, attempts, progress, last error, age, value); counts say done and the oldest wait", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* numbers(env, 1)
+        yield* queue.offer(1, { id: "a" })
+        yield* queue.offer(2, { id: "b", priority: 5 })
+        yield* queue.offer(3, { id: "later", delay: "1 hour" })
+        const ids = (jobs: ReadonlyArray<DurableQueue.JobSummary<number>>) => jobs.map((job) => job.id)
+        // Waiting in the order they will run; each with its value and age.
+        const waiting = yield* queue.jobs("waiting")
+        expect(ids(waiting)).toEqual(["b", "a"])
+        expect(waiting[1]).toMatchObject({
+          id: "a",
+          state: "waiting",
+          attempts: 0,
+          value: Option.some(1),
+          payload: "1"
+        })
+        expect(waiting[1]!.ageMillis).toBeGreaterThanOrEqual(0)
+        expect(ids(yield* queue.jobs("waiting", { limit: 1, offset: 1 }))).toEqual(["a"])
+        expect(ids(yield* queue.jobs("waiting", { offset: 2 }))).toEqual([])
+        const delayed = yield* queue.jobs("delayed")
+        expect(delayed).toMatchObject([{ id: "later", state: "delayed", value: Option.some(3) }])
+        expect(delayed[0]!.ageMillis).toBeLessThan(60_000)
+        // The oldest waiting job's age grows by the store's clock.
+        const before = yield* queue.counts
+        expect(before).toMatchObject({ waiting: 2, delayed: 1, done: 0 })
+        yield* Effect.sleep("120 millis")
+        const after = yield* queue.counts
+        expect(after.oldestWaitingMillis! - before.oldestWaitingMillis!).toBeGreaterThanOrEqual(100)
+        // Running, with its progress; then done (no value kept), and a dead letter with its error.
+        const started = yield* Deferred.make<void>()
+        const finish = yield* Deferred.make<void>()
+        // Should an assertion fail while the handler waits, the scope's close still ends it.
+        yield* Effect.addFinalizer(() => Deferred.succeed(finish, undefined))
+        const taker = yield* Effect.fork(queue.take((_, job) =>
+          Effect.zipRight(
+            Effect.zipRight(job.progress({ pct: 50 }), Deferred.succeed(started, undefined)),
+            Deferred.await(finish)
+          )
+        ))
+        yield* Deferred.await(started)
+        // "a" may be listed too: the core leases ahead of its takers, and a leased job is running to the store.
+        const running = (yield* queue.jobs("running")).find((job) => job.id === "b")
+        expect(running).toMatchObject({ id: "b", attempts: 1, progress: { pct: 50 }, value: Option.some(2) })
+        yield* Deferred.succeed(finish, undefined)
+        yield* Fiber.join(taker)
+        expect(yield* queue.jobs("done")).toMatchObject([{ id: "b", attempts: 1, value: Option.none() }])
+        yield* queue.take(() => Effect.fail("boom"))
+        const dead = yield* queue.jobs("dead")
+        expect(dead).toMatchObject([{ id: "a", attempts: 1, value: Option.some(1) }])
+        expect(dead[0]!.lastError).toContain("boom")
+        expect(dead[0]!.ageMillis).toBeGreaterThanOrEqual(0)
+        expect(yield* queue.cancel("later")).toBe(true)
+        expect(ids(yield* queue.jobs("cancelled"))).toEqual(["later"])
+        expect(yield* queue.counts).toMatchObject({ waiting: 0, delayed: 0, done: 1, dead: 1 })
+        expect((yield* queue.counts).oldestWaitingMillis).toBeUndefined()
+        // Hostile input: typed errors naming the field.
+        const bad: ReadonlyArray<readonly [unknown, unknown, string]> = [
+          ["nope", undefined, "state"],
+          [42, undefined, "state"],
+          ["waiting", { limit: Number.NaN }, "limit"],
+          ["waiting", { limit: -1 }, "limit"],
+          ["waiting", { limit: 0 }, "limit"],
+          ["waiting", { limit: 1e12 }, "limit"],
+          ["waiting", { limit: "10" }, "limit"],
+          ["waiting", { offset: -1 }, "offset"],
+          ["waiting", { offset: 1.5 }, "offset"],
+          ["waiting", { offset: 1e12 }, "offset"],
+          ["waiting", { limt: 5 }, "jobs options.limt"],
+          ["waiting", "all", "jobs options"]
+        ]
+        for (const [state, options, field] of bad) {
+          const error = yield* Effect.flip(
+            queue.jobs(state as DurableQueue.JobState, options as DurableQueue.JobsOptions)
+          )
+          expect(error, field).toBeInstanceOf(OptionError)
+          expect((error as OptionError).field, field).toBe(field)
+        }
       }))
 
     test("hostile options of offer, take, run and the queue are OptionErrors naming the field and value", (env) =>

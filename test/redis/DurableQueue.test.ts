@@ -143,7 +143,7 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
           yield* eventually(Effect.map(store.status("c"), (status) => status?.state === "cancelled"))
           yield* eventually(Effect.sync(() => ran.length === 1))
           expect(ran).toEqual(["after"])
-          expect(yield* store.counts).toEqual({ waiting: 0, delayed: 0, running: 0, dead: 0, paused: false })
+          expect(yield* store.counts).toMatchObject({ waiting: 0, delayed: 0, running: 0, dead: 0, paused: false })
           expect(yield* Effect.promise(() => raw.hget(keysOf(prefix, "jobs").attempts, "c"))).toBe("1")
         }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
       ),

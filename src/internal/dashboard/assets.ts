@@ -41,7 +41,10 @@ section { display: contents; }
 .badge.on { background: #e5f4ea; color: var(--ok); }
 .badge.paused, .badge.off { background: #fdecea; color: var(--bad); }
 #notice { color: var(--muted); margin-left: auto; }
-.counts { display: grid; grid-template-columns: repeat(5, 1fr); gap: 8px; margin: 8px 0; }
+.counts { display: grid; grid-template-columns: repeat(6, 1fr); gap: 8px; margin: 8px 0; }
+.tabs { display: flex; gap: 4px; flex-wrap: wrap; margin: 4px 0; }
+.tabs a { font-size: 12px; padding: 2px 8px; border-radius: 10px; color: var(--muted); text-decoration: none; border: 1px solid var(--line); }
+.tabs a[aria-selected="true"] { background: var(--accent); border-color: var(--accent); color: #fff; }
 .count { background: var(--bg); border-radius: 6px; padding: 6px 8px; }
 .count b { display: block; font-size: 20px; font-variant-numeric: tabular-nums; }
 .count span, .muted { color: var(--muted); font-size: 12px; }
@@ -64,6 +67,9 @@ export const APP_JS = `"use strict";
   let last = "";
   let state = null;
   const armed = new Set();
+  // The state shown in each queue's job table (queue key -> state); a link, not a button: read-only pages have none.
+  const tabs = new Map();
+  const STATES = ["waiting", "delayed", "running", "done", "dead", "cancelled"];
 
   // Elements from data only: text is always textContent, never markup.
   const el = (tag, attrs, ...children) => {
@@ -82,6 +88,8 @@ export const APP_JS = `"use strict";
   };
   const fmt = (n) => (typeof n === "number" ? n.toLocaleString("en-US") : "–");
   const notice = (text) => { document.getElementById("notice").textContent = text; };
+  const age = (ms) => (typeof ms !== "number" ? "–" : ms < 60000 ? (ms / 1000).toFixed(ms < 10000 ? 1 : 0) + " s"
+    : ms < 3600000 ? (ms / 60000).toFixed(1) + " min" : ms < 172800000 ? (ms / 3600000).toFixed(1) + " h" : (ms / 86400000).toFixed(1) + " d");
 
   const chart = (values) => {
     const ns = "http://www.w3.org/2000/svg";
@@ -134,8 +142,9 @@ export const APP_JS = `"use strict";
       el("h2", {}, "DurableQueue ", el("span", { class: "name" }, q.name),
         c ? el("span", { class: "badge " + (c.paused ? "paused" : "on"), "data-paused": String(c.paused) }, c.paused ? "paused" : "running") : null),
       q.error ? el("div", { class: "error" }, "store: " + q.error) : null,
-      el("div", { class: "counts" }, ["waiting", "delayed", "running", "dead"].map(count),
-        el("div", { class: "count", "data-count": "done" }, el("b", {}, fmt(q.perMinute.completed)), el("span", {}, "done /min"))),
+      el("div", { class: "counts" }, ["waiting", "delayed", "running", "done", "dead"].map(count),
+        el("div", { class: "count", "data-count": "oldest", title: "how long the oldest waiting job has waited" },
+          el("b", {}, c ? age(c.oldestWaitingMillis) : "–"), el("span", {}, "oldest waiting"))),
       el("div", { class: "muted" }, "last minute: ", fmt(q.perMinute.offered), " offered, ", fmt(q.perMinute.completed), " done, ",
         fmt(q.perMinute.failed), " failed attempts, ", fmt(q.perMinute.dead), " dead letters (from job events)"),
       chart(q.chart),
@@ -143,6 +152,7 @@ export const APP_JS = `"use strict";
         c && c.paused ? button("Resume", { queue: key, action: "resume" }, "resume " + q.name) : button("Pause", { queue: key, action: "pause" }, "pause " + q.name),
         button("Retry all dead", { queue: key, action: "retryAll" }, "retry all dead letters of " + q.name),
         confirmButton("Purge dead", { queue: key, action: "purge" }, "purge dead letters of " + q.name)) : null,
+      listing(q, actions),
       el("h3", {}, "dead letters"),
       q.dead && q.dead.length > 0
         ? el("table", { class: "dead" }, el("tr", {}, el("th", {}, "id"), el("th", { style: undefined }, "attempts"), el("th", {}, "last error"), actions ? el("th", {}, "") : null),
@@ -157,6 +167,30 @@ export const APP_JS = `"use strict";
             el("td", { title: j.progress || "" }, j.progress || ""), el("td", { class: "error", title: j.error || "" }, j.error || ""),
             actions ? el("td", {}, j.state === "waiting" || j.state === "running" || j.state === "retrying" ? button("Cancel", { queue: key, action: "cancel", id: j.id }, "cancel " + j.id) : null) : null)))
         : el("div", { class: "muted" }, "none yet"));
+  };
+
+  // The jobs of one state (the first page, read by the server's one sampler), chosen by a tab.
+  const listing = (q, actions) => {
+    const key = q.key;
+    const shown = tabs.get(key) || "waiting";
+    const counted = (s) => (q.counts && typeof q.counts[s] === "number" ? " " + fmt(q.counts[s]) : "");
+    const rows = (q.lists && q.lists[shown]) || null;
+    const action = (j) => shown === "dead" ? button("Retry", { queue: key, action: "retry", id: j.id }, "retry " + j.id)
+      : shown === "waiting" || shown === "delayed" || shown === "running" ? button("Cancel", { queue: key, action: "cancel", id: j.id }, "cancel " + j.id) : null;
+    return el("div", { class: "listing", "data-listing": shown },
+      el("h3", {}, "jobs by state"),
+      el("div", { class: "tabs", role: "tablist" }, STATES.map((s) => el("a", {
+        href: "#", role: "tab", "data-tab": s, "aria-selected": String(s === shown),
+        onclick: (event) => { event.preventDefault(); tabs.set(key, s); render(state); }
+      }, s + counted(s)))),
+      rows && rows.length > 0
+        ? el("table", { class: "listed" }, el("tr", {}, el("th", {}, "id"), el("th", {}, "attempts"), el("th", {}, "age"), el("th", {}, "progress"), el("th", {}, "last error"), actions ? el("th", {}, "") : null),
+          rows.map((j) => el("tr", { "data-listed": shown, "data-job": j.id }, el("td", { title: j.id }, j.id), el("td", {}, j.attempts),
+            el("td", { "data-age": j.age === null ? "" : j.age }, age(j.age)), el("td", { title: j.progress || "" }, j.progress || ""),
+            el("td", { class: "error", title: j.error || "" }, j.error || ""), actions ? el("td", {}, action(j)) : null)))
+        : el("div", { class: "muted" }, rows ? "none" : "not read yet"),
+      rows && q.counts && typeof q.counts[shown] === "number" && q.counts[shown] > rows.length
+        ? el("div", { class: "muted" }, "showing the first " + rows.length + " of " + fmt(q.counts[shown])) : null);
   };
 
   const runnerCard = (r) => el("div", { class: "card", "data-runner": r.name },

@@ -26,6 +26,19 @@ const MIN_SPACING_MILLIS = 200
 const MAX_JOBS = 50
 /** Dead letters shown per queue (all are retried by "retry all"). */
 const MAX_DEAD = 100
+/**
+ * Jobs listed per state and queue (`DurableQueue.jobs`): the first page of each state, read by this one sampler
+ * for every browser (at most 6 bounded store reads per queue and sample, none for a state whose count is 0).
+ */
+const MAX_LISTED = 20
+const LISTED_STATES: ReadonlyArray<DurableQueue.JobState> = [
+  "waiting",
+  "delayed",
+  "running",
+  "done",
+  "dead",
+  "cancelled"
+]
 /** A store read slower than this is reported as an error in the panel, not waited for. */
 const READ_TIMEOUT = "5 seconds"
 
@@ -80,6 +93,24 @@ const progressText = (value: unknown): string | undefined => {
   }
 }
 
+/** @internal */
+export interface ListedRow {
+  id: string
+  attempts: number
+  progress: string | undefined
+  error: string | undefined
+  /** Ms in its state by the store's clock; null where the store does not keep it. */
+  age: number | null
+}
+
+const listedRow = (job: DurableQueue.JobSummary<unknown>): ListedRow => ({
+  id: job.id,
+  attempts: job.attempts,
+  progress: progressText(job.progress),
+  error: job.lastError === undefined ? undefined : truncate(job.lastError, 500),
+  age: job.ageMillis ?? null
+})
+
 /** What the dashboard knows of one queue. */
 class QueueWatch {
   counts: DurableQueue.Counts | undefined
@@ -92,6 +123,7 @@ class QueueWatch {
   readonly offered = new Series()
   readonly deadSeries = new Series()
   readonly jobs = new Map<string, JobRow>()
+  lists: Partial<Record<DurableQueue.JobState, Array<ListedRow>>> = {}
 
   constructor(readonly key: string, readonly queue: Dashboard.WatchedQueue) {}
 
@@ -156,12 +188,39 @@ class QueueWatch {
         lastError: truncate(lastError, 500)
       }))
       this.deadRead = counts.dead
-    }).pipe(Effect.catchAllCause((cause) =>
-      Effect.sync(() => {
-        const error = Cause.squash(cause)
-        this.error = truncate(error instanceof Error ? error.message : String(error), 300)
-      })
-    ))
+    }).pipe(
+      Effect.zipRight(this.readLists),
+      Effect.catchAllCause((cause) =>
+        Effect.sync(() => {
+          const error = Cause.squash(cause)
+          this.error = truncate(error instanceof Error ? error.message : String(error), 300)
+        })
+      )
+    )
+  }
+
+  /**
+   * The first page of every state, after the counts: a state counted empty is not read (cancelled has no count).
+   * Read at each sample, so the listing follows the events that woke the sampler, for every browser at once.
+   */
+  private get readLists(): Effect.Effect<void, unknown> {
+    const counts = this.counts
+    return Effect.forEach(LISTED_STATES, (state) => {
+      if (counts !== undefined && state !== "cancelled" && counts[state] === 0) {
+        return Effect.sync(() => {
+          this.lists[state] = []
+        })
+      }
+      return Effect.map(
+        Effect.timeoutFail(this.queue.jobs(state, { limit: MAX_LISTED }), {
+          duration: READ_TIMEOUT,
+          onTimeout: () => new Error(`no answer within ${READ_TIMEOUT}`)
+        }),
+        (jobs) => {
+          this.lists[state] = jobs.map(listedRow)
+        }
+      )
+    }, { concurrency: "unbounded", discard: true })
   }
 
   view(now: number) {
@@ -180,7 +239,9 @@ class QueueWatch {
       chart: completed,
       jobs: Array.from(this.jobs.values()).reverse(),
       dead: this.dead ?? null,
-      deadShown: MAX_DEAD
+      deadShown: MAX_DEAD,
+      lists: this.lists,
+      listed: MAX_LISTED
     }
   }
 }

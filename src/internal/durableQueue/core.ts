@@ -29,6 +29,7 @@ import { retryDelay } from "./backoff.js"
 import { type Codec, codec as makeCodec, notJson } from "./encoding.js"
 import { DurableQueueError } from "./error.js"
 import { emitSettled, type Emitter, type EventPort, inProcessPort, makeEmitter } from "./events.js"
+import { makeJobs } from "./listing.js"
 import {
   type JobSettings,
   jobSettings,
@@ -849,7 +850,8 @@ const makeCore = <A, I>(
       undecodableDeadLetters: Effect.map(report, (r) =>
         r.undecodable),
       ...makeAdmin(parts),
-      ...eventMembers(port, store.backend, settings.name, failed, offer)
+      ...eventMembers(port, store.backend, settings.name, failed, offer),
+      jobs: makeJobs(store, parts.codec, failed)
     } satisfies DurableQueue.DurableQueue<A>
   })
 

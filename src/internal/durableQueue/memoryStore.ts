@@ -18,6 +18,7 @@ import type {
   Store,
   StoredCounts,
   StoredDeadLetter,
+  StoredJob,
   StoredState,
   StoredStatus
 } from "./store.js"
@@ -42,6 +43,8 @@ interface Row {
   result: string | undefined
   resultUntil: number
   state: "queued" | "leased" | "dead" | "done" | "cancelled"
+  /** When it entered its state (ms, `Clock`; a lease does not set it, as Redis and SQL do not keep a lease's start). */
+  since: number
 }
 
 /** Priority first (higher first), then offer order. */
@@ -85,7 +88,8 @@ export class MemoryStore implements Store {
           cancelAsked: false,
           result: undefined,
           resultUntil: 0,
-          state: "queued"
+          state: "queued",
+          since: now
         }
         this.rows.set(id, row)
         this.queued.set(id, row)
@@ -100,7 +104,7 @@ export class MemoryStore implements Store {
       for (const row of this.leased.values()) {
         if (row.deadline > now) continue
         this.leased.delete(row.id)
-        if (row.cancelAsked) row.state = "cancelled"
+        if (row.cancelAsked) this.cancelled(row, now)
         else this.enqueue(row, now)
       }
       if (this.paused) return []
@@ -142,27 +146,30 @@ export class MemoryStore implements Store {
             row.result = settlement.result
             row.resultUntil = now + settlement.resultTtlMillis
             row.payload = ""
+            row.since = now
             break
           case "Cancelled":
             row.state = "cancelled"
             row.attempts = settlement.attempts
+            row.since = now
             break
           case "Release":
             row.attempts = settlement.attempts
             // A job whose cancellation was asked is not queued again.
-            if (row.cancelAsked) row.state = "cancelled"
+            if (row.cancelAsked) this.cancelled(row, now)
             else this.enqueue(row, now)
             break
           case "Retry":
             row.attempts = settlement.attempts
             row.lastError = settlement.lastError
-            if (row.cancelAsked) row.state = "cancelled"
-            else this.enqueue(row, now + settlement.delayMillis)
+            if (row.cancelAsked) this.cancelled(row, now)
+            else this.enqueue(row, now + settlement.delayMillis, now)
             break
           case "Dead":
             row.attempts = settlement.attempts
             row.lastError = settlement.lastError
             row.state = "dead"
+            row.since = now
             this.dead.set(row.id, row)
         }
       }
@@ -197,11 +204,12 @@ export class MemoryStore implements Store {
   })
 
   cancel(id: string): Effect.Effect<"cancelled" | "asked" | "none"> {
-    return Effect.sync(() => {
+    return Effect.map(Clock.currentTimeMillis, (now) => {
       const row = this.rows.get(id)
       if (row?.state === "queued") {
         this.queued.delete(id)
         row.state = "cancelled"
+        row.since = now
         return "cancelled"
       }
       if (row?.state === "leased") {
@@ -242,13 +250,21 @@ export class MemoryStore implements Store {
 
   readonly counts: Effect.Effect<StoredCounts> = Effect.map(Clock.currentTimeMillis, (now) => {
     let delayed = 0
-    for (const row of this.queued.values()) if (row.readyAt > now) delayed++
+    let oldest = Infinity
+    for (const row of this.queued.values()) {
+      if (row.readyAt > now) delayed++
+      else oldest = Math.min(oldest, row.readyAt)
+    }
+    let done = 0
+    for (const row of this.rows.values()) if (row.state === "done") done++
     return {
       waiting: this.queued.size - delayed,
       delayed,
       running: this.leased.size,
       dead: this.dead.size,
-      paused: this.paused
+      paused: this.paused,
+      done,
+      oldestWaitingMillis: oldest === Infinity ? undefined : now - oldest
     }
   })
 
@@ -275,10 +291,39 @@ export class MemoryStore implements Store {
     return row !== undefined && row.lease === job.handle ? row : undefined
   }
 
-  private enqueue(row: Row, readyAt: number): void {
+  private enqueue(row: Row, readyAt: number, now = readyAt): void {
     row.state = "queued"
     row.readyAt = readyAt
+    row.since = now
     this.queued.set(row.id, row)
+  }
+
+  private cancelled(row: Row, now: number): void {
+    row.state = "cancelled"
+    row.since = now
+  }
+
+  jobs(state: StoredState, limit: number, offset: number): Effect.Effect<ReadonlyArray<StoredJob>> {
+    return Effect.map(Clock.currentTimeMillis, (now) => {
+      // The orders of the other stores (store.ts); memory is for tests, so a sort of everything is fine here.
+      const rows = state === "waiting"
+        ? Array.from(this.queued.values()).filter((row) => row.readyAt <= now).sort(byPriority)
+        : state === "delayed"
+        ? Array.from(this.queued.values()).filter((row) => row.readyAt > now).sort((a, b) => a.readyAt - b.readyAt)
+        : state === "running"
+        ? Array.from(this.leased.values()).sort((a, b) => a.deadline - b.deadline)
+        : Array.from(this.rows.values()).filter((row) => row.state === state).sort((a, b) =>
+          b.since - a.since || b.sequence - a.sequence
+        )
+      return rows.slice(offset, offset + limit).map((row): StoredJob => ({
+        id: row.id,
+        payload: state === "done" || state === "cancelled" ? undefined : row.payload,
+        attempts: row.attempts,
+        progress: row.progress,
+        lastError: row.lastError,
+        ageMillis: state === "running" ? undefined : state === "waiting" ? now - row.readyAt : now - row.since
+      }))
+    })
   }
 }
 

@@ -12,6 +12,7 @@ import type { OptionError } from "../../OptionError.js"
 import { checker } from "../options.js"
 import { defaultBackoff, MAX_DELAY_MILLIS, type Policy } from "./backoff.js"
 import { badId } from "./encoding.js"
+import { MAX_LIST_LIMIT, MAX_LIST_OFFSET } from "./store.js"
 
 const check = checker("DurableQueue")
 
@@ -327,3 +328,25 @@ export const jobSettings = (options: string | undefined): JobSettings => {
     return {}
   }
 }
+
+const STATES: ReadonlyArray<DurableQueue.JobState> = ["waiting", "delayed", "running", "done", "dead", "cancelled"]
+
+/** A listing (`jobs`), checked: the state, and `limit` / `offset` within what one store call may walk. @internal */
+export interface ListSettings {
+  readonly state: DurableQueue.JobState
+  readonly limit: number
+  readonly offset: number
+}
+
+/** @internal */
+export const listSettings = (
+  state: unknown,
+  options: DurableQueue.JobsOptions | undefined
+): Effect.Effect<ListSettings, OptionError> =>
+  Effect.gen(function*() {
+    yield* check.require("state", state, STATES.includes(state as DurableQueue.JobState), `one of ${STATES.join(", ")}`)
+    yield* check.knownKeys(options, ["limit", "offset"], "jobs options")
+    const limit = yield* check.integer("limit", options?.limit, 100, 1, MAX_LIST_LIMIT)
+    const offset = yield* check.integer("offset", options?.offset, 0, 0, MAX_LIST_OFFSET)
+    return { state: state as DurableQueue.JobState, limit, offset }
+  })

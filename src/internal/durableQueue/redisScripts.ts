@@ -24,6 +24,9 @@
  *   expires, as a done one's).
  * - dead: sorted set id → sequence number at its death (oldest first).
  * - ids: set of custom ids ever offered (so one is queued once); paused: "1" while paused.
+ * - since: hash id → when the job entered its state (ms): written at offer, when queued again or delayed, at death
+ *   and at cancellation (not at lease nor acknowledgement: a write per job more on the hot path), for the ages of
+ *   `jobs` and `counts`; dropped with the done record (`forget`) or the dead letter (`purge`).
  * - wake: a pub/sub channel, not a key (named here so scripts get it like one; same hash tag): one message per
  *   script call that queued a job, ready now or delayed (offer, release, retry, requeue, resume), heard by idle
  *   takers of every process (redisWake.ts). A delayed job becoming due publishes nothing: idle takers read its due
@@ -63,7 +66,8 @@ export const keyNames = [
   "dead",
   "ids",
   "paused",
-  "wake"
+  "wake",
+  "since"
 ] as const
 
 export type KeyName = typeof keyNames[number]
@@ -86,13 +90,14 @@ end`
 
 /**
  * Puts `id` (offered before) back in waiting or prioritized (delay 0), or in delayed; true when it is ready now (the
- * caller then publishes on wake). Needs waiting, prioritized, members, delayed, priorities. `0 - priority`, not
+ * caller then publishes on wake). Needs waiting, prioritized, members, delayed, priorities, since. `0 - priority`, not
  * `-priority`: Lua's -0 would be written "-0".
  */
 const enqueue = `local function priorityOf(id)
   return tonumber(redis.call('HGET', priorities, id) or '0')
 end
 local function enqueue(id, delay, now)
+  redis.call('HSET', since, id, now)
   if delay > 0 then
     redis.call('ZADD', delayed, now + delay, id)
     return false
@@ -135,7 +140,7 @@ end`
  * Records that end: `forget` drops what a done or cancelled record kept (result, attempts, progress, error, the
  * cancelled mark) for a list of ids; `sweep` forgets up to 1,000 records whose time passed (no sweeper: each
  * settlement batch or cancel adds at most 256, so they cannot pile up while jobs are settled). Needs bulk, expiry,
- * results, attempts, progress, errors, cancelled.
+ * results, attempts, progress, errors, cancelled, since.
  */
 const expire = `local function forget(list)
   bulk('HDEL', results, list)
@@ -143,6 +148,7 @@ const expire = `local function forget(list)
   bulk('HDEL', progress, list)
   bulk('HDEL', errors, list)
   bulk('SREM', cancelled, list)
+  bulk('HDEL', since, list)
 end
 local function sweep(now)
   local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, 1000)
@@ -158,6 +164,7 @@ end`
  * (Redis holds them in memory). Needs expire's keys and members, payloads, priorities, options.
  */
 const cancelRecord = `local function cancelRecord(id, now, ttl)
+  redis.call('HSET', since, id, now)
   redis.call('HDEL', members, id)
   redis.call('HDEL', payloads, id)
   redis.call('HDEL', priorities, id)
@@ -180,11 +187,11 @@ end`
  * Publishes one wake-up when it queued a job, ready now or delayed (idle takers then read when it is due).
  */
 export const offer = script(
-  ["waiting", "prioritized", "seq", "members", "delayed", "payloads", "priorities", "options", "ids", "wake"],
+  ["waiting", "prioritized", "seq", "members", "delayed", "payloads", "priorities", "options", "ids", "wake", "since"],
   clock,
   bulk,
   `local now
-local queued = false
+local queued, delayedAny = false, false
 local seen, at, list, customs = {}, {}, {}, {}
 for i = 1, #ARGV, 3 do
   local id = ARGV[i]
@@ -201,12 +208,15 @@ if #customs > 0 then
   local flags = gather('SMISMEMBER', ids, customs)
   for k = 1, #customs do if flags[k] == 1 then taken[customs[k]] = true end end
 end
-local kept, fresh, ready = {}, {}, {}
+local kept, fresh, ready, entered = {}, {}, {}, {}
 for k = 1, #at do
   local i, id, spec = at[k], list[k], ARGV[at[k] + 2]
   if not known[k] and not taken[id] then
     kept[#kept + 1] = id
     kept[#kept + 1] = ARGV[i + 1]
+    now = now or clock()
+    entered[#entered + 1] = id
+    entered[#entered + 1] = now
     if spec == '' then
       ready[#ready + 1] = id
     else
@@ -221,8 +231,8 @@ for k = 1, #at do
       end
       if extra ~= '' then redis.call('HSET', options, id, extra) end
       if delay > 0 then
-        now = now or clock()
         redis.call('ZADD', delayed, now + delay, id)
+        delayedAny = true
       elseif member then
         redis.call('ZADD', prioritized, 0 - priority, member)
         queued = true
@@ -235,8 +245,9 @@ end
 bulk('HSET', payloads, kept)
 bulk('SADD', ids, fresh)
 bulk('RPUSH', waiting, ready)
--- A delayed job wakes them too (now is set): they read its due time and wake then, not at their next poll.
-if queued or #ready > 0 or now then redis.call('PUBLISH', wake, '1') end
+bulk('HSET', since, entered)
+-- A delayed job wakes them too: they read its due time and wake then, not at their next poll.
+if queued or #ready > 0 or delayedAny then redis.call('PUBLISH', wake, '1') end
 return 1`
 )
 
@@ -267,7 +278,8 @@ export const lease = script(
     "expiry",
     "results",
     "progress",
-    "errors"
+    "errors",
+    "since"
   ],
   clock,
   enqueue,
@@ -393,7 +405,8 @@ export const settle = script(
     "cancelling",
     "cancelled",
     "dead",
-    "wake"
+    "wake",
+    "since"
   ],
   clock,
   enqueue,
@@ -464,6 +477,7 @@ if #held > 0 then
         if kind ~= 'b' then redis.call('HSET', errors, id, texts[k]) end
         if kind == 'd' then
           redis.call('ZADD', dead, redis.call('INCR', seq), id)
+          redis.call('HSET', since, id, now)
         else
           enqueue(id, kind == 'r' and numbers[k] or 0, now)
           ready = true
@@ -509,7 +523,8 @@ export const cancel = script(
     "results",
     "attempts",
     "progress",
-    "errors"
+    "errors",
+    "since"
   ],
   clock,
   bulk,
@@ -582,18 +597,140 @@ return {
 }`
 )
 
-/** Returns waiting (delayed jobs past their time included), delayed, running, dead, paused (1/0). */
+/**
+ * Returns waiting (delayed jobs past their time included), delayed, running, dead, paused (1/0), done records kept,
+ * and the oldest waiting job's age (ms; -1 when none waits) among the next of each kind: the head of waiting, the
+ * highest and lowest priority, the first delayed job due (a few commands, whatever the queue's size).
+ */
 export const counts = script(
-  ["waiting", "prioritized", "delayed", "leased", "dead", "paused"],
+  ["waiting", "prioritized", "delayed", "leased", "dead", "paused", "expiry", "since", "cancelled"],
   clock,
-  `local due = redis.call('ZCOUNT', delayed, '-inf', clock())
+  `local now = clock()
+local due = redis.call('ZCOUNT', delayed, '-inf', now)
+local oldest = nil
+local function older(at)
+  if at and (not oldest or tonumber(at) < oldest) then oldest = tonumber(at) end
+end
+local head = redis.call('LINDEX', waiting, 0)
+if head then older(redis.call('HGET', since, head)) end
+for _, member in ipairs(redis.call('ZRANGE', prioritized, 0, 0)) do older(redis.call('HGET', since, string.sub(member, 17))) end
+for _, member in ipairs(redis.call('ZRANGE', prioritized, -1, -1)) do older(redis.call('HGET', since, string.sub(member, 17))) end
+local first = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
+if first[2] then older(first[2]) end
 return {
   redis.call('LLEN', waiting) + redis.call('ZCARD', prioritized) + due,
   redis.call('ZCARD', delayed) - due,
   redis.call('ZCARD', leased),
   redis.call('ZCARD', dead),
-  redis.call('EXISTS', paused)
+  redis.call('EXISTS', paused),
+  -- expiry holds cancelled records too (they live as long as done ones): their count is taken off (approximate
+  -- while cancelled records past their time wait for a sweep, or were written before they had an end).
+  math.max(0, redis.call('ZCOUNT', expiry, '(' .. now, '+inf') - redis.call('SCARD', cancelled)),
+  oldest and math.max(0, now - oldest) or -1
 }`
+)
+
+/**
+ * ARGV: state, limit, offset. Returns (id, payload, attempts, progress, error, age ms) sextuples, false for none,
+ * of up to `limit` jobs in `state` after `offset` (see `Store.jobs` for the orders): each a range of one key by
+ * rank or score (ZCOUNT, LLEN place the offset among waiting's parts), so a call walks at most offset + limit
+ * entries. Cancelled is a set: SSCAN from the start, in hash order.
+ */
+export const jobs = script(
+  [
+    "waiting",
+    "prioritized",
+    "delayed",
+    "leased",
+    "payloads",
+    "attempts",
+    "errors",
+    "progress",
+    "expiry",
+    "cancelled",
+    "dead",
+    "since"
+  ],
+  clock,
+  `local state, limit, skip = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = clock()
+local ids, ages = {}, {}
+local function add(id, age)
+  ids[#ids + 1] = id
+  ages[#ids] = age
+end
+-- The part of one ordered key from the current offset: skips what the part holds, else takes what is left.
+local function part(n, read)
+  if #ids >= limit then return end
+  if skip >= n then
+    skip = skip - n
+    return
+  end
+  read(skip, limit - #ids)
+  skip = 0
+end
+local function members(list)
+  for _, member in ipairs(list) do add(string.sub(member, 17), nil) end
+end
+if state == 'waiting' then
+  part(redis.call('ZCOUNT', prioritized, '-inf', '(0'), function(from, n)
+    members(redis.call('ZRANGEBYSCORE', prioritized, '-inf', '(0', 'LIMIT', from, n))
+  end)
+  part(redis.call('LLEN', waiting), function(from, n)
+    for _, id in ipairs(redis.call('LRANGE', waiting, from, from + n - 1)) do add(id, nil) end
+  end)
+  part(redis.call('ZCOUNT', prioritized, '(0', '+inf'), function(from, n)
+    members(redis.call('ZRANGEBYSCORE', prioritized, '(0', '+inf', 'LIMIT', from, n))
+  end)
+  part(redis.call('ZCOUNT', delayed, '-inf', now), function(from, n)
+    local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'WITHSCORES', 'LIMIT', from, n)
+    for i = 1, #due, 2 do add(due[i], now - tonumber(due[i + 1])) end
+  end)
+elseif state == 'delayed' then
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', delayed, '(' .. now, '+inf', 'LIMIT', skip, limit)) do add(id, nil) end
+elseif state == 'running' then
+  for _, id in ipairs(redis.call('ZRANGE', leased, skip, skip + limit - 1)) do add(id, false) end
+elseif state == 'done' then
+  -- expiry also holds cancelled records (they live as long): pages are read until \`limit\` done ones are found.
+  local from, seen = 0, 0
+  repeat
+    local page = redis.call('ZREVRANGEBYSCORE', expiry, '+inf', '(' .. now, 'LIMIT', from, limit + skip)
+    from = from + #page
+    for _, id in ipairs(page) do
+      if redis.call('SISMEMBER', cancelled, id) == 0 then
+        seen = seen + 1
+        if seen > skip and #ids < limit then add(id, false) end
+      end
+    end
+  until #page == 0 or #ids >= limit
+elseif state == 'dead' then
+  for _, id in ipairs(redis.call('ZREVRANGE', dead, skip, skip + limit - 1)) do add(id, nil) end
+elseif state == 'cancelled' then
+  local cursor, seen = '0', 0
+  repeat
+    local reply = redis.call('SSCAN', cancelled, cursor, 'COUNT', limit + skip)
+    cursor = reply[1]
+    for _, id in ipairs(reply[2]) do
+      seen = seen + 1
+      if seen > skip and #ids < limit then add(id, nil) end
+    end
+  until cursor == '0' or #ids >= limit
+end
+local out = {}
+for i, id in ipairs(ids) do
+  local age = ages[i]
+  if age == nil then
+    local at = redis.call('HGET', since, id)
+    age = at and math.max(0, now - tonumber(at)) or false
+  end
+  out[#out + 1] = id
+  out[#out + 1] = state ~= 'done' and state ~= 'cancelled' and redis.call('HGET', payloads, id)
+  out[#out + 1] = redis.call('HGET', attempts, id) or '0'
+  out[#out + 1] = redis.call('HGET', progress, id)
+  out[#out + 1] = redis.call('HGET', errors, id)
+  out[#out + 1] = age
+end
+return out`
 )
 
 /** Returns (id, payload, attempts, error) quadruples, oldest first. */
@@ -615,7 +752,7 @@ const revive = `local function revive(id)
   redis.call('HDEL', attempts, id)
   redis.call('HDEL', errors, id)
   redis.call('HDEL', progress, id)
-  enqueue(id, 0, 0)
+  enqueue(id, 0, clock())
 end`
 
 const requeueKeys: ReadonlyArray<KeyName> = [
@@ -628,12 +765,14 @@ const requeueKeys: ReadonlyArray<KeyName> = [
   "errors",
   "progress",
   "priorities",
-  "wake"
+  "wake",
+  "since"
 ]
 
 /** ARGV: id. Queues a dead letter again, no attempts counted (waking idle takers); 0 when there is no such dead letter. */
 export const requeue = script(
   requeueKeys,
+  clock,
   enqueue,
   revive,
   `if not redis.call('ZSCORE', dead, ARGV[1]) then return 0 end
@@ -649,6 +788,7 @@ return 1`
  */
 export const requeueAll = script(
   requeueKeys,
+  clock,
   enqueue,
   revive,
   `local bound = ARGV[1]
@@ -665,7 +805,7 @@ return {#ids, bound}`
 
 /** Deletes every dead letter and forgets its id; returns how many. */
 export const purge = script(
-  ["dead", "members", "payloads", "attempts", "errors", "priorities", "options", "progress", "ids"],
+  ["dead", "members", "payloads", "attempts", "errors", "priorities", "options", "progress", "ids", "since"],
   `local letters = redis.call('ZRANGE', dead, 0, -1)
 for _, id in ipairs(letters) do
   redis.call('HDEL', members, id)
@@ -675,6 +815,7 @@ for _, id in ipairs(letters) do
   redis.call('HDEL', priorities, id)
   redis.call('HDEL', options, id)
   redis.call('HDEL', progress, id)
+  redis.call('HDEL', since, id)
   redis.call('SREM', ids, id)
 end
 redis.call('DEL', dead)

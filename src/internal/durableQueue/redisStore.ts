@@ -25,7 +25,7 @@ import { redisPort } from "./redisEvents.js"
 import * as scripts from "./redisScripts.js"
 import type { KeyName } from "./redisScripts.js"
 import * as RedisWake from "./redisWake.js"
-import type { LeasedJob, OfferedJob, Settle, Store, StoredState, StoredStatus } from "./store.js"
+import type { LeasedJob, OfferedJob, Settle, Store, StoredJob, StoredState, StoredStatus } from "./store.js"
 
 /** The escaped name segment: no `}`, `:` or `%` but its own escapes, so distinct names give distinct keys. @internal */
 export const escapeName = (name: string): string =>
@@ -135,6 +135,7 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
   const requeueAll = call("ewDqRequeueAll", scripts.requeueAll)
   const purge = call("ewDqPurge", scripts.purge)
   const nextDue = call("ewDqNextDue", scripts.nextDue)
+  const jobs = call("ewDqJobs", scripts.jobs)
 
   // Each call requeues up to 1,000 (one short script); the bound, fixed by the first, lets the loop end.
   const requeueAllFrom = (bound: string, total: number): Effect.Effect<number, unknown> =>
@@ -186,14 +187,24 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
         )
       ),
     counts: Effect.map(counts(), (reply) => {
-      const [waiting, delayed, running, dead, paused] = (reply as Array<number>).map(Number) as [
+      const [waiting, delayed, running, dead, paused, done, oldest] = (reply as Array<number>).map(Number) as [
+        number,
+        number,
         number,
         number,
         number,
         number,
         number
       ]
-      return { waiting, delayed, running, dead, paused: paused === 1 }
+      return {
+        waiting,
+        delayed,
+        running,
+        dead,
+        paused: paused === 1,
+        done,
+        oldestWaitingMillis: oldest < 0 ? undefined : oldest
+      }
     }),
     requeueAll: requeueAllFrom("", 0),
     size: Effect.map(size(), Number),
@@ -207,7 +218,23 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
     }),
     requeue: (id) => Effect.map(requeue(id), (n) => Number(n) === 1),
     purge: Effect.map(purge(), Number),
-    nextDueMillis: Effect.map(nextDue(), (reply) => reply === null ? undefined : Number(reply))
+    nextDueMillis: Effect.map(nextDue(), (reply) => reply === null ? undefined : Number(reply)),
+    jobs: (state, limit, offset) =>
+      Effect.map(jobs(state, limit, offset), (reply) => {
+        const flat = reply as Array<string | number | null>
+        const out: Array<StoredJob> = []
+        for (let i = 0; i < flat.length; i += 6) {
+          out.push({
+            id: String(flat[i]),
+            payload: text(flat[i + 1]),
+            attempts: Number(flat[i + 2]),
+            progress: text(flat[i + 3]),
+            lastError: text(flat[i + 4]),
+            ageMillis: flat[i + 5] === null ? undefined : Number(flat[i + 5])
+          })
+        }
+        return out
+      })
   }
 }
 

@@ -108,7 +108,8 @@ const addColumns = (sql: SqlClient.SqlClient, dialect: Dialect, tableName: strin
 
 /**
  * The indexes: ready jobs in lease order (`pending`), timed jobs by time (`timed`), dead letters by time (`dead`),
- * results by expiry (`results`). The first version's `ready` index (queue_name, visible_at, sequence) over every
+ * results by expiry (`results`), done, dead and cancelled jobs by state and time (`settled`, issue #15: the
+ * listing of `jobs` and the count of done jobs read a range of it, not the table). The first version's `ready` index (queue_name, visible_at, sequence) over every
  * pending row is dropped: the two partial indexes replace it, and each index costs every write.
  */
 const createIndexes = (sql: SqlClient.SqlClient, dialect: Dialect, tableName: string) => {
@@ -130,6 +131,9 @@ const createIndexes = (sql: SqlClient.SqlClient, dialect: Dialect, tableName: st
     sql`CREATE INDEX IF NOT EXISTS ${
       name("results")
     } ON ${table} (queue_name, result_expires_at) WHERE result_expires_at IS NOT NULL`,
+    sql`CREATE INDEX IF NOT EXISTS ${
+      name("settled")
+    } ON ${table} (queue_name, state, updated_at, sequence) WHERE state > 0`,
     sql`DROP INDEX IF EXISTS ${qualified("ready")}`
   ], { discard: true })
 }

@@ -55,16 +55,18 @@ import { DurableQueueError } from "./error.js"
 import { type QueueSettings, queueSettings } from "./options.js"
 import { sqlPort } from "./sqlEvents.js"
 import { channelOf, listen, listenerOf } from "./sqlListen.js"
+import { listing } from "./sqlListing.js"
 import { type Dialect, nowSql, pausedTableOf, prepareTable } from "./sqlSchema.js"
-import type {
-  LeasedJob,
-  OfferedJob,
-  Settle,
-  Store,
-  StoredCounts,
-  StoredDeadLetter,
-  StoredState,
-  StoredStatus
+import {
+  DONE_COUNT_CAP,
+  type LeasedJob,
+  type OfferedJob,
+  type Settle,
+  type Store,
+  type StoredCounts,
+  type StoredDeadLetter,
+  type StoredState,
+  type StoredStatus
 } from "./store.js"
 
 const tableNamePattern = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/
@@ -509,10 +511,15 @@ const makeReads = (ctx: Ctx) => {
         running: number | string | null
         dead: number | string
         paused: number | string
+        done: number | string
+        oldest: number | string | null
       }
     >`
       SELECT
         SUM(CASE WHEN visible_at <= ${now} THEN 1 ELSE 0 END) AS waiting,
+        ${now} - MIN(CASE WHEN visible_at <= ${now} THEN visible_at END) AS oldest,
+        (SELECT COUNT(*) FROM (SELECT 1 AS one FROM ${table} WHERE queue_name = ${name} AND state > 0 AND state = 1
+          LIMIT ${sql.literal(String(DONE_COUNT_CAP))}) AS d) AS done,
         SUM(CASE WHEN visible_at > ${now} AND acquired_by IS NULL THEN 1 ELSE 0 END) AS delayed,
         SUM(CASE WHEN visible_at > ${now} AND acquired_by IS NOT NULL THEN 1 ELSE 0 END) AS running,
         (SELECT COUNT(*) FROM ${table} WHERE queue_name = ${name} AND state = 2) AS dead,
@@ -525,7 +532,9 @@ const makeReads = (ctx: Ctx) => {
         delayed: Number(row.delayed ?? 0),
         running: Number(row.running ?? 0),
         dead: Number(row.dead),
-        paused: Number(row.paused) > 0
+        paused: Number(row.paused) > 0,
+        done: Number(row.done),
+        oldestWaitingMillis: row.oldest === null ? undefined : Math.max(0, Number(row.oldest))
       }
     }
   )
@@ -711,7 +720,8 @@ export const makeStore = (
       settle: makeSettle(ctx),
       ...makeReads(ctx),
       ...makeControls(ctx),
-      nextDueMillis: makeNextDue(ctx, due)
+      nextDueMillis: makeNextDue(ctx, due),
+      jobs: listing(sql, dialect, tableName, name, leaseMillis).jobs
     }
     return store
   })

@@ -96,6 +96,46 @@ export interface StoredCounts {
   readonly running: number
   readonly dead: number
   readonly paused: boolean
+  /**
+   * Done jobs the store still keeps: memory and SQL keep every done job (SQL counts at most `DONE_COUNT_CAP`: its
+   * done rows are kept forever, and counting more at every dashboard sample would read them all); Redis keeps a
+   * done record for the result time to live only (none at all with a time to live of 0).
+   */
+  readonly done: number
+  /**
+   * How long (ms, the store's clock) the oldest waiting job has been waiting (ready: offered, queued again, or its
+   * delay passed); undefined when none waits. Redis looks at the next job of each kind (priority 0 in offer order,
+   * the highest and the lowest priority, the first delayed job due): a higher-priority job offered later is not
+   * older than the one it passes.
+   */
+  readonly oldestWaitingMillis: number | undefined
+}
+
+/** The most jobs one `jobs` call lists. @internal */
+export const MAX_LIST_LIMIT = 1_000
+
+/** The deepest `offset` of a `jobs` call: each store walks that many entries (a list, an index) to skip them. @internal */
+export const MAX_LIST_OFFSET = 100_000
+
+/** The most done jobs an SQL store counts (see `StoredCounts.done`). @internal */
+export const DONE_COUNT_CAP = 100_000
+
+/** One job of a listing (`Store.jobs`). @internal */
+export interface StoredJob {
+  readonly id: string
+  /** The encoded job (JSON text) of a waiting, delayed, running or dead job; none for done and cancelled ones (Redis drops them). */
+  readonly payload: string | undefined
+  readonly attempts: number
+  /** The last progress reported (JSON text), if any. */
+  readonly progress: string | undefined
+  readonly lastError: string | undefined
+  /**
+   * How long ago (ms, the store's clock) the job entered this state: waiting since it became ready, delayed since
+   * it was offered or retried, done / dead / cancelled since then. Undefined where the store does not keep it:
+   * running jobs on every store (a lease's start is not written: it would cost a write per lease), done jobs on
+   * Redis (a write per acknowledgement), and jobs written before this was kept.
+   */
+  readonly ageMillis: number | undefined
 }
 
 /**
@@ -168,4 +208,12 @@ export interface Store {
    * lowest score).
    */
   readonly nextDueMillis: Effect.Effect<number | undefined, unknown>
+  /**
+   * Up to `limit` (1 to `MAX_LIST_LIMIT`) jobs in `state`, after skipping `offset` (0 to `MAX_LIST_OFFSET`), each
+   * call bounded by those (an index or key range, never the whole queue). Order: waiting in lease order (then
+   * delayed jobs whose time came), delayed by due time, running by lease deadline, done, dead and cancelled newest
+   * first (Redis: cancelled in no particular order, a set). What a store does not keep is not listed: Redis drops
+   * a done record when its result time to live passes; memory and SQL keep done jobs.
+   */
+  readonly jobs: (state: StoredState, limit: number, offset: number) => Effect.Effect<ReadonlyArray<StoredJob>, unknown>
 }

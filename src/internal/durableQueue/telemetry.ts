@@ -96,7 +96,8 @@ const tracedStore = (store: Store, name: string, tags: ReturnType<typeof labels>
         captureStackTrace: false,
         attributes: { "effect_workers.queue": name, "effect_workers.jobs": batch.length }
       })
-    )
+    ),
+  jobs: (state, limit, offset) => store.jobs(state, limit, offset)
 })
 
 const tracedQueue = <A>(
