@@ -6,9 +6,10 @@
  *
  * Parts, each a small class: `Held` (the jobs leased here, refreshed together), `Settler` (settlements written in
  * batches by one fiber, retried while the store is away), `Feed` (one fetcher leasing as many jobs as takers wait
- * for), `Running` (handler fibers by job id, for `cancel`). Over them: `attempt` (one job run, timed out, settled
- * with its backoff or result), `makeTake`, `makeOffer`, `makeAdmin` (cancel, status, results, pause, counts…);
- * `make` wires them into the public queue.
+ * for), `Running` (the fibers running handlers, by job id, for `cancel`), `Crew` (a `run`'s takers, each running
+ * its jobs' handlers on its own fiber). Over them: `attempt` / `runAttempt` (one job run by `take` / by a `run`'s
+ * taker, timed out, settled with its backoff or result), `makeTake`, `makeRun`, `makeOffer`, `makeAdmin` (cancel,
+ * status, results, pause, counts…); `make` wires them into the public queue.
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
