@@ -204,7 +204,6 @@ describe(
         const logFile = yield* readerEnv
         const queue = yield* DurableQueue.memory({ name: "process", schema: Schema.String, maxAttempts: 1 })
         for (const id of ["a", "b", "c", "unsendable", "hang-cancel"]) yield* queue.offer(id, { id })
-        yield* queue.offer("hang-timeout", { id: "hang-timeout", timeout: "2 seconds" })
         const failures: Array<JobRunner.JobFailure> = []
         // The reader is the compiled fixture's (found by name in the module); the writer side is defined here.
         const runner = JobRunner.make({
@@ -220,6 +219,9 @@ describe(
         })
         const run = yield* Effect.fork(JobRunner.run(runner))
         yield* until(Effect.map(stateOf(queue, "hang-cancel"), (s) => s?.progress !== undefined))
+        // Offered once the reader runs jobs: its 2 s count from its handler's start, and a reader process took up to
+        // 1.9 s to start at load 15 (the job then timed out before it reached the reader).
+        yield* queue.offer("hang-timeout", { id: "hang-timeout", timeout: "2 seconds" })
         expect(yield* queue.cancel("hang-cancel")).toBe(true)
         const summary = yield* run.await.pipe(Effect.flatten)
         const events = readJsonLines<ReaderEvent>(logFile)

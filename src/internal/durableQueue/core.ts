@@ -6,9 +6,10 @@
  *
  * Parts, each a small class: `Held` (the jobs leased here, refreshed together), `Settler` (settlements written in
  * batches by one fiber, retried while the store is away), `Feed` (one fetcher leasing as many jobs as takers wait
- * for), `Running` (handler fibers by job id, for `cancel`). Over them: `attempt` (one job run, timed out, settled
- * with its backoff or result), `makeTake`, `makeOffer`, `makeAdmin` (cancel, status, results, pause, counts…);
- * `make` wires them into the public queue.
+ * for), `Running` (the fibers running handlers, by job id, for `cancel`), `Crew` (a `run`'s takers, each running
+ * its jobs' handlers on its own fiber). Over them: `attempt` / `runAttempt` (one job run by `take` / by a `run`'s
+ * taker, timed out, settled with its backoff or result), `makeTake`, `makeRun`, `makeOffer`, `makeAdmin` (cancel,
+ * status, results, pause, counts…); `make` wires them into the public queue.
  */
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -186,6 +187,8 @@ class Feed {
   readonly offered = Effect.unsafeMakeLatch(false)
   /** Whether the last due time read had passed already (see `untilDue`). */
   private overdue = false
+  /** Set as the scope closes (before `jobs` is shut down): a `run`'s taker that ends then is not replaced. */
+  closed = false
   constructor(readonly store: Store, readonly held: Held, readonly pollMillis: number) {}
 
   /** Uninterruptible from the call to the hand-over: jobs the store leased must reach `jobs`, where the put-back finds them. */
@@ -285,15 +288,17 @@ class Feed {
 
   /** A job from the buffer without waiting (a `poll`, so nothing is counted as demand), else `wait`. */
   next(): Effect.Effect<LeasedJob> {
-    return Effect.flatMap(Queue.poll(this.jobs), (polled) => {
-      if (Option.isNone(polled)) return this.wait
-      // The fetcher is woken only when it has something to do (not once per job handed out of a full buffer).
-      if (this.buffered() < this.takers) this.wake.unsafeOpen()
-      return Effect.succeed(polled.value)
-    })
+    return Effect.flatMap(this.poll, (polled) => Option.isNone(polled) ? this.wait : Effect.succeed(polled.value))
   }
 
-  private readonly wait: Effect.Effect<LeasedJob> = Effect.uninterruptibleMask((restore) =>
+  /** A job from the buffer, if any, without waiting. */
+  readonly poll: Effect.Effect<Option.Option<LeasedJob>> = Effect.map(Queue.poll(this.jobs), (polled) => {
+    // The fetcher is woken only when it has something to do (not once per job handed out of a full buffer).
+    if (Option.isSome(polled) && this.buffered() < this.takers) this.wake.unsafeOpen()
+    return polled
+  })
+
+  readonly wait: Effect.Effect<LeasedJob> = Effect.uninterruptibleMask((restore) =>
     Effect.suspend(() => {
       this.demand++
       this.wake.unsafeOpen()
@@ -311,6 +316,11 @@ class Feed {
 class Running {
   readonly fibers = new Map<string, Fiber.RuntimeFiber<unknown, unknown>>()
   readonly asked = new Set<string>()
+  /**
+   * The fibers interrupted here. A `run`'s taker runs its jobs' handlers on its own fiber, and an Effect fiber once
+   * interrupted stays so: a taker found here takes no other job (it ends and another replaces it, `Crew`).
+   */
+  readonly interrupted = new WeakSet<Fiber.RuntimeFiber<unknown, unknown>>()
   constructor(readonly held: Map<string, LeasedJob>) {}
 
   ask(ids: ReadonlyArray<string>): void {
@@ -318,14 +328,20 @@ class Running {
     for (const id of this.asked) if (!this.held.has(id)) this.asked.delete(id)
     for (const id of ids) {
       this.asked.add(id)
-      this.fibers.get(id)?.unsafeInterruptAsFork(FiberId.none)
+      const fiber = this.fibers.get(id)
+      if (fiber !== undefined) this.interrupt(fiber)
     }
+  }
+
+  private interrupt(fiber: Fiber.RuntimeFiber<unknown, unknown>): void {
+    this.interrupted.add(fiber)
+    fiber.unsafeInterruptAsFork(FiberId.none)
   }
 
   start(id: string, fiber: Fiber.RuntimeFiber<unknown, unknown>): void {
     this.fibers.set(id, fiber)
     // Asked between the lease and now (a refresh of the fetched job, or a local cancel).
-    if (this.asked.has(id)) fiber.unsafeInterruptAsFork(FiberId.none)
+    if (this.asked.has(id)) this.interrupt(fiber)
   }
 
   /** Whether its cancellation was asked. */
@@ -485,17 +501,32 @@ const body = <A, X, E, R>(
 type Restore = <X, E, R>(effect: Effect.Effect<X, E, R>) => Effect.Effect<X, E, R>
 
 /**
- * One attempt of `job`, its handler on a fiber of its own (interruptible: a timeout or `cancel` stops it even
- * under `run`'s graceful mode), then settled. `restore` (take): interrupting the caller interrupts the handler
- * and puts the job back; none (run, graceful): the caller's interruption waits for the handler. The fiber is a
- * daemon: a child would be interrupted with its parent (Effect signals children at once, even while the parent
- * is uninterruptible), which is what graceful mode must not do.
+ * Settles a job whose attempt ended with no settlement (a defect outside the handler, such as a stack overflow), as
+ * a failed attempt: held unsettled, its lease would be refreshed for as long as this process lives.
+ */
+const settleUnsettled = <A>(parts: Parts<A>, job: LeasedJob, exit: Exit.Exit<unknown, unknown>): void => {
+  const cancelled = parts.running.end(job.id)
+  const settlement = classify(
+    Exit.isSuccess(exit) ? Exit.die("settled by no one") : exit,
+    job,
+    parts.settings,
+    cancelled
+  )
+  emitSettled(parts.emitter, job, settlement)
+  parts.settler.submit(job, settlement)
+}
+
+/**
+ * One attempt of `job` for `take`, its handler on a fiber of its own, so that a `cancel` interrupts the handler and
+ * not the caller's fiber; interrupting the caller interrupts the handler and puts the job back. The fiber is a
+ * daemon: a child would be interrupted with its parent (Effect signals children at once, even while the parent is
+ * uninterruptible).
  */
 const attempt = <A, X, E, R>(
   parts: Parts<A>,
   job: LeasedJob,
   handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>,
-  restore: Restore | undefined,
+  restore: Restore,
   result: Codec<unknown> | undefined
 ): Effect.Effect<Exit.Exit<X, E>, DurableQueueError, R> => {
   const { running, settler } = parts
@@ -507,79 +538,90 @@ const attempt = <A, X, E, R>(
     fiber = yield* Effect.forkDaemon(Effect.interruptible(body(parts, job, perJob, handler)))
     running.start(job.id, fiber)
     const handling = fiber
-    const exit = restore === undefined
-      ? yield* Fiber.await(handling)
-      : yield* Effect.flatMap(
-        Effect.exit(restore(Fiber.await(handling))),
-        (awaited) => Exit.isSuccess(awaited) ? Effect.succeed(awaited.value) : Fiber.interrupt(handling)
-      )
+    const exit = yield* Effect.flatMap(
+      Effect.exit(restore(Fiber.await(handling))),
+      (awaited) => Exit.isSuccess(awaited) ? Effect.succeed(awaited.value) : Fiber.interrupt(handling)
+    )
     const settlement = yield* complete(parts, job, perJob, exit, running.end(job.id), result)
     emitSettled(parts.emitter, job, settlement)
     settled = true
     const outcome: Effect.Effect<Exit.Exit<X, E>> = settlement._tag === "Release"
       ? Effect.failCause((exit as Exit.Failure<X, E>).cause as Cause.Cause<never>)
       : Effect.succeed(exit)
-    if (restore === undefined) {
-      settler.submit(job, settlement)
-      return yield* outcome
-    }
     return yield* Effect.zipRight(settler.submitAndWait(job, settlement), outcome)
   }).pipe(
-    // Whatever ends this fiber between the lease and the settlement (a defect outside the handler, such as a
-    // stack overflow) still settles the job, as a failed attempt: held unsettled, its lease would be refreshed
-    // for as long as this process lives.
     Effect.onExit((exit) =>
       settled ? Effect.void : Effect.sync(() => {
         fiber?.unsafeInterruptAsFork(FiberId.none)
-        const cancelled = running.end(job.id)
-        const settlement = classify(
-          Exit.isSuccess(exit) ? Exit.die("settled by no one") : exit,
-          job,
-          parts.settings,
-          cancelled
-        )
-        emitSettled(parts.emitter, job, settlement)
-        settler.submit(job, settlement)
+        settleUnsettled(parts, job, exit)
       })
     )
   )
 }
 
 /**
- * `take(handler, graceful, result)`. `graceful` (used by `run`): interrupting the taker does not interrupt a
- * running handler, so a shutdown lets running jobs finish and be acknowledged; `run` does not wait for its
- * settlements to be written, `take` does.
+ * One attempt of `job` for a `run`'s taker, its handler on the taker's own fiber `self` (interruptible there, under
+ * `restore`): a `cancel` interrupts `self` (`Running`), a timeout interrupts what `Effect.timeoutFailCause` forked,
+ * and a shutdown does not interrupt a taker running a job (`Crew`). Settled without waiting for the write. A fiber
+ * of its own per job (forked, awaited, its exit handed back) cost more CPU than the rest of the job together on the
+ * memory store (issue #16: bench/_core-cpu.ts, before and after in bench/RESULTS.md).
  */
+const runAttempt = <A, X, E, R>(
+  parts: Parts<A>,
+  job: LeasedJob,
+  handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>,
+  result: Codec<unknown> | undefined,
+  self: Fiber.RuntimeFiber<unknown, unknown>,
+  restore: Restore
+): Effect.Effect<Settlement, never, R> => {
+  const { running, settler } = parts
+  const perJob = jobSettings(job.options)
+  let settled = false
+  parts.emitter.emit("Started", job.id, job.attempts)
+  running.start(job.id, self)
+  return Effect.exit(restore(body(parts, job, perJob, handler))).pipe(
+    Effect.flatMap((exit) => complete(parts, job, perJob, exit, running.end(job.id), result)),
+    Effect.map((settlement) => {
+      emitSettled(parts.emitter, job, settlement)
+      settled = true
+      settler.submit(job, settlement)
+      return settlement
+    }),
+    Effect.onExit((exit) => settled ? Effect.void : Effect.sync(() => settleUnsettled(parts, job, exit)))
+  )
+}
+
+/**
+ * Whether a job handed out may run. One leased with more attempts than allowed was leased before by a runner that
+ * never settled it (it died): it goes to the dead letters here. One cancelled while fetched is settled, not run.
+ */
+const runnable = <A>({ emitter, running, settings, settler }: Parts<A>, job: LeasedJob): boolean => {
+  if (running.asked.delete(job.id)) {
+    settler.submit(job, { _tag: "Cancelled", attempts: job.attempts - 1 })
+    emitter.emit("Cancelled", job.id, job.attempts - 1)
+    return false
+  }
+  if (job.attempts <= settings.maxAttempts) return true
+  const died = runnerDied(job, settings)
+  emitSettled(emitter, job, died)
+  settler.submit(job, died)
+  return false
+}
+
+/** `take(handler, result)`: interrupting the caller interrupts the handler; it waits for its settlement's write. */
 const makeTake = <A>(parts: Parts<A>) => {
-  const { running, settings, settler } = parts
-  // A job leased with more attempts than allowed was leased before by a runner that never settled it (it died):
-  // it goes to the dead letters here, and the taker waits for the next. One cancelled while fetched is not run.
-  const nextRunnable: Effect.Effect<LeasedJob> = Effect.flatMap(Effect.suspend(() => parts.feed.next()), (job) => {
-    if (running.asked.delete(job.id)) {
-      settler.submit(job, { _tag: "Cancelled", attempts: job.attempts - 1 })
-      parts.emitter.emit("Cancelled", job.id, job.attempts - 1)
-      return nextRunnable
-    }
-    if (job.attempts <= settings.maxAttempts) return Effect.succeed(job)
-    const died = runnerDied(job, settings)
-    emitSettled(parts.emitter, job, died)
-    settler.submit(job, died)
-    return nextRunnable
-  })
+  const nextRunnable: Effect.Effect<LeasedJob> = Effect.flatMap(
+    Effect.suspend(() => parts.feed.next()),
+    (job) => runnable(parts, job) ? Effect.succeed(job) : nextRunnable
+  )
   return <X, E, R>(
     handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>,
-    graceful: boolean,
     result: Codec<unknown> | undefined
   ): Effect.Effect<Exit.Exit<X, E>, DurableQueueError, R> =>
     Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(
-        restore(nextRunnable),
-        (job) => attempt(parts, job, handler, graceful ? undefined : restore, result)
-      )
+      Effect.flatMap(restore(nextRunnable), (job) => attempt(parts, job, handler, restore, result))
     )
 }
-
-type Take<A> = ReturnType<typeof makeTake<A>>
 
 /** Jobs fetched and not handed out go back, uncounted (the last `run` stopped, this instance paused, or shutdown). */
 const putBack = <A>({ feed, settler }: Parts<A>): Effect.Effect<void> =>
@@ -587,43 +629,128 @@ const putBack = <A>({ feed, settler }: Parts<A>): Effect.Effect<void> =>
     for (const job of left) settler.submit(job, { _tag: "Release", attempts: job.attempts - 1 })
   })
 
-const makeRun = <A>(parts: Parts<A>, take: Take<A>): DurableQueue.DurableQueue<A>["run"] => (handler, runOptions) =>
+type Taker = Fiber.RuntimeFiber<unknown, unknown>
+
+/**
+ * The takers of one `run`: daemon fibers (a child would be interrupted with its parent, even while the parent is
+ * uninterruptible), each running its jobs' handlers itself (`runAttempt`). `stop` (shutdown) interrupts only the
+ * takers waiting for a job; the others finish their job, settle it and end. A taker interrupted by its job's
+ * `cancel` stays interrupted (an Effect 3 fiber has no way back): it settles the job, ends, and a new taker takes its
+ * place. A taker whose handler interrupted itself (the job put back, uncounted) ends and is not replaced, as before
+ * this class (taking the job again at once would spin).
+ */
+class Crew<A, R> {
+  stopping = false
+  private alive = 0
+  /** Takers waiting for a job, or pausing after a defect: what `stop` interrupts. */
+  private readonly idle = new Set<Taker>()
+  /** Done once no taker is left (after `stop`, or when the queue's scope closed under the run). */
+  readonly gone = Deferred.unsafeMake<void>(FiberId.none)
+  constructor(
+    readonly parts: Parts<A>,
+    readonly work: (job: LeasedJob, self: Taker, restore: Restore) => Effect.Effect<Settlement, never, R>
+  ) {}
+
+  spawn(): Effect.Effect<void, never, R> {
+    return Effect.suspend(() => {
+      this.alive++
+      // Interruptible: a fiber forked from `run`'s uninterruptible part would start uninterruptible, and `restore`
+      // in it would restore that.
+      return Effect.asVoid(
+        Effect.forkDaemon(Effect.interruptible(Effect.withFiberRuntime((self: Taker) => this.taker(self))))
+      )
+    })
+  }
+
+  stop(): void {
+    this.stopping = true
+    for (const taker of this.idle) taker.unsafeInterruptAsFork(FiberId.none)
+  }
+
+  private taker(self: Taker): Effect.Effect<void, never, R> {
+    const { running } = this.parts
+    return Effect.uninterruptibleMask((restore) => {
+      const loop: Effect.Effect<void, never, R> = Effect.flatMap(
+        this.next(self, restore),
+        (job) => this.work(job, self, restore)
+      ).pipe(
+        Effect.map((settlement) => settlement._tag !== "Release" && !running.interrupted.has(self)),
+        // A defect (not from the handler: those settle their job) is logged; the taker goes on after a pause.
+        Effect.catchAllCause((cause) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.failCause(cause as Cause.Cause<never>)
+            : Effect.zipRight(
+              Effect.logWarning("DurableQueue: taking a job failed; retrying", cause),
+              Effect.as(this.idly(self, restore(Effect.sleep("500 millis"))), true)
+            )
+        ),
+        Effect.flatMap((again) => again ? loop : Effect.void)
+      )
+      return loop
+    }).pipe(Effect.onExit(() => this.ended(self)))
+  }
+
+  /** `wait` as an idle taker (interrupted by `stop`), unless the run is stopping already. */
+  private idly<X>(self: Taker, wait: Effect.Effect<X>): Effect.Effect<X> {
+    return Effect.suspend(() => {
+      if (this.stopping) return Effect.interrupt
+      this.idle.add(self)
+      return Effect.ensuring(wait, Effect.sync(() => this.idle.delete(self)))
+    })
+  }
+
+  /** The next runnable job: one from the feed's buffer (uninterruptibly: a job polled is run), or waited for. */
+  private next(self: Taker, restore: Restore): Effect.Effect<LeasedJob> {
+    const { feed } = this.parts
+    return Effect.suspend(() => this.stopping ? Effect.interrupt : feed.poll).pipe(
+      Effect.flatMap((polled) =>
+        Option.isSome(polled) ? Effect.succeed(polled.value) : this.idly(self, restore(feed.wait))
+      ),
+      Effect.flatMap((job) => runnable(this.parts, job) ? Effect.succeed(job) : this.next(self, restore))
+    )
+  }
+
+  private ended(self: Taker): Effect.Effect<void, never, R> {
+    this.alive--
+    this.idle.delete(self)
+    if (this.parts.running.interrupted.has(self) && !this.stopping && !this.parts.feed.closed) return this.spawn()
+    if (this.alive === 0) Deferred.unsafeDone(this.gone, Exit.void)
+    return Effect.void
+  }
+}
+
+/**
+ * `run`: `concurrency` takers (`Crew`). Interrupting it stops them gracefully: takers waiting for a job stop at once;
+ * running jobs finish. A job still running after `shutdownTimeout` is left to its lease (it comes back once the
+ * process is gone).
+ */
+const makeRun = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["run"] => (handler, runOptions) =>
   Effect.flatMap(
     runSettings(runOptions),
     ({ concurrency, result, shutdownTimeout }) =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.gen(function*() {
+        Effect.suspend(() => {
           const codec = result === undefined ? undefined : makeCodec(result)
-          // A taker outlives any failure or defect (it logs and goes on); only interruption stops it.
-          const loop = take(handler, true, codec).pipe(
-            Effect.catchAllCause((cause) =>
-              Cause.isInterruptedOnly(cause)
-                ? Effect.failCause(cause as Cause.Cause<never>)
-                : Effect.zipRight(
-                  Effect.logWarning("DurableQueue: taking a job failed; retrying", cause),
-                  Effect.sleep("500 millis")
-                )
-            ),
-            Effect.forever,
-            Effect.interruptible
-          )
-          // Daemons, not children: a fiber waits for its children's interruption when it ends, so a handler still
-          // running (uninterruptibly) after `shutdownTimeout` would otherwise hold `run` forever.
+          const crew = new Crew(parts, (job, self, inTaker) => runAttempt(parts, job, handler, codec, self, inTaker))
           parts.feed.takers += concurrency
-          const fibers = yield* Effect.forEach(Array.from({ length: concurrency }), () => Effect.forkDaemon(loop))
-          return yield* restore(Fiber.joinAll(fibers)).pipe(
-            Effect.zipRight(Effect.never),
-            // Takers waiting for a job stop at once; running jobs finish. A job still running after
-            // `shutdownTimeout` is left to its lease (it comes back once the process is gone). The wait is made
-            // interruptible: a finalizer runs uninterruptibly, where the timeout could not cut it.
-            Effect.onExit(() =>
-              Effect.ignore(
-                Effect.timeout(Effect.interruptible(Fiber.interruptAll(fibers)), Duration.toMillis(shutdownTimeout))
+          return Effect.zipRight(
+            Effect.forEach(Array.from({ length: concurrency }), () => crew.spawn(), { discard: true }),
+            restore(Deferred.await(crew.gone)).pipe(
+              // Every taker ended with no shutdown asked: the queue's scope closed under this run.
+              Effect.zipRight(Effect.interrupt),
+              // The wait is made interruptible: a finalizer runs uninterruptibly, where the timeout could not cut it.
+              Effect.onExit(() =>
+                Effect.suspend(() => {
+                  crew.stop()
+                  return Effect.ignore(
+                    Effect.timeout(Effect.interruptible(Deferred.await(crew.gone)), Duration.toMillis(shutdownTimeout))
+                  )
+                })
+              ),
+              // Jobs leased ahead for these takers go back once no run is left to take them.
+              Effect.ensuring(
+                Effect.suspend(() => (parts.feed.takers -= concurrency) === 0 ? putBack(parts) : Effect.void)
               )
-            ),
-            // Jobs leased ahead for these takers go back once no run is left to take them.
-            Effect.ensuring(
-              Effect.suspend(() => (parts.feed.takers -= concurrency) === 0 ? putBack(parts) : Effect.void)
             )
           )
         })
@@ -794,7 +921,14 @@ const startParts = <A>(parts: Parts<A>): Effect.Effect<void, never, Scope.Scope>
     yield* feed.loop().pipe(
       Effect.interruptible,
       // What was fetched and not handed out goes back, uncounted; takers still waiting are interrupted (shutdown).
-      Effect.onExit(() => Effect.zipRight(putBack(parts), Queue.shutdown(feed.jobs))),
+      Effect.onExit(() =>
+        Effect.zipRight(
+          Effect.sync(() => {
+            feed.closed = true
+          }),
+          Effect.zipRight(putBack(parts), Queue.shutdown(feed.jobs))
+        )
+      ),
       Effect.forkScoped
     )
   })
@@ -831,12 +965,12 @@ const makeCore = <A, I>(
       offerAll: offerBatch(parts),
       take: (<X, E, R>(handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>, options?: unknown) =>
         options === undefined
-          ? take(handler, false, undefined)
+          ? take(handler, undefined)
           : Effect.flatMap(
             takeSettings(options),
-            (result) => take(handler, false, result === undefined ? undefined : makeCodec(result))
+            (result) => take(handler, result === undefined ? undefined : makeCodec(result))
           )) as DurableQueue.DurableQueue<A>["take"],
-      run: makeRun(parts, take),
+      run: makeRun(parts),
       deadLetters: Effect.flatMap(report, ({ letters, undecodable }) =>
         undecodable.length === 0 ? Effect.succeed(letters) : Effect.as(
           Effect.logWarning(

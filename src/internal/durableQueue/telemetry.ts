@@ -7,7 +7,7 @@ import * as Effect from "effect/Effect"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../../DurableQueue.js"
-import { bump, counter, labels, withSpanWhenTraced } from "../telemetry.js"
+import { bump, counter, labels, tracing, withSpanWhenTraced } from "../telemetry.js"
 import type { EventPort } from "./events.js"
 import type { QueueSettings } from "./options.js"
 import type { Settle, Store } from "./store.js"
@@ -105,15 +105,21 @@ const tracedQueue = <A>(
   tags: ReturnType<typeof labels>
 ): DurableQueue.DurableQueue<A> => {
   const attributes = { "effect_workers.queue": queue.name }
-  // One span per job a handler runs, a child of the caller of `take` or `run` (its taker fibers inherit it).
+  // One span per job a handler runs, a child of the caller of `take` or `run` (its taker fibers inherit it). Whether
+  // the caller is traced is looked at once per `take` or `run`, not per job: the per-job check and its attributes
+  // object cost ~1.3 % of the core's CPU per job with tracing off (bench/_core-cpu.ts profile, issue #16).
   const traced =
     <X, E, R>(handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>) =>
     (value: A, job: DurableQueue.Job) =>
-      Effect.suspend(() => handler(value, job)).pipe(withSpanWhenTraced("DurableQueue.take", {
+      Effect.withSpan(handler(value, job), "DurableQueue.take", {
         kind: "consumer",
         captureStackTrace: false,
         attributes: { ...attributes, "effect_workers.job_id": job.id, "effect_workers.attempt": job.attempt }
-      }))
+      })
+  const whenTraced = <X, E, R, B, F, R2>(
+    handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>,
+    use: (handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>) => Effect.Effect<B, F, R2>
+  ): Effect.Effect<B, F, R2> => Effect.withFiberRuntime((fiber) => use(tracing(fiber) ? traced(handler) : handler))
   return {
     ...queue,
     offer: (value, options) =>
@@ -132,10 +138,11 @@ const tracedQueue = <A>(
       handler: (value: A, job: DurableQueue.Job) => Effect.Effect<unknown, unknown, unknown>,
       options?: DurableQueue.TakeOptions<unknown, unknown>
     ) =>
-      options === undefined
-        ? queue.take(traced(handler))
-        : queue.take(traced(handler), options)) as DurableQueue.DurableQueue<A>["take"],
-    run: (handler, options) => queue.run(traced(handler), options)
+      whenTraced(
+        handler,
+        (handler) => options === undefined ? queue.take(handler) : queue.take(handler, options)
+      )) as DurableQueue.DurableQueue<A>["take"],
+    run: (handler, options) => whenTraced(handler, (handler) => queue.run(handler, options))
   }
 }
 
