@@ -139,9 +139,10 @@ for (const [kind, up] of stores) {
           .toEqual(Exit.succeed([3, 1]))
       }))
 
-    // On PostgreSQL this case hung about one run in five after issue #16 (the test and its scope close timed out):
-    // the scope closed while one instance's first lease still waited for its LISTEN to be confirmed, and that wait
-    // outlived its 2 s timeout (see test/sql/DurableQueue.test.ts, "closing a queue while its first lease waits").
+    // On PostgreSQL this case hung about one run in five after issue #16 (the test and its scope close timed out)
+    // when the 200 jobs were done before one instance's LISTEN was confirmed: that instance's first lease waited for
+    // the confirmation past its 2 s timeout, and forever once the closing scope stopped the LISTEN's supervisor (see
+    // test/sql/DurableQueue.test.ts, "a LISTEN never confirmed holds the first lease 2 s at most, ...").
     test("run: 200 jobs over two queue instances of 4 takers each, each done once, all acknowledged", (env) =>
       Effect.gen(function*() {
         const a = yield* numbers(env)

@@ -169,6 +169,8 @@ export interface Store {
    * Leases up to `max` ready jobs (delay passed), highest priority first, then offer order, for `leaseMillis`,
    * counting an attempt on each; nothing while paused. Jobs whose lease expired are ready again (their runner
    * died); one whose cancellation was asked is settled "cancelled" instead of handed out. Never waits for jobs.
+   * The core calls it uninterruptibly (core.ts `Feed.fetch`): any other wait in it must end by itself, since an
+   * `Effect.timeout` there cannot interrupt what it bounds (make the bounded effect `interruptible`; sqlListen.ts).
    */
   readonly lease: (max: number) => Effect.Effect<ReadonlyArray<LeasedJob>, unknown>
   /** Completes when jobs may have been offered elsewhere (a notification); `Effect.never` for stores without. */
