@@ -176,7 +176,8 @@ const LOOKAHEAD = 4
  * them (see `LOOKAHEAD`). Jobs fetched but not yet handed out are held (refreshed) and put back, uncounted, when
  * the last `run` stops or the scope closes.
  */
-class Feed {
+/** @internal exported for test/DurableQueue.feed.test.ts */
+export class Feed {
   demand = 0
   /** The takers of active `run`s (their concurrency): what the buffer is filled ahead for. Single `take`s do not count. */
   takers = 0
@@ -189,7 +190,20 @@ class Feed {
   private overdue = false
   /** Set as the scope closes (before `jobs` is shut down): a `run`'s taker that ends then is not replaced. */
   closed = false
+  /**
+   * Opened when jobs were handed to the buffer (or it was shut down); takers waiting for a job await it, then poll.
+   * Not `Queue.take`: effect 3's take hands an item to a waiting taker's Deferred at the offer, and a taker
+   * interrupted at that moment (its interruption queued before the offer's resume) drops the item: a leased job
+   * then stayed held, its lease refreshed, never run nor put back (test/DurableQueue.feed.test.ts). A latch
+   * awaited and a poll lose nothing when interrupted.
+   */
+  readonly available = Effect.unsafeMakeLatch(false)
   constructor(readonly store: Store, readonly held: Held, readonly pollMillis: number) {}
+
+  /** Puts leased jobs in the buffer and wakes the takers waiting for one. */
+  handOver(jobs: ReadonlyArray<LeasedJob>): Effect.Effect<void> {
+    return Effect.zipRight(Queue.offerAll(this.jobs, jobs), this.available.open)
+  }
 
   /** Uninterruptible from the call to the hand-over: jobs the store leased must reach `jobs`, where the put-back finds them. */
   private fetch(want: number): Effect.Effect<Either.Either<ReadonlyArray<LeasedJob>, unknown>> {
@@ -199,7 +213,7 @@ class Feed {
         (leased): Effect.Effect<Either.Either<ReadonlyArray<LeasedJob>, unknown>> => {
           if (Either.isLeft(leased)) return Effect.succeed(leased)
           this.held.add(leased.right)
-          return Effect.as(Queue.offerAll(this.jobs, leased.right), leased)
+          return Effect.as(this.handOver(leased.right), leased)
         }
       )
     )
@@ -302,9 +316,22 @@ class Feed {
     Effect.suspend(() => {
       this.demand++
       this.wake.unsafeOpen()
-      return restore(Queue.take(this.jobs)).pipe(Effect.ensuring(Effect.sync(() => this.demand--)))
+      return restore(this.awaitJob).pipe(Effect.ensuring(Effect.sync(() => this.demand--)))
     })
   )
+
+  /**
+   * Closes the latch, then polls: a job handed over after the close opens it again, so none is missed; one left in
+   * the buffer after this poll reopens it for the other waiters. A shut-down buffer fails the poll (interruption).
+   */
+  private readonly awaitJob: Effect.Effect<LeasedJob> = Effect.suspend(() => {
+    this.available.unsafeClose()
+    return Effect.flatMap(Queue.poll(this.jobs), (polled) => {
+      if (Option.isNone(polled)) return Effect.zipRight(this.available.await, this.awaitJob)
+      if (this.buffered() > 0) this.available.unsafeOpen()
+      return Effect.succeed(polled.value)
+    })
+  })
 
   /** What was fetched and not handed out, to be put back (the last `run` stopped, or the scope closes). */
   takeBuffered(): Effect.Effect<ReadonlyArray<LeasedJob>> {
@@ -926,7 +953,7 @@ const startParts = <A>(parts: Parts<A>): Effect.Effect<void, never, Scope.Scope>
           Effect.sync(() => {
             feed.closed = true
           }),
-          Effect.zipRight(putBack(parts), Queue.shutdown(feed.jobs))
+          Effect.zipRight(putBack(parts), Effect.zipRight(Queue.shutdown(feed.jobs), feed.available.open))
         )
       ),
       Effect.forkScoped
