@@ -127,6 +127,61 @@ describe.skipIf(!up)("redis WorkerQueue (single-flight across processes)", () =>
       }).pipe(Effect.scoped)
     ))
 
+  it.live("key (DataLoader's cacheKeyFn): items with equal keys share one run across processes and its stored result", () =>
+    withPrefix((prefix, raw) =>
+      Effect.gen(function*() {
+        interface Job {
+          readonly id: number
+          readonly attempt: number
+        }
+        let runs = 0
+        const started = yield* Deferred.make<void>()
+        const finish = yield* Deferred.make<void>()
+        const worker = (job: Job) =>
+          Effect.sync(() => runs++).pipe(
+            Effect.zipRight(Deferred.succeed(started, undefined)),
+            Effect.zipRight(Deferred.await(finish)),
+            Effect.as(job.id * 2)
+          )
+        // Each queue on a connection of its own, as another process would have.
+        const queue = Effect.gen(function*() {
+          const context = yield* Layer.build(RedisClient.layer())
+          return yield* Effect.provide(
+            Effect.gen(function*() {
+              const cache = yield* RedisResultCache.make<number, number, number>({
+                schema: Schema.Number,
+                prefix: `${prefix}r:`
+              })
+              return yield* RedisWorkerQueue.make({
+                cache,
+                worker,
+                key: (job: Job) => job.id,
+                lockPrefix: `${prefix}lock:`
+              })
+            }),
+            context
+          )
+        })
+        const [a, b, c] = [yield* queue, yield* queue, yield* queue]
+        const first = yield* Effect.fork(a.require({ id: 7, attempt: 1 }))
+        yield* Deferred.await(started)
+        // a's run holds the lock of key 7 (or, once done, its result is stored): b's item of key 7 waits for it or
+        // reads it, whatever the timing; keyed by the item, it took a lock of its own and ran again.
+        const second = yield* Effect.fork(b.require({ id: 7, attempt: 2 }))
+        const joined = yield* Effect.fork(a.require({ id: 7, attempt: 3 }))
+        yield* Deferred.succeed(finish, undefined)
+        expect(yield* Effect.all([Fiber.join(first), Fiber.join(second), Fiber.join(joined)])).toEqual([14, 14, 14])
+        expect(runs).toBe(1)
+        expect(yield* Effect.promise(() => raw.get(`${prefix}r:7`))).toBe("14")
+        expect(yield* Effect.promise(() => raw.keys(`${prefix}r:*`))).toEqual([`${prefix}r:7`])
+        // A third process reads the stored result under the key: a hit, no run.
+        expect(yield* c.require({ id: 7, attempt: 4 })).toBe(14)
+        expect(runs).toBe(1)
+        expect((yield* c.stats).hits).toBe(1)
+        expect((yield* a.stats).deduplicated).toBe(1)
+      }).pipe(Effect.scoped)
+    ))
+
   it.live("an unreadable stored result is recomputed and replaced", () =>
     withPrefix((prefix, raw) =>
       Effect.gen(function*() {
@@ -147,6 +202,11 @@ describe.skipIf(!up)("redis WorkerQueue (single-flight across processes)", () =>
       )
       expect(error).toBeInstanceOf(OptionError)
       expect(error.message).toContain("lockTimeToLive")
+      const key = yield* Effect.flip(
+        RedisWorkerQueue.make({ cache, worker: (n: number) => Effect.succeed(n), key: "id" as unknown as () => number })
+      )
+      expect(key).toBeInstanceOf(OptionError)
+      expect(key).toMatchObject({ module: "RedisWorkerQueue", field: "key", value: "id" })
     }).pipe(Effect.scoped, Effect.provide(RedisClient.layer())))
 
   it.live(
