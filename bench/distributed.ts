@@ -24,7 +24,6 @@
  */
 import { Queue as BullQueue, Worker as BullWorker } from "bullmq"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
 import * as Schema from "effect/Schema"
 import { Redis } from "ioredis"
 import { randomUUID } from "node:crypto"
@@ -40,15 +39,18 @@ import {
   compare,
   type Contender,
   counter,
+  drainTimed,
   flag,
   latencyLine,
   latencyRun,
   machine,
+  offerAllOf,
   pool,
+  PROCESS_GRID,
+  processScenarios,
   type Scenario,
   sleep,
-  timed,
-  until
+  timed
 } from "./_shared.js"
 
 const QUICK = flag("quick")
@@ -159,27 +161,9 @@ const withOurs = <X>(
   )
 }
 
-const offerAllOf = (queue: DurableQueue.DurableQueue<{ readonly n: number }>, ns: ReadonlyArray<number>) =>
-  Effect.runPromise(queue.offerAll(ns.map((n) => ({ value: { n } }))))
-
 const oursProcess = (raw: Redis, jobs: number, concurrency: number, ms: number): Contender => ({
   name: `ours, concurrency ${concurrency} (default settings)`,
-  run: () =>
-    withOurs(raw, async (queue) => {
-      for (const batch of batches(jobs, BULK)) await offerAllOf(queue, batch)
-      const handled = counter(jobs)
-      const handler = ms === 0
-        ? () => Effect.sync(handled.hit)
-        : () => Effect.zipRight(Effect.sleep(ms), Effect.sync(handled.hit))
-      let fiber: Fiber.RuntimeFiber<never, unknown> | undefined
-      const sample = await timed(jobs, async () => {
-        fiber = Effect.runFork(queue.run(handler, { concurrency }))
-        await handled.all
-        await until(async () => (await Effect.runPromise(queue.size)) === 0)
-      })
-      await Effect.runPromise(Fiber.interrupt(fiber!))
-      return sample
-    })
+  run: () => withOurs(raw, (queue) => drainTimed(queue, jobs, BULK, concurrency, ms))
 })
 
 const oursBulk = (raw: Redis, jobs: number): Contender => ({
@@ -354,20 +338,11 @@ const main = async () => {
     `Redis durable queues: ${fmt(JOBS)} jobs per measurement, ${ROUNDS} rounds interleaved${QUICK ? " (--quick)" : ""}`
   )
   console.log(machine())
-  const scenarios: Array<Scenario> = []
-  for (const [concurrency, ms] of [[16, 0], [64, 0], [16, 1], [64, 1]] as const) {
-    const jobs = ms === 0 ? JOBS : Math.ceil(JOBS / 2)
-    scenarios.push({
-      label: `process, ${ms === 0 ? "no-op" : `${ms} ms`} handler, concurrency ${concurrency}${
-        ms === 0 ? "" : ` (${fmt(jobs)} jobs)`
-      }`,
-      contenders: [
-        oursProcess(raw, jobs, concurrency, ms),
-        bullProcess(raw, jobs, concurrency, ms),
-        floorProcess(jobs, concurrency, ms)
-      ]
-    })
-  }
+  const scenarios: Array<Scenario> = processScenarios("", JOBS, PROCESS_GRID, (jobs, concurrency, ms) => [
+    oursProcess(raw, jobs, concurrency, ms),
+    bullProcess(raw, jobs, concurrency, ms),
+    floorProcess(jobs, concurrency, ms)
+  ])
   scenarios.push({ label: "bulk offer", contenders: [oursBulk(raw, JOBS), bullBulk(raw, JOBS), floorBulk(JOBS)] })
   const single = Math.ceil(JOBS / 4)
   scenarios.push({
