@@ -19,14 +19,16 @@ const up = await requireService(redis)
 
 const withPrefix = <A, E, R>(f: (prefix: string, raw: Redis) => Effect.Effect<A, E, R>) => withRedisPrefix("wq", f)
 
-// A queue on a connection of its own, as another process would have.
-const queueOn = <A, I, E>(
+// A queue on a connection of its own, as another process would have. Its items are numbers, or any items with a
+// `key` that gives a number.
+const queueOn = <A, I, E, Item = number>(
   prefix: string,
-  worker: (n: number) => Effect.Effect<A, E>,
+  worker: (item: Item) => Effect.Effect<A, E>,
   schema: Schema.Schema<A, I>,
-  { connectionName, lockTimeToLive = "1 second" }: {
+  { connectionName, key, lockTimeToLive = "1 second" }: {
     lockTimeToLive?: Duration.DurationInput
     connectionName?: string
+    key?: (item: Item) => number
   } = {}
 ) =>
   Effect.gen(function*() {
@@ -36,7 +38,13 @@ const queueOn = <A, I, E>(
     return yield* Effect.provide(
       Effect.gen(function*() {
         const cache = yield* RedisResultCache.make<number, A, I>({ schema, prefix: `${prefix}r:` })
-        return yield* RedisWorkerQueue.make({ cache, worker, lockTimeToLive, lockPrefix: `${prefix}lock:` })
+        return yield* RedisWorkerQueue.make<Item, A, E, never, number>({
+          cache,
+          worker,
+          key,
+          lockTimeToLive,
+          lockPrefix: `${prefix}lock:`
+        })
       }),
       context
     )
@@ -143,25 +151,7 @@ describe.skipIf(!up)("redis WorkerQueue (single-flight across processes)", () =>
             Effect.zipRight(Deferred.await(finish)),
             Effect.as(job.id * 2)
           )
-        // Each queue on a connection of its own, as another process would have.
-        const queue = Effect.gen(function*() {
-          const context = yield* Layer.build(RedisClient.layer())
-          return yield* Effect.provide(
-            Effect.gen(function*() {
-              const cache = yield* RedisResultCache.make<number, number, number>({
-                schema: Schema.Number,
-                prefix: `${prefix}r:`
-              })
-              return yield* RedisWorkerQueue.make({
-                cache,
-                worker,
-                key: (job: Job) => job.id,
-                lockPrefix: `${prefix}lock:`
-              })
-            }),
-            context
-          )
-        })
+        const queue = queueOn(prefix, worker, Schema.Number, { key: (job: Job) => job.id })
         const [a, b, c] = [yield* queue, yield* queue, yield* queue]
         const first = yield* Effect.fork(a.require({ id: 7, attempt: 1 }))
         yield* Deferred.await(started)
