@@ -3,9 +3,11 @@
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import type * as Scope from "effect/Scope"
 import type { Redis } from "ioredis"
 import * as os from "node:os"
+import type { DurableQueue } from "../src/DurableQueue.js"
 
 /** `--name value` from the command line as a number, or `fallback`. */
 export const arg = (name: string, fallback: number): number => {
@@ -296,3 +298,62 @@ export const compareLateness = async (
     )
   }
 }
+
+// ---------------------------------------------------------------- durable-queue benches (distributed*.ts)
+
+/** A durable queue of `{ n }` jobs, as both durable-queue benches make it (Redis, PostgreSQL, SQLite). */
+export type NumberQueue = DurableQueue<{ readonly n: number }>
+
+/** Offers `ns` as `{ n }` jobs in one `offerAll`. */
+export const offerAllOf = (queue: NumberQueue, ns: ReadonlyArray<number>) =>
+  Effect.runPromise(queue.offerAll(ns.map((n) => ({ value: { n } }))))
+
+/**
+ * Offers `jobs` jobs (in `offerAll`s of `bulk`, untimed), then times `queue.run` at `concurrency` until every job
+ * was handled and the queue is empty; each handler sleeps `ms` first (0: none).
+ */
+export const drainTimed = async (
+  queue: NumberQueue,
+  jobs: number,
+  bulk: number,
+  concurrency: number,
+  ms: number
+): Promise<Sample> => {
+  for (const batch of batches(jobs, bulk)) await offerAllOf(queue, batch)
+  const handled = counter(jobs)
+  const handler = ms === 0
+    ? () => Effect.sync(handled.hit)
+    : () => Effect.zipRight(Effect.sleep(ms), Effect.sync(handled.hit))
+  let fiber: Fiber.RuntimeFiber<never, unknown> | undefined
+  const sample = await timed(jobs, async () => {
+    fiber = Effect.runFork(queue.run(handler, { concurrency }))
+    await handled.all
+    await until(async () => (await Effect.runPromise(queue.size)) === 0)
+  })
+  await Effect.runPromise(Fiber.interrupt(fiber!))
+  return sample
+}
+
+/**
+ * The process scenarios of the durable-queue benches, one per `[concurrency, handler ms]` of `grid`: a no-op
+ * handler over `jobs` jobs, a 1 ms handler over half as many (so a round stays short). `store` starts the label
+ * ("PostgreSQL ", or "" for Redis); `contenders` gives each scenario's, ours first.
+ */
+export const processScenarios = (
+  store: string,
+  jobs: number,
+  grid: ReadonlyArray<readonly [concurrency: number, ms: number]>,
+  contenders: (jobs: number, concurrency: number, ms: number) => ReadonlyArray<Contender>
+): Array<Scenario> =>
+  grid.map(([concurrency, ms]) => {
+    const n = ms === 0 ? jobs : Math.ceil(jobs / 2)
+    return {
+      label: `${store}process, ${ms === 0 ? "no-op" : `${ms} ms`} handler, concurrency ${concurrency}${
+        ms === 0 ? "" : ` (${fmt(n)} jobs)`
+      }`,
+      contenders: contenders(n, concurrency, ms)
+    }
+  })
+
+/** The grid both durable-queue benches run on every store: [concurrency, handler ms]. */
+export const PROCESS_GRID = [[16, 0], [64, 0], [16, 1], [64, 1]] as const

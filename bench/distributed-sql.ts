@@ -51,12 +51,16 @@ import {
   compareLateness,
   type Contender,
   counter,
+  drainTimed,
   flag,
   latencyLine,
   latencyRun,
   latenessRun,
   machine,
+  offerAllOf,
   pool,
+  PROCESS_GRID,
+  processScenarios,
   type Scenario,
   sleep,
   timed,
@@ -129,27 +133,9 @@ const withOurs = <X>(backend: Backend, body: (queue: Ours, other: Ours) => Promi
   )
 }
 
-const offerAllOf = (queue: Ours, ns: ReadonlyArray<number>) =>
-  Effect.runPromise(queue.offerAll(ns.map((n) => ({ value: { n } }))))
-
 const oursProcess = (backend: Backend, jobs: number, concurrency: number, ms: number): Contender => ({
   name: `ours, concurrency ${concurrency} (default settings)`,
-  run: () =>
-    withOurs(backend, async (queue) => {
-      for (const batch of batches(jobs, BULK)) await offerAllOf(queue, batch)
-      const handled = counter(jobs)
-      const handler = ms === 0
-        ? () => Effect.sync(handled.hit)
-        : () => Effect.zipRight(Effect.sleep(ms), Effect.sync(handled.hit))
-      let fiber: Fiber.RuntimeFiber<never, unknown> | undefined
-      const sample = await timed(jobs, async () => {
-        fiber = Effect.runFork(queue.run(handler, { concurrency }))
-        await handled.all
-        await until(async () => (await Effect.runPromise(queue.size)) === 0)
-      })
-      await Effect.runPromise(Fiber.interrupt(fiber!))
-      return sample
-    })
+  run: () => withOurs(backend, (queue) => drainTimed(queue, jobs, BULK, concurrency, ms))
 })
 
 const oursBulk = (backend: Backend, jobs: number): Contender => ({
@@ -537,23 +523,14 @@ const main = async () => {
     `SQL durable queues: ${fmt(JOBS)} jobs per measurement, ${ROUNDS} rounds interleaved${QUICK ? " (--quick)" : ""}`
   )
   console.log(machine())
-  const scenarios: Array<Scenario> = []
-  for (const [concurrency, ms] of [[16, 0], [64, 0], [16, 1], [64, 1]] as const) {
-    const jobs = ms === 0 ? JOBS : Math.ceil(JOBS / 2)
-    scenarios.push({
-      label: `PostgreSQL process, ${ms === 0 ? "no-op" : `${ms} ms`} handler, concurrency ${concurrency}${
-        ms === 0 ? "" : ` (${fmt(jobs)} jobs)`
-      }`,
-      contenders: [
-        oursProcess("pg", jobs, concurrency, ms),
-        graphileProcess(jobs, concurrency, ms, true),
-        // Slow here (one round trip to take and one to complete each job): fewer jobs, so a round stays short.
-        graphileProcess(Math.min(jobs, QUICK ? 1_000 : 4_000), concurrency, ms, false),
-        bossProcess(jobs, ms),
-        floorProcess(withPgFloor, jobs, concurrency, ms)
-      ]
-    })
-  }
+  const scenarios: Array<Scenario> = processScenarios("PostgreSQL ", JOBS, PROCESS_GRID, (jobs, concurrency, ms) => [
+    oursProcess("pg", jobs, concurrency, ms),
+    graphileProcess(jobs, concurrency, ms, true),
+    // Slow here (one round trip to take and one to complete each job): fewer jobs, so a round stays short.
+    graphileProcess(Math.min(jobs, QUICK ? 1_000 : 4_000), concurrency, ms, false),
+    bossProcess(jobs, ms),
+    floorProcess(withPgFloor, jobs, concurrency, ms)
+  ])
   scenarios.push({
     label: "PostgreSQL bulk offer",
     contenders: [oursBulk("pg", JOBS), graphileBulk(JOBS), bossBulk(JOBS), floorBulk(withPgFloor, JOBS, 4)]
@@ -563,13 +540,10 @@ const main = async () => {
     label: `PostgreSQL offer one by one (${fmt(single)} jobs)`,
     contenders: [oursSingle(single), graphileSingle(single), bossSingle(single)]
   })
-  for (const [concurrency, ms] of [[16, 0], [16, 1]] as const) {
-    const jobs = ms === 0 ? JOBS : Math.ceil(JOBS / 2)
-    scenarios.push({
-      label: `SQLite process, ${ms === 0 ? "no-op" : `${ms} ms`} handler, concurrency ${concurrency}`,
-      contenders: [oursProcess("sqlite", jobs, concurrency, ms), floorProcess(withSqliteFloor, jobs, concurrency, ms)]
-    })
-  }
+  scenarios.push(...processScenarios("SQLite ", JOBS, [[16, 0], [16, 1]], (jobs, concurrency, ms) => [
+    oursProcess("sqlite", jobs, concurrency, ms),
+    floorProcess(withSqliteFloor, jobs, concurrency, ms)
+  ]))
   scenarios.push({
     label: "SQLite bulk offer",
     contenders: [oursBulk("sqlite", JOBS), floorBulk(withSqliteFloor, JOBS, 1)]

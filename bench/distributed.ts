@@ -47,12 +47,16 @@ import {
   compareLateness,
   type Contender,
   counter,
+  drainTimed,
   flag,
   latencyLine,
   latencyRun,
   latenessRun,
   machine,
+  offerAllOf,
   pool,
+  PROCESS_GRID,
+  processScenarios,
   type Sample,
   type Scenario,
   sleep,
@@ -171,27 +175,9 @@ const withOurs = <X>(
   )
 }
 
-const offerAllOf = (queue: DurableQueue.DurableQueue<{ readonly n: number }>, ns: ReadonlyArray<number>) =>
-  Effect.runPromise(queue.offerAll(ns.map((n) => ({ value: { n } }))))
-
 const oursProcess = (raw: Redis, jobs: number, concurrency: number, ms: number): Contender => ({
   name: `ours, concurrency ${concurrency} (default settings)`,
-  run: () =>
-    withOurs(raw, async (queue) => {
-      for (const batch of batches(jobs, BULK)) await offerAllOf(queue, batch)
-      const handled = counter(jobs)
-      const handler = ms === 0
-        ? () => Effect.sync(handled.hit)
-        : () => Effect.zipRight(Effect.sleep(ms), Effect.sync(handled.hit))
-      let fiber: Fiber.RuntimeFiber<never, unknown> | undefined
-      const sample = await timed(jobs, async () => {
-        fiber = Effect.runFork(queue.run(handler, { concurrency }))
-        await handled.all
-        await until(async () => (await Effect.runPromise(queue.size)) === 0)
-      })
-      await Effect.runPromise(Fiber.interrupt(fiber!))
-      return sample
-    })
+  run: () => withOurs(raw, (queue) => drainTimed(queue, jobs, BULK, concurrency, ms))
 })
 
 /** The baseline checkout's modules (`--baseline`), loaded from it: its own Effect, its own DurableQueue. */
@@ -495,19 +481,11 @@ const main = async () => {
   const base = baseDir === undefined ? undefined : await loadBaseline(baseDir)
   // --only-ours: ours and the baseline alone (the peers' ratios need them in the same run).
   const peers = (...contenders: Array<Contender>) => flag("only-ours") ? [] : contenders
-  for (const [concurrency, ms] of [[16, 0], [64, 0], [16, 1], [64, 1]] as const) {
-    const jobs = ms === 0 ? JOBS : Math.ceil(JOBS / 2)
-    scenarios.push({
-      label: `process, ${ms === 0 ? "no-op" : `${ms} ms`} handler, concurrency ${concurrency}${
-        ms === 0 ? "" : ` (${fmt(jobs)} jobs)`
-      }`,
-      contenders: [
-        oursProcess(raw, jobs, concurrency, ms),
-        ...peers(bullProcess(raw, jobs, concurrency, ms), floorProcess(jobs, concurrency, ms)),
-        ...(base === undefined ? [] : [baselineProcess(base, raw, jobs, concurrency, ms)])
-      ]
-    })
-  }
+  scenarios.push(...processScenarios("", JOBS, PROCESS_GRID, (jobs, concurrency, ms) => [
+    oursProcess(raw, jobs, concurrency, ms),
+    ...peers(bullProcess(raw, jobs, concurrency, ms), floorProcess(jobs, concurrency, ms)),
+    ...(base === undefined ? [] : [baselineProcess(base, raw, jobs, concurrency, ms)])
+  ]))
   scenarios.push({
     label: "bulk offer",
     contenders: [

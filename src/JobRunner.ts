@@ -22,7 +22,7 @@ import type { DurableQueue } from "./DurableQueue.js"
 import * as metrics from "./internal/jobRunner/metrics.js"
 import type { ReaderError } from "./internal/jobRunner/protocol.js"
 import * as internal from "./internal/jobRunner/runner.js"
-import { JobRunnerError, ReaderSpawner } from "./internal/jobRunner/runner.js"
+import { JobCancelled, JobRunnerError, JobTimedOut, ProcessDied, ReaderSpawner } from "./internal/jobRunner/runner.js"
 import type { OptionError } from "./OptionError.js"
 
 /**
@@ -430,10 +430,39 @@ export { ReaderSpawner }
 export type { Job, JobDone, ReaderHandle, SpawnRequest } from "./internal/jobRunner/spawner.js"
 
 /**
+ * How a job ends when it does not end in its reader: its reader process died (`ProcessDied`; `unstarted: true` when
+ * the job was still waiting in that process's backlog and goes to another process), it ran longer than
+ * `jobTimeout` (`JobTimedOut`), or its DurableQueue job was cancelled while a reader held it (`JobCancelled`). A
+ * `ReaderSpawner` reports them through `JobDone`; each one's identifier is `effect-workers/JobRunner/<Error>`.
+ *
  * @since 0.1.0
  * @category errors
  */
-export type { JobCancelled, JobTimedOut, ProcessDied } from "./internal/jobRunner/definition.js"
+export { JobCancelled, JobTimedOut, ProcessDied }
+
+/**
+ * Whether `u` is a `ProcessDied` (also one made by another copy of effect-workers in the same program).
+ *
+ * @since 0.2.0
+ * @category refinements
+ */
+export const isProcessDied = (u: unknown): u is ProcessDied => internal.isProcessDied(u)
+
+/**
+ * Whether `u` is a `JobTimedOut` (also one made by another copy of effect-workers in the same program).
+ *
+ * @since 0.2.0
+ * @category refinements
+ */
+export const isJobTimedOut = (u: unknown): u is JobTimedOut => internal.isJobTimedOut(u)
+
+/**
+ * Whether `u` is a `JobCancelled` (also one made by another copy of effect-workers in the same program).
+ *
+ * @since 0.2.0
+ * @category refinements
+ */
+export const isJobCancelled = (u: unknown): u is JobCancelled => internal.isJobCancelled(u)
 
 /**
  * A runner of any item, context and error types, as a `ReaderSpawner` receives it in a `SpawnRequest`.

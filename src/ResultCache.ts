@@ -116,17 +116,20 @@ export const memory: <K, V>(options?: MemoryOptions) => Effect.Effect<ResultCach
 
 /**
  * A cache over your own `get` and `set`, which may return Effects or Promises. Their failures, thrown or
- * rejected, become `ResultCacheError`s.
+ * rejected, become `ResultCacheError`s. An unknown key (`gett`) or a `get`/`set` that is not a function fails with
+ * `OptionError`.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make: <K, V, E = never, R = never>(
   impl: MakeOptions<K, V, E, R>
-) => Effect.Effect<ResultCache<K, V>, never, R> = internal.make
+) => Effect.Effect<ResultCache<K, V>, OptionError, R> = internal.make
 
 /**
- * A cache over `KeyValueStore`: with `NodeKeyValueStore.layerFileSystem(dir)` results survive a restart.
+ * A cache over `KeyValueStore`: with `NodeKeyValueStore.layerFileSystem(dir)` results survive a restart. An
+ * unknown option (`{ prefx: "a:" }`, with the nearest known name in the message), a `schema` that is not a
+ * `Schema`, a `prefix` that is not a string or a `key` that is not a function fails with `OptionError`.
  *
  * @example
  * ```ts
@@ -144,7 +147,7 @@ export const make: <K, V, E = never, R = never>(
  */
 export const keyValueStore: <K, V, I>(
   options: KeyValueStoreOptions<K, V, I>
-) => Effect.Effect<ResultCache<K, V>, never, KeyValueStore.KeyValueStore> = internal.keyValueStore
+) => Effect.Effect<ResultCache<K, V>, OptionError, KeyValueStore.KeyValueStore> = internal.keyValueStore
 
 /**
  * A layer providing a memory cache under your own tag.
@@ -166,7 +169,7 @@ export const layerMemory = <Id, K, V>(
 export const layerKeyValueStore = <Id, K, V, I>(
   tag: Context.Tag<Id, ResultCache<K, V>>,
   options: KeyValueStoreOptions<K, V, I>
-): Layer.Layer<Id, never, KeyValueStore.KeyValueStore> => Layer.effect(tag, internal.keyValueStore(options))
+): Layer.Layer<Id, OptionError, KeyValueStore.KeyValueStore> => Layer.effect(tag, internal.keyValueStore(options))
 
 /**
  * Removes the key's entry (DataLoader's `clear`). A cache without `clear` fails with `ResultCacheError`

@@ -20,6 +20,7 @@ import { payloads } from "../src/internal/durableQueue/sqlEvents.js"
 import { OptionError } from "../src/OptionError.js"
 import { type Env, type StoreKind, withStore } from "./helpers/durableStores.js"
 import { postgres, redis, requireService } from "./helpers/services.js"
+import { eventually } from "./helpers/storePort.js"
 
 const redisUp = await requireService(redis)
 const pgUp = await requireService(postgres)
@@ -37,17 +38,6 @@ const numbers = (env: Env, name: string, maxAttempts = 2) =>
  */
 const slowClock = (env: Env, name: string) =>
   env.make({ name, schema: Schema.Number, pollInterval: "1 minute", leaseDuration: "30 minutes" })
-
-/** Polls `check` every 10 ms until it holds (at most `tries` times), then asserts it. */
-const eventually = <E, R>(check: Effect.Effect<boolean, E, R>, tries = 1_000) =>
-  Effect.gen(function*() {
-    let ok = yield* check
-    for (let i = 0; i < tries && !ok; i++) {
-      yield* Effect.sleep("10 millis")
-      ok = yield* check
-    }
-    expect(ok).toBe(true)
-  })
 
 /**
  * Collects `queue.events` into an array from a fiber of the scope, and returns once the subscription hears: probe

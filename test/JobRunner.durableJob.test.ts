@@ -157,6 +157,27 @@ const readerEnv = Effect.gen(function*() {
 
 type ReaderEvent = { e: string; item: string; pid: number }
 
+/**
+ * Runs, in a fiber, a runner over `queue` whose reader is the compiled fixture's (found by name in the module; the
+ * writer side is defined here), in processes never recycled; its failures are collected.
+ */
+const runFixtureReader = (queue: DurableQueue.DurableQueue<string>, overrides: JobRunner.SettingsInput) =>
+  Effect.gen(function*() {
+    const failures: Array<JobRunner.JobFailure> = []
+    const runner = JobRunner.make({
+      name: "durableReader",
+      module: pathToFileURL(compiledFixture("test/fixtures/jobRunner-durableReader.ts")).href,
+      item: Schema.String,
+      source: () => Effect.succeed(queue),
+      reader: () => undefined,
+      onError: (failure) => {
+        failures.push(failure)
+      },
+      settings: { ...settings, maxJobsPerProcess: 0, ...overrides }
+    })
+    return { failures, run: yield* Effect.fork(JobRunner.run(runner)) }
+  })
+
 describe(
   "JobRunner with a DurableQueue source: cancel and timeout in a real reader process",
   { timeout: 60_000 },
@@ -166,19 +187,10 @@ describe(
         const logFile = yield* readerEnv
         const queue = yield* DurableQueue.memory({ name: "spin", schema: Schema.String, maxAttempts: 1 })
         yield* queue.offer("spin", { id: "spin" })
-        const failures: Array<JobRunner.JobFailure> = []
-        const runner = JobRunner.make({
-          name: "durableReader",
-          module: pathToFileURL(compiledFixture("test/fixtures/jobRunner-durableReader.ts")).href,
-          item: Schema.String,
-          source: () => Effect.succeed(queue),
-          reader: () => undefined,
-          onError: (failure) => {
-            failures.push(failure)
-          },
-          settings: { ...settings, concurrentTasksPerProcess: 1, maxJobsPerProcess: 0, jobTimeout: "2 seconds" }
+        const { failures, run } = yield* runFixtureReader(queue, {
+          concurrentTasksPerProcess: 1,
+          jobTimeout: "2 seconds"
         })
-        const run = yield* Effect.fork(JobRunner.run(runner))
         yield* until(
           Effect.sync(() =>
             Fs.existsSync(logFile) && readJsonLines<ReaderEvent>(logFile).some((e) => e.item === "spin")
@@ -204,20 +216,7 @@ describe(
         const logFile = yield* readerEnv
         const queue = yield* DurableQueue.memory({ name: "process", schema: Schema.String, maxAttempts: 1 })
         for (const id of ["a", "b", "c", "unsendable", "hang-cancel"]) yield* queue.offer(id, { id })
-        const failures: Array<JobRunner.JobFailure> = []
-        // The reader is the compiled fixture's (found by name in the module); the writer side is defined here.
-        const runner = JobRunner.make({
-          name: "durableReader",
-          module: pathToFileURL(compiledFixture("test/fixtures/jobRunner-durableReader.ts")).href,
-          item: Schema.String,
-          source: () => Effect.succeed(queue),
-          reader: () => undefined,
-          onError: (failure) => {
-            failures.push(failure)
-          },
-          settings: { ...settings, concurrentTasksPerProcess: 6, maxJobsPerProcess: 0 }
-        })
-        const run = yield* Effect.fork(JobRunner.run(runner))
+        const { failures, run } = yield* runFixtureReader(queue, { concurrentTasksPerProcess: 6 })
         yield* until(Effect.map(stateOf(queue, "hang-cancel"), (s) => s?.progress !== undefined))
         // Offered once the reader runs jobs: its 2 s count from its handler's start, and a reader process took up to
         // 1.9 s to start at load 15 (the job then timed out before it reached the reader).

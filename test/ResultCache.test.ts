@@ -99,6 +99,34 @@ describe("ResultCache", () => {
         expect(error.reason).toBe("GetFailed")
         expect(error.message).toBe("ResultCache: reading key \"bad\" failed: no route")
       }))
+
+    it.effect("a typo'd key, or a get/set that is not a function, fails with OptionError naming it", () =>
+      Effect.gen(function*() {
+        const get = () => Effect.succeedNone
+        const set = () => Effect.void
+        const typo = yield* Effect.flip(
+          ResultCache.make({ get, set, clearAl: () => Effect.void } as ResultCache.MakeOptions<string, number>)
+        )
+        expect(typo).toBeInstanceOf(OptionError)
+        expect([typo.module, typo.field]).toEqual(["ResultCache", "clearAl"])
+        expect(typo.message).toContain("did you mean `clearAll`?")
+        const notFunction = yield* Effect.flip(
+          ResultCache.make({ get, set: "redis" } as unknown as ResultCache.MakeOptions<string, number>)
+        )
+        expect([notFunction.field, notFunction.value, notFunction.expected]).toEqual(["set", "redis", "a function"])
+        const missing = yield* Effect.flip(
+          ResultCache.make({ set } as unknown as ResultCache.MakeOptions<string, number>)
+        )
+        expect(missing.field).toBe("get")
+        const badClear = yield* Effect.flip(
+          ResultCache.make({ get, set, clear: 1 } as unknown as ResultCache.MakeOptions<string, number>)
+        )
+        expect([badClear.field, badClear.expected]).toEqual(["clear", "a function or undefined"])
+        const notObject = yield* Effect.flip(
+          ResultCache.make(null as unknown as ResultCache.MakeOptions<string, number>)
+        )
+        expect(notObject.field).toBe("options")
+      }))
   })
 
   describe("clear, clearAll, prime (DataLoader parity)", () => {
@@ -194,6 +222,52 @@ describe("ResultCache", () => {
         expect(logs.lines.filter((l) => l.includes("cannot decode the entry at key"))).toHaveLength(2)
       }).pipe(Effect.provide(KeyValueStore.layerMemory), Effect.provide(logs.layer))
     })
+
+    it.effect("an unknown option fails with OptionError naming it and the nearest known one; so do bad values", () =>
+      Effect.gen(function*() {
+        const typo = yield* Effect.flip(
+          ResultCache.keyValueStore({ schema: Schema.Number, prefx: "a:" } as ResultCache.KeyValueStoreOptions<
+            string,
+            number,
+            number
+          >)
+        )
+        expect(typo).toBeInstanceOf(OptionError)
+        expect([typo.module, typo.field, typo.value]).toEqual(["ResultCache", "prefx", "a:"])
+        expect(typo.message).toBe(
+          "ResultCache: expected `prefx` to be a known option (did you mean `prefix`?), got `\"a:\"`"
+        )
+        const far = yield* Effect.flip(
+          ResultCache.keyValueStore({ schema: Schema.Number, timeToLive: "1 hour" } as ResultCache.KeyValueStoreOptions<
+            string,
+            number,
+            number
+          >)
+        )
+        expect(far.message).toContain("one of `schema`, `prefix`, `key`")
+        const noSchema = yield* Effect.flip(
+          ResultCache.keyValueStore(
+            { prefix: "a:" } as unknown as ResultCache.KeyValueStoreOptions<string, number, number>
+          )
+        )
+        expect([noSchema.field, noSchema.expected]).toEqual(["schema", "a Schema"])
+        const badPrefix = yield* Effect.flip(
+          ResultCache.keyValueStore({ schema: Schema.Number, prefix: 7 } as unknown as ResultCache.KeyValueStoreOptions<
+            string,
+            number,
+            number
+          >)
+        )
+        expect([badPrefix.field, badPrefix.value]).toEqual(["prefix", 7])
+        const badKey = yield* Effect.flip(
+          ResultCache.keyValueStore({ schema: Schema.Number, key: "id" } as unknown as ResultCache.KeyValueStoreOptions<
+            string,
+            number,
+            number
+          >)
+        )
+        expect(badKey.field).toBe("key")
+      }).pipe(Effect.provide(KeyValueStore.layerMemory)))
 
     it("with the file-system store, results survive a process restart (two real runs)", () => {
       const dir = mkdtempSync(join(tmpdir(), "effect-workers-cache-"))

@@ -21,7 +21,10 @@ const errors = {
   TaskEngineError: new TaskEngine.TaskEngineError({ reason: "StartTimeout", timeout: Duration.seconds(1) }),
   WorkerQueueError: new WorkerQueue.WorkerQueueError({ reason: "Closed", queue: "q" }),
   OptionError: new OptionError.OptionError({ module: "M", field: "f", expected: "e", value: 0 }),
-  ReaderError: new ReaderError({ reason: "Failed", detail: "d" })
+  ReaderError: new ReaderError({ reason: "Failed", detail: "d" }),
+  ProcessDied: new JobRunner.ProcessDied({ detail: "d", unstarted: true }),
+  JobTimedOut: new JobRunner.JobTimedOut({ detail: "d" }),
+  JobCancelled: new JobRunner.JobCancelled({ detail: "d" })
 }
 
 const modules: Record<keyof typeof errors, string> = {
@@ -32,7 +35,10 @@ const modules: Record<keyof typeof errors, string> = {
   TaskEngineError: "TaskEngine",
   WorkerQueueError: "WorkerQueue",
   OptionError: "OptionError",
-  ReaderError: "JobRunner"
+  ReaderError: "JobRunner",
+  ProcessDied: "JobRunner",
+  JobTimedOut: "JobRunner",
+  JobCancelled: "JobRunner"
 }
 
 const guards: Record<keyof typeof errors, (u: unknown) => boolean> = {
@@ -43,7 +49,10 @@ const guards: Record<keyof typeof errors, (u: unknown) => boolean> = {
   TaskEngineError: TaskEngine.isTaskEngineError,
   WorkerQueueError: WorkerQueue.isWorkerQueueError,
   OptionError: OptionError.isOptionError,
-  ReaderError: JobRunner.isReaderError
+  ReaderError: JobRunner.isReaderError,
+  ProcessDied: JobRunner.isProcessDied,
+  JobTimedOut: JobRunner.isJobTimedOut,
+  JobCancelled: JobRunner.isJobCancelled
 }
 
 describe("error guards", () => {
@@ -64,6 +73,16 @@ describe("error guards", () => {
       const twin = Object.create({ [Symbol.for(id)]: Symbol.for(id) })
       expect(guards[name](twin), name).toBe(true)
       expect(error instanceof (error.constructor as new() => object), name).toBe(true)
+      expect((error as { readonly _tag?: unknown })._tag, name).toBe(name)
     }
+  })
+
+  it("JobRunner's job errors keep their public fields and say what happened in their message", () => {
+    const died = errors.ProcessDied
+    expect([died.detail, died.unstarted]).toEqual(["d", true])
+    expect(new JobRunner.ProcessDied({ detail: "exit code 1" }).unstarted).toBeUndefined()
+    expect(died.message).toBe("reader process died before the job started: d")
+    expect(errors.JobTimedOut.message).toBe("job timed out: d")
+    expect(errors.JobCancelled.message).toBe("job cancelled: d")
   })
 })

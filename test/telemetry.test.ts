@@ -217,6 +217,22 @@ describe("telemetry (issue 13)", () => {
     }).pipe(Effect.provide(rec.layer))
   })
 
+  // A worker settles tasks that succeed at once in bursts (up to 256 without an Effect step) and publishes their
+  // metrics when a burst ends: by the time the call returns, every one is counted and the gauges are back to 0.
+  it.scoped("TaskEngine: tasks settled in bursts are all counted and timed once the call returns; the gauges are 0", () =>
+    Effect.gen(function*() {
+      const title = unique("bursts")
+      const engine = yield* TaskEngine.make({ title, workers: 2, handler: (n: number) => Effect.succeed(n) })
+      const m = (what: string) => metricValue(`effect_workers_task_engine_${what}`, "engine", title)
+      for (const [calls, total] of [[1_000, 1_000], [1, 1_001], [700, 1_701]] as const) {
+        yield* engine.applyToAll(Array.from({ length: calls }, (_, i) => i))
+        assert.deepStrictEqual(
+          [yield* m("completed_total"), yield* m("task_duration_seconds"), yield* m("queued"), yield* m("running")],
+          [total, total, 0, 0]
+        )
+      }
+    }))
+
   it.scoped("RateLimiter and TaskEngine: waits for a permit are counted (TestClock)", () =>
     Effect.gen(function*() {
       const title = unique("limited")

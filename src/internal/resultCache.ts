@@ -14,7 +14,7 @@ import type { OptionError } from "../OptionError.js"
 import type * as ResultCache from "../ResultCache.js"
 import { typeIdGuard } from "./errorTypeId.js"
 import { ResultCacheMetrics as Metrics } from "./metrics.js"
-import { checker } from "./options.js"
+import { type Checker, checker } from "./options.js"
 import { bump, labels } from "./telemetry.js"
 
 const check = checker("ResultCache")
@@ -199,39 +199,61 @@ const fromUser = <A, R>(
       : Effect.tryPromise({ try: () => Promise.resolve(result), catch: onError })
   })
 
+const MAKE_KEYS = ["get", "set", "clear", "clearAll"]
+
+/** `impl`'s keys are known, `get` and `set` are functions, `clear` and `clearAll` functions if given. */
+const checkMake = (impl: unknown): Effect.Effect<void, OptionError> =>
+  Effect.gen(function*() {
+    yield* check.knownKeys(impl, MAKE_KEYS)
+    const fields = (impl ?? {}) as Record<string, unknown>
+    for (const field of MAKE_KEYS) {
+      const value = fields[field]
+      const optional = field === "clear" || field === "clearAll"
+      yield* check.require(
+        field,
+        value,
+        typeof value === "function" || (optional && value === undefined),
+        optional ? "a function or undefined" : "a function"
+      )
+    }
+  })
+
 /** @internal */
 export const make = <K, V, E = never, R = never>(
   impl: ResultCache.MakeOptions<K, V, E, R>
-): Effect.Effect<ResultCache.ResultCache<K, V>, never, R> =>
-  Effect.map(Effect.context<R>(), (context) => {
-    const failed = (reason: ResultCacheError["reason"], key: string) => (cause: unknown) =>
-      new ResultCacheError({ reason, key, cause })
-    const userClear = impl.clear
-    const userClearAll = impl.clearAll
-    const count = countReads("custom")
-    return {
-      get: (key: K) =>
-        Effect.provide(
-          Effect.map(fromUser(() => impl.get(key), failed("GetFailed", describeKey(key))), count),
-          context
-        ),
-      set: (key: K, value: V) =>
-        Effect.provide(
-          Effect.asVoid(fromUser(() => impl.set(key, value), failed("SetFailed", describeKey(key)))),
-          context
-        ),
-      clear: userClear === undefined ?
-        undefined :
-        (key: K) =>
+): Effect.Effect<ResultCache.ResultCache<K, V>, OptionError, R> =>
+  Effect.zipRight(
+    checkMake(impl),
+    Effect.map(Effect.context<R>(), (context) => {
+      const failed = (reason: ResultCacheError["reason"], key: string) => (cause: unknown) =>
+        new ResultCacheError({ reason, key, cause })
+      const userClear = impl.clear
+      const userClearAll = impl.clearAll
+      const count = countReads("custom")
+      return {
+        get: (key: K) =>
           Effect.provide(
-            Effect.asVoid(fromUser(() => userClear(key), failed("ClearFailed", describeKey(key)))),
+            Effect.map(fromUser(() => impl.get(key), failed("GetFailed", describeKey(key))), count),
             context
           ),
-      clearAll: userClearAll === undefined
-        ? undefined
-        : Effect.provide(Effect.asVoid(fromUser(() => userClearAll(), failed("ClearFailed", "*"))), context)
-    }
-  })
+        set: (key: K, value: V) =>
+          Effect.provide(
+            Effect.asVoid(fromUser(() => impl.set(key, value), failed("SetFailed", describeKey(key)))),
+            context
+          ),
+        clear: userClear === undefined ?
+          undefined :
+          (key: K) =>
+            Effect.provide(
+              Effect.asVoid(fromUser(() => userClear(key), failed("ClearFailed", describeKey(key)))),
+              context
+            ),
+        clearAll: userClearAll === undefined
+          ? undefined
+          : Effect.provide(Effect.asVoid(fromUser(() => userClearAll(), failed("ClearFailed", "*"))), context)
+      }
+    })
+  )
 
 /**
  * Runs one of a cache's operations so that a synchronous throw, a defect or a missing method is a typed
@@ -276,58 +298,79 @@ export const prime = <K, V>(
 export const defaultKey = (key: unknown): string =>
   typeof key === "string" ? key : typeof key === "bigint" ? `${key}n` : JSON.stringify(key) ?? String(key)
 
+/**
+ * The options of a cache over a key-value store (this module's and the Redis one's): known keys only (a typo such
+ * as `tll` would otherwise be a silent default), a `Schema`, a string prefix, a key function.
+ * @internal
+ */
+export const checkStoreOptions = (
+  check: Checker,
+  options: unknown,
+  known: ReadonlyArray<string>
+): Effect.Effect<void, OptionError> =>
+  Effect.gen(function*() {
+    yield* check.knownKeys(options, known)
+    if (options === undefined) return yield* check.require("schema", undefined, false, "a Schema")
+    const { key, prefix, schema } = options as Record<string, unknown>
+    yield* check.require("schema", schema, Schema.isSchema(schema), "a Schema")
+    yield* check.require("prefix", prefix, prefix === undefined || typeof prefix === "string", "a string")
+    yield* check.require("key", key, key === undefined || typeof key === "function", "a function")
+  })
+
 /** @internal */
 export const keyValueStore = <K, V, I>(
   options: ResultCache.KeyValueStoreOptions<K, V, I>
-): Effect.Effect<ResultCache.ResultCache<K, V>, never, KeyValueStore.KeyValueStore> =>
-  Effect.map(KeyValueStore.KeyValueStore, (store) => {
-    const prefix = options.prefix ?? ""
-    const keyOf = options.key ?? defaultKey
-    const codec = Schema.parseJson(options.schema)
-    const decode = Schema.decodeEither(codec)
-    const encode = Schema.encode(codec)
-    const count = countReads("key_value_store")
-    return {
-      get: (key: K) => {
-        const storeKey = prefix + keyOf(key)
-        return store.get(storeKey).pipe(
-          Effect.mapError((cause) => new ResultCacheError({ reason: "GetFailed", key: storeKey, cause })),
-          Effect.flatMap(Option.match({
-            onNone: () => Effect.succeed(Option.none<V>()),
-            onSome: (raw) => {
-              const decoded = decode(raw)
-              // An entry we cannot read (another version of the schema, a damaged file) is a miss: the worker
-              // recomputes it and the write replaces it.
-              return Either.isRight(decoded) ? Effect.succeed(Option.some(decoded.right)) : Effect.as(
-                Effect.logWarning(`ResultCache: cannot decode the entry at key ${storeKey}; treating it as a miss`)
-                  .pipe(
-                    Effect.annotateLogs("error", ParseResult.TreeFormatter.formatErrorSync(decoded.left))
-                  ),
-                Option.none<V>()
-              )
-            }
-          })),
-          Effect.map(count)
-        )
-      },
-      set: (key: K, value: V) => {
-        const storeKey = prefix + keyOf(key)
-        return encode(value).pipe(
-          Effect.flatMap((raw) => store.set(storeKey, raw)),
-          Effect.mapError((cause) => new ResultCacheError({ reason: "SetFailed", key: storeKey, cause }))
-        )
-      },
-      clear: (key: K) => {
-        const storeKey = prefix + keyOf(key)
-        return Effect.mapError(
-          store.remove(storeKey),
-          (cause) => new ResultCacheError({ reason: "ClearFailed", key: storeKey, cause })
-        )
-      },
-      // A store has no listing by prefix: clearing it all would remove other caches' entries, so only a cache
-      // that has the store to itself (no prefix) can.
-      clearAll: prefix === ""
-        ? Effect.mapError(store.clear, (cause) => new ResultCacheError({ reason: "ClearFailed", key: "*", cause }))
-        : undefined
-    } satisfies ResultCache.ResultCache<K, V>
-  })
+): Effect.Effect<ResultCache.ResultCache<K, V>, OptionError, KeyValueStore.KeyValueStore> =>
+  Effect.zipRight(checkStoreOptions(check, options, ["schema", "prefix", "key"]), KeyValueStore.KeyValueStore).pipe(
+    Effect.map((store) => {
+      const prefix = options.prefix ?? ""
+      const keyOf = options.key ?? defaultKey
+      const codec = Schema.parseJson(options.schema)
+      const decode = Schema.decodeEither(codec)
+      const encode = Schema.encode(codec)
+      const count = countReads("key_value_store")
+      return {
+        get: (key: K) => {
+          const storeKey = prefix + keyOf(key)
+          return store.get(storeKey).pipe(
+            Effect.mapError((cause) => new ResultCacheError({ reason: "GetFailed", key: storeKey, cause })),
+            Effect.flatMap(Option.match({
+              onNone: () => Effect.succeed(Option.none<V>()),
+              onSome: (raw) => {
+                const decoded = decode(raw)
+                // An entry we cannot read (another version of the schema, a damaged file) is a miss: the worker
+                // recomputes it and the write replaces it.
+                return Either.isRight(decoded) ? Effect.succeed(Option.some(decoded.right)) : Effect.as(
+                  Effect.logWarning(`ResultCache: cannot decode the entry at key ${storeKey}; treating it as a miss`)
+                    .pipe(
+                      Effect.annotateLogs("error", ParseResult.TreeFormatter.formatErrorSync(decoded.left))
+                    ),
+                  Option.none<V>()
+                )
+              }
+            })),
+            Effect.map(count)
+          )
+        },
+        set: (key: K, value: V) => {
+          const storeKey = prefix + keyOf(key)
+          return encode(value).pipe(
+            Effect.flatMap((raw) => store.set(storeKey, raw)),
+            Effect.mapError((cause) => new ResultCacheError({ reason: "SetFailed", key: storeKey, cause }))
+          )
+        },
+        clear: (key: K) => {
+          const storeKey = prefix + keyOf(key)
+          return Effect.mapError(
+            store.remove(storeKey),
+            (cause) => new ResultCacheError({ reason: "ClearFailed", key: storeKey, cause })
+          )
+        },
+        // A store has no listing by prefix: clearing it all would remove other caches' entries, so only a cache
+        // that has the store to itself (no prefix) can.
+        clearAll: prefix === ""
+          ? Effect.mapError(store.clear, (cause) => new ResultCacheError({ reason: "ClearFailed", key: "*", cause }))
+          : undefined
+      } satisfies ResultCache.ResultCache<K, V>
+    })
+  )

@@ -335,11 +335,16 @@ class ItemTelemetry<E, R> {
     )
   }
 
-  /** An item's duration, and done or failed (`cause` undefined: done; interrupted only: neither). */
-  ended(started: bigint, cause: Cause.Cause<unknown> | undefined): void {
-    observeNanos(Metrics.itemDuration, this.tags, started, this.spans.now())
+  /**
+   * An item's duration, and done or failed (`cause` undefined: done; interrupted only: neither). Returns its end by
+   * the clock, which a worker going straight on to its next item takes as that item's start (see `worker`).
+   */
+  ended(started: bigint, cause: Cause.Cause<unknown> | undefined): bigint {
+    const end = this.spans.now()
+    observeNanos(Metrics.itemDuration, this.tags, started, end)
     if (cause === undefined) bump(Metrics.itemsDone, this.tags)
     else if (!Cause.isInterruptedOnly(cause)) bump(Metrics.itemsFailed, this.tags)
+    return end
   }
 
   /**
@@ -444,6 +449,10 @@ const runWith = <E, R>(
     const worker = (workerId: number): Effect.Effect<void, E, R> => {
       // When the item in `process` started, by the clock, while it runs without a span (else undefined).
       let started: bigint | undefined = undefined
+      // The end of the worker's last item when it went straight on to take the next one (no wait, no
+      // afterChildren between): that item's start, so an item costs one clock reading, not two (two cost a
+      // 111k-item run of empty items a good part of its 1.2-1.6x base's time: bench/RESULTS.md, "Telemetry cost").
+      let lastEnd: bigint | undefined = undefined
       const setDescription = (text: string) =>
         Effect.suspend(() => {
           report.setWorker(workerId, text)
@@ -452,6 +461,7 @@ const runWith = <E, R>(
       const loop: Effect.Effect<void, E, R> = Effect.suspend(() => {
         const node = stopping ? undefined : frontier.take()
         if (node === undefined) {
+          lastEnd = undefined
           if (stopping || outstanding === 0) return flush(Effect.void)
           const d = Deferred.unsafeMake<void>(FiberId.none)
           idle.push(d)
@@ -462,7 +472,7 @@ const runWith = <E, R>(
         const kind = kindOf(item)
         const done = () => {
           if (started !== undefined) {
-            telemetry.ended(started, undefined)
+            lastEnd = telemetry.ended(started, undefined)
             started = undefined
           }
           node.closed = true
@@ -470,7 +480,9 @@ const runWith = <E, R>(
           byKind.set(kind, (byKind.get(kind) ?? 0) + 1)
           if (item.trackOverall === true) report.addCompleted(1)
           const next = settle(node, workerId)
-          return next === Effect.void ? loop : Effect.zipRight(next, loop)
+          if (next === Effect.void) return loop
+          lastEnd = undefined // an afterChildren runs first: not part of the next item
+          return Effect.zipRight(next, loop)
         }
         report.setQueueSize(frontier.size())
         report.setWorker(workerId, kind)
@@ -482,7 +494,8 @@ const runWith = <E, R>(
         // needs anyway, and a failure is counted once by the worker (`onError` below). A frame of their own per
         // item (`onExit`, or even one `matchCauseEffect` in place of this `flatMap`) made a 111k-item run of empty
         // items 1.7-2.2x base's time.
-        started = telemetry.spans.now()
+        started = lastEnd ?? telemetry.spans.now()
+        lastEnd = undefined
         return flush(Effect.flatMap(processing, done))
       })
       // The item in `process` when the worker failed (not in `afterChildren`), without a span to count it.

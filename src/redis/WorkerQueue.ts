@@ -23,14 +23,15 @@ import type { RedisResultCache } from "./ResultCache.js"
  * @since 0.1.0
  * @category models
  */
-export interface Options<in out I, in out A, in out E = never, out R = never>
-  extends Omit<WorkerQueue.Options<I, A, E, R>, "cache">
+export interface Options<in out I, in out A, in out E = never, out R = never, in out K = I>
+  extends Omit<WorkerQueue.Options<I, A, E, R, K>, "cache">
 {
   /**
-   * Where results are shared between processes: a cache from the Redis `ResultCache.make`. Its prefix and key
-   * function name the item across processes, so every process must use the same ones.
+   * Where results are shared between processes: a cache from the Redis `ResultCache.make`, over the items' keys
+   * (`key`, default: the item itself). Its prefix and key function name the item across processes, so every
+   * process must use the same ones.
    */
-  readonly cache: RedisResultCache<I, A>
+  readonly cache: RedisResultCache<K, A>
   /**
    * How long a lock outlives its holder: a process that dies mid-run holds its items this long. The holder
    * refreshes it every third of it. A holder stalled for longer (event loop blocked, process paused) finds its lock
@@ -45,7 +46,8 @@ export interface Options<in out I, in out A, in out E = never, out R = never>
 /**
  * A WorkerQueue with single-flight across processes. A failure is not shared: the holder releases the lock, its
  * own waiters get the failure, and a process still waiting runs the worker itself. Redis failures are
- * `RedisError`s of `require`.
+ * `RedisError`s of `require`. With `key` (DataLoader's `cacheKeyFn`), items with equal keys share one run in the
+ * whole cluster: the lock and the result are at the cache's `storeKey` of the item's key.
  *
  * @example
  * ```ts
@@ -71,8 +73,8 @@ export interface Options<in out I, in out A, in out E = never, out R = never>
  * @since 0.1.0
  * @category constructors
  */
-export const make: <I, A, E = never, R = never>(
-  options: Options<I, A, E, R>
+export const make: <I, A, E = never, R = never, K = I>(
+  options: Options<I, A, E, R, K>
 ) => Effect.Effect<
   WorkerQueue.WorkerQueue<I, A, E | RedisError>,
   OptionError | RedisError,
@@ -85,7 +87,7 @@ export const make: <I, A, E = never, R = never>(
  * @since 0.1.0
  * @category layers
  */
-export const layer = <Id, I, A, E = never, R = never>(
+export const layer = <Id, I, A, E = never, R = never, K = I>(
   tag: Context.Tag<Id, WorkerQueue.WorkerQueue<I, A, E | RedisError>>,
-  options: Options<I, A, E, R>
+  options: Options<I, A, E, R, K>
 ): Layer.Layer<Id, OptionError | RedisError, RedisClient | R> => Layer.scoped(tag, internal.make(options))

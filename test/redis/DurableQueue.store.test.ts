@@ -11,21 +11,12 @@ import * as Schema from "effect/Schema"
 import type { Redis } from "ioredis"
 import { queueSettings } from "../../src/internal/durableQueue/options.js"
 import { keysOf, makeStore } from "../../src/internal/durableQueue/redisStore.js"
-import type { LeasedJob, OfferedJob, Settlement, Store } from "../../src/internal/durableQueue/store.js"
+import type { LeasedJob, Settlement, Store } from "../../src/internal/durableQueue/store.js"
 import { withRedisPrefix } from "../helpers/redis.js"
 import { redis, requireService } from "../helpers/services.js"
+import { eventually, ids, job } from "../helpers/storePort.js"
 
 const up = await requireService(redis)
-
-const job = (id: string, extra: Partial<OfferedJob> = {}): OfferedJob => ({
-  id,
-  payload: JSON.stringify(id),
-  custom: true,
-  delayMillis: 0,
-  priority: 0,
-  options: undefined,
-  ...extra
-})
 
 /** Two stores (two lease holders, as two processes; the second's lease 5 s) on one queue under a fresh prefix. */
 const withStores = <A, E>(
@@ -43,18 +34,6 @@ const withStores = <A, E>(
       )
     }))
 
-/** Polls `check` every 10 ms until it holds (at most 10 s), then asserts it. */
-const eventually = <E>(check: Effect.Effect<boolean, E>) =>
-  Effect.gen(function*() {
-    let ok = yield* check
-    for (let i = 0; i < 1_000 && !ok; i++) {
-      yield* Effect.sleep("10 millis")
-      ok = yield* check
-    }
-    expect(ok).toBe(true)
-  })
-
-const ids = (jobs: ReadonlyArray<LeasedJob>) => jobs.map((j) => j.id)
 const settleOne = (store: Store, leased: LeasedJob, settlement: Settlement) =>
   store.settle([{ job: leased, settlement }])
 

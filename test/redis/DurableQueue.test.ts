@@ -14,6 +14,7 @@ import * as RedisClient from "../../src/redis/RedisClient.js"
 import { spawnFixture } from "../helpers/processes.js"
 import { withRedisPrefix } from "../helpers/redis.js"
 import { redis, requireService } from "../helpers/services.js"
+import { eventually } from "../helpers/storePort.js"
 
 const up = await requireService(redis)
 
@@ -27,17 +28,6 @@ const queueOf = (prefix: string, maxAttempts = 3) =>
     maxAttempts,
     pollInterval: "10 millis",
     leaseDuration: "2 seconds"
-  })
-
-/** Polls `check` every 10 ms until it holds (at most 10 s), then asserts it. */
-const eventually = <E, R>(check: Effect.Effect<boolean, E, R>) =>
-  Effect.gen(function*() {
-    let ok = yield* check
-    for (let i = 0; i < 1_000 && !ok; i++) {
-      yield* Effect.sleep("10 millis")
-      ok = yield* check
-    }
-    expect(ok).toBe(true)
   })
 
 describe("redis DurableQueue keys (no server needed)", () => {

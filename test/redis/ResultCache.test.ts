@@ -128,6 +128,15 @@ describe.skipIf(!up)("redis ResultCache", () => {
       const error = yield* Effect.flip(RedisResultCache.make({ schema: Schema.Number, timeToLive: -1 }))
       expect(error).toBeInstanceOf(OptionError)
       expect(error.message).toContain("timeToLive")
+      const typo = yield* Effect.flip(
+        RedisResultCache.make({ schema: Schema.Number, timeToLiv: "1 hour" } as RedisResultCache.Options<
+          string,
+          number,
+          number
+        >)
+      )
+      expect([typo.module, typo.field]).toEqual(["RedisResultCache", "timeToLiv"])
+      expect(typo.message).toContain("did you mean `timeToLive`?")
     }).pipe(Effect.provide(RedisClient.layer())))
 
   it.live("an unreachable server fails the layer with RedisError ConnectFailed", () =>

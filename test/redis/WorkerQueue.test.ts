@@ -19,14 +19,16 @@ const up = await requireService(redis)
 
 const withPrefix = <A, E, R>(f: (prefix: string, raw: Redis) => Effect.Effect<A, E, R>) => withRedisPrefix("wq", f)
 
-// A queue on a connection of its own, as another process would have.
-const queueOn = <A, I, E>(
+// A queue on a connection of its own, as another process would have. Its items are numbers, or any items with a
+// `key` that gives a number.
+const queueOn = <A, I, E, Item = number>(
   prefix: string,
-  worker: (n: number) => Effect.Effect<A, E>,
+  worker: (item: Item) => Effect.Effect<A, E>,
   schema: Schema.Schema<A, I>,
-  { connectionName, lockTimeToLive = "1 second" }: {
+  { connectionName, key, lockTimeToLive = "1 second" }: {
     lockTimeToLive?: Duration.DurationInput
     connectionName?: string
+    key?: (item: Item) => number
   } = {}
 ) =>
   Effect.gen(function*() {
@@ -36,7 +38,13 @@ const queueOn = <A, I, E>(
     return yield* Effect.provide(
       Effect.gen(function*() {
         const cache = yield* RedisResultCache.make<number, A, I>({ schema, prefix: `${prefix}r:` })
-        return yield* RedisWorkerQueue.make({ cache, worker, lockTimeToLive, lockPrefix: `${prefix}lock:` })
+        return yield* RedisWorkerQueue.make<Item, A, E, never, number>({
+          cache,
+          worker,
+          key,
+          lockTimeToLive,
+          lockPrefix: `${prefix}lock:`
+        })
       }),
       context
     )
@@ -127,6 +135,43 @@ describe.skipIf(!up)("redis WorkerQueue (single-flight across processes)", () =>
       }).pipe(Effect.scoped)
     ))
 
+  it.live("key (DataLoader's cacheKeyFn): items with equal keys share one run across processes and its stored result", () =>
+    withPrefix((prefix, raw) =>
+      Effect.gen(function*() {
+        interface Job {
+          readonly id: number
+          readonly attempt: number
+        }
+        let runs = 0
+        const started = yield* Deferred.make<void>()
+        const finish = yield* Deferred.make<void>()
+        const worker = (job: Job) =>
+          Effect.sync(() => runs++).pipe(
+            Effect.zipRight(Deferred.succeed(started, undefined)),
+            Effect.zipRight(Deferred.await(finish)),
+            Effect.as(job.id * 2)
+          )
+        const queue = queueOn(prefix, worker, Schema.Number, { key: (job: Job) => job.id })
+        const [a, b, c] = [yield* queue, yield* queue, yield* queue]
+        const first = yield* Effect.fork(a.require({ id: 7, attempt: 1 }))
+        yield* Deferred.await(started)
+        // a's run holds the lock of key 7 (or, once done, its result is stored): b's item of key 7 waits for it or
+        // reads it, whatever the timing; keyed by the item, it took a lock of its own and ran again.
+        const second = yield* Effect.fork(b.require({ id: 7, attempt: 2 }))
+        const joined = yield* Effect.fork(a.require({ id: 7, attempt: 3 }))
+        yield* Deferred.succeed(finish, undefined)
+        expect(yield* Effect.all([Fiber.join(first), Fiber.join(second), Fiber.join(joined)])).toEqual([14, 14, 14])
+        expect(runs).toBe(1)
+        expect(yield* Effect.promise(() => raw.get(`${prefix}r:7`))).toBe("14")
+        expect(yield* Effect.promise(() => raw.keys(`${prefix}r:*`))).toEqual([`${prefix}r:7`])
+        // A third process reads the stored result under the key: a hit, no run.
+        expect(yield* c.require({ id: 7, attempt: 4 })).toBe(14)
+        expect(runs).toBe(1)
+        expect((yield* c.stats).hits).toBe(1)
+        expect((yield* a.stats).deduplicated).toBe(1)
+      }).pipe(Effect.scoped)
+    ))
+
   it.live("an unreadable stored result is recomputed and replaced", () =>
     withPrefix((prefix, raw) =>
       Effect.gen(function*() {
@@ -147,6 +192,11 @@ describe.skipIf(!up)("redis WorkerQueue (single-flight across processes)", () =>
       )
       expect(error).toBeInstanceOf(OptionError)
       expect(error.message).toContain("lockTimeToLive")
+      const key = yield* Effect.flip(
+        RedisWorkerQueue.make({ cache, worker: (n: number) => Effect.succeed(n), key: "id" as unknown as () => number })
+      )
+      expect(key).toBeInstanceOf(OptionError)
+      expect(key).toMatchObject({ module: "RedisWorkerQueue", field: "key", value: "id" })
     }).pipe(Effect.scoped, Effect.provide(RedisClient.layer())))
 
   it.live(

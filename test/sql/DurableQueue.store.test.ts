@@ -16,9 +16,9 @@ import type * as Scope from "effect/Scope"
 import { queueSettings } from "../../src/internal/durableQueue/options.js"
 import { listing } from "../../src/internal/durableQueue/sqlListing.js"
 import { leaseStatement, makeStore, nextDueStatement } from "../../src/internal/durableQueue/sqlStore.js"
-import type { OfferedJob, Store } from "../../src/internal/durableQueue/store.js"
 import { type Backend, clientLayer, withTable } from "../fixtures/sql-client.js"
 import { postgres, requireService } from "../helpers/services.js"
+import { eventually, job, stateOf } from "../helpers/storePort.js"
 
 const pgUp = await requireService(postgres)
 const backends: ReadonlyArray<readonly [Backend, boolean]> = [["pg", pgUp], ["sqlite", true]]
@@ -28,29 +28,6 @@ const storeOf = (table: string, name = "jobs", leaseDuration: Duration.DurationI
     queueSettings({ name, schema: Schema.Number, leaseDuration }),
     (settings) => makeStore(settings, { tableName: table, notify: true })
   )
-
-const job = (id: string, extra: Partial<OfferedJob> = {}): OfferedJob => ({
-  id,
-  payload: JSON.stringify(id),
-  custom: true,
-  delayMillis: 0,
-  priority: 0,
-  options: undefined,
-  ...extra
-})
-
-/** Polls `check` every 10 ms (10 s at most) until it holds, then asserts it. */
-const eventually = <E, R>(check: Effect.Effect<boolean, E, R>) =>
-  Effect.gen(function*() {
-    let ok = yield* check
-    for (let i = 0; i < 1_000 && !ok; i++) {
-      yield* Effect.sleep("10 millis")
-      ok = yield* check
-    }
-    expect(ok).toBe(true)
-  })
-
-const stateOf = (store: Store, id: string) => Effect.map(store.status(id), (status) => status?.state)
 
 for (const [backend, up] of backends) {
   describe.skipIf(!up)(`sql DurableQueue store on ${backend === "pg" ? "PostgreSQL" : "SQLite"}`, () => {

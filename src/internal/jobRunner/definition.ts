@@ -4,7 +4,6 @@
  * the spawners, the reader host and the supervisor can all depend on it without a cycle.
  */
 import * as Cause from "effect/Cause"
-import * as Data from "effect/Data"
 import * as Schema from "effect/Schema"
 import type * as Api from "../../JobRunner.js"
 import { errorDetail } from "../causeDetail.js"
@@ -85,15 +84,43 @@ export const isJobRunnerError = typeIdGuard(JobRunnerError, "effect-workers/JobR
  * A reader process (or thread, or inline reader) ended while it held the job; `unstarted`: the job was still
  * waiting in the reader's backlog, so it never ran and goes to another process. @internal
  */
-export class ProcessDied
-  extends Data.TaggedError("ProcessDied")<{ readonly detail: string; readonly unstarted?: boolean }>
-{}
+export class ProcessDied extends Schema.TaggedError<ProcessDied>("effect-workers/JobRunner/ProcessDied")(
+  "ProcessDied",
+  { detail: Schema.String, unstarted: Schema.optional(Schema.Boolean) }
+) {
+  override get message(): string {
+    return `reader process died${this.unstarted === true ? " before the job started" : ""}: ${this.detail}`
+  }
+}
+
+/** TypeId-based: see errorTypeId.ts. @internal */
+export const isProcessDied = typeIdGuard(ProcessDied, "effect-workers/JobRunner/ProcessDied")
 
 /** The job ran longer than `jobTimeout`. @internal */
-export class JobTimedOut extends Data.TaggedError("JobTimedOut")<{ readonly detail: string }> {}
+export class JobTimedOut extends Schema.TaggedError<JobTimedOut>("effect-workers/JobRunner/JobTimedOut")(
+  "JobTimedOut",
+  { detail: Schema.String }
+) {
+  override get message(): string {
+    return `job timed out: ${this.detail}`
+  }
+}
+
+/** TypeId-based: see errorTypeId.ts. @internal */
+export const isJobTimedOut = typeIdGuard(JobTimedOut, "effect-workers/JobRunner/JobTimedOut")
 
 /** A durable source's job was cancelled or timed out in its DurableQueue while a reader held it. @internal */
-export class JobCancelled extends Data.TaggedError("JobCancelled")<{ readonly detail: string }> {}
+export class JobCancelled extends Schema.TaggedError<JobCancelled>("effect-workers/JobRunner/JobCancelled")(
+  "JobCancelled",
+  { detail: Schema.String }
+) {
+  override get message(): string {
+    return `job cancelled: ${this.detail}`
+  }
+}
+
+/** TypeId-based: see errorTypeId.ts. @internal */
+export const isJobCancelled = typeIdGuard(JobCancelled, "effect-workers/JobRunner/JobCancelled")
 
 /** @internal */
 export { isPromiseLike } from "../promise.js"

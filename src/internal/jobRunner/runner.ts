@@ -30,7 +30,19 @@ import { liveRuns, RunStats } from "./stats.js"
 import { Supervisor } from "./supervisor.js"
 import { toStream, Writer } from "./writer.js"
 
-export { isJobRunner, isJobRunnerError, JobRunnerError, make, TypeId } from "./definition.js"
+export {
+  isJobCancelled,
+  isJobRunner,
+  isJobRunnerError,
+  isJobTimedOut,
+  isProcessDied,
+  JobCancelled,
+  JobRunnerError,
+  JobTimedOut,
+  make,
+  ProcessDied,
+  TypeId
+} from "./definition.js"
 export { layerInline } from "./inline.js"
 export { isReaderError } from "./protocol.js"
 export { resolveSettings } from "./settings.js"

@@ -11,7 +11,7 @@ import * as Schema from "effect/Schema"
 import type { OptionError } from "../../OptionError.js"
 import type * as RedisResultCache from "../../redis/ResultCache.js"
 import { checker } from "../options.js"
-import { countReads, defaultKey, ResultCacheError } from "../resultCache.js"
+import { checkStoreOptions, countReads, defaultKey, ResultCacheError } from "../resultCache.js"
 import { RedisClient } from "./client.js"
 
 const check = checker("RedisResultCache")
@@ -21,12 +21,12 @@ export const make = <K, V, I>(
   options: RedisResultCache.Options<K, V, I>
 ): Effect.Effect<RedisResultCache.RedisResultCache<K, V>, OptionError, RedisClient> =>
   Effect.gen(function*() {
+    yield* checkStoreOptions(check, options, ["schema", "prefix", "timeToLive", "key"])
     const ttl = yield* check.optionalDuration("timeToLive", options.timeToLive)
     const ttlMillis = Option.match(ttl, { onNone: () => 0, onSome: Duration.toMillis })
     if (Option.isSome(ttl)) {
       yield* check.require("timeToLive", options.timeToLive, ttlMillis >= 1, "a duration of 1 millisecond or more")
     }
-    yield* check.require("schema", options.schema, Schema.isSchema(options.schema), "a Schema")
     const { client } = yield* RedisClient
     const prefix = options.prefix ?? ""
     const keyOf = options.key ?? defaultKey

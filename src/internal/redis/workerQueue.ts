@@ -76,8 +76,8 @@ return 1
 type Signal = "done" | "failed" | "expired" | "reconnected"
 
 /** @internal */
-export const make = <I, A, E = never, R = never>(
-  options: RedisWorkerQueue.Options<I, A, E, R>
+export const make = <I, A, E = never, R = never, K = I>(
+  options: RedisWorkerQueue.Options<I, A, E, R, K>
 ): Effect.Effect<
   WorkerQueue.WorkerQueue<I, A, E | RedisError>,
   OptionError | RedisError,
@@ -98,6 +98,16 @@ export const make = <I, A, E = never, R = never>(
       typeof options.cache?.storeKey === "function",
       "a cache made by the Redis ResultCache.make"
     )
+    // The queue's `key` names the item in the cluster as it does in the process: the lock and the result are at
+    // the cache's storeKey of the item's key, the same key the in-process queue reads the cache with. (Over the
+    // item itself, a `key` joined items in one process but not across processes, and every read missed.)
+    const keyOf = yield* check.require(
+      "key",
+      options.key,
+      options.key === undefined || typeof options.key === "function",
+      "a function from item to key"
+    )
+    const itemKey = keyOf === undefined ? (item: I) => item as unknown as K : keyOf
     const lockPrefix = options.lockPrefix ?? "effect-workers:lock:"
     const channel = `${lockPrefix}:done`
     const { client, duplicate } = yield* RedisClient
@@ -225,7 +235,8 @@ export const make = <I, A, E = never, R = never>(
 
     const worker = (item: I): Effect.Effect<A, E | RedisError, R> =>
       Effect.suspend(() => {
-        const storeKey = cache.storeKey(item)
+        const key = itemKey(item)
+        const storeKey = cache.storeKey(key)
         const lockKey = lockPrefix + storeKey
         const token = `${owner}:${counter++}`
         const attempt: Effect.Effect<A, E | RedisError, R> = Effect.scoped(Effect.gen(function*() {
@@ -238,7 +249,7 @@ export const make = <I, A, E = never, R = never>(
             const decoded = yield* cache.decode(storeKey, value as string)
             if (Option.isSome(decoded)) return { _tag: "Done", value: decoded.value } as const
             // Unreadable (another schema version): drop it and compute it again.
-            yield* Effect.ignore(cache.delete(item))
+            yield* Effect.ignore(cache.delete(key))
             return { _tag: "Again" } as const
           }
           if (state === 1) return { _tag: "Run" } as const
@@ -262,11 +273,11 @@ export const make = <I, A, E = never, R = never>(
         return attempt
       })
 
-    const localCache: ResultCache.ResultCache<I, A> = {
+    const localCache: ResultCache.ResultCache<K, A> = {
       get: cache.get,
       // The worker stores the result itself, before it releases the lock.
       set: () => Effect.void
     }
     const { cache: _cache, lockPrefix: _lockPrefix, lockTimeToLive: _lockTtl, ...queueOptions } = options
-    return yield* WorkerQueue.make<I, A, E | RedisError, R>({ ...queueOptions, worker, cache: localCache })
+    return yield* WorkerQueue.make<I, A, E | RedisError, R, K>({ ...queueOptions, worker, cache: localCache })
   })
