@@ -30,7 +30,7 @@
  */
 import { Queue as BullQueue, Worker as BullWorker } from "bullmq"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
+import type * as Fiber from "effect/Fiber"
 import * as Schema from "effect/Schema"
 import { Redis } from "ioredis"
 import { randomUUID } from "node:crypto"
