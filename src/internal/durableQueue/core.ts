@@ -30,7 +30,7 @@ import { retryDelay } from "./backoff.js"
 import { type Codec, codec as makeCodec, notJson } from "./encoding.js"
 import { DurableQueueError } from "./error.js"
 import { emitSettled, type Emitter, type EventPort, inProcessPort, makeEmitter } from "./events.js"
-import { makeJobs } from "./listing.js"
+import { makeJobs, parseProgress } from "./listing.js"
 import {
   type JobSettings,
   jobSettings,
@@ -868,16 +868,6 @@ const deadLetterReport = <A>({ codec, failed, store }: Parts<A>) =>
         return { letters, undecodable }
       }
     ))
-
-/** Stored progress (JSON we wrote) back to a value; the text itself should it no longer parse. */
-const parseProgress = (json: string | undefined): unknown => {
-  if (json === undefined) return undefined
-  try {
-    return JSON.parse(json)
-  } catch {
-    return json
-  }
-}
 
 /** The operations on jobs by id and on the queue as a whole. */
 const makeAdmin = <A>(parts: Parts<A>) => {

@@ -11,8 +11,8 @@ import type { DurableQueueError } from "./error.js"
 import { listSettings } from "./options.js"
 import type { Store } from "./store.js"
 
-/** Stored progress (JSON we wrote) back to a value; the text itself should it no longer parse. */
-const parseProgress = (json: string | undefined): unknown => {
+/** Stored progress (JSON we wrote) back to a value; the text itself should it no longer parse. @internal */
+export const parseProgress = (json: string | undefined): unknown => {
   if (json === undefined) return undefined
   try {
     return JSON.parse(json)
