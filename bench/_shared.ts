@@ -263,6 +263,23 @@ export const latenessRun = async (
   return { lateness: out.filter((x) => x !== undefined), offers }
 }
 
+/** Offers job `n` through a contender's producer; due `delayMs` later when given (a delayed job). */
+export type IdleOffer = (n: number, delayMs?: number) => Promise<unknown>
+
+/**
+ * One measurement on a contender's idle consumer (the latency and lateness rows): it offers through `offer`, and the
+ * consumer's handler calls the function handed to `register` with the job's `n`.
+ */
+export type IdleMeasure<X> = (offer: IdleOffer, register: (started: (i: number) => void) => void) => Promise<X>
+
+/** Offer → start latency of `count` offers at 50 jobs/s (`latencyRun`). */
+export const latencyOf = (count: number): IdleMeasure<Array<number>> => (offer, register) =>
+  latencyRun(count, 50, (n) => offer(n), register)
+
+/** Lateness of `count` delayed jobs offered at 50 jobs/s (`latenessRun`). */
+export const latenessOf = (count: number): IdleMeasure<Awaited<ReturnType<typeof latenessRun>>> => (offer, register) =>
+  latenessRun(count, 50, offer, register)
+
 /**
  * Runs each contender's `lateness` `rounds` times, interleaved (order rotated each round), and prints one markdown
  * row per contender over all its samples: p50, p99, max and min lateness (ms), samples, the p99 of each round, and

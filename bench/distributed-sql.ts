@@ -53,9 +53,10 @@ import {
   counter,
   drainTimed,
   flag,
+  type IdleMeasure,
   latencyLine,
-  latencyRun,
-  latenessRun,
+  latencyOf,
+  latenessOf,
   machine,
   offerAllOf,
   pool,
@@ -410,70 +411,24 @@ const floorBulk = (withFloor: typeof withPgFloor, jobs: number, inFlight: number
     })
 })
 
-// ---------------------------------------------------------------- latency
-
-const oursLatency = () =>
-  withOurs("pg", async (consumer, producer) => {
-    let started: (i: number) => void = () => {}
-    const fiber = Effect.runFork(consumer.run(({ n }) => Effect.sync(() => started(n)), { concurrency: 16 }))
-    await sleep(500)
-    const out = await latencyRun(SAMPLES, 50, (n) => Effect.runPromise(producer.offer({ n })), (f) => (started = f))
-    await Effect.runPromise(Fiber.interrupt(fiber))
-    return out
-  })
-
-const bossLatency = () =>
-  withBoss(async (boss) => {
-    let started: (i: number) => void = () => {}
-    await boss.work<{ n: number }>("jobs", { batchSize: 16, pollingIntervalSeconds: 0.5 }, (batch) =>
-      Promise.all(batch.map(async (job) =>
-        started(job.data.n)
-      )))
-    await sleep(500)
-    return latencyRun(SAMPLES, 50, (n) => boss.send("jobs", { n }), (f) => (started = f))
-  })
-
-const graphileLatency = () =>
-  withGraphile(async (pgPool, schemaName) => {
-    let started: (i: number) => void = () => {}
-    const runner = await runGraphile({
-      pgPool,
-      schema: schemaName,
-      concurrency: 16,
-      logger: silent,
-      noHandleSignals: true,
-      taskList: { job: async (payload) => started((payload as { n: number }).n) }
-    })
-    const utils = await makeWorkerUtils({ connectionString, schema: schemaName, logger: silent })
-    await sleep(500)
-    try {
-      return await latencyRun(SAMPLES, 50, (n) => utils.addJob("job", { n }), (f) => (started = f))
-    } finally {
-      await utils.release()
-      await runner.stop()
-    }
-  })
-
-// ---------------------------------------------------------------- lateness of delayed jobs (issue #11)
+// ---------------------------------------------------------------- latency and lateness (idle consumers)
 
 /** Ours: consumer and producer on clients of their own (as two processes), default settings (100 ms poll, notify). */
-const oursLateness = () =>
+const oursIdle = <X>(measure: IdleMeasure<X>) =>
   withOurs("pg", async (consumer, producer) => {
     let started: (i: number) => void = () => {}
     const fiber = Effect.runFork(consumer.run(({ n }) => Effect.sync(() => started(n)), { concurrency: 16 }))
     await sleep(500)
-    const out = await latenessRun(
-      LATE_JOBS,
-      50,
-      (n, delay) => Effect.runPromise(producer.offer({ n }, { delay })),
+    const out = await measure(
+      (n, delay) => Effect.runPromise(delay === undefined ? producer.offer({ n }) : producer.offer({ n }, { delay })),
       (f) => (started = f)
     )
     await Effect.runPromise(Fiber.interrupt(fiber))
     return out
   })
 
-/** pg-boss: `send` with `startAfter` (a Date); its workers poll every 0.5 s (its minimum) for due jobs. */
-const bossLateness = () =>
+/** pg-boss: `send` (with `startAfter`, a Date, for a delayed job); its workers poll every 0.5 s (its minimum). */
+const bossIdle = <X>(measure: IdleMeasure<X>) =>
   withBoss(async (boss) => {
     let started: (i: number) => void = () => {}
     await boss.work<{ n: number }>("jobs", { batchSize: 16, pollingIntervalSeconds: 0.5 }, (batch) =>
@@ -481,23 +436,27 @@ const bossLateness = () =>
         started(job.data.n)
       )))
     await sleep(500)
-    return latenessRun(
-      LATE_JOBS,
-      50,
-      (n, delay) => boss.send("jobs", { n }, { startAfter: new Date(Date.now() + delay) }),
+    return measure(
+      (n, delay) =>
+        delay === undefined
+          ? boss.send("jobs", { n })
+          : boss.send("jobs", { n }, { startAfter: new Date(Date.now() + delay) }),
       (f) => (started = f)
     )
   })
 
-/** graphile-worker: `addJob` with `runAt`; a future job is found by its poll (`pollInterval`), not by LISTEN. */
-const graphileLateness = (pollInterval: number) => () =>
+/**
+ * graphile-worker: `addJob` (with `runAt` for a delayed job); a ready job is heard by LISTEN, a future one is found by
+ * its poll (`pollInterval`; undefined: its default, 2 s).
+ */
+const graphileIdle = <X>(measure: IdleMeasure<X>, pollInterval?: number) =>
   withGraphile(async (pgPool, schemaName) => {
     let started: (i: number) => void = () => {}
     const runner = await runGraphile({
       pgPool,
       schema: schemaName,
       concurrency: 16,
-      pollInterval,
+      ...(pollInterval === undefined ? {} : { pollInterval }),
       logger: silent,
       noHandleSignals: true,
       taskList: { job: async (payload) => started((payload as { n: number }).n) }
@@ -505,10 +464,11 @@ const graphileLateness = (pollInterval: number) => () =>
     const utils = await makeWorkerUtils({ connectionString, schema: schemaName, logger: silent })
     await sleep(500)
     try {
-      return await latenessRun(
-        LATE_JOBS,
-        50,
-        (n, delay) => utils.addJob("job", { n }, { runAt: new Date(Date.now() + delay) }),
+      return await measure(
+        (n, delay) =>
+          delay === undefined
+            ? utils.addJob("job", { n })
+            : utils.addJob("job", { n }, { runAt: new Date(Date.now() + delay) }),
         (f) => (started = f)
       )
     } finally {
@@ -556,17 +516,26 @@ const main = async () => {
     )
     console.log("| consumer | p50 ms | p99 ms | max ms | samples |")
     console.log("|---|---:|---:|---:|---:|")
-    console.log(latencyLine("ours (DurableQueue, PostgreSQL, notify)", await oursLatency()))
-    console.log(latencyLine("pg-boss 10 (poll 0.5 s, its minimum)", await bossLatency()))
-    console.log(latencyLine("graphile-worker 0.16 (LISTEN)", await graphileLatency()))
+    console.log(latencyLine("ours (DurableQueue, PostgreSQL, notify)", await oursIdle(latencyOf(SAMPLES))))
+    console.log(latencyLine("pg-boss 10 (poll 0.5 s, its minimum)", await bossIdle(latencyOf(SAMPLES))))
+    console.log(latencyLine("graphile-worker 0.16 (LISTEN)", await graphileIdle(latencyOf(SAMPLES))))
     console.log(
       `\nLateness of delayed jobs on PostgreSQL, handler start − due time: ${LATE_JOBS} jobs offered at 50 jobs/s (another client), each due 200–1,000 ms after it is sent (spread, scrambled), ${LATE_ROUNDS} rounds interleaved, idle consumers, concurrency 16:\n`
     )
     await compareLateness([
-      { name: "ours (DurableQueue, PostgreSQL; poll 100 ms, default; wakes at the next due time)", run: oursLateness },
-      { name: "pg-boss 10 `startAfter` (poll 0.5 s, its minimum)", run: bossLateness },
-      { name: "graphile-worker 0.16 `runAt` (pollInterval 2 s, its default)", run: graphileLateness(2_000) },
-      { name: "graphile-worker 0.16 `runAt` (pollInterval 100 ms, as our poll)", run: graphileLateness(100) }
+      {
+        name: "ours (DurableQueue, PostgreSQL; poll 100 ms, default; wakes at the next due time)",
+        run: () => oursIdle(latenessOf(LATE_JOBS))
+      },
+      { name: "pg-boss 10 `startAfter` (poll 0.5 s, its minimum)", run: () => bossIdle(latenessOf(LATE_JOBS)) },
+      {
+        name: "graphile-worker 0.16 `runAt` (pollInterval 2 s, its default)",
+        run: () => graphileIdle(latenessOf(LATE_JOBS), 2_000)
+      },
+      {
+        name: "graphile-worker 0.16 `runAt` (pollInterval 100 ms, as our poll)",
+        run: () => graphileIdle(latenessOf(LATE_JOBS), 100)
+      }
     ], LATE_ROUNDS)
   }
   console.log(`\nload average after: ${os.loadavg().map((x) => x.toFixed(2)).join(", ")}`)

@@ -49,9 +49,10 @@ import {
   counter,
   drainTimed,
   flag,
+  type IdleMeasure,
   latencyLine,
-  latencyRun,
-  latenessRun,
+  latencyOf,
+  latenessOf,
   machine,
   offerAllOf,
   pool,
@@ -341,58 +342,11 @@ const floorBulk = (jobs: number): Contender => ({
     })
 })
 
-// ---------------------------------------------------------------- latency
-
-const oursLatency = (raw: Redis): Promise<Array<number>> => {
-  const prefix = `bench-lat-${randomUUID()}:`
-  return Effect.gen(function*() {
-    const consumer = yield* DurableQueue.make({ name: "jobs", prefix, schema })
-    const producer = yield* DurableQueue.make({ name: "jobs", prefix, schema })
-    let started: (i: number) => void = () => {}
-    yield* Effect.forkScoped(consumer.run(({ n }) => Effect.sync(() => started(n)), { concurrency: 16 }))
-    yield* Effect.sleep("500 millis")
-    return yield* Effect.promise(() =>
-      latencyRun(SAMPLES, 50, (n) => Effect.runPromise(producer.offer({ n })), (f) => (started = f))
-    )
-  }).pipe(
-    Effect.scoped,
-    Effect.provide(RedisClient.layer()),
-    Effect.ensuring(Effect.promise(() => cleanup(raw, `${prefix}*`))),
-    Effect.runPromise
-  )
-}
-
-const bullLatency = async (raw: Redis): Promise<Array<number>> => {
-  const name = `bench-bull-lat-${randomUUID()}`
-  const queue = new BullQueue(name, { connection })
-  let started: (i: number) => void = () => {}
-  const worker = new BullWorker(name, async (job) => started(job.data.n), {
-    connection: { ...connection, maxRetriesPerRequest: null },
-    concurrency: 16
-  })
-  try {
-    await worker.waitUntilReady()
-    await queue.waitUntilReady()
-    await sleep(500)
-    return await latencyRun(
-      SAMPLES,
-      50,
-      (n) => queue.add("job", { n }, { removeOnComplete: true }),
-      (f) => (started = f)
-    )
-  } finally {
-    await worker.close()
-    await queue.obliterate({ force: true }).catch(() => undefined)
-    await queue.close()
-    await cleanup(raw, `bull:${name}*`)
-  }
-}
-
-// ---------------------------------------------------------------- lateness of delayed jobs (issue #11)
+// ---------------------------------------------------------------- latency and lateness (idle consumers)
 
 /** Ours: consumer and producer are two instances (connections of their own), as two processes would have them. */
-const oursLateness = (raw: Redis): ReturnType<typeof latenessRun> => {
-  const prefix = `bench-late-${randomUUID()}:`
+const oursIdle = <X>(raw: Redis, measure: IdleMeasure<X>): Promise<X> => {
+  const prefix = `bench-idle-${randomUUID()}:`
   return Effect.gen(function*() {
     const consumer = yield* DurableQueue.make({ name: "jobs", prefix, schema })
     const producer = yield* DurableQueue.make({ name: "jobs", prefix, schema })
@@ -400,10 +354,8 @@ const oursLateness = (raw: Redis): ReturnType<typeof latenessRun> => {
     yield* Effect.forkScoped(consumer.run(({ n }) => Effect.sync(() => started(n)), { concurrency: 16 }))
     yield* Effect.sleep("500 millis")
     return yield* Effect.promise(() =>
-      latenessRun(
-        LATE_JOBS,
-        50,
-        (n, delay) => Effect.runPromise(producer.offer({ n }, { delay })),
+      measure(
+        (n, delay) => Effect.runPromise(delay === undefined ? producer.offer({ n }) : producer.offer({ n }, { delay })),
         (f) => (started = f)
       )
     )
@@ -415,9 +367,9 @@ const oursLateness = (raw: Redis): ReturnType<typeof latenessRun> => {
   )
 }
 
-/** BullMQ: `add` with `delay`; its worker at default settings (it blocks on its marker until the next delayed job). */
-const bullLateness = async (raw: Redis): ReturnType<typeof latenessRun> => {
-  const name = `bench-bull-late-${randomUUID()}`
+/** BullMQ: `add` (with `delay` for a delayed job); its worker at default settings (it blocks on its marker until the next delayed job). */
+const bullIdle = async <X>(raw: Redis, measure: IdleMeasure<X>): Promise<X> => {
+  const name = `bench-bull-idle-${randomUUID()}`
   const queue = new BullQueue(name, { connection })
   let started: (i: number) => void = () => {}
   const worker = new BullWorker(name, async (job) => started(job.data.n), {
@@ -428,10 +380,9 @@ const bullLateness = async (raw: Redis): ReturnType<typeof latenessRun> => {
     await worker.waitUntilReady()
     await queue.waitUntilReady()
     await sleep(500)
-    return await latenessRun(
-      LATE_JOBS,
-      50,
-      (n, delay) => queue.add("job", { n }, { delay, removeOnComplete: true }),
+    return await measure(
+      (n, delay) =>
+        queue.add("job", { n }, delay === undefined ? { removeOnComplete: true } : { delay, removeOnComplete: true }),
       (f) => (started = f)
     )
   } finally {
@@ -509,19 +460,19 @@ const main = async () => {
     )
     console.log("| consumer | p50 ms | p99 ms | max ms | samples |")
     console.log("|---|---:|---:|---:|---:|")
-    console.log(latencyLine("ours (DurableQueue on Redis)", await oursLatency(raw)))
-    console.log(latencyLine("BullMQ 6", await bullLatency(raw)))
+    console.log(latencyLine("ours (DurableQueue on Redis)", await oursIdle(raw, latencyOf(SAMPLES))))
+    console.log(latencyLine("BullMQ 6", await bullIdle(raw, latencyOf(SAMPLES))))
     console.log(
       `\nLateness of delayed jobs, handler start − due time: ${LATE_JOBS} jobs offered at 50 jobs/s (another connection), each due 200–1,000 ms after it is sent (spread, scrambled), ${LATE_ROUNDS} rounds interleaved, idle consumers at default settings, concurrency 16:\n`
     )
     await compareLateness([
       {
         name: "ours (DurableQueue on Redis; poll 100 ms, default; wakes at the next due time)",
-        run: () => oursLateness(raw)
+        run: () => oursIdle(raw, latenessOf(LATE_JOBS))
       },
       {
         name: "BullMQ 6 `delay` (default worker: blocks on its marker until the next delayed job)",
-        run: () => bullLateness(raw)
+        run: () => bullIdle(raw, latenessOf(LATE_JOBS))
       }
     ], LATE_ROUNDS)
   }
