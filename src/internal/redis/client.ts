@@ -41,15 +41,29 @@ export class RedisClient extends Context.Tag("effect-workers/redis/RedisClient")
 export const command = <A>(name: string, run: () => Promise<A>): Effect.Effect<A, RedisError> =>
   Effect.tryPromise({ try: run, catch: (cause) => new RedisError({ reason: "CommandFailed", command: name, cause }) })
 
+/**
+ * QUIT, waited for 2 s at most, then the socket is dropped; a connection not ready (still connecting, or to a server
+ * that never answers) is dropped at once: its QUIT would only wait in ioredis' offline queue for the 2 s. Runs as a
+ * finalizer (uninterruptible), where a timeout cannot interrupt what it bounds unless that is made interruptible: on
+ * a server that never answers, the QUIT's reply never came and the scope never closed.
+ */
 const close = (client: Redis): Effect.Effect<void> =>
-  Effect.promise(() => client.quit().then(() => undefined, () => undefined)).pipe(
-    Effect.timeoutTo({ duration: "2 seconds", onTimeout: () => undefined, onSuccess: () => undefined }),
-    Effect.ensuring(Effect.sync(() => client.disconnect()))
-  )
+  client.status !== "ready"
+    ? Effect.sync(() => client.disconnect())
+    : Effect.promise(() => client.quit().then(() => undefined, () => undefined)).pipe(
+      Effect.interruptible,
+      Effect.timeoutTo({ duration: "2 seconds", onTimeout: () => undefined, onSuccess: () => undefined }),
+      Effect.ensuring(Effect.sync(() => client.disconnect()))
+    )
 
 /**
  * Opens a connection and waits for it (a `PING`), so an unreachable server fails the layer at once with
- * `ConnectFailed` instead of queueing commands forever.
+ * `ConnectFailed` instead of queueing commands forever. The wait is interruptible: a server that accepts the
+ * connection and never answers (a stalled Redis, a wrong port held by another service) kept ioredis waiting for its
+ * ready check forever, and inside `acquireRelease`'s acquire no timeout of the caller could end it (measured: a 1 s
+ * `Effect.timeout("300 millis")` around `RedisClient.make` on such a server still waited at the test's 15 s limit).
+ * Only creating the client is the acquire; the wait comes after, and a failed or interrupted wait drops the socket
+ * at once (no QUIT: the server never answered anything).
  *
  * @internal
  */
@@ -57,20 +71,21 @@ export const connect = (
   options: RedisClientModule.RedisClient.Options
 ): Effect.Effect<Redis, RedisError, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.suspend(() => {
+    Effect.sync(() => {
       const redisOptions: RedisOptions = { ...options.options, lazyConnect: true }
       const client = options.url === undefined ? new Redis(redisOptions) : new Redis(options.url, redisOptions)
       // Without a listener ioredis prints every reconnect error; failures reach callers as typed errors.
       client.on("error", () => {})
-      return Effect.tryPromise({
-        try: () => client.connect().then(() => client.ping()),
-        catch: (cause) => new RedisError({ reason: "ConnectFailed", command: "PING", cause })
-      }).pipe(
-        Effect.onError(() => close(client)),
-        Effect.as(client)
-      )
+      return client
     }),
     close
+  ).pipe(
+    Effect.tap((client) =>
+      Effect.tryPromise({
+        try: () => client.connect().then(() => client.ping()),
+        catch: (cause) => new RedisError({ reason: "ConnectFailed", command: "PING", cause })
+      }).pipe(Effect.interruptible, Effect.onError(() => Effect.sync(() => client.disconnect())))
+    )
   )
 
 /** @internal */
