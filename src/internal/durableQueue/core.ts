@@ -818,14 +818,17 @@ const offeredJob = <A>(
   )
 }
 
-/** Hands jobs to the store, then sends their "Offered" events and wakes this instance's fetcher. */
+/**
+ * Hands jobs to the store, then sends their "Offered" events (unless the store saw no subscriber as it wrote
+ * them, see `Store.offer`) and wakes this instance's fetcher.
+ */
 const handOver = <A>(parts: Parts<A>, jobs: ReadonlyArray<OfferedJob>): Effect.Effect<void, DurableQueueError> =>
-  Effect.zipRight(
+  Effect.flatMap(
     Effect.mapError(parts.store.offer(jobs), (cause) => parts.failed(cause)),
-    Effect.suspend(() => {
-      for (const job of jobs) parts.emitter.emit("Offered", job.id)
+    (heard) => {
+      if (heard !== false) { for (const job of jobs) parts.emitter.emit("Offered", job.id) }
       return parts.feed.offered.open
-    })
+    }
   )
 
 const makeOffer = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["offer"] => (value, offerOptions) =>

@@ -110,6 +110,13 @@ const offerSpec = (job: OfferedJob): string => {
     : `${job.custom ? 1 : 0} ${delay} ${rank} ${job.options ?? ""}`
 }
 
+/** The offer script's arguments: a loop, not `flatMap`'s array of three per job. */
+const offerArgs = (jobs: ReadonlyArray<OfferedJob>): Array<string> => {
+  const args: Array<string> = []
+  for (const job of jobs) args.push(job.id, job.payload, offerSpec(job))
+  return args
+}
+
 /** @internal */
 export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings): Store => {
   const k = keysOf(prefix, settings.name)
@@ -149,8 +156,9 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
     maxBatch: MAX_BATCH,
     wakeSpacingMillis: 0,
     ready: Effect.never,
+    // The script's reply: how many subscribe to the queue's events (see the script).
     offer: (jobs: ReadonlyArray<OfferedJob>) =>
-      Effect.asVoid(offer(...jobs.flatMap((job) => [job.id, job.payload, offerSpec(job)]))),
+      Effect.map(offer(...offerArgs(jobs)), (subscribers) => subscribers !== 0),
     lease: (max) =>
       Effect.map(lease(token, settings.leaseMillis, max, recordTtl), (reply) => {
         const flat = reply as Array<string | number | null>
