@@ -173,6 +173,28 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
       }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
     ))
 
+  it.live("single offers of concurrent callers share script calls, in call order, a repeated id queued once", () =>
+    withPrefix((prefix, raw) =>
+      Effect.gen(function*() {
+        const k = keysOf(prefix, "jobs")
+        const spy = yield* Effect.acquireRelease(Effect.sync(() => new Redis()), (r) => Effect.promise(() => r.quit()))
+        // Each offer script call publishes one wake-up: the count of calls.
+        const wakes: Array<string> = []
+        spy.on("message", (_channel: string, message: string) => wakes.push(message))
+        yield* Effect.promise(() => spy.subscribe(k.wake))
+        const queue = yield* queueOf(prefix)
+        const ids = Array.from({ length: 16 }, (_, i) => i === 9 ? "job-3" : `job-${i}`)
+        const returned = yield* Effect.forEach(ids, (id, i) => queue.offer(i, { id }), { concurrency: 16 })
+        expect(returned).toEqual(ids)
+        yield* Effect.promise(() => raw.publish(k.wake, "end"))
+        yield* eventually(Effect.sync(() => wakes.includes("end")))
+        // The first goes out alone; the others wait for it and go as one call (16 calls before).
+        expect(wakes.length - 1).toBeLessThanOrEqual(4)
+        const queued = yield* Effect.promise(() => raw.lrange(k.waiting, 0, -1))
+        expect(queued).toEqual(ids.filter((_, i) => i !== 9))
+      }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
+    ))
+
   it.live("a prefix that is not a string fails with OptionError", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(
