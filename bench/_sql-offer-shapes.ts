@@ -4,7 +4,7 @@
  * (the shapes tried). Each inserts 1,000 rows a call, 4 calls in flight, on its own table; rounds interleaved;
  * median jobs/s and this process's CPU per job printed.
  *
- *   npx tsx bench/_sql-offer-shapes.ts [--rounds 5] [--jobs 20000]
+ *   npx tsx bench/_sql-offer-shapes.ts [--rounds 5] [--jobs 20000] [--only <part of a shape's name>]
  */
 import { PgClient } from "@effect/sql-pg"
 import * as Effect from "effect/Effect"
@@ -63,6 +63,19 @@ const jsonShape = (skipKnown: boolean): Shape => (db, t, rows) =>
       `SELECT 'jobs', r->>0, r->>1, r->>2, ${NOW} + (r->>3)::bigint, CASE WHEN (r->>3)::bigint > 0 THEN 1 ELSE 0 END,
        (r->>4)::int, r->>5, ${NOW}, ${NOW}
      FROM json_array_elements($1::json) WITH ORDINALITY AS j(r, i) WHERE true ORDER BY i`,
+      skipKnown
+    ),
+    [JSON.stringify(rows.map((r) => [r.id, r.id, r.payload, 0, 0, null]))]
+  )
+
+/** As `jsonShape`, the rows parsed once as jsonb (`json`'s `->>` parses the row's text again for each field). */
+const jsonbShape = (skipKnown: boolean): Shape => (db, t, rows) =>
+  db.query(
+    notifyWrap(
+      t,
+      `SELECT 'jobs', r->>0, r->>1, r->>2, ${NOW} + (r->>3)::bigint, CASE WHEN (r->>3)::bigint > 0 THEN 1 ELSE 0 END,
+       (r->>4)::int, r->>5, ${NOW}, ${NOW}
+     FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS j(r, i) WHERE true ORDER BY i`,
       skipKnown
     ),
     [JSON.stringify(rows.map((r) => [r.id, r.id, r.payload, 0, 0, null]))]
@@ -139,19 +152,25 @@ const coreShape = (notify: boolean): Shape => async (_db, t, rows) => {
   return Effect.runPromise(queue.offerAll(rows.map((_, n) => ({ value: { n } }))))
 }
 
-const shapes: ReadonlyArray<readonly [string, Shape]> = [
+const allShapes: ReadonlyArray<readonly [string, Shape]> = [
   ["store.offer, generated ids (plain INSERT)", storeShape(false)],
   ["store.offer, custom ids (ON CONFLICT)", storeShape(true)],
   ["DurableQueue offerAll (core + store)", coreShape(true)],
   ["DurableQueue offerAll, notify: false", coreShape(false)],
   ["SQL: json_array_elements + ON CONFLICT + notify", jsonShape(true)],
   ["SQL: json_array_elements, plain + notify", jsonShape(false)],
+  ["SQL: jsonb_array_elements + ON CONFLICT + notify", jsonbShape(true)],
+  ["SQL: jsonb_array_elements, plain + notify", jsonbShape(false)],
   ["SQL: unnest arrays + ON CONFLICT + notify", unnestShape],
   ["SQL: json_to_recordset + ON CONFLICT + notify", recordsetShape],
   ["SQL: unnest, plain, no notify", unnestNoConflict]
 ]
 
+/** `--only <text>`: the shapes whose name contains it. */
+const only = process.argv.includes("--only") ? process.argv[process.argv.indexOf("--only") + 1]! : ""
+
 const main = async () => {
+  const shapes = allShapes.filter(([name]) => name.includes(only))
   const db = new pg.Pool({ ...connection, max: 8 })
   const rates = new Map<string, Array<number>>(shapes.map(([name]) => [name, []]))
   const cpus = new Map<string, Array<number>>(shapes.map(([name]) => [name, []]))

@@ -26,7 +26,10 @@
  * p50/p99, ours vs pg-boss `startAfter` and graphile-worker `runAt` (at its default poll and at ours), interleaved.
  *
  *   npx tsx bench/distributed-sql.ts [--quick] [--jobs 20000] [--rounds 5] [--samples 200] [--skip-latency]
- *     [--only-latency] [--late-jobs 60] [--late-rounds 3]
+ *     [--only-latency] [--late-jobs 60] [--late-rounds 3] [--only-offers] [--baseline <dir>]
+ *
+ * `--baseline <dir>`: another checkout of this repository (its own node_modules), whose SQL DurableQueue runs as one
+ * more contender of the bulk-offer rows (as bench/distributed.ts's for Redis).
  */
 import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
@@ -79,12 +82,13 @@ const BULK = 1_000
 const GRAPHILE_BATCH = 500
 const connection = { host: "127.0.0.1", port: 5432, database: "test", user: "postgres" }
 const connectionString = `postgres://${connection.user}@${connection.host}:${connection.port}/${connection.database}`
-const PgLayer = PgClient.layer({
+const PgOptions = {
   host: connection.host,
   port: connection.port,
   database: connection.database,
   username: connection.user
-})
+}
+const PgLayer = PgClient.layer(PgOptions)
 const schema = Schema.Struct({ n: Schema.Number })
 const unique = (prefix: string) => `${prefix}_${randomUUID().replace(/-/g, "").slice(0, 12)}`
 const work = (ms: number): Promise<void> | undefined => ms === 0 ? undefined : sleep(ms)
@@ -147,6 +151,59 @@ const oursBulk = (backend: Backend, jobs: number): Contender => ({
       const all = batches(jobs, BULK)
       return timed(jobs, () => pool(all.length, backend === "pg" ? 4 : 1, (b) => offerAllOf(queue, all[b]!)))
     })
+})
+
+/** Another checkout's SQL `DurableQueue` (`--baseline <dir>`, its own node_modules), for its bulk offer rows. */
+interface Baseline {
+  readonly dir: string
+  readonly Effect: typeof Effect
+  readonly DurableQueue: typeof DurableQueue
+  readonly SqlClient: typeof SqlClient
+  readonly PgClient: typeof PgClient
+  readonly SqliteClient: typeof SqliteClient
+}
+
+const loadBaseline = async (dir: string): Promise<Baseline> => ({
+  dir,
+  Effect: await import(`${dir}/node_modules/effect/dist/esm/Effect.js`),
+  DurableQueue: await import(`${dir}/src/sql/DurableQueue.ts`),
+  SqlClient: await import(`${dir}/node_modules/@effect/sql/dist/esm/SqlClient.js`),
+  PgClient: await import(`${dir}/node_modules/@effect/sql-pg/dist/esm/PgClient.js`),
+  SqliteClient: await import(`${dir}/node_modules/@effect/sql-sqlite-node/dist/esm/SqliteClient.js`)
+})
+
+/** `oursBulk` with the baseline's code (its own Effect, clients and layers). */
+const baselineBulk = (base: Baseline, backend: Backend, jobs: number): Contender => ({
+  name: `baseline (${base.dir}) offerAll (${BULK} a call, ${backend === "pg" ? 4 : 1} in flight)`,
+  run: () => {
+    const E = base.Effect
+    const tableName = unique("bench_dq_base")
+    const dir = backend === "sqlite" ? mkdtempSync(join(os.tmpdir(), "bench-dq-")) : undefined
+    const layer = dir === undefined
+      ? base.PgClient.layer({ ...PgOptions })
+      : base.SqliteClient.layer({ filename: join(dir, "queue.db") })
+    return E.gen(function*() {
+      const queue = yield* base.DurableQueue.make({ name: "jobs", tableName, schema })
+      const all = batches(jobs, BULK)
+      return yield* E.promise(() =>
+        timed(
+          jobs,
+          () =>
+            pool(
+              all.length,
+              backend === "pg" ? 4 : 1,
+              (b) => E.runPromise(queue.offerAll(all[b]!.map((n) => ({ value: { n } }))))
+            )
+        )
+      )
+    }).pipe(
+      E.scoped,
+      E.ensuring(E.ignore(E.flatMap(base.SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`))),
+      E.provide(layer as Layer.Layer<SqlClient.SqlClient, unknown>),
+      E.ensuring(E.sync(() => dir !== undefined && rmSync(dir, { recursive: true, force: true }))),
+      E.runPromise
+    )
+  }
 })
 
 const oursSingle = (jobs: number): Contender => ({
@@ -483,30 +540,45 @@ const main = async () => {
     `SQL durable queues: ${fmt(JOBS)} jobs per measurement, ${ROUNDS} rounds interleaved${QUICK ? " (--quick)" : ""}`
   )
   console.log(machine())
-  const scenarios: Array<Scenario> = processScenarios("PostgreSQL ", JOBS, PROCESS_GRID, (jobs, concurrency, ms) => [
-    oursProcess("pg", jobs, concurrency, ms),
-    graphileProcess(jobs, concurrency, ms, true),
-    // Slow here (one round trip to take and one to complete each job): fewer jobs, so a round stays short.
-    graphileProcess(Math.min(jobs, QUICK ? 1_000 : 4_000), concurrency, ms, false),
-    bossProcess(jobs, ms),
-    floorProcess(withPgFloor, jobs, concurrency, ms)
-  ])
+  const baseDir = process.argv.includes("--baseline") ? process.argv[process.argv.indexOf("--baseline") + 1] : undefined
+  const base = baseDir === undefined ? undefined : await loadBaseline(baseDir)
+  const baseBulk = (backend: Backend) => base === undefined ? [] : [baselineBulk(base, backend, JOBS)]
+  // --only-offers: the offer rows alone (the offer path's own work, minutes shorter).
+  const offersOnly = flag("only-offers")
+  const scenarios: Array<Scenario> = offersOnly ?
+    [] :
+    processScenarios("PostgreSQL ", JOBS, PROCESS_GRID, (jobs, concurrency, ms) => [
+      oursProcess("pg", jobs, concurrency, ms),
+      graphileProcess(jobs, concurrency, ms, true),
+      // Slow here (one round trip to take and one to complete each job): fewer jobs, so a round stays short.
+      graphileProcess(Math.min(jobs, QUICK ? 1_000 : 4_000), concurrency, ms, false),
+      bossProcess(jobs, ms),
+      floorProcess(withPgFloor, jobs, concurrency, ms)
+    ])
   scenarios.push({
     label: "PostgreSQL bulk offer",
-    contenders: [oursBulk("pg", JOBS), graphileBulk(JOBS), bossBulk(JOBS), floorBulk(withPgFloor, JOBS, 4)]
+    contenders: [
+      oursBulk("pg", JOBS),
+      graphileBulk(JOBS),
+      bossBulk(JOBS),
+      floorBulk(withPgFloor, JOBS, 4),
+      ...baseBulk("pg")
+    ]
   })
   const single = Math.ceil(JOBS / 4)
   scenarios.push({
     label: `PostgreSQL offer one by one (${fmt(single)} jobs)`,
     contenders: [oursSingle(single), graphileSingle(single), bossSingle(single)]
   })
-  scenarios.push(...processScenarios("SQLite ", JOBS, [[16, 0], [16, 1]], (jobs, concurrency, ms) => [
-    oursProcess("sqlite", jobs, concurrency, ms),
-    floorProcess(withSqliteFloor, jobs, concurrency, ms)
-  ]))
+  if (!offersOnly) {
+    scenarios.push(...processScenarios("SQLite ", JOBS, [[16, 0], [16, 1]], (jobs, concurrency, ms) => [
+      oursProcess("sqlite", jobs, concurrency, ms),
+      floorProcess(withSqliteFloor, jobs, concurrency, ms)
+    ]))
+  }
   scenarios.push({
     label: "SQLite bulk offer",
-    contenders: [oursBulk("sqlite", JOBS), floorBulk(withSqliteFloor, JOBS, 1)]
+    contenders: [oursBulk("sqlite", JOBS), floorBulk(withSqliteFloor, JOBS, 1), ...baseBulk("sqlite")]
   })
   if (!ONLY_LATENCY) await compare(scenarios, ROUNDS)
 

@@ -26,7 +26,7 @@
  * run (same load), e.g. `git worktree add /tmp/base main && cp -r node_modules /tmp/base/`.
  *
  *   npx tsx bench/distributed.ts [--quick] [--jobs 20000] [--rounds 5] [--samples 200] [--skip-latency]
- *     [--only-latency] [--late-jobs 60] [--late-rounds 3] [--baseline <dir>] [--only-ours]
+ *     [--only-latency] [--late-jobs 60] [--late-rounds 3] [--baseline <dir>] [--only-ours] [--only-offers]
  */
 import { Queue as BullQueue, Worker as BullWorker } from "bullmq"
 import * as Effect from "effect/Effect"
@@ -432,11 +432,14 @@ const main = async () => {
   const base = baseDir === undefined ? undefined : await loadBaseline(baseDir)
   // --only-ours: ours and the baseline alone (the peers' ratios need them in the same run).
   const peers = (...contenders: Array<Contender>) => flag("only-ours") ? [] : contenders
-  scenarios.push(...processScenarios("", JOBS, PROCESS_GRID, (jobs, concurrency, ms) => [
-    oursProcess(raw, jobs, concurrency, ms),
-    ...peers(bullProcess(raw, jobs, concurrency, ms), floorProcess(jobs, concurrency, ms)),
-    ...(base === undefined ? [] : [baselineProcess(base, raw, jobs, concurrency, ms)])
-  ]))
+  // --only-offers: the bulk and single offer rows alone (the offer path's own work, minutes shorter).
+  if (!flag("only-offers")) {
+    scenarios.push(...processScenarios("", JOBS, PROCESS_GRID, (jobs, concurrency, ms) => [
+      oursProcess(raw, jobs, concurrency, ms),
+      ...peers(bullProcess(raw, jobs, concurrency, ms), floorProcess(jobs, concurrency, ms)),
+      ...(base === undefined ? [] : [baselineProcess(base, raw, jobs, concurrency, ms)])
+    ]))
+  }
   scenarios.push({
     label: "bulk offer",
     contenders: [

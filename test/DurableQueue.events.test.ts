@@ -132,6 +132,18 @@ for (const [kind, up] of stores) {
         expect(lifeOf(seen, "all-b")).toEqual(["Offered"])
       }))
 
+    test("events: offerAll of 1,500 sends every Offered, in offer order (PostgreSQL: over several notifications)", (env) =>
+      Effect.gen(function*() {
+        const watcher = yield* numbers(env, "ev-many")
+        const worker = yield* numbers(env, "ev-many")
+        const seen = yield* collect(watcher, worker)
+        const ids = Array.from({ length: 1_500 }, (_, i) => `many-${String(i).padStart(4, "0")}`)
+        yield* worker.offerAll(ids.map((id, i) => ({ value: i, id })))
+        const heard = () => seen.filter((event) => event.id.startsWith("many-")).map((event) => event.id)
+        yield* eventually(Effect.sync(() => heard().length >= ids.length))
+        expect(heard()).toEqual(ids)
+      }))
+
     test("unschedule in one instance stops the schedule another instance runs (a mark the store keeps)", (env) =>
       Effect.gen(function*() {
         const a = yield* numbers(env, "unsched")

@@ -196,7 +196,14 @@ for (const [kind, up] of stores) {
           [{ value: 2, priority: 1.5 }, "entries[1].priority"],
           [{ value: 2, timeout: 0 }, "entries[1].timeout"],
           [{ value: 2, backoff: { _tag: "Fixed", millis: -1 } }, "entries[1].backoff.millis"],
-          [{ value: 2, prority: 3 }, "entries[1].prority"]
+          [{ value: 2, prority: 3 }, "entries[1].prority"],
+          // Numbers at the edges of what an entry's usual options take at once (options.ts `usualSettings`).
+          [{ value: 2, delay: 10 * 366 * 24 * 3_600_000 }, "entries[1].delay"],
+          [{ value: 2, delay: Number.NaN }, "entries[1].delay"],
+          [{ value: 2, priority: 1_000_001 }, "entries[1].priority"],
+          [{ value: 2, priority: -1_000_001 }, "entries[1].priority"],
+          [{ value: 2, id: "ok2", priority: Number.NaN }, "entries[1].priority"],
+          [{ value: 2, id: "ok2", prority: undefined }, "entries[1].prority"]
         ]
         for (const [entry, field] of cases) {
           const error = yield* Effect.flip(

@@ -6,7 +6,8 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Schema from "effect/Schema"
-import type { Redis } from "ioredis"
+import * as Stream from "effect/Stream"
+import { Redis } from "ioredis"
 import { queueSettings } from "../../src/internal/durableQueue/options.js"
 import { escapeName, keysOf, makeStore } from "../../src/internal/durableQueue/redisStore.js"
 import * as DurableQueue from "../../src/redis/DurableQueue.js"
@@ -139,6 +140,60 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
       ),
     60_000
   )
+
+  it.live("Offered is published only once an events stream subscribed: none for offers before it, all after", () =>
+    withPrefix((prefix) =>
+      Effect.gen(function*() {
+        // A pattern subscription hears the channel but is not counted by PUBSUB NUMSUB: it sees all that is sent.
+        const spy = yield* Effect.acquireRelease(Effect.sync(() => new Redis()), (r) => Effect.promise(() => r.quit()))
+        const sent: Array<string> = []
+        spy.on("pmessage", (_pattern: string, _channel: string, message: string) => sent.push(...message.split("\n")))
+        yield* Effect.promise(() => spy.psubscribe(`${prefix}{jobs}:events`))
+        const queue = yield* queueOf(prefix)
+        yield* queue.offerAll([1, 2, 3].map((n) => ({ value: n, id: `before-${n}` })))
+        yield* queue.offer(4, { id: "before-4" })
+        const seen: Array<{ readonly id: string }> = []
+        yield* Effect.forkScoped(Stream.runForEach(queue.events, (event) => Effect.sync(() => seen.push(event))))
+        // Probes until the stream hears one: its subscription is then made, and every later offer must reach it.
+        let probes = 0
+        yield* eventually(Effect.suspend(() =>
+          seen.some((event) => event.id.startsWith("probe-"))
+            ? Effect.succeed(true)
+            : Effect.as(queue.offer(0, { id: `probe-${probes++}` }), false)
+        ))
+        yield* queue.offerAll([{ value: 5, id: "after-5" }, { value: 6, id: "after-6" }, { value: 7, id: "after-5" }])
+        yield* queue.offer(8, { id: "after-8" })
+        const offered = (events: ReadonlyArray<{ readonly id: string }>, start: string) =>
+          events.filter((event) => event.id.startsWith(start)).map((event) => event.id)
+        yield* eventually(Effect.sync(() => offered(seen, "after-").length === 3))
+        expect(offered(seen, "after-")).toEqual(["after-5", "after-6", "after-8"])
+        // One emitter publishes in order: had the "before" offers sent anything, the spy would have it by now.
+        yield* eventually(Effect.sync(() => sent.some((text) => text.includes("after-8"))))
+        expect(offered(sent.map((text) => JSON.parse(text) as { id: string }), "before-")).toEqual([])
+      }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
+    ))
+
+  it.live("single offers of concurrent callers share script calls, in call order, a repeated id queued once", () =>
+    withPrefix((prefix, raw) =>
+      Effect.gen(function*() {
+        const k = keysOf(prefix, "jobs")
+        const spy = yield* Effect.acquireRelease(Effect.sync(() => new Redis()), (r) => Effect.promise(() => r.quit()))
+        // Each offer script call publishes one wake-up: the count of calls.
+        const wakes: Array<string> = []
+        spy.on("message", (_channel: string, message: string) => wakes.push(message))
+        yield* Effect.promise(() => spy.subscribe(k.wake))
+        const queue = yield* queueOf(prefix)
+        const ids = Array.from({ length: 16 }, (_, i) => i === 9 ? "job-3" : `job-${i}`)
+        const returned = yield* Effect.forEach(ids, (id, i) => queue.offer(i, { id }), { concurrency: 16 })
+        expect(returned).toEqual(ids)
+        yield* Effect.promise(() => raw.publish(k.wake, "end"))
+        yield* eventually(Effect.sync(() => wakes.includes("end")))
+        // The first goes out alone; the others wait for it and go as one call (16 calls before).
+        expect(wakes.length - 1).toBeLessThanOrEqual(4)
+        const queued = yield* Effect.promise(() => raw.lrange(k.waiting, 0, -1))
+        expect(queued).toEqual(ids.filter((_, i) => i !== 9))
+      }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
+    ))
 
   it.live("a prefix that is not a string fails with OptionError", () =>
     Effect.gen(function*() {

@@ -784,13 +784,25 @@ const makeRun = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["run"] => (ha
       )
   )
 
-/** One offer's job for the store: its options resolved (options.ts `offerSettings`/`offerEntries`), its value encoded. */
+/** One offer's job for the store: its settings resolved (options.ts `offerSettings`/`offerEntries`) and its payload. */
+const jobOf = (settings: OfferSettings, payload: string): OfferedJob => ({
+  id: settings.id,
+  custom: settings.custom,
+  delayMillis: settings.delayMillis,
+  priority: settings.priority,
+  options: settings.options,
+  payload
+})
+
+/** One offer's job, its value encoded: at once when the schema allows (`encodeNow`), else as an Effect. */
 const offeredJob = <A>(
   parts: Parts<A>,
   value: A,
   settings: OfferSettings
-): Effect.Effect<OfferedJob, DurableQueueError> =>
-  Effect.map(
+): Effect.Effect<OfferedJob, DurableQueueError> => {
+  const payload = parts.codec.encodeNow(value)
+  if (payload !== undefined) return Effect.succeed(jobOf(settings, payload))
+  return Effect.map(
     Effect.mapError(
       parts.codec.encode(value),
       (cause) =>
@@ -802,17 +814,21 @@ const offeredJob = <A>(
           cause
         })
     ),
-    (payload) => ({ ...settings, payload })
+    (payload) => jobOf(settings, payload)
   )
+}
 
-/** Hands jobs to the store, then sends their "Offered" events and wakes this instance's fetcher. */
+/**
+ * Hands jobs to the store, then sends their "Offered" events (unless the store saw no subscriber as it wrote
+ * them, see `Store.offer`) and wakes this instance's fetcher.
+ */
 const handOver = <A>(parts: Parts<A>, jobs: ReadonlyArray<OfferedJob>): Effect.Effect<void, DurableQueueError> =>
-  Effect.zipRight(
+  Effect.flatMap(
     Effect.mapError(parts.store.offer(jobs), (cause) => parts.failed(cause)),
-    Effect.suspend(() => {
-      for (const job of jobs) parts.emitter.emit("Offered", job.id)
+    (heard) => {
+      if (heard !== false) { for (const job of jobs) parts.emitter.emit("Offered", job.id) }
       return parts.feed.offered.open
-    })
+    }
   )
 
 const makeOffer = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["offer"] => (value, offerOptions) =>
@@ -824,24 +840,38 @@ const makeOffer = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["offer"] =>
 /**
  * `offerAll`: every entry checked (as `offer` checks its options) and encoded before the store is called, so a
  * hostile entry fails the call with nothing written; of entries sharing an id the first is queued (every entry's
- * id is returned); one store call.
+ * id is returned); one store call. A plain loop: an entry whose value encodes at once (`encodeNow`, the usual
+ * case) costs no Effect; the first that does not (a failure, for its error; an asynchronous schema) and those
+ * after it are encoded as Effects.
  */
 const offerBatch = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["offerAll"] => (entries) =>
-  Effect.gen(function*() {
-    const checked = yield* offerEntries(entries)
+  Effect.flatMap(offerEntries(entries), (checked) => {
     const ids: Array<string> = []
     const jobs: Array<OfferedJob> = []
     const seen = new Set<string>()
-    for (const entry of checked) {
-      const job = yield* offeredJob(parts, entry.value as A, entry.settings)
+    const add = (job: OfferedJob) => {
       ids.push(job.id)
       if (!seen.has(job.id)) {
         seen.add(job.id)
         jobs.push(job)
       }
     }
-    if (jobs.length > 0) yield* handOver(parts, jobs)
-    return ids
+    let i = 0
+    for (; i < checked.length; i++) {
+      const { settings, value } = checked[i]!
+      const payload = parts.codec.encodeNow(value as A)
+      if (payload === undefined) break
+      add(jobOf(settings, payload))
+    }
+    const rest = i === checked.length ? Effect.void : Effect.forEach(
+      checked.slice(i),
+      ({ settings, value }) => Effect.map(offeredJob(parts, value as A, settings), add),
+      { discard: true }
+    )
+    return Effect.as(
+      Effect.zipRight(rest, Effect.suspend(() => jobs.length > 0 ? handOver(parts, jobs) : Effect.void)),
+      ids
+    )
   })
 
 const deadLetterReport = <A>({ codec, failed, store }: Parts<A>) =>

@@ -78,6 +78,12 @@ const tooDeep = (text: string): boolean => {
 /** @internal */
 export interface Codec<A> {
   readonly encode: (value: A) => Effect.Effect<string, ParseResult.ParseError | Error>
+  /**
+   * The JSON text of `value` when the synchronous path gives it, else undefined (a schema with asynchronous
+   * parts, or a value that fails: `encode` then gives the text or the error). No Effect: a bulk offer encodes
+   * each entry with this, and an Effect per entry was a third of `offerAll`'s CPU per job (issue #16).
+   */
+  readonly encodeNow: (value: A) => string | undefined
   readonly decode: (payload: string) => Effect.Effect<A, ParseResult.ParseError | Error>
 }
 
@@ -89,19 +95,31 @@ export const codec = <A, I>(schema: Schema.Schema<A, I>): Codec<A> => {
   // schema with asynchronous parts fails there and is run as an Effect instead, as is any failure (for its error).
   const encodeSync = Schema.encodeEither(schema)
   const decodeSync = Schema.decodeUnknownEither(schema)
+  // `notJson` first: what it lets through is plain data that `JSON.stringify` writes without throwing.
   const stringify = (encoded: unknown): Effect.Effect<string, Error> => {
     const why = notJson(encoded)
     if (why !== undefined) return Effect.fail(new Error(`its encoded form is not plain JSON: ${why}`))
-    return Effect.try({
-      try: () => JSON.stringify(encoded),
-      catch: (cause) => cause instanceof Error ? cause : new Error(String(cause))
-    })
+    try {
+      return Effect.succeed(JSON.stringify(encoded))
+    } catch (cause) {
+      return Effect.fail(cause instanceof Error ? cause : new Error(String(cause)))
+    }
+  }
+  const encodeNow = (value: A): string | undefined => {
+    const encoded = encodeSync(value)
+    if (Either.isLeft(encoded) || notJson(encoded.right) !== undefined) return undefined
+    try {
+      return JSON.stringify(encoded.right)
+    } catch {
+      return undefined
+    }
   }
   return {
     encode: (value) => {
       const encoded = encodeSync(value)
       return Either.isRight(encoded) ? stringify(encoded.right) : Effect.flatMap(encode(value), stringify)
     },
+    encodeNow,
     decode: (payload) => {
       if (payload.length > MAX_DEPTH && tooDeep(payload)) {
         return Effect.fail(new Error(`its stored text is nested deeper than ${MAX_DEPTH} levels`))

@@ -110,6 +110,53 @@ const offerSpec = (job: OfferedJob): string => {
     : `${job.custom ? 1 : 0} ${delay} ${rank} ${job.options ?? ""}`
 }
 
+/** The offer script's arguments: a loop, not `flatMap`'s array of three per job. */
+const offerArgs = (jobs: ReadonlyArray<OfferedJob>): Array<string> => {
+  const args: Array<string> = []
+  for (const job of jobs) args.push(job.id, job.payload, offerSpec(job))
+  return args
+}
+
+/** Single offers sent in one script call at most (the rest wait for the next). */
+const MAX_COALESCED = 1_000
+
+/**
+ * Single offers (`offer`) of concurrent callers: sent at once while no call of them is out, else gathered and sent
+ * as ONE script call when it returns (their order kept; the script keeps the first of a repeated id, as calls in
+ * that order would). Each call repeats the queue's 12 keys and runs the script's fixed work (its clock, the wake-up,
+ * the subscriber count): an offer a call cost 44-77 µs of CPU at 16 in flight. Every caller gets its call's reply.
+ */
+const coalesce = (
+  send: (jobs: ReadonlyArray<OfferedJob>) => Promise<unknown>
+): (job: OfferedJob) => Effect.Effect<unknown, unknown> => {
+  let pending: Array<{ readonly job: OfferedJob; readonly resume: (effect: Effect.Effect<unknown, unknown>) => void }> =
+    []
+  let out = false
+  const flush = (): void => {
+    const batch = pending.length <= MAX_COALESCED ? pending : pending.slice(0, MAX_COALESCED)
+    pending = pending.length <= MAX_COALESCED ? [] : pending.slice(MAX_COALESCED)
+    out = true
+    const settle = (effect: Effect.Effect<unknown, unknown>) => {
+      for (const waiting of batch) waiting.resume(effect)
+      out = false
+      if (pending.length > 0) flush()
+    }
+    let sent: Promise<unknown>
+    try {
+      sent = send(batch.map((waiting) => waiting.job))
+    } catch (error) {
+      sent = Promise.reject(error)
+    }
+    sent.then((reply) => settle(Effect.succeed(reply)), (error) => settle(Effect.fail(error)))
+  }
+  // An interrupted caller's job may still be written (as a command already sent would be).
+  return (job) =>
+    Effect.async((resume) => {
+      pending.push({ job, resume })
+      if (!out) flush()
+    })
+}
+
 /** @internal */
 export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings): Store => {
   const k = keysOf(prefix, settings.name)
@@ -122,6 +169,9 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
     return (...args: Array<string | number>) => Effect.tryPromise(() => command(...keyArgs, ...args))
   }
   const offer = call("ewDqOffer", scripts.offer)
+  const offerCommand = defineScript(redis, "ewDqOffer", scripts.offer.lua, scripts.offer.keys.length)
+  const offerKeys = scripts.offer.keys.map((key) => k[key])
+  const single = coalesce((jobs) => offerCommand(...offerKeys, ...offerArgs(jobs)))
   const lease = call("ewDqLease", scripts.lease)
   const refresh = call("ewDqRefresh", scripts.refresh)
   const settle = call("ewDqSettle", scripts.settle)
@@ -149,8 +199,12 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
     maxBatch: MAX_BATCH,
     wakeSpacingMillis: 0,
     ready: Effect.never,
+    // The script's reply: how many subscribe to the queue's events (see the script).
     offer: (jobs: ReadonlyArray<OfferedJob>) =>
-      Effect.asVoid(offer(...jobs.flatMap((job) => [job.id, job.payload, offerSpec(job)]))),
+      Effect.map(
+        jobs.length === 1 ? single(jobs[0]!) : offer(...offerArgs(jobs)),
+        (subscribers) => subscribers !== 0
+      ),
     lease: (max) =>
       Effect.map(lease(token, settings.leaseMillis, max, recordTtl), (reply) => {
         const flat = reply as Array<string | number | null>

@@ -162,9 +162,12 @@ export interface Store {
   readonly settleLingerMillis?: number | undefined
   /**
    * Keeps the jobs, skipping ids already known (waiting, delayed, leased, done, dead or cancelled); a delayed job is
-   * not leased before its time. Several jobs (`offerAll`) are written all or nothing.
+   * not leased before its time. Several jobs (`offerAll`) are written all or nothing. May return whether the
+   * queue's events had a subscriber in any process when the jobs were written (Redis: `PUBSUB NUMSUB` in the offer
+   * script, atomic with the write): false, and the core sends no "Offered" for them. Nothing: the bus decides
+   * (`EventBus.listening`).
    */
-  readonly offer: (jobs: ReadonlyArray<OfferedJob>) => Effect.Effect<void, unknown>
+  readonly offer: (jobs: ReadonlyArray<OfferedJob>) => Effect.Effect<boolean | void, unknown>
   /**
    * Leases up to `max` ready jobs (delay passed), highest priority first, then offer order, for `leaseMillis`,
    * counting an attempt on each; nothing while paused. Jobs whose lease expired are ready again (their runner
