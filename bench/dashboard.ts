@@ -15,9 +15,11 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { Redis } from "ioredis"
 import { randomUUID } from "node:crypto"
 import * as os from "node:os"
+import * as DashboardNode from "../src/DashboardNode.js"
 import type * as Api from "../src/DurableQueue.js"
 import * as RedisDurableQueue from "../src/redis/DurableQueue.js"
 import * as RedisClient from "../src/redis/RedisClient.js"
@@ -32,7 +34,17 @@ const CONCURRENCY = 16
 const schema = Schema.Struct({ n: Schema.Number })
 const STATES: ReadonlyArray<Api.JobState> = ["waiting", "delayed", "running", "done", "dead", "cancelled"]
 
-type Variant = "alone" | "watched" | "listing" | "no settled index"
+type Variant =
+  | "alone"
+  | "watched"
+  | "listing"
+  | "no settled index"
+  | "events"
+  | "reads"
+  | "unwatched"
+
+/** `--parts`: the dashboard's parts one by one (what each costs the queue), instead of the listing rows. */
+const PARTS = flag("parts")
 
 const PgLayer = PgClient.layer({ host: "127.0.0.1", port: 5432, database: "test", username: "postgres" })
 
@@ -43,6 +55,21 @@ const listHard = <A>(queue: Api.DurableQueue<A>) =>
     Effect.sleep("50 millis")
   )))
 
+/** Follows the queue's job events and only counts them: the subscriber's receive and decode, nothing else. */
+const followEvents = <A>(queue: Api.DurableQueue<A>) =>
+  Effect.forkScoped(Stream.runForEach(queue.events, () => Effect.sync(() => void eventsSeen++)))
+let eventsSeen = 0
+
+/** What the sampler read at each sample of a watched dashboard woken by events (every 200 ms): counts, six lists. */
+const readLikeSampler = <A>(queue: Api.DurableQueue<A>) =>
+  Effect.forkScoped(Effect.forever(Effect.zipRight(
+    Effect.zipRight(
+      queue.counts,
+      Effect.forEach(STATES, (state) => queue.jobs(state, { limit: 20 }), { concurrency: "unbounded", discard: true })
+    ),
+    Effect.sleep("200 millis")
+  )))
+
 const round = (
   queue: Api.DurableQueue<{ readonly n: number }>,
   variant: Variant
@@ -50,6 +77,9 @@ const round = (
   Effect.gen(function*() {
     if (variant === "watched") yield* attachDashboard(queue)
     if (variant === "listing") yield* listHard(queue)
+    if (variant === "events") yield* followEvents(queue)
+    if (variant === "reads") yield* readLikeSampler(queue)
+    if (variant === "unwatched") yield* DashboardNode.serve({ queues: [queue], readOnly: true })
     return yield* queueRound(
       JOBS,
       CONCURRENCY,
@@ -90,7 +120,9 @@ const onPg = (variant: Variant): Promise<Round> => {
 const main = async () => {
   const raw = new Redis({ host: "127.0.0.1", port: 6379 })
   const fmt = (x: number) => Math.round(x).toLocaleString("en-US")
-  const variants: ReadonlyArray<Variant> = PG
+  const variants: ReadonlyArray<Variant> = PARTS
+    ? ["alone", "events", "reads", "unwatched", "watched"]
+    : PG
     ? ["alone", "watched", "listing", "no settled index"]
     : ["alone", "watched", "listing"]
   console.log(
@@ -107,7 +139,10 @@ const main = async () => {
     alone: "alone",
     watched: "dashboard + 1 SSE client",
     listing: "jobs() of 6 states every 50 ms",
-    "no settled index": "alone, without the settled index"
+    "no settled index": "alone, without the settled index",
+    events: "events followed (receive + decode only)",
+    reads: "counts + 6 lists every 200 ms",
+    unwatched: "dashboard, no browser"
   }
   console.log(`\n| DurableQueue (${PG ? "PostgreSQL" : "Redis"}) | add jobs/s | process jobs/s | rounds (process) |`)
   console.log("|---|---:|---:|---|")
