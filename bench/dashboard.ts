@@ -7,7 +7,11 @@
  * each acknowledgement. Rounds interleaved, medians and ratios printed. Not part of `npm run bench`'s peer
  * comparisons: the peers are in bench/distributed.ts.
  *
- *   npx tsx bench/dashboard.ts [--pg] [--jobs 10000] [--rounds 5]
+ * `--parts` measures the parts one by one instead (job events followed, the sampler's store reads at 5 a second,
+ * a dashboard nobody watches, the whole), `--pair` only alone against the whole. A CPU µs/job column (the
+ * process's, the whole round) is steadier than jobs/s on a shared machine.
+ *
+ *   npx tsx bench/dashboard.ts [--pg] [--parts | --pair] [--jobs 10000] [--rounds 5]
  */
 import { PgClient } from "@effect/sql-pg"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -45,6 +49,8 @@ type Variant =
 
 /** `--parts`: the dashboard's parts one by one (what each costs the queue), instead of the listing rows. */
 const PARTS = flag("parts")
+/** `--pair`: ours alone against ours with a dashboard and one SSE client, nothing else (more rounds in the time). */
+const PAIR = flag("pair")
 
 const PgLayer = PgClient.layer({ host: "127.0.0.1", port: 5432, database: "test", username: "postgres" })
 
@@ -122,6 +128,8 @@ const main = async () => {
   const fmt = (x: number) => Math.round(x).toLocaleString("en-US")
   const variants: ReadonlyArray<Variant> = PARTS
     ? ["alone", "events", "reads", "unwatched", "watched"]
+    : PAIR
+    ? ["alone", "watched"]
     : PG
     ? ["alone", "watched", "listing", "no settled index"]
     : ["alone", "watched", "listing"]
@@ -131,9 +139,16 @@ const main = async () => {
     } jobs, concurrency ${CONCURRENCY}, median of ${ROUNDS} interleaved rounds`
   )
   console.log(`node ${process.version}, ${os.cpus().length} CPUs (nproc), load ${os.loadavg()[0]!.toFixed(1)}`)
-  const rounds = new Map<Variant, Array<Round>>(variants.map((v) => [v, []]))
+  const rounds = new Map<Variant, Array<Round & { readonly cpu: number }>>(variants.map((v) => [v, []]))
   for (let r = 0; r < ROUNDS; r++) {
-    for (const variant of variants) rounds.get(variant)!.push(await (PG ? onPg(variant) : onRedis(raw, variant)))
+    for (const variant of variants) {
+      // The process's CPU per job over the whole round (offers, processing, the dashboard and its client): steadier
+      // than jobs/s on a shared machine, and what the dashboard adds to the queue's process.
+      const cpu = process.cpuUsage()
+      const round = await (PG ? onPg(variant) : onRedis(raw, variant))
+      const used = process.cpuUsage(cpu)
+      rounds.get(variant)!.push({ ...round, cpu: (used.user + used.system) / JOBS })
+    }
   }
   const labels: Record<Variant, string> = {
     alone: "alone",
@@ -144,19 +159,30 @@ const main = async () => {
     reads: "counts + 6 lists every 200 ms",
     unwatched: "dashboard, no browser"
   }
-  console.log(`\n| DurableQueue (${PG ? "PostgreSQL" : "Redis"}) | add jobs/s | process jobs/s | rounds (process) |`)
-  console.log("|---|---:|---:|---|")
+  console.log(
+    `\n| DurableQueue (${PG ? "PostgreSQL" : "Redis"}) | add jobs/s | process jobs/s | CPU µs/job | rounds (process) |`
+  )
+  console.log("|---|---:|---:|---:|---|")
   for (const [variant, xs] of rounds) {
     console.log(
       `| ${labels[variant]} | ${fmt(median(xs.map((x) => x.add)))} | ${fmt(median(xs.map((x) => x.process)))} | ${
-        xs.map((x) => fmt(x.process)).join(", ")
-      } |`
+        median(xs.map((x) => x.cpu)).toFixed(1)
+      } | ${xs.map((x) => fmt(x.process)).join(", ")} |`
     )
   }
-  const base = median(rounds.get("alone")!.map((x) => x.process))
+  // The ratio of each interleaved pair (round r of a variant against round r of alone), then their median: a
+  // round disturbed by another session's burst moves one ratio, not the median.
+  const alone = rounds.get("alone")!
   for (const variant of variants.slice(1)) {
-    const ratio = median(rounds.get(variant)!.map((x) => x.process)) / base
-    console.log(`${labels[variant]} / alone: process ${ratio.toFixed(2)}x`)
+    const xs = rounds.get(variant)!
+    const ratios = xs.map((x, r) => x.process / alone[r]!.process)
+    console.log(
+      `${labels[variant]} / alone: process ${
+        (median(xs.map((x) => x.process)) / median(alone.map((x) => x.process))).toFixed(2)
+      }x of medians, paired median ${median(ratios).toFixed(2)}x (${
+        ratios.map((x) => x.toFixed(2)).join(", ")
+      }), CPU +${(median(xs.map((x) => x.cpu)) - median(alone.map((x) => x.cpu))).toFixed(1)} µs/job`
+    )
   }
   console.log(`load at the end ${os.loadavg()[0]!.toFixed(1)}`)
   await raw.quit()
