@@ -71,7 +71,7 @@ describe("Dashboard", () => {
       expect(listedOne).toBeGreaterThan(0)
       expect(listedTen).toBeLessThan(listedOne * 3 + 3)
       expect(yield* dashboard.clients).toBeLessThanOrEqual(10)
-      // About 5 to 10 reads a second (100 ms interval plus 200 ms spacing at most); never one per browser.
+      // About 10 reads a second (one per 100 ms interval); never one per browser.
       expect(one).toBeGreaterThan(0)
       expect(ten).toBeLessThan(one * 3 + 3)
     }).pipe(Effect.scoped))
