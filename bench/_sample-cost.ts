@@ -37,7 +37,7 @@ const measure = (queue: DurableQueue.DurableQueue<number>) =>
       actions: false,
       readOnly: true,
       intervalMillis: 3_600_000,
-      modules: true,
+      modules: !flag("no-modules"),
       processMemory: undefined
     })
     const times: Array<number> = []
