@@ -128,6 +128,32 @@ describe("Dashboard", () => {
       expect(Math.round(q.chart.reduce((a, b) => a + b, 0))).toBeGreaterThanOrEqual(jobs - 60)
     }).pipe(Effect.scoped))
 
+  it.live("jobs run by another process are counted in the rates from the store's counts", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({ name: "run-here", schema: Schema.Number, maxAttempts: 1 })
+      // The dashboard's queue has a name no counter of this process carries: as if its jobs ran elsewhere.
+      const elsewhere = { ...queue, name: "run-elsewhere" }
+      const { url } = yield* DashboardNode.serve({ queues: [elsewhere], interval: "100 millis" })
+      const clients = yield* Effect.promise(() => connect(url, 1))
+      yield* queue.offerAll(Array.from({ length: 40 }, (_, n) => ({ value: n })))
+      yield* Effect.forkScoped(queue.run((n) => n < 30 ? Effect.void : Effect.fail("no")))
+      interface Rates {
+        readonly queues: ReadonlyArray<{ readonly perMinute: Record<"offered" | "completed" | "dead", number> }>
+      }
+      const state = () =>
+        Effect.promise(async () => ((await (await fetch(`${url}api/state`)).json()) as Rates).queues[0]!.perMinute)
+      let rates = yield* state()
+      for (let i = 0; i < 100 && !(rates.completed === 30 && rates.dead === 10); i++) {
+        yield* Effect.sleep("50 millis")
+        rates = yield* state()
+      }
+      clients.close()
+      expect(rates).toMatchObject({ completed: 30, dead: 10 })
+      // Offered: what the store's counts grew by, at least (the jobs offered between two samples and finished).
+      expect(rates.offered).toBeGreaterThan(0)
+      expect(rates.offered).toBeLessThanOrEqual(40)
+    }).pipe(Effect.scoped))
+
   it.live("JobRunner runs of the process and modules with metrics appear in the snapshot", () =>
     Effect.gen(function*() {
       const runner = JobRunner.make({
