@@ -6,6 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import * as Dashboard from "../src/Dashboard.js"
 import * as DashboardNode from "../src/DashboardNode.js"
 import * as DurableQueue from "../src/DurableQueue.js"
@@ -70,9 +71,87 @@ describe("Dashboard", () => {
       expect(listedOne).toBeGreaterThan(0)
       expect(listedTen).toBeLessThan(listedOne * 3 + 3)
       expect(yield* dashboard.clients).toBeLessThanOrEqual(10)
-      // About 5 to 10 reads a second (100 ms interval plus 200 ms spacing at most); never one per browser.
+      // About 10 reads a second (one per 100 ms interval); never one per browser.
       expect(one).toBeGreaterThan(0)
       expect(ten).toBeLessThan(one * 3 + 3)
+    }).pipe(Effect.scoped))
+
+  it.live("the stores are read once per interval however many jobs run and browsers watch; no job events followed", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({ name: "sampled-once", schema: Schema.Number })
+      let reads = 0
+      let subscriptions = 0
+      const counted = {
+        ...queue,
+        counts: Effect.tap(queue.counts, () => Effect.sync(() => void reads++)),
+        events: Stream.unwrap(Effect.sync(() => {
+          subscriptions++
+          return queue.events
+        }))
+      }
+      const jobs = 3_000
+      yield* queue.offerAll(Array.from({ length: jobs }, (_, n) => ({ value: n })))
+      const { url } = yield* DashboardNode.serve({ queues: [counted], interval: "1 second" })
+      const clients = yield* Effect.promise(() => connect(url, 3))
+      // Jobs finish all along the window (a few thousand a second on this memory queue, each one event or more).
+      yield* Effect.forkScoped(queue.run(() => Effect.sleep("1 millis"), { concurrency: 4 }))
+      const before = reads
+      const started = Date.now()
+      yield* Effect.sleep("3 seconds")
+      const window = Date.now() - started
+      const read = reads - before
+      clients.close()
+      // One read per interval (and the first browser's): with the sampler woken by job events it was one per
+      // 200 ms, 15 in this window.
+      expect(read).toBeGreaterThan(0)
+      expect(read).toBeLessThanOrEqual(Math.floor(window / 1000) + 2)
+      expect(subscriptions).toBe(0)
+      // The rates still count every job: this process's counters and the store's done count, once per sample.
+      interface Rates {
+        readonly queues: ReadonlyArray<
+          {
+            readonly counts: DurableQueue.Counts
+            readonly perMinute: { readonly completed: number }
+            readonly chart: ReadonlyArray<number>
+          }
+        >
+      }
+      const state = () =>
+        Effect.promise(async () => ((await (await fetch(`${url}api/state`)).json()) as Rates).queues[0]!)
+      let q = yield* state()
+      for (let i = 0; i < 100 && !(q.counts.done === jobs && q.perMinute.completed === jobs); i++) {
+        yield* Effect.sleep("100 millis")
+        q = yield* state()
+      }
+      expect(q.counts.done).toBe(jobs)
+      expect(q.perMinute.completed).toBe(jobs)
+      expect(Math.round(q.chart.reduce((a, b) => a + b, 0))).toBeGreaterThanOrEqual(jobs - 60)
+    }).pipe(Effect.scoped))
+
+  it.live("jobs run by another process are counted in the rates from the store's counts", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({ name: "run-here", schema: Schema.Number, maxAttempts: 1 })
+      // The dashboard's queue has a name no counter of this process carries: as if its jobs ran elsewhere.
+      const elsewhere = { ...queue, name: "run-elsewhere" }
+      const { url } = yield* DashboardNode.serve({ queues: [elsewhere], interval: "100 millis" })
+      const clients = yield* Effect.promise(() => connect(url, 1))
+      yield* queue.offerAll(Array.from({ length: 40 }, (_, n) => ({ value: n })))
+      yield* Effect.forkScoped(queue.run((n) => n < 30 ? Effect.void : Effect.fail("no")))
+      interface Rates {
+        readonly queues: ReadonlyArray<{ readonly perMinute: Record<"offered" | "completed" | "dead", number> }>
+      }
+      const state = () =>
+        Effect.promise(async () => ((await (await fetch(`${url}api/state`)).json()) as Rates).queues[0]!.perMinute)
+      let rates = yield* state()
+      for (let i = 0; i < 100 && !(rates.completed === 30 && rates.dead === 10); i++) {
+        yield* Effect.sleep("50 millis")
+        rates = yield* state()
+      }
+      clients.close()
+      expect(rates).toMatchObject({ completed: 30, dead: 10 })
+      // Offered: what the store's counts grew by, at least (the jobs offered between two samples and finished).
+      expect(rates.offered).toBeGreaterThan(0)
+      expect(rates.offered).toBeLessThanOrEqual(40)
     }).pipe(Effect.scoped))
 
   it.live("JobRunner runs of the process and modules with metrics appear in the snapshot", () =>

@@ -145,8 +145,8 @@ export const APP_JS = `"use strict";
       el("div", { class: "counts" }, ["waiting", "delayed", "running", "done", "dead"].map(count),
         el("div", { class: "count", "data-count": "oldest", title: "how long the oldest waiting job has waited" },
           el("b", {}, c ? age(c.oldestWaitingMillis) : "–"), el("span", {}, "oldest waiting"))),
-      el("div", { class: "muted" }, "last minute: ", fmt(q.perMinute.offered), " offered, ", fmt(q.perMinute.completed), " done, ",
-        fmt(q.perMinute.failed), " failed attempts, ", fmt(q.perMinute.dead), " dead letters (from job events)"),
+      el("div", { class: "muted", title: "sampled once per interval: the larger of what this process did and what the store's counts grew by" }, "last minute: ", fmt(q.perMinute.offered), " offered, ", fmt(q.perMinute.completed), " done, ",
+        fmt(q.perMinute.failed), " failed attempts, ", fmt(q.perMinute.dead), " dead letters"),
       chart(q.chart),
       actions ? el("div", { class: "actions" },
         c && c.paused ? button("Resume", { queue: key, action: "resume" }, "resume " + q.name) : button("Pause", { queue: key, action: "pause" }, "pause " + q.name),
@@ -159,14 +159,7 @@ export const APP_JS = `"use strict";
           q.dead.slice(0, 10).map((d) => el("tr", { "data-job": d.id }, el("td", { title: d.id }, d.id), el("td", {}, d.attempts), el("td", { class: "wrap error" }, d.lastError),
             actions ? el("td", {}, button("Retry", { queue: key, action: "retry", id: d.id }, "retry " + d.id)) : null)))
         : el("div", { class: "muted" }, q.dead ? "none" : "not read yet"),
-      c && q.dead && c.dead > Math.min(10, q.dead.length) ? el("div", { class: "muted" }, "showing " + Math.min(10, q.dead.length) + " of " + fmt(c.dead)) : null,
-      el("h3", {}, "recent jobs (seen in events since the dashboard started)"),
-      q.jobs.length > 0
-        ? el("table", { class: "jobs" }, el("tr", {}, el("th", {}, "id"), el("th", {}, "state"), el("th", {}, "attempt"), el("th", {}, "progress"), el("th", {}, "last error"), actions ? el("th", {}, "") : null),
-          q.jobs.slice(0, 15).map((j) => el("tr", { "data-job": j.id, "data-state": j.state }, el("td", { title: j.id }, j.id), el("td", {}, j.state), el("td", {}, j.attempt ?? ""),
-            el("td", { title: j.progress || "" }, j.progress || ""), el("td", { class: "error", title: j.error || "" }, j.error || ""),
-            actions ? el("td", {}, j.state === "waiting" || j.state === "running" || j.state === "retrying" ? button("Cancel", { queue: key, action: "cancel", id: j.id }, "cancel " + j.id) : null) : null)))
-        : el("div", { class: "muted" }, "none yet"));
+      c && q.dead && c.dead > Math.min(10, q.dead.length) ? el("div", { class: "muted" }, "showing " + Math.min(10, q.dead.length) + " of " + fmt(c.dead)) : null);
   };
 
   // The jobs of one state (the first page, read by the server's one sampler), chosen by a tab.

@@ -86,7 +86,7 @@ const events = (settings: RouteSettings): Effect.Effect<HttpServerResponse.HttpS
   const body = Stream.unwrapScoped(Effect.gen(function*() {
     const subscription = yield* PubSub.subscribe(sampler.hub)
     yield* Effect.acquireRelease(Effect.sync(() => sampler.clients++), () => Effect.sync(() => sampler.clients--))
-    sampler.poke()
+    // The latest snapshot if it is fresh (read less than an interval ago for another browser), else a new one.
     const first = yield* sampler.current
     const snapshots = Stream.concat(Stream.make(first), Stream.fromQueue(subscription)).pipe(
       Stream.map((json) => `event: state\ndata: ${json}\n\n`)
