@@ -138,7 +138,8 @@ describe("DurableQueue.memory", () => {
     queue: DurableQueue.DurableQueue<number>,
     handler: (n: number, job: DurableQueue.Job) => Effect.Effect<X, unknown>,
     limit: number,
-    step = 20
+    step = 20,
+    from = 0
   ) =>
     Effect.gen(function*() {
       let startedAt: number | undefined
@@ -149,7 +150,11 @@ describe("DurableQueue.memory", () => {
           handler(n, job)
         )
       ))
-      for (let elapsed = 0; elapsed <= limit && startedAt === undefined; elapsed += step) {
+      // `from` is skipped in one adjustment: a job due before it starts at `from`, below the caller's lower bound
+      // (which `from` stays under), so an early start still fails. Stepping all the way cost ~8 ms of CPU per
+      // 20 ms step: 2.8 s for the capped-backoff case on the idle machine, 6.2 s at load 12.
+      if (from > 0) yield* TestClock.adjust(from)
+      for (let elapsed = from; elapsed <= limit && startedAt === undefined; elapsed += step) {
         yield* TestClock.adjust(step)
         for (let i = 0; i < 5; i++) {
           yield* Effect.yieldNow()
@@ -171,13 +176,13 @@ describe("DurableQueue.memory", () => {
       yield* queue.offer(1, { id: "flaky" })
       yield* queue.take(() => Effect.fail("first"))
       expect(yield* queue.counts).toMatchObject({ waiting: 0, delayed: 1, running: 0, dead: 0, paused: false })
-      const second = yield* takenAfter(queue, () => Effect.fail("second"), 3_000)
+      const second = yield* takenAfter(queue, () => Effect.fail("second"), 3_000, 20, 780)
       expect(second).toBeGreaterThanOrEqual(800)
       expect(second).toBeLessThanOrEqual(1_240)
-      const third = yield* takenAfter(queue, () => Effect.fail("third"), 5_000)
+      const third = yield* takenAfter(queue, () => Effect.fail("third"), 5_000, 20, 1_580)
       expect(third).toBeGreaterThanOrEqual(1_600)
       expect(third).toBeLessThanOrEqual(2_440)
-      const fourth = yield* takenAfter(queue, () => Effect.fail("fourth"), 10_000, 50)
+      const fourth = yield* takenAfter(queue, () => Effect.fail("fourth"), 10_000, 50, 3_150)
       expect(fourth).toBeGreaterThanOrEqual(3_200)
       expect(fourth).toBeLessThanOrEqual(4_900)
       expect((yield* queue.deadLetters).map((letter) => letter.attempts)).toEqual([4])
@@ -236,7 +241,7 @@ describe("DurableQueue.memory", () => {
       yield* queue.take(() => Effect.fail("1"))
       // 1 s, then 10 s capped to 3 s, twice (within a poll and a test step of 20 ms).
       for (const [attempt, delay] of [[2, 1_000], [3, 3_000], [4, 3_000]] as const) {
-        const after = yield* takenAfter(queue, () => Effect.fail(`${attempt}`), 5_000)
+        const after = yield* takenAfter(queue, () => Effect.fail(`${attempt}`), 5_000, 20, delay - 100)
         expect(after).toBeGreaterThanOrEqual(delay)
         expect(after).toBeLessThanOrEqual(delay + 40)
       }
