@@ -1,7 +1,7 @@
 /**
  * `DurableQueue.memory` where TestClock is the point: `run`'s graceful shutdown, the lease, a waiting taker at
  * scope close; and its encoding. The contract (offer by id, attempts, dead letters, interruption, …) runs on the
- * memory store with every other store in test/DurableQueue.contract.test.ts.
+ * memory store with every other store in test/helpers/durableContract.ts.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
