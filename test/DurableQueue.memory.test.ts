@@ -151,8 +151,7 @@ describe("DurableQueue.memory", () => {
         )
       ))
       // `from` is skipped in one adjustment: a job due before it starts at `from`, below the caller's lower bound
-      // (which `from` stays under), so an early start still fails. Stepping all the way cost ~8 ms of CPU per
-      // 20 ms step: 2.8 s for the capped-backoff case on the idle machine, 6.2 s at load 12.
+      // (which `from` stays under), so an early start still fails.
       if (from > 0) yield* TestClock.adjust(from)
       for (let elapsed = from; elapsed <= limit && startedAt === undefined; elapsed += step) {
         yield* TestClock.adjust(step)
@@ -171,7 +170,10 @@ describe("DurableQueue.memory", () => {
         name: "jobs",
         schema: Schema.Number,
         maxAttempts: 4,
-        pollInterval: "20 millis"
+        // A minute: the retry starts at its due time, not at a poll (the bounds below hold it to that), and the
+        // TestClock does not wake a 20 ms poll ~150 times per simulated 3 s (1.8 s of this case, 1.7 s of the next
+        // at load 7; 0.2 s and under with this).
+        pollInterval: "1 minute"
       })
       yield* queue.offer(1, { id: "flaky" })
       yield* queue.take(() => Effect.fail("first"))
@@ -234,12 +236,13 @@ describe("DurableQueue.memory", () => {
         name: "jobs",
         schema: Schema.Number,
         maxAttempts: 5,
-        pollInterval: "20 millis",
+        // A minute, as above: the retry starts at its due time.
+        pollInterval: "1 minute",
         backoff
       })
       yield* queue.offer(1)
       yield* queue.take(() => Effect.fail("1"))
-      // 1 s, then 10 s capped to 3 s, twice (within a poll and a test step of 20 ms).
+      // 1 s, then 10 s capped to 3 s, twice (within a test step of 20 ms).
       for (const [attempt, delay] of [[2, 1_000], [3, 3_000], [4, 3_000]] as const) {
         const after = yield* takenAfter(queue, () => Effect.fail(`${attempt}`), 5_000, 20, delay - 100)
         expect(after).toBeGreaterThanOrEqual(delay)
