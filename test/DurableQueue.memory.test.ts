@@ -1,7 +1,7 @@
 /**
  * `DurableQueue.memory` where TestClock is the point: `run`'s graceful shutdown, the lease, a waiting taker at
  * scope close; and its encoding. The contract (offer by id, attempts, dead letters, interruption, …) runs on the
- * memory store with every other store in test/DurableQueue.contract.test.ts.
+ * memory store with every other store in test/helpers/durableContract.ts.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
@@ -138,7 +138,8 @@ describe("DurableQueue.memory", () => {
     queue: DurableQueue.DurableQueue<number>,
     handler: (n: number, job: DurableQueue.Job) => Effect.Effect<X, unknown>,
     limit: number,
-    step = 20
+    step = 20,
+    from = 0
   ) =>
     Effect.gen(function*() {
       let startedAt: number | undefined
@@ -149,7 +150,10 @@ describe("DurableQueue.memory", () => {
           handler(n, job)
         )
       ))
-      for (let elapsed = 0; elapsed <= limit && startedAt === undefined; elapsed += step) {
+      // `from` is skipped in one adjustment: a job due before it starts at `from`, below the caller's lower bound
+      // (which `from` stays under), so an early start still fails.
+      if (from > 0) yield* TestClock.adjust(from)
+      for (let elapsed = from; elapsed <= limit && startedAt === undefined; elapsed += step) {
         yield* TestClock.adjust(step)
         for (let i = 0; i < 5; i++) {
           yield* Effect.yieldNow()
@@ -166,18 +170,21 @@ describe("DurableQueue.memory", () => {
         name: "jobs",
         schema: Schema.Number,
         maxAttempts: 4,
-        pollInterval: "20 millis"
+        // A minute: the retry starts at its due time, not at a poll (the bounds below hold it to that), and the
+        // TestClock does not wake a 20 ms poll ~150 times per simulated 3 s (1.8 s of this case, 1.7 s of the next
+        // at load 7; 0.2 s and under with this).
+        pollInterval: "1 minute"
       })
       yield* queue.offer(1, { id: "flaky" })
       yield* queue.take(() => Effect.fail("first"))
       expect(yield* queue.counts).toMatchObject({ waiting: 0, delayed: 1, running: 0, dead: 0, paused: false })
-      const second = yield* takenAfter(queue, () => Effect.fail("second"), 3_000)
+      const second = yield* takenAfter(queue, () => Effect.fail("second"), 3_000, 20, 780)
       expect(second).toBeGreaterThanOrEqual(800)
       expect(second).toBeLessThanOrEqual(1_240)
-      const third = yield* takenAfter(queue, () => Effect.fail("third"), 5_000)
+      const third = yield* takenAfter(queue, () => Effect.fail("third"), 5_000, 20, 1_580)
       expect(third).toBeGreaterThanOrEqual(1_600)
       expect(third).toBeLessThanOrEqual(2_440)
-      const fourth = yield* takenAfter(queue, () => Effect.fail("fourth"), 10_000, 50)
+      const fourth = yield* takenAfter(queue, () => Effect.fail("fourth"), 10_000, 50, 3_150)
       expect(fourth).toBeGreaterThanOrEqual(3_200)
       expect(fourth).toBeLessThanOrEqual(4_900)
       expect((yield* queue.deadLetters).map((letter) => letter.attempts)).toEqual([4])
@@ -229,14 +236,15 @@ describe("DurableQueue.memory", () => {
         name: "jobs",
         schema: Schema.Number,
         maxAttempts: 5,
-        pollInterval: "20 millis",
+        // A minute, as above: the retry starts at its due time.
+        pollInterval: "1 minute",
         backoff
       })
       yield* queue.offer(1)
       yield* queue.take(() => Effect.fail("1"))
-      // 1 s, then 10 s capped to 3 s, twice (within a poll and a test step of 20 ms).
+      // 1 s, then 10 s capped to 3 s, twice (within a test step of 20 ms).
       for (const [attempt, delay] of [[2, 1_000], [3, 3_000], [4, 3_000]] as const) {
-        const after = yield* takenAfter(queue, () => Effect.fail(`${attempt}`), 5_000)
+        const after = yield* takenAfter(queue, () => Effect.fail(`${attempt}`), 5_000, 20, delay - 100)
         expect(after).toBeGreaterThanOrEqual(delay)
         expect(after).toBeLessThanOrEqual(delay + 40)
       }

@@ -1,6 +1,6 @@
 /**
- * The four `DurableQueue` stores for the contract suite (test/DurableQueue.contract.test.ts) and its fixture
- * (test/fixtures/durable-contract.ts): each runs a test body in a fresh namespace (a Redis key prefix, a
+ * The four `DurableQueue` stores for the contract suite (test/helpers/durableContract.ts, run by
+ * test/DurableQueue.contract.<store>.test.ts) and its fixture (test/fixtures/durable-contract.ts): each runs a test body in a fresh namespace (a Redis key prefix, a
  * PostgreSQL table, a SQLite file) with a `make` that builds queues there exactly as production does (the public
  * constructor; for memory the core over one `MemoryStore` per name, so two instances of a name share jobs as on a
  * real store), and a `rawStore` that is a second lease holder on the same queue with no core: what a runner that

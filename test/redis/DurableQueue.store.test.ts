@@ -3,7 +3,7 @@
  * risk of issue #11: priority order as a sorted-set member order, delayed jobs moved by the lease script in bulk,
  * cancel of a leased job whose runner died, done and cancelled records that expire on Redis's clock, chunked requeueAll,
  * and the batch scripts' nasty cases (ids twice in a batch, a former holder's settlement, jobs cancelled mid-lease). The
- * same features through the public API, on every store, are in test/DurableQueue.contract.test.ts.
+ * same features through the public API, on every store, are in test/helpers/durableContract.ts.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"

@@ -1,6 +1,6 @@
 /**
  * What only the Redis store of `DurableQueue` has: its key layout, its Lua scripts moving opaque strings, and the
- * owner check of settlements. The contract every store keeps is in test/DurableQueue.contract.test.ts.
+ * owner check of settlements. The contract every store keeps is in test/helpers/durableContract.ts.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"

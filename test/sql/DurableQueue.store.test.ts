@@ -4,7 +4,7 @@
  * (rows examined, read from PostgreSQL's EXPLAIN ANALYZE; SQLite's plan), ids over 128 characters (stored under
  * their SHA-256) with cancel and status, and each new port operation on both dialects. Real PostgreSQL
  * (127.0.0.1:5432) and SQLite files; each test on its own table. The contract every store keeps, through the
- * public API, is in test/DurableQueue.contract.test.ts.
+ * public API, is in test/helpers/durableContract.ts.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"

@@ -1,7 +1,7 @@
 /**
  * What only the SQL store of `DurableQueue` has (long ids, one table shared by queues, offer order, PostgreSQL
  * LISTEN/NOTIFY, its own options), on the machine's PostgreSQL and on a SQLite file, each test on its own table.
- * The contract every store keeps is in test/DurableQueue.contract.test.ts.
+ * The contract every store keeps is in test/helpers/durableContract.ts.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
