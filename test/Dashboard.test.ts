@@ -10,6 +10,7 @@ import * as Stream from "effect/Stream"
 import * as Dashboard from "../src/Dashboard.js"
 import * as DashboardNode from "../src/DashboardNode.js"
 import * as DurableQueue from "../src/DurableQueue.js"
+import { Sampler } from "../src/internal/dashboard/sampler.js"
 import * as JobRunner from "../src/JobRunner.js"
 import * as WorkerQueue from "../src/WorkerQueue.js"
 
@@ -126,6 +127,32 @@ describe("Dashboard", () => {
       expect(q.counts.done).toBe(jobs)
       expect(q.perMinute.completed).toBe(jobs)
       expect(Math.round(q.chart.reduce((a, b) => a + b, 0))).toBeGreaterThanOrEqual(jobs - 60)
+    }).pipe(Effect.scoped))
+
+  it.effect("a sample that read no counts (no browser for a tick) does not make the next one count jobs twice", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({ name: "gap-between-reads", schema: Schema.Number })
+      const [watch] = new Sampler([queue], {
+        title: "t",
+        actions: false,
+        readOnly: false,
+        intervalMillis: 1_000,
+        modules: false,
+        processMemory: undefined
+      }).watches
+      const completed = () => watch!.view(Date.now()).perMinute.completed
+      // A browser watches: the stores are read with the sample.
+      yield* watch!.read
+      watch!.account(Date.now())
+      yield* queue.offerAll(Array.from({ length: 100 }, (_, n) => ({ value: n })))
+      for (let n = 0; n < 100; n++) yield* queue.take(() => Effect.void)
+      // The browser went away for a tick: the sample counts this process's counters alone.
+      watch!.account(Date.now())
+      expect(completed()).toBe(100)
+      // It is back: the store's done count grew by 100 since its last read, all of them counted already (200 before).
+      yield* watch!.read
+      watch!.account(Date.now())
+      expect(completed()).toBe(100)
     }).pipe(Effect.scoped))
 
   it.live("jobs run by another process are counted in the rates from the store's counts", () =>

@@ -198,7 +198,13 @@ class QueueWatch {
     if (fresh) {
       const kept = keptOf(this.countsAt, this.counts!)
       const previous = this.kept
-      if (previous !== undefined && kept.at - previous.at <= MAX_GAP_INTERVALS * this.intervalMillis) {
+      // Only when the counters were last taken with those counts: after a sample that read no counts (no browser
+      // for a tick, a read that timed out) the counters moved on alone, and the store's growth since the older counts
+      // would count that stretch a second time (100 jobs shown as 200 done after a reload spanning a tick).
+      if (
+        previous !== undefined && previous.at === this.countersAt &&
+        kept.at - previous.at <= MAX_GAP_INTERVALS * this.intervalMillis
+      ) {
         store = {
           offered: Math.max(0, kept.total - previous.total),
           done: Math.max(0, kept.done - previous.done),
