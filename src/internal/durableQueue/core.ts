@@ -172,6 +172,19 @@ class Settler {
 const LOOKAHEAD = 4
 
 /**
+ * A store's `leaseBatch` is held to this many jobs per taker, so a run of low concurrency with slow handlers does
+ * not hoard a queue's jobs from other processes (concurrency 1: 16 ahead; 16 and up: the SQL store's 256).
+ */
+const LEASE_BATCH_PER_TAKER = 16
+
+/**
+ * A refill past 4 × the concurrency (a store's `leaseBatch`) leases what the takers would drain in this long at the
+ * rate they drained the last lease: another process waits at most about this much of this one's work for jobs it
+ * holds (two workers of concurrency 8 with 5 ms handlers lease 40 at a time, not 128 each; no-op handlers 256).
+ */
+const LEASE_AHEAD_MILLIS = 25
+
+/**
  * One fetcher leases jobs and hands them out: as many as takers wait for, and, while a `run` is active, ahead of
  * them (see `LOOKAHEAD`). Jobs fetched but not yet handed out are held (refreshed) and put back, uncounted, when
  * the last `run` stops or the scope closes.
@@ -224,17 +237,33 @@ export class Feed {
   }
 
   /** How many jobs to lease now: what waiting takers lack, or a refill of a low buffer while a `run` is active. */
-  private wanted(): number {
+  private wanted(now: number): number {
     const buffered = this.buffered()
     const lacking = this.demand - buffered
-    return buffered < this.takers ? Math.max(lacking, LOOKAHEAD * this.takers - buffered) : lacking
+    return buffered < this.takers ? Math.max(lacking, this.ahead(buffered, now) - buffered) : lacking
+  }
+
+  /** When the last lease was handed over, and the buffer then: how fast the takers drain it. */
+  private lastLease: { readonly at: number; readonly buffered: number } | undefined = undefined
+
+  /**
+   * How far a refill leases ahead: 4 × the concurrency, or, where the store has a `leaseBatch`, what the takers
+   * drained since the last lease would drain in LEASE_AHEAD_MILLIS, up to that batch (and 16 per taker). Fast
+   * handlers get large leases; slow ones keep the small lookahead, so two processes share a short queue.
+   */
+  private ahead(buffered: number, now: number): number {
+    const base = LOOKAHEAD * this.takers
+    const cap = Math.min(this.store.leaseBatch ?? 0, this.store.maxBatch, LEASE_BATCH_PER_TAKER * this.takers)
+    if (cap <= base || this.lastLease === undefined) return base
+    const perMilli = (this.lastLease.buffered - buffered) / Math.max(1, now - this.lastLease.at)
+    return Math.min(cap, Math.max(base, Math.ceil(perMilli * LEASE_AHEAD_MILLIS)))
   }
 
   loop(): Effect.Effect<never> {
     return Effect.gen(this, function*() {
       while (true) {
         this.wake.unsafeClose()
-        const want = this.wanted()
+        const want = this.wanted(yield* Clock.currentTimeMillis)
         if (want <= 0) {
           yield* this.wake.await
           continue
@@ -243,6 +272,7 @@ export class Feed {
         const asked = Math.min(want, this.store.maxBatch)
         const started = yield* Clock.currentTimeMillis
         const leased = yield* this.fetch(asked)
+        this.lastLease = { at: yield* Clock.currentTimeMillis, buffered: this.buffered() }
         if (Either.isLeft(leased)) {
           yield* Effect.logWarning("DurableQueue: leasing jobs failed; retrying", leased.left)
           yield* Effect.sleep(Math.max(this.pollMillis, 200))
