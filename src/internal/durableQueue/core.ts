@@ -178,13 +178,6 @@ const LOOKAHEAD = 4
 const LEASE_BATCH_PER_TAKER = 16
 
 /**
- * A refill past 4 × the concurrency (a store's `leaseBatch`) leases what the takers would drain in this long at the
- * rate they drained the last lease: another process waits at most about this much of this one's work for jobs it
- * holds (two workers of concurrency 8 with 5 ms handlers lease 40 at a time, not 128 each; no-op handlers 256).
- */
-const LEASE_AHEAD_MILLIS = 25
-
-/**
  * One fetcher leases jobs and hands them out: as many as takers wait for, and, while a `run` is active, ahead of
  * them (see `LOOKAHEAD`). Jobs fetched but not yet handed out are held (refreshed) and put back, uncounted, when
  * the last `run` stops or the scope closes.
@@ -225,6 +218,7 @@ export class Feed {
         Effect.either(this.store.lease(want)),
         (leased): Effect.Effect<Either.Either<ReadonlyArray<LeasedJob>, unknown>> => {
           if (Either.isLeft(leased)) return Effect.succeed(leased)
+          this.adapt(want, leased.right.length)
           this.held.add(leased.right)
           return Effect.as(this.handOver(leased.right), leased)
         }
@@ -237,33 +231,48 @@ export class Feed {
   }
 
   /** How many jobs to lease now: what waiting takers lack, or a refill of a low buffer while a `run` is active. */
-  private wanted(now: number): number {
+  private wanted(): number {
     const buffered = this.buffered()
     const lacking = this.demand - buffered
-    return buffered < this.takers ? Math.max(lacking, this.ahead(buffered, now) - buffered) : lacking
+    return buffered < this.takers ? Math.max(lacking, this.ahead() - buffered) : lacking
   }
 
-  /** When the last lease was handed over, and the buffer then: how fast the takers drain it. */
-  private lastLease: { readonly at: number; readonly buffered: number } | undefined = undefined
+  /** The smallest and largest refill: 4 × the concurrency, and the store's `leaseBatch` (16 per taker at most). */
+  private bounds(): readonly [number, number] {
+    return [
+      LOOKAHEAD * this.takers,
+      Math.min(this.store.leaseBatch ?? 0, this.store.maxBatch, LEASE_BATCH_PER_TAKER * this.takers)
+    ]
+  }
+
+  /** A refill's size past 4 × the concurrency, where the store has a `leaseBatch` (see `adapt`). */
+  private refill = 0
 
   /**
-   * How far a refill leases ahead: 4 × the concurrency, or, where the store has a `leaseBatch`, what the takers
-   * drained since the last lease would drain in LEASE_AHEAD_MILLIS, up to that batch (and 16 per taker). Fast
-   * handlers get large leases; slow ones keep the small lookahead, so two processes share a short queue.
+   * A full lease that came back to takers already waiting for it (they drained the buffer before it arrived: the
+   * fetcher is the bound) doubles the next refill, up to the store's `leaseBatch` (and 16 per taker); one that found
+   * none waiting halves it, down to 4 × the concurrency. Fast handlers reach large leases in a few round trips;
+   * slow ones keep the small lookahead, so two processes share a short queue. (A refill sized by the drain rate
+   * over 25 ms instead fell back to 64 under load: a 20 ms stall of the event loop looked like slow handlers.)
    */
-  private ahead(buffered: number, now: number): number {
-    const base = LOOKAHEAD * this.takers
-    const cap = Math.min(this.store.leaseBatch ?? 0, this.store.maxBatch, LEASE_BATCH_PER_TAKER * this.takers)
-    if (cap <= base || this.lastLease === undefined) return base
-    const perMilli = (this.lastLease.buffered - buffered) / Math.max(1, now - this.lastLease.at)
-    return Math.min(cap, Math.max(base, Math.ceil(perMilli * LEASE_AHEAD_MILLIS)))
+  private adapt(asked: number, got: number): void {
+    if (got < asked || this.takers === 0) return
+    const [base, cap] = this.bounds()
+    const current = Math.max(base, this.refill)
+    this.refill = this.demand > 0 ? Math.min(cap, current * 2) : Math.max(base, Math.floor(current / 2))
+  }
+
+  /** How far a refill leases ahead: 4 × the concurrency, or more as `adapt` found the takers starved. */
+  private ahead(): number {
+    const [base, cap] = this.bounds()
+    return cap <= base ? base : Math.min(cap, Math.max(base, this.refill))
   }
 
   loop(): Effect.Effect<never> {
     return Effect.gen(this, function*() {
       while (true) {
         this.wake.unsafeClose()
-        const want = this.wanted(yield* Clock.currentTimeMillis)
+        const want = this.wanted()
         if (want <= 0) {
           yield* this.wake.await
           continue
@@ -272,7 +281,6 @@ export class Feed {
         const asked = Math.min(want, this.store.maxBatch)
         const started = yield* Clock.currentTimeMillis
         const leased = yield* this.fetch(asked)
-        this.lastLease = { at: yield* Clock.currentTimeMillis, buffered: this.buffered() }
         if (Either.isLeft(leased)) {
           yield* Effect.logWarning("DurableQueue: leasing jobs failed; retrying", leased.left)
           yield* Effect.sleep(Math.max(this.pollMillis, 200))
