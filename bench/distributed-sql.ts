@@ -26,10 +26,11 @@
  * p50/p99, ours vs pg-boss `startAfter` and graphile-worker `runAt` (at its default poll and at ours), interleaved.
  *
  *   npx tsx bench/distributed-sql.ts [--quick] [--jobs 20000] [--rounds 5] [--samples 200] [--skip-latency]
- *     [--only-latency] [--late-jobs 60] [--late-rounds 3] [--only-offers] [--baseline <dir>]
+ *     [--only-latency] [--late-jobs 60] [--late-rounds 3] [--only-offers] [--baseline <dir>] [--only-ours]
  *
- * `--baseline <dir>`: another checkout of this repository (its own node_modules), whose SQL DurableQueue runs as one
- * more contender of the bulk-offer rows (as bench/distributed.ts's for Redis).
+ * `--baseline <dir>`: another checkout of this repository, whose SQL DurableQueue runs as one more contender of the
+ * process and bulk-offer rows (as bench/distributed.ts's for Redis); give it a node_modules symlinked to this one's,
+ * so both run on one Effect runtime.
  */
 import { PgClient } from "@effect/sql-pg"
 import { SqliteClient } from "@effect/sql-sqlite-node"
@@ -113,18 +114,29 @@ const Database = createRequire(import.meta.url)("better-sqlite3") as new(file: s
 type Backend = "pg" | "sqlite"
 type Ours = DurableQueue.DurableQueue<{ readonly n: number }>
 
+/** `--baseline <dir>` (see the header). */
+const BASELINE_DIR = process.argv.includes("--baseline")
+  ? process.argv[process.argv.indexOf("--baseline") + 1]
+  : undefined
+/** `--only-ours`: ours, the baseline and the FLOOR only in the process scenarios (no peers, no offers). */
+const ONLY_OURS = flag("only-ours")
+
 /** Runs `body` with fresh queues (default settings) on a unique table, dropped afterwards. */
-const withOurs = <X>(backend: Backend, body: (queue: Ours, other: Ours) => Promise<X>): Promise<X> => {
+const withOurs = <X>(
+  backend: Backend,
+  body: (queue: Ours, other: Ours) => Promise<X>,
+  module: typeof DurableQueue = DurableQueue
+): Promise<X> => {
   const tableName = unique("bench_dq")
   const dir = backend === "sqlite" ? mkdtempSync(join(os.tmpdir(), "bench-dq-")) : undefined
   const layer: Layer.Layer<SqlClient.SqlClient, unknown> = dir === undefined
     ? PgLayer
     : SqliteClient.layer({ filename: join(dir, "queue.db") })
   return Effect.gen(function*() {
-    const queue = yield* DurableQueue.make({ name: "jobs", tableName, schema })
+    const queue = yield* module.make({ name: "jobs", tableName, schema })
     // A second queue on a client of its own, as another process would have it (used by the latency run).
     const other = backend === "pg"
-      ? yield* DurableQueue.make({ name: "jobs", tableName, schema }).pipe(Effect.provide(yield* Layer.build(PgLayer)))
+      ? yield* module.make({ name: "jobs", tableName, schema }).pipe(Effect.provide(yield* Layer.build(PgLayer)))
       : queue
     return yield* Effect.promise(() => body(queue, other))
   }).pipe(
@@ -138,9 +150,17 @@ const withOurs = <X>(backend: Backend, body: (queue: Ours, other: Ours) => Promi
   )
 }
 
-const oursProcess = (backend: Backend, jobs: number, concurrency: number, ms: number): Contender => ({
-  name: `ours, concurrency ${concurrency} (default settings)`,
-  run: () => withOurs(backend, (queue) => drainTimed(queue, jobs, BULK, concurrency, ms))
+const oursProcess = (
+  backend: Backend,
+  jobs: number,
+  concurrency: number,
+  ms: number,
+  baseline?: typeof DurableQueue
+): Contender => ({
+  name: baseline === undefined
+    ? `ours, concurrency ${concurrency} (default settings)`
+    : `baseline ${BASELINE_DIR}, concurrency ${concurrency}`,
+  run: () => withOurs(backend, (queue) => drainTimed(queue, jobs, BULK, concurrency, ms), baseline)
 })
 
 const oursBulk = (backend: Backend, jobs: number): Contender => ({
@@ -540,46 +560,55 @@ const main = async () => {
     `SQL durable queues: ${fmt(JOBS)} jobs per measurement, ${ROUNDS} rounds interleaved${QUICK ? " (--quick)" : ""}`
   )
   console.log(machine())
-  const baseDir = process.argv.includes("--baseline") ? process.argv[process.argv.indexOf("--baseline") + 1] : undefined
-  const base = baseDir === undefined ? undefined : await loadBaseline(baseDir)
+  const base = BASELINE_DIR === undefined ? undefined : await loadBaseline(BASELINE_DIR)
   const baseBulk = (backend: Backend) => base === undefined ? [] : [baselineBulk(base, backend, JOBS)]
+  const baseProcess = (backend: Backend, jobs: number, concurrency: number, ms: number) =>
+    base === undefined ? [] : [oursProcess(backend, jobs, concurrency, ms, base.DurableQueue)]
   // --only-offers: the offer rows alone (the offer path's own work, minutes shorter).
   const offersOnly = flag("only-offers")
   const scenarios: Array<Scenario> = offersOnly ?
     [] :
     processScenarios("PostgreSQL ", JOBS, PROCESS_GRID, (jobs, concurrency, ms) => [
       oursProcess("pg", jobs, concurrency, ms),
-      graphileProcess(jobs, concurrency, ms, true),
-      // Slow here (one round trip to take and one to complete each job): fewer jobs, so a round stays short.
-      graphileProcess(Math.min(jobs, QUICK ? 1_000 : 4_000), concurrency, ms, false),
-      bossProcess(jobs, ms),
+      ...baseProcess("pg", jobs, concurrency, ms),
+      ...(ONLY_OURS ? [] : [
+        graphileProcess(jobs, concurrency, ms, true),
+        // Slow here (one round trip to take and one to complete each job): fewer jobs, so a round stays short.
+        graphileProcess(Math.min(jobs, QUICK ? 1_000 : 4_000), concurrency, ms, false),
+        bossProcess(jobs, ms)
+      ]),
       floorProcess(withPgFloor, jobs, concurrency, ms)
     ])
-  scenarios.push({
-    label: "PostgreSQL bulk offer",
-    contenders: [
-      oursBulk("pg", JOBS),
-      graphileBulk(JOBS),
-      bossBulk(JOBS),
-      floorBulk(withPgFloor, JOBS, 4),
-      ...baseBulk("pg")
-    ]
-  })
-  const single = Math.ceil(JOBS / 4)
-  scenarios.push({
-    label: `PostgreSQL offer one by one (${fmt(single)} jobs)`,
-    contenders: [oursSingle(single), graphileSingle(single), bossSingle(single)]
-  })
+  if (!ONLY_OURS) {
+    scenarios.push({
+      label: "PostgreSQL bulk offer",
+      contenders: [
+        oursBulk("pg", JOBS),
+        graphileBulk(JOBS),
+        bossBulk(JOBS),
+        floorBulk(withPgFloor, JOBS, 4),
+        ...baseBulk("pg")
+      ]
+    })
+    const single = Math.ceil(JOBS / 4)
+    scenarios.push({
+      label: `PostgreSQL offer one by one (${fmt(single)} jobs)`,
+      contenders: [oursSingle(single), graphileSingle(single), bossSingle(single)]
+    })
+  }
   if (!offersOnly) {
     scenarios.push(...processScenarios("SQLite ", JOBS, [[16, 0], [16, 1]], (jobs, concurrency, ms) => [
       oursProcess("sqlite", jobs, concurrency, ms),
+      ...baseProcess("sqlite", jobs, concurrency, ms),
       floorProcess(withSqliteFloor, jobs, concurrency, ms)
     ]))
   }
-  scenarios.push({
-    label: "SQLite bulk offer",
-    contenders: [oursBulk("sqlite", JOBS), floorBulk(withSqliteFloor, JOBS, 1), ...baseBulk("sqlite")]
-  })
+  if (!ONLY_OURS) {
+    scenarios.push({
+      label: "SQLite bulk offer",
+      contenders: [oursBulk("sqlite", JOBS), floorBulk(withSqliteFloor, JOBS, 1), ...baseBulk("sqlite")]
+    })
+  }
   if (!ONLY_LATENCY) await compare(scenarios, ROUNDS)
 
   if (!flag("skip-latency")) {

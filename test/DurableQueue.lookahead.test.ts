@@ -54,5 +54,30 @@ for (const [kind, up] of stores) {
         )
         expect(seen.every((s) => s.endsWith("@1"))).toBe(true)
       }))
+
+    // Issue 16: a SQL lease is a statement and a commit whose cost hardly grows with its rows, so a run whose
+    // takers drain its buffer fast leases up to the store's `leaseBatch` (256) at once, not 4 × its concurrency (64 at
+    // 16: bound by lease round trips). Fast handlers first, then stuck ones: what is leased then is the last refill.
+    test("fast takers lease up to the store's lease batch ahead (SQL), 4 × the concurrency elsewhere", (env) =>
+      Effect.gen(function*() {
+        const sql = kind === "pg" || kind === "sqlite"
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+        yield* queue.offerAll(Array.from({ length: 2_000 }, (_, n) => ({ value: n })))
+        let started = 0
+        const running = yield* Effect.fork(
+          queue.run(() => Effect.suspend(() => ++started <= 600 ? Effect.void : Effect.never), {
+            concurrency: 16,
+            shutdownTimeout: "50 millis"
+          })
+        )
+        while (started < 616) yield* Effect.sleep("10 millis")
+        yield* Effect.sleep("200 millis")
+        // Leased: the 16 stuck and the buffer; without the lease batch at most 4 × 16 + 16.
+        const leased = (yield* queue.counts).running
+        if (sql) expect(leased).toBeGreaterThan(80)
+        else expect(leased).toBeLessThanOrEqual(80)
+        expect(leased).toBeLessThanOrEqual(256 + 16)
+        yield* Fiber.interrupt(running)
+      }))
   })
 }

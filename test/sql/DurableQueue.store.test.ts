@@ -341,6 +341,37 @@ for (const [backend, up] of backends) {
         })
       ))
 
+    // Issue 16: the failures of a settlement batch are one statement (one row each: kind, attempts, error, delay).
+    it.live("a batch of failures of every kind settles each job by its own kind, attempts, error and delay", () =>
+      withQueueTable((table) =>
+        Effect.gen(function*() {
+          const store = yield* storeOf(table)
+          const other = yield* storeOf(table)
+          yield* store.offer(["r", "late", "dead", "gone", "asked", "theirs"].map((id) => job(id)))
+          const held = yield* store.lease(5)
+          const [theirs] = yield* other.lease(1)
+          const byId = (id: string) => [...held, theirs!].find((j) => j.id === id)!
+          expect(yield* store.cancel("asked")).toBe("asked")
+          yield* store.settle([
+            { job: byId("r"), settlement: { _tag: "Retry", attempts: 1, lastError: "now", delayMillis: 0 } },
+            { job: byId("late"), settlement: { _tag: "Retry", attempts: 1, lastError: "later", delayMillis: 60_000 } },
+            { job: byId("dead"), settlement: { _tag: "Dead", attempts: 3, lastError: "boom" } },
+            { job: byId("gone"), settlement: { _tag: "Cancelled", attempts: 1 } },
+            { job: byId("asked"), settlement: { _tag: "Retry", attempts: 1, lastError: "x", delayMillis: 0 } },
+            // Not held by `store`: left alone.
+            { job: theirs!, settlement: { _tag: "Dead", attempts: 1, lastError: "not mine" } }
+          ])
+          expect(yield* store.status("r")).toMatchObject({ state: "waiting", attempts: 1, lastError: "now" })
+          expect(yield* store.status("late")).toMatchObject({ state: "delayed", attempts: 1, lastError: "later" })
+          expect(yield* store.status("dead")).toMatchObject({ state: "dead", attempts: 3, lastError: "boom" })
+          expect(yield* store.status("gone")).toMatchObject({ state: "cancelled", attempts: 1 })
+          expect(yield* store.status("asked")).toMatchObject({ state: "cancelled" })
+          expect(yield* store.status("theirs")).toMatchObject({ state: "running" })
+          expect((yield* store.deadLetters).map((d) => [d.id, d.attempts, d.lastError])).toEqual([["dead", 3, "boom"]])
+          expect((yield* store.lease(5)).map((j) => j.id)).toEqual(["r"])
+        })
+      ))
+
     it.live("progress is kept only from the holder; results live for their time to live; the done row stays", () =>
       withQueueTable((table) =>
         Effect.gen(function*() {

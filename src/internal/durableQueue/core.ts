@@ -172,6 +172,12 @@ class Settler {
 const LOOKAHEAD = 4
 
 /**
+ * A store's `leaseBatch` is held to this many jobs per taker, so a run of low concurrency with slow handlers does
+ * not hoard a queue's jobs from other processes (concurrency 1: 16 ahead; 16 and up: the SQL store's 256).
+ */
+const LEASE_BATCH_PER_TAKER = 16
+
+/**
  * One fetcher leases jobs and hands them out: as many as takers wait for, and, while a `run` is active, ahead of
  * them (see `LOOKAHEAD`). Jobs fetched but not yet handed out are held (refreshed) and put back, uncounted, when
  * the last `run` stops or the scope closes.
@@ -212,6 +218,7 @@ export class Feed {
         Effect.either(this.store.lease(want)),
         (leased): Effect.Effect<Either.Either<ReadonlyArray<LeasedJob>, unknown>> => {
           if (Either.isLeft(leased)) return Effect.succeed(leased)
+          this.adapt(want, leased.right.length)
           this.held.add(leased.right)
           return Effect.as(this.handOver(leased.right), leased)
         }
@@ -227,7 +234,38 @@ export class Feed {
   private wanted(): number {
     const buffered = this.buffered()
     const lacking = this.demand - buffered
-    return buffered < this.takers ? Math.max(lacking, LOOKAHEAD * this.takers - buffered) : lacking
+    return buffered < this.takers ? Math.max(lacking, this.ahead() - buffered) : lacking
+  }
+
+  /** The smallest and largest refill: 4 × the concurrency, and the store's `leaseBatch` (16 per taker at most). */
+  private bounds(): readonly [number, number] {
+    return [
+      LOOKAHEAD * this.takers,
+      Math.min(this.store.leaseBatch ?? 0, this.store.maxBatch, LEASE_BATCH_PER_TAKER * this.takers)
+    ]
+  }
+
+  /** A refill's size past 4 × the concurrency, where the store has a `leaseBatch` (see `adapt`). */
+  private refill = 0
+
+  /**
+   * A full lease that came back to takers already waiting for it (they drained the buffer before it arrived: the
+   * fetcher is the bound) doubles the next refill, up to the store's `leaseBatch` (and 16 per taker); one that found
+   * none waiting halves it, down to 4 × the concurrency. Fast handlers reach large leases in a few round trips;
+   * slow ones keep the small lookahead, so two processes share a short queue. (A refill sized by the drain rate
+   * over 25 ms instead fell back to 64 under load: a 20 ms stall of the event loop looked like slow handlers.)
+   */
+  private adapt(asked: number, got: number): void {
+    if (got < asked || this.takers === 0) return
+    const [base, cap] = this.bounds()
+    const current = Math.max(base, this.refill)
+    this.refill = this.demand > 0 ? Math.min(cap, current * 2) : Math.max(base, Math.floor(current / 2))
+  }
+
+  /** How far a refill leases ahead: 4 × the concurrency, or more as `adapt` found the takers starved. */
+  private ahead(): number {
+    const [base, cap] = this.bounds()
+    return cap <= base ? base : Math.min(cap, Math.max(base, this.refill))
   }
 
   loop(): Effect.Effect<never> {
