@@ -176,12 +176,46 @@ const LOOKAHEAD = 4
  * them (see `LOOKAHEAD`). Jobs fetched but not yet handed out are held (refreshed) and put back, uncounted, when
  * the last `run` stops or the scope closes.
  */
+/**
+ * The jobs fetched and not yet handed out, first in first out: a plain array, read synchronously. An Effect `Queue`
+ * cost a taker four Effect steps, a `Chunk` and an `Option` per job for its `poll` (issue #16). Once shut down (the
+ * scope closes) it hands out nothing: takers polling it are interrupted.
+ * @internal exported for test/DurableQueue.feed.test.ts
+ */
+export class JobBuffer {
+  private items: Array<LeasedJob | undefined> = []
+  private head = 0
+  shut = false
+  get size(): number {
+    return this.items.length - this.head
+  }
+  offerAll(jobs: ReadonlyArray<LeasedJob>): void {
+    for (const job of jobs) this.items.push(job)
+  }
+  poll(): LeasedJob | undefined {
+    if (this.head >= this.items.length) return undefined
+    const job = this.items[this.head]
+    this.items[this.head++] = undefined
+    if (this.head === this.items.length) {
+      this.items = []
+      this.head = 0
+    }
+    return job
+  }
+  takeAll(): Array<LeasedJob> {
+    const left = this.items.slice(this.head) as Array<LeasedJob>
+    this.items = []
+    this.head = 0
+    return left
+  }
+}
+
 /** @internal exported for test/DurableQueue.feed.test.ts */
 export class Feed {
   demand = 0
   /** The takers of active `run`s (their concurrency): what the buffer is filled ahead for. Single `take`s do not count. */
   takers = 0
-  readonly jobs = Effect.runSync(Queue.unbounded<LeasedJob>())
+  readonly jobs = new JobBuffer()
   /** Opened when a taker starts waiting, or the buffer runs low. */
   readonly wake = Effect.unsafeMakeLatch(false)
   /** Opened when jobs may have become ready here (an offer, a retry): a fetcher waiting out its poll looks at once. */
@@ -200,9 +234,21 @@ export class Feed {
   readonly available = Effect.unsafeMakeLatch(false)
   constructor(readonly store: Store, readonly held: Held, readonly pollMillis: number) {}
 
-  /** Puts leased jobs in the buffer and wakes the takers waiting for one. */
+  /** Puts leased jobs in the buffer and wakes the takers waiting for one; interrupted once the buffer is shut. */
   handOver(jobs: ReadonlyArray<LeasedJob>): Effect.Effect<void> {
-    return Effect.zipRight(Queue.offerAll(this.jobs, jobs), this.available.open)
+    return Effect.suspend(() => {
+      if (this.jobs.shut) return Effect.interrupt
+      this.jobs.offerAll(jobs)
+      return this.available.open
+    })
+  }
+
+  /** Shuts the buffer (the scope closes): takers waiting are woken, and interrupted by their poll. */
+  shutdown(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.jobs.shut = true
+      return this.available.open
+    })
   }
 
   /** Uninterruptible from the call to the hand-over: jobs the store leased must reach `jobs`, where the put-back finds them. */
@@ -220,7 +266,7 @@ export class Feed {
   }
 
   private buffered(): number {
-    return Option.getOrElse(this.jobs.unsafeSize(), () => 0)
+    return this.jobs.shut ? 0 : this.jobs.size
   }
 
   /** How many jobs to lease now: what waiting takers lack, or a refill of a low buffer while a `run` is active. */
@@ -305,12 +351,18 @@ export class Feed {
     return Effect.flatMap(this.poll, (polled) => Option.isNone(polled) ? this.wait : Effect.succeed(polled.value))
   }
 
-  /** A job from the buffer, if any, without waiting. */
-  readonly poll: Effect.Effect<Option.Option<LeasedJob>> = Effect.map(Queue.poll(this.jobs), (polled) => {
+  /** A job from the buffer, if any, without waiting; interrupted once the buffer is shut. */
+  readonly poll: Effect.Effect<Option.Option<LeasedJob>> = Effect.suspend(() =>
+    this.jobs.shut ? Effect.interrupt : Effect.succeed(Option.fromNullable(this.pollNow()))
+  )
+
+  /** `poll` without an Effect, for a caller that checked `jobs.shut`. */
+  pollNow(): LeasedJob | undefined {
+    const job = this.jobs.poll()
     // The fetcher is woken only when it has something to do (not once per job handed out of a full buffer).
-    if (Option.isSome(polled) && this.buffered() < this.takers) this.wake.unsafeOpen()
-    return polled
-  })
+    if (job !== undefined && this.jobs.size < this.takers) this.wake.unsafeOpen()
+    return job
+  }
 
   readonly wait: Effect.Effect<LeasedJob> = Effect.uninterruptibleMask((restore) =>
     Effect.suspend(() => {
@@ -325,17 +377,17 @@ export class Feed {
    * the buffer after this poll reopens it for the other waiters. A shut-down buffer fails the poll (interruption).
    */
   private readonly awaitJob: Effect.Effect<LeasedJob> = Effect.suspend(() => {
+    if (this.jobs.shut) return Effect.interrupt
     this.available.unsafeClose()
-    return Effect.flatMap(Queue.poll(this.jobs), (polled) => {
-      if (Option.isNone(polled)) return Effect.zipRight(this.available.await, this.awaitJob)
-      if (this.buffered() > 0) this.available.unsafeOpen()
-      return Effect.succeed(polled.value)
-    })
+    const job = this.jobs.poll()
+    if (job === undefined) return Effect.zipRight(this.available.await, this.awaitJob)
+    if (this.jobs.size > 0) this.available.unsafeOpen()
+    return Effect.succeed(job)
   })
 
   /** What was fetched and not handed out, to be put back (the last `run` stopped, or the scope closes). */
   takeBuffered(): Effect.Effect<ReadonlyArray<LeasedJob>> {
-    return Effect.map(Queue.takeAll(this.jobs), (chunk) => Array.from(chunk))
+    return Effect.sync(() => this.jobs.takeAll())
   }
 }
 
@@ -389,6 +441,8 @@ interface Parts<A> {
   readonly running: Running
   readonly failed: (cause: unknown, id?: string) => DurableQueueError
   readonly emitter: Emitter
+  /** The settlement of nearly every job (no result kept): one object per queue, not one per job. */
+  readonly ack: Settlement
 }
 
 /**
@@ -586,12 +640,20 @@ const attempt = <A, X, E, R>(
   )
 }
 
+/** The job a `run`'s taker is running, until its settlement is submitted (`Crew` settles it after a defect). */
+interface Slot {
+  job: LeasedJob | undefined
+}
+
 /**
  * One attempt of `job` for a `run`'s taker, its handler on the taker's own fiber `self` (interruptible there, under
  * `restore`): a `cancel` interrupts `self` (`Running`), a timeout interrupts what `Effect.timeoutFailCause` forked,
- * and a shutdown does not interrupt a taker running a job (`Crew`). Settled without waiting for the write. A fiber
- * of its own per job (forked, awaited, its exit handed back) cost more CPU than the rest of the job together on the
- * memory store (issue #16: bench/_core-cpu.ts, before and after in bench/RESULTS.md).
+ * and a shutdown does not interrupt a taker running a job (`Crew`). Settled without waiting for the write; whether
+ * the taker goes on is the result. A fiber of its own per job (forked, awaited, its exit handed back) cost more CPU
+ * than the rest of the job together on the memory store (issue #16: bench/_core-cpu.ts, before and after in
+ * bench/RESULTS.md). A success with no result to keep is settled in the handler's continuation (no `Effect.exit`,
+ * `complete` or `onExit` step: 4 Effect steps a job fewer); the other outcomes go through `complete`. A defect
+ * outside the handler leaves `slot.job` set, and `Crew` settles it.
  */
 const runAttempt = <A, X, E, R>(
   parts: Parts<A>,
@@ -599,23 +661,47 @@ const runAttempt = <A, X, E, R>(
   handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>,
   result: Codec<unknown> | undefined,
   self: Fiber.RuntimeFiber<unknown, unknown>,
-  restore: Restore
-): Effect.Effect<Settlement, never, R> => {
-  const { running, settler } = parts
+  restore: Restore,
+  slot: Slot
+): Effect.Effect<boolean, never, R> => {
+  const { running } = parts
   const perJob = jobSettings(job.options)
-  let settled = false
+  slot.job = job
   parts.emitter.emit("Started", job.id, job.attempts)
   running.start(job.id, self)
-  return Effect.exit(restore(body(parts, job, perJob, handler))).pipe(
-    Effect.flatMap((exit) => complete(parts, job, perJob, exit, running.end(job.id), result)),
-    Effect.map((settlement) => {
-      emitSettled(parts.emitter, job, settlement)
-      settled = true
-      settler.submit(job, settlement)
-      return settlement
-    }),
-    Effect.onExit((exit) => settled ? Effect.void : Effect.sync(() => settleUnsettled(parts, job, exit)))
-  )
+  return Effect.matchCauseEffect(restore(body(parts, job, perJob, handler)), {
+    onSuccess: (value) => {
+      const cancelled = running.end(job.id)
+      if (result !== undefined) {
+        return finish(parts, job, complete(parts, job, perJob, Exit.succeed(value), cancelled, result), self, slot)
+      }
+      return Effect.succeed(settled(parts, job, parts.ack, self, slot))
+    },
+    onFailure: (cause) =>
+      finish(parts, job, complete(parts, job, perJob, Exit.failCause(cause), running.end(job.id), result), self, slot)
+  })
+}
+
+const finish = <A>(
+  parts: Parts<A>,
+  job: LeasedJob,
+  settlement: Effect.Effect<Settlement>,
+  self: Fiber.RuntimeFiber<unknown, unknown>,
+  slot: Slot
+): Effect.Effect<boolean> => Effect.map(settlement, (settlement) => settled(parts, job, settlement, self, slot))
+
+/** Submits the settlement; whether the taker goes on (not after a self-interruption, nor once cancelled). */
+const settled = <A>(
+  parts: Parts<A>,
+  job: LeasedJob,
+  settlement: Settlement,
+  self: Fiber.RuntimeFiber<unknown, unknown>,
+  slot: Slot
+): boolean => {
+  emitSettled(parts.emitter, job, settlement)
+  slot.job = undefined
+  parts.settler.submit(job, settlement)
+  return settlement._tag !== "Release" && !parts.running.interrupted.has(self)
 }
 
 /**
@@ -675,7 +761,7 @@ class Crew<A, R> {
   readonly gone = Deferred.unsafeMake<void>(FiberId.none)
   constructor(
     readonly parts: Parts<A>,
-    readonly work: (job: LeasedJob, self: Taker, restore: Restore) => Effect.Effect<Settlement, never, R>
+    readonly work: (job: LeasedJob, self: Taker, restore: Restore, slot: Slot) => Effect.Effect<boolean, never, R>
   ) {}
 
   spawn(): Effect.Effect<void, never, R> {
@@ -694,27 +780,48 @@ class Crew<A, R> {
     for (const taker of this.idle) taker.unsafeInterruptAsFork(FiberId.none)
   }
 
+  /**
+   * A loop of `next` and `work` with as few Effect steps per job as it takes: a job already buffered is polled and
+   * run in one step. A defect outside a handler (those settle their job) settles the job it happened to, if any
+   * (held unsettled, its lease would be refreshed for as long as this process lives), is logged, and the taker goes
+   * on after a pause.
+   */
   private taker(self: Taker): Effect.Effect<void, never, R> {
-    const { running } = this.parts
+    const { feed } = this.parts
+    const slot: Slot = { job: undefined }
     return Effect.uninterruptibleMask((restore) => {
-      const loop: Effect.Effect<void, never, R> = Effect.flatMap(
-        this.next(self, restore),
-        (job) => this.work(job, self, restore)
-      ).pipe(
-        Effect.map((settlement) => settlement._tag !== "Release" && !running.interrupted.has(self)),
-        // A defect (not from the handler: those settle their job) is logged; the taker goes on after a pause.
-        Effect.catchAllCause((cause) =>
-          Cause.isInterruptedOnly(cause)
-            ? Effect.failCause(cause as Cause.Cause<never>)
-            : Effect.zipRight(
-              Effect.logWarning("DurableQueue: taking a job failed; retrying", cause),
-              Effect.as(this.idly(self, restore(Effect.sleep("500 millis"))), true)
-            )
-        ),
-        Effect.flatMap((again) => again ? loop : Effect.void)
-      )
-      return loop
+      const run = (job: LeasedJob) => this.work(job, self, restore, slot)
+      const next: Effect.Effect<boolean, never, R> = Effect.suspend(() => {
+        if (this.stopping || feed.jobs.shut) return Effect.interrupt
+        const job = this.pollRunnable()
+        if (job !== undefined) return run(job)
+        return Effect.flatMap(
+          this.idly(self, restore(feed.wait)),
+          (job) => runnable(this.parts, job) ? run(job) : Effect.succeed(true)
+        )
+      })
+      const loop: Effect.Effect<void, never, R> = Effect.flatMap(next, (again) => again ? loop : Effect.void)
+      const guarded: Effect.Effect<void, never, R> = Effect.catchAllCause(loop, (cause) => {
+        if (slot.job !== undefined) {
+          settleUnsettled(this.parts, slot.job, Exit.failCause(cause))
+          slot.job = undefined
+        }
+        return Cause.isInterruptedOnly(cause)
+          ? Effect.failCause(cause as Cause.Cause<never>)
+          : Effect.zipRight(
+            Effect.logWarning("DurableQueue: taking a job failed; retrying", cause),
+            Effect.zipRight(this.idly(self, restore(Effect.sleep("500 millis"))), guarded)
+          )
+      })
+      return guarded
     }).pipe(Effect.onExit(() => this.ended(self)))
+  }
+
+  /** A runnable job from the feed's buffer, if any (polled uninterruptibly: a job polled is run). */
+  private pollRunnable(): LeasedJob | undefined {
+    let job = this.parts.feed.pollNow()
+    while (job !== undefined && !runnable(this.parts, job)) job = this.parts.feed.pollNow()
+    return job
   }
 
   /** `wait` as an idle taker (interrupted by `stop`), unless the run is stopping already. */
@@ -724,17 +831,6 @@ class Crew<A, R> {
       this.idle.add(self)
       return Effect.ensuring(wait, Effect.sync(() => this.idle.delete(self)))
     })
-  }
-
-  /** The next runnable job: one from the feed's buffer (uninterruptibly: a job polled is run), or waited for. */
-  private next(self: Taker, restore: Restore): Effect.Effect<LeasedJob> {
-    const { feed } = this.parts
-    return Effect.suspend(() => this.stopping ? Effect.interrupt : feed.poll).pipe(
-      Effect.flatMap((polled) =>
-        Option.isSome(polled) ? Effect.succeed(polled.value) : this.idly(self, restore(feed.wait))
-      ),
-      Effect.flatMap((job) => runnable(this.parts, job) ? Effect.succeed(job) : this.next(self, restore))
-    )
   }
 
   private ended(self: Taker): Effect.Effect<void, never, R> {
@@ -758,7 +854,10 @@ const makeRun = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["run"] => (ha
       Effect.uninterruptibleMask((restore) =>
         Effect.suspend(() => {
           const codec = result === undefined ? undefined : makeCodec(result)
-          const crew = new Crew(parts, (job, self, inTaker) => runAttempt(parts, job, handler, codec, self, inTaker))
+          const crew = new Crew(
+            parts,
+            (job, self, inTaker, slot) => runAttempt(parts, job, handler, codec, self, inTaker, slot)
+          )
           parts.feed.takers += concurrency
           return Effect.zipRight(
             Effect.forEach(Array.from({ length: concurrency }), () => crew.spawn(), { discard: true }),
@@ -943,7 +1042,7 @@ const startParts = <A>(parts: Parts<A>): Effect.Effect<void, never, Scope.Scope>
           Effect.sync(() => {
             feed.closed = true
           }),
-          Effect.zipRight(putBack(parts), Effect.zipRight(Queue.shutdown(feed.jobs), feed.available.open))
+          Effect.zipRight(putBack(parts), feed.shutdown())
         )
       ),
       Effect.forkScoped
@@ -971,7 +1070,18 @@ const makeCore = <A, I>(
     const settler = new Settler(store, held, failed, feed.offered.open)
     // Forked before the other parts: the scope, closing in reverse, stops it last, after the final settlements.
     const emitter = yield* makeEmitter(port.bus, settings.name)
-    const parts: Parts<A> = { store, settings, codec: makeCodec(schema), held, feed, settler, running, failed, emitter }
+    const parts: Parts<A> = {
+      store,
+      settings,
+      codec: makeCodec(schema),
+      held,
+      feed,
+      settler,
+      running,
+      failed,
+      emitter,
+      ack: { _tag: "Ack", result: undefined, resultTtlMillis: settings.resultTtlMillis }
+    }
     yield* startParts(parts)
     const offer = makeOffer(parts)
     const take = makeTake(parts)
