@@ -21,7 +21,6 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -87,30 +86,53 @@ interface Pending extends Settle {
  * lease lapses and it comes back: at-least-once).
  */
 class Settler {
-  readonly queue = Effect.runSync(Queue.unbounded<Pending>())
+  /**
+   * Settlements not yet taken by the loop: a plain array and a latch, as the event emitter's (an Effect `Queue`
+   * offer was a linked-list node per job, and its `takeBetween` a `Chunk` per batch, issue #16).
+   */
+  private pending: Array<Pending> = []
+  private readonly wake = Effect.unsafeMakeLatch(false)
+  /** Built once: a Schedule per batch was 5 % of the memory core's CPU at small batches. */
+  private readonly retryPolicy: Schedule.Schedule<unknown>
   constructor(
     readonly store: Store,
     readonly held: Held,
     readonly failed: (cause: unknown) => DurableQueueError,
     readonly onRequeued: Effect.Effect<void>
-  ) {}
+  ) {
+    this.retryPolicy = Schedule.spaced("200 millis").pipe(Schedule.upTo(Math.max(held.leaseMillis, 10_000)))
+  }
 
   submit(job: LeasedJob, settlement: Settlement): void {
-    this.queue.unsafeOffer({ job, settlement, done: undefined })
+    this.push({ job, settlement, done: undefined })
   }
 
   /** Waits until written; fails when the store stayed away. */
   submitAndWait(job: LeasedJob, settlement: Settlement): Effect.Effect<void, DurableQueueError> {
     return Effect.flatMap(Deferred.make<void, DurableQueueError>(), (done) => {
-      this.queue.unsafeOffer({ job, settlement, done })
+      this.push({ job, settlement, done })
       return Deferred.await(done)
     })
   }
 
+  private push(pending: Pending): void {
+    this.pending.push(pending)
+    if (this.pending.length === 1) this.wake.unsafeOpen()
+  }
+
+  /** Up to `max` of the settlements submitted, oldest first. */
+  private takeUpTo(max: number): Array<Pending> {
+    if (this.pending.length <= max) {
+      const all = this.pending
+      this.pending = []
+      return all
+    }
+    return this.pending.splice(0, max)
+  }
+
   write(batch: ReadonlyArray<Pending>): Effect.Effect<void> {
-    const retryMillis = Math.max(this.held.leaseMillis, 10_000)
     return this.store.settle(batch).pipe(
-      Effect.retry(Schedule.spaced("200 millis").pipe(Schedule.upTo(retryMillis))),
+      Effect.retry(this.retryPolicy),
       Effect.mapError(this.failed),
       Effect.tapError((error) =>
         Effect.logWarning("DurableQueue: settling jobs failed; their leases will lapse", error)
@@ -132,31 +154,37 @@ class Settler {
    * A batch smaller than a quarter of `SETTLE_BATCH` with no `take` waiting on it lingers `settleLingerMillis` for
    * more (SQL: 1 ms handlers on SQLite settled a job or two per commit, 584 jobs/s against the floor's 7,369).
    */
-  private collect(chunk: ReadonlyArray<Pending>): Effect.Effect<ReadonlyArray<Pending>> {
+  private collect(chunk: Array<Pending>): Effect.Effect<ReadonlyArray<Pending>> {
     const linger = this.store.settleLingerMillis ?? 0
     if (linger <= 0 || chunk.length >= SETTLE_BATCH / 4 || chunk.some((pending) => pending.done !== undefined)) {
       return Effect.succeed(chunk)
     }
     return Effect.zipRight(
       Effect.sleep(linger),
-      Effect.map(Queue.takeUpTo(this.queue, SETTLE_BATCH - chunk.length), (more) => [...chunk, ...more])
+      Effect.sync(() => {
+        for (const more of this.takeUpTo(SETTLE_BATCH - chunk.length)) chunk.push(more)
+        return chunk
+      })
     )
   }
 
   /** Only the wait is interruptible: a batch taken is written. On interruption what is queued is written first. */
   loop(): Effect.Effect<never> {
     return Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(
-        restore(Queue.takeBetween(this.queue, 1, SETTLE_BATCH)),
-        (chunk) => Effect.flatMap(this.collect(Array.from(chunk)), (batch) => this.write(batch))
+      Effect.zipRight(
+        restore(this.wake.await),
+        Effect.suspend(() => {
+          const chunk = this.takeUpTo(SETTLE_BATCH)
+          // Closed only once everything submitted is taken: what is left is the next batch, at once.
+          if (this.pending.length === 0) this.wake.unsafeClose()
+          return chunk.length === 0 ? Effect.void : Effect.flatMap(this.collect(chunk), (batch) => this.write(batch))
+        })
       )
     ).pipe(
       Effect.forever,
       Effect.onInterrupt(() =>
         Effect.gen(this, function*() {
-          while ((yield* Queue.size(this.queue)) > 0) {
-            yield* this.write(Array.from(yield* Queue.takeUpTo(this.queue, SETTLE_BATCH)))
-          }
+          while (this.pending.length > 0) yield* this.write(this.takeUpTo(SETTLE_BATCH))
         }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
       )
     )
