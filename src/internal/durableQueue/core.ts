@@ -26,7 +26,7 @@ import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../../DurableQueue.js"
 import { retryDelay } from "./backoff.js"
-import { type Codec, codec as makeCodec, notJson } from "./encoding.js"
+import { type Codec, codec as makeCodec, NOT_NOW, notJson } from "./encoding.js"
 import { DurableQueueError } from "./error.js"
 import { emitSettled, type Emitter, type EventPort, inProcessPort, makeEmitter } from "./events.js"
 import { makeJobs, parseProgress } from "./listing.js"
@@ -615,7 +615,13 @@ const body = <A, X, E, R>(
     attempt: job.attempts,
     progress: (value) => recordProgress(parts, job, value)
   }
-  const run = Effect.flatMap(Effect.orDie(parts.codec.decode(job.payload)), (value) => handler(value, handle))
+  // Decoded inside the attempt (a payload that does not decode is a failed attempt), synchronously when it can be.
+  const run = Effect.suspend(() => {
+    const value = parts.codec.decodeNow(job.payload)
+    return value !== NOT_NOW
+      ? handler(value, handle)
+      : Effect.flatMap(Effect.orDie(parts.codec.decode(job.payload)), (value) => handler(value, handle))
+  })
   const timeoutMillis = perJob.timeoutMillis ?? parts.settings.timeoutMillis
   if (timeoutMillis === undefined) return run
   return Effect.timeoutFailCause(run, {
@@ -695,6 +701,9 @@ const attempt = <A, X, E, R>(
   )
 }
 
+/** A job offered without options (nearly all): one object, not one per job. */
+const NO_SETTINGS: JobSettings = {}
+
 /** The job a `run`'s taker is running, until its settlement is submitted (`Crew` settles it after a defect). */
 interface Slot {
   job: LeasedJob | undefined
@@ -720,7 +729,7 @@ const runAttempt = <A, X, E, R>(
   slot: Slot
 ): Effect.Effect<boolean, never, R> => {
   const { running } = parts
-  const perJob = jobSettings(job.options)
+  const perJob = job.options === undefined ? NO_SETTINGS : jobSettings(job.options)
   slot.job = job
   parts.emitter.emit("Started", job.id, job.attempts)
   running.start(job.id, self)

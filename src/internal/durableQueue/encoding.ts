@@ -75,10 +75,18 @@ const tooDeep = (text: string): boolean => {
   return false
 }
 
+/** What `Codec.decodeNow` returns when it cannot give the value at once. @internal */
+export const NOT_NOW: unique symbol = Symbol("effect-workers/DurableQueue/notNow")
+
 /** @internal */
 export interface Codec<A> {
   readonly encode: (value: A) => Effect.Effect<string, ParseResult.ParseError | Error>
   readonly decode: (payload: string) => Effect.Effect<A, ParseResult.ParseError | Error>
+  /**
+   * The value, when the payload decodes synchronously and well; else `NOT_NOW` (then `decode` gives the value or
+   * the error). A consumer's every job, without an Effect (issue #16).
+   */
+  readonly decodeNow: (payload: string) => A | typeof NOT_NOW
 }
 
 /** @internal */
@@ -114,6 +122,17 @@ export const codec = <A, I>(schema: Schema.Schema<A, I>): Codec<A> => {
       }
       const decoded = decodeSync(json)
       return Either.isRight(decoded) ? Effect.succeed(decoded.right) : decode(json)
+    },
+    decodeNow: (payload) => {
+      if (payload.length > MAX_DEPTH && tooDeep(payload)) return NOT_NOW
+      let json: unknown
+      try {
+        json = JSON.parse(payload)
+      } catch {
+        return NOT_NOW
+      }
+      const decoded = decodeSync(json)
+      return Either.isRight(decoded) ? decoded.right : NOT_NOW
     }
   }
 }
