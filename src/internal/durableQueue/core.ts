@@ -320,9 +320,13 @@ export class Feed {
     return Math.max(lacking, ahead - buffered)
   }
 
-  /** The rate of hand-outs since the last lease started (a clock that did not move, as `TestClock`'s, keeps it). */
+  /**
+   * The rate of hand-outs since the last lease started; leases started within one millisecond count together (a
+   * clock that does not move, as `TestClock`'s, keeps the rate at 0).
+   */
   private measure(now: number): void {
-    if (this.leaseStarted >= 0 && now > this.leaseStarted) this.rate = this.handed / (now - this.leaseStarted)
+    if (this.leaseStarted >= 0 && now <= this.leaseStarted) return
+    if (this.leaseStarted >= 0) this.rate = this.handed / (now - this.leaseStarted)
     this.handed = 0
     this.leaseStarted = now
   }
@@ -481,7 +485,7 @@ class Running {
   /** Whether its cancellation was asked. */
   end(id: string): boolean {
     this.fibers.delete(id)
-    return this.asked.delete(id)
+    return this.asked.size > 0 && this.asked.delete(id)
   }
 }
 
@@ -704,68 +708,71 @@ const attempt = <A, X, E, R>(
 /** A job offered without options (nearly all): one object, not one per job. */
 const NO_SETTINGS: JobSettings = {}
 
-/** The job a `run`'s taker is running, until its settlement is submitted (`Crew` settles it after a defect). */
-interface Slot {
+/** What a `run`'s taker runs its jobs with (`Attempts`); `job` is set until its settlement is submitted. */
+interface Worker<R> {
   job: LeasedJob | undefined
+  readonly run: (job: LeasedJob) => Effect.Effect<boolean, never, R>
 }
 
 /**
- * One attempt of `job` for a `run`'s taker, its handler on the taker's own fiber `self` (interruptible there, under
+ * The attempts of one `run`'s taker, each its handler on the taker's own fiber `self` (interruptible there, under
  * `restore`): a `cancel` interrupts `self` (`Running`), a timeout interrupts what `Effect.timeoutFailCause` forked,
  * and a shutdown does not interrupt a taker running a job (`Crew`). Settled without waiting for the write; whether
  * the taker goes on is the result. A fiber of its own per job (forked, awaited, its exit handed back) cost more CPU
  * than the rest of the job together on the memory store (issue #16: bench/_core-cpu.ts, before and after in
  * bench/RESULTS.md). A success with no result to keep is settled in the handler's continuation (no `Effect.exit`,
- * `complete` or `onExit` step: 4 Effect steps a job fewer); the other outcomes go through `complete`. A defect
- * outside the handler leaves `slot.job` set, and `Crew` settles it.
+ * `complete` or `onExit` step: 4 Effect steps a job fewer), by continuations made once per taker, not per job; the
+ * other outcomes go through `complete`. A defect outside the handler leaves `job` set, and `Crew` settles it.
  */
-const runAttempt = <A, X, E, R>(
-  parts: Parts<A>,
-  job: LeasedJob,
-  handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>,
-  result: Codec<unknown> | undefined,
-  self: Fiber.RuntimeFiber<unknown, unknown>,
-  restore: Restore,
-  slot: Slot
-): Effect.Effect<boolean, never, R> => {
-  const { running } = parts
-  const perJob = job.options === undefined ? NO_SETTINGS : jobSettings(job.options)
-  slot.job = job
-  parts.emitter.emit("Started", job.id, job.attempts)
-  running.start(job.id, self)
-  return Effect.matchCauseEffect(restore(body(parts, job, perJob, handler)), {
-    onSuccess: (value) => {
-      const cancelled = running.end(job.id)
-      if (result !== undefined) {
-        return finish(parts, job, complete(parts, job, perJob, Exit.succeed(value), cancelled, result), self, slot)
-      }
-      return Effect.succeed(settled(parts, job, parts.ack, self, slot))
-    },
-    onFailure: (cause) =>
-      finish(parts, job, complete(parts, job, perJob, Exit.failCause(cause), running.end(job.id), result), self, slot)
-  })
-}
+class Attempts<A, X, E, R> implements Worker<R> {
+  job: LeasedJob | undefined = undefined
+  private perJob: JobSettings = NO_SETTINGS
+  private readonly continuation: {
+    readonly onSuccess: (value: X) => Effect.Effect<boolean>
+    readonly onFailure: (cause: Cause.Cause<E>) => Effect.Effect<boolean>
+  }
+  constructor(
+    readonly parts: Parts<A>,
+    readonly handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>,
+    readonly result: Codec<unknown> | undefined,
+    readonly self: Fiber.RuntimeFiber<unknown, unknown>,
+    readonly restore: Restore
+  ) {
+    this.continuation = {
+      onSuccess: (value) => this.succeeded(value),
+      onFailure: (cause) => this.completed(Exit.failCause(cause))
+    }
+  }
 
-const finish = <A>(
-  parts: Parts<A>,
-  job: LeasedJob,
-  settlement: Effect.Effect<Settlement>,
-  self: Fiber.RuntimeFiber<unknown, unknown>,
-  slot: Slot
-): Effect.Effect<boolean> => Effect.map(settlement, (settlement) => settled(parts, job, settlement, self, slot))
+  readonly run = (job: LeasedJob): Effect.Effect<boolean, never, R> => {
+    const { emitter, running } = this.parts
+    this.job = job
+    this.perJob = job.options === undefined ? NO_SETTINGS : jobSettings(job.options)
+    emitter.emit("Started", job.id, job.attempts)
+    running.start(job.id, this.self)
+    return Effect.matchCauseEffect(this.restore(body(this.parts, job, this.perJob, this.handler)), this.continuation)
+  }
 
-/** Submits the settlement; whether the taker goes on (not after a self-interruption, nor once cancelled). */
-const settled = <A>(
-  parts: Parts<A>,
-  job: LeasedJob,
-  settlement: Settlement,
-  self: Fiber.RuntimeFiber<unknown, unknown>,
-  slot: Slot
-): boolean => {
-  emitSettled(parts.emitter, job, settlement)
-  slot.job = undefined
-  parts.settler.submit(job, settlement)
-  return settlement._tag !== "Release" && !parts.running.interrupted.has(self)
+  private succeeded(value: X): Effect.Effect<boolean> {
+    if (this.result !== undefined) return this.completed(Exit.succeed(value))
+    const job = this.job!
+    this.parts.running.end(job.id)
+    return Effect.succeed(this.settled(job, this.parts.ack))
+  }
+
+  private completed(exit: Exit.Exit<X, E>): Effect.Effect<boolean> {
+    const job = this.job!
+    const settlement = complete(this.parts, job, this.perJob, exit, this.parts.running.end(job.id), this.result)
+    return Effect.map(settlement, (settlement) => this.settled(job, settlement))
+  }
+
+  /** Submits the settlement; whether the taker goes on (not after a self-interruption, nor once cancelled). */
+  private settled(job: LeasedJob, settlement: Settlement): boolean {
+    emitSettled(this.parts.emitter, job, settlement)
+    this.job = undefined
+    this.parts.settler.submit(job, settlement)
+    return settlement._tag !== "Release" && !this.parts.running.interrupted.has(this.self)
+  }
 }
 
 /**
@@ -825,7 +832,7 @@ class Crew<A, R> {
   readonly gone = Deferred.unsafeMake<void>(FiberId.none)
   constructor(
     readonly parts: Parts<A>,
-    readonly work: (job: LeasedJob, self: Taker, restore: Restore, slot: Slot) => Effect.Effect<boolean, never, R>
+    readonly worker: (self: Taker, restore: Restore) => Worker<R>
   ) {}
 
   spawn(): Effect.Effect<void, never, R> {
@@ -852,9 +859,9 @@ class Crew<A, R> {
    */
   private taker(self: Taker): Effect.Effect<void, never, R> {
     const { feed } = this.parts
-    const slot: Slot = { job: undefined }
     return Effect.uninterruptibleMask((restore) => {
-      const run = (job: LeasedJob) => this.work(job, self, restore, slot)
+      const worker = this.worker(self, restore)
+      const run = worker.run
       const next: Effect.Effect<boolean, never, R> = Effect.suspend(() => {
         if (this.stopping || feed.jobs.shut) return Effect.interrupt
         const job = this.pollRunnable()
@@ -866,9 +873,9 @@ class Crew<A, R> {
       })
       const loop: Effect.Effect<void, never, R> = Effect.flatMap(next, (again) => again ? loop : Effect.void)
       const guarded: Effect.Effect<void, never, R> = Effect.catchAllCause(loop, (cause) => {
-        if (slot.job !== undefined) {
-          settleUnsettled(this.parts, slot.job, Exit.failCause(cause))
-          slot.job = undefined
+        if (worker.job !== undefined) {
+          settleUnsettled(this.parts, worker.job, Exit.failCause(cause))
+          worker.job = undefined
         }
         return Cause.isInterruptedOnly(cause)
           ? Effect.failCause(cause as Cause.Cause<never>)
@@ -920,7 +927,7 @@ const makeRun = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["run"] => (ha
           const codec = result === undefined ? undefined : makeCodec(result)
           const crew = new Crew(
             parts,
-            (job, self, inTaker, slot) => runAttempt(parts, job, handler, codec, self, inTaker, slot)
+            (self, inTaker) => new Attempts(parts, handler, codec, self, inTaker)
           )
           parts.feed.takers += concurrency
           return Effect.zipRight(
