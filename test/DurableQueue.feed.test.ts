@@ -9,8 +9,6 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
-import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
 import { Feed } from "../src/internal/durableQueue/core.js"
 import type { LeasedJob } from "../src/internal/durableQueue/store.js"
 
@@ -34,7 +32,7 @@ describe("DurableQueue Feed", () => {
       taker.unsafeInterruptAsFork(FiberId.none)
       Effect.runSync(feed.handOver([job("a")]))
       expect(Exit.isInterrupted(yield* Fiber.await(taker))).toBe(true)
-      expect(yield* Queue.poll(feed.jobs)).toEqual(Option.some(job("a")))
+      expect(feed.jobs.poll()).toEqual(job("a"))
       expect(feed.demand).toBe(0)
     }))
 
@@ -52,7 +50,7 @@ describe("DurableQueue Feed", () => {
       const ids = [one.id, (yield* Fiber.join(first)).id, (yield* Fiber.join(second)).id]
       // `one` is first's or second's job: the two takers got a and b, c stays buffered.
       expect(new Set(ids.slice(1))).toEqual(new Set(["a", "b"]))
-      expect(yield* Queue.poll(feed.jobs)).toEqual(Option.some(job("c")))
+      expect(feed.jobs.poll()).toEqual(job("c"))
     }))
 
   it.effect("a buffer shut down (the scope closes) interrupts the takers waiting on it", () =>
@@ -60,8 +58,7 @@ describe("DurableQueue Feed", () => {
       const feed = makeFeed()
       const taker = yield* Effect.fork(feed.wait)
       yield* waiting(feed, 1)
-      yield* Queue.shutdown(feed.jobs)
-      yield* feed.available.open
+      yield* feed.shutdown()
       expect(Exit.isInterrupted(yield* Fiber.await(taker))).toBe(true)
     }))
 })

@@ -21,13 +21,12 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
-import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../../DurableQueue.js"
 import { retryDelay } from "./backoff.js"
-import { type Codec, codec as makeCodec, notJson } from "./encoding.js"
+import { type Codec, codec as makeCodec, NOT_NOW, notJson } from "./encoding.js"
 import { DurableQueueError } from "./error.js"
 import { emitSettled, type Emitter, type EventPort, inProcessPort, makeEmitter } from "./events.js"
 import { makeJobs, parseProgress } from "./listing.js"
@@ -87,30 +86,53 @@ interface Pending extends Settle {
  * lease lapses and it comes back: at-least-once).
  */
 class Settler {
-  readonly queue = Effect.runSync(Queue.unbounded<Pending>())
+  /**
+   * Settlements not yet taken by the loop: a plain array and a latch, as the event emitter's (an Effect `Queue`
+   * offer was a linked-list node per job, and its `takeBetween` a `Chunk` per batch, issue #16).
+   */
+  private pending: Array<Pending> = []
+  private readonly wake = Effect.unsafeMakeLatch(false)
+  /** Built once: a Schedule per batch was 5 % of the memory core's CPU at small batches. */
+  private readonly retryPolicy: Schedule.Schedule<unknown>
   constructor(
     readonly store: Store,
     readonly held: Held,
     readonly failed: (cause: unknown) => DurableQueueError,
     readonly onRequeued: Effect.Effect<void>
-  ) {}
+  ) {
+    this.retryPolicy = Schedule.spaced("200 millis").pipe(Schedule.upTo(Math.max(held.leaseMillis, 10_000)))
+  }
 
   submit(job: LeasedJob, settlement: Settlement): void {
-    this.queue.unsafeOffer({ job, settlement, done: undefined })
+    this.push({ job, settlement, done: undefined })
   }
 
   /** Waits until written; fails when the store stayed away. */
   submitAndWait(job: LeasedJob, settlement: Settlement): Effect.Effect<void, DurableQueueError> {
     return Effect.flatMap(Deferred.make<void, DurableQueueError>(), (done) => {
-      this.queue.unsafeOffer({ job, settlement, done })
+      this.push({ job, settlement, done })
       return Deferred.await(done)
     })
   }
 
+  private push(pending: Pending): void {
+    this.pending.push(pending)
+    if (this.pending.length === 1) this.wake.unsafeOpen()
+  }
+
+  /** Up to `max` of the settlements submitted, oldest first. */
+  private takeUpTo(max: number): Array<Pending> {
+    if (this.pending.length <= max) {
+      const all = this.pending
+      this.pending = []
+      return all
+    }
+    return this.pending.splice(0, max)
+  }
+
   write(batch: ReadonlyArray<Pending>): Effect.Effect<void> {
-    const retryMillis = Math.max(this.held.leaseMillis, 10_000)
     return this.store.settle(batch).pipe(
-      Effect.retry(Schedule.spaced("200 millis").pipe(Schedule.upTo(retryMillis))),
+      Effect.retry(this.retryPolicy),
       Effect.mapError(this.failed),
       Effect.tapError((error) =>
         Effect.logWarning("DurableQueue: settling jobs failed; their leases will lapse", error)
@@ -132,31 +154,37 @@ class Settler {
    * A batch smaller than a quarter of `SETTLE_BATCH` with no `take` waiting on it lingers `settleLingerMillis` for
    * more (SQL: 1 ms handlers on SQLite settled a job or two per commit, 584 jobs/s against the floor's 7,369).
    */
-  private collect(chunk: ReadonlyArray<Pending>): Effect.Effect<ReadonlyArray<Pending>> {
+  private collect(chunk: Array<Pending>): Effect.Effect<ReadonlyArray<Pending>> {
     const linger = this.store.settleLingerMillis ?? 0
     if (linger <= 0 || chunk.length >= SETTLE_BATCH / 4 || chunk.some((pending) => pending.done !== undefined)) {
       return Effect.succeed(chunk)
     }
     return Effect.zipRight(
       Effect.sleep(linger),
-      Effect.map(Queue.takeUpTo(this.queue, SETTLE_BATCH - chunk.length), (more) => [...chunk, ...more])
+      Effect.sync(() => {
+        for (const more of this.takeUpTo(SETTLE_BATCH - chunk.length)) chunk.push(more)
+        return chunk
+      })
     )
   }
 
   /** Only the wait is interruptible: a batch taken is written. On interruption what is queued is written first. */
   loop(): Effect.Effect<never> {
     return Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(
-        restore(Queue.takeBetween(this.queue, 1, SETTLE_BATCH)),
-        (chunk) => Effect.flatMap(this.collect(Array.from(chunk)), (batch) => this.write(batch))
+      Effect.zipRight(
+        restore(this.wake.await),
+        Effect.suspend(() => {
+          const chunk = this.takeUpTo(SETTLE_BATCH)
+          // Closed only once everything submitted is taken: what is left is the next batch, at once.
+          if (this.pending.length === 0) this.wake.unsafeClose()
+          return chunk.length === 0 ? Effect.void : Effect.flatMap(this.collect(chunk), (batch) => this.write(batch))
+        })
       )
     ).pipe(
       Effect.forever,
       Effect.onInterrupt(() =>
         Effect.gen(this, function*() {
-          while ((yield* Queue.size(this.queue)) > 0) {
-            yield* this.write(Array.from(yield* Queue.takeUpTo(this.queue, SETTLE_BATCH)))
-          }
+          while (this.pending.length > 0) yield* this.write(this.takeUpTo(SETTLE_BATCH))
         }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
       )
     )
@@ -172,6 +200,15 @@ class Settler {
 const LOOKAHEAD = 4
 
 /**
+ * A `run` whose takers go fast leases about this much of its work ahead, when that is more than `LOOKAHEAD` gives:
+ * each store call costs a fixed 70–190 µs of this process's CPU (a Redis round trip, even an empty lease, at load
+ * 16), so a lease and a settlement of 64 jobs cost ~6 µs per job more than of 256 (bench/_redis-store-cpu.ts
+ * --batch 64: 10–13.6 µs/job, --batch 256: 5–8.8). Measured by rate, not fixed: a run with slow handlers still
+ * leases only `LOOKAHEAD` × its concurrency ahead, so it holds no more jobs back from other processes than before.
+ */
+const AHEAD_MILLIS = 20
+
+/**
  * A store's `leaseBatch` is held to this many jobs per taker, so a run of low concurrency with slow handlers does
  * not hoard a queue's jobs from other processes (concurrency 1: 16 ahead; 16 and up: the SQL store's 256).
  */
@@ -182,18 +219,57 @@ const LEASE_BATCH_PER_TAKER = 16
  * them (see `LOOKAHEAD`). Jobs fetched but not yet handed out are held (refreshed) and put back, uncounted, when
  * the last `run` stops or the scope closes.
  */
+/**
+ * The jobs fetched and not yet handed out, first in first out: a plain array, read synchronously. An Effect `Queue`
+ * cost a taker four Effect steps, a `Chunk` and an `Option` per job for its `poll` (issue #16). Once shut down (the
+ * scope closes) it hands out nothing: takers polling it are interrupted.
+ * @internal exported for test/DurableQueue.feed.test.ts
+ */
+export class JobBuffer {
+  private items: Array<LeasedJob | undefined> = []
+  private head = 0
+  shut = false
+  get size(): number {
+    return this.items.length - this.head
+  }
+  offerAll(jobs: ReadonlyArray<LeasedJob>): void {
+    for (const job of jobs) this.items.push(job)
+  }
+  poll(): LeasedJob | undefined {
+    if (this.head >= this.items.length) return undefined
+    const job = this.items[this.head]
+    this.items[this.head++] = undefined
+    if (this.head === this.items.length) {
+      this.items = []
+      this.head = 0
+    }
+    return job
+  }
+  takeAll(): Array<LeasedJob> {
+    const left = this.items.slice(this.head) as Array<LeasedJob>
+    this.items = []
+    this.head = 0
+    return left
+  }
+}
+
 /** @internal exported for test/DurableQueue.feed.test.ts */
 export class Feed {
   demand = 0
   /** The takers of active `run`s (their concurrency): what the buffer is filled ahead for. Single `take`s do not count. */
   takers = 0
-  readonly jobs = Effect.runSync(Queue.unbounded<LeasedJob>())
+  readonly jobs = new JobBuffer()
   /** Opened when a taker starts waiting, or the buffer runs low. */
   readonly wake = Effect.unsafeMakeLatch(false)
   /** Opened when jobs may have become ready here (an offer, a retry): a fetcher waiting out its poll looks at once. */
   readonly offered = Effect.unsafeMakeLatch(false)
   /** Whether the last due time read had passed already (see `untilDue`). */
   private overdue = false
+  /** Jobs handed out since the last lease started, and when it started (ms, `Clock`; -1: none yet). */
+  private handed = 0
+  private leaseStarted = -1
+  /** Jobs handed out per ms between the last two lease starts (see `AHEAD_MILLIS`). */
+  private rate = 0
   /** Set as the scope closes (before `jobs` is shut down): a `run`'s taker that ends then is not replaced. */
   closed = false
   /**
@@ -206,9 +282,21 @@ export class Feed {
   readonly available = Effect.unsafeMakeLatch(false)
   constructor(readonly store: Store, readonly held: Held, readonly pollMillis: number) {}
 
-  /** Puts leased jobs in the buffer and wakes the takers waiting for one. */
+  /** Puts leased jobs in the buffer and wakes the takers waiting for one; interrupted once the buffer is shut. */
   handOver(jobs: ReadonlyArray<LeasedJob>): Effect.Effect<void> {
-    return Effect.zipRight(Queue.offerAll(this.jobs, jobs), this.available.open)
+    return Effect.suspend(() => {
+      if (this.jobs.shut) return Effect.interrupt
+      this.jobs.offerAll(jobs)
+      return this.available.open
+    })
+  }
+
+  /** Shuts the buffer (the scope closes): takers waiting are woken, and interrupted by their poll. */
+  shutdown(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      this.jobs.shut = true
+      return this.available.open
+    })
   }
 
   /** Uninterruptible from the call to the hand-over: jobs the store leased must reach `jobs`, where the put-back finds them. */
@@ -227,14 +315,30 @@ export class Feed {
   }
 
   private buffered(): number {
-    return Option.getOrElse(this.jobs.unsafeSize(), () => 0)
+    return this.jobs.shut ? 0 : this.jobs.size
   }
 
   /** How many jobs to lease now: what waiting takers lack, or a refill of a low buffer while a `run` is active. */
   private wanted(): number {
     const buffered = this.buffered()
     const lacking = this.demand - buffered
-    return buffered < this.takers ? Math.max(lacking, this.ahead() - buffered) : lacking
+    if (buffered >= this.takers) return lacking
+    // Two measures of fast takers, the larger taken: the hand-out rate (every store), and, where the store has a
+    // `leaseBatch` (SQL), leases that came back to takers already waiting (`adapt`), which a stall of the event loop
+    // does not hide (by rate alone the SQL refill fell back to 64 under load).
+    const ahead = Math.max(LOOKAHEAD * this.takers, Math.ceil(this.rate * AHEAD_MILLIS), this.adapted())
+    return Math.max(lacking, ahead - buffered)
+  }
+
+  /**
+   * The rate of hand-outs since the last lease started; leases started within one millisecond count together (a
+   * clock that does not move, as `TestClock`'s, keeps the rate at 0).
+   */
+  private measure(now: number): void {
+    if (this.leaseStarted >= 0 && now <= this.leaseStarted) return
+    if (this.leaseStarted >= 0) this.rate = this.handed / (now - this.leaseStarted)
+    this.handed = 0
+    this.leaseStarted = now
   }
 
   /** The smallest and largest refill: 4 × the concurrency, and the store's `leaseBatch` (16 per taker at most). */
@@ -262,8 +366,8 @@ export class Feed {
     this.refill = this.demand > 0 ? Math.min(cap, current * 2) : Math.max(base, Math.floor(current / 2))
   }
 
-  /** How far a refill leases ahead: 4 × the concurrency, or more as `adapt` found the takers starved. */
-  private ahead(): number {
+  /** How far a refill leases ahead by `adapt`: 4 × the concurrency, or more as it found the takers starved. */
+  private adapted(): number {
     const [base, cap] = this.bounds()
     return cap <= base ? base : Math.min(cap, Math.max(base, this.refill))
   }
@@ -278,8 +382,9 @@ export class Feed {
           continue
         }
         this.offered.unsafeClose()
-        const asked = Math.min(want, this.store.maxBatch)
         const started = yield* Clock.currentTimeMillis
+        this.measure(started)
+        const asked = Math.min(Math.max(want, this.wanted()), this.store.maxBatch)
         const leased = yield* this.fetch(asked)
         if (Either.isLeft(leased)) {
           yield* Effect.logWarning("DurableQueue: leasing jobs failed; retrying", leased.left)
@@ -343,12 +448,20 @@ export class Feed {
     return Effect.flatMap(this.poll, (polled) => Option.isNone(polled) ? this.wait : Effect.succeed(polled.value))
   }
 
-  /** A job from the buffer, if any, without waiting. */
-  readonly poll: Effect.Effect<Option.Option<LeasedJob>> = Effect.map(Queue.poll(this.jobs), (polled) => {
+  /** A job from the buffer, if any, without waiting; interrupted once the buffer is shut. */
+  readonly poll: Effect.Effect<Option.Option<LeasedJob>> = Effect.suspend(() =>
+    this.jobs.shut ? Effect.interrupt : Effect.succeed(Option.fromNullable(this.pollNow()))
+  )
+
+  /** `poll` without an Effect, for a caller that checked `jobs.shut`. */
+  pollNow(): LeasedJob | undefined {
+    const job = this.jobs.poll()
+    if (job === undefined) return undefined
+    this.handed++
     // The fetcher is woken only when it has something to do (not once per job handed out of a full buffer).
-    if (Option.isSome(polled) && this.buffered() < this.takers) this.wake.unsafeOpen()
-    return polled
-  })
+    if (this.jobs.size < this.takers) this.wake.unsafeOpen()
+    return job
+  }
 
   readonly wait: Effect.Effect<LeasedJob> = Effect.uninterruptibleMask((restore) =>
     Effect.suspend(() => {
@@ -363,17 +476,18 @@ export class Feed {
    * the buffer after this poll reopens it for the other waiters. A shut-down buffer fails the poll (interruption).
    */
   private readonly awaitJob: Effect.Effect<LeasedJob> = Effect.suspend(() => {
+    if (this.jobs.shut) return Effect.interrupt
     this.available.unsafeClose()
-    return Effect.flatMap(Queue.poll(this.jobs), (polled) => {
-      if (Option.isNone(polled)) return Effect.zipRight(this.available.await, this.awaitJob)
-      if (this.buffered() > 0) this.available.unsafeOpen()
-      return Effect.succeed(polled.value)
-    })
+    const job = this.jobs.poll()
+    if (job === undefined) return Effect.zipRight(this.available.await, this.awaitJob)
+    this.handed++
+    if (this.jobs.size > 0) this.available.unsafeOpen()
+    return Effect.succeed(job)
   })
 
   /** What was fetched and not handed out, to be put back (the last `run` stopped, or the scope closes). */
   takeBuffered(): Effect.Effect<ReadonlyArray<LeasedJob>> {
-    return Effect.map(Queue.takeAll(this.jobs), (chunk) => Array.from(chunk))
+    return Effect.sync(() => this.jobs.takeAll())
   }
 }
 
@@ -412,7 +526,7 @@ class Running {
   /** Whether its cancellation was asked. */
   end(id: string): boolean {
     this.fibers.delete(id)
-    return this.asked.delete(id)
+    return this.asked.size > 0 && this.asked.delete(id)
   }
 }
 
@@ -427,6 +541,8 @@ interface Parts<A> {
   readonly running: Running
   readonly failed: (cause: unknown, id?: string) => DurableQueueError
   readonly emitter: Emitter
+  /** The settlement of nearly every job (no result kept): one object per queue, not one per job. */
+  readonly ack: Settlement
 }
 
 /**
@@ -544,7 +660,13 @@ const body = <A, X, E, R>(
     attempt: job.attempts,
     progress: (value) => recordProgress(parts, job, value)
   }
-  const run = Effect.flatMap(Effect.orDie(parts.codec.decode(job.payload)), (value) => handler(value, handle))
+  // Decoded inside the attempt (a payload that does not decode is a failed attempt), synchronously when it can be.
+  const run = Effect.suspend(() => {
+    const value = parts.codec.decodeNow(job.payload)
+    return value !== NOT_NOW
+      ? handler(value, handle)
+      : Effect.flatMap(Effect.orDie(parts.codec.decode(job.payload)), (value) => handler(value, handle))
+  })
   const timeoutMillis = perJob.timeoutMillis ?? parts.settings.timeoutMillis
   if (timeoutMillis === undefined) return run
   return Effect.timeoutFailCause(run, {
@@ -624,36 +746,74 @@ const attempt = <A, X, E, R>(
   )
 }
 
+/** A job offered without options (nearly all): one object, not one per job. */
+const NO_SETTINGS: JobSettings = {}
+
+/** What a `run`'s taker runs its jobs with (`Attempts`); `job` is set until its settlement is submitted. */
+interface Worker<R> {
+  job: LeasedJob | undefined
+  readonly run: (job: LeasedJob) => Effect.Effect<boolean, never, R>
+}
+
 /**
- * One attempt of `job` for a `run`'s taker, its handler on the taker's own fiber `self` (interruptible there, under
+ * The attempts of one `run`'s taker, each its handler on the taker's own fiber `self` (interruptible there, under
  * `restore`): a `cancel` interrupts `self` (`Running`), a timeout interrupts what `Effect.timeoutFailCause` forked,
- * and a shutdown does not interrupt a taker running a job (`Crew`). Settled without waiting for the write. A fiber
- * of its own per job (forked, awaited, its exit handed back) cost more CPU than the rest of the job together on the
- * memory store (issue #16: bench/_core-cpu.ts, before and after in bench/RESULTS.md).
+ * and a shutdown does not interrupt a taker running a job (`Crew`). Settled without waiting for the write; whether
+ * the taker goes on is the result. A fiber of its own per job (forked, awaited, its exit handed back) cost more CPU
+ * than the rest of the job together on the memory store (issue #16: bench/_core-cpu.ts, before and after in
+ * bench/RESULTS.md). A success with no result to keep is settled in the handler's continuation (no `Effect.exit`,
+ * `complete` or `onExit` step: 4 Effect steps a job fewer), by continuations made once per taker, not per job; the
+ * other outcomes go through `complete`. A defect outside the handler leaves `job` set, and `Crew` settles it.
  */
-const runAttempt = <A, X, E, R>(
-  parts: Parts<A>,
-  job: LeasedJob,
-  handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>,
-  result: Codec<unknown> | undefined,
-  self: Fiber.RuntimeFiber<unknown, unknown>,
-  restore: Restore
-): Effect.Effect<Settlement, never, R> => {
-  const { running, settler } = parts
-  const perJob = jobSettings(job.options)
-  let settled = false
-  parts.emitter.emit("Started", job.id, job.attempts)
-  running.start(job.id, self)
-  return Effect.exit(restore(body(parts, job, perJob, handler))).pipe(
-    Effect.flatMap((exit) => complete(parts, job, perJob, exit, running.end(job.id), result)),
-    Effect.map((settlement) => {
-      emitSettled(parts.emitter, job, settlement)
-      settled = true
-      settler.submit(job, settlement)
-      return settlement
-    }),
-    Effect.onExit((exit) => settled ? Effect.void : Effect.sync(() => settleUnsettled(parts, job, exit)))
-  )
+class Attempts<A, X, E, R> implements Worker<R> {
+  job: LeasedJob | undefined = undefined
+  private perJob: JobSettings = NO_SETTINGS
+  private readonly continuation: {
+    readonly onSuccess: (value: X) => Effect.Effect<boolean>
+    readonly onFailure: (cause: Cause.Cause<E>) => Effect.Effect<boolean>
+  }
+  constructor(
+    readonly parts: Parts<A>,
+    readonly handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>,
+    readonly result: Codec<unknown> | undefined,
+    readonly self: Fiber.RuntimeFiber<unknown, unknown>,
+    readonly restore: Restore
+  ) {
+    this.continuation = {
+      onSuccess: (value) => this.succeeded(value),
+      onFailure: (cause) => this.completed(Exit.failCause(cause))
+    }
+  }
+
+  readonly run = (job: LeasedJob): Effect.Effect<boolean, never, R> => {
+    const { emitter, running } = this.parts
+    this.job = job
+    this.perJob = job.options === undefined ? NO_SETTINGS : jobSettings(job.options)
+    emitter.emit("Started", job.id, job.attempts)
+    running.start(job.id, this.self)
+    return Effect.matchCauseEffect(this.restore(body(this.parts, job, this.perJob, this.handler)), this.continuation)
+  }
+
+  private succeeded(value: X): Effect.Effect<boolean> {
+    if (this.result !== undefined) return this.completed(Exit.succeed(value))
+    const job = this.job!
+    this.parts.running.end(job.id)
+    return Effect.succeed(this.settled(job, this.parts.ack))
+  }
+
+  private completed(exit: Exit.Exit<X, E>): Effect.Effect<boolean> {
+    const job = this.job!
+    const settlement = complete(this.parts, job, this.perJob, exit, this.parts.running.end(job.id), this.result)
+    return Effect.map(settlement, (settlement) => this.settled(job, settlement))
+  }
+
+  /** Submits the settlement; whether the taker goes on (not after a self-interruption, nor once cancelled). */
+  private settled(job: LeasedJob, settlement: Settlement): boolean {
+    emitSettled(this.parts.emitter, job, settlement)
+    this.job = undefined
+    this.parts.settler.submit(job, settlement)
+    return settlement._tag !== "Release" && !this.parts.running.interrupted.has(this.self)
+  }
 }
 
 /**
@@ -713,7 +873,7 @@ class Crew<A, R> {
   readonly gone = Deferred.unsafeMake<void>(FiberId.none)
   constructor(
     readonly parts: Parts<A>,
-    readonly work: (job: LeasedJob, self: Taker, restore: Restore) => Effect.Effect<Settlement, never, R>
+    readonly worker: (self: Taker, restore: Restore) => Worker<R>
   ) {}
 
   spawn(): Effect.Effect<void, never, R> {
@@ -732,27 +892,48 @@ class Crew<A, R> {
     for (const taker of this.idle) taker.unsafeInterruptAsFork(FiberId.none)
   }
 
+  /**
+   * A loop of `next` and `work` with as few Effect steps per job as it takes: a job already buffered is polled and
+   * run in one step. A defect outside a handler (those settle their job) settles the job it happened to, if any
+   * (held unsettled, its lease would be refreshed for as long as this process lives), is logged, and the taker goes
+   * on after a pause.
+   */
   private taker(self: Taker): Effect.Effect<void, never, R> {
-    const { running } = this.parts
+    const { feed } = this.parts
     return Effect.uninterruptibleMask((restore) => {
-      const loop: Effect.Effect<void, never, R> = Effect.flatMap(
-        this.next(self, restore),
-        (job) => this.work(job, self, restore)
-      ).pipe(
-        Effect.map((settlement) => settlement._tag !== "Release" && !running.interrupted.has(self)),
-        // A defect (not from the handler: those settle their job) is logged; the taker goes on after a pause.
-        Effect.catchAllCause((cause) =>
-          Cause.isInterruptedOnly(cause)
-            ? Effect.failCause(cause as Cause.Cause<never>)
-            : Effect.zipRight(
-              Effect.logWarning("DurableQueue: taking a job failed; retrying", cause),
-              Effect.as(this.idly(self, restore(Effect.sleep("500 millis"))), true)
-            )
-        ),
-        Effect.flatMap((again) => again ? loop : Effect.void)
-      )
-      return loop
+      const worker = this.worker(self, restore)
+      const run = worker.run
+      const next: Effect.Effect<boolean, never, R> = Effect.suspend(() => {
+        if (this.stopping || feed.jobs.shut) return Effect.interrupt
+        const job = this.pollRunnable()
+        if (job !== undefined) return run(job)
+        return Effect.flatMap(
+          this.idly(self, restore(feed.wait)),
+          (job) => runnable(this.parts, job) ? run(job) : Effect.succeed(true)
+        )
+      })
+      const loop: Effect.Effect<void, never, R> = Effect.flatMap(next, (again) => again ? loop : Effect.void)
+      const guarded: Effect.Effect<void, never, R> = Effect.catchAllCause(loop, (cause) => {
+        if (worker.job !== undefined) {
+          settleUnsettled(this.parts, worker.job, Exit.failCause(cause))
+          worker.job = undefined
+        }
+        return Cause.isInterruptedOnly(cause)
+          ? Effect.failCause(cause as Cause.Cause<never>)
+          : Effect.zipRight(
+            Effect.logWarning("DurableQueue: taking a job failed; retrying", cause),
+            Effect.zipRight(this.idly(self, restore(Effect.sleep("500 millis"))), guarded)
+          )
+      })
+      return guarded
     }).pipe(Effect.onExit(() => this.ended(self)))
+  }
+
+  /** A runnable job from the feed's buffer, if any (polled uninterruptibly: a job polled is run). */
+  private pollRunnable(): LeasedJob | undefined {
+    let job = this.parts.feed.pollNow()
+    while (job !== undefined && !runnable(this.parts, job)) job = this.parts.feed.pollNow()
+    return job
   }
 
   /** `wait` as an idle taker (interrupted by `stop`), unless the run is stopping already. */
@@ -762,17 +943,6 @@ class Crew<A, R> {
       this.idle.add(self)
       return Effect.ensuring(wait, Effect.sync(() => this.idle.delete(self)))
     })
-  }
-
-  /** The next runnable job: one from the feed's buffer (uninterruptibly: a job polled is run), or waited for. */
-  private next(self: Taker, restore: Restore): Effect.Effect<LeasedJob> {
-    const { feed } = this.parts
-    return Effect.suspend(() => this.stopping ? Effect.interrupt : feed.poll).pipe(
-      Effect.flatMap((polled) =>
-        Option.isSome(polled) ? Effect.succeed(polled.value) : this.idly(self, restore(feed.wait))
-      ),
-      Effect.flatMap((job) => runnable(this.parts, job) ? Effect.succeed(job) : this.next(self, restore))
-    )
   }
 
   private ended(self: Taker): Effect.Effect<void, never, R> {
@@ -796,7 +966,10 @@ const makeRun = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["run"] => (ha
       Effect.uninterruptibleMask((restore) =>
         Effect.suspend(() => {
           const codec = result === undefined ? undefined : makeCodec(result)
-          const crew = new Crew(parts, (job, self, inTaker) => runAttempt(parts, job, handler, codec, self, inTaker))
+          const crew = new Crew(
+            parts,
+            (self, inTaker) => new Attempts(parts, handler, codec, self, inTaker)
+          )
           parts.feed.takers += concurrency
           return Effect.zipRight(
             Effect.forEach(Array.from({ length: concurrency }), () => crew.spawn(), { discard: true }),
@@ -1011,7 +1184,7 @@ const startParts = <A>(parts: Parts<A>): Effect.Effect<void, never, Scope.Scope>
           Effect.sync(() => {
             feed.closed = true
           }),
-          Effect.zipRight(putBack(parts), Effect.zipRight(Queue.shutdown(feed.jobs), feed.available.open))
+          Effect.zipRight(putBack(parts), feed.shutdown())
         )
       ),
       Effect.forkScoped
@@ -1039,7 +1212,18 @@ const makeCore = <A, I>(
     const settler = new Settler(store, held, failed, feed.offered.open)
     // Forked before the other parts: the scope, closing in reverse, stops it last, after the final settlements.
     const emitter = yield* makeEmitter(port.bus, settings.name)
-    const parts: Parts<A> = { store, settings, codec: makeCodec(schema), held, feed, settler, running, failed, emitter }
+    const parts: Parts<A> = {
+      store,
+      settings,
+      codec: makeCodec(schema),
+      held,
+      feed,
+      settler,
+      running,
+      failed,
+      emitter,
+      ack: { _tag: "Ack", result: undefined, resultTtlMillis: settings.resultTtlMillis }
+    }
     yield* startParts(parts)
     const offer = makeOffer(parts)
     const take = makeTake(parts)

@@ -75,6 +75,9 @@ const tooDeep = (text: string): boolean => {
   return false
 }
 
+/** What `Codec.decodeNow` returns when it cannot give the value at once. @internal */
+export const NOT_NOW: unique symbol = Symbol("effect-workers/DurableQueue/notNow")
+
 /** @internal */
 export interface Codec<A> {
   readonly encode: (value: A) => Effect.Effect<string, ParseResult.ParseError | Error>
@@ -85,6 +88,11 @@ export interface Codec<A> {
    */
   readonly encodeNow: (value: A) => string | undefined
   readonly decode: (payload: string) => Effect.Effect<A, ParseResult.ParseError | Error>
+  /**
+   * The value, when the payload decodes synchronously and well; else `NOT_NOW` (then `decode` gives the value or
+   * the error). A consumer's every job, without an Effect (issue #16).
+   */
+  readonly decodeNow: (payload: string) => A | typeof NOT_NOW
 }
 
 /** @internal */
@@ -132,6 +140,17 @@ export const codec = <A, I>(schema: Schema.Schema<A, I>): Codec<A> => {
       }
       const decoded = decodeSync(json)
       return Either.isRight(decoded) ? Effect.succeed(decoded.right) : decode(json)
+    },
+    decodeNow: (payload) => {
+      if (payload.length > MAX_DEPTH && tooDeep(payload)) return NOT_NOW
+      let json: unknown
+      try {
+        json = JSON.parse(payload)
+      } catch {
+        return NOT_NOW
+      }
+      const decoded = decodeSync(json)
+      return Either.isRight(decoded) ? decoded.right : NOT_NOW
     }
   }
 }

@@ -51,7 +51,7 @@ const pushSettle = (args: Array<string>, { job, settlement }: Settle): void => {
   switch (settlement._tag) {
     case "Ack":
       if (settlement.result === undefined) {
-        args.push(job.id, `a 0 ${millis(settlement.resultTtlMillis)}`)
+        args.push(job.id, ackSpec(settlement.resultTtlMillis))
       } else {
         args.push(job.id, `A 0 ${millis(settlement.resultTtlMillis)}`, settlement.result)
       }
@@ -69,6 +69,17 @@ const pushSettle = (args: Array<string>, { job, settlement }: Settle): void => {
       args.push(job.id, `c ${count(settlement.attempts)} 0`)
       return
   }
+}
+
+/** The spec of a plain acknowledgement, remembered for the last time to live (a queue's every job has the same). */
+let lastTtl = NaN
+let lastAckSpec = ""
+const ackSpec = (ttl: number): string => {
+  if (ttl !== lastTtl) {
+    lastTtl = ttl
+    lastAckSpec = `a 0 ${millis(ttl)}`
+  }
+  return lastAckSpec
 }
 
 /** Attempts as the settle script's spec holds them (digits only): the core counts them, this keeps a NaN out. */
