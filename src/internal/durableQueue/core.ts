@@ -48,6 +48,9 @@ import { withTelemetry } from "./telemetry.js"
 /** Settlements written per store call. */
 const SETTLE_BATCH = 256
 
+/** How long a closing queue writes its queued settlements, at most (see `Settler.flushOnClose`). */
+const CLOSE_FLUSH_MILLIS = 5_000
+
 /** The jobs leased by this core (fetched, running, or settled but not yet written); their leases are refreshed together. */
 class Held {
   readonly jobs = new Map<string, LeasedJob>()
@@ -168,7 +171,12 @@ class Settler {
     )
   }
 
-  /** Only the wait is interruptible: a batch taken is written. On interruption what is queued is written first. */
+  /**
+   * A batch taken is written; on interruption (the scope closes) the batch being written and what is queued are
+   * written by `flushOnClose`. The write itself is interruptible so that a store that stopped answering cannot hold
+   * the close: a batch cut short is written again there (a settlement the store applied already finds the job no
+   * longer held and is ignored, as on every store).
+   */
   loop(): Effect.Effect<never> {
     return Effect.uninterruptibleMask((restore) =>
       Effect.zipRight(
@@ -177,16 +185,54 @@ class Settler {
           const chunk = this.takeUpTo(SETTLE_BATCH)
           // Closed only once everything submitted is taken: what is left is the next batch, at once.
           if (this.pending.length === 0) this.wake.unsafeClose()
-          return chunk.length === 0 ? Effect.void : Effect.flatMap(this.collect(chunk), (batch) => this.write(batch))
+          if (chunk.length === 0) return Effect.void
+          this.inFlight = chunk
+          return Effect.flatMap(this.collect(chunk), (batch) => {
+            this.inFlight = batch
+            return Effect.zipRight(restore(this.write(batch)), Effect.sync(() => this.inFlight = []))
+          })
         })
       )
     ).pipe(
       Effect.forever,
-      Effect.onInterrupt(() =>
-        Effect.gen(this, function*() {
-          while (this.pending.length > 0) yield* this.write(this.takeUpTo(SETTLE_BATCH))
-        }).pipe(Effect.timeout("5 seconds"), Effect.ignore)
-      )
+      Effect.onInterrupt(() => this.flushOnClose())
+    )
+  }
+
+  /** The batch the loop is writing (written again by `flushOnClose` when the loop is interrupted meanwhile). */
+  private inFlight: ReadonlyArray<Pending> = []
+
+  /**
+   * As the scope closes: the batch cut short and what is queued are written, for 5 s at most. The writes are made
+   * interruptible for the bound to hold: this runs as a finalizer, where a timeout cannot interrupt what it bounds,
+   * and a store that stopped answering (a settle that never returns, a database away: 10 s of retries per batch)
+   * held the close for as long, forever for a call that never returns. What is not written then is not lost (its
+   * leases lapse and the jobs come back: at-least-once); its `take` callers get a `DurableQueueError`.
+   */
+  private flushOnClose(): Effect.Effect<void> {
+    return Effect.gen(this, function*() {
+      while (this.inFlight.length > 0 || this.pending.length > 0) {
+        if (this.inFlight.length === 0) this.inFlight = this.takeUpTo(SETTLE_BATCH)
+        yield* this.write(this.inFlight)
+        this.inFlight = []
+      }
+    }).pipe(
+      Effect.interruptible,
+      Effect.timeout(CLOSE_FLUSH_MILLIS),
+      Effect.ignore,
+      Effect.zipRight(Effect.suspend(() => {
+        const left = [...this.inFlight, ...this.takeUpTo(Number.POSITIVE_INFINITY)]
+        this.inFlight = []
+        if (left.length === 0) return Effect.void
+        const error = this.failed(new Error(`the queue closed before ${left.length} settlement(s) were written`))
+        for (const pending of left) {
+          this.held.delete(pending.job)
+          if (pending.done !== undefined) Deferred.unsafeDone(pending.done, Exit.fail(error))
+        }
+        return Effect.logWarning(
+          `DurableQueue: ${left.length} settlement(s) not written within ${CLOSE_FLUSH_MILLIS} ms of closing; their leases will lapse`
+        )
+      }))
     )
   }
 }
