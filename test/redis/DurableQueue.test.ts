@@ -173,6 +173,31 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
       }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
     ))
 
+  it.live("with a client keyPrefix (which ioredis adds to keys, not channels) an events stream hears every Offered", () =>
+    withPrefix((prefix) =>
+      Effect.gen(function*() {
+        const queue = yield* queueOf(prefix)
+        const seen: Array<{ readonly id: string }> = []
+        yield* Effect.forkScoped(Stream.runForEach(queue.events, (event) => Effect.sync(() => seen.push(event))))
+        // Before the fix the script counted the subscribers of "<keyPrefix><channel>": always 0, so no probe arrived.
+        let probes = 0
+        yield* eventually(Effect.suspend(() =>
+          seen.some((event) => event.id.startsWith("probe-"))
+            ? Effect.succeed(true)
+            : Effect.as(queue.offer(0, { id: `probe-${probes++}` }), false)
+        ))
+        yield* Effect.forEach([1, 2, 3], (n) => queue.offer(n, { id: `after-${n}` }), { concurrency: "unbounded" })
+        yield* queue.offerAll([{ value: 4, id: "after-4" }, { value: 5, id: "after-5" }])
+        const offered = () => seen.filter((event) => event.id.startsWith("after-")).map((event) => event.id).sort()
+        yield* eventually(Effect.sync(() => offered().length === 5))
+        expect(offered()).toEqual(["after-1", "after-2", "after-3", "after-4", "after-5"])
+      }).pipe(
+        Effect.scoped,
+        // Under the test's prefix, so its cleanup deletes the keys.
+        Effect.provide(RedisClient.layer({ options: { keyPrefix: `${prefix}kp:` } }))
+      )
+    ))
+
   it.live("single offers of concurrent callers share script calls, in call order, a repeated id queued once", () =>
     withPrefix((prefix, raw) =>
       Effect.gen(function*() {

@@ -163,15 +163,20 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
   const token = globalThis.crypto.randomUUID()
   // How long a cancelled job's record is kept: as a done one's (the queue's resultTimeToLive).
   const recordTtl = millis(settings.resultTtlMillis)
-  const call = (name: string, { keys, lua }: scripts.Script) => {
-    const command = defineScript(redis, name, lua, keys.length)
+  // A script's keys, then its arguments, then its channels (popped off ARGV's end by the script, see redisScripts.ts).
+  const command = (name: string, { channels, keys, lua }: scripts.Script) => {
+    const run = defineScript(redis, name, lua, keys.length)
     const keyArgs = keys.map((key) => k[key])
-    return (...args: Array<string | number>) => Effect.tryPromise(() => command(...keyArgs, ...args))
+    const channelArgs = channels.map((channel) => k[channel])
+    return (...args: Array<string | number>) => run(...keyArgs, ...args, ...channelArgs)
   }
-  const offer = call("ewDqOffer", scripts.offer)
-  const offerCommand = defineScript(redis, "ewDqOffer", scripts.offer.lua, scripts.offer.keys.length)
-  const offerKeys = scripts.offer.keys.map((key) => k[key])
-  const single = coalesce((jobs) => offerCommand(...offerKeys, ...offerArgs(jobs)))
+  const call = (name: string, script: scripts.Script) => {
+    const run = command(name, script)
+    return (...args: Array<string | number>) => Effect.tryPromise(() => run(...args))
+  }
+  const offerCommand = command("ewDqOffer", scripts.offer)
+  const offer = (...args: Array<string>) => Effect.tryPromise(() => offerCommand(...args))
+  const single = coalesce((jobs) => offerCommand(...offerArgs(jobs)))
   const lease = call("ewDqLease", scripts.lease)
   const refresh = call("ewDqRefresh", scripts.refresh)
   const settle = call("ewDqSettle", scripts.settle)
