@@ -33,11 +33,12 @@ const ours = (name: string, lua: string): Variant => ({
   run: async (redis, prefix) => {
     const k = keysOf(prefix, "jobs")
     const keys = scripts.offer.keys.map((key) => k[key])
+    const channels = scripts.offer.channels.map((channel) => k[channel])
     let us = 0
     for (let b = 0; b < BATCHES; b++) {
       const args: Array<string> = []
       for (let i = 0; i < BATCH; i++) args.push(randomUUID(), `{"n":${i}}`, "")
-      us += Number(await redis.eval(timedLua(lua), keys.length, ...keys, ...args))
+      us += Number(await redis.eval(timedLua(lua), keys.length, ...keys, ...args, ...channels))
     }
     return us / (BATCH * BATCHES)
   }

@@ -152,9 +152,9 @@ export interface DurableQueue<in out A> {
    * memory and SQLite), from subscription on; at most once: an event lost on the way is not sent again. Events
    * never slow or fail the queue (they are published in batches, fire-and-forget); a subscriber more than 10,000
    * events behind loses the oldest, with a logged count. "Offered" is sent for every offer, also of an id the store
-   * already knew, once a subscription exists: on Redis an offer the store wrote before any `events` stream of the
-   * queue had subscribed sends none (the offer script reads the subscriber count as it writes, so none is missed
-   * once a subscription is made).
+   * already knew, once a subscription exists. On Redis it is published only while some `events` stream of the queue
+   * (in any process) is subscribed, as the offer script reads when it writes: a stream hears the "Offered" of every
+   * offer Redis ran after its subscription was made (not of one it ran before, even when the stream started first).
    */
   readonly events: Stream.Stream<JobEvent, DurableQueueError>
   /**

@@ -215,6 +215,30 @@ for (const [kind, up] of stores) {
         expect(yield* queue.size).toBe(0)
       }))
 
+    test("non-enumerable options are checked and used as offer's are (the shortcut once skipped them)", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+        const hidden = (entry: object, key: string, value: unknown) =>
+          Object.defineProperty(entry, key, { value, enumerable: false })
+        const cases: ReadonlyArray<readonly [ReadonlyArray<unknown>, string]> = [
+          [[hidden({ value: 1, id: "x" }, "delay", Number.NaN)], "entries[0].delay"],
+          [[hidden({ value: 1 }, "delay", Number.NaN)], "entries[0].delay"],
+          [[hidden({ value: 1, delay: 5 }, "id", 5)], "entries[0].id"],
+          [[hidden({ value: 1 }, "priority", 1.5)], "entries[0].priority"],
+          // After an entry that only `resolveOffer` takes (a runAt), the rest go one by one: the same rule.
+          [[{ value: 1, runAt: Date.now() }, hidden({ value: 2 }, "delay", -1)], "entries[1].delay"]
+        ]
+        for (const [entries, field] of cases) {
+          const error = yield* Effect.flip(queue.offerAll(entries as ReadonlyArray<DurableQueue.OfferEntry<number>>))
+          expect(error).toBeInstanceOf(OptionError)
+          expect((error as OptionError).field).toBe(field)
+        }
+        expect(yield* queue.size).toBe(0)
+        // A valid non-enumerable id is the job's id, as `offer(1, hidden({}, "id", "secret"))` would make it.
+        expect(yield* queue.offerAll([hidden({ value: 1 }, "id", "secret") as DurableQueue.OfferEntry<number>]))
+          .toEqual(["secret"])
+      }))
+
     test("hostile entries fail with OptionError naming the entry, and nothing is written", (env) =>
       Effect.gen(function*() {
         const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })

@@ -5,6 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import { Redis } from "ioredis"
@@ -173,6 +174,31 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
       }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
     ))
 
+  it.live("with a client keyPrefix (which ioredis adds to keys, not channels) an events stream hears every Offered", () =>
+    withPrefix((prefix) =>
+      Effect.gen(function*() {
+        const queue = yield* queueOf(prefix)
+        const seen: Array<{ readonly id: string }> = []
+        yield* Effect.forkScoped(Stream.runForEach(queue.events, (event) => Effect.sync(() => seen.push(event))))
+        // Before the fix the script counted the subscribers of "<keyPrefix><channel>": always 0, so no probe arrived.
+        let probes = 0
+        yield* eventually(Effect.suspend(() =>
+          seen.some((event) => event.id.startsWith("probe-"))
+            ? Effect.succeed(true)
+            : Effect.as(queue.offer(0, { id: `probe-${probes++}` }), false)
+        ))
+        yield* Effect.forEach([1, 2, 3], (n) => queue.offer(n, { id: `after-${n}` }), { concurrency: "unbounded" })
+        yield* queue.offerAll([{ value: 4, id: "after-4" }, { value: 5, id: "after-5" }])
+        const offered = () => seen.filter((event) => event.id.startsWith("after-")).map((event) => event.id).sort()
+        yield* eventually(Effect.sync(() => offered().length === 5))
+        expect(offered()).toEqual(["after-1", "after-2", "after-3", "after-4", "after-5"])
+      }).pipe(
+        Effect.scoped,
+        // Under the test's prefix, so its cleanup deletes the keys.
+        Effect.provide(RedisClient.layer({ options: { keyPrefix: `${prefix}kp:` } }))
+      )
+    ))
+
   it.live("single offers of concurrent callers share script calls, in call order, a repeated id queued once", () =>
     withPrefix((prefix, raw) =>
       Effect.gen(function*() {
@@ -193,6 +219,41 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
         const queued = yield* Effect.promise(() => raw.lrange(k.waiting, 0, -1))
         expect(queued).toEqual(ids.filter((_, i) => i !== 9))
       }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
+    ))
+
+  it.live("a gathered single offer whose caller is interrupted before it is sent is never written", () =>
+    withPrefix((prefix, raw) =>
+      Effect.gen(function*() {
+        const k = keysOf(prefix, "jobs")
+        const conn = yield* Effect.acquireRelease(Effect.sync(() => new Redis()), (r) => Effect.promise(() => r.quit()))
+        const store = makeStore(conn, prefix, yield* queueSettings({ name: "jobs", schema: Schema.Number }))
+        const job = (id: string) => ({
+          id,
+          payload: "1",
+          custom: true,
+          delayMillis: 0,
+          priority: 0,
+          options: undefined
+        })
+        const suspended = (fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
+          eventually(Effect.map(Fiber.status(fiber), (status) => status._tag === "Suspended"))
+        // Holds the connection: the first offer goes out behind this BLPOP and stays out until it returns, so the
+        // next offers are gathered for the call after it.
+        const held = conn.blpop(`${prefix}hold`, 0)
+        const first = yield* Effect.fork(store.offer([job("first")]))
+        yield* suspended(first)
+        const second = yield* Effect.fork(store.offer([job("second")]))
+        yield* suspended(second)
+        yield* Fiber.interrupt(second)
+        const third = yield* Effect.fork(store.offer([job("third")]))
+        yield* suspended(third)
+        yield* Effect.promise(() => raw.rpush(`${prefix}hold`, "go"))
+        yield* Effect.promise(() => held)
+        yield* Fiber.join(first)
+        yield* Fiber.join(third)
+        // Before, the interrupted caller's job was sent with the third one's: ["first", "second", "third"].
+        expect(yield* Effect.promise(() => raw.lrange(k.waiting, 0, -1))).toEqual(["first", "third"])
+      }).pipe(Effect.scoped)
     ))
 
   it.live("a prefix that is not a string fails with OptionError", () =>

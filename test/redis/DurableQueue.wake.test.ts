@@ -48,6 +48,33 @@ describe.skipIf(!up)("redis DurableQueue wake-ups", () => {
   )
 
   it.live(
+    "with a client keyPrefix (added to keys, not to channels) an offer from another instance still wakes a taker",
+    () =>
+      withRedisPrefix("dqwakekp", (prefix, raw) =>
+        Effect.gen(function*() {
+          const taker = yield* queueOf(prefix)
+          const offerer = yield* queueOf(prefix)
+          yield* taker.offer(1)
+          expect(yield* taker.take((n) => Effect.succeed(n))).toEqual(Exit.succeed(1))
+          const waiting = yield* Effect.fork(taker.take((n) => Effect.succeed(n)))
+          // The taker listens on "<wake>", unprefixed (SUBSCRIBE takes a channel, not a key).
+          const [, subscribers] = (yield* Effect.promise(() => raw.pubsub("NUMSUB", `${prefix}{jobs}:wake`))) as [
+            string,
+            number
+          ]
+          expect(Number(subscribers)).toBe(1)
+          // Not synchronisation (the test passes either way with the fix): lets the taker's lease find nothing first,
+          // so that without a wake-up it waits out its 10 s poll. Before the fix the script published on
+          // "<keyPrefix><wake>", which nobody heard (without this pause the offer came during that lease and it passed).
+          yield* Effect.sleep("200 millis")
+          yield* offerer.offer(2)
+          const got = yield* Fiber.join(waiting).pipe(Effect.timeout("5 seconds"), Effect.option)
+          expect(got).toEqual(Option.some(Exit.succeed(2)))
+        }).pipe(Effect.scoped, Effect.provide(RedisClient.layer({ options: { keyPrefix: `${prefix}kp:` } })))),
+    30_000
+  )
+
+  it.live(
     "a resume, a retry without delay and a requeue from another instance each wake an idle taker",
     () =>
       withRedisPrefix("dqwake2", (prefix) =>

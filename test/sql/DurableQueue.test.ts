@@ -14,11 +14,13 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { sqlPort } from "../../src/internal/durableQueue/sqlEvents.js"
 import { channelOf } from "../../src/internal/durableQueue/sqlListen.js"
 import { OptionError } from "../../src/OptionError.js"
 import * as DurableQueue from "../../src/sql/DurableQueue.js"
 import { type Backend, clientLayer, withTable } from "../fixtures/sql-client.js"
 import { postgres, requireService } from "../helpers/services.js"
+import { eventually } from "../helpers/storePort.js"
 
 const pgUp = await requireService(postgres)
 
@@ -177,6 +179,31 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: LISTEN/NOTIFY across pro
               times.map((t) => t.toFixed(1)).join(", ")
             } ms`
           )
+        }).pipe(Effect.scoped)),
+    30_000
+  )
+
+  it.live(
+    "identical event payloads of one batch all arrive (PostgreSQL delivers identical notifications of one transaction once)",
+    () =>
+      withTable("pg", "ev", (table) =>
+        Effect.gen(function*() {
+          const { bus } = yield* sqlPort("jobs", table, true)
+          const seen: Array<string> = []
+          yield* Effect.forkScoped(Stream.runForEach(bus.subscribe, (line) => Effect.sync(() => seen.push(line))))
+          // Probes until the LISTEN is made: every later notification must reach it.
+          let probes = 0
+          yield* eventually(Effect.suspend(() =>
+            seen.some((line) => line.startsWith("probe"))
+              ? Effect.succeed(true)
+              : Effect.as(bus.publish([`probe${probes++}`]), false)
+          ))
+          // Each over half of a 7,900-byte payload: three payloads, identical (before: 1 of 3 delivered).
+          const big = JSON.stringify({ _tag: "Progress", id: "same", at: 0, progress: "x".repeat(5_000) })
+          yield* bus.publish([big, big, big])
+          yield* bus.publish(["end"])
+          yield* eventually(Effect.sync(() => seen.includes("end")))
+          expect(seen.filter((line) => line === big).length).toBe(3)
         }).pipe(Effect.scoped)),
     30_000
   )

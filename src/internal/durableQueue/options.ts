@@ -234,12 +234,6 @@ const defaultSettings = (): OfferSettings => ({
   options: undefined
 })
 
-/** Whether an entry's only key (own or inherited, as `resolveOffer` reads them) is `value`. */
-const valueOnly = (entry: object): boolean => {
-  for (const key in entry) if (key !== "value") return false
-  return true
-}
-
 /** @internal */
 export const offerSettings = (
   options: DurableQueue.OfferOptions | undefined
@@ -293,33 +287,33 @@ export interface CheckedEntry {
 }
 
 /**
- * The settings of an entry with the usual options, at once, or undefined: anything else (a `runAt`, a `timeout`
- * or `backoff`, a duration as text, an unknown key, any bad value) goes through `resolveOffer`, which gives the
- * same settings or the error. An entry with an id is a bulk offer's other usual form, and `resolveOffer`'s ~10
- * Effects cost ~5 µs per entry (issue #16).
+ * The settings of an entry with the usual options (none, an id, a delay in ms, a priority), at once, or undefined:
+ * anything else (a `runAt`, a `timeout` or `backoff`, a duration as text, an unknown key, any bad value) goes
+ * through `resolveOffer`, which gives the same settings or the error. An entry of its value alone or with an id is
+ * a bulk offer's usual form, and `resolveOffer`'s ~10 Effects cost ~5 µs per entry (issue #16). The options are read
+ * by property access, as `resolveOffer` reads them, not from `for…in`'s keys: that loop skips non-enumerable own
+ * keys, so a non-enumerable `delay: NaN` was accepted (and a non-enumerable `id: 5` gave a random id). The loop only
+ * looks for unknown keys (`knownKeys` sees the enumerable own ones; `for…in` those and inherited ones, which only
+ * send more entries to `resolveOffer`).
  */
 const usualSettings = (entry: Record<string, unknown>): OfferSettings | undefined => {
-  let id: string | undefined
-  let delay = 0
-  let priority = 0
-  for (const key in entry) {
-    const field = entry[key]
-    if (key === "value" || (field === undefined && ENTRY_KEYS.includes(key))) continue
-    if (key === "id" && badId(field) === undefined) id = field as string
-    else if (key === "delay" && typeof field === "number" && Number.isInteger(field) && field >= 0) delay = field
-    else if (
-      key === "priority" && typeof field === "number" && Number.isInteger(field) && Math.abs(field) <= MAX_PRIORITY
-    ) priority = field
-    else return undefined
-  }
-  // `resolveOffer` reads own and inherited keys alike, but `knownKeys` only own ones: an entry with inherited
-  // keys goes there, as before, not through this shortcut.
-  if (delay > MAX_DELAY_MILLIS || Object.getPrototypeOf(entry) !== Object.prototype) return undefined
+  for (const key in entry) if (!ENTRY_KEYS.includes(key)) return undefined
+  if (entry.runAt !== undefined || entry.timeout !== undefined || entry.backoff !== undefined) return undefined
+  const { delay, id, priority } = entry
+  if (id !== undefined && badId(id) !== undefined) return undefined
+  if (
+    delay !== undefined &&
+    !(typeof delay === "number" && Number.isInteger(delay) && delay >= 0 && delay <= MAX_DELAY_MILLIS)
+  ) return undefined
+  if (
+    priority !== undefined &&
+    !(typeof priority === "number" && Number.isInteger(priority) && Math.abs(priority) <= MAX_PRIORITY)
+  ) return undefined
   return {
-    id: id ?? globalThis.crypto.randomUUID(),
+    id: id === undefined ? globalThis.crypto.randomUUID() : id as string,
     custom: id !== undefined,
-    delayMillis: delay,
-    priority,
+    delayMillis: delay === undefined ? 0 : delay as number,
+    priority: priority === undefined ? 0 : priority as number,
     options: undefined
   }
 }
@@ -341,8 +335,7 @@ export const offerEntries = (entries: unknown): Effect.Effect<ReadonlyArray<Chec
   for (let i = 0; i < entries.length; i++) {
     const entry: unknown = entries[i]
     if (typeof entry !== "object" || entry === null) break
-    // An entry of its value alone (a bulk offer's usual form) has the defaults, as `offer` without options.
-    const settings = valueOnly(entry) ? defaultSettings() : usualSettings(entry as Record<string, unknown>)
+    const settings = usualSettings(entry as Record<string, unknown>)
     if (settings === undefined) break
     out.push({ value: (entry as { readonly value: unknown }).value, settings })
   }
@@ -361,12 +354,12 @@ const checkedFrom = (entries: ReadonlyArray<unknown>, out: Array<CheckedEntry>):
         "an object { value, id?, delay?, … }"
       )
       const value = (entry as { readonly value: unknown }).value
-      const settings = valueOnly(entry as object) ? defaultSettings() : yield* resolveOffer(
+      const settings = usualSettings(entry as Record<string, unknown>) ?? (yield* resolveOffer(
         entry as DurableQueue.OfferOptions,
         `entries[${i}].`,
         ENTRY_KEYS,
         `entries[${i}]`
-      )
+      ))
       out.push({ value, settings })
     }
   })

@@ -27,9 +27,9 @@
  * - since: hash id → when the job entered its state (ms): written at offer, when queued again or delayed, at death
  *   and at cancellation (not at lease nor acknowledgement: a write per job more on the hot path), for the ages of
  *   `jobs` and `counts`; dropped with the done record (`forget`) or the dead letter (`purge`).
- * - wake: a pub/sub channel, not a key (named here so scripts get it like one; same hash tag): one message per
- *   script call that queued a job, ready now or delayed (offer, release, retry, requeue, resume), heard by idle
- *   takers of every process (redisWake.ts). A delayed job becoming due publishes nothing: idle takers read its due
+ * - wake: a pub/sub channel, not a key (named here so scripts get it like one, passed as a trailing ARGV; same hash
+ *   tag): one message per script call that queued a job, ready now or delayed (offer, release, retry, requeue,
+ *   resume), heard by idle takers of every process (redisWake.ts). A delayed job becoming due publishes nothing: idle takers read its due
  *   time (`nextDue`, the lowest score of delayed) after each empty lease and lease again then.
  * A done job keeps its attempts, progress, last error and result (if any) until the queue's resultTimeToLive
  * passes, then only its custom id stays (in `ids`): Redis holds everything in memory, so done records of
@@ -73,16 +73,38 @@ export const keyNames = [
 
 export type KeyName = typeof keyNames[number]
 
+/** The names of `keyNames` that are pub/sub channels, not keys. */
+export type ChannelName = "wake" | "events"
+
+const isChannel = (name: KeyName): name is ChannelName => name === "wake" || name === "events"
+
 export interface Script {
-  readonly keys: ReadonlyArray<KeyName>
+  readonly keys: ReadonlyArray<Exclude<KeyName, ChannelName>>
+  /** Channel names the caller appends to ARGV, in this order, after the script's own arguments. */
+  readonly channels: ReadonlyArray<ChannelName>
   readonly lua: string
 }
 
-/** Binds KEYS[1..n] to locals named after the keys, then the body. */
-const script = (keys: ReadonlyArray<KeyName>, ...body: ReadonlyArray<string>): Script => ({
-  keys,
-  lua: [`local ${keys.join(", ")} = ${keys.map((_, i) => `KEYS[${i + 1}]`).join(", ")}`, ...body].join("\n")
-})
+/**
+ * Binds KEYS[1..n] to locals named after the keys, and the channels (wake, events) to locals popped off the end of
+ * ARGV, then the body. Channels go as ARGV, not KEYS: ioredis adds the client's `keyPrefix` to KEYS but not to
+ * SUBSCRIBE or PUBLISH channels, so with a prefix the scripts published wake-ups on, and counted the subscribers of,
+ * channels nobody listened to (0 of 5 "Offered" events delivered). Popped (`table.remove`, O(1) from the end) so
+ * the body's ARGV, `#ARGV` included, is its own arguments only.
+ */
+const script = (names: ReadonlyArray<KeyName>, ...body: ReadonlyArray<string>): Script => {
+  const keys = names.filter((name): name is Exclude<KeyName, ChannelName> => !isChannel(name))
+  const channels = names.filter(isChannel)
+  return {
+    keys,
+    channels,
+    lua: [
+      `local ${keys.join(", ")} = ${keys.map((_, i) => `KEYS[${i + 1}]`).join(", ")}`,
+      ...[...channels].reverse().map((channel) => `local ${channel} = table.remove(ARGV)`),
+      ...body
+    ].join("\n")
+  }
+}
 
 const clock = `local function clock()
   local t = redis.call('TIME')

@@ -128,24 +128,45 @@ const offerArgs = (jobs: ReadonlyArray<OfferedJob>): Array<string> => {
   return args
 }
 
-/** Single offers sent in one script call at most (the rest wait for the next). */
+/**
+ * Single offers sent in one script call at most (the rest wait for the next). A script call holds Redis for all its
+ * jobs (scripts are atomic: no other client is served meanwhile): at ~4.9 µs of Redis CPU per common offer (see
+ * redisScripts.ts) 1,000 is ~5 ms, the order of the other scripts' bounds (1,000 expired leases, due jobs or dead
+ * letters per call), and 3,000 arguments a call. Gathering more saves little: the call's fixed work (the 12 keys,
+ * its clock, the wake-up, the subscriber count) is already shared by 1,000.
+ */
 const MAX_COALESCED = 1_000
+
+interface Gathered {
+  readonly job: OfferedJob
+  readonly resume: (effect: Effect.Effect<unknown, unknown>) => void
+  /** Its caller was interrupted before the job was sent: it is not sent. */
+  dropped: boolean
+}
 
 /**
  * Single offers (`offer`) of concurrent callers: sent at once while no call of them is out, else gathered and sent
  * as ONE script call when it returns (their order kept; the script keeps the first of a repeated id, as calls in
  * that order would). Each call repeats the queue's 12 keys and runs the script's fixed work (its clock, the wake-up,
  * the subscriber count): an offer a call cost 44-77 µs of CPU at 16 in flight. Every caller gets its call's reply.
+ * A caller interrupted while its job waits here drops it (it is never written); once sent, it may be written, as a
+ * command already sent would be.
  */
 const coalesce = (
   send: (jobs: ReadonlyArray<OfferedJob>) => Promise<unknown>
 ): (job: OfferedJob) => Effect.Effect<unknown, unknown> => {
-  let pending: Array<{ readonly job: OfferedJob; readonly resume: (effect: Effect.Effect<unknown, unknown>) => void }> =
-    []
+  let pending: Array<Gathered> = []
   let out = false
   const flush = (): void => {
-    const batch = pending.length <= MAX_COALESCED ? pending : pending.slice(0, MAX_COALESCED)
-    pending = pending.length <= MAX_COALESCED ? [] : pending.slice(MAX_COALESCED)
+    // Up to MAX_COALESCED jobs not dropped; dropped ones are skipped (marked, not spliced out: O(1) per interrupt).
+    const batch: Array<Gathered> = []
+    let taken = 0
+    while (taken < pending.length && batch.length < MAX_COALESCED) {
+      const waiting = pending[taken++]!
+      if (!waiting.dropped) batch.push(waiting)
+    }
+    pending = taken === pending.length ? [] : pending.slice(taken)
+    if (batch.length === 0) return
     out = true
     const settle = (effect: Effect.Effect<unknown, unknown>) => {
       for (const waiting of batch) waiting.resume(effect)
@@ -160,11 +181,15 @@ const coalesce = (
     }
     sent.then((reply) => settle(Effect.succeed(reply)), (error) => settle(Effect.fail(error)))
   }
-  // An interrupted caller's job may still be written (as a command already sent would be).
   return (job) =>
     Effect.async((resume) => {
-      pending.push({ job, resume })
+      const entry: Gathered = { job, resume, dropped: false }
+      pending.push(entry)
       if (!out) flush()
+      // Still gathered (not sent): dropped. Sent already: in `batch`, not `pending`, so this changes nothing.
+      return Effect.sync(() => {
+        entry.dropped = true
+      })
     })
 }
 
@@ -174,15 +199,21 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
   const token = globalThis.crypto.randomUUID()
   // How long a cancelled job's record is kept: as a done one's (the queue's resultTimeToLive).
   const recordTtl = millis(settings.resultTtlMillis)
-  const call = (name: string, { keys, lua }: scripts.Script) => {
-    const command = defineScript(redis, name, lua, keys.length)
+  // A script's keys, then its arguments, then its channels (popped off ARGV's end by the script, see redisScripts.ts).
+  // The arguments as an array: an offer of 12,000 jobs has 36,000, and each spread of them more on the way to
+  // ioredis overflowed the call stack.
+  const command = (name: string, { channels, keys, lua }: scripts.Script) => {
+    const run = defineScript(redis, name, lua, keys.length)
     const keyArgs = keys.map((key) => k[key])
-    return (...args: Array<string | number>) => Effect.tryPromise(() => command(...keyArgs, ...args))
+    const channelArgs = channels.map((channel) => k[channel])
+    return (args: ReadonlyArray<string | number>) => run(...[...keyArgs, ...args, ...channelArgs])
   }
-  const offer = call("ewDqOffer", scripts.offer)
-  const offerCommand = defineScript(redis, "ewDqOffer", scripts.offer.lua, scripts.offer.keys.length)
-  const offerKeys = scripts.offer.keys.map((key) => k[key])
-  const single = coalesce((jobs) => offerCommand(...offerKeys, ...offerArgs(jobs)))
+  const call = (name: string, script: scripts.Script) => {
+    const run = command(name, script)
+    return (...args: Array<string | number>) => Effect.tryPromise(() => run(args))
+  }
+  const offerCommand = command("ewDqOffer", scripts.offer)
+  const single = coalesce((jobs) => offerCommand(offerArgs(jobs)))
   const lease = call("ewDqLease", scripts.lease)
   const refresh = call("ewDqRefresh", scripts.refresh)
   const settle = call("ewDqSettle", scripts.settle)
@@ -213,7 +244,7 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
     // The script's reply: how many subscribe to the queue's events (see the script).
     offer: (jobs: ReadonlyArray<OfferedJob>) =>
       Effect.map(
-        jobs.length === 1 ? single(jobs[0]!) : offer(...offerArgs(jobs)),
+        jobs.length === 1 ? single(jobs[0]!) : Effect.tryPromise(() => offerCommand(offerArgs(jobs))),
         (subscribers) => subscribers !== 0
       ),
     lease: (max) =>

@@ -3,9 +3,9 @@
  * out with `pg_notify` on a channel of their own (`channelOf(<table>!events, <queue>)`, apart from the offer
  * channel, so an `events` stream ending, which UNLISTENs its channel for the whole client, never silences the
  * takers' wake-ups), one notification per batch of events up to 7,900 bytes (PostgreSQL refuses a payload of
- * 8,000), events joined by newlines; one LISTEN per client and channel is shared by all `events` streams of the
- * process. SQLite (one machine, no notifications): an in-process bus per client, table and queue, so events reach
- * the subscribers of the process that caused them only.
+ * 8,000), events joined by newlines after a first line of the payload's index in its batch; one LISTEN per client
+ * and channel is shared by all `events` streams of the process. SQLite (one machine, no notifications): an
+ * in-process bus per client, table and queue, so events reach the subscribers of the process that caused them only.
  *
  * Schedule marks are rows of `<table>_marks` (queue name, schedule id), created at the first `schedule` or
  * `unschedule` of a process, not in the jobs table: no job state, count or lease query ever sees them.
@@ -52,6 +52,16 @@ export const payloads = (events: ReadonlyArray<string>): Array<string> => {
   return out
 }
 
+/**
+ * The events of a notification: its lines but a first one of digits, the payload's index in its batch (see
+ * `publish`), which only makes the payloads of one batch distinct. Events are JSON objects, never digits alone.
+ * @internal
+ */
+export const eventsOf = (payload: string): Array<string> => {
+  const lines = payload.split("\n")
+  return /^\d+$/.test(lines[0]!) ? lines.slice(1) : lines
+}
+
 /** @internal */
 export const sqlPort = (
   name: string,
@@ -90,9 +100,11 @@ export const sqlPort = (
       bus: {
         // One statement for the whole batch, its notifications in order (a function scan WITH ORDINALITY): a
         // statement per notification was ~12 commits per 1,000 offers, as many as the offers' own. An `offerAll`
-        // of 1,000 spent more on its events than on its INSERT (bench/_offer-cpu.ts --store pg).
+        // of 1,000 spent more on its events than on its INSERT (bench/_offer-cpu.ts --store pg). Each payload
+        // starts with its index in the batch (`indexed`): PostgreSQL delivers identical notifications of one
+        // transaction on one channel once (sent A, A, B, A: A, B delivered).
         publish: (events) =>
-          sql`SELECT pg_notify(${channel}, p) FROM json_array_elements_text(${
+          sql`SELECT pg_notify(${channel}, i || chr(10) || p) FROM json_array_elements_text(${
             JSON.stringify(payloads(events))
           }::json) WITH ORDINALITY AS t(p, i) ORDER BY i`.pipe(
             Effect.asVoid,
@@ -106,7 +118,7 @@ export const sqlPort = (
         subscribe: sharedSubscription(
           client,
           channel,
-          Stream.flatMap(listener.listen(channel), (payload) => Stream.fromIterable(payload.split("\n")))
+          Stream.flatMap(listener.listen(channel), (payload) => Stream.fromIterable(eventsOf(payload)))
         ),
         spacingMillis: REMOTE_SPACING_MILLIS
       },
