@@ -5,6 +5,7 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -181,6 +182,47 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: LISTEN/NOTIFY across pro
           )
         }).pipe(Effect.scoped)),
     30_000
+  )
+
+  it.live(
+    "a closing queue waits 5 s at most for an offer the database holds (a table locked by another session); the offer fails",
+    () =>
+      withTable("pg", "cl", (table) =>
+        Effect.gen(function*() {
+          const scope = yield* Scope.make()
+          const queue = yield* queueOf(table).pipe(Scope.extend(scope))
+          yield* queue.offer(0)
+          const locked = yield* Deferred.make<void>()
+          const release = yield* Deferred.make<void>()
+          const holder = yield* Effect.fork(
+            Effect.flatMap(SqlClient.SqlClient, (sql) =>
+              sql.withTransaction(Effect.gen(function*() {
+                yield* sql`LOCK TABLE ${sql(table)} IN ACCESS EXCLUSIVE MODE`
+                yield* Deferred.succeed(locked, undefined)
+                yield* Deferred.await(release)
+              }))).pipe(Effect.provide(Layer.fresh(clientLayer("pg"))))
+          )
+          yield* Deferred.await(locked)
+          const offering = yield* Effect.fork(queue.offer(1))
+          // The offer's INSERT waits for the lock.
+          const sql = yield* SqlClient.SqlClient
+          yield* eventually(
+            Effect.map(
+              sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+                WHERE wait_event_type = 'Lock' AND query LIKE ${`%INSERT INTO%${table}%`}`,
+              (rows) => rows[0]!.n > 0
+            )
+          )
+          const started = Date.now()
+          // Before the fix the close waited for the lock (forever here: the test timed out).
+          yield* Scope.close(scope, Exit.void)
+          expect(Date.now() - started).toBeLessThan(20_000)
+          const offered = yield* Fiber.await(offering)
+          expect(Exit.isFailure(offered)).toBe(true)
+          yield* Deferred.succeed(release, undefined)
+          yield* Fiber.join(holder)
+        })),
+    40_000
   )
 
   it.live(

@@ -26,6 +26,7 @@ import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../../DurableQueue.js"
 import { retryDelay } from "./backoff.js"
+import { CLOSE_FLUSH_MILLIS, flushWithin } from "./closeFlush.js"
 import { type Codec, codec as makeCodec, NOT_NOW, notJson } from "./encoding.js"
 import { DurableQueueError } from "./error.js"
 import { emitSettled, type Emitter, type EventPort, inProcessPort, makeEmitter } from "./events.js"
@@ -47,9 +48,6 @@ import { withTelemetry } from "./telemetry.js"
 
 /** Settlements written per store call. */
 const SETTLE_BATCH = 256
-
-/** How long a closing queue writes its queued settlements, at most (see `Settler.flushOnClose`). */
-const CLOSE_FLUSH_MILLIS = 5_000
 
 /** The jobs leased by this core (fetched, running, or settled but not yet written); their leases are refreshed together. */
 class Held {
@@ -203,37 +201,33 @@ class Settler {
   private inFlight: ReadonlyArray<Pending> = []
 
   /**
-   * As the scope closes: the batch cut short and what is queued are written, for 5 s at most. The writes are made
-   * interruptible for the bound to hold: this runs as a finalizer, where a timeout cannot interrupt what it bounds,
-   * and a store that stopped answering (a settle that never returns, a database away: 10 s of retries per batch)
-   * held the close for as long, forever for a call that never returns. What is not written then is not lost (its
-   * leases lapse and the jobs come back: at-least-once); its `take` callers get a `DurableQueueError`.
+   * As the scope closes: the batch cut short and what is queued are written, for 5 s at most (closeFlush.ts: a
+   * store that stopped answering held the close forever; a database away, 10 s of retries per batch). What is not
+   * written then is not lost (its leases lapse and the jobs come back: at-least-once); its `take` callers get a
+   * `DurableQueueError`.
    */
   private flushOnClose(): Effect.Effect<void> {
-    return Effect.gen(this, function*() {
+    const flush = Effect.gen(this, function*() {
       while (this.inFlight.length > 0 || this.pending.length > 0) {
         if (this.inFlight.length === 0) this.inFlight = this.takeUpTo(SETTLE_BATCH)
         yield* this.write(this.inFlight)
         this.inFlight = []
       }
-    }).pipe(
-      Effect.interruptible,
-      Effect.timeout(CLOSE_FLUSH_MILLIS),
-      Effect.ignore,
-      Effect.zipRight(Effect.suspend(() => {
-        const left = [...this.inFlight, ...this.takeUpTo(Number.POSITIVE_INFINITY)]
-        this.inFlight = []
-        if (left.length === 0) return Effect.void
-        const error = this.failed(new Error(`the queue closed before ${left.length} settlement(s) were written`))
-        for (const pending of left) {
-          this.held.delete(pending.job)
-          if (pending.done !== undefined) Deferred.unsafeDone(pending.done, Exit.fail(error))
-        }
-        return Effect.logWarning(
-          `DurableQueue: ${left.length} settlement(s) not written within ${CLOSE_FLUSH_MILLIS} ms of closing; their leases will lapse`
-        )
-      }))
-    )
+    })
+    const letGo = Effect.suspend(() => {
+      const left = [...this.inFlight, ...this.takeUpTo(Number.POSITIVE_INFINITY)]
+      this.inFlight = []
+      if (left.length === 0) return Effect.void
+      const error = this.failed(new Error(`the queue closed before ${left.length} settlement(s) were written`))
+      for (const pending of left) {
+        this.held.delete(pending.job)
+        if (pending.done !== undefined) Deferred.unsafeDone(pending.done, Exit.fail(error))
+      }
+      return Effect.logWarning(
+        `DurableQueue: ${left.length} settlement(s) not written within ${CLOSE_FLUSH_MILLIS} ms of closing; their leases will lapse`
+      )
+    })
+    return flushWithin(flush, letGo)
   }
 }
 

@@ -50,6 +50,7 @@ import { createHash } from "node:crypto"
 import type { OptionError } from "../../OptionError.js"
 import type * as SqlDurableQueue from "../../sql/DurableQueue.js"
 import { checker } from "../options.js"
+import { CLOSE_FLUSH_MILLIS, flushWithin } from "./closeFlush.js"
 import * as core from "./core.js"
 import { DurableQueueError } from "./error.js"
 import { type QueueSettings, queueSettings } from "./options.js"
@@ -776,17 +777,33 @@ const drain = <A>(
     write(batch).pipe(
       Effect.catchAllDefect((defect) => Effect.forEach(batch, (w) => Deferred.die(w.done, defect), { discard: true }))
     )
-  // Only the wait is interruptible: a batch taken from the queue is always written and its waiters settled.
+  // The batch being written: a write cut short by the close is written again (offers insert ON CONFLICT DO
+  // NOTHING, so a batch the database took already adds nothing).
+  let inFlight: ReadonlyArray<Waiting<A>> = []
   const once = Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(restore(Queue.takeBetween(queue, 1, BATCH)), (chunk) => guarded(Array.from(chunk)))
+    Effect.flatMap(restore(Queue.takeBetween(queue, 1, BATCH)), (chunk) => {
+      inFlight = Array.from(chunk)
+      return Effect.zipRight(restore(guarded(inFlight)), Effect.sync(() => inFlight = []))
+    })
   )
-  const flushRest = Effect.gen(function*() {
-    while ((yield* Queue.size(queue)) > 0) yield* once
+  // As the scope closes: what is left is written for 5 s at most (closeFlush.ts), then its callers fail.
+  const flush = Effect.gen(function*() {
+    while (inFlight.length > 0 || (yield* Queue.size(queue)) > 0) {
+      if (inFlight.length === 0) inFlight = Array.from(yield* Queue.takeUpTo(queue, BATCH))
+      yield* guarded(inFlight)
+      inFlight = []
+    }
   })
+  const letGo = Effect.flatMap(Queue.takeAll(queue), (rest) =>
+    Effect.sync(() => {
+      const error = new Error(`DurableQueue: the queue closed before this offer was written (${CLOSE_FLUSH_MILLIS} ms)`)
+      for (const w of [...inFlight, ...rest]) Deferred.unsafeDone(w.done, Exit.fail(error))
+      inFlight = []
+    }))
   return once.pipe(
     Effect.forever,
     Effect.interruptible,
-    Effect.onInterrupt(() => flushRest.pipe(Effect.timeout("5 seconds"), Effect.ignore)),
+    Effect.onInterrupt(() => flushWithin(flush, letGo)),
     Effect.forkScoped,
     Effect.asVoid
   )
