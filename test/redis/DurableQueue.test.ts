@@ -32,6 +32,19 @@ const queueOf = (prefix: string, maxAttempts = 3) =>
     leaseDuration: "2 seconds"
   })
 
+/** Offers probes until an events stream that collects into `seen` hears one (its subscription is then made). */
+const untilHeard = (
+  queue: { readonly offer: (value: number, options: { readonly id: string }) => Effect.Effect<string, unknown> },
+  seen: ReadonlyArray<{ readonly id: string }>
+) => {
+  let probes = 0
+  return eventually(Effect.suspend(() =>
+    seen.some((event) => event.id.startsWith("probe-"))
+      ? Effect.succeed(true)
+      : Effect.as(queue.offer(0, { id: `probe-${probes++}` }), false)
+  ))
+}
+
 describe("redis DurableQueue keys (no server needed)", () => {
   it("a name's segment is escaped, so no name can end it early or fake a suffix; one hash tag per queue", () => {
     expect(keysOf("p:", "jobs").dead).toBe("p:{jobs}:dead")
@@ -156,12 +169,7 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
         const seen: Array<{ readonly id: string }> = []
         yield* Effect.forkScoped(Stream.runForEach(queue.events, (event) => Effect.sync(() => seen.push(event))))
         // Probes until the stream hears one: its subscription is then made, and every later offer must reach it.
-        let probes = 0
-        yield* eventually(Effect.suspend(() =>
-          seen.some((event) => event.id.startsWith("probe-"))
-            ? Effect.succeed(true)
-            : Effect.as(queue.offer(0, { id: `probe-${probes++}` }), false)
-        ))
+        yield* untilHeard(queue, seen)
         yield* queue.offerAll([{ value: 5, id: "after-5" }, { value: 6, id: "after-6" }, { value: 7, id: "after-5" }])
         yield* queue.offer(8, { id: "after-8" })
         const offered = (events: ReadonlyArray<{ readonly id: string }>, start: string) =>
@@ -181,12 +189,7 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
         const seen: Array<{ readonly id: string }> = []
         yield* Effect.forkScoped(Stream.runForEach(queue.events, (event) => Effect.sync(() => seen.push(event))))
         // Before the fix the script counted the subscribers of "<keyPrefix><channel>": always 0, so no probe arrived.
-        let probes = 0
-        yield* eventually(Effect.suspend(() =>
-          seen.some((event) => event.id.startsWith("probe-"))
-            ? Effect.succeed(true)
-            : Effect.as(queue.offer(0, { id: `probe-${probes++}` }), false)
-        ))
+        yield* untilHeard(queue, seen)
         yield* Effect.forEach([1, 2, 3], (n) => queue.offer(n, { id: `after-${n}` }), { concurrency: "unbounded" })
         yield* queue.offerAll([{ value: 4, id: "after-4" }, { value: 5, id: "after-5" }])
         const offered = () => seen.filter((event) => event.id.startsWith("after-")).map((event) => event.id).sort()

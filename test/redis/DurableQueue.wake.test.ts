@@ -11,6 +11,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import type { Redis } from "ioredis"
 import { Backoff } from "../../src/DurableQueue.js"
 import * as DurableQueue from "../../src/redis/DurableQueue.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
@@ -22,55 +23,51 @@ const up = await requireService(redis)
 const queueOf = (prefix: string) =>
   DurableQueue.make({ name: "jobs", prefix, schema: Schema.Number, pollInterval: "10 seconds" })
 
+/**
+ * A taker that leased (and so subscribed) goes idle; its instance's wake channel has one subscriber; an offer
+ * from another instance reaches it well before its 10 s poll. `pause` lets the taker's lease find nothing first.
+ */
+const wakesIdleTaker = (prefix: string, raw: Redis, pause: number) =>
+  Effect.gen(function*() {
+    const taker = yield* queueOf(prefix)
+    const offerer = yield* queueOf(prefix)
+    yield* taker.offer(1)
+    expect(yield* taker.take((n) => Effect.succeed(n))).toEqual(Exit.succeed(1))
+    const waiting = yield* Effect.fork(taker.take((n) => Effect.succeed(n)))
+    // The taker's instance subscribed (the offerer's has not taken, so none), on "<wake>" unprefixed by any client
+    // keyPrefix: SUBSCRIBE takes a channel, not a key.
+    const [, subscribers] = (yield* Effect.promise(() => raw.pubsub("NUMSUB", `${prefix}{jobs}:wake`))) as [
+      string,
+      number
+    ]
+    expect(Number(subscribers)).toBe(1)
+    if (pause > 0) yield* Effect.sleep(pause)
+    yield* offerer.offer(2)
+    const got = yield* Fiber.join(waiting).pipe(Effect.timeout("5 seconds"), Effect.option)
+    expect(got).toEqual(Option.some(Exit.succeed(2)))
+  }).pipe(Effect.scoped)
+
 describe.skipIf(!up)("redis DurableQueue wake-ups", () => {
   it.live(
     "an offer from another connection wakes an idle taker well before its 10 s poll",
     () =>
-      withRedisPrefix("dqwake", (prefix, raw) =>
-        Effect.gen(function*() {
-          const taker = yield* queueOf(prefix)
-          const offerer = yield* queueOf(prefix)
-          // A first job, offered and taken here: the taker has leased (and so subscribed) before it goes idle.
-          yield* taker.offer(1)
-          expect(yield* taker.take((n) => Effect.succeed(n))).toEqual(Exit.succeed(1))
-          const waiting = yield* Effect.fork(taker.take((n) => Effect.succeed(n)))
-          // The taker's instance subscribed: its wake channel has a subscriber (the offerer's has not taken, so none).
-          const [, subscribers] = (yield* Effect.promise(() => raw.pubsub("NUMSUB", `${prefix}{jobs}:wake`))) as [
-            string,
-            number
-          ]
-          expect(Number(subscribers)).toBe(1)
-          yield* offerer.offer(2)
-          const got = yield* Fiber.join(waiting).pipe(Effect.timeout("5 seconds"), Effect.option)
-          expect(got).toEqual(Option.some(Exit.succeed(2)))
-        }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))),
+      withRedisPrefix(
+        "dqwake",
+        (prefix, raw) => wakesIdleTaker(prefix, raw, 0).pipe(Effect.provide(RedisClient.layer()))
+      ),
     30_000
   )
 
+  // The pause is not synchronisation (the test passes either way with the fix): without a wake-up the taker then
+  // waits out its 10 s poll. Before the fix the script published on "<keyPrefix><wake>", which nobody heard (without
+  // the pause the offer came during the taker's lease and it passed).
   it.live(
     "with a client keyPrefix (added to keys, not to channels) an offer from another instance still wakes a taker",
     () =>
       withRedisPrefix("dqwakekp", (prefix, raw) =>
-        Effect.gen(function*() {
-          const taker = yield* queueOf(prefix)
-          const offerer = yield* queueOf(prefix)
-          yield* taker.offer(1)
-          expect(yield* taker.take((n) => Effect.succeed(n))).toEqual(Exit.succeed(1))
-          const waiting = yield* Effect.fork(taker.take((n) => Effect.succeed(n)))
-          // The taker listens on "<wake>", unprefixed (SUBSCRIBE takes a channel, not a key).
-          const [, subscribers] = (yield* Effect.promise(() => raw.pubsub("NUMSUB", `${prefix}{jobs}:wake`))) as [
-            string,
-            number
-          ]
-          expect(Number(subscribers)).toBe(1)
-          // Not synchronisation (the test passes either way with the fix): lets the taker's lease find nothing first,
-          // so that without a wake-up it waits out its 10 s poll. Before the fix the script published on
-          // "<keyPrefix><wake>", which nobody heard (without this pause the offer came during that lease and it passed).
-          yield* Effect.sleep("200 millis")
-          yield* offerer.offer(2)
-          const got = yield* Fiber.join(waiting).pipe(Effect.timeout("5 seconds"), Effect.option)
-          expect(got).toEqual(Option.some(Exit.succeed(2)))
-        }).pipe(Effect.scoped, Effect.provide(RedisClient.layer({ options: { keyPrefix: `${prefix}kp:` } })))),
+        wakesIdleTaker(prefix, raw, 200).pipe(
+          Effect.provide(RedisClient.layer({ options: { keyPrefix: `${prefix}kp:` } }))
+        )),
     30_000
   )
 
