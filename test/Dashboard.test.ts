@@ -155,6 +155,36 @@ describe("Dashboard", () => {
       expect(completed()).toBe(100)
     }).pipe(Effect.scoped))
 
+  it.effect("a job finished between the store's counts and this process's counters is counted once", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({ name: "skewed-reads", schema: Schema.Number })
+      yield* queue.offerAll(Array.from({ length: 10 }, (_, n) => ({ value: n })))
+      // As under load: a job finishes after the store counted, before the counters are read.
+      let finishAfterCounts = false
+      const skewed = {
+        ...queue,
+        counts: Effect.tap(queue.counts, () => finishAfterCounts ? queue.take(() => Effect.void) : Effect.void)
+      }
+      const [watch] = new Sampler([skewed], {
+        title: "t",
+        actions: false,
+        readOnly: false,
+        intervalMillis: 1_000,
+        modules: false,
+        processMemory: undefined
+      }).watches
+      const sample = Effect.zipRight(watch!.read, Effect.sync(() => watch!.account(Date.now())))
+      yield* sample
+      for (let n = 0; n < 4; n++) yield* queue.take(() => Effect.void)
+      finishAfterCounts = true
+      yield* sample
+      finishAfterCounts = false
+      yield* sample
+      // 5 done: the store saw the fifth one sample later than the counters did (6 shown before).
+      expect((yield* queue.counts).done).toBe(5)
+      expect(watch!.view(Date.now()).perMinute.completed).toBe(5)
+    }).pipe(Effect.scoped))
+
   it.live("jobs run by another process are counted in the rates from the store's counts", () =>
     Effect.gen(function*() {
       const queue = yield* DurableQueue.memory({ name: "run-here", schema: Schema.Number, maxAttempts: 1 })
