@@ -155,6 +155,8 @@ export interface DurableQueue<in out A> {
    * already knew, once a subscription exists. On Redis it is published only while some `events` stream of the queue
    * (in any process) is subscribed, as the offer script reads when it writes: a stream hears the "Offered" of every
    * offer Redis ran after its subscription was made (not of one it ran before, even when the stream started first).
+   * The other events on Redis are sent in batches only when the channel has a subscriber as the batch goes out: an
+   * event emitted after a stream subscribed reaches it.
    */
   readonly events: Stream.Stream<JobEvent, DurableQueueError>
   /**

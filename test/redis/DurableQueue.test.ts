@@ -182,6 +182,42 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
       }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
     ))
 
+  it.live("jobs run with no events stream send nothing; once one is subscribed, it hears every Started and Completed", () =>
+    withPrefix((prefix) =>
+      Effect.gen(function*() {
+        // A pattern subscription hears the channel but is not counted by PUBSUB NUMSUB: it sees all that is sent.
+        const spy = yield* Effect.acquireRelease(Effect.sync(() => new Redis()), (r) => Effect.promise(() => r.quit()))
+        const sent: Array<string> = []
+        spy.on("pmessage", (_pattern: string, _channel: string, message: string) => sent.push(...message.split("\n")))
+        yield* Effect.promise(() => spy.psubscribe(`${prefix}{jobs}:events`))
+        const queue = yield* queueOf(prefix)
+        const done: Array<string> = []
+        yield* Effect.forkScoped(queue.run((_n, job) => Effect.sync(() => done.push(job.id)), { concurrency: 4 }))
+        yield* queue.offerAll([1, 2, 3].map((n) => ({ value: n, id: `before-${n}` })))
+        yield* eventually(Effect.sync(() => done.length === 3))
+        const seen: Array<{ readonly _tag: string; readonly id: string }> = []
+        yield* Effect.forkScoped(Stream.runForEach(queue.events, (event) => Effect.sync(() => seen.push(event))))
+        yield* untilHeard(queue, seen)
+        yield* queue.offerAll([4, 5].map((n) => ({ value: n, id: `after-${n}` })))
+        const of = (events: ReadonlyArray<{ readonly _tag: string; readonly id: string }>, start: string) =>
+          events.filter((event) => event.id.startsWith(start)).map((event) => `${event._tag} ${event.id}`).sort()
+        yield* eventually(Effect.sync(() => of(seen, "after-").length === 6))
+        expect(of(seen, "after-")).toEqual([
+          "Completed after-4",
+          "Completed after-5",
+          "Offered after-4",
+          "Offered after-5",
+          "Started after-4",
+          "Started after-5"
+        ])
+        // One emitter publishes in order: had the "before" jobs sent anything, the spy would have it by now.
+        yield* eventually(
+          Effect.sync(() => sent.some((text) => text.includes("Completed") && text.includes("after-5")))
+        )
+        expect(of(sent.map((text) => JSON.parse(text) as { _tag: string; id: string }), "before-")).toEqual([])
+      }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
+    ))
+
   it.live("with a client keyPrefix (which ioredis adds to keys, not channels) an events stream hears every Offered", () =>
     withPrefix((prefix) =>
       Effect.gen(function*() {

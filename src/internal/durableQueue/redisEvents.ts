@@ -44,7 +44,13 @@ export const redisPort = (
           yield* Effect.tryPromise(() => subscriber.subscribe(channel))
           // "unbounded": drained at once into `subscribe`'s bounded buffer (events.ts).
         }), "unbounded"),
-      spacingMillis: REMOTE_SPACING_MILLIS
+      spacingMillis: REMOTE_SPACING_MILLIS,
+      // One command per batch (every 10 ms at most). PUBSUB takes channels, which ioredis does not prefix with a
+      // client keyPrefix, as SUBSCRIBE does not. If it fails, the batch is published (a lost event is worse).
+      audience: Effect.tryPromise(() => redis.pubsub("NUMSUB", channel)).pipe(
+        Effect.map((reply) => Number((reply as Array<unknown>)[1]) !== 0),
+        Effect.orElseSucceed(() => true)
+      )
     },
     marks: {
       mark: (id) => Effect.tryPromise(() => redis.sadd(unscheduled, id)),
