@@ -20,8 +20,11 @@ const baseDir = process.argv.includes("--baseline") ? process.argv[process.argv.
 /** The script's body with its elapsed µs returned instead of its reply. */
 const timedLua = (lua: string): string =>
   `local __t = redis.call('TIME')\n${
-    lua.replace(/return 1\s*$/, "")
-  }\nlocal __e = redis.call('TIME')\nreturn (tonumber(__e[1]) - tonumber(__t[1])) * 1000000 + tonumber(__e[2]) - tonumber(__t[2])`
+    // The script's last line returns its reply (1, or the events channel's subscriber count): kept as a local.
+    lua.replace(
+      /return ([^\n]*)\s*$/,
+      "local __r = $1"
+    )}\nlocal __e = redis.call('TIME')\nreturn (tonumber(__e[1]) - tonumber(__t[1])) * 1000000 + tonumber(__e[2]) - tonumber(__t[2])`
 
 interface Variant {
   readonly name: string
