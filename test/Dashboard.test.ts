@@ -42,6 +42,17 @@ const connect = async (url: string, n: number) => {
   return { close: () => abort.abort() }
 }
 
+/** The sampler's watch of one queue, sampled by hand (no loop, no server): `read` the stores, `account` a sample. */
+const watchOf = (queue: Dashboard.WatchedQueue) =>
+  new Sampler([queue], {
+    title: "t",
+    actions: false,
+    readOnly: false,
+    intervalMillis: 1_000,
+    modules: false,
+    processMemory: undefined
+  }).watches[0]!
+
 describe("Dashboard", () => {
   it.live("one sampler: ten browsers read the store as often as one does", () =>
     Effect.gen(function*() {
@@ -132,26 +143,19 @@ describe("Dashboard", () => {
   it.effect("a sample that read no counts (no browser for a tick) does not make the next one count jobs twice", () =>
     Effect.gen(function*() {
       const queue = yield* DurableQueue.memory({ name: "gap-between-reads", schema: Schema.Number })
-      const [watch] = new Sampler([queue], {
-        title: "t",
-        actions: false,
-        readOnly: false,
-        intervalMillis: 1_000,
-        modules: false,
-        processMemory: undefined
-      }).watches
-      const completed = () => watch!.view(Date.now()).perMinute.completed
+      const watch = watchOf(queue)
+      const completed = () => watch.view(Date.now()).perMinute.completed
       // A browser watches: the stores are read with the sample.
-      yield* watch!.read
-      watch!.account(Date.now())
+      yield* watch.read
+      watch.account(Date.now())
       yield* queue.offerAll(Array.from({ length: 100 }, (_, n) => ({ value: n })))
       for (let n = 0; n < 100; n++) yield* queue.take(() => Effect.void)
       // The browser went away for a tick: the sample counts this process's counters alone.
-      watch!.account(Date.now())
+      watch.account(Date.now())
       expect(completed()).toBe(100)
       // It is back: the store's done count grew by 100 since its last read, all of them counted already (200 before).
-      yield* watch!.read
-      watch!.account(Date.now())
+      yield* watch.read
+      watch.account(Date.now())
       expect(completed()).toBe(100)
     }).pipe(Effect.scoped))
 
@@ -165,15 +169,8 @@ describe("Dashboard", () => {
         ...queue,
         counts: Effect.tap(queue.counts, () => finishAfterCounts ? queue.take(() => Effect.void) : Effect.void)
       }
-      const [watch] = new Sampler([skewed], {
-        title: "t",
-        actions: false,
-        readOnly: false,
-        intervalMillis: 1_000,
-        modules: false,
-        processMemory: undefined
-      }).watches
-      const sample = Effect.zipRight(watch!.read, Effect.sync(() => watch!.account(Date.now())))
+      const watch = watchOf(skewed)
+      const sample = Effect.zipRight(watch.read, Effect.sync(() => watch.account(Date.now())))
       yield* sample
       for (let n = 0; n < 4; n++) yield* queue.take(() => Effect.void)
       finishAfterCounts = true
@@ -182,7 +179,7 @@ describe("Dashboard", () => {
       yield* sample
       // 5 done: the store saw the fifth one sample later than the counters did (6 shown before).
       expect((yield* queue.counts).done).toBe(5)
-      expect(watch!.view(Date.now()).perMinute.completed).toBe(5)
+      expect(watch.view(Date.now()).perMinute.completed).toBe(5)
     }).pipe(Effect.scoped))
 
   it.live("jobs run by another process are counted in the rates from the store's counts", () =>

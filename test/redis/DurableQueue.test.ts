@@ -45,6 +45,19 @@ const untilHeard = (
   ))
 }
 
+/**
+ * What is PUBLISHed on the queue's events channel, heard by a pattern subscription: PUBSUB NUMSUB does not count
+ * those, so it sees all that is sent without making anyone "listen".
+ */
+const eventsSpy = (prefix: string) =>
+  Effect.gen(function*() {
+    const spy = yield* Effect.acquireRelease(Effect.sync(() => new Redis()), (r) => Effect.promise(() => r.quit()))
+    const sent: Array<string> = []
+    spy.on("pmessage", (_pattern: string, _channel: string, message: string) => sent.push(...message.split("\n")))
+    yield* Effect.promise(() => spy.psubscribe(`${prefix}{jobs}:events`))
+    return sent
+  })
+
 describe("redis DurableQueue keys (no server needed)", () => {
   it("a name's segment is escaped, so no name can end it early or fake a suffix; one hash tag per queue", () => {
     expect(keysOf("p:", "jobs").dead).toBe("p:{jobs}:dead")
@@ -158,11 +171,7 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
   it.live("Offered is published only once an events stream subscribed: none for offers before it, all after", () =>
     withPrefix((prefix) =>
       Effect.gen(function*() {
-        // A pattern subscription hears the channel but is not counted by PUBSUB NUMSUB: it sees all that is sent.
-        const spy = yield* Effect.acquireRelease(Effect.sync(() => new Redis()), (r) => Effect.promise(() => r.quit()))
-        const sent: Array<string> = []
-        spy.on("pmessage", (_pattern: string, _channel: string, message: string) => sent.push(...message.split("\n")))
-        yield* Effect.promise(() => spy.psubscribe(`${prefix}{jobs}:events`))
+        const sent = yield* eventsSpy(prefix)
         const queue = yield* queueOf(prefix)
         yield* queue.offerAll([1, 2, 3].map((n) => ({ value: n, id: `before-${n}` })))
         yield* queue.offer(4, { id: "before-4" })
@@ -185,11 +194,7 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
   it.live("jobs run with no events stream send nothing; once one is subscribed, it hears every Started and Completed", () =>
     withPrefix((prefix) =>
       Effect.gen(function*() {
-        // A pattern subscription hears the channel but is not counted by PUBSUB NUMSUB: it sees all that is sent.
-        const spy = yield* Effect.acquireRelease(Effect.sync(() => new Redis()), (r) => Effect.promise(() => r.quit()))
-        const sent: Array<string> = []
-        spy.on("pmessage", (_pattern: string, _channel: string, message: string) => sent.push(...message.split("\n")))
-        yield* Effect.promise(() => spy.psubscribe(`${prefix}{jobs}:events`))
+        const sent = yield* eventsSpy(prefix)
         const queue = yield* queueOf(prefix)
         const done: Array<string> = []
         yield* Effect.forkScoped(queue.run((_n, job) => Effect.sync(() => done.push(job.id)), { concurrency: 4 }))
