@@ -19,7 +19,7 @@ import { Backoff } from "../src/DurableQueue.js"
 import { Emitter, type EventBus, subscribe } from "../src/internal/durableQueue/events.js"
 import { payloads } from "../src/internal/durableQueue/sqlEvents.js"
 import { OptionError } from "../src/OptionError.js"
-import { type Env, type StoreKind, withStore } from "./helpers/durableStores.js"
+import { type Env, numberQueue, type StoreKind, withStore } from "./helpers/durableStores.js"
 import { postgres, redis, requireService } from "./helpers/services.js"
 import { eventually } from "./helpers/storePort.js"
 
@@ -35,14 +35,7 @@ const stores: ReadonlyArray<readonly [StoreKind, boolean]> = [["memory", true], 
  * waits made it 2.1-2.9 s on every store; backoff has its own cases in the contract.
  */
 const numbers = (env: Env, name: string, maxAttempts = 2) =>
-  env.make({
-    name,
-    schema: Schema.Number,
-    maxAttempts,
-    pollInterval: "10 millis",
-    leaseDuration: "2 seconds",
-    backoff: Backoff.fixed("50 millis")
-  })
+  numberQueue(env, name, maxAttempts, Backoff.fixed("50 millis"))
 
 /**
  * For TestClock: every sleep of the core wakes TestClock.adjust, which yields to the real event loop each time, so

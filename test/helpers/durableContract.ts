@@ -23,20 +23,12 @@ import { Backoff } from "../../src/DurableQueue.js"
 import { queueSettings } from "../../src/internal/durableQueue/options.js"
 import type { LeasedJob } from "../../src/internal/durableQueue/store.js"
 import { OptionError } from "../../src/OptionError.js"
-import { type Env, type StoreKind, withStore } from "./durableStores.js"
+import { type Env, numberQueue, type StoreKind, withStore } from "./durableStores.js"
 import { spawnFixture } from "./processes.js"
 import { eventually } from "./storePort.js"
 
 /** No backoff: these cases are about attempts and order (backoff has its own cases, where jitter cannot reorder). */
-const numbers = (env: Env, maxAttempts = 3, name = "jobs") =>
-  env.make({
-    name,
-    schema: Schema.Number,
-    maxAttempts,
-    pollInterval: "10 millis",
-    leaseDuration: "2 seconds",
-    backoff: Backoff.none
-  })
+const numbers = (env: Env, maxAttempts = 3, name = "jobs") => numberQueue(env, name, maxAttempts)
 
 /** Each queue made with one of `cases`' options fails with OptionError naming its field. */
 const rejectsQueueOptions = (env: Env, cases: ReadonlyArray<readonly [Record<string, unknown>, string]>) =>

@@ -10,8 +10,10 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../../src/DurableQueue.js"
+import { Backoff } from "../../src/DurableQueue.js"
 import * as core from "../../src/internal/durableQueue/core.js"
 import { MemoryStore } from "../../src/internal/durableQueue/memoryStore.js"
 import { type QueueSettings, queueSettings } from "../../src/internal/durableQueue/options.js"
@@ -114,3 +116,17 @@ export const fixtureEnv = (argv: ReadonlyArray<string>): Effect.Effect<Env, unkn
     (clients) => envOf(kind, target, clients as Context.Context<never>, file)
   )
 }
+
+/**
+ * A queue of numbers on `env` as the contract and events cases use it: a 10 ms poll, a 2 s lease, `maxAttempts`, and
+ * no backoff unless given (those cases are about attempts and order; backoff has its own cases).
+ */
+export const numberQueue = (env: Env, name: string, maxAttempts: number, backoff: Backoff = Backoff.none) =>
+  env.make({
+    name,
+    schema: Schema.Number,
+    maxAttempts,
+    pollInterval: "10 millis",
+    leaseDuration: "2 seconds",
+    backoff
+  })

@@ -162,9 +162,9 @@ class QueueWatch {
   readonly deadSeries = new Series()
   lists: Partial<Record<DurableQueue.JobState, Array<ListedRow>>> = {}
   private readonly tags: ReturnType<typeof labels>
-  /** The counters when this watch began, and when the last sample was accounted. */
+  /** The counters when this watch began; when the last sample was accounted (where the next one's rates start). */
   private readonly start: Counters
-  private countersAt = Date.now()
+  private accountedAt = Date.now()
   private kept: Kept | undefined
   /** The two lower bounds' totals since this watch began, and what the series hold (see `account`). */
   private readonly storeTotals: Totals = { offered: 0, completed: 0, failed: 0, dead: 0 }
@@ -222,13 +222,13 @@ class QueueWatch {
       }
       this.kept = kept
     }
-    const from = this.countersAt
+    const from = this.accountedAt
     for (const [key, series] of this.series) {
       const next = Math.max(this.shown[key], mine[key], this.storeTotals[key])
       series.spread(from, now, next - this.shown[key])
       this.shown[key] = next
     }
-    this.countersAt = now
+    this.accountedAt = now
   }
 
   /** Reads the store: counts, and the dead letters when their number changed. */

@@ -255,11 +255,6 @@ const AHEAD_MILLIS = 20
 const LEASE_BATCH_PER_TAKER = 16
 
 /**
- * One fetcher leases jobs and hands them out: as many as takers wait for, and, while a `run` is active, ahead of
- * them (see `LOOKAHEAD`). Jobs fetched but not yet handed out are held (refreshed) and put back, uncounted, when
- * the last `run` stops or the scope closes.
- */
-/**
  * The jobs fetched and not yet handed out, first in first out: a plain array, read synchronously. An Effect `Queue`
  * cost a taker four Effect steps, a `Chunk` and an `Option` per job for its `poll` (issue #16). Once shut down (the
  * scope closes) it hands out nothing: takers polling it are interrupted.
@@ -293,7 +288,13 @@ export class JobBuffer {
   }
 }
 
-/** @internal exported for test/DurableQueue.feed.test.ts */
+/**
+ * One fetcher leases jobs and hands them out: as many as takers wait for, and, while a `run` is active, ahead of
+ * them (see `LOOKAHEAD`). Jobs fetched but not yet handed out are held (refreshed) and put back, uncounted, when
+ * the last `run` stops or the scope closes.
+ *
+ * @internal exported for test/DurableQueue.feed.test.ts
+ */
 export class Feed {
   demand = 0
   /** The takers of active `run`s (their concurrency): what the buffer is filled ahead for. Single `take`s do not count. */
