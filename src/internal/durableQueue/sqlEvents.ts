@@ -5,12 +5,18 @@
  * takers' wake-ups), one notification per batch of events up to 7,900 bytes (PostgreSQL refuses a payload of
  * 8,000), events joined by newlines after a first line of the payload's index in its batch; one LISTEN per client
  * and channel is shared by all `events` streams of the process. SQLite (one machine, no notifications): an
- * in-process bus per client, table and queue, so events reach the subscribers of the process that caused them only.
+ * in-process bus per client, table and queue, so events reach the subscribers of the process that caused them only
+ * (and, with none, are not even kept: `inProcessBus`'s `listening`).
+ *
+ * On PostgreSQL nobody may be listening (issue #16): see `audienceOf` and `registered` for how an emitter knows.
  *
  * Schedule marks are rows of `<table>_marks` (queue name, schedule id), created at the first `schedule` or
  * `unschedule` of a process, not in the jobs table: no job state, count or lease query ever sees them.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
+import type { SqlError } from "@effect/sql/SqlError"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import {
@@ -118,9 +124,15 @@ export const sqlPort = (
         subscribe: sharedSubscription(
           client,
           channel,
-          Stream.flatMap(listener.listen(channel), (payload) => Stream.fromIterable(eventsOf(payload)))
+          heard(
+            client,
+            channel,
+            name,
+            Stream.flatMap(listener.listen(channel), (p) => Stream.fromIterable(eventsOf(p)))
+          )
         ),
-        spacingMillis: REMOTE_SPACING_MILLIS
+        spacingMillis: REMOTE_SPACING_MILLIS,
+        audience: audienceOf(sql, channel)
       },
       marks
     }
@@ -143,3 +155,116 @@ const createMarks = (client: SqlClient.SqlClient, tableName: string) => {
     orElse: () => create
   })
 }
+
+/**
+ * Who listens to a queue's events on PostgreSQL, which has no `PUBSUB NUMSUB`: `pg_listening_channels()` shows the
+ * own session only. Every process with an `events` stream of the queue holds a session-level advisory lock, shared,
+ * keyed by this class and the channel (two int4 keys: apart from the one-bigint keys of the DDL locks); an emitter
+ * asks whether an exclusive one is free. A listener that crashes loses its session and so its lock: no heartbeat
+ * to miss, no expiry to wait for, no table (a table of listeners with heartbeats was the alternative: a write per
+ * listener every few seconds, a lag of an expiry after a crash, and a stalled listener's entry expiring while it
+ * still listens). Keys of two channels may collide on their hash: an emitter then publishes for nobody, never the
+ * reverse.
+ */
+const LISTENERS_CLASS = "effect-workers:events"
+
+/**
+ * How long an emitter trusts its last answer. One look per batch (every 10 ms) was as many statements as the
+ * NOTIFY it saves; once a second is ~1 statement per 5,000 jobs at 5k jobs/s.
+ */
+const AUDIENCE_MILLIS = 1_000
+
+/**
+ * How long an `events` stream holds back what it hears after its lock is taken: an emitter may have seen "nobody"
+ * just before and trust that for `AUDIENCE_MILLIS`, so events it sends after this are guaranteed to be published;
+ * the margin covers timers firing late. What was heard meanwhile is delivered after, not dropped.
+ */
+const HOLD_MILLIS = AUDIENCE_MILLIS + 100
+
+/** How often a listener checks that the session holding its lock is alive (a terminated backend lost it). */
+const CHECK_MILLIS = 5_000
+
+/**
+ * Whether anyone listens, asked at most once per `AUDIENCE_MILLIS` (the time taken before asking, so an answer is
+ * never trusted past `AUDIENCE_MILLIS` after the registry was read). The exclusive try-lock is taken and released in
+ * its own statement; two emitters asking at once may see each other's and publish a batch for nobody. A failed
+ * look publishes (a lost event is worse) and is not remembered.
+ */
+const audienceOf = (sql: SqlClient.SqlClient, channel: string): Effect.Effect<boolean> => {
+  let answer = true
+  let until = Number.NEGATIVE_INFINITY
+  return Effect.flatMap(
+    Clock.currentTimeMillis,
+    (now) =>
+      now < until ?
+        Effect.succeed(answer) :
+        sql<
+          { free: boolean }
+        >`SELECT pg_try_advisory_xact_lock(hashtext(${LISTENERS_CLASS}), hashtext(${channel})) AS free`.pipe(
+          Effect.map((rows) => {
+            answer = rows[0]?.free !== true
+            until = now + AUDIENCE_MILLIS
+            return answer
+          }),
+          Effect.orElseSucceed(() => true)
+        )
+  )
+}
+
+/**
+ * Holds the listeners' lock of `channel` for the scope, on a connection of the pool reserved for it (one per
+ * process and channel: the stream is shared, `sharedSubscription`), checked every `CHECK_MILLIS`; when its session
+ * is gone (a terminated backend, a database restart) it is taken again on a new connection, with a warning: events
+ * in between may have been lost, as the LISTEN connection's would. Fails when the first lock cannot be taken.
+ */
+const registered = (client: SqlClient.SqlClient, channel: string, name: string) =>
+  Effect.gen(function*() {
+    const ready = yield* Deferred.make<void, SqlError>()
+    const params = [LISTENERS_CLASS, channel]
+    const session = Effect.scoped(Effect.gen(function*() {
+      const connection = yield* client.reserve
+      yield* Effect.acquireRelease(
+        connection.execute("SELECT pg_advisory_lock_shared(hashtext($1), hashtext($2))", params, undefined),
+        // Back to the pool without it: a lock left on a pooled session would count a listener forever.
+        () =>
+          Effect.ignore(
+            connection.execute("SELECT pg_advisory_unlock_shared(hashtext($1), hashtext($2))", params, undefined)
+          )
+      )
+      yield* Deferred.succeed(ready, undefined)
+      while (true) {
+        yield* Effect.sleep(CHECK_MILLIS)
+        yield* connection.execute("SELECT 1", [], undefined)
+      }
+    }))
+    yield* Effect.gen(function*() {
+      while (true) {
+        const ended = yield* Effect.flip(session)
+        if (!(yield* Deferred.isDone(ready))) return yield* Deferred.fail(ready, ended)
+        yield* Effect.logWarning(
+          `DurableQueue ${name}: the session counting this process as an events listener ended; registering again (events in between may be lost)`,
+          ended
+        )
+        yield* Effect.sleep(1_000)
+      }
+    }).pipe(Effect.interruptible, Effect.forkScoped)
+    yield* Deferred.await(ready)
+  })
+
+/**
+ * What the LISTEN of `channel` hears, once this process counts as a listener: from `HOLD_MILLIS` after its lock
+ * was taken, every event any emitter sends reaches the LISTEN, so an event delivered then (the "subscription is
+ * made" of `events`) is followed by all later ones. Heard earlier is kept and delivered after the hold.
+ */
+const heard = (
+  client: SqlClient.SqlClient,
+  channel: string,
+  name: string,
+  source: Stream.Stream<string, SqlError>
+): Stream.Stream<string, SqlError> =>
+  Stream.unwrapScoped(Effect.gen(function*() {
+    yield* registered(client, channel, name)
+    const queue = yield* Stream.toQueue(source, { strategy: "unbounded" })
+    yield* Effect.sleep(HOLD_MILLIS)
+    return Stream.flattenTake(Stream.fromQueue(queue))
+  })) satisfies Stream.Stream<string, SqlError, never>
