@@ -164,9 +164,9 @@ const createMarks = (client: SqlClient.SqlClient, tableName: string) => {
  * to miss, no expiry to wait for, no table (a table of listeners with heartbeats was the alternative: a write per
  * listener every few seconds, a lag of an expiry after a crash, and a stalled listener's entry expiring while it
  * still listens). Keys of two channels may collide on their hash: an emitter then publishes for nobody, never the
- * reverse.
+ * reverse. @internal
  */
-const LISTENERS_CLASS = "effect-workers:events"
+export const LISTENERS_CLASS = "effect-workers:events"
 
 /**
  * How long an emitter trusts its last answer. One look per batch (every 10 ms) was as many statements as the
