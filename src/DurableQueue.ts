@@ -156,7 +156,10 @@ export interface DurableQueue<in out A> {
    * (in any process) is subscribed, as the offer script reads when it writes: a stream hears the "Offered" of every
    * offer Redis ran after its subscription was made (not of one it ran before, even when the stream started first).
    * The other events on Redis are sent in batches only when the channel has a subscriber as the batch goes out: an
-   * event emitted after a stream subscribed reaches it.
+   * event emitted after a stream subscribed reaches it. On PostgreSQL every event is sent only while some `events`
+   * stream of the queue (in any process) holds its listeners' lock, which emitters look at once a second: a stream's
+   * first events arrive 1.1 s after it starts, and every event emitted after its first one reaches it. A stream keeps
+   * one pooled connection of its process (shared by the streams of one queue) while it runs.
    */
   readonly events: Stream.Stream<JobEvent, DurableQueueError>
   /**

@@ -169,8 +169,10 @@ const createMarks = (client: SqlClient.SqlClient, tableName: string) => {
 export const LISTENERS_CLASS = "effect-workers:events"
 
 /**
- * How long an emitter trusts its last answer. One look per batch (every 10 ms) was as many statements as the
- * NOTIFY it saves; once a second is ~1 statement per 5,000 jobs at 5k jobs/s.
+ * How long an emitter trusts its last answer. A look per batch (every 10 ms, as Redis asks) is a statement per
+ * batch, as the NOTIFY it saves was: trusting it for 1 s instead was 0.90x the consumer's CPU per job and 0.89x
+ * (1.52x jobs/s) bulk offer's (bench/_profile.ts, bench/_offer-cpu.ts --store pg, 20,000 jobs, A/B of 6 runs at load
+ * 6-7.5). The price is `HOLD_MILLIS`.
  */
 const AUDIENCE_MILLIS = 1_000
 
@@ -193,22 +195,17 @@ const CHECK_MILLIS = 5_000
 const audienceOf = (sql: SqlClient.SqlClient, channel: string): Effect.Effect<boolean> => {
   let answer = true
   let until = Number.NEGATIVE_INFINITY
-  return Effect.flatMap(
-    Clock.currentTimeMillis,
-    (now) =>
-      now < until ?
-        Effect.succeed(answer) :
-        sql<
-          { free: boolean }
-        >`SELECT pg_try_advisory_xact_lock(hashtext(${LISTENERS_CLASS}), hashtext(${channel})) AS free`.pipe(
-          Effect.map((rows) => {
-            answer = rows[0]?.free !== true
-            until = now + AUDIENCE_MILLIS
-            return answer
-          }),
-          Effect.orElseSucceed(() => true)
-        )
-  )
+  const look = sql<{ readonly free: boolean }>`SELECT
+    pg_try_advisory_xact_lock(hashtext(${LISTENERS_CLASS}), hashtext(${channel})) AS free`
+  return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    now < until ? Effect.succeed(answer) : look.pipe(
+      Effect.map((rows) => {
+        answer = rows[0]?.free !== true
+        until = now + AUDIENCE_MILLIS
+        return answer
+      }),
+      Effect.orElseSucceed(() => true)
+    ))
 }
 
 /**
@@ -267,4 +264,4 @@ const heard = (
     const queue = yield* Stream.toQueue(source, { strategy: "unbounded" })
     yield* Effect.sleep(HOLD_MILLIS)
     return Stream.flattenTake(Stream.fromQueue(queue))
-  })) satisfies Stream.Stream<string, SqlError, never>
+  }))
