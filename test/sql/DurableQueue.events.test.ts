@@ -61,12 +61,16 @@ const spyOn = (table: string, name: string) =>
 
 /** The sessions holding the listeners' lock of the queue "jobs" of `table`: those its emitters count. */
 const listeners = (context: Context.Context<SqlClient.SqlClient>, table: string) =>
+  Effect.map(holders(context, table), (pids) => pids.length)
+
+/** The backends holding that lock. */
+const holders = (context: Context.Context<SqlClient.SqlClient>, table: string) =>
   Effect.flatMap(Effect.provide(SqlClient.SqlClient, context), (sql) =>
     Effect.map(
-      sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'
+      sql<{ readonly pid: number }>`SELECT pid FROM pg_locks WHERE locktype = 'advisory'
         AND mode = 'ShareLock' AND granted AND classid = hashtext(${LISTENERS_CLASS})::oid
         AND objid = hashtext(${channelOf(`${table}!events`, "jobs")})::oid AND objsubid = 2`,
-      (rows) => rows[0]!.n
+      (rows) => rows.map((row) => row.pid)
     ))
 
 /** Offers probes through `through` until `heard` says a listener has one: its subscription is then made. */
@@ -245,5 +249,31 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
           yield* untilSilent(a, sent, "killed")
         }).pipe(Effect.scoped)),
     60_000
+  )
+
+  it.live(
+    "a stream whose lock session is terminated takes the lock again on a new session, and hears events again",
+    () =>
+      withTable("pg", "evr", (table) =>
+        Effect.gen(function*() {
+          const context = yield* client()
+          const a = yield* instance(yield* client(), table, "jobs")
+          const b = yield* instance(context, table, "jobs")
+          const { seen } = yield* collect(b)
+          yield* untilHeard(a, (id) => seen.some((event) => event.id === id))
+          const [before] = yield* holders(context, table)
+          const sql = yield* Effect.provide(SqlClient.SqlClient, context)
+          yield* sql`SELECT pg_terminate_backend(${before!})`
+          // Checked every 5 s: a new session holds it within about 6 s (the wait allows 10).
+          yield* eventually(
+            Effect.map(holders(context, table), (pids) => pids.length === 1 && pids[0] !== before),
+            1_000
+          )
+          const heardBefore = seen.length
+          yield* untilHeard(a, (id) => seen.slice(heardBefore).some((event) => event.id === id))
+          yield* a.offer(1, { id: "after-restart" })
+          yield* eventually(Effect.sync(() => seen.some((event) => event.id === "after-restart")))
+        }).pipe(Effect.scoped)),
+    30_000
   )
 })
