@@ -127,7 +127,12 @@ describe("DurableQueue.memory", () => {
         yield* queue.offer(1, { id: "held" })
         yield* Effect.fork(queue.runBatch(() => Effect.sync(() => calls++), { maxWait: "1 hour" }))
         yield* settle(() => Effect.runSync(Effect.map(queue.counts, (c) => c.running === 1)))
+        // Leased into the buffer; a few more turns and the taker holds it, waiting for more (closed before that,
+        // the buffer's put-back would release it: the mutation of `release` into `start` then passed).
+        for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
       }))
+      // Once the taker has settled it either way (put back, or run and acknowledged):
+      yield* settle(() => Effect.runSync(Effect.map(store.counts, (c) => c.running === 0)))
       expect(calls).toBe(0)
       yield* Effect.scoped(Effect.gen(function*() {
         const queue = yield* core.make(store, settings, Schema.Number)

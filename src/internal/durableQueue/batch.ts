@@ -54,6 +54,13 @@ export interface BatchPort<A> {
   /** Hands a settlement to the `Settler`. */
   readonly submit: (job: LeasedJob, settlement: Settlement) => void
   readonly progress: (job: LeasedJob, value: unknown) => Effect.Effect<void, DurableQueueError>
+  /** The takers waiting out `maxWait`, whose jobs the core's put-back (last run stopped, `pause`, close) takes. */
+  readonly gathering: Set<Gathering>
+}
+
+/** A taker holding jobs while it waits for more: its jobs go back when the core puts back what it fetched. @internal */
+export interface Gathering {
+  readonly putBack: () => void
 }
 
 /** @internal */
@@ -112,9 +119,9 @@ export class BatchWorker<A, X, E, R> {
     const gathered = jobs.length < this.batch.size && this.batch.maxWaitMillis > 0
       ? this.gather(jobs, open)
       : Effect.void
-    return Effect.flatMap(gathered, () => this.port.shut() ? this.release(jobs, open) : this.start(jobs, open)).pipe(
-      Effect.onExit((exit) => open.size === 0 ? Effect.void : this.settleLeft(open, exit))
-    )
+    // Put back while gathering (the queue closing, `pause`, the last run stopping): nothing left to run.
+    return Effect.flatMap(gathered, () => jobs.length === 0 ? Effect.succeed(!this.port.shut()) : this.start(jobs, open))
+      .pipe(Effect.onExit((exit) => open.size === 0 ? Effect.void : this.settleLeft(open, exit)))
   }
 
   /** The runnable jobs buffered now, up to `size`. */
@@ -130,13 +137,22 @@ export class BatchWorker<A, X, E, R> {
   /**
    * Waits up to `maxWait` from now for more jobs: each wait is one job (counted as demand, so the fetcher leases),
    * then what came with it is polled at once. Ends early once `size` are held, the run stops or the buffer shuts.
+   * Meanwhile the jobs held are in `gathering`, where the core's put-back finds them as it finds the buffer's: the
+   * queue's scope closing wakes this taker only after the settler's last write, too late to put them back itself
+   * (their leases lapsed, an attempt counted for a handler never run).
    */
   private gather(jobs: Array<LeasedJob>, open: Set<LeasedJob>): Effect.Effect<void> {
     const { port } = this
-    return Effect.flatMap(Clock.currentTimeMillis, (start) => {
+    const gathering: Gathering = {
+      putBack: () => {
+        for (const job of jobs) this.submit(job, open, { _tag: "Release", attempts: job.attempts - 1 })
+        jobs.length = 0
+      }
+    }
+    const waited = Effect.flatMap(Clock.currentTimeMillis, (start) => {
       const deadline = start + this.batch.maxWaitMillis
       const more: Effect.Effect<void> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        if (jobs.length >= this.batch.size || now >= deadline || port.shut()) return Effect.void
+        if (jobs.length === 0 || jobs.length >= this.batch.size || now >= deadline || port.shut()) return Effect.void
         const next = Effect.raceFirst(
           Effect.map(port.wait, Option.some),
           Effect.as(Effect.raceFirst(Effect.sleep(deadline - now), this.stopping), Option.none<LeasedJob>())
@@ -154,15 +170,10 @@ export class BatchWorker<A, X, E, R> {
       })
       return more
     })
-  }
-
-  /** The queue closed while the batch was gathered: its jobs go back uncounted, as jobs fetched and not run. */
-  private release(jobs: ReadonlyArray<LeasedJob>, open: Set<LeasedJob>): Effect.Effect<boolean> {
-    for (const job of jobs) {
-      open.delete(job)
-      this.port.submit(job, { _tag: "Release", attempts: job.attempts - 1 })
-    }
-    return Effect.succeed(false)
+    return Effect.suspend(() => {
+      port.gathering.add(gathering)
+      return Effect.ensuring(waited, Effect.sync(() => port.gathering.delete(gathering)))
+    })
   }
 
   /** Decodes the jobs (one that does not fails alone, as in `run`), then runs the handler on the others. */

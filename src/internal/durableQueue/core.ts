@@ -26,7 +26,7 @@ import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../../DurableQueue.js"
 import { retryDelay } from "./backoff.js"
-import { type BatchPort, BatchWorker } from "./batch.js"
+import { type BatchPort, BatchWorker, type Gathering } from "./batch.js"
 import { CLOSE_FLUSH_MILLIS, flushWithin } from "./closeFlush.js"
 import { type Codec, codec as makeCodec, NOT_NOW, notJson } from "./encoding.js"
 import { DurableQueueError } from "./error.js"
@@ -586,6 +586,8 @@ interface Parts<A> {
   readonly emitter: Emitter
   /** The settlement of nearly every job (no result kept): one object per queue, not one per job. */
   readonly ack: Settlement
+  /** `runBatch` takers holding jobs while they wait out `maxWait` (batch.ts): `putBack` puts those back too. */
+  readonly gathering: Set<Gathering>
 }
 
 /**
@@ -892,9 +894,10 @@ const makeTake = <A>(parts: Parts<A>) => {
 }
 
 /** Jobs fetched and not handed out go back, uncounted (the last `run` stopped, this instance paused, or shutdown). */
-const putBack = <A>({ feed, settler }: Parts<A>): Effect.Effect<void> =>
+const putBack = <A>({ feed, gathering, settler }: Parts<A>): Effect.Effect<void> =>
   Effect.map(feed.takeBuffered(), (left) => {
     for (const job of left) settler.submit(job, { _tag: "Release", attempts: job.attempts - 1 })
+    for (const batch of gathering) batch.putBack()
   })
 
 type Taker = Fiber.RuntimeFiber<unknown, unknown>
@@ -1084,7 +1087,8 @@ const makeRunBatch = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["runBatc
       ended: (id) => running.end(id),
       complete: (job, perJob, exit) => complete(parts, job, perJob, exit, false, undefined),
       submit: (job, settlement) => settler.submit(job, settlement),
-      progress: (job, value) => recordProgress(parts, job, value)
+      progress: (job, value) => recordProgress(parts, job, value),
+      gathering: parts.gathering
     }
     const batch = { size, maxWaitMillis }
     return runCrew(
@@ -1323,7 +1327,8 @@ const makeCore = <A, I>(
       running,
       failed,
       emitter,
-      ack: { _tag: "Ack", result: undefined, resultTtlMillis: settings.resultTtlMillis }
+      ack: { _tag: "Ack", result: undefined, resultTtlMillis: settings.resultTtlMillis },
+      gathering: new Set()
     }
     yield* startParts(parts)
     const offer = makeOffer(parts)
