@@ -179,8 +179,7 @@ const oursProcess = (
 /** `runBatch` (issue #16): `RUN_BATCH_AT_ONCE` handler calls of up to `RUN_BATCH_SIZE` jobs, as the floor's 2 × 100. */
 const oursRunBatch = (backend: Backend, jobs: number, ms: number): Contender => ({
   name: `ours runBatch (size ${RUN_BATCH_SIZE}, ${RUN_BATCH_AT_ONCE} at once)`,
-  run: () =>
-    withOurs(backend, (queue) => drainBatchTimed(queue, jobs, BULK, RUN_BATCH_SIZE, RUN_BATCH_AT_ONCE, ms))
+  run: () => withOurs(backend, (queue) => drainBatchTimed(queue, jobs, BULK, RUN_BATCH_SIZE, RUN_BATCH_AT_ONCE, ms))
 })
 
 /** Like for like with graphile-worker's batch jobs: ours `run` on jobs whose payload is an array of 500 items. */

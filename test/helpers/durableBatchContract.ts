@@ -46,7 +46,9 @@ export const batchCases = (test: Test) => {
         size: 100,
         concurrency: 2
       }))
-      yield* eventually(Effect.map(queue.size, (n) => n === 0 && calls.reduce((sum, c) => sum + c.ids.length, 0) >= 250))
+      yield* eventually(
+        Effect.map(queue.size, (n) => n === 0 && calls.reduce((sum, c) => sum + c.ids.length, 0) >= 250)
+      )
       const seen = calls.flatMap((call) => call.ids)
       expect(new Set(seen).size).toBe(250)
       expect(seen.length).toBe(250)
@@ -119,7 +121,9 @@ export const batchCases = (test: Test) => {
           // Index 99 is not in the batch: the core cannot tell which jobs failed, so it fails every one.
           return Effect.fail(new DurableQueue.BatchFailure({ failures: [{ index: 99, error: "which?" }] }))
         }
-        const failures = values.flatMap((n, index) => n % 2 === 1 && jobs[index]!.attempt === 1 ? [{ index, error: `odd ${n}` }] : [])
+        const failures = values.flatMap((n, index) =>
+          n % 2 === 1 && jobs[index]!.attempt === 1 ? [{ index, error: `odd ${n}` }] : []
+        )
         return failures.length === 0 ? Effect.void : Effect.fail(new DurableQueue.BatchFailure({ failures }))
       }, { size: 10 }))
       yield* eventually(Effect.map(queue.size, (n) => n === 0))
@@ -192,11 +196,12 @@ export const batchCases = (test: Test) => {
       yield* offerNumbers(queue, 2)
       const release = yield* Deferred.make<void>()
       const started = yield* Deferred.make<void>()
-      const runner = yield* Effect.forkScoped(queue.runBatch(() =>
-        Effect.zipRight(Deferred.succeed(started, undefined), Deferred.await(release)), {
-        concurrency: 2,
-        shutdownTimeout: "10 seconds"
-      }))
+      const runner = yield* Effect.forkScoped(
+        queue.runBatch(() => Effect.zipRight(Deferred.succeed(started, undefined), Deferred.await(release)), {
+          concurrency: 2,
+          shutdownTimeout: "10 seconds"
+        })
+      )
       yield* Deferred.await(started)
       const stopping = yield* Effect.fork(Fiber.interrupt(runner))
       expect(stopping.unsafePoll()).toBeNull()

@@ -1037,5 +1037,4 @@ export const contract = (kind: StoreKind, up: boolean) =>
         }),
       120_000
     )
-
   })

@@ -7,8 +7,8 @@
  * leases a job and dies leaves behind.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
-import type * as Context from "effect/Context"
 import { expect } from "@effect/vitest"
+import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"

@@ -50,7 +50,11 @@ export interface BatchPort<A> {
   /** Whether the job's cancellation was asked while it was held here (forgotten then). */
   readonly ended: (id: string) => boolean
   /** The settlement of a finished attempt by the core's rules (core.ts `complete`: retry, backoff, dead letter). */
-  readonly complete: (job: LeasedJob, perJob: JobSettings, exit: Exit.Exit<unknown, unknown>) => Effect.Effect<Settlement>
+  readonly complete: (
+    job: LeasedJob,
+    perJob: JobSettings,
+    exit: Exit.Exit<unknown, unknown>
+  ) => Effect.Effect<Settlement>
   /** Hands a settlement to the `Settler`. */
   readonly submit: (job: LeasedJob, settlement: Settlement) => void
   readonly progress: (job: LeasedJob, value: unknown) => Effect.Effect<void, DurableQueueError>
@@ -91,7 +95,11 @@ const failuresOf = (failure: BatchFailure<unknown>, size: number): Map<number, u
 }
 
 const describe = (value: unknown): string =>
-  value === null ? "null" : typeof value === "object" ? `an object (${Object.prototype.toString.call(value)})` : typeof value
+  value === null
+    ? "null"
+    : typeof value === "object"
+    ? `an object (${Object.prototype.toString.call(value)})`
+    : typeof value
 
 /**
  * The batches of one `runBatch` taker, each handler call on the taker's own fiber `self` under `restore` (as
@@ -120,7 +128,10 @@ export class BatchWorker<A, X, E, R> {
       ? this.gather(jobs, open)
       : Effect.void
     // Put back while gathering (the queue closing, `pause`, the last run stopping): nothing left to run.
-    return Effect.flatMap(gathered, () => jobs.length === 0 ? Effect.succeed(!this.port.shut()) : this.start(jobs, open))
+    return Effect.flatMap(
+      gathered,
+      () => jobs.length === 0 ? Effect.succeed(!this.port.shut()) : this.start(jobs, open)
+    )
       .pipe(Effect.onExit((exit) => open.size === 0 ? Effect.void : this.settleLeft(open, exit)))
   }
 
@@ -192,15 +203,17 @@ export class BatchWorker<A, X, E, R> {
         handed.push(job)
       }
     }
-    const decoded = later.length === 0 ? Effect.void : Effect.forEach(later, (job) =>
-      Effect.matchEffect(codec.decode(job.payload), {
-        onFailure: (error) => this.fail(job, open, Exit.die(error)),
-        onSuccess: (value) =>
-          Effect.sync(() => {
-            values.push(value)
-            handed.push(job)
-          })
-      }), { discard: true })
+    const decoded = later.length === 0 ?
+      Effect.void :
+      Effect.forEach(later, (job) =>
+        Effect.matchEffect(codec.decode(job.payload), {
+          onFailure: (error) => this.fail(job, open, Exit.die(error)),
+          onSuccess: (value) =>
+            Effect.sync(() => {
+              values.push(value)
+              handed.push(job)
+            })
+        }), { discard: true })
     return Effect.flatMap(decoded, () => handed.length === 0 ? Effect.succeed(true) : this.call(values, handed, open))
   }
 
@@ -220,7 +233,10 @@ export class BatchWorker<A, X, E, R> {
         ? effect as Effect.Effect<X, E, R>
         : Effect.die(new Error(`runBatch's handler returned ${describe(effect)}, not an Effect`))
     })
-    return Effect.flatMap(Effect.exit(this.restore(this.timed(called, handed))), (exit) => this.settle(handed, open, exit))
+    return Effect.flatMap(
+      Effect.exit(this.restore(this.timed(called, handed))),
+      (exit) => this.settle(handed, open, exit)
+    )
   }
 
   /** The batch bounded by the shortest timeout of its jobs (each the offer's, else the queue's): none is run longer. */
@@ -300,7 +316,9 @@ export class BatchWorker<A, X, E, R> {
   private settleLeft(open: Set<LeasedJob>, exit: Exit.Exit<boolean, never>): Effect.Effect<void> {
     const cause = Exit.isFailure(exit) ? Exit.failCause(exit.cause) : Exit.die("settled by no one")
     return Effect.forEach(Array.from(open), (job) => {
-      if (this.port.ended(job.id)) return Effect.sync(() => this.submit(job, open, { _tag: "Cancelled", attempts: job.attempts }))
+      if (this.port.ended(job.id)) {
+        return Effect.sync(() => this.submit(job, open, { _tag: "Cancelled", attempts: job.attempts }))
+      }
       return this.fail(job, open, cause)
     }, { discard: true })
   }
