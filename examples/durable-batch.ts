@@ -2,7 +2,7 @@
  * Batch handlers (`runBatch`) on a durable queue in an embedded SQLite file (`effect-workers/sql`): 1,000 click
  * events are offered in one `offerAll`, and a loader inserts them into a "warehouse" that takes up to 100 rows per
  * insert, so the handler is called once per batch, not once per event. The warehouse is down for the first insert
- * (the whole batch fails and each event is retried by its own attempts), and refuses the rows of one broken event
+ * (the whole batch fails and each of its events is retried by its own attempts), and refuses the rows of one broken event
  * (a `BatchFailure` fails those alone: the rest of their batch is done; the broken one ends in the dead letters
  * after 3 attempts). It stops once nothing is pending and prints what happened.
  *

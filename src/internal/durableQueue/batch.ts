@@ -10,26 +10,42 @@
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
-import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import type * as DurableQueue from "../../DurableQueue.js"
+import { typeIdGuard } from "../errorTypeId.js"
 import { type Codec, NOT_NOW } from "./encoding.js"
 import { DurableQueueError } from "./error.js"
 import { emitSettled, type Emitter } from "./events.js"
 import { type JobSettings, jobSettings, type QueueSettings } from "./options.js"
 import type { LeasedJob, Settlement } from "./store.js"
 
-/** @internal (exported as `DurableQueue.BatchFailure`) */
-export class BatchFailure<E> extends Data.TaggedError("BatchFailure")<{
-  readonly failures: ReadonlyArray<DurableQueue.BatchItemFailure<E>>
-}> {}
+/**
+ * A Schema tagged error as every error of the library (test/conventions.test.ts); the error of each failure is
+ * `unknown` to the Schema and `E` to TypeScript (`failures` re-declared). @internal (exported as
+ * `DurableQueue.BatchFailure`)
+ */
+export class BatchFailure<E = unknown>
+  extends Schema.TaggedError<BatchFailure<unknown>>("effect-workers/DurableQueue/BatchFailure")("BatchFailure", {
+    failures: Schema.Array(Schema.Struct({ index: Schema.Number, error: Schema.Unknown }))
+  })
+{
+  declare readonly failures: ReadonlyArray<DurableQueue.BatchItemFailure<E>>
+  override get message(): string {
+    return `${this.failures.length} job(s) of the batch failed (indexes ${
+      this.failures.slice(0, 10).map((failure) => failure.index).join(", ")
+    }${this.failures.length > 10 ? ", …" : ""})`
+  }
+}
+
+const isBranded = typeIdGuard(BatchFailure, "effect-workers/DurableQueue/BatchFailure")
 
 /** Structural, so a plain-JavaScript handler may fail with `{ _tag: "BatchFailure", failures: [...] }`. @internal */
 export const isBatchFailure = (u: unknown): u is BatchFailure<unknown> =>
-  typeof u === "object" && u !== null && (u as { readonly _tag?: unknown })._tag === "BatchFailure" &&
-  Array.isArray((u as { readonly failures?: unknown }).failures)
+  isBranded(u) || typeof u === "object" && u !== null && (u as { readonly _tag?: unknown })._tag === "BatchFailure" &&
+    Array.isArray((u as { readonly failures?: unknown }).failures)
 
 /** What a `BatchWorker` uses of the core (built from its parts in core.ts). @internal */
 export interface BatchPort<A> {
