@@ -60,7 +60,7 @@ export const batchCases = (test: Test) => {
       expect(yield* stateOf(queue, "j249")).toMatchObject({ state: "done", attempts: 1 })
     }))
 
-  test("runBatch maxWait: a taker holding fewer than size waits for more; size reached, it runs them at once", (env) =>
+  test("runBatch maxWait: a taker holding fewer than size waits for more; size reached, it runs them at once; one cancelled meanwhile is left out", (env) =>
     Effect.gen(function*() {
       const queue = yield* numberQueue(env, "batch", 3)
       yield* offerNumbers(queue, 2, "a")
@@ -75,6 +75,15 @@ export const batchCases = (test: Test) => {
       yield* eventually(Effect.sync(() => calls.length === 1))
       expect([...calls[0]!.ids].sort()).toEqual(["a0", "a1", "b0", "b1"])
       yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      // A job cancelled while the taker holds it waiting for more is settled cancelled, not handed to the handler.
+      yield* offerNumbers(queue, 2, "c")
+      yield* eventually(Effect.map(queue.counts, (counts) => counts.running === 2))
+      expect(yield* queue.cancel("c1")).toBe(true)
+      yield* offerNumbers(queue, 3, "d")
+      yield* eventually(Effect.sync(() => calls.length === 2))
+      expect(calls[1]!.ids).not.toContain("c1")
+      expect(calls[1]!.ids).toEqual(expect.arrayContaining(["c0", "d0", "d1"]))
+      yield* eventually(Effect.map(queue.status("c1"), (s) => Option.getOrThrow(s).state === "cancelled"))
     }))
 
   test("runBatch failure: every job of the batch fails, retried by its own attempts, dead-lettered alone; a throw or a non-Effect is a failure", (env) =>

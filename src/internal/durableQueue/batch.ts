@@ -210,6 +210,11 @@ export class BatchWorker<A, X, E, R> {
     const handed: Array<LeasedJob> = []
     const later: Array<LeasedJob> = []
     for (const job of jobs) {
+      // Cancelled while this taker waited out `maxWait`: settled by `runnable`, not handed to the handler.
+      if (this.batch.maxWaitMillis > 0 && !this.port.runnable(job)) {
+        open.delete(job)
+        continue
+      }
       emitter.emit("Started", job.id, job.attempts)
       const value = codec.decodeNow(job.payload)
       if (value === NOT_NOW) {
