@@ -155,7 +155,11 @@ export const batchCases = (test: Test) => {
       let finished = 0
       yield* Effect.forkScoped(queue.runBatch((values, jobs) =>
         Effect.zipRight(
-          Effect.sync(() => record(calls, values, jobs)),
+          Effect.zipRight(
+            Effect.sync(() => record(calls, values, jobs)),
+            // Each job's own progress, as in `run`.
+            Effect.forEach(jobs, (job, i) => job.progress({ value: values[i] }), { discard: true })
+          ),
           Effect.zipRight(Deferred.await(release), Effect.sync(() => finished++))
         ), { size: 3 }))
       yield* eventually(Effect.sync(() => calls.length === 1))
@@ -167,7 +171,7 @@ export const batchCases = (test: Test) => {
       yield* eventually(Effect.map(queue.size, (n) => n === 0))
       expect(finished).toBe(1)
       expect(yield* stateOf(queue, "c0")).toMatchObject({ state: "done" })
-      expect(yield* stateOf(queue, "c2")).toMatchObject({ state: "done" })
+      expect(yield* stateOf(queue, "c2")).toMatchObject({ state: "done", progress: { value: 2 } })
       expect(yield* stateOf(queue, "later0")).toMatchObject({ state: "cancelled" })
       expect(calls.flatMap((c) => c.ids)).toEqual(["c0", "c1", "c2"])
     }))

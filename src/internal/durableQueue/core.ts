@@ -1063,8 +1063,10 @@ const runCrew = <A, R>(
 
 /**
  * `runBatch` (batch.ts): a `BatchWorker` per taker over the core's parts. The feed leases ahead as for
- * `ceil(size / LOOKAHEAD)` takers per batch taker, about one full batch each: counted as `concurrency` takers,
- * a `runBatch` of size 100 got batches of 4 to 16 (the lookahead of one taker).
+ * `ceil(size / LOOKAHEAD)` takers per batch taker, about one full batch each. Counted as `concurrency` takers (2),
+ * size 100 with a 50 ms handler on the memory store got 73 jobs a call and 2.6k jobs/s, against 98 and 3.6k; as
+ * `size` takers each (4 batches ahead), a large `size` would hold many batches back from other processes, with no
+ * gain measured on SQLite or PostgreSQL (their leases of 256 are the bound: 100, 100, 56 a call either way).
  */
 const makeRunBatch = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["runBatch"] => (handler, options) =>
   Effect.flatMap(batchSettings(options), ({ concurrency, maxWaitMillis, shutdownTimeout, size }) => {
