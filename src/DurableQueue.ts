@@ -101,7 +101,7 @@ export interface DurableQueue<in out A> {
    * `jobs` are aligned (job i carries value i; its `id`, `attempt` and `progress` work as in `run`), at most `size`
    * per call (default 100), `concurrency` batches at once (default 1). A batch is the jobs buffered or leased now;
    * with `maxWait` a taker holding fewer than `size` waits that long for more (default 0: no wait). The handler's
-   * outcome settles every job of its batch in one settlement batch:
+   * outcome settles every job of its batch, submitted together (one store write per 256 settlements):
    * - success: every job is acknowledged;
    * - a failure or defect (a synchronous throw, a non-Effect returned, the timeout): every job fails with it, and
    *   each is retried by its OWN attempts and backoff and dead-lettered alone after `maxAttempts`, as in `run`;

@@ -3,9 +3,9 @@
  * graphile-worker's batch jobs, written once over the core's parts so every store has it. A `Crew` taker (core.ts)
  * runs a `BatchWorker` instead of `Attempts`: it takes the job the taker got, the runnable jobs buffered after it
  * (up to `size`), waits up to `maxWait` for more, runs the handler once, and settles every job of the batch by its
- * own rules (`complete`: its own attempts, backoff, dead letter), submitted to the `Settler` together so they go out
- * in one settlement batch. It reaches the core only through `BatchPort` (built in core.ts), so this file imports
- * nothing from core.ts.
+ * own rules (`complete`: its own attempts, backoff, dead letter), submitted to the `Settler` together (one store
+ * write per 256). It reaches the core only through `BatchPort` (built in core.ts), so this file imports nothing from
+ * core.ts.
  */
 import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Cause from "effect/Cause"
