@@ -146,6 +146,28 @@ export const batchCases = (test: Test) => {
       expect(yield* queue.deadLetters).toEqual([])
     }))
 
+  test("runBatch timeout: the batch is bounded by its jobs' shortest timeout (the offer's, else the queue's); every job fails TimedOut", (env) =>
+    Effect.gen(function*() {
+      const queue = yield* env.make({
+        name: "batch",
+        schema: Schema.Number,
+        maxAttempts: 1,
+        pollInterval: "10 millis",
+        timeout: "5 seconds"
+      })
+      yield* queue.offer(1, { id: "patient" })
+      yield* queue.offer(2, { id: "hurried", timeout: "60 millis" })
+      const calls: Array<Seen> = []
+      yield* Effect.forkScoped(
+        queue.runBatch((values, jobs) => Effect.zipRight(Effect.sync(() => record(calls, values, jobs)), Effect.never))
+      )
+      yield* eventually(Effect.map(queue.deadLetters, (dead) => dead.length === 2))
+      expect(calls.map((call) => call.ids)).toEqual([["patient", "hurried"]])
+      for (const letter of yield* queue.deadLetters) {
+        expect(letter.lastError).toContain("job \"hurried\" attempt 1 timed out after 60 ms")
+      }
+    }))
+
   test("runBatch cancel: a job cancelled inside a running batch does not interrupt it and is settled cancelled when it ends; one cancelled before is never handed out", (env) =>
     Effect.gen(function*() {
       const queue = yield* numberQueue(env, "batch", 3)
