@@ -374,3 +374,67 @@ export const processScenarios = (
 
 /** The grid both durable-queue benches run on every store: [concurrency, handler ms]. */
 export const PROCESS_GRID = [[16, 0], [64, 0], [16, 1], [64, 1]] as const
+
+/**
+ * `drainTimed` with `queue.runBatch` (issue #16's batch handlers): `batchesAtOnce` handler calls of up to `size` jobs;
+ * each call sleeps `ms` once for its whole batch (as pg-boss's handler runs its batch's items side by side).
+ */
+export const drainBatchTimed = async (
+  queue: NumberQueue,
+  jobs: number,
+  bulk: number,
+  size: number,
+  batchesAtOnce: number,
+  ms: number
+): Promise<Sample> => {
+  for (const batch of batches(jobs, bulk)) await offerAllOf(queue, batch)
+  const handled = counter(jobs)
+  const hitAll = (values: ReadonlyArray<unknown>) => {
+    for (let i = 0; i < values.length; i++) handled.hit()
+  }
+  const handler = ms === 0
+    ? (values: ReadonlyArray<unknown>) => Effect.sync(() => hitAll(values))
+    : (values: ReadonlyArray<unknown>) => Effect.zipRight(Effect.sleep(ms), Effect.sync(() => hitAll(values)))
+  let fiber: Fiber.RuntimeFiber<never, unknown> | undefined
+  const sample = await timed(jobs, async () => {
+    fiber = Effect.runFork(queue.runBatch(handler, { size, concurrency: batchesAtOnce }))
+    await handled.all
+    await until(async () => (await Effect.runPromise(queue.size)) === 0)
+  })
+  await Effect.runPromise(Fiber.interrupt(fiber!))
+  return sample
+}
+
+/**
+ * `drainTimed` on a queue of BATCH JOBS, as graphile-worker's (a job's payload an array of `perJob` items, handed
+ * to `run`'s handler at once, one lease and one acknowledgement per job; the items share one attempt): `items`
+ * items offered in jobs of `perJob`, counted per item; each item waits `ms` (side by side within its job).
+ */
+export const drainItemsTimed = async (
+  queue: DurableQueue<ReadonlyArray<{ readonly n: number }>>,
+  items: number,
+  perJob: number,
+  concurrency: number,
+  ms: number
+): Promise<Sample> => {
+  const jobs = batches(items, perJob).map((ns) => ({ value: ns.map((n) => ({ n })) }))
+  for (let i = 0; i < jobs.length; i += 100) await Effect.runPromise(queue.offerAll(jobs.slice(i, i + 100)))
+  const handled = counter(items)
+  const handler = (values: ReadonlyArray<unknown>) =>
+    ms === 0
+      ? Effect.sync(() => {
+        for (let i = 0; i < values.length; i++) handled.hit()
+      })
+      : Effect.forEach(values, () => Effect.zipRight(Effect.sleep(ms), Effect.sync(handled.hit)), {
+        concurrency: "unbounded",
+        discard: true
+      })
+  let fiber: Fiber.RuntimeFiber<never, unknown> | undefined
+  const sample = await timed(items, async () => {
+    fiber = Effect.runFork(queue.run(handler, { concurrency }))
+    await handled.all
+    await until(async () => (await Effect.runPromise(queue.size)) === 0)
+  })
+  await Effect.runPromise(Fiber.interrupt(fiber!))
+  return sample
+}

@@ -27,6 +27,7 @@
  *
  *   npx tsx bench/distributed-sql.ts [--quick] [--jobs 20000] [--rounds 5] [--samples 200] [--skip-latency]
  *     [--only-latency] [--late-jobs 60] [--late-rounds 3] [--only-offers] [--baseline <dir>] [--only-ours]
+ *     [--only-batch]
  *
  * `--baseline <dir>`: another checkout of this repository, whose SQL DurableQueue runs as one more contender of the
  * process and bulk-offer rows (as bench/distributed.ts's for Redis); give it a node_modules symlinked to this one's,
@@ -55,6 +56,8 @@ import {
   compareLateness,
   type Contender,
   counter,
+  drainBatchTimed,
+  drainItemsTimed,
   drainTimed,
   flag,
   type IdleMeasure,
@@ -81,6 +84,8 @@ const LATE_ROUNDS = arg("late-rounds", QUICK ? 2 : 3)
 const ONLY_LATENCY = flag("only-latency")
 const BULK = 1_000
 const GRAPHILE_BATCH = 500
+const RUN_BATCH_SIZE = 100
+const RUN_BATCH_AT_ONCE = 2
 const connection = { host: "127.0.0.1", port: 5432, database: "test", user: "postgres" }
 const connectionString = `postgres://${connection.user}@${connection.host}:${connection.port}/${connection.database}`
 const PgOptions = {
@@ -126,6 +131,14 @@ const withOurs = <X>(
   backend: Backend,
   body: (queue: Ours, other: Ours) => Promise<X>,
   module: typeof DurableQueue = DurableQueue
+): Promise<X> => withQueue(backend, schema, body, module)
+
+/** `withOurs` for a queue of any schema (the batch jobs of `oursItems`). */
+const withQueue = <X, A, I>(
+  backend: Backend,
+  schema: Schema.Schema<A, I>,
+  body: (queue: DurableQueue.DurableQueue<A>, other: DurableQueue.DurableQueue<A>) => Promise<X>,
+  module: typeof DurableQueue = DurableQueue
 ): Promise<X> => {
   const tableName = unique("bench_dq")
   const dir = backend === "sqlite" ? mkdtempSync(join(os.tmpdir(), "bench-dq-")) : undefined
@@ -161,6 +174,23 @@ const oursProcess = (
     ? `ours, concurrency ${concurrency} (default settings)`
     : `baseline ${BASELINE_DIR}, concurrency ${concurrency}`,
   run: () => withOurs(backend, (queue) => drainTimed(queue, jobs, BULK, concurrency, ms), baseline)
+})
+
+/** `runBatch` (issue #16): `RUN_BATCH_AT_ONCE` handler calls of up to `RUN_BATCH_SIZE` jobs, as the floor's 2 × 100. */
+const oursRunBatch = (backend: Backend, jobs: number, ms: number): Contender => ({
+  name: `ours runBatch (size ${RUN_BATCH_SIZE}, ${RUN_BATCH_AT_ONCE} at once)`,
+  run: () => withOurs(backend, (queue) => drainBatchTimed(queue, jobs, BULK, RUN_BATCH_SIZE, RUN_BATCH_AT_ONCE, ms))
+})
+
+/** Like for like with graphile-worker's batch jobs: ours `run` on jobs whose payload is an array of 500 items. */
+const oursItems = (backend: Backend, items: number, concurrency: number, ms: number): Contender => ({
+  name: `ours run on batch jobs (${GRAPHILE_BATCH} items a job, as graphile's), concurrency ${concurrency}`,
+  run: () =>
+    withQueue(
+      backend,
+      Schema.Array(schema),
+      (queue) => drainItemsTimed(queue, items, GRAPHILE_BATCH, concurrency, ms)
+    )
 })
 
 const oursBulk = (backend: Backend, jobs: number): Contender => ({
@@ -579,6 +609,33 @@ const main = async () => {
       ]),
       floorProcess(withPgFloor, jobs, concurrency, ms)
     ])
+  if (!offersOnly) {
+    // Batch handlers (issue #16): runBatch against the floor (both 2 × 100 leased), pg-boss 10 × 200 and
+    // graphile-worker's batch jobs; then ours on batch jobs as graphile's (500 items a job, one attempt for all).
+    scenarios.push({
+      label: `PostgreSQL batch handlers, no-op (${fmt(JOBS)} jobs)`,
+      contenders: [
+        oursRunBatch("pg", JOBS, 0),
+        floorProcess(withPgFloor, JOBS, 16, 0),
+        oursProcess("pg", JOBS, 16, 0),
+        ...(ONLY_OURS ? [] : [bossProcess(JOBS, 0), graphileProcess(JOBS, 16, 0, true)])
+      ]
+    })
+    if (!ONLY_OURS) {
+      scenarios.push({
+        label: `PostgreSQL batch jobs of ${GRAPHILE_BATCH} items, no-op, concurrency 16 (${fmt(JOBS)} items)`,
+        contenders: [oursItems("pg", JOBS, 16, 0), graphileProcess(JOBS, 16, 0, true)]
+      })
+    }
+    scenarios.push({
+      label: `SQLite batch handlers, no-op (${fmt(JOBS)} jobs)`,
+      contenders: [
+        oursRunBatch("sqlite", JOBS, 0),
+        floorProcess(withSqliteFloor, JOBS, 16, 0),
+        oursProcess("sqlite", JOBS, 16, 0)
+      ]
+    })
+  }
   if (!ONLY_OURS) {
     scenarios.push({
       label: "PostgreSQL bulk offer",
@@ -609,7 +666,9 @@ const main = async () => {
       contenders: [oursBulk("sqlite", JOBS), floorBulk(withSqliteFloor, JOBS, 1), ...baseBulk("sqlite")]
     })
   }
-  if (!ONLY_LATENCY) await compare(scenarios, ROUNDS)
+  // --only-batch: the batch-handler scenarios alone (issue #16's runBatch rows).
+  const picked = flag("only-batch") ? scenarios.filter((scenario) => scenario.label.includes("batch")) : scenarios
+  if (!ONLY_LATENCY) await compare(picked, ROUNDS)
 
   if (!flag("skip-latency")) {
     console.log(

@@ -27,6 +27,7 @@
  *
  *   npx tsx bench/distributed.ts [--quick] [--jobs 20000] [--rounds 5] [--samples 200] [--skip-latency]
  *     [--only-latency] [--late-jobs 60] [--late-rounds 3] [--baseline <dir>] [--only-ours] [--only-offers]
+ *     [--only-batch]
  */
 import { Queue as BullQueue, Worker as BullWorker } from "bullmq"
 import * as Effect from "effect/Effect"
@@ -47,6 +48,7 @@ import {
   compareLateness,
   type Contender,
   counter,
+  drainBatchTimed,
   drainTimed,
   flag,
   type IdleMeasure,
@@ -179,6 +181,12 @@ const withOurs = <X>(
 const oursProcess = (raw: Redis, jobs: number, concurrency: number, ms: number): Contender => ({
   name: `ours, concurrency ${concurrency} (default settings)`,
   run: () => withOurs(raw, (queue) => drainTimed(queue, jobs, BULK, concurrency, ms))
+})
+
+/** `runBatch` (issue #16): 2 handler calls of up to 100 jobs at once, as the floor's 2 loops × 100. */
+const oursRunBatch = (raw: Redis, jobs: number, ms: number): Contender => ({
+  name: "ours runBatch (size 100, 2 at once)",
+  run: () => withOurs(raw, (queue) => drainBatchTimed(queue, jobs, BULK, 100, 2, ms))
 })
 
 /** The baseline checkout's modules (`--baseline`), loaded from it: its own Effect, its own DurableQueue. */
@@ -440,6 +448,18 @@ const main = async () => {
       ...(base === undefined ? [] : [baselineProcess(base, raw, jobs, concurrency, ms)])
     ]))
   }
+  if (!flag("only-offers")) {
+    // Batch handlers (issue #16): runBatch against the floor (both 2 × 100 leased) and ours `run` (BullMQ's batches
+    // are in its paid Pro edition only).
+    scenarios.push({
+      label: `batch handlers, no-op (${fmt(JOBS)} jobs)`,
+      contenders: [
+        oursRunBatch(raw, JOBS, 0),
+        ...peers(floorProcess(JOBS, 16, 0)),
+        oursProcess(raw, JOBS, 16, 0)
+      ]
+    })
+  }
   scenarios.push({
     label: "bulk offer",
     contenders: [
@@ -455,7 +475,9 @@ const main = async () => {
       contenders: [oursSingle(raw, single), bullSingle(raw, single)]
     })
   }
-  if (!ONLY_LATENCY) await compare(scenarios, ROUNDS)
+  // --only-batch: the batch-handler scenarios alone (issue #16's runBatch rows).
+  const picked = flag("only-batch") ? scenarios.filter((scenario) => scenario.label.includes("batch")) : scenarios
+  if (!ONLY_LATENCY) await compare(picked, ROUNDS)
 
   if (!flag("skip-latency")) {
     console.log(

@@ -15,6 +15,7 @@
  *
  * @since 0.1.0
  */
+import type { NonEmptyReadonlyArray } from "effect/Array"
 import type * as Context from "effect/Context"
 import type * as Cron from "effect/Cron"
 import type * as Duration from "effect/Duration"
@@ -27,6 +28,8 @@ import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import * as backoffInternal from "./internal/durableQueue/backoff.js"
+import * as batchInternal from "./internal/durableQueue/batch.js"
+import { BatchFailure } from "./internal/durableQueue/batch.js"
 import { DurableQueueError } from "./internal/durableQueue/error.js"
 import * as internalError from "./internal/durableQueue/error.js"
 import * as memoryInternal from "./internal/durableQueue/memoryStore.js"
@@ -92,6 +95,31 @@ export interface DurableQueue<in out A> {
   readonly run: <X, E, R, XI = X>(
     handler: (value: A, job: Job) => Effect.Effect<X, E, R>,
     options?: RunOptions<X, XI>
+  ) => Effect.Effect<never, OptionError, R>
+  /**
+   * Runs `handler` on BATCHES of jobs forever, as pg-boss's `batchSize` and BullMQ Pro's batches: `values` and
+   * `jobs` are aligned (job i carries value i; its `id`, `attempt` and `progress` work as in `run`), at most `size`
+   * per call (default 100), `concurrency` batches at once (default 1). A batch is the jobs buffered or leased now;
+   * with `maxWait` a taker holding fewer than `size` waits that long for more (default 0: no wait). The handler's
+   * outcome settles every job of its batch, submitted together (one store write per 256 settlements):
+   * - success: every job is acknowledged;
+   * - a failure or defect (a synchronous throw, a non-Effect returned, the timeout): every job fails with it, and
+   *   each is retried by its OWN attempts and backoff and dead-lettered alone after `maxAttempts`, as in `run`;
+   * - a failure with a `BatchFailure` listing some indexes: those jobs fail with their own error, the others are
+   *   acknowledged (a `BatchFailure` naming an index outside the batch, twice, or not an integer fails every job).
+   *
+   * A job that does not decode is not given to the handler (it fails alone). The batch's timeout is the shortest
+   * of its jobs' (the offer's, else the queue's): past it every job fails with "TimedOut". A `cancel` of a job in
+   * a running batch does not interrupt the batch: the job is settled "cancelled" when the batch ends, whatever the
+   * handler did with it, and is not retried. A job cancelled before the batch started is not given to the handler.
+   * Leases of the batch's jobs are refreshed while it runs. Interrupting `runBatch` takes no new job; a taker
+   * waiting out `maxWait` runs the batch it holds at once, and running batches finish within `shutdownTimeout`
+   * (default 30 seconds). No result is stored. A bad `size`, `maxWait`, `concurrency` or `shutdownTimeout` fails at
+   * once with `OptionError` naming it. (Since 0.3.0.)
+   */
+  readonly runBatch: <X, E, R>(
+    handler: (values: NonEmptyReadonlyArray<A>, jobs: NonEmptyReadonlyArray<Job>) => Effect.Effect<X, E, R>,
+    options?: RunBatchOptions
   ) => Effect.Effect<never, OptionError, R>
   /**
    * The jobs that failed `maxAttempts` times (or whose runner died running their last attempt), oldest first. Dead
@@ -318,6 +346,64 @@ export interface RunOptions<X, XI> extends TakeOptions<X, XI> {
   /** How long an interrupted `run` waits for running jobs to finish. Default: 30 seconds. */
   readonly shutdownTimeout?: Duration.DurationInput | undefined
 }
+
+/**
+ * The options of `runBatch`. Every bad value fails with `OptionError` naming the field and the value.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface RunBatchOptions {
+  /** The most jobs given to one handler call, an integer from 1 to 10,000. Default: 100. */
+  readonly size?: number | undefined
+  /**
+   * How long a taker holding fewer than `size` jobs waits for more before it runs them (at most 2^31 - 1 ms).
+   * Default: 0, the jobs buffered or leased now.
+   */
+  readonly maxWait?: Duration.DurationInput | undefined
+  /** Batches run at once, an integer from 1 to 1,000,000. Default: 1. */
+  readonly concurrency?: number | undefined
+  /** How long an interrupted `runBatch` waits for running batches to finish. Default: 30 seconds. */
+  readonly shutdownTimeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * One failed job of a `BatchFailure`: its index in the batch (`values[index]`, `jobs[index]`) and its error.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface BatchItemFailure<E> {
+  readonly index: number
+  readonly error: E
+}
+
+/**
+ * What a `runBatch` handler fails with to fail SOME jobs of its batch: the jobs at `failures`' indexes fail with
+ * their own error (each retried or dead-lettered by its own attempts), the others are acknowledged; an empty
+ * `failures` acknowledges all.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { DurableQueue } from "effect-workers"
+ *
+ * // Rows 1 and 3 were refused; the others are done.
+ * const partly = Effect.fail(
+ *   new DurableQueue.BatchFailure({ failures: [{ index: 1, error: "refused" }, { index: 3, error: "refused" }] })
+ * )
+ * ```
+ *
+ * @since 0.3.0
+ * @category errors
+ */
+export { BatchFailure }
+
+/**
+ * @since 0.3.0
+ * @category refinements
+ */
+export const isBatchFailure = (u: unknown): u is BatchFailure<unknown> => batchInternal.isBatchFailure(u)
 
 /**
  * The delay before a failed job's next attempt, as data: it is stored with the job when given to `offer`,

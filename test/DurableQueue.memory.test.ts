@@ -76,6 +76,70 @@ describe("DurableQueue.memory", () => {
       yield* settle(() => Effect.runSync(Fiber.poll(stopping)).pipe(Option.isSome))
     }))
 
+  it.scoped("runBatch maxWait: a taker holding fewer than size runs them when maxWait has passed, not before (TestClock)", () =>
+    Effect.gen(function*() {
+      const queue = yield* queueOf()
+      yield* queue.offer(1)
+      const calls: Array<ReadonlyArray<number>> = []
+      yield* Effect.fork(queue.runBatch((values) => Effect.sync(() => calls.push(values)), {
+        size: 10,
+        maxWait: "2 seconds"
+      }))
+      yield* settle(() => Effect.runSync(Effect.map(queue.counts, (c) => c.running === 1)))
+      yield* TestClock.adjust("1 second")
+      yield* queue.offer(2)
+      yield* TestClock.adjust("999 millis")
+      expect(calls).toEqual([])
+      yield* TestClock.adjust("1 millis")
+      yield* settle(() => calls.length === 1)
+      expect(calls).toEqual([[1, 2]])
+    }))
+
+  it.scoped("runBatch: a batch still running after shutdownTimeout is abandoned to its leases; the shutdown completes (TestClock)", () =>
+    Effect.gen(function*() {
+      const queue = yield* queueOf()
+      yield* queue.offer(1)
+      yield* queue.offer(2)
+      let started = 0
+      const runner = yield* Effect.fork(
+        queue.runBatch(() => Effect.zipRight(Effect.sync(() => started++), Effect.never), {
+          shutdownTimeout: "5 seconds"
+        })
+      )
+      yield* settle(() => started === 1)
+      const stopping = yield* Effect.fork(Fiber.interrupt(runner))
+      yield* TestClock.adjust("4 seconds")
+      expect(Option.isNone(yield* Fiber.poll(stopping))).toBe(true)
+      yield* TestClock.adjust("1 second")
+      yield* settle(() => Effect.runSync(Fiber.poll(stopping)).pipe(Option.isSome))
+      expect(started).toBe(1)
+      // Both jobs are still leased to the abandoned batch: neither done nor handed out again.
+      expect((yield* queue.counts).running).toBe(2)
+    }))
+
+  it.effect("runBatch: the queue closing under a taker waiting out maxWait puts its jobs back uncounted, never run", () =>
+    Effect.gen(function*() {
+      const store = new MemoryStore(30_000)
+      const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number })
+      let calls = 0
+      yield* Effect.scoped(Effect.gen(function*() {
+        const queue = yield* core.make(store, settings, Schema.Number)
+        yield* queue.offer(1, { id: "held" })
+        yield* Effect.fork(queue.runBatch(() => Effect.sync(() => calls++), { maxWait: "1 hour" }))
+        yield* settle(() => Effect.runSync(Effect.map(queue.counts, (c) => c.running === 1)))
+        // Leased into the buffer; a few more turns and the taker holds it, waiting for more (closed before that,
+        // the buffer's put-back would release it: the mutation of `release` into `start` then passed).
+        for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
+      }))
+      // Once the taker has settled it either way (put back, or run and acknowledged):
+      yield* settle(() => Effect.runSync(Effect.map(store.counts, (c) => c.running === 0)))
+      expect(calls).toBe(0)
+      yield* Effect.scoped(Effect.gen(function*() {
+        const queue = yield* core.make(store, settings, Schema.Number)
+        expect(Option.getOrThrow(yield* queue.status("held"))).toMatchObject({ state: "waiting", attempts: 0 })
+      }))
+    }))
+
   it.effect("closing the scope stops a waiting taker instead of leaving it hanging", () =>
     Effect.gen(function*() {
       let waiting: Fiber.RuntimeFiber<Exit.Exit<void, never>, DurableQueue.DurableQueueError> | undefined

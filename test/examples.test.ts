@@ -125,4 +125,30 @@ describe("examples", () => {
     },
     120_000
   )
+
+  it(
+    "durable-batch: runBatch inserts 1,000 events in batches of at most 100; a failed batch is retried, a refused row dead-letters alone",
+    () => {
+      const example = fixtureCommand("examples/durable-batch.ts")
+      const run = spawnSync(example.command, example.args, {
+        encoding: "utf8",
+        timeout: 60_000,
+        env: { ...process.env, ...example.env }
+      })
+      const out = run.stdout + run.stderr
+      expect(run.status, out).toBe(0)
+      expect(out).toContain("offered 1000 events, 1000 pending")
+      // 1,000 events in calls of at most 100, one more for the outage (its batch retried), the broken event's retries
+      // alone or with others: 11 to 13 calls at rest; a loaded machine may end a 50 ms maxWait before the next lease (a
+      // few partial batches more), never near one call per event.
+      const [, rows, inserts, largest] = /warehouse: (\d+) rows in (\d+) inserts \(at most (\d+) a call\)/.exec(out) ??
+        []
+      expect(Number(rows), out).toBe(999)
+      expect(Number(inserts), out).toBeGreaterThanOrEqual(11)
+      expect(Number(inserts), out).toBeLessThanOrEqual(30)
+      expect(Number(largest), out).toBe(100)
+      expect(out).toContain("dead letter: click:500 after 3 attempts, last error: Error: a click without a page")
+    },
+    60_000
+  )
 })

@@ -372,4 +372,33 @@ describe("telemetry (issue 13)", () => {
       )
     }).pipe(Effect.provide(rec.layer))
   })
+
+  it.live("DurableQueue.runBatch: one span per batch (its jobs' count), per-job acked, retried and dead counters", () => {
+    const rec = recording()
+    return Effect.gen(function*() {
+      const name = unique("dqb")
+      const queue = yield* DurableQueue.memory({
+        name,
+        schema: Schema.Number,
+        maxAttempts: 2,
+        backoff: DurableQueue.Backoff.none
+      })
+      yield* queue.offerAll([1, 2, 3].map((value) => ({ value })))
+      const runner = yield* Effect.fork(Effect.withSpan(
+        queue.runBatch((values) =>
+          values.includes(3)
+            ? Effect.fail(new DurableQueue.BatchFailure({ failures: [{ index: values.indexOf(3), error: "no" }] }))
+            : Effect.void
+        ),
+        "consumer"
+      ))
+      const m = (what: string) => metricValue(`effect_workers_durable_queue_${what}`, "queue", name)
+      for (let i = 0; i < 500 && ((yield* m("dead_total")) ?? 0) < 1; i++) yield* Effect.sleep("5 millis")
+      yield* Fiber.interrupt(runner)
+      const batches = rec.named("DurableQueue.runBatch")
+      assert.deepStrictEqual(batches.map((span) => span.attributes.get("effect_workers.jobs")), [3, 1])
+      assert.strictEqual(rec.parentName(batches[0]!), "consumer")
+      assert.deepStrictEqual([yield* m("acked_total"), yield* m("retried_total"), yield* m("dead_total")], [2, 1, 1])
+    }).pipe(Effect.provide(rec.layer), Effect.scoped)
+  })
 })

@@ -59,6 +59,26 @@ export const DurableQueueError: typeof Shared.DurableQueueError = Shared.Durable
 export type DurableQueueError = Shared.DurableQueueError
 
 /**
+ * What a `runBatch` handler fails with to fail some jobs of its batch (see `DurableQueue.BatchFailure`).
+ *
+ * @since 0.3.0
+ * @category errors
+ */
+export const BatchFailure: typeof Shared.BatchFailure = Shared.BatchFailure
+
+/**
+ * @since 0.3.0
+ * @category errors
+ */
+export type BatchFailure<E> = Shared.BatchFailure<E>
+
+/**
+ * @since 0.3.0
+ * @category models
+ */
+export type RunBatchOptions = Shared.RunBatchOptions
+
+/**
  * A durable queue on the `RedisClient` connection.
  *
  * @example

@@ -21,9 +21,9 @@ import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../../src/DurableQueue.js"
 import { Backoff } from "../../src/DurableQueue.js"
 import { queueSettings } from "../../src/internal/durableQueue/options.js"
-import type { LeasedJob } from "../../src/internal/durableQueue/store.js"
 import { OptionError } from "../../src/OptionError.js"
-import { type Env, numberQueue, type StoreKind, withStore } from "./durableStores.js"
+import { batchCases } from "./durableBatchContract.js"
+import { type Env, leaseAndDie, numberQueue, type StoreKind, withStore } from "./durableStores.js"
 import { spawnFixture } from "./processes.js"
 import { eventually } from "./storePort.js"
 
@@ -42,19 +42,6 @@ const rejectsQueueOptions = (env: Env, cases: ReadonlyArray<readonly [Record<str
       expect(error, field).toBeInstanceOf(OptionError)
       expect((error as OptionError).field).toBe(field)
     }), { discard: true })
-
-/** Leases `id` through a raw store (a runner with no core) and never settles it: a runner that died running it. */
-const leaseAndDie = (env: Env, settings: Parameters<Env["rawStore"]>[0], id: string) =>
-  Effect.gen(function*() {
-    const store = yield* env.rawStore(settings)
-    let got: ReadonlyArray<LeasedJob> = []
-    for (let i = 0; i < 2_000 && !got.some((job) => job.id === id); i++) {
-      got = yield* store.lease(1)
-      if (got.length === 0) yield* Effect.sleep("10 millis")
-    }
-    expect(got.map((job) => job.id)).toEqual([id])
-    return got[0]!
-  })
 
 /** The contract's cases on `kind`, skipped when its server is not `up`. */
 export const contract = (kind: StoreKind, up: boolean) =>
@@ -954,6 +941,8 @@ export const contract = (kind: StoreKind, up: boolean) =>
         expect(errors[7]!.message).toContain("more than 65536")
         expect(Option.getOrThrow(yield* queue.status("prog")).progress).toEqual({ ok: "é".repeat(30_000) })
       }))
+
+    batchCases(test)
 
     if (kind === "memory") {
       it.skip("a taker killed with SIGKILL: does not apply to memory (no other process can share a memory store)", () => {})

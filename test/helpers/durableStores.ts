@@ -7,6 +7,7 @@
  * leases a job and dies leaves behind.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
+import { expect } from "@effect/vitest"
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -19,7 +20,7 @@ import { MemoryStore } from "../../src/internal/durableQueue/memoryStore.js"
 import { type QueueSettings, queueSettings } from "../../src/internal/durableQueue/options.js"
 import * as RedisStore from "../../src/internal/durableQueue/redisStore.js"
 import * as SqlStore from "../../src/internal/durableQueue/sqlStore.js"
-import type { Store } from "../../src/internal/durableQueue/store.js"
+import type { LeasedJob, Store } from "../../src/internal/durableQueue/store.js"
 import { connect } from "../../src/internal/redis/client.js"
 import type { OptionError } from "../../src/OptionError.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
@@ -129,4 +130,17 @@ export const numberQueue = (env: Env, name: string, maxAttempts: number, backoff
     pollInterval: "10 millis",
     leaseDuration: "2 seconds",
     backoff
+  })
+
+/** Leases `id` through a raw store (a runner with no core) and never settles it: a runner that died running it. */
+export const leaseAndDie = (env: Env, settings: Parameters<Env["rawStore"]>[0], id: string) =>
+  Effect.gen(function*() {
+    const store = yield* env.rawStore(settings)
+    let got: ReadonlyArray<LeasedJob> = []
+    for (let i = 0; i < 2_000 && !got.some((job) => job.id === id); i++) {
+      got = yield* store.lease(1)
+      if (got.length === 0) yield* Effect.sleep("10 millis")
+    }
+    expect(got.map((job) => job.id)).toEqual([id])
+    return got[0]!
   })

@@ -26,12 +26,14 @@ import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../../DurableQueue.js"
 import { retryDelay } from "./backoff.js"
+import { type BatchPort, BatchWorker, type Gathering } from "./batch.js"
 import { CLOSE_FLUSH_MILLIS, flushWithin } from "./closeFlush.js"
 import { type Codec, codec as makeCodec, NOT_NOW, notJson } from "./encoding.js"
 import { DurableQueueError } from "./error.js"
 import { emitSettled, type Emitter, type EventPort, inProcessPort, makeEmitter } from "./events.js"
 import { makeJobs, parseProgress } from "./listing.js"
 import {
+  batchSettings,
   type JobSettings,
   jobSettings,
   offerEntries,
@@ -584,6 +586,8 @@ interface Parts<A> {
   readonly emitter: Emitter
   /** The settlement of nearly every job (no result kept): one object per queue, not one per job. */
   readonly ack: Settlement
+  /** `runBatch` takers holding jobs while they wait out `maxWait` (batch.ts): `putBack` puts those back too. */
+  readonly gathering: Set<Gathering>
 }
 
 /**
@@ -890,9 +894,10 @@ const makeTake = <A>(parts: Parts<A>) => {
 }
 
 /** Jobs fetched and not handed out go back, uncounted (the last `run` stopped, this instance paused, or shutdown). */
-const putBack = <A>({ feed, settler }: Parts<A>): Effect.Effect<void> =>
+const putBack = <A>({ feed, gathering, settler }: Parts<A>): Effect.Effect<void> =>
   Effect.map(feed.takeBuffered(), (left) => {
     for (const job of left) settler.submit(job, { _tag: "Release", attempts: job.attempts - 1 })
+    for (const batch of gathering) batch.putBack()
   })
 
 type Taker = Fiber.RuntimeFiber<unknown, unknown>
@@ -912,9 +917,11 @@ class Crew<A, R> {
   private readonly idle = new Set<Taker>()
   /** Done once no taker is left (after `stop`, or when the queue's scope closed under the run). */
   readonly gone = Deferred.unsafeMake<void>(FiberId.none)
+  /** Opened by `stop`: a `runBatch` taker waiting out its `maxWait` holds jobs (it is not idle) and runs them then. */
+  readonly stopped = Effect.unsafeMakeLatch(false)
   constructor(
     readonly parts: Parts<A>,
-    readonly worker: (self: Taker, restore: Restore) => Worker<R>
+    readonly worker: (self: Taker, restore: Restore, stopped: Effect.Effect<void>) => Worker<R>
   ) {}
 
   spawn(): Effect.Effect<void, never, R> {
@@ -930,6 +937,7 @@ class Crew<A, R> {
 
   stop(): void {
     this.stopping = true
+    this.stopped.unsafeOpen()
     for (const taker of this.idle) taker.unsafeInterruptAsFork(FiberId.none)
   }
 
@@ -942,7 +950,7 @@ class Crew<A, R> {
   private taker(self: Taker): Effect.Effect<void, never, R> {
     const { feed } = this.parts
     return Effect.uninterruptibleMask((restore) => {
-      const worker = this.worker(self, restore)
+      const worker = this.worker(self, restore, this.stopped.await)
       const run = worker.run
       const next: Effect.Effect<boolean, never, R> = Effect.suspend(() => {
         if (this.stopping || feed.jobs.shut) return Effect.interrupt
@@ -1004,37 +1012,95 @@ const makeRun = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["run"] => (ha
   Effect.flatMap(
     runSettings(runOptions),
     ({ concurrency, result, shutdownTimeout }) =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.suspend(() => {
-          const codec = result === undefined ? undefined : makeCodec(result)
-          const crew = new Crew(
-            parts,
-            (self, inTaker) => new Attempts(parts, handler, codec, self, inTaker)
-          )
-          parts.feed.takers += concurrency
-          return Effect.zipRight(
-            Effect.forEach(Array.from({ length: concurrency }), () => crew.spawn(), { discard: true }),
-            restore(Deferred.await(crew.gone)).pipe(
-              // Every taker ended with no shutdown asked: the queue's scope closed under this run.
-              Effect.zipRight(Effect.interrupt),
-              // The wait is made interruptible: a finalizer runs uninterruptibly, where the timeout could not cut it.
-              Effect.onExit(() =>
-                Effect.suspend(() => {
-                  crew.stop()
-                  return Effect.ignore(
-                    Effect.timeout(Effect.interruptible(Deferred.await(crew.gone)), Duration.toMillis(shutdownTimeout))
-                  )
-                })
-              ),
-              // Jobs leased ahead for these takers go back once no run is left to take them.
-              Effect.ensuring(
-                Effect.suspend(() => (parts.feed.takers -= concurrency) === 0 ? putBack(parts) : Effect.void)
-              )
-            )
-          )
-        })
-      )
+      Effect.suspend(() => {
+        const codec = result === undefined ? undefined : makeCodec(result)
+        return runCrew(
+          parts,
+          concurrency,
+          shutdownTimeout,
+          concurrency,
+          (self, inTaker) => new Attempts(parts, handler, codec, self, inTaker)
+        )
+      })
   )
+
+/**
+ * `concurrency` takers (`Crew`) running `worker`s, the feed leasing ahead for `takers` of them (see `LOOKAHEAD`).
+ * Interrupting it stops them gracefully: takers waiting for a job stop at once; running jobs finish. A job still
+ * running after `shutdownTimeout` is left to its lease (it comes back once the process is gone).
+ */
+const runCrew = <A, R>(
+  parts: Parts<A>,
+  concurrency: number,
+  shutdownTimeout: Duration.Duration,
+  takers: number,
+  worker: (self: Taker, restore: Restore, stopped: Effect.Effect<void>) => Worker<R>
+): Effect.Effect<never, never, R> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.suspend(() => {
+      const crew = new Crew(parts, worker)
+      parts.feed.takers += takers
+      return Effect.zipRight(
+        Effect.forEach(Array.from({ length: concurrency }), () => crew.spawn(), { discard: true }),
+        restore(Deferred.await(crew.gone)).pipe(
+          // Every taker ended with no shutdown asked: the queue's scope closed under this run.
+          Effect.zipRight(Effect.interrupt),
+          // The wait is made interruptible: a finalizer runs uninterruptibly, where the timeout could not cut it.
+          Effect.onExit(() =>
+            Effect.suspend(() => {
+              crew.stop()
+              return Effect.ignore(
+                Effect.timeout(Effect.interruptible(Deferred.await(crew.gone)), Duration.toMillis(shutdownTimeout))
+              )
+            })
+          ),
+          // Jobs leased ahead for these takers go back once no run is left to take them.
+          Effect.ensuring(Effect.suspend(() => (parts.feed.takers -= takers) === 0 ? putBack(parts) : Effect.void))
+        )
+      )
+    })
+  )
+
+/**
+ * `runBatch` (batch.ts): a `BatchWorker` per taker over the core's parts. The feed leases ahead as for
+ * `ceil(size / LOOKAHEAD)` takers per batch taker, about one full batch each. Counted as `concurrency` takers (2),
+ * size 100 with a 50 ms handler on the memory store got 73 jobs a call and 2.6k jobs/s, against 98 and 3.6k; as
+ * `size` takers each (4 batches ahead), a large `size` would hold many batches back from other processes, with no
+ * gain measured on SQLite or PostgreSQL (their leases of 256 are the bound: 100, 100, 56 a call either way).
+ */
+const makeRunBatch = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["runBatch"] => (handler, options) =>
+  Effect.flatMap(batchSettings(options), ({ concurrency, maxWaitMillis, shutdownTimeout, size }) => {
+    const { emitter, feed, running, settler } = parts
+    const port: BatchPort<A> = {
+      settings: parts.settings,
+      backend: parts.store.backend,
+      codec: parts.codec,
+      emitter,
+      ack: parts.ack,
+      poll: () => {
+        if (feed.jobs.shut) return undefined
+        let job = feed.pollNow()
+        while (job !== undefined && !runnable(parts, job)) job = feed.pollNow()
+        return job
+      },
+      wait: feed.wait,
+      runnable: (job) => runnable(parts, job),
+      shut: () => feed.jobs.shut,
+      ended: (id) => running.end(id),
+      complete: (job, perJob, exit) => complete(parts, job, perJob, exit, false, undefined),
+      submit: (job, settlement) => settler.submit(job, settlement),
+      progress: (job, value) => recordProgress(parts, job, value),
+      gathering: parts.gathering
+    }
+    const batch = { size, maxWaitMillis }
+    return runCrew(
+      parts,
+      concurrency,
+      shutdownTimeout,
+      concurrency * Math.ceil(size / LOOKAHEAD),
+      (_self, restore, stopped) => new BatchWorker(port, handler, batch, restore, stopped)
+    )
+  })
 
 /** One offer's job for the store: its settings resolved (options.ts `offerSettings`/`offerEntries`) and its payload. */
 const jobOf = (settings: OfferSettings, payload: string): OfferedJob => ({
@@ -1263,7 +1329,8 @@ const makeCore = <A, I>(
       running,
       failed,
       emitter,
-      ack: { _tag: "Ack", result: undefined, resultTtlMillis: settings.resultTtlMillis }
+      ack: { _tag: "Ack", result: undefined, resultTtlMillis: settings.resultTtlMillis },
+      gathering: new Set()
     }
     yield* startParts(parts)
     const offer = makeOffer(parts)
@@ -1281,6 +1348,7 @@ const makeCore = <A, I>(
             (result) => take(handler, result === undefined ? undefined : makeCodec(result))
           )) as DurableQueue.DurableQueue<A>["take"],
       run: makeRun(parts),
+      runBatch: makeRunBatch(parts),
       deadLetters: Effect.flatMap(report, ({ letters, undecodable }) =>
         undecodable.length === 0 ? Effect.succeed(letters) : Effect.as(
           Effect.logWarning(

@@ -184,6 +184,31 @@ export const runSettings = (
     return { concurrency, shutdownTimeout, result }
   })
 
+/** The most jobs of one `runBatch` call: a batch is held (its leases refreshed) and settled at once. */
+const MAX_BATCH_SIZE = 10_000
+
+/** @internal */
+export interface BatchRunSettings {
+  readonly size: number
+  readonly maxWaitMillis: number
+  readonly concurrency: number
+  readonly shutdownTimeout: Duration.Duration
+}
+
+/** @internal */
+export const batchSettings = (options: DurableQueue.RunBatchOptions | undefined): Effect.Effect<
+  BatchRunSettings,
+  OptionError
+> =>
+  Effect.gen(function*() {
+    yield* check.knownKeys(options, ["size", "maxWait", "concurrency", "shutdownTimeout"], "runBatch options")
+    const size = yield* check.integer("size", options?.size, 100, 1, MAX_BATCH_SIZE)
+    const maxWaitMillis = yield* millis("maxWait", options?.maxWait ?? 0, 0, MAX_TIMEOUT_MILLIS)
+    const concurrency = yield* check.integer("concurrency", options?.concurrency, 1, 1)
+    const shutdownTimeout = yield* check.duration("shutdownTimeout", options?.shutdownTimeout, "30 seconds")
+    return { size, maxWaitMillis, concurrency, shutdownTimeout }
+  })
+
 /** The id of an offer, checked. @internal */
 export const offerId = (id: unknown, field = "id"): Effect.Effect<string, OptionError> => {
   const why = badId(id)

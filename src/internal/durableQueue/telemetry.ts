@@ -143,7 +143,26 @@ const tracedQueue = <A>(
         handler,
         (handler) => options === undefined ? queue.take(handler) : queue.take(handler, options)
       )) as DurableQueue.DurableQueue<A>["take"],
-    run: (handler, options) => whenTraced(handler, (handler) => queue.run(handler, options))
+    run: (handler, options) => whenTraced(handler, (handler) => queue.run(handler, options)),
+    // One span per batch (not per job: a batch is one handler call), its jobs' count and first id as attributes.
+    runBatch: (handler, options) =>
+      Effect.withFiberRuntime((fiber) =>
+        queue.runBatch(
+          tracing(fiber)
+            ? (values, jobs) =>
+              Effect.withSpan(handler(values, jobs), "DurableQueue.runBatch", {
+                kind: "consumer",
+                captureStackTrace: false,
+                attributes: {
+                  ...attributes,
+                  "effect_workers.jobs": jobs.length,
+                  "effect_workers.job_id": jobs[0].id
+                }
+              })
+            : handler,
+          options
+        )
+      )
   }
 }
 

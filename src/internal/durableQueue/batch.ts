@@ -1,0 +1,346 @@
+/**
+ * `runBatch` (issue #16): a `run` whose handler is called once per batch of jobs, as pg-boss's `batchSize` and
+ * graphile-worker's batch jobs, written once over the core's parts so every store has it. A `Crew` taker (core.ts)
+ * runs a `BatchWorker` instead of `Attempts`: it takes the job the taker got, the runnable jobs buffered after it
+ * (up to `size`), waits up to `maxWait` for more, runs the handler once, and settles every job of the batch by its
+ * own rules (`complete`: its own attempts, backoff, dead letter), submitted to the `Settler` together (one store
+ * write per 256). It reaches the core only through `BatchPort` (built in core.ts), so this file imports nothing from
+ * core.ts.
+ */
+import type { NonEmptyReadonlyArray } from "effect/Array"
+import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type * as DurableQueue from "../../DurableQueue.js"
+import { typeIdGuard } from "../errorTypeId.js"
+import { type Codec, NOT_NOW } from "./encoding.js"
+import { DurableQueueError } from "./error.js"
+import { emitSettled, type Emitter } from "./events.js"
+import { type JobSettings, jobSettings, type QueueSettings } from "./options.js"
+import type { LeasedJob, Settlement } from "./store.js"
+
+/**
+ * A Schema tagged error as every error of the library (test/conventions.test.ts); the error of each failure is
+ * `unknown` to the Schema and `E` to TypeScript (`failures` re-declared). @internal (exported as
+ * `DurableQueue.BatchFailure`)
+ */
+export class BatchFailure<E = unknown>
+  extends Schema.TaggedError<BatchFailure<unknown>>("effect-workers/DurableQueue/BatchFailure")("BatchFailure", {
+    failures: Schema.Array(Schema.Struct({ index: Schema.Number, error: Schema.Unknown }))
+  })
+{
+  declare readonly failures: ReadonlyArray<DurableQueue.BatchItemFailure<E>>
+  override get message(): string {
+    return `${this.failures.length} job(s) of the batch failed (indexes ${
+      this.failures.slice(0, 10).map((failure) => failure.index).join(", ")
+    }${this.failures.length > 10 ? ", …" : ""})`
+  }
+}
+
+const isBranded = typeIdGuard(BatchFailure, "effect-workers/DurableQueue/BatchFailure")
+
+/** Structural, so a plain-JavaScript handler may fail with `{ _tag: "BatchFailure", failures: [...] }`. @internal */
+export const isBatchFailure = (u: unknown): u is BatchFailure<unknown> =>
+  isBranded(u) || typeof u === "object" && u !== null && (u as { readonly _tag?: unknown })._tag === "BatchFailure" &&
+    Array.isArray((u as { readonly failures?: unknown }).failures)
+
+/** What a `BatchWorker` uses of the core (built from its parts in core.ts). @internal */
+export interface BatchPort<A> {
+  readonly settings: QueueSettings
+  readonly backend: string
+  readonly codec: Codec<A>
+  readonly emitter: Emitter
+  /** The settlement of a success with no result. */
+  readonly ack: Settlement
+  /** A runnable job from the buffer now, if any (others settled on the way, as `run`'s takers do); none once shut. */
+  readonly poll: () => LeasedJob | undefined
+  /** Waits for a job, counted as demand (the fetcher leases for it); interrupted once the buffer is shut. */
+  readonly wait: Effect.Effect<LeasedJob>
+  /** Whether a job handed out may run (see core.ts `runnable`: cancelled or past `maxAttempts` are settled there). */
+  readonly runnable: (job: LeasedJob) => boolean
+  /** Whether the buffer is shut (the queue's scope closes). */
+  readonly shut: () => boolean
+  /** Whether the job's cancellation was asked while it was held here (forgotten then). */
+  readonly ended: (id: string) => boolean
+  /** The settlement of a finished attempt by the core's rules (core.ts `complete`: retry, backoff, dead letter). */
+  readonly complete: (
+    job: LeasedJob,
+    perJob: JobSettings,
+    exit: Exit.Exit<unknown, unknown>
+  ) => Effect.Effect<Settlement>
+  /** Hands a settlement to the `Settler`. */
+  readonly submit: (job: LeasedJob, settlement: Settlement) => void
+  readonly progress: (job: LeasedJob, value: unknown) => Effect.Effect<void, DurableQueueError>
+  /** The takers waiting out `maxWait`, whose jobs the core's put-back (last run stopped, `pause`, close) takes. */
+  readonly gathering: Set<Gathering>
+}
+
+/** A taker holding jobs while it waits for more: its jobs go back when the core puts back what it fetched. @internal */
+export interface Gathering {
+  readonly putBack: () => void
+}
+
+/** @internal */
+export interface BatchSettings {
+  readonly size: number
+  readonly maxWaitMillis: number
+}
+
+type Restore = <X, E, R>(effect: Effect.Effect<X, E, R>) => Effect.Effect<X, E, R>
+
+type Handler<A, X, E, R> = (
+  values: NonEmptyReadonlyArray<A>,
+  jobs: NonEmptyReadonlyArray<DurableQueue.Job>
+) => Effect.Effect<X, E, R>
+
+/** Index → error of a `BatchFailure`, or why it is not one the core can apply (then every job fails). */
+const failuresOf = (failure: BatchFailure<unknown>, size: number): Map<number, unknown> | string => {
+  const byIndex = new Map<number, unknown>()
+  for (const item of failure.failures) {
+    const index: unknown = (item as { readonly index?: unknown } | null)?.index
+    if (typeof index !== "number" || !Number.isInteger(index) || index < 0 || index >= size) {
+      return `a BatchFailure named index ${String(index)}, not an integer from 0 to ${size - 1}`
+    }
+    if (byIndex.has(index)) return `a BatchFailure named index ${index} twice`
+    byIndex.set(index, item.error)
+  }
+  return byIndex
+}
+
+const describe = (value: unknown): string =>
+  value === null
+    ? "null"
+    : typeof value === "object"
+    ? `an object (${Object.prototype.toString.call(value)})`
+    : typeof value
+
+/**
+ * The batches of one `runBatch` taker, each handler call on the taker's own fiber `self` under `restore` (as
+ * `Attempts`). The jobs of a batch are not registered in `Running`: a `cancel` of one does not interrupt the
+ * batch (the others would lose their attempt); `ended` tells at the end that it was cancelled. Every job taken is
+ * settled exactly once, also when this code itself fails (`onExit`). `job` stays undefined: `Crew` has nothing to
+ * settle for it.
+ * @internal
+ */
+export class BatchWorker<A, X, E, R> {
+  job: LeasedJob | undefined = undefined
+  constructor(
+    readonly port: BatchPort<A>,
+    readonly handler: Handler<A, X, E, R>,
+    readonly batch: BatchSettings,
+    readonly restore: Restore,
+    /** Completes once the run is stopping: a taker waiting out `maxWait` runs what it holds at once. */
+    readonly stopping: Effect.Effect<void>
+  ) {}
+
+  readonly run = (first: LeasedJob): Effect.Effect<boolean, never, R> => {
+    const jobs: Array<LeasedJob> = [first]
+    this.fill(jobs)
+    const open = new Set(jobs)
+    const gathered = jobs.length < this.batch.size && this.batch.maxWaitMillis > 0
+      ? this.gather(jobs, open)
+      : Effect.void
+    // Put back while gathering (the queue closing, `pause`, the last run stopping): nothing left to run.
+    return Effect.flatMap(
+      gathered,
+      () => jobs.length === 0 ? Effect.succeed(!this.port.shut()) : this.start(jobs, open)
+    )
+      .pipe(Effect.onExit((exit) => open.size === 0 ? Effect.void : this.settleLeft(open, exit)))
+  }
+
+  /** The runnable jobs buffered now, up to `size`. */
+  private fill(jobs: Array<LeasedJob>, open?: Set<LeasedJob>): void {
+    while (jobs.length < this.batch.size) {
+      const job = this.port.poll()
+      if (job === undefined) return
+      jobs.push(job)
+      open?.add(job)
+    }
+  }
+
+  /**
+   * Waits up to `maxWait` from now for more jobs: each wait is one job (counted as demand, so the fetcher leases),
+   * then what came with it is polled at once. Ends early once `size` are held, the run stops or the buffer shuts.
+   * Meanwhile the jobs held are in `gathering`, where the core's put-back finds them as it finds the buffer's: the
+   * queue's scope closing wakes this taker only after the settler's last write, too late to put them back itself
+   * (their leases lapsed, an attempt counted for a handler never run).
+   */
+  private gather(jobs: Array<LeasedJob>, open: Set<LeasedJob>): Effect.Effect<void> {
+    const { port } = this
+    const gathering: Gathering = {
+      putBack: () => {
+        for (const job of jobs) this.submit(job, open, { _tag: "Release", attempts: job.attempts - 1 })
+        jobs.length = 0
+      }
+    }
+    const waited = Effect.flatMap(Clock.currentTimeMillis, (start) => {
+      const deadline = start + this.batch.maxWaitMillis
+      const more: Effect.Effect<void> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        if (jobs.length === 0 || jobs.length >= this.batch.size || now >= deadline || port.shut()) return Effect.void
+        const next = Effect.raceFirst(
+          Effect.map(port.wait, Option.some),
+          Effect.as(Effect.raceFirst(Effect.sleep(deadline - now), this.stopping), Option.none<LeasedJob>())
+        )
+        return Effect.flatMap(Effect.exit(this.restore(next)), (exit) => {
+          if (Exit.isFailure(exit) || Option.isNone(exit.value)) return Effect.void
+          const job = exit.value.value
+          if (port.runnable(job)) {
+            jobs.push(job)
+            open.add(job)
+          }
+          this.fill(jobs, open)
+          return more
+        })
+      })
+      return more
+    })
+    return Effect.suspend(() => {
+      port.gathering.add(gathering)
+      return Effect.ensuring(waited, Effect.sync(() => port.gathering.delete(gathering)))
+    })
+  }
+
+  /** Decodes the jobs (one that does not fails alone, as in `run`), then runs the handler on the others. */
+  private start(jobs: ReadonlyArray<LeasedJob>, open: Set<LeasedJob>): Effect.Effect<boolean, never, R> {
+    const { codec, emitter } = this.port
+    const values: Array<A> = []
+    const handed: Array<LeasedJob> = []
+    const later: Array<LeasedJob> = []
+    for (const job of jobs) {
+      // Cancelled while this taker waited out `maxWait`: settled by `runnable`, not handed to the handler.
+      if (this.batch.maxWaitMillis > 0 && !this.port.runnable(job)) {
+        open.delete(job)
+        continue
+      }
+      emitter.emit("Started", job.id, job.attempts)
+      const value = codec.decodeNow(job.payload)
+      if (value === NOT_NOW) {
+        later.push(job)
+      } else {
+        values.push(value)
+        handed.push(job)
+      }
+    }
+    const decoded = later.length === 0 ?
+      Effect.void :
+      Effect.forEach(later, (job) =>
+        Effect.matchEffect(codec.decode(job.payload), {
+          onFailure: (error) => this.fail(job, open, Exit.die(error)),
+          onSuccess: (value) =>
+            Effect.sync(() => {
+              values.push(value)
+              handed.push(job)
+            })
+        }), { discard: true })
+    return Effect.flatMap(decoded, () => handed.length === 0 ? Effect.succeed(true) : this.call(values, handed, open))
+  }
+
+  private call(values: Array<A>, handed: Array<LeasedJob>, open: Set<LeasedJob>): Effect.Effect<boolean, never, R> {
+    const handles = handed.map((job): DurableQueue.Job => ({
+      id: job.id,
+      attempt: job.attempts,
+      progress: (value) => this.port.progress(job, value)
+    }))
+    // A handler that throws is a defect (`suspend`), as is one that returns something else than an Effect.
+    const called = Effect.suspend(() => {
+      const effect: unknown = this.handler(
+        values as unknown as NonEmptyReadonlyArray<A>,
+        handles as unknown as NonEmptyReadonlyArray<DurableQueue.Job>
+      )
+      return Effect.isEffect(effect)
+        ? effect as Effect.Effect<X, E, R>
+        : Effect.die(new Error(`runBatch's handler returned ${describe(effect)}, not an Effect`))
+    })
+    return Effect.flatMap(
+      Effect.exit(this.restore(this.timed(called, handed))),
+      (exit) => this.settle(handed, open, exit)
+    )
+  }
+
+  /** The batch bounded by the shortest timeout of its jobs (each the offer's, else the queue's): none is run longer. */
+  private timed(called: Effect.Effect<X, E, R>, handed: ReadonlyArray<LeasedJob>): Effect.Effect<X, E, R> {
+    let timeoutMillis: number | undefined
+    let timedJob = handed[0]!
+    for (const job of handed) {
+      const own = job.options === undefined ? undefined : jobSettings(job.options).timeoutMillis
+      const millis = own ?? this.port.settings.timeoutMillis
+      if (millis !== undefined && (timeoutMillis === undefined || millis < timeoutMillis)) {
+        timeoutMillis = millis
+        timedJob = job
+      }
+    }
+    if (timeoutMillis === undefined) return called
+    const error = new DurableQueueError({
+      reason: "TimedOut",
+      backend: this.port.backend,
+      queue: this.port.settings.name,
+      id: timedJob.id,
+      attempt: timedJob.attempts,
+      timeoutMillis
+    })
+    return Effect.timeoutFailCause(called, { duration: timeoutMillis, onTimeout: () => Cause.die(error) })
+  }
+
+  /**
+   * Every job of the batch by the handler's outcome: acknowledged, failed with the batch's cause, or (a
+   * `BatchFailure`) failed with its own error or acknowledged; cancelled while the batch ran, cancelled. Whether
+   * the taker goes on: not after the handler interrupted itself (its jobs went back uncounted; taking them again at
+   * once would spin, as in `run`).
+   */
+  private settle(
+    handed: ReadonlyArray<LeasedJob>,
+    open: Set<LeasedJob>,
+    exit: Exit.Exit<X, E>
+  ): Effect.Effect<boolean> {
+    let all: Exit.Exit<unknown, unknown> | undefined
+    let some: Map<number, unknown> | undefined
+    if (Exit.isFailure(exit)) {
+      const cause = exit.cause
+      if (cause._tag === "Fail" && isBatchFailure(cause.error)) {
+        const failures = failuresOf(cause.error, handed.length)
+        if (typeof failures === "string") all = Exit.die(new Error(`runBatch's handler failed with ${failures}`))
+        else some = failures
+      } else {
+        all = exit
+      }
+    }
+    const goOn = !(all !== undefined && Exit.isFailure(all) && Cause.isInterruptedOnly(all.cause))
+    const failing: Array<Effect.Effect<void>> = []
+    handed.forEach((job, i) => {
+      if (this.port.ended(job.id)) return this.submit(job, open, { _tag: "Cancelled", attempts: job.attempts })
+      const failed = all ?? (some !== undefined && some.has(i) ? Exit.fail(some.get(i)) : undefined)
+      if (failed === undefined) return this.submit(job, open, this.port.ack)
+      failing.push(this.fail(job, open, failed))
+    })
+    if (failing.length === 0) return Effect.succeed(goOn)
+    return Effect.as(Effect.all(failing, { discard: true }), goOn)
+  }
+
+  private fail(job: LeasedJob, open: Set<LeasedJob>, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
+    const perJob = job.options === undefined ? {} : jobSettings(job.options)
+    return Effect.map(this.port.complete(job, perJob, exit), (settlement) => this.submit(job, open, settlement))
+  }
+
+  private submit(job: LeasedJob, open: Set<LeasedJob>, settlement: Settlement): void {
+    if (!open.delete(job)) return
+    emitSettled(this.port.emitter, job, settlement)
+    this.port.submit(job, settlement)
+  }
+
+  /**
+   * Jobs left unsettled by a defect in this code (not the handler's: those settle their batch) are settled as a
+   * failed attempt: held unsettled, their leases would be refreshed for as long as this process lives.
+   */
+  private settleLeft(open: Set<LeasedJob>, exit: Exit.Exit<boolean, never>): Effect.Effect<void> {
+    const cause = Exit.isFailure(exit) ? Exit.failCause(exit.cause) : Exit.die("settled by no one")
+    return Effect.forEach(Array.from(open), (job) => {
+      if (this.port.ended(job.id)) {
+        return Effect.sync(() => this.submit(job, open, { _tag: "Cancelled", attempts: job.attempts }))
+      }
+      return this.fail(job, open, cause)
+    }, { discard: true })
+  }
+}

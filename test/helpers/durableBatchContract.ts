@@ -1,0 +1,286 @@
+/**
+ * `runBatch`'s cases of the DurableQueue contract (test/helpers/durableContract.ts calls `batchCases` inside its
+ * describe, so every store runs them): grouping and `size`, acknowledgement, failures retried and dead-lettered by
+ * each job's own attempts, partial failure (`BatchFailure`), handlers that throw or return garbage, cancel of a job
+ * inside a running batch, leases refreshed while a batch runs, a runner that died, shutdown, bad options. Each case
+ * is a few hundred ms at most on a real store.
+ */
+import { expect } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as DurableQueue from "../../src/DurableQueue.js"
+import { queueSettings } from "../../src/internal/durableQueue/options.js"
+import { OptionError } from "../../src/OptionError.js"
+import { type Env, leaseAndDie, numberQueue } from "./durableStores.js"
+import { eventually } from "./storePort.js"
+
+type Test = (name: string, body: (env: Env) => Effect.Effect<void, unknown, Scope.Scope>, timeout?: number) => void
+
+/** What each handler call saw: the jobs' ids, values and attempts, in batch order. */
+interface Seen {
+  readonly ids: ReadonlyArray<string>
+  readonly values: ReadonlyArray<number>
+  readonly attempts: ReadonlyArray<number>
+}
+
+const record = (calls: Array<Seen>, values: ReadonlyArray<number>, jobs: ReadonlyArray<DurableQueue.Job>) =>
+  calls.push({ ids: jobs.map((job) => job.id), values: [...values], attempts: jobs.map((job) => job.attempt) })
+
+const stateOf = (queue: DurableQueue.DurableQueue<number>, id: string) =>
+  Effect.map(queue.status(id), (status) => Option.getOrThrow(status))
+
+const offerNumbers = (queue: DurableQueue.DurableQueue<number>, count: number, prefix = "j") =>
+  queue.offerAll(Array.from({ length: count }, (_, i) => ({ value: i, id: `${prefix}${i}` })))
+
+export const batchCases = (test: Test) => {
+  test("runBatch groups waiting jobs (more than one a call, never more than size), values aligned with jobs, all acknowledged once", (env) =>
+    Effect.gen(function*() {
+      const queue = yield* numberQueue(env, "batch", 3)
+      yield* offerNumbers(queue, 250)
+      const calls: Array<Seen> = []
+      yield* Effect.forkScoped(queue.runBatch((values, jobs) => Effect.sync(() => record(calls, values, jobs)), {
+        size: 100,
+        concurrency: 2
+      }))
+      yield* eventually(
+        Effect.map(queue.size, (n) => n === 0 && calls.reduce((sum, c) => sum + c.ids.length, 0) >= 250)
+      )
+      const seen = calls.flatMap((call) => call.ids)
+      expect(new Set(seen).size).toBe(250)
+      expect(seen.length).toBe(250)
+      expect(Math.max(...calls.map((call) => call.ids.length))).toBeLessThanOrEqual(100)
+      // 250 jobs waiting before the run: leased ahead in batches, so calls hold many (one job a call would be 250).
+      expect(calls.length).toBeLessThan(50)
+      for (const call of calls) expect(call.ids).toEqual(call.values.map((n) => `j${n}`))
+      expect(yield* stateOf(queue, "j0")).toMatchObject({ state: "done", attempts: 1 })
+      expect(yield* stateOf(queue, "j249")).toMatchObject({ state: "done", attempts: 1 })
+    }))
+
+  test("runBatch maxWait: a taker holding fewer than size waits for more; size reached, it runs them at once; one cancelled meanwhile is left out", (env) =>
+    Effect.gen(function*() {
+      const queue = yield* numberQueue(env, "batch", 3)
+      yield* offerNumbers(queue, 2, "a")
+      const calls: Array<Seen> = []
+      yield* Effect.forkScoped(queue.runBatch((values, jobs) => Effect.sync(() => record(calls, values, jobs)), {
+        size: 4,
+        maxWait: "1 hour"
+      }))
+      yield* eventually(Effect.map(queue.counts, (counts) => counts.running === 2))
+      expect(calls).toEqual([])
+      yield* offerNumbers(queue, 2, "b")
+      yield* eventually(Effect.sync(() => calls.length === 1))
+      expect([...calls[0]!.ids].sort()).toEqual(["a0", "a1", "b0", "b1"])
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      // A job cancelled while the taker holds it waiting for more is settled cancelled, not handed to the handler.
+      yield* offerNumbers(queue, 2, "c")
+      yield* eventually(Effect.map(queue.counts, (counts) => counts.running === 2))
+      expect(yield* queue.cancel("c1")).toBe(true)
+      yield* offerNumbers(queue, 3, "d")
+      yield* eventually(Effect.sync(() => calls.length === 2))
+      expect(calls[1]!.ids).not.toContain("c1")
+      expect(calls[1]!.ids).toEqual(expect.arrayContaining(["c0", "d0", "d1"]))
+      yield* eventually(Effect.map(queue.status("c1"), (s) => Option.getOrThrow(s).state === "cancelled"))
+    }))
+
+  test("runBatch failure: every job of the batch fails, retried by its own attempts, dead-lettered alone; a throw or a non-Effect is a failure", (env) =>
+    Effect.gen(function*() {
+      const queue = yield* numberQueue(env, "batch", 2)
+      yield* queue.offer(1, { id: "veteran" })
+      // One attempt spent already: its second, in the batch, is its last.
+      yield* queue.take(() => Effect.fail("first try"))
+      yield* queue.offer(2, { id: "fresh" })
+      const calls: Array<Seen> = []
+      let call = 0
+      const runner = yield* Effect.forkScoped(queue.runBatch((values, jobs) => {
+        record(calls, values, jobs)
+        call++
+        if (call === 1) return Effect.fail(`batch failed at call ${call}`)
+        if (call === 2) throw new Error("thrown by the handler")
+        return 42 as unknown as Effect.Effect<void>
+      }))
+      yield* eventually(Effect.map(queue.deadLetters, (dead) => dead.length === 2))
+      expect(calls[0]).toEqual({ ids: ["veteran", "fresh"], values: [1, 2], attempts: [2, 1] })
+      const seen = calls.flatMap((c) => c.ids.map((id, i) => `${id}@${c.attempts[i]}`))
+      expect(seen.sort()).toEqual(["fresh@1", "fresh@2", "veteran@2"])
+      const dead = yield* queue.deadLetters
+      const veteran = dead.find((letter) => letter.id === "veteran")!
+      const fresh = dead.find((letter) => letter.id === "fresh")!
+      expect([veteran.attempts, fresh.attempts]).toEqual([2, 2])
+      expect(veteran.lastError).toContain("batch failed at call 1")
+      expect(fresh.lastError).toContain("thrown by the handler")
+      // The runner goes on after garbage: a job offered now is handed to it (and fails: 42 is not an Effect).
+      yield* queue.offer(3, { id: "garbage" })
+      yield* eventually(Effect.map(queue.status("garbage"), (s) => Option.getOrThrow(s).lastError !== undefined))
+      expect((yield* stateOf(queue, "garbage")).lastError).toContain("not an Effect")
+      expect(runner.unsafePoll()).toBeNull()
+    }))
+
+  test("runBatch partial failure: a BatchFailure fails the jobs it names (each retried alone), acknowledges the others; a bad one fails all", (env) =>
+    Effect.gen(function*() {
+      const queue = yield* numberQueue(env, "batch", 3)
+      yield* offerNumbers(queue, 4)
+      const calls: Array<Seen> = []
+      yield* Effect.forkScoped(queue.runBatch((values, jobs) => {
+        record(calls, values, jobs)
+        if (jobs.some((job) => job.attempt === 2)) {
+          // Index 99 is not in the batch: the core cannot tell which jobs failed, so it fails every one.
+          return Effect.fail(new DurableQueue.BatchFailure({ failures: [{ index: 99, error: "which?" }] }))
+        }
+        const failures = values.flatMap((n, index) =>
+          n % 2 === 1 && jobs[index]!.attempt === 1 ? [{ index, error: `odd ${n}` }] : []
+        )
+        return failures.length === 0 ? Effect.void : Effect.fail(new DurableQueue.BatchFailure({ failures }))
+      }, { size: 10 }))
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      expect(calls[0]).toMatchObject({ ids: ["j0", "j1", "j2", "j3"] })
+      expect(yield* stateOf(queue, "j0")).toMatchObject({ state: "done", attempts: 1 })
+      expect(yield* stateOf(queue, "j2")).toMatchObject({ state: "done", attempts: 1 })
+      expect(yield* stateOf(queue, "j1")).toMatchObject({ state: "done", attempts: 3 })
+      const j3 = yield* stateOf(queue, "j3")
+      expect(j3).toMatchObject({ state: "done", attempts: 3 })
+      expect(j3.lastError).toContain("index 99")
+      expect(yield* queue.deadLetters).toEqual([])
+    }))
+
+  test("runBatch timeout: the batch is bounded by its jobs' shortest timeout (the offer's, else the queue's); every job fails TimedOut", (env) =>
+    Effect.gen(function*() {
+      const queue = yield* env.make({
+        name: "batch",
+        schema: Schema.Number,
+        maxAttempts: 1,
+        pollInterval: "10 millis",
+        timeout: "5 seconds"
+      })
+      yield* queue.offer(1, { id: "patient" })
+      yield* queue.offer(2, { id: "hurried", timeout: "60 millis" })
+      const calls: Array<Seen> = []
+      yield* Effect.forkScoped(
+        queue.runBatch((values, jobs) => Effect.zipRight(Effect.sync(() => record(calls, values, jobs)), Effect.never))
+      )
+      yield* eventually(Effect.map(queue.deadLetters, (dead) => dead.length === 2))
+      expect(calls.map((call) => call.ids)).toEqual([["patient", "hurried"]])
+      for (const letter of yield* queue.deadLetters) {
+        expect(letter.lastError).toContain("job \"hurried\" attempt 1 timed out after 60 ms")
+      }
+    }))
+
+  test("runBatch cancel: a job cancelled inside a running batch does not interrupt it and is settled cancelled when it ends; one cancelled before is never handed out", (env) =>
+    Effect.gen(function*() {
+      const queue = yield* numberQueue(env, "batch", 3)
+      yield* offerNumbers(queue, 3, "c")
+      const release = yield* Deferred.make<void>()
+      const calls: Array<Seen> = []
+      let finished = 0
+      yield* Effect.forkScoped(queue.runBatch((values, jobs) =>
+        Effect.zipRight(
+          Effect.zipRight(
+            Effect.sync(() => record(calls, values, jobs)),
+            // Each job's own progress, as in `run`.
+            Effect.forEach(jobs, (job, i) => job.progress({ value: values[i] }), { discard: true })
+          ),
+          Effect.zipRight(Deferred.await(release), Effect.sync(() => finished++))
+        ), { size: 3 }))
+      yield* eventually(Effect.sync(() => calls.length === 1))
+      yield* offerNumbers(queue, 1, "later")
+      expect(yield* queue.cancel("c1")).toBe(true)
+      expect(yield* queue.cancel("later0")).toBe(true)
+      expect(yield* Deferred.succeed(release, undefined)).toBe(true)
+      yield* eventually(Effect.map(queue.status("c1"), (s) => Option.getOrThrow(s).state === "cancelled"))
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      expect(finished).toBe(1)
+      expect(yield* stateOf(queue, "c0")).toMatchObject({ state: "done" })
+      expect(yield* stateOf(queue, "c2")).toMatchObject({ state: "done", progress: { value: 2 } })
+      expect(yield* stateOf(queue, "later0")).toMatchObject({ state: "cancelled" })
+      expect(calls.flatMap((c) => c.ids)).toEqual(["c0", "c1", "c2"])
+    }))
+
+  test("runBatch: a batch running through several leases is not handed out again (its jobs' leases are refreshed); a dead runner's job past maxAttempts is a dead letter", (env) =>
+    Effect.gen(function*() {
+      const options = {
+        name: "batch",
+        schema: Schema.Number,
+        maxAttempts: 1,
+        pollInterval: "10 millis",
+        leaseDuration: "300 millis"
+      } as const
+      const a = yield* env.make(options)
+      const b = yield* env.make(options)
+      yield* a.offer(0, { id: "orphan" })
+      yield* leaseAndDie(env, yield* queueSettings(options), "orphan")
+      yield* offerNumbers(a, 3)
+      const runs: Array<string> = []
+      // 700 ms: more than two leases of 300 ms; refreshed every 100 ms.
+      const handler = (_: ReadonlyArray<number>, jobs: ReadonlyArray<DurableQueue.Job>) =>
+        Effect.zipRight(Effect.sync(() => runs.push(...jobs.map((job) => job.id))), Effect.sleep("700 millis"))
+      yield* Effect.forkScoped(a.runBatch(handler))
+      yield* Effect.forkScoped(b.runBatch(handler))
+      yield* eventually(Effect.map(a.size, (n) => n === 0 && runs.length === 3))
+      expect(runs.sort()).toEqual(["j0", "j1", "j2"])
+      const dead = yield* a.deadLetters
+      expect(dead.map((letter) => letter.id)).toEqual(["orphan"])
+      expect(dead[0]!.lastError).toContain("runner died")
+    }))
+
+  test("runBatch shutdown: a running batch finishes and is acknowledged; a taker waiting out maxWait runs what it holds at once", (env) =>
+    Effect.gen(function*() {
+      const queue = yield* numberQueue(env, "batch", 3)
+      yield* offerNumbers(queue, 2)
+      const release = yield* Deferred.make<void>()
+      const started = yield* Deferred.make<void>()
+      const runner = yield* Effect.forkScoped(
+        queue.runBatch(() => Effect.zipRight(Deferred.succeed(started, undefined), Deferred.await(release)), {
+          concurrency: 2,
+          shutdownTimeout: "10 seconds"
+        })
+      )
+      yield* Deferred.await(started)
+      const stopping = yield* Effect.fork(Fiber.interrupt(runner))
+      expect(stopping.unsafePoll()).toBeNull()
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(stopping).pipe(Effect.timeout("5 seconds"))
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      expect(yield* stateOf(queue, "j0")).toMatchObject({ state: "done", attempts: 1 })
+      // A taker holding 2 of at most 100, waiting an hour for more: stopped, it runs the 2 now.
+      yield* offerNumbers(queue, 2, "w")
+      const calls: Array<Seen> = []
+      const waiting = yield* Effect.forkScoped(
+        queue.runBatch((values, jobs) => Effect.sync(() => record(calls, values, jobs)), { maxWait: "1 hour" })
+      )
+      yield* eventually(Effect.map(queue.counts, (counts) => counts.running === 2))
+      yield* Fiber.interrupt(waiting).pipe(Effect.timeout("5 seconds"))
+      expect(calls.map((call) => [...call.ids].sort())).toEqual([["w0", "w1"]])
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+    }))
+
+  test("runBatch with size, maxWait, concurrency or shutdownTimeout NaN, 0, 1e12, \"10\", negative, fails at once with OptionError naming it", (env) =>
+    Effect.gen(function*() {
+      const queue = yield* numberQueue(env, "batch", 3)
+      const bad: ReadonlyArray<readonly [Record<string, unknown>, string]> = [
+        [{ size: Number.NaN }, "size"],
+        [{ size: 0 }, "size"],
+        [{ size: 1e12 }, "size"],
+        [{ size: "10" }, "size"],
+        [{ size: 2.5 }, "size"],
+        [{ maxWait: -1 }, "maxWait"],
+        [{ maxWait: "-1 second" }, "maxWait"],
+        [{ maxWait: Number.NaN }, "maxWait"],
+        [{ maxWait: 1e12 }, "maxWait"],
+        [{ maxWait: "soon" }, "maxWait"],
+        [{ concurrency: 0 }, "concurrency"],
+        [{ concurrency: "2" }, "concurrency"],
+        [{ shutdownTimeout: {} }, "shutdownTimeout"],
+        [{ batchSize: 10 }, "runBatch options.batchSize"]
+      ]
+      for (const [options, field] of bad) {
+        const error = yield* Effect.flip(queue.runBatch(() => Effect.void, options as DurableQueue.RunBatchOptions))
+          .pipe(Effect.timeout("5 seconds"))
+        expect(error, field).toBeInstanceOf(OptionError)
+        expect(error.field, JSON.stringify(options)).toBe(field)
+        if (field !== "runBatch options.batchSize") expect(error.value, field).toEqual(Object.values(options)[0])
+      }
+    }))
+}
