@@ -140,6 +140,13 @@ for (const [backend, up] of backends) {
             // Past the size limit (here 0 bytes) the keys keep their collation: prepared, not altered.
             yield* prepareTable(sql, "pg", table, 0)
             expect((yield* collations).map((c) => c.collation)).toEqual(["default", "default"])
+            // A view of the user's on the table: PostgreSQL refuses the ALTER; the store starts all the same.
+            const view = sql(`${table}_view`)
+            yield* sql`CREATE VIEW ${view} AS SELECT queue_name, id_key FROM ${t}`
+            const viewed = yield* storeOf(table)
+            expect((yield* collations).map((c) => c.collation)).toEqual(["default", "default"])
+            expect(yield* stateOf(viewed, "done")).toBe("done")
+            yield* sql`DROP VIEW ${view}`
             const store = yield* storeOf(table)
             // Twice: a second process starting finds the table migrated (and alters nothing).
             yield* storeOf(table)

@@ -130,7 +130,8 @@ export const BYTE_ORDER_KEYS_MAX_BYTES = 32 * 1024 * 1024
  * A table is changed in place by `ALTER COLUMN … TYPE TEXT COLLATE "C"`: its rows are not rewritten (binary-coercible
  * type; its relfilenode stays) but its indexes are rebuilt under an exclusive lock. A new table is empty, so that is
  * instant; a table made earlier is changed when its heap is at most `maxBytes` (BYTE_ORDER_KEYS_MAX_BYTES), and a
- * larger one is left as it is: correct, without the gain. SQLite compares text byte for byte already (BINARY).
+ * larger one is left as it is: correct, without the gain; so is one PostgreSQL refuses to alter. SQLite compares
+ * text byte for byte already (BINARY).
  */
 const byteOrderKeys = (sql: SqlClient.SqlClient, tableName: string, maxBytes: number) =>
   Effect.gen(function*() {
@@ -142,7 +143,10 @@ const byteOrderKeys = (sql: SqlClient.SqlClient, tableName: string, maxBytes: nu
           WHERE collname = 'C' AND collnamespace = 'pg_catalog'::regnamespace)`
     if (columns.length === 0 || Number(columns[0]!.bytes) > maxBytes) return
     const alter = columns.map(({ name }) => `ALTER COLUMN ${name} TYPE TEXT COLLATE "C"`).join(", ")
-    yield* sql`ALTER TABLE ${sql(tableName)} ${sql.literal(alter)}`
+    // A speed-up, not a need: refused (a view or rule of the user's on the table makes PostgreSQL refuse any type
+    // change of its columns), the table stays as it is. In a savepoint (`withTransaction` nested in the caller's
+    // transaction), so the rest of the preparation still runs.
+    yield* sql`ALTER TABLE ${sql(tableName)} ${sql.literal(alter)}`.pipe(sql.withTransaction, Effect.ignore)
   })
 
 /**
