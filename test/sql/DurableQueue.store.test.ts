@@ -15,6 +15,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { queueSettings } from "../../src/internal/durableQueue/options.js"
 import { listing } from "../../src/internal/durableQueue/sqlListing.js"
+import { prepareTable } from "../../src/internal/durableQueue/sqlSchema.js"
 import { leaseStatement, makeStore, nextDueStatement } from "../../src/internal/durableQueue/sqlStore.js"
 import { type Backend, clientLayer, withTable } from "../fixtures/sql-client.js"
 import { postgres, requireService } from "../helpers/services.js"
@@ -98,6 +99,95 @@ for (const [backend, up] of backends) {
           )
         })
       ))
+
+    it.live.skipIf(backend !== "pg")(
+      "a table of the previous version (keys in the database's collation) gets byte-order keys when small, its jobs kept",
+      () =>
+        withQueueTable((table) =>
+          Effect.gen(function*() {
+            const sql = yield* SqlClient.SqlClient
+            const t = sql(table)
+            const index = (suffix: string) => sql(`${table}_${suffix}`)
+            // The DDL of the version before (sqlSchema.ts at cbcf998: first form, added columns, indexes), verbatim.
+            yield* sql`CREATE TABLE ${t} (
+              sequence BIGSERIAL PRIMARY KEY, queue_name TEXT NOT NULL, id TEXT NOT NULL, id_key TEXT NOT NULL,
+              element TEXT NOT NULL, state SMALLINT NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,
+              visible_at BIGINT NOT NULL, acquired_by TEXT NULL, last_failure TEXT NULL, created_at BIGINT NOT NULL,
+              updated_at BIGINT NOT NULL, UNIQUE (queue_name, id_key),
+              priority INTEGER NOT NULL DEFAULT 0, timed SMALLINT NOT NULL DEFAULT 0, options TEXT NULL,
+              cancel_requested SMALLINT NOT NULL DEFAULT 0, progress TEXT NULL, result TEXT NULL,
+              result_expires_at BIGINT NULL)`
+            yield* sql`CREATE INDEX ${index("pending")} ON ${t} (queue_name, priority DESC, sequence)
+              WHERE state = 0 AND timed = 0`
+            yield* sql`CREATE INDEX ${index("timed")} ON ${t} (queue_name, visible_at) WHERE state = 0 AND timed = 1`
+            yield* sql`CREATE INDEX ${index("dead")} ON ${t} (queue_name, updated_at, sequence) WHERE state = 2`
+            yield* sql`CREATE INDEX ${index("results")} ON ${t} (queue_name, result_expires_at)
+              WHERE result_expires_at IS NOT NULL`
+            yield* sql`CREATE INDEX ${index("settled")} ON ${t} (queue_name, state, updated_at, sequence)
+              WHERE state > 0`
+            yield* sql`CREATE TABLE ${sql(`${table}_paused`)} (queue_name TEXT PRIMARY KEY)`
+            const collations = sql<{ name: string; collation: string }>`SELECT a.attname AS name,
+                c.collname AS collation
+              FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation
+              WHERE a.attrelid = to_regclass(${table}) AND a.attname IN ('queue_name', 'id_key') ORDER BY a.attname`
+            expect((yield* collations).map((c) => c.collation)).toEqual(["default", "default"])
+            const now = Date.now()
+            for (const [id, state] of [["waiting", 0], ["done", 1], ["b", 0], ["a", 0]] as const) {
+              yield* sql`INSERT INTO ${t} (queue_name, id, id_key, element, state, visible_at, created_at, updated_at)
+                VALUES ('jobs', ${id}, ${id}, ${JSON.stringify(id)}, ${state}, ${now - 1_000}, ${now}, ${now})`
+            }
+
+            // Past the size limit (here 0 bytes) the keys keep their collation: prepared, not altered.
+            yield* prepareTable(sql, "pg", table, 0)
+            expect((yield* collations).map((c) => c.collation)).toEqual(["default", "default"])
+            // A view of the user's on the table: PostgreSQL refuses the ALTER; the store starts all the same.
+            const view = sql(`${table}_view`)
+            yield* sql`CREATE VIEW ${view} AS SELECT queue_name, id_key FROM ${t}`
+            const viewed = yield* storeOf(table)
+            expect((yield* collations).map((c) => c.collation)).toEqual(["default", "default"])
+            expect(yield* stateOf(viewed, "done")).toBe("done")
+            yield* sql`DROP VIEW ${view}`
+            const store = yield* storeOf(table)
+            // Twice: a second process starting finds the table migrated (and alters nothing).
+            yield* storeOf(table)
+            expect(yield* collations).toEqual([{ name: "id_key", collation: "C" }, {
+              name: "queue_name",
+              collation: "C"
+            }])
+            // Every index is still there and valid (the ALTER rebuilt them).
+            const indexes = yield* sql<{ name: string; valid: boolean }>`SELECT c.relname AS name,
+                i.indisvalid AS valid
+              FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass(${table})`
+            expect(indexes.map((i) => i.name).sort()).toEqual(
+              [
+                `${table}_dead`,
+                `${table}_pending`,
+                `${table}_pkey`,
+                `${table}_queue_name_id_key_key`,
+                `${table}_results`,
+                `${table}_settled`,
+                `${table}_timed`
+              ]
+                .sort()
+            )
+            expect(indexes.every((i) => i.valid)).toBe(true)
+            // The old rows are still unique by id: the done job and a waiting one offered again add nothing.
+            yield* store.offer([job("done"), job("waiting"), job("new")])
+            expect(yield* stateOf(store, "done")).toBe("done")
+            const rows = yield* sql<{ n: number | string }>`SELECT COUNT(*) AS n FROM ${t}`
+            expect(Number(rows[0]!.n)).toBe(5)
+            // And leased in offer order, the old rows first.
+            expect((yield* store.lease(10)).map((j) => j.id)).toEqual(["waiting", "b", "a", "new"])
+            // A lookup by id can still read the unique index (its collation is the column's); with 5 rows a scan
+            // of the table is cheaper, so that plan is ruled out for the EXPLAIN.
+            const plan = yield* sql.withTransaction(Effect.zipRight(
+              sql`SET LOCAL enable_seqscan = off`,
+              sql<{ "QUERY PLAN": string }>`EXPLAIN SELECT state FROM ${t} WHERE queue_name = 'jobs' AND id_key = 'a'`
+            ))
+            expect(plan.map((r) => r["QUERY PLAN"]).join("\n")).toContain(`${table}_queue_name_id_key_key`)
+          })
+        )
+    )
 
     // 2 seconds of delay: on this 2-core machine at load 20, offer, status and counts took 400 ms together once.
     it.live("a delayed job is not leased before its time; then it competes by priority with ready jobs", () =>
