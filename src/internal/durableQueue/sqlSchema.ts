@@ -122,7 +122,7 @@ export const BYTE_ORDER_KEYS_MAX_BYTES = 32 * 1024 * 1024
  * a column of a partial index's predicate) inserts an entry into the unique `(queue_name, id_key)` index, which is
  * most of the database's cost per job (57 -> 43 µs of server CPU per job without it: bench/_sql-db-cost.ts
  * `--cpu`, 20,000 jobs, median of 5, load 5). In a language's collation each comparison of two ids is a
- * collation call, in byte order a `memcmp`: with the keys in ICU `en-US`, 62 -> 69 µs per job against byte order
+ * collation call, in byte order a `memcmp`: with the keys in ICU `en-US`, 69 µs per job against 62 in byte order
  * (same bench, 5 rounds); in this server's `C.UTF-8` (glibc compares it by code point) no difference was measured.
  * Equality is unchanged (a deterministic collation says equal only of equal bytes), so uniqueness and every lookup
  * mean what they meant, and nothing is sorted by these columns.
