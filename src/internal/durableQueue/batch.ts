@@ -12,6 +12,7 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as DurableQueue from "../../DurableQueue.js"
@@ -180,13 +181,9 @@ export class BatchWorker<A, X, E, R> {
       const deadline = start + this.batch.maxWaitMillis
       const more: Effect.Effect<void> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
         if (jobs.length === 0 || jobs.length >= this.batch.size || now >= deadline || port.shut()) return Effect.void
-        const next = Effect.raceFirst(
-          Effect.map(port.wait, Option.some),
-          Effect.as(Effect.raceFirst(Effect.sleep(deadline - now), this.stopping), Option.none<LeasedJob>())
-        )
-        return Effect.flatMap(Effect.exit(this.restore(next)), (exit) => {
-          if (Exit.isFailure(exit) || Option.isNone(exit.value)) return Effect.void
-          const job = exit.value.value
+        return Effect.flatMap(this.waitUntil(Effect.raceFirst(Effect.sleep(deadline - now), this.stopping)), (got) => {
+          if (Option.isNone(got)) return Effect.void
+          const job = got.value
           if (port.runnable(job)) {
             jobs.push(job)
             open.add(job)
@@ -201,6 +198,24 @@ export class BatchWorker<A, X, E, R> {
       port.gathering.add(gathering)
       return Effect.ensuring(waited, Effect.sync(() => port.gathering.delete(gathering)))
     })
+  }
+
+  /**
+   * A job from `port.wait`, unless `until` ends first. Not `Effect.raceFirst(wait, until)`: when `until` won, a
+   * wait that had taken a job in the same scheduler round (before its interruption arrived) completed with it and
+   * the race dropped it: held, its lease refreshed, never run nor put back (test/DurableQueue.batchWorker.test.ts,
+   * lost at one offset of 16). The wait runs on a fiber of its own (interruptible: forked from the taker's
+   * uninterruptible part it would not be), whose exit after its interruption says whether it took one.
+   */
+  private waitUntil(until: Effect.Effect<void>): Effect.Effect<Option.Option<LeasedJob>> {
+    return Effect.flatMap(Effect.fork(Effect.interruptible(this.port.wait)), (waiting) =>
+      Effect.zipRight(
+        Effect.exit(this.restore(Effect.raceFirst(Fiber.await(waiting), until))),
+        Effect.map(
+          Fiber.interrupt(waiting),
+          (exit) => Exit.isSuccess(exit) ? Option.some(exit.value) : Option.none<LeasedJob>()
+        )
+      ))
   }
 
   /** Decodes the jobs (one that does not fails alone, as in `run`), then runs the handler on the others. */
