@@ -14,7 +14,7 @@
  * `unschedule` of a process, not in the jobs table: no job state, count or lease query ever sees them.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
+import { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -216,6 +216,18 @@ const audienceOf = (sql: SqlClient.SqlClient, channel: string): Effect.Effect<bo
  */
 const registered = (client: SqlClient.SqlClient, channel: string, name: string) =>
   Effect.gen(function*() {
+    // The lock's connection is reserved for as long as the stream runs: on a pool of one, every statement of the
+    // queue (offer, lease, settle) waited for it forever (test/sql/DurableQueue.events.test.ts, "pool of one").
+    const poolSize = (client as { readonly config?: { readonly maxConnections?: unknown } }).config?.maxConnections
+    if (typeof poolSize === "number" && poolSize < 2) {
+      return yield* Effect.fail(
+        new SqlError({
+          cause: new Error(`maxConnections ${poolSize}`),
+          message: `DurableQueue ${name}: an events stream on PostgreSQL holds one connection of the pool while it ` +
+            `runs, which leaves the queue none with maxConnections ${poolSize}: give the PgClient 2 or more`
+        })
+      )
+    }
     const ready = yield* Deferred.make<void, SqlError>()
     const params = [LISTENERS_CLASS, channel]
     const session = Effect.scoped(Effect.gen(function*() {
