@@ -306,4 +306,34 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
         }).pipe(Effect.scoped)),
     30_000
   )
+
+  it.live(
+    "streams of two queues on a pool of two: the second fails naming maxConnections, the first still hears, all go on",
+    () =>
+      withTable("pg", "ev2", (table) =>
+        Effect.gen(function*() {
+          const context = yield* Layer.build(PgClient.layer({
+            host: "127.0.0.1",
+            port: 5432,
+            database: "test",
+            username: "postgres",
+            connectTimeout: "5 seconds",
+            maxConnections: 2
+          }))
+          const first = yield* instance(context, table, "jobs")
+          const second = yield* instance(context, table, "other")
+          const { seen } = yield* collect(first)
+          yield* untilHeard(first, (id) => seen.some((event) => event.id === id))
+          const stream = yield* Effect.forkScoped(Stream.runDrain(second.events))
+          // Before: each queue's stream reserved a connection of its own for its lock; two took the whole pool.
+          const ended = yield* Effect.timeoutOption(Fiber.await(stream), "10 seconds")
+          expect(String(Option.isSome(ended) && Exit.isFailure(ended.value) ? ended.value.cause : "")).toMatch(
+            /maxConnections 2/
+          )
+          yield* Effect.timeout(second.offer(1, { id: "still-served" }), "10 seconds")
+          yield* Effect.timeout(first.offer(1, { id: "still-heard" }), "10 seconds")
+          yield* eventually(Effect.sync(() => seen.some((event) => event.id === "still-heard")))
+        }).pipe(Effect.scoped)),
+    30_000
+  )
 })

@@ -214,20 +214,33 @@ const audienceOf = (sql: SqlClient.SqlClient, channel: string): Effect.Effect<bo
  * is gone (a terminated backend, a database restart) it is taken again on a new connection, with a warning: events
  * in between may have been lost, as the LISTEN connection's would. Fails when the first lock cannot be taken.
  */
+/** node-postgres's pool size when `maxConnections` is not given. */
+const PG_POOL_DEFAULT = 10
+
+/** Connections reserved by `registered` per client (each held for as long as its stream runs). */
+const reservedBy = new WeakMap<SqlClient.SqlClient, number>()
+
 const registered = (client: SqlClient.SqlClient, channel: string, name: string) =>
   Effect.gen(function*() {
-    // The lock's connection is reserved for as long as the stream runs: on a pool of one, every statement of the
-    // queue (offer, lease, settle) waited for it forever (test/sql/DurableQueue.events.test.ts, "pool of one").
+    // The lock's connection is reserved for as long as the stream runs, one per queue with a stream: on a pool of
+    // one, or of two with streams of two queues, every statement of the process (offer, lease, settle) waited for a
+    // connection forever (test/sql/DurableQueue.events.test.ts, "pool of one", "pool of two"). The last connection
+    // is left to the queues.
     const poolSize = (client as { readonly config?: { readonly maxConnections?: unknown } }).config?.maxConnections
-    if (typeof poolSize === "number" && poolSize < 2) {
+    const max = typeof poolSize === "number" ? poolSize : PG_POOL_DEFAULT
+    const reserved = reservedBy.get(client) ?? 0
+    if (reserved + 1 >= max) {
       return yield* Effect.fail(
         new SqlError({
-          cause: new Error(`maxConnections ${poolSize}`),
+          cause: new Error(`maxConnections ${max}`),
           message: `DurableQueue ${name}: an events stream on PostgreSQL holds one connection of the pool while it ` +
-            `runs, which leaves the queue none with maxConnections ${poolSize}: give the PgClient 2 or more`
+            `runs (one per queue with a stream); ${reserved} held already would leave none of maxConnections ${max}` +
+            ` to the queues: give the PgClient more`
         })
       )
     }
+    reservedBy.set(client, reserved + 1)
+    yield* Effect.addFinalizer(() => Effect.sync(() => reservedBy.set(client, (reservedBy.get(client) ?? 1) - 1)))
     const ready = yield* Deferred.make<void, SqlError>()
     const params = [LISTENERS_CLASS, channel]
     const session = Effect.scoped(Effect.gen(function*() {
