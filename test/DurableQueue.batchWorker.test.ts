@@ -9,13 +9,17 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import * as DurableQueue from "../src/DurableQueue.js"
 import { type BatchPort, BatchWorker } from "../src/internal/durableQueue/batch.js"
 import { Feed } from "../src/internal/durableQueue/core.js"
 import { codec } from "../src/internal/durableQueue/encoding.js"
 import { Emitter, inProcessBus } from "../src/internal/durableQueue/events.js"
 import type { QueueSettings } from "../src/internal/durableQueue/options.js"
 import type { LeasedJob, Settlement } from "../src/internal/durableQueue/store.js"
+import { eventually } from "./helpers/storePort.js"
 
 const job = (id: string): LeasedJob => ({ id, payload: "1", attempts: 1, handle: undefined, options: undefined })
 
@@ -45,7 +49,8 @@ const portOver = (feed: Feed, submitted: Array<[string, Settlement["_tag"]]>): B
     complete: (failed) => Effect.succeed({ _tag: "Release", attempts: failed.attempts - 1 }),
     submit: (settled, settlement) => void submitted.push([settled.id, settlement._tag]),
     progress: () => Effect.void,
-    gathering: new Set()
+    gathering: new Set(),
+    unsettled: (failed) => ({ _tag: "Release", attempts: failed.attempts - 1 })
   }
 }
 
@@ -83,5 +88,28 @@ describe("DurableQueue runBatch taker", () => {
         }
         expect(lost).toEqual([])
       })
+  )
+
+  it.live(
+    "a queue backoff Schedule that dies (a hostile one) still settles every job of a failed batch, as run does",
+    () =>
+      Effect.gen(function*() {
+        const queue = yield* DurableQueue.memory({
+          name: "jobs",
+          schema: Schema.Number,
+          maxAttempts: 2,
+          backoff: Schedule.recurWhile(() => {
+            throw new Error("a schedule that throws")
+          })
+        })
+        yield* queue.offerAll([{ value: 1, id: "a" }, { value: 2, id: "b" }])
+        yield* Effect.forkScoped(queue.runBatch(() => Effect.fail("refused"), { size: 2 }))
+        const states = Effect.forEach(["a", "b"], (id) =>
+          Effect.map(queue.status(id), (status) => Option.getOrThrow(status).state))
+        // Before: the retry delay's defect failed `settle`, and `settleLeft` asked it again for the same job: both
+        // jobs stayed "running", their leases refreshed for as long as the process lives.
+        yield* eventually(Effect.map(states, (both) => both.every((state) => state === "dead")), 500)
+      }).pipe(Effect.scoped),
+    20_000
   )
 })

@@ -77,6 +77,8 @@ export interface BatchPort<A> {
   readonly progress: (job: LeasedJob, value: unknown) => Effect.Effect<void, DurableQueueError>
   /** The takers waiting out `maxWait`, whose jobs the core's put-back (last run stopped, `pause`, close) takes. */
   readonly gathering: Set<Gathering>
+  /** The settlement of a finished attempt without its backoff (core.ts `classify`), for when `complete` died. */
+  readonly unsettled: (job: LeasedJob, exit: Exit.Exit<unknown, unknown>) => Settlement
 }
 
 /** A taker holding jobs while it waits for more: its jobs go back when the core puts back what it fetched. @internal */
@@ -347,7 +349,10 @@ export class BatchWorker<A, X, E, R> {
 
   /**
    * Jobs left unsettled by a defect in this code (not the handler's: those settle their batch) are settled as a
-   * failed attempt: held unsettled, their leases would be refreshed for as long as this process lives.
+   * failed attempt: held unsettled, their leases would be refreshed for as long as this process lives. The defect
+   * may be `complete`'s own (a queue backoff Schedule that throws), which asked again dies again: such a job is
+   * settled without its backoff, as `run`'s `settleUnsettled` does (test/DurableQueue.batchWorker.test.ts: both
+   * jobs of the batch stayed "running" before).
    */
   private settleLeft(open: Set<LeasedJob>, exit: Exit.Exit<boolean, never>): Effect.Effect<void> {
     const cause = Exit.isFailure(exit) ? Exit.failCause(exit.cause) : Exit.die("settled by no one")
@@ -355,7 +360,10 @@ export class BatchWorker<A, X, E, R> {
       if (this.port.ended(job.id)) {
         return Effect.sync(() => this.submit(job, open, { _tag: "Cancelled", attempts: job.attempts }))
       }
-      return this.fail(job, open, cause)
+      return Effect.catchAllCause(
+        this.fail(job, open, cause),
+        () => Effect.sync(() => this.submit(job, open, this.port.unsettled(job, cause)))
+      )
     }, { discard: true })
   }
 }
