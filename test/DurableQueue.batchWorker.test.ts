@@ -112,4 +112,33 @@ describe("DurableQueue runBatch taker", () => {
       }).pipe(Effect.scoped),
     20_000
   )
+
+  it.live(
+    "a payload whose schema's decode throws fails alone; the other jobs of its batch run and are acknowledged",
+    () =>
+      Effect.gen(function*() {
+        const picky = Schema.transform(Schema.Number, Schema.Number, {
+          strict: true,
+          decode: (n) => {
+            if (n === 13) throw new Error("unlucky")
+            return n
+          },
+          encode: (n) => n
+        })
+        const queue = yield* DurableQueue.memory({ name: "jobs", schema: picky, maxAttempts: 1 })
+        yield* queue.offerAll([1, 13, 2].map((value) => ({ value, id: `n${value}` })))
+        const handed: Array<number> = []
+        yield* Effect.forkScoped(
+          queue.runBatch((values) => Effect.sync(() => handed.push(...values)), { size: 3, maxWait: "1 second" })
+        )
+        const states = Effect.forEach(["n1", "n13", "n2"], (id) =>
+          Effect.map(queue.status(id), (status) => Option.getOrThrow(status).state))
+        yield* eventually(Effect.map(states, (all) => all.every((state) => state === "done" || state === "dead")))
+        // Before: the throw escaped `start` and `settleLeft` failed the whole batch: n1 and n2, never run, were
+        // dead letters with n13.
+        expect(yield* states).toEqual(["done", "dead", "done"])
+        expect(handed.sort()).toEqual([1, 2])
+      }).pipe(Effect.scoped),
+    20_000
+  )
 })
