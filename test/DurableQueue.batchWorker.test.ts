@@ -108,7 +108,11 @@ describe("DurableQueue runBatch taker", () => {
           Effect.map(queue.status(id), (status) => Option.getOrThrow(status).state))
         // Before: the retry delay's defect failed `settle`, and `settleLeft` asked it again for the same job: both
         // jobs stayed "running", their leases refreshed for as long as the process lives.
-        yield* eventually(Effect.map(states, (both) => both.every((state) => state === "dead")), 500)
+        yield* eventually(
+          Effect.map(states, (both) =>
+            both.every((state) => state === "dead")),
+          500
+        )
       }).pipe(Effect.scoped),
     20_000
   )
@@ -133,7 +137,8 @@ describe("DurableQueue runBatch taker", () => {
         )
         const states = Effect.forEach(["n1", "n13", "n2"], (id) =>
           Effect.map(queue.status(id), (status) => Option.getOrThrow(status).state))
-        yield* eventually(Effect.map(states, (all) => all.every((state) => state === "done" || state === "dead")))
+        yield* eventually(Effect.map(states, (all) =>
+          all.every((state) => state === "done" || state === "dead")))
         // Before: the throw escaped `start` and `settleLeft` failed the whole batch: n1 and n2, never run, were
         // dead letters with n13.
         expect(yield* states).toEqual(["done", "dead", "done"])
