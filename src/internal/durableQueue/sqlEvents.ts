@@ -208,18 +208,18 @@ const audienceOf = (sql: SqlClient.SqlClient, channel: string): Effect.Effect<bo
     ))
 }
 
-/**
- * Holds the listeners' lock of `channel` for the scope, on a connection of the pool reserved for it (one per
- * process and channel: the stream is shared, `sharedSubscription`), checked every `CHECK_MILLIS`; when its session
- * is gone (a terminated backend, a database restart) it is taken again on a new connection, with a warning: events
- * in between may have been lost, as the LISTEN connection's would. Fails when the first lock cannot be taken.
- */
 /** node-postgres's pool size when `maxConnections` is not given. */
 const PG_POOL_DEFAULT = 10
 
 /** Connections reserved by `registered` per client (each held for as long as its stream runs). */
 const reservedBy = new WeakMap<SqlClient.SqlClient, number>()
 
+/**
+ * Holds the listeners' lock of `channel` for the scope, on a connection of the pool reserved for it (one per
+ * process and channel: the stream is shared, `sharedSubscription`), checked every `CHECK_MILLIS`; when its session
+ * is gone (a terminated backend, a database restart) it is taken again on a new connection, with a warning: events
+ * in between may have been lost, as the LISTEN connection's would. Fails when the first lock cannot be taken.
+ */
 const registered = (client: SqlClient.SqlClient, channel: string, name: string) =>
   Effect.gen(function*() {
     // The lock's connection is reserved for as long as the stream runs, one per queue with a stream: on a pool of
