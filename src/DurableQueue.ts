@@ -186,8 +186,11 @@ export interface DurableQueue<in out A> {
    * The other events on Redis are sent in batches only when the channel has a subscriber as the batch goes out: an
    * event emitted after a stream subscribed reaches it. On PostgreSQL every event is sent only while some `events`
    * stream of the queue (in any process) holds its listeners' lock, which emitters look at once a second: a stream's
-   * first events arrive 1.1 s after it starts, and every event emitted after its first one reaches it. A stream keeps
-   * one pooled connection of its process (shared by the streams of one queue) while it runs.
+   * first events arrive 1.1 s after it starts, and every event emitted after its first one ARRIVED reaches it (what it
+   * heard in those 1.1 s is delivered too, but some events of that span may be missing: an emitter trusts its last
+   * look for 1 s). A stream keeps one pooled connection of its process (shared by the streams of one queue) while it
+   * runs; one that would take the pool's last connection fails with "StoreFailed" naming `maxConnections` (with the
+   * `PgClient` default of 10, streams of 9 queues at once in one process).
    */
   readonly events: Stream.Stream<JobEvent, DurableQueueError>
   /**

@@ -205,7 +205,9 @@ export const batchCases = (test: Test) => {
         schema: Schema.Number,
         maxAttempts: 1,
         pollInterval: "10 millis",
-        leaseDuration: "300 millis"
+        // 600 ms, refreshed every 200 ms: a 300 ms lease (refreshed every 100 ms) was lost to a 200 ms stall of the
+        // event loop, which a loaded 2-core machine has, and the other instance ran the batch again.
+        leaseDuration: "600 millis"
       } as const
       const a = yield* env.make(options)
       const b = yield* env.make(options)
@@ -213,9 +215,9 @@ export const batchCases = (test: Test) => {
       yield* leaseAndDie(env, yield* queueSettings(options), "orphan")
       yield* offerNumbers(a, 3)
       const runs: Array<string> = []
-      // 700 ms: more than two leases of 300 ms; refreshed every 100 ms.
+      // 1.4 s: more than two leases of 600 ms.
       const handler = (_: ReadonlyArray<number>, jobs: ReadonlyArray<DurableQueue.Job>) =>
-        Effect.zipRight(Effect.sync(() => runs.push(...jobs.map((job) => job.id))), Effect.sleep("700 millis"))
+        Effect.zipRight(Effect.sync(() => runs.push(...jobs.map((job) => job.id))), Effect.sleep("1400 millis"))
       yield* Effect.forkScoped(a.runBatch(handler))
       yield* Effect.forkScoped(b.runBatch(handler))
       yield* eventually(Effect.map(a.size, (n) => n === 0 && runs.length === 3))

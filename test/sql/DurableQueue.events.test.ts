@@ -3,6 +3,7 @@
  * lock its session holds (src/internal/durableQueue/sqlEvents.ts), emitters look whether anyone holds it. What is
  * sent is seen by a spy: a raw LISTEN on the events channel, which hears every NOTIFY without counting as one.
  */
+import { PgClient } from "@effect/sql-pg"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { describe, expect, it } from "@effect/vitest"
 import type * as Context from "effect/Context"
@@ -10,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -273,6 +275,64 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
           yield* untilHeard(a, (id) => seen.slice(heardBefore).some((event) => event.id === id))
           yield* a.offer(1, { id: "after-restart" })
           yield* eventually(Effect.sync(() => seen.some((event) => event.id === "after-restart")))
+        }).pipe(Effect.scoped)),
+    30_000
+  )
+
+  it.live(
+    "on a pool of one connection a stream fails at once naming maxConnections; the queue goes on (it held the pool)",
+    () =>
+      withTable("pg", "ev1", (table) =>
+        Effect.gen(function*() {
+          const context = yield* Layer.build(PgClient.layer({
+            host: "127.0.0.1",
+            port: 5432,
+            database: "test",
+            username: "postgres",
+            connectTimeout: "5 seconds",
+            maxConnections: 1
+          }))
+          const queue = yield* instance(context, table, "jobs")
+          const stream = yield* Effect.forkScoped(Stream.runDrain(queue.events))
+          // Before: the stream reserved the pool's only connection for its lock, and every statement of the queue
+          // (offer, lease, settle) waited for it forever.
+          const ended = yield* Effect.timeoutOption(Fiber.await(stream), "10 seconds")
+          expect(Option.isSome(ended) && Exit.isFailure(ended.value)).toBe(true)
+          expect(String(Option.isSome(ended) && Exit.isFailure(ended.value) ? ended.value.cause : "")).toMatch(
+            /maxConnections 1/
+          )
+          yield* Effect.timeout(queue.offer(1, { id: "still-served" }), "10 seconds")
+          expect(Option.isSome(yield* Effect.timeoutOption(queue.status("still-served"), "10 seconds"))).toBe(true)
+        }).pipe(Effect.scoped)),
+    30_000
+  )
+
+  it.live(
+    "streams of two queues on a pool of two: the second fails naming maxConnections, the first still hears, all go on",
+    () =>
+      withTable("pg", "ev2", (table) =>
+        Effect.gen(function*() {
+          const context = yield* Layer.build(PgClient.layer({
+            host: "127.0.0.1",
+            port: 5432,
+            database: "test",
+            username: "postgres",
+            connectTimeout: "5 seconds",
+            maxConnections: 2
+          }))
+          const first = yield* instance(context, table, "jobs")
+          const second = yield* instance(context, table, "other")
+          const { seen } = yield* collect(first)
+          yield* untilHeard(first, (id) => seen.some((event) => event.id === id))
+          const stream = yield* Effect.forkScoped(Stream.runDrain(second.events))
+          // Before: each queue's stream reserved a connection of its own for its lock; two took the whole pool.
+          const ended = yield* Effect.timeoutOption(Fiber.await(stream), "10 seconds")
+          expect(String(Option.isSome(ended) && Exit.isFailure(ended.value) ? ended.value.cause : "")).toMatch(
+            /maxConnections 2/
+          )
+          yield* Effect.timeout(second.offer(1, { id: "still-served" }), "10 seconds")
+          yield* Effect.timeout(first.offer(1, { id: "still-heard" }), "10 seconds")
+          yield* eventually(Effect.sync(() => seen.some((event) => event.id === "still-heard")))
         }).pipe(Effect.scoped)),
     30_000
   )

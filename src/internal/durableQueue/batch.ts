@@ -12,6 +12,7 @@ import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as DurableQueue from "../../DurableQueue.js"
@@ -76,6 +77,8 @@ export interface BatchPort<A> {
   readonly progress: (job: LeasedJob, value: unknown) => Effect.Effect<void, DurableQueueError>
   /** The takers waiting out `maxWait`, whose jobs the core's put-back (last run stopped, `pause`, close) takes. */
   readonly gathering: Set<Gathering>
+  /** The settlement of a finished attempt without its backoff (core.ts `classify`), for when `complete` died. */
+  readonly unsettled: (job: LeasedJob, exit: Exit.Exit<unknown, unknown>) => Settlement
 }
 
 /** A taker holding jobs while it waits for more: its jobs go back when the core puts back what it fetched. @internal */
@@ -108,6 +111,19 @@ const failuresOf = (failure: BatchFailure<unknown>, size: number): Map<number, u
     byIndex.set(index, item.error)
   }
   return byIndex
+}
+
+/**
+ * `decodeNow`, a throw (a schema whose transformation throws) left to `decode`, where it fails its job alone: thrown
+ * in `start` it failed every job of the batch (test/DurableQueue.batchWorker.test.ts: with `maxAttempts` 1, the
+ * good jobs batched with one such payload were dead letters, never run).
+ */
+const decodeNow = <A>(codec: Codec<A>, payload: string): A | typeof NOT_NOW => {
+  try {
+    return codec.decodeNow(payload)
+  } catch {
+    return NOT_NOW
+  }
 }
 
 const describe = (value: unknown): string =>
@@ -180,13 +196,9 @@ export class BatchWorker<A, X, E, R> {
       const deadline = start + this.batch.maxWaitMillis
       const more: Effect.Effect<void> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
         if (jobs.length === 0 || jobs.length >= this.batch.size || now >= deadline || port.shut()) return Effect.void
-        const next = Effect.raceFirst(
-          Effect.map(port.wait, Option.some),
-          Effect.as(Effect.raceFirst(Effect.sleep(deadline - now), this.stopping), Option.none<LeasedJob>())
-        )
-        return Effect.flatMap(Effect.exit(this.restore(next)), (exit) => {
-          if (Exit.isFailure(exit) || Option.isNone(exit.value)) return Effect.void
-          const job = exit.value.value
+        return Effect.flatMap(this.waitUntil(Effect.raceFirst(Effect.sleep(deadline - now), this.stopping)), (got) => {
+          if (Option.isNone(got)) return Effect.void
+          const job = got.value
           if (port.runnable(job)) {
             jobs.push(job)
             open.add(job)
@@ -203,6 +215,24 @@ export class BatchWorker<A, X, E, R> {
     })
   }
 
+  /**
+   * A job from `port.wait`, unless `until` ends first. Not `Effect.raceFirst(wait, until)`: when `until` won, a
+   * wait that had taken a job in the same scheduler round (before its interruption arrived) completed with it and
+   * the race dropped it: held, its lease refreshed, never run nor put back (test/DurableQueue.batchWorker.test.ts,
+   * lost at one offset of 16). The wait runs on a fiber of its own (interruptible: forked from the taker's
+   * uninterruptible part it would not be), whose exit after its interruption says whether it took one.
+   */
+  private waitUntil(until: Effect.Effect<void>): Effect.Effect<Option.Option<LeasedJob>> {
+    return Effect.flatMap(Effect.fork(Effect.interruptible(this.port.wait)), (waiting) =>
+      Effect.zipRight(
+        Effect.exit(this.restore(Effect.raceFirst(Fiber.await(waiting), until))),
+        Effect.map(
+          Fiber.interrupt(waiting),
+          (exit) => Exit.isSuccess(exit) ? Option.some(exit.value) : Option.none<LeasedJob>()
+        )
+      ))
+  }
+
   /** Decodes the jobs (one that does not fails alone, as in `run`), then runs the handler on the others. */
   private start(jobs: ReadonlyArray<LeasedJob>, open: Set<LeasedJob>): Effect.Effect<boolean, never, R> {
     const { codec, emitter } = this.port
@@ -216,7 +246,7 @@ export class BatchWorker<A, X, E, R> {
         continue
       }
       emitter.emit("Started", job.id, job.attempts)
-      const value = codec.decodeNow(job.payload)
+      const value = decodeNow(codec, job.payload)
       if (value === NOT_NOW) {
         later.push(job)
       } else {
@@ -227,8 +257,9 @@ export class BatchWorker<A, X, E, R> {
     const decoded = later.length === 0 ?
       Effect.void :
       Effect.forEach(later, (job) =>
-        Effect.matchEffect(codec.decode(job.payload), {
-          onFailure: (error) => this.fail(job, open, Exit.die(error)),
+        // A defect too (a schema whose transformation throws) fails this job alone, as a failure does.
+        Effect.matchCauseEffect(Effect.orDie(Effect.suspend(() => codec.decode(job.payload))), {
+          onFailure: (cause) => this.fail(job, open, Exit.failCause(cause)),
           onSuccess: (value) =>
             Effect.sync(() => {
               values.push(value)
@@ -332,7 +363,10 @@ export class BatchWorker<A, X, E, R> {
 
   /**
    * Jobs left unsettled by a defect in this code (not the handler's: those settle their batch) are settled as a
-   * failed attempt: held unsettled, their leases would be refreshed for as long as this process lives.
+   * failed attempt: held unsettled, their leases would be refreshed for as long as this process lives. The defect
+   * may be `complete`'s own (a queue backoff Schedule that throws), which asked again dies again: such a job is
+   * settled without its backoff, as `run`'s `settleUnsettled` does (test/DurableQueue.batchWorker.test.ts: both
+   * jobs of the batch stayed "running" before).
    */
   private settleLeft(open: Set<LeasedJob>, exit: Exit.Exit<boolean, never>): Effect.Effect<void> {
     const cause = Exit.isFailure(exit) ? Exit.failCause(exit.cause) : Exit.die("settled by no one")
@@ -340,7 +374,10 @@ export class BatchWorker<A, X, E, R> {
       if (this.port.ended(job.id)) {
         return Effect.sync(() => this.submit(job, open, { _tag: "Cancelled", attempts: job.attempts }))
       }
-      return this.fail(job, open, cause)
+      return Effect.catchAllCause(
+        this.fail(job, open, cause),
+        () => Effect.sync(() => this.submit(job, open, this.port.unsettled(job, cause)))
+      )
     }, { discard: true })
   }
 }

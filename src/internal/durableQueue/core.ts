@@ -1090,7 +1090,8 @@ const makeRunBatch = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["runBatc
       complete: (job, perJob, exit) => complete(parts, job, perJob, exit, false, undefined),
       submit: (job, settlement) => settler.submit(job, settlement),
       progress: (job, value) => recordProgress(parts, job, value),
-      gathering: parts.gathering
+      gathering: parts.gathering,
+      unsettled: (job, exit) => classify(exit, job, parts.settings, false)
     }
     const batch = { size, maxWaitMillis }
     return runCrew(

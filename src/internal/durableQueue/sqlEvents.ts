@@ -14,7 +14,7 @@
  * `unschedule` of a process, not in the jobs table: no job state, count or lease query ever sees them.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import type { SqlError } from "@effect/sql/SqlError"
+import { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -208,6 +208,12 @@ const audienceOf = (sql: SqlClient.SqlClient, channel: string): Effect.Effect<bo
     ))
 }
 
+/** node-postgres's pool size when `maxConnections` is not given. */
+const PG_POOL_DEFAULT = 10
+
+/** Connections reserved by `registered` per client (each held for as long as its stream runs). */
+const reservedBy = new WeakMap<SqlClient.SqlClient, number>()
+
 /**
  * Holds the listeners' lock of `channel` for the scope, on a connection of the pool reserved for it (one per
  * process and channel: the stream is shared, `sharedSubscription`), checked every `CHECK_MILLIS`; when its session
@@ -216,6 +222,25 @@ const audienceOf = (sql: SqlClient.SqlClient, channel: string): Effect.Effect<bo
  */
 const registered = (client: SqlClient.SqlClient, channel: string, name: string) =>
   Effect.gen(function*() {
+    // The lock's connection is reserved for as long as the stream runs, one per queue with a stream: on a pool of
+    // one, or of two with streams of two queues, every statement of the process (offer, lease, settle) waited for a
+    // connection forever (test/sql/DurableQueue.events.test.ts, "pool of one", "pool of two"). The last connection
+    // is left to the queues.
+    const poolSize = (client as { readonly config?: { readonly maxConnections?: unknown } }).config?.maxConnections
+    const max = typeof poolSize === "number" ? poolSize : PG_POOL_DEFAULT
+    const reserved = reservedBy.get(client) ?? 0
+    if (reserved + 1 >= max) {
+      return yield* Effect.fail(
+        new SqlError({
+          cause: new Error(`maxConnections ${max}`),
+          message: `DurableQueue ${name}: an events stream on PostgreSQL holds one connection of the pool while it ` +
+            `runs (one per queue with a stream); ${reserved} held already would leave none of maxConnections ${max}` +
+            ` to the queues: give the PgClient more`
+        })
+      )
+    }
+    reservedBy.set(client, reserved + 1)
+    yield* Effect.addFinalizer(() => Effect.sync(() => reservedBy.set(client, (reservedBy.get(client) ?? 1) - 1)))
     const ready = yield* Deferred.make<void, SqlError>()
     const params = [LISTENERS_CLASS, channel]
     const session = Effect.scoped(Effect.gen(function*() {
