@@ -558,10 +558,13 @@ class Running {
     fiber.unsafeInterruptAsFork(FiberId.none)
   }
 
-  start(id: string, fiber: Fiber.RuntimeFiber<unknown, unknown>): void {
+  /** Whether it was interrupted at once (its cancellation was asked already). */
+  start(id: string, fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean {
     this.fibers.set(id, fiber)
     // Asked between the lease and now (a refresh of the fetched job, or a local cancel).
-    if (this.asked.has(id)) this.interrupt(fiber)
+    if (this.asked.size === 0 || !this.asked.has(id)) return false
+    this.interrupt(fiber)
+    return true
   }
 
   /** Whether its cancellation was asked. */
@@ -689,6 +692,52 @@ const recordProgress = <A>(parts: Parts<A>, job: LeasedJob, value: unknown): Eff
     )
   })
 
+/**
+ * The `DurableQueue.Job` a handler gets. `progress` is a getter on the prototype, not a closure per job: the closure
+ * (and, under tsx, its `__name` / `set name` wrapper) was 5.3 % of the Redis consumer's CPU per job (profile of
+ * bench/_profile.ts --jobs 100000, issue #16). Read as a property (`job.progress(...)`, or destructured) it is
+ * the function it was.
+ */
+class JobHandle<A> implements DurableQueue.Job {
+  readonly id: string
+  readonly attempt: number
+  constructor(readonly parts: Parts<A>, readonly job: LeasedJob) {
+    this.id = job.id
+    this.attempt = job.attempts
+  }
+  get progress(): (value: unknown) => Effect.Effect<void, DurableQueueError> {
+    return (value) => recordProgress(this.parts, this.job, value)
+  }
+}
+
+/**
+ * The handler's effect for `job`, built now: its value decoded synchronously when the schema allows (`decodeNow`),
+ * else decoded as an Effect inside the attempt (a payload that does not decode is a failed attempt). What the
+ * handler throws as it is called is a defect of the attempt, as in the `Effect.suspend` this replaces (one Effect
+ * step a job fewer; `body` keeps it where the handler must not be called yet).
+ */
+const handlerEffect = <A, X, E, R>(
+  parts: Parts<A>,
+  job: LeasedJob,
+  handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>
+): Effect.Effect<X, E, R> => {
+  try {
+    const handle = new JobHandle(parts, job)
+    const value = parts.codec.decodeNow(job.payload)
+    return value !== NOT_NOW
+      ? handler(value, handle)
+      : Effect.flatMap(Effect.orDie(parts.codec.decode(job.payload)), (value) => handler(value, handle))
+  } catch (error) {
+    return Cause.isInterruptedException(error)
+      ? Effect.failCause(Cause.sequential(Cause.die(error), Cause.interrupt(FiberId.none)))
+      : Effect.die(error)
+  }
+}
+
+/** The attempt's timeout: the offer's, else the queue's; undefined: none. */
+const timeoutOf = <A>(parts: Parts<A>, perJob: JobSettings): number | undefined =>
+  perJob.timeoutMillis ?? parts.settings.timeoutMillis
+
 /** The handler's body: the job decoded, run, bounded by its timeout (the offer's, else the queue's). */
 const body = <A, X, E, R>(
   parts: Parts<A>,
@@ -696,19 +745,8 @@ const body = <A, X, E, R>(
   perJob: JobSettings,
   handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>
 ): Effect.Effect<X, E, R> => {
-  const handle: DurableQueue.Job = {
-    id: job.id,
-    attempt: job.attempts,
-    progress: (value) => recordProgress(parts, job, value)
-  }
-  // Decoded inside the attempt (a payload that does not decode is a failed attempt), synchronously when it can be.
-  const run = Effect.suspend(() => {
-    const value = parts.codec.decodeNow(job.payload)
-    return value !== NOT_NOW
-      ? handler(value, handle)
-      : Effect.flatMap(Effect.orDie(parts.codec.decode(job.payload)), (value) => handler(value, handle))
-  })
-  const timeoutMillis = perJob.timeoutMillis ?? parts.settings.timeoutMillis
+  const run = Effect.suspend(() => handlerEffect(parts, job, handler))
+  const timeoutMillis = timeoutOf(parts, perJob)
   if (timeoutMillis === undefined) return run
   return Effect.timeoutFailCause(run, {
     duration: timeoutMillis,
@@ -790,11 +828,18 @@ const attempt = <A, X, E, R>(
 /** A job offered without options (nearly all): one object, not one per job. */
 const NO_SETTINGS: JobSettings = {}
 
-/** What a `run`'s taker runs its jobs with (`Attempts`); `job` is set until its settlement is submitted. */
+/**
+ * What a `run`'s taker runs its jobs with (`Attempts`); `job` is set until its settlement is submitted. `run`'s
+ * result: whether the taker goes on. A worker made with a `Next` may instead end its job's effect with
+ * `next(goOn)`, the taker's next job without an Effect step between (its result is then the last job's).
+ */
 interface Worker<R> {
   job: LeasedJob | undefined
   readonly run: (job: LeasedJob) => Effect.Effect<boolean, never, R>
 }
+
+/** The taker's next job after one settled (`goOn`), or `false` (the taker ends). */
+type Next<R> = (goOn: boolean) => Effect.Effect<boolean, never, R>
 
 /**
  * The attempts of one `run`'s taker, each its handler on the taker's own fiber `self` (interruptible there, under
@@ -810,7 +855,7 @@ class Attempts<A, X, E, R> implements Worker<R> {
   job: LeasedJob | undefined = undefined
   private perJob: JobSettings = NO_SETTINGS
   private readonly continuation: {
-    readonly onSuccess: (value: X) => Effect.Effect<boolean>
+    readonly onSuccess: (value: X) => Effect.Effect<boolean, never, R>
     readonly onFailure: (cause: Cause.Cause<E>) => Effect.Effect<boolean>
   }
   constructor(
@@ -818,7 +863,8 @@ class Attempts<A, X, E, R> implements Worker<R> {
     readonly handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>,
     readonly result: Codec<unknown> | undefined,
     readonly self: Fiber.RuntimeFiber<unknown, unknown>,
-    readonly restore: Restore
+    readonly restore: Restore,
+    readonly next: Next<R>
   ) {
     this.continuation = {
       onSuccess: (value) => this.succeeded(value),
@@ -831,15 +877,21 @@ class Attempts<A, X, E, R> implements Worker<R> {
     this.job = job
     this.perJob = job.options === undefined ? NO_SETTINGS : jobSettings(job.options)
     emitter.emit("Started", job.id, job.attempts)
-    running.start(job.id, this.self)
-    return Effect.matchCauseEffect(this.restore(body(this.parts, job, this.perJob, this.handler)), this.continuation)
+    // Built now (`handlerEffect`) unless a timeout forks it or the taker was interrupted at once (a cancel asked
+    // before the start: the handler is then not called, as before).
+    const asked = running.start(job.id, this.self)
+    const effect = asked || timeoutOf(this.parts, this.perJob) !== undefined
+      ? body(this.parts, job, this.perJob, this.handler)
+      : handlerEffect(this.parts, job, this.handler)
+    return Effect.matchCauseEffect(this.restore(effect), this.continuation)
   }
 
-  private succeeded(value: X): Effect.Effect<boolean> {
+  /** The usual end: the next job follows in the same continuation (`Next`), no `Effect.succeed` and `flatMap` between. */
+  private succeeded(value: X): Effect.Effect<boolean, never, R> {
     if (this.result !== undefined) return this.completed(Exit.succeed(value))
     const job = this.job!
     this.parts.running.end(job.id)
-    return Effect.succeed(this.settled(job, this.parts.ack))
+    return this.next(this.settled(job, this.parts.ack))
   }
 
   private completed(exit: Exit.Exit<X, E>): Effect.Effect<boolean> {
@@ -914,7 +966,7 @@ class Crew<A, R> {
   readonly gone = Deferred.unsafeMake<void>(FiberId.none)
   constructor(
     readonly parts: Parts<A>,
-    readonly worker: (self: Taker, restore: Restore) => Worker<R>
+    readonly worker: (self: Taker, restore: Restore, next: Next<R>) => Worker<R>
   ) {}
 
   spawn(): Effect.Effect<void, never, R> {
@@ -942,9 +994,7 @@ class Crew<A, R> {
   private taker(self: Taker): Effect.Effect<void, never, R> {
     const { feed } = this.parts
     return Effect.uninterruptibleMask((restore) => {
-      const worker = this.worker(self, restore)
-      const run = worker.run
-      const next: Effect.Effect<boolean, never, R> = Effect.suspend(() => {
+      const step = (): Effect.Effect<boolean, never, R> => {
         if (this.stopping || feed.jobs.shut) return Effect.interrupt
         const job = this.pollRunnable()
         if (job !== undefined) return run(job)
@@ -952,7 +1002,13 @@ class Crew<A, R> {
           this.idly(self, restore(feed.wait)),
           (job) => runnable(this.parts, job) ? run(job) : Effect.succeed(true)
         )
-      })
+      }
+      // A worker's `Next`: the next job at once, inside its previous job's continuation. With an `Effect.suspend`
+      // and a `flatMap` of the loop between jobs, the Redis consumer took 4 Effect steps a job more
+      // (bench/_profile.ts, issue #16).
+      const worker = this.worker(self, restore, (goOn) => goOn ? step() : Effect.succeed(false))
+      const run = worker.run
+      const next: Effect.Effect<boolean, never, R> = Effect.suspend(step)
       const loop: Effect.Effect<void, never, R> = Effect.flatMap(next, (again) => again ? loop : Effect.void)
       const guarded: Effect.Effect<void, never, R> = Effect.catchAllCause(loop, (cause) => {
         if (worker.job !== undefined) {
@@ -995,6 +1051,12 @@ class Crew<A, R> {
   }
 }
 
+const crewOf = <A, X, E, R>(
+  parts: Parts<A>,
+  handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>,
+  codec: Codec<unknown> | undefined
+): Crew<A, R> => new Crew<A, R>(parts, (self, inTaker, next) => new Attempts(parts, handler, codec, self, inTaker, next))
+
 /**
  * `run`: `concurrency` takers (`Crew`). Interrupting it stops them gracefully: takers waiting for a job stop at once;
  * running jobs finish. A job still running after `shutdownTimeout` is left to its lease (it comes back once the
@@ -1007,10 +1069,7 @@ const makeRun = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["run"] => (ha
       Effect.uninterruptibleMask((restore) =>
         Effect.suspend(() => {
           const codec = result === undefined ? undefined : makeCodec(result)
-          const crew = new Crew(
-            parts,
-            (self, inTaker) => new Attempts(parts, handler, codec, self, inTaker)
-          )
+          const crew = crewOf(parts, handler, codec)
           parts.feed.takers += concurrency
           return Effect.zipRight(
             Effect.forEach(Array.from({ length: concurrency }), () => crew.spawn(), { discard: true }),
