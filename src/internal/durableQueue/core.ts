@@ -539,7 +539,14 @@ class Running {
     }
   }
 
+  /** Whether `fiber` was interrupted here: a WeakSet lookup only once any was (a cancel), not per job. */
+  wasInterrupted(fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean {
+    return this.interrupts > 0 && this.interrupted.has(fiber)
+  }
+  private interrupts = 0
+
   private interrupt(fiber: Fiber.RuntimeFiber<unknown, unknown>): void {
+    this.interrupts++
     this.interrupted.add(fiber)
     fiber.unsafeInterruptAsFork(FiberId.none)
   }
@@ -925,7 +932,7 @@ class Attempts<A, X, E, R> implements Worker<R>, Slot {
     emitSettled(this.parts.emitter, job, settlement)
     this.job = undefined
     this.parts.settler.submit(job, settlement)
-    return settlement._tag !== "Release" && !this.parts.running.interrupted.has(this.self)
+    return settlement._tag !== "Release" && !this.parts.running.wasInterrupted(this.self)
   }
 }
 
@@ -934,7 +941,7 @@ class Attempts<A, X, E, R> implements Worker<R>, Slot {
  * never settled it (it died): it goes to the dead letters here. One cancelled while fetched is settled, not run.
  */
 const runnable = <A>({ emitter, running, settings, settler }: Parts<A>, job: LeasedJob): boolean => {
-  if (running.asked.delete(job.id)) {
+  if (running.asked.size > 0 && running.asked.delete(job.id)) {
     settler.submit(job, { _tag: "Cancelled", attempts: job.attempts - 1 })
     emitter.emit("Cancelled", job.id, job.attempts - 1)
     return false
