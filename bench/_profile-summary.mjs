@@ -22,7 +22,9 @@ const mapOf = (path) => {
       const mtime = statSync(full).mtimeMs
       if (best === undefined || mtime > best.mtime) best = { mtime, map: entry.map }
     }
-  } catch {}
+  } catch {
+    // No tsx cache here: positions stay as the profile has them.
+  }
   const consumer = best === undefined ? undefined : new SourceMapConsumer(best.map)
   maps.set(path, consumer)
   return consumer

@@ -1084,7 +1084,8 @@ const crewOf = <A, X, E, R>(
   parts: Parts<A>,
   handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>,
   codec: Codec<unknown> | undefined
-): Crew<A, R> => new Crew<A, R>(parts, (self, inTaker, next) => new Attempts(parts, handler, codec, self, inTaker, next))
+): Crew<A, R> =>
+  new Crew<A, R>(parts, (self, inTaker, next) => new Attempts(parts, handler, codec, self, inTaker, next))
 
 /**
  * `run`: `concurrency` takers (`Crew`). Interrupting it stops them gracefully: takers waiting for a job stop at once;
