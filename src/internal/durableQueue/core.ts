@@ -240,6 +240,15 @@ class Settler {
 const LOOKAHEAD = 4
 
 /**
+ * A `run` whose takers go fast leases about this much of its work ahead, when that is more than `LOOKAHEAD` gives:
+ * each store call costs a fixed 70–190 µs of this process's CPU (a Redis round trip, even an empty lease, at load
+ * 16), so a lease and a settlement of 64 jobs cost ~6 µs per job more than of 256 (bench/_redis-store-cpu.ts
+ * --batch 64: 10–13.6 µs/job, --batch 256: 5–8.8). Measured by rate, not fixed: a run with slow handlers still
+ * leases only `LOOKAHEAD` × its concurrency ahead, so it holds no more jobs back from other processes than before.
+ */
+const AHEAD_MILLIS = 20
+
+/**
  * A store's `leaseBatch` is held to this many jobs per taker, so a run of low concurrency with slow handlers does
  * not hoard a queue's jobs from other processes (concurrency 1: 16 ahead; 16 and up: the SQL store's 256).
  */
@@ -297,6 +306,11 @@ export class Feed {
   readonly offered = Effect.unsafeMakeLatch(false)
   /** Whether the last due time read had passed already (see `untilDue`). */
   private overdue = false
+  /** Jobs handed out since the last lease started, and when it started (ms, `Clock`; -1: none yet). */
+  private handed = 0
+  private leaseStarted = -1
+  /** Jobs handed out per ms between the last two lease starts (see `AHEAD_MILLIS`). */
+  private rate = 0
   /** Set as the scope closes (before `jobs` is shut down): a `run`'s taker that ends then is not replaced. */
   closed = false
   /**
@@ -350,7 +364,22 @@ export class Feed {
     const buffered = this.buffered()
     const lacking = this.demand - buffered
     if (buffered >= this.takers) return lacking
-    return Math.max(lacking, this.adapted() - buffered)
+    // Two measures of fast takers, the larger taken: the hand-out rate (every store), and, where the store has a
+    // `leaseBatch` (SQL), leases that came back to takers already waiting (`adapt`), which a stall of the event loop
+    // does not hide (by rate alone the SQL refill fell back to 64 under load).
+    const ahead = Math.max(LOOKAHEAD * this.takers, Math.ceil(this.rate * AHEAD_MILLIS), this.adapted())
+    return Math.max(lacking, ahead - buffered)
+  }
+
+  /**
+   * The rate of hand-outs since the last lease started; leases started within one millisecond count together (a
+   * clock that does not move, as `TestClock`'s, keeps the rate at 0).
+   */
+  private measure(now: number): void {
+    if (this.leaseStarted >= 0 && now <= this.leaseStarted) return
+    if (this.leaseStarted >= 0) this.rate = this.handed / (now - this.leaseStarted)
+    this.handed = 0
+    this.leaseStarted = now
   }
 
   /** The smallest and largest refill: 4 × the concurrency, and the store's `leaseBatch` (16 per taker at most). */
@@ -363,31 +392,19 @@ export class Feed {
 
   /** A refill's size past 4 × the concurrency, where the store has a `leaseBatch` (see `adapt`). */
   private refill = 0
-  /** Whether the last lease was full (the ready jobs did not run out). */
-  private lastFull = false
 
   /**
-   * The one measure of fast takers. A full lease that came back to takers already waiting for it (they drained the
-   * buffer before it arrived: the fetcher is the bound), after a full one, doubles the next refill, up to the
-   * store's `leaseBatch` (and 16 per taker); one that found none waiting halves it, down to 4 × the concurrency.
-   * Fast handlers reach large leases in a few round trips; slow ones keep the small lookahead, so two processes
-   * share a short queue (the first lease of a run, or after the queue ran dry, finds its takers waiting whatever
-   * their speed: it does not count). Each store call costs a fixed 70–190 µs of CPU (a Redis round trip at load 16):
-   * a lease and a settlement of 64 jobs cost ~6 µs per job more than of 256 (bench/_redis-store-cpu.ts).
-   * A second measure, the hand-out rate over 20 ms, was dropped: interleaved runs with either one alone
-   * (bench/_profile.ts, 20,000 jobs, load 5–8, issue #16) gave this alone ÷ both 1.05× jobs/s and 0.93× CPU per job
-   * on PostgreSQL, 1.10× and 1.01× on Redis (leaseBatch 256), 1.02× and 1.06× on SQLite, medians of 5–6; the rate
-   * alone fell to 0.67× on PostgreSQL (a 20 ms stall of the event loop looks like slow handlers).
+   * A full lease that came back to takers already waiting for it (they drained the buffer before it arrived: the
+   * fetcher is the bound) doubles the next refill, up to the store's `leaseBatch` (and 16 per taker); one that found
+   * none waiting halves it, down to 4 × the concurrency. Fast handlers reach large leases in a few round trips;
+   * slow ones keep the small lookahead, so two processes share a short queue. (A refill sized by the drain rate
+   * over 25 ms instead fell back to 64 under load: a 20 ms stall of the event loop looked like slow handlers.)
    */
   private adapt(asked: number, got: number): void {
-    const sustained = this.lastFull
-    this.lastFull = got >= asked
     if (got < asked || this.takers === 0) return
     const [base, cap] = this.bounds()
     const current = Math.max(base, this.refill)
-    this.refill = this.demand > 0
-      ? (sustained ? Math.min(cap, current * 2) : current)
-      : Math.max(base, Math.floor(current / 2))
+    this.refill = this.demand > 0 ? Math.min(cap, current * 2) : Math.max(base, Math.floor(current / 2))
   }
 
   /** How far a refill leases ahead by `adapt`: 4 × the concurrency, or more as it found the takers starved. */
@@ -407,6 +424,7 @@ export class Feed {
         }
         this.offered.unsafeClose()
         const started = yield* Clock.currentTimeMillis
+        this.measure(started)
         const asked = Math.min(Math.max(want, this.wanted()), this.store.maxBatch)
         const leased = yield* this.fetch(asked)
         if (Either.isLeft(leased)) {
@@ -480,6 +498,7 @@ export class Feed {
   pollNow(): LeasedJob | undefined {
     const job = this.jobs.poll()
     if (job === undefined) return undefined
+    this.handed++
     // The fetcher is woken only when it has something to do (not once per job handed out of a full buffer).
     if (this.jobs.size < this.takers) this.wake.unsafeOpen()
     return job
@@ -502,6 +521,7 @@ export class Feed {
     this.available.unsafeClose()
     const job = this.jobs.poll()
     if (job === undefined) return Effect.zipRight(this.available.await, this.awaitJob)
+    this.handed++
     if (this.jobs.size > 0) this.available.unsafeOpen()
     return Effect.succeed(job)
   })

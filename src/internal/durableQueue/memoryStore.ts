@@ -144,8 +144,6 @@ class Waiting {
 export class MemoryStore implements Store {
   readonly backend = "memory"
   readonly maxBatch = 256
-  /** A fast run's refill may grow to a full batch (core.ts `Feed.adapt`), as on the other stores. */
-  readonly leaseBatch = 256
   readonly wakeSpacingMillis = 0
   readonly ready: Effect.Effect<void> = Effect.never
   /** Every job offered and not purged, whatever its state: an id is queued once. */

@@ -249,9 +249,6 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
   return {
     backend: "redis",
     maxBatch: MAX_BATCH,
-    // A fast run's refill grows to a full batch (core.ts `Feed.adapt`): a lease and a settlement of 64 jobs cost
-    // ~6 µs of CPU per job more than of 256 (bench/_redis-store-cpu.ts).
-    leaseBatch: MAX_BATCH,
     wakeSpacingMillis: 0,
     ready: Effect.never,
     // The script's reply: how many subscribe to the queue's events (see the script).

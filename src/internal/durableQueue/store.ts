@@ -225,8 +225,8 @@ export interface Store {
    * How many jobs a `run`'s refill may lease at once past 4 × its concurrency (at most `maxBatch`, 16 per taker;
    * core.ts `Feed.adapt`), when its takers wait for the leases: where each lease is a statement and a
    * commit whose cost hardly grows with its rows (SQL), a run of concurrency 16 leasing 64 at a time was bound by
-   * lease round trips (issue 16: 2.9–5.3k jobs/s at 64 a lease, 4.5–8.0k with this at 256, interleaved at load 19);
-   * on Redis each call costs a fixed 70–190 µs of CPU. Every store sets it (256). Undefined: 4 × the concurrency.
+   * lease round trips (issue 16: 2.9–5.3k jobs/s at 64 a lease, 4.5–8.0k with this at 256, interleaved at load 19).
+   * Undefined: 4 × the concurrency.
    */
   readonly leaseBatch?: number | undefined
 }
