@@ -735,12 +735,17 @@ const recordProgress = <A>(parts: Parts<A>, job: LeasedJob, value: unknown): Eff
 class JobHandle<A> implements DurableQueue.Job {
   readonly id: string
   readonly attempt: number
-  constructor(readonly parts: Parts<A>, readonly job: LeasedJob) {
+  // Private fields (#): not enumerable, so a handler logging or spreading its job sees only id and attempt.
+  readonly #parts: Parts<A>
+  readonly #job: LeasedJob
+  constructor(parts: Parts<A>, job: LeasedJob) {
     this.id = job.id
     this.attempt = job.attempts
+    this.#parts = parts
+    this.#job = job
   }
   get progress(): (value: unknown) => Effect.Effect<void, DurableQueueError> {
-    return (value) => recordProgress(this.parts, this.job, value)
+    return (value) => recordProgress(this.#parts, this.#job, value)
   }
 }
 
