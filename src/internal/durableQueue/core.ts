@@ -536,7 +536,12 @@ export class Feed {
 
 /** Handlers running in this core by job id, and the ids whose cancellation was asked: `ask` interrupts them. */
 class Running {
-  readonly fibers = new Map<string, Fiber.RuntimeFiber<unknown, unknown>>()
+  /**
+   * Where handlers run: a slot per `run` taker (for as long as it lives) or `take` attempt, holding the id of the
+   * job it runs. A Map of fibers by job id cost a `set` and a `delete` of a fresh string key per job (~2–4 % of the
+   * Redis consumer's profile, issue #16); `ask` (a cancel: rare) looks through the slots instead.
+   */
+  readonly slots = new Set<Slot>()
   readonly asked = new Set<string>()
   /**
    * The fibers interrupted here. A `run`'s taker runs its jobs' handlers on its own fiber, and an Effect fiber once
@@ -550,27 +555,59 @@ class Running {
     for (const id of this.asked) if (!this.held.has(id)) this.asked.delete(id)
     for (const id of ids) {
       this.asked.add(id)
-      const fiber = this.fibers.get(id)
-      if (fiber !== undefined) this.interrupt(fiber)
+      for (const slot of this.slots) {
+        if (slot.running === id && slot.fiber !== undefined) this.interrupt(slot.fiber)
+      }
     }
   }
 
+  /** Whether `fiber` was interrupted here: a WeakSet lookup only once any was (a cancel), not per job. */
+  wasInterrupted(fiber: Fiber.RuntimeFiber<unknown, unknown>): boolean {
+    return this.interrupts > 0 && this.interrupted.has(fiber)
+  }
+  private interrupts = 0
+
   private interrupt(fiber: Fiber.RuntimeFiber<unknown, unknown>): void {
+    this.interrupts++
     this.interrupted.add(fiber)
     fiber.unsafeInterruptAsFork(FiberId.none)
   }
 
-  start(id: string, fiber: Fiber.RuntimeFiber<unknown, unknown>): void {
-    this.fibers.set(id, fiber)
+  join(slot: Slot): void {
+    this.slots.add(slot)
+  }
+
+  /** The slot leaves (its taker ended, its attempt is over). */
+  leave(slot: Slot): void {
+    this.slots.delete(slot)
+  }
+
+  /** The slot of a fiber (a taker's), if it joined: for the rare paths (a defect, a taker's end), a scan. */
+  slotOf(fiber: Fiber.RuntimeFiber<unknown, unknown>): Slot | undefined {
+    for (const slot of this.slots) if (slot.fiber === fiber) return slot
+    return undefined
+  }
+
+  /** Whether it was interrupted at once (its cancellation was asked already). */
+  start(slot: Slot, id: string): boolean {
+    slot.running = id
     // Asked between the lease and now (a refresh of the fetched job, or a local cancel).
-    if (this.asked.has(id)) this.interrupt(fiber)
+    if (this.asked.size === 0 || !this.asked.has(id) || slot.fiber === undefined) return false
+    this.interrupt(slot.fiber)
+    return true
   }
 
   /** Whether its cancellation was asked. */
-  end(id: string): boolean {
-    this.fibers.delete(id)
+  end(slot: Slot | undefined, id: string): boolean {
+    if (slot !== undefined) slot.running = undefined
     return this.asked.size > 0 && this.asked.delete(id)
   }
+}
+
+/** A fiber that runs handlers, and the id of the job it runs now (`Running`). */
+interface Slot {
+  running: string | undefined
+  fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
 }
 
 /** The parts of one queue, shared by its operations. */
@@ -693,6 +730,57 @@ const recordProgress = <A>(parts: Parts<A>, job: LeasedJob, value: unknown): Eff
     )
   })
 
+/**
+ * The `DurableQueue.Job` a handler gets. `progress` is a getter on the prototype, not a closure per job: the closure
+ * (and, under tsx, its `__name` / `set name` wrapper) was 5.3 % of the Redis consumer's CPU per job (profile of
+ * bench/_profile.ts --jobs 100000, issue #16). Read as a property (`job.progress(...)`, or destructured) it is
+ * the function it was.
+ */
+class JobHandle<A> implements DurableQueue.Job {
+  readonly id: string
+  readonly attempt: number
+  // Private fields (#): not enumerable, so a handler logging or spreading its job sees only id and attempt.
+  readonly #parts: Parts<A>
+  readonly #job: LeasedJob
+  constructor(parts: Parts<A>, job: LeasedJob) {
+    this.id = job.id
+    this.attempt = job.attempts
+    this.#parts = parts
+    this.#job = job
+  }
+  get progress(): (value: unknown) => Effect.Effect<void, DurableQueueError> {
+    return (value) => recordProgress(this.#parts, this.#job, value)
+  }
+}
+
+/**
+ * The handler's effect for `job`, built now: its value decoded synchronously when the schema allows (`decodeNow`),
+ * else decoded as an Effect inside the attempt (a payload that does not decode is a failed attempt). What the
+ * handler throws as it is called is a defect of the attempt, as in the `Effect.suspend` this replaces (one Effect
+ * step a job fewer; `body` keeps it where the handler must not be called yet).
+ */
+const handlerEffect = <A, X, E, R>(
+  parts: Parts<A>,
+  job: LeasedJob,
+  handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>
+): Effect.Effect<X, E, R> => {
+  try {
+    const handle = new JobHandle(parts, job)
+    const value = parts.codec.decodeNow(job.payload)
+    return value !== NOT_NOW
+      ? handler(value, handle)
+      : Effect.flatMap(Effect.orDie(parts.codec.decode(job.payload)), (value) => handler(value, handle))
+  } catch (error) {
+    return Cause.isInterruptedException(error)
+      ? Effect.failCause(Cause.sequential(Cause.die(error), Cause.interrupt(FiberId.none)))
+      : Effect.die(error)
+  }
+}
+
+/** The attempt's timeout: the offer's, else the queue's; undefined: none. */
+const timeoutOf = <A>(parts: Parts<A>, perJob: JobSettings): number | undefined =>
+  perJob.timeoutMillis ?? parts.settings.timeoutMillis
+
 /** The handler's body: the job decoded, run, bounded by its timeout (the offer's, else the queue's). */
 const body = <A, X, E, R>(
   parts: Parts<A>,
@@ -700,19 +788,8 @@ const body = <A, X, E, R>(
   perJob: JobSettings,
   handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>
 ): Effect.Effect<X, E, R> => {
-  const handle: DurableQueue.Job = {
-    id: job.id,
-    attempt: job.attempts,
-    progress: (value) => recordProgress(parts, job, value)
-  }
-  // Decoded inside the attempt (a payload that does not decode is a failed attempt), synchronously when it can be.
-  const run = Effect.suspend(() => {
-    const value = parts.codec.decodeNow(job.payload)
-    return value !== NOT_NOW
-      ? handler(value, handle)
-      : Effect.flatMap(Effect.orDie(parts.codec.decode(job.payload)), (value) => handler(value, handle))
-  })
-  const timeoutMillis = perJob.timeoutMillis ?? parts.settings.timeoutMillis
+  const run = Effect.suspend(() => handlerEffect(parts, job, handler))
+  const timeoutMillis = timeoutOf(parts, perJob)
   if (timeoutMillis === undefined) return run
   return Effect.timeoutFailCause(run, {
     duration: timeoutMillis,
@@ -736,8 +813,13 @@ type Restore = <X, E, R>(effect: Effect.Effect<X, E, R>) => Effect.Effect<X, E, 
  * Settles a job whose attempt ended with no settlement (a defect outside the handler, such as a stack overflow), as
  * a failed attempt: held unsettled, its lease would be refreshed for as long as this process lives.
  */
-const settleUnsettled = <A>(parts: Parts<A>, job: LeasedJob, exit: Exit.Exit<unknown, unknown>): void => {
-  const cancelled = parts.running.end(job.id)
+const settleUnsettled = <A>(
+  parts: Parts<A>,
+  job: LeasedJob,
+  exit: Exit.Exit<unknown, unknown>,
+  slot: Slot | undefined
+): void => {
+  const cancelled = parts.running.end(slot, job.id)
   const settlement = classify(
     Exit.isSuccess(exit) ? Exit.die("settled by no one") : exit,
     job,
@@ -765,16 +847,19 @@ const attempt = <A, X, E, R>(
   const perJob = jobSettings(job.options)
   let settled = false
   let fiber: Fiber.RuntimeFiber<X, E> | undefined
+  const slot: Slot = { running: undefined, fiber: undefined }
   return Effect.gen(function*() {
     parts.emitter.emit("Started", job.id, job.attempts)
     fiber = yield* Effect.forkDaemon(Effect.interruptible(body(parts, job, perJob, handler)))
-    running.start(job.id, fiber)
+    slot.fiber = fiber
+    running.join(slot)
+    running.start(slot, job.id)
     const handling = fiber
     const exit = yield* Effect.flatMap(
       Effect.exit(restore(Fiber.await(handling))),
       (awaited) => Exit.isSuccess(awaited) ? Effect.succeed(awaited.value) : Fiber.interrupt(handling)
     )
-    const settlement = yield* complete(parts, job, perJob, exit, running.end(job.id), result)
+    const settlement = yield* complete(parts, job, perJob, exit, running.end(slot, job.id), result)
     emitSettled(parts.emitter, job, settlement)
     settled = true
     const outcome: Effect.Effect<Exit.Exit<X, E>> = settlement._tag === "Release"
@@ -782,23 +867,31 @@ const attempt = <A, X, E, R>(
       : Effect.succeed(exit)
     return yield* Effect.zipRight(settler.submitAndWait(job, settlement), outcome)
   }).pipe(
-    Effect.onExit((exit) =>
-      settled ? Effect.void : Effect.sync(() => {
+    Effect.onExit((exit) => {
+      running.leave(slot)
+      return settled ? Effect.void : Effect.sync(() => {
         fiber?.unsafeInterruptAsFork(FiberId.none)
-        settleUnsettled(parts, job, exit)
+        settleUnsettled(parts, job, exit, slot)
       })
-    )
+    })
   )
 }
 
 /** A job offered without options (nearly all): one object, not one per job. */
 const NO_SETTINGS: JobSettings = {}
 
-/** What a `run`'s taker runs its jobs with (`Attempts`); `job` is set until its settlement is submitted. */
+/**
+ * What a `run`'s taker runs its jobs with (`Attempts`); `job` is set until its settlement is submitted. `run`'s
+ * result: whether the taker goes on. A worker made with a `Next` may instead end its job's effect with
+ * `next(goOn)`, the taker's next job without an Effect step between (its result is then the last job's).
+ */
 interface Worker<R> {
   job: LeasedJob | undefined
   readonly run: (job: LeasedJob) => Effect.Effect<boolean, never, R>
 }
+
+/** The taker's next job after one settled (`goOn`), or `false` (the taker ends). */
+type Next<R> = (goOn: boolean) => Effect.Effect<boolean, never, R>
 
 /**
  * The attempts of one `run`'s taker, each its handler on the taker's own fiber `self` (interruptible there, under
@@ -810,11 +903,13 @@ interface Worker<R> {
  * `complete` or `onExit` step: 4 Effect steps a job fewer), by continuations made once per taker, not per job; the
  * other outcomes go through `complete`. A defect outside the handler leaves `job` set, and `Crew` settles it.
  */
-class Attempts<A, X, E, R> implements Worker<R> {
+class Attempts<A, X, E, R> implements Worker<R>, Slot {
   job: LeasedJob | undefined = undefined
+  running: string | undefined = undefined
+  readonly fiber: Fiber.RuntimeFiber<unknown, unknown>
   private perJob: JobSettings = NO_SETTINGS
   private readonly continuation: {
-    readonly onSuccess: (value: X) => Effect.Effect<boolean>
+    readonly onSuccess: (value: X) => Effect.Effect<boolean, never, R>
     readonly onFailure: (cause: Cause.Cause<E>) => Effect.Effect<boolean>
   }
   constructor(
@@ -822,8 +917,11 @@ class Attempts<A, X, E, R> implements Worker<R> {
     readonly handler: (value: A, job: DurableQueue.Job) => Effect.Effect<X, E, R>,
     readonly result: Codec<unknown> | undefined,
     readonly self: Fiber.RuntimeFiber<unknown, unknown>,
-    readonly restore: Restore
+    readonly restore: Restore,
+    readonly next: Next<R>
   ) {
+    this.fiber = self
+    parts.running.join(this)
     this.continuation = {
       onSuccess: (value) => this.succeeded(value),
       onFailure: (cause) => this.completed(Exit.failCause(cause))
@@ -835,20 +933,26 @@ class Attempts<A, X, E, R> implements Worker<R> {
     this.job = job
     this.perJob = job.options === undefined ? NO_SETTINGS : jobSettings(job.options)
     emitter.emit("Started", job.id, job.attempts)
-    running.start(job.id, this.self)
-    return Effect.matchCauseEffect(this.restore(body(this.parts, job, this.perJob, this.handler)), this.continuation)
+    // Built now (`handlerEffect`) unless a timeout forks it or the taker was interrupted at once (a cancel asked
+    // before the start: the handler is then not called, as before).
+    const asked = running.start(this, job.id)
+    const effect = asked || timeoutOf(this.parts, this.perJob) !== undefined
+      ? body(this.parts, job, this.perJob, this.handler)
+      : handlerEffect(this.parts, job, this.handler)
+    return Effect.matchCauseEffect(this.restore(effect), this.continuation)
   }
 
-  private succeeded(value: X): Effect.Effect<boolean> {
+  /** The usual end: the next job follows in the same continuation (`Next`), no `Effect.succeed` and `flatMap` between. */
+  private succeeded(value: X): Effect.Effect<boolean, never, R> {
     if (this.result !== undefined) return this.completed(Exit.succeed(value))
     const job = this.job!
-    this.parts.running.end(job.id)
-    return Effect.succeed(this.settled(job, this.parts.ack))
+    this.parts.running.end(this, job.id)
+    return this.next(this.settled(job, this.parts.ack))
   }
 
   private completed(exit: Exit.Exit<X, E>): Effect.Effect<boolean> {
     const job = this.job!
-    const settlement = complete(this.parts, job, this.perJob, exit, this.parts.running.end(job.id), this.result)
+    const settlement = complete(this.parts, job, this.perJob, exit, this.parts.running.end(this, job.id), this.result)
     return Effect.map(settlement, (settlement) => this.settled(job, settlement))
   }
 
@@ -857,7 +961,7 @@ class Attempts<A, X, E, R> implements Worker<R> {
     emitSettled(this.parts.emitter, job, settlement)
     this.job = undefined
     this.parts.settler.submit(job, settlement)
-    return settlement._tag !== "Release" && !this.parts.running.interrupted.has(this.self)
+    return settlement._tag !== "Release" && !this.parts.running.wasInterrupted(this.self)
   }
 }
 
@@ -866,7 +970,7 @@ class Attempts<A, X, E, R> implements Worker<R> {
  * never settled it (it died): it goes to the dead letters here. One cancelled while fetched is settled, not run.
  */
 const runnable = <A>({ emitter, running, settings, settler }: Parts<A>, job: LeasedJob): boolean => {
-  if (running.asked.delete(job.id)) {
+  if (running.asked.size > 0 && running.asked.delete(job.id)) {
     settler.submit(job, { _tag: "Cancelled", attempts: job.attempts - 1 })
     emitter.emit("Cancelled", job.id, job.attempts - 1)
     return false
@@ -921,7 +1025,7 @@ class Crew<A, R> {
   readonly stopped = Effect.unsafeMakeLatch(false)
   constructor(
     readonly parts: Parts<A>,
-    readonly worker: (self: Taker, restore: Restore, stopped: Effect.Effect<void>) => Worker<R>
+    readonly worker: (self: Taker, restore: Restore, next: Next<R>, stopped: Effect.Effect<void>) => Worker<R>
   ) {}
 
   spawn(): Effect.Effect<void, never, R> {
@@ -950,9 +1054,7 @@ class Crew<A, R> {
   private taker(self: Taker): Effect.Effect<void, never, R> {
     const { feed } = this.parts
     return Effect.uninterruptibleMask((restore) => {
-      const worker = this.worker(self, restore, this.stopped.await)
-      const run = worker.run
-      const next: Effect.Effect<boolean, never, R> = Effect.suspend(() => {
+      const step = (): Effect.Effect<boolean, never, R> => {
         if (this.stopping || feed.jobs.shut) return Effect.interrupt
         const job = this.pollRunnable()
         if (job !== undefined) return run(job)
@@ -960,11 +1062,17 @@ class Crew<A, R> {
           this.idly(self, restore(feed.wait)),
           (job) => runnable(this.parts, job) ? run(job) : Effect.succeed(true)
         )
-      })
+      }
+      // A worker's `Next`: the next job at once, inside its previous job's continuation. With an `Effect.suspend`
+      // and a `flatMap` of the loop between jobs, the Redis consumer took 4 Effect steps a job more
+      // (bench/_profile.ts, issue #16).
+      const worker = this.worker(self, restore, (goOn) => goOn ? step() : Effect.succeed(false), this.stopped.await)
+      const run = worker.run
+      const next: Effect.Effect<boolean, never, R> = Effect.suspend(step)
       const loop: Effect.Effect<void, never, R> = Effect.flatMap(next, (again) => again ? loop : Effect.void)
       const guarded: Effect.Effect<void, never, R> = Effect.catchAllCause(loop, (cause) => {
         if (worker.job !== undefined) {
-          settleUnsettled(this.parts, worker.job, Exit.failCause(cause))
+          settleUnsettled(this.parts, worker.job, Exit.failCause(cause), this.parts.running.slotOf(self))
           worker.job = undefined
         }
         return Cause.isInterruptedOnly(cause)
@@ -995,6 +1103,8 @@ class Crew<A, R> {
   }
 
   private ended(self: Taker): Effect.Effect<void, never, R> {
+    const slot = this.parts.running.slotOf(self)
+    if (slot !== undefined) this.parts.running.leave(slot)
     this.alive--
     this.idle.delete(self)
     if (this.parts.running.interrupted.has(self) && !this.stopping && !this.parts.feed.closed) return this.spawn()
@@ -1019,7 +1129,7 @@ const makeRun = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["run"] => (ha
           concurrency,
           shutdownTimeout,
           concurrency,
-          (self, inTaker) => new Attempts(parts, handler, codec, self, inTaker)
+          (self, inTaker, next) => new Attempts(parts, handler, codec, self, inTaker, next)
         )
       })
   )
@@ -1034,7 +1144,7 @@ const runCrew = <A, R>(
   concurrency: number,
   shutdownTimeout: Duration.Duration,
   takers: number,
-  worker: (self: Taker, restore: Restore, stopped: Effect.Effect<void>) => Worker<R>
+  worker: (self: Taker, restore: Restore, next: Next<R>, stopped: Effect.Effect<void>) => Worker<R>
 ): Effect.Effect<never, never, R> =>
   Effect.uninterruptibleMask((restore) =>
     Effect.suspend(() => {
@@ -1086,7 +1196,7 @@ const makeRunBatch = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["runBatc
       wait: feed.wait,
       runnable: (job) => runnable(parts, job),
       shut: () => feed.jobs.shut,
-      ended: (id) => running.end(id),
+      ended: (id) => running.end(undefined, id),
       complete: (job, perJob, exit) => complete(parts, job, perJob, exit, false, undefined),
       submit: (job, settlement) => settler.submit(job, settlement),
       progress: (job, value) => recordProgress(parts, job, value),
@@ -1099,7 +1209,7 @@ const makeRunBatch = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["runBatc
       concurrency,
       shutdownTimeout,
       concurrency * Math.ceil(size / LOOKAHEAD),
-      (_self, restore, stopped) => new BatchWorker(port, handler, batch, restore, stopped)
+      (_self, restore, _next, stopped) => new BatchWorker(port, handler, batch, restore, stopped)
     )
   })
 

@@ -416,7 +416,8 @@ return asked`
 
 /**
  * ARGV: token, how long a cancelled record is kept (ms), then per job: id, spec "<kind> <attempts> <number>", and a
- * text when the kind has one. Kinds: "a" ack and "A" ack with the result in text (number: how long its done record
+ * text when the kind has one; or, for a run of plain acknowledgements, their ids joined by NUL and the spec
+ * "s 0 <ms>" (as "a" for each). Kinds: "a" ack and "A" ack with the result in text (number: how long its done record
  * is kept, ms; 0: not at all), "b" back (release), "r" retry (text: error; number: delay ms), "d" dead (text:
  * error), "c" cancelled. Only jobs this token holds are touched, so a late settlement (the lease lapsed, another
  * runner has the job) or a repeated one changes nothing; an id twice in the batch is settled once, by its first
@@ -456,21 +457,31 @@ export const settle = script(
 local ready = false
 local list, kinds, counts, numbers, texts, seen = {}, {}, {}, {}, {}, {}
 local cancelTtl = tonumber(ARGV[2])
-local i = 3
-while i <= #ARGV do
-  local id = ARGV[i]
-  local kind, count, number = string.match(ARGV[i + 1], '^(%a) (%d+) (%d+)$')
-  local text = ''
-  if kind == 'A' or kind == 'r' or kind == 'd' then
-    text = ARGV[i + 2]
-    i = i + 3
-  else
-    i = i + 2
-  end
-  if kind and not seen[id] then
+local function note(id, kind, count, number, text)
+  if not seen[id] then
     seen[id] = true
     list[#list + 1] = id
-    kinds[#list], counts[#list], numbers[#list], texts[#list] = kind, count, tonumber(number), text
+    kinds[#list], counts[#list], numbers[#list], texts[#list] = kind, count, number, text
+  end
+end
+local i = 3
+while i <= #ARGV do
+  local kind, count, number = string.match(ARGV[i + 1] or '', '^(%a) (%d+) (%d+)$')
+  if kind == 's' then
+    local ids, from = ARGV[i], 1
+    number = tonumber(number)
+    while from <= #ids do
+      local stop = string.find(ids, '\\0', from, true) or (#ids + 1)
+      note(string.sub(ids, from, stop - 1), 'a', count, number, '')
+      from = stop + 1
+    end
+    i = i + 2
+  elseif kind == 'A' or kind == 'r' or kind == 'd' then
+    note(ARGV[i], kind, count, tonumber(number), ARGV[i + 2])
+    i = i + 3
+  else
+    if kind then note(ARGV[i], kind, count, tonumber(number), '') end
+    i = i + 2
   end
 end
 local holders = gather('HMGET', owners, list)
