@@ -13,14 +13,12 @@ import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import { randomUUID } from "node:crypto"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { Session } from "node:inspector/promises"
 import * as os from "node:os"
 import { join } from "node:path"
-import * as RedisDurableQueue from "../src/redis/DurableQueue.js"
 import * as RedisClient from "../src/redis/RedisClient.js"
-import * as SqlDurableQueue from "../src/sql/DurableQueue.js"
+import { benchQueue } from "./_benchQueue.js"
 import { arg, batches, flag, pool, timed } from "./_shared.js"
 
 const JOBS = arg("jobs", 50_000)
@@ -31,13 +29,7 @@ const schema = Schema.Struct({ n: Schema.Number })
 
 const round = (last: boolean) =>
   Effect.gen(function*() {
-    const queue = store === "redis"
-      ? yield* RedisDurableQueue.make({ name: "jobs", prefix: `offer-cpu-${randomUUID()}:`, schema })
-      : yield* SqlDurableQueue.make({
-        name: "jobs",
-        tableName: `offer_cpu_${randomUUID().replace(/-/g, "").slice(0, 12)}`,
-        schema
-      })
+    const queue = yield* benchQueue(store, "offer-cpu", schema)
     const all = batches(JOBS, 1_000)
     const session = new Session()
     if (last && profileTo !== undefined) {

@@ -59,6 +59,7 @@ import {
   drainBatchTimed,
   drainItemsTimed,
   drainTimed,
+  dropSqlQueue,
   flag,
   type IdleMeasure,
   latencyLine,
@@ -154,9 +155,7 @@ const withQueue = <X, A, I>(
     return yield* Effect.promise(() => body(queue, other))
   }).pipe(
     Effect.scoped,
-    Effect.ensuring(
-      Effect.ignore(Effect.flatMap(SqlClient.SqlClient, (sql) => sql`DROP TABLE IF EXISTS ${sql(tableName)}`))
-    ),
+    Effect.ensuring(Effect.flatMap(SqlClient.SqlClient, (sql) => dropSqlQueue(sql, tableName))),
     Effect.provide(layer),
     Effect.ensuring(Effect.sync(() => dir !== undefined && rmSync(dir, { recursive: true, force: true }))),
     Effect.runPromise
