@@ -279,19 +279,23 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
     30_000
   )
 
+  /** A PostgreSQL client of its own with a pool of `maxConnections`, for the scope. */
+  const poolOf = (maxConnections: number) =>
+    Layer.build(PgClient.layer({
+      host: "127.0.0.1",
+      port: 5432,
+      database: "test",
+      username: "postgres",
+      connectTimeout: "5 seconds",
+      maxConnections
+    }))
+
   it.live(
     "on a pool of one connection a stream fails at once naming maxConnections; the queue goes on (it held the pool)",
     () =>
       withTable("pg", "ev1", (table) =>
         Effect.gen(function*() {
-          const context = yield* Layer.build(PgClient.layer({
-            host: "127.0.0.1",
-            port: 5432,
-            database: "test",
-            username: "postgres",
-            connectTimeout: "5 seconds",
-            maxConnections: 1
-          }))
+          const context = yield* poolOf(1)
           const queue = yield* instance(context, table, "jobs")
           const stream = yield* Effect.forkScoped(Stream.runDrain(queue.events))
           // Before: the stream reserved the pool's only connection for its lock, and every statement of the queue
@@ -312,14 +316,7 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
     () =>
       withTable("pg", "ev2", (table) =>
         Effect.gen(function*() {
-          const context = yield* Layer.build(PgClient.layer({
-            host: "127.0.0.1",
-            port: 5432,
-            database: "test",
-            username: "postgres",
-            connectTimeout: "5 seconds",
-            maxConnections: 2
-          }))
+          const context = yield* poolOf(2)
           const first = yield* instance(context, table, "jobs")
           const second = yield* instance(context, table, "other")
           const { seen } = yield* collect(first)
