@@ -721,7 +721,9 @@ describe("JobRunner with reader processes", { timeout: 60_000 }, () => {
           FIXTURE_NUM_PROCESSES: "2",
           FIXTURE_CONCURRENT_TASKS_PER_PROCESS: "3",
           FIXTURE_MAX_JOBS_PER_PROCESS: "0",
-          FIXTURE_STOP_WHEN_EMPTY: "true"
+          FIXTURE_STOP_WHEN_EMPTY: "true",
+          // Both readers take part however slowly one starts (see the fixture).
+          FIXTURE_AWAIT_CONTEXTS: "2"
         }
       })
       expect(outcome.code).toBe(0)
@@ -976,7 +978,9 @@ describe("JobRunner with worker threads (workerMode: thread)", { timeout: 60_000
           FIXTURE_NUM_PROCESSES: "2",
           FIXTURE_CONCURRENT_TASKS_PER_PROCESS: "3",
           FIXTURE_MAX_JOBS_PER_PROCESS: "0",
-          FIXTURE_STOP_WHEN_EMPTY: "true"
+          FIXTURE_STOP_WHEN_EMPTY: "true",
+          // Both readers take part however slowly one starts (see the fixture).
+          FIXTURE_AWAIT_CONTEXTS: "2"
         }
       })
       expect(outcome.code).toBe(0)
