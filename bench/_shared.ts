@@ -339,6 +339,26 @@ export const offerAllOf = (queue: NumberQueue, ns: ReadonlyArray<number>) =>
   Effect.runPromise(queue.offerAll(ns.map((n) => ({ value: { n } }))))
 
 /**
+ * Times a `run` (or `runBatch`) forked by `start` until every one of `count` was handled and the queue is empty (the
+ * clock stops at "all acknowledged", issue #16), then interrupts it.
+ */
+const untilDrained = async (
+  count: number,
+  handled: Promise<void>,
+  queue: { readonly size: Effect.Effect<number, unknown> },
+  start: () => Effect.Effect<never, unknown>
+): Promise<Sample> => {
+  let fiber: Fiber.RuntimeFiber<never, unknown> | undefined
+  const sample = await timed(count, async () => {
+    fiber = Effect.runFork(start())
+    await handled
+    await until(async () => (await Effect.runPromise(queue.size)) === 0)
+  })
+  await Effect.runPromise(Fiber.interrupt(fiber!))
+  return sample
+}
+
+/**
  * Offers `jobs` jobs (in `offerAll`s of `bulk`, untimed), then times `queue.run` at `concurrency` until every job
  * was handled and the queue is empty; each handler sleeps `ms` first (0: none).
  */
@@ -354,14 +374,7 @@ export const drainTimed = async (
   const handler = ms === 0
     ? () => Effect.sync(handled.hit)
     : () => Effect.zipRight(Effect.sleep(ms), Effect.sync(handled.hit))
-  let fiber: Fiber.RuntimeFiber<never, unknown> | undefined
-  const sample = await timed(jobs, async () => {
-    fiber = Effect.runFork(queue.run(handler, { concurrency }))
-    await handled.all
-    await until(async () => (await Effect.runPromise(queue.size)) === 0)
-  })
-  await Effect.runPromise(Fiber.interrupt(fiber!))
-  return sample
+  return untilDrained(jobs, handled.all, queue, () => queue.run(handler, { concurrency }))
 }
 
 /**
@@ -408,14 +421,7 @@ export const drainBatchTimed = async (
   const handler = ms === 0
     ? (values: ReadonlyArray<unknown>) => Effect.sync(() => hitAll(values))
     : (values: ReadonlyArray<unknown>) => Effect.zipRight(Effect.sleep(ms), Effect.sync(() => hitAll(values)))
-  let fiber: Fiber.RuntimeFiber<never, unknown> | undefined
-  const sample = await timed(jobs, async () => {
-    fiber = Effect.runFork(queue.runBatch(handler, { size, concurrency: batchesAtOnce }))
-    await handled.all
-    await until(async () => (await Effect.runPromise(queue.size)) === 0)
-  })
-  await Effect.runPromise(Fiber.interrupt(fiber!))
-  return sample
+  return untilDrained(jobs, handled.all, queue, () => queue.runBatch(handler, { size, concurrency: batchesAtOnce }))
 }
 
 /**
@@ -442,12 +448,5 @@ export const drainItemsTimed = async (
         concurrency: "unbounded",
         discard: true
       })
-  let fiber: Fiber.RuntimeFiber<never, unknown> | undefined
-  const sample = await timed(items, async () => {
-    fiber = Effect.runFork(queue.run(handler, { concurrency }))
-    await handled.all
-    await until(async () => (await Effect.runPromise(queue.size)) === 0)
-  })
-  await Effect.runPromise(Fiber.interrupt(fiber!))
-  return sample
+  return untilDrained(items, handled.all, queue, () => queue.run(handler, { concurrency }))
 }
