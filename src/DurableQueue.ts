@@ -530,7 +530,7 @@ export interface Job {
    * Records the job's progress, readable by id from any process (`status`) while it runs and after. The value
    * must be plain JSON (no `BigInt`, cycle, function, `NaN`, `Date`…) of at most 64 KiB encoded, else it fails
    * with `DurableQueueError` "ProgressRejected" naming the job. (Since 0.2.0.) `const { progress } = job` works;
-   * in `run` it is the handle's own accessor, not a property of its own (a closure per job was 5 % of the Redis
+   * it is the handle's own accessor (in `run` and `runBatch`), not a property of its own (a closure per job was 5 % of the Redis
    * consumer's CPU, issue #16), so a spread copy `{ ...job }` holds `id` and `attempt` only: pass the job itself.
    */
   readonly progress: (value: unknown) => Effect.Effect<void, DurableQueueError>

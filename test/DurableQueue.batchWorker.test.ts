@@ -48,7 +48,7 @@ const portOver = (feed: Feed, submitted: Array<[string, Settlement["_tag"]]>): B
     ended: () => false,
     complete: (failed) => Effect.succeed({ _tag: "Release", attempts: failed.attempts - 1 }),
     submit: (settled, settlement) => void submitted.push([settled.id, settlement._tag]),
-    progress: () => Effect.void,
+    handle: (job) => ({ id: job.id, attempt: job.attempts, progress: () => Effect.void }),
     gathering: new Set(),
     unsettled: (failed) => ({ _tag: "Release", attempts: failed.attempts - 1 })
   }

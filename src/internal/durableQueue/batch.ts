@@ -74,7 +74,8 @@ export interface BatchPort<A> {
   ) => Effect.Effect<Settlement>
   /** Hands a settlement to the `Settler`. */
   readonly submit: (job: LeasedJob, settlement: Settlement) => void
-  readonly progress: (job: LeasedJob, value: unknown) => Effect.Effect<void, DurableQueueError>
+  /** The handler's view of a job: `run`'s own handle (core.ts `JobHandle`: id, attempt, progress). */
+  readonly handle: (job: LeasedJob) => DurableQueue.Job
   /** The takers waiting out `maxWait`, whose jobs the core's put-back (last run stopped, `pause`, close) takes. */
   readonly gathering: Set<Gathering>
   /** The settlement of a finished attempt without its backoff (core.ts `classify`), for when `complete` died. */
@@ -270,11 +271,7 @@ export class BatchWorker<A, X, E, R> {
   }
 
   private call(values: Array<A>, handed: Array<LeasedJob>, open: Set<LeasedJob>): Effect.Effect<boolean, never, R> {
-    const handles = handed.map((job): DurableQueue.Job => ({
-      id: job.id,
-      attempt: job.attempts,
-      progress: (value) => this.port.progress(job, value)
-    }))
+    const handles = handed.map(this.port.handle)
     // A handler that throws is a defect (`suspend`), as is one that returns something else than an Effect.
     const called = Effect.suspend(() => {
       const effect: unknown = this.handler(

@@ -1199,7 +1199,7 @@ const makeRunBatch = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["runBatc
       ended: (id) => running.end(undefined, id),
       complete: (job, perJob, exit) => complete(parts, job, perJob, exit, false, undefined),
       submit: (job, settlement) => settler.submit(job, settlement),
-      progress: (job, value) => recordProgress(parts, job, value),
+      handle: (job) => new JobHandle(parts, job),
       gathering: parts.gathering,
       unsettled: (job, exit) => classify(exit, job, parts.settings, false)
     }
