@@ -188,9 +188,9 @@ export interface DurableQueue<in out A> {
    * stream of the queue (in any process) holds its listeners' lock, which emitters look at once a second: a stream's
    * first events arrive 1.1 s after it starts, and every event emitted after its first one ARRIVED reaches it (what it
    * heard in those 1.1 s is delivered too, but some events of that span may be missing: an emitter trusts its last
-   * look for 1 s). A stream keeps one pooled connection of its process (shared by the streams of one queue) while it
-   * runs; one that would take the pool's last connection fails with "StoreFailed" naming `maxConnections` (with the
-   * `PgClient` default of 10, streams of 9 queues at once in one process).
+   * look for 1 s). The streams of all queues of one client in a process keep ONE pooled connection between them
+   * while any runs (15 queues on the `PgClient` default pool of 10 leave 9 connections to the queues); on a pool of
+   * one connection a stream fails with "StoreFailed" naming `maxConnections`.
    */
   readonly events: Stream.Stream<JobEvent, DurableQueueError>
   /**

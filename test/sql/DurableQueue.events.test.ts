@@ -65,15 +65,41 @@ const spyOn = (table: string, name: string) =>
 const listeners = (context: Context.Context<SqlClient.SqlClient>, table: string) =>
   Effect.map(holders(context, table), (pids) => pids.length)
 
-/** The backends holding that lock. */
-const holders = (context: Context.Context<SqlClient.SqlClient>, table: string) =>
+/** The backends holding the listeners' lock of the queue `name` of `table`. */
+const holders = (context: Context.Context<SqlClient.SqlClient>, table: string, name = "jobs") =>
   Effect.flatMap(Effect.provide(SqlClient.SqlClient, context), (sql) =>
     Effect.map(
       sql<{ readonly pid: number }>`SELECT pid FROM pg_locks WHERE locktype = 'advisory'
         AND mode = 'ShareLock' AND granted AND classid = hashtext(${LISTENERS_CLASS})::oid
-        AND objid = hashtext(${channelOf(`${table}!events`, "jobs")})::oid AND objsubid = 2`,
+        AND objid = hashtext(${channelOf(`${table}!events`, name)})::oid AND objsubid = 2`,
       (rows) => rows.map((row) => row.pid)
     ))
+
+/** The backends holding the listeners' locks of each of `names`, in order. */
+const holdersOf = (context: Context.Context<SqlClient.SqlClient>, table: string, names: ReadonlyArray<string>) =>
+  Effect.forEach(names, (name) => holders(context, table, name))
+
+/** A PostgreSQL client of its own with a pool of `maxConnections`, for the scope. */
+const poolOf = (maxConnections: number) =>
+  Layer.build(PgClient.layer({
+    host: "127.0.0.1",
+    port: 5432,
+    database: "test",
+    username: "postgres",
+    connectTimeout: "5 seconds",
+    maxConnections
+  }))
+
+/**
+ * Whether `n` connections of the client's pool can be reserved at once within 5 s (all of them: no stream kept
+ * one). Only to be asked when it should: a reservation still waiting at the time-out is not cancelled
+ * (`@effect/sql-pg`'s reserve), and keeps its connection once it has one.
+ */
+const poolGives = (context: Context.Context<SqlClient.SqlClient>, n: number) =>
+  Effect.flatMap(Effect.provide(SqlClient.SqlClient, context), (sql) =>
+    Effect.scoped(
+      Effect.forEach(Array.from({ length: n }), () => sql.reserve, { concurrency: "unbounded" })
+    ).pipe(Effect.timeoutOption("5 seconds"), Effect.map(Option.isSome)))
 
 /** Offers probes through `through` until `heard` says a listener has one: its subscription is then made. */
 const untilHeard = (through: Queue, heard: (id: string) => boolean) => {
@@ -254,41 +280,68 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
   )
 
   it.live(
-    "a stream whose lock session is terminated takes the lock again on a new session, and hears events again",
+    "the session holding the locks of three queues' streams is terminated: one new session takes them all, all hear",
     () =>
       withTable("pg", "evr", (table) =>
         Effect.gen(function*() {
-          const context = yield* client()
-          const a = yield* instance(yield* client(), table, "jobs")
-          const b = yield* instance(context, table, "jobs")
-          const { seen } = yield* collect(b)
-          yield* untilHeard(a, (id) => seen.some((event) => event.id === id))
-          const [before] = yield* holders(context, table)
+          const names = ["jobs", "other", "third"]
+          const emitters = yield* Effect.forEach(names, (name) =>
+            Effect.flatMap(client(), (c) => instance(c, table, name)))
+          const context = yield* poolOf(10)
+          const streams = yield* Effect.forEach(names, (name) =>
+            Effect.flatMap(instance(context, table, name), collect))
+          yield* Effect.forEach(names, (_, i) =>
+            untilHeard(emitters[i]!, (id) =>
+              streams[i]!.seen.some((event) => event.id === id)), {
+            concurrency: "unbounded"
+          })
+          // Before: a session (and a pooled connection) per queue with a stream.
+          const held = (yield* holdersOf(context, table, names)).flat()
+          expect(held).toHaveLength(3)
+          expect(new Set(held).size).toBe(1)
           const sql = yield* Effect.provide(SqlClient.SqlClient, context)
-          yield* sql`SELECT pg_terminate_backend(${before!})`
-          // Checked every 5 s: a new session holds it within about 6 s (the wait allows 10).
+          yield* sql`SELECT pg_terminate_backend(${held[0]!})`
+          // Checked every 5 s: a new session holds all three within about 6 s (the wait allows 10).
           yield* eventually(
-            Effect.map(holders(context, table), (pids) => pids.length === 1 && pids[0] !== before),
+            Effect.map(holdersOf(context, table, names), (pids) =>
+              pids.every((p) =>
+                p.length === 1 && p[0] !== held[0]
+              ) && new Set(pids.flat()).size === 1),
             1_000
           )
-          const heardBefore = seen.length
-          yield* untilHeard(a, (id) => seen.slice(heardBefore).some((event) => event.id === id))
-          yield* a.offer(1, { id: "after-restart" })
-          yield* eventually(Effect.sync(() => seen.some((event) => event.id === "after-restart")))
+          const heardBefore = streams.map((stream) =>
+            stream.seen.length
+          )
+          yield* Effect.forEach(names, (_, i) =>
+            untilHeard(emitters[i]!, (id) =>
+              streams[i]!.seen.slice(heardBefore[i]).some((event) =>
+                event.id === id
+              )), {
+            concurrency: "unbounded"
+          })
+          yield* Effect.forEach(names, (_, i) =>
+            emitters[i]!.offer(1, { id: `after-restart-${i}` }))
+          yield* eventually(Effect.sync(() =>
+            streams.every((stream, i) =>
+              stream.seen.some((event) => event.id === `after-restart-${i}`)
+            )
+          ))
+          // Terminated again, and a stream of a fourth queue starts at once (long before the next check): it finds
+          // the session gone and takes a new one for all four rather than failing.
+          const [second] = yield* holders(context, table, names[0])
+          yield* sql`SELECT pg_terminate_backend(${second!})`
+          const fourth = yield* instance(context, table, "fourth")
+          const late = yield* collect(fourth)
+          yield* untilHeard(fourth, (id) => late.seen.some((event) => event.id === id))
+          const now = (yield* holdersOf(context, table, [...names, "fourth"])).flat()
+          expect(now).toHaveLength(4)
+          expect(new Set(now).size).toBe(1)
+          expect(now[0]).not.toBe(second)
+          expect(Option.isNone(yield* Fiber.poll(late.fiber))).toBe(true)
+          for (const stream of streams) expect(Option.isNone(yield* Fiber.poll(stream.fiber))).toBe(true)
         }).pipe(Effect.scoped)),
     30_000
   )
-
-  /** A PostgreSQL client of its own with a pool of `maxConnections`, for the scope. */
-  const poolOf = (maxConnections: number) =>
-    Layer.build(PgClient.layer({
-      host: "127.0.0.1",
-      port: 5432,
-      database: "test",
-      username: "postgres",
-      connectTimeout: "5 seconds",
-      maxConnections
-    }))
 
   it.live(
     "on a pool of one connection a stream fails at once naming maxConnections; the queue goes on (it held the pool)",
@@ -312,25 +365,138 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
   )
 
   it.live(
-    "streams of two queues on a pool of two: the second fails naming maxConnections, the first still hears, all go on",
+    "15 queues' streams on a pool of 10 all hear, on one session, and 9 connections are left to the queues",
     () =>
-      withTable("pg", "ev2", (table) =>
+      withTable("pg", "ev15", (table) =>
+        Effect.gen(function*() {
+          const context = yield* poolOf(10)
+          const names = Array.from({ length: 15 }, (_, i) => `q${i}`)
+          const queues = yield* Effect.forEach(names, (name) => instance(context, table, name))
+          const streams = yield* Effect.forEach(queues, collect)
+          // Before: a connection of the pool per queue with a stream; the 10th stream failed naming maxConnections.
+          yield* Effect.forEach(
+            queues,
+            (queue, i) => untilHeard(queue, (id) => streams[i]!.seen.some((event) => event.id === id)),
+            {
+              concurrency: "unbounded"
+            }
+          )
+          const held = (yield* holdersOf(context, table, names)).flat()
+          expect(held).toHaveLength(15)
+          expect(new Set(held).size).toBe(1)
+          expect(yield* poolGives(context, 9)).toBe(true)
+          yield* Effect.forEach(queues, (queue, i) => queue.offer(i, { id: `beside-${i}` }), { concurrency: 4 })
+          yield* eventually(
+            Effect.sync(() => streams.every((stream, i) => stream.seen.some((event) => event.id === `beside-${i}`)))
+          )
+          expect(Option.isSome(yield* queues[14]!.status("beside-14"))).toBe(true)
+          for (const stream of streams) expect(Option.isNone(yield* Fiber.poll(stream.fiber))).toBe(true)
+        }).pipe(Effect.scoped)),
+    60_000
+  )
+
+  it.live(
+    "one queue's stream ends: the other queue's stream keeps its lock and hears, its emitter still publishes",
+    () =>
+      withTable("pg", "eve", (table) =>
+        Effect.gen(function*() {
+          const sentA = yield* spyOn(table, "a")
+          const sentB = yield* spyOn(table, "b")
+          const context = yield* poolOf(2)
+          const a = yield* instance(context, table, "a")
+          const b = yield* instance(context, table, "b")
+          const scopeA = yield* Scope.make()
+          const streamA = yield* collect(a).pipe(Scope.extend(scopeA))
+          const streamB = yield* collect(b)
+          // Before: on a pool of two, the second queue's stream failed at once (a connection per queue's stream).
+          yield* untilHeard(a, (id) => streamA.seen.some((event) => event.id === id))
+          yield* untilHeard(b, (id) => streamB.seen.some((event) => event.id === id))
+          const [pidB] = yield* holders(context, table, "b")
+          expect(yield* holders(context, table, "a")).toEqual([pidB])
+          yield* Scope.close(scopeA, Exit.void)
+          yield* eventually(Effect.map(holders(context, table, "a"), (pids) => pids.length === 0))
+          expect(yield* holders(context, table, "b")).toEqual([pidB])
+          // Past the 1 s an emitter trusts its last look: b's emitter looked again and still found its listener.
+          yield* Effect.sleep("1500 millis")
+          yield* b.offerAll([1, 2, 3].map((n) => ({ value: n, id: `b-after-${n}` })))
+          yield* eventually(Effect.sync(() => sentIds(sentB, "b-after-").length >= 3))
+          yield* eventually(
+            Effect.sync(() => [1, 2, 3].every((n) => streamB.seen.some((event) => event.id === `b-after-${n}`)))
+          )
+          yield* untilSilent(a, sentA, "a-ended")
+          expect(yield* holders(context, table, "b")).toEqual([pidB])
+        }).pipe(Effect.scoped)),
+    60_000
+  )
+
+  it.live(
+    "the last stream's end unlocks and gives the connection back: the whole pool serves again",
+    () =>
+      withTable("pg", "evg", (table) =>
         Effect.gen(function*() {
           const context = yield* poolOf(2)
-          const first = yield* instance(context, table, "jobs")
-          const second = yield* instance(context, table, "other")
-          const { seen } = yield* collect(first)
-          yield* untilHeard(first, (id) => seen.some((event) => event.id === id))
-          const stream = yield* Effect.forkScoped(Stream.runDrain(second.events))
-          // Before: each queue's stream reserved a connection of its own for its lock; two took the whole pool.
-          const ended = yield* Effect.timeoutOption(Fiber.await(stream), "10 seconds")
-          expect(String(Option.isSome(ended) && Exit.isFailure(ended.value) ? ended.value.cause : "")).toMatch(
-            /maxConnections 2/
+          const names = ["a", "b", "c"]
+          const queues = yield* Effect.forEach(names, (name) => instance(context, table, name))
+          const scope = yield* Scope.make()
+          const streams = yield* Effect.forEach(queues, collect).pipe(Scope.extend(scope))
+          // Before: the second queue's stream failed at once on a pool of two.
+          yield* Effect.forEach(
+            queues,
+            (queue, i) => untilHeard(queue, (id) => streams[i]!.seen.some((event) => event.id === id)),
+            {
+              concurrency: "unbounded"
+            }
           )
-          yield* Effect.timeout(second.offer(1, { id: "still-served" }), "10 seconds")
-          yield* Effect.timeout(first.offer(1, { id: "still-heard" }), "10 seconds")
-          yield* eventually(Effect.sync(() => seen.some((event) => event.id === "still-heard")))
+          expect(new Set((yield* holdersOf(context, table, names)).flat()).size).toBe(1)
+          yield* Scope.close(scope, Exit.void)
+          yield* eventually(Effect.map(holdersOf(context, table, names), (pids) => pids.flat().length === 0))
+          expect(yield* poolGives(context, 2)).toBe(true)
+          yield* Effect.timeout(queues[0]!.offer(1, { id: "served" }), "10 seconds")
         }).pipe(Effect.scoped)),
-    30_000
+    60_000
+  )
+
+  it.live(
+    "60 streams of 5 queues started and ended at once on many fibers leave one lock (the stream kept), then none",
+    () =>
+      withTable("pg", "evc", (table) =>
+        Effect.gen(function*() {
+          const context = yield* poolOf(3)
+          const names = ["k0", "k1", "k2", "k3", "k4"]
+          const queues = yield* Effect.forEach(names, (name) => instance(context, table, name))
+          const keptScope = yield* Scope.make()
+          let kept: { readonly seen: ReadonlyArray<{ readonly id: string }> } | undefined
+          let failed = 0
+          // Two rounds from no stream at all (so the first streams race to reserve the session), the second
+          // starting streams of channels whose locks the first is releasing; one stream of k0, started amid the
+          // second round, is kept.
+          for (let round = 0; round < 2; round++) {
+            yield* Effect.forEach(Array.from({ length: 60 }, (_, i) => i), (i) =>
+              Effect.gen(function*() {
+                if (round === 1) yield* Effect.sleep(Math.floor(Math.random() * 100))
+                if (round === 1 && i === 30) {
+                  kept = yield* collect(queues[0]!).pipe(Scope.extend(keptScope))
+                  return
+                }
+                const scope = yield* Scope.make()
+                const { fiber } = yield* collect(queues[i % 5]!).pipe(Scope.extend(scope))
+                yield* Effect.sleep(Math.floor(Math.random() * 300))
+                if (Option.isSome(yield* Fiber.poll(fiber))) failed++
+                yield* Scope.close(scope, Exit.void)
+              }), { concurrency: "unbounded", discard: true })
+          }
+          // Before: streams of a second queue failed at once on a pool of three (a connection per queue's stream).
+          expect(failed).toBe(0)
+          yield* eventually(Effect.map(holdersOf(context, table, names), (pids) =>
+            pids[0]!.length === 1 && pids.slice(1).every((p) => p.length === 0)))
+          yield* untilHeard(queues[0]!, (id) =>
+            kept!.seen.some((event) =>
+              event.id === id
+            ))
+          yield* Scope.close(keptScope, Exit.void)
+          yield* eventually(Effect.map(holdersOf(context, table, names), (pids) => pids.flat().length === 0))
+          expect(yield* poolGives(context, 3)).toBe(true)
+        }).pipe(Effect.scoped)),
+    60_000
   )
 })

@@ -8,16 +8,19 @@
  * in-process bus per client, table and queue, so events reach the subscribers of the process that caused them only
  * (and, with none, are not even kept: `inProcessBus`'s `listening`).
  *
- * On PostgreSQL nobody may be listening (issue #16): see `audienceOf` and `registered` for how an emitter knows.
+ * On PostgreSQL nobody may be listening (issue #16): see `audienceOf` and `ListenerLocks` for how an emitter knows.
  *
  * Schedule marks are rows of `<table>_marks` (queue name, schedule id), created at the first `schedule` or
  * `unschedule` of a process, not in the jobs table: no job state, count or lease query ever sees them.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
+import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
 import * as Clock from "effect/Clock"
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import {
   type EventPort,
@@ -211,67 +214,185 @@ const audienceOf = (sql: SqlClient.SqlClient, channel: string): Effect.Effect<bo
 /** node-postgres's pool size when `maxConnections` is not given. */
 const PG_POOL_DEFAULT = 10
 
-/** Connections reserved by `registered` per client (each held for as long as its stream runs). */
-const reservedBy = new WeakMap<SqlClient.SqlClient, number>()
+const LOCK = "SELECT pg_advisory_lock_shared(hashtext($1), hashtext($2))"
+const UNLOCK = "SELECT pg_advisory_unlock_shared(hashtext($1), hashtext($2))"
+
+/** The session holding the locks: a connection reserved from the pool, and the scope that gives it back. */
+interface Session {
+  readonly connection: Connection
+  readonly scope: Scope.CloseableScope
+}
 
 /**
- * Holds the listeners' lock of `channel` for the scope, on a connection of the pool reserved for it (one per
- * process and channel: the stream is shared, `sharedSubscription`), checked every `CHECK_MILLIS`; when its session
- * is gone (a terminated backend, a database restart) it is taken again on a new connection, with a warning: events
- * in between may have been lost, as the LISTEN connection's would. Fails when the first lock cannot be taken.
+ * The listeners' locks of the `events` streams of one client in this process, all on ONE connection reserved from
+ * its pool while any stream runs: a connection per queue with a stream let a process on the default pool of 10
+ * follow 9 queues, and the 10th stream failed (test/sql/DurableQueue.events.test.ts, "15 queues on a pool of 10").
+ * A channel's lock is taken when its first stream starts and released when its last ends; the connection goes back
+ * to the pool when the last stream of any channel ends. The session is checked every `CHECK_MILLIS`; when it is gone
+ * (a terminated backend, a database restart) every held lock is taken again on a new connection, with a warning:
+ * events in between may have been lost, as the LISTEN connection's would. Every change of the state runs under
+ * `mutex`, so streams starting and ending at once on several fibers keep the counts and the locks in step.
  */
-const registered = (client: SqlClient.SqlClient, channel: string, name: string) =>
-  Effect.gen(function*() {
-    // The lock's connection is reserved for as long as the stream runs, one per queue with a stream: on a pool of
-    // one, or of two with streams of two queues, every statement of the process (offer, lease, settle) waited for a
-    // connection forever (test/sql/DurableQueue.events.test.ts, "pool of one", "pool of two"). The last connection
-    // is left to the queues.
-    const poolSize = (client as { readonly config?: { readonly maxConnections?: unknown } }).config?.maxConnections
-    const max = typeof poolSize === "number" ? poolSize : PG_POOL_DEFAULT
-    const reserved = reservedBy.get(client) ?? 0
-    if (reserved + 1 >= max) {
-      return yield* Effect.fail(
-        new SqlError({
+class ListenerLocks {
+  /** The streams of each channel with a lock. */
+  private readonly held = new Map<string, number>()
+  private streams = 0
+  private session: Session | undefined = undefined
+  private watcher: Fiber.RuntimeFiber<void> | undefined = undefined
+  private readonly mutex = Effect.unsafeMakeSemaphore(1)
+
+  constructor(private readonly client: SqlClient.SqlClient) {}
+
+  /** Counts a stream of `channel` (of the queue `name`) as a listener for the scope; fails if its lock cannot be taken. */
+  hold(channel: string, name: string): Effect.Effect<void, SqlError, Scope.Scope> {
+    return Effect.acquireRelease(
+      this.mutex.withPermits(1)(this.add(channel, name)),
+      () => this.mutex.withPermits(1)(this.remove(channel))
+    )
+  }
+
+  private add(channel: string, name: string): Effect.Effect<void, SqlError> {
+    return Effect.gen(this, function*() {
+      if (!this.held.has(channel)) {
+        const lock = (session: Session) => session.connection.execute(LOCK, [LISTENERS_CLASS, channel], undefined)
+        let locked = yield* Effect.exit(Effect.flatMap(this.open(name), lock))
+        if (Exit.isFailure(locked) && this.session !== undefined) {
+          // The session may have gone since the last check (up to CHECK_MILLIS ago: a terminated backend): once
+          // more on a new one, which takes the other channels' locks again, rather than failing this stream.
+          yield* this.close()
+          locked = yield* Effect.exit(Effect.flatMap(this.open(name), lock))
+        }
+        if (Exit.isFailure(locked)) {
+          if (this.streams === 0) yield* this.close()
+          return yield* locked
+        }
+      } else {
+        yield* this.open(name)
+      }
+      this.held.set(channel, (this.held.get(channel) ?? 0) + 1)
+      if (this.streams++ === 0) {
+        // Interruptible: a fiber forked here (an acquire, uninterruptible) would inherit that and never stop.
+        this.watcher = yield* Effect.forkDaemon(Effect.interruptible(this.watch()))
+      }
+    })
+  }
+
+  private remove(channel: string): Effect.Effect<void> {
+    return Effect.gen(this, function*() {
+      const left = (this.held.get(channel) ?? 1) - 1
+      if (left > 0) this.held.set(channel, left)
+      else this.held.delete(channel)
+      if (--this.streams === 0) {
+        // Not awaited: its check of the session runs uninterruptibly (an interrupted statement is cancelled with
+        // pg_cancel_backend, which could hit the unlock below instead), and it does nothing once there are no streams.
+        if (this.watcher !== undefined) yield* Fiber.interruptFork(this.watcher)
+        this.watcher = undefined
+        yield* this.close()
+      } else if (left === 0 && this.session !== undefined) {
+        // A failure leaves a lock on a session that goes on: its emitters publish for nobody, never the reverse.
+        yield* Effect.ignore(this.session.connection.execute(UNLOCK, [LISTENERS_CLASS, channel], undefined))
+      }
+    })
+  }
+
+  /** The session, reserved (with every held channel's lock taken) if there is none. */
+  private open(name: string): Effect.Effect<Session, SqlError> {
+    return Effect.gen(this, function*() {
+      if (this.session !== undefined) return this.session
+      // The last connection is left to the queues: on a pool of one, every statement of the process (offer, lease,
+      // settle) waited for a connection forever (test/sql/DurableQueue.events.test.ts, "pool of one").
+      const poolSize = (this.client as { readonly config?: { readonly maxConnections?: unknown } }).config
+        ?.maxConnections
+      const max = typeof poolSize === "number" ? poolSize : PG_POOL_DEFAULT
+      if (max < 2) {
+        return yield* new SqlError({
           cause: new Error(`maxConnections ${max}`),
-          message: `DurableQueue ${name}: an events stream on PostgreSQL holds one connection of the pool while it ` +
-            `runs (one per queue with a stream); ${reserved} held already would leave none of maxConnections ${max}` +
-            ` to the queues: give the PgClient more`
+          message: `DurableQueue ${name}: the events streams on PostgreSQL of a process hold one connection of the ` +
+            `pool while any runs (one for all queues of the client), which would leave none of maxConnections ` +
+            `${max} to the queues: give the PgClient more`
         })
-      )
-    }
-    reservedBy.set(client, reserved + 1)
-    yield* Effect.addFinalizer(() => Effect.sync(() => reservedBy.set(client, (reservedBy.get(client) ?? 1) - 1)))
-    const ready = yield* Deferred.make<void, SqlError>()
-    const params = [LISTENERS_CLASS, channel]
-    const session = Effect.scoped(Effect.gen(function*() {
-      const connection = yield* client.reserve
-      yield* Effect.acquireRelease(
-        connection.execute("SELECT pg_advisory_lock_shared(hashtext($1), hashtext($2))", params, undefined),
-        // Back to the pool without it: a lock left on a pooled session would count a listener forever.
-        () =>
-          Effect.ignore(
-            connection.execute("SELECT pg_advisory_unlock_shared(hashtext($1), hashtext($2))", params, undefined)
-          )
-      )
-      yield* Deferred.succeed(ready, undefined)
-      while (true) {
-        yield* Effect.sleep(CHECK_MILLIS)
-        yield* connection.execute("SELECT 1", [], undefined)
       }
-    }))
-    yield* Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const opened = yield* Effect.exit(Effect.gen(this, function*() {
+        const connection = yield* Scope.extend(this.client.reserve, scope)
+        for (const channel of this.held.keys()) {
+          yield* connection.execute(LOCK, [LISTENERS_CLASS, channel], undefined)
+        }
+        return { connection, scope }
+      }))
+      if (Exit.isFailure(opened)) {
+        yield* Scope.close(scope, Exit.void)
+        return yield* opened
+      }
+      return this.session = opened.value
+    })
+  }
+
+  /** Gives the session back to the pool without its locks: a lock left on a pooled session counts a listener forever. */
+  private close(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const session = this.session
+      if (session === undefined) return Effect.void
+      this.session = undefined
+      return Effect.zipRight(
+        Effect.ignore(session.connection.execute("SELECT pg_advisory_unlock_all()", [], undefined)),
+        Scope.close(session.scope, Exit.void)
+      )
+    })
+  }
+
+  /** Every `CHECK_MILLIS` (every second while there is no session), checks the session and replaces it if it is gone. */
+  private watch(): Effect.Effect<void> {
+    return Effect.gen(this, function*() {
       while (true) {
-        const ended = yield* Effect.flip(session)
-        if (!(yield* Deferred.isDone(ready))) return yield* Deferred.fail(ready, ended)
+        yield* Effect.sleep(this.session === undefined ? 1_000 : CHECK_MILLIS)
+        yield* Effect.uninterruptible(this.check())
+      }
+    })
+  }
+
+  /** Checks the session (on its own connection, outside the mutex) and replaces it if it is gone or missing. */
+  private check(): Effect.Effect<void> {
+    return Effect.gen(this, function*() {
+      const session = this.session
+      if (session !== undefined) {
+        const alive = yield* Effect.exit(session.connection.execute("SELECT 1", [], undefined))
+        if (Exit.isSuccess(alive)) return
         yield* Effect.logWarning(
-          `DurableQueue ${name}: the session counting this process as an events listener ended; registering again (events in between may be lost)`,
-          ended
+          `DurableQueue: the session counting this process as an events listener of ${this.held.size} queue(s) ` +
+            `ended; registering again (events in between may be lost)`,
+          alive.cause
         )
-        yield* Effect.sleep(1_000)
       }
-    }).pipe(Effect.interruptible, Effect.forkScoped)
-    yield* Deferred.await(ready)
-  })
+      yield* this.mutex.withPermits(1)(this.replace(session))
+    })
+  }
+
+  /** Replaces `lost` (if it is still the session and streams remain), taking every held lock again. */
+  private replace(lost: Session | undefined): Effect.Effect<void> {
+    return Effect.gen(this, function*() {
+      if (this.streams === 0 || this.session !== lost) return
+      // Unlocked first, in case the session is alive after all (a statement cancelled): see `close`.
+      yield* this.close()
+      const opened = yield* Effect.exit(this.open("(events)"))
+      if (Exit.isFailure(opened)) {
+        yield* Effect.logWarning(
+          "DurableQueue: taking the events listeners' locks again failed; retrying",
+          opened.cause
+        )
+      }
+    })
+  }
+}
+
+/** One `ListenerLocks` per client (the `SqlClient` object every queue of a layer shares). */
+const locksByClient = new WeakMap<SqlClient.SqlClient, ListenerLocks>()
+
+const locksOf = (client: SqlClient.SqlClient): ListenerLocks => {
+  let locks = locksByClient.get(client)
+  if (locks === undefined) locksByClient.set(client, locks = new ListenerLocks(client))
+  return locks
+}
 
 /**
  * What the LISTEN of `channel` hears, once this process counts as a listener: from `HOLD_MILLIS` after its lock
@@ -285,7 +406,7 @@ const heard = (
   source: Stream.Stream<string, SqlError>
 ): Stream.Stream<string, SqlError> =>
   Stream.unwrapScoped(Effect.gen(function*() {
-    yield* registered(client, channel, name)
+    yield* locksOf(client).hold(channel, name)
     const queue = yield* Stream.toQueue(source, { strategy: "unbounded" })
     yield* Effect.sleep(HOLD_MILLIS)
     return Stream.flattenTake(Stream.fromQueue(queue))
