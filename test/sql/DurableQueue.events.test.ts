@@ -1,7 +1,10 @@
 /**
  * PostgreSQL job events sent only when someone listens (issue #16): an `events` stream counts as a listener by a
  * lock its session holds (src/internal/durableQueue/sqlEvents.ts), emitters look whether anyone holds it. What is
- * sent is seen by a spy: a raw LISTEN on the events channel, which hears every NOTIFY without counting as one.
+ * sent is seen by a spy: a raw LISTEN on the events channel, which hears every NOTIFY without counting as one. The
+ * locks of all queues' streams of one client are held on one reserved connection (`ListenerLocks`): the tests on
+ * pools of 2, 3 and 10 connections check that several queues share it, that it goes back to the pool, and that its
+ * session is replaced, with every lock, when it is lost.
  */
 import { PgClient } from "@effect/sql-pg"
 import * as SqlClient from "@effect/sql/SqlClient"
