@@ -39,6 +39,24 @@ const outputOf = (output: Output | undefined): Effect.Effect<Output, OptionError
       "an object with a write method"
     )
 
+/**
+ * The service of a display that shows its running sessions: a session is in `sessions` from its start, and at its
+ * end `ended` gets it with the clock's time, to show its last state and take it out.
+ */
+const shownWhileRunning = (
+  sessions: Set<SessionState_>,
+  ended: (session: SessionState_, now: number) => void
+): ProgressService => ({
+  session: (opts) =>
+    Effect.clockWith((clock) =>
+      makeSession(
+        opts,
+        (s) => Effect.sync(() => sessions.add(s)),
+        (s) => Effect.sync(() => ended(s, clock.unsafeCurrentTimeMillis()))
+      )
+    )
+})
+
 /** @internal */
 export const ESC = {
   hideCursor: "\x1b[?25l",
@@ -103,25 +121,15 @@ export const makeTerminal = (options?: TerminalOptions): Effect.Effect<ProgressS
         Effect.forever
       )
     ).pipe(Effect.forkScoped)
-    return {
-      session: (opts) =>
-        Effect.clockWith((clock) =>
-          makeSession(
-            opts,
-            (s) => Effect.sync(() => sessions.add(s)),
-            (s) =>
-              Effect.sync(() => {
-                // Draw the final frame (done / failed / interrupted), then leave it on screen.
-                draw(clock.unsafeCurrentTimeMillis())
-                sessions.delete(s)
-                if (sessions.size === 0) {
-                  drawn = 0
-                  restore()
-                }
-              })
-          )
-        )
-    }
+    return shownWhileRunning(sessions, (s, now) => {
+      // Draw the final frame (done / failed / interrupted), then leave it on screen.
+      draw(now)
+      sessions.delete(s)
+      if (sessions.size === 0) {
+        drawn = 0
+        restore()
+      }
+    })
   })
 
 /** @internal */
@@ -146,20 +154,10 @@ export const makeLines = (options?: LinesOptions): Effect.Effect<ProgressService
         Effect.forever
       )
     ).pipe(Effect.forkScoped)
-    return {
-      session: (opts) =>
-        Effect.clockWith((clock) =>
-          makeSession(
-            opts,
-            (s) => Effect.sync(() => sessions.add(s)),
-            (s) =>
-              Effect.sync(() => {
-                sessions.delete(s)
-                out.write(lineOf(s.snapshotAt(clock.unsafeCurrentTimeMillis())) + "\n")
-              })
-          )
-        )
-    }
+    return shownWhileRunning(sessions, (s, now) => {
+      sessions.delete(s)
+      out.write(lineOf(s.snapshotAt(now)) + "\n")
+    })
   })
 
 /** @internal */

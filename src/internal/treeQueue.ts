@@ -374,6 +374,178 @@ class ItemTelemetry<E, R> {
   }
 }
 
+/**
+ * One run's bookkeeping: the frontier, the counters and the idle workers. Every node's counter is settled here, so
+ * the rule "a node ends when its process and every child's subtree ended" is in one place (`settle`).
+ */
+class TreeRun<E, R> {
+  readonly frontier: Frontier<E, R>
+  readonly report: UnsafeSession
+  readonly flush: Reporter["flush"]
+  private readonly idle: Array<Deferred.Deferred<void>> = []
+  private seq = 0
+  /** Nodes enqueued and not yet finished (afterChildren included). */
+  outstanding = 0
+  stopping = false
+  processed = 0
+  afterCount = 0
+  readonly byKind = new Map<string, number>()
+
+  constructor(order: Order, session: Session, readonly telemetry: ItemTelemetry<E, R>) {
+    this.frontier = order === "fifo" ? fifo() : order === "lifo" ? lifo() : heap()
+    const reporter = reporterOf(session)
+    this.report = reporter.unsafe
+    this.flush = reporter.flush
+  }
+
+  wakeAll(): void {
+    for (const d of this.idle.splice(0)) Deferred.unsafeDone(d, Exit.void)
+  }
+
+  /** A deferred that the next `push` (or the run's end) completes. */
+  waitForWork(): Deferred.Deferred<void> {
+    const d = Deferred.unsafeMake<void>(FiberId.none)
+    this.idle.push(d)
+    return d
+  }
+
+  readonly push = (item: Item<E, R>, parent: Node<E, R> | undefined): void => {
+    const priority = item.priority ?? 0
+    this.frontier.push({ item, parent, seq: this.seq++, priority, pending: 1, closed: false })
+    this.outstanding++
+    if (parent !== undefined) parent.pending++
+    const d = this.idle.pop()
+    if (d !== undefined) Deferred.unsafeDone(d, Exit.void)
+    if (item.trackOverall === true) this.report.addTotal(1)
+  }
+
+  readonly queued = (): Effect.Effect<void> => {
+    this.report.setQueueSize(this.frontier.size())
+    return this.flush(Effect.void)
+  }
+
+  /** A node's `process` ended: counted, and its own unit of work settled (`settle`). */
+  processDone(node: Node<E, R>, kind: string, workerId: number): Effect.Effect<void, E, R> {
+    node.closed = true
+    this.processed++
+    this.byKind.set(kind, (this.byKind.get(kind) ?? 0) + 1)
+    if (node.item.trackOverall === true) this.report.addCompleted(1)
+    return this.settle(node, workerId)
+  }
+
+  /**
+   * Ends one unit of a node's work (its own process, or a child's whole subtree) and walks up while counters
+   * reach zero. Synchronous until a node with `afterChildren`: that one runs as an Effect, then the walk goes on.
+   */
+  settle(from: Node<E, R> | undefined, workerId: number): Effect.Effect<void, E, R> {
+    let node = from
+    while (node !== undefined) {
+      if (--node.pending > 0) return Effect.void
+      if (node.item.afterChildren !== undefined) return this.afterChildren(node, workerId)
+      if (--this.outstanding === 0) this.wakeAll()
+      node = node.parent
+    }
+    return Effect.void
+  }
+
+  private afterChildren(done: Node<E, R>, workerId: number): Effect.Effect<void, E, R> {
+    this.report.setWorker(workerId, `${kindOf(done.item)}: after children`)
+    return this.flush(Effect.suspend(() => done.item.afterChildren!())).pipe(
+      Effect.zipRight(Effect.suspend(() => {
+        this.afterCount++
+        if (--this.outstanding === 0) this.wakeAll()
+        return this.settle(done.parent, workerId)
+      }))
+    )
+  }
+
+  summary(elapsedMillis: number): Summary {
+    return {
+      processed: this.processed,
+      afterChildren: this.afterCount,
+      byKind: Object.fromEntries(this.byKind),
+      elapsed: Duration.millis(elapsedMillis)
+    }
+  }
+}
+
+/** One worker fiber of a run: takes nodes until the frontier is empty and nothing is outstanding, or the run stops. */
+class TreeWorker<E, R> {
+  /** When the item in `process` started, by the clock, while it runs without a span (else undefined). */
+  private started: bigint | undefined = undefined
+  /**
+   * The end of the worker's last item when it went straight on to take the next one (no wait, no afterChildren
+   * between): that item's start, so an item costs one clock reading, not two (two cost a 111k-item run of empty
+   * items a good part of its 1.2-1.6x base's time: bench/RESULTS.md, "Telemetry cost").
+   */
+  private lastEnd: bigint | undefined = undefined
+  private readonly loop: Effect.Effect<void, E, R> = Effect.suspend(() => this.next())
+
+  constructor(private readonly run: TreeRun<E, R>, private readonly workerId: number) {}
+
+  readonly setDescription = (text: string): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      this.run.report.setWorker(this.workerId, text)
+      return this.run.flush(Effect.void)
+    })
+
+  /** The worker's whole life: its loop, a failure of its item counted, and its end reported. */
+  get fiber(): Effect.Effect<void, E, R> {
+    // The item in `process` when the worker failed (not in `afterChildren`), without a span to count it.
+    const failed = Effect.onError(this.loop, (cause) =>
+      Effect.sync(() => {
+        if (this.started !== undefined) this.run.telemetry.ended(this.started, cause)
+      }))
+    return failed.pipe(Effect.ensuring(Effect.suspend(() => {
+      this.run.report.workerDone(this.workerId)
+      return this.run.flush(Effect.void)
+    })))
+  }
+
+  private next(): Effect.Effect<void, E, R> {
+    const run = this.run
+    const node = run.stopping ? undefined : run.frontier.take()
+    if (node === undefined) return this.waitOrEnd()
+    const item = node.item
+    const kind = kindOf(item)
+    const done = () => this.done(node, kind)
+    run.report.setQueueSize(run.frontier.size())
+    run.report.setWorker(this.workerId, kind)
+    const processing = item.process(itemContext(node, this.workerId, run.push, run.queued, this.setDescription))
+    if (run.telemetry.spans.enabled) {
+      return run.flush(Effect.flatMap(run.telemetry.traced(node, kind, this.workerId, processing), done))
+    }
+    // No span (no tracer installed: telemetry.ts `tracing`): the metrics ride on the continuation the item
+    // needs anyway, and a failure is counted once by the worker (`onError` in `fiber`). A frame of their own per
+    // item (`onExit`, or even one `matchCauseEffect` in place of this `flatMap`) made a 111k-item run of empty
+    // items 1.7-2.2x base's time.
+    this.started = this.lastEnd ?? run.telemetry.spans.now()
+    this.lastEnd = undefined
+    return run.flush(Effect.flatMap(processing, done))
+  }
+
+  /** Nothing to take: the worker ends when the run stops or nothing is outstanding, else waits for a `push`. */
+  private waitOrEnd(): Effect.Effect<void, E, R> {
+    const run = this.run
+    this.lastEnd = undefined
+    if (run.stopping || run.outstanding === 0) return run.flush(Effect.void)
+    const d = run.waitForWork()
+    run.report.workerWaiting(this.workerId)
+    return run.flush(Effect.zipRight(Deferred.await(d), this.loop))
+  }
+
+  private done(node: Node<E, R>, kind: string): Effect.Effect<void, E, R> {
+    if (this.started !== undefined) {
+      this.lastEnd = this.run.telemetry.ended(this.started, undefined)
+      this.started = undefined
+    }
+    const next = this.run.processDone(node, kind, this.workerId)
+    if (next === Effect.void) return this.loop
+    this.lastEnd = undefined // an afterChildren runs first: not part of the next item
+    return Effect.zipRight(next, this.loop)
+  }
+}
+
 const runWith = <E, R>(
   initial: ReadonlyArray<Item<E, R>>,
   workerCount: number,
@@ -383,154 +555,28 @@ const runWith = <E, R>(
   title: string
 ): Effect.Effect<Summary, E, R | Scope.Scope> =>
   Effect.gen(function*() {
-    const frontier: Frontier<E, R> = order === "fifo" ? fifo() : order === "lifo" ? lifo() : heap()
-    const reporter = reporterOf(session)
-    const report = reporter.unsafe
-    const flush = reporter.flush
-    const idle: Array<Deferred.Deferred<void>> = []
-    let seq = 0
-    let outstanding = 0 // nodes enqueued and not yet finished (afterChildren included)
-    let stopping = false
-    let processed = 0
-    let afterCount = 0
-    const byKind = new Map<string, number>()
-
-    const wakeAll = () => {
-      for (const d of idle.splice(0)) Deferred.unsafeDone(d, Exit.void)
-    }
-    const push = (item: Item<E, R>, parent: Node<E, R> | undefined): void => {
-      const priority = item.priority ?? 0
-      frontier.push({ item, parent, seq: seq++, priority, pending: 1, closed: false })
-      outstanding++
-      if (parent !== undefined) parent.pending++
-      const d = idle.pop()
-      if (d !== undefined) Deferred.unsafeDone(d, Exit.void)
-      if (item.trackOverall === true) report.addTotal(1)
-    }
-
-    for (const item of initial) push(item, undefined)
-    report.setQueueSize(frontier.size())
-    yield* flush(Effect.void)
+    const run = new TreeRun<E, R>(order, session, yield* ItemTelemetry.make<E, R>(title))
+    for (const item of initial) run.push(item, undefined)
+    run.report.setQueueSize(run.frontier.size())
+    yield* run.flush(Effect.void)
     const start = yield* Clock.currentTimeMillis
-
-    /**
-     * Ends one unit of a node's work (its own process, or a child's whole subtree) and walks up while counters
-     * reach zero. Synchronous until a node with `afterChildren`: that one runs as an Effect, then the walk goes on.
-     */
-    const settle = (from: Node<E, R> | undefined, workerId: number): Effect.Effect<void, E, R> => {
-      let node = from
-      while (node !== undefined) {
-        if (--node.pending > 0) return Effect.void
-        const after = node.item.afterChildren
-        if (after !== undefined) {
-          const done = node
-          report.setWorker(workerId, `${kindOf(done.item)}: after children`)
-          return flush(Effect.suspend(() => done.item.afterChildren!())).pipe(
-            Effect.zipRight(Effect.suspend(() => {
-              afterCount++
-              if (--outstanding === 0) wakeAll()
-              return settle(done.parent, workerId)
-            }))
-          )
-        }
-        if (--outstanding === 0) wakeAll()
-        node = node.parent
-      }
-      return Effect.void
-    }
-
-    const telemetry = yield* ItemTelemetry.make<E, R>(title)
-
-    const queued = () => {
-      report.setQueueSize(frontier.size())
-      return flush(Effect.void)
-    }
-
-    const worker = (workerId: number): Effect.Effect<void, E, R> => {
-      // When the item in `process` started, by the clock, while it runs without a span (else undefined).
-      let started: bigint | undefined = undefined
-      // The end of the worker's last item when it went straight on to take the next one (no wait, no
-      // afterChildren between): that item's start, so an item costs one clock reading, not two (two cost a
-      // 111k-item run of empty items a good part of its 1.2-1.6x base's time: bench/RESULTS.md, "Telemetry cost").
-      let lastEnd: bigint | undefined = undefined
-      const setDescription = (text: string) =>
-        Effect.suspend(() => {
-          report.setWorker(workerId, text)
-          return flush(Effect.void)
-        })
-      const loop: Effect.Effect<void, E, R> = Effect.suspend(() => {
-        const node = stopping ? undefined : frontier.take()
-        if (node === undefined) {
-          lastEnd = undefined
-          if (stopping || outstanding === 0) return flush(Effect.void)
-          const d = Deferred.unsafeMake<void>(FiberId.none)
-          idle.push(d)
-          report.workerWaiting(workerId)
-          return flush(Effect.zipRight(Deferred.await(d), loop))
-        }
-        const item = node.item
-        const kind = kindOf(item)
-        const done = () => {
-          if (started !== undefined) {
-            lastEnd = telemetry.ended(started, undefined)
-            started = undefined
-          }
-          node.closed = true
-          processed++
-          byKind.set(kind, (byKind.get(kind) ?? 0) + 1)
-          if (item.trackOverall === true) report.addCompleted(1)
-          const next = settle(node, workerId)
-          if (next === Effect.void) return loop
-          lastEnd = undefined // an afterChildren runs first: not part of the next item
-          return Effect.zipRight(next, loop)
-        }
-        report.setQueueSize(frontier.size())
-        report.setWorker(workerId, kind)
-        const processing = item.process(itemContext(node, workerId, push, queued, setDescription))
-        if (telemetry.spans.enabled) {
-          return flush(Effect.flatMap(telemetry.traced(node, kind, workerId, processing), done))
-        }
-        // No span (no tracer installed: telemetry.ts `tracing`): the metrics ride on the continuation the item
-        // needs anyway, and a failure is counted once by the worker (`onError` below). A frame of their own per
-        // item (`onExit`, or even one `matchCauseEffect` in place of this `flatMap`) made a 111k-item run of empty
-        // items 1.7-2.2x base's time.
-        started = lastEnd ?? telemetry.spans.now()
-        lastEnd = undefined
-        return flush(Effect.flatMap(processing, done))
-      })
-      // The item in `process` when the worker failed (not in `afterChildren`), without a span to count it.
-      const failed = Effect.onError(loop, (cause) =>
-        Effect.sync(() => {
-          if (started !== undefined) telemetry.ended(started, cause)
-        }))
-      return failed.pipe(Effect.ensuring(Effect.suspend(() => {
-        report.workerDone(workerId)
-        return flush(Effect.void)
-      })))
-    }
-
     const ids = Array.from({ length: workerCount }, (_, i) => i + 1)
     // The workers run outside this fiber's interruption: a graceful stop lets them finish their item.
     const pool = yield* Effect.forkScoped(
-      Effect.forEach(ids, worker, { concurrency: "unbounded", discard: true })
+      Effect.forEach(ids, (id) => new TreeWorker(run, id).fiber, { concurrency: "unbounded", discard: true })
     )
     const signalWatch = new SignalWatch()
     yield* signalWatch.watch
     const stop = graceful
       ? Effect.suspend(() => {
-        stopping = true
-        wakeAll()
-        report.setStopping?.()
+        run.stopping = true
+        run.wakeAll()
+        run.report.setStopping?.()
         signalWatch.onDrain(() => pool.unsafeInterruptAsFork(FiberId.none))
-        return flush(Fiber.await(pool))
+        return run.flush(Fiber.await(pool))
       })
       : Fiber.interrupt(pool)
     yield* Fiber.join(pool).pipe(Effect.onInterrupt(() => Effect.zipRight(stop, signalWatch.afterInterrupt)))
     const end = yield* Clock.currentTimeMillis
-    return {
-      processed,
-      afterChildren: afterCount,
-      byKind: Object.fromEntries(byKind),
-      elapsed: Duration.millis(end - start)
-    }
+    return run.summary(end - start)
   })

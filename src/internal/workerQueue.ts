@@ -491,39 +491,33 @@ export class WorkerQueueImpl<I, A, E, R, K> implements WorkerQueue.WorkerQueue<I
   }
 
   // One span for the batch, the parent of the runs its items start (a span per item would cost more than the
-  // item on a memory-cache hit).
-  readonly requireAllExit = (items: Iterable<I>): Effect.Effect<Array<Outcome<A, E>>> =>
-    useSpanWhenTraced(
+  // item on a memory-cache hit). `then` reads the settled batch.
+  private tracedBatch<B, X>(
+    items: Iterable<I>,
+    then: (batch: Effect.Effect<Array<Entry<K, I, A, E> | Outcome<A, E>>>) => Effect.Effect<B, X>
+  ): Effect.Effect<B, X> {
+    return useSpanWhenTraced(
       "WorkerQueue.requireAll",
       this.spanOptions,
-      (span) =>
-        Effect.uninterruptibleMask((restore) =>
-          Effect.suspend(() =>
-            Effect.map(this.batch(items, restore, span), (entries) => entries.map((e) => exitOf(e)!))
-          )
-        )
+      (span) => Effect.uninterruptibleMask((restore) => Effect.suspend(() => then(this.batch(items, restore, span))))
     )
+  }
+
+  readonly requireAllExit = (items: Iterable<I>): Effect.Effect<Array<Outcome<A, E>>> =>
+    this.tracedBatch(items, (batch) => Effect.map(batch, (entries) => entries.map((e) => exitOf(e)!)))
 
   readonly requireAll = (items: Iterable<I>): Effect.Effect<Array<A>, E | WorkerQueueError> =>
-    useSpanWhenTraced(
-      "WorkerQueue.requireAll",
-      this.spanOptions,
-      (span) =>
-        Effect.uninterruptibleMask((restore) =>
-          Effect.suspend(() =>
-            Effect.flatMap(this.batch(items, restore, span), (entries) => {
-              // Read in input order, so the failure reported is the first one.
-              const values = new Array<A>(entries.length)
-              for (let i = 0; i < entries.length; i++) {
-                const exit = exitOf(entries[i]!)!
-                if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
-                values[i] = exit.value
-              }
-              return Effect.succeed(values)
-            })
-          )
-        )
-    )
+    this.tracedBatch(items, (batch) =>
+      Effect.flatMap(batch, (entries) => {
+        // Read in input order, so the failure reported is the first one.
+        const values = new Array<A>(entries.length)
+        for (let i = 0; i < entries.length; i++) {
+          const exit = exitOf(entries[i]!)!
+          if (Exit.isFailure(exit)) return Effect.failCause(exit.cause)
+          values[i] = exit.value
+        }
+        return Effect.succeed(values)
+      }))
 
   // The Promise twin of `require` for plain TypeScript: the same synchronous registration, then one Promise per
   // entry shared by all its callers (as DataLoader shares one per key), instead of a fiber per caller. A Promise

@@ -16,8 +16,10 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import type { Redis } from "ioredis"
 import { randomUUID } from "node:crypto"
 import type { OptionError } from "../../OptionError.js"
+import type { RedisResultCache } from "../../redis/ResultCache.js"
 import type * as RedisWorkerQueue from "../../redis/WorkerQueue.js"
 import type * as ResultCache from "../../ResultCache.js"
 import * as WorkerQueue from "../../WorkerQueue.js"
@@ -75,14 +77,19 @@ return 1
 
 type Signal = "done" | "failed" | "expired" | "reconnected"
 
-/** @internal */
-export const make = <I, A, E = never, R = never, K = I>(
+/** The options checked once, with their defaults. */
+interface Config<I, A, E, R, K> {
+  readonly lockTtl: Duration.Duration
+  readonly lockTtlMillis: number
+  readonly cache: RedisResultCache<K, A>
+  readonly itemKey: (item: I) => K
+  readonly lockPrefix: string
+  readonly worker: (item: I) => Effect.Effect<A, E, R>
+}
+
+const configOf = <I, A, E, R, K>(
   options: RedisWorkerQueue.Options<I, A, E, R, K>
-): Effect.Effect<
-  WorkerQueue.WorkerQueue<I, A, E | RedisError>,
-  OptionError | RedisError,
-  RedisClient | Scope.Scope | R
-> =>
+): Effect.Effect<Config<I, A, E, R, K>, OptionError> =>
   Effect.gen(function*() {
     const lockTtl = yield* check.duration("lockTimeToLive", options.lockTimeToLive, "10 seconds")
     const lockTtlMillis = Math.round(Duration.toMillis(lockTtl))
@@ -109,175 +116,251 @@ export const make = <I, A, E = never, R = never, K = I>(
     )
     const itemKey = keyOf === undefined ? (item: I) => item as unknown as K : keyOf
     const lockPrefix = options.lockPrefix ?? "effect-workers:lock:"
-    const channel = `${lockPrefix}:done`
-    const { client, duplicate } = yield* RedisClient
+    return { lockTtl, lockTtlMillis, cache, itemKey, lockPrefix, worker: options.worker }
+  })
 
-    // One subscription per queue: every completion of any item of this prefix is announced on one channel, and
-    // the message names the item's key. Waiters register before they look at Redis, so none misses its message.
-    const waiters = new Map<string, Set<Deferred.Deferred<Signal>>>()
-    const subscriber = yield* duplicate
+/** One call of the worker on one item: where its result and lock are, and the token its lock holds. */
+interface Flight<I, K> {
+  readonly item: I
+  readonly key: K
+  readonly storeKey: string
+  readonly lockKey: string
+  readonly token: string
+}
+
+/**
+ * The single-flight of one queue: the scripts, the waiters of its one subscription, and a worker that runs an item
+ * once per cluster (see the header).
+ */
+class SingleFlight<I, A, E, R, K> {
+  // One subscription per queue: every completion of any item of this prefix is announced on one channel, and
+  // the message names the item's key. Waiters register before they look at Redis, so none misses its message.
+  private readonly waiters = new Map<string, Set<Deferred.Deferred<Signal>>>()
+  private readonly channel: string
+  private readonly acquireCmd: (...args: Array<string | number>) => Promise<unknown>
+  private readonly refreshCmd: (...args: Array<string | number>) => Promise<unknown>
+  private readonly completeCmd: (...args: Array<string | number>) => Promise<unknown>
+  private readonly releaseCmd: (...args: Array<string | number>) => Promise<unknown>
+  private readonly owner = randomUUID()
+  private counter = 0
+  private readonly storeRetry: Schedule.Schedule<unknown>
+
+  constructor(
+    private readonly config: Config<I, A, E, R, K>,
+    client: Redis,
+    private readonly scope: Scope.Scope
+  ) {
+    this.channel = `${config.lockPrefix}:done`
+    this.acquireCmd = defineScript(client, "ewSingleFlightAcquire", acquireScript, 2)
+    this.refreshCmd = defineScript(client, "ewSingleFlightRefresh", refreshScript, 1)
+    this.completeCmd = defineScript(client, "ewSingleFlightComplete", completeScript, 2)
+    this.releaseCmd = defineScript(client, "ewSingleFlightRelease", releaseScript, 1)
+    this.storeRetry = Schedule.exponential("50 millis").pipe(
+      Schedule.union(Schedule.spaced("1 second")),
+      Schedule.upTo(config.lockTtl)
+    )
+  }
+
+  private wake(set: Set<Deferred.Deferred<Signal>> | undefined, signal: Signal): void {
+    if (set) { for (const deferred of set) Deferred.unsafeDone(deferred, Exit.succeed(signal)) }
+  }
+
+  /** Subscribes `subscriber` (a connection of its own) to the queue's channel, and wakes the waiters it names. */
+  listen(subscriber: Redis): Effect.Effect<void, RedisError> {
+    const channel = this.channel
     subscriber.on("message", (from: string, message: string) => {
       if (from !== channel) return
-      const signal: Signal = message[0] === "+" ? "done" : "failed"
-      const set = waiters.get(message.slice(1))
-      if (set) { for (const deferred of set) Deferred.unsafeDone(deferred, Exit.succeed(signal)) }
+      this.wake(this.waiters.get(message.slice(1)), message[0] === "+" ? "done" : "failed")
     })
-    yield* command("SUBSCRIBE", () => subscriber.subscribe(channel))
-    // A notification published while the subscriber is away (Redis restarting, a dropped connection) is lost, and
-    // its waiters would sleep until their lock wait ran out. So once the subscriber is back (ioredis subscribes it
-    // again; this SUBSCRIBE is answered after that one), every waiter looks again.
-    subscriber.on("ready", () => {
-      subscriber.subscribe(channel).then(() => {
-        for (const set of waiters.values()) {
-          for (const deferred of set) Deferred.unsafeDone(deferred, Exit.succeed("reconnected"))
-        }
-      }, () => {})
-    })
-
-    const acquireCmd = defineScript(client, "ewSingleFlightAcquire", acquireScript, 2)
-    const refreshCmd = defineScript(client, "ewSingleFlightRefresh", refreshScript, 1)
-    const completeCmd = defineScript(client, "ewSingleFlightComplete", completeScript, 2)
-    const releaseCmd = defineScript(client, "ewSingleFlightRelease", releaseScript, 1)
-    const owner = randomUUID()
-    let counter = 0
-    const scope = yield* Effect.scope
-    const storeRetry = Schedule.exponential("50 millis").pipe(
-      Schedule.union(Schedule.spaced("1 second")),
-      Schedule.upTo(lockTtl)
-    )
-
-    const register = (storeKey: string) =>
-      Effect.acquireRelease(
-        Effect.map(Deferred.make<Signal>(), (deferred) => {
-          let set = waiters.get(storeKey)
-          if (!set) waiters.set(storeKey, set = new Set())
-          set.add(deferred)
-          return deferred
-        }),
-        (deferred) =>
-          Effect.sync(() => {
-            const set = waiters.get(storeKey)
-            if (set?.delete(deferred) && set.size === 0) waiters.delete(storeKey)
-          })
-      )
-
-    const runHolding = (
-      item: I,
-      storeKey: string,
-      lockKey: string,
-      token: string
-    ): Effect.Effect<A, E | RedisError, R> => {
-      // Extends the lock every third of its time to live while the worker runs. A lock that lapsed while nobody
-      // wanted the item is taken again, so a stall costs a second run only if another process asked meanwhile.
-      const refresher = Effect.gen(function*() {
-        while (true) {
-          yield* Effect.sleep(Duration.millis(Math.max(10, Math.floor(lockTtlMillis / 3))))
-          const state = yield* command("EVAL", () => refreshCmd(lockKey, token, lockTtlMillis)).pipe(
-            Effect.catchAll((error) =>
-              Effect.as(Effect.logWarning("RedisWorkerQueue: refreshing a lock failed", error), 1)
-            )
-          )
-          if (state === 2) {
-            yield* Effect.logWarning(
-              `RedisWorkerQueue: the lock of ${storeKey} lapsed during its run; nobody had taken it, taken again`
-            )
-          } else if (state === 0) {
-            return yield* Effect.logWarning(
-              `RedisWorkerQueue: lost the lock of ${storeKey} during its run (a stall longer than lockTimeToLive); another process runs it too`
-            )
-          }
-        }
-      })
-      const release = command(
-        "EVAL",
-        () => releaseCmd(lockKey, token, channel, `-${storeKey}`)
-      ).pipe(Effect.catchAll((error) => Effect.logWarning("RedisWorkerQueue: releasing a lock failed", error)))
-      const complete = (value: A) =>
-        Effect.matchEffect(cache.encode(storeKey, value), {
-          onFailure: (error) =>
-            Effect.zipRight(
-              Effect.logWarning(`RedisWorkerQueue: storing the result of ${storeKey} failed`, error),
-              release
-            ),
-          onSuccess: (raw) => {
-            const store = command(
-              "EVAL",
-              () => completeCmd(storeKey, lockKey, token, raw, cache.timeToLiveMillis, channel, `+${storeKey}`)
-            ).pipe(
-              Effect.tap((held) =>
-                held === 1 ? Effect.void : Effect.logWarning(
-                  `RedisWorkerQueue: the lock of ${storeKey} was no longer ours when its result was stored (a stall longer than lockTimeToLive, or Redis away); another process may have run it too`
-                )
-              )
-            )
-            // Redis away (restarting, unreachable): the caller has its value at once, and the result is stored in
-            // the background as soon as Redis answers, for as long as the lock would have lived, so the processes
-            // waiting for it get it instead of running the item again once the lock expires.
-            return Effect.catchAll(store, (error) =>
-              Effect.logWarning(`RedisWorkerQueue: storing the result of ${storeKey} failed; retrying`, error).pipe(
-                Effect.zipRight(
-                  store.pipe(
-                    Effect.retry({ schedule: storeRetry }),
-                    Effect.catchAll(() => release),
-                    Effect.forkIn(scope)
-                  )
-                ),
-                Effect.asVoid
-              ))
-          }
+    return command("SUBSCRIBE", () => subscriber.subscribe(channel)).pipe(
+      Effect.tap(() => {
+        // A notification published while the subscriber is away (Redis restarting, a dropped connection) is lost, and
+        // its waiters would sleep until their lock wait ran out. So once the subscriber is back (ioredis subscribes it
+        // again; this SUBSCRIBE is answered after that one), every waiter looks again.
+        subscriber.on("ready", () => {
+          subscriber.subscribe(channel).then(() => {
+            for (const set of this.waiters.values()) this.wake(set, "reconnected")
+          }, () => {})
         })
-      return Effect.scoped(Effect.zipRight(Effect.forkScoped(refresher), options.worker(item))).pipe(
-        Effect.onExit((exit) =>
-          Exit.isSuccess(exit) ? complete(exit.value) : release
+      }),
+      Effect.asVoid
+    )
+  }
+
+  private register(storeKey: string): Effect.Effect<Deferred.Deferred<Signal>, never, Scope.Scope> {
+    return Effect.acquireRelease(
+      Effect.map(Deferred.make<Signal>(), (deferred) => {
+        let set = this.waiters.get(storeKey)
+        if (!set) this.waiters.set(storeKey, set = new Set())
+        set.add(deferred)
+        return deferred
+      }),
+      (deferred) =>
+        Effect.sync(() => {
+          const set = this.waiters.get(storeKey)
+          if (set?.delete(deferred) && set.size === 0) this.waiters.delete(storeKey)
+        })
+    )
+  }
+
+  /** The worker of the in-process queue: a run of `item` once per cluster, or the result another process stored. */
+  readonly worker = (item: I): Effect.Effect<A, E | RedisError, R> =>
+    Effect.suspend(() => {
+      const key = this.config.itemKey(item)
+      const storeKey = this.config.cache.storeKey(key)
+      const lockKey = this.config.lockPrefix + storeKey
+      return this.attempt({ item, key, storeKey, lockKey, token: `${this.owner}:${this.counter++}` })
+    })
+
+  /** Takes the result, or the lock and runs the worker, or waits for the holder and tries again. */
+  private attempt(flight: Flight<I, K>): Effect.Effect<A, E | RedisError, R> {
+    return Effect.scoped(this.look(flight)).pipe(
+      Effect.flatMap((next): Effect.Effect<A, E | RedisError, R> =>
+        next._tag === "Done" ? Effect.succeed(next.value) : next._tag === "Run"
+          ? this.runHolding(flight)
+          : this.attempt(flight)
+      )
+    )
+  }
+
+  private look(flight: Flight<I, K>) {
+    return Effect.gen(this, function*() {
+      const { key, lockKey, storeKey, token } = flight
+      const signal = yield* this.register(storeKey)
+      const [state, value] = (yield* command(
+        "EVAL",
+        () => this.acquireCmd(storeKey, lockKey, token, this.config.lockTtlMillis)
+      )) as [number, string | number]
+      if (state === 2) {
+        const decoded = yield* this.config.cache.decode(storeKey, value as string)
+        if (Option.isSome(decoded)) return { _tag: "Done", value: decoded.value } as const
+        // Unreadable (another schema version): drop it and compute it again.
+        yield* Effect.ignore(this.config.cache.delete(key))
+        return { _tag: "Again" } as const
+      }
+      if (state === 1) return { _tag: "Run" } as const
+      // Held elsewhere: wait for its notification, or for the lock to expire if its holder died.
+      const wait = Math.min(this.config.lockTtlMillis, Math.max(1, (value as number) + 1))
+      yield* Deferred.await(signal).pipe(
+        Effect.timeoutTo({
+          duration: Duration.millis(wait),
+          onTimeout: (): Signal => "expired",
+          onSuccess: (s) => s
+        })
+      )
+      return { _tag: "Again" } as const
+    })
+  }
+
+  private runHolding(flight: Flight<I, K>): Effect.Effect<A, E | RedisError, R> {
+    return Effect.scoped(Effect.zipRight(Effect.forkScoped(this.refresher(flight)), this.config.worker(flight.item)))
+      .pipe(
+        Effect.onExit((exit) => Exit.isSuccess(exit) ? this.complete(flight, exit.value) : this.release(flight))
+      )
+  }
+
+  /**
+   * Extends the lock every third of its time to live while the worker runs. A lock that lapsed while nobody
+   * wanted the item is taken again, so a stall costs a second run only if another process asked meanwhile.
+   */
+  private refresher({ lockKey, storeKey, token }: Flight<I, K>): Effect.Effect<void> {
+    return Effect.gen(this, function*() {
+      const lockTtlMillis = this.config.lockTtlMillis
+      while (true) {
+        yield* Effect.sleep(Duration.millis(Math.max(10, Math.floor(lockTtlMillis / 3))))
+        const state = yield* command("EVAL", () => this.refreshCmd(lockKey, token, lockTtlMillis)).pipe(
+          Effect.catchAll((error) =>
+            Effect.as(Effect.logWarning("RedisWorkerQueue: refreshing a lock failed", error), 1)
+          )
+        )
+        if (state === 2) {
+          yield* Effect.logWarning(
+            `RedisWorkerQueue: the lock of ${storeKey} lapsed during its run; nobody had taken it, taken again`
+          )
+        } else if (state === 0) {
+          return yield* Effect.logWarning(
+            `RedisWorkerQueue: lost the lock of ${storeKey} during its run (a stall longer than lockTimeToLive); another process runs it too`
+          )
+        }
+      }
+    })
+  }
+
+  private release({ lockKey, storeKey, token }: Flight<I, K>): Effect.Effect<void> {
+    return command(
+      "EVAL",
+      () => this.releaseCmd(lockKey, token, this.channel, `-${storeKey}`)
+    ).pipe(Effect.catchAll((error) => Effect.logWarning("RedisWorkerQueue: releasing a lock failed", error)))
+  }
+
+  /** Stores the result and releases the lock (one script, which also wakes the waiters). */
+  private complete(flight: Flight<I, K>, value: A): Effect.Effect<void> {
+    const { storeKey } = flight
+    return Effect.matchEffect(this.config.cache.encode(storeKey, value), {
+      onFailure: (error) =>
+        Effect.zipRight(
+          Effect.logWarning(`RedisWorkerQueue: storing the result of ${storeKey} failed`, error),
+          this.release(flight)
+        ),
+      onSuccess: (raw) => this.store(flight, raw)
+    })
+  }
+
+  private store(flight: Flight<I, K>, raw: string): Effect.Effect<void> {
+    const { lockKey, storeKey, token } = flight
+    const cache = this.config.cache
+    const store = command(
+      "EVAL",
+      () => this.completeCmd(storeKey, lockKey, token, raw, cache.timeToLiveMillis, this.channel, `+${storeKey}`)
+    ).pipe(
+      Effect.tap((held) =>
+        held === 1 ? Effect.void : Effect.logWarning(
+          `RedisWorkerQueue: the lock of ${storeKey} was no longer ours when its result was stored (a stall longer than lockTimeToLive, or Redis away); another process may have run it too`
         )
       )
-    }
-
-    const worker = (item: I): Effect.Effect<A, E | RedisError, R> =>
-      Effect.suspend(() => {
-        const key = itemKey(item)
-        const storeKey = cache.storeKey(key)
-        const lockKey = lockPrefix + storeKey
-        const token = `${owner}:${counter++}`
-        const attempt: Effect.Effect<A, E | RedisError, R> = Effect.scoped(Effect.gen(function*() {
-          const signal = yield* register(storeKey)
-          const [state, value] = (yield* command(
-            "EVAL",
-            () => acquireCmd(storeKey, lockKey, token, lockTtlMillis)
-          )) as [number, string | number]
-          if (state === 2) {
-            const decoded = yield* cache.decode(storeKey, value as string)
-            if (Option.isSome(decoded)) return { _tag: "Done", value: decoded.value } as const
-            // Unreadable (another schema version): drop it and compute it again.
-            yield* Effect.ignore(cache.delete(key))
-            return { _tag: "Again" } as const
-          }
-          if (state === 1) return { _tag: "Run" } as const
-          // Held elsewhere: wait for its notification, or for the lock to expire if its holder died.
-          const wait = Math.min(lockTtlMillis, Math.max(1, (value as number) + 1))
-          yield* Deferred.await(signal).pipe(
-            Effect.timeoutTo({
-              duration: Duration.millis(wait),
-              onTimeout: (): Signal => "expired",
-              onSuccess: (s) => s
-            })
-          )
-          return { _tag: "Again" } as const
-        })).pipe(
-          Effect.flatMap((next): Effect.Effect<A, E | RedisError, R> =>
-            next._tag === "Done" ? Effect.succeed(next.value) : next._tag === "Run"
-              ? runHolding(item, storeKey, lockKey, token)
-              : attempt
-          )
+    )
+    // Redis away (restarting, unreachable): the caller has its value at once, and the result is stored in
+    // the background as soon as Redis answers, for as long as the lock would have lived, so the processes
+    // waiting for it get it instead of running the item again once the lock expires.
+    return Effect.catchAll(
+      store,
+      (error) =>
+        Effect.logWarning(`RedisWorkerQueue: storing the result of ${storeKey} failed; retrying`, error).pipe(
+          Effect.zipRight(
+            store.pipe(
+              Effect.retry({ schedule: this.storeRetry }),
+              Effect.catchAll(() => this.release(flight)),
+              Effect.forkIn(this.scope)
+            )
+          ),
+          Effect.asVoid
         )
-        return attempt
-      })
+    )
+  }
+}
 
+/** @internal */
+export const make = <I, A, E = never, R = never, K = I>(
+  options: RedisWorkerQueue.Options<I, A, E, R, K>
+): Effect.Effect<
+  WorkerQueue.WorkerQueue<I, A, E | RedisError>,
+  OptionError | RedisError,
+  RedisClient | Scope.Scope | R
+> =>
+  Effect.gen(function*() {
+    const config = yield* configOf(options)
+    const { client, duplicate } = yield* RedisClient
+    const flights = new SingleFlight(config, client, yield* Effect.scope)
+    yield* flights.listen(yield* duplicate)
     const localCache: ResultCache.ResultCache<K, A> = {
-      get: cache.get,
+      get: config.cache.get,
       // The worker stores the result itself, before it releases the lock.
       set: () => Effect.void
     }
     const { cache: _cache, lockPrefix: _lockPrefix, lockTimeToLive: _lockTtl, ...queueOptions } = options
-    return yield* WorkerQueue.make<I, A, E | RedisError, R, K>({ ...queueOptions, worker, cache: localCache })
+    return yield* WorkerQueue.make<I, A, E | RedisError, R, K>({
+      ...queueOptions,
+      worker: flights.worker,
+      cache: localCache
+    })
   })
