@@ -7,6 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Fs from "node:fs"
 import * as Path from "node:path"
 import { pathToFileURL } from "node:url"
+import ts from "typescript"
 
 const root = Path.resolve(import.meta.dirname, "..")
 
@@ -82,6 +83,109 @@ describe("conventions (CONTRIBUTING.md)", () => {
     expect(wrong, "error classes without the identifier or TypeId").toEqual([])
   })
 })
+
+describe("structure (CONTRIBUTING.md, \"Structure\")", () => {
+  // Parsed once for both checks (about 1 s for src/ at load 8).
+  let files: Array<ts.SourceFile> | undefined
+  const parsed = () =>
+    files ??= sources(Path.join(root, "src")).map((file) =>
+      ts.createSourceFile(file, Fs.readFileSync(file, "utf8"), ts.ScriptTarget.Latest, true)
+    )
+
+  it("no function in src/ is longer than 150 lines", () => {
+    const long: Array<string> = []
+    let functions = 0
+    for (const source of parsed()) {
+      const visit = (node: ts.Node): void => {
+        if (ts.isFunctionLike(node) && "body" in node && node.body !== undefined) {
+          functions++
+          const lines = source.getLineAndCharacterOfPosition(node.end).line -
+            source.getLineAndCharacterOfPosition(node.getStart(source)).line
+          if (lines > MAX_FUNCTION_LINES) {
+            const at = source.getLineAndCharacterOfPosition(node.getStart(source)).line + 1
+            long.push(`${Path.relative(root, source.fileName)}:${at} (${lines} lines)`)
+          }
+        }
+        ts.forEachChild(node, visit)
+      }
+      visit(source)
+    }
+    expect(functions).toBeGreaterThan(500)
+    expect(long, "functions over 150 lines: split them into named parts").toEqual([])
+  })
+
+  it("no import cycle in src/ beyond type-only imports", () => {
+    const graph = new Map(parsed().map((source) => [source.fileName, runtimeImports(source)]))
+    expect([...graph.values()].flat().length).toBeGreaterThan(100)
+    expect(cyclesOf(graph).map((cycle) => cycle.map((file) => Path.relative(root, file)).join(" -> "))).toEqual([])
+  })
+
+  it("the cycle finder finds a cycle (so the test above can fail)", () => {
+    expect(cyclesOf(new Map([["a", ["b"]], ["b", ["c"]], ["c", ["a"]], ["d", ["a"]]]))).toEqual([["a", "b", "c"]])
+  })
+})
+
+/** A function's length past which it should be split (CONTRIBUTING.md, "Structure"). */
+const MAX_FUNCTION_LINES = 150
+
+/** The relative imports and re-exports of a file that survive compilation (not `import type`, not all-`type` lists). */
+const runtimeImports = (source: ts.SourceFile): Array<string> => {
+  const targets: Array<string> = []
+  for (const statement of source.statements) {
+    let specifier: ts.Expression | undefined
+    let typeOnly = false
+    if (ts.isImportDeclaration(statement)) {
+      specifier = statement.moduleSpecifier
+      const clause = statement.importClause
+      const named = clause?.namedBindings
+      typeOnly = clause !== undefined && (clause.isTypeOnly || (clause.name === undefined && named !== undefined &&
+        ts.isNamedImports(named) && named.elements.length > 0 && named.elements.every((e) => e.isTypeOnly)))
+    } else if (ts.isExportDeclaration(statement) && statement.moduleSpecifier !== undefined) {
+      specifier = statement.moduleSpecifier
+      const named = statement.exportClause
+      typeOnly = statement.isTypeOnly || (named !== undefined && ts.isNamedExports(named) &&
+        named.elements.length > 0 && named.elements.every((e) => e.isTypeOnly))
+    }
+    if (specifier === undefined || typeOnly || !ts.isStringLiteral(specifier)) continue
+    if (!specifier.text.startsWith(".")) continue
+    const target = Path.resolve(Path.dirname(source.fileName), specifier.text).replace(/\.js$/, ".ts")
+    if (Fs.existsSync(target)) targets.push(target)
+  }
+  return targets
+}
+
+/** The strongly connected components of more than one file (or a file importing itself), by Tarjan's algorithm. */
+const cyclesOf = (graph: ReadonlyMap<string, ReadonlyArray<string>>): Array<Array<string>> => {
+  let next = 0
+  const index = new Map<string, number>()
+  const low = new Map<string, number>()
+  const stack: Array<string> = []
+  const onStack = new Set<string>()
+  const cycles: Array<Array<string>> = []
+  const connect = (file: string): void => {
+    index.set(file, next)
+    low.set(file, next++)
+    stack.push(file)
+    onStack.add(file)
+    for (const target of graph.get(file) ?? []) {
+      if (!index.has(target)) {
+        connect(target)
+        low.set(file, Math.min(low.get(file)!, low.get(target)!))
+      } else if (onStack.has(target)) low.set(file, Math.min(low.get(file)!, index.get(target)!))
+    }
+    if (low.get(file) !== index.get(file)) return
+    const component: Array<string> = []
+    let member: string
+    do {
+      member = stack.pop()!
+      onStack.delete(member)
+      component.push(member)
+    } while (member !== file)
+    if (component.length > 1 || (graph.get(file) ?? []).includes(file)) cycles.push(component.sort())
+  }
+  for (const file of graph.keys()) if (!index.has(file)) connect(file)
+  return cycles
+}
 
 const hasTag = (ctor: ErrorClass, name: string): boolean =>
   "fields" in ctor && typeof ctor.fields === "object" && ctor.fields !== null && "_tag" in ctor.fields &&
