@@ -117,6 +117,31 @@ describe("DurableQueue.memory", () => {
       expect((yield* queue.counts).running).toBe(2)
     }))
 
+  it.scoped("runBatch's types: with `result` the handler must succeed with a ReadonlyArray of the schema's type; without it, with anything (tsc checks the @ts-expect-error lines)", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({ name: "types", schema: Schema.Number })
+      // Type-checked only (test/ is in tsconfig.json's include): `checks` is never called.
+      const checks = () => [
+        queue.runBatch((values) => Effect.succeed(values.map(String)), { result: Schema.String }),
+        // The schema's Type is what the handler gives; its Encoded (here string) is what is stored.
+        queue.runBatch((values) => Effect.succeed(values), { result: Schema.NumberFromString, size: 10 }),
+        queue.runBatch((values) => Effect.fail(new DurableQueue.BatchFailure({ failures: [], results: values })), {
+          result: Schema.Number
+        }),
+        queue.runBatch(() => Effect.void),
+        queue.runBatch(() => Effect.succeed(42), { size: 5 }),
+        // @ts-expect-error with `result`, the handler succeeds with an array of results, not one value
+        queue.runBatch(() => Effect.succeed(42), { result: Schema.Number }),
+        // @ts-expect-error with `result`, void is no array of results
+        queue.runBatch(() => Effect.void, { result: Schema.Number }),
+        // @ts-expect-error the results are the schema's Type (numbers here), not strings
+        queue.runBatch((values) => Effect.succeed(values.map(String)), { result: Schema.Number }),
+        // @ts-expect-error `result` is a Schema
+        queue.runBatch((values) => Effect.succeed(values), { result: "number" })
+      ]
+      expect(typeof checks).toBe("function")
+    }))
+
   it.effect("runBatch: the queue closing under a taker waiting out maxWait puts its jobs back uncounted, never run", () =>
     Effect.gen(function*() {
       const store = new MemoryStore(30_000)
