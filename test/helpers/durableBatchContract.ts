@@ -323,7 +323,9 @@ export const batchCases = (test: Test) => {
         expect(status).toMatchObject({ state: "done", attempts: 4 })
         // The last failure (attempt 3) named what came and the batch's size.
         expect(status.lastError).toContain("the batch's results are not one per job")
-        expect(status.lastError).toMatch(/succeeded with an object \(\[object Object\]\) \(not an array\) for a batch of \d job\(s\)/)
+        expect(status.lastError).toMatch(
+          /succeeded with an object \(\[object Object\]\) \(not an array\) for a batch of \d job\(s\)/
+        )
         expect(yield* queue.result(`m${i}`, Schema.Number)).toEqual(Option.some(i + 100))
       }
       expect(yield* queue.deadLetters).toEqual([])
@@ -383,7 +385,9 @@ export const batchCases = (test: Test) => {
       for (const id of ["p1", "p3"]) {
         const status = yield* stateOf(queue, id)
         expect(status).toMatchObject({ state: "done", attempts: 3 })
-        expect(status.lastError).toMatch(/failed with a BatchFailure whose results hold (\d) result\(s\) for a batch of \d job\(s\)/)
+        expect(status.lastError).toMatch(
+          /failed with a BatchFailure whose results hold (\d) result\(s\) for a batch of \d job\(s\)/
+        )
         expect(Option.isNone(yield* queue.result(id, Schema.Number))).toBe(true)
       }
     }))

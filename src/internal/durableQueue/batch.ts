@@ -350,7 +350,9 @@ export class BatchWorker<A, X, E, R> {
         const given: unknown = (cause.error as { readonly results?: unknown }).results
         if (all === undefined && this.result !== undefined && given !== undefined) {
           results = aligned(given, handed.length)
-          if (results === undefined) all = Exit.fail(this.mismatch(given, handed.length, "failed with a BatchFailure whose results hold"))
+          if (results === undefined) {
+            all = Exit.fail(this.mismatch(given, handed.length, "failed with a BatchFailure whose results hold"))
+          }
         }
       } else {
         all = exit

@@ -11,7 +11,14 @@ export class DurableQueueError
   extends Schema.TaggedError<DurableQueueError>("effect-workers/DurableQueue/DurableQueueError")(
     "DurableQueueError",
     {
-      reason: Schema.Literal("StoreFailed", "EncodeFailed", "TimedOut", "ProgressRejected", "DecodeFailed", "ResultsMismatch"),
+      reason: Schema.Literal(
+        "StoreFailed",
+        "EncodeFailed",
+        "TimedOut",
+        "ProgressRejected",
+        "DecodeFailed",
+        "ResultsMismatch"
+      ),
       /** Which store: "redis", "sql" or "memory". */
       backend: Schema.String,
       queue: Schema.String,
