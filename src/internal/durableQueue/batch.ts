@@ -368,7 +368,15 @@ export class BatchWorker<A, X, E, R> {
       const failed = all ?? (some !== undefined && some.has(i) ? Exit.fail(some.get(i)) : undefined)
       if (failed !== undefined) pending.push(this.completeJob(job, open, failed))
       else if (results === undefined) this.submit(job, open, this.port.ack)
-      else pending.push(this.completeJob(job, open, Exit.succeed(results[i]), this.result))
+      else {
+        // A schema whose encoding throws fails this job alone (`run` fails its job then too); left to `settleLeft`
+        // the defect failed every job of the batch not yet settled.
+        pending.push(Effect.catchAllCause(
+          // `suspend`: the codec's encoding runs as `complete` is called (a throw there is synchronous).
+          Effect.suspend(() => this.completeJob(job, open, Exit.succeed(results[i]), this.result)),
+          (cause) => this.completeJob(job, open, Exit.failCause(cause))
+        ))
+      }
     })
     if (pending.length === 0) return Effect.succeed(goOn)
     return Effect.as(Effect.all(pending, { discard: true }), goOn)
