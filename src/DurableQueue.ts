@@ -114,13 +114,31 @@ export interface DurableQueue<in out A> {
    * handler did with it, and is not retried. A job cancelled before the batch started is not given to the handler.
    * Leases of the batch's jobs are refreshed while it runs. Interrupting `runBatch` takes no new job; a taker
    * waiting out `maxWait` runs the batch it holds at once, and running batches finish within `shutdownTimeout`
-   * (default 30 seconds). No result is stored. A bad `size`, `maxWait`, `concurrency` or `shutdownTimeout` fails at
-   * once with `OptionError` naming it. (Since 0.3.0.)
+   * (default 30 seconds). A bad `size`, `maxWait`, `concurrency`, `shutdownTimeout` or `result` (not a Schema), or
+   * an unknown option, fails at once with `OptionError` naming it. (Since 0.3.0.)
+   *
+   * With `{ result: schema }` the handler succeeds with an array of results ALIGNED with `values` (result i is job
+   * i's), and each job acknowledged keeps its own, encoded with `schema`, for `result(id)` (for the queue's
+   * `resultTimeToLive`), as `run` keeps one: a result that does not encode is not stored (logged, naming the job)
+   * and its job stays done, the others keep theirs. An array of another length, or no array, fails EVERY job of the
+   * batch with `DurableQueueError` "ResultsMismatch" naming the batch's size and what came (which result is whose
+   * cannot be told), each retried by its own attempts as any failure. A `BatchFailure` may carry `results`, aligned
+   * the same way, for the jobs it acknowledges (the entries at its failed indexes are ignored); without them those
+   * jobs keep no result. A cancelled job keeps none.
    */
-  readonly runBatch: <X, E, R>(
-    handler: (values: NonEmptyReadonlyArray<A>, jobs: NonEmptyReadonlyArray<Job>) => Effect.Effect<X, E, R>,
-    options?: RunBatchOptions
-  ) => Effect.Effect<never, OptionError, R>
+  readonly runBatch: {
+    <X, E, R, XI = X>(
+      handler: (
+        values: NonEmptyReadonlyArray<A>,
+        jobs: NonEmptyReadonlyArray<Job>
+      ) => Effect.Effect<ReadonlyArray<X>, E, R>,
+      options: RunBatchOptions<X, XI> & { readonly result: Schema.Schema<X, XI> }
+    ): Effect.Effect<never, OptionError, R>
+    <X, E, R>(
+      handler: (values: NonEmptyReadonlyArray<A>, jobs: NonEmptyReadonlyArray<Job>) => Effect.Effect<X, E, R>,
+      options?: RunBatchOptions
+    ): Effect.Effect<never, OptionError, R>
+  }
   /**
    * The jobs that failed `maxAttempts` times (or whose runner died running their last attempt), oldest first. Dead
    * letters that no longer decode with the schema (jobs of an old version) are left out with a logged warning
@@ -154,7 +172,7 @@ export interface DurableQueue<in out A> {
   readonly status: (id: string) => Effect.Effect<Option.Option<JobStatus>, DurableQueueError | OptionError>
   /**
    * The value the handler of job `id` succeeded with, decoded by `schema`, while its `resultTimeToLive` lasts.
-   * Stored only when `take` or `run` were given `{ result: schema }`; none before the job is done. A stored
+   * Stored only when `take`, `run` or `runBatch` were given `{ result: schema }`; none before the job is done. A stored
    * result that does not decode fails with `DurableQueueError` "DecodeFailed" naming the job.
    */
   readonly result: <X, XI>(
@@ -351,12 +369,19 @@ export interface RunOptions<X, XI> extends TakeOptions<X, XI> {
 }
 
 /**
- * The options of `runBatch`. Every bad value fails with `OptionError` naming the field and the value.
+ * The options of `runBatch`. Every bad value fails with `OptionError` naming the field and the value. With
+ * `result` (a `Schema.Schema<X, XI>`), the handler must succeed with a `ReadonlyArray<X>`, one result per job
+ * (`X` and `XI` default to `never`: without type arguments, no `result` may be given).
  *
  * @since 0.3.0
  * @category models
  */
-export interface RunBatchOptions {
+export interface RunBatchOptions<X = never, XI = X> {
+  /**
+   * Keeps each job's own result, encoded with this schema, for `result(id)` (for the queue's `resultTimeToLive`):
+   * the handler then succeeds with one result per job, aligned with `values` (see `runBatch`). (Since 0.3.0.)
+   */
+  readonly result?: Schema.Schema<X, XI> | undefined
   /** The most jobs given to one handler call, an integer from 1 to 10,000. Default: 100. */
   readonly size?: number | undefined
   /**
@@ -384,7 +409,9 @@ export interface BatchItemFailure<E> {
 /**
  * What a `runBatch` handler fails with to fail SOME jobs of its batch: the jobs at `failures`' indexes fail with
  * their own error (each retried or dead-lettered by its own attempts), the others are acknowledged; an empty
- * `failures` acknowledges all.
+ * `failures` acknowledges all. Under `runBatch`'s `result`, `results` (one per job of the batch, aligned with
+ * `values`; the entries at failed indexes are ignored) are the results the acknowledged jobs keep; without
+ * `results` they keep none, and `results` of another length fail every job ("ResultsMismatch").
  *
  * @example
  * ```ts

@@ -19,6 +19,7 @@ import { MemoryStore } from "../src/internal/durableQueue/memoryStore.js"
 import { queueSettings } from "../src/internal/durableQueue/options.js"
 import type { Store } from "../src/internal/durableQueue/store.js"
 import { OptionError } from "../src/OptionError.js"
+import { eventually } from "./helpers/storePort.js"
 
 const queueOf = (maxAttempts = 3) => DurableQueue.memory({ name: "jobs", schema: Schema.Number, maxAttempts })
 
@@ -115,6 +116,62 @@ describe("DurableQueue.memory", () => {
       expect(started).toBe(1)
       // Both jobs are still leased to the abandoned batch: neither done nor handed out again.
       expect((yield* queue.counts).running).toBe(2)
+    }))
+
+  it.scoped("runBatch's types: with `result` the handler must succeed with a ReadonlyArray of the schema's type; without it, with anything (tsc checks the @ts-expect-error lines)", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({ name: "types", schema: Schema.Number })
+      // Type-checked only (test/ is in tsconfig.json's include): `checks` is never called.
+      const checks = () => [
+        queue.runBatch((values) => Effect.succeed(values.map(String)), { result: Schema.String }),
+        // The schema's Type is what the handler gives; its Encoded (here string) is what is stored.
+        queue.runBatch((values) => Effect.succeed(values), { result: Schema.NumberFromString, size: 10 }),
+        queue.runBatch((values) => Effect.fail(new DurableQueue.BatchFailure({ failures: [], results: values })), {
+          result: Schema.Number
+        }),
+        queue.runBatch(() => Effect.void),
+        queue.runBatch(() => Effect.succeed(42), { size: 5 }),
+        // @ts-expect-error with `result`, the handler succeeds with an array of results, not one value
+        queue.runBatch(() => Effect.succeed(42), { result: Schema.Number }),
+        // @ts-expect-error with `result`, void is no array of results
+        queue.runBatch(() => Effect.void, { result: Schema.Number }),
+        // @ts-expect-error the results are the schema's Type (numbers here), not strings
+        queue.runBatch((values) => Effect.succeed(values.map(String)), { result: Schema.Number }),
+        // @ts-expect-error `result` is a Schema
+        queue.runBatch((values) => Effect.succeed(values), { result: "number" })
+      ]
+      expect(typeof checks).toBe("function")
+    }))
+
+  it.scopedLive("runBatch result: a result schema whose encoding throws fails that job alone (retried, as run fails it); the others of the batch keep their results", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({
+        name: "throwing-result",
+        schema: Schema.Number,
+        maxAttempts: 2,
+        pollInterval: "10 millis",
+        backoff: DurableQueue.Backoff.none
+      })
+      const Hostile = Schema.transform(Schema.Number, Schema.Number, {
+        strict: true,
+        decode: (n) => n,
+        encode: (n) => {
+          if (n === 10) throw new Error("the result encoder threw")
+          return n
+        }
+      })
+      yield* queue.offerAll([0, 1, 2, 3].map((n) => ({ value: n, id: `h${n}` })))
+      const seen: Array<string> = []
+      yield* Effect.forkScoped(queue.runBatch((values, jobs) => {
+        seen.push(...jobs.map((job) => `${job.id}@${job.attempt}`))
+        return Effect.succeed(values.map((n) => n * 10))
+      }, { size: 10, result: Hostile }))
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      // h1 (its result 10 throws) failed both its attempts; h2 and h3, after it in the batch, were not failed with it.
+      expect(seen.sort()).toEqual(["h0@1", "h1@1", "h1@2", "h2@1", "h3@1"])
+      expect((yield* queue.deadLetters).map((letter) => letter.id)).toEqual(["h1"])
+      expect((yield* queue.deadLetters)[0]!.lastError).toContain("the result encoder threw")
+      for (const n of [0, 2, 3]) expect(yield* queue.result(`h${n}`, Hostile)).toEqual(Option.some(n * 10))
     }))
 
   it.effect("runBatch: the queue closing under a taker waiting out maxWait puts its jobs back uncounted, never run", () =>

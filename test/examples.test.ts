@@ -127,7 +127,7 @@ describe("examples", () => {
   )
 
   it(
-    "durable-batch: runBatch inserts 1,000 events in batches of at most 100; a failed batch is retried, a refused row dead-letters alone",
+    "durable-batch: runBatch inserts 1,000 events in batches of at most 100; a failed batch is retried, a refused row dead-letters alone; each event keeps its row's key",
     () => {
       const example = fixtureCommand("examples/durable-batch.ts")
       const run = spawnSync(example.command, example.args, {
@@ -148,6 +148,12 @@ describe("examples", () => {
       expect(Number(inserts), out).toBeLessThanOrEqual(30)
       expect(Number(largest), out).toBe(100)
       expect(out).toContain("dead letter: click:500 after 3 attempts, last error: Error: a click without a page")
+      // Each event kept its own row's key (`result`): keys 1 to 999, one each; the dead letter none.
+      const keys = [...out.matchAll(/click:(?:0|999): warehouse row (\d+)/g)].map((match) => Number(match[1]))
+      expect(keys.length, out).toBe(2)
+      for (const key of keys) expect(key >= 1 && key <= 999, out).toBe(true)
+      expect(keys[0], out).not.toBe(keys[1])
+      expect(out).toContain("click:500: no row")
     },
     60_000
   )

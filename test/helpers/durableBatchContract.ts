@@ -9,6 +9,7 @@ import { expect } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -258,6 +259,139 @@ export const batchCases = (test: Test) => {
       yield* eventually(Effect.map(queue.size, (n) => n === 0))
     }))
 
+  test("runBatch with result: each job keeps its own result (aligned with values) for result(id); one that does not encode is not kept (that job alone, logged naming it); a cancelled job keeps none", (env) =>
+    Effect.gen(function*() {
+      const queue = yield* numberQueue(env, "batch", 3)
+      yield* offerNumbers(queue, 5, "r")
+      const release = yield* Deferred.make<void>()
+      const calls: Array<Seen> = []
+      const warnings: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        if (logLevel._tag === "Warning") warnings.push(String(message))
+      })
+      yield* Effect.forkScoped(
+        queue.runBatch((values, jobs) =>
+          Effect.zipRight(
+            Effect.zipRight(Effect.sync(() => record(calls, values, jobs)), Deferred.await(release)),
+            // Value 3's result is a string where the schema is Schema.Number.
+            Effect.succeed(values.map((n) => n === 3 ? "not a number" as unknown as number : n * 10))
+          ), { size: 10, result: Schema.Number }).pipe(
+            Effect.provide(Logger.replace(Logger.defaultLogger, logger))
+          )
+      )
+      yield* eventually(Effect.sync(() => calls.length === 1))
+      expect(calls[0]!.ids).toEqual(["r0", "r1", "r2", "r3", "r4"])
+      expect(yield* queue.cancel("r4")).toBe(true)
+      yield* Deferred.succeed(release, undefined)
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      for (const i of [0, 1, 2]) {
+        expect(yield* queue.result(`r${i}`, Schema.Number), `r${i}`).toEqual(Option.some(i * 10))
+      }
+      expect(yield* stateOf(queue, "r3")).toMatchObject({ state: "done", attempts: 1 })
+      expect(Option.isNone(yield* queue.result("r3", Schema.Number))).toBe(true)
+      expect(warnings.join("\n")).toContain("the result of job \"r3\" cannot be encoded")
+      expect(yield* stateOf(queue, "r4")).toMatchObject({ state: "cancelled" })
+      expect(Option.isNone(yield* queue.result("r4", Schema.Number))).toBe(true)
+      expect(calls.length).toBe(1)
+    }))
+
+  test("runBatch with result: too few, too many or no array fails EVERY job of the batch with ResultsMismatch naming the sizes, retried by its own attempts; none is acknowledged", (env) =>
+    Effect.gen(function*() {
+      const queue = yield* numberQueue(env, "batch", 4)
+      yield* offerNumbers(queue, 3, "m")
+      const calls: Array<Seen> = []
+      yield* Effect.forkScoped(queue.runBatch((values, jobs) => {
+        record(calls, values, jobs)
+        const attempt = jobs[0].attempt
+        // Attempt 1: one short; 2: one too many; 3: not an array; 4: right.
+        const results: unknown = attempt === 1
+          ? values.slice(1)
+          : attempt === 2
+          ? [...values, 99]
+          : attempt === 3
+          ? { 0: 1, 1: 2, 2: 3, length: 3 }
+          : values.map((n) => n + 100)
+        return Effect.succeed(results as ReadonlyArray<number>)
+      }, { size: 10, result: Schema.Number }))
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      expect(calls[0]).toMatchObject({ ids: ["m0", "m1", "m2"], attempts: [1, 1, 1] })
+      // Each job ran 4 attempts, none acknowledged before its 4th (retries may come back in smaller batches).
+      const runs = calls.flatMap((call) => call.ids.map((id, i) => `${id}@${call.attempts[i]}`))
+      expect(runs.sort()).toEqual(["m0", "m1", "m2"].flatMap((id) => [1, 2, 3, 4].map((a) => `${id}@${a}`)))
+      for (const i of [0, 1, 2]) {
+        const status = yield* stateOf(queue, `m${i}`)
+        expect(status).toMatchObject({ state: "done", attempts: 4 })
+        // The last failure (attempt 3) named what came and the batch's size.
+        expect(status.lastError).toContain("the batch's results are not one per job")
+        expect(status.lastError).toMatch(
+          /succeeded with an object \(\[object Object\]\) \(not an array\) for a batch of \d job\(s\)/
+        )
+        expect(yield* queue.result(`m${i}`, Schema.Number)).toEqual(Option.some(i + 100))
+      }
+      expect(yield* queue.deadLetters).toEqual([])
+    }))
+
+  test("runBatch with result: a mismatched batch is dead-lettered by each job's own attempts, its errors naming both sizes", (env) =>
+    Effect.gen(function*() {
+      const queue = yield* numberQueue(env, "batch", 1)
+      yield* offerNumbers(queue, 2, "s")
+      const short = yield* Effect.forkScoped(
+        queue.runBatch((values) => Effect.succeed(values.slice(1)), { size: 10, result: Schema.Number })
+      )
+      yield* eventually(Effect.map(queue.deadLetters, (dead) => dead.length === 2))
+      for (const letter of yield* queue.deadLetters) {
+        expect(letter.lastError).toContain("succeeded with 1 result(s) for a batch of 2 job(s)")
+      }
+      yield* Fiber.interrupt(short)
+      yield* offerNumbers(queue, 2, "t")
+      yield* Effect.forkScoped(
+        queue.runBatch((values) => Effect.succeed([...values, 0, 0]), { size: 10, result: Schema.Number })
+      )
+      yield* eventually(Effect.map(queue.deadLetters, (dead) => dead.length === 4))
+      const t0 = (yield* queue.deadLetters).find((letter) => letter.id === "t0")!
+      expect(t0.lastError).toContain("succeeded with 4 result(s) for a batch of 2 job(s)")
+    }))
+
+  test("runBatch with result and a BatchFailure: failed indexes fail, the others keep their entry of results; without results they keep none; results of another length fail all", (env) =>
+    Effect.gen(function*() {
+      const queue = yield* numberQueue(env, "batch", 3)
+      yield* offerNumbers(queue, 4, "p")
+      const calls: Array<Seen> = []
+      yield* Effect.forkScoped(queue.runBatch((values, jobs) => {
+        record(calls, values, jobs)
+        const attempt = jobs[0].attempt
+        if (attempt === 1) {
+          // p1 and p3 fail; the entries at their indexes are ignored.
+          return Effect.fail(
+            new DurableQueue.BatchFailure({
+              failures: [{ index: 1, error: "one" }, { index: 3, error: "three" }],
+              results: values.map((n) => n * 10)
+            })
+          )
+        }
+        if (attempt === 2) {
+          // One result too many: which is whose cannot be told, so p1 and p3 fail again.
+          return Effect.fail(new DurableQueue.BatchFailure({ failures: [], results: [...values, 7] }))
+        }
+        // No results: p1 and p3 are acknowledged and keep none.
+        return Effect.fail(new DurableQueue.BatchFailure({ failures: [] }))
+      }, { size: 10, result: Schema.Number }))
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      expect(calls[0]!.ids).toEqual(["p0", "p1", "p2", "p3"])
+      const runs = calls.flatMap((call) => call.ids.map((id, i) => `${id}@${call.attempts[i]}`))
+      expect(runs.sort()).toEqual(["p0@1", "p1@1", "p1@2", "p1@3", "p2@1", "p3@1", "p3@2", "p3@3"])
+      expect(yield* queue.result("p0", Schema.Number)).toEqual(Option.some(0))
+      expect(yield* queue.result("p2", Schema.Number)).toEqual(Option.some(20))
+      for (const id of ["p1", "p3"]) {
+        const status = yield* stateOf(queue, id)
+        expect(status).toMatchObject({ state: "done", attempts: 3 })
+        expect(status.lastError).toMatch(
+          /failed with a BatchFailure whose results hold (\d) result\(s\) for a batch of \d job\(s\)/
+        )
+        expect(Option.isNone(yield* queue.result(id, Schema.Number))).toBe(true)
+      }
+    }))
+
   test("runBatch with size, maxWait, concurrency or shutdownTimeout NaN, 0, 1e12, \"10\", negative, fails at once with OptionError naming it", (env) =>
     Effect.gen(function*() {
       const queue = yield* numberQueue(env, "batch", 3)
@@ -275,7 +409,10 @@ export const batchCases = (test: Test) => {
         [{ concurrency: 0 }, "concurrency"],
         [{ concurrency: "2" }, "concurrency"],
         [{ shutdownTimeout: {} }, "shutdownTimeout"],
-        [{ batchSize: 10 }, "runBatch options.batchSize"]
+        [{ batchSize: 10 }, "runBatch options.batchSize"],
+        [{ result: 5 }, "result"],
+        [{ result: {} }, "result"],
+        [{ result: Schema.Number.ast }, "result"]
       ]
       for (const [options, field] of bad) {
         const error = yield* Effect.flip(queue.runBatch(() => Effect.void, options as DurableQueue.RunBatchOptions))

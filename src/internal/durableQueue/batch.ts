@@ -30,7 +30,9 @@ import type { LeasedJob, Settlement } from "./store.js"
  */
 export class BatchFailure<E = unknown>
   extends Schema.TaggedError<BatchFailure<unknown>>("effect-workers/DurableQueue/BatchFailure")("BatchFailure", {
-    failures: Schema.Array(Schema.Struct({ index: Schema.Number, error: Schema.Unknown }))
+    failures: Schema.Array(Schema.Struct({ index: Schema.Number, error: Schema.Unknown })),
+    /** With `runBatch`'s `result`: one per job of the batch, the results of the jobs acknowledged (since 0.3.0). */
+    results: Schema.optional(Schema.Array(Schema.Unknown))
   })
 {
   declare readonly failures: ReadonlyArray<DurableQueue.BatchItemFailure<E>>
@@ -66,11 +68,15 @@ export interface BatchPort<A> {
   readonly shut: () => boolean
   /** Whether the job's cancellation was asked while it was held here (forgotten then). */
   readonly ended: (id: string) => boolean
-  /** The settlement of a finished attempt by the core's rules (core.ts `complete`: retry, backoff, dead letter). */
+  /**
+   * The settlement of a finished attempt by the core's rules (core.ts `complete`: retry, backoff, dead letter; a
+   * success's value encoded with `result` and kept, as `run` keeps it).
+   */
   readonly complete: (
     job: LeasedJob,
     perJob: JobSettings,
-    exit: Exit.Exit<unknown, unknown>
+    exit: Exit.Exit<unknown, unknown>,
+    result?: Codec<unknown>
   ) => Effect.Effect<Settlement>
   /** Hands a settlement to the `Settler`. */
   readonly submit: (job: LeasedJob, settlement: Settlement) => void
@@ -127,6 +133,10 @@ const decodeNow = <A>(codec: Codec<A>, payload: string): A | typeof NOT_NOW => {
   }
 }
 
+/** The handler's results when they are an array of one per job. */
+const aligned = (value: unknown, size: number): ReadonlyArray<unknown> | undefined =>
+  Array.isArray(value) && value.length === size ? value : undefined
+
 const describe = (value: unknown): string =>
   value === null
     ? "null"
@@ -150,7 +160,9 @@ export class BatchWorker<A, X, E, R> {
     readonly batch: BatchSettings,
     readonly restore: Restore,
     /** Completes once the run is stopping: a taker waiting out `maxWait` runs what it holds at once. */
-    readonly stopping: Effect.Effect<void>
+    readonly stopping: Effect.Effect<void>,
+    /** `runBatch`'s `result`: the handler succeeds with one result per job, each kept with its job. */
+    readonly result?: Codec<unknown>
   ) {}
 
   readonly run = (first: LeasedJob): Effect.Effect<boolean, never, R> => {
@@ -260,7 +272,7 @@ export class BatchWorker<A, X, E, R> {
       Effect.forEach(later, (job) =>
         // A defect too (a schema whose transformation throws) fails this job alone, as a failure does.
         Effect.matchCauseEffect(Effect.orDie(Effect.suspend(() => codec.decode(job.payload))), {
-          onFailure: (cause) => this.fail(job, open, Exit.failCause(cause)),
+          onFailure: (cause) => this.completeJob(job, open, Exit.failCause(cause)),
           onSuccess: (value) =>
             Effect.sync(() => {
               values.push(value)
@@ -314,9 +326,11 @@ export class BatchWorker<A, X, E, R> {
 
   /**
    * Every job of the batch by the handler's outcome: acknowledged, failed with the batch's cause, or (a
-   * `BatchFailure`) failed with its own error or acknowledged; cancelled while the batch ran, cancelled. Whether
-   * the taker goes on: not after the handler interrupted itself (its jobs went back uncounted; taking them again at
-   * once would spin, as in `run`).
+   * `BatchFailure`) failed with its own error or acknowledged; cancelled while the batch ran, cancelled (its result
+   * not kept). With `result`, each job acknowledged keeps its own result (`port.complete`, `run`'s rule); results not
+   * one per job fail every job ("ResultsMismatch"): which result is whose cannot be told. Whether the taker goes
+   * on: not after the handler interrupted itself (its jobs went back uncounted; taking them again at once would
+   * spin, as in `run`).
    */
   private settle(
     handed: ReadonlyArray<LeasedJob>,
@@ -325,31 +339,71 @@ export class BatchWorker<A, X, E, R> {
   ): Effect.Effect<boolean> {
     let all: Exit.Exit<unknown, unknown> | undefined
     let some: Map<number, unknown> | undefined
+    let results: ReadonlyArray<unknown> | undefined
     if (Exit.isFailure(exit)) {
       const cause = exit.cause
       if (cause._tag === "Fail" && isBatchFailure(cause.error)) {
         const failures = failuresOf(cause.error, handed.length)
         if (typeof failures === "string") all = Exit.die(new Error(`runBatch's handler failed with ${failures}`))
         else some = failures
+        // Without `results`, the jobs acknowledged keep none (documented at `BatchFailure`).
+        const given: unknown = (cause.error as { readonly results?: unknown }).results
+        if (all === undefined && this.result !== undefined && given !== undefined) {
+          results = aligned(given, handed.length)
+          if (results === undefined) {
+            all = Exit.fail(this.mismatch(given, handed.length, "failed with a BatchFailure whose results hold"))
+          }
+        }
       } else {
         all = exit
       }
+    } else if (this.result !== undefined) {
+      results = aligned(exit.value, handed.length)
+      if (results === undefined) all = Exit.fail(this.mismatch(exit.value, handed.length, "succeeded with"))
     }
     const goOn = !(all !== undefined && Exit.isFailure(all) && Cause.isInterruptedOnly(all.cause))
-    const failing: Array<Effect.Effect<void>> = []
+    const pending: Array<Effect.Effect<void>> = []
     handed.forEach((job, i) => {
       if (this.port.ended(job.id)) return this.submit(job, open, { _tag: "Cancelled", attempts: job.attempts })
       const failed = all ?? (some !== undefined && some.has(i) ? Exit.fail(some.get(i)) : undefined)
-      if (failed === undefined) return this.submit(job, open, this.port.ack)
-      failing.push(this.fail(job, open, failed))
+      if (failed !== undefined) pending.push(this.completeJob(job, open, failed))
+      else if (results === undefined) this.submit(job, open, this.port.ack)
+      else {
+        // A schema whose encoding throws fails this job alone (`run` fails its job then too); left to `settleLeft`
+        // the defect failed every job of the batch not yet settled.
+        pending.push(Effect.catchAllCause(
+          // `suspend`: the codec's encoding runs as `complete` is called (a throw there is synchronous).
+          Effect.suspend(() => this.completeJob(job, open, Exit.succeed(results[i]), this.result)),
+          (cause) => this.completeJob(job, open, Exit.failCause(cause))
+        ))
+      }
     })
-    if (failing.length === 0) return Effect.succeed(goOn)
-    return Effect.as(Effect.all(failing, { discard: true }), goOn)
+    if (pending.length === 0) return Effect.succeed(goOn)
+    return Effect.as(Effect.all(pending, { discard: true }), goOn)
   }
 
-  private fail(job: LeasedJob, open: Set<LeasedJob>, exit: Exit.Exit<unknown, unknown>): Effect.Effect<void> {
+  /** Why results that are not one per job fail every job, naming the batch's size and what came. */
+  private mismatch(value: unknown, size: number, what: string): DurableQueueError {
+    const got = Array.isArray(value) ? `${value.length} result(s)` : `${describe(value)} (not an array)`
+    return new DurableQueueError({
+      reason: "ResultsMismatch",
+      backend: this.port.backend,
+      queue: this.port.settings.name,
+      cause: new Error(
+        `runBatch's handler ${what} ${got} for a batch of ${size} job(s) (with \`result\`, one result per job, in the order of \`values\`)`
+      )
+    })
+  }
+
+  /** Settles a job by the core's rules (`port.complete`): a failed attempt, or a success whose result is kept. */
+  private completeJob(
+    job: LeasedJob,
+    open: Set<LeasedJob>,
+    exit: Exit.Exit<unknown, unknown>,
+    result?: Codec<unknown>
+  ): Effect.Effect<void> {
     const perJob = job.options === undefined ? {} : jobSettings(job.options)
-    return Effect.map(this.port.complete(job, perJob, exit), (settlement) => this.submit(job, open, settlement))
+    return Effect.map(this.port.complete(job, perJob, exit, result), (settlement) => this.submit(job, open, settlement))
   }
 
   private submit(job: LeasedJob, open: Set<LeasedJob>, settlement: Settlement): void {
@@ -372,7 +426,7 @@ export class BatchWorker<A, X, E, R> {
         return Effect.sync(() => this.submit(job, open, { _tag: "Cancelled", attempts: job.attempts }))
       }
       return Effect.catchAllCause(
-        this.fail(job, open, cause),
+        this.completeJob(job, open, cause),
         () => Effect.sync(() => this.submit(job, open, this.port.unsettled(job, cause)))
       )
     }, { discard: true })

@@ -11,6 +11,7 @@
  * taker, timed out, settled with its backoff or result), `makeTake`, `makeRun`, `makeOffer`, `makeAdmin` (cancel,
  * status, results, pause, counts…); `make` wires them into the public queue.
  */
+import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
@@ -25,6 +26,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../../DurableQueue.js"
+import type { OptionError } from "../../OptionError.js"
 import { retryDelay } from "./backoff.js"
 import { type BatchPort, BatchWorker, type Gathering } from "./batch.js"
 import { CLOSE_FLUSH_MILLIS, flushWithin } from "./closeFlush.js"
@@ -1178,8 +1180,15 @@ const runCrew = <A, R>(
  * `size` takers each (4 batches ahead), a large `size` would hold many batches back from other processes, with no
  * gain measured on SQLite or PostgreSQL (their leases of 256 are the bound: 100, 100, 56 a call either way).
  */
-const makeRunBatch = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["runBatch"] => (handler, options) =>
-  Effect.flatMap(batchSettings(options), ({ concurrency, maxWaitMillis, shutdownTimeout, size }) => {
+const makeRunBatch = <A>(parts: Parts<A>) =>
+<X, E, R>(
+  handler: (
+    values: NonEmptyReadonlyArray<A>,
+    jobs: NonEmptyReadonlyArray<DurableQueue.Job>
+  ) => Effect.Effect<X, E, R>,
+  options?: Parameters<typeof batchSettings>[0]
+): Effect.Effect<never, OptionError, R> =>
+  Effect.flatMap(batchSettings(options), ({ concurrency, maxWaitMillis, result, shutdownTimeout, size }) => {
     const { emitter, feed, running, settler } = parts
     const port: BatchPort<A> = {
       settings: parts.settings,
@@ -1197,19 +1206,20 @@ const makeRunBatch = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["runBatc
       runnable: (job) => runnable(parts, job),
       shut: () => feed.jobs.shut,
       ended: (id) => running.end(undefined, id),
-      complete: (job, perJob, exit) => complete(parts, job, perJob, exit, false, undefined),
+      complete: (job, perJob, exit, codec) => complete(parts, job, perJob, exit, false, codec),
       submit: (job, settlement) => settler.submit(job, settlement),
       handle: (job) => new JobHandle(parts, job),
       gathering: parts.gathering,
       unsettled: (job, exit) => classify(exit, job, parts.settings, false)
     }
     const batch = { size, maxWaitMillis }
+    const codec = result === undefined ? undefined : makeCodec(result)
     return runCrew(
       parts,
       concurrency,
       shutdownTimeout,
       concurrency * Math.ceil(size / LOOKAHEAD),
-      (_self, restore, _next, stopped) => new BatchWorker(port, handler, batch, restore, stopped)
+      (_self, restore, _next, stopped) => new BatchWorker(port, handler, batch, restore, stopped, codec)
     )
   })
 
@@ -1459,7 +1469,7 @@ const makeCore = <A, I>(
             (result) => take(handler, result === undefined ? undefined : makeCodec(result))
           )) as DurableQueue.DurableQueue<A>["take"],
       run: makeRun(parts),
-      runBatch: makeRunBatch(parts),
+      runBatch: makeRunBatch(parts) as DurableQueue.DurableQueue<A>["runBatch"],
       deadLetters: Effect.flatMap(report, ({ letters, undecodable }) =>
         undecodable.length === 0 ? Effect.succeed(letters) : Effect.as(
           Effect.logWarning(

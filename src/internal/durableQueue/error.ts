@@ -1,7 +1,7 @@
 /**
  * The error of every `DurableQueue` store: a store that failed (its cause attached), a job that cannot be encoded
- * (named by id, with why), an attempt that ran past its timeout, progress that cannot be stored, or a stored
- * result that does not decode.
+ * (named by id, with why), an attempt that ran past its timeout, progress that cannot be stored, a stored
+ * result that does not decode, or a `runBatch` handler whose results are not one per job of its batch.
  */
 import * as Schema from "effect/Schema"
 import { typeIdGuard } from "../errorTypeId.js"
@@ -11,7 +11,14 @@ export class DurableQueueError
   extends Schema.TaggedError<DurableQueueError>("effect-workers/DurableQueue/DurableQueueError")(
     "DurableQueueError",
     {
-      reason: Schema.Literal("StoreFailed", "EncodeFailed", "TimedOut", "ProgressRejected", "DecodeFailed"),
+      reason: Schema.Literal(
+        "StoreFailed",
+        "EncodeFailed",
+        "TimedOut",
+        "ProgressRejected",
+        "DecodeFailed",
+        "ResultsMismatch"
+      ),
       /** Which store: "redis", "sql" or "memory". */
       backend: Schema.String,
       queue: Schema.String,
@@ -46,6 +53,8 @@ const what = (error: DurableQueueError, job: string): string => {
       return `cannot record the progress of ${job}`
     case "DecodeFailed":
       return `cannot decode the result of ${job}`
+    case "ResultsMismatch":
+      return "the batch's results are not one per job"
   }
 }
 

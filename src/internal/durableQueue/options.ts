@@ -193,20 +193,25 @@ export interface BatchRunSettings {
   readonly maxWaitMillis: number
   readonly concurrency: number
   readonly shutdownTimeout: Duration.Duration
+  readonly result: Schema.Schema<unknown, unknown> | undefined
 }
 
 /** @internal */
-export const batchSettings = (options: DurableQueue.RunBatchOptions | undefined): Effect.Effect<
-  BatchRunSettings,
-  OptionError
-> =>
+export const batchSettings = (
+  options: Omit<DurableQueue.RunBatchOptions, "result"> & { readonly result?: unknown } | undefined
+): Effect.Effect<BatchRunSettings, OptionError> =>
   Effect.gen(function*() {
-    yield* check.knownKeys(options, ["size", "maxWait", "concurrency", "shutdownTimeout"], "runBatch options")
+    yield* check.knownKeys(
+      options,
+      ["size", "maxWait", "concurrency", "shutdownTimeout", "result"],
+      "runBatch options"
+    )
     const size = yield* check.integer("size", options?.size, 100, 1, MAX_BATCH_SIZE)
     const maxWaitMillis = yield* millis("maxWait", options?.maxWait ?? 0, 0, MAX_TIMEOUT_MILLIS)
     const concurrency = yield* check.integer("concurrency", options?.concurrency, 1, 1)
     const shutdownTimeout = yield* check.duration("shutdownTimeout", options?.shutdownTimeout, "30 seconds")
-    return { size, maxWaitMillis, concurrency, shutdownTimeout }
+    const result = yield* resultSchema(options?.result)
+    return { size, maxWaitMillis, concurrency, shutdownTimeout, result }
   })
 
 /** The id of an offer, checked. @internal */

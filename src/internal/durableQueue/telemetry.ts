@@ -3,10 +3,12 @@
  * of it: the `Store` it writes to (settlements are counted where they are written, once the store took them) and
  * the queue it returns (offer and per-job spans). Naming: README, "Tracing and metrics".
  */
+import type { NonEmptyReadonlyArray } from "effect/Array"
 import * as Effect from "effect/Effect"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../../DurableQueue.js"
+import type { OptionError } from "../../OptionError.js"
 import { bump, counter, labels, tracing, withSpanWhenTraced } from "../telemetry.js"
 import type { EventPort } from "./events.js"
 import type { QueueSettings } from "./options.js"
@@ -159,8 +161,15 @@ const tracedQueue = <A>(
       )) as DurableQueue.DurableQueue<A>["take"],
     run: (handler, options) => whenTraced(handler, (handler) => queue.run(handler, options)),
     // One span per batch (not per job: a batch is one handler call), its jobs' count and first id as attributes.
-    runBatch: (handler, options) =>
-      Effect.withFiberRuntime((fiber) =>
+    // Cast as `take`: one body for both overloads (with `result` or not); the options go through as given.
+    runBatch: ((
+      handler: (
+        values: NonEmptyReadonlyArray<A>,
+        jobs: NonEmptyReadonlyArray<DurableQueue.Job>
+      ) => Effect.Effect<unknown, unknown, unknown>,
+      options?: DurableQueue.RunBatchOptions<unknown, unknown>
+    ) =>
+      Effect.withFiberRuntime<never, OptionError, unknown>((fiber) =>
         queue.runBatch(
           tracing(fiber)
             ? (values, jobs) =>
@@ -174,9 +183,9 @@ const tracedQueue = <A>(
                 }
               })
             : handler,
-          options
+          options as DurableQueue.RunBatchOptions | undefined
         )
-      )
+      )) as DurableQueue.DurableQueue<A>["runBatch"]
   }
 }
 
