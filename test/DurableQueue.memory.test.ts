@@ -143,7 +143,21 @@ describe("DurableQueue.memory", () => {
       expect(typeof checks).toBe("function")
     }))
 
-  it.scopedLive("runBatch result: a result schema whose encoding throws fails that job alone (retried, as run fails it); the others of the batch keep their results", () =>
+  /** A schema whose encode or decode THROWS (a transform's bug) for one value, instead of failing. */
+  const throwingAt = (bad: number, side: "encode" | "decode") =>
+    Schema.transform(Schema.Number, Schema.Number, {
+      strict: true,
+      decode: (n) => {
+        if (side === "decode" && n === bad) throw new Error(`the ${side}r threw`)
+        return n
+      },
+      encode: (n) => {
+        if (side === "encode" && n === bad) throw new Error(`the ${side}r threw`)
+        return n
+      }
+    })
+
+  it.scopedLive("runBatch result: a result schema whose encoding throws is a result that cannot be encoded: that job is done without it (as in run); the others of the batch keep theirs", () =>
     Effect.gen(function*() {
       const queue = yield* DurableQueue.memory({
         name: "throwing-result",
@@ -152,14 +166,7 @@ describe("DurableQueue.memory", () => {
         pollInterval: "10 millis",
         backoff: DurableQueue.Backoff.none
       })
-      const Hostile = Schema.transform(Schema.Number, Schema.Number, {
-        strict: true,
-        decode: (n) => n,
-        encode: (n) => {
-          if (n === 10) throw new Error("the result encoder threw")
-          return n
-        }
-      })
+      const Hostile = throwingAt(10, "encode")
       yield* queue.offerAll([0, 1, 2, 3].map((n) => ({ value: n, id: `h${n}` })))
       const seen: Array<string> = []
       yield* Effect.forkScoped(queue.runBatch((values, jobs) => {
@@ -167,11 +174,62 @@ describe("DurableQueue.memory", () => {
         return Effect.succeed(values.map((n) => n * 10))
       }, { size: 10, result: Hostile }))
       yield* eventually(Effect.map(queue.size, (n) => n === 0))
-      // h1 (its result 10 throws) failed both its attempts; h2 and h3, after it in the batch, were not failed with it.
-      expect(seen.sort()).toEqual(["h0@1", "h1@1", "h1@2", "h2@1", "h3@1"])
-      expect((yield* queue.deadLetters).map((letter) => letter.id)).toEqual(["h1"])
-      expect((yield* queue.deadLetters)[0]!.lastError).toContain("the result encoder threw")
+      // Before, the throw in `complete` failed h1 and every job after it in the batch; then (a first fix) h1 alone.
+      expect(seen.sort()).toEqual(["h0@1", "h1@1", "h2@1", "h3@1"])
+      expect(yield* queue.deadLetters).toEqual([])
+      expect(yield* queue.result("h1", Hostile)).toEqual(Option.none())
       for (const n of [0, 2, 3]) expect(yield* queue.result(`h${n}`, Hostile)).toEqual(Option.some(n * 10))
+    }))
+
+  it.scopedLive("run: a result schema whose encoding throws is a result that cannot be encoded: the job is done, not run again", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({
+        name: "throwing-result-run",
+        schema: Schema.Number,
+        pollInterval: "10 millis",
+        backoff: DurableQueue.Backoff.none
+      })
+      const Hostile = throwingAt(10, "encode")
+      yield* queue.offerAll([0, 1, 2].map((n) => ({ value: n, id: `r${n}` })))
+      const seen: Array<string> = []
+      yield* Effect.forkScoped(queue.run((n, job) => {
+        seen.push(`${job.id}@${job.attempt}`)
+        return Effect.succeed(n * 10)
+      }, { result: Hostile }))
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      // Before, the throw escaped `complete`: r1 was put back and run again ("taking a job failed; retrying").
+      expect(seen.sort()).toEqual(["r0@1", "r1@1", "r2@1"])
+      expect(yield* queue.result("r1", Hostile)).toEqual(Option.none())
+      expect(yield* queue.result("r2", Hostile)).toEqual(Option.some(20))
+    }))
+
+  it.scoped("offer: an item schema whose encoding throws fails that offer with EncodeFailed naming the job, not a defect", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({ name: "throwing-offer", schema: throwingAt(7, "encode") })
+      const error = yield* Effect.flip(queue.offer(7, { id: "seven" }))
+      expect(error).toMatchObject({ reason: "EncodeFailed", id: "seven" })
+      expect(error.message).toContain("the encoder threw")
+      const many = yield* Effect.flip(queue.offerAll([{ value: 1, id: "one" }, { value: 7, id: "bad" }]))
+      expect(many).toMatchObject({ reason: "EncodeFailed", id: "bad" })
+      expect(yield* queue.offer(8, { id: "eight" })).toBe("eight")
+      expect(yield* queue.size).toBe(1)
+    }))
+
+  it.scopedLive("run: an item schema whose decoding throws fails that job alone, as a payload that does not decode; its neighbours run", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({
+        name: "throwing-decode",
+        schema: throwingAt(13, "decode"),
+        maxAttempts: 1,
+        pollInterval: "10 millis"
+      })
+      yield* queue.offerAll([12, 13, 14].map((n) => ({ value: n, id: `d${n}` })))
+      const ran: Array<number> = []
+      yield* Effect.forkScoped(queue.run((n) => Effect.sync(() => ran.push(n)), { concurrency: 4 }))
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      expect(ran.sort()).toEqual([12, 14])
+      const letters = yield* queue.undecodableDeadLetters
+      expect(letters.map((letter) => letter.id)).toEqual(["d13"])
     }))
 
   it.effect("runBatch: the queue closing under a taker waiting out maxWait puts its jobs back uncounted, never run", () =>

@@ -97,12 +97,18 @@ export interface Codec<A> {
 
 /** @internal */
 export const codec = <A, I>(schema: Schema.Schema<A, I>): Codec<A> => {
-  const encode = Schema.encode(schema)
-  const decode = Schema.decodeUnknown(schema)
+  const encodeEffect = Schema.encode(schema)
+  const decodeEffect = Schema.decodeUnknown(schema)
+  const encode = (value: A) => Effect.catchAllDefect(encodeEffect(value), asFailure)
+  const decode = (json: unknown) => Effect.catchAllDefect(decodeEffect(json), asFailure)
   // Synchronous first (no Effect per job: a fifth of the consumer's CPU went to the Effect runtime, issue #16); a
   // schema with asynchronous parts fails there and is run as an Effect instead, as is any failure (for its error).
-  const encodeSync = Schema.encodeEither(schema)
-  const decodeSync = Schema.decodeUnknownEither(schema)
+  // A user's transform may THROW rather than fail: caught here, so every caller (offer, a result, a payload) sees a
+  // failure of that one value, never a defect that takes the jobs settled beside it down (runBatch lost 3 of 4).
+  const encodeEither = Schema.encodeEither(schema)
+  const decodeEither = Schema.decodeUnknownEither(schema)
+  const encodeSync = (value: A) => caught(() => encodeEither(value))
+  const decodeSync = (json: unknown) => caught(() => decodeEither(json))
   // `notJson` first: what it lets through is plain data that `JSON.stringify` writes without throwing.
   const stringify = (encoded: unknown): Effect.Effect<string, Error> => {
     const why = notJson(encoded)
@@ -125,7 +131,8 @@ export const codec = <A, I>(schema: Schema.Schema<A, I>): Codec<A> => {
   return {
     encode: (value) => {
       const encoded = encodeSync(value)
-      return Either.isRight(encoded) ? stringify(encoded.right) : Effect.flatMap(encode(value), stringify)
+      if (Either.isRight(encoded)) return stringify(encoded.right)
+      return encoded.left instanceof Threw ? Effect.fail(encoded.left.error) : Effect.flatMap(encode(value), stringify)
     },
     encodeNow,
     decode: (payload) => {
@@ -139,7 +146,8 @@ export const codec = <A, I>(schema: Schema.Schema<A, I>): Codec<A> => {
         return Effect.fail(new Error(`its stored text is not JSON: ${payload.slice(0, 80)}`))
       }
       const decoded = decodeSync(json)
-      return Either.isRight(decoded) ? Effect.succeed(decoded.right) : decode(json)
+      if (Either.isRight(decoded)) return Effect.succeed(decoded.right)
+      return decoded.left instanceof Threw ? Effect.fail(decoded.left.error) : decode(json)
     },
     decodeNow: (payload) => {
       if (payload.length > MAX_DEPTH && tooDeep(payload)) return NOT_NOW
@@ -152,6 +160,21 @@ export const codec = <A, I>(schema: Schema.Schema<A, I>): Codec<A> => {
       const decoded = decodeSync(json)
       return Either.isRight(decoded) ? decoded.right : NOT_NOW
     }
+  }
+}
+
+/** A schema's synchronous encode or decode that threw (a transform's bug), with what it threw as an Error. */
+class Threw {
+  constructor(readonly error: Error) {}
+}
+
+const asFailure = (defect: unknown) => Effect.fail(defect instanceof Error ? defect : new Error(String(defect)))
+
+const caught = <R, L>(run: () => Either.Either<R, L>): Either.Either<R, L | Threw> => {
+  try {
+    return run()
+  } catch (thrown) {
+    return Either.left(new Threw(thrown instanceof Error ? thrown : new Error(String(thrown))))
   }
 }
 
