@@ -8,7 +8,7 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { describe, expect, it } from "@effect/vitest"
+import { describe, expect, it, vi } from "@effect/vitest"
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -342,6 +342,35 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
           expect(now[0]).not.toBe(second)
           expect(Option.isNone(yield* Fiber.poll(late.fiber))).toBe(true)
           for (const stream of streams) expect(Option.isNone(yield* Fiber.poll(stream.fiber))).toBe(true)
+        }).pipe(Effect.scoped)),
+    30_000
+  )
+
+  it.live(
+    "a stream that finds the session lost (before the check saw it) takes every lock again and warns, as the check does",
+    () =>
+      withTable("pg", "evw", (table) =>
+        Effect.gen(function*() {
+          const emitter = yield* instance(yield* client(), table, "jobs")
+          const context = yield* poolOf(10)
+          const first = yield* collect(yield* instance(context, table, "jobs"))
+          yield* untilHeard(emitter, (id) => first.seen.some((event) => event.id === id))
+          const [lost] = yield* holders(context, table)
+          // The streams' fibers log with the default logger (`sharedSubscription` runs them on the default runtime).
+          const warnings: Array<string> = []
+          const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => {
+            if (String(line).includes("events listener")) warnings.push(String(line))
+          })
+          yield* Effect.addFinalizer(() => Effect.sync(() => spy.mockRestore()))
+          const sql = yield* Effect.provide(SqlClient.SqlClient, context)
+          yield* sql`SELECT pg_terminate_backend(${lost!})`
+          const other = yield* instance(context, table, "other")
+          const second = yield* collect(other)
+          yield* untilHeard(other, (id) => second.seen.some((event) => event.id === id))
+          expect((yield* holders(context, table)).filter((pid) => pid !== lost)).toHaveLength(1)
+          // Before: the stream replaced the session, dropping and re-taking the lock of "jobs", and nothing was logged
+          // (the check found the new session alive): "jobs"'s stream had lost events without a word.
+          expect(warnings.some((line) => line.includes("events in between may be lost"))).toBe(true)
         }).pipe(Effect.scoped)),
     30_000
   )

@@ -16,6 +16,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Connection } from "@effect/sql/SqlConnection"
 import { SqlError } from "@effect/sql/SqlError"
+import type * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -258,7 +259,9 @@ class ListenerLocks {
         let locked = yield* Effect.exit(Effect.flatMap(this.open(name), lock))
         if (Exit.isFailure(locked) && this.session !== undefined) {
           // The session may have gone since the last check (up to CHECK_MILLIS ago: a terminated backend): once
-          // more on a new one, which takes the other channels' locks again, rather than failing this stream.
+          // more on a new one, which takes the other channels' locks again, rather than failing this stream. Their
+          // streams may have lost events meanwhile: said as `check` says it, which finds the new session alive.
+          if (this.held.size > 0) yield* this.warnLost(locked.cause)
           yield* this.close()
           locked = yield* Effect.exit(Effect.flatMap(this.open(name), lock))
         }
@@ -358,14 +361,18 @@ class ListenerLocks {
       if (session !== undefined) {
         const alive = yield* Effect.exit(session.connection.execute("SELECT 1", [], undefined))
         if (Exit.isSuccess(alive)) return
-        yield* Effect.logWarning(
-          `DurableQueue: the session counting this process as an events listener of ${this.held.size} queue(s) ` +
-            `ended; registering again (events in between may be lost)`,
-          alive.cause
-        )
+        yield* this.warnLost(alive.cause)
       }
       yield* this.mutex.withPermits(1)(this.replace(session))
     })
+  }
+
+  private warnLost(cause: Cause.Cause<unknown>): Effect.Effect<void> {
+    return Effect.logWarning(
+      `DurableQueue: the session counting this process as an events listener of ${this.held.size} queue(s) ` +
+        `ended; registering again (events in between may be lost)`,
+      cause
+    )
   }
 
   /** Replaces `lost` (if it is still the session and streams remain), taking every held lock again. */
