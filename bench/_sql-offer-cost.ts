@@ -89,7 +89,14 @@ const shapes: ReadonlyArray<Shape> = [
         unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::int[], $6::text[]) WITH ORDINALITY
         AS u(id, k, e, d, p, o, i) ORDER BY u.i`
     ),
-    [jobs.map((j) => j.id), jobs.map((j) => j.id), jobs.map((j) => j.payload), jobs.map(() => 0), jobs.map(() => 0), jobs.map(() => null)]
+    [
+      jobs.map((j) => j.id),
+      jobs.map((j) => j.id),
+      jobs.map((j) => j.payload),
+      jobs.map(() => 0),
+      jobs.map(() => 0),
+      jobs.map(() => null)
+    ]
   ]),
   ours("unnest 3 arrays (defaults as constants), now once", (t, jobs) => [
     notify(
@@ -163,7 +170,9 @@ const main = async () => {
     for (const shape of picked) {
       const { drop, insert } = await shape.setUp()
       try {
-        const all = batches(JOBS, 1_000).map((b) => b.map((n) => ({ id: randomUUID(), payload: JSON.stringify({ n }) })))
+        const all = batches(JOBS, 1_000).map((b) =>
+          b.map((n) => ({ id: randomUUID(), payload: JSON.stringify({ n }) }))
+        )
         await insert(all[0]!.slice(0, 1).map((j) => ({ ...j, id: randomUUID() })))
         const before = cpuNs()
         for (const batch of all) await insert(batch)

@@ -62,6 +62,7 @@ export const randomId = (): string => {
   }
   // 36 arguments, not `apply` of the array: `apply` copies its array-like into an argument list first (~300 B).
   const d = idCodes
+  // dprint-ignore
   return String.fromCharCode(
     d[0]!, d[1]!, d[2]!, d[3]!, d[4]!, d[5]!, d[6]!, d[7]!, d[8]!, d[9]!, d[10]!, d[11]!, d[12]!, d[13]!, d[14]!,
     d[15]!, d[16]!, d[17]!, d[18]!, d[19]!, d[20]!, d[21]!, d[22]!, d[23]!, d[24]!, d[25]!, d[26]!, d[27]!, d[28]!,
