@@ -192,7 +192,7 @@ const main = async () => {
         const count = (await db.query(`SELECT count(*)::int AS n FROM ${t}`)).rows[0].n
         if (count !== JOBS) throw new Error(`${name}: ${count} rows`)
       } finally {
-        await db.query(`DROP TABLE IF EXISTS ${t}`)
+        await db.query(`DROP TABLE IF EXISTS ${t}, ${t}_paused`)
       }
     }
   }

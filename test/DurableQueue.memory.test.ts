@@ -15,8 +15,9 @@ import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import * as DurableQueue from "../src/DurableQueue.js"
 import * as core from "../src/internal/durableQueue/core.js"
+import { notJson } from "../src/internal/durableQueue/encoding.js"
 import { MemoryStore } from "../src/internal/durableQueue/memoryStore.js"
-import { queueSettings } from "../src/internal/durableQueue/options.js"
+import { queueSettings, randomId } from "../src/internal/durableQueue/options.js"
 import type { Store } from "../src/internal/durableQueue/store.js"
 import { OptionError } from "../src/OptionError.js"
 import { eventually } from "./helpers/storePort.js"
@@ -310,6 +311,36 @@ describe("DurableQueue.memory", () => {
       expect(error).toMatchObject({ reason: "EncodeFailed", id: "f", backend: "memory" })
       expect(error.message).toContain("is a function")
     }))
+  it("notJson: flat values pass at once; the shortcut refuses nothing the full walk refuses (same reasons)", () => {
+    for (const ok of [{ n: 1 }, [1, "a", null, true], "s", 0, null, { a: undefined, b: "x" }, Object.create(null)]) {
+      expect(notJson(ok)).toBeUndefined()
+    }
+    const shared = { x: 1 }
+    const cyclic: Record<string, unknown> = {}
+    cyclic.self = cyclic
+    const cases: ReadonlyArray<readonly [unknown, string]> = [
+      [{ n: Number.NaN }, "the value.n is NaN"],
+      [[1, undefined], "the value[1] is undefined"],
+      [[1, , 2], "the value[1] is undefined"], // eslint-disable-line no-sparse-arrays
+      [{ f: () => 1 }, "the value.f is a function"],
+      [{ b: 1n }, "the value.b is a bigint"],
+      [new Date(0), "the value is a Date"],
+      [{ d: new Map() }, "the value.d is a Map"],
+      [{ a: shared, b: shared }, "cycle or shared reference"],
+      [cyclic, "cycle or shared reference"],
+      [Infinity, "the value is Infinity"]
+    ]
+    for (const [bad, why] of cases) expect(notJson(bad)).toContain(why)
+  })
+
+  it("randomId: RFC 9562 version 4 UUIDs, flat strings, distinct across many refills of its random bytes", () => {
+    const ids = new Set(Array.from({ length: 5_000 }, () => randomId()))
+    expect(ids.size).toBe(5_000)
+    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
+    // Every hex digit appears in every free position over 5,000 ids (a stuck nibble would not).
+    for (const at of [0, 7, 9, 15, 20, 35]) expect(new Set([...ids].map((id) => id[at])).size).toBe(16)
+  })
+
   // ---- issue #11 where time is the point (TestClock); the same features run on every store in the contract suite.
 
   /** Forks a taker and returns when (TestClock, in steps of `step` ms) it got a job, at most `limit` ms later. */

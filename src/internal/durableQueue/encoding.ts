@@ -19,8 +19,35 @@ import * as Schema from "effect/Schema"
  */
 export const MAX_DEPTH = 1000
 
+const jsonPrimitive = (value: unknown): boolean =>
+  value === null || typeof value === "string" || typeof value === "boolean" ||
+  (typeof value === "number" && Number.isFinite(value))
+
+/**
+ * Whether `value` is plain JSON of at most one level (a primitive, or a plain object or array of primitives), found
+ * without `notJson`'s stack, Set and paths: false sends it to `notJson`'s full walk, which gives the same verdict
+ * or the reason. Most payloads are such (`{ n: 1 }`: the walk allocated ~550 bytes a value, 11 of the 48 MB a bulk
+ * offer of 20,000 jobs allocated, heap sampling; 181 ns a value). Own enumerable string keys, as `Object.entries`.
+ */
+const flatJson = (value: unknown): boolean => {
+  if (typeof value !== "object" || value === null) return jsonPrimitive(value)
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) if (!jsonPrimitive(value[i])) return false
+    return true
+  }
+  const proto = Object.getPrototypeOf(value)
+  if (proto !== Object.prototype && proto !== null) return false
+  for (const key in value) {
+    if (!Object.hasOwn(value, key)) continue
+    const field = (value as Record<string, unknown>)[key]
+    if (field !== undefined && !jsonPrimitive(field)) return false
+  }
+  return true
+}
+
 /** Why `value` is not plain JSON, or undefined when it is. Iterative: deep values do not overflow the stack. @internal */
 export const notJson = (value: unknown): string | undefined => {
+  if (flatJson(value)) return undefined
   const stack: Array<readonly [unknown, number, string]> = [[value, 0, "the value"]]
   const seen = new Set<object>()
   while (stack.length > 0) {
