@@ -360,24 +360,28 @@ for i = 1, #ids do
   end
 end
 if #live == 0 then return {} end
-local deadline = now + tonumber(ARGV[2])
+-- Numbers as text made once, not per job: Redis writes each number argument of a command with a printf.
+local deadline = string.format('%d', now + tonumber(ARGV[2]))
 local counted = gather('HMGET', attempts, live)
 -- Read once per call, not per job: most queues have no per-job options (no command for them at all).
 local extras = redis.call('HLEN', options) > 0 and gather('HMGET', options, live) or {}
 local bumped, deadlines, held, out = {}, {}, {}, {}
+local texts = {}
+local b, o = 0, 0
 for i = 1, #live do
   local id = live[i]
   local n = (counted[i] and tonumber(counted[i]) or 0) + 1
-  bumped[#bumped + 1] = id
-  bumped[#bumped + 1] = n
-  deadlines[#deadlines + 1] = deadline
-  deadlines[#deadlines + 1] = id
-  held[#held + 1] = id
-  held[#held + 1] = ARGV[1]
-  out[#out + 1] = id
-  out[#out + 1] = bodies[i]
-  out[#out + 1] = n
-  out[#out + 1] = extras[i] or false
+  local text = texts[n]
+  if not text then
+    text = string.format('%d', n)
+    texts[n] = text
+  end
+  bumped[b + 1], bumped[b + 2] = id, text
+  deadlines[b + 1], deadlines[b + 2] = deadline, id
+  held[b + 1], held[b + 2] = id, ARGV[1]
+  b = b + 2
+  out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, bodies[i], n, extras[i] or false
+  o = o + 4
 end
 bulk('HSET', attempts, bumped)
 bulk('ZADD', leased, deadlines)
@@ -503,6 +507,8 @@ if #held > 0 then
     bulk('SREM', cancelling, held)
   end
   local acked, expiring, results_, dropped = {}, {}, {}, {}
+  -- A done record's end as text, made once per time to live (usually one a batch), not a printf per job in ZADD.
+  local ends = {}
   for h = 1, #held do
     local id, k = held[h], at[h]
     local kind = kinds[k]
@@ -510,7 +516,13 @@ if #held > 0 then
     if kind == 'a' or kind == 'A' then
       acked[#acked + 1] = id
       if numbers[k] > 0 then
-        expiring[#expiring + 1] = now + numbers[k]
+        local ttl = numbers[k]
+        local score = ends[ttl]
+        if not score then
+          score = string.format('%d', now + ttl)
+          ends[ttl] = score
+        end
+        expiring[#expiring + 1] = score
         expiring[#expiring + 1] = id
         if kind == 'A' then
           results_[#results_ + 1] = id
