@@ -344,7 +344,13 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', prioritized, '-inf', '(0', '
   ids[#ids + 1] = string.sub(member, 17)
 end
 if #ids < most then
-  for _, id in ipairs(redis.call('LPOP', waiting, most - #ids) or {}) do ids[#ids + 1] = id end
+  -- The common case, no priorities: LPOP's reply is the list itself (no copy, no length per id).
+  local popped = redis.call('LPOP', waiting, most - #ids) or {}
+  if #ids == 0 then
+    ids = popped
+  else
+    for _, id in ipairs(popped) do ids[#ids + 1] = id end
+  end
 end
 if #ids < most then
   local low = redis.call('ZPOPMIN', prioritized, most - #ids)
@@ -352,14 +358,16 @@ if #ids < most then
 end
 local found = gather('HMGET', payloads, ids)
 local live, bodies, seen = {}, {}, {}
+local kept = 0
 for i = 1, #ids do
-  if found[i] and not seen[ids[i]] then
-    seen[ids[i]] = true
-    live[#live + 1] = ids[i]
-    bodies[#bodies + 1] = found[i]
+  local id = ids[i]
+  if found[i] and not seen[id] then
+    seen[id] = true
+    kept = kept + 1
+    live[kept], bodies[kept] = id, found[i]
   end
 end
-if #live == 0 then return {} end
+if kept == 0 then return {} end
 -- Numbers as text made once, not per job: Redis writes each number argument of a command with a printf.
 local deadline = string.format('%d', now + tonumber(ARGV[2]))
 local counted = gather('HMGET', attempts, live)
@@ -368,7 +376,7 @@ local extras = redis.call('HLEN', options) > 0 and gather('HMGET', options, live
 local bumped, deadlines, held, out = {}, {}, {}, {}
 local texts = {}
 local b, o = 0, 0
-for i = 1, #live do
+for i = 1, kept do
   local id = live[i]
   local n = (counted[i] and tonumber(counted[i]) or 0) + 1
   local text = texts[n]
@@ -461,11 +469,13 @@ export const settle = script(
 local ready = false
 local list, kinds, counts, numbers, texts, seen = {}, {}, {}, {}, {}, {}
 local cancelTtl = tonumber(ARGV[2])
+-- Counts kept in locals, not \`#list\`: Lua 5.1's length of a table is a binary search when its array part has room.
+local noted = 0
 local function note(id, kind, count, number, text)
   if not seen[id] then
     seen[id] = true
-    list[#list + 1] = id
-    kinds[#list], counts[#list], numbers[#list], texts[#list] = kind, count, number, text
+    noted = noted + 1
+    list[noted], kinds[noted], counts[noted], numbers[noted], texts[noted] = id, kind, count, number, text
   end
 end
 local i = 3
@@ -490,10 +500,11 @@ while i <= #ARGV do
 end
 local holders = gather('HMGET', owners, list)
 local held, at = {}, {}
-for k = 1, #list do
+local h = 0
+for k = 1, noted do
   if holders[k] == ARGV[1] then
-    held[#held + 1] = list[k]
-    at[#held] = k
+    h = h + 1
+    held[h], at[h] = list[k], k
   end
 end
 if #held > 0 then
@@ -509,12 +520,14 @@ if #held > 0 then
   local acked, expiring, results_, dropped = {}, {}, {}, {}
   -- A done record's end as text, made once per time to live (usually one a batch), not a printf per job in ZADD.
   local ends = {}
+  local a, e = 0, 0
   for h = 1, #held do
     local id, k = held[h], at[h]
     local kind = kinds[k]
     if asked[h] == 1 and (kind == 'b' or kind == 'r') then kind = 'c' end
     if kind == 'a' or kind == 'A' then
-      acked[#acked + 1] = id
+      a = a + 1
+      acked[a] = id
       if numbers[k] > 0 then
         local ttl = numbers[k]
         local score = ends[ttl]
@@ -522,8 +535,8 @@ if #held > 0 then
           score = string.format('%d', now + ttl)
           ends[ttl] = score
         end
-        expiring[#expiring + 1] = score
-        expiring[#expiring + 1] = id
+        expiring[e + 1], expiring[e + 2] = score, id
+        e = e + 2
         if kind == 'A' then
           results_[#results_ + 1] = id
           results_[#results_ + 1] = texts[k]
