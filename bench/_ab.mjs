@@ -20,16 +20,22 @@ const measure = (dir) => {
   const all = [...out.matchAll(/([\d,]+) jobs\/s, ([\d.]+) µs CPU per job/g)]
   const last = all[all.length - 1]
   if (last === undefined) throw new Error(`no figures in: ${out}`)
-  return { rate: Number(last[1].replace(/,/g, "")), cpu: Number(last[2]) }
+  // bench/_redis-server-cpu.ts also prints the redis-server's CPU per job: compared too when both print it.
+  const server = [...out.matchAll(/([\d.]+) µs redis CPU per job/g)].pop()
+  return { rate: Number(last[1].replace(/,/g, "")), cpu: Number(last[2]), redis: server ? Number(server[1]) : NaN }
 }
 const before = loadavg()[0].toFixed(1)
 const res = { A: [], B: [] }
 for (let r = 0; r < runs; r++) {
   for (const k of r % 2 === 0 ? ["A", "B"] : ["B", "A"]) res[k].push(measure(dirs[k]))
-  console.log(`run ${r + 1}: A ${res.A[r].rate} jobs/s ${res.A[r].cpu} µs | B ${res.B[r].rate} jobs/s ${res.B[r].cpu} µs`)
+  const srv = (s) => Number.isNaN(s.redis) ? "" : ` (redis ${s.redis} µs)`
+  console.log(
+    `run ${r + 1}: A ${res.A[r].rate} jobs/s ${res.A[r].cpu} µs${srv(res.A[r])} | B ${res.B[r].rate} jobs/s ${res.B[r].cpu} µs${srv(res.B[r])}`
+  )
 }
 for (const k of ["A", "B"]) {
   console.log(`${k} (${dirs[k]}): ${median(res[k].map((s) => s.rate))} jobs/s, ${median(res[k].map((s) => s.cpu))} µs CPU per job`)
 }
 const ratio = (f) => median(res.B.map((s, i) => f(s) / f(res.A[i]))).toFixed(2)
-console.log(`B ÷ A (median of per-run ratios): CPU per job ${ratio((s) => s.cpu)}×, jobs/s ${ratio((s) => s.rate)}×; load ${before} → ${loadavg()[0].toFixed(1)}`)
+const redis = Number.isNaN(res.B[0].redis) ? "" : `, redis CPU per job ${ratio((s) => s.redis)}×`
+console.log(`B ÷ A (median of per-run ratios): CPU per job ${ratio((s) => s.cpu)}×, jobs/s ${ratio((s) => s.rate)}×${redis}; load ${before} → ${loadavg()[0].toFixed(1)}`)

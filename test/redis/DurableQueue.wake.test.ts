@@ -35,12 +35,15 @@ const wakesIdleTaker = (prefix: string, raw: Redis, pause: number) =>
     expect(yield* taker.take((n) => Effect.succeed(n))).toEqual(Exit.succeed(1))
     const waiting = yield* Effect.fork(taker.take((n) => Effect.succeed(n)))
     // The taker's instance subscribed (the offerer's has not taken, so none), on "<wake>" unprefixed by any client
-    // keyPrefix: SUBSCRIBE takes a channel, not a key.
-    const [, subscribers] = (yield* Effect.promise(() => raw.pubsub("NUMSUB", `${prefix}{jobs}:wake`))) as [
-      string,
-      number
-    ]
-    expect(Number(subscribers)).toBe(1)
+    // keyPrefix: SUBSCRIBE takes a channel, not a key. Its first lease did not wait for the subscription (issue 16):
+    // looked for up to 5 s.
+    const subscribers = () =>
+      Effect.map(
+        Effect.promise(() => raw.pubsub("NUMSUB", `${prefix}{jobs}:wake`)),
+        (reply) => Number((reply as [string, number])[1])
+      )
+    for (let i = 0; i < 500 && (yield* subscribers()) === 0; i++) yield* Effect.sleep("10 millis")
+    expect(yield* subscribers()).toBe(1)
     if (pause > 0) yield* Effect.sleep(pause)
     yield* offerer.offer(2)
     const got = yield* Fiber.join(waiting).pipe(Effect.timeout("5 seconds"), Effect.option)

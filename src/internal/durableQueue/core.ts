@@ -50,7 +50,7 @@ import { members as eventMembers } from "./schedule.js"
 import type { LeasedJob, OfferedJob, Settle, Settlement, Store, StoredStatus } from "./store.js"
 import { withTelemetry } from "./telemetry.js"
 
-/** Settlements written per store call. */
+/** Settlements written per store call, unless the store says otherwise (`Store.settleBatch`). */
 const SETTLE_BATCH = 256
 
 /** The jobs leased by this core (fetched, running, or settled but not yet written); their leases are refreshed together. */
@@ -106,7 +106,11 @@ class Settler {
     readonly onRequeued: Effect.Effect<void>
   ) {
     this.retryPolicy = Schedule.spaced("200 millis").pipe(Schedule.upTo(Math.max(held.leaseMillis, 10_000)))
+    this.batch = store.settleBatch ?? SETTLE_BATCH
   }
+
+  /** Settlements per store call at most. */
+  private readonly batch: number
 
   submit(job: LeasedJob, settlement: Settlement): void {
     this.push({ job, settlement, done: undefined })
@@ -156,18 +160,18 @@ class Settler {
   }
 
   /**
-   * A batch smaller than a quarter of `SETTLE_BATCH` with no `take` waiting on it lingers `settleLingerMillis` for
+   * A batch smaller than a quarter of the store's batch with no `take` waiting on it lingers `settleLingerMillis` for
    * more (SQL: 1 ms handlers on SQLite settled a job or two per commit, 584 jobs/s against the floor's 7,369).
    */
   private collect(chunk: Array<Pending>): Effect.Effect<ReadonlyArray<Pending>> {
     const linger = this.store.settleLingerMillis ?? 0
-    if (linger <= 0 || chunk.length >= SETTLE_BATCH / 4 || chunk.some((pending) => pending.done !== undefined)) {
+    if (linger <= 0 || chunk.length >= this.batch / 4 || chunk.some((pending) => pending.done !== undefined)) {
       return Effect.succeed(chunk)
     }
     return Effect.zipRight(
       Effect.sleep(linger),
       Effect.sync(() => {
-        for (const more of this.takeUpTo(SETTLE_BATCH - chunk.length)) chunk.push(more)
+        for (const more of this.takeUpTo(this.batch - chunk.length)) chunk.push(more)
         return chunk
       })
     )
@@ -184,7 +188,7 @@ class Settler {
       Effect.zipRight(
         restore(this.wake.await),
         Effect.suspend(() => {
-          const chunk = this.takeUpTo(SETTLE_BATCH)
+          const chunk = this.takeUpTo(this.batch)
           // Closed only once everything submitted is taken: what is left is the next batch, at once.
           if (this.pending.length === 0) this.wake.unsafeClose()
           if (chunk.length === 0) return Effect.void
@@ -213,7 +217,7 @@ class Settler {
   private flushOnClose(): Effect.Effect<void> {
     const flush = Effect.gen(this, function*() {
       while (this.inFlight.length > 0 || this.pending.length > 0) {
-        if (this.inFlight.length === 0) this.inFlight = this.takeUpTo(SETTLE_BATCH)
+        if (this.inFlight.length === 0) this.inFlight = this.takeUpTo(this.batch)
         yield* this.write(this.inFlight)
         this.inFlight = []
       }
@@ -352,6 +356,8 @@ export class Feed {
         (leased): Effect.Effect<Either.Either<ReadonlyArray<LeasedJob>, unknown>> => {
           if (Either.isLeft(leased)) return Effect.succeed(leased)
           this.adapt(want, leased.right.length)
+          this.overlap = this.store.leaseWhileRunning === true && this.demand > 0 &&
+            leased.right.length >= this.store.maxBatch
           this.held.add(leased.right)
           return Effect.as(this.handOver(leased.right), leased)
         }
@@ -367,13 +373,30 @@ export class Feed {
   private wanted(): number {
     const buffered = this.buffered()
     const lacking = this.demand - buffered
-    if (buffered >= this.takers) return lacking
     // Two measures of fast takers, the larger taken: the hand-out rate (every store), and, where the store has a
     // `leaseBatch` (SQL), leases that came back to takers already waiting (`adapt`), which a stall of the event loop
     // does not hide (by rate alone the SQL refill fell back to 64 under load).
     const ahead = Math.max(LOOKAHEAD * this.takers, Math.ceil(this.rate * AHEAD_MILLIS), this.adapted())
-    return Math.max(lacking, ahead - buffered)
+    const { maxBatch } = this.store
+    this.low = this.overlap && this.takers > 0 ? maxBatch + 1 : this.takers
+    if (buffered >= this.low) return lacking
+    return Math.max(lacking, (this.overlap ? Math.max(ahead, 2 * maxBatch) : ahead) - buffered)
   }
+
+  /**
+   * Fewer buffered jobs than this wake the fetcher (see `wanted`): the concurrency; a full lease and one while
+   * `overlap` holds.
+   */
+  private low = 0
+
+  /**
+   * Whether the next lease is asked for while a full one is still buffered, so that the store works on it while
+   * this process runs the buffered jobs: set when a full lease (`maxBatch`) came back to takers already waiting for
+   * it (the fetcher is the bound), on a store whose lease can proceed meanwhile (`Store.leaseWhileRunning`); cleared
+   * by a lease that found the takers busy. With a no-op handler on Redis, the lease of the next 256 and the run of
+   * the last 256 alternated, each side idle while the other worked (bench/_redis-trace.ts).
+   */
+  private overlap = false
 
   /**
    * The rate of hand-outs since the last lease started; leases started within one millisecond count together (a
@@ -504,7 +527,7 @@ export class Feed {
     if (job === undefined) return undefined
     this.handed++
     // The fetcher is woken only when it has something to do (not once per job handed out of a full buffer).
-    if (this.jobs.size < this.takers) this.wake.unsafeOpen()
+    if (this.jobs.size < this.takers || this.jobs.size < this.low) this.wake.unsafeOpen()
     return job
   }
 

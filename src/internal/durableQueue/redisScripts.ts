@@ -344,7 +344,13 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', prioritized, '-inf', '(0', '
   ids[#ids + 1] = string.sub(member, 17)
 end
 if #ids < most then
-  for _, id in ipairs(redis.call('LPOP', waiting, most - #ids) or {}) do ids[#ids + 1] = id end
+  -- The common case, no priorities: LPOP's reply is the list itself (no copy, no length per id).
+  local popped = redis.call('LPOP', waiting, most - #ids) or {}
+  if #ids == 0 then
+    ids = popped
+  else
+    for _, id in ipairs(popped) do ids[#ids + 1] = id end
+  end
 end
 if #ids < most then
   local low = redis.call('ZPOPMIN', prioritized, most - #ids)
@@ -352,32 +358,38 @@ if #ids < most then
 end
 local found = gather('HMGET', payloads, ids)
 local live, bodies, seen = {}, {}, {}
+local kept = 0
 for i = 1, #ids do
-  if found[i] and not seen[ids[i]] then
-    seen[ids[i]] = true
-    live[#live + 1] = ids[i]
-    bodies[#bodies + 1] = found[i]
+  local id = ids[i]
+  if found[i] and not seen[id] then
+    seen[id] = true
+    kept = kept + 1
+    live[kept], bodies[kept] = id, found[i]
   end
 end
-if #live == 0 then return {} end
-local deadline = now + tonumber(ARGV[2])
+if kept == 0 then return {} end
+-- Numbers as text made once, not per job: Redis writes each number argument of a command with a printf.
+local deadline = string.format('%d', now + tonumber(ARGV[2]))
 local counted = gather('HMGET', attempts, live)
 -- Read once per call, not per job: most queues have no per-job options (no command for them at all).
 local extras = redis.call('HLEN', options) > 0 and gather('HMGET', options, live) or {}
 local bumped, deadlines, held, out = {}, {}, {}, {}
-for i = 1, #live do
+local texts = {}
+local b, o = 0, 0
+for i = 1, kept do
   local id = live[i]
   local n = (counted[i] and tonumber(counted[i]) or 0) + 1
-  bumped[#bumped + 1] = id
-  bumped[#bumped + 1] = n
-  deadlines[#deadlines + 1] = deadline
-  deadlines[#deadlines + 1] = id
-  held[#held + 1] = id
-  held[#held + 1] = ARGV[1]
-  out[#out + 1] = id
-  out[#out + 1] = bodies[i]
-  out[#out + 1] = n
-  out[#out + 1] = extras[i] or false
+  local text = texts[n]
+  if not text then
+    text = string.format('%d', n)
+    texts[n] = text
+  end
+  bumped[b + 1], bumped[b + 2] = id, text
+  deadlines[b + 1], deadlines[b + 2] = deadline, id
+  held[b + 1], held[b + 2] = id, ARGV[1]
+  b = b + 2
+  out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, bodies[i], n, extras[i] or false
+  o = o + 4
 end
 bulk('HSET', attempts, bumped)
 bulk('ZADD', leased, deadlines)
@@ -457,11 +469,13 @@ export const settle = script(
 local ready = false
 local list, kinds, counts, numbers, texts, seen = {}, {}, {}, {}, {}, {}
 local cancelTtl = tonumber(ARGV[2])
+-- Counts kept in locals, not \`#list\`: Lua 5.1's length of a table is a binary search when its array part has room.
+local noted = 0
 local function note(id, kind, count, number, text)
   if not seen[id] then
     seen[id] = true
-    list[#list + 1] = id
-    kinds[#list], counts[#list], numbers[#list], texts[#list] = kind, count, number, text
+    noted = noted + 1
+    list[noted], kinds[noted], counts[noted], numbers[noted], texts[noted] = id, kind, count, number, text
   end
 end
 local i = 3
@@ -486,10 +500,11 @@ while i <= #ARGV do
 end
 local holders = gather('HMGET', owners, list)
 local held, at = {}, {}
-for k = 1, #list do
+local h = 0
+for k = 1, noted do
   if holders[k] == ARGV[1] then
-    held[#held + 1] = list[k]
-    at[#held] = k
+    h = h + 1
+    held[h], at[h] = list[k], k
   end
 end
 if #held > 0 then
@@ -503,15 +518,25 @@ if #held > 0 then
     bulk('SREM', cancelling, held)
   end
   local acked, expiring, results_, dropped = {}, {}, {}, {}
+  -- A done record's end as text, made once per time to live (usually one a batch), not a printf per job in ZADD.
+  local ends = {}
+  local a, e = 0, 0
   for h = 1, #held do
     local id, k = held[h], at[h]
     local kind = kinds[k]
     if asked[h] == 1 and (kind == 'b' or kind == 'r') then kind = 'c' end
     if kind == 'a' or kind == 'A' then
-      acked[#acked + 1] = id
+      a = a + 1
+      acked[a] = id
       if numbers[k] > 0 then
-        expiring[#expiring + 1] = now + numbers[k]
-        expiring[#expiring + 1] = id
+        local ttl = numbers[k]
+        local score = ends[ttl]
+        if not score then
+          score = string.format('%d', now + ttl)
+          ends[ttl] = score
+        end
+        expiring[e + 1], expiring[e + 2] = score, id
+        e = e + 2
         if kind == 'A' then
           results_[#results_ + 1] = id
           results_[#results_ + 1] = texts[k]

@@ -7,20 +7,15 @@
  * nothing piles up in Redis while nobody takes. The poll stays as the safety net (a message sent while the
  * subscriber reconnects is lost; on reconnect the latch is opened once, so jobs offered meanwhile are looked for).
  */
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
-import * as FiberId from "effect/FiberId"
 import * as Scope from "effect/Scope"
 import type * as RedisClientModule from "../../redis/RedisClient.js"
 import { connect } from "../redis/client.js"
 
 /** How long after a failed subscription the next lease tries again. */
 const RETRY_MILLIS = 30_000
-
-/** How long a lease waits for the subscription, at most (it goes on in the background; polling covers the gap). */
-const ARM_WAIT = "2 seconds"
 
 /**
  * How long a subscription may take before it counts as failed: a server that accepts the connection and never
@@ -32,7 +27,7 @@ const SUBSCRIBE_TIMEOUT = "10 seconds"
 export interface Wake {
   /** Completes when a message came since the last `arm`. */
   readonly ready: Effect.Effect<void>
-  /** Before each lease: subscribes once (waiting at most 2 s for the subscription), then closes `ready`. */
+  /** Before each lease: starts the subscription once (not waiting for it), then closes `ready`. */
   readonly arm: Effect.Effect<void>
 }
 
@@ -40,10 +35,12 @@ export interface Wake {
  * A subscription made at the first lease, not at construction: a queue instance that only offers never holds a
  * second connection. A failed subscription is logged and tried again 30 s later, at a lease; polling covers the gap.
  *
- * The subscription runs on a fiber of its own in the queue's scope, and the lease waits for it interruptibly: the
- * core runs `lease` uninterruptibly (core.ts `Feed.fetch`), and there a timeout cannot interrupt what it bounds, so
- * a subscription waited for inline held the lease until the server answered (forever for one that never does; the
- * same flaw as the PostgreSQL LISTEN wait fixed in sqlListen.ts).
+ * The lease does not wait for it (it waited up to 2 s: a new connection and a SUBSCRIBE, 3-17 ms at load 1-7, were
+ * 3-11 % of a 5,000-job drain, issue #16): the subscription runs on a fiber of its own in the queue's scope and
+ * opens `ready` once it holds, so a fetcher whose lease found nothing before it held looks again then, and an offer
+ * made meanwhile is not missed. A lease that waited for it (the core runs `lease` uninterruptibly, core.ts
+ * `Feed.fetch`) also held the lease until the server answered or a timeout ran out (forever for one that never
+ * answers, before that timeout; the same flaw as the PostgreSQL LISTEN wait fixed in sqlListen.ts).
  *
  * @internal
  */
@@ -55,10 +52,10 @@ export const make = (
     const scope = yield* Effect.scope
     const notified = yield* Effect.makeLatch(false)
     let subscribed = false
-    // The attempt in progress, if any: leases meanwhile wait for it (2 s at most) instead of starting another.
-    let attempt: Deferred.Deferred<void> | undefined
+    // An attempt in progress: leases meanwhile start no other.
+    let trying = false
     // After a failure, the next try waits: where SUBSCRIBE is refused (an ACL, a proxy without pub/sub) every lease
-    // would otherwise pay a connection attempt (up to 2 s) and log a warning.
+    // would otherwise pay a connection attempt and log a warning.
     let nextTry = 0
     // A connection of its own scope, closed at once when the attempt fails (not kept until the queue closes).
     const subscribeOnce = Effect.gen(function*() {
@@ -79,9 +76,13 @@ export const make = (
         Effect.onError(() => Scope.close(own, Exit.void))
       )
       subscribed = true
+      // Offers made before it held were not heard: a fetcher waiting after an empty lease looks again.
+      notified.unsafeOpen()
     })
-    const start = (done: Deferred.Deferred<void>) =>
-      subscribeOnce.pipe(
+    const subscribe = Effect.suspend(() => {
+      if (subscribed || trying || Date.now() < nextTry) return Effect.void
+      trying = true
+      return subscribeOnce.pipe(
         Effect.catchAllCause((cause) => {
           nextTry = Date.now() + RETRY_MILLIS
           return Effect.logWarning(
@@ -89,21 +90,11 @@ export const make = (
             cause
           )
         }),
-        Effect.ensuring(Effect.zipRight(Effect.sync(() => attempt = undefined), Deferred.succeed(done, undefined))),
+        Effect.ensuring(Effect.sync(() => trying = false)),
         Effect.interruptible,
-        Effect.forkIn(scope)
+        Effect.forkIn(scope),
+        Effect.asVoid
       )
-    const subscribe = Effect.suspend(() => {
-      if (subscribed || (attempt === undefined && Date.now() < nextTry)) return Effect.void
-      const begin = attempt === undefined
-        ? Effect.suspend(() => {
-          const done = Deferred.unsafeMake<void>(FiberId.none)
-          attempt = done
-          return Effect.as(start(done), done)
-        })
-        : Effect.succeed(attempt)
-      return Effect.flatMap(begin, (done) =>
-        Deferred.await(done).pipe(Effect.interruptible, Effect.timeout(ARM_WAIT), Effect.ignore))
     })
     return {
       ready: notified.await,

@@ -229,4 +229,16 @@ export interface Store {
    * Undefined: 4 × the concurrency.
    */
   readonly leaseBatch?: number | undefined
+  /**
+   * Whether a lease goes to the store at once and proceeds while this process runs jobs (Redis: written to its
+   * socket at the call, not at the end of the tick with the auto-pipelined commands). A `run` whose takers wait for
+   * full leases then asks for the next one as the last arrives (core.ts `Feed.overlap`).
+   */
+  readonly leaseWhileRunning?: boolean | undefined
+  /**
+   * The most settlements one `settle` call carries (default 256). One call is out at a time, so a store whose leases
+   * overlap the run of jobs (`leaseWhileRunning`) needs room for those settled during a round trip: on Redis, with
+   * a lease always out, settlements of 256 per call fell behind (12 calls left when the last handler ran, 5,000 jobs).
+   */
+  readonly settleBatch?: number | undefined
 }

@@ -68,14 +68,16 @@ const count = (batch: ReadonlyArray<Settle>, tags: ReturnType<typeof labels>): v
 }
 
 // Delegates member by member (a store is a class instance: a spread would lose its methods); a required member
-// added to `Store` fails to compile here until it is delegated, an optional one (settleLingerMillis, leaseBatch) does not: keep
-// them in mind.
+// added to `Store` fails to compile here until it is delegated, an optional one (settleLingerMillis, leaseBatch,
+// leaseWhileRunning, settleBatch) does not: keep them in mind.
 const tracedStore = (store: Store, name: string, tags: ReturnType<typeof labels>): Store => ({
   backend: store.backend,
   maxBatch: store.maxBatch,
   wakeSpacingMillis: store.wakeSpacingMillis,
   settleLingerMillis: store.settleLingerMillis,
   leaseBatch: store.leaseBatch,
+  leaseWhileRunning: store.leaseWhileRunning,
+  settleBatch: store.settleBatch,
   offer: (jobs) => store.offer(jobs),
   lease: (max) => store.lease(max),
   get ready() {
