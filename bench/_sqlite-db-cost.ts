@@ -3,9 +3,18 @@
  * better-sqlite3 directly, prepared once, so none of the core's or @effect/sql's CPU) against the FLOOR's, on a
  * WAL-mode file each, rounds interleaved, medians printed. Fill `--jobs` jobs in INSERTs of 1,000 (the store's
  * json_each shape, one transaction each), then lease 256 (the store's two statements: promote and take) and
- * acknowledge 256 until empty. Variants: the table as `prepareTable` makes it, the same without an index, the floor.
+ * acknowledge 256 until empty. Variants: the table as `prepareTable` makes it ("ours": the session-7 store's
+ * shapes), the same without an index, other statement shapes (the insert's row source, the take's form and what it
+ * returns, the ack's id list, time-ordered ids, a shorter `acquired_by`), the floor. `--only` picks variants by
+ * name (`;`-separated, a trailing `*` a prefix; the floor always runs).
+ *
+ * Both files run at the same durability: WAL, `synchronous` unset, which better-sqlite3's SQLite (built with
+ * SQLITE_DEFAULT_WAL_SYNCHRONOUS=1) holds at NORMAL once a WAL file is in use, as the store's client and the
+ * floor of bench/distributed-sql.ts do (no fsync per commit; `synchronous = FULL` costs 1.2-2.5 ms a commit here).
  *
  *   npx tsx bench/_sqlite-db-cost.ts [--jobs 20000] [--rounds 5] [--cpu] [--only "ours;ours, ids v7;ours, take*"]
+ *
+ * `--cpu`: this process's CPU time per job instead of wall time (steadier on a shared machine).
  */
 import { SqliteClient } from "@effect/sql-sqlite-node"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -69,7 +78,7 @@ const prepared = (file: string, after: string) =>
 const WORKER = randomUUID()
 
 /** The INSERT's row source: the store's json_extract per field, `->>` per field, or bound VALUES rows. */
-type InsertShape = "json_extract" | "arrow" | "arrow, no ORDER BY" | "jsonb_each" | "values 100"
+type InsertShape = "json_extract" | "arrow" | "arrow, no ORDER BY" | "jsonb_each" | "jsonb_each, id once" | "values 100"
 /** The lease: the store's `IN (SELECT … LIMIT)` or an UPDATE … ORDER BY … LIMIT; what it returns. */
 interface Shape {
   readonly insert?: InsertShape
@@ -87,12 +96,14 @@ const insertSql = (shape: InsertShape) => {
     const row = `('jobs', ?, ?, ?, ${NOW}, 0, 0, NULL, ${NOW}, ${NOW})`
     return `INSERT INTO jobs ${COLUMNS} VALUES ${Array.from({ length: 100 }, () => row).join(", ")}`
   }
-  const f = shape === "json_extract" || shape === "jsonb_each"
+  const f = shape === "json_extract" || shape.startsWith("jsonb_each")
     ? (i: number) => `json_extract(value, '$[${i}]')`
     : (i: number) => `value ->> ${i}`
-  const each = shape === "jsonb_each" ? "jsonb_each" : "json_each"
+  const each = shape.startsWith("jsonb_each") ? "jsonb_each" : "json_each"
+  // "id once": the key is null in the row when it is the id (ids of 128 characters or fewer), taken from the id.
+  const key = shape === "jsonb_each, id once" ? `COALESCE(${f(1)}, ${f(0)})` : f(1)
   return `INSERT INTO jobs ${COLUMNS}
-      SELECT 'jobs', ${f(0)}, ${f(1)}, ${f(2)}, ${NOW} + ${f(3)}, CASE WHEN ${f(3)} > 0 THEN 1 ELSE 0 END,
+      SELECT 'jobs', ${f(0)}, ${key}, ${f(2)}, ${NOW} + ${f(3)}, CASE WHEN ${f(3)} > 0 THEN 1 ELSE 0 END,
         ${f(4)}, ${f(5)}, ${NOW}, ${NOW}
       FROM ${each}(?) WHERE true${shape === "arrow, no ORDER BY" ? "" : " ORDER BY key"}`
 }
@@ -159,7 +170,14 @@ const ours = (name: string, after = "", shape: Shape = {}): Variant => ({
       fill: (ids) =>
         shape.insert === "values 100"
           ? fillValues(ids)
-          : insert.run(JSON.stringify(ids.map((id, n) => [id, id, JSON.stringify({ n }), 0, 0, null]))),
+          : insert.run(
+            JSON.stringify(
+              ids.map((
+                id,
+                n
+              ) => [id, shape.insert === "jsonb_each, id once" ? null : id, JSON.stringify({ n }), 0, 0, null])
+            )
+          ),
       lease: () => {
         promote.run()
         const rows = take.all(worker)
@@ -182,6 +200,9 @@ const all: Array<Variant> = [
   ours("ours, insert ->> no ORDER BY", "", { insert: "arrow, no ORDER BY" }),
   ours("ours, insert jsonb_each", "", { insert: "jsonb_each" }),
   ours("ours, insert VALUES x100", "", { insert: "values 100" }),
+  ours("store now (jsonb_each, raw take)", "", { insert: "jsonb_each", raw: true }),
+  ours("store now, key null when it is the id", "", { insert: "jsonb_each, id once", raw: true }),
+  ours("store now, worker id of 12", "", { insert: "jsonb_each", raw: true, worker: WORKER.slice(0, 12) }),
   ours("ours, ids v7", "", { ids: "v7" }),
   ours("ours, take UPDATE LIMIT", "", { take: "update limit" }),
   ours("ours, take without visible_at", "", { take: "in, no visible_at" }),
