@@ -564,7 +564,7 @@ describe("sql DurableQueue store on SQLite: statement shapes", () => {
   const withSqliteTable = <A, E>(f: (table: string) => Effect.Effect<A, E, SqlClient.SqlClient | Scope.Scope>) =>
     withTable("sqlite", "dqs", (table) => Effect.scoped(f(table)))
 
-  it.live("leases, acknowledgements, put-backs and refreshes of 1 to 80 jobs are one statement text each, prepared once", () =>
+  it.live("acknowledgements, put-backs and refreshes of 1 to 40 jobs are one statement text each, prepared once", () =>
     withSqliteTable((table) =>
       Effect.gen(function*() {
         // better-sqlite3 (what @effect/sql-sqlite-node runs) counted at its `prepare`: a `?` per job made a text,
@@ -597,9 +597,7 @@ describe("sql DurableQueue store on SQLite: statement shapes", () => {
             ...leased.slice(n).map((j) => ({ job: j, settlement: { _tag: "Release" as const, attempts: 0 } }))
           ])
         }
-        const prepared = (start: string) =>
-          texts.filter((text) => text.replace(/\s+/g, " ").trimStart().startsWith(start)).length
-        expect(prepared(`UPDATE "${table}" SET timed = 1, visible_at`)).toBe(1)
+        const prepared = (start: string) => texts.filter((text) => text.trimStart().startsWith(start)).length
         expect(prepared(`UPDATE "${table}" SET state = 1`)).toBe(1)
         expect(prepared(`UPDATE "${table}" SET attempts = attempts - 1`)).toBe(1)
         expect(prepared(`UPDATE "${table}" SET visible_at`)).toBe(1)

@@ -215,10 +215,6 @@ export const leaseStatement = (ctx: Ctx, leaseMillis: number, due: DueHint = { a
       SELECT sequence FROM ${table} WHERE queue_name = ${name} AND state = 0 AND timed = 1 AND visible_at <= ${now}
       ORDER BY visible_at LIMIT ${sql.literal(String(DUE_BATCH))} ${lock}
     )`
-  // SQLite: the size bound, so one statement text serves every size, prepared once (35 µs of CPU a preparation;
-  // a 1 ms handler's leases of 10,000 jobs were 49 statements of 18 sizes, bench/_sqlite-trace.ts); PostgreSQL
-  // plans each statement anew anyway, so there it stays in the text.
-  const limit = (size: number) => ctx.dialect === "sqlite" ? sql`${size}` : sql.literal(String(size))
   let promoted = 0
   return (size: number): LeaseStatements => {
     const at = Date.now()
@@ -236,7 +232,7 @@ export const leaseStatement = (ctx: Ctx, leaseMillis: number, due: DueHint = { a
           SELECT sequence FROM ${table}
           WHERE queue_name = ${name} AND state = 0 AND timed = 0 AND visible_at <= ${now}
             AND NOT EXISTS (SELECT 1 FROM ${paused} WHERE queue_name = ${name})
-          ORDER BY priority DESC, sequence LIMIT ${limit(size)} ${lock}
+          ORDER BY priority DESC, sequence LIMIT ${sql.literal(String(size))} ${lock}
         )
         RETURNING sequence, id, element, attempts, priority, options`
     }
