@@ -27,7 +27,7 @@
  *
  *   npx tsx bench/distributed-sql.ts [--quick] [--jobs 20000] [--rounds 5] [--samples 200] [--skip-latency]
  *     [--only-latency] [--late-jobs 60] [--late-rounds 3] [--only-offers] [--baseline <dir>] [--only-ours]
- *     [--only-batch]
+ *     [--only-batch] [--only-sqlite]
  *
  * `--baseline <dir>`: another checkout of this repository, whose SQL DurableQueue runs as one more contender of the
  * process and bulk-offer rows (as bench/distributed.ts's for Redis); give it a node_modules symlinked to this one's,
@@ -124,7 +124,10 @@ type Ours = DurableQueue.DurableQueue<{ readonly n: number }>
 const BASELINE_DIR = process.argv.includes("--baseline")
   ? process.argv[process.argv.indexOf("--baseline") + 1]
   : undefined
-/** `--only-ours`: ours, the baseline and the FLOOR only in the process scenarios (no peers, no offers). */
+/**
+ * `--only-ours`: ours, the baseline and the FLOOR only (no peers; of the offers, SQLite's bulk row, which has none).
+ * `--only-sqlite`: the SQLite scenarios alone (process, batch handlers, bulk offer).
+ */
 const ONLY_OURS = flag("only-ours")
 
 /** Runs `body` with fresh queues (default settings) on a unique table, dropped afterwards. */
@@ -659,14 +662,18 @@ const main = async () => {
       floorProcess(withSqliteFloor, jobs, concurrency, ms)
     ]))
   }
-  if (!ONLY_OURS) {
+  // No peer on SQLite: its bulk offer row is ours and the floor's, so `--only-ours` keeps it.
+  {
     scenarios.push({
       label: "SQLite bulk offer",
       contenders: [oursBulk("sqlite", JOBS), floorBulk(withSqliteFloor, JOBS, 1), ...baseBulk("sqlite")]
     })
   }
-  // --only-batch: the batch-handler scenarios alone (issue #16's runBatch rows).
-  const picked = flag("only-batch") ? scenarios.filter((scenario) => scenario.label.includes("batch")) : scenarios
+  // --only-batch: the batch-handler scenarios alone (issue #16's runBatch rows); --only-sqlite: SQLite's alone.
+  const picked = scenarios.filter((scenario) =>
+    (!flag("only-batch") || scenario.label.includes("batch")) &&
+    (!flag("only-sqlite") || scenario.label.startsWith("SQLite"))
+  )
   if (!ONLY_LATENCY) await compare(picked, ROUNDS)
 
   if (!flag("skip-latency")) {

@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import { createRequire } from "node:module"
 import { queueSettings } from "../../src/internal/durableQueue/options.js"
 import { listing } from "../../src/internal/durableQueue/sqlListing.js"
 import { prepareTable } from "../../src/internal/durableQueue/sqlSchema.js"
@@ -558,6 +559,75 @@ for (const [backend, up] of backends) {
       ))
   })
 }
+
+describe("sql DurableQueue store on SQLite: statement shapes", () => {
+  const withSqliteTable = <A, E>(f: (table: string) => Effect.Effect<A, E, SqlClient.SqlClient | Scope.Scope>) =>
+    withTable("sqlite", "dqs", (table) => Effect.scoped(f(table)))
+
+  it.live("acknowledgements, put-backs and refreshes of 1 to 40 jobs are one statement text each, prepared once", () =>
+    withSqliteTable((table) =>
+      Effect.gen(function*() {
+        // better-sqlite3 (what @effect/sql-sqlite-node runs) counted at its `prepare`: a `?` per job made a text,
+        // and a preparation, per batch size.
+        const Database = createRequire(import.meta.url)("better-sqlite3") as {
+          prototype: { prepare: (this: unknown, text: string) => unknown }
+        }
+        const prepare = Database.prototype.prepare
+        const texts: Array<string> = []
+        yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            Database.prototype.prepare = function(text) {
+              texts.push(text)
+              return prepare.call(this, text)
+            }
+          }),
+          () => Effect.sync(() => (Database.prototype.prepare = prepare))
+        )
+        const store = yield* storeOf(table)
+        yield* store.offer(Array.from({ length: 40 * 41 }, (_, i) => job(`j${i}`)))
+        for (let n = 1; n <= 40; n++) {
+          const leased = yield* store.lease(2 * n)
+          expect(leased.length).toBe(2 * n)
+          expect(yield* store.refresh(leased)).toEqual([])
+          yield* store.settle([
+            ...leased.slice(0, n).map((j) => ({
+              job: j,
+              settlement: { _tag: "Ack" as const, result: undefined, resultTtlMillis: 0 }
+            })),
+            ...leased.slice(n).map((j) => ({ job: j, settlement: { _tag: "Release" as const, attempts: 0 } }))
+          ])
+        }
+        const prepared = (start: string) => texts.filter((text) => text.trimStart().startsWith(start)).length
+        expect(prepared(`UPDATE "${table}" SET state = 1`)).toBe(1)
+        expect(prepared(`UPDATE "${table}" SET attempts = attempts - 1`)).toBe(1)
+        expect(prepared(`UPDATE "${table}" SET visible_at`)).toBe(1)
+        expect((yield* store.counts).done).toBe(40 * 41 / 2)
+      })
+    ))
+
+  // Under SafeIntegers the client returns integers as bigints (`JSON.stringify` refuses them); the lease's rows
+  // come through better-sqlite3's raw mode, which that client does not switch to bigints, the rest do.
+  it.live("with SafeIntegers, leases come in order and settle; payloads come back as offered", () =>
+    withSqliteTable((table) =>
+      Effect.gen(function*() {
+        const store = yield* storeOf(table)
+        const nasty = ["quote \" and \\ backslash", "lone \ud83d surrogate", "\u2028 ü 😀", "{\"a\":[1]}"]
+        yield* store.offer([
+          ...nasty.map((text, i) => job(`n${i}`, { payload: JSON.stringify(text) })),
+          job("high", { priority: 5 })
+        ])
+        const leased = yield* store.lease(10)
+        expect(leased.map((j) => j.id)).toEqual(["high", "n0", "n1", "n2", "n3"])
+        expect(leased.slice(1).map((j) => JSON.parse(j.payload))).toEqual(nasty)
+        expect(yield* store.refresh(leased)).toEqual([])
+        yield* store.settle(leased.map((j) => ({
+          job: j,
+          settlement: { _tag: "Ack" as const, result: undefined, resultTtlMillis: 0 }
+        })))
+        expect(yield* store.counts).toMatchObject({ waiting: 0, running: 0, done: 5 })
+      }).pipe(Effect.provideService(SqlClient.SafeIntegers, true))
+    ))
+})
 
 describe.skipIf(!pgUp)("sql DurableQueue store on PostgreSQL: notifications", () => {
   it.live(
