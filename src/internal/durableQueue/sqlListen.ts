@@ -1,8 +1,8 @@
 /**
- * PostgreSQL notifications for the SQL store of `DurableQueue`: the channel of a queue, and a LISTEN that notices
- * when it stops hearing (see `listen`). An offer (or a job put back or retried) notifies the channel in the same
- * statement; every store taking from the queue LISTENs, so idle takers of every process look at once; polling
- * stays as the safety net.
+ * PostgreSQL notifications for the SQL store of `DurableQueue`: the channel of a queue, and ONE LISTEN per client
+ * and channel in the process that notices when it stops hearing (`listening`, for offers and job events alike). An
+ * offer (or a job put back or retried) notifies the channel in the same statement; every store taking from the
+ * queue LISTENs (`listen`), so idle takers of every process look at once; polling stays as the safety net.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -56,7 +56,7 @@ interface Shared {
   /** Succeeded once the supervisor has stopped and its LISTEN stream ended (its UNLISTEN sent). */
   readonly done: Deferred.Deferred<void>
   refs: number
-  /** Set (with the entry taken off its map) when the supervisor decides to stop; a new subscriber makes a new one. */
+  /** Set when the supervisor decides to stop (no subscriber left); a new subscriber then makes a new entry. */
   retired: boolean
 }
 
