@@ -77,8 +77,8 @@ const CONFIRM_TRIES = 50
  *   `PROBE_TIMEOUT` while the NOTIFY itself went through, it listens anew; subscribers are told
  *   (`{ listening: "again" }`): what was sent meanwhile was not heard.
  * - Its LISTEN stream interrupted while connecting leaks the connection: effect 3.22's `RcRef.get` (its LISTEN
- *   connection) acquires interruptibly and never closes what it acquired when interrupted there, and that
- *   connection outlives even the client's layer (so the process does not exit). 80 events streams started and
+ *   connection) acquires interruptibly and never closes what it acquired when interrupted there (effect PR #7109
+ *   fixes that upstream), and that connection outlives even the client's layer (so the process does not exit). 80 events streams started and
  *   interrupted 0-40 ms later left 8-12 such connections. So a LISTEN stream is interrupted only once a probe
  *   confirmed it (its connection then acquired), once it ended, or after `CONFIRM_TRIES` probes without one;
  *   never merely because its last subscriber left, however soon.
