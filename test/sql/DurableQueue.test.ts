@@ -269,6 +269,26 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: LISTEN/NOTIFY across pro
   )
 
   it.live(
+    "a second taking store on the taker's client closes: the taker still hears the next offer at once (one LISTEN)",
+    () =>
+      withTable("pg", "ln", (table) =>
+        Effect.gen(function*() {
+          const { a, b, contextB, options } = yield* twoClients(table, "jobs")
+          yield* latency(a, b, 0, "2 seconds")
+          // c takes (so it listens) on b's client, and closes. Before: each store had its LISTEN stream, and c's end
+          // UNLISTENed the channel on the connection b's shares; b was deaf until its probe noticed, 2-7 s later.
+          yield* Effect.scoped(Effect.gen(function*() {
+            const c = yield* DurableQueue.make(options)
+            yield* a.offer(1)
+            expect(yield* c.take((n) => Effect.succeed(n)).pipe(Effect.timeout("2 seconds"))).toEqual(Exit.succeed(1))
+          })).pipe(Effect.provide(contextB))
+          const { exit } = yield* latency(a, b, 2, "1 second")
+          expect(exit).toEqual(Option.some(Exit.succeed(2)))
+        }).pipe(Effect.scoped)),
+    30_000
+  )
+
+  it.live(
     "with notify: false, the same taker waits for its poll (the test above fails without the NOTIFY)",
     () =>
       withTable("pg", "ln", (table) =>

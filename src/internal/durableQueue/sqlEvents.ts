@@ -30,7 +30,7 @@ import {
   type ScheduleMarks,
   sharedSubscription
 } from "./events.js"
-import { channelOf, listenerOf } from "./sqlListen.js"
+import { channelOf, type Listener, listenerOf, listening } from "./sqlListen.js"
 
 /** PostgreSQL refuses a NOTIFY payload of 8,000 bytes or more; the rest is margin. */
 const MAX_PAYLOAD_BYTES = 7_900
@@ -128,12 +128,7 @@ export const sqlPort = (
         subscribe: sharedSubscription(
           client,
           channel,
-          heard(
-            client,
-            channel,
-            name,
-            Stream.flatMap(listener.listen(channel), (p) => Stream.fromIterable(eventsOf(p)))
-          )
+          heard(client, listener, channel, name)
         ),
         spacingMillis: REMOTE_SPACING_MILLIS,
         ...audienceOf(sql, channel)
@@ -414,17 +409,33 @@ const locksOf = (client: SqlClient.SqlClient): ListenerLocks => {
 /**
  * What the LISTEN of `channel` hears, once this process counts as a listener: from `HOLD_MILLIS` after its lock
  * was taken, every event any emitter sends reaches the LISTEN, so an event delivered then (the "subscription is
- * made" of `events`) is followed by all later ones. Heard earlier is kept and delivered after the hold.
+ * made" of `events`) is followed by all later ones. Heard earlier is kept and delivered after the hold. The LISTEN
+ * is the process's one for the client and channel (sqlListen.ts `listening`), listened anew when it stops hearing
+ * (a terminated backend, a database restart): said with a warning, as a lost lock's session is.
  */
 const heard = (
   client: SqlClient.SqlClient,
+  listener: Listener,
   channel: string,
-  name: string,
-  source: Stream.Stream<string, SqlError>
+  name: string
 ): Stream.Stream<string, SqlError> =>
   Stream.unwrapScoped(Effect.gen(function*() {
     yield* locksOf(client).hold(channel, name)
-    const queue = yield* Stream.toQueue(source, { strategy: "unbounded" })
+    const { heard } = yield* listening(listener, client, channel)
     yield* Effect.sleep(HOLD_MILLIS)
-    return Stream.flattenTake(Stream.fromQueue(queue))
+    return Stream.fromQueue(heard).pipe(
+      Stream.mapConcatEffect((item) =>
+        typeof item === "string"
+          ? Effect.succeed(eventsOf(item))
+          : item.listening === "again"
+          ? Effect.as(
+            Effect.logWarning(
+              `DurableQueue ${name}: the LISTEN connection of its events stream stopped hearing and listens ` +
+                `again (events in between may be lost)`
+            ),
+            []
+          )
+          : Effect.succeed([])
+      )
+    )
   }))

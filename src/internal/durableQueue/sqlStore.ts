@@ -783,7 +783,7 @@ export const makeStore = (
     const startListening = Effect.suspend(() => {
       if (listening) return Effect.void
       listening = true
-      return Scope.extend(listen(listener!, channel, worker.replace(/-/g, "").slice(0, 16), notified, sql), scope)
+      return Scope.extend(listen(listener!, channel, notified, sql), scope)
     })
 
     const store: Store = {
