@@ -9,6 +9,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -179,6 +180,69 @@ describe("DurableQueue.memory", () => {
       expect(yield* queue.deadLetters).toEqual([])
       expect(yield* queue.result("h1", Hostile)).toEqual(Option.none())
       for (const n of [0, 2, 3]) expect(yield* queue.result(`h${n}`, Hostile)).toEqual(Option.some(n * 10))
+    }))
+
+  it.scopedLive("runBatch result: results that throw as they are read (a Proxy's length, a revoked Proxy, a BatchFailure's results getter) fail every job with ResultsMismatch, as results not one per job do; the taker goes on at once", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({
+        name: "hostile-results",
+        schema: Schema.Number,
+        maxAttempts: 4,
+        pollInterval: "10 millis",
+        backoff: DurableQueue.Backoff.none
+      })
+      const warnings: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        if (logLevel._tag === "Warning") warnings.push(String(message))
+      })
+      yield* queue.offerAll([0, 1, 2].map((n) => ({ value: n, id: `x${n}` })))
+      const seen: Array<string> = []
+      const started = yield* Clock.currentTimeMillis
+      yield* Effect.forkScoped(
+        queue.runBatch((values, jobs) => {
+          seen.push(...jobs.map((job) => `${job.id}@${job.attempt}`))
+          const results = values.map((n) => n * 10)
+          switch (jobs[0].attempt) {
+            case 1:
+              return Effect.succeed(
+                new Proxy(results, {
+                  get: (target, key) => {
+                    if (key === "length") throw new Error("a hostile length")
+                    return Reflect.get(target, key)
+                  }
+                })
+              )
+            case 2: {
+              const { proxy, revoke } = Proxy.revocable(results, {})
+              revoke()
+              return Effect.succeed(proxy)
+            }
+            case 3: {
+              const failure = new DurableQueue.BatchFailure({ failures: [] })
+              Object.defineProperty(failure, "results", {
+                get: () => {
+                  throw new Error("a hostile results getter")
+                }
+              })
+              return Effect.fail(failure)
+            }
+            default:
+              return Effect.succeed(results)
+          }
+        }, { size: 10, result: Schema.Number }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      )
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      // Before, each throw was a defect of the batch code: "taking a job failed; retrying" and a 500 ms pause each.
+      expect(warnings.filter((warning) => warning.includes("taking a job failed"))).toEqual([])
+      expect((yield* Clock.currentTimeMillis) - started).toBeLessThan(1_000)
+      expect(seen.sort()).toEqual(["x0", "x1", "x2"].flatMap((id) => [1, 2, 3, 4].map((a) => `${id}@${a}`)))
+      for (const n of [0, 1, 2]) {
+        const status = Option.getOrThrow(yield* queue.status(`x${n}`))
+        expect(status).toMatchObject({ state: "done", attempts: 4 })
+        expect(status.lastError).toContain("the batch's results are not one per job")
+        expect(status.lastError).toContain("a hostile results getter")
+        expect(yield* queue.result(`x${n}`, Schema.Number)).toEqual(Option.some(n * 10))
+      }
     }))
 
   it.scopedLive("run: a result schema whose encoding throws is a result that cannot be encoded: the job is done, not run again", () =>
