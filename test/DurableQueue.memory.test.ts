@@ -279,6 +279,48 @@ describe("DurableQueue.memory", () => {
       expect(yield* queue.size).toBe(1)
     }))
 
+  it.scopedLive("a schema that throws what String() cannot print (a null-prototype object) is caught as any throw: offer's EncodeFailed, run's result not kept (the job not run again), result(id)'s DecodeFailed", () =>
+    Effect.gen(function*() {
+      const unprintable = (bad: number, side: "encode" | "decode") =>
+        Schema.transform(Schema.Number, Schema.Number, {
+          strict: true,
+          decode: (n) => {
+            if (side === "decode" && n === bad) throw Object.create(null)
+            return n
+          },
+          encode: (n) => {
+            if (side === "encode" && n === bad) throw Object.create(null)
+            return n
+          }
+        })
+      const offered = yield* DurableQueue.memory({ name: "unprintable-offer", schema: unprintable(7, "encode") })
+      // Before, String(thrown) threw a TypeError in the codec's catch: the offer died with it.
+      expect(yield* Effect.flip(offered.offer(7, { id: "seven" }))).toMatchObject({
+        reason: "EncodeFailed",
+        id: "seven"
+      })
+      const queue = yield* DurableQueue.memory({
+        name: "unprintable-run",
+        schema: Schema.Number,
+        pollInterval: "10 millis",
+        backoff: DurableQueue.Backoff.none
+      })
+      yield* queue.offerAll([0, 1, 2].map((n) => ({ value: n, id: `u${n}` })))
+      const seen: Array<string> = []
+      yield* Effect.forkScoped(queue.run((n, job) => {
+        seen.push(`${job.id}@${job.attempt}`)
+        return Effect.succeed(n * 10)
+      }, { result: unprintable(10, "encode") }))
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      expect(seen.sort()).toEqual(["u0@1", "u1@1", "u2@1"])
+      expect(yield* queue.result("u1", Schema.Number)).toEqual(Option.none())
+      expect(yield* queue.result("u2", Schema.Number)).toEqual(Option.some(20))
+      expect(yield* Effect.flip(queue.result("u2", unprintable(20, "decode")))).toMatchObject({
+        reason: "DecodeFailed",
+        id: "u2"
+      })
+    }))
+
   it.scopedLive("run: an item schema whose decoding throws fails that job alone, as a payload that does not decode; its neighbours run", () =>
     Effect.gen(function*() {
       const queue = yield* DurableQueue.memory({

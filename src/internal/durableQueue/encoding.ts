@@ -168,13 +168,25 @@ class Threw {
   constructor(readonly error: Error) {}
 }
 
-const asFailure = (defect: unknown) => Effect.fail(defect instanceof Error ? defect : new Error(String(defect)))
+/**
+ * What a schema threw, as an Error. `String` of a null-prototype object throws a TypeError, which, thrown in the
+ * codec's own catch, escaped it: offer died instead of failing with EncodeFailed (test/DurableQueue.memory.test.ts).
+ */
+const asError = (thrown: unknown): Error => {
+  try {
+    return thrown instanceof Error ? thrown : new Error(String(thrown))
+  } catch {
+    return new Error(`the schema threw a ${typeof thrown} that cannot be printed`)
+  }
+}
+
+const asFailure = (defect: unknown) => Effect.fail(asError(defect))
 
 const caught = <R, L>(run: () => Either.Either<R, L>): Either.Either<R, L | Threw> => {
   try {
     return run()
   } catch (thrown) {
-    return Either.left(new Threw(thrown instanceof Error ? thrown : new Error(String(thrown))))
+    return Either.left(new Threw(asError(thrown)))
   }
 }
 
