@@ -321,6 +321,50 @@ describe("DurableQueue.memory", () => {
       })
     }))
 
+  it.scopedLive("a value whose getter throws as the codec checks it is plain JSON (Schema.Unknown passes it through) fails that value alone: offer's EncodeFailed; run's and runBatch's result not kept, the job done, not run again", () =>
+    Effect.gen(function*() {
+      const hostile = () => ({
+        get x(): number {
+          throw new Error("a getter that throws")
+        }
+      })
+      const offered = yield* DurableQueue.memory({ name: "getter-offer", schema: Schema.Unknown })
+      // Before, `notJson` read the getter outside the codec's guard: offer and offerAll died with its throw.
+      expect(yield* Effect.flip(offered.offer(hostile(), { id: "g" }))).toMatchObject({
+        reason: "EncodeFailed",
+        id: "g"
+      })
+      expect(yield* Effect.flip(offered.offerAll([{ value: 1, id: "one" }, { value: hostile(), id: "bad" }])))
+        .toMatchObject({ reason: "EncodeFailed", id: "bad" })
+      const queue = yield* DurableQueue.memory({
+        name: "getter-results",
+        schema: Schema.Number,
+        pollInterval: "10 millis",
+        backoff: DurableQueue.Backoff.none
+      })
+      yield* queue.offerAll([0, 1, 2].map((n) => ({ value: n, id: `r${n}` })))
+      const seen: Array<string> = []
+      const runner = yield* Effect.forkScoped(queue.run((n, job) => {
+        seen.push(`${job.id}@${job.attempt}`)
+        return Effect.succeed(n === 1 ? hostile() : n)
+      }, { result: Schema.Unknown }))
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      yield* Fiber.interrupt(runner)
+      yield* queue.offerAll([0, 1, 2].map((n) => ({ value: n, id: `b${n}` })))
+      yield* Effect.forkScoped(queue.runBatch((values, jobs) => {
+        seen.push(...jobs.map((job) => `${job.id}@${job.attempt}`))
+        return Effect.succeed(values.map((n) => n === 1 ? hostile() : n))
+      }, { size: 10, result: Schema.Unknown }))
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      // Before: r1 and b1 ran 3 times (dead letters), run's taker logging "taking a job failed; retrying".
+      expect(seen.sort()).toEqual(["b0@1", "b1@1", "b2@1", "r0@1", "r1@1", "r2@1"])
+      for (const id of ["r1", "b1"]) {
+        expect(Option.getOrThrow(yield* queue.status(id))).toMatchObject({ state: "done", attempts: 1 })
+        expect(yield* queue.result(id, Schema.Unknown)).toEqual(Option.none())
+      }
+      expect(yield* queue.result("b2", Schema.Unknown)).toEqual(Option.some(2))
+    }))
+
   it.scopedLive("run: an item schema whose decoding throws fails that job alone, as a payload that does not decode; its neighbours run", () =>
     Effect.gen(function*() {
       const queue = yield* DurableQueue.memory({

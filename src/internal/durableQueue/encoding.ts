@@ -109,21 +109,23 @@ export const codec = <A, I>(schema: Schema.Schema<A, I>): Codec<A> => {
   const decodeEither = Schema.decodeUnknownEither(schema)
   const encodeSync = (value: A) => caught(() => encodeEither(value))
   const decodeSync = (json: unknown) => caught(() => decodeEither(json))
-  // `notJson` first: what it lets through is plain data that `JSON.stringify` writes without throwing.
+  // `notJson` first: what it lets through is plain data that `JSON.stringify` writes without throwing. Both in the
+  // `try`: `notJson` reads the value's getters (Schema.Unknown passes a value through), which may throw; outside
+  // it, offer died and run's taker put a done job back to run it again (test/DurableQueue.memory.test.ts).
   const stringify = (encoded: unknown): Effect.Effect<string, Error> => {
-    const why = notJson(encoded)
-    if (why !== undefined) return Effect.fail(new Error(`its encoded form is not plain JSON: ${why}`))
     try {
+      const why = notJson(encoded)
+      if (why !== undefined) return Effect.fail(new Error(`its encoded form is not plain JSON: ${why}`))
       return Effect.succeed(JSON.stringify(encoded))
     } catch (cause) {
-      return Effect.fail(cause instanceof Error ? cause : new Error(String(cause)))
+      return Effect.fail(asError(cause))
     }
   }
   const encodeNow = (value: A): string | undefined => {
     const encoded = encodeSync(value)
-    if (Either.isLeft(encoded) || notJson(encoded.right) !== undefined) return undefined
+    if (Either.isLeft(encoded)) return undefined
     try {
-      return JSON.stringify(encoded.right)
+      return notJson(encoded.right) === undefined ? JSON.stringify(encoded.right) : undefined
     } catch {
       return undefined
     }
