@@ -132,7 +132,7 @@ export interface DurableQueue<in out A> {
         values: NonEmptyReadonlyArray<A>,
         jobs: NonEmptyReadonlyArray<Job>
       ) => Effect.Effect<ReadonlyArray<X>, E, R>,
-      options: RunBatchOptions<X, XI> & { readonly result: Schema.Schema<X, XI> }
+      options: RunBatchOptions<X, XI>
     ): Effect.Effect<never, OptionError, R>
     <X, E, R>(
       handler: (values: NonEmptyReadonlyArray<A>, jobs: NonEmptyReadonlyArray<Job>) => Effect.Effect<X, E, R>,

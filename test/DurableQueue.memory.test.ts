@@ -123,6 +123,7 @@ describe("DurableQueue.memory", () => {
     Effect.gen(function*() {
       const queue = yield* DurableQueue.memory({ name: "types", schema: Schema.Number })
       // Type-checked only (test/ is in tsconfig.json's include): `checks` is never called.
+      const withResult: DurableQueue.RunBatchOptions<string> = { result: Schema.String, size: 10 }
       const checks = () => [
         queue.runBatch((values) => Effect.succeed(values.map(String)), { result: Schema.String }),
         // The schema's Type is what the handler gives; its Encoded (here string) is what is stored.
@@ -139,7 +140,15 @@ describe("DurableQueue.memory", () => {
         // @ts-expect-error the results are the schema's Type (numbers here), not strings
         queue.runBatch((values) => Effect.succeed(values.map(String)), { result: Schema.Number }),
         // @ts-expect-error `result` is a Schema
-        queue.runBatch((values) => Effect.succeed(values), { result: "number" })
+        queue.runBatch((values) => Effect.succeed(values), { result: "number" }),
+        // Options built apart, typed with the exported RunBatchOptions<X> (rejected by both overloads before).
+        queue.runBatch((values) => Effect.succeed(values.map(String)), withResult),
+        // @ts-expect-error unknown results are not the schema's numbers
+        queue.runBatch((values) => Effect.succeed(values as ReadonlyArray<unknown>), { result: Schema.Number }),
+        // @ts-expect-error with an array schema, one array per job
+        queue.runBatch((values) => Effect.succeed(values), { result: Schema.Array(Schema.Number) }),
+        // @ts-expect-error a RunBatchOptions<string> asks for strings, not numbers
+        queue.runBatch((values) => Effect.succeed(values), withResult)
       ]
       expect(typeof checks).toBe("function")
     }))
