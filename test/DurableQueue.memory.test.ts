@@ -11,6 +11,7 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
@@ -372,6 +373,68 @@ describe("DurableQueue.memory", () => {
         expect(yield* queue.result(id, Schema.Unknown)).toEqual(Option.none())
       }
       expect(yield* queue.result("b2", Schema.Unknown)).toEqual(Option.some(2))
+    }))
+
+  it.scopedLive("a schema whose Effect interrupts itself (transformOrFail's Effect.interrupt) is a failure of that value: run's and runBatch's result not kept (the job done once), a payload fails its job alone (counted), offer fails with EncodeFailed", () =>
+    Effect.gen(function*() {
+      const interruptingAt = (bad: number, side: "encode" | "decode") =>
+        Schema.transformOrFail(Schema.Number, Schema.Number, {
+          strict: true,
+          decode: (n) => side === "decode" && n === bad ? Effect.interrupt : ParseResult.succeed(n),
+          encode: (n) => side === "encode" && n === bad ? Effect.interrupt : ParseResult.succeed(n)
+        })
+      const offered = yield* DurableQueue.memory({ name: "interrupting-offer", schema: interruptingAt(7, "encode") })
+      expect(yield* Effect.flip(offered.offer(7, { id: "seven" }))).toMatchObject({
+        reason: "EncodeFailed",
+        id: "seven"
+      })
+      const queue = yield* DurableQueue.memory({
+        name: "interrupting-results",
+        schema: Schema.Number,
+        pollInterval: "10 millis",
+        backoff: DurableQueue.Backoff.none
+      })
+      const seen: Array<string> = []
+      // Bounded: before, each run of the job went back uncounted (an interruption) and ran again at once, without end.
+      const ran = (ids: ReadonlyArray<string>) => {
+        seen.push(...ids)
+        return seen.length > 20
+      }
+      yield* queue.offerAll([0, 1, 2].map((n) => ({ value: n, id: `r${n}` })))
+      const runner = yield* Effect.forkScoped(
+        queue.run((n, job) => ran([`${job.id}@${job.attempt}`]) ? Effect.never : Effect.succeed(n * 10), {
+          result: interruptingAt(10, "encode")
+        })
+      )
+      yield* eventually(Effect.map(queue.size, (n) => n === 0 || seen.length > 20))
+      yield* Fiber.interrupt(runner)
+      yield* queue.offerAll([0, 1, 2].map((n) => ({ value: n, id: `b${n}` })))
+      yield* Effect.forkScoped(
+        queue.runBatch((values, jobs) =>
+          ran(jobs.map((job) => `${job.id}@${job.attempt}`))
+            ? Effect.never
+            : Effect.succeed(values.map((n) => n * 10)), {
+          size: 10,
+          result: interruptingAt(10, "encode")
+        })
+      )
+      yield* eventually(Effect.map(queue.size, (n) => n === 0 || seen.length > 20))
+      expect(seen.sort()).toEqual(["b0@1", "b1@1", "b2@1", "r0@1", "r1@1", "r2@1"])
+      expect(yield* queue.result("r1", Schema.Number)).toEqual(Option.none())
+      expect(yield* queue.result("b2", Schema.Number)).toEqual(Option.some(20))
+      const decoding = yield* DurableQueue.memory({
+        name: "interrupting-decode",
+        schema: interruptingAt(13, "decode"),
+        maxAttempts: 2,
+        pollInterval: "10 millis",
+        backoff: DurableQueue.Backoff.none
+      })
+      yield* decoding.offerAll([12, 13, 14].map((n) => ({ value: n, id: `d${n}` })))
+      const values: Array<number> = []
+      yield* Effect.forkScoped(decoding.runBatch((batch) => Effect.sync(() => values.push(...batch)), { size: 10 }))
+      yield* eventually(Effect.map(decoding.size, (n) => n === 0 || values.length > 20))
+      expect(values.sort()).toEqual([12, 14])
+      expect(Option.getOrThrow(yield* decoding.status("d13"))).toMatchObject({ state: "dead", attempts: 2 })
     }))
 
   it.scopedLive("run: an item schema whose decoding throws fails that job alone, as a payload that does not decode; its neighbours run", () =>
