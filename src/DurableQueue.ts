@@ -120,11 +120,11 @@ export interface DurableQueue<in out A> {
    * With `{ result: schema }` the handler succeeds with an array of results ALIGNED with `values` (result i is job
    * i's), and each job acknowledged keeps its own, encoded with `schema`, for `result(id)` (for the queue's
    * `resultTimeToLive`), as `run` keeps one: a result that does not encode is not stored (logged, naming the job)
-   * and its job stays done, the others keep theirs. An array of another length, or no array, fails EVERY job of the
-   * batch with `DurableQueueError` "ResultsMismatch" naming the batch's size and what came (which result is whose
-   * cannot be told), each retried by its own attempts as any failure. A `BatchFailure` may carry `results`, aligned
-   * the same way, for the jobs it acknowledges (the entries at its failed indexes are ignored); without them those
-   * jobs keep no result. A cancelled job keeps none.
+   * and its job stays done, the others keep theirs. An array of another length, no array, or one that throws as
+   * it is read (a Proxy) fails EVERY job of the batch with `DurableQueueError` "ResultsMismatch" naming the batch's
+   * size and what came (which result is whose cannot be told), each retried by its own attempts as any failure.
+   * A `BatchFailure` may carry `results`, aligned the same way, for the jobs it acknowledges (the entries at its
+   * failed indexes are ignored); without them those jobs keep no result. A cancelled job keeps none.
    */
   readonly runBatch: {
     <X, E, R, XI = X>(
@@ -132,7 +132,7 @@ export interface DurableQueue<in out A> {
         values: NonEmptyReadonlyArray<A>,
         jobs: NonEmptyReadonlyArray<Job>
       ) => Effect.Effect<ReadonlyArray<X>, E, R>,
-      options: RunBatchOptions<X, XI> & { readonly result: Schema.Schema<X, XI> }
+      options: RunBatchOptions<X, XI>
     ): Effect.Effect<never, OptionError, R>
     <X, E, R>(
       handler: (values: NonEmptyReadonlyArray<A>, jobs: NonEmptyReadonlyArray<Job>) => Effect.Effect<X, E, R>,

@@ -9,7 +9,9 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
@@ -123,6 +125,7 @@ describe("DurableQueue.memory", () => {
     Effect.gen(function*() {
       const queue = yield* DurableQueue.memory({ name: "types", schema: Schema.Number })
       // Type-checked only (test/ is in tsconfig.json's include): `checks` is never called.
+      const withResult: DurableQueue.RunBatchOptions<string> = { result: Schema.String, size: 10 }
       const checks = () => [
         queue.runBatch((values) => Effect.succeed(values.map(String)), { result: Schema.String }),
         // The schema's Type is what the handler gives; its Encoded (here string) is what is stored.
@@ -139,7 +142,15 @@ describe("DurableQueue.memory", () => {
         // @ts-expect-error the results are the schema's Type (numbers here), not strings
         queue.runBatch((values) => Effect.succeed(values.map(String)), { result: Schema.Number }),
         // @ts-expect-error `result` is a Schema
-        queue.runBatch((values) => Effect.succeed(values), { result: "number" })
+        queue.runBatch((values) => Effect.succeed(values), { result: "number" }),
+        // Options built apart, typed with the exported RunBatchOptions<X> (rejected by both overloads before).
+        queue.runBatch((values) => Effect.succeed(values.map(String)), withResult),
+        // @ts-expect-error unknown results are not the schema's numbers
+        queue.runBatch((values) => Effect.succeed(values as ReadonlyArray<unknown>), { result: Schema.Number }),
+        // @ts-expect-error with an array schema, one array per job
+        queue.runBatch((values) => Effect.succeed(values), { result: Schema.Array(Schema.Number) }),
+        // @ts-expect-error a RunBatchOptions<string> asks for strings, not numbers
+        queue.runBatch((values) => Effect.succeed(values), withResult)
       ]
       expect(typeof checks).toBe("function")
     }))
@@ -182,6 +193,69 @@ describe("DurableQueue.memory", () => {
       for (const n of [0, 2, 3]) expect(yield* queue.result(`h${n}`, Hostile)).toEqual(Option.some(n * 10))
     }))
 
+  it.scopedLive("runBatch result: results that throw as they are read (a Proxy's length, a revoked Proxy, a BatchFailure's results getter) fail every job with ResultsMismatch, as results not one per job do; the taker goes on at once", () =>
+    Effect.gen(function*() {
+      const queue = yield* DurableQueue.memory({
+        name: "hostile-results",
+        schema: Schema.Number,
+        maxAttempts: 4,
+        pollInterval: "10 millis",
+        backoff: DurableQueue.Backoff.none
+      })
+      const warnings: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        if (logLevel._tag === "Warning") warnings.push(String(message))
+      })
+      yield* queue.offerAll([0, 1, 2].map((n) => ({ value: n, id: `x${n}` })))
+      const seen: Array<string> = []
+      const started = yield* Clock.currentTimeMillis
+      yield* Effect.forkScoped(
+        queue.runBatch((values, jobs) => {
+          seen.push(...jobs.map((job) => `${job.id}@${job.attempt}`))
+          const results = values.map((n) => n * 10)
+          switch (jobs[0].attempt) {
+            case 1:
+              return Effect.succeed(
+                new Proxy(results, {
+                  get: (target, key) => {
+                    if (key === "length") throw new Error("a hostile length")
+                    return Reflect.get(target, key)
+                  }
+                })
+              )
+            case 2: {
+              const { proxy, revoke } = Proxy.revocable(results, {})
+              revoke()
+              return Effect.succeed(proxy)
+            }
+            case 3: {
+              const failure = new DurableQueue.BatchFailure({ failures: [] })
+              Object.defineProperty(failure, "results", {
+                get: () => {
+                  throw new Error("a hostile results getter")
+                }
+              })
+              return Effect.fail(failure)
+            }
+            default:
+              return Effect.succeed(results)
+          }
+        }, { size: 10, result: Schema.Number }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+      )
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      // Before, each throw was a defect of the batch code: "taking a job failed; retrying" and a 500 ms pause each.
+      expect(warnings.filter((warning) => warning.includes("taking a job failed"))).toEqual([])
+      expect((yield* Clock.currentTimeMillis) - started).toBeLessThan(1_000)
+      expect(seen.sort()).toEqual(["x0", "x1", "x2"].flatMap((id) => [1, 2, 3, 4].map((a) => `${id}@${a}`)))
+      for (const n of [0, 1, 2]) {
+        const status = Option.getOrThrow(yield* queue.status(`x${n}`))
+        expect(status).toMatchObject({ state: "done", attempts: 4 })
+        expect(status.lastError).toContain("the batch's results are not one per job")
+        expect(status.lastError).toContain("a hostile results getter")
+        expect(yield* queue.result(`x${n}`, Schema.Number)).toEqual(Option.some(n * 10))
+      }
+    }))
+
   it.scopedLive("run: a result schema whose encoding throws is a result that cannot be encoded: the job is done, not run again", () =>
     Effect.gen(function*() {
       const queue = yield* DurableQueue.memory({
@@ -214,6 +288,154 @@ describe("DurableQueue.memory", () => {
       expect(many).toMatchObject({ reason: "EncodeFailed", id: "bad" })
       expect(yield* queue.offer(8, { id: "eight" })).toBe("eight")
       expect(yield* queue.size).toBe(1)
+    }))
+
+  it.scopedLive("a schema that throws what String() cannot print (a null-prototype object) is caught as any throw: offer's EncodeFailed, run's result not kept (the job not run again), result(id)'s DecodeFailed", () =>
+    Effect.gen(function*() {
+      const unprintable = (bad: number, side: "encode" | "decode") =>
+        Schema.transform(Schema.Number, Schema.Number, {
+          strict: true,
+          decode: (n) => {
+            if (side === "decode" && n === bad) throw Object.create(null)
+            return n
+          },
+          encode: (n) => {
+            if (side === "encode" && n === bad) throw Object.create(null)
+            return n
+          }
+        })
+      const offered = yield* DurableQueue.memory({ name: "unprintable-offer", schema: unprintable(7, "encode") })
+      // Before, String(thrown) threw a TypeError in the codec's catch: the offer died with it.
+      expect(yield* Effect.flip(offered.offer(7, { id: "seven" }))).toMatchObject({
+        reason: "EncodeFailed",
+        id: "seven"
+      })
+      const queue = yield* DurableQueue.memory({
+        name: "unprintable-run",
+        schema: Schema.Number,
+        pollInterval: "10 millis",
+        backoff: DurableQueue.Backoff.none
+      })
+      yield* queue.offerAll([0, 1, 2].map((n) => ({ value: n, id: `u${n}` })))
+      const seen: Array<string> = []
+      yield* Effect.forkScoped(queue.run((n, job) => {
+        seen.push(`${job.id}@${job.attempt}`)
+        return Effect.succeed(n * 10)
+      }, { result: unprintable(10, "encode") }))
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      expect(seen.sort()).toEqual(["u0@1", "u1@1", "u2@1"])
+      expect(yield* queue.result("u1", Schema.Number)).toEqual(Option.none())
+      expect(yield* queue.result("u2", Schema.Number)).toEqual(Option.some(20))
+      expect(yield* Effect.flip(queue.result("u2", unprintable(20, "decode")))).toMatchObject({
+        reason: "DecodeFailed",
+        id: "u2"
+      })
+    }))
+
+  it.scopedLive("a value whose getter throws as the codec checks it is plain JSON (Schema.Unknown passes it through) fails that value alone: offer's EncodeFailed; run's and runBatch's result not kept, the job done, not run again", () =>
+    Effect.gen(function*() {
+      const hostile = () => ({
+        get x(): number {
+          throw new Error("a getter that throws")
+        }
+      })
+      const offered = yield* DurableQueue.memory({ name: "getter-offer", schema: Schema.Unknown })
+      // Before, `notJson` read the getter outside the codec's guard: offer and offerAll died with its throw.
+      expect(yield* Effect.flip(offered.offer(hostile(), { id: "g" }))).toMatchObject({
+        reason: "EncodeFailed",
+        id: "g"
+      })
+      expect(yield* Effect.flip(offered.offerAll([{ value: 1, id: "one" }, { value: hostile(), id: "bad" }])))
+        .toMatchObject({ reason: "EncodeFailed", id: "bad" })
+      const queue = yield* DurableQueue.memory({
+        name: "getter-results",
+        schema: Schema.Number,
+        pollInterval: "10 millis",
+        backoff: DurableQueue.Backoff.none
+      })
+      yield* queue.offerAll([0, 1, 2].map((n) => ({ value: n, id: `r${n}` })))
+      const seen: Array<string> = []
+      const runner = yield* Effect.forkScoped(queue.run((n, job) => {
+        seen.push(`${job.id}@${job.attempt}`)
+        return Effect.succeed(n === 1 ? hostile() : n)
+      }, { result: Schema.Unknown }))
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      yield* Fiber.interrupt(runner)
+      yield* queue.offerAll([0, 1, 2].map((n) => ({ value: n, id: `b${n}` })))
+      yield* Effect.forkScoped(queue.runBatch((values, jobs) => {
+        seen.push(...jobs.map((job) => `${job.id}@${job.attempt}`))
+        return Effect.succeed(values.map((n) => n === 1 ? hostile() : n))
+      }, { size: 10, result: Schema.Unknown }))
+      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      // Before: r1 and b1 ran 3 times (dead letters), run's taker logging "taking a job failed; retrying".
+      expect(seen.sort()).toEqual(["b0@1", "b1@1", "b2@1", "r0@1", "r1@1", "r2@1"])
+      for (const id of ["r1", "b1"]) {
+        expect(Option.getOrThrow(yield* queue.status(id))).toMatchObject({ state: "done", attempts: 1 })
+        expect(yield* queue.result(id, Schema.Unknown)).toEqual(Option.none())
+      }
+      expect(yield* queue.result("b2", Schema.Unknown)).toEqual(Option.some(2))
+    }))
+
+  it.scopedLive("a schema whose Effect interrupts itself (transformOrFail's Effect.interrupt) is a failure of that value: run's and runBatch's result not kept (the job done once), a payload fails its job alone (counted), offer fails with EncodeFailed", () =>
+    Effect.gen(function*() {
+      const interruptingAt = (bad: number, side: "encode" | "decode") =>
+        Schema.transformOrFail(Schema.Number, Schema.Number, {
+          strict: true,
+          decode: (n) => side === "decode" && n === bad ? Effect.interrupt : ParseResult.succeed(n),
+          encode: (n) => side === "encode" && n === bad ? Effect.interrupt : ParseResult.succeed(n)
+        })
+      const offered = yield* DurableQueue.memory({ name: "interrupting-offer", schema: interruptingAt(7, "encode") })
+      expect(yield* Effect.flip(offered.offer(7, { id: "seven" }))).toMatchObject({
+        reason: "EncodeFailed",
+        id: "seven"
+      })
+      const queue = yield* DurableQueue.memory({
+        name: "interrupting-results",
+        schema: Schema.Number,
+        pollInterval: "10 millis",
+        backoff: DurableQueue.Backoff.none
+      })
+      const seen: Array<string> = []
+      // Bounded: before, each run of the job went back uncounted (an interruption) and ran again at once, without end.
+      const ran = (ids: ReadonlyArray<string>) => {
+        seen.push(...ids)
+        return seen.length > 20
+      }
+      yield* queue.offerAll([0, 1, 2].map((n) => ({ value: n, id: `r${n}` })))
+      const runner = yield* Effect.forkScoped(
+        queue.run((n, job) => ran([`${job.id}@${job.attempt}`]) ? Effect.never : Effect.succeed(n * 10), {
+          result: interruptingAt(10, "encode")
+        })
+      )
+      yield* eventually(Effect.map(queue.size, (n) => n === 0 || seen.length > 20))
+      yield* Fiber.interrupt(runner)
+      yield* queue.offerAll([0, 1, 2].map((n) => ({ value: n, id: `b${n}` })))
+      yield* Effect.forkScoped(
+        queue.runBatch((values, jobs) =>
+          ran(jobs.map((job) => `${job.id}@${job.attempt}`))
+            ? Effect.never
+            : Effect.succeed(values.map((n) => n * 10)), {
+          size: 10,
+          result: interruptingAt(10, "encode")
+        })
+      )
+      yield* eventually(Effect.map(queue.size, (n) => n === 0 || seen.length > 20))
+      expect(seen.sort()).toEqual(["b0@1", "b1@1", "b2@1", "r0@1", "r1@1", "r2@1"])
+      expect(yield* queue.result("r1", Schema.Number)).toEqual(Option.none())
+      expect(yield* queue.result("b2", Schema.Number)).toEqual(Option.some(20))
+      const decoding = yield* DurableQueue.memory({
+        name: "interrupting-decode",
+        schema: interruptingAt(13, "decode"),
+        maxAttempts: 2,
+        pollInterval: "10 millis",
+        backoff: DurableQueue.Backoff.none
+      })
+      yield* decoding.offerAll([12, 13, 14].map((n) => ({ value: n, id: `d${n}` })))
+      const values: Array<number> = []
+      yield* Effect.forkScoped(decoding.runBatch((batch) => Effect.sync(() => values.push(...batch)), { size: 10 }))
+      yield* eventually(Effect.map(decoding.size, (n) => n === 0 || values.length > 20))
+      expect(values.sort()).toEqual([12, 14])
+      expect(Option.getOrThrow(yield* decoding.status("d13"))).toMatchObject({ state: "dead", attempts: 2 })
     }))
 
   it.scopedLive("run: an item schema whose decoding throws fails that job alone, as a payload that does not decode; its neighbours run", () =>

@@ -133,9 +133,31 @@ const decodeNow = <A>(codec: Codec<A>, payload: string): A | typeof NOT_NOW => {
   }
 }
 
-/** The handler's results when they are an array of one per job. */
-const aligned = (value: unknown, size: number): ReadonlyArray<unknown> | undefined =>
-  Array.isArray(value) && value.length === size ? value : undefined
+/**
+ * The handler's results when they are an array of one per job, else what came instead (for "ResultsMismatch"),
+ * undefined when none came. A
+ * throw as they are read (a Proxy's `length`, a revoked Proxy) is what came: let out of `settle` it was a defect
+ * of this code, every job failed with it and the taker paused 500 ms ("taking a job failed; retrying").
+ */
+const aligned = (read: () => unknown, size: number): ReadonlyArray<unknown> | string | undefined => {
+  try {
+    const value = read()
+    if (value === undefined) return undefined
+    if (!Array.isArray(value)) return `${describe(value)} (not an array)`
+    const length = value.length
+    return length === size ? value : `${length} result(s)`
+  } catch (thrown) {
+    return `results that threw as they were read (${thrownMessage(thrown)})`
+  }
+}
+
+const thrownMessage = (thrown: unknown): string => {
+  try {
+    return thrown instanceof Error ? thrown.message : String(thrown)
+  } catch {
+    return `a ${typeof thrown} that cannot be printed`
+  }
+}
 
 const describe = (value: unknown): string =>
   value === null
@@ -347,19 +369,22 @@ export class BatchWorker<A, X, E, R> {
         if (typeof failures === "string") all = Exit.die(new Error(`runBatch's handler failed with ${failures}`))
         else some = failures
         // Without `results`, the jobs acknowledged keep none (documented at `BatchFailure`).
-        const given: unknown = (cause.error as { readonly results?: unknown }).results
-        if (all === undefined && this.result !== undefined && given !== undefined) {
-          results = aligned(given, handed.length)
-          if (results === undefined) {
+        const error = cause.error as { readonly results?: unknown }
+        if (all === undefined && this.result !== undefined) {
+          const given = aligned(() => error.results, handed.length)
+          if (typeof given === "string") {
             all = Exit.fail(this.mismatch(given, handed.length, "failed with a BatchFailure whose results hold"))
+          } else {
+            results = given
           }
         }
       } else {
         all = exit
       }
     } else if (this.result !== undefined) {
-      results = aligned(exit.value, handed.length)
-      if (results === undefined) all = Exit.fail(this.mismatch(exit.value, handed.length, "succeeded with"))
+      const given = aligned(() => exit.value, handed.length) ?? "undefined (not an array)"
+      if (typeof given === "string") all = Exit.fail(this.mismatch(given, handed.length, "succeeded with"))
+      else results = given
     }
     const goOn = !(all !== undefined && Exit.isFailure(all) && Cause.isInterruptedOnly(all.cause))
     const pending: Array<Effect.Effect<void>> = []
@@ -383,8 +408,7 @@ export class BatchWorker<A, X, E, R> {
   }
 
   /** Why results that are not one per job fail every job, naming the batch's size and what came. */
-  private mismatch(value: unknown, size: number, what: string): DurableQueueError {
-    const got = Array.isArray(value) ? `${value.length} result(s)` : `${describe(value)} (not an array)`
+  private mismatch(got: string, size: number, what: string): DurableQueueError {
     return new DurableQueueError({
       reason: "ResultsMismatch",
       backend: this.port.backend,
