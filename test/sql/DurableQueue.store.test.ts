@@ -627,6 +627,35 @@ describe("sql DurableQueue store on SQLite: statement shapes", () => {
         expect(yield* store.counts).toMatchObject({ waiting: 0, running: 0, done: 5 })
       }).pipe(Effect.provideService(SqlClient.SafeIntegers, true))
     ))
+
+  // Sequences past 2^53 (a table whose AUTOINCREMENT was set high, or a long-lived one): under SafeIntegers every
+  // handle must stay exact, or an acknowledgement settles a neighbour and the job itself stays leased. 2^53 + 3 is
+  // 2^53 + 4 as a JavaScript number.
+  it.live("with SafeIntegers, handles past 2^53 stay exact: each leased job is acknowledged, refreshed and released", () =>
+    withSqliteTable((table) =>
+      Effect.gen(function*() {
+        const store = yield* storeOf(table)
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`INSERT INTO sqlite_sequence (name, seq) SELECT ${table}, 0
+          WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ${table})`
+        yield* sql`UPDATE sqlite_sequence SET seq = ${2n ** 53n} WHERE name = ${table}`
+        yield* store.offer(Array.from({ length: 6 }, (_, i) => job(`j${i}`)))
+        const leased = yield* store.lease(6)
+        expect(leased.map((j) => j.id)).toEqual(["j0", "j1", "j2", "j3", "j4", "j5"])
+        expect(leased.map((j) => j.handle)).toEqual(Array.from({ length: 6 }, (_, i) => 2n ** 53n + BigInt(i + 1)))
+        expect(yield* store.refresh(leased)).toEqual([])
+        yield* store.settle([
+          ...leased.slice(0, 3).map((j) => ({
+            job: j,
+            settlement: { _tag: "Ack" as const, result: undefined, resultTtlMillis: 0 }
+          })),
+          ...leased.slice(3).map((j) => ({ job: j, settlement: { _tag: "Release" as const, attempts: 0 } }))
+        ])
+        expect(yield* store.counts).toMatchObject({ waiting: 3, running: 0, done: 3 })
+        expect(yield* stateOf(store, "j1")).toBe("done")
+        expect(yield* stateOf(store, "j4")).toBe("waiting")
+      }).pipe(Effect.provideService(SqlClient.SafeIntegers, true))
+    ))
 })
 
 describe.skipIf(!pgUp)("sql DurableQueue store on PostgreSQL: notifications", () => {

@@ -309,6 +309,20 @@ const byLeaseOrderValues = (rows: ReadonlyArray<ReadonlyArray<unknown>>): Readon
     }))
 
 /**
+ * The SQLite take's rows in lease order: as arrays (`byLeaseOrderValues`) but under `SqlClient.SafeIntegers`, where
+ * they come as objects. @effect/sql-sqlite-node's raw mode (`.values`) never turns that setting on, so a sequence
+ * past 2^53 came back as a rounded number (2^53 + 3 as 2^53 + 4) and acknowledged its neighbour, leaving the job
+ * leased (test/sql/DurableQueue.store.test.ts, "handles past 2^53").
+ */
+const sqliteTake = (
+  take: Statement.Statement<LeaseRow>
+): Effect.Effect<ReadonlyArray<LeasedJob>, SqlError> =>
+  Effect.flatMap(
+    SqlClient.SafeIntegers,
+    (safe) => safe ? Effect.map(take, byLeaseOrder) : Effect.map(take.values, byLeaseOrderValues)
+  )
+
+/**
  * Offers of concurrent callers go out in one INSERT. A batch that fails is written again row by row, so one bad
  * offer does not fail the others. (The core checked every id before: a non-string id once killed this fiber.)
  */
@@ -802,7 +816,7 @@ export const makeStore = (
             const { before, take } = leaseRows(max)
             return Effect.zipRight(
               Effect.forEach(before, (statement) => statement, { discard: true }),
-              dialect === "sqlite" ? Effect.map(take.values, byLeaseOrderValues) : Effect.map(take, byLeaseOrder)
+              dialect === "sqlite" ? sqliteTake(take) : Effect.map(take, byLeaseOrder)
             )
           })
         ),
