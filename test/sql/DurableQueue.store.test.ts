@@ -605,6 +605,38 @@ describe("sql DurableQueue store on SQLite: statement shapes", () => {
       })
     ))
 
+  it.live("bulk offers, plain or not, unpack their rows with jsonb_each where SQLite has it (3.51+)", () =>
+    withSqliteTable((table) =>
+      Effect.gen(function*() {
+        const Database = createRequire(import.meta.url)("better-sqlite3") as {
+          prototype: { prepare: (this: unknown, text: string) => unknown }
+        }
+        const prepare = Database.prototype.prepare
+        const texts: Array<string> = []
+        yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            Database.prototype.prepare = function(text) {
+              texts.push(text)
+              return prepare.call(this, text)
+            }
+          }),
+          () => Effect.sync(() => (Database.prototype.prepare = prepare))
+        )
+        const sql = yield* SqlClient.SqlClient
+        const [{ version }] = yield* sql<{ version: string }>`SELECT sqlite_version() AS version`
+        const [major, minor] = version.split(".").map(Number) as [number, number]
+        const store = yield* storeOf(table)
+        // Plain (no delay, priority 0, no options) and general (a priority): both shapes of a batch.
+        yield* store.offer([job("p1"), job("p2")])
+        yield* store.offer([job("g1"), job("g2", { priority: 3 })])
+        const inserts = texts.filter((text) => text.trimStart().startsWith(`INSERT INTO "${table}"`))
+        expect(inserts.length).toBe(2)
+        const each = major > 3 || minor >= 51 ? "jsonb_each(" : "json_each("
+        for (const text of inserts) expect(text).toContain(each)
+        expect((yield* store.lease(10)).map((j) => j.id)).toEqual(["g2", "p1", "p2", "g1"])
+      })
+    ))
+
   // Under SafeIntegers the client returns integers as bigints (`JSON.stringify` refuses them); the lease's rows
   // come through better-sqlite3's raw mode, which that client does not switch to bigints, the rest do.
   it.live("with SafeIntegers, leases come in order and settle; payloads come back as offered", () =>

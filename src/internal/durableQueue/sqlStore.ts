@@ -330,10 +330,11 @@ const makeOffer = (ctx: Ctx): Effect.Effect<Store["offer"], never, Scope.Scope> 
   Effect.gen(function*() {
     const { channel, dialect, name, sql } = ctx
     const { now, table } = fragments(ctx)
-    // SQLite 3.45+ (better-sqlite3 11.8+): the rows' array parsed once into SQLite's binary JSON (`jsonb_each`), so
-    // each of a row's 6 fields is read from it, where `json_each` hands each row as text that `json_extract` parses
-    // again: 4.6 -> 3.7 µs of CPU per job for an INSERT of 1,000 (bench/_sqlite-db-cost.ts --cpu, 7 rounds, load 9).
-    // An older SQLite has no `jsonb_each` (an error at once, nothing written): the text form then.
+    // SQLite 3.51+ (`jsonb_each` is new in 3.51.0, its change log): the rows' array parsed once into SQLite's binary
+    // JSON (`jsonb_each`), so each of a row's 6 fields is read from it, where `json_each` hands each row as text that
+    // `json_extract` parses again: 4.6 -> 3.7 µs of CPU per job for an INSERT of 1,000 (bench/_sqlite-db-cost.ts
+    // --cpu, 7 rounds, load 9); the plain shape's 3 fields 1.04 -> 0.83 (better-sqlite3 alone, 14 alternated rounds
+    // of 10 x 1,000, load 8). An older SQLite has no `jsonb_each` (an error at once, nothing written): the text form then.
     const each = dialect === "sqlite"
       ? yield* sql`SELECT 1 FROM jsonb_each('[]')`.pipe(
         Effect.as(sql.literal("jsonb_each")),
@@ -373,7 +374,7 @@ const makeOffer = (ctx: Ctx): Effect.Effect<Store["offer"], never, Scope.Scope> 
               ORDER BY i`
           : sql`SELECT ${name}, json_extract(value, '$[0]'), json_extract(value, '$[0]'), json_extract(value, '$[1]'),
               c.t, 0, 0, NULL, c.t, c.t
-            FROM (SELECT ${now} AS t) AS c, json_each(${json}) WHERE true ORDER BY key`
+            FROM (SELECT ${now} AS t) AS c, ${each}(${json}) WHERE true ORDER BY key`
       }
       const json = JSON.stringify(batch.map(({ delayMillis, id, options, payload, priority }) => [
         id,
