@@ -557,6 +557,41 @@ for (const [backend, up] of backends) {
           expect([again!.options, again!.attempts]).toEqual([options, 1])
         })
       ))
+
+    // A batch travels as one JSON parameter in one of two shapes (plain: [id, payload]; general: every column), and
+    // a lone offer as a VALUES row: ids and payloads of every kind come back as offered, and ids are de-duplicated
+    // against the store across the shapes (a 129-character id is stored under its SHA-256 and is never plain).
+    for (const shape of ["plain", "general", "single"] as const) {
+      it.live(`${shape} offers: nasty ids and payloads come back as offered, and are de-duplicated`, () =>
+        withQueueTable((table) =>
+          Effect.gen(function*() {
+            const store = yield* storeOf(table)
+            const ids = [
+              "a\u2028b\u2029",
+              "del\u007f",
+              "😀",
+              "q\"\\",
+              "ctl\u0001\n\t",
+              "x".repeat(128),
+              "é".repeat(100),
+              "0"
+            ]
+            const payloads = ["\u0000 nul", "lone \ud83d", "\u2028", "x".repeat(300_000), "\\u0000"].map((p) =>
+              JSON.stringify(p)
+            )
+            const jobs = [...ids, ...(shape === "plain" ? [] : ["y".repeat(129)])].map((id, i) =>
+              job(id, { payload: payloads[i % payloads.length]!, priority: shape === "general" && i === 0 ? 1 : 0 })
+            )
+            const offerEach = Effect.forEach(jobs, (j) => store.offer([j]), { concurrency: "unbounded", discard: true })
+            yield* shape === "single" ? offerEach : store.offer(jobs)
+            yield* store.offer(jobs)
+            yield* offerEach
+            const leased = yield* store.lease(100)
+            expect(new Map(leased.map((j) => [j.id, j.payload]))).toEqual(new Map(jobs.map((j) => [j.id, j.payload])))
+            expect(leased.length).toBe(jobs.length)
+          })
+        ))
+    }
   })
 }
 
