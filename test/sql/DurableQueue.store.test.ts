@@ -557,6 +557,41 @@ for (const [backend, up] of backends) {
           expect([again!.options, again!.attempts]).toEqual([options, 1])
         })
       ))
+
+    // A batch travels as one JSON parameter in one of two shapes (plain: [id, payload]; general: every column), and
+    // a lone offer as a VALUES row: ids and payloads of every kind come back as offered, and ids are de-duplicated
+    // against the store across the shapes (a 129-character id is stored under its SHA-256 and is never plain).
+    for (const shape of ["plain", "general", "single"] as const) {
+      it.live(`${shape} offers: nasty ids and payloads come back as offered, and are de-duplicated`, () =>
+        withQueueTable((table) =>
+          Effect.gen(function*() {
+            const store = yield* storeOf(table)
+            const ids = [
+              "a\u2028b\u2029",
+              "del\u007f",
+              "😀",
+              "q\"\\",
+              "ctl\u0001\n\t",
+              "x".repeat(128),
+              "é".repeat(100),
+              "0"
+            ]
+            const payloads = ["\u0000 nul", "lone \ud83d", "\u2028", "x".repeat(300_000), "\\u0000"].map((p) =>
+              JSON.stringify(p)
+            )
+            const jobs = [...ids, ...(shape === "plain" ? [] : ["y".repeat(129)])].map((id, i) =>
+              job(id, { payload: payloads[i % payloads.length]!, priority: shape === "general" && i === 0 ? 1 : 0 })
+            )
+            const offerEach = Effect.forEach(jobs, (j) => store.offer([j]), { concurrency: "unbounded", discard: true })
+            yield* shape === "single" ? offerEach : store.offer(jobs)
+            yield* store.offer(jobs)
+            yield* offerEach
+            const leased = yield* store.lease(100)
+            expect(new Map(leased.map((j) => [j.id, j.payload]))).toEqual(new Map(jobs.map((j) => [j.id, j.payload])))
+            expect(leased.length).toBe(jobs.length)
+          })
+        ))
+    }
   })
 }
 
@@ -605,6 +640,38 @@ describe("sql DurableQueue store on SQLite: statement shapes", () => {
       })
     ))
 
+  it.live("bulk offers, plain or not, unpack their rows with jsonb_each where SQLite has it (3.51+)", () =>
+    withSqliteTable((table) =>
+      Effect.gen(function*() {
+        const Database = createRequire(import.meta.url)("better-sqlite3") as {
+          prototype: { prepare: (this: unknown, text: string) => unknown }
+        }
+        const prepare = Database.prototype.prepare
+        const texts: Array<string> = []
+        yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            Database.prototype.prepare = function(text) {
+              texts.push(text)
+              return prepare.call(this, text)
+            }
+          }),
+          () => Effect.sync(() => (Database.prototype.prepare = prepare))
+        )
+        const sql = yield* SqlClient.SqlClient
+        const [{ version }] = yield* sql<{ version: string }>`SELECT sqlite_version() AS version`
+        const [major, minor] = version.split(".").map(Number) as [number, number]
+        const store = yield* storeOf(table)
+        // Plain (no delay, priority 0, no options) and general (a priority): both shapes of a batch.
+        yield* store.offer([job("p1"), job("p2")])
+        yield* store.offer([job("g1"), job("g2", { priority: 3 })])
+        const inserts = texts.filter((text) => text.trimStart().startsWith(`INSERT INTO "${table}"`))
+        expect(inserts.length).toBe(2)
+        const each = major > 3 || minor >= 51 ? "jsonb_each(" : "json_each("
+        for (const text of inserts) expect(text).toContain(each)
+        expect((yield* store.lease(10)).map((j) => j.id)).toEqual(["g2", "p1", "p2", "g1"])
+      })
+    ))
+
   // Under SafeIntegers the client returns integers as bigints (`JSON.stringify` refuses them); the lease's rows
   // come through better-sqlite3's raw mode, which that client does not switch to bigints, the rest do.
   it.live("with SafeIntegers, leases come in order and settle; payloads come back as offered", () =>
@@ -625,6 +692,35 @@ describe("sql DurableQueue store on SQLite: statement shapes", () => {
           settlement: { _tag: "Ack" as const, result: undefined, resultTtlMillis: 0 }
         })))
         expect(yield* store.counts).toMatchObject({ waiting: 0, running: 0, done: 5 })
+      }).pipe(Effect.provideService(SqlClient.SafeIntegers, true))
+    ))
+
+  // Sequences past 2^53 (a table whose AUTOINCREMENT was set high, or a long-lived one): under SafeIntegers every
+  // handle must stay exact, or an acknowledgement settles a neighbour and the job itself stays leased. 2^53 + 3 is
+  // 2^53 + 4 as a JavaScript number.
+  it.live("with SafeIntegers, handles past 2^53 stay exact: each leased job is acknowledged, refreshed and released", () =>
+    withSqliteTable((table) =>
+      Effect.gen(function*() {
+        const store = yield* storeOf(table)
+        const sql = yield* SqlClient.SqlClient
+        yield* sql`INSERT INTO sqlite_sequence (name, seq) SELECT ${table}, 0
+          WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ${table})`
+        yield* sql`UPDATE sqlite_sequence SET seq = ${2n ** 53n} WHERE name = ${table}`
+        yield* store.offer(Array.from({ length: 6 }, (_, i) => job(`j${i}`)))
+        const leased = yield* store.lease(6)
+        expect(leased.map((j) => j.id)).toEqual(["j0", "j1", "j2", "j3", "j4", "j5"])
+        expect(leased.map((j) => j.handle)).toEqual(Array.from({ length: 6 }, (_, i) => 2n ** 53n + BigInt(i + 1)))
+        expect(yield* store.refresh(leased)).toEqual([])
+        yield* store.settle([
+          ...leased.slice(0, 3).map((j) => ({
+            job: j,
+            settlement: { _tag: "Ack" as const, result: undefined, resultTtlMillis: 0 }
+          })),
+          ...leased.slice(3).map((j) => ({ job: j, settlement: { _tag: "Release" as const, attempts: 0 } }))
+        ])
+        expect(yield* store.counts).toMatchObject({ waiting: 3, running: 0, done: 3 })
+        expect(yield* stateOf(store, "j1")).toBe("done")
+        expect(yield* stateOf(store, "j4")).toBe("waiting")
       }).pipe(Effect.provideService(SqlClient.SafeIntegers, true))
     ))
 })

@@ -309,6 +309,20 @@ const byLeaseOrderValues = (rows: ReadonlyArray<ReadonlyArray<unknown>>): Readon
     }))
 
 /**
+ * The SQLite take's rows in lease order: as arrays (`byLeaseOrderValues`) but under `SqlClient.SafeIntegers`, where
+ * they come as objects. @effect/sql-sqlite-node's raw mode (`.values`) never turns that setting on, so a sequence
+ * past 2^53 came back as a rounded number (2^53 + 3 as 2^53 + 4) and acknowledged its neighbour, leaving the job
+ * leased (test/sql/DurableQueue.store.test.ts, "handles past 2^53").
+ */
+const sqliteTake = (
+  take: Statement.Statement<LeaseRow>
+): Effect.Effect<ReadonlyArray<LeasedJob>, SqlError> =>
+  Effect.flatMap(
+    SqlClient.SafeIntegers,
+    (safe) => safe ? Effect.map(take, byLeaseOrder) : Effect.map(take.values, byLeaseOrderValues)
+  )
+
+/**
  * Offers of concurrent callers go out in one INSERT. A batch that fails is written again row by row, so one bad
  * offer does not fail the others. (The core checked every id before: a non-string id once killed this fiber.)
  */
@@ -316,10 +330,11 @@ const makeOffer = (ctx: Ctx): Effect.Effect<Store["offer"], never, Scope.Scope> 
   Effect.gen(function*() {
     const { channel, dialect, name, sql } = ctx
     const { now, table } = fragments(ctx)
-    // SQLite 3.45+ (better-sqlite3 11.8+): the rows' array parsed once into SQLite's binary JSON (`jsonb_each`), so
-    // each of a row's 6 fields is read from it, where `json_each` hands each row as text that `json_extract` parses
-    // again: 4.6 -> 3.7 µs of CPU per job for an INSERT of 1,000 (bench/_sqlite-db-cost.ts --cpu, 7 rounds, load 9).
-    // An older SQLite has no `jsonb_each` (an error at once, nothing written): the text form then.
+    // SQLite 3.51+ (`jsonb_each` is new in 3.51.0, its change log): the rows' array parsed once into SQLite's binary
+    // JSON (`jsonb_each`), so each of a row's 6 fields is read from it, where `json_each` hands each row as text that
+    // `json_extract` parses again: 4.6 -> 3.7 µs of CPU per job for an INSERT of 1,000 (bench/_sqlite-db-cost.ts
+    // --cpu, 7 rounds, load 9); the plain shape's 3 fields 1.04 -> 0.83 (better-sqlite3 alone, 14 alternated rounds
+    // of 10 x 1,000, load 8). An older SQLite has no `jsonb_each` (an error at once, nothing written): the text form then.
     const each = dialect === "sqlite"
       ? yield* sql`SELECT 1 FROM jsonb_each('[]')`.pipe(
         Effect.as(sql.literal("jsonb_each")),
@@ -359,7 +374,7 @@ const makeOffer = (ctx: Ctx): Effect.Effect<Store["offer"], never, Scope.Scope> 
               ORDER BY i`
           : sql`SELECT ${name}, json_extract(value, '$[0]'), json_extract(value, '$[0]'), json_extract(value, '$[1]'),
               c.t, 0, 0, NULL, c.t, c.t
-            FROM (SELECT ${now} AS t) AS c, json_each(${json}) WHERE true ORDER BY key`
+            FROM (SELECT ${now} AS t) AS c, ${each}(${json}) WHERE true ORDER BY key`
       }
       const json = JSON.stringify(batch.map(({ delayMillis, id, options, payload, priority }) => [
         id,
@@ -802,7 +817,7 @@ export const makeStore = (
             const { before, take } = leaseRows(max)
             return Effect.zipRight(
               Effect.forEach(before, (statement) => statement, { discard: true }),
-              dialect === "sqlite" ? Effect.map(take.values, byLeaseOrderValues) : Effect.map(take, byLeaseOrder)
+              dialect === "sqlite" ? sqliteTake(take) : Effect.map(take, byLeaseOrder)
             )
           })
         ),
