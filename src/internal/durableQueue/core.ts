@@ -294,6 +294,14 @@ export class JobBuffer {
     this.head = 0
     return left
   }
+  /** The jobs past the first `keep`, taken out (the first `keep` stay, in order). */
+  takeAfter(keep: number): Array<LeasedJob> {
+    const from = this.head + Math.max(0, keep)
+    if (from >= this.items.length) return []
+    const left = this.items.slice(from) as Array<LeasedJob>
+    this.items.length = from
+    return left
+  }
 }
 
 /**
@@ -359,11 +367,26 @@ export class Feed {
           this.overlap = this.store.leaseWhileRunning === true && this.demand > 0 &&
             leased.right.length >= this.store.maxBatch
           this.held.add(leased.right)
-          return Effect.as(this.handOver(leased.right), leased)
+          return Effect.as(Effect.zipRight(this.handOver(leased.right), this.unwanted), leased)
         }
       )
     )
   }
+
+  /**
+   * Where jobs leased for `run`s that all stopped while the lease was out go back (core.ts `putBack`): the run's
+   * own put-back ran before they arrived, and in the buffer, with no taker to read it, they stayed held (refreshed)
+   * by an idle instance until its scope closed. On Redis a lease is out through most of a fast drain
+   * (`Store.leaseWhileRunning`): a run stopped then kept up to 256 jobs from every other process.
+   */
+  putBack: ((jobs: ReadonlyArray<LeasedJob>) => void) | undefined
+
+  /** Once no `run` is left: what the buffer holds past the single `take`s waiting goes back (`putBack`). */
+  private readonly unwanted: Effect.Effect<void> = Effect.sync(() => {
+    if (this.takers > 0 || this.putBack === undefined || this.jobs.shut) return
+    const left = this.jobs.takeAfter(this.demand)
+    if (left.length > 0) this.putBack(left)
+  })
 
   private buffered(): number {
     return this.jobs.shut ? 0 : this.jobs.size
@@ -1461,6 +1484,9 @@ const makeCore = <A, I>(
     const running = new Running(held.jobs)
     const feed = new Feed(store, held, settings.pollMillis)
     const settler = new Settler(store, held, failed, feed.offered.open)
+    feed.putBack = (jobs) => {
+      for (const job of jobs) settler.submit(job, { _tag: "Release", attempts: job.attempts - 1 })
+    }
     // Forked before the other parts: the scope, closing in reverse, stops it last, after the final settlements.
     const emitter = yield* makeEmitter(port.bus, settings.name)
     const parts: Parts<A> = {
