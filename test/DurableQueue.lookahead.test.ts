@@ -59,6 +59,20 @@ for (const [kind, up] of stores) {
         expect(seen.every((s) => s.endsWith("@1"))).toBe(true)
       }))
 
+    // Redis: a run's first full lease (4 x 64) came back to takers waiting for their first jobs, which was taken for
+    // fast takers, and the next 256 were leased at once: 512 held with 1 s handlers (see the memory test below).
+    test("slow takers at concurrency 64 hold 4 x 64 jobs, no more", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+        yield* queue.offerAll(Array.from({ length: 2_000 }, (_, n) => ({ value: n })))
+        const running = yield* Effect.fork(
+          queue.run(() => Effect.sleep("1 second"), { concurrency: 64, shutdownTimeout: "50 millis" })
+        )
+        yield* Effect.sleep("400 millis")
+        expect((yield* queue.counts).running).toBeLessThanOrEqual(256)
+        yield* Fiber.interrupt(running)
+      }))
+
     // A lease out when the run stopped (on Redis one is out through most of a fast drain) came back after the
     // run's put-back and stayed held by the idle instance until its scope closed (256 jobs on Redis).
     test("a run stopped mid-drain leaves nothing leased while its instance lives", (env) =>
@@ -170,6 +184,21 @@ describe("DurableQueue lookahead: the next lease while a full one is buffered", 
       }).pipe(Effect.scoped),
     60_000
   )
+
+  // A run's first lease always finds its takers waiting (nothing was buffered yet): that is no sign of fast
+  // takers. At concurrency 64 it is a full lease (4 x 64), and the next 256 were leased at once whatever the
+  // handlers' speed: 512 held by one process (8 s of work with 1 s handlers) while another one idled.
+  it.live("slow takers: a run's first full lease does not bring the next one early", () =>
+    Effect.gen(function*() {
+      const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number })
+      const store = new OverlapStore(settings.leaseMillis, true)
+      const queue = yield* core.make(store, settings, Schema.Number)
+      yield* queue.offerAll(Array.from({ length: 2_000 }, (_, n) => ({ value: n })))
+      yield* Effect.fork(queue.run(() => Effect.sleep("1 second"), { concurrency: 64 }))
+      yield* Effect.sleep("300 millis")
+      // 4 x 64 ahead, the 64 running among them, as on any other store.
+      expect((yield* queue.counts).running).toBeLessThanOrEqual(256)
+    }).pipe(Effect.scoped), 60_000)
 
   // Others (SQL, memory) as before: the next lease once fewer than the concurrency are buffered.
   it.live("other stores are asked once fewer than the concurrency are buffered", () =>

@@ -364,8 +364,12 @@ export class Feed {
         (leased): Effect.Effect<Either.Either<ReadonlyArray<LeasedJob>, unknown>> => {
           if (Either.isLeft(leased)) return Effect.succeed(leased)
           this.adapt(want, leased.right.length)
-          this.overlap = this.store.leaseWhileRunning === true && this.demand > 0 &&
+          // Takers waiting for a full lease are a sign of fast takers only if they ran jobs since the last one came:
+          // a run's first lease always finds them waiting (at concurrency 64 it is full, and with 1 s handlers the
+          // next 256 were leased at once: 512 held by one process).
+          this.overlap = this.store.leaseWhileRunning === true && this.handedSinceLease > 0 && this.demand > 0 &&
             leased.right.length >= this.store.maxBatch
+          this.handedSinceLease = 0
           this.held.add(leased.right)
           return Effect.as(Effect.zipRight(this.handOver(leased.right), this.unwanted), leased)
         }
@@ -420,6 +424,9 @@ export class Feed {
    * the last 256 alternated, each side idle while the other worked (bench/_redis-trace.ts).
    */
   private overlap = false
+
+  /** Jobs handed out since the last lease came back (reset as the buffer is put back: a run's end, pause). */
+  private handedSinceLease = 0
 
   /**
    * The rate of hand-outs since the last lease started; leases started within one millisecond count together (a
@@ -549,6 +556,7 @@ export class Feed {
     const job = this.jobs.poll()
     if (job === undefined) return undefined
     this.handed++
+    this.handedSinceLease++
     // The fetcher is woken only when it has something to do (not once per job handed out of a full buffer).
     if (this.jobs.size < this.takers || this.jobs.size < this.low) this.wake.unsafeOpen()
     return job
@@ -572,13 +580,17 @@ export class Feed {
     const job = this.jobs.poll()
     if (job === undefined) return Effect.zipRight(this.available.await, this.awaitJob)
     this.handed++
+    this.handedSinceLease++
     if (this.jobs.size > 0) this.available.unsafeOpen()
     return Effect.succeed(job)
   })
 
   /** What was fetched and not handed out, to be put back (the last `run` stopped, or the scope closes). */
   takeBuffered(): Effect.Effect<ReadonlyArray<LeasedJob>> {
-    return Effect.sync(() => this.jobs.takeAll())
+    return Effect.sync(() => {
+      this.handedSinceLease = 0
+      return this.jobs.takeAll()
+    })
   }
 }
 
