@@ -84,7 +84,7 @@ for (const [kind, up] of stores) {
         while (done < 1_000) yield* Effect.sleep("1 millis")
         yield* Fiber.interrupt(running)
         let leased = -1
-        for (let i = 0; i < 50 && leased !== 0; i++) {
+        for (let i = 0; i < 250 && leased !== 0; i++) {
           yield* Effect.sleep("20 millis")
           leased = (yield* queue.counts).running
         }
