@@ -59,6 +59,38 @@ for (const [kind, up] of stores) {
         expect(seen.every((s) => s.endsWith("@1"))).toBe(true)
       }))
 
+    // Redis: a run's first full lease (4 x 64) came back to takers waiting for their first jobs, which was taken for
+    // fast takers, and the next 256 were leased at once: 512 held with 1 s handlers (see the memory test below).
+    test("slow takers at concurrency 64 hold 4 x 64 jobs, no more", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+        yield* queue.offerAll(Array.from({ length: 2_000 }, (_, n) => ({ value: n })))
+        const running = yield* Effect.fork(
+          queue.run(() => Effect.sleep("1 second"), { concurrency: 64, shutdownTimeout: "50 millis" })
+        )
+        yield* Effect.sleep("400 millis")
+        expect((yield* queue.counts).running).toBeLessThanOrEqual(256)
+        yield* Fiber.interrupt(running)
+      }))
+
+    // A lease out when the run stopped (on Redis one is out through most of a fast drain) came back after the
+    // run's put-back and stayed held by the idle instance until its scope closed (256 jobs on Redis).
+    test("a run stopped mid-drain leaves nothing leased while its instance lives", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+        yield* queue.offerAll(Array.from({ length: 5_000 }, (_, n) => ({ value: n })))
+        let done = 0
+        const running = yield* Effect.fork(queue.run(() => Effect.sync(() => done++), { concurrency: 16 }))
+        while (done < 1_000) yield* Effect.sleep("1 millis")
+        yield* Fiber.interrupt(running)
+        let leased = -1
+        for (let i = 0; i < 250 && leased !== 0; i++) {
+          yield* Effect.sleep("20 millis")
+          leased = (yield* queue.counts).running
+        }
+        expect(leased).toBe(0)
+      }))
+
     // Issue 16: a SQL lease is a statement and a commit whose cost hardly grows with its rows, so a run whose
     // takers drain its buffer fast leases up to the store's `leaseBatch` (256) at once, not 4 × its concurrency (64 at
     // 16: bound by lease round trips). Fast handlers first, then stuck ones: what is leased then is the last refill.
@@ -153,6 +185,21 @@ describe("DurableQueue lookahead: the next lease while a full one is buffered", 
     60_000
   )
 
+  // A run's first lease always finds its takers waiting (nothing was buffered yet): that is no sign of fast
+  // takers. At concurrency 64 it is a full lease (4 x 64), and the next 256 were leased at once whatever the
+  // handlers' speed: 512 held by one process (8 s of work with 1 s handlers) while another one idled.
+  it.live("slow takers: a run's first full lease does not bring the next one early", () =>
+    Effect.gen(function*() {
+      const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number })
+      const store = new OverlapStore(settings.leaseMillis, true)
+      const queue = yield* core.make(store, settings, Schema.Number)
+      yield* queue.offerAll(Array.from({ length: 2_000 }, (_, n) => ({ value: n })))
+      yield* Effect.fork(queue.run(() => Effect.sleep("1 second"), { concurrency: 64 }))
+      yield* Effect.sleep("300 millis")
+      // 4 x 64 ahead, the 64 running among them, as on any other store.
+      expect((yield* queue.counts).running).toBeLessThanOrEqual(256)
+    }).pipe(Effect.scoped), 60_000)
+
   // Others (SQL, memory) as before: the next lease once fewer than the concurrency are buffered.
   it.live("other stores are asked once fewer than the concurrency are buffered", () =>
     Effect.gen(function*() {
@@ -189,6 +236,43 @@ describe("DurableQueue lookahead: the next lease while a full one is buffered", 
       expect(yield* settleSizes(1_024)).toBeGreaterThan(256)
       expect(yield* settleSizes(1_024)).toBeLessThanOrEqual(1_024)
       expect(yield* settleSizes(undefined)).toBeLessThanOrEqual(256)
+    }).pipe(Effect.scoped), 60_000)
+})
+
+/** The memory store with a slow lease (a round trip of 30 ms), saying whether one is out. */
+class SlowLeaseStore extends MemoryStore {
+  inFlight = false
+  override lease(max: number) {
+    return Effect.suspend(() => {
+      this.inFlight = true
+      return Effect.ensuring(
+        Effect.zipRight(Effect.sleep("30 millis"), super.lease(max)),
+        Effect.sync(() => this.inFlight = false)
+      )
+    })
+  }
+}
+
+describe("DurableQueue lookahead: a lease out when the last run stops", () => {
+  // The lease arrived after the run's put-back: its jobs went to a buffer no taker would read, held (refreshed)
+  // by an idle instance until its scope closed, while other processes waited for them. With Redis's lease always
+  // out while a run drains (`leaseWhileRunning`), a run stopped mid-drain kept 256 jobs so.
+  it.live("its jobs go back once it arrives, uncounted, while the instance lives", () =>
+    Effect.gen(function*() {
+      const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number })
+      const store = new SlowLeaseStore(settings.leaseMillis)
+      const queue = yield* core.make(store, settings, Schema.Number)
+      yield* queue.offerAll(Array.from({ length: 5_000 }, (_, n) => ({ value: n })))
+      let done = 0
+      const running = yield* Effect.fork(queue.run(() => Effect.sync(() => done++), { concurrency: 16 }))
+      while (done < 200 || !store.inFlight) yield* Effect.sleep("1 millis")
+      yield* Fiber.interrupt(running)
+      yield* Effect.sleep("200 millis")
+      expect((yield* queue.counts).running).toBe(0)
+      // None was counted an attempt: another instance takes them on their first.
+      const other = yield* core.make(store, settings, Schema.Number)
+      const exit = yield* other.take((_n, job) => Effect.succeed(job.attempt))
+      expect(exit).toEqual(Exit.succeed(1))
     }).pipe(Effect.scoped), 60_000)
 })
 

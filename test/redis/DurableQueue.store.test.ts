@@ -54,6 +54,19 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         expect(ids(yield* store.lease(64))).toEqual(["hi1", "hi2", "a1", "a2", "a0", "low", "min"])
       })))
 
+  // The lease script writes its deadline as text made by string.format('%d'), a C long: a deadline past 2^63
+  // (leaseDuration has no upper bound) came out as -9223372036854775808, so the next lease of any holder took the
+  // job as expired and ran it again while its runner still held it.
+  it.live("a lease too long for a 64-bit deadline is held, not taken by another holder at once", () =>
+    withStores(1e19, (store, other, raw, prefix) =>
+      Effect.gen(function*() {
+        yield* store.offer([job("long")])
+        expect(ids(yield* store.lease(1))).toEqual(["long"])
+        const deadline = yield* Effect.promise(() => raw.zscore(keysOf(prefix, "jobs").leased, "long"))
+        expect(Number(deadline)).toBeGreaterThan(Date.now())
+        expect(ids(yield* other.lease(1))).toEqual([])
+      })))
+
   it.live("1,000 delayed jobs becoming ready move to waiting in one lease, in priority order, none before its time", () =>
     withStores(5_000, (store, _other, raw, prefix) =>
       Effect.gen(function*() {

@@ -294,6 +294,14 @@ export class JobBuffer {
     this.head = 0
     return left
   }
+  /** The jobs past the first `keep`, taken out (the first `keep` stay, in order). */
+  takeAfter(keep: number): Array<LeasedJob> {
+    const from = this.head + Math.max(0, keep)
+    if (from >= this.items.length) return []
+    const left = this.items.slice(from) as Array<LeasedJob>
+    this.items.length = from
+    return left
+  }
 }
 
 /**
@@ -356,14 +364,33 @@ export class Feed {
         (leased): Effect.Effect<Either.Either<ReadonlyArray<LeasedJob>, unknown>> => {
           if (Either.isLeft(leased)) return Effect.succeed(leased)
           this.adapt(want, leased.right.length)
-          this.overlap = this.store.leaseWhileRunning === true && this.demand > 0 &&
+          // Takers waiting for a full lease are a sign of fast takers only if they ran jobs since the last one came:
+          // a run's first lease always finds them waiting (at concurrency 64 it is full, and with 1 s handlers the
+          // next 256 were leased at once: 512 held by one process).
+          this.overlap = this.store.leaseWhileRunning === true && this.handedSinceLease > 0 && this.demand > 0 &&
             leased.right.length >= this.store.maxBatch
+          this.handedSinceLease = 0
           this.held.add(leased.right)
-          return Effect.as(this.handOver(leased.right), leased)
+          return Effect.as(Effect.zipRight(this.handOver(leased.right), this.unwanted), leased)
         }
       )
     )
   }
+
+  /**
+   * Where jobs leased for `run`s that all stopped while the lease was out go back (core.ts `putBack`): the run's
+   * own put-back ran before they arrived, and in the buffer, with no taker to read it, they stayed held (refreshed)
+   * by an idle instance until its scope closed. On Redis a lease is out through most of a fast drain
+   * (`Store.leaseWhileRunning`): a run stopped then kept up to 256 jobs from every other process.
+   */
+  putBack: ((jobs: ReadonlyArray<LeasedJob>) => void) | undefined
+
+  /** Once no `run` is left: what the buffer holds past the single `take`s waiting goes back (`putBack`). */
+  private readonly unwanted: Effect.Effect<void> = Effect.sync(() => {
+    if (this.takers > 0 || this.putBack === undefined || this.jobs.shut) return
+    const left = this.jobs.takeAfter(this.demand)
+    if (left.length > 0) this.putBack(left)
+  })
 
   private buffered(): number {
     return this.jobs.shut ? 0 : this.jobs.size
@@ -397,6 +424,9 @@ export class Feed {
    * the last 256 alternated, each side idle while the other worked (bench/_redis-trace.ts).
    */
   private overlap = false
+
+  /** Jobs handed out since the last lease came back (reset as the buffer is put back: a run's end, pause). */
+  private handedSinceLease = 0
 
   /**
    * The rate of hand-outs since the last lease started; leases started within one millisecond count together (a
@@ -526,6 +556,7 @@ export class Feed {
     const job = this.jobs.poll()
     if (job === undefined) return undefined
     this.handed++
+    this.handedSinceLease++
     // The fetcher is woken only when it has something to do (not once per job handed out of a full buffer).
     if (this.jobs.size < this.takers || this.jobs.size < this.low) this.wake.unsafeOpen()
     return job
@@ -549,13 +580,17 @@ export class Feed {
     const job = this.jobs.poll()
     if (job === undefined) return Effect.zipRight(this.available.await, this.awaitJob)
     this.handed++
+    this.handedSinceLease++
     if (this.jobs.size > 0) this.available.unsafeOpen()
     return Effect.succeed(job)
   })
 
   /** What was fetched and not handed out, to be put back (the last `run` stopped, or the scope closes). */
   takeBuffered(): Effect.Effect<ReadonlyArray<LeasedJob>> {
-    return Effect.sync(() => this.jobs.takeAll())
+    return Effect.sync(() => {
+      this.handedSinceLease = 0
+      return this.jobs.takeAll()
+    })
   }
 }
 
@@ -1461,6 +1496,9 @@ const makeCore = <A, I>(
     const running = new Running(held.jobs)
     const feed = new Feed(store, held, settings.pollMillis)
     const settler = new Settler(store, held, failed, feed.offered.open)
+    feed.putBack = (jobs) => {
+      for (const job of jobs) settler.submit(job, { _tag: "Release", attempts: job.attempts - 1 })
+    }
     // Forked before the other parts: the scope, closing in reverse, stops it last, after the final settlements.
     const emitter = yield* makeEmitter(port.bus, settings.name)
     const parts: Parts<A> = {

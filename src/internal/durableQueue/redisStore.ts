@@ -215,6 +215,9 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
   const token = globalThis.crypto.randomUUID()
   // How long a cancelled job's record is kept: as a done one's (the queue's resultTimeToLive).
   const recordTtl = millis(settings.resultTtlMillis)
+  // The lease script writes its deadline with string.format('%d') (a C long): leaseDuration has no upper bound,
+  // and one past 2^63 ms came out negative (the job free to lease again at once). 10^15 ms is 31,000 years.
+  const leaseMillis = millis(settings.leaseMillis)
   // A script's keys, then its arguments, then its channels (popped off ARGV's end by the script, see redisScripts.ts).
   // The arguments as an array: an offer of 12,000 jobs has 36,000, and each spread of them more on the way to
   // ioredis overflowed the call stack.
@@ -267,7 +270,7 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
         (subscribers) => subscribers !== 0
       ),
     lease: (max) =>
-      Effect.map(lease(token, settings.leaseMillis, max, recordTtl), (reply) => {
+      Effect.map(lease(token, leaseMillis, max, recordTtl), (reply) => {
         const flat = reply as Array<string | number | null>
         const out: Array<LeasedJob> = []
         for (let i = 0; i < flat.length; i += 4) {
