@@ -410,4 +410,20 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         expect(yield* Effect.promise(() => raw.hlen(k.results))).toBe(4_100)
         expect(yield* store.status("j4099")).toMatchObject({ state: "done", attempts: 1, result: "5" })
       })))
+  // The store's arguments once went to ioredis spread into the call: 60,000 of them overflowed the call stack.
+  it.live("a call of 30,000 jobs (90,000 script arguments) is one offer and one settlement, not a stack overflow", () =>
+    withStores(60_000, (store) =>
+      Effect.gen(function*() {
+        const all = Array.from({ length: 30_000 }, (_, i) => job(`big${i}`, { custom: i % 3 === 0 }))
+        yield* store.offer(all)
+        expect(yield* store.size).toBe(30_000)
+        const leased: Array<LeasedJob> = []
+        for (let got = yield* store.lease(10_000); got.length > 0; got = yield* store.lease(10_000)) leased.push(...got)
+        expect(leased.length).toBe(30_000)
+        yield* store.settle(
+          leased.map((j) => ({ job: j, settlement: { _tag: "Ack", result: undefined, resultTtlMillis: 60_000 } }))
+        )
+        expect(yield* store.counts).toMatchObject({ waiting: 0, running: 0 })
+        expect(yield* store.status("big29999")).toMatchObject({ state: "done" })
+      })))
 })

@@ -113,10 +113,11 @@ export const defineScript = (
   name: string,
   lua: string,
   numberOfKeys: number
-): (...args: Array<string | number>) => Promise<unknown> => {
+): (...args: Array<string | number | ReadonlyArray<string | number>>) => Promise<unknown> => {
+  // An array argument stands for its elements: ioredis flattens a command's arguments one level.
   const commands = client as unknown as Record<
     string,
-    ((...args: Array<string | number>) => Promise<unknown>) | undefined
+    ((...args: Array<string | number | ReadonlyArray<string | number>>) => Promise<unknown>) | undefined
   >
   if (commands[name] === undefined) client.defineCommand(name, { lua, numberOfKeys })
   return (...args) => commands[name]!(...args)
