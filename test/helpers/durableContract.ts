@@ -925,7 +925,14 @@ export const contract = (kind: StoreKind, up: boolean) =>
           Number.NaN,
           undefined,
           new Date(0),
-          "x".repeat(64 * 1024)
+          "x".repeat(64 * 1024),
+          // Values that throw as they are read: a getter, a revoked Proxy (was a defect of the handler's attempt).
+          {
+            get boom(): never {
+              throw new Error("the getter threw")
+            }
+          },
+          revoked()
         ]
         const exit = yield* queue.take((_n, job) =>
           Effect.gen(function*() {
@@ -939,6 +946,7 @@ export const contract = (kind: StoreKind, up: boolean) =>
         for (const error of errors) expect(error).toMatchObject({ reason: "ProgressRejected", id: "prog" })
         expect(errors[0]!.message).toContain("bigint")
         expect(errors[7]!.message).toContain("more than 65536")
+        expect(errors[8]!.message).toContain("the getter threw")
         expect(Option.getOrThrow(yield* queue.status("prog")).progress).toEqual({ ok: "é".repeat(30_000) })
       }))
 
@@ -1038,3 +1046,10 @@ export const contract = (kind: StoreKind, up: boolean) =>
       120_000
     )
   })
+
+/** A Proxy already revoked: any read of it throws a TypeError. */
+const revoked = (): object => {
+  const { proxy, revoke } = Proxy.revocable({}, {})
+  revoke()
+  return proxy
+}

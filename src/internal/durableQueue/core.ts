@@ -778,9 +778,15 @@ const recordProgress = <A>(parts: Parts<A>, job: LeasedJob, value: unknown): Eff
         id: job.id,
         cause: new Error(why)
       })
-    const why = notJson(value)
-    if (why !== undefined) return Effect.fail(rejected(`it is not plain JSON: ${why}`))
-    const json = JSON.stringify(value)
+    // A getter of the value may throw as it is read (a Proxy, a user's class): a rejected progress, not a defect.
+    let json: string
+    try {
+      const why = notJson(value)
+      if (why !== undefined) return Effect.fail(rejected(`it is not plain JSON: ${why}`))
+      json = JSON.stringify(value)
+    } catch (thrown) {
+      return Effect.fail(rejected(`reading it threw: ${thrown instanceof Error ? thrown.message : typeof thrown}`))
+    }
     const bytes = utf8Length(json)
     if (bytes > MAX_PROGRESS_BYTES) {
       return Effect.fail(rejected(`its JSON is ${bytes} bytes, more than ${MAX_PROGRESS_BYTES}`))
