@@ -745,7 +745,8 @@ const complete = <A>(
           `DurableQueue ${parts.settings.name}: the result of job ${
             JSON.stringify(job.id)
           } cannot be encoded; not stored`,
-          error
+          // As a Cause, so the logger prints the error (an Error as a plain message printed "{}").
+          Cause.fail(error)
         ),
         settlement
       )
