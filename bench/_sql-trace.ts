@@ -92,7 +92,9 @@ const program = Effect.gen(function*() {
 
 const layer = (kind === "pg"
   ? PgClient.layer({ host: "127.0.0.1", port: 5432, database: "test", username: "postgres" })
-  : SqliteClient.layer({ filename: join(mkdtempSync(join(os.tmpdir(), "sqltrace-")), "q.db") })) as unknown as Layer.Layer<
+  : SqliteClient.layer({
+    filename: join(mkdtempSync(join(os.tmpdir(), "sqltrace-")), "q.db")
+  })) as unknown as Layer.Layer<
     SqlClient.SqlClient,
     unknown
   >

@@ -793,10 +793,10 @@ export const makeStore = (
       leaseBatch: BATCH,
       // A run whose full leases find its takers waiting asks for the next lease as one arrives (core.ts
       // `Feed.overlap`), so PostgreSQL leases while node runs the buffer instead of the two alternating (issue 16:
-      // `_profile.ts` c16 no-op, 20,000 jobs, 6 alternate runs: jobs/s 1.31x and 1.25x, CPU per job 1.01-1.03x).
-      // SQLite's statements run in this process, so nothing overlaps there; two leases back to back still drained
-      // faster in two of three sets (jobs/s 1.39x, 0.97x, 1.40x; CPU per job 0.94x, 0.99x, 1.01x). Such a run holds
-      // up to 2 x 256 jobs (and what it has not settled yet).
+      // `_profile.ts` no-op, 20,000 jobs, 6 alternate runs a set: jobs/s 1.31x, 1.25x, 1.01x at c16, 1.11x at c64;
+      // CPU per job 0.97-1.03x). SQLite's statements run in this process, so nothing overlaps there; two leases back
+      // to back still drained faster (jobs/s 1.39x, 0.97x, 1.40x, 1.04x; CPU per job 0.94-1.01x). Such a run holds
+      // up to 2 x 256 jobs (and what it has not settled yet); bench/RESULTS.md, branch pglead.
       leaseWhileRunning: true,
       wakeSpacingMillis: WAKE_SPACING,
       settleLingerMillis: SETTLE_LINGER,
