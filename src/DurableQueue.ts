@@ -610,9 +610,9 @@ export interface Options<A, I> {
   /**
    * How often an idle taker looks for jobs (and how late a delayed job may start). Default: 100 millis. (On Redis,
    * and on PostgreSQL with notifications, an offer, retry, requeue or resume from any process wakes idle takers at
-   * once; the poll is the safety net, and what finds a delayed job whose time came.) A `run` leases up to four times
-   * its concurrency ahead of its takers (fewer round trips per job); those jobs go back when it stops or when this
-   * instance pauses the queue.
+   * once; the poll is the safety net, and what finds a delayed job whose time came.) A `run` leases four times its
+   * concurrency ahead of its takers (fewer round trips per job), more with fast handlers (two leases of up to 256
+   * jobs on Redis and PostgreSQL, one on SQLite); those jobs go back when it stops or when this instance pauses the queue.
    */
   readonly pollInterval?: Duration.DurationInput | undefined
   /**

@@ -806,6 +806,14 @@ export const makeStore = (
       maxBatch: BATCH,
       // Fast takers lease up to a full batch at once (a lease of 256 costs about what one of 64 does: store.ts).
       leaseBatch: BATCH,
+      // A run whose full leases find its takers waiting asks for the next lease as one arrives (core.ts
+      // `Feed.overlap`), so PostgreSQL leases while node runs the buffer instead of the two alternating (issue 16:
+      // `_profile.ts` no-op, 20,000 jobs, 6 alternate runs a set: jobs/s 1.31x, 1.25x, 1.01x at c16, 1.11x at c64;
+      // CPU per job 0.97-1.03x). Such a run holds up to 2 x 256 jobs (and what it has not settled yet); bench/RESULTS.md,
+      // branch pglead. Not SQLite: its statements run in this process, so nothing can overlap there; two sets of
+      // four drained faster (jobs/s 1.39x, 1.40x) and two did not (0.97x, 1.04x), which is noise with no mechanism,
+      // and a run there would hold twice the jobs for it.
+      leaseWhileRunning: dialect === "pg",
       wakeSpacingMillis: WAKE_SPACING,
       settleLingerMillis: SETTLE_LINGER,
       ready: notified.await,
