@@ -358,11 +358,19 @@ export class Feed {
 
   /** Uninterruptible from the call to the hand-over: jobs the store leased must reach `jobs`, where the put-back finds them. */
   private fetch(want: number): Effect.Effect<Either.Either<ReadonlyArray<LeasedJob>, unknown>> {
+    const pauses = this.pauses
     return Effect.uninterruptible(
       Effect.flatMap(
         Effect.either(this.store.lease(want)),
         (leased): Effect.Effect<Either.Either<ReadonlyArray<LeasedJob>, unknown>> => {
           if (Either.isLeft(leased)) return Effect.succeed(leased)
+          // Leased before this instance paused the queue, arrived after: none starts here once `pause` returned
+          // (a run of concurrency 2 started the 8 jobs of a lease out as it paused).
+          if (pauses !== this.pauses && this.putBack !== undefined && leased.right.length > 0) {
+            this.held.add(leased.right)
+            this.putBack(leased.right)
+            return Effect.succeed(leased)
+          }
           this.adapt(want, leased.right.length)
           // Takers waiting for a full lease are a sign of fast takers only if they ran jobs since the last one came:
           // a run's first lease always finds them waiting (at concurrency 64 it is full, and with 1 s handlers the
@@ -424,6 +432,9 @@ export class Feed {
    * the last 256 alternated, each side idle while the other worked (bench/_redis-trace.ts).
    */
   private overlap = false
+
+  /** How many times this instance paused the queue (`pause`): a lease out meanwhile puts its jobs back (`fetch`). */
+  pauses = 0
 
   /** Jobs handed out since the last lease came back (reset as the buffer is put back: a run's end, pause). */
   private handedSinceLease = 0
@@ -1448,7 +1459,10 @@ const makeAdmin = <A>(parts: Parts<A>) => {
     result,
     counts,
     // Jobs this instance leased ahead go back: none starts here after `pause` returns.
-    pause: Effect.zipRight(Effect.mapError(store.setPaused(true), failed), putBack(parts)),
+    pause: Effect.zipRight(
+      Effect.mapError(store.setPaused(true), failed),
+      Effect.zipRight(Effect.sync(() => feed.pauses++), putBack(parts))
+    ),
     resume: Effect.zipRight(Effect.mapError(store.setPaused(false), failed), feed.offered.open),
     isPaused: Effect.map(counts, (c) => c.paused),
     drain: Effect.asVoid(

@@ -1,0 +1,48 @@
+/**
+ * Review of the lease put-back (core.ts `Feed.unwanted`, `putBack`): a lease out while this instance pauses the
+ * queue, or while the last run stops, must not start its jobs here afterwards.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Schema from "effect/Schema"
+import * as core from "../src/internal/durableQueue/core.js"
+import { MemoryStore } from "../src/internal/durableQueue/memoryStore.js"
+import { queueSettings } from "../src/internal/durableQueue/options.js"
+
+/** The memory store whose lease takes its jobs at once and answers 30 ms later (a Redis reply on its way). */
+class LateReplyStore extends MemoryStore {
+  inFlight = false
+  override lease(max: number) {
+    return Effect.flatMap(super.lease(max), (jobs) =>
+      jobs.length === 0 ? Effect.succeed(jobs) : Effect.suspend(() => {
+        this.inFlight = true
+        return Effect.as(Effect.ensuring(Effect.sleep("30 millis"), Effect.sync(() => this.inFlight = false)), jobs)
+      }))
+  }
+}
+
+describe("DurableQueue put-back of a lease out", () => {
+  it.live("no job starts here after pause returns, even from a lease out as it paused", () =>
+    Effect.gen(function*() {
+      const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+      const store = new LateReplyStore(settings.leaseMillis)
+      const queue = yield* core.make(store, settings, Schema.Number)
+      yield* queue.offerAll(Array.from({ length: 200 }, (_, n) => ({ value: n })))
+      let paused = false
+      let startedAfter = 0
+      let done = 0
+      yield* Effect.fork(queue.run(() =>
+        Effect.sync(() => {
+          if (paused) startedAfter++
+          done++
+        }), { concurrency: 2 }))
+      while (done < 10 || !store.inFlight) yield* Effect.sleep("1 millis")
+      yield* queue.pause
+      paused = true
+      yield* Effect.sleep("200 millis")
+      expect(startedAfter).toBe(0)
+      // Put back uncounted: nothing is held here, every job not run waits.
+      expect((yield* queue.counts).running).toBe(0)
+    }).pipe(Effect.scoped), 30_000)
+})
