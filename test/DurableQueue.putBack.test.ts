@@ -45,4 +45,52 @@ describe("DurableQueue put-back of a lease out", () => {
       // Put back uncounted: nothing is held here, every job not run waits.
       expect((yield* queue.counts).running).toBe(0)
     }).pipe(Effect.scoped), 30_000)
+
+  it.live("a take waiting as a stopped run's lease arrives gets one job; the rest go back uncounted", () =>
+    Effect.gen(function*() {
+      const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+      const store = new LateReplyStore(settings.leaseMillis)
+      const queue = yield* core.make(store, settings, Schema.Number)
+      yield* queue.offerAll(Array.from({ length: 60 }, (_, n) => ({ value: n })))
+      let done = 0
+      const running = yield* Effect.fork(queue.run(() => Effect.sync(() => done++), { concurrency: 2 }))
+      while (done < 10 || !store.inFlight) yield* Effect.sleep("1 millis")
+      const taking = yield* Effect.fork(queue.take((_n, job) => Effect.succeed(job.attempt)))
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(running)
+      expect(store.inFlight).toBe(true)
+      const attempt = yield* Fiber.join(taking)
+      expect(attempt._tag).toBe("Success")
+      yield* Effect.sleep("100 millis")
+      expect((yield* queue.counts).running).toBe(0)
+      const before = done
+      // Every job left is on its first attempt.
+      let firsts = 0
+      while ((yield* queue.size) > 0) {
+        const exit = yield* queue.take((_n, job) => Effect.succeed(job.attempt))
+        if (exit._tag === "Success" && exit.value === 1) firsts++
+        else break
+      }
+      expect(firsts + before + 1).toBe(60)
+    }).pipe(Effect.scoped), 30_000)
+
+  it.live("a runBatch stopped with a lease out leaves nothing leased", () =>
+    Effect.gen(function*() {
+      const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+      const store = new LateReplyStore(settings.leaseMillis)
+      const queue = yield* core.make(store, settings, Schema.Number)
+      yield* queue.offerAll(Array.from({ length: 2_000 }, (_, n) => ({ value: n })))
+      let done = 0
+      const running = yield* Effect.fork(
+        queue.runBatch((values) => Effect.sync(() => (done += values.length)), {
+          concurrency: 2,
+          size: 10,
+          maxWait: "5 millis"
+        })
+      )
+      while (done < 100 || !store.inFlight) yield* Effect.sleep("1 millis")
+      yield* Fiber.interrupt(running)
+      yield* Effect.sleep("200 millis")
+      expect((yield* queue.counts).running).toBe(0)
+    }).pipe(Effect.scoped), 30_000)
 })
