@@ -93,4 +93,38 @@ describe("DurableQueue put-back of a lease out", () => {
       yield* Effect.sleep("200 millis")
       expect((yield* queue.counts).running).toBe(0)
     }).pipe(Effect.scoped), 30_000)
+
+  // A run with slow handlers holds back from other processes no more than 4 x its concurrency (LOOKAHEAD); the
+  // measures of fast takers (the hand-out rate, Redis's overlap) are the last run's until its own first lease.
+  it.live("a slow run after a fast one on the same instance leases 4 x its concurrency, not the fast run's rate", () =>
+    Effect.gen(function*() {
+      const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+      const sizes: Array<number> = []
+      const store = new (class extends MemoryStore {
+        override lease(max: number) {
+          return Effect.tap(super.lease(max), (jobs) => {
+            sizes.push(jobs.length)
+          })
+        }
+      })(settings.leaseMillis)
+      const queue = yield* core.make(store, settings, Schema.Number)
+      yield* queue.offerAll(Array.from({ length: 30_000 }, (_, n) => ({ value: n })))
+      let done = 0
+      // Fast, then stuck (and given up by shutdownTimeout): its last lease arrives to takers not taking.
+      const fast = yield* Effect.fork(
+        queue.run(() => Effect.suspend(() => done++ < 20_000 ? Effect.void : Effect.never), {
+          concurrency: 4,
+          shutdownTimeout: "10 millis"
+        })
+      )
+      while (done < 20_004) yield* Effect.sleep("1 millis")
+      yield* Fiber.interrupt(fast)
+      expect(Math.max(...sizes)).toBeGreaterThan(16)
+      yield* Effect.sleep("50 millis")
+      sizes.length = 0
+      const slow = yield* Effect.fork(queue.run(() => Effect.sleep("50 millis"), { concurrency: 1 }))
+      yield* Effect.sleep("300 millis")
+      expect(Math.max(...sizes)).toBeLessThanOrEqual(4)
+      yield* Fiber.interrupt(slow)
+    }).pipe(Effect.scoped), 30_000)
 })

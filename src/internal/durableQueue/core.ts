@@ -600,6 +600,13 @@ export class Feed {
   takeBuffered(): Effect.Effect<ReadonlyArray<LeasedJob>> {
     return Effect.sync(() => {
       this.handedSinceLease = 0
+      // The takers measured are gone (or paused): a run that starts next is not sized by their speed (after a fast
+      // run, one of concurrency 1 with 50 ms handlers leased 256 at once by the stale rate, not 4).
+      this.rate = 0
+      this.handed = 0
+      this.leaseStarted = -1
+      this.refill = 0
+      this.overlap = false
       return this.jobs.takeAll()
     })
   }
