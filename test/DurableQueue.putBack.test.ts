@@ -5,6 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
 import * as Schema from "effect/Schema"
 import * as core from "../src/internal/durableQueue/core.js"
 import { MemoryStore } from "../src/internal/durableQueue/memoryStore.js"
@@ -126,5 +127,31 @@ describe("DurableQueue put-back of a lease out", () => {
       yield* Effect.sleep("300 millis")
       expect(Math.max(...sizes)).toBeLessThanOrEqual(4)
       yield* Fiber.interrupt(slow)
+    }).pipe(Effect.scoped), 30_000)
+
+  // A take interrupted as its lease arrives (its timeout, its caller): the lease was kept for it as a taker
+  // waiting, and with no run to read the buffer the job stayed held (refreshed) until the scope closed.
+  it.live("a take interrupted as its lease arrives leaves nothing leased", () =>
+    Effect.gen(function*() {
+      const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+      let victim: Fiber.RuntimeFiber<unknown, unknown> | undefined
+      const store = new (class extends MemoryStore {
+        override lease(max: number) {
+          return Effect.tap(Effect.zipRight(Effect.sleep("20 millis"), super.lease(max)), (jobs) => {
+            // The interruption is queued before the hand-over wakes the taker: it lands first.
+            if (jobs.length > 0 && victim !== undefined) victim.unsafeInterruptAsFork(FiberId.none)
+          })
+        }
+      })(settings.leaseMillis)
+      const queue = yield* core.make(store, settings, Schema.Number)
+      yield* queue.offerAll(Array.from({ length: 5 }, (_, n) => ({ value: n })))
+      let ran = 0
+      const taking = yield* Effect.fork(queue.take(() => Effect.sync(() => ran++)))
+      victim = taking
+      const exit = yield* Fiber.await(taking)
+      expect(exit._tag).toBe("Failure")
+      yield* Effect.sleep("100 millis")
+      expect(ran).toBe(0)
+      expect((yield* queue.counts).running).toBe(0)
     }).pipe(Effect.scoped), 30_000)
 })

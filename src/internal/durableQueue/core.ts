@@ -394,11 +394,13 @@ export class Feed {
   putBack: ((jobs: ReadonlyArray<LeasedJob>) => void) | undefined
 
   /** Once no `run` is left: what the buffer holds past the single `take`s waiting goes back (`putBack`). */
-  private readonly unwanted: Effect.Effect<void> = Effect.sync(() => {
+  private readonly unwanted: Effect.Effect<void> = Effect.sync(() => this.dropUnwanted())
+
+  private dropUnwanted(): void {
     if (this.takers > 0 || this.putBack === undefined || this.jobs.shut) return
     const left = this.jobs.takeAfter(this.demand)
     if (left.length > 0) this.putBack(left)
-  })
+  }
 
   private buffered(): number {
     return this.jobs.shut ? 0 : this.jobs.size
@@ -577,7 +579,14 @@ export class Feed {
     Effect.suspend(() => {
       this.demand++
       this.wake.unsafeOpen()
-      return restore(this.awaitJob).pipe(Effect.ensuring(Effect.sync(() => this.demand--)))
+      return restore(this.awaitJob).pipe(Effect.onExit((exit) =>
+        Effect.sync(() => {
+          this.demand--
+          // A `take` interrupted as the lease kept for it arrived (its wake-up queued behind the interruption):
+          // with no run to read the buffer, that job stayed held (refreshed) until the scope closed.
+          if (Exit.isFailure(exit)) this.dropUnwanted()
+        })
+      ))
     })
   )
 
