@@ -47,33 +47,37 @@ describe("DurableQueue put-back of a lease out", () => {
       expect((yield* queue.counts).running).toBe(0)
     }).pipe(Effect.scoped), 30_000)
 
-  it.live("a take waiting as a stopped run's lease arrives gets one job; the rest go back uncounted", () =>
-    Effect.gen(function*() {
-      const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
-      const store = new LateReplyStore(settings.leaseMillis)
-      const queue = yield* core.make(store, settings, Schema.Number)
-      yield* queue.offerAll(Array.from({ length: 60 }, (_, n) => ({ value: n })))
-      let done = 0
-      const running = yield* Effect.fork(queue.run(() => Effect.sync(() => done++), { concurrency: 2 }))
-      while (done < 10 || !store.inFlight) yield* Effect.sleep("1 millis")
-      const taking = yield* Effect.fork(queue.take((_n, job) => Effect.succeed(job.attempt)))
-      yield* Effect.yieldNow()
-      yield* Fiber.interrupt(running)
-      expect(store.inFlight).toBe(true)
-      const attempt = yield* Fiber.join(taking)
-      expect(attempt._tag).toBe("Success")
-      yield* Effect.sleep("100 millis")
-      expect((yield* queue.counts).running).toBe(0)
-      const before = done
-      // Every job left is on its first attempt.
-      let firsts = 0
-      while ((yield* queue.size) > 0) {
-        const exit = yield* queue.take((_n, job) => Effect.succeed(job.attempt))
-        if (exit._tag === "Success" && exit.value === 1) firsts++
-        else break
-      }
-      expect(firsts + before + 1).toBe(60)
-    }).pipe(Effect.scoped), 30_000)
+  it.live(
+    "a take waiting as a stopped run's lease arrives gets one job; the rest go back uncounted",
+    () =>
+      Effect.gen(function*() {
+        const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+        const store = new LateReplyStore(settings.leaseMillis)
+        const queue = yield* core.make(store, settings, Schema.Number)
+        yield* queue.offerAll(Array.from({ length: 60 }, (_, n) => ({ value: n })))
+        let done = 0
+        const running = yield* Effect.fork(queue.run(() => Effect.sync(() => done++), { concurrency: 2 }))
+        while (done < 10 || !store.inFlight) yield* Effect.sleep("1 millis")
+        const taking = yield* Effect.fork(queue.take((_n, job) => Effect.succeed(job.attempt)))
+        yield* Effect.yieldNow()
+        yield* Fiber.interrupt(running)
+        expect(store.inFlight).toBe(true)
+        const attempt = yield* Fiber.join(taking)
+        expect(attempt._tag).toBe("Success")
+        yield* Effect.sleep("100 millis")
+        expect((yield* queue.counts).running).toBe(0)
+        const before = done
+        // Every job left is on its first attempt.
+        let firsts = 0
+        while ((yield* queue.size) > 0) {
+          const exit = yield* queue.take((_n, job) => Effect.succeed(job.attempt))
+          if (exit._tag === "Success" && exit.value === 1) firsts++
+          else break
+        }
+        expect(firsts + before + 1).toBe(60)
+      }).pipe(Effect.scoped),
+    30_000
+  )
 
   it.live("a runBatch stopped with a lease out leaves nothing leased", () =>
     Effect.gen(function*() {
@@ -97,49 +101,53 @@ describe("DurableQueue put-back of a lease out", () => {
 
   // A run with slow handlers holds back from other processes no more than 4 x its concurrency (LOOKAHEAD); the
   // measures of fast takers (the hand-out rate, Redis's overlap) are the last run's until its own first lease.
-  it.live("a slow run after a fast one on the same instance leases 4 x its concurrency, not the fast run's rate", () =>
-    Effect.gen(function*() {
-      const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
-      const sizes: Array<number> = []
-      const store = new (class extends MemoryStore {
-        override lease(max: number) {
-          return Effect.tap(super.lease(max), (jobs) => {
-            sizes.push(jobs.length)
+  it.live(
+    "a slow run after a fast one on the same instance leases 4 x its concurrency, not the fast run's rate",
+    () =>
+      Effect.gen(function*() {
+        const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+        const sizes: Array<number> = []
+        const store = new (class extends MemoryStore {
+          override lease(max: number) {
+            return Effect.tap(super.lease(max), (jobs) => {
+              sizes.push(jobs.length)
+            })
+          }
+        })(settings.leaseMillis)
+        const queue = yield* core.make(store, settings, Schema.Number)
+        yield* queue.offerAll(Array.from({ length: 30_000 }, (_, n) => ({ value: n })))
+        let done = 0
+        // Fast, then stuck (and given up by shutdownTimeout): its last lease arrives to takers not taking.
+        const fast = yield* Effect.fork(
+          queue.run(() => Effect.suspend(() => done++ < 20_000 ? Effect.void : Effect.never), {
+            concurrency: 4,
+            shutdownTimeout: "10 millis"
           })
-        }
-      })(settings.leaseMillis)
-      const queue = yield* core.make(store, settings, Schema.Number)
-      yield* queue.offerAll(Array.from({ length: 30_000 }, (_, n) => ({ value: n })))
-      let done = 0
-      // Fast, then stuck (and given up by shutdownTimeout): its last lease arrives to takers not taking.
-      const fast = yield* Effect.fork(
-        queue.run(() => Effect.suspend(() => done++ < 20_000 ? Effect.void : Effect.never), {
-          concurrency: 4,
-          shutdownTimeout: "10 millis"
-        })
-      )
-      while (done < 20_004) yield* Effect.sleep("1 millis")
-      yield* Fiber.interrupt(fast)
-      expect(Math.max(...sizes)).toBeGreaterThan(16)
-      yield* Effect.sleep("50 millis")
-      sizes.length = 0
-      const slow = yield* Effect.fork(queue.run(() => Effect.sleep("50 millis"), { concurrency: 1 }))
-      yield* Effect.sleep("300 millis")
-      expect(Math.max(...sizes)).toBeLessThanOrEqual(4)
-      yield* Fiber.interrupt(slow)
-    }).pipe(Effect.scoped), 30_000)
+        )
+        while (done < 20_004) yield* Effect.sleep("1 millis")
+        yield* Fiber.interrupt(fast)
+        expect(Math.max(...sizes)).toBeGreaterThan(16)
+        yield* Effect.sleep("50 millis")
+        sizes.length = 0
+        const slow = yield* Effect.fork(queue.run(() => Effect.sleep("50 millis"), { concurrency: 1 }))
+        yield* Effect.sleep("300 millis")
+        expect(Math.max(...sizes)).toBeLessThanOrEqual(4)
+        yield* Fiber.interrupt(slow)
+      }).pipe(Effect.scoped),
+    30_000
+  )
 
   // A take interrupted as its lease arrives (its timeout, its caller): the lease was kept for it as a taker
   // waiting, and with no run to read the buffer the job stayed held (refreshed) until the scope closed.
   it.live("a take interrupted as its lease arrives leaves nothing leased", () =>
     Effect.gen(function*() {
       const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
-      let victim: Fiber.RuntimeFiber<unknown, unknown> | undefined
+      const victim: { fiber?: Fiber.RuntimeFiber<unknown, unknown> } = {}
       const store = new (class extends MemoryStore {
         override lease(max: number) {
           return Effect.tap(Effect.zipRight(Effect.sleep("20 millis"), super.lease(max)), (jobs) => {
             // The interruption is queued before the hand-over wakes the taker: it lands first.
-            if (jobs.length > 0 && victim !== undefined) victim.unsafeInterruptAsFork(FiberId.none)
+            if (jobs.length > 0) victim.fiber?.unsafeInterruptAsFork(FiberId.none)
           })
         }
       })(settings.leaseMillis)
@@ -147,7 +155,7 @@ describe("DurableQueue put-back of a lease out", () => {
       yield* queue.offerAll(Array.from({ length: 5 }, (_, n) => ({ value: n })))
       let ran = 0
       const taking = yield* Effect.fork(queue.take(() => Effect.sync(() => ran++)))
-      victim = taking
+      victim.fiber = taking
       const exit = yield* Fiber.await(taking)
       expect(exit._tag).toBe("Failure")
       yield* Effect.sleep("100 millis")
