@@ -162,4 +162,24 @@ describe("DurableQueue put-back of a lease out", () => {
       expect(ran).toBe(0)
       expect((yield* queue.counts).running).toBe(0)
     }).pipe(Effect.scoped), 30_000)
+
+  // The lease out when run A stops arrives once run B has started: its jobs are B's (not put back), each run once.
+  it.live("a run started while the stopped run's lease is out runs every job once", () =>
+    Effect.gen(function*() {
+      const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+      const store = new LateReplyStore(settings.leaseMillis)
+      const queue = yield* core.make(store, settings, Schema.Number)
+      yield* queue.offerAll(Array.from({ length: 300 }, (_, n) => ({ value: n, id: `j${n}` })))
+      const seen = new Map<number, number>()
+      const handler = (n: number) => Effect.sync(() => seen.set(n, (seen.get(n) ?? 0) + 1))
+      const a = yield* Effect.fork(queue.run(handler, { concurrency: 4 }))
+      while (seen.size < 20 || !store.inFlight) yield* Effect.sleep("1 millis")
+      yield* Fiber.interrupt(a)
+      expect(store.inFlight).toBe(true)
+      const b = yield* Effect.fork(queue.run(handler, { concurrency: 4 }))
+      while (seen.size < 300) yield* Effect.sleep("5 millis")
+      yield* Fiber.interrupt(b)
+      expect([...seen.values()].every((times) => times === 1)).toBe(true)
+      expect((yield* queue.counts).running).toBe(0)
+    }).pipe(Effect.scoped), 30_000)
 })
