@@ -19,6 +19,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as Tracer from "effect/Tracer"
 import { eventsOf, LISTENERS_CLASS, lockPeriods } from "../../src/internal/durableQueue/sqlEvents.js"
 import { channelOf, listenerOf, probePeriods } from "../../src/internal/durableQueue/sqlListen.js"
 import * as DurableQueue from "../../src/sql/DurableQueue.js"
@@ -52,6 +53,21 @@ const shortPeriods = Effect.acquireRelease(
       probePeriods.timeout = defaults.timeout
     })
 )
+
+/** `self` with a tracer of its own: Effect's, keeping every span it starts in `spans`. */
+const recordingIn = (spans: Array<Tracer.Span>) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Effect.tracer, (native) =>
+    Effect.withTracer(
+      self,
+      Tracer.make({
+        span: (name, parent, context, links, startTime, kind, options) => {
+          const span = native.span(name, parent, context, links, startTime, kind, options)
+          spans.push(span)
+          return span
+        },
+        context: (f, fiber) => native.context(f, fiber)
+      })
+    ))
 
 /** The program's own logger (Effect's default one replaced), which keeps the warnings' text in `warnings`. */
 const warningsTo = (warnings: Array<string>) =>
@@ -675,5 +691,28 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
         }).pipe(Effect.scoped, Effect.provide(warningsTo(warnings)))
       }),
     60_000
+  )
+
+  it.live(
+    "an events stream's background statements (its LISTEN's probes) are spans of the program's tracer, not of the span that started it",
+    () =>
+      withTable("pg", "evn", (table) => {
+        const spans: Array<Tracer.Span> = []
+        return Effect.gen(function*() {
+          const emitter = yield* instance(yield* client(), table, "jobs")
+          const watched = yield* instance(yield* client(), table, "jobs")
+          const stream = yield* collect(watched).pipe(Effect.withSpan("subscriber"))
+          yield* untilHeard(emitter, (id) => stream.seen.some((event) => event.id === id))
+          // The probes of the stream's LISTEN (sqlListen.ts `supervise`); no queue here runs, so none of a taker's.
+          const probes = spans.filter((span) => span.attributes.get("db.query.text") === "SELECT pg_notify($1, $2)")
+          // Before: none (the stream's shared fiber ran on the default runtime, with Effect's own tracer).
+          expect(probes.length).toBeGreaterThan(0)
+          // The subscriber's span ended long ago; the probes go on for as long as anyone listens.
+          const under = (span: Tracer.Span) =>
+            Option.isSome(span.parent) && span.parent.value._tag === "Span" && span.parent.value.name === "subscriber"
+          expect(probes.filter(under)).toEqual([])
+        }).pipe(Effect.scoped, recordingIn(spans))
+      }),
+    30_000
   )
 })
