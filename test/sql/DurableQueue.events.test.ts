@@ -8,18 +8,20 @@
  */
 import { PgClient } from "@effect/sql-pg"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { describe, expect, it, vi } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { eventsOf, LISTENERS_CLASS } from "../../src/internal/durableQueue/sqlEvents.js"
-import { channelOf, listenerOf, PROBE_MILLIS, PROBE_TIMEOUT } from "../../src/internal/durableQueue/sqlListen.js"
+import * as Tracer from "effect/Tracer"
+import { eventsOf, LISTENERS_CLASS, lockPeriods } from "../../src/internal/durableQueue/sqlEvents.js"
+import { channelOf, listenerOf, probePeriods } from "../../src/internal/durableQueue/sqlListen.js"
 import * as DurableQueue from "../../src/sql/DurableQueue.js"
 import { clientLayer, withTable } from "../fixtures/sql-client.js"
 import { spawnFixture } from "../helpers/processes.js"
@@ -29,6 +31,53 @@ import { eventually } from "../helpers/storePort.js"
 const pgUp = await requireService(postgres)
 
 type Queue = DurableQueue.DurableQueue<number>
+
+/** The periods of the lock session's check and of the LISTEN's probe (and its time-out) in the tests that wait them out. */
+const CHECK = 400
+const PROBE = 400
+const PROBE_TIMEOUT = 1_000
+
+/** `CHECK`, `PROBE` and `PROBE_TIMEOUT` in force for the scope; the defaults (5 s, 5 s, 2 s) took 6-7 s a test. */
+const shortPeriods = Effect.acquireRelease(
+  Effect.sync(() => {
+    const defaults = { check: lockPeriods.checkMillis, probe: probePeriods.millis, timeout: probePeriods.timeout }
+    lockPeriods.checkMillis = CHECK
+    probePeriods.millis = PROBE
+    probePeriods.timeout = PROBE_TIMEOUT
+    return defaults
+  }),
+  (defaults) =>
+    Effect.sync(() => {
+      lockPeriods.checkMillis = defaults.check
+      probePeriods.millis = defaults.probe
+      probePeriods.timeout = defaults.timeout
+    })
+)
+
+/** `self` with a tracer of its own: Effect's, keeping every span it starts in `spans`. */
+const recordingIn = (spans: Array<Tracer.Span>) => <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(Effect.tracer, (native) =>
+    Effect.withTracer(
+      self,
+      Tracer.make({
+        span: (name, parent, context, links, startTime, kind, options) => {
+          const span = native.span(name, parent, context, links, startTime, kind, options)
+          spans.push(span)
+          return span
+        },
+        context: (f, fiber) => native.context(f, fiber)
+      })
+    ))
+
+/** The program's own logger (Effect's default one replaced), which keeps the warnings' text in `warnings`. */
+const warningsTo = (warnings: Array<string>) =>
+  Logger.replace(
+    Logger.defaultLogger,
+    Logger.make(({ logLevel, message }) => {
+      if (logLevel._tag !== "Warning") return
+      warnings.push((Array.isArray(message) ? message : [message]).map(String).join(" "))
+    })
+  )
 
 /** A queue instance on a client of its own (a pool and a LISTEN connection), as another process would have. */
 const instance = (context: Context.Context<SqlClient.SqlClient>, table: string, name: string) =>
@@ -314,8 +363,10 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
   it.live(
     "the session holding the locks of three queues' streams is terminated: one new session takes them all, all hear",
     () =>
-      withTable("pg", "evr", (table) =>
-        Effect.gen(function*() {
+      withTable("pg", "evr", (table) => {
+        const warnings: Array<string> = []
+        return Effect.gen(function*() {
+          const defaults = yield* shortPeriods
           const names = ["jobs", "other", "third"]
           const emitters = yield* Effect.forEach(names, (name) =>
             Effect.flatMap(client(), (c) => instance(c, table, name)))
@@ -332,8 +383,9 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
           expect(held).toHaveLength(3)
           expect(new Set(held).size).toBe(1)
           const sql = yield* Effect.provide(SqlClient.SqlClient, context)
+          const killedAt = Date.now()
           yield* sql`SELECT pg_terminate_backend(${held[0]!})`
-          // Checked every 5 s: a new session holds all three within about 6 s (the wait allows 10).
+          // Found gone at the next check (every CHECK ms), then one new session takes all three: 3 s of margin.
           yield* eventually(
             Effect.map(holdersOf(context, table, names), (pids) =>
               pids.every((p) =>
@@ -341,6 +393,7 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
               ) && new Set(pids.flat()).size === 1),
             1_000
           )
+          expect(Date.now() - killedAt).toBeLessThan(CHECK + 3_000)
           const heardBefore = streams.map((stream) =>
             stream.seen.length
           )
@@ -359,8 +412,16 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
             )
           ))
           // Terminated again, and a stream of a fourth queue starts at once (long before the next check): it finds
-          // the session gone and takes a new one for all four rather than failing.
+          // the session gone and takes a new one for all four rather than failing. The check back at its default
+          // and seen run since (its `SELECT 1` on the session), so the next one is that far away.
           const [second] = yield* holders(context, table, names[0])
+          lockPeriods.checkMillis = defaults.check
+          const [{ since }] = yield* sql<{ readonly since: string }>`SELECT clock_timestamp()::text AS since`
+          yield* eventually(Effect.map(
+            sql`SELECT 1 AS one FROM pg_stat_activity WHERE pid = ${second!} AND query = 'SELECT 1'
+              AND query_start > ${since}::timestamptz`,
+            (rows) => rows.length === 1
+          ))
           yield* sql`SELECT pg_terminate_backend(${second!})`
           const fourth = yield* instance(context, table, "fourth")
           const late = yield* collect(fourth)
@@ -371,26 +432,25 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
           expect(now[0]).not.toBe(second)
           expect(Option.isNone(yield* Fiber.poll(late.fiber))).toBe(true)
           for (const stream of streams) expect(Option.isNone(yield* Fiber.poll(stream.fiber))).toBe(true)
-        }).pipe(Effect.scoped)),
+          // Both losses said to the program's logger: by the check, then by the fourth stream's start.
+          expect(warnings.filter((line) => line.includes("events listener") && line.includes("may be lost")).length)
+            .toBeGreaterThanOrEqual(2)
+        }).pipe(Effect.scoped, Effect.provide(warningsTo(warnings)))
+      }),
     30_000
   )
 
   it.live(
     "a stream that finds the session lost (before the check saw it) takes every lock again and warns, as the check does",
     () =>
-      withTable("pg", "evw", (table) =>
-        Effect.gen(function*() {
+      withTable("pg", "evw", (table) => {
+        const warnings: Array<string> = []
+        return Effect.gen(function*() {
           const emitter = yield* instance(yield* client(), table, "jobs")
           const context = yield* poolOf(10)
           const first = yield* collect(yield* instance(context, table, "jobs"))
           yield* untilHeard(emitter, (id) => first.seen.some((event) => event.id === id))
           const [lost] = yield* holders(context, table)
-          // The streams' fibers log with the default logger (`sharedSubscription` runs them on the default runtime).
-          const warnings: Array<string> = []
-          const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => {
-            if (String(line).includes("events listener")) warnings.push(String(line))
-          })
-          yield* Effect.addFinalizer(() => Effect.sync(() => spy.mockRestore()))
           const sql = yield* Effect.provide(SqlClient.SqlClient, context)
           yield* sql`SELECT pg_terminate_backend(${lost!})`
           const other = yield* instance(context, table, "other")
@@ -398,9 +458,11 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
           yield* untilHeard(other, (id) => second.seen.some((event) => event.id === id))
           expect((yield* holders(context, table)).filter((pid) => pid !== lost)).toHaveLength(1)
           // Before: the stream replaced the session, dropping and re-taking the lock of "jobs", and nothing was logged
-          // (the check found the new session alive): "jobs"'s stream had lost events without a word.
-          expect(warnings.some((line) => line.includes("events in between may be lost"))).toBe(true)
-        }).pipe(Effect.scoped)),
+          // (the check found the new session alive): "jobs"'s stream had lost events without a word. Then: said to
+          // Effect's default logger only (the streams' shared fibers ran on the default runtime), not the program's.
+          expect(warnings.some((line) => line.includes("events listener") && line.includes("may be lost"))).toBe(true)
+        }).pipe(Effect.scoped, Effect.provide(warningsTo(warnings)))
+      }),
     30_000
   )
 
@@ -595,37 +657,67 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
   )
 
   it.live(
-    "the LISTEN backend of an events stream is terminated: events flow again within a probe period, with a warning",
+    "the LISTEN backend of an events stream is terminated: events flow again within a probe period, with a warning to the program's logger",
     () =>
-      withTable("pg", "evt", (table) =>
-        Effect.gen(function*() {
+      withTable("pg", "evt", (table) => {
+        const warnings: Array<string> = []
+        return Effect.gen(function*() {
+          yield* shortPeriods
           const sql = yield* SqlClient.SqlClient
           const app = appName("evt")
           const emitter = yield* instance(yield* client(), table, "jobs")
           const context = yield* namedClient(app, yield* Effect.scope)
-          const stream = yield* collect(yield* instance(context, table, "jobs"))
+          const watched = yield* instance(context, table, "jobs")
+          // The shared LISTEN is started by a first stream that ends before the kill: it serves the one left.
+          const firstScope = yield* Scope.make()
+          const first = yield* collect(watched).pipe(Scope.extend(firstScope))
+          const stream = yield* collect(watched)
           yield* untilHeard(emitter, (id) => stream.seen.some((event) => event.id === id))
-          const warnings: Array<string> = []
-          const spy = vi.spyOn(console, "log").mockImplementation((line: unknown) => {
-            if (String(line).includes("LISTEN")) warnings.push(String(line))
-          })
-          yield* Effect.addFinalizer(() => Effect.sync(() => spy.mockRestore()))
+          yield* eventually(Effect.sync(() => first.seen.length > 0))
+          yield* Scope.close(firstScope, Exit.void)
           const [backend, ...others] = yield* listenBackends(sql, app)
           expect(others).toEqual([])
           yield* sql`SELECT pg_terminate_backend(${backend!})`
           const killedAt = Date.now()
           const before = stream.seen.length
           yield* untilHeard(emitter, (id) => stream.seen.slice(before).some((event) => event.id === id))
-          // Found lost at the first probe after the kill (every PROBE_MILLIS, waiting PROBE_TIMEOUT), then listened
+          // Found lost at the first probe after the kill (every PROBE ms, waiting PROBE_TIMEOUT), then listened
           // anew and confirmed; 3 s of margin. Before: nothing was heard again, ever.
-          expect(Date.now() - killedAt).toBeLessThan(PROBE_MILLIS + PROBE_TIMEOUT + 3_000)
-          // Said when the new LISTEN is confirmed, which may come after the first events it hears.
-          yield* eventually(Effect.sync(() => warnings.some((line) => line.includes("events in between may be lost"))))
+          expect(Date.now() - killedAt).toBeLessThan(PROBE + PROBE_TIMEOUT + 3_000)
+          // Said when the new LISTEN is confirmed, which may come after the first events it hears. Before: to
+          // Effect's default logger only (the stream's shared fiber ran on the default runtime), not the program's.
+          yield* eventually(Effect.sync(() =>
+            warnings.some((line) => line.includes("LISTEN connection of its events stream") && line.includes("lost"))
+          ))
           const now = yield* listenBackends(sql, app)
           expect(now).toHaveLength(1)
           expect(now[0]).not.toBe(backend)
           expect(Option.isNone(yield* Fiber.poll(stream.fiber))).toBe(true)
-        }).pipe(Effect.scoped)),
+        }).pipe(Effect.scoped, Effect.provide(warningsTo(warnings)))
+      }),
     60_000
+  )
+
+  it.live(
+    "an events stream's background statements (its LISTEN's probes) are spans of the program's tracer, not of the span that started it",
+    () =>
+      withTable("pg", "evn", (table) => {
+        const spans: Array<Tracer.Span> = []
+        return Effect.gen(function*() {
+          const emitter = yield* instance(yield* client(), table, "jobs")
+          const watched = yield* instance(yield* client(), table, "jobs")
+          const stream = yield* collect(watched).pipe(Effect.withSpan("subscriber"))
+          yield* untilHeard(emitter, (id) => stream.seen.some((event) => event.id === id))
+          // The probes of the stream's LISTEN (sqlListen.ts `supervise`); no queue here runs, so none of a taker's.
+          const probes = spans.filter((span) => span.attributes.get("db.query.text") === "SELECT pg_notify($1, $2)")
+          // Before: none (the stream's shared fiber ran on the default runtime, with Effect's own tracer).
+          expect(probes.length).toBeGreaterThan(0)
+          // The subscriber's span ended long ago; the probes go on for as long as anyone listens.
+          const under = (span: Tracer.Span) =>
+            Option.isSome(span.parent) && span.parent.value._tag === "Span" && span.parent.value.name === "subscriber"
+          expect(probes.filter(under)).toEqual([])
+        }).pipe(Effect.scoped, recordingIn(spans))
+      }),
+    30_000
   )
 })

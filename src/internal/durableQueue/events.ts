@@ -10,14 +10,17 @@
  * loses events (logged with a count), never jobs: at most `MAX_PENDING` events wait to be published.
  */
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
-import type * as Scope from "effect/Scope"
+import * as Runtime from "effect/Runtime"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as Tracer from "effect/Tracer"
 import type * as DurableQueue from "../../DurableQueue.js"
 import { DurableQueueError } from "./error.js"
 
@@ -342,6 +345,18 @@ export const emitSettled = (
   }
 }
 
+/**
+ * `runtime` for a fiber that outlives the fiber it was taken from: its logger, tracer, log annotations and services,
+ * without its scope (closed with it) or its current span (the background fiber's statements, a probe every few
+ * seconds for as long as anyone listens, are no part of that span's work, which may end long before).
+ */
+const detached = <R>(runtime: Runtime.Runtime<R>): Runtime.Runtime<R> =>
+  Runtime.make({
+    context: Context.omit(Scope.Scope, Tracer.ParentSpan)(runtime.context) as Context.Context<R>,
+    runtimeFlags: runtime.runtimeFlags,
+    fiberRefs: runtime.fiberRefs
+  })
+
 interface Shared {
   readonly hub: PubSub.PubSub<string>
   readonly failed: Deferred.Deferred<never, unknown>
@@ -361,6 +376,7 @@ export const sharedSubscription = (
   source: Stream.Stream<string, unknown>
 ): Stream.Stream<string, unknown> =>
   Stream.unwrapScoped(Effect.gen(function*() {
+    const runFork = Runtime.runFork(detached(yield* Effect.runtime<never>()))
     const entry = yield* Effect.acquireRelease(
       Effect.sync(() => {
         let byKey = shared.get(owner)
@@ -373,13 +389,16 @@ export const sharedSubscription = (
             refs: 0,
             fiber: undefined
           }
-          made.fiber = Effect.runFork(source.pipe(
+          // A root fiber (not the subscriber's child: it serves every subscriber and ends with the last), on the
+          // first subscriber's runtime: its warnings (a LISTEN or a listener's lock lost) reach the program's logger,
+          // not Effect's default one. Interruptible: forked in the acquire, which is not.
+          made.fiber = runFork(Effect.interruptible(source.pipe(
             Stream.runForEach((text) => PubSub.publish(made.hub, text)),
             Effect.catchAllCause((cause) =>
               Effect.zipRight(Effect.sync(() => byKey!.delete(key)), Deferred.failCause(made.failed, cause))
             ),
             Effect.asVoid
-          ))
+          )))
           byKey.set(key, entry = made)
         }
         entry.refs++

@@ -186,6 +186,12 @@ const HOLD_MILLIS = AUDIENCE_MILLIS + 100
 const CHECK_MILLIS = 5_000
 
 /**
+ * The periods in use: `CHECK_MILLIS`, shortened by tests only (test/sql/DurableQueue.events.test.ts waited 5 s per
+ * lost session). Not exported by the package. @internal
+ */
+export const lockPeriods: { checkMillis: number } = { checkMillis: CHECK_MILLIS }
+
+/**
  * Whether anyone listens, asked at most once per `AUDIENCE_MILLIS` (the time taken before asking, so an answer is
  * never trusted past `AUDIENCE_MILLIS` after the registry was read). The exclusive try-lock is taken and released in
  * its own statement; two emitters asking at once may see each other's and publish a batch for nobody. A failed
@@ -353,7 +359,7 @@ class ListenerLocks {
   private watch(): Effect.Effect<void> {
     return Effect.gen(this, function*() {
       while (true) {
-        yield* Effect.sleep(this.session === undefined ? 1_000 : CHECK_MILLIS)
+        yield* Effect.sleep(this.session === undefined ? 1_000 : lockPeriods.checkMillis)
         yield* Effect.uninterruptible(this.check())
       }
     })

@@ -24,6 +24,12 @@ export const PROBE_MILLIS = 5_000
 export const PROBE_TIMEOUT = 2_000
 
 /**
+ * The periods in use: `PROBE_MILLIS` and `PROBE_TIMEOUT`, shortened by tests only (a lost LISTEN took
+ * test/sql/DurableQueue.events.test.ts 7 s to notice). Not exported by the package. @internal
+ */
+export const probePeriods: { millis: number; timeout: number } = { millis: PROBE_MILLIS, timeout: PROBE_TIMEOUT }
+
+/**
  * The notification channel of a queue: `ew:<table>:<queue>` when that fits a PostgreSQL identifier (63 bytes, no
  * NUL), else `ew:` and 48 hex digits of the SHA-256 of both (a table name has no ":", so the forms cannot collide).
  * @internal
@@ -180,7 +186,7 @@ const supervise = (
           break
         }
         // Until the LISTEN is confirmed, probe every 100 ms (for 5 s at most), then every PROBE_MILLIS.
-        const result = yield* probe(confirmed ? PROBE_TIMEOUT : 100)
+        const result = yield* probe(confirmed ? probePeriods.timeout : 100)
         const ended = yield* Fiber.poll(fiber)
         if (Option.isSome(ended)) {
           if (yield* retire) {
@@ -200,7 +206,7 @@ const supervise = (
             yield* Deferred.succeed(entry.ready, undefined)
             yield* PubSub.publish(entry.hub, { listening: confirmations++ === 0 ? "first" : "again" })
           }
-          yield* pause(PROBE_MILLIS)
+          yield* pause(probePeriods.millis)
         } else if (result === "lost" && (confirmed || tries >= CONFIRM_TRIES)) {
           yield* Effect.logWarning(
             `DurableQueue: the LISTEN connection stopped hearing notifications on ${channel}; listening again`
