@@ -9,6 +9,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Cron from "effect/Cron"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Logger from "effect/Logger"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -308,15 +309,22 @@ describe("events: bounded when the bus or a subscriber is slow", () => {
         )
       }
       const got: Array<string> = []
+      const warnings: Array<string> = []
+      const logger = Logger.make(({ message }) => warnings.push(String(Array.isArray(message) ? message[0] : message)))
       yield* subscribe(bus, "memory", "q", 10).pipe(
         Stream.tap((e) => Effect.sync(() => got.push(e.id))),
         Stream.tap((e) =>
           e.id === "first" ? Effect.zipRight(Deferred.succeed(gate, undefined), Deferred.await(fed)) : Effect.void
         ),
         Stream.takeUntil((e) => e.id === "end"),
-        Stream.runDrain
+        Stream.runDrain,
+        Effect.provide(Logger.replace(Logger.defaultLogger, logger))
       )
       expect(got).toEqual(["first", "e91", "e92", "e93", "e94", "e95", "e96", "e97", "e98", "e99", "end"])
+      // Said under this test's TestClock, which nobody moves (the report's time is real time).
+      expect(warnings).toEqual([
+        "DurableQueue q: events subscriber fell 10 behind and lost the 91 oldest event(s); skipped 1 message(s) that are not job events"
+      ])
     }))
 
   it("PostgreSQL payloads stay under 8,000 bytes: batches split, an oversized event truncated", () => {

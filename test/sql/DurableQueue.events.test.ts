@@ -19,6 +19,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as TestContext from "effect/TestContext"
 import * as Tracer from "effect/Tracer"
 import { eventsOf, LISTENERS_CLASS, lockPeriods } from "../../src/internal/durableQueue/sqlEvents.js"
 import { channelOf, listenerOf, probePeriods } from "../../src/internal/durableQueue/sqlListen.js"
@@ -232,6 +233,23 @@ const untilSilent = (queue: Queue, sent: ReadonlyArray<string>, label: string) =
   })
 
 describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when someone listens", () => {
+  it.live(
+    "a stream whose program runs under TestClock hears events",
+    () =>
+      withTable("pg", "evs", (table) =>
+        Effect.gen(function*() {
+          const context = yield* client()
+          const a = yield* instance(context, table, "jobs")
+          const real = yield* Effect.clock
+          const { seen } = yield* collect(a).pipe(Effect.provide(TestContext.TestContext))
+          // `Effect.provide` of the layer leaves its TestClock on this fiber too (effect 3.22): the test's own waits
+          // (`eventually`'s sleeps) stay on real time, only the stream's fiber has the TestClock.
+          yield* untilHeard(a, (id) => seen.some((event) => event.id === id)).pipe(Effect.withClock(real))
+          expect(seen.some((event) => event.tag === "Offered")).toBe(true)
+        }).pipe(Effect.scoped)),
+    30_000
+  )
+
   it.live(
     "jobs offered and run with no events stream NOTIFY nothing; a stream from another client hears all after",
     () =>

@@ -82,6 +82,13 @@ export const SUBSCRIBER_BUFFER = 10_000
  */
 export const REMOTE_SPACING_MILLIS = 10
 
+/**
+ * The clock of the background fibers of an `events` stream, whatever clock its subscriber runs on: they wait on a
+ * real database and bus (a LISTEN, its probes, advisory locks), and under `@effect/vitest`'s `it.effect` (a
+ * TestClock nobody moves) their sleeps and time-outs never ended, so the stream heard nothing.
+ */
+const realClock = Clock.make()
+
 /** How often dropped events are reported, at most (one warning a second, not one per event). */
 const DROP_REPORT_MILLIS = 1_000
 
@@ -317,6 +324,9 @@ export const subscribe = (
       Effect.catchAllCause((cause) =>
         Deferred.fail(failed, new DurableQueueError({ reason: "StoreFailed", backend, queue, cause }))
       ),
+      // On real time (see `realClock`): under a TestClock nobody moves, `now - reported` stayed 0 and no loss was
+      // ever reported.
+      Effect.withClock(realClock),
       Effect.forkScoped
     )
     return Stream.fromQueue(buffer).pipe(Stream.interruptWhen(Deferred.await(failed)))
@@ -391,14 +401,18 @@ export const sharedSubscription = (
           }
           // A root fiber (not the subscriber's child: it serves every subscriber and ends with the last), on the
           // first subscriber's runtime: its warnings (a LISTEN or a listener's lock lost) reach the program's logger,
-          // not Effect's default one. Interruptible: forked in the acquire, which is not.
-          made.fiber = runFork(Effect.interruptible(source.pipe(
-            Stream.runForEach((text) => PubSub.publish(made.hub, text)),
-            Effect.catchAllCause((cause) =>
-              Effect.zipRight(Effect.sync(() => byKey!.delete(key)), Deferred.failCause(made.failed, cause))
-            ),
-            Effect.asVoid
-          )))
+          // not Effect's default one. Interruptible: forked in the acquire, which is not. On real time (`realClock`),
+          // with every fiber it forks (the LISTEN's supervisor and probes, the listeners' lock check): the 1.1 s
+          // hold of sqlEvents.ts `heard` under a subscriber's TestClock nobody moves never ended, and no event came.
+          made.fiber = runFork(
+            Effect.withClock(realClock)(Effect.interruptible(source.pipe(
+              Stream.runForEach((text) => PubSub.publish(made.hub, text)),
+              Effect.catchAllCause((cause) =>
+                Effect.zipRight(Effect.sync(() => byKey!.delete(key)), Deferred.failCause(made.failed, cause))
+              ),
+              Effect.asVoid
+            )))
+          )
           byKey.set(key, entry = made)
         }
         entry.refs++
