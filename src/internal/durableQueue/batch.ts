@@ -18,7 +18,7 @@ import * as Schema from "effect/Schema"
 import type * as DurableQueue from "../../DurableQueue.js"
 import { typeIdGuard } from "../errorTypeId.js"
 import { type Codec, NOT_NOW } from "./encoding.js"
-import { DurableQueueError } from "./error.js"
+import { DurableQueueError, thrownMessage } from "./error.js"
 import { emitSettled, type Emitter } from "./events.js"
 import { type JobSettings, jobSettings, type QueueSettings } from "./options.js"
 import type { LeasedJob, Settlement } from "./store.js"
@@ -148,14 +148,6 @@ const aligned = (read: () => unknown, size: number): ReadonlyArray<unknown> | st
     return length === size ? value : `${length} result(s)`
   } catch (thrown) {
     return `results that threw as they were read (${thrownMessage(thrown)})`
-  }
-}
-
-const thrownMessage = (thrown: unknown): string => {
-  try {
-    return thrown instanceof Error ? thrown.message : String(thrown)
-  } catch {
-    return `a ${typeof thrown} that cannot be printed`
   }
 }
 

@@ -31,7 +31,7 @@ import { retryDelay } from "./backoff.js"
 import { type BatchPort, BatchWorker, type Gathering } from "./batch.js"
 import { CLOSE_FLUSH_MILLIS, flushWithin } from "./closeFlush.js"
 import { type Codec, codec as makeCodec, NOT_NOW, notJson } from "./encoding.js"
-import { DurableQueueError } from "./error.js"
+import { DurableQueueError, thrownMessage } from "./error.js"
 import { emitSettled, type Emitter, type EventPort, inProcessPort, makeEmitter } from "./events.js"
 import { makeJobs, parseProgress } from "./listing.js"
 import {
@@ -813,7 +813,7 @@ const recordProgress = <A>(parts: Parts<A>, job: LeasedJob, value: unknown): Eff
       if (why !== undefined) return Effect.fail(rejected(`it is not plain JSON: ${why}`))
       json = JSON.stringify(value)
     } catch (thrown) {
-      return Effect.fail(rejected(`reading it threw: ${thrown instanceof Error ? thrown.message : typeof thrown}`))
+      return Effect.fail(rejected(`reading it threw: ${thrownMessage(thrown)}`))
     }
     const bytes = utf8Length(json)
     if (bytes > MAX_PROGRESS_BYTES) {

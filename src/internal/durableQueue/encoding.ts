@@ -13,6 +13,7 @@ import * as Option from "effect/Option"
 import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as AST from "effect/SchemaAST"
+import { thrownMessage } from "./error.js"
 
 /**
  * Nesting deeper than this is refused: Redis's cjson stopped at 1000 (our Lua no longer parses jobs, but a
@@ -257,13 +258,7 @@ class Threw {
  * What a schema threw, as an Error. `String` of a null-prototype object throws a TypeError, which, thrown in the
  * codec's own catch, escaped it: offer died instead of failing with EncodeFailed (test/DurableQueue.memory.test.ts).
  */
-const asError = (thrown: unknown): Error => {
-  try {
-    return thrown instanceof Error ? thrown : new Error(String(thrown))
-  } catch {
-    return new Error(`the schema threw a ${typeof thrown} that cannot be printed`)
-  }
-}
+const asError = (thrown: unknown): Error => thrown instanceof Error ? thrown : new Error(thrownMessage(thrown))
 
 /**
  * An asynchronous schema's failure as it is, its defect or self-interruption (an `Effect.interrupt` in a

@@ -35,7 +35,7 @@ export class DurableQueueError
   override get message(): string {
     const cause = this.cause === undefined
       ? ""
-      : `: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+      : `: ${thrownMessage(this.cause)}`
     const job = this.id === undefined ? "a job" : `job ${JSON.stringify(this.id)}`
     return `DurableQueue ${this.queue}: ${what(this, job)}${cause}`
   }
@@ -60,3 +60,15 @@ const what = (error: DurableQueueError, job: string): string => {
 
 /** TypeId-based: see errorTypeId.ts. @internal */
 export const isDurableQueueError = typeIdGuard(DurableQueueError, "effect-workers/DurableQueue/DurableQueueError")
+
+/**
+ * What was thrown (or given as a cause), as text: an Error's message, else `String` of it, which itself throws for
+ * some values (a null-prototype object, a revoked Proxy): then its type. @internal
+ */
+export const thrownMessage = (thrown: unknown): string => {
+  try {
+    return thrown instanceof Error ? thrown.message : String(thrown)
+  } catch {
+    return `a ${typeof thrown} that cannot be printed`
+  }
+}
