@@ -110,11 +110,15 @@ const RESULT_SWEEP_MILLIS = 60_000
  */
 const OFFER_ROWS = 5_000
 
+/** The longest id that is its own key (`idKey`); a plain offer row (`makeOffer`) relies on the same bound. */
+const OWN_KEY_MAX = 128
+
 /**
- * The unique key of an id: the id itself, or for an id longer than 128 characters its SHA-256 (a PostgreSQL
- * B-tree entry holds at most about 2,700 bytes, so a long id could not be indexed as it is).
+ * The unique key of an id: the id itself, or for an id longer than `OWN_KEY_MAX` characters its SHA-256 (a
+ * PostgreSQL B-tree entry holds at most about 2,700 bytes, so a long id could not be indexed as it is).
  */
-const idKey = (id: string): string => id.length <= 128 ? id : `sha256:${createHash("sha256").update(id).digest("hex")}`
+const idKey = (id: string): string =>
+  id.length <= OWN_KEY_MAX ? id : `sha256:${createHash("sha256").update(id).digest("hex")}`
 
 /** How long a small batch of settlements waits for more: each write is a commit (see core.ts `Settler`). */
 const SETTLE_LINGER = 5
@@ -363,7 +367,7 @@ const makeOffer = (ctx: Ctx): Effect.Effect<Store["offer"], never, Scope.Scope> 
     // statement too (bench/_sql-offer-cost.ts, 5 rounds of 20,000, load 4.7; graphile-worker's add_jobs 7.6), and
     // the parameter is half the size. A batch with any other job goes in the general shape.
     const plain = (job: OfferedJob) =>
-      job.delayMillis <= 0 && job.priority === 0 && job.options === undefined && job.id.length <= 128
+      job.delayMillis <= 0 && job.priority === 0 && job.options === undefined && job.id.length <= OWN_KEY_MAX
     const rowsOf = (batch: ReadonlyArray<OfferedJob>) => {
       if (batch.length === 1) return valuesRow(batch[0]!)
       if (batch.every(plain)) {
