@@ -595,6 +595,28 @@ for (const [backend, up] of backends) {
   })
 }
 
+/**
+ * The statement texts better-sqlite3 (what @effect/sql-sqlite-node runs) prepares in the scope, recorded at its
+ * `prepare`.
+ */
+const preparedTexts = Effect.gen(function*() {
+  const Database = createRequire(import.meta.url)("better-sqlite3") as {
+    prototype: { prepare: (this: unknown, text: string) => unknown }
+  }
+  const prepare = Database.prototype.prepare
+  const texts: Array<string> = []
+  yield* Effect.acquireRelease(
+    Effect.sync(() => {
+      Database.prototype.prepare = function(text) {
+        texts.push(text)
+        return prepare.call(this, text)
+      }
+    }),
+    () => Effect.sync(() => (Database.prototype.prepare = prepare))
+  )
+  return texts
+})
+
 describe("sql DurableQueue store on SQLite: statement shapes", () => {
   const withSqliteTable = <A, E>(f: (table: string) => Effect.Effect<A, E, SqlClient.SqlClient | Scope.Scope>) =>
     withTable("sqlite", "dqs", (table) => Effect.scoped(f(table)))
@@ -602,22 +624,8 @@ describe("sql DurableQueue store on SQLite: statement shapes", () => {
   it.live("acknowledgements, put-backs and refreshes of 1 to 40 jobs are one statement text each, prepared once", () =>
     withSqliteTable((table) =>
       Effect.gen(function*() {
-        // better-sqlite3 (what @effect/sql-sqlite-node runs) counted at its `prepare`: a `?` per job made a text,
-        // and a preparation, per batch size.
-        const Database = createRequire(import.meta.url)("better-sqlite3") as {
-          prototype: { prepare: (this: unknown, text: string) => unknown }
-        }
-        const prepare = Database.prototype.prepare
-        const texts: Array<string> = []
-        yield* Effect.acquireRelease(
-          Effect.sync(() => {
-            Database.prototype.prepare = function(text) {
-              texts.push(text)
-              return prepare.call(this, text)
-            }
-          }),
-          () => Effect.sync(() => (Database.prototype.prepare = prepare))
-        )
+        // A `?` per job made a text, and a preparation, per batch size.
+        const texts = yield* preparedTexts
         const store = yield* storeOf(table)
         yield* store.offer(Array.from({ length: 40 * 41 }, (_, i) => job(`j${i}`)))
         for (let n = 1; n <= 40; n++) {
@@ -643,20 +651,7 @@ describe("sql DurableQueue store on SQLite: statement shapes", () => {
   it.live("bulk offers, plain or not, unpack their rows with jsonb_each where SQLite has it (3.51+)", () =>
     withSqliteTable((table) =>
       Effect.gen(function*() {
-        const Database = createRequire(import.meta.url)("better-sqlite3") as {
-          prototype: { prepare: (this: unknown, text: string) => unknown }
-        }
-        const prepare = Database.prototype.prepare
-        const texts: Array<string> = []
-        yield* Effect.acquireRelease(
-          Effect.sync(() => {
-            Database.prototype.prepare = function(text) {
-              texts.push(text)
-              return prepare.call(this, text)
-            }
-          }),
-          () => Effect.sync(() => (Database.prototype.prepare = prepare))
-        )
+        const texts = yield* preparedTexts
         const sql = yield* SqlClient.SqlClient
         const [{ version }] = yield* sql<{ version: string }>`SELECT sqlite_version() AS version`
         const [major, minor] = version.split(".").map(Number) as [number, number]
