@@ -156,6 +156,16 @@ describe("DurableQueue.memory", () => {
       expect(typeof checks).toBe("function")
     }))
 
+  it("DurableQueueError's message names a cause that String() cannot print (a null-prototype object) by its type", () => {
+    const error = new DurableQueue.DurableQueueError({
+      reason: "StoreFailed",
+      backend: "memory",
+      queue: "jobs",
+      cause: Object.create(null)
+    })
+    expect(error.message).toContain("a object that cannot be printed")
+  })
+
   /** A schema whose encode or decode THROWS (a transform's bug) for one value, instead of failing. */
   const throwingAt = (bad: number, side: "encode" | "decode") =>
     Schema.transform(Schema.Number, Schema.Number, {
