@@ -13,6 +13,7 @@ import * as Fiber from "effect/Fiber"
 import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
+import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
@@ -576,17 +577,23 @@ describe("DurableQueue.memory", () => {
 
   // ---- issue #11 where time is the point (TestClock); the same features run on every store in the contract suite.
 
-  /** Forks a taker and returns when (TestClock, in steps of `step` ms) it got a job, at most `limit` ms later. */
+  /**
+   * Forks a taker and returns when (TestClock, in steps of `step` ms) it got a job, at most `limit` ms later: the
+   * time from `since` (default: now). A job due between two steps starts at its due time, inside `TestClock.adjust`,
+   * and the adjust then moves the clock on to the step's end: a retry's delay must be measured from the time the
+   * previous attempt failed (pass it as `since`), not from the step's end, or a 1,600 ms delay reads as 1,598 (CI).
+   */
   const takenAfter = <X>(
     queue: DurableQueue.DurableQueue<number>,
     handler: (n: number, job: DurableQueue.Job) => Effect.Effect<X, unknown>,
     limit: number,
     step = 20,
-    from = 0
+    from = 0,
+    since?: number
   ) =>
     Effect.gen(function*() {
       let startedAt: number | undefined
-      const start = yield* Clock.currentTimeMillis
+      const start = since ?? (yield* Clock.currentTimeMillis)
       const taker = yield* Effect.fork(queue.take((n, job) =>
         Effect.zipRight(
           Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => (startedAt = t))),
@@ -621,17 +628,43 @@ describe("DurableQueue.memory", () => {
       yield* queue.offer(1, { id: "flaky" })
       yield* queue.take(() => Effect.fail("first"))
       expect(yield* queue.counts).toMatchObject({ waiting: 0, delayed: 1, running: 0, dead: 0, paused: false })
-      const second = yield* takenAfter(queue, () => Effect.fail("second"), 3_000, 20, 780)
+      // Each delay is measured from the time the previous attempt failed (its handler fails as it starts).
+      let failedAt = yield* Clock.currentTimeMillis
+      const second = yield* takenAfter(queue, () => Effect.fail("second"), 3_000, 20, 780, failedAt)
       expect(second).toBeGreaterThanOrEqual(800)
       expect(second).toBeLessThanOrEqual(1_240)
-      const third = yield* takenAfter(queue, () => Effect.fail("third"), 5_000, 20, 1_580)
+      failedAt += second
+      const third = yield* takenAfter(queue, () => Effect.fail("third"), 5_000, 20, 1_580, failedAt)
       expect(third).toBeGreaterThanOrEqual(1_600)
       expect(third).toBeLessThanOrEqual(2_440)
-      const fourth = yield* takenAfter(queue, () => Effect.fail("fourth"), 10_000, 50, 3_150)
+      failedAt += third
+      const fourth = yield* takenAfter(queue, () => Effect.fail("fourth"), 10_000, 50, 3_150, failedAt)
       expect(fourth).toBeGreaterThanOrEqual(3_200)
       expect(fourth).toBeLessThanOrEqual(4_900)
       expect((yield* queue.deadLetters).map((letter) => letter.attempts)).toEqual([4])
     }))
+
+  it.scoped("default backoff with a fixed Random: each retry starts exactly its jittered delay after the failure, also when a retry starts between two TestClock steps", () =>
+    Effect.gen(function*() {
+      // Factors 0.81 then 0.8 (Random.nextRange(0.8, 1.2) of 0.025 and 0): the second attempt is due at 810 ms, between
+      // two 20 ms steps, so it starts inside an adjust that ends at 820; the third is due 1,600 ms after it (2,410),
+      // which read 1,590 when measured from the step's end (CI failed so at random: 1,598 < 1,600).
+      const queue = yield* DurableQueue.memory({
+        name: "jobs",
+        schema: Schema.Number,
+        maxAttempts: 4,
+        pollInterval: "1 minute"
+      })
+      yield* queue.offer(1, { id: "flaky" })
+      yield* queue.take(() => Effect.fail("first"))
+      let failedAt = yield* Clock.currentTimeMillis
+      const second = yield* takenAfter(queue, () => Effect.fail("second"), 3_000, 20, 780, failedAt)
+      failedAt += second
+      const third = yield* takenAfter(queue, () => Effect.fail("third"), 5_000, 20, 1_580, failedAt)
+      failedAt += third
+      const fourth = yield* takenAfter(queue, () => Effect.fail("fourth"), 10_000, 50, 3_150, failedAt)
+      expect([second, third, fourth]).toEqual([810, 1_600, 3_240])
+    }).pipe(Effect.withRandom(Random.fixed([0.025, 0]))))
 
   it.scoped("a retry waiting out its backoff holds no worker: run with concurrency 1 runs the next job meanwhile (TestClock)", () =>
     Effect.gen(function*() {
