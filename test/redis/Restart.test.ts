@@ -6,12 +6,14 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
+import * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { Redis, type RedisOptions } from "ioredis"
@@ -26,6 +28,9 @@ import { maxInWindow } from "../helpers/windows.js"
 // Two ways to meet an outage: ioredis's own (commands wait in its offline queue for up to 20 reconnection attempts),
 // and failing fast (a command fails after one attempt), where the Redis backends see errors.
 const waiting: RedisOptions = { retryStrategy: () => 50 }
+/** The lease of the DurableQueue restart case (ms). */
+const LEASE_MS = 15_000
+
 const failFast: RedisOptions = { retryStrategy: () => 50, maxRetriesPerRequest: 1 }
 
 /** A connection of its own to `server`, as another process would have. */
@@ -64,7 +69,9 @@ describe.skipIf(!hasRedisServer)("redis restart", () => {
             name: "jobs",
             schema: Schema.Number,
             pollInterval: "10 millis",
-            leaseDuration: "2 seconds"
+            // Long enough that no lease lapses during the outage (checked below): with 2 s, a loaded machine's
+            // stop, start and reconnect outlasted it and 35 jobs ran twice (load 20).
+            leaseDuration: `${LEASE_MS} millis`
           })
           const jobs = 300
           yield* Effect.forEach(Array.from({ length: jobs }, (_, i) => i), (i) => queue.offer(i, { id: `j${i}` }), {
@@ -85,10 +92,14 @@ describe.skipIf(!hasRedisServer)("redis restart", () => {
             "50 jobs done"
           )
           // Restart: stop (the append-only file is flushed on every write), start again on the same port and files.
+          const stoppedAt = yield* Clock.currentTimeMillis
           yield* server.stop
           const during = done.size
           yield* Effect.sleep("300 millis")
           yield* server.start
+          // The outage as this consumer saw it: from the stop to its first command answered after the start.
+          yield* until(Effect.map(Effect.option(queue.size), Option.isSome), "the first answer after the restart")
+          const outage = (yield* Clock.currentTimeMillis) - stoppedAt
           yield* until(Effect.sync(() => done.size >= jobs), "every job done")
           expect(during).toBeLessThan(jobs)
           expect(done.size).toBe(jobs)
@@ -96,7 +107,14 @@ describe.skipIf(!hasRedisServer)("redis restart", () => {
           // Redis is back (the store retries the settle for as long as a lease lasts, refreshing it meanwhile), so
           // none ran twice; a dropped acknowledgement would show here as a second run after the lease.
           yield* until(Effect.map(Effect.orDie(queue.size), (n) => n === 0), "every job acknowledged")
-          expect(completions - jobs).toBe(0)
+          // A lease is refreshed every third of its time, so it holds at least 2/3 of it past the stop: an outage
+          // shorter than that (1 s of margin) lapses none, and then no job may run twice. After a longer one (a
+          // machine stalled for seconds) only the jobs this consumer held at the stop may: the 8 running and up to
+          // 4 x 8 leased ahead (core.ts LOOKAHEAD), each once.
+          const redone = completions - jobs
+          console.log(`Redis restart: outage ${outage} ms, ${redone} of ${jobs} jobs run twice`)
+          if (outage < (LEASE_MS * 2) / 3 - 1_000) expect(redone).toBe(0)
+          else expect(redone).toBeLessThanOrEqual(8 * (1 + 4))
         }).pipe(Effect.provide(RedisClient.layer({ url: server.url, options: failFast })))
       ),
     60_000
