@@ -191,7 +191,8 @@ describe("RateLimiter", () => {
             assert.isAtLeast(sorted[i]! - sorted[i - limit]!, interval, "a window holds more than `limit` starts")
           }
         }),
-      { fastCheck: { numRuns: 60 } }
+      // 60 runs of pure computation under TestClock: a few seconds idle, 32 s at load 20 (past the 30 s default).
+      { timeout: 120_000, fastCheck: { numRuns: 60 } }
     )
   })
 
