@@ -6,7 +6,7 @@ import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
-import { execFileSync } from "node:child_process"
+import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -269,23 +269,34 @@ describe("ResultCache", () => {
         expect(badKey.field).toBe("key")
       }).pipe(Effect.provide(KeyValueStore.layerMemory)))
 
-    it("with the file-system store, results survive a process restart (two real runs)", () => {
+    // Two runs of a child process, awaited: execFileSync blocked the vitest worker for both (up to 60 s), past its
+    // RPC time-out to vitest on a loaded machine (see examples.test.ts), and no test time-out could fire meanwhile.
+    it("with the file-system store, results survive a process restart (two real runs)", async () => {
       const dir = mkdtempSync(join(tmpdir(), "effect-workers-cache-"))
       const persist = fixtureCommand("test/fixtures/resultCache-persist.ts")
       try {
         const run = () =>
-          JSON.parse(
-            execFileSync(persist.command, [...persist.args, dir], {
-              encoding: "utf8",
-              timeout: 30_000,
-              env: { ...process.env, ...persist.env }
-            }).trim()
-          )
-        expect(run()).toEqual({ runs: 3, values: [1, 4, 9, 4] })
-        expect(run()).toEqual({ runs: 0, values: [1, 4, 9, 4] })
+          new Promise<unknown>((resolve, reject) => {
+            const child = spawn(persist.command, [...persist.args, dir], {
+              env: { ...process.env, ...persist.env },
+              stdio: ["ignore", "pipe", "pipe"]
+            })
+            let out = ""
+            let err = ""
+            child.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk))
+            child.stderr.setEncoding("utf8").on("data", (chunk: string) => (err += chunk))
+            const timer = setTimeout(() => child.kill("SIGKILL"), 45_000)
+            child.on("close", (status, signal) => {
+              clearTimeout(timer)
+              if (status === 0) resolve(JSON.parse(out.trim()))
+              else reject(new Error(`resultCache-persist: exit ${status ?? signal}: ${err}`))
+            })
+          })
+        expect(await run()).toEqual({ runs: 3, values: [1, 4, 9, 4] })
+        expect(await run()).toEqual({ runs: 0, values: [1, 4, 9, 4] })
       } finally {
         rmSync(dir, { recursive: true, force: true })
       }
-    })
+    }, 120_000)
   })
 })

@@ -215,14 +215,24 @@ describe("TreeQueue", () => {
       assert.deepStrictEqual(yield* orderOf("priority"), ["root", "b", "c", "d", "c1", "a", "a1", "a2"])
     }))
 
-  it.live("idle workers sleep: a run whose only item sleeps 1 s uses well under 0.1 s of CPU", () =>
-    Effect.gen(function*() {
-      const before = process.cpuUsage()
-      yield* run({ initial: [{ process: () => Effect.sleep("1 second") }], workers: 8 })
-      const used = process.cpuUsage(before)
-      const seconds = (used.user + used.system) / 1e6
-      assert.isBelow(seconds, 0.1, `used ${seconds.toFixed(3)} s of CPU`)
-    }))
+  // process.cpuUsage counts every thread of the worker: the collector's work on the garbage of the 100k-item cases
+  // above lands in the window too (0.151 s at load 17). Up to 3 runs, one under 0.1 s: workers that poll instead of
+  // sleeping spend the whole second on the CPU in every run.
+  it.live(
+    "idle workers sleep: a run whose only item sleeps 1 s uses well under 0.1 s of CPU",
+    () =>
+      Effect.gen(function*() {
+        const runs: Array<number> = []
+        for (let i = 0; i < 3 && !(runs.length > 0 && runs[runs.length - 1]! < 0.1); i++) {
+          const before = process.cpuUsage()
+          yield* run({ initial: [{ process: () => Effect.sleep("1 second") }], workers: 8 })
+          const used = process.cpuUsage(before)
+          runs.push((used.user + used.system) / 1e6)
+        }
+        assert.isBelow(runs[runs.length - 1]!, 0.1, `used ${runs.map((s) => s.toFixed(3)).join(", ")} s of CPU`)
+      }),
+    30_000
+  )
 
   it.effect("a failing process ends the run with its typed error and interrupts the other workers", () =>
     Effect.gen(function*() {

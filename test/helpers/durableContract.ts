@@ -412,9 +412,10 @@ export const contract = (kind: StoreKind, up: boolean) =>
         // due, and "at" must be taken before "later" is due. Idle they take a few ms, but with 4 forks at load 5
         // they once took over 300 ms on PostgreSQL, hence the fixed 1 and 1.5 s this case waited on every store
         // (1.5-1.7 s a store). Now a unit is 200 ms; an attempt whose steps overran their time proves nothing and
-        // runs again on a fresh queue with the unit doubled, and the last one (1.6 s units) counts whatever happens.
+        // runs again on a fresh queue with the unit doubled, and the last one (6.4 s units, never reached idle) counts
+        // whatever happens.
         for (let unit = 200;; unit *= 2) {
-          const last = unit >= 1_600
+          const last = unit >= 6_400
           const queue = yield* numbers(env, 3, `jobs${unit}`)
           const start = yield* Clock.currentTimeMillis
           yield* queue.offer(1, { id: "later", delay: 3 * unit })
@@ -434,7 +435,10 @@ export const contract = (kind: StoreKind, up: boolean) =>
               Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => order.push([n, t - start])))
             )
           }
-          if (!last && order[2]![1] >= 3 * unit) continue
+          // "now" must be leased before "at" comes due (2 units): after that both are ready and "at", offered first,
+          // comes first (PostgreSQL at load 17: [3, 2, 4, 1] at the last unit this loop had, 1.6 s). And "at" before
+          // "later" is due.
+          if (!last && (order[1]![1] >= 2 * unit - 50 || order[2]![1] >= 3 * unit)) continue
           expect(order.map(([n]) => n)).toEqual([3, 4, 2, 1])
           expect(order[2]![1]).toBeGreaterThanOrEqual(2 * unit - 50)
           expect(order[3]![1]).toBeGreaterThanOrEqual(3 * unit - 50)
@@ -478,27 +482,48 @@ export const contract = (kind: StoreKind, up: boolean) =>
         return [at - (before + 300), at - (after + 300), allowed] as const
       })
 
+    /**
+     * `measure`d up to 3 times (each round its own job): an early start fails at once; a late one must be within
+     * its allowance in one round. A burst of load the allowance did not see (PostgreSQL at load 17: 626 ms late,
+     * 420 allowed) fails one round; a job that waits for the 5 s poll instead of waking on time fails all three.
+     */
+    const onTimeInOneOf3 = <E, R>(measure: (round: number) => Effect.Effect<readonly [number, number, number], E, R>) =>
+      Effect.gen(function*() {
+        const rounds: Array<readonly [number, number]> = []
+        for (let round = 0; round < 3; round++) {
+          const [early, late, allowed] = yield* measure(round)
+          // Bounds from below against this process's clock (the store's may differ by a few ms: 50 ms slack).
+          expect(early).toBeGreaterThanOrEqual(-50)
+          rounds.push([late, allowed])
+          if (late <= allowed) return
+        }
+        expect(rounds.map(([late, allowed]) => `${late} ms late, ${allowed} allowed`)).toEqual(["within"])
+      })
+
     test("on time: a delayed job and a retry waiting out its backoff start within 150 ms of their time, polling every 5 s", (env) =>
       Effect.gen(function*() {
         const queue = yield* onTime(env)
         const started = (mark: (t: number) => void) => () =>
           Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => mark(t)))
-        // Bounds from below against this process's clock (the store's may differ by a few ms: 50 ms slack).
-        const [early, late, allowed] = yield* lateness(
-          (mark) => queue.take(started(mark)),
-          queue.offer(1, { id: "delayed", delay: "300 millis" })
+        yield* onTimeInOneOf3((round) =>
+          lateness(
+            (mark) => queue.take(started(mark)),
+            queue.offer(1, { id: `delayed${round}`, delay: "300 millis" })
+          )
         )
-        expect(early).toBeGreaterThanOrEqual(-50)
-        expect(late).toBeLessThanOrEqual(allowed)
         // The retry: due 300 ms after its failed attempt is settled (`take` returns once it is written).
-        yield* queue.offer(2, { id: "flaky" })
-        const [retryEarly, retryLate, retryAllowed] = yield* lateness(
-          (mark) => queue.take(started(mark)),
-          queue.take(() => Effect.fail("flaky"))
+        let flaky = ""
+        yield* onTimeInOneOf3((round) =>
+          Effect.gen(function*() {
+            flaky = `flaky${round}`
+            yield* queue.offer(2, { id: flaky })
+            return yield* lateness(
+              (mark) => queue.take(started(mark)),
+              queue.take(() => Effect.fail("flaky"))
+            )
+          })
         )
-        expect(retryEarly).toBeGreaterThanOrEqual(-50)
-        expect(retryLate).toBeLessThanOrEqual(retryAllowed)
-        expect(Option.getOrThrow(yield* queue.status("flaky"))).toMatchObject({ state: "done", attempts: 2 })
+        expect(Option.getOrThrow(yield* queue.status(flaky))).toMatchObject({ state: "done", attempts: 2 })
       }))
 
     const crossInstance = kind === "redis" || kind === "pg" ?
@@ -514,12 +539,12 @@ export const contract = (kind: StoreKind, up: boolean) =>
           // A first job taken, so the taker listens (it subscribes at its first lease).
           yield* offerer.offer(0)
           expect(yield* taker.take((n) => Effect.succeed(n))).toEqual(Exit.succeed(0))
-          const [early, late, allowed] = yield* lateness(
-            (mark) => taker.take(() => Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => mark(t)))),
-            offerer.offer(1, { delay: "300 millis" })
+          yield* onTimeInOneOf3(() =>
+            lateness(
+              (mark) => taker.take(() => Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => mark(t)))),
+              offerer.offer(1, { delay: "300 millis" })
+            )
           )
-          expect(early).toBeGreaterThanOrEqual(-50)
-          expect(late).toBeLessThanOrEqual(allowed)
         })
     )
 
