@@ -49,27 +49,86 @@ const SETTLE_BATCH = 1_024
 const MAX_BATCH = 256
 
 /**
+ * The lease a job holds here: the deadline the lease script gave it (ms, digits), its `handle`. The scripts settle,
+ * refresh and store progress of a job only while its lease's score is that deadline (or a refresh moved it and
+ * wrote this store's token: redisScripts.ts `holding`).
+ */
+const leaseOf = (token: string, job: LeasedJob): string => {
+  const handle = job.handle as Lease | null
+  // A job another store leased (another queue instance; its handle came with it) shows no lease: "0" is no
+  // deadline, and that store's token is not this one's, so nothing of it is touched.
+  return handle !== null && typeof handle === "object" && handle.token === token ? handle.deadline : "0"
+}
+
+/**
+ * The lease script's reply as jobs: its deadline (the jobs' handle), then "p" and the ids, payloads, attempts and
+ * options joined by NUL (ioredis parsed 4 entries a job before), or "f" and a quadruple per job (see the script).
+ */
+const leasedJobs = (token: string, reply: unknown): Array<LeasedJob> => {
+  const flat = reply as Array<string | null>
+  const out: Array<LeasedJob> = []
+  if (flat.length === 0) return out
+  const handle: Lease = { token, deadline: String(flat[0]) }
+  if (flat[1] === "p") {
+    const ids = String(flat[2]).split("\u0000")
+    const payloads = String(flat[3]).split("\u0000")
+    const attempts = String(flat[4]).split("\u0000")
+    const options = flat[5] === null ? undefined : String(flat[5]).split("\u0000")
+    for (let i = 0; i < ids.length; i++) {
+      const extra = options?.[i]
+      out.push({
+        id: ids[i]!,
+        payload: payloads[i]!,
+        attempts: Number(attempts[i]),
+        handle,
+        options: extra === undefined || extra === "" ? undefined : extra
+      })
+    }
+    return out
+  }
+  for (let i = 2; i < flat.length; i += 4) {
+    out.push({
+      id: String(flat[i]),
+      payload: String(flat[i + 1]),
+      attempts: Number(flat[i + 2]),
+      handle,
+      options: text(flat[i + 3])
+    })
+  }
+  return out
+}
+
+/** A lease call's handle, shared by its jobs: who leased them, and until when (see `leaseOf`). */
+interface Lease {
+  readonly token: string
+  readonly deadline: string
+}
+
+/**
  * The settle script's arguments for a batch (see the script): per settlement an id, a spec "<kind> <attempts>
- * <number>", and a text for the kinds with one; a run of plain acknowledgements with one time to live is a single
- * argument, its ids joined by NUL (no id holds one: encoding.ts `badId`), and "s 0 <ttl>". ioredis frames and
- * measures each argument: two a job were ~0.85 µs of the Redis consumer's CPU per job (bench/_profile.ts, 100,000 jobs, issue
- * #16), and 62 bytes a job written against 37. Only consecutive acknowledgements are packed, so the script still
- * settles an id given twice by its first settlement.
+ * <number> <deadline>", and a text for the kinds with one; a run of plain acknowledgements of one lease with one
+ * time to live is a single argument, its ids joined by NUL (no id holds one: encoding.ts `badId`), and "s 0 <ttl>
+ * <deadline>". ioredis frames and measures each argument: two a job were ~0.85 µs of the Redis consumer's CPU per
+ * job (bench/_profile.ts, 100,000 jobs, issue #16), and 62 bytes a job written against 37. Only consecutive
+ * acknowledgements are packed, so the script still settles an id given twice by its first settlement.
  */
 const settleArgs = (token: string, recordTtl: number, batch: ReadonlyArray<Settle>): Array<string> => {
   const args: Array<string> = [token, String(recordTtl)]
   let run: Array<string> = []
   let runTtl = NaN
+  let runLease = ""
   const flush = () => {
     if (run.length === 0) return
-    args.push(run.join("\u0000"), `s 0 ${millis(runTtl)}`)
+    args.push(run.join("\u0000"), `s 0 ${millis(runTtl)} ${runLease}`)
     run = []
   }
   for (const { job, settlement } of batch) {
+    const lease = leaseOf(token, job)
     if (settlement._tag === "Ack" && settlement.result === undefined) {
-      if (settlement.resultTtlMillis !== runTtl) {
+      if (settlement.resultTtlMillis !== runTtl || lease !== runLease) {
         flush()
         runTtl = settlement.resultTtlMillis
+        runLease = lease
       }
       run.push(job.id)
       continue
@@ -78,19 +137,23 @@ const settleArgs = (token: string, recordTtl: number, batch: ReadonlyArray<Settl
     runTtl = NaN
     switch (settlement._tag) {
       case "Ack":
-        args.push(job.id, `A 0 ${millis(settlement.resultTtlMillis)}`, settlement.result!)
+        args.push(job.id, `A 0 ${millis(settlement.resultTtlMillis)} ${lease}`, settlement.result!)
         break
       case "Release":
-        args.push(job.id, `b ${count(settlement.attempts)} 0`)
+        args.push(job.id, `b ${count(settlement.attempts)} 0 ${lease}`)
         break
       case "Retry":
-        args.push(job.id, `r ${count(settlement.attempts)} ${millis(settlement.delayMillis)}`, settlement.lastError)
+        args.push(
+          job.id,
+          `r ${count(settlement.attempts)} ${millis(settlement.delayMillis)} ${lease}`,
+          settlement.lastError
+        )
         break
       case "Dead":
-        args.push(job.id, `d ${count(settlement.attempts)} 0`, settlement.lastError)
+        args.push(job.id, `d ${count(settlement.attempts)} 0 ${lease}`, settlement.lastError)
         break
       case "Cancelled":
-        args.push(job.id, `c ${count(settlement.attempts)} 0`)
+        args.push(job.id, `c ${count(settlement.attempts)} 0 ${lease}`)
         break
     }
   }
@@ -260,6 +323,10 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
   return {
     backend: "redis",
     maxBatch: MAX_BATCH,
+    // A run whose takers wait for its leases doubles them up to 256 (core.ts `Feed.adapt`), as on SQL: each call
+    // costs a fixed 70–190 µs of this process's CPU, and a run of concurrency 16 sized by its hand-out rate alone
+    // leased 64–214 at a time through the first 2,000 jobs of a 5,000-job drain at load 17 (bench/_redis-trace.ts).
+    leaseBatch: MAX_BATCH,
     // The lease script is left out of the connection's auto-pipelining (`make`): written at the call.
     leaseWhileRunning: true,
     settleBatch: SETTLE_BATCH,
@@ -271,29 +338,15 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
         jobs.length === 1 ? single(jobs[0]!) : Effect.tryPromise(() => offerCommand(offerArgs(jobs))),
         (subscribers) => subscribers !== 0
       ),
-    lease: (max) =>
-      Effect.map(lease(token, leaseMillis, max, recordTtl), (reply) => {
-        const flat = reply as Array<string | number | null>
-        const out: Array<LeasedJob> = []
-        for (let i = 0; i < flat.length; i += 4) {
-          out.push({
-            id: String(flat[i]),
-            payload: String(flat[i + 1]),
-            attempts: Number(flat[i + 2]),
-            handle: null,
-            options: text(flat[i + 3])
-          })
-        }
-        return out
-      }),
+    lease: (max) => Effect.map(lease(token, leaseMillis, max, recordTtl), (reply) => leasedJobs(token, reply)),
     refresh: (jobs: ReadonlyArray<LeasedJob>) =>
       Effect.map(
-        refresh(token, settings.leaseMillis, ...jobs.map((job) => job.id)),
+        refresh(token, settings.leaseMillis, ...jobs.flatMap((job) => [job.id, leaseOf(token, job)])),
         (reply) => (reply as Array<string>).map(String)
       ),
     settle: (batch: ReadonlyArray<Settle>) => Effect.asVoid(settle(...settleArgs(token, recordTtl, batch))),
     cancel: (id) => Effect.map(cancel(id, recordTtl), (reply) => String(reply) as "cancelled" | "asked" | "none"),
-    progress: (job, json) => Effect.asVoid(progress(token, job.id, json)),
+    progress: (job, json) => Effect.asVoid(progress(token, job.id, json, leaseOf(token, job))),
     status: (id) => Effect.flatMap(status(id), (reply) => Effect.try(() => parseStatus(reply))),
     // Resuming wakes idle takers of every process (the jobs they skipped while paused are ready).
     setPaused: (paused) =>
