@@ -724,6 +724,65 @@ describe("sql DurableQueue store on SQLite: statement shapes", () => {
     ))
 })
 
+/** The (text, number of parameters) of each statement node-postgres (what @effect/sql-pg runs) sends in the scope. */
+const pgStatements = Effect.gen(function*() {
+  const pg = createRequire(import.meta.url)("pg") as {
+    Client: { prototype: { query: (this: unknown, config: unknown, values?: unknown, callback?: unknown) => unknown } }
+  }
+  const query = pg.Client.prototype.query
+  const sent: Array<{ readonly text: string; readonly params: number }> = []
+  yield* Effect.acquireRelease(
+    Effect.sync(() => {
+      pg.Client.prototype.query = function(config, values, callback) {
+        const text = typeof config === "string" ? config : (config as { text?: string } | undefined)?.text ?? ""
+        const params = Array.isArray(values)
+          ? values.length
+          : ((config as { values?: ReadonlyArray<unknown> } | undefined)?.values?.length ?? 0)
+        sent.push({ text, params })
+        return query.call(this, config, values, callback)
+      }
+    }),
+    () => Effect.sync(() => (pg.Client.prototype.query = query))
+  )
+  return sent
+})
+
+describe.skipIf(!pgUp)("sql DurableQueue store on PostgreSQL: statement shapes", () => {
+  it.live(
+    "acknowledgements, put-backs and refreshes of 1 to 40 jobs are one text each, the sequences one parameter",
+    () =>
+      withTable("pg", "dqs", (table) =>
+        Effect.gen(function*() {
+          // `IN ($1, …, $n)` was a placeholder, a bind and a value per job, and a text per batch size.
+          const sent = yield* pgStatements
+          const store = yield* storeOf(table)
+          yield* store.offer(Array.from({ length: 40 * 41 }, (_, i) => job(`j${i}`)))
+          for (let n = 1; n <= 40; n++) {
+            const leased = yield* store.lease(2 * n)
+            expect(leased.length).toBe(2 * n)
+            expect(yield* store.refresh(leased)).toEqual([])
+            yield* store.settle([
+              ...leased.slice(0, n).map((j) => ({
+                job: j,
+                settlement: { _tag: "Ack" as const, result: undefined, resultTtlMillis: 0 }
+              })),
+              ...leased.slice(n).map((j) => ({ job: j, settlement: { _tag: "Release" as const, attempts: 0 } }))
+            ])
+          }
+          for (const start of ["SET state = 1", "SET attempts = attempts - 1", "SET visible_at"]) {
+            const of = sent.filter(({ text }) => text.trimStart().startsWith(`UPDATE "${table}" ${start}`))
+            expect(of.length).toBe(40)
+            expect(new Set(of.map(({ text }) => text)).size).toBe(1)
+            // The sequences' array and the worker id.
+            expect(new Set(of.map(({ params }) => params))).toEqual(new Set([2]))
+          }
+          expect((yield* store.counts).done).toBe(40 * 41 / 2)
+          expect((yield* store.counts).waiting).toBe(40 * 41 / 2)
+        }).pipe(Effect.scoped)),
+    30_000
+  )
+})
+
 describe.skipIf(!pgUp)("sql DurableQueue store on PostgreSQL: notifications", () => {
   it.live(
     "resuming a queue and a retry wake the takers of another client (NOTIFY)",

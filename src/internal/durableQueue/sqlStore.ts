@@ -170,16 +170,19 @@ const fragments = ({ dialect, sql, tableName }: Ctx) => ({
 })
 
 /**
- * `(…)` of the sequences, for `sequence IN`. On SQLite one statement text whatever the count: the sequences as ONE
- * JSON array parameter (`json_each`), not a `?` each, whose text differs per count and is prepared again for each
- * (SQLite compiles a statement in tens of µs; the client's cache keeps 200 texts) and bound 256 parameters a batch.
- * The array is written by joining: a handle is an integer the database gave (a number, or a bigint under
- * `SqlClient.SafeIntegers`, which `JSON.stringify` refuses).
+ * `sequence IN (the sequences)`, one statement text whatever the count, and the sequences as ONE parameter: on
+ * SQLite a JSON array (`json_each`), not a `?` each, whose text differs per count and is prepared again for each
+ * (SQLite compiles a statement in tens of µs; the client's cache keeps 200 texts) and bound 256 parameters a batch;
+ * on PostgreSQL a `bigint[]` (`= ANY`), written as its array literal: `IN ($1, …, $256)` cost this process a
+ * placeholder, a bind and a length-prefixed value per job, and the server a parameter and a list item per job
+ * (bench/_pg-store-cpu.ts, RESULTS.md branch pgcpu). Either array is written by joining: a handle is an integer
+ * the database gave (a number, a string for PostgreSQL's bigint, or a bigint under `SqlClient.SafeIntegers`, which
+ * `JSON.stringify` refuses).
  */
-const inList = (ctx: Ctx, sequences: ReadonlyArray<unknown>) =>
+const sequenceIn = (ctx: Ctx, sequences: ReadonlyArray<unknown>) =>
   ctx.dialect === "sqlite"
-    ? ctx.sql`(SELECT value FROM json_each(${`[${sequences.join(",")}]`}))`
-    : ctx.sql.in(sequences as ReadonlyArray<string | number>)
+    ? ctx.sql`sequence IN (SELECT value FROM json_each(${`[${sequences.join(",")}]`}))`
+    : ctx.sql`sequence = ANY(${`{${sequences.join(",")}}`}::bigint[])`
 
 /** @internal */
 export interface LeaseRow {
@@ -290,20 +293,33 @@ const leasedJob = (row: LeaseRow): LeasedJob => ({
   options: row.options ?? undefined
 })
 
+/**
+ * `rows` in lease order (priority, then offer order) as `compare` says. PostgreSQL's take returns them so already
+ * (its join follows the chosen rows' order): a check of each neighbour once (2 comparisons a row) instead of a sort
+ * (about 8 a row for 256); the sort is stable, so the result is the same either way.
+ */
+const inLeaseOrder = <R>(rows: ReadonlyArray<R>, compare: (a: R, b: R) => number): ReadonlyArray<R> => {
+  for (let i = 1; i < rows.length; i++) {
+    if (compare(rows[i - 1]!, rows[i]!) > 0) return [...rows].sort(compare)
+  }
+  return rows
+}
+
 /** Leases come back in lease order: priority, then offer order. */
 const byLeaseOrder = (rows: ReadonlyArray<LeaseRow>): ReadonlyArray<LeasedJob> =>
-  [...rows]
-    .sort((a, b) => Number(b.priority) - Number(a.priority) || Number(a.sequence) - Number(b.sequence))
-    .map(leasedJob)
+  inLeaseOrder(
+    rows,
+    (a, b) => Number(b.priority) - Number(a.priority) || Number(a.sequence) - Number(b.sequence)
+  ).map(leasedJob)
 
 /**
  * `byLeaseOrder` of the take's rows as arrays, in its RETURNING order (sequence, id, element, attempts, priority,
- * options). SQLite hands them so (better-sqlite3's raw mode, `.values`): no object of six named properties per row,
- * 3.2 -> 2.8 µs of CPU per job for the take alone (bench/_sqlite-db-cost.ts --cpu, 7 rounds, load 6).
+ * options): no object of six named properties per row. SQLite hands them so with better-sqlite3's raw mode
+ * (`.values`): 3.2 -> 2.8 µs of CPU per job for the take alone (bench/_sqlite-db-cost.ts --cpu, 7 rounds, load 6);
+ * PostgreSQL with node-postgres' `rowMode: "array"` (`.values` too), see `makeStore`'s lease.
  */
 const byLeaseOrderValues = (rows: ReadonlyArray<ReadonlyArray<unknown>>): ReadonlyArray<LeasedJob> =>
-  [...rows]
-    .sort((a, b) => Number(b[4]) - Number(a[4]) || Number(a[0]) - Number(b[0]))
+  inLeaseOrder(rows, (a, b) => Number(b[4]) - Number(a[4]) || Number(a[0]) - Number(b[0]))
     .map((row) => ({
       id: row[1] as string,
       payload: row[2] as string,
@@ -471,7 +487,7 @@ const makeSettle = (ctx: Ctx): Store["settle"] => {
   const unlessCancelled = sql.literal("CASE WHEN cancel_requested = 1 THEN 3 ELSE 0 END")
   const ack = (handles: ReadonlyArray<unknown>) =>
     sql`UPDATE ${table} SET state = 1, acquired_by = NULL, updated_at = ${now}
-      WHERE sequence IN ${inList(ctx, handles)} AND ${held}`
+      WHERE ${sequenceIn(ctx, handles)} AND ${held}`
   // An acknowledgement with a result keeps it on the done row until it expires.
   const ackWithResults = (
     acks: ReadonlyArray<{ readonly handle: unknown; readonly result: string; readonly ttl: number }>
@@ -487,7 +503,7 @@ const makeSettle = (ctx: Ctx): Store["settle"] => {
   // A job put back untouched was counted at lease: the count goes back down (guarded, so a repeated batch cannot).
   const release = (handles: ReadonlyArray<unknown>) =>
     sql`UPDATE ${table} SET attempts = attempts - 1, acquired_by = NULL, visible_at = ${now}, timed = 0, state = ${unlessCancelled}
-      WHERE sequence IN ${inList(ctx, handles)} AND ${held}`
+      WHERE ${sequenceIn(ctx, handles)} AND ${held}`
   // Failures of a batch in one statement (each row its kind, attempts, error and delay), as the acknowledgements
   // with results: one statement per failed job made a batch of 256 retries 256 commits. Kind 0 is a retry (put back,
   // or "cancelled" when that was asked), 2 dead, 3 cancelled.
@@ -749,12 +765,7 @@ const makeRefresh = (ctx: Ctx, leaseMillis: number): Store["refresh"] => {
         sql<
           { sequence: number | string; cancel_requested: number | string }
         >`UPDATE ${table} SET visible_at = ${now} + ${lease}, timed = 1
-          WHERE sequence IN ${
-          inList(
-            ctx,
-            chunk.map((job) => job.handle)
-          )
-        } AND acquired_by = ${worker} AND state = 0
+          WHERE ${sequenceIn(ctx, chunk.map((job) => job.handle))} AND acquired_by = ${worker} AND state = 0
           RETURNING sequence, cancel_requested`),
       (results) => {
         const asked = new Set(
@@ -840,7 +851,8 @@ export const makeStore = (
             const { before, take } = leaseRows(max)
             return Effect.zipRight(
               Effect.forEach(before, (statement) => statement, { discard: true }),
-              dialect === "sqlite" ? sqliteTake(take) : Effect.map(take, byLeaseOrder)
+              // PostgreSQL's rows as arrays too: its bigint comes as a string whatever `SqlClient.SafeIntegers` says.
+              dialect === "sqlite" ? sqliteTake(take) : Effect.map(take.values, byLeaseOrderValues)
             )
           })
         ),
