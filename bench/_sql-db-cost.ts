@@ -10,7 +10,11 @@
  * does not inflate as it does EXPLAIN's wall times; no WAL figures then: the store's table as `prepareTable` makes it (`ours`), and the same
  * with one index dropped (what that index costs), and the floor's 3-column table.
  *
- *   npx tsx bench/_sql-db-cost.ts [--jobs 20000] [--rounds 3] [--only <part of a variant's name>]
+ * Layout candidates of issue 16 (branch pglayout, bench/RESULTS.md): the variants named `L a…` to `L d…` (see `Layout`).
+ *
+ *   npx tsx bench/_sql-db-cost.ts [--jobs 20000] [--rounds 3] [--only <part of a variant's name>] [--cpu]
+ *     [--ahead <lease batches held>] [--custom] [--offers-only]
+ *   e.g. --cpu --ahead 2 --rounds 6 --only "ours|FLOOR|L a: HOT lease, ff50|L d: a ff50 + unique + done table"
  */
 import { PgClient } from "@effect/sql-pg"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -275,6 +279,13 @@ const layouts: Array<Variant> = [
   layout("L d: a ff90 + unique + done table", {
     hotLease: true,
     fillfactor: 90,
+    ids: false,
+    lookup: "unique",
+    done: "table"
+  }),
+  layout("L d: a ff50 + unique + done table", {
+    hotLease: true,
+    fillfactor: 50,
     ids: false,
     lookup: "unique",
     done: "table"

@@ -55,6 +55,12 @@ const main = async () => {
       `ALTER TABLE ${t} ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0`
     )
     await step("(a) SET (fillfactor = 50)", `ALTER TABLE ${t} SET (fillfactor = 50)`)
+    // A new lane for rows of the new layout (`timed = 2`), which a previous version's lease predicate (`timed = 0`)
+    // never reads: its index is built by reading the whole table (SHARE lock: offers wait; CONCURRENTLY would not).
+    await step(
+      "(a) CREATE INDEX pending2 … WHERE state = 0 AND timed = 2",
+      `CREATE INDEX ${t}_pending2 ON ${t} (queue_name, priority DESC, sequence) WHERE state = 0 AND timed = 2`
+    )
     // (b) ids table: which ids were custom is not recorded, so every id is copied.
     await step(
       "(b) CREATE TABLE _ids",
