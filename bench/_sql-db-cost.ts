@@ -10,7 +10,11 @@
  * does not inflate as it does EXPLAIN's wall times; no WAL figures then: the store's table as `prepareTable` makes it (`ours`), and the same
  * with one index dropped (what that index costs), and the floor's 3-column table.
  *
- *   npx tsx bench/_sql-db-cost.ts [--jobs 20000] [--rounds 3] [--only <part of a variant's name>]
+ * Layout candidates of issue 16 (branch pglayout, bench/RESULTS.md): the variants named `L a…` to `L d…` (see `Layout`).
+ *
+ *   npx tsx bench/_sql-db-cost.ts [--jobs 20000] [--rounds 3] [--only <part of a variant's name>] [--cpu]
+ *     [--ahead <lease batches held>] [--custom] [--offers-only]
+ *   e.g. --cpu --ahead 2 --rounds 6 --only "ours|FLOOR|L a: HOT lease, ff50|L d: a ff50 + unique + done table"
  */
 import { PgClient } from "@effect/sql-pg"
 import * as SqlClient from "@effect/sql/SqlClient"
@@ -32,6 +36,13 @@ const db = new pg.Pool({ ...connection, max: 1 })
 const CPU = process.argv.includes("--cpu")
 /** `--offers-only`: the INSERTs alone (no lease or acknowledgement). */
 const OFFERS_ONLY = process.argv.includes("--offers-only")
+/**
+ * `--ahead <batches>`: lease batches held (leased, not yet acknowledged) while the next lease runs: 2 is one process
+ * of the store (`leaseWhileRunning`: 2 x 256), 6 three processes. 0: lease, then acknowledge that batch (as before).
+ */
+const AHEAD = arg("ahead", 0)
+/** `--custom`: the offers are of custom ids (the store's ON CONFLICT path; the ids tables of the layout variants). */
+const CUSTOM = process.argv.includes("--custom")
 let backendPid = 0
 /** The backend's time on a CPU (ns), from /proc/<pid>/schedstat: load on the machine does not enter it. */
 const cpuNs = () => Number(readFileSync(`/proc/${backendPid}/schedstat`, "utf8").split(" ")[0])
@@ -100,7 +111,8 @@ const oursInsert = (t: string, ids: ReadonlyArray<string>): [string, Array<unkno
   `INSERT INTO ${t} (queue_name, id, id_key, element, visible_at, timed, priority, options, created_at, updated_at)
    SELECT $1, r->>0, r->>1, r->>2, ${NOW_NOW} + (r->>3)::bigint, CASE WHEN (r->>3)::bigint > 0 THEN 1 ELSE 0 END,
      (r->>4)::int, r->>5, ${NOW_NOW}, ${NOW_NOW}
-   FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS j(r, i) WHERE true ORDER BY i`,
+   FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS j(r, i) WHERE true ORDER BY i
+   ${CUSTOM ? "ON CONFLICT (queue_name, id_key) DO NOTHING" : ""}`,
   ["jobs", JSON.stringify(ids.map((id, n) => [id, id, JSON.stringify({ n }), 0, 0, null]))]
 ]
 const WORKER = randomUUID()
@@ -164,6 +176,163 @@ const ours = (
   lease: oursLease,
   ack: oursAck
 })
+
+/**
+ * Layout candidates (issue 16, branch pglayout): what the lease and the acknowledgement cost with
+ * (a) `hotLease`: the lease writes only columns no index names (`lease_until`, new, `acquired_by`, `attempts`), so
+ *     it is a HOT update when the row's page has room (`fillfactor`); leased rows stay in the `pending` index and the
+ *     lease skips those whose lease has not ended (`--ahead` sets how many it steps over);
+ * (b) `ids`: custom ids in `<t>_ids` (unique, written once by the offer, kept forever), the jobs table without the
+ *     unique `(queue_name, id_key)`; a generated id (a random UUID, new by construction) found by `lookup`: a
+ *     non-unique B-tree, a hash index on `id_key`, or nothing (a lower bound: found some other way);
+ * (c) `done`: the acknowledgement moves the row to `<t>_done` (DELETE + INSERT of a slim record, one statement),
+ *     or only deletes it (`none`: a generated id with no result, were done records allowed to lapse as on Redis).
+ */
+interface Layout {
+  readonly hotLease: boolean
+  readonly fillfactor?: number
+  readonly ids: boolean
+  readonly lookup: "unique" | "btree" | "hash" | "none"
+  readonly done: "row" | "table" | "none"
+}
+
+const layoutRows = (ids: ReadonlyArray<string>) =>
+  JSON.stringify(ids.map((id, n) => [id, id, JSON.stringify({ n }), 0, 0, null]))
+
+const layout = (name: string, l: Layout): Variant => ({
+  name,
+  create: async (t) => {
+    NOW_NOW = NOW
+    ID = randomUUID
+    await prepared(t)
+    if (l.hotLease) await db.query(`ALTER TABLE ${t} ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0`)
+    if (l.fillfactor !== undefined) await db.query(`ALTER TABLE ${t} SET (fillfactor = ${l.fillfactor})`)
+    if (l.lookup !== "unique") await db.query(`ALTER TABLE ${t} DROP CONSTRAINT ${t}_queue_name_id_key_key`)
+    if (l.lookup === "btree") await db.query(`CREATE INDEX ${t}_key ON ${t} (queue_name, id_key)`)
+    if (l.lookup === "hash") await db.query(`CREATE INDEX ${t}_key ON ${t} USING hash (id_key)`)
+    if (l.ids) {
+      await db.query(`CREATE TABLE ${t}_ids (queue_name TEXT COLLATE "C" NOT NULL, id_key TEXT COLLATE "C" NOT NULL,
+        sequence BIGINT NOT NULL, PRIMARY KEY (queue_name, id_key))`)
+    }
+    if (l.done === "table") {
+      await db.query(`CREATE TABLE ${t}_done (queue_name TEXT COLLATE "C" NOT NULL, id_key TEXT COLLATE "C" NOT NULL,
+        id TEXT NOT NULL, sequence BIGINT NOT NULL, attempts INTEGER NOT NULL, progress TEXT NULL, last_failure TEXT NULL,
+        result TEXT NULL, result_expires_at BIGINT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+        PRIMARY KEY (queue_name, id_key))`)
+      await db.query(`CREATE INDEX ${t}_done_settled ON ${t}_done (queue_name, updated_at, sequence)`)
+    }
+  },
+  insert: (t, ids) => {
+    if (CUSTOM && l.ids) {
+      return [
+        `WITH r AS MATERIALIZED (SELECT r->>0 AS id, r->>1 AS id_key, r->>2 AS element, i,
+            nextval('${t}_sequence_seq') AS sequence
+          FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS j(r, i) ORDER BY i),
+        new AS (INSERT INTO ${t}_ids (queue_name, id_key, sequence) SELECT $1, id_key, sequence FROM r
+          ON CONFLICT DO NOTHING RETURNING sequence)
+        INSERT INTO ${t} (sequence, queue_name, id, id_key, element, visible_at, timed, priority, options, created_at,
+          updated_at)
+        SELECT r.sequence, $1, r.id, r.id_key, r.element, ${NOW}, 0, 0, NULL, ${NOW}, ${NOW}
+        FROM r JOIN new ON new.sequence = r.sequence ORDER BY r.i`,
+        ["jobs", layoutRows(ids)]
+      ]
+    }
+    return oursInsert(t, ids)
+  },
+  lease: (t) =>
+    l.hotLease
+      ? [
+        `UPDATE ${t} SET lease_until = ${NOW} + 30000, acquired_by = $2, attempts = attempts + 1
+         WHERE sequence IN (
+           SELECT sequence FROM ${t} WHERE queue_name = $1 AND state = 0 AND timed = 0 AND visible_at <= ${NOW}
+             AND lease_until <= ${NOW}
+             AND NOT EXISTS (SELECT 1 FROM ${t}_paused WHERE queue_name = $1)
+           ORDER BY priority DESC, sequence LIMIT ${LEASE} FOR UPDATE SKIP LOCKED)
+         RETURNING sequence, id, element, attempts, priority, options`,
+        ["jobs", WORKER]
+      ]
+      : oursLease(t),
+  ack: (t, seqs) => {
+    const list = `sequence IN (${seqs.map((_, i) => `$${i + 2}`).join(",")}) AND acquired_by = $1 AND state = 0`
+    if (l.done === "row") return oursAck(t, seqs)
+    if (l.done === "none") return [`DELETE FROM ${t} WHERE ${list}`, [WORKER, ...seqs]]
+    return [
+      `WITH d AS (DELETE FROM ${t} WHERE ${list}
+         RETURNING queue_name, id_key, id, sequence, attempts, progress, last_failure, created_at)
+       INSERT INTO ${t}_done (queue_name, id_key, id, sequence, attempts, progress, last_failure, created_at, updated_at)
+       SELECT queue_name, id_key, id, sequence, attempts, progress, last_failure, created_at, ${NOW} FROM d`,
+      [WORKER, ...seqs]
+    ]
+  }
+})
+
+const layouts: Array<Variant> = [
+  layout("L a: HOT lease", { hotLease: true, ids: false, lookup: "unique", done: "row" }),
+  layout("L a: HOT lease, ff90", { hotLease: true, fillfactor: 90, ids: false, lookup: "unique", done: "row" }),
+  layout("L a: HOT lease, ff70", { hotLease: true, fillfactor: 70, ids: false, lookup: "unique", done: "row" }),
+  layout("L a: HOT lease, ff50", { hotLease: true, fillfactor: 50, ids: false, lookup: "unique", done: "row" }),
+  layout("L b: ids table, btree lookup", { hotLease: false, ids: true, lookup: "btree", done: "row" }),
+  layout("L b: ids table, hash lookup", { hotLease: false, ids: true, lookup: "hash", done: "row" }),
+  layout("L b: ids table, no lookup", { hotLease: false, ids: true, lookup: "none", done: "row" }),
+  layout("L c: done table", { hotLease: false, ids: false, lookup: "unique", done: "table" }),
+  layout("L c: delete only", { hotLease: false, ids: false, lookup: "unique", done: "none" }),
+  layout("L d: a ff90 + unique + done table", {
+    hotLease: true,
+    fillfactor: 90,
+    ids: false,
+    lookup: "unique",
+    done: "table"
+  }),
+  layout("L d: a ff50 + unique + done table", {
+    hotLease: true,
+    fillfactor: 50,
+    ids: false,
+    lookup: "unique",
+    done: "table"
+  }),
+  layout("L d: a ff90 + b btree + done table", {
+    hotLease: true,
+    fillfactor: 90,
+    ids: true,
+    lookup: "btree",
+    done: "table"
+  }),
+  layout("L d: a ff70 + b btree + done table", {
+    hotLease: true,
+    fillfactor: 70,
+    ids: true,
+    lookup: "btree",
+    done: "table"
+  }),
+  layout("L d: a ff50 + b btree + done table", {
+    hotLease: true,
+    fillfactor: 50,
+    ids: true,
+    lookup: "btree",
+    done: "table"
+  }),
+  layout("L d: a ff90 + b hash + done table", {
+    hotLease: true,
+    fillfactor: 90,
+    ids: true,
+    lookup: "hash",
+    done: "table"
+  }),
+  layout("L d: a ff50 + b btree + delete only", {
+    hotLease: true,
+    fillfactor: 50,
+    ids: true,
+    lookup: "btree",
+    done: "none"
+  }),
+  layout("L d: a ff90 + b btree + delete only", {
+    hotLease: true,
+    fillfactor: 90,
+    ids: true,
+    lookup: "btree",
+    done: "none"
+  })
+]
 
 const all: Array<Variant> = [
   ours("ours"),
@@ -236,7 +405,8 @@ const all: Array<Variant> = [
       []
     ],
     ack: (t, seqs) => [`DELETE FROM ${t} WHERE id = ANY($1::bigint[])`, [seqs]]
-  }
+  },
+  ...layouts
 ]
 const variants = all.filter((v) =>
   ONLY === "" ||
@@ -269,17 +439,26 @@ const runVariant = async (v: Variant): Promise<Result> => {
     const first = Number(
       (await db.query(`SELECT min(${v.name === "FLOOR" ? "id" : "sequence"}) AS m FROM ${t}`)).rows[0].m
     )
-    for (let done = 0; done < (OFFERS_ONLY ? 0 : JOBS); done += LEASE) {
-      const [lt, lv] = v.lease(t)
-      await explain(lease, lt, lv)
-      // Leases go in sequence order (one taker, one priority): the batch just leased is the next LEASE sequences.
-      const seqs = Array.from({ length: Math.min(LEASE, JOBS - done) }, (_, k) => first + done + k)
+    // Leases go in sequence order (one taker, one priority, leased rows skipped): batch k is the k-th LEASE sequences.
+    // AHEAD batches stay leased while the next lease runs (what a lease steps over when leased rows stay in its index).
+    const held: Array<number> = []
+    const ackBatch = async (start: number) => {
+      const seqs = Array.from({ length: Math.min(LEASE, JOBS - start) }, (_, k) => first + start + k)
       const [at, av] = v.ack(t, seqs)
       await explain(ack, at, av)
     }
+    for (let start = 0; start < (OFFERS_ONLY ? 0 : JOBS); start += LEASE) {
+      const [lt, lv] = v.lease(t)
+      await explain(lease, lt, lv)
+      held.push(start)
+      while (held.length > AHEAD) await ackBatch(held.shift()!)
+    }
+    while (held.length > 0) await ackBatch(held.shift()!)
     const seconds = (performance.now() - start) / 1000
-    // The statistics collector is flushed at the end of a transaction, up to a second late.
+    // A backend flushes its statistics at most every second, and an idle one after 10 s (PostgreSQL 15): asked to
+    // flush at the end of its next transaction, its counts are all in before they are read.
     await new Promise((r) => setTimeout(r, 1_100))
+    await db.query("SELECT pg_stat_force_next_flush()")
     const stat = (await db.query(
       `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = $1`,
       [t]
@@ -290,19 +469,25 @@ const runVariant = async (v: Variant): Promise<Result> => {
       [t]
     )).rows.map((r) => `${String(r.relname).replace(t, "")} ${(Number(r.bytes) / 1024).toFixed(0)}k`).join(", ")
     const heap = (await db.query(`SELECT pg_relation_size($1::regclass) AS b`, [t])).rows[0].b
+    const side = (await db.query(
+      `SELECT s, pg_total_relation_size(to_regclass($1 || s)) AS b FROM unnest(ARRAY['_done', '_ids']) AS s
+       WHERE to_regclass($1 || s) IS NOT NULL`,
+      [t]
+    )).rows.map((r) => `; ${String(r.s)} ${(Number(r.b) / 1024).toFixed(0)}k with its indexes`).join("")
     return {
       insert,
       lease,
       ack,
       hot: Number(stat?.n_tup_hot_upd ?? 0),
       upd: Number(stat?.n_tup_upd ?? 0),
-      sizes: `heap ${(Number(heap) / 1024).toFixed(0)}k; ${sizes}`,
+      sizes: `heap ${(Number(heap) / 1024).toFixed(0)}k; ${sizes}${side}`,
       seconds
     }
   } finally {
     await db.query(`DROP TABLE IF EXISTS ${t}`)
     await db.query(`DROP TABLE IF EXISTS ${t}_paused`)
     await db.query(`DROP TABLE IF EXISTS ${t}_ids`)
+    await db.query(`DROP TABLE IF EXISTS ${t}_done`)
   }
 }
 
