@@ -110,6 +110,43 @@ const RESULT_SWEEP_MILLIS = 60_000
  */
 const OFFER_ROWS = 5_000
 
+/**
+ * Characters (UTF-16 code units of ids, payloads and options) per INSERT of a bulk offer, at most (a job longer goes
+ * alone, as a row of parameters): a batch past it is cut into statements of one transaction, as past `OFFER_ROWS`.
+ * 16 M characters are at most 48 MB of UTF-8 (3 bytes a code unit at most; the general shape's JSON escapes only
+ * ASCII quotes and backslashes, 2 bytes each), under every limit met on the way: a PostgreSQL jsonb value of 256 MB
+ * (18 jobs of 16 MB with a priority failed whole: "total size of jsonb array elements exceeds the maximum of
+ * 268435455 bytes", test/sql/DurableQueue.bigOffer.test.ts), its text parameter's 1 GB, SQLite's default
+ * SQLITE_MAX_LENGTH of 1e9 bytes, a V8 string's ~536 M characters (`JSON.stringify` / `join` throw past it). A
+ * statement's own cost (~0.1 ms) is nothing beside 48 MB's transfer and parse.
+ */
+const OFFER_CHARS = 16 * 1024 * 1024
+
+/**
+ * `items` cut where a statement would pass `OFFER_ROWS` rows or `OFFER_CHARS` characters; `items` itself when it
+ * fits one (the usual batch: no copy).
+ */
+const offerChunks = <T>(
+  items: ReadonlyArray<T>,
+  job: (item: T) => OfferedJob
+): ReadonlyArray<ReadonlyArray<T>> => {
+  const out: Array<ReadonlyArray<T>> = []
+  let start = 0
+  let chars = 0
+  for (let i = 0; i < items.length; i++) {
+    const { id, options, payload } = job(items[i]!)
+    const size = id.length + payload.length + (options === undefined ? 0 : options.length)
+    if (i > start && (i - start === OFFER_ROWS || chars + size > OFFER_CHARS)) {
+      out.push(items.slice(start, i))
+      start = i
+      chars = 0
+    }
+    chars += size
+  }
+  out.push(start === 0 ? items : items.slice(start))
+  return out
+}
+
 /** Between the ids and between the payloads of a plain bulk offer on PostgreSQL (`makeOffer`): U+001E, `chr(30)`. */
 const SEPARATOR = "\u001e"
 
@@ -448,26 +485,33 @@ const makeOffer = (ctx: Ctx): Effect.Effect<Store["offer"], never, Scope.Scope> 
     const offers = yield* Queue.unbounded<Waiting<OfferedJob>>()
     const writeOne = (one: Waiting<OfferedJob>) =>
       Effect.flatMap(Effect.exit(insert([one.item])), (exit) => Deferred.done(one.done, Exit.asVoid(exit)))
-    yield* drain(offers, (batch) =>
+    const write = (batch: ReadonlyArray<Waiting<OfferedJob>>) =>
       Effect.flatMap(
-        Effect.exit(insert(batch.map((w) => w.item))),
+        Effect.exit(Effect.suspend(() => insert(batch.map((w) => w.item)))),
         (exit) =>
           Exit.isFailure(exit) && batch.length > 1
             ? Effect.forEach(batch, writeOne, { discard: true })
             : Effect.forEach(batch, (w) => Deferred.done(w.done, Exit.asVoid(exit)), { discard: true })
-      ))
-    // A batch of one caller (`offerAll`) is one statement (chunks in one transaction past `OFFER_ROWS`): all or
-    // nothing. Single offers of concurrent callers are coalesced by the `offers` fiber instead.
-    return (jobs) =>
-      jobs.length > 1
-        ? jobs.length <= OFFER_ROWS
-          ? Effect.asVoid(insert(jobs))
-          : sql.withTransaction(Effect.forEach(chunks(jobs, OFFER_ROWS), insert, { discard: true }))
-        : Effect.forEach(jobs, (item) =>
+      )
+    // Callers' offers are independent: each statement's own (`OFFER_CHARS`), no transaction.
+    yield* drain(offers, (batch) => Effect.forEach(offerChunks(batch, (w) => w.item), write, { discard: true }))
+    // A batch of one caller (`offerAll`) is one statement, or several in one transaction past `OFFER_ROWS` rows or
+    // `OFFER_CHARS` characters: all or nothing. Single offers of concurrent callers are coalesced by the `offers` fiber.
+    return (jobs) => {
+      if (jobs.length <= 1) {
+        return Effect.forEach(jobs, (item) =>
           Effect.flatMap(Deferred.make<void, unknown>(), (done) => {
             offers.unsafeOffer({ item, done })
             return Deferred.await(done)
           }), { discard: true })
+      }
+      const statements = offerChunks(jobs, (job) => job)
+      return statements.length === 1
+        ? Effect.asVoid(Effect.suspend(() => insert(jobs)))
+        : sql.withTransaction(
+          Effect.forEach(statements, (chunk) => Effect.suspend(() => insert(chunk)), { discard: true })
+        )
+    }
   })
 
 /**
