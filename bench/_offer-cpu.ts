@@ -2,7 +2,9 @@
  * The bulk offer path alone, for `node --cpu-prof`-style profiles: `--jobs` jobs offered with `offerAll` (1,000 a
  * call, 4 calls in flight, as bench/distributed*.ts), `--rounds` times; prints jobs/s and this process's CPU µs per
  * job of each round (`process.cpuUsage`). `--store redis|pg|sqlite`; `--single`: `offer` one by one, 16 in flight,
- * instead. With `--profile <file>`, the last round alone is profiled (the inspector's CPU profiler) into <file>.
+ * instead. With `--profile <file>`, the last round alone is profiled (the inspector's CPU profiler) into <file>;
+ * with `--heap`, the last round's allocations are sampled (objects collected by scavenges kept) and the top
+ * allocating functions printed, in bytes per job.
  *
  *   npx tsx bench/_offer-cpu.ts --store redis --jobs 50000 --rounds 3 --profile /tmp/offer.cpuprofile
  *   node bench/_profile-summary.mjs /tmp/offer.cpuprofile
@@ -25,6 +27,38 @@ const JOBS = arg("jobs", 50_000)
 const ROUNDS = arg("rounds", 3)
 const store = process.argv.includes("--store") ? process.argv[process.argv.indexOf("--store") + 1]! : "redis"
 const profileTo = process.argv.includes("--profile") ? process.argv[process.argv.indexOf("--profile") + 1] : undefined
+const heap = flag("heap")
+
+interface HeapNode {
+  readonly callFrame: {
+    readonly functionName: string
+    readonly url: string
+    readonly lineNumber: number
+    readonly columnNumber: number
+  }
+  readonly selfSize: number
+  readonly children: ReadonlyArray<HeapNode>
+}
+
+/** Bytes allocated per job by function (self), the top 25, from a sampling heap profile. */
+const printHeap = (root: HeapNode) => {
+  const by = new Map<string, number>()
+  const walk = (node: HeapNode) => {
+    const { columnNumber, functionName, lineNumber, url } = node.callFrame
+    // tsx's output is one line a file: the column places a function of src (bench/_profile-summary.mjs maps it back).
+    const key = `${functionName || "(anonymous)"} ${
+      url.replace(/^.*node_modules\//, "").replace(/^.*\/src\//, "src/")
+    }:${lineNumber + 1}:${columnNumber + 1}`
+    by.set(key, (by.get(key) ?? 0) + node.selfSize)
+    node.children.forEach(walk)
+  }
+  walk(root)
+  const total = [...by.values()].reduce((a, b) => a + b, 0)
+  console.log(`heap: ${(total / JOBS).toFixed(0)} bytes allocated per job (sampled)`)
+  for (const [key, bytes] of [...by].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
+    console.log(`  ${(bytes / JOBS).toFixed(0).padStart(5)} B/job  ${key}`)
+  }
+}
 const schema = Schema.Struct({ n: Schema.Number })
 
 const round = (last: boolean) =>
@@ -36,6 +70,16 @@ const round = (last: boolean) =>
       session.connect()
       yield* Effect.promise(() => session.post("Profiler.enable"))
       yield* Effect.promise(() => session.post("Profiler.start"))
+    }
+    if (last && heap) {
+      session.connect()
+      yield* Effect.promise(() =>
+        session.post("HeapProfiler.startSampling", {
+          samplingInterval: 256,
+          includeObjectsCollectedByMinorGC: true,
+          includeObjectsCollectedByMajorGC: true
+        })
+      )
     }
     const sample = yield* Effect.promise(() =>
       flag("single")
@@ -51,6 +95,10 @@ const round = (last: boolean) =>
     if (last && profileTo !== undefined) {
       const { profile } = yield* Effect.promise(() => session.post("Profiler.stop"))
       writeFileSync(profileTo, JSON.stringify(profile))
+    }
+    if (last && heap) {
+      const { profile } = yield* Effect.promise(() => session.post("HeapProfiler.stopSampling"))
+      printHeap(profile.head as unknown as HeapNode)
     }
     console.log(
       `${store} ${flag("single") ? "offer" : "offerAll"}: ${Math.round(sample.rate)} jobs/s, ${

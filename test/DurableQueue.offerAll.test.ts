@@ -101,6 +101,22 @@ for (const [kind, up] of stores) {
         expect(back).toEqual(values.map((value, i) => [ids[i], value]))
       }))
 
+    // On PostgreSQL a batch of plain jobs sends its ids and payloads as two texts joined by U+001E (sqlStore.ts
+    // `makeOffer`): control characters, that one included, in short custom ids and in values beside generated ids.
+    test("control characters (U+001E, the plain rows' separator, among them) in ids and values come back byte for byte", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Unknown, pollInterval: "10 millis" })
+        const values: ReadonlyArray<unknown> = ["a\u001eb", "\u001e", { k: "\u0001\u001f\u001e" }, ["\u001e", 1], "x"]
+        const ids = ["i\u001ed", "\u001e", "t\u0001\u001f", "plain", "\u001e\u001e"]
+        expect(yield* queue.offerAll(values.map((value, i) => ({ value, id: ids[i]! })))).toEqual(ids)
+        const generated = yield* queue.offerAll(values.map((value) => ({ value })))
+        const back = new Map<string, unknown>()
+        for (let i = 0; i < 2 * values.length; i++) {
+          yield* queue.take((value, job) => Effect.sync(() => back.set(job.id, value)))
+        }
+        expect(back).toEqual(new Map([...ids, ...generated].map((id, i) => [id, values[i % values.length]])))
+      }))
+
     // Generated ids are new by construction: on SQL such a batch is a plain INSERT (no ON CONFLICT), a batch holding
     // a custom id the de-duplicating one; both kinds, hostile text and 0 rows here.
     test("generated ids: hostile and huge values come back byte for byte; custom ids beside them skip done and dead jobs", (env) =>

@@ -110,6 +110,46 @@ const RESULT_SWEEP_MILLIS = 60_000
  */
 const OFFER_ROWS = 5_000
 
+/**
+ * Characters (UTF-16 code units of ids, payloads and options) per INSERT of a bulk offer, at most (a job longer goes
+ * alone, as a row of parameters): a batch past it is cut into statements of one transaction, as past `OFFER_ROWS`.
+ * 16 M characters are at most 48 MB of UTF-8 (3 bytes a code unit at most; the general shape's JSON escapes only
+ * ASCII quotes and backslashes, 2 bytes each), under every limit met on the way: a PostgreSQL jsonb value of 256 MB
+ * (18 jobs of 16 MB with a priority failed whole: "total size of jsonb array elements exceeds the maximum of
+ * 268435455 bytes", test/sql/DurableQueue.bigOffer.test.ts), its text parameter's 1 GB, SQLite's default
+ * SQLITE_MAX_LENGTH of 1e9 bytes, a V8 string's ~536 M characters (`JSON.stringify` / `join` throw past it). A
+ * statement's own cost (~0.1 ms) is nothing beside 48 MB's transfer and parse.
+ */
+const OFFER_CHARS = 16 * 1024 * 1024
+
+/**
+ * `items` cut where a statement would pass `OFFER_ROWS` rows or `OFFER_CHARS` characters; `items` itself when it
+ * fits one (the usual batch: no copy).
+ */
+const offerChunks = <T>(
+  items: ReadonlyArray<T>,
+  job: (item: T) => OfferedJob
+): ReadonlyArray<ReadonlyArray<T>> => {
+  const out: Array<ReadonlyArray<T>> = []
+  let start = 0
+  let chars = 0
+  for (let i = 0; i < items.length; i++) {
+    const { id, options, payload } = job(items[i]!)
+    const size = id.length + payload.length + (options === undefined ? 0 : options.length)
+    if (i > start && (i - start === OFFER_ROWS || chars + size > OFFER_CHARS)) {
+      out.push(items.slice(start, i))
+      start = i
+      chars = 0
+    }
+    chars += size
+  }
+  out.push(start === 0 ? items : items.slice(start))
+  return out
+}
+
+/** Between the ids and between the payloads of a plain bulk offer on PostgreSQL (`makeOffer`): U+001E, `chr(30)`. */
+const SEPARATOR = "\u001e"
+
 /** The longest id that is its own key (`idKey`); a plain offer row (`makeOffer`) relies on the same bound. */
 const OWN_KEY_MAX = 128
 
@@ -383,13 +423,20 @@ const makeOffer = (ctx: Ctx): Effect.Effect<Store["offer"], never, Scope.Scope> 
     // statement too (bench/_sql-offer-cost.ts, 5 rounds of 20,000, load 4.7; graphile-worker's add_jobs 7.6), and
     // the parameter is half the size. A batch with any other job goes in the general shape.
     const plain = (job: OfferedJob) =>
-      job.delayMillis <= 0 && job.priority === 0 && job.options === undefined && job.id.length <= OWN_KEY_MAX
+      job.delayMillis <= 0 && job.priority === 0 && job.options === undefined && job.id.length <= OWN_KEY_MAX &&
+      (!job.custom || !job.id.includes(SEPARATOR))
     const rowsOf = (batch: ReadonlyArray<OfferedJob>) => {
       if (batch.length === 1) return valuesRow(batch[0]!)
       if (batch.every(plain)) {
         if (dialect === "pg") {
-          // Two flat arrays zipped by ROWS FROM, not an array of [id, payload] pairs: no tuple per job for
-          // `JSON.stringify` to walk (its text 141 -> ~75 ns a job here, and 266 of the ~1 KB a job allocated).
+          // Ids and payloads as two texts joined by U+001E, split by the server (`string_to_table`, PostgreSQL 14+)
+          // and zipped by ROWS FROM: no JSON escaping here (a payload's every quote escaped again) and no JSON
+          // parse there. A payload is JSON text from `JSON.stringify` (encoding.ts), which writes no raw control
+          // character; an id holding one goes in the general shape (`plain`). Were a payload to hold one anyway,
+          // the payloads would outnumber the ids and the INSERT fail on a NULL id (NOT NULL): an error, no mix-up.
+          // Against `jsonb_array_elements_text` of two JSON arrays: this process ~730 -> ~550 bytes allocated a job
+          // with the core's one object a job (bench/_offer-cpu.ts --heap), the server 16.3 -> 15.2 µs a job
+          // (bench/_sql-offer-cost.ts, 5 rounds of 20,000 at load 18-20: ratios only).
           const ids: Array<string> = new Array(batch.length)
           const payloads: Array<string> = new Array(batch.length)
           for (let i = 0; i < batch.length; i++) {
@@ -398,8 +445,8 @@ const makeOffer = (ctx: Ctx): Effect.Effect<Store["offer"], never, Scope.Scope> 
           }
           return sql`SELECT ${name}, j.id, j.id, j.p, c.t, 0, 0, NULL, c.t, c.t
             FROM (SELECT ${now} AS t) AS c,
-              ROWS FROM (jsonb_array_elements_text(${JSON.stringify(ids)}::jsonb),
-                jsonb_array_elements_text(${JSON.stringify(payloads)}::jsonb)) WITH ORDINALITY AS j(id, p, i)
+              ROWS FROM (string_to_table(${ids.join(SEPARATOR)}, chr(30)),
+                string_to_table(${payloads.join(SEPARATOR)}, chr(30))) WITH ORDINALITY AS j(id, p, i)
             ORDER BY i`
         }
         const json = JSON.stringify(batch.map(({ id, payload }) => [id, payload]))
@@ -454,26 +501,33 @@ const makeOffer = (ctx: Ctx): Effect.Effect<Store["offer"], never, Scope.Scope> 
     const offers = yield* Queue.unbounded<Waiting<OfferedJob>>()
     const writeOne = (one: Waiting<OfferedJob>) =>
       Effect.flatMap(Effect.exit(insert([one.item])), (exit) => Deferred.done(one.done, Exit.asVoid(exit)))
-    yield* drain(offers, (batch) =>
+    const write = (batch: ReadonlyArray<Waiting<OfferedJob>>) =>
       Effect.flatMap(
-        Effect.exit(insert(batch.map((w) => w.item))),
+        Effect.exit(Effect.suspend(() => insert(batch.map((w) => w.item)))),
         (exit) =>
           Exit.isFailure(exit) && batch.length > 1
             ? Effect.forEach(batch, writeOne, { discard: true })
             : Effect.forEach(batch, (w) => Deferred.done(w.done, Exit.asVoid(exit)), { discard: true })
-      ))
-    // A batch of one caller (`offerAll`) is one statement (chunks in one transaction past `OFFER_ROWS`): all or
-    // nothing. Single offers of concurrent callers are coalesced by the `offers` fiber instead.
-    return (jobs) =>
-      jobs.length > 1
-        ? jobs.length <= OFFER_ROWS
-          ? Effect.asVoid(insert(jobs))
-          : sql.withTransaction(Effect.forEach(chunks(jobs, OFFER_ROWS), insert, { discard: true }))
-        : Effect.forEach(jobs, (item) =>
+      )
+    // Callers' offers are independent: each statement's own (`OFFER_CHARS`), no transaction.
+    yield* drain(offers, (batch) => Effect.forEach(offerChunks(batch, (w) => w.item), write, { discard: true }))
+    // A batch of one caller (`offerAll`) is one statement, or several in one transaction past `OFFER_ROWS` rows or
+    // `OFFER_CHARS` characters: all or nothing. Single offers of concurrent callers are coalesced by the `offers` fiber.
+    return (jobs) => {
+      if (jobs.length <= 1) {
+        return Effect.forEach(jobs, (item) =>
           Effect.flatMap(Deferred.make<void, unknown>(), (done) => {
             offers.unsafeOffer({ item, done })
             return Deferred.await(done)
           }), { discard: true })
+      }
+      const statements = offerChunks(jobs, (job) => job)
+      return statements.length === 1
+        ? Effect.asVoid(Effect.suspend(() => insert(jobs)))
+        : sql.withTransaction(
+          Effect.forEach(statements, (chunk) => Effect.suspend(() => insert(chunk)), { discard: true })
+        )
+    }
   })
 
 /**
