@@ -123,10 +123,16 @@ const OFFER_ROWS = 5_000
 const OFFER_CHARS = 16 * 1024 * 1024
 
 /**
+ * The cut of `offerChunks`, settable by tests (test/sql/DurableQueue.bigOffer.test.ts cuts at 1 M characters so the
+ * suite need not send 280 MB to reach the real limit). @internal
+ */
+export const offerLimits: { chars: number } = { chars: OFFER_CHARS }
+
+/**
  * `items` cut where a statement would pass `OFFER_ROWS` rows or `OFFER_CHARS` characters; `items` itself when it
  * fits one (the usual batch: no copy).
  */
-const offerChunks = <T>(
+export const offerChunks = <T>(
   items: ReadonlyArray<T>,
   job: (item: T) => OfferedJob
 ): ReadonlyArray<ReadonlyArray<T>> => {
@@ -136,7 +142,7 @@ const offerChunks = <T>(
   for (let i = 0; i < items.length; i++) {
     const { id, options, payload } = job(items[i]!)
     const size = id.length + payload.length + (options === undefined ? 0 : options.length)
-    if (i > start && (i - start === OFFER_ROWS || chars + size > OFFER_CHARS)) {
+    if (i > start && (i - start === OFFER_ROWS || chars + size > offerLimits.chars)) {
       out.push(items.slice(start, i))
       start = i
       chars = 0
