@@ -282,65 +282,6 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         expect(ids(yield* current.lease(64))).toEqual(["y", "z"])
       })))
 
-  // Issue #16, session 9: the lease script's reply is packed (ids, payloads, attempts and options each joined by NUL),
-  // unless a payload or options text holds a NUL (JSON never does; a payload written by hand might).
-  it.live("lease: ids, payloads, attempts and options come back as offered, packed or not (a payload holding a NUL)", () =>
-    withStores(5_000, (store) =>
-      Effect.gen(function*() {
-        yield* store.offer([
-          job("plain"),
-          job("opts", { options: "{\"timeoutMillis\":5}", payload: "{\"é\":\"\ud83d\ude00\"}" }),
-          job("again")
-        ])
-        const first = yield* store.lease(2)
-        expect(first.map((j) => [j.id, j.payload, j.attempts, j.options])).toEqual([
-          ["plain", "\"plain\"", 1, undefined],
-          ["opts", "{\"é\":\"\ud83d\ude00\"}", 1, "{\"timeoutMillis\":5}"]
-        ])
-        yield* store.settle([{ job: first[0]!, settlement: { _tag: "Release", attempts: 0 } }])
-        yield* store.offer([job("nul", { payload: "\"a\u0000b\"", options: "{}" }), job("last", { payload: "" })])
-        const second = yield* store.lease(64)
-        expect(second.map((j) => [j.id, j.payload, j.attempts, j.options])).toEqual([
-          ["again", "\"again\"", 1, undefined],
-          ["plain", "\"plain\"", 1, undefined],
-          ["nul", "\"a\u0000b\"", 1, "{}"],
-          ["last", "", 1, undefined]
-        ])
-      })))
-
-  // Issue #16, session 9: a lease is known by its deadline; the owners hash is written only by a refresh that moved
-  // it, and a previous version's lease (its token in owners, its own deadline) is left alone.
-  it.live("a lease is known by its deadline: no owner written per lease; a refresh that moved it still lets its holder report progress and settle; another holder's lease is left alone", () =>
-    withStores(5_000, (store, other, raw, prefix) =>
-      Effect.gen(function*() {
-        const k = keysOf(prefix, "jobs")
-        yield* store.offer([job("x"), job("y"), job("z")])
-        const [x, y, z] = yield* store.lease(3)
-        expect(yield* Effect.promise(() => raw.hlen(k.owners))).toBe(0)
-        const leasedAt = Number(yield* Effect.promise(() => raw.zscore(k.leased, "x")))
-        // Refreshed until Redis's clock moved past the lease's millisecond: the deadline moves, the owner is written.
-        yield* eventually(Effect.flatMap(
-          store.refresh([x!]),
-          () => Effect.promise(async () => Number(await raw.zscore(k.leased, "x")) > leasedAt)
-        ))
-        expect(yield* Effect.promise(() => raw.hkeys(k.owners))).toEqual(["x"])
-        yield* store.progress(x!, "\"half\"")
-        yield* other.progress(y!, "\"not mine\"")
-        // y: its lease lapsed and a runner of the previous version leased it (a later deadline, its token).
-        yield* Effect.promise(() =>
-          raw.multi().zadd(k.leased, leasedAt + 60_000, "y").hset(k.owners, "y", "previous-version").exec()
-        )
-        yield* store.settle([
-          { job: x!, settlement: { _tag: "Ack", result: undefined, resultTtlMillis: 60_000 } },
-          { job: y!, settlement: { _tag: "Ack", result: undefined, resultTtlMillis: 60_000 } },
-          { job: z!, settlement: { _tag: "Ack", result: undefined, resultTtlMillis: 60_000 } }
-        ])
-        expect(yield* store.status("x")).toMatchObject({ state: "done", progress: "\"half\"" })
-        expect(yield* store.status("z")).toMatchObject({ state: "done" })
-        expect(yield* store.status("y")).toMatchObject({ state: "running", progress: undefined })
-        expect(yield* Effect.promise(() => raw.hgetall(k.owners))).toEqual({ y: "previous-version" })
-      })))
-
   it.live("offer: an id twice in one batch is kept once, with its first payload; custom and generated ids, known ones skipped", () =>
     withStores(5_000, (store) =>
       Effect.gen(function*() {

@@ -336,9 +336,8 @@ return redis.call('PUBSUB', 'NUMSUB', events)[2]`
  * calls, each bounded to ~1 ms). Then, unless paused, leases up to `most`, counting an attempt on each: the batch's
  * payloads and attempts are read by one HMGET each and its attempts and deadlines written by one HSET and one ZADD
  * (not 4 commands a job); an id found twice in waiting is leased once. Returns the deadline (ms, text: what the
- * holder shows to settle, refresh or report progress), then "p" and the ids, payloads, attempts and options ("" for
- * none; nil when no job has any) each joined by NUL, or "f" and (id, payload, attempts, options or nil) quadruples
- * when a payload or options text holds a NUL; nothing when it leased none.
+ * holder shows to settle, refresh or report progress), then (id, payload, attempts, options or nil) quadruples;
+ * nothing when it leased none.
  */
 export const lease = script(
   [
@@ -414,10 +413,9 @@ local deadline = string.format('%d', now + tonumber(ARGV[2]))
 local counted = gather('HMGET', attempts, live)
 -- Read once per call, not per job: most queues have no per-job options (no command for them at all).
 local extras = redis.call('HLEN', options) > 0 and gather('HMGET', options, live) or {}
-local bumped, deadlines, numbers = {}, {}, {}
+local bumped, deadlines, out = {}, {}, { deadline }
 local texts = {}
-local b = 0
-local packed = true
+local b, o = 0, 1
 for i = 1, kept do
   local id = live[i]
   local n = (counted[i] and tonumber(counted[i]) or 0) + 1
@@ -429,38 +427,11 @@ for i = 1, kept do
   bumped[b + 1], bumped[b + 2] = id, text
   deadlines[b + 1], deadlines[b + 2] = deadline, id
   b = b + 2
-  numbers[i] = text
-  if packed and (string.find(bodies[i], '\\0', 1, true) or (extras[i] and string.find(extras[i], '\\0', 1, true))) then
-    packed = false
-  end
+  out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, bodies[i], n, extras[i] or false
+  o = o + 4
 end
 bulk('HSET', attempts, bumped)
 bulk('ZADD', leased, deadlines)
--- Packed: 4 texts whatever the batch's size, not 4 reply entries a job (each one converted by Redis and parsed by
--- the client: issue #16, session 9). Ids hold no NUL (the core refuses them); JSON text holds none either, but a
--- payload written to Redis by hand might: then a quadruple per job.
-if packed then
-  local opts = false
-  if #extras > 0 then
-    opts = {}
-    for i = 1, kept do opts[i] = extras[i] or '' end
-    opts = table.concat(opts, '\\0', 1, kept)
-  end
-  return {
-    deadline,
-    'p',
-    table.concat(live, '\\0', 1, kept),
-    table.concat(bodies, '\\0', 1, kept),
-    table.concat(numbers, '\\0', 1, kept),
-    opts
-  }
-end
-local out = { deadline, 'f' }
-local o = 2
-for i = 1, kept do
-  out[o + 1], out[o + 2], out[o + 3], out[o + 4] = live[i], bodies[i], numbers[i], extras[i] or false
-  o = o + 4
-end
 return out`
 )
 

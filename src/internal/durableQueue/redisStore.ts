@@ -60,44 +60,6 @@ const leaseOf = (token: string, job: LeasedJob): string => {
   return handle !== null && typeof handle === "object" && handle.token === token ? handle.deadline : "0"
 }
 
-/**
- * The lease script's reply as jobs: its deadline (the jobs' handle), then "p" and the ids, payloads, attempts and
- * options joined by NUL (ioredis parsed 4 entries a job before), or "f" and a quadruple per job (see the script).
- */
-const leasedJobs = (token: string, reply: unknown): Array<LeasedJob> => {
-  const flat = reply as Array<string | null>
-  const out: Array<LeasedJob> = []
-  if (flat.length === 0) return out
-  const handle: Lease = { token, deadline: String(flat[0]) }
-  if (flat[1] === "p") {
-    const ids = String(flat[2]).split("\u0000")
-    const payloads = String(flat[3]).split("\u0000")
-    const attempts = String(flat[4]).split("\u0000")
-    const options = flat[5] === null ? undefined : String(flat[5]).split("\u0000")
-    for (let i = 0; i < ids.length; i++) {
-      const extra = options?.[i]
-      out.push({
-        id: ids[i]!,
-        payload: payloads[i]!,
-        attempts: Number(attempts[i]),
-        handle,
-        options: extra === undefined || extra === "" ? undefined : extra
-      })
-    }
-    return out
-  }
-  for (let i = 2; i < flat.length; i += 4) {
-    out.push({
-      id: String(flat[i]),
-      payload: String(flat[i + 1]),
-      attempts: Number(flat[i + 2]),
-      handle,
-      options: text(flat[i + 3])
-    })
-  }
-  return out
-}
-
 /** A lease call's handle, shared by its jobs: who leased them, and until when (see `leaseOf`). */
 interface Lease {
   readonly token: string
@@ -338,7 +300,23 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
         jobs.length === 1 ? single(jobs[0]!) : Effect.tryPromise(() => offerCommand(offerArgs(jobs))),
         (subscribers) => subscribers !== 0
       ),
-    lease: (max) => Effect.map(lease(token, leaseMillis, max, recordTtl), (reply) => leasedJobs(token, reply)),
+    lease: (max) =>
+      Effect.map(lease(token, leaseMillis, max, recordTtl), (reply) => {
+        // The lease's deadline first (the jobs' handle), then a quadruple per job.
+        const flat = reply as Array<string | number | null>
+        const out: Array<LeasedJob> = []
+        const handle: Lease = { token, deadline: String(flat[0]) }
+        for (let i = 1; i < flat.length; i += 4) {
+          out.push({
+            id: String(flat[i]),
+            payload: String(flat[i + 1]),
+            attempts: Number(flat[i + 2]),
+            handle,
+            options: text(flat[i + 3])
+          })
+        }
+        return out
+      }),
     refresh: (jobs: ReadonlyArray<LeasedJob>) =>
       Effect.map(
         refresh(token, settings.leaseMillis, ...jobs.flatMap((job) => [job.id, leaseOf(token, job)])),
