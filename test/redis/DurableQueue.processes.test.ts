@@ -39,14 +39,12 @@ interface Lease {
   readonly expiredAfter: number
 }
 
-/**
- * The jobs runner `pid` started (the fixture's started set) and still leased now, with when each lease runs out (the
- * leased set's score: Redis's clock, this machine's).
- */
-const leasesOf = (raw: Redis, prefix: string, pid: number) =>
+/** The jobs leased under `token` now, with when each lease runs out (the leased set's score: Redis's clock, this machine's). */
+const leasesOf = (raw: Redis, prefix: string, token: string) =>
   Effect.promise(async (): Promise<Array<Lease>> => {
     const k = keysOf(prefix, "jobs")
-    const ids = await raw.smembers(`${prefix}started:${pid}`)
+    const owners = await raw.hgetall(k.owners)
+    const ids = Object.keys(owners).filter((id) => owners[id] === token)
     const scores = ids.length === 0 ? [] : await raw.zmscore(k.leased, ...ids)
     return ids.flatMap((id, i) => scores[i] === null ? [] : [{ id, expiredAfter: Number(scores[i]) }])
   })
@@ -92,6 +90,8 @@ describe.skipIf(!up)("redis DurableQueue across processes", () => {
             const doneCount = Effect.promise(() => raw.hlen(`${prefix}done`))
             yield* Effect.promise(() => Promise.all(runners.map((r) => r.waitFor((l) => l === "ready", STARTUP_MS))))
             const up = phases.mark("runners up")
+            const token = (yield* Effect.promise(() => victim.waitFor((l) => l.startsWith("worker "), STARTUP_MS)))
+              .slice(7)
             // A job costs a few Redis round trips, as an offer does; processes starting show how busy the machine is.
             yield* pollUntil(
               Effect.map(doneCount, (n) => n >= jobs / 5),
@@ -111,9 +111,8 @@ describe.skipIf(!up)("redis DurableQueue across processes", () => {
             ).toBe(
               signal === "SIGKILL" ? "SIGKILL" : 0
             )
-            // What the victim still held of the jobs it started as it died: a killed runner leaves its leases; a
-            // terminated one settled all.
-            const left = yield* leasesOf(raw, prefix, victim.process.pid!)
+            // What the victim still held as it died: a killed runner leaves its leases; a terminated one settled all.
+            const left = yield* leasesOf(raw, prefix, token)
             if (signal === "SIGKILL") expect(left.length).toBeGreaterThan(0)
             else expect(left).toEqual([])
 

@@ -16,15 +16,7 @@
  * - members: hash id → its prioritized member, made at offer and kept while the job lives, so a prioritized job
  *   put back keeps its place, and cancel finds it by id.
  * - delayed: sorted set id → ready time (ms, Redis's clock); moved to waiting by the lease script once due.
- * - leased: sorted set id → lease deadline (ms). A lease is known by its deadline: the holder keeps the deadline
- *   the lease script gave and settles (refreshes, reports progress of) a job only while its score is that number.
- *   A job is leased again only once its lease ran out, so a new lease's deadline (≥ the old one + the 100 ms
- *   shortest lease) never equals it.
- * - owners: hash id → token of the store holding its lease, written only by a refresh that moved the deadline (the
- *   holder then finds its job by token; before issue #16's session 9, by every lease: one HSET a job leased and
- *   one HDEL a job settled, 2 of the 11 items a job). A previous version writes it for its own leases and reads
- *   it only for those (its token), so it ignores a lease of this version, as this version ignores one of it (its
- *   integer deadline is not ours); expired leases drop their owner in both versions.
+ * - leased: sorted set id → lease deadline (ms); owners: hash id → token of the store holding its lease.
  * - payloads, attempts, errors, priorities (only ≠ 0), options, progress: hashes id → text.
  * - results: hash id → result; expiry: sorted set id → when its done or cancelled record goes (ms), dropped by
  *   settlements and cancels.
@@ -168,37 +160,6 @@ local function gather(cmd, key, list)
 end`
 
 /**
- * Which of `list` (n ids) this holder holds (issue #16, session 9): the lease it got has the deadline `expected[k]`
- * (text) as its score still, or a refresh moved that deadline and `owners` has its `token`. One ZMSCORE for the
- * batch (as the HMGET of owners it replaces), an HMGET of owners only for leases whose deadline moved. Returns
- * `mine` (index → true) and the ids found through owners (the caller drops their owner with the lease). Needs
- * bulk, leased, owners.
- */
-const holding = `local function holding(list, expected, n, token)
-  local scores = gather('ZMSCORE', leased, list)
-  local mine, moved, owned = {}, {}, {}
-  local m = 0
-  for k = 1, n do
-    local s, e = scores[k], expected[k]
-    if s then
-      if s == e or tonumber(s) == tonumber(e) then mine[k] = true else m = m + 1; moved[m] = k end
-    end
-  end
-  if m > 0 then
-    local ids = {}
-    for j = 1, m do ids[j] = list[moved[j]] end
-    local holders = gather('HMGET', owners, ids)
-    for j = 1, m do
-      if holders[j] == token then
-        mine[moved[j]] = true
-        owned[#owned + 1] = ids[j]
-      end
-    end
-  end
-  return mine, owned
-end`
-
-/**
  * Records that end: `forget` drops what a done or cancelled record kept (result, attempts, progress, error, the
  * cancelled mark) for a list of ids; `sweep` forgets up to 1,000 records whose time passed (no sweeper: each
  * settlement batch or cancel adds at most 256, so they cannot pile up while jobs are settled). Needs bulk, expiry,
@@ -334,10 +295,9 @@ return redis.call('PUBSUB', 'NUMSUB', events)[2]`
  * out (their runner died) are queued again, or settled cancelled when their cancellation was asked; up to 1,000
  * delayed jobs now due are moved to waiting (ready-time order; a backlog larger than that moves over the next
  * calls, each bounded to ~1 ms). Then, unless paused, leases up to `most`, counting an attempt on each: the batch's
- * payloads and attempts are read by one HMGET each and its attempts and deadlines written by one HSET and one ZADD
- * (not 4 commands a job); an id found twice in waiting is leased once. Returns the deadline (ms, text: what the
- * holder shows to settle, refresh or report progress), then (id, payload, attempts, options or nil) quadruples;
- * nothing when it leased none.
+ * payloads and attempts are read by one HMGET each and its attempts, deadlines and owners written by one HSET, ZADD,
+ * HSET (not 4 commands a job); an id found twice in waiting is leased once. Returns (id, payload, attempts, options
+ * or nil) quadruples.
  */
 export const lease = script(
   [
@@ -413,9 +373,9 @@ local deadline = string.format('%d', now + tonumber(ARGV[2]))
 local counted = gather('HMGET', attempts, live)
 -- Read once per call, not per job: most queues have no per-job options (no command for them at all).
 local extras = redis.call('HLEN', options) > 0 and gather('HMGET', options, live) or {}
-local bumped, deadlines, out = {}, {}, { deadline }
+local bumped, deadlines, held, out = {}, {}, {}, {}
 local texts = {}
-local b, o = 0, 1
+local b, o = 0, 0
 for i = 1, kept do
   local id = live[i]
   local n = (counted[i] and tonumber(counted[i]) or 0) + 1
@@ -426,48 +386,38 @@ for i = 1, kept do
   end
   bumped[b + 1], bumped[b + 2] = id, text
   deadlines[b + 1], deadlines[b + 2] = deadline, id
+  held[b + 1], held[b + 2] = id, ARGV[1]
   b = b + 2
   out[o + 1], out[o + 2], out[o + 3], out[o + 4] = id, bodies[i], n, extras[i] or false
   o = o + 4
 end
 bulk('HSET', attempts, bumped)
 bulk('ZADD', leased, deadlines)
+bulk('HSET', owners, held)
 return out`
 )
 
 /**
- * ARGV: token, lease (ms), then (id, deadline it was leased with) pairs. Extends the leases this holder holds
- * (`holding`; one ZADD of the deadlines) and writes its token in owners for those whose deadline it moved (a
- * lease refreshed within its first millisecond keeps its deadline, and needs none); returns those of them asked
- * to cancel.
+ * ARGV: token, lease (ms), ids. Extends the leases this token holds (one HMGET of the owners, one ZADD of the
+ * deadlines); returns those of them asked to cancel.
  */
 export const refresh = script(
   ["leased", "owners", "cancelling"],
   clock,
   bulk,
-  holding,
-  `local deadline = string.format('%d', clock() + tonumber(ARGV[2]))
-local list, expected = {}, {}
-local n = 0
-for i = 3, #ARGV, 2 do
-  n = n + 1
-  list[n], expected[n] = ARGV[i], ARGV[i + 1]
-end
-local mine = holding(list, expected, n, ARGV[1])
-local held, deadlines, owned = {}, {}, {}
-for k = 1, n do
-  if mine[k] then
-    held[#held + 1] = list[k]
+  `local deadline = clock() + tonumber(ARGV[2])
+local list = {}
+for i = 3, #ARGV do list[#list + 1] = ARGV[i] end
+local holders = gather('HMGET', owners, list)
+local held, deadlines = {}, {}
+for i = 1, #list do
+  if holders[i] == ARGV[1] then
+    held[#held + 1] = list[i]
     deadlines[#deadlines + 1] = deadline
-    deadlines[#deadlines + 1] = list[k]
-    if tonumber(expected[k]) ~= tonumber(deadline) then
-      owned[#owned + 1] = list[k]
-      owned[#owned + 1] = ARGV[1]
-    end
+    deadlines[#deadlines + 1] = list[i]
   end
 end
 bulk('ZADD', leased, deadlines, 'XX')
-bulk('HSET', owners, owned)
 local asked = {}
 if #held > 0 and redis.call('SCARD', cancelling) > 0 then
   local flags = gather('SMISMEMBER', cancelling, held)
@@ -477,16 +427,15 @@ return asked`
 )
 
 /**
- * ARGV: token, how long a cancelled record is kept (ms), then per job: id, spec "<kind> <attempts> <number>
- * <deadline>" (the deadline its lease was given), and a text when the kind has one; or, for a run of plain
- * acknowledgements of one lease, their ids joined by NUL and the spec "s 0 <ms> <deadline>" (as "a" for each).
- * Kinds: "a" ack and "A" ack with the result in text (number: how long its done record is kept, ms; 0: not at
- * all), "b" back (release), "r" retry (text: error; number: delay ms), "d" dead (text: error), "c" cancelled. Only
- * jobs this holder holds (`holding`) are touched, so a late settlement (the lease lapsed, another runner has the
- * job) or a repeated one changes nothing; an id twice in the batch is settled once, by its first settlement. A job
- * asked to cancel is not queued again whatever its settlement says. The batch's leases are read by one ZMSCORE and
- * its leases, payloads and done records written by one command each (an acknowledgement was 5 commands, and its
- * record's expiry 5 more). Then drops up to 1,000 records whose time passed (`sweep`).
+ * ARGV: token, how long a cancelled record is kept (ms), then per job: id, spec "<kind> <attempts> <number>", and a
+ * text when the kind has one; or, for a run of plain acknowledgements, their ids joined by NUL and the spec
+ * "s 0 <ms>" (as "a" for each). Kinds: "a" ack and "A" ack with the result in text (number: how long its done record
+ * is kept, ms; 0: not at all), "b" back (release), "r" retry (text: error; number: delay ms), "d" dead (text:
+ * error), "c" cancelled. Only jobs this token holds are touched, so a late settlement (the lease lapsed, another
+ * runner has the job) or a repeated one changes nothing; an id twice in the batch is settled once, by its first
+ * settlement. A job asked to cancel is not queued again whatever its settlement says. The batch's owners are read
+ * by one HMGET and its leases, owners, payloads and done records written by one command each (an acknowledgement
+ * was 5 commands, and its record's expiry 5 more). Then drops up to 1,000 records whose time passed (`sweep`).
  */
 export const settle = script(
   [
@@ -514,55 +463,53 @@ export const settle = script(
   clock,
   enqueue,
   bulk,
-  holding,
   expire,
   cancelRecord,
   `local now = clock()
 local ready = false
-local list, kinds, counts, numbers, texts, leases, seen = {}, {}, {}, {}, {}, {}, {}
+local list, kinds, counts, numbers, texts, seen = {}, {}, {}, {}, {}, {}
 local cancelTtl = tonumber(ARGV[2])
 -- Counts kept in locals, not \`#list\`: Lua 5.1's length of a table is a binary search when its array part has room.
 local noted = 0
-local function note(id, kind, count, number, text, lease)
+local function note(id, kind, count, number, text)
   if not seen[id] then
     seen[id] = true
     noted = noted + 1
-    list[noted], kinds[noted], counts[noted], numbers[noted], texts[noted], leases[noted] =
-      id, kind, count, number, text, lease
+    list[noted], kinds[noted], counts[noted], numbers[noted], texts[noted] = id, kind, count, number, text
   end
 end
 local i = 3
 while i <= #ARGV do
-  local kind, count, number, lease = string.match(ARGV[i + 1] or '', '^(%a) (%d+) (%d+) (%d+)$')
+  local kind, count, number = string.match(ARGV[i + 1] or '', '^(%a) (%d+) (%d+)$')
   if kind == 's' then
     local ids, from = ARGV[i], 1
     number = tonumber(number)
     while from <= #ids do
       local stop = string.find(ids, '\\0', from, true) or (#ids + 1)
-      note(string.sub(ids, from, stop - 1), 'a', count, number, '', lease)
+      note(string.sub(ids, from, stop - 1), 'a', count, number, '')
       from = stop + 1
     end
     i = i + 2
   elseif kind == 'A' or kind == 'r' or kind == 'd' then
-    note(ARGV[i], kind, count, tonumber(number), ARGV[i + 2], lease)
+    note(ARGV[i], kind, count, tonumber(number), ARGV[i + 2])
     i = i + 3
   else
-    if kind then note(ARGV[i], kind, count, tonumber(number), '', lease) end
+    if kind then note(ARGV[i], kind, count, tonumber(number), '') end
     i = i + 2
   end
 end
-local mine, owned = holding(list, leases, noted, ARGV[1])
+local holders = gather('HMGET', owners, list)
 local held, at = {}, {}
 local h = 0
 for k = 1, noted do
-  if mine[k] then
+  if holders[k] == ARGV[1] then
     h = h + 1
     held[h], at[h] = list[k], k
   end
 end
 if #held > 0 then
   bulk('ZREM', leased, held)
-  bulk('HDEL', owners, owned)
+  bulk('HDEL', owners, held)
   -- Read once per call, not per job: in the common case (nothing asked to cancel, no priorities, no per-job
   -- options) a batch of acknowledgements is 6 commands whatever its size. Nothing here adds to these keys.
   local asked = {}
@@ -679,12 +626,10 @@ end
 return 'none'`
 )
 
-/** ARGV: token, id, progress, the deadline it was leased with. Stored only while this holder holds the job (`holding`). */
+/** ARGV: token, id, progress. Stored only while this token holds the job. */
 export const progress = script(
-  ["leased", "owners", "progress"],
-  bulk,
-  holding,
-  `if holding({ ARGV[2] }, { ARGV[4] }, 1, ARGV[1])[1] then redis.call('HSET', progress, ARGV[2], ARGV[3]) end
+  ["owners", "progress"],
+  `if redis.call('HGET', owners, ARGV[2]) == ARGV[1] then redis.call('HSET', progress, ARGV[2], ARGV[3]) end
 return 1`
 )
 

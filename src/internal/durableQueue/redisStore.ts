@@ -49,48 +49,27 @@ const SETTLE_BATCH = 1_024
 const MAX_BATCH = 256
 
 /**
- * The lease a job holds here: the deadline the lease script gave it (ms, digits), its `handle`. The scripts settle,
- * refresh and store progress of a job only while its lease's score is that deadline (or a refresh moved it and
- * wrote this store's token: redisScripts.ts `holding`).
- */
-const leaseOf = (token: string, job: LeasedJob): string => {
-  const handle = job.handle as Lease | null
-  // A job another store leased (another queue instance; its handle came with it) shows no lease: "0" is no
-  // deadline, and that store's token is not this one's, so nothing of it is touched.
-  return handle !== null && typeof handle === "object" && handle.token === token ? handle.deadline : "0"
-}
-
-/** A lease call's handle, shared by its jobs: who leased them, and until when (see `leaseOf`). */
-interface Lease {
-  readonly token: string
-  readonly deadline: string
-}
-
-/**
  * The settle script's arguments for a batch (see the script): per settlement an id, a spec "<kind> <attempts>
- * <number> <deadline>", and a text for the kinds with one; a run of plain acknowledgements of one lease with one
- * time to live is a single argument, its ids joined by NUL (no id holds one: encoding.ts `badId`), and "s 0 <ttl>
- * <deadline>". ioredis frames and measures each argument: two a job were ~0.85 µs of the Redis consumer's CPU per
- * job (bench/_profile.ts, 100,000 jobs, issue #16), and 62 bytes a job written against 37. Only consecutive
- * acknowledgements are packed, so the script still settles an id given twice by its first settlement.
+ * <number>", and a text for the kinds with one; a run of plain acknowledgements with one time to live is a single
+ * argument, its ids joined by NUL (no id holds one: encoding.ts `badId`), and "s 0 <ttl>". ioredis frames and
+ * measures each argument: two a job were ~0.85 µs of the Redis consumer's CPU per job (bench/_profile.ts, 100,000 jobs, issue
+ * #16), and 62 bytes a job written against 37. Only consecutive acknowledgements are packed, so the script still
+ * settles an id given twice by its first settlement.
  */
 const settleArgs = (token: string, recordTtl: number, batch: ReadonlyArray<Settle>): Array<string> => {
   const args: Array<string> = [token, String(recordTtl)]
   let run: Array<string> = []
   let runTtl = NaN
-  let runLease = ""
   const flush = () => {
     if (run.length === 0) return
-    args.push(run.join("\u0000"), `s 0 ${millis(runTtl)} ${runLease}`)
+    args.push(run.join("\u0000"), `s 0 ${millis(runTtl)}`)
     run = []
   }
   for (const { job, settlement } of batch) {
-    const lease = leaseOf(token, job)
     if (settlement._tag === "Ack" && settlement.result === undefined) {
-      if (settlement.resultTtlMillis !== runTtl || lease !== runLease) {
+      if (settlement.resultTtlMillis !== runTtl) {
         flush()
         runTtl = settlement.resultTtlMillis
-        runLease = lease
       }
       run.push(job.id)
       continue
@@ -99,23 +78,19 @@ const settleArgs = (token: string, recordTtl: number, batch: ReadonlyArray<Settl
     runTtl = NaN
     switch (settlement._tag) {
       case "Ack":
-        args.push(job.id, `A 0 ${millis(settlement.resultTtlMillis)} ${lease}`, settlement.result!)
+        args.push(job.id, `A 0 ${millis(settlement.resultTtlMillis)}`, settlement.result!)
         break
       case "Release":
-        args.push(job.id, `b ${count(settlement.attempts)} 0 ${lease}`)
+        args.push(job.id, `b ${count(settlement.attempts)} 0`)
         break
       case "Retry":
-        args.push(
-          job.id,
-          `r ${count(settlement.attempts)} ${millis(settlement.delayMillis)} ${lease}`,
-          settlement.lastError
-        )
+        args.push(job.id, `r ${count(settlement.attempts)} ${millis(settlement.delayMillis)}`, settlement.lastError)
         break
       case "Dead":
-        args.push(job.id, `d ${count(settlement.attempts)} 0 ${lease}`, settlement.lastError)
+        args.push(job.id, `d ${count(settlement.attempts)} 0`, settlement.lastError)
         break
       case "Cancelled":
-        args.push(job.id, `c ${count(settlement.attempts)} 0 ${lease}`)
+        args.push(job.id, `c ${count(settlement.attempts)} 0`)
         break
     }
   }
@@ -302,16 +277,14 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
       ),
     lease: (max) =>
       Effect.map(lease(token, leaseMillis, max, recordTtl), (reply) => {
-        // The lease's deadline first (the jobs' handle), then a quadruple per job.
         const flat = reply as Array<string | number | null>
         const out: Array<LeasedJob> = []
-        const handle: Lease = { token, deadline: String(flat[0]) }
-        for (let i = 1; i < flat.length; i += 4) {
+        for (let i = 0; i < flat.length; i += 4) {
           out.push({
             id: String(flat[i]),
             payload: String(flat[i + 1]),
             attempts: Number(flat[i + 2]),
-            handle,
+            handle: null,
             options: text(flat[i + 3])
           })
         }
@@ -319,12 +292,12 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
       }),
     refresh: (jobs: ReadonlyArray<LeasedJob>) =>
       Effect.map(
-        refresh(token, settings.leaseMillis, ...jobs.flatMap((job) => [job.id, leaseOf(token, job)])),
+        refresh(token, settings.leaseMillis, ...jobs.map((job) => job.id)),
         (reply) => (reply as Array<string>).map(String)
       ),
     settle: (batch: ReadonlyArray<Settle>) => Effect.asVoid(settle(...settleArgs(token, recordTtl, batch))),
     cancel: (id) => Effect.map(cancel(id, recordTtl), (reply) => String(reply) as "cancelled" | "asked" | "none"),
-    progress: (job, json) => Effect.asVoid(progress(token, job.id, json, leaseOf(token, job))),
+    progress: (job, json) => Effect.asVoid(progress(token, job.id, json)),
     status: (id) => Effect.flatMap(status(id), (reply) => Effect.try(() => parseStatus(reply))),
     // Resuming wakes idle takers of every process (the jobs they skipped while paused are ready).
     setPaused: (paused) =>
