@@ -25,6 +25,7 @@ import { OptionError } from "../../src/OptionError.js"
 import { batchCases } from "./durableBatchContract.js"
 import { type Env, leaseAndDie, numberQueue, type StoreKind, withStore } from "./durableStores.js"
 import { spawnFixture } from "./processes.js"
+import { expectRunsThroughLeases, watchStalls } from "./stalls.js"
 import { eventually } from "./storePort.js"
 
 /** No backoff: these cases are about attempts and order (backoff has its own cases, where jitter cannot reorder). */
@@ -153,10 +154,12 @@ export const contract = (kind: StoreKind, up: boolean) =>
         yield* Effect.forEach([1, 2, 3], (n) => a.offer(n, { id: `j${n}` }), { discard: true })
         const runs: Array<number> = []
         const handler = (n: number) => Effect.zipRight(Effect.sync(() => runs.push(n)), Effect.sleep("900 millis"))
+        const stalls = yield* watchStalls
         yield* Effect.forkScoped(a.run(handler, { concurrency: 2 }))
         yield* Effect.forkScoped(b.run(handler, { concurrency: 2 }))
-        yield* eventually(Effect.map(a.size, (n) => n === 0 && runs.length === 3))
-        expect(runs.sort()).toEqual([1, 2, 3])
+        // A stall of 400 ms (the lease less a refresh interval) lapses a lease; 300 leaves 100 ms for the refresh's
+        // own round trip.
+        yield* expectRunsThroughLeases(a.size, runs, [1, 2, 3], stalls, 300)
       }))
 
     test("bad options fail with OptionError naming the field and value (NaN, strings, objects, 1e12, short leases)", (env) =>
