@@ -703,6 +703,13 @@ export const contract = (kind: StoreKind, up: boolean) =>
         // The reads up to "by-run"'s must end inside the time to live, then the case waits it out: a fixed 1 s made
         // this case 1.1-1.5 s a store. Start at 400 ms; an attempt whose reads overran it proves nothing and runs
         // again on a fresh queue with the time to live doubled; the last one counts.
+        // Each step that waits on the store is bounded and named: this case timed out at 30 s on pg at load 20 with
+        // nothing to tell a slow step from a hung one (3.9 s in a full run at load 15).
+        const step = <A, E, R>(label: string, effect: Effect.Effect<A, E, R>) =>
+          Effect.timeoutFail(effect, {
+            duration: "8 seconds",
+            onTimeout: () => new Error(`results by id: ${label} did not end within 8 s`)
+          })
         for (let ttl = 400;; ttl *= 2) {
           const queue = yield* env.make({
             name: `jobs${ttl}`,
@@ -714,8 +721,8 @@ export const contract = (kind: StoreKind, up: boolean) =>
           yield* queue.offer(21, { id: "kept" })
           yield* queue.offer(5, { id: "plain" })
           expect(Option.isNone(yield* queue.result("kept", Doubled))).toBe(true)
-          yield* queue.take((n) => Effect.succeed({ doubled: n * 2 }), { result: Doubled })
-          yield* queue.take((n) => Effect.succeed({ doubled: n * 2 }))
+          yield* step("take with result", queue.take((n) => Effect.succeed({ doubled: n * 2 }), { result: Doubled }))
+          yield* step("take", queue.take((n) => Effect.succeed({ doubled: n * 2 })))
           const doneAt = yield* Clock.currentTimeMillis
           const kept = yield* queue.result("kept", Doubled)
           const plain = yield* queue.result("plain", Doubled)
@@ -726,9 +733,9 @@ export const contract = (kind: StoreKind, up: boolean) =>
           const runner = yield* Effect.forkScoped(
             queue.run((n) => Effect.succeed({ doubled: n * 2 }), { result: Doubled })
           )
-          yield* eventually(Effect.map(queue.result("by-run", Doubled), Option.isSome))
+          yield* step("the run's result", eventually(Effect.map(queue.result("by-run", Doubled), Option.isSome)))
           const byRun = yield* queue.result("by-run", Doubled)
-          yield* Fiber.interrupt(runner)
+          yield* step("interrupting the run", Fiber.interrupt(runner))
           if ((yield* Clock.currentTimeMillis) - doneAt >= ttl && ttl < 3_200) continue
           expect(kept).toEqual(Option.some({ doubled: 42 }))
           expect(Option.isNone(plain)).toBe(true)
