@@ -18,6 +18,7 @@ import * as DurableQueue from "../../src/DurableQueue.js"
 import { queueSettings } from "../../src/internal/durableQueue/options.js"
 import { OptionError } from "../../src/OptionError.js"
 import { type Env, leaseAndDie, numberQueue } from "./durableStores.js"
+import { expectRunsThroughLeases, watchStalls } from "./stalls.js"
 import { eventually } from "./storePort.js"
 
 type Test = (name: string, body: (env: Env) => Effect.Effect<void, unknown, Scope.Scope>, timeout?: number) => void
@@ -220,10 +221,11 @@ export const batchCases = (test: Test) => {
       // 1.4 s: more than two leases of 600 ms.
       const handler = (_: ReadonlyArray<number>, jobs: ReadonlyArray<DurableQueue.Job>) =>
         Effect.zipRight(Effect.sync(() => runs.push(...jobs.map((job) => job.id))), Effect.sleep("1400 millis"))
+      const stalls = yield* watchStalls
       yield* Effect.forkScoped(a.runBatch(handler))
       yield* Effect.forkScoped(b.runBatch(handler))
-      yield* eventually(Effect.map(a.size, (n) => n === 0 && runs.length === 3))
-      expect(runs.sort()).toEqual(["j0", "j1", "j2"])
+      // As in the single-job case: 300 ms of stall (400 lapse a lease, less 100 for the refresh's round trip).
+      yield* expectRunsThroughLeases(a.size, runs, ["j0", "j1", "j2"], stalls, 300)
       const dead = yield* a.deadLetters
       expect(dead.map((letter) => letter.id)).toEqual(["orphan"])
       expect(dead[0]!.lastError).toContain("runner died")
