@@ -57,6 +57,20 @@ for (const [kind, up] of stores) {
         expect(yield* queue.offerAll([])).toEqual([])
       }))
 
+    test("the Effect of one offerAll run twice queues and returns its entries as once each time", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+        // The second entry is not usual (a timeout): the core checks it and those after it as Effects, after the
+        // usual first one went by the plain loop. Each run must start from the entries, not from the last run's state.
+        const offered = queue.offerAll([{ value: 1, id: "x" }, { value: 2, id: "y", timeout: "1 minute" }])
+        const first = yield* offered
+        const second = yield* offered
+        expect(first).toEqual(["x", "y"])
+        expect(second).toEqual(["x", "y"])
+        expect(yield* queue.size).toBe(2)
+        expect(yield* drainAll(queue, 2)).toEqual(["x=1", "y=2"])
+      }))
+
     test("1,000 entries in one call are all queued and run once", (env) =>
       Effect.gen(function*() {
         const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
