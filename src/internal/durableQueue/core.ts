@@ -1372,6 +1372,35 @@ const makeOffer = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["offer"] =>
   )
 
 /**
+ * The ids and jobs of one `offerAll` run. Only the caller's own ids are de-duplicated: a generated id (a random
+ * UUID, options.ts `randomId`) is new, and a caller's id equal to one would have to guess 122 random bits. The Set
+ * of every id was ~4 % of offerAll's CPU.
+ */
+class OfferBatch {
+  constructor(
+    readonly ids: Array<string>,
+    readonly jobs: Array<OfferedJob>,
+    private n: number,
+    private seen: Set<string> | undefined
+  ) {}
+  add(job: OfferedJob): void {
+    this.ids[this.n++] = job.id
+    if (!job.custom) this.jobs.push(job)
+    else if (!(this.seen ??= new Set()).has(job.id)) {
+      this.seen.add(job.id)
+      this.jobs.push(job)
+    }
+  }
+  /** A batch to go on from this one's state, which stays as it is (the plain loop's, for another run). */
+  copy(): OfferBatch {
+    return new OfferBatch(this.ids.slice(), this.jobs.slice(), this.n, this.seen && new Set(this.seen))
+  }
+}
+
+const sendBatch = <A>(parts: Parts<A>, { ids, jobs }: OfferBatch) =>
+  jobs.length > 0 ? Effect.as(handOver(parts, jobs), ids) : Effect.succeed(ids)
+
+/**
  * `offerAll`: every entry checked (as `offer` checks its options) and encoded before the store is called, so a
  * hostile entry fails the call with nothing written; of entries sharing an id the first is queued (every entry's
  * id is returned); one store call. A plain loop while the entries are usual (options.ts `isUsualEntry`) and their
@@ -1381,39 +1410,30 @@ const makeOffer = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["offer"] =>
  */
 const offerBatch = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["offerAll"] => (entries) => {
   const all: ReadonlyArray<unknown> = Array.isArray(entries) ? entries : []
-  const ids: Array<string> = new Array(all.length)
-  const jobs: Array<OfferedJob> = []
-  let n = 0
-  // Only the caller's own ids are de-duplicated: a generated id (a random UUID, options.ts `randomId`) is new, and
-  // a caller's id equal to one would have to guess 122 random bits. The Set of every id was ~4 % of offerAll's CPU.
-  let seen: Set<string> | undefined
-  const add = (job: OfferedJob) => {
-    ids[n++] = job.id
-    if (!job.custom) jobs.push(job)
-    else if (!(seen ??= new Set()).has(job.id)) {
-      seen.add(job.id)
-      jobs.push(job)
-    }
-  }
-  const send = Effect.suspend(() => jobs.length > 0 ? Effect.as(handOver(parts, jobs), ids) : Effect.succeed(ids))
+  const usual = new OfferBatch(new Array(all.length), [], 0, undefined)
   let i = 0
   for (; i < all.length; i++) {
     const entry = all[i]
     if (!isUsualEntry(entry)) break
     const payload = parts.codec.encodeNow(entry.value as A)
     if (payload === undefined) break
-    add(usualJob(entry, payload))
+    usual.add(usualJob(entry, payload))
   }
-  if (Array.isArray(entries) && i === all.length) return send
-  return Effect.zipRight(
-    Effect.flatMap(offerEntries(entries, i), (checked) =>
-      Effect.forEach(
-        checked,
-        ({ settings, value }) => Effect.map(offeredJob(parts, value as A, settings), add),
-        { discard: true }
-      )),
-    send
-  )
+  if (Array.isArray(entries) && i === all.length) return Effect.suspend(() => sendBatch(parts, usual))
+  // The rest as Effects, into a copy made per run: the returned Effect may run again (a retry), and a second run
+  // adding to the first's arrays returned [x, y, y] and queued the fallback's jobs twice.
+  return Effect.suspend(() => {
+    const batch = usual.copy()
+    return Effect.zipRight(
+      Effect.flatMap(offerEntries(entries, i), (checked) =>
+        Effect.forEach(
+          checked,
+          ({ settings, value }) => Effect.map(offeredJob(parts, value as A, settings), (job) => batch.add(job)),
+          { discard: true }
+        )),
+      Effect.suspend(() => sendBatch(parts, batch))
+    )
+  })
 }
 
 const deadLetterReport = <A>({ codec, failed, store }: Parts<A>) =>
