@@ -280,6 +280,30 @@ for (const [kind, up] of stores) {
           .toEqual(["secret"])
       }))
 
+    test("an option read twice is the one checked: a getter's second answer does not reach the store", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+        // A getter that answers a good id, then a number: the check and the job must see the same read.
+        let idReads = 0
+        const entry = {
+          value: 1,
+          get id(): string {
+            return (idReads++ === 0 ? "checked" : 42) as unknown as string
+          }
+        }
+        let priorityReads = 0
+        const other = {
+          value: 2,
+          id: "other",
+          get priority(): number {
+            return priorityReads++ === 0 ? 1 : 1e12
+          }
+        }
+        const ids = yield* queue.offerAll([entry, other])
+        expect(ids).toEqual(["checked", "other"])
+        expect(yield* drainAll(queue, 2)).toEqual(["other=2", "checked=1"])
+      }))
+
     test("hostile entries fail with OptionError naming the entry, and nothing is written", (env) =>
       Effect.gen(function*() {
         const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
