@@ -36,7 +36,6 @@ import { emitSettled, type Emitter, type EventPort, inProcessPort, makeEmitter }
 import { makeJobs, parseProgress } from "./listing.js"
 import {
   batchSettings,
-  isUsualEntry,
   type JobSettings,
   jobSettings,
   offerEntries,
@@ -1403,21 +1402,20 @@ const sendBatch = <A>(parts: Parts<A>, { ids, jobs }: OfferBatch) =>
 /**
  * `offerAll`: every entry checked (as `offer` checks its options) and encoded before the store is called, so a
  * hostile entry fails the call with nothing written; of entries sharing an id the first is queued (every entry's
- * id is returned); one store call. A plain loop while the entries are usual (options.ts `isUsualEntry`) and their
- * values encode at once (`encodeNow`), each entry ONE object (`usualJob`) and no Effect; from the first that is
+ * id is returned); one store call. A plain loop while the entries are usual (options.ts `usualJob`) and their
+ * values encode at once (`encodeNow`), each entry ONE object (`usualJob`, its options read once) and no Effect; from the first that is
  * not (an option to resolve or refuse, a value that fails, for its error; an asynchronous schema), the rest are
  * checked by `offerEntries` and then encoded as Effects, as before.
  */
 const offerBatch = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["offerAll"] => (entries) => {
   const all: ReadonlyArray<unknown> = Array.isArray(entries) ? entries : []
   const usual = new OfferBatch(new Array(all.length), [], 0, undefined)
+  const encode = parts.codec.encodeNow as (value: unknown) => string | undefined
   let i = 0
   for (; i < all.length; i++) {
-    const entry = all[i]
-    if (!isUsualEntry(entry)) break
-    const payload = parts.codec.encodeNow(entry.value as A)
-    if (payload === undefined) break
-    usual.add(usualJob(entry, payload))
+    const job = usualJob(all[i], encode)
+    if (job === undefined) break
+    usual.add(job)
   }
   if (Array.isArray(entries) && i === all.length) return Effect.suspend(() => sendBatch(parts, usual))
   // The rest as Effects, into a copy made per run: the returned Effect may run again (a retry), and a second run

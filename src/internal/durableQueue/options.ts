@@ -365,30 +365,24 @@ export interface CheckedEntry {
  * looks for unknown keys (`knownKeys` sees the enumerable own ones; `for…in` those and inherited ones, which only
  * send more entries to `resolveOffer`).
  */
-const usualEntry = (entry: Record<string, unknown>): boolean => {
-  for (const key in entry) if (!ENTRY_KEYS.includes(key)) return false
-  if (entry.runAt !== undefined || entry.timeout !== undefined || entry.backoff !== undefined) return false
-  const { delay, id, priority } = entry
-  if (id !== undefined && badId(id) !== undefined) return false
+const usualOf = (entry: unknown, encode: (value: unknown) => string | undefined): OfferedJob | undefined => {
+  if (typeof entry !== "object" || entry === null) return undefined
+  for (const key in entry) if (!ENTRY_KEYS.includes(key)) return undefined
+  const { backoff, delay, id, priority, runAt, timeout } = entry as Record<string, unknown>
+  if (runAt !== undefined || timeout !== undefined || backoff !== undefined) return undefined
+  if (id !== undefined && badId(id) !== undefined) return undefined
   if (
     delay !== undefined &&
     !(typeof delay === "number" && Number.isInteger(delay) && delay >= 0 && delay <= MAX_DELAY_MILLIS)
-  ) return false
-  return priority === undefined ||
-    (typeof priority === "number" && Number.isInteger(priority) && Math.abs(priority) <= MAX_PRIORITY)
-}
-
-const usualSettings = (entry: Record<string, unknown>): OfferSettings | undefined =>
-  usualEntry(entry) ? usualJob(entry, "") : undefined
-
-/**
- * An `offerAll` entry's job when its options are the usual ones (`usualSettings`) and its value encoded at once
- * (`payload`), else undefined: the store's job as ONE object, where the checked entry, its settings and the core's
- * job were three (~100 of the ~730 bytes a job `offerAll` allocated, bench/_offer-cpu.ts --heap). The fields in
- * `OfferedJob`'s order, as the core's `jobOf` writes them (one shape for the stores' loops). @internal
- */
-export const usualJob = (entry: Record<string, unknown>, payload: string): OfferedJob => {
-  const { delay, id, priority } = entry
+  ) return undefined
+  if (
+    priority !== undefined &&
+    !(typeof priority === "number" && Number.isInteger(priority) && Math.abs(priority) <= MAX_PRIORITY)
+  ) return undefined
+  const payload = encode((entry as { readonly value: unknown }).value)
+  if (payload === undefined) return undefined
+  // The job from the values just checked, each option read ONCE: a getter read again may answer otherwise (an id
+  // "checked" then 42 reached the store, a TypeError on SQLite; test/DurableQueue.offerAll.test.ts).
   return {
     id: id === undefined ? randomId() : id as string,
     custom: id !== undefined,
@@ -399,12 +393,19 @@ export const usualJob = (entry: Record<string, unknown>, payload: string): Offer
   }
 }
 
+const noPayload = () => ""
+
+const usualSettings = (entry: Record<string, unknown>): OfferSettings | undefined => usualOf(entry, noPayload)
+
 /**
- * Whether `entry` is an object with the usual options (`usualSettings`), read as `offerEntries` reads it; its job
- * is then `usualJob(entry, payload)`. @internal
+ * An `offerAll` entry's job when its options are the usual ones (`usualSettings`) and its value encodes at once
+ * (`encode`, the codec's `encodeNow`), else undefined: the store's job as ONE object, where the checked entry, its
+ * settings and the core's job were three (~100 of the ~730 bytes a job `offerAll` allocated, bench/_offer-cpu.ts
+ * --heap). The fields in `OfferedJob`'s order, as the core's `jobOf` writes them (one shape for the stores' loops).
+ * Each option and the value read once, as `offerEntries` reads them. @internal
  */
-export const isUsualEntry = (entry: unknown): entry is Record<string, unknown> =>
-  typeof entry === "object" && entry !== null && usualEntry(entry as Record<string, unknown>)
+export const usualJob = (entry: unknown, encode: (value: unknown) => string | undefined): OfferedJob | undefined =>
+  usualOf(entry, encode)
 
 /**
  * The entries of `offerAll`, checked before anything is encoded or written: an array of objects, each with its
