@@ -71,6 +71,30 @@ for (const [kind, up] of stores) {
         expect(yield* drainAll(queue, 2)).toEqual(["x=1", "y=2"])
       }))
 
+    test("values with U+001E, other control characters, lone surrogates and empty strings come back as offered", (env) =>
+      Effect.gen(function*() {
+        // PostgreSQL's plain bulk offer joins ids and payloads with U+001E: a payload or id holding one raw would
+        // shift every row after it. The flat struct path and JSON.stringify escape it; a custom id holding it goes
+        // in the general shape.
+        const Flat = Schema.Struct({ s: Schema.String, n: Schema.Number })
+        const queue = yield* env.make({ name: "jobs", schema: Flat, pollInterval: "10 millis" })
+        const texts = ["a\u001eb", "\u001e", "", "\ud800", "x\u0001\u001f\n\"", "\u001e\u001e"]
+        const ids = yield* queue.offerAll(texts.map((s, n) => ({ value: { s, n } })))
+        const custom = yield* queue.offerAll([{ value: { s: "c", n: 10 }, id: "c\u001ed" }, {
+          value: { s: "", n: 11 }
+        }])
+        expect(custom[0]).toBe("c\u001ed")
+        const seen = new Map<string, { readonly s: string; readonly n: number }>()
+        for (let i = 0; i < texts.length + 2; i++) {
+          yield* queue.take((value, job) => Effect.sync(() => seen.set(job.id, value))).pipe(
+            Effect.timeout("10 seconds")
+          )
+        }
+        texts.forEach((s, n) => expect(seen.get(ids[n]!)).toEqual({ s, n }))
+        expect(seen.get("c\u001ed")).toEqual({ s: "c", n: 10 })
+        expect(seen.get(custom[1]!)).toEqual({ s: "", n: 11 })
+      }))
+
     test("1,000 entries in one call are all queued and run once", (env) =>
       Effect.gen(function*() {
         const queue = yield* env.make({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
