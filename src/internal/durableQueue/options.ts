@@ -365,7 +365,10 @@ export interface CheckedEntry {
  * looks for unknown keys (`knownKeys` sees the enumerable own ones; `for…in` those and inherited ones, which only
  * send more entries to `resolveOffer`).
  */
-const usualOf = (entry: unknown, encode: (value: unknown) => string | undefined): OfferedJob | undefined => {
+const usualOf = (
+  entry: unknown,
+  encode: ((value: unknown) => string | undefined) | undefined
+): OfferedJob | undefined => {
   if (typeof entry !== "object" || entry === null) return undefined
   for (const key in entry) if (!ENTRY_KEYS.includes(key)) return undefined
   const { backoff, delay, id, priority, runAt, timeout } = entry as Record<string, unknown>
@@ -379,7 +382,8 @@ const usualOf = (entry: unknown, encode: (value: unknown) => string | undefined)
     priority !== undefined &&
     !(typeof priority === "number" && Number.isInteger(priority) && Math.abs(priority) <= MAX_PRIORITY)
   ) return undefined
-  const payload = encode((entry as { readonly value: unknown }).value)
+  // `usualSettings` encodes nothing and leaves the value unread (`offerEntries` reads it, once).
+  const payload = encode === undefined ? "" : encode((entry as { readonly value: unknown }).value)
   if (payload === undefined) return undefined
   // The job from the values just checked, each option read ONCE: a getter read again may answer otherwise (an id
   // "checked" then 42 reached the store, a TypeError on SQLite; test/DurableQueue.offerAll.test.ts).
@@ -393,9 +397,7 @@ const usualOf = (entry: unknown, encode: (value: unknown) => string | undefined)
   }
 }
 
-const noPayload = () => ""
-
-const usualSettings = (entry: Record<string, unknown>): OfferSettings | undefined => usualOf(entry, noPayload)
+const usualSettings = (entry: Record<string, unknown>): OfferSettings | undefined => usualOf(entry, undefined)
 
 /**
  * An `offerAll` entry's job when its options are the usual ones (`usualSettings`) and its value encodes at once
