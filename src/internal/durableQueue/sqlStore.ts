@@ -97,9 +97,9 @@ const DUE_BATCH = 1_024
  * are busy, a delayed job starts at most this much after its time; an idle taker's poll (100 ms) always promotes.
  * 100 ms rather than 25: the first version's core over this store processed 1.14x faster on PostgreSQL with 100
  * (the round of bench/distributed-sql.ts, A/B interleaved, 9 rounds of 1,000 jobs at load 17-24; each promotion is a
- * round trip more).
+ * round trip more). @internal
  */
-const PROMOTE_MILLIS = 100
+export const PROMOTE_MILLIS = 100
 
 /** The shortest time between two sweeps of expired results (ms): a sweep runs after acknowledging with results. */
 const RESULT_SWEEP_MILLIS = 60_000
