@@ -614,6 +614,21 @@ describe("DurableQueue.memory", () => {
       return startedAt! - start
     })
 
+  /**
+   * The delays of attempts 2, 3 and 4 of a job failing every time under the default backoff, each from the previous
+   * attempt's failure (its handler fails as it starts), skipping just under each one's shortest jittered delay.
+   */
+  const threeRetries = (queue: DurableQueue.DurableQueue<number>) =>
+    Effect.gen(function*() {
+      let failedAt = yield* Clock.currentTimeMillis
+      const second = yield* takenAfter(queue, () => Effect.fail("second"), 3_000, 20, 780, failedAt)
+      failedAt += second
+      const third = yield* takenAfter(queue, () => Effect.fail("third"), 5_000, 20, 1_580, failedAt)
+      failedAt += third
+      const fourth = yield* takenAfter(queue, () => Effect.fail("fourth"), 10_000, 50, 3_150, failedAt)
+      return [second, third, fourth] as const
+    })
+
   it.scoped("default backoff: exponential from 1 s, x2, jittered (0.8-1.2); the waiting retry is a delayed job, no lease (TestClock)", () =>
     Effect.gen(function*() {
       const queue = yield* DurableQueue.memory({
@@ -628,17 +643,11 @@ describe("DurableQueue.memory", () => {
       yield* queue.offer(1, { id: "flaky" })
       yield* queue.take(() => Effect.fail("first"))
       expect(yield* queue.counts).toMatchObject({ waiting: 0, delayed: 1, running: 0, dead: 0, paused: false })
-      // Each delay is measured from the time the previous attempt failed (its handler fails as it starts).
-      let failedAt = yield* Clock.currentTimeMillis
-      const second = yield* takenAfter(queue, () => Effect.fail("second"), 3_000, 20, 780, failedAt)
+      const [second, third, fourth] = yield* threeRetries(queue)
       expect(second).toBeGreaterThanOrEqual(800)
       expect(second).toBeLessThanOrEqual(1_240)
-      failedAt += second
-      const third = yield* takenAfter(queue, () => Effect.fail("third"), 5_000, 20, 1_580, failedAt)
       expect(third).toBeGreaterThanOrEqual(1_600)
       expect(third).toBeLessThanOrEqual(2_440)
-      failedAt += third
-      const fourth = yield* takenAfter(queue, () => Effect.fail("fourth"), 10_000, 50, 3_150, failedAt)
       expect(fourth).toBeGreaterThanOrEqual(3_200)
       expect(fourth).toBeLessThanOrEqual(4_900)
       expect((yield* queue.deadLetters).map((letter) => letter.attempts)).toEqual([4])
@@ -657,13 +666,7 @@ describe("DurableQueue.memory", () => {
       })
       yield* queue.offer(1, { id: "flaky" })
       yield* queue.take(() => Effect.fail("first"))
-      let failedAt = yield* Clock.currentTimeMillis
-      const second = yield* takenAfter(queue, () => Effect.fail("second"), 3_000, 20, 780, failedAt)
-      failedAt += second
-      const third = yield* takenAfter(queue, () => Effect.fail("third"), 5_000, 20, 1_580, failedAt)
-      failedAt += third
-      const fourth = yield* takenAfter(queue, () => Effect.fail("fourth"), 10_000, 50, 3_150, failedAt)
-      expect([second, third, fourth]).toEqual([810, 1_600, 3_240])
+      expect(yield* threeRetries(queue)).toEqual([810, 1_600, 3_240])
     }).pipe(Effect.withRandom(Random.fixed([0.025, 0]))))
 
   it.scoped("a retry waiting out its backoff holds no worker: run with concurrency 1 runs the next job meanwhile (TestClock)", () =>

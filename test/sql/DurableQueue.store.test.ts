@@ -23,6 +23,7 @@ import {
   nextDueStatement,
   PROMOTE_MILLIS
 } from "../../src/internal/durableQueue/sqlStore.js"
+import type { Store } from "../../src/internal/durableQueue/store.js"
 import { type Backend, clientLayer, withTable } from "../fixtures/sql-client.js"
 import { postgres, requireService } from "../helpers/services.js"
 import { eventually, job, stateOf } from "../helpers/storePort.js"
@@ -633,6 +634,27 @@ const preparedTexts = Effect.gen(function*() {
   return texts
 })
 
+/**
+ * Offers 1,640 jobs, then for n = 1..40 leases 2n, refreshes them, acknowledges n and releases n: every batch size
+ * of the three statements once (the statement-shape cases below count their texts).
+ */
+const batchesOf1To40 = (store: Store) =>
+  Effect.gen(function*() {
+    yield* store.offer(Array.from({ length: 40 * 41 }, (_, i) => job(`j${i}`)))
+    for (let n = 1; n <= 40; n++) {
+      const leased = yield* store.lease(2 * n)
+      expect(leased.length).toBe(2 * n)
+      expect(yield* store.refresh(leased)).toEqual([])
+      yield* store.settle([
+        ...leased.slice(0, n).map((j) => ({
+          job: j,
+          settlement: { _tag: "Ack" as const, result: undefined, resultTtlMillis: 0 }
+        })),
+        ...leased.slice(n).map((j) => ({ job: j, settlement: { _tag: "Release" as const, attempts: 0 } }))
+      ])
+    }
+  })
+
 describe("sql DurableQueue store on SQLite: statement shapes", () => {
   const withSqliteTable = <A, E>(f: (table: string) => Effect.Effect<A, E, SqlClient.SqlClient | Scope.Scope>) =>
     withTable("sqlite", "dqs", (table) => Effect.scoped(f(table)))
@@ -643,19 +665,7 @@ describe("sql DurableQueue store on SQLite: statement shapes", () => {
         // A `?` per job made a text, and a preparation, per batch size.
         const texts = yield* preparedTexts
         const store = yield* storeOf(table)
-        yield* store.offer(Array.from({ length: 40 * 41 }, (_, i) => job(`j${i}`)))
-        for (let n = 1; n <= 40; n++) {
-          const leased = yield* store.lease(2 * n)
-          expect(leased.length).toBe(2 * n)
-          expect(yield* store.refresh(leased)).toEqual([])
-          yield* store.settle([
-            ...leased.slice(0, n).map((j) => ({
-              job: j,
-              settlement: { _tag: "Ack" as const, result: undefined, resultTtlMillis: 0 }
-            })),
-            ...leased.slice(n).map((j) => ({ job: j, settlement: { _tag: "Release" as const, attempts: 0 } }))
-          ])
-        }
+        yield* batchesOf1To40(store)
         const prepared = (start: string) => texts.filter((text) => text.trimStart().startsWith(start)).length
         expect(prepared(`UPDATE "${table}" SET state = 1`)).toBe(1)
         expect(prepared(`UPDATE "${table}" SET attempts = attempts - 1`)).toBe(1)
@@ -768,19 +778,7 @@ describe.skipIf(!pgUp)("sql DurableQueue store on PostgreSQL: statement shapes",
           // `IN ($1, …, $n)` was a placeholder, a bind and a value per job, and a text per batch size.
           const sent = yield* pgStatements
           const store = yield* storeOf(table)
-          yield* store.offer(Array.from({ length: 40 * 41 }, (_, i) => job(`j${i}`)))
-          for (let n = 1; n <= 40; n++) {
-            const leased = yield* store.lease(2 * n)
-            expect(leased.length).toBe(2 * n)
-            expect(yield* store.refresh(leased)).toEqual([])
-            yield* store.settle([
-              ...leased.slice(0, n).map((j) => ({
-                job: j,
-                settlement: { _tag: "Ack" as const, result: undefined, resultTtlMillis: 0 }
-              })),
-              ...leased.slice(n).map((j) => ({ job: j, settlement: { _tag: "Release" as const, attempts: 0 } }))
-            ])
-          }
+          yield* batchesOf1To40(store)
           for (const start of ["SET state = 1", "SET attempts = attempts - 1", "SET visible_at"]) {
             const of = sent.filter(({ text }) => text.trimStart().startsWith(`UPDATE "${table}" ${start}`))
             expect(of.length).toBe(40)
