@@ -615,42 +615,41 @@ describe("DurableQueue.memory", () => {
     })
 
   /**
-   * The delays of attempts 2, 3 and 4 of a job failing every time under the default backoff, each from the previous
-   * attempt's failure (its handler fails as it starts), skipping just under each one's shortest jittered delay.
+   * A job offered to a queue of the default backoff (4 attempts), failing every time: the delays of attempts 2, 3
+   * and 4, each from the previous attempt's failure (its handler fails as it starts), skipping just under each one's
+   * shortest jittered delay. The poll is a minute: a retry starts at its due time, not at a poll (the callers'
+   * bounds hold it to that), and the TestClock does not wake a 20 ms poll ~150 times per simulated 3 s (1.8 s of
+   * this case at load 7; 0.2 s and under with a minute).
    */
-  const threeRetries = (queue: DurableQueue.DurableQueue<number>) =>
-    Effect.gen(function*() {
-      let failedAt = yield* Clock.currentTimeMillis
-      const second = yield* takenAfter(queue, () => Effect.fail("second"), 3_000, 20, 780, failedAt)
-      failedAt += second
-      const third = yield* takenAfter(queue, () => Effect.fail("third"), 5_000, 20, 1_580, failedAt)
-      failedAt += third
-      const fourth = yield* takenAfter(queue, () => Effect.fail("fourth"), 10_000, 50, 3_150, failedAt)
-      return [second, third, fourth] as const
+  const threeRetries = Effect.gen(function*() {
+    const queue = yield* DurableQueue.memory({
+      name: "jobs",
+      schema: Schema.Number,
+      maxAttempts: 4,
+      pollInterval: "1 minute"
     })
+    yield* queue.offer(1, { id: "flaky" })
+    yield* queue.take(() => Effect.fail("first"))
+    expect(yield* queue.counts).toMatchObject({ waiting: 0, delayed: 1, running: 0, dead: 0, paused: false })
+    let failedAt = yield* Clock.currentTimeMillis
+    const second = yield* takenAfter(queue, () => Effect.fail("second"), 3_000, 20, 780, failedAt)
+    failedAt += second
+    const third = yield* takenAfter(queue, () => Effect.fail("third"), 5_000, 20, 1_580, failedAt)
+    failedAt += third
+    const fourth = yield* takenAfter(queue, () => Effect.fail("fourth"), 10_000, 50, 3_150, failedAt)
+    expect((yield* queue.deadLetters).map((letter) => letter.attempts)).toEqual([4])
+    return [second, third, fourth] as const
+  })
 
   it.scoped("default backoff: exponential from 1 s, x2, jittered (0.8-1.2); the waiting retry is a delayed job, no lease (TestClock)", () =>
     Effect.gen(function*() {
-      const queue = yield* DurableQueue.memory({
-        name: "jobs",
-        schema: Schema.Number,
-        maxAttempts: 4,
-        // A minute: the retry starts at its due time, not at a poll (the bounds below hold it to that), and the
-        // TestClock does not wake a 20 ms poll ~150 times per simulated 3 s (1.8 s of this case, 1.7 s of the next
-        // at load 7; 0.2 s and under with this).
-        pollInterval: "1 minute"
-      })
-      yield* queue.offer(1, { id: "flaky" })
-      yield* queue.take(() => Effect.fail("first"))
-      expect(yield* queue.counts).toMatchObject({ waiting: 0, delayed: 1, running: 0, dead: 0, paused: false })
-      const [second, third, fourth] = yield* threeRetries(queue)
+      const [second, third, fourth] = yield* threeRetries
       expect(second).toBeGreaterThanOrEqual(800)
       expect(second).toBeLessThanOrEqual(1_240)
       expect(third).toBeGreaterThanOrEqual(1_600)
       expect(third).toBeLessThanOrEqual(2_440)
       expect(fourth).toBeGreaterThanOrEqual(3_200)
       expect(fourth).toBeLessThanOrEqual(4_900)
-      expect((yield* queue.deadLetters).map((letter) => letter.attempts)).toEqual([4])
     }))
 
   it.scoped("default backoff with a fixed Random: each retry starts exactly its jittered delay after the failure, also when a retry starts between two TestClock steps", () =>
@@ -658,15 +657,7 @@ describe("DurableQueue.memory", () => {
       // Factors 0.81 then 0.8 (Random.nextRange(0.8, 1.2) of 0.025 and 0): the second attempt is due at 810 ms, between
       // two 20 ms steps, so it starts inside an adjust that ends at 820; the third is due 1,600 ms after it (2,410),
       // which read 1,590 when measured from the step's end (CI failed so at random: 1,598 < 1,600).
-      const queue = yield* DurableQueue.memory({
-        name: "jobs",
-        schema: Schema.Number,
-        maxAttempts: 4,
-        pollInterval: "1 minute"
-      })
-      yield* queue.offer(1, { id: "flaky" })
-      yield* queue.take(() => Effect.fail("first"))
-      expect(yield* threeRetries(queue)).toEqual([810, 1_600, 3_240])
+      expect(yield* threeRetries).toEqual([810, 1_600, 3_240])
     }).pipe(Effect.withRandom(Random.fixed([0.025, 0]))))
 
   it.scoped("a retry waiting out its backoff holds no worker: run with concurrency 1 runs the next job meanwhile (TestClock)", () =>
