@@ -364,10 +364,16 @@ export interface CheckedEntry {
  * keys, so a non-enumerable `delay: NaN` was accepted (and a non-enumerable `id: 5` gave a random id). The loop only
  * looks for unknown keys (`knownKeys` sees the enumerable own ones; `for…in` those and inherited ones, which only
  * send more entries to `resolveOffer`).
+ *
+ * With `encode` (the codec's `encodeNow`, core.ts `offerBatch`): the entry's job when its value encodes at once,
+ * else undefined; the store's job as ONE object, where the checked entry, its settings and the core's job were
+ * three (~100 of the ~730 bytes a job `offerAll` allocated, bench/_offer-cpu.ts --heap). The fields in
+ * `OfferedJob`'s order, as the core's `jobOf` writes them (one shape for the stores' loops). Each option and the
+ * value read once, as `offerEntries` reads them. Without it (`usualSettings`), the settings alone. @internal
  */
-const usualOf = (
+export const usualJob = (
   entry: unknown,
-  encode: ((value: unknown) => string | undefined) | undefined
+  encode?: (value: unknown) => string | undefined
 ): OfferedJob | undefined => {
   if (typeof entry !== "object" || entry === null) return undefined
   for (const key in entry) if (!ENTRY_KEYS.includes(key)) return undefined
@@ -397,17 +403,7 @@ const usualOf = (
   }
 }
 
-const usualSettings = (entry: Record<string, unknown>): OfferSettings | undefined => usualOf(entry, undefined)
-
-/**
- * An `offerAll` entry's job when its options are the usual ones (`usualSettings`) and its value encodes at once
- * (`encode`, the codec's `encodeNow`), else undefined: the store's job as ONE object, where the checked entry, its
- * settings and the core's job were three (~100 of the ~730 bytes a job `offerAll` allocated, bench/_offer-cpu.ts
- * --heap). The fields in `OfferedJob`'s order, as the core's `jobOf` writes them (one shape for the stores' loops).
- * Each option and the value read once, as `offerEntries` reads them. @internal
- */
-export const usualJob = (entry: unknown, encode: (value: unknown) => string | undefined): OfferedJob | undefined =>
-  usualOf(entry, encode)
+const usualSettings = (entry: Record<string, unknown>): OfferSettings | undefined => usualJob(entry)
 
 /**
  * The entries of `offerAll`, checked before anything is encoded or written: an array of objects, each with its
