@@ -140,7 +140,7 @@ export interface DurableQueue<in out A> {
     ): Effect.Effect<never, OptionError, R>
   }
   /**
-   * The jobs that failed `maxAttempts` times (or whose runner died running their last attempt), oldest first. Dead
+   * The jobs that failed `maxAttempts` times (or whose last lease lapsed without a settlement), oldest first. Dead
    * letters that no longer decode with the schema (jobs of an old version) are left out with a logged warning
    * naming them, never failing the others: `undecodableDeadLetters` lists them.
    */
@@ -571,7 +571,11 @@ export interface DeadLetter<A> {
   readonly id: string
   readonly value: A
   readonly attempts: number
-  /** The last failure, rendered with `Cause.pretty`. */
+  /**
+   * The last failure, rendered with `Cause.pretty`; for a job whose last lease lapsed unsettled, "leased N times,
+   * maxAttempts M: the last lease (L ms) lapsed without a settlement (its runner died, hung past the lease, or lost
+   * the store)" (N counts leases, which may exceed the runs when a lease lapsed under load).
+   */
   readonly lastError: string
 }
 

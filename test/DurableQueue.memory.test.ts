@@ -538,6 +538,36 @@ describe("DurableQueue.memory", () => {
       expect(yield* Fiber.join(taker)).toEqual(Exit.succeed([4, 2]))
     }))
 
+  it.scoped("a job whose lease lapses maxAttempts times is a dead letter saying how often it was leased, never 'attempt 3 of 2' (TestClock)", () =>
+    Effect.gen(function*() {
+      const options = {
+        name: "jobs",
+        schema: Schema.Number,
+        maxAttempts: 2,
+        leaseDuration: "10 seconds",
+        pollInterval: "1 second"
+      } as const
+      const settings = yield* queueSettings(options)
+      const store = new MemoryStore(settings.leaseMillis)
+      const queue = yield* core.make(store, settings, options.schema)
+      yield* queue.offer(4, { id: "a" })
+      // Two runners lease it and die (no refresh, no settlement); TestClock passes each lease.
+      for (const attempt of [1, 2]) {
+        expect((yield* store.lease(1)).map((job) => [job.id, job.attempts])).toEqual([["a", attempt]])
+        yield* TestClock.adjust("11 seconds")
+      }
+      yield* queue.offer(5, { id: "b" })
+      // A live taker leases it a third time: dead-lettered, not run; it runs "b".
+      expect(yield* queue.take((n, job) => Effect.succeed([n, job.id]))).toEqual(Exit.succeed([5, "b"]))
+      expect(yield* queue.deadLetters).toEqual([{
+        id: "a",
+        value: 4,
+        attempts: 2,
+        lastError: "leased 2 times, maxAttempts 2: the last lease (10000 ms) lapsed without a settlement " +
+          "(its runner died, hung past the lease, or lost the store)"
+      }])
+    }))
+
   it.scoped("refuses what a real store would: a function inside a Schema.Unknown value is EncodeFailed, not undefined later", () =>
     Effect.gen(function*() {
       const queue = yield* DurableQueue.memory({ name: "jobs", schema: Schema.Unknown })

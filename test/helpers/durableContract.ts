@@ -342,7 +342,10 @@ export const contract = (kind: StoreKind, up: boolean) =>
         expect(ran).toEqual(["innocent"])
         const [dead] = yield* queue.deadLetters
         expect({ id: dead!.id, attempts: dead!.attempts }).toEqual({ id: "poison", attempts: 2 })
-        expect(dead!.lastError).toContain("runner died")
+        expect(dead!.lastError).toBe(
+          "leased 2 times, maxAttempts 2: the last lease (150 ms) lapsed without a settlement " +
+            "(its runner died, hung past the lease, or lost the store)"
+        )
         expect(yield* queue.size).toBe(0)
       }))
 
@@ -1089,7 +1092,10 @@ export const contract = (kind: StoreKind, up: boolean) =>
           expect(new Set(poisonRuns).size).toBe(poisonRuns.length)
           expect(deadAt).toBeGreaterThanOrEqual(Math.max(2, ...poisonRuns))
           if (deadAt === 2) expect([...poisonRuns].sort()).toEqual([1, 2])
-          expect(dead[0]!.lastError).toContain("runner died")
+          expect(dead[0]!.lastError).toBe(
+            `leased ${deadAt} times, maxAttempts 2: the last lease (600 ms) lapsed without a settlement ` +
+              "(its runner died, hung past the lease, or lost the store)"
+          )
           yield* eventually(Effect.map(queue.size, (n) => n === 0))
         }),
       120_000

@@ -782,12 +782,17 @@ const complete = <A>(
   )
 }
 
+/**
+ * A job leased again past `maxAttempts`: its last lease lapsed unsettled. The text states only what is known.
+ * Attempts are counted at lease, and a lease can lapse under load while its runner lives (a refresh or a
+ * settlement written late), so the former "attempt 3 of 2 was never settled" read as a third run after two.
+ */
 const runnerDied = (job: LeasedJob, settings: QueueSettings): Settlement => ({
   _tag: "Dead",
   attempts: job.attempts - 1,
-  lastError:
-    `its runner died while running it: attempt ${job.attempts - 1} of ${settings.maxAttempts} was never settled ` +
-    `(its ${settings.leaseMillis} ms lease expired; the process was killed, crashed or ran out of memory)`
+  lastError: `leased ${job.attempts - 1} time${job.attempts === 2 ? "" : "s"}, maxAttempts ${settings.maxAttempts}: ` +
+    `the last lease (${settings.leaseMillis} ms) lapsed without a settlement ` +
+    `(its runner died, hung past the lease, or lost the store)`
 })
 
 /** Progress larger than this is refused: it is stored with the job and read by every `status`. */

@@ -26,7 +26,7 @@ export const DurableQueueMetrics = {
   ),
   leaseExpired: counter(
     "effect_workers_durable_queue_lease_expired_total",
-    "jobs whose runner died on their last attempt (its lease expired unsettled), found and dead-lettered"
+    "jobs whose last lease lapsed unsettled (runner died, hung or lost the store), found and dead-lettered"
   )
 } as const
 
