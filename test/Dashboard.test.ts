@@ -204,7 +204,7 @@ describe("Dashboard", () => {
       // the browser watching has read the empty queue (two reads: the first one's sample is accounted). Offered as
       // soon as the browser had its first snapshot, they all ran before the first read on a loaded machine, which
       // then saw no growth at all (every rate 0).
-      yield* eventually(Effect.sync(() => reads >= 2))
+      yield* eventually(Effect.sync(() => reads), (n) => n >= 2)
       yield* queue.offerAll(Array.from({ length: 40 }, (_, n) => ({ value: n })))
       yield* Effect.forkScoped(queue.run((n) => n < 30 ? Effect.void : Effect.fail("no")))
       interface Rates {

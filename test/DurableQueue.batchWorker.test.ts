@@ -108,11 +108,8 @@ describe("DurableQueue runBatch taker", () => {
           Effect.map(queue.status(id), (status) => Option.getOrThrow(status).state))
         // Before: the retry delay's defect failed `settle`, and `settleLeft` asked it again for the same job: both
         // jobs stayed "running", their leases refreshed for as long as the process lives.
-        yield* eventually(
-          Effect.map(states, (both) =>
-            both.every((state) => state === "dead")),
-          500
-        )
+        yield* eventually(states, (both) =>
+          both.every((state) => state === "dead"), { within: "5 seconds" })
       }).pipe(Effect.scoped),
     20_000
   )
@@ -137,8 +134,8 @@ describe("DurableQueue runBatch taker", () => {
         )
         const states = Effect.forEach(["n1", "n13", "n2"], (id) =>
           Effect.map(queue.status(id), (status) => Option.getOrThrow(status).state))
-        yield* eventually(Effect.map(states, (all) =>
-          all.every((state) => state === "done" || state === "dead")))
+        yield* eventually(states, (all) =>
+          all.every((state) => state === "done" || state === "dead"))
         // Before: the throw escaped `start` and `settleLeft` failed the whole batch: n1 and n2, never run, were
         // dead letters with n13.
         expect(yield* states).toEqual(["done", "dead", "done"])

@@ -54,10 +54,14 @@ const collect = (queue: DurableQueue.DurableQueue<number>, offerer: DurableQueue
     const seen: Array<DurableQueue.JobEvent> = []
     yield* Effect.forkScoped(Stream.runForEach(queue.events, (event) => Effect.sync(() => seen.push(event))))
     let probes = 0
-    yield* eventually(Effect.suspend(() => {
-      if (seen.some((event) => event.id.startsWith("probe:"))) return Effect.succeed(true)
-      return Effect.as(offerer.offer(0, { id: `probe:${probes++}` }), false)
-    }))
+    yield* eventually(
+      Effect.suspend(() => {
+        if (seen.some((event) => event.id.startsWith("probe:"))) return Effect.succeed(true)
+        return Effect.as(offerer.offer(0, { id: `probe:${probes++}` }), false)
+      }),
+      (heard) => heard,
+      { message: "a probe offered was heard" }
+    )
     return seen
   })
 
@@ -100,7 +104,7 @@ for (const [kind, up] of stores) {
         yield* worker.offer(2, { id: "doomed" })
         yield* runJob(worker, "doomed", () => Effect.fail("always"))
         yield* runJob(worker, "doomed", () => Effect.fail("always"))
-        yield* eventually(Effect.sync(() => lifeOf(seen, "doomed").length === 7))
+        yield* eventually(Effect.sync(() => lifeOf(seen, "doomed").length), (n) => n === 7)
         expect(lifeOf(seen, "flaky")).toEqual([
           "Offered",
           "Started:1",
@@ -132,7 +136,7 @@ for (const [kind, up] of stores) {
           value: 3,
           id: "all-a"
         }])
-        yield* eventually(Effect.sync(() => seen.filter((event) => event.id.startsWith("all-")).length >= 2))
+        yield* eventually(Effect.sync(() => seen.filter((event) => event.id.startsWith("all-")).length), (n) => n >= 2)
         yield* Effect.sleep("100 millis")
         expect(lifeOf(seen, "all-a")).toEqual(["Offered"])
         expect(lifeOf(seen, "all-b")).toEqual(["Offered"])
@@ -146,7 +150,7 @@ for (const [kind, up] of stores) {
         const ids = Array.from({ length: 1_500 }, (_, i) => `many-${String(i).padStart(4, "0")}`)
         yield* worker.offerAll(ids.map((id, i) => ({ value: i, id })))
         const heard = () => seen.filter((event) => event.id.startsWith("many-")).map((event) => event.id)
-        yield* eventually(Effect.sync(() => heard().length >= ids.length))
+        yield* eventually(Effect.sync(() => heard().length), (n) => n >= ids.length)
         expect(heard()).toEqual(ids)
       }))
 
@@ -160,7 +164,7 @@ for (const [kind, up] of stores) {
             new Set(seen.filter((e) => e._tag === "Offered" && e.id.startsWith(prefix)).map((e) => e.id)).size
           )
         yield* a.schedule("tick", { every: "100 millis" }, 1)
-        yield* eventually(Effect.map(offered("schedule:tick:"), (n) => n >= 2))
+        yield* eventually(offered("schedule:tick:"), (n) => n >= 2)
         yield* b.unschedule("tick")
         // A scheduler checks the mark after its occurrence's time, so an occurrence checked before the mark was
         // written is older than this; none after it may be offered.
@@ -173,11 +177,11 @@ for (const [kind, up] of stores) {
           )
         // A second schedule is the clock: three of its occurrences after the mark (300 ms), and no "tick" among them.
         yield* a.schedule("clock", { every: "100 millis" }, 2)
-        yield* eventually(Effect.map(after("schedule:clock:"), (n) => n >= 3))
+        yield* eventually(after("schedule:clock:"), (n) => n >= 3)
         expect(yield* after("schedule:tick:")).toBe(0)
         // Scheduling it again clears the mark.
         yield* b.schedule("tick", { every: "100 millis" }, 1)
-        yield* eventually(Effect.map(after("schedule:tick:"), (n) => n >= 2))
+        yield* eventually(after("schedule:tick:"), (n) => n >= 2)
       }))
   })
 }

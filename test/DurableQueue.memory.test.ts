@@ -197,7 +197,7 @@ describe("DurableQueue.memory", () => {
         seen.push(...jobs.map((job) => `${job.id}@${job.attempt}`))
         return Effect.succeed(values.map((n) => n * 10))
       }, { size: 10, result: Hostile }))
-      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      yield* eventually(queue.size, (n) => n === 0)
       // Before, the throw in `complete` failed h1 and every job after it in the batch; then (a first fix) h1 alone.
       expect(seen.sort()).toEqual(["h0@1", "h1@1", "h2@1", "h3@1"])
       expect(yield* queue.deadLetters).toEqual([])
@@ -254,7 +254,7 @@ describe("DurableQueue.memory", () => {
           }
         }, { size: 10, result: Schema.Number }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
       )
-      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      yield* eventually(queue.size, (n) => n === 0)
       // Before, each throw was a defect of the batch code: "taking a job failed; retrying" and a 500 ms pause each.
       expect(warnings.filter((warning) => warning.includes("taking a job failed"))).toEqual([])
       expect((yield* Clock.currentTimeMillis) - started).toBeLessThan(1_000)
@@ -283,7 +283,7 @@ describe("DurableQueue.memory", () => {
         seen.push(`${job.id}@${job.attempt}`)
         return Effect.succeed(n * 10)
       }, { result: Hostile }))
-      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      yield* eventually(queue.size, (n) => n === 0)
       // Before, the throw escaped `complete`: r1 was put back and run again ("taking a job failed; retrying").
       expect(seen.sort()).toEqual(["r0@1", "r1@1", "r2@1"])
       expect(yield* queue.result("r1", Hostile)).toEqual(Option.none())
@@ -334,7 +334,7 @@ describe("DurableQueue.memory", () => {
         seen.push(`${job.id}@${job.attempt}`)
         return Effect.succeed(n * 10)
       }, { result: unprintable(10, "encode") }))
-      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      yield* eventually(queue.size, (n) => n === 0)
       expect(seen.sort()).toEqual(["u0@1", "u1@1", "u2@1"])
       expect(yield* queue.result("u1", Schema.Number)).toEqual(Option.none())
       expect(yield* queue.result("u2", Schema.Number)).toEqual(Option.some(20))
@@ -371,14 +371,14 @@ describe("DurableQueue.memory", () => {
         seen.push(`${job.id}@${job.attempt}`)
         return Effect.succeed(n === 1 ? hostile() : n)
       }, { result: Schema.Unknown }))
-      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      yield* eventually(queue.size, (n) => n === 0)
       yield* Fiber.interrupt(runner)
       yield* queue.offerAll([0, 1, 2].map((n) => ({ value: n, id: `b${n}` })))
       yield* Effect.forkScoped(queue.runBatch((values, jobs) => {
         seen.push(...jobs.map((job) => `${job.id}@${job.attempt}`))
         return Effect.succeed(values.map((n) => n === 1 ? hostile() : n))
       }, { size: 10, result: Schema.Unknown }))
-      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      yield* eventually(queue.size, (n) => n === 0)
       // Before: r1 and b1 ran 3 times (dead letters), run's taker logging "taking a job failed; retrying".
       expect(seen.sort()).toEqual(["b0@1", "b1@1", "b2@1", "r0@1", "r1@1", "r2@1"])
       for (const id of ["r1", "b1"]) {
@@ -419,7 +419,10 @@ describe("DurableQueue.memory", () => {
           result: interruptingAt(10, "encode")
         })
       )
-      yield* eventually(Effect.map(queue.size, (n) => n === 0 || seen.length > 20))
+      yield* eventually(
+        Effect.map(queue.size, (size) => ({ size, seen: [...seen] })),
+        (now) => now.size === 0 || now.seen.length > 20
+      )
       yield* Fiber.interrupt(runner)
       yield* queue.offerAll([0, 1, 2].map((n) => ({ value: n, id: `b${n}` })))
       yield* Effect.forkScoped(
@@ -431,7 +434,10 @@ describe("DurableQueue.memory", () => {
           result: interruptingAt(10, "encode")
         })
       )
-      yield* eventually(Effect.map(queue.size, (n) => n === 0 || seen.length > 20))
+      yield* eventually(
+        Effect.map(queue.size, (size) => ({ size, seen: [...seen] })),
+        (now) => now.size === 0 || now.seen.length > 20
+      )
       expect(seen.sort()).toEqual(["b0@1", "b1@1", "b2@1", "r0@1", "r1@1", "r2@1"])
       expect(yield* queue.result("r1", Schema.Number)).toEqual(Option.none())
       expect(yield* queue.result("b2", Schema.Number)).toEqual(Option.some(20))
@@ -445,7 +451,10 @@ describe("DurableQueue.memory", () => {
       yield* decoding.offerAll([12, 13, 14].map((n) => ({ value: n, id: `d${n}` })))
       const values: Array<number> = []
       yield* Effect.forkScoped(decoding.runBatch((batch) => Effect.sync(() => values.push(...batch)), { size: 10 }))
-      yield* eventually(Effect.map(decoding.size, (n) => n === 0 || values.length > 20))
+      yield* eventually(
+        Effect.map(decoding.size, (size) => ({ size, values: [...values] })),
+        (now) => now.size === 0 || now.values.length > 20
+      )
       expect(values.sort()).toEqual([12, 14])
       expect(Option.getOrThrow(yield* decoding.status("d13"))).toMatchObject({ state: "dead", attempts: 2 })
     }))
@@ -461,7 +470,7 @@ describe("DurableQueue.memory", () => {
       yield* queue.offerAll([12, 13, 14].map((n) => ({ value: n, id: `d${n}` })))
       const ran: Array<number> = []
       yield* Effect.forkScoped(queue.run((n) => Effect.sync(() => ran.push(n)), { concurrency: 4 }))
-      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      yield* eventually(queue.size, (n) => n === 0)
       expect(ran.sort()).toEqual([12, 14])
       const letters = yield* queue.undecodableDeadLetters
       expect(letters.map((letter) => letter.id)).toEqual(["d13"])
@@ -566,6 +575,37 @@ describe("DurableQueue.memory", () => {
         lastError: "leased 2 times, maxAttempts 2: the last lease (10000 ms) lapsed without a settlement " +
           "(its runner died, hung past the lease, or lost the store)"
       }])
+    }))
+
+  it.effect("eventually (test helper): returns the value that held; after `within` of real time, even under TestClock, it fails the test with its message, its tries, the last value and the caller's line", () =>
+    Effect.gen(function*() {
+      let reads = 0
+      const count = Effect.sync(() => ++reads)
+      // Tries every 10 ms of real time: this test's TestClock, which nobody moves, would hold it forever.
+      expect(yield* eventually(count, (n) => n >= 3)).toBe(3)
+      reads = 0
+      const started = Date.now()
+      const exit = yield* Effect.exit(
+        eventually(count, (n) => n < 0, { message: "a negative count", within: "200 millis" })
+      )
+      expect(Date.now() - started).toBeGreaterThanOrEqual(200)
+      expect(reads).toBeGreaterThan(1)
+      const error = Exit.isFailure(exit) ? Cause.squash(exit.cause) : undefined
+      expect(error).toBeInstanceOf(Error)
+      expect((error as Error).name).toBe("EventuallyTimeout")
+      expect((error as Error).message).toBe(
+        `eventually: a negative count did not hold within 200 ms (${reads} tries); last observed: ${reads}`
+      )
+      expect((error as Error).stack).toContain("DurableQueue.memory.test.ts")
+      // Without a message it names `until` by its source; the value is shown as util.inspect shows it.
+      const unnamed = yield* Effect.exit(
+        eventually(Effect.succeed({ state: "running", ids: ["a"] }), (s) => s.state === "done", { within: "20 millis" })
+      )
+      expect(Exit.isFailure(unnamed) && Cause.squash(unnamed.cause)).toMatchObject({
+        message: expect.stringMatching(
+          /^eventually: \(s\) => s\.state === "done" did not hold within 20 ms \(\d+ tries\); last observed: \{ state: 'running', ids: \[ 'a' \] \}$/
+        )
+      })
     }))
 
   it.scoped("refuses what a real store would: a function inside a Schema.Unknown value is EncodeFailed, not undefined later", () =>

@@ -50,7 +50,8 @@ export const batchCases = (test: Test) => {
         concurrency: 2
       }))
       yield* eventually(
-        Effect.map(queue.size, (n) => n === 0 && calls.reduce((sum, c) => sum + c.ids.length, 0) >= 250)
+        Effect.map(queue.size, (size) => ({ size, ran: calls.reduce((sum, c) => sum + c.ids.length, 0) })),
+        (seen) => seen.size === 0 && seen.ran >= 250
       )
       const seen = calls.flatMap((call) => call.ids)
       expect(new Set(seen).size).toBe(250)
@@ -72,21 +73,21 @@ export const batchCases = (test: Test) => {
         size: 4,
         maxWait: "1 hour"
       }))
-      yield* eventually(Effect.map(queue.counts, (counts) => counts.running === 2))
+      yield* eventually(queue.counts, (counts) => counts.running === 2)
       expect(calls).toEqual([])
       yield* offerNumbers(queue, 2, "b")
-      yield* eventually(Effect.sync(() => calls.length === 1))
+      yield* eventually(Effect.sync(() => calls.length), (n) => n === 1)
       expect([...calls[0]!.ids].sort()).toEqual(["a0", "a1", "b0", "b1"])
-      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      yield* eventually(queue.size, (n) => n === 0)
       // A job cancelled while the taker holds it waiting for more is settled cancelled, not handed to the handler.
       yield* offerNumbers(queue, 2, "c")
-      yield* eventually(Effect.map(queue.counts, (counts) => counts.running === 2))
+      yield* eventually(queue.counts, (counts) => counts.running === 2)
       expect(yield* queue.cancel("c1")).toBe(true)
       yield* offerNumbers(queue, 3, "d")
-      yield* eventually(Effect.sync(() => calls.length === 2))
+      yield* eventually(Effect.sync(() => calls.length), (n) => n === 2)
       expect(calls[1]!.ids).not.toContain("c1")
       expect(calls[1]!.ids).toEqual(expect.arrayContaining(["c0", "d0", "d1"]))
-      yield* eventually(Effect.map(queue.status("c1"), (s) => Option.getOrThrow(s).state === "cancelled"))
+      yield* eventually(queue.status("c1"), (s) => Option.getOrThrow(s).state === "cancelled")
     }))
 
   test("runBatch failure: every job of the batch fails, retried by its own attempts, dead-lettered alone; a throw or a non-Effect is a failure", (env) =>
@@ -105,7 +106,7 @@ export const batchCases = (test: Test) => {
         if (call === 2) throw new Error("thrown by the handler")
         return 42 as unknown as Effect.Effect<void>
       }))
-      yield* eventually(Effect.map(queue.deadLetters, (dead) => dead.length === 2))
+      yield* eventually(queue.deadLetters, (dead) => dead.length === 2)
       expect(calls[0]).toEqual({ ids: ["veteran", "fresh"], values: [1, 2], attempts: [2, 1] })
       const seen = calls.flatMap((c) => c.ids.map((id, i) => `${id}@${c.attempts[i]}`))
       expect(seen.sort()).toEqual(["fresh@1", "fresh@2", "veteran@2"])
@@ -117,7 +118,7 @@ export const batchCases = (test: Test) => {
       expect(fresh.lastError).toContain("thrown by the handler")
       // The runner goes on after garbage: a job offered now is handed to it (and fails: 42 is not an Effect).
       yield* queue.offer(3, { id: "garbage" })
-      yield* eventually(Effect.map(queue.status("garbage"), (s) => Option.getOrThrow(s).lastError !== undefined))
+      yield* eventually(queue.status("garbage"), (s) => Option.getOrThrow(s).lastError !== undefined)
       expect((yield* stateOf(queue, "garbage")).lastError).toContain("not an Effect")
       expect(runner.unsafePoll()).toBeNull()
     }))
@@ -138,7 +139,7 @@ export const batchCases = (test: Test) => {
         )
         return failures.length === 0 ? Effect.void : Effect.fail(new DurableQueue.BatchFailure({ failures }))
       }, { size: 10 }))
-      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      yield* eventually(queue.size, (n) => n === 0)
       expect(calls[0]).toMatchObject({ ids: ["j0", "j1", "j2", "j3"] })
       expect(yield* stateOf(queue, "j0")).toMatchObject({ state: "done", attempts: 1 })
       expect(yield* stateOf(queue, "j2")).toMatchObject({ state: "done", attempts: 1 })
@@ -164,7 +165,7 @@ export const batchCases = (test: Test) => {
       yield* Effect.forkScoped(
         queue.runBatch((values, jobs) => Effect.zipRight(Effect.sync(() => record(calls, values, jobs)), Effect.never))
       )
-      yield* eventually(Effect.map(queue.deadLetters, (dead) => dead.length === 2))
+      yield* eventually(queue.deadLetters, (dead) => dead.length === 2)
       expect(calls.map((call) => call.ids)).toEqual([["patient", "hurried"]])
       for (const letter of yield* queue.deadLetters) {
         expect(letter.lastError).toContain("job \"hurried\" attempt 1 timed out after 60 ms")
@@ -187,13 +188,13 @@ export const batchCases = (test: Test) => {
           ),
           Effect.zipRight(Deferred.await(release), Effect.sync(() => finished++))
         ), { size: 3 }))
-      yield* eventually(Effect.sync(() => calls.length === 1))
+      yield* eventually(Effect.sync(() => calls.length), (n) => n === 1)
       yield* offerNumbers(queue, 1, "later")
       expect(yield* queue.cancel("c1")).toBe(true)
       expect(yield* queue.cancel("later0")).toBe(true)
       expect(yield* Deferred.succeed(release, undefined)).toBe(true)
-      yield* eventually(Effect.map(queue.status("c1"), (s) => Option.getOrThrow(s).state === "cancelled"))
-      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      yield* eventually(queue.status("c1"), (s) => Option.getOrThrow(s).state === "cancelled")
+      yield* eventually(queue.size, (n) => n === 0)
       expect(finished).toBe(1)
       expect(yield* stateOf(queue, "c0")).toMatchObject({ state: "done" })
       expect(yield* stateOf(queue, "c2")).toMatchObject({ state: "done", progress: { value: 2 } })
@@ -253,7 +254,7 @@ export const batchCases = (test: Test) => {
       expect(stopping.unsafePoll()).toBeNull()
       yield* Deferred.succeed(release, undefined)
       yield* Fiber.join(stopping).pipe(Effect.timeout("5 seconds"))
-      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      yield* eventually(queue.size, (n) => n === 0)
       expect(yield* stateOf(queue, "j0")).toMatchObject({ state: "done", attempts: 1 })
       // A taker holding 2 of at most 100, waiting an hour for more: stopped, it runs the 2 now.
       yield* offerNumbers(queue, 2, "w")
@@ -261,10 +262,10 @@ export const batchCases = (test: Test) => {
       const waiting = yield* Effect.forkScoped(
         queue.runBatch((values, jobs) => Effect.sync(() => record(calls, values, jobs)), { maxWait: "1 hour" })
       )
-      yield* eventually(Effect.map(queue.counts, (counts) => counts.running === 2))
+      yield* eventually(queue.counts, (counts) => counts.running === 2)
       yield* Fiber.interrupt(waiting).pipe(Effect.timeout("5 seconds"))
       expect(calls.map((call) => [...call.ids].sort())).toEqual([["w0", "w1"]])
-      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      yield* eventually(queue.size, (n) => n === 0)
     }))
 
   test("runBatch with result: each job keeps its own result (aligned with values) for result(id); one that does not encode is not kept (that job alone, logged naming it); a cancelled job keeps none", (env) =>
@@ -290,11 +291,11 @@ export const batchCases = (test: Test) => {
             Effect.provide(Logger.replace(Logger.defaultLogger, logger))
           )
       )
-      yield* eventually(Effect.sync(() => calls.length === 1))
+      yield* eventually(Effect.sync(() => calls.length), (n) => n === 1)
       expect(calls[0]!.ids).toEqual(["r0", "r1", "r2", "r3", "r4"])
       expect(yield* queue.cancel("r4")).toBe(true)
       yield* Deferred.succeed(release, undefined)
-      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      yield* eventually(queue.size, (n) => n === 0)
       for (const i of [0, 1, 2]) {
         expect(yield* queue.result(`r${i}`, Schema.Number), `r${i}`).toEqual(Option.some(i * 10))
       }
@@ -326,7 +327,7 @@ export const batchCases = (test: Test) => {
           : values.map((n) => n + 100)
         return Effect.succeed(results as ReadonlyArray<number>)
       }, { size: 10, result: Schema.Number }))
-      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      yield* eventually(queue.size, (n) => n === 0)
       expect(calls[0]).toMatchObject({ ids: ["m0", "m1", "m2"], attempts: [1, 1, 1] })
       // Each job ran 4 attempts, none acknowledged before its 4th (retries may come back in smaller batches).
       const runs = calls.flatMap((call) => call.ids.map((id, i) => `${id}@${call.attempts[i]}`))
@@ -351,7 +352,7 @@ export const batchCases = (test: Test) => {
       const short = yield* Effect.forkScoped(
         queue.runBatch((values) => Effect.succeed(values.slice(1)), { size: 10, result: Schema.Number })
       )
-      yield* eventually(Effect.map(queue.deadLetters, (dead) => dead.length === 2))
+      yield* eventually(queue.deadLetters, (dead) => dead.length === 2)
       for (const letter of yield* queue.deadLetters) {
         expect(letter.lastError).toContain("succeeded with 1 result(s) for a batch of 2 job(s)")
       }
@@ -360,7 +361,7 @@ export const batchCases = (test: Test) => {
       yield* Effect.forkScoped(
         queue.runBatch((values) => Effect.succeed([...values, 0, 0]), { size: 10, result: Schema.Number })
       )
-      yield* eventually(Effect.map(queue.deadLetters, (dead) => dead.length === 4))
+      yield* eventually(queue.deadLetters, (dead) => dead.length === 4)
       const t0 = (yield* queue.deadLetters).find((letter) => letter.id === "t0")!
       expect(t0.lastError).toContain("succeeded with 4 result(s) for a batch of 2 job(s)")
     }))
@@ -389,7 +390,7 @@ export const batchCases = (test: Test) => {
         // No results: p1 and p3 are acknowledged and keep none.
         return Effect.fail(new DurableQueue.BatchFailure({ failures: [] }))
       }, { size: 10, result: Schema.Number }))
-      yield* eventually(Effect.map(queue.size, (n) => n === 0))
+      yield* eventually(queue.size, (n) => n === 0)
       expect(calls[0]!.ids).toEqual(["p0", "p1", "p2", "p3"])
       const runs = calls.flatMap((call) => call.ids.map((id, i) => `${id}@${call.attempts[i]}`))
       expect(runs.sort()).toEqual(["p0@1", "p1@1", "p1@2", "p1@3", "p2@1", "p3@1", "p3@2", "p3@3"])

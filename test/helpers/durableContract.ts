@@ -110,7 +110,7 @@ export const contract = (kind: StoreKind, up: boolean) =>
         const fiber = yield* Effect.fork(
           queue.take(() => Effect.zipRight(Effect.sync(() => (started = true)), Effect.never))
         )
-        yield* eventually(Effect.sync(() => started))
+        yield* eventually(Effect.sync(() => started), (yes) => yes, { message: "the handler started" })
         expect(yield* queue.size).toBe(1)
         yield* Fiber.interrupt(fiber)
         expect(yield* queue.take((n, job) => Effect.succeed([n, job.attempt])).pipe(Effect.timeout("10 seconds")))
@@ -133,7 +133,10 @@ export const contract = (kind: StoreKind, up: boolean) =>
         const handler = (n: number) => Effect.sync(() => done.set(n, (done.get(n) ?? 0) + 1))
         yield* Effect.forkScoped(a.run(handler, { concurrency: 4 }))
         yield* Effect.forkScoped(b.run(handler, { concurrency: 4 }))
-        yield* eventually(Effect.map(a.size, (n) => n === 0 && done.size === 200))
+        yield* eventually(
+          Effect.map(a.size, (size) => ({ size, done: done.size })),
+          (seen) => seen.size === 0 && seen.done === 200
+        )
         expect([...done.values()].every((n) => n === 1)).toBe(true)
       }))
 
@@ -266,7 +269,10 @@ export const contract = (kind: StoreKind, up: boolean) =>
         yield* Effect.forEach([1, 2, 3], (n) => queue.offer(n, { id: `n${n}` }), { discard: true })
         const done: Array<number> = []
         yield* Effect.forkScoped(queue.run((n) => Effect.sync(() => done.push(n)), { concurrency: 4 }))
-        yield* eventually(Effect.map(queue.size, (n) => n === 0 && done.length === 3))
+        yield* eventually(
+          Effect.map(queue.size, (size) => ({ size, done: [...done] })),
+          (seen) => seen.size === 0 && seen.done.length === 3
+        )
         expect(done.sort()).toEqual([1, 2, 3])
         expect(yield* queue.deadLetters).toEqual([])
         const undecodable = yield* queue.undecodableDeadLetters
@@ -338,7 +344,10 @@ export const contract = (kind: StoreKind, up: boolean) =>
         // A live runner leases it once more: its last attempt's runner died, so it is dead-lettered, not run.
         const ran: Array<string> = []
         yield* Effect.forkScoped(queue.run((_n, job) => Effect.sync(() => ran.push(job.id))))
-        yield* eventually(Effect.map(queue.deadLetters, (dead) => dead.length === 1 && ran.length === 1))
+        yield* eventually(
+          Effect.map(queue.deadLetters, (dead) => ({ dead: dead.map((letter) => letter.id), ran: [...ran] })),
+          (seen) => seen.dead.length === 1 && seen.ran.length === 1
+        )
         expect(ran).toEqual(["innocent"])
         const [dead] = yield* queue.deadLetters
         expect({ id: dead!.id, attempts: dead!.attempts }).toEqual({ id: "poison", attempts: 2 })
@@ -592,7 +601,7 @@ export const contract = (kind: StoreKind, up: boolean) =>
         expect(interrupted).toBe(1)
         // Under run (whose shutdown never interrupts handlers) the timeout still does; the last attempt dead-letters.
         yield* Effect.forkScoped(queue.run(hang))
-        yield* eventually(Effect.map(queue.deadLetters, (dead) => dead.length === 1))
+        yield* eventually(queue.deadLetters, (dead) => dead.length === 1)
         expect(interrupted).toBe(2)
         expect((yield* queue.deadLetters)[0]!.lastError).toContain("attempt 2 timed out after 200 ms")
       }))
@@ -624,7 +633,7 @@ export const contract = (kind: StoreKind, up: boolean) =>
         let started = 0
         const hang = () => Effect.zipRight(Effect.sync(() => started++), Effect.never)
         const taker = yield* Effect.fork(queue.take(hang))
-        yield* eventually(Effect.sync(() => started === 1))
+        yield* eventually(Effect.sync(() => started), (n) => n === 1)
         expect(Option.getOrThrow(yield* queue.status("t")).state).toBe("running")
         expect(yield* queue.cancel("t")).toBe(true)
         const exit = yield* Fiber.join(taker).pipe(Effect.timeout("5 seconds"))
@@ -639,9 +648,9 @@ export const contract = (kind: StoreKind, up: boolean) =>
         })
         yield* queue.offer(2, { id: "r" })
         yield* Effect.forkScoped(runner.run(hang))
-        yield* eventually(Effect.sync(() => started === 2))
+        yield* eventually(Effect.sync(() => started), (n) => n === 2)
         expect(yield* queue.cancel("r")).toBe(true)
-        yield* eventually(Effect.map(queue.status("r"), (status) => Option.getOrThrow(status).state === "cancelled"))
+        yield* eventually(queue.status("r"), (status) => Option.getOrThrow(status).state === "cancelled")
         expect(yield* queue.size).toBe(0)
         expect(started).toBe(2)
       }))
@@ -661,12 +670,10 @@ export const contract = (kind: StoreKind, up: boolean) =>
         yield* queue.offer(2, { id: "next" })
         const ran: Array<string> = []
         yield* Effect.forkScoped(queue.run((_n, job) => Effect.sync(() => ran.push(job.id))))
-        yield* eventually(
-          Effect.map(queue.status("orphan"), (status) => Option.getOrThrow(status).state === "cancelled")
-        )
-        yield* eventually(Effect.sync(() => ran.length === 1))
+        yield* eventually(queue.status("orphan"), (status) => Option.getOrThrow(status).state === "cancelled")
+        yield* eventually(Effect.sync(() => [...ran]), (ids) => ids.length === 1)
         expect(ran).toEqual(["next"])
-        yield* eventually(Effect.map(queue.size, (n) => n === 0))
+        yield* eventually(queue.size, (n) => n === 0)
       }))
 
     test("progress and status: readable by id from another instance while running, kept once done; unknown ids are none", (env) =>
@@ -687,7 +694,7 @@ export const contract = (kind: StoreKind, up: boolean) =>
             Effect.zipRight(job.progress({ done: 1, of: 2, note: "half \u00e9" }), Deferred.await(release))
           )
         )
-        yield* eventually(Effect.map(reader.status("p"), (status) => Option.getOrThrow(status).progress !== undefined))
+        yield* eventually(reader.status("p"), (status) => Option.getOrThrow(status).progress !== undefined)
         expect(Option.getOrThrow(yield* reader.status("p"))).toEqual({
           id: "p",
           state: "running",
@@ -736,7 +743,7 @@ export const contract = (kind: StoreKind, up: boolean) =>
           const runner = yield* Effect.forkScoped(
             queue.run((n) => Effect.succeed({ doubled: n * 2 }), { result: Doubled })
           )
-          yield* step("the run's result", eventually(Effect.map(queue.result("by-run", Doubled), Option.isSome)))
+          yield* step("the run's result", eventually(queue.result("by-run", Doubled), Option.isSome))
           const byRun = yield* queue.result("by-run", Doubled)
           yield* step("interrupting the run", Fiber.interrupt(runner))
           if ((yield* Clock.currentTimeMillis) - doneAt >= ttl && ttl < 3_200) continue
@@ -745,7 +752,9 @@ export const contract = (kind: StoreKind, up: boolean) =>
           expect(Option.isNone(unknown)).toBe(true)
           expect(error).toMatchObject({ reason: "DecodeFailed", id: "kept" })
           expect(byRun).toEqual(Option.some({ doubled: 8 }))
-          yield* eventually(Effect.map(Clock.currentTimeMillis, (now) => now - doneAt > ttl + 100))
+          yield* eventually(Clock.currentTimeMillis, (now) => now - doneAt > ttl + 100, {
+            message: "the ttl passed (+100 ms)"
+          })
           expect(Option.isNone(yield* queue.result("kept", Doubled))).toBe(true)
           // Its done record may go with it (Redis) or stay (SQL, memory): either way it is not offered again.
           yield* queue.offer(1, { id: "kept" })
@@ -1096,7 +1105,7 @@ export const contract = (kind: StoreKind, up: boolean) =>
             `leased ${deadAt} times, maxAttempts 2: the last lease (600 ms) lapsed without a settlement ` +
               "(its runner died, hung past the lease, or lost the store)"
           )
-          yield* eventually(Effect.map(queue.size, (n) => n === 0))
+          yield* eventually(queue.size, (n) => n === 0)
         }),
       120_000
     )

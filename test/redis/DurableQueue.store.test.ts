@@ -79,7 +79,7 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         expect(yield* store.counts).toMatchObject({ waiting: 0, delayed: 1_000, running: 1 })
         expect((yield* store.status("d0"))?.state).toBe("delayed")
         // Due on Redis's clock: counts (read at TIME) sees them as waiting before any lease moved them.
-        yield* eventually(Effect.map(store.counts, (c) => c.delayed === 0 && c.waiting === 1_000))
+        yield* eventually(store.counts, (c) => c.delayed === 0 && c.waiting === 1_000)
         expect(yield* Effect.promise(() => raw.zcard(k.delayed))).toBe(1_000)
         const leased = yield* store.lease(64)
         expect(yield* Effect.promise(() => raw.zcard(k.delayed))).toBe(0)
@@ -111,8 +111,7 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
           result: undefined
         })
         expect(yield* store.lease(1)).toEqual([])
-        let again: ReadonlyArray<LeasedJob> = []
-        yield* eventually(Effect.map(store.lease(1), (got) => (again = got).length === 1))
+        const again = yield* eventually(store.lease(1), (got) => got.length === 1)
         expect(again[0]).toMatchObject({ id: "r", attempts: 2, options: "{\"timeout\":5}" })
       })))
 
@@ -155,10 +154,13 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         yield* live.offer([job("next")])
         // The lease (150 ms) lapses with no refresh: the next lease after it settles "c" instead of leasing it.
         const seen: Array<string> = []
-        yield* eventually(Effect.gen(function*() {
-          seen.push(...ids(yield* live.lease(64)))
-          return (yield* live.status("c"))?.state === "cancelled"
-        }))
+        yield* eventually(
+          Effect.gen(function*() {
+            seen.push(...ids(yield* live.lease(64)))
+            return yield* live.status("c")
+          }),
+          (status) => status?.state === "cancelled"
+        )
         expect(seen).toEqual(["next"])
         expect(yield* live.status("c")).toEqual({
           state: "cancelled",
@@ -191,7 +193,7 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         })
         expect(yield* store.status("y")).toBe(undefined)
         expect(yield* store.status("z")).toEqual({ ...done, attempts: 2, lastError: "flaky" })
-        yield* eventually(Effect.map(store.status("x"), (s) => s === undefined))
+        yield* eventually(store.status("x"), (s) => s === undefined)
         // Dropped from Redis by the next settlement (no sweeper); the record still in its time kept.
         expect(yield* Effect.promise(() => raw.hexists(k.results, "x"))).toBe(1)
         yield* store.offer([job("w")])
@@ -262,7 +264,7 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         expect(ids(old)).toEqual(["x", "y", "z"])
         // The former holder's lease (150 ms) lapses unrefreshed: the current store leases them again.
         const now: Array<LeasedJob> = []
-        yield* eventually(Effect.map(current.lease(64), (got) => now.push(...got) === 3))
+        yield* eventually(Effect.map(current.lease(64), (got) => now.push(...got)), (leased) => leased === 3)
         expect(now.map((j) => [j.id, j.attempts])).toEqual([["x", 2], ["y", 2], ["z", 2]])
         yield* former.settle(old.map((j) => ({ job: j, settlement: { _tag: "Dead", attempts: 1, lastError: "late" } })))
         expect(yield* current.counts).toMatchObject({ running: 3, dead: 0 })
@@ -357,9 +359,7 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         // "dies" is never settled: its lease (150 ms) lapses and a later lease settles it cancelled (paused, so
         // that lease hands out nothing else).
         yield* store.setPaused(true)
-        yield* eventually(
-          Effect.zipRight(store.lease(64), Effect.map(store.status("dies"), (s) => s?.state === "cancelled"))
-        )
+        yield* eventually(Effect.zipRight(store.lease(64), store.status("dies")), (s) => s?.state === "cancelled")
         const after = yield* redisNow
         expect(dies!.id).toBe("dies")
         // Each of the three ways to a cancelled record (cancel, settlement, a lapsed lease) gives it the time to live

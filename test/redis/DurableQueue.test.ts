@@ -38,11 +38,15 @@ const untilHeard = (
   seen: ReadonlyArray<{ readonly id: string }>
 ) => {
   let probes = 0
-  return eventually(Effect.suspend(() =>
-    seen.some((event) => event.id.startsWith("probe-"))
-      ? Effect.succeed(true)
-      : Effect.as(queue.offer(0, { id: `probe-${probes++}` }), false)
-  ))
+  return eventually(
+    Effect.suspend(() =>
+      seen.some((event) => event.id.startsWith("probe-"))
+        ? Effect.succeed(true)
+        : Effect.as(queue.offer(0, { id: `probe-${probes++}` }), false)
+    ),
+    (heard) => heard,
+    { message: "a probe offered was heard" }
+  )
 }
 
 /**
@@ -92,7 +96,7 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
         yield* Effect.forEach([4, 5], (n) => queue.offer(n, { id: `n${n}` }), { discard: true })
         const done: Array<number> = []
         yield* Effect.forkScoped(queue.run((n) => Effect.sync(() => done.push(n)), { concurrency: 8 }))
-        yield* eventually(Effect.map(queue.size, (n) => n === 0 && done.length === 5))
+        yield* eventually(queue.size, (n) => n === 0 && done.length === 5)
         expect(done.sort()).toEqual([1, 2, 3, 4, 5])
         const undecodable = yield* queue.undecodableDeadLetters
         expect(undecodable.map((letter) => [letter.id, letter.attempts]).sort()).toEqual([["deep", 2], ["junk", 2]])
@@ -158,8 +162,8 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
           yield* queue.offer(2, { id: "after" })
           const ran: Array<string> = []
           yield* Effect.forkScoped(queue.run((_n, job) => Effect.sync(() => ran.push(job.id)), { concurrency: 2 }))
-          yield* eventually(Effect.map(store.status("c"), (status) => status?.state === "cancelled"))
-          yield* eventually(Effect.sync(() => ran.length === 1))
+          yield* eventually(store.status("c"), (status) => status?.state === "cancelled")
+          yield* eventually(Effect.sync(() => ran.length), (n) => n === 1)
           expect(ran).toEqual(["after"])
           expect(yield* store.counts).toMatchObject({ waiting: 0, delayed: 0, running: 0, dead: 0, paused: false })
           expect(yield* Effect.promise(() => raw.hget(keysOf(prefix, "jobs").attempts, "c"))).toBe("1")
@@ -183,10 +187,10 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
         yield* queue.offer(8, { id: "after-8" })
         const offered = (events: ReadonlyArray<{ readonly id: string }>, start: string) =>
           events.filter((event) => event.id.startsWith(start)).map((event) => event.id)
-        yield* eventually(Effect.sync(() => offered(seen, "after-").length === 3))
+        yield* eventually(Effect.sync(() => offered(seen, "after-").length), (n) => n === 3)
         expect(offered(seen, "after-")).toEqual(["after-5", "after-6", "after-8"])
         // One emitter publishes in order: had the "before" offers sent anything, the spy would have it by now.
-        yield* eventually(Effect.sync(() => sent.some((text) => text.includes("after-8"))))
+        yield* eventually(Effect.sync(() => [...sent]), (texts) => texts.some((text) => text.includes("after-8")))
         expect(offered(sent.map((text) => JSON.parse(text) as { id: string }), "before-")).toEqual([])
       }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
     ))
@@ -199,14 +203,14 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
         const done: Array<string> = []
         yield* Effect.forkScoped(queue.run((_n, job) => Effect.sync(() => done.push(job.id)), { concurrency: 4 }))
         yield* queue.offerAll([1, 2, 3].map((n) => ({ value: n, id: `before-${n}` })))
-        yield* eventually(Effect.sync(() => done.length === 3))
+        yield* eventually(Effect.sync(() => done.length), (n) => n === 3)
         const seen: Array<{ readonly _tag: string; readonly id: string }> = []
         yield* Effect.forkScoped(Stream.runForEach(queue.events, (event) => Effect.sync(() => seen.push(event))))
         yield* untilHeard(queue, seen)
         yield* queue.offerAll([4, 5].map((n) => ({ value: n, id: `after-${n}` })))
         const of = (events: ReadonlyArray<{ readonly _tag: string; readonly id: string }>, start: string) =>
           events.filter((event) => event.id.startsWith(start)).map((event) => `${event._tag} ${event.id}`).sort()
-        yield* eventually(Effect.sync(() => of(seen, "after-").length === 6))
+        yield* eventually(Effect.sync(() => of(seen, "after-").length), (n) => n === 6)
         expect(of(seen, "after-")).toEqual([
           "Completed after-4",
           "Completed after-5",
@@ -217,7 +221,8 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
         ])
         // One emitter publishes in order: had the "before" jobs sent anything, the spy would have it by now.
         yield* eventually(
-          Effect.sync(() => sent.some((text) => text.includes("Completed") && text.includes("after-5")))
+          Effect.sync(() => [...sent]),
+          (texts) => texts.some((text) => text.includes("Completed") && text.includes("after-5"))
         )
         expect(of(sent.map((text) => JSON.parse(text) as { _tag: string; id: string }), "before-")).toEqual([])
       }).pipe(Effect.scoped, Effect.provide(RedisClient.layer()))
@@ -234,7 +239,7 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
         yield* Effect.forEach([1, 2, 3], (n) => queue.offer(n, { id: `after-${n}` }), { concurrency: "unbounded" })
         yield* queue.offerAll([{ value: 4, id: "after-4" }, { value: 5, id: "after-5" }])
         const offered = () => seen.filter((event) => event.id.startsWith("after-")).map((event) => event.id).sort()
-        yield* eventually(Effect.sync(() => offered().length === 5))
+        yield* eventually(Effect.sync(() => offered().length), (n) => n === 5)
         expect(offered()).toEqual(["after-1", "after-2", "after-3", "after-4", "after-5"])
       }).pipe(
         Effect.scoped,
@@ -257,7 +262,7 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
         const returned = yield* Effect.forEach(ids, (id, i) => queue.offer(i, { id }), { concurrency: 16 })
         expect(returned).toEqual(ids)
         yield* Effect.promise(() => raw.publish(k.wake, "end"))
-        yield* eventually(Effect.sync(() => wakes.includes("end")))
+        yield* eventually(Effect.sync(() => [...wakes]), (heard) => heard.includes("end"))
         // The first goes out alone; the others wait for it and go as one call (16 calls before).
         expect(wakes.length - 1).toBeLessThanOrEqual(4)
         const queued = yield* Effect.promise(() => raw.lrange(k.waiting, 0, -1))
@@ -280,7 +285,7 @@ describe.skipIf(!up)("redis DurableQueue store", () => {
           options: undefined
         })
         const suspended = (fiber: Fiber.RuntimeFiber<unknown, unknown>) =>
-          eventually(Effect.map(Fiber.status(fiber), (status) => status._tag === "Suspended"))
+          eventually(Fiber.status(fiber), (status) => status._tag === "Suspended")
         // Holds the connection: the first offer goes out behind this BLPOP and stays out until it returns, so the
         // next offers are gathered for the call after it.
         const held = conn.blpop(`${prefix}hold`, 0)

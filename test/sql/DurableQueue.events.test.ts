@@ -106,11 +106,15 @@ const spyOn = (table: string, name: string) =>
         for (const line of eventsOf(payload)) sent.push(line)
       })))
     let probes = 0
-    yield* eventually(Effect.suspend(() =>
-      sent.some((line) => line.startsWith("spy-probe"))
-        ? Effect.succeed(true)
-        : Effect.as(sql`SELECT pg_notify(${channel}, ${`spy-probe-${probes++}`})`, false)
-    ))
+    yield* eventually(
+      Effect.suspend(() =>
+        sent.some((line) => line.startsWith("spy-probe"))
+          ? Effect.succeed(true)
+          : Effect.as(sql`SELECT pg_notify(${channel}, ${`spy-probe-${probes++}`})`, false)
+      ),
+      (heard) => heard,
+      { message: "the spy heard a probe notification" }
+    )
     return sent
   })
 
@@ -187,12 +191,16 @@ const poolGives = (context: Context.Context<SqlClient.SqlClient>, n: number) =>
 const untilHeard = (through: Queue, heard: (id: string) => boolean) => {
   let probes = 0
   const offered: Array<string> = []
-  return eventually(Effect.suspend(() => {
-    if (offered.some(heard)) return Effect.succeed(true)
-    const id = `probe-${probes++}`
-    offered.push(id)
-    return Effect.as(through.offer(0, { id }), false)
-  }))
+  return eventually(
+    Effect.suspend(() => {
+      if (offered.some(heard)) return Effect.succeed(true)
+      const id = `probe-${probes++}`
+      offered.push(id)
+      return Effect.as(through.offer(0, { id }), false)
+    }),
+    (done) => done,
+    { message: "a probe offered was heard" }
+  )
 }
 
 /** Collects a stream of `queue.events` with the time each event arrived. */
@@ -218,14 +226,16 @@ const sentIds = (sent: ReadonlyArray<string>, start: string) =>
 const untilSilent = (queue: Queue, sent: ReadonlyArray<string>, label: string) =>
   Effect.gen(function*() {
     let tries = 0
+    // 10 s, as the 30 tries of 300 ms and more before.
     yield* eventually(
       Effect.gen(function*() {
         const id = `${label}-${tries++}`
         yield* queue.offer(0, { id })
         yield* Effect.sleep("300 millis")
-        return sentIds(sent, id).length === 0
+        return sentIds(sent, id)
       }),
-      30
+      (sentForProbe) => sentForProbe.length === 0,
+      { message: `a probe offer ("${label}-<n>") sent nothing within 300 ms` }
     )
     yield* queue.offerAll([1, 2, 3, 4, 5].map((n) => ({ value: n, id: `${label}-quiet-${n}` })))
     yield* Effect.sleep("300 millis")
@@ -262,13 +272,13 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
           yield* Effect.forkScoped(a.run((_n, job) => Effect.sync(() => done.push(job.id)), { concurrency: 4 }))
           yield* a.offerAll([1, 2, 3].map((n) => ({ value: n, id: `before-${n}` })))
           yield* a.offer(4, { id: "before-4" })
-          yield* eventually(Effect.sync(() => done.length === 4))
+          yield* eventually(Effect.sync(() => done.length), (n) => n === 4)
           const { seen } = yield* collect(b)
           yield* untilHeard(a, (id) => seen.some((event) => event.id === id))
           yield* a.offerAll([5, 6].map((n) => ({ value: n, id: `after-${n}` })))
           const of = (events: ReadonlyArray<{ readonly id: string; readonly tag: string }>) =>
             events.filter((event) => event.id.startsWith("after-")).map((event) => `${event.tag} ${event.id}`).sort()
-          yield* eventually(Effect.sync(() => of(seen).length === 6))
+          yield* eventually(Effect.sync(() => of(seen).length), (n) => n === 6)
           expect(of(seen)).toEqual([
             "Completed after-5",
             "Completed after-6",
@@ -278,7 +288,10 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
             "Started after-6"
           ])
           // One emitter publishes in order: had the "before" jobs sent anything, the spy would have it by now.
-          yield* eventually(Effect.sync(() => sentIds(sent, "after-6").some((event) => event._tag === "Completed")))
+          yield* eventually(
+            Effect.sync(() => sentIds(sent, "after-6")),
+            (events) => events.some((event) => event._tag === "Completed")
+          )
           expect(sentIds(sent, "before-")).toEqual([])
         }).pipe(Effect.scoped)),
     30_000
@@ -304,21 +317,24 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
                 yield* Effect.sleep("20 millis")
               }
             }), { concurrency: "unbounded", discard: true }))
-          yield* eventually(Effect.sync(() => starts.length > 20))
+          yield* eventually(Effect.sync(() => starts.length), (n) => n > 20)
           const context = yield* client()
           const watcher = yield* instance(context, table, "jobs")
           const { seen } = yield* collect(watcher)
           // The prober's emitter looks first once the stream's lock is taken: it hears the stream at once.
-          yield* eventually(Effect.map(listeners(context, table), (n) => n === 1))
+          yield* eventually(listeners(context, table), (n) => n === 1)
           const prober = yield* instance(context, table, "jobs")
           yield* untilHeard(prober, (id) => seen.some((event) => event.id === id))
           const heardAt = seen.find((event) => event.id.startsWith("probe-"))!.at
           // Offers for 1.5 s after the first event heard, more than an emitter trusts its last look, and until over
           // 20 were due (each instance's last one is left out below: 4 more): 1.5 s alone gave 15 at load 20.
-          yield* eventually(Effect.sync(() =>
-            starts.some((start) => start.at > heardAt + 1_500) &&
-            starts.filter((start) => start.at > heardAt).length > 20 + 4
-          ))
+          yield* eventually(
+            Effect.sync(() => ({
+              lastAfterHeard: Math.max(...starts.map((start) => start.at)) - heardAt,
+              offersAfterHeard: starts.filter((start) => start.at > heardAt).length
+            })),
+            (now) => now.lastAfterHeard > 1_500 && now.offersAfterHeard > 20 + 4
+          )
           yield* Fiber.interrupt(offering)
           // The last offer of each instance may have been cut short; the ones before it were made. Each emitter
           // publishes in order: once an instance's last due offer is heard, its earlier ones were sent.
@@ -327,7 +343,11 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
           const due = starts.filter((start) => start.at > heardAt && !cut.has(start.id))
           const lastDue = [...new Map(due.map((start) => [instanceOf(start.id), start.id])).values()]
           const offered = () => new Set(seen.filter((event) => event.tag === "Offered").map((event) => event.id))
-          yield* eventually(Effect.sync(() => lastDue.every((id) => offered().has(id))))
+          yield* eventually(
+            Effect.sync(() => lastDue.filter((id) => !offered().has(id))),
+            (unheard) => unheard.length === 0,
+            { message: "every instance's last due offer was heard" }
+          )
           const heard = offered()
           // Before the stream held back its first 1.1 s, x's offers of up to a second after it were lost.
           expect(due.filter((start) => !heard.has(start.id)).map((start) => start.id)).toEqual([])
@@ -348,12 +368,12 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
           const { seen } = yield* collect(a).pipe(Scope.extend(scope))
           yield* untilHeard(a, (id) => seen.some((event) => event.id === id))
           yield* a.offer(1, { id: "while-listening" })
-          yield* eventually(Effect.sync(() => sentIds(sent, "while-listening").length === 1))
+          yield* eventually(Effect.sync(() => sentIds(sent, "while-listening").length), (n) => n === 1)
           expect(yield* listeners(context, table)).toBe(1)
           yield* Scope.close(scope, Exit.void)
           // Had the stream's connection gone back to the pool with its lock, it would count a listener forever (and
           // an emitter's look on that very connection would not see it: a session's own lock never conflicts).
-          yield* eventually(Effect.map(listeners(context, table), (n) => n === 0))
+          yield* eventually(listeners(context, table), (n) => n === 0)
           yield* untilSilent(a, sent, "ended")
         }).pipe(Effect.scoped)),
     30_000
@@ -375,8 +395,8 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
           yield* Effect.promise(() => child.waitFor((line) => line === "Offered to-the-child", 10_000))
           child.kill("SIGKILL")
           yield* Effect.promise(() => child.exited(10_000))
-          yield* eventually(Effect.map(listeners(context, table), (n) => n === 0))
-          yield* eventually(Effect.map(listeners(context, table), (n) => n === 0))
+          yield* eventually(listeners(context, table), (n) => n === 0)
+          yield* eventually(listeners(context, table), (n) => n === 0)
           yield* untilSilent(a, sent, "killed")
         }).pipe(Effect.scoped)),
     60_000
@@ -409,41 +429,42 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
           yield* sql`SELECT pg_terminate_backend(${held[0]!})`
           // Found gone at the next check (every CHECK ms), then one new session takes all three: 3 s of margin.
           yield* eventually(
-            Effect.map(holdersOf(context, table, names), (pids) =>
+            holdersOf(context, table, names),
+            (pids) =>
               pids.every((p) =>
                 p.length === 1 && p[0] !== held[0]
-              ) && new Set(pids.flat()).size === 1),
-            1_000
+              ) && new Set(pids.flat()).size === 1,
+            { message: "one new session holds the three queues' locks" }
           )
           expect(Date.now() - killedAt).toBeLessThan(CHECK + 3_000)
-          const heardBefore = streams.map((stream) =>
-            stream.seen.length
-          )
+          const heardBefore = streams.map((stream) => stream.seen.length)
           yield* Effect.forEach(names, (_, i) =>
             untilHeard(emitters[i]!, (id) =>
-              streams[i]!.seen.slice(heardBefore[i]).some((event) =>
-                event.id === id
-              )), {
+              streams[i]!.seen.slice(heardBefore[i]).some((event) => event.id === id)), {
             concurrency: "unbounded"
           })
           yield* Effect.forEach(names, (_, i) =>
             emitters[i]!.offer(1, { id: `after-restart-${i}` }))
-          yield* eventually(Effect.sync(() =>
-            streams.every((stream, i) =>
-              stream.seen.some((event) => event.id === `after-restart-${i}`)
-            )
-          ))
+          yield* eventually(
+            Effect.sync(() =>
+              streams.flatMap((stream, i) =>
+                stream.seen.some((event) => event.id === `after-restart-${i}`) ? [] : [i]
+              )
+            ),
+            (deaf) => deaf.length === 0,
+            { message: "every stream heard its after-restart offer (observed: the streams that did not)" }
+          )
           // Terminated again, and a stream of a fourth queue starts at once (long before the next check): it finds
           // the session gone and takes a new one for all four rather than failing. The check back at its default
           // and seen run since (its `SELECT 1` on the session), so the next one is that far away.
           const [second] = yield* holders(context, table, names[0])
           lockPeriods.checkMillis = defaults.check
           const [{ since }] = yield* sql<{ readonly since: string }>`SELECT clock_timestamp()::text AS since`
-          yield* eventually(Effect.map(
+          yield* eventually(
             sql`SELECT 1 AS one FROM pg_stat_activity WHERE pid = ${second!} AND query = 'SELECT 1'
               AND query_start > ${since}::timestamptz`,
             (rows) => rows.length === 1
-          ))
+          )
           yield* sql`SELECT pg_terminate_backend(${second!})`
           const fourth = yield* instance(context, table, "fourth")
           const late = yield* collect(fourth)
@@ -532,7 +553,11 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
           expect(yield* poolGives(context, 9)).toBe(true)
           yield* Effect.forEach(queues, (queue, i) => queue.offer(i, { id: `beside-${i}` }), { concurrency: 4 })
           yield* eventually(
-            Effect.sync(() => streams.every((stream, i) => stream.seen.some((event) => event.id === `beside-${i}`)))
+            Effect.sync(() =>
+              streams.flatMap((stream, i) => stream.seen.some((event) => event.id === `beside-${i}`) ? [] : [i])
+            ),
+            (deaf) => deaf.length === 0,
+            { message: "every stream heard its beside offer (observed: the streams that did not)" }
           )
           expect(Option.isSome(yield* queues[14]!.status("beside-14"))).toBe(true)
           for (const stream of streams) expect(Option.isNone(yield* Fiber.poll(stream.fiber))).toBe(true)
@@ -559,14 +584,16 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
           const [pidB] = yield* holders(context, table, "b")
           expect(yield* holders(context, table, "a")).toEqual([pidB])
           yield* Scope.close(scopeA, Exit.void)
-          yield* eventually(Effect.map(holders(context, table, "a"), (pids) => pids.length === 0))
+          yield* eventually(holders(context, table, "a"), (pids) => pids.length === 0)
           expect(yield* holders(context, table, "b")).toEqual([pidB])
           // Past the 1 s an emitter trusts its last look: b's emitter looked again and still found its listener.
           yield* Effect.sleep("1500 millis")
           yield* b.offerAll([1, 2, 3].map((n) => ({ value: n, id: `b-after-${n}` })))
-          yield* eventually(Effect.sync(() => sentIds(sentB, "b-after-").length >= 3))
+          yield* eventually(Effect.sync(() => sentIds(sentB, "b-after-").length), (n) => n >= 3)
           yield* eventually(
-            Effect.sync(() => [1, 2, 3].every((n) => streamB.seen.some((event) => event.id === `b-after-${n}`)))
+            Effect.sync(() => [1, 2, 3].filter((n) => !streamB.seen.some((event) => event.id === `b-after-${n}`))),
+            (unheard) => unheard.length === 0,
+            { message: "b's stream heard b-after-1..3 (observed: those it did not)" }
           )
           yield* untilSilent(a, sentA, "a-ended")
           expect(yield* holders(context, table, "b")).toEqual([pidB])
@@ -594,7 +621,7 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
           )
           expect(new Set((yield* holdersOf(context, table, names)).flat()).size).toBe(1)
           yield* Scope.close(scope, Exit.void)
-          yield* eventually(Effect.map(holdersOf(context, table, names), (pids) => pids.flat().length === 0))
+          yield* eventually(holdersOf(context, table, names), (pids) => pids.flat().length === 0)
           expect(yield* poolGives(context, 2)).toBe(true)
           yield* Effect.timeout(queues[0]!.offer(1, { id: "served" }), "10 seconds")
         }).pipe(Effect.scoped)),
@@ -632,14 +659,13 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
           }
           // Before: streams of a second queue failed at once on a pool of three (a connection per queue's stream).
           expect(failed).toBe(0)
-          yield* eventually(Effect.map(holdersOf(context, table, names), (pids) =>
-            pids[0]!.length === 1 && pids.slice(1).every((p) => p.length === 0)))
-          yield* untilHeard(queues[0]!, (id) =>
-            kept!.seen.some((event) =>
-              event.id === id
-            ))
+          yield* eventually(
+            holdersOf(context, table, names),
+            (pids) => pids[0]!.length === 1 && pids.slice(1).every((p) => p.length === 0)
+          )
+          yield* untilHeard(queues[0]!, (id) => kept!.seen.some((event) => event.id === id))
           yield* Scope.close(keptScope, Exit.void)
-          yield* eventually(Effect.map(holdersOf(context, table, names), (pids) => pids.flat().length === 0))
+          yield* eventually(holdersOf(context, table, names), (pids) => pids.flat().length === 0)
           expect(yield* poolGives(context, 3)).toBe(true)
         }).pipe(Effect.scoped)),
     60_000
@@ -661,18 +687,16 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
             yield* Fiber.interrupt(fiber)
           }
           // A LISTEN not yet confirmed when its last stream ends is stopped once it is (100 ms probes).
-          yield* eventually(Effect.map(listenBackends(sql, app), (pids) => pids.length === 0), 300)
+          yield* eventually(listenBackends(sql, app), (pids) => pids.length === 0, { within: "3 seconds" })
           // Before: 8-12 connections of LISTENs interrupted while connecting, never closed, even by the client's
           // layer (and the process did not exit).
           yield* Scope.close(scope, Exit.void)
           yield* eventually(
-            Effect.map(
-              sql<
-                { readonly n: number }
-              >`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = ${app}`,
-              (rows) => rows[0]!.n === 0
-            ),
-            300
+            sql<
+              { readonly n: number }
+            >`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = ${app}`,
+            (rows) => rows[0]!.n === 0,
+            { within: "3 seconds" }
           )
         }).pipe(Effect.scoped)),
     60_000
@@ -695,7 +719,7 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
           const first = yield* collect(watched).pipe(Scope.extend(firstScope))
           const stream = yield* collect(watched)
           yield* untilHeard(emitter, (id) => stream.seen.some((event) => event.id === id))
-          yield* eventually(Effect.sync(() => first.seen.length > 0))
+          yield* eventually(Effect.sync(() => first.seen.length), (n) => n > 0)
           yield* Scope.close(firstScope, Exit.void)
           const [backend, ...others] = yield* listenBackends(sql, app)
           expect(others).toEqual([])
@@ -708,9 +732,11 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: job events only when som
           expect(Date.now() - killedAt).toBeLessThan(PROBE + PROBE_TIMEOUT + 3_000)
           // Said when the new LISTEN is confirmed, which may come after the first events it hears. Before: to
           // Effect's default logger only (the stream's shared fiber ran on the default runtime), not the program's.
-          yield* eventually(Effect.sync(() =>
-            warnings.some((line) => line.includes("LISTEN connection of its events stream") && line.includes("lost"))
-          ))
+          yield* eventually(
+            Effect.sync(() => [...warnings]),
+            (lines) =>
+              lines.some((line) => line.includes("LISTEN connection of its events stream") && line.includes("lost"))
+          )
           const now = yield* listenBackends(sql, app)
           expect(now).toHaveLength(1)
           expect(now[0]).not.toBe(backend)

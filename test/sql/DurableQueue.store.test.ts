@@ -228,10 +228,10 @@ for (const [backend, up] of backends) {
             // A lease makes due rows ready at most every PROMOTE_MILLIS while takers are busy: when the first lease
             // came late in the delay (load), "later" was due but not yet made ready 50 ms after it, and the lease
             // took [low, low2] (twice in full runs at load 6-9).
-            yield* eventually(Effect.map(
-              stateOf(store, "later"),
-              (state) => state === "waiting" && Date.now() - firstAt >= PROMOTE_MILLIS
-            ))
+            yield* eventually(
+              Effect.map(stateOf(store, "later"), (state) => ({ state, sinceFirst: Date.now() - firstAt })),
+              (now) => now.state === "waiting" && now.sinceFirst >= PROMOTE_MILLIS
+            )
             expect((yield* store.lease(2)).map((j) => j.id)).toEqual(["later", "low"])
             expect((yield* store.lease(5)).map((j) => j.id)).toEqual(["low2"])
             return
@@ -438,12 +438,7 @@ for (const [backend, up] of backends) {
           // "a": its holder settles it cancelled. "b": its holder dies; the next lease after its lease ends settles it.
           yield* store.settle([{ job: held[0]!, settlement: { _tag: "Cancelled", attempts: 1 } }])
           expect(yield* store.status("a")).toMatchObject({ state: "cancelled", attempts: 1 })
-          yield* eventually(
-            Effect.map(other.lease(5), (jobs) => jobs.length === 0).pipe(
-              Effect.zipRight(stateOf(other, "b")),
-              Effect.map((state) => state === "cancelled")
-            )
-          )
+          yield* eventually(Effect.zipRight(other.lease(5), stateOf(other, "b")), (state) => state === "cancelled")
           // A late retry by the dead holder does not bring it back, nor does a retry of an asked job.
           yield* store.settle([{
             job: held[1]!,
@@ -514,7 +509,7 @@ for (const [backend, up] of backends) {
             lastError: undefined,
             result: `{"ok":true}`
           })
-          yield* eventually(Effect.map(store.status("a"), (s) => s?.state === "done" && s.result === undefined))
+          yield* eventually(store.status("a"), (s) => s?.state === "done" && s.result === undefined)
           expect((yield* store.status("b"))?.result).toBe(`"kept"`)
           // The id is still known: offered again, it is not queued.
           yield* store.offer([job("a")])

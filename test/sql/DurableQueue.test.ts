@@ -207,11 +207,9 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: LISTEN/NOTIFY across pro
           // The offer's INSERT waits for the lock.
           const sql = yield* SqlClient.SqlClient
           yield* eventually(
-            Effect.map(
-              sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+            sql<{ readonly n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
                 WHERE wait_event_type = 'Lock' AND query LIKE ${`%INSERT INTO%${table}%`}`,
-              (rows) => rows[0]!.n > 0
-            )
+            (rows) => rows[0]!.n > 0
           )
           const started = Date.now()
           // Before the fix the close waited for the lock (forever here: the test timed out).
@@ -235,16 +233,20 @@ describe.skipIf(!pgUp)("sql DurableQueue on PostgreSQL: LISTEN/NOTIFY across pro
           yield* Effect.forkScoped(Stream.runForEach(bus.subscribe, (line) => Effect.sync(() => seen.push(line))))
           // Probes until the LISTEN is made: every later notification must reach it.
           let probes = 0
-          yield* eventually(Effect.suspend(() =>
-            seen.some((line) => line.startsWith("probe"))
-              ? Effect.succeed(true)
-              : Effect.as(bus.publish([`probe${probes++}`]), false)
-          ))
+          yield* eventually(
+            Effect.suspend(() =>
+              seen.some((line) => line.startsWith("probe"))
+                ? Effect.succeed(true)
+                : Effect.as(bus.publish([`probe${probes++}`]), false)
+            ),
+            (heard) => heard,
+            { message: "a probe published was heard" }
+          )
           // Each over half of a 7,900-byte payload: three payloads, identical (before: 1 of 3 delivered).
           const big = JSON.stringify({ _tag: "Progress", id: "same", at: 0, progress: "x".repeat(5_000) })
           yield* bus.publish([big, big, big])
           yield* bus.publish(["end"])
-          yield* eventually(Effect.sync(() => seen.includes("end")))
+          yield* eventually(Effect.sync(() => [...seen]), (lines) => lines.includes("end"))
           expect(seen.filter((line) => line === big).length).toBe(3)
         }).pipe(Effect.scoped)),
     30_000
