@@ -567,13 +567,55 @@ describe("DurableQueue.memory", () => {
     for (const [bad, why] of cases) expect(notJson(bad)).toContain(why)
   })
 
-  it("randomId: RFC 9562 version 4 UUIDs, flat strings, distinct across many refills of its random bytes", () => {
-    const ids = new Set(Array.from({ length: 5_000 }, () => randomId()))
-    expect(ids.size).toBe(5_000)
-    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
-    // Every hex digit appears in every free position over 5,000 ids (a stuck nibble would not).
-    for (const at of [0, 7, 9, 15, 20, 35]) expect(new Set([...ids].map((id) => id[at])).size).toBe(16)
+  /** The Unix ms of a UUIDv7: its first 12 hex digits. */
+  const millisOf = (id: string) => Number.parseInt(id.slice(0, 8) + id.slice(9, 13), 16)
+  const V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+
+  it("randomId: RFC 9562 version 7 UUIDs of now, flat strings, distinct over 100,000 (many refills of its bytes)", () => {
+    const before = Date.now()
+    const ids = Array.from({ length: 100_000 }, () => randomId())
+    const after = Date.now()
+    expect(new Set(ids).size).toBe(100_000)
+    // One expect for all (400,000 took 1.8 s): the ids not v7 or not of [before, after].
+    expect(ids.filter((id) => !V7.test(id) || millisOf(id) < before || millisOf(id) > after).slice(0, 3)).toEqual([])
+    // Every hex digit appears in every random position (rand_a, rand_b), the variant's 4 in its (a stuck nibble would
+    // not): 74 random bits an id.
+    for (const at of [15, 16, 17, 20, 21, 24, 30, 35]) expect(new Set(ids.map((id) => id[at])).size).toBe(16)
+    expect(new Set(ids.map((id) => id[19])).size).toBe(4)
   })
+
+  it("randomId: ids of a later millisecond sort after those of an earlier one (as text, PostgreSQL's byte order)", () => {
+    // Ids until the clock has moved on 3 times (a few ms): the order is by time across ms, free within one.
+    const ids: Array<string> = []
+    const start = Date.now()
+    while (Date.now() < start + 3) ids.push(randomId())
+    ids.push(randomId())
+    const ms = ids.map(millisOf)
+    expect(new Set(ms).size).toBeGreaterThanOrEqual(3)
+    for (let i = 1; i < ids.length; i++) {
+      expect(ms[i]!).toBeGreaterThanOrEqual(ms[i - 1]!)
+      if (ms[i]! > ms[i - 1]!) expect(ids[i]! > ids[i - 1]!).toBe(true)
+    }
+    // Sorted as text, they are sorted by time.
+    const sorted = [...ids].sort().map(millisOf)
+    expect(sorted).toEqual([...ms].sort((a, b) => a - b))
+  })
+
+  it.scoped("offer and offerAll without an id return UUIDv7s of the offer's time (Date.now, not the TestClock at 0)", () =>
+    Effect.gen(function*() {
+      const queue = yield* queueOf()
+      const before = Date.now()
+      const id = yield* queue.offer(1)
+      // The usual entries (options.ts `usualJob`) and one through `resolveOffer` (a duration as text).
+      const ids = yield* queue.offerAll([{ value: 2 }, { value: 3, priority: 1 }, { value: 4, delay: "10 millis" }])
+      const after = Date.now()
+      for (const one of [id, ...ids]) {
+        expect(one).toMatch(V7)
+        expect(millisOf(one)).toBeGreaterThanOrEqual(before)
+        expect(millisOf(one)).toBeLessThanOrEqual(after)
+      }
+      expect(new Set([id, ...ids]).size).toBe(4)
+    }))
 
   // ---- issue #11 where time is the point (TestClock); the same features run on every store in the contract suite.
 
