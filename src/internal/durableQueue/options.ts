@@ -44,17 +44,19 @@ let idMillis = -1
 
 /**
  * A UUIDv7 (RFC 9562: 48-bit big-endian Unix ms timestamp, version 7, rand_a's 12 random bits, variant 10, rand_b's
- * 62: 74 random bits from `crypto.getRandomValues`), the id of a job offered without one. Time-ordered, so PostgreSQL's
- * unique `(queue_name, id_key)` B-tree (ids in byte order) takes each insert at its right edge instead of on a random
- * page: the server's CPU per job of a bulk offer went from 11.65 to 7.77 µs with v4's random ids (graphile-worker's
- * add_jobs 10.87), ours ÷ add_jobs jobs/s 0.80× → 1.00×, SQLite's bulk offer 2.70× the jobs/s (issue #16). Ids of one
- * ms are not ordered among themselves: they all land on the index's last page either way, and a counter would take
- * random bits (the collision argument of core.ts `OfferBatch` rests on the 74). `Date.now()`, not Effect's `Clock`:
- * the order is the database's, across processes, in real time (a TestClock at 0 would give every id one prefix).
- * Built as ONE flat string (`String.fromCharCode` of its 36 codes): `crypto.randomUUID()` returns a rope of ~20
- * concatenated parts (~640 bytes allocated an id, 13.7 of the 48 MB a bulk offer of 20,000 jobs allocated, heap
- * sampling) that is flattened again when the id is hashed (`offerAll`'s Set) or written; with the Set's add, 0.53
- * against 1.8-2.9 µs an id (1,000,000 ids, load 8). @internal
+ * 62: 74 random bits from `crypto.getRandomValues`), the id of a job offered without one. Time-ordered, so
+ * PostgreSQL's unique `(queue_name, id_key)` B-tree (ids in byte order) takes each insert at its right edge instead of
+ * on a random page: a bulk offer of 50,000 jobs (bench/distributed-sql.ts --only-bulk, 4 interleaved runs against
+ * v4 ids, load 3-5) cost the server 6.11 against 7.67 µs a job (graphile-worker's add_jobs 7.8-8.3), and ours ÷
+ * add_jobs in jobs/s went from 0.81× to 1.06×; SQLite's bulk offer 2.4× the jobs/s, 2.65 against 4.85 µs CPU a job.
+ * Ids of one ms are not ordered among themselves: a 12-bit counter in rand_a (RFC 9562's method 1) measured the same
+ * on PostgreSQL (5.96 µs a job) and 2.2 µs on SQLite, but leaves 62 random bits per id and tells how many ids a
+ * process made in that ms (core.ts `OfferBatch` rests on the 74). `Date.now()`, not Effect's `Clock`: the order is
+ * the database's, across processes, in real time (under a TestClock at 0 every id would share one prefix); it adds
+ * ~0.02 µs an id (0.11 against 0.09). Built as ONE flat string (`String.fromCharCode` of its 36 codes):
+ * `crypto.randomUUID()` returns a rope of ~20 concatenated parts (~640 bytes allocated an id, 13.7 of the 48 MB a
+ * bulk offer of 20,000 jobs allocated, heap sampling) that is flattened again when the id is hashed (`offerAll`'s
+ * Set) or written; with the Set's add, 0.53 against 1.8-2.9 µs an id (1,000,000 ids, load 8). @internal
  */
 export const randomId = (): string => {
   const d = idCodes
