@@ -1373,7 +1373,7 @@ const makeOffer = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["offer"] =>
 /**
  * The ids and jobs of one `offerAll` run. Only the caller's own ids are de-duplicated: a generated id (a UUIDv7,
  * options.ts `randomId`) is new. Its millisecond is no secret (the first 48 bits), but its other 74 bits are random:
- * two generated ids collide only within one ms, with odds n²/2^75 for n ids of that ms (1e-11 at 1,000,000 in one
+ * two generated ids collide only within one ms, with odds n²/2^75 for n ids of that ms (3e-11 at 1,000,000 in one
  * ms), and a caller's id equal to one would have to guess 74 random bits. The Set of every id was ~4 % of
  * offerAll's CPU.
  */
