@@ -1,9 +1,9 @@
 /**
- * The bulk offer path alone, for `node --cpu-prof`-style profiles: `--jobs` jobs offered with `offerAll` (`--batch`
- * a call, default 1,000, 4 calls in flight, as bench/distributed*.ts), `--rounds` times; prints jobs/s and this process's CPU µs per
- * job of each round (`process.cpuUsage`). `--store redis|pg|sqlite`; `--single`: `offer` one by one, 16 in flight,
- * instead. With `--profile <file>`, the last round alone is profiled (the inspector's CPU profiler) into <file>;
- * with `--heap`, the last round's allocations are sampled (objects collected by scavenges kept) and the top
+ * The bulk offer path alone, for `node --cpu-prof`-style profiles: `--jobs` jobs offered with `offerAll` (`--batch` a
+ * call, default 1,000, 4 calls in flight, as bench/distributed*.ts), `--rounds` times; prints jobs/s and this process's
+ * CPU µs per job of each round (`process.cpuUsage`). `--store redis|pg|sqlite`; `--single`: `offer` one by one, 16 in
+ * flight, instead. With `--profile <file>`, the last round alone is profiled (the inspector's CPU profiler) into
+ * <file>; with `--heap`, the last round's allocations are sampled (objects collected by scavenges kept) and the top
  * allocating functions printed, in bytes per job.
  *
  *   npx tsx bench/_offer-cpu.ts --store redis --jobs 50000 --rounds 3 --profile /tmp/offer.cpuprofile

@@ -41,24 +41,34 @@ const idCodes = new Uint16Array(36)
 for (const at of [8, 13, 18, 23]) idCodes[at] = 45 // "-"
 idCodes[14] = 55 // "7": the version
 let idMillis = -1
+/** rand_a: the ids of one ms counted from a random start below 2,048, so at least 2,048 sort in their order. */
+let idCounter = 0
 
 /**
- * A UUIDv7 (RFC 9562: 48-bit big-endian Unix ms timestamp, version 7, rand_a's 12 random bits, variant 10, rand_b's
- * 62: 74 random bits from `crypto.getRandomValues`), the id of a job offered without one. Time-ordered, so
- * PostgreSQL's unique `(queue_name, id_key)` B-tree (ids in byte order) takes each insert at its right edge instead of
- * on a random page: a bulk offer of 50,000 jobs (bench/distributed-sql.ts --only-bulk, 4 interleaved runs against
- * v4 ids, load 3-5) cost the server 6.11 against 7.67 µs a job (graphile-worker's add_jobs 7.8-8.3), and ours ÷
- * add_jobs in jobs/s went from 0.81× to 1.06×; SQLite's bulk offer 2.4× the jobs/s, 2.65 against 4.85 µs CPU a job.
- * Ids of one ms are not ordered among themselves: a 12-bit counter in rand_a (RFC 9562's method 1) measured the same
- * on PostgreSQL (5.96 µs a job) and 2.2 µs on SQLite, but leaves 62 random bits per id and tells how many ids a
- * process made in that ms (core.ts `OfferBatch` rests on the 74). `Date.now()`, not Effect's `Clock`: the order is
- * the database's, across processes, in real time (under a TestClock at 0 every id would share one prefix); it adds
- * ~0.02 µs an id (0.11 against 0.09). Built as ONE flat string (`String.fromCharCode` of its 36 codes):
- * `crypto.randomUUID()` returns a rope of ~20 concatenated parts (~640 bytes allocated an id, 13.7 of the 48 MB a
- * bulk offer of 20,000 jobs allocated, heap sampling) that is flattened again when the id is hashed (`offerAll`'s
- * Set) or written; with the Set's add, 0.53 against 1.8-2.9 µs an id (1,000,000 ids, load 8). @internal
+ * A UUIDv7 (RFC 9562: 48-bit big-endian Unix ms timestamp, version 7, rand_a a 12-bit counter, variant 10, rand_b's
+ * 62 random bits from `crypto.getRandomValues`), the id of a job offered without one. Time-ordered, so PostgreSQL's
+ * unique `(queue_name, id_key)` B-tree (ids in byte order) takes each insert at its right edge instead of on a
+ * random page: a bulk offer of 20,000 jobs (bench/distributed-sql.ts --only-bulk, 4 interleaved runs against v4 ids,
+ * load 10-12) cost the server 5.88 against 7.17 µs a job (graphile-worker's add_jobs 8.0-8.3), ours ÷ add_jobs in
+ * jobs/s 0.84× → 0.95× (1.08× at 50,000 jobs, load 3-5, from 0.81×); SQLite's bulk offer 2.0-2.5 against 4.5-5.8 µs
+ * CPU a job. The counter orders the ids of one ms too (RFC 9562's method 1): with rand_a random instead (74 random
+ * bits), the server took 6.75 µs a job and SQLite 2.6-3.7 µs. Seeded at random each ms (11 bits) and wrapping past
+ * 4,095, so one process's ids never repeat below 2,048 a ms and two processes' meet only with equal counters and
+ * equal 62 random bits (core.ts `OfferBatch`); an id tells how many its process made before it in that ms.
+ * `Date.now()`, not Effect's `Clock`: the order is the database's, across processes, in real time (under a TestClock
+ * at 0 every id would share one prefix); it adds ~0.02 µs an id (0.11 against 0.09). Built as ONE flat string
+ * (`String.fromCharCode` of its 36 codes): `crypto.randomUUID()` returns a rope of ~20 concatenated parts (~640 bytes
+ * allocated an id, 13.7 of the 48 MB a bulk offer of 20,000 jobs allocated, heap sampling) that is flattened again
+ * when the id is hashed (`offerAll`'s Set) or written; with the Set's add, 0.53 against 1.8-2.9 µs an id (1,000,000
+ * ids, load 8). @internal
  */
 export const randomId = (): string => {
+  if (nextId === IDS_PER_FILL) {
+    globalThis.crypto.getRandomValues(idBytes)
+    nextId = 0
+  }
+  const b = idBytes
+  const at = nextId++ * 10
   const d = idCodes
   const now = Date.now()
   if (now !== idMillis) {
@@ -69,17 +79,13 @@ export const randomId = (): string => {
     for (let i = 0; i < 4; i++) d[i] = HEX_CODES[(high >>> (12 - 4 * i)) & 15]!
     for (let i = 0; i < 4; i++) d[4 + i] = HEX_CODES[(low >>> (28 - 4 * i)) & 15]!
     for (let i = 0; i < 4; i++) d[9 + i] = HEX_CODES[(low >>> (12 - 4 * i)) & 15]!
+    idCounter = ((b[at]! & 7) << 8) | b[at + 1]!
+  } else {
+    idCounter = (idCounter + 1) & 0xfff
   }
-  if (nextId === IDS_PER_FILL) {
-    globalThis.crypto.getRandomValues(idBytes)
-    nextId = 0
-  }
-  const b = idBytes
-  const at = nextId++ * 10
-  // rand_a: 4 bits after the version digit, then 8.
-  d[15] = HEX_CODES[b[at]! & 15]!
-  d[16] = HEX_CODES[b[at + 1]! >> 4]!
-  d[17] = HEX_CODES[b[at + 1]! & 15]!
+  d[15] = HEX_CODES[idCounter >> 8]!
+  d[16] = HEX_CODES[(idCounter >> 4) & 15]!
+  d[17] = HEX_CODES[idCounter & 15]!
   // The variant (10) and rand_b's first 6 bits, then its other 56.
   const variant = (b[at + 2]! & 0x3f) | 0x80
   d[19] = HEX_CODES[variant >> 4]!
