@@ -45,22 +45,21 @@ let idMillis = -1
 let idCounter = 0
 
 /**
- * A UUIDv7 (RFC 9562: 48-bit big-endian Unix ms timestamp, version 7, rand_a a 12-bit counter, variant 10, rand_b's
- * 62 random bits from `crypto.getRandomValues`), the id of a job offered without one. Time-ordered, so PostgreSQL's
- * unique `(queue_name, id_key)` B-tree (ids in byte order) takes each insert at its right edge instead of on a
- * random page: a bulk offer of 20,000 jobs (bench/distributed-sql.ts --only-bulk, 4 interleaved runs against v4 ids,
- * load 10-12) cost the server 5.88 against 7.17 µs a job (graphile-worker's add_jobs 8.0-8.3), ours ÷ add_jobs in
- * jobs/s 0.84× → 0.95× (1.08× at 50,000 jobs, load 3-5, from 0.81×); SQLite's bulk offer 2.0-2.5 against 4.5-5.8 µs
- * CPU a job. The counter orders the ids of one ms too (RFC 9562's method 1): with rand_a random instead (74 random
- * bits), the server took 6.75 µs a job and SQLite 2.6-3.7 µs. Seeded at random each ms (11 bits) and wrapping past
- * 4,095, so one process's ids never repeat below 2,048 a ms and two processes' meet only with equal counters and
- * equal 62 random bits (core.ts `OfferBatch`); an id tells how many its process made before it in that ms.
- * `Date.now()`, not Effect's `Clock`: the order is the database's, across processes, in real time (under a TestClock
- * at 0 every id would share one prefix); it adds ~0.02 µs an id (0.11 against 0.09). Built as ONE flat string
- * (`String.fromCharCode` of its 36 codes): `crypto.randomUUID()` returns a rope of ~20 concatenated parts (~640 bytes
- * allocated an id, 13.7 of the 48 MB a bulk offer of 20,000 jobs allocated, heap sampling) that is flattened again
- * when the id is hashed (`offerAll`'s Set) or written; with the Set's add, 0.53 against 1.8-2.9 µs an id (1,000,000
- * ids, load 8). @internal
+ * A UUIDv7 (RFC 9562: 48-bit big-endian Unix ms timestamp, version 7, rand_a a 12-bit counter, variant 10, rand_b's 62
+ * random bits from `crypto.getRandomValues`), the id of a job offered without one. Time-ordered, so PostgreSQL's unique
+ * `(queue_name, id_key)` B-tree (ids in byte order) takes each insert at its right edge instead of on a random page: a
+ * bulk offer of 50,000 jobs (bench/distributed-sql.ts --only-bulk, 4 interleaved runs against v4 ids, load 15-20) cost
+ * the server 6.24 against 8.19 µs a job (graphile-worker's add_jobs 7.9), ours ÷ add_jobs in jobs/s 0.78× → 1.05×; of
+ * 20,000, 5.75 against 6.50 µs; SQLite's bulk offer 2.1-2.6 against 5.9-6.4 µs CPU a job. The counter orders the ids of
+ * one ms too (RFC 9562's method 1): with rand_a random instead (74 random bits), the server took 6.75 against 5.88 µs a
+ * job (20,000, load 10-12) and SQLite 2.6-3.7 against 2.0-2.4 µs. Seeded at random each ms (11 bits) and wrapping past
+ * 4,095, so one process's ids never repeat below 2,048 a ms and two processes' meet only with equal counters and equal
+ * 62 random bits (core.ts `OfferBatch`); an id tells how many its process made before it in that ms. `Date.now()`, not
+ * Effect's `Clock`: the order is the database's, across processes, in real time (under a TestClock at 0 every id would
+ * share one prefix); it adds ~0.02 µs an id (0.11 against 0.09). Built as ONE flat string (`String.fromCharCode` of its
+ * 36 codes): `crypto.randomUUID()` returns a rope of ~20 concatenated parts (~640 bytes allocated an id, 13.7 of the 48
+ * MB a bulk offer of 20,000 jobs allocated, heap sampling) that is flattened again when the id is hashed (`offerAll`'s
+ * Set) or written; with the Set's add, 0.53 against 1.8-2.9 µs an id (1,000,000 ids, load 8). @internal
  */
 export const randomId = (): string => {
   if (nextId === IDS_PER_FILL) {
