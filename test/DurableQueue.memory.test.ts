@@ -585,10 +585,16 @@ describe("DurableQueue.memory", () => {
   })
 
   it("randomId: ids sort in the order they were made (as text, PostgreSQL's byte order), by ms then by counter", () => {
-    // Ids until the clock has moved on 3 times (a few ms): ordered by time across ms, by rand_a's counter within one.
+    // Ids until the clock has moved on 3 times (an id after each move: 3 ms at least among them, however long the
+    // process is descheduled; a deadline of start + 3 ms saw 2 once at load 15): ordered by time across ms, by rand_a's
+    // counter within one.
     const ids: Array<string> = []
-    const start = Date.now()
-    while (Date.now() < start + 3) ids.push(randomId())
+    let last = Date.now()
+    for (let moves = 0; moves < 3;) {
+      ids.push(randomId())
+      const now = Date.now()
+      if (now !== last) [moves, last] = [moves + 1, now]
+    }
     ids.push(randomId())
     const ms = ids.map(millisOf)
     const counter = (id: string) => Number.parseInt(id.slice(15, 18), 16)
