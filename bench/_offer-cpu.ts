@@ -1,9 +1,9 @@
 /**
- * The bulk offer path alone, for `node --cpu-prof`-style profiles: `--jobs` jobs offered with `offerAll` (1,000 a
- * call, 4 calls in flight, as bench/distributed*.ts), `--rounds` times; prints jobs/s and this process's CPU µs per
- * job of each round (`process.cpuUsage`). `--store redis|pg|sqlite`; `--single`: `offer` one by one, 16 in flight,
- * instead. With `--profile <file>`, the last round alone is profiled (the inspector's CPU profiler) into <file>;
- * with `--heap`, the last round's allocations are sampled (objects collected by scavenges kept) and the top
+ * The bulk offer path alone, for `node --cpu-prof`-style profiles: `--jobs` jobs offered with `offerAll` (`--batch` a
+ * call, default 1,000, 4 calls in flight, as bench/distributed*.ts), `--rounds` times; prints jobs/s and this process's
+ * CPU µs per job of each round (`process.cpuUsage`). `--store redis|pg|sqlite`; `--single`: `offer` one by one, 16 in
+ * flight, instead. With `--profile <file>`, the last round alone is profiled (the inspector's CPU profiler) into
+ * <file>; with `--heap`, the last round's allocations are sampled (objects collected by scavenges kept) and the top
  * allocating functions printed, in bytes per job.
  *
  *   npx tsx bench/_offer-cpu.ts --store redis --jobs 50000 --rounds 3 --profile /tmp/offer.cpuprofile
@@ -25,6 +25,7 @@ import { arg, batches, flag, pool, timed } from "./_shared.js"
 
 const JOBS = arg("jobs", 50_000)
 const ROUNDS = arg("rounds", 3)
+const BATCH = arg("batch", 1_000)
 const store = process.argv.includes("--store") ? process.argv[process.argv.indexOf("--store") + 1]! : "redis"
 const profileTo = process.argv.includes("--profile") ? process.argv[process.argv.indexOf("--profile") + 1] : undefined
 const heap = flag("heap")
@@ -64,7 +65,7 @@ const schema = Schema.Struct({ n: Schema.Number })
 const round = (last: boolean) =>
   Effect.gen(function*() {
     const queue = yield* benchQueue(store, "offer-cpu", schema)
-    const all = batches(JOBS, 1_000)
+    const all = batches(JOBS, BATCH)
     const session = new Session()
     if (last && profileTo !== undefined) {
       session.connect()
@@ -101,7 +102,7 @@ const round = (last: boolean) =>
       printHeap(profile.head as unknown as HeapNode)
     }
     console.log(
-      `${store} ${flag("single") ? "offer" : "offerAll"}: ${Math.round(sample.rate)} jobs/s, ${
+      `${store} ${flag("single") ? "offer" : `offerAll of ${BATCH}`}: ${Math.round(sample.rate)} jobs/s, ${
         sample.cpu.toFixed(1)
       } µs CPU per job, load ${os.loadavg()[0]!.toFixed(1)}`
     )

@@ -73,6 +73,8 @@ export const counter = (jobs: number) => {
 export interface Sample {
   readonly rate: number
   readonly cpu: number
+  /** The database server's CPU µs per job in the window, where the bench measures it (bench/distributed-sql.ts). */
+  readonly server?: number | undefined
 }
 
 /**
@@ -138,6 +140,29 @@ export const compare = async (scenarios: ReadonlyArray<Scenario>, rounds: number
         `| ${c === 0 ? scenario.label : ""} | ${contender.name} | ${fmt(rate)} | ${
           cpu.toFixed(1)
         } | ${cell} | ${cpuCell} |`
+      )
+    }
+  }
+  serverTable(scenarios, samples)
+}
+
+/** The server's CPU per job of the scenarios whose samples carry it (`Sample.server`), after `compare`'s table. */
+const serverTable = (scenarios: ReadonlyArray<Scenario>, samples: ReadonlyArray<ReadonlyArray<Array<Sample>>>) => {
+  const measured = scenarios.flatMap((scenario, i) =>
+    samples[i]!.every((xs) => xs.every((x) => x.server !== undefined)) ? [[scenario, samples[i]!] as const] : []
+  )
+  if (measured.length === 0) return
+  console.log("\n| scenario | contender | server CPU µs/job (min–max over rounds) | ours ÷ it, server CPU/job |")
+  console.log("|---|---|---:|---:|")
+  for (const [scenario, xss] of measured) {
+    const ours = median(xss[0]!.map((x) => x.server!))
+    for (const [c, contender] of scenario.contenders.entries()) {
+      const xs = xss[c]!.map((x) => x.server!)
+      const server = median(xs)
+      console.log(
+        `| ${c === 0 ? scenario.label : ""} | ${contender.name} | ${server.toFixed(2)} (${Math.min(...xs).toFixed(2)}–${
+          Math.max(...xs).toFixed(2)
+        }) | ${c === 0 ? "" : `${(ours / server).toFixed(2)}×`} |`
       )
     }
   }

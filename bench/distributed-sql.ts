@@ -27,7 +27,12 @@
  *
  *   npx tsx bench/distributed-sql.ts [--quick] [--jobs 20000] [--rounds 5] [--samples 200] [--skip-latency]
  *     [--only-latency] [--late-jobs 60] [--late-rounds 3] [--only-offers] [--baseline <dir>] [--only-ours]
- *     [--only-batch] [--only-sqlite]
+ *     [--only-batch] [--only-sqlite] [--only-bulk]
+ *
+ * `--only-bulk`: the bulk offer rows alone (PostgreSQL: ours `offerAll`, graphile-worker `add_jobs`, pg-boss
+ * `insert`, the floor; SQLite: ours and the floor), no latency. Every PostgreSQL bulk row also gives the server's
+ * CPU per job: that of the backends serving this process's connections (named `bench_<pid>`), from
+ * /proc/<pid>/schedstat (PostgreSQL runs on this machine), so other clients of the server do not count.
  *
  * `--baseline <dir>`: another checkout of this repository, whose SQL DurableQueue runs as one more contender of the
  * process and bulk-offer rows (as bench/distributed.ts's for Redis); give it a node_modules symlinked to this one's,
@@ -42,7 +47,7 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { Logger, makeWorkerUtils, run as runGraphile } from "graphile-worker"
 import { randomUUID } from "node:crypto"
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { createRequire } from "node:module"
 import * as os from "node:os"
 import { join } from "node:path"
@@ -70,6 +75,7 @@ import {
   pool,
   PROCESS_GRID,
   processScenarios,
+  type Sample,
   type Scenario,
   sleep,
   timed,
@@ -83,17 +89,21 @@ const SAMPLES = arg("samples", QUICK ? 60 : 200)
 const LATE_JOBS = arg("late-jobs", 60)
 const LATE_ROUNDS = arg("late-rounds", QUICK ? 2 : 3)
 const ONLY_LATENCY = flag("only-latency")
+const ONLY_BULK = flag("only-bulk")
 const BULK = 1_000
 const GRAPHILE_BATCH = 500
 const RUN_BATCH_SIZE = 100
 const RUN_BATCH_AT_ONCE = 2
-const connection = { host: "127.0.0.1", port: 5432, database: "test", user: "postgres" }
+/** This process's connections' name: the server CPU of a bulk offer row is their backends' (`serverTimed`). */
+const APP = `bench_${process.pid}`
+const connection = { host: "127.0.0.1", port: 5432, database: "test", user: "postgres", application_name: APP }
 const connectionString = `postgres://${connection.user}@${connection.host}:${connection.port}/${connection.database}`
 const PgOptions = {
   host: connection.host,
   port: connection.port,
   database: connection.database,
-  username: connection.user
+  username: connection.user,
+  applicationName: APP
 }
 const PgLayer = PgClient.layer(PgOptions)
 const schema = Schema.Struct({ n: Schema.Number })
@@ -114,6 +124,43 @@ interface SqliteDatabase {
   close: () => void
 }
 const Database = createRequire(import.meta.url)("better-sqlite3") as new(file: string) => SqliteDatabase
+
+/** The CPU time (ns) so far of each backend serving this process's connections (pid → /proc schedstat's run time). */
+let monitor: pg.Client | undefined
+const backendTimes = async (): Promise<Map<number, number>> => {
+  if (monitor === undefined) {
+    monitor = new pg.Client({ ...connection, application_name: `${APP}_monitor` })
+    await monitor.connect()
+  }
+  const { rows } = await monitor.query<{ pid: number }>(
+    "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+    [APP]
+  )
+  const times = new Map<number, number>()
+  for (const { pid } of rows) {
+    try {
+      times.set(pid, Number(readFileSync(`/proc/${pid}/schedstat`, "utf8").split(" ")[0]))
+    } catch {
+      // gone
+    }
+  }
+  return times
+}
+
+/**
+ * `timed`, plus the PostgreSQL server's CPU µs per job in the window: the backends of this process's connections,
+ * read before and after it (a backend opened in the window counts from its start, connection set-up included; the
+ * pools close after the window, so none is lost).
+ */
+const serverTimed = async (jobs: number, body: () => Promise<unknown>): Promise<Sample> => {
+  const before = await backendTimes()
+  const sample = await timed(jobs, body)
+  const after = await backendTimes()
+  let ns = 0
+  for (const [pid, t] of after) ns += t - (before.get(pid) ?? 0)
+  return { ...sample, server: ns / 1_000 / jobs }
+}
+const timedOn = (backend: Backend) => backend === "pg" ? serverTimed : timed
 
 // ---------------------------------------------------------------- ours
 
@@ -201,7 +248,7 @@ const oursBulk = (backend: Backend, jobs: number): Contender => ({
   run: () =>
     withOurs(backend, (queue) => {
       const all = batches(jobs, BULK)
-      return timed(jobs, () => pool(all.length, backend === "pg" ? 4 : 1, (b) => offerAllOf(queue, all[b]!)))
+      return timedOn(backend)(jobs, () => pool(all.length, backend === "pg" ? 4 : 1, (b) => offerAllOf(queue, all[b]!)))
     })
 })
 
@@ -238,7 +285,7 @@ const baselineBulk = (base: Baseline, backend: Backend, jobs: number): Contender
       const queue = yield* base.DurableQueue.make({ name: "jobs", tableName, schema })
       const all = batches(jobs, BULK)
       return yield* E.promise(() =>
-        timed(
+        timedOn(backend)(
           jobs,
           () =>
             pool(
@@ -331,7 +378,7 @@ const bossBulk = (jobs: number): Contender => ({
   run: () =>
     withBoss((boss) => {
       const all = batches(jobs, BULK)
-      return timed(jobs, () => pool(all.length, 4, (b) => bossInsert(boss, all[b]!)))
+      return serverTimed(jobs, () => pool(all.length, 4, (b) => bossInsert(boss, all[b]!)))
     })
 })
 
@@ -409,7 +456,10 @@ const graphileBulk = (jobs: number): Contender => ({
   run: () =>
     withGraphile((pgPool, schemaName) => {
       const all = batches(jobs, BULK)
-      return timed(jobs, () => pool(all.length, 4, (b) => graphileAdd(pgPool, schemaName, all[b]!.map((n) => ({ n })))))
+      return serverTimed(
+        jobs,
+        () => pool(all.length, 4, (b) => graphileAdd(pgPool, schemaName, all[b]!.map((n) => ({ n }))))
+      )
     })
 })
 
@@ -516,7 +566,10 @@ const floorBulk = (withFloor: typeof withPgFloor, jobs: number, inFlight: number
   run: () =>
     withFloor((engine) => {
       const all = batches(jobs, BULK)
-      return timed(jobs, () => pool(all.length, inFlight, (b) => engine.fill(all[b]!)))
+      return (withFloor === withPgFloor ? serverTimed : timed)(
+        jobs,
+        () => pool(all.length, inFlight, (b) => engine.fill(all[b]!))
+      )
     })
 })
 
@@ -597,7 +650,7 @@ const main = async () => {
   const baseProcess = (backend: Backend, jobs: number, concurrency: number, ms: number) =>
     base === undefined ? [] : [oursProcess(backend, jobs, concurrency, ms, base.DurableQueue)]
   // --only-offers: the offer rows alone (the offer path's own work, minutes shorter).
-  const offersOnly = flag("only-offers")
+  const offersOnly = flag("only-offers") || ONLY_BULK
   const scenarios: Array<Scenario> = offersOnly ?
     [] :
     processScenarios("PostgreSQL ", JOBS, PROCESS_GRID, (jobs, concurrency, ms) => [
@@ -669,14 +722,16 @@ const main = async () => {
       contenders: [oursBulk("sqlite", JOBS), floorBulk(withSqliteFloor, JOBS, 1), ...baseBulk("sqlite")]
     })
   }
-  // --only-batch: the batch-handler scenarios alone (issue #16's runBatch rows); --only-sqlite: SQLite's alone.
+  // --only-batch: the batch-handler scenarios alone (issue #16's runBatch rows); --only-sqlite: SQLite's alone;
+  // --only-bulk: the bulk offer rows alone.
   const picked = scenarios.filter((scenario) =>
     (!flag("only-batch") || scenario.label.includes("batch")) &&
-    (!flag("only-sqlite") || scenario.label.startsWith("SQLite"))
+    (!flag("only-sqlite") || scenario.label.startsWith("SQLite")) &&
+    (!ONLY_BULK || scenario.label.endsWith("bulk offer"))
   )
   if (!ONLY_LATENCY) await compare(picked, ROUNDS)
 
-  if (!flag("skip-latency")) {
+  if (!flag("skip-latency") && !ONLY_BULK) {
     console.log(
       `\nLatency on PostgreSQL, offer (another client) → handler start, ${SAMPLES} offers at 50 jobs/s, idle consumers at default settings:\n`
     )
@@ -704,6 +759,7 @@ const main = async () => {
       }
     ], LATE_ROUNDS)
   }
+  await monitor?.end()
   console.log(`\nload average after: ${os.loadavg().map((x) => x.toFixed(2)).join(", ")}`)
 }
 

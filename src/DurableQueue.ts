@@ -43,25 +43,27 @@ import type { OptionError } from "./OptionError.js"
 export interface DurableQueue<in out A> {
   readonly name: string
   /**
-   * Queues a job and returns its id (a random UUID unless `id` is given). With an `id` already offered (waiting,
-   * running, done or dead), nothing is queued again. A value whose encoded form is not plain JSON (a function,
-   * `undefined` in an array, `NaN`, a `BigInt`, a cycle, a `Date` or class instance, nesting deeper than 1000)
-   * fails with `DurableQueueError` "EncodeFailed" naming the id; an `id` that is not a non-empty string (or holds a
-   * NUL or a lone UTF-16 surrogate) with `OptionError`, as does any bad option of `OfferOptions` (naming it).
+   * Queues a job and returns its id: unless `id` is given, a UUIDv7 (time-ordered: it reveals the offer time to the
+   * millisecond; pass `id` to avoid that). With an `id` already offered (waiting, running, done or dead), nothing is
+   * queued again. A value whose encoded form is not plain JSON (a function, `undefined` in an array, `NaN`, a `BigInt`,
+   * a cycle, a `Date` or class instance, nesting deeper than 1000) fails with `DurableQueueError` "EncodeFailed" naming
+   * the id; an `id` that is not a non-empty string (or holds a NUL or a lone UTF-16 surrogate) with `OptionError`, as
+   * does any bad option of `OfferOptions` (naming it).
    */
   readonly offer: (value: A, options?: OfferOptions) => Effect.Effect<string, DurableQueueError | OptionError>
   /**
-   * Queues many jobs in one round trip to the store (one script call on Redis, one multi-row `INSERT … ON CONFLICT`
-   * on PostgreSQL, one transaction on SQLite) and returns their ids, one per entry in entry order (random UUIDs
-   * where no `id` is given), as BullMQ's `addBulk`. Ids are de-duplicated as `offer` does, within the batch too: of
-   * entries sharing an id, the first is queued and the others are not (their id is still returned), and an id
-   * already offered is not queued again. Each entry may carry `offer`'s options (a delay, a priority, a timeout, a
-   * backoff). All or nothing before the store: every entry's options and value are checked and encoded first, so
-   * one hostile entry (a bad id or option: `OptionError` naming it, as `entries[2].delay`; a value whose encoded
-   * form is not plain JSON: `DurableQueueError` "EncodeFailed" naming its id) fails the call and NOTHING of the
-   * batch is written. An empty array writes nothing. `entries` that is not an array, or an entry that is not an
-   * object, fails with `OptionError`. An "Offered" event is sent for each job handed to the store (as events never
-   * slow the queue, a batch of more than 10,000 overflows the event buffer: its oldest "Offered" are dropped, logged).
+   * Queues many jobs in one round trip to the store (one script call on Redis, one multi-row `INSERT … ON CONFLICT` on
+   * PostgreSQL, one transaction on SQLite) and returns their ids, one per entry in entry order (a UUIDv7 where no `id`
+   * is given: time-ordered, it reveals the offer time to the millisecond; pass `id` to avoid that), as BullMQ's
+   * `addBulk`. Ids are de-duplicated as `offer` does, within the batch too: of entries sharing an id, the first is
+   * queued and the others are not (their id is still returned), and an id already offered is not queued again. Each
+   * entry may carry `offer`'s options (a delay, a priority, a timeout, a backoff). All or nothing before the store:
+   * every entry's options and value are checked and encoded first, so one hostile entry (a bad id or option:
+   * `OptionError` naming it, as `entries[2].delay`; a value whose encoded form is not plain JSON: `DurableQueueError`
+   * "EncodeFailed" naming its id) fails the call and NOTHING of the batch is written. An empty array writes nothing.
+   * `entries` that is not an array, or an entry that is not an object, fails with `OptionError`. An "Offered" event is
+   * sent for each job handed to the store (as events never slow the queue, a batch of more than 10,000 overflows the
+   * event buffer: its oldest "Offered" are dropped, logged).
    */
   readonly offerAll: (
     entries: ReadonlyArray<OfferEntry<A>>
@@ -329,7 +331,10 @@ export interface ScheduleOptions extends Pick<OfferOptions, "priority" | "timeou
  * @category models
  */
 export interface OfferOptions {
-  /** The job's id (default: a random UUID): an id already offered is not queued again. */
+  /**
+   * The job's id (default: a UUIDv7, time-ordered: it reveals the offer time to the millisecond; pass `id` to avoid
+   * that): an id already offered is not queued again.
+   */
   readonly id?: string | undefined
   /**
    * Not leased before this long from now (the store's clock), at most 10 years. Not together with `runAt`.

@@ -637,13 +637,67 @@ describe("DurableQueue.memory", () => {
     for (const [bad, why] of cases) expect(notJson(bad)).toContain(why)
   })
 
-  it("randomId: RFC 9562 version 4 UUIDs, flat strings, distinct across many refills of its random bytes", () => {
-    const ids = new Set(Array.from({ length: 5_000 }, () => randomId()))
-    expect(ids.size).toBe(5_000)
-    for (const id of ids) expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
-    // Every hex digit appears in every free position over 5,000 ids (a stuck nibble would not).
-    for (const at of [0, 7, 9, 15, 20, 35]) expect(new Set([...ids].map((id) => id[at])).size).toBe(16)
+  /** The Unix ms of a UUIDv7: its first 12 hex digits. */
+  const millisOf = (id: string) => Number.parseInt(id.slice(0, 8) + id.slice(9, 13), 16)
+  const V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+
+  it("randomId: RFC 9562 version 7 UUIDs of now, flat strings, distinct over 100,000 (many refills of its bytes)", () => {
+    const before = Date.now()
+    const ids = Array.from({ length: 100_000 }, () => randomId())
+    const after = Date.now()
+    expect(new Set(ids).size).toBe(100_000)
+    // One expect for all (400,000 took 1.8 s): the ids not v7 or not of [before, after].
+    expect(ids.filter((id) => !V7.test(id) || millisOf(id) < before || millisOf(id) > after).slice(0, 3)).toEqual([])
+    // Every hex digit appears in every random position (rand_b) and the counter's last two, the variant's 4 in its (a
+    // stuck nibble would not).
+    for (const at of [16, 17, 20, 21, 24, 30, 35]) expect(new Set(ids.map((id) => id[at])).size).toBe(16)
+    expect(new Set(ids.map((id) => id[19])).size).toBe(4)
   })
+
+  it("randomId: ids sort in the order they were made (as text, PostgreSQL's byte order), by ms then by counter", () => {
+    // Ids until the clock has moved on 3 times (an id after each move: 3 ms at least among them, however long the
+    // process is descheduled; a deadline of start + 3 ms saw 2 once at load 15): ordered by time across ms, by rand_a's
+    // counter within one.
+    const ids: Array<string> = []
+    let last = Date.now()
+    for (let moves = 0; moves < 3;) {
+      ids.push(randomId())
+      const now = Date.now()
+      if (now !== last) [moves, last] = [moves + 1, now]
+    }
+    ids.push(randomId())
+    const ms = ids.map(millisOf)
+    const counter = (id: string) => Number.parseInt(id.slice(15, 18), 16)
+    expect(new Set(ms).size).toBeGreaterThanOrEqual(3)
+    const wrong: Array<string> = []
+    for (let i = 1; i < ids.length; i++) {
+      const [a, b] = [ids[i - 1]!, ids[i]!]
+      if (ms[i]! < ms[i - 1]!) wrong.push(`${a} then ${b}: an earlier ms`)
+      else if (ms[i]! > ms[i - 1]! && !(b > a)) wrong.push(`${a} then ${b}: a later ms sorts first`)
+      // Within one ms the counter goes up by one; past 4,095 it wraps (the only place the order breaks).
+      else if (ms[i] === ms[i - 1] && counter(b) !== ((counter(a) + 1) & 0xfff)) wrong.push(`${a} then ${b}: counter`)
+      else if (ms[i] === ms[i - 1] && counter(b) !== 0 && !(b > a)) wrong.push(`${a} then ${b}: not after`)
+    }
+    expect(wrong.slice(0, 3)).toEqual([])
+    // A new ms starts the counter below 2,048, so at least 2,048 ids of one ms keep their order.
+    for (let i = 1; i < ids.length; i++) if (ms[i]! > ms[i - 1]!) expect(counter(ids[i]!)).toBeLessThan(2048)
+  })
+
+  it.scoped("offer and offerAll without an id return UUIDv7s of the offer's time (Date.now, not the TestClock at 0)", () =>
+    Effect.gen(function*() {
+      const queue = yield* queueOf()
+      const before = Date.now()
+      const id = yield* queue.offer(1)
+      // The usual entries (options.ts `usualJob`) and one through `resolveOffer` (a duration as text).
+      const ids = yield* queue.offerAll([{ value: 2 }, { value: 3, priority: 1 }, { value: 4, delay: "10 millis" }])
+      const after = Date.now()
+      for (const one of [id, ...ids]) {
+        expect(one).toMatch(V7)
+        expect(millisOf(one)).toBeGreaterThanOrEqual(before)
+        expect(millisOf(one)).toBeLessThanOrEqual(after)
+      }
+      expect(new Set([id, ...ids]).size).toBe(4)
+    }))
 
   // ---- issue #11 where time is the point (TestClock); the same features run on every store in the contract suite.
 

@@ -50,13 +50,13 @@ export const contract = (kind: StoreKind, up: boolean) =>
     const test = (name: string, body: (env: Env) => Effect.Effect<void, unknown, Scope.Scope>, timeout = 30_000) =>
       it.live(name, () => withStore(kind, body), timeout)
 
-    test("offer by id: an id offered twice is queued once, also after it is done; generated ids are UUIDs", (env) =>
+    test("offer by id: an id offered twice is queued once, also after it is done; generated ids are UUIDv7s", (env) =>
       Effect.gen(function*() {
         const queue = yield* numbers(env)
         expect(yield* queue.offer(1, { id: "job-1" })).toBe("job-1")
         expect(yield* queue.offer(1, { id: "job-1" })).toBe("job-1")
         const other = yield* queue.offer(2)
-        expect(other).toMatch(/^[0-9a-f-]{36}$/)
+        expect(other).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/)
         expect(yield* queue.size).toBe(2)
         const seen: Array<string> = []
         yield* queue.take((n, job) => Effect.sync(() => seen.push(`${job.id}=${n}`)))

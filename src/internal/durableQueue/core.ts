@@ -1376,9 +1376,13 @@ const makeOffer = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["offer"] =>
   )
 
 /**
- * The ids and jobs of one `offerAll` run. Only the caller's own ids are de-duplicated: a generated id (a random
- * UUID, options.ts `randomId`) is new, and a caller's id equal to one would have to guess 122 random bits. The Set
- * of every id was ~4 % of offerAll's CPU.
+ * The ids and jobs of one `offerAll` run. Only the caller's own ids are de-duplicated: a generated id (a UUIDv7,
+ * options.ts `randomId`) is new. Its ms (48 bits) and its counter within that ms (12 bits, from a random start
+ * below 2,048 each ms) are no secret, but its last 62 bits are random: one process's ids differ by ms or counter (up
+ * to 2,048 a ms; past 4,095 the counter wraps and the 62 bits remain), two processes' collide only within one ms,
+ * with equal counters (~1 in 2^11 for a pair) and equal 62 bits: ~n²/2^73 for n ids of that ms (1e-10 at 1,000,000
+ * in one ms). A caller's id equal to one would have to guess 62 random bits. The Set of every id was ~4 % of
+ * offerAll's CPU.
  */
 class OfferBatch {
   constructor(

@@ -483,9 +483,10 @@ const makeOffer = (ctx: Ctx): Effect.Effect<Store["offer"], never, Scope.Scope> 
     )
     const insert = (batch: ReadonlyArray<OfferedJob>) => {
       const rows = rowsOf(batch)
-      // Ids the core generated (random UUIDs) are new by construction: no ON CONFLICT, whose speculative insertion
-      // (an index probe and a token per row) made the store's offer of 1,000 rows 1.13-1.31x slower on PostgreSQL
-      // (bench/_sql-offer-shapes.ts, load 12-18). Were one known anyway, the INSERT fails: an error, not a lost job.
+      // Ids the core generated (UUIDv7s: a counter and 62 random bits in their ms) are new by construction: no ON
+      // CONFLICT, whose speculative insertion (an index probe and a token per row) made the store's offer of 1,000
+      // rows 1.13-1.31x slower on PostgreSQL (bench/_sql-offer-shapes.ts, load 12-18). Were one known anyway, the
+      // INSERT fails: an error, not a lost job.
       if (batch.every((job) => !job.custom)) {
         // Every row goes in: the notification needs no RETURNING to know it.
         return ctx.notifying

@@ -18,7 +18,7 @@ export interface OfferedJob {
   readonly id: string
   /** The encoded job (JSON text); stored and returned byte for byte. */
   readonly payload: string
-  /** False for ids the core generated (random UUIDs, unique by construction): a store may skip remembering them. */
+  /** False for ids the core generated (UUIDv7s, unique by construction): a store may skip remembering them. */
   readonly custom: boolean
   /** Not leased before the store's now + delayMillis (0: ready now). */
   readonly delayMillis: number
