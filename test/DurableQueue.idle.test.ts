@@ -8,6 +8,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Schema from "effect/Schema"
@@ -49,7 +50,7 @@ const advance = (millis: number) => Effect.zipRight(TestClock.adjust(millis), yi
 /** The gaps between consecutive leases. */
 const gaps = (times: ReadonlyArray<number>) => times.slice(1).map((t, i) => t - times[i]!)
 
-const settingsOf = (pollInterval = "100 millis") =>
+const settingsOf = (pollInterval: Duration.DurationInput = "100 millis") =>
   queueSettings({ name: "jobs", schema: Schema.Number, pollInterval, leaseDuration: "1 hour" })
 
 describe("DurableQueue idle fetcher", () => {
@@ -79,7 +80,9 @@ describe("DurableQueue idle fetcher", () => {
       yield* store.offer([{ id: "a", payload: "1", custom: true, delayMillis: 0, priority: 0, options: undefined }])
       yield* yieldMany
       const exits = yield* Effect.forEach(takers, (taker) => Fiber.poll(taker))
-      const got = exits.flatMap((exit) => exit._tag === "Some" && exit.value._tag === "Success" ? [exit.value.value.id] : [])
+      const got = exits.flatMap((exit) =>
+        exit._tag === "Some" && exit.value._tag === "Success" ? [exit.value.value.id] : []
+      )
       expect(got).toEqual(["a"])
       for (const taker of takers) yield* Fiber.interrupt(taker)
     }))

@@ -314,8 +314,9 @@ const IDLE_MAX_MILLIS = 2_000
  * (`Store.hearing`: memory, Redis once its wake subscription holds, PostgreSQL once its LISTEN is confirmed), an
  * offer, a job put back or retried and a resume each wake the fetcher, so the poll is only a safety net: empty
  * leases in a row wait `pollInterval` (100 ms by default), then twice as long each time, up to 2 s (or
- * `pollInterval` if longer). An idle `run` of concurrency 16 cost 39 (Redis), 56 (PostgreSQL) µs of CPU per ms of
- * wall time at a lease every 100 ms (bench/_idle-cpu.ts, issue #16). The cost: a change whose notification is lost
+ * `pollInterval` if longer). An idle `run` of concurrency 16 cost 36 (Redis), 42 (PostgreSQL) µs of CPU per ms of
+ * wall time at a lease every 100 ms, 2.0 and 4.2 with this and no taker woken by an empty lease (bench/_idle-cpu.ts,
+ * medians of 4 interleaved with main at load 15-24, bench/RESULTS.md; issue #16). The cost: a change whose notification is lost
  * (a subscriber reconnecting, a LISTEN gone deaf until its next probe, an offer from a PostgreSQL process with
  * `notify: false`) is seen up to 2 s later instead of 100 ms. A store that does not hear (SQLite, PostgreSQL with
  * `notify: false`) polls every `pollInterval`, as before. Any news (an offer, a notification) or a lease that found
