@@ -316,11 +316,12 @@ const IDLE_MAX_MILLIS = 2_000
  * leases in a row wait `pollInterval` (100 ms by default), then twice as long each time, up to 2 s (or
  * `pollInterval` if longer). An idle `run` of concurrency 16 cost 36 (Redis), 42 (PostgreSQL) µs of CPU per ms of
  * wall time at a lease every 100 ms, 2.0 and 4.2 with this and no taker woken by an empty lease (bench/_idle-cpu.ts,
- * medians of 4 interleaved with main at load 15-24, bench/RESULTS.md; issue #16). The cost: a change whose notification is lost
- * (a subscriber reconnecting, a LISTEN gone deaf until its next probe, an offer from a PostgreSQL process with
- * `notify: false`) is seen up to 2 s later instead of 100 ms. A store that does not hear (SQLite, PostgreSQL with
- * `notify: false`) polls every `pollInterval`, as before. Any news (an offer, a notification) or a lease that found
- * jobs starts the backoff again from `pollInterval`.
+ * medians of 4 interleaved with main at load 15-24, bench/RESULTS.md; issue #16). The cost: a change whose
+ * notification is lost (a subscriber reconnecting, a LISTEN gone deaf until its next probe, an offer from a
+ * PostgreSQL process with `notify: false`) is seen up to 2 s later instead of 100 ms; so is a delayed job or a
+ * lapsed lease when reading the next due time failed (read, they are waited for exactly, as before). A store that
+ * does not hear (SQLite, PostgreSQL with `notify: false`) polls every `pollInterval`, as before. Any news (an offer,
+ * a notification) or a lease that found jobs starts the backoff again from `pollInterval`.
  */
 class IdleBackoff {
   /** The last wait after an empty lease while hearing; 0: none since the last news. */
