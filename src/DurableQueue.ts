@@ -617,9 +617,14 @@ export interface Options<A, I> {
    */
   readonly leaseDuration?: Duration.DurationInput | undefined
   /**
-   * How often an idle taker looks for jobs (and how late a delayed job may start). Default: 100 millis. (On Redis,
-   * and on PostgreSQL with notifications, an offer, retry, requeue or resume from any process wakes idle takers at
-   * once; the poll is the safety net, and what finds a delayed job whose time came.) A `run` leases four times its
+   * How often an idle taker looks for jobs. Default: 100 millis. (On Redis, and on PostgreSQL with notifications,
+   * an offer, retry, requeue or resume from any process wakes idle takers at once, and an idle taker reads when the
+   * next delayed job or lapsing lease is due and looks then; the poll is the safety net. Where changes are heard
+   * (memory; Redis once its wake-up subscription holds; PostgreSQL once its LISTEN is confirmed), empty looks in a
+   * row wait this, then twice as long each time up to 2 seconds (or this, if longer), and any wake-up starts again
+   * from this: an idle `run` costs a tenth of the CPU, and a wake-up that is lost (a subscriber reconnecting, a
+   * LISTEN gone deaf until its next probe, an offer from a process with `notify: false`) is made up for up to 2 s
+   * later instead of 100 ms. SQLite and PostgreSQL with `notify: false` poll at this interval.) A `run` leases four times its
    * concurrency ahead of its takers (fewer round trips per job), more with fast handlers (two leases of up to 256
    * jobs on Redis and PostgreSQL, one on SQLite); those jobs go back when it stops or when this instance pauses the queue.
    */

@@ -6,7 +6,10 @@
  * acknowledgement only after the handler succeeded, and after `maxAttempts` failed attempts a dead letter with the
  * last error. Keys are `<prefix>{<escaped name>}:<suffix>`, so no two queue names collide. An offer from any process
  * wakes idle takers at once (a message on the queue's pub/sub channel `<prefix>{<escaped name>}:wake`, heard by a
- * second connection each taking instance opens at its first lease); `pollInterval` is only the safety net.
+ * second connection each taking instance opens at its first lease); `pollInterval` is only the safety net: once
+ * that subscription holds, an idle taker's empty looks in a row wait `pollInterval`, doubling up to 2 s (so a
+ * wake-up lost while the subscriber reconnects is made up for up to 2 s later; delayed jobs and lapsed leases are
+ * still looked for at their due time).
  *
  * @since 0.1.0
  */

@@ -18,8 +18,11 @@
  * ids collide across queues (the details are in the store's source header). Leases are read from the database's
  * clock, so processes on several machines agree on them. On PostgreSQL an offer wakes the idle takers of every
  * process at once (LISTEN/NOTIFY, one notification per batch of offers; see `notify`); on SQLite, those of its own
- * process, others poll. A delayed job (or a retry after its backoff) is taken at a taker's next poll once its time
- * has come (`pollInterval`, 100 ms by default, is how late it may start). When processes of one queue use different
+ * process, others poll (`pollInterval`, 100 ms by default). An idle taker reads when the next delayed job (or retry
+ * after its backoff, or lapsing lease) is due and looks then. On PostgreSQL, once its LISTEN is confirmed, an idle
+ * taker's empty looks in a row wait `pollInterval`, doubling up to 2 s (a notification lost, or an offer from a
+ * process with `notify: false`, is then seen up to 2 s later); SQLite and `notify: false` keep polling at
+ * `pollInterval`. When processes of one queue use different
  * `maxAttempts`, the taker running a job's last attempt by its own count dead-letters it.
  *
  * @since 0.1.0

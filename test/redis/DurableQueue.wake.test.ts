@@ -3,6 +3,8 @@
  * process would) wakes an idle taker at once, not at its next poll. The poll interval is 10 s and the wait for the
  * job 5 s, so without the wake-up the job would arrive at the poll, after the wait: the test fails. So do a resume,
  * a retry without delay and a requeue made by another instance: each makes a job ready and publishes a wake-up.
+ * And an idle taker backs off to 2 s between leases once it hears (core.ts `IdleBackoff`): an offer from another
+ * connection still reaches it at once.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
@@ -13,6 +15,9 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type { Redis } from "ioredis"
 import { Backoff } from "../../src/DurableQueue.js"
+import * as core from "../../src/internal/durableQueue/core.js"
+import { queueSettings } from "../../src/internal/durableQueue/options.js"
+import { wakingStore } from "../../src/internal/durableQueue/redisStore.js"
 import * as DurableQueue from "../../src/redis/DurableQueue.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
 import { withRedisPrefix } from "../helpers/redis.js"
@@ -50,7 +55,49 @@ const wakesIdleTaker = (prefix: string, raw: Redis, pause: number) =>
     expect(got).toEqual(Option.some(Exit.succeed(2)))
   }).pipe(Effect.scoped)
 
+/**
+ * A taker backed off to 2 s between leases (its store hears: `hearing` true once subscribed) gets a job offered by
+ * another connection within 1 s of the offer, made just after a lease (without the wake-up: ~2 s). Fails on a core
+ * that does not back off (the 1.6 s gap never comes) or a store that hears nothing it says it hears.
+ */
+const backedOffTakerWoken = (prefix: string) =>
+  Effect.gen(function*() {
+    const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number })
+    const { options } = yield* RedisClient.RedisClient
+    const { store } = yield* wakingStore(options, prefix, settings)
+    const leases: Array<number> = []
+    const timed = {
+      ...store,
+      lease: (max: number) => Effect.zipRight(Effect.sync(() => leases.push(Date.now())), store.lease(max))
+    }
+    const taker = yield* core.make(timed, settings, Schema.Number)
+    const started: Array<number> = []
+    yield* Effect.forkScoped(taker.run(() => Effect.sync(() => started.push(Date.now())), { concurrency: 4 }))
+    // Leases 100, 200, 400, 800, then 1,600 ms apart (the subscription holding may wake it once and start over):
+    // looked for every 10 ms for up to 15 s; the wait after that lease is 2 s.
+    const lastGap = () => leases.length < 2 ? 0 : leases.at(-1)! - leases.at(-2)!
+    for (let i = 0; i < 1_500 && lastGap() < 1_500; i++) yield* Effect.sleep("10 millis")
+    expect(lastGap()).toBeGreaterThanOrEqual(1_500)
+    expect(yield* store.hearing!).toBe(true)
+    const offerer = yield* queueOf(prefix)
+    const offeredAt = Date.now()
+    const sinceLease = offeredAt - leases.at(-1)!
+    yield* offerer.offer(1)
+    for (let i = 0; i < 500 && started.length === 0; i++) yield* Effect.sleep("10 millis")
+    expect(started.length).toBe(1)
+    // Offered well within the 2 s wait, started well before it would have ended.
+    expect(sinceLease).toBeLessThan(500)
+    expect(started[0]! - offeredAt).toBeLessThan(1_000)
+  }).pipe(Effect.scoped)
+
 describe.skipIf(!up)("redis DurableQueue wake-ups", () => {
+  it.live(
+    "a taker backed off to 2 s between leases (it hears) gets a job offered by another connection within 1 s",
+    () =>
+      withRedisPrefix("dqwakeidle", (prefix) => backedOffTakerWoken(prefix).pipe(Effect.provide(RedisClient.layer()))),
+    30_000
+  )
+
   it.live(
     "an offer from another connection wakes an idle taker well before its 10 s poll",
     () =>

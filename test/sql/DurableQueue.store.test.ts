@@ -548,6 +548,35 @@ for (const [backend, up] of backends) {
         })
       ))
 
+    // `Store.hearing` (core.ts `IdleBackoff`): an idle taker backs off to 2 s only where offers of every process
+    // are heard; SQLite and PostgreSQL with `notify: false` hear none, and keep polling every `pollInterval`.
+    it.live(
+      backend === "pg"
+        ? "hearing: false before the first lease, true once its LISTEN is confirmed; absent with notify: false"
+        : "hearing: absent (SQLite has no notifications)",
+      () =>
+        withQueueTable((table) =>
+          Effect.gen(function*() {
+            const store = yield* storeOf(table)
+            const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number })
+            const deaf = yield* makeStore(settings, { tableName: table, notify: false })
+            expect(yield* deaf.lease(1)).toEqual([])
+            expect(deaf.hearing).toBeUndefined()
+            if (backend === "sqlite") {
+              expect(yield* store.lease(1)).toEqual([])
+              expect(store.hearing).toBeUndefined()
+              return
+            }
+            expect(yield* store.hearing!).toBe(false)
+            // The first lease starts the LISTEN and waits for its confirmation, 2 s at most: looked for up to 10 s.
+            expect(yield* store.lease(1)).toEqual([])
+            for (let i = 0; i < 1_000 && !(yield* store.hearing!); i++) yield* Effect.sleep("10 millis")
+            expect(yield* store.hearing!).toBe(true)
+          })
+        ),
+      30_000
+    )
+
     it.live("a schema-qualified table name works (SQLite names the schema on the index, PostgreSQL on the table)", () =>
       withQueueTable((table) =>
         Effect.gen(function*() {

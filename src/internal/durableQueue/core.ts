@@ -305,6 +305,41 @@ export class JobBuffer {
   }
 }
 
+/** Where an idle fetcher's wait stops doubling (see `IdleBackoff`). */
+const IDLE_MAX_MILLIS = 2_000
+
+/**
+ * How long an idle fetcher waits for news after a lease that found nothing, when no delayed job or lapsing lease is
+ * due sooner (`Feed.untilDue` bounds it by the next due time). Where the store hears changes made by every process
+ * (`Store.hearing`: memory, Redis once its wake subscription holds, PostgreSQL once its LISTEN is confirmed), an
+ * offer, a job put back or retried and a resume each wake the fetcher, so the poll is only a safety net: empty
+ * leases in a row wait `pollInterval` (100 ms by default), then twice as long each time, up to 2 s (or
+ * `pollInterval` if longer). An idle `run` of concurrency 16 cost 36 (Redis), 42 (PostgreSQL) µs of CPU per ms of
+ * wall time at a lease every 100 ms, 2.0 and 4.2 with this and no taker woken by an empty lease (bench/_idle-cpu.ts,
+ * medians of 4 interleaved with main at load 15-24, bench/RESULTS.md; issue #16). The cost: a change whose
+ * notification is lost (a subscriber reconnecting, a LISTEN gone deaf until its next probe, an offer from a
+ * PostgreSQL process with `notify: false`) is seen up to 2 s later instead of 100 ms; so is a delayed job or a
+ * lapsed lease when reading the next due time failed (read, they are waited for exactly, as before). A store that
+ * does not hear (SQLite, PostgreSQL with `notify: false`) polls every `pollInterval`, as before. Any news (an offer,
+ * a notification) or a lease that found jobs starts the backoff again from `pollInterval`.
+ */
+class IdleBackoff {
+  /** The last wait after an empty lease while hearing; 0: none since the last news. */
+  private wait = 0
+  constructor(readonly pollMillis: number) {}
+  /** The wait after a lease that found nothing: the next step where the store hears, else the poll. */
+  empty(hearing: boolean): number {
+    if (!hearing) return this.reset()
+    this.wait = this.wait === 0 ? this.pollMillis : Math.min(Math.max(IDLE_MAX_MILLIS, this.pollMillis), this.wait * 2)
+    return this.wait
+  }
+  /** News, or a lease that found jobs: the next wait is the poll. */
+  reset(): number {
+    this.wait = 0
+    return this.pollMillis
+  }
+}
+
 /**
  * One fetcher leases jobs and hands them out: as many as takers wait for, and, while a `run` is active, ahead of
  * them (see `LOOKAHEAD`). Jobs fetched but not yet handed out are held (refreshed) and put back, uncounted, when
@@ -338,7 +373,11 @@ export class Feed {
    * awaited and a poll lose nothing when interrupted.
    */
   readonly available = Effect.unsafeMakeLatch(false)
-  constructor(readonly store: Store, readonly held: Held, readonly pollMillis: number) {}
+  /** How long the fetcher waits after a lease that found nothing (see `IdleBackoff`). */
+  private readonly idle: IdleBackoff
+  constructor(readonly store: Store, readonly held: Held, readonly pollMillis: number) {
+    this.idle = new IdleBackoff(pollMillis)
+  }
 
   /** Puts leased jobs in the buffer and wakes the takers waiting for one; interrupted once the buffer is shut. */
   handOver(jobs: ReadonlyArray<LeasedJob>): Effect.Effect<void> {
@@ -370,6 +409,13 @@ export class Feed {
           if (pauses !== this.pauses && this.putBack !== undefined && leased.right.length > 0) {
             this.held.add(leased.right)
             this.putBack(leased.right)
+            return Effect.succeed(leased)
+          }
+          // An empty lease wakes no taker: opening `available` for nothing woke every waiting taker (16 for a run of
+          // concurrency 16) at each poll, to find the buffer empty and wait again (issue #16, bench/_idle-cpu.ts).
+          if (leased.right.length === 0) {
+            this.overlap = false
+            this.handedSinceLease = 0
             return Effect.succeed(leased)
           }
           this.adapt(want, leased.right.length)
@@ -508,17 +554,22 @@ export class Feed {
           // for that lease's end and one more (offer → start p50 63 ms at load 14; a delayed job's lateness 10-40 ms
           // per such lease at load 17; bench/RESULTS.md, issues 11 and 16).
           if (leased.right.length > 0) this.overdue = false
-          const atDueTime = yield* Effect.raceFirst(
-            Effect.flatMap(this.untilDue(), (ms) => Effect.as(Effect.sleep(ms), ms < this.pollMillis)),
-            Effect.as(Effect.raceFirst(this.offered.await, this.store.ready), false)
+          const poll = leased.right.length > 0
+            ? this.idle.reset()
+            : this.idle.empty(this.store.hearing !== undefined && (yield* this.store.hearing))
+          const woken = yield* Effect.raceFirst(
+            Effect.flatMap(this.untilDue(poll), (ms) => Effect.as(Effect.sleep(ms), ms < poll ? "due" : "poll")),
+            Effect.as(Effect.raceFirst(this.offered.await, this.store.ready), "news")
           )
+          if (woken === "news") this.idle.reset()
           // `wakeSpacingMillis` counts from this lease's START: at most one lease per spacing under a stream of
           // single offers, with no wait when offers come further apart than that. It holds for wake-ups by offers
           // and polls, not at a job's due time.
           const early = started + this.store.wakeSpacingMillis - (yield* Clock.currentTimeMillis)
-          if (!atDueTime && early > 0) yield* Effect.sleep(early)
+          if (woken !== "due" && early > 0) yield* Effect.sleep(early)
         } else {
           this.overdue = false
+          this.idle.reset()
         }
       }
     })
@@ -531,8 +582,10 @@ export class Feed {
    * few ms late instead of up to `pollInterval` (100 ms by default; issue #11). A time already passed is trusted
    * once (the store makes it ready at the next lease), not twice running (a store that keeps reporting a job it
    * does not lease, as a paused one may, would make this loop spin); a failed read is the poll (no retry loop).
+   * `poll` is the wait without a due time: `pollInterval`, or longer while backing off (`IdleBackoff`), which so
+   * never delays a job past its due time.
    */
-  private untilDue(): Effect.Effect<number> {
+  private untilDue(poll: number): Effect.Effect<number> {
     return Effect.map(
       Effect.either(Effect.tapError(
         this.store.nextDueMillis,
@@ -542,13 +595,13 @@ export class Feed {
         const ms = Either.isRight(due) ? due.right : undefined
         if (typeof ms !== "number" || Number.isNaN(ms)) {
           this.overdue = false
-          return this.pollMillis
+          return poll
         }
         if (ms > 0) {
           this.overdue = false
-          return Math.min(this.pollMillis, Math.ceil(ms))
+          return Math.min(poll, Math.ceil(ms))
         }
-        if (this.overdue) return this.pollMillis
+        if (this.overdue) return poll
         this.overdue = true
         return 0
       }

@@ -5,7 +5,11 @@
  * offered), so `TestClock` drives leases, delays and backoff and a test on it sees what production sees.
  */
 import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as FiberRef from "effect/FiberRef"
 import type * as Scope from "effect/Scope"
 import type * as DurableQueue from "../../DurableQueue.js"
 import type { OptionError } from "../../OptionError.js"
@@ -145,7 +149,26 @@ export class MemoryStore implements Store {
   readonly backend = "memory"
   readonly maxBatch = 256
   readonly wakeSpacingMillis = 0
-  readonly ready: Effect.Effect<void> = Effect.never
+  /**
+   * Changes that make jobs ready (an offer, a job put back or retried, a requeue, a resume), counted. Several cores
+   * may share one store (the contract suite's memory queues: two instances of a name), as processes share Redis;
+   * an idle fetcher backs off to 2 s (core.ts `IdleBackoff`) and would see another core's offer that late unless
+   * `ready` tells it.
+   */
+  private changes = 0
+  /** Completed at the next change, made when a fetcher first waits for it (not per job offered). */
+  private pulse: Deferred.Deferred<void> | undefined = undefined
+  /**
+   * The `changes` seen by the fiber's last lease: the core leases on its fetcher's fiber and awaits `ready` on
+   * fibers forked from it, which inherit it; so a change between a lease and the wait after it is not missed.
+   */
+  private readonly seen = FiberRef.unsafeMake(0)
+  readonly ready: Effect.Effect<void> = Effect.flatMap(
+    FiberRef.get(this.seen),
+    (seen) => seen < this.changes ? Effect.void : Deferred.await(this.pulse ??= Deferred.unsafeMake(FiberId.none))
+  )
+  /** `ready` hears every change (see `changes`); a subclass may say otherwise (tests of stores that do not hear). */
+  readonly hearing: Effect.Effect<boolean> | undefined = Effect.succeed(true)
   /** Every job offered and not purged, whatever its state: an id is queued once. */
   private readonly rows = new Map<string, Row>()
   /** Waiting or delayed. */
@@ -187,11 +210,16 @@ export class MemoryStore implements Store {
         this.rows.set(id, row)
         this.queued.set(id, row)
         this.waiting.add(row, now)
+        this.changed()
       }
     })
   }
 
   lease(max: number): Effect.Effect<ReadonlyArray<LeasedJob>> {
+    return Effect.tap(this.leaseNow(max), () => FiberRef.set(this.seen, this.changes))
+  }
+
+  private leaseNow(max: number): Effect.Effect<ReadonlyArray<LeasedJob>> {
     return Effect.map(Clock.currentTimeMillis, (now) => {
       // Leases that ran out: their runner died; the jobs are ready again, their attempt counted (or cancelled, if
       // that was asked meanwhile).
@@ -337,6 +365,7 @@ export class MemoryStore implements Store {
   setPaused(paused: boolean): Effect.Effect<void> {
     return Effect.sync(() => {
       this.paused = paused
+      if (!paused) this.changed()
     })
   }
 
@@ -389,6 +418,15 @@ export class MemoryStore implements Store {
     row.since = now
     this.queued.set(row.id, row)
     this.waiting.add(row, now)
+    this.changed()
+  }
+
+  private changed(): void {
+    this.changes++
+    const pulse = this.pulse
+    if (pulse === undefined) return
+    this.pulse = undefined
+    Deferred.unsafeDone(pulse, Exit.void)
   }
 
   private cancelled(row: Row, now: number): void {

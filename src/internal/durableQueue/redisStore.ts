@@ -18,6 +18,7 @@ import type * as Scope from "effect/Scope"
 import type { Redis } from "ioredis"
 import { OptionError } from "../../OptionError.js"
 import type * as RedisDurableQueue from "../../redis/DurableQueue.js"
+import type * as RedisClientModule from "../../redis/RedisClient.js"
 import { connect, defineScript, RedisClient } from "../redis/client.js"
 import * as core from "./core.js"
 import { type QueueSettings, queueSettings } from "./options.js"
@@ -358,6 +359,41 @@ export const makeStore = (redis: Redis, prefix: string, settings: QueueSettings)
   }
 }
 
+/**
+ * The store `make` runs the core over: a connection of its own with auto-pipelining (the settlements and other calls
+ * issued in one tick travel in one round trip) and the wake-ups of idle takers (redisWake.ts). Not the lease:
+ * auto-pipelined commands wait for the tick's end (setImmediate), and a run's tick is its takers running a whole
+ * buffer of jobs, so the next lease left with the last settlement and Redis idled meanwhile; written at the call,
+ * it is leased while the buffer runs (`leaseWhileRunning`, core.ts `Feed`).
+ * @internal exported for test/redis/DurableQueue.wake.test.ts
+ */
+export const wakingStore = (
+  clientOptions: RedisClientModule.RedisClient.Options,
+  prefix: string,
+  settings: QueueSettings
+): Effect.Effect<{ readonly redis: Redis; readonly store: Store }, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const redis = yield* connect({
+      ...clientOptions,
+      options: {
+        ...clientOptions.options,
+        enableAutoPipelining: true,
+        autoPipeliningIgnoredCommands: [...(clientOptions.options?.autoPipeliningIgnoredCommands ?? []), "ewDqLease"]
+      }
+    }).pipe(Effect.orDie)
+    const store = makeStore(redis, prefix, settings)
+    const wake = yield* RedisWake.make(clientOptions, keysOf(prefix, settings.name).wake)
+    return {
+      redis,
+      store: {
+        ...store,
+        ready: wake.ready,
+        lease: (max) => Effect.zipRight(wake.arm, store.lease(max)),
+        hearing: wake.hearing
+      }
+    }
+  })
+
 /** @internal */
 export const make = <A, I>(
   options: RedisDurableQueue.Options<A, I>
@@ -369,22 +405,9 @@ export const make = <A, I>(
       return yield* new OptionError({ module: "DurableQueue", field: "prefix", value: prefix, expected: "a string" })
     }
     const { options: clientOptions } = yield* RedisClient
-    // A connection of its own with auto-pipelining: the settlements and other calls issued in one tick travel in one
-    // round trip. Not the lease: auto-pipelined commands wait for the tick's end (setImmediate), and a run's tick is
-    // its takers running a whole buffer of jobs, so the next lease left with the last settlement and Redis idled
-    // meanwhile; written at the call, it is leased while the buffer runs (`leaseWhileRunning`, core.ts `Feed`).
-    const redis = yield* connect({
-      ...clientOptions,
-      options: {
-        ...clientOptions.options,
-        enableAutoPipelining: true,
-        autoPipeliningIgnoredCommands: [...(clientOptions.options?.autoPipeliningIgnoredCommands ?? []), "ewDqLease"]
-      }
-    }).pipe(Effect.orDie)
-    const store = makeStore(redis, prefix, settings)
-    const wake = yield* RedisWake.make(clientOptions, keysOf(prefix, settings.name).wake)
+    const { redis, store } = yield* wakingStore(clientOptions, prefix, settings)
     return yield* core.make(
-      { ...store, ready: wake.ready, lease: (max) => Effect.zipRight(wake.arm, store.lease(max)) },
+      store,
       settings,
       options.schema,
       redisPort(redis, clientOptions, `${prefix}{${escapeName(settings.name)}}:`, settings.name)

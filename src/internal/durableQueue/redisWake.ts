@@ -29,6 +29,11 @@ export interface Wake {
   readonly ready: Effect.Effect<void>
   /** Before each lease: starts the subscription once (not waiting for it), then closes `ready`. */
   readonly arm: Effect.Effect<void>
+  /**
+   * Whether the subscription holds and its connection is up (`Store.hearing`): an idle fetcher then backs off from
+   * its poll to 2 s (core.ts `IdleBackoff`); while ioredis reconnects it polls.
+   */
+  readonly hearing: Effect.Effect<boolean>
 }
 
 /**
@@ -52,6 +57,8 @@ export const make = (
     const scope = yield* Effect.scope
     const notified = yield* Effect.makeLatch(false)
     let subscribed = false
+    // The subscribed connection, once it holds: `hearing` reads its status (ioredis reconnects and subscribes again).
+    let connection: { readonly status: string } | undefined
     // An attempt in progress: leases meanwhile start no other.
     let trying = false
     // After a failure, the next try waits: where SUBSCRIBE is refused (an ACL, a proxy without pub/sub) every lease
@@ -69,6 +76,7 @@ export const make = (
             // ioredis subscribes again after a reconnect; what was published while it was away was not heard.
             subscriber.on("ready", () => notified.unsafeOpen())
             await subscriber.subscribe(channel)
+            connection = subscriber
           })
         ),
         Effect.timeout(SUBSCRIBE_TIMEOUT),
@@ -98,6 +106,7 @@ export const make = (
     })
     return {
       ready: notified.await,
-      arm: Effect.zipRight(subscribe, notified.close)
+      arm: Effect.zipRight(subscribe, notified.close),
+      hearing: Effect.sync(() => subscribed && connection?.status === "ready")
     }
   })

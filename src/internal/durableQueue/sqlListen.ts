@@ -64,6 +64,11 @@ interface Shared {
   refs: number
   /** Set when the supervisor decides to stop (no subscriber left); a new subscriber then makes a new entry. */
   retired: boolean
+  /**
+   * Whether the LISTEN hears now: set by a probe heard back (the first confirms it), cleared when one is lost, the
+   * stream ends or the database is away, until a probe is heard again (`Store.hearing`).
+   */
+  hearing: boolean
 }
 
 /** The shared LISTENs of each client (the `SqlClient` object), by channel. */
@@ -97,7 +102,15 @@ export const listening = (
   listener: Listener,
   sql: SqlClient.SqlClient,
   channel: string
-): Effect.Effect<{ readonly heard: Queue.Dequeue<Heard>; readonly ready: Effect.Effect<void> }, never, Scope.Scope> =>
+): Effect.Effect<
+  {
+    readonly heard: Queue.Dequeue<Heard>
+    readonly ready: Effect.Effect<void>
+    readonly hearing: Effect.Effect<boolean>
+  },
+  never,
+  Scope.Scope
+> =>
   Effect.uninterruptible(Effect.gen(function*() {
     // By the listener: the `PgClient` every queue of a layer shares (`sql` may be one of its `withoutTransforms()`).
     let channels = sharedByClient.get(listener)
@@ -116,7 +129,8 @@ export const listening = (
           idle: Effect.unsafeMakeLatch(false),
           done: Deferred.unsafeMake(FiberId.none),
           refs: 1,
-          retired: false
+          retired: false,
+          hearing: false
         }
         byChannel.set(channel, made)
         return { entry: made, fresh: true, previous: found }
@@ -128,7 +142,7 @@ export const listening = (
       // Interruptible: a fiber forked here (uninterruptible) would inherit that and never stop.
       yield* Effect.forkDaemon(Effect.interruptible(supervise(listener, sql, channel, entry, byChannel, previous)))
     }
-    return { heard, ready: Deferred.await(entry.ready) }
+    return { heard, ready: Deferred.await(entry.ready), hearing: Effect.sync(() => entry.hearing) }
   }))
 
 /**
@@ -188,6 +202,7 @@ const supervise = (
         // Until the LISTEN is confirmed, probe every 100 ms (for 5 s at most), then every PROBE_MILLIS.
         const result = yield* probe(confirmed ? probePeriods.timeout : 100)
         const ended = yield* Fiber.poll(fiber)
+        entry.hearing = result === "heard" && Option.isNone(ended)
         if (Option.isSome(ended)) {
           if (yield* retire) {
             stop = true
@@ -218,6 +233,7 @@ const supervise = (
           yield* pause(500)
         }
       }
+      entry.hearing = false
       // The LISTEN connection is shared by the streams of one client, and replaced once none holds it.
       yield* Fiber.interrupt(fiber).pipe(Effect.timeout("2 seconds"), Effect.ignore)
       if (stop) return
@@ -225,6 +241,7 @@ const supervise = (
     }
   }).pipe(
     Effect.ensuring(Effect.suspend(() => {
+      entry.hearing = false
       if (byChannel.get(channel) === entry) byChannel.delete(channel)
       return Effect.zipRight(Deferred.succeed(entry.ready, undefined), Deferred.succeed(entry.done, undefined))
     }))
@@ -233,7 +250,7 @@ const supervise = (
 /**
  * Opens `offered` on each offer notification ("o") of `channel`, and whenever its LISTEN (again) hears: offers
  * notified before were not heard. Returns once the LISTEN was first confirmed, or after 2 seconds at most (then
- * it keeps trying in the background; polling covers the gap).
+ * it keeps trying in the background; polling covers the gap), with whether it hears now (`Store.hearing`).
  * @internal
  */
 export const listen = (
@@ -241,9 +258,9 @@ export const listen = (
   channel: string,
   offered: Effect.Latch,
   sql: SqlClient.SqlClient
-): Effect.Effect<void, never, Scope.Scope> =>
+): Effect.Effect<Effect.Effect<boolean>, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const { heard, ready } = yield* listening(listener, sql, channel)
+    const { heard, hearing, ready } = yield* listening(listener, sql, channel)
     yield* Queue.take(heard).pipe(
       Effect.flatMap((item) => typeof item !== "string" || item === "o" ? offered.open : Effect.void),
       Effect.forever,
@@ -254,4 +271,5 @@ export const listen = (
     // cannot interrupt what it bounds: without `interruptible` this waited until the LISTEN was confirmed, however
     // long, and forever once the scope closed first.
     yield* ready.pipe(Effect.interruptible, Effect.timeout("2 seconds"), Effect.ignore)
+    return hearing
   })

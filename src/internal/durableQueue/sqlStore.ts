@@ -881,11 +881,15 @@ export const makeStore = (
     // LISTEN connection per client, and a stream's end UNLISTENs the channel for every stream of the client); the
     // first lease waits for the LISTEN to be confirmed (2 seconds at most), so an offer made anywhere after it is heard.
     let listening = listener === undefined
+    // Whether the LISTEN hears (`Store.hearing`), once it was started.
+    let hearing: Effect.Effect<boolean> = Effect.succeed(false)
     const scope = yield* Effect.scope
     const startListening = Effect.suspend(() => {
       if (listening) return Effect.void
       listening = true
-      return Scope.extend(listen(listener!, channel, notified, sql), scope)
+      return Effect.map(Scope.extend(listen(listener!, channel, notified, sql), scope), (heard) => {
+        hearing = heard
+      })
     })
 
     const store: Store = {
@@ -922,7 +926,9 @@ export const makeStore = (
       ...makeReads(ctx),
       ...makeControls(ctx),
       nextDueMillis: makeNextDue(ctx, due),
-      jobs: listing(sql, dialect, tableName, name, leaseMillis).jobs
+      jobs: listing(sql, dialect, tableName, name, leaseMillis).jobs,
+      // SQLite and PostgreSQL with `notify: false` do not hear: their idle takers poll every `pollInterval`.
+      ...(listener === undefined ? {} : { hearing: Effect.suspend(() => hearing) })
     }
     return store
   })

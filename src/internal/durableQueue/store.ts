@@ -241,4 +241,12 @@ export interface Store {
    * a lease always out, settlements of 256 per call fell behind (12 calls left when the last handler ran, 5,000 jobs).
    */
   readonly settleBatch?: number | undefined
+  /**
+   * Whether `ready` now hears the changes of every process that make jobs ready (offers, jobs put back or retried,
+   * a resume, requeues; delayed jobs and lapsing leases are read by `nextDueMillis`): memory always; Redis while its
+   * wake subscription holds; PostgreSQL while its LISTEN is confirmed. Where it does, an idle fetcher backs off from
+   * `pollInterval` to 2 s (core.ts `IdleBackoff`); undefined or false (SQLite, PostgreSQL with `notify: false`, a
+   * store of a version before it): it polls every `pollInterval`.
+   */
+  readonly hearing?: Effect.Effect<boolean> | undefined
 }

@@ -116,7 +116,10 @@ const tracedStore = (store: Store, name: string, tags: ReturnType<typeof labels>
         attributes: { "effect_workers.queue": name, "effect_workers.jobs": batch.length }
       })
     ),
-  jobs: (state, limit, offset) => store.jobs(state, limit, offset)
+  jobs: (state, limit, offset) => store.jobs(state, limit, offset),
+  get hearing() {
+    return store.hearing
+  }
 })
 
 const tracedQueue = <A>(
