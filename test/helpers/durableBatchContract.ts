@@ -276,7 +276,8 @@ export const batchCases = (test: Test) => {
       const release = yield* Deferred.make<void>()
       const runner = yield* Effect.forkScoped(
         queue.runBatch(
-          (_values, jobs) => Effect.zipRight(Deferred.succeed(started, jobs.map((job) => job.id)), Deferred.await(release)),
+          (_values, jobs) =>
+            Effect.zipRight(Deferred.succeed(started, jobs.map((job) => job.id)), Deferred.await(release)),
           { size: 4 }
         )
       )
