@@ -56,6 +56,33 @@ describe("DurableQueue close", () => {
     }))
 })
 
+describe("DurableQueue close under a running job", () => {
+  // A settlement submitted once the close's flush is over used to wait in a queue no fiber read: the take hung.
+  it.effect("a take whose job ends after the queue closed fails with DurableQueueError instead of hanging", () =>
+    Effect.gen(function*() {
+      const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number })
+      const scope = yield* Scope.make()
+      const queue = yield* core.make(new MemoryStore(settings.leaseMillis), settings, Schema.Number).pipe(
+        Scope.extend(scope)
+      )
+      yield* queue.offer(1)
+      const started = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      // A daemon: without the fix it never ends, and a child would hold the test's end.
+      const taking = yield* Effect.forkDaemon(
+        queue.take(() => Effect.zipRight(Deferred.succeed(started, undefined), Deferred.await(release)))
+      )
+      yield* Deferred.await(started)
+      yield* Scope.close(scope, Exit.void)
+      yield* Deferred.succeed(release, undefined)
+      const took = yield* Fiber.await(taking).pipe(Effect.timeout("1 second"), Effect.fork)
+      yield* TestClock.adjust("1 second")
+      const exit = yield* Fiber.join(took)
+      expect(Exit.isFailure(exit)).toBe(true)
+      expect(String(Exit.isFailure(exit) ? exit.cause : "")).toContain("closed before 1 settlement(s) were written")
+    }))
+})
+
 /** A memory store whose settle takes 20 ms (a round trip to a database), so the write ends after the run's end did. */
 class SlowSettleStore extends MemoryStore {
   override settle(batch: ReadonlyArray<Settle>) {
