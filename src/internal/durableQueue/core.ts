@@ -1305,7 +1305,8 @@ const makeRun = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["run"] => (ha
 /**
  * `concurrency` takers (`Crew`) running `worker`s, the feed leasing ahead for `takers` of them (see `LOOKAHEAD`).
  * Interrupting it stops them gracefully: takers waiting for a job stop at once; running jobs finish. A job still
- * running after `shutdownTimeout` is left to its lease (it comes back once the process is gone).
+ * running after `shutdownTimeout` is left to its lease (it comes back once the process is gone). It returns once
+ * the settlements of the jobs run and the put-back are written (`settleOnStop`).
  */
 const runCrew = <A, R>(
   parts: Parts<A>,
