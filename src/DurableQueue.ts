@@ -90,7 +90,11 @@ export interface DurableQueue<in out A> {
    * Runs `handler` on jobs forever, `concurrency` at a time (default 1); store failures are logged and retried.
    * Interrupting it (a scope closing, SIGTERM under `NodeRuntime.runMain`) takes no new job and lets the running
    * ones finish and be acknowledged, waiting at most `shutdownTimeout` (default 30 seconds); a job still running
-   * then is left to its lease and comes back once this process is gone. A shutdown does not interrupt handlers;
+   * then is left to its lease and comes back once this process is gone. The interrupt returns once the settlements
+   * of the jobs it ran (acknowledgements, retries, dead letters) and the put-back of jobs leased but not started are
+   * written to the store, so a `status` or `counts` read right after sees them; that write waits 5 seconds at most
+   * more (a store not answering: they are still retried meanwhile, else their leases lapse and the jobs come back).
+   * A shutdown does not interrupt handlers;
    * the queue's or the offer's `timeout` and `cancel` do. A `concurrency` that is not an integer from 1 to
    * 1,000,000 (`NaN`, `"8"`) or a bad `shutdownTimeout` fails at once with `OptionError`.
    */
@@ -116,7 +120,8 @@ export interface DurableQueue<in out A> {
    * handler did with it, and is not retried. A job cancelled before the batch started is not given to the handler.
    * Leases of the batch's jobs are refreshed while it runs. Interrupting `runBatch` takes no new job; a taker
    * waiting out `maxWait` runs the batch it holds at once, and running batches finish within `shutdownTimeout`
-   * (default 30 seconds). A bad `size`, `maxWait`, `concurrency`, `shutdownTimeout` or `result` (not a Schema), or
+   * (default 30 seconds); as for `run`, the interrupt returns once their settlements and the put-back are written
+   * (5 seconds at most more). A bad `size`, `maxWait`, `concurrency`, `shutdownTimeout` or `result` (not a Schema), or
    * an unknown option, fails at once with `OptionError` naming it. (Since 0.3.0.)
    *
    * With `{ result: schema }` the handler succeeds with an array of results ALIGNED with `values` (result i is job

@@ -60,11 +60,12 @@ describe("DurableQueue put-back of a lease out", () => {
         while (done < 10 || !store.inFlight) yield* Effect.sleep("1 millis")
         const taking = yield* Effect.fork(queue.take((_n, job) => Effect.succeed(job.attempt)))
         yield* Effect.yieldNow()
-        yield* Fiber.interrupt(running)
         expect(store.inFlight).toBe(true)
+        yield* Fiber.interrupt(running)
+        // The run's end waited for the lease to land and its jobs past the take's to go back.
+        expect(store.inFlight).toBe(false)
         const attempt = yield* Fiber.join(taking)
         expect(attempt._tag).toBe("Success")
-        yield* Effect.sleep("100 millis")
         expect((yield* queue.counts).running).toBe(0)
         const before = done
         // Every job left is on its first attempt.
@@ -95,7 +96,7 @@ describe("DurableQueue put-back of a lease out", () => {
       )
       while (done < 100 || !store.inFlight) yield* Effect.sleep("1 millis")
       yield* Fiber.interrupt(running)
-      yield* Effect.sleep("200 millis")
+      // Read once: the run's end waits for the lease out to land and its jobs to go back.
       expect((yield* queue.counts).running).toBe(0)
     }).pipe(Effect.scoped), 30_000)
 
@@ -164,6 +165,7 @@ describe("DurableQueue put-back of a lease out", () => {
     }).pipe(Effect.scoped), 30_000)
 
   // The lease out when run A stops arrives once run B has started: its jobs are B's (not put back), each run once.
+  // B starts while A's interrupt waits for that lease to land.
   it.live("a run started while the stopped run's lease is out runs every job once", () =>
     Effect.gen(function*() {
       const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
@@ -174,9 +176,11 @@ describe("DurableQueue put-back of a lease out", () => {
       const handler = (n: number) => Effect.sync(() => seen.set(n, (seen.get(n) ?? 0) + 1))
       const a = yield* Effect.fork(queue.run(handler, { concurrency: 4 }))
       while (seen.size < 20 || !store.inFlight) yield* Effect.sleep("1 millis")
-      yield* Fiber.interrupt(a)
+      const stopping = yield* Effect.fork(Fiber.interrupt(a))
+      yield* Effect.yieldNow()
       expect(store.inFlight).toBe(true)
       const b = yield* Effect.fork(queue.run(handler, { concurrency: 4 }))
+      yield* Fiber.join(stopping)
       while (seen.size < 300) yield* Effect.sleep("5 millis")
       yield* Fiber.interrupt(b)
       expect([...seen.values()].every((times) => times === 1)).toBe(true)

@@ -268,6 +268,31 @@ export const batchCases = (test: Test) => {
       yield* eventually(queue.size, (n) => n === 0)
     }))
 
+  test("runBatch stopped mid-batch: once the interrupt returns, its jobs are done and those leased ahead wait", (env) =>
+    Effect.gen(function*() {
+      const queue = yield* numberQueue(env, "batch", 3)
+      yield* offerNumbers(queue, 40)
+      const started = yield* Deferred.make<ReadonlyArray<string>>()
+      const release = yield* Deferred.make<void>()
+      const runner = yield* Effect.forkScoped(
+        queue.runBatch(
+          (_values, jobs) =>
+            Effect.zipRight(Deferred.succeed(started, jobs.map((job) => job.id)), Deferred.await(release)),
+          { size: 4 }
+        )
+      )
+      const ids = yield* Deferred.await(started)
+      const stopping = yield* Effect.fork(Fiber.interrupt(runner))
+      yield* Effect.yieldNow()
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(stopping)
+      // Read once, no wait: the run's end is after its writes.
+      const counts = yield* queue.counts
+      const states = yield* Effect.forEach(ids, (id) => Effect.map(stateOf(queue, id), (status) => status.state))
+      expect({ states, running: counts.running }).toEqual({ states: ids.map(() => "done"), running: 0 })
+      expect(counts.waiting + counts.done).toBe(40)
+    }))
+
   test("runBatch with result: each job keeps its own result (aligned with values) for result(id); one that does not encode is not kept (that job alone, logged naming it); a cancelled job keeps none", (env) =>
     Effect.gen(function*() {
       const queue = yield* numberQueue(env, "batch", 3)

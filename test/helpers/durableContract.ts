@@ -140,6 +140,33 @@ export const contract = (kind: StoreKind, up: boolean) =>
         expect([...done.values()].every((n) => n === 1)).toBe(true)
       }))
 
+    // The end of an interrupted run came before the settlements of the jobs it ran were written: a status read at
+    // once said "running" (50 of 50 times on SQLite), and the jobs leased ahead were still leased.
+    test("run stopped mid-job: once the interrupt returns, the job it ran is done, the one failed is back, those leased ahead wait", (env) =>
+      Effect.gen(function*() {
+        const queue = yield* numbers(env)
+        yield* queue.offerAll(Array.from({ length: 20 }, (_, i) => ({ value: i, id: `s${i}` })))
+        const started = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const runner = yield* Effect.forkScoped(queue.run((n) =>
+          n === 0
+            ? Effect.zipRight(Deferred.succeed(started, undefined), Deferred.await(release))
+            : n === 1
+            ? Effect.fail("boom")
+            : Effect.void, { concurrency: 1 }))
+        yield* Deferred.await(started)
+        const stopping = yield* Effect.fork(Fiber.interrupt(runner))
+        yield* Effect.yieldNow()
+        yield* Deferred.succeed(release, undefined)
+        yield* Fiber.join(stopping)
+        // Read once, no wait: the run's end is after its writes.
+        const counts = yield* queue.counts
+        const s0 = Option.getOrThrow(yield* queue.status("s0"))
+        expect({ s0: s0.state, running: counts.running }).toEqual({ s0: "done", running: 0 })
+        expect(counts.waiting + counts.delayed + counts.done).toBe(20)
+        expect(counts.done).toBeGreaterThanOrEqual(1)
+      }))
+
     test("a job running through several leases is neither handed out again nor lost (its lease is refreshed)", (env) =>
       Effect.gen(function*() {
         // A 600 ms lease refreshed every 200 ms: it lapses only if this process stalls 400 ms (a load of 18 on this

@@ -113,6 +113,18 @@ class Settler {
   /** Settlements per store call at most. */
   private readonly batch: number
 
+  /**
+   * Settlements submitted, and settled (written, failed after their retries, or let go at close): written in
+   * submission order by one fiber, so `settled` passing a count means every settlement submitted before it is
+   * settled. `written` waits on them; the hot path pays an increment per job and one per batch.
+   */
+  private submitted = 0
+  private settled = 0
+  /** `written` callers: each done once `settled` reaches its `target` (or the settler closes). */
+  private waiters: Array<{ readonly target: number; readonly done: Deferred.Deferred<void> }> = []
+  /** Set once the close flushed (`flushOnClose`): nothing is written after it. */
+  private closed = false
+
   submit(job: LeasedJob, settlement: Settlement): void {
     this.push({ job, settlement, done: undefined })
   }
@@ -126,8 +138,39 @@ class Settler {
   }
 
   private push(pending: Pending): void {
+    this.submitted++
+    if (this.closed) return this.letGo([pending])
     this.pending.push(pending)
     if (this.pending.length === 1) this.wake.unsafeOpen()
+  }
+
+  /**
+   * Waits until every settlement submitted before the call is settled: written, failed after its retries, or let
+   * go as the queue closed. A `run`'s end waits on it (bounded there), so what it ran is acknowledged when it
+   * returns.
+   */
+  written(): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      if (this.closed || this.settled >= this.submitted) return Effect.void
+      const waiter = { target: this.submitted, done: Deferred.unsafeMake<void>(FiberId.none) }
+      this.waiters.push(waiter)
+      return Effect.onInterrupt(
+        Deferred.await(waiter.done),
+        () => Effect.sync(() => this.waiters = this.waiters.filter((other) => other !== waiter))
+      )
+    })
+  }
+
+  /** Counts `n` settlements settled and wakes the `written` callers they satisfy. */
+  private count(n: number): void {
+    this.settled += n
+    if (this.waiters.length === 0) return
+    const left: typeof this.waiters = []
+    for (const waiter of this.waiters) {
+      if (this.closed || waiter.target <= this.settled) Deferred.unsafeDone(waiter.done, Exit.void)
+      else left.push(waiter)
+    }
+    this.waiters = left
   }
 
   /** Up to `max` of the settlements submitted, oldest first. */
@@ -149,6 +192,9 @@ class Settler {
       ),
       Effect.exit,
       Effect.flatMap((exit) => {
+        // Counted once: a batch the loop wrote is no longer in flight, so `flushOnClose` does not write it again.
+        if (this.inFlight === batch) this.inFlight = []
+        this.count(batch.length)
         let requeued = false
         for (const pending of batch) {
           this.held.delete(pending.job)
@@ -166,7 +212,10 @@ class Settler {
    */
   private collect(chunk: Array<Pending>): Effect.Effect<ReadonlyArray<Pending>> {
     const linger = this.store.settleLingerMillis ?? 0
-    if (linger <= 0 || chunk.length >= this.batch / 4 || chunk.some((pending) => pending.done !== undefined)) {
+    if (
+      linger <= 0 || chunk.length >= this.batch / 4 || this.waiters.length > 0 ||
+      chunk.some((pending) => pending.done !== undefined)
+    ) {
       return Effect.succeed(chunk)
     }
     return Effect.zipRight(
@@ -196,7 +245,7 @@ class Settler {
           this.inFlight = chunk
           return Effect.flatMap(this.collect(chunk), (batch) => {
             this.inFlight = batch
-            return Effect.zipRight(restore(this.write(batch)), Effect.sync(() => this.inFlight = []))
+            return restore(this.write(batch))
           })
         })
       )
@@ -220,23 +269,33 @@ class Settler {
       while (this.inFlight.length > 0 || this.pending.length > 0) {
         if (this.inFlight.length === 0) this.inFlight = this.takeUpTo(this.batch)
         yield* this.write(this.inFlight)
-        this.inFlight = []
       }
     })
     const letGo = Effect.suspend(() => {
       const left = [...this.inFlight, ...this.takeUpTo(Number.POSITIVE_INFINITY)]
       this.inFlight = []
+      this.closed = true
+      this.letGo(left)
       if (left.length === 0) return Effect.void
-      const error = this.failed(new Error(`the queue closed before ${left.length} settlement(s) were written`))
-      for (const pending of left) {
-        this.held.delete(pending.job)
-        if (pending.done !== undefined) Deferred.unsafeDone(pending.done, Exit.fail(error))
-      }
       return Effect.logWarning(
         `DurableQueue: ${left.length} settlement(s) not written within ${CLOSE_FLUSH_MILLIS} ms of closing; their leases will lapse`
       )
     })
     return flushWithin(flush, letGo)
+  }
+
+  /**
+   * Settlements not written, as the queue closed (or submitted after: a `run`'s taker finishing its job once the
+   * queue's scope closed under it): their leases lapse, their `take` callers get a `DurableQueueError`.
+   */
+  private letGo(left: ReadonlyArray<Pending>): void {
+    this.count(left.length)
+    if (left.length === 0) return
+    const error = this.failed(new Error(`the queue closed before ${left.length} settlement(s) were written`))
+    for (const pending of left) {
+      this.held.delete(pending.job)
+      if (pending.done !== undefined) Deferred.unsafeDone(pending.done, Exit.fail(error))
+    }
   }
 }
 
@@ -401,7 +460,10 @@ export class Feed {
     const pauses = this.pauses
     return Effect.uninterruptible(
       Effect.flatMap(
-        Effect.either(this.store.lease(want)),
+        Effect.either(Effect.suspend(() => {
+          this.landed.unsafeClose()
+          return this.store.lease(want)
+        })),
         (leased): Effect.Effect<Either.Either<ReadonlyArray<LeasedJob>, unknown>> => {
           if (Either.isLeft(leased)) return Effect.succeed(leased)
           // Leased before this instance paused the queue, arrived after: none starts here once `pause` returned
@@ -428,9 +490,15 @@ export class Feed {
           this.held.add(leased.right)
           return Effect.as(Effect.zipRight(this.handOver(leased.right), this.unwanted), leased)
         }
-      )
+      ).pipe(Effect.ensuring(this.landed.open))
     )
   }
+
+  /**
+   * Open while no lease is out; closed from a lease's call until its jobs reached the buffer or went back
+   * (`unwanted`). The last `run` to stop awaits it, so the jobs of a lease out then are put back before it returns.
+   */
+  readonly landed = Effect.unsafeMakeLatch(true)
 
   /**
    * Where jobs leased for `run`s that all stopped while the lease was out go back (core.ts `putBack`): the run's
@@ -1290,7 +1358,8 @@ const makeRun = <A>(parts: Parts<A>): DurableQueue.DurableQueue<A>["run"] => (ha
 /**
  * `concurrency` takers (`Crew`) running `worker`s, the feed leasing ahead for `takers` of them (see `LOOKAHEAD`).
  * Interrupting it stops them gracefully: takers waiting for a job stop at once; running jobs finish. A job still
- * running after `shutdownTimeout` is left to its lease (it comes back once the process is gone).
+ * running after `shutdownTimeout` is left to its lease (it comes back once the process is gone). It returns once
+ * the settlements of the jobs run and the put-back are written (`settleOnStop`).
  */
 const runCrew = <A, R>(
   parts: Parts<A>,
@@ -1317,12 +1386,29 @@ const runCrew = <A, R>(
               )
             })
           ),
-          // Jobs leased ahead for these takers go back once no run is left to take them.
-          Effect.ensuring(Effect.suspend(() => (parts.feed.takers -= takers) === 0 ? putBack(parts) : Effect.void))
+          Effect.ensuring(settleOnStop(parts, takers))
         )
       )
     })
   )
+
+/**
+ * The end of a `run` whose takers are gone: jobs leased ahead for them go back once no run is left to take them
+ * (with those of a lease out then, once it lands), and the settlements submitted so far (the jobs it ran, the
+ * put-back) are written before it returns: a `status` read right after said "running" 50 of 50 times on SQLite.
+ * That wait is bounded by `CLOSE_FLUSH_MILLIS` (5 s): a store that is away holds the run's end no longer; its
+ * settlements are still retried meanwhile (or their leases lapse), as before.
+ */
+const settleOnStop = <A>(parts: Parts<A>, takers: number): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    // A lease out now puts its jobs back as it lands (`Feed.unwanted`), before `landed` opens.
+    if ((parts.feed.takers -= takers) > 0) return bounded(parts.settler.written())
+    return Effect.zipRight(putBack(parts), bounded(Effect.zipRight(parts.feed.landed.await, parts.settler.written())))
+  })
+
+/** `wait` for `CLOSE_FLUSH_MILLIS` at most, made interruptible: a finalizer runs uninterruptibly. */
+const bounded = (wait: Effect.Effect<void>): Effect.Effect<void> =>
+  Effect.ignore(Effect.timeout(Effect.interruptible(wait), CLOSE_FLUSH_MILLIS))
 
 /**
  * `runBatch` (batch.ts): a `BatchWorker` per taker over the core's parts. The feed leases ahead as for
