@@ -47,8 +47,30 @@ const slowFirst: Record<string, number> = {
   "test/JobRunner.durable.test.ts": 4.2
 }
 
+/** Fisher-Yates with a seeded generator (mulberry32): the same seed gives the same order. */
+const shuffled = <A>(items: Array<A>, seed: number): Array<A> => {
+  let state = seed >>> 0
+  const next = () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+  const out = [...items]
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1))
+    ;[out[i], out[j]] = [out[j]!, out[i]!]
+  }
+  return out
+}
+
 class SlowFirst extends BaseSequencer {
   override async sort(files: Array<TestSpecification>): Promise<Array<TestSpecification>> {
+    // `--sequence.shuffle --sequence.seed=<n>` shuffles the files too: vitest leaves a custom sequencer's order alone
+    // (its own RandomSequencer only replaces the default one), so the `shared` files always ran in one order.
+    const { seed, shuffle } = this.ctx.config.sequence
+    if (shuffle) return shuffled(files, seed ?? Date.now())
     const sorted = await super.sort(files)
     const seconds = (spec: TestSpecification) => {
       const file = spec.moduleId.replace(/\\/g, "/")
@@ -68,6 +90,36 @@ class SlowFirst extends BaseSequencer {
  */
 const proofs = ["test/**/*.processes.test.ts", "test/JobRunner.durable.test.ts"]
 
+/**
+ * Files that run wholly in this process and need no process of their own: no process.exit, no signal sent or
+ * handler of their own, no change to process.env or other global state, no module mocks, no child process, no
+ * Redis/PostgreSQL/SQLite (each file was read for these). They run one after another in a worker thread that loads
+ * effect and src/ once for all of them (`isolate: false`), where a fork per file loaded them anew each time. Listed
+ * by name: a new file goes to `unit` until someone has read it for the above. Each passed in two shuffled orders
+ * (`npx vitest run --project shared --sequence.shuffle --sequence.seed=<n>`). Global registries they share (Effect's
+ * metrics, JobRunner's live runs) are read by name or label that a file gives its own instances.
+ */
+const shared = [
+  "test/Dashboard.test.ts",
+  "test/DurableQueue.batchWorker.test.ts",
+  "test/DurableQueue.close.test.ts",
+  "test/DurableQueue.contract.memory.test.ts",
+  "test/DurableQueue.feed.test.ts",
+  "test/DurableQueue.memory.test.ts",
+  "test/DurableQueue.putBack.test.ts",
+  "test/DurableQueue.runTakers.test.ts",
+  "test/RateLimiter.test.ts",
+  "test/TaskEngine.async.test.ts",
+  "test/TaskEngine.control.test.ts",
+  "test/TaskEngine.test.ts",
+  "test/WorkerQueue.test.ts",
+  "test/conventions.test.ts",
+  "test/guards.test.ts",
+  "test/opentelemetry.test.ts",
+  "test/options.test.ts",
+  "test/telemetry.test.ts"
+]
+
 export default defineConfig({
   test: {
     // Child-process fixtures are compiled once per run (test/helpers/fixtures.ts), not started through tsx. Each
@@ -79,12 +131,15 @@ export default defineConfig({
     // CPU in 61 s). Measured on one checkout at load 4-5, one run after the other: 2 forks 263 s, 3 forks 169 s for
     // the same 574 tests; for 612 tests at load 8-12 (others' work), 3 forks 288 s, then 4 forks (with the CLI
     // compiled and tsc/eslint niced) 233 s, all green.
-    poolOptions: { forks: { maxForks: 4, minForks: 1 } },
+    // The threads are the `shared` project's alone (the others use forks); vitest reads their options here, not
+    // from the project.
+    poolOptions: { forks: { maxForks: 4, minForks: 1 }, threads: { isolate: false, maxThreads: 1, minThreads: 1 } },
     testTimeout: 30_000,
     hookTimeout: 30_000,
     sequence: { concurrent: false, sequencer: SlowFirst },
     projects: [
-      { extends: true, test: { name: "unit", include: ["test/**/*.test.ts"], exclude: proofs } },
+      { extends: true, test: { name: "unit", include: ["test/**/*.test.ts"], exclude: [...proofs, ...shared] } },
+      { extends: true, test: { name: "shared", include: shared, pool: "threads", isolate: false } },
       { extends: true, test: { name: "proofs", include: proofs, poolOptions: { forks: { singleFork: true } } } }
     ]
   }
