@@ -4,47 +4,53 @@ import { BaseSequencer, type TestSpecification } from "vitest/node"
 /**
  * Files that take longest go first, so the forks end together. Vitest orders by the durations it cached in an
  * earlier run, and without them (a fresh clone, CI) by file size: the packaging test then started sixth and ran
- * alone at the end for half a minute. Seconds of each file in one whole run on the idle machine (vitest's JSON
- * report, plus what it leaves out: packaging's 23 s `npm pack` in its beforeAll), the contract's stores from their
- * share of the 67 s file they were, less what this branch cut (faults' CLI case compiled, memory's TestClock polls). Files under 2 s keep vitest's order after these. Only the order matters: update
- * the figures when a file's time changes by half.
+ * alone at the end for half a minute. Seconds of each file in one whole `CI=true npm test` (this branch, load 7-11
+ * from others' work; vitest's JSON report, plus what it leaves out: packaging's 31 s beforeAll, `npm pack`). Files
+ * under 2 s keep vitest's order after these. Only the order matters: update the figures when a file's time changes
+ * by half. The `shared` files run in one thread (their order matters little there) and the proofs after the others.
  */
 const slowFirst: Record<string, number> = {
-  "test/packaging.test.ts": 49,
-  "test/JobRunner.test.ts": 41,
-  "test/JobRunner.faults.test.ts": 24,
-  "test/DurableQueue.contract.pg.test.ts": 22,
-  "test/sql/DurableQueue.test.ts": 17,
-  "test/DurableQueue.contract.redis.test.ts": 15,
+  "test/packaging.test.ts": 74,
+  "test/JobRunner.test.ts": 61,
+  "test/JobRunner.faults.test.ts": 53,
+  "test/DurableQueue.contract.pg.test.ts": 43,
+  "test/sql/DurableQueue.events.test.ts": 33,
+  "test/redis/Restart.test.ts": 32,
+  "test/docs.test.ts": 27,
+  "test/sql/DurableQueue.test.ts": 26,
+  "test/examples.test.ts": 23,
+  "test/sql/DurableQueue.store.test.ts": 21,
+  "test/TreeQueue.test.ts": 18,
   "test/DurableQueue.contract.sqlite.test.ts": 15,
-  "test/redis/Restart.test.ts": 15.6,
-  "test/DurableQueue.events.test.ts": 13.8,
-  "test/DurableQueue.offerAll.test.ts": 12.6,
-  "test/JobRunner.durableJob.test.ts": 12,
-  "test/sql/DurableQueue.store.test.ts": 11.3,
-  "test/docs.test.ts": 9.7,
-  "test/DurableQueue.contract.memory.test.ts": 9,
-  "test/DurableQueue.memory.test.ts": 4,
-  "test/examples.test.ts": 8.7,
-  "test/TreeQueue.test.ts": 7.5,
-  "test/redis/WorkerQueue.test.ts": 7.1,
-  "test/RateLimiter.test.ts": 5.6,
-  "test/redis/RateLimiter.test.ts": 5.5,
-  "test/Dashboard.browser.test.ts": 5.4,
-  "test/sql/Restart.test.ts": 4.2,
-  "test/sql/example.test.ts": 3.8,
-  "test/Dashboard.test.ts": 3.7,
-  "test/TaskEngine.durable.test.ts": 3.2,
-  "test/WorkerQueue.test.ts": 3.1,
-  "test/redis/DurableQueue.test.ts": 2.8,
+  "test/DurableQueue.contract.redis.test.ts": 14,
+  "test/DurableQueue.events.test.ts": 13.5,
+  "test/Dashboard.browser.test.ts": 13.3,
+  "test/JobRunner.durableJob.test.ts": 13,
+  "test/DurableQueue.lookahead.test.ts": 11.2,
+  "test/redis/WorkerQueue.test.ts": 11,
+  "test/sql/Restart.test.ts": 6.6,
+  "test/redis/RateLimiter.test.ts": 6.4,
+  "test/DurableQueue.offerAll.test.ts": 6.1,
+  "test/Progress.test.ts": 5.3,
+  "test/redis/DurableQueue.test.ts": 5.1,
+  "test/sql/example.test.ts": 4.8,
+  "test/redis/DurableQueue.store.test.ts": 3.8,
+  "test/ResultCache.test.ts": 3.3,
+  "test/sql/SqlPersistedQueue.upstream.test.ts": 3.1,
+  "test/TaskEngine.durable.test.ts": 2.7,
+  // The `shared` project.
+  "test/RateLimiter.test.ts": 12.7,
+  "test/DurableQueue.contract.memory.test.ts": 10.4,
+  "test/Dashboard.test.ts": 9.3,
+  "test/WorkerQueue.test.ts": 6.8,
+  "test/DurableQueue.memory.test.ts": 5,
+  "test/DurableQueue.putBack.test.ts": 4.1,
   "test/TaskEngine.test.ts": 2.5,
-  "test/sql/SqlPersistedQueue.upstream.test.ts": 2.4,
-  "test/Progress.test.ts": 2.3,
   // The proofs (a project of their own, one fork, after the others): their order alone.
-  "test/sql/DurableQueue.processes.test.ts": 8,
-  "test/redis/DurableQueue.processes.test.ts": 7.1,
-  "test/DurableQueue.schedule.processes.test.ts": 5.3,
-  "test/JobRunner.durable.test.ts": 4.2
+  "test/sql/DurableQueue.processes.test.ts": 10.9,
+  "test/redis/DurableQueue.processes.test.ts": 8.9,
+  "test/DurableQueue.schedule.processes.test.ts": 8.3,
+  "test/JobRunner.durable.test.ts": 4.4
 }
 
 /** Fisher-Yates with a seeded generator (mulberry32): the same seed gives the same order. */
