@@ -7,7 +7,7 @@ import { BaseSequencer, type TestSpecification } from "vitest/node"
  * alone at the end for half a minute. Seconds of each file in one whole `CI=true npm test` (this branch, load 7-11
  * from others' work; vitest's JSON report, plus what it leaves out: packaging's 31 s beforeAll, `npm pack`). Files
  * under 2 s keep vitest's order after these. Only the order matters: update the figures when a file's time changes
- * by half. The `shared` files run in one thread (their order matters little there) and the proofs after the others.
+ * by half. The `shared` projects' files run in threads of their own, the proofs after the others.
  */
 const slowFirst: Record<string, number> = {
   "test/packaging.test.ts": 74,
@@ -89,6 +89,27 @@ class SlowFirst extends BaseSequencer {
 }
 
 /**
+ * Files on Redis, PostgreSQL or SQLite that, read for the same rules as `shared`, run wholly in this process: the
+ * store ports and the core over the real servers, each file under its own key prefix or table (as they did in 4
+ * forks at once). A worker thread loads effect, ioredis and @effect/sql once for them; they follow the `shared` files
+ * in the threads (vitest runs one project's files, then recycles the threads for the next).
+ */
+const sharedBackends = [
+  "test/DurableQueue.events.test.ts",
+  "test/DurableQueue.lookahead.test.ts",
+  "test/DurableQueue.offerAll.test.ts",
+  "test/TaskEngine.durable.test.ts",
+  "test/redis/DurableQueue.store.test.ts",
+  "test/redis/DurableQueue.wake.test.ts",
+  "test/redis/ResultCache.test.ts",
+  "test/redis/silentServer.test.ts",
+  "test/sql/DurableQueue.bigOffer.test.ts",
+  "test/sql/DurableQueue.store.test.ts",
+  "test/sql/DurableQueue.test.ts",
+  "test/sql/SqlPersistedQueue.upstream.test.ts"
+]
+
+/**
  * The cross-process proofs: each starts several runner processes that share Redis or PostgreSQL and keep both
  * cores busy. Run side by side they starve each other's runners (leases missed, timeouts), so they have a project
  * of their own that runs its files one after another in a single fork, after the other files. A new proof named
@@ -99,8 +120,8 @@ const proofs = ["test/**/*.processes.test.ts", "test/JobRunner.durable.test.ts"]
 /**
  * Files that run wholly in this process and need no process of their own: no process.exit, no signal sent or
  * handler of their own, no change to process.env or other global state, no module mocks, no child process, no
- * Redis/PostgreSQL/SQLite (each file was read for these). They run one after another in a worker thread that loads
- * effect and src/ once for all of them (`isolate: false`), where a fork per file loaded them anew each time. Listed
+ * Redis/PostgreSQL/SQLite (each file was read for these). They run one after another in two worker threads that
+ * load effect and src/ once each for all of them (`isolate: false`), where a fork per file loaded them anew each time. Listed
  * by name: a new file goes to `unit` until someone has read it for the above. Each passed in two shuffled orders
  * (`npx vitest run --project shared --sequence.shuffle --sequence.seed=<n>`). Global registries they share (Effect's
  * metrics, JobRunner's live runs) are read by name or label that a file gives its own instances.
@@ -137,15 +158,23 @@ export default defineConfig({
     // CPU in 61 s). Measured on one checkout at load 4-5, one run after the other: 2 forks 263 s, 3 forks 169 s for
     // the same 574 tests; for 612 tests at load 8-12 (others' work), 3 forks 288 s, then 4 forks (with the CLI
     // compiled and tsc/eslint niced) 233 s, all green.
-    // The threads are the `shared` project's alone (the others use forks); vitest reads their options here, not
-    // from the project.
-    poolOptions: { forks: { maxForks: 4, minForks: 1 }, threads: { isolate: false, maxThreads: 1, minThreads: 1 } },
+    // The threads are the `shared` projects' alone (the others use forks); vitest reads their options here, not
+    // from the project. Two threads: the backend files took 70 s one after another in one (idle, against 35 s in the
+    // 4 forks), 47-55 s in two, beside the forks' 160-250 s.
+    poolOptions: { forks: { maxForks: 4, minForks: 1 }, threads: { isolate: false, maxThreads: 2, minThreads: 1 } },
     testTimeout: 30_000,
     hookTimeout: 30_000,
     sequence: { concurrent: false, sequencer: SlowFirst },
     projects: [
-      { extends: true, test: { name: "unit", include: ["test/**/*.test.ts"], exclude: [...proofs, ...shared] } },
+      {
+        extends: true,
+        test: { name: "unit", include: ["test/**/*.test.ts"], exclude: [...proofs, ...shared, ...sharedBackends] }
+      },
       { extends: true, test: { name: "shared", include: shared, pool: "threads", isolate: false } },
+      {
+        extends: true,
+        test: { name: "shared-backends", include: sharedBackends, pool: "threads", isolate: false }
+      },
       { extends: true, test: { name: "proofs", include: proofs, poolOptions: { forks: { singleFork: true } } } }
     ]
   }
