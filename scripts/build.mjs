@@ -2,7 +2,9 @@
 // declarations, declaration maps and source maps (tsconfig.build.json), then copies the JavaScript files that sit
 // in src/ as they are (the `effect-workers` executable, src/node/bin.mjs). The output directory is emptied first,
 // so a module deleted from src/ does not linger in the package. `--outDir <dir>` builds elsewhere (the packaging
-// test builds into a temporary directory and leaves dist/ alone).
+// test builds into a temporary directory and leaves dist/ alone). EFFECT_WORKERS_BUILD_NO_CHECK=1 emits without
+// type-checking (`tsc --noCheck`, TypeScript >= 5.5): only the packaging test sets it, inside `npm test`, whose own
+// `tsc --noEmit` checks the same sources; a publish keeps the check.
 import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import { createRequire } from "node:module"
@@ -20,9 +22,14 @@ if (outDir === root || outDir === src || outDir.startsWith(src + Path.sep)) {
 
 Fs.rmSync(outDir, { recursive: true, force: true })
 const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc")
-const compiled = spawnSync(process.execPath, [tsc, "-p", Path.join(root, "tsconfig.build.json"), "--outDir", outDir], {
-  stdio: "inherit"
-})
+// The emit is the same either way: dist/ built with and without --noCheck (TypeScript 5.9.3) compared equal with
+// `diff -r`, declarations and maps included; the check is 40% of the build's CPU (idle: 10.2 -> 6.2 s user+sys).
+const noCheck = process.env.EFFECT_WORKERS_BUILD_NO_CHECK === "1" ? ["--noCheck"] : []
+const compiled = spawnSync(
+  process.execPath,
+  [tsc, "-p", Path.join(root, "tsconfig.build.json"), "--outDir", outDir, ...noCheck],
+  { stdio: "inherit" }
+)
 if (compiled.status !== 0) process.exit(compiled.status ?? 1)
 
 // tsc only emits what it compiles; plain JavaScript files in src/ are copied, keeping their mode (the shebang

@@ -5,6 +5,12 @@
 //
 // Each block is its own ES module (top-level await allowed) compiled with the repository's compiler options;
 // `effect-workers` and `effect-workers/<path>` resolve to src/, so examples are checked against the sources.
+// All blocks go into one program (the TypeScript compiler API) and only the blocks are type-checked: src/ is read
+// for the types the blocks use, not checked as a whole (`tsc --noEmit` in `npm test` does that). Running `tsc -p`
+// over the blocks checked every src/ file they reach as well: 7.7 s of user CPU against 5.1 s now (load 5, 66 blocks;
+// 2 s of it is reading the 1,190 files of the program, 1.5 s checking the blocks).
+// A guard: a ```ts fence that was not extracted (an info string the fence pattern misses), or a block that is not a
+// file of the program (two blocks written under one name), fails the check, so no example goes unchecked.
 // - A block whose first line is `// <name>.ts` is written under that name, so that a later block of the same
 //   file can import it (`import { runner } from "./jobs.js"`).
 // - A fragment declares what it takes for granted in an HTML comment right above its fence (Markdown only):
@@ -13,7 +19,6 @@
 //   -->
 //   The preamble is prepended to the block (after the block's own imports); its lines are not the block's.
 // - `<!-- docs-check: skip <why> -->` right above a fence leaves the block out (say why).
-import { spawnSync } from "node:child_process"
 import * as Fs from "node:fs"
 import { createRequire } from "node:module"
 import * as Os from "node:os"
@@ -33,7 +38,7 @@ const files = args.length > 0
   : [Path.join(root, "README.md"), ...listSources(Path.join(root, "src"))]
 
 /** Blocks of a Markdown file: { line (1-based, first code line), code, name?, preamble? }. */
-const markdownBlocks = (text) => {
+const markdownBlocks = (text, seen) => {
   const lines = text.split("\n")
   const blocks = []
   for (let i = 0; i < lines.length; i++) {
@@ -42,6 +47,8 @@ const markdownBlocks = (text) => {
     // A fence closes at a line of as many backticks (a ````md block may show a ```ts block).
     let end = i + 1
     while (end < lines.length && lines[end].trim() !== fence[1]) end++
+    // Lines inside this block are shown, not fences of their own (the guard's scan must not count them).
+    for (let j = i; j < end; j++) seen.add(j + 1)
     const lang = fence[2]
     if (lang === "ts" || lang === "typescript") {
       // HTML comments directly above the fence (blank lines allowed between them and the fence).
@@ -63,11 +70,12 @@ const markdownBlocks = (text) => {
 }
 
 /** ```ts blocks inside JSDoc comments (lines starting with ` * `). */
-const jsdocBlocks = (text) => {
+const jsdocBlocks = (text, seen) => {
   const lines = text.split("\n")
   const blocks = []
   for (let i = 0; i < lines.length; i++) {
     if (!/^\s*\*\s?```(ts|typescript)\s*$/.test(lines[i])) continue
+    seen.add(i + 1)
     let end = i + 1
     while (end < lines.length && !/^\s*\*\s?```\s*$/.test(lines[end]) && !/\*\//.test(lines[end])) end++
     const code = lines.slice(i + 1, end).map((l) => l.replace(/^\s*\*( |$)/, "")).join("\n")
@@ -80,15 +88,31 @@ const jsdocBlocks = (text) => {
 
 const out = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-workers-docs-"))
 const origin = new Map() // generated file → { file, line offset: generated line n ↦ source line n + offset }
+const written = new Map() // generated file → its text, for the guard
+const report = []
 let count = 0
 files.forEach((file, index) => {
   const text = Fs.readFileSync(file, "utf8")
-  const blocks = file.endsWith(".md") ? markdownBlocks(text) : jsdocBlocks(text)
+  const seen = new Set()
+  const markdown = file.endsWith(".md")
+  const blocks = markdown ? markdownBlocks(text, seen) : jsdocBlocks(text, seen)
+  // The guard's own scan, looser than the extractors': any fence whose info string starts with ts or typescript.
+  const fence = markdown ? /^\s*`{3,}\s*(ts|typescript)\b/ : /^\s*\*\s*`{3,}\s*(ts|typescript)\b/
+  text.split("\n").forEach((line, i) => {
+    if (fence.test(line) && !seen.has(i + 1)) {
+      report.push(`${Path.relative(root, file)}:${i + 1}:1: a \`\`\`ts block that check-docs did not extract`)
+    }
+  })
   const dir = Path.join(out, `${index}-${Path.basename(file).replace(/\W/g, "_")}`)
   for (const block of blocks) {
     Fs.mkdirSync(dir, { recursive: true })
     const named = /^\/\/ ([\w.-]+)\.ts\s*$/.exec(block.code.split("\n")[0] ?? "")
     const generated = Path.join(dir, named ? `${named[1]}.ts` : `L${block.line}.ts`)
+    if (written.has(generated)) {
+      // The later block would replace the earlier one on disk, which would then go unchecked.
+      report.push(`${Path.relative(root, file)}:${block.line - 1}:1: a second block named ${Path.basename(generated)}`)
+      continue
+    }
     let code = block.code
     let offset = block.line - 1
     if (block.preamble !== undefined) {
@@ -113,7 +137,8 @@ files.forEach((file, index) => {
       origin.set(generated, { file, offset, column: 0, split: cut, pre: pre.length })
     } else origin.set(generated, { file, offset, column: block.column ?? 0, split: Infinity, pre: 0 })
     // Every block is a module, even one without imports, so that blocks never share top-level names.
-    Fs.writeFileSync(generated, code + "\nexport {}\n")
+    written.set(generated, code + "\nexport {}\n")
+    Fs.writeFileSync(generated, written.get(generated))
     count++
   }
 })
@@ -146,41 +171,46 @@ const compilerOptions = {
 }
 Fs.writeFileSync(Path.join(out, "package.json"), JSON.stringify({ type: "module" }))
 Fs.symlinkSync(Path.join(root, "node_modules"), Path.join(out, "node_modules"), "dir")
-Fs.writeFileSync(Path.join(out, "tsconfig.json"), JSON.stringify({ compilerOptions, include: ["**/*.ts"] }))
 
-const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc")
-// Run in `out`: tsc prints paths relative to its working directory, and they are resolved against `out` below (from
-// the project root they only resolved by chance, when the root and the temp folder were equally deep).
-const ran = spawnSync(process.execPath, [tsc, "-p", Path.join(out, "tsconfig.json"), "--pretty", "false"], {
-  cwd: out,
-  encoding: "utf8",
-  maxBuffer: 64 * 1024 * 1024
-})
-const report = []
-for (const line of (ran.stdout + ran.stderr).split("\n")) {
-  const m = /^(.+?)\((\d+),(\d+)\): (error TS\d+: .*)$/.exec(line)
-  if (m === null) {
-    if (line.trim() !== "" && !line.startsWith(" ")) report.push(line)
-    else if (report.length > 0 && line.trim() !== "") report[report.length - 1] += "\n" + line
+const ts = createRequire(import.meta.url)("typescript")
+const converted = ts.convertCompilerOptionsFromJson(compilerOptions, out)
+const program = ts.createProgram({ rootNames: [...written.keys()], options: converted.options })
+const diagnostics = [...converted.errors, ...program.getOptionsDiagnostics(), ...program.getGlobalDiagnostics()]
+for (const [generated, code] of written) {
+  const source = program.getSourceFile(generated)
+  if (source === undefined || source.text !== code) {
+    const from = origin.get(generated)
+    report.push(
+      `${Path.relative(root, from.file)}:${from.offset}:1: the block at this fence is missing from the program`
+    )
     continue
   }
-  const generated = Path.resolve(out, m[1])
-  const from = origin.get(generated)
+  diagnostics.push(...program.getSyntacticDiagnostics(source), ...program.getSemanticDiagnostics(source))
+}
+for (const d of diagnostics) {
+  const message = `error TS${d.code}: ${ts.flattenDiagnosticMessageText(d.messageText, "\n")}`
+  if (d.file === undefined || d.start === undefined) {
+    report.push(message)
+    continue
+  }
+  const from = origin.get(Path.resolve(d.file.fileName))
+  const position = d.file.getLineAndCharacterOfPosition(d.start)
   if (from === undefined) {
-    // An error inside src/ itself (not an example): reported as it is.
-    report.push(`${Path.relative(root, Path.resolve(out, m[1]))}:${m[2]}:${m[3]}: ${m[4]}`)
+    // A global diagnostic located outside the blocks (a declaration file, src/): reported as it is.
+    report.push(`${Path.relative(root, d.file.fileName)}:${position.line + 1}:${position.character + 1}: ${message}`)
     continue
   }
-  let n = Number(m[2])
+  let n = position.line + 1
+  const column = position.character + 1
   const inPreamble = n > from.split && n <= from.split + from.pre
   if (n > from.split + from.pre) n -= from.pre
   const where = `${Path.relative(root, from.file)}:${inPreamble ? from.offset : n + from.offset}:${
-    Number(m[3]) + (inPreamble ? 0 : from.column)
+    column + (inPreamble ? 0 : from.column)
   }`
-  report.push(`${where}: ${inPreamble ? "(in the docs-preamble above the block) " : ""}${m[4]}`)
+  report.push(`${where}: ${inPreamble ? "(in the docs-preamble above the block) " : ""}${message}`)
 }
 Fs.rmSync(out, { recursive: true, force: true })
-if (ran.status !== 0 || report.length > 0) {
+if (report.length > 0) {
   for (const line of report) console.log(line)
   console.log(`check-docs: ${report.length} error(s) in ${count} example block(s) of ${files.length} file(s)`)
   process.exit(1)

@@ -10,6 +10,7 @@ import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
@@ -558,7 +559,9 @@ describe("JobRunner readers (in-process)", () => {
       })
       const fiber = yield* Effect.fork(inline(JobRunner.run(runner)))
       const text = yield* Effect.tryPromise(() => fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text())).pipe(
-        Effect.retry({ times: 50, schedule: undefined }),
+        // Until the endpoint listens, within the 5 s: 50 retries at once spanned 21 ms (idle), and at load 8 the runner
+        // was not listening yet (ECONNREFUSED in a whole `npm test`).
+        Effect.retry({ times: 250, schedule: Schedule.spaced("20 millis") }),
         Effect.timeout("5 seconds")
       )
       expect(text).toContain("effect_workers_job_runner_in_flight{runner=\"served\"}")
@@ -579,7 +582,7 @@ describe("JobRunner readers (in-process)", () => {
       })
       const fiber = yield* Effect.fork(inline(JobRunner.run(runner)))
       const text = yield* Effect.tryPromise(() => fetch(`http://127.0.0.2:${port}/metrics`).then((r) => r.text())).pipe(
-        Effect.retry({ times: 50, schedule: undefined }),
+        Effect.retry({ times: 250, schedule: Schedule.spaced("20 millis") }),
         Effect.timeout("5 seconds")
       )
       expect(text).toContain("effect_workers_job_runner_in_flight{runner=\"hosted\"}")

@@ -1,7 +1,7 @@
 /**
  * The examples in the docs compile: every ```ts block of README.md and every JSDoc `@example` in src/ is
- * type-checked by scripts/check-docs.mjs (each block its own module, `effect-workers` resolved to src/), and a
- * failure names the README or source line it comes from.
+ * type-checked by scripts/check-docs.mjs (each block its own module, `effect-workers` resolved to src/, all in one
+ * program of which only the blocks are checked), and a failure names the README or source line it comes from.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -31,7 +31,8 @@ describe("docs", () => {
       // On failure the output lists each error as README.md:<line>:<column> or src/<file>:<line>:<column>.
       expect(out).toMatch(/example block\(s\) of \d+ file\(s\) type-check/)
       expect(status, out).toBe(0)
-      // A net: one tsc over src/ and the examples, 10 s idle, over 240 s at load 20 beside three forks.
+      // A net: one program over the examples (3.4 s at load 5; a tsc over src/ and the examples took 10 s idle, over
+      // 240 s at load 20 beside three forks).
     }), 480_000)
 
   it.live(
@@ -78,6 +79,41 @@ describe("docs", () => {
         expect(errors[0]).toMatch(/DOC\.md:12:7: error TS2322/)
         expect(errors[1]).toMatch(/Module\.ts:4:10: error TS2322/)
         expect(out).toContain("2 error(s) in 3 example block(s) of 2 file(s)")
+      }),
+    120_000
+  )
+
+  it.live(
+    "a ```ts fence the extractor misses, or a block that would overwrite another, fails instead of going unchecked",
+    () =>
+      Effect.gen(function*() {
+        const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-workers-docs-test-"))
+        const doc = Path.join(dir, "DOC.md")
+        Fs.writeFileSync(
+          doc,
+          [
+            "```ts", //                                                      1
+            "// jobs.ts", //                                                 2
+            "export const a = 1", //                                         3
+            "```", //                                                        4
+            "```ts", //                                                      5: the same name: `a` would go unchecked
+            "// jobs.ts", //                                                 6
+            "export const b = 2", //                                         7
+            "```", //                                                        8
+            "```ts title=\"c.ts\"", //                                      9: an info string the fence pattern misses
+            "const c: string = 3", //                                        10
+            "```" //                                                         11
+          ].join("\n")
+        )
+        const source = Path.join(dir, "Module.ts")
+        Fs.writeFileSync(source, ["/**", " * ```typescript twoslash", " * 1", " * ```", " */"].join("\n"))
+        const { out, status } = yield* checkDocs([doc, source]).pipe(
+          Effect.ensuring(Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+        )
+        expect(status).toBe(1)
+        expect(out).toMatch(/DOC\.md:5:1: a second block named jobs\.ts/)
+        expect(out).toMatch(/DOC\.md:9:1: a ```ts block that check-docs did not extract/)
+        expect(out).toMatch(/Module\.ts:2:1: a ```ts block that check-docs did not extract/)
       }),
     120_000
   )
