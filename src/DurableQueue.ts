@@ -94,9 +94,9 @@ export interface DurableQueue<in out A> {
    * of the jobs it ran (acknowledgements, retries, dead letters) and the put-back of jobs leased but not started are
    * written to the store, so a `status` or `counts` read right after sees them; that write waits 5 seconds at most
    * more (a store not answering: they are still retried meanwhile, else their leases lapse and the jobs come back).
-   * A shutdown does not interrupt handlers;
-   * the queue's or the offer's `timeout` and `cancel` do. A `concurrency` that is not an integer from 1 to
-   * 1,000,000 (`NaN`, `"8"`) or a bad `shutdownTimeout` fails at once with `OptionError`.
+   * A shutdown does not interrupt handlers; the queue's or the offer's `timeout` and `cancel` do. A `concurrency`
+   * that is not an integer from 1 to 1,000,000 (`NaN`, `"8"`) or a bad `shutdownTimeout` fails at once with
+   * `OptionError`.
    */
   readonly run: <X, E, R, XI = X>(
     handler: (value: A, job: Job) => Effect.Effect<X, E, R>,
@@ -629,9 +629,10 @@ export interface Options<A, I> {
    * row wait this, then twice as long each time up to 2 seconds (or this, if longer), and any wake-up starts again
    * from this: an idle `run` costs a tenth of the CPU, and a wake-up that is lost (a subscriber reconnecting, a
    * LISTEN gone deaf until its next probe, an offer from a process with `notify: false`) is made up for up to 2 s
-   * later instead of 100 ms. SQLite and PostgreSQL with `notify: false` poll at this interval.) A `run` leases four times its
-   * concurrency ahead of its takers (fewer round trips per job), more with fast handlers (two leases of up to 256
-   * jobs on Redis and PostgreSQL, one on SQLite); those jobs go back when it stops or when this instance pauses the queue.
+   * later instead of 100 ms. SQLite and PostgreSQL with `notify: false` poll at this interval.) A `run` leases
+   * four times its concurrency ahead of its takers (fewer round trips per job), more with fast handlers (two leases
+   * of up to 256 jobs on Redis and PostgreSQL, one on SQLite); those jobs go back when it stops or when this
+   * instance pauses the queue.
    */
   readonly pollInterval?: Duration.DurationInput | undefined
   /**

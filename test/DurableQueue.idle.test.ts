@@ -167,3 +167,68 @@ describe("DurableQueue idle fetcher", () => {
       expect(started).toEqual([t0 + 5_000])
     }))
 })
+
+describe("DurableQueue idle fetcher: jobs made ready without an offer", () => {
+  // A process that leased a job and died sends nothing: the idle fetcher finds the job by reading the lease's
+  // deadline (`nextDueMillis` covers leases), not at its next 2 s poll.
+  it.scoped("a job whose lease lapses (its runner died) during a 2 s backoff starts at the lapse (TestClock)", () =>
+    Effect.gen(function*() {
+      const settings = yield* queueSettings({
+        name: "jobs",
+        schema: Schema.Number,
+        pollInterval: "100 millis",
+        leaseDuration: "5 seconds"
+      })
+      const store = new TimedStore(settings.leaseMillis)
+      const t0 = yield* Clock.currentTimeMillis
+      yield* store.offer([{ id: "a", payload: "1", custom: true, delayMillis: 0, priority: 0, options: undefined }])
+      // The dead process: leased at t0, never refreshed nor settled.
+      expect((yield* store.lease(1)).map((job) => job.id)).toEqual(["a"])
+      store.leaseTimes.length = 0
+      const queue = yield* core.make(store, settings, Schema.Number)
+      const started: Array<number> = []
+      yield* Effect.forkScoped(
+        queue.run(() => Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => started.push(now))), {
+          concurrency: 2
+        })
+      )
+      yield* yieldMany
+      yield* advance(6_000)
+      // Leases at 0, 100, 300, 700, 1,500, 3,100, then at the lapse (5,000) instead of 5,100.
+      expect(store.leaseTimes.slice(0, 7).map((t) => t - t0)).toEqual([0, 100, 300, 700, 1_500, 3_100, 5_000])
+      expect(started).toEqual([t0 + 5_000])
+    }))
+
+  // A retry without delay by this process is written by its settler, which wakes the fetcher (`onRequeued`):
+  // without that, it would wait out the backoff the fetcher entered while the job ran. The store's `ready` is made
+  // deaf (it says it hears), so only this core's own wake-up is tested.
+  it.scoped("a job retried here at once after a 5 s attempt starts again at once, not after the backoff (TestClock)", () =>
+    Effect.gen(function*() {
+      const settings = yield* queueSettings({
+        name: "jobs",
+        schema: Schema.Number,
+        pollInterval: "100 millis",
+        leaseDuration: "1 hour",
+        backoff: { _tag: "Fixed", millis: 0 }
+      })
+      const store = new (class extends TimedStore {
+        override readonly ready = Effect.never
+      })(settings.leaseMillis)
+      const queue = yield* core.make(store, settings, Schema.Number)
+      const t0 = yield* Clock.currentTimeMillis
+      yield* queue.offer(1)
+      const started: Array<number> = []
+      yield* Effect.forkScoped(
+        queue.run(() =>
+          Effect.flatMap(Clock.currentTimeMillis, (now) => {
+            started.push(now)
+            return started.length === 1 ? Effect.zipRight(Effect.sleep("5 seconds"), Effect.fail("once")) : Effect.void
+          }), { concurrency: 2 })
+      )
+      yield* yieldMany
+      yield* advance(6_000)
+      // Empty leases back off while the job runs (at 100, 200, 400, … 3,200, which waits to 5,200); it fails at
+      // 5,000 and is retried then (5,200 without the settler's wake-up).
+      expect(started.map((t) => t - t0)).toEqual([0, 5_000])
+    }))
+})

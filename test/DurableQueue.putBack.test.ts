@@ -3,6 +3,8 @@
  * queue, or while the last run stops, must not start its jobs here afterwards.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
@@ -10,6 +12,7 @@ import * as Schema from "effect/Schema"
 import * as core from "../src/internal/durableQueue/core.js"
 import { MemoryStore } from "../src/internal/durableQueue/memoryStore.js"
 import { queueSettings } from "../src/internal/durableQueue/options.js"
+import type { LeasedJob } from "../src/internal/durableQueue/store.js"
 
 /** The memory store whose lease takes its jobs at once and answers 30 ms later (a Redis reply on its way). */
 class LateReplyStore extends MemoryStore {
@@ -185,5 +188,78 @@ describe("DurableQueue put-back of a lease out", () => {
       yield* Fiber.interrupt(b)
       expect([...seen.values()].every((times) => times === 1)).toBe(true)
       expect((yield* queue.counts).running).toBe(0)
+    }).pipe(Effect.scoped), 30_000)
+})
+
+/**
+ * A clock that holds the fetcher (the fiber that calls `lease`) at its next time read once `armed`, until `gate`:
+ * the fetcher reads the time right after sizing a lease (core.ts `Feed.loop`, `started`), so it stands there with a
+ * size computed while a run was active, as when the scheduler suspends it there (every 2,048 Effect steps).
+ */
+class HeldFetcherStore extends MemoryStore {
+  fetcher: Fiber.RuntimeFiber<unknown, unknown> | undefined
+  leaseCalls = 0
+  armed = false
+  readonly gate = Deferred.unsafeMake<void>(FiberId.none)
+  override lease(max: number) {
+    return Effect.withFiberRuntime<ReadonlyArray<LeasedJob>>((fiber) => {
+      this.fetcher = fiber
+      this.leaseCalls++
+      return super.lease(max)
+    })
+  }
+  clock(live: Clock.Clock): Clock.Clock {
+    return {
+      [Clock.ClockTypeId]: Clock.ClockTypeId,
+      unsafeCurrentTimeMillis: () => live.unsafeCurrentTimeMillis(),
+      unsafeCurrentTimeNanos: () => live.unsafeCurrentTimeNanos(),
+      currentTimeNanos: live.currentTimeNanos,
+      sleep: (duration) => live.sleep(duration),
+      currentTimeMillis: Effect.withFiberRuntime((fiber) =>
+        this.armed && fiber === this.fetcher
+          ? Effect.zipRight(Deferred.await(this.gate), live.currentTimeMillis)
+          : live.currentTimeMillis
+      )
+    }
+  }
+}
+
+describe("DurableQueue run stopped while the fetcher sizes a lease", () => {
+  // The last run's end waits for a lease out (`Feed.landed`); a lease sized for its takers and not yet called as it
+  // stopped was not waited for: the interrupt returned with the fetcher held, which then leased 4 jobs for nobody
+  // and put them back after the end (this failed without closing `landed` as the lease is sized).
+  it.live("no lease sized for a run starts after that run's interrupt returned", () =>
+    Effect.gen(function*() {
+      const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number, pollInterval: "10 millis" })
+      const store = new HeldFetcherStore(settings.leaseMillis)
+      const live = yield* Effect.clock
+      return yield* Effect.gen(function*() {
+        const queue = yield* core.make(store, settings, Schema.Number)
+        yield* queue.offerAll(Array.from({ length: 20 }, (_, n) => ({ value: n })))
+        let done = 0
+        const runner = yield* Effect.fork(queue.run(() => Effect.sync(() => done++), { concurrency: 1 }))
+        // The first lease (4 jobs ahead of 1 taker) is out: the next time read by the fetcher is held.
+        for (let i = 0; i < 10_000 && store.leaseCalls === 0; i++) yield* Effect.yieldNow()
+        store.armed = true
+        // The taker runs the 4 and waits; the fetcher, woken by the empty buffer, sized the next lease and is held.
+        for (let i = 0; i < 10_000 && done < 4; i++) yield* Effect.yieldNow()
+        const leasesBefore = store.leaseCalls
+        const stopping = yield* Effect.fork(Fiber.interrupt(runner))
+        for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
+        const endedHeld = stopping.unsafePoll() !== null
+        yield* Deferred.succeed(store.gate, undefined)
+        yield* Fiber.join(stopping)
+        const leasedAfterEnd = store.leaseCalls
+        const counts = yield* queue.counts
+        expect({ endedHeld, leasesAfter: leasedAfterEnd - leasesBefore, running: counts.running, done }).toEqual({
+          endedHeld: false,
+          leasesAfter: 1,
+          running: 0,
+          done: 4
+        })
+        // Nothing leased after the end either.
+        for (let i = 0; i < 50; i++) yield* Effect.yieldNow()
+        expect(store.leaseCalls).toBe(leasedAfterEnd)
+      }).pipe(Effect.withClock(store.clock(live)))
     }).pipe(Effect.scoped), 30_000)
 })

@@ -54,6 +54,21 @@ describe.skipIf(!up)("redis DurableQueue store (port level)", () => {
         expect(ids(yield* store.lease(64))).toEqual(["hi1", "hi2", "a1", "a2", "a0", "low", "min"])
       })))
 
+  // An idle fetcher backs off to 2 s where the store hears (core.ts `IdleBackoff`); a lease whose runner died
+  // publishes nothing, so it is found at its deadline only because the next due time counts leases.
+  it.live("nextDueMillis with nothing delayed is the deadline of the lease out (a lapsing lease is looked for then)", () =>
+    withStores(5_000, (store) =>
+      Effect.gen(function*() {
+        expect(yield* store.nextDueMillis).toBeUndefined()
+        yield* store.offer([job("held")])
+        const leasedAt = Date.now()
+        expect(ids(yield* store.lease(1))).toEqual(["held"])
+        const due = yield* store.nextDueMillis
+        // 5 s less the time from before the lease to after the read (+5 ms: Redis's clock is read apart from ours).
+        expect(due).toBeGreaterThanOrEqual(5_000 - (Date.now() - leasedAt) - 5)
+        expect(due).toBeLessThanOrEqual(5_000)
+      })))
+
   // The lease script writes its deadline as text made by string.format('%d'), a C long: a deadline past 2^63
   // (leaseDuration has no upper bound) came out as -9223372036854775808, so the next lease of any holder took the
   // job as expired and ran it again while its runner still held it.

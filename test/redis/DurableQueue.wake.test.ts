@@ -60,7 +60,7 @@ const wakesIdleTaker = (prefix: string, raw: Redis, pause: number) =>
  * another connection within 1 s of the offer, made just after a lease (without the wake-up: ~2 s). Fails on a core
  * that does not back off (the 1.6 s gap never comes) or a store that hears nothing it says it hears.
  */
-const backedOffTakerWoken = (prefix: string) =>
+const backedOffTakerWoken = (prefix: string, cut?: Effect.Effect<void>) =>
   Effect.gen(function*() {
     const settings = yield* queueSettings({ name: "jobs", schema: Schema.Number })
     const { options } = yield* RedisClient.RedisClient
@@ -79,6 +79,23 @@ const backedOffTakerWoken = (prefix: string) =>
     for (let i = 0; i < 1_500 && lastGap() < 1_500; i++) yield* Effect.sleep("10 millis")
     expect(lastGap()).toBeGreaterThanOrEqual(1_500)
     expect(yield* store.hearing!).toBe(true)
+    if (cut !== undefined) {
+      // The subscriber's connection is cut: `hearing` goes false while ioredis reconnects (its first retry is 50 ms
+      // later), true once it is back, and the backoff starts over and grows again; the offer below is heard only if
+      // the subscription was made again.
+      yield* cut
+      const hearing = store.hearing!
+      for (let i = 0; i < 1_000 && (yield* hearing); i++) yield* Effect.sleep("5 millis")
+      expect(yield* hearing).toBe(false)
+      for (let i = 0; i < 1_000 && !(yield* hearing); i++) yield* Effect.sleep("5 millis")
+      expect(yield* hearing).toBe(true)
+      const from = leases.length
+      for (let i = 0; i < 1_500 && (leases.length - from < 2 || lastGap() < 1_500); i++) {
+        yield* Effect.sleep("10 millis")
+      }
+      expect(lastGap()).toBeGreaterThanOrEqual(1_500)
+      expect(yield* hearing).toBe(true)
+    }
     const offerer = yield* queueOf(prefix)
     const offeredAt = Date.now()
     const sinceLease = offeredAt - leases.at(-1)!
@@ -97,6 +114,30 @@ describe.skipIf(!up)("redis DurableQueue wake-ups", () => {
       withRedisPrefix("dqwakeidle", (prefix) => backedOffTakerWoken(prefix).pipe(Effect.provide(RedisClient.layer()))),
     30_000
   )
+
+  // Only this test's subscriber is cut (by its connection name): other suites may share the server. With the
+  // client's `autoResubscribe: false` too: the subscriber came back deaf (the offer waited out the 2 s backoff).
+  for (const autoResubscribe of [undefined, false]) {
+    it.live(
+      `after its wake subscriber reconnects (autoResubscribe ${autoResubscribe}), a taker backed off to 2 s again still gets another connection's offer within 1 s`,
+      () =>
+        withRedisPrefix("dqwakeidlerc", (prefix, raw) => {
+          const connectionName = `${prefix.replace(/[^A-Za-z0-9]/g, "")}wake`
+          const cut = Effect.promise(async () => {
+            const list = String(await raw.call("CLIENT", "LIST", "TYPE", "pubsub"))
+            const ids = list.split("\n").filter((line) => line.includes(` name=${connectionName} `)).map((line) =>
+              /\bid=(\d+)/.exec(line)![1]!
+            )
+            expect(ids.length).toBe(1)
+            await raw.call("CLIENT", "KILL", "ID", ids[0]!)
+          })
+          return backedOffTakerWoken(prefix, cut).pipe(Effect.provide(RedisClient.layer({
+            options: autoResubscribe === undefined ? { connectionName } : { connectionName, autoResubscribe }
+          })))
+        }),
+      30_000
+    )
+  }
 
   it.live(
     "an offer from another connection wakes an idle taker well before its 10 s poll",

@@ -495,7 +495,7 @@ export class Feed {
   }
 
   /**
-   * Open while no lease is out; closed from a lease's call until its jobs reached the buffer or went back
+   * Open while no lease is out; closed from a lease's sizing (`loop`) until its jobs reached the buffer or went back
    * (`unwanted`). The last `run` to stop awaits it, so the jobs of a lease out then are put back before it returns.
    */
   readonly landed = Effect.unsafeMakeLatch(true)
@@ -607,6 +607,10 @@ export class Feed {
           yield* this.wake.await
           continue
         }
+        // Closed as the lease is sized, not at its call: sized while a run was active, it leases jobs for it even
+        // if the run stops before the call (the fiber suspended between), and that run's end must wait for them to
+        // go back (a run's interrupt returned, then 4 jobs were leased; `fetch` opens it again, as the scope's close).
+        this.landed.unsafeClose()
         this.offered.unsafeClose()
         const started = yield* Clock.currentTimeMillis
         this.measure(started)
@@ -1683,6 +1687,8 @@ const startParts = <A>(parts: Parts<A>): Effect.Effect<void, never, Scope.Scope>
         Effect.zipRight(
           Effect.sync(() => {
             feed.closed = true
+            // Interrupted between sizing a lease and its call (`Feed.loop`): no lease is out.
+            feed.landed.unsafeOpen()
           }),
           Effect.zipRight(putBack(parts), feed.shutdown())
         )

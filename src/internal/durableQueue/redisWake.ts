@@ -67,7 +67,9 @@ export const make = (
     // A connection of its own scope, closed at once when the attempt fails (not kept until the queue closes).
     const subscribeOnce = Effect.gen(function*() {
       const own = yield* Scope.fork(scope, ExecutionStrategy.sequential)
-      yield* connect(options).pipe(
+      // Subscribed again after a reconnect whatever the client's options say: with `autoResubscribe: false` it came
+      // back deaf while `hearing` said true, and every offer from another process waited out the 2 s backoff.
+      yield* connect({ ...options, options: { ...options.options, autoResubscribe: true } }).pipe(
         Effect.flatMap((subscriber) =>
           Effect.tryPromise(async () => {
             subscriber.on("message", (from: string) => {
