@@ -24,6 +24,19 @@ const checkDocs = (args: ReadonlyArray<string>) =>
     return Effect.sync(() => child.kill("SIGKILL"))
   })
 
+/** Writes DOC.md and Module.ts of these lines to a temporary folder and checks them (the folder is removed after). */
+const checkFiles = (docLines: ReadonlyArray<string>, sourceLines: ReadonlyArray<string>) =>
+  Effect.suspend(() => {
+    const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-workers-docs-test-"))
+    const doc = Path.join(dir, "DOC.md")
+    const source = Path.join(dir, "Module.ts")
+    Fs.writeFileSync(doc, docLines.join("\n"))
+    Fs.writeFileSync(source, sourceLines.join("\n"))
+    return checkDocs([doc, source]).pipe(
+      Effect.ensuring(Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+    )
+  })
+
 describe("docs", () => {
   it.live("every README ```ts block and every JSDoc @example in src/ type-checks", () =>
     Effect.gen(function*() {
@@ -39,10 +52,7 @@ describe("docs", () => {
     "a broken block fails with the file and line of the error; a preamble declares a fragment's names",
     () =>
       Effect.gen(function*() {
-        const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-workers-docs-test-"))
-        const doc = Path.join(dir, "DOC.md")
-        Fs.writeFileSync(
-          doc,
+        const { out, status } = yield* checkFiles(
           [
             "# A doc", //                                                    1
             "", //                                                           2
@@ -62,16 +72,8 @@ describe("docs", () => {
             "```ts", //                                                      16
             "this is not TypeScript", //                                     17
             "```" //                                                         18
-          ].join("\n")
-        )
-        const source = Path.join(dir, "Module.ts")
-        Fs.writeFileSync(
-          source,
+          ],
           ["/**", " * @example", " * ```ts", " * const n: number = \"one\"", " * ```", " */", "export const x = 1"]
-            .join("\n")
-        )
-        const { out, status } = yield* checkDocs([doc, source]).pipe(
-          Effect.ensuring(Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
         )
         expect(status).toBe(1)
         const errors = out.split("\n").filter((line) => line.includes("error TS"))
@@ -87,10 +89,7 @@ describe("docs", () => {
     "a ```ts fence the extractor misses, or a block that would overwrite another, fails instead of going unchecked",
     () =>
       Effect.gen(function*() {
-        const dir = Fs.mkdtempSync(Path.join(Os.tmpdir(), "effect-workers-docs-test-"))
-        const doc = Path.join(dir, "DOC.md")
-        Fs.writeFileSync(
-          doc,
+        const { out, status } = yield* checkFiles(
           [
             "```ts", //                                                      1
             "// jobs.ts", //                                                 2
@@ -103,12 +102,8 @@ describe("docs", () => {
             "```ts title=\"c.ts\"", //                                      9: an info string the fence pattern misses
             "const c: string = 3", //                                        10
             "```" //                                                         11
-          ].join("\n")
-        )
-        const source = Path.join(dir, "Module.ts")
-        Fs.writeFileSync(source, ["/**", " * ```typescript twoslash", " * 1", " * ```", " */"].join("\n"))
-        const { out, status } = yield* checkDocs([doc, source]).pipe(
-          Effect.ensuring(Effect.sync(() => Fs.rmSync(dir, { recursive: true, force: true })))
+          ],
+          ["/**", " * ```typescript twoslash", " * 1", " * ```", " */"]
         )
         expect(status).toBe(1)
         expect(out).toMatch(/DOC\.md:5:1: a second block named jobs\.ts/)
