@@ -186,7 +186,11 @@ export interface DurableQueue<in out A> {
     id: string,
     schema: Schema.Schema<X, XI>
   ) => Effect.Effect<Option.Option<X>, DurableQueueError | OptionError>
-  /** Pauses the queue for every runner on the store: no job is leased until `resume`; running jobs finish. */
+  /**
+   * Pauses the queue for every runner on the store: no job is leased until `resume`; running jobs finish. Jobs this
+   * instance had leased ahead are back in the store, waiting, when it returns (a store that does not answer holds
+   * it 5 s at most more).
+   */
   readonly pause: Effect.Effect<void, DurableQueueError>
   /** Resumes a paused queue; idle takers look for jobs at once. */
   readonly resume: Effect.Effect<void, DurableQueueError>

@@ -128,6 +128,29 @@ describe("DurableQueue run stopped: its end is after its writes", () => {
       }).pipe(Effect.scoped))
   }
 
+  // `pause` puts back the jobs leased ahead and returned before that write (a `counts` read next said them running:
+  // 8 of 20 here without the wait), where a stopped run's end now waits for it.
+  it.live("pause: the jobs leased ahead wait again, read once right after it returns; the running job finishes", () =>
+    Effect.gen(function*() {
+      const { hold, queue, release, started } = yield* heldQueue(new SlowSettleStore(30_000))
+      const runner = yield* Effect.fork(queue.run((_n, job) => hold([job.id]), { concurrency: 2 }))
+      yield* Deferred.await(started)
+      const leasedAhead = (yield* queue.counts).running
+      // s0 is let go even when an expectation below fails (the run's end would wait for it).
+      yield* Effect.addFinalizer(() => Deferred.succeed(release, undefined))
+      yield* queue.pause
+      const counts = yield* queue.counts
+      expect({ leasedAheadBefore: leasedAhead > 1, running: counts.running, paused: counts.paused }).toEqual({
+        leasedAheadBefore: true,
+        running: 1,
+        paused: true
+      })
+      expect(counts.waiting + counts.done + counts.running).toBe(20)
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.interrupt(runner)
+      expect(Option.getOrThrow(yield* queue.status("s0")).state).toBe("done")
+    }).pipe(Effect.scoped))
+
   // The wait is bounded: a store that stopped answering holds the run's end `CLOSE_FLUSH_MILLIS` (5 s) at most.
   it.effect("a store that never answers holds the run's end 5 s at most", () => {
     const store = new StuckStore(30_000)

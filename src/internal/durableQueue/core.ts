@@ -1655,10 +1655,15 @@ const makeAdmin = <A>(parts: Parts<A>) => {
     status,
     result,
     counts,
-    // Jobs this instance leased ahead go back: none starts here after `pause` returns.
+    // Jobs this instance leased ahead go back: none starts here after `pause` returns, and they are written back
+    // by then (a lease still out puts its jobs back as it lands), so `counts` read next shows them waiting, as
+    // after a stopped run (`settleOnStop`); a store that does not answer holds it 5 s at most more.
     pause: Effect.zipRight(
       Effect.mapError(store.setPaused(true), failed),
-      Effect.zipRight(Effect.sync(() => feed.pauses++), putBack(parts))
+      Effect.zipRight(
+        Effect.sync(() => feed.pauses++),
+        Effect.zipRight(putBack(parts), bounded(Effect.zipRight(feed.landed.await, parts.settler.written())))
+      )
     ),
     resume: Effect.zipRight(Effect.mapError(store.setPaused(false), failed), feed.offered.open),
     isPaused: Effect.map(counts, (c) => c.paused),
