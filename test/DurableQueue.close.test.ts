@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -150,6 +151,35 @@ describe("DurableQueue run stopped: its end is after its writes", () => {
       yield* Fiber.interrupt(runner)
       expect(Option.getOrThrow(yield* queue.status("s0")).state).toBe("done")
     }).pipe(Effect.scoped))
+
+  // `pause` waits for the writes submitted before it and for a lease out to land, never for the caller's own job: a
+  // handler pausing its own queue returns at once (well inside the 5 s bound), with the 20 ms settle of the jobs
+  // other takers finished and the put-back of those leased ahead still to write.
+  for (const kind of ["run", "runBatch"] as const) {
+    it.live(`${kind}: pause called from a handler returns well before the 5 s bound`, () =>
+      Effect.gen(function*() {
+        const { queue } = yield* heldQueue(new SlowSettleStore(30_000))
+        const paused = yield* Deferred.make<number>()
+        const pauseHere = (ids: ReadonlyArray<string>) =>
+          ids.includes("s0")
+            ? Effect.timed(queue.pause).pipe(
+              Effect.flatMap(([took]) => Deferred.succeed(paused, Duration.toMillis(took)))
+            )
+            : Effect.void
+        const runner = yield* Effect.fork(
+          kind === "run"
+            ? queue.run((_n, job) => pauseHere([job.id]), { concurrency: 2 })
+            : queue.runBatch((_values, jobs) => pauseHere(jobs.map((job) => job.id)), { size: 3 })
+        )
+        const took = yield* Deferred.await(paused).pipe(Effect.timeout("4 seconds"))
+        expect(took).toBeLessThan(1_000)
+        yield* Fiber.interrupt(runner)
+        const counts = yield* queue.counts
+        const s0 = Option.getOrThrow(yield* queue.status("s0")).state
+        expect({ s0, paused: counts.paused, running: counts.running }).toEqual({ s0: "done", paused: true, running: 0 })
+        expect(counts.waiting + counts.done).toBe(20)
+      }).pipe(Effect.scoped))
+  }
 
   // The wait is bounded: a store that stopped answering holds the run's end `CLOSE_FLUSH_MILLIS` (5 s) at most.
   it.effect("a store that never answers holds the run's end 5 s at most", () => {
