@@ -204,4 +204,31 @@ describe("DurableQueue run stopped: its end is after its writes", () => {
       Effect.scoped
     )
   })
+
+  // So is `pause`'s: the put-back of the jobs leased ahead, which a stuck store never writes, holds it 5 s at most.
+  it.effect("a store that never answers holds pause 5 s at most", () => {
+    const store = new StuckStore(30_000)
+    return Effect.gen(function*() {
+      const { hold, queue, release, started } = yield* heldQueue(store)
+      const runner = yield* Effect.fork(queue.run((_n, job) => hold([job.id]), { concurrency: 2 }))
+      yield* Deferred.await(started)
+      store.stuck = true
+      const pausing = yield* Effect.fork(queue.pause)
+      for (let i = 0; i < 10_000 && store.settleCalls === 0; i++) yield* Effect.yieldNow()
+      expect(store.settleCalls).toBe(1)
+      yield* TestClock.adjust("4999 millis")
+      for (let i = 0; i < 100; i++) yield* Effect.yieldNow()
+      expect(pausing.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("1 millis")
+      expect(Exit.isSuccess(yield* Fiber.await(pausing))).toBe(true)
+      // The run's end waits its own 5 s for the settle the store holds.
+      yield* Deferred.succeed(release, undefined)
+      const stopping = yield* Effect.fork(Fiber.interrupt(runner))
+      yield* TestClock.adjust("5 seconds")
+      yield* Fiber.join(stopping)
+    }).pipe(
+      Effect.ensuring(Effect.sync(() => store.stuck = false)),
+      Effect.scoped
+    )
+  })
 })
