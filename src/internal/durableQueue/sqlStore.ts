@@ -865,8 +865,9 @@ export const makeStore = (
 
     // Opened by a notification (PostgreSQL) or a changed `data_version` (SQLite) that jobs may be ready.
     const notified = yield* Effect.makeLatch(false)
-    // SQLite: the writes of this process's stores on this client, which its `data_version` does not show.
-    const local = dialect === "sqlite" ? localWriteCounter(client) : undefined
+    // SQLite (unless `notify: false`): the writes of this process's stores on this client, which its `data_version`
+    // does not show.
+    const local = dialect === "sqlite" && options.notify ? localWriteCounter(client) : undefined
     const wrote = local === undefined ? Effect.void : Effect.sync(() => {
       local.n++
     })
@@ -940,7 +941,7 @@ export const makeStore = (
       ...makeControls(ctx),
       nextDueMillis: makeNextDue(ctx, due),
       jobs: listing(sql, dialect, tableName, name, leaseMillis).jobs,
-      // PostgreSQL with `notify: false` does not hear: its idle takers poll every `pollInterval`.
+      // With `notify: false` a store does not hear: its idle takers poll every `pollInterval`.
       ...(listener === undefined && local === undefined ? {} : { hearing: Effect.suspend(() => hearing) })
     }
     return store

@@ -66,6 +66,8 @@ export const watchDataVersion = (
     })
     // The first read before the first lease: a commit after it is seen by the next read, one before it by the lease.
     yield* tick
-    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(pollMillis), tick)))
+    // Interruptible: started by the first lease, which the core runs uninterruptibly (core.ts `Feed.fetch`), whose
+    // status a forked fiber inherits; the scope's close then waited for it forever.
+    yield* Effect.forkScoped(Effect.interruptible(Effect.forever(Effect.zipRight(Effect.sleep(pollMillis), tick))))
     return Effect.sync(() => hearing)
   })
