@@ -56,10 +56,10 @@ import * as core from "./core.js"
 import { DurableQueueError } from "./error.js"
 import { type QueueSettings, queueSettings } from "./options.js"
 import { sqlPort } from "./sqlEvents.js"
+import { localWriteCounter, watchDataVersion } from "./sqliteWatch.js"
 import { channelOf, listen, listenerOf } from "./sqlListen.js"
 import { listing } from "./sqlListing.js"
 import { type Dialect, nowSql, pausedTableOf, prepareTable } from "./sqlSchema.js"
-import { localWriteCounter, watchDataVersion } from "./sqliteWatch.js"
 import {
   DONE_COUNT_CAP,
   type LeasedJob,
