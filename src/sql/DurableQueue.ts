@@ -18,11 +18,12 @@
  * ids collide across queues (the details are in the store's source header). Leases are read from the database's
  * clock, so processes on several machines agree on them. On PostgreSQL an offer wakes the idle takers of every
  * process at once (LISTEN/NOTIFY, one notification per batch of offers; see `notify`); on SQLite, those of its own
- * process, others poll (`pollInterval`, 100 ms by default). An idle taker reads when the next delayed job (or retry
+ * process at once, and those of others within `pollInterval` (100 ms by default): a taker reads SQLite's
+ * `PRAGMA data_version`, which another connection's commit changes, that often. An idle taker reads when the next delayed job (or retry
  * after its backoff, or lapsing lease) is due and looks then. On PostgreSQL, once its LISTEN is confirmed, an idle
  * taker's empty looks in a row wait `pollInterval`, doubling up to 2 s (a notification lost, or an offer from a
- * process with `notify: false`, is then seen up to 2 s later); SQLite and `notify: false` keep polling at
- * `pollInterval`. When processes of one queue use different
+ * process with `notify: false`, is then seen up to 2 s later); so on SQLite, where `data_version` stands in for
+ * the notifications; `notify: false` keeps polling at `pollInterval`. When processes of one queue use different
  * `maxAttempts`, the taker running a job's last attempt by its own count dead-letters it.
  *
  * @since 0.1.0
@@ -75,8 +76,9 @@ export interface Options<A, I> extends Shared.Options<A, I> {
    * `LISTEN`s to (from its first take on, through `@effect/sql-pg`'s listening connection), so an idle taker
    * anywhere starts at once instead of at its next poll; polling stays as the safety net. A taker checks every 5 seconds, with a notification to itself, that it still hears, and
    * listens anew when not (after a database restart: offers made before it noticed wait for a poll at most). Set
-   * `false` where `LISTEN` cannot work (a pooler in transaction mode): takers then only poll. Ignored on SQLite (one machine; an offer wakes the takers of its own process, and
-   * other processes poll). Default: true.
+   * `false` where `LISTEN` cannot work (a pooler in transaction mode): takers then only poll. SQLite: takers read `PRAGMA data_version` every
+   * `pollInterval` and look when another connection committed, so their empty looks back off to 2 s; `false`
+   * keeps them leasing every `pollInterval` instead. Default: true.
    */
   readonly notify?: boolean | undefined
 }

@@ -549,11 +549,12 @@ for (const [backend, up] of backends) {
       ))
 
     // `Store.hearing` (core.ts `IdleBackoff`): an idle taker backs off to 2 s only where offers of every process
-    // are heard; SQLite and PostgreSQL with `notify: false` hear none, and keep polling every `pollInterval`.
+    // are heard; PostgreSQL with `notify: false` hears none, and keeps polling every `pollInterval`; SQLite hears
+    // through `PRAGMA data_version` (test/sql/DurableQueue.sqliteWatch.test.ts).
     it.live(
       backend === "pg"
         ? "hearing: false before the first lease, true once its LISTEN is confirmed; absent with notify: false"
-        : "hearing: absent (SQLite has no notifications)",
+        : "hearing: false before the first lease, true from it on (its data_version watch); absent with notify: false",
       () =>
         withQueueTable((table) =>
           Effect.gen(function*() {
@@ -562,12 +563,12 @@ for (const [backend, up] of backends) {
             const deaf = yield* makeStore(settings, { tableName: table, notify: false })
             expect(yield* deaf.lease(1)).toEqual([])
             expect(deaf.hearing).toBeUndefined()
+            expect(yield* store.hearing!).toBe(false)
             if (backend === "sqlite") {
               expect(yield* store.lease(1)).toEqual([])
-              expect(store.hearing).toBeUndefined()
+              expect(yield* store.hearing!).toBe(true)
               return
             }
-            expect(yield* store.hearing!).toBe(false)
             // The first lease starts the LISTEN and waits for its confirmation, 2 s at most: looked for up to 10 s.
             expect(yield* store.lease(1)).toEqual([])
             for (let i = 0; i < 1_000 && !(yield* store.hearing!); i++) yield* Effect.sleep("10 millis")

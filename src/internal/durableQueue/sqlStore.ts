@@ -36,7 +36,8 @@
  * connection is down; see `listen` for how that is noticed).
  * Resuming a paused queue notifies too. A delayed job (or a retry after a backoff) sends nothing when its time
  * comes: idle takers read its due time after each empty lease (`nextDueMillis`, the `timed` index) and lease then.
- * SQLite has no notifications: an offer wakes the takers of its own process; others poll (100 ms by default).
+ * SQLite has no notifications: an offer wakes the takers of its own process; a store that takes reads SQLite's
+ * `data_version` every `pollInterval` (sqliteWatch.ts), which another process's commit changes, and wakes then.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -55,6 +56,7 @@ import * as core from "./core.js"
 import { DurableQueueError } from "./error.js"
 import { type QueueSettings, queueSettings } from "./options.js"
 import { sqlPort } from "./sqlEvents.js"
+import { localWriteCounter, watchDataVersion } from "./sqliteWatch.js"
 import { channelOf, listen, listenerOf } from "./sqlListen.js"
 import { listing } from "./sqlListing.js"
 import { type Dialect, nowSql, pausedTableOf, prepareTable } from "./sqlSchema.js"
@@ -861,8 +863,14 @@ export const makeStore = (
 
     yield* prepareTable(sql, dialect, tableName)
 
-    // Opened by a notification (PostgreSQL) that jobs may be ready.
+    // Opened by a notification (PostgreSQL) or a changed `data_version` (SQLite) that jobs may be ready.
     const notified = yield* Effect.makeLatch(false)
+    // SQLite (unless `notify: false`): the writes of this process's stores on this client, which its `data_version`
+    // does not show.
+    const local = dialect === "sqlite" && options.notify ? localWriteCounter(client) : undefined
+    const wrote = local === undefined ? Effect.void : Effect.sync(() => {
+      local.n++
+    })
     const ctx: Ctx = {
       sql,
       dialect,
@@ -871,23 +879,29 @@ export const makeStore = (
       worker,
       channel,
       notifying: listener !== undefined,
-      requeued: listener !== undefined ? Effect.asVoid(sql`SELECT pg_notify(${channel}, 'o')`) : Effect.void
+      requeued: listener !== undefined ? Effect.asVoid(sql`SELECT pg_notify(${channel}, 'o')`) : wrote
     }
-    const offer = yield* makeOffer(ctx)
+    const offerRows = yield* makeOffer(ctx)
+    const offer: Store["offer"] = local === undefined ? offerRows : (jobs) => Effect.tap(offerRows(jobs), () => wrote)
     const due: DueHint = { at: Infinity }
     const leaseRows = leaseStatement(ctx, leaseMillis, due)
 
     // A store LISTENs from its first lease on (a store that only offers never does: `@effect/sql-pg` shares one
     // LISTEN connection per client, and a stream's end UNLISTENs the channel for every stream of the client); the
     // first lease waits for the LISTEN to be confirmed (2 seconds at most), so an offer made anywhere after it is heard.
-    let listening = listener === undefined
-    // Whether the LISTEN hears (`Store.hearing`), once it was started.
+    // SQLite: a store watches `data_version` from its first lease on too (an idle run of concurrency 16 cost 29 µs
+    // of CPU per ms of wall time leasing every 100 ms; bench/_idle-cpu.ts, bench/RESULTS.md branch sqliteidle).
+    let listening = listener === undefined && local === undefined
+    // Whether the LISTEN (or the `data_version` watch) hears (`Store.hearing`), once it was started.
     let hearing: Effect.Effect<boolean> = Effect.succeed(false)
     const scope = yield* Effect.scope
     const startListening = Effect.suspend(() => {
       if (listening) return Effect.void
       listening = true
-      return Effect.map(Scope.extend(listen(listener!, channel, notified, sql), scope), (heard) => {
+      const heard = local !== undefined
+        ? watchDataVersion(sql, local, notified, settings.pollMillis)
+        : listen(listener!, channel, notified, sql)
+      return Effect.map(Scope.extend(heard, scope), (heard) => {
         hearing = heard
       })
     })
@@ -927,8 +941,8 @@ export const makeStore = (
       ...makeControls(ctx),
       nextDueMillis: makeNextDue(ctx, due),
       jobs: listing(sql, dialect, tableName, name, leaseMillis).jobs,
-      // SQLite and PostgreSQL with `notify: false` do not hear: their idle takers poll every `pollInterval`.
-      ...(listener === undefined ? {} : { hearing: Effect.suspend(() => hearing) })
+      // With `notify: false` a store does not hear: its idle takers poll every `pollInterval`.
+      ...(listener === undefined && local === undefined ? {} : { hearing: Effect.suspend(() => hearing) })
     }
     return store
   })

@@ -176,7 +176,10 @@ export interface Store {
    * `Effect.timeout` there cannot interrupt what it bounds (make the bounded effect `interruptible`; sqlListen.ts).
    */
   readonly lease: (max: number) => Effect.Effect<ReadonlyArray<LeasedJob>, unknown>
-  /** Completes when jobs may have been offered elsewhere (a notification); `Effect.never` for stores without. */
+  /**
+   * Completes when jobs may have been offered elsewhere (a notification; SQLite: `data_version` moved);
+   * `Effect.never` for stores without.
+   */
   readonly ready: Effect.Effect<void>
   /** Extends these leases where this core holds them; returns the ids among them whose cancellation was asked. */
   readonly refresh: (jobs: ReadonlyArray<LeasedJob>) => Effect.Effect<ReadonlyArray<string>, unknown>
@@ -244,9 +247,9 @@ export interface Store {
   /**
    * Whether `ready` now hears the changes of every process that make jobs ready (offers, jobs put back or retried,
    * a resume, requeues; delayed jobs and lapsing leases are read by `nextDueMillis`): memory always; Redis while its
-   * wake subscription holds; PostgreSQL while its LISTEN is confirmed. Where it does, an idle fetcher backs off from
-   * `pollInterval` to 2 s (core.ts `IdleBackoff`); undefined or false (SQLite, PostgreSQL with `notify: false`, a
-   * store of a version before it): it polls every `pollInterval`.
+   * wake subscription holds; PostgreSQL while its LISTEN is confirmed; SQLite while its `data_version` watch reads
+   * (sqliteWatch.ts). Where it does, an idle fetcher backs off from `pollInterval` to 2 s (core.ts `IdleBackoff`);
+   * undefined or false (`notify: false`, a store of a version before it): it polls every `pollInterval`.
    */
   readonly hearing?: Effect.Effect<boolean> | undefined
 }
