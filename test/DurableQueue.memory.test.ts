@@ -526,18 +526,25 @@ describe("DurableQueue.memory", () => {
       }
     }))
 
-  it.scoped("the lease is read through Clock: a job whose runner died comes back when TestClock passes its lease, that attempt counted", () =>
+  /** A memory queue leasing for 10 s (polling every 1 s) holding job "a" (value 4), and its store. */
+  const jobAWithLease10s = (extra: { readonly maxAttempts?: number } = {}) =>
     Effect.gen(function*() {
-      const options = {
+      const settings = yield* queueSettings({
         name: "jobs",
         schema: Schema.Number,
         leaseDuration: "10 seconds",
-        pollInterval: "1 second"
-      } as const
-      const settings = yield* queueSettings(options)
+        pollInterval: "1 second",
+        ...extra
+      })
       const store = new MemoryStore(settings.leaseMillis)
-      const queue = yield* core.make(store, settings, options.schema)
+      const queue = yield* core.make(store, settings, Schema.Number)
       yield* queue.offer(4, { id: "a" })
+      return { queue, store }
+    })
+
+  it.scoped("the lease is read through Clock: a job whose runner died comes back when TestClock passes its lease, that attempt counted", () =>
+    Effect.gen(function*() {
+      const { queue, store } = yield* jobAWithLease10s()
       // A runner leases it and dies: no refresh, no settlement.
       expect((yield* store.lease(1)).map((job) => [job.id, job.attempts])).toEqual([["a", 1]])
       const taker = yield* Effect.fork(queue.take((n, job) => Effect.succeed([n, job.attempt])))
@@ -549,17 +556,7 @@ describe("DurableQueue.memory", () => {
 
   it.scoped("a job whose lease lapses maxAttempts times is a dead letter saying how often it was leased, never 'attempt 3 of 2' (TestClock)", () =>
     Effect.gen(function*() {
-      const options = {
-        name: "jobs",
-        schema: Schema.Number,
-        maxAttempts: 2,
-        leaseDuration: "10 seconds",
-        pollInterval: "1 second"
-      } as const
-      const settings = yield* queueSettings(options)
-      const store = new MemoryStore(settings.leaseMillis)
-      const queue = yield* core.make(store, settings, options.schema)
-      yield* queue.offer(4, { id: "a" })
+      const { queue, store } = yield* jobAWithLease10s({ maxAttempts: 2 })
       // Two runners lease it and die (no refresh, no settlement); TestClock passes each lease.
       for (const attempt of [1, 2]) {
         expect((yield* store.lease(1)).map((job) => [job.id, job.attempts])).toEqual([["a", attempt]])
