@@ -11,6 +11,14 @@ import * as Effect from "effect/Effect"
 /** How long a closing queue writes what is queued, at most. @internal */
 export const CLOSE_FLUSH_MILLIS = 5_000
 
+/**
+ * Runs `wait` for `CLOSE_FLUSH_MILLIS` at most, made interruptible (a finalizer runs uninterruptibly, where the
+ * timeout could not cut it); also the bound of a stopped `run`'s wait for its writes (core.ts `settleOnStop`).
+ * @internal
+ */
+export const withinCloseBound = (wait: Effect.Effect<void>): Effect.Effect<void> =>
+  wait.pipe(Effect.interruptible, Effect.timeout(CLOSE_FLUSH_MILLIS), Effect.ignore)
+
 /** Runs `flush` for `CLOSE_FLUSH_MILLIS` at most (interruptibly), then `letGo` for what is left. @internal */
 export const flushWithin = (flush: Effect.Effect<void>, letGo: Effect.Effect<void>): Effect.Effect<void> =>
-  flush.pipe(Effect.interruptible, Effect.timeout(CLOSE_FLUSH_MILLIS), Effect.ignore, Effect.zipRight(letGo))
+  Effect.zipRight(withinCloseBound(flush), letGo)

@@ -29,7 +29,7 @@ import type * as DurableQueue from "../../DurableQueue.js"
 import type { OptionError } from "../../OptionError.js"
 import { retryDelay } from "./backoff.js"
 import { type BatchPort, BatchWorker, type Gathering } from "./batch.js"
-import { CLOSE_FLUSH_MILLIS, flushWithin } from "./closeFlush.js"
+import { CLOSE_FLUSH_MILLIS, flushWithin, withinCloseBound } from "./closeFlush.js"
 import { type Codec, codec as makeCodec, NOT_NOW, notJson } from "./encoding.js"
 import { DurableQueueError, thrownMessage } from "./error.js"
 import { emitSettled, type Emitter, type EventPort, inProcessPort, makeEmitter } from "./events.js"
@@ -461,10 +461,7 @@ export class Feed {
     const pauses = this.pauses
     return Effect.uninterruptible(
       Effect.flatMap(
-        Effect.either(Effect.suspend(() => {
-          this.landed.unsafeClose()
-          return this.store.lease(want)
-        })),
+        Effect.either(this.store.lease(want)),
         (leased): Effect.Effect<Either.Either<ReadonlyArray<LeasedJob>, unknown>> => {
           if (Either.isLeft(leased)) return Effect.succeed(leased)
           // Leased before this instance paused the queue, arrived after: none starts here once `pause` returned
@@ -1405,15 +1402,20 @@ const runCrew = <A, R>(
  * settlements are still retried meanwhile (or their leases lapse), as before.
  */
 const settleOnStop = <A>(parts: Parts<A>, takers: number): Effect.Effect<void> =>
-  Effect.suspend(() => {
-    // A lease out now puts its jobs back as it lands (`Feed.unwanted`), before `landed` opens.
-    if ((parts.feed.takers -= takers) > 0) return bounded(parts.settler.written())
-    return Effect.zipRight(putBack(parts), bounded(Effect.zipRight(parts.feed.landed.await, parts.settler.written())))
-  })
+  Effect.suspend(() =>
+    (parts.feed.takers -= takers) > 0 ? withinCloseBound(parts.settler.written()) : putBackWritten(parts)
+  )
 
-/** `wait` for `CLOSE_FLUSH_MILLIS` at most, made interruptible: a finalizer runs uninterruptibly. */
-const bounded = (wait: Effect.Effect<void>): Effect.Effect<void> =>
-  Effect.ignore(Effect.timeout(Effect.interruptible(wait), CLOSE_FLUSH_MILLIS))
+/**
+ * The jobs leased ahead go back, and this returns once that is written, with what was settled before (the last
+ * `run`'s end, `pause`): a lease out now puts its jobs back as it lands (`Feed.unwanted`), before `landed` opens.
+ * Bounded by `CLOSE_FLUSH_MILLIS`.
+ */
+const putBackWritten = <A>(parts: Parts<A>): Effect.Effect<void> =>
+  Effect.zipRight(
+    putBack(parts),
+    withinCloseBound(Effect.zipRight(parts.feed.landed.await, parts.settler.written()))
+  )
 
 /**
  * `runBatch` (batch.ts): a `BatchWorker` per taker over the core's parts. The feed leases ahead as for
@@ -1661,10 +1663,7 @@ const makeAdmin = <A>(parts: Parts<A>) => {
     // after a stopped run (`settleOnStop`); a store that does not answer holds it 5 s at most more.
     pause: Effect.zipRight(
       Effect.mapError(store.setPaused(true), failed),
-      Effect.zipRight(
-        Effect.sync(() => feed.pauses++),
-        Effect.zipRight(putBack(parts), bounded(Effect.zipRight(feed.landed.await, parts.settler.written())))
-      )
+      Effect.zipRight(Effect.sync(() => feed.pauses++), putBackWritten(parts))
     ),
     resume: Effect.zipRight(Effect.mapError(store.setPaused(false), failed), feed.offered.open),
     isPaused: Effect.map(counts, (c) => c.paused),
